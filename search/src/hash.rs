@@ -1,0 +1,212 @@
+//! Content hashing: SHA-1 and SHA-256 of a file in one read pass.
+//!
+//! Every shared file needs both digests: SHA-1 because Gnutella's HUGE URNs
+//! use it, SHA-256 because every security decision does. The file is read
+//! once, in large chunks. Past the first chunk the two digests run on two
+//! threads: the reading thread updates SHA-1 and hands each chunk to a
+//! SHA-256 thread, so a large file hashes at about the speed of the slower
+//! digest rather than at the speed of both added up. Small files, the common
+//! case, stay on the calling thread.
+//!
+//! The `sha1` and `sha2` crates pick the CPU's SHA extensions at run time.
+
+use std::fs::File;
+use std::io::{self, Read};
+use std::path::Path;
+use std::sync::mpsc;
+use std::thread;
+
+use sha1::{Digest, Sha1};
+use sha2::Sha256;
+
+use crate::Urn;
+
+/// Bytes read at a time: large enough that system calls and channel hand-offs
+/// cost nothing next to hashing.
+const CHUNK: usize = 1 << 20;
+/// Chunks allocated per pipelined hash, which bounds its memory: one being
+/// read, one being hashed by SHA-256, and two queued between them.
+const CHUNKS_IN_FLIGHT: usize = 4;
+
+/// Both digests of some content.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Digests {
+    /// SHA-1, for Gnutella's `urn:sha1:`.
+    pub sha1: [u8; 20],
+    /// SHA-256, for `urn:sha256:` and signatures.
+    pub sha256: [u8; 32],
+}
+
+impl Digests {
+    /// The content's `urn:sha1:`.
+    pub fn sha1_urn(&self) -> Urn {
+        Urn::Sha1(self.sha1)
+    }
+
+    /// The content's `urn:sha256:`.
+    pub fn sha256_urn(&self) -> Urn {
+        Urn::Sha256(self.sha256)
+    }
+}
+
+/// Hashes a file with SHA-1 and SHA-256 in one read pass.
+pub fn hash_file(path: &Path) -> io::Result<Digests> {
+    Ok(hash_reader(File::open(path)?)?.0)
+}
+
+/// Hashes everything `reader` gives with SHA-1 and SHA-256 in one pass, and
+/// says how many bytes that was.
+pub fn hash_reader(mut reader: impl Read) -> io::Result<(Digests, u64)> {
+    let mut first = vec![0; CHUNK];
+    let len = read_full(&mut reader, &mut first)?;
+    if len < CHUNK {
+        let digests =
+            Digests { sha1: Sha1::digest(&first[..len]).into(), sha256: Sha256::digest(&first[..len]).into() };
+        return Ok((digests, len as u64));
+    }
+    hash_pipelined(reader, first)
+}
+
+/// Hashes `first` (a full chunk) and the rest of `reader`, SHA-256 on a
+/// second thread.
+fn hash_pipelined(mut reader: impl Read, first: Vec<u8>) -> io::Result<(Digests, u64)> {
+    let (to_sha256, chunks) = mpsc::sync_channel::<(Vec<u8>, usize)>(CHUNKS_IN_FLIGHT - 2);
+    let (give_back, spares) = mpsc::channel::<Vec<u8>>();
+    thread::scope(|scope| {
+        let sha256_thread = thread::Builder::new().name("sha256".into()).spawn_scoped(scope, move || {
+            let mut sha256 = Sha256::new();
+            for (chunk, len) in chunks {
+                sha256.update(&chunk[..len]);
+                // The reader may have stopped on an error; the chunk is then just freed.
+                let _ = give_back.send(chunk);
+            }
+            sha256.finalize()
+        })?;
+
+        let mut sha1 = Sha1::new();
+        let mut total = 0u64;
+        let mut allocated = 1;
+        let mut chunk = first;
+        let mut len = CHUNK;
+        let read = loop {
+            sha1.update(&chunk[..len]);
+            total += len as u64;
+            let last = len < CHUNK;
+            if to_sha256.send((chunk, len)).is_err() || last {
+                break Ok(());
+            }
+            chunk = match spares.try_recv() {
+                Ok(spare) => spare,
+                Err(_) if allocated < CHUNKS_IN_FLIGHT => {
+                    allocated += 1;
+                    vec![0; CHUNK]
+                }
+                Err(_) => spares.recv().unwrap_or_else(|_| vec![0; CHUNK]),
+            };
+            match read_full(&mut reader, &mut chunk) {
+                Ok(n) => len = n,
+                Err(e) => break Err(e),
+            }
+        };
+        drop(to_sha256);
+        let sha256 = sha256_thread.join().map_err(|_| io::Error::other("the SHA-256 thread panicked"))?;
+        read?;
+        let digests = Digests { sha1: sha1.finalize().into(), sha256: sha256.into() };
+        Ok((digests, total))
+    })
+}
+
+/// Reads until `buf` is full or the input ends; returns how much was read.
+fn read_full(reader: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match reader.read(&mut buf[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(filled)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hex(bytes: &[u8]) -> String {
+        bytes.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    /// Hands out its bytes a few at a time, as pipes and sockets do.
+    struct Trickle<'a>(&'a [u8]);
+
+    impl Read for Trickle<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            let n = buf.len().min(self.0.len()).min(4093);
+            buf[..n].copy_from_slice(&self.0[..n]);
+            self.0 = &self.0[n..];
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn abc_matches_the_fips_test_vectors() {
+        let (digests, len) = hash_reader(&b"abc"[..]).unwrap();
+        assert_eq!(len, 3);
+        assert_eq!(hex(&digests.sha1), "a9993e364706816aba3e25717850c26c9cd0d89d");
+        assert_eq!(hex(&digests.sha256), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+    }
+
+    #[test]
+    fn empty_input_matches_the_known_digests() {
+        let (digests, len) = hash_reader(io::empty()).unwrap();
+        assert_eq!(len, 0);
+        assert_eq!(digests.sha1_urn().to_string(), "urn:sha1:3I42H3S6NNFQ2MSVX7XZKYAYSCX5QBYJ");
+        assert_eq!(hex(&digests.sha256), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+    }
+
+    #[test]
+    fn million_a_matches_the_fips_test_vectors() {
+        let data = vec![b'a'; 1_000_000];
+        let (digests, _) = hash_reader(&data[..]).unwrap();
+        assert_eq!(hex(&digests.sha1), "34aa973cd4c4daa4f61eeb2bdbad27316534016f");
+        assert_eq!(hex(&digests.sha256), "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0");
+    }
+
+    #[test]
+    fn pipelined_hash_equals_plain_digests_for_every_boundary() {
+        for len in [CHUNK, CHUNK + 1, 2 * CHUNK, 3 * CHUNK + 12345, 7 * CHUNK - 1] {
+            let data: Vec<u8> = (0..len).map(|i| (i * 31 % 251) as u8).collect();
+            let (digests, total) = hash_reader(Trickle(&data)).unwrap();
+            assert_eq!(total, len as u64);
+            assert_eq!(digests.sha1, <[u8; 20]>::from(Sha1::digest(&data)), "{len}");
+            assert_eq!(digests.sha256, <[u8; 32]>::from(Sha256::digest(&data)), "{len}");
+        }
+    }
+
+    #[test]
+    fn read_error_past_the_first_chunk_is_returned() {
+        let failing = io::repeat(7).take(2 * CHUNK as u64).chain(FailingReader);
+        let err = hash_reader(failing).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::BrokenPipe);
+    }
+
+    struct FailingReader;
+
+    impl Read for FailingReader {
+        fn read(&mut self, _: &mut [u8]) -> io::Result<usize> {
+            Err(io::ErrorKind::BrokenPipe.into())
+        }
+    }
+
+    #[test]
+    fn hash_file_reads_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("abc.txt");
+        std::fs::write(&path, "abc").unwrap();
+        assert_eq!(hash_file(&path).unwrap(), hash_reader(&b"abc"[..]).unwrap().0);
+        let missing = hash_file(&dir.path().join("missing")).unwrap_err();
+        assert_eq!(missing.kind(), io::ErrorKind::NotFound);
+    }
+}

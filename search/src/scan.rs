@@ -1,0 +1,189 @@
+//! Walking the shared folders: which files are shared, with their size and
+//! modification time. Nothing is read or hashed here.
+//!
+//! Rules: folders are walked recursively but symbolic links to folders are
+//! not followed (no loops, no escaping the shared tree); symbolic links to
+//! files are shared. Names starting with `.` are hidden and skipped, as are
+//! partial downloads (`.part`) and signatures (`.minisig`), which travel
+//! with the file they sign rather than as files of their own. Only regular
+//! files are shared: opening a FIFO would block the scan.
+
+use std::collections::BTreeMap;
+use std::fs::{self, Metadata};
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use crate::MAX_SHARED_FILES;
+
+/// A file to share, as the folder walk saw it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Found {
+    pub(crate) size: u64,
+    pub(crate) mtime_ns: i64,
+}
+
+/// Every shareable file under `folders` by path (deduplicated when folders
+/// overlap), and the problems met on the way as `path: what went wrong`.
+pub(crate) fn walk(folders: &[PathBuf]) -> (BTreeMap<PathBuf, Found>, Vec<String>) {
+    let mut found = BTreeMap::new();
+    let mut errors = Vec::new();
+    let mut pending: Vec<PathBuf> = Vec::new();
+    for folder in folders {
+        // The shared folder itself may be hidden or reached through a link:
+        // the user named it.
+        match fs::canonicalize(folder) {
+            Ok(folder) if folder.to_str().is_some() => pending.push(folder),
+            Ok(_) => errors.push(format!("{}: path is not UTF-8, not shared", folder.display())),
+            Err(e) => errors.push(format!("{}: {e}", folder.display())),
+        }
+    }
+    while let Some(folder) = pending.pop() {
+        let entries = match fs::read_dir(&folder) {
+            Ok(entries) => entries,
+            Err(e) => {
+                errors.push(format!("{}: {e}", folder.display()));
+                continue;
+            }
+        };
+        for entry in entries {
+            let entry = match entry {
+                Ok(entry) => entry,
+                Err(e) => {
+                    errors.push(format!("{}: {e}", folder.display()));
+                    continue;
+                }
+            };
+            let path = entry.path();
+            let name = entry.file_name();
+            let Some(name) = name.to_str() else {
+                errors.push(format!("{}: name is not UTF-8, not shared", path.display()));
+                continue;
+            };
+            if name.starts_with('.') {
+                continue;
+            }
+            let file_type = match entry.file_type() {
+                Ok(file_type) => file_type,
+                Err(e) => {
+                    errors.push(format!("{}: {e}", path.display()));
+                    continue;
+                }
+            };
+            if file_type.is_dir() {
+                pending.push(path);
+                continue;
+            }
+            if !is_shared_file_name(name) {
+                continue;
+            }
+            // Follows a link to a file; a link to a folder is left alone.
+            let metadata = if file_type.is_symlink() { fs::metadata(&path) } else { entry.metadata() };
+            match metadata.and_then(|metadata| found_file(&metadata)) {
+                Ok(Some(file)) if found.len() < MAX_SHARED_FILES => {
+                    found.insert(path, file);
+                }
+                Ok(Some(_)) => {
+                    errors.push(format!("{}: more than {MAX_SHARED_FILES} files, not shared", path.display()));
+                    return (found, errors);
+                }
+                Ok(None) => {}
+                Err(e) => errors.push(format!("{}: {e}", path.display())),
+            }
+        }
+    }
+    (found, errors)
+}
+
+fn is_shared_file_name(name: &str) -> bool {
+    !name.ends_with(".part") && !name.ends_with(".minisig")
+}
+
+/// The file's size and modification time, if it is a regular file.
+fn found_file(metadata: &Metadata) -> std::io::Result<Option<Found>> {
+    if !metadata.is_file() {
+        return Ok(None);
+    }
+    Ok(Some(Found { size: metadata.len(), mtime_ns: nanos_since_epoch(metadata.modified()?) }))
+}
+
+fn nanos_since_epoch(time: SystemTime) -> i64 {
+    let clamp = |nanos: u128| i64::try_from(nanos).unwrap_or(i64::MAX);
+    match time.duration_since(UNIX_EPOCH) {
+        Ok(after) => clamp(after.as_nanos()),
+        Err(before) => -clamp(before.duration().as_nanos()),
+    }
+}
+
+/// The name a shared file is known by: its last path component.
+pub(crate) fn file_name(path: &Path) -> Option<&str> {
+    path.file_name().and_then(|name| name.to_str())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(found: &BTreeMap<PathBuf, Found>, root: &Path) -> Vec<String> {
+        found.keys().map(|path| path.strip_prefix(root).unwrap().display().to_string()).collect()
+    }
+
+    #[test]
+    fn walk_skips_hidden_partial_and_signature_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = fs::canonicalize(dir.path()).unwrap();
+        fs::create_dir_all(root.join("sub/deeper")).unwrap();
+        fs::create_dir_all(root.join(".hidden")).unwrap();
+        for name in [
+            "a.txt",
+            ".secret",
+            "movie.avi.part",
+            "release.tar",
+            "release.tar.minisig",
+            "sub/b.txt",
+            "sub/deeper/c.txt",
+            ".hidden/d.txt",
+        ] {
+            fs::write(root.join(name), name).unwrap();
+        }
+        let (found, errors) = walk(std::slice::from_ref(&root));
+        assert!(errors.is_empty(), "{errors:?}");
+        assert_eq!(names(&found, &root), ["a.txt", "release.tar", "sub/b.txt", "sub/deeper/c.txt"]);
+        assert_eq!(found[&root.join("a.txt")].size, 5);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn walk_shares_linked_files_but_does_not_follow_linked_folders() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = fs::canonicalize(dir.path()).unwrap();
+        fs::create_dir(root.join("sub")).unwrap();
+        fs::write(root.join("sub/file.txt"), "x").unwrap();
+        std::os::unix::fs::symlink(&root, root.join("sub/loop")).unwrap();
+        std::os::unix::fs::symlink(root.join("sub/file.txt"), root.join("link.txt")).unwrap();
+        std::os::unix::fs::symlink(root.join("gone"), root.join("dangling.txt")).unwrap();
+        let (found, errors) = walk(std::slice::from_ref(&root));
+        assert_eq!(names(&found, &root), ["link.txt", "sub/file.txt"]);
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(errors[0].starts_with(&root.join("dangling.txt").display().to_string()));
+    }
+
+    #[test]
+    fn overlapping_and_missing_folders_are_handled() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = fs::canonicalize(dir.path()).unwrap();
+        fs::create_dir(root.join("sub")).unwrap();
+        fs::write(root.join("sub/file.txt"), "x").unwrap();
+        let missing = root.join("missing");
+        let (found, errors) = walk(&[root.clone(), root.join("sub"), missing.clone()]);
+        assert_eq!(names(&found, &root), ["sub/file.txt"]);
+        assert_eq!(errors.len(), 1);
+        assert!(errors[0].starts_with(&format!("{}: ", missing.display())));
+    }
+
+    #[test]
+    fn times_before_the_epoch_are_negative() {
+        let before = UNIX_EPOCH - std::time::Duration::from_secs(2);
+        assert_eq!(nanos_since_epoch(before), -2_000_000_000);
+        assert_eq!(nanos_since_epoch(UNIX_EPOCH), 0);
+    }
+}

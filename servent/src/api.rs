@@ -1,0 +1,110 @@
+//! The local JSON API on tide, under `/api/`: what the CLI and the web page
+//! use to drive a running servent.
+//!
+//! It answers on loopback by default and refuses requests whose `Host` is
+//! not its own address or `localhost` (a DNS-rebinding page cannot reach
+//! it), and state changes are JSON `POST`s only.
+//!
+//! | route | answer |
+//! |---|---|
+//! | `GET /api/status` | [`Status`](crate::node::Status) |
+//! | `GET /api/peers` | a list of [`PeerSnapshot`](crate::node::PeerSnapshot) |
+//! | `GET /api/library` | a list of shared files |
+//! | `POST /api/searches` `{"query": "SEBLINUX", "ttl": 7}` | `{"id": "…"}` |
+//! | `GET /api/searches/:id` | [`SearchSnapshot`](crate::node::SearchSnapshot) |
+
+use std::net::SocketAddr;
+
+use async_std::net::TcpListener;
+use serde::Deserialize;
+use tide::{Body, Request, Response, StatusCode};
+
+use crate::node::{NodeError, NodeHandle};
+use crate::wire::Guid;
+
+/// A request to start a search.
+#[derive(Debug, Deserialize)]
+pub struct SearchRequest {
+    /// Keywords, or a `urn:sha1:`/`urn:sha256:`.
+    pub query: String,
+    /// How far the Query travels (defaults to the maximum).
+    pub ttl: Option<u8>,
+}
+
+#[derive(Clone)]
+struct State {
+    node: NodeHandle,
+    /// The `Host` values this API answers to.
+    hosts: Vec<String>,
+}
+
+/// Serves the API on `listener` until the servent stops.
+pub async fn serve(node: NodeHandle, listener: TcpListener) -> std::io::Result<()> {
+    let addr = listener.local_addr()?;
+    let mut app = tide::with_state(State { node, hosts: allowed_hosts(addr) });
+    // Errors leave as `{"error": "…"}`, so clients can show one clear line.
+    app.with(tide::utils::After(|mut res: Response| async move {
+        if let Some(message) = res.error().map(|e| e.to_string()) {
+            res.set_body(Body::from_json(&serde_json::json!({ "error": message }))?);
+        }
+        Ok(res)
+    }));
+    app.at("/api/status").get(|req: Request<State>| async move {
+        guard(&req)?;
+        json(&req.state().node.status().await.map_err(unavailable)?)
+    });
+    app.at("/api/peers").get(|req: Request<State>| async move {
+        guard(&req)?;
+        json(&req.state().node.peers().await.map_err(unavailable)?)
+    });
+    app.at("/api/library").get(|req: Request<State>| async move {
+        guard(&req)?;
+        json(&req.state().node.library().files())
+    });
+    app.at("/api/searches").post(|mut req: Request<State>| async move {
+        guard(&req)?;
+        let request: SearchRequest = req.body_json().await.map_err(|e| bad_request(format!("expected {{\"query\": …}}: {e}")))?;
+        let ttl = request.ttl.unwrap_or(crate::routing::DEFAULT_MAX_TTL);
+        match req.state().node.search(&request.query, ttl).await {
+            Ok(id) => json(&serde_json::json!({ "id": id.to_string() })),
+            Err(NodeError::BadSearch(why)) => Err(bad_request(why)),
+            Err(e) => Err(unavailable(e)),
+        }
+    });
+    app.at("/api/searches/:id").get(|req: Request<State>| async move {
+        guard(&req)?;
+        let id: Guid = req.param("id")?.parse().map_err(|_| bad_request("not a search id".into()))?;
+        match req.state().node.search_results(id).await.map_err(unavailable)? {
+            Some(snapshot) => json(&snapshot),
+            None => Err(tide::Error::from_str(StatusCode::NotFound, "no such search")),
+        }
+    });
+    app.listen(listener).await
+}
+
+/// The `Host` header values that name this API: its address, and
+/// `localhost` with its port.
+fn allowed_hosts(addr: SocketAddr) -> Vec<String> {
+    vec![addr.to_string(), format!("localhost:{}", addr.port())]
+}
+
+/// Refuses requests addressed to another host name (DNS rebinding).
+fn guard(req: &Request<State>) -> tide::Result<()> {
+    let host = req.header("Host").map(|h| h.as_str().to_ascii_lowercase());
+    match host {
+        Some(host) if req.state().hosts.contains(&host) => Ok(()),
+        _ => Err(tide::Error::from_str(StatusCode::Forbidden, "request for another host refused")),
+    }
+}
+
+fn json<T: serde::Serialize>(value: &T) -> tide::Result {
+    Ok(Response::builder(StatusCode::Ok).body(Body::from_json(value)?).build())
+}
+
+fn bad_request(why: String) -> tide::Error {
+    tide::Error::from_str(StatusCode::BadRequest, why)
+}
+
+fn unavailable(e: NodeError) -> tide::Error {
+    tide::Error::from_str(StatusCode::ServiceUnavailable, e.to_string())
+}

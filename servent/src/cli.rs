@@ -1,0 +1,295 @@
+//! The `servent` command line: `run` starts a servent; every other command
+//! is a thin client of a running servent's local JSON API.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde_json::Value;
+use structopt::StructOpt;
+
+use crate::config::{self, Config};
+
+/// A Gnutella 0.6 servent: share folders, search the network, download.
+#[derive(Debug, StructOpt)]
+#[structopt(name = "servent")]
+pub enum Command {
+    /// Joins the network, shares folders, and serves the local API.
+    Run(RunArgs),
+    /// Searches the network by keywords or by `urn:sha1:`/`urn:sha256:`.
+    Search {
+        // structopt refuses doc comments on flattened fields.
+        #[allow(missing_docs)]
+        #[structopt(flatten)]
+        api: ApiArgs,
+        /// Seconds to gather results before printing them.
+        #[structopt(long, default_value = "3")]
+        wait: f64,
+        /// How far the query travels (1 to 7).
+        #[structopt(long, default_value = "7")]
+        ttl: u8,
+        /// One JSON object per line.
+        #[structopt(long)]
+        json: bool,
+        /// Words that every result must have, or one URN.
+        #[structopt(required = true)]
+        keywords: Vec<String>,
+    },
+    /// Lists the connected peers.
+    Peers(ListArgs),
+    /// Lists the shared files.
+    Library(ListArgs),
+    /// Shows the servent's address, peers and counters.
+    Status(ListArgs),
+}
+
+/// Where the running servent's API is.
+#[derive(Debug, StructOpt)]
+pub struct ApiArgs {
+    /// The API address of the running servent.
+    #[structopt(long, default_value = "127.0.0.1:6347")]
+    pub api: SocketAddr,
+}
+
+/// Arguments of the listing commands.
+#[derive(Debug, StructOpt)]
+pub struct ListArgs {
+    #[structopt(flatten)]
+    api: ApiArgs,
+    /// One JSON object per line.
+    #[structopt(long)]
+    json: bool,
+}
+
+/// Arguments of `servent run`.
+#[derive(Debug, StructOpt)]
+pub struct RunArgs {
+    /// Where the index, host cache and downloads live [default: ~/.local/share/servent].
+    #[structopt(long, parse(from_os_str))]
+    pub data_dir: Option<PathBuf>,
+    /// The Gnutella (and HTTP) address to listen on.
+    #[structopt(long, default_value = "0.0.0.0:6346")]
+    pub listen: SocketAddr,
+    /// The local API and page address (loopback only).
+    #[structopt(long, default_value = "127.0.0.1:6347")]
+    pub api: SocketAddr,
+    /// A folder to share (repeatable).
+    #[structopt(long, parse(from_os_str))]
+    pub share: Vec<PathBuf>,
+    /// A servent to connect to, IP:PORT (repeatable).
+    #[structopt(long)]
+    pub peer: Vec<SocketAddr>,
+    /// Connections to keep.
+    #[structopt(long, default_value = "16")]
+    pub max_peers: usize,
+    /// A GWebCache URL to ask for hosts when none is known (repeatable).
+    #[structopt(long)]
+    pub gwebcache: Vec<String>,
+    /// The highest TTL + hops routed.
+    #[structopt(long, default_value = "7")]
+    pub max_ttl: u8,
+    /// Never compress Gnutella links.
+    #[structopt(long)]
+    pub no_deflate: bool,
+    /// Connect only to the peers given with --peer, not to hosts learned from the network.
+    #[structopt(long)]
+    pub no_discovery: bool,
+}
+
+impl RunArgs {
+    /// The servent configuration these arguments describe.
+    pub fn config(&self) -> Result<Config, String> {
+        if self.share.iter().any(|s| !s.is_dir()) {
+            let missing: Vec<String> = self.share.iter().filter(|s| !s.is_dir()).map(|s| s.display().to_string()).collect();
+            return Err(format!("not a folder: {}", missing.join(", ")));
+        }
+        if !(1..=15).contains(&self.max_ttl) {
+            return Err(format!("--max-ttl {} is out of range 1..=15", self.max_ttl));
+        }
+        if !self.api.ip().is_loopback() {
+            return Err(format!("--api {} is not a loopback address; the API answers on loopback only", self.api));
+        }
+        Ok(Config {
+            data_dir: Some(self.data_dir.clone().unwrap_or_else(config::default_data_dir)),
+            listen: self.listen,
+            shares: self.share.clone(),
+            peers: self.peer.clone(),
+            max_peers: self.max_peers,
+            discover: !self.no_discovery,
+            gwebcaches: self.gwebcache.clone(),
+            max_ttl: self.max_ttl,
+            deflate: !self.no_deflate,
+            ..Config::default()
+        })
+    }
+}
+
+/// A client of the local API.
+struct Client {
+    base: String,
+}
+
+impl Client {
+    fn new(api: &ApiArgs) -> Client {
+        Client { base: format!("http://{}", api.api) }
+    }
+
+    async fn get(&self, path: &str) -> Result<Value, String> {
+        self.send(surf::get(format!("{}{path}", self.base))).await
+    }
+
+    async fn post(&self, path: &str, body: &Value) -> Result<Value, String> {
+        let request = surf::post(format!("{}{path}", self.base)).body_json(body).map_err(|e| e.to_string())?;
+        self.send(request).await
+    }
+
+    async fn send(&self, request: surf::RequestBuilder) -> Result<Value, String> {
+        let mut response = request
+            .await
+            .map_err(|e| format!("no servent answers at {} ({e}); is `servent run` running?", self.base))?;
+        let body: Value = response
+            .body_json()
+            .await
+            .map_err(|e| format!("unreadable answer from {}: {e}", self.base))?;
+        if !response.status().is_success() {
+            let why = body["error"].as_str().unwrap_or("no reason given");
+            return Err(format!("the servent refused: {why}"));
+        }
+        Ok(body)
+    }
+}
+
+/// Runs a client command (everything but `run`); prints its output.
+pub async fn run_client(command: Command) -> Result<(), String> {
+    match command {
+        Command::Run(_) => Err("`run` is not a client command".into()),
+        Command::Search { api, wait, ttl, json, keywords } => search(&Client::new(&api), &keywords.join(" "), ttl, wait, json).await,
+        Command::Peers(args) => {
+            let peers = Client::new(&args.api).get("/api/peers").await?;
+            print_list(&peers, args.json, &["addr", "direction", "user_agent", "connected_secs", "messages_out", "queue_dropped"], |p| {
+                vec![
+                    text(&p["addr"]),
+                    text(&p["direction"]),
+                    text(&p["user_agent"]),
+                    format!("{}s", p["connected_secs"]),
+                    format!("{}/{}", p["counters"]["received"], p["messages_out"]),
+                    format!("{}", dropped(&p["counters"]) + p["queue_dropped"].as_u64().unwrap_or(0)),
+                ]
+            });
+            Ok(())
+        }
+        Command::Library(args) => {
+            let files = Client::new(&args.api).get("/api/library").await?;
+            print_list(&files, args.json, &["name", "size", "sha1"], |f| {
+                vec![text(&f["name"]), human_size(f["size"].as_u64().unwrap_or(0)), text(&f["sha1"])]
+            });
+            Ok(())
+        }
+        Command::Status(args) => {
+            let status = Client::new(&args.api).get("/api/status").await?;
+            if args.json {
+                println!("{status}");
+            } else {
+                println!("listening   {}", text(&status["listen"]));
+                println!("advertised  {}", text(&status["advertised"]));
+                println!("peers       {}", status["peers"]);
+                println!("host cache  {}", status["host_cache"]);
+                println!("sharing     {} files, {}", status["files"], human_size(status["bytes"].as_u64().unwrap_or(0)));
+                println!("dropped     {}", dropped(&status["totals"]));
+            }
+            Ok(())
+        }
+    }
+}
+
+async fn search(client: &Client, text_query: &str, ttl: u8, wait: f64, json: bool) -> Result<(), String> {
+    let started = client.post("/api/searches", &serde_json::json!({ "query": text_query, "ttl": ttl })).await?;
+    let id = started["id"].as_str().ok_or("the servent gave no search id")?.to_string();
+    async_std::task::sleep(Duration::from_secs_f64(wait.clamp(0.0, 3600.0))).await;
+    let snapshot = client.get(&format!("/api/searches/{id}")).await?;
+    let results = &snapshot["results"];
+    if results.as_array().is_none_or(Vec::is_empty) {
+        eprintln!("no results for {text_query:?}");
+        return Ok(());
+    }
+    print_list(results, json, &["name", "size", "sources", "verdict"], |r| {
+        vec![
+            text(&r["name"]),
+            human_size(r["size"].as_u64().unwrap_or(0)),
+            r["sources"].as_array().map_or(0, Vec::len).to_string(),
+            text(&r["verdict"]),
+        ]
+    });
+    Ok(())
+}
+
+/// Prints a JSON list one object per line, or as an aligned table.
+fn print_list(list: &Value, json: bool, columns: &[&str], row: impl Fn(&Value) -> Vec<String>) {
+    let items = list.as_array().map(Vec::as_slice).unwrap_or_default();
+    if json {
+        for item in items {
+            println!("{item}");
+        }
+        return;
+    }
+    let mut rows = vec![columns.iter().map(|c| c.to_uppercase()).collect::<Vec<_>>()];
+    rows.extend(items.iter().map(row));
+    let widths: Vec<usize> =
+        (0..columns.len()).map(|i| rows.iter().map(|r| r.get(i).map_or(0, |c| c.chars().count())).max().unwrap_or(0)).collect();
+    for row in rows {
+        let cells: Vec<String> = row.iter().zip(&widths).map(|(cell, w)| format!("{cell:<w$}")).collect();
+        println!("{}", cells.join("  ").trim_end());
+    }
+}
+
+fn text(value: &Value) -> String {
+    match value {
+        Value::String(s) => s.clone(),
+        Value::Null => "-".into(),
+        other => other.to_string(),
+    }
+}
+
+fn dropped(counters: &Value) -> u64 {
+    counters["dropped"].as_object().map_or(0, |d| d.values().filter_map(Value::as_u64).sum())
+}
+
+/// Sizes for people: 1.5 MiB.
+pub fn human_size(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut size = bytes as f64;
+    let mut unit = 0;
+    while size >= 1024.0 && unit < UNITS.len() - 1 {
+        size /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{size:.1} {}", UNITS[unit])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_read_like_people_write_them() {
+        assert_eq!(human_size(512), "512 B");
+        assert_eq!(human_size(1536), "1.5 KiB");
+        assert_eq!(human_size(24 * 1024 * 1024), "24.0 MiB");
+    }
+
+    #[test]
+    fn api_off_loopback_is_refused() {
+        let args = RunArgs::from_iter(["run", "--api", "0.0.0.0:6347"]);
+        assert!(args.config().unwrap_err().contains("loopback"));
+    }
+
+    #[test]
+    fn missing_share_folder_is_a_clear_error() {
+        let args = RunArgs::from_iter(["run", "--share", "/no/such/folder"]);
+        assert_eq!(args.config().unwrap_err(), "not a folder: /no/such/folder");
+    }
+}

@@ -1,0 +1,103 @@
+//! Settings of a running servent, their defaults, and the small file
+//! helpers every part that keeps state on disk shares.
+
+use std::io::{self, Write};
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// The Gnutella port, by tradition.
+pub const DEFAULT_PORT: u16 = 6346;
+/// Where the local API and page answer by default.
+pub const DEFAULT_API: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::LOCALHOST, 6347);
+/// Connections kept by default.
+pub const DEFAULT_MAX_PEERS: usize = 16;
+/// How often shared folders are rescanned, so changes show within 10 s.
+pub const RESCAN_INTERVAL: Duration = Duration::from_secs(5);
+/// What we call ourselves in handshakes.
+pub const USER_AGENT: &str = concat!("Seblinux/", env!("CARGO_PKG_VERSION"));
+
+/// Everything a servent needs to run.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Where the index, host cache and partial downloads live; `None` keeps
+    /// everything in memory (tests and test networks).
+    pub data_dir: Option<PathBuf>,
+    /// The address the Gnutella (and HTTP) port listens on.
+    pub listen: SocketAddr,
+    /// Folders whose files are shared.
+    pub shares: Vec<PathBuf>,
+    /// Servents to connect to at start, and to keep trying.
+    pub peers: Vec<SocketAddr>,
+    /// Connections the servent keeps and accepts at most.
+    pub max_peers: usize,
+    /// Whether the servent dials addresses it learns from the network (on by
+    /// default; a test network turns it off to keep its topology).
+    pub discover: bool,
+    /// GWebCache URLs asked for hosts when the host cache runs dry.
+    pub gwebcaches: Vec<String>,
+    /// The highest TTL + hops routed.
+    pub max_ttl: u8,
+    /// How often shared folders are rescanned.
+    pub rescan_interval: Duration,
+    /// Whether Gnutella links may be deflate-compressed.
+    pub deflate: bool,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            data_dir: Some(default_data_dir()),
+            listen: SocketAddr::from((Ipv4Addr::UNSPECIFIED, DEFAULT_PORT)),
+            shares: Vec::new(),
+            peers: Vec::new(),
+            max_peers: DEFAULT_MAX_PEERS,
+            discover: true,
+            gwebcaches: Vec::new(),
+            max_ttl: crate::routing::DEFAULT_MAX_TTL,
+            rescan_interval: RESCAN_INTERVAL,
+            deflate: true,
+        }
+    }
+}
+
+/// `$XDG_DATA_HOME/servent`, else `~/.local/share/servent`, else `./servent-data`.
+pub fn default_data_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("XDG_DATA_HOME").filter(|d| !d.is_empty()) {
+        return PathBuf::from(dir).join("servent");
+    }
+    match std::env::var_os("HOME").filter(|d| !d.is_empty()) {
+        Some(home) => PathBuf::from(home).join(".local/share/servent"),
+        None => PathBuf::from("servent-data"),
+    }
+}
+
+/// Replaces `path` with `contents` so that a crash leaves either the old or
+/// the new file, never a mix: write a temporary file beside it, sync, rename.
+pub fn write_atomically(path: &Path, contents: &[u8]) -> io::Result<()> {
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let name = path.file_name().ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no file name"))?;
+    let temp = dir.join(format!(".{}.tmp", name.to_string_lossy()));
+    let mut file = std::fs::File::create(&temp)?;
+    file.write_all(contents)?;
+    file.sync_all()?;
+    drop(file);
+    std::fs::rename(&temp, path)?;
+    // The rename itself is durable only once the directory is synced.
+    std::fs::File::open(dir)?.sync_all()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn atomic_write_replaces_the_file_and_leaves_no_temporary() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state");
+        write_atomically(&path, b"one").unwrap();
+        write_atomically(&path, b"two").unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"two");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+}

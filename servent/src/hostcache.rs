@@ -1,0 +1,267 @@
+//! The host cache: addresses of servents to connect to, learned from
+//! `--peer`, Pongs, `X-Try-Ultrapeers` headers and GWebCaches, and kept on
+//! disk between runs.
+//!
+//! It is bounded, remembers when each address last worked or failed, and
+//! picks candidates that are neither connected nor backing off after a
+//! failure. No I/O here but reading and writing its own file.
+
+use std::collections::HashMap;
+use std::io;
+use std::net::{SocketAddr, SocketAddrV4};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+/// Addresses the cache holds at most.
+pub const HOST_CACHE_CAPACITY: usize = 4096;
+/// The wait after a first failed attempt; it doubles with each failure.
+pub const RETRY_BASE: Duration = Duration::from_secs(10);
+/// The longest wait between attempts to the same address.
+pub const RETRY_MAX: Duration = Duration::from_secs(30 * 60);
+/// Consecutive failures after which an address learned from others is forgotten.
+pub const MAX_FAILURES: u32 = 8;
+
+/// Where an address came from: the user's own are never forgotten.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Origin {
+    /// Given with `--peer`.
+    User,
+    /// Heard from the network (Pongs, X-Try-Ultrapeers, GWebCaches, the saved cache).
+    Network,
+}
+
+#[derive(Clone, Debug)]
+struct Entry {
+    origin: Origin,
+    failures: u32,
+    retry_at: Option<Instant>,
+    learned: u64,
+}
+
+/// A bounded set of servent addresses with their connection history.
+#[derive(Debug, Default)]
+pub struct HostCache {
+    hosts: HashMap<SocketAddrV4, Entry>,
+    clock: u64,
+}
+
+impl HostCache {
+    /// An empty cache.
+    pub fn new() -> HostCache {
+        HostCache::default()
+    }
+
+    /// Adds an address (or refreshes it). Full caches forget the oldest
+    /// address learned from the network.
+    pub fn add(&mut self, addr: SocketAddrV4, origin: Origin) {
+        if addr.port() == 0 || addr.ip().is_unspecified() || addr.ip().is_broadcast() || addr.ip().is_multicast() {
+            return;
+        }
+        self.clock += 1;
+        let clock = self.clock;
+        if let Some(entry) = self.hosts.get_mut(&addr) {
+            entry.learned = clock;
+            if origin == Origin::User {
+                entry.origin = Origin::User;
+            }
+            return;
+        }
+        if self.hosts.len() >= HOST_CACHE_CAPACITY {
+            let oldest = self
+                .hosts
+                .iter()
+                .filter(|(_, e)| e.origin == Origin::Network)
+                .min_by_key(|(_, e)| e.learned)
+                .map(|(a, _)| *a);
+            match oldest {
+                Some(oldest) => self.hosts.remove(&oldest),
+                None => return,
+            };
+        }
+        self.hosts.insert(addr, Entry { origin, failures: 0, retry_at: None, learned: clock });
+    }
+
+    /// A connection to `addr` worked: its failures are forgotten.
+    pub fn succeeded(&mut self, addr: SocketAddrV4) {
+        if let Some(entry) = self.hosts.get_mut(&addr) {
+            entry.failures = 0;
+            entry.retry_at = None;
+        }
+    }
+
+    /// A connection to `addr` failed: back off, and forget addresses from
+    /// the network that keep failing.
+    pub fn failed(&mut self, addr: SocketAddrV4, now: Instant) {
+        let Some(entry) = self.hosts.get_mut(&addr) else { return };
+        entry.failures += 1;
+        if entry.origin == Origin::Network && entry.failures >= MAX_FAILURES {
+            self.hosts.remove(&addr);
+            return;
+        }
+        let wait = RETRY_BASE.saturating_mul(1 << entry.failures.min(16)).min(RETRY_MAX);
+        entry.retry_at = Some(now + wait);
+    }
+
+    /// Up to `count` addresses worth trying now, skipping those `excluded`
+    /// returns true for; the most recently learned first, the user's first of all.
+    pub fn candidates(&self, count: usize, now: Instant, excluded: impl Fn(SocketAddrV4) -> bool) -> Vec<SocketAddrV4> {
+        let mut ready: Vec<(&SocketAddrV4, &Entry)> = self
+            .hosts
+            .iter()
+            .filter(|(addr, e)| e.retry_at.is_none_or(|t| t <= now) && !excluded(**addr))
+            .collect();
+        ready.sort_by_key(|(addr, e)| (e.origin == Origin::Network, e.failures, std::cmp::Reverse(e.learned), **addr));
+        ready.into_iter().take(count).map(|(addr, _)| *addr).collect()
+    }
+
+    /// Addresses to hand out in `X-Try-Ultrapeers`: those that have not failed.
+    pub fn good(&self, count: usize) -> Vec<SocketAddr> {
+        let mut good: Vec<(&SocketAddrV4, &Entry)> = self.hosts.iter().filter(|(_, e)| e.failures == 0).collect();
+        good.sort_by_key(|(addr, e)| (std::cmp::Reverse(e.learned), **addr));
+        good.into_iter().take(count).map(|(addr, _)| SocketAddr::V4(*addr)).collect()
+    }
+
+    /// How many addresses are known.
+    pub fn len(&self) -> usize {
+        self.hosts.len()
+    }
+
+    /// Whether no address is known.
+    pub fn is_empty(&self) -> bool {
+        self.hosts.is_empty()
+    }
+
+    /// Loads addresses saved by [`HostCache::save`]; a missing file is an
+    /// empty cache, unreadable lines are skipped.
+    pub fn load(&mut self, path: &Path) -> io::Result<()> {
+        let text = match std::fs::read_to_string(path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        for addr in text.lines().take(HOST_CACHE_CAPACITY).filter_map(|l| l.trim().parse().ok()) {
+            self.add(addr, Origin::Network);
+        }
+        Ok(())
+    }
+
+    /// Writes the addresses that have not failed, one per line, atomically.
+    pub fn save(&self, path: &Path) -> io::Result<()> {
+        let mut text = String::new();
+        for addr in self.good(HOST_CACHE_CAPACITY) {
+            text.push_str(&addr.to_string());
+            text.push('\n');
+        }
+        crate::config::write_atomically(path, text.as_bytes())
+    }
+}
+
+/// Reads the host list a GWebCache returns: version 2 lines `H|ip:port|…`
+/// and version 1 bare `ip:port` lines; everything else is ignored.
+pub fn parse_gwebcache(body: &str) -> Vec<SocketAddrV4> {
+    body.lines()
+        .take(1000)
+        .filter_map(|line| {
+            let line = line.trim();
+            let addr = match line.split_once('|') {
+                Some((kind, rest)) if kind.eq_ignore_ascii_case("h") => rest.split('|').next()?,
+                Some(_) => return None,
+                None => line,
+            };
+            addr.trim().parse().ok()
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::Ipv4Addr;
+
+    use super::*;
+
+    fn addr(n: u8) -> SocketAddrV4 {
+        SocketAddrV4::new(Ipv4Addr::new(192, 0, 2, n), 6346)
+    }
+
+    #[test]
+    fn user_peers_come_first_then_the_newest() {
+        let mut cache = HostCache::new();
+        cache.add(addr(1), Origin::Network);
+        cache.add(addr(2), Origin::User);
+        cache.add(addr(3), Origin::Network);
+        assert_eq!(cache.candidates(3, Instant::now(), |_| false), vec![addr(2), addr(3), addr(1)]);
+    }
+
+    #[test]
+    fn failed_host_backs_off_and_is_retried_later() {
+        let now = Instant::now();
+        let mut cache = HostCache::new();
+        cache.add(addr(1), Origin::Network);
+        cache.failed(addr(1), now);
+        assert!(cache.candidates(5, now, |_| false).is_empty());
+        assert_eq!(cache.candidates(5, now + RETRY_MAX, |_| false), vec![addr(1)]);
+    }
+
+    #[test]
+    fn network_host_failing_again_and_again_is_forgotten_but_user_host_is_not() {
+        let now = Instant::now();
+        let mut cache = HostCache::new();
+        cache.add(addr(1), Origin::Network);
+        cache.add(addr(2), Origin::User);
+        for _ in 0..MAX_FAILURES {
+            cache.failed(addr(1), now);
+            cache.failed(addr(2), now);
+        }
+        assert_eq!(cache.len(), 1);
+        assert_eq!(cache.candidates(5, now + RETRY_MAX, |_| false), vec![addr(2)]);
+    }
+
+    #[test]
+    fn connected_hosts_are_excluded() {
+        let mut cache = HostCache::new();
+        cache.add(addr(1), Origin::Network);
+        cache.add(addr(2), Origin::Network);
+        assert_eq!(cache.candidates(5, Instant::now(), |a| a == addr(2)), vec![addr(1)]);
+    }
+
+    #[test]
+    fn cache_is_bounded() {
+        let mut cache = HostCache::new();
+        for i in 0..(HOST_CACHE_CAPACITY as u32 + 100) {
+            cache.add(SocketAddrV4::new(Ipv4Addr::from(0x0A00_0000 + i), 6346), Origin::Network);
+        }
+        assert_eq!(cache.len(), HOST_CACHE_CAPACITY);
+    }
+
+    #[test]
+    fn unusable_addresses_are_ignored() {
+        let mut cache = HostCache::new();
+        cache.add(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 6346), Origin::Network);
+        cache.add(SocketAddrV4::new(Ipv4Addr::new(192, 0, 2, 1), 0), Origin::Network);
+        assert!(cache.is_empty());
+    }
+
+    #[test]
+    fn cache_survives_a_save_and_load() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("hosts");
+        let mut cache = HostCache::new();
+        cache.add(addr(1), Origin::Network);
+        cache.add(addr(2), Origin::User);
+        cache.save(&path).unwrap();
+        let mut loaded = HostCache::new();
+        loaded.load(&path).unwrap();
+        let mut hosts = loaded.candidates(5, Instant::now(), |_| false);
+        hosts.sort();
+        assert_eq!(hosts, vec![addr(1), addr(2)]);
+    }
+
+    #[test]
+    fn gwebcache_answers_of_both_versions_are_read() {
+        let body = "I|pong|GWC 1.0\nH|192.0.2.1:6346|300\nU|http://x.example/|12\n192.0.2.2:6347\nERROR junk\nH|bad|1\n";
+        assert_eq!(
+            parse_gwebcache(body),
+            vec![addr(1), SocketAddrV4::new(Ipv4Addr::new(192, 0, 2, 2), 6347)]
+        );
+    }
+}

@@ -1,0 +1,369 @@
+//! The I/O of one connection: accepting, dialing, the handshake over a
+//! socket, and the reader and writer tasks of an established Gnutella link.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::{IpAddr, SocketAddr, SocketAddrV4};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use async_compression::futures::bufread::ZlibDecoder;
+use async_compression::futures::write::ZlibEncoder;
+use async_std::channel::{self, Receiver};
+use async_std::io::{self, BufReader, ReadExt};
+use async_std::net::{TcpListener, TcpStream};
+use async_std::task;
+use futures::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt};
+
+use super::{log, Command, ConnectedPeer, Direction, Event, LinkCounters, Shared, IDLE_TIMEOUT};
+use crate::flow::{OutQueue, QUEUE_BYTES};
+use crate::handshake::{self, FirstLine, Handshake, PeerInfo, Step, HANDSHAKE_TIMEOUT, MAX_LINE};
+use crate::wire::{self, Payload, HEADER_LEN};
+
+/// How long an outgoing TCP connect may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Connection attempts one address may make per minute before it is cut
+/// off at once (gtk-gnutella bans after two); loopback is exempt.
+const MAX_CONNECTS_PER_MINUTE: usize = 6;
+/// Addresses whose recent attempts are remembered.
+const HAMMER_TABLE: usize = 10_000;
+
+/// Accepts connections until cancelled; each is served on its own task.
+pub(super) async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
+    let mut hammering = Hammering::default();
+    loop {
+        let (stream, remote) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                // Out of descriptors or similar: wait rather than spin.
+                log(format_args!("accept failed: {e}"));
+                task::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        if !hammering.allow(remote.ip(), Instant::now()) {
+            continue;
+        }
+        task::spawn(serve_incoming(stream, remote, shared.clone()));
+    }
+}
+
+/// Remembers recent connection attempts per address, to refuse hammering.
+#[derive(Default)]
+struct Hammering {
+    attempts: HashMap<IpAddr, VecDeque<Instant>>,
+}
+
+impl Hammering {
+    fn allow(&mut self, ip: IpAddr, now: Instant) -> bool {
+        if ip.is_loopback() {
+            return true;
+        }
+        let minute = Duration::from_secs(60);
+        if self.attempts.len() >= HAMMER_TABLE {
+            self.attempts.retain(|_, times| times.back().is_some_and(|t| now.duration_since(*t) < minute));
+            if self.attempts.len() >= HAMMER_TABLE {
+                self.attempts.clear();
+            }
+        }
+        let times = self.attempts.entry(ip).or_default();
+        while times.front().is_some_and(|t| now.duration_since(*t) >= minute) {
+            times.pop_front();
+        }
+        if times.len() >= MAX_CONNECTS_PER_MINUTE {
+            return false;
+        }
+        times.push_back(now);
+        true
+    }
+}
+
+async fn serve_incoming(stream: TcpStream, remote: SocketAddr, shared: Arc<Shared>) {
+    let mut reader = BufReader::new(stream.clone());
+    let first = match io::timeout(HANDSHAKE_TIMEOUT, read_line(&mut reader)).await {
+        Ok(line) => line,
+        Err(_) => return,
+    };
+    match handshake::classify_first_line(&first) {
+        FirstLine::GnutellaConnect => {
+            let (reply, answer) = channel::bounded(1);
+            let admit = Command::Admit { remote, reply };
+            if shared.events.send(Event::Command(admit)).await.is_err() {
+                return;
+            }
+            let Ok((admission, try_ultrapeers)) = answer.recv().await else { return };
+            let Ok(local) = stream.local_addr() else { return };
+            let machine = Handshake::accept(&shared.handshake_config(local), remote, admission, try_ultrapeers);
+            let exchange = run_handshake(machine, Some(first), &mut reader, &stream);
+            match async_std::future::timeout(HANDSHAKE_TIMEOUT, exchange).await {
+                Ok(Ok(info)) => run_link(stream, reader, remote, info, Direction::Incoming, None, shared).await,
+                Ok(Err(failure)) => log(format_args!("handshake with {remote} failed: {}", failure.reason)),
+                Err(_) => log(format_args!("handshake with {remote} timed out")),
+            }
+        }
+        FirstLine::Http => crate::transfer::serve(first, reader, stream).await,
+        FirstLine::Unknown => {}
+    }
+}
+
+/// Connects to `addr`, shakes hands, and runs the link; failures are
+/// reported to the broker with whatever hosts the peer suggested.
+pub(super) async fn dial(addr: SocketAddrV4, shared: Arc<Shared>) {
+    let remote = SocketAddr::V4(addr);
+    let attempt = async {
+        let stream = io::timeout(CONNECT_TIMEOUT, TcpStream::connect(remote))
+            .await
+            .map_err(|e| HandshakeFailure { reason: e.to_string(), try_hosts: Vec::new() })?;
+        let mut reader = BufReader::new(stream.clone());
+        let local = stream.local_addr().map_err(HandshakeFailure::io)?;
+        let (machine, hello) = Handshake::connect(&shared.handshake_config(local), remote);
+        (&stream).write_all(&hello).await.map_err(HandshakeFailure::io)?;
+        let info = run_handshake(machine, None, &mut reader, &stream).await?;
+        Ok::<_, HandshakeFailure>((stream, reader, info))
+    };
+    match async_std::future::timeout(CONNECT_TIMEOUT + HANDSHAKE_TIMEOUT, attempt).await {
+        Ok(Ok((stream, reader, info))) => {
+            run_link(stream, reader, remote, info, Direction::Outgoing, Some(addr), shared).await;
+        }
+        Ok(Err(failure)) => {
+            log(format_args!("cannot connect to {addr}: {}", failure.reason));
+            let _ = shared.events.send(Event::DialFailed { addr, try_hosts: failure.try_hosts }).await;
+        }
+        Err(_) => {
+            log(format_args!("cannot connect to {addr}: timed out"));
+            let _ = shared.events.send(Event::DialFailed { addr, try_hosts: Vec::new() }).await;
+        }
+    }
+}
+
+/// Why a handshake did not end in a link.
+struct HandshakeFailure {
+    reason: String,
+    try_hosts: Vec<SocketAddr>,
+}
+
+impl HandshakeFailure {
+    fn io(e: std::io::Error) -> HandshakeFailure {
+        HandshakeFailure { reason: e.to_string(), try_hosts: Vec::new() }
+    }
+}
+
+/// Feeds the handshake machine line by line until it settles.
+async fn run_handshake(
+    mut machine: Handshake,
+    first: Option<Vec<u8>>,
+    reader: &mut BufReader<TcpStream>,
+    stream: &TcpStream,
+) -> Result<PeerInfo, HandshakeFailure> {
+    let mut pending = first;
+    loop {
+        let line = match pending.take() {
+            Some(line) => line,
+            None => read_line(reader).await.map_err(HandshakeFailure::io)?,
+        };
+        let step = machine.on_line(&line).map_err(|e| HandshakeFailure { reason: e.to_string(), try_hosts: Vec::new() })?;
+        match step {
+            Step::Continue => {}
+            Step::Write(bytes) => {
+                let mut writer = stream;
+                writer.write_all(&bytes).await.map_err(HandshakeFailure::io)?;
+            }
+            Step::Established { write, peer } => {
+                let mut writer = stream;
+                writer.write_all(&write).await.map_err(HandshakeFailure::io)?;
+                return Ok(peer);
+            }
+            Step::Refused { write, code, reason, try_ultrapeers } => {
+                let mut writer = stream;
+                let _ = writer.write_all(&write).await;
+                return Err(HandshakeFailure { reason: format!("{code} {reason}"), try_hosts: try_ultrapeers });
+            }
+        }
+    }
+}
+
+/// Reads one line ending in LF (CR stripped), at most [`MAX_LINE`] bytes.
+pub(crate) async fn read_line<R: futures::AsyncBufRead + Unpin>(reader: &mut R) -> std::io::Result<Vec<u8>> {
+    let mut line = Vec::new();
+    loop {
+        let available = reader.fill_buf().await?;
+        if available.is_empty() {
+            return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "connection closed mid-line"));
+        }
+        let (taken, done) = match available.iter().position(|&b| b == b'\n') {
+            Some(end) => (end + 1, true),
+            None => (available.len(), false),
+        };
+        line.extend_from_slice(&available[..taken]);
+        reader.consume_unpin(taken);
+        if line.len() > MAX_LINE {
+            return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, format!("line longer than {MAX_LINE} bytes")));
+        }
+        if done {
+            line.pop();
+            if line.last() == Some(&b'\r') {
+                line.pop();
+            }
+            return Ok(line);
+        }
+    }
+}
+
+/// Runs an established link: starts its writer, tells the broker, then
+/// reads descriptors until the peer goes or breaks a rule.
+async fn run_link(
+    stream: TcpStream,
+    reader: BufReader<TcpStream>,
+    remote: SocketAddr,
+    info: PeerInfo,
+    direction: Direction,
+    dialed: Option<SocketAddrV4>,
+    shared: Arc<Shared>,
+) {
+    let id = shared.next_peer_id();
+    let local = match stream.local_addr() {
+        Ok(local) => local,
+        Err(_) => return,
+    };
+    let queue = Arc::new(Mutex::new(OutQueue::new(QUEUE_BYTES)));
+    let (wake, woken) = channel::bounded(1);
+    let counters = Arc::new(LinkCounters::default());
+    let sink: Box<dyn AsyncWrite + Send + Unpin> = if info.deflate_out {
+        Box::new(ZlibEncoder::new(stream.clone()))
+    } else {
+        Box::new(stream.clone())
+    };
+    let writer = task::spawn(write_loop(sink, stream.clone(), queue.clone(), woken, counters.clone()));
+    let source: Box<dyn AsyncRead + Send + Unpin> =
+        if info.deflate_in { Box::new(ZlibDecoder::new(reader)) } else { Box::new(reader) };
+    let connected = ConnectedPeer {
+        id,
+        addr: remote,
+        local,
+        info,
+        direction,
+        dialed,
+        stream,
+        queue,
+        wake,
+        counters,
+        writer,
+    };
+    if shared.events.send(Event::Connected(Box::new(connected))).await.is_err() {
+        return;
+    }
+    let event = match read_loop(id, source, &shared).await {
+        Ok(()) => return,
+        Err(ReadEnd::Closed(reason)) => Event::Closed { id, reason },
+        Err(ReadEnd::Malformed(error)) => Event::Malformed { id, error },
+    };
+    let _ = shared.events.send(event).await;
+}
+
+enum ReadEnd {
+    Closed(String),
+    Malformed(String),
+}
+
+/// Decodes descriptors and hands them to the broker; returns `Ok` only when
+/// the broker is gone.
+async fn read_loop(id: super::PeerId, mut source: Box<dyn AsyncRead + Send + Unpin>, shared: &Shared) -> Result<(), ReadEnd> {
+    let mut header = [0u8; HEADER_LEN];
+    let mut payload = Vec::new();
+    loop {
+        io::timeout(IDLE_TIMEOUT, source.read_exact(&mut header)).await.map_err(|e| ReadEnd::Closed(e.to_string()))?;
+        let head = wire::decode_header(&header).map_err(|e| ReadEnd::Malformed(e.to_string()))?;
+        payload.resize(head.payload_len as usize, 0);
+        io::timeout(IDLE_TIMEOUT, source.read_exact(&mut payload)).await.map_err(|e| ReadEnd::Closed(e.to_string()))?;
+        let message = wire::decode_payload(&head, &payload).map_err(|e| ReadEnd::Malformed(e.to_string()))?;
+        if shared.events.send(Event::Message { id, message }).await.is_err() {
+            return Ok(());
+        }
+    }
+}
+
+/// Drains the peer's queue to its socket whenever woken; once the broker
+/// lets go of the link, writes what is left (a Bye, say) and closes.
+async fn write_loop(
+    mut sink: Box<dyn AsyncWrite + Send + Unpin>,
+    stream: TcpStream,
+    queue: Arc<Mutex<OutQueue>>,
+    woken: Receiver<()>,
+    counters: Arc<LinkCounters>,
+) {
+    let mut buffer = Vec::new();
+    loop {
+        let open = woken.recv().await.is_ok();
+        loop {
+            buffer.clear();
+            let mut bye = false;
+            if let Ok(mut queue) = queue.lock() {
+                while buffer.len() < 64 * 1024 {
+                    let Some(message) = queue.pop() else { break };
+                    counters.messages.fetch_add(1, Ordering::Relaxed);
+                    match message.payload {
+                        Payload::Query(_) => {
+                            counters.queries.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Payload::Bye(_) => bye = true,
+                        _ => {}
+                    }
+                    message.encode_into(&mut buffer);
+                }
+            }
+            if buffer.is_empty() {
+                break;
+            }
+            let written = async {
+                sink.write_all(&buffer).await?;
+                sink.flush().await
+            };
+            if io::timeout(IDLE_TIMEOUT, written).await.is_err() {
+                let _ = stream.shutdown(std::net::Shutdown::Both);
+                return;
+            }
+            if bye {
+                // Nothing may follow a Bye.
+                let _ = sink.close().await;
+                let _ = stream.shutdown(std::net::Shutdown::Both);
+                return;
+            }
+        }
+        if !open {
+            let _ = sink.close().await;
+            let _ = stream.shutdown(std::net::Shutdown::Both);
+            return;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hammering_address_is_refused_but_loopback_is_not() {
+        let now = Instant::now();
+        let mut hammering = Hammering::default();
+        let ip: IpAddr = "192.0.2.1".parse().unwrap();
+        for _ in 0..MAX_CONNECTS_PER_MINUTE {
+            assert!(hammering.allow(ip, now));
+        }
+        assert!(!hammering.allow(ip, now));
+        assert!(hammering.allow(ip, now + Duration::from_secs(61)));
+        for _ in 0..100 {
+            assert!(hammering.allow("127.0.0.1".parse().unwrap(), now));
+        }
+    }
+
+    #[test]
+    fn lines_are_bounded() {
+        task::block_on(async {
+            let mut long = futures::io::Cursor::new(vec![b'a'; MAX_LINE * 3]);
+            assert!(read_line(&mut long).await.is_err());
+            let mut ok = futures::io::Cursor::new(b"GNUTELLA CONNECT/0.6\r\nUser-Agent: x\r\n".to_vec());
+            assert_eq!(read_line(&mut ok).await.unwrap(), b"GNUTELLA CONNECT/0.6");
+            assert_eq!(read_line(&mut ok).await.unwrap(), b"User-Agent: x");
+        });
+    }
+}
