@@ -63,7 +63,8 @@ pub async fn serve(node: NodeHandle, listener: TcpListener) -> std::io::Result<(
     });
     app.at("/api/searches").post(|mut req: Request<State>| async move {
         guard(&req)?;
-        let request: SearchRequest = req.body_json().await.map_err(|e| bad_request(format!("expected {{\"query\": …}}: {e}")))?;
+        let request: SearchRequest =
+            req.body_json().await.map_err(|e| bad_request(format!("expected {{\"query\": …}}: {e}")))?;
         let ttl = request.ttl.unwrap_or(crate::routing::DEFAULT_MAX_TTL);
         match req.state().node.search(&request.query, ttl).await {
             Ok(id) => json(&serde_json::json!({ "id": id.to_string() })),

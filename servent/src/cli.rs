@@ -100,7 +100,8 @@ impl RunArgs {
     /// The servent configuration these arguments describe.
     pub fn config(&self) -> Result<Config, String> {
         if self.share.iter().any(|s| !s.is_dir()) {
-            let missing: Vec<String> = self.share.iter().filter(|s| !s.is_dir()).map(|s| s.display().to_string()).collect();
+            let missing: Vec<String> =
+                self.share.iter().filter(|s| !s.is_dir()).map(|s| s.display().to_string()).collect();
             return Err(format!("not a folder: {}", missing.join(", ")));
         }
         if !(1..=15).contains(&self.max_ttl) {
@@ -147,10 +148,8 @@ impl Client {
         let mut response = request
             .await
             .map_err(|e| format!("no servent answers at {} ({e}); is `servent run` running?", self.base))?;
-        let body: Value = response
-            .body_json()
-            .await
-            .map_err(|e| format!("unreadable answer from {}: {e}", self.base))?;
+        let body: Value =
+            response.body_json().await.map_err(|e| format!("unreadable answer from {}: {e}", self.base))?;
         if !response.status().is_success() {
             let why = body["error"].as_str().unwrap_or("no reason given");
             return Err(format!("the servent refused: {why}"));
@@ -163,19 +162,26 @@ impl Client {
 pub async fn run_client(command: Command) -> Result<(), String> {
     match command {
         Command::Run(_) => Err("`run` is not a client command".into()),
-        Command::Search { api, wait, ttl, json, keywords } => search(&Client::new(&api), &keywords.join(" "), ttl, wait, json).await,
+        Command::Search { api, wait, ttl, json, keywords } => {
+            search(&Client::new(&api), &keywords.join(" "), ttl, wait, json).await
+        }
         Command::Peers(args) => {
             let peers = Client::new(&args.api).get("/api/peers").await?;
-            print_list(&peers, args.json, &["addr", "direction", "user_agent", "connected_secs", "messages_out", "queue_dropped"], |p| {
-                vec![
-                    text(&p["addr"]),
-                    text(&p["direction"]),
-                    text(&p["user_agent"]),
-                    format!("{}s", p["connected_secs"]),
-                    format!("{}/{}", p["counters"]["received"], p["messages_out"]),
-                    format!("{}", dropped(&p["counters"]) + p["queue_dropped"].as_u64().unwrap_or(0)),
-                ]
-            });
+            print_list(
+                &peers,
+                args.json,
+                &["addr", "direction", "user_agent", "connected_secs", "messages_out", "queue_dropped"],
+                |p| {
+                    vec![
+                        text(&p["addr"]),
+                        text(&p["direction"]),
+                        text(&p["user_agent"]),
+                        format!("{}s", p["connected_secs"]),
+                        format!("{}/{}", p["counters"]["received"], p["messages_out"]),
+                        format!("{}", dropped(&p["counters"]) + p["queue_dropped"].as_u64().unwrap_or(0)),
+                    ]
+                },
+            );
             Ok(())
         }
         Command::Library(args) => {
@@ -194,7 +200,11 @@ pub async fn run_client(command: Command) -> Result<(), String> {
                 println!("advertised  {}", text(&status["advertised"]));
                 println!("peers       {}", status["peers"]);
                 println!("host cache  {}", status["host_cache"]);
-                println!("sharing     {} files, {}", status["files"], human_size(status["bytes"].as_u64().unwrap_or(0)));
+                println!(
+                    "sharing     {} files, {}",
+                    status["files"],
+                    human_size(status["bytes"].as_u64().unwrap_or(0))
+                );
                 println!("dropped     {}", dropped(&status["totals"]));
             }
             Ok(())
@@ -234,8 +244,9 @@ fn print_list(list: &Value, json: bool, columns: &[&str], row: impl Fn(&Value) -
     }
     let mut rows = vec![columns.iter().map(|c| c.to_uppercase()).collect::<Vec<_>>()];
     rows.extend(items.iter().map(row));
-    let widths: Vec<usize> =
-        (0..columns.len()).map(|i| rows.iter().map(|r| r.get(i).map_or(0, |c| c.chars().count())).max().unwrap_or(0)).collect();
+    let widths: Vec<usize> = (0..columns.len())
+        .map(|i| rows.iter().map(|r| r.get(i).map_or(0, |c| c.chars().count())).max().unwrap_or(0))
+        .collect();
     for row in rows {
         let cells: Vec<String> = row.iter().zip(&widths).map(|(cell, w)| format!("{cell:<w$}")).collect();
         println!("{}", cells.join("  ").trim_end());

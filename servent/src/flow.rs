@@ -120,12 +120,20 @@ mod tests {
     }
 
     fn query(n: u8) -> Message {
-        let query = Query { flags: QueryFlags::default(), criteria: "seblinux".into(), urns: vec![], ggep: Default::default() };
+        let query =
+            Query { flags: QueryFlags::default(), criteria: "seblinux".into(), urns: vec![], ggep: Default::default() };
         Message { guid: Guid([n; 16]), ttl: 3, hops: 0, payload: Payload::Query(query) }
     }
 
     fn hit(n: u8) -> Message {
-        let hit = QueryHit { port: 1, ip: Ipv4Addr::LOCALHOST, speed: 0, results: vec![], trailer: None, servent_guid: Guid([0; 16]) };
+        let hit = QueryHit {
+            port: 1,
+            ip: Ipv4Addr::LOCALHOST,
+            speed: 0,
+            results: vec![],
+            trailer: None,
+            servent_guid: Guid([0; 16]),
+        };
         Message { guid: Guid([n; 16]), ttl: 3, hops: 0, payload: Payload::QueryHit(hit) }
     }
 

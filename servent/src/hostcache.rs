@@ -105,11 +105,8 @@ impl HostCache {
     /// Up to `count` addresses worth trying now, skipping those `excluded`
     /// returns true for; the most recently learned first, the user's first of all.
     pub fn candidates(&self, count: usize, now: Instant, excluded: impl Fn(SocketAddrV4) -> bool) -> Vec<SocketAddrV4> {
-        let mut ready: Vec<(&SocketAddrV4, &Entry)> = self
-            .hosts
-            .iter()
-            .filter(|(addr, e)| e.retry_at.is_none_or(|t| t <= now) && !excluded(**addr))
-            .collect();
+        let mut ready: Vec<(&SocketAddrV4, &Entry)> =
+            self.hosts.iter().filter(|(addr, e)| e.retry_at.is_none_or(|t| t <= now) && !excluded(**addr)).collect();
         ready.sort_by_key(|(addr, e)| (e.origin == Origin::Network, e.failures, std::cmp::Reverse(e.learned), **addr));
         ready.into_iter().take(count).map(|(addr, _)| *addr).collect()
     }
@@ -258,10 +255,8 @@ mod tests {
 
     #[test]
     fn gwebcache_answers_of_both_versions_are_read() {
-        let body = "I|pong|GWC 1.0\nH|192.0.2.1:6346|300\nU|http://x.example/|12\n192.0.2.2:6347\nERROR junk\nH|bad|1\n";
-        assert_eq!(
-            parse_gwebcache(body),
-            vec![addr(1), SocketAddrV4::new(Ipv4Addr::new(192, 0, 2, 2), 6347)]
-        );
+        let body =
+            "I|pong|GWC 1.0\nH|192.0.2.1:6346|300\nU|http://x.example/|12\n192.0.2.2:6347\nERROR junk\nH|bad|1\n";
+        assert_eq!(parse_gwebcache(body), vec![addr(1), SocketAddrV4::new(Ipv4Addr::new(192, 0, 2, 2), 6347)]);
     }
 }

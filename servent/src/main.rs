@@ -26,7 +26,8 @@ fn main() -> ExitCode {
 /// its peers and stops.
 async fn run(args: RunArgs) -> Result<(), String> {
     let config = args.config()?;
-    let api_listener = TcpListener::bind(args.api).await.map_err(|e| format!("cannot listen on {} for the API: {e}", args.api))?;
+    let api_listener =
+        TcpListener::bind(args.api).await.map_err(|e| format!("cannot listen on {} for the API: {e}", args.api))?;
     let api_addr = api_listener.local_addr().map_err(|e| e.to_string())?;
     let data_dir = config.data_dir.clone();
     let node = node::start(config).await.map_err(|e| e.to_string())?;

@@ -322,17 +322,8 @@ impl Router {
     pub fn start_query(&mut self, query: Query, ttl: u8, now: Instant) -> (Guid, Vec<Action>) {
         let guid = Guid::random();
         self.own.insert(guid, Own::Query, now);
-        let message = Message {
-            guid,
-            ttl: ttl.clamp(1, self.config.max_ttl),
-            hops: 0,
-            payload: Payload::Query(query),
-        };
-        let actions = self
-            .sorted_peers()
-            .into_iter()
-            .map(|to| Action::Send { to, message: message.clone() })
-            .collect();
+        let message = Message { guid, ttl: ttl.clamp(1, self.config.max_ttl), hops: 0, payload: Payload::Query(query) };
+        let actions = self.sorted_peers().into_iter().map(|to| Action::Send { to, message: message.clone() }).collect();
         (guid, actions)
     }
 
@@ -343,11 +334,7 @@ impl Router {
         self.ping_routes.expire(now);
         self.push_routes.expire(now);
         self.own.expire(now);
-        while self
-            .pong_cache
-            .front()
-            .is_some_and(|(at, _)| now.duration_since(*at) > PONG_CACHE_LIFETIME)
-        {
+        while self.pong_cache.front().is_some_and(|(at, _)| now.duration_since(*at) > PONG_CACHE_LIFETIME) {
             self.pong_cache.pop_front();
         }
         let due: Vec<PeerId> = self
@@ -589,10 +576,7 @@ impl<K: Copy + Eq + Hash, V: Copy> ExpiringMap<K, V> {
 
     /// The live value of `key`, if any.
     fn get(&self, key: &K, now: Instant) -> Option<V> {
-        self.entries
-            .get(key)
-            .filter(|(_, at)| now.duration_since(*at) < self.lifetime)
-            .map(|(value, _)| *value)
+        self.entries.get(key).filter(|(_, at)| now.duration_since(*at) < self.lifetime).map(|(value, _)| *value)
     }
 
     fn peek(&self, key: &K) -> Option<V> {
@@ -642,7 +626,8 @@ mod tests {
     }
 
     fn query(guid: Guid, ttl: u8, hops: u8) -> Message {
-        let query = Query { flags: QueryFlags::default(), criteria: "seblinux".into(), urns: vec![], ggep: Default::default() };
+        let query =
+            Query { flags: QueryFlags::default(), criteria: "seblinux".into(), urns: vec![], ggep: Default::default() };
         Message { guid, ttl, hops, payload: Payload::Query(query) }
     }
 
@@ -777,7 +762,8 @@ mod tests {
     fn own_query_goes_to_every_neighbour_and_its_hits_come_home() {
         let now = Instant::now();
         let mut router = router_with_peers(now);
-        let query = Query { flags: QueryFlags::default(), criteria: "x".into(), urns: vec![], ggep: Default::default() };
+        let query =
+            Query { flags: QueryFlags::default(), criteria: "x".into(), urns: vec![], ggep: Default::default() };
         let (guid, actions) = router.start_query(query, 4, now);
         assert_eq!(sends(&actions), vec![(A, 4, 0), (B, 4, 0), (C, 4, 0)]);
         let actions = router.handle(B, hit(guid, 4, 2), now);
@@ -877,7 +863,12 @@ mod tests {
     fn bye_disconnects_the_peer() {
         let now = Instant::now();
         let mut router = router_with_peers(now);
-        let bye = Message { guid: Guid([4; 16]), ttl: 1, hops: 0, payload: Payload::Bye(Bye { code: 200, reason: "done".into() }) };
+        let bye = Message {
+            guid: Guid([4; 16]),
+            ttl: 1,
+            hops: 0,
+            payload: Payload::Bye(Bye { code: 200, reason: "done".into() }),
+        };
         assert!(matches!(&router.handle(A, bye, now)[..], [Action::Disconnect { peer: A, .. }]));
     }
 
@@ -885,7 +876,12 @@ mod tests {
     fn vendor_message_is_counted_and_dropped() {
         let now = Instant::now();
         let mut router = router_with_peers(now);
-        let vendor = Message { guid: Guid([4; 16]), ttl: 1, hops: 0, payload: Payload::Opaque { payload_type: 0x31, bytes: vec![1, 2] } };
+        let vendor = Message {
+            guid: Guid([4; 16]),
+            ttl: 1,
+            hops: 0,
+            payload: Payload::Opaque { payload_type: 0x31, bytes: vec![1, 2] },
+        };
         assert!(router.handle(A, vendor, now).is_empty());
         assert_eq!(router.totals().dropped[&Drop::Unsupported], 1);
     }
@@ -896,7 +892,13 @@ mod tests {
         let mut router = router_with_peers(now);
         router.handle(A, query(Guid([1; 16]), 3, 0), now);
         router.handle(B, hit(Guid([1; 16]), 3, 0), now);
-        let push = Push { servent_guid: Guid([9; 16]), index: 1, ip: Ipv4Addr::new(192, 0, 2, 2), port: 6346, ggep: Default::default() };
+        let push = Push {
+            servent_guid: Guid([9; 16]),
+            index: 1,
+            ip: Ipv4Addr::new(192, 0, 2, 2),
+            port: 6346,
+            ggep: Default::default(),
+        };
         let message = Message { guid: Guid([6; 16]), ttl: 3, hops: 0, payload: Payload::Push(push) };
         assert_eq!(sends(&router.handle(A, message, now)), vec![(B, 2, 1)]);
     }

@@ -96,7 +96,10 @@ impl Search {
             };
             if let Some(&i) = self.by_key.get(&key) {
                 let existing = &mut self.results[i];
-                if existing.size == result.size && existing.sources.len() < MAX_SOURCES && !existing.sources.contains(&source) {
+                if existing.size == result.size
+                    && existing.sources.len() < MAX_SOURCES
+                    && !existing.sources.contains(&source)
+                {
                     existing.sources.push(source);
                 }
                 continue;

@@ -6,7 +6,7 @@ mod common;
 use std::time::Duration;
 
 use async_std::task;
-use common::{raw_peer, share, start, wait_for, RawPeer};
+use common::{raw_peer, share, start, wait_connected, wait_for, wait_indexed, RawPeer};
 use servent::node::NodeHandle;
 use servent::routing::Drop;
 use servent::searches::SearchResult;
@@ -19,8 +19,9 @@ fn chain_of_three_finds_a_file_two_hops_away() {
         let b = start(&[], None).await;
         let c = start(&[b.listen_addr()], Some(files.path())).await;
         let a = start(&[b.listen_addr()], None).await;
-        wait_for("b to have two peers", || async { b.peers().await.unwrap().len() == 2 }).await;
-        wait_for("c to index its files", || async { c.library().totals().0 == 2 }).await;
+        wait_connected(&b, &a).await;
+        wait_connected(&b, &c).await;
+        wait_indexed(&c, "seblinux", 1).await;
 
         let id = a.search("seblinux base", 7).await.unwrap();
         let results = wait_for_results(&a, id, 1).await;
@@ -54,8 +55,8 @@ fn raw_connection_gets_a_pong_and_a_query_hit_routed_back() {
         let files = share(&[("SEBLINUX-base-1.0.tar", b"base system".as_slice())]);
         let b = start(&[], None).await;
         let c = start(&[b.listen_addr()], Some(files.path())).await;
-        wait_for("c to connect to b", || async { b.peers().await.unwrap().len() == 1 }).await;
-        wait_for("c to index its files", || async { c.library().totals().0 == 1 }).await;
+        wait_connected(&b, &c).await;
+        wait_indexed(&c, "seblinux", 1).await;
 
         let mut raw = raw_peer(b.listen_addr()).await;
         let ping = Message { guid: Guid([1; 16]), ttl: 1, hops: 0, payload: Payload::Ping(Ping::default()) };
@@ -64,7 +65,8 @@ fn raw_connection_gets_a_pong_and_a_query_hit_routed_back() {
         let Payload::Pong(pong) = pong.payload else { unreachable!() };
         assert_eq!(pong.port, b.listen_addr().port());
 
-        let query = Query { flags: QueryFlags::default(), criteria: "SEBLINUX".into(), urns: vec![], ggep: Default::default() };
+        let query =
+            Query { flags: QueryFlags::default(), criteria: "SEBLINUX".into(), urns: vec![], ggep: Default::default() };
         let query = Message { guid: Guid([2; 16]), ttl: 3, hops: 0, payload: Payload::Query(query) };
         raw.send(&query).await;
         let hit = raw.receive_until(|m| matches!(m.payload, Payload::QueryHit(_)) && m.guid == query.guid).await;
@@ -86,8 +88,9 @@ fn peer_sending_a_malformed_descriptor_is_dropped_while_searches_go_on() {
         let b = start(&[], None).await;
         let c = start(&[b.listen_addr()], Some(files.path())).await;
         let a = start(&[b.listen_addr()], None).await;
-        wait_for("b to have two peers", || async { b.peers().await.unwrap().len() == 2 }).await;
-        wait_for("c to index its files", || async { c.library().totals().0 == 1 }).await;
+        wait_connected(&b, &a).await;
+        wait_connected(&b, &c).await;
+        wait_indexed(&c, "seblinux", 1).await;
 
         // A header announcing a payload far over the limit.
         let mut bad = raw_peer(b.listen_addr()).await;
@@ -150,15 +153,21 @@ fn burst_of_ten_thousand_queries_is_rate_limited_and_others_are_still_served() {
         let b = start(&[], None).await;
         let c = start(&[b.listen_addr()], Some(files.path())).await;
         let a = start(&[b.listen_addr()], None).await;
-        wait_for("b to have two peers", || async { b.peers().await.unwrap().len() == 2 }).await;
-        wait_for("c to index its files", || async { c.library().totals().0 == 1 }).await;
+        wait_connected(&b, &a).await;
+        wait_connected(&b, &c).await;
+        wait_indexed(&c, "seblinux", 1).await;
 
         let mut flooder = raw_peer(b.listen_addr()).await;
         let mut burst = Vec::new();
         for i in 0..10_000u32 {
             let mut guid = [0xAB; 16];
             guid[..4].copy_from_slice(&i.to_le_bytes());
-            let query = Query { flags: QueryFlags::default(), criteria: "nothing matches this".into(), urns: vec![], ggep: Default::default() };
+            let query = Query {
+                flags: QueryFlags::default(),
+                criteria: "nothing matches this".into(),
+                urns: vec![],
+                ggep: Default::default(),
+            };
             Message { guid: Guid(guid), ttl: 2, hops: 0, payload: Payload::Query(query) }.encode_into(&mut burst);
         }
         flooder.send_bytes(&burst).await;
@@ -183,7 +192,8 @@ fn http_on_the_gnutella_port_is_answered() {
     task::block_on(async {
         let b = start(&[], None).await;
         let mut http = RawPeer::connect(b.listen_addr()).await;
-        http.send_bytes(b"GET /uri-res/N2R?urn:sha1:PLSTHIPQGSSZTS5FJUPAKUZWUGYQYPFB HTTP/1.1\r\nHost: x\r\n\r\n").await;
+        http.send_bytes(b"GET /uri-res/N2R?urn:sha1:PLSTHIPQGSSZTS5FJUPAKUZWUGYQYPFB HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await;
         assert!(http.read_to_end().await.starts_with(b"HTTP/1.1 404 Not Found\r\n"));
 
         let mut post = RawPeer::connect(b.listen_addr()).await;
@@ -200,8 +210,9 @@ fn compressed_and_plain_links_both_carry_searches() {
         let b = start(&[], None).await;
         let c = common::start_with(&[b.listen_addr()], Some(files.path()), |config| config.deflate = false).await;
         let a = start(&[b.listen_addr()], None).await;
-        wait_for("b to have two peers", || async { b.peers().await.unwrap().len() == 2 }).await;
-        wait_for("c to index its files", || async { c.library().totals().0 == 1 }).await;
+        wait_connected(&b, &a).await;
+        wait_connected(&b, &c).await;
+        wait_indexed(&c, "seblinux", 1).await;
         let peers = b.peers().await.unwrap();
         let mut compression: Vec<(bool, bool)> = peers.iter().map(|p| p.compressed).collect();
         compression.sort();
@@ -210,6 +221,113 @@ fn compressed_and_plain_links_both_carry_searches() {
         let id = a.search("SEBLINUX", 7).await.unwrap();
         assert_eq!(wait_for_results(&a, id, 1).await[0].name, "SEBLINUX-base-1.0.tar");
         for node in [a, b, c] {
+            node.shutdown().await;
+        }
+    });
+}
+
+#[test]
+fn unknown_descriptor_type_is_dropped_and_counted_but_the_peer_stays() {
+    task::block_on(async {
+        let b = start(&[], None).await;
+        let mut raw = raw_peer(b.listen_addr()).await;
+        let mut unknown = vec![9u8; 16];
+        unknown.extend_from_slice(&[0x99, 1, 0, 2, 0, 0, 0, 0xAA, 0xBB]);
+        raw.send_bytes(&unknown).await;
+        let ping = Message { guid: Guid([1; 16]), ttl: 1, hops: 0, payload: Payload::Ping(Ping::default()) };
+        raw.send(&ping).await;
+        raw.receive_until(|m| matches!(m.payload, Payload::Pong(_)) && m.guid == ping.guid).await;
+        let totals = b.status().await.unwrap().totals;
+        assert_eq!(totals.dropped[&Drop::Unsupported], 1);
+        let peers = b.peers().await.unwrap();
+        assert!(peers.iter().any(|p| p.user_agent.as_deref() == Some("RawTest/1.0")), "{peers:?}");
+        b.shutdown().await;
+    });
+}
+
+#[test]
+fn shutdown_says_bye_to_every_peer() {
+    task::block_on(async {
+        let b = start(&[], None).await;
+        let mut raw = raw_peer(b.listen_addr()).await;
+        wait_for("b to register the peer", || async { !b.peers().await.unwrap().is_empty() }).await;
+        b.shutdown().await;
+        let bye = raw.receive_until(|m| matches!(m.payload, Payload::Bye(_))).await;
+        let Payload::Bye(bye) = bye.payload else { unreachable!() };
+        assert_eq!(bye.code, 200);
+        raw.expect_closed().await;
+    });
+}
+
+#[test]
+fn full_servent_refuses_with_x_try_ultrapeers_and_the_dialer_goes_there() {
+    task::block_on(async {
+        let a = start(&[], None).await;
+        let b = common::start_with(&[a.listen_addr()], None, |config| config.max_peers = 1).await;
+        wait_connected(&a, &b).await;
+        // c knows only b, which is full and points it to a.
+        let c = common::start_with(&[b.listen_addr()], None, |config| config.discover = true).await;
+        wait_connected(&a, &c).await;
+        assert_eq!(b.peers().await.unwrap().len(), 1);
+        for node in [a, b, c] {
+            node.shutdown().await;
+        }
+    });
+}
+
+#[test]
+fn servent_with_no_peers_bootstraps_from_a_gwebcache() {
+    task::block_on(async {
+        let a = start(&[], None).await;
+        // A GWebCache answering in version 2 syntax with a's address.
+        let cache = async_std::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/gwc.php", cache.local_addr().unwrap());
+        let answer = format!("I|pong|TestCache 1.0\nH|{}|10\n", a.listen_addr());
+        let server = task::spawn(async move {
+            use async_std::io::{ReadExt, WriteExt};
+            let (mut stream, _) = cache.accept().await.unwrap();
+            let mut request = vec![0u8; 4096];
+            let n = stream.read(&mut request).await.unwrap();
+            let response = format!("HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{answer}", answer.len());
+            stream.write_all(response.as_bytes()).await.unwrap();
+            String::from_utf8_lossy(&request[..n]).into_owned()
+        });
+        let b = common::start_with(&[], None, |config| {
+            config.discover = true;
+            config.gwebcaches = vec![url];
+        })
+        .await;
+        let request = server.await;
+        assert!(request.starts_with("GET /gwc.php?get=1&hostfile=1&net=gnutella&client=SEBL"), "{request}");
+        wait_connected(&a, &b).await;
+        for node in [a, b] {
+            node.shutdown().await;
+        }
+    });
+}
+
+#[test]
+fn host_cache_survives_a_restart() {
+    task::block_on(async {
+        let a = start(&[], None).await;
+        let data = tempfile::tempdir().unwrap();
+        let with_data = |config: &mut servent::config::Config| {
+            config.data_dir = Some(data.path().to_path_buf());
+            config.discover = true;
+        };
+        let b = common::start_with(&[a.listen_addr()], None, with_data).await;
+        wait_connected(&a, &b).await;
+        let b_addr = b.listen_addr();
+        b.shutdown().await;
+        wait_for("a to see b leave", || async {
+            a.peers().await.unwrap().iter().all(|p| p.listen != Some(b_addr.to_string().parse().unwrap()))
+        })
+        .await;
+
+        // No --peer this time: a's address comes from the saved host cache.
+        let b = common::start_with(&[], None, with_data).await;
+        wait_connected(&a, &b).await;
+        for node in [a, b] {
             node.shutdown().await;
         }
     });

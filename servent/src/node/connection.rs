@@ -161,7 +161,8 @@ async fn run_handshake(
             Some(line) => line,
             None => read_line(reader).await.map_err(HandshakeFailure::io)?,
         };
-        let step = machine.on_line(&line).map_err(|e| HandshakeFailure { reason: e.to_string(), try_hosts: Vec::new() })?;
+        let step =
+            machine.on_line(&line).map_err(|e| HandshakeFailure { reason: e.to_string(), try_hosts: Vec::new() })?;
         match step {
             Step::Continue => {}
             Step::Write(bytes) => {
@@ -197,7 +198,10 @@ pub(crate) async fn read_line<R: futures::AsyncBufRead + Unpin>(reader: &mut R) 
         line.extend_from_slice(&available[..taken]);
         reader.consume_unpin(taken);
         if line.len() > MAX_LINE {
-            return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, format!("line longer than {MAX_LINE} bytes")));
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("line longer than {MAX_LINE} bytes"),
+            ));
         }
         if done {
             line.pop();
@@ -228,27 +232,13 @@ async fn run_link(
     let queue = Arc::new(Mutex::new(OutQueue::new(QUEUE_BYTES)));
     let (wake, woken) = channel::bounded(1);
     let counters = Arc::new(LinkCounters::default());
-    let sink: Box<dyn AsyncWrite + Send + Unpin> = if info.deflate_out {
-        Box::new(ZlibEncoder::new(stream.clone()))
-    } else {
-        Box::new(stream.clone())
-    };
+    let sink: Box<dyn AsyncWrite + Send + Unpin> =
+        if info.deflate_out { Box::new(ZlibEncoder::new(stream.clone())) } else { Box::new(stream.clone()) };
     let writer = task::spawn(write_loop(sink, stream.clone(), queue.clone(), woken, counters.clone()));
     let source: Box<dyn AsyncRead + Send + Unpin> =
         if info.deflate_in { Box::new(ZlibDecoder::new(reader)) } else { Box::new(reader) };
-    let connected = ConnectedPeer {
-        id,
-        addr: remote,
-        local,
-        info,
-        direction,
-        dialed,
-        stream,
-        queue,
-        wake,
-        counters,
-        writer,
-    };
+    let connected =
+        ConnectedPeer { id, addr: remote, local, info, direction, dialed, stream, queue, wake, counters, writer };
     if shared.events.send(Event::Connected(Box::new(connected))).await.is_err() {
         return;
     }
@@ -267,7 +257,11 @@ enum ReadEnd {
 
 /// Decodes descriptors and hands them to the broker; returns `Ok` only when
 /// the broker is gone.
-async fn read_loop(id: super::PeerId, mut source: Box<dyn AsyncRead + Send + Unpin>, shared: &Shared) -> Result<(), ReadEnd> {
+async fn read_loop(
+    id: super::PeerId,
+    mut source: Box<dyn AsyncRead + Send + Unpin>,
+    shared: &Shared,
+) -> Result<(), ReadEnd> {
     let mut header = [0u8; HEADER_LEN];
     let mut payload = Vec::new();
     loop {

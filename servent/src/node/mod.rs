@@ -33,7 +33,9 @@ use crate::handshake::{self, Admission, PeerInfo};
 use crate::hostcache::{self, HostCache, Origin};
 use crate::routing::{self, Action, Counters, LocalHost, PeerId, Router};
 use crate::searches::{SearchResult, Searches};
-use crate::wire::{self, Bye, Guid, Message, Payload, Query, QueryFlags, QueryHit, QueryResult, Trailer, TrailerFlags, Urn};
+use crate::wire::{
+    self, Bye, Guid, Message, Payload, Query, QueryFlags, QueryHit, QueryResult, Trailer, TrailerFlags, Urn,
+};
 
 /// Events waiting for the broker, at most; readers wait when it is full.
 const EVENT_QUEUE: usize = 4096;
@@ -249,7 +251,9 @@ impl Shared {
     fn handshake_config(&self, local: SocketAddr) -> handshake::Config {
         let advertised = self.advertised.lock().map(|a| *a).unwrap_or(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0));
         let listen = match local {
-            SocketAddr::V4(local) if advertised.ip().is_unspecified() => SocketAddrV4::new(*local.ip(), advertised.port()),
+            SocketAddr::V4(local) if advertised.ip().is_unspecified() => {
+                SocketAddrV4::new(*local.ip(), advertised.port())
+            }
             _ => advertised,
         };
         handshake::Config { listen: Some(SocketAddr::V4(listen)), ..self.handshake.clone() }
@@ -333,9 +337,8 @@ pub async fn start(config: Config) -> Result<NodeHandle, NodeError> {
         None => search::Library::in_memory()?,
     };
     let library = Arc::new(library);
-    let listener = TcpListener::bind(config.listen)
-        .await
-        .map_err(|source| NodeError::Listen { addr: config.listen, source })?;
+    let listener =
+        TcpListener::bind(config.listen).await.map_err(|source| NodeError::Listen { addr: config.listen, source })?;
     let listen = listener.local_addr().map_err(|source| NodeError::Listen { addr: config.listen, source })?;
     let (events, inbox) = channel::bounded(EVENT_QUEUE);
     let advertised = match listen {
@@ -421,7 +424,9 @@ async fn rescan_loop(library: Arc<search::Library>, shares: Vec<PathBuf>, interv
                 for error in &report.errors {
                     log(format_args!("{error}"));
                 }
-                if report.added + report.changed + report.removed > 0 && events.send(Event::LibraryChanged).await.is_err() {
+                if report.added + report.changed + report.removed > 0
+                    && events.send(Event::LibraryChanged).await.is_err()
+                {
                     return;
                 }
             }
@@ -548,7 +553,8 @@ impl Broker {
 
     /// Answers a query from the local library with QueryHits to `from`.
     fn answer(&mut self, from: PeerId, guid: Guid, reply_ttl: u8, query: &Query) {
-        let lookup = search::Query { words: query.criteria.clone(), urns: query.urns.clone(), limit: MAX_LOCAL_RESULTS };
+        let lookup =
+            search::Query { words: query.criteria.clone(), urns: query.urns.clone(), limit: MAX_LOCAL_RESULTS };
         let files = match self.library.search(&lookup) {
             Ok(files) => files,
             Err(e) => {
@@ -561,14 +567,23 @@ impl Broker {
         }
         let results: Vec<QueryResult> = files
             .into_iter()
-            .map(|f| QueryResult { index: f.index, size: f.size, name: f.name, urns: vec![f.sha1, f.sha256], ggep: Default::default() })
+            .map(|f| QueryResult {
+                index: f.index,
+                size: f.size,
+                name: f.name,
+                urns: vec![f.sha1, f.sha256],
+                ggep: Default::default(),
+            })
             .collect();
         let hit = QueryHit {
             port: self.advertised.port(),
             ip: *self.advertised.ip(),
             speed: ADVERTISED_SPEED,
             results,
-            trailer: Some(Trailer::ours(TrailerFlags { push: Some(false), busy: Some(false), ..Default::default() }, Default::default())),
+            trailer: Some(Trailer::ours(
+                TrailerFlags { push: Some(false), busy: Some(false), ..Default::default() },
+                Default::default(),
+            )),
             servent_guid: self.servent_guid(),
         };
         for hit in hit.split(wire::HIT_PAYLOAD) {
@@ -599,23 +614,21 @@ impl Broker {
         if slots == 0 {
             return;
         }
-        let connected: HashSet<SocketAddrV4> = self
-            .links
-            .values()
-            .flat_map(|l| [v4(l.addr), l.info.listen.and_then(v4)])
-            .flatten()
-            .collect();
+        let connected: HashSet<SocketAddrV4> =
+            self.links.values().flat_map(|l| [v4(l.addr), l.info.listen.and_then(v4)]).flatten().collect();
         let own = [self.advertised, v4(self.listen).unwrap_or(self.advertised)];
         let user: HashSet<SocketAddrV4> = self.config.peers.iter().copied().filter_map(v4).collect();
         let discover = self.config.discover;
         let candidates = self.hosts.candidates(slots, now, |addr| {
-            connected.contains(&addr) || self.dialing.contains(&addr) || own.contains(&addr) || (!discover && !user.contains(&addr))
+            connected.contains(&addr)
+                || self.dialing.contains(&addr)
+                || own.contains(&addr)
+                || (!discover && !user.contains(&addr))
         });
-        if candidates.is_empty() && discover && !self.config.gwebcaches.is_empty() {
-            if self.last_gwebcache.is_none_or(|t| now.duration_since(t) >= GWEBCACHE_INTERVAL) {
-                self.last_gwebcache = Some(now);
-                task::spawn(ask_gwebcaches(self.config.gwebcaches.clone(), self.shared.events.clone()));
-            }
+        let cache_due = self.last_gwebcache.is_none_or(|t| now.duration_since(t) >= GWEBCACHE_INTERVAL);
+        if candidates.is_empty() && discover && !self.config.gwebcaches.is_empty() && cache_due {
+            self.last_gwebcache = Some(now);
+            task::spawn(ask_gwebcaches(self.config.gwebcaches.clone(), self.shared.events.clone()));
         }
         for addr in candidates {
             self.dialing.insert(addr);
@@ -692,8 +705,7 @@ impl Broker {
         let full = self.links.len() >= self.config.max_peers;
         // One connection per address, as gtk-gnutella holds; loopback is
         // exempt so that test networks can run on one machine.
-        let duplicate =
-            !remote.ip().is_loopback() && self.links.values().any(|l| l.addr.ip() == remote.ip());
+        let duplicate = !remote.ip().is_loopback() && self.links.values().any(|l| l.addr.ip() == remote.ip());
         if full || duplicate {
             Admission::Full { try_ultrapeers: self.hosts.good(TRY_ULTRAPEERS) }
         } else {
@@ -722,7 +734,12 @@ impl Broker {
 
     /// Sends a Bye, then closes the link once the writer has drained it.
     fn disconnect(&mut self, id: PeerId, code: u16, reason: &str) -> Option<Link> {
-        let bye = Message { guid: Guid::random(), ttl: 1, hops: 0, payload: Payload::Bye(Bye { code, reason: reason.to_string() }) };
+        let bye = Message {
+            guid: Guid::random(),
+            ttl: 1,
+            hops: 0,
+            payload: Payload::Bye(Bye { code, reason: reason.to_string() }),
+        };
         self.links.get(&id)?.send(bye);
         self.remove(id, reason)
     }
@@ -749,7 +766,8 @@ impl Broker {
             task.cancel().await;
         }
         let ids: Vec<PeerId> = self.links.keys().copied().collect();
-        let links: Vec<Link> = ids.into_iter().filter_map(|id| self.disconnect(id, 200, "servent shutting down")).collect();
+        let links: Vec<Link> =
+            ids.into_iter().filter_map(|id| self.disconnect(id, 200, "servent shutting down")).collect();
         // Writers close their sockets once the Bye is out; a stuck peer is
         // cut off after a grace period.
         for link in links {
@@ -766,13 +784,22 @@ impl Broker {
 fn build_query(text: &str) -> Result<Query, NodeError> {
     let text = text.trim();
     if let Ok(urn) = text.parse::<Urn>() {
-        return Ok(Query { flags: QueryFlags::default(), criteria: "\\".into(), urns: vec![urn], ggep: Default::default() });
+        return Ok(Query {
+            flags: QueryFlags::default(),
+            criteria: "\\".into(),
+            urns: vec![urn],
+            ggep: Default::default(),
+        });
     }
     if search::keywords(text).is_empty() {
         return Err(NodeError::BadSearch(format!("nothing to search for in {text:?}")));
     }
     if text.len() > wire::MAX_CRITERIA {
-        return Err(NodeError::BadSearch(format!("search too long: {} bytes, at most {}", text.len(), wire::MAX_CRITERIA)));
+        return Err(NodeError::BadSearch(format!(
+            "search too long: {} bytes, at most {}",
+            text.len(),
+            wire::MAX_CRITERIA
+        )));
     }
     Ok(Query { flags: QueryFlags::default(), criteria: text.to_string(), urns: Vec::new(), ggep: Default::default() })
 }
@@ -788,14 +815,16 @@ fn v4(addr: SocketAddr) -> Option<SocketAddrV4> {
 async fn ask_gwebcaches(urls: Vec<String>, events: Sender<Event>) {
     for url in urls {
         let separator = if url.contains('?') { '&' } else { '?' };
-        let request = format!("{url}{separator}get=1&hostfile=1&net=gnutella&client=SEBL&version={}", env!("CARGO_PKG_VERSION"));
+        let request =
+            format!("{url}{separator}get=1&hostfile=1&net=gnutella&client=SEBL&version={}", env!("CARGO_PKG_VERSION"));
         let body = async {
             let mut response = surf::get(&request).await?;
             response.take_body().into_string().await
         };
         match async_std::future::timeout(Duration::from_secs(20), body).await {
             Ok(Ok(body)) => {
-                let hosts: Vec<SocketAddrV4> = hostcache::parse_gwebcache(&body).into_iter().filter(|a| routing_ok(a.ip())).collect();
+                let hosts: Vec<SocketAddrV4> =
+                    hostcache::parse_gwebcache(&body).into_iter().filter(|a| routing_ok(a.ip())).collect();
                 log(format_args!("GWebCache {url}: {} hosts", hosts.len()));
                 if events.send(Event::Learned(hosts)).await.is_err() {
                     return;

@@ -103,13 +103,7 @@ impl QueryResult {
         r.skip(used);
         ext.absorb_hashes()?;
         let size = ext.take_large_size().unwrap_or(u64::from(size));
-        Ok(QueryResult {
-            index,
-            size,
-            name,
-            urns: ext.urns,
-            ggep: ext.ggep,
-        })
+        Ok(QueryResult { index, size, name, urns: ext.urns, ggep: ext.ggep })
     }
 
     pub(super) fn write<O: Out>(&self, out: &mut O) {

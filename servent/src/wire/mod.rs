@@ -107,7 +107,9 @@ const HUGE_SEPARATOR: u8 = 0x1C;
 const HIT_HEADER_LEN: usize = 11;
 /// Bytes of the servent GUID closing a QueryHit.
 const GUID_LEN: usize = 16;
+/// Fixed part of a Pong: port, IPv4, files, kbytes.
 const PONG_LEN: usize = 14;
+/// Fixed part of a Push: servent GUID, index, IPv4, port.
 const PUSH_LEN: usize = 26;
 
 /// Why bytes are not a descriptor we accept.

@@ -165,3 +165,20 @@ impl RawPeer {
         }
     }
 }
+
+/// Waits until `a` has `b` among its peers (by the address `b` listens on),
+/// so that a test never mistakes some other servent's connection for it.
+pub async fn wait_connected(a: &NodeHandle, b: &NodeHandle) {
+    let wanted = b.listen_addr().to_string();
+    wait_for(&format!("{} to connect to {wanted}", a.listen_addr()), || async {
+        a.peers().await.unwrap().iter().any(|p| p.listen.map(|l| l.to_string()) == Some(wanted.clone()))
+    })
+    .await;
+}
+
+/// Waits until `node` finds `count` files for `words` in its own index.
+pub async fn wait_indexed(node: &NodeHandle, words: &str, count: usize) {
+    let query = search::Query { words: words.to_string(), urns: Vec::new(), limit: 100 };
+    wait_for(&format!("{words:?} to be indexed"), || async { node.library().search(&query).unwrap().len() == count })
+        .await;
+}
