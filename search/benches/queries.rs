@@ -1,9 +1,11 @@
 //! Query latency, first scan and unchanged rescan on libraries of 10,000 and
 //! 100,000 real (tiny) files with generated, realistic names, kept in a data
-//! folder on disk as the servent keeps them.
+//! folder on disk as the servent keeps them. The ceiling of a rescan is
+//! `find` listing the same files with their size and time.
 
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion};
@@ -99,7 +101,40 @@ fn make_files(root: &Path, count: usize) {
     }
 }
 
+/// Resident memory of this process, from `/proc/self/statm` (Linux only).
+fn resident_bytes() -> Option<u64> {
+    let statm = fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    Some(pages * 4096)
+}
+
+/// What a test network of many nodes in one process costs: libraries in
+/// memory sharing a few files each.
+fn many_small_libraries(count: usize) {
+    let dir = tempfile::tempdir().expect("temporary folder");
+    make_files(dir.path(), 5);
+    let folders = vec![dir.path().to_owned()];
+    let before = resident_bytes().unwrap_or_default();
+    let started = Instant::now();
+    let libraries: Vec<Library> = (0..count)
+        .map(|_| {
+            let library = Library::in_memory().expect("library");
+            library.rescan(&folders).expect("scan");
+            library
+        })
+        .collect();
+    let elapsed = started.elapsed();
+    let grown = resident_bytes().unwrap_or_default().saturating_sub(before);
+    println!(
+        "{count} in-memory libraries of 5 files: made and scanned in {:.2} s, {:.0} KiB resident each",
+        elapsed.as_secs_f64(),
+        grown as f64 / 1024.0 / count as f64
+    );
+    drop(libraries);
+}
+
 fn main() {
+    many_small_libraries(1_000);
     let mut criterion = Criterion::default()
         .sample_size(30)
         .warm_up_time(Duration::from_millis(500))
@@ -122,15 +157,26 @@ fn main() {
         let report = library.rescan(&folders).expect("rescan");
         let rescan = started.elapsed();
         assert_eq!(report.unchanged, count);
+        let started = Instant::now();
+        let status = Command::new("find")
+            .arg(&folders[0])
+            .args(["-type", "f", "-printf", "%s %T@\\n"])
+            .stdout(Stdio::null())
+            .status()
+            .expect("find");
+        assert!(status.success());
+        let find = started.elapsed();
         drop(library);
         let started = Instant::now();
         let library = Library::open(&dir.path().join("data")).expect("reopen");
         let reopen = started.elapsed();
         println!(
-            "{count} files: made in {:.2} s; first scan (hash + index) {:.2} s; unchanged rescan {:.1} ms; reopen {:.1} ms",
+            "{count} files: made in {:.2} s; first scan (hash + index) {:.2} s; \
+             unchanged rescan {:.1} ms (find -printf size and time: {:.1} ms); reopen {:.1} ms",
             made.as_secs_f64(),
             first_scan.as_secs_f64(),
             rescan.as_secs_f64() * 1e3,
+            find.as_secs_f64() * 1e3,
             reopen.as_secs_f64() * 1e3,
         );
 

@@ -57,8 +57,10 @@ pub fn hash_file(path: &Path) -> io::Result<Digests> {
 /// Hashes everything `reader` gives with SHA-1 and SHA-256 in one pass, and
 /// says how many bytes that was.
 pub fn hash_reader(mut reader: impl Read) -> io::Result<(Digests, u64)> {
-    let mut first = vec![0; CHUNK];
-    let len = read_full(&mut reader, &mut first)?;
+    // Most shared files are far smaller than a chunk: read the first chunk
+    // into a buffer that grows with what comes rather than zeroing 1 MiB.
+    let mut first = Vec::new();
+    let len = reader.by_ref().take(CHUNK as u64).read_to_end(&mut first)?;
     if len < CHUNK {
         let digests =
             Digests { sha1: Sha1::digest(&first[..len]).into(), sha256: Sha256::digest(&first[..len]).into() };

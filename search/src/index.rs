@@ -12,7 +12,6 @@
 //! generation it reflects. On open, an index with another payload (an older
 //! schema, or a crash between saving the cache and committing) is rebuilt.
 
-use std::collections::HashMap;
 use std::fs;
 use std::path::Path;
 
@@ -181,12 +180,14 @@ impl NameIndex {
         let top = searcher
             .search(&tantivy_query, &TopDocs::with_limit(limit).order_by_score())
             .map_err(self.error("search"))?;
-        let mut columns: HashMap<u32, Column<u64>> = HashMap::new();
+        // Columns are opened only for segments with hits: most queries hit one or two.
+        let mut columns: Vec<Option<Column<u64>>> = vec![None; searcher.segment_readers().len()];
         let mut hits = Vec::with_capacity(top.len());
         for (score, address) in top {
-            let column = match columns.entry(address.segment_ord) {
-                std::collections::hash_map::Entry::Occupied(entry) => entry.into_mut(),
-                std::collections::hash_map::Entry::Vacant(entry) => entry.insert(
+            let Some(slot) = columns.get_mut(address.segment_ord as usize) else { continue };
+            let column = match slot {
+                Some(column) => column,
+                None => slot.insert(
                     searcher
                         .segment_reader(address.segment_ord)
                         .fast_fields()
@@ -194,8 +195,8 @@ impl NameIndex {
                         .map_err(self.error("read file numbers from"))?,
                 ),
             };
-            if let Some(index) = column.first(address.doc_id).and_then(|i| u32::try_from(i).ok()) {
-                hits.push((score, index));
+            if let Some(number) = column.first(address.doc_id).and_then(|number| u32::try_from(number).ok()) {
+                hits.push((score, number));
             }
         }
         Ok(hits)

@@ -34,6 +34,9 @@ pub struct Library {
     index: NameIndex,
     /// Where the hash cache is saved; `None` for a library in memory.
     cache_file: Option<PathBuf>,
+    /// The data folder, never shared even when inside a shared folder: its
+    /// files change at every commit, which would make every scan a change.
+    data_dir: Option<PathBuf>,
     /// Held for a whole rescan, so that two never interleave.
     scanning: Mutex<ScanState>,
 }
@@ -68,6 +71,8 @@ impl Library {
             catalog: RwLock::new(catalog),
             index,
             cache_file: Some(cache_file),
+            // Canonical, as the paths the walk meets are.
+            data_dir: fs::canonicalize(data_dir).ok(),
             scanning: Mutex::new(ScanState { notes: note.into_iter().collect(), out_of_step: false }),
         })
     }
@@ -78,6 +83,7 @@ impl Library {
             catalog: RwLock::default(),
             index: NameIndex::in_memory()?,
             cache_file: None,
+            data_dir: None,
             scanning: Mutex::default(),
         })
     }
@@ -92,14 +98,17 @@ impl Library {
             self.resync()?;
             state.out_of_step = false;
         }
-        let (found, walk_errors) = scan::walk(folders);
+        let (found, walk_errors) = scan::walk(folders, self.data_dir.as_deref());
         report.errors.extend(walk_errors);
 
         let (to_hash, removed) = {
             let catalog = self.read_catalog();
             let removed: Vec<u32> = catalog
                 .entries()
-                .filter(|entry| !found.contains_key(&entry.file.path))
+                .filter(|entry| {
+                    let key = Found::sort_key(&entry.file.path);
+                    found.binary_search_by(|(path, _)| Found::sort_key(path).cmp(key)).is_err()
+                })
                 .map(|entry| entry.file.index)
                 .collect();
             let mut to_hash = Vec::new();
@@ -416,6 +425,17 @@ mod tests {
         ]);
         let files: Vec<String> = library.files().into_iter().map(|file| file.name).collect();
         assert_eq!(files, ["release.tar"]);
+    }
+
+    #[test]
+    fn data_folder_inside_a_shared_folder_is_not_shared() {
+        let shared = tempfile::tempdir().unwrap();
+        share(shared.path(), "mine.txt", "mine");
+        let library = Library::open(&shared.path().join("data")).unwrap();
+        scanned(&library, shared.path());
+        let files: Vec<String> = library.files().into_iter().map(|file| file.name).collect();
+        assert_eq!(files, ["mine.txt"]);
+        assert_eq!(scanned(&library, shared.path()).unchanged, 1);
     }
 
     #[test]
