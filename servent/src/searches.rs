@@ -8,6 +8,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddrV4;
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
@@ -70,11 +71,14 @@ pub struct Search {
     by_key: HashMap<ContentKey, usize>,
     /// QueryHit messages received for it.
     pub hits_received: u64,
+    started: Instant,
+    /// How long the first QueryHit took to arrive.
+    pub first_hit_after: Option<Duration>,
 }
 
 impl Search {
-    fn new(text: String) -> Search {
-        Search { text, results: Vec::new(), by_key: HashMap::new(), hits_received: 0 }
+    fn new(text: String, now: Instant) -> Search {
+        Search { text, results: Vec::new(), by_key: HashMap::new(), hits_received: 0, started: now, first_hit_after: None }
     }
 
     /// The results so far, in the order they first arrived.
@@ -82,9 +86,11 @@ impl Search {
         &self.results
     }
 
-    /// Adds every result of a QueryHit, merging with what we have.
-    pub fn add(&mut self, hit: &QueryHit) {
+    /// Adds every result of a QueryHit that arrived at `now`, merging with
+    /// what we have.
+    pub fn add(&mut self, hit: &QueryHit, now: Instant) {
         self.hits_received += 1;
+        self.first_hit_after.get_or_insert(now.duration_since(self.started));
         let source = SocketAddrV4::new(hit.ip, hit.port);
         for result in &hit.results {
             let sha1 = result.urns.iter().find(|u| matches!(u, Urn::Sha1(_))).copied();
@@ -128,21 +134,21 @@ pub struct Searches {
 }
 
 impl Searches {
-    /// Starts remembering a search.
-    pub fn start(&mut self, guid: Guid, text: String) {
+    /// Starts remembering a search sent at `now`.
+    pub fn start(&mut self, guid: Guid, text: String, now: Instant) {
         if self.order.len() >= MAX_SEARCHES {
             if let Some(oldest) = self.order.pop_front() {
                 self.searches.remove(&oldest);
             }
         }
-        self.searches.insert(guid, Search::new(text));
+        self.searches.insert(guid, Search::new(text, now));
         self.order.push_back(guid);
     }
 
     /// Adds a QueryHit to its search, if we still remember it.
-    pub fn add(&mut self, guid: Guid, hit: &QueryHit) {
+    pub fn add(&mut self, guid: Guid, hit: &QueryHit, now: Instant) {
         if let Some(search) = self.searches.get_mut(&guid) {
-            search.add(hit);
+            search.add(hit, now);
         }
     }
 
@@ -177,30 +183,32 @@ mod tests {
     #[test]
     fn same_content_from_two_servents_is_one_result_with_two_sources() {
         let urns = vec![Urn::Sha1([1; 20]), Urn::Sha256([2; 32])];
-        let mut search = Search::new("seblinux".into());
-        search.add(&hit(1, vec![result("SEBLINUX-base-1.0.tar", 10, urns.clone())]));
-        search.add(&hit(2, vec![result("seblinux-base.tar", 10, urns)]));
-        search.add(&hit(2, vec![result("other.tar", 10, vec![Urn::Sha1([3; 20])])]));
+        let now = Instant::now();
+        let mut search = Search::new("seblinux".into(), now);
+        search.add(&hit(1, vec![result("SEBLINUX-base-1.0.tar", 10, urns.clone())]), now + Duration::from_millis(5));
+        search.add(&hit(2, vec![result("seblinux-base.tar", 10, urns)]), now + Duration::from_millis(9));
+        search.add(&hit(2, vec![result("other.tar", 10, vec![Urn::Sha1([3; 20])])]), now);
         let results = search.results();
         assert_eq!(results.len(), 2);
         assert_eq!(results[0].name, "SEBLINUX-base-1.0.tar");
         assert_eq!(results[0].sources.len(), 2);
         assert_eq!(search.hits_received, 3);
+        assert_eq!(search.first_hit_after, Some(Duration::from_millis(5)));
     }
 
     #[test]
     fn same_source_is_listed_once() {
-        let mut search = Search::new("x".into());
+        let mut search = Search::new("x".into(), Instant::now());
         let r = result("a", 1, vec![Urn::Sha1([1; 20])]);
-        search.add(&hit(1, vec![r.clone()]));
-        search.add(&hit(1, vec![r]));
+        search.add(&hit(1, vec![r.clone()]), Instant::now());
+        search.add(&hit(1, vec![r]), Instant::now());
         assert_eq!(search.results()[0].sources.len(), 1);
     }
 
     #[test]
     fn result_serializes_with_urn_text() {
-        let mut search = Search::new("x".into());
-        search.add(&hit(1, vec![result("a", 1, vec![Urn::Sha1([0; 20])])]));
+        let mut search = Search::new("x".into(), Instant::now());
+        search.add(&hit(1, vec![result("a", 1, vec![Urn::Sha1([0; 20])])]), Instant::now());
         let json = serde_json::to_value(&search.results()[0]).unwrap();
         assert_eq!(json["sha1"], "urn:sha1:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA");
         assert_eq!(json["sha256"], serde_json::Value::Null);
@@ -210,9 +218,9 @@ mod tests {
 
     #[test]
     fn results_per_search_are_bounded() {
-        let mut search = Search::new("x".into());
+        let mut search = Search::new("x".into(), Instant::now());
         for i in 0..(MAX_RESULTS_PER_SEARCH as u64 + 10) {
-            search.add(&hit(1, vec![result("f", i, vec![])]));
+            search.add(&hit(1, vec![result("f", i, vec![])]), Instant::now());
         }
         assert_eq!(search.results().len(), MAX_RESULTS_PER_SEARCH);
     }
@@ -221,7 +229,7 @@ mod tests {
     fn oldest_search_is_forgotten() {
         let mut searches = Searches::default();
         for i in 0..=MAX_SEARCHES {
-            searches.start(Guid([i as u8; 16]), format!("{i}"));
+            searches.start(Guid([i as u8; 16]), format!("{i}"), Instant::now());
         }
         assert!(searches.get(&Guid([0; 16])).is_none());
         assert!(searches.get(&Guid([1; 16])).is_some());

@@ -234,7 +234,7 @@ async fn run_link(
     let counters = Arc::new(LinkCounters::default());
     let sink: Box<dyn AsyncWrite + Send + Unpin> =
         if info.deflate_out { Box::new(ZlibEncoder::new(stream.clone())) } else { Box::new(stream.clone()) };
-    let writer = task::spawn(write_loop(sink, stream.clone(), queue.clone(), woken, counters.clone()));
+    let writer = task::spawn(write_loop(sink, stream.clone(), queue.clone(), woken, counters.clone(), shared.clone()));
     let source: Box<dyn AsyncRead + Send + Unpin> =
         if info.deflate_in { Box::new(ZlibDecoder::new(reader)) } else { Box::new(reader) };
     let connected =
@@ -284,6 +284,7 @@ async fn write_loop(
     queue: Arc<Mutex<OutQueue>>,
     woken: Receiver<()>,
     counters: Arc<LinkCounters>,
+    shared: Arc<Shared>,
 ) {
     let mut buffer = Vec::new();
     loop {
@@ -294,10 +295,14 @@ async fn write_loop(
             if let Ok(mut queue) = queue.lock() {
                 while buffer.len() < 64 * 1024 {
                     let Some(message) = queue.pop() else { break };
-                    counters.messages.fetch_add(1, Ordering::Relaxed);
+                    for counters in [&*counters, &shared.sent] {
+                        counters.messages.fetch_add(1, Ordering::Relaxed);
+                    }
                     match message.payload {
                         Payload::Query(_) => {
-                            counters.queries.fetch_add(1, Ordering::Relaxed);
+                            for counters in [&*counters, &shared.sent] {
+                                counters.queries.fetch_add(1, Ordering::Relaxed);
+                            }
                         }
                         Payload::Bye(_) => bye = true,
                         _ => {}

@@ -138,8 +138,12 @@ pub struct Status {
     pub files: u32,
     /// Shared bytes.
     pub bytes: u64,
-    /// Counters of all traffic.
+    /// Counters of all traffic received.
     pub totals: Counters,
+    /// Messages written to all sockets since start.
+    pub messages_sent: u64,
+    /// Query messages written to all sockets since start.
+    pub queries_sent: u64,
 }
 
 /// The results of one of our searches so far.
@@ -151,6 +155,8 @@ pub struct SearchSnapshot {
     pub query: String,
     /// QueryHit messages received.
     pub hits_received: u64,
+    /// Milliseconds from sending the query to its first QueryHit.
+    pub first_hit_ms: Option<f64>,
     /// Results grouped by content.
     pub results: Vec<SearchResult>,
 }
@@ -242,6 +248,8 @@ struct Shared {
     /// until the first connection shows which interface we use.
     advertised: Mutex<SocketAddrV4>,
     next_id: AtomicU64,
+    /// What all writers have written, counted at the sockets.
+    sent: LinkCounters,
 }
 
 impl Shared {
@@ -356,6 +364,7 @@ pub async fn start(config: Config) -> Result<NodeHandle, NodeError> {
         },
         advertised: Mutex::new(advertised),
         next_id: AtomicU64::new(1),
+        sent: LinkCounters::default(),
     });
 
     let mut hosts = HostCache::new();
@@ -534,7 +543,7 @@ impl Broker {
             match action {
                 Action::Send { to, message } => self.send(to, message),
                 Action::SearchLocal { from, guid, reply_ttl, query } => self.answer(from, guid, reply_ttl, &query),
-                Action::Hit { search, hit } => self.searches.add(search, &hit),
+                Action::Hit { search, hit } => self.searches.add(search, &hit, Instant::now()),
                 Action::LearnHost(addr) => self.learn([addr]),
                 Action::Disconnect { peer, reason } => {
                     self.remove(peer, &reason);
@@ -658,6 +667,7 @@ impl Broker {
                     id: id.to_string(),
                     query: s.text.clone(),
                     hits_received: s.hits_received,
+                    first_hit_ms: s.first_hit_after.map(|d| d.as_secs_f64() * 1000.0),
                     results: s.results().to_vec(),
                 });
                 let _ = reply.try_send(snapshot);
@@ -676,6 +686,8 @@ impl Broker {
                     files,
                     bytes,
                     totals: self.router.totals().clone(),
+                    messages_sent: self.shared.sent.messages.load(Ordering::Relaxed),
+                    queries_sent: self.shared.sent.queries.load(Ordering::Relaxed),
                 };
                 let _ = reply.try_send(status);
             }
@@ -695,7 +707,7 @@ impl Broker {
     fn start_search(&mut self, text: String, ttl: u8, now: Instant) -> Result<Guid, NodeError> {
         let query = build_query(&text)?;
         let (guid, actions) = self.router.start_query(query, ttl, now);
-        self.searches.start(guid, text);
+        self.searches.start(guid, text, now);
         self.apply(actions);
         Ok(guid)
     }
