@@ -44,7 +44,7 @@ pub(crate) enum Change {
 }
 
 /// All shared files, by index number and by path.
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub(crate) struct Catalog {
     entries: HashMap<u32, Entry>,
     by_path: HashMap<PathBuf, u32>,

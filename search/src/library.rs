@@ -182,9 +182,10 @@ impl Library {
         Ok((Entry { file, mtime_ns: found.mtime_ns }, known_as))
     }
 
-    /// Applies `changes` to the catalog, the cache file and the index, in
-    /// that order: a crash in between leaves the index behind the cache, and
-    /// the next open rebuilds it.
+    /// Applies `changes` to the cache file, the index, and then the catalog
+    /// everyone reads: a crash in between leaves the index behind the cache,
+    /// and the next open rebuilds it; and a file is listed (`files`,
+    /// `by_urn`) only once a search can find it too.
     fn commit<'a>(&'a self, writer: &mut Option<IndexUpdate<'a>>, changes: &mut Vec<Change>) -> Result<(), Error> {
         if changes.is_empty() {
             return Ok(());
@@ -193,13 +194,11 @@ impl Library {
             Some(update) => update,
             None => writer.insert(self.index.update()?),
         };
-        let generation = {
-            let mut catalog = self.write_catalog();
-            catalog.apply(changes);
-            catalog.generation()
-        };
+        // Only the scan changes the catalog, so this copy stays current.
+        let mut next = self.read_catalog().clone();
+        next.apply(changes);
         if let Some(cache_file) = &self.cache_file {
-            self.read_catalog().save(cache_file)?;
+            next.save(cache_file)?;
         }
         for change in changes.drain(..) {
             match change {
@@ -207,7 +206,9 @@ impl Library {
                 Change::Removed(index) => update.remove(index),
             }
         }
-        update.commit(generation)
+        update.commit(next.generation())?;
+        *self.write_catalog() = next;
+        Ok(())
     }
 
     /// After a failed batch: saves the catalog and rebuilds the index from it.

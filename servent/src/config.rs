@@ -42,6 +42,8 @@ pub struct Config {
     pub rescan_interval: Duration,
     /// Whether Gnutella links may be deflate-compressed.
     pub deflate: bool,
+    /// Upload slots, per-address limit and timeouts.
+    pub uploads: crate::transfer::upload::UploadConfig,
 }
 
 impl Default for Config {
@@ -57,6 +59,7 @@ impl Default for Config {
             max_ttl: crate::routing::DEFAULT_MAX_TTL,
             rescan_interval: RESCAN_INTERVAL,
             deflate: true,
+            uploads: crate::transfer::upload::UploadConfig::default(),
         }
     }
 }

@@ -1,5 +1,6 @@
 //! `servent`: parses the command line and hands over to the library.
 
+use std::io::Write;
 use std::process::ExitCode;
 
 use async_std::net::TcpListener;
@@ -36,13 +37,19 @@ async fn run(args: RunArgs) -> Result<(), String> {
         let _ = stop.try_send(());
     })
     .map_err(|e| format!("cannot catch signals: {e}"))?;
-    println!("servent: listening on {} (Gnutella, HTTP), API on http://{api_addr}", node.listen_addr());
+    // Written without panicking: a servent whose standard output was closed
+    // by its supervisor must go on serving.
+    let _ = writeln!(
+        std::io::stdout(),
+        "servent: listening on {} (Gnutella, HTTP), API on http://{api_addr}",
+        node.listen_addr()
+    );
     if let Some(dir) = data_dir {
-        println!("servent: data in {}", dir.display());
+        let _ = writeln!(std::io::stdout(), "servent: data in {}", dir.display());
     }
     let server = task::spawn(api::serve(node.clone(), api_listener));
     let _ = stopped.recv().await;
-    println!("servent: stopping");
+    let _ = writeln!(std::io::stdout(), "servent: stopping");
     node.shutdown().await;
     server.cancel().await;
     Ok(())

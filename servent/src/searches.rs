@@ -78,7 +78,14 @@ pub struct Search {
 
 impl Search {
     fn new(text: String, now: Instant) -> Search {
-        Search { text, results: Vec::new(), by_key: HashMap::new(), hits_received: 0, started: now, first_hit_after: None }
+        Search {
+            text,
+            results: Vec::new(),
+            by_key: HashMap::new(),
+            hits_received: 0,
+            started: now,
+            first_hit_after: None,
+        }
     }
 
     /// The results so far, in the order they first arrived.

@@ -16,6 +16,8 @@ struct Running {
     child: Child,
     listen: String,
     api: String,
+    /// Kept open: the servent writes more lines there.
+    _stdout: BufReader<std::process::ChildStdout>,
     _data: tempfile::TempDir,
 }
 
@@ -33,11 +35,12 @@ impl Running {
         }
         let mut child = command.stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap();
         // "servent: listening on 127.0.0.1:P (Gnutella, HTTP), API on http://127.0.0.1:Q"
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
         let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        stdout.read_line(&mut line).unwrap();
         let listen = line.split_whitespace().nth(3).expect("listen address").to_string();
         let api = line.rsplit("http://").next().expect("api address").trim().to_string();
-        Running { child, listen, api, _data: data }
+        Running { child, listen, api, _stdout: stdout, _data: data }
     }
 
     fn client(&self, args: &[&str]) -> Output {

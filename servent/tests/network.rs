@@ -192,12 +192,14 @@ fn http_on_the_gnutella_port_is_answered() {
     task::block_on(async {
         let b = start(&[], None).await;
         let mut http = RawPeer::connect(b.listen_addr()).await;
-        http.send_bytes(b"GET /uri-res/N2R?urn:sha1:PLSTHIPQGSSZTS5FJUPAKUZWUGYQYPFB HTTP/1.1\r\nHost: x\r\n\r\n")
-            .await;
+        http.send_bytes(
+            b"GET /uri-res/N2R?urn:sha1:PLSTHIPQGSSZTS5FJUPAKUZWUGYQYPFB HTTP/1.1\r\nConnection: close\r\n\r\n",
+        )
+        .await;
         assert!(http.read_to_end().await.starts_with(b"HTTP/1.1 404 Not Found\r\n"));
 
         let mut post = RawPeer::connect(b.listen_addr()).await;
-        post.send_bytes(b"POST / HTTP/1.1\r\nHost: x\r\n\r\n").await;
+        post.send_bytes(b"POST / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await;
         assert!(post.read_to_end().await.starts_with(b"HTTP/1.1 501 Not Implemented\r\n"));
         b.shutdown().await;
     });

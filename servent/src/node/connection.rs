@@ -7,18 +7,18 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use async_compression::futures::bufread::ZlibDecoder;
-use async_compression::futures::write::ZlibEncoder;
 use async_std::channel::{self, Receiver};
 use async_std::io::{self, BufReader, ReadExt};
 use async_std::net::{TcpListener, TcpStream};
 use async_std::task;
-use futures::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt};
+use futures::AsyncWriteExt;
 
 use super::{log, Command, ConnectedPeer, Direction, Event, LinkCounters, Shared, IDLE_TIMEOUT};
+use crate::compression::{Deflater, Inflater};
 use crate::flow::{OutQueue, QUEUE_BYTES};
 use crate::handshake::{self, FirstLine, Handshake, PeerInfo, Step, HANDSHAKE_TIMEOUT, MAX_LINE};
-use crate::wire::{self, Payload, HEADER_LEN};
+use crate::transfer::{self, http};
+use crate::wire::{self, Message, Payload, HEADER_LEN};
 
 /// How long an outgoing TCP connect may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -80,8 +80,10 @@ impl Hammering {
 
 async fn serve_incoming(stream: TcpStream, remote: SocketAddr, shared: Arc<Shared>) {
     let mut reader = BufReader::new(stream.clone());
-    let first = match io::timeout(HANDSHAKE_TIMEOUT, read_line(&mut reader)).await {
+    let first = match io::timeout(HANDSHAKE_TIMEOUT, http::read_line(&mut reader, http::MAX_REQUEST_LINE)).await {
         Ok(line) => line,
+        // Only an HTTP request line may be this long: refuse it the HTTP way.
+        Err(e) if e.kind() == std::io::ErrorKind::InvalidData => return transfer::refuse(414, reader, stream).await,
         Err(_) => return,
     };
     match handshake::classify_first_line(&first) {
@@ -101,7 +103,7 @@ async fn serve_incoming(stream: TcpStream, remote: SocketAddr, shared: Arc<Share
                 Err(_) => log(format_args!("handshake with {remote} timed out")),
             }
         }
-        FirstLine::Http => crate::transfer::serve(first, reader, stream).await,
+        FirstLine::Http => transfer::serve(&shared.uploads, remote, first, reader, stream).await,
         FirstLine::Unknown => {}
     }
 }
@@ -159,7 +161,7 @@ async fn run_handshake(
     loop {
         let line = match pending.take() {
             Some(line) => line,
-            None => read_line(reader).await.map_err(HandshakeFailure::io)?,
+            None => http::read_line(reader, MAX_LINE).await.map_err(HandshakeFailure::io)?,
         };
         let step =
             machine.on_line(&line).map_err(|e| HandshakeFailure { reason: e.to_string(), try_hosts: Vec::new() })?;
@@ -183,36 +185,6 @@ async fn run_handshake(
     }
 }
 
-/// Reads one line ending in LF (CR stripped), at most [`MAX_LINE`] bytes.
-pub(crate) async fn read_line<R: futures::AsyncBufRead + Unpin>(reader: &mut R) -> std::io::Result<Vec<u8>> {
-    let mut line = Vec::new();
-    loop {
-        let available = reader.fill_buf().await?;
-        if available.is_empty() {
-            return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "connection closed mid-line"));
-        }
-        let (taken, done) = match available.iter().position(|&b| b == b'\n') {
-            Some(end) => (end + 1, true),
-            None => (available.len(), false),
-        };
-        line.extend_from_slice(&available[..taken]);
-        reader.consume_unpin(taken);
-        if line.len() > MAX_LINE {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::InvalidData,
-                format!("line longer than {MAX_LINE} bytes"),
-            ));
-        }
-        if done {
-            line.pop();
-            if line.last() == Some(&b'\r') {
-                line.pop();
-            }
-            return Ok(line);
-        }
-    }
-}
-
 /// Runs an established link: starts its writer, tells the broker, then
 /// reads descriptors until the peer goes or breaks a rule.
 async fn run_link(
@@ -232,17 +204,16 @@ async fn run_link(
     let queue = Arc::new(Mutex::new(OutQueue::new(QUEUE_BYTES)));
     let (wake, woken) = channel::bounded(1);
     let counters = Arc::new(LinkCounters::default());
-    let sink: Box<dyn AsyncWrite + Send + Unpin> =
-        if info.deflate_out { Box::new(ZlibEncoder::new(stream.clone())) } else { Box::new(stream.clone()) };
-    let writer = task::spawn(write_loop(sink, stream.clone(), queue.clone(), woken, counters.clone(), shared.clone()));
-    let source: Box<dyn AsyncRead + Send + Unpin> =
-        if info.deflate_in { Box::new(ZlibDecoder::new(reader)) } else { Box::new(reader) };
+    let deflater = info.deflate_out.then(Deflater::default);
+    let writer =
+        task::spawn(write_loop(deflater, stream.clone(), queue.clone(), woken, counters.clone(), shared.clone()));
+    let inflater = info.deflate_in.then(Inflater::default);
     let connected =
         ConnectedPeer { id, addr: remote, local, info, direction, dialed, stream, queue, wake, counters, writer };
     if shared.events.send(Event::Connected(Box::new(connected))).await.is_err() {
         return;
     }
-    let event = match read_loop(id, source, &shared).await {
+    let event = match read_loop(id, reader, inflater, &shared).await {
         Ok(()) => return,
         Err(ReadEnd::Closed(reason)) => Event::Closed { id, reason },
         Err(ReadEnd::Malformed(error)) => Event::Malformed { id, error },
@@ -256,81 +227,111 @@ enum ReadEnd {
 }
 
 /// Decodes descriptors and hands them to the broker; returns `Ok` only when
-/// the broker is gone.
+/// the broker is gone. What it holds is bounded: one socket read, one
+/// inflate step, and at most one descriptor's worth of pending bytes.
 async fn read_loop(
     id: super::PeerId,
-    mut source: Box<dyn AsyncRead + Send + Unpin>,
+    mut source: BufReader<TcpStream>,
+    mut inflater: Option<Inflater>,
     shared: &Shared,
 ) -> Result<(), ReadEnd> {
-    let mut header = [0u8; HEADER_LEN];
-    let mut payload = Vec::new();
+    let mut received = [0u8; 16 * 1024];
+    // Bytes off the socket still to inflate, and plain bytes still to frame.
+    let mut compressed = Vec::new();
+    let mut plain = Vec::new();
     loop {
-        io::timeout(IDLE_TIMEOUT, source.read_exact(&mut header)).await.map_err(|e| ReadEnd::Closed(e.to_string()))?;
-        let head = wire::decode_header(&header).map_err(|e| ReadEnd::Malformed(e.to_string()))?;
-        payload.resize(head.payload_len as usize, 0);
-        io::timeout(IDLE_TIMEOUT, source.read_exact(&mut payload)).await.map_err(|e| ReadEnd::Closed(e.to_string()))?;
-        let message = wire::decode_payload(&head, &payload).map_err(|e| ReadEnd::Malformed(e.to_string()))?;
-        if shared.events.send(Event::Message { id, message }).await.is_err() {
-            return Ok(());
+        while let Some(message) = next_message(&mut plain)? {
+            if shared.events.send(Event::Message { id, message }).await.is_err() {
+                return Ok(());
+            }
         }
+        if let Some(inflater) = inflater.as_mut().filter(|_| !compressed.is_empty()) {
+            let before = plain.len();
+            let used = inflater.inflate(&compressed, &mut plain).map_err(|e| ReadEnd::Malformed(e.to_string()))?;
+            compressed.drain(..used);
+            if used > 0 || plain.len() > before {
+                continue;
+            }
+        }
+        let n =
+            io::timeout(IDLE_TIMEOUT, source.read(&mut received)).await.map_err(|e| ReadEnd::Closed(e.to_string()))?;
+        if n == 0 {
+            return Err(ReadEnd::Closed("connection closed".into()));
+        }
+        let target = if inflater.is_some() { &mut compressed } else { &mut plain };
+        target.extend_from_slice(&received[..n]);
     }
+}
+
+/// Takes one whole descriptor off the front of `plain`, if it holds one.
+fn next_message(plain: &mut Vec<u8>) -> Result<Option<Message>, ReadEnd> {
+    let Some(header) = plain.first_chunk::<HEADER_LEN>() else { return Ok(None) };
+    let head = wire::decode_header(header).map_err(|e| ReadEnd::Malformed(e.to_string()))?;
+    let end = HEADER_LEN + head.payload_len as usize;
+    if plain.len() < end {
+        return Ok(None);
+    }
+    let message = wire::decode_payload(&head, &plain[HEADER_LEN..end]).map_err(|e| ReadEnd::Malformed(e.to_string()));
+    plain.drain(..end);
+    message.map(Some)
 }
 
 /// Drains the peer's queue to its socket whenever woken; once the broker
 /// lets go of the link, writes what is left (a Bye, say) and closes.
 async fn write_loop(
-    mut sink: Box<dyn AsyncWrite + Send + Unpin>,
-    stream: TcpStream,
+    mut deflater: Option<Deflater>,
+    mut stream: TcpStream,
     queue: Arc<Mutex<OutQueue>>,
     woken: Receiver<()>,
     counters: Arc<LinkCounters>,
     shared: Arc<Shared>,
 ) {
-    let mut buffer = Vec::new();
+    let mut plain = Vec::new();
+    let mut compressed = Vec::new();
     loop {
         let open = woken.recv().await.is_ok();
         loop {
-            buffer.clear();
+            plain.clear();
             let mut bye = false;
             if let Ok(mut queue) = queue.lock() {
-                while buffer.len() < 64 * 1024 {
+                while plain.len() < 64 * 1024 {
                     let Some(message) = queue.pop() else { break };
+                    let query = matches!(message.payload, Payload::Query(_));
+                    bye |= matches!(message.payload, Payload::Bye(_));
                     for counters in [&*counters, &shared.sent] {
                         counters.messages.fetch_add(1, Ordering::Relaxed);
+                        counters.queries.fetch_add(u64::from(query), Ordering::Relaxed);
                     }
-                    match message.payload {
-                        Payload::Query(_) => {
-                            for counters in [&*counters, &shared.sent] {
-                                counters.queries.fetch_add(1, Ordering::Relaxed);
-                            }
-                        }
-                        Payload::Bye(_) => bye = true,
-                        _ => {}
-                    }
-                    message.encode_into(&mut buffer);
+                    message.encode_into(&mut plain);
                 }
             }
-            if buffer.is_empty() {
+            if plain.is_empty() {
                 break;
             }
-            let written = async {
-                sink.write_all(&buffer).await?;
-                sink.flush().await
+            let bytes = match deflater.as_mut() {
+                Some(deflater) => {
+                    compressed.clear();
+                    if deflater.deflate(&plain, &mut compressed).is_err() {
+                        let _ = stream.shutdown(std::net::Shutdown::Both);
+                        return;
+                    }
+                    &compressed
+                }
+                None => &plain,
             };
-            if io::timeout(IDLE_TIMEOUT, written).await.is_err() {
+            if io::timeout(IDLE_TIMEOUT, stream.write_all(bytes)).await.is_err() {
                 let _ = stream.shutdown(std::net::Shutdown::Both);
                 return;
             }
             if bye {
-                // Nothing may follow a Bye.
-                let _ = sink.close().await;
-                let _ = stream.shutdown(std::net::Shutdown::Both);
+                // Nothing may follow a Bye; the peer closes its side when it
+                // has read it, which ends our reader.
+                let _ = stream.shutdown(std::net::Shutdown::Write);
                 return;
             }
         }
         if !open {
-            let _ = sink.close().await;
-            let _ = stream.shutdown(std::net::Shutdown::Both);
+            let _ = stream.shutdown(std::net::Shutdown::Write);
             return;
         }
     }
@@ -353,16 +354,5 @@ mod tests {
         for _ in 0..100 {
             assert!(hammering.allow("127.0.0.1".parse().unwrap(), now));
         }
-    }
-
-    #[test]
-    fn lines_are_bounded() {
-        task::block_on(async {
-            let mut long = futures::io::Cursor::new(vec![b'a'; MAX_LINE * 3]);
-            assert!(read_line(&mut long).await.is_err());
-            let mut ok = futures::io::Cursor::new(b"GNUTELLA CONNECT/0.6\r\nUser-Agent: x\r\n".to_vec());
-            assert_eq!(read_line(&mut ok).await.unwrap(), b"GNUTELLA CONNECT/0.6");
-            assert_eq!(read_line(&mut ok).await.unwrap(), b"User-Agent: x");
-        });
     }
 }

@@ -12,8 +12,6 @@
 
 mod connection;
 
-pub(crate) use connection::read_line;
-
 use std::collections::{HashMap, HashSet};
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
@@ -33,6 +31,8 @@ use crate::handshake::{self, Admission, PeerInfo};
 use crate::hostcache::{self, HostCache, Origin};
 use crate::routing::{self, Action, Counters, LocalHost, PeerId, Router};
 use crate::searches::{SearchResult, Searches};
+use crate::transfer::alt::AltLocations;
+use crate::transfer::upload::Uploads;
 use crate::wire::{
     self, Bye, Guid, Message, Payload, Query, QueryFlags, QueryHit, QueryResult, Trailer, TrailerFlags, Urn,
 };
@@ -250,6 +250,8 @@ struct Shared {
     next_id: AtomicU64,
     /// What all writers have written, counted at the sockets.
     sent: LinkCounters,
+    /// What HTTP requests on our port are served with.
+    uploads: Arc<Uploads>,
 }
 
 impl Shared {
@@ -278,6 +280,7 @@ pub struct NodeHandle {
     events: Sender<Event>,
     listen: SocketAddr,
     library: Arc<search::Library>,
+    uploads: Arc<Uploads>,
     broker: Arc<Mutex<Option<JoinHandle<()>>>>,
 }
 
@@ -290,6 +293,11 @@ impl NodeHandle {
     /// The shared-library index.
     pub fn library(&self) -> &Arc<search::Library> {
         &self.library
+    }
+
+    /// The upload side: its counters and the download mesh.
+    pub fn uploads(&self) -> &Arc<Uploads> {
+        &self.uploads
     }
 
     async fn ask<T>(&self, make: impl FnOnce(Sender<T>) -> Command) -> Result<T, NodeError> {
@@ -349,6 +357,7 @@ pub async fn start(config: Config) -> Result<NodeHandle, NodeError> {
         TcpListener::bind(config.listen).await.map_err(|source| NodeError::Listen { addr: config.listen, source })?;
     let listen = listener.local_addr().map_err(|source| NodeError::Listen { addr: config.listen, source })?;
     let (events, inbox) = channel::bounded(EVENT_QUEUE);
+    let uploads = Arc::new(Uploads::new(config.uploads.clone(), library.clone(), Arc::new(AltLocations::new())));
     let advertised = match listen {
         SocketAddr::V4(v4) if !v4.ip().is_unspecified() => v4,
         _ => SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, listen.port()),
@@ -365,6 +374,7 @@ pub async fn start(config: Config) -> Result<NodeHandle, NodeError> {
         advertised: Mutex::new(advertised),
         next_id: AtomicU64::new(1),
         sent: LinkCounters::default(),
+        uploads: uploads.clone(),
     });
 
     let mut hosts = HostCache::new();
@@ -405,7 +415,7 @@ pub async fn start(config: Config) -> Result<NodeHandle, NodeError> {
         inbox,
     };
     let broker = task::spawn(broker.run());
-    Ok(NodeHandle { events, listen, library, broker: Arc::new(Mutex::new(Some(broker))) })
+    Ok(NodeHandle { events, listen, library, uploads, broker: Arc::new(Mutex::new(Some(broker))) })
 }
 
 const HOST_CACHE_FILE: &str = "hosts";
@@ -416,7 +426,9 @@ fn kbytes(bytes: u64) -> u32 {
 
 /// Writes one line to the log (standard error).
 fn log(args: std::fmt::Arguments<'_>) {
-    eprintln!("servent: {args}");
+    use std::io::Write;
+    // A closed standard error must not stop the servent.
+    let _ = writeln!(std::io::stderr(), "servent: {args}");
 }
 
 async fn ticker(events: Sender<Event>) {

@@ -1,43 +1,45 @@
-//! HTTP on the Gnutella port, where uploads will be served.
+//! File transfers with other servents: HTTP on the Gnutella port.
 //!
-//! Until uploads exist, every request is read (within bounds) and answered
-//! properly: `404 Not Found` for `GET` and `HEAD`, `501 Not Implemented`
-//! for other methods, `400`/`431` for requests that break the limits, and
-//! the connection is closed.
+//! Servents fetch files from each other over plain HTTP/1.1, on the same
+//! port as Gnutella links: the node reads a connection's first line and
+//! hands anything that looks like an HTTP request to [`serve`]. The pieces:
+//!
+//! - [`http`]: the bounded codec both sides use (request and response
+//!   heads, `Range`, `Content-Range`, percent-encoding);
+//! - [`upload`]: serving shared files by URN or by index and name, with
+//!   ranges, keep-alive, slots and timeouts;
+//! - [`alt`]: the download mesh, the other sources known per URN, which
+//!   `X-Alt` headers carry in both directions;
+//! - [`download`] and [`magnet`]: the other direction, fetching content
+//!   named by URN or magnet link from the sources that have it.
 
-use async_std::io::{BufReader, WriteExt};
+pub mod alt;
+pub mod download;
+pub mod http;
+pub mod magnet;
+pub mod upload;
+
+use std::net::SocketAddr;
+
+use async_std::io::BufReader;
 use async_std::net::TcpStream;
 
-use crate::handshake::{HANDSHAKE_TIMEOUT, MAX_HEADERS};
-use crate::node::read_line;
+use upload::Uploads;
 
-/// Answers one HTTP request whose request line has been read already.
-pub async fn serve(request_line: Vec<u8>, mut reader: BufReader<TcpStream>, mut stream: TcpStream) {
-    let status = match async_std::io::timeout(HANDSHAKE_TIMEOUT, read_headers(&mut reader)).await {
-        Ok(()) => {
-            let method = request_line.split(|&b| b == b' ').next().unwrap_or_default();
-            match method {
-                b"GET" | b"HEAD" => "404 Not Found",
-                _ => "501 Not Implemented",
-            }
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::InvalidData => "431 Request Header Fields Too Large",
-        Err(_) => "400 Bad Request",
-    };
-    let response = format!(
-        "HTTP/1.1 {status}\r\nServer: {}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
-        crate::config::USER_AGENT
-    );
-    let _ = stream.write_all(response.as_bytes()).await;
-    let _ = stream.shutdown(std::net::Shutdown::Both);
+/// Serves HTTP requests on a connection whose first line, `request_line`,
+/// the node has read already; returns when the connection is closed.
+pub async fn serve(
+    uploads: &Uploads,
+    remote: SocketAddr,
+    request_line: Vec<u8>,
+    reader: BufReader<TcpStream>,
+    stream: TcpStream,
+) {
+    upload::serve_connection(uploads, remote, request_line, reader, stream).await;
 }
 
-/// Reads header lines up to the empty one, refusing too many or too long.
-async fn read_headers(reader: &mut BufReader<TcpStream>) -> std::io::Result<()> {
-    for _ in 0..=MAX_HEADERS {
-        if read_line(reader).await?.is_empty() {
-            return Ok(());
-        }
-    }
-    Err(std::io::Error::new(std::io::ErrorKind::InvalidData, "too many header lines"))
+/// Answers `status` (`414` for a first line longer than
+/// [`http::MAX_REQUEST_LINE`]) and closes the connection.
+pub async fn refuse(status: u16, reader: BufReader<TcpStream>, stream: TcpStream) {
+    upload::refuse(status, reader, stream).await;
 }

@@ -1,0 +1,624 @@
+//! One download's task: it owns the plan, the `.part` file and the workers.
+//!
+//! The driver is the only place where the download's decisions are made
+//! and the only writer of its files, in the manner of the node's broker: its
+//! workers ([`super::fetch`]) and the manager send it events, and it answers
+//! them one at a time. A worker asking for work gets a chunk from the
+//! [`Plan`], or waits (its answer kept) until one frees up. A finished chunk
+//! the plan accepts is written at its offset at once; every few chunks, and
+//! every second, the `.part` is synced and only then are the chunks written
+//! so far counted in the state file (the sync runs in the background while
+//! the next chunks arrive). When every chunk is done, the driver stops the
+//! workers, verifies the file in one read pass and moves it into the
+//! downloads directory; on a mismatch it throws the data away, drops every
+//! source that served it, and starts over with the others.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddrV4;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use async_std::channel::{self, Receiver, Sender};
+use async_std::task::{self, JoinHandle};
+use futures::channel::oneshot;
+use futures::stream::{self, BoxStream, StreamExt};
+
+use search::Urn;
+
+use super::fetch::{self, Assignment, Job, Reporter, WorkerEnd, WorkerEvent};
+use super::finish;
+use super::plan::{Completion, DropReason, Next, Plan, Standing};
+use super::state::{DiskError, PartFile, PartialDir, PartialDownload};
+use super::{
+    DownloadId, DownloadSnapshot, DownloadState, DownloadsConfig, SourceSnapshot, SourceState, MAX_VERIFY_ATTEMPTS,
+};
+use crate::transfer::alt::AltLocations;
+
+/// How often time-based rules (stalls, parked sources, rates) are looked at.
+const TICK: Duration = Duration::from_millis(250);
+/// Events from workers waiting for the driver.
+const WORKER_QUEUE: usize = 64;
+/// Rate samples kept: the rate shown is over the last 4 seconds.
+const RATE_SAMPLES: usize = 16;
+/// Other sources a request names in `X-Alt`.
+const ALT_IN_REQUEST: usize = 10;
+/// Chunks written between two syncs of the `.part` and its state at most:
+/// a system crash loses at most these, besides the chunks in flight.
+const SYNC_EVERY_CHUNKS: usize = 16;
+/// Longest time a written chunk waits for its sync.
+const SYNC_INTERVAL: Duration = Duration::from_secs(1);
+
+/// What the manager tells a running download.
+#[derive(Debug)]
+pub(super) enum Control {
+    /// More places to fetch from.
+    AddSources(Vec<SocketAddrV4>),
+}
+
+/// Why the manager stops a download.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Stop {
+    /// The user gave up on it: its partial data goes too.
+    Cancel,
+    /// The servent stops: its partial data stays, to resume.
+    Shutdown,
+}
+
+/// How a download ended.
+#[derive(Debug)]
+pub(super) enum Outcome {
+    /// Verified and in the downloads directory at this path.
+    Complete(PathBuf),
+    /// Failed for good, with the reason.
+    Failed(String),
+    /// Stopped by [`Stop`].
+    Stopped(Stop),
+}
+
+/// Everything a download starts from.
+pub(super) struct Start {
+    pub id: DownloadId,
+    pub urns: Vec<Urn>,
+    pub name: String,
+    pub size: u64,
+    pub sources: Vec<SocketAddrV4>,
+    /// A state read at start-up, if this is a resumed download.
+    pub resumed: Option<PartialDownload>,
+}
+
+struct Worker {
+    /// Tells this worker's events from those of an earlier one for the same
+    /// source that was stopped and may still have events queued.
+    serial: u64,
+    handle: JoinHandle<()>,
+}
+
+/// The task of one download.
+pub(super) struct Driver {
+    id: DownloadId,
+    urns: Vec<Urn>,
+    key: Urn,
+    name: String,
+    plan: Plan,
+    partial: PartialDir,
+    part: Arc<PartFile>,
+    config: Arc<DownloadsConfig>,
+    alt: Arc<AltLocations>,
+    published: Arc<Mutex<DownloadSnapshot>>,
+    worker_tx: Sender<(u64, WorkerEvent)>,
+    worker_rx: Receiver<(u64, WorkerEvent)>,
+    workers: HashMap<SocketAddrV4, Worker>,
+    next_serial: u64,
+    /// Workers waiting for a chunk, with the answer they wait on.
+    idle: Vec<(SocketAddrV4, oneshot::Sender<Assignment>)>,
+    /// Why each source last failed, for people.
+    notes: HashMap<SocketAddrV4, String>,
+    /// Bytes received from every source, ever: the rate's numerator.
+    received: u64,
+    rate_samples: VecDeque<(Instant, u64)>,
+    /// Since when no source could be used.
+    sourceless_since: Option<Instant>,
+    verify_attempts: u32,
+    /// Chunks written but not yet synced and counted in the state file,
+    /// and since when the oldest of them waits.
+    unsynced: usize,
+    unsynced_since: Option<Instant>,
+    /// The sync and state save running in the background, if any.
+    committing: Option<JoinHandle<Result<(), DiskError>>>,
+}
+
+enum Input {
+    Worker(u64, WorkerEvent),
+    Control(Control),
+    Stop(Stop),
+    Tick,
+}
+
+impl Driver {
+    /// Opens (or reopens) the download's files and plan.
+    pub(super) async fn open(
+        start: Start,
+        config: Arc<DownloadsConfig>,
+        alt: Arc<AltLocations>,
+        published: Arc<Mutex<DownloadSnapshot>>,
+    ) -> Result<Driver, String> {
+        let key = super::state::key_urn(&start.urns).ok_or("no urn:sha1: or urn:sha256:")?;
+        let partial = PartialDir::new(config.partial_dir.clone());
+        let (part, saved, problem) = {
+            let partial = partial.clone();
+            let resumed = start.resumed.clone();
+            task::spawn_blocking(move || -> Result<_, DiskError> {
+                let part = partial.open_part(&key)?;
+                let (saved, problem) = match resumed {
+                    Some(state) => (Some(state), None),
+                    None => match partial.load(&key) {
+                        Ok(saved) => (saved, None),
+                        Err(problem) => (None, Some(problem)),
+                    },
+                };
+                Ok((part, saved, problem))
+            })
+            .await
+            .map_err(|e| e.to_string())?
+        };
+        let mut plan = Plan::new(start.size, config.tuning);
+        let mut name = start.name.clone();
+        let mut sources = start.sources.clone();
+        let mut urns = start.urns.clone();
+        match saved {
+            Some(saved) if saved.size == start.size => {
+                for &(from, to) in &saved.done {
+                    plan.mark_done_range(from, to);
+                }
+                if name.is_empty() {
+                    name = saved.name;
+                }
+                sources.extend(saved.sources);
+                // A URN of a kind the request lacks is one more check.
+                for urn in saved.urns {
+                    if !urns.iter().any(|u| std::mem::discriminant(u) == std::mem::discriminant(&urn)) {
+                        urns.push(urn);
+                    }
+                }
+            }
+            // Another size for the same URN: one of the two is wrong, and
+            // the bytes on disk cannot be told apart, so start over.
+            Some(_) => part.clear().map_err(|e| e.to_string())?,
+            None => {}
+        }
+        for source in sources {
+            plan.add_source(source);
+        }
+        if let Some(problem) = problem {
+            super::log(&problem);
+        }
+        let (worker_tx, worker_rx) = channel::bounded(WORKER_QUEUE);
+        let driver = Driver {
+            id: start.id,
+            urns,
+            key,
+            name,
+            plan,
+            partial,
+            part: Arc::new(part),
+            config,
+            alt,
+            published,
+            worker_tx,
+            worker_rx,
+            workers: HashMap::new(),
+            next_serial: 0,
+            idle: Vec::new(),
+            notes: HashMap::new(),
+            received: 0,
+            rate_samples: VecDeque::new(),
+            sourceless_since: None,
+            verify_attempts: 0,
+            unsynced: 0,
+            unsynced_since: None,
+            committing: None,
+        };
+        driver.save_state().await.map_err(|e| e.to_string())?;
+        Ok(driver)
+    }
+
+    /// Runs the download until it ends or is stopped.
+    pub(super) async fn run(mut self, control: Receiver<Control>, stop: Receiver<Stop>) -> Outcome {
+        let mut inputs: BoxStream<'static, Input> = stream::select_all([
+            self.worker_rx.clone().map(|(serial, event)| Input::Worker(serial, event)).boxed(),
+            control.map(Input::Control).boxed(),
+            // The manager never closes the stop channel before sending on
+            // it, except when it is gone itself: that is a shutdown too.
+            stop.chain(stream::once(async { Stop::Shutdown })).map(Input::Stop).boxed(),
+            async_std::stream::interval(TICK).map(|()| Input::Tick).boxed(),
+        ])
+        .boxed();
+        loop {
+            let now = Instant::now();
+            if self.plan.is_complete() {
+                self.stop_workers().await;
+                if let Err(e) = self.commit(true).await {
+                    return Outcome::Failed(e.to_string());
+                }
+                match self.finish().await {
+                    Some(outcome) => return outcome,
+                    None => continue,
+                }
+            }
+            self.serve_idle(now);
+            self.spawn_workers(now);
+            if let Some(reason) = self.given_up(now) {
+                self.stop_workers().await;
+                return Outcome::Failed(reason);
+            }
+            self.publish(DownloadState::Downloading, now);
+            let Some(input) = inputs.next().await else { return Outcome::Stopped(Stop::Shutdown) };
+            let result = match input {
+                Input::Worker(serial, event) => self.on_worker_event(serial, event).await,
+                Input::Control(Control::AddSources(addrs)) => {
+                    for addr in addrs {
+                        self.plan.add_source(addr);
+                    }
+                    Ok(())
+                }
+                Input::Stop(stop) => {
+                    self.stop_workers().await;
+                    if stop == Stop::Cancel {
+                        // A sync still running would write the state again.
+                        if let Some(commit) = self.committing.take() {
+                            let _ = commit.await;
+                        }
+                        let (partial, key) = (self.partial.clone(), self.key);
+                        let _ = task::spawn_blocking(move || partial.remove(&key)).await;
+                    } else if let Err(e) = self.commit(true).await {
+                        return Outcome::Failed(e.to_string());
+                    }
+                    return Outcome::Stopped(stop);
+                }
+                Input::Tick => {
+                    let now = Instant::now();
+                    self.sample_rate(now);
+                    match self.unsynced_since {
+                        Some(since) if now.saturating_duration_since(since) >= SYNC_INTERVAL => {
+                            self.commit(false).await
+                        }
+                        _ => Ok(()),
+                    }
+                }
+            };
+            if let Err(e) = result {
+                self.stop_workers().await;
+                return Outcome::Failed(e.to_string());
+            }
+        }
+    }
+
+    async fn on_worker_event(&mut self, serial: u64, event: WorkerEvent) -> Result<(), DiskError> {
+        let now = Instant::now();
+        let source = match &event {
+            WorkerEvent::Ask { source, .. }
+            | WorkerEvent::Progress { source, .. }
+            | WorkerEvent::Chunk { source, .. }
+            | WorkerEvent::Ended { source, .. } => Some(*source),
+            WorkerEvent::Learned { .. } => None,
+        };
+        if let Some(source) = source {
+            if self.workers.get(&source).map(|w| w.serial) != Some(serial) {
+                return Ok(()); // from a worker already stopped
+            }
+        }
+        match event {
+            WorkerEvent::Ask { source, reply } => self.idle.push((source, reply)),
+            WorkerEvent::Progress { source, index, received } => {
+                self.received += self.plan.progress(source, index, received, now);
+            }
+            WorkerEvent::Chunk { source, index, data } => match self.plan.complete(source, index, now) {
+                Completion::Accepted { revoked } => {
+                    for loser in revoked {
+                        self.stop_worker(loser).await;
+                    }
+                    self.write_chunk(index, data).await?;
+                }
+                Completion::Discarded => {}
+            },
+            WorkerEvent::Learned { addrs } => {
+                for addr in addrs {
+                    self.plan.add_source(addr);
+                }
+            }
+            WorkerEvent::Ended { source, end } => {
+                self.workers.remove(&source);
+                self.idle.retain(|(s, _)| *s != source);
+                match end {
+                    WorkerEnd::Stopped => self.plan.release(source),
+                    WorkerEnd::Failed(why) => {
+                        if self.plan.failed(source) {
+                            self.forget_source(source);
+                        }
+                        self.notes.insert(source, why);
+                    }
+                    WorkerEnd::Busy(after) => {
+                        self.plan.busy(source, now + after, now);
+                        self.notes.insert(source, format!("busy, retry after {} s", after.as_secs()));
+                    }
+                    WorkerEnd::NotFound(why) => {
+                        self.plan.drop_source(source, DropReason::NotFound);
+                        self.forget_source(source);
+                        self.notes.insert(source, why);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Answers the workers waiting for a chunk, where the plan has one.
+    fn serve_idle(&mut self, now: Instant) {
+        let waiting = std::mem::take(&mut self.idle);
+        for (source, reply) in waiting {
+            let assignment = match self.plan.next_for(source, now) {
+                Next::Idle => {
+                    self.idle.push((source, reply));
+                    continue;
+                }
+                Next::Fetch(chunk) => Assignment::Fetch { chunk, alt: self.alt_for(source) },
+                Next::Parked(_) | Next::Dropped | Next::Complete => Assignment::Stop,
+            };
+            if reply.send(assignment).is_err() {
+                self.plan.release(source);
+            }
+        }
+    }
+
+    /// Other good sources to name in a request to `source`.
+    fn alt_for(&self, source: SocketAddrV4) -> Vec<SocketAddrV4> {
+        let good = self.plan.sources().iter().filter(|s| s.addr != source && s.delivered > 0);
+        good.filter(|s| s.standing == Standing::Usable).take(ALT_IN_REQUEST).map(|s| s.addr).collect()
+    }
+
+    /// Starts workers for the best usable sources, up to the limit.
+    fn spawn_workers(&mut self, now: Instant) {
+        for source in self.plan.candidates(now) {
+            if self.workers.len() >= self.config.max_sources_per_download {
+                break;
+            }
+            if self.workers.contains_key(&source) {
+                continue;
+            }
+            self.next_serial += 1;
+            let serial = self.next_serial;
+            let job = Job {
+                urn: self.key,
+                size: self.plan.size(),
+                io_timeout: self.config.io_timeout,
+                user_agent: self.config.user_agent.clone(),
+            };
+            let reporter = Reporter { serial, events: self.worker_tx.clone() };
+            let handle = task::spawn(fetch::run(source, job, reporter));
+            self.workers.insert(source, Worker { serial, handle });
+        }
+    }
+
+    async fn stop_worker(&mut self, source: SocketAddrV4) {
+        self.idle.retain(|(s, _)| *s != source);
+        if let Some(worker) = self.workers.remove(&source) {
+            worker.handle.cancel().await;
+        }
+        self.plan.release(source);
+    }
+
+    async fn stop_workers(&mut self) {
+        let sources: Vec<SocketAddrV4> = self.workers.keys().copied().collect();
+        for source in sources {
+            self.stop_worker(source).await;
+        }
+    }
+
+    /// A source that failed for good leaves the mesh we tell others about.
+    fn forget_source(&self, source: SocketAddrV4) {
+        for urn in &self.urns {
+            self.alt.remove(urn, source);
+        }
+    }
+
+    /// Writes an accepted chunk; it is counted in the state file at the
+    /// next [`Driver::commit`].
+    async fn write_chunk(&mut self, index: usize, data: Vec<u8>) -> Result<(), DiskError> {
+        let part = self.part.clone();
+        let offset = self.plan.chunk(index).start;
+        task::spawn_blocking(move || part.write(offset, &data)).await?;
+        self.unsynced += 1;
+        self.unsynced_since.get_or_insert_with(Instant::now);
+        if self.unsynced >= SYNC_EVERY_CHUNKS {
+            self.commit(false).await?;
+        }
+        Ok(())
+    }
+
+    /// Syncs the written chunks to disk, then counts them in the state
+    /// file: in this order, the state never claims bytes a crash could
+    /// lose. The sync runs in the background while chunks keep arriving,
+    /// one at a time (the previous one is awaited first), unless `wait`.
+    async fn commit(&mut self, wait: bool) -> Result<(), DiskError> {
+        if let Some(previous) = self.committing.take() {
+            previous.await?;
+        }
+        if self.unsynced == 0 {
+            return Ok(());
+        }
+        // Every chunk the plan counts done has been written by now (chunks
+        // are written as soon as they are accepted), so this sync covers
+        // all that this state claims; chunks written during the sync wait
+        // for the next one.
+        let (part, partial, state) = (self.part.clone(), self.partial.clone(), self.state());
+        let commit = task::spawn_blocking(move || {
+            part.sync()?;
+            partial.save(&state)
+        });
+        self.unsynced = 0;
+        self.unsynced_since = None;
+        if wait {
+            commit.await
+        } else {
+            self.committing = Some(commit);
+            Ok(())
+        }
+    }
+
+    /// What the state file says now.
+    fn state(&self) -> PartialDownload {
+        let sources = self.plan.sources().iter().filter(|s| !matches!(s.standing, Standing::Dropped(_)));
+        let sources = sources.map(|s| s.addr).collect();
+        let mut state = PartialDownload::new(self.urns.clone(), self.name.clone(), self.plan.size(), sources);
+        state.done = self.plan.done_ranges();
+        state
+    }
+
+    async fn save_state(&self) -> Result<(), DiskError> {
+        let (partial, state) = (self.partial.clone(), self.state());
+        task::spawn_blocking(move || partial.save(&state)).await
+    }
+
+    /// Verifies the complete file and moves it into place; `None` when it
+    /// failed verification and the download goes on from other sources.
+    async fn finish(&mut self) -> Option<Outcome> {
+        self.publish(DownloadState::Verifying, Instant::now());
+        let part = self.part.clone();
+        let sync_and_digest = move || {
+            part.sync()?;
+            finish::digest(part.path())
+        };
+        let (digests, len) = match task::spawn_blocking(sync_and_digest).await {
+            Ok(result) => result,
+            Err(e) => return Some(Outcome::Failed(e.to_string())),
+        };
+        if let Some(why) = finish::mismatch(&self.urns, &digests, len, self.plan.size()) {
+            return self.discard(why).await;
+        }
+        let (part_path, dir) = (self.part.path().to_path_buf(), self.config.downloads_dir.clone());
+        let name = finish::safe_name(&self.name, &self.key.base32());
+        let size = self.plan.size();
+        let placed = task::spawn_blocking(move || finish::place(&part_path, &dir, &name, &digests, size)).await;
+        let path = match placed {
+            Ok(path) => path,
+            Err(e) => return Some(Outcome::Failed(e.to_string())),
+        };
+        let (partial, key) = (self.partial.clone(), self.key);
+        if let Err(e) = task::spawn_blocking(move || partial.remove(&key)).await {
+            return Some(Outcome::Failed(format!("{} is complete, but {e}", path.display())));
+        }
+        let urns = [digests.sha1_urn(), digests.sha256_urn()];
+        let good = self.plan.sources().iter().filter(|s| s.delivered > 0 && s.standing == Standing::Usable);
+        for source in good {
+            for urn in urns {
+                self.alt.add(urn, source.addr);
+            }
+        }
+        Some(Outcome::Complete(path))
+    }
+
+    /// The bytes do not match the URNs: throw them away, drop whoever
+    /// served them, and go on with the others (a few times at most).
+    async fn discard(&mut self, why: String) -> Option<Outcome> {
+        self.verify_attempts += 1;
+        let culprits = self.plan.discard_all();
+        for &source in &culprits {
+            self.forget_source(source);
+            self.notes.insert(source, format!("served data that failed verification: {why}"));
+        }
+        let part = self.part.clone();
+        if let Err(e) = task::spawn_blocking(move || part.clear()).await {
+            return Some(Outcome::Failed(e.to_string()));
+        }
+        if let Err(e) = self.save_state().await {
+            return Some(Outcome::Failed(e.to_string()));
+        }
+        if self.verify_attempts >= MAX_VERIFY_ATTEMPTS {
+            return Some(Outcome::Failed(format!("verification failed {} times, last: {why}", self.verify_attempts)));
+        }
+        None
+    }
+
+    /// A reason to fail, once no source has been usable for too long.
+    fn given_up(&mut self, now: Instant) -> Option<String> {
+        let stuck = self.workers.is_empty() && self.plan.next_unpark().is_none();
+        if !stuck {
+            self.sourceless_since = None;
+            return None;
+        }
+        let since = *self.sourceless_since.get_or_insert(now);
+        if now.saturating_duration_since(since) < self.config.give_up_after {
+            return None;
+        }
+        let fates: Vec<String> = self
+            .plan
+            .sources()
+            .iter()
+            .map(|s| match self.notes.get(&s.addr) {
+                Some(note) => format!("{}: {note}", s.addr),
+                None => s.addr.to_string(),
+            })
+            .collect();
+        Some(if fates.is_empty() {
+            "no source to download from".to_string()
+        } else {
+            format!("no usable source left ({})", fates.join("; "))
+        })
+    }
+
+    fn sample_rate(&mut self, now: Instant) {
+        self.rate_samples.push_back((now, self.received));
+        while self.rate_samples.len() > RATE_SAMPLES {
+            self.rate_samples.pop_front();
+        }
+    }
+
+    fn rate(&self) -> f64 {
+        match (self.rate_samples.front(), self.rate_samples.back()) {
+            (Some(&(t0, b0)), Some(&(t1, b1))) if t1 > t0 => (b1 - b0) as f64 / (t1 - t0).as_secs_f64(),
+            _ => 0.0,
+        }
+    }
+
+    fn publish(&self, state: DownloadState, now: Instant) {
+        let sources = self
+            .plan
+            .sources()
+            .iter()
+            .map(|s| {
+                let running = self.workers.contains_key(&s.addr);
+                let state = match s.standing {
+                    Standing::Dropped(DropReason::Corrupt) => SourceState::Corrupt,
+                    Standing::Dropped(_) => SourceState::Dropped,
+                    Standing::Parked(until) if until > now => SourceState::Busy,
+                    _ if running && self.plan.claim_of(s.addr).is_some() => SourceState::Downloading,
+                    _ if running => SourceState::Idle,
+                    _ => SourceState::Waiting,
+                };
+                let note = match s.standing {
+                    Standing::Dropped(reason) => {
+                        Some(self.notes.get(&s.addr).map_or_else(|| reason.to_string(), |n| format!("{reason}: {n}")))
+                    }
+                    _ => self.notes.get(&s.addr).cloned(),
+                };
+                SourceSnapshot {
+                    addr: s.addr,
+                    state,
+                    rate_bytes_per_sec: s.rate,
+                    bytes: s.delivered,
+                    errors: s.errors,
+                    note,
+                }
+            })
+            .collect();
+        let mut published = self.published.lock().unwrap_or_else(PoisonError::into_inner);
+        published.id = self.id;
+        published.name = self.name.clone();
+        published.state = state;
+        published.bytes_done = self.plan.bytes_done();
+        published.bytes_in_flight = self.plan.bytes_in_flight();
+        published.rate_bytes_per_sec = self.rate();
+        published.sources = sources;
+    }
+}

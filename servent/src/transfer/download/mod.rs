@@ -1,0 +1,736 @@
+//! Downloads: one file from every source at once, resumable, verified.
+//!
+//! A download is asked for by content ([`DownloadRequest`]: URNs, size,
+//! name, first sources) and runs as its own task (a *driver*) that fetches
+//! chunks of the file from up to [`DownloadsConfig::max_sources_per_download`]
+//! sources in parallel, each on one kept-alive HTTP/1.1 connection. The
+//! parts:
+//!
+//! - [`plan`]: which chunk each source fetches, slow sources losing chunks
+//!   to fast ones, failing sources dropped, busy ones parked (pure);
+//! - [`state`]: the `.part` and `.state` files that let a download survive
+//!   a crash or a restart (pure file handling, no async);
+//! - [`finish`]: one read pass for every digest, then a safe final name;
+//! - `fetch`: a source's worker, the HTTP client side;
+//! - `driver`: one download's task, the only writer of its files.
+//!
+//! [`Downloads`] is the handle the node, the API and the tests use. Behind
+//! it a manager task owns the table of downloads: it queues them (at most
+//! [`DownloadsConfig::max_active`] run at once), passes on sources learnt
+//! elsewhere ([`Downloads::add_sources`]), answers [`Downloads::list`] from
+//! what each driver publishes, and wakes [`Downloads::wait`]ers when a
+//! download ends. A finished file lands in the downloads directory only
+//! after its SHA-1 and SHA-256 matched; the completion hook then lets the
+//! node share it at once.
+//!
+//! ```no_run
+//! # async fn example() -> Result<(), servent::transfer::download::DownloadError> {
+//! use std::sync::Arc;
+//! use servent::transfer::alt::AltLocations;
+//! use servent::transfer::download::{DownloadRequest, Downloads, DownloadsConfig};
+//! let config = DownloadsConfig::new("/data/partial".into(), "/data/downloads".into());
+//! let downloads = Downloads::spawn(config, Arc::new(AltLocations::new()), |_| {});
+//! let id = downloads
+//!     .start(DownloadRequest {
+//!         urns: vec!["urn:sha1:PLSTHIPQGSSZTS5FJUPAKUZWUGYQYPFB".parse().unwrap()],
+//!         name: "SEBLINUX-iso-2.0.img".into(),
+//!         size: 25_165_824,
+//!         sources: vec!["10.0.0.1:6346".parse().unwrap()],
+//!     })
+//!     .await?;
+//! let finished = downloads.wait(id).await?;
+//! println!("{:?} {:?}", finished.state, finished.path);
+//! # Ok(())
+//! # }
+//! ```
+
+mod driver;
+mod fetch;
+mod finish;
+pub mod plan;
+mod state;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddrV4;
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use async_std::channel::{self, Receiver, Sender};
+use async_std::task::{self, JoinHandle};
+use serde::Serialize;
+
+use search::Urn;
+
+use self::driver::{Control, Driver, Outcome, Start, Stop};
+use self::plan::{Tuning, MAX_FILE_SIZE, MAX_KNOWN_SOURCES};
+use self::state::{key_urn, PartialDir, PartialDownload};
+use crate::transfer::alt::AltLocations;
+
+/// Sources fetched from at once per download, by default.
+pub const MAX_SOURCES_PER_DOWNLOAD: usize = 8;
+/// Downloads running at once, by default; the others wait their turn.
+pub const MAX_ACTIVE_DOWNLOADS: usize = 4;
+/// Downloads remembered (running, queued and finished); the oldest
+/// finished ones are forgotten first.
+pub const MAX_DOWNLOADS: usize = 1000;
+/// Full downloads of a file whose bytes fail verification before it fails.
+pub const MAX_VERIFY_ATTEMPTS: u32 = 3;
+/// Callers waiting on downloads at once.
+const MAX_WAITERS: usize = 1024;
+/// Commands waiting for the manager.
+const COMMAND_QUEUE: usize = 256;
+/// Source batches waiting for one driver; more are dropped (they are hints,
+/// and the next search brings them again).
+const CONTROL_QUEUE: usize = 16;
+
+/// Where downloads go and how hard they try.
+#[derive(Clone, Debug)]
+pub struct DownloadsConfig {
+    /// Where `.part` and `.state` files live: `<data-dir>/partial`, outside
+    /// the (shared) downloads directory, on the same file system so that a
+    /// finished file is moved, not copied.
+    pub partial_dir: PathBuf,
+    /// Where finished files land (`--downloads`, shared).
+    pub downloads_dir: PathBuf,
+    /// Downloads running at once.
+    pub max_active: usize,
+    /// Sources fetched from at once per download.
+    pub max_sources_per_download: usize,
+    /// The chunk plan's rules.
+    pub tuning: Tuning,
+    /// Connect, answer and per-read timeout: a source silent this long has
+    /// stalled and its chunk fails.
+    pub io_timeout: Duration,
+    /// A download with no usable source for this long fails.
+    pub give_up_after: Duration,
+    /// Our `User-Agent`.
+    pub user_agent: String,
+}
+
+impl DownloadsConfig {
+    /// The defaults, with these directories.
+    pub fn new(partial_dir: PathBuf, downloads_dir: PathBuf) -> DownloadsConfig {
+        DownloadsConfig {
+            partial_dir,
+            downloads_dir,
+            max_active: MAX_ACTIVE_DOWNLOADS,
+            max_sources_per_download: MAX_SOURCES_PER_DOWNLOAD,
+            tuning: Tuning::default(),
+            io_timeout: Duration::from_secs(30),
+            give_up_after: Duration::from_secs(600),
+            user_agent: crate::config::USER_AGENT.to_string(),
+        }
+    }
+}
+
+/// A file to download.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DownloadRequest {
+    /// Its URNs: a `urn:sha1:` (what servents serve by) and/or a
+    /// `urn:sha256:`; every one given is checked at the end.
+    pub urns: Vec<Urn>,
+    /// The name to give it (made safe; a name already taken gets a number).
+    pub name: String,
+    /// Its size in bytes.
+    pub size: u64,
+    /// Servents known to have it.
+    pub sources: Vec<SocketAddrV4>,
+}
+
+/// A download's number, unique while the servent runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(transparent)]
+pub struct DownloadId(pub u64);
+
+impl fmt::Display for DownloadId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+impl FromStr for DownloadId {
+    type Err = std::num::ParseIntError;
+
+    fn from_str(text: &str) -> Result<DownloadId, Self::Err> {
+        text.parse().map(DownloadId)
+    }
+}
+
+/// Where a download stands.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum DownloadState {
+    /// Waiting for a free slot.
+    Queued,
+    /// Fetching chunks.
+    Downloading,
+    /// Every chunk is in; the hashes are being checked.
+    Verifying,
+    /// Verified and in the downloads directory.
+    Complete,
+    /// Given up, for this reason.
+    Failed {
+        /// One sentence: what went wrong, with the path or source.
+        reason: String,
+    },
+    /// Cancelled by the user; its partial data is gone.
+    Cancelled,
+}
+
+impl DownloadState {
+    /// Whether the download has ended, one way or another.
+    pub fn is_finished(&self) -> bool {
+        matches!(self, DownloadState::Complete | DownloadState::Failed { .. } | DownloadState::Cancelled)
+    }
+}
+
+/// What one source is doing for a download.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SourceState {
+    /// Known, not in use now (all worker slots taken, or not tried yet).
+    Waiting,
+    /// Fetching a chunk.
+    Downloading,
+    /// Connected, waiting for a chunk to free up.
+    Idle,
+    /// Said it is busy; tried again later.
+    Busy,
+    /// Dropped: failed too often, or does not have the file.
+    Dropped,
+    /// Dropped for good: served data that failed verification.
+    Corrupt,
+}
+
+/// One source of a download, for people.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct SourceSnapshot {
+    /// Its address.
+    pub addr: SocketAddrV4,
+    /// What it is doing.
+    pub state: SourceState,
+    /// The rate at which it delivered chunks, once it delivered one.
+    pub rate_bytes_per_sec: Option<f64>,
+    /// Bytes of accepted chunks it delivered.
+    pub bytes: u64,
+    /// Errors, net of chunks delivered.
+    pub errors: u32,
+    /// Why it last failed or was dropped.
+    pub note: Option<String>,
+}
+
+/// A download as the API and the command line show it.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct DownloadSnapshot {
+    /// Its number.
+    pub id: DownloadId,
+    /// The file name it gets.
+    pub name: String,
+    /// Its size in bytes.
+    pub size: u64,
+    /// Its SHA-1 URN, if known.
+    pub sha1: Option<Urn>,
+    /// Its SHA-256 URN, if known.
+    pub sha256: Option<Urn>,
+    /// Where it stands (flattened: `"state": "failed", "reason": "…"`).
+    #[serde(flatten)]
+    pub state: DownloadState,
+    /// Bytes of chunks written and synced.
+    pub bytes_done: u64,
+    /// Bytes received of the chunks in flight.
+    pub bytes_in_flight: u64,
+    /// Bytes received per second, over the last seconds.
+    pub rate_bytes_per_sec: f64,
+    /// Its sources.
+    pub sources: Vec<SourceSnapshot>,
+    /// The finished file, once complete.
+    pub path: Option<PathBuf>,
+}
+
+/// Why a download could not be started or followed.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum DownloadError {
+    /// Neither a SHA-1 nor a SHA-256 URN.
+    #[error("a download needs a urn:sha1: or urn:sha256:")]
+    NoUrn,
+    /// A size over [`MAX_FILE_SIZE`].
+    #[error("{0} bytes is more than the {MAX_FILE_SIZE}-byte limit")]
+    TooLarge(u64),
+    /// [`MAX_DOWNLOADS`] unfinished downloads already.
+    #[error("too many unfinished downloads ({MAX_DOWNLOADS})")]
+    TooMany,
+    /// No download has this id.
+    #[error("no download {0}")]
+    Unknown(DownloadId),
+    /// Too many callers wait on downloads already.
+    #[error("too many callers waiting on downloads")]
+    TooManyWaiters,
+    /// The manager has stopped.
+    #[error("downloads have stopped")]
+    Stopped,
+}
+
+/// What [`Downloads::resume_all`] did.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Resumed {
+    /// The downloads resumed.
+    pub ids: Vec<DownloadId>,
+    /// Partial downloads that could not be read, one sentence each.
+    pub problems: Vec<String>,
+}
+
+/// Called with each download that completes (the node rescans its library
+/// so that the file is shared at once). Runs on the manager task: be quick.
+pub type CompletionHook = Arc<dyn Fn(&DownloadSnapshot) + Send + Sync>;
+
+enum Command {
+    Start {
+        request: DownloadRequest,
+        reply: Sender<Result<DownloadId, DownloadError>>,
+    },
+    AddSources {
+        urn: Urn,
+        sources: Vec<SocketAddrV4>,
+    },
+    List {
+        reply: Sender<Vec<DownloadSnapshot>>,
+    },
+    Get {
+        id: DownloadId,
+        reply: Sender<Option<DownloadSnapshot>>,
+    },
+    Wait {
+        id: DownloadId,
+        reply: Sender<Result<DownloadSnapshot, DownloadError>>,
+    },
+    Cancel {
+        id: DownloadId,
+        reply: Sender<Result<(), DownloadError>>,
+    },
+    ResumeAll {
+        reply: Sender<Resumed>,
+    },
+    Shutdown {
+        reply: Sender<()>,
+    },
+    /// From a driver's task: it ended.
+    Ended {
+        id: DownloadId,
+        outcome: Outcome,
+    },
+}
+
+/// The handle on the download manager: cheap to clone.
+#[derive(Clone)]
+pub struct Downloads {
+    commands: Sender<Command>,
+}
+
+impl Downloads {
+    /// Starts the manager task. `alt` is the mesh shared with uploads: good
+    /// sources are recorded there, bad ones removed. `on_complete` is
+    /// called with each download that completes.
+    pub fn spawn(
+        config: DownloadsConfig,
+        alt: Arc<AltLocations>,
+        on_complete: impl Fn(&DownloadSnapshot) + Send + Sync + 'static,
+    ) -> Downloads {
+        let (commands, inbox) = channel::bounded(COMMAND_QUEUE);
+        let manager = Manager {
+            config: Arc::new(config),
+            alt,
+            on_complete: Arc::new(on_complete),
+            entries: BTreeMap::new(),
+            next_id: 1,
+            waiters: Vec::new(),
+            commands: commands.clone(),
+            stopping: None,
+        };
+        task::spawn(manager.run(inbox));
+        Downloads { commands }
+    }
+
+    async fn ask<T>(&self, make: impl FnOnce(Sender<T>) -> Command) -> Result<T, DownloadError> {
+        let (reply, answer) = channel::bounded(1);
+        self.commands.send(make(reply)).await.map_err(|_| DownloadError::Stopped)?;
+        answer.recv().await.map_err(|_| DownloadError::Stopped)
+    }
+
+    /// Queues a download, or returns the id of the unfinished one of the
+    /// same content (giving it the new sources).
+    pub async fn start(&self, request: DownloadRequest) -> Result<DownloadId, DownloadError> {
+        self.ask(|reply| Command::Start { request, reply }).await?
+    }
+
+    /// Adds sources to the unfinished downloads of `urn` (search results,
+    /// re-queries by URN, magnets).
+    pub async fn add_sources(&self, urn: &Urn, sources: Vec<SocketAddrV4>) -> Result<(), DownloadError> {
+        let command = Command::AddSources { urn: *urn, sources };
+        self.commands.send(command).await.map_err(|_| DownloadError::Stopped)
+    }
+
+    /// Every download, oldest first.
+    pub async fn list(&self) -> Result<Vec<DownloadSnapshot>, DownloadError> {
+        self.ask(|reply| Command::List { reply }).await
+    }
+
+    /// One download.
+    pub async fn get(&self, id: DownloadId) -> Result<DownloadSnapshot, DownloadError> {
+        self.ask(|reply| Command::Get { id, reply }).await?.ok_or(DownloadError::Unknown(id))
+    }
+
+    /// Waits until download `id` has ended (complete, failed or cancelled)
+    /// and returns how.
+    pub async fn wait(&self, id: DownloadId) -> Result<DownloadSnapshot, DownloadError> {
+        self.ask(|reply| Command::Wait { id, reply }).await?
+    }
+
+    /// Cancels a download and deletes its partial data.
+    pub async fn cancel(&self, id: DownloadId) -> Result<(), DownloadError> {
+        self.ask(|reply| Command::Cancel { id, reply }).await?
+    }
+
+    /// Resumes every unfinished download found in the partial directory:
+    /// what the node calls once at start.
+    pub async fn resume_all(&self) -> Result<Resumed, DownloadError> {
+        self.ask(|reply| Command::ResumeAll { reply }).await
+    }
+
+    /// Stops every download (their partial data stays, to resume) and the
+    /// manager; returns once their files are closed.
+    pub async fn shutdown(&self) {
+        let _ = self.ask(|reply| Command::Shutdown { reply }).await;
+    }
+}
+
+/// Writes one line to the log (standard error), as the node does.
+fn log(message: &str) {
+    eprintln!("servent: {message}");
+}
+
+struct Entry {
+    urns: Vec<Urn>,
+    key: Urn,
+    phase: Phase,
+    /// What the driver publishes; the final state once finished.
+    snapshot: Arc<Mutex<DownloadSnapshot>>,
+}
+
+enum Phase {
+    Queued { sources: Vec<SocketAddrV4>, resumed: Option<PartialDownload> },
+    Running { control: Sender<Control>, stop: Sender<Stop>, task: JoinHandle<()> },
+    Finished,
+}
+
+impl Entry {
+    fn snapshot(&self) -> DownloadSnapshot {
+        self.snapshot.lock().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    fn set_state(&self, state: DownloadState, path: Option<PathBuf>) {
+        let mut snapshot = self.snapshot.lock().unwrap_or_else(PoisonError::into_inner);
+        snapshot.state = state;
+        snapshot.path = path;
+        if snapshot.state.is_finished() {
+            snapshot.bytes_in_flight = 0;
+            snapshot.rate_bytes_per_sec = 0.0;
+        }
+    }
+}
+
+struct Manager {
+    config: Arc<DownloadsConfig>,
+    alt: Arc<AltLocations>,
+    on_complete: CompletionHook,
+    entries: BTreeMap<DownloadId, Entry>,
+    next_id: u64,
+    waiters: Vec<(DownloadId, Sender<Result<DownloadSnapshot, DownloadError>>)>,
+    /// For drivers' tasks to report their end.
+    commands: Sender<Command>,
+    /// Set once a shutdown is under way: who to tell when it is done.
+    stopping: Option<Sender<()>>,
+}
+
+impl Manager {
+    async fn run(mut self, inbox: Receiver<Command>) {
+        while let Ok(command) = inbox.recv().await {
+            self.handle(command).await;
+            if let Some(done) = &self.stopping {
+                if !self.entries.values().any(|e| matches!(e.phase, Phase::Running { .. })) {
+                    let _ = done.send(()).await;
+                    return;
+                }
+            }
+        }
+    }
+
+    async fn handle(&mut self, command: Command) {
+        match command {
+            Command::Start { request, reply } => {
+                let _ = reply.send(self.start(request, None)).await;
+            }
+            Command::AddSources { urn, sources } => self.add_sources(&urn, sources),
+            Command::List { reply } => {
+                let _ = reply.send(self.entries.values().map(Entry::snapshot).collect()).await;
+            }
+            Command::Get { id, reply } => {
+                let _ = reply.send(self.entries.get(&id).map(Entry::snapshot)).await;
+            }
+            Command::Wait { id, reply } => match self.entries.get(&id) {
+                None => {
+                    let _ = reply.send(Err(DownloadError::Unknown(id))).await;
+                }
+                Some(entry) if matches!(entry.phase, Phase::Finished) => {
+                    let _ = reply.send(Ok(entry.snapshot())).await;
+                }
+                Some(_) if self.waiters.len() >= MAX_WAITERS => {
+                    let _ = reply.send(Err(DownloadError::TooManyWaiters)).await;
+                }
+                Some(_) => self.waiters.push((id, reply)),
+            },
+            Command::Cancel { id, reply } => {
+                let _ = reply.send(self.cancel(id).await).await;
+            }
+            Command::ResumeAll { reply } => {
+                let _ = reply.send(self.resume_all().await).await;
+            }
+            Command::Shutdown { reply } => {
+                for entry in self.entries.values() {
+                    if let Phase::Running { stop, .. } = &entry.phase {
+                        let _ = stop.try_send(Stop::Shutdown);
+                    }
+                }
+                self.stopping = Some(reply);
+            }
+            Command::Ended { id, outcome } => self.ended(id, outcome).await,
+        }
+    }
+
+    fn start(
+        &mut self,
+        request: DownloadRequest,
+        resumed: Option<PartialDownload>,
+    ) -> Result<DownloadId, DownloadError> {
+        if self.stopping.is_some() {
+            return Err(DownloadError::Stopped);
+        }
+        let key = key_urn(&request.urns).ok_or(DownloadError::NoUrn)?;
+        if request.size > MAX_FILE_SIZE {
+            return Err(DownloadError::TooLarge(request.size));
+        }
+        let unfinished = self.entries.iter().find(|(_, e)| e.key == key && !matches!(e.phase, Phase::Finished));
+        if let Some((&id, _)) = unfinished {
+            self.add_sources(&key, request.sources);
+            return Ok(id);
+        }
+        if self.entries.len() >= MAX_DOWNLOADS {
+            let oldest_finished =
+                self.entries.iter().find(|(_, e)| matches!(e.phase, Phase::Finished)).map(|(&id, _)| id);
+            self.entries.remove(&oldest_finished.ok_or(DownloadError::TooMany)?);
+        }
+        let id = DownloadId(self.next_id);
+        self.next_id += 1;
+        let mut urns: Vec<Urn> = Vec::new();
+        for urn in request.urns {
+            if !urns.contains(&urn) {
+                urns.push(urn);
+            }
+        }
+        let mut sources = request.sources;
+        sources.truncate(MAX_KNOWN_SOURCES);
+        let snapshot = DownloadSnapshot {
+            id,
+            name: request.name,
+            size: request.size,
+            sha1: urns.iter().find(|u| matches!(u, Urn::Sha1(_))).copied(),
+            sha256: urns.iter().find(|u| matches!(u, Urn::Sha256(_))).copied(),
+            state: DownloadState::Queued,
+            bytes_done: 0,
+            bytes_in_flight: 0,
+            rate_bytes_per_sec: 0.0,
+            sources: Vec::new(),
+            path: None,
+        };
+        let phase = Phase::Queued { sources, resumed };
+        self.entries.insert(id, Entry { urns, key, phase, snapshot: Arc::new(Mutex::new(snapshot)) });
+        self.run_queued();
+        Ok(id)
+    }
+
+    /// Starts queued downloads while there are free slots.
+    fn run_queued(&mut self) {
+        let running = self.entries.values().filter(|e| matches!(e.phase, Phase::Running { .. })).count();
+        let free = self.config.max_active.saturating_sub(running);
+        let queued: Vec<DownloadId> = self
+            .entries
+            .iter()
+            .filter(|(_, e)| matches!(e.phase, Phase::Queued { .. }))
+            .map(|(&id, _)| id)
+            .take(free)
+            .collect();
+        for id in queued {
+            let Some(entry) = self.entries.get_mut(&id) else { continue };
+            let Phase::Queued { sources, resumed } = std::mem::replace(&mut entry.phase, Phase::Finished) else {
+                continue;
+            };
+            let snapshot = entry.snapshot();
+            let start =
+                Start { id, urns: entry.urns.clone(), name: snapshot.name, size: snapshot.size, sources, resumed };
+            let (config, alt, published) = (self.config.clone(), self.alt.clone(), entry.snapshot.clone());
+            let (control, control_rx) = channel::bounded(CONTROL_QUEUE);
+            let (stop, stop_rx) = channel::bounded(1);
+            let commands = self.commands.clone();
+            let task = task::spawn(async move {
+                let outcome = match Driver::open(start, config, alt, published).await {
+                    Ok(driver) => driver.run(control_rx, stop_rx).await,
+                    Err(reason) => Outcome::Failed(reason),
+                };
+                let _ = commands.send(Command::Ended { id, outcome }).await;
+            });
+            entry.phase = Phase::Running { control, stop, task };
+        }
+    }
+
+    fn add_sources(&mut self, urn: &Urn, sources: Vec<SocketAddrV4>) {
+        for entry in self.entries.values_mut().filter(|e| e.urns.contains(urn)) {
+            match &mut entry.phase {
+                Phase::Queued { sources: known, .. } => {
+                    for source in &sources {
+                        if known.len() < MAX_KNOWN_SOURCES && !known.contains(source) {
+                            known.push(*source);
+                        }
+                    }
+                }
+                Phase::Running { control, .. } => {
+                    let _ = control.try_send(Control::AddSources(sources.clone()));
+                }
+                Phase::Finished => {}
+            }
+        }
+    }
+
+    async fn cancel(&mut self, id: DownloadId) -> Result<(), DownloadError> {
+        let entry = self.entries.get_mut(&id).ok_or(DownloadError::Unknown(id))?;
+        match &entry.phase {
+            Phase::Running { stop, .. } => {
+                let _ = stop.try_send(Stop::Cancel);
+            }
+            Phase::Queued { .. } => {
+                let (partial, key) = (PartialDir::new(self.config.partial_dir.clone()), entry.key);
+                let _ = task::spawn_blocking(move || partial.remove(&key)).await;
+                entry.phase = Phase::Finished;
+                entry.set_state(DownloadState::Cancelled, None);
+                self.wake_waiters(id);
+            }
+            Phase::Finished => {}
+        }
+        Ok(())
+    }
+
+    async fn resume_all(&mut self) -> Resumed {
+        let dir = self.config.partial_dir.clone();
+        let loaded = task::spawn_blocking(move || state::load_all(&dir)).await;
+        let mut resumed = Resumed { ids: Vec::new(), problems: loaded.problems };
+        for partial in loaded.downloads {
+            let request = DownloadRequest {
+                urns: partial.urns.clone(),
+                name: partial.name.clone(),
+                size: partial.size,
+                sources: partial.sources.clone(),
+            };
+            match self.start(request, Some(partial)) {
+                Ok(id) => resumed.ids.push(id),
+                Err(e) => resumed.problems.push(e.to_string()),
+            }
+        }
+        resumed
+    }
+
+    async fn ended(&mut self, id: DownloadId, outcome: Outcome) {
+        let Some(entry) = self.entries.get_mut(&id) else { return };
+        if let Phase::Running { task, .. } = std::mem::replace(&mut entry.phase, Phase::Finished) {
+            task.await;
+        }
+        match outcome {
+            Outcome::Complete(path) => {
+                entry.set_state(DownloadState::Complete, Some(path));
+                (self.on_complete)(&entry.snapshot());
+            }
+            Outcome::Failed(reason) => entry.set_state(DownloadState::Failed { reason }, None),
+            Outcome::Stopped(Stop::Cancel) => entry.set_state(DownloadState::Cancelled, None),
+            // Shutting down: it resumes at the next start.
+            Outcome::Stopped(Stop::Shutdown) => entry.set_state(DownloadState::Queued, None),
+        }
+        self.wake_waiters(id);
+        if self.stopping.is_none() {
+            self.run_queued();
+        }
+    }
+
+    fn wake_waiters(&mut self, id: DownloadId) {
+        let Some(snapshot) = self.entries.get(&id).map(Entry::snapshot) else { return };
+        self.waiters.retain(|(waited, reply)| {
+            if *waited != id {
+                return true;
+            }
+            let _ = reply.try_send(Ok(snapshot.clone()));
+            false
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn snapshot_serializes_with_its_state_inline() {
+        let snapshot = DownloadSnapshot {
+            id: DownloadId(7),
+            name: "a.img".into(),
+            size: 10,
+            sha1: Some("urn:sha1:PLSTHIPQGSSZTS5FJUPAKUZWUGYQYPFB".parse().unwrap()),
+            sha256: None,
+            state: DownloadState::Failed { reason: "no usable source left".into() },
+            bytes_done: 4,
+            bytes_in_flight: 0,
+            rate_bytes_per_sec: 0.0,
+            sources: vec![SourceSnapshot {
+                addr: "10.0.0.1:6346".parse().unwrap(),
+                state: SourceState::Dropped,
+                rate_bytes_per_sec: None,
+                bytes: 4,
+                errors: 3,
+                note: Some("too many errors: stalled after 0 of 10 bytes".into()),
+            }],
+            path: None,
+        };
+        let json = serde_json::to_value(&snapshot).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({
+                "id": 7, "name": "a.img", "size": 10,
+                "sha1": "urn:sha1:PLSTHIPQGSSZTS5FJUPAKUZWUGYQYPFB", "sha256": null,
+                "state": "failed", "reason": "no usable source left",
+                "bytes_done": 4, "bytes_in_flight": 0, "rate_bytes_per_sec": 0.0,
+                "sources": [{
+                    "addr": "10.0.0.1:6346", "state": "dropped", "rate_bytes_per_sec": null,
+                    "bytes": 4, "errors": 3, "note": "too many errors: stalled after 0 of 10 bytes"
+                }],
+                "path": null
+            })
+        );
+        let queued = serde_json::to_value(DownloadState::Queued).unwrap();
+        assert_eq!(queued, serde_json::json!({ "state": "queued" }));
+    }
+
+    #[test]
+    fn download_ids_read_back_from_their_text() {
+        assert_eq!("42".parse::<DownloadId>().unwrap(), DownloadId(42));
+        assert_eq!(DownloadId(42).to_string(), "42");
+        assert!("x".parse::<DownloadId>().is_err());
+    }
+}

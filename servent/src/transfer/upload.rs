@@ -1,0 +1,588 @@
+//! Serving shared files to other servents, over HTTP on the Gnutella port.
+//!
+//! A downloader asks for content by URN (`GET /uri-res/N2R?urn:sha1:…`,
+//! HUGE §6.1, or `urn:sha256:`) or the classic way, by the file's number
+//! and name from a QueryHit (`GET /get/<index>/<name>`), usually with a
+//! `Range` for one chunk, and asks again for the next chunk on the same
+//! connection. Each answer names the content (`X-Gnutella-Content-URN`,
+//! `X-Content-URN`) and other places that have it (`X-Alt`, from the
+//! [`AltLocations`] mesh, which also learns the sources a downloader tells
+//! us about).
+//!
+//! The file is found through the library's index and nowhere else: the
+//! request selects an entry (by URN, or by number *and* exact name), and
+//! the entry's path is what is opened. Nothing from the request ever
+//! becomes part of a path, so `..`, encoded slashes, absolute paths or NUL
+//! bytes can at worst fail to match. The file is opened and its length
+//! compared with the index before anything is sent: a file that changed
+//! since it was hashed is `404`, never served under the old URN.
+//!
+//! Limits keep one peer from taking the servent: [`UploadConfig::slots`]
+//! bodies are sent at once (past them `503` with `Retry-After`), each
+//! address has at most [`UploadConfig::per_address`] connections, a
+//! connection idle between requests or a reader that stops taking bytes is
+//! dropped after a timeout, and request heads are bounded by [`super::http`].
+
+use std::collections::HashMap;
+use std::io::{self, SeekFrom};
+use std::net::{IpAddr, SocketAddr, SocketAddrV4};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use async_std::fs::File;
+use async_std::io::{BufReader, ReadExt, SeekExt, WriteExt};
+use async_std::net::TcpStream;
+use search::{Library, SharedFile, Urn};
+use serde::Serialize;
+
+use super::alt::{self, AltLocations};
+use super::http::{self, ContentRange, HttpError, Request, ResponseHead};
+use crate::config::USER_AGENT;
+
+/// Bytes read from a file and written to the socket at a time.
+const BODY_BUFFER: usize = 256 * 1024;
+/// Other sources named in one `X-Alt` answer.
+const X_ALT_SOURCES: usize = 10;
+/// HTTP connections served at once, whatever their addresses; this also
+/// bounds the per-address table.
+pub const MAX_CONNECTIONS: usize = 512;
+/// How long a closing connection is drained of what the peer still sends,
+/// so that closing does not reset the connection before our answer is read.
+const LINGER: Duration = Duration::from_secs(2);
+/// Most bytes drained from a closing connection.
+const LINGER_BYTES: u64 = 64 * 1024;
+
+/// How uploads are limited.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UploadConfig {
+    /// Bodies sent at once; past them requests get `503 Busy`.
+    pub slots: usize,
+    /// Connections one IP address may have open at once.
+    pub per_address: usize,
+    /// How long a connection may wait for its next request.
+    pub idle_timeout: Duration,
+    /// How long sending may make no progress before the connection is dropped.
+    pub stall_timeout: Duration,
+    /// What `Retry-After` tells a refused downloader.
+    pub retry_after: Duration,
+}
+
+impl Default for UploadConfig {
+    fn default() -> UploadConfig {
+        UploadConfig {
+            slots: 8,
+            per_address: 2,
+            idle_timeout: Duration::from_secs(60),
+            stall_timeout: Duration::from_secs(60),
+            retry_after: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Upload activity in numbers, for the API.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct UploadStats {
+    /// Requests answered, whatever the answer.
+    pub requests: u64,
+    /// Body bytes sent.
+    pub bytes_sent: u64,
+    /// Requests refused with `503` because slots or the address's
+    /// connections were all taken.
+    pub refused_busy: u64,
+    /// Bodies being sent now (slots in use).
+    pub uploading: usize,
+    /// HTTP connections open now.
+    pub connections: usize,
+}
+
+/// The upload side of a servent: its limits, what is shared, the mesh,
+/// and the counters.
+pub struct Uploads {
+    config: UploadConfig,
+    library: Arc<Library>,
+    alt: Arc<AltLocations>,
+    slots_used: AtomicUsize,
+    connections: Mutex<HashMap<IpAddr, usize>>,
+    requests: AtomicU64,
+    bytes_sent: AtomicU64,
+    refused_busy: AtomicU64,
+}
+
+impl Uploads {
+    /// Uploads of the files in `library`, telling downloaders about the
+    /// sources in `alt`.
+    pub fn new(config: UploadConfig, library: Arc<Library>, alt: Arc<AltLocations>) -> Uploads {
+        Uploads {
+            config,
+            library,
+            alt,
+            slots_used: AtomicUsize::new(0),
+            connections: Mutex::new(HashMap::new()),
+            requests: AtomicU64::new(0),
+            bytes_sent: AtomicU64::new(0),
+            refused_busy: AtomicU64::new(0),
+        }
+    }
+
+    /// The download mesh these uploads read and feed.
+    pub fn alt_locations(&self) -> &Arc<AltLocations> {
+        &self.alt
+    }
+
+    /// The counters now.
+    pub fn snapshot(&self) -> UploadStats {
+        let connections = self.lock_connections().values().sum();
+        UploadStats {
+            requests: self.requests.load(Ordering::Relaxed),
+            bytes_sent: self.bytes_sent.load(Ordering::Relaxed),
+            refused_busy: self.refused_busy.load(Ordering::Relaxed),
+            uploading: self.slots_used.load(Ordering::Relaxed),
+            connections,
+        }
+    }
+
+    fn lock_connections(&self) -> std::sync::MutexGuard<'_, HashMap<IpAddr, usize>> {
+        // Counts are updated in single statements: nothing is half-done.
+        self.connections.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Counts a connection from `ip`, unless it has too many already.
+    fn open_connection(&self, ip: IpAddr) -> Option<ConnectionGuard<'_>> {
+        let mut connections = self.lock_connections();
+        let total: usize = connections.values().sum();
+        let count = connections.entry(ip).or_insert(0);
+        if *count >= self.config.per_address || total >= MAX_CONNECTIONS {
+            if *count == 0 {
+                connections.remove(&ip);
+            }
+            return None;
+        }
+        *count += 1;
+        Some(ConnectionGuard { uploads: self, ip })
+    }
+
+    /// Takes an upload slot, if one is free.
+    fn take_slot(&self) -> Option<SlotGuard<'_>> {
+        self.slots_used
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| (used < self.config.slots).then_some(used + 1))
+            .ok()
+            .map(|_| SlotGuard { uploads: self })
+    }
+}
+
+/// One counted connection; uncounted when dropped.
+struct ConnectionGuard<'a> {
+    uploads: &'a Uploads,
+    ip: IpAddr,
+}
+
+impl Drop for ConnectionGuard<'_> {
+    fn drop(&mut self) {
+        let mut connections = self.uploads.lock_connections();
+        if let Some(count) = connections.get_mut(&self.ip) {
+            *count -= 1;
+            if *count == 0 {
+                connections.remove(&self.ip);
+            }
+        }
+    }
+}
+
+/// One upload slot in use; freed when dropped.
+struct SlotGuard<'a> {
+    uploads: &'a Uploads,
+}
+
+impl Drop for SlotGuard<'_> {
+    fn drop(&mut self) {
+        self.uploads.slots_used.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Serves requests on one connection until the client is done, something
+/// fails or a limit is hit. `first_line` is the request line the node has
+/// read already.
+pub(super) async fn serve_connection(
+    uploads: &Uploads,
+    remote: SocketAddr,
+    first_line: Vec<u8>,
+    mut reader: BufReader<TcpStream>,
+    mut stream: TcpStream,
+) {
+    let connection = uploads.open_connection(remote.ip());
+    let local = stream.local_addr().ok();
+    let mut first = Some(first_line);
+    loop {
+        let head = match first.take() {
+            Some(line) => {
+                async_std::future::timeout(uploads.config.idle_timeout, http::read_request_head(line, &mut reader))
+                    .await
+                    .ok()
+            }
+            None => async_std::future::timeout(uploads.config.idle_timeout, http::read_request(&mut reader)).await.ok(),
+        };
+        let request = match head {
+            Some(Ok(request)) => request,
+            Some(Err(HttpError::Malformed { status, .. })) => {
+                uploads.requests.fetch_add(1, Ordering::Relaxed);
+                let _ = send_head(&mut stream, &plain_head(status, false), uploads.config.stall_timeout).await;
+                break;
+            }
+            // Gone, failed or idle too long: nothing to answer.
+            Some(Err(HttpError::Io(_))) | None => break,
+        };
+        uploads.requests.fetch_add(1, Ordering::Relaxed);
+        if connection.is_none() {
+            uploads.refused_busy.fetch_add(1, Ordering::Relaxed);
+            let mut head = plain_head(503, false);
+            head.headers.insert("Retry-After", uploads.config.retry_after.as_secs());
+            let _ = send_head(&mut stream, &head, uploads.config.stall_timeout).await;
+            break;
+        }
+        let exchange = Exchange { uploads, remote, local, request: &request };
+        match exchange.answer(&mut stream).await {
+            Ok(true) => continue,
+            Ok(false) | Err(_) => break,
+        }
+    }
+    drop(connection);
+    linger(reader, stream).await;
+}
+
+/// Answers a request with `status` and closes: what the node does with a
+/// first line too long to be anything but an oversized HTTP request line.
+pub(super) async fn refuse(status: u16, reader: BufReader<TcpStream>, mut stream: TcpStream) {
+    // A few bytes into an empty send buffer: waiting long would mean a dead peer.
+    let _ = send_head(&mut stream, &plain_head(status, false), LINGER).await;
+    linger(reader, stream).await;
+}
+
+/// Closes our side, then reads (and drops) what the peer still sends for a
+/// moment: closing a socket with unread bytes resets the connection, which
+/// can destroy our last answer before the peer has read it.
+async fn linger(mut reader: BufReader<TcpStream>, stream: TcpStream) {
+    let _ = stream.shutdown(std::net::Shutdown::Write);
+    let mut sink = futures::io::sink();
+    let _ = async_std::io::timeout(LINGER, async_std::io::copy((&mut reader).take(LINGER_BYTES), &mut sink)).await;
+    let _ = stream.shutdown(std::net::Shutdown::Both);
+}
+
+/// One request and what is needed to answer it.
+struct Exchange<'a> {
+    uploads: &'a Uploads,
+    remote: SocketAddr,
+    local: Option<SocketAddr>,
+    request: &'a Request,
+}
+
+/// What a request target names.
+#[derive(Debug, PartialEq, Eq)]
+enum Target {
+    /// `/uri-res/N2R?urn:…`.
+    Urn(Urn),
+    /// `/get/<index>/<name>`, the name decoded.
+    Indexed { index: u32, name: String },
+}
+
+impl Exchange<'_> {
+    /// Answers the request; `Ok(true)` if the connection may serve another.
+    async fn answer(&self, stream: &mut TcpStream) -> io::Result<bool> {
+        let uploads = self.uploads;
+        let stall = uploads.config.stall_timeout;
+        let request = self.request;
+        let is_head = match request.method.as_str() {
+            "GET" => false,
+            "HEAD" => true,
+            // The request may carry a body we do not know how to skip.
+            _ => return send_head(stream, &plain_head(501, false), stall).await.map(|()| false),
+        };
+        // A GET with a body cannot be framed by us: answer, then close.
+        let has_body = request.headers.get("Transfer-Encoding").is_some()
+            || !matches!(request.headers.content_length(), Ok(None | Some(0)));
+        let keep = request.keep_alive() && !has_body;
+        let file = match parse_target(&request.target).map(|target| target.and_then(|t| self.find(&t))) {
+            Ok(Some(file)) => file,
+            Ok(None) => return send_head(stream, &plain_head(404, keep), stall).await.map(|()| keep),
+            Err(error) => {
+                let status = error.status().unwrap_or(400);
+                return send_head(stream, &plain_head(status, keep), stall).await.map(|()| keep);
+            }
+        };
+        self.learn_sources(&file);
+        let mut head = self.file_head(200, &file, keep);
+        let range = match request.headers.get("Range").map(http::parse_range).transpose() {
+            Ok(range) => range,
+            Err(_) => {
+                head.set_status(400);
+                return send_head(stream, &head, stall).await.map(|()| keep);
+            }
+        };
+        let Some(mut opened) = open_indexed(&file).await else {
+            head.set_status(404);
+            return send_head(stream, &head, stall).await.map(|()| keep);
+        };
+        let (start, end) = match range {
+            None => (0, file.size),
+            Some(range) => match range.resolve(file.size) {
+                Some(bytes) => {
+                    head.set_status(206);
+                    head.headers.insert("Content-Range", ContentRange { range: Some(bytes), total: Some(file.size) });
+                    bytes
+                }
+                None => {
+                    head.set_status(416);
+                    head.headers.insert("Content-Range", ContentRange { range: None, total: Some(file.size) });
+                    return send_head(stream, &head, stall).await.map(|()| keep);
+                }
+            },
+        };
+        head.headers.insert("Content-Length", end - start);
+        if is_head || start == end {
+            return send_head(stream, &head, stall).await.map(|()| keep);
+        }
+        let Some(_slot) = uploads.take_slot() else {
+            uploads.refused_busy.fetch_add(1, Ordering::Relaxed);
+            head.set_status(503);
+            head.headers.insert("Content-Length", 0);
+            head.headers.remove("Content-Range");
+            head.headers.insert("Retry-After", uploads.config.retry_after.as_secs());
+            head.headers.insert("Connection", "close");
+            send_head(stream, &head, stall).await?;
+            return Ok(false);
+        };
+        send_head(stream, &head, stall).await?;
+        send_body(uploads, &mut opened, stream, start, end).await?;
+        Ok(keep)
+    }
+
+    /// The shared file a target names, found through the index only.
+    fn find(&self, target: &Target) -> Option<SharedFile> {
+        let library = &self.uploads.library;
+        let file = match target {
+            Target::Urn(urn) => library.by_urn(urn)?,
+            Target::Indexed { index, name } => library.by_index(*index).filter(|file| file.name == *name)?,
+        };
+        // HUGE §6.2.1: a downloader may say which content it expects, and a
+        // file that is not it must not be served in its place.
+        let expected: Vec<Urn> = self
+            .request
+            .headers
+            .get_all("X-Gnutella-Content-URN")
+            .chain(self.request.headers.get_all("X-Content-URN"))
+            .flat_map(|value| value.split(','))
+            .filter_map(|urn| urn.parse().ok())
+            .collect();
+        let matches = expected.is_empty() || expected.iter().any(|urn| *urn == file.sha1 || *urn == file.sha256);
+        matches.then_some(file)
+    }
+
+    /// Remembers the sources a downloader names for this file.
+    fn learn_sources(&self, file: &SharedFile) {
+        let headers = &self.request.headers;
+        let compact = headers.get_all("X-Alt").flat_map(alt::parse_x_alt);
+        let urls = headers
+            .get_all("X-Gnutella-Alternate-Location")
+            .chain(headers.get_all("Alt-Location"))
+            .flat_map(alt::parse_alternate_locations);
+        let ourselves = match self.local {
+            Some(SocketAddr::V4(local)) => Some(local),
+            _ => None,
+        };
+        for addr in compact.chain(urls).take(alt::MAX_PARSED).filter(|a| Some(*a) != ourselves) {
+            self.uploads.alt.add(file.sha1, addr);
+        }
+    }
+
+    /// Up to [`X_ALT_SOURCES`] other sources of `file`, never the requester:
+    /// the address it says it listens on (`X-Node`), or, if it does not
+    /// say, any address of its IP.
+    fn other_sources(&self, file: &SharedFile) -> Vec<SocketAddrV4> {
+        let headers = &self.request.headers;
+        let requester = headers
+            .get("X-Node")
+            .or_else(|| headers.get("X-Listen-IP"))
+            .or_else(|| headers.get("Listen-IP"))
+            .and_then(|value| alt::parse_x_alt(value).first().copied());
+        let is_requester = |addr: &SocketAddrV4| match requester {
+            Some(requester) => *addr == requester,
+            None => IpAddr::V4(*addr.ip()) == self.remote.ip(),
+        };
+        let mut sources = Vec::new();
+        for urn in [file.sha1, file.sha256] {
+            for addr in self.uploads.alt.get(&urn, alt::MAX_SOURCES_PER_URN) {
+                if !is_requester(&addr) && !sources.contains(&addr) && sources.len() < X_ALT_SOURCES {
+                    sources.push(addr);
+                }
+            }
+        }
+        sources
+    }
+
+    /// The head of an answer about `file`, with its URNs and other sources.
+    fn file_head(&self, status: u16, file: &SharedFile, keep: bool) -> ResponseHead {
+        let mut head = plain_head(status, keep);
+        head.headers.insert("Content-Type", "application/binary");
+        head.headers.insert("Accept-Ranges", "bytes");
+        head.headers.insert("X-Gnutella-Content-URN", file.sha1);
+        head.headers.insert("X-Content-URN", file.sha256);
+        let sources = self.other_sources(file);
+        if !sources.is_empty() {
+            head.headers.insert("X-Alt", alt::format_x_alt(&sources));
+        }
+        head
+    }
+}
+
+/// A head with only what every answer carries; `Content-Length: 0` until
+/// there is a body.
+fn plain_head(status: u16, keep: bool) -> ResponseHead {
+    let mut head = ResponseHead::new(status);
+    head.headers.insert("Server", USER_AGENT);
+    head.headers.insert("Content-Length", 0);
+    head.headers.insert("Connection", if keep { "keep-alive" } else { "close" });
+    head
+}
+
+/// Parses a request target into what it names; malformed targets (bad
+/// escapes, NUL, an index that is not a number) are errors, targets of
+/// another shape name nothing.
+fn parse_target(target: &str) -> Result<Option<Target>, HttpError> {
+    let bad = |reason| HttpError::Malformed { status: 400, reason };
+    let (path, query) = match target.split_once('?') {
+        Some((path, query)) => (path, Some(query)),
+        None => (target, None),
+    };
+    if path.eq_ignore_ascii_case("/uri-res/N2R") {
+        let urn = http::percent_decode(query.unwrap_or_default())?;
+        return Ok(urn.parse().ok().map(Target::Urn));
+    }
+    let Some(rest) = path.strip_prefix("/get/") else { return Ok(None) };
+    let (index, name) = rest.split_once('/').ok_or(bad("no file name after /get/<index>"))?;
+    if index.is_empty() || index.len() > 10 || !index.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(bad("bad file index"));
+    }
+    let index = index.parse().map_err(|_| bad("bad file index"))?;
+    let name = http::percent_decode(name)?;
+    if name.contains('\0') {
+        return Err(bad("NUL in a file name"));
+    }
+    Ok(Some(Target::Indexed { index, name }))
+}
+
+/// Opens the indexed file, if it is still the file that was hashed: a
+/// regular file of the indexed length (the best check short of hashing;
+/// the downloader verifies the URN in the end anyway).
+async fn open_indexed(file: &SharedFile) -> Option<File> {
+    let opened = File::open(&file.path).await.ok()?;
+    let metadata = opened.metadata().await.ok()?;
+    (metadata.is_file() && metadata.len() == file.size).then_some(opened)
+}
+
+/// Writes a response head.
+async fn send_head(stream: &mut TcpStream, head: &ResponseHead, stall: Duration) -> io::Result<()> {
+    write_all(stream, &head.encode(), stall).await
+}
+
+/// Sends bytes `start..end` of `file`; an error leaves the body short,
+/// and the caller closes the connection.
+async fn send_body(uploads: &Uploads, file: &mut File, stream: &mut TcpStream, start: u64, end: u64) -> io::Result<()> {
+    file.seek(SeekFrom::Start(start)).await?;
+    let mut left = end - start;
+    let mut buffer = vec![0; usize::try_from(left).unwrap_or(usize::MAX).min(BODY_BUFFER)];
+    while left > 0 {
+        let want = usize::try_from(left).unwrap_or(usize::MAX).min(buffer.len());
+        let read = file.read(&mut buffer[..want]).await?;
+        if read == 0 {
+            // Shorter than indexed: it changed under us; the short body
+            // tells the downloader, which will not get the old length.
+            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "shared file shrank while being sent"));
+        }
+        write_all(stream, &buffer[..read], uploads.config.stall_timeout).await?;
+        uploads.bytes_sent.fetch_add(read as u64, Ordering::Relaxed);
+        left -= read as u64;
+    }
+    Ok(())
+}
+
+/// Writes all of `bytes`, failing if the peer takes nothing for `stall`.
+async fn write_all(stream: &mut TcpStream, mut bytes: &[u8], stall: Duration) -> io::Result<()> {
+    while !bytes.is_empty() {
+        let written = async_std::io::timeout(stall, stream.write(bytes)).await?;
+        if written == 0 {
+            return Err(io::Error::new(io::ErrorKind::WriteZero, "connection closed"));
+        }
+        bytes = &bytes[written..];
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn target(text: &str) -> Result<Option<Target>, HttpError> {
+        parse_target(text)
+    }
+
+    #[test]
+    fn urn_targets_name_content() {
+        let sha1 = "urn:sha1:PLSTHIPQGSSZTS5FJUPAKUZWUGYQYPFB";
+        let urn: Urn = sha1.parse().unwrap();
+        assert_eq!(target(&format!("/uri-res/N2R?{sha1}")).unwrap(), Some(Target::Urn(urn)));
+        assert_eq!(target(&format!("/uri-res/n2r?{}", sha1.to_lowercase())).unwrap(), Some(Target::Urn(urn)));
+        assert_eq!(
+            target("/uri-res/N2R?urn%3Asha1%3APLSTHIPQGSSZTS5FJUPAKUZWUGYQYPFB").unwrap(),
+            Some(Target::Urn(urn))
+        );
+        assert_eq!(target("/uri-res/N2R?urn:md5:AAAA").unwrap(), None);
+        assert_eq!(target("/uri-res/N2X?urn:sha1:PLSTHIPQGSSZTS5FJUPAKUZWUGYQYPFB").unwrap(), None);
+        assert!(target("/uri-res/N2R?urn%zz").is_err());
+    }
+
+    #[test]
+    fn get_targets_name_an_index_and_a_decoded_name() {
+        assert_eq!(
+            target("/get/7/a%20b.img").unwrap(),
+            Some(Target::Indexed { index: 7, name: "a b.img".to_string() })
+        );
+        assert_eq!(
+            target("/get/7/%2e%2e/%2e%2e/etc/passwd").unwrap(),
+            Some(Target::Indexed { index: 7, name: "../../etc/passwd".to_string() })
+        );
+        for bad in ["/get/x/a", "/get//a", "/get/7", "/get/99999999999/a", "/get/-1/a", "/get/1/a%00b", "/get/1/%"] {
+            assert!(target(bad).is_err(), "{bad}");
+        }
+        assert_eq!(target("/etc/passwd").unwrap(), None);
+        assert_eq!(target("/").unwrap(), None);
+    }
+
+    #[test]
+    fn slots_are_counted_and_freed() {
+        let library = Arc::new(Library::in_memory().unwrap());
+        let config = UploadConfig { slots: 1, ..UploadConfig::default() };
+        let uploads = Uploads::new(config, library, Arc::new(AltLocations::new()));
+        let slot = uploads.take_slot();
+        assert!(slot.is_some());
+        assert!(uploads.take_slot().is_none());
+        assert_eq!(uploads.snapshot().uploading, 1);
+        drop(slot);
+        assert!(uploads.take_slot().is_some());
+    }
+
+    #[test]
+    fn connections_per_address_are_limited_and_freed() {
+        let library = Arc::new(Library::in_memory().unwrap());
+        let uploads = Uploads::new(UploadConfig::default(), library, Arc::new(AltLocations::new()));
+        let ip: IpAddr = "192.0.2.1".parse().unwrap();
+        let first = uploads.open_connection(ip);
+        let second = uploads.open_connection(ip);
+        assert!(first.is_some() && second.is_some());
+        assert!(uploads.open_connection(ip).is_none());
+        assert!(uploads.open_connection("192.0.2.2".parse().unwrap()).is_some());
+        drop(first);
+        assert!(uploads.open_connection(ip).is_some());
+        drop(second);
+        assert_eq!(uploads.snapshot().connections, 0);
+    }
+}

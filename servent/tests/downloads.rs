@@ -1,0 +1,713 @@
+//! Downloads over real HTTP on 127.0.0.1: from real servents sharing a
+//! file, and from hostile sources written here as small TCP servers that
+//! lie, overflow, corrupt, stall or hang up. Every download must end with
+//! exactly the shared bytes, or fail with a clear reason.
+
+mod common;
+
+use std::net::{SocketAddr, SocketAddrV4};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_std::io::prelude::BufReadExt;
+use async_std::io::{BufReader, WriteExt};
+use async_std::net::{TcpListener, TcpStream};
+use async_std::task;
+use common::{share, start, wait_for, wait_indexed, PATIENCE};
+use servent::node::NodeHandle;
+use servent::transfer::alt::AltLocations;
+use servent::transfer::download::plan::CHUNK_SIZE;
+use servent::transfer::download::{
+    DownloadRequest, DownloadSnapshot, DownloadState, Downloads, DownloadsConfig, SourceSnapshot, SourceState,
+};
+use servent::transfer::magnet::Magnet;
+
+const NAME: &str = "SEBLINUX-test-1.0.img";
+
+/// Bytes that differ from chunk to chunk, so a chunk written at the wrong
+/// place cannot go unnoticed.
+fn content(len: u64) -> Arc<Vec<u8>> {
+    let mut state = 0x9E37_79B9_7F4A_7C15u64;
+    let bytes = (0..len)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state as u8
+        })
+        .collect();
+    Arc::new(bytes)
+}
+
+fn request(bytes: &[u8], sources: Vec<SocketAddrV4>) -> DownloadRequest {
+    let (digests, _) = search::hash_reader(bytes).unwrap();
+    DownloadRequest {
+        urns: vec![digests.sha1_urn(), digests.sha256_urn()],
+        name: NAME.into(),
+        size: bytes.len() as u64,
+        sources,
+    }
+}
+
+fn v4(addr: SocketAddr) -> SocketAddrV4 {
+    match addr {
+        SocketAddr::V4(v4) => v4,
+        SocketAddr::V6(_) => panic!("tests listen on IPv4"),
+    }
+}
+
+/// A download manager on its own data directory, its settings adjusted,
+/// counting the completions it reports.
+struct Downloader {
+    downloads: Downloads,
+    alt: Arc<AltLocations>,
+    completed: Arc<AtomicUsize>,
+    dir: PathBuf,
+}
+
+fn downloader(dir: &Path, adjust: impl FnOnce(&mut DownloadsConfig)) -> Downloader {
+    let mut config = DownloadsConfig::new(dir.join("partial"), dir.join("downloads"));
+    config.io_timeout = Duration::from_secs(5);
+    adjust(&mut config);
+    let alt = Arc::new(AltLocations::new());
+    let completed = Arc::new(AtomicUsize::new(0));
+    let counter = completed.clone();
+    let downloads = Downloads::spawn(config, alt.clone(), move |_| {
+        counter.fetch_add(1, Ordering::SeqCst);
+    });
+    Downloader { downloads, alt, completed, dir: dir.to_path_buf() }
+}
+
+impl Downloader {
+    /// Starts a download and waits for its end.
+    async fn fetch(&self, request: DownloadRequest) -> DownloadSnapshot {
+        let id = self.downloads.start(request).await.unwrap();
+        async_std::future::timeout(PATIENCE, self.downloads.wait(id)).await.expect("download ended in time").unwrap()
+    }
+
+    /// Files left in the partial directory.
+    fn partial_files(&self) -> Vec<String> {
+        match std::fs::read_dir(self.dir.join("partial")) {
+            Ok(entries) => entries.map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect(),
+            Err(_) => Vec::new(),
+        }
+    }
+}
+
+fn source(snapshot: &DownloadSnapshot, addr: SocketAddrV4) -> &SourceSnapshot {
+    snapshot.sources.iter().find(|s| s.addr == addr).unwrap_or_else(|| panic!("{addr} not among {snapshot:#?}"))
+}
+
+/// Checks that the download completed with exactly `bytes`.
+fn assert_complete(snapshot: &DownloadSnapshot, bytes: &[u8]) -> PathBuf {
+    assert_eq!(snapshot.state, DownloadState::Complete, "{snapshot:#?}");
+    let path = snapshot.path.clone().expect("a complete download has a path");
+    assert!(std::fs::read(&path).unwrap() == bytes, "{} differs from the shared bytes", path.display());
+    assert_eq!(snapshot.bytes_done, bytes.len() as u64);
+    path
+}
+
+async fn sharing_servent(bytes: &[u8]) -> (NodeHandle, tempfile::TempDir) {
+    let folder = share(&[(NAME, bytes)]);
+    let node = start(&[], Some(folder.path())).await;
+    wait_indexed(&node, "seblinux", 1).await;
+    (node, folder)
+}
+
+#[test]
+fn two_servents_serve_one_download_together() {
+    task::block_on(async {
+        let bytes = content(6 * CHUNK_SIZE + 123);
+        let (a, _a_files) = sharing_servent(&bytes).await;
+        let (b, _b_files) = sharing_servent(&bytes).await;
+        let dir = tempfile::tempdir().unwrap();
+        // No stealing: each chunk must travel once, whatever the timing.
+        let downloader = downloader(dir.path(), |c| c.tuning.steal_ratio = 0.0);
+        let sources = vec![v4(a.listen_addr()), v4(b.listen_addr())];
+
+        let done = downloader.fetch(request(&bytes, sources.clone())).await;
+
+        let path = assert_complete(&done, &bytes);
+        assert_eq!(path, dir.path().join("downloads").join(NAME));
+        for &addr in &sources {
+            assert!(source(&done, addr).bytes > 0, "both sources served chunks: {done:#?}");
+        }
+        let served: u64 = [&a, &b].iter().map(|n| n.uploads().snapshot().bytes_sent).sum();
+        assert_eq!(served, bytes.len() as u64, "no chunk fetched twice");
+        assert_eq!(downloader.completed.load(Ordering::SeqCst), 1, "the completion hook ran");
+        assert!(downloader.partial_files().is_empty(), "{:?}", downloader.partial_files());
+        let sha1 = done.sha1.unwrap();
+        let mut mesh = downloader.alt.get(&sha1, 10);
+        mesh.sort();
+        let mut expected = sources.clone();
+        expected.sort();
+        assert_eq!(mesh, expected, "good sources join the download mesh");
+        for node in [a, b] {
+            node.shutdown().await;
+        }
+    });
+}
+
+#[test]
+fn magnet_with_a_source_downloads_and_a_second_copy_gets_a_new_name() {
+    task::block_on(async {
+        let bytes = content(CHUNK_SIZE / 2);
+        let (node, _files) = sharing_servent(&bytes).await;
+        let dir = tempfile::tempdir().unwrap();
+        let downloads = dir.path().join("downloads");
+        std::fs::create_dir_all(&downloads).unwrap();
+        std::fs::write(downloads.join(NAME), b"someone else's file").unwrap();
+        let downloader = downloader(dir.path(), |_| {});
+        let (digests, _) = search::hash_reader(&bytes[..]).unwrap();
+        let magnet = Magnet {
+            sha1: Some(digests.sha1_urn()),
+            sha256: None,
+            name: Some(NAME.into()),
+            size: Some(bytes.len() as u64),
+            sources: vec![v4(node.listen_addr())],
+        };
+        let magnet = Magnet::parse(&magnet.to_uri()).unwrap();
+
+        let done = downloader
+            .fetch(DownloadRequest {
+                urns: magnet.sha1.into_iter().collect(),
+                name: magnet.name.unwrap(),
+                size: magnet.size.unwrap(),
+                sources: magnet.sources,
+            })
+            .await;
+
+        let path = assert_complete(&done, &bytes);
+        assert_eq!(path, downloads.join("SEBLINUX-test-1.0 (1).img"));
+        assert_eq!(std::fs::read(downloads.join(NAME)).unwrap(), b"someone else's file");
+        node.shutdown().await;
+    });
+}
+
+#[test]
+fn malformed_magnets_get_one_clear_line() {
+    for (magnet, message) in [
+        ("magnet:?dn=x.img", "magnet link has no urn:sha1: or urn:sha256: exact topic (xt=…)"),
+        ("magnet:?xt=urn:sha1:TOOSHORT", "magnet link has a malformed exact topic: xt=urn:sha1:TOOSHORT"),
+        (
+            "magnet:?xt=urn:sha1:PLSTHIPQGSSZTS5FJUPAKUZWUGYQYPFB&xl=big",
+            "magnet link has a malformed exact length: xl=big",
+        ),
+        ("https://example.org/x.img", "not a magnet link: it must start with \"magnet:?\""),
+    ] {
+        assert_eq!(Magnet::parse(magnet).unwrap_err().to_string(), message);
+    }
+}
+
+#[test]
+fn empty_file_completes_without_a_source() {
+    task::block_on(async {
+        let dir = tempfile::tempdir().unwrap();
+        let downloader = downloader(dir.path(), |_| {});
+        let done = downloader.fetch(request(b"", vec![])).await;
+        assert_eq!(std::fs::metadata(assert_complete(&done, b"")).unwrap().len(), 0);
+    });
+}
+
+#[test]
+fn download_without_a_usable_source_fails_with_the_reasons() {
+    task::block_on(async {
+        let bytes = content(CHUNK_SIZE);
+        let dir = tempfile::tempdir().unwrap();
+        let downloader = downloader(dir.path(), |c| c.give_up_after = Duration::from_millis(200));
+        // Nothing listens there: connections are refused, three times.
+        let closed = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let nobody = v4(closed.local_addr().unwrap());
+        drop(closed);
+
+        let done = downloader.fetch(request(&bytes, vec![nobody])).await;
+
+        let DownloadState::Failed { reason } = &done.state else { panic!("{done:#?}") };
+        assert!(reason.starts_with("no usable source left"), "{reason}");
+        assert!(reason.contains(&nobody.to_string()) && reason.contains("cannot connect"), "{reason}");
+        assert_eq!(source(&done, nobody).state, SourceState::Dropped);
+    });
+}
+
+// ---- Hostile sources ------------------------------------------------------
+
+/// How a test source answers a range request.
+#[derive(Clone, Copy, Debug)]
+enum Behaviour {
+    /// As a servent should.
+    Honest,
+    /// Announces and sends another range than the one asked for.
+    WrongRange,
+    /// Announces the right range, then sends more bytes than it.
+    MoreThanAsked,
+    /// Announces a longer body than the range asked for.
+    LongerLength,
+    /// The right range with one byte changed.
+    WrongBytes,
+    /// Half the chunk, then silence with the connection open.
+    StallMidChunk,
+    /// Half the chunk, then closes the connection.
+    CloseEarly,
+    /// Honest for this many requests, then silent.
+    StallAfter(usize),
+    /// `503` with `Retry-After: 1` for the first request, then honest.
+    BusyOnce,
+}
+
+/// A source written by hand: it serves `bytes` for any target, behaving
+/// as told, and counts the body bytes it sent and the requests it got.
+struct TestSource {
+    addr: SocketAddrV4,
+    sent: Arc<AtomicU64>,
+    requests: Arc<AtomicUsize>,
+}
+
+async fn test_source(bytes: Arc<Vec<u8>>, behaviour: Behaviour) -> TestSource {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = v4(listener.local_addr().unwrap());
+    let sent = Arc::new(AtomicU64::new(0));
+    let requests = Arc::new(AtomicUsize::new(0));
+    let counters = (sent.clone(), requests.clone());
+    task::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else { return };
+            let (bytes, sent, requests) = (bytes.clone(), counters.0.clone(), counters.1.clone());
+            task::spawn(serve_test_connection(stream, bytes, behaviour, sent, requests));
+        }
+    });
+    TestSource { addr, sent, requests }
+}
+
+async fn serve_test_connection(
+    stream: TcpStream,
+    bytes: Arc<Vec<u8>>,
+    behaviour: Behaviour,
+    sent: Arc<AtomicU64>,
+    requests: Arc<AtomicUsize>,
+) {
+    let mut reader = BufReader::new(stream.clone());
+    let mut writer = stream;
+    let size = bytes.len() as u64;
+    while let Some((start, end)) = read_range_request(&mut reader).await {
+        let (start, end) = (start.min(size), end.min(size));
+        let nth = requests.fetch_add(1, Ordering::SeqCst);
+        let len = end - start;
+        let head = |from: u64, to: u64, length: u64| {
+            format!(
+                "HTTP/1.1 206 Partial Content\r\nContent-Range: bytes {from}-{}/{size}\r\nContent-Length: {length}\r\n\r\n",
+                to - 1
+            )
+        };
+        let body = &bytes[start as usize..end as usize];
+        let half = &body[..body.len() / 2];
+        let mut reply = Vec::new();
+        let mut hang = false;
+        match behaviour {
+            Behaviour::Honest => reply = [head(start, end, len).as_bytes(), body].concat(),
+            Behaviour::StallAfter(n) if nth < n => reply = [head(start, end, len).as_bytes(), body].concat(),
+            Behaviour::StallAfter(_) => hang = true,
+            Behaviour::BusyOnce if nth == 0 => {
+                reply =
+                    b"HTTP/1.1 503 Busy\r\nRetry-After: 1\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".to_vec();
+            }
+            Behaviour::BusyOnce => reply = [head(start, end, len).as_bytes(), body].concat(),
+            Behaviour::WrongRange => {
+                let other = if start == 0 { len } else { 0 };
+                let other_body = &bytes[other as usize..(other + len) as usize];
+                reply = [head(other, other + len, len).as_bytes(), other_body].concat();
+            }
+            Behaviour::MoreThanAsked => reply = [head(start, end, len).as_bytes(), body, &[0xAB; 1000]].concat(),
+            Behaviour::LongerLength => reply = [head(start, end, len + 1000).as_bytes(), body, &[0; 1000]].concat(),
+            Behaviour::WrongBytes => {
+                let mut corrupt = body.to_vec();
+                corrupt[0] ^= 0xFF;
+                reply = [head(start, end, len).as_bytes(), &corrupt].concat();
+            }
+            Behaviour::StallMidChunk => {
+                reply = [head(start, end, len).as_bytes(), half].concat();
+                hang = true;
+            }
+            Behaviour::CloseEarly => reply = [head(start, end, len).as_bytes(), half].concat(),
+        }
+        if writer.write_all(&reply).await.is_err() {
+            return;
+        }
+        let head_len = reply.windows(4).position(|w| w == b"\r\n\r\n").map_or(0, |p| p + 4);
+        sent.fetch_add((reply.len() - head_len) as u64, Ordering::SeqCst);
+        if hang {
+            task::sleep(PATIENCE).await;
+            return;
+        }
+        let closes = matches!(behaviour, Behaviour::CloseEarly) || matches!(behaviour, Behaviour::BusyOnce) && nth == 0;
+        if closes {
+            return;
+        }
+    }
+}
+
+/// Reads one request head; the byte range its `Range` asks for, as
+/// `start..end` (the whole file when there is none). `None` once the
+/// connection is closed.
+async fn read_range_request(reader: &mut BufReader<TcpStream>) -> Option<(u64, u64)> {
+    let mut range = (0, u64::MAX);
+    let mut first = true;
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).await.ok()? == 0 {
+            return None;
+        }
+        let line = line.trim_end();
+        if line.is_empty() && !first {
+            return Some(range);
+        }
+        first = false;
+        if let Some(value) = line.to_ascii_lowercase().strip_prefix("range: bytes=") {
+            let (a, b) = value.split_once('-')?;
+            range = (a.parse().ok()?, b.parse::<u64>().ok()? + 1);
+        }
+    }
+}
+
+/// Downloads a four-chunk file from a hostile source and a good servent
+/// together; the download must complete verified, the hostile source must
+/// have been charged with `expected` in its note, and the good servent
+/// must have sent each chunk at most once more than needed.
+async fn hostile_costs_only_its_chunks(behaviour: Behaviour, expected: &str) {
+    let bytes = content(4 * CHUNK_SIZE);
+    let (good, _files) = sharing_servent(&bytes).await;
+    let hostile = test_source(bytes.clone(), behaviour).await;
+    let dir = tempfile::tempdir().unwrap();
+    let downloader = downloader(dir.path(), |c| {
+        c.io_timeout = Duration::from_secs(2);
+        // No stealing: the hostile source's chunk must fail, not be overtaken.
+        c.tuning.stall = Duration::from_secs(60);
+        c.tuning.steal_ratio = 0.0;
+    });
+
+    // The hostile source first, so that it gets a chunk before the good
+    // one is done with everything.
+    let done = downloader.fetch(request(&bytes, vec![hostile.addr, v4(good.listen_addr())])).await;
+
+    assert_complete(&done, &bytes);
+    assert!(hostile.requests.load(Ordering::SeqCst) > 0, "the hostile source was asked");
+    let charged = source(&done, hostile.addr);
+    assert_eq!(charged.bytes, 0, "nothing from it was kept: {charged:#?}");
+    assert!(charged.note.as_deref().is_some_and(|n| n.contains(expected)), "{behaviour:?}: {charged:#?}");
+    assert_eq!(source(&done, v4(good.listen_addr())).bytes, bytes.len() as u64);
+    assert_eq!(good.uploads().snapshot().bytes_sent, bytes.len() as u64, "good chunks fetched once");
+    good.shutdown().await;
+}
+
+#[test]
+fn source_lying_about_the_range_costs_only_its_chunks() {
+    task::block_on(hostile_costs_only_its_chunks(Behaviour::WrongRange, "sent Content-Range"));
+}
+
+#[test]
+fn source_sending_more_than_asked_costs_only_its_chunks() {
+    task::block_on(hostile_costs_only_its_chunks(Behaviour::MoreThanAsked, "sent more than"));
+}
+
+#[test]
+fn source_announcing_a_longer_body_costs_only_its_chunks() {
+    task::block_on(hostile_costs_only_its_chunks(Behaviour::LongerLength, "announced"));
+}
+
+#[test]
+fn source_stalling_mid_chunk_costs_only_its_chunks() {
+    task::block_on(hostile_costs_only_its_chunks(Behaviour::StallMidChunk, "stalled after"));
+}
+
+#[test]
+fn source_closing_early_costs_only_its_chunks() {
+    task::block_on(hostile_costs_only_its_chunks(Behaviour::CloseEarly, "closed the connection after"));
+}
+
+#[test]
+fn stalled_chunk_is_taken_over_before_the_timeout() {
+    task::block_on(async {
+        let bytes = content(2 * CHUNK_SIZE);
+        let (good, _files) = sharing_servent(&bytes).await;
+        let stalling = test_source(bytes.clone(), Behaviour::StallMidChunk).await;
+        let dir = tempfile::tempdir().unwrap();
+        // The stalled read would only fail after a minute: the chunk must
+        // be stolen long before.
+        let downloader = downloader(dir.path(), |c| {
+            c.io_timeout = PATIENCE * 2;
+            c.tuning.stall = Duration::from_millis(300);
+        });
+        let done = downloader.fetch(request(&bytes, vec![stalling.addr, v4(good.listen_addr())])).await;
+        assert_complete(&done, &bytes);
+        assert_eq!(source(&done, stalling.addr).bytes, 0);
+        good.shutdown().await;
+    });
+}
+
+#[test]
+fn busy_source_is_retried_after_retry_after() {
+    task::block_on(async {
+        let bytes = content(CHUNK_SIZE + 1);
+        let busy = test_source(bytes.clone(), Behaviour::BusyOnce).await;
+        let dir = tempfile::tempdir().unwrap();
+        let downloader = downloader(dir.path(), |_| {});
+        let done = downloader.fetch(request(&bytes, vec![busy.addr])).await;
+        assert_complete(&done, &bytes);
+        assert_eq!(source(&done, busy.addr).errors, 0, "busy is no fault");
+        assert_eq!(busy.requests.load(Ordering::SeqCst), 3, "one refused, then both chunks");
+    });
+}
+
+#[test]
+fn corrupt_data_is_discarded_its_source_marked_and_the_file_fetched_again() {
+    task::block_on(async {
+        let bytes = content(3 * CHUNK_SIZE);
+        let corrupt = test_source(bytes.clone(), Behaviour::WrongBytes).await;
+        let (good, _files) = sharing_servent(&bytes).await;
+        let dir = tempfile::tempdir().unwrap();
+        let downloader = downloader(dir.path(), |_| {});
+        let id = downloader.downloads.start(request(&bytes, vec![corrupt.addr])).await.unwrap();
+        // Every chunk came from the corrupt source; verification fails, it
+        // is marked, and the download waits for another source.
+        let downloads = &downloader.downloads;
+        wait_for("the corrupt source to be marked", || async move {
+            let snapshot = downloads.get(id).await.unwrap();
+            snapshot.sources.iter().any(|s| s.addr == corrupt.addr && s.state == SourceState::Corrupt)
+        })
+        .await;
+        assert!(!downloads_dir_has_files(dir.path()), "nothing unverified reaches the downloads directory");
+        let sha1 = request(&bytes, vec![]).urns[0];
+        downloader.downloads.add_sources(&sha1, vec![corrupt.addr, v4(good.listen_addr())]).await.unwrap();
+
+        let done = downloader.downloads.wait(id).await.unwrap();
+
+        assert_complete(&done, &bytes);
+        let marked = source(&done, corrupt.addr);
+        assert_eq!(marked.state, SourceState::Corrupt, "not taken back: {marked:#?}");
+        assert!(marked.note.as_deref().is_some_and(|n| n.contains("failed verification")), "{marked:#?}");
+        assert_eq!(corrupt.sent.load(Ordering::SeqCst), bytes.len() as u64, "asked once per chunk, never again");
+        assert_eq!(good.uploads().snapshot().bytes_sent, bytes.len() as u64);
+        assert!(downloader.alt.get(&sha1, 10).iter().all(|&a| a != corrupt.addr));
+        good.shutdown().await;
+    });
+}
+
+fn downloads_dir_has_files(dir: &Path) -> bool {
+    std::fs::read_dir(dir.join("downloads")).is_ok_and(|mut entries| entries.next().is_some())
+}
+
+#[test]
+fn stopped_download_resumes_without_fetching_done_chunks_again() {
+    task::block_on(async {
+        let bytes = content(5 * CHUNK_SIZE + 7);
+        let dir = tempfile::tempdir().unwrap();
+        let first = test_source(bytes.clone(), Behaviour::StallAfter(2)).await;
+        let downloader = downloader(dir.path(), |c| c.io_timeout = PATIENCE * 2);
+        let id = downloader.downloads.start(request(&bytes, vec![first.addr])).await.unwrap();
+        let downloads = &downloader.downloads;
+        wait_for("two chunks on disk", || async move { downloads.get(id).await.unwrap().bytes_done == 2 * CHUNK_SIZE })
+            .await;
+        downloader.downloads.shutdown().await;
+        assert_eq!(first.sent.load(Ordering::SeqCst), 2 * CHUNK_SIZE);
+
+        // A new servent on the same data directory, and the file now at
+        // an honest source: only the three missing chunks travel.
+        let second = test_source(bytes.clone(), Behaviour::Honest).await;
+        let restarted = downloader_with_sources_replaced(dir.path(), first.addr, second.addr);
+        let resumed = restarted.downloads.resume_all().await.unwrap();
+        assert!(resumed.problems.is_empty(), "{:?}", resumed.problems);
+        assert_eq!(resumed.ids.len(), 1);
+        let done = restarted.downloads.wait(resumed.ids[0]).await.unwrap();
+
+        assert_complete(&done, &bytes);
+        assert_eq!(second.sent.load(Ordering::SeqCst), bytes.len() as u64 - 2 * CHUNK_SIZE);
+        assert!(restarted.partial_files().is_empty());
+    });
+}
+
+/// A downloader on `dir` whose saved state names `new` where it said `old`
+/// (the old source has gone away; the state file is rewritten as a user
+/// cannot, but the chunks on disk are untouched).
+fn downloader_with_sources_replaced(dir: &Path, old: SocketAddrV4, new: SocketAddrV4) -> Downloader {
+    for entry in std::fs::read_dir(dir.join("partial")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "state") {
+            let text = std::fs::read_to_string(&path).unwrap();
+            std::fs::write(&path, text.replace(&old.to_string(), &new.to_string())).unwrap();
+        }
+    }
+    downloader(dir, |_| {})
+}
+
+/// Environment of the child process that [`killed_download_resumes_from_its_state_file`]
+/// kills: the data directory, the source and the size.
+const CHILD_ENV: &str = "SERVENT_TEST_KILLED_DOWNLOAD";
+
+#[test]
+fn killed_download_resumes_from_its_state_file() {
+    task::block_on(async {
+        let size = 5 * CHUNK_SIZE + 7;
+        let bytes = content(size);
+        let dir = tempfile::tempdir().unwrap();
+        let first = test_source(bytes.clone(), Behaviour::StallAfter(2)).await;
+        let mut child = Killed(
+            std::process::Command::new(std::env::current_exe().unwrap())
+                .args(["--exact", "download_until_killed", "--ignored", "--nocapture"])
+                .env(CHILD_ENV, format!("{} {} {size}", dir.path().display(), first.addr))
+                .stdout(std::process::Stdio::null())
+                .spawn()
+                .unwrap(),
+        );
+        let sha1 = request(&bytes, vec![]).urns[0];
+        let state = dir.path().join("partial").join(format!("{}.state", sha1.base32()));
+        let two_chunks = serde_json::json!([[0, 2 * CHUNK_SIZE]]);
+        wait_for("the state file to count two chunks", || {
+            let text = std::fs::read(&state).unwrap_or_default();
+            let done = serde_json::from_slice::<serde_json::Value>(&text).is_ok_and(|v| v["done"] == two_chunks);
+            async move { done }
+        })
+        .await;
+        child.0.kill().unwrap();
+        child.0.wait().unwrap();
+
+        let second = test_source(bytes.clone(), Behaviour::Honest).await;
+        let restarted = downloader_with_sources_replaced(dir.path(), first.addr, second.addr);
+        let resumed = restarted.downloads.resume_all().await.unwrap();
+        assert_eq!(resumed.ids.len(), 1, "{:?}", resumed.problems);
+        let done = restarted.downloads.wait(resumed.ids[0]).await.unwrap();
+
+        assert_complete(&done, &bytes);
+        assert_eq!(second.sent.load(Ordering::SeqCst), size - 2 * CHUNK_SIZE, "done chunks are not fetched again");
+    });
+}
+
+/// A child process, killed when the test ends however it ends.
+struct Killed(std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The process [`killed_download_resumes_from_its_state_file`] kills with
+/// SIGKILL in the middle of a download; does nothing on its own.
+#[test]
+#[ignore = "run in a child process by killed_download_resumes_from_its_state_file"]
+fn download_until_killed() {
+    let Ok(spec) = std::env::var(CHILD_ENV) else { return };
+    let mut parts = spec.split(' ');
+    let (Some(dir), Some(source), Some(size)) = (parts.next(), parts.next(), parts.next()) else { return };
+    let bytes = content(size.parse().unwrap());
+    task::block_on(async {
+        let downloader = downloader(Path::new(dir), |c| c.io_timeout = PATIENCE * 2);
+        let id = downloader.downloads.start(request(&bytes, vec![source.parse().unwrap()])).await.unwrap();
+        downloader.downloads.wait(id).await.unwrap();
+        unreachable!("the source stalls: the download cannot end before the kill");
+    });
+}
+
+#[test]
+fn corrupt_state_file_is_reported_and_others_resume() {
+    task::block_on(async {
+        let dir = tempfile::tempdir().unwrap();
+        let partial = dir.path().join("partial");
+        std::fs::create_dir_all(&partial).unwrap();
+        std::fs::write(partial.join("PLSTHIPQGSSZTS5FJUPAKUZWUGYQYPFB.state"), b"{ not json").unwrap();
+        std::fs::write(partial.join("PLSTHIPQGSSZTS5FJUPAKUZWUGYQYPFB.part"), b"kept").unwrap();
+        let downloader = downloader(dir.path(), |_| {});
+        let resumed = downloader.downloads.resume_all().await.unwrap();
+        assert!(resumed.ids.is_empty());
+        assert_eq!(resumed.problems.len(), 1);
+        assert!(resumed.problems[0].contains("not a download state"), "{:?}", resumed.problems);
+        assert_eq!(std::fs::read(partial.join("PLSTHIPQGSSZTS5FJUPAKUZWUGYQYPFB.part")).unwrap(), b"kept");
+        assert!(partial.join("PLSTHIPQGSSZTS5FJUPAKUZWUGYQYPFB.state.corrupt").exists());
+    });
+}
+
+#[test]
+fn cancelled_download_leaves_nothing_behind() {
+    task::block_on(async {
+        let bytes = content(3 * CHUNK_SIZE);
+        let dir = tempfile::tempdir().unwrap();
+        let source = test_source(bytes.clone(), Behaviour::StallAfter(1)).await;
+        let downloader = downloader(dir.path(), |c| c.io_timeout = PATIENCE * 2);
+        let id = downloader.downloads.start(request(&bytes, vec![source.addr])).await.unwrap();
+        let downloads = &downloader.downloads;
+        wait_for("a chunk on disk", || async move { downloads.get(id).await.unwrap().bytes_done > 0 }).await;
+        downloader.downloads.cancel(id).await.unwrap();
+        let done = downloader.downloads.wait(id).await.unwrap();
+        assert_eq!(done.state, DownloadState::Cancelled);
+        assert!(downloader.partial_files().is_empty(), "{:?}", downloader.partial_files());
+        assert!(!downloads_dir_has_files(dir.path()));
+    });
+}
+
+// ---- A full disk ----------------------------------------------------------
+
+/// A 1 MiB tmpfs mounted for the test's duration, when this machine lets
+/// us mount one (as root); unmounted on drop, even when the test fails.
+struct TinyDisk {
+    path: PathBuf,
+    _parent: tempfile::TempDir,
+}
+
+impl TinyDisk {
+    fn mount() -> Option<TinyDisk> {
+        let parent = tempfile::tempdir().unwrap();
+        let path = parent.path().join("tiny");
+        std::fs::create_dir(&path).unwrap();
+        let mounted = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "size=1m", "tmpfs"])
+            .arg(&path)
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !mounted {
+            eprintln!("skipped: cannot mount a tmpfs here (needs root); the full-disk path is not tested");
+            return None;
+        }
+        Some(TinyDisk { path, _parent: parent })
+    }
+}
+
+impl Drop for TinyDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.path).status();
+    }
+}
+
+#[test]
+fn full_disk_fails_the_download_clearly_and_leaves_the_library_alone() {
+    let Some(disk) = TinyDisk::mount() else { return };
+    task::block_on(async {
+        let bytes = content(4 * CHUNK_SIZE);
+        let source = test_source(bytes.clone(), Behaviour::Honest).await;
+        let dir = tempfile::tempdir().unwrap();
+
+        // Partial data on the tiny disk: writing the second chunk fails.
+        let cramped = downloader(dir.path(), |c| c.partial_dir = disk.path.join("partial"));
+        let done = cramped.fetch(request(&bytes, vec![source.addr])).await;
+        let DownloadState::Failed { reason } = &done.state else { panic!("{done:#?}") };
+        assert!(reason.starts_with("no space left on device writing "), "{reason}");
+        assert!(reason.contains(&disk.path.display().to_string()), "{reason}");
+        assert!(!downloads_dir_has_files(dir.path()));
+        std::fs::remove_dir_all(disk.path.join("partial")).unwrap();
+
+        // The downloads directory on the tiny disk: the verified file
+        // cannot be placed, and nothing half-written stays there.
+        let library = disk.path.join("library");
+        std::fs::create_dir_all(&library).unwrap();
+        std::fs::write(library.join("already.txt"), b"mine").unwrap();
+        let other = tempfile::tempdir().unwrap();
+        let cramped = downloader(other.path(), |c| c.downloads_dir = library.clone());
+        let done = cramped.fetch(request(&bytes, vec![source.addr])).await;
+        let DownloadState::Failed { reason } = &done.state else { panic!("{done:#?}") };
+        assert!(reason.starts_with("no space left on device writing "), "{reason}");
+        let names: Vec<_> = std::fs::read_dir(&library).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(names, ["already.txt"], "the library is as it was");
+        assert!(!cramped.partial_files().is_empty(), "the verified data is kept to retry");
+    });
+}

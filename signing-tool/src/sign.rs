@@ -1,0 +1,57 @@
+//! Signing: one pass over the file computes minisign's BLAKE2b-512 prehash, the SHA-256 and
+//! the size that the release metadata records; then two Ed25519 signatures, as minisign makes.
+
+use blake2::{Blake2b512, Digest};
+use sha2::Sha256;
+
+use crate::error::FormatError;
+use crate::key::SecretKey;
+use crate::minisig::{Algorithm, Minisig, DEFAULT_UNTRUSTED_COMMENT};
+use crate::release::{trusted_comment, ReleaseMeta};
+
+/// Signs content fed to it in chunks, as `minisign -S` does (prehashed, `ED`).
+#[derive(Default)]
+pub struct Signer {
+    prehash: Blake2b512,
+    sha256: Sha256,
+    size: u64,
+}
+
+impl Signer {
+    /// A signer that has seen no content yet.
+    pub fn new() -> Signer {
+        Signer::default()
+    }
+
+    /// Feeds the next chunk of content.
+    pub fn update(&mut self, chunk: &[u8]) {
+        self.prehash.update(chunk);
+        self.sha256.update(chunk);
+        self.size += chunk.len() as u64;
+    }
+
+    /// Signs the content fed so far, recording `file` (the file's base name), `timestamp`
+    /// (seconds since the Unix epoch), its SHA-256 and size, and the release metadata if any.
+    pub fn finish(
+        self,
+        key: &SecretKey,
+        file: &str,
+        meta: Option<&ReleaseMeta>,
+        timestamp: u64,
+    ) -> Result<Minisig, FormatError> {
+        let comment = trusted_comment(timestamp, file, meta, &self.sha256.finalize().into(), self.size)?;
+        let signature = key.sign(&self.prehash.finalize());
+        let mut global = Vec::with_capacity(signature.len() + comment.len());
+        global.extend_from_slice(&signature);
+        global.extend_from_slice(comment.as_bytes());
+        let global_signature = key.sign(&global);
+        Minisig::from_parts(
+            DEFAULT_UNTRUSTED_COMMENT,
+            Algorithm::Prehashed,
+            key.key_id(),
+            signature,
+            &comment,
+            global_signature,
+        )
+    }
+}

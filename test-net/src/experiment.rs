@@ -1,0 +1,810 @@
+//! The experiment: the plan a seed makes, and the measurement of every
+//! query on the running network.
+//!
+//! A [`Plan`] is everything decided in advance from the seed: the graph,
+//! the catalog and its holders, which node asks for which item at each
+//! step, which nodes leave and rejoin at which step, and which node floods.
+//! The same seed gives the same plan, whatever the machine does.
+//!
+//! Each query is then measured twice on the same network:
+//! - **flooding** with the run's TTL, the baseline;
+//! - **expanding ring**: TTL 1, then 2, 3… up to the run's TTL, each ring a
+//!   new Query, until a ring brings at least one result naming the item.
+//!
+//! For each, the counters of every servent are read before and after:
+//! messages are the Query descriptors written to sockets, duplicates the
+//! Queries dropped as already seen, both summed over all nodes. A query is
+//! over when no servent has sent a Query for [`Settings::quiet`] (checked
+//! every [`POLL`]); that quiet period is the measurement's only timing
+//! assumption, and a query that never goes quiet gives up after
+//! [`SETTLE_LIMIT`] and is counted as unsettled. The expanding ring's
+//! first-hit latency is the time its unsuccessful rings took (each until
+//! quiet, as a real servent would wait a timeout) plus the first hit of the
+//! ring that succeeded.
+//!
+//! Churn happens on the query clock: nodes due back rejoin before a step's
+//! query; nodes due to leave are stopped right after the step's flood is
+//! sent, so they vanish with the query under way.
+//!
+//! The flooder gets a phase of its own after the queries, because its
+//! traffic would otherwise be counted against the honest queries: one node
+//! starts searches as fast as it can while the first queries are asked
+//! again by flooding, each given [`ATTACK_WAIT`] to find its item.
+
+use std::net::SocketAddrV4;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_std::task;
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use serde::Serialize;
+use servent::node::{NodeHandle, SearchSnapshot};
+use servent::routing::Drop as DropReason;
+
+use crate::catalog::{Catalog, Distribution, Item};
+use crate::churn::Schedule;
+use crate::net::{check_cancel, Net, NodeCounts, Snapshot};
+use crate::topology::{Shape, Topology};
+use crate::{rss_mb, Error, Settings};
+
+/// How often the counters are read while waiting for quiet.
+pub const POLL: Duration = Duration::from_millis(20);
+/// The longest a query may take to go quiet.
+pub const SETTLE_LIMIT: Duration = Duration::from_secs(30);
+/// Queries asked again while the flooder floods.
+pub const ATTACK_QUERIES: usize = 50;
+/// How long a query under attack may take to find its item.
+pub const ATTACK_WAIT: Duration = Duration::from_secs(5);
+
+/// One query to ask: who asks, for what.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PlannedQuery {
+    /// The asking node.
+    pub node: usize,
+    /// The catalog item asked for.
+    pub item: usize,
+}
+
+/// Everything a seed decides.
+#[derive(Clone, Debug)]
+pub struct Plan {
+    /// The graph.
+    pub topology: Topology,
+    /// The files and their holders.
+    pub catalog: Catalog,
+    /// One query per step.
+    pub queries: Vec<PlannedQuery>,
+    /// Who leaves and rejoins at which step.
+    pub churn: Schedule,
+    /// The node that floods, if any.
+    pub flooder: Option<usize>,
+}
+
+impl Plan {
+    /// The plan of `settings`, the same for the same settings.
+    pub fn new(settings: &Settings) -> Result<Plan, Error> {
+        settings.validate()?;
+        let rng = &mut StdRng::seed_from_u64(settings.seed);
+        let topology =
+            Topology::generate(settings.topology, settings.nodes, settings.degree, rng).map_err(Error::Settings)?;
+        let catalog =
+            Catalog::generate(settings.catalog, settings.nodes, settings.replication, settings.distribution, rng)
+                .map_err(Error::Settings)?;
+        let all: Vec<usize> = (0..settings.nodes).collect();
+        let flooder = if settings.flooder { all.choose(rng).copied() } else { None };
+        let candidates: Vec<usize> = all.iter().copied().filter(|&n| Some(n) != flooder).collect();
+        let churn = Schedule::generate(&candidates, settings.churn, settings.queries, rng).map_err(Error::Settings)?;
+        let mut live = vec![true; settings.nodes];
+        let mut queries = Vec::with_capacity(settings.queries);
+        for step in 0..settings.queries {
+            let events = churn.step(step).cloned().unwrap_or_default();
+            for &node in &events.rejoin {
+                live[node] = true;
+            }
+            let askers: Vec<usize> =
+                candidates.iter().copied().filter(|&n| live[n] && !events.leave.contains(&n)).collect();
+            let node = *askers
+                .choose(rng)
+                .ok_or_else(|| Error::Settings(format!("no node is left to ask at query {step}: churn is too high")))?;
+            queries.push(PlannedQuery { node, item: catalog.draw(rng) });
+            for &node in &events.leave {
+                live[node] = false;
+            }
+        }
+        Ok(Plan { topology, catalog, queries, churn, flooder })
+    }
+}
+
+/// How one strategy did on one query.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Outcome {
+    /// The TTL of the flood, or of the ring that ended the expanding ring.
+    pub ttl: u8,
+    /// Whether at least one result named the item.
+    pub success: bool,
+    /// Query descriptors written to sockets, all nodes together.
+    pub messages: u64,
+    /// Queries dropped as duplicates, all nodes together.
+    pub duplicates: u64,
+    /// Milliseconds until the first QueryHit (for the expanding ring, plus
+    /// the time its earlier rings took); none without a hit.
+    pub first_hit_ms: Option<f64>,
+    /// QueryHit messages that reached the asking node.
+    pub hits: u64,
+    /// Distinct nodes named as sources of the item.
+    pub sources: usize,
+    /// Queries dropped anywhere as over a neighbour's allowance (0 unless
+    /// the run asks faster than the servents' rate limits allow).
+    pub rate_limited: u64,
+    /// Messages dropped anywhere from full outgoing queues.
+    pub queue_full: u64,
+    /// Milliseconds from the first Query until the network was quiet.
+    pub elapsed_ms: f64,
+    /// Whether the network went quiet within [`SETTLE_LIMIT`].
+    pub settled: bool,
+}
+
+/// One measured query.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct QueryRecord {
+    /// Its step in the run (its number).
+    pub step: usize,
+    /// The asking node's address.
+    pub node: SocketAddrV4,
+    /// The file asked for.
+    pub item: String,
+    /// What was typed.
+    pub query: String,
+    /// Nodes holding the item.
+    pub copies: usize,
+    /// Whether one of them was up when the query started.
+    pub available: bool,
+    /// Flooding with the run's TTL.
+    pub flood: Outcome,
+    /// The expanding ring; absent in a TTL sweep.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ring: Option<Outcome>,
+}
+
+/// A strategy's results over many queries.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Strategy {
+    /// Queries that found their item, as a fraction.
+    pub success_rate: f64,
+    /// Mean Query descriptors sent per query.
+    pub messages_per_query: f64,
+    /// Mean duplicate Queries dropped per query.
+    pub duplicates_per_query: f64,
+    /// Median first-hit latency of the successful queries.
+    pub median_first_hit_ms: Option<f64>,
+    /// 95th percentile of the same.
+    pub p95_first_hit_ms: Option<f64>,
+    /// Mean QueryHits received per query.
+    pub hits_per_query: f64,
+    /// Queries that did not go quiet in time.
+    pub unsettled: usize,
+    /// Queries dropped as rate-limited, over all queries.
+    pub rate_limited: u64,
+    /// Messages dropped from full queues, over all queries.
+    pub queue_full: u64,
+}
+
+impl Strategy {
+    /// Sums up `outcomes`.
+    pub fn of<'a>(outcomes: impl IntoIterator<Item = &'a Outcome>) -> Strategy {
+        let outcomes: Vec<&Outcome> = outcomes.into_iter().collect();
+        let count = outcomes.len().max(1) as f64;
+        let mean = |f: fn(&Outcome) -> f64| outcomes.iter().map(|o| f(o)).sum::<f64>() / count;
+        let mut latencies: Vec<f64> = outcomes.iter().filter(|o| o.success).filter_map(|o| o.first_hit_ms).collect();
+        latencies.sort_by(f64::total_cmp);
+        Strategy {
+            success_rate: mean(|o| f64::from(u8::from(o.success))),
+            messages_per_query: mean(|o| o.messages as f64),
+            duplicates_per_query: mean(|o| o.duplicates as f64),
+            median_first_hit_ms: percentile(&latencies, 0.5),
+            p95_first_hit_ms: percentile(&latencies, 0.95),
+            hits_per_query: mean(|o| o.hits as f64),
+            unsettled: outcomes.iter().filter(|o| !o.settled).count(),
+            rate_limited: outcomes.iter().map(|o| o.rate_limited).sum(),
+            queue_full: outcomes.iter().map(|o| o.queue_full).sum(),
+        }
+    }
+}
+
+/// The nearest-rank percentile of sorted values.
+fn percentile(sorted: &[f64], fraction: f64) -> Option<f64> {
+    let rank = (fraction * sorted.len() as f64).ceil() as usize;
+    sorted.get(rank.saturating_sub(1)).copied()
+}
+
+/// The network a run was made on.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct NetworkFacts {
+    /// Servents.
+    pub nodes: usize,
+    /// Links between them.
+    pub links: usize,
+    /// The graph's shape.
+    pub topology: Shape,
+    /// The degree asked for.
+    pub degree: usize,
+    /// The most neighbours one node has.
+    pub max_degree: usize,
+    /// Files in the catalog.
+    pub catalog: usize,
+    /// Mean fraction of nodes holding a file.
+    pub replication: f64,
+    /// How copies and queries spread over files.
+    pub distribution: Distribution,
+    /// Queries asked (per TTL, in a sweep).
+    pub queries: usize,
+    /// The seed.
+    pub seed: u64,
+    /// Seconds to start every servent, index its files and link it up.
+    pub setup_s: f64,
+    /// Resident memory after setup, divided by the nodes (the whole
+    /// process: the harness is a small part of it).
+    pub rss_mb_per_node: Option<f64>,
+    /// Milliseconds of quiet that end a query.
+    pub quiet_ms: u64,
+}
+
+/// What the flooder did and what it cost the others.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct FlooderReport {
+    /// The flooding node.
+    pub node: SocketAddrV4,
+    /// Searches it started.
+    pub searches: u64,
+    /// Query descriptors it wrote to its sockets.
+    pub queries_sent: u64,
+    /// Of those, dropped by its neighbours as over its allowance.
+    pub rate_limited: u64,
+    /// `rate_limited / queries_sent`.
+    pub rate_limited_share: f64,
+    /// Messages dropped network-wide from full outgoing queues meanwhile.
+    pub queue_full: u64,
+    /// Honest queries asked again during the flood.
+    pub queries: usize,
+    /// Their success rate under attack (a result within [`ATTACK_WAIT`]).
+    pub success_rate: f64,
+    /// The same queries' success rate in the run without the flooder.
+    pub success_rate_without: f64,
+    /// First-hit latency under attack.
+    pub median_first_hit_ms: Option<f64>,
+    /// 95th percentile of the same.
+    pub p95_first_hit_ms: Option<f64>,
+    /// How long the attack lasted, in seconds.
+    pub duration_s: f64,
+}
+
+/// A run's results: flooding against the expanding ring.
+///
+/// The top-level `success_rate` … `p95_first_hit_ms` are flooding's, the
+/// baseline; `flood` and `ring` have both strategies in full.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Summary {
+    /// The network.
+    #[serde(flatten)]
+    pub network: NetworkFacts,
+    /// The flood's TTL.
+    pub ttl: u8,
+    /// Fraction of nodes that churned.
+    pub churn: f64,
+    /// Seconds from start to the last query.
+    pub wall_s: f64,
+    /// Flooding's success rate.
+    pub success_rate: f64,
+    /// Flooding's messages per query.
+    pub messages_per_query: f64,
+    /// Flooding's duplicates per query.
+    pub duplicates_per_query: f64,
+    /// Flooding's median first-hit latency.
+    pub median_first_hit_ms: Option<f64>,
+    /// Flooding's 95th-percentile first-hit latency.
+    pub p95_first_hit_ms: Option<f64>,
+    /// Fakes downloaded and kept: none, as no node serves fakes yet.
+    pub fakes_accepted: u64,
+    /// Fakes recognised before download: none, as no node serves fakes yet.
+    pub fakes_flagged: u64,
+    /// Queries whose item had a holder up when asked, as a fraction.
+    pub available_rate: f64,
+    /// Flooding with the run's TTL.
+    pub flood: Strategy,
+    /// The expanding ring.
+    pub ring: Strategy,
+    /// Flooding's messages per query over the ring's, at the success rates above.
+    pub message_saving_ratio: Option<f64>,
+    /// Nodes that left during the run.
+    pub departures: usize,
+    /// Nodes that came back.
+    pub returns: usize,
+    /// The flooder phase, if there was one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub flooder: Option<FlooderReport>,
+}
+
+/// A TTL sweep's results: flooding at each TTL on the same queries.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct SweepSummary {
+    /// The network.
+    #[serde(flatten)]
+    pub network: NetworkFacts,
+    /// Seconds from start to the last query.
+    pub wall_s: f64,
+    /// One point per TTL.
+    pub points: Vec<SweepPoint>,
+}
+
+/// Flooding at one TTL.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct SweepPoint {
+    /// The TTL.
+    pub ttl: u8,
+    /// How flooding did.
+    #[serde(flatten)]
+    pub flood: Strategy,
+}
+
+/// Runs `settings`: every query by flooding and by expanding ring, then the
+/// flooder's phase if asked. Calls `on_query` after each query. Stops every
+/// servent before returning, also on error or when `cancel` is set.
+pub async fn run(
+    settings: &Settings,
+    cancel: &AtomicBool,
+    mut on_query: impl FnMut(&QueryRecord),
+) -> Result<Summary, Error> {
+    let plan = Plan::new(settings)?;
+    let began = Instant::now();
+    let mut net = Net::start(&plan.topology, &plan.catalog, settings.port, cancel).await?;
+    let network = facts(settings, &plan, began.elapsed());
+    let mut session = Session { settings, plan: &plan, net: &mut net, cancel };
+    let result = session.queries(&mut on_query).await;
+    let result = match result {
+        Ok(records) => session.summary(network, records, began).await,
+        Err(e) => Err(e),
+    };
+    net.shutdown().await;
+    result
+}
+
+/// Runs the plan's queries by flooding once per TTL in `ttls`, on one
+/// network. Churn and the flooder are not part of a sweep.
+pub async fn sweep(
+    settings: &Settings,
+    ttls: std::ops::RangeInclusive<u8>,
+    cancel: &AtomicBool,
+    mut on_query: impl FnMut(u8, &QueryRecord),
+) -> Result<SweepSummary, Error> {
+    if settings.churn > 0.0 || settings.flooder {
+        return Err(Error::Settings("a TTL sweep runs without churn and without the flooder".into()));
+    }
+    if ttls.is_empty() || *ttls.start() == 0 || *ttls.end() > crate::MAX_TTL {
+        return Err(Error::Settings(format!(
+            "the TTLs of a sweep run from 1 to {}, not {}..{}",
+            crate::MAX_TTL,
+            ttls.start(),
+            ttls.end()
+        )));
+    }
+    let plan = Plan::new(settings)?;
+    let began = Instant::now();
+    let mut net = Net::start(&plan.topology, &plan.catalog, settings.port, cancel).await?;
+    let network = facts(settings, &plan, began.elapsed());
+    let mut session = Session { settings, plan: &plan, net: &mut net, cancel };
+    let mut points = Vec::new();
+    let mut result = Ok(());
+    for ttl in ttls {
+        let mut outcomes = Vec::new();
+        for (step, planned) in plan.queries.iter().enumerate() {
+            match session.flood_record(step, *planned, ttl).await {
+                Ok(record) => {
+                    on_query(ttl, &record);
+                    outcomes.push(record.flood);
+                }
+                Err(e) => {
+                    result = Err(e);
+                    break;
+                }
+            }
+        }
+        if result.is_err() {
+            break;
+        }
+        points.push(SweepPoint { ttl, flood: Strategy::of(&outcomes) });
+    }
+    net.shutdown().await;
+    result.map(|()| SweepSummary { network, wall_s: began.elapsed().as_secs_f64(), points })
+}
+
+fn facts(settings: &Settings, plan: &Plan, setup: Duration) -> NetworkFacts {
+    let nodes = settings.nodes;
+    NetworkFacts {
+        nodes,
+        links: plan.topology.edges(),
+        topology: settings.topology,
+        degree: settings.degree,
+        max_degree: plan.topology.max_degree(),
+        catalog: settings.catalog,
+        replication: settings.replication,
+        distribution: settings.distribution,
+        queries: settings.queries,
+        seed: settings.seed,
+        setup_s: setup.as_secs_f64(),
+        rss_mb_per_node: rss_mb().map(|mb| mb / nodes.max(1) as f64),
+        quiet_ms: settings.quiet.as_millis() as u64,
+    }
+}
+
+/// A run under way.
+struct Session<'a> {
+    settings: &'a Settings,
+    plan: &'a Plan,
+    net: &'a mut Net,
+    cancel: &'a AtomicBool,
+}
+
+/// One search from one node, until the network went quiet.
+struct Round {
+    results: SearchSnapshot,
+    after: Snapshot,
+    elapsed: Duration,
+    settled: bool,
+}
+
+impl Session<'_> {
+    /// Every planned query, with churn, by both strategies.
+    async fn queries(&mut self, on_query: &mut impl FnMut(&QueryRecord)) -> Result<Vec<QueryRecord>, Error> {
+        let mut records = Vec::with_capacity(self.plan.queries.len());
+        for (step, planned) in self.plan.queries.iter().enumerate() {
+            let events = self.plan.churn.step(step).cloned().unwrap_or_default();
+            for &node in &events.rejoin {
+                self.net.rejoin(node).await?;
+            }
+            let item = &self.plan.catalog.items()[planned.item];
+            let available = item.holders.iter().any(|&h| self.net.is_live(h));
+            let flood = self.flood(planned.node, item, self.settings.ttl, &events.leave).await?;
+            let ring = self.ring(planned.node, item).await?;
+            let record = self.record(step, *planned, available, flood, Some(ring));
+            on_query(&record);
+            records.push(record);
+        }
+        Ok(records)
+    }
+
+    /// One query by flooding alone, for a sweep.
+    async fn flood_record(&mut self, step: usize, planned: PlannedQuery, ttl: u8) -> Result<QueryRecord, Error> {
+        let item = &self.plan.catalog.items()[planned.item];
+        let flood = self.flood(planned.node, item, ttl, &[]).await?;
+        Ok(self.record(step, planned, true, flood, None))
+    }
+
+    fn record(
+        &self,
+        step: usize,
+        planned: PlannedQuery,
+        available: bool,
+        flood: Outcome,
+        ring: Option<Outcome>,
+    ) -> QueryRecord {
+        let item = &self.plan.catalog.items()[planned.item];
+        QueryRecord {
+            step,
+            node: self.net.addr(planned.node),
+            item: item.name.clone(),
+            query: item.query.clone(),
+            copies: item.holders.len(),
+            available,
+            flood,
+            ring,
+        }
+    }
+
+    /// Floods a query for `item` from `origin` with `ttl`; `leave` stop
+    /// while it is under way.
+    async fn flood(&mut self, origin: usize, item: &Item, ttl: u8, leave: &[usize]) -> Result<Outcome, Error> {
+        let before = self.net.snapshot().await?;
+        let node = self.asker(origin)?;
+        let sent = Instant::now();
+        let guid = node.search(&item.query, ttl).await.map_err(|source| self.node_error(origin, source))?;
+        let mut left = Vec::with_capacity(leave.len());
+        for &gone in leave {
+            left.push((gone, self.net.leave(gone).await?));
+        }
+        let round = self.finish(origin, &node, guid, sent).await?;
+        let counts = round.after.since(&before, &left);
+        Ok(outcome(ttl, item, &round, counts, Duration::ZERO))
+    }
+
+    /// Asks for `item` from `origin` in rings of TTL 1, 2, … up to the
+    /// run's TTL, until one finds it.
+    async fn ring(&mut self, origin: usize, item: &Item) -> Result<Outcome, Error> {
+        let before = self.net.snapshot().await?;
+        let node = self.asker(origin)?;
+        let mut waited = Duration::ZERO;
+        let mut ttl = 1;
+        loop {
+            let sent = Instant::now();
+            let guid = node.search(&item.query, ttl).await.map_err(|source| self.node_error(origin, source))?;
+            let round = self.finish(origin, &node, guid, sent).await?;
+            if found(&round.results, item) || ttl >= self.settings.ttl {
+                let counts = round.after.since(&before, &[]);
+                return Ok(outcome(ttl, item, &round, counts, waited));
+            }
+            waited += round.elapsed;
+            ttl += 1;
+        }
+    }
+
+    fn asker(&self, origin: usize) -> Result<NodeHandle, Error> {
+        self.net.node(origin).cloned().ok_or_else(|| {
+            Error::Settings(format!("node {origin} was planned to ask but is down: the plan and the run disagree"))
+        })
+    }
+
+    /// Waits until no servent has sent a Query for the quiet period, then
+    /// reads the search's results.
+    async fn finish(
+        &self,
+        origin: usize,
+        node: &NodeHandle,
+        guid: servent::wire::Guid,
+        sent: Instant,
+    ) -> Result<Round, Error> {
+        let mut after = self.net.snapshot().await?;
+        let mut changed = Instant::now();
+        let settled = loop {
+            check_cancel(self.cancel)?;
+            task::sleep(POLL).await;
+            let now = self.net.snapshot().await?;
+            if now.total().queries_sent != after.total().queries_sent {
+                changed = Instant::now();
+            }
+            after = now;
+            if changed.elapsed() >= self.settings.quiet {
+                break true;
+            }
+            if sent.elapsed() >= SETTLE_LIMIT {
+                break false;
+            }
+        };
+        let elapsed = sent.elapsed();
+        let results = node
+            .search_results(guid)
+            .await
+            .map_err(|source| self.node_error(origin, source))?
+            .ok_or_else(|| Error::Timeout(format!("node {origin} forgot its search for {guid}")))?;
+        Ok(Round { results, after, elapsed, settled })
+    }
+
+    fn node_error(&self, index: usize, source: servent::node::NodeError) -> Error {
+        Error::Node { index, addr: self.net.addr(index), source }
+    }
+
+    async fn summary(
+        &mut self,
+        network: NetworkFacts,
+        records: Vec<QueryRecord>,
+        began: Instant,
+    ) -> Result<Summary, Error> {
+        let flood = Strategy::of(records.iter().map(|r| &r.flood));
+        let ring = Strategy::of(records.iter().filter_map(|r| r.ring.as_ref()));
+        let flooder = match self.plan.flooder {
+            Some(node) => Some(self.attack(node, &records).await?),
+            None => None,
+        };
+        let count = records.len().max(1) as f64;
+        Ok(Summary {
+            network,
+            ttl: self.settings.ttl,
+            churn: self.settings.churn,
+            wall_s: began.elapsed().as_secs_f64(),
+            success_rate: flood.success_rate,
+            messages_per_query: flood.messages_per_query,
+            duplicates_per_query: flood.duplicates_per_query,
+            median_first_hit_ms: flood.median_first_hit_ms,
+            p95_first_hit_ms: flood.p95_first_hit_ms,
+            fakes_accepted: 0,
+            fakes_flagged: 0,
+            available_rate: records.iter().filter(|r| r.available).count() as f64 / count,
+            message_saving_ratio: (ring.messages_per_query > 0.0)
+                .then(|| flood.messages_per_query / ring.messages_per_query),
+            flood,
+            ring,
+            departures: self.plan.churn.departures(),
+            returns: self.plan.churn.returns(),
+            flooder,
+        })
+    }
+
+    /// The flooder's phase: `flooder` starts searches without pause while
+    /// the first queries of the run are asked again by flooding.
+    async fn attack(&mut self, flooder: usize, records: &[QueryRecord]) -> Result<FlooderReport, Error> {
+        let node = self.asker(flooder)?;
+        let start_status = node.status().await.map_err(|source| self.node_error(flooder, source))?;
+        let neighbours_before = self.limited_by_neighbours(flooder).await?;
+        let network_before = self.net.snapshot().await?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let began = Instant::now();
+        let flooding = task::spawn(flood_as_fast_as_possible(node.clone(), self.settings.ttl, stop.clone()));
+        let asked = self.asked_under_attack(records).await;
+        stop.store(true, Ordering::Relaxed);
+        let searches = flooding.await;
+        let duration = began.elapsed();
+        let (outcomes, without) = asked?;
+        let end_status = node.status().await.map_err(|source| self.node_error(flooder, source))?;
+        let rate_limited = self.limited_by_neighbours(flooder).await?.saturating_sub(neighbours_before);
+        let queue_full = self.net.snapshot().await?.since(&network_before, &[]).queue_full;
+        let queries_sent = end_status.queries_sent.saturating_sub(start_status.queries_sent);
+        let mut latencies: Vec<f64> = outcomes.iter().flatten().copied().collect();
+        latencies.sort_by(f64::total_cmp);
+        let count = outcomes.len().max(1) as f64;
+        Ok(FlooderReport {
+            node: self.net.addr(flooder),
+            searches,
+            queries_sent,
+            rate_limited,
+            rate_limited_share: rate_limited as f64 / queries_sent.max(1) as f64,
+            queue_full,
+            queries: outcomes.len(),
+            success_rate: outcomes.iter().filter(|o| o.is_some()).count() as f64 / count,
+            success_rate_without: without as f64 / count,
+            median_first_hit_ms: percentile(&latencies, 0.5),
+            p95_first_hit_ms: percentile(&latencies, 0.95),
+            duration_s: duration.as_secs_f64(),
+        })
+    }
+
+    /// Asks the run's first queries again (those whose asker is up), each
+    /// until its item is found or [`ATTACK_WAIT`] is over. Returns each
+    /// query's first-hit latency if it succeeded, and how many of the same
+    /// queries had succeeded in the run.
+    async fn asked_under_attack(&self, records: &[QueryRecord]) -> Result<(Vec<Option<f64>>, usize), Error> {
+        let mut outcomes = Vec::new();
+        let mut without = 0;
+        for (planned, record) in self.plan.queries.iter().zip(records).take(ATTACK_QUERIES) {
+            check_cancel(self.cancel)?;
+            let Some(node) = self.net.node(planned.node) else { continue };
+            let item = &self.plan.catalog.items()[planned.item];
+            let guid =
+                node.search(&item.query, self.settings.ttl).await.map_err(|e| self.node_error(planned.node, e))?;
+            let sent = Instant::now();
+            let latency = loop {
+                task::sleep(POLL).await;
+                let results = node.search_results(guid).await.map_err(|e| self.node_error(planned.node, e))?;
+                match results {
+                    Some(results) if found(&results, item) => break results.first_hit_ms,
+                    _ if sent.elapsed() >= ATTACK_WAIT => break None,
+                    _ => {}
+                }
+            };
+            outcomes.push(latency);
+            without += usize::from(record.flood.success);
+        }
+        Ok((outcomes, without))
+    }
+
+    /// Queries of `flooder`'s own that its neighbours dropped as over its
+    /// allowance, since their links came up.
+    async fn limited_by_neighbours(&self, flooder: usize) -> Result<u64, Error> {
+        let addr = self.net.addr(flooder);
+        let mut limited = 0;
+        for &neighbour in self.plan.topology.neighbours(flooder) {
+            let Some(node) = self.net.node(neighbour) else { continue };
+            let peers = node.peers().await.map_err(|source| self.node_error(neighbour, source))?;
+            limited += peers
+                .iter()
+                .filter(|p| p.listen == Some(addr))
+                .map(|p| p.counters.dropped.get(&DropReason::RateLimited).copied().unwrap_or(0))
+                .sum::<u64>();
+        }
+        Ok(limited)
+    }
+}
+
+/// Starts searches from `node` one after the other until `stop`; returns
+/// how many it started.
+async fn flood_as_fast_as_possible(node: NodeHandle, ttl: u8, stop: Arc<AtomicBool>) -> u64 {
+    let mut started = 0;
+    while !stop.load(Ordering::Relaxed) {
+        if node.search(&format!("flooder junk {started}"), ttl).await.is_err() {
+            break;
+        }
+        started += 1;
+        // Lets the other tasks on this thread run between two searches.
+        task::yield_now().await;
+    }
+    started
+}
+
+/// Whether a search's results name `item`.
+fn found(results: &SearchSnapshot, item: &Item) -> bool {
+    results.results.iter().any(|r| r.name == item.name)
+}
+
+fn outcome(ttl: u8, item: &Item, round: &Round, counts: NodeCounts, waited: Duration) -> Outcome {
+    let success = found(&round.results, item);
+    let sources = round.results.results.iter().filter(|r| r.name == item.name).map(|r| r.sources.len()).sum();
+    let waited_ms = waited.as_secs_f64() * 1000.0;
+    Outcome {
+        ttl,
+        success,
+        messages: counts.queries_sent,
+        duplicates: counts.duplicates,
+        first_hit_ms: round.results.first_hit_ms.map(|ms| ms + waited_ms),
+        hits: round.results.hits_received,
+        sources,
+        rate_limited: counts.rate_limited,
+        queue_full: counts.queue_full,
+        elapsed_ms: round.elapsed.as_secs_f64() * 1000.0 + waited_ms,
+        settled: round.settled,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn outcome(success: bool, messages: u64, first_hit_ms: Option<f64>) -> Outcome {
+        Outcome {
+            ttl: 3,
+            success,
+            messages,
+            duplicates: messages / 2,
+            first_hit_ms,
+            hits: u64::from(success),
+            sources: usize::from(success),
+            rate_limited: 0,
+            queue_full: 1,
+            elapsed_ms: 100.0,
+            settled: true,
+        }
+    }
+
+    #[test]
+    fn strategy_sums_up_success_messages_and_latency() {
+        let outcomes: Vec<Outcome> =
+            (1..=20).map(|i| outcome(i != 20, 10 * i, (i != 20).then_some(i as f64))).collect();
+        let strategy = Strategy::of(&outcomes);
+        assert_eq!(strategy.success_rate, 0.95);
+        assert_eq!(strategy.messages_per_query, 105.0);
+        assert_eq!(strategy.median_first_hit_ms, Some(10.0));
+        assert_eq!(strategy.p95_first_hit_ms, Some(19.0));
+        assert_eq!((strategy.rate_limited, strategy.queue_full), (0, 20));
+        assert_eq!(Strategy::of(&[]).median_first_hit_ms, None);
+    }
+
+    #[test]
+    fn same_seed_same_plan() {
+        let settings = Settings { nodes: 60, churn: 0.3, queries: 40, seed: 9, ..Settings::default() };
+        let one = Plan::new(&settings).unwrap();
+        let two = Plan::new(&settings).unwrap();
+        assert_eq!(one.queries, two.queries);
+        assert_eq!(one.topology, two.topology);
+        assert_eq!(one.churn, two.churn);
+        let other = Plan::new(&Settings { seed: 10, ..settings }).unwrap();
+        assert_ne!(one.queries, other.queries);
+    }
+
+    #[test]
+    fn planned_askers_are_up_and_never_the_flooder() {
+        let settings = Settings { nodes: 30, churn: 0.5, queries: 200, flooder: true, ..Settings::default() };
+        let plan = Plan::new(&settings).unwrap();
+        let flooder = plan.flooder.unwrap();
+        let mut live = [true; 30];
+        for (step, query) in plan.queries.iter().enumerate() {
+            let events = plan.churn.step(step).unwrap();
+            for &n in &events.rejoin {
+                live[n] = true;
+            }
+            assert!(live[query.node] && query.node != flooder && !events.leave.contains(&query.node));
+            for &n in &events.leave {
+                assert_ne!(n, flooder);
+                live[n] = false;
+            }
+        }
+    }
+}

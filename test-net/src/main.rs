@@ -1,0 +1,197 @@
+//! `test-net`: parses the command line, runs the experiment from the
+//! library, and prints the results.
+
+use std::io::{self, Write};
+use std::ops::RangeInclusive;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Serialize;
+use structopt::StructOpt;
+use test_net::experiment::{self, QueryRecord};
+use test_net::{report, Distribution, Error, Settings, Shape};
+
+/// Many real servents on this machine's loopback addresses: search success,
+/// messages per query, duplicates and latency, for flooding and the
+/// expanding ring.
+#[derive(StructOpt, Debug)]
+#[structopt(name = "test-net")]
+struct Args {
+    /// Servents in the network (each on its own address 127.0.x.y).
+    #[structopt(long, default_value = "100")]
+    nodes: usize,
+    /// Neighbours per node (the mean, for power-law).
+    #[structopt(long, default_value = "6")]
+    degree: usize,
+    /// Graph shape: random or power-law.
+    #[structopt(long, default_value = "random")]
+    topology: Shape,
+    /// The flood's TTL, and the largest ring of the expanding ring.
+    #[structopt(long, default_value = "5")]
+    ttl: u8,
+    /// Files in the catalog.
+    #[structopt(long, default_value = "100")]
+    catalog: usize,
+    /// Mean fraction of nodes holding each file (at least one node does).
+    #[structopt(long, default_value = "0.01")]
+    replication: f64,
+    /// Copies per file: uniform, sqrt or zipf (the latter two with queries by Zipf popularity).
+    #[structopt(long, default_value = "uniform")]
+    distribution: Distribution,
+    /// Queries to ask.
+    #[structopt(long, default_value = "100")]
+    queries: usize,
+    /// Seeds the topology, the catalog, the queries and the churn.
+    #[structopt(long, default_value = "1")]
+    seed: u64,
+    /// Fraction of nodes that leave and rejoin during the run.
+    #[structopt(long, default_value = "0")]
+    churn: f64,
+    /// After the queries, one node floods searches while some queries are asked again.
+    #[structopt(long)]
+    flooder: bool,
+    /// Flood at each TTL of A..B (inclusive) instead of comparing strategies.
+    #[structopt(long, value_name = "A..B", parse(try_from_str = parse_range))]
+    sweep_ttl: Option<RangeInclusive<u8>>,
+    /// Write summary.json (and, with --sweep-ttl, SVG plots) into this folder.
+    #[structopt(long, value_name = "DIR")]
+    report: Option<PathBuf>,
+    /// One JSON object per query, then the summary object.
+    #[structopt(long)]
+    json: bool,
+    /// The port all nodes listen on.
+    #[structopt(long, default_value = "6346")]
+    port: u16,
+    /// Milliseconds without a Query sent anywhere that end a query.
+    #[structopt(long, default_value = "60")]
+    quiet_ms: u64,
+}
+
+impl Args {
+    fn settings(&self) -> Settings {
+        Settings {
+            nodes: self.nodes,
+            degree: self.degree,
+            topology: self.topology,
+            ttl: self.ttl,
+            catalog: self.catalog,
+            replication: self.replication,
+            distribution: self.distribution,
+            queries: self.queries,
+            seed: self.seed,
+            churn: self.churn,
+            flooder: self.flooder,
+            port: self.port,
+            quiet: Duration::from_millis(self.quiet_ms),
+        }
+    }
+}
+
+fn parse_range(text: &str) -> Result<RangeInclusive<u8>, String> {
+    let (start, end) = text.split_once("..").ok_or_else(|| format!("expected A..B, like 1..7, not {text:?}"))?;
+    let number = |s: &str| s.trim().parse::<u8>().map_err(|e| format!("{s:?} in {text:?}: {e}"));
+    Ok(number(start)?..=number(end)?)
+}
+
+/// One line of `--json` output.
+#[derive(Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum Line<'a> {
+    Query {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        sweep_ttl: Option<u8>,
+        #[serde(flatten)]
+        record: &'a QueryRecord,
+    },
+    Summary(&'a experiment::Summary),
+    Sweep(&'a experiment::SweepSummary),
+}
+
+/// Writes lines to standard output; a closed pipe stops the run.
+struct Output {
+    json: bool,
+    broken: Arc<AtomicBool>,
+    cancel: Arc<AtomicBool>,
+}
+
+impl Output {
+    fn line(&self, line: &Line<'_>) {
+        if !self.json {
+            return;
+        }
+        let text = serde_json::to_string(line).unwrap_or_default();
+        self.print(&text);
+    }
+
+    fn print(&self, text: &str) {
+        let mut out = io::stdout().lock();
+        if writeln!(out, "{text}").and_then(|()| out.flush()).is_err() {
+            self.broken.store(true, Ordering::Relaxed);
+            self.cancel.store(true, Ordering::Relaxed);
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let args = Args::from_args();
+    let cancel = Arc::new(AtomicBool::new(false));
+    let flag = cancel.clone();
+    // The first Ctrl-C stops the run cleanly (every servent closes its
+    // port); a second one leaves at once.
+    let handler = ctrlc::set_handler(move || {
+        if flag.swap(true, Ordering::Relaxed) {
+            std::process::exit(130);
+        }
+    });
+    if let Err(e) = handler {
+        eprintln!("test-net: cannot catch Ctrl-C: {e}");
+        return ExitCode::FAILURE;
+    }
+    let output = Output { json: args.json, broken: Arc::new(AtomicBool::new(false)), cancel: cancel.clone() };
+    match async_std::task::block_on(try_main(&args, &cancel, &output)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Error::Interrupted) if output.broken.load(Ordering::Relaxed) => ExitCode::SUCCESS,
+        Err(Error::Interrupted) => {
+            eprintln!("test-net: interrupted; every node stopped");
+            ExitCode::from(130)
+        }
+        Err(e) => {
+            eprintln!("test-net: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn try_main(args: &Args, cancel: &AtomicBool, output: &Output) -> Result<(), Error> {
+    let settings = args.settings();
+    match &args.sweep_ttl {
+        Some(ttls) => {
+            let on_query = |ttl, record: &QueryRecord| output.line(&Line::Query { sweep_ttl: Some(ttl), record });
+            let sweep = experiment::sweep(&settings, ttls.clone(), cancel, on_query).await?;
+            if let Some(dir) = &args.report {
+                report::write_sweep(dir, &sweep)?;
+            }
+            if args.json {
+                output.line(&Line::Sweep(&sweep));
+            } else {
+                output.print(&sweep.to_string());
+            }
+        }
+        None => {
+            let on_query = |record: &QueryRecord| output.line(&Line::Query { sweep_ttl: None, record });
+            let summary = experiment::run(&settings, cancel, on_query).await?;
+            if let Some(dir) = &args.report {
+                report::write_summary(dir, &summary)?;
+            }
+            if args.json {
+                output.line(&Line::Summary(&summary));
+            } else {
+                output.print(&summary.to_string());
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,94 @@
+//! A small network of real servents, end to end: every query finds its
+//! file, duplicate suppression keeps floods below one message per link
+//! direction, and flooding's duplicates grow with the TTL.
+//!
+//! Each test listens on its own port, so the tests of this file can run at
+//! once on the same addresses.
+
+use std::sync::atomic::AtomicBool;
+
+use async_std::task;
+use test_net::{experiment, Settings};
+
+/// Twenty nodes of degree 4, ten files each on two nodes.
+fn small(port: u16) -> Settings {
+    Settings {
+        nodes: 20,
+        degree: 4,
+        ttl: 5,
+        catalog: 10,
+        replication: 0.1,
+        queries: 6,
+        seed: 3,
+        port,
+        ..Settings::default()
+    }
+}
+
+#[test]
+fn every_query_succeeds_and_floods_stay_below_nodes_times_degree() {
+    let settings = small(26401);
+    let mut seen = 0;
+    let summary = task::block_on(experiment::run(&settings, &AtomicBool::new(false), |_| seen += 1)).unwrap();
+    assert_eq!(seen, 6);
+    assert_eq!(summary.success_rate, 1.0, "{summary}");
+    assert_eq!(summary.ring.success_rate, 1.0, "{summary}");
+    let bound = (settings.nodes * settings.degree) as f64;
+    assert!(summary.messages_per_query < bound, "{summary}");
+    assert!(summary.messages_per_query > 0.0, "{summary}");
+    assert!(summary.ring.messages_per_query <= summary.flood.messages_per_query, "{summary}");
+    assert_eq!(summary.fakes_accepted, 0);
+    assert_eq!((summary.flood.unsettled, summary.ring.unsettled), (0, 0), "{summary}");
+}
+
+#[test]
+fn flooding_duplicates_grow_with_ttl() {
+    let settings = small(26402);
+    let sweep = task::block_on(experiment::sweep(&settings, 1..=4, &AtomicBool::new(false), |_, _| {})).unwrap();
+    let duplicates: Vec<f64> = sweep.points.iter().map(|p| p.flood.duplicates_per_query).collect();
+    let messages: Vec<f64> = sweep.points.iter().map(|p| p.flood.messages_per_query).collect();
+    // TTL 1 reaches the neighbours only, who forward nothing: no duplicates.
+    assert_eq!(duplicates[0], 0.0, "{sweep}");
+    assert!(duplicates[0] < duplicates[1] && duplicates[1] < duplicates[2], "{sweep}");
+    assert!(duplicates[2] <= duplicates[3], "{sweep}");
+    assert!(messages.windows(2).all(|w| w[0] <= w[1]), "{sweep}");
+    assert!(messages.iter().all(|&m| m < 80.0), "{sweep}");
+    assert_eq!(sweep.points.last().unwrap().flood.success_rate, 1.0, "{sweep}");
+}
+
+#[test]
+fn churn_and_a_flooder_do_not_stop_the_others() {
+    let settings = Settings { churn: 0.3, flooder: true, queries: 8, ..small(26403) };
+    let summary = task::block_on(experiment::run(&settings, &AtomicBool::new(false), |_| {})).unwrap();
+    assert!(summary.departures >= 6, "{summary}");
+    let flooder = summary.flooder.as_ref().unwrap();
+    assert!(flooder.queries > 0, "{summary}");
+    assert!(flooder.rate_limited > 0, "{summary}");
+    assert!(flooder.success_rate > 0.0, "{summary}");
+}
+
+#[test]
+fn a_cancelled_run_stops_its_nodes_and_frees_its_port() {
+    let settings = small(26404);
+    let result = task::block_on(experiment::run(&settings, &AtomicBool::new(true), |_| {}));
+    assert!(matches!(result, Err(test_net::Error::Interrupted)), "{result:?}");
+    // Every address is free again: a second run on the same port starts.
+    let summary = task::block_on(experiment::run(&settings, &AtomicBool::new(false), |_| {})).unwrap();
+    assert_eq!(summary.success_rate, 1.0, "{summary}");
+}
+
+#[test]
+fn impossible_settings_are_refused_before_any_node_starts() {
+    let cancel = AtomicBool::new(false);
+    for settings in [
+        Settings { nodes: 2, ..small(26405) },
+        Settings { degree: 40, ..small(26405) },
+        Settings { ttl: 0, ..small(26405) },
+        Settings { ttl: 8, ..small(26405) },
+        Settings { replication: 2.0, ..small(26405) },
+        Settings { churn: -0.1, ..small(26405) },
+    ] {
+        let result = task::block_on(experiment::run(&settings, &cancel, |_| {}));
+        assert!(matches!(result, Err(test_net::Error::Settings(_))), "{settings:?}: {result:?}");
+    }
+}
