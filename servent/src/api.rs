@@ -12,6 +12,10 @@
 //! | `GET /api/library` | a list of shared files |
 //! | `POST /api/searches` `{"query": "SEBLINUX", "ttl": 7}` | `{"id": "…"}` |
 //! | `GET /api/searches/:id` | [`SearchSnapshot`](crate::node::SearchSnapshot) |
+//! | `POST /api/downloads` `{"target": "urn:sha1:…" or "magnet:?…"}` | `{"id": 1}` |
+//! | `GET /api/downloads` | a list of [`DownloadSnapshot`](crate::transfer::download::DownloadSnapshot) |
+//! | `GET /api/downloads/:id` | one [`DownloadSnapshot`](crate::transfer::download::DownloadSnapshot) |
+//! | `POST /api/downloads/:id/cancel` | `{"cancelled": 1}` |
 
 use std::net::SocketAddr;
 
@@ -20,6 +24,7 @@ use serde::Deserialize;
 use tide::{Body, Request, Response, StatusCode};
 
 use crate::node::{NodeError, NodeHandle};
+use crate::transfer::download::DownloadId;
 use crate::wire::Guid;
 
 /// A request to start a search.
@@ -80,7 +85,47 @@ pub async fn serve(node: NodeHandle, listener: TcpListener) -> std::io::Result<(
             None => Err(tide::Error::from_str(StatusCode::NotFound, "no such search")),
         }
     });
+    app.at("/api/downloads").get(|req: Request<State>| async move {
+        guard(&req)?;
+        let downloads = req.state().node.downloads().map_err(unavailable)?;
+        json(&downloads.list().await.map_err(|e| unavailable(e.into()))?)
+    });
+    app.at("/api/downloads").post(|mut req: Request<State>| async move {
+        guard(&req)?;
+        let request: DownloadRequest =
+            req.body_json().await.map_err(|e| bad_request(format!("expected {{\"target\": …}}: {e}")))?;
+        match req.state().node.download(&request.target).await {
+            Ok(id) => json(&serde_json::json!({ "id": id })),
+            Err(e @ (NodeError::BadTarget(_) | NodeError::NotFound(_) | NodeError::Download(_))) => {
+                Err(bad_request(e.to_string()))
+            }
+            Err(e) => Err(unavailable(e)),
+        }
+    });
+    app.at("/api/downloads/:id").get(|req: Request<State>| async move {
+        guard(&req)?;
+        let id: DownloadId = req.param("id")?.parse().map_err(|_| bad_request("not a download id".into()))?;
+        let downloads = req.state().node.downloads().map_err(unavailable)?;
+        match downloads.get(id).await {
+            Ok(snapshot) => json(&snapshot),
+            Err(e) => Err(tide::Error::from_str(StatusCode::NotFound, e.to_string())),
+        }
+    });
+    app.at("/api/downloads/:id/cancel").post(|req: Request<State>| async move {
+        guard(&req)?;
+        let id: DownloadId = req.param("id")?.parse().map_err(|_| bad_request("not a download id".into()))?;
+        let downloads = req.state().node.downloads().map_err(unavailable)?;
+        downloads.cancel(id).await.map_err(|e| tide::Error::from_str(StatusCode::NotFound, e.to_string()))?;
+        json(&serde_json::json!({ "cancelled": id }))
+    });
     app.listen(listener).await
+}
+
+/// A request to download.
+#[derive(Debug, Deserialize)]
+pub struct DownloadRequest {
+    /// A `urn:sha1:`, a `urn:sha256:` or a `magnet:` link.
+    pub target: String,
 }
 
 /// The `Host` header values that name this API: its address, and

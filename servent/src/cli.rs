@@ -9,6 +9,7 @@ use serde_json::Value;
 use structopt::StructOpt;
 
 use crate::config::{self, Config};
+use crate::transfer::upload::UploadConfig;
 
 /// A Gnutella 0.6 servent: share folders, search the network, download.
 #[derive(Debug, StructOpt)]
@@ -35,6 +36,24 @@ pub enum Command {
         #[structopt(required = true)]
         keywords: Vec<String>,
     },
+    /// Downloads a file by `urn:sha1:`/`urn:sha256:` or magnet link, from
+    /// every source at once; it lands verified in the downloads folder.
+    Get {
+        // structopt refuses doc comments on flattened fields.
+        #[allow(missing_docs)]
+        #[structopt(flatten)]
+        api: ApiArgs,
+        /// Return only once the file is complete and verified (or has failed).
+        #[structopt(long)]
+        wait: bool,
+        /// One JSON object per line instead of a progress bar.
+        #[structopt(long)]
+        json: bool,
+        /// A `urn:sha1:…`, `urn:sha256:…` or `magnet:?…`.
+        target: String,
+    },
+    /// Lists downloads: state, bytes done, rate, sources.
+    Downloads(ListArgs),
     /// Lists the connected peers.
     Peers(ListArgs),
     /// Lists the shared files.
@@ -76,9 +95,15 @@ pub struct RunArgs {
     /// A folder to share (repeatable).
     #[structopt(long, parse(from_os_str))]
     pub share: Vec<PathBuf>,
+    /// Where finished downloads land [default: <data-dir>/downloads]; shared.
+    #[structopt(long, parse(from_os_str))]
+    pub downloads: Option<PathBuf>,
     /// A servent to connect to, IP:PORT (repeatable).
     #[structopt(long)]
     pub peer: Vec<SocketAddr>,
+    /// Uploads served at once; more get 503 with Retry-After.
+    #[structopt(long, default_value = "8")]
+    pub upload_slots: usize,
     /// Connections to keep.
     #[structopt(long, default_value = "16")]
     pub max_peers: usize,
@@ -120,6 +145,8 @@ impl RunArgs {
             gwebcaches: self.gwebcache.clone(),
             max_ttl: self.max_ttl,
             deflate: !self.no_deflate,
+            uploads: UploadConfig { slots: self.upload_slots.max(1), ..UploadConfig::default() },
+            downloads: self.downloads.clone(),
             ..Config::default()
         })
     }
@@ -164,6 +191,23 @@ pub async fn run_client(command: Command) -> Result<(), String> {
         Command::Run(_) => Err("`run` is not a client command".into()),
         Command::Search { api, wait, ttl, json, keywords } => {
             search(&Client::new(&api), &keywords.join(" "), ttl, wait, json).await
+        }
+        Command::Get { api, wait, json, target } => get(&Client::new(&api), &target, wait, json).await,
+        Command::Downloads(args) => {
+            let downloads = Client::new(&args.api).get("/api/downloads").await?;
+            print_list(&downloads, args.json, &["id", "name", "state", "done", "rate", "sources"], |d| {
+                let size = d["size"].as_u64().unwrap_or(0);
+                let done = d["bytes_done"].as_u64().unwrap_or(0);
+                vec![
+                    text(&d["id"]),
+                    text(&d["name"]),
+                    text(&d["state"]),
+                    format!("{} / {}", human_size(done), human_size(size)),
+                    format!("{}/s", human_size(d["rate_bytes_per_sec"].as_f64().unwrap_or(0.0) as u64)),
+                    d["sources"].as_array().map_or(0, Vec::len).to_string(),
+                ]
+            });
+            Ok(())
         }
         Command::Peers(args) => {
             let peers = Client::new(&args.api).get("/api/peers").await?;
@@ -231,6 +275,54 @@ async fn search(client: &Client, text_query: &str, ttl: u8, wait: f64, json: boo
         ]
     });
     Ok(())
+}
+
+/// How often `get --wait` asks how the download is going.
+const PROGRESS_POLL: Duration = Duration::from_millis(250);
+
+async fn get(client: &Client, target: &str, wait: bool, json: bool) -> Result<(), String> {
+    let started = client.post("/api/downloads", &serde_json::json!({ "target": target })).await?;
+    let id = started["id"].as_u64().ok_or("the servent gave no download id")?;
+    if !wait {
+        match json {
+            true => println!("{started}"),
+            false => println!("queued download {id}"),
+        }
+        return Ok(());
+    }
+    let bar = (!json).then(|| {
+        let bar = indicatif::ProgressBar::new(0);
+        let style =
+            indicatif::ProgressStyle::with_template("{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} ETA {eta}")
+                .map(|s| s.progress_chars("=> "));
+        if let Ok(style) = style {
+            bar.set_style(style);
+        }
+        bar
+    });
+    loop {
+        let download = client.get(&format!("/api/downloads/{id}")).await?;
+        if let Some(bar) = &bar {
+            bar.set_message(text(&download["name"]));
+            bar.set_length(download["size"].as_u64().unwrap_or(0));
+            bar.set_position(download["bytes_done"].as_u64().unwrap_or(0));
+        }
+        match download["state"].as_str() {
+            Some("complete") => {
+                if let Some(bar) = bar {
+                    bar.finish_and_clear();
+                }
+                match json {
+                    true => println!("{download}"),
+                    false => println!("{}", text(&download["path"])),
+                }
+                return Ok(());
+            }
+            Some("failed") => return Err(format!("download failed: {}", text(&download["reason"]))),
+            Some("cancelled") => return Err("download cancelled".into()),
+            _ => async_std::task::sleep(PROGRESS_POLL).await,
+        }
+    }
 }
 
 /// Prints a JSON list one object per line, or as an aligned table.

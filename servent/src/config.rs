@@ -44,6 +44,9 @@ pub struct Config {
     pub deflate: bool,
     /// Upload slots, per-address limit and timeouts.
     pub uploads: crate::transfer::upload::UploadConfig,
+    /// Where finished downloads land (and are shared from); `None` means
+    /// `<data-dir>/downloads`. Without a data directory there are no downloads.
+    pub downloads: Option<PathBuf>,
 }
 
 impl Default for Config {
@@ -60,7 +63,18 @@ impl Default for Config {
             rescan_interval: RESCAN_INTERVAL,
             deflate: true,
             uploads: crate::transfer::upload::UploadConfig::default(),
+            downloads: None,
         }
+    }
+}
+
+impl Config {
+    /// The downloads directory and the directory of partial downloads, when
+    /// this servent keeps state on disk.
+    pub fn download_dirs(&self) -> Option<(PathBuf, PathBuf)> {
+        let data = self.data_dir.as_ref()?;
+        let finished = self.downloads.clone().unwrap_or_else(|| data.join("downloads"));
+        Some((finished, data.join("partial")))
     }
 }
 

@@ -159,6 +159,33 @@ impl Searches {
         }
     }
 
+    /// What our searches found of content with any of these URNs: its name
+    /// and size, and every source that offered it.
+    pub fn find(&self, urns: &[Urn]) -> Option<SearchResult> {
+        let mut found: Option<SearchResult> = None;
+        let matching = self
+            .searches
+            .values()
+            .flat_map(|s| s.results())
+            .filter(|r| urns.iter().any(|u| r.sha1.as_ref() == Some(u) || r.sha256.as_ref() == Some(u)));
+        for result in matching {
+            match &mut found {
+                None => found = Some(result.clone()),
+                Some(found) if found.size == result.size => {
+                    for source in &result.sources {
+                        if found.sources.len() < MAX_SOURCES && !found.sources.contains(source) {
+                            found.sources.push(*source);
+                        }
+                    }
+                    found.sha1 = found.sha1.or(result.sha1);
+                    found.sha256 = found.sha256.or(result.sha256);
+                }
+                Some(_) => {}
+            }
+        }
+        found
+    }
+
     /// A search by its GUID.
     pub fn get(&self, guid: &Guid) -> Option<&Search> {
         self.searches.get(guid)

@@ -3,7 +3,7 @@
 
 use std::io::{BufRead, BufReader};
 use std::net::TcpStream;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
@@ -18,7 +18,7 @@ struct Running {
     api: String,
     /// Kept open: the servent writes more lines there.
     _stdout: BufReader<std::process::ChildStdout>,
-    _data: tempfile::TempDir,
+    data: tempfile::TempDir,
 }
 
 impl Running {
@@ -40,7 +40,7 @@ impl Running {
         stdout.read_line(&mut line).unwrap();
         let listen = line.split_whitespace().nth(3).expect("listen address").to_string();
         let api = line.rsplit("http://").next().expect("api address").trim().to_string();
-        Running { child, listen, api, _stdout: stdout, _data: data }
+        Running { child, listen, api, _stdout: stdout, data }
     }
 
     fn client(&self, args: &[&str]) -> Output {
@@ -127,4 +127,72 @@ fn api_refuses_a_foreign_host_header() {
     let mut answer = String::new();
     stream.read_to_string(&mut answer).unwrap();
     assert!(answer.starts_with("HTTP/1.1 403"), "{answer}");
+}
+
+/// A pseudo-random file: no two 1 MiB chunks alike, so any misplaced chunk shows.
+fn content(size: usize) -> Vec<u8> {
+    let mut state = 0x2545_F491_4F6C_DD1Du64;
+    (0..size)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state as u8
+        })
+        .collect()
+}
+
+#[test]
+fn four_servents_download_by_urn_and_by_magnet_from_both_sources() {
+    const NAME: &str = "SEBLINUX-iso-2.0.img";
+    let bytes = content(24 << 20);
+    let (share_c, share_d) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    std::fs::write(share_c.path().join(NAME), &bytes).unwrap();
+    std::fs::write(share_d.path().join(NAME), &bytes).unwrap();
+    let b = Running::start(None, None);
+    let c = Running::start(Some(share_c.path()), Some(&b.listen));
+    let d = Running::start(Some(share_d.path()), Some(&b.listen));
+    let a = Running::start(None, Some(&b.listen));
+    b.wait_until(&["peers", "--json"], |peers| peers.len() == 3);
+    for sharer in [&c, &d] {
+        sharer.wait_until(&["library", "--json"], |files| files.len() == 1);
+    }
+
+    let results = a.json_lines(&["search", "--wait", "3", "--json", "SEBLINUX", "iso"]);
+    assert_eq!(results.len(), 1, "{results:?}");
+    let mut sources: Vec<String> = serde_json::from_value(results[0]["sources"].clone()).unwrap();
+    sources.sort();
+    let mut expected = vec![c.listen.clone(), d.listen.clone()];
+    expected.sort();
+    assert_eq!(sources, expected);
+
+    // By URN, from the sources the search found.
+    let sha1 = results[0]["sha1"].as_str().unwrap();
+    let done = a.json_lines(&["get", "--wait", "--json", sha1]);
+    assert_eq!(done[0]["state"], "complete", "{done:?}");
+    let path = PathBuf::from(done[0]["path"].as_str().unwrap());
+    assert!(path.starts_with(a.data.path().join("downloads")), "{path:?}");
+    assert!(std::fs::read(&path).unwrap() == bytes, "downloaded bytes differ");
+    a.wait_until(&["library", "--json"], |files| files.iter().any(|f| f["sha1"] == sha1));
+
+    // By magnet, with only the magnet's xs source to go on.
+    let magnet = format!("magnet:?xt={sha1}&dn={NAME}&xl={}&xs=http://{}/uri-res/N2R?{sha1}", bytes.len(), c.listen);
+    let done = b.json_lines(&["get", "--wait", "--json", &magnet]);
+    assert_eq!(done[0]["state"], "complete", "{done:?}");
+    assert!(std::fs::read(done[0]["path"].as_str().unwrap()).unwrap() == bytes);
+
+    let listed = b.json_lines(&["downloads", "--json"]);
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0]["bytes_done"], bytes.len());
+}
+
+#[test]
+fn malformed_download_targets_get_one_clear_line() {
+    let b = Running::start(None, None);
+    for target in ["magnet:?dn=nothing", "urn:sha1:TOOSHORT", "http://example.com/file"] {
+        let output = b.client(&["get", target]);
+        assert!(!output.status.success(), "{target}");
+        let stderr = String::from_utf8(output.stderr).unwrap();
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    }
 }

@@ -212,6 +212,27 @@ fn empty_file_completes_without_a_source() {
 }
 
 #[test]
+fn absurd_requests_are_refused_and_a_repeated_one_is_the_same_download() {
+    task::block_on(async {
+        let dir = tempfile::tempdir().unwrap();
+        let downloader = downloader(dir.path(), |_| {});
+        let bytes = content(CHUNK_SIZE);
+        let too_large = DownloadRequest { size: (1 << 40) + 1, ..request(&bytes, vec![]) };
+        let error = downloader.downloads.start(too_large).await.unwrap_err();
+        assert_eq!(error.to_string(), "1099511627777 bytes is more than the 1099511627776-byte limit");
+        let no_urn = DownloadRequest { urns: vec![], ..request(&bytes, vec![]) };
+        let error = downloader.downloads.start(no_urn).await.unwrap_err();
+        assert_eq!(error.to_string(), "a download needs a urn:sha1: or urn:sha256:");
+
+        let id = downloader.downloads.start(request(&bytes, vec![])).await.unwrap();
+        let again = downloader.downloads.start(request(&bytes, vec!["10.0.0.1:6346".parse().unwrap()])).await;
+        assert_eq!(again.unwrap(), id);
+        assert_eq!(downloader.downloads.list().await.unwrap().len(), 1);
+        downloader.downloads.cancel(id).await.unwrap();
+    });
+}
+
+#[test]
 fn download_without_a_usable_source_fails_with_the_reasons() {
     task::block_on(async {
         let bytes = content(CHUNK_SIZE);

@@ -32,6 +32,8 @@ use crate::hostcache::{self, HostCache, Origin};
 use crate::routing::{self, Action, Counters, LocalHost, PeerId, Router};
 use crate::searches::{SearchResult, Searches};
 use crate::transfer::alt::AltLocations;
+use crate::transfer::download::{DownloadError, DownloadId, DownloadRequest, Downloads, DownloadsConfig};
+use crate::transfer::magnet::Magnet;
 use crate::transfer::upload::Uploads;
 use crate::wire::{
     self, Bye, Guid, Message, Payload, Query, QueryFlags, QueryHit, QueryResult, Trailer, TrailerFlags, Urn,
@@ -86,6 +88,18 @@ pub enum NodeError {
     /// A search that cannot be sent.
     #[error("{0}")]
     BadSearch(String),
+    /// Downloads need a data directory.
+    #[error("this servent has no data directory, so it cannot download")]
+    NoDownloads,
+    /// What to download is not a URN or magnet we understand.
+    #[error("{0}")]
+    BadTarget(String),
+    /// Nothing is known of that content: no size, no source.
+    #[error("no source found for {0}: search for it first, or give a magnet with xl= and xs=")]
+    NotFound(String),
+    /// The download manager refused.
+    #[error("{0}")]
+    Download(#[from] DownloadError),
 }
 
 /// One connected neighbour, as the peer list shows it.
@@ -207,6 +221,7 @@ enum Command {
     Status { reply: Sender<Status> },
     Connect { addr: SocketAddrV4 },
     Admit { remote: SocketAddr, reply: Sender<(Admission, Vec<SocketAddr>)> },
+    Known { urns: Vec<Urn>, reply: Sender<Option<SearchResult>> },
     Shutdown { reply: Sender<()> },
 }
 
@@ -281,6 +296,7 @@ pub struct NodeHandle {
     listen: SocketAddr,
     library: Arc<search::Library>,
     uploads: Arc<Uploads>,
+    downloads: Option<Downloads>,
     broker: Arc<Mutex<Option<JoinHandle<()>>>>,
 }
 
@@ -333,8 +349,39 @@ impl NodeHandle {
         self.events.send(Event::Command(Command::Connect { addr })).await.map_err(|_| NodeError::Stopped)
     }
 
+    /// The download manager, when this servent keeps state on disk.
+    pub fn downloads(&self) -> Result<&Downloads, NodeError> {
+        self.downloads.as_ref().ok_or(NodeError::NoDownloads)
+    }
+
+    /// Starts downloading a `urn:sha1:`/`urn:sha256:` or a magnet link from
+    /// every source known for it, and keeps asking the network for more
+    /// while it runs. A URN no search has shown yet is searched for first.
+    pub async fn download(&self, target: &str) -> Result<DownloadId, NodeError> {
+        let downloads = self.downloads()?;
+        let wanted = DownloadTarget::parse(target)?;
+        let mut known = self.ask(|reply| Command::Known { urns: wanted.urns.clone(), reply }).await?;
+        if known.is_none() && wanted.size.is_none() {
+            let search = self.search(&wanted.urns[0].to_string(), crate::routing::DEFAULT_MAX_TTL).await?;
+            let deadline = Instant::now() + FIND_TIMEOUT;
+            while known.is_none() && Instant::now() < deadline {
+                task::sleep(Duration::from_millis(100)).await;
+                let _ = self.search_results(search).await?;
+                known = self.ask(|reply| Command::Known { urns: wanted.urns.clone(), reply }).await?;
+            }
+        }
+        let request = wanted.request(known).ok_or_else(|| NodeError::NotFound(target.chars().take(200).collect()))?;
+        let urn = request.urns[0];
+        let id = downloads.start(request).await.map_err(NodeError::Download)?;
+        task::spawn(requery(self.clone(), id, urn));
+        Ok(id)
+    }
+
     /// Says Bye to every peer, closes every connection and stops the tasks.
     pub async fn shutdown(&self) {
+        if let Some(downloads) = &self.downloads {
+            downloads.shutdown().await;
+        }
         let _ = self.ask(|reply| Command::Shutdown { reply }).await;
         let broker = self.broker.lock().ok().and_then(|mut b| b.take());
         if let Some(broker) = broker {
@@ -357,7 +404,33 @@ pub async fn start(config: Config) -> Result<NodeHandle, NodeError> {
         TcpListener::bind(config.listen).await.map_err(|source| NodeError::Listen { addr: config.listen, source })?;
     let listen = listener.local_addr().map_err(|source| NodeError::Listen { addr: config.listen, source })?;
     let (events, inbox) = channel::bounded(EVENT_QUEUE);
-    let uploads = Arc::new(Uploads::new(config.uploads.clone(), library.clone(), Arc::new(AltLocations::new())));
+    let alt = Arc::new(AltLocations::new());
+    let uploads = Arc::new(Uploads::new(config.uploads.clone(), library.clone(), alt.clone()));
+    // A finished download is shared at once: its hook wakes the rescan.
+    let (rescan_now, rescan_wake) = channel::bounded(1);
+    let mut shares = config.shares.clone();
+    let downloads = match config.download_dirs() {
+        Some((finished, partial)) => {
+            for dir in [&finished, &partial] {
+                std::fs::create_dir_all(dir).map_err(|source| NodeError::DataDir { path: dir.clone(), source })?;
+            }
+            if !shares.contains(&finished) {
+                shares.push(finished.clone());
+            }
+            let downloads = Downloads::spawn(DownloadsConfig::new(partial, finished), alt, move |_| {
+                let _ = rescan_now.try_send(());
+            });
+            let resumed = downloads.resume_all().await.unwrap_or_default();
+            for problem in &resumed.problems {
+                log(format_args!("cannot resume a download: {problem}"));
+            }
+            if !resumed.ids.is_empty() {
+                log(format_args!("resuming {} unfinished downloads", resumed.ids.len()));
+            }
+            Some(downloads)
+        }
+        None => None,
+    };
     let advertised = match listen {
         SocketAddr::V4(v4) if !v4.ip().is_unspecified() => v4,
         _ => SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, listen.port()),
@@ -396,7 +469,7 @@ pub async fn start(config: Config) -> Result<NodeHandle, NodeError> {
     let tasks = vec![
         task::spawn(connection::accept_loop(listener, shared.clone())),
         task::spawn(ticker(events.clone())),
-        task::spawn(rescan_loop(library.clone(), config.shares.clone(), config.rescan_interval, events.clone())),
+        task::spawn(rescan_loop(library.clone(), shares, config.rescan_interval, rescan_wake, events.clone())),
     ];
     let broker = Broker {
         config,
@@ -411,11 +484,12 @@ pub async fn start(config: Config) -> Result<NodeHandle, NodeError> {
         advertised,
         last_host_save: Instant::now(),
         last_gwebcache: None,
+        downloads: downloads.clone(),
         tasks,
         inbox,
     };
     let broker = task::spawn(broker.run());
-    Ok(NodeHandle { events, listen, library, uploads, broker: Arc::new(Mutex::new(Some(broker))) })
+    Ok(NodeHandle { events, listen, library, uploads, downloads, broker: Arc::new(Mutex::new(Some(broker))) })
 }
 
 const HOST_CACHE_FILE: &str = "hosts";
@@ -437,7 +511,14 @@ async fn ticker(events: Sender<Event>) {
     }
 }
 
-async fn rescan_loop(library: Arc<search::Library>, shares: Vec<PathBuf>, interval: Duration, events: Sender<Event>) {
+/// Rescans the shared folders every `interval`, or at once when woken.
+async fn rescan_loop(
+    library: Arc<search::Library>,
+    shares: Vec<PathBuf>,
+    interval: Duration,
+    wake: Receiver<()>,
+    events: Sender<Event>,
+) {
     loop {
         let (lib, folders) = (library.clone(), shares.clone());
         match task::spawn_blocking(move || lib.rescan(&folders)).await {
@@ -456,7 +537,7 @@ async fn rescan_loop(library: Arc<search::Library>, shares: Vec<PathBuf>, interv
         if events.is_closed() {
             return;
         }
-        task::sleep(interval).await;
+        let _ = async_std::future::timeout(interval, wake.recv()).await;
     }
 }
 
@@ -473,6 +554,7 @@ struct Broker {
     advertised: SocketAddrV4,
     last_host_save: Instant,
     last_gwebcache: Option<Instant>,
+    downloads: Option<Downloads>,
     tasks: Vec<JoinHandle<()>>,
     inbox: Receiver<Event>,
 }
@@ -555,12 +637,24 @@ impl Broker {
             match action {
                 Action::Send { to, message } => self.send(to, message),
                 Action::SearchLocal { from, guid, reply_ttl, query } => self.answer(from, guid, reply_ttl, &query),
-                Action::Hit { search, hit } => self.searches.add(search, &hit, Instant::now()),
+                Action::Hit { search, hit } => {
+                    self.offer_sources(&hit);
+                    self.searches.add(search, &hit, Instant::now());
+                }
                 Action::LearnHost(addr) => self.learn([addr]),
                 Action::Disconnect { peer, reason } => {
                     self.remove(peer, &reason);
                 }
             }
+        }
+    }
+
+    /// Tells the download manager where content is to be had.
+    fn offer_sources(&self, hit: &QueryHit) {
+        let Some(downloads) = &self.downloads else { return };
+        let source = SocketAddrV4::new(hit.ip, hit.port);
+        for urn in hit.results.iter().flat_map(|r| &r.urns) {
+            downloads.offer_sources(urn, vec![source]);
         }
     }
 
@@ -712,6 +806,9 @@ impl Broker {
                 let admission = self.admit(remote, now);
                 let _ = reply.try_send((admission, self.hosts.good(TRY_ULTRAPEERS)));
             }
+            Command::Known { urns, reply } => {
+                let _ = reply.try_send(self.searches.find(&urns));
+            }
             Command::Shutdown { .. } => {}
         }
     }
@@ -800,6 +897,65 @@ impl Broker {
             }
         }
         self.save_hosts();
+    }
+}
+
+/// How long `download` searches for a URN nobody has shown yet.
+const FIND_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often a running download asks the network for more sources.
+const REQUERY_INTERVAL: Duration = Duration::from_secs(120);
+
+/// What the user asked to download, before sources are known.
+struct DownloadTarget {
+    urns: Vec<Urn>,
+    name: Option<String>,
+    size: Option<u64>,
+    sources: Vec<SocketAddrV4>,
+}
+
+impl DownloadTarget {
+    fn parse(text: &str) -> Result<DownloadTarget, NodeError> {
+        let text = text.trim();
+        if text.starts_with("magnet:") {
+            let magnet = Magnet::parse(text).map_err(|e| NodeError::BadTarget(e.to_string()))?;
+            let urns = magnet.sha1.into_iter().chain(magnet.sha256).collect();
+            return Ok(DownloadTarget { urns, name: magnet.name, size: magnet.size, sources: magnet.sources });
+        }
+        let urn =
+            text.parse::<Urn>().map_err(|e| NodeError::BadTarget(format!("expected a URN or a magnet link: {e}")))?;
+        Ok(DownloadTarget { urns: vec![urn], name: None, size: None, sources: Vec::new() })
+    }
+
+    /// The request, completed with what a search found, if enough is known.
+    fn request(self, known: Option<SearchResult>) -> Option<DownloadRequest> {
+        let mut urns = self.urns;
+        let mut sources = self.sources;
+        let (mut name, mut size) = (self.name, self.size);
+        if let Some(found) = known {
+            urns.extend(found.sha1.into_iter().chain(found.sha256).filter(|u| !urns.contains(u)).collect::<Vec<_>>());
+            sources.extend(found.sources.into_iter().filter(|s| !sources.contains(s)).collect::<Vec<_>>());
+            name.get_or_insert(found.name);
+            size.get_or_insert(found.size);
+        }
+        // N2R requests need the SHA-1; keep it first.
+        urns.sort_by_key(|u| !matches!(u, Urn::Sha1(_)));
+        let name = name.unwrap_or_else(|| urns[0].base32());
+        Some(DownloadRequest { urns, name, size: size?, sources })
+    }
+}
+
+/// Asks the network for more sources of a running download, now and then.
+async fn requery(node: NodeHandle, id: DownloadId, urn: Urn) {
+    let Ok(downloads) = node.downloads().cloned() else { return };
+    loop {
+        if node.search(&urn.to_string(), crate::routing::DEFAULT_MAX_TTL).await.is_err() {
+            return;
+        }
+        task::sleep(REQUERY_INTERVAL).await;
+        match downloads.get(id).await {
+            Ok(snapshot) if !snapshot.state.is_finished() => {}
+            _ => return,
+        }
     }
 }
 

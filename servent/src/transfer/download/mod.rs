@@ -8,9 +8,9 @@
 //!
 //! - [`plan`]: which chunk each source fetches, slow sources losing chunks
 //!   to fast ones, failing sources dropped, busy ones parked (pure);
-//! - [`state`]: the `.part` and `.state` files that let a download survive
+//! - `state`: the `.part` and `.state` files that let a download survive
 //!   a crash or a restart (pure file handling, no async);
-//! - [`finish`]: one read pass for every digest, then a safe final name;
+//! - `finish`: one read pass for every digest, then a safe final name;
 //! - `fetch`: a source's worker, the HTTP client side;
 //! - `driver`: one download's task, the only writer of its files.
 //!
@@ -370,6 +370,13 @@ impl Downloads {
     pub async fn add_sources(&self, urn: &Urn, sources: Vec<SocketAddrV4>) -> Result<(), DownloadError> {
         let command = Command::AddSources { urn: *urn, sources };
         self.commands.send(command).await.map_err(|_| DownloadError::Stopped)
+    }
+
+    /// Like [`Downloads::add_sources`], for callers that must not wait (the
+    /// node's broker): if the manager is busy the hint is dropped, and the
+    /// next search brings it again.
+    pub fn offer_sources(&self, urn: &Urn, sources: Vec<SocketAddrV4>) {
+        let _ = self.commands.try_send(Command::AddSources { urn: *urn, sources });
     }
 
     /// Every download, oldest first.
