@@ -28,8 +28,9 @@
 //!
 //! The flooder gets a phase of its own after the queries, because its
 //! traffic would otherwise be counted against the honest queries: one node
-//! starts searches as fast as it can while the first queries are asked
-//! again by flooding, each given [`ATTACK_WAIT`] to find its item.
+//! starts searches as fast as it can (at least [`FLOOD_MINIMUM`]) while the
+//! first queries are asked again by flooding, each given [`ATTACK_WAIT`] to
+//! find its item.
 
 use std::net::SocketAddrV4;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -58,6 +59,10 @@ pub const SETTLE_LIMIT: Duration = Duration::from_secs(30);
 pub const ATTACK_QUERIES: usize = 50;
 /// How long a query under attack may take to find its item.
 pub const ATTACK_WAIT: Duration = Duration::from_secs(5);
+/// Searches the flooder starts at least, however soon the honest queries
+/// are over: three times the burst its neighbours allow, so the attack
+/// always outruns their allowance.
+pub const FLOOD_MINIMUM: u64 = 3 * servent::routing::QUERY_BURST as u64;
 
 /// One query to ask: who asks, for what.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -705,11 +710,11 @@ impl Session<'_> {
     }
 }
 
-/// Starts searches from `node` one after the other until `stop`; returns
-/// how many it started.
+/// Starts searches from `node` one after the other until `stop`, and at
+/// least [`FLOOD_MINIMUM`]; returns how many it started.
 async fn flood_as_fast_as_possible(node: NodeHandle, ttl: u8, stop: Arc<AtomicBool>) -> u64 {
     let mut started = 0;
-    while !stop.load(Ordering::Relaxed) {
+    while started < FLOOD_MINIMUM || !stop.load(Ordering::Relaxed) {
         if node.search(&format!("flooder junk {started}"), ttl).await.is_err() {
             break;
         }
