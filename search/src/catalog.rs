@@ -45,7 +45,7 @@ pub(crate) struct Entry {
 /// What a scan learnt, to be applied to the catalog in one go.
 pub(crate) enum Change {
     /// A file was hashed: new (with a freshly reserved index) or changed.
-    Hashed(Entry),
+    Hashed(Box<Entry>),
     /// File number `index` is gone.
     Removed(u32),
 }
@@ -212,7 +212,7 @@ impl Catalog {
     pub(crate) fn apply(&mut self, changes: &[Change]) {
         for change in changes {
             match change {
-                Change::Hashed(entry) => self.insert(entry.clone()),
+                Change::Hashed(entry) => self.insert((**entry).clone()),
                 Change::Removed(index) => self.remove(*index),
             }
         }
@@ -288,7 +288,7 @@ mod tests {
             signature_stamp: stamp,
             ..entry(b, "/s/b")
         };
-        catalog.apply(&[Change::Hashed(unreadable.clone()), Change::Hashed(signed.clone())]);
+        catalog.apply(&[Change::Hashed(Box::new(unreadable.clone())), Change::Hashed(Box::new(signed.clone()))]);
         catalog.save(&path).unwrap();
         let (loaded, note) = Catalog::load(&path).unwrap();
         assert_eq!(note, None);
@@ -306,7 +306,7 @@ mod tests {
         let mut catalog = Catalog::default();
         let a = catalog.reserve_index().unwrap();
         let b = catalog.reserve_index().unwrap();
-        catalog.apply(&[Change::Hashed(entry(a, "/s/a.txt")), Change::Hashed(entry(b, "/s/b é.txt"))]);
+        catalog.apply(&[Change::Hashed(Box::new(entry(a, "/s/a.txt"))), Change::Hashed(Box::new(entry(b, "/s/b é.txt")))]);
         catalog.save(&path).unwrap();
 
         let (loaded, note) = Catalog::load(&path).unwrap();
@@ -324,7 +324,7 @@ mod tests {
         let path = dir.path().join("hashes.jsonl");
         let mut catalog = Catalog::default();
         let a = catalog.reserve_index().unwrap();
-        catalog.apply(&[Change::Hashed(entry(a, "/s/a"))]);
+        catalog.apply(&[Change::Hashed(Box::new(entry(a, "/s/a")))]);
         catalog.apply(&[Change::Removed(a)]);
         catalog.save(&path).unwrap();
         let (mut loaded, _) = Catalog::load(&path).unwrap();

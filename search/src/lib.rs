@@ -42,7 +42,7 @@ pub mod urn;
 use std::io;
 use std::path::PathBuf;
 
-pub use hash::{hash_file, hash_reader, Digests};
+pub use hash::{hash_file, hash_reader, hash_reader_with, AlsoFeed, Digests};
 pub use index::keywords;
 pub use library::Library;
 pub use signature::{Sidecar, Signed};

@@ -156,7 +156,7 @@ impl Library {
                     } else {
                         report.added += 1;
                     }
-                    changes.push(Change::Hashed(entry));
+                    changes.push(Change::Hashed(Box::new(entry)));
                 }
                 Err(line) => report.errors.push(line),
             }

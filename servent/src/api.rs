@@ -9,10 +9,13 @@
 //! |---|---|
 //! | `GET /api/status` | [`Status`](crate::node::Status) |
 //! | `GET /api/peers` | a list of [`PeerSnapshot`](crate::node::PeerSnapshot) |
-//! | `GET /api/library` | a list of shared files |
+//! | `GET /api/library` | a list of [`LibraryEntry`](crate::node::LibraryEntry): shared files and their verdicts |
+//! | `GET /api/trust` | a list of [`KeyEntry`](crate::trust::KeyEntry) |
+//! | `POST /api/trust` `{"key": "RW…", "scope": ["SEBLINUX"]}` | the [`KeyEntry`](crate::trust::KeyEntry) pinned |
+//! | `POST /api/trust/remove` `{"key_id": "…"}` | `{"removed": "…"}` |
 //! | `POST /api/searches` `{"query": "SEBLINUX", "ttl": 7}` | `{"id": "…"}` |
 //! | `GET /api/searches/:id` | [`SearchSnapshot`](crate::node::SearchSnapshot) |
-//! | `POST /api/downloads` `{"target": "urn:sha1:…" or "magnet:?…"}` | `{"id": 1}` |
+//! | `POST /api/downloads` `{"target": "urn:sha1:…" or "magnet:?…", "require_verified": false}` | `{"id": 1}` |
 //! | `GET /api/downloads` | a list of [`DownloadSnapshot`](crate::transfer::download::DownloadSnapshot) |
 //! | `GET /api/downloads/:id` | one [`DownloadSnapshot`](crate::transfer::download::DownloadSnapshot) |
 //! | `POST /api/downloads/:id/cancel` | `{"cancelled": 1}` |
@@ -23,8 +26,12 @@ use async_std::net::TcpListener;
 use serde::Deserialize;
 use tide::{Body, Request, Response, StatusCode};
 
+use signing_tool::KeyId;
+
+use crate::keysource;
 use crate::node::{NodeError, NodeHandle};
-use crate::transfer::download::DownloadId;
+use crate::transfer::download::{DownloadId, Keep};
+use crate::trust::TrustedKey;
 use crate::wire::Guid;
 
 /// A request to start a search.
@@ -64,7 +71,36 @@ pub async fn serve(node: NodeHandle, listener: TcpListener) -> std::io::Result<(
     });
     app.at("/api/library").get(|req: Request<State>| async move {
         guard(&req)?;
-        json(&req.state().node.library().files())
+        json(&req.state().node.library_entries())
+    });
+    app.at("/api/trust").get(|req: Request<State>| async move {
+        guard(&req)?;
+        json(&req.state().node.trusted_keys())
+    });
+    app.at("/api/trust").post(|mut req: Request<State>| async move {
+        guard(&req)?;
+        let request: TrustRequest =
+            req.body_json().await.map_err(|e| bad_request(format!("expected {{\"key\": …}}: {e}")))?;
+        let mut resolved = keysource::resolve(&request.key).await.map_err(bad_request)?;
+        resolved.trusted.scope.extend(request.scope);
+        let TrustedKey { key, scope } = resolved.trusted;
+        match req.state().node.trust_key(key, scope).await {
+            Ok(entry) => json(&entry),
+            Err(NodeError::Trust(e)) => Err(bad_request(e.to_string())),
+            Err(e) => Err(unavailable(e)),
+        }
+    });
+    app.at("/api/trust/remove").post(|mut req: Request<State>| async move {
+        guard(&req)?;
+        let request: DistrustRequest =
+            req.body_json().await.map_err(|e| bad_request(format!("expected {{\"key_id\": …}}: {e}")))?;
+        let id: KeyId = request.key_id.parse().map_err(|e| bad_request(format!("{}: {e}", request.key_id)))?;
+        match req.state().node.distrust_key(id).await {
+            Ok(true) => json(&serde_json::json!({ "removed": request.key_id })),
+            Ok(false) => Err(tide::Error::from_str(StatusCode::NotFound, format!("key {id} is not trusted"))),
+            Err(NodeError::Trust(e)) => Err(bad_request(e.to_string())),
+            Err(e) => Err(unavailable(e)),
+        }
     });
     app.at("/api/searches").post(|mut req: Request<State>| async move {
         guard(&req)?;
@@ -94,11 +130,16 @@ pub async fn serve(node: NodeHandle, listener: TcpListener) -> std::io::Result<(
         guard(&req)?;
         let request: DownloadRequest =
             req.body_json().await.map_err(|e| bad_request(format!("expected {{\"target\": …}}: {e}")))?;
-        match req.state().node.download(&request.target).await {
+        let keep = if request.require_verified { Keep::Verified } else { Keep::NotFake };
+        match req.state().node.download(&request.target, keep).await {
             Ok(id) => json(&serde_json::json!({ "id": id })),
-            Err(e @ (NodeError::BadTarget(_) | NodeError::NotFound(_) | NodeError::Download(_))) => {
-                Err(bad_request(e.to_string()))
-            }
+            Err(
+                e @ (NodeError::BadTarget(_)
+                | NodeError::NotFound(_)
+                | NodeError::Download(_)
+                | NodeError::Fake { .. }
+                | NodeError::NotVerified { .. }),
+            ) => Err(bad_request(e.to_string())),
             Err(e) => Err(unavailable(e)),
         }
     });
@@ -121,11 +162,32 @@ pub async fn serve(node: NodeHandle, listener: TcpListener) -> std::io::Result<(
     app.listen(listener).await
 }
 
+/// A request to pin a publisher key.
+#[derive(Debug, Deserialize)]
+pub struct TrustRequest {
+    /// An `RW…` key line, a `.pub` file, or an `https://` page showing the key
+    /// (with an optional `#SCOPE,…`).
+    pub key: String,
+    /// Release names or keywords the key may publish; none: anything.
+    #[serde(default)]
+    pub scope: Vec<String>,
+}
+
+/// A request to unpin a key.
+#[derive(Debug, Deserialize)]
+pub struct DistrustRequest {
+    /// Its key id, 16 hex digits.
+    pub key_id: String,
+}
+
 /// A request to download.
 #[derive(Debug, Deserialize)]
 pub struct DownloadRequest {
     /// A `urn:sha1:`, a `urn:sha256:` or a `magnet:` link.
     pub target: String,
+    /// Keep the file only if it is verified under a trusted key.
+    #[serde(default)]
+    pub require_verified: bool,
 }
 
 /// The `Host` header values that name this API: its address, and

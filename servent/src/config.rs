@@ -47,6 +47,8 @@ pub struct Config {
     /// Where finished downloads land (and are shared from); `None` means
     /// `<data-dir>/downloads`. Without a data directory there are no downloads.
     pub downloads: Option<PathBuf>,
+    /// Publisher keys to pin at start (`--trust`), besides those pinned before.
+    pub trust: Vec<crate::trust::TrustedKey>,
 }
 
 impl Default for Config {
@@ -64,6 +66,7 @@ impl Default for Config {
             deflate: true,
             uploads: crate::transfer::upload::UploadConfig::default(),
             downloads: None,
+            trust: Vec::new(),
         }
     }
 }

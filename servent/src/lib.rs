@@ -13,6 +13,7 @@ pub mod config;
 pub mod flow;
 pub mod handshake;
 pub mod hostcache;
+pub mod keysource;
 pub mod node;
 pub mod routing;
 pub mod searches;

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use async_std::net::TcpListener;
 use async_std::task;
 use servent::cli::{self, Command, RunArgs};
-use servent::{api, node};
+use servent::{api, keysource, node};
 use structopt::StructOpt;
 
 fn main() -> ExitCode {
@@ -26,7 +26,19 @@ fn main() -> ExitCode {
 /// Runs a servent until interrupted (Ctrl-C or SIGTERM), then says Bye to
 /// its peers and stops.
 async fn run(args: RunArgs) -> Result<(), String> {
-    let config = args.config()?;
+    let mut config = args.config()?;
+    let mut pinned = Vec::new();
+    for arg in &args.trust {
+        let resolved = keysource::resolve(arg).await?;
+        let scope = resolved.trusted.scope.join(", ");
+        let scope = if scope.is_empty() { "anything".to_owned() } else { scope };
+        pinned.push(format!(
+            "servent: trusting key {} from {} for {scope}",
+            resolved.trusted.key.key_id(),
+            resolved.source
+        ));
+        config.trust.push(resolved.trusted);
+    }
     let api_listener =
         TcpListener::bind(args.api).await.map_err(|e| format!("cannot listen on {} for the API: {e}", args.api))?;
     let api_addr = api_listener.local_addr().map_err(|e| e.to_string())?;
@@ -46,6 +58,9 @@ async fn run(args: RunArgs) -> Result<(), String> {
     );
     if let Some(dir) = data_dir {
         let _ = writeln!(std::io::stdout(), "servent: data in {}", dir.display());
+    }
+    for line in pinned {
+        let _ = writeln!(std::io::stdout(), "{line}");
     }
     let server = task::spawn(api::serve(node.clone(), api_listener));
     let _ = stopped.recv().await;

@@ -22,6 +22,7 @@
 use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use serde::{Deserialize, Serialize};
 use signing_tool::{FileCheck, FileVerifier, KeyId, Minisig, PublicKey, Release, VerifyError};
@@ -175,6 +176,28 @@ pub enum TrustError {
     /// A key or scope that cannot be pinned.
     #[error("{0}")]
     Refused(String),
+}
+
+/// The trust store as the parts of a running servent share it: the broker
+/// and the downloads read it, the API changes it.
+#[derive(Clone, Debug, Default)]
+pub struct SharedTrust(Arc<RwLock<TrustStore>>);
+
+impl SharedTrust {
+    /// Shares `store`.
+    pub fn new(store: TrustStore) -> SharedTrust {
+        SharedTrust(Arc::new(RwLock::new(store)))
+    }
+
+    /// The store, to judge with.
+    pub fn read(&self) -> RwLockReadGuard<'_, TrustStore> {
+        self.0.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The store, to change.
+    pub fn write(&self) -> RwLockWriteGuard<'_, TrustStore> {
+        self.0.write().unwrap_or_else(PoisonError::into_inner)
+    }
 }
 
 /// The keys this servent trusts.
