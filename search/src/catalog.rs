@@ -306,7 +306,8 @@ mod tests {
         let mut catalog = Catalog::default();
         let a = catalog.reserve_index().unwrap();
         let b = catalog.reserve_index().unwrap();
-        catalog.apply(&[Change::Hashed(Box::new(entry(a, "/s/a.txt"))), Change::Hashed(Box::new(entry(b, "/s/b é.txt")))]);
+        catalog
+            .apply(&[Change::Hashed(Box::new(entry(a, "/s/a.txt"))), Change::Hashed(Box::new(entry(b, "/s/b é.txt")))]);
         catalog.save(&path).unwrap();
 
         let (loaded, note) = Catalog::load(&path).unwrap();
