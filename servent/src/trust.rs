@@ -460,6 +460,18 @@ mod tests {
     }
 
     #[test]
+    fn legacy_signature_under_a_trusted_key_is_fake_and_never_verified() {
+        let publisher = Publisher::new();
+        let mut compact = publisher.sign(GENUINE, "SEBLINUX-base", &[]).to_compact();
+        compact[1] = b'd';
+        let legacy = Minisig::from_compact(&compact).unwrap();
+        let judgement = store(&publisher, &[]).judge(Some(&legacy), content(GENUINE));
+        assert_eq!(judgement.verdict, Verdict::Fake, "{judgement:?}");
+        assert!(judgement.reason.contains("legacy"), "{}", judgement.reason);
+        assert!(store(&publisher, &[]).file_verifier(&legacy).is_some_and(|v| v.finish().verdict.is_err()));
+    }
+
+    #[test]
     fn no_signature_is_unsigned_and_a_hit_without_sha256_cannot_be_verified() {
         let publisher = Publisher::new();
         let store = store(&publisher, &[]);
