@@ -19,6 +19,10 @@
 //! | `GET /api/downloads` | a list of [`DownloadSnapshot`](crate::transfer::download::DownloadSnapshot) |
 //! | `GET /api/downloads/:id` | one [`DownloadSnapshot`](crate::transfer::download::DownloadSnapshot) |
 //! | `POST /api/downloads/:id/cancel` | `{"cancelled": 1}` |
+//! | `GET /api/updates` | [`UpdaterStatus`](crate::updater::UpdaterStatus) |
+//! | `POST /api/updates/run` `{"dry_run": false}` | [`PassReport`](crate::updater::PassReport) |
+//! | `POST /api/install` `{"name": "SEBLINUX-base", "dry_run": false}` | a [`Decision`](crate::updater::Decision) |
+//! | `POST /api/rollback` `{"name": "SEBLINUX-base"}` | a [`Decision`](crate::updater::Decision) |
 
 use std::net::SocketAddr;
 
@@ -32,6 +36,7 @@ use crate::keysource;
 use crate::node::{NodeError, NodeHandle};
 use crate::transfer::download::{DownloadId, Keep};
 use crate::trust::TrustedKey;
+use crate::updater::{UpdateError, Updater};
 use crate::wire::Guid;
 
 /// A request to start a search.
@@ -46,14 +51,16 @@ pub struct SearchRequest {
 #[derive(Clone)]
 struct State {
     node: NodeHandle,
+    updater: Option<Updater>,
     /// The `Host` values this API answers to.
     hosts: Vec<String>,
 }
 
-/// Serves the API on `listener` until the servent stops.
-pub async fn serve(node: NodeHandle, listener: TcpListener) -> std::io::Result<()> {
+/// Serves the API on `listener` until the servent stops; the update routes
+/// answer when there is an `updater`.
+pub async fn serve(node: NodeHandle, updater: Option<Updater>, listener: TcpListener) -> std::io::Result<()> {
     let addr = listener.local_addr()?;
-    let mut app = tide::with_state(State { node, hosts: allowed_hosts(addr) });
+    let mut app = tide::with_state(State { node, updater, hosts: allowed_hosts(addr) });
     // Errors leave as `{"error": "…"}`, so clients can show one clear line.
     app.with(tide::utils::After(|mut res: Response| async move {
         if let Some(message) = res.error().map(|e| e.to_string()) {
@@ -159,7 +166,63 @@ pub async fn serve(node: NodeHandle, listener: TcpListener) -> std::io::Result<(
         downloads.cancel(id).await.map_err(|e| tide::Error::from_str(StatusCode::NotFound, e.to_string()))?;
         json(&serde_json::json!({ "cancelled": id }))
     });
+    app.at("/api/updates").get(|req: Request<State>| async move {
+        guard(&req)?;
+        json(&updater_of(&req)?.status())
+    });
+    app.at("/api/updates/run").post(|mut req: Request<State>| async move {
+        guard(&req)?;
+        let request: UpdateRequest =
+            req.body_json().await.map_err(|e| bad_request(format!("expected {{\"dry_run\": …}}: {e}")))?;
+        json(&updater_of(&req)?.pass(request.dry_run).await.map_err(update_error)?)
+    });
+    app.at("/api/install").post(|mut req: Request<State>| async move {
+        guard(&req)?;
+        let request: PackageRequest =
+            req.body_json().await.map_err(|e| bad_request(format!("expected {{\"name\": …}}: {e}")))?;
+        json(&updater_of(&req)?.install(&request.name, request.dry_run).await.map_err(update_error)?)
+    });
+    app.at("/api/rollback").post(|mut req: Request<State>| async move {
+        guard(&req)?;
+        let request: PackageRequest =
+            req.body_json().await.map_err(|e| bad_request(format!("expected {{\"name\": …}}: {e}")))?;
+        json(&updater_of(&req)?.rollback(&request.name).await.map_err(update_error)?)
+    });
     app.listen(listener).await
+}
+
+/// A request for an update pass.
+#[derive(Debug, Deserialize)]
+pub struct UpdateRequest {
+    /// Say what would change, change nothing.
+    #[serde(default)]
+    pub dry_run: bool,
+}
+
+/// A request about one package.
+#[derive(Debug, Deserialize)]
+pub struct PackageRequest {
+    /// The package's signed name.
+    pub name: String,
+    /// Say what would change, change nothing (install only).
+    #[serde(default)]
+    pub dry_run: bool,
+}
+
+fn updater_of(req: &Request<State>) -> tide::Result<&Updater> {
+    req.state()
+        .updater
+        .as_ref()
+        .ok_or_else(|| tide::Error::from_str(StatusCode::NotFound, "this servent has no updater"))
+}
+
+fn update_error(e: UpdateError) -> tide::Error {
+    let status = match e {
+        UpdateError::Busy => StatusCode::Conflict,
+        UpdateError::Install(_) => StatusCode::BadRequest,
+        UpdateError::Node(_) => StatusCode::ServiceUnavailable,
+    };
+    tide::Error::from_str(status, e.to_string())
 }
 
 /// A request to pin a publisher key.

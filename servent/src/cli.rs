@@ -16,7 +16,7 @@ use crate::transfer::upload::UploadConfig;
 #[structopt(name = "servent")]
 pub enum Command {
     /// Joins the network, shares folders, and serves the local API.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Searches the network by keywords or by `urn:sha1:`/`urn:sha256:`.
     Search {
         // structopt refuses doc comments on flattened fields.
@@ -65,6 +65,49 @@ pub enum Command {
     Status(ListArgs),
     /// Pins, lists or unpins publisher keys.
     Trust(TrustCommand),
+    /// Installs the newest verified release of a package into the install directory.
+    Install {
+        // structopt refuses doc comments on flattened fields.
+        #[allow(missing_docs)]
+        #[structopt(flatten)]
+        api: ApiArgs,
+        /// Say what would be installed, and change nothing.
+        #[structopt(long)]
+        dry_run: bool,
+        /// One JSON object.
+        #[structopt(long)]
+        json: bool,
+        /// The release name, as signed (e.g. SEBLINUX-base).
+        name: String,
+    },
+    /// Shows the updater; with --once, runs an update pass now.
+    Update {
+        // structopt refuses doc comments on flattened fields.
+        #[allow(missing_docs)]
+        #[structopt(flatten)]
+        api: ApiArgs,
+        /// Run one pass now over every installed package.
+        #[structopt(long)]
+        once: bool,
+        /// Say what the pass would change, and change nothing.
+        #[structopt(long)]
+        dry_run: bool,
+        /// One JSON object per line.
+        #[structopt(long)]
+        json: bool,
+    },
+    /// Puts the previous version of an installed package back.
+    Rollback {
+        // structopt refuses doc comments on flattened fields.
+        #[allow(missing_docs)]
+        #[structopt(flatten)]
+        api: ApiArgs,
+        /// One JSON object.
+        #[structopt(long)]
+        json: bool,
+        /// The package name.
+        name: String,
+    },
 }
 
 /// `servent trust …`.
@@ -157,6 +200,16 @@ pub struct RunArgs {
     /// of a page showing it, optionally followed by `#SCOPE,…` (repeatable).
     #[structopt(long)]
     pub trust: Vec<String>,
+    /// Where releases are installed, and shared from [default: <data-dir>/installed].
+    #[structopt(long, parse(from_os_str))]
+    pub install_dir: Option<PathBuf>,
+    /// Run an update pass every this many minutes.
+    #[structopt(long, value_name = "MINUTES")]
+    pub update_every: Option<u64>,
+    /// A shell command run after each install (SERVENT_NAME, SERVENT_VERSION,
+    /// SERVENT_PATH, SERVENT_PREVIOUS_VERSION set); failure rolls back.
+    #[structopt(long, value_name = "CMD")]
+    pub post_install: Option<String>,
 }
 
 impl RunArgs {
@@ -234,6 +287,16 @@ pub async fn run_client(command: Command) -> Result<(), String> {
             get(&Client::new(&api), &target, require_verified, wait, json).await
         }
         Command::Trust(command) => trust(command).await,
+        Command::Install { api, dry_run, json, name } => {
+            let body = serde_json::json!({ "name": name, "dry_run": dry_run });
+            let decision = Client::new(&api).post("/api/install", &body).await?;
+            print_decisions(std::slice::from_ref(&decision), json)
+        }
+        Command::Update { api, once, dry_run, json } => update(&Client::new(&api), once, dry_run, json).await,
+        Command::Rollback { api, json, name } => {
+            let decision = Client::new(&api).post("/api/rollback", &serde_json::json!({ "name": name })).await?;
+            print_decisions(std::slice::from_ref(&decision), json)
+        }
         Command::Downloads(args) => {
             let downloads = Client::new(&args.api).get("/api/downloads").await?;
             print_list(&downloads, args.json, &["id", "name", "state", "done", "rate", "sources"], |d| {
@@ -372,6 +435,50 @@ async fn get(client: &Client, target: &str, require_verified: bool, wait: bool, 
             Some("cancelled") => return Err("download cancelled".into()),
             _ => async_std::task::sleep(PROGRESS_POLL).await,
         }
+    }
+}
+
+async fn update(client: &Client, once: bool, dry_run: bool, json: bool) -> Result<(), String> {
+    if once || dry_run {
+        let report = client.post("/api/updates/run", &serde_json::json!({ "dry_run": dry_run })).await?;
+        return print_decisions(report["decisions"].as_array().map(Vec::as_slice).unwrap_or_default(), json);
+    }
+    let status = client.get("/api/updates").await?;
+    if json {
+        println!("{status}");
+        return Ok(());
+    }
+    println!("install dir  {}", text(&status["install_dir"]));
+    match status["every_minutes"].as_u64() {
+        Some(minutes) => println!("passes       every {minutes} minutes"),
+        None => println!("passes       on request (`update --once`)"),
+    }
+    print_list(&status["installed"], false, &["name", "version", "key_id", "previous"], |p| {
+        vec![
+            text(&p["current"]["name"]),
+            text(&p["current"]["version"]),
+            text(&p["current"]["key_id"]),
+            text(&p["previous"]["version"]),
+        ]
+    });
+    if let Some(decisions) = status["last_pass"]["decisions"].as_array() {
+        println!("last pass:");
+        print_decisions(decisions, false)?;
+    }
+    Ok(())
+}
+
+/// Prints the updater's decisions; fails when one of them failed.
+fn print_decisions(decisions: &[Value], json: bool) -> Result<(), String> {
+    for d in decisions {
+        match json {
+            true => println!("{d}"),
+            false => println!("{} {}: {}", text(&d["name"]), text(&d["action"]).replace('_', " "), text(&d["reason"])),
+        }
+    }
+    match decisions.iter().find(|d| d["action"] == "failed") {
+        Some(d) => Err(format!("{}: {}", text(&d["name"]), text(&d["reason"]))),
+        None => Ok(()),
     }
 }
 

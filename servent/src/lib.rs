@@ -19,4 +19,5 @@ pub mod routing;
 pub mod searches;
 pub mod transfer;
 pub mod trust;
+pub mod updater;
 pub mod wire;

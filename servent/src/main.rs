@@ -2,16 +2,18 @@
 
 use std::io::Write;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use async_std::net::TcpListener;
 use async_std::task;
 use servent::cli::{self, Command, RunArgs};
+use servent::updater::{Updater, UpdaterConfig};
 use servent::{api, keysource, node};
 use structopt::StructOpt;
 
 fn main() -> ExitCode {
     let result = match Command::from_args() {
-        Command::Run(args) => task::block_on(run(args)),
+        Command::Run(args) => task::block_on(run(*args)),
         command => task::block_on(cli::run_client(command)),
     };
     match result {
@@ -43,7 +45,20 @@ async fn run(args: RunArgs) -> Result<(), String> {
         TcpListener::bind(args.api).await.map_err(|e| format!("cannot listen on {} for the API: {e}", args.api))?;
     let api_addr = api_listener.local_addr().map_err(|e| e.to_string())?;
     let data_dir = config.data_dir.clone();
+    let install_dir = match (&args.install_dir, &data_dir) {
+        (Some(dir), _) => dir.clone(),
+        (None, Some(data)) => data.join("installed"),
+        (None, None) => return Err("an install directory needs --install-dir or --data-dir".into()),
+    };
+    std::fs::create_dir_all(&install_dir).map_err(|e| format!("cannot create {}: {e}", install_dir.display()))?;
+    // What is installed is shared on: every user re-shares the updates.
+    config.shares.push(install_dir.clone());
     let node = node::start(config).await.map_err(|e| e.to_string())?;
+    let updater_config = UpdaterConfig { post_install: args.post_install.clone(), ..UpdaterConfig::new(install_dir) };
+    let updater = Updater::open(node.clone(), updater_config).map_err(|e| e.to_string())?;
+    if let Some(minutes) = args.update_every.filter(|&m| m > 0) {
+        updater.spawn_every(Duration::from_secs(minutes.saturating_mul(60)));
+    }
     let (stop, stopped) = async_std::channel::bounded::<()>(1);
     ctrlc::set_handler(move || {
         let _ = stop.try_send(());
@@ -62,7 +77,7 @@ async fn run(args: RunArgs) -> Result<(), String> {
     for line in pinned {
         let _ = writeln!(std::io::stdout(), "{line}");
     }
-    let server = task::spawn(api::serve(node.clone(), api_listener));
+    let server = task::spawn(api::serve(node.clone(), Some(updater), api_listener));
     let _ = stopped.recv().await;
     let _ = writeln!(std::io::stdout(), "servent: stopping");
     node.shutdown().await;

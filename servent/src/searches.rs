@@ -94,6 +94,13 @@ pub struct SearchResult {
 }
 
 impl SearchResult {
+    /// A result from no search, for tests of what uses results.
+    #[cfg(test)]
+    pub(crate) fn judged(name: &str, size: u64, judgement: Judgement) -> SearchResult {
+        let (sha1, sha256, sources, signature, carried) = (None, None, Vec::new(), None, Vec::new());
+        SearchResult { name: name.into(), size, sha1, sha256, sources, judgement, signature, carried }
+    }
+
     fn content(&self) -> Content {
         let sha256 = match self.sha256 {
             Some(Urn::Sha256(digest)) => Some(digest),

@@ -332,6 +332,8 @@ pub struct NodeHandle {
     trust: SharedTrust,
     uploads: Arc<Uploads>,
     downloads: Option<Downloads>,
+    /// Wakes the rescan of the shared folders.
+    rescan: Sender<()>,
     broker: Arc<Mutex<Option<JoinHandle<()>>>>,
 }
 
@@ -349,6 +351,13 @@ impl NodeHandle {
     /// The upload side: its counters and the download mesh.
     pub fn uploads(&self) -> &Arc<Uploads> {
         &self.uploads
+    }
+
+    /// Rescans the shared folders now rather than at the next interval, so
+    /// that a file just put there is shared at once.
+    pub fn rescan(&self) {
+        // A full channel already means "rescan soon".
+        let _ = self.rescan.try_send(());
     }
 
     /// Everything shared, each file with its verdict under the keys trusted now.
@@ -503,6 +512,7 @@ pub async fn start(config: Config) -> Result<NodeHandle, NodeError> {
                 shares.push(finished.clone());
             }
             let config = DownloadsConfig::new(partial, finished);
+            let rescan_now = rescan_now.clone();
             let downloads = Downloads::spawn(config, alt, trust.clone(), move |_| {
                 let _ = rescan_now.try_send(());
             });
@@ -577,7 +587,7 @@ pub async fn start(config: Config) -> Result<NodeHandle, NodeError> {
     };
     let broker = task::spawn(broker.run());
     let broker = Arc::new(Mutex::new(Some(broker)));
-    Ok(NodeHandle { events, listen, library, trust, uploads, downloads, broker })
+    Ok(NodeHandle { events, listen, library, trust, uploads, downloads, rescan: rescan_now, broker })
 }
 
 const HOST_CACHE_FILE: &str = "hosts";

@@ -70,7 +70,7 @@ use search::Urn;
 use signing_tool::Minisig;
 
 use self::driver::{Control, Driver, Outcome, Start, Stop};
-pub use self::finish::check as check_file;
+pub use self::finish::{check as check_file, safe_name as safe_file_name};
 use self::plan::{Tuning, MAX_FILE_SIZE, MAX_KNOWN_SOURCES};
 use self::state::{key_urn, PartialDir, PartialDownload};
 use crate::transfer::alt::AltLocations;
