@@ -204,6 +204,8 @@ impl SharedTrust {
 #[derive(Debug, Default)]
 pub struct TrustStore {
     keys: Vec<TrustedKey>,
+    /// Counts changes, so that verdicts kept elsewhere know when they are stale.
+    generation: u64,
     /// Where the store is saved; `None` in memory.
     path: Option<PathBuf>,
 }
@@ -216,7 +218,7 @@ impl TrustStore {
 
     /// Opens the store saved at `path`; a missing file is an empty store.
     pub fn open(path: &Path) -> Result<TrustStore, TrustError> {
-        let mut store = TrustStore { keys: Vec::new(), path: Some(path.to_owned()) };
+        let mut store = TrustStore { path: Some(path.to_owned()), ..TrustStore::default() };
         let io = |action, source| TrustError::Io { action, path: path.to_owned(), source };
         let file = match std::fs::File::open(path) {
             Ok(file) => file,
@@ -250,6 +252,7 @@ impl TrustStore {
             )));
         }
         let entry = KeyEntry::from(&trusted);
+        self.generation += 1;
         let full = self.keys.len() >= MAX_TRUSTED_KEYS;
         match self.keys.iter_mut().find(|k| k.key.key_id() == trusted.key.key_id()) {
             Some(existing) => *existing = trusted,
@@ -265,9 +268,15 @@ impl TrustStore {
         self.keys.retain(|k| k.key.key_id() != id);
         let removed = self.keys.len() != before;
         if removed {
+            self.generation += 1;
             self.save()?;
         }
         Ok(removed)
+    }
+
+    /// Changes with every key pinned, unpinned or rescoped.
+    pub fn generation(&self) -> u64 {
+        self.generation
     }
 
     /// The pinned keys, as listed.

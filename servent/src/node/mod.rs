@@ -330,6 +330,7 @@ pub struct NodeHandle {
     listen: SocketAddr,
     library: Arc<search::Library>,
     trust: SharedTrust,
+    library_verdicts: Arc<Mutex<LibraryVerdicts>>,
     uploads: Arc<Uploads>,
     downloads: Option<Downloads>,
     /// Wakes the rescan of the shared folders.
@@ -363,11 +364,10 @@ impl NodeHandle {
     /// Everything shared, each file with its verdict under the keys trusted now.
     pub fn library_entries(&self) -> Vec<LibraryEntry> {
         let trust = self.trust.read();
-        self.library
-            .files()
-            .into_iter()
-            .map(|file| LibraryEntry { judgement: judge_shared(&trust, &file), file })
-            .collect()
+        let files = self.library.files();
+        let mut verdicts = self.library_verdicts.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        verdicts.refresh(trust.generation(), files.len());
+        files.into_iter().map(|file| LibraryEntry { judgement: verdicts.judge(&trust, &file), file }).collect()
     }
 
     /// The pinned publisher keys.
@@ -587,22 +587,52 @@ pub async fn start(config: Config) -> Result<NodeHandle, NodeError> {
     };
     let broker = task::spawn(broker.run());
     let broker = Arc::new(Mutex::new(Some(broker)));
-    Ok(NodeHandle { events, listen, library, trust, uploads, downloads, rescan: rescan_now, broker })
+    let library_verdicts = Arc::default();
+    Ok(NodeHandle { events, listen, library, trust, library_verdicts, uploads, downloads, rescan: rescan_now, broker })
 }
 
 const HOST_CACHE_FILE: &str = "hosts";
 
-/// The verdict on one of our shared files, from its signature and its bytes' digests.
-fn judge_shared(trust: &TrustStore, file: &search::SharedFile) -> Judgement {
-    let sha256 = match file.sha256 {
-        Urn::Sha256(digest) => Some(digest),
-        Urn::Sha1(_) => None,
-    };
-    let content = Content { size: file.size, sha256 };
-    match &file.signature {
-        None => trust.judge(None, content),
-        Some(search::Sidecar::Signed(signed)) => trust.judge(Some(&signed.minisig), content),
-        Some(search::Sidecar::Unreadable(why)) => Judgement::unreadable(why),
+/// Verdicts on our own shared files, kept while the file, its signature and
+/// the trusted keys stay the same: each is an Ed25519 check, and the page
+/// asks for the library again and again.
+#[derive(Default)]
+struct LibraryVerdicts {
+    trust_generation: u64,
+    by_file: HashMap<(u32, Urn, Option<Vec<u8>>), Judgement>,
+}
+
+impl LibraryVerdicts {
+    /// Forgets everything when the keys changed or the library shrank a lot.
+    fn refresh(&mut self, trust_generation: u64, files: usize) {
+        if trust_generation != self.trust_generation || self.by_file.len() > 2 * files + 64 {
+            self.by_file.clear();
+            self.trust_generation = trust_generation;
+        }
+    }
+
+    /// The verdict on one of our shared files, from its signature and its bytes' digests.
+    fn judge(&mut self, trust: &TrustStore, file: &search::SharedFile) -> Judgement {
+        let signature = match &file.signature {
+            Some(search::Sidecar::Signed(signed)) => Some(signed.minisig.to_compact()),
+            Some(search::Sidecar::Unreadable(why)) => return Judgement::unreadable(why),
+            None => None,
+        };
+        let key = (file.index, file.sha256, signature);
+        if let Some(judgement) = self.by_file.get(&key) {
+            return judgement.clone();
+        }
+        let sha256 = match file.sha256 {
+            Urn::Sha256(digest) => Some(digest),
+            Urn::Sha1(_) => None,
+        };
+        let minisig = match &file.signature {
+            Some(search::Sidecar::Signed(signed)) => Some(&*signed.minisig),
+            _ => None,
+        };
+        let judgement = trust.judge(minisig, Content { size: file.size, sha256 });
+        self.by_file.insert(key, judgement.clone());
+        judgement
     }
 }
 
