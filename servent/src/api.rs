@@ -1,9 +1,11 @@
 //! The local JSON API on tide, under `/api/`: what the CLI and the web page
 //! use to drive a running servent.
 //!
-//! It answers on loopback by default and refuses requests whose `Host` is
-//! not its own address or `localhost` (a DNS-rebinding page cannot reach
-//! it), and state changes are JSON `POST`s only.
+//! The same server serves the web page (`/` and `/assets/…`, from the
+//! `web-ui` crate). Every request passes the [`guard`] first: a `Host` that
+//! names this API, an `Origin` (when sent) that is its own, changes only as
+//! JSON `POST`s, and the `--api-token` on every `/api/` request when one is
+//! set (it must be, off loopback). Nothing changes on a `GET`.
 //!
 //! | route | answer |
 //! |---|---|
@@ -16,15 +18,21 @@
 //! | `GET /api/downloads` | a list of [`DownloadSnapshot`](crate::transfer::download::DownloadSnapshot) |
 //! | `GET /api/downloads/:id` | one [`DownloadSnapshot`](crate::transfer::download::DownloadSnapshot) |
 //! | `POST /api/downloads/:id/cancel` | `{"cancelled": 1}` |
+//! | `POST /api/downloads/:id/pause` | `{"paused": 1}` |
+//! | `POST /api/downloads/:id/resume` | `{"resumed": 1}` |
 
-use std::net::SocketAddr;
+pub mod guard;
+
+use std::future::Future;
+use std::pin::Pin;
 
 use async_std::net::TcpListener;
 use serde::Deserialize;
-use tide::{Body, Request, Response, StatusCode};
+use tide::{Body, Next, Request, Response, StatusCode};
 
+pub use self::guard::ApiToken;
 use crate::node::{NodeError, NodeHandle};
-use crate::transfer::download::DownloadId;
+use crate::transfer::download::{DownloadError, DownloadId};
 use crate::wire::Guid;
 
 /// A request to start a search.
@@ -39,14 +47,14 @@ pub struct SearchRequest {
 #[derive(Clone)]
 struct State {
     node: NodeHandle,
-    /// The `Host` values this API answers to.
-    hosts: Vec<String>,
+    /// What every `/api/` request must carry, if anything.
+    token: Option<ApiToken>,
 }
 
-/// Serves the API on `listener` until the servent stops.
-pub async fn serve(node: NodeHandle, listener: TcpListener) -> std::io::Result<()> {
-    let addr = listener.local_addr()?;
-    let mut app = tide::with_state(State { node, hosts: allowed_hosts(addr) });
+/// Serves the API and the page on `listener` until the servent stops;
+/// with a `token`, every API request must present it.
+pub async fn serve(node: NodeHandle, listener: TcpListener, token: Option<ApiToken>) -> std::io::Result<()> {
+    let mut app = tide::with_state(State { node, token });
     // Errors leave as `{"error": "…"}`, so clients can show one clear line.
     app.with(tide::utils::After(|mut res: Response| async move {
         if let Some(message) = res.error().map(|e| e.to_string()) {
@@ -54,20 +62,14 @@ pub async fn serve(node: NodeHandle, listener: TcpListener) -> std::io::Result<(
         }
         Ok(res)
     }));
-    app.at("/api/status").get(|req: Request<State>| async move {
-        guard(&req)?;
-        json(&req.state().node.status().await.map_err(unavailable)?)
-    });
-    app.at("/api/peers").get(|req: Request<State>| async move {
-        guard(&req)?;
-        json(&req.state().node.peers().await.map_err(unavailable)?)
-    });
-    app.at("/api/library").get(|req: Request<State>| async move {
-        guard(&req)?;
-        json(&req.state().node.library().files())
-    });
+    app.with(admit);
+    web_ui::mount(&mut app);
+    app.at("/api/status")
+        .get(|req: Request<State>| async move { json(&req.state().node.status().await.map_err(unavailable)?) });
+    app.at("/api/peers")
+        .get(|req: Request<State>| async move { json(&req.state().node.peers().await.map_err(unavailable)?) });
+    app.at("/api/library").get(|req: Request<State>| async move { json(&req.state().node.library().files()) });
     app.at("/api/searches").post(|mut req: Request<State>| async move {
-        guard(&req)?;
         let request: SearchRequest =
             req.body_json().await.map_err(|e| bad_request(format!("expected {{\"query\": …}}: {e}")))?;
         let ttl = request.ttl.unwrap_or(crate::routing::DEFAULT_MAX_TTL);
@@ -78,7 +80,6 @@ pub async fn serve(node: NodeHandle, listener: TcpListener) -> std::io::Result<(
         }
     });
     app.at("/api/searches/:id").get(|req: Request<State>| async move {
-        guard(&req)?;
         let id: Guid = req.param("id")?.parse().map_err(|_| bad_request("not a search id".into()))?;
         match req.state().node.search_results(id).await.map_err(unavailable)? {
             Some(snapshot) => json(&snapshot),
@@ -86,12 +87,10 @@ pub async fn serve(node: NodeHandle, listener: TcpListener) -> std::io::Result<(
         }
     });
     app.at("/api/downloads").get(|req: Request<State>| async move {
-        guard(&req)?;
         let downloads = req.state().node.downloads().map_err(unavailable)?;
         json(&downloads.list().await.map_err(|e| unavailable(e.into()))?)
     });
     app.at("/api/downloads").post(|mut req: Request<State>| async move {
-        guard(&req)?;
         let request: DownloadRequest =
             req.body_json().await.map_err(|e| bad_request(format!("expected {{\"target\": …}}: {e}")))?;
         match req.state().node.download(&request.target).await {
@@ -103,7 +102,6 @@ pub async fn serve(node: NodeHandle, listener: TcpListener) -> std::io::Result<(
         }
     });
     app.at("/api/downloads/:id").get(|req: Request<State>| async move {
-        guard(&req)?;
         let id: DownloadId = req.param("id")?.parse().map_err(|_| bad_request("not a download id".into()))?;
         let downloads = req.state().node.downloads().map_err(unavailable)?;
         match downloads.get(id).await {
@@ -111,14 +109,39 @@ pub async fn serve(node: NodeHandle, listener: TcpListener) -> std::io::Result<(
             Err(e) => Err(tide::Error::from_str(StatusCode::NotFound, e.to_string())),
         }
     });
-    app.at("/api/downloads/:id/cancel").post(|req: Request<State>| async move {
-        guard(&req)?;
-        let id: DownloadId = req.param("id")?.parse().map_err(|_| bad_request("not a download id".into()))?;
-        let downloads = req.state().node.downloads().map_err(unavailable)?;
-        downloads.cancel(id).await.map_err(|e| tide::Error::from_str(StatusCode::NotFound, e.to_string()))?;
-        json(&serde_json::json!({ "cancelled": id }))
-    });
+    app.at("/api/downloads/:id/cancel").post(|req| control(req, Control::Cancel));
+    app.at("/api/downloads/:id/pause").post(|req| control(req, Control::Pause));
+    app.at("/api/downloads/:id/resume").post(|req| control(req, Control::Resume));
     app.listen(listener).await
+}
+
+/// What the user can do to a running download.
+#[derive(Clone, Copy)]
+enum Control {
+    Cancel,
+    Pause,
+    Resume,
+}
+
+async fn control(req: Request<State>, what: Control) -> tide::Result {
+    let id: DownloadId = req.param("id")?.parse().map_err(|_| bad_request("not a download id".into()))?;
+    let downloads = req.state().node.downloads().map_err(unavailable)?;
+    let (done, answer) = match what {
+        Control::Cancel => (downloads.cancel(id).await, "cancelled"),
+        Control::Pause => (downloads.pause(id).await, "paused"),
+        Control::Resume => (downloads.resume(id).await, "resumed"),
+    };
+    match done {
+        Ok(()) => json(&serde_json::json!({ answer: id })),
+        Err(e) => {
+            let status = match e {
+                DownloadError::Unknown(_) => StatusCode::NotFound,
+                DownloadError::Ended(_) => StatusCode::Conflict,
+                _ => StatusCode::ServiceUnavailable,
+            };
+            Err(tide::Error::from_str(status, e.to_string()))
+        }
+    }
 }
 
 /// A request to download.
@@ -128,19 +151,36 @@ pub struct DownloadRequest {
     pub target: String,
 }
 
-/// The `Host` header values that name this API: its address, and
-/// `localhost` with its port.
-fn allowed_hosts(addr: SocketAddr) -> Vec<String> {
-    vec![addr.to_string(), format!("localhost:{}", addr.port())]
-}
-
-/// Refuses requests addressed to another host name (DNS rebinding).
-fn guard(req: &Request<State>) -> tide::Result<()> {
-    let host = req.header("Host").map(|h| h.as_str().to_ascii_lowercase());
-    match host {
-        Some(host) if req.state().hosts.contains(&host) => Ok(()),
-        _ => Err(tide::Error::from_str(StatusCode::Forbidden, "request for another host refused")),
-    }
+/// The middleware in front of every route: [`guard::check`] on the
+/// request's head. The raw `Host` header is read, never tide's
+/// `Request::host`, which believes `X-Forwarded-Host`.
+fn admit<'a>(req: Request<State>, next: Next<'a, State>) -> Pin<Box<dyn Future<Output = tide::Result> + Send + 'a>> {
+    Box::pin(async move {
+        let header = |name: &str| {
+            req.header(name).map(|values| match values.iter().count() {
+                1 => values.as_str(),
+                _ => guard::Head::REPEATED,
+            })
+        };
+        let method = req.method().to_string();
+        let head = guard::Head {
+            method: &method,
+            path: req.url().path(),
+            local_addr: req.local_addr(),
+            host: header("Host"),
+            origin: header("Origin"),
+            content_type: header("Content-Type"),
+            authorization: header("Authorization"),
+        };
+        if let Err(refusal) = guard::check(&head, req.state().token.as_ref()) {
+            let mut refused = Response::from(tide::Error::from_str(refusal.status(), refusal.to_string()));
+            if refusal == guard::Refusal::Token {
+                refused.insert_header("WWW-Authenticate", "Bearer");
+            }
+            return Ok(refused);
+        }
+        Ok(next.run(req).await)
+    })
 }
 
 fn json<T: serde::Serialize>(value: &T) -> tide::Result {

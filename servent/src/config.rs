@@ -47,6 +47,9 @@ pub struct Config {
     /// Where finished downloads land (and are shared from); `None` means
     /// `<data-dir>/downloads`. Without a data directory there are no downloads.
     pub downloads: Option<PathBuf>,
+    /// What every request to the local API must carry (`--api-token`); the
+    /// API is served beside the node, which does not look at it.
+    pub api_token: Option<crate::api::ApiToken>,
 }
 
 impl Default for Config {
@@ -64,6 +67,7 @@ impl Default for Config {
             deflate: true,
             uploads: crate::transfer::upload::UploadConfig::default(),
             downloads: None,
+            api_token: None,
         }
     }
 }

@@ -30,7 +30,7 @@ async fn run(args: RunArgs) -> Result<(), String> {
     let api_listener =
         TcpListener::bind(args.api).await.map_err(|e| format!("cannot listen on {} for the API: {e}", args.api))?;
     let api_addr = api_listener.local_addr().map_err(|e| e.to_string())?;
-    let data_dir = config.data_dir.clone();
+    let (data_dir, api_token) = (config.data_dir.clone(), config.api_token.clone());
     let node = node::start(config).await.map_err(|e| e.to_string())?;
     let (stop, stopped) = async_std::channel::bounded::<()>(1);
     ctrlc::set_handler(move || {
@@ -47,7 +47,7 @@ async fn run(args: RunArgs) -> Result<(), String> {
     if let Some(dir) = data_dir {
         let _ = writeln!(std::io::stdout(), "servent: data in {}", dir.display());
     }
-    let server = task::spawn(api::serve(node.clone(), api_listener));
+    let server = task::spawn(api::serve(node.clone(), api_listener, api_token));
     let _ = stopped.recv().await;
     let _ = writeln!(std::io::stdout(), "servent: stopping");
     node.shutdown().await;
