@@ -258,19 +258,23 @@ fn the_api_refuses_other_hosts_other_sites_and_changes_that_are_not_json_posts()
     let (status, answer) = http(api, "GET /api/status HTTP/1.1\r\nHost: evil.example", "");
     assert!(answer.ends_with(r#"{"error":"request for another host refused"}"#), "{status} {answer}");
 
-    let post = |headers: &str| http(api, &format!("POST /api/searches HTTP/1.1\r\nHost: {api}\r\n{headers}"), search);
-    let (status, answer) = post("Content-Type: application/json\r\nOrigin: http://evil.example");
+    let post = |headers: &[&str]| {
+        let head: String = headers.iter().map(|h| format!("\r\n{h}")).collect();
+        http(api, &format!("POST /api/searches HTTP/1.1\r\nHost: {api}{head}"), search)
+    };
+    let json = "Content-Type: application/json";
+    let (status, answer) = post(&[json, "Origin: http://evil.example"]);
     assert_eq!(status, 403, "{answer}");
     assert!(answer.contains("another site"), "{answer}");
-    let (status, answer) = post(&format!("Content-Type: application/json\r\nOrigin: http://{api}"));
+    let (status, answer) = post(&[json, &format!("Origin: http://{api}")]);
     assert_eq!(status, 200, "{answer}");
-    let (status, answer) = post("Content-Type: application/json");
+    let (status, answer) = post(&[json]);
     assert_eq!(status, 200, "the command line sends no Origin: {answer}");
     for form in ["text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x"] {
-        let (status, answer) = post(&format!("Content-Type: {form}\r\nOrigin: http://{api}"));
+        let (status, answer) = post(&[&format!("Content-Type: {form}"), &format!("Origin: http://{api}")]);
         assert_eq!(status, 403, "{form}: {answer}");
     }
-    let (status, _) = post("");
+    let (status, _) = post(&[]);
     assert_eq!(status, 403, "a POST without Content-Type");
 
     // No change by any other method, nor by a GET of a change's route.

@@ -609,7 +609,7 @@ function renderValue(value) {
     const columns = [...new Set(value.flatMap((v) => Object.keys(v)))];
     const table = element("table");
     const head = element("tr");
-    for (const column of columns) head.append(element("th", { scope: "col" }, column));
+    for (const column of columns) head.append(element("th", { scope: "col" }, column.replace(/_/g, " ")));
     table.append(element("thead"), element("tbody"));
     table.tHead.append(head);
     for (const item of value) {
@@ -620,13 +620,13 @@ function renderValue(value) {
     return table;
   }
   if (value && typeof value === "object" && !Array.isArray(value)) {
-    const list = element("dl", { class: "summary" });
+    const list = element("dl", { class: "facts" });
     for (const [term, v] of Object.entries(value)) {
       const definition = element("dd");
       if (v && typeof v === "object") definition.append(renderValue(v));
       else definition.textContent = text(v);
       const item = element("div");
-      item.append(element("dt", {}, term), definition);
+      item.append(element("dt", {}, term.replace(/_/g, " ")), definition);
       list.append(item);
     }
     return list;

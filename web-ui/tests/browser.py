@@ -182,8 +182,9 @@ class Page:
 
 
 def verdict_of(row):
-    badges = row.find_elements(By.CSS_SELECTOR, "td.verdict .badge")
-    return (badges[0].text, badges[0].get_attribute("title")) if badges else (None, None)
+    """A result's verdict badge as (word, explanation); None while it has none."""
+    badges = row.find_elements(By.CSS_SELECTOR, "td.verdict .badge") if row else []
+    return (badges[0].text, badges[0].get_attribute("title")) if badges else None
 
 
 def scenario_download(page, args):
@@ -322,8 +323,8 @@ def scenario_verdicts(page, args):
 
     page.view("search")
     page.search("SEBLINUX")
-    page.wait(f"{args.genuine} verified", lambda: verdict_of(page.row("results", args.genuine))[0] == "verified")
-    page.wait(f"{args.fake} fake", lambda: verdict_of(page.row("results", args.fake))[0] == "fake")
+    page.wait(f"{args.genuine} verified", lambda: (verdict_of(page.row("results", args.genuine)) or [None])[0] == "verified")
+    page.wait(f"{args.fake} fake", lambda: (verdict_of(page.row("results", args.fake)) or [None])[0] == "fake")
     genuine, fake = page.row("results", args.genuine), page.row("results", args.fake)
     for row, name in ((genuine, args.genuine), (fake, args.fake)):
         if not verdict_of(row)[1]:
