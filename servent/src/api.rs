@@ -163,9 +163,12 @@ fn admit<'a>(req: Request<State>, next: Next<'a, State>) -> Pin<Box<dyn Future<O
             })
         };
         let method = req.method().to_string();
+        let url = req.url();
+        let target = url.host_str().zip(url.port_or_known_default()).map(|(host, port)| format!("{host}:{port}"));
         let head = guard::Head {
             method: &method,
-            path: req.url().path(),
+            path: url.path(),
+            target: target.as_deref(),
             local_addr: req.local_addr(),
             host: header("Host"),
             origin: header("Origin"),

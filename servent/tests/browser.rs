@@ -71,8 +71,9 @@ impl Browser {
     }
 
     /// Runs one scenario of the script against the page at `url`; fails
-    /// the test, with the script's account, unless it passes.
-    fn run(&self, scenario: &str, url: &str, args: &[&str]) {
+    /// the test, with the script's account and what `servent` says of its
+    /// downloads and in its log, unless it passes.
+    fn run(&self, scenario: &str, url: &str, args: &[&str], servent: &Running) {
         let shots = screenshots_dir();
         std::fs::create_dir_all(&shots).unwrap();
         let output = Command::new(&self.python)
@@ -85,7 +86,12 @@ impl Browser {
             .unwrap();
         println!("{}", String::from_utf8_lossy(&output.stdout));
         eprintln!("{}", String::from_utf8_lossy(&output.stderr));
-        assert!(output.status.success(), "browser scenario {scenario:?} failed; screenshots in {}", shots.display());
+        if !output.status.success() {
+            let downloads = servent.client(&["downloads", "--json"]);
+            eprintln!("servent downloads --json:\n{}", String::from_utf8_lossy(&downloads.stdout));
+            eprintln!("servent's log:\n{}", servent.log());
+            panic!("browser scenario {scenario:?} failed; screenshots in {}", shots.display());
+        }
     }
 }
 
@@ -180,6 +186,7 @@ fn in_the_browser_a_search_result_is_downloaded_and_lands_in_the_library() {
         "download",
         &format!("http://{}/?token={TOKEN}", user.api),
         &["--name", NAME, "--stalled", STALLED_NAME],
+        &user,
     );
 
     let library = user.json_lines(&["library", "--json"]);
@@ -223,6 +230,7 @@ fn in_the_browser_a_trusted_release_is_verified_and_a_replayed_signature_is_fake
             "--fake",
             fake,
         ],
+        &user,
     );
 }
 
@@ -257,6 +265,8 @@ fn the_api_refuses_other_hosts_other_sites_and_changes_that_are_not_json_posts()
     }
     let (status, answer) = http(api, "GET /api/status HTTP/1.1\r\nHost: evil.example", "");
     assert!(answer.ends_with(r#"{"error":"request for another host refused"}"#), "{status} {answer}");
+    let (status, _) = http(api, &format!("GET http://evil.example/api/status HTTP/1.1\r\nHost: {api}"), "");
+    assert_eq!(status, 403, "an absolute request target names the host, whatever Host says");
 
     let post = |headers: &[&str]| {
         let head: String = headers.iter().map(|h| format!("\r\n{h}")).collect();

@@ -120,6 +120,11 @@ function humanDuration(secs) {
   return `${Math.floor(secs / 86400)} d ${Math.floor((secs % 86400) / 3600)} h`;
 }
 
+/** Sets a node's text only when it changes: fewer mutations for assistive technology to announce. */
+function setText(node, text) {
+  if (node.textContent !== text) node.textContent = text;
+}
+
 function orDash(value) {
   return value === null || value === undefined || value === "" ? "—" : String(value);
 }
@@ -146,7 +151,7 @@ function report(view, text, error = false) {
 function describe(view, text) {
   const status = byId(`${view}-status`);
   if (Number(status.dataset.until || 0) > Date.now()) return;
-  status.textContent = text;
+  setText(status, text);
   status.classList.remove("error");
 }
 
@@ -187,21 +192,29 @@ function cellOf(row, name) {
   return row.querySelector(`td.${name}`);
 }
 
-/** A verdict badge whose title says why; it can take focus to show it. */
+/**
+ * A verdict badge whose title says why; it can take focus to show it, so
+ * it is changed in place, never replaced while it stays.
+ */
 function setVerdict(cell, verdict, reason) {
-  cell.replaceChildren();
+  let badge = cell.querySelector(".badge");
   if (!verdict) {
-    cell.textContent = "—";
+    if (badge || cell.textContent !== "—") cell.textContent = "—";
     return;
   }
+  if (!badge) {
+    badge = element("span", { tabindex: "0" });
+    cell.replaceChildren(badge);
+  }
   const why = reason || VERDICT_MEANING[verdict] || "";
-  const badge = element("span", { class: `badge verdict-${verdict}`, tabindex: "0", title: why }, verdict);
+  badge.className = `badge verdict-${verdict}`;
+  setText(badge, verdict);
+  badge.title = why;
   badge.dataset.reason = why;
-  cell.append(badge);
 }
 
 function setPublisher(cell, publisher) {
-  cell.textContent = orDash(publisher);
+  setText(cell, orDash(publisher));
   cell.classList.toggle("mono", Boolean(publisher));
 }
 
@@ -230,16 +243,21 @@ function updateResultRow(row, result) {
   const fake = result.verdict === "fake";
   row.classList.toggle("fake", fake);
   const name = cellOf(row, "name");
-  name.replaceChildren(element(fake ? "s" : "span", {}, result.name));
-  if (fake) name.append(element("span", { class: "visually-hidden" }, " (fake)"));
+  let label = name.firstElementChild;
+  if (!label || (label.tagName === "S") !== fake) {
+    label = element(fake ? "s" : "span");
+    name.replaceChildren(label);
+    if (fake) name.append(element("span", { class: "visually-hidden" }, " (fake)"));
+  }
+  setText(label, result.name);
   const size = cellOf(row, "size");
-  size.textContent = humanSize(result.size);
+  setText(size, humanSize(result.size));
   size.title = `${result.size} bytes`;
   const sources = result.sources || [];
   const sourcesCell = cellOf(row, "sources");
-  sourcesCell.textContent = String(sources.length);
+  setText(sourcesCell, String(sources.length));
   sourcesCell.title = sources.join("\n");
-  cellOf(row, "version").textContent = orDash(result.version);
+  setText(cellOf(row, "version"), orDash(result.version));
   setPublisher(cellOf(row, "publisher"), result.publisher);
   setVerdict(cellOf(row, "verdict"), result.verdict, result.reason);
   const action = cellOf(row, "action");
@@ -342,8 +360,10 @@ function createDownloadRow(download) {
     ["state", "State"],
     ["actions", ""],
   ]);
+  cellOf(row, "name").append(element("span", { class: "label" }), element("span", { class: "path", hidden: "" }));
   const bar = element("progress", { "aria-label": `Progress of ${download.name}` });
   cellOf(row, "progress").append(bar, element("span", { class: "amount" }));
+  cellOf(row, "state").append(element("span", { class: "badge" }), element("span", { class: "reason", hidden: "" }));
   const actions = cellOf(row, "actions");
   const toggle = button("Pause", "pause", () => pauseOrResume(download.id, toggle));
   const cancel = button("Cancel", "cancel", () => cancelDownload(download.id, cancel));
@@ -354,29 +374,33 @@ function createDownloadRow(download) {
 function updateDownloadRow(row, download) {
   const state = download.state;
   row.dataset.state = state;
-  const name = cellOf(row, "name");
-  name.replaceChildren(element("span", {}, download.name));
-  if (download.path) name.append(element("span", { class: "path" }, download.path));
+  setText(row.querySelector(".label"), download.name);
+  const path = row.querySelector(".path");
+  setText(path, download.path || "");
+  path.hidden = !download.path;
   const size = Number(download.size) || 0;
   const received = Math.min(size, (download.bytes_done || 0) + (download.bytes_in_flight || 0));
   const bar = row.querySelector("progress");
   bar.max = size || 1;
   bar.value = size ? received : state === "complete" ? 1 : 0;
   const percent = size ? Math.floor((100 * received) / size) : state === "complete" ? 100 : 0;
-  row.querySelector(".amount").textContent = `${percent} % · ${humanSize(received)} of ${humanSize(size)}`;
-  cellOf(row, "rate").textContent = state === "downloading" ? `${humanSize(download.rate_bytes_per_sec)}/s` : "—";
+  setText(row.querySelector(".amount"), `${percent} % · ${humanSize(received)} of ${humanSize(size)}`);
+  setText(cellOf(row, "rate"), state === "downloading" ? `${humanSize(download.rate_bytes_per_sec)}/s` : "—");
   const sources = download.sources || [];
   const busy = sources.filter((s) => s.state === "downloading").length;
   const sourcesCell = cellOf(row, "sources");
   // While it runs: in use / known.
-  sourcesCell.textContent = state === "downloading" ? `${busy} / ${sources.length}` : String(sources.length);
+  setText(sourcesCell, state === "downloading" ? `${busy} / ${sources.length}` : String(sources.length));
   sourcesCell.title = sources.map((s) => `${s.addr}: ${s.state}${s.note ? ` (${s.note})` : ""}`).join("\n");
-  const stateCell = cellOf(row, "state");
-  stateCell.replaceChildren(element("span", { class: `badge state-${state}` }, state));
-  if (download.reason) stateCell.append(element("span", { class: "reason" }, download.reason));
+  const badge = cellOf(row, "state").querySelector(".badge");
+  badge.className = `badge state-${state}`;
+  setText(badge, state);
+  const reason = row.querySelector(".reason");
+  setText(reason, download.reason || "");
+  reason.hidden = !download.reason;
   const toggle = row.querySelector("button.pause");
   const resumable = state === "paused";
-  toggle.textContent = resumable ? "Resume" : "Pause";
+  setText(toggle, resumable ? "Resume" : "Pause");
   toggle.setAttribute("aria-label", `${resumable ? "Resume" : "Pause"} ${download.name}`);
   row.querySelector("button.cancel").setAttribute("aria-label", `Cancel ${download.name}`);
   const active = ACTIVE_STATES.has(state);
@@ -414,7 +438,7 @@ async function refreshDownloads() {
   syncRows(table.tBodies[0], downloads, (d) => String(d.id), createDownloadRow, updateDownloadRow);
   table.hidden = downloads.length === 0;
   const active = downloads.filter((d) => ACTIVE_STATES.has(d.state)).length;
-  byId("downloads-count").textContent = active ? `(${active})` : "";
+  setText(byId("downloads-count"), active ? `(${active})` : "");
   describe(
     "downloads",
     active ? `${plural(active, "download", "downloads")} under way.` : downloads.length ? "Nothing under way." : "No downloads yet: start one from a search.",
@@ -435,12 +459,12 @@ function createLibraryRow() {
 
 function updateLibraryRow(row, file) {
   const name = cellOf(row, "name");
-  name.textContent = file.name;
+  setText(name, file.name);
   name.title = file.path || "";
   const size = cellOf(row, "size");
-  size.textContent = humanSize(file.size);
+  setText(size, humanSize(file.size));
   size.title = `${file.size} bytes`;
-  cellOf(row, "version").textContent = orDash(file.version);
+  setText(cellOf(row, "version"), orDash(file.version));
   setPublisher(cellOf(row, "publisher"), file.publisher);
   setVerdict(cellOf(row, "verdict"), file.verdict, file.reason);
 }
@@ -471,9 +495,9 @@ function createKeyRow(entry) {
 }
 
 function updateKeyRow(row, entry) {
-  cellOf(row, "key-id").textContent = entry.key_id;
-  cellOf(row, "key").textContent = orDash(entry.key);
-  cellOf(row, "scope").textContent = (entry.scope || []).join(", ") || "everything";
+  setText(cellOf(row, "key-id"), entry.key_id);
+  setText(cellOf(row, "key"), orDash(entry.key));
+  setText(cellOf(row, "scope"), (entry.scope || []).join(", ") || "everything");
 }
 
 function setTrustAvailable(available) {
@@ -548,13 +572,13 @@ function createPeerRow() {
 }
 
 function updatePeerRow(row, peer) {
-  cellOf(row, "addr").textContent = peer.addr;
-  cellOf(row, "agent").textContent = orDash(peer.user_agent);
-  cellOf(row, "direction").textContent = peer.direction;
-  cellOf(row, "in").textContent = String((peer.counters && peer.counters.received) || 0);
-  cellOf(row, "out").textContent = String(peer.messages_out || 0);
-  cellOf(row, "dropped").textContent = String(dropped(peer.counters) + (peer.queue_dropped || 0));
-  cellOf(row, "since").textContent = humanDuration(peer.connected_secs || 0);
+  setText(cellOf(row, "addr"), peer.addr);
+  setText(cellOf(row, "agent"), orDash(peer.user_agent));
+  setText(cellOf(row, "direction"), peer.direction);
+  setText(cellOf(row, "in"), String((peer.counters && peer.counters.received) || 0));
+  setText(cellOf(row, "out"), String(peer.messages_out || 0));
+  setText(cellOf(row, "dropped"), String(dropped(peer.counters) + (peer.queue_dropped || 0)));
+  setText(cellOf(row, "since"), humanDuration(peer.connected_secs || 0));
 }
 
 async function refreshPeers() {

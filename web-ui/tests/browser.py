@@ -73,7 +73,25 @@ class Page:
             ).until(lambda _: condition())
         except TimeoutException:
             self.shot("failure")
+            self.report()
             raise Failure(f"gave up waiting for {what}") from None
+
+    def report(self):
+        """What the page shows and what its API answers now, for a failure."""
+        self.driver.set_script_timeout(10)
+        try:
+            answer = self.driver.execute_async_script(
+                """
+                const done = arguments[0];
+                const token = sessionStorage.getItem("servent-api-token");
+                const headers = token ? { Authorization: `Bearer ${token}` } : {};
+                fetch("/api/downloads", { headers }).then((r) => r.text()).then(done, (e) => done(String(e)));
+                """
+            )
+        except TimeoutException:
+            answer = "GET /api/downloads did not answer within 10 s"
+        statuses = self.js("return [...document.querySelectorAll('.status')].map((s) => s.id + ': ' + s.textContent)")
+        print(f"page status lines: {statuses}\nGET /api/downloads from the page: {answer}", file=sys.stderr)
 
     def shot(self, name):
         path = os.path.join(self.shots, f"{name}.png")
@@ -92,23 +110,44 @@ class Page:
         self.wait(f"the {name} view", lambda: self.find(f"#view-{name}").is_displayed())
 
     def row(self, table, name):
-        """The row of `table` whose name cell reads `name`, if any."""
-        for row in self.driver.find_elements(By.CSS_SELECTOR, f"#{table} tbody tr"):
-            # The name is the cell's first element, or the cell itself;
-            # textContent, because a hidden row has no visible text.
-            cells = row.find_elements(By.CSS_SELECTOR, "td.name > :first-child") or row.find_elements(
-                By.CSS_SELECTOR, "td.name"
-            )
-            if cells and cells[0].get_attribute("textContent").strip() == name:
-                return row
+        """The row of `table` whose name cell reads `name`, if any (None
+        too while the table changes under the search: callers wait)."""
+        try:
+            for row in self.driver.find_elements(By.CSS_SELECTOR, f"#{table} tbody tr"):
+                # The name is the cell's first element, or the cell itself;
+                # textContent, because a hidden row has no visible text.
+                cells = row.find_elements(By.CSS_SELECTOR, "td.name > :first-child") or row.find_elements(
+                    By.CSS_SELECTOR, "td.name"
+                )
+                if cells and cells[0].get_attribute("textContent").strip() == name:
+                    return row
+        except StaleElementReferenceException:
+            pass
         return None
+
+    def click_in_row(self, table, name, css, label=None):
+        """Clicks the button `css` (reading `label`, if given) in the row of `name`."""
+
+        def click():
+            row = self.row(table, name)
+            buttons = row.find_elements(By.CSS_SELECTOR, css) if row else []
+            button = next((b for b in buttons if label is None or b.text == label), None)
+            if button is None or not button.is_enabled():
+                return False
+            button.click()
+            return True
+
+        self.wait(f"a {label or css} button for {name}", click)
 
     def wait_row(self, table, name, what=""):
         return self.wait(f"{name} in the {table} table{what}", lambda: self.row(table, name))
 
     def state_of(self, table, name):
         row = self.row(table, name)
-        return row.get_attribute("data-state") if row else None
+        try:
+            return row.get_attribute("data-state") if row else None
+        except StaleElementReferenceException:
+            return None
 
     def api_status(self, path):
         """The status GET `path` answers the page with (its token included)."""
@@ -238,27 +277,22 @@ def scenario_download(page, args):
 
     page.view("downloads")
     page.wait(f"{args.name} to complete", lambda: page.state_of("downloads", args.name) == "complete")
-    done = page.row("downloads", args.name)
-    bar = done.find_element(By.TAG_NAME, "progress")
-    if bar.get_attribute("value") != bar.get_attribute("max") or "100 %" not in done.text:
-        raise Failure(f"the finished download's bar shows {bar.get_attribute('value')} of {bar.get_attribute('max')}")
-    page.wait_row("downloads", args.stalled)
-    page.wait("the stalled download at 50 %", lambda: "50 %" in page.row("downloads", args.stalled).text)
+
+    def full_bar():
+        bar = page.row("downloads", args.name).find_element(By.TAG_NAME, "progress")
+        return bar.get_attribute("value") == bar.get_attribute("max") and "100 %" in page.row("downloads", args.name).text
+
+    page.wait("the finished download's bar to be full", full_bar)
+    page.wait("the stalled download at 50 %", lambda: (row := page.row("downloads", args.stalled)) and "50 %" in row.text)
     page.shot("downloads")
 
-    page.row("downloads", args.stalled).find_element(By.CSS_SELECTOR, "button.pause").click()
+    page.click_in_row("downloads", args.stalled, "button.pause", "Pause")
     page.wait("the download to pause", lambda: page.state_of("downloads", args.stalled) == "paused")
-    toggle = page.wait(
-        "a Resume button",
-        lambda: next(
-            (b for b in page.row("downloads", args.stalled).find_elements(By.CSS_SELECTOR, "button.pause") if b.text == "Resume"),
-            None,
-        ),
-    )
+    page.wait("a Resume button", lambda: "Resume" in page.row("downloads", args.stalled).text)
     page.shot("downloads-paused")
-    toggle.click()
+    page.click_in_row("downloads", args.stalled, "button.pause", "Resume")
     page.wait("the download to go on", lambda: page.state_of("downloads", args.stalled) in ("queued", "downloading"))
-    page.row("downloads", args.stalled).find_element(By.CSS_SELECTOR, "button.cancel").click()
+    page.click_in_row("downloads", args.stalled, "button.cancel", "Cancel")
     page.wait("the download to be cancelled", lambda: page.state_of("downloads", args.stalled) == "cancelled")
 
     page.view("library")
@@ -352,8 +386,15 @@ def scenario_verdicts(page, args):
         rows = page.driver.find_elements(By.CSS_SELECTOR, "#trust tbody tr")
         return next((r for r in rows if key_id in r.text.upper()), None)
 
+    def remove():
+        row = key_row()
+        if row is None:
+            return False
+        row.find_element(By.CSS_SELECTOR, "button.remove").click()
+        return True
+
     page.view("trust")
-    page.wait("the key's row", key_row).find_element(By.CSS_SELECTOR, "button.remove").click()
+    page.wait("the key's Remove button", remove)
     page.wait("the key to be gone", lambda: key_row() is None)
     page.check_console()
 

@@ -7,6 +7,8 @@
 //! 1. `Host` names this API: the address the connection came in on, or
 //!    `localhost` with its port. A site that rebinds its own name to
 //!    `127.0.0.1` (DNS rebinding) still sends its own name, and is refused.
+//!    A request target in absolute form (`GET http://host/…`) must name the
+//!    same host, since HTTP says it overrides `Host`.
 //! 2. With a token (required when the API listens off loopback), every
 //!    request under `/api/` carries `Authorization: Bearer TOKEN`. The page
 //!    and its assets are the same static files for everyone and hold no
@@ -71,6 +73,9 @@ pub struct Head<'a> {
     pub method: &'a str,
     /// The path, without the query.
     pub path: &'a str,
+    /// `host:port` of the request's URL: the `Host` header's, unless the
+    /// request line gave an absolute URL.
+    pub target: Option<&'a str>,
     /// The address the connection came in on, `ip:port`.
     pub local_addr: Option<&'a str>,
     /// The `Host` header.
@@ -127,6 +132,9 @@ pub fn check(head: &Head<'_>, token: Option<&ApiToken>) -> Result<(), Refusal> {
     if host != local && host != format!("localhost:{port}") {
         return Err(Refusal::ForeignHost);
     }
+    if head.target.is_some_and(|target| !target.eq_ignore_ascii_case(&host)) {
+        return Err(Refusal::ForeignHost);
+    }
     let api = head.path == "/api" || head.path.starts_with("/api/");
     if let Some(token) = token.filter(|_| api) {
         if !head.authorization.is_some_and(|value| token.presented_in(value)) {
@@ -157,7 +165,7 @@ mod tests {
     const LOCAL: &str = "127.0.0.1:6347";
 
     fn get(path: &str) -> Head<'_> {
-        Head { method: "GET", path, local_addr: Some(LOCAL), host: Some(LOCAL), ..Head::default() }
+        Head { method: "GET", path, target: Some(LOCAL), local_addr: Some(LOCAL), host: Some(LOCAL), ..Head::default() }
     }
 
     fn post(path: &str) -> Head<'_> {
@@ -171,8 +179,9 @@ mod tests {
     #[test]
     fn own_address_and_localhost_are_answered() {
         assert_eq!(check(&get("/api/status"), None), Ok(()));
-        assert_eq!(check(&Head { host: Some("localhost:6347"), ..get("/") }, None), Ok(()));
-        assert_eq!(check(&Head { host: Some("LocalHost:6347"), ..get("/") }, None), Ok(()));
+        let localhost = Head { host: Some("localhost:6347"), target: Some("localhost:6347"), ..get("/") };
+        assert_eq!(check(&localhost, None), Ok(()));
+        assert_eq!(check(&Head { host: Some("LocalHost:6347"), ..localhost }, None), Ok(()));
     }
 
     #[test]
@@ -183,15 +192,24 @@ mod tests {
         }
         let repeated = Head { host: Some(Head::REPEATED), ..get("/api/status") };
         assert_eq!(check(&repeated, None), Err(Refusal::ForeignHost));
+        // `GET http://evil.example/api/status` with our own `Host`.
+        let absolute = Head { target: Some("evil.example:80"), ..get("/api/status") };
+        assert_eq!(check(&absolute, None), Err(Refusal::ForeignHost));
     }
 
     #[test]
     fn the_address_the_connection_came_in_on_is_the_host() {
-        let lan = Head { local_addr: Some("192.0.2.10:6347"), host: Some("192.0.2.10:6347"), ..get("/") };
+        let lan = Head {
+            local_addr: Some("192.0.2.10:6347"),
+            host: Some("192.0.2.10:6347"),
+            target: Some("192.0.2.10:6347"),
+            ..get("/")
+        };
         assert_eq!(check(&lan, None), Ok(()));
         let elsewhere = Head { host: Some("192.0.2.11:6347"), ..lan };
         assert_eq!(check(&elsewhere, None), Err(Refusal::ForeignHost));
-        let ipv6 = Head { local_addr: Some("[::1]:6347"), host: Some("[::1]:6347"), ..get("/") };
+        let ipv6 =
+            Head { local_addr: Some("[::1]:6347"), host: Some("[::1]:6347"), target: Some("[::1]:6347"), ..get("/") };
         assert_eq!(check(&ipv6, None), Ok(()));
     }
 

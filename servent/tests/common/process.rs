@@ -10,6 +10,8 @@ use serde_json::Value;
 
 /// The binary under test.
 pub const SERVENT: &str = env!("CARGO_BIN_EXE_servent");
+/// Where in its data directory a servent's standard error goes.
+const LOG: &str = "servent.log";
 
 /// A `servent run` process, stopped when dropped.
 pub struct Running {
@@ -48,7 +50,8 @@ impl Running {
             command.args(["--api-token", token]);
         }
         command.env_remove("SERVENT_API_TOKEN");
-        let mut child = command.stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap();
+        let log = std::fs::File::create(data.path().join(LOG)).unwrap();
+        let mut child = command.stdout(Stdio::piped()).stderr(log).spawn().unwrap();
         // "servent: listening on 127.0.0.1:P (Gnutella, HTTP), API on http://127.0.0.1:Q"
         let mut stdout = BufReader::new(child.stdout.take().unwrap());
         let mut line = String::new();
@@ -67,6 +70,11 @@ impl Running {
         }
         command.args(&args[1..]).env_remove("SERVENT_API_TOKEN");
         command.output().unwrap()
+    }
+
+    /// What it wrote on standard error so far, for a failing test to show.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.data.path().join(LOG)).unwrap_or_default()
     }
 
     /// A client command's `--json` output, one value a line.
