@@ -9,7 +9,10 @@
 //! The hash cache is a JSON-lines file: a header line
 //! `{"format":"servent-hash-cache","version":1,"generation":G,"next_index":N}`
 //! then one line per file
-//! `{"index":3,"path":"/abs/name","size":1,"mtime_ns":1700000000000000000,"sha1":"urn:sha1:…","sha256":"urn:sha256:…"}`.
+//! `{"index":3,"path":"/abs/name","size":1,"mtime_ns":1700000000000000000,"sha1":"urn:sha1:…","sha256":"urn:sha256:…"}`,
+//! with `"signature":{"stamp":{"size":…,"mtime_ns":…},"saved":{"text":"…"}}`
+//! when a `FILE.minisig` lies beside the file (`"error"` instead of `"text"`
+//! when it could not be read).
 //! It is replaced whole and atomically (written beside, synced, renamed), so
 //! a crash leaves either the old file or the new one. `next_index` is saved
 //! so that numbers are never handed out twice; `generation` counts saves and
@@ -22,10 +25,12 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::{Error, SharedFile, Urn};
+use crate::scan::Stamp;
+use crate::signature::Saved;
+use crate::{Error, SharedFile, Sidecar, Urn};
 
 const FORMAT: &str = "servent-hash-cache";
-const VERSION: u32 = 1;
+const VERSION: u32 = 2;
 
 /// A shared file and the modification time it had when it was hashed.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -33,12 +38,14 @@ pub(crate) struct Entry {
     pub(crate) file: SharedFile,
     /// Nanoseconds since the Unix epoch (negative before it).
     pub(crate) mtime_ns: i64,
+    /// The size and time of its `FILE.minisig` when it was read.
+    pub(crate) signature_stamp: Option<Stamp>,
 }
 
 /// What a scan learnt, to be applied to the catalog in one go.
 pub(crate) enum Change {
     /// A file was hashed: new (with a freshly reserved index) or changed.
-    Hashed(Entry),
+    Hashed(Box<Entry>),
     /// File number `index` is gone.
     Removed(u32),
 }
@@ -69,6 +76,14 @@ struct Line {
     mtime_ns: i64,
     sha1: Urn,
     sha256: Urn,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    signature: Option<SavedSignature>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct SavedSignature {
+    stamp: Stamp,
+    saved: Saved,
 }
 
 impl Catalog {
@@ -125,8 +140,10 @@ impl Catalog {
                     size: line.size,
                     sha1: line.sha1,
                     sha256: line.sha256,
+                    signature: line.signature.as_ref().map(|s| Sidecar::from_saved(&s.saved)),
                 },
                 mtime_ns: line.mtime_ns,
+                signature_stamp: line.signature.map(|s| s.stamp),
             });
         }
         Ok(catalog)
@@ -166,6 +183,10 @@ impl Catalog {
                 mtime_ns: entry.mtime_ns,
                 sha1: entry.file.sha1,
                 sha256: entry.file.sha256,
+                signature: entry
+                    .signature_stamp
+                    .zip(entry.file.signature.as_ref())
+                    .map(|(stamp, sidecar)| SavedSignature { stamp, saved: sidecar.to_saved() }),
             };
             serde_json::to_writer(&mut out, &line)?;
             out.write_all(b"\n")?;
@@ -191,7 +212,7 @@ impl Catalog {
     pub(crate) fn apply(&mut self, changes: &[Change]) {
         for change in changes {
             match change {
-                Change::Hashed(entry) => self.insert(entry.clone()),
+                Change::Hashed(entry) => self.insert((**entry).clone()),
                 Change::Removed(index) => self.remove(*index),
             }
         }
@@ -241,10 +262,42 @@ mod tests {
                 size: 10 + u64::from(index),
                 sha1: Urn::Sha1([index as u8; 20]),
                 sha256: Urn::Sha256([index as u8; 32]),
+                signature: None,
             },
             mtime_ns: -5,
+            signature_stamp: None,
         }
     }
+
+    #[test]
+    fn signatures_are_saved_with_their_stamp_and_load_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("hashes.jsonl");
+        let mut catalog = Catalog::default();
+        let (a, b) = (catalog.reserve_index().unwrap(), catalog.reserve_index().unwrap());
+        let stamp = Some(Stamp { size: 3, mtime_ns: 7 });
+        let unreadable = Entry {
+            file: SharedFile { signature: Some(Sidecar::Unreadable("garbage".into())), ..entry(a, "/s/a").file },
+            signature_stamp: stamp,
+            ..entry(a, "/s/a")
+        };
+        let signed = Sidecar::parse(SIGNATURE.as_bytes());
+        assert!(matches!(signed, Sidecar::Signed(_)));
+        let signed = Entry {
+            file: SharedFile { signature: Some(signed), ..entry(b, "/s/b").file },
+            signature_stamp: stamp,
+            ..entry(b, "/s/b")
+        };
+        catalog.apply(&[Change::Hashed(Box::new(unreadable.clone())), Change::Hashed(Box::new(signed.clone()))]);
+        catalog.save(&path).unwrap();
+        let (loaded, note) = Catalog::load(&path).unwrap();
+        assert_eq!(note, None);
+        assert_eq!(loaded.get(a), Some(&unreadable));
+        assert_eq!(loaded.get(b), Some(&signed));
+    }
+
+    /// `minisign -S` output for the file "hello\n" (minisign 0.11).
+    const SIGNATURE: &str = "untrusted comment: signature from minisign secret key\nRUQvjScuXlSPOiAy1Y61Kl7RE84uU4yyShHFsRIdI1Dv8xcJASx8F21Lpiz81Bk+Pir9ubdzA0o6o7KMQvGfvx2NcQn4SNQPxw4=\ntrusted comment: timestamp:1795629243\tfile:f.txt\thashed\ntBQ1hT5zOGQtcntuRq7d0SuCYWeuPIsQmh/T/wIbGqmU+tbv0lBjKBXP7XHdEeuqWGWDa2J/BbGJUpNqN6uiCw==\n";
 
     #[test]
     fn saved_catalog_loads_back_the_same() {
@@ -253,7 +306,8 @@ mod tests {
         let mut catalog = Catalog::default();
         let a = catalog.reserve_index().unwrap();
         let b = catalog.reserve_index().unwrap();
-        catalog.apply(&[Change::Hashed(entry(a, "/s/a.txt")), Change::Hashed(entry(b, "/s/b é.txt"))]);
+        catalog
+            .apply(&[Change::Hashed(Box::new(entry(a, "/s/a.txt"))), Change::Hashed(Box::new(entry(b, "/s/b é.txt")))]);
         catalog.save(&path).unwrap();
 
         let (loaded, note) = Catalog::load(&path).unwrap();
@@ -271,7 +325,7 @@ mod tests {
         let path = dir.path().join("hashes.jsonl");
         let mut catalog = Catalog::default();
         let a = catalog.reserve_index().unwrap();
-        catalog.apply(&[Change::Hashed(entry(a, "/s/a"))]);
+        catalog.apply(&[Change::Hashed(Box::new(entry(a, "/s/a")))]);
         catalog.apply(&[Change::Removed(a)]);
         catalog.save(&path).unwrap();
         let (mut loaded, _) = Catalog::load(&path).unwrap();

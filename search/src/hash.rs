@@ -1,19 +1,21 @@
-//! Content hashing: SHA-1 and SHA-256 of a file in one read pass.
+//! Content hashing: SHA-1 and SHA-256 of a file (and, for a download that
+//! carries a signature, its BLAKE2b prehash) in one read pass.
 //!
 //! Every shared file needs both digests: SHA-1 because Gnutella's HUGE URNs
 //! use it, SHA-256 because every security decision does. The file is read
 //! once, in large chunks. Past the first chunk the two digests run on two
 //! threads: the reading thread updates SHA-1 and hands each chunk to a
-//! SHA-256 thread, so a large file hashes at about the speed of the slower
-//! digest rather than at the speed of both added up. Small files, the common
-//! case, stay on the calling thread.
+//! SHA-256 thread (and to a thread for the caller's extra digest, if any), so
+//! a large file hashes at about the speed of the slowest digest rather than
+//! at the speed of all added up. Small files, the common case, stay on the
+//! calling thread.
 //!
 //! The `sha1` and `sha2` crates pick the CPU's SHA extensions at run time.
 
 use std::fs::File;
 use std::io::{self, Read};
 use std::path::Path;
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc};
 use std::thread;
 
 use sha1::{Digest, Sha1};
@@ -56,7 +58,17 @@ pub fn hash_file(path: &Path) -> io::Result<Digests> {
 
 /// Hashes everything `reader` gives with SHA-1 and SHA-256 in one pass, and
 /// says how many bytes that was.
-pub fn hash_reader(mut reader: impl Read) -> io::Result<(Digests, u64)> {
+pub fn hash_reader(reader: impl Read) -> io::Result<(Digests, u64)> {
+    hash_reader_with(reader, None)
+}
+
+/// A digest the caller computes in the same pass (a signature's prehash),
+/// fed every chunk in order.
+pub type AlsoFeed<'a> = &'a mut (dyn FnMut(&[u8]) + Send);
+
+/// Like [`hash_reader`], and feeds every chunk to `also` as well, in the
+/// same read pass (on a thread of its own past the first chunk).
+pub fn hash_reader_with(mut reader: impl Read, mut also: Option<AlsoFeed<'_>>) -> io::Result<(Digests, u64)> {
     // Most shared files are far smaller than a chunk: read the first chunk
     // into a buffer that grows with what comes rather than zeroing 1 MiB.
     let mut first = Vec::new();
@@ -64,26 +76,29 @@ pub fn hash_reader(mut reader: impl Read) -> io::Result<(Digests, u64)> {
     if len < CHUNK {
         let digests =
             Digests { sha1: Sha1::digest(&first[..len]).into(), sha256: Sha256::digest(&first[..len]).into() };
+        if let Some(also) = also.as_mut() {
+            also(&first[..len]);
+        }
         return Ok((digests, len as u64));
     }
-    hash_pipelined(reader, first)
+    hash_pipelined(reader, first, also)
 }
 
-/// Hashes `first` (a full chunk) and the rest of `reader`, SHA-256 on a
-/// second thread.
-fn hash_pipelined(mut reader: impl Read, first: Vec<u8>) -> io::Result<(Digests, u64)> {
-    let (to_sha256, chunks) = mpsc::sync_channel::<(Vec<u8>, usize)>(CHUNKS_IN_FLIGHT - 2);
-    let (give_back, spares) = mpsc::channel::<Vec<u8>>();
-    thread::scope(|scope| {
-        let sha256_thread = thread::Builder::new().name("sha256".into()).spawn_scoped(scope, move || {
-            let mut sha256 = Sha256::new();
-            for (chunk, len) in chunks {
-                sha256.update(&chunk[..len]);
-                // The reader may have stopped on an error; the chunk is then just freed.
-                let _ = give_back.send(chunk);
-            }
-            sha256.finalize()
-        })?;
+/// A chunk shared by the threads that digest it, and how much of it is data.
+type Shared = Arc<(Vec<u8>, usize)>;
+
+/// Hashes `first` (a full chunk) and the rest of `reader`: SHA-1 on this
+/// thread, SHA-256 and `also` each on a thread of its own. Every digesting
+/// thread gets each chunk and sends it back when done; the chunk is reused
+/// once all have.
+fn hash_pipelined(mut reader: impl Read, first: Vec<u8>, also: Option<AlsoFeed<'_>>) -> io::Result<(Digests, u64)> {
+    let (give_back, spares) = mpsc::channel::<Shared>();
+    let mut sha256 = Sha256::new();
+    let (sha1, total) = thread::scope(|scope| {
+        let mut threads = vec![digesting(scope, "sha256", &give_back, |chunk| sha256.update(chunk))?];
+        if let Some(also) = also {
+            threads.push(digesting(scope, "prehash", &give_back, also)?);
+        }
 
         let mut sha1 = Sha1::new();
         let mut total = 0u64;
@@ -94,28 +109,70 @@ fn hash_pipelined(mut reader: impl Read, first: Vec<u8>) -> io::Result<(Digests,
             sha1.update(&chunk[..len]);
             total += len as u64;
             let last = len < CHUNK;
-            if to_sha256.send((chunk, len)).is_err() || last {
+            let shared = Arc::new((chunk, len));
+            if threads.iter().any(|(to_thread, _)| to_thread.send(shared.clone()).is_err()) {
                 break Ok(());
             }
-            chunk = match spares.try_recv() {
-                Ok(spare) => spare,
-                Err(_) if allocated < CHUNKS_IN_FLIGHT => {
+            drop(shared);
+            if last {
+                break Ok(());
+            }
+            chunk = match reuse(&spares, false) {
+                Some(spare) => spare,
+                None if allocated < CHUNKS_IN_FLIGHT => {
                     allocated += 1;
                     vec![0; CHUNK]
                 }
-                Err(_) => spares.recv().unwrap_or_else(|_| vec![0; CHUNK]),
+                None => reuse(&spares, true).unwrap_or_else(|| vec![0; CHUNK]),
             };
             match read_full(&mut reader, &mut chunk) {
                 Ok(n) => len = n,
                 Err(e) => break Err(e),
             }
         };
-        drop(to_sha256);
-        let sha256 = sha256_thread.join().map_err(|_| io::Error::other("the SHA-256 thread panicked"))?;
+        let mut panicked = false;
+        for (to_thread, thread) in threads {
+            drop(to_thread);
+            panicked |= thread.join().is_err();
+        }
+        if panicked {
+            return Err(io::Error::other("a digest thread panicked"));
+        }
         read?;
-        let digests = Digests { sha1: sha1.finalize().into(), sha256: sha256.into() };
-        Ok((digests, total))
-    })
+        Ok::<_, io::Error>((sha1.finalize(), total))
+    })?;
+    Ok((Digests { sha1: sha1.into(), sha256: sha256.finalize().into() }, total))
+}
+
+/// A thread that feeds every chunk it is sent to `digest`, then gives it back.
+fn digesting<'scope>(
+    scope: &'scope thread::Scope<'scope, '_>,
+    name: &str,
+    give_back: &mpsc::Sender<Shared>,
+    mut digest: impl FnMut(&[u8]) + Send + 'scope,
+) -> io::Result<(mpsc::SyncSender<Shared>, thread::ScopedJoinHandle<'scope, ()>)> {
+    let (to_thread, chunks) = mpsc::sync_channel::<Shared>(CHUNKS_IN_FLIGHT - 2);
+    let give_back = give_back.clone();
+    let thread = thread::Builder::new().name(name.into()).spawn_scoped(scope, move || {
+        for chunk in chunks {
+            digest(&chunk.0[..chunk.1]);
+            // The reader may have stopped on an error; the chunk is then just freed.
+            let _ = give_back.send(chunk);
+        }
+    })?;
+    Ok((to_thread, thread))
+}
+
+/// A chunk every digesting thread is done with, if one is back (waiting
+/// for one when `wait`).
+fn reuse(spares: &mpsc::Receiver<Shared>, wait: bool) -> Option<Vec<u8>> {
+    loop {
+        let back = if wait { spares.recv().ok()? } else { spares.try_recv().ok()? };
+        // Another thread still holds this chunk: it gives it back later.
+        if let Ok((buffer, _)) = Arc::try_unwrap(back) {
+            return Some(buffer);
+        }
+    }
 }
 
 /// Reads until `buf` is full or the input ends; returns how much was read.
@@ -184,6 +241,19 @@ mod tests {
             assert_eq!(total, len as u64);
             assert_eq!(digests.sha1, <[u8; 20]>::from(Sha1::digest(&data)), "{len}");
             assert_eq!(digests.sha256, <[u8; 32]>::from(Sha256::digest(&data)), "{len}");
+        }
+    }
+
+    #[test]
+    fn extra_digest_sees_every_byte_in_order_small_or_large() {
+        for len in [0, 10, CHUNK, 5 * CHUNK + 7] {
+            let data: Vec<u8> = (0..len).map(|i| (i * 7 % 253) as u8).collect();
+            let mut extra = Sha256::new();
+            let mut feed = |chunk: &[u8]| extra.update(chunk);
+            let (digests, total) = hash_reader_with(Trickle(&data), Some(&mut feed)).unwrap();
+            assert_eq!(total, len as u64);
+            assert_eq!(digests.sha1, <[u8; 20]>::from(Sha1::digest(&data)), "{len}");
+            assert_eq!(<[u8; 32]>::from(extra.finalize()), digests.sha256, "{len}");
         }
     }
 

@@ -5,7 +5,7 @@
 //! truth, and the index can always be rebuilt from it, so a schema change or
 //! a damaged index costs a rebuild, never a rehash. A document holds the
 //! file's index number (to find it in the catalog), the tokens of its name
-//! and its two URNs; nothing is kept in Tantivy's document store, since
+//! and of its signature's release metadata, and its two URNs; nothing is kept in Tantivy's document store, since
 //! results are read from the catalog.
 //!
 //! Each commit carries a payload naming the schema version and the catalog
@@ -27,7 +27,7 @@ use crate::{Error, Query, SharedFile, MAX_QUERY_URNS, MAX_QUERY_WORDS, MAX_RESUL
 
 /// Bumped whenever the schema or the tokenizer changes, so that indexes
 /// built the old way are rebuilt on open.
-const SCHEMA_VERSION: u32 = 1;
+const SCHEMA_VERSION: u32 = 2;
 /// The name under which [`analyzer`] is registered with Tantivy.
 const NAME_TOKENIZER: &str = "gnutella_name";
 const INDEX_FIELD: &str = "index";
@@ -251,6 +251,9 @@ impl IndexUpdate<'_> {
         let mut document = TantivyDocument::default();
         document.add_u64(fields.index, u64::from(file.index));
         document.add_text(fields.name, &file.name);
+        if let Some(text) = file.signature.as_ref().and_then(|s| s.search_text()) {
+            document.add_text(fields.name, text);
+        }
         document.add_text(fields.urn, file.sha1.to_string());
         document.add_text(fields.urn, file.sha256.to_string());
         self.writer.add_document(document).map(drop).map_err(self.index.error("add a document to"))

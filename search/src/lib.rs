@@ -8,9 +8,14 @@
 //! queries. The servent calls [`Library::rescan`] every few seconds and
 //! [`Library::search`] for each incoming Query.
 //!
+//! A file with a `FILE.minisig` beside it carries that signature
+//! ([`Sidecar`]), and the release metadata of its trusted comment (name,
+//! version, keywords) is searchable like the file's name.
+//!
 //! It is not a network component: it knows nothing of sockets, Query
 //! messages, routing or downloads, and it does not judge signatures. It only
-//! says which local files match and what their hashes are.
+//! says which local files match, what their hashes are and what signatures
+//! lie beside them.
 //!
 //! ```no_run
 //! use search::{Library, Query};
@@ -31,14 +36,16 @@ mod hash;
 mod index;
 mod library;
 mod scan;
+mod signature;
 pub mod urn;
 
 use std::io;
 use std::path::PathBuf;
 
-pub use hash::{hash_file, hash_reader, Digests};
+pub use hash::{hash_file, hash_reader, hash_reader_with, AlsoFeed, Digests};
 pub use index::keywords;
 pub use library::Library;
+pub use signature::{Sidecar, Signed};
 pub use urn::{Urn, UrnError};
 
 /// Most words a keyword query is matched on; the rest are ignored
@@ -67,6 +74,9 @@ pub struct SharedFile {
     pub sha1: Urn,
     /// `urn:sha256:` of the content.
     pub sha256: Urn,
+    /// The `FILE.minisig` beside it, if any.
+    #[serde(skip)]
+    pub signature: Option<Sidecar>,
 }
 
 /// What to look for: words (all must match) and/or URNs (any matches).

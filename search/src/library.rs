@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use crate::catalog::{Catalog, Change, Entry};
 use crate::index::{IndexUpdate, NameIndex};
 use crate::scan::{self, Found};
-use crate::{hash_reader, Error, Query, ScanReport, SharedFile, Urn};
+use crate::{hash_reader, Error, Query, ScanReport, SharedFile, Sidecar, Signed, Urn};
 
 /// The hash cache, in the data folder.
 const CACHE_FILE: &str = "hashes.jsonl";
@@ -54,6 +54,8 @@ struct ToHash {
     path: PathBuf,
     found: Found,
     known_as: Option<u32>,
+    /// Its URNs and size when only its signature changed: no need to hash.
+    digests: Option<(Urn, Urn, u64)>,
 }
 
 impl Library {
@@ -113,11 +115,16 @@ impl Library {
                 .collect();
             let mut to_hash = Vec::new();
             for (path, found) in found {
-                match catalog.by_path(&path) {
-                    Some(entry) if entry.file.size == found.size && entry.mtime_ns == found.mtime_ns => {
-                        report.unchanged += 1;
-                    }
-                    known => to_hash.push(ToHash { path, found, known_as: known.map(|entry| entry.file.index) }),
+                let known = catalog.by_path(&path);
+                let same_bytes = known.filter(|e| e.file.size == found.size && e.mtime_ns == found.mtime_ns);
+                match same_bytes {
+                    Some(entry) if entry.signature_stamp == found.signature => report.unchanged += 1,
+                    _ => to_hash.push(ToHash {
+                        path,
+                        found,
+                        known_as: known.map(|entry| entry.file.index),
+                        digests: same_bytes.map(|entry| (entry.file.sha1, entry.file.sha256, entry.file.size)),
+                    }),
                 }
             }
             (to_hash, removed)
@@ -140,13 +147,16 @@ impl Library {
         for file in to_hash {
             match self.hash(file) {
                 Ok((entry, known_as)) => {
+                    if let Some(problem) = signature_problem(&entry.file) {
+                        report.errors.push(format!("{}: {problem}", entry.file.path.display()));
+                    }
                     if let Some(index) = known_as {
                         report.changed += 1;
                         changes.push(Change::Removed(index));
                     } else {
                         report.added += 1;
                     }
-                    changes.push(Change::Hashed(entry));
+                    changes.push(Change::Hashed(Box::new(entry)));
                 }
                 Err(line) => report.errors.push(line),
             }
@@ -159,12 +169,24 @@ impl Library {
         writer.map_or(Ok(()), IndexUpdate::finish)
     }
 
-    /// Hashes one file; an error is a report line.
+    /// Hashes one file (unless only its signature changed) and reads its
+    /// signature; an error is a report line.
     fn hash(&self, file: ToHash) -> Result<(Entry, Option<u32>), String> {
-        let ToHash { path, found, known_as } = file;
+        let ToHash { path, found, known_as, digests } = file;
         let failed = |why: &dyn std::fmt::Display| format!("{}: {why}", path.display());
-        let (digests, size) = File::open(&path).and_then(hash_reader).map_err(|e| failed(&e))?;
+        let (sha1, sha256, size) = match digests {
+            Some(known) => known,
+            None => {
+                let (digests, size) = File::open(&path).and_then(hash_reader).map_err(|e| failed(&e))?;
+                (digests.sha1_urn(), digests.sha256_urn(), size)
+            }
+        };
         let name = scan::file_name(&path).ok_or_else(|| failed(&"no file name"))?.to_owned();
+        let signature = found.signature.map(|_| {
+            let mut signature_path = path.clone().into_os_string();
+            signature_path.push(scan::SIGNATURE_SUFFIX);
+            Sidecar::read(Path::new(&signature_path))
+        });
         let index = match known_as {
             Some(index) => index,
             None => self.write_catalog().reserve_index().ok_or_else(|| failed(&"no file numbers left"))?,
@@ -176,10 +198,11 @@ impl Library {
             // What was hashed; if the file grew meanwhile, its new size or
             // time makes the next scan hash it again.
             size,
-            sha1: digests.sha1_urn(),
-            sha256: digests.sha256_urn(),
+            sha1,
+            sha256,
+            signature,
         };
-        Ok((Entry { file, mtime_ns: found.mtime_ns }, known_as))
+        Ok((Entry { file, mtime_ns: found.mtime_ns, signature_stamp: found.signature }, known_as))
     }
 
     /// Applies `changes` to the cache file, the index, and then the catalog
@@ -270,6 +293,24 @@ impl Library {
 
     fn write_catalog(&self) -> RwLockWriteGuard<'_, Catalog> {
         self.catalog.write().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// What is wrong with a file's signature that can be seen without keys:
+/// unreadable, or signing other content (another SHA-256 or size).
+fn signature_problem(file: &SharedFile) -> Option<String> {
+    match file.signature.as_ref()? {
+        Sidecar::Unreadable(why) => Some(format!("its signature cannot be read: {why}")),
+        Sidecar::Signed(Signed { release: Some(release), .. }) => {
+            if release.size != file.size {
+                Some(format!("does not match its signature: {} bytes signed, {} shared", release.size, file.size))
+            } else if Urn::Sha256(release.sha256) != file.sha256 {
+                Some(format!("does not match its signature: other content signed ({})", Urn::Sha256(release.sha256)))
+            } else {
+                None
+            }
+        }
+        Sidecar::Signed(_) => None,
     }
 }
 
@@ -419,13 +460,70 @@ mod tests {
     fn hidden_partial_and_signature_files_are_not_shared() {
         let (_dir, library) = library_with(&[
             "release.tar",
-            "release.tar.minisig",
+            "orphan.tar.minisig",
             ".hidden.tar",
             "download.tar.part",
             ".cache/inside.tar",
         ]);
         let files: Vec<String> = library.files().into_iter().map(|file| file.name).collect();
         assert_eq!(files, ["release.tar"]);
+    }
+
+    fn sign(path: &Path, name: &str, keywords: &[&str]) {
+        let key = signing_tool::SecretKey::generate().unwrap();
+        let mut signer = signing_tool::Signer::new();
+        signer.update(&fs::read(path).unwrap());
+        let meta = signing_tool::ReleaseMeta {
+            name: name.into(),
+            version: "1.1".into(),
+            keywords: keywords.iter().map(|k| k.to_string()).collect(),
+        };
+        let minisig = signer.finish(&key, "x", Some(&meta), 1_700_000_000).unwrap();
+        let mut signature = path.as_os_str().to_owned();
+        signature.push(".minisig");
+        fs::write(signature, minisig.to_text()).unwrap();
+    }
+
+    #[test]
+    fn signed_release_metadata_is_searchable_and_a_new_signature_is_read_without_rehashing() {
+        let dir = tempfile::tempdir().unwrap();
+        let library = Library::in_memory().unwrap();
+        let path = share(dir.path(), "base.tar", "base system");
+        sign(&path, "SEBLINUX-base", &["SEBLINUX", "distribution"]);
+        scanned(&library, dir.path());
+        assert_eq!(names(&library, "seblinux"), ["base.tar"]);
+        assert_eq!(names(&library, "distribution base 1.1"), ["base.tar"]);
+        let file = library.files().remove(0);
+        let Some(Sidecar::Signed(signed)) = &file.signature else { panic!("{:?}", file.signature) };
+        assert_eq!(signed.release.as_ref().unwrap().name, "SEBLINUX-base");
+
+        // Only the signature changes: read again, the file keeps its number and hashes.
+        sign(&path, "SEBLINUX-extra", &["other"]);
+        let report = scanned(&library, dir.path());
+        assert_eq!((report.changed, report.unchanged), (1, 0));
+        assert_eq!(names(&library, "other"), ["base.tar"]);
+        assert!(names(&library, "distribution").is_empty());
+        let again = library.files().remove(0);
+        assert_eq!((again.index, again.sha256), (file.index, file.sha256));
+
+        fs::write(dir.path().join("base.tar.minisig"), "garbage").unwrap();
+        let report = library.rescan(&[dir.path().to_owned()]).unwrap();
+        assert!(report.errors[0].contains("base.tar: its signature cannot be read"), "{:?}", report.errors);
+        assert!(matches!(library.files()[0].signature, Some(Sidecar::Unreadable(_))));
+
+        // A genuine signature copied beside other bytes.
+        let other = share(dir.path(), "fake.tar", "other bytes!");
+        sign(&path, "SEBLINUX-base", &[]);
+        fs::copy(dir.path().join("base.tar.minisig"), dir.path().join("fake.tar.minisig")).unwrap();
+        let report = library.rescan(&[dir.path().to_owned()]).unwrap();
+        assert_eq!(report.errors.len(), 1, "{:?}", report.errors);
+        assert!(report.errors[0]
+            .starts_with(&format!("{}: does not match its signature", fs::canonicalize(&other).unwrap().display())));
+        fs::remove_file(&other).unwrap();
+        fs::remove_file(dir.path().join("base.tar.minisig")).unwrap();
+        scanned(&library, dir.path());
+        assert_eq!(library.files()[0].signature, None);
+        assert_eq!(scanned(&library, dir.path()).unchanged, 1);
     }
 
     #[test]
@@ -443,8 +541,8 @@ mod tests {
     fn file_that_vanishes_before_hashing_is_a_report_line() {
         let library = Library::in_memory().unwrap();
         let path = PathBuf::from("/nonexistent/gone.txt");
-        let found = Found { size: 1, mtime_ns: 0 };
-        let line = library.hash(ToHash { path, found, known_as: None }).unwrap_err();
+        let found = Found { size: 1, mtime_ns: 0, signature: None };
+        let line = library.hash(ToHash { path, found, known_as: None, digests: None }).unwrap_err();
         assert!(line.starts_with("/nonexistent/gone.txt: "), "{line}");
     }
 

@@ -5,9 +5,13 @@
 //! not followed (no loops, no escaping the shared tree); symbolic links to
 //! files are shared. Names starting with `.` are hidden and skipped, as are
 //! partial downloads (`.part`) and signatures (`.minisig`), which travel
-//! with the file they sign rather than as files of their own. Only regular
-//! files are shared: opening a FIFO would block the scan.
+//! with the file they sign rather than as files of their own: a file's
+//! `FILE.minisig` is noted with it (its size and modification time), from
+//! the same folder listing, so a changed signature is seen without an extra
+//! look at the disk per file. Only regular files are shared: opening a FIFO
+//! would block the scan.
 
+use std::collections::HashMap;
 use std::fs::{self, Metadata};
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -19,7 +23,19 @@ use crate::MAX_SHARED_FILES;
 pub(crate) struct Found {
     pub(crate) size: u64,
     pub(crate) mtime_ns: i64,
+    /// Its `FILE.minisig`, if there is one.
+    pub(crate) signature: Option<Stamp>,
 }
+
+/// The size and modification time of a file: what tells a scan it changed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub(crate) struct Stamp {
+    pub(crate) size: u64,
+    pub(crate) mtime_ns: i64,
+}
+
+/// The suffix of a signature beside the file it signs.
+pub(crate) const SIGNATURE_SUFFIX: &str = ".minisig";
 
 /// Every shareable file under `folders`, sorted by path (as
 /// [`Found::sort_key`]) without duplicates when folders overlap, and the
@@ -46,6 +62,9 @@ pub(crate) fn walk(folders: &[PathBuf], skip: Option<&Path>) -> (Vec<(PathBuf, F
                 continue;
             }
         };
+        // This folder's files and signatures, matched up once it is listed.
+        let mut files: Vec<(PathBuf, Found)> = Vec::new();
+        let mut signatures: HashMap<String, Stamp> = HashMap::new();
         for entry in entries {
             let entry = match entry {
                 Ok(entry) => entry,
@@ -76,21 +95,30 @@ pub(crate) fn walk(folders: &[PathBuf], skip: Option<&Path>) -> (Vec<(PathBuf, F
                 }
                 continue;
             }
-            if !is_shared_file_name(name) {
+            let signed = name.strip_suffix(SIGNATURE_SUFFIX);
+            if signed.is_none() && name.ends_with(".part") {
                 continue;
             }
             // Follows a link to a file; a link to a folder is left alone.
             let metadata = if file_type.is_symlink() { fs::metadata(&path) } else { entry.metadata() };
-            match metadata.and_then(|metadata| found_file(&metadata)) {
-                Ok(Some(file)) if found.len() < MAX_SHARED_FILES => found.push((path, file)),
-                Ok(Some(_)) => {
+            match (metadata.and_then(|metadata| found_file(&metadata)), signed) {
+                (Ok(Some(file)), Some(signed)) => {
+                    signatures.insert(signed.to_owned(), Stamp { size: file.size, mtime_ns: file.mtime_ns });
+                }
+                (Ok(Some(_)), None) if found.len() + files.len() >= MAX_SHARED_FILES => {
                     errors.push(format!("{}: more than {MAX_SHARED_FILES} files, not shared", path.display()));
+                    found.append(&mut files);
                     break 'walk;
                 }
-                Ok(None) => {}
-                Err(e) => errors.push(format!("{}: {e}", path.display())),
+                (Ok(Some(file)), None) => files.push((path, file)),
+                (Ok(None), _) => {}
+                (Err(e), _) => errors.push(format!("{}: {e}", path.display())),
             }
         }
+        for (path, file) in &mut files {
+            file.signature = file_name(path).and_then(|name| signatures.get(name)).copied();
+        }
+        found.append(&mut files);
     }
     // Any fixed order will do; byte order is several times faster than
     // `Path`'s component order, which matters on a rescan of 100,000 files.
@@ -106,16 +134,12 @@ impl Found {
     }
 }
 
-fn is_shared_file_name(name: &str) -> bool {
-    !name.ends_with(".part") && !name.ends_with(".minisig")
-}
-
 /// The file's size and modification time, if it is a regular file.
 fn found_file(metadata: &Metadata) -> std::io::Result<Option<Found>> {
     if !metadata.is_file() {
         return Ok(None);
     }
-    Ok(Some(Found { size: metadata.len(), mtime_ns: nanos_since_epoch(metadata.modified()?) }))
+    Ok(Some(Found { size: metadata.len(), mtime_ns: nanos_since_epoch(metadata.modified()?), signature: None }))
 }
 
 fn nanos_since_epoch(time: SystemTime) -> i64 {
@@ -160,7 +184,20 @@ mod tests {
         let (found, errors) = walk(std::slice::from_ref(&root), None);
         assert!(errors.is_empty(), "{errors:?}");
         assert_eq!(names(&found, &root), ["a.txt", "release.tar", "sub/b.txt", "sub/deeper/c.txt"]);
-        assert_eq!(found[0], (root.join("a.txt"), Found { size: 5, mtime_ns: found[0].1.mtime_ns }));
+        assert_eq!(found[0], (root.join("a.txt"), Found { size: 5, mtime_ns: found[0].1.mtime_ns, signature: None }));
+        let signature = found[1].1.signature.expect("release.tar's signature is noted with it");
+        assert_eq!(signature.size, "release.tar.minisig".len() as u64);
+        assert!(found.iter().filter(|(path, _)| !path.ends_with("release.tar")).all(|(_, f)| f.signature.is_none()));
+    }
+
+    #[test]
+    fn signature_without_its_file_is_not_shared() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = fs::canonicalize(dir.path()).unwrap();
+        fs::write(root.join("orphan.tar.minisig"), "x").unwrap();
+        fs::write(root.join(".minisig"), "x").unwrap();
+        let (found, errors) = walk(std::slice::from_ref(&root), None);
+        assert!(found.is_empty() && errors.is_empty(), "{found:?} {errors:?}");
     }
 
     #[cfg(unix)]

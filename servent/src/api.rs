@@ -11,15 +11,22 @@
 //! |---|---|
 //! | `GET /api/status` | [`Status`](crate::node::Status) |
 //! | `GET /api/peers` | a list of [`PeerSnapshot`](crate::node::PeerSnapshot) |
-//! | `GET /api/library` | a list of shared files |
+//! | `GET /api/library` | a list of [`LibraryEntry`](crate::node::LibraryEntry): shared files and their verdicts |
+//! | `GET /api/trust` | a list of [`KeyEntry`](crate::trust::KeyEntry) |
+//! | `POST /api/trust` `{"key": "RW…", "scope": ["SEBLINUX"]}` | the [`KeyEntry`](crate::trust::KeyEntry) pinned |
+//! | `POST /api/trust/remove` `{"key_id": "…"}` | `{"removed": "…"}` |
 //! | `POST /api/searches` `{"query": "SEBLINUX", "ttl": 7}` | `{"id": "…"}` |
 //! | `GET /api/searches/:id` | [`SearchSnapshot`](crate::node::SearchSnapshot) |
-//! | `POST /api/downloads` `{"target": "urn:sha1:…" or "magnet:?…"}` | `{"id": 1}` |
+//! | `POST /api/downloads` `{"target": "urn:sha1:…" or "magnet:?…", "require_verified": false}` | `{"id": 1}` |
 //! | `GET /api/downloads` | a list of [`DownloadSnapshot`](crate::transfer::download::DownloadSnapshot) |
 //! | `GET /api/downloads/:id` | one [`DownloadSnapshot`](crate::transfer::download::DownloadSnapshot) |
 //! | `POST /api/downloads/:id/cancel` | `{"cancelled": 1}` |
 //! | `POST /api/downloads/:id/pause` | `{"paused": 1}` |
 //! | `POST /api/downloads/:id/resume` | `{"resumed": 1}` |
+//! | `GET /api/updates` | [`UpdaterStatus`](crate::updater::UpdaterStatus) |
+//! | `POST /api/updates/run` `{"dry_run": false}` | [`PassReport`](crate::updater::PassReport) |
+//! | `POST /api/install` `{"name": "SEBLINUX-base", "dry_run": false}` | a [`Decision`](crate::updater::Decision) |
+//! | `POST /api/rollback` `{"name": "SEBLINUX-base"}` | a [`Decision`](crate::updater::Decision) |
 
 pub mod guard;
 
@@ -30,9 +37,14 @@ use async_std::net::TcpListener;
 use serde::Deserialize;
 use tide::{Body, Next, Request, Response, StatusCode};
 
+use signing_tool::KeyId;
+
 pub use self::guard::ApiToken;
+use crate::keysource;
 use crate::node::{NodeError, NodeHandle};
-use crate::transfer::download::{DownloadError, DownloadId};
+use crate::transfer::download::{DownloadError, DownloadId, Keep};
+use crate::trust::TrustedKey;
+use crate::updater::{UpdateError, Updater};
 use crate::wire::Guid;
 
 /// A request to start a search.
@@ -47,14 +59,21 @@ pub struct SearchRequest {
 #[derive(Clone)]
 struct State {
     node: NodeHandle,
+    updater: Option<Updater>,
     /// What every `/api/` request must carry, if anything.
     token: Option<ApiToken>,
 }
 
-/// Serves the API and the page on `listener` until the servent stops;
-/// with a `token`, every API request must present it.
-pub async fn serve(node: NodeHandle, listener: TcpListener, token: Option<ApiToken>) -> std::io::Result<()> {
-    let mut app = tide::with_state(State { node, token });
+/// Serves the API and the page on `listener` until the servent stops; the
+/// update routes answer when there is an `updater`; with a `token`, every
+/// API request must present it.
+pub async fn serve(
+    node: NodeHandle,
+    updater: Option<Updater>,
+    listener: TcpListener,
+    token: Option<ApiToken>,
+) -> std::io::Result<()> {
+    let mut app = tide::with_state(State { node, updater, token });
     // Errors leave as `{"error": "…"}`, so clients can show one clear line.
     app.with(tide::utils::After(|mut res: Response| async move {
         if let Some(message) = res.error().map(|e| e.to_string()) {
@@ -68,7 +87,31 @@ pub async fn serve(node: NodeHandle, listener: TcpListener, token: Option<ApiTok
         .get(|req: Request<State>| async move { json(&req.state().node.status().await.map_err(unavailable)?) });
     app.at("/api/peers")
         .get(|req: Request<State>| async move { json(&req.state().node.peers().await.map_err(unavailable)?) });
-    app.at("/api/library").get(|req: Request<State>| async move { json(&req.state().node.library().files()) });
+    app.at("/api/library").get(|req: Request<State>| async move { json(&req.state().node.library_entries()) });
+    app.at("/api/trust").get(|req: Request<State>| async move { json(&req.state().node.trusted_keys()) });
+    app.at("/api/trust").post(|mut req: Request<State>| async move {
+        let request: TrustRequest =
+            req.body_json().await.map_err(|e| bad_request(format!("expected {{\"key\": …}}: {e}")))?;
+        let mut resolved = keysource::resolve(&request.key).await.map_err(bad_request)?;
+        resolved.trusted.scope.extend(request.scope);
+        let TrustedKey { key, scope } = resolved.trusted;
+        match req.state().node.trust_key(key, scope).await {
+            Ok(entry) => json(&entry),
+            Err(NodeError::Trust(e)) => Err(bad_request(e.to_string())),
+            Err(e) => Err(unavailable(e)),
+        }
+    });
+    app.at("/api/trust/remove").post(|mut req: Request<State>| async move {
+        let request: DistrustRequest =
+            req.body_json().await.map_err(|e| bad_request(format!("expected {{\"key_id\": …}}: {e}")))?;
+        let id: KeyId = request.key_id.parse().map_err(|e| bad_request(format!("{}: {e}", request.key_id)))?;
+        match req.state().node.distrust_key(id).await {
+            Ok(true) => json(&serde_json::json!({ "removed": request.key_id })),
+            Ok(false) => Err(tide::Error::from_str(StatusCode::NotFound, format!("key {id} is not trusted"))),
+            Err(NodeError::Trust(e)) => Err(bad_request(e.to_string())),
+            Err(e) => Err(unavailable(e)),
+        }
+    });
     app.at("/api/searches").post(|mut req: Request<State>| async move {
         let request: SearchRequest =
             req.body_json().await.map_err(|e| bad_request(format!("expected {{\"query\": …}}: {e}")))?;
@@ -93,11 +136,16 @@ pub async fn serve(node: NodeHandle, listener: TcpListener, token: Option<ApiTok
     app.at("/api/downloads").post(|mut req: Request<State>| async move {
         let request: DownloadRequest =
             req.body_json().await.map_err(|e| bad_request(format!("expected {{\"target\": …}}: {e}")))?;
-        match req.state().node.download(&request.target).await {
+        let keep = if request.require_verified { Keep::Verified } else { Keep::NotFake };
+        match req.state().node.download(&request.target, keep).await {
             Ok(id) => json(&serde_json::json!({ "id": id })),
-            Err(e @ (NodeError::BadTarget(_) | NodeError::NotFound(_) | NodeError::Download(_))) => {
-                Err(bad_request(e.to_string()))
-            }
+            Err(
+                e @ (NodeError::BadTarget(_)
+                | NodeError::NotFound(_)
+                | NodeError::Download(_)
+                | NodeError::Fake { .. }
+                | NodeError::NotVerified { .. }),
+            ) => Err(bad_request(e.to_string())),
             Err(e) => Err(unavailable(e)),
         }
     });
@@ -112,6 +160,22 @@ pub async fn serve(node: NodeHandle, listener: TcpListener, token: Option<ApiTok
     app.at("/api/downloads/:id/cancel").post(|req| control(req, Control::Cancel));
     app.at("/api/downloads/:id/pause").post(|req| control(req, Control::Pause));
     app.at("/api/downloads/:id/resume").post(|req| control(req, Control::Resume));
+    app.at("/api/updates").get(|req: Request<State>| async move { json(&updater_of(&req)?.status()) });
+    app.at("/api/updates/run").post(|mut req: Request<State>| async move {
+        let request: UpdateRequest =
+            req.body_json().await.map_err(|e| bad_request(format!("expected {{\"dry_run\": …}}: {e}")))?;
+        json(&updater_of(&req)?.pass(request.dry_run).await.map_err(update_error)?)
+    });
+    app.at("/api/install").post(|mut req: Request<State>| async move {
+        let request: PackageRequest =
+            req.body_json().await.map_err(|e| bad_request(format!("expected {{\"name\": …}}: {e}")))?;
+        json(&updater_of(&req)?.install(&request.name, request.dry_run).await.map_err(update_error)?)
+    });
+    app.at("/api/rollback").post(|mut req: Request<State>| async move {
+        let request: PackageRequest =
+            req.body_json().await.map_err(|e| bad_request(format!("expected {{\"name\": …}}: {e}")))?;
+        json(&updater_of(&req)?.rollback(&request.name).await.map_err(update_error)?)
+    });
     app.listen(listener).await
 }
 
@@ -144,11 +208,66 @@ async fn control(req: Request<State>, what: Control) -> tide::Result {
     }
 }
 
+/// A request for an update pass.
+#[derive(Debug, Deserialize)]
+pub struct UpdateRequest {
+    /// Say what would change, change nothing.
+    #[serde(default)]
+    pub dry_run: bool,
+}
+
+/// A request about one package.
+#[derive(Debug, Deserialize)]
+pub struct PackageRequest {
+    /// The package's signed name.
+    pub name: String,
+    /// Say what would change, change nothing (install only).
+    #[serde(default)]
+    pub dry_run: bool,
+}
+
+fn updater_of(req: &Request<State>) -> tide::Result<&Updater> {
+    req.state()
+        .updater
+        .as_ref()
+        .ok_or_else(|| tide::Error::from_str(StatusCode::NotFound, "this servent has no updater"))
+}
+
+fn update_error(e: UpdateError) -> tide::Error {
+    let status = match e {
+        UpdateError::Busy => StatusCode::Conflict,
+        UpdateError::Install(_) => StatusCode::BadRequest,
+        UpdateError::Node(_) => StatusCode::ServiceUnavailable,
+    };
+    tide::Error::from_str(status, e.to_string())
+}
+
+/// A request to pin a publisher key.
+#[derive(Debug, Deserialize)]
+pub struct TrustRequest {
+    /// An `RW…` key line, a `.pub` file, or an `https://` page showing the key
+    /// (with an optional `#SCOPE,…`).
+    pub key: String,
+    /// Release names or keywords the key may publish; none: anything.
+    #[serde(default)]
+    pub scope: Vec<String>,
+}
+
+/// A request to unpin a key.
+#[derive(Debug, Deserialize)]
+pub struct DistrustRequest {
+    /// Its key id, 16 hex digits.
+    pub key_id: String,
+}
+
 /// A request to download.
 #[derive(Debug, Deserialize)]
 pub struct DownloadRequest {
     /// A `urn:sha1:`, a `urn:sha256:` or a `magnet:` link.
     pub target: String,
+    /// Keep the file only if it is verified under a trusted key.
+    #[serde(default)]
+    pub require_verified: bool,
 }
 
 /// The middleware in front of every route: [`guard::check`] on the

@@ -17,7 +17,7 @@ use crate::transfer::upload::UploadConfig;
 #[structopt(name = "servent")]
 pub enum Command {
     /// Joins the network, shares folders, and serves the local API.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Searches the network by keywords or by `urn:sha1:`/`urn:sha256:`.
     Search {
         // structopt refuses doc comments on flattened fields.
@@ -50,6 +50,9 @@ pub enum Command {
         /// One JSON object per line instead of a progress bar.
         #[structopt(long)]
         json: bool,
+        /// Keep the file only if it is verified under a trusted publisher key.
+        #[structopt(long)]
+        require_verified: bool,
         /// A `urn:sha1:…`, `urn:sha256:…` or `magnet:?…`.
         target: String,
     },
@@ -61,6 +64,80 @@ pub enum Command {
     Library(ListArgs),
     /// Shows the servent's address, peers and counters.
     Status(ListArgs),
+    /// Pins, lists or unpins publisher keys.
+    Trust(TrustCommand),
+    /// Installs the newest verified release of a package into the install directory.
+    Install {
+        // structopt refuses doc comments on flattened fields.
+        #[allow(missing_docs)]
+        #[structopt(flatten)]
+        api: ApiArgs,
+        /// Say what would be installed, and change nothing.
+        #[structopt(long)]
+        dry_run: bool,
+        /// One JSON object.
+        #[structopt(long)]
+        json: bool,
+        /// The release name, as signed (e.g. SEBLINUX-base).
+        name: String,
+    },
+    /// Shows the updater; with --once, runs an update pass now.
+    Update {
+        // structopt refuses doc comments on flattened fields.
+        #[allow(missing_docs)]
+        #[structopt(flatten)]
+        api: ApiArgs,
+        /// Run one pass now over every installed package.
+        #[structopt(long)]
+        once: bool,
+        /// Say what the pass would change, and change nothing.
+        #[structopt(long)]
+        dry_run: bool,
+        /// One JSON object per line.
+        #[structopt(long)]
+        json: bool,
+    },
+    /// Puts the previous version of an installed package back.
+    Rollback {
+        // structopt refuses doc comments on flattened fields.
+        #[allow(missing_docs)]
+        #[structopt(flatten)]
+        api: ApiArgs,
+        /// One JSON object.
+        #[structopt(long)]
+        json: bool,
+        /// The package name.
+        name: String,
+    },
+}
+
+/// `servent trust …`.
+#[derive(Debug, StructOpt)]
+pub enum TrustCommand {
+    /// Pins a publisher key: a `.pub` file, an `RW…` line, or the https URL
+    /// of a page showing it, optionally followed by `#SCOPE,…`.
+    Add {
+        // structopt refuses doc comments on flattened fields.
+        #[allow(missing_docs)]
+        #[structopt(flatten)]
+        api: ApiArgs,
+        /// A release name or keyword the key may publish (repeatable); none: anything.
+        #[structopt(long)]
+        scope: Vec<String>,
+        /// The key.
+        key: String,
+    },
+    /// Lists the pinned keys.
+    List(ListArgs),
+    /// Unpins a key by its id (16 hex digits, as `trust list` shows).
+    Remove {
+        // structopt refuses doc comments on flattened fields.
+        #[allow(missing_docs)]
+        #[structopt(flatten)]
+        api: ApiArgs,
+        /// The key id.
+        key_id: String,
+    },
 }
 
 /// Where the running servent's API is.
@@ -127,6 +204,20 @@ pub struct RunArgs {
     /// Connect only to the peers given with --peer, not to hosts learned from the network.
     #[structopt(long)]
     pub no_discovery: bool,
+    /// A publisher key to pin: a `.pub` file, an `RW…` line or the https URL
+    /// of a page showing it, optionally followed by `#SCOPE,…` (repeatable).
+    #[structopt(long)]
+    pub trust: Vec<String>,
+    /// Where releases are installed, and shared from [default: <data-dir>/installed].
+    #[structopt(long, parse(from_os_str))]
+    pub install_dir: Option<PathBuf>,
+    /// Run an update pass every this many minutes.
+    #[structopt(long, value_name = "MINUTES")]
+    pub update_every: Option<u64>,
+    /// A shell command run after each install (SERVENT_NAME, SERVENT_VERSION,
+    /// SERVENT_PATH, SERVENT_PREVIOUS_VERSION set); failure rolls back.
+    #[structopt(long, value_name = "CMD")]
+    pub post_install: Option<String>,
 }
 
 impl RunArgs {
@@ -209,7 +300,20 @@ pub async fn run_client(command: Command) -> Result<(), String> {
         Command::Search { api, wait, ttl, json, keywords } => {
             search(&Client::new(&api), &keywords.join(" "), ttl, wait, json).await
         }
-        Command::Get { api, wait, json, target } => get(&Client::new(&api), &target, wait, json).await,
+        Command::Get { api, wait, json, require_verified, target } => {
+            get(&Client::new(&api), &target, require_verified, wait, json).await
+        }
+        Command::Trust(command) => trust(command).await,
+        Command::Install { api, dry_run, json, name } => {
+            let body = serde_json::json!({ "name": name, "dry_run": dry_run });
+            let decision = Client::new(&api).post("/api/install", &body).await?;
+            print_decisions(std::slice::from_ref(&decision), json)
+        }
+        Command::Update { api, once, dry_run, json } => update(&Client::new(&api), once, dry_run, json).await,
+        Command::Rollback { api, json, name } => {
+            let decision = Client::new(&api).post("/api/rollback", &serde_json::json!({ "name": name })).await?;
+            print_decisions(std::slice::from_ref(&decision), json)
+        }
         Command::Downloads(args) => {
             let downloads = Client::new(&args.api).get("/api/downloads").await?;
             print_list(&downloads, args.json, &["id", "name", "state", "done", "rate", "sources"], |d| {
@@ -247,8 +351,14 @@ pub async fn run_client(command: Command) -> Result<(), String> {
         }
         Command::Library(args) => {
             let files = Client::new(&args.api).get("/api/library").await?;
-            print_list(&files, args.json, &["name", "size", "sha1"], |f| {
-                vec![text(&f["name"]), human_size(f["size"].as_u64().unwrap_or(0)), text(&f["sha1"])]
+            print_list(&files, args.json, &["name", "size", "verdict", "version", "sha1"], |f| {
+                vec![
+                    text(&f["name"]),
+                    human_size(f["size"].as_u64().unwrap_or(0)),
+                    text(&f["verdict"]),
+                    text(&f["version"]),
+                    text(&f["sha1"]),
+                ]
             });
             Ok(())
         }
@@ -283,12 +393,14 @@ async fn search(client: &Client, text_query: &str, ttl: u8, wait: f64, json: boo
         eprintln!("no results for {text_query:?}");
         return Ok(());
     }
-    print_list(results, json, &["name", "size", "sources", "verdict"], |r| {
+    print_list(results, json, &["name", "size", "sources", "verdict", "version", "publisher"], |r| {
         vec![
             text(&r["name"]),
             human_size(r["size"].as_u64().unwrap_or(0)),
             r["sources"].as_array().map_or(0, Vec::len).to_string(),
             text(&r["verdict"]),
+            text(&r["version"]),
+            text(&r["publisher"]),
         ]
     });
     Ok(())
@@ -297,8 +409,9 @@ async fn search(client: &Client, text_query: &str, ttl: u8, wait: f64, json: boo
 /// How often `get --wait` asks how the download is going.
 const PROGRESS_POLL: Duration = Duration::from_millis(250);
 
-async fn get(client: &Client, target: &str, wait: bool, json: bool) -> Result<(), String> {
-    let started = client.post("/api/downloads", &serde_json::json!({ "target": target })).await?;
+async fn get(client: &Client, target: &str, require_verified: bool, wait: bool, json: bool) -> Result<(), String> {
+    let request = serde_json::json!({ "target": target, "require_verified": require_verified });
+    let started = client.post("/api/downloads", &request).await?;
     let id = started["id"].as_u64().ok_or("the servent gave no download id")?;
     if !wait {
         match json {
@@ -339,6 +452,81 @@ async fn get(client: &Client, target: &str, wait: bool, json: bool) -> Result<()
             Some("cancelled") => return Err("download cancelled".into()),
             _ => async_std::task::sleep(PROGRESS_POLL).await,
         }
+    }
+}
+
+async fn update(client: &Client, once: bool, dry_run: bool, json: bool) -> Result<(), String> {
+    if once || dry_run {
+        let report = client.post("/api/updates/run", &serde_json::json!({ "dry_run": dry_run })).await?;
+        return print_decisions(report["decisions"].as_array().map(Vec::as_slice).unwrap_or_default(), json);
+    }
+    let status = client.get("/api/updates").await?;
+    if json {
+        println!("{status}");
+        return Ok(());
+    }
+    println!("install dir  {}", text(&status["install_dir"]));
+    match status["every_minutes"].as_u64() {
+        Some(minutes) => println!("passes       every {minutes} minutes"),
+        None => println!("passes       on request (`update --once`)"),
+    }
+    print_list(&status["installed"], false, &["name", "version", "key_id", "previous"], |p| {
+        vec![
+            text(&p["current"]["name"]),
+            text(&p["current"]["version"]),
+            text(&p["current"]["key_id"]),
+            text(&p["previous"]["version"]),
+        ]
+    });
+    if let Some(decisions) = status["last_pass"]["decisions"].as_array() {
+        println!("last pass:");
+        print_decisions(decisions, false)?;
+    }
+    Ok(())
+}
+
+/// Prints the updater's decisions; fails when one of them failed.
+fn print_decisions(decisions: &[Value], json: bool) -> Result<(), String> {
+    for d in decisions {
+        match json {
+            true => println!("{d}"),
+            false => println!("{} {}: {}", text(&d["name"]), text(&d["action"]).replace('_', " "), text(&d["reason"])),
+        }
+    }
+    match decisions.iter().find(|d| d["action"] == "failed") {
+        Some(d) => Err(format!("{}: {}", text(&d["name"]), text(&d["reason"]))),
+        None => Ok(()),
+    }
+}
+
+async fn trust(command: TrustCommand) -> Result<(), String> {
+    match command {
+        TrustCommand::Add { api, scope, key } => {
+            let entry =
+                Client::new(&api).post("/api/trust", &serde_json::json!({ "key": key, "scope": scope })).await?;
+            println!("trusting key {} ({})", text(&entry["key_id"]), scope_text(&entry["scope"]));
+        }
+        TrustCommand::List(args) => {
+            let keys = Client::new(&args.api).get("/api/trust").await?;
+            print_list(&keys, args.json, &["key_id", "scope", "key"], |k| {
+                vec![text(&k["key_id"]), scope_text(&k["scope"]), text(&k["key"])]
+            });
+        }
+        TrustCommand::Remove { api, key_id } => {
+            Client::new(&api).post("/api/trust/remove", &serde_json::json!({ "key_id": key_id })).await?;
+            println!("no longer trusting key {key_id}");
+        }
+    }
+    Ok(())
+}
+
+/// A key's scope for people: `SEBLINUX, extra`, or `anything`.
+fn scope_text(scope: &Value) -> String {
+    let entries: Vec<String> = scope.as_array().map(|a| a.iter().map(text).collect()).unwrap_or_default();
+    if entries.is_empty() {
+        "anything".into()
+    } else {
+        entries.join(", ")
     }
 }
 

@@ -47,6 +47,8 @@ pub struct Config {
     /// Where finished downloads land (and are shared from); `None` means
     /// `<data-dir>/downloads`. Without a data directory there are no downloads.
     pub downloads: Option<PathBuf>,
+    /// Publisher keys to pin at start (`--trust`), besides those pinned before.
+    pub trust: Vec<crate::trust::TrustedKey>,
     /// What every request to the local API must carry (`--api-token`); the
     /// API is served beside the node, which does not look at it.
     pub api_token: Option<crate::api::ApiToken>,
@@ -67,6 +69,7 @@ impl Default for Config {
             deflate: true,
             uploads: crate::transfer::upload::UploadConfig::default(),
             downloads: None,
+            trust: Vec::new(),
             api_token: None,
         }
     }

@@ -1,7 +1,7 @@
 //! A Gnutella 0.6 servent for distributing signed software releases.
 //!
 //! The protocol core ([`wire`], [`handshake`], [`routing`], [`flow`],
-//! [`compression`], [`hostcache`], [`searches`]) does no I/O and knows nothing of async-std;
+//! [`compression`], [`hostcache`], [`searches`], [`trust`]) does no I/O and knows nothing of async-std;
 //! [`node`] runs it over real sockets, [`api`] serves the local JSON API
 //! on tide, and [`cli`] is the command line, a thin client of that API.
 #![warn(missing_docs)]
@@ -13,8 +13,11 @@ pub mod config;
 pub mod flow;
 pub mod handshake;
 pub mod hostcache;
+pub mod keysource;
 pub mod node;
 pub mod routing;
 pub mod searches;
 pub mod transfer;
+pub mod trust;
+pub mod updater;
 pub mod wire;

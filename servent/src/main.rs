@@ -2,16 +2,18 @@
 
 use std::io::Write;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use async_std::net::TcpListener;
 use async_std::task;
 use servent::cli::{self, Command, RunArgs};
-use servent::{api, node};
+use servent::updater::{Updater, UpdaterConfig};
+use servent::{api, keysource, node};
 use structopt::StructOpt;
 
 fn main() -> ExitCode {
     let result = match Command::from_args() {
-        Command::Run(args) => task::block_on(run(args)),
+        Command::Run(args) => task::block_on(run(*args)),
         command => task::block_on(cli::run_client(command)),
     };
     match result {
@@ -26,12 +28,37 @@ fn main() -> ExitCode {
 /// Runs a servent until interrupted (Ctrl-C or SIGTERM), then says Bye to
 /// its peers and stops.
 async fn run(args: RunArgs) -> Result<(), String> {
-    let config = args.config()?;
+    let mut config = args.config()?;
+    let mut pinned = Vec::new();
+    for arg in &args.trust {
+        let resolved = keysource::resolve(arg).await?;
+        let scope = resolved.trusted.scope.join(", ");
+        let scope = if scope.is_empty() { "anything".to_owned() } else { scope };
+        pinned.push(format!(
+            "servent: trusting key {} from {} for {scope}",
+            resolved.trusted.key.key_id(),
+            resolved.source
+        ));
+        config.trust.push(resolved.trusted);
+    }
     let api_listener =
         TcpListener::bind(args.api).await.map_err(|e| format!("cannot listen on {} for the API: {e}", args.api))?;
     let api_addr = api_listener.local_addr().map_err(|e| e.to_string())?;
     let (data_dir, api_token) = (config.data_dir.clone(), config.api_token.clone());
+    let install_dir = match (&args.install_dir, &data_dir) {
+        (Some(dir), _) => dir.clone(),
+        (None, Some(data)) => data.join("installed"),
+        (None, None) => return Err("an install directory needs --install-dir or --data-dir".into()),
+    };
+    std::fs::create_dir_all(&install_dir).map_err(|e| format!("cannot create {}: {e}", install_dir.display()))?;
+    // What is installed is shared on: every user re-shares the updates.
+    config.shares.push(install_dir.clone());
     let node = node::start(config).await.map_err(|e| e.to_string())?;
+    let updater_config = UpdaterConfig { post_install: args.post_install.clone(), ..UpdaterConfig::new(install_dir) };
+    let updater = Updater::open(node.clone(), updater_config).map_err(|e| e.to_string())?;
+    if let Some(minutes) = args.update_every.filter(|&m| m > 0) {
+        updater.spawn_every(Duration::from_secs(minutes.saturating_mul(60)));
+    }
     let (stop, stopped) = async_std::channel::bounded::<()>(1);
     ctrlc::set_handler(move || {
         let _ = stop.try_send(());
@@ -47,7 +74,10 @@ async fn run(args: RunArgs) -> Result<(), String> {
     if let Some(dir) = data_dir {
         let _ = writeln!(std::io::stdout(), "servent: data in {}", dir.display());
     }
-    let server = task::spawn(api::serve(node.clone(), api_listener, api_token));
+    for line in pinned {
+        let _ = writeln!(std::io::stdout(), "{line}");
+    }
+    let server = task::spawn(api::serve(node.clone(), Some(updater), api_listener, api_token));
     let _ = stopped.recv().await;
     let _ = writeln!(std::io::stdout(), "servent: stopping");
     node.shutdown().await;

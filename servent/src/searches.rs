@@ -2,17 +2,24 @@
 //!
 //! Many servents answer with the same file; a person wants one line per
 //! file with every source listed. Results are keyed by SHA-256 when the hit
-//! carries it, else by SHA-1, else by name and size. Everything here is
-//! bounded: the number of searches kept, results per search, sources per
-//! result.
+//! carries it, else by SHA-1, else by name and size. Each result is judged
+//! ([`crate::trust`]) from the signature its hits carry, before anything is
+//! downloaded: a result keeps the best verdict any of its sources earned,
+//! since the content is the same whoever sends it and a rival must not be
+//! able to mark genuine content fake by sending a bad signature with it.
+//! Everything here is bounded: the number of searches kept, results per
+//! search, sources and signatures per result.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddrV4;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
+use signing_tool::Minisig;
 
-use crate::wire::{Guid, QueryHit, Urn};
+use crate::trust::{Content, Judgement, TrustStore};
+use crate::wire::{GgepId, Guid, QueryHit, QueryResult, Urn};
 
 /// Searches remembered; older ones are forgotten.
 pub const MAX_SEARCHES: usize = 64;
@@ -20,17 +27,47 @@ pub const MAX_SEARCHES: usize = 64;
 pub const MAX_RESULTS_PER_SEARCH: usize = 1000;
 /// Sources kept per result.
 pub const MAX_SOURCES: usize = 100;
+/// Distinct signatures kept per result, to judge again when the trusted keys change.
+pub const MAX_SIGNATURES: usize = 4;
 
-/// What we think of a result before downloading it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Verdict {
-    /// The hit carries no signature.
-    Unsigned,
+/// The signature a result carried, as it arrived.
+#[derive(Clone, Debug)]
+pub enum Carried {
+    /// A well-formed signature.
+    Signature(Arc<Minisig>),
+    /// A signature extension that could not be read, and why.
+    Unreadable(String),
+}
+
+impl Carried {
+    /// The signature in a result's GGEP block, if it has one.
+    pub fn of(result: &QueryResult) -> Option<Carried> {
+        let data = result.ggep.get(GgepId::RELEASE_SIGNATURE)?;
+        Some(match Minisig::from_compact(data) {
+            Ok(minisig) => Carried::Signature(Arc::new(minisig)),
+            Err(e) => Carried::Unreadable(e.to_string()),
+        })
+    }
+
+    fn judge(carried: Option<&Carried>, content: Content, trust: &TrustStore) -> Judgement {
+        match carried {
+            None => trust.judge(None, content),
+            Some(Carried::Signature(minisig)) => trust.judge(Some(minisig), content),
+            Some(Carried::Unreadable(why)) => Judgement::unreadable(why),
+        }
+    }
+
+    fn same(&self, other: &Carried) -> bool {
+        match (self, other) {
+            (Carried::Signature(a), Carried::Signature(b)) => a.to_compact() == b.to_compact(),
+            (Carried::Unreadable(a), Carried::Unreadable(b)) => a == b,
+            _ => false,
+        }
+    }
 }
 
 /// One file found by a search, with all the servents that have it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, Serialize)]
 pub struct SearchResult {
     /// The name the first source gave it.
     pub name: String,
@@ -44,8 +81,63 @@ pub struct SearchResult {
     pub sha256: Option<Urn>,
     /// Servents that have it, as `ip:port`.
     pub sources: Vec<SocketAddrV4>,
-    /// Whether it is genuine, as far as can be told before downloading.
-    pub verdict: Verdict,
+    /// Whether it is genuine, as far as can be told before downloading:
+    /// `verdict`, `reason`, `publisher`, `version`.
+    #[serde(flatten)]
+    pub judgement: Judgement,
+    /// The signature the verdict rests on, passed on to the download.
+    #[serde(skip)]
+    pub signature: Option<Arc<Minisig>>,
+    /// Every distinct signature its sources sent (a few), for judging again.
+    #[serde(skip)]
+    carried: Vec<Option<Carried>>,
+}
+
+impl SearchResult {
+    /// A result from no search, for tests of what uses results.
+    #[cfg(test)]
+    pub(crate) fn judged(name: &str, size: u64, judgement: Judgement) -> SearchResult {
+        let (sha1, sha256, sources, signature, carried) = (None, None, Vec::new(), None, Vec::new());
+        SearchResult { name: name.into(), size, sha1, sha256, sources, judgement, signature, carried }
+    }
+
+    fn content(&self) -> Content {
+        let sha256 = match self.sha256 {
+            Some(Urn::Sha256(digest)) => Some(digest),
+            _ => None,
+        };
+        Content { size: self.size, sha256 }
+    }
+
+    /// Takes a signature a source sent into account: judged, kept if new,
+    /// and the result's verdict if it is better than the one it had.
+    fn offer(&mut self, carried: Option<Carried>, trust: &TrustStore) {
+        let seen = self.carried.iter().any(|c| match (c, &carried) {
+            (None, None) => true,
+            (Some(a), Some(b)) => a.same(b),
+            _ => false,
+        });
+        if seen || self.carried.len() >= MAX_SIGNATURES {
+            return;
+        }
+        let judgement = Carried::judge(carried.as_ref(), self.content(), trust);
+        if self.carried.is_empty() || judgement.verdict > self.judgement.verdict {
+            self.judgement = judgement;
+            self.signature = match &carried {
+                Some(Carried::Signature(minisig)) => Some(minisig.clone()),
+                _ => None,
+            };
+        }
+        self.carried.push(carried);
+    }
+
+    /// Judges every signature seen again, with the keys trusted now.
+    fn rejudge(&mut self, trust: &TrustStore) {
+        let carried = std::mem::take(&mut self.carried);
+        for c in carried {
+            self.offer(c, trust);
+        }
+    }
 }
 
 fn urn_text<S: serde::Serializer>(urn: &Option<Urn>, s: S) -> Result<S::Ok, S::Error> {
@@ -94,8 +186,8 @@ impl Search {
     }
 
     /// Adds every result of a QueryHit that arrived at `now`, merging with
-    /// what we have.
-    pub fn add(&mut self, hit: &QueryHit, now: Instant) {
+    /// what we have and judging the signatures they carry.
+    pub fn add(&mut self, hit: &QueryHit, now: Instant, trust: &TrustStore) {
         self.hits_received += 1;
         self.first_hit_after.get_or_insert(now.duration_since(self.started));
         let source = SocketAddrV4::new(hit.ip, hit.port);
@@ -107,13 +199,14 @@ impl Search {
                 (None, Some(urn)) => ContentKey::Sha1(urn),
                 (None, None) => ContentKey::NameSize(result.name.to_lowercase(), result.size),
             };
+            let carried = Carried::of(result);
             if let Some(&i) = self.by_key.get(&key) {
                 let existing = &mut self.results[i];
-                if existing.size == result.size
-                    && existing.sources.len() < MAX_SOURCES
-                    && !existing.sources.contains(&source)
-                {
-                    existing.sources.push(source);
+                if existing.size == result.size {
+                    if existing.sources.len() < MAX_SOURCES && !existing.sources.contains(&source) {
+                        existing.sources.push(source);
+                    }
+                    existing.offer(carried, trust);
                 }
                 continue;
             }
@@ -121,14 +214,18 @@ impl Search {
                 continue;
             }
             self.by_key.insert(key, self.results.len());
-            self.results.push(SearchResult {
+            let mut found = SearchResult {
                 name: result.name.clone(),
                 size: result.size,
                 sha1,
                 sha256,
                 sources: vec![source],
-                verdict: Verdict::Unsigned,
-            });
+                judgement: Judgement::unsigned(),
+                signature: None,
+                carried: Vec::new(),
+            };
+            found.offer(carried, trust);
+            self.results.push(found);
         }
     }
 }
@@ -153,9 +250,16 @@ impl Searches {
     }
 
     /// Adds a QueryHit to its search, if we still remember it.
-    pub fn add(&mut self, guid: Guid, hit: &QueryHit, now: Instant) {
+    pub fn add(&mut self, guid: Guid, hit: &QueryHit, now: Instant, trust: &TrustStore) {
         if let Some(search) = self.searches.get_mut(&guid) {
-            search.add(hit, now);
+            search.add(hit, now, trust);
+        }
+    }
+
+    /// Judges every result again, after the trusted keys changed.
+    pub fn rejudge(&mut self, trust: &TrustStore) {
+        for search in self.searches.values_mut() {
+            search.results.iter_mut().for_each(|r| r.rejudge(trust));
         }
     }
 
@@ -179,6 +283,10 @@ impl Searches {
                     }
                     found.sha1 = found.sha1.or(result.sha1);
                     found.sha256 = found.sha256.or(result.sha256);
+                    if result.judgement.verdict > found.judgement.verdict {
+                        found.judgement = result.judgement.clone();
+                        found.signature = result.signature.clone();
+                    }
                 }
                 Some(_) => {}
             }
@@ -196,8 +304,10 @@ impl Searches {
 mod tests {
     use std::net::Ipv4Addr;
 
+    use signing_tool::SecretKey;
+
     use super::*;
-    use crate::wire::QueryResult;
+    use crate::trust::Verdict;
 
     fn hit(ip: u8, results: Vec<QueryResult>) -> QueryHit {
         QueryHit {
@@ -219,9 +329,17 @@ mod tests {
         let urns = vec![Urn::Sha1([1; 20]), Urn::Sha256([2; 32])];
         let now = Instant::now();
         let mut search = Search::new("seblinux".into(), now);
-        search.add(&hit(1, vec![result("SEBLINUX-base-1.0.tar", 10, urns.clone())]), now + Duration::from_millis(5));
-        search.add(&hit(2, vec![result("seblinux-base.tar", 10, urns)]), now + Duration::from_millis(9));
-        search.add(&hit(2, vec![result("other.tar", 10, vec![Urn::Sha1([3; 20])])]), now);
+        search.add(
+            &hit(1, vec![result("SEBLINUX-base-1.0.tar", 10, urns.clone())]),
+            now + Duration::from_millis(5),
+            &TrustStore::in_memory(),
+        );
+        search.add(
+            &hit(2, vec![result("seblinux-base.tar", 10, urns)]),
+            now + Duration::from_millis(9),
+            &TrustStore::in_memory(),
+        );
+        search.add(&hit(2, vec![result("other.tar", 10, vec![Urn::Sha1([3; 20])])]), now, &TrustStore::in_memory());
         let results = search.results();
         assert_eq!(results.len(), 2);
         assert_eq!(results[0].name, "SEBLINUX-base-1.0.tar");
@@ -234,15 +352,15 @@ mod tests {
     fn same_source_is_listed_once() {
         let mut search = Search::new("x".into(), Instant::now());
         let r = result("a", 1, vec![Urn::Sha1([1; 20])]);
-        search.add(&hit(1, vec![r.clone()]), Instant::now());
-        search.add(&hit(1, vec![r]), Instant::now());
+        search.add(&hit(1, vec![r.clone()]), Instant::now(), &TrustStore::in_memory());
+        search.add(&hit(1, vec![r]), Instant::now(), &TrustStore::in_memory());
         assert_eq!(search.results()[0].sources.len(), 1);
     }
 
     #[test]
     fn result_serializes_with_urn_text() {
         let mut search = Search::new("x".into(), Instant::now());
-        search.add(&hit(1, vec![result("a", 1, vec![Urn::Sha1([0; 20])])]), Instant::now());
+        search.add(&hit(1, vec![result("a", 1, vec![Urn::Sha1([0; 20])])]), Instant::now(), &TrustStore::in_memory());
         let json = serde_json::to_value(&search.results()[0]).unwrap();
         assert_eq!(json["sha1"], "urn:sha1:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA");
         assert_eq!(json["sha256"], serde_json::Value::Null);
@@ -250,11 +368,72 @@ mod tests {
         assert_eq!(json["verdict"], "unsigned");
     }
 
+    fn signed_result(publisher: &SecretKey, content: &[u8], name: &str) -> QueryResult {
+        use sha2::Digest;
+        let mut signer = signing_tool::Signer::new();
+        signer.update(content);
+        let meta = signing_tool::ReleaseMeta { name: "SEBLINUX-base".into(), version: "1.0".into(), keywords: vec![] };
+        let minisig = signer.finish(publisher, name, Some(&meta), 1_700_000_000).unwrap();
+        let urns = vec![Urn::Sha256(sha2::Sha256::digest(content).into())];
+        let mut result = result(name, content.len() as u64, urns);
+        result.ggep.insert(GgepId::RELEASE_SIGNATURE, minisig.to_compact());
+        result
+    }
+
+    #[test]
+    fn result_keeps_the_best_verdict_its_sources_earned_and_is_judged_again_when_keys_change() {
+        let publisher = SecretKey::generate().unwrap();
+        let mut trust = TrustStore::in_memory();
+        let genuine = signed_result(&publisher, b"genuine", "SEBLINUX-base-1.0.tar");
+        let mut tampered = genuine.clone();
+        let mut compact = tampered.ggep.get(GgepId::RELEASE_SIGNATURE).unwrap().to_vec();
+        let last = compact.len() - 1;
+        compact[last] ^= 1;
+        tampered.ggep.insert(GgepId::RELEASE_SIGNATURE, compact);
+        let mut unsigned = genuine.clone();
+        unsigned.ggep = Default::default();
+
+        let mut search = Search::new("seblinux".into(), Instant::now());
+        search.add(&hit(1, vec![unsigned]), Instant::now(), &trust);
+        assert_eq!(search.results()[0].judgement.verdict, Verdict::Unsigned);
+        search.add(&hit(2, vec![genuine]), Instant::now(), &trust);
+        assert_eq!(search.results()[0].judgement.verdict, Verdict::Untrusted);
+
+        trust.add(publisher.public_key(), vec![]).unwrap();
+        let mut searches = Searches::default();
+        searches.searches.insert(Guid([0; 16]), search);
+        searches.rejudge(&trust);
+        let search = searches.searches.get_mut(&Guid([0; 16])).unwrap();
+        assert_eq!(search.results()[0].judgement.verdict, Verdict::Verified);
+        // A rival's bad signature on the same content does not make it fake.
+        search.add(&hit(3, vec![tampered.clone()]), Instant::now(), &trust);
+        let result = &search.results()[0];
+        assert_eq!((result.judgement.verdict, result.sources.len()), (Verdict::Verified, 3));
+        assert!(result.signature.is_some());
+
+        let mut alone = Search::new("seblinux".into(), Instant::now());
+        alone.add(&hit(3, vec![tampered]), Instant::now(), &trust);
+        assert_eq!(alone.results()[0].judgement.verdict, Verdict::Fake);
+    }
+
+    #[test]
+    fn signature_cut_short_is_fake_with_its_reason() {
+        let publisher = SecretKey::generate().unwrap();
+        let mut cut = signed_result(&publisher, b"genuine", "a.tar");
+        let compact = cut.ggep.get(GgepId::RELEASE_SIGNATURE).unwrap()[..100].to_vec();
+        cut.ggep.insert(GgepId::RELEASE_SIGNATURE, compact);
+        let mut search = Search::new("a".into(), Instant::now());
+        search.add(&hit(1, vec![cut]), Instant::now(), &TrustStore::in_memory());
+        let judgement = &search.results()[0].judgement;
+        assert_eq!(judgement.verdict, Verdict::Fake);
+        assert!(judgement.reason.contains("cannot be read"), "{}", judgement.reason);
+    }
+
     #[test]
     fn results_per_search_are_bounded() {
         let mut search = Search::new("x".into(), Instant::now());
         for i in 0..(MAX_RESULTS_PER_SEARCH as u64 + 10) {
-            search.add(&hit(1, vec![result("f", i, vec![])]), Instant::now());
+            search.add(&hit(1, vec![result("f", i, vec![])]), Instant::now(), &TrustStore::in_memory());
         }
         assert_eq!(search.results().len(), MAX_RESULTS_PER_SEARCH);
     }

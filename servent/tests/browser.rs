@@ -159,7 +159,7 @@ fn serve_until_stalled(stream: TcpStream, size: u64, honest: usize, served: &Ato
 /// [`TOKEN`], once the publisher's files are indexed.
 fn publisher_and_user(share: &Path, files: usize) -> (Running, Running) {
     let publisher = Running::start(Some(share), None);
-    let user = Running::start_with(None, Some(&publisher.listen), Some(TOKEN));
+    let user = Running::start_with(None, Some(&publisher.listen), &["--api-token", TOKEN]);
     user.wait_until(&["peers", "--json"], |peers| peers.len() == 1);
     publisher.wait_until(&["library", "--json"], |shared| shared.len() == files);
     (publisher, user)
@@ -198,7 +198,6 @@ fn in_the_browser_a_search_result_is_downloaded_and_lands_in_the_library() {
 /// release it signed shown `verified`, another file carrying that
 /// signature shown `fake`, struck through, with no Download button.
 #[test]
-#[ignore = "waits for the trust store (/api/trust) and signature verdicts from main; run with --ignored after the merge"]
 fn in_the_browser_a_trusted_release_is_verified_and_a_replayed_signature_is_fake() {
     let Some(browser) = Browser::find() else { return };
     let share = tempfile::tempdir().unwrap();
@@ -296,7 +295,7 @@ fn the_api_refuses_other_hosts_other_sites_and_changes_that_are_not_json_posts()
 
 #[test]
 fn with_a_token_every_api_request_needs_it_and_the_page_loads_without() {
-    let servent = Running::start_with(None, None, Some(TOKEN));
+    let servent = Running::start_with(None, None, &["--api-token", TOKEN]);
     let api = servent.api.as_str();
 
     let (status, answer) = http(api, &format!("GET /api/status HTTP/1.1\r\nHost: {api}"), "");

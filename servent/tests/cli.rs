@@ -4,7 +4,7 @@
 mod common;
 
 use std::net::TcpStream;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use common::process::{Running, SERVENT};
@@ -132,4 +132,73 @@ fn malformed_download_targets_get_one_clear_line() {
         let stderr = String::from_utf8(output.stderr).unwrap();
         assert_eq!(stderr.lines().count(), 1, "{stderr}");
     }
+}
+
+fn sign(key: &signing_tool::SecretKey, folder: &Path, name: &str, content: &[u8]) {
+    std::fs::write(folder.join(name), content).unwrap();
+    let mut signer = signing_tool::Signer::new();
+    signer.update(content);
+    let meta = signing_tool::ReleaseMeta {
+        name: "SEBLINUX-base".into(),
+        version: "1.0".into(),
+        keywords: vec!["SEBLINUX".into()],
+    };
+    let minisig = signer.finish(key, name, Some(&meta), 1_700_000_000).unwrap();
+    std::fs::write(folder.join(format!("{name}.minisig")), minisig.to_text()).unwrap();
+}
+
+#[test]
+fn trusted_key_file_gives_verdicts_and_a_fake_get_fails_in_one_line() {
+    let key = signing_tool::SecretKey::generate().unwrap();
+    let keys = tempfile::tempdir().unwrap();
+    let public = keys.path().join("seblinux.pub");
+    std::fs::write(&public, key.public_key().to_file_text()).unwrap();
+    let published = tempfile::tempdir().unwrap();
+    sign(&key, published.path(), "SEBLINUX-base-1.0.tar", b"genuine release");
+    let faked = tempfile::tempdir().unwrap();
+    sign(&key, faked.path(), "SEBLINUX-base-1.0.tar", b"genuine release");
+    std::fs::write(faked.path().join("SEBLINUX-base-1.0.tar"), b"a fake, same name").unwrap();
+
+    let hub = Running::start(None, None);
+    let publisher = Running::start(Some(published.path()), Some(&hub.listen));
+    let faker = Running::start(Some(faked.path()), Some(&hub.listen));
+    let trust = format!("{}#SEBLINUX", public.display());
+    let user = Running::start_with(None, Some(&hub.listen), &["--trust", &trust]);
+    hub.wait_until(&["peers", "--json"], |peers| peers.len() == 3);
+    for sharing in [&publisher, &faker] {
+        sharing.wait_until(&["library", "--json"], |files| files.len() == 1);
+    }
+    let library = faker.json_lines(&["library", "--json"]);
+    // Its own servent tells the faker that file does not match its signature.
+    assert_eq!(library[0]["verdict"], "fake", "{library:?}");
+    assert!(library[0]["reason"].as_str().unwrap().starts_with("signed for 15 bytes"), "{library:?}");
+
+    let keys = user.json_lines(&["trust", "list", "--json"]);
+    assert_eq!(keys.len(), 1);
+    assert_eq!(keys[0]["key_id"], key.key_id().to_string());
+    assert_eq!(keys[0]["scope"], serde_json::json!(["SEBLINUX"]));
+
+    let results = user.json_lines(&["search", "--wait", "3", "--json", "SEBLINUX"]);
+    assert_eq!(results.len(), 2, "{results:?}");
+    let verified = results.iter().find(|r| r["verdict"] == "verified").expect("a verified result");
+    assert_eq!(verified["publisher"], key.key_id().to_string());
+    assert_eq!(verified["version"], "1.0");
+    assert_eq!(verified["sources"], serde_json::json!([publisher.listen]));
+    let fake = results.iter().find(|r| r["verdict"] == "fake").expect("a fake result");
+
+    let refused = user.client(&["get", "--wait", fake["sha1"].as_str().unwrap()]);
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8(refused.stderr).unwrap();
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("fake"), "{stderr}");
+
+    let got = user.client(&["get", "--wait", "--require-verified", verified["sha1"].as_str().unwrap()]);
+    assert!(got.status.success(), "{}", String::from_utf8_lossy(&got.stderr));
+    let path = String::from_utf8(got.stdout).unwrap();
+    assert_eq!(std::fs::read(path.trim()).unwrap(), b"genuine release");
+    assert!(path.trim().starts_with(&user.data.path().display().to_string()));
+
+    let removed = user.client(&["trust", "remove", &key.key_id().to_string()]);
+    assert!(removed.status.success(), "{}", String::from_utf8_lossy(&removed.stderr));
+    assert!(user.json_lines(&["trust", "list", "--json"]).is_empty());
 }

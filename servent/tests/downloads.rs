@@ -20,9 +20,10 @@ use servent::node::NodeHandle;
 use servent::transfer::alt::AltLocations;
 use servent::transfer::download::plan::CHUNK_SIZE;
 use servent::transfer::download::{
-    DownloadRequest, DownloadSnapshot, DownloadState, Downloads, DownloadsConfig, SourceSnapshot, SourceState,
+    DownloadRequest, DownloadSnapshot, DownloadState, Downloads, DownloadsConfig, Keep, SourceSnapshot, SourceState,
 };
 use servent::transfer::magnet::Magnet;
+use servent::trust::SharedTrust;
 
 const NAME: &str = "SEBLINUX-test-1.0.img";
 
@@ -48,6 +49,8 @@ fn request(bytes: &[u8], sources: Vec<SocketAddrV4>) -> DownloadRequest {
         name: NAME.into(),
         size: bytes.len() as u64,
         sources,
+        signature: None,
+        keep: Keep::NotFake,
     }
 }
 
@@ -74,7 +77,7 @@ fn downloader(dir: &Path, adjust: impl FnOnce(&mut DownloadsConfig)) -> Download
     let alt = Arc::new(AltLocations::new());
     let completed = Arc::new(AtomicUsize::new(0));
     let counter = completed.clone();
-    let downloads = Downloads::spawn(config, alt.clone(), move |_| {
+    let downloads = Downloads::spawn(config, alt.clone(), SharedTrust::default(), move |_| {
         counter.fetch_add(1, Ordering::SeqCst);
     });
     Downloader { downloads, alt, completed, dir: dir.to_path_buf() }
@@ -176,6 +179,8 @@ fn magnet_with_a_source_downloads_and_a_second_copy_gets_a_new_name() {
                 name: magnet.name.unwrap(),
                 size: magnet.size.unwrap(),
                 sources: magnet.sources,
+                signature: None,
+                keep: Keep::NotFake,
             })
             .await;
 
@@ -803,5 +808,74 @@ fn full_disk_fails_the_download_clearly_and_leaves_the_library_alone() {
         let names: Vec<_> = std::fs::read_dir(&library).unwrap().map(|e| e.unwrap().file_name()).collect();
         assert_eq!(names, ["already.txt"], "the library is as it was");
         assert!(!cramped.partial_files().is_empty(), "the verified data is kept to retry");
+    });
+}
+
+/// A release signature of `content` by `key`.
+fn release_signature(key: &signing_tool::SecretKey, content: &[u8]) -> Arc<signing_tool::Minisig> {
+    let mut signer = signing_tool::Signer::new();
+    signer.update(content);
+    let meta = signing_tool::ReleaseMeta { name: "SEBLINUX-test".into(), version: "1.0".into(), keywords: vec![] };
+    Arc::new(signer.finish(key, NAME, Some(&meta), 1_700_000_000).unwrap())
+}
+
+#[test]
+fn bytes_that_contradict_their_signature_are_rejected_and_leave_nothing() {
+    task::block_on(async {
+        let publisher = signing_tool::SecretKey::generate().unwrap();
+        let genuine = content(3 * CHUNK_SIZE);
+        let signature = release_signature(&publisher, &genuine);
+        let truncated = genuine[..2 * CHUNK_SIZE as usize + 10].to_vec();
+        let tampered: Vec<u8> = genuine.iter().map(|b| b ^ 1).collect();
+        let mut trust = servent::trust::TrustStore::in_memory();
+        trust.add(publisher.public_key(), vec![]).unwrap();
+        let trust = SharedTrust::new(trust);
+
+        for (bytes, expected) in [(&truncated, "signed for"), (&tampered, "other content")] {
+            let source = test_source(Arc::new(bytes.clone()), Behaviour::Honest).await;
+            let dir = tempfile::tempdir().unwrap();
+            let config = DownloadsConfig::new(dir.path().join("partial"), dir.path().join("downloads"));
+            let downloads = Downloads::spawn(config, Arc::new(AltLocations::new()), trust.clone(), |_| {});
+            let request = DownloadRequest { signature: Some(signature.clone()), ..request(bytes, vec![source.addr]) };
+            let id = downloads.start(request).await.unwrap();
+            let done = downloads.wait(id).await.unwrap();
+            let DownloadState::Failed { reason } = &done.state else { panic!("{done:#?}") };
+            assert!(reason.starts_with("fake: ") && reason.contains(expected), "{reason}");
+            assert!(!downloads_dir_has_files(dir.path()));
+            let left: Vec<_> = std::fs::read_dir(dir.path().join("partial")).unwrap().collect();
+            assert!(left.is_empty(), "{left:?}");
+        }
+
+        // The genuine bytes under the same signature are kept, signature beside them.
+        let source = test_source(genuine.clone(), Behaviour::Honest).await;
+        let dir = tempfile::tempdir().unwrap();
+        let config = DownloadsConfig::new(dir.path().join("partial"), dir.path().join("downloads"));
+        let downloads = Downloads::spawn(config, Arc::new(AltLocations::new()), trust, |_| {});
+        let request = DownloadRequest {
+            signature: Some(signature.clone()),
+            keep: Keep::Verified,
+            ..request(&genuine, vec![source.addr])
+        };
+        let id = downloads.start(request).await.unwrap();
+        let done = downloads.wait(id).await.unwrap();
+        let path = assert_complete(&done, &genuine);
+        let beside = std::fs::read_to_string(format!("{}.minisig", path.display())).unwrap();
+        assert_eq!(beside, signature.to_text());
+    });
+}
+
+#[test]
+fn unsigned_bytes_are_not_kept_when_only_verified_ones_are() {
+    task::block_on(async {
+        let bytes = content(CHUNK_SIZE + 5);
+        let source = test_source(bytes.clone(), Behaviour::Honest).await;
+        let dir = tempfile::tempdir().unwrap();
+        let downloader = downloader(dir.path(), |_| {});
+        let done =
+            downloader.fetch(DownloadRequest { keep: Keep::Verified, ..request(&bytes, vec![source.addr]) }).await;
+        let DownloadState::Failed { reason } = &done.state else { panic!("{done:#?}") };
+        assert!(reason.starts_with("unsigned, not verified"), "{reason}");
+        assert!(!downloads_dir_has_files(dir.path()));
+        assert!(downloader.partial_files().is_empty(), "{:?}", downloader.partial_files());
     });
 }

@@ -50,6 +50,19 @@ impl fmt::Display for KeyId {
     }
 }
 
+impl std::str::FromStr for KeyId {
+    type Err = FormatError;
+
+    /// Reads the 16 hex digits [`KeyId`]'s `Display` writes (case does not matter).
+    fn from_str(text: &str) -> Result<KeyId, FormatError> {
+        let wrong = FormatError::WrongLength { what: "the key id", len: text.len(), expected: 16 };
+        if text.len() != 16 || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(wrong);
+        }
+        u64::from_str_radix(text, 16).map(|id| KeyId(id.to_le_bytes())).map_err(|_| wrong)
+    }
+}
+
 /// A minisign public key: the key id and the Ed25519 key.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PublicKey {
@@ -392,6 +405,10 @@ mod tests {
         let key = PublicKey::parse(MINISIGN_PUB).unwrap();
         assert_eq!(key.key_id().to_string(), "3A8F545E2E278D2F");
         assert_eq!(key.to_file_text(), MINISIGN_PUB);
+        assert_eq!("3a8f545e2e278d2f".parse::<KeyId>().unwrap(), key.key_id());
+        for bad in ["3A8F545E2E278D2", "3A8F545E2E278D2FF", "+A8F545E2E278D2F", ""] {
+            assert!(bad.parse::<KeyId>().is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -35,6 +35,8 @@ const TRUSTED_PREFIX: &str = "trusted comment: ";
 /// What minisign writes as the untrusted comment of a signature.
 pub(crate) const DEFAULT_UNTRUSTED_COMMENT: &str = "signature from minisign secret key";
 const SIGNATURE_BYTES: usize = 2 + 8 + 64;
+/// The compact form's fixed part: the signature line's bytes and the global signature.
+const COMPACT_FIXED_BYTES: usize = SIGNATURE_BYTES + 64;
 
 /// How the file was signed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,6 +45,23 @@ pub enum Algorithm {
     Prehashed,
     /// `Ed`: the signature covers the file itself. Parsed so it can be named, never verified.
     Legacy,
+}
+
+impl Algorithm {
+    fn tag(self) -> &'static [u8; 2] {
+        match self {
+            Algorithm::Prehashed => b"ED",
+            Algorithm::Legacy => b"Ed",
+        }
+    }
+
+    fn from_tag(tag: [u8; 2]) -> Result<Algorithm, FormatError> {
+        match &tag {
+            b"ED" => Ok(Algorithm::Prehashed),
+            b"Ed" => Ok(Algorithm::Legacy),
+            _ => Err(FormatError::UnsupportedAlgorithm { what: "the signature", found: tag }),
+        }
+    }
 }
 
 /// A parsed `.minisig`.
@@ -94,11 +113,7 @@ impl Minisig {
                 expected: SIGNATURE_BYTES,
             });
         }
-        let algorithm = match [signature[0], signature[1]] {
-            [b'E', b'D'] => Algorithm::Prehashed,
-            [b'E', b'd'] => Algorithm::Legacy,
-            found => return Err(FormatError::UnsupportedAlgorithm { what: "the signature", found }),
-        };
+        let algorithm = Algorithm::from_tag([signature[0], signature[1]])?;
         let global = decode_base64("the global signature line", global_line)?;
         let global: [u8; 64] = global.try_into().map_err(|global: Vec<u8>| FormatError::WrongLength {
             what: "the global signature",
@@ -122,6 +137,45 @@ impl Minisig {
             &self.trusted_comment,
             &self.global_signature,
         )
+    }
+
+    /// The compact binary form that travels inside QueryHits: the 74 bytes of the signature
+    /// line (`ED`, key id, signature), the 64-byte global signature, then the trusted comment.
+    /// The untrusted comment is left out: nothing checks it, and anyone may change it.
+    pub fn to_compact(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(COMPACT_FIXED_BYTES + self.trusted_comment.len());
+        out.extend_from_slice(self.algorithm.tag());
+        out.extend_from_slice(&self.key_id.0);
+        out.extend_from_slice(&self.signature);
+        out.extend_from_slice(&self.global_signature);
+        out.extend_from_slice(self.trusted_comment.as_bytes());
+        out
+    }
+
+    /// Parses [`Minisig::to_compact`]'s form from untrusted bytes, with the same limits as
+    /// [`Minisig::parse`]; the untrusted comment becomes minisign's default.
+    pub fn from_compact(bytes: &[u8]) -> Result<Minisig, FormatError> {
+        let limit = COMPACT_FIXED_BYTES + MAX_TRUSTED_COMMENT_BYTES;
+        if bytes.len() > limit {
+            return Err(FormatError::TooLong { what: "the compact signature", len: bytes.len(), limit });
+        }
+        if bytes.len() < COMPACT_FIXED_BYTES {
+            return Err(FormatError::WrongLength {
+                what: "the compact signature",
+                len: bytes.len(),
+                expected: COMPACT_FIXED_BYTES,
+            });
+        }
+        let (fixed, comment) = bytes.split_at(COMPACT_FIXED_BYTES);
+        let algorithm = Algorithm::from_tag([fixed[0], fixed[1]])?;
+        let mut key_id = [0; 8];
+        key_id.copy_from_slice(&fixed[2..10]);
+        let mut signature = [0; 64];
+        signature.copy_from_slice(&fixed[10..74]);
+        let mut global = [0; 64];
+        global.copy_from_slice(&fixed[74..]);
+        let comment = str::from_utf8(comment).map_err(|_| FormatError::NotUtf8 { what: "the trusted comment" })?;
+        Minisig::from_parts(DEFAULT_UNTRUSTED_COMMENT, algorithm, KeyId(key_id), signature, comment, global)
     }
 
     /// The id of the key that made (or claims to have made) this signature.
@@ -203,10 +257,7 @@ fn encode(
     global_signature: &[u8; 64],
 ) -> String {
     let mut line = Vec::with_capacity(SIGNATURE_BYTES);
-    line.extend_from_slice(match algorithm {
-        Algorithm::Prehashed => b"ED",
-        Algorithm::Legacy => b"Ed",
-    });
+    line.extend_from_slice(algorithm.tag());
     line.extend_from_slice(&key_id.0);
     line.extend_from_slice(signature);
     format!(
@@ -315,6 +366,26 @@ pub(crate) mod tests {
             };
             assert!(matched, "{expected}: got {err:?}");
         }
+    }
+
+    #[test]
+    fn compact_form_round_trips_and_refuses_every_truncation() {
+        let minisig = Minisig::parse(MINISIGN_SIG.as_bytes()).unwrap();
+        let compact = minisig.to_compact();
+        assert_eq!(compact.len(), COMPACT_FIXED_BYTES + minisig.trusted_comment().len());
+        assert_eq!(Minisig::from_compact(&compact).unwrap().to_text(), MINISIGN_SIG);
+        for len in 0..COMPACT_FIXED_BYTES {
+            assert!(Minisig::from_compact(&compact[..len]).is_err(), "accepted {len} bytes");
+        }
+        let mut bad = compact.clone();
+        bad[1] = b'X';
+        assert!(matches!(Minisig::from_compact(&bad), Err(FormatError::UnsupportedAlgorithm { .. })));
+        let mut control = compact.clone();
+        control.push(b'\n');
+        assert!(matches!(Minisig::from_compact(&control), Err(FormatError::ControlCharacter { .. })));
+        let mut long = compact;
+        long.extend(std::iter::repeat_n(b'x', MAX_TRUSTED_COMMENT_BYTES));
+        assert!(matches!(Minisig::from_compact(&long), Err(FormatError::TooLong { .. })));
     }
 
     #[test]

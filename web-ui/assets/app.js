@@ -638,7 +638,7 @@ function renderValue(value) {
     table.tHead.append(head);
     for (const item of value) {
       const row = element("tr");
-      for (const column of columns) row.append(element("td", { "data-label": column }, text(item[column])));
+      for (const column of columns) row.append(element("td", { "data-label": column }, text(item[column], column)));
       table.tBodies[0].append(row);
     }
     return table;
@@ -648,7 +648,7 @@ function renderValue(value) {
     for (const [term, v] of Object.entries(value)) {
       const definition = element("dd");
       if (v && typeof v === "object") definition.append(renderValue(v));
-      else definition.textContent = text(v);
+      else definition.textContent = text(v, term);
       const item = element("div");
       item.append(element("dt", {}, term.replace(/_/g, " ")), definition);
       list.append(item);
@@ -658,8 +658,10 @@ function renderValue(value) {
   return element("p", {}, text(value));
 }
 
-function text(value) {
+/** A value for people; `…at` fields are Unix times, shown as dates. */
+function text(value, key = "") {
   if (value === null || value === undefined) return "—";
+  if ((key === "at" || key.endsWith("_at")) && typeof value === "number") return new Date(value * 1000).toLocaleString();
   return typeof value === "object" ? JSON.stringify(value) : String(value);
 }
 
@@ -668,13 +670,20 @@ async function refreshUpdates() {
   if (answer !== null) byId("updates").replaceChildren(renderValue(answer));
 }
 
+/** One line for an update pass: what it decided for each package. */
+function describePass(answer) {
+  const decisions = (answer && answer.decisions) || [];
+  if (decisions.length === 0) return "Checked: nothing installed to update.";
+  return decisions.map((d) => `${d.name}: ${d.action}${d.reason ? ` (${d.reason})` : ""}`).join("; ");
+}
+
 async function runUpdates() {
   const control = byId("updates-run");
   control.disabled = true;
   report("updates", "Looking for newer releases…");
   try {
     const answer = await api("POST", "/api/updates/run", {});
-    report("updates", (answer && (answer.message || answer.status)) || "Done.");
+    report("updates", describePass(answer));
   } catch (e) {
     report("updates", `Cannot update: ${e.message}`, true);
   } finally {

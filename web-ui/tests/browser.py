@@ -316,6 +316,14 @@ def scenario_download(page, args):
     )
     if updates == 200:
         page.view("updates")
+        page.wait("the updater's status", lambda: page.find("#updates").text.strip())
+        page.find("#updates-run").click()
+        page.wait(
+            "the update pass to report",
+            lambda: (text := page.find("#updates-status").text) and "Looking" not in text,
+        )
+        if "error" in page.find("#updates-status").get_attribute("class"):
+            raise Failure(f"the update pass failed: {page.find('#updates-status').text}")
         page.shot("updates")
 
     page.check_keyboard_and_labels()

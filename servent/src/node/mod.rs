@@ -32,11 +32,12 @@ use crate::hostcache::{self, HostCache, Origin};
 use crate::routing::{self, Action, Counters, LocalHost, PeerId, Router};
 use crate::searches::{SearchResult, Searches};
 use crate::transfer::alt::AltLocations;
-use crate::transfer::download::{DownloadError, DownloadId, DownloadRequest, Downloads, DownloadsConfig};
+use crate::transfer::download::{DownloadError, DownloadId, DownloadRequest, Downloads, DownloadsConfig, Keep};
 use crate::transfer::magnet::Magnet;
 use crate::transfer::upload::Uploads;
+use crate::trust::{self, Content, Judgement, KeyEntry, SharedTrust, TrustError, TrustStore, Verdict};
 use crate::wire::{
-    self, Bye, Guid, Message, Payload, Query, QueryFlags, QueryHit, QueryResult, Trailer, TrailerFlags, Urn,
+    self, Bye, GgepId, Guid, Message, Payload, Query, QueryFlags, QueryHit, QueryResult, Trailer, TrailerFlags, Urn,
 };
 
 /// Events waiting for the broker, at most; readers wait when it is full.
@@ -100,6 +101,38 @@ pub enum NodeError {
     /// The download manager refused.
     #[error("{0}")]
     Download(#[from] DownloadError),
+    /// The content is a fake: it is never downloaded.
+    #[error("refusing to download {target}: fake: {reason}")]
+    Fake {
+        /// What was asked for.
+        target: String,
+        /// Why it is a fake.
+        reason: String,
+    },
+    /// Only verified content was asked for, and this is not.
+    #[error("refusing to download {target}: {verdict}, not verified: {reason}")]
+    NotVerified {
+        /// What was asked for.
+        target: String,
+        /// Its verdict.
+        verdict: Verdict,
+        /// Why.
+        reason: String,
+    },
+    /// The trust store refused or failed.
+    #[error("{0}")]
+    Trust(#[from] TrustError),
+}
+
+/// A shared file as the library view shows it: the file and its verdict.
+#[derive(Clone, Debug, Serialize)]
+pub struct LibraryEntry {
+    /// The file.
+    #[serde(flatten)]
+    pub file: search::SharedFile,
+    /// What its signature says: `verdict`, `reason`, `publisher`, `version`.
+    #[serde(flatten)]
+    pub judgement: Judgement,
 }
 
 /// One connected neighbour, as the peer list shows it.
@@ -222,6 +255,7 @@ enum Command {
     Connect { addr: SocketAddrV4 },
     Admit { remote: SocketAddr, reply: Sender<(Admission, Vec<SocketAddr>)> },
     Known { urns: Vec<Urn>, reply: Sender<Option<SearchResult>> },
+    TrustChanged,
     Shutdown { reply: Sender<()> },
 }
 
@@ -295,8 +329,11 @@ pub struct NodeHandle {
     events: Sender<Event>,
     listen: SocketAddr,
     library: Arc<search::Library>,
+    trust: SharedTrust,
     uploads: Arc<Uploads>,
     downloads: Option<Downloads>,
+    /// Wakes the rescan of the shared folders.
+    rescan: Sender<()>,
     broker: Arc<Mutex<Option<JoinHandle<()>>>>,
 }
 
@@ -314,6 +351,42 @@ impl NodeHandle {
     /// The upload side: its counters and the download mesh.
     pub fn uploads(&self) -> &Arc<Uploads> {
         &self.uploads
+    }
+
+    /// Rescans the shared folders now rather than at the next interval, so
+    /// that a file just put there is shared at once.
+    pub fn rescan(&self) {
+        // A full channel already means "rescan soon".
+        let _ = self.rescan.try_send(());
+    }
+
+    /// Everything shared, each file with its verdict under the keys trusted now.
+    pub fn library_entries(&self) -> Vec<LibraryEntry> {
+        let trust = self.trust.read();
+        self.library
+            .files()
+            .into_iter()
+            .map(|file| LibraryEntry { judgement: judge_shared(&trust, &file), file })
+            .collect()
+    }
+
+    /// The pinned publisher keys.
+    pub fn trusted_keys(&self) -> Vec<KeyEntry> {
+        self.trust.read().list()
+    }
+
+    /// Pins a publisher key, for the names or keywords of `scope` (all when empty).
+    pub async fn trust_key(&self, key: signing_tool::PublicKey, scope: Vec<String>) -> Result<KeyEntry, NodeError> {
+        let entry = self.trust.write().add(key, scope)?;
+        self.events.send(Event::Command(Command::TrustChanged)).await.map_err(|_| NodeError::Stopped)?;
+        Ok(entry)
+    }
+
+    /// Unpins a key; whether it was pinned.
+    pub async fn distrust_key(&self, id: signing_tool::KeyId) -> Result<bool, NodeError> {
+        let removed = self.trust.write().remove(id)?;
+        self.events.send(Event::Command(Command::TrustChanged)).await.map_err(|_| NodeError::Stopped)?;
+        Ok(removed)
     }
 
     async fn ask<T>(&self, make: impl FnOnce(Sender<T>) -> Command) -> Result<T, NodeError> {
@@ -357,7 +430,9 @@ impl NodeHandle {
     /// Starts downloading a `urn:sha1:`/`urn:sha256:` or a magnet link from
     /// every source known for it, and keeps asking the network for more
     /// while it runs. A URN no search has shown yet is searched for first.
-    pub async fn download(&self, target: &str) -> Result<DownloadId, NodeError> {
+    /// Content known to be fake is refused, and so is anything but verified
+    /// content when `keep` says so; the download checks again at the end.
+    pub async fn download(&self, target: &str, keep: Keep) -> Result<DownloadId, NodeError> {
         let downloads = self.downloads()?;
         let wanted = DownloadTarget::parse(target)?;
         let mut known = self.ask(|reply| Command::Known { urns: wanted.urns.clone(), reply }).await?;
@@ -370,7 +445,18 @@ impl NodeHandle {
                 known = self.ask(|reply| Command::Known { urns: wanted.urns.clone(), reply }).await?;
             }
         }
-        let request = wanted.request(known).ok_or_else(|| NodeError::NotFound(target.chars().take(200).collect()))?;
+        let shown: String = target.chars().take(200).collect();
+        if let Some(known) = &known {
+            let judgement = &known.judgement;
+            if judgement.verdict == Verdict::Fake {
+                return Err(NodeError::Fake { target: shown, reason: judgement.reason.clone() });
+            }
+            if keep == Keep::Verified && judgement.verdict != Verdict::Verified {
+                let (verdict, reason) = (judgement.verdict, judgement.reason.clone());
+                return Err(NodeError::NotVerified { target: shown, verdict, reason });
+            }
+        }
+        let request = wanted.request(known, keep).ok_or(NodeError::NotFound(shown))?;
         let urn = request.urns[0];
         let id = downloads.start(request).await.map_err(NodeError::Download)?;
         task::spawn(requery(self.clone(), id, urn));
@@ -400,6 +486,14 @@ pub async fn start(config: Config) -> Result<NodeHandle, NodeError> {
         None => search::Library::in_memory()?,
     };
     let library = Arc::new(library);
+    let mut trust = match &config.data_dir {
+        Some(dir) => TrustStore::open(&dir.join(trust::TRUST_FILE))?,
+        None => TrustStore::in_memory(),
+    };
+    for pinned in &config.trust {
+        trust.add(pinned.key.clone(), pinned.scope.clone())?;
+    }
+    let trust = SharedTrust::new(trust);
     let listener =
         TcpListener::bind(config.listen).await.map_err(|source| NodeError::Listen { addr: config.listen, source })?;
     let listen = listener.local_addr().map_err(|source| NodeError::Listen { addr: config.listen, source })?;
@@ -417,7 +511,9 @@ pub async fn start(config: Config) -> Result<NodeHandle, NodeError> {
             if !shares.contains(&finished) {
                 shares.push(finished.clone());
             }
-            let downloads = Downloads::spawn(DownloadsConfig::new(partial, finished), alt, move |_| {
+            let config = DownloadsConfig::new(partial, finished);
+            let rescan_now = rescan_now.clone();
+            let downloads = Downloads::spawn(config, alt, trust.clone(), move |_| {
                 let _ = rescan_now.try_send(());
             });
             let resumed = downloads.resume_all().await.unwrap_or_default();
@@ -475,6 +571,7 @@ pub async fn start(config: Config) -> Result<NodeHandle, NodeError> {
         config,
         shared,
         library: library.clone(),
+        trust: trust.clone(),
         router,
         links: HashMap::new(),
         dialing: HashSet::new(),
@@ -489,10 +586,25 @@ pub async fn start(config: Config) -> Result<NodeHandle, NodeError> {
         inbox,
     };
     let broker = task::spawn(broker.run());
-    Ok(NodeHandle { events, listen, library, uploads, downloads, broker: Arc::new(Mutex::new(Some(broker))) })
+    let broker = Arc::new(Mutex::new(Some(broker)));
+    Ok(NodeHandle { events, listen, library, trust, uploads, downloads, rescan: rescan_now, broker })
 }
 
 const HOST_CACHE_FILE: &str = "hosts";
+
+/// The verdict on one of our shared files, from its signature and its bytes' digests.
+fn judge_shared(trust: &TrustStore, file: &search::SharedFile) -> Judgement {
+    let sha256 = match file.sha256 {
+        Urn::Sha256(digest) => Some(digest),
+        Urn::Sha1(_) => None,
+    };
+    let content = Content { size: file.size, sha256 };
+    match &file.signature {
+        None => trust.judge(None, content),
+        Some(search::Sidecar::Signed(signed)) => trust.judge(Some(&signed.minisig), content),
+        Some(search::Sidecar::Unreadable(why)) => Judgement::unreadable(why),
+    }
+}
 
 fn kbytes(bytes: u64) -> u32 {
     u32::try_from(bytes / 1024).unwrap_or(u32::MAX)
@@ -545,6 +657,7 @@ struct Broker {
     config: Config,
     shared: Arc<Shared>,
     library: Arc<search::Library>,
+    trust: SharedTrust,
     router: Router,
     links: HashMap<PeerId, Link>,
     dialing: HashSet<SocketAddrV4>,
@@ -639,7 +752,7 @@ impl Broker {
                 Action::SearchLocal { from, guid, reply_ttl, query } => self.answer(from, guid, reply_ttl, &query),
                 Action::Hit { search, hit } => {
                     self.offer_sources(&hit);
-                    self.searches.add(search, &hit, Instant::now());
+                    self.searches.add(search, &hit, Instant::now(), &self.trust.read());
                 }
                 Action::LearnHost(addr) => self.learn([addr]),
                 Action::Disconnect { peer, reason } => {
@@ -680,14 +793,21 @@ impl Broker {
         if files.is_empty() || self.advertised.ip().is_unspecified() {
             return;
         }
+        // A signature goes out as it is: whoever receives it judges it.
         let results: Vec<QueryResult> = files
             .into_iter()
-            .map(|f| QueryResult {
-                index: f.index,
-                size: f.size,
-                name: f.name,
-                urns: vec![f.sha1, f.sha256],
-                ggep: Default::default(),
+            .map(|f| {
+                let mut result = QueryResult {
+                    index: f.index,
+                    size: f.size,
+                    name: f.name,
+                    urns: vec![f.sha1, f.sha256],
+                    ggep: Default::default(),
+                };
+                if let Some(search::Sidecar::Signed(signed)) = &f.signature {
+                    result.ggep.insert(GgepId::RELEASE_SIGNATURE, signed.minisig.to_compact());
+                }
+                result
             })
             .collect();
         let hit = QueryHit {
@@ -809,6 +929,7 @@ impl Broker {
             Command::Known { urns, reply } => {
                 let _ = reply.try_send(self.searches.find(&urns));
             }
+            Command::TrustChanged => self.searches.rejudge(&self.trust.read()),
             Command::Shutdown { .. } => {}
         }
     }
@@ -927,11 +1048,13 @@ impl DownloadTarget {
     }
 
     /// The request, completed with what a search found, if enough is known.
-    fn request(self, known: Option<SearchResult>) -> Option<DownloadRequest> {
+    fn request(self, known: Option<SearchResult>, keep: Keep) -> Option<DownloadRequest> {
         let mut urns = self.urns;
         let mut sources = self.sources;
         let (mut name, mut size) = (self.name, self.size);
+        let mut signature = None;
         if let Some(found) = known {
+            signature = found.signature;
             urns.extend(found.sha1.into_iter().chain(found.sha256).filter(|u| !urns.contains(u)).collect::<Vec<_>>());
             sources.extend(found.sources.into_iter().filter(|s| !sources.contains(s)).collect::<Vec<_>>());
             name.get_or_insert(found.name);
@@ -940,7 +1063,7 @@ impl DownloadTarget {
         // N2R requests need the SHA-1; keep it first.
         urns.sort_by_key(|u| !matches!(u, Urn::Sha1(_)));
         let name = name.unwrap_or_else(|| urns[0].base32());
-        Some(DownloadRequest { urns, name, size: size?, sources })
+        Some(DownloadRequest { urns, name, size: size?, sources, signature, keep })
     }
 }
 

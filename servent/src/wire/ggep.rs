@@ -64,6 +64,10 @@ impl GgepId {
     pub const HASH: GgepId = GgepId::from_static("H");
     /// `"LF"`: the size of a file of 4 GiB or more, little-endian.
     pub const LARGE_FILE: GgepId = GgepId::from_static("LF");
+    /// `"SEBL.SIG"`, our own (vendor-prefixed, as gtk-gnutella's `GTKG.*`):
+    /// a result's release signature, a minisign signature in compact form.
+    /// Servents that do not know it skip it, as GGEP intends.
+    pub const RELEASE_SIGNATURE: GgepId = GgepId::from_static("SEBL.SIG");
 
     /// An ID from its bytes, or `None` when empty, longer than 15 bytes or holding a NUL.
     pub const fn new(id: &[u8]) -> Option<GgepId> {

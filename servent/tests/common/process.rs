@@ -31,11 +31,12 @@ pub struct Running {
 impl Running {
     /// A servent sharing `share`, connecting only to `peer`.
     pub fn start(share: Option<&Path>, peer: Option<&str>) -> Running {
-        Running::start_with(share, peer, None)
+        Running::start_with(share, peer, &[])
     }
 
-    /// As [`Running::start`], with an `--api-token`.
-    pub fn start_with(share: Option<&Path>, peer: Option<&str>, token: Option<&str>) -> Running {
+    /// As [`Running::start`], with more `run` arguments; an `--api-token`
+    /// among them is given to its client commands too.
+    pub fn start_with(share: Option<&Path>, peer: Option<&str>, extra: &[&str]) -> Running {
         let data = tempfile::tempdir().unwrap();
         let mut command = Command::new(SERVENT);
         command.args(["run", "--listen", "127.0.0.1:0", "--api", "127.0.0.1:0", "--no-discovery", "--data-dir"]);
@@ -46,9 +47,8 @@ impl Running {
         if let Some(peer) = peer {
             command.args(["--peer", peer]);
         }
-        if let Some(token) = token {
-            command.args(["--api-token", token]);
-        }
+        command.args(extra);
+        let token = extra.iter().position(|a| *a == "--api-token").and_then(|i| extra.get(i + 1));
         command.env_remove("SERVENT_API_TOKEN");
         let log = std::fs::File::create(data.path().join(LOG)).unwrap();
         let mut child = command.stdout(Stdio::piped()).stderr(log).spawn().unwrap();
@@ -58,17 +58,18 @@ impl Running {
         stdout.read_line(&mut line).unwrap();
         let listen = line.split_whitespace().nth(3).expect("listen address").to_string();
         let api = line.rsplit("http://").next().expect("api address").trim().to_string();
-        Running { child, listen, api, token: token.map(str::to_string), _stdout: stdout, data }
+        Running { child, listen, api, token: token.map(|t| t.to_string()), _stdout: stdout, data }
     }
 
-    /// Runs a client command (`args[0]` is its name) against this servent.
+    /// Runs a client command (`args`, then `--api` and the token) against
+    /// this servent.
     pub fn client(&self, args: &[&str]) -> Output {
         let mut command = Command::new(SERVENT);
-        command.arg(args[0]).args(["--api", &self.api]);
+        command.args(args).args(["--api", &self.api]);
         if let Some(token) = &self.token {
             command.args(["--api-token", token]);
         }
-        command.args(&args[1..]).env_remove("SERVENT_API_TOKEN");
+        command.env_remove("SERVENT_API_TOKEN");
         command.output().unwrap()
     }
 

@@ -9,9 +9,13 @@
 //! every second, the `.part` is synced and only then are the chunks written
 //! so far counted in the state file (the sync runs in the background while
 //! the next chunks arrive). When every chunk is done, the driver stops the
-//! workers, verifies the file in one read pass and moves it into the
-//! downloads directory; on a mismatch it throws the data away, drops every
-//! source that served it, and starts over with the others.
+//! workers, verifies the file in one read pass (its hashes, and its
+//! signature against the trusted keys) and moves it into the downloads
+//! directory, its signature beside it; on a hash mismatch it throws the
+//! data away, drops every source that served it, and starts over with the
+//! others. A fake (or, when only verified files are kept, anything else)
+//! ends the download and leaves nothing behind: every source of those
+//! URNs has the same bytes.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddrV4;
@@ -25,15 +29,18 @@ use futures::channel::oneshot;
 use futures::stream::{self, BoxStream, StreamExt};
 
 use search::Urn;
+use signing_tool::Minisig;
 
 use super::fetch::{self, Assignment, Job, Reporter, WorkerEnd, WorkerEvent};
 use super::finish;
 use super::plan::{Completion, DropReason, Next, Plan, Standing};
 use super::state::{DiskError, PartFile, PartialDir, PartialDownload};
 use super::{
-    DownloadId, DownloadSnapshot, DownloadState, DownloadsConfig, SourceSnapshot, SourceState, MAX_VERIFY_ATTEMPTS,
+    DownloadId, DownloadSnapshot, DownloadState, DownloadsConfig, Keep, SourceSnapshot, SourceState,
+    MAX_VERIFY_ATTEMPTS,
 };
 use crate::transfer::alt::AltLocations;
+use crate::trust::{Judgement, SharedTrust, Verdict};
 
 /// How often time-based rules (stalls, parked sources, rates) are looked at.
 const TICK: Duration = Duration::from_millis(250);
@@ -85,6 +92,8 @@ pub(super) struct Start {
     pub name: String,
     pub size: u64,
     pub sources: Vec<SocketAddrV4>,
+    pub signature: Option<Arc<Minisig>>,
+    pub keep: Keep,
     /// A state read at start-up, if this is a resumed download.
     pub resumed: Option<PartialDownload>,
 }
@@ -107,6 +116,9 @@ pub(super) struct Driver {
     part: Arc<PartFile>,
     config: Arc<DownloadsConfig>,
     alt: Arc<AltLocations>,
+    trust: SharedTrust,
+    signature: Option<Arc<Minisig>>,
+    keep: Keep,
     published: Arc<Mutex<DownloadSnapshot>>,
     worker_tx: Sender<(u64, WorkerEvent)>,
     worker_rx: Receiver<(u64, WorkerEvent)>,
@@ -143,6 +155,7 @@ impl Driver {
         start: Start,
         config: Arc<DownloadsConfig>,
         alt: Arc<AltLocations>,
+        trust: SharedTrust,
         published: Arc<Mutex<DownloadSnapshot>>,
     ) -> Result<Driver, String> {
         let key = super::state::key_urn(&start.urns).ok_or("no urn:sha1: or urn:sha256:")?;
@@ -206,6 +219,9 @@ impl Driver {
             part: Arc::new(part),
             config,
             alt,
+            trust,
+            signature: start.signature,
+            keep: start.keep,
             published,
             worker_tx,
             worker_rx,
@@ -474,6 +490,8 @@ impl Driver {
         let sources = sources.map(|s| s.addr).collect();
         let mut state = PartialDownload::new(self.urns.clone(), self.name.clone(), self.plan.size(), sources);
         state.done = self.plan.done_ranges();
+        state.signature = self.signature.as_ref().map(|s| s.to_text());
+        state.keep = self.keep;
         state
     }
 
@@ -486,22 +504,35 @@ impl Driver {
     /// failed verification and the download goes on from other sources.
     async fn finish(&mut self) -> Option<Outcome> {
         self.publish(DownloadState::Verifying, Instant::now());
-        let part = self.part.clone();
-        let sync_and_digest = move || {
+        let (part, trust, signature) = (self.part.clone(), self.trust.clone(), self.signature.clone());
+        let sync_and_check = move || {
             part.sync()?;
-            finish::digest(part.path())
+            finish::check(part.path(), &trust.read(), signature.as_deref())
         };
-        let (digests, len) = match task::spawn_blocking(sync_and_digest).await {
+        let (digests, len, judgement) = match task::spawn_blocking(sync_and_check).await {
             Ok(result) => result,
             Err(e) => return Some(Outcome::Failed(e.to_string())),
         };
         if let Some(why) = finish::mismatch(&self.urns, &digests, len, self.plan.size()) {
             return self.discard(why).await;
         }
+        if let Some(why) = refusal(&judgement, self.keep) {
+            return Some(self.reject(why).await);
+        }
+        self.published.lock().unwrap_or_else(PoisonError::into_inner).judgement = Some(judgement.clone());
         let (part_path, dir) = (self.part.path().to_path_buf(), self.config.downloads_dir.clone());
         let name = finish::safe_name(&self.name, &self.key.base32());
         let size = self.plan.size();
-        let placed = task::spawn_blocking(move || finish::place(&part_path, &dir, &name, &digests, size)).await;
+        let signature = self.signature.as_ref().filter(|_| judgement.verdict != Verdict::Fake).map(|s| s.to_text());
+        let placed = task::spawn_blocking(move || {
+            let path = finish::place(&part_path, &dir, &name, &digests, size)?;
+            // The signature travels on with the file it signs.
+            if let Some(text) = signature {
+                finish::place_signature(&path, &text)?;
+            }
+            Ok::<_, DiskError>(path)
+        })
+        .await;
         let path = match placed {
             Ok(path) => path,
             Err(e) => return Some(Outcome::Failed(e.to_string())),
@@ -518,6 +549,23 @@ impl Driver {
             }
         }
         Some(Outcome::Complete(path))
+    }
+
+    /// The bytes are what their URNs say but must not be kept (a fake, or
+    /// not verified when only verified files are): every other source has
+    /// the same bytes, so the download ends, and nothing of it is left.
+    async fn reject(&mut self, why: String) -> Outcome {
+        let sources: Vec<SocketAddrV4> = self.plan.sources().iter().map(|s| s.addr).collect();
+        for urn in &self.urns {
+            for &source in &sources {
+                self.alt.remove(urn, source);
+            }
+        }
+        let (partial, key) = (self.partial.clone(), self.key);
+        if let Err(e) = task::spawn_blocking(move || partial.remove(&key)).await {
+            return Outcome::Failed(format!("{why}; and {e}"));
+        }
+        Outcome::Failed(why)
     }
 
     /// The bytes do not match the URNs: throw them away, drop whoever
@@ -622,5 +670,15 @@ impl Driver {
         published.bytes_in_flight = self.plan.bytes_in_flight();
         published.rate_bytes_per_sec = self.rate();
         published.sources = sources;
+    }
+}
+
+/// Why verified bytes must still not be kept, if they must not.
+fn refusal(judgement: &Judgement, keep: Keep) -> Option<String> {
+    match judgement.verdict {
+        Verdict::Fake => Some(format!("fake: {}", judgement.reason)),
+        Verdict::Verified => None,
+        verdict if keep == Keep::Verified => Some(format!("{verdict}, not verified: {}", judgement.reason)),
+        _ => None,
     }
 }

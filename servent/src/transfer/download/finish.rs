@@ -1,9 +1,10 @@
 //! The end of a download: check the bytes, then give them a name.
 //!
-//! [`digest`] reads the finished `.part` once and returns every digest the
-//! decision needs (today SHA-1 and SHA-256; the signature's prehash will
-//! join the same pass). Only a file whose digests match its URNs is
-//! [`place`]d into the downloads directory, and placing never overwrites:
+//! [`check`] reads the finished `.part` once and returns every digest the
+//! decision needs (SHA-1, SHA-256, and the signature's BLAKE2b prehash when
+//! the signing key is trusted) with the verdict on the bytes. Only a file
+//! whose digests match its URNs, and that is not a fake, is [`place`]d into
+//! the downloads directory, and placing never overwrites:
 //! the name a peer suggested is made safe ([`safe_name`]), and if another
 //! file already has it, the download becomes `name (1).ext`, `name (2).ext`…
 //! unless that file already holds the very same bytes.
@@ -19,8 +20,10 @@ use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
 use search::{Digests, Urn};
+use signing_tool::{FileVerifier, Minisig};
 
 use super::state::DiskError;
+use crate::trust::{Content, Judgement, TrustStore};
 
 /// Longest file name given to a download, in bytes (most file systems allow 255).
 const MAX_NAME_BYTES: usize = 200;
@@ -29,11 +32,34 @@ const MAX_NUMBERED_NAMES: u32 = 1000;
 /// `errno` for "cross-device link" on Linux and the BSDs.
 const EXDEV: i32 = 18;
 
-/// Reads `path` once and returns its digests and length.
-pub fn digest(path: &Path) -> Result<(Digests, u64), DiskError> {
+/// Reads `path` once: its digests, its length, and the verdict on its
+/// bytes under `signature`.
+pub fn check(
+    path: &Path,
+    trust: &TrustStore,
+    signature: Option<&Minisig>,
+) -> Result<(Digests, u64, Judgement), DiskError> {
     let file = File::open(path).map_err(|e| DiskError::new("opening", path, e))?;
-    let reader = io::BufReader::with_capacity(1 << 20, file);
-    search::hash_reader(reader).map_err(|e| DiskError::new("reading", path, e))
+    let mut verifier = signature.and_then(|minisig| trust.file_verifier(minisig));
+    let hashed = match verifier.as_mut() {
+        Some(verifier) => {
+            let mut feed = |chunk: &[u8]| verifier.update(chunk);
+            search::hash_reader_with(file, Some(&mut feed))
+        }
+        None => search::hash_reader(file),
+    };
+    let (digests, len) = hashed.map_err(|e| DiskError::new("reading", path, e))?;
+    let content = Content { size: len, sha256: Some(digests.sha256) };
+    let judgement = trust.judge_file(signature, content, verifier.map(FileVerifier::finish));
+    Ok((digests, len, judgement))
+}
+
+/// Writes `text` as the signature beside the placed file `path`.
+pub fn place_signature(path: &Path, text: &str) -> Result<(), DiskError> {
+    let mut signature = path.as_os_str().to_owned();
+    signature.push(".minisig");
+    let signature = PathBuf::from(signature);
+    crate::config::write_atomically(&signature, text.as_bytes()).map_err(|e| DiskError::new("writing", &signature, e))
 }
 
 /// Why the digests do not match the URNs, if they do not.

@@ -20,22 +20,26 @@
 //! elsewhere ([`Downloads::add_sources`]), answers [`Downloads::list`] from
 //! what each driver publishes, and wakes [`Downloads::wait`]ers when a
 //! download ends. A finished file lands in the downloads directory only
-//! after its SHA-1 and SHA-256 matched; the completion hook then lets the
-//! node share it at once.
+//! after its SHA-1 and SHA-256 matched and its signature, if it has one,
+//! was judged against the trusted keys ([`Keep`] says what may be kept);
+//! the completion hook then lets the node share it at once.
 //!
 //! ```no_run
 //! # async fn example() -> Result<(), servent::transfer::download::DownloadError> {
 //! use std::sync::Arc;
 //! use servent::transfer::alt::AltLocations;
-//! use servent::transfer::download::{DownloadRequest, Downloads, DownloadsConfig};
+//! use servent::transfer::download::{DownloadRequest, Downloads, DownloadsConfig, Keep};
+//! use servent::trust::SharedTrust;
 //! let config = DownloadsConfig::new("/data/partial".into(), "/data/downloads".into());
-//! let downloads = Downloads::spawn(config, Arc::new(AltLocations::new()), |_| {});
+//! let downloads = Downloads::spawn(config, Arc::new(AltLocations::new()), SharedTrust::default(), |_| {});
 //! let id = downloads
 //!     .start(DownloadRequest {
 //!         urns: vec!["urn:sha1:PLSTHIPQGSSZTS5FJUPAKUZWUGYQYPFB".parse().unwrap()],
 //!         name: "SEBLINUX-iso-2.0.img".into(),
 //!         size: 25_165_824,
 //!         sources: vec!["10.0.0.1:6346".parse().unwrap()],
+//!         signature: None,
+//!         keep: Keep::NotFake,
 //!     })
 //!     .await?;
 //! let finished = downloads.wait(id).await?;
@@ -63,11 +67,14 @@ use async_std::task::{self, JoinHandle};
 use serde::Serialize;
 
 use search::Urn;
+use signing_tool::Minisig;
 
 use self::driver::{Control, Driver, Outcome, Start, Stop};
+pub use self::finish::{check as check_file, safe_name as safe_file_name};
 use self::plan::{Tuning, MAX_FILE_SIZE, MAX_KNOWN_SOURCES};
 use self::state::{key_urn, PartialDir, PartialDownload};
 use crate::transfer::alt::AltLocations;
+use crate::trust::{Judgement, SharedTrust};
 
 /// Sources fetched from at once per download, by default.
 pub const MAX_SOURCES_PER_DOWNLOAD: usize = 8;
@@ -126,8 +133,19 @@ impl DownloadsConfig {
     }
 }
 
+/// What a finished download must be to be kept, beyond matching its URNs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Keep {
+    /// Anything but a fake (`unsigned` and `untrusted` files are kept).
+    #[default]
+    NotFake,
+    /// Only content verified under a trusted key (`get --require-verified`, the updater).
+    Verified,
+}
+
 /// A file to download.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 pub struct DownloadRequest {
     /// Its URNs: a `urn:sha1:` (what servents serve by) and/or a
     /// `urn:sha256:`; every one given is checked at the end.
@@ -138,6 +156,10 @@ pub struct DownloadRequest {
     pub size: u64,
     /// Servents known to have it.
     pub sources: Vec<SocketAddrV4>,
+    /// The signature a search found for it, checked against the bytes at the end.
+    pub signature: Option<Arc<Minisig>>,
+    /// What it must be to be kept.
+    pub keep: Keep,
 }
 
 /// A download's number, unique while the servent runs.
@@ -251,6 +273,10 @@ pub struct DownloadSnapshot {
     pub sources: Vec<SourceSnapshot>,
     /// The finished file, once complete.
     pub path: Option<PathBuf>,
+    /// The verdict on its bytes, once verified (flattened: `verdict`,
+    /// `reason`, `publisher`, `version`).
+    #[serde(flatten)]
+    pub judgement: Option<Judgement>,
 }
 
 /// Why a download could not be started or followed.
@@ -350,12 +376,14 @@ impl Downloads {
     pub fn spawn(
         config: DownloadsConfig,
         alt: Arc<AltLocations>,
+        trust: SharedTrust,
         on_complete: impl Fn(&DownloadSnapshot) + Send + Sync + 'static,
     ) -> Downloads {
         let (commands, inbox) = channel::bounded(COMMAND_QUEUE);
         let manager = Manager {
             config: Arc::new(config),
             alt,
+            trust,
             on_complete: Arc::new(on_complete),
             entries: BTreeMap::new(),
             next_id: 1,
@@ -449,6 +477,8 @@ fn log(message: &str) {
 struct Entry {
     urns: Vec<Urn>,
     key: Urn,
+    signature: Option<Arc<Minisig>>,
+    keep: Keep,
     phase: Phase,
     /// What the driver publishes; the final state once finished.
     snapshot: Arc<Mutex<DownloadSnapshot>>,
@@ -494,6 +524,7 @@ impl Entry {
 struct Manager {
     config: Arc<DownloadsConfig>,
     alt: Arc<AltLocations>,
+    trust: SharedTrust,
     on_complete: CompletionHook,
     entries: BTreeMap<DownloadId, Entry>,
     next_id: u64,
@@ -609,9 +640,12 @@ impl Manager {
             rate_bytes_per_sec: 0.0,
             sources: Vec::new(),
             path: None,
+            judgement: None,
         };
         let phase = Phase::Queued { sources, resumed };
-        self.entries.insert(id, Entry { urns, key, phase, snapshot: Arc::new(Mutex::new(snapshot)) });
+        let (signature, keep) = (request.signature, request.keep);
+        let snapshot = Arc::new(Mutex::new(snapshot));
+        self.entries.insert(id, Entry { urns, key, signature, keep, phase, snapshot });
         self.run_queued();
         Ok(id)
     }
@@ -633,14 +667,23 @@ impl Manager {
                 continue;
             };
             let snapshot = entry.snapshot();
-            let start =
-                Start { id, urns: entry.urns.clone(), name: snapshot.name, size: snapshot.size, sources, resumed };
+            let start = Start {
+                id,
+                urns: entry.urns.clone(),
+                name: snapshot.name,
+                size: snapshot.size,
+                sources,
+                signature: entry.signature.clone(),
+                keep: entry.keep,
+                resumed,
+            };
             let (config, alt, published) = (self.config.clone(), self.alt.clone(), entry.snapshot.clone());
+            let trust = self.trust.clone();
             let (control, control_rx) = channel::bounded(CONTROL_QUEUE);
             let (stop, stop_rx) = channel::bounded(1);
             let commands = self.commands.clone();
             let task = task::spawn(async move {
-                let outcome = match Driver::open(start, config, alt, published).await {
+                let outcome = match Driver::open(start, config, alt, trust, published).await {
                     Ok(driver) => driver.run(control_rx, stop_rx).await,
                     Err(reason) => Outcome::Failed(reason),
                 };
@@ -727,11 +770,21 @@ impl Manager {
         let loaded = task::spawn_blocking(move || state::load_all(&dir)).await;
         let mut resumed = Resumed { ids: Vec::new(), problems: loaded.problems };
         for partial in loaded.downloads {
+            let signature = match partial.signature.as_deref().map(|text| Minisig::parse(text.as_bytes())) {
+                Some(Ok(minisig)) => Some(Arc::new(minisig)),
+                Some(Err(e)) => {
+                    resumed.problems.push(format!("{}: its signature cannot be read: {e}", partial.name));
+                    continue;
+                }
+                None => None,
+            };
             let request = DownloadRequest {
                 urns: partial.urns.clone(),
                 name: partial.name.clone(),
                 size: partial.size,
                 sources: partial.sources.clone(),
+                signature,
+                keep: partial.keep,
             };
             match self.start(request, Some(partial)) {
                 Ok(id) => resumed.ids.push(id),
@@ -810,6 +863,7 @@ mod tests {
                 note: Some("too many errors: stalled after 0 of 10 bytes".into()),
             }],
             path: None,
+            judgement: None,
         };
         let json = serde_json::to_value(&snapshot).unwrap();
         assert_eq!(

@@ -34,6 +34,7 @@ use search::Urn;
 use serde::{Deserialize, Serialize};
 
 use super::plan::{MAX_FILE_SIZE, MAX_KNOWN_SOURCES};
+use super::Keep;
 
 /// The format of state files written by this version.
 const STATE_VERSION: u32 = 1;
@@ -64,12 +65,19 @@ pub struct PartialDownload {
     pub done: Vec<(u64, u64)>,
     /// Sources known when the state was written.
     pub sources: Vec<SocketAddrV4>,
+    /// The `.minisig` text it is checked against at the end, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signature: Option<String>,
+    /// What it must be to be kept.
+    #[serde(default)]
+    pub keep: Keep,
 }
 
 impl PartialDownload {
     /// A download with nothing done yet.
     pub fn new(urns: Vec<Urn>, name: String, size: u64, sources: Vec<SocketAddrV4>) -> PartialDownload {
-        PartialDownload { version: STATE_VERSION, urns, name, size, done: Vec::new(), sources }
+        let (signature, keep) = (None, Keep::default());
+        PartialDownload { version: STATE_VERSION, urns, name, size, done: Vec::new(), sources, signature, keep }
     }
 
     /// The URN that names its files and its requests: SHA-1 (what every

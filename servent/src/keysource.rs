@@ -1,0 +1,140 @@
+//! Where a publisher key to pin comes from: `--trust` and `trust add` take
+//! a minisign `.pub` file, its `RW…` line, or the URL of the publisher's
+//! web page or key file, optionally followed by `#` and a scope
+//! (`seblinux.pub#SEBLINUX,SEBLINUX-extra`).
+//!
+//! A page is fetched once (with surf) and must show exactly one minisign
+//! public key; the key is then pinned like any other, and the caller shows
+//! its key id so the user can compare it with what the publisher
+//! announced. Plain `http://` is accepted for loopback addresses only.
+
+use std::time::Duration;
+
+use signing_tool::PublicKey;
+
+use crate::trust::TrustedKey;
+
+/// The largest page read when looking for a key.
+const MAX_PAGE_BYTES: usize = 1 << 20;
+/// How long a fetch may take.
+const FETCH_TIMEOUT: Duration = Duration::from_secs(20);
+/// The length of a minisign public key line (`RW` + base64 of 42 bytes).
+const KEY_LINE_LEN: usize = 56;
+
+/// A key to pin and where it came from, for the user.
+#[derive(Clone, Debug)]
+pub struct Resolved {
+    /// The key and its scope.
+    pub trusted: TrustedKey,
+    /// The file, URL or `key line` it was read from.
+    pub source: String,
+}
+
+/// Reads the key `arg` names (see the module documentation).
+pub async fn resolve(arg: &str) -> Result<Resolved, String> {
+    let (what, scope) = match arg.rsplit_once('#') {
+        Some((what, scope)) => {
+            (what, scope.split(',').map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()).collect())
+        }
+        None => (arg, Vec::new()),
+    };
+    let what = what.trim();
+    let key = if what.starts_with("https://") || what.starts_with("http://") {
+        key_from_page(what, &fetch(what).await?)?
+    } else {
+        signing_tool::files::load_public_key(what).map_err(|e| e.to_string())?
+    };
+    let source = if what.starts_with("RW") { "the key given".to_owned() } else { what.to_owned() };
+    Ok(Resolved { trusted: TrustedKey { key, scope }, source })
+}
+
+async fn fetch(url: &str) -> Result<String, String> {
+    let parsed = surf::Url::parse(url).map_err(|e| format!("{url}: {e}"))?;
+    if parsed.scheme() == "http" && !is_loopback(&parsed) {
+        return Err(format!("{url}: a key is fetched over https only (http is for loopback tests)"));
+    }
+    let body = async {
+        let mut response = surf::get(url).await?;
+        if !response.status().is_success() {
+            return Err(surf::Error::from_str(response.status(), format!("HTTP {}", response.status())));
+        }
+        response.take_body().into_bytes().await
+    };
+    let bytes = async_std::future::timeout(FETCH_TIMEOUT, body)
+        .await
+        .map_err(|_| format!("{url}: timed out"))?
+        .map_err(|e| format!("{url}: {e}"))?;
+    let bytes = bytes.get(..MAX_PAGE_BYTES).unwrap_or(&bytes);
+    Ok(String::from_utf8_lossy(bytes).into_owned())
+}
+
+fn is_loopback(url: &surf::Url) -> bool {
+    let host = url.host_str().unwrap_or_default().trim_start_matches('[').trim_end_matches(']');
+    host == "localhost" || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+/// The one minisign public key written on a page.
+fn key_from_page(url: &str, page: &str) -> Result<PublicKey, String> {
+    let mut keys: Vec<PublicKey> = Vec::new();
+    let words = page.split(|c: char| !(c.is_ascii_alphanumeric() || c == '+' || c == '/' || c == '='));
+    for word in words.filter(|w| w.len() == KEY_LINE_LEN && w.starts_with("RW")) {
+        if let Ok(key) = PublicKey::from_base64(word) {
+            if !keys.iter().any(|k| k.key_id() == key.key_id()) {
+                keys.push(key);
+            }
+        }
+    }
+    match keys.len() {
+        1 => Ok(keys.remove(0)),
+        0 => Err(format!("{url}: no minisign public key (RW…) on that page")),
+        _ => {
+            let ids: Vec<String> = keys.iter().map(|k| k.key_id().to_string()).collect();
+            Err(format!(
+                "{url}: {} different keys on that page ({}); give the one you mean",
+                keys.len(),
+                ids.join(", ")
+            ))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key_line() -> String {
+        signing_tool::SecretKey::generate().unwrap().public_key().to_base64()
+    }
+
+    #[test]
+    fn page_with_one_key_gives_it_whatever_surrounds_it() {
+        let line = key_line();
+        let page =
+            format!("<html><p>Our key:</p><pre>untrusted comment: minisign public key\n{line}</pre>{line}</html>");
+        let key = key_from_page("https://example.org", &page).unwrap();
+        assert_eq!(key.to_base64(), line);
+    }
+
+    #[test]
+    fn page_with_no_key_or_two_keys_is_refused() {
+        let none = key_from_page("https://example.org", "<p>RWnothing here</p>").unwrap_err();
+        assert!(none.contains("no minisign public key"), "{none}");
+        let two = format!("{} and {}", key_line(), key_line());
+        let err = key_from_page("https://example.org", &two).unwrap_err();
+        assert!(err.contains("2 different keys"), "{err}");
+    }
+
+    #[test]
+    fn key_line_with_a_scope_resolves() {
+        let line = key_line();
+        let resolved = async_std::task::block_on(resolve(&format!("{line}#SEBLINUX, extra"))).unwrap();
+        assert_eq!(resolved.trusted.key.to_base64(), line);
+        assert_eq!(resolved.trusted.scope, ["SEBLINUX", "extra"]);
+    }
+
+    #[test]
+    fn plain_http_is_refused_off_loopback() {
+        let err = async_std::task::block_on(resolve("http://192.0.2.7/key.pub")).unwrap_err();
+        assert!(err.contains("https only"), "{err}");
+    }
+}

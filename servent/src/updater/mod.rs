@@ -1,0 +1,474 @@
+//! The auto-updater: newer signed releases of what is installed, found on
+//! the network, verified, installed atomically, and shared on.
+//!
+//! One *pass* looks at every installed package: it searches the network by
+//! the package's name, keeps only results `verified` under a pinned key
+//! whose signed name is the package's ([`choose`]), downloads the newest
+//! acceptable one from all its sources (kept only if the bytes verify),
+//! installs it ([`install`]: staged, synced, renamed, with the previous
+//! version kept), runs the post-install hook if there is one (a failure or
+//! a hang rolls back), and reports a [`Decision`] per package. The install
+//! directory is one of the servent's shared folders: every installed
+//! release is shared on, signature beside it.
+//!
+//! Passes run one at a time; a second one asked for meanwhile is refused
+//! with [`UpdateError::Busy`]. This module is the async edge (it drives the
+//! [`NodeHandle`]); the decisions and the file handling it calls are plain
+//! functions, tested without sockets.
+
+pub mod choose;
+pub mod install;
+pub mod version;
+
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use async_std::task;
+use serde::Serialize;
+
+use self::choose::{choose, Candidate, Choice};
+use self::install::{hex, InstallDir, InstallError, Installed, Package};
+use crate::node::{NodeError, NodeHandle};
+use crate::transfer::download::{DownloadState, Keep};
+use crate::trust::Verdict;
+
+/// How long a post-install hook may run by default.
+pub const HOOK_TIMEOUT: Duration = Duration::from_secs(300);
+/// How long a pass gathers search results for each package by default.
+pub const SEARCH_WAIT: Duration = Duration::from_secs(10);
+/// How long a pass waits for one download by default.
+pub const DOWNLOAD_TIMEOUT: Duration = Duration::from_secs(3600);
+
+/// How the updater works.
+#[derive(Clone, Debug)]
+pub struct UpdaterConfig {
+    /// Where releases are installed (and shared from).
+    pub install_dir: PathBuf,
+    /// A shell command run after each install, with `SERVENT_NAME`,
+    /// `SERVENT_VERSION`, `SERVENT_PATH` and `SERVENT_PREVIOUS_VERSION` set.
+    pub post_install: Option<String>,
+    /// How long the hook may run before it counts as failed.
+    pub hook_timeout: Duration,
+    /// How long each search gathers results.
+    pub search_wait: Duration,
+    /// How long one download may take.
+    pub download_timeout: Duration,
+}
+
+impl UpdaterConfig {
+    /// The defaults, installing into `install_dir`.
+    pub fn new(install_dir: PathBuf) -> UpdaterConfig {
+        UpdaterConfig {
+            install_dir,
+            post_install: None,
+            hook_timeout: HOOK_TIMEOUT,
+            search_wait: SEARCH_WAIT,
+            download_timeout: DOWNLOAD_TIMEOUT,
+        }
+    }
+}
+
+/// What a pass did, or would do, about one package.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Decision {
+    /// The package.
+    pub name: String,
+    /// The version installed before, if any.
+    pub from: Option<String>,
+    /// The version installed (or that would be), if any.
+    pub to: Option<String>,
+    /// What happened.
+    pub action: Action,
+    /// Why, in a sentence.
+    pub reason: String,
+    /// The newest verified version seen on the network.
+    pub newest_seen: Option<String>,
+    /// When that one was signed (seconds since the Unix epoch).
+    pub newest_signed_at: Option<u64>,
+    /// How old that signature is, in seconds: a network that only ever shows
+    /// old releases may be hiding new ones (a freeze attack).
+    pub newest_age_secs: Option<u64>,
+}
+
+/// What happened to a package.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    /// A new version is installed.
+    Installed,
+    /// A new version would be installed (dry run).
+    WouldInstall,
+    /// Nothing to do.
+    UpToDate,
+    /// A newer release was seen and refused.
+    Refused,
+    /// The new version failed to arrive or to install; the old one stays.
+    Failed,
+    /// The previous version is back.
+    RolledBack,
+}
+
+/// One pass over every installed package.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct PassReport {
+    /// When it ended (seconds since the Unix epoch).
+    pub at: u64,
+    /// Whether it changed nothing by design.
+    pub dry_run: bool,
+    /// One per package.
+    pub decisions: Vec<Decision>,
+}
+
+/// The updater as the API shows it.
+#[derive(Clone, Debug, Serialize)]
+pub struct UpdaterStatus {
+    /// The install directory.
+    pub install_dir: PathBuf,
+    /// What is installed.
+    pub installed: Vec<Installed>,
+    /// The last pass, if any since start.
+    pub last_pass: Option<PassReport>,
+    /// Whether a pass is running now.
+    pub running: bool,
+    /// Minutes between periodic passes, when they are on.
+    pub every_minutes: Option<u64>,
+}
+
+/// Why the updater could not do what was asked.
+#[derive(Debug, thiserror::Error)]
+pub enum UpdateError {
+    /// Another pass (or install, or rollback) is under way.
+    #[error("an update pass is already running; try again when it is over")]
+    Busy,
+    /// The install directory refused.
+    #[error("{0}")]
+    Install(#[from] InstallError),
+    /// The servent refused or has stopped.
+    #[error("{0}")]
+    Node(#[from] NodeError),
+}
+
+/// The updater of a running servent: cheap to clone.
+#[derive(Clone)]
+pub struct Updater {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    node: NodeHandle,
+    config: UpdaterConfig,
+    /// Held for whole installs: read it only within a pass.
+    install: Mutex<InstallDir>,
+    /// What is installed, as of the last change: what status shows.
+    installed: Mutex<Vec<Installed>>,
+    busy: Mutex<bool>,
+    last: Mutex<Option<PassReport>>,
+    every: Mutex<Option<Duration>>,
+}
+
+/// Clears the busy flag when a pass ends, however it ends.
+struct BusyGuard<'a>(&'a Mutex<bool>);
+
+impl Drop for BusyGuard<'_> {
+    fn drop(&mut self) {
+        *self.0.lock().unwrap_or_else(PoisonError::into_inner) = false;
+    }
+}
+
+impl Updater {
+    /// Opens the install directory (recovering from a crash mid-install) and
+    /// makes the updater of `node`, which should share that directory.
+    pub fn open(node: NodeHandle, config: UpdaterConfig) -> Result<Updater, UpdateError> {
+        let install = InstallDir::open(&config.install_dir)?;
+        let inner = Inner {
+            node,
+            config,
+            installed: Mutex::new(install.packages().to_vec()),
+            install: Mutex::new(install),
+            busy: Mutex::new(false),
+            last: Mutex::new(None),
+            every: Mutex::new(None),
+        };
+        Ok(Updater { inner: Arc::new(inner) })
+    }
+
+    /// What is installed and what the last pass did.
+    pub fn status(&self) -> UpdaterStatus {
+        let inner = &self.inner;
+        UpdaterStatus {
+            install_dir: inner.config.install_dir.clone(),
+            installed: lock(&inner.installed).clone(),
+            last_pass: lock(&inner.last).clone(),
+            running: *lock(&inner.busy),
+            every_minutes: lock(&inner.every).map(|d| d.as_secs() / 60),
+        }
+    }
+
+    fn start_work(&self) -> Result<BusyGuard<'_>, UpdateError> {
+        let mut busy = lock(&self.inner.busy);
+        if *busy {
+            return Err(UpdateError::Busy);
+        }
+        *busy = true;
+        Ok(BusyGuard(&self.inner.busy))
+    }
+
+    /// One pass over every installed package; `dry_run` changes nothing.
+    pub async fn pass(&self, dry_run: bool) -> Result<PassReport, UpdateError> {
+        let _busy = self.start_work()?;
+        let names: Vec<String> = lock(&self.inner.install).packages().iter().map(|p| p.current.name.clone()).collect();
+        let mut decisions = Vec::with_capacity(names.len());
+        for name in names {
+            decisions.push(self.update(&name, dry_run, false).await);
+        }
+        let report = PassReport { at: unix_now(), dry_run, decisions };
+        *lock(&self.inner.last) = Some(report.clone());
+        Ok(report)
+    }
+
+    /// Installs the newest verified release of `name` (installed or not,
+    /// held back or not).
+    pub async fn install(&self, name: &str, dry_run: bool) -> Result<Decision, UpdateError> {
+        let _busy = self.start_work()?;
+        Ok(self.update(name, dry_run, true).await)
+    }
+
+    /// Puts the previous version of `name` back.
+    pub async fn rollback(&self, name: &str) -> Result<Decision, UpdateError> {
+        let _busy = self.start_work()?;
+        let inner = self.inner.clone();
+        let owned = name.to_owned();
+        let (from, to) = task::spawn_blocking(move || lock(&inner.install).rollback(&owned)).await?;
+        self.changed();
+        Ok(Decision {
+            action: Action::RolledBack,
+            reason: format!("{} is held back from now on; `install {name}` brings it back", from.version),
+            ..decision(name, Some(&from), Some(to.version))
+        })
+    }
+
+    /// Runs a pass every `every` (a tenth more or less, so that servents
+    /// started together do not search together), for as long as the servent runs.
+    pub fn spawn_every(&self, every: Duration) -> task::JoinHandle<()> {
+        *lock(&self.inner.every) = Some(every);
+        let updater = self.clone();
+        task::spawn(async move {
+            loop {
+                let jitter = rand::Rng::gen_range(&mut rand::thread_rng(), 0.9..1.1);
+                task::sleep(every.mul_f64(jitter)).await;
+                match updater.pass(false).await {
+                    Ok(report) => {
+                        for d in report.decisions.iter().filter(|d| d.action != Action::UpToDate) {
+                            log(&format!("update {}: {:?}: {}", d.name, d.action, d.reason));
+                        }
+                    }
+                    Err(UpdateError::Node(NodeError::Stopped)) => return,
+                    Err(e) => log(&format!("update pass: {e}")),
+                }
+            }
+        })
+    }
+
+    /// The decision for one package, carried out unless `dry_run`.
+    async fn update(&self, name: &str, dry_run: bool, explicit: bool) -> Decision {
+        let installed = lock(&self.inner.install).get(name).cloned();
+        let current = installed.as_ref().map(|i| &i.current);
+        let results = match self.search(name).await {
+            Ok(results) => results,
+            Err(e) => return failed(name, current, format!("cannot search the network: {e}")),
+        };
+        let (choice, newest) = choose(name, installed.as_ref(), &results, explicit);
+        let mut decision = match choice {
+            Choice::Keep(reason) => Decision { action: Action::UpToDate, reason, ..decision(name, current, None) },
+            Choice::Refuse(reason) => Decision { action: Action::Refused, reason, ..decision(name, current, None) },
+            Choice::Install(candidate) if dry_run => Decision {
+                action: Action::WouldInstall,
+                reason: format!("{} {} is verified and newer", candidate.release.name, candidate.version),
+                ..decision(name, current, Some(candidate.release.version.clone()))
+            },
+            Choice::Install(candidate) => self.fetch_and_install(name, current, &candidate).await,
+        };
+        if let Some(newest) = newest {
+            decision.newest_seen = Some(newest.release.version.clone());
+            decision.newest_signed_at = Some(newest.release.timestamp);
+            decision.newest_age_secs = Some(unix_now().saturating_sub(newest.release.timestamp));
+        }
+        decision
+    }
+
+    async fn search(&self, name: &str) -> Result<Vec<crate::searches::SearchResult>, NodeError> {
+        let node = &self.inner.node;
+        let id = node.search(name, crate::routing::DEFAULT_MAX_TTL).await?;
+        task::sleep(self.inner.config.search_wait).await;
+        Ok(node.search_results(id).await?.map(|s| s.results).unwrap_or_default())
+    }
+
+    async fn fetch_and_install(&self, name: &str, current: Option<&Package>, candidate: &Candidate) -> Decision {
+        let to = candidate.release.version.clone();
+        let fail = |why: String| failed(name, current, why);
+        let (Some(sha1), Some(signature)) = (candidate.result.sha1, candidate.result.signature.as_ref()) else {
+            return fail(format!("{to} has no urn:sha1: or signature to fetch it by"));
+        };
+        let node = &self.inner.node;
+        let downloads = match node.downloads() {
+            Ok(downloads) => downloads.clone(),
+            Err(e) => return fail(e.to_string()),
+        };
+        let id = match node.download(&sha1.to_string(), Keep::Verified).await {
+            Ok(id) => id,
+            Err(e) => return fail(format!("cannot download {to}: {e}")),
+        };
+        let done = match async_std::future::timeout(self.inner.config.download_timeout, downloads.wait(id)).await {
+            Ok(Ok(done)) => done,
+            Ok(Err(e)) => return fail(format!("download of {to}: {e}")),
+            Err(_) => {
+                let _ = downloads.cancel(id).await;
+                return fail(format!("download of {to} took too long"));
+            }
+        };
+        let path = match (&done.state, &done.path) {
+            (DownloadState::Complete, Some(path)) => path.clone(),
+            (DownloadState::Failed { reason }, _) => return fail(format!("download of {to} failed: {reason}")),
+            (state, _) => return fail(format!("download of {to} ended {state:?}")),
+        };
+        // The bytes themselves were verified: their signed release must be the one chosen.
+        let kept = done.judgement.as_ref().filter(|j| j.verdict == Verdict::Verified).and_then(|j| j.release.as_ref());
+        if kept
+            .is_none_or(|r| r.name != candidate.release.name || r.version != to || r.sha256 != candidate.release.sha256)
+        {
+            return fail(format!("the downloaded {to} is not the verified release chosen"));
+        }
+        let package = Package {
+            name: candidate.release.name.clone(),
+            version: to.clone(),
+            sha256: hex(&candidate.release.sha256),
+            key_id: signature.key_id().to_string(),
+            timestamp: candidate.release.timestamp,
+            file: crate::transfer::download::safe_file_name(&candidate.release.file, &hex(&candidate.release.sha256)),
+        };
+        let signature = signature.to_text();
+        let (inner, staged) = (self.inner.clone(), package.clone());
+        let installed = task::spawn_blocking(move || lock(&inner.install).install(staged, &path, &signature)).await;
+        if let Err(e) = installed {
+            return fail(format!("cannot install {to}: {e}"));
+        }
+        self.changed();
+        if let Some(why) = self.run_hook(&package, current).await {
+            let rolled = self.roll_back_after_hook(name).await;
+            return Decision {
+                action: Action::Failed,
+                reason: format!("{why}; {rolled}"),
+                ..decision(name, current, None)
+            };
+        }
+        Decision {
+            action: Action::Installed,
+            reason: format!("{name} {to} verified under key {} and installed", package.key_id),
+            ..decision(name, current, Some(to))
+        }
+    }
+
+    /// After an install or a rollback: the new state is shown and shared at once.
+    fn changed(&self) {
+        *lock(&self.inner.installed) = lock(&self.inner.install).packages().to_vec();
+        self.inner.node.rescan();
+    }
+
+    /// Runs the post-install hook; why it failed, if it did.
+    async fn run_hook(&self, package: &Package, previous: Option<&Package>) -> Option<String> {
+        let command = self.inner.config.post_install.clone()?;
+        let path = lock(&self.inner.install).file_path(package);
+        let env = [
+            ("SERVENT_NAME", package.name.clone()),
+            ("SERVENT_VERSION", package.version.clone()),
+            ("SERVENT_PATH", path.display().to_string()),
+            ("SERVENT_PREVIOUS_VERSION", previous.map(|p| p.version.clone()).unwrap_or_default()),
+        ];
+        let timeout = self.inner.config.hook_timeout;
+        task::spawn_blocking(move || run_hook(&command, &env, timeout).err()).await
+    }
+
+    async fn roll_back_after_hook(&self, name: &str) -> String {
+        let inner = self.inner.clone();
+        let owned = name.to_owned();
+        let rolled = task::spawn_blocking(move || lock(&inner.install).rollback(&owned)).await;
+        self.changed();
+        match rolled {
+            Ok((from, to)) => format!("rolled back to {}; {} is held back", to.version, from.version),
+            Err(e) => format!("could not roll back: {e}"),
+        }
+    }
+}
+
+/// Runs `command` with `sh -c`, for at most `timeout`.
+fn run_hook(command: &str, env: &[(&str, String)], timeout: Duration) -> Result<(), String> {
+    let mut child = Command::new("sh")
+        .arg("-c")
+        .arg(command)
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .stdin(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("the post-install hook could not start: {e}"))?;
+    let started = Instant::now();
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) if status.success() => return Ok(()),
+            Ok(Some(status)) => return Err(format!("the post-install hook failed ({status})")),
+            Ok(None) if started.elapsed() >= timeout => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(format!("the post-install hook ran over {} s and was stopped", timeout.as_secs()));
+            }
+            Ok(None) => std::thread::sleep(Duration::from_millis(20)),
+            Err(e) => return Err(format!("the post-install hook: {e}")),
+        }
+    }
+}
+
+fn decision(name: &str, from: Option<&Package>, to: Option<String>) -> Decision {
+    Decision {
+        name: name.to_owned(),
+        from: from.map(|p| p.version.clone()),
+        to,
+        action: Action::UpToDate,
+        reason: String::new(),
+        newest_seen: None,
+        newest_signed_at: None,
+        newest_age_secs: None,
+    }
+}
+
+fn failed(name: &str, from: Option<&Package>, reason: String) -> Decision {
+    Decision { action: Action::Failed, reason, ..decision(name, from, None) }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+fn log(message: &str) {
+    eprintln!("servent: {message}");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hook_gets_its_environment_and_failures_and_hangs_are_reported() {
+        let env = [("SERVENT_VERSION", "1.2".to_string())];
+        assert!(run_hook("test \"$SERVENT_VERSION\" = 1.2", &env, Duration::from_secs(10)).is_ok());
+        let failed = run_hook("exit 3", &env, Duration::from_secs(10)).unwrap_err();
+        assert!(failed.contains("failed"), "{failed}");
+        let started = Instant::now();
+        let hung = run_hook("sleep 30", &env, Duration::from_millis(200)).unwrap_err();
+        assert!(hung.contains("was stopped"), "{hung}");
+        assert!(started.elapsed() < Duration::from_secs(20));
+    }
+}

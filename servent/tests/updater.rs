@@ -1,0 +1,191 @@
+//! The auto-updater against a real network: a publisher, a faker, a user
+//! and a third servent on loopback, real signatures, real downloads,
+//! real installs.
+
+mod common;
+
+use std::path::Path;
+use std::time::Duration;
+
+use async_std::task;
+use common::{share, start_with, wait_connected, wait_for, wait_indexed};
+use servent::node::NodeHandle;
+use servent::trust::TrustedKey;
+use servent::updater::{Action, UpdateError, Updater, UpdaterConfig};
+use signing_tool::{ReleaseMeta, SecretKey, Signer};
+
+const NAME: &str = "SEBLINUX-base";
+
+fn bytes_of(version: &str) -> Vec<u8> {
+    format!("SEBLINUX base system {version}, genuine").into_bytes()
+}
+
+/// Writes `file` with `content` into `dir`, signed by `key` as `version`.
+fn publish(dir: &Path, key: &SecretKey, version: &str, file: &str, content: &[u8]) {
+    std::fs::write(dir.join(file), content).unwrap();
+    let mut signer = Signer::new();
+    signer.update(content);
+    let meta = ReleaseMeta { name: NAME.into(), version: version.into(), keywords: vec!["SEBLINUX".into()] };
+    // Later versions are signed later, as a publisher does.
+    let timestamp = 1_700_000_000 + version.replace('.', "").parse::<u64>().unwrap();
+    let minisig = signer.finish(key, file, Some(&meta), timestamp).unwrap();
+    std::fs::write(dir.join(format!("{file}.minisig")), minisig.to_text()).unwrap();
+}
+
+struct User {
+    node: NodeHandle,
+    updater: Updater,
+    install: tempfile::TempDir,
+    _data: tempfile::TempDir,
+}
+
+/// A user servent trusting `publisher`, with its updater on `install`.
+async fn user(
+    publisher: &SecretKey,
+    peers: &[&NodeHandle],
+    install: tempfile::TempDir,
+    post_install: Option<&str>,
+) -> User {
+    let data = tempfile::tempdir().unwrap();
+    let pinned = TrustedKey { key: publisher.public_key(), scope: vec!["SEBLINUX".into()] };
+    let addrs: Vec<_> = peers.iter().map(|p| p.listen_addr()).collect();
+    let node = start_with(&addrs, None, |config| {
+        config.data_dir = Some(data.path().to_path_buf());
+        config.shares = vec![install.path().to_path_buf()];
+        config.trust = vec![pinned];
+    })
+    .await;
+    for peer in peers {
+        wait_connected(&node, peer).await;
+    }
+    let config = UpdaterConfig {
+        post_install: post_install.map(str::to_owned),
+        hook_timeout: Duration::from_millis(500),
+        search_wait: Duration::from_millis(1500),
+        ..UpdaterConfig::new(install.path().to_path_buf())
+    };
+    let updater = Updater::open(node.clone(), config).unwrap();
+    User { node, updater, install, _data: data }
+}
+
+fn installed_version(user: &User) -> Option<String> {
+    user.updater.status().installed.iter().find(|p| p.current.name == NAME).map(|p| p.current.version.clone())
+}
+
+#[test]
+fn install_gets_the_genuine_newest_release_and_an_update_pass_brings_the_next_one_shared_on() {
+    task::block_on(async {
+        let publisher_key = SecretKey::generate().unwrap();
+        let rival_key = SecretKey::generate().unwrap();
+        let published = share(&[]);
+        publish(published.path(), &publisher_key, "1.0", "SEBLINUX-base-1.0.tar", &bytes_of("1.0"));
+        publish(published.path(), &publisher_key, "1.1", "SEBLINUX-base-1.1.tar", &bytes_of("1.1"));
+        let faked = share(&[]);
+        publish(faked.path(), &rival_key, "1.2", "SEBLINUX-base-1.2.tar", b"SEBLINUX base 1.2 from a rival");
+        // 1.1's genuine signature copied beside other bytes.
+        publish(faked.path(), &publisher_key, "1.1", "SEBLINUX-base-1.1-fast.tar", &bytes_of("1.1"));
+        std::fs::write(faked.path().join("SEBLINUX-base-1.1-fast.tar"), b"SEBLINUX base system 1.1, rootkit").unwrap();
+
+        let publisher = start_with(&[], Some(published.path()), |_| {}).await;
+        let faker = start_with(&[], Some(faked.path()), |_| {}).await;
+        wait_indexed(&publisher, "seblinux base", 2).await;
+        wait_indexed(&faker, "seblinux base", 2).await;
+        let user = user(&publisher_key, &[&publisher, &faker], tempfile::tempdir().unwrap(), None).await;
+
+        let looked = user.updater.install(NAME, true).await.unwrap();
+        assert_eq!((looked.action, looked.to.as_deref()), (Action::WouldInstall, Some("1.1")), "{looked:?}");
+        assert_eq!(installed_version(&user), None, "a dry run changes nothing");
+
+        let installed = user.updater.install(NAME, false).await.unwrap();
+        assert_eq!((installed.action, installed.to.as_deref()), (Action::Installed, Some("1.1")), "{installed:?}");
+        assert_eq!(installed.newest_seen.as_deref(), Some("1.1"));
+        assert!(installed.newest_age_secs.is_some());
+        let file = user.install.path().join("SEBLINUX-base-1.1.tar");
+        assert_eq!(std::fs::read(&file).unwrap(), bytes_of("1.1"));
+        assert!(user.install.path().join("SEBLINUX-base-1.1.tar.minisig").exists());
+        let status = user.updater.status();
+        assert_eq!(status.installed.len(), 1);
+        assert_eq!(status.installed[0].current.key_id, publisher_key.key_id().to_string());
+
+        let nothing = user.updater.pass(false).await.unwrap();
+        assert_eq!(nothing.decisions.len(), 1);
+        assert_eq!(nothing.decisions[0].action, Action::UpToDate, "{nothing:?}");
+
+        publish(published.path(), &publisher_key, "1.2", "SEBLINUX-base-1.2.tar", &bytes_of("1.2"));
+        wait_indexed(&publisher, "seblinux base", 3).await;
+        let dry = user.updater.pass(true).await.unwrap();
+        assert_eq!(dry.decisions[0].action, Action::WouldInstall, "{dry:?}");
+        let pass = user.updater.pass(false).await.unwrap();
+        let decision = &pass.decisions[0];
+        assert_eq!(
+            (decision.action, decision.from.as_deref(), decision.to.as_deref()),
+            (Action::Installed, Some("1.1"), Some("1.2")),
+            "{decision:?}"
+        );
+        assert_eq!(std::fs::read(user.install.path().join("SEBLINUX-base-1.2.tar")).unwrap(), bytes_of("1.2"));
+        assert!(!file.exists(), "1.1 is kept aside for rollback, not shared");
+        assert_eq!(user.updater.status().last_pass.unwrap(), pass);
+
+        // Older versions are seen again and never installed over 1.2.
+        let again = user.updater.pass(false).await.unwrap();
+        assert_eq!(again.decisions[0].action, Action::UpToDate, "{again:?}");
+        assert_eq!(installed_version(&user).as_deref(), Some("1.2"));
+
+        // A third servent that knows only the user finds it among 1.2's sources.
+        let third = start_with(&[user.node.listen_addr()], None, |_| {}).await;
+        wait_connected(&third, &user.node).await;
+        let id = third.search("SEBLINUX base 1.2", 3).await.unwrap();
+        let user_addr = user.node.listen_addr().to_string();
+        wait_for("the user among 1.2's sources", || async {
+            let snapshot = third.search_results(id).await.unwrap().unwrap();
+            snapshot.results.iter().any(|r| r.sources.iter().any(|s| s.to_string() == user_addr))
+        })
+        .await;
+
+        for node in [third, user.node, faker, publisher] {
+            node.shutdown().await;
+        }
+    });
+}
+
+#[test]
+fn a_failing_or_hanging_hook_rolls_back_and_two_passes_never_run_at_once() {
+    task::block_on(async {
+        let publisher_key = SecretKey::generate().unwrap();
+        let published = share(&[]);
+        publish(published.path(), &publisher_key, "1.0", "SEBLINUX-base-1.0.tar", &bytes_of("1.0"));
+        let publisher = start_with(&[], Some(published.path()), |_| {}).await;
+        wait_indexed(&publisher, "seblinux base", 1).await;
+
+        let first = user(&publisher_key, &[&publisher], tempfile::tempdir().unwrap(), None).await;
+        assert_eq!(first.updater.install(NAME, false).await.unwrap().action, Action::Installed);
+        let mut install = first.install;
+        first.node.shutdown().await;
+
+        publish(published.path(), &publisher_key, "1.1", "SEBLINUX-base-1.1.tar", &bytes_of("1.1"));
+        wait_indexed(&publisher, "seblinux base", 2).await;
+        for hook in ["exit 7", "sleep 60"] {
+            let user = user(&publisher_key, &[&publisher], install, Some(hook)).await;
+            let updater = &user.updater;
+
+            // Both polled at once: the pass finds the install under way. An
+            // explicit install brings even a held-back version (the second time).
+            let (one, two) = futures::join!(updater.install(NAME, false), updater.pass(false));
+            assert!(matches!(two, Err(UpdateError::Busy)), "{two:?}");
+            let decision = one.unwrap();
+            assert_eq!(decision.action, Action::Failed, "{hook}: {decision:?}");
+            assert!(decision.reason.contains("rolled back to 1.0"), "{hook}: {}", decision.reason);
+            let status = updater.status();
+            assert_eq!(status.installed[0].current.version, "1.0");
+            assert_eq!(status.installed[0].held_back, ["1.1"]);
+            assert_eq!(std::fs::read(user.install.path().join("SEBLINUX-base-1.0.tar")).unwrap(), bytes_of("1.0"));
+
+            // Held back: later passes leave it alone.
+            let later = updater.pass(false).await.unwrap();
+            assert!(later.decisions[0].reason.contains("held back"), "{later:?}");
+            user.node.shutdown().await;
+            install = user.install;
+        }
+        publisher.shutdown().await;
+    });
+}
