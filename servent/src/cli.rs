@@ -256,23 +256,42 @@ impl RunArgs {
     }
 }
 
+/// How long a client waits for an answer, but for the updater's calls,
+/// which last as long as their downloads.
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// A client of the local API.
 struct Client {
     base: String,
+    http: surf::Client,
     token: Option<String>,
 }
 
 impl Client {
     fn new(api: &ApiArgs) -> Client {
-        Client { base: format!("http://{}", api.api), token: api.api_token.clone() }
+        Client::with_timeout(api, Some(ANSWER_TIMEOUT))
+    }
+
+    /// A client that waits as long as the servent works (install, update, rollback).
+    fn patient(api: &ApiArgs) -> Client {
+        Client::with_timeout(api, None)
+    }
+
+    fn with_timeout(api: &ApiArgs, timeout: Option<Duration>) -> Client {
+        let config = surf::Config::new().set_timeout(timeout);
+        Client {
+            base: format!("http://{}", api.api),
+            http: config.try_into().unwrap_or_default(),
+            token: api.api_token.clone(),
+        }
     }
 
     async fn get(&self, path: &str) -> Result<Value, String> {
-        self.send(surf::get(format!("{}{path}", self.base))).await
+        self.send(self.http.get(format!("{}{path}", self.base))).await
     }
 
     async fn post(&self, path: &str, body: &Value) -> Result<Value, String> {
-        let request = surf::post(format!("{}{path}", self.base)).body_json(body).map_err(|e| e.to_string())?;
+        let request = self.http.post(format!("{}{path}", self.base)).body_json(body).map_err(|e| e.to_string())?;
         self.send(request).await
     }
 
@@ -306,12 +325,12 @@ pub async fn run_client(command: Command) -> Result<(), String> {
         Command::Trust(command) => trust(command).await,
         Command::Install { api, dry_run, json, name } => {
             let body = serde_json::json!({ "name": name, "dry_run": dry_run });
-            let decision = Client::new(&api).post("/api/install", &body).await?;
+            let decision = Client::patient(&api).post("/api/install", &body).await?;
             print_decisions(std::slice::from_ref(&decision), json)
         }
-        Command::Update { api, once, dry_run, json } => update(&Client::new(&api), once, dry_run, json).await,
+        Command::Update { api, once, dry_run, json } => update(&Client::patient(&api), once, dry_run, json).await,
         Command::Rollback { api, json, name } => {
-            let decision = Client::new(&api).post("/api/rollback", &serde_json::json!({ "name": name })).await?;
+            let decision = Client::patient(&api).post("/api/rollback", &serde_json::json!({ "name": name })).await?;
             print_decisions(std::slice::from_ref(&decision), json)
         }
         Command::Downloads(args) => {

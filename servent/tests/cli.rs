@@ -202,3 +202,19 @@ fn trusted_key_file_gives_verdicts_and_a_fake_get_fails_in_one_line() {
     assert!(removed.status.success(), "{}", String::from_utf8_lossy(&removed.stderr));
     assert!(user.json_lines(&["trust", "list", "--json"]).is_empty());
 }
+
+#[test]
+fn updater_commands_answer_and_refuse_in_one_line() {
+    let servent = Running::start(None, None);
+    let status = servent.json_lines(&["update", "--json"]);
+    assert_eq!(status.len(), 1);
+    assert_eq!(status[0]["installed"], serde_json::json!([]));
+    assert!(status[0]["install_dir"].as_str().unwrap().starts_with(&servent.data.path().display().to_string()));
+    // Nothing installed: a pass has nothing to look for.
+    assert!(servent.json_lines(&["update", "--once", "--json"]).is_empty());
+    let refused = servent.client(&["rollback", "SEBLINUX-base"]);
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8(refused.stderr).unwrap();
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("SEBLINUX-base is not installed"), "{stderr}");
+}
