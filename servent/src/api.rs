@@ -1,9 +1,11 @@
 //! The local JSON API on tide, under `/api/`: what the CLI and the web page
 //! use to drive a running servent.
 //!
-//! It answers on loopback by default and refuses requests whose `Host` is
-//! not its own address or `localhost` (a DNS-rebinding page cannot reach
-//! it), and state changes are JSON `POST`s only.
+//! The same server serves the web page (`/` and `/assets/…`, from the
+//! `web-ui` crate). Every request passes the [`guard`] first: a `Host` that
+//! names this API, an `Origin` (when sent) that is its own, changes only as
+//! JSON `POST`s, and the `--api-token` on every `/api/` request when one is
+//! set (it must be, off loopback). Nothing changes on a `GET`.
 //!
 //! | route | answer |
 //! |---|---|
@@ -19,22 +21,28 @@
 //! | `GET /api/downloads` | a list of [`DownloadSnapshot`](crate::transfer::download::DownloadSnapshot) |
 //! | `GET /api/downloads/:id` | one [`DownloadSnapshot`](crate::transfer::download::DownloadSnapshot) |
 //! | `POST /api/downloads/:id/cancel` | `{"cancelled": 1}` |
+//! | `POST /api/downloads/:id/pause` | `{"paused": 1}` |
+//! | `POST /api/downloads/:id/resume` | `{"resumed": 1}` |
 //! | `GET /api/updates` | [`UpdaterStatus`](crate::updater::UpdaterStatus) |
 //! | `POST /api/updates/run` `{"dry_run": false}` | [`PassReport`](crate::updater::PassReport) |
 //! | `POST /api/install` `{"name": "SEBLINUX-base", "dry_run": false}` | a [`Decision`](crate::updater::Decision) |
 //! | `POST /api/rollback` `{"name": "SEBLINUX-base"}` | a [`Decision`](crate::updater::Decision) |
 
-use std::net::SocketAddr;
+pub mod guard;
+
+use std::future::Future;
+use std::pin::Pin;
 
 use async_std::net::TcpListener;
 use serde::Deserialize;
-use tide::{Body, Request, Response, StatusCode};
+use tide::{Body, Next, Request, Response, StatusCode};
 
 use signing_tool::KeyId;
 
+pub use self::guard::ApiToken;
 use crate::keysource;
 use crate::node::{NodeError, NodeHandle};
-use crate::transfer::download::{DownloadId, Keep};
+use crate::transfer::download::{DownloadError, DownloadId, Keep};
 use crate::trust::TrustedKey;
 use crate::updater::{UpdateError, Updater};
 use crate::wire::Guid;
@@ -52,15 +60,20 @@ pub struct SearchRequest {
 struct State {
     node: NodeHandle,
     updater: Option<Updater>,
-    /// The `Host` values this API answers to.
-    hosts: Vec<String>,
+    /// What every `/api/` request must carry, if anything.
+    token: Option<ApiToken>,
 }
 
-/// Serves the API on `listener` until the servent stops; the update routes
-/// answer when there is an `updater`.
-pub async fn serve(node: NodeHandle, updater: Option<Updater>, listener: TcpListener) -> std::io::Result<()> {
-    let addr = listener.local_addr()?;
-    let mut app = tide::with_state(State { node, updater, hosts: allowed_hosts(addr) });
+/// Serves the API and the page on `listener` until the servent stops; the
+/// update routes answer when there is an `updater`; with a `token`, every
+/// API request must present it.
+pub async fn serve(
+    node: NodeHandle,
+    updater: Option<Updater>,
+    listener: TcpListener,
+    token: Option<ApiToken>,
+) -> std::io::Result<()> {
+    let mut app = tide::with_state(State { node, updater, token });
     // Errors leave as `{"error": "…"}`, so clients can show one clear line.
     app.with(tide::utils::After(|mut res: Response| async move {
         if let Some(message) = res.error().map(|e| e.to_string()) {
@@ -68,24 +81,15 @@ pub async fn serve(node: NodeHandle, updater: Option<Updater>, listener: TcpList
         }
         Ok(res)
     }));
-    app.at("/api/status").get(|req: Request<State>| async move {
-        guard(&req)?;
-        json(&req.state().node.status().await.map_err(unavailable)?)
-    });
-    app.at("/api/peers").get(|req: Request<State>| async move {
-        guard(&req)?;
-        json(&req.state().node.peers().await.map_err(unavailable)?)
-    });
-    app.at("/api/library").get(|req: Request<State>| async move {
-        guard(&req)?;
-        json(&req.state().node.library_entries())
-    });
-    app.at("/api/trust").get(|req: Request<State>| async move {
-        guard(&req)?;
-        json(&req.state().node.trusted_keys())
-    });
+    app.with(admit);
+    web_ui::mount(&mut app);
+    app.at("/api/status")
+        .get(|req: Request<State>| async move { json(&req.state().node.status().await.map_err(unavailable)?) });
+    app.at("/api/peers")
+        .get(|req: Request<State>| async move { json(&req.state().node.peers().await.map_err(unavailable)?) });
+    app.at("/api/library").get(|req: Request<State>| async move { json(&req.state().node.library_entries()) });
+    app.at("/api/trust").get(|req: Request<State>| async move { json(&req.state().node.trusted_keys()) });
     app.at("/api/trust").post(|mut req: Request<State>| async move {
-        guard(&req)?;
         let request: TrustRequest =
             req.body_json().await.map_err(|e| bad_request(format!("expected {{\"key\": …}}: {e}")))?;
         let mut resolved = keysource::resolve(&request.key).await.map_err(bad_request)?;
@@ -98,7 +102,6 @@ pub async fn serve(node: NodeHandle, updater: Option<Updater>, listener: TcpList
         }
     });
     app.at("/api/trust/remove").post(|mut req: Request<State>| async move {
-        guard(&req)?;
         let request: DistrustRequest =
             req.body_json().await.map_err(|e| bad_request(format!("expected {{\"key_id\": …}}: {e}")))?;
         let id: KeyId = request.key_id.parse().map_err(|e| bad_request(format!("{}: {e}", request.key_id)))?;
@@ -110,7 +113,6 @@ pub async fn serve(node: NodeHandle, updater: Option<Updater>, listener: TcpList
         }
     });
     app.at("/api/searches").post(|mut req: Request<State>| async move {
-        guard(&req)?;
         let request: SearchRequest =
             req.body_json().await.map_err(|e| bad_request(format!("expected {{\"query\": …}}: {e}")))?;
         let ttl = request.ttl.unwrap_or(crate::routing::DEFAULT_MAX_TTL);
@@ -121,7 +123,6 @@ pub async fn serve(node: NodeHandle, updater: Option<Updater>, listener: TcpList
         }
     });
     app.at("/api/searches/:id").get(|req: Request<State>| async move {
-        guard(&req)?;
         let id: Guid = req.param("id")?.parse().map_err(|_| bad_request("not a search id".into()))?;
         match req.state().node.search_results(id).await.map_err(unavailable)? {
             Some(snapshot) => json(&snapshot),
@@ -129,12 +130,10 @@ pub async fn serve(node: NodeHandle, updater: Option<Updater>, listener: TcpList
         }
     });
     app.at("/api/downloads").get(|req: Request<State>| async move {
-        guard(&req)?;
         let downloads = req.state().node.downloads().map_err(unavailable)?;
         json(&downloads.list().await.map_err(|e| unavailable(e.into()))?)
     });
     app.at("/api/downloads").post(|mut req: Request<State>| async move {
-        guard(&req)?;
         let request: DownloadRequest =
             req.body_json().await.map_err(|e| bad_request(format!("expected {{\"target\": …}}: {e}")))?;
         let keep = if request.require_verified { Keep::Verified } else { Keep::NotFake };
@@ -151,7 +150,6 @@ pub async fn serve(node: NodeHandle, updater: Option<Updater>, listener: TcpList
         }
     });
     app.at("/api/downloads/:id").get(|req: Request<State>| async move {
-        guard(&req)?;
         let id: DownloadId = req.param("id")?.parse().map_err(|_| bad_request("not a download id".into()))?;
         let downloads = req.state().node.downloads().map_err(unavailable)?;
         match downloads.get(id).await {
@@ -159,36 +157,55 @@ pub async fn serve(node: NodeHandle, updater: Option<Updater>, listener: TcpList
             Err(e) => Err(tide::Error::from_str(StatusCode::NotFound, e.to_string())),
         }
     });
-    app.at("/api/downloads/:id/cancel").post(|req: Request<State>| async move {
-        guard(&req)?;
-        let id: DownloadId = req.param("id")?.parse().map_err(|_| bad_request("not a download id".into()))?;
-        let downloads = req.state().node.downloads().map_err(unavailable)?;
-        downloads.cancel(id).await.map_err(|e| tide::Error::from_str(StatusCode::NotFound, e.to_string()))?;
-        json(&serde_json::json!({ "cancelled": id }))
-    });
-    app.at("/api/updates").get(|req: Request<State>| async move {
-        guard(&req)?;
-        json(&updater_of(&req)?.status())
-    });
+    app.at("/api/downloads/:id/cancel").post(|req| control(req, Control::Cancel));
+    app.at("/api/downloads/:id/pause").post(|req| control(req, Control::Pause));
+    app.at("/api/downloads/:id/resume").post(|req| control(req, Control::Resume));
+    app.at("/api/updates").get(|req: Request<State>| async move { json(&updater_of(&req)?.status()) });
     app.at("/api/updates/run").post(|mut req: Request<State>| async move {
-        guard(&req)?;
         let request: UpdateRequest =
             req.body_json().await.map_err(|e| bad_request(format!("expected {{\"dry_run\": …}}: {e}")))?;
         json(&updater_of(&req)?.pass(request.dry_run).await.map_err(update_error)?)
     });
     app.at("/api/install").post(|mut req: Request<State>| async move {
-        guard(&req)?;
         let request: PackageRequest =
             req.body_json().await.map_err(|e| bad_request(format!("expected {{\"name\": …}}: {e}")))?;
         json(&updater_of(&req)?.install(&request.name, request.dry_run).await.map_err(update_error)?)
     });
     app.at("/api/rollback").post(|mut req: Request<State>| async move {
-        guard(&req)?;
         let request: PackageRequest =
             req.body_json().await.map_err(|e| bad_request(format!("expected {{\"name\": …}}: {e}")))?;
         json(&updater_of(&req)?.rollback(&request.name).await.map_err(update_error)?)
     });
     app.listen(listener).await
+}
+
+/// What the user can do to a running download.
+#[derive(Clone, Copy)]
+enum Control {
+    Cancel,
+    Pause,
+    Resume,
+}
+
+async fn control(req: Request<State>, what: Control) -> tide::Result {
+    let id: DownloadId = req.param("id")?.parse().map_err(|_| bad_request("not a download id".into()))?;
+    let downloads = req.state().node.downloads().map_err(unavailable)?;
+    let (done, answer) = match what {
+        Control::Cancel => (downloads.cancel(id).await, "cancelled"),
+        Control::Pause => (downloads.pause(id).await, "paused"),
+        Control::Resume => (downloads.resume(id).await, "resumed"),
+    };
+    match done {
+        Ok(()) => json(&serde_json::json!({ answer: id })),
+        Err(e) => {
+            let status = match e {
+                DownloadError::Unknown(_) => StatusCode::NotFound,
+                DownloadError::Ended(_) => StatusCode::Conflict,
+                _ => StatusCode::ServiceUnavailable,
+            };
+            Err(tide::Error::from_str(status, e.to_string()))
+        }
+    }
 }
 
 /// A request for an update pass.
@@ -253,19 +270,39 @@ pub struct DownloadRequest {
     pub require_verified: bool,
 }
 
-/// The `Host` header values that name this API: its address, and
-/// `localhost` with its port.
-fn allowed_hosts(addr: SocketAddr) -> Vec<String> {
-    vec![addr.to_string(), format!("localhost:{}", addr.port())]
-}
-
-/// Refuses requests addressed to another host name (DNS rebinding).
-fn guard(req: &Request<State>) -> tide::Result<()> {
-    let host = req.header("Host").map(|h| h.as_str().to_ascii_lowercase());
-    match host {
-        Some(host) if req.state().hosts.contains(&host) => Ok(()),
-        _ => Err(tide::Error::from_str(StatusCode::Forbidden, "request for another host refused")),
-    }
+/// The middleware in front of every route: [`guard::check`] on the
+/// request's head. The raw `Host` header is read, never tide's
+/// `Request::host`, which believes `X-Forwarded-Host`.
+fn admit<'a>(req: Request<State>, next: Next<'a, State>) -> Pin<Box<dyn Future<Output = tide::Result> + Send + 'a>> {
+    Box::pin(async move {
+        let header = |name: &str| {
+            req.header(name).map(|values| match values.iter().count() {
+                1 => values.as_str(),
+                _ => guard::Head::REPEATED,
+            })
+        };
+        let method = req.method().to_string();
+        let url = req.url();
+        let target = url.host_str().zip(url.port_or_known_default()).map(|(host, port)| format!("{host}:{port}"));
+        let head = guard::Head {
+            method: &method,
+            path: url.path(),
+            target: target.as_deref(),
+            local_addr: req.local_addr(),
+            host: header("Host"),
+            origin: header("Origin"),
+            content_type: header("Content-Type"),
+            authorization: header("Authorization"),
+        };
+        if let Err(refusal) = guard::check(&head, req.state().token.as_ref()) {
+            let mut refused = Response::from(tide::Error::from_str(refusal.status(), refusal.to_string()));
+            if refusal == guard::Refusal::Token {
+                refused.insert_header("WWW-Authenticate", "Bearer");
+            }
+            return Ok(refused);
+        }
+        Ok(next.run(req).await)
+    })
 }
 
 fn json<T: serde::Serialize>(value: &T) -> tide::Result {

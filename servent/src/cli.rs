@@ -8,6 +8,7 @@ use std::time::Duration;
 use serde_json::Value;
 use structopt::StructOpt;
 
+use crate::api::ApiToken;
 use crate::config::{self, Config};
 use crate::transfer::upload::UploadConfig;
 
@@ -145,6 +146,9 @@ pub struct ApiArgs {
     /// The API address of the running servent.
     #[structopt(long, default_value = "127.0.0.1:6347")]
     pub api: SocketAddr,
+    /// The token that servent was started with (`run --api-token`), if any.
+    #[structopt(long, env = "SERVENT_API_TOKEN", hide_env_values = true)]
+    pub api_token: Option<String>,
 }
 
 /// Arguments of the listing commands.
@@ -166,9 +170,13 @@ pub struct RunArgs {
     /// The Gnutella (and HTTP) address to listen on.
     #[structopt(long, default_value = "0.0.0.0:6346")]
     pub listen: SocketAddr,
-    /// The local API and page address (loopback only).
+    /// The local API and page address (loopback, unless --api-token is given).
     #[structopt(long, default_value = "127.0.0.1:6347")]
     pub api: SocketAddr,
+    /// A secret every API request must carry (`Authorization: Bearer TOKEN`;
+    /// the page takes it once as `?token=`). Required for an --api off loopback.
+    #[structopt(long, env = "SERVENT_API_TOKEN", hide_env_values = true)]
+    pub api_token: Option<String>,
     /// A folder to share (repeatable).
     #[structopt(long, parse(from_os_str))]
     pub share: Vec<PathBuf>,
@@ -223,8 +231,12 @@ impl RunArgs {
         if !(1..=15).contains(&self.max_ttl) {
             return Err(format!("--max-ttl {} is out of range 1..=15", self.max_ttl));
         }
-        if !self.api.ip().is_loopback() {
-            return Err(format!("--api {} is not a loopback address; the API answers on loopback only", self.api));
+        let api_token = self.api_token.as_deref().map(ApiToken::new).transpose()?;
+        if !self.api.ip().is_loopback() && api_token.is_none() {
+            return Err(format!(
+                "--api {} is not a loopback address: give --api-token TOKEN too, or the API answers on loopback only",
+                self.api
+            ));
         }
         Ok(Config {
             data_dir: Some(self.data_dir.clone().unwrap_or_else(config::default_data_dir)),
@@ -238,6 +250,7 @@ impl RunArgs {
             deflate: !self.no_deflate,
             uploads: UploadConfig { slots: self.upload_slots.max(1), ..UploadConfig::default() },
             downloads: self.downloads.clone(),
+            api_token,
             ..Config::default()
         })
     }
@@ -251,6 +264,7 @@ const ANSWER_TIMEOUT: Duration = Duration::from_secs(60);
 struct Client {
     base: String,
     http: surf::Client,
+    token: Option<String>,
 }
 
 impl Client {
@@ -265,7 +279,11 @@ impl Client {
 
     fn with_timeout(api: &ApiArgs, timeout: Option<Duration>) -> Client {
         let config = surf::Config::new().set_timeout(timeout);
-        Client { base: format!("http://{}", api.api), http: config.try_into().unwrap_or_default() }
+        Client {
+            base: format!("http://{}", api.api),
+            http: config.try_into().unwrap_or_default(),
+            token: api.api_token.clone(),
+        }
     }
 
     async fn get(&self, path: &str) -> Result<Value, String> {
@@ -277,7 +295,10 @@ impl Client {
         self.send(request).await
     }
 
-    async fn send(&self, request: surf::RequestBuilder) -> Result<Value, String> {
+    async fn send(&self, mut request: surf::RequestBuilder) -> Result<Value, String> {
+        if let Some(token) = &self.token {
+            request = request.header("Authorization", format!("Bearer {token}"));
+        }
         let mut response = request
             .await
             .map_err(|e| format!("no servent answers at {} ({e}); is `servent run` running?", self.base))?;
@@ -588,9 +609,13 @@ mod tests {
     }
 
     #[test]
-    fn api_off_loopback_is_refused() {
+    fn api_off_loopback_is_refused_without_a_token() {
         let args = RunArgs::from_iter(["run", "--api", "0.0.0.0:6347"]);
-        assert!(args.config().unwrap_err().contains("loopback"));
+        assert!(args.config().unwrap_err().contains("--api-token"));
+        let args = RunArgs::from_iter(["run", "--api", "0.0.0.0:6347", "--api-token", "correct-horse-battery"]);
+        assert_eq!(args.config().unwrap().api_token, Some(ApiToken::new("correct-horse-battery").unwrap()));
+        let args = RunArgs::from_iter(["run", "--api", "0.0.0.0:6347", "--api-token", "short"]);
+        assert!(args.config().unwrap_err().contains("at least 16"));
     }
 
     #[test]

@@ -49,6 +49,9 @@ pub struct Config {
     pub downloads: Option<PathBuf>,
     /// Publisher keys to pin at start (`--trust`), besides those pinned before.
     pub trust: Vec<crate::trust::TrustedKey>,
+    /// What every request to the local API must carry (`--api-token`); the
+    /// API is served beside the node, which does not look at it.
+    pub api_token: Option<crate::api::ApiToken>,
 }
 
 impl Default for Config {
@@ -67,6 +70,7 @@ impl Default for Config {
             uploads: crate::transfer::upload::UploadConfig::default(),
             downloads: None,
             trust: Vec::new(),
+            api_token: None,
         }
     }
 }

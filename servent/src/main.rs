@@ -44,7 +44,7 @@ async fn run(args: RunArgs) -> Result<(), String> {
     let api_listener =
         TcpListener::bind(args.api).await.map_err(|e| format!("cannot listen on {} for the API: {e}", args.api))?;
     let api_addr = api_listener.local_addr().map_err(|e| e.to_string())?;
-    let data_dir = config.data_dir.clone();
+    let (data_dir, api_token) = (config.data_dir.clone(), config.api_token.clone());
     let install_dir = match (&args.install_dir, &data_dir) {
         (Some(dir), _) => dir.clone(),
         (None, Some(data)) => data.join("installed"),
@@ -77,7 +77,7 @@ async fn run(args: RunArgs) -> Result<(), String> {
     for line in pinned {
         let _ = writeln!(std::io::stdout(), "{line}");
     }
-    let server = task::spawn(api::serve(node.clone(), Some(updater), api_listener));
+    let server = task::spawn(api::serve(node.clone(), Some(updater), api_listener, api_token));
     let _ = stopped.recv().await;
     let _ = writeln!(std::io::stdout(), "servent: stopping");
     node.shutdown().await;

@@ -1,81 +1,13 @@
 //! The `servent` binary as a user runs it: three `servent run` processes in
 //! a chain a–b–c, and the client commands against a's API.
 
-use std::io::{BufRead, BufReader};
+mod common;
+
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
 
-use serde_json::Value;
-
-const SERVENT: &str = env!("CARGO_BIN_EXE_servent");
-
-/// A `servent run` process, stopped when dropped.
-struct Running {
-    child: Child,
-    listen: String,
-    api: String,
-    /// Kept open: the servent writes more lines there.
-    _stdout: BufReader<std::process::ChildStdout>,
-    data: tempfile::TempDir,
-}
-
-impl Running {
-    fn start(share: Option<&Path>, peer: Option<&str>) -> Running {
-        Running::start_with(share, peer, &[])
-    }
-
-    fn start_with(share: Option<&Path>, peer: Option<&str>, extra: &[&str]) -> Running {
-        let data = tempfile::tempdir().unwrap();
-        let mut command = Command::new(SERVENT);
-        command.args(["run", "--listen", "127.0.0.1:0", "--api", "127.0.0.1:0", "--no-discovery", "--data-dir"]);
-        command.arg(data.path());
-        if let Some(share) = share {
-            command.arg("--share").arg(share);
-        }
-        if let Some(peer) = peer {
-            command.args(["--peer", peer]);
-        }
-        command.args(extra);
-        let mut child = command.stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap();
-        // "servent: listening on 127.0.0.1:P (Gnutella, HTTP), API on http://127.0.0.1:Q"
-        let mut stdout = BufReader::new(child.stdout.take().unwrap());
-        let mut line = String::new();
-        stdout.read_line(&mut line).unwrap();
-        let listen = line.split_whitespace().nth(3).expect("listen address").to_string();
-        let api = line.rsplit("http://").next().expect("api address").trim().to_string();
-        Running { child, listen, api, _stdout: stdout, data }
-    }
-
-    fn client(&self, args: &[&str]) -> Output {
-        let mut command = Command::new(SERVENT);
-        command.args(args).args(["--api", &self.api]);
-        command.output().unwrap()
-    }
-
-    fn json_lines(&self, args: &[&str]) -> Vec<Value> {
-        let output = self.client(args);
-        assert!(output.status.success(), "{args:?}: {}", String::from_utf8_lossy(&output.stderr));
-        String::from_utf8(output.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect()
-    }
-
-    /// Polls a listing until it satisfies `done`.
-    fn wait_until(&self, args: &[&str], done: impl Fn(&[Value]) -> bool) {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while !done(&self.json_lines(args)) {
-            assert!(Instant::now() < deadline, "gave up waiting on {args:?}");
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use common::process::{Running, SERVENT};
 
 #[test]
 fn search_across_a_chain_of_three_servent_processes() {

@@ -671,6 +671,79 @@ fn cancelled_download_leaves_nothing_behind() {
     });
 }
 
+#[test]
+fn paused_download_keeps_its_chunks_and_resumes_where_it_stopped() {
+    task::block_on(async {
+        let bytes = content(4 * CHUNK_SIZE + 11);
+        let dir = tempfile::tempdir().unwrap();
+        let first = test_source(bytes.clone(), Behaviour::StallAfter(2)).await;
+        // The first source still stalls after the resume: its chunk goes to
+        // the second soon.
+        let downloader = downloader(dir.path(), |c| {
+            c.io_timeout = PATIENCE * 2;
+            c.tuning.stall = Duration::from_millis(300);
+        });
+        let downloads = &downloader.downloads;
+        let id = downloads.start(request(&bytes, vec![first.addr])).await.unwrap();
+        wait_for("two chunks on disk", || async move { downloads.get(id).await.unwrap().bytes_done == 2 * CHUNK_SIZE })
+            .await;
+
+        downloads.pause(id).await.unwrap();
+        wait_for(
+            "the download to pause",
+            || async move { downloads.get(id).await.unwrap().state == DownloadState::Paused },
+        )
+        .await;
+        let paused = downloads.get(id).await.unwrap();
+        assert_eq!((paused.bytes_done, paused.bytes_in_flight, paused.rate_bytes_per_sec), (2 * CHUNK_SIZE, 0, 0.0));
+        assert_eq!(downloader.partial_files().len(), 2, "the .part and .state stay: {:?}", downloader.partial_files());
+        downloads.pause(id).await.unwrap();
+        assert_eq!(downloads.get(id).await.unwrap().state, DownloadState::Paused, "pausing twice is pausing");
+
+        // A source learnt while paused is used once resumed; the chunks
+        // already on disk do not travel again.
+        let second = test_source(bytes.clone(), Behaviour::Honest).await;
+        downloads.add_sources(&request(&bytes, vec![]).urns[0], vec![second.addr]).await.unwrap();
+        downloads.resume(id).await.unwrap();
+        let done =
+            async_std::future::timeout(PATIENCE, downloads.wait(id)).await.expect("resumed download ends").unwrap();
+
+        assert_complete(&done, &bytes);
+        assert_eq!(second.sent.load(Ordering::SeqCst), bytes.len() as u64 - 2 * CHUNK_SIZE);
+        assert_eq!(downloads.pause(id).await.unwrap_err().to_string(), format!("download {id} has already ended"));
+        assert_eq!(downloads.resume(id).await.unwrap_err().to_string(), format!("download {id} has already ended"));
+    });
+}
+
+#[test]
+fn queued_download_paused_waits_for_its_resume() {
+    task::block_on(async {
+        let bytes = content(CHUNK_SIZE / 4);
+        let (node, _files) = sharing_servent(&bytes).await;
+        let dir = tempfile::tempdir().unwrap();
+        let stalled = test_source(content(CHUNK_SIZE), Behaviour::StallAfter(0)).await;
+        // One slot, taken by a download that never ends: the next one queues.
+        let downloader = downloader(dir.path(), |c| {
+            c.max_active = 1;
+            c.io_timeout = PATIENCE * 2;
+        });
+        let downloads = &downloader.downloads;
+        let blocker = downloads.start(request(&content(CHUNK_SIZE), vec![stalled.addr])).await.unwrap();
+        let id = downloads.start(request(&bytes, vec![v4(node.listen_addr())])).await.unwrap();
+        assert_eq!(downloads.get(id).await.unwrap().state, DownloadState::Queued);
+
+        downloads.pause(id).await.unwrap();
+        assert_eq!(downloads.get(id).await.unwrap().state, DownloadState::Paused);
+        downloads.cancel(blocker).await.unwrap();
+        downloads.wait(blocker).await.unwrap();
+        assert_eq!(downloads.get(id).await.unwrap().state, DownloadState::Paused, "a free slot does not start it");
+
+        downloads.resume(id).await.unwrap();
+        assert_complete(&downloads.wait(id).await.unwrap(), &bytes);
+        node.shutdown().await;
+    });
+}
+
 // ---- A full disk ----------------------------------------------------------
 
 /// A 1 MiB tmpfs mounted for the test's duration, when this machine lets

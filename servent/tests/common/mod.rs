@@ -2,6 +2,8 @@
 //! waiting for a condition, and a raw Gnutella 0.6 peer typed by hand.
 #![allow(dead_code)]
 
+pub mod process;
+
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::Path;

@@ -70,6 +70,8 @@ pub(super) enum Stop {
     Cancel,
     /// The servent stops: its partial data stays, to resume.
     Shutdown,
+    /// The user paused it: its partial data stays, to resume.
+    Pause,
 }
 
 /// How a download ended.

@@ -191,6 +191,9 @@ pub enum DownloadState {
     Downloading,
     /// Every chunk is in; the hashes are being checked.
     Verifying,
+    /// Stopped by the user, its partial data kept; it waits for a resume
+    /// (or the next start of the servent, which resumes it).
+    Paused,
     /// Verified and in the downloads directory.
     Complete,
     /// Given up, for this reason.
@@ -291,6 +294,9 @@ pub enum DownloadError {
     /// No download has this id.
     #[error("no download {0}")]
     Unknown(DownloadId),
+    /// The download has ended already, so it cannot be paused or resumed.
+    #[error("download {0} has already ended")]
+    Ended(DownloadId),
     /// Too many callers wait on downloads already.
     #[error("too many callers waiting on downloads")]
     TooManyWaiters,
@@ -333,6 +339,14 @@ enum Command {
         reply: Sender<Result<DownloadSnapshot, DownloadError>>,
     },
     Cancel {
+        id: DownloadId,
+        reply: Sender<Result<(), DownloadError>>,
+    },
+    Pause {
+        id: DownloadId,
+        reply: Sender<Result<(), DownloadError>>,
+    },
+    Resume {
         id: DownloadId,
         reply: Sender<Result<(), DownloadError>>,
     },
@@ -428,6 +442,20 @@ impl Downloads {
         self.ask(|reply| Command::Cancel { id, reply }).await?
     }
 
+    /// Pauses a download: its sources are let go and its partial data stays
+    /// on disk until [`Downloads::resume`]. Pausing a paused download does
+    /// nothing. A pause lasts while the servent runs: after a restart,
+    /// [`Downloads::resume_all`] resumes it with the others.
+    pub async fn pause(&self, id: DownloadId) -> Result<(), DownloadError> {
+        self.ask(|reply| Command::Pause { id, reply }).await?
+    }
+
+    /// Queues a paused download again, to go on where it stopped; resuming
+    /// one that is not paused does nothing.
+    pub async fn resume(&self, id: DownloadId) -> Result<(), DownloadError> {
+        self.ask(|reply| Command::Resume { id, reply }).await?
+    }
+
     /// Resumes every unfinished download found in the partial directory:
     /// what the node calls once at start.
     pub async fn resume_all(&self) -> Result<Resumed, DownloadError> {
@@ -457,8 +485,23 @@ struct Entry {
 }
 
 enum Phase {
-    Queued { sources: Vec<SocketAddrV4>, resumed: Option<PartialDownload> },
-    Running { control: Sender<Control>, stop: Sender<Stop>, task: JoinHandle<()> },
+    Queued {
+        sources: Vec<SocketAddrV4>,
+        resumed: Option<PartialDownload>,
+    },
+    Running {
+        control: Sender<Control>,
+        stop: Sender<Stop>,
+        task: JoinHandle<()>,
+        /// A pause was asked for and not taken back: once the driver has
+        /// stopped, the download is paused rather than queued again.
+        pausing: bool,
+    },
+    /// As `Queued`, but not started until resumed.
+    Paused {
+        sources: Vec<SocketAddrV4>,
+        resumed: Option<PartialDownload>,
+    },
     Finished,
 }
 
@@ -471,7 +514,7 @@ impl Entry {
         let mut snapshot = self.snapshot.lock().unwrap_or_else(PoisonError::into_inner);
         snapshot.state = state;
         snapshot.path = path;
-        if snapshot.state.is_finished() {
+        if !matches!(snapshot.state, DownloadState::Downloading | DownloadState::Verifying) {
             snapshot.bytes_in_flight = 0;
             snapshot.rate_bytes_per_sec = 0.0;
         }
@@ -531,6 +574,12 @@ impl Manager {
             },
             Command::Cancel { id, reply } => {
                 let _ = reply.send(self.cancel(id).await).await;
+            }
+            Command::Pause { id, reply } => {
+                let _ = reply.send(self.pause(id)).await;
+            }
+            Command::Resume { id, reply } => {
+                let _ = reply.send(self.resume(id)).await;
             }
             Command::ResumeAll { reply } => {
                 let _ = reply.send(self.resume_all().await).await;
@@ -640,14 +689,14 @@ impl Manager {
                 };
                 let _ = commands.send(Command::Ended { id, outcome }).await;
             });
-            entry.phase = Phase::Running { control, stop, task };
+            entry.phase = Phase::Running { control, stop, task, pausing: false };
         }
     }
 
     fn add_sources(&mut self, urn: &Urn, sources: Vec<SocketAddrV4>) {
         for entry in self.entries.values_mut().filter(|e| e.urns.contains(urn)) {
             match &mut entry.phase {
-                Phase::Queued { sources: known, .. } => {
+                Phase::Queued { sources: known, .. } | Phase::Paused { sources: known, .. } => {
                     for source in &sources {
                         if known.len() < MAX_KNOWN_SOURCES && !known.contains(source) {
                             known.push(*source);
@@ -668,7 +717,7 @@ impl Manager {
             Phase::Running { stop, .. } => {
                 let _ = stop.try_send(Stop::Cancel);
             }
-            Phase::Queued { .. } => {
+            Phase::Queued { .. } | Phase::Paused { .. } => {
                 let (partial, key) = (PartialDir::new(self.config.partial_dir.clone()), entry.key);
                 let _ = task::spawn_blocking(move || partial.remove(&key)).await;
                 entry.phase = Phase::Finished;
@@ -676,6 +725,42 @@ impl Manager {
                 self.wake_waiters(id);
             }
             Phase::Finished => {}
+        }
+        Ok(())
+    }
+
+    fn pause(&mut self, id: DownloadId) -> Result<(), DownloadError> {
+        let entry = self.entries.get_mut(&id).ok_or(DownloadError::Unknown(id))?;
+        match std::mem::replace(&mut entry.phase, Phase::Finished) {
+            Phase::Queued { sources, resumed } => {
+                entry.phase = Phase::Paused { sources, resumed };
+                entry.set_state(DownloadState::Paused, None);
+            }
+            Phase::Running { control, stop, task, pausing } => {
+                if !pausing {
+                    let _ = stop.try_send(Stop::Pause);
+                }
+                entry.phase = Phase::Running { control, stop, task, pausing: true };
+            }
+            phase @ Phase::Paused { .. } => entry.phase = phase,
+            Phase::Finished => return Err(DownloadError::Ended(id)),
+        }
+        Ok(())
+    }
+
+    fn resume(&mut self, id: DownloadId) -> Result<(), DownloadError> {
+        let entry = self.entries.get_mut(&id).ok_or(DownloadError::Unknown(id))?;
+        match &mut entry.phase {
+            Phase::Paused { sources, resumed } => {
+                let (sources, resumed) = (std::mem::take(sources), resumed.take());
+                entry.phase = Phase::Queued { sources, resumed };
+                entry.set_state(DownloadState::Queued, None);
+                self.run_queued();
+            }
+            // Its driver is stopping: it is queued again once it has.
+            Phase::Running { pausing, .. } => *pausing = false,
+            Phase::Queued { .. } => {}
+            Phase::Finished => return Err(DownloadError::Ended(id)),
         }
         Ok(())
     }
@@ -711,8 +796,10 @@ impl Manager {
 
     async fn ended(&mut self, id: DownloadId, outcome: Outcome) {
         let Some(entry) = self.entries.get_mut(&id) else { return };
-        if let Phase::Running { task, .. } = std::mem::replace(&mut entry.phase, Phase::Finished) {
+        let mut paused = false;
+        if let Phase::Running { task, pausing, .. } = std::mem::replace(&mut entry.phase, Phase::Finished) {
             task.await;
+            paused = pausing;
         }
         match outcome {
             Outcome::Complete(path) => {
@@ -723,6 +810,15 @@ impl Manager {
             Outcome::Stopped(Stop::Cancel) => entry.set_state(DownloadState::Cancelled, None),
             // Shutting down: it resumes at the next start.
             Outcome::Stopped(Stop::Shutdown) => entry.set_state(DownloadState::Queued, None),
+            // The driver reads its state file again when it restarts.
+            Outcome::Stopped(Stop::Pause) if paused => {
+                entry.phase = Phase::Paused { sources: Vec::new(), resumed: None };
+                entry.set_state(DownloadState::Paused, None);
+            }
+            Outcome::Stopped(Stop::Pause) => {
+                entry.phase = Phase::Queued { sources: Vec::new(), resumed: None };
+                entry.set_state(DownloadState::Queued, None);
+            }
         }
         self.wake_waiters(id);
         if self.stopping.is_none() {

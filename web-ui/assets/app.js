@@ -1,0 +1,774 @@
+// The servent's page. Every view reads the JSON API under /api/ (the
+// same one the command line uses) and nothing else.
+//
+// File names, reasons and user agents come from the network: they are
+// only ever set as text (textContent, title), never parsed as HTML.
+// Tables are updated row by row in place, so a focused button keeps its
+// focus while the data under it refreshes every second.
+"use strict";
+
+/** Where the API token is kept for this tab, once given. */
+const TOKEN_KEY = "servent-api-token";
+/** The clock of every refresh. */
+const TICK_MS = 1000;
+
+const VERDICT_MEANING = {
+  verified: "Signed by a publisher key you trust; the signed SHA-256 and size match this file.",
+  unsigned: "No signature: nothing says who made this file.",
+  untrusted: "Validly signed, but by a key you do not trust.",
+  fake: "Its signature fails or belongs to other content: it is not what it claims to be.",
+};
+
+// ---- The API -------------------------------------------------------------
+
+class ApiError extends Error {
+  constructor(status, message) {
+    super(message);
+    this.status = status;
+  }
+}
+
+/** A `?token=` in the address goes to this tab's storage and leaves the address. */
+function takeTokenFromAddress() {
+  const url = new URL(location.href);
+  const token = url.searchParams.get("token");
+  if (token === null) return;
+  sessionStorage.setItem(TOKEN_KEY, token);
+  url.searchParams.delete("token");
+  history.replaceState(null, "", url.pathname + url.search + url.hash);
+}
+
+/**
+ * Calls the API: GET to read, POST with a JSON body to change something
+ * (the only kind of change the servent accepts). Resolves to the JSON
+ * answer; rejects with an ApiError carrying the servent's one-line reason.
+ */
+async function api(method, path, body) {
+  if (!path.startsWith("/api/")) throw new Error(`not an API path: ${path}`);
+  const headers = { Accept: "application/json" };
+  const token = sessionStorage.getItem(TOKEN_KEY);
+  if (token) headers.Authorization = `Bearer ${token}`;
+  const init = { method, headers, cache: "no-store" };
+  if (method === "POST") {
+    headers["Content-Type"] = "application/json";
+    init.body = JSON.stringify(body ?? {});
+  }
+  let response;
+  try {
+    response = await fetch(path, init);
+  } catch {
+    showConnection(false);
+    throw new ApiError(0, "no answer from the servent");
+  }
+  showConnection(true);
+  const data = await response.json().catch(() => null);
+  if (response.status === 401) askForToken();
+  if (!response.ok) {
+    throw new ApiError(response.status, (data && data.error) || `the servent answered ${response.status}`);
+  }
+  return data;
+}
+
+function showConnection(ok) {
+  const banner = byId("connection");
+  banner.hidden = ok;
+  if (!ok) banner.textContent = `No answer from the servent at ${location.host}: is “servent run” still running?`;
+}
+
+function askForToken() {
+  const form = byId("token-form");
+  if (!form.hidden) return;
+  form.hidden = false;
+  byId("token").focus();
+}
+
+// ---- Small helpers -------------------------------------------------------
+
+function byId(id) {
+  return document.getElementById(id);
+}
+
+function element(tag, attributes = {}, text) {
+  const node = document.createElement(tag);
+  for (const [name, value] of Object.entries(attributes)) node.setAttribute(name, value);
+  if (text !== undefined) node.textContent = text;
+  return node;
+}
+
+function button(label, className, onClick) {
+  const node = element("button", { type: "button", class: className }, label);
+  node.addEventListener("click", onClick);
+  return node;
+}
+
+/** Sizes for people, as the command line writes them: 1.5 MiB. */
+function humanSize(bytes) {
+  const units = ["B", "KiB", "MiB", "GiB", "TiB"];
+  let size = Number(bytes) || 0;
+  let unit = 0;
+  while (size >= 1024 && unit < units.length - 1) {
+    size /= 1024;
+    unit += 1;
+  }
+  return unit === 0 ? `${size} B` : `${size.toFixed(1)} ${units[unit]}`;
+}
+
+function humanDuration(secs) {
+  if (secs < 60) return `${secs} s`;
+  if (secs < 3600) return `${Math.floor(secs / 60)} min`;
+  if (secs < 86400) return `${Math.floor(secs / 3600)} h ${Math.floor((secs % 3600) / 60)} min`;
+  return `${Math.floor(secs / 86400)} d ${Math.floor((secs % 86400) / 3600)} h`;
+}
+
+/** Sets a node's text only when it changes: fewer mutations for assistive technology to announce. */
+function setText(node, text) {
+  if (node.textContent !== text) node.textContent = text;
+}
+
+function orDash(value) {
+  return value === null || value === undefined || value === "" ? "—" : String(value);
+}
+
+function plural(count, one, many) {
+  return `${count} ${count === 1 ? one : many}`;
+}
+
+/** How long the outcome of something the user did stays in a status line. */
+const REPORT_MS = 8000;
+
+/**
+ * Says in a view's status line how something the user did went (an error
+ * is marked as such); it stays there a while, over the refreshes.
+ */
+function report(view, text, error = false) {
+  const status = byId(`${view}-status`);
+  status.textContent = text;
+  status.classList.toggle("error", error);
+  status.dataset.until = String(Date.now() + REPORT_MS);
+}
+
+/** Describes what a view shows, unless a fresh report is in the way. */
+function describe(view, text) {
+  const status = byId(`${view}-status`);
+  if (Number(status.dataset.until || 0) > Date.now()) return;
+  setText(status, text);
+  status.classList.remove("error");
+}
+
+/**
+ * Makes `tbody` show one row per item, in order: rows are found by key,
+ * created when new, updated in place, removed when gone.
+ */
+function syncRows(tbody, items, keyOf, create, update) {
+  const existing = new Map();
+  for (const row of tbody.rows) existing.set(row.dataset.key, row);
+  const seen = new Set();
+  let previous = null;
+  for (const item of items) {
+    const key = keyOf(item);
+    if (seen.has(key)) continue;
+    seen.add(key);
+    let row = existing.get(key);
+    if (!row) {
+      row = create(item);
+      row.dataset.key = key;
+    }
+    update(row, item);
+    const wanted = previous ? previous.nextSibling : tbody.firstChild;
+    if (row !== wanted) tbody.insertBefore(row, wanted);
+    previous = row;
+  }
+  for (const [key, row] of existing) if (!seen.has(key)) row.remove();
+}
+
+/** A row whose cells carry the column name, for the narrow layout. */
+function rowWithCells(labels) {
+  const row = element("tr");
+  for (const [name, label] of labels) row.append(element("td", { class: name, "data-label": label }));
+  return row;
+}
+
+function cellOf(row, name) {
+  return row.querySelector(`td.${name}`);
+}
+
+/**
+ * A verdict badge whose title says why; it can take focus to show it, so
+ * it is changed in place, never replaced while it stays.
+ */
+function setVerdict(cell, verdict, reason) {
+  let badge = cell.querySelector(".badge");
+  if (!verdict) {
+    if (badge || cell.textContent !== "—") cell.textContent = "—";
+    return;
+  }
+  if (!badge) {
+    badge = element("span", { tabindex: "0" });
+    cell.replaceChildren(badge);
+  }
+  const why = reason || VERDICT_MEANING[verdict] || "";
+  badge.className = `badge verdict-${verdict}`;
+  setText(badge, verdict);
+  badge.title = why;
+  badge.dataset.reason = why;
+}
+
+function setPublisher(cell, publisher) {
+  setText(cell, orDash(publisher));
+  cell.classList.toggle("mono", Boolean(publisher));
+}
+
+// ---- Search ----------------------------------------------------------------
+
+/** The search shown: its id and words. */
+let search = null;
+
+function resultKey(result) {
+  return result.sha256 || result.sha1 || `${result.name}/${result.size}`;
+}
+
+function createResultRow() {
+  return rowWithCells([
+    ["name", "Name"],
+    ["size num", "Size"],
+    ["sources num", "Sources"],
+    ["version", "Version"],
+    ["publisher", "Publisher"],
+    ["verdict", "Verdict"],
+    ["action", ""],
+  ]);
+}
+
+function updateResultRow(row, result) {
+  const fake = result.verdict === "fake";
+  row.classList.toggle("fake", fake);
+  const name = cellOf(row, "name");
+  let label = name.firstElementChild;
+  if (!label || (label.tagName === "S") !== fake) {
+    label = element(fake ? "s" : "span");
+    name.replaceChildren(label);
+    if (fake) name.append(element("span", { class: "visually-hidden" }, " (fake)"));
+  }
+  setText(label, result.name);
+  const size = cellOf(row, "size");
+  setText(size, humanSize(result.size));
+  size.title = `${result.size} bytes`;
+  const sources = result.sources || [];
+  const sourcesCell = cellOf(row, "sources");
+  setText(sourcesCell, String(sources.length));
+  sourcesCell.title = sources.join("\n");
+  setText(cellOf(row, "version"), orDash(result.version));
+  setPublisher(cellOf(row, "publisher"), result.publisher);
+  setVerdict(cellOf(row, "verdict"), result.verdict, result.reason);
+  const action = cellOf(row, "action");
+  const target = result.sha256 || result.sha1;
+  const existing = action.querySelector("button");
+  if (fake || !target) {
+    action.replaceChildren();
+  } else if (!existing) {
+    const download = button("Download", "download", () => startDownload(download, target, result.name));
+    download.setAttribute("aria-label", `Download ${result.name}`);
+    action.append(download);
+  }
+}
+
+async function startDownload(control, target, name) {
+  control.disabled = true;
+  control.textContent = "Starting…";
+  try {
+    const started = await api("POST", "/api/downloads", { target });
+    control.textContent = "Downloading";
+    report("search", `Downloading ${name} (download ${started.id}): see Downloads.`);
+    refreshDownloads();
+  } catch (e) {
+    control.disabled = false;
+    control.textContent = "Download";
+    report("search", `Cannot download ${name}: ${e.message}`, true);
+  }
+}
+
+async function submitSearch(event) {
+  event.preventDefault();
+  const query = byId("q").value.trim();
+  if (!query) return;
+  delete byId("search-status").dataset.until;
+  describe("search", `Searching for “${query}”…`);
+  try {
+    const started = await api("POST", "/api/searches", { query });
+    search = { id: started.id, query, hits: 0 };
+    byId("results").tBodies[0].replaceChildren();
+    await refreshSearch();
+  } catch (e) {
+    report("search", `Cannot search: ${e.message}`, true);
+  }
+}
+
+async function refreshSearch() {
+  if (!search) return;
+  const wanted = search;
+  let snapshot;
+  try {
+    snapshot = await api("GET", `/api/searches/${encodeURIComponent(wanted.id)}`);
+  } catch (e) {
+    if (e.status === 404) {
+      search = null;
+      report("search", "That search is no longer kept: search again.", true);
+      return;
+    }
+    throw e;
+  }
+  if (search !== wanted) return;
+  const results = snapshot.results || [];
+  search.hits = snapshot.hits_received || 0;
+  syncRows(byId("results").tBodies[0], results, resultKey, createResultRow, updateResultRow);
+  applyVerifiedFilter();
+}
+
+/** Hides the results that are not verified, when asked to. */
+function applyVerifiedFilter() {
+  const table = byId("results");
+  const total = table.tBodies[0].rows.length;
+  const verifiedOnly = byId("verified-only").checked;
+  let shown = 0;
+  for (const row of table.tBodies[0].rows) {
+    const verified = row.querySelector(".verdict-verified") !== null;
+    row.hidden = verifiedOnly && !verified;
+    if (!row.hidden) shown += 1;
+  }
+  table.hidden = shown === 0;
+  if (!search) return;
+  const words = `“${search.query}”`;
+  if (total === 0) {
+    describe("search", `No results yet for ${words}; still listening.`);
+    return;
+  }
+  let text = `${plural(shown, "result", "results")} for ${words}`;
+  if (shown < total) text += ` (${total - shown} not verified, hidden)`;
+  describe("search", `${text}, from ${plural(search.hits, "answer", "answers")}.`);
+}
+
+// ---- Downloads -------------------------------------------------------------
+
+const ACTIVE_STATES = new Set(["queued", "downloading", "verifying", "paused"]);
+
+function createDownloadRow(download) {
+  const row = rowWithCells([
+    ["name", "Name"],
+    ["progress", "Progress"],
+    ["rate num", "Rate"],
+    ["sources num", "Sources"],
+    ["state", "State"],
+    ["actions", ""],
+  ]);
+  cellOf(row, "name").append(element("span", { class: "label" }), element("span", { class: "path", hidden: "" }));
+  const bar = element("progress", { "aria-label": `Progress of ${download.name}` });
+  cellOf(row, "progress").append(bar, element("span", { class: "amount" }));
+  cellOf(row, "state").append(element("span", { class: "badge" }), element("span", { class: "reason", hidden: "" }));
+  const actions = cellOf(row, "actions");
+  const toggle = button("Pause", "pause", () => pauseOrResume(download.id, toggle));
+  const cancel = button("Cancel", "cancel", () => cancelDownload(download.id, cancel));
+  actions.append(toggle, cancel);
+  return row;
+}
+
+function updateDownloadRow(row, download) {
+  const state = download.state;
+  row.dataset.state = state;
+  setText(row.querySelector(".label"), download.name);
+  const path = row.querySelector(".path");
+  setText(path, download.path || "");
+  path.hidden = !download.path;
+  const size = Number(download.size) || 0;
+  const received = Math.min(size, (download.bytes_done || 0) + (download.bytes_in_flight || 0));
+  const bar = row.querySelector("progress");
+  bar.max = size || 1;
+  bar.value = size ? received : state === "complete" ? 1 : 0;
+  const percent = size ? Math.floor((100 * received) / size) : state === "complete" ? 100 : 0;
+  setText(row.querySelector(".amount"), `${percent} % · ${humanSize(received)} of ${humanSize(size)}`);
+  setText(cellOf(row, "rate"), state === "downloading" ? `${humanSize(download.rate_bytes_per_sec)}/s` : "—");
+  const sources = download.sources || [];
+  const busy = sources.filter((s) => s.state === "downloading").length;
+  const sourcesCell = cellOf(row, "sources");
+  // While it runs: in use / known.
+  setText(sourcesCell, state === "downloading" ? `${busy} / ${sources.length}` : String(sources.length));
+  sourcesCell.title = sources.map((s) => `${s.addr}: ${s.state}${s.note ? ` (${s.note})` : ""}`).join("\n");
+  const badge = cellOf(row, "state").querySelector(".badge");
+  badge.className = `badge state-${state}`;
+  setText(badge, state);
+  const reason = row.querySelector(".reason");
+  setText(reason, download.reason || "");
+  reason.hidden = !download.reason;
+  const toggle = row.querySelector("button.pause");
+  const resumable = state === "paused";
+  setText(toggle, resumable ? "Resume" : "Pause");
+  toggle.setAttribute("aria-label", `${resumable ? "Resume" : "Pause"} ${download.name}`);
+  row.querySelector("button.cancel").setAttribute("aria-label", `Cancel ${download.name}`);
+  const active = ACTIVE_STATES.has(state);
+  for (const control of row.querySelectorAll("button")) {
+    control.hidden = !active;
+    if (!control.dataset.busy) control.disabled = state === "verifying";
+  }
+}
+
+async function downloadAction(id, control, action) {
+  control.dataset.busy = "1";
+  control.disabled = true;
+  try {
+    await api("POST", `/api/downloads/${encodeURIComponent(id)}/${action}`, {});
+  } catch (e) {
+    report("downloads", `Cannot ${action} download ${id}: ${e.message}`, true);
+  } finally {
+    delete control.dataset.busy;
+    control.disabled = false;
+  }
+  await refreshDownloads();
+}
+
+function pauseOrResume(id, control) {
+  return downloadAction(id, control, control.textContent === "Resume" ? "resume" : "pause");
+}
+
+function cancelDownload(id, control) {
+  return downloadAction(id, control, "cancel");
+}
+
+async function refreshDownloads() {
+  const downloads = await api("GET", "/api/downloads");
+  const table = byId("downloads");
+  syncRows(table.tBodies[0], downloads, (d) => String(d.id), createDownloadRow, updateDownloadRow);
+  table.hidden = downloads.length === 0;
+  const active = downloads.filter((d) => ACTIVE_STATES.has(d.state)).length;
+  setText(byId("downloads-count"), active ? `(${active})` : "");
+  describe(
+    "downloads",
+    active ? `${plural(active, "download", "downloads")} under way.` : downloads.length ? "Nothing under way." : "No downloads yet: start one from a search.",
+  );
+}
+
+// ---- Library ---------------------------------------------------------------
+
+function createLibraryRow() {
+  return rowWithCells([
+    ["name", "Name"],
+    ["size num", "Size"],
+    ["version", "Version"],
+    ["publisher", "Publisher"],
+    ["verdict", "Verdict"],
+  ]);
+}
+
+function updateLibraryRow(row, file) {
+  const name = cellOf(row, "name");
+  setText(name, file.name);
+  name.title = file.path || "";
+  const size = cellOf(row, "size");
+  setText(size, humanSize(file.size));
+  size.title = `${file.size} bytes`;
+  setText(cellOf(row, "version"), orDash(file.version));
+  setPublisher(cellOf(row, "publisher"), file.publisher);
+  setVerdict(cellOf(row, "verdict"), file.verdict, file.reason);
+}
+
+async function refreshLibrary() {
+  const files = await api("GET", "/api/library");
+  const table = byId("library");
+  const key = (f) => f.sha256 || f.sha1 || f.path || f.name;
+  syncRows(table.tBodies[0], files, key, createLibraryRow, updateLibraryRow);
+  table.hidden = files.length === 0;
+  const bytes = files.reduce((sum, f) => sum + (Number(f.size) || 0), 0);
+  describe("library", files.length ? `Sharing ${plural(files.length, "file", "files")}, ${humanSize(bytes)}.` : "Nothing shared yet.");
+}
+
+// ---- Trust store -----------------------------------------------------------
+
+function createKeyRow(entry) {
+  const row = rowWithCells([
+    ["key-id mono", "Key id"],
+    ["key mono", "Key"],
+    ["scope", "Scope"],
+    ["action", ""],
+  ]);
+  const remove = button("Remove", "remove", () => removeKey(entry.key_id, remove));
+  remove.setAttribute("aria-label", `Stop trusting key ${entry.key_id}`);
+  cellOf(row, "action").append(remove);
+  return row;
+}
+
+function updateKeyRow(row, entry) {
+  setText(cellOf(row, "key-id"), entry.key_id);
+  setText(cellOf(row, "key"), orDash(entry.key));
+  setText(cellOf(row, "scope"), (entry.scope || []).join(", ") || "everything");
+}
+
+function setTrustAvailable(available) {
+  for (const control of byId("trust-form").elements) control.disabled = !available;
+}
+
+async function refreshTrust() {
+  let answer;
+  try {
+    answer = await api("GET", "/api/trust");
+  } catch (e) {
+    if (e.status === 404) {
+      setTrustAvailable(false);
+      byId("trust").hidden = true;
+      describe("trust", "This servent has no trust store to show yet (GET /api/trust is not there).");
+      return;
+    }
+    throw e;
+  }
+  setTrustAvailable(true);
+  const keys = Array.isArray(answer) ? answer : answer.keys || [];
+  const table = byId("trust");
+  syncRows(table.tBodies[0], keys, (k) => k.key_id, createKeyRow, updateKeyRow);
+  table.hidden = keys.length === 0;
+  describe("trust", keys.length ? `${plural(keys.length, "key", "keys")} trusted.` : "No key trusted: every signed release is “untrusted”.");
+}
+
+async function submitKey(event) {
+  event.preventDefault();
+  const key = byId("trust-key").value.trim();
+  const scope = byId("trust-scope").value.split(",").map((s) => s.trim()).filter(Boolean);
+  if (!key) return;
+  report("trust", "Adding the key…");
+  try {
+    const added = await api("POST", "/api/trust", { key, scope });
+    byId("trust-key").value = "";
+    report("trust", `Trusting key ${(added && added.key_id) || key}.`);
+  } catch (e) {
+    report("trust", `Cannot trust that key: ${e.message}`, true);
+  }
+  await refreshTrust();
+}
+
+async function removeKey(keyId, control) {
+  control.disabled = true;
+  try {
+    await api("POST", "/api/trust/remove", { key_id: keyId });
+    report("trust", `Key ${keyId} is no longer trusted.`);
+  } catch (e) {
+    control.disabled = false;
+    report("trust", `Cannot remove key ${keyId}: ${e.message}`, true);
+  }
+  await refreshTrust();
+}
+
+// ---- Peers -----------------------------------------------------------------
+
+function dropped(counters) {
+  return Object.values((counters && counters.dropped) || {}).reduce((sum, n) => sum + (Number(n) || 0), 0);
+}
+
+function createPeerRow() {
+  return rowWithCells([
+    ["addr mono", "Address"],
+    ["agent", "User agent"],
+    ["direction", "Direction"],
+    ["in num", "Messages in"],
+    ["out num", "Messages out"],
+    ["dropped num", "Dropped"],
+    ["since num", "Connected"],
+  ]);
+}
+
+function updatePeerRow(row, peer) {
+  setText(cellOf(row, "addr"), peer.addr);
+  setText(cellOf(row, "agent"), orDash(peer.user_agent));
+  setText(cellOf(row, "direction"), peer.direction);
+  setText(cellOf(row, "in"), String((peer.counters && peer.counters.received) || 0));
+  setText(cellOf(row, "out"), String(peer.messages_out || 0));
+  setText(cellOf(row, "dropped"), String(dropped(peer.counters) + (peer.queue_dropped || 0)));
+  setText(cellOf(row, "since"), humanDuration(peer.connected_secs || 0));
+}
+
+async function refreshPeers() {
+  const [status, peers] = await Promise.all([api("GET", "/api/status"), api("GET", "/api/peers")]);
+  const summary = byId("summary");
+  const facts = [
+    ["Listening on", status.listen],
+    ["Advertised as", status.advertised],
+    ["Peers", status.peers],
+    ["Host cache", plural(status.host_cache, "address", "addresses")],
+    ["Sharing", `${plural(status.files, "file", "files")}, ${humanSize(status.bytes)}`],
+    ["Dropped", dropped(status.totals)],
+  ];
+  summary.replaceChildren(
+    ...facts.map(([term, value]) => {
+      const item = element("div");
+      item.append(element("dt", {}, term), element("dd", {}, orDash(value)));
+      return item;
+    }),
+  );
+  const table = byId("peers");
+  syncRows(table.tBodies[0], peers, (p) => p.addr, createPeerRow, updatePeerRow);
+  table.hidden = peers.length === 0;
+  describe("peers", peers.length ? `${plural(peers.length, "peer", "peers")} connected.` : "No peer connected.");
+}
+
+// ---- Updates ---------------------------------------------------------------
+
+/** Whether this servent has the updater's API (GET /api/updates answers 200). */
+let updatesAvailable = false;
+/** How often, in ticks, the page looks again whether the updater is there. */
+const UPDATES_PROBE_TICKS = 30;
+
+async function probeUpdates() {
+  try {
+    const answer = await api("GET", "/api/updates");
+    updatesAvailable = true;
+    byId("updates-tab").hidden = false;
+    return answer;
+  } catch (e) {
+    updatesAvailable = false;
+    byId("updates-tab").hidden = true;
+    if (current === "updates") show("search");
+    return null;
+  }
+}
+
+/** Shows whatever the updater answers: a list as a table, an object as terms. */
+function renderValue(value) {
+  if (Array.isArray(value) && value.every((v) => v && typeof v === "object" && !Array.isArray(v))) {
+    if (value.length === 0) return element("p", {}, "Nothing to show.");
+    const columns = [...new Set(value.flatMap((v) => Object.keys(v)))];
+    const table = element("table");
+    const head = element("tr");
+    for (const column of columns) head.append(element("th", { scope: "col" }, column.replace(/_/g, " ")));
+    table.append(element("thead"), element("tbody"));
+    table.tHead.append(head);
+    for (const item of value) {
+      const row = element("tr");
+      for (const column of columns) row.append(element("td", { "data-label": column }, text(item[column], column)));
+      table.tBodies[0].append(row);
+    }
+    return table;
+  }
+  if (value && typeof value === "object" && !Array.isArray(value)) {
+    const list = element("dl", { class: "facts" });
+    for (const [term, v] of Object.entries(value)) {
+      const definition = element("dd");
+      if (v && typeof v === "object") definition.append(renderValue(v));
+      else definition.textContent = text(v, term);
+      const item = element("div");
+      item.append(element("dt", {}, term.replace(/_/g, " ")), definition);
+      list.append(item);
+    }
+    return list;
+  }
+  return element("p", {}, text(value));
+}
+
+/** A value for people; `…at` fields are Unix times, shown as dates. */
+function text(value, key = "") {
+  if (value === null || value === undefined) return "—";
+  if ((key === "at" || key.endsWith("_at")) && typeof value === "number") return new Date(value * 1000).toLocaleString();
+  return typeof value === "object" ? JSON.stringify(value) : String(value);
+}
+
+async function refreshUpdates() {
+  const answer = await probeUpdates();
+  if (answer !== null) byId("updates").replaceChildren(renderValue(answer));
+}
+
+/** One line for an update pass: what it decided for each package. */
+function describePass(answer) {
+  const decisions = (answer && answer.decisions) || [];
+  if (decisions.length === 0) return "Checked: nothing installed to update.";
+  return decisions.map((d) => `${d.name}: ${d.action}${d.reason ? ` (${d.reason})` : ""}`).join("; ");
+}
+
+async function runUpdates() {
+  const control = byId("updates-run");
+  control.disabled = true;
+  report("updates", "Looking for newer releases…");
+  try {
+    const answer = await api("POST", "/api/updates/run", {});
+    report("updates", describePass(answer));
+  } catch (e) {
+    report("updates", `Cannot update: ${e.message}`, true);
+  } finally {
+    control.disabled = false;
+  }
+  await refreshUpdates();
+}
+
+// ---- Views and the clock ---------------------------------------------------
+
+/** Each view: how to refresh it, and every how many ticks. */
+const views = {
+  search: { refresh: refreshSearch, every: 1 },
+  downloads: { refresh: refreshDownloads, every: 1 },
+  library: { refresh: refreshLibrary, every: 3 },
+  trust: { refresh: refreshTrust, every: 3 },
+  peers: { refresh: refreshPeers, every: 2 },
+  updates: { refresh: refreshUpdates, every: 5 },
+};
+
+let current = "search";
+let ticks = 0;
+let refreshing = false;
+let again = false;
+
+function show(name, focus = false) {
+  if (!(name in views) || (name === "updates" && !updatesAvailable)) name = "search";
+  current = name;
+  for (const view of Object.keys(views)) byId(`view-${view}`).hidden = view !== name;
+  for (const link of document.querySelectorAll("nav a")) {
+    if (link.dataset.view === name) link.setAttribute("aria-current", "page");
+    else link.removeAttribute("aria-current");
+  }
+  const title = byId(`${name}-title`);
+  document.title = `${title.textContent} · Seblinux servent`;
+  if (focus) title.focus();
+  refresh();
+}
+
+/** Refreshes the view shown (and the downloads count); never two at once. */
+async function refresh() {
+  if (refreshing) {
+    again = true;
+    return;
+  }
+  refreshing = true;
+  const view = current;
+  try {
+    await views[view].refresh();
+  } catch (e) {
+    if (e.status !== 0 && e.status !== 401) report(view, e.message, true);
+  }
+  if (view !== "downloads" && ticks % 2 === 0) await refreshDownloads().catch(() => {});
+  refreshing = false;
+  if (again) {
+    again = false;
+    refresh();
+  }
+}
+
+function start() {
+  takeTokenFromAddress();
+  byId("search-form").addEventListener("submit", submitSearch);
+  byId("verified-only").addEventListener("change", () => applyVerifiedFilter());
+  byId("trust-form").addEventListener("submit", submitKey);
+  byId("updates-run").addEventListener("click", runUpdates);
+  byId("token-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    sessionStorage.setItem(TOKEN_KEY, byId("token").value);
+    byId("token").value = "";
+    byId("token-form").hidden = true;
+    probeUpdates();
+    refresh();
+  });
+  // Only the views' names switch views: "#main" is the skip link's.
+  window.addEventListener("hashchange", () => {
+    const name = location.hash.slice(1);
+    if (name in views) show(name, true);
+  });
+  setInterval(() => {
+    ticks += 1;
+    if (ticks % views[current].every === 0) refresh();
+    if (ticks % UPDATES_PROBE_TICKS === 0 && current !== "updates") probeUpdates();
+  }, TICK_MS);
+  probeUpdates().then(() => show(location.hash.slice(1)));
+}
+
+start();
