@@ -11,6 +11,7 @@ use structopt::StructOpt;
 use crate::api::ApiToken;
 use crate::config::{self, Config};
 use crate::transfer::upload::UploadConfig;
+use crate::updater;
 
 /// A Gnutella 0.6 servent: share folders, search the network, download.
 #[derive(Debug, StructOpt)]
@@ -218,7 +219,14 @@ pub struct RunArgs {
     /// SERVENT_PATH, SERVENT_PREVIOUS_VERSION set); failure rolls back.
     #[structopt(long, value_name = "CMD")]
     pub post_install: Option<String>,
+    /// Seconds an update pass or install gathers search results for each
+    /// package [default: 10]; shorter on a small or local network.
+    #[structopt(long, value_name = "SECONDS")]
+    pub update_search_wait: Option<f64>,
 }
+
+/// The longest `--update-search-wait`.
+const MAX_UPDATE_SEARCH_WAIT: Duration = Duration::from_secs(600);
 
 impl RunArgs {
     /// The servent configuration these arguments describe.
@@ -253,6 +261,18 @@ impl RunArgs {
             api_token,
             ..Config::default()
         })
+    }
+
+    /// How long the updater gathers search results for each package.
+    pub fn update_search_wait(&self) -> Result<Duration, String> {
+        let Some(secs) = self.update_search_wait else { return Ok(updater::SEARCH_WAIT) };
+        match Duration::try_from_secs_f64(secs) {
+            Ok(wait) if !wait.is_zero() && wait <= MAX_UPDATE_SEARCH_WAIT => Ok(wait),
+            _ => Err(format!(
+                "--update-search-wait {secs} is out of range: more than 0, at most {} seconds",
+                MAX_UPDATE_SEARCH_WAIT.as_secs()
+            )),
+        }
     }
 }
 
@@ -622,5 +642,16 @@ mod tests {
     fn missing_share_folder_is_a_clear_error() {
         let args = RunArgs::from_iter(["run", "--share", "/no/such/folder"]);
         assert_eq!(args.config().unwrap_err(), "not a folder: /no/such/folder");
+    }
+
+    #[test]
+    fn update_search_wait_defaults_to_the_updaters_and_takes_fractions_within_range() {
+        assert_eq!(RunArgs::from_iter(["run"]).update_search_wait(), Ok(updater::SEARCH_WAIT));
+        let args = RunArgs::from_iter(["run", "--update-search-wait", "1.5"]);
+        assert_eq!(args.update_search_wait(), Ok(Duration::from_millis(1500)));
+        for wrong in ["0", "-1", "601", "NaN"] {
+            let args = RunArgs::from_iter(["run".to_string(), format!("--update-search-wait={wrong}")]);
+            assert!(args.update_search_wait().unwrap_err().contains("out of range"), "{wrong}");
+        }
     }
 }

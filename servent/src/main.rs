@@ -29,6 +29,7 @@ fn main() -> ExitCode {
 /// its peers and stops.
 async fn run(args: RunArgs) -> Result<(), String> {
     let mut config = args.config()?;
+    let search_wait = args.update_search_wait()?;
     let mut pinned = Vec::new();
     for arg in &args.trust {
         let resolved = keysource::resolve(arg).await?;
@@ -54,7 +55,8 @@ async fn run(args: RunArgs) -> Result<(), String> {
     // What is installed is shared on: every user re-shares the updates.
     config.shares.push(install_dir.clone());
     let node = node::start(config).await.map_err(|e| e.to_string())?;
-    let updater_config = UpdaterConfig { post_install: args.post_install.clone(), ..UpdaterConfig::new(install_dir) };
+    let updater_config =
+        UpdaterConfig { post_install: args.post_install.clone(), search_wait, ..UpdaterConfig::new(install_dir) };
     let updater = Updater::open(node.clone(), updater_config).map_err(|e| e.to_string())?;
     if let Some(minutes) = args.update_every.filter(|&m| m > 0) {
         updater.spawn_every(Duration::from_secs(minutes.saturating_mul(60)));
