@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use common::process::{Running, SERVENT};
 
@@ -72,7 +72,7 @@ impl Browser {
 
     /// Runs one scenario of the script against the page at `url`; fails
     /// the test, with the script's account and what `servent` says of its
-    /// downloads and in its log, unless it passes.
+    /// downloads, its updater and in its log, unless it passes.
     fn run(&self, scenario: &str, url: &str, args: &[&str], servent: &Running) {
         let shots = screenshots_dir();
         std::fs::create_dir_all(&shots).unwrap();
@@ -89,6 +89,8 @@ impl Browser {
         if !output.status.success() {
             let downloads = servent.client(&["downloads", "--json"]);
             eprintln!("servent downloads --json:\n{}", String::from_utf8_lossy(&downloads.stdout));
+            let updates = servent.client(&["update", "--json"]);
+            eprintln!("servent update --json:\n{}", String::from_utf8_lossy(&updates.stdout));
             eprintln!("servent's log:\n{}", servent.log());
             panic!("browser scenario {scenario:?} failed; screenshots in {}", shots.display());
         }
@@ -231,6 +233,97 @@ fn in_the_browser_a_trusted_release_is_verified_and_a_replayed_signature_is_fake
         ],
         &user,
     );
+}
+
+const PACKAGE: &str = "SEBLINUX-base";
+const DAY: u64 = 86_400;
+
+/// Writes `SEBLINUX-base-VERSION.tar` into `dir`, signed by `key` as
+/// released `days_ago`.
+fn sign_release(key: &signing_tool::SecretKey, dir: &Path, version: &str, days_ago: u64) -> Vec<u8> {
+    let bytes = format!("SEBLINUX base system {version}").into_bytes();
+    let file = dir.join(format!("{PACKAGE}-{version}.tar"));
+    std::fs::write(&file, &bytes).unwrap();
+    let meta =
+        signing_tool::ReleaseMeta { name: PACKAGE.into(), version: version.into(), keywords: vec!["SEBLINUX".into()] };
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs();
+    signing_tool::files::sign_file(key, &file, Some(&meta), now - days_ago * DAY).unwrap();
+    bytes
+}
+
+/// The updater in the browser: a publisher shares signed SEBLINUX-base 1.0
+/// (signed 40 days ago: the page flags it as old), the page installs it
+/// with its form, the publisher shares 1.1, "Update now" installs it, and
+/// Rollback brings 1.0 back with 1.1 held back. The user's post-install
+/// hook waits for a gate file the script opens, so that each install stays
+/// under way while the page's busy state, and another page's refused
+/// pass, are looked at.
+#[test]
+fn in_the_browser_a_package_is_installed_updated_and_rolled_back() {
+    let Some(browser) = Browser::find() else { return };
+    let publisher_dir = tempfile::tempdir().unwrap();
+    let (share, next) = (publisher_dir.path().join("share"), publisher_dir.path().join("next"));
+    std::fs::create_dir(&share).unwrap();
+    std::fs::create_dir(&next).unwrap();
+    let key = signing_tool::SecretKey::generate().unwrap();
+    let first = sign_release(&key, &share, "1.0", 40);
+    // 1.1 waits beside the share until the script moves it in.
+    sign_release(&key, &next, "1.1", 3);
+    let gate = tempfile::tempdir().unwrap();
+    let gate = gate.path().join("open");
+    // Bounded, so that a failed test leaves no hook behind for long.
+    let hook = format!(
+        "for i in $(seq 3000); do if [ -e '{0}' ]; then rm '{0}'; exit 0; fi; sleep 0.05; done; exit 1",
+        gate.display()
+    );
+    let publisher = Running::start(Some(&share), None);
+    publisher.wait_until(&["library", "--json"], |shared| shared.len() == 1);
+    let trust = format!("{}#SEBLINUX", key.public_key().to_base64());
+    let user = Running::start_with(
+        None,
+        Some(&publisher.listen),
+        &[
+            "--api-token",
+            TOKEN,
+            "--trust",
+            &trust,
+            "--update-every",
+            "60",
+            "--update-search-wait",
+            "2",
+            "--post-install",
+            &hook,
+        ],
+    );
+    user.wait_until(&["peers", "--json"], |peers| peers.len() == 1);
+
+    let (gate, next, share) = (gate.display().to_string(), next.display().to_string(), share.display().to_string());
+    browser.run(
+        "updates",
+        &format!("http://{}/?token={TOKEN}", user.api),
+        &[
+            "--package",
+            PACKAGE,
+            "--key-id",
+            &key.key_id().to_string(),
+            "--gate",
+            &gate,
+            "--next",
+            &next,
+            "--share",
+            &share,
+            "--publisher-api",
+            &publisher.api,
+        ],
+        &user,
+    );
+
+    let status = user.json_lines(&["update", "--json"]);
+    let installed = &status[0]["installed"][0];
+    assert_eq!(installed["current"]["version"], "1.0", "{status:?}");
+    assert_eq!(installed["held_back"], serde_json::json!(["1.1"]), "{status:?}");
+    let file = user.data.path().join("installed").join(format!("{PACKAGE}-1.0.tar"));
+    assert!(std::fs::read(file).unwrap() == first);
 }
 
 /// One HTTP/1.1 request on a new connection; the status and the whole

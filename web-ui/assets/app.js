@@ -137,14 +137,14 @@ function plural(count, one, many) {
 const REPORT_MS = 8000;
 
 /**
- * Says in a view's status line how something the user did went (an error
- * is marked as such); it stays there a while, over the refreshes.
+ * Says in a status line how something the user did went (an error is
+ * marked as such); it stays there `ms`, over the refreshes.
  */
-function report(view, text, error = false) {
-  const status = byId(`${view}-status`);
+function report(line, text, error = false, ms = REPORT_MS) {
+  const status = byId(`${line}-status`);
   status.textContent = text;
   status.classList.toggle("error", error);
-  status.dataset.until = String(Date.now() + REPORT_MS);
+  status.dataset.until = String(Date.now() + ms);
 }
 
 /** Describes what a view shows, unless a fresh report is in the way. */
@@ -611,6 +611,24 @@ async function refreshPeers() {
 let updatesAvailable = false;
 /** How often, in ticks, the page looks again whether the updater is there. */
 const UPDATES_PROBE_TICKS = 30;
+/** What this page's own updater request (a pass, an install, a rollback) is doing, while it runs. */
+let updaterBusy = null;
+/** A newest release signed longer ago than this is flagged: the network may be hiding newer ones. */
+const STALE_SECS = 30 * 86400;
+
+const ACTION_WORDS = {
+  installed: "installed",
+  would_install: "would install",
+  up_to_date: "up to date",
+  refused: "refused",
+  failed: "failed",
+  rolled_back: "rolled back",
+};
+
+const FREEZE_MEANING =
+  "The newest release this servent hears of was signed over 30 days ago. If the publisher releases more often, " +
+  "the network (or someone on it) may be hiding newer releases from you: a freeze attack. " +
+  "Compare with what the publisher announces elsewhere.";
 
 async function probeUpdates() {
   try {
@@ -619,6 +637,8 @@ async function probeUpdates() {
     byId("updates-tab").hidden = false;
     return answer;
   } catch (e) {
+    // Only a servent without an updater hides the view; a lost answer is the banner's business.
+    if (e.status !== 404) throw e;
     updatesAvailable = false;
     byId("updates-tab").hidden = true;
     if (current === "updates") show("search");
@@ -626,70 +646,336 @@ async function probeUpdates() {
   }
 }
 
-/** Shows whatever the updater answers: a list as a table, an object as terms. */
-function renderValue(value) {
-  if (Array.isArray(value) && value.every((v) => v && typeof v === "object" && !Array.isArray(v))) {
-    if (value.length === 0) return element("p", {}, "Nothing to show.");
-    const columns = [...new Set(value.flatMap((v) => Object.keys(v)))];
-    const table = element("table");
-    const head = element("tr");
-    for (const column of columns) head.append(element("th", { scope: "col" }, column.replace(/_/g, " ")));
-    table.append(element("thead"), element("tbody"));
-    table.tHead.append(head);
-    for (const item of value) {
-      const row = element("tr");
-      for (const column of columns) row.append(element("td", { "data-label": column }, text(item[column], column)));
-      table.tBodies[0].append(row);
-    }
-    return table;
-  }
-  if (value && typeof value === "object" && !Array.isArray(value)) {
-    const list = element("dl", { class: "facts" });
-    for (const [term, v] of Object.entries(value)) {
-      const definition = element("dd");
-      if (v && typeof v === "object") definition.append(renderValue(v));
-      else definition.textContent = text(v, term);
-      const item = element("div");
-      item.append(element("dt", {}, term.replace(/_/g, " ")), definition);
-      list.append(item);
-    }
-    return list;
-  }
-  return element("p", {}, text(value));
+function unixNow() {
+  return Date.now() / 1000;
 }
 
-/** A value for people; `…at` fields are Unix times, shown as dates. */
-function text(value, key = "") {
-  if (value === null || value === undefined) return "—";
-  if ((key === "at" || key.endsWith("_at")) && typeof value === "number") return new Date(value * 1000).toLocaleString();
-  return typeof value === "object" ? JSON.stringify(value) : String(value);
+/** How long ago, for people: "just now", "5 minutes ago", "3 days ago". */
+function ago(secs) {
+  const s = Math.max(0, Math.floor(secs));
+  if (s < 60) return "just now";
+  const [count, unit] =
+    s < 3600
+      ? [Math.floor(s / 60), "minute"]
+      : s < 2 * 86400
+        ? [Math.floor(s / 3600), "hour"]
+        : s < 730 * 86400
+          ? [Math.floor(s / 86400), "day"]
+          : [Math.floor(s / (365.25 * 86400)), "year"];
+  return `${plural(count, unit, `${unit}s`)} ago`;
+}
+
+/** A Unix time as the reader's locale writes a date and time. */
+function dateOf(unix) {
+  return new Date(unix * 1000).toLocaleString(undefined, { dateStyle: "medium", timeStyle: "short" });
+}
+
+/**
+ * How old a decision's newest release is now: the age the servent measured
+ * when it decided, plus the time since its pass ended (both the servent's
+ * figures, so a wrong clock in the browser shifts only the second part).
+ */
+function newestAge(decision, passAt) {
+  if (decision.newest_age_secs === null || decision.newest_age_secs === undefined) return null;
+  return decision.newest_age_secs + Math.max(0, unixNow() - passAt);
+}
+
+/** "1.0 → 1.1", "none → 1.0", or the version that stays. */
+function changeOf(decision) {
+  if (decision.to) return `${decision.from || "none"} → ${decision.to}`;
+  return orDash(decision.from);
+}
+
+/** What happened, in words: a badge's. */
+function actionWords(decision) {
+  // Nothing installed and nothing found is no "up to date".
+  if (decision.action === "up_to_date" && !decision.from) return "nothing to install";
+  return ACTION_WORDS[decision.action] || decision.action;
+}
+
+/** A decision of the updater in a sentence, after its badge: what changes, why, and the newest release seen. */
+function decisionText(decision) {
+  const change = changeOf(decision);
+  let text = `${decision.name}${change === "—" ? "" : ` ${change}`}`;
+  text += decision.reason ? `: ${decision.reason}.` : ".";
+  const age = newestAge(decision, unixNow());
+  if (decision.newest_seen) {
+    text += ` Newest verified release seen: ${decision.newest_seen}`;
+    if (age !== null) text += `, signed ${ago(age)}`;
+    if (age !== null && age > STALE_SECS) text += " (old: the network may be hiding newer releases)";
+    text += ".";
+  }
+  return text;
+}
+
+function setActionBadge(badge, decision) {
+  badge.className = `badge action-${decision.action}`;
+  setText(badge, actionWords(decision));
+}
+
+/** Shows a decision in a status line: its badge, then the sentence. */
+function showDecision(line, decision) {
+  const status = byId(`${line}-status`);
+  const badge = element("span");
+  setActionBadge(badge, decision);
+  status.replaceChildren(badge, " ", decisionText(decision));
+  status.classList.toggle("error", decision.action === "failed");
+  status.dataset.until = String(Date.now() + REPORT_MS);
+}
+
+/** The status lines that answer the updater's requests: passes and rollbacks, installs. */
+const UPDATER_LINES = ["updates", "install"];
+
+/** What a refused updater request says: a 409 is another pass under way. */
+function updaterRefusal(e, what) {
+  if (e.status === 409) {
+    return `${what}: another update pass, install or rollback is running on this servent; try again when it is over.`;
+  }
+  return `${what}: ${e.message}`;
+}
+
+/**
+ * Sends one of the updater's requests, the page busy until it answers:
+ * `busy` stays in status line `line`, and the updater's buttons answer
+ * nothing meanwhile (they stay focusable, so focus is not lost).
+ */
+async function updaterRequest(line, busy, path, body) {
+  updaterBusy = busy;
+  // The answer to an earlier request is out of date from now on.
+  for (const other of UPDATER_LINES.filter((l) => l !== line)) {
+    byId(`${other}-status`).replaceChildren();
+    delete byId(`${other}-status`).dataset.until;
+  }
+  report(line, busy, false, Infinity);
+  showBusy(true);
+  try {
+    return await api("POST", path, body);
+  } finally {
+    updaterBusy = null;
+    showBusy(false);
+    refresh();
+  }
+}
+
+/** The busy state: ours (buttons inert) or the servent's (a pass someone else started). */
+function showBusy(running) {
+  const ours = updaterBusy !== null;
+  byId("updates-progress").hidden = !(ours || running);
+  for (const control of byId("view-updates").querySelectorAll("button")) {
+    if (ours) control.setAttribute("aria-disabled", "true");
+    else control.removeAttribute("aria-disabled");
+  }
+  if (ours) return;
+  describe(
+    "updates",
+    running ? "An update pass is running on the servent (started by its schedule, the command line or another page)." : "",
+  );
+}
+
+function createInstalledRow() {
+  const row = rowWithCells([
+    ["name", "Name"],
+    ["version", "Version"],
+    ["publisher", "Publisher"],
+    ["signed", "Signed"],
+    ["previous", "Previous"],
+    ["held", "Held back"],
+    ["action", ""],
+  ]);
+  const signed = element("div");
+  signed.append(element("span", { class: "when" }), element("span", { class: "reason ago" }));
+  cellOf(row, "signed").append(signed);
+  const start = button("Roll back", "rollback secondary", () => askRollback(row));
+  const confirm = element("div", { class: "confirm", role: "group", hidden: "" });
+  const question = element("span", { class: "question" });
+  confirm.append(
+    question,
+    button("Roll back", "confirm-rollback", () => rollback(row)),
+    button("Cancel", "cancel", () => closeRollback(row, true)),
+  );
+  confirm.addEventListener("keydown", (event) => {
+    if (event.key !== "Escape") return;
+    event.preventDefault();
+    closeRollback(row, true);
+  });
+  cellOf(row, "action").append(start, confirm);
+  return row;
+}
+
+function updateInstalledRow(row, item) {
+  const { current, previous } = item;
+  const name = cellOf(row, "name");
+  setText(name, current.name);
+  name.title = current.file || "";
+  setText(cellOf(row, "version"), current.version);
+  setPublisher(cellOf(row, "publisher"), current.key_id);
+  setText(row.querySelector(".when"), dateOf(current.timestamp));
+  setText(row.querySelector(".ago"), ago(unixNow() - current.timestamp));
+  setText(cellOf(row, "previous"), previous ? previous.version : "—");
+  setText(cellOf(row, "held"), (item.held_back || []).join(", ") || "—");
+  // What a rollback would do now; an open question about other versions is withdrawn.
+  const swap = previous ? `${current.version}>${previous.version}` : "";
+  row.dataset.swap = swap;
+  const confirm = row.querySelector(".confirm");
+  if (!confirm.hidden && confirm.dataset.swap !== swap) closeRollback(row, confirm.contains(document.activeElement));
+  const start = row.querySelector("button.rollback");
+  start.hidden = !previous || !confirm.hidden;
+  if (!previous) return;
+  // After a rollback, the previous version is the one rolled back from.
+  const back = `${(item.held_back || []).includes(previous.version) ? "Return" : "Roll back"} to ${previous.version}`;
+  setText(start, back);
+  start.setAttribute("aria-label", `${back}: ${current.name}`);
+  setText(
+    confirm.querySelector(".question"),
+    `Put ${previous.version} back in place of ${current.version}? Update passes then skip ${current.version}.`,
+  );
+  setText(confirm.querySelector(".confirm-rollback"), back);
+  setText(confirm.querySelector(".cancel"), `Keep ${current.version}`);
+  confirm.setAttribute("aria-label", `Roll back ${current.name}?`);
+}
+
+function askRollback(row) {
+  if (updaterBusy !== null) return;
+  const confirm = row.querySelector(".confirm");
+  confirm.dataset.swap = row.dataset.swap;
+  confirm.hidden = false;
+  row.querySelector("button.rollback").hidden = true;
+  confirm.querySelector(".confirm-rollback").focus();
+}
+
+/** Closes the question; with `focus`, focus goes back where the question came from. */
+function closeRollback(row, focus) {
+  row.querySelector(".confirm").hidden = true;
+  const start = row.querySelector("button.rollback");
+  start.hidden = !row.dataset.swap;
+  if (!focus) return;
+  if (!start.hidden) start.focus();
+  else byId("installed-title").focus();
+}
+
+async function rollback(row) {
+  if (updaterBusy !== null) return;
+  const name = row.dataset.key;
+  const to = row.dataset.swap.split(">")[1];
+  try {
+    const decision = await updaterRequest("updates", `Rolling ${name} back to ${to}…`, "/api/rollback", { name });
+    showDecision("updates", decision);
+  } catch (e) {
+    report("updates", updaterRefusal(e, `Cannot roll ${name} back`), true);
+  }
+  closeRollback(row, true);
+}
+
+function createPassRow() {
+  const row = rowWithCells([
+    ["name", "Package"],
+    ["outcome", "Action"],
+    ["change", "Change"],
+    ["newest", "Newest seen"],
+    ["why", "Reason"],
+  ]);
+  cellOf(row, "outcome").append(element("span"));
+  const newest = element("div");
+  newest.append(element("span", { class: "version" }), element("span", { class: "age" }));
+  cellOf(row, "newest").append(newest);
+  return row;
+}
+
+/**
+ * The newest release's age: plain words, or a focusable badge saying what
+ * an old one may mean. Changed in place, so it keeps its focus.
+ */
+function setAge(node, age) {
+  const stale = age !== null && age > STALE_SECS;
+  node.className = stale ? "badge age age-stale" : "age";
+  setText(node, age === null ? "" : `signed ${ago(age)}`);
+  if (stale) {
+    node.tabIndex = 0;
+    node.title = FREEZE_MEANING;
+    node.dataset.reason = FREEZE_MEANING;
+  } else {
+    node.removeAttribute("tabindex");
+    node.removeAttribute("title");
+    delete node.dataset.reason;
+  }
+}
+
+function updatePassRow(row, decision, passAt) {
+  setText(cellOf(row, "name"), decision.name);
+  setActionBadge(cellOf(row, "outcome").firstChild, decision);
+  setText(cellOf(row, "change"), changeOf(decision));
+  setText(row.querySelector(".version"), decision.newest_seen || "none seen");
+  setAge(row.querySelector(".age"), newestAge(decision, passAt));
+  setText(cellOf(row, "why"), orDash(decision.reason));
+}
+
+/** "2 installed, 1 up to date". */
+function countActions(decisions) {
+  const counts = new Map();
+  for (const d of decisions) counts.set(d.action, (counts.get(d.action) || 0) + 1);
+  return [...counts].map(([action, n]) => `${n} ${ACTION_WORDS[action] || action}`).join(", ");
+}
+
+function showPass(pass) {
+  const table = byId("pass");
+  const decisions = (pass && pass.decisions) || [];
+  table.hidden = decisions.length === 0;
+  if (!pass) {
+    setText(byId("pass-summary"), "No pass since the servent started.");
+    table.tBodies[0].replaceChildren();
+    return;
+  }
+  const kind = pass.dry_run ? "Dry run (nothing changed)" : "Update pass";
+  const outcome = decisions.length ? `${countActions(decisions)}.` : "nothing installed, nothing to update.";
+  setText(byId("pass-summary"), `${kind}, ${ago(unixNow() - pass.at)} (${dateOf(pass.at)}): ${outcome}`);
+  syncRows(table.tBodies[0], decisions, (d) => d.name, createPassRow, (row, d) => updatePassRow(row, d, pass.at));
 }
 
 async function refreshUpdates() {
-  const answer = await probeUpdates();
-  if (answer !== null) byId("updates").replaceChildren(renderValue(answer));
+  const status = await probeUpdates();
+  if (status === null) return;
+  const minutes = status.every_minutes;
+  const schedule = minutes ? `Passes every ${plural(minutes, "minute", "minutes")}` : "Passes on request only";
+  setText(byId("updates-schedule"), `${schedule}; installs into ${status.install_dir}.`);
+  const installed = status.installed || [];
+  syncRows(byId("installed").tBodies[0], installed, (p) => p.current.name, createInstalledRow, updateInstalledRow);
+  byId("installed").hidden = installed.length === 0;
+  byId("installed-empty").hidden = installed.length !== 0;
+  showPass(status.last_pass);
+  showBusy(status.running);
 }
 
-/** One line for an update pass: what it decided for each package. */
-function describePass(answer) {
-  const decisions = (answer && answer.decisions) || [];
-  if (decisions.length === 0) return "Checked: nothing installed to update.";
-  return decisions.map((d) => `${d.name}: ${d.action}${d.reason ? ` (${d.reason})` : ""}`).join("; ");
-}
-
-async function runUpdates() {
-  const control = byId("updates-run");
-  control.disabled = true;
-  report("updates", "Looking for newer releases…");
+async function runPass(dryRun) {
+  if (updaterBusy !== null) return;
+  const busy = dryRun
+    ? "Checking for updates: searching the network for each installed package…"
+    : "Updating: searching the network, then downloading, verifying and installing newer releases…";
   try {
-    const answer = await api("POST", "/api/updates/run", {});
-    report("updates", describePass(answer));
+    const pass = await updaterRequest("updates", busy, "/api/updates/run", { dry_run: dryRun });
+    showPass(pass);
+    const decisions = pass.decisions || [];
+    const outcome = decisions.length ? `${countActions(decisions)}.` : "nothing is installed, so nothing to update.";
+    report("updates", `${dryRun ? "Checked" : "Updated"}: ${outcome}`, decisions.some((d) => d.action === "failed"));
   } catch (e) {
-    report("updates", `Cannot update: ${e.message}`, true);
-  } finally {
-    control.disabled = false;
+    report("updates", updaterRefusal(e, dryRun ? "Cannot check for updates" : "Cannot update"), true);
   }
-  await refreshUpdates();
+}
+
+async function submitInstall(event) {
+  event.preventDefault();
+  if (updaterBusy !== null) return;
+  const name = byId("install-name").value.trim();
+  if (!name) return;
+  // Enter in the box is the first button's: Check, which changes nothing.
+  const dryRun = !event.submitter || event.submitter.value !== "install";
+  const busy = dryRun
+    ? `Looking for ${name} on the network…`
+    : `Installing ${name}: searching the network, then downloading and verifying…`;
+  try {
+    showDecision("install", await updaterRequest("install", busy, "/api/install", { name, dry_run: dryRun }));
+  } catch (e) {
+    report("install", updaterRefusal(e, dryRun ? `Cannot check ${name}` : `Cannot install ${name}`), true);
+  }
 }
 
 // ---- Views and the clock ---------------------------------------------------
@@ -701,7 +987,7 @@ const views = {
   library: { refresh: refreshLibrary, every: 3 },
   trust: { refresh: refreshTrust, every: 3 },
   peers: { refresh: refreshPeers, every: 2 },
-  updates: { refresh: refreshUpdates, every: 5 },
+  updates: { refresh: refreshUpdates, every: 2 },
 };
 
 let current = "search";
@@ -749,13 +1035,15 @@ function start() {
   byId("search-form").addEventListener("submit", submitSearch);
   byId("verified-only").addEventListener("change", () => applyVerifiedFilter());
   byId("trust-form").addEventListener("submit", submitKey);
-  byId("updates-run").addEventListener("click", runUpdates);
+  byId("updates-check").addEventListener("click", () => runPass(true));
+  byId("updates-run").addEventListener("click", () => runPass(false));
+  byId("install-form").addEventListener("submit", submitInstall);
   byId("token-form").addEventListener("submit", (event) => {
     event.preventDefault();
     sessionStorage.setItem(TOKEN_KEY, byId("token").value);
     byId("token").value = "";
     byId("token-form").hidden = true;
-    probeUpdates();
+    probeUpdates().catch(() => {});
     refresh();
   });
   // Only the views' names switch views: "#main" is the skip link's.
@@ -766,9 +1054,11 @@ function start() {
   setInterval(() => {
     ticks += 1;
     if (ticks % views[current].every === 0) refresh();
-    if (ticks % UPDATES_PROBE_TICKS === 0 && current !== "updates") probeUpdates();
+    if (ticks % UPDATES_PROBE_TICKS === 0 && current !== "updates") probeUpdates().catch(() => {});
   }, TICK_MS);
-  probeUpdates().then(() => show(location.hash.slice(1)));
+  probeUpdates()
+    .catch(() => null)
+    .then(() => show(location.hash.slice(1)));
 }
 
 start();

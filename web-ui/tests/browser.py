@@ -9,13 +9,17 @@ see (never for a fixed time), saves a screenshot of each view into
 
     browser.py download --url http://127.0.0.1:P/?token=T --name FILE --stalled FILE ...
     browser.py verdicts --url ... --key RW... --key-id HEX --genuine FILE --fake FILE ...
+    browser.py updates --url ... --package NAME --key-id HEX --gate FILE --next DIR --share DIR --publisher-api IP:PORT ...
 """
 
 import argparse
+import base64
+import json
 import os
 import shutil
 import sys
 import tempfile
+import urllib.request
 
 from selenium import webdriver
 from selenium.common.exceptions import StaleElementReferenceException, TimeoutException
@@ -98,6 +102,14 @@ class Page:
         self.driver.save_screenshot(path)
         print(f"screenshot {path}")
 
+    def shot_whole(self, name):
+        """A screenshot of the whole page, however long, at the window's width."""
+        path = os.path.join(self.shots, f"{name}.png")
+        shot = self.driver.execute_cdp_cmd("Page.captureScreenshot", {"captureBeyondViewport": True})
+        with open(path, "wb") as file:
+            file.write(base64.b64decode(shot["data"]))
+        print(f"screenshot {path}")
+
     def js(self, script, *args):
         return self.driver.execute_script(script, *args)
 
@@ -106,7 +118,8 @@ class Page:
 
     def view(self, name):
         """Goes to a view by its link in the navigation, as a person does."""
-        self.find(f'nav a[data-view="{name}"]').click()
+        link = self.wait(f"the {name} link", lambda: (a := self.find(f'nav a[data-view="{name}"]')).is_displayed() and a)
+        link.click()
         self.wait(f"the {name} view", lambda: self.find(f"#view-{name}").is_displayed())
 
     def row(self, table, name):
@@ -160,6 +173,18 @@ class Page:
             """,
             path,
         )
+
+    def tab_to(self, what, target, start):
+        """Presses Tab from `start` until `target` has the focus, whose outline must show."""
+        self.js("arguments[0].focus()", start)
+        for _ in range(40):
+            if self.driver.switch_to.active_element == target:
+                break
+            self.driver.switch_to.active_element.send_keys(Keys.TAB)
+        else:
+            raise Failure(f"Tab never reached {what}")
+        if self.js("return getComputedStyle(document.activeElement).outlineStyle") == "none":
+            raise Failure(f"the focused {what} shows no outline")
 
     def check_no_horizontal_scroll(self, where):
         overflow = self.js("return document.documentElement.scrollWidth - window.innerWidth")
@@ -261,16 +286,7 @@ def scenario_download(page, args):
     # The Download button is reachable from the search box with Tab alone,
     # and its focus shows.
     download = row.find_element(By.CSS_SELECTOR, "button.download")
-    page.find('input[name="q"]').click()
-    for _ in range(30):
-        if page.driver.switch_to.active_element == download:
-            break
-        page.driver.switch_to.active_element.send_keys(Keys.TAB)
-    else:
-        raise Failure("Tab never reached the Download button")
-    outline = page.js("return getComputedStyle(document.activeElement).outlineStyle")
-    if outline == "none":
-        raise Failure("the focused Download button shows no outline")
+    page.tab_to("the Download button", download, page.find('input[name="q"]'))
     page.shot("search-focus")
     download.click()
     page.wait("the download to start", lambda: "Downloading" in page.find("#search-status").text)
@@ -316,15 +332,9 @@ def scenario_download(page, args):
     )
     if updates == 200:
         page.view("updates")
-        page.wait("the updater's status", lambda: page.find("#updates").text.strip())
-        page.find("#updates-run").click()
-        page.wait(
-            "the update pass to report",
-            lambda: (text := page.find("#updates-status").text) and "Looking" not in text,
-        )
-        if "error" in page.find("#updates-status").get_attribute("class"):
-            raise Failure(f"the update pass failed: {page.find('#updates-status').text}")
-        page.shot("updates")
+        page.wait("nothing installed", lambda: page.find("#installed-empty").is_displayed())
+        page.find("#updates-check").click()
+        page.wait("the check to report", lambda: "Checked: nothing is installed" in page.find("#updates-status").text)
 
     page.check_keyboard_and_labels()
     page.check_nothing_from_elsewhere()
@@ -407,7 +417,195 @@ def scenario_verdicts(page, args):
     page.check_console()
 
 
-SCENARIOS = {"download": scenario_download, "verdicts": scenario_verdicts}
+def cell(row, name):
+    """The text of a row's cell (textContent: the narrow layout hides nothing, but a hidden row has no text)."""
+    try:
+        return row.find_element(By.CSS_SELECTOR, f"td.{name}").get_attribute("textContent").strip() if row else None
+    except StaleElementReferenceException:
+        return None
+
+
+def open_gate(gate):
+    """Lets the servent's post-install hook, which waits for this file, finish."""
+    with open(gate, "w"):
+        pass
+
+
+def publish(staged, share):
+    """The publisher shares what is staged: signatures first, so no file is ever seen unsigned."""
+    names = sorted(os.listdir(staged), key=lambda name: not name.endswith(".minisig"))
+    for name in names:
+        os.rename(os.path.join(staged, name), os.path.join(share, name))
+    return [name for name in names if not name.endswith(".minisig")]
+
+
+def shared_by(api):
+    """What the servent at `api` shares, from its own API (as `servent library --json` reads it)."""
+    with urllib.request.urlopen(f"http://{api}/api/library", timeout=10) as answer:
+        return json.load(answer)
+
+
+def scenario_updates(page, args):
+    """Install with the form, busy and refused passes, the freeze warning, Update now, Rollback."""
+    page.driver.get(args.url)
+    page.wait("the page to load", lambda: page.js("return document.readyState") == "complete")
+    page.view("updates")
+    page.wait("the schedule", lambda: "Passes every 60 minutes" in page.find("#updates-schedule").text)
+    page.wait("nothing installed", lambda: page.find("#installed-empty").is_displayed())
+    page.wait("no pass yet", lambda: "No pass since" in page.find("#pass-summary").text)
+
+    def status():
+        return page.find("#install-status").text
+
+    def row():
+        return page.row("installed", args.package)
+
+    def pass_row():
+        return page.row("pass", args.package)
+
+    # Enter in the box is Check: a dry run.
+    page.find("#install-name").send_keys(args.package, Keys.ENTER)
+    page.wait("the check's decision", lambda: f"{args.package} none → 1.0" in status())
+    for words in ("signed 40 days ago", "may be hiding newer releases"):
+        if words not in status():
+            raise Failure(f"the check's decision does not say {words!r}: {status()}")
+    if page.find("#install-status .badge").text != "would install":
+        raise Failure(f"the check's badge reads {page.find('#install-status .badge').text!r}")
+    if page.find("#installed").is_displayed():
+        raise Failure("a dry run installed something")
+
+    # Install: the post-install hook holds it until the gate opens.
+    page.find('#install-form button[value="install"]').click()
+    page.wait(
+        "the install's busy state",
+        lambda: page.find("#updates-progress").is_displayed() and f"Installing {args.package}" in status(),
+    )
+    for control in ("#updates-run", "#updates-check", '#install-form button[value="install"]'):
+        if page.find(control).get_attribute("aria-disabled") != "true":
+            raise Failure(f"{control} answers while the install runs")
+    page.shot("updates-installing")
+
+    # Meanwhile, another page sees the pass running, and a second pass is refused (409).
+    first = page.driver.current_window_handle
+    page.driver.switch_to.new_window("tab")
+    page.driver.get(args.url)
+    page.view("updates")
+    page.wait("the other pass, running", lambda: "An update pass is running" in page.find("#updates-status").text)
+    if not page.find("#updates-progress").is_displayed():
+        raise Failure("a pass runs, and the other page shows no progress")
+    page.find("#updates-check").click()
+    refused = page.find("#updates-status")
+    page.wait(
+        "the refusal of a second pass",
+        lambda: "another update pass" in refused.text and "error" in refused.get_attribute("class"),
+    )
+    page.shot("updates-refused")
+    page.driver.close()
+    page.driver.switch_to.window(first)
+
+    open_gate(args.gate)
+    page.wait("1.0 installed", lambda: page.find("#install-status .badge").text == "installed")
+    if f"{args.package} none → 1.0" not in status():
+        raise Failure(f"the install's decision reads {status()!r}")
+    page.wait("1.0 in the installed table", lambda: cell(row(), "version") == "1.0")
+    expected = {"publisher": args.key_id.upper(), "previous": "—", "held": "—"}
+    for name, value in expected.items():
+        if cell(row(), name).upper() != value.upper():
+            raise Failure(f"the installed {name} reads {cell(row(), name)!r}, not {value!r}")
+    if "40 days ago" not in cell(row(), "signed"):
+        raise Failure(f"the installed release reads signed {cell(row(), 'signed')!r}")
+    if any(b.is_displayed() for b in row().find_elements(By.CSS_SELECTOR, "button")):
+        raise Failure("a release with no previous version offers a rollback")
+
+    # A check: 1.0 is the newest release the network shows, and it is old.
+    page.find("#updates-check").click()
+    page.wait("the check to report", lambda: "Checked: 1 up to date" in page.find("#updates-status").text)
+    page.wait("the check in the last pass", lambda: cell(pass_row(), "outcome") == "up to date")
+    age = pass_row().find_element(By.CSS_SELECTOR, ".age")
+    if age.text != "signed 40 days ago" or "age-stale" not in age.get_attribute("class"):
+        raise Failure(f"the newest release's age reads {age.text!r}, class {age.get_attribute('class')!r}")
+    if "hiding newer releases" not in (age.get_attribute("title") or ""):
+        raise Failure(f"the old release's warning explains {age.get_attribute('title')!r}")
+    page.tab_to("the freeze warning", age, page.find("#updates-check"))
+    page.shot("updates-freeze-warning")
+
+    # The publisher shares 1.1.
+    (newer,) = publish(args.next, args.share)
+    page.wait(
+        f"the publisher to share {newer}, signed",
+        lambda: any(f["name"] == newer and f.get("version") == "1.1" for f in shared_by(args.publisher_api)),
+    )
+    # The view refreshed meanwhile (every 2 s; the publisher rescans every 5 s), in place.
+    if page.driver.switch_to.active_element != age:
+        raise Failure("a refresh took the focus from the freeze warning")
+    page.find("#updates-check").click()
+    page.wait("the check to see 1.1", lambda: cell(pass_row(), "outcome") == "would install")
+    if cell(pass_row(), "change") != "1.0 → 1.1" or "Dry run" not in page.find("#pass-summary").text:
+        raise Failure(f"the check reads {pass_row().text!r}; {page.find('#pass-summary').text!r}")
+    age = pass_row().find_element(By.CSS_SELECTOR, ".age")
+    if age.text != "signed 3 days ago" or "age-stale" in age.get_attribute("class"):
+        raise Failure(f"1.1's age reads {age.text!r}, class {age.get_attribute('class')!r}")
+
+    open_gate(args.gate)
+    page.find("#updates-run").click()
+    page.wait("Update now to install 1.1", lambda: cell(pass_row(), "outcome") == "installed")
+    if cell(pass_row(), "change") != "1.0 → 1.1" or "Update pass" not in page.find("#pass-summary").text:
+        raise Failure(f"the pass reads {pass_row().text!r}; {page.find('#pass-summary').text!r}")
+    page.wait("1.1 installed, 1.0 kept", lambda: (cell(row(), "version"), cell(row(), "previous")) == ("1.1", "1.0"))
+    start = page.wait("a Rollback button", lambda: (b := row().find_element(By.CSS_SELECTOR, "button.rollback")).is_displayed() and b)
+    page.shot_whole("updates")
+
+    # Rollback from the keyboard, with a question first, which Escape withdraws.
+    start.send_keys(Keys.ENTER)
+    confirm = page.wait(
+        "the rollback question, focused",
+        lambda: "confirm-rollback" in (page.driver.switch_to.active_element.get_attribute("class") or "")
+        and page.driver.switch_to.active_element,
+    )
+    if confirm.text != "Roll back to 1.0":
+        raise Failure(f"the rollback question's button reads {confirm.text!r}")
+    confirm.send_keys(Keys.ESCAPE)
+    page.wait("Escape to withdraw the question", lambda: page.driver.switch_to.active_element == start)
+    start.send_keys(Keys.ENTER)
+    confirm = page.wait(
+        "the rollback question again",
+        lambda: "confirm-rollback" in (page.driver.switch_to.active_element.get_attribute("class") or "")
+        and page.driver.switch_to.active_element,
+    )
+    page.shot("updates-rollback-question")
+    confirm.send_keys(Keys.ENTER)
+    page.wait("1.0 back, 1.1 held back", lambda: (cell(row(), "version"), cell(row(), "held")) == ("1.0", "1.1"))
+    page.wait(
+        "the rollback's decision",
+        lambda: page.find("#updates-status").text.startswith(f"rolled back {args.package} 1.1 → 1.0: "),
+    )
+    if status():
+        raise Failure(f"the install's answer stays, out of date: {status()!r}")
+    focused = page.driver.switch_to.active_element
+    if focused != row().find_element(By.CSS_SELECTOR, "button.rollback") or focused.text != "Return to 1.1":
+        raise Failure(f"after the rollback, the focus is on {focused.get_attribute('outerHTML')[:80]}")
+    page.shot_whole("updates-rolled-back")
+
+    page.check_keyboard_and_labels()
+    page.check_nothing_from_elsewhere()
+    page.check_console()
+
+    page.driver.set_window_size(*PHONE)
+    page.check_no_horizontal_scroll("updates")
+    page.shot_whole("updates-phone")
+    focused.send_keys(Keys.ENTER)
+    page.wait("the rollback question on a phone", lambda: row().find_element(By.CSS_SELECTOR, ".confirm").is_displayed())
+    page.check_no_horizontal_scroll("updates")
+    page.shot("updates-phone-question")
+    page.driver.switch_to.active_element.send_keys(Keys.ESCAPE)
+    page.driver.set_window_size(*DESKTOP)
+    page.driver.execute_cdp_cmd(
+        "Emulation.setEmulatedMedia", {"features": [{"name": "prefers-color-scheme", "value": "dark"}]}
+    )
+    page.shot("updates-dark")
+
+
+SCENARIOS = {"download": scenario_download, "verdicts": scenario_verdicts, "updates": scenario_updates}
 
 
 def main():
@@ -423,6 +621,11 @@ def main():
     parser.add_argument("--key-id")
     parser.add_argument("--genuine")
     parser.add_argument("--fake")
+    parser.add_argument("--package")
+    parser.add_argument("--gate")
+    parser.add_argument("--next")
+    parser.add_argument("--share")
+    parser.add_argument("--publisher-api")
     args = parser.parse_args()
     os.makedirs(args.screenshots, exist_ok=True)
     page = Page(args)
