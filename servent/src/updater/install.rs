@@ -224,8 +224,9 @@ impl InstallDir {
             .ok_or_else(|| InstallError::Refused(format!("{name} has no previous version to roll back to")))?;
         let kept = self.previous_dir(name).join(&previous.file);
         let signature = fs::read_to_string(signature_path(&kept)).map_err(io_error("read", &kept))?;
+        // The version brought back is wanted again; the one left is not.
         let mut held_back = installed.held_back.clone();
-        held_back.retain(|v| *v != installed.current.version);
+        held_back.retain(|v| *v != installed.current.version && *v != previous.version);
         held_back.push(installed.current.version.clone());
         let first = held_back.len().saturating_sub(MAX_HELD_BACK);
         held_back.drain(..first);
@@ -465,6 +466,11 @@ mod tests {
         assert!(!f.dir.join("SEBLINUX-base-1.1.tar").exists());
         let now = install.get("SEBLINUX-base").unwrap();
         assert_eq!((&now.current, now.held_back.as_slice()), (&v10, ["1.1".to_string()].as_slice()));
+        // Rolling "back" again returns to 1.1, which is then wanted, and 1.0 is not.
+        install.rollback("SEBLINUX-base").unwrap();
+        let now = install.get("SEBLINUX-base").unwrap();
+        assert_eq!((&now.current, now.held_back.as_slice()), (&v11, ["1.0".to_string()].as_slice()));
+        install.rollback("SEBLINUX-base").unwrap();
         let listed: Vec<String> =
             fs::read_dir(&f.dir).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
         assert_eq!(listed.len(), 3, "the file, its signature and .servent: {listed:?}");
