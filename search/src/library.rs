@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use crate::catalog::{Catalog, Change, Entry};
 use crate::index::{IndexUpdate, NameIndex};
 use crate::scan::{self, Found};
-use crate::{hash_reader, Error, Query, ScanReport, SharedFile, Sidecar, Signed, Urn};
+use crate::{hash_reader, Digests, Error, Query, ScanReport, SharedFile, Sidecar, Signed, Urn};
 
 /// The hash cache, in the data folder.
 const CACHE_FILE: &str = "hashes.jsonl";
@@ -133,6 +133,26 @@ impl Library {
             return Ok(report);
         }
         let result = self.update(to_hash, removed, &mut report);
+        state.out_of_step = result.is_err();
+        result.map(|()| report)
+    }
+
+    /// Shares the file at `path` whose digests are already known (a download
+    /// that was just verified), without reading it again; its signature
+    /// beside it is read. The file must lie in a folder the rescans share,
+    /// or the next rescan forgets it. A file that is not as described (its
+    /// size differs) is left to the next rescan, which hashes it.
+    pub fn add_hashed(&self, path: &Path, digests: Digests, size: u64) -> Result<ScanReport, Error> {
+        let mut state = self.scanning.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut report = ScanReport { errors: std::mem::take(&mut state.notes), ..ScanReport::default() };
+        let path = fs::canonicalize(path).map_err(Error::io("find", path))?;
+        let Some(found) = scan::found(&path) else { return Ok(report) };
+        if found.size != size {
+            return Ok(report);
+        }
+        let known_as = self.read_catalog().by_path(&path).map(|entry| entry.file.index);
+        let digests = Some((digests.sha1_urn(), digests.sha256_urn(), size));
+        let result = self.update(vec![ToHash { path, found, known_as, digests }], Vec::new(), &mut report);
         state.out_of_step = result.is_err();
         result.map(|()| report)
     }
@@ -524,6 +544,26 @@ mod tests {
         scanned(&library, dir.path());
         assert_eq!(library.files()[0].signature, None);
         assert_eq!(scanned(&library, dir.path()).unchanged, 1);
+    }
+
+    #[test]
+    fn a_file_added_with_its_digests_is_shared_and_not_hashed_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let library = Library::in_memory().unwrap();
+        let path = share(dir.path(), "SEBLINUX-base-1.0.tar", "verified bytes");
+        sign(&path, "SEBLINUX-base", &["SEBLINUX"]);
+        let (digests, size) = crate::hash_reader(&b"verified bytes"[..]).unwrap();
+        let report = library.add_hashed(&path, digests, size).unwrap();
+        assert_eq!(report.added, 1);
+        assert_eq!(names(&library, "seblinux base"), ["SEBLINUX-base-1.0.tar"]);
+        assert!(matches!(library.files()[0].signature, Some(Sidecar::Signed(_))));
+        assert_eq!(scanned(&library, dir.path()).unchanged, 1);
+
+        // Digests given for bytes that are not there: the file is left to the rescan.
+        let other = share(dir.path(), "other.tar", "other");
+        assert_eq!(library.add_hashed(&other, digests, size).unwrap().added, 0);
+        assert_eq!(scanned(&library, dir.path()).added, 1);
+        assert_eq!(library.by_urn(&digests.sha256_urn()).unwrap().name, "SEBLINUX-base-1.0.tar");
     }
 
     #[test]

@@ -134,6 +134,19 @@ impl Found {
     }
 }
 
+/// How a walk would see the file at `path`, its signature included; `None`
+/// when it is not a regular file (or is gone).
+pub(crate) fn found(path: &Path) -> Option<Found> {
+    let mut found = fs::metadata(path).ok().and_then(|metadata| found_file(&metadata).ok().flatten())?;
+    let mut signature = path.as_os_str().to_owned();
+    signature.push(SIGNATURE_SUFFIX);
+    found.signature = fs::metadata(signature)
+        .ok()
+        .and_then(|metadata| found_file(&metadata).ok().flatten())
+        .map(|sig| Stamp { size: sig.size, mtime_ns: sig.mtime_ns });
+    Some(found)
+}
+
 /// The file's size and modification time, if it is a regular file.
 fn found_file(metadata: &Metadata) -> std::io::Result<Option<Found>> {
     if !metadata.is_file() {

@@ -32,7 +32,9 @@ use crate::hostcache::{self, HostCache, Origin};
 use crate::routing::{self, Action, Counters, LocalHost, PeerId, Router};
 use crate::searches::{SearchResult, Searches};
 use crate::transfer::alt::AltLocations;
-use crate::transfer::download::{DownloadError, DownloadId, DownloadRequest, Downloads, DownloadsConfig, Keep};
+use crate::transfer::download::{
+    DownloadError, DownloadId, DownloadRequest, DownloadSnapshot, Downloads, DownloadsConfig, Keep,
+};
 use crate::transfer::magnet::Magnet;
 use crate::transfer::upload::Uploads;
 use crate::trust::{self, Content, Judgement, KeyEntry, SharedTrust, TrustError, TrustStore, Verdict};
@@ -512,9 +514,9 @@ pub async fn start(config: Config) -> Result<NodeHandle, NodeError> {
                 shares.push(finished.clone());
             }
             let config = DownloadsConfig::new(partial, finished);
-            let rescan_now = rescan_now.clone();
-            let downloads = Downloads::spawn(config, alt, trust.clone(), move |_| {
-                let _ = rescan_now.try_send(());
+            let (rescan_now, library) = (rescan_now.clone(), library.clone());
+            let downloads = Downloads::spawn(config, alt, trust.clone(), move |done| {
+                share_downloaded(&library, done, rescan_now.clone());
             });
             let resumed = downloads.resume_all().await.unwrap_or_default();
             for problem in &resumed.problems {
@@ -638,6 +640,25 @@ impl LibraryVerdicts {
 
 fn kbytes(bytes: u64) -> u32 {
     u32::try_from(bytes / 1024).unwrap_or(u32::MAX)
+}
+
+/// Shares a verified download at once with the digests its check computed,
+/// rather than hashing it again at the next rescan, then wakes the rescan
+/// (which finds it known).
+fn share_downloaded(library: &Arc<search::Library>, done: &DownloadSnapshot, rescan: Sender<()>) {
+    let known = match (&done.path, done.sha1, done.sha256) {
+        (Some(path), Some(Urn::Sha1(sha1)), Some(Urn::Sha256(sha256))) => Some((path.clone(), sha1, sha256)),
+        _ => None,
+    };
+    let (library, size) = (library.clone(), done.size);
+    task::spawn_blocking(move || {
+        if let Some((path, sha1, sha256)) = known {
+            if let Err(e) = library.add_hashed(&path, search::Digests { sha1, sha256 }, size) {
+                log(format_args!("cannot share {}: {e}", path.display()));
+            }
+        }
+        let _ = rescan.try_send(());
+    });
 }
 
 /// Writes one line to the log (standard error).

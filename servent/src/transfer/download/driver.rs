@@ -519,7 +519,13 @@ impl Driver {
         if let Some(why) = refusal(&judgement, self.keep) {
             return Some(self.reject(why).await);
         }
-        self.published.lock().unwrap_or_else(PoisonError::into_inner).judgement = Some(judgement.clone());
+        {
+            let mut published = self.published.lock().unwrap_or_else(PoisonError::into_inner);
+            published.judgement = Some(judgement.clone());
+            // Both are known now, whichever the request named.
+            published.sha1 = Some(digests.sha1_urn());
+            published.sha256 = Some(digests.sha256_urn());
+        }
         let (part_path, dir) = (self.part.path().to_path_buf(), self.config.downloads_dir.clone());
         let name = finish::safe_name(&self.name, &self.key.base32());
         let size = self.plan.size();
