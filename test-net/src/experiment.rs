@@ -14,8 +14,10 @@
 //! For each, the counters of every servent are read before and after:
 //! messages are the Query descriptors written to sockets, duplicates the
 //! Queries dropped as already seen, both summed over all nodes. A query is
-//! over when no servent has sent a Query for [`Settings::quiet`] (checked
-//! every [`POLL`]); that quiet period is the measurement's only timing
+//! over when no servent has sent a Query, and no QueryHit has reached the
+//! asking node, for [`Settings::quiet`] (checked every [`POLL`]): the hits
+//! of the farthest holders travel back after the flood has died out. That
+//! quiet period is the measurement's only timing
 //! assumption, and a query that never goes quiet gives up after
 //! [`SETTLE_LIMIT`] and is counted as unsettled. The expanding ring's
 //! first-hit latency is the time its unsuccessful rings took (each until
@@ -676,7 +678,7 @@ impl Session<'_> {
             }
             Err(source) => return Err(self.node_error(origin, source)),
         }
-        self.settle(Instant::now()).await?;
+        self.settle(Instant::now(), None).await?;
         Ok(fetch)
     }
 
@@ -763,8 +765,8 @@ impl Session<'_> {
         })
     }
 
-    /// Waits until no servent has sent a Query for the quiet period, then
-    /// reads the search's results.
+    /// Waits until no servent has sent a Query and no QueryHit has reached
+    /// `origin` for the quiet period, then reads the search's results.
     async fn finish(
         &self,
         origin: usize,
@@ -772,7 +774,7 @@ impl Session<'_> {
         guid: servent::wire::Guid,
         sent: Instant,
     ) -> Result<Round, Error> {
-        let (after, settled) = self.settle(sent).await?;
+        let (after, settled) = self.settle(sent, Some((origin, node, guid))).await?;
         let elapsed = sent.elapsed();
         let results = node
             .search_results(guid)
@@ -782,20 +784,28 @@ impl Session<'_> {
         Ok(Round { results, after, elapsed, settled })
     }
 
-    /// Waits until no servent has sent a Query for the quiet period, or
-    /// until [`SETTLE_LIMIT`] after `since`; returns the counters then, and
-    /// whether the network went quiet.
-    async fn settle(&self, since: Instant) -> Result<(Snapshot, bool), Error> {
+    /// Waits until no servent has sent a Query (and, given a search as
+    /// `(node index, node, id)`, no QueryHit has reached it) for the quiet
+    /// period, or until [`SETTLE_LIMIT`] after `since`; returns the counters
+    /// then, and whether the network went quiet.
+    async fn settle(
+        &self,
+        since: Instant,
+        search: Option<(usize, &NodeHandle, servent::wire::Guid)>,
+    ) -> Result<(Snapshot, bool), Error> {
         let mut after = self.net.snapshot().await?;
+        let mut received = self.hits_received(search).await?;
         let mut changed = Instant::now();
         loop {
             check_cancel(self.cancel)?;
             task::sleep(POLL).await;
             let now = self.net.snapshot().await?;
-            if now.total().queries_sent != after.total().queries_sent {
+            let now_received = self.hits_received(search).await?;
+            if now.total().queries_sent != after.total().queries_sent || now_received != received {
                 changed = Instant::now();
             }
             after = now;
+            received = now_received;
             if changed.elapsed() >= self.settings.quiet {
                 return Ok((after, true));
             }
@@ -803,6 +813,13 @@ impl Session<'_> {
                 return Ok((after, false));
             }
         }
+    }
+
+    /// QueryHits a search has received so far; 0 without a search.
+    async fn hits_received(&self, search: Option<(usize, &NodeHandle, servent::wire::Guid)>) -> Result<u64, Error> {
+        let Some((index, node, id)) = search else { return Ok(0) };
+        let results = node.search_results(id).await.map_err(|source| self.node_error(index, source))?;
+        Ok(results.map_or(0, |r| r.hits_received))
     }
 
     fn node_error(&self, index: usize, source: NodeError) -> Error {
