@@ -9,7 +9,7 @@
 //! Each query is then measured twice on the same network:
 //! - **flooding** with the run's TTL, the baseline;
 //! - **expanding ring**: TTL 1, then 2, 3… up to the run's TTL, each ring a
-//!   new Query, until a ring brings at least one result naming the item.
+//!   new Query, until a ring brings the genuine item.
 //!
 //! For each, the counters of every servent are read before and after:
 //! messages are the Query descriptors written to sockets, duplicates the

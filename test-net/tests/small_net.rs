@@ -60,12 +60,18 @@ fn fakes_are_flagged_before_download_and_never_kept() {
     assert_eq!(summary.fakes_accepted, 0, "{summary}");
     assert_eq!((summary.downloads_attempted, summary.downloads_verified), (6, 6), "{summary}");
     assert_eq!((summary.downloads_refused, summary.downloads_failed), (0, 0), "{summary}");
+    // A flood of TTL k sends at most d + d(d-1) + … + d(d-1)^(k-1) Queries.
+    let degree = settings.degree as u64;
+    let flood_bound = |ttl: u8| (0..u32::from(ttl)).map(|j| degree * (degree - 1).pow(j)).sum::<u64>();
     for record in &records {
         let fetch = record.fetch.as_ref().unwrap();
         assert_eq!(fetch.best, Some(Verdict::Verified), "{record:?}");
         assert_eq!(fetch.download, Download::KeptGenuine, "{record:?}");
+        // Each download re-queries the whole network by URN before the
+        // ring starts (some 60 Queries here): none of them is counted.
+        let ring = record.ring.as_ref().unwrap();
+        assert!(ring.messages <= (1..=ring.ttl).map(flood_bound).sum(), "{record:?}");
     }
-    // The downloads' re-queries are counted against no query.
     let bound = (settings.nodes * settings.degree) as f64;
     assert!(summary.messages_per_query < bound, "{summary}");
     assert_eq!((summary.flood.unsettled, summary.ring.unsettled), (0, 0), "{summary}");
