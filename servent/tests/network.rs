@@ -6,7 +6,7 @@ mod common;
 use std::time::Duration;
 
 use async_std::task;
-use common::{raw_peer, share, start, wait_connected, wait_for, wait_indexed, RawPeer};
+use common::{raw_peer, share, start, start_with, wait_connected, wait_for, wait_indexed, RawPeer};
 use servent::node::NodeHandle;
 use servent::routing::Drop;
 use servent::searches::SearchResult;
@@ -332,5 +332,22 @@ fn host_cache_survives_a_restart() {
         for node in [a, b] {
             node.shutdown().await;
         }
+    });
+}
+
+#[test]
+fn servent_without_a_data_dir_rescans_only_at_its_interval() {
+    task::block_on(async {
+        let shared = share(&[("alpha.txt", b"alpha")]);
+        let node =
+            start_with(&[], Some(shared.path()), |config| config.rescan_interval = Duration::from_secs(3600)).await;
+        wait_indexed(&node, "alpha", 1).await;
+        // A rescan without pause would share this within milliseconds; the
+        // next one is an hour away.
+        std::fs::write(shared.path().join("beta.txt"), b"beta").unwrap();
+        task::sleep(Duration::from_secs(1)).await;
+        let query = search::Query { words: "beta".into(), urns: Vec::new(), limit: 10 };
+        assert!(node.library().search(&query).unwrap().is_empty());
+        node.shutdown().await;
     });
 }

@@ -21,6 +21,7 @@ use std::str::FromStr;
 use rand::distributions::{Distribution as _, WeightedIndex};
 use rand::seq::index;
 use rand::Rng;
+use search::Urn;
 
 /// The Zipf exponent of item popularity: the i-th most popular item is
 /// asked for in proportion to 1 / i^ZIPF_EXPONENT.
@@ -72,6 +73,10 @@ pub struct Item {
     pub query: String,
     /// The file's bytes, different for every item.
     pub contents: Vec<u8>,
+    /// The `urn:sha1:` of those bytes, what a download asks for.
+    pub sha1: Urn,
+    /// The `urn:sha256:` of those bytes, what tells the genuine file from a fake.
+    pub sha256: Urn,
     /// The nodes that share it, in increasing order.
     pub holders: Vec<usize>,
 }
@@ -87,10 +92,12 @@ pub struct Catalog {
 
 impl Catalog {
     /// A catalog of `items` files over `nodes` nodes, each held on average
-    /// by `replication × nodes` of them (at least one, at most all).
+    /// by `replication × nodes` of them (at least one, at most all), all
+    /// among the `eligible` nodes (those that are not fakers).
     pub fn generate(
         items: usize,
         nodes: usize,
+        eligible: &[usize],
         replication: f64,
         distribution: Distribution,
         rng: &mut impl Rng,
@@ -98,7 +105,7 @@ impl Catalog {
         if items == 0 || items > MAX_ITEMS {
             return Err(format!("a catalog has from 1 to {MAX_ITEMS} items, not {items}"));
         }
-        if nodes == 0 {
+        if eligible.is_empty() || eligible.iter().any(|&n| n >= nodes) {
             return Err("a catalog needs at least one node to hold it".into());
         }
         if !(replication > 0.0 && replication <= 1.0) {
@@ -115,17 +122,22 @@ impl Catalog {
         let mut shared = vec![Vec::new(); nodes];
         let mut catalog_items = Vec::with_capacity(items);
         for (i, weight) in copies.iter().enumerate() {
-            let count = ((weight * scale).round() as usize).clamp(1, nodes);
-            let mut holders = index::sample(rng, nodes, count).into_vec();
+            let count = ((weight * scale).round() as usize).clamp(1, eligible.len());
+            let mut holders: Vec<usize> =
+                index::sample(rng, eligible.len(), count).into_iter().map(|i| eligible[i]).collect();
             holders.sort_unstable();
             for &holder in &holders {
                 shared[holder].push(i);
             }
             let number = format!("{i:0width$}");
+            let contents = format!("SEBLINUX-pkg-{number}-1.0: test-net catalog item {i}\n").into_bytes();
+            let (digests, _) = search::hash_reader(&contents[..]).map_err(|e| format!("cannot hash item {i}: {e}"))?;
             catalog_items.push(Item {
                 name: format!("SEBLINUX-pkg-{number}-1.0.tar"),
                 query: format!("SEBLINUX pkg {number}"),
-                contents: format!("SEBLINUX-pkg-{number}-1.0: test-net catalog item {i}\n").into_bytes(),
+                contents,
+                sha1: digests.sha1_urn(),
+                sha256: digests.sha256_urn(),
                 holders,
             });
         }
@@ -155,9 +167,15 @@ mod tests {
     use rand::rngs::StdRng;
     use rand::SeedableRng;
 
+    fn all(nodes: usize) -> Vec<usize> {
+        (0..nodes).collect()
+    }
+
     #[test]
     fn uniform_catalog_gives_every_item_the_same_copies() {
-        let catalog = Catalog::generate(100, 1000, 0.01, Distribution::Uniform, &mut StdRng::seed_from_u64(7)).unwrap();
+        let catalog =
+            Catalog::generate(100, 1000, &all(1000), 0.01, Distribution::Uniform, &mut StdRng::seed_from_u64(7))
+                .unwrap();
         assert!(catalog.items().iter().all(|item| item.holders.len() == 10));
         assert_eq!(catalog.items()[7].name, "SEBLINUX-pkg-007-1.0.tar");
         assert_eq!(catalog.items()[7].query, "SEBLINUX pkg 007");
@@ -167,7 +185,8 @@ mod tests {
 
     #[test]
     fn every_query_matches_exactly_its_item() {
-        let catalog = Catalog::generate(1200, 50, 0.1, Distribution::Uniform, &mut StdRng::seed_from_u64(1)).unwrap();
+        let catalog =
+            Catalog::generate(1200, 50, &all(50), 0.1, Distribution::Uniform, &mut StdRng::seed_from_u64(1)).unwrap();
         for item in catalog.items() {
             let words = search::keywords(&item.query);
             let matching = catalog
@@ -185,8 +204,8 @@ mod tests {
     #[test]
     fn square_root_replication_sits_between_uniform_and_proportional() {
         let rng = &mut StdRng::seed_from_u64(2);
-        let sqrt = Catalog::generate(100, 1000, 0.01, Distribution::Sqrt, rng).unwrap();
-        let zipf = Catalog::generate(100, 1000, 0.01, Distribution::Zipf, rng).unwrap();
+        let sqrt = Catalog::generate(100, 1000, &all(1000), 0.01, Distribution::Sqrt, rng).unwrap();
+        let zipf = Catalog::generate(100, 1000, &all(1000), 0.01, Distribution::Zipf, rng).unwrap();
         let copies = |c: &Catalog, i: usize| c.items()[i].holders.len();
         assert!(copies(&zipf, 0) > copies(&sqrt, 0));
         assert!(copies(&sqrt, 0) > 10);
@@ -196,7 +215,8 @@ mod tests {
 
     #[test]
     fn popular_items_are_drawn_more_often() {
-        let catalog = Catalog::generate(100, 100, 0.05, Distribution::Zipf, &mut StdRng::seed_from_u64(3)).unwrap();
+        let catalog =
+            Catalog::generate(100, 100, &all(100), 0.05, Distribution::Zipf, &mut StdRng::seed_from_u64(3)).unwrap();
         let rng = &mut StdRng::seed_from_u64(4);
         let draws: Vec<usize> = (0..10_000).map(|_| catalog.draw(rng)).collect();
         let first = draws.iter().filter(|&&i| i == 0).count();
@@ -205,11 +225,27 @@ mod tests {
     }
 
     #[test]
+    fn only_eligible_nodes_hold_copies_and_every_item_has_its_hashes() {
+        let eligible: Vec<usize> = (0..100).filter(|n| n % 10 != 0).collect();
+        let catalog =
+            Catalog::generate(50, 100, &eligible, 0.2, Distribution::Uniform, &mut StdRng::seed_from_u64(6)).unwrap();
+        for item in catalog.items() {
+            assert_eq!(item.holders.len(), 20);
+            assert!(item.holders.iter().all(|h| h % 10 != 0), "{:?}", item.holders);
+            let (digests, _) = search::hash_reader(&item.contents[..]).unwrap();
+            assert_eq!((item.sha1, item.sha256), (digests.sha1_urn(), digests.sha256_urn()));
+        }
+        assert!((0..100).step_by(10).all(|n| catalog.shared_by(n).is_empty()));
+    }
+
+    #[test]
     fn bad_catalogs_are_refused() {
         let rng = &mut StdRng::seed_from_u64(0);
-        assert!(Catalog::generate(0, 10, 0.1, Distribution::Uniform, rng).is_err());
-        assert!(Catalog::generate(10, 10, 0.0, Distribution::Uniform, rng).is_err());
-        assert!(Catalog::generate(10, 10, 1.5, Distribution::Uniform, rng).is_err());
-        assert!(Catalog::generate(10, 10, f64::NAN, Distribution::Uniform, rng).is_err());
+        assert!(Catalog::generate(0, 10, &all(10), 0.1, Distribution::Uniform, rng).is_err());
+        assert!(Catalog::generate(10, 10, &all(10), 0.0, Distribution::Uniform, rng).is_err());
+        assert!(Catalog::generate(10, 10, &all(10), 1.5, Distribution::Uniform, rng).is_err());
+        assert!(Catalog::generate(10, 10, &all(10), f64::NAN, Distribution::Uniform, rng).is_err());
+        assert!(Catalog::generate(10, 10, &[], 0.1, Distribution::Uniform, rng).is_err());
+        assert!(Catalog::generate(10, 10, &[10], 0.1, Distribution::Uniform, rng).is_err());
     }
 }

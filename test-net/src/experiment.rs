@@ -9,18 +9,33 @@
 //! Each query is then measured twice on the same network:
 //! - **flooding** with the run's TTL, the baseline;
 //! - **expanding ring**: TTL 1, then 2, 3… up to the run's TTL, each ring a
-//!   new Query, until a ring brings at least one result naming the item.
+//!   new Query, until a ring brings the genuine item.
 //!
 //! For each, the counters of every servent are read before and after:
 //! messages are the Query descriptors written to sockets, duplicates the
 //! Queries dropped as already seen, both summed over all nodes. A query is
-//! over when no servent has sent a Query for [`Settings::quiet`] (checked
-//! every [`POLL`]); that quiet period is the measurement's only timing
+//! over when no servent has sent a Query, and no QueryHit has reached the
+//! asking node, for [`Settings::quiet`] (checked every [`POLL`]): the hits
+//! of the farthest holders travel back after the flood has died out. That
+//! quiet period is the measurement's only timing
 //! assumption, and a query that never goes quiet gives up after
 //! [`SETTLE_LIMIT`] and is counted as unsettled. The expanding ring's
 //! first-hit latency is the time its unsuccessful rings took (each until
 //! quiet, as a real servent would wait a timeout) plus the first hit of the
 //! ring that succeeded.
+//!
+//! Success means the genuine item was found: a result with its SHA-256,
+//! not merely its name, which fakers answer with too.
+//!
+//! When the network has fakers ([`Settings::fakes`]), the asking node, once
+//! its flood is quiet, picks its best result for the item (the highest
+//! verdict: verified, untrusted, unsigned, fake) and downloads it as a
+//! SEBLINUX user does, keeping only verified content
+//! ([`Keep::Verified`]); the harness then compares the kept bytes with the
+//! genuine item's ([`Fetch`]). A download makes the servent re-query the
+//! network by URN: the harness waits for that Query to leave and for the
+//! network to go quiet again before it measures anything else, so that
+//! traffic is counted against no query.
 //!
 //! Churn happens on the query clock: nodes due back rejoin before a step's
 //! query; nodes due to leave are stopped right after the step's flood is
@@ -32,6 +47,8 @@
 //! first queries are asked again by flooding, each given [`ATTACK_WAIT`] to
 //! find its item.
 
+use std::cmp::Reverse;
+use std::collections::BTreeSet;
 use std::net::SocketAddrV4;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -39,15 +56,19 @@ use std::time::{Duration, Instant};
 
 use async_std::task;
 use rand::rngs::StdRng;
-use rand::seq::SliceRandom;
+use rand::seq::{index, SliceRandom};
 use rand::SeedableRng;
 use serde::Serialize;
-use servent::node::{NodeHandle, SearchSnapshot};
+use servent::node::{NodeError, NodeHandle, SearchSnapshot};
 use servent::routing::Drop as DropReason;
+use servent::searches::SearchResult;
+use servent::transfer::download::{DownloadState, Keep};
+use servent::trust::Verdict;
 
 use crate::catalog::{Catalog, Distribution, Item};
 use crate::churn::Schedule;
-use crate::net::{check_cancel, Net, NodeCounts, Snapshot};
+use crate::content::Content;
+use crate::net::{check_cancel, Net, NetConfig, NodeCounts, Snapshot};
 use crate::topology::{Shape, Topology};
 use crate::{rss_mb, Error, Settings};
 
@@ -63,6 +84,9 @@ pub const ATTACK_WAIT: Duration = Duration::from_secs(5);
 /// are over: three times the burst its neighbours allow, so the attack
 /// always outruns their allowance.
 pub const FLOOD_MINIMUM: u64 = 3 * servent::routing::QUERY_BURST as u64;
+/// The longest a download may take before it is cancelled and counted as
+/// failed (the servent itself waits minutes for a source to come back).
+pub const DOWNLOAD_LIMIT: Duration = Duration::from_secs(30);
 
 /// One query to ask: who asks, for what.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -86,6 +110,9 @@ pub struct Plan {
     pub churn: Schedule,
     /// The node that floods, if any.
     pub flooder: Option<usize>,
+    /// The nodes that answer with fakes, in increasing order; they hold no
+    /// genuine file, never ask and never churn.
+    pub fakers: Vec<usize>,
 }
 
 impl Plan {
@@ -95,12 +122,23 @@ impl Plan {
         let rng = &mut StdRng::seed_from_u64(settings.seed);
         let topology =
             Topology::generate(settings.topology, settings.nodes, settings.degree, rng).map_err(Error::Settings)?;
-        let catalog =
-            Catalog::generate(settings.catalog, settings.nodes, settings.replication, settings.distribution, rng)
-                .map_err(Error::Settings)?;
-        let all: Vec<usize> = (0..settings.nodes).collect();
-        let flooder = if settings.flooder { all.choose(rng).copied() } else { None };
-        let candidates: Vec<usize> = all.iter().copied().filter(|&n| Some(n) != flooder).collect();
+        let mut fakers = match settings.fakes {
+            0 => Vec::new(),
+            fakes => index::sample(rng, settings.nodes, fakes).into_vec(),
+        };
+        fakers.sort_unstable();
+        let honest: Vec<usize> = (0..settings.nodes).filter(|n| fakers.binary_search(n).is_err()).collect();
+        let catalog = Catalog::generate(
+            settings.catalog,
+            settings.nodes,
+            &honest,
+            settings.replication,
+            settings.distribution,
+            rng,
+        )
+        .map_err(Error::Settings)?;
+        let flooder = if settings.flooder { honest.choose(rng).copied() } else { None };
+        let candidates: Vec<usize> = honest.iter().copied().filter(|&n| Some(n) != flooder).collect();
         let churn = Schedule::generate(&candidates, settings.churn, settings.queries, rng).map_err(Error::Settings)?;
         let mut live = vec![true; settings.nodes];
         let mut queries = Vec::with_capacity(settings.queries);
@@ -119,7 +157,12 @@ impl Plan {
                 live[node] = false;
             }
         }
-        Ok(Plan { topology, catalog, queries, churn, flooder })
+        Ok(Plan { topology, catalog, queries, churn, flooder, fakers })
+    }
+
+    /// The items asked for, each once, in catalog order: what fakers fake.
+    pub fn asked_items(&self) -> Vec<usize> {
+        self.queries.iter().map(|q| q.item).collect::<BTreeSet<_>>().into_iter().collect()
     }
 }
 
@@ -128,7 +171,7 @@ impl Plan {
 pub struct Outcome {
     /// The TTL of the flood, or of the ring that ended the expanding ring.
     pub ttl: u8,
-    /// Whether at least one result named the item.
+    /// Whether a result was the genuine item (its SHA-256, not just its name).
     pub success: bool,
     /// Query descriptors written to sockets, all nodes together.
     pub messages: u64,
@@ -139,7 +182,7 @@ pub struct Outcome {
     pub first_hit_ms: Option<f64>,
     /// QueryHit messages that reached the asking node.
     pub hits: u64,
-    /// Distinct nodes named as sources of the item.
+    /// Nodes named as sources of the genuine item.
     pub sources: usize,
     /// Queries dropped anywhere as over a neighbour's allowance (0 unless
     /// the run asks faster than the servents' rate limits allow).
@@ -163,7 +206,8 @@ pub struct QueryRecord {
     pub item: String,
     /// What was typed.
     pub query: String,
-    /// Nodes holding the item.
+    /// Nodes planned to hold the item (in runs with fakers, askers that
+    /// downloaded it share it too).
     pub copies: usize,
     /// Whether one of them was up when the query started.
     pub available: bool,
@@ -172,6 +216,44 @@ pub struct QueryRecord {
     /// The expanding ring; absent in a TTL sweep.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ring: Option<Outcome>,
+    /// The download of the best result after the flood, in runs with fakers.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fetch: Option<Fetch>,
+}
+
+/// What an asking node made of its flood's results in a run with fakers.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Fetch {
+    /// Results for the item whose SHA-256 is not the genuine one's.
+    pub fakes_seen: u64,
+    /// Of those, the ones judged anything but verified before any download.
+    pub fakes_flagged: u64,
+    /// The verdict of the best result, the one asked for.
+    pub best: Option<Verdict>,
+    /// What came of it.
+    pub download: Download,
+    /// Why it was refused or failed, as the servent said.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+    /// Milliseconds from asking for the download until it ended.
+    pub download_ms: Option<f64>,
+}
+
+/// How the download of the best result ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Download {
+    /// There was no result for the item to download.
+    NoResult,
+    /// The servent refused before fetching a byte: the best result was not verified.
+    Refused,
+    /// Kept, and its bytes are the genuine item's.
+    KeptGenuine,
+    /// Kept, and its bytes are not the genuine item's: a fake accepted.
+    KeptFake,
+    /// Started and not kept: it failed its checks, lost its sources, or took
+    /// longer than [`DOWNLOAD_LIMIT`].
+    Failed,
 }
 
 /// A strategy's results over many queries.
@@ -311,10 +393,23 @@ pub struct Summary {
     pub median_first_hit_ms: Option<f64>,
     /// Flooding's 95th-percentile first-hit latency.
     pub p95_first_hit_ms: Option<f64>,
-    /// Fakes downloaded and kept: none, as no node serves fakes yet.
-    pub fakes_accepted: u64,
-    /// Fakes recognised before download: none, as no node serves fakes yet.
+    /// Nodes that answered with fakes.
+    pub fakers: usize,
+    /// Fake results the askers saw after their floods (results for the
+    /// item whose SHA-256 is not the genuine one), summed over queries.
+    pub fakes_seen: u64,
+    /// Of those, the ones judged anything but verified before any download.
     pub fakes_flagged: u64,
+    /// Downloads kept whose bytes are not the genuine item's: must be 0.
+    pub fakes_accepted: u64,
+    /// Downloads asked for (one per query that found any result for its item).
+    pub downloads_attempted: u64,
+    /// Of those, kept as verified with the genuine bytes.
+    pub downloads_verified: u64,
+    /// Of those, refused by the servent before fetching: the best result was not verified.
+    pub downloads_refused: u64,
+    /// Of those, started and not kept.
+    pub downloads_failed: u64,
     /// Queries whose item had a holder up when asked, as a fraction.
     pub available_rate: f64,
     /// Flooding with the run's TTL.
@@ -364,7 +459,9 @@ pub async fn run(
 ) -> Result<Summary, Error> {
     let plan = Plan::new(settings)?;
     let began = Instant::now();
-    let mut net = Net::start(&plan.topology, &plan.catalog, settings.port, cancel).await?;
+    let content = Content::new(&plan.catalog, &plan.fakers, &plan.asked_items())?;
+    let config = NetConfig { port: settings.port, trust: vec![content.trusted()], downloads: !plan.fakers.is_empty() };
+    let mut net = Net::start(&plan.topology, &plan.catalog, &content, config, cancel).await?;
     let network = facts(settings, &plan, began.elapsed());
     let mut session = Session { settings, plan: &plan, net: &mut net, cancel };
     let result = session.queries(&mut on_query).await;
@@ -377,15 +474,15 @@ pub async fn run(
 }
 
 /// Runs the plan's queries by flooding once per TTL in `ttls`, on one
-/// network. Churn and the flooder are not part of a sweep.
+/// network. Churn, fakers and the flooder are not part of a sweep.
 pub async fn sweep(
     settings: &Settings,
     ttls: std::ops::RangeInclusive<u8>,
     cancel: &AtomicBool,
     mut on_query: impl FnMut(u8, &QueryRecord),
 ) -> Result<SweepSummary, Error> {
-    if settings.churn > 0.0 || settings.flooder {
-        return Err(Error::Settings("a TTL sweep runs without churn and without the flooder".into()));
+    if settings.churn > 0.0 || settings.flooder || settings.fakes > 0 {
+        return Err(Error::Settings("a TTL sweep runs without churn, fakes and the flooder".into()));
     }
     if ttls.is_empty() || *ttls.start() == 0 || *ttls.end() > crate::MAX_TTL {
         return Err(Error::Settings(format!(
@@ -397,7 +494,9 @@ pub async fn sweep(
     }
     let plan = Plan::new(settings)?;
     let began = Instant::now();
-    let mut net = Net::start(&plan.topology, &plan.catalog, settings.port, cancel).await?;
+    let content = Content::new(&plan.catalog, &[], &[])?;
+    let config = NetConfig { port: settings.port, trust: vec![content.trusted()], downloads: false };
+    let mut net = Net::start(&plan.topology, &plan.catalog, &content, config, cancel).await?;
     let network = facts(settings, &plan, began.elapsed());
     let mut session = Session { settings, plan: &plan, net: &mut net, cancel };
     let mut points = Vec::new();
@@ -471,9 +570,12 @@ impl Session<'_> {
             }
             let item = &self.plan.catalog.items()[planned.item];
             let available = item.holders.iter().any(|&h| self.net.is_live(h));
-            let flood = self.flood(planned.node, item, self.settings.ttl, &events.leave).await?;
+            let (flood, results) = self.flood(planned.node, item, self.settings.ttl, &events.leave).await?;
+            let fetch =
+                if self.plan.fakers.is_empty() { None } else { Some(self.fetch(planned.node, item, &results).await?) };
             let ring = self.ring(planned.node, item).await?;
-            let record = self.record(step, *planned, available, flood, Some(ring));
+            let mut record = self.record(step, *planned, available, flood, Some(ring));
+            record.fetch = fetch;
             on_query(&record);
             records.push(record);
         }
@@ -483,7 +585,7 @@ impl Session<'_> {
     /// One query by flooding alone, for a sweep.
     async fn flood_record(&mut self, step: usize, planned: PlannedQuery, ttl: u8) -> Result<QueryRecord, Error> {
         let item = &self.plan.catalog.items()[planned.item];
-        let flood = self.flood(planned.node, item, ttl, &[]).await?;
+        let (flood, _) = self.flood(planned.node, item, ttl, &[]).await?;
         Ok(self.record(step, planned, true, flood, None))
     }
 
@@ -505,12 +607,19 @@ impl Session<'_> {
             available,
             flood,
             ring,
+            fetch: None,
         }
     }
 
     /// Floods a query for `item` from `origin` with `ttl`; `leave` stop
-    /// while it is under way.
-    async fn flood(&mut self, origin: usize, item: &Item, ttl: u8, leave: &[usize]) -> Result<Outcome, Error> {
+    /// while it is under way. Returns the results too.
+    async fn flood(
+        &mut self,
+        origin: usize,
+        item: &Item,
+        ttl: u8,
+        leave: &[usize],
+    ) -> Result<(Outcome, SearchSnapshot), Error> {
         let before = self.net.snapshot().await?;
         let node = self.asker(origin)?;
         let sent = Instant::now();
@@ -521,7 +630,113 @@ impl Session<'_> {
         }
         let round = self.finish(origin, &node, guid, sent).await?;
         let counts = round.after.since(&before, &left);
-        Ok(outcome(ttl, item, &round, counts, Duration::ZERO))
+        let outcome = outcome(ttl, item, &round, counts, Duration::ZERO);
+        Ok((outcome, round.results))
+    }
+
+    /// Picks `origin`'s best result for `item` and downloads it, keeping
+    /// only verified content, then checks what was kept against the
+    /// genuine bytes; waits until the download's traffic is over.
+    async fn fetch(&mut self, origin: usize, item: &Item, results: &SearchSnapshot) -> Result<Fetch, Error> {
+        let for_item: Vec<&SearchResult> = results.results.iter().filter(|r| r.name == item.name).collect();
+        let fakes: Vec<&&SearchResult> = for_item.iter().filter(|r| !is_genuine(r, item)).collect();
+        let flagged = fakes.iter().filter(|r| r.judgement.verdict != Verdict::Verified).count();
+        let mut fetch = Fetch {
+            fakes_seen: fakes.len() as u64,
+            fakes_flagged: flagged as u64,
+            best: None,
+            download: Download::NoResult,
+            note: None,
+            download_ms: None,
+        };
+        // The highest verdict; among equals the most sources, then the first to arrive.
+        let best = for_item.iter().enumerate().max_by_key(|(i, r)| (r.judgement.verdict, r.sources.len(), Reverse(*i)));
+        let Some((_, best)) = best else { return Ok(fetch) };
+        fetch.best = Some(best.judgement.verdict);
+        let Some(target) = best.sha1.or(best.sha256) else {
+            fetch.note = Some("the best result has no URN to download it by".into());
+            return Ok(fetch);
+        };
+        let node = self.asker(origin)?;
+        let sent_before = node.status().await.map_err(|source| self.node_error(origin, source))?.queries_sent;
+        let asked = Instant::now();
+        match node.download(&target.to_string(), Keep::Verified).await {
+            Ok(id) => {
+                let (download, note) = self.kept(origin, &node, id, item).await?;
+                fetch.download = download;
+                fetch.note = note;
+                fetch.download_ms = Some(asked.elapsed().as_secs_f64() * 1000.0);
+                self.requeried(origin, &node, sent_before).await?;
+            }
+            Err(NodeError::Fake { reason, .. } | NodeError::NotVerified { reason, .. }) => {
+                fetch.download = Download::Refused;
+                fetch.note = Some(reason);
+            }
+            Err(e @ (NodeError::NotFound(_) | NodeError::Download(_))) => {
+                fetch.download = Download::Failed;
+                fetch.note = Some(e.to_string());
+            }
+            Err(source) => return Err(self.node_error(origin, source)),
+        }
+        self.settle(Instant::now(), None).await?;
+        Ok(fetch)
+    }
+
+    /// Waits for download `id` of `origin` to end (cancelling it after
+    /// [`DOWNLOAD_LIMIT`]) and says whether what it kept is `item`; a kept
+    /// file is awaited in the node's index, so the next query meets it shared.
+    async fn kept(
+        &self,
+        origin: usize,
+        node: &NodeHandle,
+        id: servent::transfer::download::DownloadId,
+        item: &Item,
+    ) -> Result<(Download, Option<String>), Error> {
+        let downloads = node.downloads().map_err(|source| self.node_error(origin, source))?;
+        let done = match async_std::future::timeout(DOWNLOAD_LIMIT, downloads.wait(id)).await {
+            Ok(Ok(done)) => done,
+            Ok(Err(e)) => return Ok((Download::Failed, Some(e.to_string()))),
+            Err(_) => {
+                let _ = downloads.cancel(id).await;
+                let why = format!("not done within {} s: cancelled", DOWNLOAD_LIMIT.as_secs());
+                return Ok((Download::Failed, Some(why)));
+            }
+        };
+        let path = match (&done.state, &done.path) {
+            (DownloadState::Complete, Some(path)) => path.clone(),
+            (DownloadState::Failed { reason }, _) => return Ok((Download::Failed, Some(reason.clone()))),
+            (state, _) => return Ok((Download::Failed, Some(format!("ended {state:?} without a file")))),
+        };
+        let bytes = std::fs::read(&path).map_err(|source| Error::Files { path: path.clone(), source })?;
+        let deadline = Instant::now() + SETTLE_LIMIT;
+        let lookup = search::Query { words: String::new(), urns: vec![done.sha1.unwrap_or(item.sha1)], limit: 10 };
+        while !node.library().search(&lookup).unwrap_or_default().iter().any(|f| f.path == path) {
+            check_cancel(self.cancel)?;
+            if Instant::now() >= deadline {
+                return Err(Error::Timeout(format!(
+                    "node {origin} did not share its download {} in time",
+                    path.display()
+                )));
+            }
+            task::sleep(POLL).await;
+        }
+        let download = if bytes == item.contents { Download::KeptGenuine } else { Download::KeptFake };
+        Ok((download, None))
+    }
+
+    /// Waits until `origin`'s download has sent its re-query by URN (its
+    /// Query count went past `sent_before`), unless it has no neighbour to
+    /// send it to.
+    async fn requeried(&self, origin: usize, node: &NodeHandle, sent_before: u64) -> Result<(), Error> {
+        let deadline = Instant::now() + SETTLE_LIMIT;
+        loop {
+            let status = node.status().await.map_err(|source| self.node_error(origin, source))?;
+            if status.queries_sent > sent_before || status.peers == 0 || Instant::now() >= deadline {
+                return Ok(());
+            }
+            check_cancel(self.cancel)?;
+            task::sleep(POLL).await;
+        }
     }
 
     /// Asks for `item` from `origin` in rings of TTL 1, 2, … up to the
@@ -550,8 +765,8 @@ impl Session<'_> {
         })
     }
 
-    /// Waits until no servent has sent a Query for the quiet period, then
-    /// reads the search's results.
+    /// Waits until no servent has sent a Query and no QueryHit has reached
+    /// `origin` for the quiet period, then reads the search's results.
     async fn finish(
         &self,
         origin: usize,
@@ -559,23 +774,7 @@ impl Session<'_> {
         guid: servent::wire::Guid,
         sent: Instant,
     ) -> Result<Round, Error> {
-        let mut after = self.net.snapshot().await?;
-        let mut changed = Instant::now();
-        let settled = loop {
-            check_cancel(self.cancel)?;
-            task::sleep(POLL).await;
-            let now = self.net.snapshot().await?;
-            if now.total().queries_sent != after.total().queries_sent {
-                changed = Instant::now();
-            }
-            after = now;
-            if changed.elapsed() >= self.settings.quiet {
-                break true;
-            }
-            if sent.elapsed() >= SETTLE_LIMIT {
-                break false;
-            }
-        };
+        let (after, settled) = self.settle(sent, Some((origin, node, guid))).await?;
         let elapsed = sent.elapsed();
         let results = node
             .search_results(guid)
@@ -585,7 +784,45 @@ impl Session<'_> {
         Ok(Round { results, after, elapsed, settled })
     }
 
-    fn node_error(&self, index: usize, source: servent::node::NodeError) -> Error {
+    /// Waits until no servent has sent a Query (and, given a search as
+    /// `(node index, node, id)`, no QueryHit has reached it) for the quiet
+    /// period, or until [`SETTLE_LIMIT`] after `since`; returns the counters
+    /// then, and whether the network went quiet.
+    async fn settle(
+        &self,
+        since: Instant,
+        search: Option<(usize, &NodeHandle, servent::wire::Guid)>,
+    ) -> Result<(Snapshot, bool), Error> {
+        let mut after = self.net.snapshot().await?;
+        let mut received = self.hits_received(search).await?;
+        let mut changed = Instant::now();
+        loop {
+            check_cancel(self.cancel)?;
+            task::sleep(POLL).await;
+            let now = self.net.snapshot().await?;
+            let now_received = self.hits_received(search).await?;
+            if now.total().queries_sent != after.total().queries_sent || now_received != received {
+                changed = Instant::now();
+            }
+            after = now;
+            received = now_received;
+            if changed.elapsed() >= self.settings.quiet {
+                return Ok((after, true));
+            }
+            if since.elapsed() >= SETTLE_LIMIT {
+                return Ok((after, false));
+            }
+        }
+    }
+
+    /// QueryHits a search has received so far; 0 without a search.
+    async fn hits_received(&self, search: Option<(usize, &NodeHandle, servent::wire::Guid)>) -> Result<u64, Error> {
+        let Some((index, node, id)) = search else { return Ok(0) };
+        let results = node.search_results(id).await.map_err(|source| self.node_error(index, source))?;
+        Ok(results.map_or(0, |r| r.hits_received))
+    }
+
+    fn node_error(&self, index: usize, source: NodeError) -> Error {
         Error::Node { index, addr: self.net.addr(index), source }
     }
 
@@ -602,6 +839,8 @@ impl Session<'_> {
             None => None,
         };
         let count = records.len().max(1) as f64;
+        let fetches: Vec<&Fetch> = records.iter().filter_map(|r| r.fetch.as_ref()).collect();
+        let ended = |how: Download| fetches.iter().filter(|f| f.download == how).count() as u64;
         Ok(Summary {
             network,
             ttl: self.settings.ttl,
@@ -612,8 +851,14 @@ impl Session<'_> {
             duplicates_per_query: flood.duplicates_per_query,
             median_first_hit_ms: flood.median_first_hit_ms,
             p95_first_hit_ms: flood.p95_first_hit_ms,
-            fakes_accepted: 0,
-            fakes_flagged: 0,
+            fakers: self.plan.fakers.len(),
+            fakes_seen: fetches.iter().map(|f| f.fakes_seen).sum(),
+            fakes_flagged: fetches.iter().map(|f| f.fakes_flagged).sum(),
+            fakes_accepted: ended(Download::KeptFake),
+            downloads_attempted: fetches.len() as u64 - ended(Download::NoResult),
+            downloads_verified: ended(Download::KeptGenuine),
+            downloads_refused: ended(Download::Refused),
+            downloads_failed: ended(Download::Failed),
             available_rate: records.iter().filter(|r| r.available).count() as f64 / count,
             message_saving_ratio: (ring.messages_per_query > 0.0)
                 .then(|| flood.messages_per_query / ring.messages_per_query),
@@ -725,14 +970,19 @@ async fn flood_as_fast_as_possible(node: NodeHandle, ttl: u8, stop: Arc<AtomicBo
     started
 }
 
-/// Whether a search's results name `item`.
+/// Whether a search's results hold the genuine `item`.
 fn found(results: &SearchSnapshot, item: &Item) -> bool {
-    results.results.iter().any(|r| r.name == item.name)
+    results.results.iter().any(|r| is_genuine(r, item))
+}
+
+/// Whether a result is the genuine `item`: its SHA-256, whatever its name.
+fn is_genuine(result: &SearchResult, item: &Item) -> bool {
+    result.sha256 == Some(item.sha256)
 }
 
 fn outcome(ttl: u8, item: &Item, round: &Round, counts: NodeCounts, waited: Duration) -> Outcome {
     let success = found(&round.results, item);
-    let sources = round.results.results.iter().filter(|r| r.name == item.name).map(|r| r.sources.len()).sum();
+    let sources = round.results.results.iter().filter(|r| is_genuine(r, item)).map(|r| r.sources.len()).sum();
     let waited_ms = waited.as_secs_f64() * 1000.0;
     Outcome {
         ttl,
@@ -792,6 +1042,23 @@ mod tests {
         assert_eq!(one.churn, two.churn);
         let other = Plan::new(&Settings { seed: 10, ..settings }).unwrap();
         assert_ne!(one.queries, other.queries);
+    }
+
+    #[test]
+    fn fakers_hold_nothing_never_ask_never_churn_and_fake_every_asked_item() {
+        let settings = Settings { nodes: 40, fakes: 5, churn: 0.5, queries: 60, seed: 4, ..Settings::default() };
+        let plan = Plan::new(&settings).unwrap();
+        assert_eq!(plan.fakers.len(), 5);
+        assert!(plan.fakers.windows(2).all(|w| w[0] < w[1]));
+        for &faker in &plan.fakers {
+            assert!(plan.catalog.shared_by(faker).is_empty());
+            assert!(plan.queries.iter().all(|q| q.node != faker));
+            assert!((0..60).all(|step| !plan.churn.step(step).unwrap().leave.contains(&faker)));
+        }
+        let asked = plan.asked_items();
+        assert!(plan.queries.iter().all(|q| asked.binary_search(&q.item).is_ok()));
+        assert!(asked.windows(2).all(|w| w[0] < w[1]));
+        assert_eq!(Plan::new(&settings).unwrap().fakers, plan.fakers);
     }
 
     #[test]

@@ -14,12 +14,15 @@
 //!
 //! This crate measures the same things on the real servent. It builds a
 //! [`topology`], a [`catalog`] of files spread over the nodes, a list of
-//! queries and a [`churn`] schedule, all from one seed; starts a real
-//! servent per node on its own loopback address ([`net`]); and runs every
-//! query twice, by flooding and by expanding ring ([`experiment`]). Messages
-//! are not estimated: they are the Query descriptors the servents' writer
-//! tasks put on their sockets, summed over all nodes, before and after each
-//! query. [`report`] turns the results into a table, JSON and SVG plots.
+//! queries and a [`churn`] schedule, all from one seed; signs every file as
+//! a publisher would and lets a few adversaries share fakes of what is asked
+//! for ([`content`]); starts a real servent per node on its own loopback
+//! address ([`net`]); and runs every query twice, by flooding and by
+//! expanding ring, downloading the best result when there are fakes about
+//! ([`experiment`]). Messages are not estimated: they are the Query
+//! descriptors the servents' writer tasks put on their sockets, summed over
+//! all nodes, before and after each query. [`report`] turns the results
+//! into a table, JSON and SVG plots.
 //!
 //! What is deliberately absent: the harness never routes, answers or
 //! shortcuts anything. Between two queries it waits until the network has
@@ -39,6 +42,7 @@
 
 pub mod catalog;
 pub mod churn;
+pub mod content;
 pub mod experiment;
 pub mod net;
 pub mod report;
@@ -79,6 +83,9 @@ pub struct Settings {
     pub seed: u64,
     /// The fraction of nodes that leave and rejoin during the run.
     pub churn: f64,
+    /// Nodes that answer every query with fakes; with any, every asker
+    /// downloads its best result and checks it.
+    pub fakes: usize,
     /// Whether one node floods queries as fast as it can in a phase of its own.
     pub flooder: bool,
     /// The port every node listens on, each on its own address.
@@ -100,6 +107,7 @@ impl Default for Settings {
             queries: 100,
             seed: 1,
             churn: 0.0,
+            fakes: 0,
             flooder: false,
             port: servent::config::DEFAULT_PORT,
             quiet: Duration::from_millis(60),
@@ -123,6 +131,15 @@ impl Settings {
         if self.port == 0 {
             return bad("--port must not be 0: every node needs the same, known port".into());
         }
+        let honest = self.nodes.saturating_sub(self.fakes);
+        if honest < 2 + usize::from(self.flooder) {
+            return bad(format!(
+                "--fakes {} leaves too few honest nodes of {}: at least 2 must hold and ask{}",
+                self.fakes,
+                self.nodes,
+                if self.flooder { ", besides the flooder" } else { "" }
+            ));
+        }
         if self.flooder && self.churn >= 1.0 {
             return bad("--flooder needs a node that does not churn: use --churn below 1".into());
         }
@@ -144,6 +161,9 @@ pub enum Error {
         /// What went wrong.
         source: io::Error,
     },
+    /// The catalog could not be signed, or a key made.
+    #[error("{0}")]
+    Sign(String),
     /// A servent could not start.
     #[error("cannot start node {index} on {addr}: {source}")]
     Start {

@@ -50,6 +50,10 @@ struct Args {
     /// Fraction of nodes that leave and rejoin during the run.
     #[structopt(long, default_value = "0")]
     churn: f64,
+    /// Nodes that answer every query with fakes; every asker then downloads
+    /// its best result and checks it.
+    #[structopt(long, default_value = "0")]
+    fakes: usize,
     /// After the queries, one node floods searches while some queries are asked again.
     #[structopt(long)]
     flooder: bool,
@@ -83,6 +87,7 @@ impl Args {
             queries: self.queries,
             seed: self.seed,
             churn: self.churn,
+            fakes: self.fakes,
             flooder: self.flooder,
             port: self.port,
             quiet: Duration::from_millis(self.quiet_ms),

@@ -8,14 +8,18 @@
 //! [`node_addr`]) with the same port for all, and ports never run out.
 //! `127.0.0.x` is left alone, for the servents and APIs people run there.
 //!
-//! The harness does not route or answer anything itself. It starts the
-//! nodes (each dialing only its topology neighbours, with discovery off, so
-//! the graph stays the one generated), reads the counters the servents keep
-//! at their sockets, and stops and restarts nodes for churn.
+//! The harness does not route or answer anything itself. It writes every
+//! node's shared files ([`Content`]), starts the nodes (each dialing only
+//! its topology neighbours, with discovery off, so the graph stays the one
+//! generated, and each pinning the publisher's key), reads the counters the
+//! servents keep at their sockets, and stops and restarts nodes for churn.
+//! When nodes download, each gets a data directory of its own beside the
+//! shared folders, kept across churn as a restarted servent keeps its own;
+//! otherwise their index and state live in memory.
 
 use std::collections::HashSet;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
@@ -25,7 +29,10 @@ use servent::config::Config;
 use servent::node::{self, NodeError, NodeHandle, Status};
 use servent::routing::Drop as DropReason;
 
+use servent::trust::TrustedKey;
+
 use crate::catalog::Catalog;
+use crate::content::{Content, NodeShare};
 use crate::topology::Topology;
 use crate::Error;
 
@@ -134,10 +141,10 @@ impl Snapshot {
 /// One node: how to start it, and the servent while it runs.
 struct Slot {
     addr: SocketAddrV4,
-    /// Its folder of shared files, if it holds any.
-    share: Option<PathBuf>,
-    /// The files it shares, as (name, query), to know when it is searchable.
-    files: Vec<(String, String)>,
+    /// Its folder of shared files, if it holds any, and what is in it.
+    share: NodeShare,
+    /// Its data directory, when nodes download.
+    data_dir: Option<PathBuf>,
     /// Neighbours it dials at its first start (the older ones).
     dials: Vec<SocketAddr>,
     /// All its neighbours, which it dials when it comes back after churn.
@@ -147,10 +154,22 @@ struct Slot {
     stopping: Option<JoinHandle<()>>,
 }
 
+/// How every servent of a network is set up.
+#[derive(Clone, Debug)]
+pub struct NetConfig {
+    /// The port every node listens on, each on its own address.
+    pub port: u16,
+    /// The publisher keys every node pins.
+    pub trust: Vec<TrustedKey>,
+    /// Whether nodes get a data directory of their own, so they can download.
+    pub downloads: bool,
+}
+
 /// A running test network.
 pub struct Net {
     slots: Vec<Slot>,
-    /// The shared folders; removed when the network is dropped.
+    config: NetConfig,
+    /// The shared folders and data directories; removed when the network is dropped.
     _files: tempfile::TempDir,
 }
 
@@ -158,34 +177,35 @@ impl Net {
     /// Writes every node's files, starts every servent and waits until all
     /// files are searchable and every link of `topology` is up. Stops what
     /// it started if anything fails, or if `cancel` is set.
-    pub async fn start(topology: &Topology, catalog: &Catalog, port: u16, cancel: &AtomicBool) -> Result<Net, Error> {
+    pub async fn start(
+        topology: &Topology,
+        catalog: &Catalog,
+        content: &Content,
+        config: NetConfig,
+        cancel: &AtomicBool,
+    ) -> Result<Net, Error> {
         let files = tempfile::Builder::new()
             .prefix("test-net-")
             .tempdir()
             .map_err(|source| Error::Files { path: std::env::temp_dir(), source })?;
         let mut slots = Vec::with_capacity(topology.nodes());
         for index in 0..topology.nodes() {
-            let addr = node_addr(index, port).ok_or(Error::Settings(format!("at most {MAX_NODES} nodes")))?;
-            let share = write_share(files.path(), index, catalog)?;
-            let files = catalog
-                .shared_by(index)
-                .iter()
-                .map(|&i| (catalog.items()[i].name.clone(), catalog.items()[i].query.clone()))
-                .collect();
+            let addr = node_addr(index, config.port).ok_or(Error::Settings(format!("at most {MAX_NODES} nodes")))?;
+            let share = content.write_share(catalog, files.path(), index)?;
             let addrs = |list: &mut dyn Iterator<Item = usize>| -> Vec<SocketAddr> {
-                list.filter_map(|n| node_addr(n, port)).map(SocketAddr::V4).collect()
+                list.filter_map(|n| node_addr(n, config.port)).map(SocketAddr::V4).collect()
             };
             slots.push(Slot {
                 addr,
                 share,
-                files,
+                data_dir: config.downloads.then(|| files.path().join(format!("data-{index}"))),
                 dials: addrs(&mut topology.dials(index)),
                 neighbours: addrs(&mut topology.neighbours(index).iter().copied()),
                 node: None,
                 stopping: None,
             });
         }
-        let mut net = Net { slots, _files: files };
+        let mut net = Net { slots, config, _files: files };
         match net.boot(cancel).await {
             Ok(()) => Ok(net),
             Err(e) => {
@@ -214,13 +234,14 @@ impl Net {
             stopping.await;
         }
         let config = Config {
-            data_dir: None,
+            data_dir: slot.data_dir.clone(),
             listen: SocketAddr::V4(slot.addr),
-            shares: slot.share.iter().cloned().collect(),
+            shares: slot.share.dir.iter().cloned().collect(),
             peers,
             max_peers: slot.neighbours.len(),
             discover: false,
             rescan_interval: RESCAN_INTERVAL,
+            trust: self.config.trust.clone(),
             ..Config::default()
         };
         let node = node::start(config).await.map_err(|source| Error::Start { index, addr: slot.addr, source })?;
@@ -255,9 +276,10 @@ impl Net {
     fn is_indexed(&self, index: usize) -> bool {
         let slot = &self.slots[index];
         let Some(node) = &slot.node else { return true };
-        slot.files.iter().all(|(name, query)| {
-            let query = search::Query { words: query.clone(), urns: Vec::new(), limit: 10 };
-            node.library().search(&query).is_ok_and(|found| found.iter().any(|f| &f.name == name))
+        slot.share.expected.iter().all(|expected| {
+            let query = search::Query { words: expected.query.clone(), urns: Vec::new(), limit: 10 };
+            let found = node.library().search(&query).unwrap_or_default();
+            found.iter().filter(|f| f.name == expected.name).count() >= expected.copies
         })
     }
 
@@ -365,22 +387,6 @@ impl Net {
     fn lost(&self, index: usize, source: NodeError) -> Error {
         Error::Node { index, addr: self.slots[index].addr, source }
     }
-}
-
-/// Writes the files node `index` shares into a folder of its own.
-fn write_share(root: &Path, index: usize, catalog: &Catalog) -> Result<Option<PathBuf>, Error> {
-    let items = catalog.shared_by(index);
-    if items.is_empty() {
-        return Ok(None);
-    }
-    let dir = root.join(format!("node-{index}"));
-    std::fs::create_dir(&dir).map_err(|source| Error::Files { path: dir.clone(), source })?;
-    for &item in items {
-        let item = &catalog.items()[item];
-        let path = dir.join(&item.name);
-        std::fs::write(&path, &item.contents).map_err(|source| Error::Files { path, source })?;
-    }
-    Ok(Some(dir))
 }
 
 /// Fails with [`Error::Interrupted`] once `cancel` is set.

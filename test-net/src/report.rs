@@ -326,10 +326,22 @@ impl fmt::Display for Summary {
                 ms(flooder.p95_first_hit_ms)
             )?;
         }
+        if self.fakers == 0 {
+            return writeln!(f, "fakes: none served (no faker in this run; --fakes N adds them), nothing downloaded");
+        }
         writeln!(
             f,
-            "fakes: accepted {}, flagged {} (no node serves fakes yet)",
-            self.fakes_accepted, self.fakes_flagged
+            "fakes: {} fakers; {} fake results seen after the floods, {} flagged before download",
+            self.fakers, self.fakes_seen, self.fakes_flagged
+        )?;
+        writeln!(
+            f,
+            "downloads of the best result (verified only): {} attempted, {} verified, {} refused, {} failed; fakes accepted {}",
+            self.downloads_attempted,
+            self.downloads_verified,
+            self.downloads_refused,
+            self.downloads_failed,
+            self.fakes_accepted
         )
     }
 }

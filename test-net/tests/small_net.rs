@@ -1,6 +1,7 @@
 //! A small network of real servents, end to end: every query finds its
 //! file, duplicate suppression keeps floods below one message per link
-//! direction, and flooding's duplicates grow with the TTL.
+//! direction, flooding's duplicates grow with the TTL, and no fake is ever
+//! kept.
 //!
 //! Each test listens on its own port, so the tests of this file can run at
 //! once on the same addresses.
@@ -8,7 +9,9 @@
 use std::sync::atomic::AtomicBool;
 
 use async_std::task;
-use test_net::{experiment, Settings};
+use servent::trust::Verdict;
+use test_net::experiment::{self, Download};
+use test_net::Settings;
 
 /// Twenty nodes of degree 4, ten files each on two nodes.
 fn small(port: u16) -> Settings {
@@ -38,6 +41,39 @@ fn every_query_succeeds_and_floods_stay_below_nodes_times_degree() {
     assert!(summary.messages_per_query > 0.0, "{summary}");
     assert!(summary.ring.messages_per_query <= summary.flood.messages_per_query, "{summary}");
     assert_eq!(summary.fakes_accepted, 0);
+    assert_eq!((summary.flood.unsettled, summary.ring.unsettled), (0, 0), "{summary}");
+}
+
+#[test]
+fn fakes_are_flagged_before_download_and_never_kept() {
+    let settings = Settings { fakes: 3, ..small(26406) };
+    let mut records = Vec::new();
+    let summary =
+        task::block_on(experiment::run(&settings, &AtomicBool::new(false), |r| records.push(r.clone()))).unwrap();
+    assert_eq!(summary.fakers, 3, "{summary}");
+    assert_eq!(summary.success_rate, 1.0, "{summary}");
+    assert_eq!(summary.ring.success_rate, 1.0, "{summary}");
+    // Each faker answers every query with three fakes (at most 6 × 3 × 3
+    // results); each is judged before download, none verified.
+    assert!(summary.fakes_seen > 0 && summary.fakes_seen <= 6 * 3 * 3, "{summary}");
+    assert_eq!(summary.fakes_flagged, summary.fakes_seen, "{summary}");
+    assert_eq!(summary.fakes_accepted, 0, "{summary}");
+    assert_eq!((summary.downloads_attempted, summary.downloads_verified), (6, 6), "{summary}");
+    assert_eq!((summary.downloads_refused, summary.downloads_failed), (0, 0), "{summary}");
+    // A flood of TTL k sends at most d + d(d-1) + … + d(d-1)^(k-1) Queries.
+    let degree = settings.degree as u64;
+    let flood_bound = |ttl: u8| (0..u32::from(ttl)).map(|j| degree * (degree - 1).pow(j)).sum::<u64>();
+    for record in &records {
+        let fetch = record.fetch.as_ref().unwrap();
+        assert_eq!(fetch.best, Some(Verdict::Verified), "{record:?}");
+        assert_eq!(fetch.download, Download::KeptGenuine, "{record:?}");
+        // Each download re-queries the whole network by URN before the
+        // ring starts (some 60 Queries here): none of them is counted.
+        let ring = record.ring.as_ref().unwrap();
+        assert!(ring.messages <= (1..=ring.ttl).map(flood_bound).sum(), "{record:?}");
+    }
+    let bound = (settings.nodes * settings.degree) as f64;
+    assert!(summary.messages_per_query < bound, "{summary}");
     assert_eq!((summary.flood.unsettled, summary.ring.unsettled), (0, 0), "{summary}");
 }
 
@@ -87,6 +123,7 @@ fn impossible_settings_are_refused_before_any_node_starts() {
         Settings { ttl: 8, ..small(26405) },
         Settings { replication: 2.0, ..small(26405) },
         Settings { churn: -0.1, ..small(26405) },
+        Settings { fakes: 19, ..small(26405) },
     ] {
         let result = task::block_on(experiment::run(&settings, &cancel, |_| {}));
         assert!(matches!(result, Err(test_net::Error::Settings(_))), "{settings:?}: {result:?}");

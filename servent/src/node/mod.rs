@@ -700,7 +700,11 @@ async fn rescan_loop(
         if events.is_closed() {
             return;
         }
-        let _ = async_std::future::timeout(interval, wake.recv()).await;
+        // Without downloads nothing wakes the rescan and the channel is
+        // closed: wait the interval out rather than rescan without pause.
+        if let Ok(Err(_)) = async_std::future::timeout(interval, wake.recv()).await {
+            task::sleep(interval).await;
+        }
     }
 }
 
