@@ -307,8 +307,10 @@ impl TrustStore {
 
     /// A verifier for the whole file, when its signature's key is pinned:
     /// feed it the bytes, then pass its [`FileCheck`] to [`TrustStore::judge_file`].
+    /// It leaves the SHA-256 to the caller, who computes it in the same pass
+    /// anyway: give it to [`FileVerifier::finish_with`].
     pub fn file_verifier<'a>(&'a self, minisig: &'a Minisig) -> Option<FileVerifier<'a>> {
-        self.get(minisig.key_id()).map(|trusted| FileVerifier::new(&trusted.key, minisig))
+        self.get(minisig.key_id()).map(|trusted| FileVerifier::without_sha256(&trusted.key, minisig))
     }
 
     /// Judges downloaded bytes: `content` is what was hashed, and `check`
@@ -477,7 +479,9 @@ mod tests {
         let judgement = store(&publisher, &[]).judge(Some(&legacy), content(GENUINE));
         assert_eq!(judgement.verdict, Verdict::Fake, "{judgement:?}");
         assert!(judgement.reason.contains("legacy"), "{}", judgement.reason);
-        assert!(store(&publisher, &[]).file_verifier(&legacy).is_some_and(|v| v.finish().verdict.is_err()));
+        let check =
+            store(&publisher, &[]).file_verifier(&legacy).map(|v| v.finish_with(content(GENUINE).sha256.unwrap()));
+        assert!(check.is_some_and(|c| c.verdict.is_err()));
     }
 
     #[test]
@@ -510,7 +514,8 @@ mod tests {
         let check = |bytes: &[u8]| {
             let mut verifier = store.file_verifier(&minisig).unwrap();
             verifier.update(bytes);
-            store.judge_file(Some(&minisig), content(bytes), Some(verifier.finish()))
+            let check = verifier.finish_with(content(bytes).sha256.unwrap());
+            store.judge_file(Some(&minisig), content(bytes), Some(check))
         };
         assert_eq!(check(GENUINE).verdict, Verdict::Verified);
         assert_eq!(check(&GENUINE[..10]).verdict, Verdict::Fake);

@@ -71,12 +71,13 @@ pub struct FileCheck {
     pub verdict: Result<Release, VerifyError>,
 }
 
-/// Verifies a file fed to it in chunks, computing its SHA-256 on the way.
+/// Verifies a file fed to it in chunks, computing its SHA-256 on the way
+/// (unless made with [`FileVerifier::without_sha256`]).
 pub struct FileVerifier<'a> {
     minisig: &'a Minisig,
     /// minisign-verify's verifier, or why the signature was refused before any content.
     stream: Result<minisign_verify::StreamVerifier<'a>, VerifyError>,
-    sha256: Sha256,
+    sha256: Option<Sha256>,
     size: u64,
 }
 
@@ -95,12 +96,21 @@ impl<'a> FileVerifier<'a> {
                 _ => VerifyError::Content,
             })
         });
-        FileVerifier { minisig, stream, sha256: Sha256::new(), size: 0 }
+        FileVerifier { minisig, stream, sha256: Some(Sha256::new()), size: 0 }
+    }
+
+    /// Like [`FileVerifier::new`], for a caller that computes the content's
+    /// SHA-256 itself in the same pass: chunks feed the signature's prehash
+    /// only, and the digest is given to [`FileVerifier::finish_with`].
+    pub fn without_sha256(key: &'a PublicKey, minisig: &'a Minisig) -> FileVerifier<'a> {
+        FileVerifier { sha256: None, ..FileVerifier::new(key, minisig) }
     }
 
     /// Feeds the next chunk of content.
     pub fn update(&mut self, chunk: &[u8]) {
-        self.sha256.update(chunk);
+        if let Some(sha256) = &mut self.sha256 {
+            sha256.update(chunk);
+        }
         self.size += chunk.len() as u64;
         if let Ok(stream) = &mut self.stream {
             stream.update(chunk);
@@ -111,8 +121,16 @@ impl<'a> FileVerifier<'a> {
     ///
     /// When both fail, a mismatch of the signed size or SHA-256 is reported rather than the
     /// bare signature failure, because it says what is wrong (a truncated file, other bytes).
-    pub fn finish(self) -> FileCheck {
-        let digests = Digests { sha256: self.sha256.finalize().into(), size: self.size };
+    /// A verifier made [`FileVerifier::without_sha256`] knows no digest: its
+    /// check fails; use [`FileVerifier::finish_with`].
+    pub fn finish(mut self) -> FileCheck {
+        let sha256 = self.sha256.take().map_or([0; 32], |sha256| sha256.finalize().into());
+        self.finish_with(sha256)
+    }
+
+    /// Ends the content whose SHA-256 the caller computed, and gives the verdict.
+    pub fn finish_with(self, sha256: [u8; 32]) -> FileCheck {
+        let digests = Digests { sha256, size: self.size };
         let verdict = self.stream.and_then(|mut stream| {
             let signature = stream.finalize();
             let release = Release::parse(self.minisig.trusted_comment());
@@ -181,6 +199,18 @@ mod tests {
 
     fn check(key: &SecretKey, minisig: &Minisig, content: &[u8]) -> FileCheck {
         verify_reader(&key.public_key(), minisig, content).unwrap()
+    }
+
+    #[test]
+    fn a_verifier_without_its_own_sha256_takes_the_callers() {
+        let minisig = sign(&publisher(), CONTENT);
+        let key = publisher().public_key();
+        let mut verifier = FileVerifier::without_sha256(&key, &minisig);
+        verifier.update(CONTENT);
+        assert!(verifier.finish_with(Sha256::digest(CONTENT).into()).verdict.is_ok());
+        let mut verifier = FileVerifier::without_sha256(&key, &minisig);
+        verifier.update(CONTENT);
+        assert!(matches!(verifier.finish().verdict, Err(VerifyError::Sha256 { .. })), "no digest, no verdict");
     }
 
     #[test]

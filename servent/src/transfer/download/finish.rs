@@ -20,7 +20,7 @@ use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
 use search::{Digests, Urn};
-use signing_tool::{FileVerifier, Minisig};
+use signing_tool::Minisig;
 
 use super::state::DiskError;
 use crate::trust::{Content, Judgement, TrustStore};
@@ -50,7 +50,8 @@ pub fn check(
     };
     let (digests, len) = hashed.map_err(|e| DiskError::new("reading", path, e))?;
     let content = Content { size: len, sha256: Some(digests.sha256) };
-    let judgement = trust.judge_file(signature, content, verifier.map(FileVerifier::finish));
+    let check = verifier.map(|verifier| verifier.finish_with(digests.sha256));
+    let judgement = trust.judge_file(signature, content, check);
     Ok((digests, len, judgement))
 }
 
