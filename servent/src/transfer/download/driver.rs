@@ -331,15 +331,20 @@ impl Driver {
             WorkerEvent::Progress { source, index, received } => {
                 self.received += self.plan.progress(source, index, received, now);
             }
-            WorkerEvent::Chunk { source, index, data } => match self.plan.complete(source, index, now) {
-                Completion::Accepted { revoked } => {
-                    for loser in revoked {
-                        self.stop_worker(loser).await;
+            WorkerEvent::Chunk { source, index, data, next } => {
+                self.idle.push((source, next));
+                match self.plan.complete(source, index, now) {
+                    Completion::Accepted { revoked } => {
+                        for loser in revoked {
+                            self.stop_worker(loser).await;
+                        }
+                        // The worker's next request goes out while this chunk is written.
+                        self.serve_idle(now);
+                        self.write_chunk(index, data).await?;
                     }
-                    self.write_chunk(index, data).await?;
+                    Completion::Discarded => {}
                 }
-                Completion::Discarded => {}
-            },
+            }
             WorkerEvent::Learned { addrs } => {
                 for addr in addrs {
                     self.plan.add_source(addr);

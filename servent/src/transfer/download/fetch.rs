@@ -47,8 +47,9 @@ pub(super) enum WorkerEvent {
     Ask { source: SocketAddrV4, reply: oneshot::Sender<Assignment> },
     /// Bytes of the current chunk received so far.
     Progress { source: SocketAddrV4, index: usize, received: u64 },
-    /// A whole chunk.
-    Chunk { source: SocketAddrV4, index: usize, data: Vec<u8> },
+    /// A whole chunk, and where to send the worker's next chunk: it asks at
+    /// once, so that it can send its next request while this one is written.
+    Chunk { source: SocketAddrV4, index: usize, data: Vec<u8>, next: oneshot::Sender<Assignment> },
     /// Other sources named by this one.
     Learned { addrs: Vec<SocketAddrV4> },
     /// How the worker ended; it sends nothing after this.
@@ -116,21 +117,23 @@ pub(super) async fn run(source: SocketAddrV4, job: Job, events: Reporter) {
 
 async fn work(source: SocketAddrV4, job: &Job, events: &Reporter) -> WorkerEnd {
     let mut connection: Option<Connection> = None;
+    let (reply, mut answer) = oneshot::channel();
+    if events.send(WorkerEvent::Ask { source, reply }).await.is_err() {
+        return WorkerEnd::Stopped;
+    }
     loop {
-        let (reply, answer) = oneshot::channel();
-        if events.send(WorkerEvent::Ask { source, reply }).await.is_err() {
-            return WorkerEnd::Stopped;
-        }
         let (chunk, alt) = match answer.await {
             Ok(Assignment::Fetch { chunk, alt }) => (chunk, alt),
             Ok(Assignment::Stop) | Err(_) => return WorkerEnd::Stopped,
         };
         match fetch_chunk(source, job, &mut connection, chunk, &alt, events).await {
             Ok(data) => {
+                let (next, next_answer) = oneshot::channel();
                 let index = chunk.index;
-                if events.send(WorkerEvent::Chunk { source, index, data }).await.is_err() {
+                if events.send(WorkerEvent::Chunk { source, index, data, next }).await.is_err() {
                     return WorkerEnd::Stopped;
                 }
+                answer = next_answer;
             }
             Err(end) => return end,
         }
