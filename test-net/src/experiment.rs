@@ -32,10 +32,11 @@
 //! verdict: verified, untrusted, unsigned, fake) and downloads it as a
 //! SEBLINUX user does, keeping only verified content
 //! ([`Keep::Verified`]); the harness then compares the kept bytes with the
-//! genuine item's ([`Fetch`]). A download makes the servent re-query the
-//! network by URN: the harness waits for that Query to leave and for the
-//! network to go quiet again before it measures anything else, so that
-//! traffic is counted against no query.
+//! genuine item's ([`Fetch`]). A servent re-queries the network by URN for
+//! a download only after its re-query interval when a search found the
+//! sources, and these downloads end long before it; the harness still
+//! waits for the network to go quiet again before it measures anything
+//! else, so that no download traffic is counted against a query.
 //!
 //! Churn happens on the query clock: nodes due back rejoin before a step's
 //! query; nodes due to leave are stopped right after the step's flood is
@@ -658,7 +659,6 @@ impl Session<'_> {
             return Ok(fetch);
         };
         let node = self.asker(origin)?;
-        let sent_before = node.status().await.map_err(|source| self.node_error(origin, source))?.queries_sent;
         let asked = Instant::now();
         match node.download(&target.to_string(), Keep::Verified).await {
             Ok(id) => {
@@ -666,7 +666,6 @@ impl Session<'_> {
                 fetch.download = download;
                 fetch.note = note;
                 fetch.download_ms = Some(asked.elapsed().as_secs_f64() * 1000.0);
-                self.requeried(origin, &node, sent_before).await?;
             }
             Err(NodeError::Fake { reason, .. } | NodeError::NotVerified { reason, .. }) => {
                 fetch.download = Download::Refused;
@@ -722,21 +721,6 @@ impl Session<'_> {
         }
         let download = if bytes == item.contents { Download::KeptGenuine } else { Download::KeptFake };
         Ok((download, None))
-    }
-
-    /// Waits until `origin`'s download has sent its re-query by URN (its
-    /// Query count went past `sent_before`), unless it has no neighbour to
-    /// send it to.
-    async fn requeried(&self, origin: usize, node: &NodeHandle, sent_before: u64) -> Result<(), Error> {
-        let deadline = Instant::now() + SETTLE_LIMIT;
-        loop {
-            let status = node.status().await.map_err(|source| self.node_error(origin, source))?;
-            if status.queries_sent > sent_before || status.peers == 0 || Instant::now() >= deadline {
-                return Ok(());
-            }
-            check_cancel(self.cancel)?;
-            task::sleep(POLL).await;
-        }
     }
 
     /// Asks for `item` from `origin` in rings of TTL 1, 2, … up to the

@@ -458,10 +458,11 @@ impl NodeHandle {
                 return Err(NodeError::NotVerified { target: shown, verdict, reason });
             }
         }
+        let searched = known.is_some();
         let request = wanted.request(known, keep).ok_or(NodeError::NotFound(shown))?;
         let urn = request.urns[0];
         let id = downloads.start(request).await.map_err(NodeError::Download)?;
-        task::spawn(requery(self.clone(), id, urn));
+        task::spawn(requery(self.clone(), id, urn, searched));
         Ok(id)
     }
 
@@ -1123,16 +1124,22 @@ impl DownloadTarget {
 }
 
 /// Asks the network for more sources of a running download, now and then.
-async fn requery(node: NodeHandle, id: DownloadId, urn: Urn) {
+/// A download whose sources a search found waits one interval first: that
+/// search has just asked the whole network the same.
+async fn requery(node: NodeHandle, id: DownloadId, urn: Urn, searched: bool) {
     let Ok(downloads) = node.downloads().cloned() else { return };
+    let mut wait_first = searched;
     loop {
+        if wait_first {
+            task::sleep(REQUERY_INTERVAL).await;
+            match downloads.get(id).await {
+                Ok(snapshot) if !snapshot.state.is_finished() => {}
+                _ => return,
+            }
+        }
+        wait_first = true;
         if node.search(&urn.to_string(), crate::routing::DEFAULT_MAX_TTL).await.is_err() {
             return;
-        }
-        task::sleep(REQUERY_INTERVAL).await;
-        match downloads.get(id).await {
-            Ok(snapshot) if !snapshot.state.is_finished() => {}
-            _ => return,
         }
     }
 }
