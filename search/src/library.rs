@@ -15,6 +15,8 @@ use std::time::{Duration, Instant};
 use crate::catalog::{Catalog, Change, Entry};
 use crate::index::{IndexUpdate, NameIndex};
 use crate::scan::{self, Found};
+use signing_tool::files::minisig_path;
+
 use crate::{hash_reader, Digests, Error, Query, ScanReport, SharedFile, Sidecar, Signed, Urn};
 
 /// The hash cache, in the data folder.
@@ -202,11 +204,7 @@ impl Library {
             }
         };
         let name = scan::file_name(&path).ok_or_else(|| failed(&"no file name"))?.to_owned();
-        let signature = found.signature.map(|_| {
-            let mut signature_path = path.clone().into_os_string();
-            signature_path.push(scan::SIGNATURE_SUFFIX);
-            Sidecar::read(Path::new(&signature_path))
-        });
+        let signature = found.signature.map(|_| Sidecar::read(&minisig_path(&path)));
         let index = match known_as {
             Some(index) => index,
             None => self.write_catalog().reserve_index().ok_or_else(|| failed(&"no file numbers left"))?,
@@ -499,9 +497,7 @@ mod tests {
             keywords: keywords.iter().map(|k| k.to_string()).collect(),
         };
         let minisig = signer.finish(&key, "x", Some(&meta), 1_700_000_000).unwrap();
-        let mut signature = path.as_os_str().to_owned();
-        signature.push(".minisig");
-        fs::write(signature, minisig.to_text()).unwrap();
+        fs::write(minisig_path(path), minisig.to_text()).unwrap();
     }
 
     #[test]

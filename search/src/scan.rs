@@ -138,9 +138,7 @@ impl Found {
 /// when it is not a regular file (or is gone).
 pub(crate) fn found(path: &Path) -> Option<Found> {
     let mut found = fs::metadata(path).ok().and_then(|metadata| found_file(&metadata).ok().flatten())?;
-    let mut signature = path.as_os_str().to_owned();
-    signature.push(SIGNATURE_SUFFIX);
-    found.signature = fs::metadata(signature)
+    found.signature = fs::metadata(signing_tool::files::minisig_path(path))
         .ok()
         .and_then(|metadata| found_file(&metadata).ok().flatten())
         .map(|sig| Stamp { size: sig.size, mtime_ns: sig.mtime_ns });

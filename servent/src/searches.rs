@@ -30,39 +30,37 @@ pub const MAX_SOURCES: usize = 100;
 /// Distinct signatures kept per result, to judge again when the trusted keys change.
 pub const MAX_SIGNATURES: usize = 4;
 
-/// The signature a result carried, as it arrived.
+/// The signature a result carried, as it arrived: its bytes (what tells
+/// two apart) and what they parse to.
 #[derive(Clone, Debug)]
-pub enum Carried {
-    /// A well-formed signature.
-    Signature(Arc<Minisig>),
-    /// A signature extension that could not be read, and why.
-    Unreadable(String),
+pub struct Carried {
+    bytes: Vec<u8>,
+    /// The signature, or why the extension could not be read.
+    signature: Result<Arc<Minisig>, String>,
 }
 
 impl Carried {
     /// The signature in a result's GGEP block, if it has one.
     pub fn of(result: &QueryResult) -> Option<Carried> {
-        let data = result.ggep.get(GgepId::RELEASE_SIGNATURE)?;
-        Some(match Minisig::from_compact(data) {
-            Ok(minisig) => Carried::Signature(Arc::new(minisig)),
-            Err(e) => Carried::Unreadable(e.to_string()),
-        })
+        let bytes = result.ggep.get(GgepId::RELEASE_SIGNATURE)?.to_vec();
+        let signature = Minisig::from_compact(&bytes).map(Arc::new).map_err(|e| e.to_string());
+        Some(Carried { bytes, signature })
     }
 
     fn judge(carried: Option<&Carried>, content: Content, trust: &TrustStore) -> Judgement {
-        match carried {
+        match carried.map(|c| &c.signature) {
             None => trust.judge(None, content),
-            Some(Carried::Signature(minisig)) => trust.judge(Some(minisig), content),
-            Some(Carried::Unreadable(why)) => Judgement::unreadable(why),
+            Some(Ok(minisig)) => trust.judge(Some(minisig), content),
+            Some(Err(why)) => Judgement::unreadable(why),
         }
     }
+}
 
-    fn same(&self, other: &Carried) -> bool {
-        match (self, other) {
-            (Carried::Signature(a), Carried::Signature(b)) => a.to_compact() == b.to_compact(),
-            (Carried::Unreadable(a), Carried::Unreadable(b)) => a == b,
-            _ => false,
-        }
+/// The same bytes: Ed25519 signatures are malleable, so this says "the same
+/// extension", never "the same release".
+impl PartialEq for Carried {
+    fn eq(&self, other: &Carried) -> bool {
+        self.bytes == other.bytes
     }
 }
 
@@ -112,21 +110,13 @@ impl SearchResult {
     /// Takes a signature a source sent into account: judged, kept if new,
     /// and the result's verdict if it is better than the one it had.
     fn offer(&mut self, carried: Option<Carried>, trust: &TrustStore) {
-        let seen = self.carried.iter().any(|c| match (c, &carried) {
-            (None, None) => true,
-            (Some(a), Some(b)) => a.same(b),
-            _ => false,
-        });
-        if seen || self.carried.len() >= MAX_SIGNATURES {
+        if self.carried.contains(&carried) || self.carried.len() >= MAX_SIGNATURES {
             return;
         }
         let judgement = Carried::judge(carried.as_ref(), self.content(), trust);
         if self.carried.is_empty() || judgement.verdict > self.judgement.verdict {
             self.judgement = judgement;
-            self.signature = match &carried {
-                Some(Carried::Signature(minisig)) => Some(minisig.clone()),
-                _ => None,
-            };
+            self.signature = carried.as_ref().and_then(|c| c.signature.as_ref().ok()).cloned();
         }
         self.carried.push(carried);
     }

@@ -317,12 +317,8 @@ impl TrustStore {
     /// the file verification when the key is pinned.
     pub fn judge_file(&self, minisig: Option<&Minisig>, content: Content, check: Option<FileCheck>) -> Judgement {
         let Some(minisig) = minisig else { return Judgement::unsigned() };
-        let mut check = check;
-        self.judge_with(minisig, content, |_| match check.take() {
-            Some(check) => check.verdict,
-            // The key was pinned after the download started: no file check was made.
-            None => Err(VerifyError::Content),
-        })
+        // No check with a pinned key: it was pinned after the bytes were read.
+        self.judge_with(minisig, content, |_| check.map_or(Err(VerifyError::Content), |check| check.verdict))
     }
 
     /// The common rules; `verify` checks the signature under a pinned key.

@@ -25,6 +25,8 @@ use async_std::net::{TcpListener, TcpStream};
 use async_std::task::{self, JoinHandle};
 use serde::Serialize;
 
+use signing_tool::Minisig;
+
 use crate::config::Config;
 use crate::flow::OutQueue;
 use crate::handshake::{self, Admission, PeerInfo};
@@ -616,22 +618,18 @@ impl LibraryVerdicts {
 
     /// The verdict on one of our shared files, from its signature and its bytes' digests.
     fn judge(&mut self, trust: &TrustStore, file: &search::SharedFile) -> Judgement {
-        let signature = match &file.signature {
-            Some(search::Sidecar::Signed(signed)) => Some(signed.minisig.to_compact()),
+        let minisig = match &file.signature {
+            Some(search::Sidecar::Signed(signed)) => Some(&*signed.minisig),
             Some(search::Sidecar::Unreadable(why)) => return Judgement::unreadable(why),
             None => None,
         };
-        let key = (file.index, file.sha256, signature);
+        let key = (file.index, file.sha256, minisig.map(Minisig::to_compact));
         if let Some(judgement) = self.by_file.get(&key) {
             return judgement.clone();
         }
         let sha256 = match file.sha256 {
             Urn::Sha256(digest) => Some(digest),
             Urn::Sha1(_) => None,
-        };
-        let minisig = match &file.signature {
-            Some(search::Sidecar::Signed(signed)) => Some(&*signed.minisig),
-            _ => None,
         };
         let judgement = trust.judge(minisig, Content { size: file.size, sha256 });
         self.by_file.insert(key, judgement.clone());

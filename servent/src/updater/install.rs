@@ -25,6 +25,8 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use signing_tool::files::minisig_path;
+
 use crate::config::write_atomically;
 
 /// The servent's own folder inside the install directory.
@@ -190,7 +192,7 @@ impl InstallDir {
         let incoming = self.state_dir().join("incoming");
         fs::create_dir_all(&incoming).map_err(io_error("create", &incoming))?;
         let staged = incoming.join(&new.file);
-        let staged_signature = signature_path(&staged);
+        let staged_signature = minisig_path(&staged);
         let staging = copy_checked(source, &staged, &new.sha256)
             .and_then(|()| write_synced(&staged_signature, signature.as_bytes()));
         if let Err(e) = staging {
@@ -209,7 +211,7 @@ impl InstallDir {
         let target = self.dir.join(&new.file);
         fs::rename(&staged, &target).map_err(io_error("move into place", &target))?;
         stop_here(crash_after, Step::Renamed)?;
-        fs::rename(&staged_signature, signature_path(&target)).map_err(io_error("move into place", &target))?;
+        fs::rename(&staged_signature, minisig_path(&target)).map_err(io_error("move into place", &target))?;
         self.roll_forward()
     }
 
@@ -223,7 +225,7 @@ impl InstallDir {
             .clone()
             .ok_or_else(|| InstallError::Refused(format!("{name} has no previous version to roll back to")))?;
         let kept = self.previous_dir(name).join(&previous.file);
-        let signature = fs::read_to_string(signature_path(&kept)).map_err(io_error("read", &kept))?;
+        let signature = fs::read_to_string(minisig_path(&kept)).map_err(io_error("read", &kept))?;
         // The version brought back is wanted again; the one left is not.
         let mut held_back = installed.held_back.clone();
         held_back.retain(|v| *v != installed.current.version && *v != previous.version);
@@ -254,8 +256,8 @@ impl InstallDir {
         fs::create_dir_all(&fresh).map_err(io_error("create", &fresh))?;
         let current = self.file_path(old);
         copy_checked(&current, &fresh.join(&old.file), &old.sha256)?;
-        let signature = fs::read(signature_path(&current)).map_err(io_error("read", &current))?;
-        write_synced(&signature_path(&fresh.join(&old.file)), &signature)?;
+        let signature = fs::read(minisig_path(&current)).map_err(io_error("read", &current))?;
+        write_synced(&minisig_path(&fresh.join(&old.file)), &signature)?;
         let _ = fs::remove_dir_all(&dir);
         fs::rename(&fresh, &dir).map_err(io_error("replace", &dir))?;
         sync_dir(dir.parent().unwrap_or(&dir))
@@ -267,7 +269,7 @@ impl InstallDir {
         if let Some(old) = &pending.old {
             if old.file != pending.new.file {
                 let old_path = self.file_path(old);
-                for path in [signature_path(&old_path), old_path] {
+                for path in [minisig_path(&old_path), old_path] {
                     match fs::remove_file(&path) {
                         Ok(()) => {}
                         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
@@ -293,10 +295,10 @@ impl InstallDir {
         let target = self.dir.join(&pending.new.file);
         let staged = self.state_dir().join("incoming").join(&pending.new.file);
         if sha256_hex(&target).ok().as_deref() == Some(pending.new.sha256.as_str()) {
-            let staged_signature = signature_path(&staged);
+            let staged_signature = minisig_path(&staged);
             if staged_signature.exists() {
                 // Renamed into place, its signature not yet.
-                fs::rename(&staged_signature, signature_path(&target)).map_err(io_error("move into place", &target))?;
+                fs::rename(&staged_signature, minisig_path(&target)).map_err(io_error("move into place", &target))?;
             }
             return self.roll_forward();
         }
@@ -305,12 +307,12 @@ impl InstallDir {
             if sha256_hex(&current).ok().as_deref() != Some(old.sha256.as_str()) {
                 let kept = self.previous_dir(&old.name).join(&old.file);
                 copy_checked(&kept, &current, &old.sha256)?;
-                let signature = fs::read(signature_path(&kept)).map_err(io_error("read", &kept))?;
-                write_synced(&signature_path(&current), &signature)?;
+                let signature = fs::read(minisig_path(&kept)).map_err(io_error("read", &kept))?;
+                write_synced(&minisig_path(&current), &signature)?;
             }
         }
         let _ = fs::remove_file(&staged);
-        let _ = fs::remove_file(signature_path(&staged));
+        let _ = fs::remove_file(minisig_path(&staged));
         self.record.pending = None;
         self.save()
     }
@@ -350,12 +352,6 @@ fn check_file_name(name: &str) -> Result<(), InstallError> {
     } else {
         Err(InstallError::Refused(format!("{name:?} is not a file name that can be installed")))
     }
-}
-
-fn signature_path(path: &Path) -> PathBuf {
-    let mut name = path.as_os_str().to_owned();
-    name.push(".minisig");
-    PathBuf::from(name)
 }
 
 /// Copies `from` to `to`, synced, checking on the way that the bytes have
@@ -494,7 +490,7 @@ mod tests {
                 assert_eq!(current, expected, "{step:?} same name {same_name}");
                 let content = installed_bytes(&f.dir, &current.file);
                 assert_eq!(content, format!("SEBLINUX-base {}", current.version), "{step:?} {same_name}");
-                let signature = fs::read_to_string(signature_path(&f.dir.join(&current.file))).unwrap();
+                let signature = fs::read_to_string(minisig_path(&f.dir.join(&current.file))).unwrap();
                 assert_eq!(signature, format!("sig {}", current.version), "{step:?} {same_name}");
                 let other = if current == &v11 { &v10 } else { &v11 };
                 if other.file != current.file {

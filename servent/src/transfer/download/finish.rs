@@ -57,9 +57,7 @@ pub fn check(
 
 /// Writes `text` as the signature beside the placed file `path`.
 pub fn place_signature(path: &Path, text: &str) -> Result<(), DiskError> {
-    let mut signature = path.as_os_str().to_owned();
-    signature.push(".minisig");
-    let signature = PathBuf::from(signature);
+    let signature = signing_tool::files::minisig_path(path);
     crate::config::write_atomically(&signature, text.as_bytes()).map_err(|e| DiskError::new("writing", &signature, e))
 }
 
