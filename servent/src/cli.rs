@@ -122,7 +122,8 @@ pub enum TrustCommand {
         #[allow(missing_docs)]
         #[structopt(flatten)]
         api: ApiArgs,
-        /// A release name or keyword the key may publish (repeatable); none: anything.
+        /// A package name the key may publish, exact or a prefix ending in `*`
+        /// (`SEBLINUX-extras*`; repeatable); none: any name no other key's scope claims.
         #[structopt(long)]
         scope: Vec<String>,
         /// The key.

@@ -1,7 +1,8 @@
 //! Where a publisher key to pin comes from: `--trust` and `trust add` take
 //! a minisign `.pub` file, its `RW…` line, or the URL of the publisher's
-//! web page or key file, optionally followed by `#` and a scope
-//! (`seblinux.pub#SEBLINUX,SEBLINUX-extra`).
+//! web page or key file, optionally followed by `#` and a scope: package
+//! names, exact or prefixes ending in `*` (`seblinux.pub#SEBLINUX-base,SEBLINUX-extras*`;
+//! see [`crate::trust`]).
 //!
 //! A page is fetched once (with surf) and must show exactly one minisign
 //! public key; the key is then pinned like any other, and the caller shows
@@ -127,9 +128,9 @@ mod tests {
     #[test]
     fn key_line_with_a_scope_resolves() {
         let line = key_line();
-        let resolved = async_std::task::block_on(resolve(&format!("{line}#SEBLINUX, extra"))).unwrap();
+        let resolved = async_std::task::block_on(resolve(&format!("{line}#SEBLINUX-base, SEBLINUX-extras*"))).unwrap();
         assert_eq!(resolved.trusted.key.to_base64(), line);
-        assert_eq!(resolved.trusted.scope, ["SEBLINUX", "extra"]);
+        assert_eq!(resolved.trusted.scope, ["SEBLINUX-base", "SEBLINUX-extras*"]);
     }
 
     #[test]

@@ -1,8 +1,17 @@
 //! Pinned publisher keys, and the verdict on a result or a file.
 //!
 //! A user pins the publisher's minisign public key (`--trust`), optionally
-//! with a *scope*: the release names or keywords that key may publish
-//! (`SEBLINUX`). Every signature met later is judged against those keys:
+//! with a *scope*: the package names that key may publish. A scope entry is
+//! an exact name (`SEBLINUX-base`) or a prefix ending in `*`
+//! (`SEBLINUX-extras*`), compared without case against the **signed**
+//! `name:` of a release, never against its keywords, which the signer
+//! chooses freely and which only help search. A key with no scope may sign
+//! any name that no other pinned key's scope claims: pinning a second key for
+//! `SEBLINUX-extras*` takes those names away from every unscoped key, and
+//! gives that key nothing else. Scoped keys whose scopes overlap may both
+//! sign the names they share: the user pinned both for them.
+//!
+//! Every signature met later is judged against those keys:
 //!
 //! - `verified`: signed by a pinned key, within its scope, and the signed
 //!   `sha256:` and `size:` are those of the content (of the hit before a
@@ -11,7 +20,8 @@
 //!   pinned key, or release metadata that contradicts the content (a
 //!   genuine signature copied beside other bytes);
 //! - `untrusted`: a signature by a key we do not pin (or outside its scope,
-//!   or without release metadata to bind it to content), whose metadata
+//!   or for a name another key's scope claims, or without release metadata
+//!   to bind it to content), whose metadata
 //!   does not contradict the content;
 //! - `unsigned`: no signature at all.
 //!
@@ -117,17 +127,48 @@ pub struct Content {
 pub struct TrustedKey {
     /// The key.
     pub key: PublicKey,
-    /// Release names or keywords it may sign, compared without case; empty: anything.
+    /// Package names it may sign: exact names or prefixes ending in `*`,
+    /// compared without case (see the module documentation); empty: any
+    /// name no other key's scope claims.
     pub scope: Vec<String>,
 }
 
 impl TrustedKey {
-    /// Whether `release` is within this key's scope.
-    fn covers(&self, release: &Release) -> bool {
-        self.scope.is_empty()
-            || self.scope.iter().any(|s| {
-                s.eq_ignore_ascii_case(&release.name) || release.keywords.iter().any(|k| s.eq_ignore_ascii_case(k))
-            })
+    /// Whether this key's scope names the package `name` (never true for an empty scope).
+    pub fn claims(&self, name: &str) -> bool {
+        self.scope.iter().any(|entry| scope_matches(entry, name))
+    }
+}
+
+/// Whether the scope entry `entry` (an exact name, or a prefix ending in
+/// `*`) names the package `name`, without case.
+pub fn scope_matches(entry: &str, name: &str) -> bool {
+    match entry.strip_suffix('*') {
+        Some(prefix) => {
+            name.len() >= prefix.len() && name.as_bytes()[..prefix.len()].eq_ignore_ascii_case(prefix.as_bytes())
+        }
+        None => entry.eq_ignore_ascii_case(name),
+    }
+}
+
+/// Checks one scope entry: a package name, or a prefix of one followed by
+/// a single final `*`; no white space, commas, `#` or control characters.
+pub fn check_scope_entry(entry: &str) -> Result<(), String> {
+    let prefix = entry.strip_suffix('*').unwrap_or(entry);
+    let why = if entry.len() > MAX_SCOPE_LEN {
+        Some(format!("longer than {MAX_SCOPE_LEN} bytes"))
+    } else if prefix.is_empty() {
+        Some("a scope of every name is no scope: pin the key without one".to_owned())
+    } else if prefix.contains('*') {
+        Some("`*` may only end a prefix (SEBLINUX-extras*)".to_owned())
+    } else if prefix.chars().any(|c| c.is_whitespace() || c.is_control() || c == ',' || c == '#') {
+        Some("a package name has no white space, commas or `#`".to_owned())
+    } else {
+        None
+    };
+    match why {
+        Some(why) => Err(format!("scope {entry:?}: {why}")),
+        None => Ok(()),
     }
 }
 
@@ -138,7 +179,8 @@ pub struct KeyEntry {
     pub key_id: String,
     /// The `RW…` line.
     pub key: String,
-    /// What it may publish; empty: anything.
+    /// The package names it may publish (exact, or prefixes ending in `*`);
+    /// empty: any name no other key's scope claims.
     pub scope: Vec<String>,
 }
 
@@ -246,10 +288,11 @@ impl TrustStore {
     }
 
     fn insert(&mut self, trusted: TrustedKey) -> Result<KeyEntry, TrustError> {
-        if trusted.scope.len() > MAX_SCOPE_ENTRIES || trusted.scope.iter().any(|s| s.len() > MAX_SCOPE_LEN) {
-            return Err(TrustError::Refused(format!(
-                "a scope has at most {MAX_SCOPE_ENTRIES} entries of at most {MAX_SCOPE_LEN} bytes"
-            )));
+        if trusted.scope.len() > MAX_SCOPE_ENTRIES {
+            return Err(TrustError::Refused(format!("a scope has at most {MAX_SCOPE_ENTRIES} entries")));
+        }
+        for entry in &trusted.scope {
+            check_scope_entry(entry).map_err(TrustError::Refused)?;
         }
         let entry = KeyEntry::from(&trusted);
         self.generation += 1;
@@ -292,6 +335,12 @@ impl TrustStore {
             path: path.clone(),
             source,
         })
+    }
+
+    /// Which other pinned key's scope claims the package `name`, said for a reason.
+    fn owner_text(&self, name: &str, signer: KeyId) -> Option<String> {
+        let owner = self.keys.iter().find(|k| k.key.key_id() != signer && k.claims(name))?;
+        Some(format!("{name} is in the scope of key {} ({})", owner.key.key_id(), owner.scope.join(", ")))
     }
 
     fn get(&self, id: KeyId) -> Option<&TrustedKey> {
@@ -338,7 +387,9 @@ impl TrustStore {
         }
         let id = minisig.key_id();
         let Some(trusted) = self.get(id) else {
-            return untrusted(format!("signed by key {id}, which is not trusted"), claimed);
+            let owner = claimed.as_ref().and_then(|release| self.owner_text(&release.name, id));
+            let owner = owner.map(|o| format!("; {o}")).unwrap_or_default();
+            return untrusted(format!("signed by key {id}, which is not trusted{owner}"), claimed);
         };
         let release = match verify(&trusted.key) {
             Ok(release) => release,
@@ -347,9 +398,14 @@ impl TrustStore {
             }
             Err(e) => return fake(format!("does not verify with trusted key {id}: {e}"), claimed),
         };
-        if !trusted.covers(&release) {
+        if !trusted.scope.is_empty() && !trusted.claims(&release.name) {
             let scope = trusted.scope.join(", ");
             return untrusted(format!("key {id} is trusted only for {scope}, not for {}", release.name), Some(release));
+        }
+        if trusted.scope.is_empty() {
+            if let Some(owner) = self.owner_text(&release.name, id) {
+                return untrusted(format!("{owner}, not of key {id} that signed it"), Some(release));
+            }
         }
         if content.sha256.is_none() {
             return untrusted("the result gives no urn:sha256 to check its signature against".into(), Some(release));
@@ -493,13 +549,76 @@ mod tests {
     #[test]
     fn scope_limits_what_a_key_may_publish() {
         let publisher = Publisher::new();
-        let store = store(&publisher, &["seblinux"]);
+        let store = store(&publisher, &["seblinux*"]);
         let inside = publisher.sign(GENUINE, "SEBLINUX-base", &["SEBLINUX"]);
         assert_eq!(store.judge(Some(&inside), content(GENUINE)).verdict, Verdict::Verified);
         let outside = publisher.sign(GENUINE, "other-distro", &["OTHER"]);
         let judgement = store.judge(Some(&outside), content(GENUINE));
         assert_eq!(judgement.verdict, Verdict::Untrusted);
-        assert!(judgement.reason.contains("trusted only for seblinux"), "{}", judgement.reason);
+        assert!(judgement.reason.contains("trusted only for seblinux*"), "{}", judgement.reason);
+    }
+
+    #[test]
+    fn scope_is_matched_against_the_signed_name_never_the_keywords() {
+        let publisher = Publisher::new();
+        let store = store(&publisher, &["SEBLINUX"]);
+        // An old keyword scope: the keyword no longer lets anything in.
+        let by_keyword = publisher.sign(GENUINE, "SEBLINUX-base", &["SEBLINUX"]);
+        let judgement = store.judge(Some(&by_keyword), content(GENUINE));
+        assert_eq!(judgement.verdict, Verdict::Untrusted, "{judgement:?}");
+        let exact = publisher.sign(GENUINE, "seblinux", &[]);
+        assert_eq!(store.judge(Some(&exact), content(GENUINE)).verdict, Verdict::Verified);
+    }
+
+    /// The repro: a second key pinned only for `SEBLINUX-extras*`
+    /// signs `SEBLINUX-base` with the keyword `SEBLINUX-extras`.
+    #[test]
+    fn key_pinned_for_extras_cannot_sign_base_whatever_its_keywords() {
+        let (publisher, extras) = (Publisher::new(), Publisher::new());
+        let mut store = store(&publisher, &[]);
+        store.add(extras.public(), vec!["SEBLINUX-extras*".into()]).unwrap();
+        let escape = extras.sign(GENUINE, "SEBLINUX-base", &["SEBLINUX-extras"]);
+        let judgement = store.judge(Some(&escape), content(GENUINE));
+        assert_eq!(judgement.verdict, Verdict::Untrusted, "{judgement:?}");
+        assert!(judgement.reason.contains("trusted only for SEBLINUX-extras*"), "{}", judgement.reason);
+        let genuine = publisher.sign(GENUINE, "SEBLINUX-base", &["SEBLINUX"]);
+        assert_eq!(store.judge(Some(&genuine), content(GENUINE)).verdict, Verdict::Verified);
+        let games = extras.sign(GENUINE, "SEBLINUX-extras-games", &[]);
+        assert_eq!(store.judge(Some(&games), content(GENUINE)).verdict, Verdict::Verified);
+    }
+
+    #[test]
+    fn unscoped_key_cannot_sign_a_name_another_keys_scope_claims() {
+        let (publisher, extras) = (Publisher::new(), Publisher::new());
+        let mut store = store(&publisher, &[]);
+        store.add(extras.public(), vec!["SEBLINUX-extras*".into()]).unwrap();
+        let taken = publisher.sign(GENUINE, "seblinux-EXTRAS-games", &[]);
+        let judgement = store.judge(Some(&taken), content(GENUINE));
+        assert_eq!(judgement.verdict, Verdict::Untrusted, "{judgement:?}");
+        let expected = format!("in the scope of key {} (SEBLINUX-extras*)", extras.key.key_id());
+        assert!(judgement.reason.contains(&expected), "{}", judgement.reason);
+        // An unpinned key signing a claimed name is told whose it is, too.
+        let stranger = Publisher::new().sign(GENUINE, "SEBLINUX-extras-games", &[]);
+        let judgement = store.judge(Some(&stranger), content(GENUINE));
+        assert!(judgement.reason.contains(&expected), "{}", judgement.reason);
+    }
+
+    #[test]
+    fn scope_entries_are_names_or_prefixes_and_nothing_else() {
+        assert!(scope_matches("SEBLINUX-extras*", "SEBLINUX-extras"));
+        assert!(scope_matches("SEBLINUX-extras*", "seblinux-extras-games"));
+        assert!(!scope_matches("SEBLINUX-extras*", "SEBLINUX-extra"));
+        assert!(scope_matches("SEBLINUX-base", "seblinux-BASE"));
+        assert!(!scope_matches("SEBLINUX-base", "SEBLINUX-base-dev"));
+        assert!(!scope_matches("é*", "e"));
+        for good in ["SEBLINUX-base", "SEBLINUX-extras*", "a*"] {
+            assert!(check_scope_entry(good).is_ok(), "{good}");
+        }
+        for bad in ["*", "SEB*LINUX", "SEB**", "two words", "a,b", "a#b", "tab\t", &"x".repeat(200)] {
+            assert!(check_scope_entry(bad).is_err(), "{bad:?}");
+        }
+        let refused = TrustStore::in_memory().add(Publisher::new().public(), vec!["SEB*LINUX".into()]);
+        assert!(matches!(refused, Err(TrustError::Refused(why)) if why.contains("SEB*LINUX")));
     }
 
     #[test]

@@ -162,7 +162,7 @@ fn trusted_key_file_gives_verdicts_and_a_fake_get_fails_in_one_line() {
     let hub = Running::start(None, None);
     let publisher = Running::start(Some(published.path()), Some(&hub.listen));
     let faker = Running::start(Some(faked.path()), Some(&hub.listen));
-    let trust = format!("{}#SEBLINUX", public.display());
+    let trust = format!("{}#SEBLINUX*", public.display());
     let user = Running::start_with(None, Some(&hub.listen), &["--trust", &trust]);
     hub.wait_until(&["peers", "--json"], |peers| peers.len() == 3);
     for sharing in [&publisher, &faker] {
@@ -176,7 +176,7 @@ fn trusted_key_file_gives_verdicts_and_a_fake_get_fails_in_one_line() {
     let keys = user.json_lines(&["trust", "list", "--json"]);
     assert_eq!(keys.len(), 1);
     assert_eq!(keys[0]["key_id"], key.key_id().to_string());
-    assert_eq!(keys[0]["scope"], serde_json::json!(["SEBLINUX"]));
+    assert_eq!(keys[0]["scope"], serde_json::json!(["SEBLINUX*"]));
 
     let results = user.json_lines(&["search", "--wait", "3", "--json", "SEBLINUX"]);
     assert_eq!(results.len(), 2, "{results:?}");

@@ -47,7 +47,7 @@ async fn user(
     post_install: Option<&str>,
 ) -> User {
     let data = tempfile::tempdir().unwrap();
-    let pinned = TrustedKey { key: publisher.public_key(), scope: vec!["SEBLINUX".into()] };
+    let pinned = TrustedKey { key: publisher.public_key(), scope: vec!["SEBLINUX*".into()] };
     let addrs: Vec<_> = peers.iter().map(|p| p.listen_addr()).collect();
     let node = start_with(&addrs, None, |config| {
         config.data_dir = Some(data.path().to_path_buf());

@@ -497,7 +497,7 @@ function createKeyRow(entry) {
 function updateKeyRow(row, entry) {
   setText(cellOf(row, "key-id"), entry.key_id);
   setText(cellOf(row, "key"), orDash(entry.key));
-  setText(cellOf(row, "scope"), (entry.scope || []).join(", ") || "everything");
+  setText(cellOf(row, "scope"), (entry.scope || []).join(", ") || "any name not in another key’s scope");
 }
 
 function setTrustAvailable(available) {

@@ -379,7 +379,7 @@ impl NodeHandle {
         self.trust.read().list()
     }
 
-    /// Pins a publisher key, for the names or keywords of `scope` (all when empty).
+    /// Pins a publisher key, for the package names of `scope` (see [`crate::trust`]).
     pub async fn trust_key(&self, key: signing_tool::PublicKey, scope: Vec<String>) -> Result<KeyEntry, NodeError> {
         let entry = self.trust.write().add(key, scope)?;
         self.events.send(Event::Command(Command::TrustChanged)).await.map_err(|_| NodeError::Stopped)?;
