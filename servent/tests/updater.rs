@@ -46,13 +46,24 @@ async fn user(
     install: tempfile::TempDir,
     post_install: Option<&str>,
 ) -> User {
+    user_trusting(&[publisher], peers, install, post_install).await
+}
+
+/// A user servent trusting each of `publishers` for `SEBLINUX*`, with its updater on `install`.
+async fn user_trusting(
+    publishers: &[&SecretKey],
+    peers: &[&NodeHandle],
+    install: tempfile::TempDir,
+    post_install: Option<&str>,
+) -> User {
     let data = tempfile::tempdir().unwrap();
-    let pinned = TrustedKey { key: publisher.public_key(), scope: vec!["SEBLINUX*".into()] };
+    let pinned: Vec<TrustedKey> =
+        publishers.iter().map(|k| TrustedKey { key: k.public_key(), scope: vec!["SEBLINUX*".into()] }).collect();
     let addrs: Vec<_> = peers.iter().map(|p| p.listen_addr()).collect();
     let node = start_with(&addrs, None, |config| {
         config.data_dir = Some(data.path().to_path_buf());
         config.shares = vec![install.path().to_path_buf()];
-        config.trust = vec![pinned];
+        config.trust = pinned;
     })
     .await;
     for peer in peers {
@@ -187,5 +198,41 @@ fn a_failing_or_hanging_hook_rolls_back_and_two_passes_never_run_at_once() {
             install = user.install;
         }
         publisher.shutdown().await;
+    });
+}
+
+/// Key continuity: a newer release signed by another key, even one the
+/// user pins for the same names, does not replace what the publisher's key
+/// installed.
+#[test]
+fn a_newer_release_signed_by_another_pinned_key_is_refused_as_a_key_change() {
+    task::block_on(async {
+        let publisher_key = SecretKey::generate().unwrap();
+        let other_key = SecretKey::generate().unwrap();
+        let published = share(&[]);
+        publish(published.path(), &publisher_key, "1.2", "SEBLINUX-base-1.2.tar", &bytes_of("1.2"));
+        let elsewhere = share(&[]);
+        let publisher = start_with(&[], Some(published.path()), |_| {}).await;
+        let other = start_with(&[], Some(elsewhere.path()), |_| {}).await;
+        wait_indexed(&publisher, "seblinux base", 1).await;
+        let keys = [&publisher_key, &other_key];
+        let user = user_trusting(&keys, &[&publisher, &other], tempfile::tempdir().unwrap(), None).await;
+        assert_eq!(user.updater.install(NAME, false).await.unwrap().action, Action::Installed);
+
+        publish(elsewhere.path(), &other_key, "9.9", "SEBLINUX-base-9.9.tar", b"SEBLINUX base 9.9, another key");
+        wait_indexed(&other, "seblinux base", 1).await;
+        let pass = user.updater.pass(false).await.unwrap();
+        let decision = &pass.decisions[0];
+        assert_eq!((decision.action, decision.to.as_deref()), (Action::KeyChanged, None), "{decision:?}");
+        let expected =
+            format!("signed by key {}, but the installed 1.2 by key {}", other_key.key_id(), publisher_key.key_id());
+        assert!(decision.reason.contains(&expected), "{}", decision.reason);
+        assert_eq!(serde_json::to_value(decision).unwrap()["action"], "key_changed");
+        assert_eq!(installed_version(&user).as_deref(), Some("1.2"));
+        assert_eq!(std::fs::read(user.install.path().join("SEBLINUX-base-1.2.tar")).unwrap(), bytes_of("1.2"));
+
+        for node in [user.node, other, publisher] {
+            node.shutdown().await;
+        }
     });
 }

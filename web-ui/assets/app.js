@@ -621,6 +621,7 @@ const ACTION_WORDS = {
   would_install: "would install",
   up_to_date: "up to date",
   refused: "refused",
+  key_changed: "key changed",
   failed: "failed",
   rolled_back: "rolled back",
 };

@@ -104,6 +104,9 @@ pub enum Action {
     UpToDate,
     /// A newer release was seen and refused.
     Refused,
+    /// A newer release is signed by another key than the installed one's,
+    /// and no rotation record of the installed one's key allows it.
+    KeyChanged,
     /// The new version failed to arrive or to install; the old one stays.
     Failed,
     /// The previous version is back.
@@ -279,10 +282,13 @@ impl Updater {
             Ok(results) => results,
             Err(e) => return failed(name, current, format!("cannot search the network: {e}")),
         };
-        let (choice, newest) = choose(name, installed.as_ref(), &results, explicit);
+        let (choice, newest) = choose(name, installed.as_ref(), &results, explicit, &[]);
         let mut decision = match choice {
             Choice::Keep(reason) => Decision { action: Action::UpToDate, reason, ..decision(name, current, None) },
             Choice::Refuse(reason) => Decision { action: Action::Refused, reason, ..decision(name, current, None) },
+            Choice::KeyChanged(reason, _) => {
+                Decision { action: Action::KeyChanged, reason, ..decision(name, current, None) }
+            }
             Choice::Install(candidate) if dry_run => Decision {
                 action: Action::WouldInstall,
                 reason: format!("{} {} is verified and newer", candidate.release.name, candidate.version),
