@@ -35,13 +35,12 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use serde::{Deserialize, Serialize};
-use signing_tool::{FileCheck, FileVerifier, KeyId, Minisig, PublicKey, Release, VerifyError};
+use signing_tool::{FileCheck, FileVerifier, KeyId, Minisig, PublicKey, Release, Rotation, VerifyError};
 
 /// Keys a store holds at most.
 pub const MAX_TRUSTED_KEYS: usize = 64;
-/// Scope entries per key at most, and the longest one.
+/// Scope entries per key at most.
 pub const MAX_SCOPE_ENTRIES: usize = 32;
-const MAX_SCOPE_LEN: usize = 128;
 /// Largest trust file read.
 const MAX_TRUST_FILE: u64 = 256 * 1024;
 /// The trust file, in the data directory.
@@ -141,35 +140,19 @@ impl TrustedKey {
 }
 
 /// Whether the scope entry `entry` (an exact name, or a prefix ending in
-/// `*`) names the package `name`, without case.
+/// `*`) names the package `name`, without case: the rule rotation records
+/// use too ([`signing_tool::rotation::name_matches`]).
 pub fn scope_matches(entry: &str, name: &str) -> bool {
-    match entry.strip_suffix('*') {
-        Some(prefix) => {
-            name.len() >= prefix.len() && name.as_bytes()[..prefix.len()].eq_ignore_ascii_case(prefix.as_bytes())
-        }
-        None => entry.eq_ignore_ascii_case(name),
-    }
+    signing_tool::rotation::name_matches(entry, name)
 }
 
 /// Checks one scope entry: a package name, or a prefix of one followed by
 /// a single final `*`; no white space, commas, `#` or control characters.
 pub fn check_scope_entry(entry: &str) -> Result<(), String> {
-    let prefix = entry.strip_suffix('*').unwrap_or(entry);
-    let why = if entry.len() > MAX_SCOPE_LEN {
-        Some(format!("longer than {MAX_SCOPE_LEN} bytes"))
-    } else if prefix.is_empty() {
-        Some("a scope of every name is no scope: pin the key without one".to_owned())
-    } else if prefix.contains('*') {
-        Some("`*` may only end a prefix (SEBLINUX-extras*)".to_owned())
-    } else if prefix.chars().any(|c| c.is_whitespace() || c.is_control() || c == ',' || c == '#') {
-        Some("a package name has no white space, commas or `#`".to_owned())
-    } else {
-        None
-    };
-    match why {
-        Some(why) => Err(format!("scope {entry:?}: {why}")),
-        None => Ok(()),
-    }
+    signing_tool::rotation::check_name(entry).map_err(|why| match entry {
+        "*" => format!("scope {entry:?}: a scope of every name is no scope: pin the key without one"),
+        _ => format!("scope {entry:?}: {why}"),
+    })
 }
 
 /// How a pinned key is listed and saved.
@@ -182,6 +165,10 @@ pub struct KeyEntry {
     /// The package names it may publish (exact, or prefixes ending in `*`);
     /// empty: any name no other key's scope claims.
     pub scope: Vec<String>,
+    /// How it came to be pinned, when not by the user: the rotation record
+    /// that handed packages over to it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
 }
 
 impl From<&TrustedKey> for KeyEntry {
@@ -190,6 +177,7 @@ impl From<&TrustedKey> for KeyEntry {
             key_id: trusted.key.key_id().to_string(),
             key: trusted.key.to_base64(),
             scope: trusted.scope.clone(),
+            note: None,
         }
     }
 }
@@ -246,6 +234,8 @@ impl SharedTrust {
 #[derive(Debug, Default)]
 pub struct TrustStore {
     keys: Vec<TrustedKey>,
+    /// Notes on keys pinned by a rotation record, by key.
+    notes: Vec<(KeyId, String)>,
     /// Counts changes, so that verdicts kept elsewhere know when they are stale.
     generation: u64,
     /// Where the store is saved; `None` in memory.
@@ -273,6 +263,9 @@ impl TrustStore {
         let entries: Vec<KeyEntry> = serde_json::from_str(&text).map_err(|e| corrupt(e.to_string()))?;
         for entry in entries {
             let key = PublicKey::from_base64(&entry.key).map_err(|e| corrupt(format!("key {}: {e}", entry.key_id)))?;
+            if let Some(note) = entry.note {
+                store.notes.push((key.key_id(), note));
+            }
             store.insert(TrustedKey { key, scope: entry.scope }).map_err(|e| corrupt(e.to_string()))?;
         }
         Ok(store)
@@ -282,7 +275,9 @@ impl TrustStore {
     /// and saves the store.
     pub fn add(&mut self, key: PublicKey, scope: Vec<String>) -> Result<KeyEntry, TrustError> {
         let scope: Vec<String> = scope.into_iter().map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()).collect();
+        let id = key.key_id();
         let entry = self.insert(TrustedKey { key, scope })?;
+        self.notes.retain(|(key, _)| *key != id);
         self.save()?;
         Ok(entry)
     }
@@ -305,10 +300,41 @@ impl TrustStore {
         Ok(entry)
     }
 
+    /// Pins the new key of a verified rotation for the names it hands over
+    /// (added to the key's scope if it is pinned with one already; a key
+    /// pinned without a scope keeps none), notes the rotation, and saves.
+    pub fn honour_rotation(&mut self, rotation: &Rotation) -> Result<KeyEntry, TrustError> {
+        let id = rotation.to.key_id();
+        let scope = match self.get(id) {
+            Some(pinned) if pinned.scope.is_empty() => Vec::new(),
+            pinned => {
+                let mut scope = pinned.map(|p| p.scope.clone()).unwrap_or_default();
+                for name in &rotation.names {
+                    if !scope.iter().any(|s| s.eq_ignore_ascii_case(name)) {
+                        scope.push(name.clone());
+                    }
+                }
+                scope
+            }
+        };
+        let note = format!(
+            "pinned by a rotation record of key {} for {} (signed at {})",
+            rotation.from,
+            rotation.names.join(", "),
+            rotation.timestamp
+        );
+        self.insert(TrustedKey { key: rotation.to.clone(), scope })?;
+        self.notes.retain(|(key, _)| *key != id);
+        self.notes.push((id, note));
+        self.save()?;
+        Ok(self.entry(id).expect("just pinned"))
+    }
+
     /// Unpins the key with this id and saves the store; whether it was pinned.
     pub fn remove(&mut self, id: KeyId) -> Result<bool, TrustError> {
         let before = self.keys.len();
         self.keys.retain(|k| k.key.key_id() != id);
+        self.notes.retain(|(key, _)| *key != id);
         let removed = self.keys.len() != before;
         if removed {
             self.generation += 1;
@@ -324,7 +350,12 @@ impl TrustStore {
 
     /// The pinned keys, as listed.
     pub fn list(&self) -> Vec<KeyEntry> {
-        self.keys.iter().map(KeyEntry::from).collect()
+        self.keys.iter().filter_map(|k| self.entry(k.key.key_id())).collect()
+    }
+
+    fn entry(&self, id: KeyId) -> Option<KeyEntry> {
+        let note = self.notes.iter().find(|(key, _)| *key == id).map(|(_, note)| note.clone());
+        self.get(id).map(|trusted| KeyEntry { note, ..KeyEntry::from(trusted) })
     }
 
     fn save(&self) -> Result<(), TrustError> {
@@ -335,6 +366,11 @@ impl TrustStore {
             path: path.clone(),
             source,
         })
+    }
+
+    /// The pinned key with this id, if any.
+    pub fn pinned(&self, id: KeyId) -> Option<&PublicKey> {
+        self.get(id).map(|trusted| &trusted.key)
     }
 
     /// Which other pinned key's scope claims the package `name`, said for a reason.
@@ -635,6 +671,29 @@ mod tests {
         assert_eq!(check(GENUINE).verdict, Verdict::Verified);
         assert_eq!(check(&GENUINE[..10]).verdict, Verdict::Fake);
         assert!(TrustStore::in_memory().file_verifier(&minisig).is_none());
+    }
+
+    #[test]
+    fn an_honoured_rotation_pins_the_new_key_for_its_names_with_a_note_that_survives_a_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(TRUST_FILE);
+        let (old, new) = (Publisher::new(), Publisher::new());
+        let mut store = TrustStore::open(&path).unwrap();
+        store.add(old.public(), vec!["SEBLINUX*".into()]).unwrap();
+        let names = vec!["SEBLINUX-base".to_string()];
+        let (_, text, minisig) = Rotation::sign(&old.key, &new.public(), &names, 7).unwrap();
+        let rotation = Rotation::verify(&old.public(), &minisig, text.as_bytes()).unwrap();
+        let entry = store.honour_rotation(&rotation).unwrap();
+        assert_eq!(entry.scope, ["SEBLINUX-base"]);
+        assert!(entry.note.as_deref().unwrap().contains(&format!("rotation record of key {}", old.key.key_id())));
+        assert_eq!(TrustStore::open(&path).unwrap().list(), store.list());
+        let release = new.sign(GENUINE, "SEBLINUX-base", &[]);
+        assert_eq!(store.judge(Some(&release), content(GENUINE)).verdict, Verdict::Verified);
+        let other = new.sign(GENUINE, "SEBLINUX-doc", &[]);
+        assert_eq!(store.judge(Some(&other), content(GENUINE)).verdict, Verdict::Untrusted);
+        // The user pinning the key himself drops the note.
+        assert_eq!(store.add(new.public(), vec![]).unwrap().note, None);
+        assert_eq!(store.list()[1].note, None);
     }
 
     #[test]

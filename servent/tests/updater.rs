@@ -12,6 +12,7 @@ use common::{share, start_with, wait_connected, wait_for, wait_indexed};
 use servent::node::NodeHandle;
 use servent::trust::TrustedKey;
 use servent::updater::{Action, UpdateError, Updater, UpdaterConfig};
+use signing_tool::files::{minisig_path, write_rotation};
 use signing_tool::{ReleaseMeta, SecretKey, Signer};
 
 const NAME: &str = "SEBLINUX-base";
@@ -22,10 +23,15 @@ fn bytes_of(version: &str) -> Vec<u8> {
 
 /// Writes `file` with `content` into `dir`, signed by `key` as `version`.
 fn publish(dir: &Path, key: &SecretKey, version: &str, file: &str, content: &[u8]) {
+    publish_as(dir, key, NAME, version, file, content);
+}
+
+/// [`publish`] for the package `name`.
+fn publish_as(dir: &Path, key: &SecretKey, name: &str, version: &str, file: &str, content: &[u8]) {
     std::fs::write(dir.join(file), content).unwrap();
     let mut signer = Signer::new();
     signer.update(content);
-    let meta = ReleaseMeta { name: NAME.into(), version: version.into(), keywords: vec!["SEBLINUX".into()] };
+    let meta = ReleaseMeta { name: name.into(), version: version.into(), keywords: vec!["SEBLINUX".into()] };
     // Later versions are signed later, as a publisher does.
     let timestamp = 1_700_000_000 + version.replace('.', "").parse::<u64>().unwrap();
     let minisig = signer.finish(key, file, Some(&meta), timestamp).unwrap();
@@ -232,6 +238,108 @@ fn a_newer_release_signed_by_another_pinned_key_is_refused_as_a_key_change() {
         assert_eq!(std::fs::read(user.install.path().join("SEBLINUX-base-1.2.tar")).unwrap(), bytes_of("1.2"));
 
         for node in [user.node, other, publisher] {
+            node.shutdown().await;
+        }
+    });
+}
+
+/// The publisher changes keys: it writes a rotation record with its old
+/// key, shares it, and signs 1.1 with the new key. The user's next pass
+/// finds the record, checks it against the key 1.0 is bound to, pins the
+/// new key for SEBLINUX-base, installs 1.1 and binds it to the new key.
+#[test]
+fn a_rotation_record_by_the_bound_key_lets_the_new_key_publish_the_next_release() {
+    task::block_on(async {
+        let old_key = SecretKey::generate().unwrap();
+        let new_key = SecretKey::generate().unwrap();
+        let published = share(&[]);
+        publish(published.path(), &old_key, "1.0", "SEBLINUX-base-1.0.tar", &bytes_of("1.0"));
+        let publisher = start_with(&[], Some(published.path()), |_| {}).await;
+        wait_indexed(&publisher, "seblinux base", 1).await;
+        let user = user(&old_key, &[&publisher], tempfile::tempdir().unwrap(), None).await;
+        assert_eq!(user.updater.install(NAME, false).await.unwrap().action, Action::Installed);
+
+        let names = [NAME.to_string()];
+        let (record, _) =
+            write_rotation(&old_key, &new_key.public_key(), &names, published.path(), 1_700_000_050).unwrap();
+        publish(published.path(), &new_key, "1.1", "SEBLINUX-base-1.1.tar", &bytes_of("1.1"));
+        wait_indexed(&publisher, "keyrotation", 1).await;
+        wait_indexed(&publisher, "seblinux base", 2).await;
+
+        let pass = user.updater.pass(false).await.unwrap();
+        let decision = &pass.decisions[0];
+        assert_eq!((decision.action, decision.to.as_deref()), (Action::Installed, Some("1.1")), "{decision:?}");
+        assert!(decision.reason.contains("by a rotation record"), "{}", decision.reason);
+        assert_eq!(std::fs::read(user.install.path().join("SEBLINUX-base-1.1.tar")).unwrap(), bytes_of("1.1"));
+        assert_eq!(user.updater.status().installed[0].current.key_id, new_key.key_id().to_string());
+        let pinned = user.node.trusted_keys();
+        let new_entry = pinned.iter().find(|k| k.key_id == new_key.key_id().to_string()).expect("the new key pinned");
+        assert_eq!(new_entry.scope, [NAME]);
+        assert!(new_entry.note.as_deref().unwrap().contains(&old_key.key_id().to_string()), "{new_entry:?}");
+        // The record itself arrived whole and is shared on.
+        let downloaded = user.node.library_entries();
+        let file_name = record.file_name().unwrap().to_str().unwrap();
+        assert!(downloaded.iter().any(|e| e.file.name == file_name), "{downloaded:#?}");
+
+        for node in [user.node, publisher] {
+            node.shutdown().await;
+        }
+    });
+}
+
+/// A faker holding only the new key forges the old key's record (signed by
+/// the new key), and replays a genuine record that hands over only
+/// SEBLINUX-doc: neither lets the new key's SEBLINUX-base in.
+#[test]
+fn a_forged_rotation_and_one_replayed_for_another_package_are_refused() {
+    task::block_on(async {
+        let old_key = SecretKey::generate().unwrap();
+        let new_key = SecretKey::generate().unwrap();
+        let published = share(&[]);
+        publish(published.path(), &old_key, "1.0", "SEBLINUX-base-1.0.tar", &bytes_of("1.0"));
+        let publisher = start_with(&[], Some(published.path()), |_| {}).await;
+        wait_indexed(&publisher, "seblinux base", 1).await;
+        let user = user(&old_key, &[&publisher], tempfile::tempdir().unwrap(), None).await;
+        assert_eq!(user.updater.install(NAME, false).await.unwrap().action, Action::Installed);
+
+        let faked = share(&[]);
+        // Forged: the new key signs a record, named as if the old key had.
+        let forged_dir = tempfile::tempdir().unwrap();
+        let (forged, _) = write_rotation(
+            &new_key,
+            &SecretKey::generate().unwrap().public_key(),
+            &[NAME.to_string()],
+            forged_dir.path(),
+            1_700_000_050,
+        )
+        .unwrap();
+        let posing = faked.path().join(format!("KEYROTATION-{}-{}.pub", old_key.key_id(), new_key.key_id()));
+        std::fs::copy(&forged, &posing).unwrap();
+        std::fs::copy(minisig_path(&forged), minisig_path(&posing)).unwrap();
+        // Replayed: a genuine record of the old key, for SEBLINUX-doc only.
+        write_rotation(&old_key, &new_key.public_key(), &["SEBLINUX-doc".to_string()], published.path(), 1_700_000_050)
+            .unwrap();
+        publish_as(faked.path(), &new_key, NAME, "1.1", "SEBLINUX-base-1.1.tar", b"SEBLINUX base 1.1, new key");
+        let faker = start_with(&[user.node.listen_addr()], Some(faked.path()), |_| {}).await;
+        wait_connected(&user.node, &faker).await;
+        wait_indexed(&faker, "keyrotation", 1).await;
+        wait_indexed(&publisher, "keyrotation", 1).await;
+
+        let pass = user.updater.pass(false).await.unwrap();
+        let decision = &pass.decisions[0];
+        // The new key is not pinned, so its 1.1 is not even a candidate: the
+        // pass installs nothing and says why the records were refused.
+        assert_eq!(decision.action, Action::UpToDate, "{decision:?}");
+        let reason = &decision.reason;
+        assert!(
+            reason.contains(&format!("signed by key {}, not by key {}", new_key.key_id(), old_key.key_id())),
+            "{reason}"
+        );
+        assert!(reason.contains("it hands over SEBLINUX-doc, not SEBLINUX-base"), "{reason}");
+        assert_eq!(installed_version(&user).as_deref(), Some("1.0"));
+        assert_eq!(user.node.trusted_keys().len(), 1, "the new key is not pinned");
+
+        for node in [faker, user.node, publisher] {
             node.shutdown().await;
         }
     });

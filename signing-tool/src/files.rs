@@ -16,6 +16,7 @@ use crate::error::{Error, FormatError, VerifyError};
 use crate::key::{KeyId, PublicKey, SecretKey, SecretKeyFile, MAX_KEY_FILE_BYTES};
 use crate::minisig::{Minisig, MAX_MINISIG_BYTES};
 use crate::release::{Release, ReleaseMeta};
+use crate::rotation::Rotation;
 use crate::sign::Signer;
 use crate::verify::verify_reader;
 
@@ -130,6 +131,23 @@ pub fn sign_file(key: &SecretKey, file: &Path, meta: Option<&ReleaseMeta>, times
         return Err(Error::Write { path, source });
     }
     Ok(path)
+}
+
+/// Writes into `dir` the rotation record by which `old` hands `names` over to `new`, and its
+/// `.minisig`; returns the record's path and what it says.
+pub fn write_rotation(
+    old: &SecretKey,
+    new: &PublicKey,
+    names: &[String],
+    dir: &Path,
+    timestamp: u64,
+) -> Result<(PathBuf, Rotation), Error> {
+    let (name, text, minisig) =
+        Rotation::sign(old, new, names, timestamp).map_err(|source| Error::Format { path: dir.to_owned(), source })?;
+    let path = dir.join(name);
+    write_new(&path, text.as_bytes(), 0o644)?;
+    write_new(&minisig_path(&path), minisig.to_text().as_bytes(), 0o644)?;
+    Ok((path, Rotation { from: old.key_id(), to: new.clone(), names: names.to_vec(), timestamp }))
 }
 
 /// Verifies `file` against `FILE.minisig` and `key`, reading the file once.

@@ -153,3 +153,33 @@ fn version_without_name_is_a_usage_error() {
     assert!(!run.ok);
     assert!(!scratch.path("SEBLINUX-base-1.1.tar.minisig").exists());
 }
+
+#[test]
+fn rotate_writes_a_record_the_old_key_verifies_naming_the_new_key_and_packages() {
+    let scratch = Scratch::new();
+    keygen_unencrypted(&scratch);
+    let old_id = key_id(&scratch);
+    assert!(scratch.tool(&["keygen", "-p", "new.pub", "-s", "new.key", "-W"], "").ok);
+    let new_id = scratch.read("new.pub").lines().next().unwrap().rsplit(' ').next().unwrap().to_owned();
+    let rotate =
+        ["rotate", "-s", "seblinux.key", "-p", "new.pub", "--name", "SEBLINUX-base", "--name", "SEBLINUX-extras*"];
+    let run = scratch.tool(&rotate, "");
+    assert!(run.ok, "{}", run.stderr);
+    let record = format!("KEYROTATION-{old_id}-{new_id}.pub");
+    assert!(
+        run.stdout.contains(&format!("key {old_id} hands SEBLINUX-base, SEBLINUX-extras* over to key {new_id}")),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(scratch.read(&record), scratch.read("new.pub").replace("\r", ""));
+
+    let run = scratch.tool(&["verify", "-p", "seblinux.pub", &record], "");
+    assert!(run.ok, "{}", run.stderr);
+    assert!(run.stdout.contains(&format!("rotation:{old_id}\\tnew-key:")), "{}", run.stdout);
+    assert!(run.stdout.contains("names:SEBLINUX-base,SEBLINUX-extras*"), "{}", run.stdout);
+    // Only the old key's signature holds.
+    assert!(!scratch.tool(&["verify", "-p", "new.pub", &record], "").ok);
+    // A pattern that is not a package name is refused, and nothing is written.
+    let run = scratch.tool(&["rotate", "-s", "seblinux.key", "-p", "new.pub", "--name", "*", "-o", "elsewhere"], "");
+    assert!(!run.ok && run.stderr.lines().count() == 1, "{}", run.stderr);
+}

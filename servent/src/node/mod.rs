@@ -386,6 +386,19 @@ impl NodeHandle {
         Ok(entry)
     }
 
+    /// Pins the new key of a verified rotation record for the packages it
+    /// hands over (see [`crate::trust::TrustStore::honour_rotation`]).
+    pub async fn honour_rotation(&self, rotation: &signing_tool::Rotation) -> Result<KeyEntry, NodeError> {
+        let entry = self.trust.write().honour_rotation(rotation)?;
+        self.events.send(Event::Command(Command::TrustChanged)).await.map_err(|_| NodeError::Stopped)?;
+        Ok(entry)
+    }
+
+    /// The pinned key with this id, if any.
+    pub fn pinned_key(&self, id: signing_tool::KeyId) -> Option<signing_tool::PublicKey> {
+        self.trust.read().pinned(id).cloned()
+    }
+
     /// Unpins a key; whether it was pinned.
     pub async fn distrust_key(&self, id: signing_tool::KeyId) -> Result<bool, NodeError> {
         let removed = self.trust.write().remove(id)?;

@@ -137,6 +137,20 @@ pub fn choose(
     (Choice::Install(Box::new((*best).clone())), newest)
 }
 
+/// Whether a result (verified or not, fake aside) offers a version of the
+/// installed package `name` newer than the installed one, signed by another
+/// key than the one it is bound to: then a rotation record is worth looking for.
+pub fn other_key_offers_newer(name: &str, installed: &Installed, results: &[SearchResult]) -> bool {
+    let Ok(current) = installed.current.version.parse::<Version>() else { return false };
+    let bound = &installed.current.key_id;
+    results.iter().any(|result| {
+        let judgement = &result.judgement;
+        let release = judgement.release.as_ref().filter(|r| r.name == name && judgement.verdict != Verdict::Fake);
+        let newer = release.and_then(|r| r.version.parse::<Version>().ok()).is_some_and(|v| v > current);
+        newer && judgement.publisher.is_some_and(|key| !key.to_string().eq_ignore_ascii_case(bound))
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -272,6 +286,14 @@ mod tests {
         // A rotation of the bound key to the other key lets it in.
         let (choice, _) = choose("SEBLINUX-base", Some(&installed), &results, false, &[OTHER]);
         assert_eq!(chosen(&choice).as_deref(), Some("9.9"));
+        assert!(other_key_offers_newer("SEBLINUX-base", &installed, &results));
+        let untrusted = [signed_by("SEBLINUX-base", "9.9", 30, Verdict::Untrusted, OTHER)];
+        assert!(other_key_offers_newer("SEBLINUX-base", &installed, &untrusted));
+        let older = [signed_by("SEBLINUX-base", "1.0", 30, Verdict::Verified, OTHER)];
+        assert!(!other_key_offers_newer("SEBLINUX-base", &installed, &older));
+        let fake = [signed_by("SEBLINUX-base", "9.9", 30, Verdict::Fake, OTHER)];
+        assert!(!other_key_offers_newer("SEBLINUX-base", &installed, &fake));
+        assert!(!other_key_offers_newer("SEBLINUX-base", &installed, &with_own[1..]));
         // Nothing installed: nothing is bound yet.
         let (choice, _) = choose("SEBLINUX-base", None, &results[..1], false, &[]);
         assert_eq!(chosen(&choice).as_deref(), Some("9.9"));
