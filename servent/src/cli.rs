@@ -533,7 +533,10 @@ fn print_decisions(decisions: &[Value], json: bool) -> Result<(), String> {
             false => println!("{} {}: {}", text(&d["name"]), text(&d["action"]).replace('_', " "), text(&d["reason"])),
         }
     }
-    match decisions.iter().find(|d| d["action"] == "failed") {
+    match decisions.iter().find(|d| d["action"] == "failed" || d["action"] == "not_found") {
+        Some(d) if d["action"] == "not_found" => {
+            Err(format!("{}: not found: {}", text(&d["name"]), text(&d["reason"])))
+        }
         Some(d) => Err(format!("{}: {}", text(&d["name"]), text(&d["reason"]))),
         None => Ok(()),
     }

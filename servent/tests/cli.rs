@@ -205,7 +205,7 @@ fn trusted_key_file_gives_verdicts_and_a_fake_get_fails_in_one_line() {
 
 #[test]
 fn updater_commands_answer_and_refuse_in_one_line() {
-    let servent = Running::start(None, None);
+    let servent = Running::start_with(None, None, &["--update-search-wait", "1"]);
     let status = servent.json_lines(&["update", "--json"]);
     assert_eq!(status.len(), 1);
     assert_eq!(status[0]["installed"], serde_json::json!([]));
@@ -217,4 +217,22 @@ fn updater_commands_answer_and_refuse_in_one_line() {
     let stderr = String::from_utf8(refused.stderr).unwrap();
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
     assert!(stderr.contains("SEBLINUX-base is not installed"), "{stderr}");
+    // Nothing of that name anywhere: not "up to date", and a failure.
+    let missing = servent.client(&["install", "SEBLINUX-base"]);
+    assert!(!missing.status.success());
+    let stderr = String::from_utf8(missing.stderr).unwrap();
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("SEBLINUX-base: not found"), "{stderr}");
+    assert!(String::from_utf8(missing.stdout).unwrap().starts_with("SEBLINUX-base not found: "));
+
+    // A secret key given to `trust add` is refused without a byte of it shown.
+    let secret = signing_tool::SecretKey::generate().unwrap().to_file_text(None).unwrap();
+    let line = secret.lines().nth(1).unwrap();
+    let refused = servent.client(&["trust", "add", line]);
+    assert!(!refused.status.success());
+    let (stdout, stderr) = (String::from_utf8(refused.stdout).unwrap(), String::from_utf8(refused.stderr).unwrap());
+    assert!(stderr.contains("secret* key"), "{stderr}");
+    for shown in [&stdout, &stderr, &servent.log()] {
+        assert!(!shown.contains(&line[..16]), "key material shown: {shown}");
+    }
 }

@@ -159,6 +159,15 @@ fn install_gets_the_genuine_newest_release_and_an_update_pass_brings_the_next_on
         })
         .await;
 
+        // A rollback brings 1.1 back; a second one goes forward to 1.2 and says so.
+        let back = user.updater.rollback(NAME).await.unwrap();
+        assert_eq!((back.action, back.to.as_deref()), (Action::RolledBack, Some("1.1")), "{back:?}");
+        assert!(back.reason.starts_with("rolled back to 1.1; 1.2 is held back"), "{}", back.reason);
+        let forth = user.updater.rollback(NAME).await.unwrap();
+        assert_eq!((forth.action, forth.to.as_deref()), (Action::RolledForward, Some("1.2")), "{forth:?}");
+        assert!(forth.reason.starts_with("rolled forward to 1.2"), "{}", forth.reason);
+        assert_eq!(installed_version(&user).as_deref(), Some("1.2"));
+
         for node in [third, user.node, faker, publisher] {
             node.shutdown().await;
         }

@@ -107,6 +107,12 @@ pub fn sign_file(key: &SecretKey, file: &Path, meta: Option<&ReleaseMeta>, times
         .and_then(|name| name.to_str().ok_or(FormatError::NotUtf8 { what: "the file name" }))
         .map_err(|source| Error::Format { path: file.to_owned(), source })?;
     let read_error = |source| Error::Read { path: file.to_owned(), source };
+    // A device or a FIFO would be signed as whatever it yields today, and
+    // its `.minisig` written beside it (as /dev/null.minisig).
+    if !fs::metadata(file).map_err(read_error)?.is_file() {
+        let kind = io::Error::new(io::ErrorKind::InvalidInput, "not a regular file: only files are signed");
+        return Err(read_error(kind));
+    }
     let mut reader = File::open(file).map_err(read_error)?;
     let mut signer = Signer::new();
     let mut buffer = vec![0; CHUNK_BYTES];

@@ -32,6 +32,7 @@ pub mod release;
 pub mod rotation;
 mod sign;
 mod verify;
+pub mod version;
 
 pub use error::{Error, FormatError, VerifyError};
 pub use key::{KeyId, PublicKey, SecretKey, SecretKeyFile};

@@ -183,3 +183,27 @@ fn rotate_writes_a_record_the_old_key_verifies_naming_the_new_key_and_packages()
     let run = scratch.tool(&["rotate", "-s", "seblinux.key", "-p", "new.pub", "--name", "*", "-o", "elsewhere"], "");
     assert!(!run.ok && run.stderr.lines().count() == 1, "{}", run.stderr);
 }
+
+#[test]
+fn only_regular_files_are_signed_and_only_with_a_version_the_updater_can_order() {
+    let scratch = Scratch::new();
+    keygen_unencrypted(&scratch);
+    std::fs::create_dir(scratch.path("folder")).unwrap();
+    for target in ["/dev/null", scratch.path("folder").to_str().unwrap()] {
+        let run = scratch.tool(&["sign", "-s", "seblinux.key", target], "");
+        assert!(!run.ok, "{target} was signed");
+        assert!(run.stderr.contains("not a regular file"), "{}", run.stderr);
+    }
+    assert!(!scratch.path("folder.minisig").exists());
+    scratch.write(TAR, &release_bytes(10));
+    for version in ["1 0", "latest", "1.2-", "v1.2"] {
+        let run = scratch.tool(&["sign", "-s", "seblinux.key", "--name", "N", "--version", version, TAR], "");
+        assert!(!run.ok, "version {version:?} was signed");
+        assert!(run.stderr.contains("dotted numbers"), "{}", run.stderr);
+        assert!(!scratch.path(&format!("{TAR}.minisig")).exists());
+    }
+    for version in ["1", "2.10.3", "1.2-rc.1"] {
+        let run = scratch.tool(&["sign", "-s", "seblinux.key", "--name", "N", "--version", version, TAR], "");
+        assert!(run.ok, "{version}: {}", run.stderr);
+    }
+}

@@ -624,6 +624,8 @@ const ACTION_WORDS = {
   key_changed: "key changed",
   failed: "failed",
   rolled_back: "rolled back",
+  rolled_forward: "rolled forward",
+  not_found: "not found",
 };
 
 const FREEZE_MEANING =

@@ -48,6 +48,8 @@ pub enum Choice {
     Install(Box<Candidate>),
     /// Nothing to install, and why.
     Keep(String),
+    /// Nothing installed and no verified release of that name found, and why.
+    NotFound(String),
     /// A newer release was seen but must not be installed, and why.
     Refuse(String),
     /// The newer releases seen are signed by another key than the installed
@@ -85,7 +87,8 @@ pub fn choose(
     let newest = candidates.first().cloned();
     let also = if ignored > 0 { format!(" ({ignored} other results not verified, ignored)") } else { String::new() };
     let Some(newest_candidate) = &newest else {
-        return (Choice::Keep(format!("no verified release of {name} found{also}")), None);
+        let why = format!("no verified release of {name} found{also}");
+        return (if installed.is_some() { Choice::Keep(why) } else { Choice::NotFound(why) }, None);
     };
     let Some(installed) = installed else {
         return (Choice::Install(Box::new(newest_candidate.clone())), newest);
@@ -230,6 +233,8 @@ mod tests {
         let (choice, _) = choose("SEBLINUX-base", Some(&installed("1.1", 20, &[])), &results, false, &[]);
         assert!(matches!(choice, Choice::Keep(why) if why.contains("1.1 is the newest")));
         let (choice, _) = choose("SEBLINUX-base", None, &[], false, &[]);
+        assert!(matches!(choice, Choice::NotFound(why) if why.contains("no verified release")));
+        let (choice, _) = choose("SEBLINUX-base", Some(&installed("1.1", 20, &[])), &[], false, &[]);
         assert!(matches!(choice, Choice::Keep(why) if why.contains("no verified release")));
     }
 
@@ -259,7 +264,7 @@ mod tests {
     fn a_release_whose_version_is_not_a_version_is_ignored() {
         let results = [result("SEBLINUX-base", "latest", 30, Verdict::Verified)];
         let (choice, newest) = choose("SEBLINUX-base", None, &results, false, &[]);
-        assert!(matches!(choice, Choice::Keep(why) if why.contains("1 other results not verified")));
+        assert!(matches!(choice, Choice::NotFound(why) if why.contains("1 other results not verified")));
         assert!(newest.is_none());
     }
 

@@ -18,7 +18,7 @@
 
 pub mod choose;
 pub mod install;
-pub mod version;
+pub use signing_tool::version;
 
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
@@ -33,6 +33,7 @@ use signing_tool::{KeyId, PublicKey};
 
 use self::choose::{choose, other_key_offers_newer, Candidate, Choice};
 use self::install::{hex, InstallDir, InstallError, Installed, Package};
+use self::version::Version;
 use crate::node::{NodeError, NodeHandle};
 use crate::transfer::download::{DownloadState, Keep};
 use crate::trust::Verdict;
@@ -109,6 +110,8 @@ pub enum Action {
     WouldInstall,
     /// Nothing to do.
     UpToDate,
+    /// Nothing installed of that name, and no verified release of it found.
+    NotFound,
     /// A newer release was seen and refused.
     Refused,
     /// A newer release is signed by another key than the installed one's,
@@ -118,6 +121,8 @@ pub enum Action {
     Failed,
     /// The previous version is back.
     RolledBack,
+    /// A rollback of a rollback: the newer version is back.
+    RolledForward,
 }
 
 /// One pass over every installed package.
@@ -252,9 +257,15 @@ impl Updater {
         let owned = name.to_owned();
         let (from, to) = task::spawn_blocking(move || lock(&inner.install).rollback(&owned)).await?;
         self.changed();
+        let forward =
+            matches!((from.version.parse::<Version>(), to.version.parse::<Version>()), (Ok(f), Ok(t)) if t > f);
+        let (action, what) = match forward {
+            true => (Action::RolledForward, format!("rolled forward to {}, the version rolled back from", to.version)),
+            false => (Action::RolledBack, format!("rolled back to {}", to.version)),
+        };
         Ok(Decision {
-            action: Action::RolledBack,
-            reason: format!("{} is held back from now on; `install {name}` brings it back", from.version),
+            action,
+            reason: format!("{what}; {} is held back from now on; `install {name}` brings it back", from.version),
             ..decision(name, Some(&from), Some(to.version))
         })
     }
@@ -316,6 +327,7 @@ impl Updater {
         }
         let mut decision = match choice {
             Choice::Keep(reason) => Decision { action: Action::UpToDate, reason, ..decision(name, current, None) },
+            Choice::NotFound(reason) => Decision { action: Action::NotFound, reason, ..decision(name, current, None) },
             Choice::Refuse(reason) => Decision { action: Action::Refused, reason, ..decision(name, current, None) },
             Choice::KeyChanged(reason, _) => {
                 Decision { action: Action::KeyChanged, reason, ..decision(name, current, None) }
