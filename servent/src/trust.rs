@@ -141,9 +141,11 @@ impl TrustedKey {
 
 /// Whether the scope entry `entry` (an exact name, or a prefix ending in
 /// `*`) names the package `name`, without case: the rule rotation records
-/// use too ([`signing_tool::rotation::name_matches`]).
+/// use too ([`signing_tool::rotation::name_matches`]). An entry that is not
+/// a name pattern (a trust file written before scopes were names may hold
+/// one, such as `*`) names nothing: an old scope never widens.
 pub fn scope_matches(entry: &str, name: &str) -> bool {
-    signing_tool::rotation::name_matches(entry, name)
+    check_scope_entry(entry).is_ok() && signing_tool::rotation::name_matches(entry, name)
 }
 
 /// Checks one scope entry: a package name, or a prefix of one followed by
@@ -275,6 +277,9 @@ impl TrustStore {
     /// and saves the store.
     pub fn add(&mut self, key: PublicKey, scope: Vec<String>) -> Result<KeyEntry, TrustError> {
         let scope: Vec<String> = scope.into_iter().map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()).collect();
+        for entry in &scope {
+            check_scope_entry(entry).map_err(TrustError::Refused)?;
+        }
         let id = key.key_id();
         let entry = self.insert(TrustedKey { key, scope })?;
         self.notes.retain(|(key, _)| *key != id);
@@ -285,9 +290,6 @@ impl TrustStore {
     fn insert(&mut self, trusted: TrustedKey) -> Result<KeyEntry, TrustError> {
         if trusted.scope.len() > MAX_SCOPE_ENTRIES {
             return Err(TrustError::Refused(format!("a scope has at most {MAX_SCOPE_ENTRIES} entries")));
-        }
-        for entry in &trusted.scope {
-            check_scope_entry(entry).map_err(TrustError::Refused)?;
         }
         let entry = KeyEntry::from(&trusted);
         self.generation += 1;
@@ -711,6 +713,13 @@ mod tests {
         assert!(reopened.remove(publisher.key.key_id()).unwrap());
         assert!(!reopened.remove(publisher.key.key_id()).unwrap());
         assert!(TrustStore::open(&path).unwrap().list().is_empty());
+        // A file from before scopes were names opens; its odd entries name nothing.
+        let old =
+            format!(r#"[{{"key_id":"x","key":"{}","scope":["*","SEBLINUX base"]}}]"#, publisher.public().to_base64());
+        std::fs::write(&path, old).unwrap();
+        let opened = TrustStore::open(&path).unwrap();
+        let minisig = publisher.sign(GENUINE, "SEBLINUX-base", &["SEBLINUX"]);
+        assert_eq!(opened.judge(Some(&minisig), content(GENUINE)).verdict, Verdict::Untrusted);
         std::fs::write(&path, "[{\"key_id\":\"x\",\"key\":\"RWnotakey\",\"scope\":[]}]").unwrap();
         assert!(matches!(TrustStore::open(&path), Err(TrustError::Corrupt { .. })));
     }
