@@ -275,6 +275,10 @@ fn a_rotation_record_by_the_bound_key_lets_the_new_key_publish_the_next_release(
         wait_indexed(&publisher, "keyrotation", 1).await;
         wait_indexed(&publisher, "seblinux base", 2).await;
 
+        let dry = user.updater.pass(true).await.unwrap();
+        assert_eq!(dry.decisions[0].action, Action::WouldInstall, "{dry:?}");
+        assert!(dry.decisions[0].reason.contains("a pass would pin that key"), "{dry:?}");
+        assert_eq!(user.node.trusted_keys().len(), 1, "a dry run pins nothing");
         let pass = user.updater.pass(false).await.unwrap();
         let decision = &pass.decisions[0];
         assert_eq!((decision.action, decision.to.as_deref()), (Action::Installed, Some("1.1")), "{decision:?}");

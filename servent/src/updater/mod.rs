@@ -303,7 +303,16 @@ impl Updater {
         let (mut choice, mut newest) = choose(name, installed.as_ref(), &results, explicit, &[]);
         let mut rotated = None;
         if let Some(bound) = installed.as_ref().filter(|i| other_key_offers_newer(name, i, &results)) {
-            match self.find_rotation(name, &bound.current.key_id).await {
+            match self.find_rotation(name, &bound.current.key_id, !dry_run).await {
+                // A dry run changes nothing, the pinned keys included.
+                Ok(rotation) if dry_run => {
+                    let to = rotation.to.key_id();
+                    return Decision {
+                        action: Action::WouldInstall,
+                        reason: format!("a rotation record of key {} hands {name} over to key {to}: a pass would pin that key and install its newest release", rotation.from),
+                        ..decision(name, current, None)
+                    };
+                }
                 Ok(rotation) => {
                     let results = match self.search(name).await {
                         Ok(results) => results,
@@ -356,9 +365,9 @@ impl Updater {
     }
 
     /// Looks on the network for a rotation record of key `bound` that hands
-    /// `name` over, and honours the first that verifies against that key
-    /// (the new key is pinned for the names it hands over); or why none.
-    async fn find_rotation(&self, name: &str, bound: &str) -> Result<Rotation, String> {
+    /// `name` over, and, if `honour`, honours the first that verifies against
+    /// that key (the new key is pinned for the names it hands over); or why none.
+    async fn find_rotation(&self, name: &str, bound: &str, honour: bool) -> Result<Rotation, String> {
         let node = &self.inner.node;
         let from: KeyId =
             bound.parse().map_err(|e| format!("the installed {name} is bound to no readable key: {e}"))?;
@@ -374,6 +383,7 @@ impl Updater {
         let mut refused = Vec::new();
         for record in records {
             match self.fetch_rotation(record, &old, name).await {
+                Ok(rotation) if !honour => return Ok(rotation),
                 Ok(rotation) => {
                     let entry = node.honour_rotation(&rotation).await.map_err(|e| e.to_string())?;
                     log(&format!("{}: key {} pinned for {}", record.name, entry.key_id, entry.scope.join(", ")));
