@@ -551,8 +551,8 @@ async fn trust(command: TrustCommand) -> Result<(), String> {
         }
         TrustCommand::List(args) => {
             let keys = Client::new(&args.api).get("/api/trust").await?;
-            print_list(&keys, args.json, &["key_id", "scope", "key"], |k| {
-                vec![text(&k["key_id"]), scope_text(&k["scope"]), text(&k["key"])]
+            print_list(&keys, args.json, &["key_id", "scope", "key", "note"], |k| {
+                vec![text(&k["key_id"]), scope_text(&k["scope"]), text(&k["key"]), text(&k["note"])]
             });
         }
         TrustCommand::Remove { api, key_id } => {
@@ -563,11 +563,11 @@ async fn trust(command: TrustCommand) -> Result<(), String> {
     Ok(())
 }
 
-/// A key's scope for people: `SEBLINUX, extra`, or `anything`.
+/// A key's scope for people: `SEBLINUX-base, SEBLINUX-extras*`, or what an empty one allows.
 fn scope_text(scope: &Value) -> String {
     let entries: Vec<String> = scope.as_array().map(|a| a.iter().map(text).collect()).unwrap_or_default();
     if entries.is_empty() {
-        "anything".into()
+        "any name not in another key's scope".into()
     } else {
         entries.join(", ")
     }
