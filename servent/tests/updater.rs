@@ -357,3 +357,58 @@ fn a_forged_rotation_and_one_replayed_for_another_package_are_refused() {
         }
     });
 }
+
+/// The repro, end to end: a second key pinned only for
+/// `SEBLINUX-extras*` signs `SEBLINUX-base 9.9` with the keyword
+/// `SEBLINUX-extras`; the update pass keeps the publisher's 1.2.
+#[test]
+fn a_key_scoped_to_extras_cannot_update_base_by_choosing_its_keywords() {
+    task::block_on(async {
+        let publisher_key = SecretKey::generate().unwrap();
+        let extras_key = SecretKey::generate().unwrap();
+        let published = share(&[]);
+        publish(published.path(), &publisher_key, "1.2", "SEBLINUX-base-1.2.tar", &bytes_of("1.2"));
+        let extras = share(&[]);
+        let escaped: &[u8] = b"SEBLINUX base 9.9 from the extras key";
+        std::fs::write(extras.path().join("SEBLINUX-base-9.9.tar"), escaped).unwrap();
+        let mut signer = Signer::new();
+        signer.update(escaped);
+        let meta = ReleaseMeta { name: NAME.into(), version: "9.9".into(), keywords: vec!["SEBLINUX-extras".into()] };
+        let minisig = signer.finish(&extras_key, "SEBLINUX-base-9.9.tar", Some(&meta), 1_700_000_999).unwrap();
+        std::fs::write(extras.path().join("SEBLINUX-base-9.9.tar.minisig"), minisig.to_text()).unwrap();
+        let publisher = start_with(&[], Some(published.path()), |_| {}).await;
+        let extras = start_with(&[], Some(extras.path()), |_| {}).await;
+        wait_indexed(&publisher, "seblinux base", 1).await;
+        wait_indexed(&extras, "seblinux base", 1).await;
+
+        let data = tempfile::tempdir().unwrap();
+        let install = tempfile::tempdir().unwrap();
+        let node = start_with(&[publisher.listen_addr(), extras.listen_addr()], None, |config| {
+            config.data_dir = Some(data.path().to_path_buf());
+            config.shares = vec![install.path().to_path_buf()];
+            config.trust = vec![
+                TrustedKey { key: publisher_key.public_key(), scope: vec![] },
+                TrustedKey { key: extras_key.public_key(), scope: vec!["SEBLINUX-extras*".into()] },
+            ];
+        })
+        .await;
+        wait_connected(&node, &publisher).await;
+        wait_connected(&node, &extras).await;
+        let config =
+            UpdaterConfig { search_wait: Duration::from_millis(1500), ..UpdaterConfig::new(install.path().into()) };
+        let updater = Updater::open(node.clone(), config).unwrap();
+
+        let installed = updater.install(NAME, false).await.unwrap();
+        assert_eq!((installed.action, installed.to.as_deref()), (Action::Installed, Some("1.2")), "{installed:?}");
+        let pass = updater.pass(false).await.unwrap();
+        let decision = &pass.decisions[0];
+        assert_eq!(decision.action, Action::UpToDate, "{decision:?}");
+        assert_eq!(decision.newest_seen.as_deref(), Some("1.2"), "9.9 is never a verified release: {decision:?}");
+        assert!(decision.reason.contains("a newer SEBLINUX-base is signed by another key"), "{}", decision.reason);
+        assert_eq!(std::fs::read(install.path().join("SEBLINUX-base-1.2.tar")).unwrap(), bytes_of("1.2"));
+
+        for node in [node, extras, publisher] {
+            node.shutdown().await;
+        }
+    });
+}
