@@ -553,8 +553,10 @@ pub async fn start(config: Config) -> Result<NodeHandle, NodeError> {
 
     let mut hosts = HostCache::new();
     if let Some(dir) = &config.data_dir {
-        if let Err(e) = hosts.load(&dir.join(HOST_CACHE_FILE)) {
-            log(format_args!("cannot read the host cache: {e}"));
+        match std::fs::read_to_string(dir.join(HOST_CACHE_FILE)) {
+            Ok(text) => hosts.restore(&text),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => log(format_args!("cannot read the host cache: {e}")),
         }
     }
     for peer in &config.peers {
@@ -1051,7 +1053,7 @@ impl Broker {
 
     fn save_hosts(&self) {
         if let Some(dir) = &self.config.data_dir {
-            if let Err(e) = self.hosts.save(&dir.join(HOST_CACHE_FILE)) {
+            if let Err(e) = crate::config::write_atomically(&dir.join(HOST_CACHE_FILE), self.hosts.saved().as_bytes()) {
                 log(format_args!("cannot save the host cache: {e}"));
             }
         }
