@@ -21,6 +21,7 @@
 //! never waits for the index.
 
 mod answer;
+mod hammering;
 #[cfg(test)]
 pub(crate) mod testing;
 #[cfg(test)]
@@ -35,6 +36,7 @@ use rand::RngCore;
 use serde::Serialize;
 
 pub use self::answer::query_hits;
+pub use self::hammering::{Hammering, HAMMER_TABLE, MAX_CONNECTS_PER_MINUTE};
 use crate::handshake::{Admission, PeerInfo};
 use crate::hostcache::{HostCache, Origin};
 use crate::requery::{Phase, Requeries};
