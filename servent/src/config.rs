@@ -1,10 +1,11 @@
-//! Settings of a running servent, their defaults, and the small file
-//! helpers every part that keeps state on disk shares.
+//! Settings of a running servent and their defaults.
 
-use std::io::{self, Write};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
+
+pub use servent_core::disk::write_atomically;
+pub use servent_core::USER_AGENT;
 
 /// The Gnutella port, by tradition.
 pub const DEFAULT_PORT: u16 = 6346;
@@ -14,8 +15,6 @@ pub const DEFAULT_API: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::LOCALHOST, 634
 pub const DEFAULT_MAX_PEERS: usize = 16;
 /// How often shared folders are rescanned, so changes show within 10 s.
 pub const RESCAN_INTERVAL: Duration = Duration::from_secs(5);
-/// What we call ourselves in handshakes.
-pub const USER_AGENT: &str = concat!("Seblinux/", env!("CARGO_PKG_VERSION"));
 
 /// Everything a servent needs to run.
 #[derive(Clone, Debug)]
@@ -51,7 +50,7 @@ pub struct Config {
     pub trust: Vec<crate::trust::TrustedKey>,
     /// What every request to the local API must carry (`--api-token`); the
     /// API is served beside the node, which does not look at it.
-    pub api_token: Option<crate::api::ApiToken>,
+    pub api_token: Option<crate::api::guard::ApiToken>,
 }
 
 impl Default for Config {
@@ -93,35 +92,5 @@ pub fn default_data_dir() -> PathBuf {
     match std::env::var_os("HOME").filter(|d| !d.is_empty()) {
         Some(home) => PathBuf::from(home).join(".local/share/servent"),
         None => PathBuf::from("servent-data"),
-    }
-}
-
-/// Replaces `path` with `contents` so that a crash leaves either the old or
-/// the new file, never a mix: write a temporary file beside it, sync, rename.
-pub fn write_atomically(path: &Path, contents: &[u8]) -> io::Result<()> {
-    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let name = path.file_name().ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no file name"))?;
-    let temp = dir.join(format!(".{}.tmp", name.to_string_lossy()));
-    let mut file = std::fs::File::create(&temp)?;
-    file.write_all(contents)?;
-    file.sync_all()?;
-    drop(file);
-    std::fs::rename(&temp, path)?;
-    // The rename itself is durable only once the directory is synced.
-    std::fs::File::open(dir)?.sync_all()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn atomic_write_replaces_the_file_and_leaves_no_temporary() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("state");
-        write_atomically(&path, b"one").unwrap();
-        write_atomically(&path, b"two").unwrap();
-        assert_eq!(std::fs::read(&path).unwrap(), b"two");
-        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
     }
 }

@@ -1,23 +1,25 @@
 //! A Gnutella 0.6 servent for distributing signed software releases.
 //!
 //! The protocol core ([`wire`], [`handshake`], [`routing`], [`flow`],
-//! [`compression`], [`hostcache`], [`searches`], [`trust`]) does no I/O and knows nothing of async-std;
-//! [`node`] runs it over real sockets, [`api`] serves the local JSON API
-//! on tide, and [`cli`] is the command line, a thin client of that API.
+//! [`compression`], [`hostcache`], [`searches`], [`trust`]) lives in the
+//! `servent-core` crate, which does no I/O and cannot depend on async-std;
+//! it is re-exported here under its old paths. [`node`] runs it over real
+//! sockets, [`api`] serves the local JSON API on tide, and [`cli`] is the
+//! command line, a thin client of that API.
 #![warn(missing_docs)]
 
 pub mod api;
 pub mod cli;
-pub mod compression;
+pub use servent_core::compression;
 pub mod config;
-pub mod flow;
-pub mod handshake;
-pub mod hostcache;
+pub use servent_core::flow;
+pub use servent_core::handshake;
+pub use servent_core::hostcache;
 pub mod keysource;
 pub mod node;
-pub mod routing;
-pub mod searches;
+pub use servent_core::routing;
+pub use servent_core::searches;
 pub mod transfer;
-pub mod trust;
+pub use servent_core::trust;
 pub mod updater;
-pub mod wire;
+pub use servent_core::wire;

@@ -4,12 +4,11 @@
 //!
 //! It is bounded, remembers when each address last worked or failed, and
 //! picks candidates that are neither connected nor backing off after a
-//! failure. No I/O here but reading and writing its own file.
+//! failure. No I/O here: it reads and writes the text of its file
+//! ([`HostCache::restore`], [`HostCache::saved`]); the node stores it.
 
 use std::collections::HashMap;
-use std::io;
 use std::net::{SocketAddr, SocketAddrV4};
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 /// Addresses the cache holds at most.
@@ -128,28 +127,22 @@ impl HostCache {
         self.hosts.is_empty()
     }
 
-    /// Loads addresses saved by [`HostCache::save`]; a missing file is an
-    /// empty cache, unreadable lines are skipped.
-    pub fn load(&mut self, path: &Path) -> io::Result<()> {
-        let text = match std::fs::read_to_string(path) {
-            Ok(text) => text,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-            Err(e) => return Err(e),
-        };
+    /// Adds the addresses of a text written by [`HostCache::saved`];
+    /// unreadable lines are skipped.
+    pub fn restore(&mut self, text: &str) {
         for addr in text.lines().take(HOST_CACHE_CAPACITY).filter_map(|l| l.trim().parse().ok()) {
             self.add(addr, Origin::Network);
         }
-        Ok(())
     }
 
-    /// Writes the addresses that have not failed, one per line, atomically.
-    pub fn save(&self, path: &Path) -> io::Result<()> {
+    /// The addresses that have not failed, one per line: what to keep on disk.
+    pub fn saved(&self) -> String {
         let mut text = String::new();
         for addr in self.good(HOST_CACHE_CAPACITY) {
             text.push_str(&addr.to_string());
             text.push('\n');
         }
-        crate::config::write_atomically(path, text.as_bytes())
+        text
     }
 }
 
@@ -239,15 +232,12 @@ mod tests {
     }
 
     #[test]
-    fn cache_survives_a_save_and_load() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("hosts");
+    fn cache_survives_a_save_and_restore() {
         let mut cache = HostCache::new();
         cache.add(addr(1), Origin::Network);
         cache.add(addr(2), Origin::User);
-        cache.save(&path).unwrap();
         let mut loaded = HostCache::new();
-        loaded.load(&path).unwrap();
+        loaded.restore(&format!("{}garbage\n", cache.saved()));
         let mut hosts = loaded.candidates(5, Instant::now(), |_| false);
         hosts.sort();
         assert_eq!(hosts, vec![addr(1), addr(2)]);

@@ -163,7 +163,14 @@ pub struct Guid(pub [u8; 16]);
 impl Guid {
     /// A fresh random GUID, marked as modern servents mark theirs (byte 8 = 0xFF, byte 15 = 0).
     pub fn random() -> Guid {
-        let mut bytes: [u8; 16] = rand::random();
+        Guid::from_rng(&mut rand::thread_rng())
+    }
+
+    /// A fresh GUID drawn from `rng`, marked as [`Guid::random`] marks it:
+    /// with a seeded generator, the same seed gives the same GUIDs.
+    pub fn from_rng(rng: &mut impl rand::RngCore) -> Guid {
+        let mut bytes = [0u8; 16];
+        rng.fill_bytes(&mut bytes);
         bytes[8] = 0xFF;
         bytes[15] = 0;
         Guid(bytes)

@@ -363,7 +363,7 @@ impl TrustStore {
     fn save(&self) -> Result<(), TrustError> {
         let Some(path) = &self.path else { return Ok(()) };
         let text = serde_json::to_vec_pretty(&self.list()).map_err(|e| TrustError::Refused(e.to_string()))?;
-        crate::config::write_atomically(path, &text).map_err(|source| TrustError::Io {
+        crate::disk::write_atomically(path, &text).map_err(|source| TrustError::Io {
             action: "write",
             path: path.clone(),
             source,

@@ -20,6 +20,8 @@ use std::hash::Hash;
 use std::net::SocketAddrV4;
 use std::time::{Duration, Instant};
 
+use rand::rngs::StdRng;
+use rand::SeedableRng;
 use serde::Serialize;
 
 use crate::wire::{Bye, Guid, Message, Payload, Ping, Pong, Push, Query, QueryHit};
@@ -152,6 +154,8 @@ pub struct Config {
     pub own_queries: Rate,
     /// Queries a neighbour forwards from others: burst, then per second.
     pub forwarded_queries: Rate,
+    /// Seeds the GUIDs of our own Pings and Queries: the same seed, the same GUIDs.
+    pub seed: u64,
 }
 
 impl Default for Config {
@@ -162,6 +166,7 @@ impl Default for Config {
             route_lifetime: ROUTE_LIFETIME,
             own_queries: Rate { burst: QUERY_BURST, per_second: QUERIES_PER_SECOND },
             forwarded_queries: Rate { burst: FORWARDED_QUERY_BURST, per_second: FORWARDED_QUERIES_PER_SECOND },
+            seed: 0,
         }
     }
 }
@@ -226,6 +231,7 @@ pub struct Router {
     own: ExpiringMap<Guid, Own>,
     pong_cache: VecDeque<(Instant, Pong)>,
     totals: Counters,
+    guids: StdRng,
 }
 
 /// The routing fields of a message, TTL already checked and trimmed.
@@ -254,6 +260,7 @@ impl Router {
     /// A router with no neighbours yet.
     pub fn new(config: Config, local: LocalHost) -> Router {
         let capacity = config.route_capacity;
+        let guids = StdRng::seed_from_u64(config.seed);
         let lifetime = config.route_lifetime;
         Router {
             config,
@@ -265,6 +272,7 @@ impl Router {
             own: ExpiringMap::new(capacity, lifetime),
             pong_cache: VecDeque::new(),
             totals: Counters::default(),
+            guids,
         }
     }
 
@@ -320,7 +328,7 @@ impl Router {
 
     /// Starts one of our own searches: a Query with `ttl` to every neighbour.
     pub fn start_query(&mut self, query: Query, ttl: u8, now: Instant) -> (Guid, Vec<Action>) {
-        let guid = Guid::random();
+        let guid = Guid::from_rng(&mut self.guids);
         self.own.insert(guid, Own::Query, now);
         let message = Message { guid, ttl: ttl.clamp(1, self.config.max_ttl), hops: 0, payload: Payload::Query(query) };
         let actions = self.sorted_peers().into_iter().map(|to| Action::Send { to, message: message.clone() }).collect();
@@ -497,7 +505,7 @@ impl Router {
     }
 
     fn ping(&mut self, peer: PeerId, now: Instant) -> Action {
-        let guid = Guid::random();
+        let guid = Guid::from_rng(&mut self.guids);
         self.own.insert(guid, Own::Ping, now);
         if let Some(state) = self.peers.get_mut(&peer) {
             state.last_ping = now;

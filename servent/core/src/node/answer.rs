@@ -1,0 +1,43 @@
+//! Our answer to a neighbour's query: QueryHits naming the files the
+//! library found, built without I/O.
+
+use std::net::SocketAddrV4;
+
+use crate::wire::{self, GgepId, Guid, QueryHit, QueryResult, Trailer, TrailerFlags};
+
+/// The speed we claim in QueryHits, in kbit/s.
+pub const ADVERTISED_SPEED: u32 = 10_000;
+
+/// The QueryHits that offer `files` from `advertised`, under our servent
+/// GUID, each small enough for [`wire::HIT_PAYLOAD`]. A file's signature
+/// goes out as it is: whoever receives it judges it.
+pub fn query_hits(files: Vec<search::SharedFile>, advertised: SocketAddrV4, servent: Guid) -> Vec<QueryHit> {
+    let results: Vec<QueryResult> = files
+        .into_iter()
+        .map(|f| {
+            let mut result = QueryResult {
+                index: f.index,
+                size: f.size,
+                name: f.name,
+                urns: vec![f.sha1, f.sha256],
+                ggep: Default::default(),
+            };
+            if let Some(search::Sidecar::Signed(signed)) = &f.signature {
+                result.ggep.insert(GgepId::RELEASE_SIGNATURE, signed.minisig.to_compact());
+            }
+            result
+        })
+        .collect();
+    let hit = QueryHit {
+        port: advertised.port(),
+        ip: *advertised.ip(),
+        speed: ADVERTISED_SPEED,
+        results,
+        trailer: Some(Trailer::ours(
+            TrailerFlags { push: Some(false), busy: Some(false), ..Default::default() },
+            Default::default(),
+        )),
+        servent_guid: servent,
+    };
+    hit.split(wire::HIT_PAYLOAD)
+}

@@ -1,0 +1,682 @@
+//! The node core: every decision a servent takes, without I/O.
+//!
+//! [`Node`] owns the [`Router`], the peer table, the host cache, our
+//! searches and the re-queries of downloads, and the policy around them:
+//! which incoming connection is admitted, when and whom to dial, when to ask
+//! the GWebCaches, which queries the library answers and with what, which
+//! address we advertise, and the timers (pings, the host cache's saving).
+//!
+//! It is driven the way quinn-proto drives a connection: whatever happens
+//! outside is fed to [`Node::handle`] with the time it happened, the timer
+//! fires through [`Node::handle_timeout`] at [`Node::poll_timeout`], and
+//! what the outside must do is drained with [`Node::poll_action`]. Nothing
+//! here reads a clock, opens a socket, touches a file or draws from a
+//! thread-local RNG: GUIDs and choices come from the seeded generator given
+//! to [`Node::new`], so the same seed and the same events give the same
+//! actions. The servent's async pump carries events in and actions out; a
+//! simulator can run thousands of nodes in one thread.
+//!
+//! Work that may be slow never runs here: looking up the library is an
+//! [`Action::LookUp`] out and an [`Event::LocalResults`] back, so routing
+//! never waits for the index.
+
+mod answer;
+mod hammering;
+#[cfg(test)]
+pub(crate) mod testing;
+#[cfg(test)]
+mod tests;
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::time::{Duration, Instant};
+
+use rand::rngs::StdRng;
+use rand::RngCore;
+use serde::Serialize;
+
+pub use self::answer::query_hits;
+pub use self::hammering::{Hammering, HAMMER_TABLE, MAX_CONNECTS_PER_MINUTE};
+use crate::handshake::{Admission, PeerInfo};
+use crate::hostcache::{HostCache, Origin};
+use crate::requery::{Phase, Requeries};
+use crate::routing::{self, Counters, LocalHost, PeerId, Router};
+use crate::searches::{Search, SearchResult, Searches};
+use crate::trust::SharedTrust;
+use crate::wire::{self, Bye, Guid, Message, Payload, Query, QueryFlags, QueryHit, Urn};
+
+/// Outgoing connection attempts under way at once.
+pub const MAX_DIALS: usize = 4;
+/// How often the node's timer fires by default.
+pub const TICK: Duration = Duration::from_millis(500);
+/// How often the host cache is handed out to be saved.
+pub const HOST_CACHE_SAVE_INTERVAL: Duration = Duration::from_secs(60);
+/// How long to wait between two GWebCache rounds.
+pub const GWEBCACHE_INTERVAL: Duration = Duration::from_secs(10 * 60);
+/// Results one local search returns at most.
+pub const MAX_LOCAL_RESULTS: usize = 200;
+/// Library lookups under way at once; a query beyond them goes unanswered.
+pub const MAX_PENDING_LOOKUPS: usize = 256;
+/// Addresses handed out in X-Try-Ultrapeers.
+pub const TRY_ULTRAPEERS: usize = 10;
+
+/// The node's settings.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// The address the Gnutella port listens on.
+    pub listen: SocketAddr,
+    /// Connections kept at most, and sought.
+    pub max_peers: usize,
+    /// The highest TTL + hops accepted and given to our queries.
+    pub max_ttl: u8,
+    /// Whether hosts learned from the network are dialed, or only `peers`.
+    pub discover: bool,
+    /// Servents the user asked to connect to, kept trying.
+    pub peers: Vec<SocketAddrV4>,
+    /// GWebCaches asked for hosts when there is nobody left to dial.
+    pub gwebcaches: Vec<String>,
+    /// Whether the host cache is handed out to be saved now and then.
+    pub persist_hosts: bool,
+    /// How often the timer fires (pings, dialing, expiry).
+    pub tick: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            listen: SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 6346)),
+            max_peers: 16,
+            max_ttl: routing::DEFAULT_MAX_TTL,
+            discover: true,
+            peers: Vec::new(),
+            gwebcaches: Vec::new(),
+            persist_hosts: false,
+            tick: TICK,
+        }
+    }
+}
+
+/// Who opened a connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Direction {
+    /// The peer connected to us.
+    Incoming,
+    /// We connected to the peer.
+    Outgoing,
+}
+
+/// A connection whose handshake has just ended.
+#[derive(Clone, Debug)]
+pub struct Connected {
+    /// The number the pump gave the link.
+    pub peer: PeerId,
+    /// The address of the other end.
+    pub addr: SocketAddr,
+    /// Our end's address: it shows which interface we are reached on.
+    pub local: SocketAddr,
+    /// What the peer said in its handshake.
+    pub info: PeerInfo,
+    /// Who opened it.
+    pub direction: Direction,
+    /// The address we dialed, for an outgoing connection.
+    pub dialed: Option<SocketAddrV4>,
+}
+
+/// A library lookup under way, named so that its answer finds its query.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct LookupId(pub u64);
+
+/// What happened outside, fed to [`Node::handle`].
+#[derive(Debug)]
+pub enum Event {
+    /// A handshake ended in a link.
+    Connected(Box<Connected>),
+    /// A descriptor arrived on a link.
+    Message {
+        /// The link.
+        peer: PeerId,
+        /// The descriptor.
+        message: Message,
+    },
+    /// A link closed or broke.
+    Closed {
+        /// The link.
+        peer: PeerId,
+        /// Why, for the log.
+        reason: String,
+    },
+    /// A link sent bytes that are no descriptor.
+    Malformed {
+        /// The link.
+        peer: PeerId,
+        /// What was wrong.
+        error: String,
+    },
+    /// Messages to a peer were dropped from its full queue.
+    QueueDropped {
+        /// The link.
+        peer: PeerId,
+        /// How many.
+        count: u64,
+    },
+    /// An [`Action::Dial`] failed.
+    DialFailed {
+        /// The address dialed.
+        addr: SocketAddrV4,
+        /// The hosts the peer suggested instead, if it answered.
+        try_hosts: Vec<SocketAddr>,
+    },
+    /// Hosts heard of outside the network (the GWebCaches).
+    HostsLearned(Vec<SocketAddrV4>),
+    /// What the library shares now.
+    LibraryChanged {
+        /// Files shared.
+        files: u32,
+        /// Bytes shared.
+        bytes: u64,
+    },
+    /// The answer to an [`Action::LookUp`].
+    LocalResults {
+        /// Which lookup.
+        lookup: LookupId,
+        /// The files found, at most the limit asked.
+        files: Vec<search::SharedFile>,
+    },
+    /// The trusted keys changed: results are judged again.
+    TrustChanged,
+    /// A download was started; `searched` says a search just found its sources.
+    DownloadStarted {
+        /// The download's number.
+        id: u64,
+        /// The content it fetches.
+        urn: Urn,
+        /// Whether a search has just asked the network for it.
+        searched: bool,
+    },
+    /// Where a download stands now (reported again and again; only changes matter).
+    DownloadPhase {
+        /// The download's number.
+        id: u64,
+        /// The content it fetches.
+        urn: Urn,
+        /// Fetching, waiting or finished.
+        phase: Phase,
+    },
+}
+
+/// What the outside must do, drained with [`Node::poll_action`].
+#[derive(Clone, Debug, PartialEq)]
+pub enum Action {
+    /// Queue a descriptor on a link.
+    Send {
+        /// The link.
+        to: PeerId,
+        /// The descriptor.
+        message: Message,
+    },
+    /// Let a link go: write `bye` if there is one, then close once its
+    /// queue is drained. The node has already forgotten it.
+    Close {
+        /// The link.
+        peer: PeerId,
+        /// A Bye to send last.
+        bye: Option<Message>,
+        /// Why, for the log.
+        reason: String,
+    },
+    /// Connect to a servent; the answer is [`Event::Connected`] or [`Event::DialFailed`].
+    Dial(SocketAddrV4),
+    /// Ask these GWebCaches for hosts; the answer is [`Event::HostsLearned`].
+    AskGWebCaches(Vec<String>),
+    /// Look the library up; the answer is [`Event::LocalResults`].
+    LookUp {
+        /// Its name, for the answer.
+        lookup: LookupId,
+        /// What to look for.
+        query: search::Query,
+    },
+    /// Store the host cache's text, to be given back to [`Node::restore_hosts`] at the next start.
+    SaveHosts(String),
+    /// We are reached at this address now: give it in handshakes.
+    Advertise(SocketAddrV4),
+    /// A QueryHit named a source of this content: tell the downloads.
+    OfferSource {
+        /// The content's URNs.
+        urns: Vec<Urn>,
+        /// The servent that has it.
+        source: SocketAddrV4,
+    },
+}
+
+/// A search that cannot be sent.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct BadSearch(pub String);
+
+/// A connected neighbour, as the node knows it.
+#[derive(Clone, Debug)]
+pub struct Peer {
+    /// The address of the other end.
+    pub addr: SocketAddr,
+    /// The address it listens on, when it said so.
+    pub listen: Option<SocketAddrV4>,
+    /// Its User-Agent.
+    pub user_agent: Option<String>,
+    /// Who opened the connection.
+    pub direction: Direction,
+    /// When the handshake ended.
+    pub since: Instant,
+    /// Whether the link is deflate-compressed (in, out).
+    pub compressed: (bool, bool),
+}
+
+/// A query of a neighbour waiting for the library's answer.
+#[derive(Clone, Copy, Debug)]
+struct PendingAnswer {
+    from: PeerId,
+    guid: Guid,
+    reply_ttl: u8,
+}
+
+/// One servent's state and policy; see the module documentation.
+pub struct Node {
+    config: Config,
+    rng: StdRng,
+    guid: Guid,
+    router: Router,
+    peers: BTreeMap<PeerId, Peer>,
+    dialing: BTreeSet<SocketAddrV4>,
+    hosts: HostCache,
+    searches: Searches,
+    requeries: Requeries,
+    trust: SharedTrust,
+    advertised: SocketAddrV4,
+    library: (u32, u64),
+    lookups: BTreeMap<LookupId, PendingAnswer>,
+    next_lookup: u64,
+    next_tick: Instant,
+    last_host_save: Instant,
+    last_gwebcache: Option<Instant>,
+    actions: VecDeque<Action>,
+}
+
+impl Node {
+    /// A node with no neighbours, sharing `library` (files, bytes), judging
+    /// signatures with `trust`, drawing every GUID and choice from `rng`.
+    /// The user's peers are in the host cache and dialed at the first timer.
+    pub fn new(config: Config, mut rng: StdRng, trust: SharedTrust, library: (u32, u64), now: Instant) -> Node {
+        let advertised = match config.listen {
+            SocketAddr::V4(v4) if !v4.ip().is_unspecified() => v4,
+            _ => SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, config.listen.port()),
+        };
+        let guid = Guid::from_rng(&mut rng);
+        let routing = routing::Config { max_ttl: config.max_ttl, seed: rng.next_u64(), ..routing::Config::default() };
+        let local = LocalHost { addr: advertised, files: library.0, kbytes: kbytes(library.1) };
+        let mut hosts = HostCache::new();
+        for peer in &config.peers {
+            hosts.add(*peer, Origin::User);
+        }
+        Node {
+            router: Router::new(routing, local),
+            config,
+            rng,
+            guid,
+            peers: BTreeMap::new(),
+            dialing: BTreeSet::new(),
+            hosts,
+            searches: Searches::default(),
+            requeries: Requeries::default(),
+            trust,
+            advertised,
+            library,
+            lookups: BTreeMap::new(),
+            next_lookup: 0,
+            next_tick: now,
+            last_host_save: now,
+            last_gwebcache: None,
+            actions: VecDeque::new(),
+        }
+    }
+
+    /// Adds the hosts of a text an earlier [`Action::SaveHosts`] handed out.
+    pub fn restore_hosts(&mut self, text: &str) {
+        self.hosts.restore(text);
+    }
+
+    /// Reacts to something that happened at `now`.
+    pub fn handle(&mut self, event: Event, now: Instant) {
+        match event {
+            Event::Connected(connected) => self.on_connected(*connected, now),
+            Event::Message { peer, message } => {
+                let actions = self.router.handle(peer, message, now);
+                self.apply(actions, now);
+            }
+            Event::Closed { peer, reason } => self.remove(peer, reason),
+            Event::Malformed { peer, error } => {
+                self.router.count_drop(peer, routing::Drop::Malformed);
+                self.disconnect(peer, 400, format!("malformed descriptor: {error}"));
+            }
+            Event::QueueDropped { peer, count } => {
+                for _ in 0..count {
+                    self.router.count_drop(peer, routing::Drop::QueueFull);
+                }
+            }
+            Event::DialFailed { addr, try_hosts } => {
+                self.dialing.remove(&addr);
+                self.hosts.failed(addr, now);
+                self.learn(try_hosts.into_iter().filter_map(v4));
+            }
+            Event::HostsLearned(addrs) => self.learn(addrs),
+            Event::LibraryChanged { files, bytes } => {
+                self.library = (files, bytes);
+                self.update_local();
+            }
+            Event::LocalResults { lookup, files } => self.answer(lookup, files),
+            Event::TrustChanged => self.searches.rejudge(&self.trust.read()),
+            Event::DownloadStarted { id, urn, searched } => self.requeries.start(id, urn, searched, now),
+            Event::DownloadPhase { id, urn, phase } => self.requeries.observe(id, urn, phase, now),
+        }
+    }
+
+    /// When [`Node::handle_timeout`] wants to be called next.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        Some(self.requery_due().map_or(self.next_tick, |due| due.min(self.next_tick)))
+    }
+
+    /// When a download's re-query is due: never while nobody would hear it.
+    fn requery_due(&self) -> Option<Instant> {
+        self.requeries.next_due().filter(|_| !self.peers.is_empty())
+    }
+
+    /// Runs what is due at `now`: pings and expiry, dialing, saving the
+    /// host cache, the downloads' re-queries (held while we have no
+    /// neighbour, so that one due at start waits for the first link).
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if now >= self.next_tick {
+            self.next_tick = now + self.config.tick;
+            let actions = self.router.tick(now);
+            self.apply(actions, now);
+            self.dial_more(now);
+            if self.config.persist_hosts && now.duration_since(self.last_host_save) >= HOST_CACHE_SAVE_INTERVAL {
+                self.last_host_save = now;
+                self.actions.push_back(Action::SaveHosts(self.hosts.saved()));
+            }
+        }
+        if self.requery_due().is_none_or(|due| due > now) {
+            return;
+        }
+        for urn in self.requeries.due(now) {
+            // A re-query is a Query of ours, but no search of the user's:
+            // its hits only offer sources to the downloads.
+            let (_, actions) = self.router.start_query(urn_query(urn), routing::DEFAULT_MAX_TTL, now);
+            self.apply(actions, now);
+        }
+    }
+
+    /// The next thing the outside must do.
+    pub fn poll_action(&mut self) -> Option<Action> {
+        self.actions.pop_front()
+    }
+
+    /// Floods a search through the network: keywords, or a
+    /// `urn:sha1:`/`urn:sha256:`. Returns its id (its Query GUID).
+    pub fn search(&mut self, text: &str, ttl: u8, now: Instant) -> Result<Guid, BadSearch> {
+        let query = build_query(text)?;
+        let (guid, actions) = self.router.start_query(query, ttl, now);
+        self.searches.start(guid, text.to_string(), now);
+        self.apply(actions, now);
+        Ok(guid)
+    }
+
+    /// Adds an address to connect to and keep trying, as `--peer` does.
+    pub fn connect(&mut self, addr: SocketAddrV4, now: Instant) {
+        self.hosts.add(addr, Origin::User);
+        self.config.peers.push(addr);
+        self.dial_more(now);
+    }
+
+    /// Whether an incoming Gnutella connection from `remote` may go on to
+    /// the handshake, and the hosts to suggest in either case.
+    pub fn admit(&self, remote: SocketAddr) -> (Admission, Vec<SocketAddr>) {
+        let full = self.peers.len() >= self.config.max_peers;
+        // One connection per address, as gtk-gnutella holds; loopback is
+        // exempt so that test networks can run on one machine.
+        let duplicate = !remote.ip().is_loopback() && self.peers.values().any(|p| p.addr.ip() == remote.ip());
+        let try_hosts = self.hosts.good(TRY_ULTRAPEERS);
+        if full || duplicate {
+            (Admission::Full { try_ultrapeers: try_hosts.clone() }, try_hosts)
+        } else {
+            (Admission::Accept, try_hosts)
+        }
+    }
+
+    /// Says Bye to every neighbour and hands out the host cache to save.
+    pub fn shutdown(&mut self) {
+        let peers: Vec<PeerId> = self.peers.keys().copied().collect();
+        for peer in peers {
+            self.disconnect(peer, 200, "servent shutting down".into());
+        }
+        if self.config.persist_hosts {
+            self.actions.push_back(Action::SaveHosts(self.hosts.saved()));
+        }
+    }
+
+    /// Our servent GUID, which QueryHits and Pushes name us by.
+    pub fn guid(&self) -> Guid {
+        self.guid
+    }
+
+    /// The address we give others in Pongs, QueryHits and handshakes.
+    pub fn advertised(&self) -> SocketAddrV4 {
+        self.advertised
+    }
+
+    /// The connected neighbours, by link number.
+    pub fn peers(&self) -> impl Iterator<Item = (PeerId, &Peer)> + '_ {
+        self.peers.iter().map(|(id, peer)| (*id, peer))
+    }
+
+    /// What the router counted for one neighbour.
+    pub fn counters(&self, peer: PeerId) -> Option<&Counters> {
+        self.router.counters(peer)
+    }
+
+    /// What the router counted for all traffic received.
+    pub fn totals(&self) -> &Counters {
+        self.router.totals()
+    }
+
+    /// Addresses in the host cache.
+    pub fn known_hosts(&self) -> usize {
+        self.hosts.len()
+    }
+
+    /// One of our searches, by its id.
+    pub fn search_results(&self, id: &Guid) -> Option<&Search> {
+        self.searches.get(id)
+    }
+
+    /// What our searches know of the content with any of these URNs.
+    pub fn known(&self, urns: &[Urn]) -> Option<SearchResult> {
+        self.searches.find(urns)
+    }
+
+    fn on_connected(&mut self, connected: Connected, now: Instant) {
+        if let Some(dialed) = connected.dialed {
+            self.dialing.remove(&dialed);
+            self.hosts.succeeded(dialed);
+        }
+        self.learn(connected.info.try_ultrapeers.iter().copied().filter_map(v4));
+        if self.advertised.ip().is_unspecified() {
+            if let SocketAddr::V4(local) = connected.local {
+                self.advertised = SocketAddrV4::new(*local.ip(), self.advertised.port());
+                self.actions.push_back(Action::Advertise(self.advertised));
+                self.update_local();
+            }
+        }
+        let info = connected.info;
+        let listen = info.listen.and_then(v4);
+        let peer = Peer {
+            addr: connected.addr,
+            listen,
+            user_agent: info.user_agent,
+            direction: connected.direction,
+            since: now,
+            compressed: (info.deflate_in, info.deflate_out),
+        };
+        self.peers.insert(connected.peer, peer);
+        let actions = self.router.connected(connected.peer, listen, now);
+        self.apply(actions, now);
+    }
+
+    fn apply(&mut self, actions: Vec<routing::Action>, now: Instant) {
+        for action in actions {
+            match action {
+                routing::Action::Send { to, message } => self.actions.push_back(Action::Send { to, message }),
+                routing::Action::SearchLocal { from, guid, reply_ttl, query } => {
+                    self.look_up(PendingAnswer { from, guid, reply_ttl }, query)
+                }
+                routing::Action::Hit { search, hit } => self.on_hit(search, hit, now),
+                routing::Action::LearnHost(addr) => self.learn([addr]),
+                routing::Action::Disconnect { peer, reason } => self.remove(peer, reason),
+            }
+        }
+    }
+
+    fn on_hit(&mut self, search: Guid, hit: QueryHit, now: Instant) {
+        let source = SocketAddrV4::new(hit.ip, hit.port);
+        let urns: Vec<Urn> = hit.results.iter().flat_map(|r| r.urns.iter().copied()).collect();
+        if !urns.is_empty() {
+            self.actions.push_back(Action::OfferSource { urns, source });
+        }
+        if self.searches.get(&search).is_some() {
+            self.searches.add(search, &hit, now, &self.trust.read());
+        }
+    }
+
+    /// Asks the library for what a neighbour's query wants; nothing is
+    /// asked while we do not know our own address, as no hit could name it.
+    fn look_up(&mut self, pending: PendingAnswer, query: Query) {
+        if self.advertised.ip().is_unspecified() || self.lookups.len() >= MAX_PENDING_LOOKUPS {
+            return;
+        }
+        let lookup = LookupId(self.next_lookup);
+        self.next_lookup += 1;
+        self.lookups.insert(lookup, pending);
+        let query = search::Query { words: query.criteria, urns: query.urns, limit: MAX_LOCAL_RESULTS };
+        self.actions.push_back(Action::LookUp { lookup, query });
+    }
+
+    /// Answers a neighbour's query with the files the library found.
+    fn answer(&mut self, lookup: LookupId, files: Vec<search::SharedFile>) {
+        let Some(pending) = self.lookups.remove(&lookup) else { return };
+        if files.is_empty() || !self.peers.contains_key(&pending.from) {
+            return;
+        }
+        for hit in query_hits(files, self.advertised, self.guid) {
+            let message =
+                Message { guid: pending.guid, ttl: pending.reply_ttl, hops: 0, payload: Payload::QueryHit(hit) };
+            self.actions.push_back(Action::Send { to: pending.from, message });
+        }
+    }
+
+    /// Keeps the number of connections up, from the host cache, and asks the
+    /// GWebCaches for hosts when the cache has nothing left to try.
+    fn dial_more(&mut self, now: Instant) {
+        let wanted = self.config.max_peers.saturating_sub(self.peers.len() + self.dialing.len());
+        let slots = wanted.min(MAX_DIALS.saturating_sub(self.dialing.len()));
+        if slots == 0 {
+            return;
+        }
+        let connected: BTreeSet<SocketAddrV4> =
+            self.peers.values().flat_map(|p| [v4(p.addr), p.listen]).flatten().collect();
+        let own = [self.advertised, v4(self.config.listen).unwrap_or(self.advertised)];
+        let user: BTreeSet<SocketAddrV4> = self.config.peers.iter().copied().collect();
+        let discover = self.config.discover;
+        let candidates = self.hosts.candidates(slots, now, |addr| {
+            connected.contains(&addr)
+                || self.dialing.contains(&addr)
+                || own.contains(&addr)
+                || (!discover && !user.contains(&addr))
+        });
+        let cache_due = self.last_gwebcache.is_none_or(|t| now.duration_since(t) >= GWEBCACHE_INTERVAL);
+        if candidates.is_empty() && discover && !self.config.gwebcaches.is_empty() && cache_due {
+            self.last_gwebcache = Some(now);
+            self.actions.push_back(Action::AskGWebCaches(self.config.gwebcaches.clone()));
+        }
+        for addr in candidates {
+            self.dialing.insert(addr);
+            self.actions.push_back(Action::Dial(addr));
+        }
+    }
+
+    fn learn(&mut self, addrs: impl IntoIterator<Item = SocketAddrV4>) {
+        for addr in addrs {
+            self.hosts.add(addr, Origin::Network);
+        }
+    }
+
+    fn update_local(&mut self) {
+        let (files, bytes) = self.library;
+        self.router.set_local(LocalHost { addr: self.advertised, files, kbytes: kbytes(bytes) });
+    }
+
+    /// Sends a Bye, then lets the link go once it is written.
+    fn disconnect(&mut self, peer: PeerId, code: u16, reason: String) {
+        if !self.peers.contains_key(&peer) {
+            return;
+        }
+        let bye = Message {
+            guid: Guid::from_rng(&mut self.rng),
+            ttl: 1,
+            hops: 0,
+            payload: Payload::Bye(Bye { code, reason: reason.clone() }),
+        };
+        self.forget(peer);
+        self.actions.push_back(Action::Close { peer, bye: Some(bye), reason });
+    }
+
+    /// Forgets a neighbour and lets its link go.
+    fn remove(&mut self, peer: PeerId, reason: String) {
+        if self.forget(peer) {
+            self.actions.push_back(Action::Close { peer, bye: None, reason });
+        }
+    }
+
+    fn forget(&mut self, peer: PeerId) -> bool {
+        self.router.disconnected(peer);
+        self.peers.remove(&peer).is_some()
+    }
+}
+
+/// Turns what the user typed into a Query: keywords, or a URN to look up
+/// by hash (sent, as Gnutella servents do, with `\` as criteria).
+pub fn build_query(text: &str) -> Result<Query, BadSearch> {
+    let text = text.trim();
+    if let Ok(urn) = text.parse::<Urn>() {
+        return Ok(urn_query(urn));
+    }
+    if search::keywords(text).is_empty() {
+        return Err(BadSearch(format!("nothing to search for in {text:?}")));
+    }
+    if text.len() > wire::MAX_CRITERIA {
+        return Err(BadSearch(format!("search too long: {} bytes, at most {}", text.len(), wire::MAX_CRITERIA)));
+    }
+    Ok(Query { flags: QueryFlags::default(), criteria: text.to_string(), urns: Vec::new(), ggep: Default::default() })
+}
+
+fn urn_query(urn: Urn) -> Query {
+    Query { flags: QueryFlags::default(), criteria: "\\".into(), urns: vec![urn], ggep: Default::default() }
+}
+
+fn v4(addr: SocketAddr) -> Option<SocketAddrV4> {
+    match addr {
+        SocketAddr::V4(v4) => Some(v4),
+        SocketAddr::V6(_) => None,
+    }
+}
+
+fn kbytes(bytes: u64) -> u32 {
+    u32::try_from(bytes / 1024).unwrap_or(u32::MAX)
+}

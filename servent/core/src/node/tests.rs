@@ -1,0 +1,474 @@
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::time::{Duration, Instant};
+
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+
+use super::testing::Net;
+use super::*;
+use crate::requery::{Phase, REQUERY_INTERVAL};
+use crate::routing::PING_INTERVAL;
+use crate::trust::TrustStore;
+use crate::wire::{Ping, QueryResult};
+
+fn addr(n: u8) -> SocketAddrV4 {
+    SocketAddrV4::new(Ipv4Addr::new(192, 0, 2, n), 6346)
+}
+
+fn node_with(config: Config, now: Instant) -> Node {
+    Node::new(config, StdRng::seed_from_u64(7), SharedTrust::new(TrustStore::in_memory()), (0, 0), now)
+}
+
+/// A node that listens on a known address, so it may answer queries.
+fn node(now: Instant) -> Node {
+    node_with(Config { listen: SocketAddr::V4(addr(100)), ..Config::default() }, now)
+}
+
+fn actions(node: &mut Node) -> Vec<Action> {
+    std::iter::from_fn(|| node.poll_action()).collect()
+}
+
+fn dials(actions: &[Action]) -> Vec<SocketAddrV4> {
+    actions.iter().filter_map(|a| if let Action::Dial(addr) = a { Some(*addr) } else { None }).collect()
+}
+
+fn connect(node: &mut Node, peer: u64, remote: SocketAddr, now: Instant) {
+    let connected = Connected {
+        peer: PeerId(peer),
+        addr: remote,
+        local: SocketAddr::V4(addr(100)),
+        info: PeerInfo::default(),
+        direction: Direction::Incoming,
+        dialed: None,
+    };
+    node.handle(Event::Connected(Box::new(connected)), now);
+}
+
+fn query(criteria: &str, urns: Vec<Urn>) -> Message {
+    let query = Query { flags: QueryFlags::default(), criteria: criteria.into(), urns, ggep: Default::default() };
+    Message { guid: Guid([9; 16]), ttl: 3, hops: 1, payload: Payload::Query(query) }
+}
+
+fn shared_file(name: &str) -> search::SharedFile {
+    search::SharedFile {
+        index: 3,
+        name: name.into(),
+        path: name.into(),
+        size: 1234,
+        sha1: Urn::Sha1([1; 20]),
+        sha256: Urn::Sha256([2; 32]),
+        signature: None,
+    }
+}
+
+#[test]
+fn admission_refuses_a_full_node_and_a_second_link_from_one_address() {
+    let now = Instant::now();
+    let mut node = node_with(Config { max_peers: 2, ..Config::default() }, now);
+    let remote = SocketAddr::V4(addr(1));
+    assert_eq!(node.admit(remote).0, Admission::Accept);
+    connect(&mut node, 1, remote, now);
+    assert!(matches!(node.admit(SocketAddr::V4(SocketAddrV4::new(*addr(1).ip(), 9))).0, Admission::Full { .. }));
+    // Loopback is exempt, so that test networks run on one machine.
+    let local = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 1));
+    connect(&mut node, 2, local, now);
+    assert_eq!(node.peers().count(), 2);
+    assert!(matches!(node.admit(SocketAddr::V4(addr(3))).0, Admission::Full { .. }));
+}
+
+#[test]
+fn refused_peer_is_offered_other_hosts() {
+    let now = Instant::now();
+    let mut node = node_with(Config { max_peers: 0, ..Config::default() }, now);
+    node.handle(Event::HostsLearned(vec![addr(7), addr(8)]), now);
+    match node.admit(SocketAddr::V4(addr(1))) {
+        (Admission::Full { try_ultrapeers }, suggested) => {
+            assert_eq!(try_ultrapeers.len(), 2);
+            assert_eq!(try_ultrapeers, suggested);
+        }
+        (other, _) => panic!("admitted: {other:?}"),
+    }
+}
+
+#[test]
+fn users_peers_are_dialed_at_the_first_timer_a_few_at_a_time() {
+    let now = Instant::now();
+    let peers: Vec<SocketAddrV4> = (1..=6).map(addr).collect();
+    let mut node = node_with(Config { peers: peers.clone(), ..Config::default() }, now);
+    assert_eq!(node.poll_timeout(), Some(now));
+    node.handle_timeout(now);
+    let first = dials(&actions(&mut node));
+    assert_eq!(first.len(), MAX_DIALS);
+    // Nothing more while those are under way.
+    node.handle_timeout(now + TICK);
+    assert!(dials(&actions(&mut node)).is_empty());
+    node.handle(Event::DialFailed { addr: first[0], try_hosts: vec![] }, now + TICK);
+    node.handle_timeout(now + 2 * TICK);
+    let next = dials(&actions(&mut node));
+    assert_eq!(next.len(), 1);
+    assert!(!first.contains(&next[0]), "a failed host backs off");
+}
+
+#[test]
+fn failed_dial_learns_the_hosts_the_peer_suggested() {
+    let now = Instant::now();
+    let mut node = node_with(Config { peers: vec![addr(1)], ..Config::default() }, now);
+    node.handle_timeout(now);
+    assert_eq!(dials(&actions(&mut node)), vec![addr(1)]);
+    node.handle(Event::DialFailed { addr: addr(1), try_hosts: vec![SocketAddr::V4(addr(2))] }, now);
+    node.handle_timeout(now + TICK);
+    assert_eq!(dials(&actions(&mut node)), vec![addr(2)]);
+}
+
+#[test]
+fn without_discovery_only_the_users_peers_are_dialed() {
+    let now = Instant::now();
+    let config =
+        Config { discover: false, peers: vec![addr(1)], gwebcaches: vec!["http://gwc".into()], ..Config::default() };
+    let mut node = node_with(config, now);
+    node.handle(Event::HostsLearned(vec![addr(2), addr(3)]), now);
+    node.handle_timeout(now);
+    let taken = actions(&mut node);
+    assert_eq!(dials(&taken), vec![addr(1)]);
+    assert!(!taken.iter().any(|a| matches!(a, Action::AskGWebCaches(_))));
+}
+
+#[test]
+fn gwebcaches_are_asked_when_nobody_is_left_to_dial_at_most_every_ten_minutes() {
+    let now = Instant::now();
+    let mut node = node_with(Config { gwebcaches: vec!["http://gwc".into()], ..Config::default() }, now);
+    node.handle_timeout(now);
+    assert_eq!(actions(&mut node), vec![Action::AskGWebCaches(vec!["http://gwc".into()])]);
+    node.handle_timeout(now + Duration::from_secs(60));
+    assert!(actions(&mut node).is_empty());
+    node.handle_timeout(now + GWEBCACHE_INTERVAL);
+    assert_eq!(actions(&mut node).len(), 1);
+    node.handle(Event::HostsLearned(vec![addr(5)]), now + GWEBCACHE_INTERVAL);
+    node.handle_timeout(now + GWEBCACHE_INTERVAL + TICK);
+    assert_eq!(dials(&actions(&mut node)), vec![addr(5)]);
+}
+
+#[test]
+fn our_own_address_is_never_dialed() {
+    let now = Instant::now();
+    let mut node = node(now);
+    node.handle(Event::HostsLearned(vec![addr(100)]), now);
+    node.handle_timeout(now);
+    assert!(dials(&actions(&mut node)).is_empty());
+}
+
+#[test]
+fn query_is_answered_through_a_library_lookup() {
+    let now = Instant::now();
+    let mut node = node(now);
+    connect(&mut node, 1, SocketAddr::V4(addr(1)), now);
+    actions(&mut node);
+    node.handle(Event::Message { peer: PeerId(1), message: query("seblinux base", vec![]) }, now);
+    let taken = actions(&mut node);
+    let [Action::LookUp { lookup, query }] = taken.as_slice() else { panic!("{taken:?}") };
+    assert_eq!(query.words, "seblinux base");
+    assert_eq!(query.limit, MAX_LOCAL_RESULTS);
+    node.handle(Event::LocalResults { lookup: *lookup, files: vec![shared_file("seblinux-base.tar")] }, now);
+    let taken = actions(&mut node);
+    let [Action::Send { to: PeerId(1), message }] = taken.as_slice() else { panic!("{taken:?}") };
+    assert_eq!(message.guid, Guid([9; 16]));
+    assert_eq!((message.ttl, message.hops), (2, 0), "a reply travels as far as its query came");
+    let Payload::QueryHit(hit) = &message.payload else { panic!("not a hit") };
+    assert_eq!((hit.ip, hit.port), (*addr(100).ip(), 6346));
+    assert_eq!(hit.servent_guid, node.guid());
+    assert_eq!(hit.results[0].urns, vec![Urn::Sha1([1; 20]), Urn::Sha256([2; 32])]);
+}
+
+#[test]
+fn nothing_found_is_not_answered() {
+    let now = Instant::now();
+    let mut node = node(now);
+    connect(&mut node, 1, SocketAddr::V4(addr(1)), now);
+    actions(&mut node);
+    node.handle(Event::Message { peer: PeerId(1), message: query("nothing", vec![]) }, now);
+    let Some(Action::LookUp { lookup, .. }) = node.poll_action() else { panic!("no lookup") };
+    node.handle(Event::LocalResults { lookup, files: vec![] }, now);
+    assert!(actions(&mut node).is_empty());
+}
+
+#[test]
+fn answer_for_a_peer_gone_meanwhile_is_dropped() {
+    let now = Instant::now();
+    let mut node = node(now);
+    connect(&mut node, 1, SocketAddr::V4(addr(1)), now);
+    actions(&mut node);
+    node.handle(Event::Message { peer: PeerId(1), message: query("seblinux", vec![]) }, now);
+    let Some(Action::LookUp { lookup, .. }) = node.poll_action() else { panic!("no lookup") };
+    node.handle(Event::Closed { peer: PeerId(1), reason: "gone".into() }, now);
+    actions(&mut node);
+    node.handle(Event::LocalResults { lookup, files: vec![shared_file("seblinux.tar")] }, now);
+    assert!(actions(&mut node).is_empty());
+}
+
+#[test]
+fn no_lookup_before_we_know_the_address_a_hit_must_name() {
+    let now = Instant::now();
+    let mut node = node_with(Config::default(), now);
+    assert!(node.advertised().ip().is_unspecified());
+    let connected = Connected {
+        peer: PeerId(1),
+        addr: SocketAddr::V4(addr(1)),
+        local: SocketAddr::V6("[::1]:6346".parse().unwrap()),
+        info: PeerInfo::default(),
+        direction: Direction::Incoming,
+        dialed: None,
+    };
+    node.handle(Event::Connected(Box::new(connected)), now);
+    actions(&mut node);
+    node.handle(Event::Message { peer: PeerId(1), message: query("seblinux", vec![]) }, now);
+    assert!(actions(&mut node).is_empty());
+}
+
+#[test]
+fn lookups_under_way_are_bounded() {
+    let now = Instant::now();
+    let mut node = node(now);
+    connect(&mut node, 1, SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 1)), now);
+    actions(&mut node);
+    let mut lookups = 0;
+    for n in 0..MAX_PENDING_LOOKUPS + 10 {
+        let mut message = query("seblinux", vec![]);
+        message.guid = Guid::from_rng(&mut StdRng::seed_from_u64(n as u64));
+        node.handle(Event::Message { peer: PeerId(1), message }, now + Duration::from_secs(n as u64));
+        lookups += actions(&mut node).iter().filter(|a| matches!(a, Action::LookUp { .. })).count();
+    }
+    assert_eq!(lookups, MAX_PENDING_LOOKUPS);
+}
+
+#[test]
+fn advertised_address_is_learned_from_the_first_connection() {
+    let now = Instant::now();
+    let mut node = node_with(Config::default(), now);
+    connect(&mut node, 1, SocketAddr::V4(addr(1)), now);
+    let taken = actions(&mut node);
+    assert_eq!(taken[0], Action::Advertise(addr(100)));
+    assert_eq!(node.advertised(), addr(100));
+    // The first Ping's Pongs name us there from now on.
+    let ping = Message { guid: Guid([4; 16]), ttl: 1, hops: 0, payload: Payload::Ping(Ping::default()) };
+    node.handle(Event::Message { peer: PeerId(1), message: ping }, now);
+    let pong = actions(&mut node).into_iter().find_map(|a| match a {
+        Action::Send { message: Message { payload: Payload::Pong(pong), .. }, .. } => Some(pong),
+        _ => None,
+    });
+    assert_eq!(pong.map(|p| p.ip), Some(*addr(100).ip()));
+}
+
+#[test]
+fn malformed_link_gets_a_bye_and_is_let_go() {
+    let now = Instant::now();
+    let mut node = node(now);
+    connect(&mut node, 1, SocketAddr::V4(addr(1)), now);
+    actions(&mut node);
+    node.handle(Event::Malformed { peer: PeerId(1), error: "bad header".into() }, now);
+    let taken = actions(&mut node);
+    let [Action::Close { peer: PeerId(1), bye: Some(bye), .. }] = taken.as_slice() else { panic!("{taken:?}") };
+    assert!(matches!(&bye.payload, Payload::Bye(b) if b.code == 400));
+    assert_eq!(node.peers().count(), 0);
+    assert_eq!(node.totals().dropped_total(), 1);
+}
+
+#[test]
+fn timer_fires_every_tick_and_hands_out_the_host_cache_every_minute() {
+    let now = Instant::now();
+    let mut node = node_with(Config { persist_hosts: true, ..Config::default() }, now);
+    node.handle(Event::HostsLearned(vec![addr(1), addr(2)]), now);
+    node.handle(Event::DialFailed { addr: addr(1), try_hosts: vec![] }, now);
+    node.handle_timeout(now);
+    assert_eq!(node.poll_timeout(), Some(now + TICK));
+    actions(&mut node);
+    node.handle_timeout(now + HOST_CACHE_SAVE_INTERVAL);
+    let saved: Vec<String> = actions(&mut node)
+        .into_iter()
+        .filter_map(|a| if let Action::SaveHosts(t) = a { Some(t) } else { None })
+        .collect();
+    assert_eq!(saved.len(), 1);
+    let mut restored = node_with(Config::default(), now);
+    restored.restore_hosts(&saved[0]);
+    assert_eq!(restored.known_hosts(), 1, "a host that failed is not kept");
+}
+
+#[test]
+fn host_cache_is_not_handed_out_without_a_place_to_keep_it() {
+    let now = Instant::now();
+    let mut node = node_with(Config::default(), now);
+    node.handle_timeout(now + HOST_CACHE_SAVE_INTERVAL);
+    node.shutdown();
+    assert!(!actions(&mut node).iter().any(|a| matches!(a, Action::SaveHosts(_))));
+}
+
+#[test]
+fn shutdown_says_bye_to_every_neighbour() {
+    let now = Instant::now();
+    let mut node = node_with(Config { persist_hosts: true, ..Config::default() }, now);
+    connect(&mut node, 1, SocketAddr::V4(addr(1)), now);
+    connect(&mut node, 2, SocketAddr::V4(addr(2)), now);
+    actions(&mut node);
+    node.shutdown();
+    let taken = actions(&mut node);
+    let byes = taken.iter().filter(|a| matches!(a, Action::Close { bye: Some(_), .. })).count();
+    assert_eq!(byes, 2);
+    assert!(matches!(taken.last(), Some(Action::SaveHosts(_))));
+}
+
+#[test]
+fn search_floods_a_query_and_collects_its_hits() {
+    let now = Instant::now();
+    let mut node = node(now);
+    connect(&mut node, 1, SocketAddr::V4(addr(1)), now);
+    actions(&mut node);
+    let id = node.search("seblinux", 4, now).unwrap();
+    let taken = actions(&mut node);
+    assert!(matches!(&taken[..], [Action::Send { to: PeerId(1), message }] if message.guid == id && message.ttl == 4));
+    let result = QueryResult {
+        index: 1,
+        size: 10,
+        name: "seblinux.tar".into(),
+        urns: vec![Urn::Sha1([5; 20])],
+        ggep: Default::default(),
+    };
+    let hit = QueryHit {
+        port: 6346,
+        ip: *addr(1).ip(),
+        speed: 1,
+        results: vec![result],
+        trailer: None,
+        servent_guid: Guid([1; 16]),
+    };
+    let message = Message { guid: id, ttl: 3, hops: 1, payload: Payload::QueryHit(hit) };
+    node.handle(Event::Message { peer: PeerId(1), message }, now);
+    assert_eq!(actions(&mut node), vec![Action::OfferSource { urns: vec![Urn::Sha1([5; 20])], source: addr(1) }]);
+    assert_eq!(node.search_results(&id).unwrap().results().len(), 1);
+    assert!(node.known(&[Urn::Sha1([5; 20])]).is_some());
+}
+
+#[test]
+fn empty_or_long_search_is_refused() {
+    let now = Instant::now();
+    let mut node = node(now);
+    assert!(node.search("  ", 4, now).is_err());
+    assert!(node.search(&"a".repeat(wire::MAX_CRITERIA + 1), 4, now).is_err());
+}
+
+fn requeries_sent(actions: &[Action]) -> usize {
+    actions
+        .iter()
+        .filter(|a| matches!(a, Action::Send { message: Message { payload: Payload::Query(q), .. }, .. } if q.urns == vec![Urn::Sha1([5; 20])]))
+        .count()
+}
+
+#[test]
+fn fetching_download_requeries_without_taking_a_search_slot_and_a_paused_one_does_not() {
+    let now = Instant::now();
+    let mut node = node(now);
+    connect(&mut node, 1, SocketAddr::V4(addr(1)), now);
+    actions(&mut node);
+    let urn = Urn::Sha1([5; 20]);
+    node.handle(Event::DownloadStarted { id: 1, urn, searched: true }, now);
+    node.handle_timeout(now);
+    assert_eq!(requeries_sent(&actions(&mut node)), 0, "its search has just asked");
+    assert!(node.poll_timeout() <= Some(now + REQUERY_INTERVAL));
+    let later = now + REQUERY_INTERVAL;
+    node.handle_timeout(later);
+    let taken = actions(&mut node);
+    assert_eq!(requeries_sent(&taken), 1);
+    let Some(Action::Send { message, .. }) = taken.iter().find(|a| matches!(a, Action::Send { .. })) else { panic!() };
+    assert!(node.search_results(&message.guid).is_none(), "a re-query is no search of the user's");
+    node.handle(Event::DownloadPhase { id: 1, urn, phase: Phase::Waiting }, later);
+    node.handle_timeout(later + 3 * REQUERY_INTERVAL);
+    assert_eq!(requeries_sent(&actions(&mut node)), 0);
+    node.handle(Event::DownloadPhase { id: 1, urn, phase: Phase::Fetching }, later + 3 * REQUERY_INTERVAL);
+    node.handle_timeout(later + 3 * REQUERY_INTERVAL);
+    assert_eq!(requeries_sent(&actions(&mut node)), 1, "a resumed download asks at once");
+}
+
+#[test]
+fn download_resumed_at_start_requeries_at_once() {
+    let now = Instant::now();
+    let mut node = node(now);
+    connect(&mut node, 1, SocketAddr::V4(addr(1)), now);
+    actions(&mut node);
+    node.handle(Event::DownloadPhase { id: 3, urn: Urn::Sha1([5; 20]), phase: Phase::Fetching }, now);
+    node.handle_timeout(now);
+    assert_eq!(requeries_sent(&actions(&mut node)), 1);
+}
+
+#[test]
+fn same_seed_and_events_give_the_same_actions() {
+    let run = |seed: u64| {
+        let mut net = Net::new(4, Config::default(), seed);
+        net.nodes[0].connect(Net::addr(1), net.now);
+        net.nodes[1].connect(Net::addr(2), net.now);
+        net.nodes[2].connect(Net::addr(3), net.now);
+        net.run_for(Duration::from_secs(5));
+        let now = net.now;
+        net.nodes[0].search("anything", 4, now).unwrap();
+        net.run_for(Duration::from_secs(40));
+        format!("{:?}", net.received)
+    };
+    assert_eq!(run(7), run(7));
+    assert_ne!(run(7), run(8));
+}
+
+#[test]
+fn search_crosses_a_chain_of_nodes_and_hits_come_back() {
+    let mut net = Net::new(4, Config::default(), 1);
+    for i in 0..3 {
+        net.nodes[i].connect(Net::addr(i + 1), net.now);
+    }
+    net.share(3, "seblinux-base-1.0.tar", 9);
+    net.run_for(Duration::from_secs(2));
+    assert_eq!(net.nodes[1].peers().count(), 2);
+    let now = net.now;
+    let id = net.nodes[0].search("seblinux base", 4, now).unwrap();
+    net.run_for(Duration::from_secs(1));
+    let search = net.nodes[0].search_results(&id).unwrap();
+    assert_eq!(search.results().len(), 1);
+    assert_eq!(search.results()[0].sources, vec![Net::addr(3)]);
+    // 3 hops there and back at 20 ms each.
+    assert_eq!(search.first_hit_after, Some(Duration::from_millis(120)));
+}
+
+#[test]
+fn neighbours_are_pinged_every_thirty_seconds() {
+    let mut net = Net::new(2, Config::default(), 1);
+    net.nodes[0].connect(Net::addr(1), net.now);
+    net.run_for(Duration::from_secs(1));
+    let pings = |net: &Net| net.received[1].iter().filter(|(_, m)| matches!(m.payload, Payload::Ping(_))).count();
+    let first = pings(&net);
+    assert_eq!(first, 1, "a new neighbour is pinged at once");
+    net.run_for(PING_INTERVAL + Duration::from_secs(1));
+    assert_eq!(pings(&net), 2);
+}
+
+#[test]
+fn a_full_node_sends_the_dialer_elsewhere() {
+    let mut net = Net::new(3, Config { max_peers: 1, ..Config::default() }, 1);
+    net.nodes[1].connect(Net::addr(0), net.now);
+    net.run_for(Duration::from_secs(1));
+    net.nodes[2].connect(Net::addr(0), net.now);
+    net.run_for(Duration::from_secs(1));
+    assert_eq!(net.nodes[0].peers().count(), 1);
+    assert_eq!(net.nodes[2].peers().count(), 0);
+    assert!(net.hits_received(2).is_empty());
+}
+
+#[test]
+fn requery_waits_for_a_neighbour_to_hear_it() {
+    let now = Instant::now();
+    let mut node = node(now);
+    node.handle(Event::DownloadPhase { id: 3, urn: Urn::Sha1([5; 20]), phase: Phase::Fetching }, now);
+    assert_eq!(node.poll_timeout(), Some(now), "only the first tick is due");
+    node.handle_timeout(now);
+    assert_eq!(node.poll_timeout(), Some(now + TICK), "no re-query is due without a neighbour");
+    let later = now + Duration::from_secs(5);
+    connect(&mut node, 1, SocketAddr::V4(addr(1)), later);
+    assert_eq!(node.poll_timeout(), Some(now), "the held re-query is due at once");
+    actions(&mut node);
+    node.handle_timeout(later);
+    assert_eq!(requeries_sent(&actions(&mut node)), 1);
+}
