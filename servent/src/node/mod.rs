@@ -336,7 +336,7 @@ impl NodeHandle {
     /// hands over (see [`crate::trust::TrustStore::honour_rotation`]).
     pub async fn honour_rotation(&self, rotation: &signing_tool::Rotation) -> Result<KeyEntry, NodeError> {
         let entry = self.trust.write().honour_rotation(rotation)?;
-        self.events.send(Event::Command(Command::TrustChanged)).await.map_err(|_| NodeError::Stopped)?;
+        self.events.send(Event::Core(CoreEvent::TrustChanged)).await.map_err(|_| NodeError::Stopped)?;
         Ok(entry)
     }
 
