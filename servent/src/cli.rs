@@ -1,5 +1,6 @@
-//! The `servent` command line: `run` starts a servent; every other command
-//! is a thin client of a running servent's local JSON API.
+//! The `servent` command line: `run` starts a servent, `demo` tells the
+//! story on loopback; every other command is a thin client of a running
+//! servent's local JSON API.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -17,9 +18,22 @@ use crate::updater;
 #[derive(Debug, StructOpt)]
 #[structopt(name = "servent")]
 pub enum Command {
+    /// Shows the whole SEBLINUX story on this machine: a publisher, two
+    /// members, a faker and your servent on loopback, narrated step by step,
+    /// with your servent's page to explore (its address is printed).
+    Demo {
+        /// Exit once the story is told (0 only if every step happened)
+        /// instead of staying up until Ctrl-C.
+        #[structopt(long)]
+        once: bool,
+        /// One JSON object per step: `step`, `ok`, `detail`.
+        #[structopt(long)]
+        json: bool,
+    },
     /// Joins the network, shares folders, and serves the local API.
     Run(Box<RunArgs>),
-    /// Searches the network by keywords or by `urn:sha1:`/`urn:sha256:`.
+    /// Searches the network by keywords or by `urn:sha1:`/`urn:sha256:`;
+    /// numbers the results, which `get N` then takes by number.
     Search {
         // structopt refuses doc comments on flattened fields.
         #[allow(missing_docs)]
@@ -28,8 +42,8 @@ pub enum Command {
         /// Seconds to gather results before printing them.
         #[structopt(long, default_value = "3")]
         wait: f64,
-        /// How far the query travels (1 to 7).
-        #[structopt(long, default_value = "7")]
+        /// How far the query travels, in hops (1 to 7).
+        #[structopt(long, default_value = "7", parse(try_from_str = parse_ttl))]
         ttl: u8,
         /// One JSON object per line.
         #[structopt(long)]
@@ -38,8 +52,9 @@ pub enum Command {
         #[structopt(required = true)]
         keywords: Vec<String>,
     },
-    /// Downloads a file by `urn:sha1:`/`urn:sha256:` or magnet link, from
-    /// every source at once; it lands verified in the downloads folder.
+    /// Downloads a file by URN, magnet link, number in the last search
+    /// (`get 3`) or name among its verified results, from every source at
+    /// once; it lands checked in the downloads folder.
     Get {
         // structopt refuses doc comments on flattened fields.
         #[allow(missing_docs)]
@@ -54,12 +69,20 @@ pub enum Command {
         /// Keep the file only if it is verified under a trusted publisher key.
         #[structopt(long)]
         require_verified: bool,
-        /// A `urn:sha1:…`, `urn:sha256:…` or `magnet:?…`.
+        /// A `urn:sha1:…`, `urn:sha256:…`, `magnet:?…`, the number of a
+        /// result of the last `servent search`, or the name of one of its
+        /// verified results.
         target: String,
     },
-    /// Lists downloads: state, bytes done, rate, sources.
+    /// Pauses a download, keeping its partial data.
+    Pause(DownloadArgs),
+    /// Resumes a paused download.
+    Resume(DownloadArgs),
+    /// Cancels a download and deletes its partial data.
+    Cancel(DownloadArgs),
+    /// Lists downloads: id, state, bytes done, rate, sources.
     Downloads(ListArgs),
-    /// Lists the connected peers.
+    /// Lists the connected peers: their address, messages received, dropped and sent.
     Peers(ListArgs),
     /// Lists the shared files.
     Library(ListArgs),
@@ -141,7 +164,9 @@ pub enum TrustCommand {
     },
 }
 
-/// Where the running servent's API is.
+// No doc comment: structopt would show it as the help of every command
+// that flattens these arguments.
+#[allow(missing_docs)]
 #[derive(Debug, StructOpt)]
 pub struct ApiArgs {
     /// The API address of the running servent.
@@ -152,7 +177,8 @@ pub struct ApiArgs {
     pub api_token: Option<String>,
 }
 
-/// Arguments of the listing commands.
+// No doc comment: structopt would show it as the help of the listing commands.
+#[allow(missing_docs)]
 #[derive(Debug, StructOpt)]
 pub struct ListArgs {
     #[structopt(flatten)]
@@ -162,7 +188,8 @@ pub struct ListArgs {
     json: bool,
 }
 
-/// Arguments of `servent run`.
+// No doc comment: structopt would show it as the help of `run`.
+#[allow(missing_docs)]
 #[derive(Debug, StructOpt)]
 pub struct RunArgs {
     /// Where the index, host cache and downloads live [default: ~/.local/share/servent].
@@ -212,7 +239,8 @@ pub struct RunArgs {
     /// Where releases are installed, and shared from [default: <data-dir>/installed].
     #[structopt(long, parse(from_os_str))]
     pub install_dir: Option<PathBuf>,
-    /// Run an update pass every this many minutes.
+    /// Run an update pass every this many minutes (1 to 43200); without it,
+    /// passes run only on request (`servent update --once`).
     #[structopt(long, value_name = "MINUTES")]
     pub update_every: Option<u64>,
     /// A shell command run after each install (SERVENT_NAME, SERVENT_VERSION,
@@ -223,6 +251,33 @@ pub struct RunArgs {
     /// package [default: 10]; shorter on a small or local network.
     #[structopt(long, value_name = "SECONDS")]
     pub update_search_wait: Option<f64>,
+}
+
+// No doc comment: structopt would show it as the help of the command.
+#[allow(missing_docs)]
+#[derive(Debug, StructOpt)]
+pub struct DownloadArgs {
+    #[structopt(flatten)]
+    api: ApiArgs,
+    /// The download's id, as `servent downloads` lists it.
+    id: u64,
+}
+
+/// The longest `--update-every`: 30 days, in minutes.
+const MAX_UPDATE_EVERY_MINUTES: u64 = 30 * 24 * 60;
+
+/// Whether `url` is an http:// or https:// address with a host.
+fn is_web_address(url: &str) -> bool {
+    surf::Url::parse(url).is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.host_str().is_some())
+}
+
+/// A search's `--ttl`: 1 to the default maximum of hops.
+fn parse_ttl(text: &str) -> Result<u8, String> {
+    let max = crate::routing::DEFAULT_MAX_TTL;
+    match text.parse::<u8>() {
+        Ok(ttl) if (1..=max).contains(&ttl) => Ok(ttl),
+        _ => Err(format!("{text:?} is not a TTL: a number of hops from 1 to {max}")),
+    }
 }
 
 /// The longest `--update-search-wait`.
@@ -238,6 +293,17 @@ impl RunArgs {
         }
         if !(1..=15).contains(&self.max_ttl) {
             return Err(format!("--max-ttl {} is out of range 1..=15", self.max_ttl));
+        }
+        if self.upload_slots == 0 {
+            return Err("--upload-slots 0 would serve no upload: give at least 1".into());
+        }
+        if self.max_peers == 0 {
+            return Err(
+                "--max-peers 0 would keep no connection, and a servent alone finds nothing: give at least 1".into()
+            );
+        }
+        if let Some(url) = self.gwebcache.iter().find(|url| !is_web_address(url)) {
+            return Err(format!("--gwebcache {url:?} is not an http:// or https:// address"));
         }
         let api_token = self.api_token.as_deref().map(ApiToken::new).transpose()?;
         if !self.api.ip().is_loopback() && api_token.is_none() {
@@ -256,11 +322,25 @@ impl RunArgs {
             gwebcaches: self.gwebcache.clone(),
             max_ttl: self.max_ttl,
             deflate: !self.no_deflate,
-            uploads: UploadConfig { slots: self.upload_slots.max(1), ..UploadConfig::default() },
+            uploads: UploadConfig { slots: self.upload_slots, ..UploadConfig::default() },
             downloads: self.downloads.clone(),
             api_token,
             ..Config::default()
         })
+    }
+
+    /// How often the updater runs a pass by itself, if at all.
+    pub fn update_every(&self) -> Result<Option<Duration>, String> {
+        match self.update_every {
+            None => Ok(None),
+            Some(minutes) if (1..=MAX_UPDATE_EVERY_MINUTES).contains(&minutes) => {
+                Ok(Some(Duration::from_secs(minutes * 60)))
+            }
+            Some(minutes) => Err(format!(
+                "--update-every {minutes} is out of range: 1 to {MAX_UPDATE_EVERY_MINUTES} minutes \
+                 (leave it out for passes only on request, `servent update --once`)"
+            )),
+        }
     }
 
     /// How long the updater gathers search results for each package.
@@ -319,9 +399,10 @@ impl Client {
         if let Some(token) = &self.token {
             request = request.header("Authorization", format!("Bearer {token}"));
         }
-        let mut response = request
-            .await
-            .map_err(|e| format!("no servent answers at {} ({e}); is `servent run` running?", self.base))?;
+        let mut response = request.await.map_err(|e| {
+            let why = plain_error(&e.to_string());
+            format!("no servent answers at {} ({why}); is `servent run` running?", self.base)
+        })?;
         let body: Value =
             response.body_json().await.map_err(|e| format!("unreadable answer from {}: {e}", self.base))?;
         if !response.status().is_success() {
@@ -332,16 +413,32 @@ impl Client {
     }
 }
 
-/// Runs a client command (everything but `run`); prints its output.
+/// An HTTP client's error without the wording of its connection pool
+/// ("An error occured while creating a new object: …"): only the cause.
+fn plain_error(error: &str) -> String {
+    if error.contains("timeout occured") {
+        return "timed out".to_owned();
+    }
+    match error.split_once("occured while ") {
+        Some((_, rest)) => rest.split_once(": ").map_or(rest, |(_, cause)| cause).to_owned(),
+        None => error.to_owned(),
+    }
+}
+
+/// Runs a client command (everything but `run` and `demo`); prints its output.
 pub async fn run_client(command: Command) -> Result<(), String> {
     match command {
-        Command::Run(_) => Err("`run` is not a client command".into()),
+        Command::Run(_) | Command::Demo { .. } => Err("`run` and `demo` are not client commands".into()),
         Command::Search { api, wait, ttl, json, keywords } => {
             search(&Client::new(&api), &keywords.join(" "), ttl, wait, json).await
         }
         Command::Get { api, wait, json, require_verified, target } => {
+            let target = resolve_target(&target, LastSearch::load().as_ref())?;
             get(&Client::new(&api), &target, require_verified, wait, json).await
         }
+        Command::Pause(args) => control(args, "pause", "paused").await,
+        Command::Resume(args) => control(args, "resume", "resumed").await,
+        Command::Cancel(args) => control(args, "cancel", "cancelled").await,
         Command::Trust(command) => trust(command).await,
         Command::Install { api, dry_run, json, name } => {
             let body = serde_json::json!({ "name": name, "dry_run": dry_run });
@@ -371,21 +468,21 @@ pub async fn run_client(command: Command) -> Result<(), String> {
         }
         Command::Peers(args) => {
             let peers = Client::new(&args.api).get("/api/peers").await?;
-            print_list(
-                &peers,
-                args.json,
-                &["addr", "direction", "user_agent", "connected_secs", "messages_out", "queue_dropped"],
-                |p| {
-                    vec![
-                        text(&p["addr"]),
-                        text(&p["direction"]),
-                        text(&p["user_agent"]),
-                        format!("{}s", p["connected_secs"]),
-                        format!("{}/{}", p["counters"]["received"], p["messages_out"]),
-                        format!("{}", dropped(&p["counters"]) + p["queue_dropped"].as_u64().unwrap_or(0)),
-                    ]
-                },
-            );
+            let columns = ["address", "direction", "user_agent", "connected", "received", "dropped", "sent", "unsent"];
+            print_list(&peers, args.json, &columns, |p| {
+                // An incoming peer by the address it listens on, not its outgoing port.
+                let address = if p["listen"].is_null() { &p["addr"] } else { &p["listen"] };
+                vec![
+                    text(address),
+                    text(&p["direction"]),
+                    text(&p["user_agent"]),
+                    format!("{}s", p["connected_secs"]),
+                    text(&p["counters"]["received"]),
+                    dropped(&p["counters"]).to_string(),
+                    text(&p["messages_out"]),
+                    text(&p["queue_dropped"]),
+                ]
+            });
             Ok(())
         }
         Command::Library(args) => {
@@ -422,26 +519,145 @@ pub async fn run_client(command: Command) -> Result<(), String> {
     }
 }
 
+/// Searches, prints the results numbered, and remembers them for `get N`.
 async fn search(client: &Client, text_query: &str, ttl: u8, wait: f64, json: bool) -> Result<(), String> {
     let started = client.post("/api/searches", &serde_json::json!({ "query": text_query, "ttl": ttl })).await?;
     let id = started["id"].as_str().ok_or("the servent gave no search id")?.to_string();
     async_std::task::sleep(Duration::from_secs_f64(wait.clamp(0.0, 3600.0))).await;
     let snapshot = client.get(&format!("/api/searches/{id}")).await?;
-    let results = &snapshot["results"];
-    if results.as_array().is_none_or(Vec::is_empty) {
+    let results = snapshot["results"].as_array().cloned().unwrap_or_default();
+    let last = LastSearch { query: text_query.to_owned(), results };
+    if let Err(why) = last.save() {
+        eprintln!("servent: the results cannot be remembered for `get N`: {why}");
+    }
+    if last.results.is_empty() {
         eprintln!("no results for {text_query:?}");
         return Ok(());
     }
-    print_list(results, json, &["name", "size", "sources", "verdict", "version", "publisher"], |r| {
+    let numbered: Vec<Value> = last
+        .results
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            let mut r = r.clone();
+            r["n"] = Value::from(i + 1);
+            r
+        })
+        .collect();
+    let columns = ["#", "name", "size", "sources", "verdict", "version", "urn"];
+    print_list(&Value::Array(numbered), json, &columns, |r| {
         vec![
+            text(&r["n"]),
             text(&r["name"]),
             human_size(r["size"].as_u64().unwrap_or(0)),
             r["sources"].as_array().map_or(0, Vec::len).to_string(),
             text(&r["verdict"]),
             text(&r["version"]),
-            text(&r["publisher"]),
+            short_urn(r),
         ]
     });
+    Ok(())
+}
+
+/// The first characters of a result's SHA-1 URN (else its SHA-256), enough
+/// to tell results apart by eye: `sha1:PLSTHIPQ`.
+fn short_urn(result: &Value) -> String {
+    let urn = result["sha1"].as_str().or(result["sha256"].as_str()).unwrap_or("-");
+    let urn = urn.strip_prefix("urn:").unwrap_or(urn);
+    urn.chars().take(SHORT_URN_CHARS).collect()
+}
+
+/// `sha1:` and 8 characters of base32: 40 bits.
+const SHORT_URN_CHARS: usize = 13;
+/// The largest last-search file read back: far more than a search's results.
+const MAX_LAST_SEARCH_BYTES: u64 = 16 << 20;
+
+/// The results of the last `servent search`, kept so that `get 3` and
+/// `get NAME` can refer to them.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct LastSearch {
+    query: String,
+    results: Vec<Value>,
+}
+
+impl LastSearch {
+    /// `$XDG_STATE_HOME/servent/last-search.json`, else under `~/.local/state`.
+    fn path() -> Option<PathBuf> {
+        let state = std::env::var_os("XDG_STATE_HOME").filter(|d| !d.is_empty()).map(PathBuf::from);
+        let home = std::env::var_os("HOME").filter(|d| !d.is_empty()).map(|h| PathBuf::from(h).join(".local/state"));
+        Some(state.or(home)?.join("servent").join("last-search.json"))
+    }
+
+    fn save(&self) -> Result<(), String> {
+        let path = LastSearch::path().ok_or("no $HOME or $XDG_STATE_HOME")?;
+        let dir = path.parent().ok_or("no folder")?;
+        std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        let bytes = serde_json::to_vec(self).map_err(|e| e.to_string())?;
+        config::write_atomically(&path, &bytes).map_err(|e| format!("cannot write {}: {e}", path.display()))
+    }
+
+    /// The last search, if one was saved and reads back.
+    fn load() -> Option<LastSearch> {
+        use std::io::Read;
+        let file = std::fs::File::open(LastSearch::path()?).ok()?;
+        let mut bytes = Vec::new();
+        file.take(MAX_LAST_SEARCH_BYTES).read_to_end(&mut bytes).ok()?;
+        serde_json::from_slice(&bytes).ok()
+    }
+}
+
+/// What `get` downloads: a URN or magnet link as given, the Nth result of
+/// the last search, or the one verified result of the last search with
+/// that name (the whole file name, or its beginning: `SEBLINUX-base-1.1`).
+fn resolve_target(target: &str, last: Option<&LastSearch>) -> Result<String, String> {
+    let lower = target.to_ascii_lowercase();
+    if lower.starts_with("urn:") || lower.starts_with("magnet:") {
+        return Ok(target.to_owned());
+    }
+    let Some(last) = last else {
+        return Err(format!("{target:?} is not a URN or magnet link, and there is no last search to take it from: run `servent search` first"));
+    };
+    let urn = |r: &Value| r["sha1"].as_str().or(r["sha256"].as_str()).map(str::to_owned);
+    if let Ok(n) = target.parse::<usize>() {
+        let count = last.results.len();
+        let result = n.checked_sub(1).and_then(|i| last.results.get(i));
+        return result.and_then(urn).ok_or_else(|| {
+            format!("the last search ({:?}) has no result {n}: it has {}", last.query, plural(count, "result"))
+        });
+    }
+    let verified: Vec<(usize, &Value)> =
+        last.results.iter().enumerate().filter(|(_, r)| r["verdict"] == "verified").collect();
+    let named = |r: &Value| r["name"].as_str().unwrap_or_default().to_ascii_lowercase();
+    let exact: Vec<_> = verified.iter().filter(|(_, r)| named(r) == lower).collect();
+    let matching: Vec<_> = match exact.is_empty() {
+        true => verified.iter().filter(|(_, r)| named(r).starts_with(&lower)).collect(),
+        false => exact,
+    };
+    match matching.as_slice() {
+        [(_, result)] => urn(result).ok_or_else(|| format!("the result {target:?} has no URN")),
+        [] => Err(format!(
+            "no verified result of the last search ({:?}) is named {target:?}; give its number or URN",
+            last.query
+        )),
+        several => {
+            let names: Vec<String> = several.iter().map(|(i, r)| format!("{} {}", i + 1, text(&r["name"]))).collect();
+            Err(format!("{target:?} names {} verified results: {}; give its number", several.len(), names.join(", ")))
+        }
+    }
+}
+
+/// `1 result`, `2 results`.
+pub fn plural(n: usize, thing: &str) -> String {
+    match n {
+        1 => format!("1 {thing}"),
+        _ => format!("{n} {thing}s"),
+    }
+}
+
+/// Pauses, resumes or cancels a download.
+async fn control(args: DownloadArgs, action: &str, done: &str) -> Result<(), String> {
+    Client::new(&args.api).post(&format!("/api/downloads/{}/{action}", args.id), &serde_json::json!({})).await?;
+    println!("{done} download {}", args.id);
     Ok(())
 }
 
@@ -642,6 +858,81 @@ mod tests {
     fn missing_share_folder_is_a_clear_error() {
         let args = RunArgs::from_iter(["run", "--share", "/no/such/folder"]);
         assert_eq!(args.config().unwrap_err(), "not a folder: /no/such/folder");
+    }
+
+    #[test]
+    fn zero_slots_zero_peers_and_a_gwebcache_that_is_no_address_are_refused() {
+        for (flag, value, said) in [
+            ("--upload-slots", "0", "at least 1"),
+            ("--max-peers", "0", "at least 1"),
+            ("--gwebcache", "notaurl", "not an http:// or https:// address"),
+            ("--gwebcache", "ftp://cache.example/", "not an http:// or https:// address"),
+        ] {
+            let args = RunArgs::from_iter(["run", flag, value]);
+            assert!(args.config().unwrap_err().contains(said), "{flag} {value}");
+        }
+        let args = RunArgs::from_iter(["run", "--gwebcache", "http://cache.example/gwc.php", "--upload-slots", "1"]);
+        assert!(args.config().is_ok());
+    }
+
+    #[test]
+    fn update_every_is_off_without_the_flag_and_refuses_zero() {
+        assert_eq!(RunArgs::from_iter(["run"]).update_every(), Ok(None));
+        let args = RunArgs::from_iter(["run", "--update-every", "60"]);
+        assert_eq!(args.update_every(), Ok(Some(Duration::from_secs(3600))));
+        for wrong in ["0", "43201"] {
+            let args = RunArgs::from_iter(["run", "--update-every", wrong]);
+            assert!(args.update_every().unwrap_err().contains("out of range"), "{wrong}");
+        }
+    }
+
+    #[test]
+    fn a_search_ttl_is_one_to_seven_hops() {
+        assert_eq!(parse_ttl("1"), Ok(1));
+        assert_eq!(parse_ttl("7"), Ok(7));
+        for wrong in ["0", "8", "255", "-1", "x"] {
+            assert!(parse_ttl(wrong).unwrap_err().contains("from 1 to 7"), "{wrong}");
+        }
+    }
+
+    fn last_search() -> LastSearch {
+        let result = |name: &str, verdict: &str, sha1: &str| serde_json::json!({ "name": name, "verdict": verdict, "sha1": format!("urn:sha1:{sha1}"), "sha256": null });
+        let results = vec![
+            result("SEBLINUX-base-1.0.tar", "verified", "AAAA"),
+            result("SEBLINUX-base-1.0.tar", "fake", "BBBB"),
+            result("SEBLINUX-base-1.1.tar", "verified", "CCCC"),
+            result("SEBLINUX-docs-1.0.tar", "unsigned", "DDDD"),
+        ];
+        LastSearch { query: "SEBLINUX".into(), results }
+    }
+
+    #[test]
+    fn get_takes_a_urn_as_given_a_number_from_the_last_search_or_an_unambiguous_verified_name() {
+        let last = last_search();
+        assert_eq!(resolve_target("urn:sha1:ZZZZ", None).unwrap(), "urn:sha1:ZZZZ");
+        assert_eq!(resolve_target("magnet:?xt=urn:sha1:ZZZZ", Some(&last)).unwrap(), "magnet:?xt=urn:sha1:ZZZZ");
+        assert_eq!(resolve_target("2", Some(&last)).unwrap(), "urn:sha1:BBBB");
+        assert_eq!(resolve_target("SEBLINUX-base-1.0.tar", Some(&last)).unwrap(), "urn:sha1:AAAA");
+        assert_eq!(resolve_target("seblinux-base-1.1", Some(&last)).unwrap(), "urn:sha1:CCCC");
+
+        assert!(resolve_target("3", None).unwrap_err().contains("run `servent search` first"));
+        assert!(resolve_target("0", Some(&last)).unwrap_err().contains("has no result 0: it has 4 results"));
+        assert!(resolve_target("5", Some(&last)).unwrap_err().contains("has no result 5"));
+        let ambiguous = resolve_target("SEBLINUX-base", Some(&last)).unwrap_err();
+        assert!(
+            ambiguous.contains("names 2 verified results: 1 SEBLINUX-base-1.0.tar, 3 SEBLINUX-base-1.1.tar"),
+            "{ambiguous}"
+        );
+        let unsigned = resolve_target("SEBLINUX-docs-1.0.tar", Some(&last)).unwrap_err();
+        assert!(unsigned.contains("no verified result"), "{unsigned}");
+    }
+
+    #[test]
+    fn client_errors_say_the_cause_without_the_connection_pools_words() {
+        let pool = "An error occured while creating a new object: Connection refused (os error 111)";
+        assert_eq!(plain_error(pool), "Connection refused (os error 111)");
+        assert_eq!(plain_error("A timeout occured while waiting for a slot to become available"), "timed out");
+        assert_eq!(plain_error("Connection reset by peer"), "Connection reset by peer");
     }
 
     #[test]

@@ -10,6 +10,8 @@ pub mod api;
 pub mod cli;
 pub mod compression;
 pub mod config;
+pub mod demo;
+pub mod fakes;
 pub mod flow;
 pub mod handshake;
 pub mod hostcache;

@@ -62,10 +62,11 @@ impl Running {
     }
 
     /// Runs a client command (`args`, then `--api` and the token) against
-    /// this servent.
+    /// this servent; what the client remembers (the last search) it keeps
+    /// in this servent's data directory.
     pub fn client(&self, args: &[&str]) -> Output {
         let mut command = Command::new(SERVENT);
-        command.args(args).args(["--api", &self.api]);
+        command.args(args).args(["--api", &self.api]).env("XDG_STATE_HOME", self.data.path());
         if let Some(token) = &self.token {
             command.args(["--api-token", token]);
         }
