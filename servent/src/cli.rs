@@ -60,10 +60,12 @@ pub enum Command {
         #[allow(missing_docs)]
         #[structopt(flatten)]
         api: ApiArgs,
-        /// Return only once the file is complete and verified (or has failed).
+        /// Return only once the file is complete and checked (or has failed or stalled).
         #[structopt(long)]
         wait: bool,
-        /// One JSON object per line instead of a progress bar.
+        /// One JSON object per line instead of a progress bar: with --wait,
+        /// a line (id, name, state, bytes_done, size) each time the download
+        /// moves on, then the whole download once it has ended.
         #[structopt(long)]
         json: bool,
         /// Keep the file only if it is verified under a trusted publisher key.
@@ -507,11 +509,8 @@ pub async fn run_client(command: Command) -> Result<(), String> {
                 println!("advertised  {}", text(&status["advertised"]));
                 println!("peers       {}", status["peers"]);
                 println!("host cache  {}", status["host_cache"]);
-                println!(
-                    "sharing     {} files, {}",
-                    status["files"],
-                    human_size(status["bytes"].as_u64().unwrap_or(0))
-                );
+                let files = plural(status["files"].as_u64().unwrap_or(0) as usize, "file");
+                println!("sharing     {files}, {}", human_size(status["bytes"].as_u64().unwrap_or(0)));
                 println!("dropped     {}", dropped(&status["totals"]));
             }
             Ok(())
@@ -525,7 +524,8 @@ async fn search(client: &Client, text_query: &str, ttl: u8, wait: f64, json: boo
     let id = started["id"].as_str().ok_or("the servent gave no search id")?.to_string();
     async_std::task::sleep(Duration::from_secs_f64(wait.clamp(0.0, 3600.0))).await;
     let snapshot = client.get(&format!("/api/searches/{id}")).await?;
-    let results = snapshot["results"].as_array().cloned().unwrap_or_default();
+    let mut results = snapshot["results"].as_array().cloned().unwrap_or_default();
+    sort_results(&mut results);
     let last = LastSearch { query: text_query.to_owned(), results };
     if let Err(why) = last.save() {
         eprintln!("servent: the results cannot be remembered for `get N`: {why}");
@@ -557,6 +557,26 @@ async fn search(client: &Client, text_query: &str, ttl: u8, wait: f64, json: boo
         ]
     });
     Ok(())
+}
+
+/// Where a verdict comes in a list of results: verified first, then
+/// unsigned, untrusted, and fakes last.
+pub fn verdict_rank(verdict: &str) -> u8 {
+    match verdict {
+        "verified" => 0,
+        "unsigned" => 1,
+        "untrusted" => 2,
+        "fake" => 4,
+        _ => 3,
+    }
+}
+
+/// Sorts search results by verdict ([`verdict_rank`]), then by sources, most first.
+fn sort_results(results: &mut [Value]) {
+    results.sort_by_key(|r| {
+        let sources = r["sources"].as_array().map_or(0, Vec::len);
+        (verdict_rank(r["verdict"].as_str().unwrap_or_default()), std::cmp::Reverse(sources))
+    });
 }
 
 /// The first characters of a result's SHA-1 URN (else its SHA-256), enough
@@ -685,6 +705,7 @@ async fn get(client: &Client, target: &str, require_verified: bool, wait: bool, 
         }
         bar
     });
+    let mut last_progress = None;
     loop {
         let download = client.get(&format!("/api/downloads/{id}")).await?;
         if let Some(bar) = &bar {
@@ -692,8 +713,16 @@ async fn get(client: &Client, target: &str, require_verified: bool, wait: bool, 
             bar.set_length(download["size"].as_u64().unwrap_or(0));
             bar.set_position(download["bytes_done"].as_u64().unwrap_or(0));
         }
-        match download["state"].as_str() {
-            Some("complete") => {
+        let state = download["state"].as_str().unwrap_or_default().to_owned();
+        if json && !matches!(state.as_str(), "complete" | "failed" | "cancelled") {
+            let line = progress(&download);
+            if last_progress.as_ref() != Some(&line) {
+                println!("{line}");
+                last_progress = Some(line);
+            }
+        }
+        match state.as_str() {
+            "complete" => {
                 if let Some(bar) = bar {
                     bar.finish_and_clear();
                 }
@@ -703,11 +732,35 @@ async fn get(client: &Client, target: &str, require_verified: bool, wait: bool, 
                 }
                 return Ok(());
             }
-            Some("failed") => return Err(format!("download failed: {}", text(&download["reason"]))),
-            Some("cancelled") => return Err("download cancelled".into()),
+            "failed" | "stalled" => {
+                if let Some(bar) = bar {
+                    bar.abandon();
+                }
+                if json {
+                    println!("{download}");
+                }
+                let reason = text(&download["reason"]);
+                return Err(match state.as_str() {
+                    "failed" => format!("download {id} failed: {reason}"),
+                    _ => format!("download {id} stalled: {reason} (it goes on in the servent: `servent downloads`)"),
+                });
+            }
+            "cancelled" => return Err(format!("download {id} cancelled")),
             _ => async_std::task::sleep(PROGRESS_POLL).await,
         }
     }
+}
+
+/// A progress line of `get --wait --json`: where a download stands, without
+/// its sources; printed when it changes.
+fn progress(download: &Value) -> Value {
+    serde_json::json!({
+        "id": download["id"],
+        "name": download["name"],
+        "state": download["state"],
+        "bytes_done": download["bytes_done"],
+        "size": download["size"],
+    })
 }
 
 async fn update(client: &Client, once: bool, dry_run: bool, json: bool) -> Result<(), String> {
@@ -925,6 +978,22 @@ mod tests {
         );
         let unsigned = resolve_target("SEBLINUX-docs-1.0.tar", Some(&last)).unwrap_err();
         assert!(unsigned.contains("no verified result"), "{unsigned}");
+    }
+
+    #[test]
+    fn results_come_verified_first_then_unsigned_untrusted_and_fakes_last_then_by_sources() {
+        let result = |name: &str, verdict: &str, sources: usize| serde_json::json!({ "name": name, "verdict": verdict, "sources": vec!["127.0.0.1:6346"; sources] });
+        let mut results = vec![
+            result("a", "fake", 9),
+            result("b", "unsigned", 1),
+            result("c", "verified", 1),
+            result("d", "untrusted", 5),
+            result("e", "unsigned", 3),
+            result("f", "verified", 2),
+        ];
+        sort_results(&mut results);
+        let names: Vec<&str> = results.iter().map(|r| r["name"].as_str().unwrap()).collect();
+        assert_eq!(names, ["f", "c", "e", "b", "d", "a"]);
     }
 
     #[test]

@@ -33,7 +33,7 @@ use serde::Serialize;
 use signing_tool::{ReleaseMeta, SecretKey};
 
 use crate::api;
-use crate::cli::{self, plural};
+use crate::cli::{self, plural, verdict_rank};
 use crate::config::Config;
 use crate::fakes::{self, FakeKind, Genuine};
 use crate::node::{self, NodeError, NodeHandle};
@@ -380,6 +380,7 @@ impl Cast {
             plural(hits as usize, "answer"),
             started.elapsed().as_millis()
         );
+        results.sort_by_key(|r| (verdict_rank(&r.judgement.verdict.to_string()), std::cmp::Reverse(r.sources.len())));
         match complete {
             true => Ok((Step::done("search", detail), results)),
             false => Err(Step::failed("search", format!("{detail}; expected 6, the base package from 3 sources"))),
