@@ -86,6 +86,8 @@ pub enum Command {
     Downloads(ListArgs),
     /// Lists the connected peers: their address, messages received, dropped and sent.
     Peers(ListArgs),
+    /// Connects a running servent to another servent.
+    Peer(PeerCommand),
     /// Lists the shared files.
     Library(ListArgs),
     /// Shows the servent's address, peers and counters.
@@ -134,6 +136,21 @@ pub enum Command {
         json: bool,
         /// The package name.
         name: String,
+    },
+}
+
+/// `servent peer …`.
+#[derive(Debug, StructOpt)]
+pub enum PeerCommand {
+    /// Connects to a servent at IP:PORT or HOST:PORT now, and keeps it among
+    /// the addresses to try.
+    Add {
+        // structopt refuses doc comments on flattened fields.
+        #[allow(missing_docs)]
+        #[structopt(flatten)]
+        api: ApiArgs,
+        /// IP:PORT or HOST:PORT.
+        addr: String,
     },
 }
 
@@ -441,6 +458,11 @@ pub async fn run_client(command: Command) -> Result<(), String> {
         Command::Pause(args) => control(args, "pause", "paused").await,
         Command::Resume(args) => control(args, "resume", "resumed").await,
         Command::Cancel(args) => control(args, "cancel", "cancelled").await,
+        Command::Peer(PeerCommand::Add { api, addr }) => {
+            let answer = Client::new(&api).post("/api/peers", &serde_json::json!({ "addr": addr })).await?;
+            println!("connecting to {}", text(&answer["connecting"]));
+            Ok(())
+        }
         Command::Trust(command) => trust(command).await,
         Command::Install { api, dry_run, json, name } => {
             let body = serde_json::json!({ "name": name, "dry_run": dry_run });
