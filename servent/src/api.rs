@@ -32,7 +32,6 @@
 pub mod guard;
 
 use std::future::Future;
-use std::net::{SocketAddr, SocketAddrV4};
 use std::pin::Pin;
 
 use async_std::net::TcpListener;
@@ -42,12 +41,12 @@ use tide::{Body, Next, Request, Response, StatusCode};
 use signing_tool::KeyId;
 
 pub use self::guard::ApiToken;
-use crate::keysource;
 use crate::node::{NodeError, NodeHandle};
 use crate::transfer::download::{DownloadError, DownloadId, Keep};
 use crate::trust::TrustedKey;
 use crate::updater::{UpdateError, Updater};
 use crate::wire::Guid;
+use crate::{keysource, peeraddr};
 
 /// A request to start a search.
 #[derive(Debug, Deserialize)]
@@ -92,7 +91,7 @@ pub async fn serve(
     app.at("/api/peers").post(|mut req: Request<State>| async move {
         let request: PeerRequest =
             req.body_json().await.map_err(|e| bad_request(format!("expected {{\"addr\": …}}: {e}")))?;
-        let addr = resolve_peer(&request.addr).await.map_err(bad_request)?;
+        let addr = peeraddr::resolve(&request.addr).await.map_err(bad_request)?;
         req.state().node.connect(addr).await.map_err(unavailable)?;
         json(&serde_json::json!({ "connecting": addr.to_string() }))
     });
@@ -274,45 +273,6 @@ pub struct DistrustRequest {
 pub struct PeerRequest {
     /// `IP:PORT` or `HOST:PORT`.
     pub addr: String,
-}
-
-/// The longest `HOST:PORT` looked up.
-const MAX_PEER_ADDR_LEN: usize = 260;
-/// How long a host name may take to resolve.
-const RESOLVE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
-
-/// The IPv4 address a `peer add` names: `IP:PORT` as is, `HOST:PORT`
-/// looked up (its first IPv4 address). Gnutella 0.6 servents are reached
-/// over IPv4, on a port other than 0, at a unicast address.
-async fn resolve_peer(text: &str) -> Result<SocketAddrV4, String> {
-    let text = text.trim();
-    if text.len() > MAX_PEER_ADDR_LEN || text.rsplit_once(':').is_none() {
-        return Err(format!("{:?} is not IP:PORT or HOST:PORT", text.chars().take(80).collect::<String>()));
-    }
-    let found = match text.parse::<SocketAddr>() {
-        Ok(addr) => vec![addr],
-        Err(_) => {
-            let lookup = async_std::net::ToSocketAddrs::to_socket_addrs(text);
-            match async_std::future::timeout(RESOLVE_TIMEOUT, lookup).await {
-                Ok(Ok(addrs)) => addrs.collect(),
-                Ok(Err(e)) => return Err(format!("cannot find {text}: {e}")),
-                Err(_) => return Err(format!("cannot find {text}: no answer in {}s", RESOLVE_TIMEOUT.as_secs())),
-            }
-        }
-    };
-    let v4 = found.into_iter().find_map(|a| match a {
-        SocketAddr::V4(v4) => Some(v4),
-        SocketAddr::V6(_) => None,
-    });
-    match v4 {
-        Some(v4)
-            if v4.port() != 0 && !v4.ip().is_unspecified() && !v4.ip().is_broadcast() && !v4.ip().is_multicast() =>
-        {
-            Ok(v4)
-        }
-        Some(v4) => Err(format!("{v4} is no servent's address")),
-        None => Err(format!("{text} has no IPv4 address")),
-    }
 }
 
 /// A request to download.

@@ -11,6 +11,7 @@ use structopt::StructOpt;
 
 use crate::api::ApiToken;
 use crate::config::{self, Config};
+use crate::peeraddr::PeerAddr;
 use crate::transfer::upload::UploadConfig;
 use crate::updater;
 
@@ -230,9 +231,10 @@ pub struct RunArgs {
     /// Where finished downloads land [default: <data-dir>/downloads]; shared.
     #[structopt(long, parse(from_os_str))]
     pub downloads: Option<PathBuf>,
-    /// A servent to connect to, IP:PORT (repeatable).
-    #[structopt(long)]
-    pub peer: Vec<SocketAddr>,
+    /// A servent to connect to, IP:PORT or HOST:PORT (repeatable; a name is
+    /// looked up at start).
+    #[structopt(long, parse(try_from_str = PeerAddr::parse))]
+    pub peer: Vec<PeerAddr>,
     /// Uploads served at once; more get 503 with Retry-After.
     #[structopt(long, default_value = "8")]
     pub upload_slots: usize,
@@ -303,7 +305,14 @@ fn parse_ttl(text: &str) -> Result<u8, String> {
 const MAX_UPDATE_SEARCH_WAIT: Duration = Duration::from_secs(600);
 
 impl RunArgs {
-    /// The servent configuration these arguments describe.
+    /// The `--peer`s given by host name, which [`RunArgs::config`] leaves
+    /// out: they are looked up at start.
+    pub fn peer_names(&self) -> impl Iterator<Item = &PeerAddr> {
+        self.peer.iter().filter(|p| matches!(p, PeerAddr::Name(..)))
+    }
+
+    /// The servent configuration these arguments describe (`--peer`s given
+    /// by IP address only).
     pub fn config(&self) -> Result<Config, String> {
         if self.share.iter().any(|s| !s.is_dir()) {
             let missing: Vec<String> =
@@ -335,7 +344,14 @@ impl RunArgs {
             data_dir: Some(self.data_dir.clone().unwrap_or_else(config::default_data_dir)),
             listen: self.listen,
             shares: self.share.clone(),
-            peers: self.peer.clone(),
+            peers: self
+                .peer
+                .iter()
+                .filter_map(|p| match p {
+                    PeerAddr::Ip(addr) => Some(SocketAddr::V4(*addr)),
+                    PeerAddr::Name(..) => None,
+                })
+                .collect(),
             max_peers: self.max_peers,
             discover: !self.no_discovery,
             gwebcaches: self.gwebcache.clone(),
@@ -948,6 +964,16 @@ mod tests {
         }
         let args = RunArgs::from_iter(["run", "--gwebcache", "http://cache.example/gwc.php", "--upload-slots", "1"]);
         assert!(args.config().is_ok());
+    }
+
+    #[test]
+    fn peers_are_taken_by_ip_at_once_and_by_host_name_to_look_up_and_nonsense_is_refused() {
+        let args = RunArgs::from_iter(["run", "--peer", "192.0.2.7:6346", "--peer", "seblinux.example:6346"]);
+        assert_eq!(args.config().unwrap().peers, ["192.0.2.7:6346".parse::<SocketAddr>().unwrap()]);
+        let names: Vec<&PeerAddr> = args.peer_names().collect();
+        assert_eq!(names, [&PeerAddr::Name("seblinux.example".into(), 6346)]);
+        let refused = RunArgs::from_iter_safe(["run", "--peer", "nonsense"]).unwrap_err();
+        assert!(refused.message.contains("is not IP:PORT or HOST:PORT"), "{}", refused.message);
     }
 
     #[test]

@@ -17,6 +17,7 @@ pub mod handshake;
 pub mod hostcache;
 pub mod keysource;
 pub mod node;
+pub mod peeraddr;
 pub mod routing;
 pub mod searches;
 pub mod transfer;

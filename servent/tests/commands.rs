@@ -194,7 +194,7 @@ fn a_client_error_says_the_cause_without_the_http_librarys_words() {
 }
 
 #[test]
-fn peer_add_connects_a_running_servent_by_ip_or_host_name() {
+fn peer_add_and_run_peer_connect_by_ip_or_host_name() {
     let (a, b, c) = (Running::start(None, None), Running::start(None, None), Running::start(None, None));
     let added = a.client(&["peer", "add", &b.listen]);
     assert!(added.status.success(), "{}", stderr(&added));
@@ -209,6 +209,11 @@ fn peer_add_connects_a_running_servent_by_ip_or_host_name() {
         wanted.sort();
         listening == wanted
     });
+
+    // `run --peer HOST:PORT` too.
+    let port = b.listen.rsplit_once(':').unwrap().1;
+    let d = Running::start(None, Some(&format!("localhost:{port}")));
+    d.wait_until(&["peers", "--json"], |peers| peers.iter().any(|p| p["listen"] == b.listen.as_str()));
 
     for (addr, said) in [("nonsense", "is not IP:PORT or HOST:PORT"), ("0.0.0.0:6346", "is no servent's address")] {
         let refused = a.client(&["peer", "add", addr]);
