@@ -977,6 +977,16 @@ mod tests {
     }
 
     #[test]
+    fn the_systemd_unit_runs_with_flags_that_exist() {
+        let unit = include_str!("../../contrib/servent.service");
+        let exec = unit.lines().find_map(|l| l.strip_prefix("ExecStart=")).unwrap();
+        let words: Vec<String> = exec.split_whitespace().skip(1).map(|w| w.replace("%h", "/home/member")).collect();
+        let args = RunArgs::from_iter_safe(&words).unwrap();
+        assert_eq!(args.share, [PathBuf::from("/home/member/seblinux")]);
+        assert_eq!(args.data_dir, Some(PathBuf::from("/home/member/.local/share/servent")));
+    }
+
+    #[test]
     fn update_every_is_off_without_the_flag_and_refuses_zero() {
         assert_eq!(RunArgs::from_iter(["run"]).update_every(), Ok(None));
         let args = RunArgs::from_iter(["run", "--update-every", "60"]);
