@@ -2,8 +2,9 @@
 //! story on loopback; every other command is a thin client of a running
 //! servent's local JSON API.
 
+use std::ffi::OsString;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde_json::Value;
@@ -11,6 +12,7 @@ use structopt::StructOpt;
 
 use crate::api::ApiToken;
 use crate::config::{self, Config};
+use crate::configfile;
 use crate::peeraddr::PeerAddr;
 use crate::transfer::upload::UploadConfig;
 use crate::updater;
@@ -212,6 +214,10 @@ pub struct ListArgs {
 #[allow(missing_docs)]
 #[derive(Debug, StructOpt)]
 pub struct RunArgs {
+    /// A config file whose keys are these flags without their dashes; flags
+    /// given here override it [default: ~/.config/servent/servent.toml, if it exists].
+    #[structopt(long, parse(from_os_str), value_name = "FILE")]
+    pub config: Option<PathBuf>,
     /// Where the index, host cache and downloads live [default: ~/.local/share/servent].
     #[structopt(long, parse(from_os_str))]
     pub data_dir: Option<PathBuf>,
@@ -446,6 +452,47 @@ impl Client {
         }
         Ok(body)
     }
+}
+
+/// The command line `args` (the program's name first), with the flags of
+/// `run`'s config file ([`configfile`]) put before those given. Help, and
+/// arguments that do not parse, are printed and end the process, as
+/// structopt does.
+pub fn command_from(mut args: Vec<OsString>) -> Result<Command, String> {
+    if args.get(1).is_some_and(|a| a == "run") {
+        let given: Vec<String> = args[2..].iter().map(|a| a.to_string_lossy().into_owned()).collect();
+        let named = given.iter().enumerate().find_map(|(i, a)| match a.strip_prefix("--config") {
+            Some("") => given.get(i + 1).map(PathBuf::from),
+            Some(value) => value.strip_prefix('=').map(PathBuf::from),
+            None => None,
+        });
+        let path = match named {
+            Some(path) => Some(path),
+            None => configfile::default_path().filter(|p| p.exists()),
+        };
+        if let Some(path) = path {
+            let text = read_config(&path)?;
+            let flags = configfile::flags(&path, &text, &given)?;
+            args.splice(2..2, flags.into_iter().map(OsString::from));
+        }
+    }
+    Ok(Command::from_iter(args))
+}
+
+/// The config file's text, at most [`configfile::MAX_BYTES`].
+fn read_config(path: &Path) -> Result<String, String> {
+    use std::io::Read;
+    let failed = |e: std::io::Error| format!("cannot read {}: {e}", path.display());
+    let mut text = String::new();
+    std::fs::File::open(path)
+        .map_err(failed)?
+        .take(configfile::MAX_BYTES + 1)
+        .read_to_string(&mut text)
+        .map_err(failed)?;
+    if text.len() as u64 > configfile::MAX_BYTES {
+        return Err(format!("{} is larger than {} bytes", path.display(), configfile::MAX_BYTES));
+    }
+    Ok(text)
 }
 
 /// An HTTP client's error without the wording of its connection pool

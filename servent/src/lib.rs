@@ -10,6 +10,7 @@ pub mod api;
 pub mod cli;
 pub mod compression;
 pub mod config;
+pub mod configfile;
 pub mod demo;
 pub mod fakes;
 pub mod flow;

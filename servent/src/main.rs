@@ -8,10 +8,16 @@ use async_std::task;
 use servent::cli::{self, Command, RunArgs};
 use servent::updater::{Updater, UpdaterConfig};
 use servent::{api, demo, keysource, node};
-use structopt::StructOpt;
 
 fn main() -> ExitCode {
-    let result = match Command::from_args() {
+    let command = match cli::command_from(std::env::args_os().collect()) {
+        Ok(command) => command,
+        Err(message) => {
+            eprintln!("servent: {message}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = match command {
         Command::Run(args) => task::block_on(run(*args)),
         Command::Demo { once, json } => task::block_on(demo::run(once, json)),
         command => task::block_on(cli::run_client(command)),

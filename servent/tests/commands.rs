@@ -118,6 +118,7 @@ fn run_refuses_flag_values_that_make_no_sense_in_one_line() {
     ] {
         let output = Command::new(SERVENT)
             .args(["run", "--listen", "127.0.0.1:0", "--api", "127.0.0.1:0", "--data-dir", data, flag, value])
+            .env("XDG_CONFIG_HOME", data)
             .output()
             .unwrap();
         assert!(!output.status.success(), "{flag} {value}");
@@ -221,4 +222,53 @@ fn peer_add_and_run_peer_connect_by_ip_or_host_name() {
         assert_eq!(stderr(&refused).lines().count(), 1, "{}", stderr(&refused));
         assert!(stderr(&refused).contains(said), "{addr}: {}", stderr(&refused));
     }
+}
+
+#[test]
+fn run_takes_its_flags_from_servent_toml_and_the_command_line_overrides_them() {
+    let config = tempfile::tempdir().unwrap();
+    let dir = config.path().join("servent");
+    std::fs::create_dir_all(&dir).unwrap();
+    let share = tempfile::tempdir().unwrap();
+    std::fs::write(share.path().join("SEBLINUX-base-1.0.tar"), b"shared as the file says").unwrap();
+    let toml = format!("share = [{:?}]\nupload-slots = 3\nmax-peers = 0\n", share.path().display().to_string());
+    std::fs::write(dir.join("servent.toml"), &toml).unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let run = |extra: &[&str]| {
+        let mut command = Command::new(SERVENT);
+        command.args(["run", "--listen", "127.0.0.1:0", "--api", "127.0.0.1:0", "--data-dir"]).arg(data.path());
+        command.args(extra).env("XDG_CONFIG_HOME", config.path()).output().unwrap()
+    };
+    // The file's `max-peers = 0` is refused as the flag would be, naming it.
+    let refused = run(&[]);
+    assert!(!refused.status.success());
+    assert!(stderr(&refused).contains("--max-peers 0"), "{}", stderr(&refused));
+    // `--config` names another file; an unknown key is refused with its name.
+    let other = config.path().join("other.toml");
+    std::fs::write(&other, "max_peers = 3\n").unwrap();
+    let refused = run(&["--config", other.to_str().unwrap()]);
+    assert_eq!(stderr(&refused).lines().count(), 1, "{}", stderr(&refused));
+    assert!(stderr(&refused).contains("other.toml: unknown key \"max_peers\""), "{}", stderr(&refused));
+
+    // The command line's --max-peers overrides the file's; its share is taken.
+    std::fs::write(dir.join("servent.toml"), toml.replace("max-peers = 0", "max-peers = 0\nno-discovery = true"))
+        .unwrap();
+    let mut command = Command::new(SERVENT);
+    command.args(["run", "--listen", "127.0.0.1:0", "--api", "127.0.0.1:0", "--max-peers", "4", "--data-dir"]);
+    command.arg(data.path()).env("XDG_CONFIG_HOME", config.path()).stdout(std::process::Stdio::piped());
+    let mut child = command.stderr(std::process::Stdio::null()).spawn().unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.as_mut().unwrap()), &mut line).unwrap();
+    let api = line.rsplit("http://").next().unwrap().trim().to_owned();
+    let library = || {
+        let output = Command::new(SERVENT).args(["library", "--json", "--api", &api]).output().unwrap();
+        stdout(&output)
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !library().contains("SEBLINUX-base-1.0.tar") {
+        assert!(std::time::Instant::now() < deadline, "the file's share was never shared");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
 }
