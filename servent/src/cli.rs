@@ -85,7 +85,7 @@ pub enum Command {
     Resume(DownloadArgs),
     /// Cancels a download and deletes its partial data.
     Cancel(DownloadArgs),
-    /// Lists downloads: id, state, bytes done, rate, sources.
+    /// Lists downloads: id, state, verdict on the bytes once checked, bytes done, rate, sources.
     Downloads(ListArgs),
     /// Lists the connected peers: their address, messages received, dropped and sent.
     Peers(ListArgs),
@@ -539,13 +539,15 @@ pub async fn run_client(command: Command) -> Result<(), String> {
         }
         Command::Downloads(args) => {
             let downloads = Client::new(&args.api).get("/api/downloads").await?;
-            print_list(&downloads, args.json, &["id", "name", "state", "done", "rate", "sources"], |d| {
+            let columns = ["id", "name", "state", "verdict", "done", "rate", "sources"];
+            print_list(&downloads, args.json, &columns, |d| {
                 let size = d["size"].as_u64().unwrap_or(0);
                 let done = d["bytes_done"].as_u64().unwrap_or(0);
                 vec![
                     text(&d["id"]),
                     text(&d["name"]),
                     text(&d["state"]),
+                    text(&d["verdict"]),
                     format!("{} / {}", human_size(done), human_size(size)),
                     format!("{}/s", human_size(d["rate_bytes_per_sec"].as_f64().unwrap_or(0.0) as u64)),
                     d["sources"].as_array().map_or(0, Vec::len).to_string(),

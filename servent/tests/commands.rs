@@ -71,6 +71,20 @@ fn search_numbers_its_results_and_get_takes_one_by_number_or_by_verified_name() 
     assert!(got.status.success(), "{}", stderr(&got));
     assert_eq!(std::fs::read(stdout(&got).trim()).unwrap(), b"the genuine base release");
 
+    // Each download with the verdict on its bytes.
+    let table = stdout(&user.client(&["downloads"]));
+    let verdicts: Vec<(&str, &str)> = table
+        .lines()
+        .skip(1)
+        .map(|l| {
+            let cells: Vec<&str> = l.split_whitespace().collect();
+            (cells[1], cells[3])
+        })
+        .collect();
+    assert!(table.starts_with("ID  NAME"), "{table}");
+    assert!(verdicts.contains(&("SEBLINUX-base-1.0.tar", "verified")), "{table}");
+    assert!(verdicts.contains(&("SEBLINUX-base-1.0-extra.tar", "unsigned")), "{table}");
+
     for (target, said) in [("7", "has no result 7: it has 2 results"), ("nosuchname", "no verified result")] {
         let refused = user.client(&["get", target]);
         assert!(!refused.status.success(), "{target}");
