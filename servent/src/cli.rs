@@ -19,7 +19,8 @@ use crate::updater;
 
 /// A Gnutella 0.6 servent: share folders, search the network, download.
 #[derive(Debug, StructOpt)]
-#[structopt(name = "servent")]
+// Commands listed in the order below: the demo first, then `run`.
+#[structopt(name = "servent", setting = structopt::clap::AppSettings::DeriveDisplayOrder)]
 pub enum Command {
     /// Shows the whole SEBLINUX story on this machine: a publisher, two
     /// members, a faker and your servent on loopback, narrated step by step,
