@@ -235,7 +235,7 @@ pub struct RunArgs {
     /// A folder to share (repeatable).
     #[structopt(long, parse(from_os_str))]
     pub share: Vec<PathBuf>,
-    /// Where finished downloads land [default: <data-dir>/downloads]; shared.
+    /// Where finished downloads land [default: `<data-dir>/downloads`]; shared.
     #[structopt(long, parse(from_os_str))]
     pub downloads: Option<PathBuf>,
     /// A servent to connect to, IP:PORT or HOST:PORT (repeatable; a name is
@@ -264,7 +264,7 @@ pub struct RunArgs {
     /// of a page showing it, optionally followed by `#SCOPE,…` (repeatable).
     #[structopt(long)]
     pub trust: Vec<String>,
-    /// Where releases are installed, and shared from [default: <data-dir>/installed].
+    /// Where releases are installed, and shared from [default: `<data-dir>/installed`].
     #[structopt(long, parse(from_os_str))]
     pub install_dir: Option<PathBuf>,
     /// Run an update pass every this many minutes (1 to 43200); without it,
