@@ -19,6 +19,7 @@
 //! step waits on a condition with a bound, never on luck, and says whether
 //! it happened.
 
+use std::io::Write;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -58,7 +59,7 @@ const PACKAGES: [(&str, usize); 3] =
 const STEP_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long the updater gathers search results: all servents are a link
 /// away on loopback.
-const SEARCH_WAIT: Duration = Duration::from_millis(1500);
+const SEARCH_WAIT: Duration = Duration::from_millis(2500);
 /// How often a condition is checked while waiting for it.
 const POLL: Duration = Duration::from_millis(25);
 
@@ -109,7 +110,8 @@ pub async fn run(once: bool, json: bool) -> Result<(), String> {
     };
     if !once && told.is_some() {
         if !json {
-            println!("The servents stay up: explore the page at {}. Ctrl-C stops them.", cast.page());
+            let page = cast.page();
+            let _ = writeln!(std::io::stdout(), "The servents stay up: explore the page at {page}. Ctrl-C stops them.");
         }
         let _ = stopped.recv().await;
     }
@@ -117,16 +119,19 @@ pub async fn run(once: bool, json: bool) -> Result<(), String> {
     result
 }
 
+/// Prints a step; a closed standard output (`servent demo | head`) ends
+/// nothing: the story goes on, unheard.
 fn print_step(step: &Step, json: bool) {
+    let mut out = std::io::stdout().lock();
     if json {
-        println!("{}", serde_json::to_string(step).unwrap_or_default());
+        let _ = writeln!(out, "{}", serde_json::to_string(step).unwrap_or_default());
         return;
     }
     let mark = if step.ok { "✓" } else { "✗" };
     let mut lines = step.detail.lines();
-    println!("{mark} {}: {}", step.step, lines.next().unwrap_or_default());
+    let _ = writeln!(out, "{mark} {}: {}", step.step, lines.next().unwrap_or_default());
     for line in lines {
-        println!("    {line}");
+        let _ = writeln!(out, "    {line}");
     }
 }
 
@@ -330,9 +335,11 @@ impl Cast {
     /// to the four others (member 1 to the publisher too).
     async fn network(&self) -> Step {
         let shared = [("publisher", 3), ("member 1", 2), ("member 2", 2), ("faker", 3)];
+        // Searchable, not only listed: a Query answered before its files
+        // are in the index would miss them, and is not asked again.
         let ready = wait_until(|| async {
             for ((_, count), (_, node)) in shared.iter().zip(self.servents()) {
-                if node.library().files().len() != *count {
+                if searchable(node, KEYWORD, &[]) != *count {
                     return false;
                 }
             }
@@ -493,8 +500,7 @@ impl Cast {
 
     /// Runs an update pass once the publisher shares `release`.
     async fn update(&self, release: &Release) -> Step {
-        let indexed =
-            wait_until(|| async { self.publisher.library().files().iter().any(|f| f.sha1 == release.sha1) }).await;
+        let indexed = wait_until(|| async { shares_verified(&self.publisher, release.sha1) }).await;
         if !indexed {
             return Step::failed("update", format!("the publisher never shared {}", release.file));
         }
@@ -524,6 +530,10 @@ impl Cast {
     async fn share_on(&self, release: &Release) -> Step {
         let member = &self.members[1];
         let you = self.you.listen_addr().to_string();
+        // The updater shares what it installs at its next rescan: ask once it has.
+        if !wait_until(|| async { shares_verified(&self.you, release.sha1) }).await {
+            return Step::failed("share_on", format!("you never shared {}", release.file));
+        }
         let id = match member.search(&format!("{PACKAGE} 1.1"), 1).await {
             Ok(id) => id,
             Err(e) => return Step::failed("share_on", e.to_string()),
@@ -599,6 +609,21 @@ impl Cast {
             }
         }
     }
+}
+
+/// How many of `node`'s shared files a search for `words` or `urns` finds
+/// in its own index now.
+fn searchable(node: &NodeHandle, words: &str, urns: &[search::Urn]) -> usize {
+    let query = search::Query { words: words.to_owned(), urns: urns.to_vec(), limit: 100 };
+    node.library().search(&query).map_or(0, |files| files.len())
+}
+
+/// Whether `node` answers a search for `urn` with its file signed: in its
+/// index, and with the signature beside it noted (a rescan may see the
+/// file before its `.minisig`).
+fn shares_verified(node: &NodeHandle, urn: search::Urn) -> bool {
+    let signed = node.library_entries().iter().any(|e| e.file.sha1 == urn && e.judgement.verdict == Verdict::Verified);
+    signed && searchable(node, "", &[urn]) == 1
 }
 
 /// What to download a result by: its SHA-1 URN, else its SHA-256.
