@@ -3,7 +3,8 @@
 //! The protocol core ([`wire`], [`handshake`], [`routing`], [`flow`],
 //! [`compression`], [`hostcache`], [`searches`], [`trust`]) does no I/O and knows nothing of async-std;
 //! [`node`] runs it over real sockets, [`api`] serves the local JSON API
-//! on tide, and [`cli`] is the command line, a thin client of that API.
+//! on tide, and [`cli`] is the command line, a thin client of that API;
+//! [`demo`] tells the whole story with five servents on loopback.
 #![warn(missing_docs)]
 
 pub mod api;
