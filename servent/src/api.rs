@@ -11,6 +11,7 @@
 //! |---|---|
 //! | `GET /api/status` | [`Status`](crate::node::Status) |
 //! | `GET /api/peers` | a list of [`PeerSnapshot`](crate::node::PeerSnapshot) |
+//! | `POST /api/peers` `{"addr": "IP:PORT" or "HOST:PORT"}` | `{"connecting": "IP:PORT"}` |
 //! | `GET /api/library` | a list of [`LibraryEntry`](crate::node::LibraryEntry): shared files and their verdicts |
 //! | `GET /api/trust` | a list of [`KeyEntry`](crate::trust::KeyEntry) |
 //! | `POST /api/trust` `{"key": "RW…", "scope": ["SEBLINUX*"]}` | the [`KeyEntry`](crate::trust::KeyEntry) pinned |
@@ -40,12 +41,12 @@ use tide::{Body, Next, Request, Response, StatusCode};
 use signing_tool::KeyId;
 
 pub use self::guard::ApiToken;
-use crate::keysource;
 use crate::node::{NodeError, NodeHandle};
 use crate::transfer::download::{DownloadError, DownloadId, Keep};
 use crate::trust::TrustedKey;
 use crate::updater::{UpdateError, Updater};
 use crate::wire::Guid;
+use crate::{keysource, peeraddr};
 
 /// A request to start a search.
 #[derive(Debug, Deserialize)]
@@ -87,6 +88,13 @@ pub async fn serve(
         .get(|req: Request<State>| async move { json(&req.state().node.status().await.map_err(unavailable)?) });
     app.at("/api/peers")
         .get(|req: Request<State>| async move { json(&req.state().node.peers().await.map_err(unavailable)?) });
+    app.at("/api/peers").post(|mut req: Request<State>| async move {
+        let request: PeerRequest =
+            req.body_json().await.map_err(|e| bad_request(format!("expected {{\"addr\": …}}: {e}")))?;
+        let addr = peeraddr::resolve(&request.addr).await.map_err(bad_request)?;
+        req.state().node.connect(addr).await.map_err(unavailable)?;
+        json(&serde_json::json!({ "connecting": addr.to_string() }))
+    });
     app.at("/api/library").get(|req: Request<State>| async move { json(&req.state().node.library_entries()) });
     app.at("/api/trust").get(|req: Request<State>| async move { json(&req.state().node.trusted_keys()) });
     app.at("/api/trust").post(|mut req: Request<State>| async move {
@@ -259,6 +267,13 @@ pub struct TrustRequest {
 pub struct DistrustRequest {
     /// Its key id, 16 hex digits.
     pub key_id: String,
+}
+
+/// A request to connect to a servent.
+#[derive(Debug, Deserialize)]
+pub struct PeerRequest {
+    /// `IP:PORT` or `HOST:PORT`.
+    pub addr: String,
 }
 
 /// A request to download.
