@@ -6,8 +6,10 @@
 //! `Range` for one chunk, and asks again for the next chunk on the same
 //! connection. Each answer names the content (`X-Gnutella-Content-URN`,
 //! `X-Content-URN`) and other places that have it (`X-Alt`, from the
-//! [`AltLocations`] mesh, which also learns the sources a downloader tells
-//! us about).
+//! [`AltLocations`] mesh). What a request says about other sources is
+//! never learned: anyone can send a request, a `HEAD` costs nothing, and a
+//! liar named there would be passed on to every downloader. The mesh
+//! learns only from downloads that verified what a source served.
 //!
 //! The file is found through the library's index and nowhere else: the
 //! request selects an entry (by URN, or by number *and* exact name), and
@@ -214,7 +216,6 @@ pub(super) async fn serve_connection(
     mut stream: TcpStream,
 ) {
     let connection = uploads.open_connection(remote.ip());
-    let local = stream.local_addr().ok();
     let mut first = Some(first_line);
     loop {
         let head = match first.take() {
@@ -243,7 +244,7 @@ pub(super) async fn serve_connection(
             let _ = send_head(&mut stream, &head, uploads.config.stall_timeout).await;
             break;
         }
-        let exchange = Exchange { uploads, remote, local, request: &request };
+        let exchange = Exchange { uploads, remote, request: &request };
         match exchange.answer(&mut stream).await {
             Ok(true) => continue,
             Ok(false) | Err(_) => break,
@@ -275,7 +276,6 @@ async fn linger(mut reader: BufReader<TcpStream>, stream: TcpStream) {
 struct Exchange<'a> {
     uploads: &'a Uploads,
     remote: SocketAddr,
-    local: Option<SocketAddr>,
     request: &'a Request,
 }
 
@@ -312,7 +312,6 @@ impl Exchange<'_> {
                 return send_head(stream, &plain_head(status, keep), stall).await.map(|()| keep);
             }
         };
-        self.learn_sources(&file);
         let mut head = self.file_head(200, &file, keep);
         let range = match request.headers.get("Range").map(http::parse_range).transpose() {
             Ok(range) => range,
@@ -378,23 +377,6 @@ impl Exchange<'_> {
             .collect();
         let matches = expected.is_empty() || expected.iter().any(|urn| *urn == file.sha1 || *urn == file.sha256);
         matches.then_some(file)
-    }
-
-    /// Remembers the sources a downloader names for this file.
-    fn learn_sources(&self, file: &SharedFile) {
-        let headers = &self.request.headers;
-        let compact = headers.get_all("X-Alt").flat_map(alt::parse_x_alt);
-        let urls = headers
-            .get_all("X-Gnutella-Alternate-Location")
-            .chain(headers.get_all("Alt-Location"))
-            .flat_map(alt::parse_alternate_locations);
-        let ourselves = match self.local {
-            Some(SocketAddr::V4(local)) => Some(local),
-            _ => None,
-        };
-        for addr in compact.chain(urls).take(alt::MAX_PARSED).filter(|a| Some(*a) != ourselves) {
-            self.uploads.alt.add(file.sha1, addr);
-        }
     }
 
     /// Up to [`X_ALT_SOURCES`] other sources of `file`, never the requester:
