@@ -5,9 +5,10 @@
 //! the package's name, keeps only results `verified` under a pinned key
 //! whose signed name is the package's ([`choose`]), downloads the newest
 //! acceptable one from all its sources (kept only if the bytes verify),
+//! stages it, runs the post-install hook on the staged file if there is
+//! one (a failure or a hang drops it, the installed version untouched),
 //! installs it ([`install`]: staged, synced, renamed, with the previous
-//! version kept), runs the post-install hook if there is one (a failure or
-//! a hang rolls back), and reports a [`Decision`] per package. The install
+//! version kept), and reports a [`Decision`] per package. The install
 //! directory is one of the servent's shared folders: every installed
 //! release is shared on, signature beside it.
 //!
