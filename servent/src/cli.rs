@@ -272,8 +272,9 @@ pub struct RunArgs {
     /// passes run only on request (`servent update --once`).
     #[structopt(long, value_name = "MINUTES")]
     pub update_every: Option<u64>,
-    /// A shell command run after each install (SERVENT_NAME, SERVENT_VERSION,
-    /// SERVENT_PATH, SERVENT_PREVIOUS_VERSION set); failure rolls back.
+    /// A shell command run on each staged release before it goes into place
+    /// (SERVENT_NAME, SERVENT_VERSION, SERVENT_PATH, SERVENT_PREVIOUS_VERSION
+    /// set); failure, a hang or a crash keeps the previous version.
     #[structopt(long, value_name = "CMD")]
     pub post_install: Option<String>,
     /// Seconds an update pass or install gathers search results for each
