@@ -64,6 +64,34 @@ impl Root {
     }
 }
 
+impl Root {
+    /// The root as a URN, `urn:tree:tiger/:BASE32`.
+    pub fn urn(&self) -> String {
+        format!("urn:tree:tiger/:{self}")
+    }
+
+    /// Reads `urn:tree:tiger/:BASE32` (or `urn:tree:tiger:BASE32`), case-insensitively.
+    pub fn from_urn(text: &str) -> Option<Root> {
+        let lower = text.trim().to_ascii_lowercase();
+        let base32 = lower.strip_prefix("urn:tree:tiger/:").or_else(|| lower.strip_prefix("urn:tree:tiger:"))?;
+        Root::from_base32(base32)
+    }
+}
+
+/// A root travels in JSON as its base32 text.
+impl serde::Serialize for Root {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Root {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Root, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        Root::from_base32(&text).ok_or_else(|| serde::de::Error::custom("not a base32 Tiger tree root"))
+    }
+}
+
 impl fmt::Display for Root {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.to_base32())
@@ -539,5 +567,12 @@ mod tests {
         assert_eq!(Root::from_base32(&root.to_base32().to_lowercase()), Some(root));
         assert_eq!(Root::from_base32("TOOSHORT"), None);
         assert_eq!(Root::from_base32(&"1".repeat(39)), None);
+        assert_eq!(Root::from_urn(&root.urn()), Some(root));
+        assert_eq!(Root::from_urn(&format!("URN:TREE:TIGER:{root}")), Some(root));
+        assert_eq!(Root::from_urn(&format!("urn:sha1:{root}")), None);
+        let json = serde_json::to_string(&root).unwrap();
+        assert_eq!(json, format!("\"{root}\""));
+        assert_eq!(serde_json::from_str::<Root>(&json).unwrap(), root);
+        assert!(serde_json::from_str::<Root>("\"nope\"").is_err());
     }
 }

@@ -530,6 +530,7 @@ impl Driver {
             // Both are known now, whichever the request named.
             published.sha1 = Some(digests.sha1_urn());
             published.sha256 = Some(digests.sha256_urn());
+            published.tth = Some(digests.tth);
         }
         let (part_path, dir) = (self.part.path().to_path_buf(), self.config.downloads_dir.clone());
         let name = finish::safe_name(&self.name, &self.key.base32());
