@@ -53,6 +53,7 @@ mod fetch;
 mod finish;
 pub mod plan;
 mod state;
+mod tree;
 
 use std::collections::BTreeMap;
 use std::fmt;
