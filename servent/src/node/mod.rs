@@ -631,7 +631,7 @@ impl LibraryVerdicts {
             Urn::Sha256(digest) => Some(digest),
             Urn::Sha1(_) => None,
         };
-        let judgement = trust.judge(minisig, Content { size: file.size, sha256 });
+        let judgement = trust.judge(minisig, Content { size: file.size, sha256, tth: Some(file.tth) });
         self.by_file.insert(key, judgement.clone());
         judgement
     }
@@ -860,6 +860,7 @@ impl Broker {
                     urns: vec![f.sha1, f.sha256],
                     ggep: Default::default(),
                 };
+                result.ggep.insert(GgepId::TIGER_TREE, f.tth.0.to_vec());
                 if let Some(search::Sidecar::Signed(signed)) = &f.signature {
                     result.ggep.insert(GgepId::RELEASE_SIGNATURE, signed.minisig.to_compact());
                 }

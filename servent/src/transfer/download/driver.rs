@@ -228,7 +228,7 @@ impl Driver {
             Urn::Sha256(digest) => Some(*digest),
             _ => None,
         });
-        let content = Content { size: start.size, sha256 };
+        let content = Content { size: start.size, sha256, tth: None };
         let root = start.signature.as_deref().and_then(|signature| signed_root(&trust, signature, content));
         let driver = Driver {
             id: start.id,
