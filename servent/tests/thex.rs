@@ -185,6 +185,30 @@ fn zero_serving_liar_is_caught_at_its_first_chunk_and_only_it_is_blamed() {
 }
 
 #[test]
+fn without_a_tree_a_failed_file_is_fetched_again_elsewhere_and_only_the_liar_is_blamed() {
+    task::block_on(async {
+        let bytes = content(4 * CHUNK_SIZE + 1000);
+        let (honest, _files) = sharing_servent(&bytes).await;
+        let (liar, asked) = zero_source(bytes.len() as u64).await;
+        let dir = tempfile::tempdir().unwrap();
+        let downloads = downloads(dir.path(), SharedTrust::default());
+
+        let request =
+            DownloadRequest { keep: Keep::NotFake, ..request(&bytes, vec![liar, v4(honest.listen_addr())], None) };
+        let done = fetch(&downloads, request).await;
+
+        assert_eq!(done.state, DownloadState::Complete, "{done:#?}");
+        assert!(std::fs::read(done.path.clone().unwrap()).unwrap() == *bytes);
+        assert!(asked.load(Ordering::SeqCst) > 0, "the liar served chunks");
+        let liar_seen = done.sources.iter().find(|s| s.addr == liar).unwrap();
+        assert_eq!(liar_seen.state, SourceState::Corrupt, "{liar_seen:#?}");
+        let honest_seen = done.sources.iter().find(|s| s.addr == v4(honest.listen_addr())).unwrap();
+        assert_ne!(honest_seen.state, SourceState::Corrupt, "the honest source is not blamed: {honest_seen:#?}");
+        honest.shutdown().await;
+    });
+}
+
+#[test]
 fn fifty_mib_download_is_verified_chunk_by_chunk_against_the_signed_tth() {
     task::block_on(async {
         let bytes = content(50 << 20);

@@ -155,6 +155,12 @@ pub(super) struct Driver {
     tree: Option<Arc<Tree>>,
     /// Sources already asked for the tree.
     tree_asked: Vec<SocketAddrV4>,
+    /// Without a tree, after a failed verification: the sources whose
+    /// chunks were fetched again from others, and what each source had
+    /// delivered for each chunk then (its SHA-256), to be compared with
+    /// the file once it verifies.
+    suspected: Vec<SocketAddrV4>,
+    delivered: Vec<(usize, SocketAddrV4, [u8; 32])>,
 }
 
 enum Input {
@@ -260,6 +266,8 @@ impl Driver {
             root,
             tree: None,
             tree_asked: Vec::new(),
+            suspected: Vec::new(),
+            delivered: Vec::new(),
         };
         driver.save_state().await.map_err(|e| e.to_string())?;
         Ok(driver)
@@ -451,6 +459,77 @@ impl Driver {
         .await
     }
 
+    /// Several sources delivered a file that failed verification and no
+    /// tree tells which lied: remembers what each delivered, and has the
+    /// chunks of one not yet suspected fetched again from the others. False
+    /// when one source (or none new) is left to suspect.
+    async fn refetch_a_suspect(&mut self, why: &str) -> Result<bool, DiskError> {
+        let mut by: Vec<SocketAddrV4> = Vec::new();
+        for index in 0..self.plan.chunk_count() {
+            if let Some(source) = self.plan.deliverer(index).filter(|s| !by.contains(s)) {
+                by.push(source);
+            }
+        }
+        let Some(suspect) = by.iter().copied().find(|s| !self.suspected.contains(s)).filter(|_| by.len() > 1) else {
+            return Ok(false);
+        };
+        let chunks: Vec<(usize, SocketAddrV4)> =
+            (0..self.plan.chunk_count()).filter_map(|i| self.plan.deliverer(i).map(|s| (i, s))).collect();
+        let digests = self.chunk_digests(chunks.iter().map(|&(index, _)| index).collect()).await?;
+        self.delivered.extend(chunks.iter().zip(digests).map(|(&(index, source), digest)| (index, source, digest)));
+        self.suspected.push(suspect);
+        let refetched = self.plan.refetch_elsewhere(suspect);
+        super::log(&format!(
+            "download {}: verification failed ({why}); fetching the {} chunks {suspect} sent again from other sources",
+            self.name,
+            refetched.len()
+        ));
+        self.save_state().await?;
+        Ok(true)
+    }
+
+    /// The file verified: every source that had delivered other bytes for a
+    /// chunk than the verified ones lied, and is dropped as corrupt.
+    async fn blame_liars(&mut self) -> Result<(), DiskError> {
+        let delivered = std::mem::take(&mut self.delivered);
+        let genuine = self.chunk_digests(delivered.iter().map(|&(index, _, _)| index).collect()).await?;
+        for (&(index, source, digest), genuine) in delivered.iter().zip(genuine) {
+            let known = self.plan.source(source).map(|s| s.standing);
+            if digest == genuine || known == Some(Standing::Dropped(DropReason::Corrupt)) {
+                continue;
+            }
+            let range = self.plan.chunk(index);
+            let why = format!("bytes {}..{} differ from the verified file", range.start, range.end);
+            super::log(&format!("download {}: source {source} is corrupt: {why}", self.name));
+            self.plan.drop_source(source, DropReason::Corrupt);
+            self.forget_source(source);
+            self.notes.insert(source, format!("served data that failed verification: {why}"));
+        }
+        Ok(())
+    }
+
+    /// The SHA-256 of each of these chunks of the `.part`.
+    async fn chunk_digests(&self, chunks: Vec<usize>) -> Result<Vec<[u8; 32]>, DiskError> {
+        use sha2::Digest;
+        use std::os::unix::fs::FileExt;
+        let ranges: Vec<(u64, u64)> =
+            chunks.iter().map(|&i| (self.plan.chunk(i).start, self.plan.chunk(i).len())).collect();
+        let path = self.part.path().to_path_buf();
+        task::spawn_blocking(move || {
+            let file = std::fs::File::open(&path).map_err(|e| DiskError::new("read", &path, e))?;
+            let mut buffer = vec![0; CHUNK_SIZE as usize];
+            ranges
+                .into_iter()
+                .map(|(start, len)| {
+                    let bytes = &mut buffer[..len as usize];
+                    file.read_exact_at(bytes, start).map_err(|e| DiskError::new("read", &path, e))?;
+                    Ok(sha2::Sha256::digest(bytes).into())
+                })
+                .collect()
+        })
+        .await
+    }
+
     /// Answers the workers waiting for a chunk, where the plan has one.
     fn serve_idle(&mut self, now: Instant) {
         let waiting = std::mem::take(&mut self.idle);
@@ -596,6 +675,10 @@ impl Driver {
         if let Some(why) = finish::mismatch(&self.urns, &digests, len, self.plan.size()) {
             return self.discard(why).await;
         }
+        if let Err(e) = self.blame_liars().await {
+            return Some(Outcome::Failed(e.to_string()));
+        }
+        self.publish(DownloadState::Verifying, Instant::now());
         if let Some(why) = refusal(&judgement, self.keep) {
             return Some(self.reject(why).await);
         }
@@ -659,6 +742,13 @@ impl Driver {
     /// served them, and go on with the others (a few times at most).
     async fn discard(&mut self, why: String) -> Option<Outcome> {
         self.verify_attempts += 1;
+        if self.verify_attempts < MAX_VERIFY_ATTEMPTS {
+            match self.refetch_a_suspect(&why).await {
+                Ok(true) => return None,
+                Ok(false) => {}
+                Err(e) => return Some(Outcome::Failed(e.to_string())),
+            }
+        }
         let culprits = self.plan.discard_all();
         for &source in &culprits {
             self.forget_source(source);
