@@ -371,7 +371,7 @@ impl Driver {
                     self.plan.drop_source(source, DropReason::Corrupt);
                     self.stop_worker(source).await;
                     self.forget_source(source);
-                    self.notes.insert(source, format!("served data that failed verification: {why}"));
+                    self.notes.insert(source, why);
                     return Ok(());
                 }
                 self.idle.push((source, next));
@@ -503,7 +503,7 @@ impl Driver {
             super::log(&format!("download {}: source {source} is corrupt: {why}", self.name));
             self.plan.drop_source(source, DropReason::Corrupt);
             self.forget_source(source);
-            self.notes.insert(source, format!("served data that failed verification: {why}"));
+            self.notes.insert(source, why);
         }
         Ok(())
     }
