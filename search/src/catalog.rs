@@ -7,9 +7,11 @@
 //! number.
 //!
 //! The hash cache is a JSON-lines file: a header line
-//! `{"format":"servent-hash-cache","version":1,"generation":G,"next_index":N}`
+//! `{"format":"servent-hash-cache","version":3,"generation":G,"next_index":N}`
 //! then one line per file
-//! `{"index":3,"path":"/abs/name","size":1,"mtime_ns":1700000000000000000,"sha1":"urn:sha1:…","sha256":"urn:sha256:…"}`,
+//! `{"index":3,"path":"/abs/name","size":1,"mtime_ns":1700000000000000000,"sha1":"urn:sha1:…","sha256":"urn:sha256:…","tth":"…"}`
+//! (`tth` the Tiger tree root in base32; a cache of an older version has
+//! none, so it is read as empty and every file is hashed again),
 //! with `"signature":{"stamp":{"size":…,"mtime_ns":…},"saved":{"text":"…"}}`
 //! when a `FILE.minisig` lies beside the file (`"error"` instead of `"text"`
 //! when it could not be read).
@@ -30,7 +32,7 @@ use crate::signature::Saved;
 use crate::{Error, SharedFile, Sidecar, Urn};
 
 const FORMAT: &str = "servent-hash-cache";
-const VERSION: u32 = 2;
+const VERSION: u32 = 3;
 
 /// A shared file and the modification time it had when it was hashed.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -76,6 +78,7 @@ struct Line {
     mtime_ns: i64,
     sha1: Urn,
     sha256: Urn,
+    tth: thex::Root,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     signature: Option<SavedSignature>,
 }
@@ -140,6 +143,7 @@ impl Catalog {
                     size: line.size,
                     sha1: line.sha1,
                     sha256: line.sha256,
+                    tth: line.tth,
                     signature: line.signature.as_ref().map(|s| Sidecar::from_saved(&s.saved)),
                 },
                 mtime_ns: line.mtime_ns,
@@ -183,6 +187,7 @@ impl Catalog {
                 mtime_ns: entry.mtime_ns,
                 sha1: entry.file.sha1,
                 sha256: entry.file.sha256,
+                tth: entry.file.tth,
                 signature: entry
                     .signature_stamp
                     .zip(entry.file.signature.as_ref())
@@ -262,6 +267,7 @@ mod tests {
                 size: 10 + u64::from(index),
                 sha1: Urn::Sha1([index as u8; 20]),
                 sha256: Urn::Sha256([index as u8; 32]),
+                tth: thex::Root([index as u8; 24]),
                 signature: None,
             },
             mtime_ns: -5,

@@ -1,14 +1,16 @@
-//! Content hashing: SHA-1 and SHA-256 of a file (and, for a download that
-//! carries a signature, its BLAKE2b prehash) in one read pass.
+//! Content hashing: SHA-1, SHA-256 and the Tiger tree root (TTH) of a file
+//! (and, for a download that carries a signature, its BLAKE2b prehash) in
+//! one read pass.
 //!
-//! Every shared file needs both digests: SHA-1 because Gnutella's HUGE URNs
-//! use it, SHA-256 because every security decision does. The file is read
-//! once, in large chunks. Past the first chunk the two digests run on two
-//! threads: the reading thread updates SHA-1 and hands each chunk to a
-//! SHA-256 thread (and to a thread for the caller's extra digest, if any), so
-//! a large file hashes at about the speed of the slowest digest rather than
-//! at the speed of all added up. Small files, the common case, stay on the
-//! calling thread.
+//! Every shared file needs all three: SHA-1 because Gnutella's HUGE URNs
+//! use it, the TTH because deployed servents check chunks against it (the
+//! bitprint, THEX), SHA-256 because every security decision does. The file
+//! is read once, in large chunks. Past the first chunk the digests run on
+//! threads of their own: the reading thread updates SHA-1 and hands each
+//! chunk to a SHA-256 thread and a Tiger tree thread (and to a thread for
+//! the caller's extra digest, if any), so a large file hashes at about the
+//! speed of the slowest digest rather than at the speed of all added up.
+//! Small files, the common case, stay on the calling thread.
 //!
 //! The `sha1` and `sha2` crates pick the CPU's SHA extensions at run time.
 
@@ -21,22 +23,26 @@ use std::thread;
 use sha1::{Digest, Sha1};
 use sha2::Sha256;
 
+use thex::{Root, TreeHasher};
+
 use crate::Urn;
 
 /// Bytes read at a time: large enough that system calls and channel hand-offs
 /// cost nothing next to hashing.
 const CHUNK: usize = 1 << 20;
 /// Chunks allocated per pipelined hash, which bounds its memory: one being
-/// read, one being hashed by SHA-256, and two queued between them.
+/// read, one being hashed by the slowest digest, and two queued between them.
 const CHUNKS_IN_FLIGHT: usize = 4;
 
-/// Both digests of some content.
+/// The digests of some content.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Digests {
     /// SHA-1, for Gnutella's `urn:sha1:`.
     pub sha1: [u8; 20],
     /// SHA-256, for `urn:sha256:` and signatures.
     pub sha256: [u8; 32],
+    /// The Tiger tree root, for `urn:tree:tiger/:` and the bitprint.
+    pub tth: Root,
 }
 
 impl Digests {
@@ -49,15 +55,20 @@ impl Digests {
     pub fn sha256_urn(&self) -> Urn {
         Urn::Sha256(self.sha256)
     }
+
+    /// The content's `urn:bitprint:SHA1.TTH`, as gtk-gnutella names files.
+    pub fn bitprint(&self) -> String {
+        format!("urn:bitprint:{}.{}", self.sha1_urn().base32(), self.tth)
+    }
 }
 
-/// Hashes a file with SHA-1 and SHA-256 in one read pass.
+/// Hashes a file with SHA-1, SHA-256 and the Tiger tree in one read pass.
 pub fn hash_file(path: &Path) -> io::Result<Digests> {
     Ok(hash_reader(File::open(path)?)?.0)
 }
 
-/// Hashes everything `reader` gives with SHA-1 and SHA-256 in one pass, and
-/// says how many bytes that was.
+/// Hashes everything `reader` gives with SHA-1, SHA-256 and the Tiger tree
+/// in one pass, and says how many bytes that was.
 pub fn hash_reader(reader: impl Read) -> io::Result<(Digests, u64)> {
     hash_reader_with(reader, None)
 }
@@ -74,8 +85,13 @@ pub fn hash_reader_with(mut reader: impl Read, mut also: Option<AlsoFeed<'_>>) -
     let mut first = Vec::new();
     let len = reader.by_ref().take(CHUNK as u64).read_to_end(&mut first)?;
     if len < CHUNK {
-        let digests =
-            Digests { sha1: Sha1::digest(&first[..len]).into(), sha256: Sha256::digest(&first[..len]).into() };
+        let mut tree = TreeHasher::root_only();
+        tree.update(&first[..len]);
+        let digests = Digests {
+            sha1: Sha1::digest(&first[..len]).into(),
+            sha256: Sha256::digest(&first[..len]).into(),
+            tth: tree.finish_root(),
+        };
         if let Some(also) = also.as_mut() {
             also(&first[..len]);
         }
@@ -88,14 +104,18 @@ pub fn hash_reader_with(mut reader: impl Read, mut also: Option<AlsoFeed<'_>>) -
 type Shared = Arc<(Vec<u8>, usize)>;
 
 /// Hashes `first` (a full chunk) and the rest of `reader`: SHA-1 on this
-/// thread, SHA-256 and `also` each on a thread of its own. Every digesting
+/// thread, SHA-256, the Tiger tree and `also` each on a thread of its own. Every digesting
 /// thread gets each chunk and sends it back when done; the chunk is reused
 /// once all have.
 fn hash_pipelined(mut reader: impl Read, first: Vec<u8>, also: Option<AlsoFeed<'_>>) -> io::Result<(Digests, u64)> {
     let (give_back, spares) = mpsc::channel::<Shared>();
     let mut sha256 = Sha256::new();
+    let mut tree = TreeHasher::root_only();
     let (sha1, total) = thread::scope(|scope| {
-        let mut threads = vec![digesting(scope, "sha256", &give_back, |chunk| sha256.update(chunk))?];
+        let mut threads = vec![
+            digesting(scope, "sha256", &give_back, |chunk| sha256.update(chunk))?,
+            digesting(scope, "tiger tree", &give_back, |chunk| tree.update(chunk))?,
+        ];
         if let Some(also) = also {
             threads.push(digesting(scope, "prehash", &give_back, also)?);
         }
@@ -141,7 +161,7 @@ fn hash_pipelined(mut reader: impl Read, first: Vec<u8>, also: Option<AlsoFeed<'
         read?;
         Ok::<_, io::Error>((sha1.finalize(), total))
     })?;
-    Ok((Digests { sha1: sha1.into(), sha256: sha256.finalize().into() }, total))
+    Ok((Digests { sha1: sha1.into(), sha256: sha256.finalize().into(), tth: tree.finish_root() }, total))
 }
 
 /// A thread that feeds every chunk it is sent to `digest`, then gives it back.
@@ -223,6 +243,7 @@ mod tests {
         assert_eq!(len, 0);
         assert_eq!(digests.sha1_urn().to_string(), "urn:sha1:3I42H3S6NNFQ2MSVX7XZKYAYSCX5QBYJ");
         assert_eq!(hex(&digests.sha256), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+        assert_eq!(digests.tth.to_base32(), "LWPNACQDBZRYXW3VHJVCJ64QBZNGHOHHHZWCLNQ");
     }
 
     #[test]
@@ -241,6 +262,7 @@ mod tests {
             assert_eq!(total, len as u64);
             assert_eq!(digests.sha1, <[u8; 20]>::from(Sha1::digest(&data)), "{len}");
             assert_eq!(digests.sha256, <[u8; 32]>::from(Sha256::digest(&data)), "{len}");
+            assert_eq!(digests.tth, thex::Tree::of(&data).root(), "{len}");
         }
     }
 

@@ -46,6 +46,7 @@ pub use hash::{hash_file, hash_reader, hash_reader_with, AlsoFeed, Digests};
 pub use index::keywords;
 pub use library::Library;
 pub use signature::{Sidecar, Signed};
+pub use thex;
 pub use urn::{Urn, UrnError};
 
 /// Most words a keyword query is matched on; the rest are ignored
@@ -74,6 +75,8 @@ pub struct SharedFile {
     pub sha1: Urn,
     /// `urn:sha256:` of the content.
     pub sha256: Urn,
+    /// Its Tiger tree root (`urn:tree:tiger/:`), base32 in JSON.
+    pub tth: thex::Root,
     /// The `FILE.minisig` beside it, if any.
     #[serde(skip)]
     pub signature: Option<Sidecar>,

@@ -57,7 +57,7 @@ struct ToHash {
     found: Found,
     known_as: Option<u32>,
     /// Its URNs and size when only its signature changed: no need to hash.
-    digests: Option<(Urn, Urn, u64)>,
+    digests: Option<(Urn, Urn, thex::Root, u64)>,
 }
 
 impl Library {
@@ -125,7 +125,8 @@ impl Library {
                         path,
                         found,
                         known_as: known.map(|entry| entry.file.index),
-                        digests: same_bytes.map(|entry| (entry.file.sha1, entry.file.sha256, entry.file.size)),
+                        digests: same_bytes
+                            .map(|entry| (entry.file.sha1, entry.file.sha256, entry.file.tth, entry.file.size)),
                     }),
                 }
             }
@@ -153,7 +154,7 @@ impl Library {
             return Ok(report);
         }
         let known_as = self.read_catalog().by_path(&path).map(|entry| entry.file.index);
-        let digests = Some((digests.sha1_urn(), digests.sha256_urn(), size));
+        let digests = Some((digests.sha1_urn(), digests.sha256_urn(), digests.tth, size));
         let result = self.update(vec![ToHash { path, found, known_as, digests }], Vec::new(), &mut report);
         state.out_of_step = result.is_err();
         result.map(|()| report)
@@ -196,11 +197,11 @@ impl Library {
     fn hash(&self, file: ToHash) -> Result<(Entry, Option<u32>), String> {
         let ToHash { path, found, known_as, digests } = file;
         let failed = |why: &dyn std::fmt::Display| format!("{}: {why}", path.display());
-        let (sha1, sha256, size) = match digests {
+        let (sha1, sha256, tth, size) = match digests {
             Some(known) => known,
             None => {
                 let (digests, size) = File::open(&path).and_then(hash_reader).map_err(|e| failed(&e))?;
-                (digests.sha1_urn(), digests.sha256_urn(), size)
+                (digests.sha1_urn(), digests.sha256_urn(), digests.tth, size)
             }
         };
         let name = scan::file_name(&path).ok_or_else(|| failed(&"no file name"))?.to_owned();
@@ -218,6 +219,7 @@ impl Library {
             size,
             sha1,
             sha256,
+            tth,
             signature,
         };
         Ok((Entry { file, mtime_ns: found.mtime_ns, signature_stamp: found.signature }, known_as))

@@ -143,12 +143,12 @@ mod tests {
         let signature = signature.to_text();
         let genuine = Genuine { file: "SEBLINUX-base-1.0.tar", bytes: &bytes, signature: &signature, meta: &meta };
         let mut trust = TrustStore::in_memory();
-        trust.add(publisher.public_key(), vec!["SEBLINUX".into()]).unwrap();
+        trust.add(publisher.public_key(), vec!["SEBLINUX*".into()]).unwrap();
         let verdict = |bytes: &[u8], signature: Option<&str>| {
             let (digests, size) = search::hash_reader(bytes).unwrap();
             let search::Urn::Sha256(sha256) = digests.sha256_urn() else { unreachable!() };
             let minisig = signature.map(|s| Minisig::parse(s.as_bytes()).unwrap());
-            trust.judge(minisig.as_ref(), Content { size, sha256: Some(sha256) }).verdict
+            trust.judge(minisig.as_ref(), Content { size, sha256: Some(sha256), tth: Some(digests.tth) }).verdict
         };
         assert_eq!(verdict(&bytes, Some(&signature)), Verdict::Verified);
         let expected = [Verdict::Fake, Verdict::Untrusted, Verdict::Unsigned];

@@ -160,6 +160,14 @@ pub enum VerifyError {
         /// The content's digest.
         actual: [u8; 32],
     },
+    /// The content's Tiger tree root differs from the signed `tth:`.
+    #[error("tth is {actual} but the signed tth is {signed}")]
+    Tth {
+        /// The signed root.
+        signed: thex::Root,
+        /// The content's root.
+        actual: thex::Root,
+    },
 }
 
 /// A failure of a file-level operation: the path (or key argument) and what went wrong there.

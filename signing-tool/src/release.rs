@@ -2,11 +2,13 @@
 //!
 //! minisign signs a free-form one-line *trusted comment* along with each file (its default is
 //! `timestamp:<unix>` TAB `file:<basename>`). A release signature keeps those two fields and
-//! appends, TAB-separated, `name:`, `version:`, `sha256:` (hex of the file), `size:` (bytes)
-//! and `keywords:` (comma-separated, omitted when empty):
+//! appends, TAB-separated, `name:`, `version:`, `sha256:` (hex of the file), `tth:` (the file's
+//! Tiger tree root in base32, so that a download checks every chunk against the publisher's
+//! key; absent from older signatures), `size:` (bytes) and `keywords:` (comma-separated,
+//! omitted when empty):
 //!
 //! ```text
-//! timestamp:1700000000⇥file:SEBLINUX-base-1.1.tar⇥name:SEBLINUX-base⇥version:1.1⇥sha256:9f86…⇥size:1234⇥keywords:SEBLINUX
+//! timestamp:1700000000⇥file:SEBLINUX-base-1.1.tar⇥name:SEBLINUX-base⇥version:1.1⇥sha256:9f86…⇥tth:LWPN…⇥size:1234⇥keywords:SEBLINUX
 //! ```
 //!
 //! (`⇥` is a TAB.)
@@ -31,6 +33,8 @@ pub struct Release {
     pub version: String,
     /// SHA-256 of the file.
     pub sha256: [u8; 32],
+    /// The file's Tiger tree root, when the signature has one.
+    pub tth: Option<thex::Root>,
     /// Size of the file in bytes.
     pub size: u64,
     /// Search keywords, e.g. `SEBLINUX`.
@@ -66,6 +70,7 @@ impl Release {
                 "name" => &mut fields.name,
                 "version" => &mut fields.version,
                 "sha256" => &mut fields.sha256,
+                "tth" => &mut fields.tth,
                 "size" => &mut fields.size,
                 "keywords" => &mut fields.keywords,
                 _ => continue,
@@ -87,6 +92,13 @@ impl Release {
             name: name.to_owned(),
             version: version.to_owned(),
             sha256: parse_sha256(required("sha256", fields.sha256)?)?,
+            tth: fields
+                .tth
+                .map(|tth| {
+                    thex::Root::from_base32(tth)
+                        .ok_or(FormatError::BadField { field: "tth", reason: "not 39 base32 characters" })
+                })
+                .transpose()?,
             size: parse_decimal("size", required("size", fields.size)?)?,
             keywords,
             timestamp: parse_decimal("timestamp", required("timestamp", fields.timestamp)?)?,
@@ -131,6 +143,7 @@ pub(crate) fn trusted_comment(
     file: &str,
     meta: Option<&ReleaseMeta>,
     sha256: &[u8; 32],
+    tth: &thex::Root,
     size: u64,
 ) -> Result<String, FormatError> {
     check_value("file", file)?;
@@ -139,7 +152,7 @@ pub(crate) fn trusted_comment(
         meta.check()?;
         comment.push_str(&format!("\tname:{}\tversion:{}", meta.name, meta.version));
     }
-    comment.push_str(&format!("\tsha256:{}\tsize:{size}", hex(sha256)));
+    comment.push_str(&format!("\tsha256:{}\ttth:{tth}\tsize:{size}", hex(sha256)));
     if let Some(meta) = meta.filter(|meta| !meta.keywords.is_empty()) {
         comment.push_str(&format!("\tkeywords:{}", meta.keywords.join(",")));
     }
@@ -158,6 +171,7 @@ struct Fields<'a> {
     name: Option<&'a str>,
     version: Option<&'a str>,
     sha256: Option<&'a str>,
+    tth: Option<&'a str>,
     size: Option<&'a str>,
     keywords: Option<&'a str>,
 }
@@ -247,12 +261,20 @@ mod tests {
     fn written_comment_reads_back_the_same() {
         let meta =
             ReleaseMeta { name: "SEBLINUX-base".into(), version: "1.1".into(), keywords: vec!["SEBLINUX".into()] };
-        let text = trusted_comment(7, "a:b.tar", Some(&meta), &[0xab; 32], 99).unwrap();
+        let text = trusted_comment(7, "a:b.tar", Some(&meta), &[0xab; 32], &thex::Root([1; 24]), 99).unwrap();
         let release = Release::parse(&text).unwrap();
         assert_eq!((release.name.as_str(), release.version.as_str()), ("SEBLINUX-base", "1.1"));
         assert_eq!((release.sha256, release.size, release.timestamp), ([0xab; 32], 99, 7));
         assert_eq!(release.keywords, ["SEBLINUX"]);
         assert_eq!(release.file, "a:b.tar");
+        assert_eq!(release.tth, Some(thex::Root([1; 24])));
+    }
+
+    #[test]
+    fn tth_is_optional_but_never_malformed() {
+        assert_eq!(Release::parse(&comment("")).unwrap().tth, None, "older signatures have none");
+        let bad = Release::parse(&comment("\ttth:NOTBASE32")).unwrap_err();
+        assert_eq!(bad, FormatError::BadField { field: "tth", reason: "not 39 base32 characters" });
     }
 
     #[test]
@@ -304,8 +326,8 @@ mod tests {
             ReleaseMeta { name: "a".into(), version: "latest".into(), keywords: vec![] },
             ReleaseMeta { name: "a".into(), version: "1..2".into(), keywords: vec![] },
         ] {
-            assert!(trusted_comment(1, "f", Some(&meta), &[0; 32], 1).is_err(), "{meta:?}");
+            assert!(trusted_comment(1, "f", Some(&meta), &[0; 32], &thex::Root([0; 24]), 1).is_err(), "{meta:?}");
         }
-        assert!(trusted_comment(1, "new\nline", None, &[0; 32], 1).is_err());
+        assert!(trusted_comment(1, "new\nline", None, &[0; 32], &thex::Root([0; 24]), 1).is_err());
     }
 }

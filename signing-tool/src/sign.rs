@@ -1,5 +1,5 @@
-//! Signing: one pass over the file computes minisign's BLAKE2b-512 prehash, the SHA-256 and
-//! the size that the release metadata records; then two Ed25519 signatures, as minisign makes.
+//! Signing: one pass over the file computes minisign's BLAKE2b-512 prehash, the SHA-256, the
+//! Tiger tree root and the size that the release metadata records; then two Ed25519 signatures, as minisign makes.
 
 use blake2::{Blake2b512, Digest};
 use sha2::Sha256;
@@ -14,6 +14,7 @@ use crate::release::{trusted_comment, ReleaseMeta};
 pub struct Signer {
     prehash: Blake2b512,
     sha256: Sha256,
+    tth: thex::TreeHasher,
     size: u64,
 }
 
@@ -27,11 +28,13 @@ impl Signer {
     pub fn update(&mut self, chunk: &[u8]) {
         self.prehash.update(chunk);
         self.sha256.update(chunk);
+        self.tth.update(chunk);
         self.size += chunk.len() as u64;
     }
 
     /// Signs the content fed so far, recording `file` (the file's base name), `timestamp`
-    /// (seconds since the Unix epoch), its SHA-256 and size, and the release metadata if any.
+    /// (seconds since the Unix epoch), its SHA-256, Tiger tree root and size, and the release
+    /// metadata if any.
     pub fn finish(
         self,
         key: &SecretKey,
@@ -39,7 +42,8 @@ impl Signer {
         meta: Option<&ReleaseMeta>,
         timestamp: u64,
     ) -> Result<Minisig, FormatError> {
-        let comment = trusted_comment(timestamp, file, meta, &self.sha256.finalize().into(), self.size)?;
+        let tth = self.tth.finish_root();
+        let comment = trusted_comment(timestamp, file, meta, &self.sha256.finalize().into(), &tth, self.size)?;
         let signature = key.sign(&self.prehash.finalize());
         let mut global = Vec::with_capacity(signature.len() + comment.len());
         global.extend_from_slice(&signature);

@@ -78,6 +78,8 @@ pub struct FileVerifier<'a> {
     /// minisign-verify's verifier, or why the signature was refused before any content.
     stream: Result<minisign_verify::StreamVerifier<'a>, VerifyError>,
     sha256: Option<Sha256>,
+    /// The Tiger tree, computed along with the SHA-256.
+    tth: Option<thex::TreeHasher>,
     size: u64,
 }
 
@@ -96,20 +98,24 @@ impl<'a> FileVerifier<'a> {
                 _ => VerifyError::Content,
             })
         });
-        FileVerifier { minisig, stream, sha256: Some(Sha256::new()), size: 0 }
+        FileVerifier { minisig, stream, sha256: Some(Sha256::new()), tth: Some(thex::TreeHasher::root_only()), size: 0 }
     }
 
     /// Like [`FileVerifier::new`], for a caller that computes the content's
-    /// SHA-256 itself in the same pass: chunks feed the signature's prehash
-    /// only, and the digest is given to [`FileVerifier::finish_with`].
+    /// SHA-256 and Tiger tree root itself in the same pass: chunks feed the
+    /// signature's prehash only, and the digests are given to
+    /// [`FileVerifier::finish_with_tth`].
     pub fn without_sha256(key: &'a PublicKey, minisig: &'a Minisig) -> FileVerifier<'a> {
-        FileVerifier { sha256: None, ..FileVerifier::new(key, minisig) }
+        FileVerifier { sha256: None, tth: None, ..FileVerifier::new(key, minisig) }
     }
 
     /// Feeds the next chunk of content.
     pub fn update(&mut self, chunk: &[u8]) {
         if let Some(sha256) = &mut self.sha256 {
             sha256.update(chunk);
+        }
+        if let Some(tth) = &mut self.tth {
+            tth.update(chunk);
         }
         self.size += chunk.len() as u64;
         if let Ok(stream) = &mut self.stream {
@@ -125,11 +131,19 @@ impl<'a> FileVerifier<'a> {
     /// check fails; use [`FileVerifier::finish_with`].
     pub fn finish(mut self) -> FileCheck {
         let sha256 = self.sha256.take().map_or([0; 32], |sha256| sha256.finalize().into());
-        self.finish_with(sha256)
+        let tth = self.tth.take().map(thex::TreeHasher::finish_root);
+        self.finish_with_tth(sha256, tth)
     }
 
-    /// Ends the content whose SHA-256 the caller computed, and gives the verdict.
+    /// Ends the content whose SHA-256 the caller computed, and gives the
+    /// verdict; a signed `tth:` is not checked (see [`FileVerifier::finish_with_tth`]).
     pub fn finish_with(self, sha256: [u8; 32]) -> FileCheck {
+        self.finish_with_tth(sha256, None)
+    }
+
+    /// Ends the content whose SHA-256 and Tiger tree root (when computed) the
+    /// caller computed, and gives the verdict: a signed `tth:` must match the root.
+    pub fn finish_with_tth(self, sha256: [u8; 32], tth: Option<thex::Root>) -> FileCheck {
         let digests = Digests { sha256, size: self.size };
         let verdict = self.stream.and_then(|mut stream| {
             let signature = stream.finalize();
@@ -140,6 +154,9 @@ impl<'a> FileVerifier<'a> {
                 }
                 if release.sha256 != digests.sha256 {
                     return Err(VerifyError::Sha256 { signed: release.sha256, actual: digests.sha256 });
+                }
+                if let Some((signed, actual)) = release.tth.zip(tth).filter(|(signed, actual)| signed != actual) {
+                    return Err(VerifyError::Tth { signed, actual });
                 }
             }
             signature.map_err(|_| VerifyError::Content)?;
@@ -173,7 +190,7 @@ mod tests {
     use super::*;
     use crate::key::SecretKey;
     use crate::minisig::MAX_TRUSTED_COMMENT_BYTES;
-    use crate::release::ReleaseMeta;
+    use crate::release::{hex, ReleaseMeta};
     use crate::sign::Signer;
     use crate::FormatError;
 
@@ -328,6 +345,32 @@ mod tests {
         let global = key.sign(&[&signature[..], comment.as_bytes()].concat());
         let lying = Minisig::from_parts("x", Algorithm::Prehashed, key.key_id(), signature, &comment, global).unwrap();
         assert!(matches!(check(&key, &lying, CONTENT).verdict, Err(VerifyError::Sha256 { .. })));
+    }
+
+    #[test]
+    fn signed_tth_is_checked_when_the_tree_was_computed() {
+        let minisig = sign(&publisher(), CONTENT);
+        let tth = Release::parse(minisig.trusted_comment()).unwrap().tth.expect("signed with a tth");
+        let mut tree = thex::TreeHasher::root_only();
+        tree.update(CONTENT);
+        assert_eq!(tth, tree.finish_root());
+
+        let key = publisher();
+        let comment = format!(
+            "timestamp:1\tfile:f\tname:SEBLINUX-base\tversion:1.1\tsha256:{}\ttth:{}\tsize:{}",
+            hex(&Sha256::digest(CONTENT)),
+            thex::Root([7; 24]),
+            CONTENT.len()
+        );
+        let signature = key.sign(&blake2::Blake2b512::digest(CONTENT));
+        let global = key.sign(&[&signature[..], comment.as_bytes()].concat());
+        let lying = Minisig::from_parts("x", Algorithm::Prehashed, key.key_id(), signature, &comment, global).unwrap();
+        assert!(matches!(check(&key, &lying, CONTENT).verdict, Err(VerifyError::Tth { .. })));
+        let public = key.public_key();
+        let mut verifier = FileVerifier::without_sha256(&public, &lying);
+        verifier.update(CONTENT);
+        let verdict = verifier.finish_with_tth(Sha256::digest(CONTENT).into(), Some(tth)).verdict;
+        assert!(matches!(verdict, Err(VerifyError::Tth { .. })));
     }
 
     #[test]

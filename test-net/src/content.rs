@@ -182,7 +182,7 @@ mod tests {
             let search::Urn::Sha256(sha256) = digests.sha256_urn() else { unreachable!() };
             let signature = std::fs::read(format!("{}.minisig", path.display())).ok();
             let minisig = signature.map(|s| Minisig::parse(&s).unwrap());
-            trust.judge(minisig.as_ref(), Claimed { size, sha256: Some(sha256) }).verdict
+            trust.judge(minisig.as_ref(), Claimed { size, sha256: Some(sha256), tth: Some(digests.tth) }).verdict
         };
 
         let holder = catalog.items()[0].holders[0];

@@ -77,6 +77,8 @@ pub struct SearchResult {
     /// Its SHA-256 URN, when a source gave one.
     #[serde(serialize_with = "urn_text")]
     pub sha256: Option<Urn>,
+    /// Its Tiger tree root (base32), when a source gave one (a bitprint).
+    pub tth: Option<search::thex::Root>,
     /// Servents that have it, as `ip:port`.
     pub sources: Vec<SocketAddrV4>,
     /// Whether it is genuine, as far as can be told before downloading:
@@ -95,7 +97,7 @@ impl SearchResult {
     /// A result from no search, for tests of what uses results.
     pub fn judged(name: &str, size: u64, judgement: Judgement) -> SearchResult {
         let (sha1, sha256, sources, signature, carried) = (None, None, Vec::new(), None, Vec::new());
-        SearchResult { name: name.into(), size, sha1, sha256, sources, judgement, signature, carried }
+        SearchResult { name: name.into(), size, sha1, sha256, tth: None, sources, judgement, signature, carried }
     }
 
     fn content(&self) -> Content {
@@ -103,7 +105,7 @@ impl SearchResult {
             Some(Urn::Sha256(digest)) => Some(digest),
             _ => None,
         };
-        Content { size: self.size, sha256 }
+        Content { size: self.size, sha256, tth: self.tth }
     }
 
     /// Takes a signature a source sent into account: judged, kept if new,
@@ -208,6 +210,7 @@ impl Search {
                 size: result.size,
                 sha1,
                 sha256,
+                tth: result.tth(),
                 sources: vec![source],
                 judgement: Judgement::unsigned(),
                 signature: None,

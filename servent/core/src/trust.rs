@@ -119,6 +119,8 @@ pub struct Content {
     pub size: u64,
     /// Its SHA-256, when known (a hit may lack it).
     pub sha256: Option<[u8; 32]>,
+    /// Its Tiger tree root, when known (a hit's bitprint).
+    pub tth: Option<search::thex::Root>,
 }
 
 /// A pinned key and what it may publish.
@@ -458,14 +460,15 @@ fn contradiction(release: &Release, content: Content) -> Option<String> {
     if release.size != content.size {
         return Some(format!("signed for {} bytes, but this is {} bytes", release.size, content.size));
     }
-    match content.sha256 {
-        Some(sha256) if sha256 != release.sha256 => Some(format!(
+    if let Some(sha256) = content.sha256.filter(|sha256| *sha256 != release.sha256) {
+        return Some(format!(
             "signed for other content ({}), not this one ({})",
             search::Urn::Sha256(release.sha256),
             search::Urn::Sha256(sha256)
-        )),
-        _ => None,
+        ));
     }
+    let tth = release.tth.zip(content.tth).filter(|(signed, tth)| signed != tth);
+    tth.map(|(signed, tth)| format!("signed for Tiger tree {signed}, not this one ({tth})"))
 }
 
 #[cfg(test)]
@@ -503,7 +506,8 @@ mod tests {
 
     fn content(bytes: &[u8]) -> Content {
         use sha2::Digest;
-        Content { size: bytes.len() as u64, sha256: Some(sha2::Sha256::digest(bytes).into()) }
+        let tth = search::hash_reader(bytes).unwrap().0.tth;
+        Content { size: bytes.len() as u64, sha256: Some(sha2::Sha256::digest(bytes).into()), tth: Some(tth) }
     }
 
     fn store(publisher: &Publisher, scope: &[&str]) -> TrustStore {
@@ -582,6 +586,18 @@ mod tests {
         let minisig = publisher.sign(GENUINE, "SEBLINUX-base", &[]);
         let without = Content { sha256: None, ..content(GENUINE) };
         assert_eq!(store.judge(Some(&minisig), without).verdict, Verdict::Untrusted);
+    }
+
+    #[test]
+    fn a_hit_whose_tiger_tree_contradicts_the_signed_tth_is_fake() {
+        let publisher = Publisher::new();
+        let store = store(&publisher, &[]);
+        let minisig = publisher.sign(GENUINE, "SEBLINUX-base", &[]);
+        assert_eq!(store.judge(Some(&minisig), content(GENUINE)).verdict, Verdict::Verified);
+        let lying = Content { tth: Some(search::thex::Root([3; 24])), ..content(GENUINE) };
+        let judgement = store.judge(Some(&minisig), lying);
+        assert_eq!(judgement.verdict, Verdict::Fake);
+        assert!(judgement.reason.contains("Tiger tree"), "{}", judgement.reason);
     }
 
     #[test]

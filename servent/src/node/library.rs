@@ -64,7 +64,7 @@ impl LibraryVerdicts {
             Urn::Sha256(digest) => Some(digest),
             Urn::Sha1(_) => None,
         };
-        let judgement = trust.judge(minisig, Content { size: file.size, sha256 });
+        let judgement = trust.judge(minisig, Content { size: file.size, sha256, tth: Some(file.tth) });
         self.by_file.insert(key, judgement.clone());
         judgement
     }
@@ -74,14 +74,16 @@ impl LibraryVerdicts {
 /// rather than hashing it again at the next rescan, then wakes the rescan
 /// (which finds it known).
 pub(super) fn share_downloaded(library: &Arc<search::Library>, done: &DownloadSnapshot, rescan: Sender<()>) {
-    let known = match (&done.path, done.sha1, done.sha256) {
-        (Some(path), Some(Urn::Sha1(sha1)), Some(Urn::Sha256(sha256))) => Some((path.clone(), sha1, sha256)),
+    let known = match (&done.path, done.sha1, done.sha256, done.tth) {
+        (Some(path), Some(Urn::Sha1(sha1)), Some(Urn::Sha256(sha256)), Some(tth)) => {
+            Some((path.clone(), search::Digests { sha1, sha256, tth }))
+        }
         _ => None,
     };
     let (library, size) = (library.clone(), done.size);
     task::spawn_blocking(move || {
-        if let Some((path, sha1, sha256)) = known {
-            if let Err(e) = library.add_hashed(&path, search::Digests { sha1, sha256 }, size) {
+        if let Some((path, digests)) = known {
+            if let Err(e) = library.add_hashed(&path, digests, size) {
                 log(format_args!("cannot share {}: {e}", path.display()));
             }
         }

@@ -32,6 +32,13 @@
 //! address ([`UploadConfig::per_address`]) and in total
 //! ([`MAX_PENDING_HEADS`]); when it is full, a new connection takes the
 //! place of the head that has been waiting longest.
+//!
+//! Every answer about a file also names its Tiger tree (`X-Thex-URI:
+//! /uri-res/N2X?urn:sha1:…;ROOT`, as gtk-gnutella sends it), and that
+//! target answers the tree in THEX form ([`search::thex::dime`]), so that a
+//! downloader checks each chunk as it lands. The tree is computed from the
+//! file when first asked for (one read, in a slot like any body), checked
+//! against the indexed root, and the last [`MAX_CACHED_TREES`] are kept.
 
 use std::collections::{HashMap, VecDeque};
 use std::io::{self, SeekFrom};
@@ -43,9 +50,11 @@ use std::time::Duration;
 use async_std::fs::File;
 use async_std::io::{BufReader, ReadExt, SeekExt, WriteExt};
 use async_std::net::TcpStream;
+use async_std::task;
 use futures::channel::oneshot;
 use futures::future::{self, Either};
 use futures::AsyncBufReadExt;
+use search::thex::{self, dime, Root, TreeHasher};
 use search::{Library, SharedFile, Urn};
 use serde::Serialize;
 
@@ -73,6 +82,10 @@ pub const HEAD_TIMEOUT: Duration = Duration::from_secs(5);
 const LINGER: Duration = Duration::from_secs(2);
 /// Most bytes drained from a closing connection.
 const LINGER_BYTES: u64 = 64 * 1024;
+/// THEX bodies kept, the most recently asked for.
+pub const MAX_CACHED_TREES: usize = 16;
+/// Bytes read at a time when computing a tree.
+const TREE_READ: usize = 1 << 20;
 
 /// How uploads are limited.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -131,6 +144,8 @@ pub struct Uploads {
     requests: AtomicU64,
     bytes_sent: AtomicU64,
     refused_busy: AtomicU64,
+    /// THEX bodies by root, the newest last.
+    trees: Mutex<VecDeque<(Root, Arc<Vec<u8>>)>>,
 }
 
 impl Uploads {
@@ -147,7 +162,43 @@ impl Uploads {
             requests: AtomicU64::new(0),
             bytes_sent: AtomicU64::new(0),
             refused_busy: AtomicU64::new(0),
+            trees: Mutex::new(VecDeque::new()),
         }
+    }
+
+    /// The THEX body of `file`, from the cache or computed from the file;
+    /// `None` if the file no longer hashes to its indexed root.
+    async fn tree_body(&self, file: &SharedFile) -> io::Result<Option<Arc<Vec<u8>>>> {
+        let cached = |trees: &VecDeque<(Root, Arc<Vec<u8>>)>| {
+            trees.iter().find(|(root, _)| *root == file.tth).map(|(_, body)| body.clone())
+        };
+        if let Some(body) = cached(&self.trees.lock().unwrap_or_else(PoisonError::into_inner)) {
+            return Ok(Some(body));
+        }
+        let (path, size) = (file.path.clone(), file.size);
+        let tree = task::spawn_blocking(move || -> io::Result<thex::Tree> {
+            use std::io::Read;
+            let mut reader = std::fs::File::open(&path)?.take(size);
+            let mut hasher = TreeHasher::for_depth(size, thex::served_depth(size));
+            let mut buffer = vec![0; TREE_READ];
+            loop {
+                match reader.read(&mut buffer)? {
+                    0 => return Ok(hasher.finish()),
+                    read => hasher.update(&buffer[..read]),
+                }
+            }
+        })
+        .await?;
+        if tree.size() != file.size || tree.root() != file.tth {
+            return Ok(None);
+        }
+        let body = Arc::new(dime::serialize(&tree));
+        let mut trees = self.trees.lock().unwrap_or_else(PoisonError::into_inner);
+        if trees.len() == MAX_CACHED_TREES {
+            trees.pop_front();
+        }
+        trees.push_back((file.tth, body.clone()));
+        Ok(Some(body))
     }
 
     /// The download mesh these uploads read and feed.
@@ -362,6 +413,8 @@ struct Exchange<'a> {
 enum Target {
     /// `/uri-res/N2R?urn:…`.
     Urn(Urn),
+    /// `/uri-res/N2X?urn:…`, optionally followed by `;ROOT`: the file's tree.
+    Tree(Urn),
     /// `/get/<index>/<name>`, the name decoded.
     Indexed { index: u32, name: String },
 }
@@ -390,6 +443,9 @@ impl Exchange<'_> {
                 return send_head(stream, &plain_head(status, keep), stall).await.map(|()| keep);
             }
         };
+        if matches!(parse_target(&request.target), Ok(Some(Target::Tree(_)))) {
+            return self.answer_tree(stream, &file, is_head, keep).await;
+        }
         let mut head = self.file_head(200, &file, keep);
         let range = match request.headers.get("Range").map(http::parse_range).transpose() {
             Ok(range) => range,
@@ -436,11 +492,42 @@ impl Exchange<'_> {
         Ok(keep)
     }
 
+    /// Answers a request for `file`'s tree with its THEX body.
+    async fn answer_tree(
+        &self,
+        stream: &mut TcpStream,
+        file: &SharedFile,
+        is_head: bool,
+        keep: bool,
+    ) -> io::Result<bool> {
+        let uploads = self.uploads;
+        let stall = uploads.config.stall_timeout;
+        let Some(_slot) = uploads.take_slot() else {
+            uploads.refused_busy.fetch_add(1, Ordering::Relaxed);
+            let mut head = plain_head(503, false);
+            head.headers.insert("Retry-After", uploads.config.retry_after.as_secs());
+            send_head(stream, &head, stall).await?;
+            return Ok(false);
+        };
+        let Some(body) = uploads.tree_body(file).await? else {
+            return send_head(stream, &plain_head(404, keep), stall).await.map(|()| keep);
+        };
+        let mut head = self.file_head(200, file, keep);
+        head.headers.insert("Content-Type", "application/dime");
+        head.headers.insert("Content-Length", body.len());
+        send_head(stream, &head, stall).await?;
+        if !is_head {
+            write_all(stream, &body, stall).await?;
+            uploads.bytes_sent.fetch_add(body.len() as u64, Ordering::Relaxed);
+        }
+        Ok(keep)
+    }
+
     /// The shared file a target names, found through the index only.
     fn find(&self, target: &Target) -> Option<SharedFile> {
         let library = &self.uploads.library;
         let file = match target {
-            Target::Urn(urn) => library.by_urn(urn)?,
+            Target::Urn(urn) | Target::Tree(urn) => library.by_urn(urn)?,
             Target::Indexed { index, name } => library.by_index(*index).filter(|file| file.name == *name)?,
         };
         // HUGE §6.2.1: a downloader may say which content it expects, and a
@@ -489,6 +576,7 @@ impl Exchange<'_> {
         head.headers.insert("Accept-Ranges", "bytes");
         head.headers.insert("X-Gnutella-Content-URN", file.sha1);
         head.headers.insert("X-Content-URN", file.sha256);
+        head.headers.insert("X-Thex-URI", format!("/uri-res/N2X?{};{}", file.sha1, file.tth));
         let sources = self.other_sources(file);
         if !sources.is_empty() {
             head.headers.insert("X-Alt", alt::format_x_alt(&sources));
@@ -519,6 +607,12 @@ fn parse_target(target: &str) -> Result<Option<Target>, HttpError> {
     if path.eq_ignore_ascii_case("/uri-res/N2R") {
         let urn = http::percent_decode(query.unwrap_or_default())?;
         return Ok(urn.parse().ok().map(Target::Urn));
+    }
+    if path.eq_ignore_ascii_case("/uri-res/N2X") {
+        let urn = http::percent_decode(query.unwrap_or_default())?;
+        // gtk-gnutella names the root after the URN: `urn:sha1:…;ROOT`.
+        let urn = urn.split(';').next().unwrap_or_default();
+        return Ok(urn.parse().ok().map(Target::Tree));
     }
     let Some(rest) = path.strip_prefix("/get/") else { return Ok(None) };
     let (index, name) = rest.split_once('/').ok_or(bad("no file name after /get/<index>"))?;
@@ -599,7 +693,13 @@ mod tests {
             Some(Target::Urn(urn))
         );
         assert_eq!(target("/uri-res/N2R?urn:md5:AAAA").unwrap(), None);
-        assert_eq!(target("/uri-res/N2X?urn:sha1:PLSTHIPQGSSZTS5FJUPAKUZWUGYQYPFB").unwrap(), None);
+        assert_eq!(target(&format!("/uri-res/N2X?{sha1}")).unwrap(), Some(Target::Tree(urn)));
+        assert_eq!(
+            target(&format!("/uri-res/N2X?{sha1};LWPNACQDBZRYXW3VHJVCJ64QBZNGHOHHHZWCLNQ")).unwrap(),
+            Some(Target::Tree(urn))
+        );
+        assert_eq!(target("/uri-res/N2X?urn:md5:AAAA").unwrap(), None);
+        assert_eq!(target("/uri-res/N2Y?urn:sha1:PLSTHIPQGSSZTS5FJUPAKUZWUGYQYPFB").unwrap(), None);
         assert!(target("/uri-res/N2R?urn%zz").is_err());
     }
 

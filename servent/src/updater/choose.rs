@@ -173,6 +173,7 @@ mod tests {
             name: name.into(),
             version: version.into(),
             sha256: [1; 32],
+            tth: None,
             size: 10,
             keywords: vec![],
             timestamp,

@@ -22,6 +22,7 @@ pub fn query_hits(files: Vec<search::SharedFile>, advertised: SocketAddrV4, serv
                 urns: vec![f.sha1, f.sha256],
                 ggep: Default::default(),
             };
+            result.ggep.insert(GgepId::TIGER_TREE, f.tth.0.to_vec());
             if let Some(search::Sidecar::Signed(signed)) = &f.signature {
                 result.ggep.insert(GgepId::RELEASE_SIGNATURE, signed.minisig.to_compact());
             }

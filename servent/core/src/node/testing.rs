@@ -83,6 +83,7 @@ impl Net {
             size: 1000 + u64::from(content),
             sha1: Urn::Sha1([content; 20]),
             sha256: Urn::Sha256([content; 32]),
+            tth: search::thex::Root([content; 24]),
             signature: None,
         };
         self.libraries[i].push(file);

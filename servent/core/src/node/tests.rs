@@ -57,6 +57,7 @@ fn shared_file(name: &str) -> search::SharedFile {
         size: 1234,
         sha1: Urn::Sha1([1; 20]),
         sha256: Urn::Sha256([2; 32]),
+        tth: search::thex::Root([3; 24]),
         signature: None,
     }
 }

@@ -62,6 +62,9 @@ pub struct GgepId {
 impl GgepId {
     /// `"H"`: binary hashes of a file (0x01 + SHA-1, or 0x02 + bitprint).
     pub const HASH: GgepId = GgepId::from_static("H");
+    /// `"TT"`: a file's Tiger tree root, 24 bytes (LimeWire's, read by
+    /// gtk-gnutella; a bitprint in `"H"` is kept here too).
+    pub const TIGER_TREE: GgepId = GgepId::from_static("TT");
     /// `"LF"`: the size of a file of 4 GiB or more, little-endian.
     pub const LARGE_FILE: GgepId = GgepId::from_static("LF");
     /// `"SEBL.SIG"`, our own (vendor-prefixed, as gtk-gnutella's `GTKG.*`):

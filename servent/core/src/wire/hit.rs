@@ -95,6 +95,12 @@ pub fn split_results(results: Vec<QueryResult>, budget: usize) -> Vec<Vec<QueryR
 }
 
 impl QueryResult {
+    /// The file's Tiger tree root, when the result carries one (GGEP "TT",
+    /// or a bitprint in "H").
+    pub fn tth(&self) -> Option<search::thex::Root> {
+        Some(search::thex::Root(self.ggep.get(GgepId::TIGER_TREE)?.try_into().ok()?))
+    }
+
     pub(super) fn decode(r: &mut Reader<'_>) -> Result<QueryResult, WireError> {
         let index = r.u32_le("result index")?;
         let size = r.u32_le("result size")?;

@@ -885,12 +885,17 @@ impl Extensions {
     }
 
     /// Moves GGEP "H" hashes into `urns`: 0x01 + SHA-1, or 0x02 + SHA-1 + Tiger
-    /// (bitprint). Other kinds are dropped.
+    /// (bitprint, whose Tiger tree root goes to GGEP "TT" unless one is
+    /// there). Other kinds are dropped.
     fn absorb_hashes(&mut self) -> Result<(), WireError> {
         while let Some(hash) = self.ggep.remove(GgepId::HASH) {
-            if let [0x01 | 0x02, rest @ ..] = hash.data.as_slice() {
+            if let [kind @ (0x01 | 0x02), rest @ ..] = hash.data.as_slice() {
                 if let Some(sha1) = rest.get(..20).and_then(|d| <[u8; 20]>::try_from(d).ok()) {
                     self.add_urn(Urn::Sha1(sha1))?;
+                }
+                let tth = rest.get(20..44).filter(|_| *kind == 0x02);
+                if let Some(tth) = tth.filter(|_| self.ggep.get(GgepId::TIGER_TREE).is_none()) {
+                    self.ggep.insert(GgepId::TIGER_TREE, tth.to_vec());
                 }
             }
         }

@@ -362,15 +362,28 @@ fn ggep_h_sha1_and_bitprint_in_results_become_urns() {
     let mut bitprint = vec![0x02];
     bitprint.extend_from_slice(&[0xCD; 20]);
     bitprint.extend_from_slice(&[0xEE; 24]);
-    for (data, sha1) in [(sha1_h, SHA1), (bitprint, [0xCD; 20])] {
+    let tth = search::thex::Root([0xEE; 24]);
+    for (data, sha1, root) in [(sha1_h, SHA1, None), (bitprint, [0xCD; 20], Some(tth))] {
         let mut bytes = vec![1, 0, 0, 0, 10, 0, 0, 0];
         bytes.extend_from_slice(b"f\0");
         ggep::write_block(&mut bytes, &[&ext("H", &data)], ggep::Style::NulFree);
         bytes.push(0);
         let decoded = QueryResult::decode(&mut Reader::new(&bytes)).unwrap();
         assert_eq!(decoded.urns, vec![Urn::Sha1(sha1)]);
-        assert!(decoded.ggep.is_empty());
+        assert_eq!(decoded.tth(), root, "the bitprint's Tiger tree root is kept");
+        assert_eq!(decoded.ggep.get(GgepId::HASH), None);
     }
+    // LimeWire's and our own "TT" reads the same; a short one is no root.
+    let mut bytes = vec![1, 0, 0, 0, 10, 0, 0, 0];
+    bytes.extend_from_slice(b"f\0");
+    ggep::write_block(&mut bytes, &[&ext("TT", &[0xEE; 24])], ggep::Style::NulFree);
+    bytes.push(0);
+    assert_eq!(QueryResult::decode(&mut Reader::new(&bytes)).unwrap().tth(), Some(tth));
+    let mut bytes = vec![1, 0, 0, 0, 10, 0, 0, 0];
+    bytes.extend_from_slice(b"f\0");
+    ggep::write_block(&mut bytes, &[&ext("TT", &[0xEE; 23])], ggep::Style::NulFree);
+    bytes.push(0);
+    assert_eq!(QueryResult::decode(&mut Reader::new(&bytes)).unwrap().tth(), None);
 }
 
 #[test]

@@ -13,7 +13,15 @@
 //! signature against the trusted keys) and moves it into the downloads
 //! directory, its signature beside it; on a hash mismatch it throws the
 //! data away, drops every source that served it, and starts over with the
-//! others. A fake (or, when only verified files are kept, anything else)
+//! others.
+//!
+//! When the download knows the file's Tiger tree root from a source it
+//! trusts (the `tth:` signed by a trusted publisher), it first fetches the
+//! tree from a source that offers one ([`super::tree`]), checked against
+//! that root, and then checks every chunk against the tree before the plan
+//! counts it: a chunk that fails costs only the source that sent it, which
+//! is dropped as corrupt (a log line says so), and the chunk goes to
+//! another source. The publisher is never blamed for a liar's bytes. A fake (or, when only verified files are kept, anything else)
 //! ends the download and leaves nothing behind: every source of those
 //! URNs has the same bytes.
 
@@ -28,19 +36,20 @@ use async_std::task::{self, JoinHandle};
 use futures::channel::oneshot;
 use futures::stream::{self, BoxStream, StreamExt};
 
+use search::thex::{Root, Tree};
 use search::Urn;
-use signing_tool::Minisig;
+use signing_tool::{Minisig, Release};
 
 use super::fetch::{self, Assignment, Job, Reporter, WorkerEnd, WorkerEvent};
 use super::finish;
-use super::plan::{Completion, DropReason, Next, Plan, Standing};
+use super::plan::{Completion, DropReason, Next, Plan, Standing, CHUNK_SIZE};
 use super::state::{DiskError, PartFile, PartialDir, PartialDownload};
 use super::{
     DownloadId, DownloadSnapshot, DownloadState, DownloadsConfig, Keep, SourceSnapshot, SourceState,
     MAX_VERIFY_ATTEMPTS,
 };
 use crate::transfer::alt::AltLocations;
-use crate::trust::{Judgement, SharedTrust, Verdict};
+use crate::trust::{Content, Judgement, SharedTrust, Verdict};
 
 /// How often time-based rules (stalls, parked sources, rates) are looked at.
 const TICK: Duration = Duration::from_millis(250);
@@ -140,6 +149,18 @@ pub(super) struct Driver {
     unsynced_since: Option<Instant>,
     /// The sync and state save running in the background, if any.
     committing: Option<JoinHandle<Result<(), DiskError>>>,
+    /// The Tiger tree root signed by a trusted publisher, if any.
+    root: Option<Root>,
+    /// The tree every chunk is checked against, once fetched.
+    tree: Option<Arc<Tree>>,
+    /// Sources already asked for the tree.
+    tree_asked: Vec<SocketAddrV4>,
+    /// Without a tree, after a failed verification: the sources whose
+    /// chunks were fetched again from others, and what each source had
+    /// delivered for each chunk then (its SHA-256), to be compared with
+    /// the file once it verifies.
+    suspected: Vec<SocketAddrV4>,
+    delivered: Vec<(usize, SocketAddrV4, [u8; 32])>,
 }
 
 enum Input {
@@ -209,6 +230,12 @@ impl Driver {
             super::log(&problem);
         }
         let (worker_tx, worker_rx) = channel::bounded(WORKER_QUEUE);
+        let sha256 = urns.iter().find_map(|urn| match urn {
+            Urn::Sha256(digest) => Some(*digest),
+            _ => None,
+        });
+        let content = Content { size: start.size, sha256, tth: None };
+        let root = start.signature.as_deref().and_then(|signature| signed_root(&trust, signature, content));
         let driver = Driver {
             id: start.id,
             urns,
@@ -236,6 +263,11 @@ impl Driver {
             unsynced: 0,
             unsynced_since: None,
             committing: None,
+            root,
+            tree: None,
+            tree_asked: Vec::new(),
+            suspected: Vec::new(),
+            delivered: Vec::new(),
         };
         driver.save_state().await.map_err(|e| e.to_string())?;
         Ok(driver)
@@ -265,6 +297,7 @@ impl Driver {
                 }
             }
             self.serve_idle(now);
+            self.fetch_tree(now).await;
             self.spawn_workers(now);
             if let Some(reason) = self.given_up(now) {
                 self.stop_workers().await;
@@ -332,6 +365,15 @@ impl Driver {
                 self.received += self.plan.progress(source, index, received, now);
             }
             WorkerEvent::Chunk { source, index, data, next } => {
+                let (data, verdict) = self.check_chunk(index, data).await;
+                if let Err(why) = verdict {
+                    super::log(&format!("download {}: source {source} is corrupt: {why}", self.name));
+                    self.plan.drop_source(source, DropReason::Corrupt);
+                    self.stop_worker(source).await;
+                    self.forget_source(source);
+                    self.notes.insert(source, why);
+                    return Ok(());
+                }
                 self.idle.push((source, next));
                 match self.plan.complete(source, index, now) {
                     Completion::Accepted { revoked } => {
@@ -374,6 +416,118 @@ impl Driver {
             }
         }
         Ok(())
+    }
+
+    /// Fetches the tree of a download whose root is trusted, asking the
+    /// sources not yet asked one after the other until one gives it, before
+    /// any chunk is fetched; a tree whose segments do not divide the chunks
+    /// cannot check them and is not kept.
+    async fn fetch_tree(&mut self, now: Instant) {
+        let Some(root) = self.root.filter(|_| self.tree.is_none()) else { return };
+        let untried: Vec<SocketAddrV4> =
+            self.plan.candidates(now).into_iter().filter(|s| !self.tree_asked.contains(s)).collect();
+        for source in untried {
+            self.tree_asked.push(source);
+            let (size, timeout) = (self.plan.size(), self.config.io_timeout);
+            match super::tree::fetch(source, self.key, size, root, timeout, &self.config.user_agent).await {
+                Ok(tree) if CHUNK_SIZE.is_multiple_of(tree.segment_size()) => {
+                    self.tree = Some(Arc::new(tree));
+                    self.published.lock().unwrap_or_else(PoisonError::into_inner).tth = Some(root);
+                    return;
+                }
+                Ok(tree) => super::log(&format!(
+                    "download {}: the tree from {source} has segments of {} bytes, too coarse to check chunks",
+                    self.name,
+                    tree.segment_size()
+                )),
+                Err(why) => super::log(&format!("download {}: no tree from {source}: {why}", self.name)),
+            }
+        }
+    }
+
+    /// Checks a chunk against the tree, if there is one (off the driver's
+    /// thread: hashing a chunk takes a few milliseconds).
+    async fn check_chunk(&self, index: usize, data: Vec<u8>) -> (Vec<u8>, Result<(), String>) {
+        let Some(tree) = self.tree.clone() else { return (data, Ok(())) };
+        let chunk = self.plan.chunk(index);
+        task::spawn_blocking(move || {
+            let verdict = tree.check(chunk.start, &data).map_err(|bad| {
+                format!("bytes {}..{} do not match the Tiger tree of the signed root", bad.start, bad.end)
+            });
+            (data, verdict)
+        })
+        .await
+    }
+
+    /// Several sources delivered a file that failed verification and no
+    /// tree tells which lied: remembers what each delivered, and has the
+    /// chunks of one not yet suspected fetched again from the others. False
+    /// when one source (or none new) is left to suspect.
+    async fn refetch_a_suspect(&mut self, why: &str) -> Result<bool, DiskError> {
+        let mut by: Vec<SocketAddrV4> = Vec::new();
+        for index in 0..self.plan.chunk_count() {
+            if let Some(source) = self.plan.deliverer(index).filter(|s| !by.contains(s)) {
+                by.push(source);
+            }
+        }
+        let Some(suspect) = by.iter().copied().find(|s| !self.suspected.contains(s)).filter(|_| by.len() > 1) else {
+            return Ok(false);
+        };
+        let chunks: Vec<(usize, SocketAddrV4)> =
+            (0..self.plan.chunk_count()).filter_map(|i| self.plan.deliverer(i).map(|s| (i, s))).collect();
+        let digests = self.chunk_digests(chunks.iter().map(|&(index, _)| index).collect()).await?;
+        self.delivered.extend(chunks.iter().zip(digests).map(|(&(index, source), digest)| (index, source, digest)));
+        self.suspected.push(suspect);
+        let refetched = self.plan.refetch_elsewhere(suspect);
+        super::log(&format!(
+            "download {}: verification failed ({why}); fetching the {} chunks {suspect} sent again from other sources",
+            self.name,
+            refetched.len()
+        ));
+        self.save_state().await?;
+        Ok(true)
+    }
+
+    /// The file verified: every source that had delivered other bytes for a
+    /// chunk than the verified ones lied, and is dropped as corrupt.
+    async fn blame_liars(&mut self) -> Result<(), DiskError> {
+        let delivered = std::mem::take(&mut self.delivered);
+        let genuine = self.chunk_digests(delivered.iter().map(|&(index, _, _)| index).collect()).await?;
+        for (&(index, source, digest), genuine) in delivered.iter().zip(genuine) {
+            let known = self.plan.source(source).map(|s| s.standing);
+            if digest == genuine || known == Some(Standing::Dropped(DropReason::Corrupt)) {
+                continue;
+            }
+            let range = self.plan.chunk(index);
+            let why = format!("bytes {}..{} differ from the verified file", range.start, range.end);
+            super::log(&format!("download {}: source {source} is corrupt: {why}", self.name));
+            self.plan.drop_source(source, DropReason::Corrupt);
+            self.forget_source(source);
+            self.notes.insert(source, why);
+        }
+        Ok(())
+    }
+
+    /// The SHA-256 of each of these chunks of the `.part`.
+    async fn chunk_digests(&self, chunks: Vec<usize>) -> Result<Vec<[u8; 32]>, DiskError> {
+        use sha2::Digest;
+        use std::os::unix::fs::FileExt;
+        let ranges: Vec<(u64, u64)> =
+            chunks.iter().map(|&i| (self.plan.chunk(i).start, self.plan.chunk(i).len())).collect();
+        let path = self.part.path().to_path_buf();
+        task::spawn_blocking(move || {
+            let file = std::fs::File::open(&path).map_err(|e| DiskError::new("read", &path, e))?;
+            let mut buffer = vec![0; CHUNK_SIZE as usize];
+            ranges
+                .into_iter()
+                .map(|(start, len)| {
+                    let bytes = &mut buffer[..len as usize];
+                    file.read_exact_at(bytes, start).map_err(|e| DiskError::new("read", &path, e))?;
+                    Ok(sha2::Sha256::digest(bytes).into())
+                })
+                .collect()
+        })
+        .await
     }
 
     /// Answers the workers waiting for a chunk, where the plan has one.
@@ -521,6 +675,10 @@ impl Driver {
         if let Some(why) = finish::mismatch(&self.urns, &digests, len, self.plan.size()) {
             return self.discard(why).await;
         }
+        if let Err(e) = self.blame_liars().await {
+            return Some(Outcome::Failed(e.to_string()));
+        }
+        self.publish(DownloadState::Verifying, Instant::now());
         if let Some(why) = refusal(&judgement, self.keep) {
             return Some(self.reject(why).await);
         }
@@ -530,6 +688,7 @@ impl Driver {
             // Both are known now, whichever the request named.
             published.sha1 = Some(digests.sha1_urn());
             published.sha256 = Some(digests.sha256_urn());
+            published.tth = Some(digests.tth);
         }
         let (part_path, dir) = (self.part.path().to_path_buf(), self.config.downloads_dir.clone());
         let name = finish::safe_name(&self.name, &self.key.base32());
@@ -583,6 +742,13 @@ impl Driver {
     /// served them, and go on with the others (a few times at most).
     async fn discard(&mut self, why: String) -> Option<Outcome> {
         self.verify_attempts += 1;
+        if self.verify_attempts < MAX_VERIFY_ATTEMPTS {
+            match self.refetch_a_suspect(&why).await {
+                Ok(true) => return None,
+                Ok(false) => {}
+                Err(e) => return Some(Outcome::Failed(e.to_string())),
+            }
+        }
         let culprits = self.plan.discard_all();
         for &source in &culprits {
             self.forget_source(source);
@@ -692,4 +858,15 @@ fn refusal(judgement: &Judgement, keep: Keep) -> Option<String> {
         verdict if keep == Keep::Verified => Some(format!("{verdict}, not verified: {}", judgement.reason)),
         _ => None,
     }
+}
+
+/// The Tiger tree root in `signature`'s trusted comment, if a trusted
+/// publisher signed it for this content (its size and `urn:sha256:`): only
+/// such a root may condemn a source's chunks.
+fn signed_root(trust: &SharedTrust, signature: &Minisig, content: Content) -> Option<Root> {
+    let judgement = trust.read().judge(Some(signature), content);
+    if judgement.verdict != Verdict::Verified {
+        return None;
+    }
+    Release::parse(signature.trusted_comment()).ok()?.tth
 }

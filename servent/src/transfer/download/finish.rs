@@ -49,8 +49,8 @@ pub fn check(
         None => search::hash_reader(file),
     };
     let (digests, len) = hashed.map_err(|e| DiskError::new("reading", path, e))?;
-    let content = Content { size: len, sha256: Some(digests.sha256) };
-    let check = verifier.map(|verifier| verifier.finish_with(digests.sha256));
+    let content = Content { size: len, sha256: Some(digests.sha256), tth: Some(digests.tth) };
+    let check = verifier.map(|verifier| verifier.finish_with_tth(digests.sha256, Some(digests.tth)));
     let judgement = trust.judge_file(signature, content, check);
     Ok((digests, len, judgement))
 }

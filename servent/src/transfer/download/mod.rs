@@ -53,6 +53,7 @@ mod fetch;
 mod finish;
 pub mod plan;
 mod state;
+mod tree;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -260,6 +261,9 @@ pub struct DownloadSnapshot {
     pub sha1: Option<Urn>,
     /// Its SHA-256 URN, if known.
     pub sha256: Option<Urn>,
+    /// Its Tiger tree root, once known (base32).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tth: Option<search::thex::Root>,
     /// Where it stands (flattened: `"state": "failed", "reason": "…"`).
     #[serde(flatten)]
     pub state: DownloadState,
@@ -634,6 +638,7 @@ impl Manager {
             size: request.size,
             sha1: urns.iter().find(|u| matches!(u, Urn::Sha1(_))).copied(),
             sha256: urns.iter().find(|u| matches!(u, Urn::Sha256(_))).copied(),
+            tth: None,
             state: DownloadState::Queued,
             bytes_done: 0,
             bytes_in_flight: 0,
@@ -850,6 +855,7 @@ mod tests {
             size: 10,
             sha1: Some("urn:sha1:PLSTHIPQGSSZTS5FJUPAKUZWUGYQYPFB".parse().unwrap()),
             sha256: None,
+            tth: None,
             state: DownloadState::Failed { reason: "no usable source left".into() },
             bytes_done: 4,
             bytes_in_flight: 0,

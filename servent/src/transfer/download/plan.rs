@@ -19,7 +19,10 @@
 //! source that fails [`Tuning::max_errors`] times more often than it
 //! succeeds is dropped. A busy source (`503` with `Retry-After`) is parked
 //! until then, without blame. A source that served part of a file that then
-//! failed verification is dropped for good ([`Plan::discard_all`]).
+//! failed verification is dropped for good ([`Plan::discard_all`]); when
+//! several did and there is no tree to tell which lied, the chunks of one
+//! suspect are fetched again from the others ([`Plan::refetch_elsewhere`]),
+//! never from it, until the file verifies.
 //!
 //! This is a pure state machine in the style of `routing`: no I/O, no
 //! clock. Time is an argument, so every rule is tested without sleeping.
@@ -192,6 +195,8 @@ pub struct Plan {
     claims: Vec<Claim>,
     sources: Vec<Source>,
     tuning: Tuning,
+    /// Chunks a source may not fetch (it is suspected of lying about them).
+    avoid: Vec<(usize, SocketAddrV4)>,
 }
 
 impl Plan {
@@ -208,7 +213,30 @@ impl Plan {
             claims: Vec::new(),
             sources: Vec::new(),
             tuning,
+            avoid: Vec::new(),
         }
+    }
+
+    /// Who delivered chunk `index`, when this run knows it.
+    pub fn deliverer(&self, index: usize) -> Option<SocketAddrV4> {
+        match self.chunks.get(index) {
+            Some(Chunk::Done(by)) => *by,
+            _ => None,
+        }
+    }
+
+    /// The done chunks `suspect` delivered become missing again, and only
+    /// other sources may fetch them; returns them.
+    pub fn refetch_elsewhere(&mut self, suspect: SocketAddrV4) -> Vec<usize> {
+        let chunks: Vec<usize> = (0..self.chunks.len()).filter(|&i| self.deliverer(i) == Some(suspect)).collect();
+        for &index in &chunks {
+            self.chunks[index] = Chunk::Missing;
+            self.done_chunks -= 1;
+            self.done_bytes -= self.chunk(index).len();
+            self.first_missing = self.first_missing.min(index);
+            self.avoid.push((index, suspect));
+        }
+        chunks
     }
 
     /// The file size.
@@ -357,7 +385,7 @@ impl Plan {
         if self.is_complete() {
             return Next::Complete;
         }
-        let index = match self.lowest_missing().or_else(|| self.chunk_to_steal(source, now)) {
+        let index = match self.missing_for(source).or_else(|| self.chunk_to_steal(source, now)) {
             Some(index) => index,
             None => return Next::Idle,
         };
@@ -366,11 +394,13 @@ impl Plan {
         Next::Fetch(self.chunk(index))
     }
 
-    fn lowest_missing(&mut self) -> Option<usize> {
+    /// The lowest missing chunk `source` is not suspected of lying about.
+    fn missing_for(&mut self, source: SocketAddrV4) -> Option<usize> {
         while self.first_missing < self.chunks.len() && self.chunks[self.first_missing] != Chunk::Missing {
             self.first_missing += 1;
         }
-        (self.first_missing < self.chunks.len()).then_some(self.first_missing)
+        let avoided = |index: usize| self.avoid.iter().any(|&(chunk, suspect)| chunk == index && suspect == source);
+        (self.first_missing..self.chunks.len()).find(|&index| self.chunks[index] == Chunk::Missing && !avoided(index))
     }
 
     /// The claimed chunk `thief` gains most by taking over, if any: a
@@ -380,6 +410,9 @@ impl Plan {
         let mut best: Option<(f64, usize)> = None;
         for claim in &self.claims {
             if self.claims.iter().filter(|c| c.chunk == claim.chunk).count() >= MAX_CLAIMS_PER_CHUNK {
+                continue;
+            }
+            if self.avoid.contains(&(claim.chunk, thief)) {
                 continue;
             }
             let chunk = self.chunk(claim.chunk);
@@ -507,6 +540,7 @@ impl Plan {
             *chunk = Chunk::Missing;
         }
         self.claims.clear();
+        self.avoid.clear();
         self.first_missing = 0;
         self.done_chunks = 0;
         self.done_bytes = 0;
@@ -764,6 +798,28 @@ mod tests {
             plan.add_source(SocketAddrV4::new([10, 0, (i / 256) as u8, i as u8].into(), 1));
         }
         assert_eq!(plan.sources().len(), MAX_KNOWN_SOURCES);
+    }
+
+    #[test]
+    fn a_suspects_chunks_are_fetched_again_only_by_the_others() {
+        let (honest, suspect) = (addr(1), addr(2));
+        let now = Instant::now();
+        let mut plan = plan(3 * CHUNK_SIZE, &[honest, suspect]);
+        for (source, index) in [(suspect, 0), (honest, 1), (suspect, 2)] {
+            assert_eq!(fetch(plan.next_for(source, now)).index, index);
+            assert_eq!(plan.complete(source, index, now), Completion::Accepted { revoked: vec![] });
+        }
+        assert!(plan.is_complete());
+        assert_eq!(plan.deliverer(1), Some(honest));
+
+        assert_eq!(plan.refetch_elsewhere(suspect), [0, 2]);
+        assert_eq!(plan.bytes_done(), CHUNK_SIZE);
+        assert_eq!(plan.next_for(suspect, now), Next::Idle, "not its own chunks again, not even by stealing");
+        assert_eq!(fetch(plan.next_for(honest, now)).index, 0);
+        assert_eq!(plan.next_for(suspect, now), Next::Idle);
+        assert_eq!(plan.source(suspect).unwrap().standing, Standing::Usable, "suspected, not condemned");
+        plan.discard_all();
+        assert_eq!(fetch(plan.next_for(suspect, now)).index, 0, "a fresh start forgets the suspicion");
     }
 
     #[test]
