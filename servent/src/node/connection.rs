@@ -12,6 +12,7 @@ use async_std::io::{self, BufReader, ReadExt};
 use async_std::net::{TcpListener, TcpStream};
 use async_std::task;
 use futures::AsyncWriteExt;
+use servent_core::node::Event as CoreEvent;
 
 use super::{log, Command, ConnectedPeer, Direction, Event, LinkCounters, Shared, IDLE_TIMEOUT};
 use crate::compression::{Deflater, Inflater};
@@ -109,7 +110,7 @@ async fn serve_incoming(stream: TcpStream, remote: SocketAddr, shared: Arc<Share
 }
 
 /// Connects to `addr`, shakes hands, and runs the link; failures are
-/// reported to the broker with whatever hosts the peer suggested.
+/// reported to the pump with whatever hosts the peer suggested.
 pub(super) async fn dial(addr: SocketAddrV4, shared: Arc<Shared>) {
     let remote = SocketAddr::V4(addr);
     let attempt = async {
@@ -129,11 +130,11 @@ pub(super) async fn dial(addr: SocketAddrV4, shared: Arc<Shared>) {
         }
         Ok(Err(failure)) => {
             log(format_args!("cannot connect to {addr}: {}", failure.reason));
-            let _ = shared.events.send(Event::DialFailed { addr, try_hosts: failure.try_hosts }).await;
+            let _ = shared.events.send(Event::Core(CoreEvent::DialFailed { addr, try_hosts: failure.try_hosts })).await;
         }
         Err(_) => {
             log(format_args!("cannot connect to {addr}: timed out"));
-            let _ = shared.events.send(Event::DialFailed { addr, try_hosts: Vec::new() }).await;
+            let _ = shared.events.send(Event::Core(CoreEvent::DialFailed { addr, try_hosts: Vec::new() })).await;
         }
     }
 }
@@ -185,7 +186,7 @@ async fn run_handshake(
     }
 }
 
-/// Runs an established link: starts its writer, tells the broker, then
+/// Runs an established link: starts its writer, tells the pump, then
 /// reads descriptors until the peer goes or breaks a rule.
 async fn run_link(
     stream: TcpStream,
@@ -215,10 +216,10 @@ async fn run_link(
     }
     let event = match read_loop(id, reader, inflater, &shared).await {
         Ok(()) => return,
-        Err(ReadEnd::Closed(reason)) => Event::Closed { id, reason },
-        Err(ReadEnd::Malformed(error)) => Event::Malformed { id, error },
+        Err(ReadEnd::Closed(reason)) => CoreEvent::Closed { peer: id, reason },
+        Err(ReadEnd::Malformed(error)) => CoreEvent::Malformed { peer: id, error },
     };
-    let _ = shared.events.send(event).await;
+    let _ = shared.events.send(Event::Core(event)).await;
 }
 
 enum ReadEnd {
@@ -226,8 +227,8 @@ enum ReadEnd {
     Malformed(String),
 }
 
-/// Decodes descriptors and hands them to the broker; returns `Ok` only when
-/// the broker is gone. What it holds is bounded: one socket read, one
+/// Decodes descriptors and hands them to the pump; returns `Ok` only when
+/// the pump is gone. What it holds is bounded: one socket read, one
 /// inflate step, and at most one descriptor's worth of pending bytes.
 async fn read_loop(
     id: super::PeerId,
@@ -241,7 +242,7 @@ async fn read_loop(
     let mut plain = Vec::new();
     loop {
         while let Some(message) = next_message(&mut plain)? {
-            if shared.events.send(Event::Message { id, message }).await.is_err() {
+            if shared.events.send(Event::Core(CoreEvent::Message { peer: id, message })).await.is_err() {
                 return Ok(());
             }
         }
@@ -276,7 +277,7 @@ fn next_message(plain: &mut Vec<u8>) -> Result<Option<Message>, ReadEnd> {
     message.map(Some)
 }
 
-/// Drains the peer's queue to its socket whenever woken; once the broker
+/// Drains the peer's queue to its socket whenever woken; once the pump
 /// lets go of the link, writes what is left (a Bye, say) and closes.
 async fn write_loop(
     mut deflater: Option<Deflater>,
