@@ -21,6 +21,7 @@
 //! never waits for the index.
 
 mod answer;
+mod query_routing;
 #[cfg(test)]
 pub(crate) mod testing;
 #[cfg(test)]
@@ -35,7 +36,8 @@ use rand::RngCore;
 use serde::Serialize;
 
 pub use self::answer::query_hits;
-use crate::handshake::{Admission, PeerInfo};
+use self::query_routing::QueryRouting;
+use crate::handshake::{Admission, PeerInfo, Role};
 use crate::hostcache::{HostCache, Origin};
 use crate::requery::{Phase, Requeries};
 use crate::routing::{self, Counters, LocalHost, PeerId, Router};
@@ -77,6 +79,9 @@ pub struct Config {
     pub persist_hosts: bool,
     /// How often the timer fires (pings, dialing, expiry).
     pub tick: Duration,
+    /// The part the node plays: an ultrapeer routes queries to its leaves
+    /// by their QRP tables, a leaf sends its table to its ultrapeers.
+    pub role: Role,
 }
 
 impl Default for Config {
@@ -90,6 +95,7 @@ impl Default for Config {
             gwebcaches: Vec::new(),
             persist_hosts: false,
             tick: TICK,
+            role: Role::Ultrapeer,
         }
     }
 }
@@ -181,6 +187,9 @@ pub enum Event {
         /// The files found, at most the limit asked.
         files: Vec<search::SharedFile>,
     },
+    /// The library's QRP table, from its files' names and release
+    /// metadata: a leaf sends it to its ultrapeers.
+    LibraryTable(crate::qrp::RouteTable),
     /// The trusted keys changed: results are judged again.
     TrustChanged,
     /// A download was started; `searched` says a search just found its sources.
@@ -267,6 +276,8 @@ pub struct Peer {
     pub since: Instant,
     /// Whether the link is deflate-compressed (in, out).
     pub compressed: (bool, bool),
+    /// The part it plays, as it said in the handshake.
+    pub role: Role,
 }
 
 /// A query of a neighbour waiting for the library's answer.
@@ -297,6 +308,7 @@ pub struct Node {
     last_host_save: Instant,
     last_gwebcache: Option<Instant>,
     actions: VecDeque<Action>,
+    qrp: QueryRouting,
 }
 
 impl Node {
@@ -334,6 +346,7 @@ impl Node {
             last_host_save: now,
             last_gwebcache: None,
             actions: VecDeque::new(),
+            qrp: QueryRouting::default(),
         }
     }
 
@@ -346,6 +359,12 @@ impl Node {
     pub fn handle(&mut self, event: Event, now: Instant) {
         match event {
             Event::Connected(connected) => self.on_connected(*connected, now),
+            Event::Message { peer, message } if QueryRouting::is_update(&message) => {
+                if let Err(error) = self.qrp.receive(peer, &message) {
+                    self.router.count_drop(peer, routing::Drop::Malformed);
+                    self.disconnect(peer, 413, format!("bad route table update: {error}"));
+                }
+            }
             Event::Message { peer, message } => {
                 let actions = self.router.handle(peer, message, now);
                 self.apply(actions, now);
@@ -371,6 +390,11 @@ impl Node {
                 self.update_local();
             }
             Event::LocalResults { lookup, files } => self.answer(lookup, files),
+            Event::LibraryTable(table) => {
+                for (to, message) in self.qrp.library_changed(table, &mut self.rng) {
+                    self.actions.push_back(Action::Send { to, message });
+                }
+            }
             Event::TrustChanged => self.searches.rejudge(&self.trust.read()),
             Event::DownloadStarted { id, urn, searched } => self.requeries.start(id, urn, searched, now),
             Event::DownloadPhase { id, urn, phase } => self.requeries.observe(id, urn, phase, now),
@@ -401,6 +425,16 @@ impl Node {
             let (_, actions) = self.router.start_query(urn_query(urn), routing::DEFAULT_MAX_TTL, now);
             self.apply(actions, now);
         }
+    }
+
+    /// Whether `peer`'s QRP table is in force: it gets only the queries it matches.
+    pub fn qrp_in_force(&self, peer: PeerId) -> bool {
+        self.qrp.table_in_force(peer)
+    }
+
+    /// Bytes held by the QRP tables in force.
+    pub fn qrp_memory(&self) -> usize {
+        self.qrp.memory()
     }
 
     /// The next thing the outside must do.
@@ -505,7 +539,9 @@ impl Node {
             }
         }
         let info = connected.info;
+        let table_messages = self.qrp.connected(connected.peer, &info, self.config.role, &mut self.rng);
         let listen = info.listen.and_then(v4);
+        let role = info.role();
         let peer = Peer {
             addr: connected.addr,
             listen,
@@ -513,16 +549,24 @@ impl Node {
             direction: connected.direction,
             since: now,
             compressed: (info.deflate_in, info.deflate_out),
+            role,
         };
         self.peers.insert(connected.peer, peer);
         let actions = self.router.connected(connected.peer, listen, now);
         self.apply(actions, now);
+        for message in table_messages {
+            self.actions.push_back(Action::Send { to: connected.peer, message });
+        }
     }
 
     fn apply(&mut self, actions: Vec<routing::Action>, now: Instant) {
         for action in actions {
             match action {
-                routing::Action::Send { to, message } => self.actions.push_back(Action::Send { to, message }),
+                routing::Action::Send { to, mut message } => {
+                    if self.qrp.admits(self.config.role, to, &mut message) {
+                        self.actions.push_back(Action::Send { to, message });
+                    }
+                }
                 routing::Action::SearchLocal { from, guid, reply_ttl, query } => {
                     self.look_up(PendingAnswer { from, guid, reply_ttl }, query)
                 }
@@ -635,6 +679,7 @@ impl Node {
 
     fn forget(&mut self, peer: PeerId) -> bool {
         self.router.disconnected(peer);
+        self.qrp.closed(peer);
         self.peers.remove(&peer).is_some()
     }
 }
