@@ -187,12 +187,15 @@ fn version(value: &str) -> Option<(u32, u32)> {
 }
 
 impl super::PeerInfo {
-    /// The peer's role.
+    /// The peer's role: a leaf when it says so (`X-Ultrapeer: False`); a
+    /// legacy servent that says nothing is a peer of a flat network, an
+    /// ultrapeer link.
     pub fn role(&self) -> Role {
-        if self.ultrapeer {
-            Role::Ultrapeer
-        } else {
+        let declared_leaf = !self.ultrapeer && self.header("X-Ultrapeer").is_some();
+        if declared_leaf {
             Role::Leaf
+        } else {
+            Role::Ultrapeer
         }
     }
 

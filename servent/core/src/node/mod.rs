@@ -59,14 +59,21 @@ pub const MAX_LOCAL_RESULTS: usize = 200;
 pub const MAX_PENDING_LOOKUPS: usize = 256;
 /// Addresses handed out in X-Try-Ultrapeers.
 pub const TRY_ULTRAPEERS: usize = 10;
+/// Ultrapeer links a leaf keeps at most.
+pub const LEAF_LINKS: usize = 4;
+/// Leaves an ultrapeer shelters, as deployed ultrapeers do.
+pub const MAX_LEAVES: usize = 30;
 
 /// The node's settings.
 #[derive(Clone, Debug)]
 pub struct Config {
     /// The address the Gnutella port listens on.
     pub listen: SocketAddr,
-    /// Connections kept at most, and sought.
+    /// Ultrapeer links kept at most, and sought (a leaf keeps at most [`LEAF_LINKS`]).
     pub max_peers: usize,
+    /// Leaves an ultrapeer shelters besides its ultrapeer links; with none,
+    /// every peer counts against `max_peers` alike, as in a flat network.
+    pub max_leaves: usize,
     /// The highest TTL + hops accepted and given to our queries.
     pub max_ttl: u8,
     /// Whether hosts learned from the network are dialed, or only `peers`.
@@ -89,6 +96,7 @@ impl Default for Config {
         Config {
             listen: SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 6346)),
             max_peers: 16,
+            max_leaves: 0,
             max_ttl: routing::DEFAULT_MAX_TTL,
             discover: true,
             peers: Vec::new(),
@@ -462,16 +470,21 @@ impl Node {
     /// Whether an incoming Gnutella connection from `remote` may go on to
     /// the handshake, and the hosts to suggest in either case.
     pub fn admit(&self, remote: SocketAddr) -> (Admission, Vec<SocketAddr>) {
-        let full = self.peers.len() >= self.config.max_peers;
+        let (ultrapeer_room, leaf_room) = self.room();
+        let full = !ultrapeer_room && !leaf_room;
         // One connection per address, as gtk-gnutella holds; loopback is
         // exempt so that test networks can run on one machine.
         let duplicate = !remote.ip().is_loopback() && self.peers.values().any(|p| p.addr.ip() == remote.ip());
         let try_hosts = self.hosts.good(TRY_ULTRAPEERS);
-        if full || duplicate {
-            (Admission::Full { try_ultrapeers: try_hosts.clone() }, try_hosts)
-        } else {
-            (Admission::Accept, try_hosts)
-        }
+        let admission = match (ultrapeer_room, leaf_room) {
+            _ if full || duplicate => Admission::Full { try_ultrapeers: try_hosts.clone() },
+            (true, false) if self.config.role == Role::Ultrapeer => {
+                Admission::UltrapeersOnly { try_ultrapeers: try_hosts.clone() }
+            }
+            (false, true) => Admission::LeavesOnly { try_ultrapeers: try_hosts.clone() },
+            _ => Admission::Accept,
+        };
+        (admission, try_hosts)
     }
 
     /// Says Bye to every neighbour and hands out the host cache to save.
@@ -616,8 +629,29 @@ impl Node {
 
     /// Keeps the number of connections up, from the host cache, and asks the
     /// GWebCaches for hosts when the cache has nothing left to try.
+    /// Ultrapeer links sought: a leaf keeps a few.
+    fn ultrapeer_links(&self) -> usize {
+        match self.config.role {
+            Role::Ultrapeer => self.config.max_peers,
+            Role::Leaf => self.config.max_peers.min(LEAF_LINKS),
+        }
+    }
+
+    /// Whether there is room for one more ultrapeer link, and for one more leaf.
+    fn room(&self) -> (bool, bool) {
+        if self.config.role == Role::Ultrapeer && self.config.max_leaves == 0 {
+            let room = self.peers.len() < self.config.max_peers;
+            return (room, room);
+        }
+        let leaves = self.peers.values().filter(|p| p.role == Role::Leaf).count();
+        let ultrapeers = self.peers.len() - leaves;
+        let leaf_room = self.config.role == Role::Ultrapeer && leaves < self.config.max_leaves;
+        (ultrapeers < self.ultrapeer_links(), leaf_room)
+    }
+
     fn dial_more(&mut self, now: Instant) {
-        let wanted = self.config.max_peers.saturating_sub(self.peers.len() + self.dialing.len());
+        let ultrapeers = self.peers.values().filter(|p| p.role == Role::Ultrapeer).count();
+        let wanted = self.ultrapeer_links().saturating_sub(ultrapeers + self.dialing.len());
         let slots = wanted.min(MAX_DIALS.saturating_sub(self.dialing.len()));
         if slots == 0 {
             return;

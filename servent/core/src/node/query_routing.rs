@@ -56,9 +56,8 @@ impl QueryRouting {
     /// A link is up: note the peer's role and capabilities; returns our
     /// table's messages for it if it should read them.
     pub fn connected(&mut self, peer: PeerId, info: &PeerInfo, role: Role, rng: &mut impl RngCore) -> Vec<Message> {
-        let declared_leaf = info.header("X-Ultrapeer").is_some_and(|v| v.eq_ignore_ascii_case("false"));
         let link = Link {
-            leaf: declared_leaf && role == Role::Ultrapeer,
+            leaf: info.role() == Role::Leaf && role == Role::Ultrapeer,
             reads_our_table: role == Role::Leaf && info.ultrapeer && info.query_routing().is_some(),
             max_ttl: info.max_ttl(),
             ..Link::default()

@@ -187,3 +187,32 @@ fn a_leaf_forwards_no_one_elses_queries() {
     node.search("free software", 4, now).unwrap();
     assert_eq!(queries(&sent_to(&drain(&mut node), 3)).len(), 1, "its own searches go to its ultrapeers");
 }
+
+#[test]
+fn an_ultrapeer_shelters_leaves_besides_its_ultrapeer_links() {
+    let now = Instant::now();
+    let listen = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::new(192, 0, 2, 100), 6346));
+    let config = Config { listen, max_peers: 1, max_leaves: 2, ..Config::default() };
+    let mut node = Node::new(config, StdRng::seed_from_u64(7), SharedTrust::new(TrustStore::in_memory()), (0, 0), now);
+    let remote = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 1));
+    assert_eq!(node.admit(remote).0, crate::handshake::Admission::Accept);
+    connect(&mut node, ULTRAPEER, ultrapeer(), now);
+    assert!(matches!(node.admit(remote).0, crate::handshake::Admission::LeavesOnly { .. }));
+    connect(&mut node, LEAF, gtkg_leaf(), now);
+    connect(&mut node, 3, gtkg_leaf(), now);
+    assert!(matches!(node.admit(remote).0, crate::handshake::Admission::Full { .. }));
+    let roles: Vec<Role> = node.peers().map(|(_, p)| p.role).collect();
+    assert_eq!(roles, [Role::Ultrapeer, Role::Leaf, Role::Leaf]);
+}
+
+#[test]
+fn a_leaf_keeps_a_few_ultrapeer_links_and_no_leaves() {
+    let now = Instant::now();
+    let mut node = node(Role::Leaf, now);
+    let remote = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 1));
+    for peer in 1..=crate::node::LEAF_LINKS as u64 {
+        assert_eq!(node.admit(remote).0, crate::handshake::Admission::Accept);
+        connect(&mut node, peer, ultrapeer(), now);
+    }
+    assert!(matches!(node.admit(remote).0, crate::handshake::Admission::Full { .. }));
+}
