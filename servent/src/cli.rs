@@ -190,9 +190,15 @@ pub struct RunArgs {
     /// Uploads served at once; more get 503 with Retry-After.
     #[structopt(long, default_value = "8")]
     pub upload_slots: usize,
-    /// Connections to keep.
+    /// Ultrapeer links to keep (a leaf keeps 4 at most).
     #[structopt(long, default_value = "16")]
     pub max_peers: usize,
+    /// The part to play: auto (an ultrapeer, for now), ultrapeer or leaf.
+    #[structopt(long, default_value = "auto")]
+    pub mode: config::Mode,
+    /// Leaves an ultrapeer shelters besides its ultrapeer links.
+    #[structopt(long, default_value = "30")]
+    pub max_leaves: usize,
     /// A GWebCache URL to ask for hosts when none is known (repeatable).
     #[structopt(long)]
     pub gwebcache: Vec<String>,
@@ -252,6 +258,8 @@ impl RunArgs {
             shares: self.share.clone(),
             peers: self.peer.clone(),
             max_peers: self.max_peers,
+            mode: self.mode,
+            max_leaves: self.max_leaves,
             discover: !self.no_discovery,
             gwebcaches: self.gwebcache.clone(),
             max_ttl: self.max_ttl,

@@ -17,6 +17,7 @@ pub use servent_core::handshake;
 pub use servent_core::hostcache;
 pub mod keysource;
 pub mod node;
+pub use servent_core::qrp;
 pub use servent_core::routing;
 pub use servent_core::searches;
 pub mod transfer;
