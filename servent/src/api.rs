@@ -13,7 +13,7 @@
 //! | `GET /api/peers` | a list of [`PeerSnapshot`](crate::node::PeerSnapshot) |
 //! | `GET /api/library` | a list of [`LibraryEntry`](crate::node::LibraryEntry): shared files and their verdicts |
 //! | `GET /api/trust` | a list of [`KeyEntry`](crate::trust::KeyEntry) |
-//! | `POST /api/trust` `{"key": "RW…", "scope": ["SEBLINUX"]}` | the [`KeyEntry`](crate::trust::KeyEntry) pinned |
+//! | `POST /api/trust` `{"key": "RW…", "scope": ["SEBLINUX*"]}` | the [`KeyEntry`](crate::trust::KeyEntry) pinned |
 //! | `POST /api/trust/remove` `{"key_id": "…"}` | `{"removed": "…"}` |
 //! | `POST /api/searches` `{"query": "SEBLINUX", "ttl": 7}` | `{"id": "…"}` |
 //! | `GET /api/searches/:id` | [`SearchSnapshot`](crate::node::SearchSnapshot) |
@@ -248,7 +248,8 @@ pub struct TrustRequest {
     /// An `RW…` key line, a `.pub` file, or an `https://` page showing the key
     /// (with an optional `#SCOPE,…`).
     pub key: String,
-    /// Release names or keywords the key may publish; none: anything.
+    /// Package names the key may publish (exact, or prefixes ending in `*`);
+    /// none: any name no other key's scope claims.
     #[serde(default)]
     pub scope: Vec<String>,
 }

@@ -122,7 +122,8 @@ pub enum TrustCommand {
         #[allow(missing_docs)]
         #[structopt(flatten)]
         api: ApiArgs,
-        /// A release name or keyword the key may publish (repeatable); none: anything.
+        /// A package name the key may publish, exact or a prefix ending in `*`
+        /// (`SEBLINUX-extras*`; repeatable); none: any name no other key's scope claims.
         #[structopt(long)]
         scope: Vec<String>,
         /// The key.
@@ -540,7 +541,10 @@ fn print_decisions(decisions: &[Value], json: bool) -> Result<(), String> {
             false => println!("{} {}: {}", text(&d["name"]), text(&d["action"]).replace('_', " "), text(&d["reason"])),
         }
     }
-    match decisions.iter().find(|d| d["action"] == "failed") {
+    match decisions.iter().find(|d| d["action"] == "failed" || d["action"] == "not_found") {
+        Some(d) if d["action"] == "not_found" => {
+            Err(format!("{}: not found: {}", text(&d["name"]), text(&d["reason"])))
+        }
         Some(d) => Err(format!("{}: {}", text(&d["name"]), text(&d["reason"]))),
         None => Ok(()),
     }
@@ -555,8 +559,8 @@ async fn trust(command: TrustCommand) -> Result<(), String> {
         }
         TrustCommand::List(args) => {
             let keys = Client::new(&args.api).get("/api/trust").await?;
-            print_list(&keys, args.json, &["key_id", "scope", "key"], |k| {
-                vec![text(&k["key_id"]), scope_text(&k["scope"]), text(&k["key"])]
+            print_list(&keys, args.json, &["key_id", "scope", "key", "note"], |k| {
+                vec![text(&k["key_id"]), scope_text(&k["scope"]), text(&k["key"]), text(&k["note"])]
             });
         }
         TrustCommand::Remove { api, key_id } => {
@@ -567,11 +571,11 @@ async fn trust(command: TrustCommand) -> Result<(), String> {
     Ok(())
 }
 
-/// A key's scope for people: `SEBLINUX, extra`, or `anything`.
+/// A key's scope for people: `SEBLINUX-base, SEBLINUX-extras*`, or what an empty one allows.
 fn scope_text(scope: &Value) -> String {
     let entries: Vec<String> = scope.as_array().map(|a| a.iter().map(text).collect()).unwrap_or_default();
     if entries.is_empty() {
-        "anything".into()
+        "any name not in another key's scope".into()
     } else {
         entries.join(", ")
     }

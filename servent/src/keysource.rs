@@ -1,7 +1,8 @@
 //! Where a publisher key to pin comes from: `--trust` and `trust add` take
 //! a minisign `.pub` file, its `RW…` line, or the URL of the publisher's
-//! web page or key file, optionally followed by `#` and a scope
-//! (`seblinux.pub#SEBLINUX,SEBLINUX-extra`).
+//! web page or key file, optionally followed by `#` and a scope: package
+//! names, exact or prefixes ending in `*` (`seblinux.pub#SEBLINUX-base,SEBLINUX-extras*`;
+//! see [`crate::trust`]).
 //!
 //! A page is fetched once (with surf) and must show exactly one minisign
 //! public key; the key is then pinned like any other, and the caller shows
@@ -42,10 +43,37 @@ pub async fn resolve(arg: &str) -> Result<Resolved, String> {
     let key = if what.starts_with("https://") || what.starts_with("http://") {
         key_from_page(what, &fetch(what).await?)?
     } else {
-        signing_tool::files::load_public_key(what).map_err(|e| e.to_string())?
+        load_key(what)?
     };
     let source = if what.starts_with("RW") { "the key given".to_owned() } else { what.to_owned() };
     Ok(Resolved { trusted: TrustedKey { key, scope }, source })
+}
+
+/// A key from a `.pub` file or an `RW…` line. Errors never repeat what was
+/// given unless it names an existing file: a secret key pasted by mistake
+/// must not be echoed into a terminal, a log or an API answer.
+fn load_key(what: &str) -> Result<PublicKey, String> {
+    let is_file = std::path::Path::new(what).is_file();
+    let secret = "that is a minisign *secret* key: pin the publisher's public key (the .pub file or its RW… line); \
+                  a secret key never leaves its owner";
+    match signing_tool::files::load_public_key(what) {
+        Ok(key) => Ok(key),
+        Err(_) if is_file && looks_secret(&std::fs::read_to_string(what).unwrap_or_default()) => {
+            Err(format!("{what}: {secret}"))
+        }
+        Err(e) if is_file => Err(e.to_string()),
+        Err(_) if looks_secret(what) => Err(secret.to_owned()),
+        Err(_) => Err("the key given is neither a file, an https:// address nor a minisign public key line \
+                       (RW…, 56 characters)"
+            .to_owned()),
+    }
+}
+
+/// Whether `text` is a minisign secret key file or its key line.
+fn looks_secret(text: &str) -> bool {
+    let text = text.trim();
+    signing_tool::SecretKeyFile::parse(text).is_ok()
+        || signing_tool::SecretKeyFile::parse(&format!("untrusted comment: \n{text}")).is_ok()
 }
 
 async fn fetch(url: &str) -> Result<String, String> {
@@ -127,9 +155,26 @@ mod tests {
     #[test]
     fn key_line_with_a_scope_resolves() {
         let line = key_line();
-        let resolved = async_std::task::block_on(resolve(&format!("{line}#SEBLINUX, extra"))).unwrap();
+        let resolved = async_std::task::block_on(resolve(&format!("{line}#SEBLINUX-base, SEBLINUX-extras*"))).unwrap();
         assert_eq!(resolved.trusted.key.to_base64(), line);
-        assert_eq!(resolved.trusted.scope, ["SEBLINUX", "extra"]);
+        assert_eq!(resolved.trusted.scope, ["SEBLINUX-base", "SEBLINUX-extras*"]);
+    }
+
+    #[test]
+    fn a_secret_key_given_by_mistake_is_refused_and_never_echoed() {
+        let secret = signing_tool::SecretKey::generate().unwrap();
+        let text = secret.to_file_text(None).unwrap();
+        let line = text.lines().nth(1).unwrap().to_owned();
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("seblinux.key");
+        std::fs::write(&file, text.as_bytes()).unwrap();
+        for given in [line.clone(), text.to_string(), file.display().to_string(), format!("{line}#SEBLINUX*")] {
+            let err = async_std::task::block_on(resolve(&given)).unwrap_err();
+            assert!(err.contains("secret* key"), "{err}");
+            assert!(!err.contains(&line[..20]), "key material echoed: {err}");
+        }
+        let err = async_std::task::block_on(resolve("RWnot a key at all")).unwrap_err();
+        assert!(!err.contains("not a key at all"), "{err}");
     }
 
     #[test]

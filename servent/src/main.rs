@@ -34,7 +34,7 @@ async fn run(args: RunArgs) -> Result<(), String> {
     for arg in &args.trust {
         let resolved = keysource::resolve(arg).await?;
         let scope = resolved.trusted.scope.join(", ");
-        let scope = if scope.is_empty() { "anything".to_owned() } else { scope };
+        let scope = if scope.is_empty() { "any name no other key's scope claims".to_owned() } else { scope };
         pinned.push(format!(
             "servent: trusting key {} from {} for {scope}",
             resolved.trusted.key.key_id(),

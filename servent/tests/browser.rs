@@ -278,7 +278,7 @@ fn in_the_browser_a_package_is_installed_updated_and_rolled_back() {
     );
     let publisher = Running::start(Some(&share), None);
     publisher.wait_until(&["library", "--json"], |shared| shared.len() == 1);
-    let trust = format!("{}#SEBLINUX", key.public_key().to_base64());
+    let trust = format!("{}#SEBLINUX*", key.public_key().to_base64());
     let user = Running::start_with(
         None,
         Some(&publisher.listen),

@@ -162,7 +162,7 @@ fn trusted_key_file_gives_verdicts_and_a_fake_get_fails_in_one_line() {
     let hub = Running::start(None, None);
     let publisher = Running::start(Some(published.path()), Some(&hub.listen));
     let faker = Running::start(Some(faked.path()), Some(&hub.listen));
-    let trust = format!("{}#SEBLINUX", public.display());
+    let trust = format!("{}#SEBLINUX*", public.display());
     let user = Running::start_with(None, Some(&hub.listen), &["--trust", &trust]);
     hub.wait_until(&["peers", "--json"], |peers| peers.len() == 3);
     for sharing in [&publisher, &faker] {
@@ -176,7 +176,7 @@ fn trusted_key_file_gives_verdicts_and_a_fake_get_fails_in_one_line() {
     let keys = user.json_lines(&["trust", "list", "--json"]);
     assert_eq!(keys.len(), 1);
     assert_eq!(keys[0]["key_id"], key.key_id().to_string());
-    assert_eq!(keys[0]["scope"], serde_json::json!(["SEBLINUX"]));
+    assert_eq!(keys[0]["scope"], serde_json::json!(["SEBLINUX*"]));
 
     let results = user.json_lines(&["search", "--wait", "3", "--json", "SEBLINUX"]);
     assert_eq!(results.len(), 2, "{results:?}");
@@ -205,7 +205,7 @@ fn trusted_key_file_gives_verdicts_and_a_fake_get_fails_in_one_line() {
 
 #[test]
 fn updater_commands_answer_and_refuse_in_one_line() {
-    let servent = Running::start(None, None);
+    let servent = Running::start_with(None, None, &["--update-search-wait", "1"]);
     let status = servent.json_lines(&["update", "--json"]);
     assert_eq!(status.len(), 1);
     assert_eq!(status[0]["installed"], serde_json::json!([]));
@@ -217,4 +217,22 @@ fn updater_commands_answer_and_refuse_in_one_line() {
     let stderr = String::from_utf8(refused.stderr).unwrap();
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
     assert!(stderr.contains("SEBLINUX-base is not installed"), "{stderr}");
+    // Nothing of that name anywhere: not "up to date", and a failure.
+    let missing = servent.client(&["install", "SEBLINUX-base"]);
+    assert!(!missing.status.success());
+    let stderr = String::from_utf8(missing.stderr).unwrap();
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("SEBLINUX-base: not found"), "{stderr}");
+    assert!(String::from_utf8(missing.stdout).unwrap().starts_with("SEBLINUX-base not found: "));
+
+    // A secret key given to `trust add` is refused without a byte of it shown.
+    let secret = signing_tool::SecretKey::generate().unwrap().to_file_text(None).unwrap();
+    let line = secret.lines().nth(1).unwrap();
+    let refused = servent.client(&["trust", "add", line]);
+    assert!(!refused.status.success());
+    let (stdout, stderr) = (String::from_utf8(refused.stdout).unwrap(), String::from_utf8(refused.stderr).unwrap());
+    assert!(stderr.contains("secret* key"), "{stderr}");
+    for shown in [&stdout, &stderr, &servent.log()] {
+        assert!(!shown.contains(&line[..16]), "key material shown: {shown}");
+    }
 }

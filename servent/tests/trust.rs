@@ -86,7 +86,7 @@ fn user_sees_every_verdict_never_keeps_the_fake_and_gets_the_genuine_file() {
         let publisher = start_with(&[], Some(published.path()), |_| {}).await;
         let faker = start_with(&[], Some(faked.path()), |_| {}).await;
         let data = tempfile::tempdir().unwrap();
-        let pinned = TrustedKey { key: publisher_key.public_key(), scope: vec!["SEBLINUX".into()] };
+        let pinned = TrustedKey { key: publisher_key.public_key(), scope: vec!["SEBLINUX*".into()] };
         let peers = [publisher.listen_addr(), faker.listen_addr()];
         let user = start_with(&peers, None, |config| {
             config.data_dir = Some(data.path().to_path_buf());
@@ -174,5 +174,63 @@ fn pinning_a_key_later_changes_the_verdicts_already_shown() {
         assert!(user.trusted_keys().is_empty());
         user.shutdown().await;
         publisher.shutdown().await;
+    });
+}
+
+/// The repro: a second key pinned only for `SEBLINUX-extras*` signs
+/// `SEBLINUX-base 9.9` with the keyword `SEBLINUX-extras`; the user sees it
+/// `untrusted`, never `verified`, and the publisher's 1.2 stays verified.
+#[test]
+fn a_key_scoped_to_extras_cannot_publish_base_by_choosing_its_keywords() {
+    task::block_on(async {
+        let publisher_key = SecretKey::generate().unwrap();
+        let extras_key = SecretKey::generate().unwrap();
+        let release = |key: &SecretKey, content: &[u8], file: &str, version: &str, keyword: &str| {
+            let mut signer = Signer::new();
+            signer.update(content);
+            let meta =
+                ReleaseMeta { name: "SEBLINUX-base".into(), version: version.into(), keywords: vec![keyword.into()] };
+            signer.finish(key, file, Some(&meta), 1_700_000_000).unwrap()
+        };
+        let (genuine, escaped): (&[u8], &[u8]) = (b"SEBLINUX base 1.2", b"SEBLINUX base 9.9 from the extras key");
+        let published = share(&[("SEBLINUX-base-1.2.tar", genuine)]);
+        let genuine_signature = release(&publisher_key, genuine, "SEBLINUX-base-1.2.tar", "1.2", "SEBLINUX");
+        write_signature(published.path(), "SEBLINUX-base-1.2.tar", &genuine_signature);
+        let extras = share(&[("SEBLINUX-base-9.9.tar", escaped)]);
+        let escape = release(&extras_key, escaped, "SEBLINUX-base-9.9.tar", "9.9", "SEBLINUX-extras");
+        write_signature(extras.path(), "SEBLINUX-base-9.9.tar", &escape);
+
+        let publisher = start_with(&[], Some(published.path()), |_| {}).await;
+        let extras = start_with(&[], Some(extras.path()), |_| {}).await;
+        let data = tempfile::tempdir().unwrap();
+        let user = start_with(&[publisher.listen_addr(), extras.listen_addr()], None, |config| {
+            config.data_dir = Some(data.path().to_path_buf());
+            config.trust = vec![
+                TrustedKey { key: publisher_key.public_key(), scope: vec![] },
+                TrustedKey { key: extras_key.public_key(), scope: vec!["SEBLINUX-extras*".into()] },
+            ];
+        })
+        .await;
+        wait_indexed(&publisher, "seblinux", 1).await;
+        wait_indexed(&extras, "seblinux", 1).await;
+        wait_connected(&user, &publisher).await;
+        wait_connected(&user, &extras).await;
+
+        let found = results(&user, "SEBLINUX base", 2).await;
+        let verified = by_verdict(&found, Verdict::Verified);
+        assert_eq!(verified.judgement.version.as_deref(), Some("1.2"));
+        assert_eq!(verified.judgement.publisher, Some(publisher_key.key_id()));
+        let untrusted = by_verdict(&found, Verdict::Untrusted);
+        assert_eq!(untrusted.judgement.version.as_deref(), Some("9.9"));
+        assert_eq!(untrusted.judgement.publisher, Some(extras_key.key_id()));
+        let reason = &untrusted.judgement.reason;
+        assert!(reason.contains("trusted only for SEBLINUX-extras*, not for SEBLINUX-base"), "{reason}");
+        // Nothing signed by the extras key for base can be kept as verified.
+        let refused = user.download(&target(untrusted), Keep::Verified).await.unwrap_err();
+        assert!(matches!(refused, NodeError::NotVerified { verdict: Verdict::Untrusted, .. }), "{refused}");
+
+        for node in [user, extras, publisher] {
+            node.shutdown().await;
+        }
     });
 }

@@ -12,6 +12,7 @@ use common::{share, start_with, wait_connected, wait_for, wait_indexed};
 use servent::node::NodeHandle;
 use servent::trust::TrustedKey;
 use servent::updater::{Action, UpdateError, Updater, UpdaterConfig};
+use signing_tool::files::{minisig_path, write_rotation};
 use signing_tool::{ReleaseMeta, SecretKey, Signer};
 
 const NAME: &str = "SEBLINUX-base";
@@ -22,10 +23,15 @@ fn bytes_of(version: &str) -> Vec<u8> {
 
 /// Writes `file` with `content` into `dir`, signed by `key` as `version`.
 fn publish(dir: &Path, key: &SecretKey, version: &str, file: &str, content: &[u8]) {
+    publish_as(dir, key, NAME, version, file, content);
+}
+
+/// [`publish`] for the package `name`.
+fn publish_as(dir: &Path, key: &SecretKey, name: &str, version: &str, file: &str, content: &[u8]) {
     std::fs::write(dir.join(file), content).unwrap();
     let mut signer = Signer::new();
     signer.update(content);
-    let meta = ReleaseMeta { name: NAME.into(), version: version.into(), keywords: vec!["SEBLINUX".into()] };
+    let meta = ReleaseMeta { name: name.into(), version: version.into(), keywords: vec!["SEBLINUX".into()] };
     // Later versions are signed later, as a publisher does.
     let timestamp = 1_700_000_000 + version.replace('.', "").parse::<u64>().unwrap();
     let minisig = signer.finish(key, file, Some(&meta), timestamp).unwrap();
@@ -46,13 +52,24 @@ async fn user(
     install: tempfile::TempDir,
     post_install: Option<&str>,
 ) -> User {
+    user_trusting(&[publisher], peers, install, post_install).await
+}
+
+/// A user servent trusting each of `publishers` for `SEBLINUX*`, with its updater on `install`.
+async fn user_trusting(
+    publishers: &[&SecretKey],
+    peers: &[&NodeHandle],
+    install: tempfile::TempDir,
+    post_install: Option<&str>,
+) -> User {
     let data = tempfile::tempdir().unwrap();
-    let pinned = TrustedKey { key: publisher.public_key(), scope: vec!["SEBLINUX".into()] };
+    let pinned: Vec<TrustedKey> =
+        publishers.iter().map(|k| TrustedKey { key: k.public_key(), scope: vec!["SEBLINUX*".into()] }).collect();
     let addrs: Vec<_> = peers.iter().map(|p| p.listen_addr()).collect();
     let node = start_with(&addrs, None, |config| {
         config.data_dir = Some(data.path().to_path_buf());
         config.shares = vec![install.path().to_path_buf()];
-        config.trust = vec![pinned];
+        config.trust = pinned;
     })
     .await;
     for peer in peers {
@@ -142,6 +159,15 @@ fn install_gets_the_genuine_newest_release_and_an_update_pass_brings_the_next_on
         })
         .await;
 
+        // A rollback brings 1.1 back; a second one goes forward to 1.2 and says so.
+        let back = user.updater.rollback(NAME).await.unwrap();
+        assert_eq!((back.action, back.to.as_deref()), (Action::RolledBack, Some("1.1")), "{back:?}");
+        assert!(back.reason.starts_with("rolled back to 1.1; 1.2 is held back"), "{}", back.reason);
+        let forth = user.updater.rollback(NAME).await.unwrap();
+        assert_eq!((forth.action, forth.to.as_deref()), (Action::RolledForward, Some("1.2")), "{forth:?}");
+        assert!(forth.reason.starts_with("rolled forward to 1.2"), "{}", forth.reason);
+        assert_eq!(installed_version(&user).as_deref(), Some("1.2"));
+
         for node in [third, user.node, faker, publisher] {
             node.shutdown().await;
         }
@@ -187,5 +213,202 @@ fn a_failing_or_hanging_hook_rolls_back_and_two_passes_never_run_at_once() {
             install = user.install;
         }
         publisher.shutdown().await;
+    });
+}
+
+/// Key continuity: a newer release signed by another key, even one the
+/// user pins for the same names, does not replace what the publisher's key
+/// installed.
+#[test]
+fn a_newer_release_signed_by_another_pinned_key_is_refused_as_a_key_change() {
+    task::block_on(async {
+        let publisher_key = SecretKey::generate().unwrap();
+        let other_key = SecretKey::generate().unwrap();
+        let published = share(&[]);
+        publish(published.path(), &publisher_key, "1.2", "SEBLINUX-base-1.2.tar", &bytes_of("1.2"));
+        let elsewhere = share(&[]);
+        let publisher = start_with(&[], Some(published.path()), |_| {}).await;
+        let other = start_with(&[], Some(elsewhere.path()), |_| {}).await;
+        wait_indexed(&publisher, "seblinux base", 1).await;
+        let keys = [&publisher_key, &other_key];
+        let user = user_trusting(&keys, &[&publisher, &other], tempfile::tempdir().unwrap(), None).await;
+        assert_eq!(user.updater.install(NAME, false).await.unwrap().action, Action::Installed);
+
+        publish(elsewhere.path(), &other_key, "9.9", "SEBLINUX-base-9.9.tar", b"SEBLINUX base 9.9, another key");
+        wait_indexed(&other, "seblinux base", 1).await;
+        let pass = user.updater.pass(false).await.unwrap();
+        let decision = &pass.decisions[0];
+        assert_eq!((decision.action, decision.to.as_deref()), (Action::KeyChanged, None), "{decision:?}");
+        let expected =
+            format!("signed by key {}, but the installed 1.2 by key {}", other_key.key_id(), publisher_key.key_id());
+        assert!(decision.reason.contains(&expected), "{}", decision.reason);
+        assert_eq!(serde_json::to_value(decision).unwrap()["action"], "key_changed");
+        assert_eq!(installed_version(&user).as_deref(), Some("1.2"));
+        assert_eq!(std::fs::read(user.install.path().join("SEBLINUX-base-1.2.tar")).unwrap(), bytes_of("1.2"));
+
+        for node in [user.node, other, publisher] {
+            node.shutdown().await;
+        }
+    });
+}
+
+/// The publisher changes keys: it writes a rotation record with its old
+/// key, shares it, and signs 1.1 with the new key. The user's next pass
+/// finds the record, checks it against the key 1.0 is bound to, pins the
+/// new key for SEBLINUX-base, installs 1.1 and binds it to the new key.
+#[test]
+fn a_rotation_record_by_the_bound_key_lets_the_new_key_publish_the_next_release() {
+    task::block_on(async {
+        let old_key = SecretKey::generate().unwrap();
+        let new_key = SecretKey::generate().unwrap();
+        let published = share(&[]);
+        publish(published.path(), &old_key, "1.0", "SEBLINUX-base-1.0.tar", &bytes_of("1.0"));
+        let publisher = start_with(&[], Some(published.path()), |_| {}).await;
+        wait_indexed(&publisher, "seblinux base", 1).await;
+        let user = user(&old_key, &[&publisher], tempfile::tempdir().unwrap(), None).await;
+        assert_eq!(user.updater.install(NAME, false).await.unwrap().action, Action::Installed);
+
+        let names = [NAME.to_string()];
+        let (record, _) =
+            write_rotation(&old_key, &new_key.public_key(), &names, published.path(), 1_700_000_050).unwrap();
+        publish(published.path(), &new_key, "1.1", "SEBLINUX-base-1.1.tar", &bytes_of("1.1"));
+        wait_indexed(&publisher, "keyrotation", 1).await;
+        wait_indexed(&publisher, "seblinux base", 2).await;
+
+        let dry = user.updater.pass(true).await.unwrap();
+        assert_eq!(dry.decisions[0].action, Action::WouldInstall, "{dry:?}");
+        assert!(dry.decisions[0].reason.contains("a pass would pin that key"), "{dry:?}");
+        assert_eq!(user.node.trusted_keys().len(), 1, "a dry run pins nothing");
+        let pass = user.updater.pass(false).await.unwrap();
+        let decision = &pass.decisions[0];
+        assert_eq!((decision.action, decision.to.as_deref()), (Action::Installed, Some("1.1")), "{decision:?}");
+        assert!(decision.reason.contains("by a rotation record"), "{}", decision.reason);
+        assert_eq!(std::fs::read(user.install.path().join("SEBLINUX-base-1.1.tar")).unwrap(), bytes_of("1.1"));
+        assert_eq!(user.updater.status().installed[0].current.key_id, new_key.key_id().to_string());
+        let pinned = user.node.trusted_keys();
+        let new_entry = pinned.iter().find(|k| k.key_id == new_key.key_id().to_string()).expect("the new key pinned");
+        assert_eq!(new_entry.scope, [NAME]);
+        assert!(new_entry.note.as_deref().unwrap().contains(&old_key.key_id().to_string()), "{new_entry:?}");
+        // The record itself arrived whole and is shared on.
+        let downloaded = user.node.library_entries();
+        let file_name = record.file_name().unwrap().to_str().unwrap();
+        assert!(downloaded.iter().any(|e| e.file.name == file_name), "{downloaded:#?}");
+
+        for node in [user.node, publisher] {
+            node.shutdown().await;
+        }
+    });
+}
+
+/// A faker holding only the new key forges the old key's record (signed by
+/// the new key), and replays a genuine record that hands over only
+/// SEBLINUX-doc: neither lets the new key's SEBLINUX-base in.
+#[test]
+fn a_forged_rotation_and_one_replayed_for_another_package_are_refused() {
+    task::block_on(async {
+        let old_key = SecretKey::generate().unwrap();
+        let new_key = SecretKey::generate().unwrap();
+        let published = share(&[]);
+        publish(published.path(), &old_key, "1.0", "SEBLINUX-base-1.0.tar", &bytes_of("1.0"));
+        let publisher = start_with(&[], Some(published.path()), |_| {}).await;
+        wait_indexed(&publisher, "seblinux base", 1).await;
+        let user = user(&old_key, &[&publisher], tempfile::tempdir().unwrap(), None).await;
+        assert_eq!(user.updater.install(NAME, false).await.unwrap().action, Action::Installed);
+
+        let faked = share(&[]);
+        // Forged: the new key signs a record, named as if the old key had.
+        let forged_dir = tempfile::tempdir().unwrap();
+        let (forged, _) = write_rotation(
+            &new_key,
+            &SecretKey::generate().unwrap().public_key(),
+            &[NAME.to_string()],
+            forged_dir.path(),
+            1_700_000_050,
+        )
+        .unwrap();
+        let posing = faked.path().join(format!("KEYROTATION-{}-{}.pub", old_key.key_id(), new_key.key_id()));
+        std::fs::copy(&forged, &posing).unwrap();
+        std::fs::copy(minisig_path(&forged), minisig_path(&posing)).unwrap();
+        // Replayed: a genuine record of the old key, for SEBLINUX-doc only.
+        write_rotation(&old_key, &new_key.public_key(), &["SEBLINUX-doc".to_string()], published.path(), 1_700_000_050)
+            .unwrap();
+        publish_as(faked.path(), &new_key, NAME, "1.1", "SEBLINUX-base-1.1.tar", b"SEBLINUX base 1.1, new key");
+        let faker = start_with(&[user.node.listen_addr()], Some(faked.path()), |_| {}).await;
+        wait_connected(&user.node, &faker).await;
+        wait_indexed(&faker, "keyrotation", 1).await;
+        wait_indexed(&publisher, "keyrotation", 1).await;
+
+        let pass = user.updater.pass(false).await.unwrap();
+        let decision = &pass.decisions[0];
+        // The new key is not pinned, so its 1.1 is not even a candidate: the
+        // pass installs nothing and says why the records were refused.
+        assert_eq!(decision.action, Action::UpToDate, "{decision:?}");
+        let reason = &decision.reason;
+        assert!(
+            reason.contains(&format!("signed by key {}, not by key {}", new_key.key_id(), old_key.key_id())),
+            "{reason}"
+        );
+        assert!(reason.contains("it hands over SEBLINUX-doc, not SEBLINUX-base"), "{reason}");
+        assert_eq!(installed_version(&user).as_deref(), Some("1.0"));
+        assert_eq!(user.node.trusted_keys().len(), 1, "the new key is not pinned");
+
+        for node in [faker, user.node, publisher] {
+            node.shutdown().await;
+        }
+    });
+}
+
+/// The repro, end to end: a second key pinned only for
+/// `SEBLINUX-extras*` signs `SEBLINUX-base 9.9` with the keyword
+/// `SEBLINUX-extras`; the update pass keeps the publisher's 1.2.
+#[test]
+fn a_key_scoped_to_extras_cannot_update_base_by_choosing_its_keywords() {
+    task::block_on(async {
+        let publisher_key = SecretKey::generate().unwrap();
+        let extras_key = SecretKey::generate().unwrap();
+        let published = share(&[]);
+        publish(published.path(), &publisher_key, "1.2", "SEBLINUX-base-1.2.tar", &bytes_of("1.2"));
+        let extras = share(&[]);
+        let escaped: &[u8] = b"SEBLINUX base 9.9 from the extras key";
+        std::fs::write(extras.path().join("SEBLINUX-base-9.9.tar"), escaped).unwrap();
+        let mut signer = Signer::new();
+        signer.update(escaped);
+        let meta = ReleaseMeta { name: NAME.into(), version: "9.9".into(), keywords: vec!["SEBLINUX-extras".into()] };
+        let minisig = signer.finish(&extras_key, "SEBLINUX-base-9.9.tar", Some(&meta), 1_700_000_999).unwrap();
+        std::fs::write(extras.path().join("SEBLINUX-base-9.9.tar.minisig"), minisig.to_text()).unwrap();
+        let publisher = start_with(&[], Some(published.path()), |_| {}).await;
+        let extras = start_with(&[], Some(extras.path()), |_| {}).await;
+        wait_indexed(&publisher, "seblinux base", 1).await;
+        wait_indexed(&extras, "seblinux base", 1).await;
+
+        let data = tempfile::tempdir().unwrap();
+        let install = tempfile::tempdir().unwrap();
+        let node = start_with(&[publisher.listen_addr(), extras.listen_addr()], None, |config| {
+            config.data_dir = Some(data.path().to_path_buf());
+            config.shares = vec![install.path().to_path_buf()];
+            config.trust = vec![
+                TrustedKey { key: publisher_key.public_key(), scope: vec![] },
+                TrustedKey { key: extras_key.public_key(), scope: vec!["SEBLINUX-extras*".into()] },
+            ];
+        })
+        .await;
+        wait_connected(&node, &publisher).await;
+        wait_connected(&node, &extras).await;
+        let config =
+            UpdaterConfig { search_wait: Duration::from_millis(1500), ..UpdaterConfig::new(install.path().into()) };
+        let updater = Updater::open(node.clone(), config).unwrap();
+
+        let installed = updater.install(NAME, false).await.unwrap();
+        assert_eq!((installed.action, installed.to.as_deref()), (Action::Installed, Some("1.2")), "{installed:?}");
+        let pass = updater.pass(false).await.unwrap();
+        let decision = &pass.decisions[0];
+        assert_eq!(decision.action, Action::UpToDate, "{decision:?}");
+        assert_eq!(decision.newest_seen.as_deref(), Some("1.2"), "9.9 is never a verified release: {decision:?}");
+        assert!(decision.reason.contains("a newer SEBLINUX-base is signed by another key"), "{}", decision.reason);
+        assert_eq!(std::fs::read(install.path().join("SEBLINUX-base-1.2.tar")).unwrap(), bytes_of("1.2"));
+
+        for node in [node, extras, publisher] {
+            node.shutdown().await;
+        }
     });
 }

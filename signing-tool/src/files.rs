@@ -16,6 +16,7 @@ use crate::error::{Error, FormatError, VerifyError};
 use crate::key::{KeyId, PublicKey, SecretKey, SecretKeyFile, MAX_KEY_FILE_BYTES};
 use crate::minisig::{Minisig, MAX_MINISIG_BYTES};
 use crate::release::{Release, ReleaseMeta};
+use crate::rotation::Rotation;
 use crate::sign::Signer;
 use crate::verify::verify_reader;
 
@@ -106,6 +107,12 @@ pub fn sign_file(key: &SecretKey, file: &Path, meta: Option<&ReleaseMeta>, times
         .and_then(|name| name.to_str().ok_or(FormatError::NotUtf8 { what: "the file name" }))
         .map_err(|source| Error::Format { path: file.to_owned(), source })?;
     let read_error = |source| Error::Read { path: file.to_owned(), source };
+    // A device or a FIFO would be signed as whatever it yields today, and
+    // its `.minisig` written beside it (as /dev/null.minisig).
+    if !fs::metadata(file).map_err(read_error)?.is_file() {
+        let kind = io::Error::new(io::ErrorKind::InvalidInput, "not a regular file: only files are signed");
+        return Err(read_error(kind));
+    }
     let mut reader = File::open(file).map_err(read_error)?;
     let mut signer = Signer::new();
     let mut buffer = vec![0; CHUNK_BYTES];
@@ -130,6 +137,23 @@ pub fn sign_file(key: &SecretKey, file: &Path, meta: Option<&ReleaseMeta>, times
         return Err(Error::Write { path, source });
     }
     Ok(path)
+}
+
+/// Writes into `dir` the rotation record by which `old` hands `names` over to `new`, and its
+/// `.minisig`; returns the record's path and what it says.
+pub fn write_rotation(
+    old: &SecretKey,
+    new: &PublicKey,
+    names: &[String],
+    dir: &Path,
+    timestamp: u64,
+) -> Result<(PathBuf, Rotation), Error> {
+    let (name, text, minisig) =
+        Rotation::sign(old, new, names, timestamp).map_err(|source| Error::Format { path: dir.to_owned(), source })?;
+    let path = dir.join(name);
+    write_new(&path, text.as_bytes(), 0o644)?;
+    write_new(&minisig_path(&path), minisig.to_text().as_bytes(), 0o644)?;
+    Ok((path, Rotation { from: old.key_id(), to: new.clone(), names: names.to_vec(), timestamp }))
 }
 
 /// Verifies `file` against `FILE.minisig` and `key`, reading the file once.

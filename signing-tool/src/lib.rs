@@ -9,6 +9,9 @@
 //! [`release`]): name, version, SHA-256, size and keywords, covered by the global signature so
 //! that a search result can be judged before its file is downloaded.
 //!
+//! A publisher that changes keys hands its packages over with a *rotation record* signed by
+//! the old key ([`rotation`]).
+//!
 //! It is for: parsing keys and signatures from untrusted bytes (every length bounded, no panic),
 //! verifying the trusted comment alone ([`verify_trusted_comment`], [`verify_release`]),
 //! verifying a whole file in one streaming pass that also yields its SHA-256 ([`FileVerifier`],
@@ -26,12 +29,15 @@ mod key;
 mod minisig;
 pub mod password;
 pub mod release;
+pub mod rotation;
 mod sign;
 mod verify;
+pub mod version;
 
 pub use error::{Error, FormatError, VerifyError};
 pub use key::{KeyId, PublicKey, SecretKey, SecretKeyFile};
 pub use minisig::{Algorithm, Minisig, MAX_MINISIG_BYTES, MAX_TRUSTED_COMMENT_BYTES, MAX_UNTRUSTED_COMMENT_BYTES};
 pub use release::{Release, ReleaseMeta};
+pub use rotation::{Rotation, RotationError};
 pub use sign::Signer;
 pub use verify::{verify_reader, verify_release, verify_trusted_comment, Digests, FileCheck, FileVerifier};

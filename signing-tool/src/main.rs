@@ -46,6 +46,22 @@ enum Command {
         #[structopt(required = true, parse(from_os_str))]
         files: Vec<PathBuf>,
     },
+    /// Writes a key rotation record: the new public key, signed by the old secret key, handing
+    /// the packages named over to the new key (KEYROTATION-OLDID-NEWID.pub and its .minisig).
+    Rotate {
+        /// The old secret key, the one the packages are bound to.
+        #[structopt(short = "s", long = "secret-key", parse(from_os_str))]
+        secret_key: PathBuf,
+        /// The new public key: a .pub file or its RW... line.
+        #[structopt(short = "p", long = "public-key")]
+        public_key: String,
+        /// A package name handed over, exact or a prefix ending in `*` (repeatable).
+        #[structopt(long = "name", required = true, number_of_values = 1)]
+        names: Vec<String>,
+        /// The folder to write the record into (a shared folder, so that it travels).
+        #[structopt(short = "o", long = "output-dir", parse(from_os_str), default_value = ".")]
+        output_dir: PathBuf,
+    },
     /// Verifies each FILE against FILE.minisig and prints its signed release metadata.
     Verify {
         /// The public key: a .pub file or its RW... line.
@@ -97,6 +113,19 @@ fn try_main(command: Command) -> Result<bool, Error> {
                 let signature = files::sign_file(&key, path, meta.as_ref(), timestamp)?;
                 Ok(format!("{}: signed by key {} into {}", path.display(), key.key_id(), signature.display()))
             })
+        }
+        Command::Rotate { secret_key, public_key, names, output_dir } => {
+            let new = files::load_public_key(&public_key)?;
+            let old = files::load_secret_key(&secret_key, password::ask)?;
+            let (path, rotation) = files::write_rotation(&old, &new, &names, &output_dir, files::unix_now())?;
+            say(&format!(
+                "{}: key {} hands {} over to key {}",
+                path.display(),
+                rotation.from,
+                rotation.names.join(", "),
+                rotation.to.key_id()
+            ))?;
+            Ok(true)
         }
         Command::Verify { public_key, files: paths } => {
             let key = files::load_public_key(&public_key)?;

@@ -111,6 +111,12 @@ impl ReleaseMeta {
     pub fn check(&self) -> Result<(), FormatError> {
         check_value("name", &self.name)?;
         check_value("version", &self.version)?;
+        if self.version.parse::<crate::version::Version>().is_err() {
+            return Err(FormatError::BadField {
+                field: "version",
+                reason: "it is not dotted numbers with an optional -pre-release (1.2, 2.0-rc1)",
+            });
+        }
         for keyword in &self.keywords {
             check_keyword(keyword)?;
         }
@@ -294,6 +300,9 @@ mod tests {
             ReleaseMeta { name: "a".into(), version: " 1".into(), keywords: vec![] },
             ReleaseMeta { name: "a".into(), version: "1".into(), keywords: vec!["x,y".into()] },
             ReleaseMeta { name: "a".into(), version: "1".into(), keywords: vec!["".into()] },
+            ReleaseMeta { name: "a".into(), version: "1 0".into(), keywords: vec![] },
+            ReleaseMeta { name: "a".into(), version: "latest".into(), keywords: vec![] },
+            ReleaseMeta { name: "a".into(), version: "1..2".into(), keywords: vec![] },
         ] {
             assert!(trusted_comment(1, "f", Some(&meta), &[0; 32], 1).is_err(), "{meta:?}");
         }

@@ -153,3 +153,57 @@ fn version_without_name_is_a_usage_error() {
     assert!(!run.ok);
     assert!(!scratch.path("SEBLINUX-base-1.1.tar.minisig").exists());
 }
+
+#[test]
+fn rotate_writes_a_record_the_old_key_verifies_naming_the_new_key_and_packages() {
+    let scratch = Scratch::new();
+    keygen_unencrypted(&scratch);
+    let old_id = key_id(&scratch);
+    assert!(scratch.tool(&["keygen", "-p", "new.pub", "-s", "new.key", "-W"], "").ok);
+    let new_id = scratch.read("new.pub").lines().next().unwrap().rsplit(' ').next().unwrap().to_owned();
+    let rotate =
+        ["rotate", "-s", "seblinux.key", "-p", "new.pub", "--name", "SEBLINUX-base", "--name", "SEBLINUX-extras*"];
+    let run = scratch.tool(&rotate, "");
+    assert!(run.ok, "{}", run.stderr);
+    let record = format!("KEYROTATION-{old_id}-{new_id}.pub");
+    assert!(
+        run.stdout.contains(&format!("key {old_id} hands SEBLINUX-base, SEBLINUX-extras* over to key {new_id}")),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(scratch.read(&record), scratch.read("new.pub").replace("\r", ""));
+
+    let run = scratch.tool(&["verify", "-p", "seblinux.pub", &record], "");
+    assert!(run.ok, "{}", run.stderr);
+    assert!(run.stdout.contains(&format!("rotation:{old_id}\\tnew-key:")), "{}", run.stdout);
+    assert!(run.stdout.contains("names:SEBLINUX-base,SEBLINUX-extras*"), "{}", run.stdout);
+    // Only the old key's signature holds.
+    assert!(!scratch.tool(&["verify", "-p", "new.pub", &record], "").ok);
+    // A pattern that is not a package name is refused, and nothing is written.
+    let run = scratch.tool(&["rotate", "-s", "seblinux.key", "-p", "new.pub", "--name", "*", "-o", "elsewhere"], "");
+    assert!(!run.ok && run.stderr.lines().count() == 1, "{}", run.stderr);
+}
+
+#[test]
+fn only_regular_files_are_signed_and_only_with_a_version_the_updater_can_order() {
+    let scratch = Scratch::new();
+    keygen_unencrypted(&scratch);
+    std::fs::create_dir(scratch.path("folder")).unwrap();
+    for target in ["/dev/null", scratch.path("folder").to_str().unwrap()] {
+        let run = scratch.tool(&["sign", "-s", "seblinux.key", target], "");
+        assert!(!run.ok, "{target} was signed");
+        assert!(run.stderr.contains("not a regular file"), "{}", run.stderr);
+    }
+    assert!(!scratch.path("folder.minisig").exists());
+    scratch.write(TAR, &release_bytes(10));
+    for version in ["1 0", "latest", "1.2-", "v1.2"] {
+        let run = scratch.tool(&["sign", "-s", "seblinux.key", "--name", "N", "--version", version, TAR], "");
+        assert!(!run.ok, "version {version:?} was signed");
+        assert!(run.stderr.contains("dotted numbers"), "{}", run.stderr);
+        assert!(!scratch.path(&format!("{TAR}.minisig")).exists());
+    }
+    for version in ["1", "2.10.3", "1.2-rc.1"] {
+        let run = scratch.tool(&["sign", "-s", "seblinux.key", "--name", "N", "--version", version, TAR], "");
+        assert!(run.ok, "{version}: {}", run.stderr);
+    }
+}

@@ -226,3 +226,16 @@ fn sha256_hex(bytes: &[u8]) -> String {
     use sha2::Digest;
     sha2::Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
 }
+
+#[test]
+fn minisign_verifies_our_rotation_record() {
+    let Some(scratch) = with_minisign() else { return };
+    assert!(scratch.tool(&["keygen", "-p", "old.pub", "-s", "old.key", "-W"], "").ok);
+    assert!(scratch.tool(&["keygen", "-p", "new.pub", "-s", "new.key", "-W"], "").ok);
+    let run = scratch.tool(&["rotate", "-s", "old.key", "-p", "new.pub", "--name", "SEBLINUX-base"], "");
+    assert!(run.ok, "{}", run.stderr);
+    let record = format!("KEYROTATION-{}-{}.pub", key_id_in(&scratch, "old.pub"), key_id_in(&scratch, "new.pub"));
+    let run = scratch.minisign(&["-V", "-p", "old.pub", "-m", &record], "");
+    assert!(run.ok, "{}{}", run.stdout, run.stderr);
+    assert!(run.stdout.contains("\tnames:SEBLINUX-base"), "{}", run.stdout);
+}

@@ -26,9 +26,10 @@ use signing_tool::{Minisig, ReleaseMeta, SecretKey, Signer};
 use crate::catalog::{Catalog, Item};
 use crate::Error;
 
-/// The keyword every release carries and the scope the publisher's key is
-/// pinned for.
+/// The keyword every release carries.
 pub const KEYWORD: &str = "SEBLINUX";
+/// The scope the publisher's key is pinned for: every release name starts with the keyword.
+pub const SCOPE: &str = "SEBLINUX*";
 /// The time every signature claims, so that signatures differ only by key.
 const SIGNED_AT: u64 = 1_700_000_000;
 
@@ -105,7 +106,7 @@ impl Content {
 
     /// The publisher's key as every node pins it.
     pub fn trusted(&self) -> TrustedKey {
-        TrustedKey { key: self.publisher.public_key(), scope: vec![KEYWORD.into()] }
+        TrustedKey { key: self.publisher.public_key(), scope: vec![SCOPE.into()] }
     }
 
     /// Writes what `node` shares into a folder of its own under `root`.

@@ -497,7 +497,7 @@ function createKeyRow(entry) {
 function updateKeyRow(row, entry) {
   setText(cellOf(row, "key-id"), entry.key_id);
   setText(cellOf(row, "key"), orDash(entry.key));
-  setText(cellOf(row, "scope"), (entry.scope || []).join(", ") || "everything");
+  setText(cellOf(row, "scope"), (entry.scope || []).join(", ") || "any name not in another key’s scope");
 }
 
 function setTrustAvailable(available) {
@@ -621,8 +621,11 @@ const ACTION_WORDS = {
   would_install: "would install",
   up_to_date: "up to date",
   refused: "refused",
+  key_changed: "key changed",
   failed: "failed",
   rolled_back: "rolled back",
+  rolled_forward: "rolled forward",
+  not_found: "not found",
 };
 
 const FREEZE_MEANING =

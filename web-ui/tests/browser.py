@@ -364,7 +364,7 @@ def scenario_verdicts(page, args):
     page.find("#trust-key").send_keys(args.key)
     scope = page.find("#trust-scope")
     scope.clear()
-    scope.send_keys("SEBLINUX")
+    scope.send_keys("SEBLINUX*")
     page.find('#trust-form button[type="submit"]').click()
     key_id = args.key_id.upper()
     page.wait(

@@ -1,8 +1,17 @@
 //! Pinned publisher keys, and the verdict on a result or a file.
 //!
 //! A user pins the publisher's minisign public key (`--trust`), optionally
-//! with a *scope*: the release names or keywords that key may publish
-//! (`SEBLINUX`). Every signature met later is judged against those keys:
+//! with a *scope*: the package names that key may publish. A scope entry is
+//! an exact name (`SEBLINUX-base`) or a prefix ending in `*`
+//! (`SEBLINUX-extras*`), compared without case against the **signed**
+//! `name:` of a release, never against its keywords, which the signer
+//! chooses freely and which only help search. A key with no scope may sign
+//! any name that no other pinned key's scope claims: pinning a second key for
+//! `SEBLINUX-extras*` takes those names away from every unscoped key, and
+//! gives that key nothing else. Scoped keys whose scopes overlap may both
+//! sign the names they share: the user pinned both for them.
+//!
+//! Every signature met later is judged against those keys:
 //!
 //! - `verified`: signed by a pinned key, within its scope, and the signed
 //!   `sha256:` and `size:` are those of the content (of the hit before a
@@ -11,7 +20,8 @@
 //!   pinned key, or release metadata that contradicts the content (a
 //!   genuine signature copied beside other bytes);
 //! - `untrusted`: a signature by a key we do not pin (or outside its scope,
-//!   or without release metadata to bind it to content), whose metadata
+//!   or for a name another key's scope claims, or without release metadata
+//!   to bind it to content), whose metadata
 //!   does not contradict the content;
 //! - `unsigned`: no signature at all.
 //!
@@ -25,13 +35,12 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use serde::{Deserialize, Serialize};
-use signing_tool::{FileCheck, FileVerifier, KeyId, Minisig, PublicKey, Release, VerifyError};
+use signing_tool::{FileCheck, FileVerifier, KeyId, Minisig, PublicKey, Release, Rotation, VerifyError};
 
 /// Keys a store holds at most.
 pub const MAX_TRUSTED_KEYS: usize = 64;
-/// Scope entries per key at most, and the longest one.
+/// Scope entries per key at most.
 pub const MAX_SCOPE_ENTRIES: usize = 32;
-const MAX_SCOPE_LEN: usize = 128;
 /// Largest trust file read.
 const MAX_TRUST_FILE: u64 = 256 * 1024;
 /// The trust file, in the data directory.
@@ -117,18 +126,35 @@ pub struct Content {
 pub struct TrustedKey {
     /// The key.
     pub key: PublicKey,
-    /// Release names or keywords it may sign, compared without case; empty: anything.
+    /// Package names it may sign: exact names or prefixes ending in `*`,
+    /// compared without case (see the module documentation); empty: any
+    /// name no other key's scope claims.
     pub scope: Vec<String>,
 }
 
 impl TrustedKey {
-    /// Whether `release` is within this key's scope.
-    fn covers(&self, release: &Release) -> bool {
-        self.scope.is_empty()
-            || self.scope.iter().any(|s| {
-                s.eq_ignore_ascii_case(&release.name) || release.keywords.iter().any(|k| s.eq_ignore_ascii_case(k))
-            })
+    /// Whether this key's scope names the package `name` (never true for an empty scope).
+    pub fn claims(&self, name: &str) -> bool {
+        self.scope.iter().any(|entry| scope_matches(entry, name))
     }
+}
+
+/// Whether the scope entry `entry` (an exact name, or a prefix ending in
+/// `*`) names the package `name`, without case: the rule rotation records
+/// use too ([`signing_tool::rotation::name_matches`]). An entry that is not
+/// a name pattern (a trust file written before scopes were names may hold
+/// one, such as `*`) names nothing: an old scope never widens.
+pub fn scope_matches(entry: &str, name: &str) -> bool {
+    check_scope_entry(entry).is_ok() && signing_tool::rotation::name_matches(entry, name)
+}
+
+/// Checks one scope entry: a package name, or a prefix of one followed by
+/// a single final `*`; no white space, commas, `#` or control characters.
+pub fn check_scope_entry(entry: &str) -> Result<(), String> {
+    signing_tool::rotation::check_name(entry).map_err(|why| match entry {
+        "*" => format!("scope {entry:?}: a scope of every name is no scope: pin the key without one"),
+        _ => format!("scope {entry:?}: {why}"),
+    })
 }
 
 /// How a pinned key is listed and saved.
@@ -138,8 +164,13 @@ pub struct KeyEntry {
     pub key_id: String,
     /// The `RW…` line.
     pub key: String,
-    /// What it may publish; empty: anything.
+    /// The package names it may publish (exact, or prefixes ending in `*`);
+    /// empty: any name no other key's scope claims.
     pub scope: Vec<String>,
+    /// How it came to be pinned, when not by the user: the rotation record
+    /// that handed packages over to it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
 }
 
 impl From<&TrustedKey> for KeyEntry {
@@ -148,6 +179,7 @@ impl From<&TrustedKey> for KeyEntry {
             key_id: trusted.key.key_id().to_string(),
             key: trusted.key.to_base64(),
             scope: trusted.scope.clone(),
+            note: None,
         }
     }
 }
@@ -204,6 +236,8 @@ impl SharedTrust {
 #[derive(Debug, Default)]
 pub struct TrustStore {
     keys: Vec<TrustedKey>,
+    /// Notes on keys pinned by a rotation record, by key.
+    notes: Vec<(KeyId, String)>,
     /// Counts changes, so that verdicts kept elsewhere know when they are stale.
     generation: u64,
     /// Where the store is saved; `None` in memory.
@@ -231,6 +265,9 @@ impl TrustStore {
         let entries: Vec<KeyEntry> = serde_json::from_str(&text).map_err(|e| corrupt(e.to_string()))?;
         for entry in entries {
             let key = PublicKey::from_base64(&entry.key).map_err(|e| corrupt(format!("key {}: {e}", entry.key_id)))?;
+            if let Some(note) = entry.note {
+                store.notes.push((key.key_id(), note));
+            }
             store.insert(TrustedKey { key, scope: entry.scope }).map_err(|e| corrupt(e.to_string()))?;
         }
         Ok(store)
@@ -240,16 +277,19 @@ impl TrustStore {
     /// and saves the store.
     pub fn add(&mut self, key: PublicKey, scope: Vec<String>) -> Result<KeyEntry, TrustError> {
         let scope: Vec<String> = scope.into_iter().map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()).collect();
+        for entry in &scope {
+            check_scope_entry(entry).map_err(TrustError::Refused)?;
+        }
+        let id = key.key_id();
         let entry = self.insert(TrustedKey { key, scope })?;
+        self.notes.retain(|(key, _)| *key != id);
         self.save()?;
         Ok(entry)
     }
 
     fn insert(&mut self, trusted: TrustedKey) -> Result<KeyEntry, TrustError> {
-        if trusted.scope.len() > MAX_SCOPE_ENTRIES || trusted.scope.iter().any(|s| s.len() > MAX_SCOPE_LEN) {
-            return Err(TrustError::Refused(format!(
-                "a scope has at most {MAX_SCOPE_ENTRIES} entries of at most {MAX_SCOPE_LEN} bytes"
-            )));
+        if trusted.scope.len() > MAX_SCOPE_ENTRIES {
+            return Err(TrustError::Refused(format!("a scope has at most {MAX_SCOPE_ENTRIES} entries")));
         }
         let entry = KeyEntry::from(&trusted);
         self.generation += 1;
@@ -262,10 +302,41 @@ impl TrustStore {
         Ok(entry)
     }
 
+    /// Pins the new key of a verified rotation for the names it hands over
+    /// (added to the key's scope if it is pinned with one already; a key
+    /// pinned without a scope keeps none), notes the rotation, and saves.
+    pub fn honour_rotation(&mut self, rotation: &Rotation) -> Result<KeyEntry, TrustError> {
+        let id = rotation.to.key_id();
+        let scope = match self.get(id) {
+            Some(pinned) if pinned.scope.is_empty() => Vec::new(),
+            pinned => {
+                let mut scope = pinned.map(|p| p.scope.clone()).unwrap_or_default();
+                for name in &rotation.names {
+                    if !scope.iter().any(|s| s.eq_ignore_ascii_case(name)) {
+                        scope.push(name.clone());
+                    }
+                }
+                scope
+            }
+        };
+        let note = format!(
+            "pinned by a rotation record of key {} for {} (signed at {})",
+            rotation.from,
+            rotation.names.join(", "),
+            rotation.timestamp
+        );
+        self.insert(TrustedKey { key: rotation.to.clone(), scope })?;
+        self.notes.retain(|(key, _)| *key != id);
+        self.notes.push((id, note));
+        self.save()?;
+        Ok(self.entry(id).expect("just pinned"))
+    }
+
     /// Unpins the key with this id and saves the store; whether it was pinned.
     pub fn remove(&mut self, id: KeyId) -> Result<bool, TrustError> {
         let before = self.keys.len();
         self.keys.retain(|k| k.key.key_id() != id);
+        self.notes.retain(|(key, _)| *key != id);
         let removed = self.keys.len() != before;
         if removed {
             self.generation += 1;
@@ -281,7 +352,12 @@ impl TrustStore {
 
     /// The pinned keys, as listed.
     pub fn list(&self) -> Vec<KeyEntry> {
-        self.keys.iter().map(KeyEntry::from).collect()
+        self.keys.iter().filter_map(|k| self.entry(k.key.key_id())).collect()
+    }
+
+    fn entry(&self, id: KeyId) -> Option<KeyEntry> {
+        let note = self.notes.iter().find(|(key, _)| *key == id).map(|(_, note)| note.clone());
+        self.get(id).map(|trusted| KeyEntry { note, ..KeyEntry::from(trusted) })
     }
 
     fn save(&self) -> Result<(), TrustError> {
@@ -292,6 +368,17 @@ impl TrustStore {
             path: path.clone(),
             source,
         })
+    }
+
+    /// The pinned key with this id, if any.
+    pub fn pinned(&self, id: KeyId) -> Option<&PublicKey> {
+        self.get(id).map(|trusted| &trusted.key)
+    }
+
+    /// Which other pinned key's scope claims the package `name`, said for a reason.
+    fn owner_text(&self, name: &str, signer: KeyId) -> Option<String> {
+        let owner = self.keys.iter().find(|k| k.key.key_id() != signer && k.claims(name))?;
+        Some(format!("{name} is in the scope of key {} ({})", owner.key.key_id(), owner.scope.join(", ")))
     }
 
     fn get(&self, id: KeyId) -> Option<&TrustedKey> {
@@ -338,7 +425,9 @@ impl TrustStore {
         }
         let id = minisig.key_id();
         let Some(trusted) = self.get(id) else {
-            return untrusted(format!("signed by key {id}, which is not trusted"), claimed);
+            let owner = claimed.as_ref().and_then(|release| self.owner_text(&release.name, id));
+            let owner = owner.map(|o| format!("; {o}")).unwrap_or_default();
+            return untrusted(format!("signed by key {id}, which is not trusted{owner}"), claimed);
         };
         let release = match verify(&trusted.key) {
             Ok(release) => release,
@@ -347,9 +436,14 @@ impl TrustStore {
             }
             Err(e) => return fake(format!("does not verify with trusted key {id}: {e}"), claimed),
         };
-        if !trusted.covers(&release) {
+        if !trusted.scope.is_empty() && !trusted.claims(&release.name) {
             let scope = trusted.scope.join(", ");
             return untrusted(format!("key {id} is trusted only for {scope}, not for {}", release.name), Some(release));
+        }
+        if trusted.scope.is_empty() {
+            if let Some(owner) = self.owner_text(&release.name, id) {
+                return untrusted(format!("{owner}, not of key {id} that signed it"), Some(release));
+            }
         }
         if content.sha256.is_none() {
             return untrusted("the result gives no urn:sha256 to check its signature against".into(), Some(release));
@@ -493,13 +587,76 @@ mod tests {
     #[test]
     fn scope_limits_what_a_key_may_publish() {
         let publisher = Publisher::new();
-        let store = store(&publisher, &["seblinux"]);
+        let store = store(&publisher, &["seblinux*"]);
         let inside = publisher.sign(GENUINE, "SEBLINUX-base", &["SEBLINUX"]);
         assert_eq!(store.judge(Some(&inside), content(GENUINE)).verdict, Verdict::Verified);
         let outside = publisher.sign(GENUINE, "other-distro", &["OTHER"]);
         let judgement = store.judge(Some(&outside), content(GENUINE));
         assert_eq!(judgement.verdict, Verdict::Untrusted);
-        assert!(judgement.reason.contains("trusted only for seblinux"), "{}", judgement.reason);
+        assert!(judgement.reason.contains("trusted only for seblinux*"), "{}", judgement.reason);
+    }
+
+    #[test]
+    fn scope_is_matched_against_the_signed_name_never_the_keywords() {
+        let publisher = Publisher::new();
+        let store = store(&publisher, &["SEBLINUX"]);
+        // An old keyword scope: the keyword no longer lets anything in.
+        let by_keyword = publisher.sign(GENUINE, "SEBLINUX-base", &["SEBLINUX"]);
+        let judgement = store.judge(Some(&by_keyword), content(GENUINE));
+        assert_eq!(judgement.verdict, Verdict::Untrusted, "{judgement:?}");
+        let exact = publisher.sign(GENUINE, "seblinux", &[]);
+        assert_eq!(store.judge(Some(&exact), content(GENUINE)).verdict, Verdict::Verified);
+    }
+
+    /// The issue's repro: a second key pinned only for `SEBLINUX-extras*`
+    /// signs `SEBLINUX-base` with the keyword `SEBLINUX-extras`.
+    #[test]
+    fn key_pinned_for_extras_cannot_sign_base_whatever_its_keywords() {
+        let (publisher, extras) = (Publisher::new(), Publisher::new());
+        let mut store = store(&publisher, &[]);
+        store.add(extras.public(), vec!["SEBLINUX-extras*".into()]).unwrap();
+        let escape = extras.sign(GENUINE, "SEBLINUX-base", &["SEBLINUX-extras"]);
+        let judgement = store.judge(Some(&escape), content(GENUINE));
+        assert_eq!(judgement.verdict, Verdict::Untrusted, "{judgement:?}");
+        assert!(judgement.reason.contains("trusted only for SEBLINUX-extras*"), "{}", judgement.reason);
+        let genuine = publisher.sign(GENUINE, "SEBLINUX-base", &["SEBLINUX"]);
+        assert_eq!(store.judge(Some(&genuine), content(GENUINE)).verdict, Verdict::Verified);
+        let games = extras.sign(GENUINE, "SEBLINUX-extras-games", &[]);
+        assert_eq!(store.judge(Some(&games), content(GENUINE)).verdict, Verdict::Verified);
+    }
+
+    #[test]
+    fn unscoped_key_cannot_sign_a_name_another_keys_scope_claims() {
+        let (publisher, extras) = (Publisher::new(), Publisher::new());
+        let mut store = store(&publisher, &[]);
+        store.add(extras.public(), vec!["SEBLINUX-extras*".into()]).unwrap();
+        let taken = publisher.sign(GENUINE, "seblinux-EXTRAS-games", &[]);
+        let judgement = store.judge(Some(&taken), content(GENUINE));
+        assert_eq!(judgement.verdict, Verdict::Untrusted, "{judgement:?}");
+        let expected = format!("in the scope of key {} (SEBLINUX-extras*)", extras.key.key_id());
+        assert!(judgement.reason.contains(&expected), "{}", judgement.reason);
+        // An unpinned key signing a claimed name is told whose it is, too.
+        let stranger = Publisher::new().sign(GENUINE, "SEBLINUX-extras-games", &[]);
+        let judgement = store.judge(Some(&stranger), content(GENUINE));
+        assert!(judgement.reason.contains(&expected), "{}", judgement.reason);
+    }
+
+    #[test]
+    fn scope_entries_are_names_or_prefixes_and_nothing_else() {
+        assert!(scope_matches("SEBLINUX-extras*", "SEBLINUX-extras"));
+        assert!(scope_matches("SEBLINUX-extras*", "seblinux-extras-games"));
+        assert!(!scope_matches("SEBLINUX-extras*", "SEBLINUX-extra"));
+        assert!(scope_matches("SEBLINUX-base", "seblinux-BASE"));
+        assert!(!scope_matches("SEBLINUX-base", "SEBLINUX-base-dev"));
+        assert!(!scope_matches("é*", "e"));
+        for good in ["SEBLINUX-base", "SEBLINUX-extras*", "a*"] {
+            assert!(check_scope_entry(good).is_ok(), "{good}");
+        }
+        for bad in ["*", "SEB*LINUX", "SEB**", "two words", "a,b", "a#b", "tab\t", &"x".repeat(200)] {
+            assert!(check_scope_entry(bad).is_err(), "{bad:?}");
+        }
+        let refused = TrustStore::in_memory().add(Publisher::new().public(), vec!["SEB*LINUX".into()]);
+        assert!(matches!(refused, Err(TrustError::Refused(why)) if why.contains("SEB*LINUX")));
     }
 
     #[test]
@@ -519,6 +676,29 @@ mod tests {
     }
 
     #[test]
+    fn an_honoured_rotation_pins_the_new_key_for_its_names_with_a_note_that_survives_a_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(TRUST_FILE);
+        let (old, new) = (Publisher::new(), Publisher::new());
+        let mut store = TrustStore::open(&path).unwrap();
+        store.add(old.public(), vec!["SEBLINUX*".into()]).unwrap();
+        let names = vec!["SEBLINUX-base".to_string()];
+        let (_, text, minisig) = Rotation::sign(&old.key, &new.public(), &names, 7).unwrap();
+        let rotation = Rotation::verify(&old.public(), &minisig, text.as_bytes()).unwrap();
+        let entry = store.honour_rotation(&rotation).unwrap();
+        assert_eq!(entry.scope, ["SEBLINUX-base"]);
+        assert!(entry.note.as_deref().unwrap().contains(&format!("rotation record of key {}", old.key.key_id())));
+        assert_eq!(TrustStore::open(&path).unwrap().list(), store.list());
+        let release = new.sign(GENUINE, "SEBLINUX-base", &[]);
+        assert_eq!(store.judge(Some(&release), content(GENUINE)).verdict, Verdict::Verified);
+        let other = new.sign(GENUINE, "SEBLINUX-doc", &[]);
+        assert_eq!(store.judge(Some(&other), content(GENUINE)).verdict, Verdict::Untrusted);
+        // The user pinning the key himself drops the note.
+        assert_eq!(store.add(new.public(), vec![]).unwrap().note, None);
+        assert_eq!(store.list()[1].note, None);
+    }
+
+    #[test]
     fn store_survives_a_reopen_and_refuses_a_corrupt_file() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join(TRUST_FILE);
@@ -533,6 +713,13 @@ mod tests {
         assert!(reopened.remove(publisher.key.key_id()).unwrap());
         assert!(!reopened.remove(publisher.key.key_id()).unwrap());
         assert!(TrustStore::open(&path).unwrap().list().is_empty());
+        // A file from before scopes were names opens; its odd entries name nothing.
+        let old =
+            format!(r#"[{{"key_id":"x","key":"{}","scope":["*","SEBLINUX base"]}}]"#, publisher.public().to_base64());
+        std::fs::write(&path, old).unwrap();
+        let opened = TrustStore::open(&path).unwrap();
+        let minisig = publisher.sign(GENUINE, "SEBLINUX-base", &["SEBLINUX"]);
+        assert_eq!(opened.judge(Some(&minisig), content(GENUINE)).verdict, Verdict::Untrusted);
         std::fs::write(&path, "[{\"key_id\":\"x\",\"key\":\"RWnotakey\",\"scope\":[]}]").unwrap();
         assert!(matches!(TrustStore::open(&path), Err(TrustError::Corrupt { .. })));
     }

@@ -1,8 +1,7 @@
 //! The I/O of one connection: accepting, dialing, the handshake over a
 //! socket, and the reader and writer tasks of an established Gnutella link.
 
-use std::collections::{HashMap, VecDeque};
-use std::net::{IpAddr, SocketAddr, SocketAddrV4};
+use std::net::{SocketAddr, SocketAddrV4};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -12,7 +11,7 @@ use async_std::io::{self, BufReader, ReadExt};
 use async_std::net::{TcpListener, TcpStream};
 use async_std::task;
 use futures::AsyncWriteExt;
-use servent_core::node::Event as CoreEvent;
+use servent_core::node::{Event as CoreEvent, Hammering};
 
 use super::{log, Command, ConnectedPeer, Direction, Event, LinkCounters, Shared, IDLE_TIMEOUT};
 use crate::compression::{Deflater, Inflater};
@@ -23,12 +22,6 @@ use crate::wire::{self, Message, Payload, HEADER_LEN};
 
 /// How long an outgoing TCP connect may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-/// Connection attempts one address may make per minute before it is cut
-/// off at once (gtk-gnutella bans after two); loopback is exempt.
-const MAX_CONNECTS_PER_MINUTE: usize = 6;
-/// Addresses whose recent attempts are remembered.
-const HAMMER_TABLE: usize = 10_000;
-
 /// Accepts connections until cancelled; each is served on its own task.
 pub(super) async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
     let mut hammering = Hammering::default();
@@ -46,36 +39,6 @@ pub(super) async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
             continue;
         }
         task::spawn(serve_incoming(stream, remote, shared.clone()));
-    }
-}
-
-/// Remembers recent connection attempts per address, to refuse hammering.
-#[derive(Default)]
-struct Hammering {
-    attempts: HashMap<IpAddr, VecDeque<Instant>>,
-}
-
-impl Hammering {
-    fn allow(&mut self, ip: IpAddr, now: Instant) -> bool {
-        if ip.is_loopback() {
-            return true;
-        }
-        let minute = Duration::from_secs(60);
-        if self.attempts.len() >= HAMMER_TABLE {
-            self.attempts.retain(|_, times| times.back().is_some_and(|t| now.duration_since(*t) < minute));
-            if self.attempts.len() >= HAMMER_TABLE {
-                self.attempts.clear();
-            }
-        }
-        let times = self.attempts.entry(ip).or_default();
-        while times.front().is_some_and(|t| now.duration_since(*t) >= minute) {
-            times.pop_front();
-        }
-        if times.len() >= MAX_CONNECTS_PER_MINUTE {
-            return false;
-        }
-        times.push_back(now);
-        true
     }
 }
 
@@ -334,26 +297,6 @@ async fn write_loop(
         if !open {
             let _ = stream.shutdown(std::net::Shutdown::Write);
             return;
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn hammering_address_is_refused_but_loopback_is_not() {
-        let now = Instant::now();
-        let mut hammering = Hammering::default();
-        let ip: IpAddr = "192.0.2.1".parse().unwrap();
-        for _ in 0..MAX_CONNECTS_PER_MINUTE {
-            assert!(hammering.allow(ip, now));
-        }
-        assert!(!hammering.allow(ip, now));
-        assert!(hammering.allow(ip, now + Duration::from_secs(61)));
-        for _ in 0..100 {
-            assert!(hammering.allow("127.0.0.1".parse().unwrap(), now));
         }
     }
 }

@@ -329,11 +329,24 @@ impl NodeHandle {
         self.trust.read().list()
     }
 
-    /// Pins a publisher key, for the names or keywords of `scope` (all when empty).
+    /// Pins a publisher key, for the package names of `scope` (see [`crate::trust`]).
     pub async fn trust_key(&self, key: signing_tool::PublicKey, scope: Vec<String>) -> Result<KeyEntry, NodeError> {
         let entry = self.trust.write().add(key, scope)?;
         self.events.send(Event::Core(CoreEvent::TrustChanged)).await.map_err(|_| NodeError::Stopped)?;
         Ok(entry)
+    }
+
+    /// Pins the new key of a verified rotation record for the packages it
+    /// hands over (see [`crate::trust::TrustStore::honour_rotation`]).
+    pub async fn honour_rotation(&self, rotation: &signing_tool::Rotation) -> Result<KeyEntry, NodeError> {
+        let entry = self.trust.write().honour_rotation(rotation)?;
+        self.events.send(Event::Core(CoreEvent::TrustChanged)).await.map_err(|_| NodeError::Stopped)?;
+        Ok(entry)
+    }
+
+    /// The pinned key with this id, if any.
+    pub fn pinned_key(&self, id: signing_tool::KeyId) -> Option<signing_tool::PublicKey> {
+        self.trust.read().pinned(id).cloned()
     }
 
     /// Unpins a key; whether it was pinned.

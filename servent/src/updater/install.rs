@@ -26,6 +26,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use signing_tool::files::minisig_path;
+use signing_tool::Minisig;
 
 use crate::config::write_atomically;
 
@@ -48,7 +49,10 @@ pub struct Package {
     pub version: String,
     /// The content's SHA-256, hex.
     pub sha256: String,
-    /// The key that signed it, as minisign prints key ids.
+    /// The key that signed it, as minisign prints key ids: the key the
+    /// package is bound to. A record written before it was kept gets it
+    /// from the installed signature when the directory is opened.
+    #[serde(default)]
     pub key_id: String,
     /// When it was signed (minisign's `timestamp:`).
     pub timestamp: u64,
@@ -138,7 +142,25 @@ impl InstallDir {
         };
         let mut install = InstallDir { dir: dir.to_owned(), record };
         install.recover()?;
+        install.bind_to_signers();
         Ok(install)
+    }
+
+    /// Binds each package recorded without its key to the key of its
+    /// installed signature (one that cannot be read leaves it unbound, and
+    /// the updater then refuses every release of it as a key change).
+    fn bind_to_signers(&mut self) {
+        let dir = self.dir.clone();
+        let packages =
+            self.record.packages.iter_mut().flat_map(|i| std::iter::once(&mut i.current).chain(&mut i.previous));
+        for package in packages.filter(|p| p.key_id.is_empty()) {
+            let signature = fs::read(minisig_path(&dir.join(&package.file)));
+            if let Ok(minisig) =
+                signature.map_err(|e| e.to_string()).and_then(|b| Minisig::parse(&b).map_err(|e| e.to_string()))
+            {
+                package.key_id = minisig.key_id().to_string();
+            }
+        }
     }
 
     /// The install directory.
@@ -438,6 +460,23 @@ mod tests {
 
     fn installed_bytes(dir: &Path, file: &str) -> String {
         fs::read_to_string(dir.join(file)).unwrap()
+    }
+
+    #[test]
+    fn a_record_without_its_key_is_bound_to_the_key_of_the_installed_signature() {
+        let f = fixture();
+        let key = signing_tool::SecretKey::generate().unwrap();
+        let (mut v10, source) = f.release("1.0", "SEBLINUX-base-1.0.tar");
+        let mut signer = signing_tool::Signer::new();
+        signer.update(&fs::read(&source).unwrap());
+        let signature = signer.finish(&key, "SEBLINUX-base-1.0.tar", None, 1_700_000_000).unwrap().to_text();
+        v10.key_id = String::new();
+        InstallDir::open(&f.dir).unwrap().install(v10, &source, &signature).unwrap();
+        let record = f.dir.join(STATE_DIR).join(RECORD_FILE);
+        let old: String = fs::read_to_string(&record).unwrap().lines().filter(|l| !l.contains("\"key_id\"")).collect();
+        fs::write(&record, old).unwrap();
+        let reopened = InstallDir::open(&f.dir).unwrap();
+        assert_eq!(reopened.get("SEBLINUX-base").unwrap().current.key_id, key.key_id().to_string());
     }
 
     #[test]

@@ -18,7 +18,7 @@
 
 pub mod choose;
 pub mod install;
-pub mod version;
+pub use signing_tool::version;
 
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
@@ -28,8 +28,12 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use async_std::task;
 use serde::Serialize;
 
-use self::choose::{choose, Candidate, Choice};
+use signing_tool::rotation::{Rotation, MAX_ROTATION_FILE_BYTES, ROTATION_KEYWORD};
+use signing_tool::{KeyId, PublicKey};
+
+use self::choose::{choose, other_key_offers_newer, Candidate, Choice};
 use self::install::{hex, InstallDir, InstallError, Installed, Package};
+use self::version::Version;
 use crate::node::{NodeError, NodeHandle};
 use crate::transfer::download::{DownloadState, Keep};
 use crate::trust::Verdict;
@@ -40,6 +44,10 @@ pub const HOOK_TIMEOUT: Duration = Duration::from_secs(300);
 pub const SEARCH_WAIT: Duration = Duration::from_secs(10);
 /// How long a pass waits for one download by default.
 pub const DOWNLOAD_TIMEOUT: Duration = Duration::from_secs(3600);
+/// Rotation records of one key tried per package and pass at most.
+const MAX_ROTATION_RECORDS: usize = 4;
+/// How long fetching one rotation record (a file of a few hundred bytes) may take.
+const ROTATION_DOWNLOAD_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// How the updater works.
 #[derive(Clone, Debug)]
@@ -102,12 +110,19 @@ pub enum Action {
     WouldInstall,
     /// Nothing to do.
     UpToDate,
+    /// Nothing installed of that name, and no verified release of it found.
+    NotFound,
     /// A newer release was seen and refused.
     Refused,
+    /// A newer release is signed by another key than the installed one's,
+    /// and no rotation record of the installed one's key allows it.
+    KeyChanged,
     /// The new version failed to arrive or to install; the old one stays.
     Failed,
     /// The previous version is back.
     RolledBack,
+    /// A rollback of a rollback: the newer version is back.
+    RolledForward,
 }
 
 /// One pass over every installed package.
@@ -242,9 +257,15 @@ impl Updater {
         let owned = name.to_owned();
         let (from, to) = task::spawn_blocking(move || lock(&inner.install).rollback(&owned)).await?;
         self.changed();
+        let forward =
+            matches!((from.version.parse::<Version>(), to.version.parse::<Version>()), (Ok(f), Ok(t)) if t > f);
+        let (action, what) = match forward {
+            true => (Action::RolledForward, format!("rolled forward to {}, the version rolled back from", to.version)),
+            false => (Action::RolledBack, format!("rolled back to {}", to.version)),
+        };
         Ok(Decision {
-            action: Action::RolledBack,
-            reason: format!("{} is held back from now on; `install {name}` brings it back", from.version),
+            action,
+            reason: format!("{what}; {} is held back from now on; `install {name}` brings it back", from.version),
             ..decision(name, Some(&from), Some(to.version))
         })
     }
@@ -279,10 +300,47 @@ impl Updater {
             Ok(results) => results,
             Err(e) => return failed(name, current, format!("cannot search the network: {e}")),
         };
-        let (choice, newest) = choose(name, installed.as_ref(), &results, explicit);
+        let (mut choice, mut newest) = choose(name, installed.as_ref(), &results, explicit, &[]);
+        let mut rotated = None;
+        if let Some(bound) = installed.as_ref().filter(|i| other_key_offers_newer(name, i, &results)) {
+            match self.find_rotation(name, &bound.current.key_id, !dry_run).await {
+                // A dry run changes nothing, the pinned keys included.
+                Ok(rotation) if dry_run => {
+                    let to = rotation.to.key_id();
+                    return Decision {
+                        action: Action::WouldInstall,
+                        reason: format!("a rotation record of key {} hands {name} over to key {to}: a pass would pin that key and install its newest release", rotation.from),
+                        ..decision(name, current, None)
+                    };
+                }
+                Ok(rotation) => {
+                    let results = match self.search(name).await {
+                        Ok(results) => results,
+                        Err(e) => return failed(name, current, format!("cannot search the network: {e}")),
+                    };
+                    let new = rotation.to.key_id();
+                    (choice, newest) = choose(name, installed.as_ref(), &results, explicit, &[new]);
+                    rotated = Some(rotation);
+                }
+                Err(why) => {
+                    choice = match choice {
+                        Choice::KeyChanged(reason, keys) => Choice::KeyChanged(format!("{reason}; {why}"), keys),
+                        // Not verified: no update was refused, but the user may want to know.
+                        Choice::Keep(reason) => {
+                            Choice::Keep(format!("{reason}; a newer {name} is signed by another key: {why}"))
+                        }
+                        other => other,
+                    };
+                }
+            }
+        }
         let mut decision = match choice {
             Choice::Keep(reason) => Decision { action: Action::UpToDate, reason, ..decision(name, current, None) },
+            Choice::NotFound(reason) => Decision { action: Action::NotFound, reason, ..decision(name, current, None) },
             Choice::Refuse(reason) => Decision { action: Action::Refused, reason, ..decision(name, current, None) },
+            Choice::KeyChanged(reason, _) => {
+                Decision { action: Action::KeyChanged, reason, ..decision(name, current, None) }
+            }
             Choice::Install(candidate) if dry_run => Decision {
                 action: Action::WouldInstall,
                 reason: format!("{} {} is verified and newer", candidate.release.name, candidate.version),
@@ -290,12 +348,99 @@ impl Updater {
             },
             Choice::Install(candidate) => self.fetch_and_install(name, current, &candidate).await,
         };
+        if let Some(rotation) = rotated {
+            decision.reason = format!(
+                "{} (key {} handed {name} over to key {} by a rotation record)",
+                decision.reason,
+                rotation.from,
+                rotation.to.key_id()
+            );
+        }
         if let Some(newest) = newest {
             decision.newest_seen = Some(newest.release.version.clone());
             decision.newest_signed_at = Some(newest.release.timestamp);
             decision.newest_age_secs = Some(unix_now().saturating_sub(newest.release.timestamp));
         }
         decision
+    }
+
+    /// Looks on the network for a rotation record of key `bound` that hands
+    /// `name` over, and, if `honour`, honours the first that verifies against
+    /// that key (the new key is pinned for the names it hands over); or why none.
+    async fn find_rotation(&self, name: &str, bound: &str, honour: bool) -> Result<Rotation, String> {
+        let node = &self.inner.node;
+        let from: KeyId =
+            bound.parse().map_err(|e| format!("the installed {name} is bound to no readable key: {e}"))?;
+        let Some(old) = node.pinned_key(from) else {
+            return Err(format!("key {from} is not pinned any more, so no rotation record of it can be checked"));
+        };
+        let results = self.search(&Rotation::query(from)).await.map_err(|e| format!("cannot search: {e}"))?;
+        let prefix = format!("{ROTATION_KEYWORD}-{from}-").to_ascii_lowercase();
+        let records = results
+            .iter()
+            .filter(|r| r.name.to_ascii_lowercase().starts_with(&prefix) && r.size <= MAX_ROTATION_FILE_BYTES)
+            .take(MAX_ROTATION_RECORDS);
+        let mut refused = Vec::new();
+        for record in records {
+            match self.fetch_rotation(record, &old, name).await {
+                Ok(rotation) if !honour => return Ok(rotation),
+                Ok(rotation) => {
+                    let entry = node.honour_rotation(&rotation).await.map_err(|e| e.to_string())?;
+                    log(&format!("{}: key {} pinned for {}", record.name, entry.key_id, entry.scope.join(", ")));
+                    return Ok(rotation);
+                }
+                Err(why) => {
+                    log(&format!("rotation record {} refused: {why}", record.name));
+                    refused.push(format!("{}: {why}", record.name));
+                }
+            }
+        }
+        Err(match refused.is_empty() {
+            true => format!("no rotation record of key {from} found"),
+            false => format!("rotation records refused: {}", refused.join("; ")),
+        })
+    }
+
+    /// Downloads a rotation record and checks it against the old key `old` and the package `name`.
+    async fn fetch_rotation(
+        &self,
+        record: &crate::searches::SearchResult,
+        old: &PublicKey,
+        name: &str,
+    ) -> Result<Rotation, String> {
+        let (Some(sha1), Some(signature)) = (record.sha1, record.signature.as_ref()) else {
+            return Err("it carries no urn:sha1: or no signature".into());
+        };
+        // A record another key signed proves nothing: refused before a byte is fetched.
+        if signature.key_id() != old.key_id() {
+            let wrong = signing_tool::RotationError::WrongSigner { signer: signature.key_id(), expected: old.key_id() };
+            return Err(wrong.to_string());
+        }
+        let node = &self.inner.node;
+        let downloads = node.downloads().map_err(|e| e.to_string())?.clone();
+        let id = node.download(&sha1.to_string(), Keep::NotFake).await.map_err(|e| e.to_string())?;
+        let done = match async_std::future::timeout(ROTATION_DOWNLOAD_TIMEOUT, downloads.wait(id)).await {
+            Ok(done) => done.map_err(|e| e.to_string())?,
+            Err(_) => {
+                let _ = downloads.cancel(id).await;
+                return Err("its download took too long".into());
+            }
+        };
+        let path = match (&done.state, done.path) {
+            (DownloadState::Complete, Some(path)) => path,
+            (state, _) => return Err(format!("its download ended {state:?}")),
+        };
+        let bytes = task::spawn_blocking(move || {
+            let file = std::fs::File::open(path)?;
+            let mut bytes = Vec::new();
+            std::io::Read::read_to_end(&mut std::io::Read::take(file, MAX_ROTATION_FILE_BYTES + 1), &mut bytes)?;
+            Ok::<_, std::io::Error>(bytes)
+        })
+        .await
+        .map_err(|e| format!("cannot read it: {e}"))?;
+        let rotation = Rotation::verify(old, signature, &bytes).map_err(|e| e.to_string())?;
+        rotation.check_covers(name).map_err(|e| e.to_string())?;
+        Ok(rotation)
     }
 
     async fn search(&self, name: &str) -> Result<Vec<crate::searches::SearchResult>, NodeError> {

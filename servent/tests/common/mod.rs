@@ -2,6 +2,7 @@
 //! waiting for a condition, and a raw Gnutella 0.6 peer typed by hand.
 #![allow(dead_code)]
 
+pub mod gtkg;
 pub mod process;
 
 use std::future::Future;

@@ -1,4 +1,6 @@
-//! Release versions, compared the way people number releases.
+//! Release versions, compared the way people number releases: the one rule
+//! `signing-tool sign` checks a `--version` against and a servent's updater
+//! orders releases by.
 //!
 //! A version is dotted numbers (`1`, `1.2`, `2.10.3`), optionally followed
 //! by `-` and a pre-release tag (`1.2-rc1`, `2.0-beta.2`). Numbers compare
@@ -6,8 +8,8 @@
 //! `1.2.0`), and a pre-release comes before its release (`1.2-rc1` <
 //! `1.2`). Tags compare part by part, numbers as numbers and words as text
 //! (`rc.2` < `rc.10`), as Semantic Versioning orders them. Anything else
-//! (empty, letters in the numbers, absurd lengths) is not a version, and a
-//! release without one is never installed.
+//! (empty, letters in the numbers, white space, absurd lengths) is not a
+//! version: it is never signed, and a release without one is never installed.
 
 use std::cmp::Ordering;
 use std::fmt;

@@ -1,0 +1,197 @@
+//! gtk-gnutella 1.2.3, the living reference servent, as a test counterpart:
+//! built once from `shared/counterparts/gtk-gnutella/` (or taken from
+//! `GTKG_BIN`, which `.ci/run` sets), started headless on 127.0.0.1 with
+//! the helpers beside its source, and driven through its remote shell.
+//!
+//! Outside CI a test that cannot have it prints why and returns early;
+//! with `CI` set, not having it fails the test.
+
+use std::net::{SocketAddr, TcpListener};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+/// Where the counterpart's source, build and run helpers are.
+fn counterpart_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/counterparts/gtk-gnutella")
+}
+
+/// The gtk-gnutella binary, built on first use; `Err` says why there is none.
+fn binary() -> Result<PathBuf, String> {
+    static BINARY: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    BINARY
+        .get_or_init(|| {
+            if let Some(bin) = std::env::var_os("GTKG_BIN") {
+                return Ok(PathBuf::from(bin));
+            }
+            let script = counterpart_dir().join("build.sh");
+            if !script.exists() {
+                return Err(format!("{} is missing", script.display()));
+            }
+            // Below the system temp dir: its system user must traverse it.
+            let out = std::env::temp_dir().join("gtk-gnutella-build");
+            let output = Command::new("bash").arg(&script).arg(&out).output().map_err(|e| e.to_string())?;
+            if !output.status.success() {
+                return Err(format!("build.sh failed: {}", String::from_utf8_lossy(&output.stderr).trim()));
+            }
+            let stdout = String::from_utf8_lossy(&output.stdout);
+            Ok(PathBuf::from(stdout.lines().last().unwrap_or_default().trim()))
+        })
+        .clone()
+}
+
+/// The binary, or `None` after printing why the test is skipped; in CI a
+/// missing counterpart fails the test instead.
+pub fn available() -> Option<PathBuf> {
+    match binary() {
+        Ok(bin) => Some(bin),
+        Err(why) if std::env::var_os("CI").is_some() => panic!("gtk-gnutella is required in CI: {why}"),
+        Err(why) => {
+            eprintln!("skipped: gtk-gnutella cannot be built here: {why}");
+            None
+        }
+    }
+}
+
+/// How a gtk-gnutella is started.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// `ultra`, `leaf` or `auto`.
+    pub mode: &'static str,
+    /// Refuse leaves that do not offer deflate (its default).
+    pub compress: bool,
+    /// Gnutella over UDP on the same port.
+    pub udp: bool,
+    /// Peers it keeps dialling.
+    pub peers: Vec<SocketAddr>,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options { mode: "ultra", compress: true, udp: false, peers: Vec::new() }
+    }
+}
+
+/// A running gtk-gnutella, stopped when dropped.
+pub struct Gtkg {
+    bin: PathBuf,
+    pid: u32,
+    /// Its Gnutella and HTTP address.
+    pub addr: SocketAddr,
+    /// Holds `home/` (its settings and log) and `share/`.
+    root: tempfile::TempDir,
+}
+
+impl Gtkg {
+    /// Starts one sharing `files` (name, bytes); `None` (after saying why)
+    /// when gtk-gnutella is not available outside CI.
+    pub fn start(files: &[(&str, &[u8])], options: Options) -> Option<Gtkg> {
+        let bin = available()?;
+        let root = tempfile::tempdir().unwrap();
+        // Its system user must reach home/ and share/ below this folder.
+        std::fs::set_permissions(root.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let share = root.path().join("share");
+        std::fs::create_dir(&share).unwrap();
+        for (name, bytes) in files {
+            std::fs::write(share.join(name), bytes).unwrap();
+        }
+        let port = free_port();
+        let peers: Vec<String> = options.peers.iter().map(|p| p.to_string()).collect();
+        let output = Command::new("bash")
+            .arg(counterpart_dir().join("run.sh"))
+            .arg(port.to_string())
+            .arg(&share)
+            .arg(root.path().join("home"))
+            .env("GTKG_BIN", &bin)
+            .env("MODE", options.mode)
+            .env("COMPRESS", if options.compress { "1" } else { "0" })
+            .env("UDP", if options.udp { "1" } else { "0" })
+            .env("PEERS", peers.join(" "))
+            .env("FRESH", "1")
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "gtk-gnutella did not start: {}", String::from_utf8_lossy(&output.stderr));
+        let pid = String::from_utf8_lossy(&output.stdout).trim().parse().expect("run.sh prints the PID");
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        Some(Gtkg { bin, pid, addr, root })
+    }
+
+    /// The folder it shares.
+    pub fn share_dir(&self) -> PathBuf {
+        self.root.path().join("share")
+    }
+
+    /// One command of its remote shell; the whole answer.
+    pub fn shell(&self, command: &str) -> String {
+        let output = Command::new("bash")
+            .arg(counterpart_dir().join("shell.sh"))
+            .arg(self.addr.port().to_string())
+            .arg(command)
+            .env("GTKG_BIN", &self.bin)
+            .env("GHOME", self.root.path().join("home"))
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+
+    /// Sets one of its properties; fails the test if it refuses.
+    pub fn set(&self, property: &str, value: &str) {
+        let answer = self.shell(&format!("set {property} {value}"));
+        assert!(!answer.contains("\n400"), "set {property} {value}: {answer}");
+    }
+
+    /// Its log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.root.path().join("home/gtkg.log")).unwrap_or_default()
+    }
+
+    /// What a failing test should show: its peers, its drops, its log's end.
+    pub fn diagnose(&self) -> String {
+        let log = self.log();
+        let tail: Vec<&str> = log.lines().rev().take(40).collect();
+        format!(
+            "gtk-gnutella nodes:\n{}\nstats drop:\n{}\nlog tail:\n{}",
+            self.shell("nodes"),
+            self.shell("stats drop"),
+            tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+        )
+    }
+
+    /// Waits until it shares `count` files, hashed (its status line says
+    /// "Shares N file"), at most `patience`.
+    pub fn wait_shared(&self, count: usize, patience: Duration) {
+        let wanted = if count == 1 { "Shares 1 file ".to_string() } else { format!("Shares {count} files ") };
+        self.wait_until(&format!("{count} shared files"), patience, || self.shell("status").contains(&wanted));
+    }
+
+    /// Polls `condition` every 200 ms until it holds; fails with its state
+    /// after `patience`.
+    pub fn wait_until(&self, what: &str, patience: Duration, mut condition: impl FnMut() -> bool) {
+        let deadline = Instant::now() + patience;
+        while !condition() {
+            assert!(Instant::now() < deadline, "gave up waiting for gtk-gnutella: {what}\n{}", self.diagnose());
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
+
+impl Drop for Gtkg {
+    fn drop(&mut self) {
+        let _ = Command::new("kill").arg(self.pid.to_string()).status();
+        // It saves its settings on the way out; wait so the folder can go.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Path::new(&format!("/proc/{}", self.pid)).exists() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        if Path::new(&format!("/proc/{}", self.pid)).exists() {
+            let _ = Command::new("kill").args(["-9", &self.pid.to_string()]).status();
+        }
+    }
+}
+
+/// A port no one listens on now (gtk-gnutella needs one given).
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
