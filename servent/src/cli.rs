@@ -383,11 +383,12 @@ pub async fn run_client(command: Command) -> Result<(), String> {
             print_list(
                 &peers,
                 args.json,
-                &["addr", "direction", "user_agent", "connected_secs", "messages_out", "queue_dropped"],
+                &["addr", "direction", "role", "user_agent", "connected_secs", "messages_out", "queue_dropped"],
                 |p| {
                     vec![
                         text(&p["addr"]),
                         text(&p["direction"]),
+                        if p["qrp"] == true { format!("{}, qrp", text(&p["role"])) } else { text(&p["role"]) },
                         text(&p["user_agent"]),
                         format!("{}s", p["connected_secs"]),
                         format!("{}/{}", p["counters"]["received"], p["messages_out"]),

@@ -59,6 +59,9 @@ fn a_leaf_gets_only_the_queries_its_route_table_matches() {
             leaf.send(&Message { guid: Guid::random(), ttl: 1, hops: 0, payload }).await;
         }
         wait_qrp_in_force(&ultra).await;
+        // As `peers --json` and the page show it.
+        let peers = serde_json::to_value(ultra.peers().await.unwrap()).unwrap();
+        assert_eq!((&peers[0]["role"], &peers[0]["qrp"]), (&serde_json::json!("leaf"), &serde_json::json!(true)));
 
         ultra.search("linux kernel", 7).await.unwrap();
         ultra.search("seblinux base", 7).await.unwrap();
