@@ -370,9 +370,16 @@ impl Node {
         match event {
             Event::Connected(connected) => self.on_connected(*connected, now),
             Event::Message { peer, message } if QueryRouting::is_update(&message) => {
-                if let Err(error) = self.qrp.receive(peer, &message) {
-                    self.router.count_drop(peer, routing::Drop::Malformed);
-                    self.disconnect(peer, 413, format!("bad route table update: {error}"));
+                match self.qrp.receive(peer, &message, &mut self.rng) {
+                    Ok(patches) => {
+                        for (to, message) in patches {
+                            self.actions.push_back(Action::Send { to, message });
+                        }
+                    }
+                    Err(error) => {
+                        self.router.count_drop(peer, routing::Drop::Malformed);
+                        self.disconnect(peer, 413, format!("bad route table update: {error}"));
+                    }
                 }
             }
             Event::Message { peer, message } => {

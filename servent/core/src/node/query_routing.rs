@@ -6,6 +6,11 @@
 //! force it gets none: queries are never flooded to leaves. A leaf sends
 //! each ultrapeer that speaks QRP its table of the library's words right
 //! after the handshake and again, as a patch, when the library changes.
+//! An ultrapeer sends each ultrapeer that reads last-hop tables
+//! (`X-Ultrapeer-Query-Routing`) the union of its library's and its leaves'
+//! tables, again when one of them changes, and sends a query that would
+//! end its travel at an ultrapeer (TTL 1 on arrival) only when that
+//! ultrapeer's table, if it sent one, matches it.
 //! A leaf forwards no one else's queries. Every query sent to a peer is capped at the TTL it advertised
 //! (`X-Max-TTL`). A peer whose route table update is malformed is dropped
 //! (the caller closes the link on [`QueryRouting::receive`]'s error).
@@ -34,8 +39,11 @@ const ROUTE_TABLE_UPDATE: u8 = 0x30;
 struct Link {
     /// The peer declared itself a leaf: it gets only the queries its table matches.
     leaf: bool,
-    /// The peer reads our route table: it is an ultrapeer that speaks QRP and we are its leaf.
+    /// The peer reads our route table: an ultrapeer that speaks QRP when
+    /// we are its leaf, or one that reads last-hop tables when we are an ultrapeer.
     reads_our_table: bool,
+    /// The peer is an ultrapeer: its table, if any, filters the last hop.
+    ultrapeer: bool,
     /// The TTL it advertised, if it did.
     max_ttl: Option<u8>,
     /// Its route table, as far as received.
@@ -58,7 +66,11 @@ impl QueryRouting {
     pub fn connected(&mut self, peer: PeerId, info: &PeerInfo, role: Role, rng: &mut impl RngCore) -> Vec<Message> {
         let link = Link {
             leaf: info.role() == Role::Leaf && role == Role::Ultrapeer,
-            reads_our_table: role == Role::Leaf && info.ultrapeer && info.query_routing().is_some(),
+            reads_our_table: match role {
+                Role::Leaf => info.ultrapeer && info.query_routing().is_some(),
+                Role::Ultrapeer => info.ultrapeer_query_routing(),
+            },
+            ultrapeer: info.role() == Role::Ultrapeer,
             max_ttl: info.max_ttl(),
             ..Link::default()
         };
@@ -76,21 +88,46 @@ impl QueryRouting {
         matches!(message.payload, Payload::Opaque { payload_type: ROUTE_TABLE_UPDATE, .. })
     }
 
-    /// Applies a route table update from `peer`; an error means the peer is to be dropped.
-    pub fn receive(&mut self, peer: PeerId, message: &Message) -> Result<(), QrpError> {
+    /// Applies a route table update from `peer`; returns the patches for
+    /// the ultrapeers that read ours when a leaf's new table changes it. An
+    /// error means the peer is to be dropped.
+    pub fn receive(
+        &mut self,
+        peer: PeerId,
+        message: &Message,
+        rng: &mut impl RngCore,
+    ) -> Result<Vec<(PeerId, Message)>, QrpError> {
         let (Payload::Opaque { bytes, .. }, Some(link)) = (&message.payload, self.links.get_mut(&peer)) else {
-            return Ok(());
+            return Ok(Vec::new());
         };
-        link.receiver.receive(RouteTableUpdate::decode(bytes)?)?;
-        Ok(())
+        let completed = link.receiver.receive(RouteTableUpdate::decode(bytes)?)?;
+        Ok(if completed && link.leaf { self.send_to_readers(rng) } else { Vec::new() })
     }
 
     /// The library's table changed: returns the patches for every peer that reads it.
     pub fn library_changed(&mut self, table: RouteTable, rng: &mut impl RngCore) -> Vec<(PeerId, Message)> {
         self.own = Some(table);
+        self.send_to_readers(rng)
+    }
+
+    fn send_to_readers(&mut self, rng: &mut impl RngCore) -> Vec<(PeerId, Message)> {
         let readers: Vec<PeerId> =
             self.links.iter().filter(|(_, link)| link.reads_our_table).map(|(&peer, _)| peer).collect();
         readers.into_iter().flat_map(|peer| self.send_table(peer, rng).into_iter().map(move |m| (peer, m))).collect()
+    }
+
+    /// What we tell `peer` of ourselves: our library's table, with our
+    /// leaves' when we are an ultrapeer telling an ultrapeer.
+    fn table_for(&self, peer: PeerId) -> Option<RouteTable> {
+        let own = self.own.as_ref()?;
+        if !self.links.get(&peer).is_some_and(|link| link.ultrapeer && !link.leaf) {
+            return Some(own.clone());
+        }
+        let mut merged = own.clone();
+        for table in self.links.values().filter(|link| link.leaf).filter_map(|link| link.receiver.table()) {
+            merged.merge(table);
+        }
+        Some(merged)
     }
 
     /// Whether `message` may go to `to`, capping a query's TTL at what
@@ -103,15 +140,16 @@ impl QueryRouting {
         if role == Role::Leaf && message.hops > 0 {
             return false;
         }
-        if link.leaf {
-            let routed =
-                link.receiver.table().is_some_and(|table| table.routes(&QueryKeys::new(&query.criteria, &query.urns)));
-            if !routed {
-                return false;
-            }
+        let keys = || QueryKeys::new(&query.criteria, &query.urns);
+        if link.leaf && !link.receiver.table().is_some_and(|table| table.routes(&keys())) {
+            return false;
         }
         if let Some(max) = link.max_ttl {
             message.ttl = message.ttl.min(max);
+        }
+        let last_hop = link.ultrapeer && message.ttl == 1;
+        if last_hop && link.receiver.table().is_some_and(|table| !table.routes(&keys())) {
+            return false;
         }
         true
     }
@@ -127,14 +165,14 @@ impl QueryRouting {
     }
 
     fn send_table(&mut self, peer: PeerId, rng: &mut impl RngCore) -> Vec<Message> {
-        let (Some(own), Some(link)) = (&self.own, self.links.get_mut(&peer)) else {
+        let Some(table) = self.table_for(peer) else {
             return Vec::new();
         };
-        if !link.reads_our_table {
+        let Some(link) = self.links.get_mut(&peer).filter(|link| link.reads_our_table) else {
             return Vec::new();
-        }
-        let updates = own.updates_from(link.sent.as_ref());
-        link.sent = Some(own.clone());
+        };
+        let updates = table.updates_from(link.sent.as_ref());
+        link.sent = Some(table);
         updates
             .into_iter()
             .map(|update| Message {

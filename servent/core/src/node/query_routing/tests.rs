@@ -216,3 +216,44 @@ fn a_leaf_keeps_a_few_ultrapeer_links_and_no_leaves() {
     }
     assert!(matches!(node.admit(remote).0, crate::handshake::Admission::Full { .. }));
 }
+
+fn ultrapeer_with_last_hop_tables() -> PeerInfo {
+    info(&[("X-Ultrapeer", "True"), ("X-Query-Routing", "0.2"), ("X-Ultrapeer-Query-Routing", "0.1")])
+}
+
+#[test]
+fn ultrapeers_exchange_their_leaves_tables_and_filter_the_last_hop() {
+    let now = Instant::now();
+    let mut node = node(Role::Ultrapeer, now);
+    node.handle(Event::LibraryTable(RouteTable::from_library(["gnu-manifesto.txt"], [])), now);
+    connect(&mut node, ULTRAPEER, ultrapeer_with_last_hop_tables(), now);
+    connect(&mut node, LEAF, gtkg_leaf(), now);
+    let mut receiver = TableReceiver::default();
+    let apply = |receiver: &mut TableReceiver, messages: Vec<Message>| {
+        for message in messages.into_iter().filter(super::QueryRouting::is_update) {
+            let Payload::Opaque { bytes, .. } = &message.payload else { unreachable!() };
+            receiver.receive(RouteTableUpdate::decode(bytes).unwrap()).unwrap();
+        }
+    };
+    apply(&mut receiver, sent_to(&drain(&mut node), ULTRAPEER));
+    let routes = |receiver: &TableReceiver, words: &str| {
+        receiver.table().unwrap().routes(&crate::qrp::QueryKeys::new(words, &[]))
+    };
+    assert!(routes(&receiver, "manifesto") && !routes(&receiver, "software"), "our own words first");
+    for message in update_messages(&RouteTable::from_library(["Free Software Song.ogg"], [])) {
+        node.handle(Event::Message { peer: PeerId(LEAF), message }, now);
+    }
+    apply(&mut receiver, sent_to(&drain(&mut node), ULTRAPEER));
+    assert!(routes(&receiver, "manifesto") && routes(&receiver, "software"), "then with our leaf's");
+
+    // Its own table filters what would end at it.
+    for message in update_messages(&RouteTable::from_library(["kernel.tar"], [])) {
+        node.handle(Event::Message { peer: PeerId(ULTRAPEER), message }, now);
+    }
+    node.search("linux", 1, now).unwrap();
+    assert!(queries(&sent_to(&drain(&mut node), ULTRAPEER)).is_empty(), "last hop, no match");
+    node.search("kernel", 1, now).unwrap();
+    assert_eq!(queries(&sent_to(&drain(&mut node), ULTRAPEER)).len(), 1);
+    node.search("linux", 3, now).unwrap();
+    assert_eq!(queries(&sent_to(&drain(&mut node), ULTRAPEER)).len(), 1, "not the last hop: it goes on");
+}
