@@ -5,12 +5,14 @@
 //! `web-ui` crate). Every request passes the [`guard`] first: a `Host` that
 //! names this API, an `Origin` (when sent) that is its own, changes only as
 //! JSON `POST`s, and the `--api-token` on every `/api/` request when one is
-//! set (it must be, off loopback). Nothing changes on a `GET`.
+//! set (it must be, off loopback). Nothing changes on a `GET`. A JSON body
+//! is read only within [`MAX_BODY`] and [`BODY_TIMEOUT`].
 //!
 //! | route | answer |
 //! |---|---|
 //! | `GET /api/status` | [`Status`](crate::node::Status) |
 //! | `GET /api/peers` | a list of [`PeerSnapshot`](crate::node::PeerSnapshot) |
+//! | `POST /api/peers` `{"addr": "IP:PORT" or "HOST:PORT"}` | `{"connecting": "IP:PORT"}` |
 //! | `GET /api/library` | a list of [`LibraryEntry`](crate::node::LibraryEntry): shared files and their verdicts |
 //! | `GET /api/trust` | a list of [`KeyEntry`](crate::trust::KeyEntry) |
 //! | `POST /api/trust` `{"key": "RW…", "scope": ["SEBLINUX*"]}` | the [`KeyEntry`](crate::trust::KeyEntry) pinned |
@@ -31,21 +33,30 @@
 pub mod guard;
 
 use std::future::Future;
+use std::io;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
 
-use async_std::net::TcpListener;
+use async_std::net::{TcpListener, TcpStream};
+use async_std::stream::StreamExt;
+use async_std::task;
+use futures::{AsyncRead, AsyncReadExt, AsyncWrite};
+use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use tide::{Body, Next, Request, Response, StatusCode};
 
 use signing_tool::KeyId;
 
 pub use self::guard::ApiToken;
-use crate::keysource;
 use crate::node::{NodeError, NodeHandle};
 use crate::transfer::download::{DownloadError, DownloadId, Keep};
 use crate::trust::TrustedKey;
 use crate::updater::{UpdateError, Updater};
 use crate::wire::Guid;
+use crate::{keysource, peeraddr};
 
 /// A request to start a search.
 #[derive(Debug, Deserialize)]
@@ -64,16 +75,143 @@ struct State {
     token: Option<ApiToken>,
 }
 
+/// The largest JSON body an API request may carry: every request of the
+/// table above fits in a few hundred bytes.
+pub const MAX_BODY: usize = 64 * 1024;
+
+/// How long a request body has to arrive in full once its route reads it.
+pub const BODY_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// Serves the API and the page on `listener` until the servent stops; the
 /// update routes answer when there is an `updater`; with a `token`, every
 /// API request must present it.
+///
+/// Each connection is read through a [`Connection`], so that a route
+/// refusing a body (over [`MAX_BODY`], or not in full within
+/// [`BODY_TIMEOUT`]) closes it instead of reading the rest.
 pub async fn serve(
     node: NodeHandle,
     updater: Option<Updater>,
     listener: TcpListener,
     token: Option<ApiToken>,
-) -> std::io::Result<()> {
-    let mut app = tide::with_state(State { node, updater, token });
+) -> io::Result<()> {
+    let app = app(State { node, updater, token });
+    let mut incoming = listener.incoming();
+    while let Some(stream) = incoming.next().await {
+        match stream {
+            Ok(stream) => {
+                task::spawn(serve_connection(app.clone(), stream));
+            }
+            // Out of file descriptors, or a connection reset before it was
+            // accepted: wait a moment rather than spin, then go on.
+            Err(_) => task::sleep(Duration::from_millis(50)).await,
+        }
+    }
+    Ok(())
+}
+
+/// Serves the requests of one connection until it closes or is cut.
+async fn serve_connection(app: tide::Server<State>, stream: TcpStream) {
+    let local_addr = stream.local_addr().ok();
+    let peer_addr = stream.peer_addr().ok();
+    let connection = Connection { stream, cut: Cut::default() };
+    let cut = connection.cut.clone();
+    let served = async_h1::accept(connection, |mut req| {
+        let (app, cut) = (app.clone(), cut.clone());
+        async move {
+            req.set_local_addr(local_addr);
+            req.set_peer_addr(peer_addr);
+            req.ext_mut().insert(cut.clone());
+            let mut res: tide::http::Response = app.respond(req).await?;
+            if cut.is_cut() {
+                res.insert_header("Connection", "close");
+            }
+            Ok(res)
+        }
+    })
+    .await;
+    // A client that goes away mid-request is no error of ours.
+    drop(served);
+}
+
+/// Set by a route that refuses to read the rest of a request body: the
+/// connection then reads as ended and closes after the answer.
+#[derive(Clone, Default)]
+struct Cut(Arc<AtomicBool>);
+
+impl Cut {
+    fn cut(&self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+
+    fn is_cut(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// An API connection: a TCP stream whose reads end once it is [`Cut`],
+/// which stops the HTTP server from draining a refused body.
+#[derive(Clone)]
+struct Connection {
+    stream: TcpStream,
+    cut: Cut,
+}
+
+impl AsyncRead for Connection {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
+        if self.cut.is_cut() {
+            return Poll::Ready(Ok(0));
+        }
+        Pin::new(&mut self.stream).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Connection {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.stream).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_flush(cx)
+    }
+
+    fn poll_close(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_close(cx)
+    }
+}
+
+/// Reads a request's JSON body of the shape `expected` describes, within
+/// [`MAX_BODY`] and [`BODY_TIMEOUT`]: a declared length over the limit is
+/// refused (413) before a byte of the body is read, a body that grows past
+/// it (chunked) when it does, and one that trickles is cut (408); either
+/// way the connection closes.
+async fn body_json<T: DeserializeOwned>(req: &mut Request<State>, expected: &str) -> tide::Result<T> {
+    let cut = req.ext::<Cut>().cloned().unwrap_or_default();
+    let refuse = |status, why: String| {
+        cut.cut();
+        tide::Error::from_str(status, why)
+    };
+    let too_large = || format!("request body over {MAX_BODY} bytes");
+    if req.len().is_some_and(|len| len > MAX_BODY) {
+        return Err(refuse(StatusCode::PayloadTooLarge, too_large()));
+    }
+    let mut bytes = Vec::new();
+    let mut body = req.take_body().take(MAX_BODY as u64 + 1);
+    match async_std::future::timeout(BODY_TIMEOUT, body.read_to_end(&mut bytes)).await {
+        Err(_) => {
+            let why = format!("request body not received within {} s", BODY_TIMEOUT.as_secs());
+            return Err(refuse(StatusCode::RequestTimeout, why));
+        }
+        Ok(Err(e)) => return Err(refuse(StatusCode::BadRequest, format!("reading the request body: {e}"))),
+        Ok(Ok(_)) if bytes.len() > MAX_BODY => return Err(refuse(StatusCode::PayloadTooLarge, too_large())),
+        Ok(Ok(_)) => {}
+    }
+    serde_json::from_slice(&bytes).map_err(|e| bad_request(format!("expected {{\"{expected}\": …}}: {e}")))
+}
+
+/// The routes of the API and the page, behind the guard.
+fn app(state: State) -> tide::Server<State> {
+    let mut app = tide::with_state(state);
     // Errors leave as `{"error": "…"}`, so clients can show one clear line.
     app.with(tide::utils::After(|mut res: Response| async move {
         if let Some(message) = res.error().map(|e| e.to_string()) {
@@ -87,11 +225,17 @@ pub async fn serve(
         .get(|req: Request<State>| async move { json(&req.state().node.status().await.map_err(unavailable)?) });
     app.at("/api/peers")
         .get(|req: Request<State>| async move { json(&req.state().node.peers().await.map_err(unavailable)?) });
+    app.at("/api/peers").post(|mut req: Request<State>| async move {
+        let request: PeerRequest =
+            req.body_json().await.map_err(|e| bad_request(format!("expected {{\"addr\": …}}: {e}")))?;
+        let addr = peeraddr::resolve(&request.addr).await.map_err(bad_request)?;
+        req.state().node.connect(addr).await.map_err(unavailable)?;
+        json(&serde_json::json!({ "connecting": addr.to_string() }))
+    });
     app.at("/api/library").get(|req: Request<State>| async move { json(&req.state().node.library_entries()) });
     app.at("/api/trust").get(|req: Request<State>| async move { json(&req.state().node.trusted_keys()) });
     app.at("/api/trust").post(|mut req: Request<State>| async move {
-        let request: TrustRequest =
-            req.body_json().await.map_err(|e| bad_request(format!("expected {{\"key\": …}}: {e}")))?;
+        let request: TrustRequest = body_json(&mut req, "key").await?;
         let mut resolved = keysource::resolve(&request.key).await.map_err(bad_request)?;
         resolved.trusted.scope.extend(request.scope);
         let TrustedKey { key, scope } = resolved.trusted;
@@ -102,8 +246,7 @@ pub async fn serve(
         }
     });
     app.at("/api/trust/remove").post(|mut req: Request<State>| async move {
-        let request: DistrustRequest =
-            req.body_json().await.map_err(|e| bad_request(format!("expected {{\"key_id\": …}}: {e}")))?;
+        let request: DistrustRequest = body_json(&mut req, "key_id").await?;
         let id: KeyId = request.key_id.parse().map_err(|e| bad_request(format!("{}: {e}", request.key_id)))?;
         match req.state().node.distrust_key(id).await {
             Ok(true) => json(&serde_json::json!({ "removed": request.key_id })),
@@ -113,8 +256,7 @@ pub async fn serve(
         }
     });
     app.at("/api/searches").post(|mut req: Request<State>| async move {
-        let request: SearchRequest =
-            req.body_json().await.map_err(|e| bad_request(format!("expected {{\"query\": …}}: {e}")))?;
+        let request: SearchRequest = body_json(&mut req, "query").await?;
         let ttl = request.ttl.unwrap_or(crate::routing::DEFAULT_MAX_TTL);
         match req.state().node.search(&request.query, ttl).await {
             Ok(id) => json(&serde_json::json!({ "id": id.to_string() })),
@@ -134,8 +276,7 @@ pub async fn serve(
         json(&downloads.list().await.map_err(|e| unavailable(e.into()))?)
     });
     app.at("/api/downloads").post(|mut req: Request<State>| async move {
-        let request: DownloadRequest =
-            req.body_json().await.map_err(|e| bad_request(format!("expected {{\"target\": …}}: {e}")))?;
+        let request: DownloadRequest = body_json(&mut req, "target").await?;
         let keep = if request.require_verified { Keep::Verified } else { Keep::NotFake };
         match req.state().node.download(&request.target, keep).await {
             Ok(id) => json(&serde_json::json!({ "id": id })),
@@ -162,21 +303,18 @@ pub async fn serve(
     app.at("/api/downloads/:id/resume").post(|req| control(req, Control::Resume));
     app.at("/api/updates").get(|req: Request<State>| async move { json(&updater_of(&req)?.status()) });
     app.at("/api/updates/run").post(|mut req: Request<State>| async move {
-        let request: UpdateRequest =
-            req.body_json().await.map_err(|e| bad_request(format!("expected {{\"dry_run\": …}}: {e}")))?;
+        let request: UpdateRequest = body_json(&mut req, "dry_run").await?;
         json(&updater_of(&req)?.pass(request.dry_run).await.map_err(update_error)?)
     });
     app.at("/api/install").post(|mut req: Request<State>| async move {
-        let request: PackageRequest =
-            req.body_json().await.map_err(|e| bad_request(format!("expected {{\"name\": …}}: {e}")))?;
+        let request: PackageRequest = body_json(&mut req, "name").await?;
         json(&updater_of(&req)?.install(&request.name, request.dry_run).await.map_err(update_error)?)
     });
     app.at("/api/rollback").post(|mut req: Request<State>| async move {
-        let request: PackageRequest =
-            req.body_json().await.map_err(|e| bad_request(format!("expected {{\"name\": …}}: {e}")))?;
+        let request: PackageRequest = body_json(&mut req, "name").await?;
         json(&updater_of(&req)?.rollback(&request.name).await.map_err(update_error)?)
     });
-    app.listen(listener).await
+    app
 }
 
 /// What the user can do to a running download.
@@ -259,6 +397,13 @@ pub struct TrustRequest {
 pub struct DistrustRequest {
     /// Its key id, 16 hex digits.
     pub key_id: String,
+}
+
+/// A request to connect to a servent.
+#[derive(Debug, Deserialize)]
+pub struct PeerRequest {
+    /// `IP:PORT` or `HOST:PORT`.
+    pub addr: String,
 }
 
 /// A request to download.

@@ -1,8 +1,10 @@
-//! The `servent` command line: `run` starts a servent; every other command
-//! is a thin client of a running servent's local JSON API.
+//! The `servent` command line: `run` starts a servent, `demo` tells the
+//! story on loopback; every other command is a thin client of a running
+//! servent's local JSON API.
 
+use std::ffi::OsString;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde_json::Value;
@@ -10,16 +12,32 @@ use structopt::StructOpt;
 
 use crate::api::ApiToken;
 use crate::config::{self, Config};
+use crate::configfile;
+use crate::peeraddr::PeerAddr;
 use crate::transfer::upload::UploadConfig;
 use crate::updater;
 
 /// A Gnutella 0.6 servent: share folders, search the network, download.
 #[derive(Debug, StructOpt)]
-#[structopt(name = "servent")]
+// Commands listed in the order below: the demo first, then `run`.
+#[structopt(name = "servent", setting = structopt::clap::AppSettings::DeriveDisplayOrder)]
 pub enum Command {
+    /// Shows the whole SEBLINUX story on this machine: a publisher, two
+    /// members, a faker and your servent on loopback, narrated step by step,
+    /// with your servent's page to explore (its address is printed).
+    Demo {
+        /// Exit once the story is told (0 only if every step happened)
+        /// instead of staying up until Ctrl-C.
+        #[structopt(long)]
+        once: bool,
+        /// One JSON object per step: `step`, `ok`, `detail`.
+        #[structopt(long)]
+        json: bool,
+    },
     /// Joins the network, shares folders, and serves the local API.
     Run(Box<RunArgs>),
-    /// Searches the network by keywords or by `urn:sha1:`/`urn:sha256:`.
+    /// Searches the network by keywords or by `urn:sha1:`/`urn:sha256:`;
+    /// numbers the results, which `get N` then takes by number.
     Search {
         // structopt refuses doc comments on flattened fields.
         #[allow(missing_docs)]
@@ -28,8 +46,8 @@ pub enum Command {
         /// Seconds to gather results before printing them.
         #[structopt(long, default_value = "3")]
         wait: f64,
-        /// How far the query travels (1 to 7).
-        #[structopt(long, default_value = "7")]
+        /// How far the query travels, in hops (1 to 7).
+        #[structopt(long, default_value = "7", parse(try_from_str = parse_ttl))]
         ttl: u8,
         /// One JSON object per line.
         #[structopt(long)]
@@ -38,29 +56,42 @@ pub enum Command {
         #[structopt(required = true)]
         keywords: Vec<String>,
     },
-    /// Downloads a file by `urn:sha1:`/`urn:sha256:` or magnet link, from
-    /// every source at once; it lands verified in the downloads folder.
+    /// Downloads a file by URN, magnet link, number in the last search
+    /// (`get 3`) or name among its verified results, from every source at
+    /// once; it lands checked in the downloads folder.
     Get {
         // structopt refuses doc comments on flattened fields.
         #[allow(missing_docs)]
         #[structopt(flatten)]
         api: ApiArgs,
-        /// Return only once the file is complete and verified (or has failed).
+        /// Return only once the file is complete and checked (or has failed or stalled).
         #[structopt(long)]
         wait: bool,
-        /// One JSON object per line instead of a progress bar.
+        /// One JSON object per line instead of a progress bar: with --wait,
+        /// a line (id, name, state, bytes_done, size) each time the download
+        /// moves on, then the whole download once it has ended.
         #[structopt(long)]
         json: bool,
         /// Keep the file only if it is verified under a trusted publisher key.
         #[structopt(long)]
         require_verified: bool,
-        /// A `urn:sha1:…`, `urn:sha256:…` or `magnet:?…`.
+        /// A `urn:sha1:…`, `urn:sha256:…`, `magnet:?…`, the number of a
+        /// result of the last `servent search`, or the name of one of its
+        /// verified results.
         target: String,
     },
-    /// Lists downloads: state, bytes done, rate, sources.
+    /// Pauses a download, keeping its partial data.
+    Pause(DownloadArgs),
+    /// Resumes a paused download.
+    Resume(DownloadArgs),
+    /// Cancels a download and deletes its partial data.
+    Cancel(DownloadArgs),
+    /// Lists downloads: id, state, verdict on the bytes once checked, bytes done, rate, sources.
     Downloads(ListArgs),
-    /// Lists the connected peers.
+    /// Lists the connected peers: their address, messages received, dropped and sent.
     Peers(ListArgs),
+    /// Connects a running servent to another servent.
+    Peer(PeerCommand),
     /// Lists the shared files.
     Library(ListArgs),
     /// Shows the servent's address, peers and counters.
@@ -112,6 +143,21 @@ pub enum Command {
     },
 }
 
+/// `servent peer …`.
+#[derive(Debug, StructOpt)]
+pub enum PeerCommand {
+    /// Connects to a servent at IP:PORT or HOST:PORT now, and keeps it among
+    /// the addresses to try.
+    Add {
+        // structopt refuses doc comments on flattened fields.
+        #[allow(missing_docs)]
+        #[structopt(flatten)]
+        api: ApiArgs,
+        /// IP:PORT or HOST:PORT.
+        addr: String,
+    },
+}
+
 /// `servent trust …`.
 #[derive(Debug, StructOpt)]
 pub enum TrustCommand {
@@ -142,7 +188,9 @@ pub enum TrustCommand {
     },
 }
 
-/// Where the running servent's API is.
+// No doc comment: structopt would show it as the help of every command
+// that flattens these arguments.
+#[allow(missing_docs)]
 #[derive(Debug, StructOpt)]
 pub struct ApiArgs {
     /// The API address of the running servent.
@@ -153,7 +201,8 @@ pub struct ApiArgs {
     pub api_token: Option<String>,
 }
 
-/// Arguments of the listing commands.
+// No doc comment: structopt would show it as the help of the listing commands.
+#[allow(missing_docs)]
 #[derive(Debug, StructOpt)]
 pub struct ListArgs {
     #[structopt(flatten)]
@@ -163,9 +212,14 @@ pub struct ListArgs {
     json: bool,
 }
 
-/// Arguments of `servent run`.
+// No doc comment: structopt would show it as the help of `run`.
+#[allow(missing_docs)]
 #[derive(Debug, StructOpt)]
 pub struct RunArgs {
+    /// A config file whose keys are these flags without their dashes; flags
+    /// given here override it [default: ~/.config/servent/servent.toml, if it exists].
+    #[structopt(long, parse(from_os_str), value_name = "FILE")]
+    pub config: Option<PathBuf>,
     /// Where the index, host cache and downloads live [default: ~/.local/share/servent].
     #[structopt(long, parse(from_os_str))]
     pub data_dir: Option<PathBuf>,
@@ -182,12 +236,13 @@ pub struct RunArgs {
     /// A folder to share (repeatable).
     #[structopt(long, parse(from_os_str))]
     pub share: Vec<PathBuf>,
-    /// Where finished downloads land [default: <data-dir>/downloads]; shared.
+    /// Where finished downloads land [default: `<data-dir>/downloads`]; shared.
     #[structopt(long, parse(from_os_str))]
     pub downloads: Option<PathBuf>,
-    /// A servent to connect to, IP:PORT (repeatable).
-    #[structopt(long)]
-    pub peer: Vec<SocketAddr>,
+    /// A servent to connect to, IP:PORT or HOST:PORT (repeatable; a name is
+    /// looked up at start).
+    #[structopt(long, parse(try_from_str = PeerAddr::parse))]
+    pub peer: Vec<PeerAddr>,
     /// Uploads served at once; more get 503 with Retry-After.
     #[structopt(long, default_value = "8")]
     pub upload_slots: usize,
@@ -216,14 +271,16 @@ pub struct RunArgs {
     /// of a page showing it, optionally followed by `#SCOPE,…` (repeatable).
     #[structopt(long)]
     pub trust: Vec<String>,
-    /// Where releases are installed, and shared from [default: <data-dir>/installed].
+    /// Where releases are installed, and shared from [default: `<data-dir>/installed`].
     #[structopt(long, parse(from_os_str))]
     pub install_dir: Option<PathBuf>,
-    /// Run an update pass every this many minutes.
+    /// Run an update pass every this many minutes (1 to 43200); without it,
+    /// passes run only on request (`servent update --once`).
     #[structopt(long, value_name = "MINUTES")]
     pub update_every: Option<u64>,
-    /// A shell command run after each install (SERVENT_NAME, SERVENT_VERSION,
-    /// SERVENT_PATH, SERVENT_PREVIOUS_VERSION set); failure rolls back.
+    /// A shell command run on each staged release before it goes into place
+    /// (SERVENT_NAME, SERVENT_VERSION, SERVENT_PATH, SERVENT_PREVIOUS_VERSION
+    /// set); failure, a hang or a crash keeps the previous version.
     #[structopt(long, value_name = "CMD")]
     pub post_install: Option<String>,
     /// Seconds an update pass or install gathers search results for each
@@ -232,11 +289,45 @@ pub struct RunArgs {
     pub update_search_wait: Option<f64>,
 }
 
+// No doc comment: structopt would show it as the help of the command.
+#[allow(missing_docs)]
+#[derive(Debug, StructOpt)]
+pub struct DownloadArgs {
+    #[structopt(flatten)]
+    api: ApiArgs,
+    /// The download's id, as `servent downloads` lists it.
+    id: u64,
+}
+
+/// The longest `--update-every`: 30 days, in minutes.
+const MAX_UPDATE_EVERY_MINUTES: u64 = 30 * 24 * 60;
+
+/// Whether `url` is an http:// or https:// address with a host.
+fn is_web_address(url: &str) -> bool {
+    surf::Url::parse(url).is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.host_str().is_some())
+}
+
+/// A search's `--ttl`: 1 to the default maximum of hops.
+fn parse_ttl(text: &str) -> Result<u8, String> {
+    let max = crate::routing::DEFAULT_MAX_TTL;
+    match text.parse::<u8>() {
+        Ok(ttl) if (1..=max).contains(&ttl) => Ok(ttl),
+        _ => Err(format!("{text:?} is not a TTL: a number of hops from 1 to {max}")),
+    }
+}
+
 /// The longest `--update-search-wait`.
 const MAX_UPDATE_SEARCH_WAIT: Duration = Duration::from_secs(600);
 
 impl RunArgs {
-    /// The servent configuration these arguments describe.
+    /// The `--peer`s given by host name, which [`RunArgs::config`] leaves
+    /// out: they are looked up at start.
+    pub fn peer_names(&self) -> impl Iterator<Item = &PeerAddr> {
+        self.peer.iter().filter(|p| matches!(p, PeerAddr::Name(..)))
+    }
+
+    /// The servent configuration these arguments describe (`--peer`s given
+    /// by IP address only).
     pub fn config(&self) -> Result<Config, String> {
         if self.share.iter().any(|s| !s.is_dir()) {
             let missing: Vec<String> =
@@ -245,6 +336,17 @@ impl RunArgs {
         }
         if !(1..=15).contains(&self.max_ttl) {
             return Err(format!("--max-ttl {} is out of range 1..=15", self.max_ttl));
+        }
+        if self.upload_slots == 0 {
+            return Err("--upload-slots 0 would serve no upload: give at least 1".into());
+        }
+        if self.max_peers == 0 {
+            return Err(
+                "--max-peers 0 would keep no connection, and a servent alone finds nothing: give at least 1".into()
+            );
+        }
+        if let Some(url) = self.gwebcache.iter().find(|url| !is_web_address(url)) {
+            return Err(format!("--gwebcache {url:?} is not an http:// or https:// address"));
         }
         let api_token = self.api_token.as_deref().map(ApiToken::new).transpose()?;
         if !self.api.ip().is_loopback() && api_token.is_none() {
@@ -257,7 +359,14 @@ impl RunArgs {
             data_dir: Some(self.data_dir.clone().unwrap_or_else(config::default_data_dir)),
             listen: self.listen,
             shares: self.share.clone(),
-            peers: self.peer.clone(),
+            peers: self
+                .peer
+                .iter()
+                .filter_map(|p| match p {
+                    PeerAddr::Ip(addr) => Some(SocketAddr::V4(*addr)),
+                    PeerAddr::Name(..) => None,
+                })
+                .collect(),
             max_peers: self.max_peers,
             mode: self.mode,
             max_leaves: self.max_leaves,
@@ -265,11 +374,25 @@ impl RunArgs {
             gwebcaches: self.gwebcache.clone(),
             max_ttl: self.max_ttl,
             deflate: !self.no_deflate,
-            uploads: UploadConfig { slots: self.upload_slots.max(1), ..UploadConfig::default() },
+            uploads: UploadConfig { slots: self.upload_slots, ..UploadConfig::default() },
             downloads: self.downloads.clone(),
             api_token,
             ..Config::default()
         })
+    }
+
+    /// How often the updater runs a pass by itself, if at all.
+    pub fn update_every(&self) -> Result<Option<Duration>, String> {
+        match self.update_every {
+            None => Ok(None),
+            Some(minutes) if (1..=MAX_UPDATE_EVERY_MINUTES).contains(&minutes) => {
+                Ok(Some(Duration::from_secs(minutes * 60)))
+            }
+            Some(minutes) => Err(format!(
+                "--update-every {minutes} is out of range: 1 to {MAX_UPDATE_EVERY_MINUTES} minutes \
+                 (leave it out for passes only on request, `servent update --once`)"
+            )),
+        }
     }
 
     /// How long the updater gathers search results for each package.
@@ -328,9 +451,10 @@ impl Client {
         if let Some(token) = &self.token {
             request = request.header("Authorization", format!("Bearer {token}"));
         }
-        let mut response = request
-            .await
-            .map_err(|e| format!("no servent answers at {} ({e}); is `servent run` running?", self.base))?;
+        let mut response = request.await.map_err(|e| {
+            let why = plain_error(&e.to_string());
+            format!("no servent answers at {} ({why}); is `servent run` running?", self.base)
+        })?;
         let body: Value =
             response.body_json().await.map_err(|e| format!("unreadable answer from {}: {e}", self.base))?;
         if !response.status().is_success() {
@@ -341,15 +465,77 @@ impl Client {
     }
 }
 
-/// Runs a client command (everything but `run`); prints its output.
+/// The command line `args` (the program's name first), with the flags of
+/// `run`'s config file ([`configfile`]) put before those given. Help, and
+/// arguments that do not parse, are printed and end the process, as
+/// structopt does.
+pub fn command_from(mut args: Vec<OsString>) -> Result<Command, String> {
+    if args.get(1).is_some_and(|a| a == "run") {
+        let given: Vec<String> = args[2..].iter().map(|a| a.to_string_lossy().into_owned()).collect();
+        let named = given.iter().enumerate().find_map(|(i, a)| match a.strip_prefix("--config") {
+            Some("") => given.get(i + 1).map(PathBuf::from),
+            Some(value) => value.strip_prefix('=').map(PathBuf::from),
+            None => None,
+        });
+        let path = match named {
+            Some(path) => Some(path),
+            None => configfile::default_path().filter(|p| p.exists()),
+        };
+        if let Some(path) = path {
+            let text = read_config(&path)?;
+            let flags = configfile::flags(&path, &text, &given)?;
+            args.splice(2..2, flags.into_iter().map(OsString::from));
+        }
+    }
+    Ok(Command::from_iter(args))
+}
+
+/// The config file's text, at most [`configfile::MAX_BYTES`].
+fn read_config(path: &Path) -> Result<String, String> {
+    use std::io::Read;
+    let failed = |e: std::io::Error| format!("cannot read {}: {e}", path.display());
+    let mut text = String::new();
+    std::fs::File::open(path)
+        .map_err(failed)?
+        .take(configfile::MAX_BYTES + 1)
+        .read_to_string(&mut text)
+        .map_err(failed)?;
+    if text.len() as u64 > configfile::MAX_BYTES {
+        return Err(format!("{} is larger than {} bytes", path.display(), configfile::MAX_BYTES));
+    }
+    Ok(text)
+}
+
+/// An HTTP client's error without the wording of its connection pool
+/// ("An error occured while creating a new object: …"): only the cause.
+fn plain_error(error: &str) -> String {
+    if error.contains("timeout occured") {
+        return "timed out".to_owned();
+    }
+    match error.split_once("occured while ") {
+        Some((_, rest)) => rest.split_once(": ").map_or(rest, |(_, cause)| cause).to_owned(),
+        None => error.to_owned(),
+    }
+}
+
+/// Runs a client command (everything but `run` and `demo`); prints its output.
 pub async fn run_client(command: Command) -> Result<(), String> {
     match command {
-        Command::Run(_) => Err("`run` is not a client command".into()),
+        Command::Run(_) | Command::Demo { .. } => Err("`run` and `demo` are not client commands".into()),
         Command::Search { api, wait, ttl, json, keywords } => {
             search(&Client::new(&api), &keywords.join(" "), ttl, wait, json).await
         }
         Command::Get { api, wait, json, require_verified, target } => {
+            let target = resolve_target(&target, LastSearch::load().as_ref())?;
             get(&Client::new(&api), &target, require_verified, wait, json).await
+        }
+        Command::Pause(args) => control(args, "pause", "paused").await,
+        Command::Resume(args) => control(args, "resume", "resumed").await,
+        Command::Cancel(args) => control(args, "cancel", "cancelled").await,
+        Command::Peer(PeerCommand::Add { api, addr }) => {
+            let answer = Client::new(&api).post("/api/peers", &serde_json::json!({ "addr": addr })).await?;
+            println!("connecting to {}", text(&answer["connecting"]));
+            Ok(())
         }
         Command::Trust(command) => trust(command).await,
         Command::Install { api, dry_run, json, name } => {
@@ -364,13 +550,15 @@ pub async fn run_client(command: Command) -> Result<(), String> {
         }
         Command::Downloads(args) => {
             let downloads = Client::new(&args.api).get("/api/downloads").await?;
-            print_list(&downloads, args.json, &["id", "name", "state", "done", "rate", "sources"], |d| {
+            let columns = ["id", "name", "state", "verdict", "done", "rate", "sources"];
+            print_list(&downloads, args.json, &columns, |d| {
                 let size = d["size"].as_u64().unwrap_or(0);
                 let done = d["bytes_done"].as_u64().unwrap_or(0);
                 vec![
                     text(&d["id"]),
                     text(&d["name"]),
                     text(&d["state"]),
+                    text(&d["verdict"]),
                     format!("{} / {}", human_size(done), human_size(size)),
                     format!("{}/s", human_size(d["rate_bytes_per_sec"].as_f64().unwrap_or(0.0) as u64)),
                     d["sources"].as_array().map_or(0, Vec::len).to_string(),
@@ -380,22 +568,23 @@ pub async fn run_client(command: Command) -> Result<(), String> {
         }
         Command::Peers(args) => {
             let peers = Client::new(&args.api).get("/api/peers").await?;
-            print_list(
-                &peers,
-                args.json,
-                &["addr", "direction", "role", "user_agent", "connected_secs", "messages_out", "queue_dropped"],
-                |p| {
-                    vec![
-                        text(&p["addr"]),
-                        text(&p["direction"]),
-                        if p["qrp"] == true { format!("{}, qrp", text(&p["role"])) } else { text(&p["role"]) },
-                        text(&p["user_agent"]),
-                        format!("{}s", p["connected_secs"]),
-                        format!("{}/{}", p["counters"]["received"], p["messages_out"]),
-                        format!("{}", dropped(&p["counters"]) + p["queue_dropped"].as_u64().unwrap_or(0)),
-                    ]
-                },
-            );
+            let columns =
+                ["address", "direction", "role", "user_agent", "connected", "received", "dropped", "sent", "unsent"];
+            print_list(&peers, args.json, &columns, |p| {
+                // An incoming peer by the address it listens on, not its outgoing port.
+                let address = if p["listen"].is_null() { &p["addr"] } else { &p["listen"] };
+                vec![
+                    text(address),
+                    text(&p["direction"]),
+                    if p["qrp"] == true { format!("{}, qrp", text(&p["role"])) } else { text(&p["role"]) },
+                    text(&p["user_agent"]),
+                    format!("{}s", p["connected_secs"]),
+                    text(&p["counters"]["received"]),
+                    dropped(&p["counters"]).to_string(),
+                    text(&p["messages_out"]),
+                    text(&p["queue_dropped"]),
+                ]
+            });
             Ok(())
         }
         Command::Library(args) => {
@@ -420,11 +609,8 @@ pub async fn run_client(command: Command) -> Result<(), String> {
                 println!("advertised  {}", text(&status["advertised"]));
                 println!("peers       {}", status["peers"]);
                 println!("host cache  {}", status["host_cache"]);
-                println!(
-                    "sharing     {} files, {}",
-                    status["files"],
-                    human_size(status["bytes"].as_u64().unwrap_or(0))
-                );
+                let files = plural(status["files"].as_u64().unwrap_or(0) as usize, "file");
+                println!("sharing     {files}, {}", human_size(status["bytes"].as_u64().unwrap_or(0)));
                 println!("dropped     {}", dropped(&status["totals"]));
             }
             Ok(())
@@ -432,26 +618,166 @@ pub async fn run_client(command: Command) -> Result<(), String> {
     }
 }
 
+/// Searches, prints the results numbered, and remembers them for `get N`.
 async fn search(client: &Client, text_query: &str, ttl: u8, wait: f64, json: bool) -> Result<(), String> {
     let started = client.post("/api/searches", &serde_json::json!({ "query": text_query, "ttl": ttl })).await?;
     let id = started["id"].as_str().ok_or("the servent gave no search id")?.to_string();
     async_std::task::sleep(Duration::from_secs_f64(wait.clamp(0.0, 3600.0))).await;
     let snapshot = client.get(&format!("/api/searches/{id}")).await?;
-    let results = &snapshot["results"];
-    if results.as_array().is_none_or(Vec::is_empty) {
+    let mut results = snapshot["results"].as_array().cloned().unwrap_or_default();
+    sort_results(&mut results);
+    let last = LastSearch { query: text_query.to_owned(), results };
+    if let Err(why) = last.save() {
+        eprintln!("servent: the results cannot be remembered for `get N`: {why}");
+    }
+    if last.results.is_empty() {
         eprintln!("no results for {text_query:?}");
         return Ok(());
     }
-    print_list(results, json, &["name", "size", "sources", "verdict", "version", "publisher"], |r| {
+    let numbered: Vec<Value> = last
+        .results
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            let mut r = r.clone();
+            r["n"] = Value::from(i + 1);
+            r
+        })
+        .collect();
+    let columns = ["#", "name", "size", "sources", "verdict", "version", "urn"];
+    print_list(&Value::Array(numbered), json, &columns, |r| {
         vec![
+            text(&r["n"]),
             text(&r["name"]),
             human_size(r["size"].as_u64().unwrap_or(0)),
             r["sources"].as_array().map_or(0, Vec::len).to_string(),
             text(&r["verdict"]),
             text(&r["version"]),
-            text(&r["publisher"]),
+            short_urn(r),
         ]
     });
+    Ok(())
+}
+
+/// Where a verdict comes in a list of results: verified first, then
+/// unsigned, untrusted, and fakes last.
+pub fn verdict_rank(verdict: &str) -> u8 {
+    match verdict {
+        "verified" => 0,
+        "unsigned" => 1,
+        "untrusted" => 2,
+        "fake" => 4,
+        _ => 3,
+    }
+}
+
+/// Sorts search results by verdict ([`verdict_rank`]), then by sources, most first.
+fn sort_results(results: &mut [Value]) {
+    results.sort_by_key(|r| {
+        let sources = r["sources"].as_array().map_or(0, Vec::len);
+        (verdict_rank(r["verdict"].as_str().unwrap_or_default()), std::cmp::Reverse(sources))
+    });
+}
+
+/// The first characters of a result's SHA-1 URN (else its SHA-256), enough
+/// to tell results apart by eye: `sha1:PLSTHIPQ`.
+fn short_urn(result: &Value) -> String {
+    let urn = result["sha1"].as_str().or(result["sha256"].as_str()).unwrap_or("-");
+    let urn = urn.strip_prefix("urn:").unwrap_or(urn);
+    urn.chars().take(SHORT_URN_CHARS).collect()
+}
+
+/// `sha1:` and 8 characters of base32: 40 bits.
+const SHORT_URN_CHARS: usize = 13;
+/// The largest last-search file read back: far more than a search's results.
+const MAX_LAST_SEARCH_BYTES: u64 = 16 << 20;
+
+/// The results of the last `servent search`, kept so that `get 3` and
+/// `get NAME` can refer to them.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct LastSearch {
+    query: String,
+    results: Vec<Value>,
+}
+
+impl LastSearch {
+    /// `$XDG_STATE_HOME/servent/last-search.json`, else under `~/.local/state`.
+    fn path() -> Option<PathBuf> {
+        let state = std::env::var_os("XDG_STATE_HOME").filter(|d| !d.is_empty()).map(PathBuf::from);
+        let home = std::env::var_os("HOME").filter(|d| !d.is_empty()).map(|h| PathBuf::from(h).join(".local/state"));
+        Some(state.or(home)?.join("servent").join("last-search.json"))
+    }
+
+    fn save(&self) -> Result<(), String> {
+        let path = LastSearch::path().ok_or("no $HOME or $XDG_STATE_HOME")?;
+        let dir = path.parent().ok_or("no folder")?;
+        std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        let bytes = serde_json::to_vec(self).map_err(|e| e.to_string())?;
+        config::write_atomically(&path, &bytes).map_err(|e| format!("cannot write {}: {e}", path.display()))
+    }
+
+    /// The last search, if one was saved and reads back.
+    fn load() -> Option<LastSearch> {
+        use std::io::Read;
+        let file = std::fs::File::open(LastSearch::path()?).ok()?;
+        let mut bytes = Vec::new();
+        file.take(MAX_LAST_SEARCH_BYTES).read_to_end(&mut bytes).ok()?;
+        serde_json::from_slice(&bytes).ok()
+    }
+}
+
+/// What `get` downloads: a URN or magnet link as given, the Nth result of
+/// the last search, or the one verified result of the last search with
+/// that name (the whole file name, or its beginning: `SEBLINUX-base-1.1`).
+fn resolve_target(target: &str, last: Option<&LastSearch>) -> Result<String, String> {
+    let lower = target.to_ascii_lowercase();
+    if lower.starts_with("urn:") || lower.starts_with("magnet:") {
+        return Ok(target.to_owned());
+    }
+    let Some(last) = last else {
+        return Err(format!("{target:?} is not a URN or magnet link, and there is no last search to take it from: run `servent search` first"));
+    };
+    let urn = |r: &Value| r["sha1"].as_str().or(r["sha256"].as_str()).map(str::to_owned);
+    if let Ok(n) = target.parse::<usize>() {
+        let count = last.results.len();
+        let result = n.checked_sub(1).and_then(|i| last.results.get(i));
+        return result.and_then(urn).ok_or_else(|| {
+            format!("the last search ({:?}) has no result {n}: it has {}", last.query, plural(count, "result"))
+        });
+    }
+    let verified: Vec<(usize, &Value)> =
+        last.results.iter().enumerate().filter(|(_, r)| r["verdict"] == "verified").collect();
+    let named = |r: &Value| r["name"].as_str().unwrap_or_default().to_ascii_lowercase();
+    let exact: Vec<_> = verified.iter().filter(|(_, r)| named(r) == lower).collect();
+    let matching: Vec<_> = match exact.is_empty() {
+        true => verified.iter().filter(|(_, r)| named(r).starts_with(&lower)).collect(),
+        false => exact,
+    };
+    match matching.as_slice() {
+        [(_, result)] => urn(result).ok_or_else(|| format!("the result {target:?} has no URN")),
+        [] => Err(format!(
+            "no verified result of the last search ({:?}) is named {target:?}; give its number or URN",
+            last.query
+        )),
+        several => {
+            let names: Vec<String> = several.iter().map(|(i, r)| format!("{} {}", i + 1, text(&r["name"]))).collect();
+            Err(format!("{target:?} names {} verified results: {}; give its number", several.len(), names.join(", ")))
+        }
+    }
+}
+
+/// `1 result`, `2 results`.
+pub fn plural(n: usize, thing: &str) -> String {
+    match n {
+        1 => format!("1 {thing}"),
+        _ => format!("{n} {thing}s"),
+    }
+}
+
+/// Pauses, resumes or cancels a download.
+async fn control(args: DownloadArgs, action: &str, done: &str) -> Result<(), String> {
+    Client::new(&args.api).post(&format!("/api/downloads/{}/{action}", args.id), &serde_json::json!({})).await?;
+    println!("{done} download {}", args.id);
     Ok(())
 }
 
@@ -479,6 +805,7 @@ async fn get(client: &Client, target: &str, require_verified: bool, wait: bool, 
         }
         bar
     });
+    let mut last_progress = None;
     loop {
         let download = client.get(&format!("/api/downloads/{id}")).await?;
         if let Some(bar) = &bar {
@@ -486,8 +813,16 @@ async fn get(client: &Client, target: &str, require_verified: bool, wait: bool, 
             bar.set_length(download["size"].as_u64().unwrap_or(0));
             bar.set_position(download["bytes_done"].as_u64().unwrap_or(0));
         }
-        match download["state"].as_str() {
-            Some("complete") => {
+        let state = download["state"].as_str().unwrap_or_default().to_owned();
+        if json && !matches!(state.as_str(), "complete" | "failed" | "cancelled") {
+            let line = progress(&download);
+            if last_progress.as_ref() != Some(&line) {
+                println!("{line}");
+                last_progress = Some(line);
+            }
+        }
+        match state.as_str() {
+            "complete" => {
                 if let Some(bar) = bar {
                     bar.finish_and_clear();
                 }
@@ -497,11 +832,35 @@ async fn get(client: &Client, target: &str, require_verified: bool, wait: bool, 
                 }
                 return Ok(());
             }
-            Some("failed") => return Err(format!("download failed: {}", text(&download["reason"]))),
-            Some("cancelled") => return Err("download cancelled".into()),
+            "failed" | "stalled" => {
+                if let Some(bar) = bar {
+                    bar.abandon();
+                }
+                if json {
+                    println!("{download}");
+                }
+                let reason = text(&download["reason"]);
+                return Err(match state.as_str() {
+                    "failed" => format!("download {id} failed: {reason}"),
+                    _ => format!("download {id} stalled: {reason} (it goes on in the servent: `servent downloads`)"),
+                });
+            }
+            "cancelled" => return Err(format!("download {id} cancelled")),
             _ => async_std::task::sleep(PROGRESS_POLL).await,
         }
     }
+}
+
+/// A progress line of `get --wait --json`: where a download stands, without
+/// its sources; printed when it changes.
+fn progress(download: &Value) -> Value {
+    serde_json::json!({
+        "id": download["id"],
+        "name": download["name"],
+        "state": download["state"],
+        "bytes_done": download["bytes_done"],
+        "size": download["size"],
+    })
 }
 
 async fn update(client: &Client, once: bool, dry_run: bool, json: bool) -> Result<(), String> {
@@ -655,6 +1014,117 @@ mod tests {
     fn missing_share_folder_is_a_clear_error() {
         let args = RunArgs::from_iter(["run", "--share", "/no/such/folder"]);
         assert_eq!(args.config().unwrap_err(), "not a folder: /no/such/folder");
+    }
+
+    #[test]
+    fn zero_slots_zero_peers_and_a_gwebcache_that_is_no_address_are_refused() {
+        for (flag, value, said) in [
+            ("--upload-slots", "0", "at least 1"),
+            ("--max-peers", "0", "at least 1"),
+            ("--gwebcache", "notaurl", "not an http:// or https:// address"),
+            ("--gwebcache", "ftp://cache.example/", "not an http:// or https:// address"),
+        ] {
+            let args = RunArgs::from_iter(["run", flag, value]);
+            assert!(args.config().unwrap_err().contains(said), "{flag} {value}");
+        }
+        let args = RunArgs::from_iter(["run", "--gwebcache", "http://cache.example/gwc.php", "--upload-slots", "1"]);
+        assert!(args.config().is_ok());
+    }
+
+    #[test]
+    fn peers_are_taken_by_ip_at_once_and_by_host_name_to_look_up_and_nonsense_is_refused() {
+        let args = RunArgs::from_iter(["run", "--peer", "192.0.2.7:6346", "--peer", "seblinux.example:6346"]);
+        assert_eq!(args.config().unwrap().peers, ["192.0.2.7:6346".parse::<SocketAddr>().unwrap()]);
+        let names: Vec<&PeerAddr> = args.peer_names().collect();
+        assert_eq!(names, [&PeerAddr::Name("seblinux.example".into(), 6346)]);
+        let refused = RunArgs::from_iter_safe(["run", "--peer", "nonsense"]).unwrap_err();
+        assert!(refused.message.contains("is not IP:PORT or HOST:PORT"), "{}", refused.message);
+    }
+
+    #[test]
+    fn the_systemd_unit_runs_with_flags_that_exist() {
+        let unit = include_str!("../../contrib/servent.service");
+        let exec = unit.lines().find_map(|l| l.strip_prefix("ExecStart=")).unwrap();
+        let words: Vec<String> = exec.split_whitespace().skip(1).map(|w| w.replace("%h", "/home/member")).collect();
+        let args = RunArgs::from_iter_safe(&words).unwrap();
+        assert_eq!(args.share, [PathBuf::from("/home/member/seblinux")]);
+        assert_eq!(args.data_dir, Some(PathBuf::from("/home/member/.local/share/servent")));
+    }
+
+    #[test]
+    fn update_every_is_off_without_the_flag_and_refuses_zero() {
+        assert_eq!(RunArgs::from_iter(["run"]).update_every(), Ok(None));
+        let args = RunArgs::from_iter(["run", "--update-every", "60"]);
+        assert_eq!(args.update_every(), Ok(Some(Duration::from_secs(3600))));
+        for wrong in ["0", "43201"] {
+            let args = RunArgs::from_iter(["run", "--update-every", wrong]);
+            assert!(args.update_every().unwrap_err().contains("out of range"), "{wrong}");
+        }
+    }
+
+    #[test]
+    fn a_search_ttl_is_one_to_seven_hops() {
+        assert_eq!(parse_ttl("1"), Ok(1));
+        assert_eq!(parse_ttl("7"), Ok(7));
+        for wrong in ["0", "8", "255", "-1", "x"] {
+            assert!(parse_ttl(wrong).unwrap_err().contains("from 1 to 7"), "{wrong}");
+        }
+    }
+
+    fn last_search() -> LastSearch {
+        let result = |name: &str, verdict: &str, sha1: &str| serde_json::json!({ "name": name, "verdict": verdict, "sha1": format!("urn:sha1:{sha1}"), "sha256": null });
+        let results = vec![
+            result("SEBLINUX-base-1.0.tar", "verified", "AAAA"),
+            result("SEBLINUX-base-1.0.tar", "fake", "BBBB"),
+            result("SEBLINUX-base-1.1.tar", "verified", "CCCC"),
+            result("SEBLINUX-docs-1.0.tar", "unsigned", "DDDD"),
+        ];
+        LastSearch { query: "SEBLINUX".into(), results }
+    }
+
+    #[test]
+    fn get_takes_a_urn_as_given_a_number_from_the_last_search_or_an_unambiguous_verified_name() {
+        let last = last_search();
+        assert_eq!(resolve_target("urn:sha1:ZZZZ", None).unwrap(), "urn:sha1:ZZZZ");
+        assert_eq!(resolve_target("magnet:?xt=urn:sha1:ZZZZ", Some(&last)).unwrap(), "magnet:?xt=urn:sha1:ZZZZ");
+        assert_eq!(resolve_target("2", Some(&last)).unwrap(), "urn:sha1:BBBB");
+        assert_eq!(resolve_target("SEBLINUX-base-1.0.tar", Some(&last)).unwrap(), "urn:sha1:AAAA");
+        assert_eq!(resolve_target("seblinux-base-1.1", Some(&last)).unwrap(), "urn:sha1:CCCC");
+
+        assert!(resolve_target("3", None).unwrap_err().contains("run `servent search` first"));
+        assert!(resolve_target("0", Some(&last)).unwrap_err().contains("has no result 0: it has 4 results"));
+        assert!(resolve_target("5", Some(&last)).unwrap_err().contains("has no result 5"));
+        let ambiguous = resolve_target("SEBLINUX-base", Some(&last)).unwrap_err();
+        assert!(
+            ambiguous.contains("names 2 verified results: 1 SEBLINUX-base-1.0.tar, 3 SEBLINUX-base-1.1.tar"),
+            "{ambiguous}"
+        );
+        let unsigned = resolve_target("SEBLINUX-docs-1.0.tar", Some(&last)).unwrap_err();
+        assert!(unsigned.contains("no verified result"), "{unsigned}");
+    }
+
+    #[test]
+    fn results_come_verified_first_then_unsigned_untrusted_and_fakes_last_then_by_sources() {
+        let result = |name: &str, verdict: &str, sources: usize| serde_json::json!({ "name": name, "verdict": verdict, "sources": vec!["127.0.0.1:6346"; sources] });
+        let mut results = vec![
+            result("a", "fake", 9),
+            result("b", "unsigned", 1),
+            result("c", "verified", 1),
+            result("d", "untrusted", 5),
+            result("e", "unsigned", 3),
+            result("f", "verified", 2),
+        ];
+        sort_results(&mut results);
+        let names: Vec<&str> = results.iter().map(|r| r["name"].as_str().unwrap()).collect();
+        assert_eq!(names, ["f", "c", "e", "b", "d", "a"]);
+    }
+
+    #[test]
+    fn client_errors_say_the_cause_without_the_connection_pools_words() {
+        let pool = "An error occured while creating a new object: Connection refused (os error 111)";
+        assert_eq!(plain_error(pool), "Connection refused (os error 111)");
+        assert_eq!(plain_error("A timeout occured while waiting for a slot to become available"), "timed out");
+        assert_eq!(plain_error("Connection reset by peer"), "Connection reset by peer");
     }
 
     #[test]

@@ -5,18 +5,23 @@
 //! `servent-core` crate, which does no I/O and cannot depend on async-std;
 //! it is re-exported here under its old paths. [`node`] runs it over real
 //! sockets, [`api`] serves the local JSON API on tide, and [`cli`] is the
-//! command line, a thin client of that API.
+//! command line, a thin client of that API; [`demo`] tells the whole story
+//! with five servents on loopback.
 #![warn(missing_docs)]
 
 pub mod api;
 pub mod cli;
 pub use servent_core::compression;
 pub mod config;
+pub mod configfile;
+pub mod demo;
+pub mod fakes;
 pub use servent_core::flow;
 pub use servent_core::handshake;
 pub use servent_core::hostcache;
 pub mod keysource;
 pub mod node;
+pub mod peeraddr;
 pub use servent_core::qrp;
 pub use servent_core::routing;
 pub use servent_core::searches;

@@ -2,18 +2,24 @@
 
 use std::io::Write;
 use std::process::ExitCode;
-use std::time::Duration;
 
 use async_std::net::TcpListener;
 use async_std::task;
 use servent::cli::{self, Command, RunArgs};
 use servent::updater::{Updater, UpdaterConfig};
-use servent::{api, keysource, node};
-use structopt::StructOpt;
+use servent::{api, demo, keysource, node};
 
 fn main() -> ExitCode {
-    let result = match Command::from_args() {
+    let command = match cli::command_from(std::env::args_os().collect()) {
+        Ok(command) => command,
+        Err(message) => {
+            eprintln!("servent: {message}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = match command {
         Command::Run(args) => task::block_on(run(*args)),
+        Command::Demo { once, json } => task::block_on(demo::run(once, json)),
         command => task::block_on(cli::run_client(command)),
     };
     match result {
@@ -30,6 +36,7 @@ fn main() -> ExitCode {
 async fn run(args: RunArgs) -> Result<(), String> {
     let mut config = args.config()?;
     let search_wait = args.update_search_wait()?;
+    let update_every = args.update_every()?;
     let mut pinned = Vec::new();
     for arg in &args.trust {
         let resolved = keysource::resolve(arg).await?;
@@ -41,6 +48,12 @@ async fn run(args: RunArgs) -> Result<(), String> {
             resolved.source
         ));
         config.trust.push(resolved.trusted);
+    }
+    for name in args.peer_names() {
+        match name.resolve().await {
+            Ok(addr) => config.peers.push(addr.into()),
+            Err(why) => eprintln!("servent: --peer {why}; going on without it"),
+        }
     }
     let api_listener =
         TcpListener::bind(args.api).await.map_err(|e| format!("cannot listen on {} for the API: {e}", args.api))?;
@@ -58,8 +71,8 @@ async fn run(args: RunArgs) -> Result<(), String> {
     let updater_config =
         UpdaterConfig { post_install: args.post_install.clone(), search_wait, ..UpdaterConfig::new(install_dir) };
     let updater = Updater::open(node.clone(), updater_config).map_err(|e| e.to_string())?;
-    if let Some(minutes) = args.update_every.filter(|&m| m > 0) {
-        updater.spawn_every(Duration::from_secs(minutes.saturating_mul(60)));
+    if let Some(every) = update_every {
+        updater.spawn_every(every);
     }
     let (stop, stopped) = async_std::channel::bounded::<()>(1);
     ctrlc::set_handler(move || {

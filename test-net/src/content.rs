@@ -16,12 +16,14 @@
 //!   release metadata that names the item (judged `untrusted`);
 //! - [`FakeKind::Unsigned`]: junk without a signature (judged `unsigned`).
 //!
-//! The keys are random; everything else follows from the plan.
+//! The keys are random; everything else follows from the plan. The fakes
+//! themselves are `servent::fakes`', as `servent demo` makes them.
 
 use std::path::{Path, PathBuf};
 
+use servent::fakes::{self, FakeKind, Genuine};
 use servent::trust::TrustedKey;
-use signing_tool::{Minisig, ReleaseMeta, SecretKey, Signer};
+use signing_tool::{Minisig, ReleaseMeta, SecretKey};
 
 use crate::catalog::{Catalog, Item};
 use crate::Error;
@@ -32,31 +34,6 @@ pub const KEYWORD: &str = "SEBLINUX";
 pub const SCOPE: &str = "SEBLINUX*";
 /// The time every signature claims, so that signatures differ only by key.
 const SIGNED_AT: u64 = 1_700_000_000;
-
-/// The three fakes a faker shares for each item.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum FakeKind {
-    /// Other bytes beside a copy of the publisher's genuine signature.
-    CopiedSignature,
-    /// Other bytes signed by the faker's own key.
-    OwnKey,
-    /// Other bytes, unsigned.
-    Unsigned,
-}
-
-impl FakeKind {
-    /// Every kind, in the order they are written.
-    pub const ALL: [FakeKind; 3] = [FakeKind::CopiedSignature, FakeKind::OwnKey, FakeKind::Unsigned];
-
-    /// The folder of a faker's share that holds this kind.
-    pub fn folder(self) -> &'static str {
-        match self {
-            FakeKind::CopiedSignature => "copied-signature",
-            FakeKind::OwnKey => "own-key",
-            FakeKind::Unsigned => "unsigned",
-        }
-    }
-}
 
 /// A file a node must be able to find in its own index before the run starts.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -117,15 +94,17 @@ impl Content {
             let mut expected = Vec::with_capacity(self.faked.len());
             for &index in &self.faked {
                 let item = &catalog.items()[index];
+                let meta = meta(item);
+                let genuine = Genuine {
+                    file: &item.name,
+                    bytes: &item.contents,
+                    signature: &self.signatures[index],
+                    meta: &meta,
+                };
                 for kind in FakeKind::ALL {
-                    let folder = dir.join(kind.folder());
-                    let bytes = fake_bytes(item, node, kind);
-                    let signature = match kind {
-                        FakeKind::CopiedSignature => Some(self.signatures[index].clone()),
-                        FakeKind::OwnKey => Some(sign(key, item, &bytes)?.to_text()),
-                        FakeKind::Unsigned => None,
-                    };
-                    write_file(&folder, &item.name, &bytes, signature.as_deref())?;
+                    let fake = fakes::fake(&genuine, kind, &format!("node {node}"), key, SIGNED_AT)
+                        .map_err(|e| Error::Sign(format!("{}: {e}", item.name)))?;
+                    write_file(&dir.join(kind.folder()), &item.name, &fake.bytes, fake.signature.as_deref())?;
                 }
                 expected.push(Expected { query: item.query.clone(), name: item.name.clone(), copies: 3 });
             }
@@ -149,24 +128,17 @@ fn new_key() -> Result<SecretKey, Error> {
     SecretKey::generate().map_err(|e| Error::Sign(format!("cannot make a key: {e}")))
 }
 
-/// A release signature of `bytes` as `item`, by `key`.
-fn sign(key: &SecretKey, item: &Item, bytes: &[u8]) -> Result<Minisig, Error> {
-    let mut signer = Signer::new();
-    signer.update(bytes);
+/// The release `item` is signed as.
+fn meta(item: &Item) -> ReleaseMeta {
     let release = item.name.strip_suffix(".tar").unwrap_or(&item.name);
     let (name, version) = release.rsplit_once('-').unwrap_or((release, "1.0"));
-    let meta = ReleaseMeta { name: name.into(), version: version.into(), keywords: vec![KEYWORD.into()] };
-    signer.finish(key, &item.name, Some(&meta), SIGNED_AT).map_err(|e| Error::Sign(format!("{}: {e}", item.name)))
+    ReleaseMeta { name: name.into(), version: version.into(), keywords: vec![KEYWORD.into()] }
 }
 
-/// Bytes of the same size as `item`'s that are neither its own nor any
-/// other fake's: a tag naming the faker and the kind over its first bytes.
-pub fn fake_bytes(item: &Item, faker: usize, kind: FakeKind) -> Vec<u8> {
-    let tag = format!("fake {} by node {faker}: ", kind.folder());
-    let mut bytes = item.contents.clone();
-    let len = tag.len().min(bytes.len());
-    bytes[..len].copy_from_slice(&tag.as_bytes()[..len]);
-    bytes
+/// A release signature of `bytes` as `item`, by `key`.
+fn sign(key: &SecretKey, item: &Item, bytes: &[u8]) -> Result<Minisig, Error> {
+    fakes::sign_release(key, &item.name, bytes, &meta(item), SIGNED_AT)
+        .map_err(|e| Error::Sign(format!("{}: {e}", item.name)))
 }
 
 /// Writes `dir/name`, and `dir/name.minisig` when there is a signature.
@@ -184,8 +156,6 @@ fn write_file(dir: &Path, name: &str, bytes: &[u8], signature: Option<&str>) -> 
 
 #[cfg(test)]
 mod tests {
-    use std::collections::HashSet;
-
     use rand::rngs::StdRng;
     use rand::SeedableRng;
     use servent::trust::{Content as Claimed, TrustStore, Verdict};
@@ -196,20 +166,6 @@ mod tests {
     fn catalog() -> Catalog {
         let honest: Vec<usize> = (0..10).filter(|&n| n != 3).collect();
         Catalog::generate(12, 10, &honest, 0.2, Distribution::Uniform, &mut StdRng::seed_from_u64(5)).unwrap()
-    }
-
-    #[test]
-    fn fakes_have_the_genuine_size_and_bytes_of_their_own() {
-        let catalog = catalog();
-        let item = &catalog.items()[11];
-        let mut seen = HashSet::from([item.contents.clone()]);
-        for faker in [0, 9, 64_515] {
-            for kind in FakeKind::ALL {
-                let bytes = fake_bytes(item, faker, kind);
-                assert_eq!(bytes.len(), item.contents.len());
-                assert!(seen.insert(bytes), "{kind:?} by {faker} repeats another file");
-            }
-        }
     }
 
     #[test]

@@ -15,10 +15,17 @@
 //! maybe followed by a timestamp; [`parse_alternate_locations`] keeps the
 //! addresses of those that name a host by IPv4 address.
 //!
-//! What peers say is only a hint: a source is tried, and the downloaded
-//! bytes are checked against the URN, so a wrong address costs a failed
-//! connection at most. The table is bounded so that a peer sending junk
-//! cannot make it grow.
+//! The table holds only sources this servent has seen serve the right
+//! bytes: a download adds its sources once the whole file hashed to its
+//! URNs, and removes those that failed or served wrong bytes. What a
+//! request names is never added (the uploader does not read `X-Alt` at
+//! all): anyone can send a `HEAD` with a liar's address, and everything in
+//! the table is passed on to every downloader of the URN. What a source's
+//! answer names is a hint for that one download only, bounded by the
+//! download's plan ([`MAX_KNOWN_SOURCES`](super::download::plan::MAX_KNOWN_SOURCES)
+//! per download), tried, and checked against the URN like any source; it
+//! joins this table only if the download then verifies. The table is
+//! bounded as well, per URN and in URNs.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::{Ipv4Addr, SocketAddrV4};
@@ -61,7 +68,8 @@ impl AltLocations {
     }
 
     /// Remembers `addr` as a source of `urn` (again: it becomes the
-    /// freshest). Addresses nobody can connect to are ignored.
+    /// freshest): only for a source that served bytes a download verified.
+    /// Addresses nobody can connect to are ignored.
     pub fn add(&self, urn: Urn, addr: SocketAddrV4) {
         if !is_usable(addr) {
             return;

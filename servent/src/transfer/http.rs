@@ -330,20 +330,23 @@ async fn read_headers<R: AsyncBufRead + Unpin>(reader: &mut R) -> Result<Headers
             return Ok(headers);
         }
         let line = std::str::from_utf8(&line).map_err(|_| HttpError::bad("header line is not UTF-8"))?;
+        // Checked on the whole line, so that a folded continuation cannot
+        // smuggle a CR or NUL into a value we may echo.
+        if line.bytes().any(|b| b.is_ascii_control() && b != b'\t') {
+            return Err(HttpError::bad("control character in a header line"));
+        }
         if line.starts_with([' ', '\t']) {
             let (_, value) = headers.fields.last_mut().ok_or(HttpError::bad("continuation before any header"))?;
-            if !value.is_empty() {
+            let more = line.trim();
+            if !value.is_empty() && !more.is_empty() {
                 value.push(' ');
             }
-            value.push_str(line.trim());
+            value.push_str(more);
             continue;
         }
         let (name, value) = line.split_once(':').ok_or(HttpError::bad("header line without a colon"))?;
         if name.is_empty() || !name.bytes().all(is_token_byte) {
             return Err(HttpError::bad("bad header name"));
-        }
-        if value.bytes().any(|b| b.is_ascii_control() && b != b'\t') {
-            return Err(HttpError::bad("control character in a header value"));
         }
         headers.append(name, value.trim());
     }
@@ -374,7 +377,7 @@ fn parse_status_line(line: &[u8]) -> Result<((u8, u8), u16, String), HttpError> 
     if code.len() != 3 || !code.bytes().all(|b| b.is_ascii_digit()) {
         return Err(HttpError::bad("bad status code"));
     }
-    let status = code.parse().map_err(|_| HttpError::bad("bad status code"))?;
+    let status = code.parse().ok().filter(|code| (100..600).contains(code)).ok_or(HttpError::bad("bad status code"))?;
     if reason.bytes().any(|b| b.is_ascii_control() && b != b'\t') {
         return Err(HttpError::bad("control character in the reason phrase"));
     }
@@ -617,6 +620,21 @@ mod tests {
     fn folded_header_lines_extend_the_previous_value() {
         let req = request(b"GET / HTTP/1.1\r\nAlt-Location: http://a/\r\n  http://b/\r\n\r\n").unwrap();
         assert_eq!(req.headers.get("alt-location"), Some("http://a/ http://b/"));
+    }
+
+    #[test]
+    fn status_outside_100_to_599_and_empty_continuations_are_handled() {
+        assert_eq!(status(response(b"HTTP/1.1 006 Odd\r\n\r\n")), Some(400));
+        assert_eq!(status(response(b"HTTP/1.1 600 Odd\r\n\r\n")), Some(400));
+        let req = request(b"GET / HTTP/1.1\r\nX-Alt: 1.2.3.4:1\r\n  \r\n\r\n").unwrap();
+        assert_eq!(req.headers.get("x-alt"), Some("1.2.3.4:1"));
+    }
+
+    #[test]
+    fn folded_line_cannot_smuggle_a_control_character() {
+        // Found by tests/fuzz.rs: a CR inside a continuation reached the value.
+        assert_eq!(status(request(b"GET / HTTP/1.1\r\nX-Alt: 1.2.3.4:1\r\n 5.6.7.8:9\r;X: y\r\n\r\n")), Some(400));
+        assert_eq!(status(response(b"HTTP/1.1 200 OK\r\nX-Queue: 1\r\n\t\0\r\n\r\n")), Some(400));
     }
 
     #[test]

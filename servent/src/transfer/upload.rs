@@ -6,8 +6,10 @@
 //! `Range` for one chunk, and asks again for the next chunk on the same
 //! connection. Each answer names the content (`X-Gnutella-Content-URN`,
 //! `X-Content-URN`) and other places that have it (`X-Alt`, from the
-//! [`AltLocations`] mesh, which also learns the sources a downloader tells
-//! us about).
+//! [`AltLocations`] mesh). What a request says about other sources is
+//! never learned: anyone can send a request, a `HEAD` costs nothing, and a
+//! liar named there would be passed on to every downloader. The mesh
+//! learns only from downloads that verified what a source served.
 //!
 //! The file is found through the library's index and nowhere else: the
 //! request selects an entry (by URN, or by number *and* exact name), and
@@ -22,8 +24,16 @@
 //! address has at most [`UploadConfig::per_address`] connections, a
 //! connection idle between requests or a reader that stops taking bytes is
 //! dropped after a timeout, and request heads are bounded by [`super::http`].
+//!
+//! A request head has [`HEAD_TIMEOUT`] to arrive whole, and a connection
+//! counts against the connection limits only once its first head has: so
+//! clients that send heads slowly cannot take the connections of clients
+//! that send whole requests. Heads being read have their own budget, per
+//! address ([`UploadConfig::per_address`]) and in total
+//! ([`MAX_PENDING_HEADS`]); when it is full, a new connection takes the
+//! place of the head that has been waiting longest.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::io::{self, SeekFrom};
 use std::net::{IpAddr, SocketAddr, SocketAddrV4};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -33,6 +43,9 @@ use std::time::Duration;
 use async_std::fs::File;
 use async_std::io::{BufReader, ReadExt, SeekExt, WriteExt};
 use async_std::net::TcpStream;
+use futures::channel::oneshot;
+use futures::future::{self, Either};
+use futures::AsyncBufReadExt;
 use search::{Library, SharedFile, Urn};
 use serde::Serialize;
 
@@ -50,6 +63,11 @@ const X_ALT_SOURCES: usize = 10;
 /// HTTP connections served at once, whatever their addresses; this also
 /// bounds the per-address table.
 pub const MAX_CONNECTIONS: usize = 512;
+/// Request heads read at once, whatever their addresses; past it the one
+/// waiting longest is dropped.
+pub const MAX_PENDING_HEADS: usize = 128;
+/// How long a request head may take, from its first byte to its empty line.
+pub const HEAD_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a closing connection is drained of what the peer still sends,
 /// so that closing does not reset the connection before our answer is read.
 const LINGER: Duration = Duration::from_secs(2);
@@ -95,8 +113,10 @@ pub struct UploadStats {
     pub refused_busy: u64,
     /// Bodies being sent now (slots in use).
     pub uploading: usize,
-    /// HTTP connections open now.
+    /// HTTP connections open now, counted once their first request head arrived.
     pub connections: usize,
+    /// Connections whose first request head is still arriving.
+    pub reading_heads: usize,
 }
 
 /// The upload side of a servent: its limits, what is shared, the mesh,
@@ -107,6 +127,7 @@ pub struct Uploads {
     alt: Arc<AltLocations>,
     slots_used: AtomicUsize,
     connections: Mutex<HashMap<IpAddr, usize>>,
+    heads: Mutex<PendingHeads>,
     requests: AtomicU64,
     bytes_sent: AtomicU64,
     refused_busy: AtomicU64,
@@ -122,6 +143,7 @@ impl Uploads {
             alt,
             slots_used: AtomicUsize::new(0),
             connections: Mutex::new(HashMap::new()),
+            heads: Mutex::new(PendingHeads::default()),
             requests: AtomicU64::new(0),
             bytes_sent: AtomicU64::new(0),
             refused_busy: AtomicU64::new(0),
@@ -142,6 +164,7 @@ impl Uploads {
             refused_busy: self.refused_busy.load(Ordering::Relaxed),
             uploading: self.slots_used.load(Ordering::Relaxed),
             connections,
+            reading_heads: self.heads.lock().unwrap_or_else(PoisonError::into_inner).queue.len(),
         }
     }
 
@@ -163,6 +186,25 @@ impl Uploads {
         }
         *count += 1;
         Some(ConnectionGuard { uploads: self, ip })
+    }
+
+    /// Admits a connection from `ip` to send its first request head,
+    /// unless its address has too many heads under way; when all
+    /// [`MAX_PENDING_HEADS`] are taken, the oldest is dropped. The receiver
+    /// resolves when this head is dropped in turn.
+    fn begin_head(&self, ip: IpAddr) -> Option<(HeadGuard<'_>, oneshot::Receiver<()>)> {
+        let mut heads = self.heads.lock().unwrap_or_else(PoisonError::into_inner);
+        if heads.queue.iter().filter(|head| head.ip == ip).count() >= self.config.per_address {
+            return None;
+        }
+        if heads.queue.len() >= MAX_PENDING_HEADS {
+            heads.queue.pop_front();
+        }
+        heads.next += 1;
+        let (evict, evicted) = oneshot::channel();
+        let id = heads.next;
+        heads.queue.push_back(PendingHead { id, ip, _evict: evict });
+        Some((HeadGuard { uploads: self, id }, evicted))
     }
 
     /// Takes an upload slot, if one is free.
@@ -192,6 +234,33 @@ impl Drop for ConnectionGuard<'_> {
     }
 }
 
+/// The request heads being read, oldest first.
+#[derive(Default)]
+struct PendingHeads {
+    next: u64,
+    queue: VecDeque<PendingHead>,
+}
+
+struct PendingHead {
+    id: u64,
+    ip: IpAddr,
+    /// Dropped to make room: the connection's reader then gives up.
+    _evict: oneshot::Sender<()>,
+}
+
+/// One head being read; forgotten when dropped.
+struct HeadGuard<'a> {
+    uploads: &'a Uploads,
+    id: u64,
+}
+
+impl Drop for HeadGuard<'_> {
+    fn drop(&mut self) {
+        let mut heads = self.uploads.heads.lock().unwrap_or_else(PoisonError::into_inner);
+        heads.queue.retain(|head| head.id != self.id);
+    }
+}
+
 /// One upload slot in use; freed when dropped.
 struct SlotGuard<'a> {
     uploads: &'a Uploads,
@@ -213,18 +282,28 @@ pub(super) async fn serve_connection(
     mut reader: BufReader<TcpStream>,
     mut stream: TcpStream,
 ) {
-    let connection = uploads.open_connection(remote.ip());
-    let local = stream.local_addr().ok();
+    let mut connection = None;
     let mut first = Some(first_line);
     loop {
         let head = match first.take() {
             Some(line) => {
-                async_std::future::timeout(uploads.config.idle_timeout, http::read_request_head(line, &mut reader))
-                    .await
-                    .ok()
+                let Some((_pending, evicted)) = uploads.begin_head(remote.ip()) else { break };
+                let read = async_std::future::timeout(HEAD_TIMEOUT, http::read_request_head(line, &mut reader));
+                match future::select(Box::pin(read), evicted).await {
+                    Either::Left((head, _)) => head.ok(),
+                    Either::Right(_) => None,
+                }
             }
-            None => async_std::future::timeout(uploads.config.idle_timeout, http::read_request(&mut reader)).await.ok(),
+            None => match async_std::future::timeout(uploads.config.idle_timeout, reader.fill_buf()).await {
+                Ok(Ok(more)) if !more.is_empty() => {
+                    async_std::future::timeout(HEAD_TIMEOUT, http::read_request(&mut reader)).await.ok()
+                }
+                _ => None,
+            },
         };
+        if head.as_ref().is_some_and(Result::is_ok) && connection.is_none() {
+            connection = uploads.open_connection(remote.ip());
+        }
         let request = match head {
             Some(Ok(request)) => request,
             Some(Err(HttpError::Malformed { status, .. })) => {
@@ -243,7 +322,7 @@ pub(super) async fn serve_connection(
             let _ = send_head(&mut stream, &head, uploads.config.stall_timeout).await;
             break;
         }
-        let exchange = Exchange { uploads, remote, local, request: &request };
+        let exchange = Exchange { uploads, remote, request: &request };
         match exchange.answer(&mut stream).await {
             Ok(true) => continue,
             Ok(false) | Err(_) => break,
@@ -275,7 +354,6 @@ async fn linger(mut reader: BufReader<TcpStream>, stream: TcpStream) {
 struct Exchange<'a> {
     uploads: &'a Uploads,
     remote: SocketAddr,
-    local: Option<SocketAddr>,
     request: &'a Request,
 }
 
@@ -312,7 +390,6 @@ impl Exchange<'_> {
                 return send_head(stream, &plain_head(status, keep), stall).await.map(|()| keep);
             }
         };
-        self.learn_sources(&file);
         let mut head = self.file_head(200, &file, keep);
         let range = match request.headers.get("Range").map(http::parse_range).transpose() {
             Ok(range) => range,
@@ -378,23 +455,6 @@ impl Exchange<'_> {
             .collect();
         let matches = expected.is_empty() || expected.iter().any(|urn| *urn == file.sha1 || *urn == file.sha256);
         matches.then_some(file)
-    }
-
-    /// Remembers the sources a downloader names for this file.
-    fn learn_sources(&self, file: &SharedFile) {
-        let headers = &self.request.headers;
-        let compact = headers.get_all("X-Alt").flat_map(alt::parse_x_alt);
-        let urls = headers
-            .get_all("X-Gnutella-Alternate-Location")
-            .chain(headers.get_all("Alt-Location"))
-            .flat_map(alt::parse_alternate_locations);
-        let ourselves = match self.local {
-            Some(SocketAddr::V4(local)) => Some(local),
-            _ => None,
-        };
-        for addr in compact.chain(urls).take(alt::MAX_PARSED).filter(|a| Some(*a) != ourselves) {
-            self.uploads.alt.add(file.sha1, addr);
-        }
     }
 
     /// Up to [`X_ALT_SOURCES`] other sources of `file`, never the requester:

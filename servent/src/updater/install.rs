@@ -15,8 +15,19 @@
 //! record with the change *pending*, renames the new file into place,
 //! removes the old one, and writes the record again without the pending
 //! change. [`InstallDir::open`] finishes or undoes a pending change it
-//! finds: forward if the new file is whole in place, back otherwise. The
-//! hidden `.servent` folder is never shared.
+//! finds: forward if the new file is whole in place (or whole in staging
+//! with nothing left to wait for), back otherwise. The hidden `.servent`
+//! folder is never shared.
+//!
+//! With a post-install hook the change waits for it:
+//! [`InstallDir::stage_for_hook`] stages the new file and writes the record
+//! with the change pending *and awaiting its hook*; the hook runs on the
+//! staged file, which is hidden and so not shared; only
+//! [`InstallDir::hook_passed`] keeps the previous version and moves the new
+//! one into place, and [`InstallDir::hook_failed`] drops it, the version
+//! held back. A crash while the hook runs counts as its failure: opening
+//! rolls back. Opening also removes whatever else is left in
+//! `.servent/incoming` (a copy a crash cut short).
 
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
@@ -84,6 +95,9 @@ struct Pending {
     new: Package,
     old: Option<Package>,
     held_back: Vec<String>,
+    /// Staged, its post-install hook not yet passed: the old version stays.
+    #[serde(default)]
+    awaiting_hook: bool,
 }
 
 /// Why the install directory could not do what was asked.
@@ -142,6 +156,7 @@ impl InstallDir {
         };
         let mut install = InstallDir { dir: dir.to_owned(), record };
         install.recover()?;
+        install.clean_incoming()?;
         install.bind_to_signers();
         Ok(install)
     }
@@ -190,6 +205,41 @@ impl InstallDir {
         self.install_as(new, source, signature, Vec::new(), None)
     }
 
+    /// Stages `new` as [`InstallDir::install`] does, but leaves the
+    /// installed version in place until its post-install hook passes;
+    /// returns the staged file, for the hook. Then call
+    /// [`InstallDir::hook_passed`] or [`InstallDir::hook_failed`].
+    pub fn stage_for_hook(&mut self, new: Package, source: &Path, signature: &str) -> Result<PathBuf, InstallError> {
+        let staged = self.state_dir().join("incoming").join(&new.file);
+        let mut held_back = self.get(&new.name).map(|i| i.held_back.clone()).unwrap_or_default();
+        held_back.retain(|v| *v != new.version);
+        self.stage(new, source, signature, held_back, None, true)?;
+        Ok(staged)
+    }
+
+    /// The hook of the staged change passed: it is installed.
+    pub fn hook_passed(&mut self) -> Result<(), InstallError> {
+        let Some(pending) = self.record.pending.as_mut().filter(|p| p.awaiting_hook) else {
+            return Err(InstallError::Refused("no install is waiting for its hook".into()));
+        };
+        pending.awaiting_hook = false;
+        let old = pending.old.clone();
+        self.save()?;
+        if let Some(old) = &old {
+            self.keep_as_previous(old)?;
+        }
+        self.move_into_place(None)
+    }
+
+    /// The hook of the staged change failed: the staged version is dropped
+    /// and held back; the installed one never moved.
+    pub fn hook_failed(&mut self) -> Result<(), InstallError> {
+        if !self.record.pending.as_ref().is_some_and(|p| p.awaiting_hook) {
+            return Err(InstallError::Refused("no install is waiting for its hook".into()));
+        }
+        self.roll_back_pending()
+    }
+
     fn install_as(
         &mut self,
         new: Package,
@@ -197,6 +247,22 @@ impl InstallDir {
         signature: &str,
         held_back: Vec<String>,
         crash_after: Option<Step>,
+    ) -> Result<(), InstallError> {
+        self.stage(new, source, signature, held_back, crash_after, false)?;
+        self.move_into_place(crash_after)
+    }
+
+    /// Copies `new` into `.servent/incoming` and records the change as
+    /// pending (keeping the installed version as the previous one first,
+    /// unless the change waits for a hook).
+    fn stage(
+        &mut self,
+        new: Package,
+        source: &Path,
+        signature: &str,
+        held_back: Vec<String>,
+        crash_after: Option<Step>,
+        awaiting_hook: bool,
     ) -> Result<(), InstallError> {
         check_file_name(&new.file)?;
         let old = self.get(&new.name).map(|i| i.current.clone());
@@ -223,18 +289,41 @@ impl InstallDir {
             return Err(e);
         }
         stop_here(crash_after, Step::Staged)?;
-        if let Some(old) = &old {
+        if let Some(old) = old.as_ref().filter(|_| !awaiting_hook) {
             self.keep_as_previous(old)?;
         }
         stop_here(crash_after, Step::PreviousKept)?;
-        self.record.pending = Some(Pending { new: new.clone(), old: old.clone(), held_back });
+        self.record.pending = Some(Pending { new, old, held_back, awaiting_hook });
         self.save()?;
-        stop_here(crash_after, Step::Pending)?;
-        let target = self.dir.join(&new.file);
+        stop_here(crash_after, Step::Pending)
+    }
+
+    /// Renames the staged file of the pending change into place, then its
+    /// signature, and finishes the change.
+    fn move_into_place(&mut self, crash_after: Option<Step>) -> Result<(), InstallError> {
+        let Some(pending) = self.record.pending.clone() else { return Ok(()) };
+        let staged = self.state_dir().join("incoming").join(&pending.new.file);
+        let target = self.dir.join(&pending.new.file);
         fs::rename(&staged, &target).map_err(io_error("move into place", &target))?;
         stop_here(crash_after, Step::Renamed)?;
-        fs::rename(&staged_signature, minisig_path(&target)).map_err(io_error("move into place", &target))?;
+        fs::rename(minisig_path(&staged), minisig_path(&target)).map_err(io_error("move into place", &target))?;
         self.roll_forward()
+    }
+
+    /// Removes what is left in `.servent/incoming` once no change is pending.
+    fn clean_incoming(&self) -> Result<(), InstallError> {
+        let incoming = self.state_dir().join("incoming");
+        let entries = match fs::read_dir(&incoming) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(io_error("list", &incoming)(e)),
+        };
+        for entry in entries {
+            let path = entry.map_err(io_error("list", &incoming))?.path();
+            let removed = if path.is_dir() { fs::remove_dir_all(&path) } else { fs::remove_file(&path) };
+            removed.map_err(io_error("remove", &path))?;
+        }
+        Ok(())
     }
 
     /// Puts the previous version of `name` back in place; the version rolled
@@ -311,12 +400,24 @@ impl InstallDir {
     }
 
     /// After a crash: on with a pending change whose new file is whole in
-    /// place, back to the old version otherwise.
+    /// place (or whole in staging, its hook passed), back to the old
+    /// version otherwise; a change still awaiting its hook always goes back.
     fn recover(&mut self) -> Result<(), InstallError> {
         let Some(pending) = self.record.pending.clone() else { return Ok(()) };
+        if pending.awaiting_hook {
+            return self.roll_back_pending();
+        }
         let target = self.dir.join(&pending.new.file);
         let staged = self.state_dir().join("incoming").join(&pending.new.file);
-        if sha256_hex(&target).ok().as_deref() == Some(pending.new.sha256.as_str()) {
+        let whole = |path: &Path| sha256_hex(path).ok().as_deref() == Some(pending.new.sha256.as_str());
+        if !whole(&target) && whole(&staged) && minisig_path(&staged).exists() {
+            // Its hook passed; the old version may not be kept yet.
+            if let Some(old) = &pending.old {
+                self.keep_as_previous(old)?;
+            }
+            return self.move_into_place(None);
+        }
+        if whole(&target) {
             let staged_signature = minisig_path(&staged);
             if staged_signature.exists() {
                 // Renamed into place, its signature not yet.
@@ -324,6 +425,15 @@ impl InstallDir {
             }
             return self.roll_forward();
         }
+        self.roll_back_pending()
+    }
+
+    /// Undoes the pending change: the old version whole in place (restored
+    /// from its kept copy if need be), the staged files removed. A change
+    /// that waited for its hook leaves its version held back.
+    fn roll_back_pending(&mut self) -> Result<(), InstallError> {
+        let Some(pending) = self.record.pending.clone() else { return Ok(()) };
+        let staged = self.state_dir().join("incoming").join(&pending.new.file);
         if let Some(old) = &pending.old {
             let current = self.file_path(old);
             if sha256_hex(&current).ok().as_deref() != Some(old.sha256.as_str()) {
@@ -335,6 +445,14 @@ impl InstallDir {
         }
         let _ = fs::remove_file(&staged);
         let _ = fs::remove_file(minisig_path(&staged));
+        if pending.awaiting_hook {
+            if let Some(installed) = self.record.packages.iter_mut().find(|p| p.current.name == pending.new.name) {
+                installed.held_back.retain(|v| *v != pending.new.version);
+                installed.held_back.push(pending.new.version.clone());
+                let first = installed.held_back.len().saturating_sub(MAX_HELD_BACK);
+                installed.held_back.drain(..first);
+            }
+        }
         self.record.pending = None;
         self.save()
     }
@@ -525,7 +643,8 @@ mod tests {
 
                 let recovered = InstallDir::open(&f.dir).unwrap();
                 let current = &recovered.get("SEBLINUX-base").unwrap().current;
-                let expected = if step == Step::Renamed { &v11 } else { &v10 };
+                // From a pending record on, the staged file is whole: it goes forward.
+                let expected = if matches!(step, Step::Pending | Step::Renamed) { &v11 } else { &v10 };
                 assert_eq!(current, expected, "{step:?} same name {same_name}");
                 let content = installed_bytes(&f.dir, &current.file);
                 assert_eq!(content, format!("SEBLINUX-base {}", current.version), "{step:?} {same_name}");
@@ -538,6 +657,83 @@ mod tests {
                 assert!(recovered.record.pending.is_none());
             }
         }
+    }
+
+    /// Everything in the install directory but `.servent`: what is shared.
+    fn shared_view(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .filter(|name| name != STATE_DIR)
+            .collect();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn a_release_waiting_for_its_hook_is_not_shared_and_goes_in_only_when_it_passes() {
+        let f = fixture();
+        let mut install = InstallDir::open(&f.dir).unwrap();
+        let (v10, source) = f.release("1.0", "base-1.0.tar");
+        install.install(v10.clone(), &source, "sig 1.0").unwrap();
+        let (v11, source) = f.release("1.1", "base-1.1.tar");
+
+        let staged = install.stage_for_hook(v11.clone(), &source, "sig 1.1").unwrap();
+        assert_eq!(fs::read_to_string(&staged).unwrap(), "SEBLINUX-base 1.1", "the hook sees the new release");
+        assert_eq!(shared_view(&f.dir), ["base-1.0.tar", "base-1.0.tar.minisig"]);
+        install.hook_passed().unwrap();
+        assert_eq!(shared_view(&f.dir), ["base-1.1.tar", "base-1.1.tar.minisig"]);
+        let now = install.get("SEBLINUX-base").unwrap();
+        assert_eq!((&now.current, now.previous.as_ref()), (&v11, Some(&v10)));
+        install.rollback("SEBLINUX-base").unwrap();
+        assert_eq!(installed_bytes(&f.dir, "base-1.0.tar"), "SEBLINUX-base 1.0", "the previous version was kept");
+    }
+
+    #[test]
+    fn a_failing_hook_or_a_crash_while_it_runs_leaves_the_old_version_and_holds_the_new_back() {
+        for crash in [false, true] {
+            let f = fixture();
+            let mut install = InstallDir::open(&f.dir).unwrap();
+            let (v09, source) = f.release("0.9", "base-0.9.tar");
+            install.install(v09.clone(), &source, "sig 0.9").unwrap();
+            let (v10, source) = f.release("1.0", "base-1.0.tar");
+            install.install(v10.clone(), &source, "sig 1.0").unwrap();
+            let (v11, source) = f.release("1.1", "base-1.1.tar");
+            install.stage_for_hook(v11.clone(), &source, "sig 1.1").unwrap();
+            let install = if crash {
+                // The servent dies while the hook runs: the record says so.
+                drop(install);
+                let record = fs::read_to_string(f.dir.join(".servent/installed.json")).unwrap();
+                assert!(record.contains("\"awaiting_hook\": true"), "{record}");
+                InstallDir::open(&f.dir).unwrap()
+            } else {
+                install.hook_failed().unwrap();
+                install
+            };
+            let now = install.get("SEBLINUX-base").unwrap();
+            assert_eq!(now.current, v10, "crash {crash}");
+            assert_eq!(now.previous.as_ref(), Some(&v09), "crash {crash}: the previous version is still kept");
+            assert_eq!(now.held_back, ["1.1"], "crash {crash}");
+            assert_eq!(shared_view(&f.dir), ["base-1.0.tar", "base-1.0.tar.minisig"], "crash {crash}");
+            assert!(fs::read_dir(f.dir.join(".servent/incoming")).unwrap().next().is_none(), "crash {crash}");
+            let kept = f.dir.join(".servent/previous/SEBLINUX-base/base-0.9.tar");
+            assert_eq!(fs::read_to_string(kept).unwrap(), "SEBLINUX-base 0.9", "crash {crash}");
+        }
+    }
+
+    #[test]
+    fn a_copy_cut_short_in_incoming_is_gone_after_open() {
+        let f = fixture();
+        let mut install = InstallDir::open(&f.dir).unwrap();
+        let (v10, source) = f.release("1.0", "base-1.0.tar");
+        install.install(v10.clone(), &source, "sig 1.0").unwrap();
+        // A crash while copying, before the change was recorded.
+        let incoming = f.dir.join(".servent/incoming");
+        fs::write(incoming.join("base-1.1.tar"), "SEBLINUX-ba").unwrap();
+        fs::create_dir_all(incoming.join("odd")).unwrap();
+        let reopened = InstallDir::open(&f.dir).unwrap();
+        assert!(fs::read_dir(&incoming).unwrap().next().is_none());
+        assert_eq!(reopened.get("SEBLINUX-base").unwrap().current, v10);
     }
 
     #[test]

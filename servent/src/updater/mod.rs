@@ -5,9 +5,10 @@
 //! the package's name, keeps only results `verified` under a pinned key
 //! whose signed name is the package's ([`choose`]), downloads the newest
 //! acceptable one from all its sources (kept only if the bytes verify),
+//! stages it, runs the post-install hook on the staged file if there is
+//! one (a failure or a hang drops it, the installed version untouched),
 //! installs it ([`install`]: staged, synced, renamed, with the previous
-//! version kept), runs the post-install hook if there is one (a failure or
-//! a hang rolls back), and reports a [`Decision`] per package. The install
+//! version kept), and reports a [`Decision`] per package. The install
 //! directory is one of the servent's shared folders: every installed
 //! release is shared on, signature beside it.
 //!
@@ -495,18 +496,47 @@ impl Updater {
         };
         let signature = signature.to_text();
         let (inner, staged) = (self.inner.clone(), package.clone());
-        let installed = task::spawn_blocking(move || lock(&inner.install).install(staged, &path, &signature)).await;
-        if let Err(e) = installed {
-            return fail(format!("cannot install {to}: {e}"));
-        }
-        self.changed();
-        if let Some(why) = self.run_hook(&package, current).await {
-            let rolled = self.roll_back_after_hook(name).await;
-            return Decision {
-                action: Action::Failed,
-                reason: format!("{why}; {rolled}"),
-                ..decision(name, current, None)
+        if let Some(command) = self.inner.config.post_install.clone() {
+            // The release waits, staged and not shared, until its hook passes.
+            let staged =
+                task::spawn_blocking(move || lock(&inner.install).stage_for_hook(staged, &path, &signature)).await;
+            let staged = match staged {
+                Ok(staged) => staged,
+                Err(e) => return fail(format!("cannot install {to}: {e}")),
             };
+            let hook = self.run_hook(&command, &package, &staged, current).await;
+            let (inner, passed) = (self.inner.clone(), hook.is_ok());
+            let ended = task::spawn_blocking(move || {
+                let mut install = lock(&inner.install);
+                if passed {
+                    install.hook_passed()
+                } else {
+                    install.hook_failed()
+                }
+            })
+            .await;
+            self.changed();
+            if let Err(why) = hook {
+                let kept = match (current, ended) {
+                    (_, Err(e)) => format!("could not roll back: {e}"),
+                    (Some(current), Ok(())) => format!("rolled back to {}; {to} is held back", current.version),
+                    (None, Ok(())) => "nothing was installed".to_string(),
+                };
+                return Decision {
+                    action: Action::Failed,
+                    reason: format!("{why}; {kept}"),
+                    ..decision(name, current, None)
+                };
+            }
+            if let Err(e) = ended {
+                return fail(format!("cannot install {to}: {e}"));
+            }
+        } else {
+            let installed = task::spawn_blocking(move || lock(&inner.install).install(staged, &path, &signature)).await;
+            if let Err(e) = installed {
+                return fail(format!("cannot install {to}: {e}"));
+            }
+            self.changed();
         }
         Decision {
             action: Action::Installed,
@@ -521,29 +551,22 @@ impl Updater {
         self.inner.node.rescan();
     }
 
-    /// Runs the post-install hook; why it failed, if it did.
-    async fn run_hook(&self, package: &Package, previous: Option<&Package>) -> Option<String> {
-        let command = self.inner.config.post_install.clone()?;
-        let path = lock(&self.inner.install).file_path(package);
+    /// Runs the post-install hook `command` on the staged file of `package`.
+    async fn run_hook(
+        &self,
+        command: &str,
+        package: &Package,
+        staged: &std::path::Path,
+        previous: Option<&Package>,
+    ) -> Result<(), String> {
         let env = [
             ("SERVENT_NAME", package.name.clone()),
             ("SERVENT_VERSION", package.version.clone()),
-            ("SERVENT_PATH", path.display().to_string()),
+            ("SERVENT_PATH", staged.display().to_string()),
             ("SERVENT_PREVIOUS_VERSION", previous.map(|p| p.version.clone()).unwrap_or_default()),
         ];
-        let timeout = self.inner.config.hook_timeout;
-        task::spawn_blocking(move || run_hook(&command, &env, timeout).err()).await
-    }
-
-    async fn roll_back_after_hook(&self, name: &str) -> String {
-        let inner = self.inner.clone();
-        let owned = name.to_owned();
-        let rolled = task::spawn_blocking(move || lock(&inner.install).rollback(&owned)).await;
-        self.changed();
-        match rolled {
-            Ok((from, to)) => format!("rolled back to {}; {} is held back", to.version, from.version),
-            Err(e) => format!("could not roll back: {e}"),
-        }
+        let (command, timeout) = (command.to_owned(), self.inner.config.hook_timeout);
+        task::spawn_blocking(move || run_hook(&command, &env, timeout)).await
     }
 }
 

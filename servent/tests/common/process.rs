@@ -50,6 +50,8 @@ impl Running {
         command.args(extra);
         let token = extra.iter().position(|a| *a == "--api-token").and_then(|i| extra.get(i + 1));
         command.env_remove("SERVENT_API_TOKEN");
+        // No servent.toml but the test's own.
+        command.env("XDG_CONFIG_HOME", data.path());
         let log = std::fs::File::create(data.path().join(LOG)).unwrap();
         let mut child = command.stdout(Stdio::piped()).stderr(log).spawn().unwrap();
         // "servent: listening on 127.0.0.1:P (Gnutella, HTTP), API on http://127.0.0.1:Q"
@@ -62,10 +64,11 @@ impl Running {
     }
 
     /// Runs a client command (`args`, then `--api` and the token) against
-    /// this servent.
+    /// this servent; what the client remembers (the last search) it keeps
+    /// in this servent's data directory.
     pub fn client(&self, args: &[&str]) -> Output {
         let mut command = Command::new(SERVENT);
-        command.args(args).args(["--api", &self.api]);
+        command.args(args).args(["--api", &self.api]).env("XDG_STATE_HOME", self.data.path());
         if let Some(token) = &self.token {
             command.args(["--api-token", token]);
         }
