@@ -246,9 +246,15 @@ pub struct RunArgs {
     /// Uploads served at once; more get 503 with Retry-After.
     #[structopt(long, default_value = "8")]
     pub upload_slots: usize,
-    /// Connections to keep.
+    /// Ultrapeer links to keep (a leaf keeps 4 at most).
     #[structopt(long, default_value = "16")]
     pub max_peers: usize,
+    /// The part to play: auto (an ultrapeer, for now), ultrapeer or leaf.
+    #[structopt(long, default_value = "auto")]
+    pub mode: config::Mode,
+    /// Leaves an ultrapeer shelters besides its ultrapeer links.
+    #[structopt(long, default_value = "30")]
+    pub max_leaves: usize,
     /// A GWebCache URL to ask for hosts when none is known (repeatable).
     #[structopt(long)]
     pub gwebcache: Vec<String>,
@@ -362,6 +368,8 @@ impl RunArgs {
                 })
                 .collect(),
             max_peers: self.max_peers,
+            mode: self.mode,
+            max_leaves: self.max_leaves,
             discover: !self.no_discovery,
             gwebcaches: self.gwebcache.clone(),
             max_ttl: self.max_ttl,
@@ -560,13 +568,15 @@ pub async fn run_client(command: Command) -> Result<(), String> {
         }
         Command::Peers(args) => {
             let peers = Client::new(&args.api).get("/api/peers").await?;
-            let columns = ["address", "direction", "user_agent", "connected", "received", "dropped", "sent", "unsent"];
+            let columns =
+                ["address", "direction", "role", "user_agent", "connected", "received", "dropped", "sent", "unsent"];
             print_list(&peers, args.json, &columns, |p| {
                 // An incoming peer by the address it listens on, not its outgoing port.
                 let address = if p["listen"].is_null() { &p["addr"] } else { &p["listen"] };
                 vec![
                     text(address),
                     text(&p["direction"]),
+                    if p["qrp"] == true { format!("{}, qrp", text(&p["role"])) } else { text(&p["role"]) },
                     text(&p["user_agent"]),
                     format!("{}s", p["connected_secs"]),
                     text(&p["counters"]["received"]),

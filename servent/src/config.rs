@@ -13,6 +13,8 @@ pub const DEFAULT_PORT: u16 = 6346;
 pub const DEFAULT_API: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::LOCALHOST, 6347);
 /// Connections kept by default.
 pub const DEFAULT_MAX_PEERS: usize = 16;
+/// Leaves an ultrapeer shelters by default, as deployed ultrapeers do.
+pub const DEFAULT_MAX_LEAVES: usize = servent_core::node::MAX_LEAVES;
 /// How often shared folders are rescanned, so changes show within 10 s.
 pub const RESCAN_INTERVAL: Duration = Duration::from_secs(5);
 
@@ -28,8 +30,12 @@ pub struct Config {
     pub shares: Vec<PathBuf>,
     /// Servents to connect to at start, and to keep trying.
     pub peers: Vec<SocketAddr>,
-    /// Connections the servent keeps and accepts at most.
+    /// Ultrapeer links the servent keeps and accepts at most (a leaf keeps 4 at most).
     pub max_peers: usize,
+    /// The part it plays: `auto`, `ultrapeer` or `leaf`.
+    pub mode: Mode,
+    /// Leaves an ultrapeer shelters besides its ultrapeer links.
+    pub max_leaves: usize,
     /// Whether the servent dials addresses it learns from the network (on by
     /// default; a test network turns it off to keep its topology).
     pub discover: bool,
@@ -61,6 +67,8 @@ impl Default for Config {
             shares: Vec::new(),
             peers: Vec::new(),
             max_peers: DEFAULT_MAX_PEERS,
+            mode: Mode::Auto,
+            max_leaves: DEFAULT_MAX_LEAVES,
             discover: true,
             gwebcaches: Vec::new(),
             max_ttl: crate::routing::DEFAULT_MAX_TTL,
@@ -70,6 +78,43 @@ impl Default for Config {
             downloads: None,
             trust: Vec::new(),
             api_token: None,
+        }
+    }
+}
+
+/// The part a servent is asked to play (`run --mode`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Mode {
+    /// Decide by itself; for now it plays an ultrapeer (deployed servents
+    /// start as leaves and promote themselves when reachable, up long
+    /// enough and with bandwidth: not done yet).
+    #[default]
+    Auto,
+    /// Always an ultrapeer.
+    Ultrapeer,
+    /// Always a leaf: 3 or 4 ultrapeer links, its QRP table sent to them.
+    Leaf,
+}
+
+impl Mode {
+    /// The role played now.
+    pub fn role(self) -> servent_core::handshake::Role {
+        match self {
+            Mode::Auto | Mode::Ultrapeer => servent_core::handshake::Role::Ultrapeer,
+            Mode::Leaf => servent_core::handshake::Role::Leaf,
+        }
+    }
+}
+
+impl std::str::FromStr for Mode {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Mode, String> {
+        match text {
+            "auto" => Ok(Mode::Auto),
+            "ultrapeer" => Ok(Mode::Ultrapeer),
+            "leaf" => Ok(Mode::Leaf),
+            other => Err(format!("--mode {other:?}: auto, ultrapeer or leaf")),
         }
     }
 }

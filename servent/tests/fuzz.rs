@@ -336,6 +336,11 @@ fn handshakes_never_panic_on_either_side() {
         listen: Some(SocketAddr::from((Ipv4Addr::LOCALHOST, 6346))),
         max_ttl: 4,
         deflate: true,
+        role: handshake::Role::Ultrapeer,
+        degree: 16,
+        may_become_leaf: true,
+        guid: None,
+        live_since: Some(0),
     };
     let remote = SocketAddr::from((Ipv4Addr::new(10, 0, 0, 1), 6346));
     let others = vec![SocketAddr::from((Ipv4Addr::new(10, 0, 0, 2), 6346))];

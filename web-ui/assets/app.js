@@ -564,6 +564,7 @@ function createPeerRow() {
     ["addr mono", "Address"],
     ["agent", "User agent"],
     ["direction", "Direction"],
+    ["role", "Role"],
     ["in num", "Messages in"],
     ["out num", "Messages out"],
     ["dropped num", "Dropped"],
@@ -575,6 +576,7 @@ function updatePeerRow(row, peer) {
   setText(cellOf(row, "addr"), peer.addr);
   setText(cellOf(row, "agent"), orDash(peer.user_agent));
   setText(cellOf(row, "direction"), peer.direction);
+  setText(cellOf(row, "role"), peer.qrp ? `${peer.role}, QRP` : orDash(peer.role));
   setText(cellOf(row, "in"), String((peer.counters && peer.counters.received) || 0));
   setText(cellOf(row, "out"), String(peer.messages_out || 0));
   setText(cellOf(row, "dropped"), String(dropped(peer.counters) + (peer.queue_dropped || 0)));

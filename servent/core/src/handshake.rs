@@ -56,13 +56,10 @@
 //!   refuse a peer that compresses unasked ([`HandshakeError::UnexpectedEncoding`]).
 //! - As a leaf it only accepts ultrapeers with `X-Degree` of at least 16 and
 //!   `X-Dynamic-Querying` (403 "High Outdegree and Dynamic Querying
-//!   Required"). We do no dynamic querying and no QRP, so we claim neither:
-//!   gtk-gnutella leaves refuse us; gtk-gnutella ultrapeers accept us.
-//!   `X-Ultrapeer-Query-Routing` is not required between ultrapeers: without
-//!   it gtk-gnutella simply sends us no route table. Without `X-Degree` and
-//!   `X-Max-TTL` it assumes 8 and 7; we send `X-Max-TTL`.
-//! - Its `X-Ultrapeer-Needed: False` asks us to become its leaf; we stay an
-//!   ultrapeer and ignore the header (a flat network).
+//!   Required"). As an ultrapeer we send both, with `X-Query-Routing` and
+//!   `X-Ultrapeer-Query-Routing`; roles, `X-Ultrapeer-Needed` and the other
+//!   capability headers are in [`roles`]. Without `X-Degree` and
+//!   `X-Max-TTL` it assumes 8 and 7.
 //! - It folds long `X-Try-Ultrapeers` lines with CRLF and a tab, and joins
 //!   repeated headers with ", ": we fold continuations into one space and read
 //!   every occurrence of the address lists.
@@ -72,11 +69,16 @@
 //! - As a responder it reads nothing but headers until step 3: anything we
 //!   sent early would be "Extra HELLO data". As an initiator it sends nothing
 //!   until it has our step 2. It closes 0.4 connects silently; so do we.
-//! - We send no `Vendor-Message` (no vendor messages) and no
-//!   `X-Query-Routing` (no QRP yet).
+//! - We send no `Vendor-Message` (no vendor messages yet).
+
+mod roles;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::time::Duration;
+
+pub use roles::{rfc822, Admission, Role, MODERN_DEGREE};
+
+use crate::wire::Guid;
 
 /// Longest handshake line accepted, in bytes, counting its CRLF.
 pub const MAX_LINE: usize = 1024;
@@ -111,18 +113,16 @@ pub struct Config {
     pub max_ttl: u8,
     /// Whether we offer to inflate and agree to deflate (`Accept-Encoding: deflate`).
     pub deflate: bool,
-}
-
-/// The responder's decision about an incoming connection, taken before it reads step 1.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Admission {
-    /// Answer 200 OK.
-    Accept,
-    /// Answer `503 Full`, suggesting these addresses instead, then close.
-    Full {
-        /// Sent in `X-Try-Ultrapeers` (IPv4 only, at most [`MAX_TRY_SENT`]).
-        try_ultrapeers: Vec<SocketAddr>,
-    },
+    /// The part we play now.
+    pub role: Role,
+    /// Ultrapeer links we keep, sent as `X-Degree` when an ultrapeer.
+    pub degree: u32,
+    /// Whether an ultrapeer's `X-Ultrapeer-Needed: False` makes us its leaf.
+    pub may_become_leaf: bool,
+    /// Our servent GUID, sent as `GUID`.
+    pub guid: Option<Guid>,
+    /// When we started, in seconds since the Unix epoch, sent as `X-Live-Since`.
+    pub live_since: Option<u64>,
 }
 
 /// Which protocol a connection on the shared listening port speaks, by its first line.
@@ -196,6 +196,9 @@ pub struct PeerInfo {
     pub deflate_out: bool,
     /// Every header it sent, in order, continuations folded in.
     pub headers: Vec<(String, String)>,
+    /// We answered its `X-Ultrapeer-Needed: False` by becoming its leaf:
+    /// the node now plays a leaf and drops its other links but to ultrapeers.
+    pub demoted: bool,
 }
 
 impl PeerInfo {
@@ -207,11 +210,7 @@ impl PeerInfo {
 
     /// Everything but the compression flags, which depend on the step.
     fn from_headers(headers: Vec<(String, String)>) -> PeerInfo {
-        let ultrapeer = match last_value(&headers, "X-Ultrapeer") {
-            Some(value) => value.eq_ignore_ascii_case("true"),
-            // BearShare sends only X-Ultrapeer-Needed, and only from ultrapeers.
-            None => last_value(&headers, "X-Ultrapeer-Needed").is_some(),
-        };
+        let ultrapeer = is_ultrapeer(&headers);
         let listen = LISTEN_HEADERS.iter().find_map(|name| {
             let mut found = Vec::new();
             values(&headers, name).for_each(|value| parse_addresses(value, &mut found, 1));
@@ -228,7 +227,17 @@ impl PeerInfo {
             deflate_in: false,
             deflate_out: false,
             headers,
+            demoted: false,
         }
+    }
+}
+
+/// Whether headers come from an ultrapeer.
+fn is_ultrapeer(headers: &[(String, String)]) -> bool {
+    match last_value(headers, "X-Ultrapeer") {
+        Some(value) => value.eq_ignore_ascii_case("true"),
+        // BearShare sends only X-Ultrapeer-Needed, and only from ultrapeers.
+        None => last_value(headers, "X-Ultrapeer-Needed").is_some(),
     }
 }
 
@@ -376,35 +385,49 @@ impl Handshake {
         if status.code != 200 {
             return Ok(refused(Vec::new(), status, &headers));
         }
+        let demoted = match roles::reply(&self.config, &headers, is_ultrapeer(&headers)) {
+            roles::Reply::Refuse(code, reason) => {
+                let write = format!("GNUTELLA/0.6 {code} {reason}\r\n\r\n").into_bytes();
+                return Ok(refused(write, Status { code, reason: reason.to_owned() }, &headers));
+            }
+            roles::Reply::BecomeLeaf => true,
+            roles::Reply::Accept => false,
+        };
         let deflate_in = incoming_deflate(&headers, self.config.deflate)?;
         let deflate_out = self.config.deflate && offers_deflate(&headers);
         let mut ack = String::from("GNUTELLA/0.6 200 OK\r\n");
+        if demoted {
+            roles::write_role_header(&mut ack, Role::Leaf);
+        }
         if deflate_out {
             ack.push_str("Content-Encoding: deflate\r\n");
         }
         ack.push_str("\r\n");
-        let peer = PeerInfo { deflate_in, deflate_out, ..PeerInfo::from_headers(headers) };
+        let peer = PeerInfo { deflate_in, deflate_out, demoted, ..PeerInfo::from_headers(headers) };
         Ok(Step::Established { write: ack.into_bytes(), peer })
     }
 
     /// Responder: step 1 is complete; answer with step 2, or with 503 when full.
     fn respond(&self, welcome: Welcome, connect: Vec<(String, String)>) -> (State, Step) {
         let mut response = String::new();
-        match welcome.admission {
-            Admission::Full { try_ultrapeers } => {
-                response.push_str("GNUTELLA/0.6 503 Full\r\n");
+        match roles::answer(self.config.role, welcome.admission, is_ultrapeer(&connect)) {
+            roles::Answer::Refuse(code, reason, try_ultrapeers) => {
+                response.push_str(&format!("GNUTELLA/0.6 {code} {reason}\r\n"));
                 push_header(&mut response, "User-Agent", &self.config.user_agent);
                 let remote_ip = canonical(self.remote.ip()).to_string();
                 push_header(&mut response, "Remote-IP", &remote_ip);
                 push_try_ultrapeers(&mut response, &try_ultrapeers);
                 response.push_str("\r\n");
-                let status = Status { code: 503, reason: "Full".to_owned() };
+                let status = Status { code, reason: reason.to_owned() };
                 (State::Finished, refused(response.into_bytes(), status, &connect))
             }
-            Admission::Accept => {
+            roles::Answer::Welcome { leaf_wanted } => {
                 let deflate_out = self.config.deflate && offers_deflate(&connect);
                 response.push_str("GNUTELLA/0.6 200 OK\r\n");
                 write_own_headers(&mut response, &self.config, self.remote);
+                if leaf_wanted {
+                    push_header(&mut response, "X-Ultrapeer-Needed", "False");
+                }
                 if deflate_out {
                     response.push_str("Content-Encoding: deflate\r\n");
                 }
@@ -443,14 +466,14 @@ fn refused(write: Vec<u8>, status: Status, headers: &[(String, String)]) -> Step
 /// The headers both sides send about themselves, in the order we send them.
 fn write_own_headers(out: &mut String, config: &Config, remote: SocketAddr) {
     push_header(out, "User-Agent", &config.user_agent);
-    push_header(out, "X-Ultrapeer", "True");
+    roles::write_role_header(out, config.role);
     if let Some(listen) = config.listen {
         push_header(out, "Listen-IP", &listen.to_string());
     }
     push_header(out, "Remote-IP", &canonical(remote.ip()).to_string());
     push_header(out, "GGEP", "0.5");
     push_header(out, "Pong-Caching", "0.1");
-    push_header(out, "X-Max-TTL", &config.max_ttl.to_string());
+    roles::write_capability_headers(out, config);
     if config.deflate {
         push_header(out, "Accept-Encoding", "deflate");
     }

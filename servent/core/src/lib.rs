@@ -1,7 +1,7 @@
 //! The servent without I/O: everything that decides, and nothing that waits.
 //!
 //! The protocol rules ([`wire`], [`handshake`], [`routing`], [`flow`],
-//! [`compression`]), what a servent remembers ([`hostcache`], [`searches`],
+//! [`compression`], [`qrp`]), what a servent remembers ([`hostcache`], [`searches`],
 //! [`trust`]), the [`node`] core that owns them and decides for the
 //! servent, and the downloads' [`requery`] schedule live here, with no
 //! async runtime, socket or clock among this crate's dependencies: time is
@@ -19,6 +19,7 @@ pub mod flow;
 pub mod handshake;
 pub mod hostcache;
 pub mod node;
+pub mod qrp;
 pub mod requery;
 pub mod routing;
 pub mod searches;

@@ -10,6 +10,7 @@ use std::time::Duration;
 use async_std::channel::{Receiver, Sender};
 use async_std::task;
 use servent_core::node::{Event as CoreEvent, LookupId};
+use servent_core::qrp::RouteTable;
 use signing_tool::Minisig;
 
 use super::{log, Event};
@@ -91,6 +92,24 @@ pub(super) fn share_downloaded(library: &Arc<search::Library>, done: &DownloadSn
     });
 }
 
+/// The library's QRP table: the words of its files' names and of their
+/// signed release metadata (name, version, keywords), and their SHA-1s.
+pub(super) fn route_table(library: &search::Library) -> RouteTable {
+    let mut table = RouteTable::default();
+    for file in library.files() {
+        table.insert_name(&file.name);
+        table.insert_urn(&file.sha1);
+        if let Some(search::Sidecar::Signed(search::Signed { release: Some(release), .. })) = &file.signature {
+            table.insert_name(&release.name);
+            table.insert_name(&release.version);
+            for keyword in &release.keywords {
+                table.insert_name(keyword);
+            }
+        }
+    }
+    table
+}
+
 /// Rescans the shared folders every `interval`, or at once when woken.
 pub(super) async fn rescan_loop(
     library: Arc<search::Library>,
@@ -109,6 +128,11 @@ pub(super) async fn rescan_loop(
                 if report.added + report.changed + report.removed > 0 {
                     let (files, bytes) = library.totals();
                     if events.send(Event::Core(CoreEvent::LibraryChanged { files, bytes })).await.is_err() {
+                        return;
+                    }
+                    let lib = library.clone();
+                    let table = task::spawn_blocking(move || route_table(&lib)).await;
+                    if events.send(Event::Core(CoreEvent::LibraryTable(table))).await.is_err() {
                         return;
                     }
                 }

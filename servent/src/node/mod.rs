@@ -142,6 +142,10 @@ pub struct PeerSnapshot {
     pub connected_secs: u64,
     /// Whether the link is deflate-compressed (in, out).
     pub compressed: (bool, bool),
+    /// `ultrapeer` or `leaf`, as it said in the handshake.
+    pub role: handshake::Role,
+    /// Whether its QRP table is in force: it gets only the queries it matches.
+    pub qrp: bool,
     /// Messages written to its socket.
     pub messages_out: u64,
     /// Messages dropped from its full queue.
@@ -495,6 +499,8 @@ pub async fn start(config: Config) -> Result<NodeHandle, NodeError> {
     let core_config = core::Config {
         listen,
         max_peers: config.max_peers,
+        max_leaves: config.max_leaves,
+        role: config.mode.role(),
         max_ttl: config.max_ttl,
         discover: config.discover,
         peers: config.peers.iter().filter_map(|p| if let SocketAddr::V4(v4) = p { Some(*v4) } else { None }).collect(),
@@ -504,6 +510,7 @@ pub async fn start(config: Config) -> Result<NodeHandle, NodeError> {
     };
     let rng = StdRng::from_entropy();
     let mut node = core::Node::new(core_config, rng, trust.clone(), library.totals(), Instant::now());
+    node.handle(core::Event::LibraryTable(library::route_table(&library)), Instant::now());
     if let Some(dir) = &config.data_dir {
         match std::fs::read_to_string(dir.join(HOST_CACHE_FILE)) {
             Ok(text) => node.restore_hosts(&text),
@@ -518,6 +525,11 @@ pub async fn start(config: Config) -> Result<NodeHandle, NodeError> {
             listen: None,
             max_ttl: config.max_ttl,
             deflate: config.deflate,
+            role: config.mode.role(),
+            degree: u32::try_from(config.max_peers).unwrap_or(u32::MAX),
+            may_become_leaf: false,
+            guid: Some(node.guid()),
+            live_since: std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).ok().map(|d| d.as_secs()),
         },
         advertised: Mutex::new(node.advertised()),
         next_id: AtomicU64::new(1),

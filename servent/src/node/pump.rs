@@ -236,6 +236,8 @@ impl Pump {
                     direction: peer.direction,
                     connected_secs: now.duration_since(peer.since).as_secs(),
                     compressed: peer.compressed,
+                    role: peer.role,
+                    qrp: self.core.qrp_in_force(id),
                     messages_out: count(|c| c.messages.load(Ordering::Relaxed)),
                     queue_dropped: count(|c| c.queue_dropped.load(Ordering::Relaxed)),
                     counters: self.core.counters(id).cloned().unwrap_or_default(),

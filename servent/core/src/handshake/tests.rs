@@ -1,11 +1,25 @@
 use super::*;
 
 fn ours(deflate: bool) -> Config {
-    Config { user_agent: "Seblinux/0.1.0".to_owned(), listen: Some(addr("192.0.2.1:6346")), max_ttl: 7, deflate }
+    Config {
+        user_agent: "Seblinux/0.1.0".to_owned(),
+        listen: Some(addr("192.0.2.1:6346")),
+        max_ttl: 7,
+        deflate,
+        role: Role::Ultrapeer,
+        degree: 30,
+        may_become_leaf: false,
+        guid: None,
+        live_since: None,
+    }
 }
 
 fn theirs(deflate: bool) -> Config {
-    Config { user_agent: "Seblinux/0.1.0".to_owned(), listen: Some(addr("198.51.100.2:6347")), max_ttl: 5, deflate }
+    Config { listen: Some(addr("198.51.100.2:6347")), max_ttl: 5, ..ours(deflate) }
+}
+
+fn leaf() -> Config {
+    Config { role: Role::Leaf, listen: Some(addr("198.51.100.7:6346")), ..ours(true) }
 }
 
 fn addr(text: &str) -> SocketAddr {
@@ -85,7 +99,12 @@ fn connect_request_bytes_are_exact() {
          Remote-IP: 198.51.100.2\r\n\
          GGEP: 0.5\r\n\
          Pong-Caching: 0.1\r\n\
+         X-Query-Routing: 0.2\r\n\
+         X-Ultrapeer-Query-Routing: 0.1\r\n\
+         X-Degree: 30\r\n\
+         X-Dynamic-Querying: 0.1\r\n\
          X-Max-TTL: 7\r\n\
+         Bye-Packet: 0.1\r\n\
          Accept-Encoding: deflate\r\n\
          \r\n"
     );
@@ -98,7 +117,7 @@ fn connect_request_without_deflate_or_listen_address_omits_those_headers() {
     let hello = String::from_utf8(hello).unwrap();
     assert!(!hello.contains("Accept-Encoding"));
     assert!(!hello.contains("Listen-IP"));
-    assert!(hello.ends_with("X-Max-TTL: 7\r\n\r\n"));
+    assert!(hello.ends_with("Bye-Packet: 0.1\r\n\r\n"));
 }
 
 #[test]
@@ -116,7 +135,12 @@ fn response_bytes_are_exact() {
          Remote-IP: 192.0.2.1\r\n\
          GGEP: 0.5\r\n\
          Pong-Caching: 0.1\r\n\
+         X-Query-Routing: 0.2\r\n\
+         X-Ultrapeer-Query-Routing: 0.1\r\n\
+         X-Degree: 30\r\n\
+         X-Dynamic-Querying: 0.1\r\n\
          X-Max-TTL: 5\r\n\
+         Bye-Packet: 0.1\r\n\
          Accept-Encoding: deflate\r\n\
          Content-Encoding: deflate\r\n\
          X-Try-Ultrapeers: 203.0.113.5:6346, 203.0.113.6:6347\r\n\
@@ -542,4 +566,168 @@ fn step_three_overrides_step_one() {
     written(feed(&mut responder, b"X-Ultrapeer: True\r\n\r\n"));
     let (_, peer) = established(feed(&mut responder, b"GNUTELLA/0.6 200 OK\r\nX-Ultrapeer: False\r\n\r\n"));
     assert!(!peer.ultrapeer);
+}
+
+// A gtk-gnutella 1.2 leaf's CONNECT (node_init_outgoing in leaf mode: it
+// sends the "bogus" ultrapeer headers LimeWire wants even as a leaf).
+const GTKG_LEAF_CONNECT: &[u8] = b"GNUTELLA CONNECT/0.6\r\n\
+Node: 198.51.100.30:6346\r\n\
+Remote-IP: 192.0.2.1\r\n\
+User-Agent: gtk-gnutella/1.2.3 (2024-05-01; GTK2; Linux x86_64)\r\n\
+Pong-Caching: 0.1\r\n\
+Bye-Packet: 0.1\r\n\
+GGEP: 0.5\r\n\
+GUID: 5A1E3C0F9B2D4E6F8091A2B3C4D5E6F8\r\n\
+Vendor-Message: 0.2\r\n\
+X-Query-Routing: 0.2\r\n\
+X-Requeries: False\r\n\
+Accept-Encoding: deflate\r\n\
+X-Live-Since: Tue, 01 Mar 2022 09:00:00 +0000\r\n\
+X-Ultrapeer: False\r\n\
+X-Dynamic-Querying: 0.1\r\n\
+X-Ultrapeer-Query-Routing: 0.1\r\n\
+X-Degree: 32\r\n\
+X-Max-TTL: 4\r\n\
+\r\n";
+
+/// The status line of what a responder writes.
+fn status_line(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(lines(bytes)[0]).into_owned()
+}
+
+#[test]
+fn our_ultrapeer_claims_what_a_gtk_gnutella_leaf_requires() {
+    let (_, hello) = Handshake::connect(&ours(true), addr("198.51.100.30:6346"));
+    let mut leaf_side = Handshake::accept(&leaf(), addr("192.0.2.1:40000"), Admission::Accept, Vec::new());
+    assert_eq!(status_line(&written(feed(&mut leaf_side, &hello))), "GNUTELLA/0.6 200 OK");
+    let (_, us) = established(feed(&mut leaf_side, b"GNUTELLA/0.6 200 OK\r\n\r\n"));
+    assert_eq!(us.role(), Role::Ultrapeer);
+    assert!(us.degree().unwrap() >= MODERN_DEGREE, "gtk-gnutella leaves want X-Degree >= 16");
+    assert!(us.dynamic_querying());
+    assert_eq!(us.query_routing(), Some((0, 2)));
+    assert!(us.ultrapeer_query_routing());
+    assert_eq!(us.max_ttl(), Some(7));
+    assert!(us.bye_packet());
+}
+
+#[test]
+fn guid_and_live_since_are_sent_as_gtk_gnutella_parses_them() {
+    let guid: Guid = "5A1E3C0F9B2D4E6F8091A2B3C4D5E6F7".parse().unwrap();
+    let config = Config { guid: Some(guid), live_since: Some(1_796_587_091), ..ours(true) };
+    let (_, hello) = Handshake::connect(&config, addr("198.51.100.2:6347"));
+    let hello = String::from_utf8(hello).unwrap();
+    assert!(hello.contains("GUID: 5A1E3C0F9B2D4E6F8091A2B3C4D5E6F7\r\n"), "{hello}");
+    assert!(hello.contains("X-Live-Since: Sun, 06 Dec 2026 19:58:11 GMT\r\n"), "{hello}");
+    assert_eq!(rfc822(0), "Thu, 01 Jan 1970 00:00:00 GMT");
+    assert_eq!(rfc822(951_782_400), "Tue, 29 Feb 2000 00:00:00 GMT");
+}
+
+#[test]
+fn a_leaf_sends_no_ultrapeer_capabilities() {
+    let (_, hello) = Handshake::connect(&leaf(), addr("198.51.100.2:6347"));
+    let hello = String::from_utf8(hello).unwrap();
+    assert!(hello.contains("X-Ultrapeer: False\r\n"));
+    assert!(hello.contains("X-Query-Routing: 0.2\r\n"));
+    for absent in ["X-Degree", "X-Dynamic-Querying", "X-Ultrapeer-Query-Routing"] {
+        assert!(!hello.contains(absent), "{absent} in {hello}");
+    }
+}
+
+#[test]
+fn a_gtk_gnutella_leaf_is_welcomed_by_our_ultrapeer_and_seen_as_a_qrp_leaf() {
+    let mut responder = Handshake::accept(&ours(true), addr("198.51.100.30:41000"), Admission::Accept, Vec::new());
+    let response = written(feed(&mut responder, GTKG_LEAF_CONNECT));
+    assert_eq!(status_line(&response), "GNUTELLA/0.6 200 OK");
+    let response = String::from_utf8(response).unwrap();
+    assert!(response.contains("X-Degree: 30\r\nX-Dynamic-Querying: 0.1\r\n"));
+    let (_, peer) = established(feed(&mut responder, b"GNUTELLA/0.6 200 OK\r\nContent-Encoding: deflate\r\n\r\n"));
+    assert_eq!(peer.role(), Role::Leaf);
+    assert_eq!(peer.query_routing(), Some((0, 2)));
+    assert!(!peer.dynamic_querying(), "a leaf's X-Dynamic-Querying means nothing");
+    assert!(!peer.ultrapeer_query_routing());
+    assert_eq!(peer.guid(), Some("5A1E3C0F9B2D4E6F8091A2B3C4D5E6F8".parse().unwrap()));
+}
+
+#[test]
+fn an_ultrapeer_without_leaf_slots_refuses_a_leaf() {
+    let admission = Admission::UltrapeersOnly { try_ultrapeers: vec![addr("203.0.113.5:6346")] };
+    let mut responder = Handshake::accept(&ours(true), addr("198.51.100.30:41000"), admission, Vec::new());
+    match feed(&mut responder, GTKG_LEAF_CONNECT) {
+        Step::Refused { write, code: 503, reason, .. } => {
+            assert_eq!(reason, "Too many leaves");
+            assert!(String::from_utf8(write).unwrap().contains("X-Try-Ultrapeers: 203.0.113.5:6346\r\n"));
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+}
+
+#[test]
+fn our_leaf_accepts_ultrapeers_only() {
+    let mut from_leaf = Handshake::accept(&leaf(), addr("198.51.100.30:41000"), Admission::Accept, Vec::new());
+    assert!(matches!(feed(&mut from_leaf, GTKG_LEAF_CONNECT), Step::Refused { code: 503, .. }));
+    let mut from_ultrapeer = Handshake::accept(&leaf(), addr("198.51.100.20:41000"), Admission::Accept, Vec::new());
+    assert_eq!(status_line(&written(feed(&mut from_ultrapeer, GTKG_CONNECT))), "GNUTELLA/0.6 200 OK");
+}
+
+#[test]
+fn our_leaf_refuses_a_non_ultrapeer_in_step_three() {
+    let (mut initiator, _) = Handshake::connect(&leaf(), addr("198.51.100.30:6346"));
+    match feed(&mut initiator, b"GNUTELLA/0.6 200 OK\r\nX-Ultrapeer: False\r\n\r\n") {
+        Step::Refused { write, code: 503, .. } => {
+            assert_eq!(write, b"GNUTELLA/0.6 503 Shielded leaf node\r\n\r\n");
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    let (mut initiator, _) = Handshake::connect(&leaf(), addr("198.51.100.20:6346"));
+    let (_, peer) = established(feed(&mut initiator, GTKG_WELCOME));
+    assert_eq!(peer.role(), Role::Ultrapeer);
+    assert!(!peer.demoted);
+}
+
+#[test]
+fn an_ultrapeer_without_ultrapeer_slots_asks_an_ultrapeer_to_be_its_leaf() {
+    let admission = Admission::LeavesOnly { try_ultrapeers: Vec::new() };
+    let mut responder = Handshake::accept(&ours(true), addr("198.51.100.20:41000"), admission, Vec::new());
+    let response = String::from_utf8(written(feed(&mut responder, GTKG_CONNECT))).unwrap();
+    assert!(response.starts_with("GNUTELLA/0.6 200 OK\r\n"));
+    assert!(response.contains("X-Ultrapeer-Needed: False\r\n"));
+    let mut for_leaf = Handshake::accept(
+        &ours(true),
+        addr("198.51.100.30:41000"),
+        Admission::LeavesOnly { try_ultrapeers: Vec::new() },
+        Vec::new(),
+    );
+    let response = String::from_utf8(written(feed(&mut for_leaf, GTKG_LEAF_CONNECT))).unwrap();
+    assert!(!response.contains("X-Ultrapeer-Needed"), "a leaf is simply welcome");
+}
+
+#[test]
+fn a_configured_ultrapeer_declines_to_become_a_leaf_with_403() {
+    let (mut initiator, _) = Handshake::connect(&ours(true), addr("198.51.100.20:6346"));
+    let welcome = b"GNUTELLA/0.6 200 OK\r\nX-Ultrapeer: True\r\nX-Ultrapeer-Needed: False\r\n\r\n";
+    match feed(&mut initiator, welcome) {
+        Step::Refused { write, code: 403, .. } => {
+            assert_eq!(write, b"GNUTELLA/0.6 403 Not becoming a leaf node\r\n\r\n")
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+}
+
+#[test]
+fn an_ultrapeer_that_may_become_a_leaf_honours_x_ultrapeer_needed_false() {
+    let config = Config { may_become_leaf: true, ..ours(true) };
+    let asking = Handshake::accept(
+        &ours(true),
+        addr("192.0.2.1:40000"),
+        Admission::LeavesOnly { try_ultrapeers: Vec::new() },
+        Vec::new(),
+    );
+    let (mut initiator, hello) = Handshake::connect(&config, addr("198.51.100.2:6347"));
+    let mut responder = asking;
+    let response = written(feed(&mut responder, &hello));
+    let (ack, peer) = established(feed(&mut initiator, &response));
+    assert!(peer.demoted && peer.wants_leaves());
+    assert!(String::from_utf8(ack.clone()).unwrap().contains("X-Ultrapeer: False\r\n"));
+    let (_, seen_by_responder) = established(feed(&mut responder, &ack));
+    assert_eq!(seen_by_responder.role(), Role::Leaf, "step 3 tells the responder it has a new leaf");
 }

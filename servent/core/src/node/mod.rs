@@ -22,6 +22,7 @@
 
 mod answer;
 mod hammering;
+mod query_routing;
 #[cfg(test)]
 pub(crate) mod testing;
 #[cfg(test)]
@@ -37,7 +38,8 @@ use serde::Serialize;
 
 pub use self::answer::query_hits;
 pub use self::hammering::{Hammering, HAMMER_TABLE, MAX_CONNECTS_PER_MINUTE};
-use crate::handshake::{Admission, PeerInfo};
+use self::query_routing::QueryRouting;
+use crate::handshake::{Admission, PeerInfo, Role};
 use crate::hostcache::{HostCache, Origin};
 use crate::requery::{Phase, Requeries};
 use crate::routing::{self, Counters, LocalHost, PeerId, Router};
@@ -59,14 +61,21 @@ pub const MAX_LOCAL_RESULTS: usize = 200;
 pub const MAX_PENDING_LOOKUPS: usize = 256;
 /// Addresses handed out in X-Try-Ultrapeers.
 pub const TRY_ULTRAPEERS: usize = 10;
+/// Ultrapeer links a leaf keeps at most.
+pub const LEAF_LINKS: usize = 4;
+/// Leaves an ultrapeer shelters, as deployed ultrapeers do.
+pub const MAX_LEAVES: usize = 30;
 
 /// The node's settings.
 #[derive(Clone, Debug)]
 pub struct Config {
     /// The address the Gnutella port listens on.
     pub listen: SocketAddr,
-    /// Connections kept at most, and sought.
+    /// Ultrapeer links kept at most, and sought (a leaf keeps at most [`LEAF_LINKS`]).
     pub max_peers: usize,
+    /// Leaves an ultrapeer shelters besides its ultrapeer links; with none,
+    /// every peer counts against `max_peers` alike, as in a flat network.
+    pub max_leaves: usize,
     /// The highest TTL + hops accepted and given to our queries.
     pub max_ttl: u8,
     /// Whether hosts learned from the network are dialed, or only `peers`.
@@ -79,6 +88,9 @@ pub struct Config {
     pub persist_hosts: bool,
     /// How often the timer fires (pings, dialing, expiry).
     pub tick: Duration,
+    /// The part the node plays: an ultrapeer routes queries to its leaves
+    /// by their QRP tables, a leaf sends its table to its ultrapeers.
+    pub role: Role,
 }
 
 impl Default for Config {
@@ -86,12 +98,14 @@ impl Default for Config {
         Config {
             listen: SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 6346)),
             max_peers: 16,
+            max_leaves: 0,
             max_ttl: routing::DEFAULT_MAX_TTL,
             discover: true,
             peers: Vec::new(),
             gwebcaches: Vec::new(),
             persist_hosts: false,
             tick: TICK,
+            role: Role::Ultrapeer,
         }
     }
 }
@@ -183,6 +197,9 @@ pub enum Event {
         /// The files found, at most the limit asked.
         files: Vec<search::SharedFile>,
     },
+    /// The library's QRP table, from its files' names and release
+    /// metadata: a leaf sends it to its ultrapeers.
+    LibraryTable(crate::qrp::RouteTable),
     /// The trusted keys changed: results are judged again.
     TrustChanged,
     /// A download was started; `searched` says a search just found its sources.
@@ -269,6 +286,8 @@ pub struct Peer {
     pub since: Instant,
     /// Whether the link is deflate-compressed (in, out).
     pub compressed: (bool, bool),
+    /// The part it plays, as it said in the handshake.
+    pub role: Role,
 }
 
 /// A query of a neighbour waiting for the library's answer.
@@ -299,6 +318,7 @@ pub struct Node {
     last_host_save: Instant,
     last_gwebcache: Option<Instant>,
     actions: VecDeque<Action>,
+    qrp: QueryRouting,
 }
 
 impl Node {
@@ -336,6 +356,7 @@ impl Node {
             last_host_save: now,
             last_gwebcache: None,
             actions: VecDeque::new(),
+            qrp: QueryRouting::default(),
         }
     }
 
@@ -348,6 +369,19 @@ impl Node {
     pub fn handle(&mut self, event: Event, now: Instant) {
         match event {
             Event::Connected(connected) => self.on_connected(*connected, now),
+            Event::Message { peer, message } if QueryRouting::is_update(&message) => {
+                match self.qrp.receive(peer, &message, &mut self.rng) {
+                    Ok(patches) => {
+                        for (to, message) in patches {
+                            self.actions.push_back(Action::Send { to, message });
+                        }
+                    }
+                    Err(error) => {
+                        self.router.count_drop(peer, routing::Drop::Malformed);
+                        self.disconnect(peer, 413, format!("bad route table update: {error}"));
+                    }
+                }
+            }
             Event::Message { peer, message } => {
                 let actions = self.router.handle(peer, message, now);
                 self.apply(actions, now);
@@ -373,6 +407,11 @@ impl Node {
                 self.update_local();
             }
             Event::LocalResults { lookup, files } => self.answer(lookup, files),
+            Event::LibraryTable(table) => {
+                for (to, message) in self.qrp.library_changed(table, &mut self.rng) {
+                    self.actions.push_back(Action::Send { to, message });
+                }
+            }
             Event::TrustChanged => self.searches.rejudge(&self.trust.read()),
             Event::DownloadStarted { id, urn, searched } => self.requeries.start(id, urn, searched, now),
             Event::DownloadPhase { id, urn, phase } => self.requeries.observe(id, urn, phase, now),
@@ -414,6 +453,16 @@ impl Node {
         }
     }
 
+    /// Whether `peer`'s QRP table is in force: it gets only the queries it matches.
+    pub fn qrp_in_force(&self, peer: PeerId) -> bool {
+        self.qrp.table_in_force(peer)
+    }
+
+    /// Bytes held by the QRP tables in force.
+    pub fn qrp_memory(&self) -> usize {
+        self.qrp.memory()
+    }
+
     /// The next thing the outside must do.
     pub fn poll_action(&mut self) -> Option<Action> {
         self.actions.pop_front()
@@ -439,16 +488,21 @@ impl Node {
     /// Whether an incoming Gnutella connection from `remote` may go on to
     /// the handshake, and the hosts to suggest in either case.
     pub fn admit(&self, remote: SocketAddr) -> (Admission, Vec<SocketAddr>) {
-        let full = self.peers.len() >= self.config.max_peers;
+        let (ultrapeer_room, leaf_room) = self.room();
+        let full = !ultrapeer_room && !leaf_room;
         // One connection per address, as gtk-gnutella holds; loopback is
         // exempt so that test networks can run on one machine.
         let duplicate = !remote.ip().is_loopback() && self.peers.values().any(|p| p.addr.ip() == remote.ip());
         let try_hosts = self.hosts.good(TRY_ULTRAPEERS);
-        if full || duplicate {
-            (Admission::Full { try_ultrapeers: try_hosts.clone() }, try_hosts)
-        } else {
-            (Admission::Accept, try_hosts)
-        }
+        let admission = match (ultrapeer_room, leaf_room) {
+            _ if full || duplicate => Admission::Full { try_ultrapeers: try_hosts.clone() },
+            (true, false) if self.config.role == Role::Ultrapeer => {
+                Admission::UltrapeersOnly { try_ultrapeers: try_hosts.clone() }
+            }
+            (false, true) => Admission::LeavesOnly { try_ultrapeers: try_hosts.clone() },
+            _ => Admission::Accept,
+        };
+        (admission, try_hosts)
     }
 
     /// Says Bye to every neighbour and hands out the host cache to save.
@@ -516,7 +570,9 @@ impl Node {
             }
         }
         let info = connected.info;
+        let table_messages = self.qrp.connected(connected.peer, &info, self.config.role, &mut self.rng);
         let listen = info.listen.and_then(v4);
+        let role = info.role();
         let peer = Peer {
             addr: connected.addr,
             listen,
@@ -524,16 +580,24 @@ impl Node {
             direction: connected.direction,
             since: now,
             compressed: (info.deflate_in, info.deflate_out),
+            role,
         };
         self.peers.insert(connected.peer, peer);
         let actions = self.router.connected(connected.peer, listen, now);
         self.apply(actions, now);
+        for message in table_messages {
+            self.actions.push_back(Action::Send { to: connected.peer, message });
+        }
     }
 
     fn apply(&mut self, actions: Vec<routing::Action>, now: Instant) {
         for action in actions {
             match action {
-                routing::Action::Send { to, message } => self.actions.push_back(Action::Send { to, message }),
+                routing::Action::Send { to, mut message } => {
+                    if self.qrp.admits(self.config.role, to, &mut message) {
+                        self.actions.push_back(Action::Send { to, message });
+                    }
+                }
                 routing::Action::SearchLocal { from, guid, reply_ttl, query } => {
                     self.look_up(PendingAnswer { from, guid, reply_ttl }, query)
                 }
@@ -583,8 +647,29 @@ impl Node {
 
     /// Keeps the number of connections up, from the host cache, and asks the
     /// GWebCaches for hosts when the cache has nothing left to try.
+    /// Ultrapeer links sought: a leaf keeps a few.
+    fn ultrapeer_links(&self) -> usize {
+        match self.config.role {
+            Role::Ultrapeer => self.config.max_peers,
+            Role::Leaf => self.config.max_peers.min(LEAF_LINKS),
+        }
+    }
+
+    /// Whether there is room for one more ultrapeer link, and for one more leaf.
+    fn room(&self) -> (bool, bool) {
+        if self.config.role == Role::Ultrapeer && self.config.max_leaves == 0 {
+            let room = self.peers.len() < self.config.max_peers;
+            return (room, room);
+        }
+        let leaves = self.peers.values().filter(|p| p.role == Role::Leaf).count();
+        let ultrapeers = self.peers.len() - leaves;
+        let leaf_room = self.config.role == Role::Ultrapeer && leaves < self.config.max_leaves;
+        (ultrapeers < self.ultrapeer_links(), leaf_room)
+    }
+
     fn dial_more(&mut self, now: Instant) {
-        let wanted = self.config.max_peers.saturating_sub(self.peers.len() + self.dialing.len());
+        let ultrapeers = self.peers.values().filter(|p| p.role == Role::Ultrapeer).count();
+        let wanted = self.ultrapeer_links().saturating_sub(ultrapeers + self.dialing.len());
         let slots = wanted.min(MAX_DIALS.saturating_sub(self.dialing.len()));
         if slots == 0 {
             return;
@@ -646,6 +731,7 @@ impl Node {
 
     fn forget(&mut self, peer: PeerId) -> bool {
         self.router.disconnected(peer);
+        self.qrp.closed(peer);
         self.peers.remove(&peer).is_some()
     }
 }

@@ -186,7 +186,7 @@ impl Net {
             (Admission::Full { try_ultrapeers }, _) => {
                 self.send_later(from, Event::DialFailed { addr, try_hosts: try_ultrapeers });
             }
-            (Admission::Accept, _) => {
+            (Admission::Accept | Admission::LeavesOnly { .. } | Admission::UltrapeersOnly { .. }, _) => {
                 let (dialer, listener) = (PeerId(self.next_peer), PeerId(self.next_peer + 1));
                 self.next_peer += 2;
                 self.links.insert((from, dialer), (to, listener));

@@ -1,0 +1,186 @@
+//! QRP at the node: the route tables our leaves sent us, the one we send
+//! our ultrapeers, and which queries go down to a leaf.
+//!
+//! A peer that declared itself a leaf (`X-Ultrapeer: False`) gets a query
+//! only when the route table it sent matches it; until a table is in
+//! force it gets none: queries are never flooded to leaves. A leaf sends
+//! each ultrapeer that speaks QRP its table of the library's words right
+//! after the handshake and again, as a patch, when the library changes.
+//! An ultrapeer sends each ultrapeer that reads last-hop tables
+//! (`X-Ultrapeer-Query-Routing`) the union of its library's and its leaves'
+//! tables, again when one of them changes, and sends a query that would
+//! end its travel at an ultrapeer (TTL 1 on arrival) only when that
+//! ultrapeer's table, if it sent one, matches it.
+//! A leaf forwards no one else's queries. Every query sent to a peer is capped at the TTL it advertised
+//! (`X-Max-TTL`). A peer whose route table update is malformed is dropped
+//! (the caller closes the link on [`QueryRouting::receive`]'s error).
+//!
+//! Memory: at most one table in force and one being received per peer,
+//! each at most [`crate::qrp::MAX_TABLE_SLOTS`] bits; the number of peers
+//! is bounded by the node's admission.
+
+#[cfg(test)]
+mod tests;
+
+use std::collections::BTreeMap;
+
+use rand::RngCore;
+
+use crate::handshake::{PeerInfo, Role};
+use crate::qrp::{QrpError, QueryKeys, RouteTable, RouteTableUpdate, TableReceiver};
+use crate::routing::PeerId;
+use crate::wire::{Guid, Message, Payload, PayloadType};
+
+/// The route table update payload type.
+const ROUTE_TABLE_UPDATE: u8 = 0x30;
+
+/// What we know of one link's query routing.
+#[derive(Default)]
+struct Link {
+    /// The peer declared itself a leaf: it gets only the queries its table matches.
+    leaf: bool,
+    /// The peer reads our route table: an ultrapeer that speaks QRP when
+    /// we are its leaf, or one that reads last-hop tables when we are an ultrapeer.
+    reads_our_table: bool,
+    /// The peer is an ultrapeer: its table, if any, filters the last hop.
+    ultrapeer: bool,
+    /// The TTL it advertised, if it did.
+    max_ttl: Option<u8>,
+    /// Its route table, as far as received.
+    receiver: TableReceiver,
+    /// The last table we sent it.
+    sent: Option<RouteTable>,
+}
+
+/// Per-link QRP state; see the module documentation.
+#[derive(Default)]
+pub struct QueryRouting {
+    links: BTreeMap<PeerId, Link>,
+    /// Our library's table, once the library gave it.
+    own: Option<RouteTable>,
+}
+
+impl QueryRouting {
+    /// A link is up: note the peer's role and capabilities; returns our
+    /// table's messages for it if it should read them.
+    pub fn connected(&mut self, peer: PeerId, info: &PeerInfo, role: Role, rng: &mut impl RngCore) -> Vec<Message> {
+        let link = Link {
+            leaf: info.role() == Role::Leaf && role == Role::Ultrapeer,
+            reads_our_table: match role {
+                Role::Leaf => info.ultrapeer && info.query_routing().is_some(),
+                Role::Ultrapeer => info.ultrapeer_query_routing(),
+            },
+            ultrapeer: info.role() == Role::Ultrapeer,
+            max_ttl: info.max_ttl(),
+            ..Link::default()
+        };
+        self.links.insert(peer, link);
+        self.send_table(peer, rng)
+    }
+
+    /// A link is gone.
+    pub fn closed(&mut self, peer: PeerId) {
+        self.links.remove(&peer);
+    }
+
+    /// Whether `message` is a route table update, which [`QueryRouting::receive`] takes.
+    pub fn is_update(message: &Message) -> bool {
+        matches!(message.payload, Payload::Opaque { payload_type: ROUTE_TABLE_UPDATE, .. })
+    }
+
+    /// Applies a route table update from `peer`; returns the patches for
+    /// the ultrapeers that read ours when a leaf's new table changes it. An
+    /// error means the peer is to be dropped.
+    pub fn receive(
+        &mut self,
+        peer: PeerId,
+        message: &Message,
+        rng: &mut impl RngCore,
+    ) -> Result<Vec<(PeerId, Message)>, QrpError> {
+        let (Payload::Opaque { bytes, .. }, Some(link)) = (&message.payload, self.links.get_mut(&peer)) else {
+            return Ok(Vec::new());
+        };
+        let completed = link.receiver.receive(RouteTableUpdate::decode(bytes)?)?;
+        Ok(if completed && link.leaf { self.send_to_readers(rng) } else { Vec::new() })
+    }
+
+    /// The library's table changed: returns the patches for every peer that reads it.
+    pub fn library_changed(&mut self, table: RouteTable, rng: &mut impl RngCore) -> Vec<(PeerId, Message)> {
+        self.own = Some(table);
+        self.send_to_readers(rng)
+    }
+
+    fn send_to_readers(&mut self, rng: &mut impl RngCore) -> Vec<(PeerId, Message)> {
+        let readers: Vec<PeerId> =
+            self.links.iter().filter(|(_, link)| link.reads_our_table).map(|(&peer, _)| peer).collect();
+        readers.into_iter().flat_map(|peer| self.send_table(peer, rng).into_iter().map(move |m| (peer, m))).collect()
+    }
+
+    /// What we tell `peer` of ourselves: our library's table, with our
+    /// leaves' when we are an ultrapeer telling an ultrapeer.
+    fn table_for(&self, peer: PeerId) -> Option<RouteTable> {
+        let own = self.own.as_ref()?;
+        if !self.links.get(&peer).is_some_and(|link| link.ultrapeer && !link.leaf) {
+            return Some(own.clone());
+        }
+        let mut merged = own.clone();
+        for table in self.links.values().filter(|link| link.leaf).filter_map(|link| link.receiver.table()) {
+            merged.merge(table);
+        }
+        Some(merged)
+    }
+
+    /// Whether `message` may go to `to`, capping a query's TTL at what
+    /// `to` advertised; a query goes to a leaf only when its table matches,
+    /// and a leaf (`role`) sends only its own queries.
+    pub fn admits(&self, role: Role, to: PeerId, message: &mut Message) -> bool {
+        let (Payload::Query(query), Some(link)) = (&message.payload, self.links.get(&to)) else {
+            return true;
+        };
+        if role == Role::Leaf && message.hops > 0 {
+            return false;
+        }
+        let keys = || QueryKeys::new(&query.criteria, &query.urns);
+        if link.leaf && !link.receiver.table().is_some_and(|table| table.routes(&keys())) {
+            return false;
+        }
+        if let Some(max) = link.max_ttl {
+            message.ttl = message.ttl.min(max);
+        }
+        let last_hop = link.ultrapeer && message.ttl == 1;
+        if last_hop && link.receiver.table().is_some_and(|table| !table.routes(&keys())) {
+            return false;
+        }
+        true
+    }
+
+    /// Whether a route table from `peer` is in force (its queries are filtered by it).
+    pub fn table_in_force(&self, peer: PeerId) -> bool {
+        self.links.get(&peer).is_some_and(|link| link.receiver.table().is_some())
+    }
+
+    /// Memory held by the tables in force, in bytes.
+    pub fn memory(&self) -> usize {
+        self.links.values().filter_map(|link| link.receiver.table()).map(RouteTable::memory).sum()
+    }
+
+    fn send_table(&mut self, peer: PeerId, rng: &mut impl RngCore) -> Vec<Message> {
+        let Some(table) = self.table_for(peer) else {
+            return Vec::new();
+        };
+        let Some(link) = self.links.get_mut(&peer).filter(|link| link.reads_our_table) else {
+            return Vec::new();
+        };
+        let updates = table.updates_from(link.sent.as_ref());
+        link.sent = Some(table);
+        updates
+            .into_iter()
+            .map(|update| Message {
+                guid: Guid::from_rng(rng),
+                ttl: 1,
+                hops: 0,
+                payload: Payload::Opaque { payload_type: PayloadType::RouteTable.into(), bytes: update.encode() },
+            })
+            .collect()
+    }
+}
