@@ -46,6 +46,7 @@ pub mod content;
 pub mod experiment;
 pub mod net;
 pub mod report;
+pub mod sim;
 pub mod topology;
 
 use std::io;
@@ -92,6 +93,9 @@ pub struct Settings {
     pub port: u16,
     /// How long the network must send no Query before a query counts as over.
     pub quiet: Duration,
+    /// Whether the run is simulated ([`sim`]): node cores on in-memory
+    /// links and a virtual clock instead of real servents.
+    pub sim: bool,
 }
 
 impl Default for Settings {
@@ -111,6 +115,7 @@ impl Default for Settings {
             flooder: false,
             port: servent::config::DEFAULT_PORT,
             quiet: Duration::from_millis(60),
+            sim: false,
         }
     }
 }
@@ -119,8 +124,12 @@ impl Settings {
     /// Checks what the generators do not: the bounds of the run itself.
     pub fn validate(&self) -> Result<(), Error> {
         let bad = |message: String| Err(Error::Settings(message));
-        if self.nodes < 3 || self.nodes > net::MAX_NODES {
-            return bad(format!("--nodes must be from 3 to {}, not {}", net::MAX_NODES, self.nodes));
+        let max_nodes = if self.sim { sim::MAX_NODES } else { net::MAX_NODES };
+        if self.nodes < 3 || self.nodes > max_nodes {
+            return bad(format!("--nodes must be from 3 to {max_nodes}, not {}", self.nodes));
+        }
+        if self.sim && (self.churn > 0.0 || self.fakes > 0 || self.flooder) {
+            return bad("--sim runs flooding and the expanding ring only: no --churn, --fakes or --flooder".into());
         }
         if self.ttl == 0 || self.ttl > MAX_TTL {
             return bad(format!("--ttl must be from 1 to {MAX_TTL}, not {}", self.ttl));
