@@ -50,7 +50,7 @@ pub struct Config {
     pub trust: Vec<crate::trust::TrustedKey>,
     /// What every request to the local API must carry (`--api-token`); the
     /// API is served beside the node, which does not look at it.
-    pub api_token: Option<crate::api::ApiToken>,
+    pub api_token: Option<crate::api::guard::ApiToken>,
 }
 
 impl Default for Config {

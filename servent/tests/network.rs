@@ -351,3 +351,32 @@ fn servent_without_a_data_dir_rescans_only_at_its_interval() {
         node.shutdown().await;
     });
 }
+
+/// A download that is fetching asks the network for sources at once, and so
+/// does the same download resumed after a restart, as soon as a neighbour
+/// is there to hear it.
+#[test]
+fn download_resumed_after_a_restart_asks_the_network_for_sources_again() {
+    task::block_on(async {
+        let data = tempfile::tempdir().unwrap();
+        let with_data = |config: &mut servent::config::Config| config.data_dir = Some(data.path().to_path_buf());
+        let urn = "urn:sha1:PLSTHIPQGSSZTS5FJUPAKUZWUGYQYPFB";
+        // Its only source refuses every connection: the download keeps looking.
+        let magnet = format!("magnet:?xt={urn}&dn=wanted.img&xl=5000&xs=http://127.0.0.1:1/uri-res/N2R?{urn}");
+        let is_requery =
+            |m: &Message| matches!(&m.payload, Payload::Query(q) if q.urns.iter().any(|u| u.to_string() == urn));
+
+        let b = start_with(&[], None, with_data).await;
+        let mut raw = raw_peer(b.listen_addr()).await;
+        b.download(&magnet, servent::transfer::download::Keep::NotFake).await.unwrap();
+        async_std::future::timeout(common::PATIENCE, raw.receive_until(is_requery)).await.expect("a re-query");
+        b.shutdown().await;
+
+        let b = start_with(&[], None, with_data).await;
+        let mut raw = raw_peer(b.listen_addr()).await;
+        async_std::future::timeout(common::PATIENCE, raw.receive_until(is_requery))
+            .await
+            .expect("a re-query after the restart");
+        b.shutdown().await;
+    });
+}

@@ -1,8 +1,7 @@
 //! The I/O of one connection: accepting, dialing, the handshake over a
 //! socket, and the reader and writer tasks of an established Gnutella link.
 
-use std::collections::{HashMap, VecDeque};
-use std::net::{IpAddr, SocketAddr, SocketAddrV4};
+use std::net::{SocketAddr, SocketAddrV4};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -12,6 +11,7 @@ use async_std::io::{self, BufReader, ReadExt};
 use async_std::net::{TcpListener, TcpStream};
 use async_std::task;
 use futures::AsyncWriteExt;
+use servent_core::node::{Event as CoreEvent, Hammering};
 
 use super::{log, Command, ConnectedPeer, Direction, Event, LinkCounters, Shared, IDLE_TIMEOUT};
 use crate::compression::{Deflater, Inflater};
@@ -22,12 +22,6 @@ use crate::wire::{self, Message, Payload, HEADER_LEN};
 
 /// How long an outgoing TCP connect may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-/// Connection attempts one address may make per minute before it is cut
-/// off at once (gtk-gnutella bans after two); loopback is exempt.
-const MAX_CONNECTS_PER_MINUTE: usize = 6;
-/// Addresses whose recent attempts are remembered.
-const HAMMER_TABLE: usize = 10_000;
-
 /// Accepts connections until cancelled; each is served on its own task.
 pub(super) async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
     let mut hammering = Hammering::default();
@@ -45,36 +39,6 @@ pub(super) async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
             continue;
         }
         task::spawn(serve_incoming(stream, remote, shared.clone()));
-    }
-}
-
-/// Remembers recent connection attempts per address, to refuse hammering.
-#[derive(Default)]
-struct Hammering {
-    attempts: HashMap<IpAddr, VecDeque<Instant>>,
-}
-
-impl Hammering {
-    fn allow(&mut self, ip: IpAddr, now: Instant) -> bool {
-        if ip.is_loopback() {
-            return true;
-        }
-        let minute = Duration::from_secs(60);
-        if self.attempts.len() >= HAMMER_TABLE {
-            self.attempts.retain(|_, times| times.back().is_some_and(|t| now.duration_since(*t) < minute));
-            if self.attempts.len() >= HAMMER_TABLE {
-                self.attempts.clear();
-            }
-        }
-        let times = self.attempts.entry(ip).or_default();
-        while times.front().is_some_and(|t| now.duration_since(*t) >= minute) {
-            times.pop_front();
-        }
-        if times.len() >= MAX_CONNECTS_PER_MINUTE {
-            return false;
-        }
-        times.push_back(now);
-        true
     }
 }
 
@@ -109,7 +73,7 @@ async fn serve_incoming(stream: TcpStream, remote: SocketAddr, shared: Arc<Share
 }
 
 /// Connects to `addr`, shakes hands, and runs the link; failures are
-/// reported to the broker with whatever hosts the peer suggested.
+/// reported to the pump with whatever hosts the peer suggested.
 pub(super) async fn dial(addr: SocketAddrV4, shared: Arc<Shared>) {
     let remote = SocketAddr::V4(addr);
     let attempt = async {
@@ -129,11 +93,11 @@ pub(super) async fn dial(addr: SocketAddrV4, shared: Arc<Shared>) {
         }
         Ok(Err(failure)) => {
             log(format_args!("cannot connect to {addr}: {}", failure.reason));
-            let _ = shared.events.send(Event::DialFailed { addr, try_hosts: failure.try_hosts }).await;
+            let _ = shared.events.send(Event::Core(CoreEvent::DialFailed { addr, try_hosts: failure.try_hosts })).await;
         }
         Err(_) => {
             log(format_args!("cannot connect to {addr}: timed out"));
-            let _ = shared.events.send(Event::DialFailed { addr, try_hosts: Vec::new() }).await;
+            let _ = shared.events.send(Event::Core(CoreEvent::DialFailed { addr, try_hosts: Vec::new() })).await;
         }
     }
 }
@@ -185,7 +149,7 @@ async fn run_handshake(
     }
 }
 
-/// Runs an established link: starts its writer, tells the broker, then
+/// Runs an established link: starts its writer, tells the pump, then
 /// reads descriptors until the peer goes or breaks a rule.
 async fn run_link(
     stream: TcpStream,
@@ -215,10 +179,10 @@ async fn run_link(
     }
     let event = match read_loop(id, reader, inflater, &shared).await {
         Ok(()) => return,
-        Err(ReadEnd::Closed(reason)) => Event::Closed { id, reason },
-        Err(ReadEnd::Malformed(error)) => Event::Malformed { id, error },
+        Err(ReadEnd::Closed(reason)) => CoreEvent::Closed { peer: id, reason },
+        Err(ReadEnd::Malformed(error)) => CoreEvent::Malformed { peer: id, error },
     };
-    let _ = shared.events.send(event).await;
+    let _ = shared.events.send(Event::Core(event)).await;
 }
 
 enum ReadEnd {
@@ -226,8 +190,8 @@ enum ReadEnd {
     Malformed(String),
 }
 
-/// Decodes descriptors and hands them to the broker; returns `Ok` only when
-/// the broker is gone. What it holds is bounded: one socket read, one
+/// Decodes descriptors and hands them to the pump; returns `Ok` only when
+/// the pump is gone. What it holds is bounded: one socket read, one
 /// inflate step, and at most one descriptor's worth of pending bytes.
 async fn read_loop(
     id: super::PeerId,
@@ -241,7 +205,7 @@ async fn read_loop(
     let mut plain = Vec::new();
     loop {
         while let Some(message) = next_message(&mut plain)? {
-            if shared.events.send(Event::Message { id, message }).await.is_err() {
+            if shared.events.send(Event::Core(CoreEvent::Message { peer: id, message })).await.is_err() {
                 return Ok(());
             }
         }
@@ -276,7 +240,7 @@ fn next_message(plain: &mut Vec<u8>) -> Result<Option<Message>, ReadEnd> {
     message.map(Some)
 }
 
-/// Drains the peer's queue to its socket whenever woken; once the broker
+/// Drains the peer's queue to its socket whenever woken; once the pump
 /// lets go of the link, writes what is left (a Bye, say) and closes.
 async fn write_loop(
     mut deflater: Option<Deflater>,
@@ -333,26 +297,6 @@ async fn write_loop(
         if !open {
             let _ = stream.shutdown(std::net::Shutdown::Write);
             return;
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn hammering_address_is_refused_but_loopback_is_not() {
-        let now = Instant::now();
-        let mut hammering = Hammering::default();
-        let ip: IpAddr = "192.0.2.1".parse().unwrap();
-        for _ in 0..MAX_CONNECTS_PER_MINUTE {
-            assert!(hammering.allow(ip, now));
-        }
-        assert!(!hammering.allow(ip, now));
-        assert!(hammering.allow(ip, now + Duration::from_secs(61)));
-        for _ in 0..100 {
-            assert!(hammering.allow("127.0.0.1".parse().unwrap(), now));
         }
     }
 }

@@ -38,7 +38,7 @@ use serde::Serialize;
 
 use super::alt::{self, AltLocations};
 use super::http::{self, ContentRange, HttpError, Request, ResponseHead};
-use crate::config::USER_AGENT;
+use servent_core::USER_AGENT;
 
 /// Bytes read from a file and written to the socket at a time: a whole
 /// download chunk, so that a chunk costs one trip through the blocking

@@ -21,6 +21,7 @@
 //! never waits for the index.
 
 mod answer;
+mod hammering;
 #[cfg(test)]
 pub(crate) mod testing;
 #[cfg(test)]
@@ -35,6 +36,7 @@ use rand::RngCore;
 use serde::Serialize;
 
 pub use self::answer::query_hits;
+pub use self::hammering::{Hammering, HAMMER_TABLE, MAX_CONNECTS_PER_MINUTE};
 use crate::handshake::{Admission, PeerInfo};
 use crate::hostcache::{HostCache, Origin};
 use crate::requery::{Phase, Requeries};
@@ -379,11 +381,17 @@ impl Node {
 
     /// When [`Node::handle_timeout`] wants to be called next.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        Some(self.requeries.next_due().map_or(self.next_tick, |due| due.min(self.next_tick)))
+        Some(self.requery_due().map_or(self.next_tick, |due| due.min(self.next_tick)))
+    }
+
+    /// When a download's re-query is due: never while nobody would hear it.
+    fn requery_due(&self) -> Option<Instant> {
+        self.requeries.next_due().filter(|_| !self.peers.is_empty())
     }
 
     /// Runs what is due at `now`: pings and expiry, dialing, saving the
-    /// host cache, the downloads' re-queries.
+    /// host cache, the downloads' re-queries (held while we have no
+    /// neighbour, so that one due at start waits for the first link).
     pub fn handle_timeout(&mut self, now: Instant) {
         if now >= self.next_tick {
             self.next_tick = now + self.config.tick;
@@ -394,6 +402,9 @@ impl Node {
                 self.last_host_save = now;
                 self.actions.push_back(Action::SaveHosts(self.hosts.saved()));
             }
+        }
+        if self.requery_due().is_none_or(|due| due > now) {
+            return;
         }
         for urn in self.requeries.due(now) {
             // A re-query is a Query of ours, but no search of the user's:

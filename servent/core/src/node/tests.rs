@@ -456,3 +456,19 @@ fn a_full_node_sends_the_dialer_elsewhere() {
     assert_eq!(net.nodes[2].peers().count(), 0);
     assert!(net.hits_received(2).is_empty());
 }
+
+#[test]
+fn requery_waits_for_a_neighbour_to_hear_it() {
+    let now = Instant::now();
+    let mut node = node(now);
+    node.handle(Event::DownloadPhase { id: 3, urn: Urn::Sha1([5; 20]), phase: Phase::Fetching }, now);
+    assert_eq!(node.poll_timeout(), Some(now), "only the first tick is due");
+    node.handle_timeout(now);
+    assert_eq!(node.poll_timeout(), Some(now + TICK), "no re-query is due without a neighbour");
+    let later = now + Duration::from_secs(5);
+    connect(&mut node, 1, SocketAddr::V4(addr(1)), later);
+    assert_eq!(node.poll_timeout(), Some(now), "the held re-query is due at once");
+    actions(&mut node);
+    node.handle_timeout(later);
+    assert_eq!(requeries_sent(&actions(&mut node)), 1);
+}

@@ -1,0 +1,266 @@
+//! The pump: the one task that owns the node core. It feeds the core what
+//! the connection tasks, the library, the API and the clock report, and
+//! carries out what the core asks: queue a message on a link, close one,
+//! dial, look the library up, ask the GWebCaches, save the host cache. It
+//! decides nothing itself.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use async_std::channel::{Receiver, Sender};
+use async_std::net::TcpStream;
+use async_std::task::{self, JoinHandle};
+use servent_core::node::{Action, Connected, Event as CoreEvent, Node};
+
+use super::{
+    connection, gwebcache, library, log, Command, ConnectedPeer, Event, LinkCounters, NodeError, PeerSnapshot,
+    SearchSnapshot, Shared, Status, HOST_CACHE_FILE,
+};
+use crate::flow::OutQueue;
+use crate::routing::PeerId;
+use crate::transfer::download::Downloads;
+use crate::wire::Message;
+
+/// How long a shutdown waits for peers to receive their Bye.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
+
+/// A live link: how to reach its writer, and what it counted.
+pub(super) struct Link {
+    addr: SocketAddr,
+    queue: Arc<Mutex<OutQueue>>,
+    wake: Sender<()>,
+    stream: TcpStream,
+    counters: Arc<LinkCounters>,
+    writer: JoinHandle<()>,
+}
+
+impl Link {
+    /// Queues a message; how many were dropped to make room.
+    fn send(&self, message: Message) -> u64 {
+        let dropped = match self.queue.lock() {
+            Ok(mut queue) => queue.push(message),
+            Err(_) => return 0,
+        };
+        self.counters.queue_dropped.fetch_add(dropped, Ordering::Relaxed);
+        // A full wake channel already means "there is work": nothing to add.
+        let _ = self.wake.try_send(());
+        dropped
+    }
+}
+
+pub(super) struct Pump {
+    pub(super) core: Node,
+    pub(super) shared: Arc<Shared>,
+    pub(super) library: Arc<search::Library>,
+    pub(super) links: HashMap<PeerId, Link>,
+    pub(super) data_dir: Option<PathBuf>,
+    pub(super) listen: SocketAddr,
+    pub(super) downloads: Option<Downloads>,
+    pub(super) tasks: Vec<JoinHandle<()>>,
+    pub(super) inbox: Receiver<Event>,
+    /// The last save of the host cache, written on the blocking pool.
+    pub(super) saving: Option<JoinHandle<()>>,
+}
+
+impl Pump {
+    pub(super) async fn run(mut self) {
+        loop {
+            let wait = self.core.poll_timeout().map(|t| t.saturating_duration_since(Instant::now()));
+            let received = match wait {
+                Some(wait) => async_std::future::timeout(wait, self.inbox.recv()).await.ok(),
+                None => Some(self.inbox.recv().await),
+            };
+            match received {
+                Some(Ok(Event::Command(Command::Shutdown { reply }))) => {
+                    self.shutdown().await;
+                    let _ = reply.send(()).await;
+                    return;
+                }
+                Some(Ok(event)) => self.on_event(event, Instant::now()),
+                Some(Err(_)) => return,
+                None => {}
+            }
+            let now = Instant::now();
+            if self.core.poll_timeout().is_some_and(|t| t <= now) {
+                self.core.handle_timeout(now);
+            }
+            self.carry_out(None);
+        }
+    }
+
+    fn on_event(&mut self, event: Event, now: Instant) {
+        match event {
+            Event::Core(event) => self.core.handle(event, now),
+            Event::Connected(peer) => self.on_connected(*peer, now),
+            Event::Command(command) => self.on_command(command, now),
+        }
+    }
+
+    fn on_connected(&mut self, peer: ConnectedPeer, now: Instant) {
+        let link = Link {
+            addr: peer.addr,
+            queue: peer.queue,
+            wake: peer.wake,
+            stream: peer.stream,
+            counters: peer.counters,
+            writer: peer.writer,
+        };
+        self.links.insert(peer.id, link);
+        let connected = Connected {
+            peer: peer.id,
+            addr: peer.addr,
+            local: peer.local,
+            info: peer.info,
+            direction: peer.direction,
+            dialed: peer.dialed,
+        };
+        self.core.handle(CoreEvent::Connected(Box::new(connected)), now);
+    }
+
+    /// Does what the core asks; the links it closes are kept in `closed`
+    /// when given, so that a shutdown can wait for their writers.
+    fn carry_out(&mut self, mut closed: Option<&mut Vec<Link>>) {
+        while let Some(action) = self.core.poll_action() {
+            match action {
+                Action::Send { to, message } => {
+                    let dropped = self.links.get(&to).map_or(0, |link| link.send(message));
+                    if dropped > 0 {
+                        self.core.handle(CoreEvent::QueueDropped { peer: to, count: dropped }, Instant::now());
+                    }
+                }
+                Action::Close { peer, bye, reason } => {
+                    let Some(link) = self.links.remove(&peer) else { continue };
+                    if let Some(bye) = bye {
+                        link.send(bye);
+                    }
+                    log(format_args!("{} gone: {reason}", link.addr));
+                    // The writer ends once its queue is drained.
+                    link.wake.close();
+                    if let Some(closed) = closed.as_deref_mut() {
+                        closed.push(link);
+                    }
+                }
+                Action::Dial(addr) => {
+                    task::spawn(connection::dial(addr, self.shared.clone()));
+                }
+                Action::AskGWebCaches(urls) => {
+                    task::spawn(gwebcache::ask(urls, self.shared.events.clone()));
+                }
+                Action::LookUp { lookup, query } => library::look_up(&self.library, lookup, query, &self.shared.events),
+                Action::SaveHosts(text) => {
+                    if let Some(dir) = &self.data_dir {
+                        let path = dir.join(HOST_CACHE_FILE);
+                        self.saving = Some(task::spawn_blocking(move || {
+                            if let Err(e) = crate::config::write_atomically(&path, text.as_bytes()) {
+                                log(format_args!("cannot save the host cache: {e}"));
+                            }
+                        }));
+                    }
+                }
+                Action::Advertise(addr) => {
+                    if let Ok(mut advertised) = self.shared.advertised.lock() {
+                        *advertised = addr;
+                    }
+                }
+                Action::OfferSource { urns, source } => {
+                    if let Some(downloads) = &self.downloads {
+                        for urn in &urns {
+                            downloads.offer_sources(urn, vec![source]);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn on_command(&mut self, command: Command, now: Instant) {
+        match command {
+            Command::Search { text, ttl, reply } => {
+                let result = self.core.search(&text, ttl, now).map_err(|e| NodeError::BadSearch(e.0));
+                let _ = reply.try_send(result);
+            }
+            Command::Results { id, reply } => {
+                let snapshot = self.core.search_results(&id).map(|s| SearchSnapshot {
+                    id: id.to_string(),
+                    query: s.text.clone(),
+                    hits_received: s.hits_received,
+                    first_hit_ms: s.first_hit_after.map(|d| d.as_secs_f64() * 1000.0),
+                    results: s.results().to_vec(),
+                });
+                let _ = reply.try_send(snapshot);
+            }
+            Command::Peers { reply } => {
+                let _ = reply.try_send(self.peer_snapshots(now));
+            }
+            Command::Status { reply } => {
+                let (files, bytes) = self.library.totals();
+                let status = Status {
+                    guid: self.core.guid().to_string(),
+                    listen: self.listen,
+                    advertised: self.core.advertised(),
+                    peers: self.links.len(),
+                    host_cache: self.core.known_hosts(),
+                    files,
+                    bytes,
+                    totals: self.core.totals().clone(),
+                    messages_sent: self.shared.sent.messages.load(Ordering::Relaxed),
+                    queries_sent: self.shared.sent.queries.load(Ordering::Relaxed),
+                };
+                let _ = reply.try_send(status);
+            }
+            Command::Connect { addr } => self.core.connect(addr, now),
+            Command::Admit { remote, reply } => {
+                let _ = reply.try_send(self.core.admit(remote));
+            }
+            Command::Known { urns, reply } => {
+                let _ = reply.try_send(self.core.known(&urns));
+            }
+            Command::Shutdown { .. } => {}
+        }
+    }
+
+    fn peer_snapshots(&self, now: Instant) -> Vec<PeerSnapshot> {
+        self.core
+            .peers()
+            .map(|(id, peer)| {
+                let link = self.links.get(&id);
+                let count = |f: fn(&LinkCounters) -> u64| link.map_or(0, |l| f(&l.counters));
+                PeerSnapshot {
+                    addr: peer.addr,
+                    listen: peer.listen,
+                    user_agent: peer.user_agent.clone(),
+                    direction: peer.direction,
+                    connected_secs: now.duration_since(peer.since).as_secs(),
+                    compressed: peer.compressed,
+                    messages_out: count(|c| c.messages.load(Ordering::Relaxed)),
+                    queue_dropped: count(|c| c.queue_dropped.load(Ordering::Relaxed)),
+                    counters: self.core.counters(id).cloned().unwrap_or_default(),
+                }
+            })
+            .collect()
+    }
+
+    async fn shutdown(&mut self) {
+        for task in self.tasks.drain(..) {
+            task.cancel().await;
+        }
+        self.core.shutdown();
+        let mut closed = Vec::new();
+        self.carry_out(Some(&mut closed));
+        // Writers close their sockets once the Bye is out; a stuck peer is
+        // cut off after a grace period.
+        for link in closed {
+            if async_std::future::timeout(SHUTDOWN_GRACE, link.writer).await.is_err() {
+                let _ = link.stream.shutdown(std::net::Shutdown::Both);
+            }
+        }
+        // The last save of the host cache, handed out by the core's shutdown.
+        if let Some(saving) = self.saving.take() {
+            saving.await;
+        }
+    }
+}
