@@ -62,6 +62,11 @@ pub const TICK: Duration = Duration::from_secs(5);
 pub const LATENCY_US: RangeInclusive<u64> = 5_000..=50_000;
 /// Upload bandwidths in kbit/s, one drawn per node: DSL, cable, fibre.
 pub const UPLOAD_KBITS: [u64; 3] = [1_000, 10_000, 100_000];
+/// Addresses each core's host cache keeps (the servent's keeps 4,096). No
+/// simulated node discovers (each dials only its neighbours, as in the real
+/// network), so what Pongs teach is never dialed; a hundred thousand full
+/// caches would be most of the memory.
+pub const HOST_CACHE_CAPACITY: usize = 100;
 /// How long, in virtual time, the whole graph may take to link up.
 pub const LINK_LIMIT: Duration = Duration::from_secs(120);
 /// Virtual time let pass once every link is up, for the greeting Pings.
@@ -433,6 +438,7 @@ impl<'a> Sim<'a> {
                 discover: false,
                 peers,
                 tick: TICK,
+                host_cache_capacity: HOST_CACHE_CAPACITY,
                 ..Config::default()
             };
             let shared = plan.catalog.shared_by(i);

@@ -38,7 +38,7 @@ use serde::Serialize;
 pub use self::answer::query_hits;
 pub use self::hammering::{Hammering, HAMMER_TABLE, MAX_CONNECTS_PER_MINUTE};
 use crate::handshake::{Admission, PeerInfo};
-use crate::hostcache::{HostCache, Origin};
+use crate::hostcache::{HostCache, Origin, HOST_CACHE_CAPACITY};
 use crate::requery::{Phase, Requeries};
 use crate::routing::{self, Counters, LocalHost, PeerId, Router};
 use crate::searches::{Search, SearchResult, Searches};
@@ -79,6 +79,9 @@ pub struct Config {
     pub persist_hosts: bool,
     /// How often the timer fires (pings, dialing, expiry).
     pub tick: Duration,
+    /// Addresses the host cache keeps at most; a simulation of many nodes
+    /// that never discover keeps it small.
+    pub host_cache_capacity: usize,
 }
 
 impl Default for Config {
@@ -92,6 +95,7 @@ impl Default for Config {
             gwebcaches: Vec::new(),
             persist_hosts: false,
             tick: TICK,
+            host_cache_capacity: HOST_CACHE_CAPACITY,
         }
     }
 }
@@ -313,7 +317,7 @@ impl Node {
         let guid = Guid::from_rng(&mut rng);
         let routing = routing::Config { max_ttl: config.max_ttl, seed: rng.next_u64(), ..routing::Config::default() };
         let local = LocalHost { addr: advertised, files: library.0, kbytes: kbytes(library.1) };
-        let mut hosts = HostCache::new();
+        let mut hosts = HostCache::with_capacity(config.host_cache_capacity);
         for peer in &config.peers {
             hosts.add(*peer, Origin::User);
         }
