@@ -24,6 +24,10 @@
 //! all nodes, before and after each query. [`report`] turns the results
 //! into a table, JSON and SVG plots.
 //!
+//! [`sim`] runs the same plan and measurement on the servent's node core
+//! with in-memory links and a virtual clock, for networks of a hundred
+//! thousand nodes that no machine could run as servents.
+//!
 //! What is deliberately absent: the harness never routes, answers or
 //! shortcuts anything. Between two queries it waits until the network has
 //! been quiet for a moment (see [`experiment`]); that is the only timing

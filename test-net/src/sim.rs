@@ -333,8 +333,11 @@ impl<'a> Library<'a> {
         let limit = query.limit.min(search::MAX_RESULTS);
         let urn_items: Vec<usize>;
         let matching: &[usize] = if query.urns.is_empty() {
-            let by_keyword = &self.by_keyword;
-            self.matching.entry(query.words.clone()).or_insert_with(|| items_with_words(by_keyword, &query.words))
+            if !self.matching.contains_key(&query.words) {
+                let items = items_with_words(&self.by_keyword, &query.words);
+                self.matching.insert(query.words.clone(), items);
+            }
+            self.matching.get(&query.words).map_or(&[][..], Vec::as_slice)
         } else {
             let found: BTreeSet<usize> =
                 query.urns.iter().take(search::MAX_QUERY_URNS).filter_map(|u| self.by_urn.get(u)).copied().collect();
