@@ -5,7 +5,7 @@
 //! link arrives `latency` later; a library lookup is answered from the
 //! node's list of files at once.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -35,8 +35,9 @@ pub(crate) struct Net {
     pub received: Vec<Vec<(PeerId, Message)>>,
     /// Actions each node took that the net does not carry out itself.
     pub other: Vec<Vec<Action>>,
-    /// Events on their way: when, to which node.
-    in_flight: VecDeque<(Instant, usize, Event)>,
+    /// Events on their way, by arrival time and then the order sent: to which node.
+    in_flight: BTreeMap<(Instant, u64), (usize, Event)>,
+    sent: u64,
     /// (node, its link number) → (the other node, its link number).
     links: BTreeMap<(usize, PeerId), (usize, PeerId)>,
     next_peer: u64,
@@ -61,7 +62,8 @@ impl Net {
             latency: Duration::from_millis(20),
             received: vec![Vec::new(); count],
             other: vec![Vec::new(); count],
-            in_flight: VecDeque::new(),
+            in_flight: BTreeMap::new(),
+            sent: 0,
             links: BTreeMap::new(),
             next_peer: 1,
         }
@@ -93,7 +95,7 @@ impl Net {
         let end = self.now + duration;
         for _ in 0..MAX_STEPS {
             self.drain_actions();
-            let next_event = self.in_flight.iter().map(|(at, _, _)| *at).min();
+            let next_event = self.in_flight.keys().next().map(|(at, _)| *at);
             let next_timer = self.nodes.iter().filter_map(Node::poll_timeout).min();
             let next = match (next_event, next_timer) {
                 (Some(a), Some(b)) => a.min(b),
@@ -118,9 +120,8 @@ impl Net {
 
     fn deliver_due(&mut self) {
         let now = self.now;
-        let (due, later): (VecDeque<_>, VecDeque<_>) = self.in_flight.drain(..).partition(|(at, _, _)| *at <= now);
-        self.in_flight = later;
-        for (_, to, event) in due {
+        while let Some(entry) = self.in_flight.first_entry().filter(|e| e.key().0 <= now) {
+            let (to, event) = entry.remove();
             if let Event::Message { peer, message } = &event {
                 self.received[to].push((*peer, message.clone()));
             }
@@ -144,7 +145,8 @@ impl Net {
     }
 
     fn send_later(&mut self, to: usize, event: Event) {
-        self.in_flight.push_back((self.now + self.latency, to, event));
+        self.sent += 1;
+        self.in_flight.insert((self.now + self.latency, self.sent), (to, event));
     }
 
     fn carry(&mut self, from: usize, action: Action) {
