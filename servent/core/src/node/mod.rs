@@ -82,6 +82,8 @@ pub struct Config {
     /// Addresses the host cache keeps at most; a simulation of many nodes
     /// that never discover keeps it small.
     pub host_cache_capacity: usize,
+    /// How often each neighbour gets a keep-alive Ping.
+    pub ping_interval: Duration,
 }
 
 impl Default for Config {
@@ -96,6 +98,7 @@ impl Default for Config {
             persist_hosts: false,
             tick: TICK,
             host_cache_capacity: HOST_CACHE_CAPACITY,
+            ping_interval: routing::PING_INTERVAL,
         }
     }
 }
@@ -315,7 +318,12 @@ impl Node {
             _ => SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, config.listen.port()),
         };
         let guid = Guid::from_rng(&mut rng);
-        let routing = routing::Config { max_ttl: config.max_ttl, seed: rng.next_u64(), ..routing::Config::default() };
+        let routing = routing::Config {
+            max_ttl: config.max_ttl,
+            seed: rng.next_u64(),
+            ping_interval: config.ping_interval,
+            ..routing::Config::default()
+        };
         let local = LocalHost { addr: advertised, files: library.0, kbytes: kbytes(library.1) };
         let mut hosts = HostCache::with_capacity(config.host_cache_capacity);
         for peer in &config.peers {
