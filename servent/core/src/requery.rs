@@ -2,8 +2,8 @@
 //!
 //! A download that is fetching asks every [`REQUERY_INTERVAL`]; one that is
 //! paused or queued for a slot asks nothing (it would only fill routing
-//! tables with a query nobody waits for), and asks at once when it runs
-//! again. A download whose sources a search has just found waits one
+//! tables with a query nobody waits for), and asks when it runs again: at
+//! once if its interval ran out meanwhile, else when it does. A download whose sources a search has just found waits one
 //! interval first: that search asked the whole network the same. A download
 //! resumed after a restart is started again here, with no search behind it,
 //! so it asks at once. Finished and cancelled downloads are forgotten.
@@ -36,8 +36,10 @@ pub enum Phase {
 #[derive(Clone, Copy, Debug)]
 struct Followed {
     urn: Urn,
-    /// When it asks next; `None` while it waits.
-    next: Option<Instant>,
+    /// When it asks next, if it is fetching then.
+    next: Instant,
+    /// Paused or queued: it asks nothing.
+    waiting: bool,
 }
 
 /// The re-query schedule of every download, by the download's number.
@@ -54,7 +56,7 @@ impl Requeries {
             return;
         }
         let next = if searched { now + REQUERY_INTERVAL } else { now };
-        self.followed.insert(id, Followed { urn, next: Some(next) });
+        self.followed.insert(id, Followed { urn, next, waiting: false });
     }
 
     /// What the download manager says of a download now. A download not
@@ -65,30 +67,28 @@ impl Requeries {
             (Phase::Finished, _) => {
                 self.followed.remove(&id);
             }
-            (Phase::Waiting, Some(followed)) => followed.next = None,
+            (Phase::Waiting, Some(followed)) => followed.waiting = true,
             (Phase::Waiting, None) => {
                 if self.followed.len() < MAX_FOLLOWED {
-                    self.followed.insert(id, Followed { urn, next: None });
+                    self.followed.insert(id, Followed { urn, next: now, waiting: true });
                 }
             }
-            (Phase::Fetching, Some(followed)) => {
-                followed.next.get_or_insert(now);
-            }
+            (Phase::Fetching, Some(followed)) => followed.waiting = false,
             (Phase::Fetching, None) => self.start(id, urn, false, now),
         }
     }
 
     /// When the next re-query is due.
     pub fn next_due(&self) -> Option<Instant> {
-        self.followed.values().filter_map(|f| f.next).min()
+        self.followed.values().filter(|f| !f.waiting).map(|f| f.next).min()
     }
 
     /// The URNs to ask for now, each rescheduled one interval later.
     pub fn due(&mut self, now: Instant) -> Vec<Urn> {
         let mut urns = Vec::new();
         for followed in self.followed.values_mut() {
-            if followed.next.is_some_and(|next| next <= now) {
-                followed.next = Some(now + REQUERY_INTERVAL);
+            if !followed.waiting && followed.next <= now {
+                followed.next = now + REQUERY_INTERVAL;
                 urns.push(followed.urn);
             }
         }
@@ -148,6 +148,18 @@ mod tests {
         assert_eq!(requeries.due(resumed), vec![urn(1)]);
         requeries.observe(1, urn(1), Phase::Fetching, resumed + Duration::from_secs(1));
         assert_eq!(requeries.next_due(), Some(resumed + REQUERY_INTERVAL));
+    }
+
+    #[test]
+    fn queued_download_found_by_a_search_waits_its_interval_when_it_starts() {
+        let t0 = Instant::now();
+        let mut requeries = Requeries::default();
+        requeries.start(1, urn(1), true, t0);
+        requeries.observe(1, urn(1), Phase::Waiting, t0);
+        let started = t0 + Duration::from_secs(5);
+        requeries.observe(1, urn(1), Phase::Fetching, started);
+        assert!(requeries.due(started).is_empty());
+        assert_eq!(requeries.next_due(), Some(t0 + REQUERY_INTERVAL));
     }
 
     #[test]

@@ -84,3 +84,37 @@ pub(super) async fn watch(downloads: Downloads, events: Sender<Event>) {
         task::sleep(WATCH_INTERVAL).await;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::trust::Judgement;
+
+    const SHA1: &str = "urn:sha1:PLSTHIPQGSSZTS5FJUPAKUZWUGYQYPFB";
+
+    #[test]
+    fn magnet_with_size_and_source_is_a_request_of_its_own() {
+        let magnet = format!("magnet:?xt={SHA1}&dn=a.img&xl=5000&xs=http://192.0.2.1:6346/uri-res/N2R?{SHA1}");
+        let request = DownloadTarget::parse(&magnet).unwrap().request(None, Keep::NotFake).unwrap();
+        assert_eq!((request.name.as_str(), request.size), ("a.img", 5000));
+        assert_eq!(request.sources, vec!["192.0.2.1:6346".parse().unwrap()]);
+    }
+
+    #[test]
+    fn bare_urn_needs_what_a_search_found() {
+        assert!(DownloadTarget::parse(SHA1).unwrap().request(None, Keep::NotFake).is_none());
+        let sha256 = Urn::Sha256([3; 32]);
+        let mut found = SearchResult::judged("found.img", 7, Judgement::unsigned());
+        found.sha256 = Some(sha256);
+        found.sources = vec!["192.0.2.2:6346".parse().unwrap()];
+        let request = DownloadTarget::parse(SHA1).unwrap().request(Some(found), Keep::NotFake).unwrap();
+        assert_eq!((request.name.as_str(), request.size), ("found.img", 7));
+        assert_eq!(request.urns, vec![SHA1.parse().unwrap(), sha256], "the SHA-1 first, for N2R requests");
+        assert_eq!(request.sources.len(), 1);
+    }
+
+    #[test]
+    fn what_is_not_a_urn_or_magnet_is_refused() {
+        assert!(matches!(DownloadTarget::parse("http://example.com/x"), Err(NodeError::BadTarget(_))));
+    }
+}
