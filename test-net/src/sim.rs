@@ -59,7 +59,12 @@ pub const MAX_NODES: usize = 1_000_000;
 /// later at most.
 pub const TICK: Duration = Duration::from_secs(5);
 /// One-way latency of a link in microseconds, drawn uniformly per link.
-pub const LATENCY_US: RangeInclusive<u64> = 5_000..=50_000;
+/// A flood's cost depends on the order Queries arrive in (a node first
+/// reached over more hops forwards with less TTL left), so the spread
+/// matters: checked against real servents at 1,000 nodes (seed 7), 5 to
+/// 50 ms sent a quarter fewer Queries per flood than they did, 20 to 25 ms
+/// (hop by hop) 14 % more, 10 to 30 ms 3.5 % fewer.
+pub const LATENCY_US: RangeInclusive<u64> = 10_000..=30_000;
 /// Upload bandwidths in kbit/s, one drawn per node: DSL, cable, fibre.
 pub const UPLOAD_KBITS: [u64; 3] = [1_000, 10_000, 100_000];
 /// How often each core pings each neighbour to keep the link alive (the
