@@ -338,7 +338,8 @@ pub struct NetworkFacts {
     pub rss_mb_per_node: Option<f64>,
     /// In a simulation: the heap the whole run used at its peak, divided by
     /// the nodes (the node cores, their links and the event queue), counted
-    /// by the binary's allocator, so the same seed gives the same figure.
+    /// by the binary's allocator, in whole KiB, so the same seed gives the
+    /// same figure.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub bytes_per_node: Option<u64>,
     /// Milliseconds of quiet that end a query.
