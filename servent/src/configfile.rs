@@ -25,7 +25,7 @@ enum Kind {
 }
 
 /// Every flag of `servent run` but `--config`, by key.
-const KEYS: [(&str, Kind); 18] = [
+const KEYS: [(&str, Kind); 20] = [
     ("data-dir", Kind::One),
     ("listen", Kind::One),
     ("api", Kind::One),
@@ -44,6 +44,8 @@ const KEYS: [(&str, Kind); 18] = [
     ("update-every", Kind::One),
     ("post-install", Kind::One),
     ("update-search-wait", Kind::One),
+    ("mode", Kind::One),
+    ("max-leaves", Kind::One),
 ];
 
 /// The largest config file read.

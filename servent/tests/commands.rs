@@ -41,7 +41,7 @@ fn search_numbers_its_results_and_get_takes_one_by_number_or_by_verified_name() 
     signed(&key, share.path(), "SEBLINUX-base-1.0.tar", b"the genuine base release");
     std::fs::write(share.path().join("SEBLINUX-base-1.0-extra.tar"), b"an unsigned neighbour").unwrap();
     let sharer = Running::start(Some(share.path()), None);
-    let trust = format!("{}#SEBLINUX", public.display());
+    let trust = format!("{}#SEBLINUX*", public.display());
     let user = Running::start_with(None, Some(&sharer.listen), &["--trust", &trust]);
     sharer.wait_until(&["library", "--json"], |files| files.len() == 2);
     user.wait_until(&["peers", "--json"], |peers| peers.len() == 1);
@@ -189,7 +189,7 @@ fn the_peers_table_shows_what_its_columns_say_and_incoming_peers_by_their_listen
     let table = stdout(&b.client(&["peers"]));
     let lines: Vec<&str> = table.lines().collect();
     let header: Vec<&str> = lines[0].split_whitespace().collect();
-    assert_eq!(header, ["ADDRESS", "DIRECTION", "USER_AGENT", "CONNECTED", "RECEIVED", "DROPPED", "SENT", "UNSENT"]);
+    assert_eq!(header, ["ADDRESS", "DIRECTION", "ROLE", "USER_AGENT", "CONNECTED", "RECEIVED", "DROPPED", "SENT", "UNSENT"]);
     let row: Vec<&str> = lines[1].split_whitespace().collect();
     assert_eq!((row[0], row[1]), (a.listen.as_str(), "incoming"), "{table}");
     let peer = &b.json_lines(&["peers", "--json"])[0];

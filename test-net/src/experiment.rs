@@ -336,6 +336,12 @@ pub struct NetworkFacts {
     /// Resident memory after setup, divided by the nodes (the whole
     /// process: the harness is a small part of it).
     pub rss_mb_per_node: Option<f64>,
+    /// In a simulation: the heap the whole run used at its peak, divided by
+    /// the nodes (the node cores, their links and the event queue), counted
+    /// by the binary's allocator, in whole KiB, so the same seed gives the
+    /// same figure.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bytes_per_node: Option<u64>,
     /// Milliseconds of quiet that end a query.
     pub quiet_ms: u64,
 }
@@ -482,17 +488,7 @@ pub async fn sweep(
     cancel: &AtomicBool,
     mut on_query: impl FnMut(u8, &QueryRecord),
 ) -> Result<SweepSummary, Error> {
-    if settings.churn > 0.0 || settings.flooder || settings.fakes > 0 {
-        return Err(Error::Settings("a TTL sweep runs without churn, fakes and the flooder".into()));
-    }
-    if ttls.is_empty() || *ttls.start() == 0 || *ttls.end() > crate::MAX_TTL {
-        return Err(Error::Settings(format!(
-            "the TTLs of a sweep run from 1 to {}, not {}..{}",
-            crate::MAX_TTL,
-            ttls.start(),
-            ttls.end()
-        )));
-    }
+    check_sweep(settings, &ttls)?;
     let plan = Plan::new(settings)?;
     let began = Instant::now();
     let content = Content::new(&plan.catalog, &[], &[])?;
@@ -525,7 +521,23 @@ pub async fn sweep(
     result.map(|()| SweepSummary { network, wall_s: began.elapsed().as_secs_f64(), points })
 }
 
-fn facts(settings: &Settings, plan: &Plan, setup: Duration) -> NetworkFacts {
+/// Refuses a sweep with churn, fakes or the flooder, or TTLs out of range.
+pub(crate) fn check_sweep(settings: &Settings, ttls: &std::ops::RangeInclusive<u8>) -> Result<(), Error> {
+    if settings.churn > 0.0 || settings.flooder || settings.fakes > 0 {
+        return Err(Error::Settings("a TTL sweep runs without churn, fakes and the flooder".into()));
+    }
+    if ttls.is_empty() || *ttls.start() == 0 || *ttls.end() > crate::MAX_TTL {
+        return Err(Error::Settings(format!(
+            "the TTLs of a sweep run from 1 to {}, not {}..{}",
+            crate::MAX_TTL,
+            ttls.start(),
+            ttls.end()
+        )));
+    }
+    Ok(())
+}
+
+pub(crate) fn facts(settings: &Settings, plan: &Plan, setup: Duration) -> NetworkFacts {
     let nodes = settings.nodes;
     NetworkFacts {
         nodes,
@@ -540,6 +552,7 @@ fn facts(settings: &Settings, plan: &Plan, setup: Duration) -> NetworkFacts {
         seed: settings.seed,
         setup_s: setup.as_secs_f64(),
         rss_mb_per_node: rss_mb().map(|mb| mb / nodes.max(1) as f64),
+        bytes_per_node: None,
         quiet_ms: settings.quiet.as_millis() as u64,
     }
 }
@@ -816,42 +829,11 @@ impl Session<'_> {
         records: Vec<QueryRecord>,
         began: Instant,
     ) -> Result<Summary, Error> {
-        let flood = Strategy::of(records.iter().map(|r| &r.flood));
-        let ring = Strategy::of(records.iter().filter_map(|r| r.ring.as_ref()));
         let flooder = match self.plan.flooder {
             Some(node) => Some(self.attack(node, &records).await?),
             None => None,
         };
-        let count = records.len().max(1) as f64;
-        let fetches: Vec<&Fetch> = records.iter().filter_map(|r| r.fetch.as_ref()).collect();
-        let ended = |how: Download| fetches.iter().filter(|f| f.download == how).count() as u64;
-        Ok(Summary {
-            network,
-            ttl: self.settings.ttl,
-            churn: self.settings.churn,
-            wall_s: began.elapsed().as_secs_f64(),
-            success_rate: flood.success_rate,
-            messages_per_query: flood.messages_per_query,
-            duplicates_per_query: flood.duplicates_per_query,
-            median_first_hit_ms: flood.median_first_hit_ms,
-            p95_first_hit_ms: flood.p95_first_hit_ms,
-            fakers: self.plan.fakers.len(),
-            fakes_seen: fetches.iter().map(|f| f.fakes_seen).sum(),
-            fakes_flagged: fetches.iter().map(|f| f.fakes_flagged).sum(),
-            fakes_accepted: ended(Download::KeptFake),
-            downloads_attempted: fetches.len() as u64 - ended(Download::NoResult),
-            downloads_verified: ended(Download::KeptGenuine),
-            downloads_refused: ended(Download::Refused),
-            downloads_failed: ended(Download::Failed),
-            available_rate: records.iter().filter(|r| r.available).count() as f64 / count,
-            message_saving_ratio: (ring.messages_per_query > 0.0)
-                .then(|| flood.messages_per_query / ring.messages_per_query),
-            flood,
-            ring,
-            departures: self.plan.churn.departures(),
-            returns: self.plan.churn.returns(),
-            flooder,
-        })
+        Ok(summarize(self.settings, self.plan, network, &records, began.elapsed().as_secs_f64(), flooder))
     }
 
     /// The flooder's phase: `flooder` starts searches without pause while
@@ -939,6 +921,50 @@ impl Session<'_> {
     }
 }
 
+/// Sums up a run's `records` into its summary; `wall_s` is the run's
+/// length in seconds (virtual ones in a simulation).
+pub(crate) fn summarize(
+    settings: &Settings,
+    plan: &Plan,
+    network: NetworkFacts,
+    records: &[QueryRecord],
+    wall_s: f64,
+    flooder: Option<FlooderReport>,
+) -> Summary {
+    let flood = Strategy::of(records.iter().map(|r| &r.flood));
+    let ring = Strategy::of(records.iter().filter_map(|r| r.ring.as_ref()));
+    let count = records.len().max(1) as f64;
+    let fetches: Vec<&Fetch> = records.iter().filter_map(|r| r.fetch.as_ref()).collect();
+    let ended = |how: Download| fetches.iter().filter(|f| f.download == how).count() as u64;
+    Summary {
+        network,
+        ttl: settings.ttl,
+        churn: settings.churn,
+        wall_s,
+        success_rate: flood.success_rate,
+        messages_per_query: flood.messages_per_query,
+        duplicates_per_query: flood.duplicates_per_query,
+        median_first_hit_ms: flood.median_first_hit_ms,
+        p95_first_hit_ms: flood.p95_first_hit_ms,
+        fakers: plan.fakers.len(),
+        fakes_seen: fetches.iter().map(|f| f.fakes_seen).sum(),
+        fakes_flagged: fetches.iter().map(|f| f.fakes_flagged).sum(),
+        fakes_accepted: ended(Download::KeptFake),
+        downloads_attempted: fetches.len() as u64 - ended(Download::NoResult),
+        downloads_verified: ended(Download::KeptGenuine),
+        downloads_refused: ended(Download::Refused),
+        downloads_failed: ended(Download::Failed),
+        available_rate: records.iter().filter(|r| r.available).count() as f64 / count,
+        message_saving_ratio: (ring.messages_per_query > 0.0)
+            .then(|| flood.messages_per_query / ring.messages_per_query),
+        flood,
+        ring,
+        departures: plan.churn.departures(),
+        returns: plan.churn.returns(),
+        flooder,
+    }
+}
+
 /// Starts searches from `node` one after the other until `stop`, and at
 /// least [`FLOOD_MINIMUM`]; returns how many it started.
 async fn flood_as_fast_as_possible(node: NodeHandle, ttl: u8, stop: Arc<AtomicBool>) -> u64 {
@@ -960,7 +986,7 @@ fn found(results: &SearchSnapshot, item: &Item) -> bool {
 }
 
 /// Whether a result is the genuine `item`: its SHA-256, whatever its name.
-fn is_genuine(result: &SearchResult, item: &Item) -> bool {
+pub(crate) fn is_genuine(result: &SearchResult, item: &Item) -> bool {
     result.sha256 == Some(item.sha256)
 }
 

@@ -24,6 +24,10 @@
 //! all nodes, before and after each query. [`report`] turns the results
 //! into a table, JSON and SVG plots.
 //!
+//! [`sim`] runs the same plan and measurement on the servent's node core
+//! with in-memory links and a virtual clock, for networks of a hundred
+//! thousand nodes that no machine could run as servents.
+//!
 //! What is deliberately absent: the harness never routes, answers or
 //! shortcuts anything. Between two queries it waits until the network has
 //! been quiet for a moment (see [`experiment`]); that is the only timing
@@ -46,6 +50,7 @@ pub mod content;
 pub mod experiment;
 pub mod net;
 pub mod report;
+pub mod sim;
 pub mod topology;
 
 use std::io;
@@ -92,6 +97,9 @@ pub struct Settings {
     pub port: u16,
     /// How long the network must send no Query before a query counts as over.
     pub quiet: Duration,
+    /// Whether the run is simulated ([`sim`]): node cores on in-memory
+    /// links and a virtual clock instead of real servents.
+    pub sim: bool,
 }
 
 impl Default for Settings {
@@ -111,6 +119,7 @@ impl Default for Settings {
             flooder: false,
             port: servent::config::DEFAULT_PORT,
             quiet: Duration::from_millis(60),
+            sim: false,
         }
     }
 }
@@ -119,8 +128,12 @@ impl Settings {
     /// Checks what the generators do not: the bounds of the run itself.
     pub fn validate(&self) -> Result<(), Error> {
         let bad = |message: String| Err(Error::Settings(message));
-        if self.nodes < 3 || self.nodes > net::MAX_NODES {
-            return bad(format!("--nodes must be from 3 to {}, not {}", net::MAX_NODES, self.nodes));
+        let max_nodes = if self.sim { sim::MAX_NODES } else { net::MAX_NODES };
+        if self.nodes < 3 || self.nodes > max_nodes {
+            return bad(format!("--nodes must be from 3 to {max_nodes}, not {}", self.nodes));
+        }
+        if self.sim && (self.churn > 0.0 || self.fakes > 0 || self.flooder) {
+            return bad("--sim runs flooding and the expanding ring only: no --churn, --fakes or --flooder".into());
         }
         if self.ttl == 0 || self.ttl > MAX_TTL {
             return bad(format!("--ttl must be from 1 to {MAX_TTL}, not {}", self.ttl));

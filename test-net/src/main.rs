@@ -7,12 +7,16 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use structopt::StructOpt;
 use test_net::experiment::{self, QueryRecord};
-use test_net::{report, Distribution, Error, Settings, Shape};
+use test_net::{report, sim, Distribution, Error, Settings, Shape};
+
+/// Counts the heap, so that `--sim` reports its memory per node the same way every run.
+#[global_allocator]
+static ALLOCATOR: sim::CountingAllocator = sim::CountingAllocator;
 
 /// Many real servents on this machine's loopback addresses: search success,
 /// messages per query, duplicates and latency, for flooding and the
@@ -72,6 +76,11 @@ struct Args {
     /// Milliseconds without a Query sent anywhere that end a query.
     #[structopt(long, default_value = "60")]
     quiet_ms: u64,
+    /// Simulate: node cores on in-memory links with a virtual clock, one
+    /// thread, up to a million nodes; latencies are virtual, wall time and
+    /// peak memory go to standard error.
+    #[structopt(long)]
+    sim: bool,
 }
 
 impl Args {
@@ -91,6 +100,7 @@ impl Args {
             flooder: self.flooder,
             port: self.port,
             quiet: Duration::from_millis(self.quiet_ms),
+            sim: self.sim,
         }
     }
 }
@@ -172,10 +182,15 @@ fn main() -> ExitCode {
 
 async fn try_main(args: &Args, cancel: &AtomicBool, output: &Output) -> Result<(), Error> {
     let settings = args.settings();
+    let began = Instant::now();
     match &args.sweep_ttl {
         Some(ttls) => {
             let on_query = |ttl, record: &QueryRecord| output.line(&Line::Query { sweep_ttl: Some(ttl), record });
-            let sweep = experiment::sweep(&settings, ttls.clone(), cancel, on_query).await?;
+            let sweep = if args.sim {
+                sim::sweep(&settings, ttls.clone(), cancel, on_query)?
+            } else {
+                experiment::sweep(&settings, ttls.clone(), cancel, on_query).await?
+            };
             if let Some(dir) = &args.report {
                 report::write_sweep(dir, &sweep)?;
             }
@@ -187,7 +202,11 @@ async fn try_main(args: &Args, cancel: &AtomicBool, output: &Output) -> Result<(
         }
         None => {
             let on_query = |record: &QueryRecord| output.line(&Line::Query { sweep_ttl: None, record });
-            let summary = experiment::run(&settings, cancel, on_query).await?;
+            let summary = if args.sim {
+                sim::run(&settings, cancel, on_query)?
+            } else {
+                experiment::run(&settings, cancel, on_query).await?
+            };
             if let Some(dir) = &args.report {
                 report::write_summary(dir, &summary)?;
             }
@@ -197,6 +216,11 @@ async fn try_main(args: &Args, cancel: &AtomicBool, output: &Output) -> Result<(
                 output.print(&summary.to_string());
             }
         }
+    }
+    if args.sim {
+        // Kept off standard output, which is the same for the same seed.
+        let rss = sim::peak_rss_mb().map_or_else(|| "unknown".to_string(), |mb| format!("{mb:.0} MB"));
+        eprintln!("test-net --sim: wall time {:.1} s, peak resident memory {rss}", began.elapsed().as_secs_f64());
     }
     Ok(())
 }

@@ -271,8 +271,19 @@ impl fmt::Display for Summary {
             n.queries,
             n.seed
         )?;
-        let rss = n.rss_mb_per_node.map_or_else(|| "unknown".to_string(), |mb| format!("{mb:.2} MB"));
-        writeln!(f, "setup {:.1} s, memory {rss} per node, wall time {:.1} s", n.setup_s, self.wall_s)?;
+        match n.bytes_per_node {
+            Some(bytes) => writeln!(
+                f,
+                "simulated: setup {:.1} s, heap {:.1} KB per node at its peak, {:.1} s of virtual time",
+                n.setup_s,
+                bytes as f64 / 1024.0,
+                self.wall_s
+            )?,
+            None => {
+                let rss = n.rss_mb_per_node.map_or_else(|| "unknown".to_string(), |mb| format!("{mb:.2} MB"));
+                writeln!(f, "setup {:.1} s, memory {rss} per node, wall time {:.1} s", n.setup_s, self.wall_s)?;
+            }
+        }
         writeln!(f)?;
         strategy_header(f, "strategy")?;
         strategy_row(f, &format!("flood TTL {}", self.ttl), &self.flood)?;

@@ -38,16 +38,28 @@ struct Entry {
 }
 
 /// A bounded set of servent addresses with their connection history.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct HostCache {
     hosts: HashMap<SocketAddrV4, Entry>,
     clock: u64,
+    capacity: usize,
+}
+
+impl Default for HostCache {
+    fn default() -> HostCache {
+        HostCache::with_capacity(HOST_CACHE_CAPACITY)
+    }
 }
 
 impl HostCache {
-    /// An empty cache.
+    /// An empty cache of [`HOST_CACHE_CAPACITY`] addresses.
     pub fn new() -> HostCache {
         HostCache::default()
+    }
+
+    /// An empty cache of `capacity` addresses at most.
+    pub fn with_capacity(capacity: usize) -> HostCache {
+        HostCache { hosts: HashMap::new(), clock: 0, capacity }
     }
 
     /// Adds an address (or refreshes it). Full caches forget the oldest
@@ -65,7 +77,7 @@ impl HostCache {
             }
             return;
         }
-        if self.hosts.len() >= HOST_CACHE_CAPACITY {
+        if self.hosts.len() >= self.capacity {
             let oldest = self
                 .hosts
                 .iter()
@@ -130,7 +142,7 @@ impl HostCache {
     /// Adds the addresses of a text written by [`HostCache::saved`];
     /// unreadable lines are skipped.
     pub fn restore(&mut self, text: &str) {
-        for addr in text.lines().take(HOST_CACHE_CAPACITY).filter_map(|l| l.trim().parse().ok()) {
+        for addr in text.lines().take(self.capacity).filter_map(|l| l.trim().parse().ok()) {
             self.add(addr, Origin::Network);
         }
     }
@@ -138,7 +150,7 @@ impl HostCache {
     /// The addresses that have not failed, one per line: what to keep on disk.
     pub fn saved(&self) -> String {
         let mut text = String::new();
-        for addr in self.good(HOST_CACHE_CAPACITY) {
+        for addr in self.good(self.capacity) {
             text.push_str(&addr.to_string());
             text.push('\n');
         }
@@ -221,6 +233,17 @@ mod tests {
             cache.add(SocketAddrV4::new(Ipv4Addr::from(0x0A00_0000 + i), 6346), Origin::Network);
         }
         assert_eq!(cache.len(), HOST_CACHE_CAPACITY);
+    }
+
+    #[test]
+    fn a_smaller_cache_forgets_the_oldest_network_host_but_keeps_the_users() {
+        let mut cache = HostCache::with_capacity(2);
+        cache.add(addr(1), Origin::User);
+        cache.add(addr(2), Origin::Network);
+        cache.add(addr(3), Origin::Network);
+        assert_eq!(cache.len(), 2);
+        assert_eq!(cache.candidates(5, Instant::now(), |_| false), vec![addr(1), addr(3)]);
+        assert_eq!(cache.saved().lines().count(), 2);
     }
 
     #[test]

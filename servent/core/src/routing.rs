@@ -156,6 +156,8 @@ pub struct Config {
     pub forwarded_queries: Rate,
     /// Seeds the GUIDs of our own Pings and Queries: the same seed, the same GUIDs.
     pub seed: u64,
+    /// How often each neighbour gets a keep-alive Ping.
+    pub ping_interval: Duration,
 }
 
 impl Default for Config {
@@ -167,6 +169,7 @@ impl Default for Config {
             own_queries: Rate { burst: QUERY_BURST, per_second: QUERIES_PER_SECOND },
             forwarded_queries: Rate { burst: FORWARDED_QUERY_BURST, per_second: FORWARDED_QUERIES_PER_SECOND },
             seed: 0,
+            ping_interval: PING_INTERVAL,
         }
     }
 }
@@ -348,7 +351,7 @@ impl Router {
         let due: Vec<PeerId> = self
             .sorted_peers()
             .into_iter()
-            .filter(|p| now.duration_since(self.peers[p].last_ping) >= PING_INTERVAL)
+            .filter(|p| now.duration_since(self.peers[p].last_ping) >= self.config.ping_interval)
             .collect();
         due.into_iter().map(|peer| self.ping(peer, now)).collect()
     }
@@ -818,6 +821,16 @@ mod tests {
         }
         assert!(router.query_routes.entries.len() <= 100);
         assert!(router.query_routes.order.len() <= 200);
+    }
+
+    #[test]
+    fn keep_alive_pings_follow_the_configured_interval() {
+        let now = Instant::now();
+        let interval = Duration::from_secs(300);
+        let mut router = Router::new(Config { ping_interval: interval, ..Config::default() }, local());
+        router.connected(A, None, now);
+        assert!(router.tick(now + PING_INTERVAL).is_empty());
+        assert_eq!(router.tick(now + interval).len(), 1);
     }
 
     #[test]

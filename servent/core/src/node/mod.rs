@@ -40,7 +40,7 @@ pub use self::answer::query_hits;
 pub use self::hammering::{Hammering, HAMMER_TABLE, MAX_CONNECTS_PER_MINUTE};
 use self::query_routing::QueryRouting;
 use crate::handshake::{Admission, PeerInfo, Role};
-use crate::hostcache::{HostCache, Origin};
+use crate::hostcache::{HostCache, Origin, HOST_CACHE_CAPACITY};
 use crate::requery::{Phase, Requeries};
 use crate::routing::{self, Counters, LocalHost, PeerId, Router};
 use crate::searches::{Search, SearchResult, Searches};
@@ -91,6 +91,11 @@ pub struct Config {
     /// The part the node plays: an ultrapeer routes queries to its leaves
     /// by their QRP tables, a leaf sends its table to its ultrapeers.
     pub role: Role,
+    /// Addresses the host cache keeps at most; a simulation of many nodes
+    /// that never discover keeps it small.
+    pub host_cache_capacity: usize,
+    /// How often each neighbour gets a keep-alive Ping.
+    pub ping_interval: Duration,
 }
 
 impl Default for Config {
@@ -106,6 +111,8 @@ impl Default for Config {
             persist_hosts: false,
             tick: TICK,
             role: Role::Ultrapeer,
+            host_cache_capacity: HOST_CACHE_CAPACITY,
+            ping_interval: routing::PING_INTERVAL,
         }
     }
 }
@@ -331,9 +338,14 @@ impl Node {
             _ => SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, config.listen.port()),
         };
         let guid = Guid::from_rng(&mut rng);
-        let routing = routing::Config { max_ttl: config.max_ttl, seed: rng.next_u64(), ..routing::Config::default() };
+        let routing = routing::Config {
+            max_ttl: config.max_ttl,
+            seed: rng.next_u64(),
+            ping_interval: config.ping_interval,
+            ..routing::Config::default()
+        };
         let local = LocalHost { addr: advertised, files: library.0, kbytes: kbytes(library.1) };
-        let mut hosts = HostCache::new();
+        let mut hosts = HostCache::with_capacity(config.host_cache_capacity);
         for peer in &config.peers {
             hosts.add(*peer, Origin::User);
         }
