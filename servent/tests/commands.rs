@@ -189,7 +189,10 @@ fn the_peers_table_shows_what_its_columns_say_and_incoming_peers_by_their_listen
     let table = stdout(&b.client(&["peers"]));
     let lines: Vec<&str> = table.lines().collect();
     let header: Vec<&str> = lines[0].split_whitespace().collect();
-    assert_eq!(header, ["ADDRESS", "DIRECTION", "ROLE", "USER_AGENT", "CONNECTED", "RECEIVED", "DROPPED", "SENT", "UNSENT"]);
+    assert_eq!(
+        header,
+        ["ADDRESS", "DIRECTION", "ROLE", "USER_AGENT", "CONNECTED", "RECEIVED", "DROPPED", "SENT", "UNSENT"]
+    );
     let row: Vec<&str> = lines[1].split_whitespace().collect();
     assert_eq!((row[0], row[1]), (a.listen.as_str(), "incoming"), "{table}");
     let peer = &b.json_lines(&["peers", "--json"])[0];

@@ -77,6 +77,8 @@ pub struct Item {
     pub sha1: Urn,
     /// The `urn:sha256:` of those bytes, what tells the genuine file from a fake.
     pub sha256: Urn,
+    /// The Tiger tree root of those bytes.
+    pub tth: search::thex::Root,
     /// The nodes that share it, in increasing order.
     pub holders: Vec<usize>,
 }
@@ -138,6 +140,7 @@ impl Catalog {
                 contents,
                 sha1: digests.sha1_urn(),
                 sha256: digests.sha256_urn(),
+                tth: digests.tth,
                 holders,
             });
         }

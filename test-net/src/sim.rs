@@ -393,6 +393,7 @@ fn shared_file(index: usize, item: &Item) -> SharedFile {
         size: item.contents.len() as u64,
         sha1: item.sha1,
         sha256: item.sha256,
+        tth: item.tth,
         signature: None,
     }
 }
@@ -657,7 +658,13 @@ impl<'a> Sim<'a> {
         let latency = 1_000 * (LATENCY_US.start() + mix(self.settings.seed ^ mix(a << 32 | b)) % spread);
         let Some(from_addr) = node_addr(from, port) else { return };
         match self.nodes[to].admit(SocketAddr::V4(from_addr)) {
-            (Admission::Full { try_ultrapeers }, _) => {
+            // A flat network of ultrapeers with no leaf slots: any refusal is "full".
+            (
+                Admission::Full { try_ultrapeers }
+                | Admission::LeavesOnly { try_ultrapeers }
+                | Admission::UltrapeersOnly { try_ultrapeers },
+                _,
+            ) => {
                 self.schedule(self.now + 2 * latency, from, Event::DialFailed { addr, try_hosts: try_ultrapeers });
             }
             (Admission::Accept, _) => {
