@@ -40,6 +40,7 @@ use super::{
     MAX_VERIFY_ATTEMPTS,
 };
 use crate::transfer::alt::AltLocations;
+use crate::transfer::parq::{self, QueueTicket};
 use crate::trust::{Judgement, SharedTrust, Verdict};
 
 /// How often time-based rules (stalls, parked sources, rates) are looked at.
@@ -128,6 +129,9 @@ pub(super) struct Driver {
     idle: Vec<(SocketAddrV4, oneshot::Sender<Assignment>)>,
     /// Why each source last failed, for people.
     notes: HashMap<SocketAddrV4, String>,
+    /// Sources whose worker waits in their upload queue: the place, and
+    /// since when we wait.
+    queued: HashMap<SocketAddrV4, (QueueTicket, Instant)>,
     /// Bytes received from every source, ever: the rate's numerator.
     received: u64,
     rate_samples: VecDeque<(Instant, u64)>,
@@ -229,6 +233,7 @@ impl Driver {
             next_serial: 0,
             idle: Vec::new(),
             notes: HashMap::new(),
+            queued: HashMap::new(),
             received: 0,
             rate_samples: VecDeque::new(),
             sourceless_since: None,
@@ -318,6 +323,7 @@ impl Driver {
             WorkerEvent::Ask { source, .. }
             | WorkerEvent::Progress { source, .. }
             | WorkerEvent::Chunk { source, .. }
+            | WorkerEvent::Queued { source, .. }
             | WorkerEvent::Ended { source, .. } => Some(*source),
             WorkerEvent::Learned { .. } => None,
         };
@@ -333,6 +339,9 @@ impl Driver {
             }
             WorkerEvent::Chunk { source, index, data, next } => {
                 self.idle.push((source, next));
+                if self.queued.remove(&source).is_some() {
+                    self.note(source, "serving", "served us after a wait in its queue".into());
+                }
                 match self.plan.complete(source, index, now) {
                     Completion::Accepted { revoked } => {
                         for loser in revoked {
@@ -345,6 +354,19 @@ impl Driver {
                     Completion::Discarded => {}
                 }
             }
+            WorkerEvent::Queued { source, ticket } => {
+                // Its chunk goes to others while it waits for its turn.
+                self.plan.release(source);
+                let since = self.queued.get(&source).map_or(now, |(_, since)| *since);
+                let length = ticket.length.map(|l| format!(" of {l}")).unwrap_or_default();
+                let why = format!(
+                    "queued at position {}{length}, asking again in {} s",
+                    ticket.position,
+                    ticket.retry.as_secs()
+                );
+                self.queued.insert(source, (ticket, since));
+                self.note(source, "queued", why);
+            }
             WorkerEvent::Learned { addrs } => {
                 for addr in addrs {
                     self.plan.add_source(addr);
@@ -353,22 +375,30 @@ impl Driver {
             WorkerEvent::Ended { source, end } => {
                 self.workers.remove(&source);
                 self.idle.retain(|(s, _)| *s != source);
+                self.queued.remove(&source);
                 match end {
                     WorkerEnd::Stopped => self.plan.release(source),
                     WorkerEnd::Failed(why) => {
                         if self.plan.failed(source) {
                             self.forget_source(source);
+                            self.note(source, "dropped", why);
+                        } else {
+                            // Never again at once: a source that fails is
+                            // left alone longer each time.
+                            let errors = self.plan.source(source).map_or(1, |s| s.errors);
+                            let delay = parq::retry_delay(errors);
+                            self.plan.busy(source, now + delay, now);
+                            self.note(source, "failed", format!("{why}; trying again in {} s", delay.as_secs()));
                         }
-                        self.notes.insert(source, why);
                     }
-                    WorkerEnd::Busy(after) => {
+                    WorkerEnd::Busy(after, why) => {
                         self.plan.busy(source, now + after, now);
-                        self.notes.insert(source, format!("busy, retry after {} s", after.as_secs()));
+                        self.note(source, "busy", format!("{why}, asking again in {} s", after.as_secs()));
                     }
                     WorkerEnd::NotFound(why) => {
                         self.plan.drop_source(source, DropReason::NotFound);
                         self.forget_source(source);
-                        self.notes.insert(source, why);
+                        self.note(source, "dropped", why);
                     }
                 }
             }
@@ -436,6 +466,12 @@ impl Driver {
         for source in sources {
             self.stop_worker(source).await;
         }
+    }
+
+    /// Records why `source` stands where it does now, for people, and logs it.
+    fn note(&mut self, source: SocketAddrV4, state: &str, why: String) {
+        super::log(&format!("download {} ({}): source {source} {state}: {why}", self.id, self.name));
+        self.notes.insert(source, why);
     }
 
     /// A source that failed for good leaves the mesh we tell others about.
@@ -586,7 +622,7 @@ impl Driver {
         let culprits = self.plan.discard_all();
         for &source in &culprits {
             self.forget_source(source);
-            self.notes.insert(source, format!("served data that failed verification: {why}"));
+            self.note(source, "corrupt", format!("served data that failed verification: {why}"));
         }
         let part = self.part.clone();
         if let Err(e) = task::spawn_blocking(move || part.clear()).await {
@@ -653,6 +689,7 @@ impl Driver {
                     Standing::Dropped(DropReason::Corrupt) => SourceState::Corrupt,
                     Standing::Dropped(_) => SourceState::Dropped,
                     Standing::Parked(until) if until > now => SourceState::Busy,
+                    _ if self.queued.contains_key(&s.addr) => SourceState::Queued,
                     _ if running && self.plan.claim_of(s.addr).is_some() => SourceState::Downloading,
                     _ if running => SourceState::Idle,
                     _ => SourceState::Waiting,

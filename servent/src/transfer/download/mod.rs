@@ -222,8 +222,11 @@ pub enum SourceState {
     Downloading,
     /// Connected, waiting for a chunk to free up.
     Idle,
-    /// Said it is busy; tried again later.
+    /// Said it is busy (or failed); tried again later.
     Busy,
+    /// Holds a place for us in its upload queue; the worker asks again
+    /// when its turn comes.
+    Queued,
     /// Dropped: failed too often, or does not have the file.
     Dropped,
     /// Dropped for good: served data that failed verification.
