@@ -361,7 +361,11 @@ pub async fn run_client(command: Command) -> Result<(), String> {
                 vec![
                     text(&d["id"]),
                     text(&d["name"]),
-                    text(&d["state"]),
+                    match d["state"].as_str() {
+                        // Why it cannot go on, in the same cell.
+                        Some(state @ ("stalled" | "failed")) => format!("{state}: {}", text(&d["reason"])),
+                        _ => text(&d["state"]),
+                    },
                     format!("{} / {}", human_size(done), human_size(size)),
                     format!("{}/s", human_size(d["rate_bytes_per_sec"].as_f64().unwrap_or(0.0) as u64)),
                     d["sources"].as_array().map_or(0, Vec::len).to_string(),
@@ -488,6 +492,9 @@ async fn get(client: &Client, target: &str, require_verified: bool, wait: bool, 
                 return Ok(());
             }
             Some("failed") => return Err(format!("download failed: {}", text(&download["reason"]))),
+            // It goes on in the servent (`servent downloads` shows it),
+            // but waiting here would be waiting for nothing.
+            Some("stalled") => return Err(format!("download {id} stalled: {}", text(&download["reason"]))),
             Some("cancelled") => return Err("download cancelled".into()),
             _ => async_std::task::sleep(PROGRESS_POLL).await,
         }

@@ -218,3 +218,35 @@ fn updater_commands_answer_and_refuse_in_one_line() {
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
     assert!(stderr.contains("SEBLINUX-base is not installed"), "{stderr}");
 }
+
+#[test]
+fn get_wait_ends_with_the_reason_when_a_download_stalls() {
+    let a = Running::start(None, None);
+    // Nothing listens there: the source fails, is left alone longer each
+    // time, and is dropped; then the download stalls (after 30 s).
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let sha1 = "urn:sha1:PLSTHIPQGSSZTS5FJUPAKUZWUGYQYPFB";
+    let magnet = format!("magnet:?xt={sha1}&dn=SEBLINUX-gone.img&xl=4096&xs=http://{closed}/uri-res/N2R?{sha1}");
+
+    let output = a.client(&["get", "--wait", &magnet]);
+
+    assert!(!output.status.success());
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("download 1 stalled: every source dropped"), "{stderr}");
+    assert!(stderr.contains(&format!("{closed}: too many errors: cannot connect")), "{stderr}");
+    let listed = a.json_lines(&["downloads", "--json"]);
+    assert_eq!(listed[0]["state"], "stalled", "{listed:?}");
+    let table = String::from_utf8(a.client(&["downloads"]).stdout).unwrap();
+    assert!(table.contains("stalled: every source dropped"), "{table}");
+    // Every change of the source's standing is a line of the log.
+    let log = a.log();
+    for delay in [1, 2] {
+        let line = format!(
+            "source {closed} failed: cannot connect: Connection refused (os error 111); trying again in {delay} s"
+        );
+        assert!(log.contains(&line), "{line}\n{log}");
+    }
+    assert!(log.contains(&format!("source {closed} dropped: cannot connect")), "{log}");
+    assert!(log.contains("(SEBLINUX-gone.img) stalled: every source dropped"), "{log}");
+}

@@ -289,6 +289,8 @@ enum Behaviour {
     Queues { places: usize },
     /// `409 Already downloading this file` for the first request, then honest.
     ConflictOnce,
+    /// `404 Not Found`, always.
+    NotFound,
 }
 
 /// The queue ID a [`Behaviour::Queues`] source gives.
@@ -379,6 +381,7 @@ async fn serve_test_connection(stream: TcpStream, bytes: Arc<Vec<u8>>, behaviour
                 reply = b"HTTP/1.1 409 Already downloading this file\r\nContent-Length: 0\r\n\r\n".to_vec();
             }
             Behaviour::ConflictOnce => reply = [head(start, end, len).as_bytes(), body].concat(),
+            Behaviour::NotFound => reply = b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n".to_vec(),
             Behaviour::ShortRanges(most) => {
                 let end = end.min(start + most);
                 reply = [head(start, end, end - start).as_bytes(), &bytes[start as usize..end as usize]].concat();
@@ -633,6 +636,64 @@ fn conflict_from_gtk_gnutella_waits_instead_of_dropping_the_source() {
         task::sleep(Duration::from_millis(500)).await;
         assert_eq!(conflicting.requests.load(Ordering::SeqCst), 1, "not asked again at once");
         downloads.cancel(id).await.unwrap();
+    });
+}
+
+/// Waits until download `id` shows `stalled`; its reason.
+async fn stalled_reason(downloads: &Downloads, id: servent::transfer::download::DownloadId) -> String {
+    let mut reason = String::new();
+    wait_for("the download to say it is stalled", || {
+        let found = task::block_on(downloads.get(id)).unwrap();
+        let stalled = match found.state {
+            DownloadState::Stalled { reason: why } => {
+                reason = why;
+                true
+            }
+            _ => false,
+        };
+        async move { stalled }
+    })
+    .await;
+    reason
+}
+
+#[test]
+fn download_whose_sources_are_all_dropped_says_stalled_and_why_then_recovers() {
+    task::block_on(async {
+        let bytes = content(CHUNK_SIZE + 3);
+        let gone = test_source(bytes.clone(), Behaviour::NotFound).await;
+        let dir = tempfile::tempdir().unwrap();
+        let downloader = downloader(dir.path(), |c| c.stall_after = Duration::from_millis(300));
+        let id = downloader.downloads.start(request(&bytes, vec![gone.addr])).await.unwrap();
+        let reason = stalled_reason(&downloader.downloads, id).await;
+        assert_eq!(reason, format!("every source dropped ({}: does not have the file: 404 Not Found)", gone.addr));
+
+        // A source that serves brings it back to life.
+        let good = test_source(bytes.clone(), Behaviour::Honest).await;
+        downloader.downloads.add_sources(&request(&bytes, vec![]).urns[0], vec![good.addr]).await.unwrap();
+        let done = async_std::future::timeout(PATIENCE, downloader.downloads.wait(id)).await.unwrap().unwrap();
+        assert_complete(&done, &bytes);
+    });
+}
+
+#[test]
+fn download_queued_everywhere_or_without_sources_says_stalled() {
+    task::block_on(async {
+        let bytes = content(CHUNK_SIZE);
+        let queue = test_source(bytes.clone(), Behaviour::Queues { places: 1000 }).await;
+        let dir = tempfile::tempdir().unwrap();
+        let downloader = downloader(dir.path(), |c| c.stall_after = Duration::from_millis(300));
+        let id = downloader.downloads.start(request(&bytes, vec![queue.addr])).await.unwrap();
+        let reason = stalled_reason(&downloader.downloads, id).await;
+        assert!(reason.starts_with("queued at every source for "), "{reason}");
+        assert!(reason.contains(&format!("{}: queued at position ", queue.addr)), "{reason}");
+        downloader.downloads.cancel(id).await.unwrap();
+
+        let nothing = content(CHUNK_SIZE / 2);
+        let id = downloader.downloads.start(request(&nothing, vec![])).await.unwrap();
+        let reason = stalled_reason(&downloader.downloads, id).await;
+        assert!(reason.starts_with("no source known for "), "{reason}");
+        downloader.downloads.cancel(id).await.unwrap();
     });
 }
 

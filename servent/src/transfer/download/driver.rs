@@ -32,9 +32,9 @@ use search::Urn;
 use signing_tool::Minisig;
 
 use super::fetch::{self, Assignment, Job, Reporter, WorkerEnd, WorkerEvent};
-use super::finish;
 use super::plan::{Completion, DropReason, Next, Plan, Standing};
 use super::state::{DiskError, PartFile, PartialDir, PartialDownload};
+use super::{finish, stall};
 use super::{
     DownloadId, DownloadSnapshot, DownloadState, DownloadsConfig, Keep, SourceSnapshot, SourceState,
     MAX_VERIFY_ATTEMPTS,
@@ -137,6 +137,10 @@ pub(super) struct Driver {
     rate_samples: VecDeque<(Instant, u64)>,
     /// Since when no source could be used.
     sourceless_since: Option<Instant>,
+    /// Since when no source holds a chunk, and whether the download was
+    /// published as stalled for it.
+    idle_since: Option<Instant>,
+    stalled: bool,
     verify_attempts: u32,
     /// Chunks written but not yet synced and counted in the state file,
     /// and since when the oldest of them waits.
@@ -237,6 +241,8 @@ impl Driver {
             received: 0,
             rate_samples: VecDeque::new(),
             sourceless_since: None,
+            idle_since: None,
+            stalled: false,
             verify_attempts: 0,
             unsynced: 0,
             unsynced_since: None,
@@ -678,8 +684,8 @@ impl Driver {
         }
     }
 
-    fn publish(&self, state: DownloadState, now: Instant) {
-        let sources = self
+    fn publish(&mut self, state: DownloadState, now: Instant) {
+        let sources: Vec<SourceSnapshot> = self
             .plan
             .sources()
             .iter()
@@ -710,6 +716,10 @@ impl Driver {
                 }
             })
             .collect();
+        let state = match state {
+            DownloadState::Downloading => self.stalled_or_downloading(&sources, now),
+            state => state,
+        };
         let mut published = self.published.lock().unwrap_or_else(PoisonError::into_inner);
         published.id = self.id;
         published.name = self.name.clone();
@@ -718,6 +728,31 @@ impl Driver {
         published.bytes_in_flight = self.plan.bytes_in_flight();
         published.rate_bytes_per_sec = self.rate();
         published.sources = sources;
+    }
+}
+
+impl Driver {
+    /// `Stalled` once no source has held a chunk for the configured time
+    /// (logged once each time it stalls), else `Downloading`.
+    fn stalled_or_downloading(&mut self, sources: &[SourceSnapshot], now: Instant) -> DownloadState {
+        let fetching = self.workers.keys().any(|&source| self.plan.claim_of(source).is_some());
+        if fetching {
+            self.idle_since = None;
+        }
+        let idle = now.saturating_duration_since(*self.idle_since.get_or_insert(now));
+        if fetching || idle < self.config.stall_after {
+            if self.stalled {
+                self.stalled = false;
+                super::log(&format!("download {} ({}): fetching again", self.id, self.name));
+            }
+            return DownloadState::Downloading;
+        }
+        let reason = stall::reason(sources, idle);
+        if !self.stalled {
+            self.stalled = true;
+            super::log(&format!("download {} ({}) stalled: {reason}", self.id, self.name));
+        }
+        DownloadState::Stalled { reason }
     }
 }
 

@@ -12,6 +12,7 @@
 //!   a crash or a restart (pure file handling, no async);
 //! - `finish`: one read pass for every digest, then a safe final name;
 //! - `fetch`: a source's worker, the HTTP client side;
+//! - [`stall`]: why a download that fetches nothing is stalled (pure);
 //! - `driver`: one download's task, the only writer of its files.
 //!
 //! [`Downloads`] is the handle the node, the API and the tests use. Behind
@@ -52,6 +53,7 @@ mod driver;
 mod fetch;
 mod finish;
 pub mod plan;
+pub mod stall;
 mod state;
 
 use std::collections::BTreeMap;
@@ -111,6 +113,9 @@ pub struct DownloadsConfig {
     /// Connect, answer and per-read timeout: a source silent this long has
     /// stalled and its chunk fails.
     pub io_timeout: Duration,
+    /// A download no source has served for this long shows `stalled`,
+    /// with the reason (it goes on, and fails after `give_up_after`).
+    pub stall_after: Duration,
     /// A download with no usable source for this long fails.
     pub give_up_after: Duration,
     /// Our `User-Agent`.
@@ -127,6 +132,7 @@ impl DownloadsConfig {
             max_sources_per_download: MAX_SOURCES_PER_DOWNLOAD,
             tuning: Tuning::default(),
             io_timeout: Duration::from_secs(30),
+            stall_after: Duration::from_secs(30),
             give_up_after: Duration::from_secs(600),
             user_agent: crate::config::USER_AGENT.to_string(),
         }
@@ -189,6 +195,13 @@ pub enum DownloadState {
     Queued,
     /// Fetching chunks.
     Downloading,
+    /// Running, but no source has served for a while; it goes on, and
+    /// fetches again as soon as a source serves.
+    Stalled {
+        /// One sentence: why nothing comes (no source, all dropped, queued
+        /// everywhere…), with each source's last word.
+        reason: String,
+    },
     /// Every chunk is in; the hashes are being checked.
     Verifying,
     /// Stopped by the user, its partial data kept; it waits for a resume
@@ -517,7 +530,10 @@ impl Entry {
         let mut snapshot = self.snapshot.lock().unwrap_or_else(PoisonError::into_inner);
         snapshot.state = state;
         snapshot.path = path;
-        if !matches!(snapshot.state, DownloadState::Downloading | DownloadState::Verifying) {
+        if !matches!(
+            snapshot.state,
+            DownloadState::Downloading | DownloadState::Stalled { .. } | DownloadState::Verifying
+        ) {
             snapshot.bytes_in_flight = 0;
             snapshot.rate_bytes_per_sec = 0.0;
         }
