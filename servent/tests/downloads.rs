@@ -15,7 +15,7 @@ use async_std::io::prelude::BufReadExt;
 use async_std::io::{BufReader, WriteExt};
 use async_std::net::{TcpListener, TcpStream};
 use async_std::task;
-use common::{share, start, wait_for, wait_indexed, PATIENCE};
+use common::{share, start, start_with, wait_connected, wait_for, wait_indexed, PATIENCE};
 use servent::node::NodeHandle;
 use servent::transfer::alt::AltLocations;
 use servent::transfer::download::plan::CHUNK_SIZE;
@@ -1089,5 +1089,50 @@ fn unsigned_bytes_are_not_kept_when_only_verified_ones_are() {
         assert!(reason.starts_with("unsigned, not verified"), "{reason}");
         assert!(!downloads_dir_has_files(dir.path()));
         assert!(downloader.partial_files().is_empty(), "{:?}", downloader.partial_files());
+    });
+}
+
+#[test]
+fn a_download_started_without_a_signature_takes_the_one_a_later_hit_carries() {
+    task::block_on(async {
+        let publisher_key = signing_tool::SecretKey::generate().unwrap();
+        let bytes = content(2 * CHUNK_SIZE + 9);
+        let signature = release_signature(&publisher_key, &bytes);
+        let folder = share(&[(NAME, &bytes)]);
+        std::fs::write(folder.path().join(format!("{NAME}.minisig")), signature.to_text()).unwrap();
+        let publisher = start(&[], Some(folder.path())).await;
+        wait_indexed(&publisher, "seblinux", 1).await;
+        let data = tempfile::tempdir().unwrap();
+        let pinned = servent::trust::TrustedKey { key: publisher_key.public_key(), scope: vec![] };
+        let user = start_with(&[publisher.listen_addr()], None, |c| {
+            c.data_dir = Some(data.path().to_path_buf());
+            c.trust = vec![pinned];
+        })
+        .await;
+        wait_connected(&user, &publisher).await;
+
+        // A magnet with neither source nor signature: the download starts
+        // bare, and its query by URN brings the publisher's signed hit.
+        let (digests, _) = search::hash_reader(&bytes[..]).unwrap();
+        let magnet = Magnet {
+            sha1: Some(digests.sha1_urn()),
+            sha256: None,
+            name: Some(NAME.into()),
+            size: Some(bytes.len() as u64),
+            sources: vec![],
+        };
+        // Only verified content is kept: it completes only if it was judged
+        // with the signature the hit carried.
+        let id = user.download(&magnet.to_uri(), Keep::Verified).await.unwrap();
+        let downloads = user.downloads().unwrap();
+        let done = async_std::future::timeout(PATIENCE, downloads.wait(id)).await.unwrap().unwrap();
+
+        let path = assert_complete(&done, &bytes);
+        assert_eq!(done.judgement.as_ref().map(|j| j.verdict), Some(servent::trust::Verdict::Verified), "{done:#?}");
+        let beside = std::fs::read_to_string(format!("{}.minisig", path.display())).unwrap();
+        assert_eq!(beside, signature.to_text());
+        for node in [user, publisher] {
+            node.shutdown().await;
+        }
     });
 }

@@ -816,12 +816,19 @@ impl Broker {
         }
     }
 
-    /// Tells the download manager where content is to be had.
+    /// Tells the download manager where content is to be had, and the
+    /// signatures hits carry for it.
     fn offer_sources(&self, hit: &QueryHit) {
         let Some(downloads) = &self.downloads else { return };
         let source = SocketAddrV4::new(hit.ip, hit.port);
-        for urn in hit.results.iter().flat_map(|r| &r.urns) {
-            downloads.offer_sources(urn, vec![source]);
+        for result in &hit.results {
+            let signature = crate::searches::Carried::of(result).and_then(|c| c.signature().ok());
+            for urn in &result.urns {
+                downloads.offer_sources(urn, vec![source]);
+                if let Some(signature) = &signature {
+                    downloads.offer_signature(urn, signature.clone());
+                }
+            }
         }
     }
 

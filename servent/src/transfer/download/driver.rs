@@ -41,7 +41,7 @@ use super::{
 };
 use crate::transfer::alt::AltLocations;
 use crate::transfer::parq::{self, QueueTicket};
-use crate::trust::{Judgement, SharedTrust, Verdict};
+use crate::trust::{Content, Judgement, SharedTrust, Verdict};
 
 /// How often time-based rules (stalls, parked sources, rates) are looked at.
 const TICK: Duration = Duration::from_millis(250);
@@ -62,6 +62,8 @@ const SYNC_INTERVAL: Duration = Duration::from_secs(1);
 pub(super) enum Control {
     /// More places to fetch from.
     AddSources(Vec<SocketAddrV4>),
+    /// A signature a later hit carried for this content.
+    AddSignature(Arc<Minisig>),
 }
 
 /// Why the manager stops a download.
@@ -291,6 +293,7 @@ impl Driver {
                     }
                     Ok(())
                 }
+                Input::Control(Control::AddSignature(signature)) => self.offer_signature(signature).await,
                 Input::Stop(stop) => {
                     self.stop_workers().await;
                     if stop == Stop::Cancel {
@@ -529,6 +532,34 @@ impl Driver {
             self.committing = Some(commit);
             Ok(())
         }
+    }
+
+    /// Takes a signature a hit carried when the download has none, or when
+    /// it judges better than the one it has against what is known of the
+    /// content (a fake or worse one offered is ignored, so a stranger's
+    /// hit cannot make a genuine file fake). Saved at once: a restart keeps it.
+    async fn offer_signature(&mut self, offered: Arc<Minisig>) -> Result<(), DiskError> {
+        let sha256 = self.urns.iter().find_map(|u| match u {
+            Urn::Sha256(digest) => Some(*digest),
+            Urn::Sha1(_) => None,
+        });
+        let content = Content { size: self.plan.size(), sha256 };
+        let better = {
+            let trust = self.trust.read();
+            let current = trust.judge(self.signature.as_deref(), content).verdict;
+            let judged = trust.judge(Some(&offered), content);
+            (judged.verdict > current).then_some(judged)
+        };
+        let Some(judged) = better else { return Ok(()) };
+        super::log(&format!(
+            "download {} ({}): takes the signature a hit carried ({}{})",
+            self.id,
+            self.name,
+            judged.verdict,
+            judged.publisher.map(|k| format!(" by {k}")).unwrap_or_default()
+        ));
+        self.signature = Some(offered);
+        self.save_state().await
     }
 
     /// What the state file says now.

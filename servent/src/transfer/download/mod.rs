@@ -343,6 +343,10 @@ enum Command {
         urn: Urn,
         sources: Vec<SocketAddrV4>,
     },
+    AddSignature {
+        urn: Urn,
+        signature: Arc<Minisig>,
+    },
     List {
         reply: Sender<Vec<DownloadSnapshot>>,
     },
@@ -435,6 +439,15 @@ impl Downloads {
     /// next search brings it again.
     pub fn offer_sources(&self, urn: &Urn, sources: Vec<SocketAddrV4>) {
         let _ = self.commands.try_send(Command::AddSources { urn: *urn, sources });
+    }
+
+    /// Offers the downloads of `urn` a signature a hit for it carried (the
+    /// node calls it for every signed hit): a download that has none, or a
+    /// worse one under the keys trusted now, takes it, judges its bytes
+    /// with it and places it beside the file. Never waits: a hint dropped
+    /// when the manager is busy comes again with the next hit.
+    pub fn offer_signature(&self, urn: &Urn, signature: Arc<Minisig>) {
+        let _ = self.commands.try_send(Command::AddSignature { urn: *urn, signature });
     }
 
     /// Every download, oldest first.
@@ -573,6 +586,7 @@ impl Manager {
                 let _ = reply.send(self.start(request, None)).await;
             }
             Command::AddSources { urn, sources } => self.add_sources(&urn, sources),
+            Command::AddSignature { urn, signature } => self.add_signature(&urn, signature),
             Command::List { reply } => {
                 let _ = reply.send(self.entries.values().map(Entry::snapshot).collect()).await;
             }
@@ -724,6 +738,21 @@ impl Manager {
                 }
                 Phase::Running { control, .. } => {
                     let _ = control.try_send(Control::AddSources(sources.clone()));
+                }
+                Phase::Finished => {}
+            }
+        }
+    }
+
+    fn add_signature(&mut self, urn: &Urn, signature: Arc<Minisig>) {
+        for entry in self.entries.values_mut().filter(|e| e.urns.contains(urn)) {
+            match &entry.phase {
+                // Its driver starts from the entry's signature.
+                Phase::Queued { .. } | Phase::Paused { .. } => {
+                    entry.signature.get_or_insert_with(|| signature.clone());
+                }
+                Phase::Running { control, .. } => {
+                    let _ = control.try_send(Control::AddSignature(signature.clone()));
                 }
                 Phase::Finished => {}
             }
