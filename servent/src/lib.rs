@@ -10,6 +10,7 @@ pub mod api;
 pub mod cli;
 pub mod compression;
 pub mod config;
+pub mod datadir;
 pub mod flow;
 pub mod handshake;
 pub mod hostcache;

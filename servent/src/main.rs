@@ -7,6 +7,7 @@ use std::time::Duration;
 use async_std::net::TcpListener;
 use async_std::task;
 use servent::cli::{self, Command, RunArgs};
+use servent::datadir::DataDirLock;
 use servent::updater::{Updater, UpdaterConfig};
 use servent::{api, keysource, node};
 use structopt::StructOpt;
@@ -29,6 +30,11 @@ fn main() -> ExitCode {
 /// its peers and stops.
 async fn run(args: RunArgs) -> Result<(), String> {
     let mut config = args.config()?;
+    // One servent per data directory, held until this process ends.
+    let _lock = match &config.data_dir {
+        Some(dir) => Some(DataDirLock::acquire(dir)?),
+        None => None,
+    };
     let search_wait = args.update_search_wait()?;
     let mut pinned = Vec::new();
     for arg in &args.trust {
