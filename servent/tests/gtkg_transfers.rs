@@ -107,3 +107,8 @@ fn download_from_gtk_gnutella(len: usize) {
 fn a_file_of_several_mebibytes_comes_from_gtk_gnutella_byte_identical() {
     download_from_gtk_gnutella(6 * 1024 * 1024 + 12_345);
 }
+
+#[test]
+fn a_100_mib_file_comes_from_gtk_gnutella_byte_identical() {
+    download_from_gtk_gnutella(100 * 1024 * 1024);
+}
