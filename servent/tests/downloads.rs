@@ -1136,3 +1136,37 @@ fn a_download_started_without_a_signature_takes_the_one_a_later_hit_carries() {
         }
     });
 }
+
+#[test]
+fn a_signature_a_hit_brings_for_other_bytes_does_not_make_a_genuine_file_fake() {
+    task::block_on(async {
+        let publisher = signing_tool::SecretKey::generate().unwrap();
+        let bytes = content(CHUNK_SIZE + 1);
+        // The publisher's genuine signature of another file of the same size, replayed.
+        let other: Vec<u8> = bytes.iter().map(|b| b ^ 0x55).collect();
+        let replayed = release_signature(&publisher, &other);
+        let mut trust = servent::trust::TrustStore::in_memory();
+        trust.add(publisher.public_key(), vec![]).unwrap();
+        // The source queues us for a second first: the signature arrives meanwhile.
+        let source = test_source(bytes.clone(), Behaviour::Queues { places: 1 }).await;
+        let dir = tempfile::tempdir().unwrap();
+        let config = DownloadsConfig::new(dir.path().join("partial"), dir.path().join("downloads"));
+        let downloads = Downloads::spawn(config, Arc::new(AltLocations::new()), SharedTrust::new(trust), |_| {});
+        // Known by its SHA-1 only, as a magnet may name it: the replayed
+        // signature's SHA-256 cannot be compared before the bytes are in.
+        let sha1 = request(&bytes, vec![]).urns[0];
+        let id =
+            downloads.start(DownloadRequest { urns: vec![sha1], ..request(&bytes, vec![source.addr]) }).await.unwrap();
+        wait_for("the source to queue us", || async {
+            downloads.get(id).await.unwrap().sources.iter().any(|s| s.state == SourceState::Queued)
+        })
+        .await;
+        downloads.offer_signature(&sha1, replayed);
+
+        let done = async_std::future::timeout(PATIENCE, downloads.wait(id)).await.unwrap().unwrap();
+
+        let path = assert_complete(&done, &bytes);
+        assert_eq!(done.judgement.as_ref().map(|j| j.verdict), Some(servent::trust::Verdict::Unsigned), "{done:#?}");
+        assert!(!signing_tool::files::minisig_path(&path).exists(), "no signature of other bytes beside it");
+    });
+}

@@ -121,6 +121,8 @@ pub(super) struct Driver {
     alt: Arc<AltLocations>,
     trust: SharedTrust,
     signature: Option<Arc<Minisig>>,
+    /// Whether `signature` came from a hit after the download started.
+    signature_from_hit: bool,
     keep: Keep,
     published: Arc<Mutex<DownloadSnapshot>>,
     worker_tx: Sender<(u64, WorkerEvent)>,
@@ -231,6 +233,7 @@ impl Driver {
             alt,
             trust,
             signature: start.signature,
+            signature_from_hit: false,
             keep: start.keep,
             published,
             worker_tx,
@@ -559,6 +562,7 @@ impl Driver {
             judged.publisher.map(|k| format!(" by {k}")).unwrap_or_default()
         ));
         self.signature = Some(offered);
+        self.signature_from_hit = true;
         self.save_state().await
     }
 
@@ -594,6 +598,20 @@ impl Driver {
         if let Some(why) = finish::mismatch(&self.urns, &digests, len, self.plan.size()) {
             return self.discard(why).await;
         }
+        // A signature a stranger's hit brought that does not sign these
+        // bytes says nothing about them: they stand as if unsigned, rather
+        // than a genuine file being thrown away as a fake.
+        let judgement = if judgement.verdict == Verdict::Fake && self.signature_from_hit {
+            let why = &judgement.reason;
+            super::log(&format!(
+                "download {} ({}): the signature a hit carried is not this file's: {why}",
+                self.id, self.name
+            ));
+            self.signature = None;
+            Judgement::unsigned()
+        } else {
+            judgement
+        };
         if let Some(why) = refusal(&judgement, self.keep) {
             return Some(self.reject(why).await);
         }
