@@ -25,6 +25,16 @@ use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy, TantivyDocument, Ta
 
 use crate::{Error, Query, SharedFile, MAX_QUERY_URNS, MAX_QUERY_WORDS, MAX_RESULTS};
 
+/// Whether every file of `index` is as it was written (checksums) and it
+/// holds one document per file of the catalog: a damaged or half-written
+/// index (a second servent on the same data directory, a disk error) is
+/// rebuilt rather than trusted.
+fn is_whole(index: &Index, files: usize) -> bool {
+    let intact = index.validate_checksum().is_ok_and(|damaged| damaged.is_empty());
+    let reader = index.reader_builder().reload_policy(tantivy::ReloadPolicy::Manual).try_into();
+    intact && reader.is_ok_and(|reader: tantivy::IndexReader| reader.searcher().num_docs() == files as u64)
+}
+
 /// Bumped whenever the schema or the tokenizer changes, so that indexes
 /// built the old way are rebuilt on open.
 const SCHEMA_VERSION: u32 = 2;
@@ -101,9 +111,11 @@ impl NameIndex {
         files: impl IntoIterator<Item = &'a SharedFile>,
     ) -> Result<NameIndex, Error> {
         let location = format!("in {}", dir.display());
+        let files: Vec<&SharedFile> = files.into_iter().collect();
         let current = Index::open_in_dir(dir).ok().filter(|index| {
             index.schema() == schema()
                 && index.load_metas().ok().and_then(|metas| metas.payload) == Some(payload(generation))
+                && is_whole(index, files.len())
         });
         if let Some(index) = current {
             return NameIndex::new(index, location);

@@ -684,6 +684,38 @@ mod tests {
 
         fs::write(data.path().join(INDEX_FOLDER).join("meta.json"), "{broken").unwrap();
         assert_eq!(names(&Library::open(data.path()).unwrap(), "song"), ["song.mp3"]);
+
+        // Its segments damaged behind an intact meta.json.
+        for entry in fs::read_dir(data.path().join(INDEX_FOLDER)).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e != "json") && !path.ends_with(".tantivy-meta.lock") {
+                let len = fs::metadata(&path).unwrap().len();
+                fs::write(&path, vec![0xA5; len as usize]).unwrap();
+            }
+        }
+        assert_eq!(names(&Library::open(data.path()).unwrap(), "song"), ["song.mp3"]);
+    }
+
+    #[test]
+    fn index_missing_files_of_the_catalog_is_rebuilt() {
+        let data = tempfile::tempdir().unwrap();
+        let shared = tempfile::tempdir().unwrap();
+        share(shared.path(), "song.mp3", "x");
+        share(shared.path(), "tune.mp3", "y");
+        scanned(&Library::open(data.path()).unwrap(), shared.path());
+        // What another writer leaves: the same payload, fewer documents.
+        let index = tantivy::Index::open_in_dir(data.path().join(INDEX_FOLDER)).unwrap();
+        let payload = index.load_metas().unwrap().payload;
+        let mut writer: tantivy::IndexWriter = index.writer(15_000_000).unwrap();
+        writer.delete_all_documents().unwrap();
+        let mut commit = writer.prepare_commit().unwrap();
+        commit.set_payload(&payload.unwrap());
+        commit.commit().unwrap();
+        drop(writer);
+
+        let library = Library::open(data.path()).unwrap();
+        assert_eq!(names(&library, "song"), ["song.mp3"]);
+        assert_eq!(names(&library, "tune"), ["tune.mp3"]);
     }
 
     #[test]

@@ -3,7 +3,8 @@
 //!
 //! - Downloads: a servent's download manager (a node with a data
 //!   directory, as `servent run` starts it) fetching the file from one and
-//!   from four sharing servents, timed to three marks: every chunk on disk
+//!   from four sharing servents (and from three and a source that answers
+//!   every range with 512 KiB, as gtk-gnutella may), timed to three marks: every chunk on disk
 //!   and synced, verified and in the downloads folder (what `servent get
 //!   --wait` waits for), and indexed by the downloader's library (shared
 //!   on). Next to it `curl -o` fetching the same file from nginx (sendfile
@@ -202,7 +203,12 @@ async fn transfers(dir: &Path, share: &Path, size: u64, digests: &Digests, runs:
 
     let curl_out = dir.join("curl.out");
     let (mut disk, mut to_null, mut from_nginx, mut from_ours) = (vec![], vec![], vec![], vec![]);
-    let (mut one, mut many) = (vec![], vec![]);
+    let (mut one, mut many, mut mixed) = (vec![], vec![], vec![]);
+    // Three of our servents and one that answers 512 KiB of each range, as
+    // gtk-gnutella answers a connection's first request.
+    let short = short_range_source(share.join(NAME), size).await;
+    let mut with_short = sources[..SOURCES - 1].to_vec();
+    with_short.push(short);
     for _ in 0..runs {
         if let Some(nginx) = &nginx {
             let url = format!("http://{}/{NAME}", nginx.addr);
@@ -214,6 +220,7 @@ async fn transfers(dir: &Path, share: &Path, size: u64, digests: &Digests, runs:
         }
         one.push(download(&sources[..1], &target).await);
         many.push(download(&sources, &target).await);
+        mixed.push(download(&with_short, &target).await);
         disk.push(synced_copy_time(&share.join(NAME), &target));
     }
 
@@ -233,8 +240,13 @@ async fn transfers(dir: &Path, share: &Path, size: u64, digests: &Digests, runs:
     if curl {
         row("curl -o from our upload server", &from_ours, size, reference);
     }
-    for (count, phases) in [(1, &one), (SOURCES, &many)] {
-        let label = |mark: &str| format!("download, {count} source{}: {mark}", if count > 1 { "s" } else { "" });
+    let cases = [
+        ("1 source".to_string(), &one),
+        (format!("{SOURCES} sources"), &many),
+        (format!("{SOURCES} sources, one answering 512 KiB ranges"), &mixed),
+    ];
+    for (sources, phases) in cases {
+        let label = |mark: &str| format!("download, {sources}: {mark}");
         row(&label("all chunks synced"), &Times(phases.iter().map(|p| p.fetched).collect()), size, reference);
         row(&label("verified, placed"), &Times(phases.iter().map(|p| p.complete).collect()), size, reference);
         row(&label("indexed, shared on"), &Times(phases.iter().map(|p| p.indexed).collect()), size, reference);
@@ -250,6 +262,55 @@ async fn transfers(dir: &Path, share: &Path, size: u64, digests: &Digests, runs:
     for node in sharing {
         node.shutdown().await;
     }
+}
+
+/// A source that serves `path` answering every range request with at most
+/// 512 KiB from its start (a shorter `206`), on kept-alive connections.
+async fn short_range_source(path: std::path::PathBuf, size: u64) -> SocketAddrV4 {
+    use async_std::io::prelude::{BufReadExt, WriteExt};
+    const MOST: u64 = 512 * 1024;
+    let listener = async_std::net::TcpListener::bind("127.0.0.1:0").await.expect("listen");
+    let addr = v4(listener.local_addr().expect("address"));
+    task::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let path = path.clone();
+            task::spawn(async move {
+                let file = File::open(&path).expect("the shared file");
+                let mut reader = async_std::io::BufReader::new(stream.clone());
+                let mut writer = stream;
+                loop {
+                    let (mut start, mut end) = (0, size);
+                    let mut line = String::new();
+                    loop {
+                        line.clear();
+                        if reader.read_line(&mut line).await.unwrap_or(0) == 0 {
+                            return;
+                        }
+                        if line.trim_end().is_empty() {
+                            break;
+                        }
+                        let lower = line.trim_end().to_ascii_lowercase();
+                        if let Some((a, b)) = lower.strip_prefix("range: bytes=").and_then(|r| r.split_once('-')) {
+                            start = a.parse().unwrap_or(0);
+                            end = b.parse::<u64>().map_or(size, |b| b + 1);
+                        }
+                    }
+                    let end = end.min(start + MOST).min(size);
+                    let mut body = vec![0; (end - start) as usize];
+                    std::os::unix::fs::FileExt::read_exact_at(&file, &mut body, start).expect("read the shared file");
+                    let head = format!(
+                        "HTTP/1.1 206 Partial Content\r\nContent-Range: bytes {start}-{}/{size}\r\nContent-Length: {}\r\n\r\n",
+                        end - 1,
+                        end - start
+                    );
+                    if writer.write_all(head.as_bytes()).await.is_err() || writer.write_all(&body).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    addr
 }
 
 fn v4(addr: SocketAddr) -> SocketAddrV4 {

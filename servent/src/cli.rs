@@ -557,7 +557,11 @@ pub async fn run_client(command: Command) -> Result<(), String> {
                 vec![
                     text(&d["id"]),
                     text(&d["name"]),
-                    text(&d["state"]),
+                    match d["state"].as_str() {
+                        // Why it cannot go on, in the same cell.
+                        Some(state @ ("stalled" | "failed")) => format!("{state}: {}", text(&d["reason"])),
+                        _ => text(&d["state"]),
+                    },
                     text(&d["verdict"]),
                     format!("{} / {}", human_size(done), human_size(size)),
                     format!("{}/s", human_size(d["rate_bytes_per_sec"].as_f64().unwrap_or(0.0) as u64)),

@@ -14,6 +14,7 @@ pub mod cli;
 pub use servent_core::compression;
 pub mod config;
 pub mod configfile;
+pub mod datadir;
 pub mod demo;
 pub mod fakes;
 pub use servent_core::flow;

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use async_std::net::TcpListener;
 use async_std::task;
 use servent::cli::{self, Command, RunArgs};
+use servent::datadir::DataDirLock;
 use servent::updater::{Updater, UpdaterConfig};
 use servent::{api, demo, keysource, node};
 
@@ -35,6 +36,11 @@ fn main() -> ExitCode {
 /// its peers and stops.
 async fn run(args: RunArgs) -> Result<(), String> {
     let mut config = args.config()?;
+    // One servent per data directory, held until this process ends.
+    let _lock = match &config.data_dir {
+        Some(dir) => Some(DataDirLock::acquire(dir)?),
+        None => None,
+    };
     let search_wait = args.update_search_wait()?;
     let update_every = args.update_every()?;
     let mut pinned = Vec::new();

@@ -241,3 +241,81 @@ fn updater_commands_answer_and_refuse_in_one_line() {
         assert!(!shown.contains(&line[..16]), "key material shown: {shown}");
     }
 }
+
+#[test]
+fn get_wait_ends_with_the_reason_when_a_download_stalls() {
+    let a = Running::start(None, None);
+    // Nothing listens there: the source fails, is left alone longer each
+    // time, and is dropped; then the download stalls (after 30 s).
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let sha1 = "urn:sha1:PLSTHIPQGSSZTS5FJUPAKUZWUGYQYPFB";
+    let magnet = format!("magnet:?xt={sha1}&dn=SEBLINUX-gone.img&xl=4096&xs=http://{closed}/uri-res/N2R?{sha1}");
+
+    let output = a.client(&["get", "--wait", &magnet]);
+
+    assert!(!output.status.success());
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("download 1 stalled: every source dropped"), "{stderr}");
+    assert!(stderr.contains(&format!("{closed}: too many errors: cannot connect")), "{stderr}");
+    let listed = a.json_lines(&["downloads", "--json"]);
+    assert_eq!(listed[0]["state"], "stalled", "{listed:?}");
+    let table = String::from_utf8(a.client(&["downloads"]).stdout).unwrap();
+    assert!(table.contains("stalled: every source dropped"), "{table}");
+    // Every change of the source's standing is a line of the log.
+    let log = a.log();
+    for delay in [1, 2] {
+        let line = format!(
+            "source {closed} failed: cannot connect: Connection refused (os error 111); trying again in {delay} s"
+        );
+        assert!(log.contains(&line), "{line}\n{log}");
+    }
+    assert!(log.contains(&format!("source {closed} dropped: cannot connect")), "{log}");
+    assert!(log.contains("(SEBLINUX-gone.img) stalled: every source dropped"), "{log}");
+}
+
+#[test]
+fn a_second_servent_on_the_same_data_directory_fails_naming_the_first() {
+    let first = Running::start(None, None);
+    let output = Command::new(SERVENT)
+        .args(["run", "--listen", "127.0.0.1:0", "--api", "127.0.0.1:0", "--no-discovery", "--data-dir"])
+        .arg(first.data.path())
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    let expected = format!("the data directory {} is in use by process {}", first.data.path().display(), first.pid());
+    assert!(stderr.contains(&expected), "{stderr}");
+    // The first one goes on as before.
+    first.wait_until(&["peers", "--json"], |_| true);
+}
+
+#[test]
+fn a_damaged_index_is_rebuilt_from_the_catalog_at_start() {
+    let share = tempfile::tempdir().unwrap();
+    std::fs::write(share.path().join("SEBLINUX-base-1.0.tar"), vec![7u8; 4096]).unwrap();
+    std::fs::write(share.path().join("SEBLINUX-extras-1.0.tar"), vec![8u8; 4096]).unwrap();
+    let mut a = Running::start(Some(share.path()), None);
+    a.wait_until(&["library", "--json"], |files| files.len() == 2);
+
+    // A crash, then its index's segments damaged behind an intact meta.json.
+    let index = a.data.path().join("index");
+    a.stop();
+    for entry in std::fs::read_dir(&index).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        if !name.ends_with(".json") && !name.starts_with('.') {
+            let len = std::fs::metadata(&path).unwrap().len() as usize;
+            std::fs::write(&path, vec![0xA5; len]).unwrap();
+        }
+    }
+    a.restart();
+
+    let b = Running::start(None, Some(&a.listen));
+    b.wait_until(&["peers", "--json"], |peers| peers.len() == 1);
+    let results = b.json_lines(&["search", "--wait", "3", "--json", "SEBLINUX"]);
+    let mut names: Vec<&str> = results.iter().map(|r| r["name"].as_str().unwrap()).collect();
+    names.sort();
+    assert_eq!(names, ["SEBLINUX-base-1.0.tar", "SEBLINUX-extras-1.0.tar"], "{}", a.log());
+}

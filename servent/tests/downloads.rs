@@ -15,7 +15,7 @@ use async_std::io::prelude::BufReadExt;
 use async_std::io::{BufReader, WriteExt};
 use async_std::net::{TcpListener, TcpStream};
 use async_std::task;
-use common::{share, start, wait_for, wait_indexed, PATIENCE};
+use common::{share, start, start_with, wait_connected, wait_for, wait_indexed, PATIENCE};
 use servent::node::NodeHandle;
 use servent::transfer::alt::AltLocations;
 use servent::transfer::download::plan::CHUNK_SIZE;
@@ -280,7 +280,21 @@ enum Behaviour {
     StallAfter(usize),
     /// `503` with `Retry-After: 1` for the first request, then honest.
     BusyOnce,
+    /// At most this many bytes per answer (a shorter `206`), on the same
+    /// kept-alive connection, as gtk-gnutella does.
+    ShortRanges(u64),
+    /// Queues the first requests (PARQ, `Retry-After: 1`, the connection
+    /// kept), moving one place up each time, then serves; counts requests
+    /// that came back without the queue ID or before the `Retry-After`.
+    Queues { places: usize },
+    /// `409 Already downloading this file` for the first request, then honest.
+    ConflictOnce,
+    /// `404 Not Found`, always.
+    NotFound,
 }
+
+/// The queue ID a [`Behaviour::Queues`] source gives.
+const QUEUE_ID: &str = "6a074979f3201edbf323b6425fef4a53";
 
 /// A source written by hand: it serves `bytes` for any target, behaving
 /// as told, and counts the body bytes it sent and the requests it got.
@@ -288,37 +302,61 @@ struct TestSource {
     addr: SocketAddrV4,
     sent: Arc<AtomicU64>,
     requests: Arc<AtomicUsize>,
+    /// Connections accepted.
+    connections: Arc<AtomicUsize>,
+    /// Requests that broke the rules it set (see [`Behaviour::Queues`]).
+    violations: Arc<AtomicUsize>,
 }
 
 async fn test_source(bytes: Arc<Vec<u8>>, behaviour: Behaviour) -> TestSource {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = v4(listener.local_addr().unwrap());
-    let sent = Arc::new(AtomicU64::new(0));
-    let requests = Arc::new(AtomicUsize::new(0));
-    let counters = (sent.clone(), requests.clone());
+    let source = TestSource {
+        addr,
+        sent: Arc::new(AtomicU64::new(0)),
+        requests: Arc::new(AtomicUsize::new(0)),
+        connections: Arc::new(AtomicUsize::new(0)),
+        violations: Arc::new(AtomicUsize::new(0)),
+    };
+    let counters = Counters {
+        sent: source.sent.clone(),
+        requests: source.requests.clone(),
+        violations: source.violations.clone(),
+        last_refusal: Arc::new(std::sync::Mutex::new(None)),
+    };
+    let connections = source.connections.clone();
     task::spawn(async move {
         loop {
             let Ok((stream, _)) = listener.accept().await else { return };
-            let (bytes, sent, requests) = (bytes.clone(), counters.0.clone(), counters.1.clone());
-            task::spawn(serve_test_connection(stream, bytes, behaviour, sent, requests));
+            connections.fetch_add(1, Ordering::SeqCst);
+            task::spawn(serve_test_connection(stream, bytes.clone(), behaviour, counters.clone()));
         }
     });
-    TestSource { addr, sent, requests }
+    source
 }
 
-async fn serve_test_connection(
-    stream: TcpStream,
-    bytes: Arc<Vec<u8>>,
-    behaviour: Behaviour,
+/// What a test source counts, shared by its connections.
+#[derive(Clone)]
+struct Counters {
     sent: Arc<AtomicU64>,
     requests: Arc<AtomicUsize>,
-) {
+    violations: Arc<AtomicUsize>,
+    /// When it last refused with `Retry-After: 1`.
+    last_refusal: Arc<std::sync::Mutex<Option<std::time::Instant>>>,
+}
+
+async fn serve_test_connection(stream: TcpStream, bytes: Arc<Vec<u8>>, behaviour: Behaviour, counters: Counters) {
+    let Counters { sent, requests, violations, last_refusal } = counters;
     let mut reader = BufReader::new(stream.clone());
     let mut writer = stream;
     let size = bytes.len() as u64;
-    while let Some((start, end)) = read_range_request(&mut reader).await {
+    while let Some(((start, end), x_queued)) = read_range_request(&mut reader).await {
         let (start, end) = (start.min(size), end.min(size));
         let nth = requests.fetch_add(1, Ordering::SeqCst);
+        let refused_at = last_refusal.lock().unwrap().take();
+        if refused_at.is_some_and(|at| at.elapsed() < Duration::from_millis(950)) {
+            violations.fetch_add(1, Ordering::SeqCst);
+        }
         let len = end - start;
         let head = |from: u64, to: u64, length: u64| {
             format!(
@@ -339,6 +377,27 @@ async fn serve_test_connection(
                     b"HTTP/1.1 503 Busy\r\nRetry-After: 1\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".to_vec();
             }
             Behaviour::BusyOnce => reply = [head(start, end, len).as_bytes(), body].concat(),
+            Behaviour::ConflictOnce if nth == 0 => {
+                reply = b"HTTP/1.1 409 Already downloading this file\r\nContent-Length: 0\r\n\r\n".to_vec();
+            }
+            Behaviour::ConflictOnce => reply = [head(start, end, len).as_bytes(), body].concat(),
+            Behaviour::NotFound => reply = b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n".to_vec(),
+            Behaviour::ShortRanges(most) => {
+                let end = end.min(start + most);
+                reply = [head(start, end, end - start).as_bytes(), &bytes[start as usize..end as usize]].concat();
+            }
+            Behaviour::Queues { places } if nth < places => {
+                if nth > 0 && !x_queued.is_some_and(|v| v.contains(&format!("ID={QUEUE_ID}"))) {
+                    violations.fetch_add(1, Ordering::SeqCst);
+                }
+                let position = places - nth;
+                reply = format!(
+                    "HTTP/1.1 503 Queued\r\nRetry-After: 1\r\nX-Queued: position={position}; length={places}; \
+                     lifetime=30; ID={QUEUE_ID}\r\nContent-Length: 5\r\n\r\nwait!"
+                )
+                .into_bytes();
+            }
+            Behaviour::Queues { .. } => reply = [head(start, end, len).as_bytes(), body].concat(),
             Behaviour::WrongRange => {
                 let other = if start == 0 { len } else { 0 };
                 let other_body = &bytes[other as usize..(other + len) as usize];
@@ -361,7 +420,11 @@ async fn serve_test_connection(
             return;
         }
         let head_len = reply.windows(4).position(|w| w == b"\r\n\r\n").map_or(0, |p| p + 4);
-        sent.fetch_add((reply.len() - head_len) as u64, Ordering::SeqCst);
+        if reply.starts_with(b"HTTP/1.1 206") {
+            sent.fetch_add((reply.len() - head_len) as u64, Ordering::SeqCst);
+        } else if reply.starts_with(b"HTTP/1.1 503") {
+            *last_refusal.lock().unwrap() = Some(std::time::Instant::now());
+        }
         if hang {
             task::sleep(PATIENCE).await;
             return;
@@ -374,10 +437,11 @@ async fn serve_test_connection(
 }
 
 /// Reads one request head; the byte range its `Range` asks for, as
-/// `start..end` (the whole file when there is none). `None` once the
-/// connection is closed.
-async fn read_range_request(reader: &mut BufReader<TcpStream>) -> Option<(u64, u64)> {
+/// `start..end` (the whole file when there is none), and its `X-Queued`.
+/// `None` once the connection is closed.
+async fn read_range_request(reader: &mut BufReader<TcpStream>) -> Option<((u64, u64), Option<String>)> {
     let mut range = (0, u64::MAX);
+    let mut x_queued = None;
     let mut first = true;
     loop {
         let mut line = String::new();
@@ -386,9 +450,12 @@ async fn read_range_request(reader: &mut BufReader<TcpStream>) -> Option<(u64, u
         }
         let line = line.trim_end();
         if line.is_empty() && !first {
-            return Some(range);
+            return Some((range, x_queued));
         }
         first = false;
+        if let Some(value) = line.strip_prefix("X-Queued: ") {
+            x_queued = Some(value.to_string());
+        }
         if let Some(value) = line.to_ascii_lowercase().strip_prefix("range: bytes=") {
             let (a, b) = value.split_once('-')?;
             range = (a.parse().ok()?, b.parse::<u64>().ok()? + 1);
@@ -482,6 +549,151 @@ fn busy_source_is_retried_after_retry_after() {
         assert_complete(&done, &bytes);
         assert_eq!(source(&done, busy.addr).errors, 0, "busy is no fault");
         assert_eq!(busy.requests.load(Ordering::SeqCst), 3, "one refused, then both chunks");
+    });
+}
+
+#[test]
+fn shorter_ranges_are_progress_on_the_same_connection() {
+    task::block_on(async {
+        // gtk-gnutella answers a 1 MiB request with 512 KiB; this one with
+        // 300,000 bytes, so that pieces straddle chunk boundaries.
+        let bytes = content(3 * CHUNK_SIZE + 77);
+        let short = test_source(bytes.clone(), Behaviour::ShortRanges(300_000)).await;
+        let dir = tempfile::tempdir().unwrap();
+        let downloader = downloader(dir.path(), |_| {});
+        let done = downloader.fetch(request(&bytes, vec![short.addr])).await;
+        assert_complete(&done, &bytes);
+        let served = source(&done, short.addr);
+        assert_eq!((served.bytes, served.errors), (bytes.len() as u64, 0), "{served:#?}");
+        assert_eq!(short.sent.load(Ordering::SeqCst), bytes.len() as u64, "no byte fetched twice");
+        assert_eq!(short.connections.load(Ordering::SeqCst), 1, "one kept-alive connection");
+        // Four chunks, each in ⌈1 MiB / 300,000⌉ = 4 pieces, the last one in one.
+        assert_eq!(short.requests.load(Ordering::SeqCst), 3 * 4 + 1);
+    });
+}
+
+#[test]
+fn source_answering_tiny_ranges_costs_only_its_chunks() {
+    task::block_on(async {
+        let bytes = content(3 * CHUNK_SIZE);
+        let (good, _files) = sharing_servent(&bytes).await;
+        let tiny = test_source(bytes.clone(), Behaviour::ShortRanges(1000)).await;
+        let dir = tempfile::tempdir().unwrap();
+        let downloader = downloader(dir.path(), |c| c.tuning.steal_ratio = 0.0);
+        let done = downloader.fetch(request(&bytes, vec![tiny.addr, v4(good.listen_addr())])).await;
+        assert_complete(&done, &bytes);
+        let charged = source(&done, tiny.addr);
+        assert!(charged.note.as_deref().is_some_and(|n| n.contains("ranges for one chunk")), "{charged:#?}");
+        assert!(tiny.requests.load(Ordering::SeqCst) <= 3 * 64, "bounded requests per chunk");
+        good.shutdown().await;
+    });
+}
+
+#[test]
+fn queued_source_keeps_our_place_and_serves_in_turn() {
+    task::block_on(async {
+        let bytes = content(2 * CHUNK_SIZE + 5);
+        let queue = test_source(bytes.clone(), Behaviour::Queues { places: 3 }).await;
+        let dir = tempfile::tempdir().unwrap();
+        let downloader = downloader(dir.path(), |_| {});
+        let id = downloader.downloads.start(request(&bytes, vec![queue.addr])).await.unwrap();
+        let downloads = &downloader.downloads;
+        wait_for("the source to queue us", || async move {
+            let snapshot = downloads.get(id).await.unwrap();
+            snapshot.sources.iter().any(|s| {
+                s.state == SourceState::Queued && s.note.as_deref().is_some_and(|n| n.contains("position 2 of 3"))
+            })
+        })
+        .await;
+        let done = async_std::future::timeout(PATIENCE, downloads.wait(id)).await.unwrap().unwrap();
+        assert_complete(&done, &bytes);
+        assert_eq!(source(&done, queue.addr).errors, 0, "a queue is no fault");
+        assert_eq!(queue.violations.load(Ordering::SeqCst), 0, "came back after Retry-After, with the queue ID");
+        assert_eq!(queue.connections.load(Ordering::SeqCst), 1, "the queued connection was kept");
+        assert_eq!(queue.requests.load(Ordering::SeqCst), 3 + 3, "three queued answers, then the three chunks");
+    });
+}
+
+#[test]
+fn conflict_from_gtk_gnutella_waits_instead_of_dropping_the_source() {
+    task::block_on(async {
+        let bytes = content(CHUNK_SIZE + 1);
+        let conflicting = test_source(bytes.clone(), Behaviour::ConflictOnce).await;
+        let dir = tempfile::tempdir().unwrap();
+        // The 409 gives no Retry-After: the default is a minute, too long for a test.
+        let downloader = downloader(dir.path(), |_| {});
+        let id = downloader.downloads.start(request(&bytes, vec![conflicting.addr])).await.unwrap();
+        let downloads = &downloader.downloads;
+        wait_for("the source to be parked", || async move {
+            let snapshot = downloads.get(id).await.unwrap();
+            snapshot.sources.iter().any(|s| {
+                s.state == SourceState::Busy
+                    && s.errors == 0
+                    && s.note.as_deref().is_some_and(|n| n.contains("409 Already downloading this file"))
+            })
+        })
+        .await;
+        task::sleep(Duration::from_millis(500)).await;
+        assert_eq!(conflicting.requests.load(Ordering::SeqCst), 1, "not asked again at once");
+        downloads.cancel(id).await.unwrap();
+    });
+}
+
+/// Waits until download `id` shows `stalled`; its reason.
+async fn stalled_reason(downloads: &Downloads, id: servent::transfer::download::DownloadId) -> String {
+    let mut reason = String::new();
+    wait_for("the download to say it is stalled", || {
+        let found = task::block_on(downloads.get(id)).unwrap();
+        let stalled = match found.state {
+            DownloadState::Stalled { reason: why } => {
+                reason = why;
+                true
+            }
+            _ => false,
+        };
+        async move { stalled }
+    })
+    .await;
+    reason
+}
+
+#[test]
+fn download_whose_sources_are_all_dropped_says_stalled_and_why_then_recovers() {
+    task::block_on(async {
+        let bytes = content(CHUNK_SIZE + 3);
+        let gone = test_source(bytes.clone(), Behaviour::NotFound).await;
+        let dir = tempfile::tempdir().unwrap();
+        let downloader = downloader(dir.path(), |c| c.stall_after = Duration::from_millis(300));
+        let id = downloader.downloads.start(request(&bytes, vec![gone.addr])).await.unwrap();
+        let reason = stalled_reason(&downloader.downloads, id).await;
+        assert_eq!(reason, format!("every source dropped ({}: does not have the file: 404 Not Found)", gone.addr));
+
+        // A source that serves brings it back to life.
+        let good = test_source(bytes.clone(), Behaviour::Honest).await;
+        downloader.downloads.add_sources(&request(&bytes, vec![]).urns[0], vec![good.addr]).await.unwrap();
+        let done = async_std::future::timeout(PATIENCE, downloader.downloads.wait(id)).await.unwrap().unwrap();
+        assert_complete(&done, &bytes);
+    });
+}
+
+#[test]
+fn download_queued_everywhere_or_without_sources_says_stalled() {
+    task::block_on(async {
+        let bytes = content(CHUNK_SIZE);
+        let queue = test_source(bytes.clone(), Behaviour::Queues { places: 1000 }).await;
+        let dir = tempfile::tempdir().unwrap();
+        let downloader = downloader(dir.path(), |c| c.stall_after = Duration::from_millis(300));
+        let id = downloader.downloads.start(request(&bytes, vec![queue.addr])).await.unwrap();
+        let reason = stalled_reason(&downloader.downloads, id).await;
+        assert!(reason.starts_with("queued at every source for "), "{reason}");
+        assert!(reason.contains(&format!("{}: queued at position ", queue.addr)), "{reason}");
+        downloader.downloads.cancel(id).await.unwrap();
+
+        let nothing = content(CHUNK_SIZE / 2);
+        let id = downloader.downloads.start(request(&nothing, vec![])).await.unwrap();
+        let reason = stalled_reason(&downloader.downloads, id).await;
+        assert!(reason.starts_with("no source known for "), "{reason}");
+        downloader.downloads.cancel(id).await.unwrap();
     });
 }
 
@@ -877,5 +1089,84 @@ fn unsigned_bytes_are_not_kept_when_only_verified_ones_are() {
         assert!(reason.starts_with("unsigned, not verified"), "{reason}");
         assert!(!downloads_dir_has_files(dir.path()));
         assert!(downloader.partial_files().is_empty(), "{:?}", downloader.partial_files());
+    });
+}
+
+#[test]
+fn a_download_started_without_a_signature_takes_the_one_a_later_hit_carries() {
+    task::block_on(async {
+        let publisher_key = signing_tool::SecretKey::generate().unwrap();
+        let bytes = content(2 * CHUNK_SIZE + 9);
+        let signature = release_signature(&publisher_key, &bytes);
+        let folder = share(&[(NAME, &bytes)]);
+        std::fs::write(folder.path().join(format!("{NAME}.minisig")), signature.to_text()).unwrap();
+        let publisher = start(&[], Some(folder.path())).await;
+        wait_indexed(&publisher, "seblinux", 1).await;
+        let data = tempfile::tempdir().unwrap();
+        let pinned = servent::trust::TrustedKey { key: publisher_key.public_key(), scope: vec![] };
+        let user = start_with(&[publisher.listen_addr()], None, |c| {
+            c.data_dir = Some(data.path().to_path_buf());
+            c.trust = vec![pinned];
+        })
+        .await;
+        wait_connected(&user, &publisher).await;
+
+        // A magnet with neither source nor signature: the download starts
+        // bare, and its query by URN brings the publisher's signed hit.
+        let (digests, _) = search::hash_reader(&bytes[..]).unwrap();
+        let magnet = Magnet {
+            sha1: Some(digests.sha1_urn()),
+            sha256: None,
+            name: Some(NAME.into()),
+            size: Some(bytes.len() as u64),
+            sources: vec![],
+        };
+        // Only verified content is kept: it completes only if it was judged
+        // with the signature the hit carried.
+        let id = user.download(&magnet.to_uri(), Keep::Verified).await.unwrap();
+        let downloads = user.downloads().unwrap();
+        let done = async_std::future::timeout(PATIENCE, downloads.wait(id)).await.unwrap().unwrap();
+
+        let path = assert_complete(&done, &bytes);
+        assert_eq!(done.judgement.as_ref().map(|j| j.verdict), Some(servent::trust::Verdict::Verified), "{done:#?}");
+        let beside = std::fs::read_to_string(format!("{}.minisig", path.display())).unwrap();
+        assert_eq!(beside, signature.to_text());
+        for node in [user, publisher] {
+            node.shutdown().await;
+        }
+    });
+}
+
+#[test]
+fn a_signature_a_hit_brings_for_other_bytes_does_not_make_a_genuine_file_fake() {
+    task::block_on(async {
+        let publisher = signing_tool::SecretKey::generate().unwrap();
+        let bytes = content(CHUNK_SIZE + 1);
+        // The publisher's genuine signature of another file of the same size, replayed.
+        let other: Vec<u8> = bytes.iter().map(|b| b ^ 0x55).collect();
+        let replayed = release_signature(&publisher, &other);
+        let mut trust = servent::trust::TrustStore::in_memory();
+        trust.add(publisher.public_key(), vec![]).unwrap();
+        // The source queues us for a second first: the signature arrives meanwhile.
+        let source = test_source(bytes.clone(), Behaviour::Queues { places: 1 }).await;
+        let dir = tempfile::tempdir().unwrap();
+        let config = DownloadsConfig::new(dir.path().join("partial"), dir.path().join("downloads"));
+        let downloads = Downloads::spawn(config, Arc::new(AltLocations::new()), SharedTrust::new(trust), |_| {});
+        // Known by its SHA-1 only, as a magnet may name it: the replayed
+        // signature's SHA-256 cannot be compared before the bytes are in.
+        let sha1 = request(&bytes, vec![]).urns[0];
+        let id =
+            downloads.start(DownloadRequest { urns: vec![sha1], ..request(&bytes, vec![source.addr]) }).await.unwrap();
+        wait_for("the source to queue us", || async {
+            downloads.get(id).await.unwrap().sources.iter().any(|s| s.state == SourceState::Queued)
+        })
+        .await;
+        downloads.offer_signature(&sha1, replayed);
+
+        let done = async_std::future::timeout(PATIENCE, downloads.wait(id)).await.unwrap().unwrap();
+
+        let path = assert_complete(&done, &bytes);
+        assert_eq!(done.judgement.as_ref().map(|j| j.verdict), Some(servent::trust::Verdict::Unsigned), "{done:#?}");
+        assert!(!signing_tool::files::minisig_path(&path).exists(), "no signature of other bytes beside it");
     });
 }

@@ -349,7 +349,7 @@ function applyVerifiedFilter() {
 
 // ---- Downloads -------------------------------------------------------------
 
-const ACTIVE_STATES = new Set(["queued", "downloading", "verifying", "paused"]);
+const ACTIVE_STATES = new Set(["queued", "downloading", "stalled", "verifying", "paused"]);
 
 function createDownloadRow(download) {
   const row = rowWithCells([

@@ -47,6 +47,11 @@ impl Carried {
         Some(Carried { bytes, signature })
     }
 
+    /// The signature, or why the extension could not be read.
+    pub fn signature(&self) -> Result<Arc<Minisig>, &str> {
+        self.signature.as_ref().map(Arc::clone).map_err(String::as_str)
+    }
+
     fn judge(carried: Option<&Carried>, content: Content, trust: &TrustStore) -> Judgement {
         match carried.map(|c| &c.signature) {
             None => trust.judge(None, content),

@@ -166,10 +166,16 @@ impl Pump {
                         *advertised = addr;
                     }
                 }
-                Action::OfferSource { urns, source } => {
+                Action::OfferSource { urns, source, signature } => {
                     if let Some(downloads) = &self.downloads {
+                        let signature = signature
+                            .and_then(|bytes| signing_tool::Minisig::from_compact(&bytes).ok())
+                            .map(std::sync::Arc::new);
                         for urn in &urns {
                             downloads.offer_sources(urn, vec![source]);
+                            if let Some(signature) = &signature {
+                                downloads.offer_signature(urn, signature.clone());
+                            }
                         }
                     }
                 }

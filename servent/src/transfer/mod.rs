@@ -17,6 +17,7 @@ pub mod alt;
 pub mod download;
 pub mod http;
 pub mod magnet;
+pub mod parq;
 pub mod upload;
 
 use std::net::SocketAddr;

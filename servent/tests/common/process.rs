@@ -1,6 +1,7 @@
 //! `servent run` as a user runs it: a child process of the built binary,
 //! on 127.0.0.1 with ephemeral ports, and its client commands.
 
+use std::ffi::OsString;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
@@ -26,6 +27,28 @@ pub struct Running {
     _stdout: BufReader<std::process::ChildStdout>,
     /// Its data directory, removed when dropped.
     pub data: tempfile::TempDir,
+    /// Its `run` arguments, to start it again.
+    args: Vec<OsString>,
+}
+
+/// Starts `servent` with `args`, its standard error appended to the log in
+/// `data`; the child, its standard output (kept open), and its Gnutella
+/// and API addresses from its first line.
+fn spawn(args: &[OsString], data: &Path) -> (Child, BufReader<std::process::ChildStdout>, String, String) {
+    let mut command = Command::new(SERVENT);
+    command.args(args);
+    command.env_remove("SERVENT_API_TOKEN");
+    // No servent.toml but the test's own.
+    command.env("XDG_CONFIG_HOME", data);
+    let log = std::fs::OpenOptions::new().create(true).append(true).open(data.join(LOG)).unwrap();
+    let mut child = command.stdout(Stdio::piped()).stderr(log).spawn().unwrap();
+    // "servent: listening on 127.0.0.1:P (Gnutella, HTTP), API on http://127.0.0.1:Q"
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    stdout.read_line(&mut line).unwrap();
+    let listen = line.split_whitespace().nth(3).expect("listen address").to_string();
+    let api = line.rsplit("http://").next().expect("api address").trim().to_string();
+    (child, stdout, listen, api)
 }
 
 impl Running {
@@ -38,29 +61,43 @@ impl Running {
     /// among them is given to its client commands too.
     pub fn start_with(share: Option<&Path>, peer: Option<&str>, extra: &[&str]) -> Running {
         let data = tempfile::tempdir().unwrap();
-        let mut command = Command::new(SERVENT);
-        command.args(["run", "--listen", "127.0.0.1:0", "--api", "127.0.0.1:0", "--no-discovery", "--data-dir"]);
-        command.arg(data.path());
+        let mut args: Vec<OsString> = ["run", "--listen", "127.0.0.1:0", "--api", "127.0.0.1:0", "--no-discovery"]
+            .iter()
+            .map(OsString::from)
+            .collect();
+        args.push("--data-dir".into());
+        args.push(data.path().into());
         if let Some(share) = share {
-            command.arg("--share").arg(share);
+            args.push("--share".into());
+            args.push(share.into());
         }
         if let Some(peer) = peer {
-            command.args(["--peer", peer]);
+            args.push("--peer".into());
+            args.push(peer.into());
         }
-        command.args(extra);
+        args.extend(extra.iter().map(OsString::from));
         let token = extra.iter().position(|a| *a == "--api-token").and_then(|i| extra.get(i + 1));
-        command.env_remove("SERVENT_API_TOKEN");
-        // No servent.toml but the test's own.
-        command.env("XDG_CONFIG_HOME", data.path());
-        let log = std::fs::File::create(data.path().join(LOG)).unwrap();
-        let mut child = command.stdout(Stdio::piped()).stderr(log).spawn().unwrap();
-        // "servent: listening on 127.0.0.1:P (Gnutella, HTTP), API on http://127.0.0.1:Q"
-        let mut stdout = BufReader::new(child.stdout.take().unwrap());
-        let mut line = String::new();
-        stdout.read_line(&mut line).unwrap();
-        let listen = line.split_whitespace().nth(3).expect("listen address").to_string();
-        let api = line.rsplit("http://").next().expect("api address").trim().to_string();
-        Running { child, listen, api, token: token.map(|t| t.to_string()), _stdout: stdout, data }
+        let (child, stdout, listen, api) = spawn(&args, data.path());
+        Running { child, listen, api, token: token.map(|t| t.to_string()), _stdout: stdout, data, args }
+    }
+
+    /// Its process ID.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Kills it, as a crash would.
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Kills it if it runs and starts it again with the same arguments and
+    /// data directory; its addresses change.
+    pub fn restart(&mut self) {
+        self.stop();
+        let (child, stdout, listen, api) = spawn(&self.args, self.data.path());
+        (self.child, self._stdout, self.listen, self.api) = (child, stdout, listen, api);
     }
 
     /// Runs a client command (`args`, then `--api` and the token) against

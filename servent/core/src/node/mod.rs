@@ -270,6 +270,9 @@ pub enum Action {
         urns: Vec<Urn>,
         /// The servent that has it.
         source: SocketAddrV4,
+        /// The signature the hit carried for it (GGEP `SEBL.SIG`, as it
+        /// came): a download started without one takes it.
+        signature: Option<Vec<u8>>,
     },
 }
 
@@ -622,9 +625,9 @@ impl Node {
 
     fn on_hit(&mut self, search: Guid, hit: QueryHit, now: Instant) {
         let source = SocketAddrV4::new(hit.ip, hit.port);
-        let urns: Vec<Urn> = hit.results.iter().flat_map(|r| r.urns.iter().copied()).collect();
-        if !urns.is_empty() {
-            self.actions.push_back(Action::OfferSource { urns, source });
+        for result in hit.results.iter().filter(|r| !r.urns.is_empty()) {
+            let signature = result.ggep.get(wire::GgepId::RELEASE_SIGNATURE).map(<[u8]>::to_vec);
+            self.actions.push_back(Action::OfferSource { urns: result.urns.clone(), source, signature });
         }
         if self.searches.get(&search).is_some() {
             self.searches.add(search, &hit, now, &self.trust.read());

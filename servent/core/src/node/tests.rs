@@ -342,7 +342,10 @@ fn search_floods_a_query_and_collects_its_hits() {
     };
     let message = Message { guid: id, ttl: 3, hops: 1, payload: Payload::QueryHit(hit) };
     node.handle(Event::Message { peer: PeerId(1), message }, now);
-    assert_eq!(actions(&mut node), vec![Action::OfferSource { urns: vec![Urn::Sha1([5; 20])], source: addr(1) }]);
+    assert_eq!(
+        actions(&mut node),
+        vec![Action::OfferSource { urns: vec![Urn::Sha1([5; 20])], source: addr(1), signature: None }]
+    );
     assert_eq!(node.search_results(&id).unwrap().results().len(), 1);
     assert!(node.known(&[Urn::Sha1([5; 20])]).is_some());
 }

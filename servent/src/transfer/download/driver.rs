@@ -41,14 +41,15 @@ use search::Urn;
 use signing_tool::{Minisig, Release};
 
 use super::fetch::{self, Assignment, Job, Reporter, WorkerEnd, WorkerEvent};
-use super::finish;
 use super::plan::{Completion, DropReason, Next, Plan, Standing, CHUNK_SIZE};
 use super::state::{DiskError, PartFile, PartialDir, PartialDownload};
+use super::{finish, stall};
 use super::{
     DownloadId, DownloadSnapshot, DownloadState, DownloadsConfig, Keep, SourceSnapshot, SourceState,
     MAX_VERIFY_ATTEMPTS,
 };
 use crate::transfer::alt::AltLocations;
+use crate::transfer::parq::{self, QueueTicket};
 use crate::trust::{Content, Judgement, SharedTrust, Verdict};
 
 /// How often time-based rules (stalls, parked sources, rates) are looked at.
@@ -70,6 +71,8 @@ const SYNC_INTERVAL: Duration = Duration::from_secs(1);
 pub(super) enum Control {
     /// More places to fetch from.
     AddSources(Vec<SocketAddrV4>),
+    /// A signature a later hit carried for this content.
+    AddSignature(Arc<Minisig>),
 }
 
 /// Why the manager stops a download.
@@ -127,6 +130,8 @@ pub(super) struct Driver {
     alt: Arc<AltLocations>,
     trust: SharedTrust,
     signature: Option<Arc<Minisig>>,
+    /// Whether `signature` came from a hit after the download started.
+    signature_from_hit: bool,
     keep: Keep,
     published: Arc<Mutex<DownloadSnapshot>>,
     worker_tx: Sender<(u64, WorkerEvent)>,
@@ -137,11 +142,18 @@ pub(super) struct Driver {
     idle: Vec<(SocketAddrV4, oneshot::Sender<Assignment>)>,
     /// Why each source last failed, for people.
     notes: HashMap<SocketAddrV4, String>,
+    /// Sources whose worker waits in their upload queue: the place, and
+    /// since when we wait.
+    queued: HashMap<SocketAddrV4, (QueueTicket, Instant)>,
     /// Bytes received from every source, ever: the rate's numerator.
     received: u64,
     rate_samples: VecDeque<(Instant, u64)>,
     /// Since when no source could be used.
     sourceless_since: Option<Instant>,
+    /// Since when no source holds a chunk, and whether the download was
+    /// published as stalled for it.
+    idle_since: Option<Instant>,
+    stalled: bool,
     verify_attempts: u32,
     /// Chunks written but not yet synced and counted in the state file,
     /// and since when the oldest of them waits.
@@ -248,6 +260,7 @@ impl Driver {
             alt,
             trust,
             signature: start.signature,
+            signature_from_hit: false,
             keep: start.keep,
             published,
             worker_tx,
@@ -256,9 +269,12 @@ impl Driver {
             next_serial: 0,
             idle: Vec::new(),
             notes: HashMap::new(),
+            queued: HashMap::new(),
             received: 0,
             rate_samples: VecDeque::new(),
             sourceless_since: None,
+            idle_since: None,
+            stalled: false,
             verify_attempts: 0,
             unsynced: 0,
             unsynced_since: None,
@@ -313,6 +329,7 @@ impl Driver {
                     }
                     Ok(())
                 }
+                Input::Control(Control::AddSignature(signature)) => self.offer_signature(signature).await,
                 Input::Stop(stop) => {
                     self.stop_workers().await;
                     if stop == Stop::Cancel {
@@ -351,6 +368,7 @@ impl Driver {
             WorkerEvent::Ask { source, .. }
             | WorkerEvent::Progress { source, .. }
             | WorkerEvent::Chunk { source, .. }
+            | WorkerEvent::Queued { source, .. }
             | WorkerEvent::Ended { source, .. } => Some(*source),
             WorkerEvent::Learned { .. } => None,
         };
@@ -375,6 +393,9 @@ impl Driver {
                     return Ok(());
                 }
                 self.idle.push((source, next));
+                if self.queued.remove(&source).is_some() {
+                    self.note(source, "serving", "served us after a wait in its queue".into());
+                }
                 match self.plan.complete(source, index, now) {
                     Completion::Accepted { revoked } => {
                         for loser in revoked {
@@ -387,6 +408,19 @@ impl Driver {
                     Completion::Discarded => {}
                 }
             }
+            WorkerEvent::Queued { source, ticket } => {
+                // Its chunk goes to others while it waits for its turn.
+                self.plan.release(source);
+                let since = self.queued.get(&source).map_or(now, |(_, since)| *since);
+                let length = ticket.length.map(|l| format!(" of {l}")).unwrap_or_default();
+                let why = format!(
+                    "queued at position {}{length}, asking again in {} s",
+                    ticket.position,
+                    ticket.retry.as_secs()
+                );
+                self.queued.insert(source, (ticket, since));
+                self.note(source, "queued", why);
+            }
             WorkerEvent::Learned { addrs } => {
                 for addr in addrs {
                     self.plan.add_source(addr);
@@ -395,22 +429,30 @@ impl Driver {
             WorkerEvent::Ended { source, end } => {
                 self.workers.remove(&source);
                 self.idle.retain(|(s, _)| *s != source);
+                self.queued.remove(&source);
                 match end {
                     WorkerEnd::Stopped => self.plan.release(source),
                     WorkerEnd::Failed(why) => {
                         if self.plan.failed(source) {
                             self.forget_source(source);
+                            self.note(source, "dropped", why);
+                        } else {
+                            // Never again at once: a source that fails is
+                            // left alone longer each time.
+                            let errors = self.plan.source(source).map_or(1, |s| s.errors);
+                            let delay = parq::retry_delay(errors);
+                            self.plan.busy(source, now + delay, now);
+                            self.note(source, "failed", format!("{why}; trying again in {} s", delay.as_secs()));
                         }
-                        self.notes.insert(source, why);
                     }
-                    WorkerEnd::Busy(after) => {
+                    WorkerEnd::Busy(after, why) => {
                         self.plan.busy(source, now + after, now);
-                        self.notes.insert(source, format!("busy, retry after {} s", after.as_secs()));
+                        self.note(source, "busy", format!("{why}, asking again in {} s", after.as_secs()));
                     }
                     WorkerEnd::NotFound(why) => {
                         self.plan.drop_source(source, DropReason::NotFound);
                         self.forget_source(source);
-                        self.notes.insert(source, why);
+                        self.note(source, "dropped", why);
                     }
                 }
             }
@@ -592,6 +634,12 @@ impl Driver {
         }
     }
 
+    /// Records why `source` stands where it does now, for people, and logs it.
+    fn note(&mut self, source: SocketAddrV4, state: &str, why: String) {
+        super::log(&format!("download {} ({}): source {source} {state}: {why}", self.id, self.name));
+        self.notes.insert(source, why);
+    }
+
     /// A source that failed for good leaves the mesh we tell others about.
     fn forget_source(&self, source: SocketAddrV4) {
         for urn in &self.urns {
@@ -643,6 +691,35 @@ impl Driver {
         }
     }
 
+    /// Takes a signature a hit carried when the download has none, or when
+    /// it judges better than the one it has against what is known of the
+    /// content (a fake or worse one offered is ignored, so a stranger's
+    /// hit cannot make a genuine file fake). Saved at once: a restart keeps it.
+    async fn offer_signature(&mut self, offered: Arc<Minisig>) -> Result<(), DiskError> {
+        let sha256 = self.urns.iter().find_map(|u| match u {
+            Urn::Sha256(digest) => Some(*digest),
+            Urn::Sha1(_) => None,
+        });
+        let content = Content { size: self.plan.size(), sha256, tth: None };
+        let better = {
+            let trust = self.trust.read();
+            let current = trust.judge(self.signature.as_deref(), content).verdict;
+            let judged = trust.judge(Some(&offered), content);
+            (judged.verdict > current).then_some(judged)
+        };
+        let Some(judged) = better else { return Ok(()) };
+        super::log(&format!(
+            "download {} ({}): takes the signature a hit carried ({}{})",
+            self.id,
+            self.name,
+            judged.verdict,
+            judged.publisher.map(|k| format!(" by {k}")).unwrap_or_default()
+        ));
+        self.signature = Some(offered);
+        self.signature_from_hit = true;
+        self.save_state().await
+    }
+
     /// What the state file says now.
     fn state(&self) -> PartialDownload {
         let sources = self.plan.sources().iter().filter(|s| !matches!(s.standing, Standing::Dropped(_)));
@@ -679,6 +756,20 @@ impl Driver {
             return Some(Outcome::Failed(e.to_string()));
         }
         self.publish(DownloadState::Verifying, Instant::now());
+        // A signature a stranger's hit brought that does not sign these
+        // bytes says nothing about them: they stand as if unsigned, rather
+        // than a genuine file being thrown away as a fake.
+        let judgement = if judgement.verdict == Verdict::Fake && self.signature_from_hit {
+            let why = &judgement.reason;
+            super::log(&format!(
+                "download {} ({}): the signature a hit carried is not this file's: {why}",
+                self.id, self.name
+            ));
+            self.signature = None;
+            Judgement::unsigned()
+        } else {
+            judgement
+        };
         if let Some(why) = refusal(&judgement, self.keep) {
             return Some(self.reject(why).await);
         }
@@ -752,7 +843,7 @@ impl Driver {
         let culprits = self.plan.discard_all();
         for &source in &culprits {
             self.forget_source(source);
-            self.notes.insert(source, format!("served data that failed verification: {why}"));
+            self.note(source, "corrupt", format!("served data that failed verification: {why}"));
         }
         let part = self.part.clone();
         if let Err(e) = task::spawn_blocking(move || part.clear()).await {
@@ -808,8 +899,8 @@ impl Driver {
         }
     }
 
-    fn publish(&self, state: DownloadState, now: Instant) {
-        let sources = self
+    fn publish(&mut self, state: DownloadState, now: Instant) {
+        let sources: Vec<SourceSnapshot> = self
             .plan
             .sources()
             .iter()
@@ -819,6 +910,7 @@ impl Driver {
                     Standing::Dropped(DropReason::Corrupt) => SourceState::Corrupt,
                     Standing::Dropped(_) => SourceState::Dropped,
                     Standing::Parked(until) if until > now => SourceState::Busy,
+                    _ if self.queued.contains_key(&s.addr) => SourceState::Queued,
                     _ if running && self.plan.claim_of(s.addr).is_some() => SourceState::Downloading,
                     _ if running => SourceState::Idle,
                     _ => SourceState::Waiting,
@@ -839,6 +931,10 @@ impl Driver {
                 }
             })
             .collect();
+        let state = match state {
+            DownloadState::Downloading => self.stalled_or_downloading(&sources, now),
+            state => state,
+        };
         let mut published = self.published.lock().unwrap_or_else(PoisonError::into_inner);
         published.id = self.id;
         published.name = self.name.clone();
@@ -847,6 +943,31 @@ impl Driver {
         published.bytes_in_flight = self.plan.bytes_in_flight();
         published.rate_bytes_per_sec = self.rate();
         published.sources = sources;
+    }
+}
+
+impl Driver {
+    /// `Stalled` once no source has held a chunk for the configured time
+    /// (logged once each time it stalls), else `Downloading`.
+    fn stalled_or_downloading(&mut self, sources: &[SourceSnapshot], now: Instant) -> DownloadState {
+        let fetching = self.workers.keys().any(|&source| self.plan.claim_of(source).is_some());
+        if fetching {
+            self.idle_since = None;
+        }
+        let idle = now.saturating_duration_since(*self.idle_since.get_or_insert(now));
+        if fetching || idle < self.config.stall_after {
+            if self.stalled {
+                self.stalled = false;
+                super::log(&format!("download {} ({}): fetching again", self.id, self.name));
+            }
+            return DownloadState::Downloading;
+        }
+        let reason = stall::reason(sources, idle);
+        if !self.stalled {
+            self.stalled = true;
+            super::log(&format!("download {} ({}) stalled: {reason}", self.id, self.name));
+        }
+        DownloadState::Stalled { reason }
     }
 }
 

@@ -3,17 +3,27 @@
 //! A worker asks its download for a chunk, sends
 //! `GET /uri-res/N2R?urn:sha1:… HTTP/1.1` with `Range: bytes=a-b` on its
 //! kept-alive connection, checks the answer's head against what it asked
-//! and reads exactly the chunk's bytes, never one more, into memory. Only
+//! and reads exactly the announced bytes, never one more, into memory. Only
 //! the download writes to disk, and only chunks the plan accepts, so a
 //! worker that lost a race, or a source that lied, never touches the file.
 //!
-//! Anything wrong costs the source one error and this chunk only: a status
-//! other than `206` (or `200` for a one-chunk file), a `Content-Range` or
-//! `Content-Length` other than the one asked for, a head or body that
-//! stalls for longer than the I/O timeout, a connection closed early, or
-//! bytes beyond the body. After any failure the worker ends; the download
-//! decides whether the source gets another one. `503` parks the source for
-//! its `Retry-After`; `404` (or a different URN) drops it. Sources named in
+//! HTTP lets a source answer a range request with a shorter `206`
+//! (gtk-gnutella caps a connection's first answer at 512 KiB, later ones by
+//! bandwidth): the bytes are kept and the rest of the chunk is asked for
+//! again on the same connection, up to [`MAX_REQUESTS_PER_CHUNK`] times.
+//! A `503` naming a queue place (PARQ's `X-Queued`, LimeWire's `X-Queue`)
+//! gives the chunk back and the worker waits its turn, the connection kept
+//! when the source keeps it, and asks again after `Retry-After` with the
+//! queue ID it was given; a bare `503`, `409` (gtk-gnutella: "Already
+//! downloading this file") or `429` parks the source for its `Retry-After`.
+//!
+//! Anything else wrong costs the source one error and this chunk only: a
+//! status other than `206` (or `200` for a one-chunk file), a
+//! `Content-Range` outside the range asked for or a `Content-Length` other
+//! than it announces, a head or body that stalls for longer than the I/O
+//! timeout, a connection closed early, or bytes beyond the body. After any
+//! failure the worker ends; the download decides when the source gets
+//! another one. `404` (or a different URN) drops it. Sources named in
 //! `X-Alt` and the older alternate-location headers are passed on.
 
 use std::net::SocketAddrV4;
@@ -29,7 +39,8 @@ use search::Urn;
 
 use super::plan::ChunkRange;
 use crate::transfer::alt::{format_x_alt, parse_alternate_locations, parse_x_alt};
-use crate::transfer::http::{self, ByteRange, ContentRange, HttpError, Request, ResponseHead};
+use crate::transfer::http::{self, ByteRange, HttpError, Request, ResponseHead};
+use crate::transfer::parq::{self, QueueTicket};
 
 /// Bytes read between two progress reports.
 const PROGRESS_STEP: u64 = 64 * 1024;
@@ -39,6 +50,11 @@ const READ_BUFFER: usize = 64 * 1024;
 const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(60);
 /// Sources passed on from one response's headers at most.
 const MAX_LEARNED: usize = 32;
+/// Requests one chunk may take when a source answers shorter ranges: a
+/// 1 MiB chunk in pieces of 16 KiB on average at worst.
+pub(super) const MAX_REQUESTS_PER_CHUNK: usize = 64;
+/// Longest body of a refusal read (and thrown away) to keep its connection.
+const MAX_REFUSAL_BODY: u64 = 64 * 1024;
 
 /// What a worker tells its download.
 #[derive(Debug)]
@@ -50,6 +66,9 @@ pub(super) enum WorkerEvent {
     /// A whole chunk, and where to send the worker's next chunk: it asks at
     /// once, so that it can send its next request while this one is written.
     Chunk { source: SocketAddrV4, index: usize, data: Vec<u8>, next: oneshot::Sender<Assignment> },
+    /// The source queued us: the chunk goes back, and the worker asks for
+    /// another once its turn to ask again comes.
+    Queued { source: SocketAddrV4, ticket: QueueTicket },
     /// Other sources named by this one.
     Learned { addrs: Vec<SocketAddrV4> },
     /// How the worker ended; it sends nothing after this.
@@ -63,8 +82,8 @@ pub(super) enum WorkerEnd {
     Stopped,
     /// The source failed (its chunk, if any, with it).
     Failed(String),
-    /// The source is busy; try again after this long.
-    Busy(Duration),
+    /// The source refused us for now, with its words; try again after this long.
+    Busy(Duration, String),
     /// The source does not have the file.
     NotFound(String),
 }
@@ -116,7 +135,7 @@ pub(super) async fn run(source: SocketAddrV4, job: Job, events: Reporter) {
 }
 
 async fn work(source: SocketAddrV4, job: &Job, events: &Reporter) -> WorkerEnd {
-    let mut connection: Option<Connection> = None;
+    let mut worker = Worker { source, job, events, connection: None, ticket: None };
     let (reply, mut answer) = oneshot::channel();
     if events.send(WorkerEvent::Ask { source, reply }).await.is_err() {
         return WorkerEnd::Stopped;
@@ -126,18 +145,58 @@ async fn work(source: SocketAddrV4, job: &Job, events: &Reporter) -> WorkerEnd {
             Ok(Assignment::Fetch { chunk, alt }) => (chunk, alt),
             Ok(Assignment::Stop) | Err(_) => return WorkerEnd::Stopped,
         };
-        match fetch_chunk(source, job, &mut connection, chunk, &alt, events).await {
+        let (next, next_answer) = oneshot::channel();
+        answer = next_answer;
+        match worker.fetch_chunk(chunk, &alt).await {
             Ok(data) => {
-                let (next, next_answer) = oneshot::channel();
                 let index = chunk.index;
                 if events.send(WorkerEvent::Chunk { source, index, data, next }).await.is_err() {
                     return WorkerEnd::Stopped;
                 }
-                answer = next_answer;
             }
-            Err(end) => return end,
+            Err(Interrupt::Queued(ticket)) => {
+                let retry = ticket.retry;
+                worker.ticket = Some(ticket.clone());
+                if events.send(WorkerEvent::Queued { source, ticket }).await.is_err() {
+                    return WorkerEnd::Stopped;
+                }
+                // Our place is kept if we ask again after `Retry-After`
+                // (never sooner: gtk-gnutella bans who does) and within
+                // its lifetime.
+                async_std::task::sleep(retry).await;
+                if events.send(WorkerEvent::Ask { source, reply: next }).await.is_err() {
+                    return WorkerEnd::Stopped;
+                }
+            }
+            Err(Interrupt::End(end)) => return end,
         }
     }
+}
+
+/// Why a chunk was not fetched.
+#[derive(Debug)]
+enum Interrupt {
+    /// The source queued us, here.
+    Queued(QueueTicket),
+    /// The worker ends.
+    End(WorkerEnd),
+}
+
+impl From<WorkerEnd> for Interrupt {
+    fn from(end: WorkerEnd) -> Interrupt {
+        Interrupt::End(end)
+    }
+}
+
+/// A worker's state between chunks.
+struct Worker<'a> {
+    source: SocketAddrV4,
+    job: &'a Job,
+    events: &'a Reporter,
+    /// The kept-alive connection, if any.
+    connection: Option<Connection>,
+    /// Our place in the source's queue, sent back until it serves us.
+    ticket: Option<QueueTicket>,
 }
 
 /// A kept-alive connection to a source.
@@ -158,64 +217,126 @@ impl Connection {
     }
 }
 
-/// Fetches one chunk, reusing `connection` when there is one. The
-/// connection is kept only when the answer was complete and clean.
-async fn fetch_chunk(
-    source: SocketAddrV4,
-    job: &Job,
-    connection: &mut Option<Connection>,
-    chunk: ChunkRange,
-    alt: &[SocketAddrV4],
-    events: &Reporter,
-) -> Result<Vec<u8>, WorkerEnd> {
-    let request = build_request(source, job, chunk, alt);
-    let mut conn = match connection.take() {
-        Some(conn) => conn,
-        None => Connection::open(source, job.io_timeout).await?,
-    };
-    let head = match exchange(&mut conn, &request, job.io_timeout).await {
-        Ok(head) => head,
-        // A kept-alive connection the source closed while we were idle is
-        // no fault of the source: once more on a fresh one.
-        Err(HttpError::Io(_)) if conn.answered > 0 => {
-            conn = Connection::open(source, job.io_timeout).await?;
-            exchange(&mut conn, &request, job.io_timeout).await.map_err(|e| head_failure(&e))?
-        }
-        Err(e) => return Err(head_failure(&e)),
-    };
-    let learned = learned_sources(&head);
-    if !learned.is_empty() {
-        let _ = events.send(WorkerEvent::Learned { addrs: learned }).await;
-    }
-    check_head(&head, job, chunk)?;
-    let data = read_body(&mut conn, source, chunk, job.io_timeout, events).await?;
-    // An HTTP/1.1 source says nothing until asked: bytes already waiting
-    // (looked at without waiting) are more than the chunk it claimed to
-    // send, so the chunk is not trusted. Bytes that arrive later break the
-    // next answer's head instead.
-    match conn.reader.fill_buf().now_or_never() {
-        Some(Ok(extra)) if !extra.is_empty() => {
-            return Err(WorkerEnd::Failed(format!("sent more than the {} bytes asked for", chunk.len())));
-        }
-        // Closed or broken after a complete body: the chunk is good, the
-        // connection is not.
-        Some(_) => return Ok(data),
-        None => {}
-    }
-    conn.answered += 1;
-    if head.keep_alive() {
-        *connection = Some(conn);
-    }
-    Ok(data)
+/// What the head of an answer to a range request means.
+#[derive(Debug, PartialEq, Eq)]
+enum Answer {
+    /// It serves bytes from the start asked for up to this offset (the
+    /// end asked for, or short of it).
+    Serves(u64),
+    /// It queued us.
+    Queued(QueueTicket),
 }
 
-fn build_request(source: SocketAddrV4, job: &Job, chunk: ChunkRange, alt: &[SocketAddrV4]) -> Request {
+impl Worker<'_> {
+    /// Fetches one chunk, in as many requests as the source wants (shorter
+    /// `206` answers), reusing the kept-alive connection.
+    async fn fetch_chunk(&mut self, chunk: ChunkRange, alt: &[SocketAddrV4]) -> Result<Vec<u8>, Interrupt> {
+        let len = usize::try_from(chunk.len()).map_err(|_| WorkerEnd::Failed("chunk too large".into()))?;
+        let mut data = vec![0; len];
+        let mut filled = 0u64;
+        let mut requests = 0;
+        while filled < chunk.len() {
+            if requests == MAX_REQUESTS_PER_CHUNK {
+                let why = format!("answered {requests} ranges for one chunk, {filled} of {len} bytes");
+                return Err(WorkerEnd::Failed(why).into());
+            }
+            requests += 1;
+            let want = ChunkRange { index: chunk.index, start: chunk.start + filled, end: chunk.end };
+            let (mut conn, head) = self.ask(want, alt).await?;
+            let learned = learned_sources(&head);
+            if !learned.is_empty() {
+                let _ = self.events.send(WorkerEvent::Learned { addrs: learned }).await;
+            }
+            let end = match check_head(&head, self.job, want) {
+                Ok(Answer::Serves(end)) => end,
+                Ok(Answer::Queued(ticket)) => {
+                    self.keep_after_refusal(conn, &head).await;
+                    return Err(Interrupt::Queued(ticket));
+                }
+                Err(end) => return Err(end.into()),
+            };
+            self.ticket = None;
+            let part = &mut data[(want.start - chunk.start) as usize..(end - chunk.start) as usize];
+            read_body(&mut conn, part, (self.source, chunk.index, filled), self.job.io_timeout, self.events).await?;
+            filled = end - chunk.start;
+            // An HTTP/1.1 source says nothing until asked: bytes already
+            // waiting (looked at without waiting) are more than it
+            // announced, so the chunk is not trusted. Bytes that arrive
+            // later break the next answer's head instead.
+            match conn.reader.fill_buf().now_or_never() {
+                Some(Ok(extra)) if !extra.is_empty() => {
+                    let why = format!("sent more than the {} bytes announced", end - want.start);
+                    return Err(WorkerEnd::Failed(why).into());
+                }
+                // Closed or broken after a complete body: the bytes are
+                // good, the connection is not.
+                Some(_) => continue,
+                None => {}
+            }
+            conn.answered += 1;
+            if head.keep_alive() {
+                self.connection = Some(conn);
+            }
+        }
+        Ok(data)
+    }
+
+    /// Sends the request for `want` on the kept-alive connection (or a new
+    /// one) and reads the answer's head.
+    async fn ask(&mut self, want: ChunkRange, alt: &[SocketAddrV4]) -> Result<(Connection, ResponseHead), WorkerEnd> {
+        let (source, timeout) = (self.source, self.job.io_timeout);
+        let request = build_request(source, self.job, want, alt, self.ticket.as_ref());
+        let mut conn = match self.connection.take() {
+            Some(conn) => conn,
+            None => Connection::open(source, timeout).await?,
+        };
+        let head = match exchange(&mut conn, &request, timeout).await {
+            Ok(head) => head,
+            // A kept-alive connection the source closed while we were idle
+            // (or queued) is no fault of the source: once more on a fresh one.
+            Err(HttpError::Io(_)) if conn.answered > 0 => {
+                conn = Connection::open(source, timeout).await?;
+                exchange(&mut conn, &request, timeout).await.map_err(|e| head_failure(&e))?
+            }
+            Err(e) => return Err(head_failure(&e)),
+        };
+        Ok((conn, head))
+    }
+
+    /// Keeps the connection of a refusal the source keeps alive, once its
+    /// (short) body is read: a queued client asks again on it.
+    async fn keep_after_refusal(&mut self, mut conn: Connection, head: &ResponseHead) {
+        let Ok(Some(length)) = head.headers.content_length() else { return };
+        if length > MAX_REFUSAL_BODY || !head.keep_alive() {
+            return;
+        }
+        let (mut body, mut sink) = ((&mut conn.reader).take(length), async_std::io::sink());
+        let read = async_std::io::timeout(self.job.io_timeout, async_std::io::copy(&mut body, &mut sink)).await;
+        if read.is_ok_and(|n| n == length) {
+            conn.answered += 1;
+            self.connection = Some(conn);
+        }
+    }
+}
+
+fn build_request(
+    source: SocketAddrV4,
+    job: &Job,
+    chunk: ChunkRange,
+    alt: &[SocketAddrV4],
+    ticket: Option<&QueueTicket>,
+) -> Request {
     let mut request = Request::new("GET", &format!("/uri-res/N2R?{}", job.urn));
     request.headers.insert("Host", source);
     request.headers.insert("User-Agent", &job.user_agent);
     request.headers.insert("Range", ByteRange::FromTo(chunk.start, chunk.end - 1));
     if !alt.is_empty() {
         request.headers.insert("X-Alt", format_x_alt(alt));
+    }
+    // We understand remote queues (PARQ 1.0), and come back to our place.
+    request.headers.insert("X-Queue", "1.0");
+    if let Some(x_queued) = ticket.and_then(QueueTicket::x_queued) {
+        request.headers.insert("X-Queued", x_queued);
     }
     request.headers.insert("Connection", "Keep-Alive");
     request
@@ -240,8 +361,10 @@ fn head_failure(error: &HttpError) -> WorkerEnd {
     }
 }
 
-/// Whether the head announces exactly the chunk asked for.
-fn check_head(head: &ResponseHead, job: &Job, chunk: ChunkRange) -> Result<(), WorkerEnd> {
+/// What the head of the answer to a request for `want` says: the bytes it
+/// serves (all of `want`, or a shorter range from its start), a queue
+/// place, or why the worker ends.
+fn check_head(head: &ResponseHead, job: &Job, want: ChunkRange) -> Result<Answer, WorkerEnd> {
     let failed = |what: String| Err(WorkerEnd::Failed(what));
     if let Some(other) = content_urn(head).filter(|u| same_kind(u, &job.urn) && *u != job.urn) {
         return Err(WorkerEnd::NotFound(format!("serves {other} instead")));
@@ -250,33 +373,60 @@ fn check_head(head: &ResponseHead, job: &Job, chunk: ChunkRange) -> Result<(), W
         Ok(length) => length,
         Err(_) => return failed("malformed Content-Length".into()),
     };
-    match head.status {
+    let end = match head.status {
         206 => {
             let Some(value) = head.headers.get("Content-Range") else {
                 return failed("206 without Content-Range".into());
             };
-            let expected = ContentRange { range: Some((chunk.start, chunk.end)), total: Some(job.size) };
             match http::parse_content_range(value) {
-                Ok(range) if range == expected => {}
                 Ok(range) if range.total.is_some_and(|t| t != job.size) => {
                     return Err(WorkerEnd::NotFound(format!("has a file of another size ({value})")));
                 }
-                Ok(_) => return failed(format!("sent Content-Range {value}, asked for {expected}")),
+                // From the start asked for, up to its end or short of it.
+                Ok(range)
+                    if range.total.is_some()
+                        && matches!(range.range, Some((s, e)) if s == want.start && e <= want.end) =>
+                {
+                    range.range.map_or(want.end, |(_, end)| end)
+                }
+                Ok(_) => {
+                    return failed(format!(
+                        "sent Content-Range {value}, asked for bytes {}-{}",
+                        want.start,
+                        want.end - 1
+                    ));
+                }
                 Err(_) => return failed(format!("malformed Content-Range {value:?}")),
             }
         }
-        200 if chunk.start == 0 && chunk.end == job.size => {}
+        200 if want.start == 0 && want.end == job.size => want.end,
         200 => return failed("answered 200 with the whole file to a range request".into()),
-        503 => return Err(WorkerEnd::Busy(retry_after(head))),
+        503 => {
+            let retry = retry_after(head);
+            let queued = QueueTicket::from_headers(head.headers.get("X-Queued"), head.headers.get("X-Queue"), retry);
+            return match queued {
+                Some(ticket) => Ok(Answer::Queued(ticket)),
+                None => Err(busy(head, retry)),
+            };
+        }
+        // gtk-gnutella: another connection of ours still fetches this file
+        // (409), or we came back too soon (429): wait, never hammer.
+        409 | 429 => return Err(busy(head, retry_after(head))),
         404 | 410 => return Err(WorkerEnd::NotFound(format!("{} {}", head.status, head.reason))),
         status => return failed(format!("answered {status} {}", head.reason)),
-    }
+    };
     match length {
-        Some(length) if length != chunk.len() => {
-            failed(format!("announced {length} bytes for a chunk of {}", chunk.len()))
+        Some(length) if length != end - want.start => {
+            failed(format!("announced {length} bytes for a range of {}", end - want.start))
         }
-        _ => Ok(()),
+        _ => Ok(Answer::Serves(end)),
     }
+}
+
+/// A refusal that says "later": parked for its `Retry-After`.
+fn busy(head: &ResponseHead, retry: Option<Duration>) -> WorkerEnd {
+    let after = parq::bounded(retry.unwrap_or(DEFAULT_RETRY_AFTER));
+    WorkerEnd::Busy(after, format!("{} {}", head.status, head.reason))
 }
 
 /// The content URN the source says it serves, if it says so.
@@ -291,12 +441,10 @@ fn same_kind(a: &Urn, b: &Urn) -> bool {
     std::mem::discriminant(a) == std::mem::discriminant(b)
 }
 
-/// `Retry-After` in seconds (an HTTP date is rare among servents: the default then).
-fn retry_after(head: &ResponseHead) -> Duration {
-    head.headers
-        .get("Retry-After")
-        .and_then(|v| v.trim().parse::<u64>().ok())
-        .map_or(DEFAULT_RETRY_AFTER, Duration::from_secs)
+/// `Retry-After` in seconds, if given so (an HTTP date is rare among
+/// servents: the caller's default then).
+fn retry_after(head: &ResponseHead) -> Option<Duration> {
+    head.headers.get("Retry-After").and_then(|v| v.trim().parse::<u64>().ok()).map(Duration::from_secs)
 }
 
 /// Sources the answer names, from `X-Alt` and the older headers.
@@ -318,20 +466,21 @@ fn learned_sources(head: &ResponseHead) -> Vec<SocketAddrV4> {
     learned
 }
 
-/// Reads exactly the chunk's bytes, each read within the timeout.
+/// Reads exactly `part.len()` bytes, each read within the timeout,
+/// reporting the chunk's progress as (source, chunk index, bytes of the
+/// chunk already in before `part`).
 async fn read_body(
     conn: &mut Connection,
-    source: SocketAddrV4,
-    chunk: ChunkRange,
+    part: &mut [u8],
+    (source, index, before): (SocketAddrV4, usize, u64),
     timeout: Duration,
     events: &Reporter,
-) -> Result<Vec<u8>, WorkerEnd> {
-    let len = usize::try_from(chunk.len()).map_err(|_| WorkerEnd::Failed("chunk too large".into()))?;
-    let mut data = vec![0; len];
+) -> Result<(), WorkerEnd> {
+    let len = part.len();
     let mut filled = 0;
     let mut reported = 0;
     while filled < len {
-        let n = match async_std::io::timeout(timeout, conn.reader.read(&mut data[filled..])).await {
+        let n = match async_std::io::timeout(timeout, conn.reader.read(&mut part[filled..])).await {
             Ok(0) => return Err(WorkerEnd::Failed(format!("closed the connection after {filled} of {len} bytes"))),
             Ok(n) => n,
             Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
@@ -342,13 +491,13 @@ async fn read_body(
         filled += n;
         if (filled - reported) as u64 >= PROGRESS_STEP || filled == len {
             reported = filled;
-            let progress = WorkerEvent::Progress { source, index: chunk.index, received: filled as u64 };
+            let progress = WorkerEvent::Progress { source, index, received: before + filled as u64 };
             if events.send(progress).await.is_err() {
                 return Err(WorkerEnd::Stopped);
             }
         }
     }
-    Ok(data)
+    Ok(())
 }
 
 #[cfg(test)]
@@ -380,10 +529,12 @@ mod tests {
 
     fn verdict(head: &ResponseHead, chunk: ChunkRange) -> String {
         match check_head(head, &job(), chunk) {
-            Ok(()) => "ok".into(),
+            Ok(Answer::Serves(end)) if end == chunk.end => "ok".into(),
+            Ok(Answer::Serves(end)) => format!("up to {end}"),
+            Ok(Answer::Queued(ticket)) => format!("queued at {} for {}", ticket.position, ticket.retry.as_secs()),
             Err(WorkerEnd::Failed(why)) => format!("failed: {why}"),
             Err(WorkerEnd::NotFound(why)) => format!("not found: {why}"),
-            Err(WorkerEnd::Busy(after)) => format!("busy {}", after.as_secs()),
+            Err(WorkerEnd::Busy(after, why)) => format!("busy {} ({why})", after.as_secs()),
             Err(WorkerEnd::Stopped) => "stopped".into(),
         }
     }
@@ -392,17 +543,26 @@ mod tests {
     fn request_asks_for_the_chunk_by_urn_and_keeps_the_connection() {
         let source: SocketAddrV4 = "10.0.0.1:6346".parse().unwrap();
         let alt = ["10.0.0.2:6346".parse().unwrap(), "10.0.0.3:7000".parse().unwrap()];
-        let text = String::from_utf8(build_request(source, &job(), chunk(1), &alt).encode()).unwrap();
+        let text = String::from_utf8(build_request(source, &job(), chunk(1), &alt, None).encode()).unwrap();
         assert_eq!(
             text,
             "GET /uri-res/N2R?urn:sha1:PLSTHIPQGSSZTS5FJUPAKUZWUGYQYPFB HTTP/1.1\r\nHost: 10.0.0.1:6346\r\n\
              User-Agent: Test/1\r\nRange: bytes=1048576-2097151\r\nX-Alt: 10.0.0.2,10.0.0.3:7000\r\n\
-             Connection: Keep-Alive\r\n\r\n"
+             X-Queue: 1.0\r\nConnection: Keep-Alive\r\n\r\n"
         );
     }
 
     #[test]
-    fn partial_content_must_be_exactly_the_chunk() {
+    fn a_queued_request_names_its_place() {
+        let source: SocketAddrV4 = "10.0.0.1:6346".parse().unwrap();
+        let ticket = QueueTicket::from_headers(Some("position=3; ID=ab12"), None, None).unwrap();
+        let request = build_request(source, &job(), chunk(0), &[], Some(&ticket));
+        assert_eq!(request.headers.get("X-Queued"), Some("position=3; ID=ab12"));
+        assert_eq!(request.headers.get("X-Queue"), Some("1.0"));
+    }
+
+    #[test]
+    fn partial_content_starts_where_asked_and_may_stop_short() {
         let range = format!("bytes {}-{}/{}", CHUNK_SIZE, 2 * CHUNK_SIZE - 1, 3 * CHUNK_SIZE);
         let length = CHUNK_SIZE.to_string();
         assert_eq!(verdict(&head(206, &[("Content-Range", &range), ("Content-Length", &length)]), chunk(1)), "ok");
@@ -415,6 +575,20 @@ mod tests {
         let other_size = format!("bytes {}-{}/{}", CHUNK_SIZE, 2 * CHUNK_SIZE - 1, 5 * CHUNK_SIZE);
         assert!(verdict(&head(206, &[("Content-Range", &other_size)]), chunk(1)).starts_with("not found"));
         assert!(verdict(&head(206, &[("Content-Range", "bytes x")]), chunk(1)).starts_with("failed: malformed"));
+        // gtk-gnutella's first answer: 512 KiB of the 1 MiB asked for.
+        let short = format!("bytes 0-524287/{}", 3 * CHUNK_SIZE);
+        assert_eq!(
+            verdict(&head(206, &[("Content-Range", &short), ("Content-Length", "524288")]), chunk(0)),
+            "up to 524288"
+        );
+        assert!(verdict(&head(206, &[("Content-Range", &short), ("Content-Length", "524289")]), chunk(0))
+            .starts_with("failed: announced"));
+        let later_start = format!("bytes 1-524287/{}", 3 * CHUNK_SIZE);
+        assert!(verdict(&head(206, &[("Content-Range", &later_start)]), chunk(0)).starts_with("failed: sent"));
+        let past_the_end = format!("bytes {}-{}/{}", CHUNK_SIZE, 2 * CHUNK_SIZE, 3 * CHUNK_SIZE);
+        assert!(verdict(&head(206, &[("Content-Range", &past_the_end)]), chunk(1)).starts_with("failed: sent"));
+        let unknown_total = format!("bytes 0-{}/*", CHUNK_SIZE - 1);
+        assert!(verdict(&head(206, &[("Content-Range", &unknown_total)]), chunk(0)).starts_with("failed: sent"));
     }
 
     #[test]
@@ -426,9 +600,20 @@ mod tests {
     }
 
     #[test]
-    fn statuses_map_to_busy_gone_or_failed() {
-        assert_eq!(verdict(&head(503, &[("Retry-After", "30")]), chunk(0)), "busy 30");
-        assert_eq!(verdict(&head(503, &[]), chunk(0)), "busy 60");
+    fn statuses_map_to_queued_busy_gone_or_failed() {
+        assert_eq!(verdict(&head(503, &[("Retry-After", "30")]), chunk(0)), "busy 30 (503 Service Unavailable)");
+        assert_eq!(verdict(&head(503, &[]), chunk(0)), "busy 60 (503 Service Unavailable)");
+        assert_eq!(verdict(&head(503, &[("Retry-After", "0")]), chunk(0)), "busy 1 (503 Service Unavailable)");
+        let queued = [("Retry-After", "20"), ("X-Queued", "position=2; length=4; lifetime=300; ID=0a1b")];
+        assert_eq!(verdict(&head(503, &queued), chunk(0)), "queued at 2 for 20");
+        let limewire = [("X-Queue", "position=5, pollMin=45, pollMax=120")];
+        assert_eq!(verdict(&head(503, &limewire), chunk(0)), "queued at 5 for 45");
+        let mut conflict = head(409, &[]);
+        conflict.reason = "Already downloading this file".into();
+        assert_eq!(verdict(&conflict, chunk(0)), "busy 60 (409 Already downloading this file)");
+        let mut too_soon = head(429, &[("Retry-After", "90")]);
+        too_soon.reason = "Minimum retry delay not honoured; removed from PARQ queue".into();
+        assert!(verdict(&too_soon, chunk(0)).starts_with("busy 90 (429 Minimum retry delay"));
         assert_eq!(verdict(&head(404, &[]), chunk(0)), "not found: 404 Not Found");
         assert_eq!(verdict(&head(416, &[]), chunk(0)), "failed: answered 416 Range Not Satisfiable");
         assert_eq!(verdict(&head(500, &[]), chunk(0)), "failed: answered 500 Internal Server Error");

@@ -12,6 +12,7 @@
 //!   a crash or a restart (pure file handling, no async);
 //! - `finish`: one read pass for every digest, then a safe final name;
 //! - `fetch`: a source's worker, the HTTP client side;
+//! - [`stall`]: why a download that fetches nothing is stalled (pure);
 //! - `driver`: one download's task, the only writer of its files.
 //!
 //! [`Downloads`] is the handle the node, the API and the tests use. Behind
@@ -52,6 +53,7 @@ mod driver;
 mod fetch;
 mod finish;
 pub mod plan;
+pub mod stall;
 mod state;
 mod tree;
 
@@ -112,6 +114,9 @@ pub struct DownloadsConfig {
     /// Connect, answer and per-read timeout: a source silent this long has
     /// stalled and its chunk fails.
     pub io_timeout: Duration,
+    /// A download no source has served for this long shows `stalled`,
+    /// with the reason (it goes on, and fails after `give_up_after`).
+    pub stall_after: Duration,
     /// A download with no usable source for this long fails.
     pub give_up_after: Duration,
     /// Our `User-Agent`.
@@ -128,6 +133,7 @@ impl DownloadsConfig {
             max_sources_per_download: MAX_SOURCES_PER_DOWNLOAD,
             tuning: Tuning::default(),
             io_timeout: Duration::from_secs(30),
+            stall_after: Duration::from_secs(30),
             give_up_after: Duration::from_secs(600),
             user_agent: crate::config::USER_AGENT.to_string(),
         }
@@ -190,6 +196,13 @@ pub enum DownloadState {
     Queued,
     /// Fetching chunks.
     Downloading,
+    /// Running, but no source has served for a while; it goes on, and
+    /// fetches again as soon as a source serves.
+    Stalled {
+        /// One sentence: why nothing comes (no source, all dropped, queued
+        /// everywhere…), with each source's last word.
+        reason: String,
+    },
     /// Every chunk is in; the hashes are being checked.
     Verifying,
     /// Stopped by the user, its partial data kept; it waits for a resume
@@ -223,8 +236,11 @@ pub enum SourceState {
     Downloading,
     /// Connected, waiting for a chunk to free up.
     Idle,
-    /// Said it is busy; tried again later.
+    /// Said it is busy (or failed); tried again later.
     Busy,
+    /// Holds a place for us in its upload queue; the worker asks again
+    /// when its turn comes.
+    Queued,
     /// Dropped: failed too often, or does not have the file.
     Dropped,
     /// Dropped for good: served data that failed verification.
@@ -331,6 +347,10 @@ enum Command {
         urn: Urn,
         sources: Vec<SocketAddrV4>,
     },
+    AddSignature {
+        urn: Urn,
+        signature: Arc<Minisig>,
+    },
     List {
         reply: Sender<Vec<DownloadSnapshot>>,
     },
@@ -423,6 +443,15 @@ impl Downloads {
     /// next search brings it again.
     pub fn offer_sources(&self, urn: &Urn, sources: Vec<SocketAddrV4>) {
         let _ = self.commands.try_send(Command::AddSources { urn: *urn, sources });
+    }
+
+    /// Offers the downloads of `urn` a signature a hit for it carried (the
+    /// node calls it for every signed hit): a download that has none, or a
+    /// worse one under the keys trusted now, takes it, judges its bytes
+    /// with it and places it beside the file. Never waits: a hint dropped
+    /// when the manager is busy comes again with the next hit.
+    pub fn offer_signature(&self, urn: &Urn, signature: Arc<Minisig>) {
+        let _ = self.commands.try_send(Command::AddSignature { urn: *urn, signature });
     }
 
     /// Every download, oldest first.
@@ -518,7 +547,10 @@ impl Entry {
         let mut snapshot = self.snapshot.lock().unwrap_or_else(PoisonError::into_inner);
         snapshot.state = state;
         snapshot.path = path;
-        if !matches!(snapshot.state, DownloadState::Downloading | DownloadState::Verifying) {
+        if !matches!(
+            snapshot.state,
+            DownloadState::Downloading | DownloadState::Stalled { .. } | DownloadState::Verifying
+        ) {
             snapshot.bytes_in_flight = 0;
             snapshot.rate_bytes_per_sec = 0.0;
         }
@@ -558,6 +590,7 @@ impl Manager {
                 let _ = reply.send(self.start(request, None)).await;
             }
             Command::AddSources { urn, sources } => self.add_sources(&urn, sources),
+            Command::AddSignature { urn, signature } => self.add_signature(&urn, signature),
             Command::List { reply } => {
                 let _ = reply.send(self.entries.values().map(Entry::snapshot).collect()).await;
             }
@@ -710,6 +743,21 @@ impl Manager {
                 }
                 Phase::Running { control, .. } => {
                     let _ = control.try_send(Control::AddSources(sources.clone()));
+                }
+                Phase::Finished => {}
+            }
+        }
+    }
+
+    fn add_signature(&mut self, urn: &Urn, signature: Arc<Minisig>) {
+        for entry in self.entries.values_mut().filter(|e| e.urns.contains(urn)) {
+            match &entry.phase {
+                // Its driver starts from the entry's signature.
+                Phase::Queued { .. } | Phase::Paused { .. } => {
+                    entry.signature.get_or_insert_with(|| signature.clone());
+                }
+                Phase::Running { control, .. } => {
+                    let _ = control.try_send(Control::AddSignature(signature.clone()));
                 }
                 Phase::Finished => {}
             }
