@@ -490,7 +490,9 @@ pub async fn start(config: Config) -> Result<NodeHandle, NodeError> {
                 log(format_args!("cannot resume a download: {problem}"));
             }
             if !resumed.ids.is_empty() {
-                log(format_args!("resuming {} unfinished downloads", resumed.ids.len()));
+                let count = resumed.ids.len();
+                let plural = if count == 1 { "" } else { "s" };
+                log(format_args!("resuming {count} unfinished download{plural}"));
             }
             Some(downloads)
         }
