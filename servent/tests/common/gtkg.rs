@@ -10,8 +10,9 @@ use std::net::{SocketAddr, TcpListener};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::OnceLock;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// Where the counterpart's source, build and run helpers are.
 fn counterpart_dir() -> PathBuf {
@@ -191,7 +192,20 @@ impl Drop for Gtkg {
     }
 }
 
-/// A port no one listens on now (gtk-gnutella needs one given).
+/// A port no one listens on now (gtk-gnutella needs one given), below the
+/// kernel's ephemeral range (32768 and up by default): a socket another test
+/// binds to port 0 meanwhile cannot take it before gtk-gnutella binds it,
+/// and then `run.sh` would take that socket for gtk-gnutella's.
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let seed = std::process::id() ^ SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().subsec_nanos();
+    for _ in 0..1_000 {
+        // 7919 is prime to 12,000: the tries of one process never repeat a port.
+        let n = NEXT.fetch_add(1, Ordering::SeqCst);
+        let port = 20_000 + (seed.wrapping_add(n.wrapping_mul(7919)) % 12_000) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port between 20000 and 32000 on 127.0.0.1");
 }
