@@ -4,10 +4,11 @@
 mod common;
 
 use std::net::TcpStream;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 
 use common::process::{Running, SERVENT};
+use common::{sign_beside, varied_bytes};
 
 #[test]
 fn search_across_a_chain_of_three_servent_processes() {
@@ -66,23 +67,10 @@ fn api_refuses_a_foreign_host_header() {
     assert!(answer.starts_with("HTTP/1.1 403"), "{answer}");
 }
 
-/// A pseudo-random file: no two 1 MiB chunks alike, so any misplaced chunk shows.
-fn content(size: usize) -> Vec<u8> {
-    let mut state = 0x2545_F491_4F6C_DD1Du64;
-    (0..size)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state as u8
-        })
-        .collect()
-}
-
 #[test]
 fn four_servents_download_by_urn_and_by_magnet_from_both_sources() {
     const NAME: &str = "SEBLINUX-iso-2.0.img";
-    let bytes = content(24 << 20);
+    let bytes = varied_bytes(24 << 20);
     let (share_c, share_d) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     std::fs::write(share_c.path().join(NAME), &bytes).unwrap();
     std::fs::write(share_d.path().join(NAME), &bytes).unwrap();
@@ -139,19 +127,6 @@ fn malformed_download_targets_get_one_clear_line() {
     }
 }
 
-fn sign(key: &signing_tool::SecretKey, folder: &Path, name: &str, content: &[u8]) {
-    std::fs::write(folder.join(name), content).unwrap();
-    let mut signer = signing_tool::Signer::new();
-    signer.update(content);
-    let meta = signing_tool::ReleaseMeta {
-        name: "SEBLINUX-base".into(),
-        version: "1.0".into(),
-        keywords: vec!["SEBLINUX".into()],
-    };
-    let minisig = signer.finish(key, name, Some(&meta), 1_700_000_000).unwrap();
-    std::fs::write(folder.join(format!("{name}.minisig")), minisig.to_text()).unwrap();
-}
-
 #[test]
 fn trusted_key_file_gives_verdicts_and_a_fake_get_fails_in_one_line() {
     let key = signing_tool::SecretKey::generate().unwrap();
@@ -159,9 +134,9 @@ fn trusted_key_file_gives_verdicts_and_a_fake_get_fails_in_one_line() {
     let public = keys.path().join("seblinux.pub");
     std::fs::write(&public, key.public_key().to_file_text()).unwrap();
     let published = tempfile::tempdir().unwrap();
-    sign(&key, published.path(), "SEBLINUX-base-1.0.tar", b"genuine release");
+    sign_beside(&key, published.path(), "SEBLINUX-base-1.0.tar", b"genuine release");
     let faked = tempfile::tempdir().unwrap();
-    sign(&key, faked.path(), "SEBLINUX-base-1.0.tar", b"genuine release");
+    sign_beside(&key, faked.path(), "SEBLINUX-base-1.0.tar", b"genuine release");
     std::fs::write(faked.path().join("SEBLINUX-base-1.0.tar"), b"a fake, same name").unwrap();
 
     let hub = Running::start(None, None);

@@ -4,10 +4,10 @@
 
 mod common;
 
-use std::path::Path;
 use std::process::{Command, Output};
 
 use common::process::{Running, SERVENT};
+use common::sign_beside;
 
 fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
@@ -17,20 +17,6 @@ fn stdout(output: &Output) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
-/// Writes `name` with `content` into `folder`, signed by `key` as SEBLINUX-base 1.0.
-fn signed(key: &signing_tool::SecretKey, folder: &Path, name: &str, content: &[u8]) {
-    std::fs::write(folder.join(name), content).unwrap();
-    let mut signer = signing_tool::Signer::new();
-    signer.update(content);
-    let meta = signing_tool::ReleaseMeta {
-        name: "SEBLINUX-base".into(),
-        version: "1.0".into(),
-        keywords: vec!["SEBLINUX".into()],
-    };
-    let minisig = signer.finish(key, name, Some(&meta), 1_700_000_000).unwrap();
-    std::fs::write(folder.join(format!("{name}.minisig")), minisig.to_text()).unwrap();
-}
-
 #[test]
 fn search_numbers_its_results_and_get_takes_one_by_number_or_by_verified_name() {
     let key = signing_tool::SecretKey::generate().unwrap();
@@ -38,7 +24,7 @@ fn search_numbers_its_results_and_get_takes_one_by_number_or_by_verified_name() 
     let public = keys.path().join("seblinux.pub");
     std::fs::write(&public, key.public_key().to_file_text()).unwrap();
     let share = tempfile::tempdir().unwrap();
-    signed(&key, share.path(), "SEBLINUX-base-1.0.tar", b"the genuine base release");
+    sign_beside(&key, share.path(), "SEBLINUX-base-1.0.tar", b"the genuine base release");
     std::fs::write(share.path().join("SEBLINUX-base-1.0-extra.tar"), b"an unsigned neighbour").unwrap();
     let sharer = Running::start(Some(share.path()), None);
     let trust = format!("{}#SEBLINUX*", public.display());

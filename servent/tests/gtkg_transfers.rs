@@ -13,26 +13,13 @@ use async_std::io::{ReadExt, WriteExt};
 use async_std::net::TcpStream;
 use async_std::task;
 use common::gtkg::{Gtkg, Options};
+use common::varied_bytes;
 use servent::transfer::alt::AltLocations;
 use servent::transfer::download::{DownloadRequest, DownloadState, Downloads, DownloadsConfig, Keep};
 use servent::trust::SharedTrust;
 
 /// How long gtk-gnutella may take to hash a file or answer on loopback.
 const GTKG_PATIENCE: Duration = Duration::from_secs(120);
-
-/// Bytes that differ along the file, so that a range written at the wrong
-/// offset cannot go unnoticed.
-fn content(len: usize) -> Vec<u8> {
-    let mut state = 0x2545_F491_4F6C_DD1Du64;
-    (0..len)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state as u8
-        })
-        .collect()
-}
 
 /// Waits until gtk-gnutella answers a `HEAD` for `urn` with a success:
 /// until then it is still hashing the file and would answer `404`.
@@ -66,7 +53,7 @@ fn v4(addr: SocketAddr) -> SocketAddrV4 {
 
 /// Downloads `len` bytes shared by gtk-gnutella and checks them.
 fn download_from_gtk_gnutella(len: usize) {
-    let theirs = content(len);
+    let theirs = varied_bytes(len);
     // gtk-gnutella shares only files whose extension it knows (`scan_extensions`).
     let name = format!("SEBLINUX-gtkg-{len}.iso");
     let Some(gtkg) = Gtkg::start(&[(&name, &theirs)], Options::default()) else { return };

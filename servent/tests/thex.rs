@@ -28,18 +28,8 @@ use signing_tool::{Minisig, ReleaseMeta, SecretKey, Signer};
 
 const NAME: &str = "SEBLINUX-tree-1.0.img";
 
-/// Bytes that differ everywhere, so that a misplaced chunk is noticed.
 fn content(len: u64) -> Arc<Vec<u8>> {
-    let mut state = 0x2545_F491_4F6C_DD1Du64;
-    let bytes = (0..len)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state as u8
-        })
-        .collect();
-    Arc::new(bytes)
+    Arc::new(common::varied_bytes(len as usize))
 }
 
 fn v4(addr: SocketAddr) -> SocketAddrV4 {

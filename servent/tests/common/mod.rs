@@ -42,6 +42,35 @@ pub async fn start_with(peers: &[SocketAddr], share: Option<&Path>, adjust: impl
     node::start(config).await.expect("servent starts")
 }
 
+/// Bytes that differ along the file (xorshift), so that a chunk or range
+/// written at the wrong offset cannot go unnoticed.
+pub fn varied_bytes(len: usize) -> Vec<u8> {
+    let mut state = 0x2545_F491_4F6C_DD1Du64;
+    (0..len)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state as u8
+        })
+        .collect()
+}
+
+/// Writes `name` with `content` into `folder`, with its `.minisig` beside
+/// it, signed by `key` as SEBLINUX-base 1.0.
+pub fn sign_beside(key: &signing_tool::SecretKey, folder: &Path, name: &str, content: &[u8]) {
+    std::fs::write(folder.join(name), content).unwrap();
+    let mut signer = signing_tool::Signer::new();
+    signer.update(content);
+    let meta = signing_tool::ReleaseMeta {
+        name: "SEBLINUX-base".into(),
+        version: "1.0".into(),
+        keywords: vec!["SEBLINUX".into()],
+    };
+    let minisig = signer.finish(key, name, Some(&meta), 1_700_000_000).unwrap();
+    std::fs::write(folder.join(format!("{name}.minisig")), minisig.to_text()).unwrap();
+}
+
 /// A folder holding these files.
 pub fn share(files: &[(&str, &[u8])]) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
