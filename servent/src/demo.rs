@@ -22,7 +22,7 @@
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use async_std::future::timeout;
 use async_std::net::TcpListener;
@@ -203,15 +203,10 @@ fn write(dir: &Path, file: &str, bytes: &[u8], signature: Option<&str>) -> Resul
     let path = dir.join(file);
     std::fs::write(&path, bytes).map_err(|e| failed(&path, e))?;
     if let Some(signature) = signature {
-        let path = dir.join(format!("{file}.minisig"));
+        let path = signing_tool::files::minisig_path(&dir.join(file));
         std::fs::write(&path, signature).map_err(|e| failed(&path, e))?;
     }
     Ok(())
-}
-
-/// Seconds since the Unix epoch.
-fn unix_now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
 /// The servents of the story and what they share.
@@ -253,7 +248,7 @@ impl Cast {
             .map_err(|e| format!("cannot make a temporary folder: {e}"))?;
         let dir = |name: &str| root.path().join(name);
         let publisher_key = SecretKey::generate().map_err(|e| format!("cannot make the publisher's key: {e}"))?;
-        let signed_at = unix_now().saturating_sub(24 * 3600);
+        let signed_at = signing_tool::files::unix_now().saturating_sub(24 * 3600);
         let releases = PACKAGES
             .iter()
             .map(|(name, size)| Release::sign(&publisher_key, name, "1.0", *size, signed_at))
@@ -480,8 +475,9 @@ impl Cast {
 
     /// The publisher signs 1.1 of the base package and shares it.
     fn publish_next(&self) -> (Step, Option<Release>) {
-        let published = Release::sign(&self.publisher_key, PACKAGE, "1.1", PACKAGES[0].1, unix_now())
-            .and_then(|release| release.write(&self.root.path().join("publisher")).map(|()| release));
+        let published =
+            Release::sign(&self.publisher_key, PACKAGE, "1.1", PACKAGES[0].1, signing_tool::files::unix_now())
+                .and_then(|release| release.write(&self.root.path().join("publisher")).map(|()| release));
         match published {
             Ok(release) => {
                 self.publisher.rescan();
