@@ -226,8 +226,7 @@ fn app(state: State) -> tide::Server<State> {
     app.at("/api/peers")
         .get(|req: Request<State>| async move { json(&req.state().node.peers().await.map_err(unavailable)?) });
     app.at("/api/peers").post(|mut req: Request<State>| async move {
-        let request: PeerRequest =
-            req.body_json().await.map_err(|e| bad_request(format!("expected {{\"addr\": …}}: {e}")))?;
+        let request: PeerRequest = body_json(&mut req, "addr").await?;
         let addr = peeraddr::resolve(&request.addr).await.map_err(bad_request)?;
         req.state().node.connect(addr).await.map_err(unavailable)?;
         json(&serde_json::json!({ "connecting": addr.to_string() }))

@@ -29,19 +29,19 @@ fn rss() -> usize {
     kib * 1024
 }
 
-fn post_head(api: SocketAddr, framing: &str) -> String {
-    format!("POST /api/searches HTTP/1.1\r\nHost: {api}\r\nContent-Type: application/json\r\n{framing}\r\n")
+fn post_head(api: SocketAddr, path: &str, framing: &str) -> String {
+    format!("POST {path} HTTP/1.1\r\nHost: {api}\r\nContent-Type: application/json\r\n{framing}\r\n")
 }
 
 /// Sends the head, then up to `HUGE` bytes of body (as one chunked stream
 /// when `chunked`) while reading the answer; returns it and how many body
 /// bytes the servent let through before closing.
-async fn send_huge(api: SocketAddr, chunked: bool) -> (ResponseHead, usize) {
+async fn send_huge(api: SocketAddr, path: &str, chunked: bool) -> (ResponseHead, usize) {
     let stream = TcpStream::connect(api).await.unwrap();
     let framing =
         if chunked { "Transfer-Encoding: chunked\r\n".to_string() } else { format!("Content-Length: {HUGE}\r\n") };
     let mut writer = stream.clone();
-    writer.write_all(post_head(api, &framing).as_bytes()).await.unwrap();
+    writer.write_all(post_head(api, path, &framing).as_bytes()).await.unwrap();
     let sender = task::spawn(async move {
         let block = vec![b' '; 1 << 20];
         let mut sent = 0;
@@ -68,7 +68,7 @@ async fn send_huge(api: SocketAddr, chunked: bool) -> (ResponseHead, usize) {
 async fn honest_search(api: SocketAddr) -> u16 {
     let mut stream = TcpStream::connect(api).await.unwrap();
     let body = r#"{"query": "SEBLINUX"}"#;
-    let head = post_head(api, &format!("Content-Length: {}\r\nConnection: close\r\n", body.len()));
+    let head = post_head(api, "/api/searches", &format!("Content-Length: {}\r\nConnection: close\r\n", body.len()));
     stream.write_all(format!("{head}{body}").as_bytes()).await.unwrap();
     http::read_response_head(&mut BufReader::new(stream)).await.expect("an answer").status
 }
@@ -87,12 +87,12 @@ async fn huge_bodies_are_refused_unread_and_honest_calls_go_on() {
     assert_eq!(honest_search(api).await, 200);
     let before = rss();
 
-    let (head, sent) = send_huge(api, false).await;
+    let (head, sent) = send_huge(api, "/api/searches", false).await;
     assert_eq!(head.status, 413);
     assert!(sent < HUGE / 4, "the servent read {sent} bytes of a body it refused");
 
     // Five at once, one of them chunked (no length announced).
-    let attacks = join_all((0..5).map(|i| send_huge(api, i == 0))).await;
+    let attacks = join_all((0..5).map(|i| send_huge(api, "/api/searches", i == 0))).await;
     for (head, sent) in &attacks {
         assert_eq!(head.status, 413);
         assert!(*sent < HUGE / 4, "the servent read {sent} bytes of a body it refused");
@@ -103,11 +103,20 @@ async fn huge_bodies_are_refused_unread_and_honest_calls_go_on() {
 }
 
 #[async_std::test]
+async fn huge_body_to_peer_add_is_refused_unread_too() {
+    let api = serving_api().await;
+    let (head, sent) = send_huge(api, "/api/peers", false).await;
+    assert_eq!(head.status, 413);
+    assert!(sent < HUGE / 4, "the servent read {sent} bytes of a body it refused");
+    assert_eq!(honest_search(api).await, 200);
+}
+
+#[async_std::test]
 async fn trickling_body_is_cut_and_honest_calls_go_on() {
     let api = serving_api().await;
     let stream = TcpStream::connect(api).await.unwrap();
     let mut writer = stream.clone();
-    writer.write_all(post_head(api, "Content-Length: 100\r\n").as_bytes()).await.unwrap();
+    writer.write_all(post_head(api, "/api/searches", "Content-Length: 100\r\n").as_bytes()).await.unwrap();
     let started = Instant::now();
     let trickle = task::spawn(async move {
         // A byte every half second: 50 s for the body, were it allowed.
