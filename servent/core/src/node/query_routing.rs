@@ -31,9 +31,6 @@ use crate::qrp::{QrpError, QueryKeys, RouteTable, RouteTableUpdate, TableReceive
 use crate::routing::PeerId;
 use crate::wire::{Guid, Message, Payload, PayloadType};
 
-/// The route table update payload type.
-const ROUTE_TABLE_UPDATE: u8 = 0x30;
-
 /// What we know of one link's query routing.
 #[derive(Default)]
 struct Link {
@@ -85,7 +82,7 @@ impl QueryRouting {
 
     /// Whether `message` is a route table update, which [`QueryRouting::receive`] takes.
     pub fn is_update(message: &Message) -> bool {
-        matches!(message.payload, Payload::Opaque { payload_type: ROUTE_TABLE_UPDATE, .. })
+        matches!(message.payload, Payload::Opaque { payload_type, .. } if PayloadType::from(payload_type) == PayloadType::RouteTable)
     }
 
     /// Applies a route table update from `peer`; returns the patches for
