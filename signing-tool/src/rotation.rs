@@ -27,7 +27,8 @@ use blake2::{Blake2b512, Digest};
 
 use crate::error::{FormatError, VerifyError};
 use crate::key::{KeyId, PublicKey, SecretKey};
-use crate::minisig::{Algorithm, Minisig, DEFAULT_UNTRUSTED_COMMENT};
+use crate::minisig::Minisig;
+use crate::sign::sign_prehashed;
 use crate::verify::FileVerifier;
 
 /// The word every rotation record's file name starts with: what a servent searches for.
@@ -118,19 +119,7 @@ impl Rotation {
             new.to_base64(),
             names.join(",")
         );
-        let signature = old.sign(&Blake2b512::digest(text.as_bytes()));
-        let mut global = Vec::with_capacity(signature.len() + comment.len());
-        global.extend_from_slice(&signature);
-        global.extend_from_slice(comment.as_bytes());
-        let global_signature = old.sign(&global);
-        let minisig = Minisig::from_parts(
-            DEFAULT_UNTRUSTED_COMMENT,
-            Algorithm::Prehashed,
-            old.key_id(),
-            signature,
-            &comment,
-            global_signature,
-        )?;
+        let minisig = sign_prehashed(old, &Blake2b512::digest(text.as_bytes()).into(), &comment)?;
         Ok((file, text, minisig))
     }
 

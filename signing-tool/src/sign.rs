@@ -44,18 +44,24 @@ impl Signer {
     ) -> Result<Minisig, FormatError> {
         let tth = self.tth.finish_root();
         let comment = trusted_comment(timestamp, file, meta, &self.sha256.finalize().into(), &tth, self.size)?;
-        let signature = key.sign(&self.prehash.finalize());
-        let mut global = Vec::with_capacity(signature.len() + comment.len());
-        global.extend_from_slice(&signature);
-        global.extend_from_slice(comment.as_bytes());
-        let global_signature = key.sign(&global);
-        Minisig::from_parts(
-            DEFAULT_UNTRUSTED_COMMENT,
-            Algorithm::Prehashed,
-            key.key_id(),
-            signature,
-            &comment,
-            global_signature,
-        )
+        sign_prehashed(key, &self.prehash.finalize().into(), &comment)
     }
+}
+
+/// A prehashed minisign signature of `prehash` (the BLAKE2b-512 of the
+/// content) with `comment` as its trusted comment, covered by the global signature.
+pub(crate) fn sign_prehashed(key: &SecretKey, prehash: &[u8; 64], comment: &str) -> Result<Minisig, FormatError> {
+    let signature = key.sign(prehash);
+    let mut global = Vec::with_capacity(signature.len() + comment.len());
+    global.extend_from_slice(&signature);
+    global.extend_from_slice(comment.as_bytes());
+    let global_signature = key.sign(&global);
+    Minisig::from_parts(
+        DEFAULT_UNTRUSTED_COMMENT,
+        Algorithm::Prehashed,
+        key.key_id(),
+        signature,
+        comment,
+        global_signature,
+    )
 }
