@@ -38,6 +38,7 @@ use self::version::Version;
 use crate::node::{NodeError, NodeHandle};
 use crate::transfer::download::{DownloadState, Keep};
 use crate::trust::Verdict;
+use crate::wire::Guid;
 
 /// How long a post-install hook may run by default.
 pub const HOOK_TIMEOUT: Duration = Duration::from_secs(300);
@@ -297,8 +298,8 @@ impl Updater {
     async fn update(&self, name: &str, dry_run: bool, explicit: bool) -> Decision {
         let installed = lock(&self.inner.install).get(name).cloned();
         let current = installed.as_ref().map(|i| &i.current);
-        let results = match self.search(name).await {
-            Ok(results) => results,
+        let (search, results) = match self.search(name).await {
+            Ok(found) => found,
             Err(e) => return failed(name, current, format!("cannot search the network: {e}")),
         };
         let (mut choice, mut newest) = choose(name, installed.as_ref(), &results, explicit, &[]);
@@ -315,9 +316,10 @@ impl Updater {
                     };
                 }
                 Ok(rotation) => {
-                    let results = match self.search(name).await {
+                    // The node judged the same results again when the new key was pinned.
+                    let results = match self.results(search).await {
                         Ok(results) => results,
-                        Err(e) => return failed(name, current, format!("cannot search the network: {e}")),
+                        Err(e) => return failed(name, current, format!("cannot read the search's results: {e}")),
                     };
                     let new = rotation.to.key_id();
                     (choice, newest) = choose(name, installed.as_ref(), &results, explicit, &[new]);
@@ -375,7 +377,7 @@ impl Updater {
         let Some(old) = node.pinned_key(from) else {
             return Err(format!("key {from} is not pinned any more, so no rotation record of it can be checked"));
         };
-        let results = self.search(&Rotation::query(from)).await.map_err(|e| format!("cannot search: {e}"))?;
+        let (_, results) = self.search(&Rotation::query(from)).await.map_err(|e| format!("cannot search: {e}"))?;
         let prefix = format!("{ROTATION_KEYWORD}-{from}-").to_ascii_lowercase();
         let records = results
             .iter()
@@ -444,11 +446,16 @@ impl Updater {
         Ok(rotation)
     }
 
-    async fn search(&self, name: &str) -> Result<Vec<crate::searches::SearchResult>, NodeError> {
-        let node = &self.inner.node;
-        let id = node.search(name, crate::routing::DEFAULT_MAX_TTL).await?;
+    /// Searches the network for `name` for the configured time: the search's id and its results.
+    async fn search(&self, name: &str) -> Result<(Guid, Vec<crate::searches::SearchResult>), NodeError> {
+        let id = self.inner.node.search(name, crate::routing::DEFAULT_MAX_TTL).await?;
         task::sleep(self.inner.config.search_wait).await;
-        Ok(node.search_results(id).await?.map(|s| s.results).unwrap_or_default())
+        Ok((id, self.results(id).await?))
+    }
+
+    /// The results of search `id`, as the node judges them now.
+    async fn results(&self, id: Guid) -> Result<Vec<crate::searches::SearchResult>, NodeError> {
+        Ok(self.inner.node.search_results(id).await?.map(|s| s.results).unwrap_or_default())
     }
 
     async fn fetch_and_install(&self, name: &str, current: Option<&Package>, candidate: &Candidate) -> Decision {
