@@ -103,9 +103,9 @@ pub fn choose(
         return (Choice::Keep(why), newest);
     }
     let bound = &installed.current.key_id;
-    let (newer, other_keys): (Vec<&Candidate>, Vec<&Candidate>) = newer.into_iter().partition(|c| {
-        c.signer().is_some_and(|k| k.to_string().eq_ignore_ascii_case(bound) || rotated_to.contains(&k))
-    });
+    let bound_key = bound.parse::<KeyId>().ok();
+    let (newer, other_keys): (Vec<&Candidate>, Vec<&Candidate>) =
+        newer.into_iter().partition(|c| c.signer().is_some_and(|k| Some(k) == bound_key || rotated_to.contains(&k)));
     if newer.is_empty() {
         let mut keys: Vec<KeyId> = Vec::new();
         for key in other_keys.iter().filter_map(|c| c.signer()) {
@@ -145,12 +145,12 @@ pub fn choose(
 /// key than the one it is bound to: then a rotation record is worth looking for.
 pub fn other_key_offers_newer(name: &str, installed: &Installed, results: &[SearchResult]) -> bool {
     let Ok(current) = installed.current.version.parse::<Version>() else { return false };
-    let bound = &installed.current.key_id;
+    let bound = installed.current.key_id.parse::<KeyId>().ok();
     results.iter().any(|result| {
         let judgement = &result.judgement;
         let release = judgement.release.as_ref().filter(|r| r.name == name && judgement.verdict != Verdict::Fake);
         let newer = release.and_then(|r| r.version.parse::<Version>().ok()).is_some_and(|v| v > current);
-        newer && judgement.publisher.is_some_and(|key| !key.to_string().eq_ignore_ascii_case(bound))
+        newer && judgement.publisher.is_some_and(|key| Some(key) != bound)
     })
 }
 
@@ -303,5 +303,17 @@ mod tests {
         // Nothing installed: nothing is bound yet.
         let (choice, _) = choose("SEBLINUX-base", None, &results[..1], false, &[]);
         assert_eq!(chosen(&choice).as_deref(), Some("9.9"));
+    }
+
+    #[test]
+    fn the_bound_key_is_compared_as_a_key_not_as_text() {
+        let lettered = KeyId([0xAB; 8]);
+        let mut lowercase = installed("1.0", 10, &[]);
+        lowercase.current.key_id = lettered.to_string().to_lowercase();
+        assert_ne!(lowercase.current.key_id, lettered.to_string());
+        let results = [signed_by("SEBLINUX-base", "1.1", 20, Verdict::Verified, lettered)];
+        let (choice, _) = choose("SEBLINUX-base", Some(&lowercase), &results, false, &[]);
+        assert_eq!(chosen(&choice).as_deref(), Some("1.1"));
+        assert!(!other_key_offers_newer("SEBLINUX-base", &lowercase, &results));
     }
 }
