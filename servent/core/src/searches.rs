@@ -314,6 +314,7 @@ mod tests {
             results,
             trailer: None,
             servent_guid: Guid([ip; 16]),
+            original: Default::default(),
         }
     }
 

@@ -764,11 +764,23 @@ pub fn build_query(text: &str) -> Result<Query, BadSearch> {
     if text.len() > wire::MAX_CRITERIA {
         return Err(BadSearch(format!("search too long: {} bytes, at most {}", text.len(), wire::MAX_CRITERIA)));
     }
-    Ok(Query { flags: QueryFlags::default(), criteria: text.to_string(), urns: Vec::new(), ggep: Default::default() })
+    Ok(Query {
+        flags: QueryFlags::default(),
+        criteria: text.to_string(),
+        urns: Vec::new(),
+        ggep: Default::default(),
+        original: Default::default(),
+    })
 }
 
 fn urn_query(urn: Urn) -> Query {
-    Query { flags: QueryFlags::default(), criteria: "\\".into(), urns: vec![urn], ggep: Default::default() }
+    Query {
+        flags: QueryFlags::default(),
+        criteria: "\\".into(),
+        urns: vec![urn],
+        ggep: Default::default(),
+        original: Default::default(),
+    }
 }
 
 fn v4(addr: SocketAddr) -> Option<SocketAddrV4> {

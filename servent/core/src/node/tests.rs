@@ -45,7 +45,13 @@ fn connect(node: &mut Node, peer: u64, remote: SocketAddr, now: Instant) {
 }
 
 fn query(criteria: &str, urns: Vec<Urn>) -> Message {
-    let query = Query { flags: QueryFlags::default(), criteria: criteria.into(), urns, ggep: Default::default() };
+    let query = Query {
+        flags: QueryFlags::default(),
+        criteria: criteria.into(),
+        urns,
+        ggep: Default::default(),
+        original: Default::default(),
+    };
     Message { guid: Guid([9; 16]), ttl: 3, hops: 1, payload: Payload::Query(query) }
 }
 
@@ -339,6 +345,7 @@ fn search_floods_a_query_and_collects_its_hits() {
         results: vec![result],
         trailer: None,
         servent_guid: Guid([1; 16]),
+        original: Default::default(),
     };
     let message = Message { guid: id, ttl: 3, hops: 1, payload: Payload::QueryHit(hit) };
     node.handle(Event::Message { peer: PeerId(1), message }, now);
