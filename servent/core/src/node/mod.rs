@@ -21,12 +21,14 @@
 //! never waits for the index.
 
 mod answer;
+pub mod dynamic;
 mod hammering;
 mod query_routing;
 #[cfg(test)]
 pub(crate) mod testing;
 #[cfg(test)]
 mod tests;
+pub mod vendor;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
