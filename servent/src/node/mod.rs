@@ -208,7 +208,7 @@ pub struct LinkCounters {
 
 /// Requests from the API and the CLI.
 enum Command {
-    Search { text: String, ttl: u8, reply: Sender<Result<Guid, NodeError>> },
+    Search { text: String, ttl: Option<u8>, reply: Sender<Result<Guid, NodeError>> },
     Results { id: Guid, reply: Sender<Option<SearchSnapshot>> },
     Peers { reply: Sender<Vec<PeerSnapshot>> },
     Status { reply: Sender<Status> },
@@ -362,10 +362,11 @@ impl NodeHandle {
         answer.recv().await.map_err(|_| NodeError::Stopped)
     }
 
-    /// Floods a search through the network; the text is keywords or a
-    /// `urn:sha1:`/`urn:sha256:`. Returns its id.
-    pub async fn search(&self, text: &str, ttl: u8) -> Result<Guid, NodeError> {
-        let text = text.to_string();
+    /// Sends a search through the network; the text is keywords or a
+    /// `urn:sha1:`/`urn:sha256:`. As an ultrapeer it runs dynamically, unless
+    /// a TTL is given: then it is flooded at that TTL. Returns its id.
+    pub async fn search(&self, text: &str, ttl: impl Into<Option<u8>>) -> Result<Guid, NodeError> {
+        let (text, ttl) = (text.to_string(), ttl.into());
         self.ask(|reply| Command::Search { text, ttl, reply }).await?
     }
 

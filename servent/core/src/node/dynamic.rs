@@ -37,7 +37,7 @@ use std::time::{Duration, Instant};
 
 use crate::routing::PeerId;
 use crate::wire::vendor::query_status::QueryStatus;
-use crate::wire::Message;
+use crate::wire::{Guid, Message, Payload, Query};
 
 /// Neighbours the probe goes to.
 pub const PROBE_ULTRAPEERS: usize = 3;
@@ -139,6 +139,7 @@ pub struct DynamicQuery {
     status_timeouts: u32,
     waiting_status: Option<Instant>,
     timeout: Duration,
+    started: Instant,
     next: Instant,
     deadline: Instant,
     done: bool,
@@ -166,6 +167,7 @@ impl DynamicQuery {
             status_timeouts: 0,
             waiting_status: None,
             timeout: RESULT_TIMEOUT,
+            started: now,
             next: now,
             deadline: now + LIFETIME,
             done: false,
@@ -175,6 +177,24 @@ impl DynamicQuery {
     /// Whose query it is.
     pub fn origin(&self) -> Origin {
         self.origin
+    }
+
+    /// The query's GUID.
+    pub fn guid(&self) -> Guid {
+        self.message.guid
+    }
+
+    /// The query.
+    pub fn query(&self) -> Option<&Query> {
+        match &self.message.payload {
+            Payload::Query(query) => Some(query),
+            _ => None,
+        }
+    }
+
+    /// When it started.
+    pub fn started(&self) -> Instant {
+        self.started
     }
 
     /// Whether it has ended.

@@ -24,6 +24,7 @@ mod answer;
 pub mod dynamic;
 mod hammering;
 mod query_routing;
+mod querying;
 #[cfg(test)]
 pub(crate) mod testing;
 #[cfg(test)]
@@ -41,6 +42,7 @@ use serde::Serialize;
 pub use self::answer::query_hits;
 pub use self::hammering::{Hammering, HAMMER_TABLE, MAX_CONNECTS_PER_MINUTE};
 use self::query_routing::QueryRouting;
+use self::querying::Querying;
 use crate::handshake::{Admission, PeerInfo, Role};
 use crate::hostcache::{HostCache, Origin, HOST_CACHE_CAPACITY};
 use crate::requery::{Phase, Requeries};
@@ -331,6 +333,7 @@ pub struct Node {
     last_gwebcache: Option<Instant>,
     actions: VecDeque<Action>,
     qrp: QueryRouting,
+    querying: Querying,
 }
 
 impl Node {
@@ -374,6 +377,7 @@ impl Node {
             last_gwebcache: None,
             actions: VecDeque::new(),
             qrp: QueryRouting::default(),
+            querying: Querying::default(),
         }
     }
 
@@ -399,6 +403,10 @@ impl Node {
                     }
                 }
             }
+            Event::Message { peer, message } if vendor::is_vendor(&message) => self.on_vendor(peer, &message, now),
+            Event::Message { peer, message } if self.is_leaf_query(peer, &message) => {
+                self.on_leaf_query(peer, message, now)
+            }
             Event::Message { peer, message } => {
                 let actions = self.router.handle(peer, message, now);
                 self.apply(actions, now);
@@ -422,6 +430,8 @@ impl Node {
             Event::LibraryChanged { files, bytes } => {
                 self.library = (files, bytes);
                 self.update_local();
+                let peers: Vec<PeerId> = self.peers.keys().copied().collect();
+                peers.into_iter().for_each(|peer| self.tell_hops_flow(peer));
             }
             Event::LocalResults { lookup, files } => self.answer(lookup, files),
             Event::LibraryTable(table) => {
@@ -437,7 +447,8 @@ impl Node {
 
     /// When [`Node::handle_timeout`] wants to be called next.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        Some(self.requery_due().map_or(self.next_tick, |due| due.min(self.next_tick)))
+        let due = [self.requery_due(), self.querying.next_due()].into_iter().flatten().min();
+        Some(due.map_or(self.next_tick, |due| due.min(self.next_tick)))
     }
 
     /// When a download's re-query is due: never while nobody would hear it.
@@ -459,14 +470,14 @@ impl Node {
                 self.actions.push_back(Action::SaveHosts(self.hosts.saved()));
             }
         }
+        self.step_dynamic(now);
         if self.requery_due().is_none_or(|due| due > now) {
             return;
         }
         for urn in self.requeries.due(now) {
             // A re-query is a Query of ours, but no search of the user's:
             // its hits only offer sources to the downloads.
-            let (_, actions) = self.router.start_query(urn_query(urn), routing::DEFAULT_MAX_TTL, now);
-            self.apply(actions, now);
+            self.start_own_query(urn_query(urn), None, now);
         }
     }
 
@@ -485,13 +496,14 @@ impl Node {
         self.actions.pop_front()
     }
 
-    /// Floods a search through the network: keywords, or a
-    /// `urn:sha1:`/`urn:sha256:`. Returns its id (its Query GUID).
-    pub fn search(&mut self, text: &str, ttl: u8, now: Instant) -> Result<Guid, BadSearch> {
+    /// Sends a search through the network: keywords, or a
+    /// `urn:sha1:`/`urn:sha256:`. An ultrapeer runs it dynamically; `ttl`
+    /// floods it at that TTL instead (capped by what each peer advertised).
+    /// Returns its id (its Query GUID).
+    pub fn search(&mut self, text: &str, ttl: impl Into<Option<u8>>, now: Instant) -> Result<Guid, BadSearch> {
         let query = build_query(text)?;
-        let (guid, actions) = self.router.start_query(query, ttl, now);
+        let guid = self.start_own_query(query, ttl.into(), now);
         self.searches.start(guid, text.to_string(), now);
-        self.apply(actions, now);
         Ok(guid)
     }
 
@@ -588,6 +600,7 @@ impl Node {
         }
         let info = connected.info;
         let table_messages = self.qrp.connected(connected.peer, &info, self.config.role, &mut self.rng);
+        self.querying_connected(connected.peer, &info);
         let listen = info.listen.and_then(v4);
         let role = info.role();
         let peer = Peer {
@@ -611,7 +624,12 @@ impl Node {
         for action in actions {
             match action {
                 routing::Action::Send { to, mut message } => {
-                    if self.qrp.admits(self.config.role, to, &mut message) {
+                    if let Payload::QueryHit(hit) = &message.payload {
+                        self.count_results(message.guid, hit.results.len());
+                    }
+                    let query = matches!(message.payload, Payload::Query(_));
+                    let flow = !query || self.querying.vendor.admits_query(to, message.hops);
+                    if flow && self.qrp.admits(self.config.role, to, &mut message) {
                         self.actions.push_back(Action::Send { to, message });
                     }
                 }
@@ -626,6 +644,7 @@ impl Node {
     }
 
     fn on_hit(&mut self, search: Guid, hit: QueryHit, now: Instant) {
+        self.count_results(search, hit.results.len());
         let source = SocketAddrV4::new(hit.ip, hit.port);
         for result in hit.results.iter().filter(|r| !r.urns.is_empty()) {
             let signature = result.ggep.get(wire::GgepId::RELEASE_SIGNATURE).map(<[u8]>::to_vec);
@@ -749,6 +768,7 @@ impl Node {
     fn forget(&mut self, peer: PeerId) -> bool {
         self.router.disconnected(peer);
         self.qrp.closed(peer);
+        self.querying_closed(peer);
         self.peers.remove(&peer).is_some()
     }
 }

@@ -14,7 +14,8 @@ use rand::rngs::StdRng;
 use rand::SeedableRng;
 
 use super::{Action, Config, Connected, Direction, Event, Node};
-use crate::handshake::{Admission, PeerInfo};
+use crate::handshake::{Admission, PeerInfo, Role};
+use crate::qrp::RouteTable;
 use crate::routing::PeerId;
 use crate::trust::{SharedTrust, TrustStore};
 use crate::wire::{Message, Payload, Urn};
@@ -89,6 +90,9 @@ impl Net {
         self.libraries[i].push(file);
         let (files, bytes) = (self.libraries[i].len() as u32, self.libraries[i].iter().map(|f| f.size).sum());
         self.nodes[i].handle(Event::LibraryChanged { files, bytes }, self.now);
+        let names = self.libraries[i].iter().map(|f| f.name.as_str());
+        let table = RouteTable::from_library(names, self.libraries[i].iter().map(|f| &f.sha1));
+        self.nodes[i].handle(Event::LibraryTable(table), self.now);
     }
 
     /// Runs the net until `duration` of virtual time has passed.
@@ -191,7 +195,10 @@ impl Net {
                 self.next_peer += 2;
                 self.links.insert((from, dialer), (to, listener));
                 self.links.insert((to, listener), (from, dialer));
-                let info = |i: usize| PeerInfo { listen: Some(SocketAddr::V4(Net::addr(i))), ..PeerInfo::default() };
+                let info = |i: usize| PeerInfo {
+                    listen: Some(SocketAddr::V4(Net::addr(i))),
+                    ..self.nodes[i].handshake_info()
+                };
                 let outgoing = Connected {
                     peer: dialer,
                     addr: SocketAddr::V4(addr),
@@ -228,4 +235,29 @@ fn matches(file: &search::SharedFile, query: &search::Query) -> bool {
     let name = file.name.to_lowercase();
     let words = search::keywords(&query.words);
     !words.is_empty() && words.iter().all(|w| name.contains(w.as_str()))
+}
+
+impl Node {
+    /// What this node would say of itself in a handshake: its role and,
+    /// when the node was configured for roles (leaves, or a leaf itself),
+    /// QRP and its degree, as the servent's handshake sends them.
+    fn handshake_info(&self) -> PeerInfo {
+        let roles = self.config.role == Role::Leaf || self.config.max_leaves > 0;
+        if !roles {
+            return PeerInfo::default();
+        }
+        let ultrapeer = self.config.role == Role::Ultrapeer;
+        let mut headers = vec![
+            ("X-Ultrapeer", if ultrapeer { "True".to_string() } else { "False".to_string() }),
+            ("X-Query-Routing", "0.2".to_string()),
+            ("X-Max-TTL", self.config.max_ttl.to_string()),
+        ];
+        if ultrapeer {
+            headers.push(("X-Ultrapeer-Query-Routing", "0.1".to_string()));
+            headers.push(("X-Degree", self.config.max_peers.to_string()));
+            headers.push(("X-Dynamic-Querying", "0.1".to_string()));
+        }
+        let headers = headers.into_iter().map(|(name, value)| (name.to_string(), value)).collect();
+        PeerInfo { ultrapeer, headers, ..PeerInfo::default() }
+    }
 }

@@ -19,7 +19,7 @@ use crate::routing::PeerId;
 use crate::wire::vendor::hops_flow::HopsFlow;
 use crate::wire::vendor::query_status::QueryStatus;
 use crate::wire::vendor::{Kind, MessagesSupported, Vendor};
-use crate::wire::{Guid, Message};
+use crate::wire::{Guid, Message, PayloadType};
 
 /// The kinds we announce in Messages Supported. Each branch that handles a
 /// kind adds it here.
@@ -112,6 +112,11 @@ impl VendorLinks {
         link.told = Some(flow);
         Some(message(Guid::from_rng(rng), flow.to_vendor()))
     }
+}
+
+/// Whether `message` is a vendor message (payload type 0x31 or 0x32).
+pub fn is_vendor(message: &Message) -> bool {
+    matches!(message.payload_type(), PayloadType::Vendor | PayloadType::StandardVendor)
 }
 
 /// A vendor message to a neighbour: TTL 1, hops 0. A Query Status
