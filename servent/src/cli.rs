@@ -250,7 +250,7 @@ pub struct RunArgs {
     /// Ultrapeer links to keep (a leaf keeps 4 at most).
     #[structopt(long, default_value = "16")]
     pub max_peers: usize,
-    /// The part to play: auto (an ultrapeer, for now), ultrapeer or leaf.
+    /// The part to play: auto (a leaf promoted to ultrapeer when able), ultrapeer or leaf.
     #[structopt(long, default_value = "auto")]
     pub mode: config::Mode,
     /// Leaves an ultrapeer shelters besides its ultrapeer links.

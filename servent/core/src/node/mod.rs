@@ -23,6 +23,7 @@
 mod answer;
 pub mod dynamic;
 mod hammering;
+pub mod promotion;
 mod query_routing;
 mod querying;
 #[cfg(test)]
@@ -41,6 +42,7 @@ use serde::Serialize;
 
 pub use self::answer::query_hits;
 pub use self::hammering::{Hammering, HAMMER_TABLE, MAX_CONNECTS_PER_MINUTE};
+use self::promotion::{Facts, Promotion};
 use self::query_routing::QueryRouting;
 use self::querying::Querying;
 use crate::handshake::{Admission, PeerInfo, Role};
@@ -100,6 +102,8 @@ pub struct Config {
     pub host_cache_capacity: usize,
     /// How often each neighbour gets a keep-alive Ping.
     pub ping_interval: Duration,
+    /// `--mode auto`: switch between leaf and ultrapeer as [`promotion`] decides.
+    pub auto_role: bool,
 }
 
 impl Default for Config {
@@ -117,6 +121,7 @@ impl Default for Config {
             role: Role::Ultrapeer,
             host_cache_capacity: HOST_CACHE_CAPACITY,
             ping_interval: routing::PING_INTERVAL,
+            auto_role: false,
         }
     }
 }
@@ -213,6 +218,9 @@ pub enum Event {
     LibraryTable(crate::qrp::RouteTable),
     /// The trusted keys changed: results are judged again.
     TrustChanged,
+    /// A servent connected to our Gnutella port (whatever came of it): we
+    /// are reachable, not firewalled.
+    Reached,
     /// A download was started; `searched` says a search just found its sources.
     DownloadStarted {
         /// The download's number.
@@ -268,6 +276,14 @@ pub enum Action {
     SaveHosts(String),
     /// We are reached at this address now: give it in handshakes.
     Advertise(SocketAddrV4),
+    /// Play this role from now on: the handshake says so, and offers to
+    /// become a leaf (`may_become_leaf`) when an ultrapeer asks.
+    Role {
+        /// The role.
+        role: Role,
+        /// Whether an ultrapeer asking us to be its leaf is obeyed.
+        may_become_leaf: bool,
+    },
     /// A QueryHit named a source of this content: tell the downloads.
     OfferSource {
         /// The content's URNs.
@@ -334,6 +350,11 @@ pub struct Node {
     actions: VecDeque<Action>,
     qrp: QueryRouting,
     querying: Querying,
+    promotion: Option<Promotion>,
+    /// Whether a peer connected to us since start: we are not firewalled.
+    reachable: bool,
+    /// The role last handed out with [`Action::Role`].
+    announced: Option<(Role, bool)>,
 }
 
 impl Node {
@@ -353,6 +374,7 @@ impl Node {
             ..routing::Config::default()
         };
         let local = LocalHost { addr: advertised, files: library.0, kbytes: kbytes(library.1) };
+        let promotion = config.auto_role.then(|| Promotion::new(now));
         let mut hosts = HostCache::with_capacity(config.host_cache_capacity);
         for peer in &config.peers {
             hosts.add(*peer, Origin::User);
@@ -378,6 +400,9 @@ impl Node {
             actions: VecDeque::new(),
             qrp: QueryRouting::default(),
             querying: Querying::default(),
+            promotion,
+            reachable: false,
+            announced: None,
         }
     }
 
@@ -440,6 +465,7 @@ impl Node {
                 }
             }
             Event::TrustChanged => self.searches.rejudge(&self.trust.read()),
+            Event::Reached => self.reachable = true,
             Event::DownloadStarted { id, urn, searched } => self.requeries.start(id, urn, searched, now),
             Event::DownloadPhase { id, urn, phase } => self.requeries.observe(id, urn, phase, now),
         }
@@ -464,6 +490,7 @@ impl Node {
             self.next_tick = now + self.config.tick;
             let actions = self.router.tick(now);
             self.apply(actions, now);
+            self.promote(now);
             self.dial_more(now);
             if self.config.persist_hosts && now.duration_since(self.last_host_save) >= HOST_CACHE_SAVE_INTERVAL {
                 self.last_host_save = now;
@@ -586,6 +613,9 @@ impl Node {
     }
 
     fn on_connected(&mut self, connected: Connected, now: Instant) {
+        if connected.info.demoted && self.config.role == Role::Ultrapeer {
+            self.switch_role(Role::Leaf, "became an ultrapeer's leaf");
+        }
         if let Some(dialed) = connected.dialed {
             self.dialing.remove(&dialed);
             self.hosts.succeeded(dialed);
@@ -741,6 +771,41 @@ impl Node {
     fn update_local(&mut self) {
         let (files, bytes) = self.library;
         self.router.set_local(LocalHost { addr: self.advertised, files, kbytes: kbytes(bytes) });
+    }
+
+    /// `--mode auto`: switches roles when [`promotion`] says so, and hands
+    /// out the role the handshake must state.
+    fn promote(&mut self, now: Instant) {
+        let Some(promotion) = self.promotion.as_mut() else { return };
+        let leaves = self.peers.values().filter(|p| p.role == Role::Leaf).count();
+        let facts =
+            Facts { role: self.config.role, reachable: self.reachable, ultrapeers: self.peers.len() - leaves, leaves };
+        if let Some(role) = promotion.decide(facts, now) {
+            self.switch_role(role, "switching roles");
+        }
+        let may_become_leaf = self.config.role == Role::Ultrapeer && leaves == 0;
+        let state = (self.config.role, may_become_leaf);
+        if self.announced != Some(state) {
+            self.announced = Some(state);
+            self.actions.push_back(Action::Role { role: state.0, may_become_leaf });
+        }
+    }
+
+    /// Plays `role` from now on: the links made in the other role go (a
+    /// peer took us for what we were), and new ones are dialed.
+    fn switch_role(&mut self, role: Role, why: &str) {
+        self.config.role = role;
+        let peers: Vec<PeerId> = self.peers.keys().copied().collect();
+        for peer in peers {
+            self.disconnect(
+                peer,
+                200,
+                format!("{why}: now a {}", if role == Role::Leaf { "leaf" } else { "ultrapeer" }),
+            );
+        }
+        let may_become_leaf = role == Role::Ultrapeer;
+        self.announced = Some((role, may_become_leaf));
+        self.actions.push_back(Action::Role { role, may_become_leaf });
     }
 
     /// Sends a Bye, then lets the link go once it is written.

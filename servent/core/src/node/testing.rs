@@ -186,6 +186,13 @@ impl Net {
             self.send_later(from, Event::DialFailed { addr, try_hosts: Vec::new() });
             return;
         };
+        self.nodes[to].handle(Event::Reached, self.now);
+        let leaves = [from, to].iter().all(|&i| self.nodes[i].config.role == Role::Leaf);
+        if leaves {
+            // The handshake refuses: "503 Shielded leaf node".
+            self.send_later(from, Event::DialFailed { addr, try_hosts: Vec::new() });
+            return;
+        }
         match self.nodes[to].admit(SocketAddr::V4(Net::addr(from))) {
             (Admission::Full { try_ultrapeers }, _) => {
                 self.send_later(from, Event::DialFailed { addr, try_hosts: try_ultrapeers });
