@@ -173,3 +173,25 @@ fn a_search_without_ttl_probes_three_ultrapeers_and_each_link_opens_with_message
         ultra.shutdown().await;
     });
 }
+
+#[test]
+fn a_servent_in_auto_mode_starts_as_a_leaf_and_is_promoted_when_no_ultrapeer_is_about() {
+    task::block_on(async {
+        let ultra = ultrapeer().await;
+        let auto = start_with(&[ultra.listen_addr()], None, |config| config.mode = Mode::Auto).await;
+        wait_for("the auto servent to link as a leaf", || async {
+            ultra.peers().await.unwrap().iter().any(|p| p.role == Role::Leaf)
+        })
+        .await;
+        ultra.shutdown().await;
+        // Each leaf that knocks is refused (a leaf takes no leaves) but shows
+        // we are reachable; with no ultrapeer left, after the shortage wait
+        // the auto servent answers as an ultrapeer.
+        wait_for("the auto servent to answer as an ultrapeer", || async {
+            let (_leaf, response) = raw_leaf(&auto).await;
+            response.starts_with("GNUTELLA/0.6 200") && response.contains("X-Ultrapeer: True")
+        })
+        .await;
+        auto.shutdown().await;
+    });
+}
