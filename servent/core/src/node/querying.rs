@@ -85,7 +85,10 @@ impl Node {
             Received::Malformed => self.router.count_drop(peer, routing::Drop::Malformed),
             Received::StatusRequest(guid) => {
                 let status = match self.searches.get(&guid) {
-                    Some(search) if self.config.role == Role::Leaf => QueryStatus::kept(search.results().len()),
+                    // Results kept, as deployed leaves count them: each source of each file.
+                    Some(search) if self.config.role == Role::Leaf => {
+                        QueryStatus::kept(search.results().iter().map(|r| r.sources.len()).sum())
+                    }
                     _ => QueryStatus::STOP,
                 };
                 let message = vendor::message(guid, status.to_vendor());
@@ -157,6 +160,11 @@ impl Node {
             && message.hops == 0
             && matches!(message.payload, Payload::Query(_))
             && self.peers.get(&peer).is_some_and(|p| p.role == Role::Leaf)
+    }
+
+    /// Dynamic queries running here.
+    pub fn dynamic_queries(&self) -> usize {
+        self.querying.running.len()
     }
 
     /// Counts the results of a hit for the dynamic query it answers.

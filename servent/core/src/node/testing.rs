@@ -245,26 +245,15 @@ fn matches(file: &search::SharedFile, query: &search::Query) -> bool {
 }
 
 impl Node {
-    /// What this node would say of itself in a handshake: its role and,
-    /// when the node was configured for roles (leaves, or a leaf itself),
-    /// QRP and its degree, as the servent's handshake sends them.
+    /// What this node would say of itself in a handshake: its role, QRP
+    /// and its degree when it was configured for roles (leaves, or a leaf
+    /// itself); nothing for a node of a flat network.
     fn handshake_info(&self) -> PeerInfo {
         let roles = self.config.role == Role::Leaf || self.config.max_leaves > 0;
         if !roles {
             return PeerInfo::default();
         }
-        let ultrapeer = self.config.role == Role::Ultrapeer;
-        let mut headers = vec![
-            ("X-Ultrapeer", if ultrapeer { "True".to_string() } else { "False".to_string() }),
-            ("X-Query-Routing", "0.2".to_string()),
-            ("X-Max-TTL", self.config.max_ttl.to_string()),
-        ];
-        if ultrapeer {
-            headers.push(("X-Ultrapeer-Query-Routing", "0.1".to_string()));
-            headers.push(("X-Degree", self.config.max_peers.to_string()));
-            headers.push(("X-Dynamic-Querying", "0.1".to_string()));
-        }
-        let headers = headers.into_iter().map(|(name, value)| (name.to_string(), value)).collect();
-        PeerInfo { ultrapeer, headers, ..PeerInfo::default() }
+        let degree = u32::try_from(self.config.max_peers).unwrap_or(u32::MAX);
+        PeerInfo::stated(self.config.role, degree, self.config.max_ttl)
     }
 }
