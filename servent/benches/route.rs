@@ -19,6 +19,7 @@ fn encoded_queries(count: u32) -> Vec<u8> {
             criteria: format!("seblinux package {i}"),
             urns: Vec::new(),
             ggep: Default::default(),
+            original: Default::default(),
         };
         Message { guid: Guid(guid), ttl: 4, hops: 1, payload: Payload::Query(query) }.encode_into(&mut bytes);
     }

@@ -67,6 +67,7 @@ fn encoded_hits(key: &SecretKey) -> (Vec<Vec<u8>>, Vec<Minisig>) {
             results,
             trailer: None,
             servent_guid: Guid([7; 16]),
+            original: Default::default(),
         };
         messages.push(Message { guid: Guid([1; 16]), ttl: 3, hops: 0, payload: Payload::QueryHit(hit) }.encode());
     }

@@ -17,7 +17,7 @@
 //! | `GET /api/trust` | a list of [`KeyEntry`](crate::trust::KeyEntry) |
 //! | `POST /api/trust` `{"key": "RW…", "scope": ["SEBLINUX*"]}` | the [`KeyEntry`](crate::trust::KeyEntry) pinned |
 //! | `POST /api/trust/remove` `{"key_id": "…"}` | `{"removed": "…"}` |
-//! | `POST /api/searches` `{"query": "SEBLINUX", "ttl": 7}` | `{"id": "…"}` |
+//! | `POST /api/searches` `{"query": "SEBLINUX"}` (`"ttl": 7` floods) | `{"id": "…"}` |
 //! | `GET /api/searches/:id` | [`SearchSnapshot`](crate::node::SearchSnapshot) |
 //! | `POST /api/downloads` `{"target": "urn:sha1:…" or "magnet:?…", "require_verified": false}` | `{"id": 1}` |
 //! | `GET /api/downloads` | a list of [`DownloadSnapshot`](crate::transfer::download::DownloadSnapshot) |
@@ -63,7 +63,8 @@ use crate::{keysource, peeraddr};
 pub struct SearchRequest {
     /// Keywords, or a `urn:sha1:`/`urn:sha256:`.
     pub query: String,
-    /// How far the Query travels (defaults to the maximum).
+    /// Flood the Query this far; without it an ultrapeer widens the search
+    /// dynamically until enough results come.
     pub ttl: Option<u8>,
 }
 
@@ -256,8 +257,7 @@ fn app(state: State) -> tide::Server<State> {
     });
     app.at("/api/searches").post(|mut req: Request<State>| async move {
         let request: SearchRequest = body_json(&mut req, "query").await?;
-        let ttl = request.ttl.unwrap_or(crate::routing::DEFAULT_MAX_TTL);
-        match req.state().node.search(&request.query, ttl).await {
+        match req.state().node.search(&request.query, request.ttl).await {
             Ok(id) => json(&serde_json::json!({ "id": id.to_string() })),
             Err(NodeError::BadSearch(why)) => Err(bad_request(why)),
             Err(e) => Err(unavailable(e)),

@@ -46,9 +46,10 @@ pub enum Command {
         /// Seconds to gather results before printing them.
         #[structopt(long, default_value = "3")]
         wait: f64,
-        /// How far the query travels, in hops (1 to 7).
-        #[structopt(long, default_value = "7", parse(try_from_str = parse_ttl))]
-        ttl: u8,
+        /// Flood the query this far, in hops (1 to 7), instead of letting
+        /// the network widen it until enough results come (experts only).
+        #[structopt(long, parse(try_from_str = parse_ttl))]
+        ttl: Option<u8>,
         /// One JSON object per line.
         #[structopt(long)]
         json: bool,
@@ -249,7 +250,7 @@ pub struct RunArgs {
     /// Ultrapeer links to keep (a leaf keeps 4 at most).
     #[structopt(long, default_value = "16")]
     pub max_peers: usize,
-    /// The part to play: auto (an ultrapeer, for now), ultrapeer or leaf.
+    /// The part to play: auto (a leaf promoted to ultrapeer when able), ultrapeer or leaf.
     #[structopt(long, default_value = "auto")]
     pub mode: config::Mode,
     /// Leaves an ultrapeer shelters besides its ultrapeer links.
@@ -623,7 +624,7 @@ pub async fn run_client(command: Command) -> Result<(), String> {
 }
 
 /// Searches, prints the results numbered, and remembers them for `get N`.
-async fn search(client: &Client, text_query: &str, ttl: u8, wait: f64, json: bool) -> Result<(), String> {
+async fn search(client: &Client, text_query: &str, ttl: Option<u8>, wait: f64, json: bool) -> Result<(), String> {
     let started = client.post("/api/searches", &serde_json::json!({ "query": text_query, "ttl": ttl })).await?;
     let id = started["id"].as_str().ok_or("the servent gave no search id")?.to_string();
     async_std::task::sleep(Duration::from_secs_f64(wait.clamp(0.0, 3600.0))).await;

@@ -67,7 +67,7 @@ impl Default for Config {
             shares: Vec::new(),
             peers: Vec::new(),
             max_peers: DEFAULT_MAX_PEERS,
-            mode: Mode::Auto,
+            mode: Mode::Ultrapeer,
             max_leaves: DEFAULT_MAX_LEAVES,
             discover: true,
             gwebcaches: Vec::new(),
@@ -82,12 +82,14 @@ impl Default for Config {
     }
 }
 
-/// The part a servent is asked to play (`run --mode`).
+/// The part a servent is asked to play (`run --mode`, `auto` by default
+/// there; [`Config::default`] is a fixed ultrapeer, for tests and test
+/// networks that must link up at once).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Mode {
-    /// Decide by itself; for now it plays an ultrapeer (deployed servents
-    /// start as leaves and promote themselves when reachable, up long
-    /// enough and with bandwidth: not done yet).
+    /// Decide by itself, as deployed servents do: start as a leaf, become
+    /// an ultrapeer once reachable and up an hour (or when no ultrapeer is
+    /// to be found), and back (`servent_core::node::promotion`).
     #[default]
     Auto,
     /// Always an ultrapeer.
@@ -97,11 +99,11 @@ pub enum Mode {
 }
 
 impl Mode {
-    /// The role played now.
+    /// The role played at start.
     pub fn role(self) -> servent_core::handshake::Role {
         match self {
-            Mode::Auto | Mode::Ultrapeer => servent_core::handshake::Role::Ultrapeer,
-            Mode::Leaf => servent_core::handshake::Role::Leaf,
+            Mode::Ultrapeer => servent_core::handshake::Role::Ultrapeer,
+            Mode::Auto | Mode::Leaf => servent_core::handshake::Role::Leaf,
         }
     }
 }

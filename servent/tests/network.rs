@@ -65,8 +65,13 @@ fn raw_connection_gets_a_pong_and_a_query_hit_routed_back() {
         let Payload::Pong(pong) = pong.payload else { unreachable!() };
         assert_eq!(pong.port, b.listen_addr().port());
 
-        let query =
-            Query { flags: QueryFlags::default(), criteria: "SEBLINUX".into(), urns: vec![], ggep: Default::default() };
+        let query = Query {
+            flags: QueryFlags::default(),
+            criteria: "SEBLINUX".into(),
+            urns: vec![],
+            ggep: Default::default(),
+            original: Default::default(),
+        };
         let query = Message { guid: Guid([2; 16]), ttl: 3, hops: 0, payload: Payload::Query(query) };
         raw.send(&query).await;
         let hit = raw.receive_until(|m| matches!(m.payload, Payload::QueryHit(_)) && m.guid == query.guid).await;
@@ -167,6 +172,7 @@ fn burst_of_ten_thousand_queries_is_rate_limited_and_others_are_still_served() {
                 criteria: "nothing matches this".into(),
                 urns: vec![],
                 ggep: Default::default(),
+                original: Default::default(),
             };
             Message { guid: Guid(guid), ttl: 2, hops: 0, payload: Payload::Query(query) }.encode_into(&mut burst);
         }

@@ -11,6 +11,7 @@ use servent::config::Mode;
 use servent::handshake::Role;
 use servent::node::NodeHandle;
 use servent::qrp::RouteTable;
+use servent::wire::vendor::{Kind, MessagesSupported, Vendor};
 use servent::wire::{Guid, Message, Payload};
 
 async fn ultrapeer() -> NodeHandle {
@@ -123,5 +124,74 @@ fn our_leaf_under_our_ultrapeer_is_found_through_its_table() {
         for node in [leaf, ultra] {
             node.shutdown().await;
         }
+    });
+}
+
+/// An ultrapeer, typed as gtk-gnutella 1.2 sends its handshake.
+async fn raw_ultrapeer(ultrapeer: &NodeHandle) -> RawPeer {
+    let mut peer = RawPeer::connect(ultrapeer.listen_addr()).await;
+    peer.send_bytes(
+        b"GNUTELLA CONNECT/0.6\r\nUser-Agent: gtk-gnutella/1.2.3\r\nX-Ultrapeer: True\r\n\
+          X-Query-Routing: 0.2\r\nX-Degree: 32\r\nX-Max-TTL: 4\r\nX-Dynamic-Querying: 0.1\r\n\r\n",
+    )
+    .await;
+    let response = peer.read_headers().await;
+    assert!(response.starts_with("GNUTELLA/0.6 200"), "{response}");
+    peer.send_bytes(b"GNUTELLA/0.6 200 OK\r\n\r\n").await;
+    peer
+}
+
+#[test]
+fn a_search_without_ttl_probes_three_ultrapeers_and_each_link_opens_with_messages_supported() {
+    task::block_on(async {
+        let ultra = ultrapeer().await;
+        let mut peers = Vec::new();
+        for _ in 0..4 {
+            peers.push(raw_ultrapeer(&ultra).await);
+        }
+        wait_for("four ultrapeer links", || async { ultra.peers().await.unwrap().len() == 4 }).await;
+        ultra.search("seblinux dynamic", None).await.unwrap();
+        // A flooded search after it: on each link it comes after whatever the first sent.
+        ultra.search("seblinux fence", 4).await.unwrap();
+        let mut probed = Vec::new();
+        for peer in &mut peers {
+            let first = peer.receive().await;
+            let Some(Ok(vendor)) = Vendor::from_payload(&first.payload) else { panic!("{first:?}") };
+            let announced = MessagesSupported::decode(&vendor.body).unwrap();
+            for kind in [Kind::HOPS_FLOW, Kind::QUERY_STATUS_REQUEST, Kind::QUERY_STATUS_RESPONSE] {
+                assert!(announced.version_of(kind).is_some(), "{kind:?} not announced");
+            }
+            let query = peer.receive_until(|m| criteria(m).is_some()).await;
+            if criteria(&query) == Some("seblinux dynamic") {
+                assert_eq!(query.ttl, 2, "a probe");
+                probed.push(query);
+            } else {
+                assert_eq!(criteria(&query), Some("seblinux fence"));
+            }
+        }
+        assert_eq!(probed.len(), 3, "the probe goes to three ultrapeers, not all");
+        ultra.shutdown().await;
+    });
+}
+
+#[test]
+fn a_servent_in_auto_mode_starts_as_a_leaf_and_is_promoted_when_no_ultrapeer_is_about() {
+    task::block_on(async {
+        let ultra = ultrapeer().await;
+        let auto = start_with(&[ultra.listen_addr()], None, |config| config.mode = Mode::Auto).await;
+        wait_for("the auto servent to link as a leaf", || async {
+            ultra.peers().await.unwrap().iter().any(|p| p.role == Role::Leaf)
+        })
+        .await;
+        ultra.shutdown().await;
+        // Each leaf that knocks is refused (a leaf takes no leaves) but shows
+        // we are reachable; with no ultrapeer left, after the shortage wait
+        // the auto servent answers as an ultrapeer.
+        wait_for("the auto servent to answer as an ultrapeer", || async {
+            let (_leaf, response) = raw_leaf(&auto).await;
+            response.starts_with("GNUTELLA/0.6 200") && response.contains("X-Ultrapeer: True")
+        })
+        .await;
+        auto.shutdown().await;
     });
 }

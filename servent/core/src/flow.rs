@@ -120,8 +120,13 @@ mod tests {
     }
 
     fn query(n: u8) -> Message {
-        let query =
-            Query { flags: QueryFlags::default(), criteria: "seblinux".into(), urns: vec![], ggep: Default::default() };
+        let query = Query {
+            flags: QueryFlags::default(),
+            criteria: "seblinux".into(),
+            urns: vec![],
+            ggep: Default::default(),
+            original: Default::default(),
+        };
         Message { guid: Guid([n; 16]), ttl: 3, hops: 0, payload: Payload::Query(query) }
     }
 
@@ -133,6 +138,7 @@ mod tests {
             results: vec![],
             trailer: None,
             servent_guid: Guid([0; 16]),
+            original: Default::default(),
         };
         Message { guid: Guid([n; 16]), ttl: 3, hops: 0, payload: Payload::QueryHit(hit) }
     }

@@ -637,8 +637,13 @@ mod tests {
     }
 
     fn query(guid: Guid, ttl: u8, hops: u8) -> Message {
-        let query =
-            Query { flags: QueryFlags::default(), criteria: "seblinux".into(), urns: vec![], ggep: Default::default() };
+        let query = Query {
+            flags: QueryFlags::default(),
+            criteria: "seblinux".into(),
+            urns: vec![],
+            ggep: Default::default(),
+            original: Default::default(),
+        };
         Message { guid, ttl, hops, payload: Payload::Query(query) }
     }
 
@@ -650,6 +655,7 @@ mod tests {
             results: vec![],
             trailer: None,
             servent_guid: Guid([9; 16]),
+            original: Default::default(),
         };
         Message { guid, ttl, hops, payload: Payload::QueryHit(hit) }
     }
@@ -773,8 +779,13 @@ mod tests {
     fn own_query_goes_to_every_neighbour_and_its_hits_come_home() {
         let now = Instant::now();
         let mut router = router_with_peers(now);
-        let query =
-            Query { flags: QueryFlags::default(), criteria: "x".into(), urns: vec![], ggep: Default::default() };
+        let query = Query {
+            flags: QueryFlags::default(),
+            criteria: "x".into(),
+            urns: vec![],
+            ggep: Default::default(),
+            original: Default::default(),
+        };
         let (guid, actions) = router.start_query(query, 4, now);
         assert_eq!(sends(&actions), vec![(A, 4, 0), (B, 4, 0), (C, 4, 0)]);
         let actions = router.handle(B, hit(guid, 4, 2), now);

@@ -1,8 +1,9 @@
 //! Our own searches and the results they gathered, grouped by content.
 //!
 //! Many servents answer with the same file; a person wants one line per
-//! file with every source listed. Results are keyed by SHA-256 when the hit
-//! carries it, else by SHA-1, else by name and size. Each result is judged
+//! file with every source listed. Results are found by SHA-256 and by SHA-1
+//! (a file one source names by SHA-1 only and another by both is one
+//! result, as long as no hash contradicts), else by name and size. Each result is judged
 //! ([`crate::trust`]) from the signature its hits carry, before anything is
 //! downloaded: a result keeps the best verdict any of its sources earned,
 //! since the content is the same whoever sends it and a rival must not be
@@ -127,6 +128,15 @@ impl SearchResult {
         self.carried.push(carried);
     }
 
+    /// Whether content named by these hashes may be this result's: no hash
+    /// both sides name differs. One source may name a file by SHA-1 only,
+    /// another by SHA-1 and SHA-256; the same SHA-1 with another SHA-256
+    /// is other content (or a lie) and stays apart.
+    fn agrees(&self, sha1: Option<Urn>, sha256: Option<Urn>) -> bool {
+        let same = |ours: Option<Urn>, theirs: Option<Urn>| ours.zip(theirs).is_none_or(|(a, b)| a == b);
+        same(self.sha1, sha1) && same(self.sha256, sha256)
+    }
+
     /// Judges every signature seen again, with the keys trusted now.
     fn rejudge(&mut self, trust: &TrustStore) {
         let carried = std::mem::take(&mut self.carried);
@@ -190,26 +200,34 @@ impl Search {
         for result in &hit.results {
             let sha1 = result.urns.iter().find(|u| matches!(u, Urn::Sha1(_))).copied();
             let sha256 = result.urns.iter().find(|u| matches!(u, Urn::Sha256(_))).copied();
-            let key = match (sha256, sha1) {
-                (Some(urn), _) => ContentKey::Sha256(urn),
-                (None, Some(urn)) => ContentKey::Sha1(urn),
-                (None, None) => ContentKey::NameSize(result.name.to_lowercase(), result.size),
+            let keys: Vec<ContentKey> = match (sha256, sha1) {
+                (None, None) => vec![ContentKey::NameSize(result.name.to_lowercase(), result.size)],
+                _ => sha256.map(ContentKey::Sha256).into_iter().chain(sha1.map(ContentKey::Sha1)).collect(),
             };
             let carried = Carried::of(result);
-            if let Some(&i) = self.by_key.get(&key) {
+            let known = keys.iter().filter_map(|key| self.by_key.get(key)).copied();
+            if let Some(i) = known.into_iter().find(|&i| self.results[i].agrees(sha1, sha256)) {
                 let existing = &mut self.results[i];
                 if existing.size == result.size {
                     if existing.sources.len() < MAX_SOURCES && !existing.sources.contains(&source) {
                         existing.sources.push(source);
                     }
+                    existing.sha1 = existing.sha1.or(sha1);
+                    existing.sha256 = existing.sha256.or(sha256);
+                    existing.tth = existing.tth.or(result.tth());
                     existing.offer(carried, trust);
+                    for key in keys {
+                        self.by_key.entry(key).or_insert(i);
+                    }
                 }
                 continue;
             }
             if self.results.len() >= MAX_RESULTS_PER_SEARCH {
                 continue;
             }
-            self.by_key.insert(key, self.results.len());
+            for key in keys {
+                self.by_key.entry(key).or_insert(self.results.len());
+            }
             let mut found = SearchResult {
                 name: result.name.clone(),
                 size: result.size,
@@ -314,6 +332,7 @@ mod tests {
             results,
             trailer: None,
             servent_guid: Guid([ip; 16]),
+            original: Default::default(),
         }
     }
 
@@ -343,6 +362,37 @@ mod tests {
         assert_eq!(results[0].sources.len(), 2);
         assert_eq!(search.hits_received, 3);
         assert_eq!(search.first_hit_after, Some(Duration::from_millis(5)));
+    }
+
+    #[test]
+    fn a_file_named_by_sha1_only_and_by_sha1_and_sha256_is_one_result() {
+        let (sha1, sha256) = (Urn::Sha1([1; 20]), Urn::Sha256([2; 32]));
+        let trust = TrustStore::in_memory();
+        for (first, second) in [(vec![sha1], vec![sha1, sha256]), (vec![sha1, sha256], vec![sha1])] {
+            let now = Instant::now();
+            let mut search = Search::new("seblinux".into(), now);
+            search.add(&hit(1, vec![result("seblinux.tar", 10, first)]), now, &trust);
+            search.add(&hit(2, vec![result("seblinux.tar", 10, second)]), now, &trust);
+            search.add(&hit(3, vec![result("seblinux.tar", 10, vec![sha256])]), now, &trust);
+            let results = search.results();
+            assert_eq!(results.len(), 1, "{results:?}");
+            assert_eq!(results[0].sources.len(), 3);
+            assert_eq!((results[0].sha1, results[0].sha256), (Some(sha1), Some(sha256)));
+        }
+    }
+
+    #[test]
+    fn the_same_sha1_with_another_sha256_stays_apart() {
+        let trust = TrustStore::in_memory();
+        let now = Instant::now();
+        let mut search = Search::new("seblinux".into(), now);
+        let named = |sha256: u8| vec![Urn::Sha1([1; 20]), Urn::Sha256([sha256; 32])];
+        search.add(&hit(1, vec![result("seblinux.tar", 10, named(2))]), now, &trust);
+        search.add(&hit(2, vec![result("seblinux.tar", 10, named(3))]), now, &trust);
+        search.add(&hit(3, vec![result("seblinux.tar", 10, vec![Urn::Sha1([1; 20])])]), now, &trust);
+        let results = search.results();
+        assert_eq!(results.len(), 2);
+        assert_eq!(results[0].sources.len(), 2, "the SHA-1-only source joins the first it agrees with");
     }
 
     #[test]

@@ -208,7 +208,7 @@ pub struct LinkCounters {
 
 /// Requests from the API and the CLI.
 enum Command {
-    Search { text: String, ttl: u8, reply: Sender<Result<Guid, NodeError>> },
+    Search { text: String, ttl: Option<u8>, reply: Sender<Result<Guid, NodeError>> },
     Results { id: Guid, reply: Sender<Option<SearchSnapshot>> },
     Peers { reply: Sender<Vec<PeerSnapshot>> },
     Status { reply: Sender<Status> },
@@ -247,6 +247,9 @@ struct ConnectedPeer {
 struct Shared {
     events: Sender<Event>,
     handshake: handshake::Config,
+    /// The role the handshake states now and whether we may become a
+    /// leaf, as the core last said (`--mode auto` switches them).
+    role: Mutex<(handshake::Role, bool)>,
     /// The address we tell others to reach us at; its IP is unspecified
     /// until the first connection shows which interface we use.
     advertised: Mutex<SocketAddrV4>,
@@ -269,7 +272,8 @@ impl Shared {
             }
             _ => advertised,
         };
-        handshake::Config { listen: Some(SocketAddr::V4(listen)), ..self.handshake.clone() }
+        let (role, may_become_leaf) = self.role.lock().map(|r| *r).unwrap_or((self.handshake.role, false));
+        handshake::Config { listen: Some(SocketAddr::V4(listen)), role, may_become_leaf, ..self.handshake.clone() }
     }
 
     fn next_peer_id(&self) -> PeerId {
@@ -362,10 +366,11 @@ impl NodeHandle {
         answer.recv().await.map_err(|_| NodeError::Stopped)
     }
 
-    /// Floods a search through the network; the text is keywords or a
-    /// `urn:sha1:`/`urn:sha256:`. Returns its id.
-    pub async fn search(&self, text: &str, ttl: u8) -> Result<Guid, NodeError> {
-        let text = text.to_string();
+    /// Sends a search through the network; the text is keywords or a
+    /// `urn:sha1:`/`urn:sha256:`. As an ultrapeer it runs dynamically, unless
+    /// a TTL is given: then it is flooded at that TTL. Returns its id.
+    pub async fn search(&self, text: &str, ttl: impl Into<Option<u8>>) -> Result<Guid, NodeError> {
+        let (text, ttl) = (text.to_string(), ttl.into());
         self.ask(|reply| Command::Search { text, ttl, reply }).await?
     }
 
@@ -503,6 +508,7 @@ pub async fn start(config: Config) -> Result<NodeHandle, NodeError> {
         max_peers: config.max_peers,
         max_leaves: config.max_leaves,
         role: config.mode.role(),
+        auto_role: config.mode == crate::config::Mode::Auto,
         max_ttl: config.max_ttl,
         discover: config.discover,
         peers: config.peers.iter().filter_map(|p| if let SocketAddr::V4(v4) = p { Some(*v4) } else { None }).collect(),
@@ -533,6 +539,7 @@ pub async fn start(config: Config) -> Result<NodeHandle, NodeError> {
             guid: Some(node.guid()),
             live_since: std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).ok().map(|d| d.as_secs()),
         },
+        role: Mutex::new((config.mode.role(), false)),
         advertised: Mutex::new(node.advertised()),
         next_id: AtomicU64::new(1),
         sent: LinkCounters::default(),

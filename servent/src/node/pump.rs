@@ -161,6 +161,11 @@ impl Pump {
                         }));
                     }
                 }
+                Action::Role { role, may_become_leaf } => {
+                    if let Ok(mut now) = self.shared.role.lock() {
+                        *now = (role, may_become_leaf);
+                    }
+                }
                 Action::Advertise(addr) => {
                     if let Ok(mut advertised) = self.shared.advertised.lock() {
                         *advertised = addr;
@@ -220,6 +225,7 @@ impl Pump {
             }
             Command::Connect { addr } => self.core.connect(addr, now),
             Command::Admit { remote, reply } => {
+                self.core.handle(CoreEvent::Reached, Instant::now());
                 let _ = reply.try_send(self.core.admit(remote));
             }
             Command::Known { urns, reply } => {

@@ -76,6 +76,11 @@ impl Running {
             args.push(peer.into());
         }
         args.extend(extra.iter().map(OsString::from));
+        // A fixed ultrapeer unless told otherwise: in auto mode two fresh
+        // servents would first wait to find that no ultrapeer is about.
+        if !extra.contains(&"--mode") {
+            args.extend(["--mode", "ultrapeer"].map(OsString::from));
+        }
         let token = extra.iter().position(|a| *a == "--api-token").and_then(|i| extra.get(i + 1));
         let (child, stdout, listen, api) = spawn(&args, data.path());
         Running { child, listen, api, token: token.map(|t| t.to_string()), _stdout: stdout, data, args }

@@ -187,6 +187,29 @@ fn version(value: &str) -> Option<(u32, u32)> {
 }
 
 impl super::PeerInfo {
+    /// What a servent playing `role` with `degree` ultrapeer links and
+    /// `X-Max-TTL: max_ttl` states in its handshake, as its peer reads it:
+    /// for simulations that link cores without a handshake.
+    pub fn stated(role: Role, degree: u32, max_ttl: u8) -> super::PeerInfo {
+        let config = Config {
+            user_agent: String::new(),
+            listen: None,
+            max_ttl,
+            deflate: false,
+            role,
+            degree,
+            may_become_leaf: false,
+            guid: None,
+            live_since: None,
+        };
+        let mut text = String::new();
+        write_role_header(&mut text, role);
+        write_capability_headers(&mut text, &config);
+        let headers =
+            text.lines().filter_map(|line| line.split_once(':')).map(|(n, v)| (n.to_string(), v.trim().to_string()));
+        super::PeerInfo { ultrapeer: role == Role::Ultrapeer, headers: headers.collect(), ..super::PeerInfo::default() }
+    }
+
     /// The peer's role: a leaf when it says so (`X-Ultrapeer: False`); a
     /// legacy servent that says nothing is a peer of a flat network, an
     /// ultrapeer link.

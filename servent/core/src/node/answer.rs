@@ -39,6 +39,7 @@ pub fn query_hits(files: Vec<search::SharedFile>, advertised: SocketAddrV4, serv
             Default::default(),
         )),
         servent_guid: servent,
+        original: Default::default(),
     };
     hit.split(wire::HIT_PAYLOAD)
 }

@@ -21,12 +21,16 @@
 //! never waits for the index.
 
 mod answer;
+pub mod dynamic;
 mod hammering;
+pub mod promotion;
 mod query_routing;
+mod querying;
 #[cfg(test)]
 pub(crate) mod testing;
 #[cfg(test)]
 mod tests;
+pub mod vendor;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
@@ -38,7 +42,9 @@ use serde::Serialize;
 
 pub use self::answer::query_hits;
 pub use self::hammering::{Hammering, HAMMER_TABLE, MAX_CONNECTS_PER_MINUTE};
+use self::promotion::{Facts, Promotion};
 use self::query_routing::QueryRouting;
+use self::querying::Querying;
 use crate::handshake::{Admission, PeerInfo, Role};
 use crate::hostcache::{HostCache, Origin, HOST_CACHE_CAPACITY};
 use crate::requery::{Phase, Requeries};
@@ -96,6 +102,8 @@ pub struct Config {
     pub host_cache_capacity: usize,
     /// How often each neighbour gets a keep-alive Ping.
     pub ping_interval: Duration,
+    /// `--mode auto`: switch between leaf and ultrapeer as [`promotion`] decides.
+    pub auto_role: bool,
 }
 
 impl Default for Config {
@@ -113,6 +121,7 @@ impl Default for Config {
             role: Role::Ultrapeer,
             host_cache_capacity: HOST_CACHE_CAPACITY,
             ping_interval: routing::PING_INTERVAL,
+            auto_role: false,
         }
     }
 }
@@ -209,6 +218,9 @@ pub enum Event {
     LibraryTable(crate::qrp::RouteTable),
     /// The trusted keys changed: results are judged again.
     TrustChanged,
+    /// A servent connected to our Gnutella port (whatever came of it): we
+    /// are reachable, not firewalled.
+    Reached,
     /// A download was started; `searched` says a search just found its sources.
     DownloadStarted {
         /// The download's number.
@@ -264,6 +276,14 @@ pub enum Action {
     SaveHosts(String),
     /// We are reached at this address now: give it in handshakes.
     Advertise(SocketAddrV4),
+    /// Play this role from now on: the handshake says so, and offers to
+    /// become a leaf (`may_become_leaf`) when an ultrapeer asks.
+    Role {
+        /// The role.
+        role: Role,
+        /// Whether an ultrapeer asking us to be its leaf is obeyed.
+        may_become_leaf: bool,
+    },
     /// A QueryHit named a source of this content: tell the downloads.
     OfferSource {
         /// The content's URNs.
@@ -329,6 +349,12 @@ pub struct Node {
     last_gwebcache: Option<Instant>,
     actions: VecDeque<Action>,
     qrp: QueryRouting,
+    querying: Querying,
+    promotion: Option<Promotion>,
+    /// Whether a peer connected to us since start: we are not firewalled.
+    reachable: bool,
+    /// The role last handed out with [`Action::Role`].
+    announced: Option<(Role, bool)>,
 }
 
 impl Node {
@@ -348,6 +374,7 @@ impl Node {
             ..routing::Config::default()
         };
         let local = LocalHost { addr: advertised, files: library.0, kbytes: kbytes(library.1) };
+        let promotion = config.auto_role.then(|| Promotion::new(now));
         let mut hosts = HostCache::with_capacity(config.host_cache_capacity);
         for peer in &config.peers {
             hosts.add(*peer, Origin::User);
@@ -372,6 +399,10 @@ impl Node {
             last_gwebcache: None,
             actions: VecDeque::new(),
             qrp: QueryRouting::default(),
+            querying: Querying::default(),
+            promotion,
+            reachable: false,
+            announced: None,
         }
     }
 
@@ -397,6 +428,10 @@ impl Node {
                     }
                 }
             }
+            Event::Message { peer, message } if vendor::is_vendor(&message) => self.on_vendor(peer, &message, now),
+            Event::Message { peer, message } if self.is_leaf_query(peer, &message) => {
+                self.on_leaf_query(peer, message, now)
+            }
             Event::Message { peer, message } => {
                 let actions = self.router.handle(peer, message, now);
                 self.apply(actions, now);
@@ -420,6 +455,8 @@ impl Node {
             Event::LibraryChanged { files, bytes } => {
                 self.library = (files, bytes);
                 self.update_local();
+                let peers: Vec<PeerId> = self.peers.keys().copied().collect();
+                peers.into_iter().for_each(|peer| self.tell_hops_flow(peer));
             }
             Event::LocalResults { lookup, files } => self.answer(lookup, files),
             Event::LibraryTable(table) => {
@@ -428,6 +465,7 @@ impl Node {
                 }
             }
             Event::TrustChanged => self.searches.rejudge(&self.trust.read()),
+            Event::Reached => self.reachable = true,
             Event::DownloadStarted { id, urn, searched } => self.requeries.start(id, urn, searched, now),
             Event::DownloadPhase { id, urn, phase } => self.requeries.observe(id, urn, phase, now),
         }
@@ -435,7 +473,8 @@ impl Node {
 
     /// When [`Node::handle_timeout`] wants to be called next.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        Some(self.requery_due().map_or(self.next_tick, |due| due.min(self.next_tick)))
+        let due = [self.requery_due(), self.querying.next_due()].into_iter().flatten().min();
+        Some(due.map_or(self.next_tick, |due| due.min(self.next_tick)))
     }
 
     /// When a download's re-query is due: never while nobody would hear it.
@@ -451,20 +490,21 @@ impl Node {
             self.next_tick = now + self.config.tick;
             let actions = self.router.tick(now);
             self.apply(actions, now);
+            self.promote(now);
             self.dial_more(now);
             if self.config.persist_hosts && now.duration_since(self.last_host_save) >= HOST_CACHE_SAVE_INTERVAL {
                 self.last_host_save = now;
                 self.actions.push_back(Action::SaveHosts(self.hosts.saved()));
             }
         }
+        self.step_dynamic(now);
         if self.requery_due().is_none_or(|due| due > now) {
             return;
         }
         for urn in self.requeries.due(now) {
             // A re-query is a Query of ours, but no search of the user's:
             // its hits only offer sources to the downloads.
-            let (_, actions) = self.router.start_query(urn_query(urn), routing::DEFAULT_MAX_TTL, now);
-            self.apply(actions, now);
+            self.start_own_query(urn_query(urn), None, now);
         }
     }
 
@@ -483,13 +523,14 @@ impl Node {
         self.actions.pop_front()
     }
 
-    /// Floods a search through the network: keywords, or a
-    /// `urn:sha1:`/`urn:sha256:`. Returns its id (its Query GUID).
-    pub fn search(&mut self, text: &str, ttl: u8, now: Instant) -> Result<Guid, BadSearch> {
+    /// Sends a search through the network: keywords, or a
+    /// `urn:sha1:`/`urn:sha256:`. An ultrapeer runs it dynamically; `ttl`
+    /// floods it at that TTL instead (capped by what each peer advertised).
+    /// Returns its id (its Query GUID).
+    pub fn search(&mut self, text: &str, ttl: impl Into<Option<u8>>, now: Instant) -> Result<Guid, BadSearch> {
         let query = build_query(text)?;
-        let (guid, actions) = self.router.start_query(query, ttl, now);
+        let guid = self.start_own_query(query, ttl.into(), now);
         self.searches.start(guid, text.to_string(), now);
-        self.apply(actions, now);
         Ok(guid)
     }
 
@@ -572,6 +613,9 @@ impl Node {
     }
 
     fn on_connected(&mut self, connected: Connected, now: Instant) {
+        if connected.info.demoted && self.config.role == Role::Ultrapeer {
+            self.switch_role(Role::Leaf, "became an ultrapeer's leaf");
+        }
         if let Some(dialed) = connected.dialed {
             self.dialing.remove(&dialed);
             self.hosts.succeeded(dialed);
@@ -586,6 +630,7 @@ impl Node {
         }
         let info = connected.info;
         let table_messages = self.qrp.connected(connected.peer, &info, self.config.role, &mut self.rng);
+        self.querying_connected(connected.peer, &info);
         let listen = info.listen.and_then(v4);
         let role = info.role();
         let peer = Peer {
@@ -609,7 +654,12 @@ impl Node {
         for action in actions {
             match action {
                 routing::Action::Send { to, mut message } => {
-                    if self.qrp.admits(self.config.role, to, &mut message) {
+                    if let Payload::QueryHit(hit) = &message.payload {
+                        self.count_results(message.guid, hit.results.len());
+                    }
+                    let query = matches!(message.payload, Payload::Query(_));
+                    let flow = !query || self.querying.vendor.admits_query(to, message.hops);
+                    if flow && self.qrp.admits(self.config.role, to, &mut message) {
                         self.actions.push_back(Action::Send { to, message });
                     }
                 }
@@ -624,6 +674,7 @@ impl Node {
     }
 
     fn on_hit(&mut self, search: Guid, hit: QueryHit, now: Instant) {
+        self.count_results(search, hit.results.len());
         let source = SocketAddrV4::new(hit.ip, hit.port);
         for result in hit.results.iter().filter(|r| !r.urns.is_empty()) {
             let signature = result.ggep.get(wire::GgepId::RELEASE_SIGNATURE).map(<[u8]>::to_vec);
@@ -722,6 +773,41 @@ impl Node {
         self.router.set_local(LocalHost { addr: self.advertised, files, kbytes: kbytes(bytes) });
     }
 
+    /// `--mode auto`: switches roles when [`promotion`] says so, and hands
+    /// out the role the handshake must state.
+    fn promote(&mut self, now: Instant) {
+        let Some(promotion) = self.promotion.as_mut() else { return };
+        let leaves = self.peers.values().filter(|p| p.role == Role::Leaf).count();
+        let facts =
+            Facts { role: self.config.role, reachable: self.reachable, ultrapeers: self.peers.len() - leaves, leaves };
+        if let Some(role) = promotion.decide(facts, now) {
+            self.switch_role(role, "switching roles");
+        }
+        let may_become_leaf = self.config.role == Role::Ultrapeer && leaves == 0;
+        let state = (self.config.role, may_become_leaf);
+        if self.announced != Some(state) {
+            self.announced = Some(state);
+            self.actions.push_back(Action::Role { role: state.0, may_become_leaf });
+        }
+    }
+
+    /// Plays `role` from now on: the links made in the other role go (a
+    /// peer took us for what we were), and new ones are dialed.
+    fn switch_role(&mut self, role: Role, why: &str) {
+        self.config.role = role;
+        let peers: Vec<PeerId> = self.peers.keys().copied().collect();
+        for peer in peers {
+            self.disconnect(
+                peer,
+                200,
+                format!("{why}: now a {}", if role == Role::Leaf { "leaf" } else { "ultrapeer" }),
+            );
+        }
+        let may_become_leaf = role == Role::Ultrapeer;
+        self.announced = Some((role, may_become_leaf));
+        self.actions.push_back(Action::Role { role, may_become_leaf });
+    }
+
     /// Sends a Bye, then lets the link go once it is written.
     fn disconnect(&mut self, peer: PeerId, code: u16, reason: String) {
         if !self.peers.contains_key(&peer) {
@@ -747,6 +833,7 @@ impl Node {
     fn forget(&mut self, peer: PeerId) -> bool {
         self.router.disconnected(peer);
         self.qrp.closed(peer);
+        self.querying_closed(peer);
         self.peers.remove(&peer).is_some()
     }
 }
@@ -764,11 +851,23 @@ pub fn build_query(text: &str) -> Result<Query, BadSearch> {
     if text.len() > wire::MAX_CRITERIA {
         return Err(BadSearch(format!("search too long: {} bytes, at most {}", text.len(), wire::MAX_CRITERIA)));
     }
-    Ok(Query { flags: QueryFlags::default(), criteria: text.to_string(), urns: Vec::new(), ggep: Default::default() })
+    Ok(Query {
+        flags: QueryFlags::default(),
+        criteria: text.to_string(),
+        urns: Vec::new(),
+        ggep: Default::default(),
+        original: Default::default(),
+    })
 }
 
 fn urn_query(urn: Urn) -> Query {
-    Query { flags: QueryFlags::default(), criteria: "\\".into(), urns: vec![urn], ggep: Default::default() }
+    Query {
+        flags: QueryFlags::default(),
+        criteria: "\\".into(),
+        urns: vec![urn],
+        ggep: Default::default(),
+        original: Default::default(),
+    }
 }
 
 fn v4(addr: SocketAddr) -> Option<SocketAddrV4> {

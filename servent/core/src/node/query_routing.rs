@@ -29,7 +29,7 @@ use rand::RngCore;
 use crate::handshake::{PeerInfo, Role};
 use crate::qrp::{QrpError, QueryKeys, RouteTable, RouteTableUpdate, TableReceiver};
 use crate::routing::PeerId;
-use crate::wire::{Guid, Message, Payload, PayloadType};
+use crate::wire::{Guid, Message, Payload, PayloadType, Query};
 
 /// What we know of one link's query routing.
 #[derive(Default)]
@@ -149,6 +149,14 @@ impl QueryRouting {
             return false;
         }
         true
+    }
+
+    /// Whether the last-hop table of the ultrapeer `peer` matches `query`;
+    /// `None` when it sent none.
+    pub fn last_hop_match(&self, peer: PeerId, query: &Query) -> Option<bool> {
+        let link = self.links.get(&peer).filter(|link| link.ultrapeer)?;
+        let table = link.receiver.table()?;
+        Some(table.routes(&QueryKeys::new(&query.criteria, &query.urns)))
     }
 
     /// Whether a route table from `peer` is in force (its queries are filtered by it).

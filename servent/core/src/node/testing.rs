@@ -14,7 +14,8 @@ use rand::rngs::StdRng;
 use rand::SeedableRng;
 
 use super::{Action, Config, Connected, Direction, Event, Node};
-use crate::handshake::{Admission, PeerInfo};
+use crate::handshake::{Admission, PeerInfo, Role};
+use crate::qrp::RouteTable;
 use crate::routing::PeerId;
 use crate::trust::{SharedTrust, TrustStore};
 use crate::wire::{Message, Payload, Urn};
@@ -89,6 +90,9 @@ impl Net {
         self.libraries[i].push(file);
         let (files, bytes) = (self.libraries[i].len() as u32, self.libraries[i].iter().map(|f| f.size).sum());
         self.nodes[i].handle(Event::LibraryChanged { files, bytes }, self.now);
+        let names = self.libraries[i].iter().map(|f| f.name.as_str());
+        let table = RouteTable::from_library(names, self.libraries[i].iter().map(|f| &f.sha1));
+        self.nodes[i].handle(Event::LibraryTable(table), self.now);
     }
 
     /// Runs the net until `duration` of virtual time has passed.
@@ -182,6 +186,13 @@ impl Net {
             self.send_later(from, Event::DialFailed { addr, try_hosts: Vec::new() });
             return;
         };
+        self.nodes[to].handle(Event::Reached, self.now);
+        let leaves = [from, to].iter().all(|&i| self.nodes[i].config.role == Role::Leaf);
+        if leaves {
+            // The handshake refuses: "503 Shielded leaf node".
+            self.send_later(from, Event::DialFailed { addr, try_hosts: Vec::new() });
+            return;
+        }
         match self.nodes[to].admit(SocketAddr::V4(Net::addr(from))) {
             (Admission::Full { try_ultrapeers }, _) => {
                 self.send_later(from, Event::DialFailed { addr, try_hosts: try_ultrapeers });
@@ -191,7 +202,10 @@ impl Net {
                 self.next_peer += 2;
                 self.links.insert((from, dialer), (to, listener));
                 self.links.insert((to, listener), (from, dialer));
-                let info = |i: usize| PeerInfo { listen: Some(SocketAddr::V4(Net::addr(i))), ..PeerInfo::default() };
+                let info = |i: usize| PeerInfo {
+                    listen: Some(SocketAddr::V4(Net::addr(i))),
+                    ..self.nodes[i].handshake_info()
+                };
                 let outgoing = Connected {
                     peer: dialer,
                     addr: SocketAddr::V4(addr),
@@ -228,4 +242,18 @@ fn matches(file: &search::SharedFile, query: &search::Query) -> bool {
     let name = file.name.to_lowercase();
     let words = search::keywords(&query.words);
     !words.is_empty() && words.iter().all(|w| name.contains(w.as_str()))
+}
+
+impl Node {
+    /// What this node would say of itself in a handshake: its role, QRP
+    /// and its degree when it was configured for roles (leaves, or a leaf
+    /// itself); nothing for a node of a flat network.
+    fn handshake_info(&self) -> PeerInfo {
+        let roles = self.config.role == Role::Leaf || self.config.max_leaves > 0;
+        if !roles {
+            return PeerInfo::default();
+        }
+        let degree = u32::try_from(self.config.max_peers).unwrap_or(u32::MAX);
+        PeerInfo::stated(self.config.role, degree, self.config.max_ttl)
+    }
 }

@@ -45,7 +45,13 @@ fn connect(node: &mut Node, peer: u64, remote: SocketAddr, now: Instant) {
 }
 
 fn query(criteria: &str, urns: Vec<Urn>) -> Message {
-    let query = Query { flags: QueryFlags::default(), criteria: criteria.into(), urns, ggep: Default::default() };
+    let query = Query {
+        flags: QueryFlags::default(),
+        criteria: criteria.into(),
+        urns,
+        ggep: Default::default(),
+        original: Default::default(),
+    };
     Message { guid: Guid([9; 16]), ttl: 3, hops: 1, payload: Payload::Query(query) }
 }
 
@@ -339,6 +345,7 @@ fn search_floods_a_query_and_collects_its_hits() {
         results: vec![result],
         trailer: None,
         servent_guid: Guid([1; 16]),
+        original: Default::default(),
     };
     let message = Message { guid: id, ttl: 3, hops: 1, payload: Payload::QueryHit(hit) };
     node.handle(Event::Message { peer: PeerId(1), message }, now);
@@ -475,4 +482,44 @@ fn requery_waits_for_a_neighbour_to_hear_it() {
     actions(&mut node);
     node.handle_timeout(later);
     assert_eq!(requeries_sent(&actions(&mut node)), 1);
+}
+
+#[test]
+fn two_servents_in_auto_mode_start_as_leaves_and_the_reachable_one_becomes_their_ultrapeer() {
+    let auto = Config { role: Role::Leaf, auto_role: true, discover: false, ..Config::default() };
+    let mut net = Net::new(2, auto, 1);
+    net.nodes[0].connect(Net::addr(1), net.now);
+    net.run_for(Duration::from_secs(2));
+    let roles = |net: &Net, i: usize| net.nodes[i].peers().map(|(_, p)| p.role).collect::<Vec<_>>();
+    assert_eq!(roles(&net, 1), [], "two leaves do not link");
+    net.run_for(promotion::SHORTAGE_WAIT + Duration::from_secs(60));
+    assert_eq!(roles(&net, 0), [Role::Ultrapeer], "node 1 was reached, so it became the ultrapeer");
+    assert_eq!(roles(&net, 1), [Role::Leaf]);
+    let announced: Vec<&Action> = net.other[1].iter().filter(|a| matches!(a, Action::Role { .. })).collect();
+    assert_eq!(announced.last(), Some(&&Action::Role { role: Role::Ultrapeer, may_become_leaf: false }));
+}
+
+#[test]
+fn an_auto_ultrapeer_asked_to_be_a_leaf_becomes_one() {
+    let now = Instant::now();
+    let config = Config { listen: SocketAddr::V4(addr(100)), auto_role: true, ..Config::default() };
+    let mut node = node_with(config, now);
+    connect(&mut node, 1, SocketAddr::V4(addr(1)), now);
+    node.handle_timeout(now);
+    assert!(actions(&mut node).contains(&Action::Role { role: Role::Ultrapeer, may_become_leaf: true }));
+    let headers = vec![("X-Ultrapeer".to_string(), "True".to_string())];
+    let info = PeerInfo { ultrapeer: true, demoted: true, headers, ..PeerInfo::default() };
+    let connected = Connected {
+        peer: PeerId(2),
+        addr: SocketAddr::V4(addr(2)),
+        local: SocketAddr::V4(addr(100)),
+        info,
+        direction: Direction::Outgoing,
+        dialed: None,
+    };
+    node.handle(Event::Connected(Box::new(connected)), now);
+    let taken = actions(&mut node);
+    assert!(taken.contains(&Action::Role { role: Role::Leaf, may_become_leaf: false }));
+    assert!(taken.iter().any(|a| matches!(a, Action::Close { peer: PeerId(1), .. })), "the links of the old role go");
+    assert_eq!(node.peers().map(|(id, _)| id).collect::<Vec<_>>(), [PeerId(2)]);
 }

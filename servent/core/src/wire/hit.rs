@@ -13,9 +13,9 @@
 //! it) it is ignored, as gtk-gnutella does.
 
 use super::{
-    ggep, parse_extensions, text, until_nul, write_extensions, Count, Ggep, GgepExtension, GgepId, Out, QueryHit,
-    QueryResult, Reader, Terminator, Trailer, TrailerFlags, WireError, GUID_LEN, HIT_HEADER_LEN, HIT_RESULTS, MAX_NAME,
-    MAX_RESULTS,
+    ggep, parse_extensions, text, until_nul, write_extensions, Count, Ggep, GgepExtension, GgepId, Original, Out,
+    QueryHit, QueryResult, Reader, Terminator, Trailer, TrailerFlags, WireError, GUID_LEN, HIT_HEADER_LEN, HIT_RESULTS,
+    MAX_NAME, MAX_RESULTS,
 };
 
 const PUSH: u8 = 0x01;
@@ -38,10 +38,14 @@ impl QueryHit {
         let results = (0..count).map(|_| QueryResult::decode(&mut r)).collect::<Result<Vec<_>, _>>()?;
         let trailer = Trailer::decode(r.rest());
         let servent_guid = Reader::new(guid).guid("servent GUID")?;
-        Ok(QueryHit { port, ip, speed, results, trailer, servent_guid })
+        Ok(QueryHit { port, ip, speed, results, trailer, servent_guid, original: Original::of(payload) })
     }
 
     pub(super) fn write<O: Out>(&self, out: &mut O) {
+        if let Some(bytes) = self.original.bytes() {
+            out.put(bytes);
+            return;
+        }
         let results = self.results.get(..MAX_RESULTS).unwrap_or(&self.results);
         out.put_u8(results.len() as u8);
         out.put(&self.port.to_le_bytes());
@@ -63,10 +67,18 @@ impl QueryHit {
             trailer.write(&mut trailer_len);
         }
         let budget = max_payload.saturating_sub(HIT_HEADER_LEN + trailer_len.0 + GUID_LEN);
-        let QueryHit { port, ip, speed, results, trailer, servent_guid } = self;
+        let QueryHit { port, ip, speed, results, trailer, servent_guid, .. } = self;
         split_results(results, budget)
             .into_iter()
-            .map(|results| QueryHit { port, ip, speed, results, trailer: trailer.clone(), servent_guid })
+            .map(|results| QueryHit {
+                port,
+                ip,
+                speed,
+                results,
+                trailer: trailer.clone(),
+                servent_guid,
+                original: Original::default(),
+            })
             .collect()
     }
 }

@@ -54,6 +54,11 @@
 //!   interpreted: they are moved into `urns` and `size` and do not appear in
 //!   the exposed `ggep`; the encoder writes URNs as HUGE text and `"LF"` when
 //!   a size needs it.
+//! - A decoded Query or QueryHit keeps the payload it arrived with
+//!   ([`Original`]) and is written back with exactly those bytes: what we
+//!   relay leaves us as it came, TTL and hops aside, whatever extensions it
+//!   carries (an `"H"` bitprint, XML, GGEP we do not know, a missing or
+//!   extra NUL). Only what we build ourselves is encoded from the fields.
 //! - Malformed GGEP in a Query, result, Ping, Pong or Push is an error (the
 //!   message is dropped). In the QueryHit trailer's private area, where
 //!   BearShare wrote its own data, a block that does not parse is ignored.
@@ -63,11 +68,14 @@ mod hit;
 pub mod vendor;
 
 #[cfg(test)]
+pub(crate) mod samples;
+#[cfg(test)]
 mod tests;
 
 use std::fmt;
 use std::net::Ipv4Addr;
 use std::str::FromStr;
+use std::sync::Arc;
 
 pub use ggep::{Ggep, GgepExtension, GgepId};
 pub use hit::split_results;
@@ -642,6 +650,8 @@ pub struct Query {
     pub urns: Vec<Urn>,
     /// Other GGEP extensions.
     pub ggep: Ggep,
+    /// The payload it arrived with, written back when it is relayed.
+    pub original: Original,
 }
 
 impl Query {
@@ -651,10 +661,14 @@ impl Query {
         let criteria = text(r.nul_terminated(MAX_CRITERIA, "query criteria")?, MAX_CRITERIA, "query criteria")?;
         let (mut ext, _) = parse_extensions(r.rest(), Terminator::End)?;
         ext.absorb_hashes()?;
-        Ok(Query { flags, criteria, urns: ext.urns, ggep: ext.ggep })
+        Ok(Query { flags, criteria, urns: ext.urns, ggep: ext.ggep, original: Original::of(payload) })
     }
 
     fn write<O: Out>(&self, out: &mut O) {
+        if let Some(bytes) = self.original.bytes() {
+            out.put(bytes);
+            return;
+        }
         out.put(&self.flags.to_wire());
         out.put(until_nul(&self.criteria));
         out.put_u8(0);
@@ -680,6 +694,47 @@ pub struct QueryHit {
     pub trailer: Option<Trailer>,
     /// The responding servent: the key that routes Pushes to it.
     pub servent_guid: Guid,
+    /// The payload it arrived with, written back when it is relayed.
+    pub original: Original,
+}
+
+/// The payload bytes a Query or QueryHit arrived with; none for one we build.
+///
+/// Relaying writes them back instead of encoding the fields, so that what
+/// we do not keep or understand passes untouched. They are the fields'
+/// own source, so they take no part in comparisons; and since changing a
+/// field of a received message does not change them, a message we alter
+/// is built anew (or given `Original::default()`).
+#[derive(Clone, Default)]
+pub struct Original(Option<Arc<[u8]>>);
+
+impl Original {
+    /// The bytes of a payload just decoded.
+    fn of(payload: &[u8]) -> Original {
+        Original(Some(payload.into()))
+    }
+
+    /// The bytes it arrived with, if it arrived.
+    pub fn bytes(&self) -> Option<&[u8]> {
+        self.0.as_deref()
+    }
+}
+
+impl PartialEq for Original {
+    fn eq(&self, _: &Original) -> bool {
+        true
+    }
+}
+
+impl Eq for Original {}
+
+impl fmt::Debug for Original {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.0 {
+            Some(bytes) => write!(f, "Original({} bytes)", bytes.len()),
+            None => f.write_str("Original(none)"),
+        }
+    }
 }
 
 /// One matching file in a QueryHit.

@@ -157,6 +157,7 @@ fn query_is_flags_criteria_nul_urns_ggep_and_a_final_nul() {
         criteria: "SEBLINUX".into(),
         urns: vec![Urn::Sha1(SHA1)],
         ggep: ggep(vec![ext("M", &[0x04])]),
+        original: Default::default(),
     };
     let mut payload = vec![0x88, 0x00];
     payload.extend_from_slice(b"SEBLINUX\0");
@@ -168,7 +169,13 @@ fn query_is_flags_criteria_nul_urns_ggep_and_a_final_nul() {
 
 #[test]
 fn query_without_extensions_has_no_final_nul() {
-    let query = Query { flags: QueryFlags::default(), criteria: "abc".into(), urns: vec![], ggep: Ggep::new() };
+    let query = Query {
+        flags: QueryFlags::default(),
+        criteria: "abc".into(),
+        urns: vec![],
+        ggep: Ggep::new(),
+        original: Default::default(),
+    };
     assert_eq!(message(Payload::Query(query)).encode(), descriptor(0x80, b"\x88\x00abc\0"));
 }
 
@@ -181,8 +188,9 @@ fn query_ggep_holding_separators_and_nuls_is_parsed_by_structure() {
     let Payload::Query(query) = payload_of(&descriptor(0x80, &payload)) else { panic!("not a query") };
     assert_eq!(query.urns, vec![Urn::Sha1(SHA1)]);
     assert_eq!(query.ggep, ggep(vec![ext("XY", &[0x1C, 0x00, 0x1C, 0x00])]));
-    // We COBS-encode such data: nothing after the criteria is NUL but the last byte.
-    let encoded = message(Payload::Query(query.clone())).encode();
+    // Built by us, we COBS-encode such data: nothing after the criteria is NUL but the last byte.
+    let ours = Query { original: Default::default(), ..query.clone() };
+    let encoded = message(Payload::Query(ours)).encode();
     let extensions = &encoded[HEADER_LEN + 6..];
     assert_eq!(extensions.iter().position(|&b| b == 0), Some(extensions.len() - 1));
     assert_eq!(payload_of(&encoded), Payload::Query(query));
@@ -267,6 +275,7 @@ fn hit() -> QueryHit {
             ggep(vec![ext("BH", &[])]),
         )),
         servent_guid: SERVENT,
+        original: Default::default(),
     }
 }
 
@@ -390,6 +399,46 @@ fn ggep_h_sha1_and_bitprint_in_results_become_urns() {
 fn result_without_its_final_nul_is_truncated() {
     let bytes = [&[1, 0, 0, 0, 10, 0, 0, 0][..], b"f\0urn:"].concat();
     assert!(matches!(QueryResult::decode(&mut Reader::new(&bytes)), Err(WireError::Truncated { .. })));
+}
+
+/// The payload of `message` once relayed: TTL down, hops up, encoded again.
+fn relayed_payload(bytes: &[u8]) -> Vec<u8> {
+    let mut message = decode(bytes).expect("decodes");
+    message.ttl -= 1;
+    message.hops += 1;
+    let relayed = message.encode();
+    assert_eq!(&relayed[16..19], &[bytes[16], 6, 2], "type, TTL and hops");
+    relayed[HEADER_LEN..].to_vec()
+}
+
+#[test]
+fn relayed_gtk_gnutella_hit_keeps_its_bitprint_byte_for_byte() {
+    let payload = samples::gtk_gnutella_hit();
+    let Payload::QueryHit(hit) = payload_of(&descriptor(0x81, &payload)) else { panic!("not a hit") };
+    let result = &hit.results[0];
+    assert_eq!(result.urns, vec![Urn::Sha1(samples::SHA1)]);
+    assert_eq!(result.tth(), Some(search::thex::Root(samples::TTH)));
+    assert_eq!(&hit.trailer.as_ref().unwrap().vendor, b"GTKG");
+    assert_eq!(relayed_payload(&descriptor(0x81, &payload)), payload);
+}
+
+#[test]
+fn relayed_query_keeps_unknown_extensions_and_adds_no_nul() {
+    let payload = samples::unusual_query();
+    let Payload::Query(query) = payload_of(&descriptor(0x80, &payload)) else { panic!("not a query") };
+    assert_eq!(query.criteria, "linux tar");
+    assert_eq!(query.urns, vec![Urn::Sha1(samples::SHA1)]);
+    assert!(query.flags.is_leaf_guided());
+    assert_eq!(relayed_payload(&descriptor(0x80, &payload)), payload);
+}
+
+#[test]
+fn a_query_we_build_from_a_received_one_is_encoded_from_its_fields() {
+    let Payload::Query(query) = payload_of(&descriptor(0x80, &samples::unusual_query())) else { panic!() };
+    let ours = Query { criteria: "other".into(), original: Default::default(), ..query };
+    let Payload::Query(read) = payload_of(&message(Payload::Query(ours.clone())).encode()) else { panic!() };
+    assert_eq!(read.criteria, "other");
+    assert_eq!(read, ours);
 }
 
 #[test]
@@ -527,7 +576,7 @@ fn any_payload() -> impl Strategy<Value = Payload> {
             .prop_map(|(port, ip, files, kbytes, ggep)| Payload::Pong(Pong { port, ip, files, kbytes, ggep })),
         (any::<u16>(), "[^\u{0}]{0,100}").prop_map(|(code, reason)| Payload::Bye(Bye { code, reason })),
         (any::<u16>(), "[^\u{0}]{0,60}", urns(), any_ggep()).prop_map(|(flags, criteria, urns, ggep)| Payload::Query(
-            Query { flags: QueryFlags::from_raw(flags), criteria, urns, ggep }
+            Query { flags: QueryFlags::from_raw(flags), criteria, urns, ggep, original: Default::default() }
         )),
         (any::<u16>(), ipv4(), any::<u32>(), vec(result(), 0..4), proptest::option::of(trailer()), guid()).prop_map(
             |(port, ip, speed, results, trailer, servent_guid)| Payload::QueryHit(QueryHit {
@@ -536,7 +585,8 @@ fn any_payload() -> impl Strategy<Value = Payload> {
                 speed,
                 results,
                 trailer,
-                servent_guid
+                servent_guid,
+                original: Default::default()
             })
         ),
         (guid(), any::<u32>(), ipv4(), any::<u16>(), any_ggep()).prop_map(|(servent_guid, index, ip, port, ggep)| {

@@ -12,7 +12,7 @@ use crate::node::{Action, Config, Connected, Direction, Event, Node};
 use crate::qrp::{RouteTable, RouteTableUpdate, TableReceiver};
 use crate::routing::PeerId;
 use crate::trust::{SharedTrust, TrustStore};
-use crate::wire::{Guid, Message, Payload, Query, QueryFlags};
+use crate::wire::{decode, samples, Guid, Header, Message, Payload, Query, QueryFlags};
 
 const ULTRAPEER: u64 = 1;
 const LEAF: u64 = 2;
@@ -68,8 +68,13 @@ fn queries(messages: &[Message]) -> Vec<&Message> {
 }
 
 fn query(guid: u8, criteria: &str, ttl: u8) -> Message {
-    let query =
-        Query { flags: QueryFlags::default(), criteria: criteria.into(), urns: vec![], ggep: Default::default() };
+    let query = Query {
+        flags: QueryFlags::default(),
+        criteria: criteria.into(),
+        urns: vec![],
+        ggep: Default::default(),
+        original: Default::default(),
+    };
     Message { guid: Guid([guid; 16]), ttl, hops: 1, payload: Payload::Query(query) }
 }
 
@@ -256,4 +261,33 @@ fn ultrapeers_exchange_their_leaves_tables_and_filter_the_last_hop() {
     assert_eq!(queries(&sent_to(&drain(&mut node), ULTRAPEER)).len(), 1);
     node.search("linux", 3, now).unwrap();
     assert_eq!(queries(&sent_to(&drain(&mut node), ULTRAPEER)).len(), 1, "not the last hop: it goes on");
+}
+
+#[test]
+fn what_we_relay_leaves_as_it_came_but_for_ttl_and_hops() {
+    let now = Instant::now();
+    let mut node = node(Role::Ultrapeer, now);
+    connect(&mut node, ULTRAPEER, ultrapeer(), now);
+    connect(&mut node, 3, ultrapeer(), now);
+    drain(&mut node);
+    let descriptor = |payload_type: u8, ttl: u8, payload: &[u8]| {
+        let header = Header {
+            guid: Guid([0x51; 16]),
+            payload_type: payload_type.into(),
+            ttl,
+            hops: 1,
+            payload_len: payload.len() as u32,
+        };
+        [&header.encode()[..], payload].concat()
+    };
+    let query = descriptor(0x80, 3, &samples::unusual_query());
+    node.handle(Event::Message { peer: PeerId(ULTRAPEER), message: decode(&query).unwrap() }, now);
+    let relayed = sent_to(&drain(&mut node), 3);
+    assert_eq!(relayed.len(), 1);
+    assert_eq!(relayed[0].encode(), [&query[..17], &[2, 2], &query[19..]].concat());
+    let hit = descriptor(0x81, 2, &samples::gtk_gnutella_hit());
+    node.handle(Event::Message { peer: PeerId(3), message: decode(&hit).unwrap() }, now);
+    let relayed = sent_to(&drain(&mut node), ULTRAPEER);
+    assert_eq!(relayed.len(), 1);
+    assert_eq!(relayed[0].encode(), [&hit[..17], &[1, 2], &hit[19..]].concat());
 }

@@ -16,6 +16,9 @@
 //! are kept as their bytes ([`Vendor::body`]) and ignored safely; each kind
 //! we do know has its body codec in a submodule of this one.
 
+pub mod hops_flow;
+pub mod query_status;
+
 use super::{Payload, PayloadType, Reader, WireError};
 
 /// Which vendor message: vendor code, selector and version.

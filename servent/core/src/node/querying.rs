@@ -1,0 +1,255 @@
+//! The node's side of dynamic querying and vendor messages: which queries
+//! run dynamically, to which neighbours, and what the vendor messages
+//! change.
+//!
+//! An ultrapeer runs dynamically ([`super::dynamic`]) its own searches and
+//! the queries its leaves send it: the router still records the route,
+//! drops duplicates and sends the query to the leaves whose QRP tables
+//! match, but the copies for the ultrapeers are held back and the dynamic
+//! query sends them one neighbour at a time. A search with an explicit TTL
+//! (`--ttl`, an expert's override) is flooded as before, capped by what
+//! each peer advertised. A leaf sends its searches to its ultrapeers
+//! marked leaf-guided, answers their Query Status Requests with the
+//! results its search kept, and tells them Hops Flow 0 while it shares
+//! nothing. Every query sent honours the receiver's Hops Flow.
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use super::dynamic::{self, DynamicQuery, Neighbour, Origin, Step};
+use super::vendor::{self, Received};
+use super::{Action, Node};
+use crate::handshake::{PeerInfo, Role};
+use crate::routing::{self, PeerId};
+use crate::wire::vendor::hops_flow::HopsFlow;
+use crate::wire::vendor::query_status::QueryStatus;
+use crate::wire::vendor::{Kind, Vendor};
+use crate::wire::{Guid, Message, Payload, Query, QueryFlags};
+
+/// Dynamic queries running at once; the oldest gives way.
+pub const MAX_DYNAMIC_QUERIES: usize = 1024;
+/// The degree assumed of an ultrapeer that did not say (`X-Degree`).
+pub const DEFAULT_DEGREE: u32 = 30;
+
+/// What the dynamic queries need to know of a link.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Capacity {
+    degree: u32,
+    max_ttl: u8,
+}
+
+/// Dynamic queries under way and the links' capacities.
+#[derive(Default)]
+pub(super) struct Querying {
+    pub(super) vendor: vendor::VendorLinks,
+    running: BTreeMap<Guid, DynamicQuery>,
+    capacity: BTreeMap<PeerId, Capacity>,
+}
+
+impl Querying {
+    /// When the next dynamic query step is due.
+    pub(super) fn next_due(&self) -> Option<Instant> {
+        self.running.values().map(DynamicQuery::next_due).min()
+    }
+}
+
+impl Node {
+    /// A link is up: note its capacity and send it our Messages Supported.
+    pub(super) fn querying_connected(&mut self, peer: PeerId, info: &PeerInfo) {
+        let capacity = Capacity {
+            degree: info.degree().unwrap_or(DEFAULT_DEGREE),
+            max_ttl: info.max_ttl().unwrap_or(self.config.max_ttl),
+        };
+        self.querying.capacity.insert(peer, capacity);
+        let message = self.querying.vendor.connected(peer, &mut self.rng);
+        self.actions.push_back(Action::Send { to: peer, message });
+    }
+
+    /// A link is gone: its leaf's dynamic queries end.
+    pub(super) fn querying_closed(&mut self, peer: PeerId) {
+        self.querying.vendor.closed(peer);
+        self.querying.capacity.remove(&peer);
+        self.querying.running.retain(|_, dq| !matches!(dq.origin(), Origin::Leaf { peer: leaf, .. } if leaf == peer));
+    }
+
+    /// A vendor message arrived from `peer`.
+    pub(super) fn on_vendor(&mut self, peer: PeerId, message: &Message, now: Instant) {
+        let Some(Ok(received)) = Vendor::from_payload(&message.payload) else {
+            self.router.count_drop(peer, routing::Drop::Malformed);
+            return;
+        };
+        let announced = received.kind == Kind::MESSAGES_SUPPORTED;
+        match self.querying.vendor.receive(peer, message.guid, received) {
+            Received::Noted if announced => self.tell_hops_flow(peer),
+            Received::Noted => {}
+            Received::Malformed => self.router.count_drop(peer, routing::Drop::Malformed),
+            Received::StatusRequest(guid) => {
+                let status = match self.searches.get(&guid) {
+                    // Results kept, as deployed leaves count them: each source of each file.
+                    Some(search) if self.config.role == Role::Leaf => {
+                        QueryStatus::kept(search.results().iter().map(|r| r.sources.len()).sum())
+                    }
+                    _ => QueryStatus::STOP,
+                };
+                let message = vendor::message(guid, status.to_vendor());
+                self.actions.push_back(Action::Send { to: peer, message });
+            }
+            Received::Status(guid, status) => {
+                if let Some(dq) = self.querying.running.get_mut(&guid) {
+                    if matches!(dq.origin(), Origin::Leaf { peer: leaf, .. } if leaf == peer) {
+                        dq.on_status(status, now);
+                    }
+                }
+            }
+        }
+    }
+
+    /// As a leaf, tells `peer` whether we want queries: none while we share nothing.
+    pub(super) fn tell_hops_flow(&mut self, peer: PeerId) {
+        if self.config.role != Role::Leaf {
+            return;
+        }
+        let flow = if self.library.0 == 0 { HopsFlow::NONE } else { HopsFlow::LEAF_OPEN };
+        if let Some(message) = self.querying.vendor.tell_hops_flow(peer, flow, &mut self.rng) {
+            self.actions.push_back(Action::Send { to: peer, message });
+        }
+    }
+
+    /// Starts a query of ours: dynamically as an ultrapeer unless `ttl`
+    /// overrides it; a leaf's go to its ultrapeers marked leaf-guided.
+    pub(super) fn start_own_query(&mut self, mut query: Query, ttl: Option<u8>, now: Instant) -> Guid {
+        let dynamic = ttl.is_none() && self.config.role == Role::Ultrapeer;
+        if self.config.role == Role::Leaf {
+            query.flags = query.flags.with(QueryFlags::LEAF_GUIDED, true);
+        }
+        let ttl = ttl.unwrap_or(self.config.max_ttl.min(dynamic::MAX_TTL));
+        let (guid, actions) = self.router.start_query(query.clone(), ttl, now);
+        if !dynamic {
+            self.apply(actions, now);
+            return guid;
+        }
+        let actions = self.hold_for_ultrapeers(actions, guid);
+        self.apply(actions, now);
+        let message = Message { guid, ttl, hops: 0, payload: Payload::Query(query) };
+        self.run_dynamic(DynamicQuery::new(message, Origin::Own, ttl, now), now);
+        guid
+    }
+
+    /// Routes a query a leaf sent us: to the matching leaves at once, to
+    /// the ultrapeers dynamically.
+    pub(super) fn on_leaf_query(&mut self, peer: PeerId, message: Message, now: Instant) {
+        let guid = message.guid;
+        let held = message.clone();
+        let actions = self.router.handle(peer, message, now);
+        let accepted = actions.iter().any(|a| matches!(a, routing::Action::SearchLocal { guid: g, .. } if *g == guid));
+        let actions = self.hold_for_ultrapeers(actions, guid);
+        self.apply(actions, now);
+        let Payload::Query(query) = &held.payload else { return };
+        if !accepted || held.ttl <= 1 {
+            return;
+        }
+        let guided = query.flags.is_leaf_guided() && self.querying.vendor.supports(peer, Kind::QUERY_STATUS_REQUEST);
+        let ttl = (held.ttl - 1).min(self.config.max_ttl);
+        let message = Message { hops: held.hops + 1, ..held };
+        self.run_dynamic(DynamicQuery::new(message, Origin::Leaf { peer, guided }, ttl, now), now);
+    }
+
+    /// Whether a query from `peer` is a leaf's own, which we run dynamically.
+    pub(super) fn is_leaf_query(&self, peer: PeerId, message: &Message) -> bool {
+        self.config.role == Role::Ultrapeer
+            && message.hops == 0
+            && matches!(message.payload, Payload::Query(_))
+            && self.peers.get(&peer).is_some_and(|p| p.role == Role::Leaf)
+    }
+
+    /// Dynamic queries running here.
+    pub fn dynamic_queries(&self) -> usize {
+        self.querying.running.len()
+    }
+
+    /// Counts the results of a hit for the dynamic query it answers.
+    pub(super) fn count_results(&mut self, guid: Guid, results: usize) {
+        if let Some(dq) = self.querying.running.get_mut(&guid) {
+            dq.on_results(results);
+        }
+    }
+
+    /// Runs the dynamic queries' steps due at `now`.
+    pub(super) fn step_dynamic(&mut self, now: Instant) {
+        let due: Vec<Guid> =
+            self.querying.running.iter().filter(|(_, dq)| dq.next_due() <= now).map(|(guid, _)| *guid).collect();
+        for guid in due {
+            let Some(mut dq) = self.querying.running.remove(&guid) else { continue };
+            let neighbours = self.neighbours(&dq);
+            let steps = dq.step(&neighbours, now);
+            self.carry_out(guid, steps, now);
+            if !dq.is_done() {
+                self.querying.running.insert(guid, dq);
+            }
+        }
+    }
+
+    fn run_dynamic(&mut self, mut dq: DynamicQuery, now: Instant) {
+        let guid = dq.guid();
+        let neighbours = self.neighbours(&dq);
+        let steps = dq.start(&neighbours, now);
+        self.carry_out(guid, steps, now);
+        if dq.is_done() {
+            return;
+        }
+        if self.querying.running.len() >= MAX_DYNAMIC_QUERIES {
+            if let Some(oldest) = self.querying.running.iter().min_by_key(|(_, dq)| dq.started()).map(|(g, _)| *g) {
+                self.querying.running.remove(&oldest);
+            }
+        }
+        self.querying.running.insert(guid, dq);
+    }
+
+    fn carry_out(&mut self, guid: Guid, steps: Vec<Step>, now: Instant) {
+        for step in steps {
+            match step {
+                Step::Send { to, message } => self.apply(vec![routing::Action::Send { to, message }], now),
+                Step::AskStatus(leaf) => {
+                    let message = vendor::message(guid, QueryStatus::request());
+                    self.actions.push_back(Action::Send { to: leaf, message });
+                }
+            }
+        }
+    }
+
+    /// The ultrapeers a dynamic query may go to, with what we know of them.
+    fn neighbours(&self, dq: &DynamicQuery) -> Vec<Neighbour> {
+        let Some(query) = dq.query() else { return Vec::new() };
+        self.peers
+            .iter()
+            .filter(|(_, p)| p.role == Role::Ultrapeer)
+            .filter(|(id, _)| !matches!(dq.origin(), Origin::Leaf { peer, .. } if peer == **id))
+            .filter_map(|(&peer, _)| {
+                let capacity = self.querying.capacity.get(&peer)?;
+                Some(Neighbour {
+                    peer,
+                    degree: capacity.degree,
+                    max_ttl: capacity.max_ttl,
+                    matches: self.qrp.last_hop_match(peer, query),
+                })
+            })
+            .collect()
+    }
+
+    /// Keeps, of the router's actions for query `guid`, the copies for
+    /// leaves and drops those for ultrapeers: the dynamic query sends those.
+    fn hold_for_ultrapeers(&self, actions: Vec<routing::Action>, guid: Guid) -> Vec<routing::Action> {
+        actions
+            .into_iter()
+            .filter(|action| match action {
+                routing::Action::Send { to, message } if message.guid == guid => {
+                    self.peers.get(to).is_some_and(|p| p.role == Role::Leaf)
+                }
+                _ => true,
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,149 @@
+//! Dynamic querying and vendor messages through whole nodes, on the
+//! in-memory net in virtual time.
+
+use std::time::Duration;
+
+use super::super::testing::Net;
+use super::*;
+use crate::node::Config;
+use crate::wire::vendor::MessagesSupported;
+
+fn ultrapeer() -> Config {
+    // X-Max-TTL 4, as deployed ultrapeers say.
+    Config { max_peers: 30, max_leaves: 30, max_ttl: 4, discover: false, ..Config::default() }
+}
+
+fn leaf() -> Config {
+    Config { role: Role::Leaf, discover: false, ..Config::default() }
+}
+
+/// Makes node `i` of `net` a leaf.
+fn make_leaf(net: &mut Net, i: usize) {
+    let config = Config { listen: std::net::SocketAddr::V4(Net::addr(i)), ..leaf() };
+    let trust = crate::trust::SharedTrust::new(crate::trust::TrustStore::in_memory());
+    net.nodes[i] = Node::new(config, rand::SeedableRng::seed_from_u64(11), trust, (0, 0), net.now);
+}
+
+/// Node 0 with ultrapeers 1..`count` around it, linked up.
+fn star(count: usize) -> Net {
+    let mut net = Net::new(count, ultrapeer(), 3);
+    for i in 1..count {
+        net.nodes[0].connect(Net::addr(i), net.now);
+    }
+    net.run_for(Duration::from_secs(2));
+    assert_eq!(net.nodes[0].peers().count(), count - 1);
+    net
+}
+
+fn queries_received(net: &Net, i: usize) -> usize {
+    net.received[i].iter().filter(|(_, m)| matches!(m.payload, Payload::Query(_))).count()
+}
+
+fn vendor_received(net: &Net, i: usize, kind: Kind) -> Vec<Vendor> {
+    net.received[i]
+        .iter()
+        .filter_map(|(_, m)| Vendor::from_payload(&m.payload).and_then(Result::ok))
+        .filter(|v| v.kind == kind)
+        .collect()
+}
+
+#[test]
+fn every_link_starts_with_our_messages_supported() {
+    let net = star(3);
+    for i in 1..3 {
+        let first = net.received[i].first().map(|(_, m)| Vendor::from_payload(&m.payload));
+        let Some(Some(Ok(vendor))) = first else { panic!("node {i} got no vendor message first") };
+        assert_eq!(vendor.kind, Kind::MESSAGES_SUPPORTED);
+        assert_eq!(MessagesSupported::decode(&vendor.body).unwrap().kinds, vendor::ANNOUNCED);
+    }
+}
+
+#[test]
+fn a_search_stops_widening_once_the_probe_brought_enough() {
+    let mut net = star(9);
+    for i in 1..=3 {
+        for n in 0..60 {
+            net.share(i, &format!("linux-{i}-{n}.tar"), (i * 60 + n) as u8);
+        }
+    }
+    net.run_for(Duration::from_secs(2));
+    let now = net.now;
+    let id = net.nodes[0].search("linux", None, now).unwrap();
+    net.run_for(Duration::from_secs(120));
+    assert!(net.nodes[0].search_results(&id).unwrap().results().len() >= dynamic::OWN_RESULTS);
+    assert_eq!((1..=3).map(|i| queries_received(&net, i)).sum::<usize>(), 3, "the probe: the three matching tables");
+    assert_eq!((4..9).map(|i| queries_received(&net, i)).sum::<usize>(), 0, "enough results: no one else asked");
+    // The expert's --ttl floods it to every neighbour at once.
+    let now = net.now;
+    net.nodes[0].search("linux", Some(2), now).unwrap();
+    net.run_for(Duration::from_secs(1));
+    assert_eq!((4..9).map(|i| queries_received(&net, i)).sum::<usize>(), 5);
+}
+
+#[test]
+fn without_results_a_search_reaches_one_more_neighbour_per_wait() {
+    let mut net = star(9);
+    let now = net.now;
+    net.nodes[0].search("nothing", None, now).unwrap();
+    net.run_for(Duration::from_secs(1));
+    let asked = |net: &Net| (1..9).filter(|&i| queries_received(net, i) > 0).count();
+    assert_eq!(asked(&net), 3, "the probe");
+    net.run_for(dynamic::PROBE_TIMEOUT * 3 + dynamic::RESULT_TIMEOUT * 3);
+    assert_eq!(asked(&net), 4, "one more after the probe's wait");
+    net.run_for(dynamic::RESULT_TIMEOUT * 6);
+    assert_eq!(asked(&net), 8, "then one per wait, until every neighbour had it");
+    let ttls: Vec<u8> =
+        net.received[8].iter().filter(|(_, m)| matches!(m.payload, Payload::Query(_))).map(|(_, m)| m.ttl).collect();
+    assert_eq!(ttls, vec![4], "no results: as far as the neighbour takes");
+}
+
+#[test]
+fn a_leafs_query_is_run_dynamically_under_its_guidance() {
+    let mut net = Net::new(8, ultrapeer(), 5);
+    make_leaf(&mut net, 1);
+    net.share(1, "some-file.tar", 1);
+    for i in 2..8 {
+        net.nodes[0].connect(Net::addr(i), net.now);
+    }
+    net.nodes[1].connect(Net::addr(0), net.now);
+    net.run_for(Duration::from_secs(2));
+    assert_eq!(net.nodes[0].peers().filter(|(_, p)| p.role == Role::Leaf).count(), 1);
+    let now = net.now;
+    let id = net.nodes[1].search("nowhere", None, now).unwrap();
+    net.run_for(Duration::from_secs(1));
+    let (_, sent) = net.received[0].iter().rev().find(|(_, m)| m.guid == id).expect("the leaf's query");
+    let Payload::Query(query) = &sent.payload else { panic!("not a query") };
+    assert!(query.flags.is_leaf_guided());
+    assert_eq!((2..8).filter(|&i| queries_received(&net, i) > 0).count(), 3, "the probe, not a flood");
+    net.run_for(Duration::from_secs(60));
+    assert_eq!(vendor_received(&net, 1, Kind::QUERY_STATUS_REQUEST).len(), 2, "asked every three ultrapeers");
+    let answers = vendor_received(&net, 0, Kind::QUERY_STATUS_RESPONSE);
+    assert_eq!(answers.len(), 2);
+    assert_eq!(QueryStatus::decode(&answers[0].body), Ok(QueryStatus(0)));
+    assert_eq!((2..8).filter(|&i| queries_received(&net, i) > 0).count(), 6, "guided on to every ultrapeer");
+}
+
+#[test]
+fn a_leaf_that_shares_nothing_asks_for_no_queries_and_is_sent_none() {
+    let mut net = Net::new(2, ultrapeer(), 5);
+    make_leaf(&mut net, 1);
+    net.nodes[1].connect(Net::addr(0), net.now);
+    net.run_for(Duration::from_secs(2));
+    let told = vendor_received(&net, 0, Kind::HOPS_FLOW);
+    assert_eq!(told, vec![HopsFlow::NONE.to_vendor()]);
+    net.share(1, "linux.tar", 1);
+    net.run_for(Duration::from_secs(2));
+    assert_eq!(vendor_received(&net, 0, Kind::HOPS_FLOW).last(), Some(&HopsFlow::LEAF_OPEN.to_vendor()));
+}
+
+#[test]
+fn a_peers_hops_flow_holds_back_the_queries_it_refused() {
+    let mut net = star(3);
+    let flow = vendor::message(Guid([1; 16]), HopsFlow::NONE.to_vendor());
+    let peer = net.nodes[0].peers().map(|(id, _)| id).next().unwrap();
+    net.nodes[0].handle(crate::node::Event::Message { peer, message: flow }, net.now);
+    let now = net.now;
+    net.nodes[0].search("anything", Some(3), now).unwrap();
+    net.run_for(Duration::from_secs(1));
+    assert_eq!((1..3).map(|i| queries_received(&net, i)).sum::<usize>(), 1, "one of two peers said Hops Flow 0");
+}
