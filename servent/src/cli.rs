@@ -13,6 +13,7 @@ use structopt::StructOpt;
 use crate::api::ApiToken;
 use crate::config::{self, Config};
 use crate::configfile;
+use crate::keysource;
 use crate::peeraddr::PeerAddr;
 use crate::transfer::upload::UploadConfig;
 use crate::updater;
@@ -172,7 +173,8 @@ pub enum TrustCommand {
         /// (`SEBLINUX-extras*`; repeatable); none: any name no other key's scope claims.
         #[structopt(long)]
         scope: Vec<String>,
-        /// The key.
+        /// The key: a `.pub` file (read here, where you run the command), its
+        /// `RW…` line, or an https:// page showing it.
         key: String,
     },
     /// Lists the pinned keys.
@@ -916,7 +918,16 @@ fn print_decisions(decisions: &[Value], json: bool) -> Result<(), String> {
 
 async fn trust(command: TrustCommand) -> Result<(), String> {
     match command {
-        TrustCommand::Add { api, scope, key } => {
+        TrustCommand::Add { api, mut scope, key } => {
+            // A file is read here, where the user runs the command, not in
+            // the servent's working directory; only the key line travels.
+            let key = if keysource::names_a_page(&key) {
+                key
+            } else {
+                let resolved = keysource::resolve(&key).await?;
+                scope.splice(0..0, resolved.trusted.scope);
+                resolved.trusted.key.to_base64()
+            };
             let entry =
                 Client::new(&api).post("/api/trust", &serde_json::json!({ "key": key, "scope": scope })).await?;
             println!("trusting key {} ({})", text(&entry["key_id"]), scope_text(&entry["scope"]));

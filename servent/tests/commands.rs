@@ -1,6 +1,6 @@
 //! The everyday commands as a user types them, through the binary: numbered
 //! search results taken by number or name, pause, resume and cancel, flag
-//! values checked, help texts, the peers table, `peer add` and one-line errors.
+//! values checked, help texts, the peers table, `peer add`, `trust add` and one-line errors.
 
 mod common;
 
@@ -195,6 +195,35 @@ fn a_client_error_says_the_cause_without_the_http_librarys_words() {
     let said = stderr(&output);
     assert_eq!(said.lines().count(), 1, "{said}");
     assert!(said.contains("Connection refused") && !said.contains("occured"), "{said}");
+}
+
+#[test]
+fn trust_add_reads_its_file_where_the_user_is_and_key_ids_take_any_case() {
+    let servent = Running::start(None, None);
+    let key = signing_tool::SecretKey::generate().unwrap();
+    let here = tempfile::tempdir().unwrap();
+    std::fs::write(here.path().join("seblinux.pub"), key.public_key().to_file_text()).unwrap();
+    // The servent runs elsewhere: the relative name means the user's file.
+    let added = Command::new(SERVENT)
+        .args(["trust", "add", "seblinux.pub#SEBLINUX-base", "--scope", "SEBLINUX-extras*", "--api", &servent.api])
+        .current_dir(here.path())
+        .env_remove("SERVENT_API_TOKEN")
+        .output()
+        .unwrap();
+    assert!(added.status.success(), "{}", stderr(&added));
+    let id = key.key_id().to_string();
+    assert_eq!(stdout(&added).trim(), format!("trusting key {id} (SEBLINUX-base, SEBLINUX-extras*)"));
+    let keys = servent.json_lines(&["trust", "list", "--json"]);
+    assert_eq!(keys.len(), 1, "{keys:?}");
+    assert_eq!(keys[0]["key_id"], id.as_str());
+
+    let missing = servent.client(&["trust", "add", "no-such-key.pub"]);
+    assert!(!missing.status.success());
+    assert_eq!(stderr(&missing).lines().count(), 1, "{}", stderr(&missing));
+
+    let removed = servent.client(&["trust", "remove", &id.to_ascii_lowercase()]);
+    assert!(removed.status.success(), "{}", stderr(&removed));
+    assert!(servent.json_lines(&["trust", "list", "--json"]).is_empty());
 }
 
 #[test]

@@ -122,7 +122,7 @@ fn install_gets_the_genuine_newest_release_and_an_update_pass_brings_the_next_on
         assert!(user.install.path().join("SEBLINUX-base-1.1.tar.minisig").exists());
         let status = user.updater.status();
         assert_eq!(status.installed.len(), 1);
-        assert_eq!(status.installed[0].current.key_id, publisher_key.key_id().to_string());
+        assert_eq!(status.installed[0].current.key_id, Some(publisher_key.key_id()));
 
         let nothing = user.updater.pass(false).await.unwrap();
         assert_eq!(nothing.decisions.len(), 1);
@@ -284,7 +284,7 @@ fn a_rotation_record_by_the_bound_key_lets_the_new_key_publish_the_next_release(
         assert_eq!((decision.action, decision.to.as_deref()), (Action::Installed, Some("1.1")), "{decision:?}");
         assert!(decision.reason.contains("by a rotation record"), "{}", decision.reason);
         assert_eq!(std::fs::read(user.install.path().join("SEBLINUX-base-1.1.tar")).unwrap(), bytes_of("1.1"));
-        assert_eq!(user.updater.status().installed[0].current.key_id, new_key.key_id().to_string());
+        assert_eq!(user.updater.status().installed[0].current.key_id, Some(new_key.key_id()));
         let pinned = user.node.trusted_keys();
         let new_entry = pinned.iter().find(|k| k.key_id == new_key.key_id().to_string()).expect("the new key pinned");
         assert_eq!(new_entry.scope, [NAME]);

@@ -37,7 +37,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use signing_tool::files::minisig_path;
-use signing_tool::Minisig;
+use signing_tool::{KeyId, Minisig};
 
 use crate::config::write_atomically;
 
@@ -62,13 +62,33 @@ pub struct Package {
     pub sha256: String,
     /// The key that signed it, as minisign prints key ids: the key the
     /// package is bound to. A record written before it was kept gets it
-    /// from the installed signature when the directory is opened.
-    #[serde(default)]
-    pub key_id: String,
+    /// from the installed signature when the directory is opened. Written
+    /// as text (`""` for none), compared as a value.
+    #[serde(default, with = "key_id_text")]
+    pub key_id: Option<KeyId>,
     /// When it was signed (minisign's `timestamp:`).
     pub timestamp: u64,
     /// Its file name in the install directory.
     pub file: String,
+}
+
+/// A [`Package`]'s key id in the record: the 16 hex digits minisign prints
+/// (any case read), `""` for a package not yet bound to a key.
+mod key_id_text {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use signing_tool::KeyId;
+
+    pub fn serialize<S: Serializer>(id: &Option<KeyId>, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&id.map(|id| id.to_string()).unwrap_or_default())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<KeyId>, D::Error> {
+        let text = String::deserialize(d)?;
+        if text.is_empty() {
+            return Ok(None);
+        }
+        text.parse().map(Some).map_err(|e| serde::de::Error::custom(format!("key id {text}: {e}")))
+    }
 }
 
 /// What is installed of one package name.
@@ -168,12 +188,12 @@ impl InstallDir {
         let dir = self.dir.clone();
         let packages =
             self.record.packages.iter_mut().flat_map(|i| std::iter::once(&mut i.current).chain(&mut i.previous));
-        for package in packages.filter(|p| p.key_id.is_empty()) {
+        for package in packages.filter(|p| p.key_id.is_none()) {
             let signature = fs::read(minisig_path(&dir.join(&package.file)));
             if let Ok(minisig) =
                 signature.map_err(|e| e.to_string()).and_then(|b| Minisig::parse(&b).map_err(|e| e.to_string()))
             {
-                package.key_id = minisig.key_id().to_string();
+                package.key_id = Some(minisig.key_id());
             }
         }
     }
@@ -568,7 +588,7 @@ mod tests {
                 name: "SEBLINUX-base".into(),
                 version: version.into(),
                 sha256: hex(&Sha256::digest(content.as_bytes())),
-                key_id: "3A8F545E2E278D2F".into(),
+                key_id: Some("3A8F545E2E278D2F".parse().unwrap()),
                 timestamp: 1_700_000_000,
                 file: file.into(),
             };
@@ -588,13 +608,13 @@ mod tests {
         let mut signer = signing_tool::Signer::new();
         signer.update(&fs::read(&source).unwrap());
         let signature = signer.finish(&key, "SEBLINUX-base-1.0.tar", None, 1_700_000_000).unwrap().to_text();
-        v10.key_id = String::new();
+        v10.key_id = None;
         InstallDir::open(&f.dir).unwrap().install(v10, &source, &signature).unwrap();
         let record = f.dir.join(STATE_DIR).join(RECORD_FILE);
         let old: String = fs::read_to_string(&record).unwrap().lines().filter(|l| !l.contains("\"key_id\"")).collect();
         fs::write(&record, old).unwrap();
         let reopened = InstallDir::open(&f.dir).unwrap();
-        assert_eq!(reopened.get("SEBLINUX-base").unwrap().current.key_id, key.key_id().to_string());
+        assert_eq!(reopened.get("SEBLINUX-base").unwrap().current.key_id, Some(key.key_id()));
     }
 
     #[test]

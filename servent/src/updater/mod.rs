@@ -304,7 +304,7 @@ impl Updater {
         let (mut choice, mut newest) = choose(name, installed.as_ref(), &results, explicit, &[]);
         let mut rotated = None;
         if let Some(bound) = installed.as_ref().filter(|i| other_key_offers_newer(name, i, &results)) {
-            match self.find_rotation(name, &bound.current.key_id, !dry_run).await {
+            match self.find_rotation(name, bound.current.key_id, !dry_run).await {
                 // A dry run changes nothing, the pinned keys included.
                 Ok(rotation) if dry_run => {
                     let to = rotation.to.key_id();
@@ -368,10 +368,9 @@ impl Updater {
     /// Looks on the network for a rotation record of key `bound` that hands
     /// `name` over, and, if `honour`, honours the first that verifies against
     /// that key (the new key is pinned for the names it hands over); or why none.
-    async fn find_rotation(&self, name: &str, bound: &str, honour: bool) -> Result<Rotation, String> {
+    async fn find_rotation(&self, name: &str, bound: Option<KeyId>, honour: bool) -> Result<Rotation, String> {
         let node = &self.inner.node;
-        let from: KeyId =
-            bound.parse().map_err(|e| format!("the installed {name} is bound to no readable key: {e}"))?;
+        let from = bound.ok_or_else(|| format!("the installed {name} is bound to no readable key"))?;
         let Some(old) = node.pinned_key(from) else {
             return Err(format!("key {from} is not pinned any more, so no rotation record of it can be checked"));
         };
@@ -486,11 +485,12 @@ impl Updater {
         {
             return fail(format!("the downloaded {to} is not the verified release chosen"));
         }
+        let signer = signature.key_id();
         let package = Package {
             name: candidate.release.name.clone(),
             version: to.clone(),
             sha256: hex(&candidate.release.sha256),
-            key_id: signature.key_id().to_string(),
+            key_id: Some(signer),
             timestamp: candidate.release.timestamp,
             file: crate::transfer::download::safe_file_name(&candidate.release.file, &hex(&candidate.release.sha256)),
         };
@@ -540,7 +540,7 @@ impl Updater {
         }
         Decision {
             action: Action::Installed,
-            reason: format!("{name} {to} verified under key {} and installed", package.key_id),
+            reason: format!("{name} {to} verified under key {signer} and installed"),
             ..decision(name, current, Some(to))
         }
     }
