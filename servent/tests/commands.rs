@@ -227,6 +227,51 @@ fn trust_add_reads_its_file_where_the_user_is_and_key_ids_take_any_case() {
 }
 
 #[test]
+fn an_unsigned_download_never_keeps_the_name_of_the_verified_release() {
+    let key = signing_tool::SecretKey::generate().unwrap();
+    let keys = tempfile::tempdir().unwrap();
+    let public = keys.path().join("seblinux.pub");
+    std::fs::write(&public, key.public_key().to_file_text()).unwrap();
+    let published = tempfile::tempdir().unwrap();
+    sign_beside(&key, published.path(), "SEBLINUX-base-1.0.tar", b"genuine release");
+    let lookalike = tempfile::tempdir().unwrap();
+    std::fs::write(lookalike.path().join("SEBLINUX-base-1.0.tar"), b"unsigned lookalike").unwrap();
+    let hub = Running::start(None, None);
+    let publisher = Running::start(Some(published.path()), Some(&hub.listen));
+    let other = Running::start(Some(lookalike.path()), Some(&hub.listen));
+    let user = Running::start_with(None, Some(&hub.listen), &["--trust", &format!("{}#SEBLINUX*", public.display())]);
+    hub.wait_until(&["peers", "--json"], |peers| peers.len() == 3);
+    for sharing in [&publisher, &other] {
+        sharing.wait_until(&["library", "--json"], |files| files.len() == 1);
+    }
+    let results = user.json_lines(&["search", "--wait", "3", "--json", "SEBLINUX"]);
+    let urn_of = |verdict: &str| {
+        let result = results.iter().find(|r| r["verdict"] == verdict).unwrap_or_else(|| panic!("{results:?}"));
+        result["sha1"].as_str().unwrap().to_owned()
+    };
+
+    // The unsigned one first: it takes the free name for now.
+    let got = user.client(&["get", "--wait", &urn_of("unsigned")]);
+    assert!(got.status.success(), "{}", stderr(&got));
+    let unsigned = std::path::PathBuf::from(stdout(&got).trim());
+    assert!(unsigned.ends_with("SEBLINUX-base-1.0.tar"), "{}", unsigned.display());
+    let got = user.client(&["get", "--wait", "--require-verified", &urn_of("verified")]);
+    assert!(got.status.success(), "{}", stderr(&got));
+    let verified = std::path::PathBuf::from(stdout(&got).trim());
+    assert_eq!(verified, unsigned, "the verified release takes its name");
+    assert_eq!(std::fs::read(&verified).unwrap(), b"genuine release");
+    let aside = verified.with_file_name("SEBLINUX-base-1.0 (1).tar");
+    assert_eq!(std::fs::read(aside).unwrap(), b"unsigned lookalike");
+
+    // And the other way round: an unsigned download after the verified one takes a number.
+    std::fs::remove_file(verified.with_file_name("SEBLINUX-base-1.0 (1).tar")).unwrap();
+    let again = user.client(&["get", "--wait", &urn_of("unsigned")]);
+    assert!(again.status.success(), "{}", stderr(&again));
+    assert!(stdout(&again).trim().ends_with("SEBLINUX-base-1.0 (1).tar"), "{}", stdout(&again));
+    assert_eq!(std::fs::read(&verified).unwrap(), b"genuine release");
+}
+
+#[test]
 fn peer_add_and_run_peer_connect_by_ip_or_host_name() {
     let (a, b, c) = (Running::start(None, None), Running::start(None, None), Running::start(None, None));
     let added = a.client(&["peer", "add", &b.listen]);

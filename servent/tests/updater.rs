@@ -10,6 +10,7 @@ use std::time::Duration;
 use async_std::task;
 use common::{share, start_with, wait_connected, wait_for, wait_indexed};
 use servent::node::NodeHandle;
+use servent::transfer::download::Keep;
 use servent::trust::TrustedKey;
 use servent::updater::{Action, UpdateError, Updater, UpdaterConfig};
 use signing_tool::files::{minisig_path, write_rotation};
@@ -171,6 +172,37 @@ fn install_gets_the_genuine_newest_release_and_an_update_pass_brings_the_next_on
         for node in [third, user.node, faker, publisher] {
             node.shutdown().await;
         }
+    });
+}
+
+#[test]
+fn installing_what_was_downloaded_fetches_it_once_and_keeps_one_copy() {
+    task::block_on(async {
+        let publisher_key = SecretKey::generate().unwrap();
+        let published = share(&[]);
+        publish(published.path(), &publisher_key, "1.0", "SEBLINUX-base-1.0.tar", &bytes_of("1.0"));
+        let publisher = start_with(&[], Some(published.path()), |_| {}).await;
+        wait_indexed(&publisher, "seblinux base", 1).await;
+        let user = user(&publisher_key, &[&publisher], tempfile::tempdir().unwrap(), None).await;
+
+        let search = user.node.search("SEBLINUX base", 3).await.unwrap();
+        wait_for("the release found", || {
+            let node = user.node.clone();
+            async move { node.search_results(search).await.unwrap().is_some_and(|s| !s.results.is_empty()) }
+        })
+        .await;
+        let sha1 = user.node.search_results(search).await.unwrap().unwrap().results[0].sha1.unwrap();
+        let downloads = user.node.downloads().unwrap().clone();
+        let id = user.node.download(&sha1.to_string(), Keep::Verified).await.unwrap();
+        let downloaded = downloads.wait(id).await.unwrap().path.expect("a downloaded file");
+        assert_eq!(std::fs::read(&downloaded).unwrap(), bytes_of("1.0"));
+
+        let installed = user.updater.install(NAME, false).await.unwrap();
+        assert_eq!((installed.action, installed.to.as_deref()), (Action::Installed, Some("1.0")), "{installed:?}");
+        assert_eq!(downloads.list().await.unwrap().len(), 1, "the release was fetched once");
+        assert_eq!(std::fs::read(user.install.path().join("SEBLINUX-base-1.0.tar")).unwrap(), bytes_of("1.0"));
+        assert!(!downloaded.exists(), "the downloads folder keeps no second copy");
+        assert!(!minisig_path(&downloaded).exists());
     });
 }
 

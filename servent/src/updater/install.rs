@@ -10,8 +10,9 @@
 //! <install-dir>/.servent/incoming/…              a version being installed
 //! ```
 //!
-//! An install stages the new file (copied while its SHA-256 is checked,
-//! then synced), keeps the current one as the previous version, writes the
+//! An install stages the new file (moved out of the downloads folder, so
+//! one copy of a release is kept and shared, or copied across file
+//! systems; its SHA-256 checked, then synced), keeps the current one as the previous version, writes the
 //! record with the change *pending*, renames the new file into place,
 //! removes the old one, and writes the record again without the pending
 //! change. [`InstallDir::open`] finishes or undoes a pending change it
@@ -218,7 +219,8 @@ impl InstallDir {
         self.dir.join(&package.file)
     }
 
-    /// Installs `new` from the verified file `source` with its signature
+    /// Installs `new` from the verified file `source` (moved, with the
+    /// signature beside it, if any: see [`take_checked`]) with its signature
     /// text, keeping what was installed under that name as the previous
     /// version. On error the installed state is as it was.
     pub fn install(&mut self, new: Package, source: &Path, signature: &str) -> Result<(), InstallError> {
@@ -301,13 +303,17 @@ impl InstallDir {
         fs::create_dir_all(&incoming).map_err(io_error("create", &incoming))?;
         let staged = incoming.join(&new.file);
         let staged_signature = minisig_path(&staged);
-        let staging = copy_checked(source, &staged, &new.sha256)
+        let staging = take_checked(source, &staged, &new.sha256)
             .and_then(|()| write_synced(&staged_signature, signature.as_bytes()));
         if let Err(e) = staging {
-            let _ = fs::remove_file(&staged);
+            if fs::rename(&staged, source).is_err() {
+                let _ = fs::remove_file(&staged);
+            }
             let _ = fs::remove_file(&staged_signature);
             return Err(e);
         }
+        // The download's own signature goes with the file it signed.
+        let _ = fs::remove_file(minisig_path(source));
         stop_here(crash_after, Step::Staged)?;
         if let Some(old) = old.as_ref().filter(|_| !awaiting_hook) {
             self.keep_as_previous(old)?;
@@ -514,6 +520,27 @@ fn check_file_name(name: &str) -> Result<(), InstallError> {
     }
 }
 
+/// Moves `from` to `to` (copies it when they are on different file
+/// systems, then removes it), synced, checking that the bytes have SHA-256
+/// `sha256`; on a mismatch `from` is left where it was.
+fn take_checked(from: &Path, to: &Path, sha256: &str) -> Result<(), InstallError> {
+    if fs::rename(from, to).is_err() {
+        copy_checked(from, to, sha256)?;
+        return fs::remove_file(from).map_err(io_error("remove", from));
+    }
+    let matches = sha256_hex(to).map_err(io_error("read", to))? == sha256;
+    let synced = File::open(to).and_then(|f| f.sync_all()).map_err(io_error("sync", to));
+    if !matches {
+        fs::rename(to, from).map_err(io_error("move back", from))?;
+        return Err(changed(from));
+    }
+    synced
+}
+
+fn changed(path: &Path) -> InstallError {
+    InstallError::Refused(format!("{} changed: it no longer has the verified content", path.display()))
+}
+
 /// Copies `from` to `to`, synced, checking on the way that the bytes have
 /// SHA-256 `sha256`; a mismatch removes the copy.
 fn copy_checked(from: &Path, to: &Path, sha256: &str) -> Result<(), InstallError> {
@@ -532,10 +559,7 @@ fn copy_checked(from: &Path, to: &Path, sha256: &str) -> Result<(), InstallError
     output.sync_all().map_err(io_error("sync", to))?;
     if hex(&hasher.finalize()) != sha256 {
         let _ = fs::remove_file(to);
-        return Err(InstallError::Refused(format!(
-            "{} changed: it no longer has the verified content",
-            from.display()
-        )));
+        return Err(changed(from));
     }
     Ok(())
 }
@@ -757,6 +781,18 @@ mod tests {
     }
 
     #[test]
+    fn an_install_moves_the_download_and_its_signature_so_one_copy_is_kept() {
+        let f = fixture();
+        let mut install = InstallDir::open(&f.dir).unwrap();
+        let (v10, source) = f.release("1.0", "SEBLINUX-base-1.0.tar");
+        fs::write(minisig_path(&source), "sig 1.0").unwrap();
+        install.install(v10, &source, "sig 1.0").unwrap();
+        assert_eq!(installed_bytes(&f.dir, "SEBLINUX-base-1.0.tar"), "SEBLINUX-base 1.0");
+        assert!(!source.exists() && !minisig_path(&source).exists());
+        assert!(fs::read_dir(&f.sources).unwrap().next().is_none(), "the downloads folder keeps no copy");
+    }
+
+    #[test]
     fn a_source_that_changed_or_a_bad_name_is_refused_and_nothing_changes() {
         let f = fixture();
         let mut install = InstallDir::open(&f.dir).unwrap();
@@ -765,6 +801,7 @@ mod tests {
         v10.sha256 = hex(&[0; 32]);
         let err = install.install(v10, &source, "sig").unwrap_err();
         assert!(err.to_string().contains("no longer has the verified content"), "{err}");
+        assert_eq!(fs::read_to_string(&source).unwrap(), "SEBLINUX-base 1.0", "the download is left as it was");
         for bad in ["../escape.tar", ".hidden", "a/b", "x.minisig", ""] {
             let package = Package { file: bad.into(), ..good.clone() };
             assert!(install.install(package, &source, "sig").is_err(), "{bad:?}");

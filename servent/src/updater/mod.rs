@@ -461,16 +461,29 @@ impl Updater {
             Ok(downloads) => downloads.clone(),
             Err(e) => return fail(e.to_string()),
         };
-        let id = match node.download(&sha1.to_string(), Keep::Verified).await {
-            Ok(id) => id,
-            Err(e) => return fail(format!("cannot download {to}: {e}")),
-        };
-        let done = match async_std::future::timeout(self.inner.config.download_timeout, downloads.wait(id)).await {
-            Ok(Ok(done)) => done,
-            Ok(Err(e)) => return fail(format!("download of {to}: {e}")),
-            Err(_) => {
-                let _ = downloads.cancel(id).await;
-                return fail(format!("download of {to} took too long"));
+        // A verified download of these bytes still in the downloads folder
+        // is installed as it is, not fetched a second time.
+        let finished = downloads.list().await.unwrap_or_default().into_iter().rev().find(|d| {
+            d.sha1 == Some(sha1)
+                && d.state == DownloadState::Complete
+                && d.judgement.as_ref().is_some_and(|j| j.verdict == Verdict::Verified)
+                && d.path.as_ref().is_some_and(|p| p.is_file())
+        });
+        let done = match finished {
+            Some(done) => done,
+            None => {
+                let id = match node.download(&sha1.to_string(), Keep::Verified).await {
+                    Ok(id) => id,
+                    Err(e) => return fail(format!("cannot download {to}: {e}")),
+                };
+                match async_std::future::timeout(self.inner.config.download_timeout, downloads.wait(id)).await {
+                    Ok(Ok(done)) => done,
+                    Ok(Err(e)) => return fail(format!("download of {to}: {e}")),
+                    Err(_) => {
+                        let _ = downloads.cancel(id).await;
+                        return fail(format!("download of {to} took too long"));
+                    }
+                }
             }
         };
         let path = match (&done.state, &done.path) {
