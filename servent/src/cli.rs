@@ -93,6 +93,8 @@ pub enum Command {
     Peers(ListArgs),
     /// Connects a running servent to another servent.
     Peer(PeerCommand),
+    /// Shares one more folder from a running servent, or lists the shared folders.
+    Share(ShareCommand),
     /// Lists the shared files.
     Library(ListArgs),
     /// Shows the servent's address, peers and counters.
@@ -142,6 +144,19 @@ pub enum Command {
         /// The package name.
         name: String,
     },
+    /// Removes an installed package (its file, its signature and the
+    /// previous version kept), which is then no longer shared.
+    Uninstall {
+        // structopt refuses doc comments on flattened fields.
+        #[allow(missing_docs)]
+        #[structopt(flatten)]
+        api: ApiArgs,
+        /// One JSON object.
+        #[structopt(long)]
+        json: bool,
+        /// The package name.
+        name: String,
+    },
 }
 
 /// `servent peer …`.
@@ -157,6 +172,24 @@ pub enum PeerCommand {
         /// IP:PORT or HOST:PORT.
         addr: String,
     },
+}
+
+/// `servent share …`.
+#[derive(Debug, StructOpt)]
+pub enum ShareCommand {
+    /// Shares a folder (and its subfolders) from now on, while the servent
+    /// runs: its files are indexed and answered at once. `--share` (or
+    /// `shares` in servent.toml) keeps it shared across restarts.
+    Add {
+        // structopt refuses doc comments on flattened fields.
+        #[allow(missing_docs)]
+        #[structopt(flatten)]
+        api: ApiArgs,
+        /// The folder, relative to where you run the command or absolute.
+        dir: PathBuf,
+    },
+    /// Lists the shared folders.
+    List(ListArgs),
 }
 
 /// `servent trust …`.
@@ -539,6 +572,21 @@ pub async fn run_client(command: Command) -> Result<(), String> {
             println!("connecting to {}", text(&answer["connecting"]));
             Ok(())
         }
+        Command::Share(ShareCommand::Add { api, dir }) => {
+            // The folder is where the user means it, not where the servent was started.
+            let dir = std::path::absolute(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+            let answer = Client::new(&api).post("/api/shares", &serde_json::json!({ "dir": dir })).await?;
+            match answer["added"].as_bool() {
+                Some(true) => println!("sharing {}", text(&answer["dir"])),
+                _ => println!("{} is shared already", text(&answer["dir"])),
+            }
+            Ok(())
+        }
+        Command::Share(ShareCommand::List(args)) => {
+            let folders = Client::new(&args.api).get("/api/shares").await?;
+            print_list(&folders, args.json, &["folder"], |f| vec![text(f)]);
+            Ok(())
+        }
         Command::Trust(command) => trust(command).await,
         Command::Install { api, dry_run, json, name } => {
             let body = serde_json::json!({ "name": name, "dry_run": dry_run });
@@ -548,6 +596,10 @@ pub async fn run_client(command: Command) -> Result<(), String> {
         Command::Update { api, once, dry_run, json } => update(&Client::patient(&api), once, dry_run, json).await,
         Command::Rollback { api, json, name } => {
             let decision = Client::patient(&api).post("/api/rollback", &serde_json::json!({ "name": name })).await?;
+            print_decisions(std::slice::from_ref(&decision), json)
+        }
+        Command::Uninstall { api, json, name } => {
+            let decision = Client::patient(&api).post("/api/uninstall", &serde_json::json!({ "name": name })).await?;
             print_decisions(std::slice::from_ref(&decision), json)
         }
         Command::Downloads(args) => {

@@ -1,6 +1,6 @@
 //! The everyday commands as a user types them, through the binary: numbered
 //! search results taken by number or name, pause, resume and cancel, flag
-//! values checked, help texts, the peers table, `peer add`, `trust add` and one-line errors.
+//! values checked, help texts, the peers table, `peer add`, `share add`, `trust add` and one-line errors.
 
 mod common;
 
@@ -135,7 +135,7 @@ fn run_refuses_flag_values_that_make_no_sense_in_one_line() {
 
 #[test]
 fn every_command_says_in_its_help_what_it_does() {
-    let commands: [&[&str]; 18] = [
+    let commands: [&[&str]; 21] = [
         &["demo"],
         &["run"],
         &["search"],
@@ -151,6 +151,9 @@ fn every_command_says_in_its_help_what_it_does() {
         &["install"],
         &["update"],
         &["rollback"],
+        &["uninstall"],
+        &["share", "add"],
+        &["share", "list"],
         &["trust", "add"],
         &["trust", "list"],
         &["trust", "remove"],
@@ -269,6 +272,47 @@ fn an_unsigned_download_never_keeps_the_name_of_the_verified_release() {
     assert!(again.status.success(), "{}", stderr(&again));
     assert!(stdout(&again).trim().ends_with("SEBLINUX-base-1.0 (1).tar"), "{}", stdout(&again));
     assert_eq!(std::fs::read(&verified).unwrap(), b"genuine release");
+}
+
+#[test]
+fn share_add_on_a_running_servent_answers_searches_for_the_new_files_at_once() {
+    let a = Running::start(None, None);
+    let b = Running::start(None, Some(&a.listen));
+    a.wait_until(&["peers", "--json"], |peers| peers.len() == 1);
+    let here = tempfile::tempdir().unwrap();
+    std::fs::create_dir(here.path().join("music")).unwrap();
+    std::fs::write(here.path().join("music").join("SEBLINUX-extras-1.0.tar"), vec![5u8; 2048]).unwrap();
+    let share_add = |dir: &str| {
+        Command::new(SERVENT)
+            .args(["share", "add", dir, "--api", &a.api])
+            .current_dir(here.path())
+            .env_remove("SERVENT_API_TOKEN")
+            .output()
+            .unwrap()
+    };
+    let added = share_add("music");
+    assert!(added.status.success(), "{}", stderr(&added));
+    let folder = here.path().join("music");
+    assert_eq!(stdout(&added).trim(), format!("sharing {}", folder.display()));
+    a.wait_until(&["library", "--json"], |files| files.iter().any(|f| f["name"] == "SEBLINUX-extras-1.0.tar"));
+    let results = b.json_lines(&["search", "--wait", "2", "--json", "extras"]);
+    assert_eq!(results.len(), 1, "{results:?}");
+    assert_eq!(results[0]["sources"], serde_json::json!([a.listen]));
+    let folders = a.json_lines(&["share", "list", "--json"]);
+    assert!(folders.iter().any(|f| f.as_str().is_some_and(|f| f.ends_with("/music"))), "{folders:?}");
+
+    let again = share_add("music");
+    assert!(stdout(&again).contains("is shared already"), "{}", stdout(&again));
+    for (dir, said) in [("no-such-folder", "No such file"), ("music/SEBLINUX-extras-1.0.tar", "not a folder")] {
+        let refused = share_add(dir);
+        assert!(!refused.status.success(), "{dir}");
+        assert_eq!(stderr(&refused).lines().count(), 1, "{}", stderr(&refused));
+        assert!(stderr(&refused).contains(said), "{dir}: {}", stderr(&refused));
+    }
+    let uninstall = a.client(&["uninstall", "SEBLINUX-base"]);
+    assert!(!uninstall.status.success());
+    assert_eq!(stderr(&uninstall).lines().count(), 1, "{}", stderr(&uninstall));
+    assert!(stderr(&uninstall).contains("SEBLINUX-base is not installed"), "{}", stderr(&uninstall));
 }
 
 #[test]

@@ -207,6 +207,46 @@ fn installing_what_was_downloaded_fetches_it_once_and_keeps_one_copy() {
 }
 
 #[test]
+fn uninstall_removes_the_release_and_the_network_no_longer_finds_it_here() {
+    task::block_on(async {
+        let publisher_key = SecretKey::generate().unwrap();
+        let published = share(&[]);
+        publish(published.path(), &publisher_key, "1.0", "SEBLINUX-base-1.0.tar", &bytes_of("1.0"));
+        let publisher = start_with(&[], Some(published.path()), |_| {}).await;
+        wait_indexed(&publisher, "seblinux base", 1).await;
+        let user = user(&publisher_key, &[&publisher], tempfile::tempdir().unwrap(), None).await;
+        let installed = user.updater.install(NAME, false).await.unwrap();
+        assert_eq!(installed.action, Action::Installed, "{installed:?}");
+        wait_indexed(&user.node, "seblinux base", 1).await;
+        let member = start_with(&[user.node.listen_addr()], None, |_| {}).await;
+        wait_connected(&member, &user.node).await;
+
+        let removed = user.updater.uninstall(NAME).await.unwrap();
+        assert_eq!((removed.action, removed.from.as_deref()), (Action::Uninstalled, Some("1.0")), "{removed:?}");
+        assert_eq!(installed_version(&user), None);
+        let file = user.install.path().join("SEBLINUX-base-1.0.tar");
+        assert!(!file.exists() && !minisig_path(&file).exists());
+        wait_indexed(&user.node, "seblinux base", 0).await;
+        // Asked over the network, the user has nothing of it left to offer:
+        // the publisher's hit, which comes through the user, arrives alone.
+        let search = member.search("SEBLINUX base", 2).await.unwrap();
+        let source = |node: &NodeHandle| match node.listen_addr() {
+            std::net::SocketAddr::V4(addr) => addr,
+            other => panic!("{other} is not IPv4"),
+        };
+        let (from_publisher, from_user) = (source(&publisher), source(&user.node));
+        let results = || async { member.search_results(search).await.unwrap().map(|s| s.results).unwrap_or_default() };
+        wait_for("the publisher's hit", || async {
+            results().await.iter().any(|r| r.sources.contains(&from_publisher))
+        })
+        .await;
+        assert!(results().await.iter().all(|r| !r.sources.contains(&from_user)), "{:?}", results().await);
+        let again = user.updater.uninstall(NAME).await.unwrap_err();
+        assert!(again.to_string().contains("is not installed"), "{again}");
+    });
+}
+
+#[test]
 fn a_failing_or_hanging_hook_rolls_back_and_two_passes_never_run_at_once() {
     task::block_on(async {
         let publisher_key = SecretKey::generate().unwrap();

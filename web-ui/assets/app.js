@@ -706,6 +706,7 @@ const ACTION_WORDS = {
   failed: "failed",
   rolled_back: "rolled back",
   rolled_forward: "rolled forward",
+  uninstalled: "uninstalled",
   not_found: "not found",
 };
 

@@ -289,6 +289,8 @@ pub struct NodeHandle {
     downloads: Option<Downloads>,
     /// Wakes the rescan of the shared folders.
     rescan: Sender<()>,
+    /// The shared folders, which `share add` extends.
+    folders: library::SharedFolders,
     pump: Arc<Mutex<Option<JoinHandle<()>>>>,
 }
 
@@ -313,6 +315,19 @@ impl NodeHandle {
     pub fn rescan(&self) {
         // A full channel already means "rescan soon".
         let _ = self.rescan.try_send(());
+    }
+
+    /// The shared folders.
+    pub fn shared_folders(&self) -> Vec<PathBuf> {
+        self.folders.list()
+    }
+
+    /// Shares the folder `dir` (an absolute path) too, from now on, and
+    /// rescans at once; whether it was not shared yet, or why it is refused.
+    pub fn share_folder(&self, dir: &std::path::Path) -> Result<bool, String> {
+        let added = self.folders.add(dir)?;
+        self.rescan();
+        Ok(added)
     }
 
     /// Everything shared, each file with its verdict under the keys trusted now.
@@ -538,9 +553,16 @@ pub async fn start(config: Config) -> Result<NodeHandle, NodeError> {
         sent: LinkCounters::default(),
         uploads: uploads.clone(),
     });
+    let folders = library::SharedFolders::new(shares);
     let mut tasks = vec![
         task::spawn(connection::accept_loop(listener, shared.clone())),
-        task::spawn(library::rescan_loop(library.clone(), shares, config.rescan_interval, rescan_wake, events.clone())),
+        task::spawn(library::rescan_loop(
+            library.clone(),
+            folders.clone(),
+            config.rescan_interval,
+            rescan_wake,
+            events.clone(),
+        )),
     ];
     if let Some(downloads) = &downloads {
         tasks.push(task::spawn(download::watch(downloads.clone(), events.clone())));
@@ -559,7 +581,18 @@ pub async fn start(config: Config) -> Result<NodeHandle, NodeError> {
     };
     let pump = Arc::new(Mutex::new(Some(task::spawn(pump.run()))));
     let library_verdicts = Arc::default();
-    Ok(NodeHandle { events, listen, library, trust, library_verdicts, uploads, downloads, rescan: rescan_now, pump })
+    Ok(NodeHandle {
+        events,
+        listen,
+        library,
+        trust,
+        library_verdicts,
+        uploads,
+        downloads,
+        rescan: rescan_now,
+        folders,
+        pump,
+    })
 }
 
 const HOST_CACHE_FILE: &str = "hosts";

@@ -373,6 +373,36 @@ impl InstallDir {
         Ok((installed.current, previous))
     }
 
+    /// Uninstalls `name`: its record goes first (so a crash leaves at worst
+    /// a stray file, never a record of a file that is gone), then its file,
+    /// its signature and the previous version kept for it. Returns what was
+    /// installed.
+    pub fn uninstall(&mut self, name: &str) -> Result<Installed, InstallError> {
+        let installed =
+            self.get(name).cloned().ok_or_else(|| InstallError::Refused(format!("{name} is not installed")))?;
+        if let Some(pending) = &self.record.pending {
+            return Err(InstallError::Refused(format!("an install of {} is under way", pending.new.name)));
+        }
+        self.record.packages.retain(|p| p.current.name != name);
+        self.save()?;
+        let file = self.file_path(&installed.current);
+        for path in [minisig_path(&file), file] {
+            match fs::remove_file(&path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(io_error("remove", &path)(e)),
+            }
+        }
+        let previous = self.previous_dir(name);
+        match fs::remove_dir_all(&previous) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io_error("remove", &previous)(e)),
+        }
+        sync_dir(&self.dir)?;
+        Ok(installed)
+    }
+
     fn state_dir(&self) -> PathBuf {
         self.dir.join(STATE_DIR)
     }
@@ -790,6 +820,30 @@ mod tests {
         assert_eq!(installed_bytes(&f.dir, "SEBLINUX-base-1.0.tar"), "SEBLINUX-base 1.0");
         assert!(!source.exists() && !minisig_path(&source).exists());
         assert!(fs::read_dir(&f.sources).unwrap().next().is_none(), "the downloads folder keeps no copy");
+    }
+
+    #[test]
+    fn uninstall_removes_the_file_its_signature_its_previous_version_and_its_record() {
+        let f = fixture();
+        let mut install = InstallDir::open(&f.dir).unwrap();
+        let (v10, source) = f.release("1.0", "SEBLINUX-base-1.0.tar");
+        install.install(v10, &source, "sig 1.0").unwrap();
+        let (v11, source) = f.release("1.1", "SEBLINUX-base-1.1.tar");
+        install.install(v11.clone(), &source, "sig 1.1").unwrap();
+        let (other, source) = f.release("2.0", "other-2.0.tar");
+        let other = Package { name: "other".into(), ..other };
+        install.install(other.clone(), &source, "sig other").unwrap();
+
+        let removed = install.uninstall("SEBLINUX-base").unwrap();
+        assert_eq!(removed.current, v11);
+        let listed: Vec<_> = fs::read_dir(&f.dir).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(listed.len(), 3, "{listed:?}");
+        assert!(!install.previous_dir("SEBLINUX-base").exists());
+        assert_eq!(InstallDir::open(&f.dir).unwrap().packages(), install.packages());
+        assert_eq!(install.packages().len(), 1);
+        assert_eq!(installed_bytes(&f.dir, "other-2.0.tar"), "SEBLINUX-base 2.0");
+        let again = install.uninstall("SEBLINUX-base").unwrap_err();
+        assert!(again.to_string().contains("SEBLINUX-base is not installed"), "{again}");
     }
 
     #[test]

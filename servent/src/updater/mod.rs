@@ -124,6 +124,8 @@ pub enum Action {
     RolledBack,
     /// A rollback of a rollback: the newer version is back.
     RolledForward,
+    /// The package is removed, and no longer shared.
+    Uninstalled,
 }
 
 /// One pass over every installed package.
@@ -268,6 +270,22 @@ impl Updater {
             action,
             reason: format!("{what}; {} is held back from now on; `install {name}` brings it back", from.version),
             ..decision(name, Some(&from), Some(to.version))
+        })
+    }
+
+    /// Removes the installed package `name` (its file, its signature, the
+    /// previous version kept) and stops sharing it.
+    pub async fn uninstall(&self, name: &str) -> Result<Decision, UpdateError> {
+        let _busy = self.start_work()?;
+        let inner = self.inner.clone();
+        let owned = name.to_owned();
+        let removed = task::spawn_blocking(move || lock(&inner.install).uninstall(&owned)).await?;
+        self.changed();
+        self.inner.node.rescan();
+        Ok(Decision {
+            action: Action::Uninstalled,
+            reason: format!("{name} {} removed; it is no longer shared", removed.current.version),
+            ..decision(name, Some(&removed.current), None)
         })
     }
 
