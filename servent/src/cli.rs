@@ -302,6 +302,10 @@ pub struct RunArgs {
     /// Connect only to the peers given with --peer, not to hosts learned from the network.
     #[structopt(long)]
     pub no_discovery: bool,
+    /// What the log shows: error, warn, info or debug [default: info, or the
+    /// RUST_LOG filter (`servent=debug,tide=info`) when that is set].
+    #[structopt(long, value_name = "LEVEL", possible_values = &["error", "warn", "info", "debug"])]
+    pub log_level: Option<String>,
     /// A publisher key to pin: a `.pub` file, an `RW…` line or the https URL
     /// of a page showing it, optionally followed by `#SCOPE,…` (repeatable).
     #[structopt(long)]
@@ -414,6 +418,12 @@ impl RunArgs {
             api_token,
             ..Config::default()
         })
+    }
+
+    /// The log's filter: `--log-level`, else `RUST_LOG`, else `info`.
+    pub fn log_filter(&self) -> Result<crate::logging::Filter, String> {
+        let level = self.log_level.as_deref().map(str::parse).transpose().map_err(|_| "--log-level: not a level")?;
+        crate::logging::filter_from(level, std::env::var("RUST_LOG").ok())
     }
 
     /// How often the updater runs a pass by itself, if at all.

@@ -88,6 +88,14 @@ impl Step {
 /// otherwise keeps the servents up until Ctrl-C. Fails unless every step
 /// happened.
 pub async fn run(once: bool, json: bool) -> Result<(), String> {
+    // Five servents in one process: only their warnings, unless RUST_LOG asks for more.
+    let filter = match std::env::var("RUST_LOG") {
+        Ok(spec) if !spec.trim().is_empty() => {
+            crate::logging::Filter::parse(&spec).map_err(|e| format!("RUST_LOG: {e}"))?
+        }
+        _ => crate::logging::Filter::new(log::LevelFilter::Warn),
+    };
+    crate::logging::init(filter);
     let (stop, stopped) = async_std::channel::bounded::<()>(1);
     ctrlc::set_handler(move || {
         let _ = stop.try_send(());
@@ -598,7 +606,7 @@ impl Cast {
         while root.path().exists() {
             let _ = std::fs::remove_dir_all(root.path());
             if !deadline.pause().await {
-                eprintln!("servent: cannot remove {}", root.path().display());
+                log::warn!("cannot remove {}", root.path().display());
                 break;
             }
         }

@@ -316,6 +316,34 @@ fn share_add_on_a_running_servent_answers_searches_for_the_new_files_at_once() {
 }
 
 #[test]
+fn the_log_has_times_and_levels_and_log_level_or_rust_log_chooses_what_it_shows() {
+    let quiet = Running::start_with(None, None, &["--log-level", "warn"]);
+    let chatty = Running::start(None, Some(&quiet.listen));
+    chatty.wait_until(&["peers", "--json"], |peers| peers.len() == 1);
+    quiet.wait_until(&["peers", "--json"], |peers| peers.len() == 1);
+    let log = chatty.log();
+    let line = log
+        .lines()
+        .find(|l| l.contains(&format!("{} connected (outgoing", quiet.listen)))
+        .unwrap_or_else(|| panic!("{log}"));
+    // `2026-12-06T22:51:10Z INFO  127.0.0.1:P connected (outgoing, ultrapeer, servent/…)`
+    let (time, rest) = line.split_once(' ').unwrap();
+    assert!(time.len() == 20 && time.ends_with('Z') && time.as_bytes()[10] == b'T', "{line}");
+    assert!(rest.starts_with("INFO  "), "{line}");
+    assert!(!quiet.log().contains("INFO"), "{}", quiet.log());
+
+    let refused = Command::new(SERVENT)
+        .args(["run", "--listen", "127.0.0.1:0", "--api", "127.0.0.1:0", "--no-discovery"])
+        .env("RUST_LOG", "servent=loud")
+        .env("XDG_CONFIG_HOME", quiet.data.path())
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    assert_eq!(stderr(&refused).lines().count(), 1, "{}", stderr(&refused));
+    assert!(stderr(&refused).contains("RUST_LOG: \"loud\" is not a log level"), "{}", stderr(&refused));
+}
+
+#[test]
 fn peer_add_and_run_peer_connect_by_ip_or_host_name() {
     let (a, b, c) = (Running::start(None, None), Running::start(None, None), Running::start(None, None));
     let added = a.client(&["peer", "add", &b.listen]);

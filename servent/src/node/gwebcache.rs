@@ -6,7 +6,7 @@ use std::time::Duration;
 use async_std::channel::Sender;
 use servent_core::node::Event as CoreEvent;
 
-use super::{log, Event};
+use super::{log, warn, Event};
 use crate::hostcache;
 
 /// Asks each GWebCache for hosts (version 2, then version 1 syntax).
@@ -28,8 +28,8 @@ pub(super) async fn ask(urls: Vec<String>, events: Sender<Event>) {
                     return;
                 }
             }
-            Ok(Err(e)) => log(format_args!("GWebCache {url}: {e}")),
-            Err(_) => log(format_args!("GWebCache {url}: timed out")),
+            Ok(Err(e)) => warn(format_args!("GWebCache {url}: {e}")),
+            Err(_) => warn(format_args!("GWebCache {url}: timed out")),
         }
     }
 }

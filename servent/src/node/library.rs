@@ -13,7 +13,7 @@ use servent_core::node::{Event as CoreEvent, LookupId};
 use servent_core::qrp::RouteTable;
 use signing_tool::Minisig;
 
-use super::{log, Event};
+use super::{warn, Event};
 use crate::transfer::download::DownloadSnapshot;
 use crate::trust::{Content, Judgement, TrustStore};
 use crate::wire::Urn;
@@ -25,7 +25,7 @@ pub(super) fn look_up(library: &Arc<search::Library>, lookup: LookupId, query: s
     let (library, events) = (library.clone(), events.clone());
     task::spawn(async move {
         let files = task::spawn_blocking(move || library.search(&query)).await.unwrap_or_else(|e| {
-            log(format_args!("local search failed: {e}"));
+            warn(format_args!("local search failed: {e}"));
             Vec::new()
         });
         let _ = events.send(Event::Core(CoreEvent::LocalResults { lookup, files })).await;
@@ -85,7 +85,7 @@ pub(super) fn share_downloaded(library: &Arc<search::Library>, done: &DownloadSn
     task::spawn_blocking(move || {
         if let Some((path, digests)) = known {
             if let Err(e) = library.add_hashed(&path, digests, size) {
-                log(format_args!("cannot share {}: {e}", path.display()));
+                warn(format_args!("cannot share {}: {e}", path.display()));
             }
         }
         let _ = rescan.try_send(());
@@ -177,7 +177,7 @@ pub(super) async fn rescan_loop(
         match task::spawn_blocking(move || lib.rescan(&folders)).await {
             Ok(report) => {
                 for error in &report.errors {
-                    log(format_args!("{error}"));
+                    warn(format_args!("{error}"));
                 }
                 if report.added + report.changed + report.removed > 0 {
                     let (files, bytes) = library.totals();
@@ -191,7 +191,7 @@ pub(super) async fn rescan_loop(
                     }
                 }
             }
-            Err(e) => log(format_args!("rescan failed: {e}")),
+            Err(e) => warn(format_args!("rescan failed: {e}")),
         }
         if events.is_closed() {
             return;

@@ -502,7 +502,7 @@ pub async fn start(config: Config) -> Result<NodeHandle, NodeError> {
             });
             let resumed = downloads.resume_all().await.unwrap_or_default();
             for problem in &resumed.problems {
-                log(format_args!("cannot resume a download: {problem}"));
+                warn(format_args!("cannot resume a download: {problem}"));
             }
             if !resumed.ids.is_empty() {
                 let count = resumed.ids.len();
@@ -532,7 +532,7 @@ pub async fn start(config: Config) -> Result<NodeHandle, NodeError> {
         match std::fs::read_to_string(dir.join(HOST_CACHE_FILE)) {
             Ok(text) => node.restore_hosts(&text),
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => log(format_args!("cannot read the host cache: {e}")),
+            Err(e) => warn(format_args!("cannot read the host cache: {e}")),
         }
     }
     let shared = Arc::new(Shared {
@@ -597,9 +597,12 @@ pub async fn start(config: Config) -> Result<NodeHandle, NodeError> {
 
 const HOST_CACHE_FILE: &str = "hosts";
 
-/// Writes one line to the log (standard error).
+/// Logs an event people look for (see [`crate::logging`]).
 fn log(args: std::fmt::Arguments<'_>) {
-    use std::io::Write;
-    // A closed standard error must not stop the servent.
-    let _ = writeln!(std::io::stderr(), "servent: {args}");
+    log::info!("{args}");
+}
+
+/// Logs a failure; repeats of its kind are summarised (see [`crate::logging`]).
+fn warn(args: std::fmt::Arguments<'_>) {
+    log::warn!("{args}");
 }

@@ -305,7 +305,7 @@ impl Updater {
                         }
                     }
                     Err(UpdateError::Node(NodeError::Stopped)) => return,
-                    Err(e) => log(&format!("update pass: {e}")),
+                    Err(e) => log::warn!("update pass: {e}"),
                 }
             }
         })
@@ -408,7 +408,7 @@ impl Updater {
                     return Ok(rotation);
                 }
                 Err(why) => {
-                    log(&format!("rotation record {} refused: {why}", record.name));
+                    log::warn!("rotation record {} refused: {why}", record.name);
                     refused.push(format!("{}: {why}", record.name));
                 }
             }
@@ -652,7 +652,7 @@ fn unix_now() -> u64 {
 }
 
 fn log(message: &str) {
-    eprintln!("servent: {message}");
+    log::info!("{message}");
 }
 
 #[cfg(test)]

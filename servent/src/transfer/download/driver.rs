@@ -968,7 +968,7 @@ impl Driver {
         let reason = stall::reason(sources, idle);
         if !self.stalled {
             self.stalled = true;
-            super::log(&format!("download {} ({}) stalled: {reason}", self.id, self.name));
+            super::warn(&format!("download {} ({}) stalled: {reason}", self.id, self.name));
         }
         DownloadState::Stalled { reason }
     }
