@@ -383,10 +383,23 @@ async function refreshSearch() {
     throw e;
   }
   if (search !== wanted) return;
-  const results = snapshot.results || [];
+  const results = sortedResults(snapshot.results || []);
   search.hits = snapshot.hits_received || 0;
   syncRows(byId("results").tBodies[0], results, resultKey, createResultRow, updateResultRow);
   applyVerifiedFilter();
+}
+
+/** How far down a verdict puts a result, as on the command line: verified first, fakes last. */
+const VERDICT_RANK = { verified: 0, unsigned: 1, untrusted: 2, fake: 4 };
+
+/** Results by verdict, then by sources (most first); the servent's order otherwise. */
+function sortedResults(results) {
+  const rank = (r) => VERDICT_RANK[r.verdict] ?? 3;
+  const sources = (r) => (r.sources || []).length;
+  return results
+    .map((result, index) => ({ result, index }))
+    .sort((a, b) => rank(a.result) - rank(b.result) || sources(b.result) - sources(a.result) || a.index - b.index)
+    .map(({ result }) => result);
 }
 
 /** Hides the results that are not verified, when asked to. */

@@ -401,6 +401,10 @@ def scenario_verdicts(page, args):
     page.wait(f"{args.fake} hidden", lambda: (row := page.row("results", args.fake)) is not None and not row.is_displayed())
     page.set_verified_only(False)
     page.wait(f"{args.fake} fake", lambda: (verdict_of(page.row("results", args.fake)) or [None])[0] == "fake")
+    cells = page.driver.find_elements(By.CSS_SELECTOR, "#results tbody tr td.name > :first-child")
+    names = [cell.get_attribute("textContent") for cell in cells]
+    if names.index(args.genuine) > names.index(args.fake):
+        raise Failure(f"results not sorted by verdict, verified first: {names}")
     genuine, fake = page.row("results", args.genuine), page.row("results", args.fake)
     for row, name in ((genuine, args.genuine), (fake, args.fake)):
         if not verdict_of(row)[1]:
