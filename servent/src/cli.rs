@@ -943,7 +943,7 @@ async fn update(client: &Client, once: bool, dry_run: bool, json: bool) -> Resul
     }
     println!("install dir  {}", text(&status["install_dir"]));
     match status["every_minutes"].as_u64() {
-        Some(minutes) => println!("passes       every {minutes} minutes"),
+        Some(minutes) => println!("passes       every {}", plural(minutes as usize, "minute")),
         None => println!("passes       on request (`update --once`)"),
     }
     print_list(&status["installed"], false, &["name", "version", "key_id", "previous"], |p| {

@@ -344,6 +344,14 @@ fn the_log_has_times_and_levels_and_log_level_or_rust_log_chooses_what_it_shows(
 }
 
 #[test]
+fn counts_of_one_are_singular() {
+    let servent = Running::start_with(None, None, &["--update-every", "1"]);
+    let update = servent.client(&["update"]);
+    assert!(update.status.success(), "{}", stderr(&update));
+    assert!(stdout(&update).lines().any(|l| l.ends_with("every 1 minute")), "{}", stdout(&update));
+}
+
+#[test]
 fn peer_add_and_run_peer_connect_by_ip_or_host_name() {
     let (a, b, c) = (Running::start(None, None), Running::start(None, None), Running::start(None, None));
     let added = a.client(&["peer", "add", &b.listen]);
