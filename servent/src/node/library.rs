@@ -84,8 +84,11 @@ pub(super) fn share_downloaded(library: &Arc<search::Library>, done: &DownloadSn
     let (library, size) = (library.clone(), done.size);
     task::spawn_blocking(move || {
         if let Some((path, digests)) = known {
-            if let Err(e) = library.add_hashed(&path, digests, size) {
-                warn(format_args!("cannot share {}: {e}", path.display()));
+            match library.add_hashed(&path, digests, size) {
+                // Moved away meanwhile (installed): the rescan shares it where it went.
+                Err(_) if !path.exists() => {}
+                Err(e) => warn(format_args!("cannot share {}: {e}", path.display())),
+                Ok(_) => {}
             }
         }
         let _ = rescan.try_send(());

@@ -281,7 +281,6 @@ impl Updater {
         let owned = name.to_owned();
         let removed = task::spawn_blocking(move || lock(&inner.install).uninstall(&owned)).await?;
         self.changed();
-        self.inner.node.rescan();
         Ok(Decision {
             action: Action::Uninstalled,
             reason: format!("{name} {} removed; it is no longer shared", removed.current.version),
