@@ -21,6 +21,7 @@
 //! (60 s, 120 s, … up to an hour); a window without it ends its summaries,
 //! and the next one is printed again.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::io::Write;
 use std::sync::{Mutex, PoisonError};
@@ -168,6 +169,19 @@ fn kind_of(message: &str) -> String {
     kind
 }
 
+/// `message` as one line of plain text: control characters (a newline that
+/// would forge a second line, a terminal's escape sequences) are written as
+/// `\u{..}` escapes. Log lines carry text from the network (user agents,
+/// reasons, file names).
+fn one_line(message: &str) -> Cow<'_, str> {
+    if !message.chars().any(char::is_control) {
+        return Cow::Borrowed(message);
+    }
+    Cow::Owned(
+        message.chars().map(|c| if c.is_control() { c.escape_unicode().to_string() } else { c.to_string() }).collect(),
+    )
+}
+
 /// `2026-12-06T22:51:10Z`.
 pub fn utc_timestamp(at: SystemTime) -> String {
     let secs = at.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
@@ -193,7 +207,7 @@ struct Logger {
 
 impl Logger {
     fn write(&self, level: Level, message: &str) {
-        let line = format!("{} {level:<5} {message}\n", utc_timestamp(SystemTime::now()));
+        let line = format!("{} {level:<5} {}\n", utc_timestamp(SystemTime::now()), one_line(message));
         // A closed standard error must not stop the servent.
         let _ = std::io::stderr().lock().write_all(line.as_bytes());
     }
@@ -329,6 +343,15 @@ mod tests {
         assert_eq!(filter_from(Some(LevelFilter::Debug), Some("error".into())), Ok(Filter::new(LevelFilter::Debug)));
         assert_eq!(filter_from(None, Some("error".into())), Filter::parse("error"));
         assert_eq!(filter_from(None, Some(" ".into())), Ok(Filter::new(LevelFilter::Info)));
+    }
+
+    #[test]
+    fn text_from_the_network_cannot_forge_a_line_or_drive_the_terminal() {
+        let agent = "peer 192.0.2.7:6346 connected (LimeWire)\n2026-12-06T22:51:10Z INFO  key pinned\u{1b}[2J";
+        let line = one_line(agent);
+        assert!(!line.contains('\n') && !line.contains('\u{1b}'), "{line}");
+        assert!(line.contains("\\u{a}2026-12-06") && line.contains("\\u{1b}[2J"), "{line}");
+        assert!(matches!(one_line("plain été"), Cow::Borrowed("plain été")));
     }
 
     #[test]
