@@ -469,14 +469,25 @@ impl Cast {
             Ok(Err(e)) => return Step::failed("install", e.to_string()),
             Err(_) => return Step::failed("install", format!("no answer in {STEP_TIMEOUT:?}")),
         };
+        // The verified download of the step before is what goes in: fetched
+        // once, moved out of the downloads folder, one copy kept.
+        let downloads = self.you.downloads().map_err(|e| e.to_string());
+        let listed = match downloads {
+            Ok(downloads) => downloads.list().await.unwrap_or_default(),
+            Err(_) => Vec::new(),
+        };
+        let genuine: Vec<_> = listed.iter().filter(|d| d.sha256 == Some(self.releases[0].sha256)).collect();
+        let fetched = genuine.len();
+        let left = genuine.iter().filter_map(|d| d.path.as_deref()).filter(|p| p.exists()).count();
         let detail = format!(
-            "`servent install {PACKAGE}`: {} {}: {}",
+            "`servent install {PACKAGE}`: {} {}: {}\nthe download above, fetched {}, moved into the install directory: {left} left in the downloads folder",
             PACKAGE,
             decision.to.as_deref().unwrap_or("-"),
-            decision.reason
+            decision.reason,
+            if fetched == 1 { "once".to_owned() } else { format!("{fetched} times") },
         );
         match (decision.action, decision.to.as_deref()) {
-            (Action::Installed, Some("1.0")) => Step::done("install", detail),
+            (Action::Installed, Some("1.0")) if fetched == 1 && left == 0 => Step::done("install", detail),
             _ => Step::failed("install", detail),
         }
     }
