@@ -13,6 +13,8 @@
 //! | `GET /api/status` | [`Status`](crate::node::Status) |
 //! | `GET /api/peers` | a list of [`PeerSnapshot`](crate::node::PeerSnapshot) |
 //! | `POST /api/peers` `{"addr": "IP:PORT" or "HOST:PORT"}` | `{"connecting": "IP:PORT"}` |
+//! | `GET /api/shares` | the shared folders |
+//! | `POST /api/shares` `{"dir": "/absolute/folder"}` | `{"dir": "…", "added": true}` (false: shared already) |
 //! | `GET /api/library` | a list of [`LibraryEntry`](crate::node::LibraryEntry): shared files and their verdicts |
 //! | `GET /api/trust` | a list of [`KeyEntry`](crate::trust::KeyEntry) |
 //! | `POST /api/trust` `{"key": "RW…", "scope": ["SEBLINUX*"]}` | the [`KeyEntry`](crate::trust::KeyEntry) pinned |
@@ -29,6 +31,7 @@
 //! | `POST /api/updates/run` `{"dry_run": false}` | [`PassReport`](crate::updater::PassReport) |
 //! | `POST /api/install` `{"name": "SEBLINUX-base", "dry_run": false}` | a [`Decision`](crate::updater::Decision) |
 //! | `POST /api/rollback` `{"name": "SEBLINUX-base"}` | a [`Decision`](crate::updater::Decision) |
+//! | `POST /api/uninstall` `{"name": "SEBLINUX-base"}` | a [`Decision`](crate::updater::Decision) |
 
 pub mod guard;
 
@@ -232,6 +235,12 @@ fn app(state: State) -> tide::Server<State> {
         req.state().node.connect(addr).await.map_err(unavailable)?;
         json(&serde_json::json!({ "connecting": addr.to_string() }))
     });
+    app.at("/api/shares").get(|req: Request<State>| async move { json(&req.state().node.shared_folders()) });
+    app.at("/api/shares").post(|mut req: Request<State>| async move {
+        let request: ShareRequest = body_json(&mut req, "dir").await?;
+        let added = req.state().node.share_folder(&request.dir).map_err(bad_request)?;
+        json(&serde_json::json!({ "dir": request.dir, "added": added }))
+    });
     app.at("/api/library").get(|req: Request<State>| async move { json(&req.state().node.library_entries()) });
     app.at("/api/trust").get(|req: Request<State>| async move { json(&req.state().node.trusted_keys()) });
     app.at("/api/trust").post(|mut req: Request<State>| async move {
@@ -312,6 +321,10 @@ fn app(state: State) -> tide::Server<State> {
     app.at("/api/rollback").post(|mut req: Request<State>| async move {
         let request: PackageRequest = body_json(&mut req, "name").await?;
         json(&updater_of(&req)?.rollback(&request.name).await.map_err(update_error)?)
+    });
+    app.at("/api/uninstall").post(|mut req: Request<State>| async move {
+        let request: PackageRequest = body_json(&mut req, "name").await?;
+        json(&updater_of(&req)?.uninstall(&request.name).await.map_err(update_error)?)
     });
     app
 }
@@ -396,6 +409,13 @@ pub struct TrustRequest {
 pub struct DistrustRequest {
     /// Its key id, 16 hex digits.
     pub key_id: String,
+}
+
+/// A request to share one more folder.
+#[derive(Debug, Deserialize)]
+pub struct ShareRequest {
+    /// Its absolute path on the servent's machine.
+    pub dir: std::path::PathBuf,
 }
 
 /// A request to connect to a servent.

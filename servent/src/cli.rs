@@ -13,6 +13,7 @@ use structopt::StructOpt;
 use crate::api::ApiToken;
 use crate::config::{self, Config};
 use crate::configfile;
+use crate::keysource;
 use crate::peeraddr::PeerAddr;
 use crate::transfer::upload::UploadConfig;
 use crate::updater;
@@ -93,6 +94,8 @@ pub enum Command {
     Peers(ListArgs),
     /// Connects a running servent to another servent.
     Peer(PeerCommand),
+    /// Shares one more folder from a running servent, or lists the shared folders.
+    Share(ShareCommand),
     /// Lists the shared files.
     Library(ListArgs),
     /// Shows the servent's address, peers and counters.
@@ -142,6 +145,19 @@ pub enum Command {
         /// The package name.
         name: String,
     },
+    /// Removes an installed package (its file, its signature and the
+    /// previous version kept), which is then no longer shared.
+    Uninstall {
+        // structopt refuses doc comments on flattened fields.
+        #[allow(missing_docs)]
+        #[structopt(flatten)]
+        api: ApiArgs,
+        /// One JSON object.
+        #[structopt(long)]
+        json: bool,
+        /// The package name.
+        name: String,
+    },
 }
 
 /// `servent peer …`.
@@ -159,6 +175,24 @@ pub enum PeerCommand {
     },
 }
 
+/// `servent share …`.
+#[derive(Debug, StructOpt)]
+pub enum ShareCommand {
+    /// Shares a folder (and its subfolders) from now on, while the servent
+    /// runs: its files are indexed and answered at once. `--share` (or
+    /// `shares` in servent.toml) keeps it shared across restarts.
+    Add {
+        // structopt refuses doc comments on flattened fields.
+        #[allow(missing_docs)]
+        #[structopt(flatten)]
+        api: ApiArgs,
+        /// The folder, relative to where you run the command or absolute.
+        dir: PathBuf,
+    },
+    /// Lists the shared folders.
+    List(ListArgs),
+}
+
 /// `servent trust …`.
 #[derive(Debug, StructOpt)]
 pub enum TrustCommand {
@@ -173,7 +207,8 @@ pub enum TrustCommand {
         /// (`SEBLINUX-extras*`; repeatable); none: any name no other key's scope claims.
         #[structopt(long)]
         scope: Vec<String>,
-        /// The key.
+        /// The key: a `.pub` file (read here, where you run the command), its
+        /// `RW…` line, or an https:// page showing it.
         key: String,
     },
     /// Lists the pinned keys.
@@ -268,6 +303,10 @@ pub struct RunArgs {
     /// Connect only to the peers given with --peer, not to hosts learned from the network.
     #[structopt(long)]
     pub no_discovery: bool,
+    /// What the log shows: error, warn, info or debug [default: info, or the
+    /// RUST_LOG filter (`servent=debug,tide=info`) when that is set].
+    #[structopt(long, value_name = "LEVEL", possible_values = &["error", "warn", "info", "debug"])]
+    pub log_level: Option<String>,
     /// A publisher key to pin: a `.pub` file, an `RW…` line or the https URL
     /// of a page showing it, optionally followed by `#SCOPE,…` (repeatable).
     #[structopt(long)]
@@ -380,6 +419,12 @@ impl RunArgs {
             api_token,
             ..Config::default()
         })
+    }
+
+    /// The log's filter: `--log-level`, else `RUST_LOG`, else `info`.
+    pub fn log_filter(&self) -> Result<crate::logging::Filter, String> {
+        let level = self.log_level.as_deref().map(str::parse).transpose().map_err(|_| "--log-level: not a level")?;
+        crate::logging::filter_from(level, std::env::var("RUST_LOG").ok())
     }
 
     /// How often the updater runs a pass by itself, if at all.
@@ -538,6 +583,21 @@ pub async fn run_client(command: Command) -> Result<(), String> {
             println!("connecting to {}", text(&answer["connecting"]));
             Ok(())
         }
+        Command::Share(ShareCommand::Add { api, dir }) => {
+            // The folder is where the user means it, not where the servent was started.
+            let dir = std::path::absolute(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+            let answer = Client::new(&api).post("/api/shares", &serde_json::json!({ "dir": dir })).await?;
+            match answer["added"].as_bool() {
+                Some(true) => println!("sharing {}", text(&answer["dir"])),
+                _ => println!("{} is shared already", text(&answer["dir"])),
+            }
+            Ok(())
+        }
+        Command::Share(ShareCommand::List(args)) => {
+            let folders = Client::new(&args.api).get("/api/shares").await?;
+            print_list(&folders, args.json, &["folder"], |f| vec![text(f)]);
+            Ok(())
+        }
         Command::Trust(command) => trust(command).await,
         Command::Install { api, dry_run, json, name } => {
             let body = serde_json::json!({ "name": name, "dry_run": dry_run });
@@ -547,6 +607,10 @@ pub async fn run_client(command: Command) -> Result<(), String> {
         Command::Update { api, once, dry_run, json } => update(&Client::patient(&api), once, dry_run, json).await,
         Command::Rollback { api, json, name } => {
             let decision = Client::patient(&api).post("/api/rollback", &serde_json::json!({ "name": name })).await?;
+            print_decisions(std::slice::from_ref(&decision), json)
+        }
+        Command::Uninstall { api, json, name } => {
+            let decision = Client::patient(&api).post("/api/uninstall", &serde_json::json!({ "name": name })).await?;
             print_decisions(std::slice::from_ref(&decision), json)
         }
         Command::Downloads(args) => {
@@ -880,7 +944,7 @@ async fn update(client: &Client, once: bool, dry_run: bool, json: bool) -> Resul
     }
     println!("install dir  {}", text(&status["install_dir"]));
     match status["every_minutes"].as_u64() {
-        Some(minutes) => println!("passes       every {minutes} minutes"),
+        Some(minutes) => println!("passes       every {}", plural(minutes as usize, "minute")),
         None => println!("passes       on request (`update --once`)"),
     }
     print_list(&status["installed"], false, &["name", "version", "key_id", "previous"], |p| {
@@ -917,7 +981,16 @@ fn print_decisions(decisions: &[Value], json: bool) -> Result<(), String> {
 
 async fn trust(command: TrustCommand) -> Result<(), String> {
     match command {
-        TrustCommand::Add { api, scope, key } => {
+        TrustCommand::Add { api, mut scope, key } => {
+            // A file is read here, where the user runs the command, not in
+            // the servent's working directory; only the key line travels.
+            let key = if keysource::names_a_page(&key) {
+                key
+            } else {
+                let resolved = keysource::resolve(&key).await?;
+                scope.splice(0..0, resolved.trusted.scope);
+                resolved.trusted.key.to_base64()
+            };
             let entry =
                 Client::new(&api).post("/api/trust", &serde_json::json!({ "key": key, "scope": scope })).await?;
             println!("trusting key {} ({})", text(&entry["key_id"]), scope_text(&entry["scope"]));

@@ -88,6 +88,14 @@ impl Step {
 /// otherwise keeps the servents up until Ctrl-C. Fails unless every step
 /// happened.
 pub async fn run(once: bool, json: bool) -> Result<(), String> {
+    // Five servents in one process: only their warnings, unless RUST_LOG asks for more.
+    let filter = match std::env::var("RUST_LOG") {
+        Ok(spec) if !spec.trim().is_empty() => {
+            crate::logging::Filter::parse(&spec).map_err(|e| format!("RUST_LOG: {e}"))?
+        }
+        _ => crate::logging::Filter::new(log::LevelFilter::Warn),
+    };
+    crate::logging::init(filter);
     let (stop, stopped) = async_std::channel::bounded::<()>(1);
     ctrlc::set_handler(move || {
         let _ = stop.try_send(());
@@ -461,14 +469,25 @@ impl Cast {
             Ok(Err(e)) => return Step::failed("install", e.to_string()),
             Err(_) => return Step::failed("install", format!("no answer in {STEP_TIMEOUT:?}")),
         };
+        // The verified download of the step before is what goes in: fetched
+        // once, moved out of the downloads folder, one copy kept.
+        let downloads = self.you.downloads().map_err(|e| e.to_string());
+        let listed = match downloads {
+            Ok(downloads) => downloads.list().await.unwrap_or_default(),
+            Err(_) => Vec::new(),
+        };
+        let genuine: Vec<_> = listed.iter().filter(|d| d.sha256 == Some(self.releases[0].sha256)).collect();
+        let fetched = genuine.len();
+        let left = genuine.iter().filter_map(|d| d.path.as_deref()).filter(|p| p.exists()).count();
         let detail = format!(
-            "`servent install {PACKAGE}`: {} {}: {}",
+            "`servent install {PACKAGE}`: {} {}: {}\nthe download above, fetched {}, moved into the install directory: {left} left in the downloads folder",
             PACKAGE,
             decision.to.as_deref().unwrap_or("-"),
-            decision.reason
+            decision.reason,
+            if fetched == 1 { "once".to_owned() } else { format!("{fetched} times") },
         );
         match (decision.action, decision.to.as_deref()) {
-            (Action::Installed, Some("1.0")) => Step::done("install", detail),
+            (Action::Installed, Some("1.0")) if fetched == 1 && left == 0 => Step::done("install", detail),
             _ => Step::failed("install", detail),
         }
     }
@@ -598,7 +617,7 @@ impl Cast {
         while root.path().exists() {
             let _ = std::fs::remove_dir_all(root.path());
             if !deadline.pause().await {
-                eprintln!("servent: cannot remove {}", root.path().display());
+                log::warn!("cannot remove {}", root.path().display());
                 break;
             }
         }

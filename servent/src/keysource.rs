@@ -40,13 +40,16 @@ pub async fn resolve(arg: &str) -> Result<Resolved, String> {
         None => (arg, Vec::new()),
     };
     let what = what.trim();
-    let key = if what.starts_with("https://") || what.starts_with("http://") {
-        key_from_page(what, &fetch(what).await?)?
-    } else {
-        load_key(what)?
-    };
+    let key = if names_a_page(what) { key_from_page(what, &fetch(what).await?)? } else { load_key(what)? };
     let source = if what.starts_with("RW") { "the key given".to_owned() } else { what.to_owned() };
     Ok(Resolved { trusted: TrustedKey { key, scope }, source })
+}
+
+/// Whether `arg` (with or without its `#SCOPE`) is the address of a page,
+/// fetched by whoever resolves it, rather than a file or a key line.
+pub fn names_a_page(arg: &str) -> bool {
+    let arg = arg.trim_start();
+    arg.starts_with("https://") || arg.starts_with("http://")
 }
 
 /// A key from a `.pub` file or an `RW…` line. Errors never repeat what was

@@ -21,6 +21,7 @@ pub use servent_core::flow;
 pub use servent_core::handshake;
 pub use servent_core::hostcache;
 pub mod keysource;
+pub mod logging;
 pub mod node;
 pub mod peeraddr;
 pub use servent_core::qrp;

@@ -35,6 +35,7 @@ fn main() -> ExitCode {
 /// Runs a servent until interrupted (Ctrl-C or SIGTERM), then says Bye to
 /// its peers and stops.
 async fn run(args: RunArgs) -> Result<(), String> {
+    servent::logging::init(args.log_filter()?);
     let mut config = args.config()?;
     // One servent per data directory, held until this process ends.
     let _lock = match &config.data_dir {
@@ -58,7 +59,7 @@ async fn run(args: RunArgs) -> Result<(), String> {
     for name in args.peer_names() {
         match name.resolve().await {
             Ok(addr) => config.peers.push(addr.into()),
-            Err(why) => eprintln!("servent: --peer {why}; going on without it"),
+            Err(why) => log::warn!("--peer {why}; going on without it"),
         }
     }
     let api_listener =

@@ -1,6 +1,6 @@
 //! The everyday commands as a user types them, through the binary: numbered
 //! search results taken by number or name, pause, resume and cancel, flag
-//! values checked, help texts, the peers table, `peer add` and one-line errors.
+//! values checked, help texts, the peers table, `peer add`, `share add`, `trust add` and one-line errors.
 
 mod common;
 
@@ -135,7 +135,7 @@ fn run_refuses_flag_values_that_make_no_sense_in_one_line() {
 
 #[test]
 fn every_command_says_in_its_help_what_it_does() {
-    let commands: [&[&str]; 18] = [
+    let commands: [&[&str]; 21] = [
         &["demo"],
         &["run"],
         &["search"],
@@ -151,6 +151,9 @@ fn every_command_says_in_its_help_what_it_does() {
         &["install"],
         &["update"],
         &["rollback"],
+        &["uninstall"],
+        &["share", "add"],
+        &["share", "list"],
         &["trust", "add"],
         &["trust", "list"],
         &["trust", "remove"],
@@ -195,6 +198,157 @@ fn a_client_error_says_the_cause_without_the_http_librarys_words() {
     let said = stderr(&output);
     assert_eq!(said.lines().count(), 1, "{said}");
     assert!(said.contains("Connection refused") && !said.contains("occured"), "{said}");
+}
+
+#[test]
+fn trust_add_reads_its_file_where_the_user_is_and_key_ids_take_any_case() {
+    let servent = Running::start(None, None);
+    let key = signing_tool::SecretKey::generate().unwrap();
+    let here = tempfile::tempdir().unwrap();
+    std::fs::write(here.path().join("seblinux.pub"), key.public_key().to_file_text()).unwrap();
+    // The servent runs elsewhere: the relative name means the user's file.
+    let added = Command::new(SERVENT)
+        .args(["trust", "add", "seblinux.pub#SEBLINUX-base", "--scope", "SEBLINUX-extras*", "--api", &servent.api])
+        .current_dir(here.path())
+        .env_remove("SERVENT_API_TOKEN")
+        .output()
+        .unwrap();
+    assert!(added.status.success(), "{}", stderr(&added));
+    let id = key.key_id().to_string();
+    assert_eq!(stdout(&added).trim(), format!("trusting key {id} (SEBLINUX-base, SEBLINUX-extras*)"));
+    let keys = servent.json_lines(&["trust", "list", "--json"]);
+    assert_eq!(keys.len(), 1, "{keys:?}");
+    assert_eq!(keys[0]["key_id"], id.as_str());
+
+    let missing = servent.client(&["trust", "add", "no-such-key.pub"]);
+    assert!(!missing.status.success());
+    assert_eq!(stderr(&missing).lines().count(), 1, "{}", stderr(&missing));
+
+    let removed = servent.client(&["trust", "remove", &id.to_ascii_lowercase()]);
+    assert!(removed.status.success(), "{}", stderr(&removed));
+    assert!(servent.json_lines(&["trust", "list", "--json"]).is_empty());
+}
+
+#[test]
+fn an_unsigned_download_never_keeps_the_name_of_the_verified_release() {
+    let key = signing_tool::SecretKey::generate().unwrap();
+    let keys = tempfile::tempdir().unwrap();
+    let public = keys.path().join("seblinux.pub");
+    std::fs::write(&public, key.public_key().to_file_text()).unwrap();
+    let published = tempfile::tempdir().unwrap();
+    sign_beside(&key, published.path(), "SEBLINUX-base-1.0.tar", b"genuine release");
+    let lookalike = tempfile::tempdir().unwrap();
+    std::fs::write(lookalike.path().join("SEBLINUX-base-1.0.tar"), b"unsigned lookalike").unwrap();
+    let hub = Running::start(None, None);
+    let publisher = Running::start(Some(published.path()), Some(&hub.listen));
+    let other = Running::start(Some(lookalike.path()), Some(&hub.listen));
+    let user = Running::start_with(None, Some(&hub.listen), &["--trust", &format!("{}#SEBLINUX*", public.display())]);
+    hub.wait_until(&["peers", "--json"], |peers| peers.len() == 3);
+    for sharing in [&publisher, &other] {
+        sharing.wait_until(&["library", "--json"], |files| files.len() == 1);
+    }
+    let results = user.json_lines(&["search", "--wait", "3", "--json", "SEBLINUX"]);
+    let urn_of = |verdict: &str| {
+        let result = results.iter().find(|r| r["verdict"] == verdict).unwrap_or_else(|| panic!("{results:?}"));
+        result["sha1"].as_str().unwrap().to_owned()
+    };
+
+    // The unsigned one first: it takes the free name for now.
+    let got = user.client(&["get", "--wait", &urn_of("unsigned")]);
+    assert!(got.status.success(), "{}", stderr(&got));
+    let unsigned = std::path::PathBuf::from(stdout(&got).trim());
+    assert!(unsigned.ends_with("SEBLINUX-base-1.0.tar"), "{}", unsigned.display());
+    let got = user.client(&["get", "--wait", "--require-verified", &urn_of("verified")]);
+    assert!(got.status.success(), "{}", stderr(&got));
+    let verified = std::path::PathBuf::from(stdout(&got).trim());
+    assert_eq!(verified, unsigned, "the verified release takes its name");
+    assert_eq!(std::fs::read(&verified).unwrap(), b"genuine release");
+    let aside = verified.with_file_name("SEBLINUX-base-1.0 (1).tar");
+    assert_eq!(std::fs::read(aside).unwrap(), b"unsigned lookalike");
+
+    // And the other way round: an unsigned download after the verified one takes a number.
+    std::fs::remove_file(verified.with_file_name("SEBLINUX-base-1.0 (1).tar")).unwrap();
+    let again = user.client(&["get", "--wait", &urn_of("unsigned")]);
+    assert!(again.status.success(), "{}", stderr(&again));
+    assert!(stdout(&again).trim().ends_with("SEBLINUX-base-1.0 (1).tar"), "{}", stdout(&again));
+    assert_eq!(std::fs::read(&verified).unwrap(), b"genuine release");
+}
+
+#[test]
+fn share_add_on_a_running_servent_answers_searches_for_the_new_files_at_once() {
+    let a = Running::start(None, None);
+    let b = Running::start(None, Some(&a.listen));
+    a.wait_until(&["peers", "--json"], |peers| peers.len() == 1);
+    let here = tempfile::tempdir().unwrap();
+    std::fs::create_dir(here.path().join("music")).unwrap();
+    std::fs::write(here.path().join("music").join("SEBLINUX-extras-1.0.tar"), vec![5u8; 2048]).unwrap();
+    let share_add = |dir: &str| {
+        Command::new(SERVENT)
+            .args(["share", "add", dir, "--api", &a.api])
+            .current_dir(here.path())
+            .env_remove("SERVENT_API_TOKEN")
+            .output()
+            .unwrap()
+    };
+    let added = share_add("music");
+    assert!(added.status.success(), "{}", stderr(&added));
+    let folder = here.path().join("music");
+    assert_eq!(stdout(&added).trim(), format!("sharing {}", folder.display()));
+    a.wait_until(&["library", "--json"], |files| files.iter().any(|f| f["name"] == "SEBLINUX-extras-1.0.tar"));
+    let results = b.json_lines(&["search", "--wait", "2", "--json", "extras"]);
+    assert_eq!(results.len(), 1, "{results:?}");
+    assert_eq!(results[0]["sources"], serde_json::json!([a.listen]));
+    let folders = a.json_lines(&["share", "list", "--json"]);
+    assert!(folders.iter().any(|f| f.as_str().is_some_and(|f| f.ends_with("/music"))), "{folders:?}");
+
+    let again = share_add("music");
+    assert!(stdout(&again).contains("is shared already"), "{}", stdout(&again));
+    for (dir, said) in [("no-such-folder", "No such file"), ("music/SEBLINUX-extras-1.0.tar", "not a folder")] {
+        let refused = share_add(dir);
+        assert!(!refused.status.success(), "{dir}");
+        assert_eq!(stderr(&refused).lines().count(), 1, "{}", stderr(&refused));
+        assert!(stderr(&refused).contains(said), "{dir}: {}", stderr(&refused));
+    }
+    let uninstall = a.client(&["uninstall", "SEBLINUX-base"]);
+    assert!(!uninstall.status.success());
+    assert_eq!(stderr(&uninstall).lines().count(), 1, "{}", stderr(&uninstall));
+    assert!(stderr(&uninstall).contains("SEBLINUX-base is not installed"), "{}", stderr(&uninstall));
+}
+
+#[test]
+fn the_log_has_times_and_levels_and_log_level_or_rust_log_chooses_what_it_shows() {
+    let quiet = Running::start_with(None, None, &["--log-level", "warn"]);
+    let chatty = Running::start(None, Some(&quiet.listen));
+    chatty.wait_until(&["peers", "--json"], |peers| peers.len() == 1);
+    quiet.wait_until(&["peers", "--json"], |peers| peers.len() == 1);
+    let log = chatty.log();
+    let line = log
+        .lines()
+        .find(|l| l.contains(&format!("{} connected (outgoing", quiet.listen)))
+        .unwrap_or_else(|| panic!("{log}"));
+    // `2026-12-06T22:51:10Z INFO  127.0.0.1:P connected (outgoing, ultrapeer, servent/…)`
+    let (time, rest) = line.split_once(' ').unwrap();
+    assert!(time.len() == 20 && time.ends_with('Z') && time.as_bytes()[10] == b'T', "{line}");
+    assert!(rest.starts_with("INFO  "), "{line}");
+    assert!(!quiet.log().contains("INFO"), "{}", quiet.log());
+
+    let refused = Command::new(SERVENT)
+        .args(["run", "--listen", "127.0.0.1:0", "--api", "127.0.0.1:0", "--no-discovery"])
+        .env("RUST_LOG", "servent=loud")
+        .env("XDG_CONFIG_HOME", quiet.data.path())
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    assert_eq!(stderr(&refused).lines().count(), 1, "{}", stderr(&refused));
+    assert!(stderr(&refused).contains("RUST_LOG: \"loud\" is not a log level"), "{}", stderr(&refused));
+}
+
+#[test]
+fn counts_of_one_are_singular() {
+    let servent = Running::start_with(None, None, &["--update-every", "1"]);
+    let update = servent.client(&["update"]);
+    assert!(update.status.success(), "{}", stderr(&update));
+    assert!(stdout(&update).lines().any(|l| l.ends_with("every 1 minute")), "{}", stdout(&update));
 }
 
 #[test]

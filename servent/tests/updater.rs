@@ -10,6 +10,7 @@ use std::time::Duration;
 use async_std::task;
 use common::{share, start_with, wait_connected, wait_for, wait_indexed};
 use servent::node::NodeHandle;
+use servent::transfer::download::Keep;
 use servent::trust::TrustedKey;
 use servent::updater::{Action, UpdateError, Updater, UpdaterConfig};
 use signing_tool::files::{minisig_path, write_rotation};
@@ -122,7 +123,7 @@ fn install_gets_the_genuine_newest_release_and_an_update_pass_brings_the_next_on
         assert!(user.install.path().join("SEBLINUX-base-1.1.tar.minisig").exists());
         let status = user.updater.status();
         assert_eq!(status.installed.len(), 1);
-        assert_eq!(status.installed[0].current.key_id, publisher_key.key_id().to_string());
+        assert_eq!(status.installed[0].current.key_id, Some(publisher_key.key_id()));
 
         let nothing = user.updater.pass(false).await.unwrap();
         assert_eq!(nothing.decisions.len(), 1);
@@ -171,6 +172,77 @@ fn install_gets_the_genuine_newest_release_and_an_update_pass_brings_the_next_on
         for node in [third, user.node, faker, publisher] {
             node.shutdown().await;
         }
+    });
+}
+
+#[test]
+fn installing_what_was_downloaded_fetches_it_once_and_keeps_one_copy() {
+    task::block_on(async {
+        let publisher_key = SecretKey::generate().unwrap();
+        let published = share(&[]);
+        publish(published.path(), &publisher_key, "1.0", "SEBLINUX-base-1.0.tar", &bytes_of("1.0"));
+        let publisher = start_with(&[], Some(published.path()), |_| {}).await;
+        wait_indexed(&publisher, "seblinux base", 1).await;
+        let user = user(&publisher_key, &[&publisher], tempfile::tempdir().unwrap(), None).await;
+
+        let search = user.node.search("SEBLINUX base", 3).await.unwrap();
+        wait_for("the release found", || {
+            let node = user.node.clone();
+            async move { node.search_results(search).await.unwrap().is_some_and(|s| !s.results.is_empty()) }
+        })
+        .await;
+        let sha1 = user.node.search_results(search).await.unwrap().unwrap().results[0].sha1.unwrap();
+        let downloads = user.node.downloads().unwrap().clone();
+        let id = user.node.download(&sha1.to_string(), Keep::Verified).await.unwrap();
+        let downloaded = downloads.wait(id).await.unwrap().path.expect("a downloaded file");
+        assert_eq!(std::fs::read(&downloaded).unwrap(), bytes_of("1.0"));
+
+        let installed = user.updater.install(NAME, false).await.unwrap();
+        assert_eq!((installed.action, installed.to.as_deref()), (Action::Installed, Some("1.0")), "{installed:?}");
+        assert_eq!(downloads.list().await.unwrap().len(), 1, "the release was fetched once");
+        assert_eq!(std::fs::read(user.install.path().join("SEBLINUX-base-1.0.tar")).unwrap(), bytes_of("1.0"));
+        assert!(!downloaded.exists(), "the downloads folder keeps no second copy");
+        assert!(!minisig_path(&downloaded).exists());
+    });
+}
+
+#[test]
+fn uninstall_removes_the_release_and_the_network_no_longer_finds_it_here() {
+    task::block_on(async {
+        let publisher_key = SecretKey::generate().unwrap();
+        let published = share(&[]);
+        publish(published.path(), &publisher_key, "1.0", "SEBLINUX-base-1.0.tar", &bytes_of("1.0"));
+        let publisher = start_with(&[], Some(published.path()), |_| {}).await;
+        wait_indexed(&publisher, "seblinux base", 1).await;
+        let user = user(&publisher_key, &[&publisher], tempfile::tempdir().unwrap(), None).await;
+        let installed = user.updater.install(NAME, false).await.unwrap();
+        assert_eq!(installed.action, Action::Installed, "{installed:?}");
+        wait_indexed(&user.node, "seblinux base", 1).await;
+        let member = start_with(&[user.node.listen_addr()], None, |_| {}).await;
+        wait_connected(&member, &user.node).await;
+
+        let removed = user.updater.uninstall(NAME).await.unwrap();
+        assert_eq!((removed.action, removed.from.as_deref()), (Action::Uninstalled, Some("1.0")), "{removed:?}");
+        assert_eq!(installed_version(&user), None);
+        let file = user.install.path().join("SEBLINUX-base-1.0.tar");
+        assert!(!file.exists() && !minisig_path(&file).exists());
+        wait_indexed(&user.node, "seblinux base", 0).await;
+        // Asked over the network, the user has nothing of it left to offer:
+        // the publisher's hit, which comes through the user, arrives alone.
+        let search = member.search("SEBLINUX base", 2).await.unwrap();
+        let source = |node: &NodeHandle| match node.listen_addr() {
+            std::net::SocketAddr::V4(addr) => addr,
+            other => panic!("{other} is not IPv4"),
+        };
+        let (from_publisher, from_user) = (source(&publisher), source(&user.node));
+        let results = || async { member.search_results(search).await.unwrap().map(|s| s.results).unwrap_or_default() };
+        wait_for("the publisher's hit", || async {
+            results().await.iter().any(|r| r.sources.contains(&from_publisher))
+        })
+        .await;
+        assert!(results().await.iter().all(|r| !r.sources.contains(&from_user)), "{:?}", results().await);
+        let again = user.updater.uninstall(NAME).await.unwrap_err();
+        assert!(again.to_string().contains("is not installed"), "{again}");
     });
 }
 
@@ -284,7 +356,7 @@ fn a_rotation_record_by_the_bound_key_lets_the_new_key_publish_the_next_release(
         assert_eq!((decision.action, decision.to.as_deref()), (Action::Installed, Some("1.1")), "{decision:?}");
         assert!(decision.reason.contains("by a rotation record"), "{}", decision.reason);
         assert_eq!(std::fs::read(user.install.path().join("SEBLINUX-base-1.1.tar")).unwrap(), bytes_of("1.1"));
-        assert_eq!(user.updater.status().installed[0].current.key_id, new_key.key_id().to_string());
+        assert_eq!(user.updater.status().installed[0].current.key_id, Some(new_key.key_id()));
         let pinned = user.node.trusted_keys();
         let new_entry = pinned.iter().find(|k| k.key_id == new_key.key_id().to_string()).expect("the new key pinned");
         assert_eq!(new_entry.scope, [NAME]);

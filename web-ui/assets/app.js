@@ -260,16 +260,58 @@ function updateResultRow(row, result) {
   setText(cellOf(row, "version"), orDash(result.version));
   setPublisher(cellOf(row, "publisher"), result.publisher);
   setVerdict(cellOf(row, "verdict"), result.verdict, result.reason);
+  row.dataset.verdict = result.verdict || "";
   const action = cellOf(row, "action");
   const target = result.sha256 || result.sha1;
   const existing = action.querySelector("button");
   if (fake || !target) {
     action.replaceChildren();
   } else if (!existing) {
-    const download = button("Download", "download", () => startDownload(download, target, result.name));
+    const download = button("Download", "download", () => askDownload(row, download, target, result.name));
     download.setAttribute("aria-label", `Download ${result.name}`);
-    action.append(download);
+    const confirm = element("div", { class: "confirm", role: "group", hidden: "" });
+    confirm.append(
+      element("span", { class: "question" }),
+      button("Download anyway", "confirm-download", () => {
+        closeDownloadQuestion(row, false);
+        startDownload(download, target, result.name);
+      }),
+      button("Cancel", "cancel", () => closeDownloadQuestion(row, true)),
+    );
+    confirm.setAttribute("aria-label", `Download ${result.name} although it is not verified?`);
+    confirm.addEventListener("keydown", (event) => {
+      if (event.key !== "Escape") return;
+      event.preventDefault();
+      closeDownloadQuestion(row, true);
+    });
+    action.append(download, confirm);
   }
+}
+
+/**
+ * Downloads a verified result at once; for any other, asks first, once,
+ * saying why it is not verified.
+ */
+function askDownload(row, control, target, name) {
+  const verdict = row.dataset.verdict;
+  if (verdict === "verified") {
+    startDownload(control, target, name);
+    return;
+  }
+  const confirm = row.querySelector(".confirm");
+  const why = VERDICT_MEANING[verdict] || "It has no verdict yet.";
+  setText(confirm.querySelector(".question"), `${name} is ${verdict || "not judged"}, not verified: ${why} Download it anyway?`);
+  control.hidden = true;
+  confirm.hidden = false;
+  confirm.querySelector(".confirm-download").focus();
+}
+
+/** Closes the question; with `focus`, focus goes back to the Download button. */
+function closeDownloadQuestion(row, focus) {
+  row.querySelector(".confirm").hidden = true;
+  const download = row.querySelector("button.download");
+  download.hidden = false;
+  if (focus) download.focus();
 }
 
 async function startDownload(control, target, name) {
@@ -287,10 +329,33 @@ async function startDownload(control, target, name) {
   }
 }
 
+/** Whether the user chose "Verified only" themselves: then it stays as they set it. */
+let verifiedOnlyChosen = false;
+
+/** "Verified only" is on by default whenever a key is pinned, off when none is. */
+function defaultVerifiedOnly(pinned) {
+  if (verifiedOnlyChosen) return;
+  const box = byId("verified-only");
+  if (box.checked === pinned > 0) return;
+  box.checked = pinned > 0;
+  applyVerifiedFilter();
+}
+
+/** Reads how many keys are pinned, for the default of "Verified only". */
+async function learnPinnedKeys() {
+  try {
+    const keys = await api("GET", "/api/trust");
+    defaultVerifiedOnly(Array.isArray(keys) ? keys.length : 0);
+  } catch {
+    // Without a trust store there is nothing to default to.
+  }
+}
+
 async function submitSearch(event) {
   event.preventDefault();
   const query = byId("q").value.trim();
   if (!query) return;
+  await learnPinnedKeys();
   delete byId("search-status").dataset.until;
   describe("search", `Searching for “${query}”…`);
   try {
@@ -318,10 +383,23 @@ async function refreshSearch() {
     throw e;
   }
   if (search !== wanted) return;
-  const results = snapshot.results || [];
+  const results = sortedResults(snapshot.results || []);
   search.hits = snapshot.hits_received || 0;
   syncRows(byId("results").tBodies[0], results, resultKey, createResultRow, updateResultRow);
   applyVerifiedFilter();
+}
+
+/** How far down a verdict puts a result, as on the command line: verified first, fakes last. */
+const VERDICT_RANK = { verified: 0, unsigned: 1, untrusted: 2, fake: 4 };
+
+/** Results by verdict, then by sources (most first); the servent's order otherwise. */
+function sortedResults(results) {
+  const rank = (r) => VERDICT_RANK[r.verdict] ?? 3;
+  const sources = (r) => (r.sources || []).length;
+  return results
+    .map((result, index) => ({ result, index }))
+    .sort((a, b) => rank(a.result) - rank(b.result) || sources(b.result) - sources(a.result) || a.index - b.index)
+    .map(({ result }) => result);
 }
 
 /** Hides the results that are not verified, when asked to. */
@@ -363,7 +441,11 @@ function createDownloadRow(download) {
   cellOf(row, "name").append(element("span", { class: "label" }), element("span", { class: "path", hidden: "" }));
   const bar = element("progress", { "aria-label": `Progress of ${download.name}` });
   cellOf(row, "progress").append(bar, element("span", { class: "amount" }));
-  cellOf(row, "state").append(element("span", { class: "badge" }), element("span", { class: "reason", hidden: "" }));
+  cellOf(row, "state").append(
+    element("span", { class: "badge" }),
+    element("span", { class: "outcome", hidden: "" }),
+    element("span", { class: "reason", hidden: "" }),
+  );
   const actions = cellOf(row, "actions");
   const toggle = button("Pause", "pause", () => pauseOrResume(download.id, toggle));
   const cancel = button("Cancel", "cancel", () => cancelDownload(download.id, cancel));
@@ -393,8 +475,17 @@ function updateDownloadRow(row, download) {
   setText(sourcesCell, state === "downloading" ? `${busy} / ${sources.length}` : String(sources.length));
   sourcesCell.title = sources.map((s) => `${s.addr}: ${s.state}${s.note ? ` (${s.note})` : ""}`).join("\n");
   const badge = cellOf(row, "state").querySelector(".badge");
-  badge.className = `badge state-${state}`;
+  // A finished file says what its bytes are: a verified one and an unsigned one never look alike.
+  const verdict = download.verdict || "";
+  const unverified = state === "complete" && verdict !== "verified";
+  badge.className = unverified ? `badge verdict-${verdict || "unsigned"}` : `badge state-${state}`;
   setText(badge, state);
+  row.dataset.verdict = verdict;
+  const outcome = row.querySelector(".outcome");
+  outcome.hidden = !verdict;
+  outcome.className = `outcome badge verdict-${verdict}`;
+  outcome.title = VERDICT_MEANING[verdict] || "";
+  setText(outcome, verdict);
   const reason = row.querySelector(".reason");
   setText(reason, download.reason || "");
   reason.hidden = !download.reason;
@@ -522,6 +613,7 @@ async function refreshTrust() {
   const table = byId("trust");
   syncRows(table.tBodies[0], keys, (k) => k.key_id, createKeyRow, updateKeyRow);
   table.hidden = keys.length === 0;
+  defaultVerifiedOnly(keys.length);
   describe("trust", keys.length ? `${plural(keys.length, "key", "keys")} trusted.` : "No key trusted: every signed release is “untrusted”.");
 }
 
@@ -627,6 +719,7 @@ const ACTION_WORDS = {
   failed: "failed",
   rolled_back: "rolled back",
   rolled_forward: "rolled forward",
+  uninstalled: "uninstalled",
   not_found: "not found",
 };
 
@@ -1038,7 +1131,10 @@ async function refresh() {
 function start() {
   takeTokenFromAddress();
   byId("search-form").addEventListener("submit", submitSearch);
-  byId("verified-only").addEventListener("change", () => applyVerifiedFilter());
+  byId("verified-only").addEventListener("change", () => {
+    verifiedOnlyChosen = true;
+    applyVerifiedFilter();
+  });
   byId("trust-form").addEventListener("submit", submitKey);
   byId("updates-check").addEventListener("click", () => runPass(true));
   byId("updates-run").addEventListener("click", () => runPass(false));
@@ -1063,6 +1159,7 @@ function start() {
   }, TICK_MS);
   probeUpdates()
     .catch(() => null)
+    .then(() => learnPinnedKeys())
     .then(() => show(location.hash.slice(1)));
 }
 

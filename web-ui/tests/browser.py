@@ -288,7 +288,24 @@ def scenario_download(page, args):
     download = row.find_element(By.CSS_SELECTOR, "button.download")
     page.tab_to("the Download button", download, page.find('input[name="q"]'))
     page.shot("search-focus")
+    # Not verified: the page asks first, saying why, and Cancel downloads nothing.
+    if verdict == "verified":
+        raise Failure(f"{args.name} is verified, but this scenario needs an unverified result")
+    question = row.find_element(By.CSS_SELECTOR, ".confirm")
     download.click()
+    page.wait("the question before an unverified download", question.is_displayed)
+    if verdict not in question.text or "anyway" not in question.text:
+        raise Failure(f"the question does not say why: {question.text!r}")
+    page.shot("search-confirm")
+    question.find_element(By.CSS_SELECTOR, "button.cancel").click()
+    page.wait("the question to close", lambda: not question.is_displayed() and download.is_displayed())
+    if page.js("return document.activeElement") != download:
+        raise Failure("Cancel did not give the focus back to the Download button")
+    if "Downloading" in page.find("#search-status").text:
+        raise Failure("the download started although the question was answered Cancel")
+    download.click()
+    page.wait("the question again", question.is_displayed)
+    question.find_element(By.CSS_SELECTOR, "button.confirm-download").click()
     page.wait("the download to start", lambda: "Downloading" in page.find("#search-status").text)
 
     page.view("downloads")
@@ -299,6 +316,9 @@ def scenario_download(page, args):
         return bar.get_attribute("value") == bar.get_attribute("max") and "100 %" in page.row("downloads", args.name).text
 
     page.wait("the finished download's bar to be full", full_bar)
+    finished = page.row("downloads", args.name)
+    if finished.get_attribute("data-verdict") != verdict or "state-complete" in finished.find_element(By.CSS_SELECTOR, "td.state .badge").get_attribute("class"):
+        raise Failure(f"the {verdict} download looks like a verified one: {finished.get_attribute('outerHTML')}")
     page.wait("the stalled download at 50 %", lambda: (row := page.row("downloads", args.stalled)) and "50 %" in row.text)
     page.shot("downloads")
 
@@ -375,8 +395,16 @@ def scenario_verdicts(page, args):
 
     page.view("search")
     page.search("SEBLINUX")
+    # A key is pinned: "Verified only" is on by default, and hides the fake.
+    page.wait("Verified only on by default", lambda: page.find("#verified-only").is_selected())
     page.wait(f"{args.genuine} verified", lambda: (verdict_of(page.row("results", args.genuine)) or [None])[0] == "verified")
+    page.wait(f"{args.fake} hidden", lambda: (row := page.row("results", args.fake)) is not None and not row.is_displayed())
+    page.set_verified_only(False)
     page.wait(f"{args.fake} fake", lambda: (verdict_of(page.row("results", args.fake)) or [None])[0] == "fake")
+    cells = page.driver.find_elements(By.CSS_SELECTOR, "#results tbody tr td.name > :first-child")
+    names = [cell.get_attribute("textContent") for cell in cells]
+    if names.index(args.genuine) > names.index(args.fake):
+        raise Failure(f"results not sorted by verdict, verified first: {names}")
     genuine, fake = page.row("results", args.genuine), page.row("results", args.fake)
     for row, name in ((genuine, args.genuine), (fake, args.fake)):
         if not verdict_of(row)[1]:
@@ -399,6 +427,19 @@ def scenario_verdicts(page, args):
         raise Failure("the verified-only filter hid the verified release")
     page.shot("search-verified-only")
     page.set_verified_only(False)
+
+    # A verified result downloads at once, without a question, and finishes verified.
+    genuine.find_element(By.CSS_SELECTOR, "button.download").click()
+    page.wait("the verified download to start", lambda: "Downloading" in page.find("#search-status").text)
+    if genuine.find_element(By.CSS_SELECTOR, ".confirm").is_displayed():
+        raise Failure("the page asked before downloading a verified result")
+    page.view("downloads")
+    page.wait(
+        f"{args.genuine} complete and verified",
+        lambda: page.state_of("downloads", args.genuine) == "complete"
+        and page.row("downloads", args.genuine).get_attribute("data-verdict") == "verified",
+    )
+    page.shot("downloads-verified")
 
     def key_row():
         rows = page.driver.find_elements(By.CSS_SELECTOR, "#trust tbody tr")

@@ -13,7 +13,7 @@ use async_std::task;
 use futures::AsyncWriteExt;
 use servent_core::node::{Event as CoreEvent, Hammering};
 
-use super::{log, Command, ConnectedPeer, Direction, Event, LinkCounters, Shared, IDLE_TIMEOUT};
+use super::{log, warn, Command, ConnectedPeer, Direction, Event, LinkCounters, Shared, IDLE_TIMEOUT};
 use crate::compression::{Deflater, Inflater};
 use crate::flow::{OutQueue, QUEUE_BYTES};
 use crate::handshake::{self, FirstLine, Handshake, PeerInfo, Step, HANDSHAKE_TIMEOUT, MAX_LINE};
@@ -30,7 +30,7 @@ pub(super) async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
             Ok(accepted) => accepted,
             Err(e) => {
                 // Out of descriptors or similar: wait rather than spin.
-                log(format_args!("accept failed: {e}"));
+                warn(format_args!("accept failed: {e}"));
                 task::sleep(Duration::from_millis(100)).await;
                 continue;
             }
@@ -63,8 +63,8 @@ async fn serve_incoming(stream: TcpStream, remote: SocketAddr, shared: Arc<Share
             let exchange = run_handshake(machine, Some(first), &mut reader, &stream);
             match async_std::future::timeout(HANDSHAKE_TIMEOUT, exchange).await {
                 Ok(Ok(info)) => run_link(stream, reader, remote, info, Direction::Incoming, None, shared).await,
-                Ok(Err(failure)) => log(format_args!("handshake with {remote} failed: {}", failure.reason)),
-                Err(_) => log(format_args!("handshake with {remote} timed out")),
+                Ok(Err(failure)) => warn(format_args!("handshake with {remote} failed: {}", failure.reason)),
+                Err(_) => warn(format_args!("handshake with {remote} timed out")),
             }
         }
         FirstLine::Http => transfer::serve(&shared.uploads, remote, first, reader, stream).await,
@@ -92,11 +92,11 @@ pub(super) async fn dial(addr: SocketAddrV4, shared: Arc<Shared>) {
             run_link(stream, reader, remote, info, Direction::Outgoing, Some(addr), shared).await;
         }
         Ok(Err(failure)) => {
-            log(format_args!("cannot connect to {addr}: {}", failure.reason));
+            warn(format_args!("cannot connect to {addr}: {}", failure.reason));
             let _ = shared.events.send(Event::Core(CoreEvent::DialFailed { addr, try_hosts: failure.try_hosts })).await;
         }
         Err(_) => {
-            log(format_args!("cannot connect to {addr}: timed out"));
+            warn(format_args!("cannot connect to {addr}: timed out"));
             let _ = shared.events.send(Event::Core(CoreEvent::DialFailed { addr, try_hosts: Vec::new() })).await;
         }
     }
@@ -160,6 +160,14 @@ async fn run_link(
     dialed: Option<SocketAddrV4>,
     shared: Arc<Shared>,
 ) {
+    let way = match direction {
+        Direction::Incoming => "incoming",
+        Direction::Outgoing => "outgoing",
+    };
+    let role = if info.ultrapeer { "ultrapeer" } else { "leaf" };
+    let agent = info.user_agent.as_deref().unwrap_or("no User-Agent");
+    let heard = info.listen.filter(|l| *l != remote).map(|l| format!(", listening on {l}")).unwrap_or_default();
+    log(format_args!("{remote} connected ({way}, {role}, {agent}{heard})"));
     let id = shared.next_peer_id();
     let local = match stream.local_addr() {
         Ok(local) => local,

@@ -6,7 +6,7 @@ use std::time::Duration;
 use async_std::channel::Sender;
 use servent_core::node::Event as CoreEvent;
 
-use super::{log, Event};
+use super::{log, warn, Event};
 use crate::hostcache;
 
 /// Asks each GWebCache for hosts (version 2, then version 1 syntax).
@@ -23,13 +23,14 @@ pub(super) async fn ask(urls: Vec<String>, events: Sender<Event>) {
             Ok(Ok(body)) => {
                 let hosts: Vec<SocketAddrV4> =
                     hostcache::parse_gwebcache(&body).into_iter().filter(|a| routing_ok(a.ip())).collect();
-                log(format_args!("GWebCache {url}: {} hosts", hosts.len()));
+                let (count, plural) = (hosts.len(), if hosts.len() == 1 { "" } else { "s" });
+                log(format_args!("GWebCache {url}: {count} host{plural}"));
                 if events.send(Event::Core(CoreEvent::HostsLearned(hosts))).await.is_err() {
                     return;
                 }
             }
-            Ok(Err(e)) => log(format_args!("GWebCache {url}: {e}")),
-            Err(_) => log(format_args!("GWebCache {url}: timed out")),
+            Ok(Err(e)) => warn(format_args!("GWebCache {url}: {e}")),
+            Err(_) => warn(format_args!("GWebCache {url}: timed out")),
         }
     }
 }

@@ -3,8 +3,8 @@
 //! decision loop, and the verdicts on our own files for the library view.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use async_std::channel::{Receiver, Sender};
@@ -13,7 +13,7 @@ use servent_core::node::{Event as CoreEvent, LookupId};
 use servent_core::qrp::RouteTable;
 use signing_tool::Minisig;
 
-use super::{log, Event};
+use super::{warn, Event};
 use crate::transfer::download::DownloadSnapshot;
 use crate::trust::{Content, Judgement, TrustStore};
 use crate::wire::Urn;
@@ -25,7 +25,7 @@ pub(super) fn look_up(library: &Arc<search::Library>, lookup: LookupId, query: s
     let (library, events) = (library.clone(), events.clone());
     task::spawn(async move {
         let files = task::spawn_blocking(move || library.search(&query)).await.unwrap_or_else(|e| {
-            log(format_args!("local search failed: {e}"));
+            warn(format_args!("local search failed: {e}"));
             Vec::new()
         });
         let _ = events.send(Event::Core(CoreEvent::LocalResults { lookup, files })).await;
@@ -84,8 +84,11 @@ pub(super) fn share_downloaded(library: &Arc<search::Library>, done: &DownloadSn
     let (library, size) = (library.clone(), done.size);
     task::spawn_blocking(move || {
         if let Some((path, digests)) = known {
-            if let Err(e) = library.add_hashed(&path, digests, size) {
-                log(format_args!("cannot share {}: {e}", path.display()));
+            match library.add_hashed(&path, digests, size) {
+                // Moved away meanwhile (installed): the rescan shares it where it went.
+                Err(_) if !path.exists() => {}
+                Err(e) => warn(format_args!("cannot share {}: {e}", path.display())),
+                Ok(_) => {}
             }
         }
         let _ = rescan.try_send(());
@@ -110,20 +113,74 @@ pub(super) fn route_table(library: &search::Library) -> RouteTable {
     table
 }
 
+/// The most folders shared at once (`--share` and `share add` together).
+pub(super) const MAX_SHARED_FOLDERS: usize = 256;
+
+/// The shared folders, which `share add` may extend while the servent runs.
+#[derive(Clone, Default)]
+pub(super) struct SharedFolders(Arc<Mutex<Vec<PathBuf>>>);
+
+impl SharedFolders {
+    pub(super) fn new(folders: Vec<PathBuf>) -> SharedFolders {
+        SharedFolders(Arc::new(Mutex::new(folders)))
+    }
+
+    /// The folders, as given.
+    pub(super) fn list(&self) -> Vec<PathBuf> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    /// Shares the existing folder `dir` too (an absolute path, resolved);
+    /// whether it was not shared yet. Refused: a relative path, what is not
+    /// a folder, a folder beyond [`MAX_SHARED_FOLDERS`].
+    pub(super) fn add(&self, dir: &Path) -> Result<bool, String> {
+        if !dir.is_absolute() {
+            return Err(format!("{}: give the folder's absolute path", dir.display()));
+        }
+        let dir = dir.canonicalize().map_err(|e| format!("{}: {e}", dir.display()))?;
+        if !dir.is_dir() {
+            return Err(format!("{}: not a folder", dir.display()));
+        }
+        let mut folders = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        let resolved: Vec<PathBuf> = folders.iter().map(|f| f.canonicalize().unwrap_or_else(|_| f.clone())).collect();
+        match with_folder(&resolved, dir) {
+            None => Ok(false),
+            Some(merged) if merged.len() > MAX_SHARED_FOLDERS => {
+                Err(format!("at most {MAX_SHARED_FOLDERS} folders can be shared"))
+            }
+            Some(merged) => {
+                *folders = merged;
+                Ok(true)
+            }
+        }
+    }
+}
+
+/// `folders` with `new` shared too: `None` when a folder already covers it;
+/// folders inside `new` give way to it, so no file is scanned twice.
+fn with_folder(folders: &[PathBuf], new: PathBuf) -> Option<Vec<PathBuf>> {
+    if folders.iter().any(|f| new.starts_with(f)) {
+        return None;
+    }
+    let mut merged: Vec<PathBuf> = folders.iter().filter(|f| !f.starts_with(&new)).cloned().collect();
+    merged.push(new);
+    Some(merged)
+}
+
 /// Rescans the shared folders every `interval`, or at once when woken.
 pub(super) async fn rescan_loop(
     library: Arc<search::Library>,
-    shares: Vec<PathBuf>,
+    shares: SharedFolders,
     interval: Duration,
     wake: Receiver<()>,
     events: Sender<Event>,
 ) {
     loop {
-        let (lib, folders) = (library.clone(), shares.clone());
+        let (lib, folders) = (library.clone(), shares.list());
         match task::spawn_blocking(move || lib.rescan(&folders)).await {
             Ok(report) => {
                 for error in &report.errors {
-                    log(format_args!("{error}"));
+                    warn(format_args!("{error}"));
                 }
                 if report.added + report.changed + report.removed > 0 {
                     let (files, bytes) = library.totals();
@@ -137,7 +194,7 @@ pub(super) async fn rescan_loop(
                     }
                 }
             }
-            Err(e) => log(format_args!("rescan failed: {e}")),
+            Err(e) => warn(format_args!("rescan failed: {e}")),
         }
         if events.is_closed() {
             return;
@@ -147,5 +204,52 @@ pub(super) async fn rescan_loop(
         if let Ok(Err(_)) = async_std::future::timeout(interval, wake.recv()).await {
             task::sleep(interval).await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn paths(list: &[&str]) -> Vec<PathBuf> {
+        list.iter().map(PathBuf::from).collect()
+    }
+
+    #[test]
+    fn a_folder_is_shared_once_and_folders_inside_it_give_way() {
+        let shared = paths(&["/srv/music", "/home/a/downloads", "/home/a/docs/old"]);
+        assert_eq!(with_folder(&shared, "/srv/music/jazz".into()), None, "already covered");
+        assert_eq!(with_folder(&shared, "/srv/music".into()), None, "already shared");
+        assert_eq!(
+            with_folder(&shared, "/home/a/docs".into()),
+            Some(paths(&["/srv/music", "/home/a/downloads", "/home/a/docs"]))
+        );
+        assert_eq!(
+            with_folder(&shared, "/srv/musical".into()),
+            Some(paths(&["/srv/music", "/home/a/downloads", "/home/a/docs/old", "/srv/musical"])),
+            "a prefix of the text is not a parent folder"
+        );
+    }
+
+    #[test]
+    fn only_an_existing_absolute_folder_is_shared_and_within_the_bound() {
+        let dir = tempfile::tempdir().unwrap();
+        let folders = SharedFolders::new(Vec::new());
+        assert!(folders.add(Path::new("relative/dir")).unwrap_err().contains("absolute"));
+        assert!(folders.add(&dir.path().join("missing")).is_err());
+        let file = dir.path().join("file.txt");
+        std::fs::write(&file, "x").unwrap();
+        assert!(folders.add(&file).unwrap_err().contains("not a folder"));
+        for n in 0..MAX_SHARED_FOLDERS {
+            let sub = dir.path().join(n.to_string());
+            std::fs::create_dir(&sub).unwrap();
+            assert!(folders.add(&sub).unwrap());
+        }
+        let one_more = dir.path().join("one-more");
+        std::fs::create_dir(&one_more).unwrap();
+        assert!(folders.add(&one_more).unwrap_err().contains("at most"));
+        // Their parent takes their place.
+        assert!(folders.add(dir.path()).unwrap());
+        assert_eq!(folders.list(), [dir.path().canonicalize().unwrap()]);
     }
 }

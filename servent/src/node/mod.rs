@@ -293,6 +293,8 @@ pub struct NodeHandle {
     downloads: Option<Downloads>,
     /// Wakes the rescan of the shared folders.
     rescan: Sender<()>,
+    /// The shared folders, which `share add` extends.
+    folders: library::SharedFolders,
     pump: Arc<Mutex<Option<JoinHandle<()>>>>,
 }
 
@@ -317,6 +319,19 @@ impl NodeHandle {
     pub fn rescan(&self) {
         // A full channel already means "rescan soon".
         let _ = self.rescan.try_send(());
+    }
+
+    /// The shared folders.
+    pub fn shared_folders(&self) -> Vec<PathBuf> {
+        self.folders.list()
+    }
+
+    /// Shares the folder `dir` (an absolute path) too, from now on, and
+    /// rescans at once; whether it was not shared yet, or why it is refused.
+    pub fn share_folder(&self, dir: &std::path::Path) -> Result<bool, String> {
+        let added = self.folders.add(dir)?;
+        self.rescan();
+        Ok(added)
     }
 
     /// Everything shared, each file with its verdict under the keys trusted now.
@@ -492,7 +507,7 @@ pub async fn start(config: Config) -> Result<NodeHandle, NodeError> {
             });
             let resumed = downloads.resume_all().await.unwrap_or_default();
             for problem in &resumed.problems {
-                log(format_args!("cannot resume a download: {problem}"));
+                warn(format_args!("cannot resume a download: {problem}"));
             }
             if !resumed.ids.is_empty() {
                 let count = resumed.ids.len();
@@ -523,7 +538,7 @@ pub async fn start(config: Config) -> Result<NodeHandle, NodeError> {
         match std::fs::read_to_string(dir.join(HOST_CACHE_FILE)) {
             Ok(text) => node.restore_hosts(&text),
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => log(format_args!("cannot read the host cache: {e}")),
+            Err(e) => warn(format_args!("cannot read the host cache: {e}")),
         }
     }
     let shared = Arc::new(Shared {
@@ -545,9 +560,16 @@ pub async fn start(config: Config) -> Result<NodeHandle, NodeError> {
         sent: LinkCounters::default(),
         uploads: uploads.clone(),
     });
+    let folders = library::SharedFolders::new(shares);
     let mut tasks = vec![
         task::spawn(connection::accept_loop(listener, shared.clone())),
-        task::spawn(library::rescan_loop(library.clone(), shares, config.rescan_interval, rescan_wake, events.clone())),
+        task::spawn(library::rescan_loop(
+            library.clone(),
+            folders.clone(),
+            config.rescan_interval,
+            rescan_wake,
+            events.clone(),
+        )),
     ];
     if let Some(downloads) = &downloads {
         tasks.push(task::spawn(download::watch(downloads.clone(), events.clone())));
@@ -566,14 +588,28 @@ pub async fn start(config: Config) -> Result<NodeHandle, NodeError> {
     };
     let pump = Arc::new(Mutex::new(Some(task::spawn(pump.run()))));
     let library_verdicts = Arc::default();
-    Ok(NodeHandle { events, listen, library, trust, library_verdicts, uploads, downloads, rescan: rescan_now, pump })
+    Ok(NodeHandle {
+        events,
+        listen,
+        library,
+        trust,
+        library_verdicts,
+        uploads,
+        downloads,
+        rescan: rescan_now,
+        folders,
+        pump,
+    })
 }
 
 const HOST_CACHE_FILE: &str = "hosts";
 
-/// Writes one line to the log (standard error).
+/// Logs an event people look for (see [`crate::logging`]).
 fn log(args: std::fmt::Arguments<'_>) {
-    use std::io::Write;
-    // A closed standard error must not stop the servent.
-    let _ = writeln!(std::io::stderr(), "servent: {args}");
+    log::info!("{args}");
+}
+
+/// Logs a failure; repeats of its kind are summarised (see [`crate::logging`]).
+fn warn(args: std::fmt::Arguments<'_>) {
+    log::warn!("{args}");
 }

@@ -17,7 +17,7 @@ use async_std::task::{self, JoinHandle};
 use servent_core::node::{Action, Connected, Event as CoreEvent, Node};
 
 use super::{
-    connection, gwebcache, library, log, Command, ConnectedPeer, Event, LinkCounters, NodeError, PeerSnapshot,
+    connection, gwebcache, library, log, warn, Command, ConnectedPeer, Event, LinkCounters, NodeError, PeerSnapshot,
     SearchSnapshot, Shared, Status, HOST_CACHE_FILE,
 };
 use crate::flow::OutQueue;
@@ -156,7 +156,7 @@ impl Pump {
                         let path = dir.join(HOST_CACHE_FILE);
                         self.saving = Some(task::spawn_blocking(move || {
                             if let Err(e) = crate::config::write_atomically(&path, text.as_bytes()) {
-                                log(format_args!("cannot save the host cache: {e}"));
+                                warn(format_args!("cannot save the host cache: {e}"));
                             }
                         }));
                     }

@@ -10,8 +10,9 @@
 //! <install-dir>/.servent/incoming/…              a version being installed
 //! ```
 //!
-//! An install stages the new file (copied while its SHA-256 is checked,
-//! then synced), keeps the current one as the previous version, writes the
+//! An install stages the new file (moved out of the downloads folder, so
+//! one copy of a release is kept and shared, or copied across file
+//! systems; its SHA-256 checked, then synced), keeps the current one as the previous version, writes the
 //! record with the change *pending*, renames the new file into place,
 //! removes the old one, and writes the record again without the pending
 //! change. [`InstallDir::open`] finishes or undoes a pending change it
@@ -37,7 +38,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use signing_tool::files::minisig_path;
-use signing_tool::Minisig;
+use signing_tool::{KeyId, Minisig};
 
 use crate::config::write_atomically;
 
@@ -62,13 +63,33 @@ pub struct Package {
     pub sha256: String,
     /// The key that signed it, as minisign prints key ids: the key the
     /// package is bound to. A record written before it was kept gets it
-    /// from the installed signature when the directory is opened.
-    #[serde(default)]
-    pub key_id: String,
+    /// from the installed signature when the directory is opened. Written
+    /// as text (`""` for none), compared as a value.
+    #[serde(default, with = "key_id_text")]
+    pub key_id: Option<KeyId>,
     /// When it was signed (minisign's `timestamp:`).
     pub timestamp: u64,
     /// Its file name in the install directory.
     pub file: String,
+}
+
+/// A [`Package`]'s key id in the record: the 16 hex digits minisign prints
+/// (any case read), `""` for a package not yet bound to a key.
+mod key_id_text {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use signing_tool::KeyId;
+
+    pub fn serialize<S: Serializer>(id: &Option<KeyId>, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&id.map(|id| id.to_string()).unwrap_or_default())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<KeyId>, D::Error> {
+        let text = String::deserialize(d)?;
+        if text.is_empty() {
+            return Ok(None);
+        }
+        text.parse().map(Some).map_err(|e| serde::de::Error::custom(format!("key id {text}: {e}")))
+    }
 }
 
 /// What is installed of one package name.
@@ -168,12 +189,12 @@ impl InstallDir {
         let dir = self.dir.clone();
         let packages =
             self.record.packages.iter_mut().flat_map(|i| std::iter::once(&mut i.current).chain(&mut i.previous));
-        for package in packages.filter(|p| p.key_id.is_empty()) {
+        for package in packages.filter(|p| p.key_id.is_none()) {
             let signature = fs::read(minisig_path(&dir.join(&package.file)));
             if let Ok(minisig) =
                 signature.map_err(|e| e.to_string()).and_then(|b| Minisig::parse(&b).map_err(|e| e.to_string()))
             {
-                package.key_id = minisig.key_id().to_string();
+                package.key_id = Some(minisig.key_id());
             }
         }
     }
@@ -198,7 +219,8 @@ impl InstallDir {
         self.dir.join(&package.file)
     }
 
-    /// Installs `new` from the verified file `source` with its signature
+    /// Installs `new` from the verified file `source` (moved, with the
+    /// signature beside it, if any: see [`take_checked`]) with its signature
     /// text, keeping what was installed under that name as the previous
     /// version. On error the installed state is as it was.
     pub fn install(&mut self, new: Package, source: &Path, signature: &str) -> Result<(), InstallError> {
@@ -281,13 +303,17 @@ impl InstallDir {
         fs::create_dir_all(&incoming).map_err(io_error("create", &incoming))?;
         let staged = incoming.join(&new.file);
         let staged_signature = minisig_path(&staged);
-        let staging = copy_checked(source, &staged, &new.sha256)
+        let staging = take_checked(source, &staged, &new.sha256)
             .and_then(|()| write_synced(&staged_signature, signature.as_bytes()));
         if let Err(e) = staging {
-            let _ = fs::remove_file(&staged);
+            if fs::rename(&staged, source).is_err() {
+                let _ = fs::remove_file(&staged);
+            }
             let _ = fs::remove_file(&staged_signature);
             return Err(e);
         }
+        // The download's own signature goes with the file it signed.
+        let _ = fs::remove_file(minisig_path(source));
         stop_here(crash_after, Step::Staged)?;
         if let Some(old) = old.as_ref().filter(|_| !awaiting_hook) {
             self.keep_as_previous(old)?;
@@ -345,6 +371,36 @@ impl InstallDir {
         held_back.drain(..first);
         self.install_as(previous.clone(), &kept, &signature, held_back, None)?;
         Ok((installed.current, previous))
+    }
+
+    /// Uninstalls `name`: its record goes first (so a crash leaves at worst
+    /// a stray file, never a record of a file that is gone), then its file,
+    /// its signature and the previous version kept for it. Returns what was
+    /// installed.
+    pub fn uninstall(&mut self, name: &str) -> Result<Installed, InstallError> {
+        let installed =
+            self.get(name).cloned().ok_or_else(|| InstallError::Refused(format!("{name} is not installed")))?;
+        if let Some(pending) = &self.record.pending {
+            return Err(InstallError::Refused(format!("an install of {} is under way", pending.new.name)));
+        }
+        self.record.packages.retain(|p| p.current.name != name);
+        self.save()?;
+        let file = self.file_path(&installed.current);
+        for path in [minisig_path(&file), file] {
+            match fs::remove_file(&path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(io_error("remove", &path)(e)),
+            }
+        }
+        let previous = self.previous_dir(name);
+        match fs::remove_dir_all(&previous) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io_error("remove", &previous)(e)),
+        }
+        sync_dir(&self.dir)?;
+        Ok(installed)
     }
 
     fn state_dir(&self) -> PathBuf {
@@ -494,6 +550,27 @@ fn check_file_name(name: &str) -> Result<(), InstallError> {
     }
 }
 
+/// Moves `from` to `to` (copies it when they are on different file
+/// systems, then removes it), synced, checking that the bytes have SHA-256
+/// `sha256`; on a mismatch `from` is left where it was.
+fn take_checked(from: &Path, to: &Path, sha256: &str) -> Result<(), InstallError> {
+    if fs::rename(from, to).is_err() {
+        copy_checked(from, to, sha256)?;
+        return fs::remove_file(from).map_err(io_error("remove", from));
+    }
+    let matches = sha256_hex(to).map_err(io_error("read", to))? == sha256;
+    let synced = File::open(to).and_then(|f| f.sync_all()).map_err(io_error("sync", to));
+    if !matches {
+        fs::rename(to, from).map_err(io_error("move back", from))?;
+        return Err(changed(from));
+    }
+    synced
+}
+
+fn changed(path: &Path) -> InstallError {
+    InstallError::Refused(format!("{} changed: it no longer has the verified content", path.display()))
+}
+
 /// Copies `from` to `to`, synced, checking on the way that the bytes have
 /// SHA-256 `sha256`; a mismatch removes the copy.
 fn copy_checked(from: &Path, to: &Path, sha256: &str) -> Result<(), InstallError> {
@@ -512,10 +589,7 @@ fn copy_checked(from: &Path, to: &Path, sha256: &str) -> Result<(), InstallError
     output.sync_all().map_err(io_error("sync", to))?;
     if hex(&hasher.finalize()) != sha256 {
         let _ = fs::remove_file(to);
-        return Err(InstallError::Refused(format!(
-            "{} changed: it no longer has the verified content",
-            from.display()
-        )));
+        return Err(changed(from));
     }
     Ok(())
 }
@@ -568,7 +642,7 @@ mod tests {
                 name: "SEBLINUX-base".into(),
                 version: version.into(),
                 sha256: hex(&Sha256::digest(content.as_bytes())),
-                key_id: "3A8F545E2E278D2F".into(),
+                key_id: Some("3A8F545E2E278D2F".parse().unwrap()),
                 timestamp: 1_700_000_000,
                 file: file.into(),
             };
@@ -588,13 +662,13 @@ mod tests {
         let mut signer = signing_tool::Signer::new();
         signer.update(&fs::read(&source).unwrap());
         let signature = signer.finish(&key, "SEBLINUX-base-1.0.tar", None, 1_700_000_000).unwrap().to_text();
-        v10.key_id = String::new();
+        v10.key_id = None;
         InstallDir::open(&f.dir).unwrap().install(v10, &source, &signature).unwrap();
         let record = f.dir.join(STATE_DIR).join(RECORD_FILE);
         let old: String = fs::read_to_string(&record).unwrap().lines().filter(|l| !l.contains("\"key_id\"")).collect();
         fs::write(&record, old).unwrap();
         let reopened = InstallDir::open(&f.dir).unwrap();
-        assert_eq!(reopened.get("SEBLINUX-base").unwrap().current.key_id, key.key_id().to_string());
+        assert_eq!(reopened.get("SEBLINUX-base").unwrap().current.key_id, Some(key.key_id()));
     }
 
     #[test]
@@ -737,6 +811,42 @@ mod tests {
     }
 
     #[test]
+    fn an_install_moves_the_download_and_its_signature_so_one_copy_is_kept() {
+        let f = fixture();
+        let mut install = InstallDir::open(&f.dir).unwrap();
+        let (v10, source) = f.release("1.0", "SEBLINUX-base-1.0.tar");
+        fs::write(minisig_path(&source), "sig 1.0").unwrap();
+        install.install(v10, &source, "sig 1.0").unwrap();
+        assert_eq!(installed_bytes(&f.dir, "SEBLINUX-base-1.0.tar"), "SEBLINUX-base 1.0");
+        assert!(!source.exists() && !minisig_path(&source).exists());
+        assert!(fs::read_dir(&f.sources).unwrap().next().is_none(), "the downloads folder keeps no copy");
+    }
+
+    #[test]
+    fn uninstall_removes_the_file_its_signature_its_previous_version_and_its_record() {
+        let f = fixture();
+        let mut install = InstallDir::open(&f.dir).unwrap();
+        let (v10, source) = f.release("1.0", "SEBLINUX-base-1.0.tar");
+        install.install(v10, &source, "sig 1.0").unwrap();
+        let (v11, source) = f.release("1.1", "SEBLINUX-base-1.1.tar");
+        install.install(v11.clone(), &source, "sig 1.1").unwrap();
+        let (other, source) = f.release("2.0", "other-2.0.tar");
+        let other = Package { name: "other".into(), ..other };
+        install.install(other.clone(), &source, "sig other").unwrap();
+
+        let removed = install.uninstall("SEBLINUX-base").unwrap();
+        assert_eq!(removed.current, v11);
+        let listed: Vec<_> = fs::read_dir(&f.dir).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(listed.len(), 3, "{listed:?}");
+        assert!(!install.previous_dir("SEBLINUX-base").exists());
+        assert_eq!(InstallDir::open(&f.dir).unwrap().packages(), install.packages());
+        assert_eq!(install.packages().len(), 1);
+        assert_eq!(installed_bytes(&f.dir, "other-2.0.tar"), "SEBLINUX-base 2.0");
+        let again = install.uninstall("SEBLINUX-base").unwrap_err();
+        assert!(again.to_string().contains("SEBLINUX-base is not installed"), "{again}");
+    }
+
+    #[test]
     fn a_source_that_changed_or_a_bad_name_is_refused_and_nothing_changes() {
         let f = fixture();
         let mut install = InstallDir::open(&f.dir).unwrap();
@@ -745,6 +855,7 @@ mod tests {
         v10.sha256 = hex(&[0; 32]);
         let err = install.install(v10, &source, "sig").unwrap_err();
         assert!(err.to_string().contains("no longer has the verified content"), "{err}");
+        assert_eq!(fs::read_to_string(&source).unwrap(), "SEBLINUX-base 1.0", "the download is left as it was");
         for bad in ["../escape.tar", ".hidden", "a/b", "x.minisig", ""] {
             let package = Package { file: bad.into(), ..good.clone() };
             assert!(install.install(package, &source, "sig").is_err(), "{bad:?}");

@@ -125,6 +125,8 @@ pub enum Action {
     RolledBack,
     /// A rollback of a rollback: the newer version is back.
     RolledForward,
+    /// The package is removed, and no longer shared.
+    Uninstalled,
 }
 
 /// One pass over every installed package.
@@ -272,6 +274,21 @@ impl Updater {
         })
     }
 
+    /// Removes the installed package `name` (its file, its signature, the
+    /// previous version kept) and stops sharing it.
+    pub async fn uninstall(&self, name: &str) -> Result<Decision, UpdateError> {
+        let _busy = self.start_work()?;
+        let inner = self.inner.clone();
+        let owned = name.to_owned();
+        let removed = task::spawn_blocking(move || lock(&inner.install).uninstall(&owned)).await?;
+        self.changed();
+        Ok(Decision {
+            action: Action::Uninstalled,
+            reason: format!("{name} {} removed; it is no longer shared", removed.current.version),
+            ..decision(name, Some(&removed.current), None)
+        })
+    }
+
     /// Runs a pass every `every` (a tenth more or less, so that servents
     /// started together do not search together), for as long as the servent runs.
     pub fn spawn_every(&self, every: Duration) -> task::JoinHandle<()> {
@@ -288,7 +305,7 @@ impl Updater {
                         }
                     }
                     Err(UpdateError::Node(NodeError::Stopped)) => return,
-                    Err(e) => log(&format!("update pass: {e}")),
+                    Err(e) => log::warn!("update pass: {e}"),
                 }
             }
         })
@@ -305,7 +322,7 @@ impl Updater {
         let (mut choice, mut newest) = choose(name, installed.as_ref(), &results, explicit, &[]);
         let mut rotated = None;
         if let Some(bound) = installed.as_ref().filter(|i| other_key_offers_newer(name, i, &results)) {
-            match self.find_rotation(name, &bound.current.key_id, !dry_run).await {
+            match self.find_rotation(name, bound.current.key_id, !dry_run).await {
                 // A dry run changes nothing, the pinned keys included.
                 Ok(rotation) if dry_run => {
                     let to = rotation.to.key_id();
@@ -370,10 +387,9 @@ impl Updater {
     /// Looks on the network for a rotation record of key `bound` that hands
     /// `name` over, and, if `honour`, honours the first that verifies against
     /// that key (the new key is pinned for the names it hands over); or why none.
-    async fn find_rotation(&self, name: &str, bound: &str, honour: bool) -> Result<Rotation, String> {
+    async fn find_rotation(&self, name: &str, bound: Option<KeyId>, honour: bool) -> Result<Rotation, String> {
         let node = &self.inner.node;
-        let from: KeyId =
-            bound.parse().map_err(|e| format!("the installed {name} is bound to no readable key: {e}"))?;
+        let from = bound.ok_or_else(|| format!("the installed {name} is bound to no readable key"))?;
         let Some(old) = node.pinned_key(from) else {
             return Err(format!("key {from} is not pinned any more, so no rotation record of it can be checked"));
         };
@@ -393,7 +409,7 @@ impl Updater {
                     return Ok(rotation);
                 }
                 Err(why) => {
-                    log(&format!("rotation record {} refused: {why}", record.name));
+                    log::warn!("rotation record {} refused: {why}", record.name);
                     refused.push(format!("{}: {why}", record.name));
                 }
             }
@@ -469,16 +485,29 @@ impl Updater {
             Ok(downloads) => downloads.clone(),
             Err(e) => return fail(e.to_string()),
         };
-        let id = match node.download(&sha1.to_string(), Keep::Verified).await {
-            Ok(id) => id,
-            Err(e) => return fail(format!("cannot download {to}: {e}")),
-        };
-        let done = match async_std::future::timeout(self.inner.config.download_timeout, downloads.wait(id)).await {
-            Ok(Ok(done)) => done,
-            Ok(Err(e)) => return fail(format!("download of {to}: {e}")),
-            Err(_) => {
-                let _ = downloads.cancel(id).await;
-                return fail(format!("download of {to} took too long"));
+        // A verified download of these bytes still in the downloads folder
+        // is installed as it is, not fetched a second time.
+        let finished = downloads.list().await.unwrap_or_default().into_iter().rev().find(|d| {
+            d.sha1 == Some(sha1)
+                && d.state == DownloadState::Complete
+                && d.judgement.as_ref().is_some_and(|j| j.verdict == Verdict::Verified)
+                && d.path.as_ref().is_some_and(|p| p.is_file())
+        });
+        let done = match finished {
+            Some(done) => done,
+            None => {
+                let id = match node.download(&sha1.to_string(), Keep::Verified).await {
+                    Ok(id) => id,
+                    Err(e) => return fail(format!("cannot download {to}: {e}")),
+                };
+                match async_std::future::timeout(self.inner.config.download_timeout, downloads.wait(id)).await {
+                    Ok(Ok(done)) => done,
+                    Ok(Err(e)) => return fail(format!("download of {to}: {e}")),
+                    Err(_) => {
+                        let _ = downloads.cancel(id).await;
+                        return fail(format!("download of {to} took too long"));
+                    }
+                }
             }
         };
         let path = match (&done.state, &done.path) {
@@ -493,11 +522,12 @@ impl Updater {
         {
             return fail(format!("the downloaded {to} is not the verified release chosen"));
         }
+        let signer = signature.key_id();
         let package = Package {
             name: candidate.release.name.clone(),
             version: to.clone(),
             sha256: hex(&candidate.release.sha256),
-            key_id: signature.key_id().to_string(),
+            key_id: Some(signer),
             timestamp: candidate.release.timestamp,
             file: crate::transfer::download::safe_file_name(&candidate.release.file, &hex(&candidate.release.sha256)),
         };
@@ -547,7 +577,7 @@ impl Updater {
         }
         Decision {
             action: Action::Installed,
-            reason: format!("{name} {to} verified under key {} and installed", package.key_id),
+            reason: format!("{name} {to} verified under key {signer} and installed"),
             ..decision(name, current, Some(to))
         }
     }
@@ -628,7 +658,7 @@ fn unix_now() -> u64 {
 }
 
 fn log(message: &str) {
-    eprintln!("servent: {message}");
+    log::info!("{message}");
 }
 
 #[cfg(test)]

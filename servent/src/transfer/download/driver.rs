@@ -27,7 +27,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddrV4;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -785,8 +785,11 @@ impl Driver {
         let name = finish::safe_name(&self.name, &self.key.base32());
         let size = self.plan.size();
         let signature = self.signature.as_ref().filter(|_| judgement.verdict != Verdict::Fake).map(|s| s.to_text());
+        let (verified, trust) = (judgement.verdict == Verdict::Verified, self.trust.clone());
         let placed = task::spawn_blocking(move || {
-            let path = finish::place(&part_path, &dir, &name, &digests, size)?;
+            // A verified file takes its name from one that is not verified.
+            let displaces = |holder: &Path| verified && !finish::is_verified(holder, &trust.read());
+            let path = finish::place(&part_path, &dir, &name, &digests, size, displaces)?;
             // The signature travels on with the file it signs.
             if let Some(text) = signature {
                 finish::place_signature(&path, &text)?;
@@ -965,7 +968,7 @@ impl Driver {
         let reason = stall::reason(sources, idle);
         if !self.stalled {
             self.stalled = true;
-            super::log(&format!("download {} ({}) stalled: {reason}", self.id, self.name));
+            super::warn(&format!("download {} ({}) stalled: {reason}", self.id, self.name));
         }
         DownloadState::Stalled { reason }
     }

@@ -9,6 +9,13 @@
 //! file already has it, the download becomes `name (1).ext`, `name (2).ext`…
 //! unless that file already holds the very same bytes.
 //!
+//! A bare name belongs to verified files first: a verified download whose
+//! name is held by a file that is not verified (unsigned, or signed by a
+//! key not trusted) takes the name, and that file moves to the first free
+//! `name (n).ext`, its signature with it. An unverified download never
+//! displaces anything, so whichever arrives first, an unsigned file never
+//! wears the name of a verified release.
+//!
 //! The file appears under its final name in one step (a hard link, or a
 //! rename, of a complete and synced file), so the library never indexes
 //! half a file. When the downloads directory is on another file system the
@@ -23,7 +30,7 @@ use search::{Digests, Urn};
 use signing_tool::Minisig;
 
 use super::state::DiskError;
-use crate::trust::{Content, Judgement, TrustStore};
+use crate::trust::{Content, Judgement, TrustStore, Verdict};
 
 /// Longest file name given to a download, in bytes (most file systems allow 255).
 const MAX_NAME_BYTES: usize = 200;
@@ -31,6 +38,8 @@ const MAX_NAME_BYTES: usize = 200;
 const MAX_NUMBERED_NAMES: u32 = 1000;
 /// `errno` for "cross-device link" on Linux and the BSDs.
 const EXDEV: i32 = 18;
+/// The largest signature file read beside a file (minisign's are under 1 KiB).
+const MAX_SIGNATURE_BYTES: u64 = 16 * 1024;
 
 /// Reads `path` once: its digests, its length, and the verdict on its
 /// bytes under `signature`.
@@ -53,6 +62,16 @@ pub fn check(
     let check = verifier.map(|verifier| verifier.finish_with_tth(digests.sha256, Some(digests.tth)));
     let judgement = trust.judge_file(signature, content, check);
     Ok((digests, len, judgement))
+}
+
+/// Whether the file at `path` is verified: its signature beside it signs
+/// these bytes under a key `trust` pins for its name.
+pub fn is_verified(path: &Path, trust: &TrustStore) -> bool {
+    let signature = signing_tool::files::minisig_path(path);
+    let mut text = Vec::new();
+    let read = File::open(&signature).and_then(|f| f.take(MAX_SIGNATURE_BYTES).read_to_end(&mut text));
+    let Some(minisig) = read.ok().and_then(|_| Minisig::parse(&text).ok()) else { return false };
+    check(path, trust, Some(&minisig)).is_ok_and(|(_, _, judgement)| judgement.verdict == Verdict::Verified)
 }
 
 /// Writes `text` as the signature beside the placed file `path`.
@@ -111,10 +130,18 @@ fn numbered(name: &str, n: u32) -> String {
     format!("{stem} ({n}){ext}")
 }
 
-/// Moves the verified `part` into `dir` under `name` (already safe), never
-/// replacing a different file. Returns the final path. On error the
-/// downloads directory is as it was and `part` is still there.
-pub fn place(part: &Path, dir: &Path, name: &str, digests: &Digests, size: u64) -> Result<PathBuf, DiskError> {
+/// Moves the checked `part` into `dir` under `name` (already safe), never
+/// replacing a different file: the holder of the name gives it up (and
+/// takes a number) only if `displaces` says so of it. Returns the final
+/// path. On error the downloads directory is as it was and `part` is still there.
+pub fn place(
+    part: &Path,
+    dir: &Path,
+    name: &str,
+    digests: &Digests,
+    size: u64,
+    displaces: impl Fn(&Path) -> bool,
+) -> Result<PathBuf, DiskError> {
     fs::create_dir_all(dir).map_err(|e| DiskError::new("creating", dir, e))?;
     let staged = dir.join(format!(".{}.incoming", digests.sha1_urn().base32()));
     let copied = match fs::rename(part, &staged) {
@@ -125,7 +152,13 @@ pub fn place(part: &Path, dir: &Path, name: &str, digests: &Digests, size: u64) 
         }
         Err(e) => return Err(DiskError::new("moving", part, e)),
     };
-    match link_without_replacing(&staged, dir, name, digests, size) {
+    let target = dir.join(name);
+    let placed = match displace(&target, digests, size, displaces) {
+        Ok(true) => fs::rename(&staged, &target).map(|()| target).map_err(|e| DiskError::new("moving", dir, e)),
+        Ok(false) => link_without_replacing(&staged, dir, name, digests, size),
+        Err(e) => Err(e),
+    };
+    match placed {
         Ok(path) => {
             if copied {
                 let _ = fs::remove_file(part);
@@ -143,6 +176,36 @@ pub fn place(part: &Path, dir: &Path, name: &str, digests: &Digests, size: u64) 
             Err(e)
         }
     }
+}
+
+/// Moves the file holding `target` (when it holds other bytes and
+/// `displaces` says so of it) to the first free `name (n).ext`, its
+/// signature with it; whether the name is free for a rename now. The file
+/// is linked under its new name before its old one is taken, so it is
+/// never without a name.
+fn displace(target: &Path, digests: &Digests, size: u64, displaces: impl Fn(&Path) -> bool) -> Result<bool, DiskError> {
+    let holder = fs::symlink_metadata(target);
+    if !holder.is_ok_and(|m| m.is_file()) || same_content(target, digests, size) || !displaces(target) {
+        return Ok(false);
+    }
+    let (dir, name) = (target.parent().unwrap_or(Path::new(".")), target.file_name().unwrap_or_default());
+    for n in 1..=MAX_NUMBERED_NAMES {
+        let aside = dir.join(numbered(&name.to_string_lossy(), n));
+        match fs::hard_link(target, &aside) {
+            Ok(()) => {
+                let signature = signing_tool::files::minisig_path(target);
+                if signature.exists() {
+                    fs::rename(&signature, signing_tool::files::minisig_path(&aside))
+                        .map_err(|e| DiskError::new("moving", &signature, e))?;
+                }
+                return Ok(true);
+            }
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            // File systems without hard links: the newcomer takes a number.
+            Err(_) => return Ok(false),
+        }
+    }
+    Ok(false)
 }
 
 /// Gives `staged` its final name in `dir`: `name`, or the first free
@@ -283,7 +346,7 @@ mod tests {
         fs::write(downloads.join("a.img"), b"other").unwrap();
         let part = partial.join("X.part");
         fs::write(&part, b"ours").unwrap();
-        let path = place(&part, &downloads, "a.img", &digests_of(b"ours"), 4).unwrap();
+        let path = place(&part, &downloads, "a.img", &digests_of(b"ours"), 4, |_| false).unwrap();
         assert_eq!(path, downloads.join("a (1).img"));
         assert_eq!(fs::read(&path).unwrap(), b"ours");
         assert_eq!(fs::read(downloads.join("a.img")).unwrap(), b"other");
@@ -293,7 +356,33 @@ mod tests {
 
         // The same bytes again: the existing copy is the result.
         fs::write(&part, b"ours").unwrap();
-        assert_eq!(place(&part, &downloads, "a.img", &digests_of(b"ours"), 4).unwrap(), path);
+        assert_eq!(place(&part, &downloads, "a.img", &digests_of(b"ours"), 4, |_| false).unwrap(), path);
         assert!(!part.exists());
+    }
+
+    #[test]
+    fn a_file_that_yields_its_name_moves_aside_with_its_signature() {
+        let dir = tempfile::tempdir().unwrap();
+        let (partial, downloads) = (dir.path().join("partial"), dir.path().join("downloads"));
+        fs::create_dir_all(&partial).unwrap();
+        fs::create_dir_all(&downloads).unwrap();
+        fs::write(downloads.join("a.img"), b"unsigned").unwrap();
+        fs::write(downloads.join("a.img.minisig"), b"its signature").unwrap();
+        fs::write(downloads.join("a (1).img"), b"an older one").unwrap();
+        let part = partial.join("X.part");
+        fs::write(&part, b"verified").unwrap();
+        let asked = std::cell::RefCell::new(Vec::new());
+        let displaces = |holder: &Path| {
+            asked.borrow_mut().push(holder.to_path_buf());
+            true
+        };
+        let path = place(&part, &downloads, "a.img", &digests_of(b"verified"), 8, displaces).unwrap();
+        assert_eq!(path, downloads.join("a.img"));
+        assert_eq!(*asked.borrow(), [downloads.join("a.img")]);
+        assert_eq!(fs::read(&path).unwrap(), b"verified");
+        assert_eq!(fs::read(downloads.join("a (2).img")).unwrap(), b"unsigned");
+        assert_eq!(fs::read(downloads.join("a (2).img.minisig")).unwrap(), b"its signature");
+        assert!(!downloads.join("a.img.minisig").exists());
+        assert_eq!(fs::read(downloads.join("a (1).img")).unwrap(), b"an older one");
     }
 }

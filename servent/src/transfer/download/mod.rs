@@ -502,9 +502,14 @@ impl Downloads {
     }
 }
 
-/// Writes one line to the log (standard error), as the node does.
+/// Logs an event of a download (see [`crate::logging`]).
 fn log(message: &str) {
-    eprintln!("servent: {message}");
+    log::info!("{message}");
+}
+
+/// Logs a failure of a download or a source; repeats of its kind are summarised.
+fn warn(message: &str) {
+    log::warn!("{message}");
 }
 
 struct Entry {
@@ -728,6 +733,7 @@ impl Manager {
                 let _ = commands.send(Command::Ended { id, outcome }).await;
             });
             entry.phase = Phase::Running { control, stop, task, pausing: false };
+            log(&format!("download {id} ({}) started", entry.snapshot().name));
         }
     }
 
@@ -856,10 +862,15 @@ impl Manager {
         }
         match outcome {
             Outcome::Complete(path) => {
+                let verdict = entry.snapshot().judgement.map_or_else(|| "no verdict".into(), |j| j.verdict.to_string());
+                log(&format!("download {id} finished ({verdict}): {}", path.display()));
                 entry.set_state(DownloadState::Complete, Some(path));
                 (self.on_complete)(&entry.snapshot());
             }
-            Outcome::Failed(reason) => entry.set_state(DownloadState::Failed { reason }, None),
+            Outcome::Failed(reason) => {
+                warn(&format!("download {id} ({}) failed: {reason}", entry.snapshot().name));
+                entry.set_state(DownloadState::Failed { reason }, None);
+            }
             Outcome::Stopped(Stop::Cancel) => entry.set_state(DownloadState::Cancelled, None),
             // Shutting down: it resumes at the next start.
             Outcome::Stopped(Stop::Shutdown) => entry.set_state(DownloadState::Queued, None),
