@@ -609,8 +609,13 @@ impl<'a> Sim<'a> {
                 let now = self.instant();
                 self.nodes[from].handle(Event::LocalResults { lookup, files }, now);
             }
-            // Nothing here asks GWebCaches, saves hosts, or downloads.
-            Action::AskGWebCaches(_) | Action::SaveHosts(_) | Action::Advertise(_) | Action::OfferSource { .. } => {}
+            // Nothing here asks GWebCaches, saves hosts, downloads or speaks UDP.
+            Action::AskGWebCaches(_)
+            | Action::SaveHosts(_)
+            | Action::Advertise(_)
+            | Action::OfferSource { .. }
+            | Action::SendDatagram { .. }
+            | Action::Notice(_) => {}
         }
     }
 

@@ -27,6 +27,7 @@ mod query_routing;
 pub(crate) mod testing;
 #[cfg(test)]
 mod tests;
+pub mod udp;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
@@ -39,6 +40,7 @@ use serde::Serialize;
 pub use self::answer::query_hits;
 pub use self::hammering::{Hammering, HAMMER_TABLE, MAX_CONNECTS_PER_MINUTE};
 use self::query_routing::QueryRouting;
+use self::udp::Udp;
 use crate::handshake::{Admission, PeerInfo, Role};
 use crate::hostcache::{HostCache, Origin, HOST_CACHE_CAPACITY};
 use crate::requery::{Phase, Requeries};
@@ -96,6 +98,8 @@ pub struct Config {
     pub host_cache_capacity: usize,
     /// How often each neighbour gets a keep-alive Ping.
     pub ping_interval: Duration,
+    /// UDP host caches asked for hosts when there is nobody left to dial.
+    pub uhcs: Vec<SocketAddrV4>,
 }
 
 impl Default for Config {
@@ -113,6 +117,7 @@ impl Default for Config {
             role: Role::Ultrapeer,
             host_cache_capacity: HOST_CACHE_CAPACITY,
             ping_interval: routing::PING_INTERVAL,
+            uhcs: Vec::new(),
         }
     }
 }
@@ -227,6 +232,15 @@ pub enum Event {
         /// Fetching, waiting or finished.
         phase: Phase,
     },
+    /// A datagram arrived on the Gnutella port.
+    Datagram {
+        /// Its source (spoofable).
+        from: SocketAddrV4,
+        /// Its bytes: one descriptor, header included.
+        bytes: Vec<u8>,
+    },
+    /// UDP host caches to ask for hosts, besides those of the config (names looked up).
+    UdpHostCaches(Vec<SocketAddrV4>),
 }
 
 /// What the outside must do, drained with [`Node::poll_action`].
@@ -274,6 +288,15 @@ pub enum Action {
         /// came): a download started without one takes it.
         signature: Option<Vec<u8>>,
     },
+    /// Send a descriptor as one datagram from the Gnutella port.
+    SendDatagram {
+        /// Where to.
+        to: SocketAddrV4,
+        /// The descriptor.
+        message: Message,
+    },
+    /// Tell the user what the node is doing (one line for the log).
+    Notice(String),
 }
 
 /// A search that cannot be sent.
@@ -329,6 +352,7 @@ pub struct Node {
     last_gwebcache: Option<Instant>,
     actions: VecDeque<Action>,
     qrp: QueryRouting,
+    udp: Udp,
 }
 
 impl Node {
@@ -354,6 +378,7 @@ impl Node {
         }
         Node {
             router: Router::new(routing, local),
+            udp: Udp::new(&config.uhcs, now),
             config,
             rng,
             guid,
@@ -430,6 +455,8 @@ impl Node {
             Event::TrustChanged => self.searches.rejudge(&self.trust.read()),
             Event::DownloadStarted { id, urn, searched } => self.requeries.start(id, urn, searched, now),
             Event::DownloadPhase { id, urn, phase } => self.requeries.observe(id, urn, phase, now),
+            Event::Datagram { from, bytes } => self.on_datagram(from, &bytes, now),
+            Event::UdpHostCaches(caches) => self.udp.add_caches(caches, now),
         }
     }
 
@@ -452,6 +479,7 @@ impl Node {
             let actions = self.router.tick(now);
             self.apply(actions, now);
             self.dial_more(now);
+            self.report_bootstrap(now);
             if self.config.persist_hosts && now.duration_since(self.last_host_save) >= HOST_CACHE_SAVE_INTERVAL {
                 self.last_host_save = now;
                 self.actions.push_back(Action::SaveHosts(self.hosts.saved()));
@@ -701,6 +729,9 @@ impl Node {
                 || (!discover && !user.contains(&addr))
         });
         let cache_due = self.last_gwebcache.is_none_or(|t| now.duration_since(t) >= GWEBCACHE_INTERVAL);
+        if candidates.is_empty() && discover {
+            self.ask_host_caches(now);
+        }
         if candidates.is_empty() && discover && !self.config.gwebcaches.is_empty() && cache_due {
             self.last_gwebcache = Some(now);
             self.actions.push_back(Action::AskGWebCaches(self.config.gwebcaches.clone()));

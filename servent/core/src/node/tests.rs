@@ -141,7 +141,7 @@ fn gwebcaches_are_asked_when_nobody_is_left_to_dial_at_most_every_ten_minutes() 
     node.handle_timeout(now);
     assert_eq!(actions(&mut node), vec![Action::AskGWebCaches(vec!["http://gwc".into()])]);
     node.handle_timeout(now + Duration::from_secs(60));
-    assert!(actions(&mut node).is_empty());
+    assert!(!actions(&mut node).iter().any(|a| matches!(a, Action::AskGWebCaches(_))));
     node.handle_timeout(now + GWEBCACHE_INTERVAL);
     assert_eq!(actions(&mut node).len(), 1);
     node.handle(Event::HostsLearned(vec![addr(5)]), now + GWEBCACHE_INTERVAL);
