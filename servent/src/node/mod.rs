@@ -179,6 +179,8 @@ pub struct Status {
     pub messages_sent: u64,
     /// Query messages written to all sockets since start.
     pub queries_sent: u64,
+    /// QueryHits received out of band (over UDP, claimed with our token).
+    pub oob_hits: u64,
 }
 
 /// The results of one of our searches so far.
@@ -500,6 +502,14 @@ pub async fn start(config: Config) -> Result<NodeHandle, NodeError> {
         }
         None => None,
     };
+    // UDP on the same port as TCP; without it the servent still runs.
+    let udp_socket = match UdpSocket::bind(listen).await {
+        Ok(socket) => Some(Arc::new(socket)),
+        Err(e) => {
+            log(format_args!("cannot open UDP port {listen}: {e}; going on without UDP"));
+            None
+        }
+    };
     let (mut uhcs, mut gwebcaches) = (config.uhcs.clone(), config.gwebcaches.clone());
     if let (true, true, Some(dir)) = (config.bootstrap, config.discover, &config.data_dir) {
         match crate::bootstrap::Bootstrap::load(dir) {
@@ -530,6 +540,7 @@ pub async fn start(config: Config) -> Result<NodeHandle, NodeError> {
         peers: config.peers.iter().filter_map(|p| if let SocketAddr::V4(v4) = p { Some(*v4) } else { None }).collect(),
         gwebcaches,
         uhcs: uhc_addrs,
+        udp: udp_socket.is_some(),
         persist_hosts: config.data_dir.is_some(),
         ..core::Config::default()
     };
@@ -568,19 +579,14 @@ pub async fn start(config: Config) -> Result<NodeHandle, NodeError> {
     if let Some(downloads) = &downloads {
         tasks.push(task::spawn(download::watch(downloads.clone(), events.clone())));
     }
-    // UDP on the same port as TCP; without it the servent still runs.
-    let udp_out = match UdpSocket::bind(listen).await {
-        Ok(socket) => {
-            let socket = Arc::new(socket);
+    let udp_out = match udp_socket {
+        Some(socket) => {
             let (out, outbox) = channel::bounded(udp::OUT_QUEUE);
             tasks.push(task::spawn(udp::receive(socket.clone(), events.clone())));
             tasks.push(task::spawn(udp::send(socket, outbox)));
             Some(out)
         }
-        Err(e) => {
-            log(format_args!("cannot open UDP port {listen}: {e}; going on without UDP"));
-            None
-        }
+        None => None,
     };
     if !uhc_names.is_empty() {
         tasks.push(task::spawn(udp::resolve_host_caches(uhc_names, events.clone())));

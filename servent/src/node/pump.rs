@@ -224,6 +224,7 @@ impl Pump {
                     totals: self.core.totals().clone(),
                     messages_sent: self.shared.sent.messages.load(Ordering::Relaxed),
                     queries_sent: self.shared.sent.queries.load(Ordering::Relaxed),
+                    oob_hits: self.core.oob_counters().hits,
                 };
                 let _ = reply.try_send(status);
             }

@@ -22,6 +22,7 @@
 
 mod answer;
 mod hammering;
+pub mod oob;
 mod query_routing;
 #[cfg(test)]
 pub(crate) mod testing;
@@ -39,6 +40,7 @@ use serde::Serialize;
 
 pub use self::answer::query_hits;
 pub use self::hammering::{Hammering, HAMMER_TABLE, MAX_CONNECTS_PER_MINUTE};
+use self::oob::Oob;
 use self::query_routing::QueryRouting;
 use self::udp::Udp;
 use crate::handshake::{Admission, PeerInfo, Role};
@@ -100,6 +102,9 @@ pub struct Config {
     pub ping_interval: Duration,
     /// UDP host caches asked for hosts when there is nobody left to dial.
     pub uhcs: Vec<SocketAddrV4>,
+    /// Whether the Gnutella port takes UDP: our searches ask for
+    /// out-of-band hits, and we give ours out of band, only then.
+    pub udp: bool,
 }
 
 impl Default for Config {
@@ -118,6 +123,7 @@ impl Default for Config {
             host_cache_capacity: HOST_CACHE_CAPACITY,
             ping_interval: routing::PING_INTERVAL,
             uhcs: Vec::new(),
+            udp: false,
         }
     }
 }
@@ -329,6 +335,8 @@ struct PendingAnswer {
     from: PeerId,
     guid: Guid,
     reply_ttl: u8,
+    /// Where the querier wants the hits out of band, if it does.
+    oob: Option<SocketAddrV4>,
 }
 
 /// One servent's state and policy; see the module documentation.
@@ -353,6 +361,7 @@ pub struct Node {
     actions: VecDeque<Action>,
     qrp: QueryRouting,
     udp: Udp,
+    oob: Oob,
 }
 
 impl Node {
@@ -379,6 +388,7 @@ impl Node {
         Node {
             router: Router::new(routing, local),
             udp: Udp::new(&config.uhcs, now),
+            oob: Oob::default(),
             config,
             rng,
             guid,
@@ -446,7 +456,7 @@ impl Node {
                 self.library = (files, bytes);
                 self.update_local();
             }
-            Event::LocalResults { lookup, files } => self.answer(lookup, files),
+            Event::LocalResults { lookup, files } => self.answer(lookup, files, now),
             Event::LibraryTable(table) => {
                 for (to, message) in self.qrp.library_changed(table, &mut self.rng) {
                     self.actions.push_back(Action::Send { to, message });
@@ -514,8 +524,11 @@ impl Node {
     /// Floods a search through the network: keywords, or a
     /// `urn:sha1:`/`urn:sha256:`. Returns its id (its Query GUID).
     pub fn search(&mut self, text: &str, ttl: u8, now: Instant) -> Result<Guid, BadSearch> {
-        let query = build_query(text)?;
-        let (guid, actions) = self.router.start_query(query, ttl, now);
+        let mut query = build_query(text)?;
+        let (guid, actions) = match self.mark_oob(&mut query) {
+            Some(guid) => self.router.start_query_as(guid, query, ttl, now),
+            None => self.router.start_query(query, ttl, now),
+        };
         self.searches.start(guid, text.to_string(), now);
         self.apply(actions, now);
         Ok(guid)
@@ -642,7 +655,8 @@ impl Node {
                     }
                 }
                 routing::Action::SearchLocal { from, guid, reply_ttl, query } => {
-                    self.look_up(PendingAnswer { from, guid, reply_ttl }, query)
+                    let oob = self.oob_querier(&guid, &query);
+                    self.look_up(PendingAnswer { from, guid, reply_ttl, oob }, query)
                 }
                 routing::Action::Hit { search, hit } => self.on_hit(search, hit, now),
                 routing::Action::LearnHost(addr) => self.learn([addr]),
@@ -676,12 +690,16 @@ impl Node {
     }
 
     /// Answers a neighbour's query with the files the library found.
-    fn answer(&mut self, lookup: LookupId, files: Vec<search::SharedFile>) {
+    fn answer(&mut self, lookup: LookupId, files: Vec<search::SharedFile>, now: Instant) {
         let Some(pending) = self.lookups.remove(&lookup) else { return };
         if files.is_empty() || !self.peers.contains_key(&pending.from) {
             return;
         }
-        for hit in query_hits(files, self.advertised, self.guid) {
+        let hits = query_hits(files, self.advertised, self.guid);
+        if let Some(querier) = pending.oob {
+            return self.offer_oob(pending.guid, querier, hits, now);
+        }
+        for hit in hits {
             let message =
                 Message { guid: pending.guid, ttl: pending.reply_ttl, hops: 0, payload: Payload::QueryHit(hit) };
             self.actions.push_back(Action::Send { to: pending.from, message });

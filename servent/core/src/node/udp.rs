@@ -30,6 +30,7 @@ use std::time::{Duration, Instant};
 use super::{Action, Node};
 use crate::handshake::Role;
 use crate::hostcache::Origin;
+use crate::wire::vendor::Vendor;
 use crate::wire::{self, ipp, Ggep, Guid, Message, Payload, Ping, Pong};
 
 /// Hosts one of our Pongs packs in `IPP` at most.
@@ -72,13 +73,13 @@ pub struct UdpCounters {
     pub malformed: u64,
     /// Pings answered.
     pub answered: u64,
-    /// Pings left unanswered: over an address's or the global budget.
+    /// Answers not sent: over an address's or the global budget.
     pub throttled: u64,
     /// Pongs that answered no Ping of ours.
     pub unsolicited: u64,
     /// Hosts learned from Pongs.
     pub learned: u64,
-    /// Other descriptors, ignored.
+    /// Other descriptors and vendor messages, ignored.
     pub ignored: u64,
 }
 
@@ -266,8 +267,27 @@ impl Node {
         match message.payload {
             Payload::Ping(ping) => self.on_udp_ping(from, message.guid, &ping, now),
             Payload::Pong(pong) => self.on_udp_pong(from, message.guid, &pong, now),
-            _ => self.udp.counters.ignored += 1,
+            Payload::QueryHit(hit) => self.on_udp_hit(from, message.guid, hit, now),
+            payload => match Vendor::from_payload(&payload) {
+                Some(Ok(vendor)) => self.on_udp_vendor(from, message.guid, vendor, now),
+                Some(Err(_)) => self.udp.counters.malformed += 1,
+                None => self.udp_ignored(),
+            },
         }
+    }
+
+    /// Counts a datagram that carries nothing we act on.
+    pub(super) fn udp_ignored(&mut self) {
+        self.udp.counters.ignored += 1;
+    }
+
+    /// Whether `to` may get one more answer of ours; spends it.
+    pub(super) fn udp_budget_allows(&mut self, to: SocketAddrV4, now: Instant) -> bool {
+        let allowed = self.udp.budget.allow(*to.ip(), now);
+        if !allowed {
+            self.udp.counters.throttled += 1;
+        }
+        allowed
     }
 
     fn on_udp_ping(&mut self, from: SocketAddrV4, guid: Guid, ping: &Ping, now: Instant) {
@@ -276,8 +296,7 @@ impl Node {
             self.udp.counters.malformed += 1;
             return;
         }
-        if !self.udp.budget.allow(ip, now) {
-            self.udp.counters.throttled += 1;
+        if !self.udp_budget_allows(from, now) {
             return;
         }
         let mut ggep = Ggep::new();
