@@ -172,3 +172,28 @@ fn hits_two_hops_away_come_out_of_band_over_udp_claimed_with_our_token() {
         }
     });
 }
+
+#[test]
+fn guess_finds_a_rare_file_that_flooding_does_not_reach() {
+    task::block_on(async {
+        let files = share(&[("SEBLINUX-rare-1.0.tar", b"one copy in the world".as_slice())]);
+        let hub = start(&[], None).await;
+        let holder = start(&[hub.listen_addr()], Some(files.path())).await;
+        let seeker = start(&[hub.listen_addr()], None).await;
+        common::wait_connected(&hub, &holder).await;
+        common::wait_connected(&hub, &seeker).await;
+        wait_indexed(&holder, "seblinux", 1).await;
+        wait_for("the seeker to hear of the holder", || async { seeker.status().await.unwrap().host_cache >= 2 }).await;
+        // TTL 1: the flood stops at the hub, which has nothing.
+        let id = seeker.search("seblinux rare", 1).await.unwrap();
+        wait_for("GUESS to find it", || async {
+            !seeker.search_results(id).await.unwrap().unwrap().results.is_empty()
+        })
+        .await;
+        let results = seeker.search_results(id).await.unwrap().unwrap().results;
+        assert_eq!(results[0].sources[0].to_string(), holder.listen_addr().to_string());
+        for node in [seeker, holder, hub] {
+            node.shutdown().await;
+        }
+    });
+}

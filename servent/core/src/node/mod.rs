@@ -21,6 +21,7 @@
 //! never waits for the index.
 
 mod answer;
+mod guess;
 mod hammering;
 pub mod oob;
 mod query_routing;
@@ -39,6 +40,7 @@ use rand::RngCore;
 use serde::Serialize;
 
 pub use self::answer::query_hits;
+use self::guess::Guess;
 pub use self::hammering::{Hammering, HAMMER_TABLE, MAX_CONNECTS_PER_MINUTE};
 use self::oob::Oob;
 use self::query_routing::QueryRouting;
@@ -329,14 +331,23 @@ pub struct Peer {
     pub role: Role,
 }
 
-/// A query of a neighbour waiting for the library's answer.
+/// A query waiting for the library's answer.
 #[derive(Clone, Copy, Debug)]
 struct PendingAnswer {
-    from: PeerId,
     guid: Guid,
     reply_ttl: u8,
-    /// Where the querier wants the hits out of band, if it does.
-    oob: Option<SocketAddrV4>,
+    reply: Reply,
+}
+
+/// Where the hits of a query go.
+#[derive(Clone, Copy, Debug)]
+enum Reply {
+    /// Back along the query's path, on the link it came by.
+    Link(PeerId),
+    /// Offered out of band to the querier at this address.
+    OutOfBand(SocketAddrV4),
+    /// Straight back over UDP to the sender of a GUESS query.
+    Datagram(SocketAddrV4),
 }
 
 /// One servent's state and policy; see the module documentation.
@@ -362,6 +373,7 @@ pub struct Node {
     qrp: QueryRouting,
     udp: Udp,
     oob: Oob,
+    guess: Guess,
 }
 
 impl Node {
@@ -385,10 +397,12 @@ impl Node {
         for peer in &config.peers {
             hosts.add(*peer, Origin::User);
         }
+        let guess = Guess::new(&mut rng);
         Node {
             router: Router::new(routing, local),
             udp: Udp::new(&config.uhcs, now),
             oob: Oob::default(),
+            guess,
             config,
             rng,
             guid,
@@ -490,6 +504,7 @@ impl Node {
             self.apply(actions, now);
             self.dial_more(now);
             self.report_bootstrap(now);
+            self.guess_tick(now);
             if self.config.persist_hosts && now.duration_since(self.last_host_save) >= HOST_CACHE_SAVE_INTERVAL {
                 self.last_host_save = now;
                 self.actions.push_back(Action::SaveHosts(self.hosts.saved()));
@@ -525,10 +540,13 @@ impl Node {
     /// `urn:sha1:`/`urn:sha256:`. Returns its id (its Query GUID).
     pub fn search(&mut self, text: &str, ttl: u8, now: Instant) -> Result<Guid, BadSearch> {
         let mut query = build_query(text)?;
-        let (guid, actions) = match self.mark_oob(&mut query) {
+        let oob = self.mark_oob(&mut query);
+        let sent = query.clone();
+        let (guid, actions) = match oob {
             Some(guid) => self.router.start_query_as(guid, query, ttl, now),
             None => self.router.start_query(query, ttl, now),
         };
+        self.guess_later(guid, &sent, now);
         self.searches.start(guid, text.to_string(), now);
         self.apply(actions, now);
         Ok(guid)
@@ -655,8 +673,8 @@ impl Node {
                     }
                 }
                 routing::Action::SearchLocal { from, guid, reply_ttl, query } => {
-                    let oob = self.oob_querier(&guid, &query);
-                    self.look_up(PendingAnswer { from, guid, reply_ttl, oob }, query)
+                    let reply = self.oob_querier(&guid, &query).map_or(Reply::Link(from), Reply::OutOfBand);
+                    self.look_up(PendingAnswer { guid, reply_ttl, reply }, query)
                 }
                 routing::Action::Hit { search, hit } => self.on_hit(search, hit, now),
                 routing::Action::LearnHost(addr) => self.learn([addr]),
@@ -692,17 +710,21 @@ impl Node {
     /// Answers a neighbour's query with the files the library found.
     fn answer(&mut self, lookup: LookupId, files: Vec<search::SharedFile>, now: Instant) {
         let Some(pending) = self.lookups.remove(&lookup) else { return };
-        if files.is_empty() || !self.peers.contains_key(&pending.from) {
+        if files.is_empty() {
             return;
         }
         let hits = query_hits(files, self.advertised, self.guid);
-        if let Some(querier) = pending.oob {
-            return self.offer_oob(pending.guid, querier, hits, now);
-        }
-        for hit in hits {
-            let message =
-                Message { guid: pending.guid, ttl: pending.reply_ttl, hops: 0, payload: Payload::QueryHit(hit) };
-            self.actions.push_back(Action::Send { to: pending.from, message });
+        match pending.reply {
+            Reply::Link(to) if self.peers.contains_key(&to) => {
+                for hit in hits {
+                    let (guid, ttl) = (pending.guid, pending.reply_ttl);
+                    let message = Message { guid, ttl, hops: 0, payload: Payload::QueryHit(hit) };
+                    self.actions.push_back(Action::Send { to, message });
+                }
+            }
+            Reply::Link(_) => {}
+            Reply::OutOfBand(querier) => self.offer_oob(pending.guid, querier, hits, now),
+            Reply::Datagram(to) => self.answer_guess(pending.guid, to, hits),
         }
     }
 

@@ -267,7 +267,12 @@ impl Node {
         match message.payload {
             Payload::Ping(ping) => self.on_udp_ping(from, message.guid, &ping, now),
             Payload::Pong(pong) => self.on_udp_pong(from, message.guid, &pong, now),
-            Payload::QueryHit(hit) => self.on_udp_hit(from, message.guid, hit, now),
+            Payload::Query(query) => self.on_udp_query(from, message.guid, query, now),
+            Payload::QueryHit(hit) => {
+                if !self.on_guess_hit(from, message.guid, &hit, now) {
+                    self.on_udp_hit(from, message.guid, hit, now);
+                }
+            }
             payload => match Vendor::from_payload(&payload) {
                 Some(Ok(vendor)) => self.on_udp_vendor(from, message.guid, vendor, now),
                 Some(Err(_)) => self.udp.counters.malformed += 1,
@@ -306,6 +311,7 @@ impl Node {
                 ggep.insert(ipp::IPP, ipp::pack(&hosts));
             }
         }
+        self.guess_pong_extensions(from, ping, &mut ggep);
         let (files, bytes) = self.library;
         let pong =
             Pong { port: self.advertised.port(), ip: *self.advertised.ip(), files, kbytes: super::kbytes(bytes), ggep };
@@ -315,7 +321,7 @@ impl Node {
 
     /// Hosts for an `IPP`: our neighbours' listening addresses, then the
     /// host cache's good ones; never the asker nor ourselves.
-    fn hosts_to_share(&self, asker: SocketAddrV4) -> Vec<SocketAddrV4> {
+    pub(super) fn hosts_to_share(&self, asker: SocketAddrV4) -> Vec<SocketAddrV4> {
         let neighbours = self.peers.values().filter_map(|p| p.listen);
         let cached = self.hosts.good(UHC_HOSTS * 2).into_iter().filter_map(super::v4);
         let mut hosts = Vec::with_capacity(UHC_HOSTS);
@@ -328,6 +334,9 @@ impl Node {
     }
 
     fn on_udp_pong(&mut self, from: SocketAddrV4, guid: Guid, pong: &Pong, now: Instant) {
+        if self.on_guess_pong(from, guid, pong, now) {
+            return;
+        }
         if !self.udp.solicited(guid, from, now) {
             self.udp.counters.unsolicited += 1;
             return;
