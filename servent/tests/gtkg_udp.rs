@@ -14,7 +14,8 @@ use common::{start_with, wait_for};
 use servent::config::Mode;
 use servent::handshake::Role;
 use servent::peeraddr::PeerAddr;
-use servent::wire::{self, ipp, Guid, Payload};
+use servent::wire::{self, ipp, Guid, Message, Payload};
+use servent_core::node::guess;
 use servent_core::node::udp::host_cache_ping;
 
 /// How long gtk-gnutella may take to start, connect or answer on loopback.
@@ -87,4 +88,59 @@ fn our_udp_host_cache_ping_gets_its_ipp_pong_and_a_newcomer_joins_through_it() {
             node.shutdown().await;
         }
     });
+}
+
+#[test]
+fn its_guess_server_gives_our_key_request_a_key_and_answers_our_guess_query_over_udp() {
+    task::block_on(async {
+        let rare = b"a release only gtk-gnutella has".as_slice();
+        let Some(gtkg) = Gtkg::start(&[("SEBLINUX-rare-1.0.tar", rare)], Options { udp: true, ..Options::default() })
+        else {
+            return;
+        };
+        gtkg.set("is_firewalled", "FALSE");
+        gtkg.wait_shared(1, GTKG_PATIENCE);
+        let socket = UdpSocket::bind("127.0.0.3:0").await.unwrap();
+        // The key Ping our GUESS client sends, and the query with the key.
+        let mut ggep = wire::Ggep::new();
+        ggep.insert(guess::QK, Vec::new());
+        ggep.insert(ipp::SCP, vec![1]);
+        let ping = Message::new(Guid::random(), 1, Payload::Ping(wire::Ping { ggep }));
+        let pong = exchange(&socket, gtkg.addr, &ping, |m| m.guid == ping.guid).await;
+        let Payload::Pong(pong) = &pong.payload else { panic!("a pong answers a ping: {pong:?}") };
+        let key = pong.ggep.get(guess::QK).unwrap_or_else(|| panic!("no QK in {pong:?}\n{}", gtkg.diagnose()));
+        assert!(pong.ggep.get(guess::GUE).is_some(), "it speaks GUESS: {pong:?}");
+        let mut query = servent_core::node::build_query("SEBLINUX rare").unwrap();
+        query.ggep.insert(guess::QK, key.to_vec());
+        query.ggep.insert(ipp::SCP, Vec::new());
+        let query = Message::new(Guid::random(), 1, Payload::Query(query));
+        let hit =
+            exchange(&socket, gtkg.addr, &query, |m| m.guid == query.guid && matches!(m.payload, Payload::QueryHit(_)))
+                .await;
+        let Payload::QueryHit(hit) = &hit.payload else { unreachable!() };
+        assert_eq!(hit.results[0].name, "SEBLINUX-rare-1.0.tar");
+    });
+}
+
+/// Sends `message` every 2 s until an answer `wanted` accepts arrives.
+async fn exchange(socket: &UdpSocket, to: SocketAddr, message: &Message, wanted: impl Fn(&Message) -> bool) -> Message {
+    let mut buffer = vec![0; 65_536];
+    let answer = async {
+        loop {
+            socket.send_to(&message.encode(), to).await.unwrap();
+            let deadline = std::time::Instant::now() + Duration::from_secs(2);
+            while let Ok(Ok((len, _))) = async_std::future::timeout(
+                deadline.saturating_duration_since(std::time::Instant::now()),
+                socket.recv_from(&mut buffer),
+            )
+            .await
+            {
+                match wire::decode(&buffer[..len]) {
+                    Ok(answer) if wanted(&answer) => return answer,
+                    _ => {}
+                }
+            }
+        }
+    };
+    async_std::future::timeout(GTKG_PATIENCE, answer).await.expect("its answer over UDP")
 }

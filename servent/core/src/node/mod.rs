@@ -21,7 +21,7 @@
 //! never waits for the index.
 
 mod answer;
-mod guess;
+pub mod guess;
 mod hammering;
 pub mod oob;
 mod query_routing;
