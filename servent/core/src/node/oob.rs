@@ -96,11 +96,22 @@ fn usable(addr: SocketAddrV4) -> bool {
     addr.port() != 0 && !ip.is_unspecified() && !ip.is_broadcast() && !ip.is_multicast()
 }
 
+/// Whether datagrams to `addr` can arrive from a servent at `ours`: a
+/// private or link-local address is behind a NAT or firewall, so its hits
+/// go by TCP (as gtk-gnutella strips the flag of such queries); loopback
+/// reaches loopback, for networks on one machine.
+fn reachable(addr: SocketAddrV4, ours: SocketAddrV4) -> bool {
+    let ip = addr.ip();
+    let shared = ip.octets()[0] == 100 && (64..128).contains(&ip.octets()[1]);
+    let hidden = ip.is_private() || ip.is_link_local() || shared;
+    usable(addr) && !hidden && ip.is_loopback() == ours.ip().is_loopback()
+}
+
 impl Node {
     /// Marks a query of ours for out-of-band hits when we can take them:
     /// the GUID to send it under, or `None` to send it as it is.
     pub(super) fn mark_oob(&mut self, query: &mut Query) -> Option<Guid> {
-        if !self.config.udp || !usable(self.advertised) {
+        if !self.config.udp || !reachable(self.advertised, self.advertised) {
             return None;
         }
         query.flags = query.flags.with(QueryFlags::OOB_REPLY, true);
@@ -112,7 +123,8 @@ impl Node {
     pub(super) fn oob_querier(&self, guid: &Guid, query: &Query) -> Option<SocketAddrV4> {
         let querier = oob_address(guid);
         let wanted = query.flags.wants_oob_reply() && query.ggep.get(SO).is_some();
-        (self.config.udp && wanted && usable(querier) && querier != self.advertised).then_some(querier)
+        let reachable = reachable(querier, self.advertised) && querier != self.advertised;
+        (self.config.udp && wanted && reachable).then_some(querier)
     }
 
     /// Offers `hits` for the query `guid` to its querier.
@@ -333,6 +345,22 @@ mod tests {
             Message::new(Guid([5; 16]), 1, ReplyNumber { hits: 9, unsolicited: true }.to_vendor().into_payload());
         querier.handle(Event::Datagram { from: addr(9), bytes: stranger.encode() }, now);
         assert!(datagrams(&mut querier).is_empty());
+    }
+
+    #[test]
+    fn a_servent_behind_a_nat_asks_for_hits_over_tcp_and_hits_for_one_go_by_tcp() {
+        let now = Instant::now();
+        let private = SocketAddrV4::new(Ipv4Addr::new(192, 168, 1, 5), 6346);
+        let ours = SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 2), 6346);
+        assert!(!reachable(private, addr(2)) && !reachable(ours, ours));
+        let shared = SocketAddrV4::new(Ipv4Addr::new(100, 64, 0, 1), 6346);
+        assert!(!reachable(shared, addr(2)));
+        let loopback = SocketAddrV4::new(Ipv4Addr::LOCALHOST, 6346);
+        assert!(reachable(loopback, loopback) && !reachable(loopback, addr(2)) && reachable(addr(1), addr(2)));
+        let mut natted = node_with(Config { listen: SocketAddr::V4(ours), udp: true, ..Config::default() }, now);
+        let mut query = crate::node::build_query("seblinux").unwrap();
+        assert_eq!(natted.mark_oob(&mut query), None);
+        assert!(!query.flags.wants_oob_reply());
     }
 
     #[test]

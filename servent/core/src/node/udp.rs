@@ -322,7 +322,7 @@ impl Node {
     /// Hosts for an `IPP`: our neighbours' listening addresses, then the
     /// host cache's good ones; never the asker nor ourselves.
     pub(super) fn hosts_to_share(&self, asker: SocketAddrV4) -> Vec<SocketAddrV4> {
-        let neighbours = self.peers.values().filter_map(|p| p.listen);
+        let neighbours = self.peers.values().filter(|p| p.role == Role::Ultrapeer).filter_map(|p| p.listen);
         let cached = self.hosts.good(UHC_HOSTS * 2).into_iter().filter_map(super::v4);
         let mut hosts = Vec::with_capacity(UHC_HOSTS);
         for host in neighbours.chain(cached) {
