@@ -294,6 +294,10 @@ pub struct RunArgs {
     /// A GWebCache URL to ask for hosts when none is known (repeatable).
     #[structopt(long)]
     pub gwebcache: Vec<String>,
+    /// A UDP host cache to ask for hosts when none is known, HOST:PORT or
+    /// IP:PORT (repeatable), besides the bootstrap list in the data directory.
+    #[structopt(long, parse(try_from_str = PeerAddr::parse), value_name = "HOST:PORT")]
+    pub uhc: Vec<PeerAddr>,
     /// The highest TTL + hops routed.
     #[structopt(long, default_value = "7")]
     pub max_ttl: u8,
@@ -412,6 +416,8 @@ impl RunArgs {
             max_leaves: self.max_leaves,
             discover: !self.no_discovery,
             gwebcaches: self.gwebcache.clone(),
+            uhcs: self.uhc.clone(),
+            bootstrap: true,
             max_ttl: self.max_ttl,
             deflate: !self.no_deflate,
             uploads: UploadConfig { slots: self.upload_slots, ..UploadConfig::default() },

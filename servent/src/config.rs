@@ -41,6 +41,11 @@ pub struct Config {
     pub discover: bool,
     /// GWebCache URLs asked for hosts when the host cache runs dry.
     pub gwebcaches: Vec<String>,
+    /// UDP host caches asked for hosts when the host cache runs dry (`--uhc`).
+    pub uhcs: Vec<crate::peeraddr::PeerAddr>,
+    /// Whether the bootstrap list in the data directory is asked too
+    /// (`servent run` with discovery on; see [`crate::bootstrap`]).
+    pub bootstrap: bool,
     /// The highest TTL + hops routed.
     pub max_ttl: u8,
     /// How often shared folders are rescanned.
@@ -71,6 +76,8 @@ impl Default for Config {
             max_leaves: DEFAULT_MAX_LEAVES,
             discover: true,
             gwebcaches: Vec::new(),
+            uhcs: Vec::new(),
+            bootstrap: false,
             max_ttl: crate::routing::DEFAULT_MAX_TTL,
             rescan_interval: RESCAN_INTERVAL,
             deflate: true,

@@ -25,7 +25,7 @@ enum Kind {
 }
 
 /// Every flag of `servent run` but `--config`, by key.
-const KEYS: [(&str, Kind); 21] = [
+const KEYS: &[(&str, Kind)] = &[
     ("data-dir", Kind::One),
     ("listen", Kind::One),
     ("api", Kind::One),
@@ -36,6 +36,7 @@ const KEYS: [(&str, Kind); 21] = [
     ("upload-slots", Kind::One),
     ("max-peers", Kind::One),
     ("gwebcache", Kind::Many),
+    ("uhc", Kind::Many),
     ("max-ttl", Kind::One),
     ("no-deflate", Kind::Switch),
     ("no-discovery", Kind::Switch),

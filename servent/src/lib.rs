@@ -10,6 +10,7 @@
 #![warn(missing_docs)]
 
 pub mod api;
+pub mod bootstrap;
 pub mod cli;
 pub use servent_core::compression;
 pub mod config;

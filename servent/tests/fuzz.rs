@@ -6,7 +6,7 @@
 //!
 //! The inputs start from a small corpus of real samples kept in
 //! `tests/corpus/<parser>/` (descriptors as gtk-gnutella sends them,
-//! handshakes, HTTP heads, magnets, minisign files and keys written by
+//! datagrams of UDP host caches, out-of-band delivery and GUESS, handshakes, HTTP heads, magnets, minisign files and keys written by
 //! `signing-tool`); one input in eight is generated from nothing, the rest
 //! are one to four mutations of a sample (bit flips, interesting bytes,
 //! inserted, deleted and repeated runs, splices of two samples).
@@ -37,7 +37,9 @@ use servent::handshake::{self, Admission, Handshake, Step};
 use servent::transfer::alt;
 use servent::transfer::http;
 use servent::transfer::magnet::{Magnet, MAX_MAGNET_LEN};
-use servent::wire::{self, Ggep, HEADER_LEN, MAX_PAYLOAD};
+use servent::wire::vendor::oob::{ReplyAck, ReplyNumber};
+use servent::wire::vendor::Vendor;
+use servent::wire::{self, ipp, Ggep, Payload, HEADER_LEN, MAX_PAYLOAD};
 use signing_tool::{Minisig, PublicKey, Release};
 
 /// Inputs fed to each parser by `cargo test --release`.
@@ -287,6 +289,33 @@ fn descriptors_decode_without_panic_and_round_trip() {
             assert_eq!(again.len(), message.encoded_len());
             if again.len() - HEADER_LEN <= MAX_PAYLOAD {
                 assert_eq!(wire::decode(&again), Ok(message));
+            }
+        }
+    });
+}
+
+#[test]
+fn udp_messages_decode_without_panic_and_round_trip() {
+    // Datagrams: packed hosts in Pongs, out-of-band Reply Numbers and Acks.
+    let fix_length = |rng: &mut Rng, input: &mut Vec<u8>| {
+        if input.len() >= HEADER_LEN && rng.below(4) != 0 {
+            let len = (input.len() - HEADER_LEN) as u32;
+            input[19..HEADER_LEN].copy_from_slice(&len.to_le_bytes());
+        }
+    };
+    campaign("udp", corpus("udp"), fix_length, |bytes| {
+        let Ok(message) = wire::decode(bytes) else { return };
+        if let Payload::Pong(pong) = &message.payload {
+            if let Some(Ok(hosts)) = pong.ggep.get(ipp::IPP).map(ipp::unpack) {
+                assert_eq!(ipp::unpack(&ipp::pack(&hosts)), Ok(hosts));
+            }
+        }
+        if let Some(Ok(vendor)) = Vendor::from_payload(&message.payload) {
+            if let Ok(number) = ReplyNumber::decode(&vendor.body) {
+                assert_eq!(ReplyNumber::decode(&number.to_vendor().body), Ok(number));
+            }
+            if let Ok(ack) = ReplyAck::decode(&vendor.body) {
+                assert_eq!(ReplyAck::decode(&ack.to_vendor().body), Ok(ack));
             }
         }
     });

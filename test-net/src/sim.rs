@@ -609,12 +609,14 @@ impl<'a> Sim<'a> {
                 let now = self.instant();
                 self.nodes[from].handle(Event::LocalResults { lookup, files }, now);
             }
-            // Nothing here asks GWebCaches, saves hosts, downloads or switches roles.
+            // Nothing here asks GWebCaches, saves hosts, downloads, switches roles or speaks UDP.
             Action::AskGWebCaches(_)
             | Action::SaveHosts(_)
             | Action::Advertise(_)
             | Action::OfferSource { .. }
-            | Action::Role { .. } => {}
+            | Action::Role { .. }
+            | Action::SendDatagram { .. }
+            | Action::Notice(_) => {}
         }
     }
 

@@ -332,6 +332,12 @@ impl Router {
     /// Starts one of our own searches: a Query with `ttl` to every neighbour.
     pub fn start_query(&mut self, query: Query, ttl: u8, now: Instant) -> (Guid, Vec<Action>) {
         let guid = Guid::from_rng(&mut self.guids);
+        self.start_query_as(guid, query, ttl, now)
+    }
+
+    /// As [`Router::start_query`], under a GUID of the caller's (an
+    /// out-of-band query's names our address).
+    pub fn start_query_as(&mut self, guid: Guid, query: Query, ttl: u8, now: Instant) -> (Guid, Vec<Action>) {
         self.own.insert(guid, Own::Query, now);
         let message = Message { guid, ttl: ttl.clamp(1, self.config.max_ttl), hops: 0, payload: Payload::Query(query) };
         let actions = self.sorted_peers().into_iter().map(|to| Action::Send { to, message: message.clone() }).collect();

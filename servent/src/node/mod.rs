@@ -18,6 +18,7 @@ mod download;
 mod gwebcache;
 mod library;
 mod pump;
+mod udp;
 
 use std::collections::HashMap;
 use std::io;
@@ -28,7 +29,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_std::channel::{self, Sender};
-use async_std::net::{TcpListener, TcpStream};
+use async_std::net::{TcpListener, TcpStream, UdpSocket};
 use async_std::task::{self, JoinHandle};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
@@ -41,6 +42,7 @@ use self::library::LibraryVerdicts;
 use crate::config::Config;
 use crate::flow::OutQueue;
 use crate::handshake::{self, Admission, PeerInfo};
+use crate::peeraddr::PeerAddr;
 use crate::routing::{Counters, PeerId};
 use crate::searches::SearchResult;
 use crate::transfer::alt::AltLocations;
@@ -177,6 +179,8 @@ pub struct Status {
     pub messages_sent: u64,
     /// Query messages written to all sockets since start.
     pub queries_sent: u64,
+    /// QueryHits received out of band (over UDP, claimed with our token).
+    pub oob_hits: u64,
 }
 
 /// The results of one of our searches so far.
@@ -518,6 +522,34 @@ pub async fn start(config: Config) -> Result<NodeHandle, NodeError> {
         }
         None => None,
     };
+    // UDP on the same port as TCP; without it the servent still runs.
+    let udp_socket = match UdpSocket::bind(listen).await {
+        Ok(socket) => Some(Arc::new(socket)),
+        Err(e) => {
+            log(format_args!("cannot open UDP port {listen}: {e}; going on without UDP"));
+            None
+        }
+    };
+    let (mut uhcs, mut gwebcaches) = (config.uhcs.clone(), config.gwebcaches.clone());
+    if let (true, true, Some(dir)) = (config.bootstrap, config.discover, &config.data_dir) {
+        match crate::bootstrap::Bootstrap::load(dir) {
+            Ok((list, problems)) => {
+                for problem in problems {
+                    log(format_args!("{}: {problem}", dir.join(crate::bootstrap::FILE).display()));
+                }
+                uhcs.extend(list.uhcs);
+                gwebcaches.extend(list.gwebcaches);
+            }
+            Err(e) => log(format_args!("cannot read the bootstrap list in {}: {e}", dir.display())),
+        }
+    }
+    let (mut uhc_addrs, mut uhc_names) = (Vec::new(), Vec::new());
+    for uhc in uhcs {
+        match uhc {
+            PeerAddr::Ip(addr) => uhc_addrs.push(addr),
+            name => uhc_names.push(name),
+        }
+    }
     let core_config = core::Config {
         listen,
         max_peers: config.max_peers,
@@ -527,7 +559,9 @@ pub async fn start(config: Config) -> Result<NodeHandle, NodeError> {
         max_ttl: config.max_ttl,
         discover: config.discover,
         peers: config.peers.iter().filter_map(|p| if let SocketAddr::V4(v4) = p { Some(*v4) } else { None }).collect(),
-        gwebcaches: config.gwebcaches.clone(),
+        gwebcaches,
+        uhcs: uhc_addrs,
+        udp: udp_socket.is_some(),
         persist_hosts: config.data_dir.is_some(),
         ..core::Config::default()
     };
@@ -574,6 +608,18 @@ pub async fn start(config: Config) -> Result<NodeHandle, NodeError> {
     if let Some(downloads) = &downloads {
         tasks.push(task::spawn(download::watch(downloads.clone(), events.clone())));
     }
+    let udp_out = match udp_socket {
+        Some(socket) => {
+            let (out, outbox) = channel::bounded(udp::OUT_QUEUE);
+            tasks.push(task::spawn(udp::receive(socket.clone(), events.clone())));
+            tasks.push(task::spawn(udp::send(socket, outbox)));
+            Some(out)
+        }
+        None => None,
+    };
+    if !uhc_names.is_empty() {
+        tasks.push(task::spawn(udp::resolve_host_caches(uhc_names, events.clone())));
+    }
     let pump = pump::Pump {
         core: node,
         shared,
@@ -585,6 +631,7 @@ pub async fn start(config: Config) -> Result<NodeHandle, NodeError> {
         tasks,
         inbox,
         saving: None,
+        udp_out,
     };
     let pump = Arc::new(Mutex::new(Some(task::spawn(pump.run()))));
     let library_verdicts = Arc::default();

@@ -5,7 +5,7 @@
 //! decides nothing itself.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::net::{SocketAddr, SocketAddrV4};
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
@@ -64,6 +64,8 @@ pub(super) struct Pump {
     pub(super) inbox: Receiver<Event>,
     /// The last save of the host cache, written on the blocking pool.
     pub(super) saving: Option<JoinHandle<()>>,
+    /// Datagrams to send from the Gnutella port, when UDP is open.
+    pub(super) udp_out: Option<Sender<(SocketAddrV4, Vec<u8>)>>,
 }
 
 impl Pump {
@@ -171,6 +173,13 @@ impl Pump {
                         *advertised = addr;
                     }
                 }
+                Action::SendDatagram { to, message } => {
+                    // A full queue drops the datagram, as the network may.
+                    if let Some(out) = &self.udp_out {
+                        let _ = out.try_send((to, message.encode()));
+                    }
+                }
+                Action::Notice(text) => log(format_args!("{text}")),
                 Action::OfferSource { urns, source, signature } => {
                     if let Some(downloads) = &self.downloads {
                         let signature = signature
@@ -220,6 +229,7 @@ impl Pump {
                     totals: self.core.totals().clone(),
                     messages_sent: self.shared.sent.messages.load(Ordering::Relaxed),
                     queries_sent: self.shared.sent.queries.load(Ordering::Relaxed),
+                    oob_hits: self.core.oob_counters().hits,
                 };
                 let _ = reply.try_send(status);
             }

@@ -22,7 +22,9 @@
 
 mod answer;
 pub mod dynamic;
+pub mod guess;
 mod hammering;
+pub mod oob;
 pub mod promotion;
 mod query_routing;
 mod querying;
@@ -30,6 +32,7 @@ mod querying;
 pub(crate) mod testing;
 #[cfg(test)]
 mod tests;
+pub mod udp;
 pub mod vendor;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -41,10 +44,13 @@ use rand::RngCore;
 use serde::Serialize;
 
 pub use self::answer::query_hits;
+use self::guess::Guess;
 pub use self::hammering::{Hammering, HAMMER_TABLE, MAX_CONNECTS_PER_MINUTE};
+use self::oob::Oob;
 use self::promotion::{Facts, Promotion};
 use self::query_routing::QueryRouting;
 use self::querying::Querying;
+use self::udp::Udp;
 use crate::handshake::{Admission, PeerInfo, Role};
 use crate::hostcache::{HostCache, Origin, HOST_CACHE_CAPACITY};
 use crate::requery::{Phase, Requeries};
@@ -104,6 +110,11 @@ pub struct Config {
     pub ping_interval: Duration,
     /// `--mode auto`: switch between leaf and ultrapeer as [`promotion`] decides.
     pub auto_role: bool,
+    /// UDP host caches asked for hosts when there is nobody left to dial.
+    pub uhcs: Vec<SocketAddrV4>,
+    /// Whether the Gnutella port takes UDP: our searches ask for
+    /// out-of-band hits, and we give ours out of band, only then.
+    pub udp: bool,
 }
 
 impl Default for Config {
@@ -122,6 +133,8 @@ impl Default for Config {
             host_cache_capacity: HOST_CACHE_CAPACITY,
             ping_interval: routing::PING_INTERVAL,
             auto_role: false,
+            uhcs: Vec::new(),
+            udp: false,
         }
     }
 }
@@ -239,6 +252,15 @@ pub enum Event {
         /// Fetching, waiting or finished.
         phase: Phase,
     },
+    /// A datagram arrived on the Gnutella port.
+    Datagram {
+        /// Its source (spoofable).
+        from: SocketAddrV4,
+        /// Its bytes: one descriptor, header included.
+        bytes: Vec<u8>,
+    },
+    /// UDP host caches to ask for hosts, besides those of the config (names looked up).
+    UdpHostCaches(Vec<SocketAddrV4>),
 }
 
 /// What the outside must do, drained with [`Node::poll_action`].
@@ -294,6 +316,15 @@ pub enum Action {
         /// came): a download started without one takes it.
         signature: Option<Vec<u8>>,
     },
+    /// Send a descriptor as one datagram from the Gnutella port.
+    SendDatagram {
+        /// Where to.
+        to: SocketAddrV4,
+        /// The descriptor.
+        message: Message,
+    },
+    /// Tell the user what the node is doing (one line for the log).
+    Notice(String),
 }
 
 /// A search that cannot be sent.
@@ -320,12 +351,23 @@ pub struct Peer {
     pub role: Role,
 }
 
-/// A query of a neighbour waiting for the library's answer.
+/// A query waiting for the library's answer.
 #[derive(Clone, Copy, Debug)]
 struct PendingAnswer {
-    from: PeerId,
     guid: Guid,
     reply_ttl: u8,
+    reply: Reply,
+}
+
+/// Where the hits of a query go.
+#[derive(Clone, Copy, Debug)]
+enum Reply {
+    /// Back along the query's path, on the link it came by.
+    Link(PeerId),
+    /// Offered out of band to the querier at this address.
+    OutOfBand(SocketAddrV4),
+    /// Straight back over UDP to the sender of a GUESS query.
+    Datagram(SocketAddrV4),
 }
 
 /// One servent's state and policy; see the module documentation.
@@ -355,6 +397,9 @@ pub struct Node {
     reachable: bool,
     /// The role last handed out with [`Action::Role`].
     announced: Option<(Role, bool)>,
+    udp: Udp,
+    oob: Oob,
+    guess: Guess,
 }
 
 impl Node {
@@ -379,8 +424,12 @@ impl Node {
         for peer in &config.peers {
             hosts.add(*peer, Origin::User);
         }
+        let guess = Guess::new(&mut rng);
         Node {
             router: Router::new(routing, local),
+            udp: Udp::new(&config.uhcs, now),
+            oob: Oob::default(),
+            guess,
             config,
             rng,
             guid,
@@ -458,7 +507,7 @@ impl Node {
                 let peers: Vec<PeerId> = self.peers.keys().copied().collect();
                 peers.into_iter().for_each(|peer| self.tell_hops_flow(peer));
             }
-            Event::LocalResults { lookup, files } => self.answer(lookup, files),
+            Event::LocalResults { lookup, files } => self.answer(lookup, files, now),
             Event::LibraryTable(table) => {
                 for (to, message) in self.qrp.library_changed(table, &mut self.rng) {
                     self.actions.push_back(Action::Send { to, message });
@@ -468,6 +517,8 @@ impl Node {
             Event::Reached => self.reachable = true,
             Event::DownloadStarted { id, urn, searched } => self.requeries.start(id, urn, searched, now),
             Event::DownloadPhase { id, urn, phase } => self.requeries.observe(id, urn, phase, now),
+            Event::Datagram { from, bytes } => self.on_datagram(from, &bytes, now),
+            Event::UdpHostCaches(caches) => self.udp.add_caches(caches, now),
         }
     }
 
@@ -492,6 +543,8 @@ impl Node {
             self.apply(actions, now);
             self.promote(now);
             self.dial_more(now);
+            self.report_bootstrap(now);
+            self.guess_tick(now);
             if self.config.persist_hosts && now.duration_since(self.last_host_save) >= HOST_CACHE_SAVE_INTERVAL {
                 self.last_host_save = now;
                 self.actions.push_back(Action::SaveHosts(self.hosts.saved()));
@@ -664,7 +717,8 @@ impl Node {
                     }
                 }
                 routing::Action::SearchLocal { from, guid, reply_ttl, query } => {
-                    self.look_up(PendingAnswer { from, guid, reply_ttl }, query)
+                    let reply = self.oob_querier(&guid, &query).map_or(Reply::Link(from), Reply::OutOfBand);
+                    self.look_up(PendingAnswer { guid, reply_ttl, reply }, query)
                 }
                 routing::Action::Hit { search, hit } => self.on_hit(search, hit, now),
                 routing::Action::LearnHost(addr) => self.learn([addr]),
@@ -699,15 +753,23 @@ impl Node {
     }
 
     /// Answers a neighbour's query with the files the library found.
-    fn answer(&mut self, lookup: LookupId, files: Vec<search::SharedFile>) {
+    fn answer(&mut self, lookup: LookupId, files: Vec<search::SharedFile>, now: Instant) {
         let Some(pending) = self.lookups.remove(&lookup) else { return };
-        if files.is_empty() || !self.peers.contains_key(&pending.from) {
+        if files.is_empty() {
             return;
         }
-        for hit in query_hits(files, self.advertised, self.guid) {
-            let message =
-                Message { guid: pending.guid, ttl: pending.reply_ttl, hops: 0, payload: Payload::QueryHit(hit) };
-            self.actions.push_back(Action::Send { to: pending.from, message });
+        let hits = query_hits(files, self.advertised, self.guid);
+        match pending.reply {
+            Reply::Link(to) if self.peers.contains_key(&to) => {
+                for hit in hits {
+                    let (guid, ttl) = (pending.guid, pending.reply_ttl);
+                    let message = Message { guid, ttl, hops: 0, payload: Payload::QueryHit(hit) };
+                    self.actions.push_back(Action::Send { to, message });
+                }
+            }
+            Reply::Link(_) => {}
+            Reply::OutOfBand(querier) => self.offer_oob(pending.guid, querier, hits, now),
+            Reply::Datagram(to) => self.answer_guess(pending.guid, to, hits),
         }
     }
 
@@ -752,6 +814,9 @@ impl Node {
                 || (!discover && !user.contains(&addr))
         });
         let cache_due = self.last_gwebcache.is_none_or(|t| now.duration_since(t) >= GWEBCACHE_INTERVAL);
+        if candidates.is_empty() && discover {
+            self.ask_host_caches(now);
+        }
         if candidates.is_empty() && discover && !self.config.gwebcaches.is_empty() && cache_due {
             self.last_gwebcache = Some(now);
             self.actions.push_back(Action::AskGWebCaches(self.config.gwebcaches.clone()));

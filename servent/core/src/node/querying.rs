@@ -123,7 +123,11 @@ impl Node {
             query.flags = query.flags.with(QueryFlags::LEAF_GUIDED, true);
         }
         let ttl = ttl.unwrap_or(self.config.max_ttl.min(dynamic::MAX_TTL));
-        let (guid, actions) = self.router.start_query(query.clone(), ttl, now);
+        let (guid, actions) = match self.mark_oob(&mut query) {
+            Some(guid) => self.router.start_query_as(guid, query.clone(), ttl, now),
+            None => self.router.start_query(query.clone(), ttl, now),
+        };
+        self.guess_later(guid, &query, now);
         if !dynamic {
             self.apply(actions, now);
             return guid;

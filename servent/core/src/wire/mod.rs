@@ -65,6 +65,7 @@
 
 pub mod ggep;
 mod hit;
+pub mod ipp;
 pub mod vendor;
 
 #[cfg(test)]

@@ -17,6 +17,7 @@
 //! we do know has its body codec in a submodule of this one.
 
 pub mod hops_flow;
+pub mod oob;
 pub mod query_status;
 
 use super::{Payload, PayloadType, Reader, WireError};

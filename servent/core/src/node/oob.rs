@@ -1,0 +1,392 @@
+//! Out-of-band QueryHits, version 3, as deployed (see
+//! [`crate::wire::vendor::oob`] for the messages).
+//!
+//! Both sides live here:
+//! - **As querier.** When the node takes UDP and knows its address, its
+//!   searches ask for out-of-band hits: flag `0x0400`, GGEP `SO`, a GUID
+//!   naming our address. A *Reply Number* for one of our searches is
+//!   claimed with a *Reply Ack* carrying a fresh 4-byte token for that
+//!   answerer (within the UDP budget of [`super::udp`], as the Reply Number
+//!   may be spoofed); a QueryHit over UDP counts only if it comes from an
+//!   address we claimed from, for that search, with that token, and no
+//!   more of them than claimed. A servent that does not take UDP, or does
+//!   not know its address (behind a firewall), asks for hits over TCP as
+//!   before.
+//! - **As answerer.** A query asking for out-of-band hits (flag, `SO`, a
+//!   usable address in its GUID) is answered with a Reply Number to that
+//!   address instead of hits over TCP; the hits wait [`OFFER_LIFETIME`] for
+//!   the claim, which must come from the IP address the GUID names (so a
+//!   forged claim cannot send our hits to a third party), and are sent
+//!   once, with the claim's token, to where the claim came from.
+
+use std::collections::VecDeque;
+use std::net::SocketAddrV4;
+use std::time::{Duration, Instant};
+
+use rand::RngCore;
+
+use super::{Action, Node};
+use crate::wire::vendor::oob::{oob_address, oob_guid, ReplyAck, ReplyNumber, MAX_TOKEN, SO};
+use crate::wire::vendor::{Kind, Vendor};
+use crate::wire::{Guid, Message, Payload, Query, QueryFlags, QueryHit};
+
+/// Offers of hits awaiting their claim, at most.
+pub const MAX_OFFERS: usize = 64;
+/// How long offered hits wait for their claim.
+pub const OFFER_LIFETIME: Duration = Duration::from_secs(30);
+/// Claims of ours awaiting hits, at most.
+pub const MAX_CLAIMS: usize = 256;
+/// How long hits are awaited after a claim.
+pub const CLAIM_LIFETIME: Duration = Duration::from_secs(60);
+/// QueryHit messages taken for one claim at most.
+pub const MAX_HITS_PER_CLAIM: u8 = 32;
+/// Bytes of our tokens (gtk-gnutella reads 4).
+pub const TOKEN_LEN: usize = 4;
+
+/// What out-of-band delivery counted.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct OobCounters {
+    /// Reply Numbers we sent (hits offered).
+    pub offered: u64,
+    /// Offers claimed, and their hits sent.
+    pub delivered: u64,
+    /// Claims of ours sent.
+    pub claimed: u64,
+    /// QueryHits received out of band and taken.
+    pub hits: u64,
+    /// Out-of-band messages refused: forged, unclaimed, wrong token, or late.
+    pub refused: u64,
+}
+
+#[derive(Debug)]
+struct Offer {
+    guid: Guid,
+    querier: SocketAddrV4,
+    hits: Vec<QueryHit>,
+    at: Instant,
+}
+
+#[derive(Debug)]
+struct Claim {
+    guid: Guid,
+    answerer: SocketAddrV4,
+    token: Vec<u8>,
+    remaining: u8,
+    at: Instant,
+}
+
+/// The node's out-of-band state.
+#[derive(Debug, Default)]
+pub(super) struct Oob {
+    offers: VecDeque<Offer>,
+    claims: VecDeque<Claim>,
+    counters: OobCounters,
+}
+
+impl Oob {
+    fn expire(&mut self, now: Instant) {
+        self.offers.retain(|o| now < o.at + OFFER_LIFETIME);
+        self.claims.retain(|c| now < c.at + CLAIM_LIFETIME);
+    }
+}
+
+/// Whether an address can take datagrams from us.
+fn usable(addr: SocketAddrV4) -> bool {
+    let ip = addr.ip();
+    addr.port() != 0 && !ip.is_unspecified() && !ip.is_broadcast() && !ip.is_multicast()
+}
+
+/// Whether datagrams to `addr` can arrive from a servent at `ours`: a
+/// private or link-local address is behind a NAT or firewall, so its hits
+/// go by TCP (as gtk-gnutella strips the flag of such queries); loopback
+/// reaches loopback, for networks on one machine.
+fn reachable(addr: SocketAddrV4, ours: SocketAddrV4) -> bool {
+    let ip = addr.ip();
+    let shared = ip.octets()[0] == 100 && (64..128).contains(&ip.octets()[1]);
+    let hidden = ip.is_private() || ip.is_link_local() || shared;
+    usable(addr) && !hidden && ip.is_loopback() == ours.ip().is_loopback()
+}
+
+impl Node {
+    /// Marks a query of ours for out-of-band hits when we can take them:
+    /// the GUID to send it under, or `None` to send it as it is.
+    pub(super) fn mark_oob(&mut self, query: &mut Query) -> Option<Guid> {
+        if !self.config.udp || !reachable(self.advertised, self.advertised) {
+            return None;
+        }
+        query.flags = query.flags.with(QueryFlags::OOB_REPLY, true);
+        query.ggep.insert(SO, Vec::new());
+        Some(oob_guid(self.advertised, Guid::from_rng(&mut self.rng)))
+    }
+
+    /// Where a neighbour's query wants its hits out of band, if it does and we can.
+    pub(super) fn oob_querier(&self, guid: &Guid, query: &Query) -> Option<SocketAddrV4> {
+        let querier = oob_address(guid);
+        let wanted = query.flags.wants_oob_reply() && query.ggep.get(SO).is_some();
+        let reachable = reachable(querier, self.advertised) && querier != self.advertised;
+        (self.config.udp && wanted && reachable).then_some(querier)
+    }
+
+    /// Offers `hits` for the query `guid` to its querier.
+    pub(super) fn offer_oob(&mut self, guid: Guid, querier: SocketAddrV4, hits: Vec<QueryHit>, now: Instant) {
+        self.oob.expire(now);
+        let count: usize = hits.iter().map(|h| h.results.len()).sum();
+        let Ok(count) = u8::try_from(count.clamp(1, 255)) else { return };
+        if self.oob.offers.len() >= MAX_OFFERS {
+            self.oob.offers.pop_front();
+        }
+        self.oob.offers.push_back(Offer { guid, querier, hits, at: now });
+        self.oob.counters.offered += 1;
+        let number = ReplyNumber { hits: count, unsolicited: true }.to_vendor();
+        self.actions
+            .push_back(Action::SendDatagram { to: querier, message: Message::new(guid, 1, number.into_payload()) });
+    }
+
+    /// A vendor message over UDP: a Reply Number or a Reply Ack, v3.
+    pub(super) fn on_udp_vendor(&mut self, from: SocketAddrV4, guid: Guid, vendor: Vendor, now: Instant) {
+        self.oob.expire(now);
+        let v3 = |kind: Kind| vendor.kind.same_message(&kind) && vendor.kind.version >= 3;
+        if v3(Kind::OOB_REPLY_NUMBER) {
+            match ReplyNumber::decode(&vendor.body) {
+                Ok(number) => self.claim(from, guid, number, now),
+                Err(_) => self.oob.counters.refused += 1,
+            }
+        } else if v3(Kind::OOB_REPLY_ACK) {
+            match ReplyAck::decode(&vendor.body) {
+                Ok(ack) => self.deliver(from, guid, ack),
+                Err(_) => self.oob.counters.refused += 1,
+            }
+        } else {
+            self.udp_ignored();
+        }
+    }
+
+    /// Claims the hits an answerer offers for one of our searches.
+    fn claim(&mut self, from: SocketAddrV4, guid: Guid, number: ReplyNumber, now: Instant) {
+        let ours = self.searches.get(&guid).is_some() && oob_address(&guid) == self.advertised;
+        let claimed = self.oob.claims.iter().any(|c| c.guid == guid && c.answerer == from);
+        if !ours || claimed || !usable(from) || !self.udp_budget_allows(from, now) {
+            self.oob.counters.refused += 1;
+            return;
+        }
+        let mut token = vec![0; TOKEN_LEN];
+        self.rng.fill_bytes(&mut token);
+        let wanted = number.hits.min(MAX_HITS_PER_CLAIM);
+        if self.oob.claims.len() >= MAX_CLAIMS {
+            self.oob.claims.pop_front();
+        }
+        self.oob.claims.push_back(Claim { guid, answerer: from, token: token.clone(), remaining: wanted, at: now });
+        self.oob.counters.claimed += 1;
+        let ack = ReplyAck { wanted, token }.to_vendor();
+        self.actions.push_back(Action::SendDatagram { to: from, message: Message::new(guid, 1, ack.into_payload()) });
+    }
+
+    /// Sends the hits offered for `guid` to a claim from the querier's address.
+    fn deliver(&mut self, from: SocketAddrV4, guid: Guid, ack: ReplyAck) {
+        let Some(at) = self.oob.offers.iter().position(|o| o.guid == guid && o.querier.ip() == from.ip()) else {
+            self.oob.counters.refused += 1;
+            return;
+        };
+        let Some(offer) = self.oob.offers.remove(at) else { return };
+        self.oob.counters.delivered += 1;
+        for mut hit in offer.hits.into_iter().take(usize::from(ack.wanted)) {
+            if let Some(trailer) = &mut hit.trailer {
+                trailer.ggep.insert(SO, ack.token.clone());
+            }
+            let message = Message::new(guid, 1, Payload::QueryHit(hit));
+            self.actions.push_back(Action::SendDatagram { to: from, message });
+        }
+    }
+
+    /// A QueryHit over UDP: taken only as a claim of ours allows.
+    pub(super) fn on_udp_hit(&mut self, from: SocketAddrV4, guid: Guid, hit: QueryHit, now: Instant) {
+        self.oob.expire(now);
+        let token = hit.trailer.as_ref().and_then(|t| t.ggep.get(SO)).filter(|t| t.len() <= MAX_TOKEN);
+        let claim = self
+            .oob
+            .claims
+            .iter_mut()
+            .find(|c| c.guid == guid && c.answerer == from && c.remaining > 0 && Some(c.token.as_slice()) == token);
+        let Some(claim) = claim else {
+            self.oob.counters.refused += 1;
+            return;
+        };
+        claim.remaining -= 1;
+        self.oob.counters.hits += 1;
+        self.on_hit(guid, hit, now);
+    }
+
+    /// What out-of-band delivery counted so far.
+    pub fn oob_counters(&self) -> &OobCounters {
+        &self.oob.counters
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::{Ipv4Addr, SocketAddr};
+
+    use super::*;
+    use crate::node::tests::{actions, connect, node_with, shared_file};
+    use crate::node::{Config, Event};
+    use crate::routing::PeerId;
+
+    fn addr(n: u8) -> SocketAddrV4 {
+        SocketAddrV4::new(Ipv4Addr::new(192, 0, 2, n), 6346)
+    }
+
+    fn node(n: u8, udp: bool, now: Instant) -> Node {
+        node_with(Config { listen: SocketAddr::V4(addr(n)), udp, ..Config::default() }, now)
+    }
+
+    fn datagrams(node: &mut Node) -> Vec<(SocketAddrV4, Message)> {
+        actions(node)
+            .into_iter()
+            .filter_map(|a| match a {
+                Action::SendDatagram { to, message } => Some((to, message)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// A querier at .1 and an answerer at .2 sharing one file, the query
+    /// carried to the answerer over a link of its (hops 2); returns the
+    /// search and the answerer's Reply Number.
+    fn offered(now: Instant) -> (Node, Node, Guid, Message) {
+        let mut querier = node(1, true, now);
+        connect(&mut querier, 1, SocketAddr::V4(addr(3)), now);
+        actions(&mut querier);
+        let guid = querier.search("seblinux", 3, now).unwrap();
+        let sent = actions(&mut querier);
+        let Some(Action::Send { mut message, .. }) = sent.into_iter().find(|a| matches!(a, Action::Send { .. })) else {
+            panic!("the query goes out")
+        };
+        let Payload::Query(query) = &message.payload else { panic!("a query") };
+        assert!(query.flags.wants_oob_reply() && query.ggep.get(SO).is_some());
+        assert_eq!(oob_address(&message.guid), addr(1));
+        let mut answerer = node(2, true, now);
+        connect(&mut answerer, 1, SocketAddr::V4(addr(3)), now);
+        actions(&mut answerer);
+        (message.ttl, message.hops) = (2, 1);
+        answerer.handle(Event::Message { peer: PeerId(1), message }, now);
+        let Some(Action::LookUp { lookup, .. }) =
+            actions(&mut answerer).into_iter().find(|a| matches!(a, Action::LookUp { .. }))
+        else {
+            panic!("the answerer looks its library up")
+        };
+        answerer.handle(Event::LocalResults { lookup, files: vec![shared_file("SEBLINUX-base.tar")] }, now);
+        let taken = actions(&mut answerer);
+        assert!(!taken.iter().any(|a| matches!(a, Action::Send { .. })), "no hit over TCP: {taken:?}");
+        let [Action::SendDatagram { to, message: number }] = taken.as_slice() else { panic!("{taken:?}") };
+        assert_eq!((*to, number.guid), (addr(1), guid));
+        (querier, answerer, guid, number.clone())
+    }
+
+    #[test]
+    fn hits_offered_out_of_band_are_claimed_with_a_token_and_come_with_it() {
+        let now = Instant::now();
+        let (mut querier, mut answerer, guid, number) = offered(now);
+        querier.handle(Event::Datagram { from: addr(2), bytes: number.encode() }, now);
+        let [(to, ack)] = datagrams(&mut querier).try_into().unwrap();
+        assert_eq!((to, ack.guid), (addr(2), guid));
+        answerer.handle(Event::Datagram { from: addr(1), bytes: ack.encode() }, now);
+        let hits = datagrams(&mut answerer);
+        assert_eq!(hits.len(), 1);
+        let (to, hit) = &hits[0];
+        assert_eq!(*to, addr(1));
+        let Payload::QueryHit(body) = &hit.payload else { panic!("a hit") };
+        let token = body.trailer.as_ref().unwrap().ggep.get(SO).unwrap();
+        assert_eq!(token.len(), TOKEN_LEN);
+        querier.handle(Event::Datagram { from: addr(2), bytes: hit.encode() }, now);
+        assert_eq!(querier.search_results(&guid).unwrap().results().len(), 1);
+        assert_eq!((querier.oob_counters().hits, answerer.oob_counters().delivered), (1, 1));
+        // A second claim gets nothing: the offer went once.
+        answerer.handle(Event::Datagram { from: addr(1), bytes: ack.encode() }, now);
+        assert!(datagrams(&mut answerer).is_empty());
+    }
+
+    #[test]
+    fn attack_forged_hits_without_the_token_from_elsewhere_or_beyond_the_claim_are_ignored() {
+        let now = Instant::now();
+        let (mut querier, mut answerer, guid, number) = offered(now);
+        querier.handle(Event::Datagram { from: addr(2), bytes: number.encode() }, now);
+        let [(_, ack)] = datagrams(&mut querier).try_into().unwrap();
+        answerer.handle(Event::Datagram { from: addr(1), bytes: ack.encode() }, now);
+        let [(_, genuine)] = datagrams(&mut answerer).try_into().unwrap();
+        let Payload::QueryHit(body) = &genuine.payload else { panic!("a hit") };
+        let mut forged = body.clone();
+        forged.trailer.as_mut().unwrap().ggep.insert(SO, vec![0; TOKEN_LEN]);
+        let mut bare = body.clone();
+        bare.trailer.as_mut().unwrap().ggep.remove(SO);
+        let as_message = |hit: QueryHit| Message::new(guid, 1, Payload::QueryHit(hit)).encode();
+        // Wrong token, no token, the right token from another address.
+        querier.handle(Event::Datagram { from: addr(2), bytes: as_message(forged) }, now);
+        querier.handle(Event::Datagram { from: addr(2), bytes: as_message(bare) }, now);
+        querier.handle(Event::Datagram { from: addr(9), bytes: genuine.encode() }, now);
+        assert!(querier.search_results(&guid).unwrap().results().is_empty());
+        assert_eq!(querier.oob_counters().refused, 3);
+        // The genuine hit, then its replay beyond what was claimed.
+        querier.handle(Event::Datagram { from: addr(2), bytes: genuine.encode() }, now);
+        querier.handle(Event::Datagram { from: addr(2), bytes: genuine.encode() }, now);
+        assert_eq!((querier.oob_counters().hits, querier.oob_counters().refused), (1, 4));
+    }
+
+    #[test]
+    fn attack_a_claim_from_anyone_but_the_querier_gets_no_hit_and_a_reply_number_for_no_search_of_ours_no_claim() {
+        let now = Instant::now();
+        let (mut querier, mut answerer, _, number) = offered(now);
+        querier.handle(Event::Datagram { from: addr(2), bytes: number.encode() }, now);
+        let [(_, ack)] = datagrams(&mut querier).try_into().unwrap();
+        // A claim from a third address would send our hits to it.
+        answerer.handle(Event::Datagram { from: addr(9), bytes: ack.encode() }, now);
+        assert!(datagrams(&mut answerer).is_empty());
+        assert_eq!(answerer.oob_counters().refused, 1);
+        let stranger =
+            Message::new(Guid([5; 16]), 1, ReplyNumber { hits: 9, unsolicited: true }.to_vendor().into_payload());
+        querier.handle(Event::Datagram { from: addr(9), bytes: stranger.encode() }, now);
+        assert!(datagrams(&mut querier).is_empty());
+    }
+
+    #[test]
+    fn a_servent_behind_a_nat_asks_for_hits_over_tcp_and_hits_for_one_go_by_tcp() {
+        let now = Instant::now();
+        let private = SocketAddrV4::new(Ipv4Addr::new(192, 168, 1, 5), 6346);
+        let ours = SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 2), 6346);
+        assert!(!reachable(private, addr(2)) && !reachable(ours, ours));
+        let shared = SocketAddrV4::new(Ipv4Addr::new(100, 64, 0, 1), 6346);
+        assert!(!reachable(shared, addr(2)));
+        let loopback = SocketAddrV4::new(Ipv4Addr::LOCALHOST, 6346);
+        assert!(reachable(loopback, loopback) && !reachable(loopback, addr(2)) && reachable(addr(1), addr(2)));
+        let mut natted = node_with(Config { listen: SocketAddr::V4(ours), udp: true, ..Config::default() }, now);
+        let mut query = crate::node::build_query("seblinux").unwrap();
+        assert_eq!(natted.mark_oob(&mut query), None);
+        assert!(!query.flags.wants_oob_reply());
+    }
+
+    #[test]
+    fn without_udp_a_search_asks_for_hits_over_tcp_and_an_oob_query_is_answered_over_tcp() {
+        let now = Instant::now();
+        let mut querier = node(1, false, now);
+        connect(&mut querier, 1, SocketAddr::V4(addr(3)), now);
+        actions(&mut querier);
+        querier.search("seblinux", 3, now).unwrap();
+        let sent = actions(&mut querier);
+        let Some(Action::Send { message, .. }) = sent.into_iter().find(|a| matches!(a, Action::Send { .. })) else {
+            panic!("the query goes out")
+        };
+        let Payload::Query(query) = &message.payload else { panic!("a query") };
+        assert!(!query.flags.wants_oob_reply());
+        let mut answerer = node(2, false, now);
+        connect(&mut answerer, 1, SocketAddr::V4(addr(3)), now);
+        actions(&mut answerer);
+        let mut query = query.clone();
+        query.flags = query.flags.with(QueryFlags::OOB_REPLY, true);
+        query.ggep.insert(SO, Vec::new());
+        let message =
+            Message { guid: oob_guid(addr(1), Guid([3; 16])), ttl: 2, hops: 1, payload: Payload::Query(query) };
+        answerer.handle(Event::Message { peer: PeerId(1), message }, now);
+        let Some(Action::LookUp { lookup, .. }) = answerer.poll_action() else { panic!("no lookup") };
+        answerer.handle(Event::LocalResults { lookup, files: vec![shared_file("SEBLINUX-base.tar")] }, now);
+        assert!(matches!(actions(&mut answerer).as_slice(), [Action::Send { .. }]));
+    }
+}

@@ -1,0 +1,72 @@
+//! The UDP socket on the Gnutella port: datagrams in to the core as they
+//! came, datagrams out as the core asks. One datagram is one descriptor;
+//! the core decodes, budgets and decides ([`servent_core::node`]'s `udp`).
+
+use std::io;
+use std::net::{SocketAddr, SocketAddrV4};
+use std::sync::Arc;
+
+use async_std::channel::{Receiver, Sender};
+use async_std::net::UdpSocket;
+use servent_core::node::Event as CoreEvent;
+
+use super::{log, Event};
+use crate::peeraddr::PeerAddr;
+
+/// The largest datagram read; a longer one is cut, and so malformed.
+const MAX_DATAGRAM: usize = 65_536;
+/// Datagrams waiting to be sent at most; more are dropped, as UDP may.
+pub(super) const OUT_QUEUE: usize = 256;
+
+/// Hands every datagram to the core; when the pump is busy, datagrams are
+/// dropped rather than waited for, as UDP allows.
+pub(super) async fn receive(socket: Arc<UdpSocket>, events: Sender<Event>) {
+    let mut buffer = vec![0; MAX_DATAGRAM];
+    loop {
+        match socket.recv_from(&mut buffer).await {
+            Ok((len, SocketAddr::V4(from))) => {
+                let bytes = buffer.get(..len).unwrap_or_default().to_vec();
+                if events.is_closed() {
+                    return;
+                }
+                let _ = events.try_send(Event::Core(CoreEvent::Datagram { from, bytes }));
+            }
+            Ok((_, SocketAddr::V6(_))) => {}
+            // What an earlier send's ICMP leaves behind.
+            Err(e) if matches!(e.kind(), io::ErrorKind::ConnectionRefused | io::ErrorKind::ConnectionReset) => {}
+            Err(e) => {
+                log(format_args!("UDP port broken: {e}; going on without UDP"));
+                return;
+            }
+        }
+    }
+}
+
+/// Sends what the core asks, in order.
+pub(super) async fn send(socket: Arc<UdpSocket>, outbox: Receiver<(SocketAddrV4, Vec<u8>)>) {
+    while let Ok((to, bytes)) = outbox.recv().await {
+        let _ = socket.send_to(&bytes, to).await;
+    }
+}
+
+/// Looks the UDP host caches up and hands those found to the core; one
+/// line says what was found, not one per name.
+pub(super) async fn resolve_host_caches(caches: Vec<PeerAddr>, events: Sender<Event>) {
+    let mut found = Vec::new();
+    let mut failed = Vec::new();
+    for cache in &caches {
+        match cache.resolve().await {
+            Ok(addr) => found.push(addr),
+            Err(why) => failed.push(why),
+        }
+    }
+    if found.is_empty() {
+        let why = failed.first().map(String::as_str).unwrap_or("none given");
+        log(format_args!("none of the {} UDP host caches could be looked up ({why})", caches.len()));
+        return;
+    }
+    if !failed.is_empty() {
+        log(format_args!("{} of {} UDP host caches could not be looked up", failed.len(), caches.len()));
+    }
+    let _ = events.send(Event::Core(CoreEvent::UdpHostCaches(found))).await;
+}
