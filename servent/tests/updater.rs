@@ -217,16 +217,20 @@ fn uninstall_removes_the_release_and_the_network_no_longer_finds_it_here() {
         let user = user(&publisher_key, &[&publisher], tempfile::tempdir().unwrap(), None).await;
         let installed = user.updater.install(NAME, false).await.unwrap();
         assert_eq!(installed.action, Action::Installed, "{installed:?}");
-        wait_indexed(&user.node, "seblinux base", 1).await;
+        let file = user.install.path().join("SEBLINUX-base-1.0.tar");
+        let shared = |node: &NodeHandle| {
+            let wanted = file.canonicalize().unwrap_or_else(|_| file.clone());
+            node.library().files().iter().any(|f| f.path == wanted)
+        };
+        wait_for("the installed file shared", || async { shared(&user.node) }).await;
         let member = start_with(&[user.node.listen_addr()], None, |_| {}).await;
         wait_connected(&member, &user.node).await;
 
         let removed = user.updater.uninstall(NAME).await.unwrap();
         assert_eq!((removed.action, removed.from.as_deref()), (Action::Uninstalled, Some("1.0")), "{removed:?}");
         assert_eq!(installed_version(&user), None);
-        let file = user.install.path().join("SEBLINUX-base-1.0.tar");
         assert!(!file.exists() && !minisig_path(&file).exists());
-        wait_indexed(&user.node, "seblinux base", 0).await;
+        wait_for("the installed file no longer shared", || async { !shared(&user.node) }).await;
         // Asked over the network, the user has nothing of it left to offer:
         // the publisher's hit, which comes through the user, arrives alone.
         let search = member.search("SEBLINUX base", 2).await.unwrap();

@@ -303,17 +303,23 @@ impl InstallDir {
         fs::create_dir_all(&incoming).map_err(io_error("create", &incoming))?;
         let staged = incoming.join(&new.file);
         let staged_signature = minisig_path(&staged);
-        let staging = take_checked(source, &staged, &new.sha256)
-            .and_then(|()| write_synced(&staged_signature, signature.as_bytes()));
+        // A download is moved in; the previous version this directory keeps
+        // (a rollback's source) is copied, so that a crash cannot lose it.
+        let take = !source.starts_with(self.state_dir());
+        let staging =
+            if take { take_checked(source, &staged, &new.sha256) } else { copy_checked(source, &staged, &new.sha256) }
+                .and_then(|()| write_synced(&staged_signature, signature.as_bytes()));
         if let Err(e) = staging {
-            if fs::rename(&staged, source).is_err() {
+            if !take || fs::rename(&staged, source).is_err() {
                 let _ = fs::remove_file(&staged);
             }
             let _ = fs::remove_file(&staged_signature);
             return Err(e);
         }
-        // The download's own signature goes with the file it signed.
-        let _ = fs::remove_file(minisig_path(source));
+        if take {
+            // The download's own signature goes with the file it signed.
+            let _ = fs::remove_file(minisig_path(source));
+        }
         stop_here(crash_after, Step::Staged)?;
         if let Some(old) = old.as_ref().filter(|_| !awaiting_hook) {
             self.keep_as_previous(old)?;
