@@ -25,7 +25,7 @@
 //! network or finds nobody ([`Action::Notice`]).
 
 use std::collections::{HashMap, VecDeque};
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::SocketAddrV4;
 use std::time::{Duration, Instant};
 
 use super::{Action, Node};
@@ -423,7 +423,7 @@ impl Node {
 
 #[cfg(test)]
 mod tests {
-    use std::net::SocketAddr;
+    use std::net::{Ipv4Addr, SocketAddr};
 
     use rand::rngs::StdRng;
     use rand::SeedableRng;
