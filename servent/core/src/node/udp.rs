@@ -7,7 +7,8 @@
 //!   (our neighbours first, then the host cache): every servent is a UDP
 //!   host cache.
 //! - UDP sources are spoofable, so an answer never goes out unbudgeted:
-//!   each IPv4 address gets [`ADDRESS_BURST`] answers, then one every
+//!   each IPv4 address (on loopback, where nothing is spoofed and a test
+//!   network shares one address, each port) gets [`ADDRESS_BURST`] answers, then one every
 //!   [`ADDRESS_REFILL`], and all addresses together [`GLOBAL_BURST`], then
 //!   one every [`GLOBAL_REFILL`]. A Pong of ours is at most
 //!   [`MAX_ANSWER_LEN`] bytes, so a flood under a victim's address brings it
@@ -24,7 +25,7 @@
 //! network or finds nobody ([`Action::Notice`]).
 
 use std::collections::{HashMap, VecDeque};
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::SocketAddrV4;
 use std::time::{Duration, Instant};
 
 use super::{Action, Node};
@@ -127,8 +128,19 @@ impl Bucket {
 /// The answers UDP senders may still get, per address and in all.
 #[derive(Debug)]
 struct Budget {
-    addresses: HashMap<Ipv4Addr, Bucket>,
+    addresses: HashMap<SocketAddrV4, Bucket>,
     global: Bucket,
+}
+
+/// Whose budget an answer to `addr` spends: its IP address's, or on
+/// loopback (never spoofed from outside, shared by servents on one
+/// machine) its own.
+fn budget_key(addr: SocketAddrV4) -> SocketAddrV4 {
+    if addr.ip().is_loopback() {
+        addr
+    } else {
+        SocketAddrV4::new(*addr.ip(), 0)
+    }
 }
 
 impl Budget {
@@ -136,16 +148,17 @@ impl Budget {
         Budget { addresses: HashMap::new(), global: Bucket::full(GLOBAL_BURST, now) }
     }
 
-    /// Whether `ip` may be answered at `now`; spends the answer.
-    fn allow(&mut self, ip: Ipv4Addr, now: Instant) -> bool {
-        if self.addresses.len() >= ADDRESS_TABLE && !self.addresses.contains_key(&ip) {
+    /// Whether `to` may be answered at `now`; spends the answer.
+    fn allow(&mut self, to: SocketAddrV4, now: Instant) -> bool {
+        let key = budget_key(to);
+        if self.addresses.len() >= ADDRESS_TABLE && !self.addresses.contains_key(&key) {
             // Addresses back to a full budget are as good as unknown.
             self.addresses.retain(|_, b| !b.is_full(ADDRESS_BURST, ADDRESS_REFILL, now));
             if self.addresses.len() >= ADDRESS_TABLE {
                 return false;
             }
         }
-        let bucket = self.addresses.entry(ip).or_insert_with(|| Bucket::full(ADDRESS_BURST, now));
+        let bucket = self.addresses.entry(key).or_insert_with(|| Bucket::full(ADDRESS_BURST, now));
         bucket.take(ADDRESS_BURST, ADDRESS_REFILL, now) && self.global.take(GLOBAL_BURST, GLOBAL_REFILL, now)
     }
 }
@@ -288,7 +301,7 @@ impl Node {
 
     /// Whether `to` may get one more answer of ours; spends it.
     pub(super) fn udp_budget_allows(&mut self, to: SocketAddrV4, now: Instant) -> bool {
-        let allowed = self.udp.budget.allow(*to.ip(), now);
+        let allowed = self.udp.budget.allow(to, now);
         if !allowed {
             self.udp.counters.throttled += 1;
         }
@@ -410,7 +423,7 @@ impl Node {
 
 #[cfg(test)]
 mod tests {
-    use std::net::SocketAddr;
+    use std::net::{Ipv4Addr, SocketAddr};
 
     use rand::rngs::StdRng;
     use rand::SeedableRng;
@@ -510,6 +523,18 @@ mod tests {
             node.handle(Event::Datagram { from, bytes: scp_ping(2) }, later);
         }
         assert_eq!(datagrams(&mut node).len(), GLOBAL_BURST as usize);
+    }
+
+    #[test]
+    fn servents_on_one_machine_have_a_budget_each_but_one_address_elsewhere_has_one() {
+        let now = Instant::now();
+        let mut budget = Budget::new(now);
+        let local = |port| SocketAddrV4::new(Ipv4Addr::LOCALHOST, port);
+        for _ in 0..ADDRESS_BURST {
+            assert!(budget.allow(local(1), now) && budget.allow(SocketAddrV4::new(*addr(1).ip(), 1), now));
+        }
+        assert!(!budget.allow(local(1), now) && budget.allow(local(2), now));
+        assert!(!budget.allow(SocketAddrV4::new(*addr(1).ip(), 2), now), "another port of a spoofable address");
     }
 
     #[test]
