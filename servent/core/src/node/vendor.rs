@@ -23,7 +23,13 @@ use crate::wire::{Guid, Message, PayloadType};
 
 /// The kinds we announce in Messages Supported. Each branch that handles a
 /// kind adds it here.
-pub const ANNOUNCED: &[Kind] = &[Kind::HOPS_FLOW, Kind::QUERY_STATUS_REQUEST, Kind::QUERY_STATUS_RESPONSE];
+pub const ANNOUNCED: &[Kind] = &[
+    Kind::HOPS_FLOW,
+    Kind::QUERY_STATUS_REQUEST,
+    Kind::QUERY_STATUS_RESPONSE,
+    Kind::OOB_REPLY_NUMBER,
+    Kind::OOB_REPLY_ACK,
+];
 
 /// A vendor message that asks something of the node.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
