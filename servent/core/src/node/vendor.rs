@@ -21,8 +21,7 @@ use crate::wire::vendor::query_status::QueryStatus;
 use crate::wire::vendor::{Kind, MessagesSupported, Vendor};
 use crate::wire::{Guid, Message, PayloadType};
 
-/// The kinds we announce in Messages Supported. Each branch that handles a
-/// kind adds it here.
+/// The kinds we announce in Messages Supported: every kind the node handles.
 pub const ANNOUNCED: &[Kind] = &[
     Kind::HOPS_FLOW,
     Kind::QUERY_STATUS_REQUEST,
