@@ -14,6 +14,7 @@
 //! valuable messages are dropped first.
 
 mod connection;
+mod descriptors;
 mod download;
 mod gwebcache;
 mod library;
@@ -447,6 +448,7 @@ impl NodeHandle {
 
 /// Starts a servent: opens its library and port, then runs until shutdown.
 pub async fn start(config: Config) -> Result<NodeHandle, NodeError> {
+    descriptors::raise_limit();
     let library = match &config.data_dir {
         Some(dir) => {
             std::fs::create_dir_all(dir).map_err(|source| NodeError::DataDir { path: dir.clone(), source })?;

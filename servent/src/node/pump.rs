@@ -220,7 +220,7 @@ impl Pump {
             }
             Command::Connect { addr } => self.core.connect(addr, now),
             Command::Admit { remote, reply } => {
-                let _ = reply.try_send(self.core.admit(remote));
+                let _ = reply.try_send(self.core.admit_incoming(remote, now));
             }
             Command::Known { urns, reply } => {
                 let _ = reply.try_send(self.core.known(&urns));

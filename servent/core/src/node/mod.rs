@@ -20,6 +20,7 @@
 //! [`Action::LookUp`] out and an [`Event::LocalResults`] back, so routing
 //! never waits for the index.
 
+mod admission;
 mod answer;
 mod hammering;
 mod query_routing;
@@ -36,6 +37,8 @@ use rand::rngs::StdRng;
 use rand::RngCore;
 use serde::Serialize;
 
+use self::admission::Handshakes;
+pub use self::admission::{shared_address, Doorway, Ticket, INCOMING_HANDSHAKE_TIMEOUT, MAX_UNCLASSIFIED};
 pub use self::answer::query_hits;
 pub use self::hammering::{Hammering, HAMMER_TABLE, MAX_CONNECTS_PER_MINUTE};
 use self::query_routing::QueryRouting;
@@ -188,6 +191,12 @@ pub enum Event {
         /// The hosts the peer suggested instead, if it answered.
         try_hosts: Vec<SocketAddr>,
     },
+    /// An incoming handshake that [`Node::admit_incoming`] counted ended
+    /// without a link (refused, broken or timed out).
+    HandshakeFailed {
+        /// The address it came from.
+        remote: SocketAddr,
+    },
     /// Hosts heard of outside the network (the GWebCaches).
     HostsLearned(Vec<SocketAddrV4>),
     /// What the library shares now.
@@ -316,6 +325,7 @@ pub struct Node {
     router: Router,
     peers: BTreeMap<PeerId, Peer>,
     dialing: BTreeSet<SocketAddrV4>,
+    handshakes: Handshakes,
     hosts: HostCache,
     searches: Searches,
     requeries: Requeries,
@@ -359,6 +369,7 @@ impl Node {
             guid,
             peers: BTreeMap::new(),
             dialing: BTreeSet::new(),
+            handshakes: Handshakes::default(),
             hosts,
             searches: Searches::default(),
             requeries: Requeries::default(),
@@ -416,6 +427,7 @@ impl Node {
                 self.hosts.failed(addr, now);
                 self.learn(try_hosts.into_iter().filter_map(v4));
             }
+            Event::HandshakeFailed { remote } => self.handshakes.end(remote),
             Event::HostsLearned(addrs) => self.learn(addrs),
             Event::LibraryChanged { files, bytes } => {
                 self.library = (files, bytes);
@@ -449,6 +461,7 @@ impl Node {
     pub fn handle_timeout(&mut self, now: Instant) {
         if now >= self.next_tick {
             self.next_tick = now + self.config.tick;
+            self.handshakes.expire(now);
             let actions = self.router.tick(now);
             self.apply(actions, now);
             self.dial_more(now);
@@ -501,16 +514,14 @@ impl Node {
     }
 
     /// Whether an incoming Gnutella connection from `remote` may go on to
-    /// the handshake, and the hosts to suggest in either case.
+    /// the handshake, and the hosts to suggest in either case. Handshakes
+    /// under way count as peers.
     pub fn admit(&self, remote: SocketAddr) -> (Admission, Vec<SocketAddr>) {
         let (ultrapeer_room, leaf_room) = self.room();
         let full = !ultrapeer_room && !leaf_room;
-        // One connection per address, as gtk-gnutella holds; loopback is
-        // exempt so that test networks can run on one machine.
-        let duplicate = !remote.ip().is_loopback() && self.peers.values().any(|p| p.addr.ip() == remote.ip());
         let try_hosts = self.hosts.good(TRY_ULTRAPEERS);
         let admission = match (ultrapeer_room, leaf_room) {
-            _ if full || duplicate => Admission::Full { try_ultrapeers: try_hosts.clone() },
+            _ if full || self.linked_from(remote.ip()) => Admission::Full { try_ultrapeers: try_hosts.clone() },
             (true, false) if self.config.role == Role::Ultrapeer => {
                 Admission::UltrapeersOnly { try_ultrapeers: try_hosts.clone() }
             }
@@ -518,6 +529,23 @@ impl Node {
             _ => Admission::Accept,
         };
         (admission, try_hosts)
+    }
+
+    /// As [`Node::admit`], and an admitted handshake counts against every
+    /// limit from `now` until it ends: in a link ([`Event::Connected`]) or
+    /// not ([`Event::HandshakeFailed`]).
+    pub fn admit_incoming(&mut self, remote: SocketAddr, now: Instant) -> (Admission, Vec<SocketAddr>) {
+        let answer = self.admit(remote);
+        if !matches!(answer.0, Admission::Full { .. }) {
+            self.handshakes.start(remote, now);
+        }
+        answer
+    }
+
+    /// Whether `ip` already has a link or a handshake under way: one per
+    /// address, as gtk-gnutella holds (but see [`shared_address`]).
+    fn linked_from(&self, ip: std::net::IpAddr) -> bool {
+        !shared_address(ip) && (self.peers.values().any(|p| p.addr.ip() == ip) || self.handshakes.any_from(ip))
     }
 
     /// Says Bye to every neighbour and hands out the host cache to save.
@@ -572,6 +600,14 @@ impl Node {
     }
 
     fn on_connected(&mut self, connected: Connected, now: Instant) {
+        if connected.direction == Direction::Incoming {
+            self.handshakes.end(connected.addr);
+            if let Some(reason) = self.over_limits(&connected) {
+                let bye = self.bye(503, reason.clone());
+                self.actions.push_back(Action::Close { peer: connected.peer, bye: Some(bye), reason });
+                return;
+            }
+        }
         if let Some(dialed) = connected.dialed {
             self.dialing.remove(&dialed);
             self.hosts.succeeded(dialed);
@@ -670,16 +706,34 @@ impl Node {
         }
     }
 
-    /// Whether there is room for one more ultrapeer link, and for one more leaf.
+    /// Whether there is room for one more ultrapeer link, and for one more
+    /// leaf; a handshake under way may end in either, so it takes room in both.
     fn room(&self) -> (bool, bool) {
+        let pending = self.handshakes.len();
         if self.config.role == Role::Ultrapeer && self.config.max_leaves == 0 {
-            let room = self.peers.len() < self.config.max_peers;
+            let room = self.peers.len() + pending < self.config.max_peers;
             return (room, room);
         }
         let leaves = self.peers.values().filter(|p| p.role == Role::Leaf).count();
         let ultrapeers = self.peers.len() - leaves;
-        let leaf_room = self.config.role == Role::Ultrapeer && leaves < self.config.max_leaves;
-        (ultrapeers < self.ultrapeer_links(), leaf_room)
+        let leaf_room = self.config.role == Role::Ultrapeer && leaves + pending < self.config.max_leaves;
+        (ultrapeers + pending < self.ultrapeer_links(), leaf_room)
+    }
+
+    /// Why an incoming link whose handshake just ended may not stay, if it
+    /// may not: the last check, for a handshake whose count expired.
+    fn over_limits(&self, connected: &Connected) -> Option<String> {
+        if self.linked_from(connected.addr.ip()) {
+            return Some(format!("already linked to {}", connected.addr.ip()));
+        }
+        // An ultrapeer asked to become our leaf may answer as an ultrapeer
+        // all the same: its role, not the admission, says which room it takes.
+        let (ultrapeer_room, leaf_room) = self.room();
+        let room = match connected.info.role() {
+            Role::Ultrapeer => ultrapeer_room,
+            Role::Leaf => leaf_room,
+        };
+        (!room).then(|| "no room for another peer".to_string())
     }
 
     fn dial_more(&mut self, now: Instant) {
@@ -727,14 +781,13 @@ impl Node {
         if !self.peers.contains_key(&peer) {
             return;
         }
-        let bye = Message {
-            guid: Guid::from_rng(&mut self.rng),
-            ttl: 1,
-            hops: 0,
-            payload: Payload::Bye(Bye { code, reason: reason.clone() }),
-        };
+        let bye = self.bye(code, reason.clone());
         self.forget(peer);
         self.actions.push_back(Action::Close { peer, bye: Some(bye), reason });
+    }
+
+    fn bye(&mut self, code: u16, reason: String) -> Message {
+        Message { guid: Guid::from_rng(&mut self.rng), ttl: 1, hops: 0, payload: Payload::Bye(Bye { code, reason }) }
     }
 
     /// Forgets a neighbour and lets its link go.

@@ -476,3 +476,38 @@ fn requery_waits_for_a_neighbour_to_hear_it() {
     node.handle_timeout(later);
     assert_eq!(requeries_sent(&actions(&mut node)), 1);
 }
+
+#[test]
+fn handshakes_under_way_count_against_max_peers_and_one_link_per_address() {
+    let now = Instant::now();
+    let mut node = node_with(Config { max_peers: 16, ..Config::default() }, now);
+    let admitted: Vec<SocketAddr> = (0..200u16)
+        .map(|i| SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::new(192, 0, 2, (i % 40) as u8 + 1), 1000 + i)))
+        .filter(|remote| !matches!(node.admit_incoming(*remote, now).0, Admission::Full { .. }))
+        .collect();
+    assert_eq!(admitted.len(), 16);
+    let ips: BTreeSet<_> = admitted.iter().map(SocketAddr::ip).collect();
+    assert_eq!(ips.len(), 16, "one handshake per address");
+    // A failed handshake gives its room back.
+    node.handle(Event::HandshakeFailed { remote: admitted[0] }, now);
+    assert_eq!(node.admit(SocketAddr::V4(addr(200))).0, Admission::Accept);
+    // So does one whose end never came, once it has timed out.
+    node.handle_timeout(now + 3 * INCOMING_HANDSHAKE_TIMEOUT);
+    assert_eq!(node.admit(SocketAddr::V4(addr(201))).0, Admission::Accept);
+}
+
+#[test]
+fn ultrapeer_asked_to_be_a_leaf_that_links_as_an_ultrapeer_is_closed() {
+    let now = Instant::now();
+    let mut node = node_with(Config { max_peers: 1, max_leaves: 5, ..Config::default() }, now);
+    connect(&mut node, 1, SocketAddr::V4(addr(1)), now);
+    let remote = SocketAddr::V4(addr(2));
+    assert!(matches!(node.admit_incoming(remote, now).0, Admission::LeavesOnly { .. }));
+    actions(&mut node);
+    let info = PeerInfo { ultrapeer: true, ..PeerInfo::default() };
+    let connected =
+        Connected { peer: PeerId(2), addr: remote, local: remote, info, direction: Direction::Incoming, dialed: None };
+    node.handle(Event::Connected(Box::new(connected)), now);
+    assert_eq!(node.peers().count(), 1);
+    assert!(actions(&mut node).iter().any(|a| matches!(a, Action::Close { peer: PeerId(2), bye: Some(_), .. })));
+}
