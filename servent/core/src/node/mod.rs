@@ -624,6 +624,7 @@ impl Node {
         let table_messages = self.qrp.connected(connected.peer, &info, self.config.role, &mut self.rng);
         let listen = info.listen.and_then(v4);
         let role = info.role();
+        let degree = info.degree();
         let peer = Peer {
             addr: connected.addr,
             listen,
@@ -635,6 +636,7 @@ impl Node {
         };
         self.peers.insert(connected.peer, peer);
         let actions = self.router.connected(connected.peer, listen, now);
+        self.router.set_relaying(connected.peer, role, degree, now);
         self.apply(actions, now);
         for message in table_messages {
             self.actions.push_back(Action::Send { to: connected.peer, message });

@@ -1,0 +1,113 @@
+//! Neighbours that lie in their descriptors, over real TCP: a QueryHit
+//! dropped for want of a route cannot steal another servent's Pushes, and
+//! a leaf that claims hops on its own queries gets no relay's allowance.
+
+mod common;
+
+use std::net::Ipv4Addr;
+
+use common::{raw_peer, share, start, wait_connected, wait_for, wait_indexed, RawPeer};
+use servent::routing::{Drop, QUERY_BURST};
+use servent::wire::{Guid, Message, Payload, Ping, Push, Query, QueryFlags, QueryHit, QueryResult};
+
+fn hit(guid: Guid, servent_guid: Guid) -> Message {
+    let result = QueryResult {
+        index: 1,
+        size: 11,
+        name: "SEBLINUX-base-1.0.tar".into(),
+        urns: Vec::new(),
+        ggep: Default::default(),
+    };
+    let hit = QueryHit {
+        port: 6346,
+        ip: Ipv4Addr::new(192, 0, 2, 9),
+        speed: 1000,
+        results: vec![result],
+        trailer: None,
+        servent_guid,
+    };
+    Message { guid, ttl: 3, hops: 0, payload: Payload::QueryHit(hit) }
+}
+
+/// Sends a Ping and waits for its Pong: everything sent before is judged.
+async fn round_trip(peer: &mut RawPeer) {
+    let ping = Message { guid: Guid::random(), ttl: 1, hops: 0, payload: Payload::Ping(Ping::default()) };
+    peer.send(&ping).await;
+    peer.receive_until(|m| matches!(m.payload, Payload::Pong(_)) && m.guid == ping.guid).await;
+}
+
+#[async_std::test]
+async fn hit_without_a_route_cannot_hijack_the_push_route() {
+    let victim = start(&[], None).await;
+    let mut honest = raw_peer(victim.listen_addr()).await;
+    let mut hijacker = raw_peer(victim.listen_addr()).await;
+    round_trip(&mut honest).await;
+    round_trip(&mut hijacker).await;
+
+    // The honest servent answers the victim's search: its GUID's route is learned.
+    let servent = Guid::random();
+    let search = victim.search("seblinux", 7).await.unwrap();
+    let query = honest.receive_until(|m| matches!(m.payload, Payload::Query(_))).await;
+    assert_eq!(query.guid, search);
+    honest.send(&hit(query.guid, servent)).await;
+    wait_for("the honest hit", || async { victim.search_results(search).await.unwrap().unwrap().hits_received == 1 })
+        .await;
+
+    // A hit for a query nobody routed, naming the honest servent.
+    hijacker.send(&hit(Guid::random(), servent)).await;
+    round_trip(&mut hijacker).await;
+    assert_eq!(victim.status().await.unwrap().totals.dropped[&Drop::NoRoute], 1);
+
+    // A Push for the honest servent still reaches it.
+    let push =
+        Push { servent_guid: servent, index: 1, ip: Ipv4Addr::new(192, 0, 2, 2), port: 6346, ggep: Default::default() };
+    hijacker.send(&Message { guid: Guid::random(), ttl: 3, hops: 0, payload: Payload::Push(push.clone()) }).await;
+    let delivered = honest.receive_until(|m| matches!(m.payload, Payload::Push(_))).await;
+    assert_eq!(delivered.payload, Payload::Push(push));
+    victim.shutdown().await;
+}
+
+#[async_std::test]
+async fn leaf_claiming_hops_is_held_to_its_own_allowance() {
+    let files = share(&[("SEBLINUX-base-1.0.tar", b"base system".as_slice())]);
+    let victim = start(&[], None).await;
+    let sharer = start(&[victim.listen_addr()], Some(files.path())).await;
+    let searcher = start(&[victim.listen_addr()], None).await;
+    wait_connected(&victim, &sharer).await;
+    wait_connected(&victim, &searcher).await;
+    wait_connected(&searcher, &victim).await;
+    wait_indexed(&sharer, "seblinux", 1).await;
+
+    let mut leaf = RawPeer::connect(victim.listen_addr()).await;
+    leaf.send_bytes(b"GNUTELLA CONNECT/0.6\r\nUser-Agent: Liar/1.0\r\nX-Ultrapeer: False\r\n\r\n").await;
+    assert!(leaf.read_headers().await.starts_with("GNUTELLA/0.6 200"));
+    leaf.send_bytes(b"GNUTELLA/0.6 200 OK\r\n\r\n").await;
+    const FLOOD: u64 = 10_000;
+    let mut burst = Vec::new();
+    for i in 0..FLOOD as u32 {
+        let mut guid = [0xCD; 16];
+        guid[..4].copy_from_slice(&i.to_le_bytes());
+        let query = Query {
+            flags: QueryFlags::default(),
+            criteria: "nothing matches this".into(),
+            urns: vec![],
+            ggep: Default::default(),
+        };
+        // Its own queries, claiming to relay them from others.
+        Message { guid: Guid(guid), ttl: 3, hops: 2, payload: Payload::Query(query) }.encode_into(&mut burst);
+    }
+    leaf.send_bytes(&burst).await;
+    round_trip(&mut leaf).await;
+    let totals = victim.status().await.unwrap().totals;
+    let limited = totals.dropped.get(&Drop::RateLimited).copied().unwrap_or(0);
+    assert!(limited >= FLOOD - u64::from(QUERY_BURST) - 50, "only {limited} of {FLOOD} held back: {totals:?}");
+
+    let id = searcher.search("SEBLINUX", 7).await.unwrap();
+    wait_for("the honest search's result", || async {
+        !searcher.search_results(id).await.unwrap().unwrap().results.is_empty()
+    })
+    .await;
+    for node in [searcher, sharer, victim] {
+        node.shutdown().await;
+    }
+}
