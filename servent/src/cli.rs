@@ -267,6 +267,9 @@ pub struct RunArgs {
     /// Connect only to the peers given with --peer, not to hosts learned from the network.
     #[structopt(long)]
     pub no_discovery: bool,
+    /// Also dial loopback and private addresses learned from the network (test networks on one machine).
+    #[structopt(long)]
+    pub dial_local: bool,
     /// A publisher key to pin: a `.pub` file, an `RW…` line or the https URL
     /// of a page showing it, optionally followed by `#SCOPE,…` (repeatable).
     #[structopt(long)]
@@ -371,6 +374,7 @@ impl RunArgs {
             mode: self.mode,
             max_leaves: self.max_leaves,
             discover: !self.no_discovery,
+            dial_local: self.dial_local,
             gwebcaches: self.gwebcache.clone(),
             max_ttl: self.max_ttl,
             deflate: !self.no_deflate,

@@ -25,7 +25,7 @@ enum Kind {
 }
 
 /// Every flag of `servent run` but `--config`, by key.
-const KEYS: [(&str, Kind); 20] = [
+const KEYS: [(&str, Kind); 21] = [
     ("data-dir", Kind::One),
     ("listen", Kind::One),
     ("api", Kind::One),
@@ -39,6 +39,7 @@ const KEYS: [(&str, Kind); 20] = [
     ("max-ttl", Kind::One),
     ("no-deflate", Kind::Switch),
     ("no-discovery", Kind::Switch),
+    ("dial-local", Kind::Switch),
     ("trust", Kind::Many),
     ("install-dir", Kind::One),
     ("update-every", Kind::One),

@@ -1,14 +1,23 @@
 //! Neighbours that lie in their descriptors, over real TCP: a QueryHit
 //! dropped for want of a route cannot steal another servent's Pushes, and
-//! a leaf that claims hops on its own queries gets no relay's allowance.
+//! a leaf that claims hops on its own queries gets no relay's allowance,
+//! and a flood of Pongs neither fills the host cache nor drives dialing.
 
 mod common;
 
 use std::net::Ipv4Addr;
 
-use common::{raw_peer, share, start, wait_connected, wait_for, wait_indexed, RawPeer};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_std::net::TcpListener;
+use async_std::task;
+use common::{raw_peer, share, start, start_with, wait_connected, wait_for, wait_indexed, RawPeer};
+use futures::StreamExt;
+use servent::hostcache::{DIALS_PER_MINUTE, LEARN_BURST};
 use servent::routing::{Drop, QUERY_BURST};
-use servent::wire::{Guid, Message, Payload, Ping, Push, Query, QueryFlags, QueryHit, QueryResult};
+use servent::wire::{Guid, Message, Payload, Ping, Pong, Push, Query, QueryFlags, QueryHit, QueryResult};
 
 fn hit(guid: Guid, servent_guid: Guid) -> Message {
     let result = QueryResult {
@@ -108,6 +117,67 @@ async fn leaf_claiming_hops_is_held_to_its_own_allowance() {
     })
     .await;
     for node in [searcher, sharer, victim] {
+        node.shutdown().await;
+    }
+}
+
+#[async_std::test]
+async fn pong_flood_neither_poisons_the_host_cache_nor_drives_dialing() {
+    // Where the poisoned addresses lead: a port on every loopback address
+    // that counts the victim's attempts.
+    let trap = TcpListener::bind("0.0.0.0:0").await.unwrap();
+    let trap_port = trap.local_addr().unwrap().port();
+    let dialed = Arc::new(AtomicUsize::new(0));
+    let counter = dialed.clone();
+    task::spawn(async move {
+        let mut incoming = trap.incoming();
+        while let Some(stream) = incoming.next().await {
+            counter.fetch_add(1, Ordering::Relaxed);
+            drop(stream);
+        }
+    });
+
+    let files = share(&[("SEBLINUX-base-1.0.tar", b"base system".as_slice())]);
+    let honest = start(&[], Some(files.path())).await;
+    let victim = start_with(&[honest.listen_addr()], None, |config| {
+        config.discover = true;
+        config.dial_local = true;
+    })
+    .await;
+    wait_connected(&victim, &honest).await;
+    wait_indexed(&honest, "seblinux", 1).await;
+    let before = victim.status().await.unwrap().host_cache;
+
+    let mut poisoner = raw_peer(victim.listen_addr()).await;
+    let ping = poisoner.receive_until(|m| matches!(m.payload, Payload::Ping(_))).await;
+    const FLOOD: usize = 5000;
+    let mut pongs = Vec::new();
+    for i in 0..FLOOD {
+        let ip = Ipv4Addr::new(127, 3, (i / 250) as u8, (i % 250 + 1) as u8);
+        let pong = Pong { port: trap_port, ip, files: 1000, kbytes: 1 << 20, ggep: Default::default() };
+        Message { guid: ping.guid, ttl: 2, hops: 0, payload: Payload::Pong(pong) }.encode_into(&mut pongs);
+    }
+    poisoner.send_bytes(&pongs).await;
+    round_trip(&mut poisoner).await;
+    let learned = victim.status().await.unwrap().host_cache - before;
+    assert!(learned <= LEARN_BURST as usize, "{learned} of {FLOOD} poisoned addresses kept");
+
+    // The victim dials what it learned, but at its own pace.
+    wait_for("the victim to dial a poisoned address", || async { dialed.load(Ordering::Relaxed) > 0 }).await;
+    task::sleep(Duration::from_secs(3)).await;
+    let attempts = dialed.load(Ordering::Relaxed);
+    assert!(attempts <= DIALS_PER_MINUTE, "{attempts} dials in 3 s");
+
+    // And an honest servent still joins and finds the honest peer's file.
+    let searcher = start(&[victim.listen_addr()], None).await;
+    wait_connected(&searcher, &victim).await;
+    wait_connected(&victim, &searcher).await;
+    let id = searcher.search("SEBLINUX", 7).await.unwrap();
+    wait_for("the honest search's result", || async {
+        !searcher.search_results(id).await.unwrap().unwrap().results.is_empty()
+    })
+    .await;
+    for node in [searcher, victim, honest] {
         node.shutdown().await;
     }
 }

@@ -507,6 +507,7 @@ pub async fn start(config: Config) -> Result<NodeHandle, NodeError> {
         role: config.mode.role(),
         max_ttl: config.max_ttl,
         discover: config.discover,
+        dial_local: config.dial_local,
         peers: config.peers.iter().filter_map(|p| if let SocketAddr::V4(v4) = p { Some(*v4) } else { None }).collect(),
         gwebcaches: config.gwebcaches.clone(),
         persist_hosts: config.data_dir.is_some(),

@@ -30,7 +30,7 @@ pub(crate) mod testing;
 mod tests;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::time::{Duration, Instant};
 
 use rand::rngs::StdRng;
@@ -43,7 +43,7 @@ pub use self::answer::query_hits;
 pub use self::hammering::{Hammering, HAMMER_TABLE, MAX_CONNECTS_PER_MINUTE};
 use self::query_routing::QueryRouting;
 use crate::handshake::{Admission, PeerInfo, Role};
-use crate::hostcache::{HostCache, Origin, HOST_CACHE_CAPACITY};
+use crate::hostcache::{local_address, DialPace, HostCache, Origin, HOST_CACHE_CAPACITY};
 use crate::requery::{Phase, Requeries};
 use crate::routing::{self, Counters, LocalHost, PeerId, Router};
 use crate::searches::{Search, SearchResult, Searches};
@@ -83,6 +83,10 @@ pub struct Config {
     pub max_ttl: u8,
     /// Whether hosts learned from the network are dialed, or only `peers`.
     pub discover: bool,
+    /// Whether addresses heard from the network that are loopback or
+    /// private ([`local_address`]) or on our own IP are kept and dialed; a
+    /// test network on one machine says so. `peers` are dialed regardless.
+    pub dial_local: bool,
     /// Servents the user asked to connect to, kept trying.
     pub peers: Vec<SocketAddrV4>,
     /// GWebCaches asked for hosts when there is nobody left to dial.
@@ -109,6 +113,7 @@ impl Default for Config {
             max_leaves: 0,
             max_ttl: routing::DEFAULT_MAX_TTL,
             discover: true,
+            dial_local: false,
             peers: Vec::new(),
             gwebcaches: Vec::new(),
             persist_hosts: false,
@@ -325,6 +330,7 @@ pub struct Node {
     router: Router,
     peers: BTreeMap<PeerId, Peer>,
     dialing: BTreeSet<SocketAddrV4>,
+    dial_pace: DialPace,
     handshakes: Handshakes,
     hosts: HostCache,
     searches: Searches,
@@ -369,6 +375,7 @@ impl Node {
             guid,
             peers: BTreeMap::new(),
             dialing: BTreeSet::new(),
+            dial_pace: DialPace::default(),
             handshakes: Handshakes::default(),
             hosts,
             searches: Searches::default(),
@@ -409,7 +416,18 @@ impl Node {
                 }
             }
             Event::Message { peer, message } => {
-                let actions = self.router.handle(peer, message, now);
+                let (pongs, actions): (Vec<_>, Vec<_>) = self
+                    .router
+                    .handle(peer, message, now)
+                    .into_iter()
+                    .partition(|action| matches!(action, routing::Action::LearnHost(_)));
+                if let Some(source) = self.peers.get(&peer).map(|p| p.addr.ip()) {
+                    let addrs = pongs.into_iter().filter_map(|a| match a {
+                        routing::Action::LearnHost(addr) => Some(addr),
+                        _ => None,
+                    });
+                    self.learn_from(source, addrs, now);
+                }
                 self.apply(actions, now);
             }
             Event::Closed { peer, reason } => self.remove(peer, reason),
@@ -425,7 +443,7 @@ impl Node {
             Event::DialFailed { addr, try_hosts } => {
                 self.dialing.remove(&addr);
                 self.hosts.failed(addr, now);
-                self.learn(try_hosts.into_iter().filter_map(v4));
+                self.learn_from(IpAddr::V4(*addr.ip()), try_hosts.into_iter().filter_map(v4), now);
             }
             Event::HandshakeFailed { remote } => self.handshakes.end(remote),
             Event::HostsLearned(addrs) => self.learn(addrs),
@@ -612,7 +630,7 @@ impl Node {
             self.dialing.remove(&dialed);
             self.hosts.succeeded(dialed);
         }
-        self.learn(connected.info.try_ultrapeers.iter().copied().filter_map(v4));
+        self.learn_from(connected.addr.ip(), connected.info.try_ultrapeers.iter().copied().filter_map(v4), now);
         if self.advertised.ip().is_unspecified() {
             if let SocketAddr::V4(local) = connected.local {
                 self.advertised = SocketAddrV4::new(*local.ip(), self.advertised.port());
@@ -655,7 +673,8 @@ impl Node {
                     self.look_up(PendingAnswer { from, guid, reply_ttl }, query)
                 }
                 routing::Action::Hit { search, hit } => self.on_hit(search, hit, now),
-                routing::Action::LearnHost(addr) => self.learn([addr]),
+                // Learned where the Pong came in, within its sender's allowance.
+                routing::Action::LearnHost(_) => {}
                 routing::Action::Disconnect { peer, reason } => self.remove(peer, reason),
             }
         }
@@ -754,7 +773,7 @@ impl Node {
             connected.contains(&addr)
                 || self.dialing.contains(&addr)
                 || own.contains(&addr)
-                || (!discover && !user.contains(&addr))
+                || (!user.contains(&addr) && (!discover || !self.may_dial(addr)))
         });
         let cache_due = self.last_gwebcache.is_none_or(|t| now.duration_since(t) >= GWEBCACHE_INTERVAL);
         if candidates.is_empty() && discover && !self.config.gwebcaches.is_empty() && cache_due {
@@ -762,15 +781,39 @@ impl Node {
             self.actions.push_back(Action::AskGWebCaches(self.config.gwebcaches.clone()));
         }
         for addr in candidates {
+            if !user.contains(&addr) && !self.dial_pace.allow(now) {
+                break;
+            }
             self.dialing.insert(addr);
             self.actions.push_back(Action::Dial(addr));
         }
     }
 
+    /// Adds hosts heard of outside the network (the GWebCaches).
     fn learn(&mut self, addrs: impl IntoIterator<Item = SocketAddrV4>) {
         for addr in addrs {
-            self.hosts.add(addr, Origin::Network);
+            if self.may_dial(addr) {
+                self.hosts.add(addr, Origin::Network);
+            }
         }
+    }
+
+    /// Adds hosts a neighbour or a handshake named, within the allowance of
+    /// the address they came from.
+    fn learn_from(&mut self, source: IpAddr, addrs: impl IntoIterator<Item = SocketAddrV4>, now: Instant) {
+        for addr in addrs {
+            if self.may_dial(addr) && !self.hosts.learn(addr, source, now) {
+                return;
+            }
+        }
+    }
+
+    /// Whether an address heard from the network may be kept and dialed:
+    /// not loopback, private or on our own IP (our API's port, say), unless
+    /// the configuration allows local addresses.
+    fn may_dial(&self, addr: SocketAddrV4) -> bool {
+        let own = [*self.advertised.ip(), v4(self.config.listen).map_or(Ipv4Addr::UNSPECIFIED, |l| *l.ip())];
+        self.config.dial_local || !(local_address(*addr.ip()) || own.contains(addr.ip()))
     }
 
     fn update_local(&mut self) {

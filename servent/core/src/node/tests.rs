@@ -511,3 +511,20 @@ fn ultrapeer_asked_to_be_a_leaf_that_links_as_an_ultrapeer_is_closed() {
     assert_eq!(node.peers().count(), 1);
     assert!(actions(&mut node).iter().any(|a| matches!(a, Action::Close { peer: PeerId(2), bye: Some(_), .. })));
 }
+
+#[test]
+fn local_and_own_addresses_from_the_network_are_not_kept_unless_allowed() {
+    let now = Instant::now();
+    let listen = SocketAddrV4::new(Ipv4Addr::new(81, 2, 69, 160), 6346);
+    let local = [
+        SocketAddrV4::new(Ipv4Addr::LOCALHOST, 6346),
+        SocketAddrV4::new(Ipv4Addr::new(192, 168, 1, 2), 6346),
+        SocketAddrV4::new(*listen.ip(), 8080),
+    ];
+    let mut node = node_with(Config { listen: SocketAddr::V4(listen), ..Config::default() }, now);
+    node.handle(Event::HostsLearned(local.to_vec()), now);
+    assert_eq!(node.known_hosts(), 0);
+    let mut node = node_with(Config { listen: SocketAddr::V4(listen), dial_local: true, ..Config::default() }, now);
+    node.handle(Event::HostsLearned(local.to_vec()), now);
+    assert_eq!(node.known_hosts(), 3);
+}
