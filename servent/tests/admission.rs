@@ -1,7 +1,8 @@
 //! Admission under a burst of handshakes, over real TCP from many loopback
 //! addresses: a connection counts against the limits from its acceptance,
 //! so handshakes started together cannot pass `--max-peers` or the
-//! one-link-per-address rule, and honest servents still join and search.
+//! one-link-per-address rule, and honest servents still join and search;
+//! and attackers holding every slot cannot keep out a peer the user asks for.
 
 mod common;
 
@@ -114,6 +115,45 @@ async fn burst_of_handshakes_is_held_to_max_peers_and_one_link_per_address() {
     assert!(started.elapsed() < PATIENCE, "took {:?}", started.elapsed());
     drop(held);
     for node in [searcher, sharer, victim] {
+        node.shutdown().await;
+    }
+}
+
+#[async_std::test]
+async fn attackers_holding_every_slot_cannot_keep_out_the_users_peer() {
+    const SLOTS: usize = 4;
+    let victim = start_with(&[], None, |config| {
+        config.mode = Mode::Ultrapeer;
+        config.max_peers = SLOTS;
+        config.max_leaves = 0;
+    })
+    .await;
+    let mut attackers = Vec::new();
+    for n in 0..SLOTS {
+        let mut attacker = connect_from(Ipv4Addr::new(127, 0, 2 + n as u8, 1), victim.listen_addr());
+        attacker.send_bytes(b"GNUTELLA CONNECT/0.6\r\nUser-Agent: Eclipse/1.0\r\nX-Ultrapeer: True\r\n\r\n").await;
+        assert!(attacker.read_headers().await.starts_with("GNUTELLA/0.6 200"));
+        attacker.send_bytes(b"GNUTELLA/0.6 200 OK\r\n\r\n").await;
+        attackers.push(attacker);
+    }
+    wait_for("the attackers to hold every slot", || async { victim.peers().await.unwrap().len() == SLOTS }).await;
+
+    let files = share(&[("SEBLINUX-base-1.0.tar", b"base system".as_slice())]);
+    let honest = start_with(&[], Some(files.path()), |_| {}).await;
+    wait_indexed(&honest, "seblinux", 1).await;
+    let SocketAddr::V4(honest_addr) = honest.listen_addr() else { unreachable!() };
+    victim.connect(honest_addr).await.unwrap();
+    wait_connected(&victim, &honest).await;
+    wait_connected(&honest, &victim).await;
+    assert_eq!(victim.peers().await.unwrap().len(), SLOTS);
+
+    let id = victim.search("seblinux base", 7).await.unwrap();
+    wait_for("the search through the user's peer", || async {
+        !victim.search_results(id).await.unwrap().unwrap().results.is_empty()
+    })
+    .await;
+    drop(attackers);
+    for node in [honest, victim] {
         node.shutdown().await;
     }
 }

@@ -107,9 +107,9 @@ impl Handshakes {
         self.started.len()
     }
 
-    /// Whether a handshake from `ip` is under way.
-    pub(super) fn any_from(&self, ip: IpAddr) -> bool {
-        self.started.keys().any(|remote| remote.ip() == ip)
+    /// Handshakes under way from addresses `counted` picks.
+    pub(super) fn count_where(&self, counted: impl Fn(IpAddr) -> bool) -> usize {
+        self.started.keys().filter(|remote| counted(remote.ip())).count()
     }
 }
 
@@ -136,7 +136,7 @@ mod tests {
         let mut handshakes = Handshakes::default();
         let remote: SocketAddr = "192.0.2.1:5000".parse().unwrap();
         handshakes.start(remote, now);
-        assert!(handshakes.any_from(remote.ip()));
+        assert_eq!(handshakes.count_where(|ip| ip == remote.ip()), 1);
         handshakes.expire(now + INCOMING_HANDSHAKE_TIMEOUT);
         assert_eq!(handshakes.len(), 1);
         handshakes.expire(now + 3 * INCOMING_HANDSHAKE_TIMEOUT);

@@ -68,6 +68,9 @@ pub const TRY_ULTRAPEERS: usize = 10;
 pub const LEAF_LINKS: usize = 4;
 /// Leaves an ultrapeer shelters, as deployed ultrapeers do.
 pub const MAX_LEAVES: usize = 30;
+/// Links (and handshakes under way) kept at most with one /24: an attacker
+/// with one network block cannot take every slot.
+pub const MAX_LINKS_PER_PREFIX: usize = 3;
 
 /// The node's settings.
 #[derive(Clone, Debug)]
@@ -312,6 +315,8 @@ pub struct Peer {
     pub compressed: (bool, bool),
     /// The part it plays, as it said in the handshake.
     pub role: Role,
+    /// QueryHits it sent us: what makes a link worth keeping.
+    pub hits: u64,
 }
 
 /// A query of a neighbour waiting for the library's answer.
@@ -416,6 +421,9 @@ impl Node {
                 }
             }
             Event::Message { peer, message } => {
+                if let (Payload::QueryHit(_), Some(neighbour)) = (&message.payload, self.peers.get_mut(&peer)) {
+                    neighbour.hits += 1;
+                }
                 let (pongs, actions): (Vec<_>, Vec<_>) = self
                     .router
                     .handle(peer, message, now)
@@ -560,10 +568,31 @@ impl Node {
         answer
     }
 
-    /// Whether `ip` already has a link or a handshake under way: one per
-    /// address, as gtk-gnutella holds (but see [`shared_address`]).
-    fn linked_from(&self, ip: std::net::IpAddr) -> bool {
-        !shared_address(ip) && (self.peers.values().any(|p| p.addr.ip() == ip) || self.handshakes.any_from(ip))
+    /// Whether `ip` already has a link or a handshake under way (one per
+    /// address, as gtk-gnutella holds), or its /24 has
+    /// [`MAX_LINKS_PER_PREFIX`]; [`shared_address`] is exempt, and loopback
+    /// from the /24 rule (a test network on one machine is one block).
+    fn linked_from(&self, ip: IpAddr) -> bool {
+        if shared_address(ip) {
+            return false;
+        }
+        let same_prefix = |other: IpAddr| prefix(other).is_some() && prefix(other) == prefix(ip);
+        let links =
+            self.peers.values().filter(|p| same_prefix(p.addr.ip())).count() + self.handshakes.count_where(same_prefix);
+        links >= MAX_LINKS_PER_PREFIX
+            || self.peers.values().any(|p| p.addr.ip() == ip)
+            || self.handshakes.count_where(|other| other == ip) > 0
+    }
+
+    /// Ultrapeer slots an ultrapeer keeps for links it opens: a quarter
+    /// when it discovers hosts, less those it has; incoming connections
+    /// cannot take them.
+    fn outgoing_reserve(&self) -> usize {
+        if !self.config.discover || self.config.role != Role::Ultrapeer {
+            return 0;
+        }
+        let outgoing = self.peers.values().filter(|p| p.direction == Direction::Outgoing && p.role == Role::Ultrapeer);
+        (self.ultrapeer_links() / 4).saturating_sub(outgoing.count())
     }
 
     /// Says Bye to every neighbour and hands out the host cache to save.
@@ -651,6 +680,7 @@ impl Node {
             since: now,
             compressed: (info.deflate_in, info.deflate_out),
             role,
+            hits: 0,
         };
         self.peers.insert(connected.peer, peer);
         let actions = self.router.connected(connected.peer, listen, now);
@@ -727,10 +757,11 @@ impl Node {
         }
     }
 
-    /// Whether there is room for one more ultrapeer link, and for one more
-    /// leaf; a handshake under way may end in either, so it takes room in both.
+    /// Whether there is room for one more incoming ultrapeer link, and for
+    /// one more leaf; a handshake under way may end in either, so it takes
+    /// room in both, and the outgoing reserve is kept.
     fn room(&self) -> (bool, bool) {
-        let pending = self.handshakes.len();
+        let pending = self.handshakes.len() + self.outgoing_reserve();
         if self.config.role == Role::Ultrapeer && self.config.max_leaves == 0 {
             let room = self.peers.len() + pending < self.config.max_peers;
             return (room, room);
@@ -758,6 +789,7 @@ impl Node {
     }
 
     fn dial_more(&mut self, now: Instant) {
+        self.make_room_for_users(now);
         let ultrapeers = self.peers.values().filter(|p| p.role == Role::Ultrapeer).count();
         let wanted = self.ultrapeer_links().saturating_sub(ultrapeers + self.dialing.len());
         let slots = wanted.min(MAX_DIALS.saturating_sub(self.dialing.len()));
@@ -769,8 +801,21 @@ impl Node {
         let own = [self.advertised, v4(self.config.listen).unwrap_or(self.advertised)];
         let user: BTreeSet<SocketAddrV4> = self.config.peers.iter().copied().collect();
         let discover = self.config.discover;
+        let full_prefixes: BTreeSet<[u8; 3]> = self
+            .peers
+            .values()
+            .filter_map(|p| prefix(p.addr.ip()))
+            .fold(BTreeMap::new(), |mut counts, p| {
+                *counts.entry(p).or_insert(0) += 1;
+                counts
+            })
+            .into_iter()
+            .filter(|(_, n)| *n >= MAX_LINKS_PER_PREFIX)
+            .map(|(p, _)| p)
+            .collect();
         let candidates = self.hosts.candidates(slots, now, |addr| {
-            connected.contains(&addr)
+            prefix(IpAddr::V4(*addr.ip())).is_some_and(|p| full_prefixes.contains(&p)) && !user.contains(&addr)
+                || connected.contains(&addr)
                 || self.dialing.contains(&addr)
                 || own.contains(&addr)
                 || (!user.contains(&addr) && (!discover || !self.may_dial(addr)))
@@ -786,6 +831,36 @@ impl Node {
             }
             self.dialing.insert(addr);
             self.actions.push_back(Action::Dial(addr));
+        }
+    }
+
+    /// A peer the user asked for always gets a slot: when the ultrapeer
+    /// slots are full and one of them is due to be dialed, the least useful
+    /// incoming link (fewest QueryHits, then the newest) gives way, as
+    /// gtk-gnutella drops useless peers.
+    fn make_room_for_users(&mut self, now: Instant) {
+        let ultrapeers = self.peers.values().filter(|p| p.role == Role::Ultrapeer).count();
+        if ultrapeers + self.dialing.len() < self.ultrapeer_links() {
+            return;
+        }
+        let connected: BTreeSet<SocketAddrV4> =
+            self.peers.values().flat_map(|p| [v4(p.addr), p.listen]).flatten().collect();
+        let user: BTreeSet<SocketAddrV4> = self.config.peers.iter().copied().collect();
+        let due = self.hosts.candidates(1, now, |addr| {
+            !user.contains(&addr) || connected.contains(&addr) || self.dialing.contains(&addr)
+        });
+        if due.is_empty() {
+            return;
+        }
+        let useless = self
+            .peers
+            .iter()
+            .filter(|(_, p)| p.direction == Direction::Incoming && p.role == Role::Ultrapeer)
+            .filter(|(_, p)| !p.listen.is_some_and(|l| user.contains(&l)))
+            .min_by_key(|(_, p)| (p.hits, std::cmp::Reverse(p.since)))
+            .map(|(id, _)| *id);
+        if let Some(peer) = useless {
+            self.disconnect(peer, 503, "making room for a configured peer".into());
         }
     }
 
@@ -873,6 +948,18 @@ fn v4(addr: SocketAddr) -> Option<SocketAddrV4> {
     match addr {
         SocketAddr::V4(v4) => Some(v4),
         SocketAddr::V6(_) => None,
+    }
+}
+
+/// The network block an address is counted in for diversity: its /24;
+/// none for loopback and IPv6, which stand for themselves.
+fn prefix(ip: IpAddr) -> Option<[u8; 3]> {
+    match ip {
+        IpAddr::V4(v4) if !v4.is_loopback() => {
+            let [a, b, c, _] = v4.octets();
+            Some([a, b, c])
+        }
+        _ => None,
     }
 }
 

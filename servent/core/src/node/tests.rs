@@ -480,9 +480,9 @@ fn requery_waits_for_a_neighbour_to_hear_it() {
 #[test]
 fn handshakes_under_way_count_against_max_peers_and_one_link_per_address() {
     let now = Instant::now();
-    let mut node = node_with(Config { max_peers: 16, ..Config::default() }, now);
+    let mut node = node_with(Config { max_peers: 16, discover: false, ..Config::default() }, now);
     let admitted: Vec<SocketAddr> = (0..200u16)
-        .map(|i| SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::new(192, 0, 2, (i % 40) as u8 + 1), 1000 + i)))
+        .map(|i| SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::new(198, 18, (i % 40) as u8, 1), 1000 + i)))
         .filter(|remote| !matches!(node.admit_incoming(*remote, now).0, Admission::Full { .. }))
         .collect();
     assert_eq!(admitted.len(), 16);
@@ -527,4 +527,60 @@ fn local_and_own_addresses_from_the_network_are_not_kept_unless_allowed() {
     let mut node = node_with(Config { listen: SocketAddr::V4(listen), dial_local: true, ..Config::default() }, now);
     node.handle(Event::HostsLearned(local.to_vec()), now);
     assert_eq!(node.known_hosts(), 3);
+}
+
+#[test]
+fn one_network_block_gets_a_few_links_at_most() {
+    let now = Instant::now();
+    let mut node = node_with(Config { discover: false, ..Config::default() }, now);
+    for n in 1..=MAX_LINKS_PER_PREFIX as u8 {
+        let remote = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::new(203, 0, 113, n), 6346));
+        assert_eq!(node.admit_incoming(remote, now).0, Admission::Accept);
+    }
+    let next = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::new(203, 0, 113, 200), 6346));
+    assert!(matches!(node.admit(next).0, Admission::Full { .. }));
+    assert_eq!(node.admit(SocketAddr::V4(addr(1))).0, Admission::Accept);
+}
+
+#[test]
+fn an_ultrapeer_that_discovers_keeps_slots_for_links_it_opens() {
+    let now = Instant::now();
+    let mut node = node_with(Config { max_peers: 8, ..Config::default() }, now);
+    let admitted = (1..=8u8)
+        .map(|n| SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::new(198, 18, n, 1), 6346)))
+        .filter(|remote| node.admit_incoming(*remote, now).0 == Admission::Accept)
+        .count();
+    assert_eq!(admitted, 6);
+}
+
+#[test]
+fn the_users_peer_takes_the_slot_of_the_least_useful_incoming_link() {
+    let now = Instant::now();
+    let mut node = node_with(Config { max_peers: 2, discover: false, ..Config::default() }, now);
+    connect(&mut node, 1, SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::new(198, 18, 1, 1), 6346)), now);
+    connect(&mut node, 2, SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::new(198, 18, 2, 1), 6346)), now);
+    node.handle_timeout(now);
+    actions(&mut node);
+    // Peer 1 has been useful: it sent a QueryHit.
+    let hit = QueryHit {
+        port: 6346,
+        ip: Ipv4Addr::new(198, 18, 9, 9),
+        speed: 0,
+        results: vec![],
+        trailer: None,
+        servent_guid: Guid([3; 16]),
+    };
+    node.handle(
+        Event::Message {
+            peer: PeerId(1),
+            message: Message { guid: Guid([4; 16]), ttl: 2, hops: 0, payload: Payload::QueryHit(hit) },
+        },
+        now,
+    );
+    let later = now + Duration::from_secs(1);
+    node.connect(addr(50), later);
+    let done = actions(&mut node);
+    assert!(done.iter().any(|a| matches!(a, Action::Close { peer: PeerId(2), .. })), "{done:?}");
+    assert_eq!(dials(&done), vec![addr(50)]);
+    assert_eq!(node.peers().map(|(id, _)| id).collect::<Vec<_>>(), vec![PeerId(1)]);
 }
