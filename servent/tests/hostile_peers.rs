@@ -1,7 +1,8 @@
 //! Neighbours that lie in their descriptors, over real TCP: a QueryHit
 //! dropped for want of a route cannot steal another servent's Pushes, and
 //! a leaf that claims hops on its own queries gets no relay's allowance,
-//! and a flood of Pongs neither fills the host cache nor drives dialing.
+//! a flood of Pongs neither fills the host cache nor drives dialing, and
+//! neighbours sending junk or deflate bombs are cut off.
 
 mod common;
 
@@ -15,6 +16,7 @@ use async_std::net::TcpListener;
 use async_std::task;
 use common::{raw_peer, share, start, start_with, wait_connected, wait_for, wait_indexed, RawPeer};
 use futures::StreamExt;
+use servent::compression::Deflater;
 use servent::hostcache::{DIALS_PER_MINUTE, LEARN_BURST};
 use servent::routing::{Drop, QUERY_BURST};
 use servent::wire::{Guid, Message, Payload, Ping, Pong, Push, Query, QueryFlags, QueryHit, QueryResult};
@@ -105,11 +107,12 @@ async fn leaf_claiming_hops_is_held_to_its_own_allowance() {
         // Its own queries, claiming to relay them from others.
         Message { guid: Guid(guid), ttl: 3, hops: 2, payload: Payload::Query(query) }.encode_into(&mut burst);
     }
-    leaf.send_bytes(&burst).await;
-    round_trip(&mut leaf).await;
-    let totals = victim.status().await.unwrap().totals;
-    let limited = totals.dropped.get(&Drop::RateLimited).copied().unwrap_or(0);
-    assert!(limited >= FLOOD - u64::from(QUERY_BURST) - 50, "only {limited} of {FLOOD} held back: {totals:?}");
+    let accepted_before = victim.status().await.unwrap().totals.accepted;
+    let _ = leaf.try_send_bytes(&burst).await;
+    // Held to its own allowance, it is soon all junk, and dropped.
+    leaf.expect_closed().await;
+    let accepted = victim.status().await.unwrap().totals.accepted - accepted_before;
+    assert!(accepted <= u64::from(QUERY_BURST) + 20, "{accepted} of its {FLOOD} queries taken");
 
     let id = searcher.search("SEBLINUX", 7).await.unwrap();
     wait_for("the honest search's result", || async {
@@ -178,6 +181,59 @@ async fn pong_flood_neither_poisons_the_host_cache_nor_drives_dialing() {
     })
     .await;
     for node in [searcher, victim, honest] {
+        node.shutdown().await;
+    }
+}
+
+/// How soon a junk sender must lose its link: an idle one goes after two minutes.
+const CUT_OFF: Duration = Duration::from_secs(30);
+
+#[async_std::test]
+async fn junk_senders_and_deflate_bombs_are_cut_off_while_searches_go_on() {
+    let files = share(&[("SEBLINUX-base-1.0.tar", b"base system".as_slice())]);
+    let victim = start(&[], None).await;
+    let sharer = start(&[victim.listen_addr()], Some(files.path())).await;
+    let searcher = start(&[victim.listen_addr()], None).await;
+    wait_connected(&victim, &sharer).await;
+    wait_connected(&searcher, &victim).await;
+    wait_indexed(&sharer, "seblinux", 1).await;
+
+    // Dead descriptors only: TTL 0 Pings, each with a new GUID.
+    let mut junk = raw_peer(victim.listen_addr()).await;
+    let mut flood = Vec::new();
+    for i in 0..2000u32 {
+        let mut guid = [0x70; 16];
+        guid[..4].copy_from_slice(&i.to_le_bytes());
+        Message { guid: Guid(guid), ttl: 0, hops: 0, payload: Payload::Ping(Ping::default()) }.encode_into(&mut flood);
+    }
+    let started = std::time::Instant::now();
+    let _ = junk.try_send_bytes(&flood).await;
+    junk.expect_closed().await;
+    // Well before an idle link would be dropped.
+    assert!(started.elapsed() < CUT_OFF, "the junk sender kept its link {:?}", started.elapsed());
+
+    // 32 MiB of one Query again and again, deflated to a few kilobytes.
+    let mut bomber = RawPeer::connect(victim.listen_addr()).await;
+    bomber.send_bytes(b"GNUTELLA CONNECT/0.6\r\nUser-Agent: Bomb/1.0\r\nX-Ultrapeer: True\r\n\r\n").await;
+    let answer = bomber.read_headers().await;
+    assert!(answer.contains("Accept-Encoding: deflate"), "{answer}");
+    bomber.send_bytes(b"GNUTELLA/0.6 200 OK\r\nContent-Encoding: deflate\r\n\r\n").await;
+    let query = Query { flags: QueryFlags::default(), criteria: "bomb".into(), urns: vec![], ggep: Default::default() };
+    let one = Message { guid: Guid([0x42; 16]), ttl: 2, hops: 0, payload: Payload::Query(query) }.encode();
+    let plain: Vec<u8> = one.iter().copied().cycle().take(32 << 20).collect();
+    let mut bomb = Vec::new();
+    Deflater::default().deflate(&plain, &mut bomb).unwrap();
+    let started = std::time::Instant::now();
+    let _ = bomber.try_send_bytes(&bomb).await;
+    bomber.expect_closed().await;
+    assert!(started.elapsed() < CUT_OFF, "the bomber kept its link {:?}", started.elapsed());
+
+    let id = searcher.search("SEBLINUX", 7).await.unwrap();
+    wait_for("the honest search's result", || async {
+        !searcher.search_results(id).await.unwrap().unwrap().results.is_empty()
+    })
+    .await;
+    for node in [searcher, sharer, victim] {
         node.shutdown().await;
     }
 }

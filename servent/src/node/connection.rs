@@ -248,7 +248,8 @@ async fn read_loop(
                 return Ok(());
             }
         }
-        if let Some(inflater) = inflater.as_mut().filter(|_| !compressed.is_empty()) {
+        // Called with nothing new too: zlib may still hold output.
+        if let Some(inflater) = inflater.as_mut() {
             let before = plain.len();
             let used = inflater.inflate(&compressed, &mut plain).map_err(|e| ReadEnd::Malformed(e.to_string()))?;
             compressed.drain(..used);

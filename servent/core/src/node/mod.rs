@@ -23,6 +23,7 @@
 mod admission;
 mod answer;
 mod hammering;
+mod junk;
 mod query_routing;
 #[cfg(test)]
 pub(crate) mod testing;
@@ -41,6 +42,7 @@ use self::admission::Handshakes;
 pub use self::admission::{shared_address, Doorway, Ticket, INCOMING_HANDSHAKE_TIMEOUT, MAX_UNCLASSIFIED};
 pub use self::answer::query_hits;
 pub use self::hammering::{Hammering, HAMMER_TABLE, MAX_CONNECTS_PER_MINUTE};
+pub use self::junk::{JUNK_MIN_MESSAGES, JUNK_PERCENT};
 use self::query_routing::QueryRouting;
 use crate::handshake::{Admission, PeerInfo, Role};
 use crate::hostcache::{local_address, DialPace, HostCache, Origin, HOST_CACHE_CAPACITY};
@@ -437,6 +439,9 @@ impl Node {
                     self.learn_from(source, addrs, now);
                 }
                 self.apply(actions, now);
+                if let Some(reason) = self.router.counters(peer).and_then(junk::verdict) {
+                    self.disconnect(peer, 400, format!("too much useless traffic: {reason}"));
+                }
             }
             Event::Closed { peer, reason } => self.remove(peer, reason),
             Event::Malformed { peer, error } => {
