@@ -311,6 +311,9 @@ pub struct RunArgs {
     /// RUST_LOG filter (`servent=debug,tide=info`) when that is set].
     #[structopt(long, value_name = "LEVEL", possible_values = &["error", "warn", "info", "debug"])]
     pub log_level: Option<String>,
+    /// Also dial loopback and private addresses learned from the network (test networks on one machine).
+    #[structopt(long)]
+    pub dial_local: bool,
     /// A publisher key to pin: a `.pub` file, an `RW…` line or the https URL
     /// of a page showing it, optionally followed by `#SCOPE,…` (repeatable).
     #[structopt(long)]
@@ -415,6 +418,7 @@ impl RunArgs {
             mode: self.mode,
             max_leaves: self.max_leaves,
             discover: !self.no_discovery,
+            dial_local: self.dial_local,
             gwebcaches: self.gwebcache.clone(),
             uhcs: self.uhc.clone(),
             bootstrap: true,

@@ -39,6 +39,10 @@ pub struct Config {
     /// Whether the servent dials addresses it learns from the network (on by
     /// default; a test network turns it off to keep its topology).
     pub discover: bool,
+    /// Whether loopback and private addresses heard from the network (and
+    /// our own IP's) are dialed: off, as they cannot be distant servents; a
+    /// test network on one machine turns it on.
+    pub dial_local: bool,
     /// GWebCache URLs asked for hosts when the host cache runs dry.
     pub gwebcaches: Vec<String>,
     /// UDP host caches asked for hosts when the host cache runs dry (`--uhc`).
@@ -75,6 +79,7 @@ impl Default for Config {
             mode: Mode::Ultrapeer,
             max_leaves: DEFAULT_MAX_LEAVES,
             discover: true,
+            dial_local: false,
             gwebcaches: Vec::new(),
             uhcs: Vec::new(),
             bootstrap: false,

@@ -41,6 +41,7 @@ const KEYS: &[(&str, Kind)] = &[
     ("no-deflate", Kind::Switch),
     ("no-discovery", Kind::Switch),
     ("log-level", Kind::One),
+    ("dial-local", Kind::Switch),
     ("trust", Kind::Many),
     ("install-dir", Kind::One),
     ("update-every", Kind::One),

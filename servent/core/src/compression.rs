@@ -5,7 +5,10 @@
 //! descriptors and ends it with a *sync flush*, so that the receiver can
 //! inflate everything sent so far without waiting for more. The receiver
 //! inflates what arrives in bounded steps, so a small compressed input can
-//! never make it hold more than [`INFLATE_STEP`] new bytes at once.
+//! never make it hold more than [`INFLATE_STEP`] new bytes at once, and
+//! over the whole link it may not make more than [`MAX_INFLATE_RATIO`]
+//! times what arrived (plus [`INFLATE_ALLOWANCE`]): a deflate bomb, which
+//! costs its sender nothing and the receiver a core, ends the link.
 //!
 //! (Written on flate2 directly: async-compression 0.4.52's decoder treats
 //! zlib's harmless "no progress possible yet" as an error, "unexpected
@@ -16,6 +19,11 @@ use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress, 
 
 /// Most bytes one [`Inflater::inflate`] call produces.
 pub const INFLATE_STEP: usize = 64 * 1024;
+/// Most plain bytes a link may inflate per compressed byte received, over
+/// its life: Gnutella traffic compresses a few times, zeros a thousand.
+pub const MAX_INFLATE_RATIO: u64 = 64;
+/// Plain bytes a link may inflate beyond the ratio, for its first batches.
+pub const INFLATE_ALLOWANCE: u64 = 1 << 20;
 
 /// What went wrong in a deflate stream.
 #[derive(Debug, thiserror::Error)]
@@ -26,6 +34,14 @@ pub enum CompressionError {
     /// The peer ended its deflate stream, which a link never does.
     #[error("deflate stream ended")]
     Ended,
+    /// The stream inflates past [`MAX_INFLATE_RATIO`]: a deflate bomb.
+    #[error("deflate stream inflates {out} bytes from {input}")]
+    Bomb {
+        /// Compressed bytes received.
+        input: u64,
+        /// Plain bytes they made.
+        out: u64,
+    },
     /// Compressing failed (never expected).
     #[error("deflate failed: {0}")]
     Compress(#[from] flate2::CompressError),
@@ -50,7 +66,9 @@ impl Inflater {
         let mut chunk = [0u8; 16 * 1024];
         let mut used = 0;
         let mut produced = 0;
-        while used < input.len() && produced < INFLATE_STEP {
+        // Called with no input too: output zlib still holds from the last
+        // call (cut at the step) comes out first.
+        while produced < INFLATE_STEP {
             let (in_before, out_before) = (self.stream.total_in(), self.stream.total_out());
             let room = (INFLATE_STEP - produced).min(chunk.len());
             let status = self.stream.decompress(&input[used..], &mut chunk[..room], FlushDecompress::None)?;
@@ -61,6 +79,10 @@ impl Inflater {
             produced += made;
             if status == Status::StreamEnd {
                 return Err(CompressionError::Ended);
+            }
+            let (input, out) = (self.stream.total_in(), self.stream.total_out());
+            if out > input.saturating_mul(MAX_INFLATE_RATIO).saturating_add(INFLATE_ALLOWANCE) {
+                return Err(CompressionError::Bomb { input, out });
             }
             // BufError, or Ok without progress: the rest of a block is still
             // on its way.
@@ -143,6 +165,45 @@ mod tests {
         let mut out = Vec::new();
         inflater.inflate(&wire, &mut out).unwrap();
         assert_eq!(out.len(), INFLATE_STEP);
+    }
+
+    #[test]
+    fn a_stream_inflating_past_the_ratio_is_an_error() {
+        let mut deflater = Deflater::default();
+        let mut wire = Vec::new();
+        let zeros = vec![0u8; 1 << 20];
+        for _ in 0..8 {
+            deflater.deflate(&zeros, &mut wire).unwrap();
+        }
+        let mut inflater = Inflater::default();
+        let mut input = &wire[..];
+        let mut made = 0u64;
+        let error = loop {
+            let mut out = Vec::new();
+            match inflater.inflate(input, &mut out) {
+                Ok(used) => {
+                    input = &input[used..];
+                    made += out.len() as u64;
+                    assert!(used > 0 || !out.is_empty(), "the bomb was inflated whole: {made} bytes");
+                }
+                Err(e) => break e,
+            }
+        };
+        assert!(matches!(error, CompressionError::Bomb { .. }), "{error}");
+        assert!(made <= INFLATE_ALLOWANCE + MAX_INFLATE_RATIO * wire.len() as u64);
+        // Bytes that compress as descriptors do pass.
+        let mut state = 0x2545_F491_4F6C_DD1Du64;
+        let text: Vec<u8> = (0..4 << 20)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                b'a' + (state % 16) as u8
+            })
+            .collect();
+        let mut wire = Vec::new();
+        Deflater::default().deflate(&text, &mut wire).unwrap();
+        assert!(inflate_all(&mut Inflater::default(), &wire) == text, "inflated wrong");
     }
 
     #[test]

@@ -6,9 +6,19 @@
 //! picks candidates that are neither connected nor backing off after a
 //! failure. No I/O here: it reads and writes the text of its file
 //! ([`HostCache::restore`], [`HostCache::saved`]); the node stores it.
+//!
+//! The network may lie to it, so:
+//! - what one source (a neighbour's Pongs, a handshake's
+//!   `X-Try-Ultrapeers`, a UDP sender) adds is bounded by its own allowance
+//!   ([`HostCache::learn`]: [`LEARN_BURST`], then [`LEARN_PER_MINUTE`]);
+//! - addresses that worked are a reserve newly learned ones never evict,
+//!   and they are tried and handed out first;
+//! - addresses that cannot be a distant servent ([`local_address`]) are
+//!   left to the node to refuse unless it is told they may be dialed;
+//! - dialing addresses learned from the network is paced ([`DialPace`]).
 
-use std::collections::HashMap;
-use std::net::{SocketAddr, SocketAddrV4};
+use std::collections::{HashMap, VecDeque};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::time::{Duration, Instant};
 
 /// Addresses the cache holds at most.
@@ -19,6 +29,30 @@ pub const RETRY_BASE: Duration = Duration::from_secs(10);
 pub const RETRY_MAX: Duration = Duration::from_secs(30 * 60);
 /// Consecutive failures after which an address learned from others is forgotten.
 pub const MAX_FAILURES: u32 = 8;
+/// Addresses one source may add at once.
+pub const LEARN_BURST: u32 = 32;
+/// Addresses one source may add per minute once its burst is spent: a
+/// neighbour's Pongs every 30 s (ours ask for 10 cached ones) fit.
+pub const LEARN_PER_MINUTE: u32 = 30;
+/// Sources whose allowance is remembered.
+pub const MAX_SOURCES: usize = 4096;
+/// Addresses learned from the network dialed per minute at most.
+pub const DIALS_PER_MINUTE: usize = 20;
+
+/// Whether `ip` cannot be a servent on the Internet: loopback, private,
+/// link-local, shared (carrier-grade NAT) or reserved.
+pub fn local_address(ip: Ipv4Addr) -> bool {
+    let [a, b, ..] = ip.octets();
+    ip.is_loopback()
+        || ip.is_private()
+        || ip.is_link_local()
+        || ip.is_unspecified()
+        || ip.is_broadcast()
+        || ip.is_multicast()
+        || a == 0
+        || a >= 240
+        || (a == 100 && (64..128).contains(&b))
+}
 
 /// Where an address came from: the user's own are never forgotten.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -35,6 +69,15 @@ struct Entry {
     failures: u32,
     retry_at: Option<Instant>,
     learned: u64,
+    /// A connection to it has worked: it is in the reserve.
+    worked: bool,
+}
+
+/// A source's allowance of new addresses.
+#[derive(Clone, Copy, Debug)]
+struct Allowance {
+    tokens: f64,
+    at: Instant,
 }
 
 /// A bounded set of servent addresses with their connection history.
@@ -43,6 +86,7 @@ pub struct HostCache {
     hosts: HashMap<SocketAddrV4, Entry>,
     clock: u64,
     capacity: usize,
+    sources: HashMap<IpAddr, Allowance>,
 }
 
 impl Default for HostCache {
@@ -59,11 +103,35 @@ impl HostCache {
 
     /// An empty cache of `capacity` addresses at most.
     pub fn with_capacity(capacity: usize) -> HostCache {
-        HostCache { hosts: HashMap::new(), clock: 0, capacity }
+        HostCache { hosts: HashMap::new(), clock: 0, capacity, sources: HashMap::new() }
     }
 
-    /// Adds an address (or refreshes it). Full caches forget the oldest
-    /// address learned from the network.
+    /// Adds an address heard from `source` at `now`, within that source's
+    /// allowance; returns whether it was taken.
+    pub fn learn(&mut self, addr: SocketAddrV4, source: IpAddr, now: Instant) -> bool {
+        if self.sources.len() >= MAX_SOURCES && !self.sources.contains_key(&source) {
+            let minute = Duration::from_secs(60);
+            self.sources.retain(|_, a| now.saturating_duration_since(a.at) < minute);
+            if self.sources.len() >= MAX_SOURCES {
+                self.sources.clear();
+            }
+        }
+        let burst = f64::from(LEARN_BURST);
+        let allowance = self.sources.entry(source).or_insert(Allowance { tokens: burst, at: now });
+        let elapsed = now.saturating_duration_since(allowance.at).as_secs_f64();
+        allowance.tokens = (allowance.tokens + elapsed * f64::from(LEARN_PER_MINUTE) / 60.0).min(burst);
+        allowance.at = now;
+        if allowance.tokens < 1.0 {
+            return false;
+        }
+        allowance.tokens -= 1.0;
+        self.add(addr, Origin::Network);
+        true
+    }
+
+    /// Adds an address (or refreshes it). A full cache forgets the oldest
+    /// address learned from the network that never worked; when every one
+    /// has worked, the new address is not taken.
     pub fn add(&mut self, addr: SocketAddrV4, origin: Origin) {
         if addr.port() == 0 || addr.ip().is_unspecified() || addr.ip().is_broadcast() || addr.ip().is_multicast() {
             return;
@@ -81,7 +149,7 @@ impl HostCache {
             let oldest = self
                 .hosts
                 .iter()
-                .filter(|(_, e)| e.origin == Origin::Network)
+                .filter(|(_, e)| e.origin == Origin::Network && !e.worked)
                 .min_by_key(|(_, e)| e.learned)
                 .map(|(a, _)| *a);
             match oldest {
@@ -89,14 +157,16 @@ impl HostCache {
                 None => return,
             };
         }
-        self.hosts.insert(addr, Entry { origin, failures: 0, retry_at: None, learned: clock });
+        self.hosts.insert(addr, Entry { origin, failures: 0, retry_at: None, learned: clock, worked: false });
     }
 
-    /// A connection to `addr` worked: its failures are forgotten.
+    /// A connection to `addr` worked: its failures are forgotten and it
+    /// joins the reserve.
     pub fn succeeded(&mut self, addr: SocketAddrV4) {
         if let Some(entry) = self.hosts.get_mut(&addr) {
             entry.failures = 0;
             entry.retry_at = None;
+            entry.worked = true;
         }
     }
 
@@ -114,18 +184,22 @@ impl HostCache {
     }
 
     /// Up to `count` addresses worth trying now, skipping those `excluded`
-    /// returns true for; the most recently learned first, the user's first of all.
+    /// returns true for; the user's first, then those that worked, then the
+    /// most recently learned.
     pub fn candidates(&self, count: usize, now: Instant, excluded: impl Fn(SocketAddrV4) -> bool) -> Vec<SocketAddrV4> {
         let mut ready: Vec<(&SocketAddrV4, &Entry)> =
             self.hosts.iter().filter(|(addr, e)| e.retry_at.is_none_or(|t| t <= now) && !excluded(**addr)).collect();
-        ready.sort_by_key(|(addr, e)| (e.origin == Origin::Network, e.failures, std::cmp::Reverse(e.learned), **addr));
+        ready.sort_by_key(|(addr, e)| {
+            (e.origin == Origin::Network, !e.worked, e.failures, std::cmp::Reverse(e.learned), **addr)
+        });
         ready.into_iter().take(count).map(|(addr, _)| *addr).collect()
     }
 
-    /// Addresses to hand out in `X-Try-Ultrapeers`: those that have not failed.
+    /// Addresses to hand out in `X-Try-Ultrapeers`: those that have not
+    /// failed, those that worked first.
     pub fn good(&self, count: usize) -> Vec<SocketAddr> {
         let mut good: Vec<(&SocketAddrV4, &Entry)> = self.hosts.iter().filter(|(_, e)| e.failures == 0).collect();
-        good.sort_by_key(|(addr, e)| (std::cmp::Reverse(e.learned), **addr));
+        good.sort_by_key(|(addr, e)| (!e.worked, std::cmp::Reverse(e.learned), **addr));
         good.into_iter().take(count).map(|(addr, _)| SocketAddr::V4(*addr)).collect()
     }
 
@@ -155,6 +229,29 @@ impl HostCache {
             text.push('\n');
         }
         text
+    }
+}
+
+/// Paces dialing addresses learned from the network: at most
+/// [`DIALS_PER_MINUTE`], so that a cache full of dead addresses is not
+/// dialed several times a second.
+#[derive(Debug, Default)]
+pub struct DialPace {
+    recent: VecDeque<Instant>,
+}
+
+impl DialPace {
+    /// Whether one more dial may start at `now`; counts it.
+    pub fn allow(&mut self, now: Instant) -> bool {
+        let minute = Duration::from_secs(60);
+        while self.recent.front().is_some_and(|t| now.saturating_duration_since(*t) >= minute) {
+            self.recent.pop_front();
+        }
+        if self.recent.len() >= DIALS_PER_MINUTE {
+            return false;
+        }
+        self.recent.push_back(now);
+        true
     }
 }
 
@@ -264,6 +361,66 @@ mod tests {
         let mut hosts = loaded.candidates(5, Instant::now(), |_| false);
         hosts.sort();
         assert_eq!(hosts, vec![addr(1), addr(2)]);
+    }
+
+    #[test]
+    fn one_source_adds_at_most_its_allowance() {
+        let now = Instant::now();
+        let mut cache = HostCache::new();
+        let liar: IpAddr = "198.51.100.7".parse().unwrap();
+        let taken = (0..5000u32)
+            .filter(|i| cache.learn(SocketAddrV4::new(Ipv4Addr::from(0x0B00_0000 + i), 6346), liar, now))
+            .count();
+        assert_eq!(taken, LEARN_BURST as usize);
+        // Another source still has its own.
+        assert!(cache.learn(addr(1), "198.51.100.8".parse().unwrap(), now));
+        // And the liar's comes back slowly.
+        let later = now + Duration::from_secs(60);
+        let taken = (0..5000u32)
+            .filter(|i| cache.learn(SocketAddrV4::new(Ipv4Addr::from(0x0C00_0000 + i), 6346), liar, later))
+            .count();
+        assert_eq!(taken, LEARN_PER_MINUTE as usize);
+    }
+
+    #[test]
+    fn hosts_that_worked_are_never_evicted_by_new_ones_and_come_first() {
+        let now = Instant::now();
+        let mut cache = HostCache::with_capacity(3);
+        cache.add(addr(1), Origin::Network);
+        cache.succeeded(addr(1));
+        for n in 2..200 {
+            cache.add(addr(n), Origin::Network);
+        }
+        assert_eq!(cache.len(), 3);
+        assert_eq!(cache.candidates(1, now, |_| false), vec![addr(1)]);
+        assert_eq!(cache.good(1), vec![SocketAddr::V4(addr(1))]);
+        assert!(cache.saved().starts_with(&addr(1).to_string()));
+        // A cache whose every address worked takes no new one.
+        let mut cache = HostCache::with_capacity(1);
+        cache.add(addr(1), Origin::Network);
+        cache.succeeded(addr(1));
+        cache.add(addr(2), Origin::Network);
+        assert_eq!(cache.candidates(5, now, |_| false), vec![addr(1)]);
+    }
+
+    #[test]
+    fn dialing_is_paced() {
+        let now = Instant::now();
+        let mut pace = DialPace::default();
+        assert_eq!((0..100).filter(|_| pace.allow(now)).count(), DIALS_PER_MINUTE);
+        assert!(pace.allow(now + Duration::from_secs(60)));
+    }
+
+    #[test]
+    fn local_addresses_are_known() {
+        for local in
+            ["127.0.0.1", "10.1.2.3", "192.168.0.1", "172.16.5.5", "169.254.1.1", "100.64.0.1", "0.1.2.3", "240.0.0.1"]
+        {
+            assert!(local_address(local.parse().unwrap()), "{local}");
+        }
+        for distant in ["8.8.8.8", "81.2.69.160", "100.128.0.1"] {
+            assert!(!local_address(distant.parse().unwrap()), "{distant}");
+        }
     }
 
     #[test]

@@ -24,6 +24,7 @@ use rand::rngs::StdRng;
 use rand::SeedableRng;
 use serde::Serialize;
 
+use crate::handshake::{Role, MODERN_DEGREE};
 use crate::wire::{Bye, Guid, Message, Payload, Ping, Pong, Push, Query, QueryHit};
 
 /// The highest TTL + hops a message may have; more is trimmed (7, as deployed servents).
@@ -44,8 +45,10 @@ pub const PING_INTERVAL: Duration = Duration::from_secs(30);
 pub const QUERY_BURST: u32 = 100;
 /// Queries of its own per second a neighbour may send once its burst is spent.
 pub const QUERIES_PER_SECOND: u32 = 10;
-/// Queries a neighbour may forward from others in a burst: they add up the
-/// searches of many servents behind it, so the allowance is larger.
+/// Queries an ultrapeer neighbour of [`MODERN_DEGREE`] may forward from
+/// others in a burst: they add up the searches of many servents behind it,
+/// so the allowance is larger. It grows and shrinks with the neighbour's
+/// degree (see [`Router::set_relaying`]); a leaf relays nothing and has none.
 pub const FORWARDED_QUERY_BURST: u32 = 2000;
 /// Forwarded queries per second once that burst is spent.
 pub const FORWARDED_QUERIES_PER_SECOND: u32 = 200;
@@ -152,7 +155,8 @@ pub struct Config {
     pub route_lifetime: Duration,
     /// Queries of its own (hops 0) a neighbour may send: burst, then per second.
     pub own_queries: Rate,
-    /// Queries a neighbour forwards from others: burst, then per second.
+    /// Queries an ultrapeer neighbour of [`MODERN_DEGREE`] forwards from
+    /// others: burst, then per second.
     pub forwarded_queries: Rate,
     /// Seeds the GUIDs of our own Pings and Queries: the same seed, the same GUIDs.
     pub seed: u64,
@@ -256,6 +260,8 @@ struct PeerState {
     last_ping: Instant,
     own_queries: TokenBucket,
     forwarded_queries: TokenBucket,
+    /// What it may forward from others: nothing until it is known to relay.
+    forwarded_rate: Option<Rate>,
     counters: Counters,
 }
 
@@ -294,11 +300,31 @@ impl Router {
                 listen,
                 last_ping: now,
                 own_queries: TokenBucket::full(self.config.own_queries, now),
-                forwarded_queries: TokenBucket::full(self.config.forwarded_queries, now),
+                forwarded_queries: TokenBucket { tokens: 0.0, at: now },
+                forwarded_rate: None,
                 counters: Counters::default(),
             },
         );
         vec![self.ping(peer, now)]
+    }
+
+    /// What a neighbour can relay, from its handshake: a leaf relays
+    /// nothing, so every query it sends spends its own allowance whatever
+    /// hops it claims; an ultrapeer may forward others' queries at
+    /// [`Config::forwarded_queries`] scaled by its degree (8 when it does
+    /// not say, as gtk-gnutella assumes) against [`MODERN_DEGREE`], at most
+    /// twice that.
+    pub fn set_relaying(&mut self, peer: PeerId, role: Role, degree: Option<u32>, now: Instant) {
+        let base = self.config.forwarded_queries;
+        let Some(state) = self.peers.get_mut(&peer) else { return };
+        state.forwarded_rate = (role == Role::Ultrapeer).then(|| {
+            let degree = degree.unwrap_or(8).min(2 * MODERN_DEGREE);
+            let scale = |n: u32| (u64::from(n) * u64::from(degree) / u64::from(MODERN_DEGREE)) as u32;
+            Rate { burst: scale(base.burst), per_second: scale(base.per_second) }
+        });
+        if let Some(rate) = state.forwarded_rate {
+            state.forwarded_queries = TokenBucket::full(rate, now);
+        }
     }
 
     /// A neighbour is gone; replies routed to it will be dropped from now on.
@@ -484,12 +510,19 @@ impl Router {
         Ok(actions)
     }
 
+    /// A hit for our query or one routed through us; only such a hit
+    /// teaches the push route of its servent GUID, so that a hit dropped
+    /// for having no route cannot steal the Pushes of a servent it names.
     fn on_query_hit(&mut self, from: PeerId, route: Route, hit: QueryHit, now: Instant) -> Result<Vec<Action>, Drop> {
-        self.push_routes.insert(hit.servent_guid, from, now);
         if self.own.get(&route.guid, now) == Some(Own::Query) {
+            self.push_routes.insert(hit.servent_guid, from, now);
             return Ok(vec![Action::Hit { search: route.guid, hit }]);
         }
         let to = self.query_routes.get(&route.guid, now).ok_or(Drop::NoRoute)?;
+        if to == from || !self.peers.contains_key(&to) {
+            return Err(Drop::NoRoute);
+        }
+        self.push_routes.insert(hit.servent_guid, from, now);
         self.route_back(to, from, route, Payload::QueryHit(hit))
     }
 
@@ -546,13 +579,14 @@ impl Router {
     /// (hops 0) and queries it forwards have separate allowances, so that a
     /// flooder is cut down by its own neighbour and cannot use up the
     /// allowance of everyone behind that neighbour.
+    /// What a neighbour claims in hops buys nothing more than it can relay:
+    /// one that relays nothing spends its own allowance on every query.
     fn take_query_token(&mut self, peer: PeerId, hops: u8, now: Instant) -> bool {
-        let (own, forwarded) = (self.config.own_queries, self.config.forwarded_queries);
+        let own = self.config.own_queries;
         let Some(state) = self.peers.get_mut(&peer) else { return false };
-        if hops == 0 {
-            state.own_queries.take(own, now)
-        } else {
-            state.forwarded_queries.take(forwarded, now)
+        match state.forwarded_rate {
+            Some(forwarded) if hops > 0 => state.forwarded_queries.take(forwarded, now),
+            _ => state.own_queries.take(own, now),
         }
     }
 
@@ -638,6 +672,7 @@ mod tests {
         let mut router = Router::new(Config::default(), local());
         for peer in [A, B, C] {
             router.connected(peer, None, now);
+            router.set_relaying(peer, Role::Ultrapeer, Some(MODERN_DEGREE), now);
         }
         router
     }
@@ -939,5 +974,91 @@ mod tests {
         };
         let message = Message { guid: Guid([6; 16]), ttl: 3, hops: 0, payload: Payload::Push(push) };
         assert_eq!(sends(&router.handle(A, message, now)), vec![(B, 2, 1)]);
+    }
+}
+
+#[cfg(test)]
+mod attack_tests {
+    use std::net::Ipv4Addr;
+
+    use super::*;
+    use crate::wire::QueryFlags;
+
+    const A: PeerId = PeerId(1);
+    const B: PeerId = PeerId(2);
+    const C: PeerId = PeerId(3);
+
+    fn router(now: Instant) -> Router {
+        let local = LocalHost { addr: SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 1), 6346), files: 0, kbytes: 0 };
+        let mut router = Router::new(Config::default(), local);
+        for peer in [A, B, C] {
+            router.connected(peer, None, now);
+        }
+        router
+    }
+
+    fn query(i: u32, hops: u8) -> Message {
+        let mut guid = [0x51; 16];
+        guid[..4].copy_from_slice(&i.to_le_bytes());
+        let query = Query {
+            flags: QueryFlags::default(),
+            criteria: "seblinux".into(),
+            urns: vec![],
+            ggep: Default::default(),
+            original: Default::default(),
+        };
+        Message { guid: Guid(guid), ttl: 3, hops, payload: Payload::Query(query) }
+    }
+
+    fn hit(guid: Guid, servent_guid: Guid) -> Message {
+        let hit = QueryHit {
+            port: 6346,
+            ip: Ipv4Addr::new(192, 0, 2, 9),
+            speed: 1000,
+            results: vec![],
+            trailer: None,
+            servent_guid,
+            original: Default::default(),
+        };
+        Message { guid, ttl: 3, hops: 0, payload: Payload::QueryHit(hit) }
+    }
+
+    fn push_to(servent_guid: Guid) -> Message {
+        let push =
+            Push { servent_guid, index: 1, ip: Ipv4Addr::new(192, 0, 2, 2), port: 6346, ggep: Default::default() };
+        Message { guid: Guid([6; 16]), ttl: 3, hops: 0, payload: Payload::Push(push) }
+    }
+
+    fn sent_to(actions: &[Action]) -> Vec<PeerId> {
+        actions.iter().filter_map(|a| if let Action::Send { to, .. } = a { Some(*to) } else { None }).collect()
+    }
+
+    #[test]
+    fn hit_dropped_for_want_of_a_route_does_not_steal_pushes() {
+        let now = Instant::now();
+        let mut router = router(now);
+        let target = Guid([9; 16]);
+        router.handle(A, query(1, 0), now);
+        assert_eq!(sent_to(&router.handle(B, hit(query(1, 0).guid, target), now)), vec![A]);
+        // C names the same servent in a hit for a query nobody routed.
+        assert!(router.handle(C, hit(Guid([0xEE; 16]), target), now).is_empty());
+        assert_eq!(router.totals().dropped[&Drop::NoRoute], 1);
+        assert_eq!(sent_to(&router.handle(A, push_to(target), now)), vec![B]);
+    }
+
+    #[test]
+    fn a_leaf_claiming_hops_gets_no_forwarding_allowance() {
+        let now = Instant::now();
+        let mut router = router(now);
+        router.set_relaying(A, Role::Leaf, None, now);
+        router.set_relaying(B, Role::Ultrapeer, Some(MODERN_DEGREE), now);
+        let passed = |router: &mut Router, peer: PeerId, from: u32| {
+            (from..from + 10_000).filter(|&i| !router.handle(peer, query(i, 3), now).is_empty()).count() as u32
+        };
+        assert_eq!(passed(&mut router, A, 0), QUERY_BURST);
+        assert_eq!(passed(&mut router, B, 100_000), FORWARDED_QUERY_BURST);
+        // A liar's degree buys at most twice the allowance.
+        router.set_relaying(C, Role::Ultrapeer, Some(1000), now);
+        assert_eq!(passed(&mut router, C, 200_000), 2 * FORWARDED_QUERY_BURST);
     }
 }

@@ -9,9 +9,13 @@ use std::time::{Duration, Instant};
 use async_std::channel::{self, Receiver};
 use async_std::io::{self, BufReader, ReadExt};
 use async_std::net::{TcpListener, TcpStream};
+use async_std::prelude::FutureExt;
 use async_std::task;
+use futures::channel::oneshot;
 use futures::AsyncWriteExt;
-use servent_core::node::{Event as CoreEvent, Hammering};
+use servent_core::node::{
+    Doorway, Event as CoreEvent, Hammering, Ticket, INCOMING_HANDSHAKE_TIMEOUT, MAX_UNCLASSIFIED,
+};
 
 use super::{log, warn, Command, ConnectedPeer, Direction, Event, LinkCounters, Shared, IDLE_TIMEOUT};
 use crate::compression::{Deflater, Inflater};
@@ -23,8 +27,12 @@ use crate::wire::{self, Message, Payload, HEADER_LEN};
 /// How long an outgoing TCP connect may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Accepts connections until cancelled; each is served on its own task.
+/// The core's rules decide which are served: an address that hammers is
+/// cut off at once, and at most [`MAX_UNCLASSIFIED`] wait for their first
+/// line, the one waiting longest giving way to a new one.
 pub(super) async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
     let mut hammering = Hammering::default();
+    let doorway = Arc::new(Mutex::new(Doorway::with_capacity(MAX_UNCLASSIFIED)));
     loop {
         let (stream, remote) = match listener.accept().await {
             Ok(accepted) => accepted,
@@ -38,17 +46,45 @@ pub(super) async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
         if !hammering.allow(remote.ip(), Instant::now()) {
             continue;
         }
-        task::spawn(serve_incoming(stream, remote, shared.clone()));
+        let (evict, evicted) = oneshot::channel();
+        let (ticket, dropped) = lock(&doorway).enter(evict);
+        // Dropping its sender tells the connection waiting longest to go.
+        drop(dropped);
+        let waiting = Waiting { doorway: doorway.clone(), ticket, evicted };
+        task::spawn(serve_incoming(stream, remote, waiting, shared.clone()));
     }
 }
 
-async fn serve_incoming(stream: TcpStream, remote: SocketAddr, shared: Arc<Shared>) {
+/// A connection's place in the doorway, until its first line comes.
+struct Waiting {
+    doorway: Arc<Mutex<Doorway<oneshot::Sender<()>>>>,
+    ticket: Ticket,
+    evicted: oneshot::Receiver<()>,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+async fn serve_incoming(stream: TcpStream, remote: SocketAddr, waiting: Waiting, shared: Arc<Shared>) {
+    let accepted = Instant::now();
     let mut reader = BufReader::new(stream.clone());
-    let first = match io::timeout(HANDSHAKE_TIMEOUT, http::read_line(&mut reader, http::MAX_REQUEST_LINE)).await {
-        Ok(line) => line,
+    let read = async {
+        Some(io::timeout(INCOMING_HANDSHAKE_TIMEOUT, http::read_line(&mut reader, http::MAX_REQUEST_LINE)).await)
+    };
+    let evicted = async {
+        let _ = waiting.evicted.await;
+        None
+    };
+    let first = read.race(evicted).await;
+    lock(&waiting.doorway).leave(waiting.ticket);
+    let first = match first {
+        Some(Ok(line)) => line,
         // Only an HTTP request line may be this long: refuse it the HTTP way.
-        Err(e) if e.kind() == std::io::ErrorKind::InvalidData => return transfer::refuse(414, reader, stream).await,
-        Err(_) => return,
+        Some(Err(e)) if e.kind() == std::io::ErrorKind::InvalidData => {
+            return transfer::refuse(414, reader, stream).await
+        }
+        Some(Err(_)) | None => return,
     };
     match handshake::classify_first_line(&first) {
         FirstLine::GnutellaConnect => {
@@ -61,11 +97,14 @@ async fn serve_incoming(stream: TcpStream, remote: SocketAddr, shared: Arc<Share
             let Ok(local) = stream.local_addr() else { return };
             let machine = Handshake::accept(&shared.handshake_config(local), remote, admission, try_ultrapeers);
             let exchange = run_handshake(machine, Some(first), &mut reader, &stream);
-            match async_std::future::timeout(HANDSHAKE_TIMEOUT, exchange).await {
-                Ok(Ok(info)) => run_link(stream, reader, remote, info, Direction::Incoming, None, shared).await,
-                Ok(Err(failure)) => warn(format_args!("handshake with {remote} failed: {}", failure.reason)),
-                Err(_) => warn(format_args!("handshake with {remote} timed out")),
-            }
+            let left = INCOMING_HANDSHAKE_TIMEOUT.saturating_sub(accepted.elapsed());
+            let reason = match async_std::future::timeout(left, exchange).await {
+                Ok(Ok(info)) => return run_link(stream, reader, remote, info, Direction::Incoming, None, shared).await,
+                Ok(Err(failure)) => failure.reason,
+                Err(_) => "timed out".to_string(),
+            };
+            warn(format_args!("handshake with {remote} failed: {reason}"));
+            let _ = shared.events.send(Event::Core(CoreEvent::HandshakeFailed { remote })).await;
         }
         FirstLine::Http => transfer::serve(&shared.uploads, remote, first, reader, stream).await,
         FirstLine::Unknown => {}
@@ -217,7 +256,8 @@ async fn read_loop(
                 return Ok(());
             }
         }
-        if let Some(inflater) = inflater.as_mut().filter(|_| !compressed.is_empty()) {
+        // Called with nothing new too: zlib may still hold output.
+        if let Some(inflater) = inflater.as_mut() {
             let before = plain.len();
             let used = inflater.inflate(&compressed, &mut plain).map_err(|e| ReadEnd::Malformed(e.to_string()))?;
             compressed.drain(..used);

@@ -14,6 +14,7 @@
 //! valuable messages are dropped first.
 
 mod connection;
+mod descriptors;
 mod download;
 mod gwebcache;
 mod library;
@@ -471,6 +472,7 @@ impl NodeHandle {
 
 /// Starts a servent: opens its library and port, then runs until shutdown.
 pub async fn start(config: Config) -> Result<NodeHandle, NodeError> {
+    descriptors::raise_limit();
     let library = match &config.data_dir {
         Some(dir) => {
             std::fs::create_dir_all(dir).map_err(|source| NodeError::DataDir { path: dir.clone(), source })?;
@@ -558,6 +560,7 @@ pub async fn start(config: Config) -> Result<NodeHandle, NodeError> {
         auto_role: config.mode == crate::config::Mode::Auto,
         max_ttl: config.max_ttl,
         discover: config.discover,
+        dial_local: config.dial_local,
         peers: config.peers.iter().filter_map(|p| if let SocketAddr::V4(v4) = p { Some(*v4) } else { None }).collect(),
         gwebcaches,
         uhcs: uhc_addrs,

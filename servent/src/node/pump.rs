@@ -235,8 +235,8 @@ impl Pump {
             }
             Command::Connect { addr } => self.core.connect(addr, now),
             Command::Admit { remote, reply } => {
-                self.core.handle(CoreEvent::Reached, Instant::now());
-                let _ = reply.try_send(self.core.admit(remote));
+                self.core.handle(CoreEvent::Reached, now);
+                let _ = reply.try_send(self.core.admit_incoming(remote, now));
             }
             Command::Known { urns, reply } => {
                 let _ = reply.try_send(self.core.known(&urns));

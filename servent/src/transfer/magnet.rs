@@ -146,18 +146,30 @@ impl Magnet {
     }
 
     /// The magnet as a URI, with a `/uri-res/N2R` source for each known
-    /// servent; [`Magnet::parse`] reads it back unchanged.
+    /// servent; [`Magnet::parse`] reads it back unchanged when it fits in
+    /// [`MAX_MAGNET_LEN`] and [`MAX_PARAMS`]. When it would not, the last sources are left
+    /// out, then the name (percent-encoding can triple it): the URNs and
+    /// the size always fit.
     pub fn to_uri(&self) -> String {
-        let mut uri = String::from("magnet:?");
-        let mut params = Vec::new();
-        params.extend(self.sha1.iter().chain(&self.sha256).map(|urn| format!("xt={urn}")));
-        params.extend(self.name.iter().map(|name| format!("dn={}", encode(name))));
-        params.extend(self.size.iter().map(|size| format!("xl={size}")));
-        if let Some(urn) = self.sha1.or(self.sha256) {
-            params.extend(self.sources.iter().map(|source| format!("xs=http://{source}/uri-res/N2R?{urn}")));
+        let topics: Vec<String> = self.sha1.iter().chain(&self.sha256).map(|urn| format!("xt={urn}")).collect();
+        let size = self.size.map(|size| format!("xl={size}"));
+        let mut name = self.name.as_ref().map(|name| format!("dn={}", encode(name)));
+        let mut sources: Vec<String> = match self.sha1.or(self.sha256) {
+            Some(urn) => self.sources.iter().map(|source| format!("xs=http://{source}/uri-res/N2R?{urn}")).collect(),
+            None => Vec::new(),
+        };
+        loop {
+            let params: Vec<&str> =
+                topics.iter().chain(&name).chain(&size).chain(&sources).map(String::as_str).collect();
+            let fits = params.len() <= MAX_PARAMS;
+            let uri = format!("magnet:?{}", params.join("&"));
+            if (fits && uri.len() <= MAX_MAGNET_LEN) || (sources.is_empty() && name.is_none()) {
+                return uri;
+            }
+            if sources.pop().is_none() {
+                name = None;
+            }
         }
-        uri.push_str(&params.join("&"));
-        uri
     }
 }
 
@@ -260,6 +272,22 @@ mod tests {
     fn bitprint_topic_gives_its_sha1() {
         let text = "magnet:?xt=urn:bitprint:PLSTHIPQGSSZTS5FJUPAKUZWUGYQYPFB.AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
         assert_eq!(Magnet::parse(text).unwrap().sha1, Some(sha1()));
+    }
+
+    #[test]
+    fn to_uri_never_exceeds_the_limit_it_parses() {
+        let mut magnet = Magnet::parse(&format!("magnet:?xt={SHA1}&xl=5")).unwrap();
+        magnet.name = Some("é".repeat(MAX_MAGNET_LEN / 2));
+        magnet.sources =
+            (1..=MAX_SOURCES as u8).map(|n| SocketAddrV4::new(std::net::Ipv4Addr::new(192, 0, 2, n), 6346)).collect();
+        let uri = magnet.to_uri();
+        assert!(uri.len() <= MAX_MAGNET_LEN, "{} bytes", uri.len());
+        let parsed = Magnet::parse(&uri).unwrap();
+        assert_eq!((parsed.sha1, parsed.size, parsed.name), (magnet.sha1, Some(5), None));
+        magnet.name = Some("short".into());
+        let parsed = Magnet::parse(&magnet.to_uri()).unwrap();
+        assert_eq!(parsed.name.as_deref(), Some("short"));
+        assert_eq!(parsed.sources, magnet.sources[..MAX_PARAMS - 3], "as many sources as parameters allow");
     }
 
     #[test]

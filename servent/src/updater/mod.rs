@@ -607,29 +607,38 @@ impl Updater {
     }
 }
 
-/// Runs `command` with `sh -c`, for at most `timeout`.
+/// Runs `command` with `sh -c`, for at most `timeout`, in a process group
+/// of its own: stopped, it is stopped with everything it started.
 fn run_hook(command: &str, env: &[(&str, String)], timeout: Duration) -> Result<(), String> {
-    let mut child = Command::new("sh")
-        .arg("-c")
-        .arg(command)
-        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
-        .stdin(Stdio::null())
-        .spawn()
-        .map_err(|e| format!("the post-install hook could not start: {e}"))?;
+    let mut hook = Command::new("sh");
+    hook.arg("-c").arg(command).envs(env.iter().map(|(k, v)| (*k, v.as_str()))).stdin(Stdio::null());
+    #[cfg(unix)]
+    std::os::unix::process::CommandExt::process_group(&mut hook, 0);
+    let mut child = hook.spawn().map_err(|e| format!("the post-install hook could not start: {e}"))?;
     let started = Instant::now();
     loop {
         match child.try_wait() {
             Ok(Some(status)) if status.success() => return Ok(()),
             Ok(Some(status)) => return Err(format!("the post-install hook failed ({status})")),
             Ok(None) if started.elapsed() >= timeout => {
-                let _ = child.kill();
-                let _ = child.wait();
+                kill_group(&mut child);
                 return Err(format!("the post-install hook ran over {} s and was stopped", timeout.as_secs()));
             }
             Ok(None) => std::thread::sleep(Duration::from_millis(20)),
             Err(e) => return Err(format!("the post-install hook: {e}")),
         }
     }
+}
+
+/// Kills a hook and every process of its group.
+fn kill_group(child: &mut std::process::Child) {
+    #[cfg(unix)]
+    if let Ok(group) = libc::pid_t::try_from(child.id()) {
+        // SAFETY: kill only sends a signal; the group is the hook's own.
+        unsafe { libc::kill(-group, libc::SIGKILL) };
+    }
+    let _ = child.kill();
+    let _ = child.wait();
 }
 
 fn decision(name: &str, from: Option<&Package>, to: Option<String>) -> Decision {
@@ -675,5 +684,25 @@ mod tests {
         let hung = run_hook("sleep 30", &env, Duration::from_millis(200)).unwrap_err();
         assert!(hung.contains("was stopped"), "{hung}");
         assert!(started.elapsed() < Duration::from_secs(20));
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_hook_stopped_for_running_over_takes_its_children_with_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let pid_file = dir.path().join("child");
+        let command = format!("sleep 300 & echo $! > {}; wait", pid_file.display());
+        assert!(run_hook(&command, &[], Duration::from_millis(500)).is_err());
+        let pid = std::fs::read_to_string(&pid_file).unwrap().trim().to_string();
+        // Gone, or a zombie waiting for whoever reaps orphans here.
+        let alive = || {
+            std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .is_ok_and(|stat| stat.rsplit_once(')').is_some_and(|(_, rest)| !rest.trim_start().starts_with('Z')))
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while alive() {
+            assert!(Instant::now() < deadline, "the hook's child {pid} is still running");
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 }

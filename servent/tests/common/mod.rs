@@ -116,6 +116,11 @@ impl RawPeer {
         RawPeer { stream: TcpStream::connect(addr).await.unwrap(), buffer: Vec::new() }
     }
 
+    /// A connection already open.
+    pub fn from_stream(stream: TcpStream) -> RawPeer {
+        RawPeer { stream, buffer: Vec::new() }
+    }
+
     /// Writes bytes, failing the test if the peer is gone.
     pub async fn send_bytes(&mut self, bytes: &[u8]) {
         self.stream.write_all(bytes).await.unwrap();
@@ -155,16 +160,23 @@ impl RawPeer {
 
     /// Reads one descriptor.
     pub async fn receive(&mut self) -> Message {
+        self.try_receive().await.expect("connection closed while waiting for a descriptor")
+    }
+
+    /// Reads one descriptor; `None` once the peer has closed the connection.
+    pub async fn try_receive(&mut self) -> Option<Message> {
         loop {
             if self.buffer.len() >= HEADER_LEN {
                 let header: [u8; HEADER_LEN] = self.buffer[..HEADER_LEN].try_into().unwrap();
                 let length = HEADER_LEN + wire::decode_header(&header).unwrap().payload_len as usize;
                 if self.buffer.len() >= length {
                     let bytes: Vec<u8> = self.buffer.drain(..length).collect();
-                    return wire::decode(&bytes).unwrap();
+                    return Some(wire::decode(&bytes).unwrap());
                 }
             }
-            assert!(self.fill().await, "connection closed while waiting for a descriptor");
+            if !self.fill().await {
+                return None;
+            }
         }
     }
 

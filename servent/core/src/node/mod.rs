@@ -20,10 +20,12 @@
 //! [`Action::LookUp`] out and an [`Event::LocalResults`] back, so routing
 //! never waits for the index.
 
+mod admission;
 mod answer;
 pub mod dynamic;
 pub mod guess;
 mod hammering;
+mod junk;
 pub mod oob;
 pub mod promotion;
 mod query_routing;
@@ -36,23 +38,26 @@ pub mod udp;
 pub mod vendor;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::time::{Duration, Instant};
 
 use rand::rngs::StdRng;
 use rand::RngCore;
 use serde::Serialize;
 
+use self::admission::Handshakes;
+pub use self::admission::{shared_address, Doorway, Ticket, INCOMING_HANDSHAKE_TIMEOUT, MAX_UNCLASSIFIED};
 pub use self::answer::query_hits;
 use self::guess::Guess;
 pub use self::hammering::{Hammering, HAMMER_TABLE, MAX_CONNECTS_PER_MINUTE};
+pub use self::junk::{JUNK_MIN_MESSAGES, JUNK_PERCENT};
 use self::oob::Oob;
 use self::promotion::{Facts, Promotion};
 use self::query_routing::QueryRouting;
 use self::querying::Querying;
 use self::udp::Udp;
 use crate::handshake::{Admission, PeerInfo, Role};
-use crate::hostcache::{HostCache, Origin, HOST_CACHE_CAPACITY};
+use crate::hostcache::{local_address, DialPace, HostCache, Origin, HOST_CACHE_CAPACITY};
 use crate::requery::{Phase, Requeries};
 use crate::routing::{self, Counters, LocalHost, PeerId, Router};
 use crate::searches::{Search, SearchResult, Searches};
@@ -77,6 +82,9 @@ pub const TRY_ULTRAPEERS: usize = 10;
 pub const LEAF_LINKS: usize = 4;
 /// Leaves an ultrapeer shelters, as deployed ultrapeers do.
 pub const MAX_LEAVES: usize = 30;
+/// Links (and handshakes under way) kept at most with one /24: an attacker
+/// with one network block cannot take every slot.
+pub const MAX_LINKS_PER_PREFIX: usize = 3;
 
 /// The node's settings.
 #[derive(Clone, Debug)]
@@ -92,6 +100,10 @@ pub struct Config {
     pub max_ttl: u8,
     /// Whether hosts learned from the network are dialed, or only `peers`.
     pub discover: bool,
+    /// Whether addresses heard from the network that are loopback or
+    /// private ([`local_address`]) or on our own IP are kept and dialed; a
+    /// test network on one machine says so. `peers` are dialed regardless.
+    pub dial_local: bool,
     /// Servents the user asked to connect to, kept trying.
     pub peers: Vec<SocketAddrV4>,
     /// GWebCaches asked for hosts when there is nobody left to dial.
@@ -125,6 +137,7 @@ impl Default for Config {
             max_leaves: 0,
             max_ttl: routing::DEFAULT_MAX_TTL,
             discover: true,
+            dial_local: false,
             peers: Vec::new(),
             gwebcaches: Vec::new(),
             persist_hosts: false,
@@ -209,6 +222,12 @@ pub enum Event {
         addr: SocketAddrV4,
         /// The hosts the peer suggested instead, if it answered.
         try_hosts: Vec<SocketAddr>,
+    },
+    /// An incoming handshake that [`Node::admit_incoming`] counted ended
+    /// without a link (refused, broken or timed out).
+    HandshakeFailed {
+        /// The address it came from.
+        remote: SocketAddr,
     },
     /// Hosts heard of outside the network (the GWebCaches).
     HostsLearned(Vec<SocketAddrV4>),
@@ -349,6 +368,8 @@ pub struct Peer {
     pub compressed: (bool, bool),
     /// The part it plays, as it said in the handshake.
     pub role: Role,
+    /// QueryHits it sent us: what makes a link worth keeping.
+    pub hits: u64,
 }
 
 /// A query waiting for the library's answer.
@@ -378,6 +399,8 @@ pub struct Node {
     router: Router,
     peers: BTreeMap<PeerId, Peer>,
     dialing: BTreeSet<SocketAddrV4>,
+    dial_pace: DialPace,
+    handshakes: Handshakes,
     hosts: HostCache,
     searches: Searches,
     requeries: Requeries,
@@ -435,6 +458,8 @@ impl Node {
             guid,
             peers: BTreeMap::new(),
             dialing: BTreeSet::new(),
+            dial_pace: DialPace::default(),
+            handshakes: Handshakes::default(),
             hosts,
             searches: Searches::default(),
             requeries: Requeries::default(),
@@ -482,8 +507,25 @@ impl Node {
                 self.on_leaf_query(peer, message, now)
             }
             Event::Message { peer, message } => {
-                let actions = self.router.handle(peer, message, now);
+                if let (Payload::QueryHit(_), Some(neighbour)) = (&message.payload, self.peers.get_mut(&peer)) {
+                    neighbour.hits += 1;
+                }
+                let (pongs, actions): (Vec<_>, Vec<_>) = self
+                    .router
+                    .handle(peer, message, now)
+                    .into_iter()
+                    .partition(|action| matches!(action, routing::Action::LearnHost(_)));
+                if let Some(source) = self.peers.get(&peer).map(|p| p.addr.ip()) {
+                    let addrs = pongs.into_iter().filter_map(|a| match a {
+                        routing::Action::LearnHost(addr) => Some(addr),
+                        _ => None,
+                    });
+                    self.learn_from(source, addrs, now);
+                }
                 self.apply(actions, now);
+                if let Some(reason) = self.router.counters(peer).and_then(junk::verdict) {
+                    self.disconnect(peer, 400, format!("too much useless traffic: {reason}"));
+                }
             }
             Event::Closed { peer, reason } => self.remove(peer, reason),
             Event::Malformed { peer, error } => {
@@ -498,8 +540,9 @@ impl Node {
             Event::DialFailed { addr, try_hosts } => {
                 self.dialing.remove(&addr);
                 self.hosts.failed(addr, now);
-                self.learn(try_hosts.into_iter().filter_map(v4));
+                self.learn_from(IpAddr::V4(*addr.ip()), try_hosts.into_iter().filter_map(v4), now);
             }
+            Event::HandshakeFailed { remote } => self.handshakes.end(remote),
             Event::HostsLearned(addrs) => self.learn(addrs),
             Event::LibraryChanged { files, bytes } => {
                 self.library = (files, bytes);
@@ -539,6 +582,7 @@ impl Node {
     pub fn handle_timeout(&mut self, now: Instant) {
         if now >= self.next_tick {
             self.next_tick = now + self.config.tick;
+            self.handshakes.expire(now);
             let actions = self.router.tick(now);
             self.apply(actions, now);
             self.promote(now);
@@ -595,16 +639,14 @@ impl Node {
     }
 
     /// Whether an incoming Gnutella connection from `remote` may go on to
-    /// the handshake, and the hosts to suggest in either case.
+    /// the handshake, and the hosts to suggest in either case. Handshakes
+    /// under way count as peers.
     pub fn admit(&self, remote: SocketAddr) -> (Admission, Vec<SocketAddr>) {
         let (ultrapeer_room, leaf_room) = self.room();
         let full = !ultrapeer_room && !leaf_room;
-        // One connection per address, as gtk-gnutella holds; loopback is
-        // exempt so that test networks can run on one machine.
-        let duplicate = !remote.ip().is_loopback() && self.peers.values().any(|p| p.addr.ip() == remote.ip());
         let try_hosts = self.hosts.good(TRY_ULTRAPEERS);
         let admission = match (ultrapeer_room, leaf_room) {
-            _ if full || duplicate => Admission::Full { try_ultrapeers: try_hosts.clone() },
+            _ if full || self.linked_from(remote.ip()) => Admission::Full { try_ultrapeers: try_hosts.clone() },
             (true, false) if self.config.role == Role::Ultrapeer => {
                 Admission::UltrapeersOnly { try_ultrapeers: try_hosts.clone() }
             }
@@ -612,6 +654,44 @@ impl Node {
             _ => Admission::Accept,
         };
         (admission, try_hosts)
+    }
+
+    /// As [`Node::admit`], and an admitted handshake counts against every
+    /// limit from `now` until it ends: in a link ([`Event::Connected`]) or
+    /// not ([`Event::HandshakeFailed`]).
+    pub fn admit_incoming(&mut self, remote: SocketAddr, now: Instant) -> (Admission, Vec<SocketAddr>) {
+        let answer = self.admit(remote);
+        if !matches!(answer.0, Admission::Full { .. }) {
+            self.handshakes.start(remote, now);
+        }
+        answer
+    }
+
+    /// Whether `ip` already has a link or a handshake under way (one per
+    /// address, as gtk-gnutella holds), or its /24 has
+    /// [`MAX_LINKS_PER_PREFIX`]; [`shared_address`] is exempt, and loopback
+    /// from the /24 rule (a test network on one machine is one block).
+    fn linked_from(&self, ip: IpAddr) -> bool {
+        if shared_address(ip) {
+            return false;
+        }
+        let same_prefix = |other: IpAddr| prefix(other).is_some() && prefix(other) == prefix(ip);
+        let links =
+            self.peers.values().filter(|p| same_prefix(p.addr.ip())).count() + self.handshakes.count_where(same_prefix);
+        links >= MAX_LINKS_PER_PREFIX
+            || self.peers.values().any(|p| p.addr.ip() == ip)
+            || self.handshakes.count_where(|other| other == ip) > 0
+    }
+
+    /// Ultrapeer slots an ultrapeer keeps for links it opens: a quarter
+    /// when it discovers hosts, less those it has; incoming connections
+    /// cannot take them.
+    fn outgoing_reserve(&self) -> usize {
+        if !self.config.discover || self.config.role != Role::Ultrapeer {
+            return 0;
+        }
+        let outgoing = self.peers.values().filter(|p| p.direction == Direction::Outgoing && p.role == Role::Ultrapeer);
+        (self.ultrapeer_links() / 4).saturating_sub(outgoing.count())
     }
 
     /// Says Bye to every neighbour and hands out the host cache to save.
@@ -666,6 +746,14 @@ impl Node {
     }
 
     fn on_connected(&mut self, connected: Connected, now: Instant) {
+        if connected.direction == Direction::Incoming {
+            self.handshakes.end(connected.addr);
+            if let Some(reason) = self.over_limits(&connected) {
+                let bye = self.bye(503, reason.clone());
+                self.actions.push_back(Action::Close { peer: connected.peer, bye: Some(bye), reason });
+                return;
+            }
+        }
         if connected.info.demoted && self.config.role == Role::Ultrapeer {
             self.switch_role(Role::Leaf, "became an ultrapeer's leaf");
         }
@@ -673,7 +761,7 @@ impl Node {
             self.dialing.remove(&dialed);
             self.hosts.succeeded(dialed);
         }
-        self.learn(connected.info.try_ultrapeers.iter().copied().filter_map(v4));
+        self.learn_from(connected.addr.ip(), connected.info.try_ultrapeers.iter().copied().filter_map(v4), now);
         if self.advertised.ip().is_unspecified() {
             if let SocketAddr::V4(local) = connected.local {
                 self.advertised = SocketAddrV4::new(*local.ip(), self.advertised.port());
@@ -686,6 +774,7 @@ impl Node {
         self.querying_connected(connected.peer, &info);
         let listen = info.listen.and_then(v4);
         let role = info.role();
+        let degree = info.degree();
         let peer = Peer {
             addr: connected.addr,
             listen,
@@ -694,9 +783,11 @@ impl Node {
             since: now,
             compressed: (info.deflate_in, info.deflate_out),
             role,
+            hits: 0,
         };
         self.peers.insert(connected.peer, peer);
         let actions = self.router.connected(connected.peer, listen, now);
+        self.router.set_relaying(connected.peer, role, degree, now);
         self.apply(actions, now);
         for message in table_messages {
             self.actions.push_back(Action::Send { to: connected.peer, message });
@@ -721,7 +812,8 @@ impl Node {
                     self.look_up(PendingAnswer { guid, reply_ttl, reply }, query)
                 }
                 routing::Action::Hit { search, hit } => self.on_hit(search, hit, now),
-                routing::Action::LearnHost(addr) => self.learn([addr]),
+                // Learned where the Pong came in, within its sender's allowance.
+                routing::Action::LearnHost(_) => {}
                 routing::Action::Disconnect { peer, reason } => self.remove(peer, reason),
             }
         }
@@ -783,19 +875,39 @@ impl Node {
         }
     }
 
-    /// Whether there is room for one more ultrapeer link, and for one more leaf.
+    /// Whether there is room for one more incoming ultrapeer link, and for
+    /// one more leaf; a handshake under way may end in either, so it takes
+    /// room in both, and the outgoing reserve is kept.
     fn room(&self) -> (bool, bool) {
+        let pending = self.handshakes.len() + self.outgoing_reserve();
         if self.config.role == Role::Ultrapeer && self.config.max_leaves == 0 {
-            let room = self.peers.len() < self.config.max_peers;
+            let room = self.peers.len() + pending < self.config.max_peers;
             return (room, room);
         }
         let leaves = self.peers.values().filter(|p| p.role == Role::Leaf).count();
         let ultrapeers = self.peers.len() - leaves;
-        let leaf_room = self.config.role == Role::Ultrapeer && leaves < self.config.max_leaves;
-        (ultrapeers < self.ultrapeer_links(), leaf_room)
+        let leaf_room = self.config.role == Role::Ultrapeer && leaves + pending < self.config.max_leaves;
+        (ultrapeers + pending < self.ultrapeer_links(), leaf_room)
+    }
+
+    /// Why an incoming link whose handshake just ended may not stay, if it
+    /// may not: the last check, for a handshake whose count expired.
+    fn over_limits(&self, connected: &Connected) -> Option<String> {
+        if self.linked_from(connected.addr.ip()) {
+            return Some(format!("already linked to {}", connected.addr.ip()));
+        }
+        // An ultrapeer asked to become our leaf may answer as an ultrapeer
+        // all the same: its role, not the admission, says which room it takes.
+        let (ultrapeer_room, leaf_room) = self.room();
+        let room = match connected.info.role() {
+            Role::Ultrapeer => ultrapeer_room,
+            Role::Leaf => leaf_room,
+        };
+        (!room).then(|| "no room for another peer".to_string())
     }
 
     fn dial_more(&mut self, now: Instant) {
+        self.make_room_for_users(now);
         let ultrapeers = self.peers.values().filter(|p| p.role == Role::Ultrapeer).count();
         let wanted = self.ultrapeer_links().saturating_sub(ultrapeers + self.dialing.len());
         let slots = wanted.min(MAX_DIALS.saturating_sub(self.dialing.len()));
@@ -807,11 +919,24 @@ impl Node {
         let own = [self.advertised, v4(self.config.listen).unwrap_or(self.advertised)];
         let user: BTreeSet<SocketAddrV4> = self.config.peers.iter().copied().collect();
         let discover = self.config.discover;
+        let full_prefixes: BTreeSet<[u8; 3]> = self
+            .peers
+            .values()
+            .filter_map(|p| prefix(p.addr.ip()))
+            .fold(BTreeMap::new(), |mut counts, p| {
+                *counts.entry(p).or_insert(0) += 1;
+                counts
+            })
+            .into_iter()
+            .filter(|(_, n)| *n >= MAX_LINKS_PER_PREFIX)
+            .map(|(p, _)| p)
+            .collect();
         let candidates = self.hosts.candidates(slots, now, |addr| {
-            connected.contains(&addr)
+            prefix(IpAddr::V4(*addr.ip())).is_some_and(|p| full_prefixes.contains(&p)) && !user.contains(&addr)
+                || connected.contains(&addr)
                 || self.dialing.contains(&addr)
                 || own.contains(&addr)
-                || (!discover && !user.contains(&addr))
+                || (!user.contains(&addr) && (!discover || !self.may_dial(addr)))
         });
         let cache_due = self.last_gwebcache.is_none_or(|t| now.duration_since(t) >= GWEBCACHE_INTERVAL);
         if candidates.is_empty() && discover {
@@ -822,15 +947,69 @@ impl Node {
             self.actions.push_back(Action::AskGWebCaches(self.config.gwebcaches.clone()));
         }
         for addr in candidates {
+            if !user.contains(&addr) && !self.dial_pace.allow(now) {
+                break;
+            }
             self.dialing.insert(addr);
             self.actions.push_back(Action::Dial(addr));
         }
     }
 
+    /// A peer the user asked for always gets a slot: when the ultrapeer
+    /// slots are full and one of them is due to be dialed, the least useful
+    /// incoming link (fewest QueryHits, then the newest) gives way, as
+    /// gtk-gnutella drops useless peers.
+    fn make_room_for_users(&mut self, now: Instant) {
+        let ultrapeers = self.peers.values().filter(|p| p.role == Role::Ultrapeer).count();
+        if ultrapeers + self.dialing.len() < self.ultrapeer_links() {
+            return;
+        }
+        let connected: BTreeSet<SocketAddrV4> =
+            self.peers.values().flat_map(|p| [v4(p.addr), p.listen]).flatten().collect();
+        let user: BTreeSet<SocketAddrV4> = self.config.peers.iter().copied().collect();
+        let due = self.hosts.candidates(1, now, |addr| {
+            !user.contains(&addr) || connected.contains(&addr) || self.dialing.contains(&addr)
+        });
+        if due.is_empty() {
+            return;
+        }
+        let useless = self
+            .peers
+            .iter()
+            .filter(|(_, p)| p.direction == Direction::Incoming && p.role == Role::Ultrapeer)
+            .filter(|(_, p)| !p.listen.is_some_and(|l| user.contains(&l)))
+            .min_by_key(|(_, p)| (p.hits, std::cmp::Reverse(p.since)))
+            .map(|(id, _)| *id);
+        if let Some(peer) = useless {
+            self.disconnect(peer, 503, "making room for a configured peer".into());
+        }
+    }
+
+    /// Adds hosts heard of outside the network (the GWebCaches).
     fn learn(&mut self, addrs: impl IntoIterator<Item = SocketAddrV4>) {
         for addr in addrs {
-            self.hosts.add(addr, Origin::Network);
+            if self.may_dial(addr) {
+                self.hosts.add(addr, Origin::Network);
+            }
         }
+    }
+
+    /// Adds hosts a neighbour or a handshake named, within the allowance of
+    /// the address they came from.
+    fn learn_from(&mut self, source: IpAddr, addrs: impl IntoIterator<Item = SocketAddrV4>, now: Instant) {
+        for addr in addrs {
+            if self.may_dial(addr) && !self.hosts.learn(addr, source, now) {
+                return;
+            }
+        }
+    }
+
+    /// Whether an address heard from the network may be kept and dialed:
+    /// not loopback, private or on our own IP (our API's port, say), unless
+    /// the configuration allows local addresses.
+    fn may_dial(&self, addr: SocketAddrV4) -> bool {
+        let own = [*self.advertised.ip(), v4(self.config.listen).map_or(Ipv4Addr::UNSPECIFIED, |l| *l.ip())];
+        self.config.dial_local || !(local_address(*addr.ip()) || own.contains(addr.ip()))
     }
 
     fn update_local(&mut self) {
@@ -878,14 +1057,13 @@ impl Node {
         if !self.peers.contains_key(&peer) {
             return;
         }
-        let bye = Message {
-            guid: Guid::from_rng(&mut self.rng),
-            ttl: 1,
-            hops: 0,
-            payload: Payload::Bye(Bye { code, reason: reason.clone() }),
-        };
+        let bye = self.bye(code, reason.clone());
         self.forget(peer);
         self.actions.push_back(Action::Close { peer, bye: Some(bye), reason });
+    }
+
+    fn bye(&mut self, code: u16, reason: String) -> Message {
+        Message { guid: Guid::from_rng(&mut self.rng), ttl: 1, hops: 0, payload: Payload::Bye(Bye { code, reason }) }
     }
 
     /// Forgets a neighbour and lets its link go.
@@ -939,6 +1117,18 @@ fn v4(addr: SocketAddr) -> Option<SocketAddrV4> {
     match addr {
         SocketAddr::V4(v4) => Some(v4),
         SocketAddr::V6(_) => None,
+    }
+}
+
+/// The network block an address is counted in for diversity: its /24;
+/// none for loopback and IPv6, which stand for themselves.
+fn prefix(ip: IpAddr) -> Option<[u8; 3]> {
+    match ip {
+        IpAddr::V4(v4) if !v4.is_loopback() => {
+            let [a, b, c, _] = v4.octets();
+            Some([a, b, c])
+        }
+        _ => None,
     }
 }
 

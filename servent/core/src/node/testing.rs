@@ -70,9 +70,10 @@ impl Net {
         }
     }
 
-    /// The address node `i` listens on.
+    /// The address node `i` listens on, each in its own /24 so that the
+    /// diversity rule (a few links per /24) never binds.
     pub fn addr(i: usize) -> SocketAddrV4 {
-        SocketAddrV4::new(Ipv4Addr::new(10, 0, (i / 250) as u8, (i % 250 + 1) as u8), 6346)
+        SocketAddrV4::new(Ipv4Addr::new(10, (i / 250) as u8, (i % 250) as u8, 1), 6346)
     }
 
     /// Shares a file of this name and content number on node `i`.

@@ -523,3 +523,112 @@ fn an_auto_ultrapeer_asked_to_be_a_leaf_becomes_one() {
     assert!(taken.iter().any(|a| matches!(a, Action::Close { peer: PeerId(1), .. })), "the links of the old role go");
     assert_eq!(node.peers().map(|(id, _)| id).collect::<Vec<_>>(), [PeerId(2)]);
 }
+
+#[test]
+fn handshakes_under_way_count_against_max_peers_and_one_link_per_address() {
+    let now = Instant::now();
+    let mut node = node_with(Config { max_peers: 16, discover: false, ..Config::default() }, now);
+    let admitted: Vec<SocketAddr> = (0..200u16)
+        .map(|i| SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::new(198, 18, (i % 40) as u8, 1), 1000 + i)))
+        .filter(|remote| !matches!(node.admit_incoming(*remote, now).0, Admission::Full { .. }))
+        .collect();
+    assert_eq!(admitted.len(), 16);
+    let ips: BTreeSet<_> = admitted.iter().map(SocketAddr::ip).collect();
+    assert_eq!(ips.len(), 16, "one handshake per address");
+    // A failed handshake gives its room back.
+    node.handle(Event::HandshakeFailed { remote: admitted[0] }, now);
+    assert_eq!(node.admit(SocketAddr::V4(addr(200))).0, Admission::Accept);
+    // So does one whose end never came, once it has timed out.
+    node.handle_timeout(now + 3 * INCOMING_HANDSHAKE_TIMEOUT);
+    assert_eq!(node.admit(SocketAddr::V4(addr(201))).0, Admission::Accept);
+}
+
+#[test]
+fn ultrapeer_asked_to_be_a_leaf_that_links_as_an_ultrapeer_is_closed() {
+    let now = Instant::now();
+    let mut node = node_with(Config { max_peers: 1, max_leaves: 5, ..Config::default() }, now);
+    connect(&mut node, 1, SocketAddr::V4(addr(1)), now);
+    let remote = SocketAddr::V4(addr(2));
+    assert!(matches!(node.admit_incoming(remote, now).0, Admission::LeavesOnly { .. }));
+    actions(&mut node);
+    let info = PeerInfo { ultrapeer: true, ..PeerInfo::default() };
+    let connected =
+        Connected { peer: PeerId(2), addr: remote, local: remote, info, direction: Direction::Incoming, dialed: None };
+    node.handle(Event::Connected(Box::new(connected)), now);
+    assert_eq!(node.peers().count(), 1);
+    assert!(actions(&mut node).iter().any(|a| matches!(a, Action::Close { peer: PeerId(2), bye: Some(_), .. })));
+}
+
+#[test]
+fn local_and_own_addresses_from_the_network_are_not_kept_unless_allowed() {
+    let now = Instant::now();
+    let listen = SocketAddrV4::new(Ipv4Addr::new(81, 2, 69, 160), 6346);
+    let local = [
+        SocketAddrV4::new(Ipv4Addr::LOCALHOST, 6346),
+        SocketAddrV4::new(Ipv4Addr::new(192, 168, 1, 2), 6346),
+        SocketAddrV4::new(*listen.ip(), 8080),
+    ];
+    let mut node = node_with(Config { listen: SocketAddr::V4(listen), ..Config::default() }, now);
+    node.handle(Event::HostsLearned(local.to_vec()), now);
+    assert_eq!(node.known_hosts(), 0);
+    let mut node = node_with(Config { listen: SocketAddr::V4(listen), dial_local: true, ..Config::default() }, now);
+    node.handle(Event::HostsLearned(local.to_vec()), now);
+    assert_eq!(node.known_hosts(), 3);
+}
+
+#[test]
+fn one_network_block_gets_a_few_links_at_most() {
+    let now = Instant::now();
+    let mut node = node_with(Config { discover: false, ..Config::default() }, now);
+    for n in 1..=MAX_LINKS_PER_PREFIX as u8 {
+        let remote = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::new(203, 0, 113, n), 6346));
+        assert_eq!(node.admit_incoming(remote, now).0, Admission::Accept);
+    }
+    let next = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::new(203, 0, 113, 200), 6346));
+    assert!(matches!(node.admit(next).0, Admission::Full { .. }));
+    assert_eq!(node.admit(SocketAddr::V4(addr(1))).0, Admission::Accept);
+}
+
+#[test]
+fn an_ultrapeer_that_discovers_keeps_slots_for_links_it_opens() {
+    let now = Instant::now();
+    let mut node = node_with(Config { max_peers: 8, ..Config::default() }, now);
+    let admitted = (1..=8u8)
+        .map(|n| SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::new(198, 18, n, 1), 6346)))
+        .filter(|remote| node.admit_incoming(*remote, now).0 == Admission::Accept)
+        .count();
+    assert_eq!(admitted, 6);
+}
+
+#[test]
+fn the_users_peer_takes_the_slot_of_the_least_useful_incoming_link() {
+    let now = Instant::now();
+    let mut node = node_with(Config { max_peers: 2, discover: false, ..Config::default() }, now);
+    connect(&mut node, 1, SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::new(198, 18, 1, 1), 6346)), now);
+    connect(&mut node, 2, SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::new(198, 18, 2, 1), 6346)), now);
+    node.handle_timeout(now);
+    actions(&mut node);
+    // Peer 1 has been useful: it sent a QueryHit.
+    let hit = QueryHit {
+        port: 6346,
+        ip: Ipv4Addr::new(198, 18, 9, 9),
+        speed: 0,
+        results: vec![],
+        trailer: None,
+        servent_guid: Guid([3; 16]),
+        original: Default::default(),
+    };
+    node.handle(
+        Event::Message {
+            peer: PeerId(1),
+            message: Message { guid: Guid([4; 16]), ttl: 2, hops: 0, payload: Payload::QueryHit(hit) },
+        },
+        now,
+    );
+    let later = now + Duration::from_secs(1);
+    node.connect(addr(50), later);
+    let done = actions(&mut node);
+    assert!(done.iter().any(|a| matches!(a, Action::Close { peer: PeerId(2), .. })), "{done:?}");
+    assert_eq!(dials(&done), vec![addr(50)]);
+    assert_eq!(node.peers().map(|(id, _)| id).collect::<Vec<_>>(), vec![PeerId(1)]);
+}

@@ -32,7 +32,7 @@ fn info(headers: &[(&str, &str)]) -> PeerInfo {
 fn connect(node: &mut Node, peer: u64, info: PeerInfo, now: Instant) {
     let connected = Connected {
         peer: PeerId(peer),
-        addr: SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::new(198, 51, 100, peer as u8), 6346)),
+        addr: SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::new(198, 51, peer as u8, 1), 6346)),
         local: SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::new(192, 0, 2, 100), 6346)),
         info,
         direction: Direction::Incoming,
