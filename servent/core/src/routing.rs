@@ -114,6 +114,8 @@ pub enum Drop {
     Malformed,
     /// The outgoing queue was full (counted by the I/O layer).
     QueueFull,
+    /// A leaf's query asking for hits out of band to an address not its own.
+    BadReturnAddress,
 }
 
 /// Counters of one neighbour, or of the whole servent.

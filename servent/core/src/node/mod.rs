@@ -717,7 +717,7 @@ impl Node {
                     }
                 }
                 routing::Action::SearchLocal { from, guid, reply_ttl, query } => {
-                    let reply = self.oob_querier(&guid, &query).map_or(Reply::Link(from), Reply::OutOfBand);
+                    let reply = self.oob_querier(&guid, &query, reply_ttl).map_or(Reply::Link(from), Reply::OutOfBand);
                     self.look_up(PendingAnswer { guid, reply_ttl, reply }, query)
                 }
                 routing::Action::Hit { search, hit } => self.on_hit(search, hit, now),

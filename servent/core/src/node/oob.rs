@@ -13,18 +13,26 @@
 //!   not know its address (behind a firewall), asks for hits over TCP as
 //!   before.
 //! - **As answerer.** A query asking for out-of-band hits (flag, `SO`, a
-//!   usable address in its GUID) is answered with a Reply Number to that
-//!   address instead of hits over TCP; the hits wait [`OFFER_LIFETIME`] for
-//!   the claim, which must come from the IP address the GUID names (so a
-//!   forged claim cannot send our hits to a third party), and are sent
-//!   once, with the claim's token, to where the claim came from.
+//!   usable address in its GUID) that came from further than a neighbour
+//!   (as gtk-gnutella, which answers a neighbour's own query over its link)
+//!   is answered with a Reply Number to that address instead of hits over
+//!   TCP; the hits wait [`OFFER_LIFETIME`] for the claim, which must come
+//!   from the IP address the GUID names, and are sent once, with the
+//!   claim's token, to where the claim came from. The claim's source is
+//!   spoofable like any UDP source, so a forged claim can send our hits to
+//!   the address the GUID names: the delivery spends that address's UDP
+//!   budget of [`super::udp`] and at most [`DELIVERY_BURST`] bytes, then
+//!   [`DELIVERY_RATE`] bytes a second, per address. An ultrapeer drops a
+//!   leaf's query asking for hits out of band to an address other than
+//!   the leaf's own ([`Node::on_leaf_query`]).
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddrV4;
 use std::time::{Duration, Instant};
 
 use rand::RngCore;
 
+use super::udp::{budget_key, Bucket};
 use super::{Action, Node};
 use crate::wire::vendor::oob::{oob_address, oob_guid, ReplyAck, ReplyNumber, MAX_TOKEN, SO};
 use crate::wire::vendor::{Kind, Vendor};
@@ -42,6 +50,12 @@ pub const CLAIM_LIFETIME: Duration = Duration::from_secs(60);
 pub const MAX_HITS_PER_CLAIM: u8 = 32;
 /// Bytes of our tokens (gtk-gnutella reads 4).
 pub const TOKEN_LEN: usize = 4;
+/// Bytes of hits one address may be sent at once, out of band.
+pub const DELIVERY_BURST: u32 = 16 * 1024;
+/// Bytes of hits one address may be sent a second, out of band, once its burst is spent.
+pub const DELIVERY_RATE: u32 = 2 * 1024;
+/// Addresses whose delivery budget is remembered.
+const DELIVERY_TABLE: usize = MAX_OFFERS * 4;
 
 /// What out-of-band delivery counted.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -80,6 +94,8 @@ struct Claim {
 pub(super) struct Oob {
     offers: VecDeque<Offer>,
     claims: VecDeque<Claim>,
+    /// Bytes of hits each address may still be sent.
+    delivery: HashMap<SocketAddrV4, Bucket>,
     counters: OobCounters,
 }
 
@@ -88,6 +104,25 @@ impl Oob {
         self.offers.retain(|o| now < o.at + OFFER_LIFETIME);
         self.claims.retain(|c| now < c.at + CLAIM_LIFETIME);
     }
+
+    /// Whether `len` more bytes of hits may go to `to`; spends them.
+    fn spend(&mut self, to: SocketAddrV4, len: usize, now: Instant) -> bool {
+        let refill = Duration::from_secs(1) / DELIVERY_RATE;
+        let key = budget_key(to);
+        if self.delivery.len() >= DELIVERY_TABLE && !self.delivery.contains_key(&key) {
+            self.delivery.retain(|_, b| !b.is_full(DELIVERY_BURST, refill, now));
+            if self.delivery.len() >= DELIVERY_TABLE {
+                return false;
+            }
+        }
+        let bucket = self.delivery.entry(key).or_insert_with(|| Bucket::full(DELIVERY_BURST, now));
+        u32::try_from(len).is_ok_and(|len| bucket.take_many(len, DELIVERY_BURST, refill, now))
+    }
+}
+
+/// Whether a query asks for its hits out of band: flag and `SO`.
+pub(super) fn wants_oob(query: &Query) -> bool {
+    query.flags.wants_oob_reply() && query.ggep.get(SO).is_some()
 }
 
 /// Whether an address can take datagrams from us.
@@ -119,10 +154,12 @@ impl Node {
         Some(oob_guid(self.advertised, Guid::from_rng(&mut self.rng)))
     }
 
-    /// Where a neighbour's query wants its hits out of band, if it does and we can.
-    pub(super) fn oob_querier(&self, guid: &Guid, query: &Query) -> Option<SocketAddrV4> {
+    /// Where a query wants its hits out of band, if it does, came from
+    /// further than the neighbour that sent it (`hops` counted with the
+    /// hop to us, as gtk-gnutella's `hops > 1`), and we can.
+    pub(super) fn oob_querier(&self, guid: &Guid, query: &Query, hops: u8) -> Option<SocketAddrV4> {
         let querier = oob_address(guid);
-        let wanted = query.flags.wants_oob_reply() && query.ggep.get(SO).is_some();
+        let wanted = wants_oob(query) && hops > 1;
         let reachable = reachable(querier, self.advertised) && querier != self.advertised;
         (self.config.udp && wanted && reachable).then_some(querier)
     }
@@ -153,7 +190,7 @@ impl Node {
             }
         } else if v3(Kind::OOB_REPLY_ACK) {
             match ReplyAck::decode(&vendor.body) {
-                Ok(ack) => self.deliver(from, guid, ack),
+                Ok(ack) => self.deliver(from, guid, ack, now),
                 Err(_) => self.oob.counters.refused += 1,
             }
         } else {
@@ -181,12 +218,16 @@ impl Node {
         self.actions.push_back(Action::SendDatagram { to: from, message: Message::new(guid, 1, ack.into_payload()) });
     }
 
-    /// Sends the hits offered for `guid` to a claim from the querier's address.
-    fn deliver(&mut self, from: SocketAddrV4, guid: Guid, ack: ReplyAck) {
+    /// Sends the hits offered for `guid` to a claim from the querier's
+    /// address, within its UDP budget and its delivery bytes.
+    fn deliver(&mut self, from: SocketAddrV4, guid: Guid, ack: ReplyAck, now: Instant) {
         let Some(at) = self.oob.offers.iter().position(|o| o.guid == guid && o.querier.ip() == from.ip()) else {
             self.oob.counters.refused += 1;
             return;
         };
+        if !self.udp_budget_allows(from, now) {
+            return;
+        }
         let Some(offer) = self.oob.offers.remove(at) else { return };
         self.oob.counters.delivered += 1;
         for mut hit in offer.hits.into_iter().take(usize::from(ack.wanted)) {
@@ -194,6 +235,9 @@ impl Node {
                 trailer.ggep.insert(SO, ack.token.clone());
             }
             let message = Message::new(guid, 1, Payload::QueryHit(hit));
+            if !self.oob.spend(from, message.encoded_len(), now) {
+                break;
+            }
             self.actions.push_back(Action::SendDatagram { to: from, message });
         }
     }
@@ -345,6 +389,54 @@ mod tests {
             Message::new(Guid([5; 16]), 1, ReplyNumber { hits: 9, unsolicited: true }.to_vendor().into_payload());
         querier.handle(Event::Datagram { from: addr(9), bytes: stranger.encode() }, now);
         assert!(datagrams(&mut querier).is_empty());
+    }
+
+    #[test]
+    fn a_neighbours_own_query_is_answered_over_its_link_not_out_of_band() {
+        let now = Instant::now();
+        let mut answerer = node(2, true, now);
+        connect(&mut answerer, 1, SocketAddr::V4(addr(3)), now);
+        actions(&mut answerer);
+        let mut query = crate::node::build_query("seblinux").unwrap();
+        query.flags = query.flags.with(QueryFlags::OOB_REPLY, true);
+        query.ggep.insert(SO, Vec::new());
+        // Sent by the neighbour itself: hops 0 on arrival.
+        let message =
+            Message { guid: oob_guid(addr(3), Guid([3; 16])), ttl: 2, hops: 0, payload: Payload::Query(query) };
+        answerer.handle(Event::Message { peer: PeerId(1), message }, now);
+        let Some(Action::LookUp { lookup, .. }) =
+            actions(&mut answerer).into_iter().find(|a| matches!(a, Action::LookUp { .. }))
+        else {
+            panic!("the answerer looks its library up")
+        };
+        answerer.handle(Event::LocalResults { lookup, files: vec![shared_file("SEBLINUX-base.tar")] }, now);
+        assert!(matches!(actions(&mut answerer).as_slice(), [Action::Send { .. }]));
+        assert_eq!(answerer.oob_counters().offered, 0);
+    }
+
+    #[test]
+    fn attack_spoofed_claims_bring_the_named_address_a_bounded_burst_then_a_trickle() {
+        let now = Instant::now();
+        let mut answerer = node(2, true, now);
+        let victim = addr(1);
+        let big = || {
+            let files = vec![shared_file(&format!("{}.tar", "x".repeat(1000)))];
+            crate::node::query_hits(files, addr(2), Guid([2; 16])).remove(0)
+        };
+        let claim = |answerer: &mut Node, guid: Guid, now: Instant| {
+            answerer.offer_oob(guid, victim, (0..40).map(|_| big()).collect(), now);
+            datagrams(answerer);
+            let ack = ReplyAck { wanted: 255, token: vec![7; TOKEN_LEN] }.to_vendor();
+            let bytes = Message::new(guid, 1, ack.into_payload()).encode();
+            answerer.handle(Event::Datagram { from: victim, bytes }, now);
+            datagrams(answerer).iter().map(|(_, m)| m.encoded_len()).sum::<usize>()
+        };
+        // Some 44 KB offered: the claim gets the burst's worth, not all.
+        let first = claim(&mut answerer, Guid([1; 16]), now);
+        assert!(first > 0 && first <= DELIVERY_BURST as usize, "{first} bytes");
+        assert_eq!(claim(&mut answerer, Guid([2; 16]), now), 0, "the burst is spent");
+        let later = claim(&mut answerer, Guid([3; 16]), now + Duration::from_secs(2));
+        assert!(later > 0 && later <= 2 * DELIVERY_RATE as usize, "{later} bytes in two seconds");
     }
 
     #[test]

@@ -14,6 +14,7 @@
 //! nothing. Every query sent honours the receiver's Hops Flow.
 
 use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr};
 use std::time::Instant;
 
 use super::dynamic::{self, DynamicQuery, Neighbour, Origin, Step};
@@ -22,6 +23,7 @@ use super::{Action, Node};
 use crate::handshake::{PeerInfo, Role};
 use crate::routing::{self, PeerId};
 use crate::wire::vendor::hops_flow::HopsFlow;
+use crate::wire::vendor::oob::oob_address;
 use crate::wire::vendor::query_status::QueryStatus;
 use crate::wire::vendor::{Kind, Vendor};
 use crate::wire::{Guid, Message, Payload, Query, QueryFlags};
@@ -140,9 +142,17 @@ impl Node {
     }
 
     /// Routes a query a leaf sent us: to the matching leaves at once, to
-    /// the ultrapeers dynamically.
+    /// the ultrapeers dynamically. One asking for hits out of band to an
+    /// address other than the leaf's own is dropped, as gtk-gnutella does:
+    /// it would aim every answerer's hits at a third party.
     pub(super) fn on_leaf_query(&mut self, peer: PeerId, message: Message, now: Instant) {
         let guid = message.guid;
+        if let Payload::Query(query) = &message.payload {
+            if query.flags.wants_oob_reply() && !self.is_own_address(peer, *oob_address(&guid).ip()) {
+                self.router.count_drop(peer, routing::Drop::BadReturnAddress);
+                return;
+            }
+        }
         let held = message.clone();
         let actions = self.router.handle(peer, message, now);
         let accepted = actions.iter().any(|a| matches!(a, routing::Action::SearchLocal { guid: g, .. } if *g == guid));
@@ -156,6 +166,11 @@ impl Node {
         let ttl = (held.ttl - 1).min(self.config.max_ttl);
         let message = Message { hops: held.hops + 1, ..held };
         self.run_dynamic(DynamicQuery::new(message, Origin::Leaf { peer, guided }, ttl, now), now);
+    }
+
+    /// Whether `ip` is `peer`'s: the link's or the one it listens on.
+    fn is_own_address(&self, peer: PeerId, ip: Ipv4Addr) -> bool {
+        self.peers.get(&peer).is_some_and(|p| p.addr.ip() == IpAddr::V4(ip) || p.listen.is_some_and(|l| *l.ip() == ip))
     }
 
     /// Whether a query from `peer` is a leaf's own, which we run dynamically.

@@ -86,23 +86,28 @@ pub struct UdpCounters {
 
 /// A token bucket: `burst` tokens, one more every `refill`.
 #[derive(Clone, Copy, Debug)]
-struct Bucket {
+pub(super) struct Bucket {
     tokens: u32,
     at: Instant,
 }
 
 impl Bucket {
-    fn full(burst: u32, now: Instant) -> Bucket {
+    pub(super) fn full(burst: u32, now: Instant) -> Bucket {
         Bucket { tokens: burst, at: now }
     }
 
     /// Takes a token if there is one.
     fn take(&mut self, burst: u32, refill: Duration, now: Instant) -> bool {
+        self.take_many(1, burst, refill, now)
+    }
+
+    /// Takes `count` tokens if there are as many.
+    pub(super) fn take_many(&mut self, count: u32, burst: u32, refill: Duration, now: Instant) -> bool {
         self.refill(burst, refill, now);
-        if self.tokens == 0 {
+        if self.tokens < count {
             return false;
         }
-        self.tokens -= 1;
+        self.tokens -= count;
         true
     }
 
@@ -119,7 +124,7 @@ impl Bucket {
         };
     }
 
-    fn is_full(&mut self, burst: u32, refill: Duration, now: Instant) -> bool {
+    pub(super) fn is_full(&mut self, burst: u32, refill: Duration, now: Instant) -> bool {
         self.refill(burst, refill, now);
         self.tokens >= burst
     }
@@ -135,7 +140,7 @@ struct Budget {
 /// Whose budget an answer to `addr` spends: its IP address's, or on
 /// loopback (never spoofed from outside, shared by servents on one
 /// machine) its own.
-fn budget_key(addr: SocketAddrV4) -> SocketAddrV4 {
+pub(super) fn budget_key(addr: SocketAddrV4) -> SocketAddrV4 {
     if addr.ip().is_loopback() {
         addr
     } else {

@@ -147,3 +147,32 @@ fn a_peers_hops_flow_holds_back_the_queries_it_refused() {
     net.run_for(Duration::from_secs(1));
     assert_eq!((1..3).map(|i| queries_received(&net, i)).sum::<usize>(), 1, "one of two peers said Hops Flow 0");
 }
+
+#[test]
+fn attack_a_leafs_query_asking_for_hits_out_of_band_to_another_address_is_dropped() {
+    let mut net = Net::new(4, ultrapeer(), 5);
+    make_leaf(&mut net, 1);
+    for i in 2..4 {
+        net.nodes[0].connect(Net::addr(i), net.now);
+    }
+    net.nodes[1].connect(Net::addr(0), net.now);
+    net.run_for(Duration::from_secs(2));
+    let leaf = net.nodes[0].peers().find(|(_, p)| p.role == Role::Leaf).map(|(id, _)| id).expect("the leaf");
+    let query = |victim| {
+        let mut query = crate::node::build_query("seblinux").unwrap();
+        query.flags = query.flags.with(QueryFlags::OOB_REPLY, true);
+        query.ggep.insert(crate::wire::vendor::oob::SO, Vec::new());
+        let guid = crate::wire::vendor::oob::oob_guid(victim, Guid([victim.ip().octets()[3]; 16]));
+        Message { guid, ttl: 3, hops: 0, payload: Payload::Query(query) }
+    };
+    let now = net.now;
+    net.nodes[0].handle(super::super::Event::Message { peer: leaf, message: query(Net::addr(3)) }, now);
+    net.run_for(Duration::from_secs(1));
+    assert_eq!(queries_received(&net, 2) + queries_received(&net, 3), 0);
+    assert_eq!(net.nodes[0].counters(leaf).unwrap().dropped.get(&routing::Drop::BadReturnAddress), Some(&1));
+    // Its own address is fine.
+    let now = net.now;
+    net.nodes[0].handle(super::super::Event::Message { peer: leaf, message: query(Net::addr(1)) }, now);
+    net.run_for(Duration::from_secs(1));
+    assert!(queries_received(&net, 2) + queries_received(&net, 3) > 0);
+}
