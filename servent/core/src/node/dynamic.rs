@@ -273,6 +273,10 @@ impl DynamicQuery {
             self.done = true;
             return Vec::new();
         }
+        if !self.followed() {
+            self.done = true;
+            return Vec::new();
+        }
         if let Origin::Leaf { peer, guided: true } = self.origin {
             if self.since_status >= STATUS_EVERY && self.status_timeouts < MAX_STATUS_TIMEOUTS {
                 self.since_status = 0;
@@ -302,6 +306,17 @@ impl DynamicQuery {
     /// The highest TTL whose horizon through `n` stays within its share of
     /// the hosts still needed, spread over the `left` neighbours not
     /// queried yet; 1 when even that is too many.
+    /// Whether we can tell how the query fares: its leaf guides it, or its
+    /// hits come through us. A leaf's unguided query wanting its hits out
+    /// of band counts none here, so it ends after the probe, as in
+    /// gtk-gnutella's `dq.c` (neither `LEAF_GUIDED` nor `ROUTING_HITS`).
+    fn followed(&self) -> bool {
+        match self.origin {
+            Origin::Own | Origin::Leaf { guided: true, .. } => true,
+            Origin::Leaf { guided: false, .. } => !self.query().is_some_and(|q| q.flags.wants_oob_reply()),
+        }
+    }
+
     fn select_ttl(&self, n: &Neighbour, left: usize) -> u8 {
         let max = self.ttl.min(n.max_ttl).max(1);
         let needed = self.target.saturating_sub(self.kept()) as f64;
