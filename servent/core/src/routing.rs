@@ -354,6 +354,11 @@ impl Router {
         (guid, actions)
     }
 
+    /// Whether `guid` is a query of ours still remembered.
+    pub fn is_own_query(&self, guid: &Guid, now: Instant) -> bool {
+        self.own.get(guid, now) == Some(Own::Query)
+    }
+
     /// Time passes: pings neighbours that have not been pinged for a while,
     /// and forgets what has expired.
     pub fn tick(&mut self, now: Instant) -> Vec<Action> {

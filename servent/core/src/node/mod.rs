@@ -557,7 +557,8 @@ impl Node {
         for urn in self.requeries.due(now) {
             // A re-query is a Query of ours, but no search of the user's:
             // its hits only offer sources to the downloads.
-            self.start_own_query(urn_query(urn), None, now);
+            let guid = self.start_own_query(urn_query(urn), None, now);
+            self.querying.requeried(guid);
         }
     }
 
@@ -582,7 +583,8 @@ impl Node {
     /// Returns its id (its Query GUID).
     pub fn search(&mut self, text: &str, ttl: impl Into<Option<u8>>, now: Instant) -> Result<Guid, BadSearch> {
         let query = build_query(text)?;
-        let guid = self.start_own_query(query, ttl.into(), now);
+        let guid = self.start_own_query(query.clone(), ttl.into(), now);
+        self.guess_later(guid, &query, now);
         self.searches.start(guid, text.to_string(), now);
         Ok(guid)
     }

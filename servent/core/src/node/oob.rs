@@ -3,8 +3,8 @@
 //!
 //! Both sides live here:
 //! - **As querier.** When the node takes UDP and knows its address, its
-//!   searches ask for out-of-band hits: flag `0x0400`, GGEP `SO`, a GUID
-//!   naming our address. A *Reply Number* for one of our searches is
+//!   searches and re-queries ask for out-of-band hits: flag `0x0400`, GGEP `SO`, a GUID
+//!   naming our address. A *Reply Number* for one of our queries is
 //!   claimed with a *Reply Ack* carrying a fresh 4-byte token for that
 //!   answerer (within the UDP budget of [`super::udp`], as the Reply Number
 //!   may be spoofed); a QueryHit over UDP counts only if it comes from an
@@ -200,7 +200,9 @@ impl Node {
 
     /// Claims the hits an answerer offers for one of our searches.
     fn claim(&mut self, from: SocketAddrV4, guid: Guid, number: ReplyNumber, now: Instant) {
-        let ours = self.searches.get(&guid).is_some() && oob_address(&guid) == self.advertised;
+        // A search of the user's or a download's re-query.
+        let asked = self.searches.get(&guid).is_some() || self.router.is_own_query(&guid, now);
+        let ours = asked && oob_address(&guid) == self.advertised;
         let claimed = self.oob.claims.iter().any(|c| c.guid == guid && c.answerer == from);
         if !ours || claimed || !usable(from) || !self.udp_budget_allows(from, now) {
             self.oob.counters.refused += 1;
@@ -437,6 +439,30 @@ mod tests {
         assert_eq!(claim(&mut answerer, Guid([2; 16]), now), 0, "the burst is spent");
         let later = claim(&mut answerer, Guid([3; 16]), now + Duration::from_secs(2));
         assert!(later > 0 && later <= 2 * DELIVERY_RATE as usize, "{later} bytes in two seconds");
+    }
+
+    #[test]
+    fn a_downloads_requery_gets_its_out_of_band_hits_claimed_and_takes_no_guess_slot() {
+        let now = Instant::now();
+        let mut client = node(1, true, now);
+        connect(&mut client, 1, SocketAddr::V4(addr(3)), now);
+        client.handle(Event::HostsLearned(vec![addr(2)]), now);
+        actions(&mut client);
+        client.handle(Event::DownloadStarted { id: 1, urn: crate::wire::Urn::Sha1([5; 20]), searched: false }, now);
+        client.handle_timeout(now);
+        let sent = actions(&mut client);
+        let Some(Action::Send { message, .. }) = sent.iter().find(|a| matches!(a, Action::Send { .. })) else {
+            panic!("the re-query goes out: {sent:?}")
+        };
+        let guid = message.guid;
+        assert_eq!(oob_address(&guid), addr(1));
+        let number = Message::new(guid, 1, ReplyNumber { hits: 2, unsolicited: true }.to_vendor().into_payload());
+        client.handle(Event::Datagram { from: addr(2), bytes: number.encode() }, now);
+        let [(to, ack)] = datagrams(&mut client).try_into().unwrap();
+        assert_eq!((to, ack.guid), (addr(2), guid));
+        client.handle_timeout(now + crate::node::guess::GUESS_AFTER);
+        let pinged = datagrams(&mut client).into_iter().any(|(_, m)| matches!(m.payload, Payload::Ping(_)));
+        assert!(!pinged, "a re-query is no rare search to iterate over GUESS");
     }
 
     #[test]

@@ -13,7 +13,7 @@
 //! results its search kept, and tells them Hops Flow 0 while it shares
 //! nothing. Every query sent honours the receiver's Hops Flow.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::Instant;
 
@@ -30,6 +30,8 @@ use crate::wire::{Guid, Message, Payload, Query, QueryFlags};
 
 /// Dynamic queries running at once; the oldest gives way.
 pub const MAX_DYNAMIC_QUERIES: usize = 1024;
+/// Re-queries of ours whose results are counted, at most; the oldest gives way.
+pub const MAX_REQUERIES_COUNTED: usize = 64;
 /// The degree assumed of an ultrapeer that did not say (`X-Degree`).
 pub const DEFAULT_DEGREE: u32 = 30;
 
@@ -46,12 +48,26 @@ pub(super) struct Querying {
     pub(super) vendor: vendor::VendorLinks,
     running: BTreeMap<Guid, DynamicQuery>,
     capacity: BTreeMap<PeerId, Capacity>,
+    /// Our re-queries and the results each brought, for a leaf's Query Status.
+    requeries: VecDeque<(Guid, usize)>,
 }
 
 impl Querying {
     /// When the next dynamic query step is due.
     pub(super) fn next_due(&self) -> Option<Instant> {
         self.running.values().map(DynamicQuery::next_due).min()
+    }
+
+    /// Counts the results of a re-query of ours from now on.
+    pub(super) fn requeried(&mut self, guid: Guid) {
+        if self.requeries.len() >= MAX_REQUERIES_COUNTED {
+            self.requeries.pop_front();
+        }
+        self.requeries.push_back((guid, 0));
+    }
+
+    fn requery_results(&mut self, guid: Guid) -> Option<&mut usize> {
+        self.requeries.iter_mut().find(|(g, _)| *g == guid).map(|(_, results)| results)
     }
 }
 
@@ -91,6 +107,11 @@ impl Node {
                     Some(search) if self.config.role == Role::Leaf => {
                         QueryStatus::kept(search.results().iter().map(|r| r.sources.len()).sum())
                     }
+                    // A re-query goes on while it brings too few sources.
+                    None if self.config.role == Role::Leaf => match self.querying.requery_results(guid) {
+                        Some(results) => QueryStatus::kept(*results),
+                        None => QueryStatus::STOP,
+                    },
                     _ => QueryStatus::STOP,
                 };
                 let message = vendor::message(guid, status.to_vendor());
@@ -129,7 +150,6 @@ impl Node {
             Some(guid) => self.router.start_query_as(guid, query.clone(), ttl, now),
             None => self.router.start_query(query.clone(), ttl, now),
         };
-        self.guess_later(guid, &query, now);
         if !dynamic {
             self.apply(actions, now);
             return guid;
@@ -188,6 +208,9 @@ impl Node {
 
     /// Counts the results of a hit for the dynamic query it answers.
     pub(super) fn count_results(&mut self, guid: Guid, results: usize) {
+        if let Some(counted) = self.querying.requery_results(guid) {
+            *counted += results;
+        }
         if let Some(dq) = self.querying.running.get_mut(&guid) {
             dq.on_results(results);
         }

@@ -176,3 +176,39 @@ fn attack_a_leafs_query_asking_for_hits_out_of_band_to_another_address_is_droppe
     net.run_for(Duration::from_secs(1));
     assert!(queries_received(&net, 2) + queries_received(&net, 3) > 0);
 }
+
+#[test]
+fn a_leaf_answers_a_status_request_for_its_requery_with_the_sources_it_brought() {
+    use crate::node::tests::{actions, connect, node_with, shared_file};
+    let now = std::time::Instant::now();
+    let listen = std::net::SocketAddr::V4(Net::addr(1));
+    let mut node = node_with(Config { listen, ..leaf() }, now);
+    connect(&mut node, 1, std::net::SocketAddr::V4(Net::addr(2)), now);
+    actions(&mut node);
+    node.handle(
+        super::super::Event::DownloadStarted { id: 1, urn: crate::wire::Urn::Sha1([5; 20]), searched: false },
+        now,
+    );
+    node.handle_timeout(now);
+    let Some(Action::Send { message, .. }) = actions(&mut node).into_iter().find(|a| matches!(a, Action::Send { .. }))
+    else {
+        panic!("the re-query goes out")
+    };
+    let guid = message.guid;
+    let status = |node: &mut Node| {
+        let message = vendor::message(guid, QueryStatus::request());
+        node.handle(super::super::Event::Message { peer: PeerId(1), message }, now);
+        let sent = actions(node);
+        let answer = sent.iter().find_map(|a| match a {
+            Action::Send { message, .. } => Vendor::from_payload(&message.payload).and_then(Result::ok),
+            _ => None,
+        });
+        QueryStatus::decode(&answer.expect("an answer").body).unwrap()
+    };
+    assert_eq!(status(&mut node), QueryStatus(0), "not STOP: it goes on");
+    let hit = crate::node::query_hits(vec![shared_file("SEBLINUX.tar")], Net::addr(3), Guid([3; 16])).remove(0);
+    let message = Message { guid, ttl: 3, hops: 0, payload: Payload::QueryHit(hit) };
+    node.handle(super::super::Event::Message { peer: PeerId(1), message }, now);
+    actions(&mut node);
+    assert_eq!(status(&mut node), QueryStatus(1));
+}
