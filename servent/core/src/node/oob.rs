@@ -6,8 +6,10 @@
 //!   searches and re-queries ask for out-of-band hits: flag `0x0400`, GGEP `SO`, a GUID
 //!   naming our address. A *Reply Number* for one of our queries is
 //!   claimed with a *Reply Ack* carrying a fresh 4-byte token for that
-//!   answerer (within the UDP budget of [`super::udp`], as the Reply Number
-//!   may be spoofed); a QueryHit over UDP counts only if it comes from an
+//!   answerer, as the Reply Number may be spoofed: within a budget of the
+//!   same rates as [`super::udp`]'s but of their own (a flood of Pings
+//!   cannot spend it), and at most [`MAX_CLAIMS_PER_QUERY`] per query (a
+//!   flood for one query replaces only that query's claims); a QueryHit over UDP counts only if it comes from an
 //!   address we claimed from, for that search, with that token, and no
 //!   more of them than claimed. A servent that does not take UDP, or does
 //!   not know its address (behind a firewall), asks for hits over TCP as
@@ -32,7 +34,7 @@ use std::time::{Duration, Instant};
 
 use rand::RngCore;
 
-use super::udp::{budget_key, Bucket};
+use super::udp::{budget_key, Bucket, Budget};
 use super::{Action, Node};
 use crate::wire::vendor::oob::{oob_address, oob_guid, ReplyAck, ReplyNumber, MAX_TOKEN, SO};
 use crate::wire::vendor::{Kind, Vendor};
@@ -44,6 +46,8 @@ pub const MAX_OFFERS: usize = 64;
 pub const OFFER_LIFETIME: Duration = Duration::from_secs(30);
 /// Claims of ours awaiting hits, at most.
 pub const MAX_CLAIMS: usize = 256;
+/// Claims of ours awaiting hits for one query, at most.
+pub const MAX_CLAIMS_PER_QUERY: usize = 32;
 /// How long hits are awaited after a claim.
 pub const CLAIM_LIFETIME: Duration = Duration::from_secs(60);
 /// QueryHit messages taken for one claim at most.
@@ -70,6 +74,8 @@ pub struct OobCounters {
     pub hits: u64,
     /// Out-of-band messages refused: forged, unclaimed, wrong token, or late.
     pub refused: u64,
+    /// Reply Numbers left unclaimed: over our budget for claims.
+    pub throttled: u64,
 }
 
 #[derive(Debug)]
@@ -96,6 +102,8 @@ pub(super) struct Oob {
     claims: VecDeque<Claim>,
     /// Bytes of hits each address may still be sent.
     delivery: HashMap<SocketAddrV4, Bucket>,
+    /// The claims we may still send, per address and in all (made at the first).
+    claim_budget: Option<Budget>,
     counters: OobCounters,
 }
 
@@ -103,6 +111,35 @@ impl Oob {
     fn expire(&mut self, now: Instant) {
         self.offers.retain(|o| now < o.at + OFFER_LIFETIME);
         self.claims.retain(|c| now < c.at + CLAIM_LIFETIME);
+    }
+
+    /// Whether a claim may go to `answerer` at `now`; spends it.
+    fn may_claim(&mut self, answerer: SocketAddrV4, now: Instant) -> bool {
+        let allowed = self.claim_budget.get_or_insert_with(|| Budget::new(now)).allow(answerer, now);
+        if !allowed {
+            self.counters.throttled += 1;
+        }
+        allowed
+    }
+
+    /// Makes room for one more claim for `guid`: that query's oldest gives
+    /// way when it has its share, else, when all are taken, the oldest of
+    /// the query holding the most.
+    fn make_room(&mut self, guid: Guid) {
+        let mut held: HashMap<Guid, usize> = HashMap::new();
+        for claim in &self.claims {
+            *held.entry(claim.guid).or_default() += 1;
+        }
+        let crowded = if held.get(&guid).copied().unwrap_or(0) >= MAX_CLAIMS_PER_QUERY {
+            Some(guid)
+        } else if self.claims.len() >= MAX_CLAIMS {
+            held.into_iter().max_by_key(|&(_, count)| count).map(|(g, _)| g)
+        } else {
+            None
+        };
+        if let Some(at) = crowded.and_then(|g| self.claims.iter().position(|c| c.guid == g)) {
+            self.claims.remove(at);
+        }
     }
 
     /// Whether `len` more bytes of hits may go to `to`; spends them.
@@ -204,16 +241,17 @@ impl Node {
         let asked = self.searches.get(&guid).is_some() || self.router.is_own_query(&guid, now);
         let ours = asked && oob_address(&guid) == self.advertised;
         let claimed = self.oob.claims.iter().any(|c| c.guid == guid && c.answerer == from);
-        if !ours || claimed || !usable(from) || !self.udp_budget_allows(from, now) {
+        if !ours || claimed || !usable(from) {
             self.oob.counters.refused += 1;
+            return;
+        }
+        if !self.oob.may_claim(from, now) {
             return;
         }
         let mut token = vec![0; TOKEN_LEN];
         self.rng.fill_bytes(&mut token);
         let wanted = number.hits.min(MAX_HITS_PER_CLAIM);
-        if self.oob.claims.len() >= MAX_CLAIMS {
-            self.oob.claims.pop_front();
-        }
+        self.oob.make_room(guid);
         self.oob.claims.push_back(Claim { guid, answerer: from, token: token.clone(), remaining: wanted, at: now });
         self.oob.counters.claimed += 1;
         let ack = ReplyAck { wanted, token }.to_vendor();
@@ -463,6 +501,38 @@ mod tests {
         client.handle_timeout(now + crate::node::guess::GUESS_AFTER);
         let pinged = datagrams(&mut client).into_iter().any(|(_, m)| matches!(m.payload, Payload::Ping(_)));
         assert!(!pinged, "a re-query is no rare search to iterate over GUESS");
+    }
+
+    #[test]
+    fn attack_a_ping_flood_or_a_reply_number_flood_for_one_query_leaves_our_other_claims_alone() {
+        let now = Instant::now();
+        let mut client = node(1, true, now);
+        connect(&mut client, 1, SocketAddr::V4(addr(3)), now);
+        actions(&mut client);
+        let flooded = client.search("seblinux", 3, now).unwrap();
+        let other = client.search("debian", 3, now).unwrap();
+        actions(&mut client);
+        // A flood of Pings under many addresses spends the answers' budget.
+        for n in 0..1000u32 {
+            let [_, _, a, b] = n.to_be_bytes();
+            let from = SocketAddrV4::new(Ipv4Addr::new(198, 51, a, b), 6346);
+            let ping = Message::new(Guid([9; 16]), 1, Payload::Ping(crate::wire::Ping::default()));
+            client.handle(Event::Datagram { from, bytes: ping.encode() }, now);
+        }
+        assert!(client.udp_counters().throttled > 0);
+        datagrams(&mut client);
+        let number =
+            |guid| Message::new(guid, 1, ReplyNumber { hits: 2, unsolicited: true }.to_vendor().into_payload());
+        // Reply Numbers for one query from a hundred addresses.
+        for n in 0..100 {
+            let from = SocketAddrV4::new(Ipv4Addr::new(203, 0, 113, n), 6346);
+            client.handle(Event::Datagram { from, bytes: number(flooded).encode() }, now);
+        }
+        datagrams(&mut client);
+        assert_eq!(client.oob.claims.iter().filter(|c| c.guid == flooded).count(), MAX_CLAIMS_PER_QUERY);
+        client.handle(Event::Datagram { from: addr(2), bytes: number(other).encode() }, now);
+        let [(to, ack)] = datagrams(&mut client).try_into().unwrap();
+        assert_eq!((to, ack.guid), (addr(2), other));
     }
 
     #[test]

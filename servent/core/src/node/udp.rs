@@ -132,7 +132,7 @@ impl Bucket {
 
 /// The answers UDP senders may still get, per address and in all.
 #[derive(Debug)]
-struct Budget {
+pub(super) struct Budget {
     addresses: HashMap<SocketAddrV4, Bucket>,
     global: Bucket,
 }
@@ -149,12 +149,12 @@ pub(super) fn budget_key(addr: SocketAddrV4) -> SocketAddrV4 {
 }
 
 impl Budget {
-    fn new(now: Instant) -> Budget {
+    pub(super) fn new(now: Instant) -> Budget {
         Budget { addresses: HashMap::new(), global: Bucket::full(GLOBAL_BURST, now) }
     }
 
     /// Whether `to` may be answered at `now`; spends the answer.
-    fn allow(&mut self, to: SocketAddrV4, now: Instant) -> bool {
+    pub(super) fn allow(&mut self, to: SocketAddrV4, now: Instant) -> bool {
         let key = budget_key(to);
         if self.addresses.len() >= ADDRESS_TABLE && !self.addresses.contains_key(&key) {
             // Addresses back to a full budget are as good as unknown.
