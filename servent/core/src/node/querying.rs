@@ -28,8 +28,11 @@ use crate::wire::vendor::query_status::QueryStatus;
 use crate::wire::vendor::{Kind, Vendor};
 use crate::wire::{Guid, Message, Payload, Query, QueryFlags};
 
-/// Dynamic queries running at once; the oldest gives way.
+/// Dynamic queries running at once; the oldest of a leaf's gives way (ours
+/// are bounded by the search slots and the downloads, and never do).
 pub const MAX_DYNAMIC_QUERIES: usize = 1024;
+/// Dynamic queries of one leaf running at once; its oldest gives way.
+pub const MAX_DYNAMIC_QUERIES_PER_LEAF: usize = 8;
 /// Re-queries of ours whose results are counted, at most; the oldest gives way.
 pub const MAX_REQUERIES_COUNTED: usize = 64;
 /// The degree assumed of an ultrapeer that did not say (`X-Degree`).
@@ -56,6 +59,21 @@ impl Querying {
     /// When the next dynamic query step is due.
     pub(super) fn next_due(&self) -> Option<Instant> {
         self.running.values().map(DynamicQuery::next_due).min()
+    }
+
+    /// The leaves' dynamic queries (of `leaf` only, if given): GUID and start.
+    fn leaf_queries(&self, leaf: Option<PeerId>) -> impl Iterator<Item = (Guid, Instant)> + '_ {
+        self.running.iter().filter_map(move |(guid, dq)| match dq.origin() {
+            Origin::Leaf { peer, .. } if leaf.is_none_or(|l| l == peer) => Some((*guid, dq.started())),
+            _ => None,
+        })
+    }
+
+    /// Ends the oldest of the leaves' dynamic queries (of `leaf` only, if given).
+    fn end_oldest(&mut self, leaf: Option<PeerId>) {
+        if let Some((oldest, _)) = self.leaf_queries(leaf).min_by_key(|&(_, started)| started) {
+            self.running.remove(&oldest);
+        }
     }
 
     /// Counts the results of a re-query of ours from now on.
@@ -239,10 +257,13 @@ impl Node {
         if dq.is_done() {
             return;
         }
-        if self.querying.running.len() >= MAX_DYNAMIC_QUERIES {
-            if let Some(oldest) = self.querying.running.iter().min_by_key(|(_, dq)| dq.started()).map(|(g, _)| *g) {
-                self.querying.running.remove(&oldest);
+        if let Origin::Leaf { peer, .. } = dq.origin() {
+            if self.querying.leaf_queries(Some(peer)).count() >= MAX_DYNAMIC_QUERIES_PER_LEAF {
+                self.querying.end_oldest(Some(peer));
             }
+        }
+        if self.querying.running.len() >= MAX_DYNAMIC_QUERIES {
+            self.querying.end_oldest(None);
         }
         self.querying.running.insert(guid, dq);
     }

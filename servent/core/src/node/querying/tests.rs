@@ -212,3 +212,25 @@ fn a_leaf_answers_a_status_request_for_its_requery_with_the_sources_it_brought()
     actions(&mut node);
     assert_eq!(status(&mut node), QueryStatus(1));
 }
+
+#[test]
+fn attack_one_leaf_runs_at_most_eight_dynamic_queries_and_ends_none_of_ours() {
+    let mut net = Net::new(5, ultrapeer(), 5);
+    make_leaf(&mut net, 1);
+    for i in 2..5 {
+        net.nodes[0].connect(Net::addr(i), net.now);
+    }
+    net.nodes[1].connect(Net::addr(0), net.now);
+    net.run_for(Duration::from_secs(2));
+    let leaf = net.nodes[0].peers().find(|(_, p)| p.role == Role::Leaf).map(|(id, _)| id).expect("the leaf");
+    let now = net.now;
+    let ours = net.nodes[0].search("nowhere", None, now).unwrap();
+    for n in 0..20u8 {
+        let query = crate::node::build_query(&format!("flood{n}")).unwrap();
+        let message = Message { guid: Guid([n; 16]), ttl: 3, hops: 0, payload: Payload::Query(query) };
+        net.nodes[0].handle(super::super::Event::Message { peer: leaf, message }, now);
+    }
+    assert_eq!(net.nodes[0].dynamic_queries(), 1 + MAX_DYNAMIC_QUERIES_PER_LEAF);
+    assert!(net.nodes[0].querying.running.contains_key(&ours));
+    assert!(net.nodes[0].querying.running.contains_key(&Guid([19; 16])), "the leaf's newest run");
+}
