@@ -11,8 +11,13 @@
 //!   network shares one address, each port) gets [`ADDRESS_BURST`] answers, then one every
 //!   [`ADDRESS_REFILL`], and all addresses together [`GLOBAL_BURST`], then
 //!   one every [`GLOBAL_REFILL`]. A Pong of ours is at most
-//!   [`MAX_ANSWER_LEN`] bytes, so a flood under a victim's address brings it
-//!   a few dozen bytes a second, whatever the flood's size.
+//!   [`MAX_ANSWER_LEN`] bytes and no more than [`ANSWER_SLACK`] bytes
+//!   larger than the Ping it answers (it packs fewer hosts in `IPP` to fit),
+//!   so a flood under a victim's address brings it a few dozen bytes a
+//!   second, whatever the flood's size, and a spoofed Ping is no lever.
+//!   When the table of addresses is full, a new address is refused without
+//!   a look at the table, which is swept of addresses back to a full
+//!   budget at most once every [`ADDRESS_REFILL`].
 //! - A UDP Pong is read only when it answers a Ping we sent, from the
 //!   address we sent it to, with its GUID, once: a forged or replayed Pong
 //!   full of addresses teaches the host cache nothing, and a genuine one
@@ -38,6 +43,9 @@ use crate::wire::{self, ipp, Ggep, Guid, Message, Payload, Ping, Pong};
 pub const UHC_HOSTS: usize = 10;
 /// The largest Pong we send over UDP: header, pong, one `IPP` of [`UHC_HOSTS`].
 pub const MAX_ANSWER_LEN: usize = wire::HEADER_LEN + 14 + 6 + UHC_HOSTS * ipp::PACKED_LEN;
+/// Bytes a Pong of ours may exceed the Ping it answers by: an `SCP` Ping
+/// as gtk-gnutella sends it (30 bytes) gets 8 hosts.
+pub const ANSWER_SLACK: usize = 64;
 /// Answers one address may have at once.
 pub const ADDRESS_BURST: u32 = 8;
 /// One more answer for an address after this long.
@@ -135,6 +143,10 @@ impl Bucket {
 pub(super) struct Budget {
     addresses: HashMap<SocketAddrV4, Bucket>,
     global: Bucket,
+    /// When the full table was last swept.
+    swept: Instant,
+    /// Sweeps of the full table so far.
+    sweeps: u64,
 }
 
 /// Whose budget an answer to `addr` spends: its IP address's, or on
@@ -150,14 +162,19 @@ pub(super) fn budget_key(addr: SocketAddrV4) -> SocketAddrV4 {
 
 impl Budget {
     pub(super) fn new(now: Instant) -> Budget {
-        Budget { addresses: HashMap::new(), global: Bucket::full(GLOBAL_BURST, now) }
+        Budget { addresses: HashMap::new(), global: Bucket::full(GLOBAL_BURST, now), swept: now, sweeps: 0 }
     }
 
     /// Whether `to` may be answered at `now`; spends the answer.
     pub(super) fn allow(&mut self, to: SocketAddrV4, now: Instant) -> bool {
         let key = budget_key(to);
         if self.addresses.len() >= ADDRESS_TABLE && !self.addresses.contains_key(&key) {
+            if now < self.swept + ADDRESS_REFILL {
+                return false;
+            }
             // Addresses back to a full budget are as good as unknown.
+            self.swept = now;
+            self.sweeps += 1;
             self.addresses.retain(|_, b| !b.is_full(ADDRESS_BURST, ADDRESS_REFILL, now));
             if self.addresses.len() >= ADDRESS_TABLE {
                 return false;
@@ -283,7 +300,7 @@ impl Node {
             return;
         };
         match message.payload {
-            Payload::Ping(ping) => self.on_udp_ping(from, message.guid, &ping, now),
+            Payload::Ping(ping) => self.on_udp_ping(from, message.guid, &ping, bytes.len(), now),
             Payload::Pong(pong) => self.on_udp_pong(from, message.guid, &pong, now),
             Payload::Query(query) => self.on_udp_query(from, message.guid, query, now),
             Payload::QueryHit(hit) => {
@@ -313,7 +330,9 @@ impl Node {
         allowed
     }
 
-    fn on_udp_ping(&mut self, from: SocketAddrV4, guid: Guid, ping: &Ping, now: Instant) {
+    /// Answers a Ping of `request` bytes: our Pong, with hosts if it asks
+    /// (as many as keep the Pong within [`ANSWER_SLACK`] of the Ping).
+    fn on_udp_ping(&mut self, from: SocketAddrV4, guid: Guid, ping: &Ping, request: usize, now: Instant) {
         let ip = *from.ip();
         if from.port() == 0 || ip.is_unspecified() || ip.is_broadcast() || ip.is_multicast() {
             self.udp.counters.malformed += 1;
@@ -323,18 +342,27 @@ impl Node {
             return;
         }
         let mut ggep = Ggep::new();
-        if ping.ggep.get(ipp::SCP).is_some() {
-            let hosts = self.hosts_to_share(from);
-            if !hosts.is_empty() {
-                ggep.insert(ipp::IPP, ipp::pack(&hosts));
-            }
-        }
         self.guess_pong_extensions(from, ping, &mut ggep);
         let (files, bytes) = self.library;
         let pong =
             Pong { port: self.advertised.port(), ip: *self.advertised.ip(), files, kbytes: super::kbytes(bytes), ggep };
+        let mut message = Message::new(guid, 1, Payload::Pong(pong));
+        if ping.ggep.get(ipp::SCP).is_some() {
+            let mut hosts = self.hosts_to_share(from);
+            while !hosts.is_empty() {
+                let mut answer = message.clone();
+                if let Payload::Pong(pong) = &mut answer.payload {
+                    pong.ggep.insert(ipp::IPP, ipp::pack(&hosts));
+                }
+                if answer.encoded_len() <= request + ANSWER_SLACK {
+                    message = answer;
+                    break;
+                }
+                hosts.pop();
+            }
+        }
         self.udp.counters.answered += 1;
-        self.actions.push_back(Action::SendDatagram { to: from, message: Message::new(guid, 1, Payload::Pong(pong)) });
+        self.actions.push_back(Action::SendDatagram { to: from, message });
     }
 
     /// Hosts for an `IPP`: our neighbours' listening addresses, then the
@@ -482,7 +510,10 @@ mod tests {
         let Payload::Pong(pong) = &message.payload else { panic!("a pong answers a ping") };
         assert_eq!((SocketAddrV4::new(pong.ip, pong.port), pong.files, pong.kbytes), (addr(100), 3, 4));
         let hosts = ipp::unpack(pong.ggep.get(ipp::IPP).expect("IPP")).unwrap();
-        assert_eq!(hosts.len(), UHC_HOSTS);
+        // gtk-gnutella's SCP Ping is 30 bytes, ours too: 8 hosts keep the Pong within the slack.
+        assert_eq!(scp_ping(5).len(), 30);
+        assert_eq!(hosts.len(), 8);
+        assert!(message.encoded_len() <= scp_ping(5).len() + ANSWER_SLACK);
         assert!(!hosts.contains(&addr(1)), "the asker is not told about itself");
         // The bytes are what gtk-gnutella reads: decoding ours gives the same.
         assert_eq!(wire::decode(&message.encode()).unwrap(), *message);
@@ -513,7 +544,7 @@ mod tests {
         let to_victim = datagrams(&mut node);
         assert_eq!(to_victim.len(), ADDRESS_BURST as usize);
         let bytes: usize = to_victim.iter().map(|(_, m)| m.encoded_len()).sum();
-        assert!(bytes <= ADDRESS_BURST as usize * MAX_ANSWER_LEN);
+        assert!(bytes <= ADDRESS_BURST as usize * (scp_ping(1).len() + ANSWER_SLACK));
         assert_eq!(node.udp_counters().throttled, 10_000 - u64::from(ADDRESS_BURST));
         // Later, the victim's budget comes back one answer at a time.
         node.handle(
@@ -528,6 +559,28 @@ mod tests {
             node.handle(Event::Datagram { from, bytes: scp_ping(2) }, later);
         }
         assert_eq!(datagrams(&mut node).len(), GLOBAL_BURST as usize);
+    }
+
+    #[test]
+    fn attack_a_full_address_table_refuses_new_addresses_and_is_swept_at_most_once_a_refill() {
+        let now = Instant::now();
+        let mut budget = Budget::new(now);
+        let spoofed = |i: u32| SocketAddrV4::new(Ipv4Addr::from(0x0A00_0000 + i), 6346);
+        // Every address spends its whole burst: none is back to full for a while.
+        for i in 0..ADDRESS_TABLE as u32 {
+            for _ in 0..ADDRESS_BURST {
+                budget.allow(spoofed(i), now);
+            }
+        }
+        let later = now + ADDRESS_REFILL * 2;
+        for i in 0..5_000u32 {
+            assert!(!budget.allow(spoofed(ADDRESS_TABLE as u32 + i), later));
+        }
+        assert!(budget.sweeps <= 1, "{} sweeps", budget.sweeps);
+        // Once its addresses are back to a full budget, a sweep frees the table.
+        let much_later = later + ADDRESS_REFILL * (ADDRESS_BURST + 1);
+        assert!(budget.allow(spoofed(0x00FF_0000), much_later));
+        assert!(budget.sweeps <= 2);
     }
 
     #[test]
