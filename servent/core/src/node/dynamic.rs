@@ -47,6 +47,9 @@ pub const OWN_RESULTS: usize = 150;
 pub const LEAF_RESULTS: usize = OWN_RESULTS / ULTRAPEERS_PER_LEAF;
 /// Ultrapeers a leaf is assumed to query at once.
 pub const ULTRAPEERS_PER_LEAF: usize = 3;
+/// A query by hash wants this many times fewer results (gtk-gnutella's
+/// `DQ_SHA1_DECIMATOR`).
+pub const URN_DECIMATOR: usize = 25;
 /// The highest TTL a dynamic query uses.
 pub const MAX_TTL: u8 = 5;
 /// Wait for results after each neighbour queried.
@@ -153,6 +156,9 @@ impl DynamicQuery {
             Origin::Own => OWN_RESULTS,
             Origin::Leaf { .. } => LEAF_RESULTS,
         };
+        // A query by hash wants one file: its sources come sooner and fewer.
+        let by_hash = matches!(&message.payload, Payload::Query(q) if !q.urns.is_empty());
+        let target = if by_hash { (target / URN_DECIMATOR).max(1) } else { target };
         DynamicQuery {
             message,
             origin,
@@ -190,6 +196,11 @@ impl DynamicQuery {
             Payload::Query(query) => Some(query),
             _ => None,
         }
+    }
+
+    /// The hops its copies go out with.
+    pub fn hops(&self) -> u8 {
+        self.message.hops
     }
 
     /// When it started.

@@ -287,6 +287,8 @@ impl Node {
             .iter()
             .filter(|(_, p)| p.role == Role::Ultrapeer)
             .filter(|(id, _)| !matches!(dq.origin(), Origin::Leaf { peer, .. } if peer == **id))
+            // One whose Hops Flow refuses the query is no neighbour for it (dq.c).
+            .filter(|(id, _)| self.querying.vendor.admits_query(**id, dq.hops()))
             .filter_map(|(&peer, _)| {
                 let capacity = self.querying.capacity.get(&peer)?;
                 Some(Neighbour {

@@ -156,3 +156,21 @@ fn an_unguided_leaf_query_whose_hits_go_out_of_band_ends_after_the_probe() {
         assert!(!dq.is_done());
     }
 }
+
+#[test]
+fn a_query_by_hash_wants_twenty_five_times_fewer_results() {
+    let now = Instant::now();
+    let around = neighbours(6, None);
+    let mut by_hash = message();
+    let Payload::Query(query) = &mut by_hash.payload else { unreachable!() };
+    query.urns.push(crate::wire::Urn::Sha1([1; 20]));
+    let enough = OWN_RESULTS / URN_DECIMATOR;
+    for (message, ends) in [(by_hash, true), (message(), false)] {
+        let mut dq = DynamicQuery::new(message, Origin::Own, 5, now);
+        dq.start(&around, now);
+        dq.on_results(enough);
+        let later = dq.next_due();
+        dq.step(&around, later);
+        assert_eq!(dq.is_done(), ends);
+    }
+}

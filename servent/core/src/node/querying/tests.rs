@@ -234,3 +234,17 @@ fn attack_one_leaf_runs_at_most_eight_dynamic_queries_and_ends_none_of_ours() {
     assert!(net.nodes[0].querying.running.contains_key(&ours));
     assert!(net.nodes[0].querying.running.contains_key(&Guid([19; 16])), "the leaf's newest run");
 }
+
+#[test]
+fn a_dynamic_query_skips_the_ultrapeers_whose_hops_flow_refuses_it() {
+    let mut net = star(5);
+    let peers: Vec<PeerId> = net.nodes[0].peers().map(|(id, _)| id).collect();
+    for &peer in &peers[..3] {
+        let flow = vendor::message(Guid([1; 16]), HopsFlow::NONE.to_vendor());
+        net.nodes[0].handle(crate::node::Event::Message { peer, message: flow }, net.now);
+    }
+    let now = net.now;
+    net.nodes[0].search("anything", None, now).unwrap();
+    net.run_for(Duration::from_secs(1));
+    assert_eq!((1..5).map(|i| queries_received(&net, i)).sum::<usize>(), 1, "the probe went to the one that takes it");
+}
