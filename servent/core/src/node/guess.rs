@@ -164,7 +164,8 @@ impl Node {
     /// A UDP Pong answering a key Ping or a query of ours; whether it did.
     pub(super) fn on_guess_pong(&mut self, from: SocketAddrV4, guid: Guid, pong: &Pong, now: Instant) -> bool {
         self.guess.expire(now);
-        let hosts = pong.ggep.get(ipp::IPP).and_then(|p| ipp::unpack(p).ok()).unwrap_or_default();
+        let mut hosts = pong.ggep.get(ipp::IPP).and_then(|p| ipp::unpack(p).ok()).unwrap_or_default();
+        hosts.retain(|h| super::udp::routable(*h, self.advertised));
         if let Some(at) = self.guess.key_pings.iter().position(|p| p.0 == guid && p.1 == from) {
             let Some((_, _, search, _)) = self.guess.key_pings.remove(at) else { return true };
             let Some(key) = pong.ggep.get(QK).filter(|k| !k.is_empty() && k.len() <= 16) else { return true };

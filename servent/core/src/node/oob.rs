@@ -34,7 +34,7 @@ use std::time::{Duration, Instant};
 
 use rand::RngCore;
 
-use super::udp::{budget_key, Bucket, Budget};
+use super::udp::{budget_key, is_hidden, routable, usable, Bucket, Budget};
 use super::{Action, Node};
 use crate::wire::vendor::oob::{oob_address, oob_guid, ReplyAck, ReplyNumber, MAX_TOKEN, SO};
 use crate::wire::vendor::{Kind, Vendor};
@@ -162,21 +162,12 @@ pub(super) fn wants_oob(query: &Query) -> bool {
     query.flags.wants_oob_reply() && query.ggep.get(SO).is_some()
 }
 
-/// Whether an address can take datagrams from us.
-fn usable(addr: SocketAddrV4) -> bool {
-    let ip = addr.ip();
-    addr.port() != 0 && !ip.is_unspecified() && !ip.is_broadcast() && !ip.is_multicast()
-}
-
 /// Whether datagrams to `addr` can arrive from a servent at `ours`: a
 /// private or link-local address is behind a NAT or firewall, so its hits
 /// go by TCP (as gtk-gnutella strips the flag of such queries); loopback
 /// reaches loopback, for networks on one machine.
 fn reachable(addr: SocketAddrV4, ours: SocketAddrV4) -> bool {
-    let ip = addr.ip();
-    let shared = ip.octets()[0] == 100 && (64..128).contains(&ip.octets()[1]);
-    let hidden = ip.is_private() || ip.is_link_local() || shared;
-    usable(addr) && !hidden && ip.is_loopback() == ours.ip().is_loopback()
+    routable(addr, ours) && !is_hidden(*addr.ip())
 }
 
 impl Node {

@@ -30,7 +30,7 @@
 //! network or finds nobody ([`Action::Notice`]).
 
 use std::collections::{HashMap, VecDeque};
-use std::net::SocketAddrV4;
+use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::{Duration, Instant};
 
 use super::{Action, Node};
@@ -185,6 +185,26 @@ impl Budget {
     }
 }
 
+/// Whether an address can take datagrams at all.
+pub(super) fn usable(addr: SocketAddrV4) -> bool {
+    let ip = addr.ip();
+    addr.port() != 0 && !ip.is_unspecified() && !ip.is_broadcast() && !ip.is_multicast()
+}
+
+/// Whether `ip` is behind a NAT or firewall: private, link-local or shared (RFC 6598).
+pub(super) fn is_hidden(ip: Ipv4Addr) -> bool {
+    let shared = ip.octets()[0] == 100 && (64..128).contains(&ip.octets()[1]);
+    ip.is_private() || ip.is_link_local() || shared
+}
+
+/// Whether a servent at `ours` can reach `addr`: usable, loopback only
+/// from loopback (a network on one machine), and behind a NAT only from
+/// behind one (a network on one LAN, as in tests).
+pub(super) fn routable(addr: SocketAddrV4, ours: SocketAddrV4) -> bool {
+    let (ip, our_ip) = (*addr.ip(), *ours.ip());
+    usable(addr) && ip.is_loopback() == our_ip.is_loopback() && (!is_hidden(ip) || is_hidden(our_ip))
+}
+
 /// A UDP host cache and how it has answered.
 #[derive(Clone, Debug)]
 struct HostCacheServer {
@@ -333,8 +353,7 @@ impl Node {
     /// Answers a Ping of `request` bytes: our Pong, with hosts if it asks
     /// (as many as keep the Pong within [`ANSWER_SLACK`] of the Ping).
     fn on_udp_ping(&mut self, from: SocketAddrV4, guid: Guid, ping: &Ping, request: usize, now: Instant) {
-        let ip = *from.ip();
-        if from.port() == 0 || ip.is_unspecified() || ip.is_broadcast() || ip.is_multicast() {
+        if !usable(from) {
             self.udp.counters.malformed += 1;
             return;
         }
@@ -391,7 +410,7 @@ impl Node {
         if let Some(packed) = pong.ggep.get(ipp::IPP) {
             learned.extend(ipp::unpack(packed).unwrap_or_default());
         }
-        learned.retain(|a| a.port() != 0 && !a.ip().is_unspecified() && *a != self.advertised);
+        learned.retain(|a| routable(*a, self.advertised) && *a != self.advertised);
         learned.truncate(MAX_LEARNED);
         self.udp.counters.learned += learned.len() as u64;
         for addr in learned {
@@ -654,6 +673,31 @@ mod tests {
         assert_eq!(node.known_hosts(), MAX_LEARNED);
         node.handle(Event::Datagram { from: addr(50), bytes: pong(ping.guid, addr(50), &fakes[500..]) }, now);
         assert_eq!(node.known_hosts(), MAX_LEARNED);
+    }
+
+    #[test]
+    fn attack_a_host_cache_answer_naming_loopback_private_or_multicast_hosts_teaches_only_the_routable() {
+        let now = Instant::now();
+        let mut node = node_with(Config { uhcs: vec![addr(50)], ..Config::default() }, now);
+        node.handle_timeout(now);
+        let ping = datagrams(&mut node).remove(0).1;
+        let unroutable = [
+            SocketAddrV4::new(Ipv4Addr::LOCALHOST, 6346),
+            SocketAddrV4::new(Ipv4Addr::new(192, 168, 1, 1), 6346),
+            SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 1), 22),
+            SocketAddrV4::new(Ipv4Addr::new(169, 254, 0, 1), 6346),
+            SocketAddrV4::new(Ipv4Addr::new(224, 0, 0, 1), 6346),
+            SocketAddrV4::new(Ipv4Addr::BROADCAST, 6346),
+        ];
+        let hosts: Vec<SocketAddrV4> = unroutable.iter().copied().chain([addr(7)]).collect();
+        node.handle(Event::Datagram { from: addr(50), bytes: pong(ping.guid, addr(50), &hosts) }, now);
+        // The cache itself and the one routable host.
+        assert_eq!(node.known_hosts(), 2);
+        // Servents on one machine or one LAN do learn each other.
+        let local = SocketAddrV4::new(Ipv4Addr::LOCALHOST, 7000);
+        assert!(routable(local, SocketAddrV4::new(Ipv4Addr::LOCALHOST, 6346)));
+        assert!(routable(unroutable[1], SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 2), 6346)));
+        assert!(!routable(unroutable[4], unroutable[4]));
     }
 
     #[test]
