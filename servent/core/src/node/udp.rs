@@ -361,7 +361,7 @@ impl Node {
             return;
         }
         let mut ggep = Ggep::new();
-        self.guess_pong_extensions(from, ping, &mut ggep);
+        self.guess_pong_extensions(from, ping, &mut ggep, now);
         let (files, bytes) = self.library;
         let pong =
             Pong { port: self.advertised.port(), ip: *self.advertised.ip(), files, kbytes: super::kbytes(bytes), ggep };
