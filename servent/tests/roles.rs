@@ -51,7 +51,13 @@ fn a_leaf_gets_only_the_queries_its_route_table_matches() {
         let ultra = ultrapeer().await;
         let (mut leaf, response) = raw_leaf(&ultra).await;
         assert!(response.starts_with("GNUTELLA/0.6 200"), "{response}");
-        for header in ["X-Ultrapeer: True", "X-Degree: 16", "X-Dynamic-Querying: 0.1", "X-Query-Routing: 0.2"] {
+        for header in [
+            "X-Ultrapeer: True",
+            "X-Degree: 16",
+            "X-Dynamic-Querying: 0.1",
+            "X-Query-Routing: 0.2",
+            "Vendor-Message: 0.2",
+        ] {
             assert!(response.contains(header), "{header} missing from {response}");
         }
         let table = RouteTable::from_library(["SEBLINUX-base-1.0.tar"], []);

@@ -69,7 +69,8 @@
 //! - As a responder it reads nothing but headers until step 3: anything we
 //!   sent early would be "Extra HELLO data". As an initiator it sends nothing
 //!   until it has our step 2. It closes 0.4 connects silently; so do we.
-//! - We send no `Vendor-Message` (no vendor messages yet).
+//! - It sends its Messages Supported only when our handshake carries
+//!   `Vendor-Message`, which we send ([`roles`]).
 
 mod roles;
 

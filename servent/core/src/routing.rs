@@ -29,6 +29,12 @@ use crate::wire::{Bye, Guid, Message, Payload, Ping, Pong, Push, Query, QueryHit
 
 /// The highest TTL + hops a message may have; more is trimmed (7, as deployed servents).
 pub const DEFAULT_MAX_TTL: u8 = 7;
+/// The largest query payload handled and relayed, in bytes: larger ones
+/// are dropped (gtk-gnutella's `search_queries_forward_size`, 256).
+pub const MAX_QUERY_SIZE: usize = 256;
+/// A query payload larger than this gets its sender disconnected
+/// (gtk-gnutella's `search_queries_kick_size`, 1024).
+pub const KICK_QUERY_SIZE: usize = 1024;
 /// How many GUIDs each routing table remembers at most.
 pub const ROUTE_TABLE_CAPACITY: usize = 100_000;
 /// How long a reverse route (and the memory of a GUID) lasts.
@@ -117,6 +123,10 @@ pub enum Drop {
     Malformed,
     /// The outgoing queue was full (counted by the I/O layer).
     QueueFull,
+    /// A leaf's query asking for hits out of band to an address not its own.
+    BadReturnAddress,
+    /// A query larger than [`MAX_QUERY_SIZE`].
+    TooLarge,
 }
 
 /// Counters of one neighbour, or of the whole servent.
@@ -370,6 +380,11 @@ impl Router {
         (guid, actions)
     }
 
+    /// Whether `guid` is a query of ours still remembered.
+    pub fn is_own_query(&self, guid: &Guid, now: Instant) -> bool {
+        self.own.get(guid, now) == Some(Own::Query)
+    }
+
     /// Time passes: pings neighbours that have not been pinged for a while,
     /// and forgets what has expired.
     pub fn tick(&mut self, now: Instant) -> Vec<Action> {
@@ -398,6 +413,9 @@ impl Router {
             self.count(from, |c| c.accepted += 1);
             return vec![Action::Disconnect { peer: from, reason: format!("Bye {code} {reason}") }];
         }
+        if let Some(actions) = self.check_query_size(from, &message) {
+            return actions;
+        }
         let Some(route) = self.check_ttl(from, &message) else {
             return Vec::new();
         };
@@ -419,6 +437,21 @@ impl Router {
                 Vec::new()
             }
         }
+    }
+
+    /// Drops a query over [`MAX_QUERY_SIZE`] bytes, and disconnects its
+    /// sender over [`KICK_QUERY_SIZE`], as gtk-gnutella's `node_parse`.
+    fn check_query_size(&mut self, from: PeerId, message: &Message) -> Option<Vec<Action>> {
+        if !matches!(message.payload, Payload::Query(_)) {
+            return None;
+        }
+        let size = message.encoded_len() - crate::wire::HEADER_LEN;
+        if size <= MAX_QUERY_SIZE {
+            return None;
+        }
+        self.count_drop(from, Drop::TooLarge);
+        let kick = Action::Disconnect { peer: from, reason: format!("Kicked: Query message too big ({size} bytes)") };
+        Some(if size > KICK_QUERY_SIZE { vec![kick] } else { Vec::new() })
     }
 
     /// Applies the TTL and hops rules: a message that has travelled too far
@@ -735,6 +768,31 @@ mod tests {
         let actions = router.handle(A, query(Guid([1; 16]), 1, 2), now);
         assert!(sends(&actions).is_empty());
         assert!(matches!(&actions[..], [Action::SearchLocal { reply_ttl: 3, .. }]));
+    }
+
+    #[test]
+    fn attack_a_query_over_256_bytes_is_dropped_unrelayed_and_over_1024_its_sender_kicked() {
+        let now = Instant::now();
+        let mut router = router_with_peers(now);
+        let sized = |guid: u8, size: usize| {
+            let mut message = query(Guid([guid; 16]), 3, 0);
+            let Payload::Query(q) = &mut message.payload else { unreachable!() };
+            // Flags (2), criteria, NUL; then a GGEP block for the rest.
+            q.criteria = "s".repeat(size.min(MAX_QUERY_SIZE + 1) - 3);
+            if size > MAX_QUERY_SIZE + 1 {
+                q.ggep.insert(crate::wire::vendor::oob::SO, vec![0; size - MAX_QUERY_SIZE]);
+            }
+            let encoded = message.encoded_len() - crate::wire::HEADER_LEN;
+            assert!(encoded >= size && encoded < size + 16, "{encoded} for {size}");
+            message
+        };
+        assert_eq!(sends(&router.handle(A, sized(1, MAX_QUERY_SIZE), now)).len(), 2);
+        let actions = router.handle(A, sized(2, MAX_QUERY_SIZE + 1), now);
+        assert!(actions.is_empty(), "neither relayed nor answered: {actions:?}");
+        assert_eq!(router.totals().dropped[&Drop::TooLarge], 1);
+        let actions = router.handle(A, sized(3, KICK_QUERY_SIZE + 1), now);
+        assert!(matches!(&actions[..], [Action::Disconnect { peer: A, .. }]), "{actions:?}");
+        assert_eq!(router.totals().dropped[&Drop::TooLarge], 2);
     }
 
     #[test]

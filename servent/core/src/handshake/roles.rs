@@ -26,8 +26,9 @@
 //! - `GUID`: the sender's servent GUID in hex; `X-Live-Since`: when it
 //!   started, as an RFC 822 date.
 //!
-//! We do not send `Vendor-Message`: we do not speak vendor messages yet,
-//! and a peer that reads the header expects them answered.
+//! - `Vendor-Message: 0.2`: the sender speaks vendor messages. gtk-gnutella
+//!   sends its Messages Supported only to a peer whose handshake carries
+//!   it; we send it both ways, as gtk-gnutella does.
 
 use std::net::SocketAddr;
 
@@ -144,6 +145,7 @@ pub(super) fn write_capability_headers(out: &mut String, config: &Config) {
     }
     push_header(out, "X-Max-TTL", &config.max_ttl.to_string());
     push_header(out, "Bye-Packet", "0.1");
+    push_header(out, "Vendor-Message", "0.2");
     if let Some(guid) = config.guid {
         push_header(out, "GUID", &guid.to_string());
     }

@@ -47,6 +47,9 @@ pub const OWN_RESULTS: usize = 150;
 pub const LEAF_RESULTS: usize = OWN_RESULTS / ULTRAPEERS_PER_LEAF;
 /// Ultrapeers a leaf is assumed to query at once.
 pub const ULTRAPEERS_PER_LEAF: usize = 3;
+/// A query by hash wants this many times fewer results (gtk-gnutella's
+/// `DQ_SHA1_DECIMATOR`).
+pub const URN_DECIMATOR: usize = 25;
 /// The highest TTL a dynamic query uses.
 pub const MAX_TTL: u8 = 5;
 /// Wait for results after each neighbour queried.
@@ -153,6 +156,9 @@ impl DynamicQuery {
             Origin::Own => OWN_RESULTS,
             Origin::Leaf { .. } => LEAF_RESULTS,
         };
+        // A query by hash wants one file: its sources come sooner and fewer.
+        let by_hash = matches!(&message.payload, Payload::Query(q) if !q.urns.is_empty());
+        let target = if by_hash { (target / URN_DECIMATOR).max(1) } else { target };
         DynamicQuery {
             message,
             origin,
@@ -190,6 +196,11 @@ impl DynamicQuery {
             Payload::Query(query) => Some(query),
             _ => None,
         }
+    }
+
+    /// The hops its copies go out with.
+    pub fn hops(&self) -> u8 {
+        self.message.hops
     }
 
     /// When it started.
@@ -273,6 +284,10 @@ impl DynamicQuery {
             self.done = true;
             return Vec::new();
         }
+        if !self.followed() {
+            self.done = true;
+            return Vec::new();
+        }
         if let Origin::Leaf { peer, guided: true } = self.origin {
             if self.since_status >= STATUS_EVERY && self.status_timeouts < MAX_STATUS_TIMEOUTS {
                 self.since_status = 0;
@@ -302,6 +317,17 @@ impl DynamicQuery {
     /// The highest TTL whose horizon through `n` stays within its share of
     /// the hosts still needed, spread over the `left` neighbours not
     /// queried yet; 1 when even that is too many.
+    /// Whether we can tell how the query fares: its leaf guides it, or its
+    /// hits come through us. A leaf's unguided query wanting its hits out
+    /// of band counts none here, so it ends after the probe, as in
+    /// gtk-gnutella's `dq.c` (neither `LEAF_GUIDED` nor `ROUTING_HITS`).
+    fn followed(&self) -> bool {
+        match self.origin {
+            Origin::Own | Origin::Leaf { guided: true, .. } => true,
+            Origin::Leaf { guided: false, .. } => !self.query().is_some_and(|q| q.flags.wants_oob_reply()),
+        }
+    }
+
     fn select_ttl(&self, n: &Neighbour, left: usize) -> u8 {
         let max = self.ttl.min(n.max_ttl).max(1);
         let needed = self.target.saturating_sub(self.kept()) as f64;

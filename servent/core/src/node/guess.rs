@@ -8,8 +8,10 @@
 //!   answered with hits straight back over UDP, at most
 //!   [`MAX_HIT_DATAGRAMS`] of them. The key is a keyed hash of the address,
 //!   so only who receives datagrams at an address can query from it: a
-//!   spoofer cannot turn our hits on a victim. Answers stay within the UDP
-//!   budget of [`super::udp`].
+//!   spoofer cannot turn our hits on a victim. The secret changes every
+//!   [`KEY_LIFETIME`] and the previous one's keys are still taken, so a key
+//!   lasts one to two lifetimes. Answers stay within the UDP budget of
+//!   [`super::udp`].
 //! - **As client.** A search of ours that has fewer than [`RARE`] results
 //!   after [`GUESS_AFTER`] asks ultrapeers one by one, [`HOSTS_PER_TICK`] a
 //!   tick, at most [`MAX_HOSTS`] for one search: a key Ping, then the query
@@ -33,6 +35,8 @@ use crate::wire::{ipp, Ggep, GgepId, Guid, Message, Payload, Ping, Pong, Query, 
 
 /// `"QK"`: a query key request (empty, in a Ping) or the key (in a Pong and a Query).
 pub const QK: GgepId = GgepId::from_static("QK");
+/// How long a secret makes the query keys (gtk-gnutella's keys change too).
+pub const KEY_LIFETIME: Duration = Duration::from_secs(60 * 60);
 /// `"GUE"`: GUESS spoken, its version (0.2).
 pub const GUE: GgepId = GgepId::from_static("GUE");
 /// GUESS 0.2, major and minor in nibbles.
@@ -69,7 +73,10 @@ struct Iteration {
 /// The node's GUESS state.
 #[derive(Debug)]
 pub(super) struct Guess {
-    secret: [u8; 16],
+    /// The secret keys are made with, and the previous one, still taken.
+    secrets: [[u8; 16]; 2],
+    /// When the secret last changed (at the first key).
+    rotated: Option<Instant>,
     searches: VecDeque<Iteration>,
     /// Key Pings of ours: their GUID, to whom, for which search, when.
     key_pings: VecDeque<(Guid, SocketAddrV4, Guid, Instant)>,
@@ -77,20 +84,51 @@ pub(super) struct Guess {
     queried: VecDeque<(Guid, SocketAddrV4, u8, Instant)>,
 }
 
+/// The query key of `addr` under `secret`.
+fn key_under(secret: &[u8; 16], addr: SocketAddrV4) -> Vec<u8> {
+    let mut hash = Sha256::new();
+    hash.update(secret);
+    hash.update(addr.ip().octets());
+    hash.update(addr.port().to_le_bytes());
+    hash.finalize()[..KEY_LEN].to_vec()
+}
+
 impl Guess {
     pub(super) fn new(rng: &mut StdRng) -> Guess {
-        let mut secret = [0; 16];
-        rng.fill_bytes(&mut secret);
-        Guess { secret, searches: VecDeque::new(), key_pings: VecDeque::new(), queried: VecDeque::new() }
+        let mut secrets = [[0; 16]; 2];
+        rng.fill_bytes(&mut secrets[0]);
+        rng.fill_bytes(&mut secrets[1]);
+        Guess {
+            secrets,
+            rotated: None,
+            searches: VecDeque::new(),
+            key_pings: VecDeque::new(),
+            queried: VecDeque::new(),
+        }
+    }
+
+    /// Changes the secret every [`KEY_LIFETIME`]; after two, neither is kept.
+    fn rotate(&mut self, rng: &mut StdRng, now: Instant) {
+        let rotated = *self.rotated.get_or_insert(now);
+        let elapsed = now.saturating_duration_since(rotated);
+        if elapsed < KEY_LIFETIME {
+            return;
+        }
+        let mut fresh = [0; 16];
+        rng.fill_bytes(&mut fresh);
+        self.secrets[1] = if elapsed < KEY_LIFETIME * 2 { self.secrets[0] } else { fresh };
+        rng.fill_bytes(&mut self.secrets[0]);
+        self.rotated = Some(now);
+    }
+
+    /// Whether `key` is `addr`'s, under the secret or the previous one.
+    fn is_key_of(&self, addr: SocketAddrV4, key: &[u8]) -> bool {
+        self.secrets.iter().any(|secret| key_under(secret, addr) == key)
     }
 
     /// The query key of `addr`.
     fn key(&self, addr: SocketAddrV4) -> Vec<u8> {
-        let mut hash = Sha256::new();
-        hash.update(self.secret);
-        hash.update(addr.ip().octets());
-        hash.update(addr.port().to_le_bytes());
-        hash.finalize()[..KEY_LEN].to_vec()
+        key_under(&self.secrets[0], addr)
     }
 
     fn expire(&mut self, now: Instant) {
@@ -154,8 +192,9 @@ impl Node {
     }
 
     /// Our key and GUESS version, for a Pong answering a Ping that asks for a key.
-    pub(super) fn guess_pong_extensions(&self, to: SocketAddrV4, ping: &Ping, ggep: &mut Ggep) {
+    pub(super) fn guess_pong_extensions(&mut self, to: SocketAddrV4, ping: &Ping, ggep: &mut Ggep, now: Instant) {
         if self.config.role == Role::Ultrapeer && ping.ggep.get(QK).is_some_and(<[u8]>::is_empty) {
+            self.guess.rotate(&mut self.rng, now);
             ggep.insert(GUE, vec![VERSION]);
             ggep.insert(QK, self.guess.key(to));
         }
@@ -164,7 +203,8 @@ impl Node {
     /// A UDP Pong answering a key Ping or a query of ours; whether it did.
     pub(super) fn on_guess_pong(&mut self, from: SocketAddrV4, guid: Guid, pong: &Pong, now: Instant) -> bool {
         self.guess.expire(now);
-        let hosts = pong.ggep.get(ipp::IPP).and_then(|p| ipp::unpack(p).ok()).unwrap_or_default();
+        let mut hosts = pong.ggep.get(ipp::IPP).and_then(|p| ipp::unpack(p).ok()).unwrap_or_default();
+        hosts.retain(|h| super::udp::routable(*h, self.advertised));
         if let Some(at) = self.guess.key_pings.iter().position(|p| p.0 == guid && p.1 == from) {
             let Some((_, _, search, _)) = self.guess.key_pings.remove(at) else { return true };
             let Some(key) = pong.ggep.get(QK).filter(|k| !k.is_empty() && k.len() <= 16) else { return true };
@@ -201,7 +241,8 @@ impl Node {
 
     /// A Query over UDP: a GUESS query, answered only with a valid key.
     pub(super) fn on_udp_query(&mut self, from: SocketAddrV4, guid: Guid, mut query: Query, now: Instant) {
-        let valid = query.ggep.get(QK).is_some_and(|k| k == self.guess.key(from).as_slice());
+        self.guess.rotate(&mut self.rng, now);
+        let valid = query.ggep.get(QK).is_some_and(|k| self.guess.is_key_of(from, k));
         if self.config.role != Role::Ultrapeer || !valid || !self.udp_budget_allows(from, now) {
             self.udp_ignored();
             return;
@@ -292,6 +333,24 @@ mod tests {
         let hits = datagrams(&mut server);
         assert_eq!(hits.len(), 1);
         assert!(matches!(hits[0].1.payload, Payload::QueryHit(_)) && hits[0].0 == addr(1));
+    }
+
+    #[test]
+    fn the_query_key_changes_hourly_and_the_previous_one_is_still_taken() {
+        let now = Instant::now();
+        let mut server = node(2, now);
+        let key = key_of(&mut server, addr(1), now);
+        let answered = |server: &mut Node, key: &[u8], at: Instant| {
+            server.handle(Event::Datagram { from: addr(1), bytes: query(Some(key.to_vec())) }, at);
+            !datagrams(server).is_empty()
+        };
+        let hour_later = now + KEY_LIFETIME + Duration::from_secs(60);
+        assert!(answered(&mut server, &key, hour_later), "the previous secret's key is still taken");
+        let fresh = key_of(&mut server, addr(1), hour_later);
+        assert_ne!(fresh, key, "a new secret, a new key");
+        let two_hours_later = hour_later + KEY_LIFETIME;
+        assert!(!answered(&mut server, &key, two_hours_later), "two secrets ago: refused");
+        assert!(answered(&mut server, &fresh, two_hours_later));
     }
 
     #[test]

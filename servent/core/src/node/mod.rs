@@ -601,7 +601,8 @@ impl Node {
         for urn in self.requeries.due(now) {
             // A re-query is a Query of ours, but no search of the user's:
             // its hits only offer sources to the downloads.
-            self.start_own_query(urn_query(urn), None, now);
+            let guid = self.start_own_query(urn_query(urn), None, now);
+            self.querying.requeried(guid);
         }
     }
 
@@ -626,7 +627,8 @@ impl Node {
     /// Returns its id (its Query GUID).
     pub fn search(&mut self, text: &str, ttl: impl Into<Option<u8>>, now: Instant) -> Result<Guid, BadSearch> {
         let query = build_query(text)?;
-        let guid = self.start_own_query(query, ttl.into(), now);
+        let guid = self.start_own_query(query.clone(), ttl.into(), now);
+        self.guess_later(guid, &query, now);
         self.searches.start(guid, text.to_string(), now);
         Ok(guid)
     }
@@ -808,7 +810,7 @@ impl Node {
                     }
                 }
                 routing::Action::SearchLocal { from, guid, reply_ttl, query } => {
-                    let reply = self.oob_querier(&guid, &query).map_or(Reply::Link(from), Reply::OutOfBand);
+                    let reply = self.oob_querier(&guid, &query, reply_ttl).map_or(Reply::Link(from), Reply::OutOfBand);
                     self.look_up(PendingAnswer { guid, reply_ttl, reply }, query)
                 }
                 routing::Action::Hit { search, hit } => self.on_hit(search, hit, now),

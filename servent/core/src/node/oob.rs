@@ -3,28 +3,38 @@
 //!
 //! Both sides live here:
 //! - **As querier.** When the node takes UDP and knows its address, its
-//!   searches ask for out-of-band hits: flag `0x0400`, GGEP `SO`, a GUID
-//!   naming our address. A *Reply Number* for one of our searches is
+//!   searches and re-queries ask for out-of-band hits: flag `0x0400`, GGEP `SO`, a GUID
+//!   naming our address. A *Reply Number* for one of our queries is
 //!   claimed with a *Reply Ack* carrying a fresh 4-byte token for that
-//!   answerer (within the UDP budget of [`super::udp`], as the Reply Number
-//!   may be spoofed); a QueryHit over UDP counts only if it comes from an
+//!   answerer, as the Reply Number may be spoofed: within a budget of the
+//!   same rates as [`super::udp`]'s but of their own (a flood of Pings
+//!   cannot spend it), and at most [`MAX_CLAIMS_PER_QUERY`] per query (a
+//!   flood for one query replaces only that query's claims); a QueryHit over UDP counts only if it comes from an
 //!   address we claimed from, for that search, with that token, and no
 //!   more of them than claimed. A servent that does not take UDP, or does
 //!   not know its address (behind a firewall), asks for hits over TCP as
 //!   before.
 //! - **As answerer.** A query asking for out-of-band hits (flag, `SO`, a
-//!   usable address in its GUID) is answered with a Reply Number to that
-//!   address instead of hits over TCP; the hits wait [`OFFER_LIFETIME`] for
-//!   the claim, which must come from the IP address the GUID names (so a
-//!   forged claim cannot send our hits to a third party), and are sent
-//!   once, with the claim's token, to where the claim came from.
+//!   usable address in its GUID) that came from further than a neighbour
+//!   (as gtk-gnutella, which answers a neighbour's own query over its link)
+//!   is answered with a Reply Number to that address instead of hits over
+//!   TCP; the hits wait [`OFFER_LIFETIME`] for the claim, which must come
+//!   from the IP address the GUID names, and are sent once, with the
+//!   claim's token, to where the claim came from. The claim's source is
+//!   spoofable like any UDP source, so a forged claim can send our hits to
+//!   the address the GUID names: the delivery spends that address's UDP
+//!   budget of [`super::udp`] and at most [`DELIVERY_BURST`] bytes, then
+//!   [`DELIVERY_RATE`] bytes a second, per address. An ultrapeer drops a
+//!   leaf's query asking for hits out of band to an address other than
+//!   the leaf's own ([`Node::on_leaf_query`]).
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddrV4;
 use std::time::{Duration, Instant};
 
 use rand::RngCore;
 
+use super::udp::{budget_key, is_hidden, routable, usable, Bucket, Budget};
 use super::{Action, Node};
 use crate::wire::vendor::oob::{oob_address, oob_guid, ReplyAck, ReplyNumber, MAX_TOKEN, SO};
 use crate::wire::vendor::{Kind, Vendor};
@@ -36,12 +46,20 @@ pub const MAX_OFFERS: usize = 64;
 pub const OFFER_LIFETIME: Duration = Duration::from_secs(30);
 /// Claims of ours awaiting hits, at most.
 pub const MAX_CLAIMS: usize = 256;
+/// Claims of ours awaiting hits for one query, at most.
+pub const MAX_CLAIMS_PER_QUERY: usize = 32;
 /// How long hits are awaited after a claim.
 pub const CLAIM_LIFETIME: Duration = Duration::from_secs(60);
 /// QueryHit messages taken for one claim at most.
 pub const MAX_HITS_PER_CLAIM: u8 = 32;
 /// Bytes of our tokens (gtk-gnutella reads 4).
 pub const TOKEN_LEN: usize = 4;
+/// Bytes of hits one address may be sent at once, out of band.
+pub const DELIVERY_BURST: u32 = 16 * 1024;
+/// Bytes of hits one address may be sent a second, out of band, once its burst is spent.
+pub const DELIVERY_RATE: u32 = 2 * 1024;
+/// Addresses whose delivery budget is remembered.
+const DELIVERY_TABLE: usize = MAX_OFFERS * 4;
 
 /// What out-of-band delivery counted.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -56,6 +74,8 @@ pub struct OobCounters {
     pub hits: u64,
     /// Out-of-band messages refused: forged, unclaimed, wrong token, or late.
     pub refused: u64,
+    /// Reply Numbers left unclaimed: over our budget for claims.
+    pub throttled: u64,
 }
 
 #[derive(Debug)]
@@ -80,6 +100,10 @@ struct Claim {
 pub(super) struct Oob {
     offers: VecDeque<Offer>,
     claims: VecDeque<Claim>,
+    /// Bytes of hits each address may still be sent.
+    delivery: HashMap<SocketAddrV4, Bucket>,
+    /// The claims we may still send, per address and in all (made at the first).
+    claim_budget: Option<Budget>,
     counters: OobCounters,
 }
 
@@ -88,12 +112,54 @@ impl Oob {
         self.offers.retain(|o| now < o.at + OFFER_LIFETIME);
         self.claims.retain(|c| now < c.at + CLAIM_LIFETIME);
     }
+
+    /// Whether a claim may go to `answerer` at `now`; spends it.
+    fn may_claim(&mut self, answerer: SocketAddrV4, now: Instant) -> bool {
+        let allowed = self.claim_budget.get_or_insert_with(|| Budget::new(now)).allow(answerer, now);
+        if !allowed {
+            self.counters.throttled += 1;
+        }
+        allowed
+    }
+
+    /// Makes room for one more claim for `guid`: that query's oldest gives
+    /// way when it has its share, else, when all are taken, the oldest of
+    /// the query holding the most.
+    fn make_room(&mut self, guid: Guid) {
+        let mut held: HashMap<Guid, usize> = HashMap::new();
+        for claim in &self.claims {
+            *held.entry(claim.guid).or_default() += 1;
+        }
+        let crowded = if held.get(&guid).copied().unwrap_or(0) >= MAX_CLAIMS_PER_QUERY {
+            Some(guid)
+        } else if self.claims.len() >= MAX_CLAIMS {
+            held.into_iter().max_by_key(|&(_, count)| count).map(|(g, _)| g)
+        } else {
+            None
+        };
+        if let Some(at) = crowded.and_then(|g| self.claims.iter().position(|c| c.guid == g)) {
+            self.claims.remove(at);
+        }
+    }
+
+    /// Whether `len` more bytes of hits may go to `to`; spends them.
+    fn spend(&mut self, to: SocketAddrV4, len: usize, now: Instant) -> bool {
+        let refill = Duration::from_secs(1) / DELIVERY_RATE;
+        let key = budget_key(to);
+        if self.delivery.len() >= DELIVERY_TABLE && !self.delivery.contains_key(&key) {
+            self.delivery.retain(|_, b| !b.is_full(DELIVERY_BURST, refill, now));
+            if self.delivery.len() >= DELIVERY_TABLE {
+                return false;
+            }
+        }
+        let bucket = self.delivery.entry(key).or_insert_with(|| Bucket::full(DELIVERY_BURST, now));
+        u32::try_from(len).is_ok_and(|len| bucket.take_many(len, DELIVERY_BURST, refill, now))
+    }
 }
 
-/// Whether an address can take datagrams from us.
-fn usable(addr: SocketAddrV4) -> bool {
-    let ip = addr.ip();
-    addr.port() != 0 && !ip.is_unspecified() && !ip.is_broadcast() && !ip.is_multicast()
+/// Whether a query asks for its hits out of band: flag and `SO`.
+pub(super) fn wants_oob(query: &Query) -> bool {
+    query.flags.wants_oob_reply() && query.ggep.get(SO).is_some()
 }
 
 /// Whether datagrams to `addr` can arrive from a servent at `ours`: a
@@ -101,10 +167,7 @@ fn usable(addr: SocketAddrV4) -> bool {
 /// go by TCP (as gtk-gnutella strips the flag of such queries); loopback
 /// reaches loopback, for networks on one machine.
 fn reachable(addr: SocketAddrV4, ours: SocketAddrV4) -> bool {
-    let ip = addr.ip();
-    let shared = ip.octets()[0] == 100 && (64..128).contains(&ip.octets()[1]);
-    let hidden = ip.is_private() || ip.is_link_local() || shared;
-    usable(addr) && !hidden && ip.is_loopback() == ours.ip().is_loopback()
+    routable(addr, ours) && !is_hidden(*addr.ip())
 }
 
 impl Node {
@@ -119,10 +182,12 @@ impl Node {
         Some(oob_guid(self.advertised, Guid::from_rng(&mut self.rng)))
     }
 
-    /// Where a neighbour's query wants its hits out of band, if it does and we can.
-    pub(super) fn oob_querier(&self, guid: &Guid, query: &Query) -> Option<SocketAddrV4> {
+    /// Where a query wants its hits out of band, if it does, came from
+    /// further than the neighbour that sent it (`hops` counted with the
+    /// hop to us, as gtk-gnutella's `hops > 1`), and we can.
+    pub(super) fn oob_querier(&self, guid: &Guid, query: &Query, hops: u8) -> Option<SocketAddrV4> {
         let querier = oob_address(guid);
-        let wanted = query.flags.wants_oob_reply() && query.ggep.get(SO).is_some();
+        let wanted = wants_oob(query) && hops > 1;
         let reachable = reachable(querier, self.advertised) && querier != self.advertised;
         (self.config.udp && wanted && reachable).then_some(querier)
     }
@@ -153,7 +218,7 @@ impl Node {
             }
         } else if v3(Kind::OOB_REPLY_ACK) {
             match ReplyAck::decode(&vendor.body) {
-                Ok(ack) => self.deliver(from, guid, ack),
+                Ok(ack) => self.deliver(from, guid, ack, now),
                 Err(_) => self.oob.counters.refused += 1,
             }
         } else {
@@ -163,30 +228,37 @@ impl Node {
 
     /// Claims the hits an answerer offers for one of our searches.
     fn claim(&mut self, from: SocketAddrV4, guid: Guid, number: ReplyNumber, now: Instant) {
-        let ours = self.searches.get(&guid).is_some() && oob_address(&guid) == self.advertised;
+        // A search of the user's or a download's re-query.
+        let asked = self.searches.get(&guid).is_some() || self.router.is_own_query(&guid, now);
+        let ours = asked && oob_address(&guid) == self.advertised;
         let claimed = self.oob.claims.iter().any(|c| c.guid == guid && c.answerer == from);
-        if !ours || claimed || !usable(from) || !self.udp_budget_allows(from, now) {
+        if !ours || claimed || !usable(from) {
             self.oob.counters.refused += 1;
+            return;
+        }
+        if !self.oob.may_claim(from, now) {
             return;
         }
         let mut token = vec![0; TOKEN_LEN];
         self.rng.fill_bytes(&mut token);
         let wanted = number.hits.min(MAX_HITS_PER_CLAIM);
-        if self.oob.claims.len() >= MAX_CLAIMS {
-            self.oob.claims.pop_front();
-        }
+        self.oob.make_room(guid);
         self.oob.claims.push_back(Claim { guid, answerer: from, token: token.clone(), remaining: wanted, at: now });
         self.oob.counters.claimed += 1;
         let ack = ReplyAck { wanted, token }.to_vendor();
         self.actions.push_back(Action::SendDatagram { to: from, message: Message::new(guid, 1, ack.into_payload()) });
     }
 
-    /// Sends the hits offered for `guid` to a claim from the querier's address.
-    fn deliver(&mut self, from: SocketAddrV4, guid: Guid, ack: ReplyAck) {
+    /// Sends the hits offered for `guid` to a claim from the querier's
+    /// address, within its UDP budget and its delivery bytes.
+    fn deliver(&mut self, from: SocketAddrV4, guid: Guid, ack: ReplyAck, now: Instant) {
         let Some(at) = self.oob.offers.iter().position(|o| o.guid == guid && o.querier.ip() == from.ip()) else {
             self.oob.counters.refused += 1;
             return;
         };
+        if !self.udp_budget_allows(from, now) {
+            return;
+        }
         let Some(offer) = self.oob.offers.remove(at) else { return };
         self.oob.counters.delivered += 1;
         for mut hit in offer.hits.into_iter().take(usize::from(ack.wanted)) {
@@ -194,6 +266,9 @@ impl Node {
                 trailer.ggep.insert(SO, ack.token.clone());
             }
             let message = Message::new(guid, 1, Payload::QueryHit(hit));
+            if !self.oob.spend(from, message.encoded_len(), now) {
+                break;
+            }
             self.actions.push_back(Action::SendDatagram { to: from, message });
         }
     }
@@ -345,6 +420,110 @@ mod tests {
             Message::new(Guid([5; 16]), 1, ReplyNumber { hits: 9, unsolicited: true }.to_vendor().into_payload());
         querier.handle(Event::Datagram { from: addr(9), bytes: stranger.encode() }, now);
         assert!(datagrams(&mut querier).is_empty());
+    }
+
+    #[test]
+    fn a_neighbours_own_query_is_answered_over_its_link_not_out_of_band() {
+        let now = Instant::now();
+        let mut answerer = node(2, true, now);
+        connect(&mut answerer, 1, SocketAddr::V4(addr(3)), now);
+        actions(&mut answerer);
+        let mut query = crate::node::build_query("seblinux").unwrap();
+        query.flags = query.flags.with(QueryFlags::OOB_REPLY, true);
+        query.ggep.insert(SO, Vec::new());
+        // Sent by the neighbour itself: hops 0 on arrival.
+        let message =
+            Message { guid: oob_guid(addr(3), Guid([3; 16])), ttl: 2, hops: 0, payload: Payload::Query(query) };
+        answerer.handle(Event::Message { peer: PeerId(1), message }, now);
+        let Some(Action::LookUp { lookup, .. }) =
+            actions(&mut answerer).into_iter().find(|a| matches!(a, Action::LookUp { .. }))
+        else {
+            panic!("the answerer looks its library up")
+        };
+        answerer.handle(Event::LocalResults { lookup, files: vec![shared_file("SEBLINUX-base.tar")] }, now);
+        assert!(matches!(actions(&mut answerer).as_slice(), [Action::Send { .. }]));
+        assert_eq!(answerer.oob_counters().offered, 0);
+    }
+
+    #[test]
+    fn attack_spoofed_claims_bring_the_named_address_a_bounded_burst_then_a_trickle() {
+        let now = Instant::now();
+        let mut answerer = node(2, true, now);
+        let victim = addr(1);
+        let big = || {
+            let files = vec![shared_file(&format!("{}.tar", "x".repeat(1000)))];
+            crate::node::query_hits(files, addr(2), Guid([2; 16])).remove(0)
+        };
+        let claim = |answerer: &mut Node, guid: Guid, now: Instant| {
+            answerer.offer_oob(guid, victim, (0..40).map(|_| big()).collect(), now);
+            datagrams(answerer);
+            let ack = ReplyAck { wanted: 255, token: vec![7; TOKEN_LEN] }.to_vendor();
+            let bytes = Message::new(guid, 1, ack.into_payload()).encode();
+            answerer.handle(Event::Datagram { from: victim, bytes }, now);
+            datagrams(answerer).iter().map(|(_, m)| m.encoded_len()).sum::<usize>()
+        };
+        // Some 44 KB offered: the claim gets the burst's worth, not all.
+        let first = claim(&mut answerer, Guid([1; 16]), now);
+        assert!(first > 0 && first <= DELIVERY_BURST as usize, "{first} bytes");
+        assert_eq!(claim(&mut answerer, Guid([2; 16]), now), 0, "the burst is spent");
+        let later = claim(&mut answerer, Guid([3; 16]), now + Duration::from_secs(2));
+        assert!(later > 0 && later <= 2 * DELIVERY_RATE as usize, "{later} bytes in two seconds");
+    }
+
+    #[test]
+    fn a_downloads_requery_gets_its_out_of_band_hits_claimed_and_takes_no_guess_slot() {
+        let now = Instant::now();
+        let mut client = node(1, true, now);
+        connect(&mut client, 1, SocketAddr::V4(addr(3)), now);
+        client.handle(Event::HostsLearned(vec![addr(2)]), now);
+        actions(&mut client);
+        client.handle(Event::DownloadStarted { id: 1, urn: crate::wire::Urn::Sha1([5; 20]), searched: false }, now);
+        client.handle_timeout(now);
+        let sent = actions(&mut client);
+        let Some(Action::Send { message, .. }) = sent.iter().find(|a| matches!(a, Action::Send { .. })) else {
+            panic!("the re-query goes out: {sent:?}")
+        };
+        let guid = message.guid;
+        assert_eq!(oob_address(&guid), addr(1));
+        let number = Message::new(guid, 1, ReplyNumber { hits: 2, unsolicited: true }.to_vendor().into_payload());
+        client.handle(Event::Datagram { from: addr(2), bytes: number.encode() }, now);
+        let [(to, ack)] = datagrams(&mut client).try_into().unwrap();
+        assert_eq!((to, ack.guid), (addr(2), guid));
+        client.handle_timeout(now + crate::node::guess::GUESS_AFTER);
+        let pinged = datagrams(&mut client).into_iter().any(|(_, m)| matches!(m.payload, Payload::Ping(_)));
+        assert!(!pinged, "a re-query is no rare search to iterate over GUESS");
+    }
+
+    #[test]
+    fn attack_a_ping_flood_or_a_reply_number_flood_for_one_query_leaves_our_other_claims_alone() {
+        let now = Instant::now();
+        let mut client = node(1, true, now);
+        connect(&mut client, 1, SocketAddr::V4(addr(3)), now);
+        actions(&mut client);
+        let flooded = client.search("seblinux", 3, now).unwrap();
+        let other = client.search("debian", 3, now).unwrap();
+        actions(&mut client);
+        // A flood of Pings under many addresses spends the answers' budget.
+        for n in 0..1000u32 {
+            let [_, _, a, b] = n.to_be_bytes();
+            let from = SocketAddrV4::new(Ipv4Addr::new(198, 51, a, b), 6346);
+            let ping = Message::new(Guid([9; 16]), 1, Payload::Ping(crate::wire::Ping::default()));
+            client.handle(Event::Datagram { from, bytes: ping.encode() }, now);
+        }
+        assert!(client.udp_counters().throttled > 0);
+        datagrams(&mut client);
+        let number =
+            |guid| Message::new(guid, 1, ReplyNumber { hits: 2, unsolicited: true }.to_vendor().into_payload());
+        // Reply Numbers for one query from a hundred addresses.
+        for n in 0..100 {
+            let from = SocketAddrV4::new(Ipv4Addr::new(203, 0, 113, n), 6346);
+            client.handle(Event::Datagram { from, bytes: number(flooded).encode() }, now);
+        }
+        datagrams(&mut client);
+        assert_eq!(client.oob.claims.iter().filter(|c| c.guid == flooded).count(), MAX_CLAIMS_PER_QUERY);
+        client.handle(Event::Datagram { from: addr(2), bytes: number(other).encode() }, now);
+        let [(to, ack)] = datagrams(&mut client).try_into().unwrap();
+        assert_eq!((to, ack.guid), (addr(2), other));
     }
 
     #[test]

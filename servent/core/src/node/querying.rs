@@ -13,7 +13,8 @@
 //! results its search kept, and tells them Hops Flow 0 while it shares
 //! nothing. Every query sent honours the receiver's Hops Flow.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
+use std::net::{IpAddr, Ipv4Addr};
 use std::time::Instant;
 
 use super::dynamic::{self, DynamicQuery, Neighbour, Origin, Step};
@@ -22,12 +23,18 @@ use super::{Action, Node};
 use crate::handshake::{PeerInfo, Role};
 use crate::routing::{self, PeerId};
 use crate::wire::vendor::hops_flow::HopsFlow;
+use crate::wire::vendor::oob::oob_address;
 use crate::wire::vendor::query_status::QueryStatus;
 use crate::wire::vendor::{Kind, Vendor};
 use crate::wire::{Guid, Message, Payload, Query, QueryFlags};
 
-/// Dynamic queries running at once; the oldest gives way.
+/// Dynamic queries running at once; the oldest of a leaf's gives way (ours
+/// are bounded by the search slots and the downloads, and never do).
 pub const MAX_DYNAMIC_QUERIES: usize = 1024;
+/// Dynamic queries of one leaf running at once; its oldest gives way.
+pub const MAX_DYNAMIC_QUERIES_PER_LEAF: usize = 8;
+/// Re-queries of ours whose results are counted, at most; the oldest gives way.
+pub const MAX_REQUERIES_COUNTED: usize = 64;
 /// The degree assumed of an ultrapeer that did not say (`X-Degree`).
 pub const DEFAULT_DEGREE: u32 = 30;
 
@@ -44,12 +51,41 @@ pub(super) struct Querying {
     pub(super) vendor: vendor::VendorLinks,
     running: BTreeMap<Guid, DynamicQuery>,
     capacity: BTreeMap<PeerId, Capacity>,
+    /// Our re-queries and the results each brought, for a leaf's Query Status.
+    requeries: VecDeque<(Guid, usize)>,
 }
 
 impl Querying {
     /// When the next dynamic query step is due.
     pub(super) fn next_due(&self) -> Option<Instant> {
         self.running.values().map(DynamicQuery::next_due).min()
+    }
+
+    /// The leaves' dynamic queries (of `leaf` only, if given): GUID and start.
+    fn leaf_queries(&self, leaf: Option<PeerId>) -> impl Iterator<Item = (Guid, Instant)> + '_ {
+        self.running.iter().filter_map(move |(guid, dq)| match dq.origin() {
+            Origin::Leaf { peer, .. } if leaf.is_none_or(|l| l == peer) => Some((*guid, dq.started())),
+            _ => None,
+        })
+    }
+
+    /// Ends the oldest of the leaves' dynamic queries (of `leaf` only, if given).
+    fn end_oldest(&mut self, leaf: Option<PeerId>) {
+        if let Some((oldest, _)) = self.leaf_queries(leaf).min_by_key(|&(_, started)| started) {
+            self.running.remove(&oldest);
+        }
+    }
+
+    /// Counts the results of a re-query of ours from now on.
+    pub(super) fn requeried(&mut self, guid: Guid) {
+        if self.requeries.len() >= MAX_REQUERIES_COUNTED {
+            self.requeries.pop_front();
+        }
+        self.requeries.push_back((guid, 0));
+    }
+
+    fn requery_results(&mut self, guid: Guid) -> Option<&mut usize> {
+        self.requeries.iter_mut().find(|(g, _)| *g == guid).map(|(_, results)| results)
     }
 }
 
@@ -89,6 +125,11 @@ impl Node {
                     Some(search) if self.config.role == Role::Leaf => {
                         QueryStatus::kept(search.results().iter().map(|r| r.sources.len()).sum())
                     }
+                    // A re-query goes on while it brings too few sources.
+                    None if self.config.role == Role::Leaf => match self.querying.requery_results(guid) {
+                        Some(results) => QueryStatus::kept(*results),
+                        None => QueryStatus::STOP,
+                    },
                     _ => QueryStatus::STOP,
                 };
                 let message = vendor::message(guid, status.to_vendor());
@@ -127,7 +168,6 @@ impl Node {
             Some(guid) => self.router.start_query_as(guid, query.clone(), ttl, now),
             None => self.router.start_query(query.clone(), ttl, now),
         };
-        self.guess_later(guid, &query, now);
         if !dynamic {
             self.apply(actions, now);
             return guid;
@@ -140,9 +180,17 @@ impl Node {
     }
 
     /// Routes a query a leaf sent us: to the matching leaves at once, to
-    /// the ultrapeers dynamically.
+    /// the ultrapeers dynamically. One asking for hits out of band to an
+    /// address other than the leaf's own is dropped, as gtk-gnutella does:
+    /// it would aim every answerer's hits at a third party.
     pub(super) fn on_leaf_query(&mut self, peer: PeerId, message: Message, now: Instant) {
         let guid = message.guid;
+        if let Payload::Query(query) = &message.payload {
+            if query.flags.wants_oob_reply() && !self.is_own_address(peer, *oob_address(&guid).ip()) {
+                self.router.count_drop(peer, routing::Drop::BadReturnAddress);
+                return;
+            }
+        }
         let held = message.clone();
         let actions = self.router.handle(peer, message, now);
         let accepted = actions.iter().any(|a| matches!(a, routing::Action::SearchLocal { guid: g, .. } if *g == guid));
@@ -156,6 +204,11 @@ impl Node {
         let ttl = (held.ttl - 1).min(self.config.max_ttl);
         let message = Message { hops: held.hops + 1, ..held };
         self.run_dynamic(DynamicQuery::new(message, Origin::Leaf { peer, guided }, ttl, now), now);
+    }
+
+    /// Whether `ip` is `peer`'s: the link's or the one it listens on.
+    fn is_own_address(&self, peer: PeerId, ip: Ipv4Addr) -> bool {
+        self.peers.get(&peer).is_some_and(|p| p.addr.ip() == IpAddr::V4(ip) || p.listen.is_some_and(|l| *l.ip() == ip))
     }
 
     /// Whether a query from `peer` is a leaf's own, which we run dynamically.
@@ -173,6 +226,9 @@ impl Node {
 
     /// Counts the results of a hit for the dynamic query it answers.
     pub(super) fn count_results(&mut self, guid: Guid, results: usize) {
+        if let Some(counted) = self.querying.requery_results(guid) {
+            *counted += results;
+        }
         if let Some(dq) = self.querying.running.get_mut(&guid) {
             dq.on_results(results);
         }
@@ -201,10 +257,13 @@ impl Node {
         if dq.is_done() {
             return;
         }
-        if self.querying.running.len() >= MAX_DYNAMIC_QUERIES {
-            if let Some(oldest) = self.querying.running.iter().min_by_key(|(_, dq)| dq.started()).map(|(g, _)| *g) {
-                self.querying.running.remove(&oldest);
+        if let Origin::Leaf { peer, .. } = dq.origin() {
+            if self.querying.leaf_queries(Some(peer)).count() >= MAX_DYNAMIC_QUERIES_PER_LEAF {
+                self.querying.end_oldest(Some(peer));
             }
+        }
+        if self.querying.running.len() >= MAX_DYNAMIC_QUERIES {
+            self.querying.end_oldest(None);
         }
         self.querying.running.insert(guid, dq);
     }
@@ -228,6 +287,8 @@ impl Node {
             .iter()
             .filter(|(_, p)| p.role == Role::Ultrapeer)
             .filter(|(id, _)| !matches!(dq.origin(), Origin::Leaf { peer, .. } if peer == **id))
+            // One whose Hops Flow refuses the query is no neighbour for it (dq.c).
+            .filter(|(id, _)| self.querying.vendor.admits_query(**id, dq.hops()))
             .filter_map(|(&peer, _)| {
                 let capacity = self.querying.capacity.get(&peer)?;
                 Some(Neighbour {

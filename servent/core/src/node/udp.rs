@@ -11,8 +11,13 @@
 //!   network shares one address, each port) gets [`ADDRESS_BURST`] answers, then one every
 //!   [`ADDRESS_REFILL`], and all addresses together [`GLOBAL_BURST`], then
 //!   one every [`GLOBAL_REFILL`]. A Pong of ours is at most
-//!   [`MAX_ANSWER_LEN`] bytes, so a flood under a victim's address brings it
-//!   a few dozen bytes a second, whatever the flood's size.
+//!   [`MAX_ANSWER_LEN`] bytes and no more than [`ANSWER_SLACK`] bytes
+//!   larger than the Ping it answers (it packs fewer hosts in `IPP` to fit),
+//!   so a flood under a victim's address brings it a few dozen bytes a
+//!   second, whatever the flood's size, and a spoofed Ping is no lever.
+//!   When the table of addresses is full, a new address is refused without
+//!   a look at the table, which is swept of addresses back to a full
+//!   budget at most once every [`ADDRESS_REFILL`].
 //! - A UDP Pong is read only when it answers a Ping we sent, from the
 //!   address we sent it to, with its GUID, once: a forged or replayed Pong
 //!   full of addresses teaches the host cache nothing, and a genuine one
@@ -25,7 +30,7 @@
 //! network or finds nobody ([`Action::Notice`]).
 
 use std::collections::{HashMap, VecDeque};
-use std::net::SocketAddrV4;
+use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::{Duration, Instant};
 
 use super::{Action, Node};
@@ -38,6 +43,9 @@ use crate::wire::{self, ipp, Ggep, Guid, Message, Payload, Ping, Pong};
 pub const UHC_HOSTS: usize = 10;
 /// The largest Pong we send over UDP: header, pong, one `IPP` of [`UHC_HOSTS`].
 pub const MAX_ANSWER_LEN: usize = wire::HEADER_LEN + 14 + 6 + UHC_HOSTS * ipp::PACKED_LEN;
+/// Bytes a Pong of ours may exceed the Ping it answers by: an `SCP` Ping
+/// as gtk-gnutella sends it (30 bytes) gets 8 hosts.
+pub const ANSWER_SLACK: usize = 64;
 /// Answers one address may have at once.
 pub const ADDRESS_BURST: u32 = 8;
 /// One more answer for an address after this long.
@@ -86,23 +94,28 @@ pub struct UdpCounters {
 
 /// A token bucket: `burst` tokens, one more every `refill`.
 #[derive(Clone, Copy, Debug)]
-struct Bucket {
+pub(super) struct Bucket {
     tokens: u32,
     at: Instant,
 }
 
 impl Bucket {
-    fn full(burst: u32, now: Instant) -> Bucket {
+    pub(super) fn full(burst: u32, now: Instant) -> Bucket {
         Bucket { tokens: burst, at: now }
     }
 
     /// Takes a token if there is one.
     fn take(&mut self, burst: u32, refill: Duration, now: Instant) -> bool {
+        self.take_many(1, burst, refill, now)
+    }
+
+    /// Takes `count` tokens if there are as many.
+    pub(super) fn take_many(&mut self, count: u32, burst: u32, refill: Duration, now: Instant) -> bool {
         self.refill(burst, refill, now);
-        if self.tokens == 0 {
+        if self.tokens < count {
             return false;
         }
-        self.tokens -= 1;
+        self.tokens -= count;
         true
     }
 
@@ -119,7 +132,7 @@ impl Bucket {
         };
     }
 
-    fn is_full(&mut self, burst: u32, refill: Duration, now: Instant) -> bool {
+    pub(super) fn is_full(&mut self, burst: u32, refill: Duration, now: Instant) -> bool {
         self.refill(burst, refill, now);
         self.tokens >= burst
     }
@@ -127,15 +140,19 @@ impl Bucket {
 
 /// The answers UDP senders may still get, per address and in all.
 #[derive(Debug)]
-struct Budget {
+pub(super) struct Budget {
     addresses: HashMap<SocketAddrV4, Bucket>,
     global: Bucket,
+    /// When the full table was last swept.
+    swept: Instant,
+    /// Sweeps of the full table so far.
+    sweeps: u64,
 }
 
 /// Whose budget an answer to `addr` spends: its IP address's, or on
 /// loopback (never spoofed from outside, shared by servents on one
 /// machine) its own.
-fn budget_key(addr: SocketAddrV4) -> SocketAddrV4 {
+pub(super) fn budget_key(addr: SocketAddrV4) -> SocketAddrV4 {
     if addr.ip().is_loopback() {
         addr
     } else {
@@ -144,15 +161,20 @@ fn budget_key(addr: SocketAddrV4) -> SocketAddrV4 {
 }
 
 impl Budget {
-    fn new(now: Instant) -> Budget {
-        Budget { addresses: HashMap::new(), global: Bucket::full(GLOBAL_BURST, now) }
+    pub(super) fn new(now: Instant) -> Budget {
+        Budget { addresses: HashMap::new(), global: Bucket::full(GLOBAL_BURST, now), swept: now, sweeps: 0 }
     }
 
     /// Whether `to` may be answered at `now`; spends the answer.
-    fn allow(&mut self, to: SocketAddrV4, now: Instant) -> bool {
+    pub(super) fn allow(&mut self, to: SocketAddrV4, now: Instant) -> bool {
         let key = budget_key(to);
         if self.addresses.len() >= ADDRESS_TABLE && !self.addresses.contains_key(&key) {
+            if now < self.swept + ADDRESS_REFILL {
+                return false;
+            }
             // Addresses back to a full budget are as good as unknown.
+            self.swept = now;
+            self.sweeps += 1;
             self.addresses.retain(|_, b| !b.is_full(ADDRESS_BURST, ADDRESS_REFILL, now));
             if self.addresses.len() >= ADDRESS_TABLE {
                 return false;
@@ -161,6 +183,26 @@ impl Budget {
         let bucket = self.addresses.entry(key).or_insert_with(|| Bucket::full(ADDRESS_BURST, now));
         bucket.take(ADDRESS_BURST, ADDRESS_REFILL, now) && self.global.take(GLOBAL_BURST, GLOBAL_REFILL, now)
     }
+}
+
+/// Whether an address can take datagrams at all.
+pub(super) fn usable(addr: SocketAddrV4) -> bool {
+    let ip = addr.ip();
+    addr.port() != 0 && !ip.is_unspecified() && !ip.is_broadcast() && !ip.is_multicast()
+}
+
+/// Whether `ip` is behind a NAT or firewall: private, link-local or shared (RFC 6598).
+pub(super) fn is_hidden(ip: Ipv4Addr) -> bool {
+    let shared = ip.octets()[0] == 100 && (64..128).contains(&ip.octets()[1]);
+    ip.is_private() || ip.is_link_local() || shared
+}
+
+/// Whether a servent at `ours` can reach `addr`: usable, loopback only
+/// from loopback (a network on one machine), and behind a NAT only from
+/// behind one (a network on one LAN, as in tests).
+pub(super) fn routable(addr: SocketAddrV4, ours: SocketAddrV4) -> bool {
+    let (ip, our_ip) = (*addr.ip(), *ours.ip());
+    usable(addr) && ip.is_loopback() == our_ip.is_loopback() && (!is_hidden(ip) || is_hidden(our_ip))
 }
 
 /// A UDP host cache and how it has answered.
@@ -278,7 +320,7 @@ impl Node {
             return;
         };
         match message.payload {
-            Payload::Ping(ping) => self.on_udp_ping(from, message.guid, &ping, now),
+            Payload::Ping(ping) => self.on_udp_ping(from, message.guid, &ping, bytes.len(), now),
             Payload::Pong(pong) => self.on_udp_pong(from, message.guid, &pong, now),
             Payload::Query(query) => self.on_udp_query(from, message.guid, query, now),
             Payload::QueryHit(hit) => {
@@ -308,9 +350,10 @@ impl Node {
         allowed
     }
 
-    fn on_udp_ping(&mut self, from: SocketAddrV4, guid: Guid, ping: &Ping, now: Instant) {
-        let ip = *from.ip();
-        if from.port() == 0 || ip.is_unspecified() || ip.is_broadcast() || ip.is_multicast() {
+    /// Answers a Ping of `request` bytes: our Pong, with hosts if it asks
+    /// (as many as keep the Pong within [`ANSWER_SLACK`] of the Ping).
+    fn on_udp_ping(&mut self, from: SocketAddrV4, guid: Guid, ping: &Ping, request: usize, now: Instant) {
+        if !usable(from) {
             self.udp.counters.malformed += 1;
             return;
         }
@@ -318,18 +361,27 @@ impl Node {
             return;
         }
         let mut ggep = Ggep::new();
-        if ping.ggep.get(ipp::SCP).is_some() {
-            let hosts = self.hosts_to_share(from);
-            if !hosts.is_empty() {
-                ggep.insert(ipp::IPP, ipp::pack(&hosts));
-            }
-        }
-        self.guess_pong_extensions(from, ping, &mut ggep);
+        self.guess_pong_extensions(from, ping, &mut ggep, now);
         let (files, bytes) = self.library;
         let pong =
             Pong { port: self.advertised.port(), ip: *self.advertised.ip(), files, kbytes: super::kbytes(bytes), ggep };
+        let mut message = Message::new(guid, 1, Payload::Pong(pong));
+        if ping.ggep.get(ipp::SCP).is_some() {
+            let mut hosts = self.hosts_to_share(from);
+            while !hosts.is_empty() {
+                let mut answer = message.clone();
+                if let Payload::Pong(pong) = &mut answer.payload {
+                    pong.ggep.insert(ipp::IPP, ipp::pack(&hosts));
+                }
+                if answer.encoded_len() <= request + ANSWER_SLACK {
+                    message = answer;
+                    break;
+                }
+                hosts.pop();
+            }
+        }
         self.udp.counters.answered += 1;
-        self.actions.push_back(Action::SendDatagram { to: from, message: Message::new(guid, 1, Payload::Pong(pong)) });
+        self.actions.push_back(Action::SendDatagram { to: from, message });
     }
 
     /// Hosts for an `IPP`: our neighbours' listening addresses, then the
@@ -358,7 +410,7 @@ impl Node {
         if let Some(packed) = pong.ggep.get(ipp::IPP) {
             learned.extend(ipp::unpack(packed).unwrap_or_default());
         }
-        learned.retain(|a| a.port() != 0 && !a.ip().is_unspecified() && *a != self.advertised);
+        learned.retain(|a| routable(*a, self.advertised) && *a != self.advertised);
         learned.truncate(MAX_LEARNED);
         self.udp.counters.learned += learned.len() as u64;
         for addr in learned {
@@ -477,7 +529,10 @@ mod tests {
         let Payload::Pong(pong) = &message.payload else { panic!("a pong answers a ping") };
         assert_eq!((SocketAddrV4::new(pong.ip, pong.port), pong.files, pong.kbytes), (addr(100), 3, 4));
         let hosts = ipp::unpack(pong.ggep.get(ipp::IPP).expect("IPP")).unwrap();
-        assert_eq!(hosts.len(), UHC_HOSTS);
+        // gtk-gnutella's SCP Ping is 30 bytes, ours too: 8 hosts keep the Pong within the slack.
+        assert_eq!(scp_ping(5).len(), 30);
+        assert_eq!(hosts.len(), 8);
+        assert!(message.encoded_len() <= scp_ping(5).len() + ANSWER_SLACK);
         assert!(!hosts.contains(&addr(1)), "the asker is not told about itself");
         // The bytes are what gtk-gnutella reads: decoding ours gives the same.
         assert_eq!(wire::decode(&message.encode()).unwrap(), *message);
@@ -508,7 +563,7 @@ mod tests {
         let to_victim = datagrams(&mut node);
         assert_eq!(to_victim.len(), ADDRESS_BURST as usize);
         let bytes: usize = to_victim.iter().map(|(_, m)| m.encoded_len()).sum();
-        assert!(bytes <= ADDRESS_BURST as usize * MAX_ANSWER_LEN);
+        assert!(bytes <= ADDRESS_BURST as usize * (scp_ping(1).len() + ANSWER_SLACK));
         assert_eq!(node.udp_counters().throttled, 10_000 - u64::from(ADDRESS_BURST));
         // Later, the victim's budget comes back one answer at a time.
         node.handle(
@@ -523,6 +578,28 @@ mod tests {
             node.handle(Event::Datagram { from, bytes: scp_ping(2) }, later);
         }
         assert_eq!(datagrams(&mut node).len(), GLOBAL_BURST as usize);
+    }
+
+    #[test]
+    fn attack_a_full_address_table_refuses_new_addresses_and_is_swept_at_most_once_a_refill() {
+        let now = Instant::now();
+        let mut budget = Budget::new(now);
+        let spoofed = |i: u32| SocketAddrV4::new(Ipv4Addr::from(0x0A00_0000 + i), 6346);
+        // Every address spends its whole burst: none is back to full for a while.
+        for i in 0..ADDRESS_TABLE as u32 {
+            for _ in 0..ADDRESS_BURST {
+                budget.allow(spoofed(i), now);
+            }
+        }
+        let later = now + ADDRESS_REFILL * 2;
+        for i in 0..5_000u32 {
+            assert!(!budget.allow(spoofed(ADDRESS_TABLE as u32 + i), later));
+        }
+        assert!(budget.sweeps <= 1, "{} sweeps", budget.sweeps);
+        // Once its addresses are back to a full budget, a sweep frees the table.
+        let much_later = later + ADDRESS_REFILL * (ADDRESS_BURST + 1);
+        assert!(budget.allow(spoofed(0x00FF_0000), much_later));
+        assert!(budget.sweeps <= 2);
     }
 
     #[test]
@@ -596,6 +673,31 @@ mod tests {
         assert_eq!(node.known_hosts(), MAX_LEARNED);
         node.handle(Event::Datagram { from: addr(50), bytes: pong(ping.guid, addr(50), &fakes[500..]) }, now);
         assert_eq!(node.known_hosts(), MAX_LEARNED);
+    }
+
+    #[test]
+    fn attack_a_host_cache_answer_naming_loopback_private_or_multicast_hosts_teaches_only_the_routable() {
+        let now = Instant::now();
+        let mut node = node_with(Config { uhcs: vec![addr(50)], ..Config::default() }, now);
+        node.handle_timeout(now);
+        let ping = datagrams(&mut node).remove(0).1;
+        let unroutable = [
+            SocketAddrV4::new(Ipv4Addr::LOCALHOST, 6346),
+            SocketAddrV4::new(Ipv4Addr::new(192, 168, 1, 1), 6346),
+            SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 1), 22),
+            SocketAddrV4::new(Ipv4Addr::new(169, 254, 0, 1), 6346),
+            SocketAddrV4::new(Ipv4Addr::new(224, 0, 0, 1), 6346),
+            SocketAddrV4::new(Ipv4Addr::BROADCAST, 6346),
+        ];
+        let hosts: Vec<SocketAddrV4> = unroutable.iter().copied().chain([addr(7)]).collect();
+        node.handle(Event::Datagram { from: addr(50), bytes: pong(ping.guid, addr(50), &hosts) }, now);
+        // The cache itself and the one routable host.
+        assert_eq!(node.known_hosts(), 2);
+        // Servents on one machine or one LAN do learn each other.
+        let local = SocketAddrV4::new(Ipv4Addr::LOCALHOST, 7000);
+        assert!(routable(local, SocketAddrV4::new(Ipv4Addr::LOCALHOST, 6346)));
+        assert!(routable(unroutable[1], SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 2), 6346)));
+        assert!(!routable(unroutable[4], unroutable[4]));
     }
 
     #[test]

@@ -134,3 +134,43 @@ fn it_ends_after_its_lifetime_whatever_happens() {
     assert!(dq.step(&around, now + LIFETIME).is_empty());
     assert!(dq.is_done());
 }
+
+#[test]
+fn an_unguided_leaf_query_whose_hits_go_out_of_band_ends_after_the_probe() {
+    let now = Instant::now();
+    let around = neighbours(6, None);
+    let mut oob = message();
+    let Payload::Query(query) = &mut oob.payload else { unreachable!() };
+    query.flags = query.flags.with(QueryFlags::OOB_REPLY, true);
+    let leaf = Origin::Leaf { peer: PeerId(9), guided: false };
+    let mut dq = DynamicQuery::new(oob.clone(), leaf, 5, now);
+    assert_eq!(sent(&dq.start(&around, now)).len(), PROBE_ULTRAPEERS);
+    let later = dq.next_due();
+    assert!(dq.step(&around, later).is_empty() && dq.is_done(), "we count none of its hits: it ends");
+    // Guided (its leaf asked first), or with its hits routed through us, it goes on.
+    for (query, origin) in [(oob, Origin::Leaf { peer: PeerId(9), guided: true }), (message(), leaf)] {
+        let mut dq = DynamicQuery::new(query, origin, 5, now);
+        dq.start(&around, now);
+        let later = dq.next_due();
+        assert_eq!(dq.step(&around, later).len(), 1);
+        assert!(!dq.is_done());
+    }
+}
+
+#[test]
+fn a_query_by_hash_wants_twenty_five_times_fewer_results() {
+    let now = Instant::now();
+    let around = neighbours(6, None);
+    let mut by_hash = message();
+    let Payload::Query(query) = &mut by_hash.payload else { unreachable!() };
+    query.urns.push(crate::wire::Urn::Sha1([1; 20]));
+    let enough = OWN_RESULTS / URN_DECIMATOR;
+    for (message, ends) in [(by_hash, true), (message(), false)] {
+        let mut dq = DynamicQuery::new(message, Origin::Own, 5, now);
+        dq.start(&around, now);
+        dq.on_results(enough);
+        let later = dq.next_due();
+        dq.step(&around, later);
+        assert_eq!(dq.is_done(), ends);
+    }
+}

@@ -147,3 +147,104 @@ fn a_peers_hops_flow_holds_back_the_queries_it_refused() {
     net.run_for(Duration::from_secs(1));
     assert_eq!((1..3).map(|i| queries_received(&net, i)).sum::<usize>(), 1, "one of two peers said Hops Flow 0");
 }
+
+#[test]
+fn attack_a_leafs_query_asking_for_hits_out_of_band_to_another_address_is_dropped() {
+    let mut net = Net::new(4, ultrapeer(), 5);
+    make_leaf(&mut net, 1);
+    for i in 2..4 {
+        net.nodes[0].connect(Net::addr(i), net.now);
+    }
+    net.nodes[1].connect(Net::addr(0), net.now);
+    net.run_for(Duration::from_secs(2));
+    let leaf = net.nodes[0].peers().find(|(_, p)| p.role == Role::Leaf).map(|(id, _)| id).expect("the leaf");
+    let query = |victim| {
+        let mut query = crate::node::build_query("seblinux").unwrap();
+        query.flags = query.flags.with(QueryFlags::OOB_REPLY, true);
+        query.ggep.insert(crate::wire::vendor::oob::SO, Vec::new());
+        let guid = crate::wire::vendor::oob::oob_guid(victim, Guid([victim.ip().octets()[3]; 16]));
+        Message { guid, ttl: 3, hops: 0, payload: Payload::Query(query) }
+    };
+    let now = net.now;
+    net.nodes[0].handle(super::super::Event::Message { peer: leaf, message: query(Net::addr(3)) }, now);
+    net.run_for(Duration::from_secs(1));
+    assert_eq!(queries_received(&net, 2) + queries_received(&net, 3), 0);
+    assert_eq!(net.nodes[0].counters(leaf).unwrap().dropped.get(&routing::Drop::BadReturnAddress), Some(&1));
+    // Its own address is fine.
+    let now = net.now;
+    net.nodes[0].handle(super::super::Event::Message { peer: leaf, message: query(Net::addr(1)) }, now);
+    net.run_for(Duration::from_secs(1));
+    assert!(queries_received(&net, 2) + queries_received(&net, 3) > 0);
+}
+
+#[test]
+fn a_leaf_answers_a_status_request_for_its_requery_with_the_sources_it_brought() {
+    use crate::node::tests::{actions, connect, node_with, shared_file};
+    let now = std::time::Instant::now();
+    let listen = std::net::SocketAddr::V4(Net::addr(1));
+    let mut node = node_with(Config { listen, ..leaf() }, now);
+    connect(&mut node, 1, std::net::SocketAddr::V4(Net::addr(2)), now);
+    actions(&mut node);
+    node.handle(
+        super::super::Event::DownloadStarted { id: 1, urn: crate::wire::Urn::Sha1([5; 20]), searched: false },
+        now,
+    );
+    node.handle_timeout(now);
+    let Some(Action::Send { message, .. }) = actions(&mut node).into_iter().find(|a| matches!(a, Action::Send { .. }))
+    else {
+        panic!("the re-query goes out")
+    };
+    let guid = message.guid;
+    let status = |node: &mut Node| {
+        let message = vendor::message(guid, QueryStatus::request());
+        node.handle(super::super::Event::Message { peer: PeerId(1), message }, now);
+        let sent = actions(node);
+        let answer = sent.iter().find_map(|a| match a {
+            Action::Send { message, .. } => Vendor::from_payload(&message.payload).and_then(Result::ok),
+            _ => None,
+        });
+        QueryStatus::decode(&answer.expect("an answer").body).unwrap()
+    };
+    assert_eq!(status(&mut node), QueryStatus(0), "not STOP: it goes on");
+    let hit = crate::node::query_hits(vec![shared_file("SEBLINUX.tar")], Net::addr(3), Guid([3; 16])).remove(0);
+    let message = Message { guid, ttl: 3, hops: 0, payload: Payload::QueryHit(hit) };
+    node.handle(super::super::Event::Message { peer: PeerId(1), message }, now);
+    actions(&mut node);
+    assert_eq!(status(&mut node), QueryStatus(1));
+}
+
+#[test]
+fn attack_one_leaf_runs_at_most_eight_dynamic_queries_and_ends_none_of_ours() {
+    let mut net = Net::new(5, ultrapeer(), 5);
+    make_leaf(&mut net, 1);
+    for i in 2..5 {
+        net.nodes[0].connect(Net::addr(i), net.now);
+    }
+    net.nodes[1].connect(Net::addr(0), net.now);
+    net.run_for(Duration::from_secs(2));
+    let leaf = net.nodes[0].peers().find(|(_, p)| p.role == Role::Leaf).map(|(id, _)| id).expect("the leaf");
+    let now = net.now;
+    let ours = net.nodes[0].search("nowhere", None, now).unwrap();
+    for n in 0..20u8 {
+        let query = crate::node::build_query(&format!("flood{n}")).unwrap();
+        let message = Message { guid: Guid([n; 16]), ttl: 3, hops: 0, payload: Payload::Query(query) };
+        net.nodes[0].handle(super::super::Event::Message { peer: leaf, message }, now);
+    }
+    assert_eq!(net.nodes[0].dynamic_queries(), 1 + MAX_DYNAMIC_QUERIES_PER_LEAF);
+    assert!(net.nodes[0].querying.running.contains_key(&ours));
+    assert!(net.nodes[0].querying.running.contains_key(&Guid([19; 16])), "the leaf's newest run");
+}
+
+#[test]
+fn a_dynamic_query_skips_the_ultrapeers_whose_hops_flow_refuses_it() {
+    let mut net = star(5);
+    let peers: Vec<PeerId> = net.nodes[0].peers().map(|(id, _)| id).collect();
+    for &peer in &peers[..3] {
+        let flow = vendor::message(Guid([1; 16]), HopsFlow::NONE.to_vendor());
+        net.nodes[0].handle(crate::node::Event::Message { peer, message: flow }, net.now);
+    }
+    let now = net.now;
+    net.nodes[0].search("anything", None, now).unwrap();
+    net.run_for(Duration::from_secs(1));
+    assert_eq!((1..5).map(|i| queries_received(&net, i)).sum::<usize>(), 1, "the probe went to the one that takes it");
+}
