@@ -610,7 +610,12 @@ impl<'a> Sim<'a> {
                 self.nodes[from].handle(Event::LocalResults { lookup, files }, now);
             }
             // Nothing here asks GWebCaches, saves hosts, or downloads.
-            Action::AskGWebCaches(_) | Action::SaveHosts(_) | Action::Advertise(_) | Action::OfferSource { .. } => {}
+            Action::AskGWebCaches(_)
+            | Action::SaveHosts(_)
+            | Action::Advertise(_)
+            | Action::OfferSource { .. }
+            | Action::ConnectBack { .. }
+            | Action::PushSource { .. } => {}
         }
     }
 

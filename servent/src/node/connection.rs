@@ -68,7 +68,7 @@ async fn serve_incoming(stream: TcpStream, remote: SocketAddr, shared: Arc<Share
             }
         }
         FirstLine::Http => transfer::serve(&shared.uploads, remote, first, reader, stream).await,
-        FirstLine::Unknown => {}
+        FirstLine::Unknown => shared.pushes.accept(&first, reader, stream).await,
     }
 }
 

@@ -45,6 +45,7 @@ use crate::routing::{Counters, PeerId};
 use crate::searches::SearchResult;
 use crate::transfer::alt::AltLocations;
 use crate::transfer::download::{DownloadError, DownloadId, Downloads, DownloadsConfig, Keep};
+use crate::transfer::push::Pushes;
 use crate::transfer::upload::Uploads;
 use crate::trust::{self, Judgement, KeyEntry, SharedTrust, TrustError, TrustStore, Verdict};
 use crate::wire::{Guid, Urn};
@@ -177,6 +178,9 @@ pub struct Status {
     pub messages_sent: u64,
     /// Query messages written to all sockets since start.
     pub queries_sent: u64,
+    /// Whether the firewall check finds us unreachable (no connection has
+    /// come in from outside yet): our QueryHits then ask for a PUSH.
+    pub firewalled: bool,
 }
 
 /// The results of one of our searches so far.
@@ -215,6 +219,7 @@ enum Command {
     Connect { addr: SocketAddrV4 },
     Admit { remote: SocketAddr, reply: Sender<(Admission, Vec<SocketAddr>)> },
     Known { urns: Vec<Urn>, reply: Sender<Option<SearchResult>> },
+    Push { servent: Guid, index: u32 },
     Shutdown { reply: Sender<()> },
 }
 
@@ -255,6 +260,8 @@ struct Shared {
     sent: LinkCounters,
     /// What HTTP requests on our port are served with.
     uploads: Arc<Uploads>,
+    /// Firewalled sources, and the downloads waiting for their `GIV`.
+    pushes: Arc<Pushes>,
 }
 
 impl Shared {
@@ -469,6 +476,11 @@ pub async fn start(config: Config) -> Result<NodeHandle, NodeError> {
     let (events, inbox) = channel::bounded(EVENT_QUEUE);
     let alt = Arc::new(AltLocations::new());
     let uploads = Arc::new(Uploads::new(config.uploads.clone(), library.clone(), alt.clone()));
+    let push_events = events.clone();
+    let pushes = Arc::new(Pushes::new(move |servent, index| {
+        // A full queue loses this PUSH; the download tries again later.
+        let _ = push_events.try_send(Event::Command(Command::Push { servent, index }));
+    }));
     // A finished download is shared at once: its hook wakes the rescan.
     let (rescan_now, rescan_wake) = channel::bounded(1);
     let mut shares = config.shares.clone();
@@ -480,7 +492,7 @@ pub async fn start(config: Config) -> Result<NodeHandle, NodeError> {
             if !shares.contains(&finished) {
                 shares.push(finished.clone());
             }
-            let config = DownloadsConfig::new(partial, finished);
+            let config = DownloadsConfig { pushes: Some(pushes.clone()), ..DownloadsConfig::new(partial, finished) };
             let (rescan_now, library) = (rescan_now.clone(), library.clone());
             let downloads = Downloads::spawn(config, alt, trust.clone(), move |done| {
                 library::share_downloaded(&library, done, rescan_now.clone());
@@ -537,6 +549,7 @@ pub async fn start(config: Config) -> Result<NodeHandle, NodeError> {
         next_id: AtomicU64::new(1),
         sent: LinkCounters::default(),
         uploads: uploads.clone(),
+        pushes,
     });
     let mut tasks = vec![
         task::spawn(connection::accept_loop(listener, shared.clone())),

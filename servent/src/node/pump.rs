@@ -166,6 +166,11 @@ impl Pump {
                         *advertised = addr;
                     }
                 }
+                Action::ConnectBack { to, index } => {
+                    let uploads = self.shared.uploads.clone();
+                    task::spawn(crate::transfer::push::connect_back(to, index, self.core.guid(), uploads));
+                }
+                Action::PushSource { source, servent, files } => self.shared.pushes.learn(source, servent, files),
                 Action::OfferSource { urns, source, signature } => {
                     if let Some(downloads) = &self.downloads {
                         let signature = signature
@@ -215,6 +220,7 @@ impl Pump {
                     totals: self.core.totals().clone(),
                     messages_sent: self.shared.sent.messages.load(Ordering::Relaxed),
                     queries_sent: self.shared.sent.queries.load(Ordering::Relaxed),
+                    firewalled: self.core.firewalled(),
                 };
                 let _ = reply.try_send(status);
             }
@@ -224,6 +230,11 @@ impl Pump {
             }
             Command::Known { urns, reply } => {
                 let _ = reply.try_send(self.core.known(&urns));
+            }
+            Command::Push { servent, index } => {
+                if !self.core.push(servent, index) {
+                    self.shared.pushes.unreachable(servent);
+                }
             }
             Command::Shutdown { .. } => {}
         }

@@ -11,13 +11,16 @@
 //! - [`alt`]: the download mesh, the other sources known per URN, which
 //!   `X-Alt` headers carry in both directions;
 //! - [`download`] and [`magnet`]: the other direction, fetching content
-//!   named by URN or magnet link from the sources that have it.
+//!   named by URN or magnet link from the sources that have it;
+//! - [`push`]: both directions with firewalled servents, over a connection
+//!   the uploader opens with `GIV`.
 
 pub mod alt;
 pub mod download;
 pub mod http;
 pub mod magnet;
 pub mod parq;
+pub mod push;
 pub mod upload;
 
 use std::net::SocketAddr;

@@ -130,6 +130,8 @@ pub struct UploadStats {
     pub connections: usize,
     /// Connections whose first request head is still arriving.
     pub reading_heads: usize,
+    /// Connections we opened to downloaders that asked with a PUSH.
+    pub pushed: u64,
 }
 
 /// The upload side of a servent: its limits, what is shared, the mesh,
@@ -144,6 +146,7 @@ pub struct Uploads {
     requests: AtomicU64,
     bytes_sent: AtomicU64,
     refused_busy: AtomicU64,
+    pushed: AtomicU64,
     /// THEX bodies by root, the newest last.
     trees: Mutex<VecDeque<(Root, Arc<Vec<u8>>)>>,
 }
@@ -162,6 +165,7 @@ impl Uploads {
             requests: AtomicU64::new(0),
             bytes_sent: AtomicU64::new(0),
             refused_busy: AtomicU64::new(0),
+            pushed: AtomicU64::new(0),
             trees: Mutex::new(VecDeque::new()),
         }
     }
@@ -201,6 +205,16 @@ impl Uploads {
         Ok(Some(body))
     }
 
+    /// The name of the shared file with this index, for the `GIV` line a PUSH asks for.
+    pub fn file_name(&self, index: u32) -> Option<String> {
+        self.library.by_index(index).map(|file| file.name)
+    }
+
+    /// Counts a connection opened for a PUSH.
+    pub(crate) fn count_push(&self) {
+        self.pushed.fetch_add(1, Ordering::Relaxed);
+    }
+
     /// The download mesh these uploads read and feed.
     pub fn alt_locations(&self) -> &Arc<AltLocations> {
         &self.alt
@@ -213,6 +227,7 @@ impl Uploads {
             requests: self.requests.load(Ordering::Relaxed),
             bytes_sent: self.bytes_sent.load(Ordering::Relaxed),
             refused_busy: self.refused_busy.load(Ordering::Relaxed),
+            pushed: self.pushed.load(Ordering::Relaxed),
             uploading: self.slots_used.load(Ordering::Relaxed),
             connections,
             reading_heads: self.heads.lock().unwrap_or_else(PoisonError::into_inner).queue.len(),

@@ -9,9 +9,15 @@ use crate::wire::{self, GgepId, Guid, QueryHit, QueryResult, Trailer, TrailerFla
 pub const ADVERTISED_SPEED: u32 = 10_000;
 
 /// The QueryHits that offer `files` from `advertised`, under our servent
-/// GUID, each small enough for [`wire::HIT_PAYLOAD`]. A file's signature
-/// goes out as it is: whoever receives it judges it.
-pub fn query_hits(files: Vec<search::SharedFile>, advertised: SocketAddrV4, servent: Guid) -> Vec<QueryHit> {
+/// GUID, each small enough for [`wire::HIT_PAYLOAD`], flagged for a PUSH
+/// when we are `firewalled`. A file's signature goes out as it is: whoever
+/// receives it judges it.
+pub fn query_hits(
+    files: Vec<search::SharedFile>,
+    advertised: SocketAddrV4,
+    servent: Guid,
+    firewalled: bool,
+) -> Vec<QueryHit> {
     let results: Vec<QueryResult> = files
         .into_iter()
         .map(|f| {
@@ -35,7 +41,7 @@ pub fn query_hits(files: Vec<search::SharedFile>, advertised: SocketAddrV4, serv
         speed: ADVERTISED_SPEED,
         results,
         trailer: Some(Trailer::ours(
-            TrailerFlags { push: Some(false), busy: Some(false), ..Default::default() },
+            TrailerFlags { push: Some(firewalled), busy: Some(false), ..Default::default() },
             Default::default(),
         )),
         servent_guid: servent,

@@ -41,11 +41,12 @@ pub use self::hammering::{Hammering, HAMMER_TABLE, MAX_CONNECTS_PER_MINUTE};
 use self::query_routing::QueryRouting;
 use crate::handshake::{Admission, PeerInfo, Role};
 use crate::hostcache::{HostCache, Origin, HOST_CACHE_CAPACITY};
+use crate::push::{ConnectBacks, Reachability};
 use crate::requery::{Phase, Requeries};
 use crate::routing::{self, Counters, LocalHost, PeerId, Router};
 use crate::searches::{Search, SearchResult, Searches};
 use crate::trust::SharedTrust;
-use crate::wire::{self, Bye, Guid, Message, Payload, Query, QueryFlags, QueryHit, Urn};
+use crate::wire::{self, Bye, Guid, Message, Payload, Push, Query, QueryFlags, QueryHit, Urn};
 
 /// Outgoing connection attempts under way at once.
 pub const MAX_DIALS: usize = 4;
@@ -274,6 +275,24 @@ pub enum Action {
         /// came): a download started without one takes it.
         signature: Option<Vec<u8>>,
     },
+    /// A PUSH named us: connect to `to`, open with a `GIV` for file
+    /// `index`, then serve the upload asked on that connection.
+    ConnectBack {
+        /// The downloader's address, from the PUSH.
+        to: SocketAddrV4,
+        /// The file it wants, from the PUSH.
+        index: u32,
+    },
+    /// A QueryHit named a firewalled source: reach it with a PUSH
+    /// ([`Node::push`]) rather than by connecting to its address.
+    PushSource {
+        /// The address the hit gave, which names the source in the downloads.
+        source: SocketAddrV4,
+        /// The servent's GUID, which PUSHes are routed by.
+        servent: Guid,
+        /// The file's index in that servent's library, for each of the hit's URNs.
+        files: Vec<(Vec<Urn>, u32)>,
+    },
 }
 
 /// A search that cannot be sent.
@@ -329,6 +348,8 @@ pub struct Node {
     last_gwebcache: Option<Instant>,
     actions: VecDeque<Action>,
     qrp: QueryRouting,
+    connect_backs: ConnectBacks,
+    reachability: Reachability,
 }
 
 impl Node {
@@ -372,6 +393,8 @@ impl Node {
             last_gwebcache: None,
             actions: VecDeque::new(),
             qrp: QueryRouting::default(),
+            connect_backs: ConnectBacks::default(),
+            reachability: Reachability::default(),
         }
     }
 
@@ -396,6 +419,11 @@ impl Node {
                         self.disconnect(peer, 413, format!("bad route table update: {error}"));
                     }
                 }
+            }
+            Event::Message { message: Message { payload: Payload::Push(push), .. }, .. }
+                if push.servent_guid == self.guid =>
+            {
+                self.on_push_to_us(push, now)
             }
             Event::Message { peer, message } => {
                 let actions = self.router.handle(peer, message, now);
@@ -536,6 +564,37 @@ impl Node {
         self.guid
     }
 
+    /// Whether the firewall check still finds us unreachable: our QueryHits
+    /// then carry the push flag.
+    pub fn firewalled(&self) -> bool {
+        self.reachability.firewalled()
+    }
+
+    /// Sends a PUSH asking `servent` to connect to us and upload file
+    /// `index`, along the path its QueryHits came by; `false` when no
+    /// route to it is known (or we do not know our own address yet).
+    pub fn push(&mut self, servent: Guid, index: u32) -> bool {
+        let Some(to) = self.router.push_route(&servent) else { return false };
+        if self.advertised.ip().is_unspecified() {
+            return false;
+        }
+        let push = Push {
+            servent_guid: servent,
+            index,
+            ip: *self.advertised.ip(),
+            port: self.advertised.port(),
+            ggep: Default::default(),
+        };
+        let message = Message {
+            guid: Guid::from_rng(&mut self.rng),
+            ttl: self.config.max_ttl,
+            hops: 0,
+            payload: Payload::Push(push),
+        };
+        self.actions.push_back(Action::Send { to, message });
+        true
+    }
+
     /// The address we give others in Pongs, QueryHits and handshakes.
     pub fn advertised(&self) -> SocketAddrV4 {
         self.advertised
@@ -584,6 +643,9 @@ impl Node {
                 self.update_local();
             }
         }
+        if connected.direction == Direction::Incoming {
+            self.reachability.incoming(connected.addr.ip(), *self.advertised.ip());
+        }
         let info = connected.info;
         let table_messages = self.qrp.connected(connected.peer, &info, self.config.role, &mut self.rng);
         let listen = info.listen.and_then(v4);
@@ -602,6 +664,14 @@ impl Node {
         self.apply(actions, now);
         for message in table_messages {
             self.actions.push_back(Action::Send { to: connected.peer, message });
+        }
+    }
+
+    /// A PUSH for us: connect back, within the bounds a PUSH flood must not pass.
+    fn on_push_to_us(&mut self, push: Push, now: Instant) {
+        let to = SocketAddrV4::new(push.ip, push.port);
+        if self.connect_backs.allow(to, now) {
+            self.actions.push_back(Action::ConnectBack { to, index: push.index });
         }
     }
 
@@ -625,6 +695,10 @@ impl Node {
 
     fn on_hit(&mut self, search: Guid, hit: QueryHit, now: Instant) {
         let source = SocketAddrV4::new(hit.ip, hit.port);
+        if crate::push::needs_push(&hit) {
+            let files = hit.results.iter().filter(|r| !r.urns.is_empty()).map(|r| (r.urns.clone(), r.index)).collect();
+            self.actions.push_back(Action::PushSource { source, servent: hit.servent_guid, files });
+        }
         for result in hit.results.iter().filter(|r| !r.urns.is_empty()) {
             let signature = result.ggep.get(wire::GgepId::RELEASE_SIGNATURE).map(<[u8]>::to_vec);
             self.actions.push_back(Action::OfferSource { urns: result.urns.clone(), source, signature });
@@ -653,7 +727,7 @@ impl Node {
         if files.is_empty() || !self.peers.contains_key(&pending.from) {
             return;
         }
-        for hit in query_hits(files, self.advertised, self.guid) {
+        for hit in query_hits(files, self.advertised, self.guid, self.reachability.firewalled()) {
             let message =
                 Message { guid: pending.guid, ttl: pending.reply_ttl, hops: 0, payload: Payload::QueryHit(hit) };
             self.actions.push_back(Action::Send { to: pending.from, message });
