@@ -132,6 +132,7 @@ fn a_firewalled_hit_is_fetched_by_push_along_the_hits_path() {
         let done = downloader.downloads().unwrap().wait(download).timeout(PATIENCE).await.expect("done").unwrap();
         assert_eq!(done.state, DownloadState::Complete, "{done:#?}");
         assert!(std::fs::read(done.path.unwrap()).unwrap() == content);
+        assert_eq!(downloader.status().await.unwrap().givs_taken, 1);
         downloader.shutdown().await;
     });
 }
@@ -165,6 +166,7 @@ fn two_servents_transfer_by_push_when_the_uploader_is_firewalled() {
         assert_eq!(done.state, DownloadState::Complete, "{done:#?}");
         assert!(std::fs::read(done.path.unwrap()).unwrap() == content);
         assert!(uploader.uploads().snapshot().pushed >= 1, "the uploader connected back for a PUSH");
+        assert!(downloader.status().await.unwrap().givs_taken >= 1, "the download went over its GIV connection");
         for node in [downloader, uploader, hub] {
             node.shutdown().await;
         }

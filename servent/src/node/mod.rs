@@ -181,6 +181,8 @@ pub struct Status {
     /// Whether the firewall check finds us unreachable (no connection has
     /// come in from outside yet): our QueryHits then ask for a PUSH.
     pub firewalled: bool,
+    /// Download connections that came with a `GIV` after our PUSH.
+    pub givs_taken: u64,
 }
 
 /// The results of one of our searches so far.

@@ -221,6 +221,7 @@ impl Pump {
                     messages_sent: self.shared.sent.messages.load(Ordering::Relaxed),
                     queries_sent: self.shared.sent.queries.load(Ordering::Relaxed),
                     firewalled: self.core.firewalled(),
+                    givs_taken: self.shared.pushes.taken(),
                 };
                 let _ = reply.try_send(status);
             }

@@ -12,6 +12,7 @@
 
 use std::collections::HashMap;
 use std::net::{SocketAddr, SocketAddrV4};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -66,6 +67,7 @@ pub struct Pushes {
     targets: Mutex<HashMap<SocketAddrV4, PushTarget>>,
     waiting: Mutex<HashMap<Guid, Vec<Sender<GivConnection>>>>,
     send: Box<dyn Fn(Guid, u32) + Send + Sync>,
+    taken: AtomicU64,
 }
 
 impl std::fmt::Debug for Pushes {
@@ -78,7 +80,7 @@ impl std::fmt::Debug for Pushes {
 impl Pushes {
     /// A registry that sends a PUSH for (servent, index) through `send`.
     pub fn new(send: impl Fn(Guid, u32) + Send + Sync + 'static) -> Pushes {
-        Pushes { targets: Mutex::default(), waiting: Mutex::default(), send: Box::new(send) }
+        Pushes { targets: Mutex::default(), waiting: Mutex::default(), send: Box::new(send), taken: AtomicU64::new(0) }
     }
 
     /// Remembers that `source` (the address its hit gave) is reached by a
@@ -123,6 +125,11 @@ impl Pushes {
         }
     }
 
+    /// `GIV` connections handed to downloads so far.
+    pub fn taken(&self) -> u64 {
+        self.taken.load(Ordering::Relaxed)
+    }
+
     /// No PUSH can reach `servent` (no route): the downloads waiting for it stop waiting.
     pub fn unreachable(&self, servent: Guid) {
         self.waiting.lock().unwrap_or_else(PoisonError::into_inner).remove(&servent);
@@ -149,7 +156,10 @@ impl Pushes {
                 sender
             };
             match sender.try_send(connection) {
-                Ok(()) => return,
+                Ok(()) => {
+                    self.taken.fetch_add(1, Ordering::Relaxed);
+                    return;
+                }
                 // That download gave up waiting: the next one may take it.
                 Err(e) => connection = e.into_inner(),
             }
