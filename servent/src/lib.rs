@@ -23,6 +23,7 @@ pub use servent_core::hostcache;
 pub mod keysource;
 pub mod node;
 pub mod peeraddr;
+pub use servent_core::push;
 pub use servent_core::qrp;
 pub use servent_core::routing;
 pub use servent_core::searches;

@@ -12,8 +12,11 @@ use async_std::prelude::FutureExt;
 use async_std::task;
 use common::{raw_peer, share, start, varied_bytes, wait_connected, wait_for, wait_indexed, PATIENCE};
 use futures::AsyncBufReadExt;
+use servent::config::Mode;
 use servent::transfer::download::{DownloadState, Keep};
-use servent::wire::{Guid, Message, Payload, Push, QueryHit, QueryResult, Trailer, TrailerFlags, Urn};
+use servent::wire::{
+    Ggep, GgepId, Guid, Message, Payload, Push, Query, QueryFlags, QueryHit, QueryResult, Trailer, TrailerFlags, Urn,
+};
 
 /// Reads one line ending in LF, without it.
 async fn line(reader: &mut BufReader<TcpStream>) -> String {
@@ -92,12 +95,19 @@ fn a_firewalled_hit_is_fetched_by_push_along_the_hits_path() {
             ggep: Default::default(),
         };
         let flags = TrailerFlags { push: Some(true), ..Default::default() };
+        // It lists a push proxy too (GGEP PUSH: IP, then port little-endian).
+        let proxy = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let SocketAddr::V4(proxy_addr) = proxy.local_addr().unwrap() else { unreachable!() };
+        let mut trailer_ggep = Ggep::default();
+        let mut entry = proxy_addr.ip().octets().to_vec();
+        entry.extend_from_slice(&proxy_addr.port().to_le_bytes());
+        trailer_ggep.insert(GgepId::from_static("PUSH"), entry);
         let hit = QueryHit {
             port: 1,
             ip: Ipv4Addr::new(127, 0, 0, 1),
             speed: 100,
             results: vec![result],
-            trailer: Some(Trailer { vendor: *b"TEST", flags, ggep: Default::default() }),
+            trailer: Some(Trailer { vendor: *b"TEST", flags, ggep: trailer_ggep }),
             servent_guid: servent,
         };
         link.send(&Message { guid: query.guid, ttl: query.hops + 1, hops: 0, payload: Payload::QueryHit(hit) }).await;
@@ -112,6 +122,17 @@ fn a_firewalled_hit_is_fetched_by_push_along_the_hits_path() {
         assert_eq!((push.servent_guid, push.index), (servent, 42));
         let back = SocketAddrV4::new(push.ip, push.port);
         assert_eq!(SocketAddr::V4(back), downloader.listen_addr(), "the PUSH names the downloader's address");
+        // The same request goes to its push proxy, over HTTP.
+        let (asked, _) = proxy.accept().timeout(PATIENCE).await.expect("the proxy is asked").unwrap();
+        let mut proxy_reader = BufReader::new(asked.clone());
+        let proxy_request = head(&mut proxy_reader).await;
+        let server_id = servent::push::server_id(servent);
+        assert_eq!(proxy_request[0], format!("GET /gnutella/push-proxy?ServerId={server_id}&file=42 HTTP/1.1"));
+        assert!(proxy_request.contains(&format!("X-Node: {back}")), "{proxy_request:?}");
+        (&asked)
+            .write_all(b"HTTP/1.1 202 Push-proxy: message sent to node\r\nContent-Length: 0\r\n\r\n")
+            .await
+            .unwrap();
 
         let stream = TcpStream::connect(back).await.unwrap();
         (&stream).write_all(format!("GIV 42:{servent}/SEBLINUX-firewalled-1.0.tar\n\n").as_bytes()).await.unwrap();
@@ -168,6 +189,82 @@ fn two_servents_transfer_by_push_when_the_uploader_is_firewalled() {
         assert!(uploader.uploads().snapshot().pushed >= 1, "the uploader connected back for a PUSH");
         assert!(downloader.status().await.unwrap().givs_taken >= 1, "the download went over its GIV connection");
         for node in [downloader, uploader, hub] {
+            node.shutdown().await;
+        }
+    });
+}
+
+#[test]
+fn a_leafs_ultrapeer_is_its_push_proxy_and_passes_a_push_on_from_http() {
+    task::block_on(async {
+        let content = varied_bytes(100_000);
+        let files = share(&[("SEBLINUX-leaf-1.0.tar", &content)]);
+        let ultrapeer = common::start_with(&[], None, |c| c.mode = Mode::Ultrapeer).await;
+        let leaf = common::start_with(&[ultrapeer.listen_addr()], Some(files.path()), |c| c.mode = Mode::Leaf).await;
+        wait_indexed(&leaf, "seblinux", 1).await;
+        wait_for("the leaf's table at its ultrapeer", || async {
+            ultrapeer.peers().await.unwrap().iter().any(|p| p.qrp)
+        })
+        .await;
+        let leaf_guid: Guid = leaf.status().await.unwrap().guid.parse().unwrap();
+        let mut link = raw_peer(ultrapeer.listen_addr()).await;
+        wait_for("the raw link", || async { ultrapeer.peers().await.unwrap().len() == 2 }).await;
+
+        // The leaf's hit is firewalled and names its ultrapeer as push proxy.
+        let mut hit = None;
+        for n in 1..=50u8 {
+            let query = Query {
+                flags: QueryFlags::default(),
+                criteria: "SEBLINUX leaf".into(),
+                urns: vec![],
+                ggep: Default::default(),
+            };
+            link.send(&Message { guid: Guid([n; 16]), ttl: 2, hops: 0, payload: Payload::Query(query) }).await;
+            let answer = link
+                .receive_until(|m| matches!(m.payload, Payload::QueryHit(_)))
+                .timeout(std::time::Duration::from_millis(500))
+                .await;
+            if let Ok(Message { payload: Payload::QueryHit(found), .. }) = answer {
+                if found.trailer.as_ref().is_some_and(|t| t.ggep.get(GgepId::from_static("PUSH")).is_some()) {
+                    hit = Some(found);
+                    break;
+                }
+            }
+        }
+        let hit = hit.expect("a firewalled hit listing a push proxy");
+        assert_eq!(hit.servent_guid, leaf_guid);
+        assert_eq!(hit.trailer.as_ref().unwrap().flags.push, Some(true));
+        let SocketAddr::V4(proxy) = ultrapeer.listen_addr() else { unreachable!() };
+        let mut entry = proxy.ip().octets().to_vec();
+        entry.extend_from_slice(&proxy.port().to_le_bytes());
+        assert_eq!(hit.trailer.as_ref().unwrap().ggep.get(GgepId::from_static("PUSH")), Some(&entry[..]));
+
+        // A downloader asks the proxy over HTTP; the leaf connects back with GIV.
+        let downloader = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let back = downloader.local_addr().unwrap();
+        let ask = |server_id: String| async move {
+            let stream = TcpStream::connect(proxy).await.unwrap();
+            let request = format!(
+                "GET /gnutella/push-proxy?ServerId={server_id} HTTP/1.1\r\nX-Node: {back}\r\nConnection: close\r\n\r\n"
+            );
+            (&stream).write_all(request.as_bytes()).await.unwrap();
+            head(&mut BufReader::new(stream)).await[0].clone()
+        };
+        assert!(ask(servent::push::server_id(Guid([1; 16]))).await.starts_with("HTTP/1.1 410"), "no such leaf");
+        assert!(ask("NOTBASE32".into()).await.starts_with("HTTP/1.1 400"));
+        assert!(ask(servent::push::server_id(leaf_guid)).await.starts_with("HTTP/1.1 202"));
+        let (stream, _) = downloader.accept().timeout(PATIENCE).await.expect("the leaf connects back").unwrap();
+        let mut reader = BufReader::new(stream.clone());
+        assert!(line(&mut reader).await.starts_with(&format!("GIV 0:{leaf_guid}/")));
+        assert_eq!(line(&mut reader).await, "");
+        let sha1 = hit.results[0].urns[0];
+        let request = format!("GET /uri-res/N2R?{sha1} HTTP/1.1\r\nConnection: close\r\n\r\n");
+        (&stream).write_all(request.as_bytes()).await.unwrap();
+        assert!(head(&mut reader).await[0].starts_with("HTTP/1.1 200"));
+        let mut body = Vec::new();
+        reader.read_to_end(&mut body).timeout(PATIENCE).await.expect("the body").unwrap();
+        assert!(body == content);
+        for node in [leaf, ultrapeer] {
             node.shutdown().await;
         }
     });

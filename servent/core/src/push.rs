@@ -24,13 +24,30 @@
 //!   open connections to a victim; connecting back is bounded per target
 //!   and in total, and a PUSH naming an unusable address is refused;
 //! - whether we are reachable ([`Reachability`]), the firewall check that
-//!   sets our QueryHits' push flag honestly.
+//!   sets our QueryHits' push flag honestly;
+//! - push proxies ([`PushProxies`]): a firewalled leaf's ultrapeers that
+//!   accepted (vendor messages LIME/21 and LIME/22, [`crate::wire::vendor::push_proxy`])
+//!   to pass PUSHes on to it. The leaf lists them in its QueryHits' trailer
+//!   (GGEP `PUSH`: 6 bytes each, the IPv4 address in network order and the
+//!   port little-endian, as gtk-gnutella's `ggept_push_pack` writes); a
+//!   downloader asks one with `GET /gnutella/push-proxy?ServerId=<base32
+//!   GUID>` and `X-Node: ip:port` (gtk-gnutella's `pproxy.c`), and the proxy
+//!   sends the PUSH to its leaf and answers `202`, or `410` when it has no
+//!   such leaf.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::net::{IpAddr, Ipv4Addr, SocketAddrV4};
 use std::time::{Duration, Instant};
 
-use crate::wire::{Guid, QueryHit};
+use crate::routing::PeerId;
+use crate::wire::{Ggep, GgepId, Guid, QueryHit};
+
+/// The GGEP extension of a QueryHit trailer that lists push proxies.
+pub const GGEP_PUSH: GgepId = GgepId::from_static("PUSH");
+/// Push proxies listed in our QueryHits, and read from others', at most.
+pub const MAX_PROXIES: usize = 4;
+/// Leaves we are push proxy for, at most.
+pub const MAX_PROXIED_LEAVES: usize = 512;
 
 /// Longest `GIV` line read: index, GUID and a file name of gtk-gnutella's length.
 pub const MAX_GIV_LINE: usize = 1024;
@@ -71,6 +88,91 @@ pub fn parse_giv(line: &[u8]) -> Option<(u32, Guid)> {
     let after = &rest[colon + 1..];
     let guid = std::str::from_utf8(after.get(..32)?).ok()?.parse().ok()?;
     (after.get(32) == Some(&b'/')).then_some((index, guid))
+}
+
+/// The push proxies a QueryHit lists (GGEP `PUSH` in its trailer), usable ones only.
+pub fn hit_proxies(hit: &QueryHit) -> Vec<SocketAddrV4> {
+    let Some(bytes) = hit.trailer.as_ref().and_then(|t| t.ggep.get(GGEP_PUSH)) else {
+        return Vec::new();
+    };
+    bytes
+        .chunks_exact(6)
+        .map(|entry| {
+            let ip = Ipv4Addr::new(entry[0], entry[1], entry[2], entry[3]);
+            SocketAddrV4::new(ip, u16::from_le_bytes([entry[4], entry[5]]))
+        })
+        .filter(|addr| usable_target(*addr))
+        .take(MAX_PROXIES)
+        .collect()
+}
+
+/// Adds GGEP `PUSH` listing `proxies` to a trailer's GGEP (nothing if there are none).
+pub fn add_proxies(ggep: &mut Ggep, proxies: &[SocketAddrV4]) {
+    if proxies.is_empty() {
+        return;
+    }
+    let mut bytes = Vec::with_capacity(6 * proxies.len().min(MAX_PROXIES));
+    for proxy in proxies.iter().take(MAX_PROXIES) {
+        bytes.extend_from_slice(&proxy.ip().octets());
+        bytes.extend_from_slice(&proxy.port().to_le_bytes());
+    }
+    ggep.insert(GGEP_PUSH, bytes);
+}
+
+/// A servent GUID as a push-proxy request names it (`ServerId=`): base32, no padding.
+pub fn server_id(guid: Guid) -> String {
+    base32::encode(base32::Alphabet::Rfc4648 { padding: false }, &guid.0)
+}
+
+/// Reads a `ServerId=` value: 26 base32 characters, or 32 with padding.
+pub fn parse_server_id(text: &str) -> Option<Guid> {
+    if text.len() != 26 && text.len() != 32 {
+        return None;
+    }
+    let bytes =
+        base32::decode(base32::Alphabet::Rfc4648 { padding: false }, &text.trim_end_matches('=').to_ascii_uppercase())?;
+    Some(Guid(bytes.try_into().ok()?))
+}
+
+/// Push proxies in both roles: the ultrapeers that are ours, the leaves we serve.
+#[derive(Debug, Default)]
+pub struct PushProxies {
+    ours: BTreeMap<PeerId, SocketAddrV4>,
+    leaves: BTreeMap<Guid, PeerId>,
+}
+
+impl PushProxies {
+    /// An ultrapeer acknowledged being our proxy at `addr`.
+    pub fn acknowledged(&mut self, peer: PeerId, addr: SocketAddrV4) {
+        if usable_target(addr) {
+            self.ours.insert(peer, addr);
+        }
+    }
+
+    /// Our push proxies now, to list in our QueryHits.
+    pub fn ours(&self) -> Vec<SocketAddrV4> {
+        self.ours.values().copied().take(MAX_PROXIES).collect()
+    }
+
+    /// A leaf on `peer` asked us to be its proxy; `false` when we serve too many.
+    pub fn serve(&mut self, leaf: Guid, peer: PeerId) -> bool {
+        if self.leaves.len() >= MAX_PROXIED_LEAVES && !self.leaves.contains_key(&leaf) {
+            return false;
+        }
+        self.leaves.insert(leaf, peer);
+        true
+    }
+
+    /// The link to the leaf with servent GUID `leaf`, if we are its proxy.
+    pub fn leaf(&self, leaf: &Guid) -> Option<PeerId> {
+        self.leaves.get(leaf).copied()
+    }
+
+    /// A link closed: it is no proxy of ours, nor a leaf we serve.
+    pub fn closed(&mut self, peer: PeerId) {
+        self.ours.remove(&peer);
+        self.leaves.retain(|_, p| *p != peer);
+    }
 }
 
 /// Whether an address named in a PUSH can be connected to at all.
@@ -220,6 +322,48 @@ mod tests {
     }
 
     #[test]
+    fn push_proxies_travel_in_ggep_push_and_server_ids_in_base32() {
+        let proxies = [SocketAddrV4::new(Ipv4Addr::new(1, 2, 3, 4), 6346), SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 1)];
+        let mut ggep = Ggep::default();
+        add_proxies(&mut ggep, &proxies);
+        assert_eq!(ggep.get(GGEP_PUSH), Some(&[1, 2, 3, 4, 0xCA, 0x18, 0, 0, 0, 0, 1, 0][..]));
+        let hit = QueryHit {
+            port: 1,
+            ip: Ipv4Addr::LOCALHOST,
+            speed: 0,
+            results: Vec::new(),
+            trailer: Some(crate::wire::Trailer::ours(Default::default(), ggep)),
+            servent_guid: guid(),
+        };
+        assert_eq!(hit_proxies(&hit), vec![proxies[0]], "an unusable proxy is left out");
+        let id = server_id(guid());
+        assert_eq!(id.len(), 26);
+        assert_eq!(parse_server_id(&id), Some(guid()));
+        assert_eq!(parse_server_id(&id.to_ascii_lowercase()), Some(guid()));
+        assert_eq!(parse_server_id(&format!("{id}======")), Some(guid()));
+        assert_eq!(parse_server_id("ABC"), None);
+        assert_eq!(parse_server_id(&"1".repeat(26)), None);
+    }
+
+    #[test]
+    fn proxied_leaves_are_bounded_and_forgotten_with_their_link() {
+        let mut proxies = PushProxies::default();
+        for n in 0..MAX_PROXIED_LEAVES as u64 + 10 {
+            let mut id = [0; 16];
+            id[..8].copy_from_slice(&n.to_le_bytes());
+            proxies.serve(Guid(id), PeerId(n % 3));
+        }
+        assert_eq!(proxies.leaves.len(), MAX_PROXIED_LEAVES);
+        proxies.closed(PeerId(1));
+        assert!(proxies.leaves.values().all(|p| *p != PeerId(1)));
+        proxies.acknowledged(PeerId(7), SocketAddrV4::new(Ipv4Addr::new(5, 5, 5, 5), 6346));
+        proxies.acknowledged(PeerId(8), SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 6346));
+        assert_eq!(proxies.ours(), vec![SocketAddrV4::new(Ipv4Addr::new(5, 5, 5, 5), 6346)]);
+        proxies.closed(PeerId(7));
+        assert!(proxies.ours().is_empty());
+    }
+
+    #[test]
     fn we_are_firewalled_until_someone_connects_from_outside() {
         let public = Ipv4Addr::new(203, 0, 113, 5);
         let mut reach = Reachability::default();
@@ -366,7 +510,8 @@ mod node_tests {
         let message = Message { guid: search, ttl: 3, hops: 2, payload: Payload::QueryHit(hit) };
         node.handle(Event::Message { peer: PeerId(2), message }, now);
         let source = SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 9), 6346);
-        assert!(actions(&mut node).contains(&Action::PushSource { source, servent, files: vec![(urns, 8)] }));
+        let expected = Action::PushSource { source, servent, files: vec![(urns, 8)], proxies: Vec::new() };
+        assert!(actions(&mut node).contains(&expected));
         assert!(node.push(servent, 8));
         let sent = actions(&mut node);
         let [Action::Send { to, message: Message { payload: Payload::Push(push), ttl, hops: 0, .. } }] = &sent[..]

@@ -221,7 +221,8 @@ enum Command {
     Connect { addr: SocketAddrV4 },
     Admit { remote: SocketAddr, reply: Sender<(Admission, Vec<SocketAddr>)> },
     Known { urns: Vec<Urn>, reply: Sender<Option<SearchResult>> },
-    Push { servent: Guid, index: u32 },
+    Push { servent: Guid, index: u32, proxies: Vec<SocketAddrV4> },
+    ProxyPush { servent: Guid, index: u32, to: SocketAddrV4, reply: Sender<bool> },
     Shutdown { reply: Sender<()> },
 }
 
@@ -479,9 +480,15 @@ pub async fn start(config: Config) -> Result<NodeHandle, NodeError> {
     let alt = Arc::new(AltLocations::new());
     let uploads = Arc::new(Uploads::new(config.uploads.clone(), library.clone(), alt.clone()));
     let push_events = events.clone();
-    let pushes = Arc::new(Pushes::new(move |servent, index| {
+    let pushes = Arc::new(Pushes::new(move |servent, index, proxies| {
         // A full queue loses this PUSH; the download tries again later.
-        let _ = push_events.try_send(Event::Command(Command::Push { servent, index }));
+        let _ = push_events.try_send(Event::Command(Command::Push { servent, index, proxies }));
+    }));
+    let proxy_events = events.clone();
+    uploads.set_push_proxy(Box::new(move |servent, index, to| {
+        let (reply, answer) = channel::bounded(1);
+        let _ = proxy_events.try_send(Event::Command(Command::ProxyPush { servent, index, to, reply }));
+        answer
     }));
     // A finished download is shared at once: its hook wakes the rescan.
     let (rescan_now, rescan_wake) = channel::bounded(1);

@@ -170,7 +170,9 @@ impl Pump {
                     let uploads = self.shared.uploads.clone();
                     task::spawn(crate::transfer::push::connect_back(to, index, self.core.guid(), uploads));
                 }
-                Action::PushSource { source, servent, files } => self.shared.pushes.learn(source, servent, files),
+                Action::PushSource { source, servent, files, proxies } => {
+                    self.shared.pushes.learn(source, servent, files, proxies)
+                }
                 Action::OfferSource { urns, source, signature } => {
                     if let Some(downloads) = &self.downloads {
                         let signature = signature
@@ -232,10 +234,18 @@ impl Pump {
             Command::Known { urns, reply } => {
                 let _ = reply.try_send(self.core.known(&urns));
             }
-            Command::Push { servent, index } => {
-                if !self.core.push(servent, index) {
+            Command::Push { servent, index, proxies } => {
+                let routed = self.core.push(servent, index);
+                let us = self.core.advertised();
+                for proxy in &proxies {
+                    task::spawn(crate::transfer::push::ask_proxy(*proxy, servent, index, us));
+                }
+                if !routed && proxies.is_empty() {
                     self.shared.pushes.unreachable(servent);
                 }
+            }
+            Command::ProxyPush { servent, index, to, reply } => {
+                let _ = reply.try_send(self.core.proxy_push(servent, index, to));
             }
             Command::Shutdown { .. } => {}
         }

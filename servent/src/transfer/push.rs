@@ -20,11 +20,15 @@ use async_std::channel::{self, Sender};
 use async_std::io::BufReader;
 use async_std::net::TcpStream;
 use futures::AsyncWriteExt;
-use servent_core::push::{giv_line, parse_giv, MAX_GIV_LINE};
+use servent_core::push::{giv_line, parse_giv, parse_server_id, server_id, MAX_GIV_LINE};
 use servent_core::wire::{Guid, Urn};
 
-use super::http;
+use super::http::{self, Request};
 use super::upload::Uploads;
+
+/// How a push-proxy request reaches the node: (leaf GUID, file index,
+/// downloader's address) in, whether the leaf was ours out.
+pub type ProxyHook = Box<dyn Fn(Guid, u32, SocketAddrV4) -> channel::Receiver<bool> + Send + Sync>;
 
 /// How long connecting back to a downloader may take.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -52,11 +56,57 @@ pub async fn connect_back(to: SocketAddrV4, index: u32, servent: Guid, uploads: 
     }
 }
 
+/// Answers a push-proxy request (`GET /gnutella/push-proxy?ServerId=<base32
+/// GUID>[&file=N]` with `X-Node: ip:port`, as gtk-gnutella's `pproxy.c`
+/// reads it): `202` once the PUSH is on its way to our leaf, `410` when
+/// that servent is no leaf of ours, `400` when malformed. `None` for any
+/// other request.
+pub async fn proxy_request(uploads: &Uploads, request: &Request) -> Option<u16> {
+    let (path, query) = request.target.split_once('?').unwrap_or((&request.target, ""));
+    if !["/gnutella/push-proxy", "/gnutella/pushproxy"].iter().any(|p| path.eq_ignore_ascii_case(p)) {
+        return None;
+    }
+    let param = |name: &str| {
+        query
+            .split('&')
+            .find_map(|pair| pair.split_once('=').filter(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v))
+    };
+    let Some(servent) = param("ServerId").and_then(parse_server_id) else { return Some(400) };
+    let index = match param("file").map(str::parse) {
+        None => 0,
+        Some(Ok(index)) => index,
+        Some(Err(_)) => return Some(400),
+    };
+    let to = request.headers.get("X-Node").and_then(|node| node.trim().parse::<SocketAddrV4>().ok());
+    let Some(to) = to.filter(|to| servent_core::push::usable_target(*to)) else { return Some(400) };
+    let hook = uploads.push_proxy()?;
+    Some(if hook(servent, index, to).recv().await.unwrap_or(false) { 202 } else { 410 })
+}
+
+/// Asks push proxy `proxy` to send `servent` a PUSH for file `index`
+/// naming `us`; whether it answered `202`.
+pub async fn ask_proxy(proxy: SocketAddrV4, servent: Guid, index: u32, us: SocketAddrV4) -> bool {
+    let ask = async {
+        let stream = TcpStream::connect(proxy).await?;
+        let request = format!(
+            "GET /gnutella/push-proxy?ServerId={}&file={index} HTTP/1.1\r\nHost: {proxy}\r\nX-Node: {us}\r\nUser-Agent: {}\r\nConnection: close\r\n\r\n",
+            server_id(servent),
+            crate::config::USER_AGENT
+        );
+        (&stream).write_all(request.as_bytes()).await?;
+        let mut reader = BufReader::new(stream);
+        http::read_line(&mut reader, http::MAX_REQUEST_LINE).await
+    };
+    let status = async_std::io::timeout(CONNECT_TIMEOUT, ask).await;
+    status.is_ok_and(|line| line.split(|&b| b == b' ').nth(1) == Some(b"202"))
+}
+
 /// A firewalled source, as its QueryHit described it.
 #[derive(Clone, Debug)]
 struct PushTarget {
     servent: Guid,
     files: Vec<(Vec<Urn>, u32)>,
+    proxies: Vec<SocketAddrV4>,
 }
 
 /// A connection that came with a `GIV`, ready for our HTTP requests.
@@ -66,7 +116,7 @@ pub type GivConnection = (BufReader<TcpStream>, TcpStream);
 pub struct Pushes {
     targets: Mutex<HashMap<SocketAddrV4, PushTarget>>,
     waiting: Mutex<HashMap<Guid, Vec<Sender<GivConnection>>>>,
-    send: Box<dyn Fn(Guid, u32) + Send + Sync>,
+    send: Box<dyn Fn(Guid, u32, Vec<SocketAddrV4>) + Send + Sync>,
     taken: AtomicU64,
 }
 
@@ -78,21 +128,22 @@ impl std::fmt::Debug for Pushes {
 }
 
 impl Pushes {
-    /// A registry that sends a PUSH for (servent, index) through `send`.
-    pub fn new(send: impl Fn(Guid, u32) + Send + Sync + 'static) -> Pushes {
+    /// A registry that sends a PUSH for (servent, index), along its route
+    /// and through its push proxies, with `send`.
+    pub fn new(send: impl Fn(Guid, u32, Vec<SocketAddrV4>) + Send + Sync + 'static) -> Pushes {
         Pushes { targets: Mutex::default(), waiting: Mutex::default(), send: Box::new(send), taken: AtomicU64::new(0) }
     }
 
     /// Remembers that `source` (the address its hit gave) is reached by a
-    /// PUSH to `servent`, with these files' indices.
-    pub fn learn(&self, source: SocketAddrV4, servent: Guid, files: Vec<(Vec<Urn>, u32)>) {
+    /// PUSH to `servent` (or through its `proxies`), with these files' indices.
+    pub fn learn(&self, source: SocketAddrV4, servent: Guid, files: Vec<(Vec<Urn>, u32)>, proxies: Vec<SocketAddrV4>) {
         let mut targets = self.targets.lock().unwrap_or_else(PoisonError::into_inner);
         if targets.len() >= MAX_PUSH_SOURCES && !targets.contains_key(&source) {
             // Forget one at random (hash order): a bound, not a policy.
             let Some(old) = targets.keys().next().copied() else { return };
             targets.remove(&old);
         }
-        targets.insert(source, PushTarget { servent, files });
+        targets.insert(source, PushTarget { servent, files, proxies });
     }
 
     /// Whether `source` must be reached with a PUSH.
@@ -118,7 +169,7 @@ impl Pushes {
             }
             waiting.entry(target.servent).or_default().push(sender);
         }
-        (self.send)(target.servent, index);
+        (self.send)(target.servent, index, target.proxies);
         match async_std::future::timeout(timeout, arrival.recv()).await {
             Ok(Ok(connection)) => Ok(connection),
             _ => Err(format!("no GIV from {} within {} s of our PUSH", target.servent, timeout.as_secs())),

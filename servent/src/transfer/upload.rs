@@ -44,7 +44,7 @@ use std::collections::{HashMap, VecDeque};
 use std::io::{self, SeekFrom};
 use std::net::{IpAddr, SocketAddr, SocketAddrV4};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
 use async_std::fs::File;
@@ -134,6 +134,8 @@ pub struct UploadStats {
     pub pushed: u64,
 }
 
+pub use super::push::ProxyHook;
+
 /// The upload side of a servent: its limits, what is shared, the mesh,
 /// and the counters.
 pub struct Uploads {
@@ -147,6 +149,8 @@ pub struct Uploads {
     bytes_sent: AtomicU64,
     refused_busy: AtomicU64,
     pushed: AtomicU64,
+    /// How a push-proxy request reaches the node, once the node is up.
+    push_proxy: OnceLock<ProxyHook>,
     /// THEX bodies by root, the newest last.
     trees: Mutex<VecDeque<(Root, Arc<Vec<u8>>)>>,
 }
@@ -166,6 +170,7 @@ impl Uploads {
             bytes_sent: AtomicU64::new(0),
             refused_busy: AtomicU64::new(0),
             pushed: AtomicU64::new(0),
+            push_proxy: OnceLock::new(),
             trees: Mutex::new(VecDeque::new()),
         }
     }
@@ -208,6 +213,16 @@ impl Uploads {
     /// The name of the shared file with this index, for the `GIV` line a PUSH asks for.
     pub fn file_name(&self, index: u32) -> Option<String> {
         self.library.by_index(index).map(|file| file.name)
+    }
+
+    /// Lets push-proxy requests (`/gnutella/push-proxy`) reach the node through `hook`.
+    pub fn set_push_proxy(&self, hook: ProxyHook) {
+        let _ = self.push_proxy.set(hook);
+    }
+
+    /// The hook push-proxy requests go through, once set.
+    pub(crate) fn push_proxy(&self) -> Option<&ProxyHook> {
+        self.push_proxy.get()
     }
 
     /// Counts a connection opened for a PUSH.
@@ -450,6 +465,9 @@ impl Exchange<'_> {
         let has_body = request.headers.get("Transfer-Encoding").is_some()
             || !matches!(request.headers.content_length(), Ok(None | Some(0)));
         let keep = request.keep_alive() && !has_body;
+        if let Some(status) = super::push::proxy_request(uploads, request).await {
+            return send_head(stream, &plain_head(status, keep), stall).await.map(|()| keep);
+        }
         let file = match parse_target(&request.target).map(|target| target.and_then(|t| self.find(&t))) {
             Ok(Some(file)) => file,
             Ok(None) => return send_head(stream, &plain_head(404, keep), stall).await.map(|()| keep),

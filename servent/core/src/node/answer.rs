@@ -10,13 +10,14 @@ pub const ADVERTISED_SPEED: u32 = 10_000;
 
 /// The QueryHits that offer `files` from `advertised`, under our servent
 /// GUID, each small enough for [`wire::HIT_PAYLOAD`], flagged for a PUSH
-/// when we are `firewalled`. A file's signature goes out as it is: whoever
-/// receives it judges it.
+/// when we are `firewalled`, listing our push `proxies`. A file's signature
+/// goes out as it is: whoever receives it judges it.
 pub fn query_hits(
     files: Vec<search::SharedFile>,
     advertised: SocketAddrV4,
     servent: Guid,
     firewalled: bool,
+    proxies: &[SocketAddrV4],
 ) -> Vec<QueryHit> {
     let results: Vec<QueryResult> = files
         .into_iter()
@@ -35,6 +36,8 @@ pub fn query_hits(
             result
         })
         .collect();
+    let mut trailer_ggep = Default::default();
+    crate::push::add_proxies(&mut trailer_ggep, proxies);
     let hit = QueryHit {
         port: advertised.port(),
         ip: *advertised.ip(),
@@ -42,7 +45,7 @@ pub fn query_hits(
         results,
         trailer: Some(Trailer::ours(
             TrailerFlags { push: Some(firewalled), busy: Some(false), ..Default::default() },
-            Default::default(),
+            trailer_ggep,
         )),
         servent_guid: servent,
     };

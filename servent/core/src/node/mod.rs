@@ -41,11 +41,12 @@ pub use self::hammering::{Hammering, HAMMER_TABLE, MAX_CONNECTS_PER_MINUTE};
 use self::query_routing::QueryRouting;
 use crate::handshake::{Admission, PeerInfo, Role};
 use crate::hostcache::{HostCache, Origin, HOST_CACHE_CAPACITY};
-use crate::push::{ConnectBacks, Reachability};
+use crate::push::{self as push, ConnectBacks, PushProxies, Reachability};
 use crate::requery::{Phase, Requeries};
 use crate::routing::{self, Counters, LocalHost, PeerId, Router};
 use crate::searches::{Search, SearchResult, Searches};
 use crate::trust::SharedTrust;
+use crate::wire::vendor::{push_proxy, Kind, Vendor};
 use crate::wire::{self, Bye, Guid, Message, Payload, Push, Query, QueryFlags, QueryHit, Urn};
 
 /// Outgoing connection attempts under way at once.
@@ -290,6 +291,8 @@ pub enum Action {
         source: SocketAddrV4,
         /// The servent's GUID, which PUSHes are routed by.
         servent: Guid,
+        /// Its push proxies, from the hit's GGEP `PUSH`.
+        proxies: Vec<SocketAddrV4>,
         /// The file's index in that servent's library, for each of the hit's URNs.
         files: Vec<(Vec<Urn>, u32)>,
     },
@@ -350,6 +353,7 @@ pub struct Node {
     qrp: QueryRouting,
     connect_backs: ConnectBacks,
     reachability: Reachability,
+    proxies: PushProxies,
 }
 
 impl Node {
@@ -395,6 +399,7 @@ impl Node {
             qrp: QueryRouting::default(),
             connect_backs: ConnectBacks::default(),
             reachability: Reachability::default(),
+            proxies: PushProxies::default(),
         }
     }
 
@@ -425,6 +430,7 @@ impl Node {
             {
                 self.on_push_to_us(push, now)
             }
+            Event::Message { peer, message } if is_push_proxy_message(&message) => self.on_push_proxy(peer, message),
             Event::Message { peer, message } => {
                 let actions = self.router.handle(peer, message, now);
                 self.apply(actions, now);
@@ -595,6 +601,16 @@ impl Node {
         true
     }
 
+    /// As a push proxy: sends the leaf `servent` a PUSH for file `index`
+    /// naming `to` (a downloader's `X-Node`); `false` when it is no leaf of ours.
+    pub fn proxy_push(&mut self, servent: Guid, index: u32, to: SocketAddrV4) -> bool {
+        let Some(leaf) = self.proxies.leaf(&servent).filter(|p| self.peers.contains_key(p)) else { return false };
+        let push = Push { servent_guid: servent, index, ip: *to.ip(), port: to.port(), ggep: Default::default() };
+        let message = Message { guid: Guid::from_rng(&mut self.rng), ttl: 1, hops: 0, payload: Payload::Push(push) };
+        self.actions.push_back(Action::Send { to: leaf, message });
+        true
+    }
+
     /// The address we give others in Pongs, QueryHits and handshakes.
     pub fn advertised(&self) -> SocketAddrV4 {
         self.advertised
@@ -665,6 +681,35 @@ impl Node {
         for message in table_messages {
             self.actions.push_back(Action::Send { to: connected.peer, message });
         }
+        // A leaf asks each ultrapeer to be its push proxy (the request's
+        // GUID is ours); only a firewalled leaf lists them, but whether we
+        // are firewalled may change.
+        if self.config.role == Role::Leaf && role == Role::Ultrapeer {
+            let payload = push_proxy::request().into_payload();
+            let message = Message { guid: self.guid, ttl: 1, hops: 0, payload };
+            self.actions.push_back(Action::Send { to: connected.peer, message });
+        }
+    }
+
+    /// A Push Proxy Request or Acknowledgement from a neighbour.
+    fn on_push_proxy(&mut self, peer: PeerId, message: Message) {
+        let Some(Ok(vendor)) = Vendor::from_payload(&message.payload) else { return };
+        let Some(from) = self.peers.get(&peer) else { return };
+        if vendor.kind.same_message(&Kind::PUSH_PROXY_REQUEST) {
+            // The request's GUID is the leaf's servent GUID.
+            let addressed = !self.advertised.ip().is_unspecified();
+            if self.config.role == Role::Ultrapeer && addressed && self.proxies.serve(message.guid, peer) {
+                let ack = push_proxy::PushProxyAck { addr: self.advertised }.to_vendor();
+                let message = Message { guid: message.guid, ttl: 1, hops: 0, payload: ack.into_payload() };
+                self.actions.push_back(Action::Send { to: peer, message });
+            }
+        } else if let Ok(ack) = push_proxy::PushProxyAck::decode(vendor.kind.version, &vendor.body) {
+            let ip = match (ack.addr.ip().is_unspecified(), from.addr) {
+                (true, SocketAddr::V4(link)) => *link.ip(),
+                _ => *ack.addr.ip(),
+            };
+            self.proxies.acknowledged(peer, SocketAddrV4::new(ip, ack.addr.port()));
+        }
     }
 
     /// A PUSH for us: connect back, within the bounds a PUSH flood must not pass.
@@ -695,9 +740,10 @@ impl Node {
 
     fn on_hit(&mut self, search: Guid, hit: QueryHit, now: Instant) {
         let source = SocketAddrV4::new(hit.ip, hit.port);
-        if crate::push::needs_push(&hit) {
+        if push::needs_push(&hit) {
             let files = hit.results.iter().filter(|r| !r.urns.is_empty()).map(|r| (r.urns.clone(), r.index)).collect();
-            self.actions.push_back(Action::PushSource { source, servent: hit.servent_guid, files });
+            let proxies = push::hit_proxies(&hit);
+            self.actions.push_back(Action::PushSource { source, servent: hit.servent_guid, files, proxies });
         }
         for result in hit.results.iter().filter(|r| !r.urns.is_empty()) {
             let signature = result.ggep.get(wire::GgepId::RELEASE_SIGNATURE).map(<[u8]>::to_vec);
@@ -727,7 +773,8 @@ impl Node {
         if files.is_empty() || !self.peers.contains_key(&pending.from) {
             return;
         }
-        for hit in query_hits(files, self.advertised, self.guid, self.reachability.firewalled()) {
+        let proxies = if self.reachability.firewalled() { self.proxies.ours() } else { Vec::new() };
+        for hit in query_hits(files, self.advertised, self.guid, self.reachability.firewalled(), &proxies) {
             let message =
                 Message { guid: pending.guid, ttl: pending.reply_ttl, hops: 0, payload: Payload::QueryHit(hit) };
             self.actions.push_back(Action::Send { to: pending.from, message });
@@ -821,6 +868,7 @@ impl Node {
     fn forget(&mut self, peer: PeerId) -> bool {
         self.router.disconnected(peer);
         self.qrp.closed(peer);
+        self.proxies.closed(peer);
         self.peers.remove(&peer).is_some()
     }
 }
@@ -843,6 +891,12 @@ pub fn build_query(text: &str) -> Result<Query, BadSearch> {
 
 fn urn_query(urn: Urn) -> Query {
     Query { flags: QueryFlags::default(), criteria: "\\".into(), urns: vec![urn], ggep: Default::default() }
+}
+
+/// Whether a descriptor is a Push Proxy Request or Acknowledgement.
+fn is_push_proxy_message(message: &Message) -> bool {
+    matches!(Vendor::from_payload(&message.payload), Some(Ok(v))
+        if v.kind.same_message(&Kind::PUSH_PROXY_REQUEST) || v.kind.same_message(&Kind::PUSH_PROXY_ACK))
 }
 
 fn v4(addr: SocketAddr) -> Option<SocketAddrV4> {

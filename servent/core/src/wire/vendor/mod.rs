@@ -16,6 +16,8 @@
 //! are kept as their bytes ([`Vendor::body`]) and ignored safely; each kind
 //! we do know has its body codec in a submodule of this one.
 
+pub mod push_proxy;
+
 use super::{Payload, PayloadType, Reader, WireError};
 
 /// Which vendor message: vendor code, selector and version.
