@@ -22,6 +22,7 @@ pub mod magnet;
 pub mod parq;
 pub mod push;
 pub mod upload;
+pub mod upload_queue;
 
 use std::net::SocketAddr;
 

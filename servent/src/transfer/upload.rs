@@ -45,7 +45,7 @@ use std::io::{self, SeekFrom};
 use std::net::{IpAddr, SocketAddr, SocketAddrV4};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_std::fs::File;
 use async_std::io::{BufReader, ReadExt, SeekExt, WriteExt};
@@ -60,6 +60,7 @@ use serde::Serialize;
 
 use super::alt::{self, AltLocations};
 use super::http::{self, ContentRange, HttpError, Request, ResponseHead};
+use super::upload_queue::{self, Admission, QueueConfig, QueuePlace, UploadQueue};
 use servent_core::USER_AGENT;
 
 /// Bytes read from a file and written to the socket at a time: a whole
@@ -149,6 +150,8 @@ pub struct Uploads {
     bytes_sent: AtomicU64,
     refused_busy: AtomicU64,
     pushed: AtomicU64,
+    /// Requesters waiting for a slot (PARQ).
+    queue: Mutex<UploadQueue>,
     /// How a push-proxy request reaches the node, once the node is up.
     push_proxy: OnceLock<ProxyHook>,
     /// THEX bodies by root, the newest last.
@@ -159,6 +162,11 @@ impl Uploads {
     /// Uploads of the files in `library`, telling downloaders about the
     /// sources in `alt`.
     pub fn new(config: UploadConfig, library: Arc<Library>, alt: Arc<AltLocations>) -> Uploads {
+        let queue = Mutex::new(UploadQueue::new(QueueConfig {
+            retry: config.retry_after,
+            lifetime: (config.retry_after * 5).max(Duration::from_secs(300)),
+            ..QueueConfig::default()
+        }));
         Uploads {
             config,
             library,
@@ -171,6 +179,7 @@ impl Uploads {
             refused_busy: AtomicU64::new(0),
             pushed: AtomicU64::new(0),
             push_proxy: OnceLock::new(),
+            queue,
             trees: Mutex::new(VecDeque::new()),
         }
     }
@@ -289,6 +298,19 @@ impl Uploads {
     }
 
     /// Takes an upload slot, if one is free.
+    /// Whether a request from `addr` for `urn` (with the queue ID it sent
+    /// back) is served now, by the PARQ queue's rules: a slot, or how long
+    /// to wait and its place in the queue, if it has one.
+    fn admit(&self, addr: IpAddr, urn: Urn, id: Option<u64>) -> Result<SlotGuard<'_>, (Duration, Option<QueuePlace>)> {
+        let mut queue = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
+        let free = self.config.slots.saturating_sub(self.slots_used.load(Ordering::Acquire));
+        match queue.admit(addr, urn, id, free, Instant::now(), rand::random()) {
+            Admission::Serve => self.take_slot().ok_or((self.config.retry_after, None)),
+            Admission::Queued(place) => Err((place.retry, Some(place))),
+            Admission::TooEarly { retry } | Admission::Full { retry } => Err((retry, None)),
+        }
+    }
+
     fn take_slot(&self) -> Option<SlotGuard<'_>> {
         self.slots_used
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| (used < self.config.slots).then_some(used + 1))
@@ -510,15 +532,22 @@ impl Exchange<'_> {
         if is_head || start == end {
             return send_head(stream, &head, stall).await.map(|()| keep);
         }
-        let Some(_slot) = uploads.take_slot() else {
-            uploads.refused_busy.fetch_add(1, Ordering::Relaxed);
-            head.set_status(503);
-            head.headers.insert("Content-Length", 0);
-            head.headers.remove("Content-Range");
-            head.headers.insert("Retry-After", uploads.config.retry_after.as_secs());
-            head.headers.insert("Connection", "close");
-            send_head(stream, &head, stall).await?;
-            return Ok(false);
+        let returned = request.headers.get("X-Queued").and_then(upload_queue::returned_id);
+        let _slot = match uploads.admit(self.remote.ip(), file.sha1, returned) {
+            Ok(slot) => slot,
+            Err((retry, place)) => {
+                uploads.refused_busy.fetch_add(1, Ordering::Relaxed);
+                head.set_status(503);
+                head.headers.insert("Content-Length", 0);
+                head.headers.remove("Content-Range");
+                head.headers.insert("Retry-After", retry.as_secs().max(1));
+                if let Some(place) = place {
+                    head.headers.insert("X-Queued", place.x_queued(uploads.config.slots));
+                }
+                head.headers.insert("Connection", "close");
+                send_head(stream, &head, stall).await?;
+                return Ok(false);
+            }
         };
         send_head(stream, &head, stall).await?;
         send_body(uploads, &mut opened, stream, start, end).await?;
