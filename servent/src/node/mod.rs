@@ -52,6 +52,8 @@ use crate::wire::{Guid, Urn};
 
 /// Events waiting for the pump, at most; readers wait when it is full.
 const EVENT_QUEUE: usize = 4096;
+/// How long browsing another servent may take.
+const BROWSE_TIMEOUT: Duration = Duration::from_secs(60);
 /// A peer silent for this long is gone (we ping every 30 s).
 const IDLE_TIMEOUT: Duration = Duration::from_secs(120);
 /// Why a servent could not start or answer.
@@ -102,6 +104,9 @@ pub enum NodeError {
         /// Why it is a fake.
         reason: String,
     },
+    /// Browsing another servent failed.
+    #[error("{0}")]
+    Browse(String),
     /// Only verified content was asked for, and this is not.
     #[error("refusing to download {target}: {verdict}, not verified: {reason}")]
     NotVerified {
@@ -382,6 +387,19 @@ impl NodeHandle {
     /// The results of a search so far.
     pub async fn search_results(&self, id: Guid) -> Result<Option<SearchSnapshot>, NodeError> {
         self.ask(|reply| Command::Results { id, reply }).await
+    }
+
+    /// Another servent's shared files (browse host), grouped and judged
+    /// as search results are.
+    pub async fn browse(&self, addr: SocketAddr) -> Result<Vec<SearchResult>, NodeError> {
+        let hits = crate::transfer::browse::browse(addr, BROWSE_TIMEOUT).await.map_err(NodeError::Browse)?;
+        let (mut listing, id, now) = (crate::searches::Searches::default(), Guid::random(), Instant::now());
+        listing.start(id, format!("browse {addr}"), now);
+        let trust = self.trust.read();
+        for hit in &hits {
+            listing.add(id, hit, now, &trust);
+        }
+        Ok(listing.get(&id).map(|s| s.results().to_vec()).unwrap_or_default())
     }
 
     /// The connected peers.

@@ -16,6 +16,7 @@
 //!   the uploader opens with `GIV`.
 
 pub mod alt;
+pub mod browse;
 pub mod download;
 pub mod http;
 pub mod magnet;

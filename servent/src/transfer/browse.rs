@@ -1,0 +1,107 @@
+//! Browse host, the client side: another servent's shared files, asked as
+//! gtk-gnutella and LimeWire ask them (`GET /` with
+//! `Accept: application/x-gnutella-packets`) and answered as a stream of
+//! QueryHit descriptors, which are read as if a search had brought them.
+//!
+//! The request is HTTP/1.0 without `Accept-Encoding`, so that the answer is
+//! plain descriptors up to the end of the connection (gtk-gnutella's
+//! `uploads.c` sends chunks only to HTTP/1.1 and deflates only when asked).
+//! Everything read is bounded: [`MAX_BROWSE_BYTES`] in all, descriptors
+//! checked by the wire codec, only QueryHits kept.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use async_std::io::{BufReader, ReadExt, WriteExt};
+use async_std::net::TcpStream;
+use servent_core::wire::{self, Payload, QueryHit, HEADER_LEN};
+
+use super::http;
+
+/// Bytes of descriptors read from one browsed servent at most.
+pub const MAX_BROWSE_BYTES: usize = 16 << 20;
+
+/// Reads the QueryHits of a browse answer's body: descriptors back to
+/// back. Other descriptors are skipped; a malformed one ends the list.
+pub fn read_hits(body: &[u8]) -> Result<Vec<QueryHit>, String> {
+    let mut hits = Vec::new();
+    let mut rest = body;
+    while rest.len() >= HEADER_LEN {
+        let header: [u8; HEADER_LEN] = rest[..HEADER_LEN].try_into().map_err(|_| "short header".to_string())?;
+        let length = HEADER_LEN + wire::decode_header(&header).map_err(|e| e.to_string())?.payload_len as usize;
+        let Some(bytes) = rest.get(..length) else { return Err("a descriptor cut short".into()) };
+        if let Payload::QueryHit(hit) = wire::decode(bytes).map_err(|e| e.to_string())?.payload {
+            hits.push(hit);
+        }
+        rest = &rest[length..];
+    }
+    if rest.is_empty() {
+        Ok(hits)
+    } else {
+        Err("a descriptor cut short".into())
+    }
+}
+
+/// Browses the servent at `addr`: its QueryHits, or why not.
+pub async fn browse(addr: SocketAddr, timeout: Duration) -> Result<Vec<QueryHit>, String> {
+    let ask = async {
+        let stream = TcpStream::connect(addr).await.map_err(|e| format!("cannot connect to {addr}: {e}"))?;
+        let request = format!(
+            "GET / HTTP/1.0\r\nHost: {addr}\r\nUser-Agent: {}\r\nAccept: application/x-gnutella-packets\r\nConnection: close\r\n\r\n",
+            crate::config::USER_AGENT
+        );
+        (&stream).write_all(request.as_bytes()).await.map_err(|e| e.to_string())?;
+        let mut reader = BufReader::new(stream);
+        let head = http::read_response_head(&mut reader).await.map_err(|e| format!("{addr}: {e}"))?;
+        if head.status != 200 {
+            return Err(format!("{addr} answered {} to a browse", head.status));
+        }
+        let packets = head.headers.get("Content-Type").is_some_and(|t| t.contains("application/x-gnutella-packets"));
+        if !packets || head.headers.get("Content-Encoding").is_some() {
+            return Err(format!("{addr} does not answer a browse with descriptors"));
+        }
+        let mut body = Vec::new();
+        (&mut reader).take(MAX_BROWSE_BYTES as u64).read_to_end(&mut body).await.map_err(|e| e.to_string())?;
+        read_hits(&body)
+    };
+    async_std::future::timeout(timeout, ask).await.map_err(|_| format!("browsing {addr} timed out"))?
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::Ipv4Addr;
+
+    use servent_core::wire::{Guid, Message, QueryResult};
+
+    use super::*;
+
+    fn hit(n: u8) -> Message {
+        let result = QueryResult {
+            index: 1,
+            size: 10,
+            name: format!("file{n}.tar"),
+            urns: Vec::new(),
+            ggep: Default::default(),
+        };
+        let hit = QueryHit {
+            port: 6346,
+            ip: Ipv4Addr::LOCALHOST,
+            speed: 1,
+            results: vec![result],
+            trailer: None,
+            servent_guid: Guid([n; 16]),
+        };
+        Message { guid: Guid([n; 16]), ttl: 1, hops: 0, payload: Payload::QueryHit(hit) }
+    }
+
+    #[test]
+    fn hits_back_to_back_are_read_and_a_cut_one_is_an_error() {
+        let mut body = hit(1).encode();
+        body.extend(hit(2).encode());
+        let hits = read_hits(&body).unwrap();
+        assert_eq!(hits.iter().map(|h| h.results[0].name.as_str()).collect::<Vec<_>>(), ["file1.tar", "file2.tar"]);
+        assert!(read_hits(&body[..body.len() - 3]).is_err());
+        assert!(read_hits(&[0xFF; 40]).is_err(), "garbage is no descriptor");
+        assert_eq!(read_hits(&[]).unwrap(), Vec::new());
+    }
+}
