@@ -228,6 +228,7 @@ enum Command {
     Known { urns: Vec<Urn>, reply: Sender<Option<SearchResult>> },
     Push { servent: Guid, index: u32, proxies: Vec<SocketAddrV4> },
     ProxyPush { servent: Guid, index: u32, to: SocketAddrV4, reply: Sender<bool> },
+    Identity { reply: Sender<crate::transfer::browse::Identity> },
     Shutdown { reply: Sender<()> },
 }
 
@@ -501,6 +502,12 @@ pub async fn start(config: Config) -> Result<NodeHandle, NodeError> {
     let pushes = Arc::new(Pushes::new(move |servent, index, proxies| {
         // A full queue loses this PUSH; the download tries again later.
         let _ = push_events.try_send(Event::Command(Command::Push { servent, index, proxies }));
+    }));
+    let identity_events = events.clone();
+    uploads.set_identity(Box::new(move || {
+        let (reply, answer) = channel::bounded(1);
+        let _ = identity_events.try_send(Event::Command(Command::Identity { reply }));
+        answer
     }));
     let proxy_events = events.clone();
     uploads.set_push_proxy(Box::new(move |servent, index, to| {

@@ -244,6 +244,10 @@ impl Pump {
                     self.shared.pushes.unreachable(servent);
                 }
             }
+            Command::Identity { reply } => {
+                let core = &self.core;
+                let _ = reply.try_send((core.guid(), core.advertised(), core.firewalled(), core.push_proxies()));
+            }
             Command::ProxyPush { servent, index, to, reply } => {
                 let _ = reply.try_send(self.core.proxy_push(servent, index, to));
             }

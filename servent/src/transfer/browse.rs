@@ -1,7 +1,8 @@
-//! Browse host, the client side: another servent's shared files, asked as
-//! gtk-gnutella and LimeWire ask them (`GET /` with
-//! `Accept: application/x-gnutella-packets`) and answered as a stream of
-//! QueryHit descriptors, which are read as if a search had brought them.
+//! Browse host: a servent's shared files, asked as gtk-gnutella and
+//! LimeWire ask them (`GET /` with `Accept: application/x-gnutella-packets`)
+//! and answered as a stream of QueryHit descriptors, deflated when the
+//! request accepts `deflate` ([`answer`]); the client reads them as if a
+//! search had brought them ([`browse`]).
 //!
 //! The request is HTTP/1.0 without `Accept-Encoding`, so that the answer is
 //! plain descriptors up to the end of the connection (gtk-gnutella's
@@ -14,9 +15,54 @@ use std::time::Duration;
 
 use async_std::io::{BufReader, ReadExt, WriteExt};
 use async_std::net::TcpStream;
-use servent_core::wire::{self, Payload, QueryHit, HEADER_LEN};
+use std::net::SocketAddrV4;
 
-use super::http;
+use async_std::channel::Receiver;
+use servent_core::compression::Deflater;
+use servent_core::wire::{self, Guid, Message, Payload, QueryHit, HEADER_LEN};
+
+use super::http::{self, Request, ResponseHead};
+
+/// What our QueryHits say of us, asked of the node for each browse:
+/// servent GUID, address, whether firewalled, push proxies.
+pub type Identity = (Guid, SocketAddrV4, bool, Vec<SocketAddrV4>);
+/// How a browse request asks the node for our [`Identity`].
+pub type IdentityHook = Box<dyn Fn() -> Receiver<Identity> + Send + Sync>;
+
+/// Whether a request is a browse of our files: `GET /` accepting descriptors.
+pub fn is_browse(request: &Request) -> bool {
+    request.target == "/"
+        && request
+            .headers
+            .get("Accept")
+            .is_some_and(|a| a.split(',').any(|t| t.trim().eq_ignore_ascii_case("application/x-gnutella-packets")))
+}
+
+/// The answer to a browse: the body listing `files` as QueryHits from
+/// `identity`, deflated if the request accepts it, its headers set on `head`.
+pub fn answer(
+    request: &Request,
+    head: &mut ResponseHead,
+    files: Vec<search::SharedFile>,
+    identity: Identity,
+) -> Vec<u8> {
+    let (guid, advertised, firewalled, proxies) = identity;
+    let mut body = Vec::new();
+    for hit in servent_core::node::query_hits(files, advertised, guid, firewalled, &proxies) {
+        let message = Message { guid: Guid::random(), ttl: 1, hops: 0, payload: Payload::QueryHit(hit) };
+        body.extend(message.encode());
+    }
+    head.headers.insert("Content-Type", "application/x-gnutella-packets");
+    if request.headers.has_token("Accept-Encoding", "deflate") {
+        let mut deflated = Vec::new();
+        if Deflater::default().deflate(&body, &mut deflated).is_ok() {
+            head.headers.insert("Content-Encoding", "deflate");
+            body = deflated;
+        }
+    }
+    head.headers.insert("Content-Length", body.len());
+    body
+}
 
 /// Bytes of descriptors read from one browsed servent at most.
 pub const MAX_BROWSE_BYTES: usize = 16 << 20;

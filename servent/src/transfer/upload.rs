@@ -59,6 +59,7 @@ use search::{Library, SharedFile, Urn};
 use serde::Serialize;
 
 use super::alt::{self, AltLocations};
+use super::browse::{self, IdentityHook};
 use super::http::{self, ContentRange, HttpError, Request, ResponseHead};
 use super::upload_queue::{self, Admission, QueueConfig, QueuePlace, UploadQueue};
 use servent_core::USER_AGENT;
@@ -152,6 +153,8 @@ pub struct Uploads {
     pushed: AtomicU64,
     /// Requesters waiting for a slot (PARQ).
     queue: Mutex<UploadQueue>,
+    /// How a browse asks the node what our QueryHits say of us, once the node is up.
+    identity: OnceLock<IdentityHook>,
     /// How a push-proxy request reaches the node, once the node is up.
     push_proxy: OnceLock<ProxyHook>,
     /// THEX bodies by root, the newest last.
@@ -179,6 +182,7 @@ impl Uploads {
             refused_busy: AtomicU64::new(0),
             pushed: AtomicU64::new(0),
             push_proxy: OnceLock::new(),
+            identity: OnceLock::new(),
             queue,
             trees: Mutex::new(VecDeque::new()),
         }
@@ -227,6 +231,11 @@ impl Uploads {
     /// Lets push-proxy requests (`/gnutella/push-proxy`) reach the node through `hook`.
     pub fn set_push_proxy(&self, hook: ProxyHook) {
         let _ = self.push_proxy.set(hook);
+    }
+
+    /// Lets browse requests (`GET /`) ask the node for our identity through `hook`.
+    pub fn set_identity(&self, hook: IdentityHook) {
+        let _ = self.identity.set(hook);
     }
 
     /// The hook push-proxy requests go through, once set.
@@ -489,6 +498,16 @@ impl Exchange<'_> {
         let keep = request.keep_alive() && !has_body;
         if let Some(status) = super::push::proxy_request(uploads, request).await {
             return send_head(stream, &plain_head(status, keep), stall).await.map(|()| keep);
+        }
+        if let Some(identity) = uploads.identity.get().filter(|_| browse::is_browse(request)) {
+            let Ok(identity) = identity().recv().await else { return Ok(false) };
+            let mut head = plain_head(200, keep);
+            let body = browse::answer(request, &mut head, uploads.library.files(), identity);
+            send_head(stream, &head, stall).await?;
+            if !is_head {
+                write_all(stream, &body, stall).await?;
+            }
+            return Ok(keep);
         }
         let file = match parse_target(&request.target).map(|target| target.and_then(|t| self.find(&t))) {
             Ok(Some(file)) => file,

@@ -601,6 +601,15 @@ impl Node {
         true
     }
 
+    /// Our push proxies, as our QueryHits list them (none while reachable).
+    pub fn push_proxies(&self) -> Vec<SocketAddrV4> {
+        if self.reachability.firewalled() {
+            self.proxies.ours()
+        } else {
+            Vec::new()
+        }
+    }
+
     /// As a push proxy: sends the leaf `servent` a PUSH for file `index`
     /// naming `to` (a downloader's `X-Node`); `false` when it is no leaf of ours.
     pub fn proxy_push(&mut self, servent: Guid, index: u32, to: SocketAddrV4) -> bool {
@@ -773,7 +782,7 @@ impl Node {
         if files.is_empty() || !self.peers.contains_key(&pending.from) {
             return;
         }
-        let proxies = if self.reachability.firewalled() { self.proxies.ours() } else { Vec::new() };
+        let proxies = self.push_proxies();
         for hit in query_hits(files, self.advertised, self.guid, self.reachability.firewalled(), &proxies) {
             let message =
                 Message { guid: pending.guid, ttl: pending.reply_ttl, hops: 0, payload: Payload::QueryHit(hit) };
