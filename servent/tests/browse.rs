@@ -61,3 +61,26 @@ fn a_browse_that_accepts_deflate_gets_the_descriptors_deflated() {
         browsed.shutdown().await;
     });
 }
+
+#[test]
+fn the_api_lists_a_browsed_servents_files() {
+    task::block_on(async {
+        let files = share(&[("SEBLINUX-api-1.0.tar", b"by the api".as_slice())]);
+        let browsed = start(&[], Some(files.path())).await;
+        wait_indexed(&browsed, "seblinux", 1).await;
+        let browser = start(&[], None).await;
+        let listener = async_std::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let api = listener.local_addr().unwrap();
+        task::spawn(servent::api::serve(browser, None, listener, None));
+        let mut stream = TcpStream::connect(api).await.unwrap();
+        let request =
+            format!("GET /api/browse/{} HTTP/1.1\r\nHost: {api}\r\nConnection: close\r\n\r\n", browsed.listen_addr());
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).await.unwrap();
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        assert!(answer.contains(r#""name":"SEBLINUX-api-1.0.tar""#), "{answer}");
+        assert!(answer.contains(r#""verdict":"unsigned""#), "{answer}");
+        browsed.shutdown().await;
+    });
+}
