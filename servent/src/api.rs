@@ -37,6 +37,7 @@ pub mod guard;
 
 use std::future::Future;
 use std::io;
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -240,6 +241,14 @@ fn app(state: State) -> tide::Server<State> {
         let request: ShareRequest = body_json(&mut req, "dir").await?;
         let added = req.state().node.share_folder(&request.dir).map_err(bad_request)?;
         json(&serde_json::json!({ "dir": request.dir, "added": added }))
+    });
+    app.at("/api/browse/:addr").get(|req: Request<State>| async move {
+        let addr: SocketAddr = req.param("addr")?.parse().map_err(|_| bad_request("not an IP:PORT".into()))?;
+        match req.state().node.browse(addr).await {
+            Ok(results) => json(&results),
+            Err(NodeError::Browse(why)) => Err(tide::Error::from_str(StatusCode::BadGateway, why)),
+            Err(e) => Err(unavailable(e)),
+        }
     });
     app.at("/api/library").get(|req: Request<State>| async move { json(&req.state().node.library_entries()) });
     app.at("/api/trust").get(|req: Request<State>| async move { json(&req.state().node.trusted_keys()) });

@@ -25,6 +25,7 @@ pub mod keysource;
 pub mod logging;
 pub mod node;
 pub mod peeraddr;
+pub use servent_core::push;
 pub use servent_core::qrp;
 pub use servent_core::routing;
 pub use servent_core::searches;

@@ -1,6 +1,6 @@
 //! Transfers with gtk-gnutella 1.2.3 (see `common::gtkg`): files larger
 //! than the 512 KiB it answers a connection's first range with, byte for
-//! byte. Skipped with a printed reason where gtk-gnutella cannot be built,
+//! byte, in both directions. Skipped with a printed reason where gtk-gnutella cannot be built,
 //! except in CI.
 
 mod common;
@@ -13,7 +13,7 @@ use async_std::io::{ReadExt, WriteExt};
 use async_std::net::TcpStream;
 use async_std::task;
 use common::gtkg::{Gtkg, Options};
-use common::varied_bytes;
+use common::{share, start_with, varied_bytes, wait_indexed};
 use servent::transfer::alt::AltLocations;
 use servent::transfer::download::{DownloadRequest, DownloadState, Downloads, DownloadsConfig, Keep};
 use servent::trust::SharedTrust;
@@ -98,4 +98,35 @@ fn a_file_of_several_mebibytes_comes_from_gtk_gnutella_byte_identical() {
 #[test]
 fn a_100_mib_file_comes_from_gtk_gnutella_byte_identical() {
     download_from_gtk_gnutella(100 * 1024 * 1024);
+}
+
+#[test]
+fn gtk_gnutella_downloads_a_100_mib_file_from_us_byte_identical() {
+    let len = 100 * 1024 * 1024;
+    let ours = varied_bytes(len);
+    // It downloads (and shares) only names with an extension it knows.
+    let name = "SEBLINUX-ours-100mib.iso";
+    let Some(gtkg) = Gtkg::start(&[], Options::default()) else { return };
+    task::block_on(async {
+        let files = share(&[(name, &ours)]);
+        let node = start_with(&[], Some(files.path()), |_| {}).await;
+        let hashing = Instant::now() + GTKG_PATIENCE;
+        while node.library().totals().0 < 1 {
+            assert!(Instant::now() < hashing, "our servent did not index the 100 MiB file");
+            task::sleep(Duration::from_millis(200)).await;
+        }
+        wait_indexed(&node, "seblinux", 1).await;
+        let query = search::Query { words: "seblinux".into(), urns: Vec::new(), limit: 1 };
+        let file = node.library().search(&query).unwrap().remove(0);
+        let source = format!("http://{}/uri-res/N2R?{}", node.listen_addr(), file.sha1);
+        let magnet = format!("magnet:?xt={}&dn={name}&xl={len}&xs={source}", file.sha1);
+        let answer = gtkg.shell(&format!("download add \"{magnet}\""));
+        assert!(!answer.contains("could not"), "{answer}");
+        let done = gtkg.completed(name);
+        // 100 MiB over loopback, then its own SHA-1 check before it moves the file.
+        gtkg.wait_until("its 100 MiB download from us", GTKG_PATIENCE * 3, || done.exists());
+        assert!(std::fs::read(&done).unwrap() == ours, "its copy differs from ours");
+        assert!(node.uploads().snapshot().bytes_sent >= len as u64);
+        node.shutdown().await;
+    });
 }

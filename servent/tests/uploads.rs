@@ -546,3 +546,79 @@ fn malformed_requests_are_400_and_other_methods_501() {
         node.shutdown().await;
     });
 }
+
+/// The `ID=` of an answer's `X-Queued`.
+fn queue_id(head: &ResponseHead) -> String {
+    let queued = header(head, "X-Queued");
+    queued
+        .split(';')
+        .find_map(|part| part.trim().strip_prefix("ID="))
+        .unwrap_or_else(|| panic!("no ID in {queued}"))
+        .to_string()
+}
+
+/// The `position=` of an answer's `X-Queued`.
+fn queue_position(head: &ResponseHead) -> usize {
+    let queued = header(head, "X-Queued");
+    queued.split(';').find_map(|part| part.trim().strip_prefix("position=")?.parse().ok()).unwrap()
+}
+
+#[test]
+fn more_requesters_than_slots_are_queued_in_order_and_all_served() {
+    task::block_on(async {
+        let root = tempfile::tempdir().unwrap();
+        let names: Vec<String> = (0..4).map(|n| format!("file{n}.bin")).collect();
+        let contents: Vec<Vec<u8>> = (0..4).map(|n| pattern(if n == 0 { LARGE } else { 1000 + n })).collect();
+        let shared: Vec<(&str, &[u8])> =
+            names.iter().map(String::as_str).zip(contents.iter().map(Vec::as_slice)).collect();
+        let (node, files) = sharing(root.path(), &shared, |c| {
+            c.slots = 1;
+            c.per_address = 10;
+            c.retry_after = Duration::from_secs(1);
+        })
+        .await;
+        let file = |name: &str| files.iter().find(|f| f.name == name).unwrap().sha1;
+        // One requester holds the only slot with a body it does not read.
+        let mut holder = Client::connect(node.listen_addr()).await;
+        holder.request("GET", &n2r(file("file0.bin")), &[]).await;
+        assert_eq!(holder.head().await.status, 200);
+
+        // Three more queue, in the order they came, each told its place.
+        let mut ids = Vec::new();
+        for (n, name) in names[1..].iter().enumerate() {
+            let (head, _) = fetch(node.listen_addr(), "GET", &n2r(file(name)), &["X-Queue: 1.0"]).await;
+            assert_eq!(head.status, 503);
+            assert_eq!(header(&head, "Retry-After"), "1");
+            assert_eq!(queue_position(&head), n + 1, "{}", header(&head, "X-Queued"));
+            assert!(header(&head, "X-Queued").contains(&format!("length={}", n + 1)));
+            ids.push(queue_id(&head));
+        }
+        let addr = node.listen_addr();
+        let again = |n: usize| {
+            let (target, id) = (n2r(file(&names[n])), ids[n - 1].clone());
+            async move {
+                let queued = format!("X-Queued: position=1; ID={id}");
+                fetch(addr, "GET", &target, &["X-Queue: 1.0", &queued]).await
+            }
+        };
+        // Coming back before Retry-After is refused, the place kept.
+        let (early, _) = again(2).await;
+        assert_eq!(early.status, 503);
+        assert!(early.headers.get("X-Queued").is_none(), "a request too early is refused");
+
+        drop(holder);
+        wait_for("the slot to be freed", || async { node.uploads().snapshot().uploading == 0 }).await;
+        // The protocol's own wait: no one may come back before Retry-After.
+        task::sleep(Duration::from_millis(1100)).await;
+        // The third coming back first is not served before the head of the queue.
+        let (third, _) = again(3).await;
+        assert_eq!((third.status, queue_position(&third)), (503, 3));
+        for (n, content) in contents.iter().enumerate().skip(1) {
+            let (head, body) = again(n).await;
+            assert_eq!(head.status, 200, "requester {n} in its turn");
+            assert!(body == *content);
+            wait_for("the slot to be freed", || async { node.uploads().snapshot().uploading == 0 }).await;
+        }
+        node.shutdown().await;
+    });
+}

@@ -609,14 +609,16 @@ impl<'a> Sim<'a> {
                 let now = self.instant();
                 self.nodes[from].handle(Event::LocalResults { lookup, files }, now);
             }
-            // Nothing here asks GWebCaches, saves hosts, downloads, switches roles or speaks UDP.
+            // Nothing here asks GWebCaches, saves hosts, downloads, switches roles, pushes or speaks UDP.
             Action::AskGWebCaches(_)
             | Action::SaveHosts(_)
             | Action::Advertise(_)
             | Action::OfferSource { .. }
             | Action::Role { .. }
             | Action::SendDatagram { .. }
-            | Action::Notice(_) => {}
+            | Action::Notice(_)
+            | Action::ConnectBack { .. }
+            | Action::PushSource { .. } => {}
         }
     }
 

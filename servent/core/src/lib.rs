@@ -19,6 +19,7 @@ pub mod flow;
 pub mod handshake;
 pub mod hostcache;
 pub mod node;
+pub mod push;
 pub mod qrp;
 pub mod requery;
 pub mod routing;

@@ -559,6 +559,12 @@ impl Router {
         self.route_back(to, from, route, Payload::QueryHit(hit))
     }
 
+    /// The neighbour a PUSH for `servent` goes to: the one its QueryHits
+    /// came through, if it is still connected.
+    pub fn push_route(&self, servent: &Guid) -> Option<PeerId> {
+        self.push_routes.peek(servent).filter(|peer| self.peers.contains_key(peer))
+    }
+
     fn on_push(&mut self, from: PeerId, route: Route, push: Push) -> Result<Vec<Action>, Drop> {
         // Looked up without refreshing: a Push does not prove the target is
         // still behind that neighbour.

@@ -107,7 +107,7 @@ async fn serve_incoming(stream: TcpStream, remote: SocketAddr, waiting: Waiting,
             let _ = shared.events.send(Event::Core(CoreEvent::HandshakeFailed { remote })).await;
         }
         FirstLine::Http => transfer::serve(&shared.uploads, remote, first, reader, stream).await,
-        FirstLine::Unknown => {}
+        FirstLine::Unknown => shared.pushes.accept(&first, reader, stream).await,
     }
 }
 

@@ -48,12 +48,15 @@ use crate::routing::{Counters, PeerId};
 use crate::searches::SearchResult;
 use crate::transfer::alt::AltLocations;
 use crate::transfer::download::{DownloadError, DownloadId, Downloads, DownloadsConfig, Keep};
+use crate::transfer::push::Pushes;
 use crate::transfer::upload::Uploads;
 use crate::trust::{self, Judgement, KeyEntry, SharedTrust, TrustError, TrustStore, Verdict};
 use crate::wire::{Guid, Urn};
 
 /// Events waiting for the pump, at most; readers wait when it is full.
 const EVENT_QUEUE: usize = 4096;
+/// How long browsing another servent may take.
+const BROWSE_TIMEOUT: Duration = Duration::from_secs(60);
 /// A peer silent for this long is gone (we ping every 30 s).
 const IDLE_TIMEOUT: Duration = Duration::from_secs(120);
 /// Why a servent could not start or answer.
@@ -104,6 +107,9 @@ pub enum NodeError {
         /// Why it is a fake.
         reason: String,
     },
+    /// Browsing another servent failed.
+    #[error("{0}")]
+    Browse(String),
     /// Only verified content was asked for, and this is not.
     #[error("refusing to download {target}: {verdict}, not verified: {reason}")]
     NotVerified {
@@ -182,6 +188,11 @@ pub struct Status {
     pub queries_sent: u64,
     /// QueryHits received out of band (over UDP, claimed with our token).
     pub oob_hits: u64,
+    /// Whether the firewall check finds us unreachable (no connection has
+    /// come in from outside yet): our QueryHits then ask for a PUSH.
+    pub firewalled: bool,
+    /// Download connections that came with a `GIV` after our PUSH.
+    pub givs_taken: u64,
 }
 
 /// The results of one of our searches so far.
@@ -220,6 +231,9 @@ enum Command {
     Connect { addr: SocketAddrV4 },
     Admit { remote: SocketAddr, reply: Sender<(Admission, Vec<SocketAddr>)> },
     Known { urns: Vec<Urn>, reply: Sender<Option<SearchResult>> },
+    Push { servent: Guid, index: u32, proxies: Vec<SocketAddrV4> },
+    ProxyPush { servent: Guid, index: u32, to: SocketAddrV4, reply: Sender<bool> },
+    Identity { reply: Sender<crate::transfer::browse::Identity> },
     Shutdown { reply: Sender<()> },
 }
 
@@ -263,6 +277,8 @@ struct Shared {
     sent: LinkCounters,
     /// What HTTP requests on our port are served with.
     uploads: Arc<Uploads>,
+    /// Firewalled sources, and the downloads waiting for their `GIV`.
+    pushes: Arc<Pushes>,
 }
 
 impl Shared {
@@ -399,6 +415,19 @@ impl NodeHandle {
         self.ask(|reply| Command::Results { id, reply }).await
     }
 
+    /// Another servent's shared files (browse host), grouped and judged
+    /// as search results are.
+    pub async fn browse(&self, addr: SocketAddr) -> Result<Vec<SearchResult>, NodeError> {
+        let hits = crate::transfer::browse::browse(addr, BROWSE_TIMEOUT).await.map_err(NodeError::Browse)?;
+        let (mut listing, id, now) = (crate::searches::Searches::default(), Guid::random(), Instant::now());
+        listing.start(id, format!("browse {addr}"), now);
+        let trust = self.trust.read();
+        for hit in &hits {
+            listing.add(id, hit, now, &trust);
+        }
+        Ok(listing.get(&id).map(|s| s.results().to_vec()).unwrap_or_default())
+    }
+
     /// The connected peers.
     pub async fn peers(&self) -> Result<Vec<PeerSnapshot>, NodeError> {
         self.ask(|reply| Command::Peers { reply }).await
@@ -495,6 +524,23 @@ pub async fn start(config: Config) -> Result<NodeHandle, NodeError> {
     let (events, inbox) = channel::bounded(EVENT_QUEUE);
     let alt = Arc::new(AltLocations::new());
     let uploads = Arc::new(Uploads::new(config.uploads.clone(), library.clone(), alt.clone()));
+    let push_events = events.clone();
+    let pushes = Arc::new(Pushes::new(move |servent, index, proxies| {
+        // A full queue loses this PUSH; the download tries again later.
+        let _ = push_events.try_send(Event::Command(Command::Push { servent, index, proxies }));
+    }));
+    let identity_events = events.clone();
+    uploads.set_identity(Box::new(move || {
+        let (reply, answer) = channel::bounded(1);
+        let _ = identity_events.try_send(Event::Command(Command::Identity { reply }));
+        answer
+    }));
+    let proxy_events = events.clone();
+    uploads.set_push_proxy(Box::new(move |servent, index, to| {
+        let (reply, answer) = channel::bounded(1);
+        let _ = proxy_events.try_send(Event::Command(Command::ProxyPush { servent, index, to, reply }));
+        answer
+    }));
     // A finished download is shared at once: its hook wakes the rescan.
     let (rescan_now, rescan_wake) = channel::bounded(1);
     let mut shares = config.shares.clone();
@@ -506,7 +552,7 @@ pub async fn start(config: Config) -> Result<NodeHandle, NodeError> {
             if !shares.contains(&finished) {
                 shares.push(finished.clone());
             }
-            let config = DownloadsConfig::new(partial, finished);
+            let config = DownloadsConfig { pushes: Some(pushes.clone()), ..DownloadsConfig::new(partial, finished) };
             let (rescan_now, library) = (rescan_now.clone(), library.clone());
             let downloads = Downloads::spawn(config, alt, trust.clone(), move |done| {
                 library::share_downloaded(&library, done, rescan_now.clone());
@@ -596,6 +642,7 @@ pub async fn start(config: Config) -> Result<NodeHandle, NodeError> {
         next_id: AtomicU64::new(1),
         sent: LinkCounters::default(),
         uploads: uploads.clone(),
+        pushes,
     });
     let folders = library::SharedFolders::new(shares);
     let mut tasks = vec![

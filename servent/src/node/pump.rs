@@ -180,6 +180,13 @@ impl Pump {
                     }
                 }
                 Action::Notice(text) => log(format_args!("{text}")),
+                Action::ConnectBack { to, index } => {
+                    let uploads = self.shared.uploads.clone();
+                    task::spawn(crate::transfer::push::connect_back(to, index, self.core.guid(), uploads));
+                }
+                Action::PushSource { source, servent, files, proxies } => {
+                    self.shared.pushes.learn(source, servent, files, proxies)
+                }
                 Action::OfferSource { urns, source, signature } => {
                     if let Some(downloads) = &self.downloads {
                         let signature = signature
@@ -230,6 +237,8 @@ impl Pump {
                     messages_sent: self.shared.sent.messages.load(Ordering::Relaxed),
                     queries_sent: self.shared.sent.queries.load(Ordering::Relaxed),
                     oob_hits: self.core.oob_counters().hits,
+                    firewalled: self.core.firewalled(),
+                    givs_taken: self.shared.pushes.taken(),
                 };
                 let _ = reply.try_send(status);
             }
@@ -240,6 +249,23 @@ impl Pump {
             }
             Command::Known { urns, reply } => {
                 let _ = reply.try_send(self.core.known(&urns));
+            }
+            Command::Push { servent, index, proxies } => {
+                let routed = self.core.push(servent, index);
+                let us = self.core.advertised();
+                for proxy in &proxies {
+                    task::spawn(crate::transfer::push::ask_proxy(*proxy, servent, index, us));
+                }
+                if !routed && proxies.is_empty() {
+                    self.shared.pushes.unreachable(servent);
+                }
+            }
+            Command::Identity { reply } => {
+                let core = &self.core;
+                let _ = reply.try_send((core.guid(), core.advertised(), core.firewalled(), core.push_proxies()));
+            }
+            Command::ProxyPush { servent, index, to, reply } => {
+                let _ = reply.try_send(self.core.proxy_push(servent, index, to));
             }
             Command::Shutdown { .. } => {}
         }

@@ -11,14 +11,19 @@
 //! - [`alt`]: the download mesh, the other sources known per URN, which
 //!   `X-Alt` headers carry in both directions;
 //! - [`download`] and [`magnet`]: the other direction, fetching content
-//!   named by URN or magnet link from the sources that have it.
+//!   named by URN or magnet link from the sources that have it;
+//! - [`push`]: both directions with firewalled servents, over a connection
+//!   the uploader opens with `GIV`.
 
 pub mod alt;
+pub mod browse;
 pub mod download;
 pub mod http;
 pub mod magnet;
 pub mod parq;
+pub mod push;
 pub mod upload;
+pub mod upload_queue;
 
 use std::net::SocketAddr;
 

@@ -44,8 +44,8 @@ use std::collections::{HashMap, VecDeque};
 use std::io::{self, SeekFrom};
 use std::net::{IpAddr, SocketAddr, SocketAddrV4};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::time::{Duration, Instant};
 
 use async_std::fs::File;
 use async_std::io::{BufReader, ReadExt, SeekExt, WriteExt};
@@ -59,7 +59,9 @@ use search::{Library, SharedFile, Urn};
 use serde::Serialize;
 
 use super::alt::{self, AltLocations};
+use super::browse::{self, IdentityHook};
 use super::http::{self, ContentRange, HttpError, Request, ResponseHead};
+use super::upload_queue::{self, Admission, QueueConfig, QueuePlace, UploadQueue};
 use servent_core::USER_AGENT;
 
 /// Bytes read from a file and written to the socket at a time: a whole
@@ -130,7 +132,11 @@ pub struct UploadStats {
     pub connections: usize,
     /// Connections whose first request head is still arriving.
     pub reading_heads: usize,
+    /// Connections we opened to downloaders that asked with a PUSH.
+    pub pushed: u64,
 }
+
+pub use super::push::ProxyHook;
 
 /// The upload side of a servent: its limits, what is shared, the mesh,
 /// and the counters.
@@ -144,6 +150,13 @@ pub struct Uploads {
     requests: AtomicU64,
     bytes_sent: AtomicU64,
     refused_busy: AtomicU64,
+    pushed: AtomicU64,
+    /// Requesters waiting for a slot (PARQ).
+    queue: Mutex<UploadQueue>,
+    /// How a browse asks the node what our QueryHits say of us, once the node is up.
+    identity: OnceLock<IdentityHook>,
+    /// How a push-proxy request reaches the node, once the node is up.
+    push_proxy: OnceLock<ProxyHook>,
     /// THEX bodies by root, the newest last.
     trees: Mutex<VecDeque<(Root, Arc<Vec<u8>>)>>,
 }
@@ -152,6 +165,11 @@ impl Uploads {
     /// Uploads of the files in `library`, telling downloaders about the
     /// sources in `alt`.
     pub fn new(config: UploadConfig, library: Arc<Library>, alt: Arc<AltLocations>) -> Uploads {
+        let queue = Mutex::new(UploadQueue::new(QueueConfig {
+            retry: config.retry_after,
+            lifetime: (config.retry_after * 5).max(Duration::from_secs(300)),
+            ..QueueConfig::default()
+        }));
         Uploads {
             config,
             library,
@@ -162,6 +180,10 @@ impl Uploads {
             requests: AtomicU64::new(0),
             bytes_sent: AtomicU64::new(0),
             refused_busy: AtomicU64::new(0),
+            pushed: AtomicU64::new(0),
+            push_proxy: OnceLock::new(),
+            identity: OnceLock::new(),
+            queue,
             trees: Mutex::new(VecDeque::new()),
         }
     }
@@ -201,6 +223,31 @@ impl Uploads {
         Ok(Some(body))
     }
 
+    /// The name of the shared file with this index, for the `GIV` line a PUSH asks for.
+    pub fn file_name(&self, index: u32) -> Option<String> {
+        self.library.by_index(index).map(|file| file.name)
+    }
+
+    /// Lets push-proxy requests (`/gnutella/push-proxy`) reach the node through `hook`.
+    pub fn set_push_proxy(&self, hook: ProxyHook) {
+        let _ = self.push_proxy.set(hook);
+    }
+
+    /// Lets browse requests (`GET /`) ask the node for our identity through `hook`.
+    pub fn set_identity(&self, hook: IdentityHook) {
+        let _ = self.identity.set(hook);
+    }
+
+    /// The hook push-proxy requests go through, once set.
+    pub(crate) fn push_proxy(&self) -> Option<&ProxyHook> {
+        self.push_proxy.get()
+    }
+
+    /// Counts a connection opened for a PUSH.
+    pub(crate) fn count_push(&self) {
+        self.pushed.fetch_add(1, Ordering::Relaxed);
+    }
+
     /// The download mesh these uploads read and feed.
     pub fn alt_locations(&self) -> &Arc<AltLocations> {
         &self.alt
@@ -213,6 +260,7 @@ impl Uploads {
             requests: self.requests.load(Ordering::Relaxed),
             bytes_sent: self.bytes_sent.load(Ordering::Relaxed),
             refused_busy: self.refused_busy.load(Ordering::Relaxed),
+            pushed: self.pushed.load(Ordering::Relaxed),
             uploading: self.slots_used.load(Ordering::Relaxed),
             connections,
             reading_heads: self.heads.lock().unwrap_or_else(PoisonError::into_inner).queue.len(),
@@ -259,6 +307,19 @@ impl Uploads {
     }
 
     /// Takes an upload slot, if one is free.
+    /// Whether a request from `addr` for `urn` (with the queue ID it sent
+    /// back) is served now, by the PARQ queue's rules: a slot, or how long
+    /// to wait and its place in the queue, if it has one.
+    fn admit(&self, addr: IpAddr, urn: Urn, id: Option<u64>) -> Result<SlotGuard<'_>, (Duration, Option<QueuePlace>)> {
+        let mut queue = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
+        let free = self.config.slots.saturating_sub(self.slots_used.load(Ordering::Acquire));
+        match queue.admit(addr, urn, id, free, Instant::now(), rand::random()) {
+            Admission::Serve => self.take_slot().ok_or((self.config.retry_after, None)),
+            Admission::Queued(place) => Err((place.retry, Some(place))),
+            Admission::TooEarly { retry } | Admission::Full { retry } => Err((retry, None)),
+        }
+    }
+
     fn take_slot(&self) -> Option<SlotGuard<'_>> {
         self.slots_used
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| (used < self.config.slots).then_some(used + 1))
@@ -435,6 +496,19 @@ impl Exchange<'_> {
         let has_body = request.headers.get("Transfer-Encoding").is_some()
             || !matches!(request.headers.content_length(), Ok(None | Some(0)));
         let keep = request.keep_alive() && !has_body;
+        if let Some(status) = super::push::proxy_request(uploads, request).await {
+            return send_head(stream, &plain_head(status, keep), stall).await.map(|()| keep);
+        }
+        if let Some(identity) = uploads.identity.get().filter(|_| browse::is_browse(request)) {
+            let Ok(identity) = identity().recv().await else { return Ok(false) };
+            let mut head = plain_head(200, keep);
+            let body = browse::answer(request, &mut head, uploads.library.files(), identity);
+            send_head(stream, &head, stall).await?;
+            if !is_head {
+                write_all(stream, &body, stall).await?;
+            }
+            return Ok(keep);
+        }
         let file = match parse_target(&request.target).map(|target| target.and_then(|t| self.find(&t))) {
             Ok(Some(file)) => file,
             Ok(None) => return send_head(stream, &plain_head(404, keep), stall).await.map(|()| keep),
@@ -477,15 +551,22 @@ impl Exchange<'_> {
         if is_head || start == end {
             return send_head(stream, &head, stall).await.map(|()| keep);
         }
-        let Some(_slot) = uploads.take_slot() else {
-            uploads.refused_busy.fetch_add(1, Ordering::Relaxed);
-            head.set_status(503);
-            head.headers.insert("Content-Length", 0);
-            head.headers.remove("Content-Range");
-            head.headers.insert("Retry-After", uploads.config.retry_after.as_secs());
-            head.headers.insert("Connection", "close");
-            send_head(stream, &head, stall).await?;
-            return Ok(false);
+        let returned = request.headers.get("X-Queued").and_then(upload_queue::returned_id);
+        let _slot = match uploads.admit(self.remote.ip(), file.sha1, returned) {
+            Ok(slot) => slot,
+            Err((retry, place)) => {
+                uploads.refused_busy.fetch_add(1, Ordering::Relaxed);
+                head.set_status(503);
+                head.headers.insert("Content-Length", 0);
+                head.headers.remove("Content-Range");
+                head.headers.insert("Retry-After", retry.as_secs().max(1));
+                if let Some(place) = place {
+                    head.headers.insert("X-Queued", place.x_queued(uploads.config.slots));
+                }
+                head.headers.insert("Connection", "close");
+                send_head(stream, &head, stall).await?;
+                return Ok(false);
+            }
         };
         send_head(stream, &head, stall).await?;
         send_body(uploads, &mut opened, stream, start, end).await?;

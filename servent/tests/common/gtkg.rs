@@ -143,6 +143,11 @@ impl Gtkg {
         assert!(!answer.contains("\n400"), "set {property} {value}: {answer}");
     }
 
+    /// Where a download it finished lands (its default `move_file_path`).
+    pub fn completed(&self, name: &str) -> PathBuf {
+        self.root.path().join("home/gtk-gnutella-downloads/complete").join(name)
+    }
+
     /// Its log so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.root.path().join("home/gtkg.log")).unwrap_or_default()

@@ -9,9 +9,16 @@ use crate::wire::{self, GgepId, Guid, QueryHit, QueryResult, Trailer, TrailerFla
 pub const ADVERTISED_SPEED: u32 = 10_000;
 
 /// The QueryHits that offer `files` from `advertised`, under our servent
-/// GUID, each small enough for [`wire::HIT_PAYLOAD`]. A file's signature
+/// GUID, each small enough for [`wire::HIT_PAYLOAD`], flagged for a PUSH
+/// when we are `firewalled`, listing our push `proxies`. A file's signature
 /// goes out as it is: whoever receives it judges it.
-pub fn query_hits(files: Vec<search::SharedFile>, advertised: SocketAddrV4, servent: Guid) -> Vec<QueryHit> {
+pub fn query_hits(
+    files: Vec<search::SharedFile>,
+    advertised: SocketAddrV4,
+    servent: Guid,
+    firewalled: bool,
+    proxies: &[SocketAddrV4],
+) -> Vec<QueryHit> {
     let results: Vec<QueryResult> = files
         .into_iter()
         .map(|f| {
@@ -29,14 +36,16 @@ pub fn query_hits(files: Vec<search::SharedFile>, advertised: SocketAddrV4, serv
             result
         })
         .collect();
+    let mut trailer_ggep = Default::default();
+    crate::push::add_proxies(&mut trailer_ggep, proxies);
     let hit = QueryHit {
         port: advertised.port(),
         ip: *advertised.ip(),
         speed: ADVERTISED_SPEED,
         results,
         trailer: Some(Trailer::ours(
-            TrailerFlags { push: Some(false), busy: Some(false), ..Default::default() },
-            Default::default(),
+            TrailerFlags { push: Some(firewalled), busy: Some(false), ..Default::default() },
+            trailer_ggep,
         )),
         servent_guid: servent,
         original: Default::default(),

@@ -58,11 +58,13 @@ use self::querying::Querying;
 use self::udp::Udp;
 use crate::handshake::{Admission, PeerInfo, Role};
 use crate::hostcache::{local_address, DialPace, HostCache, Origin, HOST_CACHE_CAPACITY};
+use crate::push::{self, ConnectBacks, PushProxies, Reachability};
 use crate::requery::{Phase, Requeries};
 use crate::routing::{self, Counters, LocalHost, PeerId, Router};
 use crate::searches::{Search, SearchResult, Searches};
 use crate::trust::SharedTrust;
-use crate::wire::{self, Bye, Guid, Message, Payload, Query, QueryFlags, QueryHit, Urn};
+use crate::wire::vendor::{push_proxy, Kind, Vendor};
+use crate::wire::{self, Bye, Guid, Message, Payload, Push, Query, QueryFlags, QueryHit, Urn};
 
 /// Outgoing connection attempts under way at once.
 pub const MAX_DIALS: usize = 4;
@@ -344,6 +346,26 @@ pub enum Action {
     },
     /// Tell the user what the node is doing (one line for the log).
     Notice(String),
+    /// A PUSH named us: connect to `to`, open with a `GIV` for file
+    /// `index`, then serve the upload asked on that connection.
+    ConnectBack {
+        /// The downloader's address, from the PUSH.
+        to: SocketAddrV4,
+        /// The file it wants, from the PUSH.
+        index: u32,
+    },
+    /// A QueryHit named a firewalled source: reach it with a PUSH
+    /// ([`Node::push`]) rather than by connecting to its address.
+    PushSource {
+        /// The address the hit gave, which names the source in the downloads.
+        source: SocketAddrV4,
+        /// The servent's GUID, which PUSHes are routed by.
+        servent: Guid,
+        /// Its push proxies, from the hit's GGEP `PUSH`.
+        proxies: Vec<SocketAddrV4>,
+        /// The file's index in that servent's library, for each of the hit's URNs.
+        files: Vec<(Vec<Urn>, u32)>,
+    },
 }
 
 /// A search that cannot be sent.
@@ -423,6 +445,9 @@ pub struct Node {
     udp: Udp,
     oob: Oob,
     guess: Guess,
+    connect_backs: ConnectBacks,
+    reachability: Reachability,
+    proxies: PushProxies,
 }
 
 impl Node {
@@ -477,6 +502,9 @@ impl Node {
             promotion,
             reachable: false,
             announced: None,
+            connect_backs: ConnectBacks::default(),
+            reachability: Reachability::default(),
+            proxies: PushProxies::default(),
         }
     }
 
@@ -502,6 +530,12 @@ impl Node {
                     }
                 }
             }
+            Event::Message { message: Message { payload: Payload::Push(push), .. }, .. }
+                if push.servent_guid == self.guid =>
+            {
+                self.on_push_to_us(push, now)
+            }
+            Event::Message { peer, message } if is_push_proxy_message(&message) => self.on_push_proxy(peer, message),
             Event::Message { peer, message } if vendor::is_vendor(&message) => self.on_vendor(peer, &message, now),
             Event::Message { peer, message } if self.is_leaf_query(peer, &message) => {
                 self.on_leaf_query(peer, message, now)
@@ -712,6 +746,56 @@ impl Node {
         self.guid
     }
 
+    /// Whether the firewall check still finds us unreachable: our QueryHits
+    /// then carry the push flag.
+    pub fn firewalled(&self) -> bool {
+        self.reachability.firewalled()
+    }
+
+    /// Sends a PUSH asking `servent` to connect to us and upload file
+    /// `index`, along the path its QueryHits came by; `false` when no
+    /// route to it is known (or we do not know our own address yet).
+    pub fn push(&mut self, servent: Guid, index: u32) -> bool {
+        let Some(to) = self.router.push_route(&servent) else { return false };
+        if self.advertised.ip().is_unspecified() {
+            return false;
+        }
+        let push = Push {
+            servent_guid: servent,
+            index,
+            ip: *self.advertised.ip(),
+            port: self.advertised.port(),
+            ggep: Default::default(),
+        };
+        let message = Message {
+            guid: Guid::from_rng(&mut self.rng),
+            ttl: self.config.max_ttl,
+            hops: 0,
+            payload: Payload::Push(push),
+        };
+        self.actions.push_back(Action::Send { to, message });
+        true
+    }
+
+    /// Our push proxies, as our QueryHits list them (none while reachable).
+    pub fn push_proxies(&self) -> Vec<SocketAddrV4> {
+        if self.reachability.firewalled() {
+            self.proxies.ours()
+        } else {
+            Vec::new()
+        }
+    }
+
+    /// As a push proxy: sends the leaf `servent` a PUSH for file `index`
+    /// naming `to` (a downloader's `X-Node`); `false` when it is no leaf of ours.
+    pub fn proxy_push(&mut self, servent: Guid, index: u32, to: SocketAddrV4) -> bool {
+        let Some(leaf) = self.proxies.leaf(&servent).filter(|p| self.peers.contains_key(p)) else { return false };
+        let push = Push { servent_guid: servent, index, ip: *to.ip(), port: to.port(), ggep: Default::default() };
+        let message = Message { guid: Guid::from_rng(&mut self.rng), ttl: 1, hops: 0, payload: Payload::Push(push) };
+        self.actions.push_back(Action::Send { to: leaf, message });
+        true
+    }
+
     /// The address we give others in Pongs, QueryHits and handshakes.
     pub fn advertised(&self) -> SocketAddrV4 {
         self.advertised
@@ -771,6 +855,9 @@ impl Node {
                 self.update_local();
             }
         }
+        if connected.direction == Direction::Incoming {
+            self.reachability.incoming(connected.addr.ip(), *self.advertised.ip());
+        }
         let info = connected.info;
         let table_messages = self.qrp.connected(connected.peer, &info, self.config.role, &mut self.rng);
         self.querying_connected(connected.peer, &info);
@@ -793,6 +880,43 @@ impl Node {
         self.apply(actions, now);
         for message in table_messages {
             self.actions.push_back(Action::Send { to: connected.peer, message });
+        }
+        // A leaf asks each ultrapeer to be its push proxy (the request's
+        // GUID is ours); only a firewalled leaf lists them, but whether we
+        // are firewalled may change.
+        if self.config.role == Role::Leaf && role == Role::Ultrapeer {
+            let payload = push_proxy::request().into_payload();
+            let message = Message { guid: self.guid, ttl: 1, hops: 0, payload };
+            self.actions.push_back(Action::Send { to: connected.peer, message });
+        }
+    }
+
+    /// A Push Proxy Request or Acknowledgement from a neighbour.
+    fn on_push_proxy(&mut self, peer: PeerId, message: Message) {
+        let Some(Ok(vendor)) = Vendor::from_payload(&message.payload) else { return };
+        let Some(from) = self.peers.get(&peer) else { return };
+        if vendor.kind.same_message(&Kind::PUSH_PROXY_REQUEST) {
+            // The request's GUID is the leaf's servent GUID.
+            let addressed = !self.advertised.ip().is_unspecified();
+            if self.config.role == Role::Ultrapeer && addressed && self.proxies.serve(message.guid, peer) {
+                let ack = push_proxy::PushProxyAck { addr: self.advertised }.to_vendor();
+                let message = Message { guid: message.guid, ttl: 1, hops: 0, payload: ack.into_payload() };
+                self.actions.push_back(Action::Send { to: peer, message });
+            }
+        } else if let Ok(ack) = push_proxy::PushProxyAck::decode(vendor.kind.version, &vendor.body) {
+            let ip = match (ack.addr.ip().is_unspecified(), from.addr) {
+                (true, SocketAddr::V4(link)) => *link.ip(),
+                _ => *ack.addr.ip(),
+            };
+            self.proxies.acknowledged(peer, SocketAddrV4::new(ip, ack.addr.port()));
+        }
+    }
+
+    /// A PUSH for us: connect back, within the bounds a PUSH flood must not pass.
+    fn on_push_to_us(&mut self, push: Push, now: Instant) {
+        let to = SocketAddrV4::new(push.ip, push.port);
+        if self.connect_backs.allow(to, now) {
+            self.actions.push_back(Action::ConnectBack { to, index: push.index });
         }
     }
 
@@ -824,6 +948,11 @@ impl Node {
     fn on_hit(&mut self, search: Guid, hit: QueryHit, now: Instant) {
         self.count_results(search, hit.results.len());
         let source = SocketAddrV4::new(hit.ip, hit.port);
+        if push::needs_push(&hit) {
+            let files = hit.results.iter().filter(|r| !r.urns.is_empty()).map(|r| (r.urns.clone(), r.index)).collect();
+            let proxies = push::hit_proxies(&hit);
+            self.actions.push_back(Action::PushSource { source, servent: hit.servent_guid, files, proxies });
+        }
         for result in hit.results.iter().filter(|r| !r.urns.is_empty()) {
             let signature = result.ggep.get(wire::GgepId::RELEASE_SIGNATURE).map(<[u8]>::to_vec);
             self.actions.push_back(Action::OfferSource { urns: result.urns.clone(), source, signature });
@@ -852,7 +981,8 @@ impl Node {
         if files.is_empty() {
             return;
         }
-        let hits = query_hits(files, self.advertised, self.guid);
+        let proxies = self.push_proxies();
+        let hits = query_hits(files, self.advertised, self.guid, self.reachability.firewalled(), &proxies);
         match pending.reply {
             Reply::Link(to) if self.peers.contains_key(&to) => {
                 for hit in hits {
@@ -1079,6 +1209,7 @@ impl Node {
         self.router.disconnected(peer);
         self.qrp.closed(peer);
         self.querying_closed(peer);
+        self.proxies.closed(peer);
         self.peers.remove(&peer).is_some()
     }
 }
@@ -1113,6 +1244,12 @@ fn urn_query(urn: Urn) -> Query {
         ggep: Default::default(),
         original: Default::default(),
     }
+}
+
+/// Whether a descriptor is a Push Proxy Request or Acknowledgement.
+fn is_push_proxy_message(message: &Message) -> bool {
+    matches!(Vendor::from_payload(&message.payload), Some(Ok(v))
+        if v.kind.same_message(&Kind::PUSH_PROXY_REQUEST) || v.kind.same_message(&Kind::PUSH_PROXY_ACK))
 }
 
 fn v4(addr: SocketAddr) -> Option<SocketAddrV4> {

@@ -452,7 +452,7 @@ mod tests {
         let victim = addr(1);
         let big = || {
             let files = vec![shared_file(&format!("{}.tar", "x".repeat(1000)))];
-            crate::node::query_hits(files, addr(2), Guid([2; 16])).remove(0)
+            crate::node::query_hits(files, addr(2), Guid([2; 16]), false, &[]).remove(0)
         };
         let claim = |answerer: &mut Node, guid: Guid, now: Instant| {
             answerer.offer_oob(guid, victim, (0..40).map(|_| big()).collect(), now);

@@ -28,6 +28,8 @@ pub const ANNOUNCED: &[Kind] = &[
     Kind::QUERY_STATUS_RESPONSE,
     Kind::OOB_REPLY_NUMBER,
     Kind::OOB_REPLY_ACK,
+    Kind::PUSH_PROXY_REQUEST,
+    Kind::PUSH_PROXY_ACK,
 ];
 
 /// A vendor message that asks something of the node.

@@ -27,6 +27,7 @@
 //! `X-Alt` and the older alternate-location headers are passed on.
 
 use std::net::SocketAddrV4;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_std::channel::Sender;
@@ -41,6 +42,7 @@ use super::plan::ChunkRange;
 use crate::transfer::alt::{format_x_alt, parse_alternate_locations, parse_x_alt};
 use crate::transfer::http::{self, ByteRange, HttpError, Request, ResponseHead};
 use crate::transfer::parq::{self, QueueTicket};
+use crate::transfer::push::Pushes;
 
 /// Bytes read between two progress reports.
 const PROGRESS_STEP: u64 = 64 * 1024;
@@ -109,6 +111,8 @@ pub(super) struct Job {
     pub io_timeout: Duration,
     /// Our `User-Agent`.
     pub user_agent: String,
+    /// How firewalled sources are reached.
+    pub pushes: Option<Arc<Pushes>>,
 }
 
 /// Where a worker's events go, tagged with the worker's serial number so
@@ -208,10 +212,26 @@ struct Connection {
 }
 
 impl Connection {
-    async fn open(source: SocketAddrV4, timeout: Duration) -> Result<Connection, WorkerEnd> {
-        let stream = async_std::io::timeout(timeout, TcpStream::connect(source))
-            .await
-            .map_err(|e| WorkerEnd::Failed(format!("cannot connect: {e}")))?;
+    /// Connects to `source`, or, when its hit said it is firewalled, asks
+    /// it with a PUSH to connect to us.
+    async fn open(source: SocketAddrV4, job: &Job) -> Result<Connection, WorkerEnd> {
+        let mut pushed = None;
+        if let Some(pushes) = job.pushes.as_ref().filter(|p| p.firewalled(source)) {
+            match pushes.connect(source, &job.urn, job.io_timeout).await {
+                Ok((reader, writer)) => {
+                    let _ = writer.set_nodelay(true);
+                    return Ok(Connection { reader, writer, answered: 0 });
+                }
+                // A servent may say it is firewalled and be reachable all the same.
+                Err(why) => pushed = Some(why),
+            }
+        }
+        let stream = async_std::io::timeout(job.io_timeout, TcpStream::connect(source)).await.map_err(|e| {
+            WorkerEnd::Failed(match &pushed {
+                Some(why) => format!("{why}, and cannot connect: {e}"),
+                None => format!("cannot connect: {e}"),
+            })
+        })?;
         let _ = stream.set_nodelay(true);
         Ok(Connection { reader: BufReader::with_capacity(READ_BUFFER, stream.clone()), writer: stream, answered: 0 })
     }
@@ -288,14 +308,14 @@ impl Worker<'_> {
         let request = build_request(source, self.job, want, alt, self.ticket.as_ref());
         let mut conn = match self.connection.take() {
             Some(conn) => conn,
-            None => Connection::open(source, timeout).await?,
+            None => Connection::open(source, self.job).await?,
         };
         let head = match exchange(&mut conn, &request, timeout).await {
             Ok(head) => head,
             // A kept-alive connection the source closed while we were idle
             // (or queued) is no fault of the source: once more on a fresh one.
             Err(HttpError::Io(_)) if conn.answered > 0 => {
-                conn = Connection::open(source, timeout).await?;
+                conn = Connection::open(source, self.job).await?;
                 exchange(&mut conn, &request, timeout).await.map_err(|e| head_failure(&e))?
             }
             Err(e) => return Err(head_failure(&e)),
@@ -511,6 +531,7 @@ mod tests {
             size: 3 * CHUNK_SIZE,
             io_timeout: Duration::from_secs(1),
             user_agent: "Test/1".into(),
+            pushes: None,
         }
     }
 

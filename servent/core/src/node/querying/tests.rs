@@ -206,7 +206,8 @@ fn a_leaf_answers_a_status_request_for_its_requery_with_the_sources_it_brought()
         QueryStatus::decode(&answer.expect("an answer").body).unwrap()
     };
     assert_eq!(status(&mut node), QueryStatus(0), "not STOP: it goes on");
-    let hit = crate::node::query_hits(vec![shared_file("SEBLINUX.tar")], Net::addr(3), Guid([3; 16])).remove(0);
+    let hit =
+        crate::node::query_hits(vec![shared_file("SEBLINUX.tar")], Net::addr(3), Guid([3; 16]), false, &[]).remove(0);
     let message = Message { guid, ttl: 3, hops: 0, payload: Payload::QueryHit(hit) };
     node.handle(super::super::Event::Message { peer: PeerId(1), message }, now);
     actions(&mut node);

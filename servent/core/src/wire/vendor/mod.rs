@@ -18,6 +18,7 @@
 
 pub mod hops_flow;
 pub mod oob;
+pub mod push_proxy;
 pub mod query_status;
 
 use super::{Payload, PayloadType, Reader, WireError};

@@ -1,0 +1,532 @@
+//! Push: how a servent that cannot be connected to still uploads.
+//!
+//! A firewalled servent marks its QueryHits with the push flag. A
+//! downloader then sends a PUSH descriptor (payload 0x40) naming the
+//! servent's GUID, the file's index and the downloader's own address; the
+//! PUSH travels back along the path the QueryHit came by (every servent
+//! routes it by servent GUID), or is handed to one of the servent's push
+//! proxies. The firewalled servent connects out to the address it names and
+//! opens the connection with a `GIV` line:
+//!
+//! ```text
+//! GIV <index>:<servent GUID, 32 hex digits>/<file name>\n\n
+//! ```
+//!
+//! after which the roles are the usual ones: the downloader sends its HTTP
+//! request on that connection and the servent answers it as any upload.
+//! gtk-gnutella's `downloads.c` (`parse_giv`) reads the index and the GUID
+//! and ignores the name; `uploads.c` writes `GIV %lu:%s/file`.
+//!
+//! What is decided here, without I/O:
+//! - the `GIV` line, written and read ([`giv_line`], [`parse_giv`]);
+//! - whether a PUSH may make us connect out ([`ConnectBacks`]): a PUSH
+//!   names any address, so a flood of them would turn us into a tool to
+//!   open connections to a victim; connecting back is bounded per target
+//!   and in total, and a PUSH naming an unusable address is refused;
+//! - whether we are reachable ([`Reachability`]), the firewall check that
+//!   sets our QueryHits' push flag honestly;
+//! - push proxies ([`PushProxies`]): a firewalled leaf's ultrapeers that
+//!   accepted (vendor messages LIME/21 and LIME/22, [`crate::wire::vendor::push_proxy`])
+//!   to pass PUSHes on to it. The leaf lists them in its QueryHits' trailer
+//!   (GGEP `PUSH`: 6 bytes each, the IPv4 address in network order and the
+//!   port little-endian, as gtk-gnutella's `ggept_push_pack` writes); a
+//!   downloader asks one with `GET /gnutella/push-proxy?ServerId=<base32
+//!   GUID>` and `X-Node: ip:port` (gtk-gnutella's `pproxy.c`), and the proxy
+//!   sends the PUSH to its leaf and answers `202`, or `410` when it has no
+//!   such leaf.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::net::{IpAddr, Ipv4Addr, SocketAddrV4};
+use std::time::{Duration, Instant};
+
+use crate::routing::PeerId;
+use crate::wire::{Ggep, GgepId, Guid, QueryHit};
+
+/// The GGEP extension of a QueryHit trailer that lists push proxies.
+pub const GGEP_PUSH: GgepId = GgepId::from_static("PUSH");
+/// Push proxies listed in our QueryHits, and read from others', at most.
+pub const MAX_PROXIES: usize = 4;
+/// Leaves we are push proxy for, at most.
+pub const MAX_PROXIED_LEAVES: usize = 512;
+
+/// Longest `GIV` line read: index, GUID and a file name of gtk-gnutella's length.
+pub const MAX_GIV_LINE: usize = 1024;
+/// Connections back (for PUSHes) opened within [`CONNECT_BACK_WINDOW`], in total.
+pub const MAX_CONNECT_BACKS: usize = 32;
+/// Connections back to one address within [`CONNECT_BACK_WINDOW`].
+pub const MAX_CONNECT_BACKS_PER_TARGET: usize = 4;
+/// The window over which connections back are counted.
+pub const CONNECT_BACK_WINDOW: Duration = Duration::from_secs(60);
+
+/// The line that opens a connection made for a PUSH: `GIV index:GUID/name` and an empty line.
+///
+/// Bytes of the name that would break the line (control characters, `/`)
+/// are replaced: the name is only informative, and the receiver ignores it.
+pub fn giv_line(index: u32, servent: Guid, name: &str) -> Vec<u8> {
+    let name: String = name.chars().map(|c| if c.is_control() || c == '/' { '_' } else { c }).collect();
+    let mut name = if name.is_empty() { "file".to_string() } else { name };
+    // Keep the whole line within what a reader accepts.
+    while name.len() > MAX_GIV_LINE - 64 {
+        name.pop();
+    }
+    format!("GIV {index}:{servent}/{name}\n\n").into_bytes()
+}
+
+/// Reads the first line of a `GIV` connection (without its line end):
+/// the file index and the servent GUID, or `None` if it is no `GIV` line.
+pub fn parse_giv(line: &[u8]) -> Option<(u32, Guid)> {
+    if line.len() > MAX_GIV_LINE {
+        return None;
+    }
+    let rest = line.strip_prefix(b"GIV ")?;
+    let colon = rest.iter().position(|&b| b == b':')?;
+    let index = &rest[..colon];
+    if index.is_empty() || index.len() > 10 || !index.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    let index: u32 = std::str::from_utf8(index).ok()?.parse().ok()?;
+    let after = &rest[colon + 1..];
+    let guid = std::str::from_utf8(after.get(..32)?).ok()?.parse().ok()?;
+    (after.get(32) == Some(&b'/')).then_some((index, guid))
+}
+
+/// The push proxies a QueryHit lists (GGEP `PUSH` in its trailer), usable ones only.
+pub fn hit_proxies(hit: &QueryHit) -> Vec<SocketAddrV4> {
+    let Some(bytes) = hit.trailer.as_ref().and_then(|t| t.ggep.get(GGEP_PUSH)) else {
+        return Vec::new();
+    };
+    bytes
+        .chunks_exact(6)
+        .map(|entry| {
+            let ip = Ipv4Addr::new(entry[0], entry[1], entry[2], entry[3]);
+            SocketAddrV4::new(ip, u16::from_le_bytes([entry[4], entry[5]]))
+        })
+        .filter(|addr| usable_target(*addr))
+        .take(MAX_PROXIES)
+        .collect()
+}
+
+/// Adds GGEP `PUSH` listing `proxies` to a trailer's GGEP (nothing if there are none).
+pub fn add_proxies(ggep: &mut Ggep, proxies: &[SocketAddrV4]) {
+    if proxies.is_empty() {
+        return;
+    }
+    let mut bytes = Vec::with_capacity(6 * proxies.len().min(MAX_PROXIES));
+    for proxy in proxies.iter().take(MAX_PROXIES) {
+        bytes.extend_from_slice(&proxy.ip().octets());
+        bytes.extend_from_slice(&proxy.port().to_le_bytes());
+    }
+    ggep.insert(GGEP_PUSH, bytes);
+}
+
+/// A servent GUID as a push-proxy request names it (`ServerId=`): base32, no padding.
+pub fn server_id(guid: Guid) -> String {
+    base32::encode(base32::Alphabet::Rfc4648 { padding: false }, &guid.0)
+}
+
+/// Reads a `ServerId=` value: 26 base32 characters, or 32 with padding.
+pub fn parse_server_id(text: &str) -> Option<Guid> {
+    if text.len() != 26 && text.len() != 32 {
+        return None;
+    }
+    let bytes =
+        base32::decode(base32::Alphabet::Rfc4648 { padding: false }, &text.trim_end_matches('=').to_ascii_uppercase())?;
+    Some(Guid(bytes.try_into().ok()?))
+}
+
+/// Push proxies in both roles: the ultrapeers that are ours, the leaves we serve.
+#[derive(Debug, Default)]
+pub struct PushProxies {
+    ours: BTreeMap<PeerId, SocketAddrV4>,
+    leaves: BTreeMap<Guid, PeerId>,
+}
+
+impl PushProxies {
+    /// An ultrapeer acknowledged being our proxy at `addr`.
+    pub fn acknowledged(&mut self, peer: PeerId, addr: SocketAddrV4) {
+        if usable_target(addr) {
+            self.ours.insert(peer, addr);
+        }
+    }
+
+    /// Our push proxies now, to list in our QueryHits.
+    pub fn ours(&self) -> Vec<SocketAddrV4> {
+        self.ours.values().copied().take(MAX_PROXIES).collect()
+    }
+
+    /// A leaf on `peer` asked us to be its proxy; `false` when we serve too many.
+    pub fn serve(&mut self, leaf: Guid, peer: PeerId) -> bool {
+        if self.leaves.len() >= MAX_PROXIED_LEAVES && !self.leaves.contains_key(&leaf) {
+            return false;
+        }
+        self.leaves.insert(leaf, peer);
+        true
+    }
+
+    /// The link to the leaf with servent GUID `leaf`, if we are its proxy.
+    pub fn leaf(&self, leaf: &Guid) -> Option<PeerId> {
+        self.leaves.get(leaf).copied()
+    }
+
+    /// A link closed: it is no proxy of ours, nor a leaf we serve.
+    pub fn closed(&mut self, peer: PeerId) {
+        self.ours.remove(&peer);
+        self.leaves.retain(|_, p| *p != peer);
+    }
+}
+
+/// Whether an address named in a PUSH can be connected to at all.
+pub fn usable_target(addr: SocketAddrV4) -> bool {
+    let ip = addr.ip();
+    addr.port() != 0 && !ip.is_unspecified() && !ip.is_broadcast() && !ip.is_multicast()
+}
+
+/// Whether a QueryHit's servent must be reached with a PUSH: it says it is
+/// firewalled, or gives an address nobody can connect to.
+pub fn needs_push(hit: &QueryHit) -> bool {
+    let flagged = hit.trailer.as_ref().is_some_and(|t| t.flags.push == Some(true));
+    flagged || !usable_target(SocketAddrV4::new(hit.ip, hit.port))
+}
+
+/// The connections back opened lately, to bound those a PUSH flood may cause.
+#[derive(Debug, Default)]
+pub struct ConnectBacks {
+    recent: VecDeque<(Instant, SocketAddrV4)>,
+}
+
+impl ConnectBacks {
+    /// Whether a PUSH asking us to connect to `target` at `now` is carried
+    /// out; if so, it is counted.
+    pub fn allow(&mut self, target: SocketAddrV4, now: Instant) -> bool {
+        while self.recent.front().is_some_and(|(at, _)| now.duration_since(*at) >= CONNECT_BACK_WINDOW) {
+            self.recent.pop_front();
+        }
+        let to_target = self.recent.iter().filter(|(_, addr)| addr.ip() == target.ip()).count();
+        if !usable_target(target) || self.recent.len() >= MAX_CONNECT_BACKS || to_target >= MAX_CONNECT_BACKS_PER_TARGET
+        {
+            return false;
+        }
+        self.recent.push_back((now, target));
+        true
+    }
+}
+
+/// The firewall check: whether others can connect to us.
+///
+/// We start firewalled, and become reachable once another servent has
+/// connected to us from outside: from an address other than our own
+/// machine's, or, for a servent that advertises a loopback address (a test
+/// network on one machine), from anywhere.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Reachability {
+    reached: bool,
+}
+
+impl Reachability {
+    /// Records a connection that came in from `remote`, while we advertise `advertised`.
+    pub fn incoming(&mut self, remote: IpAddr, advertised: Ipv4Addr) {
+        if advertised.is_loopback() || !remote.is_loopback() {
+            self.reached = true;
+        }
+    }
+
+    /// Whether our QueryHits must ask for a PUSH.
+    pub fn firewalled(&self) -> bool {
+        !self.reached
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn guid() -> Guid {
+        Guid([0xAB; 16])
+    }
+
+    #[test]
+    fn giv_line_is_written_as_gtk_gnutella_reads_it() {
+        let line = giv_line(7, guid(), "SEBLINUX-1.0.tar");
+        assert_eq!(line, b"GIV 7:ABABABABABABABABABABABABABABABAB/SEBLINUX-1.0.tar\n\n".to_vec());
+        assert_eq!(parse_giv(&line[..line.len() - 2]), Some((7, guid())));
+    }
+
+    #[test]
+    fn a_name_cannot_break_the_giv_line() {
+        let line = giv_line(1, guid(), "a\r\n/b");
+        assert_eq!(line, b"GIV 1:ABABABABABABABABABABABABABABABAB/a___b\n\n".to_vec());
+        let long = giv_line(1, guid(), &"x".repeat(10_000));
+        assert!(long.len() <= MAX_GIV_LINE);
+        assert!(parse_giv(&long[..long.len() - 2]).is_some());
+        assert_eq!(giv_line(2, guid(), ""), b"GIV 2:ABABABABABABABABABABABABABABABAB/file\n\n".to_vec());
+    }
+
+    #[test]
+    fn giv_lines_in_either_case_are_read_and_malformed_ones_refused() {
+        assert_eq!(parse_giv(b"GIV 0:abababababababababababababababab/"), Some((0, guid())));
+        for bad in [
+            &b"GIV :ABABABABABABABABABABABABABABABAB/x"[..],
+            b"GIV 99999999999:ABABABABABABABABABABABABABABABAB/x",
+            b"GIV 1:ABABABABABABABABABABABABABABAB/x",
+            b"GIV 1:ABABABABABABABABABABABABABABABAB",
+            b"GIV 1:ZZABABABABABABABABABABABABABABAB/x",
+            b"GET / HTTP/1.1",
+            b"GIV 1 ABABABABABABABABABABABABABABABAB/x",
+        ] {
+            assert_eq!(parse_giv(bad), None, "{}", String::from_utf8_lossy(bad));
+        }
+        let mut huge = b"GIV 1:ABABABABABABABABABABABABABABABAB/".to_vec();
+        huge.resize(MAX_GIV_LINE + 1, b'x');
+        assert_eq!(parse_giv(&huge), None);
+    }
+
+    #[test]
+    fn a_hit_needs_a_push_when_flagged_firewalled_or_unreachable() {
+        use crate::wire::{Trailer, TrailerFlags};
+        let flagged = |push| Some(Trailer::ours(TrailerFlags { push, ..Default::default() }, Default::default()));
+        let hit = |ip: [u8; 4], port, trailer| QueryHit {
+            port,
+            ip: Ipv4Addr::from(ip),
+            speed: 0,
+            results: Vec::new(),
+            trailer,
+            servent_guid: guid(),
+            original: Default::default(),
+        };
+        assert!(!needs_push(&hit([127, 0, 0, 1], 6346, flagged(Some(false)))));
+        assert!(!needs_push(&hit([127, 0, 0, 1], 6346, None)));
+        assert!(needs_push(&hit([127, 0, 0, 1], 6346, flagged(Some(true)))));
+        assert!(needs_push(&hit([0, 0, 0, 0], 6346, None)));
+        assert!(needs_push(&hit([10, 0, 0, 1], 0, flagged(Some(false)))));
+    }
+
+    #[test]
+    fn a_push_flood_opens_few_connections_back_and_none_to_unusable_addresses() {
+        let now = Instant::now();
+        let mut backs = ConnectBacks::default();
+        let victim = SocketAddrV4::new(Ipv4Addr::new(192, 0, 2, 1), 80);
+        let allowed = (0..1000).filter(|_| backs.allow(victim, now)).count();
+        assert_eq!(allowed, MAX_CONNECT_BACKS_PER_TARGET);
+        let many =
+            (0..1000u32).filter(|i| backs.allow(SocketAddrV4::new(Ipv4Addr::from(0x0A00_0000 + i), 6346), now)).count();
+        assert_eq!(many, MAX_CONNECT_BACKS - MAX_CONNECT_BACKS_PER_TARGET);
+        let later = now + CONNECT_BACK_WINDOW;
+        assert!(backs.allow(victim, later), "the window slides");
+        for unusable in [
+            SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 6346),
+            SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 1), 0),
+            SocketAddrV4::new(Ipv4Addr::BROADCAST, 6346),
+            SocketAddrV4::new(Ipv4Addr::new(224, 0, 0, 1), 6346),
+        ] {
+            assert!(!ConnectBacks::default().allow(unusable, later), "{unusable}");
+        }
+    }
+
+    #[test]
+    fn push_proxies_travel_in_ggep_push_and_server_ids_in_base32() {
+        let proxies = [SocketAddrV4::new(Ipv4Addr::new(1, 2, 3, 4), 6346), SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 1)];
+        let mut ggep = Ggep::default();
+        add_proxies(&mut ggep, &proxies);
+        assert_eq!(ggep.get(GGEP_PUSH), Some(&[1, 2, 3, 4, 0xCA, 0x18, 0, 0, 0, 0, 1, 0][..]));
+        let hit = QueryHit {
+            port: 1,
+            ip: Ipv4Addr::LOCALHOST,
+            speed: 0,
+            results: Vec::new(),
+            trailer: Some(crate::wire::Trailer::ours(Default::default(), ggep)),
+            servent_guid: guid(),
+            original: Default::default(),
+        };
+        assert_eq!(hit_proxies(&hit), vec![proxies[0]], "an unusable proxy is left out");
+        let id = server_id(guid());
+        assert_eq!(id.len(), 26);
+        assert_eq!(parse_server_id(&id), Some(guid()));
+        assert_eq!(parse_server_id(&id.to_ascii_lowercase()), Some(guid()));
+        assert_eq!(parse_server_id(&format!("{id}======")), Some(guid()));
+        assert_eq!(parse_server_id("ABC"), None);
+        assert_eq!(parse_server_id(&"1".repeat(26)), None);
+    }
+
+    #[test]
+    fn proxied_leaves_are_bounded_and_forgotten_with_their_link() {
+        let mut proxies = PushProxies::default();
+        for n in 0..MAX_PROXIED_LEAVES as u64 + 10 {
+            let mut id = [0; 16];
+            id[..8].copy_from_slice(&n.to_le_bytes());
+            proxies.serve(Guid(id), PeerId(n % 3));
+        }
+        assert_eq!(proxies.leaves.len(), MAX_PROXIED_LEAVES);
+        proxies.closed(PeerId(1));
+        assert!(proxies.leaves.values().all(|p| *p != PeerId(1)));
+        proxies.acknowledged(PeerId(7), SocketAddrV4::new(Ipv4Addr::new(5, 5, 5, 5), 6346));
+        proxies.acknowledged(PeerId(8), SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 6346));
+        assert_eq!(proxies.ours(), vec![SocketAddrV4::new(Ipv4Addr::new(5, 5, 5, 5), 6346)]);
+        proxies.closed(PeerId(7));
+        assert!(proxies.ours().is_empty());
+    }
+
+    #[test]
+    fn we_are_firewalled_until_someone_connects_from_outside() {
+        let public = Ipv4Addr::new(203, 0, 113, 5);
+        let mut reach = Reachability::default();
+        assert!(reach.firewalled());
+        reach.incoming(IpAddr::V4(Ipv4Addr::LOCALHOST), public);
+        assert!(reach.firewalled(), "a connection from our own machine proves nothing");
+        reach.incoming(IpAddr::V4(Ipv4Addr::new(198, 51, 100, 7)), public);
+        assert!(!reach.firewalled());
+        let mut on_loopback = Reachability::default();
+        on_loopback.incoming(IpAddr::V4(Ipv4Addr::LOCALHOST), Ipv4Addr::LOCALHOST);
+        assert!(!on_loopback.firewalled(), "a test network on one machine counts any incoming link");
+    }
+}
+
+#[cfg(test)]
+mod node_tests {
+    //! The node core's side of push: answering a PUSH, flagging our hits,
+    //! sending a PUSH along a hit's path.
+
+    use std::net::SocketAddr;
+
+    use rand::rngs::StdRng;
+    use rand::SeedableRng;
+
+    use super::*;
+    use crate::handshake::PeerInfo;
+    use crate::node::{Action, Config, Connected, Direction, Event, Node};
+    use crate::routing::PeerId;
+    use crate::trust::{SharedTrust, TrustStore};
+    use crate::wire::{Message, Payload, Push, Query, QueryFlags, QueryResult, Trailer, TrailerFlags, Urn};
+
+    fn addr(n: u8) -> SocketAddrV4 {
+        SocketAddrV4::new(Ipv4Addr::new(192, 0, 2, n), 6346)
+    }
+
+    fn node(now: Instant) -> Node {
+        let config = Config { listen: SocketAddr::V4(addr(100)), ..Config::default() };
+        Node::new(config, StdRng::seed_from_u64(3), SharedTrust::new(TrustStore::in_memory()), (1, 10), now)
+    }
+
+    fn connect(node: &mut Node, peer: u64, direction: Direction, now: Instant) {
+        let connected = Connected {
+            peer: PeerId(peer),
+            addr: SocketAddr::V4(addr(peer as u8)),
+            local: SocketAddr::V4(addr(100)),
+            info: PeerInfo::default(),
+            direction,
+            dialed: None,
+        };
+        node.handle(Event::Connected(Box::new(connected)), now);
+    }
+
+    fn actions(node: &mut Node) -> Vec<Action> {
+        std::iter::from_fn(|| node.poll_action()).collect()
+    }
+
+    fn push_to(servent: Guid, n: u8, to: SocketAddrV4) -> Message {
+        let push = Push { servent_guid: servent, index: 5, ip: *to.ip(), port: to.port(), ggep: Default::default() };
+        Message { guid: Guid([n; 16]), ttl: 7, hops: 2, payload: Payload::Push(push) }
+    }
+
+    #[test]
+    fn a_push_for_us_connects_back_and_a_flood_of_them_does_not_open_more() {
+        let now = Instant::now();
+        let mut node = node(now);
+        connect(&mut node, 1, Direction::Incoming, now);
+        actions(&mut node);
+        let target = SocketAddrV4::new(Ipv4Addr::new(198, 51, 100, 1), 6346);
+        for n in 0..100 {
+            node.handle(Event::Message { peer: PeerId(1), message: push_to(node.guid(), n, target) }, now);
+        }
+        let backs: Vec<Action> =
+            actions(&mut node).into_iter().filter(|a| matches!(a, Action::ConnectBack { .. })).collect();
+        assert_eq!(backs.len(), MAX_CONNECT_BACKS_PER_TARGET);
+        assert_eq!(backs[0], Action::ConnectBack { to: target, index: 5 });
+        // A PUSH for someone else is routed, not answered.
+        node.handle(Event::Message { peer: PeerId(1), message: push_to(Guid([1; 16]), 200, target) }, now);
+        assert!(!actions(&mut node).iter().any(|a| matches!(a, Action::ConnectBack { .. })));
+    }
+
+    fn our_hit_flag(node: &mut Node, n: u8, now: Instant) -> Option<bool> {
+        let query = Query {
+            flags: QueryFlags::default(),
+            criteria: "seblinux".into(),
+            urns: vec![],
+            ggep: Default::default(),
+            original: Default::default(),
+        };
+        let message = Message { guid: Guid([n; 16]), ttl: 3, hops: 1, payload: Payload::Query(query) };
+        node.handle(Event::Message { peer: PeerId(1), message }, now);
+        let lookup = actions(node)
+            .into_iter()
+            .find_map(|a| if let Action::LookUp { lookup, .. } = a { Some(lookup) } else { None })
+            .expect("the library is asked");
+        let file = search::SharedFile {
+            index: 3,
+            name: "SEBLINUX-1.0.tar".into(),
+            path: "SEBLINUX-1.0.tar".into(),
+            size: 10,
+            sha1: Urn::Sha1([1; 20]),
+            sha256: Urn::Sha256([2; 32]),
+            tth: search::thex::Root([3; 24]),
+            signature: None,
+        };
+        node.handle(Event::LocalResults { lookup, files: vec![file] }, now);
+        actions(node).into_iter().find_map(|a| match a {
+            Action::Send { message: Message { payload: Payload::QueryHit(hit), .. }, .. } => hit.trailer?.flags.push,
+            _ => None,
+        })
+    }
+
+    #[test]
+    fn our_hits_ask_for_a_push_until_someone_connects_to_us() {
+        let now = Instant::now();
+        let mut node = node(now);
+        connect(&mut node, 1, Direction::Outgoing, now);
+        assert!(node.firewalled());
+        assert_eq!(our_hit_flag(&mut node, 1, now), Some(true));
+        connect(&mut node, 2, Direction::Incoming, now);
+        assert!(!node.firewalled());
+        assert_eq!(our_hit_flag(&mut node, 2, now), Some(false));
+    }
+
+    #[test]
+    fn a_firewalled_hit_names_a_push_source_and_our_push_goes_back_along_its_path() {
+        let now = Instant::now();
+        let mut node = node(now);
+        connect(&mut node, 1, Direction::Outgoing, now);
+        connect(&mut node, 2, Direction::Outgoing, now);
+        let search = node.search("seblinux", 4, now).unwrap();
+        actions(&mut node);
+        let servent = Guid([0x77; 16]);
+        assert!(!node.push(servent, 8), "no hit of it seen: no route");
+        let urns = vec![Urn::Sha1([4; 20])];
+        let hit = QueryHit {
+            port: 6346,
+            ip: Ipv4Addr::new(10, 0, 0, 9),
+            speed: 0,
+            results: vec![QueryResult {
+                index: 8,
+                size: 5,
+                name: "SEBLINUX.tar".into(),
+                urns: urns.clone(),
+                ggep: Default::default(),
+            }],
+            trailer: Some(Trailer::ours(TrailerFlags { push: Some(true), ..Default::default() }, Default::default())),
+            servent_guid: servent,
+            original: Default::default(),
+        };
+        let message = Message { guid: search, ttl: 3, hops: 2, payload: Payload::QueryHit(hit) };
+        node.handle(Event::Message { peer: PeerId(2), message }, now);
+        let source = SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 9), 6346);
+        let expected = Action::PushSource { source, servent, files: vec![(urns, 8)], proxies: Vec::new() };
+        assert!(actions(&mut node).contains(&expected));
+        assert!(node.push(servent, 8));
+        let sent = actions(&mut node);
+        let [Action::Send { to, message: Message { payload: Payload::Push(push), ttl, hops: 0, .. } }] = &sent[..]
+        else {
+            panic!("one PUSH: {sent:?}")
+        };
+        assert_eq!((*to, *ttl), (PeerId(2), crate::routing::DEFAULT_MAX_TTL));
+        assert_eq!((push.servent_guid, push.index, push.ip, push.port), (servent, 8, *addr(100).ip(), 6346));
+    }
+}

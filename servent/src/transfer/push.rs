@@ -1,0 +1,219 @@
+//! Transfers by PUSH, over sockets: the rules are in
+//! [`servent_core::push`].
+//!
+//! Uploading: when a PUSH names us, [`connect_back`] connects to the
+//! downloader, opens with the `GIV` line and serves the request that comes
+//! back on that connection as any upload.
+//!
+//! Downloading: [`Pushes`] knows which sources are firewalled (their
+//! QueryHits said so), asks the node to send a PUSH for them, and hands the
+//! download worker the connection that arrives on our listener with the
+//! matching `GIV`. A `GIV` nobody waits for is closed.
+
+use std::collections::HashMap;
+use std::net::{SocketAddr, SocketAddrV4};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use async_std::channel::{self, Sender};
+use async_std::io::BufReader;
+use async_std::net::TcpStream;
+use futures::AsyncWriteExt;
+use servent_core::push::{giv_line, parse_giv, parse_server_id, server_id, MAX_GIV_LINE};
+use servent_core::wire::{Guid, Urn};
+
+use super::http::{self, Request};
+use super::upload::Uploads;
+
+/// How a push-proxy request reaches the node: (leaf GUID, file index,
+/// downloader's address) in, whether the leaf was ours out.
+pub type ProxyHook = Box<dyn Fn(Guid, u32, SocketAddrV4) -> channel::Receiver<bool> + Send + Sync>;
+
+/// How long connecting back to a downloader may take.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long the downloader has to send its request after our `GIV`.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// Firewalled sources remembered at most.
+pub const MAX_PUSH_SOURCES: usize = 4096;
+/// Downloads waiting for a `GIV` at once.
+pub const MAX_WAITING: usize = 256;
+
+/// Answers a PUSH: connects to `to`, sends `GIV index:servent/name`, and
+/// serves the upload asked on the connection.
+pub async fn connect_back(to: SocketAddrV4, index: u32, servent: Guid, uploads: Arc<Uploads>) {
+    let remote = SocketAddr::V4(to);
+    let Ok(stream) = async_std::io::timeout(CONNECT_TIMEOUT, TcpStream::connect(remote)).await else { return };
+    let name = uploads.file_name(index).unwrap_or_default();
+    if (&stream).write_all(&giv_line(index, servent, &name)).await.is_err() {
+        return;
+    }
+    uploads.count_push();
+    let mut reader = BufReader::new(stream.clone());
+    let line = async_std::io::timeout(REQUEST_TIMEOUT, http::read_line(&mut reader, http::MAX_REQUEST_LINE)).await;
+    if let Ok(line) = line {
+        super::serve(&uploads, remote, line, reader, stream).await;
+    }
+}
+
+/// Answers a push-proxy request (`GET /gnutella/push-proxy?ServerId=<base32
+/// GUID>[&file=N]` with `X-Node: ip:port`, as gtk-gnutella's `pproxy.c`
+/// reads it): `202` once the PUSH is on its way to our leaf, `410` when
+/// that servent is no leaf of ours, `400` when malformed. `None` for any
+/// other request.
+pub async fn proxy_request(uploads: &Uploads, request: &Request) -> Option<u16> {
+    let (path, query) = request.target.split_once('?').unwrap_or((&request.target, ""));
+    if !["/gnutella/push-proxy", "/gnutella/pushproxy"].iter().any(|p| path.eq_ignore_ascii_case(p)) {
+        return None;
+    }
+    let param = |name: &str| {
+        query
+            .split('&')
+            .find_map(|pair| pair.split_once('=').filter(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v))
+    };
+    let Some(servent) = param("ServerId").and_then(parse_server_id) else { return Some(400) };
+    let index = match param("file").map(str::parse) {
+        None => 0,
+        Some(Ok(index)) => index,
+        Some(Err(_)) => return Some(400),
+    };
+    let to = request.headers.get("X-Node").and_then(|node| node.trim().parse::<SocketAddrV4>().ok());
+    let Some(to) = to.filter(|to| servent_core::push::usable_target(*to)) else { return Some(400) };
+    let hook = uploads.push_proxy()?;
+    Some(if hook(servent, index, to).recv().await.unwrap_or(false) { 202 } else { 410 })
+}
+
+/// Asks push proxy `proxy` to send `servent` a PUSH for file `index`
+/// naming `us`; whether it answered `202`.
+pub async fn ask_proxy(proxy: SocketAddrV4, servent: Guid, index: u32, us: SocketAddrV4) -> bool {
+    let ask = async {
+        let stream = TcpStream::connect(proxy).await?;
+        let request = format!(
+            "GET /gnutella/push-proxy?ServerId={}&file={index} HTTP/1.1\r\nHost: {proxy}\r\nX-Node: {us}\r\nUser-Agent: {}\r\nConnection: close\r\n\r\n",
+            server_id(servent),
+            crate::config::USER_AGENT
+        );
+        (&stream).write_all(request.as_bytes()).await?;
+        let mut reader = BufReader::new(stream);
+        http::read_line(&mut reader, http::MAX_REQUEST_LINE).await
+    };
+    let status = async_std::io::timeout(CONNECT_TIMEOUT, ask).await;
+    status.is_ok_and(|line| line.split(|&b| b == b' ').nth(1) == Some(b"202"))
+}
+
+/// A firewalled source, as its QueryHit described it.
+#[derive(Clone, Debug)]
+struct PushTarget {
+    servent: Guid,
+    files: Vec<(Vec<Urn>, u32)>,
+    proxies: Vec<SocketAddrV4>,
+}
+
+/// A connection that came with a `GIV`, ready for our HTTP requests.
+pub type GivConnection = (BufReader<TcpStream>, TcpStream);
+
+/// The firewalled sources we know and the downloads waiting for their `GIV`.
+pub struct Pushes {
+    targets: Mutex<HashMap<SocketAddrV4, PushTarget>>,
+    waiting: Mutex<HashMap<Guid, Vec<Sender<GivConnection>>>>,
+    send: Box<dyn Fn(Guid, u32, Vec<SocketAddrV4>) + Send + Sync>,
+    taken: AtomicU64,
+}
+
+impl std::fmt::Debug for Pushes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let targets = self.targets.lock().unwrap_or_else(PoisonError::into_inner).len();
+        f.debug_struct("Pushes").field("firewalled_sources", &targets).finish_non_exhaustive()
+    }
+}
+
+impl Pushes {
+    /// A registry that sends a PUSH for (servent, index), along its route
+    /// and through its push proxies, with `send`.
+    pub fn new(send: impl Fn(Guid, u32, Vec<SocketAddrV4>) + Send + Sync + 'static) -> Pushes {
+        Pushes { targets: Mutex::default(), waiting: Mutex::default(), send: Box::new(send), taken: AtomicU64::new(0) }
+    }
+
+    /// Remembers that `source` (the address its hit gave) is reached by a
+    /// PUSH to `servent` (or through its `proxies`), with these files' indices.
+    pub fn learn(&self, source: SocketAddrV4, servent: Guid, files: Vec<(Vec<Urn>, u32)>, proxies: Vec<SocketAddrV4>) {
+        let mut targets = self.targets.lock().unwrap_or_else(PoisonError::into_inner);
+        if targets.len() >= MAX_PUSH_SOURCES && !targets.contains_key(&source) {
+            // Forget one at random (hash order): a bound, not a policy.
+            let Some(old) = targets.keys().next().copied() else { return };
+            targets.remove(&old);
+        }
+        targets.insert(source, PushTarget { servent, files, proxies });
+    }
+
+    /// Whether `source` must be reached with a PUSH.
+    pub fn firewalled(&self, source: SocketAddrV4) -> bool {
+        self.targets.lock().unwrap_or_else(PoisonError::into_inner).contains_key(&source)
+    }
+
+    /// Sends a PUSH for `urn` to firewalled `source` and waits at most
+    /// `timeout` for its `GIV` connection.
+    pub async fn connect(&self, source: SocketAddrV4, urn: &Urn, timeout: Duration) -> Result<GivConnection, String> {
+        let target = self.targets.lock().unwrap_or_else(PoisonError::into_inner).get(&source).cloned();
+        let target = target.ok_or_else(|| format!("{source} is not known as firewalled"))?;
+        let index = target.files.iter().find(|(urns, _)| urns.contains(urn)).map_or(0, |(_, index)| *index);
+        let (sender, arrival) = channel::bounded(1);
+        {
+            let mut waiting = self.waiting.lock().unwrap_or_else(PoisonError::into_inner);
+            waiting.retain(|_, senders| {
+                senders.retain(|s| !s.is_closed());
+                !senders.is_empty()
+            });
+            if waiting.values().map(Vec::len).sum::<usize>() >= MAX_WAITING {
+                return Err("too many downloads wait for a GIV".into());
+            }
+            waiting.entry(target.servent).or_default().push(sender);
+        }
+        (self.send)(target.servent, index, target.proxies);
+        match async_std::future::timeout(timeout, arrival.recv()).await {
+            Ok(Ok(connection)) => Ok(connection),
+            _ => Err(format!("no GIV from {} within {} s of our PUSH", target.servent, timeout.as_secs())),
+        }
+    }
+
+    /// `GIV` connections handed to downloads so far.
+    pub fn taken(&self) -> u64 {
+        self.taken.load(Ordering::Relaxed)
+    }
+
+    /// No PUSH can reach `servent` (no route): the downloads waiting for it stop waiting.
+    pub fn unreachable(&self, servent: Guid) {
+        self.waiting.lock().unwrap_or_else(PoisonError::into_inner).remove(&servent);
+    }
+
+    /// Takes a connection whose first line was `first`: a `GIV` some
+    /// download waits for goes to it; anything else is closed.
+    pub async fn accept(&self, first: &[u8], mut reader: BufReader<TcpStream>, stream: TcpStream) {
+        let Some((_, servent)) = parse_giv(first) else { return };
+        // The GIV line ends with an empty line.
+        let blank = async_std::io::timeout(REQUEST_TIMEOUT, http::read_line(&mut reader, MAX_GIV_LINE)).await;
+        if !blank.is_ok_and(|line| line.is_empty()) {
+            return;
+        }
+        let mut connection = (reader, stream);
+        loop {
+            let sender = {
+                let mut waiting = self.waiting.lock().unwrap_or_else(PoisonError::into_inner);
+                let Some(senders) = waiting.get_mut(&servent) else { return };
+                let sender = senders.remove(0);
+                if senders.is_empty() {
+                    waiting.remove(&servent);
+                }
+                sender
+            };
+            match sender.try_send(connection) {
+                Ok(()) => {
+                    self.taken.fetch_add(1, Ordering::Relaxed);
+                    return;
+                }
+                // That download gave up waiting: the next one may take it.
+                Err(e) => connection = e.into_inner(),
+            }
+        }
+    }
+}

@@ -1,0 +1,273 @@
+//! Transfers with firewalled servents, over real TCP on 127.0.0.1: a PUSH
+//! makes the uploader connect to the downloader and open with `GIV`, and
+//! the download goes over that connection.
+
+mod common;
+
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+
+use async_std::io::{BufReader, ReadExt, WriteExt};
+use async_std::net::{TcpListener, TcpStream};
+use async_std::prelude::FutureExt;
+use async_std::task;
+use common::{raw_peer, share, start, varied_bytes, wait_connected, wait_for, wait_indexed, PATIENCE};
+use futures::AsyncBufReadExt;
+use servent::config::Mode;
+use servent::transfer::download::{DownloadState, Keep};
+use servent::wire::{
+    Ggep, GgepId, Guid, Message, Payload, Push, Query, QueryFlags, QueryHit, QueryResult, Trailer, TrailerFlags, Urn,
+};
+
+/// Reads one line ending in LF, without it.
+async fn line(reader: &mut BufReader<TcpStream>) -> String {
+    let mut line = String::new();
+    reader.read_line(&mut line).timeout(PATIENCE).await.expect("a line in time").unwrap();
+    line.trim_end_matches(['\r', '\n']).to_string()
+}
+
+/// Reads an HTTP head up to its empty line.
+async fn head(reader: &mut BufReader<TcpStream>) -> Vec<String> {
+    let mut lines = Vec::new();
+    loop {
+        let line = line(reader).await;
+        if line.is_empty() {
+            return lines;
+        }
+        lines.push(line);
+    }
+}
+
+#[test]
+fn a_push_for_our_guid_makes_us_connect_back_with_giv_and_serve_the_file() {
+    task::block_on(async {
+        let content = varied_bytes(200_000);
+        let files = share(&[("SEBLINUX-push-1.0.tar", &content)]);
+        let uploader = start(&[], Some(files.path())).await;
+        wait_indexed(&uploader, "seblinux", 1).await;
+        let query = search::Query { words: "seblinux".into(), urns: Vec::new(), limit: 1 };
+        let file = uploader.library().search(&query).unwrap().remove(0);
+        let guid: Guid = uploader.status().await.unwrap().guid.parse().unwrap();
+
+        let downloader = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let SocketAddr::V4(back) = downloader.local_addr().unwrap() else { unreachable!() };
+        let mut link = raw_peer(uploader.listen_addr()).await;
+        let push =
+            Push { servent_guid: guid, index: file.index, ip: *back.ip(), port: back.port(), ggep: Default::default() };
+        link.send(&Message { guid: Guid([9; 16]), ttl: 7, hops: 0, payload: Payload::Push(push) }).await;
+
+        let (stream, _) = downloader.accept().timeout(PATIENCE).await.expect("the uploader connects back").unwrap();
+        let mut reader = BufReader::new(stream.clone());
+        assert_eq!(line(&mut reader).await, format!("GIV {}:{guid}/SEBLINUX-push-1.0.tar", file.index));
+        assert_eq!(line(&mut reader).await, "", "the GIV line ends with an empty line");
+        let request = format!("GET /uri-res/N2R?{} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n", file.sha1, back);
+        (&stream).write_all(request.as_bytes()).await.unwrap();
+        let answer = head(&mut reader).await;
+        assert!(answer[0].starts_with("HTTP/1.1 200"), "{answer:?}");
+        let mut body = Vec::new();
+        reader.read_to_end(&mut body).timeout(PATIENCE).await.expect("the body in time").unwrap();
+        assert!(body == content, "the file came back whole over the GIV connection");
+        assert_eq!(uploader.uploads().snapshot().pushed, 1);
+        uploader.shutdown().await;
+    });
+}
+
+#[test]
+fn a_firewalled_hit_is_fetched_by_push_along_the_hits_path() {
+    task::block_on(async {
+        let content = varied_bytes(300_000);
+        let (digests, _) = search::hash_reader(&content[..]).unwrap();
+        let (sha1, sha256) = (digests.sha1_urn(), digests.sha256_urn());
+        let downloads = tempfile::tempdir().unwrap();
+        let downloader = common::start_with(&[], None, |c| c.data_dir = Some(downloads.path().to_path_buf())).await;
+        let mut link = raw_peer(downloader.listen_addr()).await;
+        wait_for("the link", || async { downloader.peers().await.unwrap().len() == 1 }).await;
+
+        let id = downloader.search("SEBLINUX firewalled", 4).await.unwrap();
+        let query = link.receive_until(|m| matches!(m.payload, Payload::Query(_))).await;
+        // A firewalled servent: its hit gives an address nobody listens on
+        // and sets the push flag; only its servent GUID reaches it.
+        let servent = Guid([0x5E; 16]);
+        let result = QueryResult {
+            index: 42,
+            size: content.len() as u64,
+            name: "SEBLINUX-firewalled-1.0.tar".into(),
+            urns: vec![sha1, sha256],
+            ggep: Default::default(),
+        };
+        let flags = TrailerFlags { push: Some(true), ..Default::default() };
+        // It lists a push proxy too (GGEP PUSH: IP, then port little-endian).
+        let proxy = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let SocketAddr::V4(proxy_addr) = proxy.local_addr().unwrap() else { unreachable!() };
+        let mut trailer_ggep = Ggep::default();
+        let mut entry = proxy_addr.ip().octets().to_vec();
+        entry.extend_from_slice(&proxy_addr.port().to_le_bytes());
+        trailer_ggep.insert(GgepId::from_static("PUSH"), entry);
+        let hit = QueryHit {
+            port: 1,
+            ip: Ipv4Addr::new(127, 0, 0, 1),
+            speed: 100,
+            results: vec![result],
+            trailer: Some(Trailer { vendor: *b"TEST", flags, ggep: trailer_ggep }),
+            servent_guid: servent,
+            original: Default::default(),
+        };
+        link.send(&Message { guid: query.guid, ttl: query.hops + 1, hops: 0, payload: Payload::QueryHit(hit) }).await;
+        wait_for("the firewalled hit", || async {
+            !downloader.search_results(id).await.unwrap().unwrap().results.is_empty()
+        })
+        .await;
+
+        let download = downloader.download(&sha1.to_string(), Keep::NotFake).await.unwrap();
+        let push = link.receive_until(|m| matches!(m.payload, Payload::Push(_))).await;
+        let Payload::Push(push) = push.payload else { unreachable!() };
+        assert_eq!((push.servent_guid, push.index), (servent, 42));
+        let back = SocketAddrV4::new(push.ip, push.port);
+        assert_eq!(SocketAddr::V4(back), downloader.listen_addr(), "the PUSH names the downloader's address");
+        // The same request goes to its push proxy, over HTTP.
+        let (asked, _) = proxy.accept().timeout(PATIENCE).await.expect("the proxy is asked").unwrap();
+        let mut proxy_reader = BufReader::new(asked.clone());
+        let proxy_request = head(&mut proxy_reader).await;
+        let server_id = servent::push::server_id(servent);
+        assert_eq!(proxy_request[0], format!("GET /gnutella/push-proxy?ServerId={server_id}&file=42 HTTP/1.1"));
+        assert!(proxy_request.contains(&format!("X-Node: {back}")), "{proxy_request:?}");
+        (&asked)
+            .write_all(b"HTTP/1.1 202 Push-proxy: message sent to node\r\nContent-Length: 0\r\n\r\n")
+            .await
+            .unwrap();
+
+        let stream = TcpStream::connect(back).await.unwrap();
+        (&stream).write_all(format!("GIV 42:{servent}/SEBLINUX-firewalled-1.0.tar\n\n").as_bytes()).await.unwrap();
+        let mut reader = BufReader::new(stream.clone());
+        let request = head(&mut reader).await;
+        assert!(request[0].starts_with(&format!("GET /uri-res/N2R?{sha1} ")), "{request:?}");
+        let range = request.iter().find_map(|h| h.strip_prefix("Range: bytes=")).expect("a range request");
+        let (start, end) = range.split_once('-').unwrap();
+        let (start, end): (usize, usize) = (start.parse().unwrap(), end.parse().unwrap());
+        let answer = format!(
+            "HTTP/1.1 206 Partial Content\r\nContent-Range: bytes {start}-{end}/{}\r\nContent-Length: {}\r\nX-Content-URN: {sha1}\r\n\r\n",
+            content.len(),
+            end + 1 - start
+        );
+        (&stream).write_all(answer.as_bytes()).await.unwrap();
+        (&stream).write_all(&content[start..=end]).await.unwrap();
+
+        let done = downloader.downloads().unwrap().wait(download).timeout(PATIENCE).await.expect("done").unwrap();
+        assert_eq!(done.state, DownloadState::Complete, "{done:#?}");
+        assert!(std::fs::read(done.path.unwrap()).unwrap() == content);
+        assert_eq!(downloader.status().await.unwrap().givs_taken, 1);
+        downloader.shutdown().await;
+    });
+}
+
+#[test]
+fn two_servents_transfer_by_push_when_the_uploader_is_firewalled() {
+    task::block_on(async {
+        let content = varied_bytes(1_500_000);
+        let files = share(&[("SEBLINUX-behind-1.0.tar", &content)]);
+        let hub = start(&[], None).await;
+        // The uploader only dials out: nobody connects to it, so the firewall
+        // check finds it unreachable and its hits ask for a PUSH.
+        let uploader = start(&[hub.listen_addr()], Some(files.path())).await;
+        let downloads = tempfile::tempdir().unwrap();
+        let downloader =
+            common::start_with(&[hub.listen_addr()], None, |c| c.data_dir = Some(downloads.path().to_path_buf())).await;
+        wait_connected(&hub, &uploader).await;
+        wait_connected(&hub, &downloader).await;
+        wait_indexed(&uploader, "seblinux", 1).await;
+        assert!(uploader.status().await.unwrap().firewalled);
+        assert!(!hub.status().await.unwrap().firewalled, "others connected to the hub");
+
+        let id = downloader.search("SEBLINUX behind", 4).await.unwrap();
+        wait_for("the uploader's hit", || async {
+            !downloader.search_results(id).await.unwrap().unwrap().results.is_empty()
+        })
+        .await;
+        let urn: Urn = downloader.search_results(id).await.unwrap().unwrap().results[0].sha1.unwrap();
+        let download = downloader.download(&urn.to_string(), Keep::NotFake).await.unwrap();
+        let done = downloader.downloads().unwrap().wait(download).timeout(PATIENCE).await.expect("done").unwrap();
+        assert_eq!(done.state, DownloadState::Complete, "{done:#?}");
+        assert!(std::fs::read(done.path.unwrap()).unwrap() == content);
+        assert!(uploader.uploads().snapshot().pushed >= 1, "the uploader connected back for a PUSH");
+        assert!(downloader.status().await.unwrap().givs_taken >= 1, "the download went over its GIV connection");
+        for node in [downloader, uploader, hub] {
+            node.shutdown().await;
+        }
+    });
+}
+
+#[test]
+fn a_leafs_ultrapeer_is_its_push_proxy_and_passes_a_push_on_from_http() {
+    task::block_on(async {
+        let content = varied_bytes(100_000);
+        let files = share(&[("SEBLINUX-leaf-1.0.tar", &content)]);
+        let ultrapeer = common::start_with(&[], None, |c| c.mode = Mode::Ultrapeer).await;
+        let leaf = common::start_with(&[ultrapeer.listen_addr()], Some(files.path()), |c| c.mode = Mode::Leaf).await;
+        wait_indexed(&leaf, "seblinux", 1).await;
+        wait_for("the leaf's table at its ultrapeer", || async {
+            ultrapeer.peers().await.unwrap().iter().any(|p| p.qrp)
+        })
+        .await;
+        let leaf_guid: Guid = leaf.status().await.unwrap().guid.parse().unwrap();
+        let mut link = raw_peer(ultrapeer.listen_addr()).await;
+        wait_for("the raw link", || async { ultrapeer.peers().await.unwrap().len() == 2 }).await;
+
+        // The leaf's hit is firewalled and names its ultrapeer as push proxy.
+        let mut hit = None;
+        for n in 1..=50u8 {
+            let query = Query {
+                flags: QueryFlags::default(),
+                criteria: "SEBLINUX leaf".into(),
+                urns: vec![],
+                ggep: Default::default(),
+                original: Default::default(),
+            };
+            link.send(&Message { guid: Guid([n; 16]), ttl: 2, hops: 0, payload: Payload::Query(query) }).await;
+            let answer = link
+                .receive_until(|m| matches!(m.payload, Payload::QueryHit(_)))
+                .timeout(std::time::Duration::from_millis(500))
+                .await;
+            if let Ok(Message { payload: Payload::QueryHit(found), .. }) = answer {
+                if found.trailer.as_ref().is_some_and(|t| t.ggep.get(GgepId::from_static("PUSH")).is_some()) {
+                    hit = Some(found);
+                    break;
+                }
+            }
+        }
+        let hit = hit.expect("a firewalled hit listing a push proxy");
+        assert_eq!(hit.servent_guid, leaf_guid);
+        assert_eq!(hit.trailer.as_ref().unwrap().flags.push, Some(true));
+        let SocketAddr::V4(proxy) = ultrapeer.listen_addr() else { unreachable!() };
+        let mut entry = proxy.ip().octets().to_vec();
+        entry.extend_from_slice(&proxy.port().to_le_bytes());
+        assert_eq!(hit.trailer.as_ref().unwrap().ggep.get(GgepId::from_static("PUSH")), Some(&entry[..]));
+
+        // A downloader asks the proxy over HTTP; the leaf connects back with GIV.
+        let downloader = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let back = downloader.local_addr().unwrap();
+        let ask = |server_id: String| async move {
+            let stream = TcpStream::connect(proxy).await.unwrap();
+            let request = format!(
+                "GET /gnutella/push-proxy?ServerId={server_id} HTTP/1.1\r\nX-Node: {back}\r\nConnection: close\r\n\r\n"
+            );
+            (&stream).write_all(request.as_bytes()).await.unwrap();
+            head(&mut BufReader::new(stream)).await[0].clone()
+        };
+        assert!(ask(servent::push::server_id(Guid([1; 16]))).await.starts_with("HTTP/1.1 410"), "no such leaf");
+        assert!(ask("NOTBASE32".into()).await.starts_with("HTTP/1.1 400"));
+        assert!(ask(servent::push::server_id(leaf_guid)).await.starts_with("HTTP/1.1 202"));
+        let (stream, _) = downloader.accept().timeout(PATIENCE).await.expect("the leaf connects back").unwrap();
+        let mut reader = BufReader::new(stream.clone());
+        assert!(line(&mut reader).await.starts_with(&format!("GIV 0:{leaf_guid}/")));
+        assert_eq!(line(&mut reader).await, "");
+        let sha1 = hit.results[0].urns[0];
+        let request = format!("GET /uri-res/N2R?{sha1} HTTP/1.1\r\nConnection: close\r\n\r\n");
+        (&stream).write_all(request.as_bytes()).await.unwrap();
+        assert!(head(&mut reader).await[0].starts_with("HTTP/1.1 200"));
+        let mut body = Vec::new();
+        reader.read_to_end(&mut body).timeout(PATIENCE).await.expect("the body").unwrap();
+        assert!(body == content);
+        for node in [leaf, ultrapeer] {
+            node.shutdown().await;
+        }
+    });
+}
