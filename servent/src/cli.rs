@@ -14,6 +14,7 @@ use crate::api::ApiToken;
 use crate::config::{self, Config};
 use crate::configfile;
 use crate::peeraddr::PeerAddr;
+use crate::transfer::rate::{self, Rates};
 use crate::transfer::upload::UploadConfig;
 use crate::updater;
 
@@ -246,6 +247,12 @@ pub struct RunArgs {
     /// Uploads served at once; more get 503 with Retry-After.
     #[structopt(long, default_value = "8")]
     pub upload_slots: usize,
+    /// Bytes per second all uploads share, like 512K or 2M (0: unlimited).
+    #[structopt(long, default_value = "0", value_name = "RATE", parse(try_from_str = rate::parse_rate))]
+    pub max_upload_rate: u64,
+    /// Bytes per second all downloads share, like 512K or 2M (0: unlimited).
+    #[structopt(long, default_value = "0", value_name = "RATE", parse(try_from_str = rate::parse_rate))]
+    pub max_download_rate: u64,
     /// Ultrapeer links to keep (a leaf keeps 4 at most).
     #[structopt(long, default_value = "16")]
     pub max_peers: usize,
@@ -375,6 +382,7 @@ impl RunArgs {
             max_ttl: self.max_ttl,
             deflate: !self.no_deflate,
             uploads: UploadConfig { slots: self.upload_slots, ..UploadConfig::default() },
+            rates: Rates { max_upload_rate: self.max_upload_rate, max_download_rate: self.max_download_rate },
             downloads: self.downloads.clone(),
             api_token,
             ..Config::default()

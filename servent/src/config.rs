@@ -49,6 +49,8 @@ pub struct Config {
     pub deflate: bool,
     /// Upload slots, per-address limit and timeouts.
     pub uploads: crate::transfer::upload::UploadConfig,
+    /// The upload and download caps (`--max-upload-rate`, `--max-download-rate`).
+    pub rates: crate::transfer::rate::Rates,
     /// Where finished downloads land (and are shared from); `None` means
     /// `<data-dir>/downloads`. Without a data directory there are no downloads.
     pub downloads: Option<PathBuf>,
@@ -75,6 +77,7 @@ impl Default for Config {
             rescan_interval: RESCAN_INTERVAL,
             deflate: true,
             uploads: crate::transfer::upload::UploadConfig::default(),
+            rates: crate::transfer::rate::Rates::default(),
             downloads: None,
             trust: Vec::new(),
             api_token: None,

@@ -25,7 +25,7 @@ enum Kind {
 }
 
 /// Every flag of `servent run` but `--config`, by key.
-const KEYS: [(&str, Kind); 20] = [
+const KEYS: [(&str, Kind); 22] = [
     ("data-dir", Kind::One),
     ("listen", Kind::One),
     ("api", Kind::One),
@@ -34,6 +34,8 @@ const KEYS: [(&str, Kind); 20] = [
     ("downloads", Kind::One),
     ("peer", Kind::Many),
     ("upload-slots", Kind::One),
+    ("max-upload-rate", Kind::One),
+    ("max-download-rate", Kind::One),
     ("max-peers", Kind::One),
     ("gwebcache", Kind::Many),
     ("max-ttl", Kind::One),

@@ -45,6 +45,7 @@ use crate::routing::{Counters, PeerId};
 use crate::searches::SearchResult;
 use crate::transfer::alt::AltLocations;
 use crate::transfer::download::{DownloadError, DownloadId, Downloads, DownloadsConfig, Keep};
+use crate::transfer::rate::{RateLimit, Rates};
 use crate::transfer::upload::Uploads;
 use crate::trust::{self, Judgement, KeyEntry, SharedTrust, TrustError, TrustStore, Verdict};
 use crate::wire::{Guid, Urn};
@@ -287,6 +288,8 @@ pub struct NodeHandle {
     library_verdicts: Arc<Mutex<LibraryVerdicts>>,
     uploads: Arc<Uploads>,
     downloads: Option<Downloads>,
+    /// The cap all downloads share.
+    download_rate: Arc<RateLimit>,
     /// Wakes the rescan of the shared folders.
     rescan: Sender<()>,
     pump: Arc<Mutex<Option<JoinHandle<()>>>>,
@@ -306,6 +309,17 @@ impl NodeHandle {
     /// The upload side: its counters and the download mesh.
     pub fn uploads(&self) -> &Arc<Uploads> {
         &self.uploads
+    }
+
+    /// The upload and download caps now.
+    pub fn rates(&self) -> Rates {
+        Rates { max_upload_rate: self.uploads.rate_limit().rate(), max_download_rate: self.download_rate.rate() }
+    }
+
+    /// Sets the upload and download caps, from now on.
+    pub fn set_rates(&self, rates: Rates) {
+        self.uploads.rate_limit().set_rate(rates.max_upload_rate);
+        self.download_rate.set_rate(rates.max_download_rate);
     }
 
     /// Rescans the shared folders now rather than at the next interval, so
@@ -469,6 +483,8 @@ pub async fn start(config: Config) -> Result<NodeHandle, NodeError> {
     let (events, inbox) = channel::bounded(EVENT_QUEUE);
     let alt = Arc::new(AltLocations::new());
     let uploads = Arc::new(Uploads::new(config.uploads.clone(), library.clone(), alt.clone()));
+    uploads.rate_limit().set_rate(config.rates.max_upload_rate);
+    let download_rate = Arc::new(RateLimit::new(config.rates.max_download_rate));
     // A finished download is shared at once: its hook wakes the rescan.
     let (rescan_now, rescan_wake) = channel::bounded(1);
     let mut shares = config.shares.clone();
@@ -480,7 +496,7 @@ pub async fn start(config: Config) -> Result<NodeHandle, NodeError> {
             if !shares.contains(&finished) {
                 shares.push(finished.clone());
             }
-            let config = DownloadsConfig::new(partial, finished);
+            let config = DownloadsConfig { rate: download_rate.clone(), ..DownloadsConfig::new(partial, finished) };
             let (rescan_now, library) = (rescan_now.clone(), library.clone());
             let downloads = Downloads::spawn(config, alt, trust.clone(), move |done| {
                 library::share_downloaded(&library, done, rescan_now.clone());
@@ -559,7 +575,18 @@ pub async fn start(config: Config) -> Result<NodeHandle, NodeError> {
     };
     let pump = Arc::new(Mutex::new(Some(task::spawn(pump.run()))));
     let library_verdicts = Arc::default();
-    Ok(NodeHandle { events, listen, library, trust, library_verdicts, uploads, downloads, rescan: rescan_now, pump })
+    Ok(NodeHandle {
+        events,
+        listen,
+        library,
+        trust,
+        library_verdicts,
+        uploads,
+        downloads,
+        download_rate,
+        rescan: rescan_now,
+        pump,
+    })
 }
 
 const HOST_CACHE_FILE: &str = "hosts";

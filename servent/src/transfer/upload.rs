@@ -60,6 +60,7 @@ use serde::Serialize;
 
 use super::alt::{self, AltLocations};
 use super::http::{self, ContentRange, HttpError, Request, ResponseHead};
+use super::rate::{self, RateLimit};
 use servent_core::USER_AGENT;
 
 /// Bytes read from a file and written to the socket at a time: a whole
@@ -146,6 +147,8 @@ pub struct Uploads {
     refused_busy: AtomicU64,
     /// THEX bodies by root, the newest last.
     trees: Mutex<VecDeque<(Root, Arc<Vec<u8>>)>>,
+    /// The cap all bodies share (`--max-upload-rate`).
+    rate: RateLimit,
 }
 
 impl Uploads {
@@ -163,7 +166,13 @@ impl Uploads {
             bytes_sent: AtomicU64::new(0),
             refused_busy: AtomicU64::new(0),
             trees: Mutex::new(VecDeque::new()),
+            rate: RateLimit::default(),
         }
+    }
+
+    /// The cap all uploads share, to read or change.
+    pub fn rate_limit(&self) -> &RateLimit {
+        &self.rate
     }
 
     /// The THEX body of `file`, from the cache or computed from the file;
@@ -517,7 +526,7 @@ impl Exchange<'_> {
         head.headers.insert("Content-Length", body.len());
         send_head(stream, &head, stall).await?;
         if !is_head {
-            write_all(stream, &body, stall).await?;
+            rate::write_paced(&uploads.rate, stream, &body, stall).await?;
             uploads.bytes_sent.fetch_add(body.len() as u64, Ordering::Relaxed);
         }
         Ok(keep)
@@ -655,7 +664,7 @@ async fn send_body(uploads: &Uploads, file: &mut File, stream: &mut TcpStream, s
             // tells the downloader, which will not get the old length.
             return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "shared file shrank while being sent"));
         }
-        write_all(stream, &buffer[..read], uploads.config.stall_timeout).await?;
+        rate::write_paced(&uploads.rate, stream, &buffer[..read], uploads.config.stall_timeout).await?;
         uploads.bytes_sent.fetch_add(read as u64, Ordering::Relaxed);
         left -= read as u64;
     }
@@ -663,7 +672,7 @@ async fn send_body(uploads: &Uploads, file: &mut File, stream: &mut TcpStream, s
 }
 
 /// Writes all of `bytes`, failing if the peer takes nothing for `stall`.
-async fn write_all(stream: &mut TcpStream, mut bytes: &[u8], stall: Duration) -> io::Result<()> {
+pub(super) async fn write_all(stream: &mut TcpStream, mut bytes: &[u8], stall: Duration) -> io::Result<()> {
     while !bytes.is_empty() {
         let written = async_std::io::timeout(stall, stream.write(bytes)).await?;
         if written == 0 {

@@ -612,6 +612,7 @@ impl Driver {
                 size: self.plan.size(),
                 io_timeout: self.config.io_timeout,
                 user_agent: self.config.user_agent.clone(),
+                rate: self.config.rate.clone(),
             };
             let reporter = Reporter { serial, events: self.worker_tx.clone() };
             let handle = task::spawn(fetch::run(source, job, reporter));

@@ -27,6 +27,7 @@
 //! `X-Alt` and the older alternate-location headers are passed on.
 
 use std::net::SocketAddrV4;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_std::channel::Sender;
@@ -41,6 +42,7 @@ use super::plan::ChunkRange;
 use crate::transfer::alt::{format_x_alt, parse_alternate_locations, parse_x_alt};
 use crate::transfer::http::{self, ByteRange, HttpError, Request, ResponseHead};
 use crate::transfer::parq::{self, QueueTicket};
+use crate::transfer::rate::RateLimit;
 
 /// Bytes read between two progress reports.
 const PROGRESS_STEP: u64 = 64 * 1024;
@@ -109,6 +111,8 @@ pub(super) struct Job {
     pub io_timeout: Duration,
     /// Our `User-Agent`.
     pub user_agent: String,
+    /// The cap all downloads share.
+    pub rate: Arc<RateLimit>,
 }
 
 /// Where a worker's events go, tagged with the worker's serial number so
@@ -257,7 +261,8 @@ impl Worker<'_> {
             };
             self.ticket = None;
             let part = &mut data[(want.start - chunk.start) as usize..(end - chunk.start) as usize];
-            read_body(&mut conn, part, (self.source, chunk.index, filled), self.job.io_timeout, self.events).await?;
+            let at = (self.source, chunk.index, filled);
+            read_body(&mut conn, part, at, self.job, self.events).await?;
             filled = end - chunk.start;
             // An HTTP/1.1 source says nothing until asked: bytes already
             // waiting (looked at without waiting) are more than it
@@ -473,14 +478,18 @@ async fn read_body(
     conn: &mut Connection,
     part: &mut [u8],
     (source, index, before): (SocketAddrV4, usize, u64),
-    timeout: Duration,
+    job: &Job,
     events: &Reporter,
 ) -> Result<(), WorkerEnd> {
     let len = part.len();
     let mut filled = 0;
     let mut reported = 0;
     while filled < len {
-        let n = match async_std::io::timeout(timeout, conn.reader.read(&mut part[filled..])).await {
+        // What is read is paid for before the next read: the socket's
+        // window then holds the sender to the cap.
+        let piece = job.rate.piece(len - filled);
+        let n = match async_std::io::timeout(job.io_timeout, conn.reader.read(&mut part[filled..filled + piece])).await
+        {
             Ok(0) => return Err(WorkerEnd::Failed(format!("closed the connection after {filled} of {len} bytes"))),
             Ok(n) => n,
             Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
@@ -488,6 +497,7 @@ async fn read_body(
             }
             Err(e) => return Err(WorkerEnd::Failed(format!("failed after {filled} of {len} bytes: {e}"))),
         };
+        job.rate.pace(n).await;
         filled += n;
         if (filled - reported) as u64 >= PROGRESS_STEP || filled == len {
             reported = filled;
@@ -511,6 +521,7 @@ mod tests {
             size: 3 * CHUNK_SIZE,
             io_timeout: Duration::from_secs(1),
             user_agent: "Test/1".into(),
+            rate: Arc::new(RateLimit::default()),
         }
     }
 

@@ -77,6 +77,7 @@ pub use self::finish::{check as check_file, safe_name as safe_file_name};
 use self::plan::{Tuning, MAX_FILE_SIZE, MAX_KNOWN_SOURCES};
 use self::state::{key_urn, PartialDir, PartialDownload};
 use crate::transfer::alt::AltLocations;
+use crate::transfer::rate::RateLimit;
 use crate::trust::{Judgement, SharedTrust};
 
 /// Sources fetched from at once per download, by default.
@@ -121,6 +122,8 @@ pub struct DownloadsConfig {
     pub give_up_after: Duration,
     /// Our `User-Agent`.
     pub user_agent: String,
+    /// The cap all downloads share (`--max-download-rate`).
+    pub rate: Arc<RateLimit>,
 }
 
 impl DownloadsConfig {
@@ -136,6 +139,7 @@ impl DownloadsConfig {
             stall_after: Duration::from_secs(30),
             give_up_after: Duration::from_secs(600),
             user_agent: crate::config::USER_AGENT.to_string(),
+            rate: Arc::new(RateLimit::default()),
         }
     }
 }
