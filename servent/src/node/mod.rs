@@ -45,6 +45,7 @@ use crate::routing::{Counters, PeerId};
 use crate::searches::SearchResult;
 use crate::transfer::alt::AltLocations;
 use crate::transfer::download::{DownloadError, DownloadId, Downloads, DownloadsConfig, Keep};
+use crate::transfer::partial::PartialShares;
 use crate::transfer::rate::{RateLimit, Rates};
 use crate::transfer::upload::Uploads;
 use crate::trust::{self, Judgement, KeyEntry, SharedTrust, TrustError, TrustStore, Verdict};
@@ -482,21 +483,29 @@ pub async fn start(config: Config) -> Result<NodeHandle, NodeError> {
     let listen = listener.local_addr().map_err(|source| NodeError::Listen { addr: config.listen, source })?;
     let (events, inbox) = channel::bounded(EVENT_QUEUE);
     let alt = Arc::new(AltLocations::new());
-    let uploads = Arc::new(Uploads::new(config.uploads.clone(), library.clone(), alt.clone()));
+    let partial = Arc::new(PartialShares::new());
+    let uploads = Arc::new(
+        Uploads::new(config.uploads.clone(), library.clone(), alt.clone()).with_partial_shares(partial.clone()),
+    );
     uploads.rate_limit().set_rate(config.rates.max_upload_rate);
     let download_rate = Arc::new(RateLimit::new(config.rates.max_download_rate));
     // A finished download is shared at once: its hook wakes the rescan.
     let (rescan_now, rescan_wake) = channel::bounded(1);
     let mut shares = config.shares.clone();
     let downloads = match config.download_dirs() {
-        Some((finished, partial)) => {
-            for dir in [&finished, &partial] {
+        Some((finished, partial_dir)) => {
+            for dir in [&finished, &partial_dir] {
                 std::fs::create_dir_all(dir).map_err(|source| NodeError::DataDir { path: dir.clone(), source })?;
             }
             if !shares.contains(&finished) {
                 shares.push(finished.clone());
             }
-            let config = DownloadsConfig { rate: download_rate.clone(), ..DownloadsConfig::new(partial, finished) };
+            let config = DownloadsConfig {
+                rate: download_rate.clone(),
+                partial: partial.clone(),
+                x_node: Some(listen.to_string()),
+                ..DownloadsConfig::new(partial_dir, finished)
+            };
             let (rescan_now, library) = (rescan_now.clone(), library.clone());
             let downloads = Downloads::spawn(config, alt, trust.clone(), move |done| {
                 library::share_downloaded(&library, done, rescan_now.clone());

@@ -18,6 +18,7 @@ pub mod download;
 pub mod http;
 pub mod magnet;
 pub mod parq;
+pub mod partial;
 pub mod rate;
 pub mod upload;
 

@@ -60,6 +60,7 @@ use serde::Serialize;
 
 use super::alt::{self, AltLocations};
 use super::http::{self, ContentRange, HttpError, Request, ResponseHead};
+use super::partial::{self, PartialShares, RangeSet};
 use super::rate::{self, RateLimit};
 use servent_core::USER_AGENT;
 
@@ -149,6 +150,8 @@ pub struct Uploads {
     trees: Mutex<VecDeque<(Root, Arc<Vec<u8>>)>>,
     /// The cap all bodies share (`--max-upload-rate`).
     rate: RateLimit,
+    /// Files being downloaded, offered in part, and their swarms.
+    partial: Arc<PartialShares>,
 }
 
 impl Uploads {
@@ -167,7 +170,13 @@ impl Uploads {
             refused_busy: AtomicU64::new(0),
             trees: Mutex::new(VecDeque::new()),
             rate: RateLimit::default(),
+            partial: Arc::default(),
         }
+    }
+
+    /// Offers the files `partial` holds in part too (the downloads' own).
+    pub fn with_partial_shares(self, partial: Arc<PartialShares>) -> Uploads {
+        Uploads { partial, ..self }
     }
 
     /// The cap all uploads share, to read or change.
@@ -444,18 +453,25 @@ impl Exchange<'_> {
         let has_body = request.headers.get("Transfer-Encoding").is_some()
             || !matches!(request.headers.content_length(), Ok(None | Some(0)));
         let keep = request.keep_alive() && !has_body;
-        let file = match parse_target(&request.target).map(|target| target.and_then(|t| self.find(&t))) {
-            Ok(Some(file)) => file,
+        let (file, available) = match parse_target(&request.target).map(|target| target.and_then(|t| self.find(&t))) {
+            Ok(Some(found)) => found,
             Ok(None) => return send_head(stream, &plain_head(404, keep), stall).await.map(|()| keep),
             Err(error) => {
                 let status = error.status().unwrap_or(400);
                 return send_head(stream, &plain_head(status, keep), stall).await.map(|()| keep);
             }
         };
+        uploads.partial.note_downloader(&file, self.remote.ip(), request.headers.get("X-Node"));
         if matches!(parse_target(&request.target), Ok(Some(Target::Tree(_)))) {
+            if available.is_some() {
+                return send_head(stream, &plain_head(404, keep), stall).await.map(|()| keep);
+            }
             return self.answer_tree(stream, &file, is_head, keep).await;
         }
         let mut head = self.file_head(200, &file, keep);
+        if let Some(available) = &available {
+            head.headers.insert("X-Available-Ranges", available.to_header());
+        }
         let range = match request.headers.get("Range").map(http::parse_range).transpose() {
             Ok(range) => range,
             Err(_) => {
@@ -463,7 +479,11 @@ impl Exchange<'_> {
                 return send_head(stream, &head, stall).await.map(|()| keep);
             }
         };
-        let Some(mut opened) = open_indexed(&file).await else {
+        let opened = match available {
+            Some(_) => File::open(&file.path).await.ok(),
+            None => open_indexed(&file).await,
+        };
+        let Some(mut opened) = opened else {
             head.set_status(404);
             return send_head(stream, &head, stall).await.map(|()| keep);
         };
@@ -481,6 +501,13 @@ impl Exchange<'_> {
                     return send_head(stream, &head, stall).await.map(|()| keep);
                 }
             },
+        };
+        let (start, end) = match &available {
+            Some(available) => match partial::restrict(&mut head, (start, end), available, file.size) {
+                Some(bytes) => bytes,
+                None => return send_head(stream, &head, stall).await.map(|()| keep),
+            },
+            None => (start, end),
         };
         head.headers.insert("Content-Length", end - start);
         if is_head || start == end {
@@ -532,12 +559,16 @@ impl Exchange<'_> {
         Ok(keep)
     }
 
-    /// The shared file a target names, found through the index only.
-    fn find(&self, target: &Target) -> Option<SharedFile> {
+    /// The shared file a target names, found through the index only, or
+    /// a file being downloaded and its available bytes.
+    fn find(&self, target: &Target) -> Option<(SharedFile, Option<RangeSet>)> {
         let library = &self.uploads.library;
-        let file = match target {
-            Target::Urn(urn) | Target::Tree(urn) => library.by_urn(urn)?,
-            Target::Indexed { index, name } => library.by_index(*index).filter(|file| file.name == *name)?,
+        let (file, available) = match target {
+            Target::Urn(urn) | Target::Tree(urn) => match library.by_urn(urn) {
+                Some(file) => (file, None),
+                None => self.uploads.partial.find(urn).map(|(file, available)| (file, Some(available)))?,
+            },
+            Target::Indexed { index, name } => (library.by_index(*index).filter(|file| file.name == *name)?, None),
         };
         // HUGE §6.2.1: a downloader may say which content it expects, and a
         // file that is not it must not be served in its place.
@@ -550,7 +581,7 @@ impl Exchange<'_> {
             .filter_map(|urn| urn.parse().ok())
             .collect();
         let matches = expected.is_empty() || expected.iter().any(|urn| *urn == file.sha1 || *urn == file.sha256);
-        matches.then_some(file)
+        matches.then_some((file, available))
     }
 
     /// Up to [`X_ALT_SOURCES`] other sources of `file`, never the requester:
@@ -564,12 +595,16 @@ impl Exchange<'_> {
             .or_else(|| headers.get("Listen-IP"))
             .and_then(|value| alt::parse_x_alt(value).first().copied());
         let is_requester = |addr: &SocketAddrV4| match requester {
-            Some(requester) => *addr == requester,
+            // The swarm knows it by the IP its requests come from.
+            Some(requester) => {
+                *addr == requester || (IpAddr::V4(*addr.ip()) == self.remote.ip() && addr.port() == requester.port())
+            }
             None => IpAddr::V4(*addr.ip()) == self.remote.ip(),
         };
         let mut sources = Vec::new();
-        for urn in [file.sha1, file.sha256] {
-            for addr in self.uploads.alt.get(&urn, alt::MAX_SOURCES_PER_URN) {
+        let verified = [file.sha1, file.sha256].map(|urn| self.uploads.alt.get(&urn, alt::MAX_SOURCES_PER_URN));
+        for addrs in [self.uploads.partial.swarm(file)].into_iter().chain(verified) {
+            for addr in addrs {
                 if !is_requester(&addr) && !sources.contains(&addr) && sources.len() < X_ALT_SOURCES {
                     sources.push(addr);
                 }

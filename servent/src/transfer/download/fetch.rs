@@ -42,6 +42,7 @@ use super::plan::ChunkRange;
 use crate::transfer::alt::{format_x_alt, parse_alternate_locations, parse_x_alt};
 use crate::transfer::http::{self, ByteRange, HttpError, Request, ResponseHead};
 use crate::transfer::parq::{self, QueueTicket};
+use crate::transfer::partial::RangeSet;
 use crate::transfer::rate::RateLimit;
 
 /// Bytes read between two progress reports.
@@ -73,6 +74,8 @@ pub(super) enum WorkerEvent {
     Queued { source: SocketAddrV4, ticket: QueueTicket },
     /// Other sources named by this one.
     Learned { addrs: Vec<SocketAddrV4> },
+    /// What the source has (`X-Available-Ranges`), `None` for the whole file.
+    Available { source: SocketAddrV4, ranges: Option<RangeSet> },
     /// How the worker ended; it sends nothing after this.
     Ended { source: SocketAddrV4, end: WorkerEnd },
 }
@@ -113,6 +116,9 @@ pub(super) struct Job {
     pub user_agent: String,
     /// The cap all downloads share.
     pub rate: Arc<RateLimit>,
+    /// Where we listen, told to sources (`X-Node`) so that they pass us on
+    /// as a partial source; `None` when we offer nothing.
+    pub x_node: Option<String>,
 }
 
 /// Where a worker's events go, tagged with the worker's serial number so
@@ -139,7 +145,7 @@ pub(super) async fn run(source: SocketAddrV4, job: Job, events: Reporter) {
 }
 
 async fn work(source: SocketAddrV4, job: &Job, events: &Reporter) -> WorkerEnd {
-    let mut worker = Worker { source, job, events, connection: None, ticket: None };
+    let mut worker = Worker { source, job, events, connection: None, ticket: None, told: None };
     let (reply, mut answer) = oneshot::channel();
     if events.send(WorkerEvent::Ask { source, reply }).await.is_err() {
         return WorkerEnd::Stopped;
@@ -172,6 +178,11 @@ async fn work(source: SocketAddrV4, job: &Job, events: &Reporter) -> WorkerEnd {
                     return WorkerEnd::Stopped;
                 }
             }
+            Err(Interrupt::Unavailable) => {
+                if events.send(WorkerEvent::Ask { source, reply: next }).await.is_err() {
+                    return WorkerEnd::Stopped;
+                }
+            }
             Err(Interrupt::End(end)) => return end,
         }
     }
@@ -182,6 +193,9 @@ async fn work(source: SocketAddrV4, job: &Job, events: &Reporter) -> WorkerEnd {
 enum Interrupt {
     /// The source queued us, here.
     Queued(QueueTicket),
+    /// The source does not have the chunk (`416` with the ranges it has,
+    /// which it had not told before): ask for another.
+    Unavailable,
     /// The worker ends.
     End(WorkerEnd),
 }
@@ -201,6 +215,9 @@ struct Worker<'a> {
     connection: Option<Connection>,
     /// Our place in the source's queue, sent back until it serves us.
     ticket: Option<QueueTicket>,
+    /// What the source last said it has, once it said it: `Some(None)`
+    /// for the whole file.
+    told: Option<Option<RangeSet>>,
 }
 
 /// A kept-alive connection to a source.
@@ -229,6 +246,8 @@ enum Answer {
     Serves(u64),
     /// It queued us.
     Queued(QueueTicket),
+    /// It does not have those bytes (`416`, partial file sharing).
+    Unavailable,
 }
 
 impl Worker<'_> {
@@ -251,8 +270,28 @@ impl Worker<'_> {
             if !learned.is_empty() {
                 let _ = self.events.send(WorkerEvent::Learned { addrs: learned }).await;
             }
+            let available = available_ranges(&head, self.job.size);
+            if let Some(ranges) = &available {
+                let (source, ranges) = (self.source, ranges.clone());
+                let _ = self.events.send(WorkerEvent::Available { source, ranges }).await;
+            }
             let end = match check_head(&head, self.job, want) {
                 Ok(Answer::Serves(end)) => end,
+                Ok(Answer::Unavailable) => {
+                    // Asked blind, or after it said it had these bytes: a
+                    // source that refuses what it claims is lying.
+                    let claimed = self.told.as_ref().is_some_and(|told| match told {
+                        Some(ranges) => ranges.contains(want.start, want.end),
+                        None => true,
+                    });
+                    if claimed || filled > 0 {
+                        let why = format!("answered 416 for bytes {}-{} it said it has", want.start, want.end - 1);
+                        return Err(WorkerEnd::Failed(why).into());
+                    }
+                    self.told = available;
+                    self.keep_after_refusal(conn, &head).await;
+                    return Err(Interrupt::Unavailable);
+                }
                 Ok(Answer::Queued(ticket)) => {
                     self.keep_after_refusal(conn, &head).await;
                     return Err(Interrupt::Queued(ticket));
@@ -260,6 +299,9 @@ impl Worker<'_> {
                 Err(end) => return Err(end.into()),
             };
             self.ticket = None;
+            if available.is_some() {
+                self.told = available;
+            }
             let part = &mut data[(want.start - chunk.start) as usize..(end - chunk.start) as usize];
             let at = (self.source, chunk.index, filled);
             read_body(&mut conn, part, at, self.job, self.events).await?;
@@ -343,6 +385,9 @@ fn build_request(
     if let Some(x_queued) = ticket.and_then(QueueTicket::x_queued) {
         request.headers.insert("X-Queued", x_queued);
     }
+    if let Some(x_node) = &job.x_node {
+        request.headers.insert("X-Node", x_node);
+    }
     request.headers.insert("Connection", "Keep-Alive");
     request
 }
@@ -418,6 +463,8 @@ fn check_head(head: &ResponseHead, job: &Job, want: ChunkRange) -> Result<Answer
         // (409), or we came back too soon (429): wait, never hammer.
         409 | 429 => return Err(busy(head, retry_after(head))),
         404 | 410 => return Err(WorkerEnd::NotFound(format!("{} {}", head.status, head.reason))),
+        // A partial source without these bytes says which it has.
+        416 if head.headers.get("X-Available-Ranges").is_some() => return Ok(Answer::Unavailable),
         status => return failed(format!("answered {status} {}", head.reason)),
     };
     match length {
@@ -450,6 +497,17 @@ fn same_kind(a: &Urn, b: &Urn) -> bool {
 /// servents: the caller's default then).
 fn retry_after(head: &ResponseHead) -> Option<Duration> {
     head.headers.get("Retry-After").and_then(|v| v.trim().parse::<u64>().ok()).map(Duration::from_secs)
+}
+
+/// What a source says it has: its `X-Available-Ranges` (bounded, cut to the
+/// file), `Some(None)` when a `2xx` has none (the whole file, PFSP says),
+/// `None` when the answer says nothing about it.
+fn available_ranges(head: &ResponseHead, size: u64) -> Option<Option<RangeSet>> {
+    match head.headers.get("X-Available-Ranges") {
+        Some(value) => Some(Some(RangeSet::parse_available(value, size).unwrap_or_default())),
+        None if (200..300).contains(&head.status) => Some(None),
+        None => None,
+    }
 }
 
 /// Sources the answer names, from `X-Alt` and the older headers.
@@ -522,6 +580,7 @@ mod tests {
             io_timeout: Duration::from_secs(1),
             user_agent: "Test/1".into(),
             rate: Arc::new(RateLimit::default()),
+            x_node: None,
         }
     }
 
@@ -543,6 +602,7 @@ mod tests {
             Ok(Answer::Serves(end)) if end == chunk.end => "ok".into(),
             Ok(Answer::Serves(end)) => format!("up to {end}"),
             Ok(Answer::Queued(ticket)) => format!("queued at {} for {}", ticket.position, ticket.retry.as_secs()),
+            Ok(Answer::Unavailable) => "unavailable".into(),
             Err(WorkerEnd::Failed(why)) => format!("failed: {why}"),
             Err(WorkerEnd::NotFound(why)) => format!("not found: {why}"),
             Err(WorkerEnd::Busy(after, why)) => format!("busy {} ({why})", after.as_secs()),
@@ -561,6 +621,32 @@ mod tests {
              User-Agent: Test/1\r\nRange: bytes=1048576-2097151\r\nX-Alt: 10.0.0.2,10.0.0.3:7000\r\n\
              X-Queue: 1.0\r\nConnection: Keep-Alive\r\n\r\n"
         );
+    }
+
+    #[test]
+    fn a_partial_source_s_416_with_its_ranges_is_no_failure_and_they_are_read_bounded() {
+        let unsatisfiable = format!("bytes */{}", 3 * CHUNK_SIZE);
+        let with_ranges = head(416, &[("Content-Range", &unsatisfiable), ("X-Available-Ranges", "bytes 0-1048575")]);
+        assert_eq!(verdict(&with_ranges, chunk(1)), "unavailable");
+        assert!(verdict(&head(416, &[("Content-Range", &unsatisfiable)]), chunk(1)).starts_with("failed: answered 416"));
+        let ranges = available_ranges(&with_ranges, 3 * CHUNK_SIZE).unwrap().unwrap();
+        assert_eq!(ranges.ranges(), [(0, CHUNK_SIZE)]);
+        // A 2xx without the header: the whole file, as PFSP says.
+        let range = format!("bytes 0-{}/{}", CHUNK_SIZE - 1, 3 * CHUNK_SIZE);
+        assert_eq!(available_ranges(&head(206, &[("Content-Range", &range)]), 3 * CHUNK_SIZE), Some(None));
+        assert_eq!(available_ranges(&head(503, &[]), 3 * CHUNK_SIZE), None);
+        // Out of the file's bounds and overlapping: cut and merged.
+        let hostile = head(416, &[("X-Available-Ranges", "bytes 0-99999999999,5-7,9-3,x")]);
+        let ranges = available_ranges(&hostile, 3 * CHUNK_SIZE).unwrap().unwrap();
+        assert_eq!(ranges.ranges(), [(0, 3 * CHUNK_SIZE)]);
+    }
+
+    #[test]
+    fn requests_name_our_address_when_we_offer_partial_files() {
+        let source: SocketAddrV4 = "10.0.0.1:6346".parse().unwrap();
+        let job = Job { x_node: Some("10.0.0.9:6346".into()), ..job() };
+        let request = build_request(source, &job, chunk(0), &[], None);
+        assert_eq!(request.headers.get("X-Node"), Some("10.0.0.9:6346"));
     }
 
     #[test]

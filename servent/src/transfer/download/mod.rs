@@ -77,6 +77,7 @@ pub use self::finish::{check as check_file, safe_name as safe_file_name};
 use self::plan::{Tuning, MAX_FILE_SIZE, MAX_KNOWN_SOURCES};
 use self::state::{key_urn, PartialDir, PartialDownload};
 use crate::transfer::alt::AltLocations;
+use crate::transfer::partial::PartialShares;
 use crate::transfer::rate::RateLimit;
 use crate::trust::{Judgement, SharedTrust};
 
@@ -124,6 +125,12 @@ pub struct DownloadsConfig {
     pub user_agent: String,
     /// The cap all downloads share (`--max-download-rate`).
     pub rate: Arc<RateLimit>,
+    /// Where downloads holding a signed tree offer their checked chunks
+    /// (shared with the uploads).
+    pub partial: Arc<PartialShares>,
+    /// Our Gnutella address, named to sources (`X-Node`) so that they pass
+    /// us on as a partial source.
+    pub x_node: Option<String>,
 }
 
 impl DownloadsConfig {
@@ -140,6 +147,8 @@ impl DownloadsConfig {
             give_up_after: Duration::from_secs(600),
             user_agent: crate::config::USER_AGENT.to_string(),
             rate: Arc::new(RateLimit::default()),
+            partial: Arc::default(),
+            x_node: None,
         }
     }
 }
