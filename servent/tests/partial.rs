@@ -240,6 +240,16 @@ fn a_downloading_servent_serves_its_checked_chunks_and_others_fetch_from_it() {
         assert_eq!(head.status, 416);
         assert_eq!(head.headers.get("X-Available-Ranges"), Some(has.to_header().as_str()));
         assert_eq!(head.headers.get("Content-Range"), Some(format!("bytes */{size}").as_str()));
+        // B serves the tree too, so a crowd need not ask the publisher for it.
+        let mut stream = TcpStream::connect(b_addr).await.unwrap();
+        let tree_request = format!("GET /uri-res/N2X?{urn} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n");
+        stream.write_all(tree_request.as_bytes()).await.unwrap();
+        let mut reader = BufReader::new(stream);
+        let head = http::read_response_head(&mut reader).await.unwrap();
+        assert_eq!(head.status, 200);
+        let mut thex = Vec::new();
+        reader.read_to_end(&mut thex).await.unwrap();
+        assert!(dime::parse(&thex, size, &Tree::of(&bytes).root()).is_ok(), "B's tree is not the file's");
         // C knows only B and a publisher capped at 256 KiB/s: it gets what B
         // has from B (only that: B is asked for nothing else), the rest from
         // the publisher, and verifies it all.

@@ -4,7 +4,8 @@
 //! Only bytes checked against the file's Tiger tree (whose root a trusted
 //! publisher signed) are ever offered: a download registers itself in
 //! [`PartialShares`] once it holds that tree, and adds each chunk after the
-//! chunk matched the tree and was written. Uploads then find the file by
+//! chunk matched the tree and was written. The tree itself is served too,
+//! so that a crowd need not fetch it from the publisher. Uploads then find the file by
 //! URN as if it were shared, answer `X-Available-Ranges: bytes a-b,c-d`
 //! (inclusive, as PFSP writes them) in every response about it, serve a
 //! range only from the start of an available run (a shorter `206` when the
@@ -29,7 +30,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddrV4};
 use std::path::PathBuf;
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use search::thex::Root;
 use search::{SharedFile, Urn};
@@ -148,6 +149,8 @@ struct PartialFile {
     file: SharedFile,
     /// Its bytes checked against the tree and written.
     available: RangeSet,
+    /// Its tree in THEX form, served to other downloaders.
+    thex: Arc<Vec<u8>>,
 }
 
 /// The files this servent is downloading and offers in part, and the
@@ -177,9 +180,17 @@ impl PartialShares {
     }
 
     /// Offers a file being downloaded, named by both its URNs and its
-    /// checked Tiger tree root, its bytes in the `.part` at `path`; nothing
-    /// of it is available yet. Past [`MAX_PARTIAL_FILES`], not offered.
-    pub fn offer(&self, name: &str, path: PathBuf, size: u64, (sha1, sha256): (Urn, Urn), tth: Root) {
+    /// checked Tiger tree root, its bytes in the `.part` at `path`, its
+    /// tree (`thex`, served as it is); nothing of it is available yet. Past
+    /// [`MAX_PARTIAL_FILES`], not offered.
+    pub fn offer(
+        &self,
+        name: &str,
+        path: PathBuf,
+        size: u64,
+        (sha1, sha256): (Urn, Urn),
+        (tth, thex): (Root, Arc<Vec<u8>>),
+    ) {
         let mut files = self.lock_files();
         if files.len() >= MAX_PARTIAL_FILES {
             // Finished files give way first: the library serves them.
@@ -189,7 +200,7 @@ impl PartialShares {
             return;
         }
         let file = SharedFile { index: 0, name: name.to_string(), path, size, sha1, sha256, tth, signature: None };
-        files.push(PartialFile { file, available: RangeSet::new() });
+        files.push(PartialFile { file, available: RangeSet::new(), thex });
     }
 
     /// Bytes `start..end` of the file named `urn` matched its tree and are written.
@@ -220,6 +231,11 @@ impl PartialShares {
         let files = self.lock_files();
         let partial = files.iter().find(|f| f.file.sha1 == *urn || f.file.sha256 == *urn)?;
         Some((partial.file.clone(), partial.available.clone()))
+    }
+
+    /// The THEX body of the offered file whose root is `root`.
+    pub fn tree_body(&self, root: &Root) -> Option<Arc<Vec<u8>>> {
+        self.lock_files().iter().find(|f| f.file.tth == *root).map(|f| f.thex.clone())
     }
 
     /// Remembers the downloader of `file` at `ip` (the address its request
@@ -409,7 +425,8 @@ mod tests {
         let shares = PartialShares::new();
         let sha1: Urn = "urn:sha1:PLSTHIPQGSSZTS5FJUPAKUZWUGYQYPFB".parse().unwrap();
         let sha256: Urn = "urn:sha256:AAAQEAYEAUDAOCAJBIFQYDIOB4IBCEQTCQKRMFYYDENBWHA5DYPQ".parse().unwrap();
-        shares.offer("a.img", PathBuf::from("/p"), 3000, (sha1, sha256), Root([1; 24]));
+        shares.offer("a.img", PathBuf::from("/p"), 3000, (sha1, sha256), (Root([1; 24]), Arc::new(b"tree".to_vec())));
+        assert_eq!(shares.tree_body(&Root([1; 24])).as_deref().map(Vec::as_slice), Some(&b"tree"[..]));
         let (file, available) = shares.find(&sha256).unwrap();
         assert_eq!((file.size, available.is_empty()), (3000, true));
         shares.add_verified(&sha1, 1000, 2000);

@@ -193,6 +193,9 @@ impl Uploads {
         if let Some(body) = cached(&self.trees.lock().unwrap_or_else(PoisonError::into_inner)) {
             return Ok(Some(body));
         }
+        if let Some(body) = self.partial.tree_body(&file.tth) {
+            return Ok(Some(body));
+        }
         let (path, size) = (file.path.clone(), file.size);
         let tree = task::spawn_blocking(move || -> io::Result<thex::Tree> {
             use std::io::Read;
@@ -463,9 +466,6 @@ impl Exchange<'_> {
         };
         uploads.partial.note_downloader(&file, self.remote.ip(), request.headers.get("X-Node"));
         if matches!(parse_target(&request.target), Ok(Some(Target::Tree(_)))) {
-            if available.is_some() {
-                return send_head(stream, &plain_head(404, keep), stall).await.map(|()| keep);
-            }
             return self.answer_tree(stream, &file, is_head, keep).await;
         }
         let mut head = self.file_head(200, &file, keep);

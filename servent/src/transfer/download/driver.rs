@@ -489,8 +489,8 @@ impl Driver {
             let (size, timeout) = (self.plan.size(), self.config.io_timeout);
             match super::tree::fetch(source, self.key, size, root, timeout, &self.config.user_agent).await {
                 Ok(tree) if CHUNK_SIZE.is_multiple_of(tree.segment_size()) => {
+                    self.offer_partial(root, &tree);
                     self.tree = Some(Arc::new(tree));
-                    self.offer_partial(root);
                     self.published.lock().unwrap_or_else(PoisonError::into_inner).tth = Some(root);
                     return;
                 }
@@ -507,12 +507,13 @@ impl Driver {
     /// Offers the chunks checked against the tree from now on to other
     /// downloaders of the file (partial file sharing), when it is named by
     /// both URNs, as uploads name every file.
-    fn offer_partial(&self, root: Root) {
+    fn offer_partial(&self, root: Root, tree: &Tree) {
         let sha1 = self.urns.iter().find(|u| matches!(u, Urn::Sha1(_)));
         let sha256 = self.urns.iter().find(|u| matches!(u, Urn::Sha256(_)));
         if let (Some(&sha1), Some(&sha256)) = (sha1, sha256) {
             let path = self.part.path().to_path_buf();
-            self.config.partial.offer(&self.name, path, self.plan.size(), (sha1, sha256), root);
+            let thex = Arc::new(search::thex::dime::serialize(tree));
+            self.config.partial.offer(&self.name, path, self.plan.size(), (sha1, sha256), (root, thex));
         }
     }
 
