@@ -504,6 +504,10 @@ pub async fn start(config: Config) -> Result<NodeHandle, NodeError> {
                 rate: download_rate.clone(),
                 partial: partial.clone(),
                 x_node: Some(listen.to_string()),
+                local: match listen.ip() {
+                    std::net::IpAddr::V4(ip) if !ip.is_unspecified() => Some(ip),
+                    _ => None,
+                },
                 ..DownloadsConfig::new(partial_dir, finished)
             };
             let (rescan_now, library) = (rescan_now.clone(), library.clone());

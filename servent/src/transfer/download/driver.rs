@@ -487,7 +487,8 @@ impl Driver {
         for source in untried {
             self.tree_asked.push(source);
             let (size, timeout) = (self.plan.size(), self.config.io_timeout);
-            match super::tree::fetch(source, self.key, size, root, timeout, &self.config.user_agent).await {
+            let (local, agent) = (self.config.local, &self.config.user_agent);
+            match super::tree::fetch(source, self.key, size, root, (timeout, local), agent).await {
                 Ok(tree) if CHUNK_SIZE.is_multiple_of(tree.segment_size()) => {
                     self.offer_partial(root, &tree);
                     self.tree = Some(Arc::new(tree));
@@ -644,6 +645,7 @@ impl Driver {
                 user_agent: self.config.user_agent.clone(),
                 rate: self.config.rate.clone(),
                 x_node: self.config.x_node.clone(),
+                local: self.config.local,
             };
             let reporter = Reporter { serial, events: self.worker_tx.clone() };
             let handle = task::spawn(fetch::run(source, job, reporter));

@@ -26,7 +26,8 @@
 //! another one. `404` (or a different URN) drops it. Sources named in
 //! `X-Alt` and the older alternate-location headers are passed on.
 
-use std::net::SocketAddrV4;
+use std::io;
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -119,6 +120,10 @@ pub(super) struct Job {
     /// Where we listen, told to sources (`X-Node`) so that they pass us on
     /// as a partial source; `None` when we offer nothing.
     pub x_node: Option<String>,
+    /// The address our connections leave from: the one we listen on, when
+    /// it is a particular one (a test network's node has its own loopback
+    /// address, and a multi-homed host its chosen one).
+    pub local: Option<Ipv4Addr>,
 }
 
 /// Where a worker's events go, tagged with the worker's serial number so
@@ -229,13 +234,27 @@ struct Connection {
 }
 
 impl Connection {
-    async fn open(source: SocketAddrV4, timeout: Duration) -> Result<Connection, WorkerEnd> {
-        let stream = async_std::io::timeout(timeout, TcpStream::connect(source))
-            .await
-            .map_err(|e| WorkerEnd::Failed(format!("cannot connect: {e}")))?;
+    async fn open(source: SocketAddrV4, local: Option<Ipv4Addr>, timeout: Duration) -> Result<Connection, WorkerEnd> {
+        let stream =
+            connect(source, local, timeout).await.map_err(|e| WorkerEnd::Failed(format!("cannot connect: {e}")))?;
         let _ = stream.set_nodelay(true);
         Ok(Connection { reader: BufReader::with_capacity(READ_BUFFER, stream.clone()), writer: stream, answered: 0 })
     }
+}
+
+/// Connects to `source` within `timeout`, from `local` when given (bound
+/// before connecting, on the blocking pool).
+pub(super) async fn connect(source: SocketAddrV4, local: Option<Ipv4Addr>, timeout: Duration) -> io::Result<TcpStream> {
+    let Some(local) = local else { return async_std::io::timeout(timeout, TcpStream::connect(source)).await };
+    let stream = async_std::task::spawn_blocking(move || -> io::Result<std::net::TcpStream> {
+        let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)?;
+        socket.bind(&SocketAddr::V4(SocketAddrV4::new(local, 0)).into())?;
+        socket.connect_timeout(&SocketAddr::V4(source).into(), timeout)?;
+        Ok(socket.into())
+    })
+    .await?;
+    stream.set_nonblocking(true)?;
+    Ok(TcpStream::from(stream))
 }
 
 /// What the head of an answer to a range request means.
@@ -335,14 +354,14 @@ impl Worker<'_> {
         let request = build_request(source, self.job, want, alt, self.ticket.as_ref());
         let mut conn = match self.connection.take() {
             Some(conn) => conn,
-            None => Connection::open(source, timeout).await?,
+            None => Connection::open(source, self.job.local, timeout).await?,
         };
         let head = match exchange(&mut conn, &request, timeout).await {
             Ok(head) => head,
             // A kept-alive connection the source closed while we were idle
             // (or queued) is no fault of the source: once more on a fresh one.
             Err(HttpError::Io(_)) if conn.answered > 0 => {
-                conn = Connection::open(source, timeout).await?;
+                conn = Connection::open(source, self.job.local, timeout).await?;
                 exchange(&mut conn, &request, timeout).await.map_err(|e| head_failure(&e))?
             }
             Err(e) => return Err(head_failure(&e)),
@@ -581,6 +600,7 @@ mod tests {
             user_agent: "Test/1".into(),
             rate: Arc::new(RateLimit::default()),
             x_node: None,
+            local: None,
         }
     }
 

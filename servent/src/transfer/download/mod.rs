@@ -131,6 +131,9 @@ pub struct DownloadsConfig {
     /// Our Gnutella address, named to sources (`X-Node`) so that they pass
     /// us on as a partial source.
     pub x_node: Option<String>,
+    /// The address connections to sources leave from, when we listen on a
+    /// particular one (so a source sees the address we listen on).
+    pub local: Option<std::net::Ipv4Addr>,
 }
 
 impl DownloadsConfig {
@@ -149,6 +152,7 @@ impl DownloadsConfig {
             rate: Arc::new(RateLimit::default()),
             partial: Arc::default(),
             x_node: None,
+            local: None,
         }
     }
 }

@@ -458,11 +458,13 @@ impl Plan {
         }
         let index = match self.missing_for(source).or_else(|| self.chunk_to_steal(source, now)) {
             Some(index) => index,
-            // A partial source has more later: ask again after a while.
+            // A partial source has more later: ask again after a while,
+            // without presuming what it will have then (its next answer says).
             None if self.source(source).is_some_and(|s| s.available.is_some()) => {
                 let until = now + PARTIAL_RECHECK;
                 if let Some(s) = self.source_mut(source) {
                     s.standing = Standing::Parked(until);
+                    s.available = None;
                 }
                 return Next::Parked(until);
             }
@@ -486,7 +488,7 @@ impl Plan {
         let me = self.source(source)?;
         let avoided = |index: usize| self.avoid.iter().any(|&(chunk, suspect)| chunk == index && suspect == source);
         let others: Vec<&Source> =
-            self.sources.iter().filter(|s| s.addr != source && !matches!(s.standing, Standing::Dropped(_))).collect();
+            self.sources.iter().filter(|s| s.addr != source && s.standing == Standing::Usable).collect();
         let mut rarest: Vec<usize> = Vec::new();
         let mut fewest = usize::MAX;
         let candidates = (self.first_missing..self.chunks.len())
@@ -1016,8 +1018,8 @@ mod tests {
         assert_eq!(plan.next_for(addr(1), now), Next::Parked(now + PARTIAL_RECHECK));
         assert!(plan.candidates(now).is_empty());
         assert_eq!(plan.candidates(now + PARTIAL_RECHECK), [addr(1)]);
-        // A whole answer later (no X-Available-Ranges) means the whole file.
-        plan.set_available(addr(1), None);
+        // Then it is asked again without presuming what it has: its answer says.
+        assert_eq!(plan.source(addr(1)).unwrap().available, None);
         assert_eq!(fetch(plan.next_for(addr(1), now + PARTIAL_RECHECK)).index, 0);
     }
 
