@@ -25,7 +25,7 @@ enum Kind {
 }
 
 /// Every flag of `servent run` but `--config`, by key.
-const KEYS: [(&str, Kind); 22] = [
+const KEYS: [(&str, Kind); 23] = [
     ("data-dir", Kind::One),
     ("listen", Kind::One),
     ("api", Kind::One),
@@ -36,6 +36,7 @@ const KEYS: [(&str, Kind); 22] = [
     ("upload-slots", Kind::One),
     ("max-upload-rate", Kind::One),
     ("max-download-rate", Kind::One),
+    ("seed-release", Kind::Many),
     ("max-peers", Kind::One),
     ("gwebcache", Kind::Many),
     ("max-ttl", Kind::One),

@@ -387,3 +387,43 @@ fn a_partial_source_serving_a_bad_chunk_in_its_range_is_dropped_and_the_file_ver
         assert!(note.contains("Tiger tree"), "{done:#?}");
     });
 }
+
+#[test]
+fn a_seed_serves_each_chunk_once_before_any_twice() {
+    task::block_on(async {
+        let key = SecretKey::generate().unwrap();
+        let bytes = varied_bytes(3 * CHUNK_SIZE as usize);
+        let folder = tempfile::tempdir().unwrap();
+        std::fs::write(folder.path().join(NAME), &bytes).unwrap();
+        std::fs::write(folder.path().join(format!("{NAME}.minisig")), signature(&key, &bytes).to_text()).unwrap();
+        let seed = start_with(&[], Some(folder.path()), |config| {
+            config.seed_releases = vec![folder.path().join(NAME)];
+        })
+        .await;
+        wait_indexed(&seed, "seblinux swarm", 1).await;
+        let (digests, _) = search::hash_reader(&bytes[..]).unwrap();
+        let urn = digests.sha1_urn().to_string();
+        let addr = seed.listen_addr();
+        let chunk = |i: u64| Some((i * CHUNK_SIZE, (i + 1) * CHUNK_SIZE - 1));
+        let (head, body) = ask(addr, &urn, "GET", chunk(0)).await;
+        assert_eq!(head.status, 206);
+        assert!(body == bytes[..CHUNK_SIZE as usize]);
+        assert_eq!(head.headers.get("X-Available-Ranges"), Some(format!("bytes 0-{}", 3 * CHUNK_SIZE - 1).as_str()));
+        // Chunk 0 again, before the others went out once: refused, the others offered.
+        let (head, _) = ask(addr, &urn, "GET", chunk(0)).await;
+        assert_eq!(head.status, 416);
+        let others = format!("bytes {}-{}", CHUNK_SIZE, 3 * CHUNK_SIZE - 1);
+        assert_eq!(head.headers.get("X-Available-Ranges"), Some(others.as_str()));
+        // A HEAD costs nothing.
+        assert_eq!(ask(addr, &urn, "HEAD", chunk(1)).await.0.status, 206);
+        for i in [1, 2] {
+            let (head, body) = ask(addr, &urn, "GET", chunk(i)).await;
+            assert_eq!(head.status, 206);
+            assert!(body == bytes[(i * CHUNK_SIZE) as usize..((i + 1) * CHUNK_SIZE) as usize]);
+        }
+        // Every chunk went out once: all are offered again.
+        let (head, _) = ask(addr, &urn, "GET", chunk(0)).await;
+        assert_eq!(head.status, 206);
+        seed.shutdown().await;
+    });
+}

@@ -71,6 +71,8 @@ pub struct FlashSettings {
     pub port: u16,
     /// Seeds the release's bytes.
     pub seed: u64,
+    /// Whether the publisher serves the release as a seed (`--seed-release`).
+    pub seed_release: bool,
 }
 
 impl FlashSettings {
@@ -102,6 +104,8 @@ pub struct FlashSummary {
     pub file_mib: u64,
     /// Junk-serving sources given to every download.
     pub fakers: usize,
+    /// Whether the publisher served the release as a seed.
+    pub seed_release: bool,
     /// Every servent's upload cap, bytes per second.
     pub upload_rate: u64,
     /// Every servent's download cap, bytes per second.
@@ -135,9 +139,10 @@ impl std::fmt::Display for FlashSummary {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         writeln!(
             f,
-            "flash crowd: {} servents, a {} MiB release, {} fakers; caps up {}/s, down {}/s",
+            "flash crowd: {} servents, a {} MiB release{}, {} fakers; caps up {}/s, down {}/s",
             self.crowd,
             self.file_mib,
+            if self.seed_release { " seeded" } else { "" },
             self.fakers,
             format_rate(self.upload_rate),
             format_rate(self.download_rate)
@@ -234,7 +239,9 @@ pub async fn run(settings: &FlashSettings, cancel: &AtomicBool) -> Result<FlashS
     let share = files.path().join("publisher");
     write(&share, NAME, &release.bytes)?;
     write(&share, &format!("{NAME}.minisig"), release.signature.to_text().as_bytes())?;
-    let publisher = start(0, addr(0)?, Config { shares: vec![share], ..servent_config(addr(0)?, rates) }).await?;
+    let seed_releases = if settings.seed_release { vec![share.join(NAME)] } else { Vec::new() };
+    let config = Config { shares: vec![share], seed_releases, ..servent_config(addr(0)?, rates) };
+    let publisher = start(0, addr(0)?, config).await?;
     wait_indexed(&publisher, &release).await?;
     let publisher_addr = addr(0)?;
 
@@ -322,6 +329,7 @@ pub async fn run(settings: &FlashSettings, cancel: &AtomicBool) -> Result<FlashS
         crowd: settings.crowd,
         file_mib: settings.file_mib,
         fakers: settings.fakers,
+        seed_release: settings.seed_release,
         upload_rate: settings.upload_rate,
         download_rate: settings.download_rate,
         single_download_secs: single_secs,
@@ -447,6 +455,7 @@ mod tests {
             download_rate: 2 << 20,
             port: 6346,
             seed: 1,
+            seed_release: false,
         };
         assert!(good.validate().is_ok());
         for bad in [

@@ -92,6 +92,10 @@ struct Args {
     /// Each flash-crowd servent's upload cap (the publisher's too), like 512K or 2M.
     #[structopt(long, value_name = "RATE", default_value = "1M", parse(try_from_str = parse_rate))]
     max_upload_rate: u64,
+    /// The flash crowd's publisher serves the release as a seed: each chunk
+    /// once before any twice.
+    #[structopt(long)]
+    seed_release: bool,
     /// Each flash-crowd servent's download cap.
     #[structopt(long, value_name = "RATE", default_value = "2M", parse(try_from_str = parse_rate))]
     max_download_rate: u64,
@@ -209,6 +213,7 @@ async fn try_main(args: &Args, cancel: &AtomicBool, output: &Output) -> Result<(
             download_rate: args.max_download_rate,
             port: args.port,
             seed: args.seed,
+            seed_release: args.seed_release,
         };
         let summary = flash::run(&settings, cancel).await?;
         if args.json {

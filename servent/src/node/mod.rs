@@ -484,6 +484,11 @@ pub async fn start(config: Config) -> Result<NodeHandle, NodeError> {
     let (events, inbox) = channel::bounded(EVENT_QUEUE);
     let alt = Arc::new(AltLocations::new());
     let partial = Arc::new(PartialShares::new());
+    for path in &config.seed_releases {
+        if let Err(why) = partial.seed_release(path) {
+            log(format_args!("{why}"));
+        }
+    }
     let uploads = Arc::new(
         Uploads::new(config.uploads.clone(), library.clone(), alt.clone()).with_partial_shares(partial.clone()),
     );

@@ -20,6 +20,7 @@ pub mod magnet;
 pub mod parq;
 pub mod partial;
 pub mod rate;
+pub mod seed;
 pub mod upload;
 
 use std::net::SocketAddr;

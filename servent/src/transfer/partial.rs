@@ -29,13 +29,14 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddrV4};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use search::thex::Root;
 use search::{SharedFile, Urn};
 
 use super::http::{ContentRange, ResponseHead};
+use super::seed::SuperSeed;
 
 /// Ranges read from one `X-Available-Ranges` at most; the rest is ignored.
 pub const MAX_PARSED_RANGES: usize = 512;
@@ -49,6 +50,8 @@ pub const MAX_PARTIAL_FILES: usize = 64;
 pub const MAX_SWARM_PER_URN: usize = 32;
 /// Files whose swarm is remembered.
 pub const MAX_SWARM_FILES: usize = 1024;
+/// Shared files seeded at once.
+pub const MAX_SEEDED: usize = 64;
 
 /// A set of byte ranges `start..end` (end exclusive), sorted, disjoint and
 /// not touching.
@@ -153,12 +156,23 @@ struct PartialFile {
     thex: Arc<Vec<u8>>,
 }
 
-/// The files this servent is downloading and offers in part, and the
-/// downloaders of each file that offer theirs.
+/// The files this servent is downloading and offers in part, the
+/// downloaders of each file that offer theirs, and the shared files it
+/// seeds ([`SuperSeed`]).
 #[derive(Debug, Default)]
 pub struct PartialShares {
     files: Mutex<Vec<PartialFile>>,
     swarm: Mutex<Swarm>,
+    seeded: Mutex<Vec<Seeded>>,
+}
+
+/// A shared file served as a seed (`--seed-release`).
+#[derive(Debug)]
+struct Seeded {
+    /// Its path, canonical.
+    path: PathBuf,
+    /// The rule, once the file is asked for (its size known then).
+    rule: Option<SuperSeed>,
 }
 
 /// Downloaders by URN, the oldest file first.
@@ -233,6 +247,38 @@ impl PartialShares {
         Some((partial.file.clone(), partial.available.clone()))
     }
 
+    /// Serves the shared file at `path` as a seed: each chunk once to the
+    /// swarm before any twice. Past [`MAX_SEEDED`] files, or for a path
+    /// that does not exist, an error saying so.
+    pub fn seed_release(&self, path: &Path) -> Result<(), String> {
+        let canonical = path.canonicalize().map_err(|e| format!("--seed-release {}: {e}", path.display()))?;
+        let mut seeded = self.seeded.lock().unwrap_or_else(PoisonError::into_inner);
+        if seeded.len() >= MAX_SEEDED {
+            return Err(format!("--seed-release: at most {MAX_SEEDED} files"));
+        }
+        if !seeded.iter().any(|s| s.path == canonical) {
+            seeded.push(Seeded { path: canonical, rule: None });
+        }
+        Ok(())
+    }
+
+    /// The bytes a seeded shared file offers now (its least-served chunks);
+    /// `None` for a file not seeded.
+    pub fn seeding(&self, file: &SharedFile) -> Option<RangeSet> {
+        let mut seeded = self.seeded.lock().unwrap_or_else(PoisonError::into_inner);
+        let entry = seeded.iter_mut().find(|s| is_same_file(&s.path, &file.path))?;
+        Some(entry.rule.get_or_insert_with(|| SuperSeed::new(file.size)).offered())
+    }
+
+    /// Bytes `start..end` of `file` are being served: counted if it is seeded.
+    pub fn served(&self, file: &SharedFile, start: u64, end: u64) {
+        let mut seeded = self.seeded.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(rule) = seeded.iter_mut().find(|s| is_same_file(&s.path, &file.path)).and_then(|s| s.rule.as_mut())
+        {
+            rule.record(start, end);
+        }
+    }
+
     /// The THEX body of the offered file whose root is `root`.
     pub fn tree_body(&self, root: &Root) -> Option<Arc<Vec<u8>>> {
         self.lock_files().iter().find(|f| f.file.tth == *root).map(|f| f.thex.clone())
@@ -273,6 +319,13 @@ impl PartialShares {
         let swarm = self.swarm.lock().unwrap_or_else(PoisonError::into_inner);
         swarm.by_urn.get(&file.sha1).map(|addrs| addrs.iter().rev().copied().collect()).unwrap_or_default()
     }
+}
+
+/// Whether the shared file at `path` is the file at `canonical`: the same
+/// path, or the same once made canonical (looked up only when the names agree).
+fn is_same_file(canonical: &Path, path: &Path) -> bool {
+    canonical == path
+        || (canonical.file_name() == path.file_name() && path.canonicalize().is_ok_and(|p| p == canonical))
 }
 
 /// What an upload of a partial file answers to a range request.
@@ -418,6 +471,23 @@ mod tests {
         let swarm = shares.swarm(&file);
         assert_eq!(swarm.len(), MAX_SWARM_PER_URN);
         assert_eq!(swarm[0].port(), MAX_SWARM_PER_URN as u16 + 10, "the newest first");
+    }
+
+    #[test]
+    fn a_seeded_file_offers_its_least_served_chunks_and_others_offer_all() {
+        use crate::transfer::download::plan::CHUNK_SIZE;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("release.img");
+        std::fs::write(&path, b"x").unwrap();
+        let shares = PartialShares::new();
+        assert!(shares.seed_release(&dir.path().join("missing.img")).is_err());
+        shares.seed_release(&dir.path().join(".").join("release.img")).unwrap();
+        let urn: Urn = "urn:sha1:PLSTHIPQGSSZTS5FJUPAKUZWUGYQYPFB".parse().unwrap();
+        let file = SharedFile { path: path.clone(), size: 2 * CHUNK_SIZE, ..shared(urn) };
+        assert_eq!(shares.seeding(&file).unwrap().ranges(), [(0, 2 * CHUNK_SIZE)]);
+        shares.served(&file, 0, CHUNK_SIZE);
+        assert_eq!(shares.seeding(&file).unwrap().ranges(), [(CHUNK_SIZE, 2 * CHUNK_SIZE)]);
+        assert!(shares.seeding(&shared(urn)).is_none(), "another file is served whole");
     }
 
     #[test]

@@ -523,6 +523,7 @@ impl Exchange<'_> {
             send_head(stream, &head, stall).await?;
             return Ok(false);
         };
+        uploads.partial.served(&file, start, end);
         send_head(stream, &head, stall).await?;
         send_body(uploads, &mut opened, stream, start, end).await?;
         Ok(keep)
@@ -565,7 +566,10 @@ impl Exchange<'_> {
         let library = &self.uploads.library;
         let (file, available) = match target {
             Target::Urn(urn) | Target::Tree(urn) => match library.by_urn(urn) {
-                Some(file) => (file, None),
+                Some(file) => {
+                    let seeding = self.uploads.partial.seeding(&file);
+                    (file, seeding)
+                }
                 None => self.uploads.partial.find(urn).map(|(file, available)| (file, Some(available)))?,
             },
             Target::Indexed { index, name } => (library.by_index(*index).filter(|file| file.name == *name)?, None),
