@@ -126,8 +126,11 @@ fn two_servents_serve_one_download_together() {
         let (a, _a_files) = sharing_servent(&bytes).await;
         let (b, _b_files) = sharing_servent(&bytes).await;
         let dir = tempfile::tempdir().unwrap();
-        // No stealing: each chunk must travel once, whatever the timing.
-        let downloader = downloader(dir.path(), |c| c.tuning.steal_ratio = 0.0);
+        // No stealing, no end game: each chunk must travel once, whatever the timing.
+        let downloader = downloader(dir.path(), |c| {
+            c.tuning.steal_ratio = 0.0;
+            c.tuning.end_game = false;
+        });
         let sources = vec![v4(a.listen_addr()), v4(b.listen_addr())];
 
         let done = downloader.fetch(request(&bytes, sources.clone())).await;
@@ -747,7 +750,11 @@ fn stopped_download_resumes_without_fetching_done_chunks_again() {
         let bytes = content(5 * CHUNK_SIZE + 7);
         let dir = tempfile::tempdir().unwrap();
         let first = test_source(bytes.clone(), Behaviour::StallAfter(2)).await;
-        let downloader = downloader(dir.path(), |c| c.io_timeout = PATIENCE * 2);
+        // From the front: the two chunks it serves are whole ones.
+        let downloader = downloader(dir.path(), |c| {
+            c.io_timeout = PATIENCE * 2;
+            c.tuning.shuffle = false;
+        });
         let id = downloader.downloads.start(request(&bytes, vec![first.addr])).await.unwrap();
         let downloads = &downloader.downloads;
         wait_for("two chunks on disk", || async move { downloads.get(id).await.unwrap().bytes_done == 2 * CHUNK_SIZE })

@@ -31,6 +31,7 @@ use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddrV4};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
 use search::thex::Root;
 use search::{SharedFile, Urn};
@@ -52,6 +53,8 @@ pub const MAX_SWARM_PER_URN: usize = 32;
 pub const MAX_SWARM_FILES: usize = 1024;
 /// Shared files seeded at once.
 pub const MAX_SEEDED: usize = 64;
+/// The longest `Retry-After` of a busy upload of a file offered in part.
+pub const SWARM_RETRY_AFTER: Duration = Duration::from_secs(5);
 
 /// A set of byte ranges `start..end` (end exclusive), sorted, disjoint and
 /// not touching.
@@ -328,6 +331,17 @@ fn is_same_file(canonical: &Path, path: &Path) -> bool {
         || (canonical.file_name() == path.file_name() && path.canonicalize().is_ok_and(|p| p == canonical))
 }
 
+/// The `Retry-After` of a busy upload: for a file offered in part (being
+/// downloaded, or seeded), at most [`SWARM_RETRY_AFTER`], since a crowd's
+/// slots free up chunk by chunk and a downloader sent away for a minute
+/// could have fetched from us and served others meanwhile.
+pub fn retry_after(configured: Duration, partial: bool) -> Duration {
+    match partial {
+        true => configured.min(SWARM_RETRY_AFTER),
+        false => configured,
+    }
+}
+
 /// What an upload of a partial file answers to a range request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PartialAnswer {
@@ -426,6 +440,14 @@ mod tests {
             ranges.insert(i * 2, i * 2 + 1);
         }
         assert_eq!(ranges.ranges().len(), MAX_RANGES);
+    }
+
+    #[test]
+    fn a_busy_upload_of_a_file_offered_in_part_asks_to_come_back_sooner() {
+        let minute = Duration::from_secs(60);
+        assert_eq!(retry_after(minute, false), minute);
+        assert_eq!(retry_after(minute, true), SWARM_RETRY_AFTER);
+        assert_eq!(retry_after(Duration::from_secs(2), true), Duration::from_secs(2));
     }
 
     #[test]

@@ -187,13 +187,7 @@ impl Uploads {
     /// The THEX body of `file`, from the cache or computed from the file;
     /// `None` if the file no longer hashes to its indexed root.
     async fn tree_body(&self, file: &SharedFile) -> io::Result<Option<Arc<Vec<u8>>>> {
-        let cached = |trees: &VecDeque<(Root, Arc<Vec<u8>>)>| {
-            trees.iter().find(|(root, _)| *root == file.tth).map(|(_, body)| body.clone())
-        };
-        if let Some(body) = cached(&self.trees.lock().unwrap_or_else(PoisonError::into_inner)) {
-            return Ok(Some(body));
-        }
-        if let Some(body) = self.partial.tree_body(&file.tth) {
+        if let Some(body) = self.cached_tree(file) {
             return Ok(Some(body));
         }
         let (path, size) = (file.path.clone(), file.size);
@@ -220,6 +214,14 @@ impl Uploads {
         }
         trees.push_back((file.tth, body.clone()));
         Ok(Some(body))
+    }
+
+    /// The THEX body of `file` if it costs no reading: cached, or the tree
+    /// a download of it holds.
+    fn cached_tree(&self, file: &SharedFile) -> Option<Arc<Vec<u8>>> {
+        let trees = self.trees.lock().unwrap_or_else(PoisonError::into_inner);
+        let cached = trees.iter().find(|(root, _)| *root == file.tth).map(|(_, body)| body.clone());
+        cached.or_else(|| self.partial.tree_body(&file.tth))
     }
 
     /// The download mesh these uploads read and feed.
@@ -518,7 +520,8 @@ impl Exchange<'_> {
             head.set_status(503);
             head.headers.insert("Content-Length", 0);
             head.headers.remove("Content-Range");
-            head.headers.insert("Retry-After", uploads.config.retry_after.as_secs());
+            let retry = partial::retry_after(uploads.config.retry_after, available.is_some());
+            head.headers.insert("Retry-After", retry.as_secs());
             head.headers.insert("Connection", "close");
             send_head(stream, &head, stall).await?;
             return Ok(false);
@@ -539,12 +542,20 @@ impl Exchange<'_> {
     ) -> io::Result<bool> {
         let uploads = self.uploads;
         let stall = uploads.config.stall_timeout;
-        let Some(_slot) = uploads.take_slot() else {
-            uploads.refused_busy.fetch_add(1, Ordering::Relaxed);
-            let mut head = plain_head(503, false);
-            head.headers.insert("Retry-After", uploads.config.retry_after.as_secs());
-            send_head(stream, &head, stall).await?;
-            return Ok(false);
+        // A tree at hand costs no slot: a crowd fetching a new release asks
+        // for it all at once, and it is a few KiB.
+        let _slot = match uploads.cached_tree(file) {
+            Some(_) => None,
+            None => match uploads.take_slot() {
+                Some(slot) => Some(slot),
+                None => {
+                    uploads.refused_busy.fetch_add(1, Ordering::Relaxed);
+                    let mut head = plain_head(503, false);
+                    head.headers.insert("Retry-After", uploads.config.retry_after.as_secs());
+                    send_head(stream, &head, stall).await?;
+                    return Ok(false);
+                }
+            },
         };
         let Some(body) = uploads.tree_body(file).await? else {
             return send_head(stream, &plain_head(404, keep), stall).await.map(|()| keep);

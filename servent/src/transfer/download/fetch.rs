@@ -39,7 +39,7 @@ use futures::{AsyncBufReadExt, FutureExt};
 
 use search::Urn;
 
-use super::plan::ChunkRange;
+use super::plan::{ChunkRange, PARTIAL_RECHECK};
 use crate::transfer::alt::{format_x_alt, parse_alternate_locations, parse_x_alt};
 use crate::transfer::http::{self, ByteRange, HttpError, Request, ResponseHead};
 use crate::transfer::parq::{self, QueueTicket};
@@ -57,6 +57,9 @@ const MAX_LEARNED: usize = 32;
 /// Requests one chunk may take when a source answers shorter ranges: a
 /// 1 MiB chunk in pieces of 16 KiB on average at worst.
 pub(super) const MAX_REQUESTS_PER_CHUNK: usize = 64;
+/// `416` answers in a row (a partial source without the chunks asked for)
+/// after which the worker leaves the source alone for a while.
+const MAX_REFUSALS: u32 = 3;
 /// Longest body of a refusal read (and thrown away) to keep its connection.
 const MAX_REFUSAL_BODY: u64 = 64 * 1024;
 
@@ -150,7 +153,7 @@ pub(super) async fn run(source: SocketAddrV4, job: Job, events: Reporter) {
 }
 
 async fn work(source: SocketAddrV4, job: &Job, events: &Reporter) -> WorkerEnd {
-    let mut worker = Worker { source, job, events, connection: None, ticket: None, told: None };
+    let mut worker = Worker { source, job, events, connection: None, ticket: None, refusals: 0 };
     let (reply, mut answer) = oneshot::channel();
     if events.send(WorkerEvent::Ask { source, reply }).await.is_err() {
         return WorkerEnd::Stopped;
@@ -220,9 +223,8 @@ struct Worker<'a> {
     connection: Option<Connection>,
     /// Our place in the source's queue, sent back until it serves us.
     ticket: Option<QueueTicket>,
-    /// What the source last said it has, once it said it: `Some(None)`
-    /// for the whole file.
-    told: Option<Option<RangeSet>>,
+    /// `416` answers in a row.
+    refusals: u32,
 }
 
 /// A kept-alive connection to a source.
@@ -297,17 +299,23 @@ impl Worker<'_> {
             let end = match check_head(&head, self.job, want) {
                 Ok(Answer::Serves(end)) => end,
                 Ok(Answer::Unavailable) => {
-                    // Asked blind, or after it said it had these bytes: a
-                    // source that refuses what it claims is lying.
-                    let claimed = self.told.as_ref().is_some_and(|told| match told {
+                    // A refusal that names the refused bytes among those it
+                    // has contradicts itself: a lie. (What a partial source
+                    // has may change between answers: a seed offers fewer.)
+                    let claimed = available.as_ref().is_some_and(|told| match told {
                         Some(ranges) => ranges.contains(want.start, want.end),
                         None => true,
                     });
                     if claimed || filled > 0 {
-                        let why = format!("answered 416 for bytes {}-{} it said it has", want.start, want.end - 1);
+                        let why = format!("answered 416 for bytes {}-{} it says it has", want.start, want.end - 1);
                         return Err(WorkerEnd::Failed(why).into());
                     }
-                    self.told = available;
+                    // Never a tight loop: it is asked again later.
+                    self.refusals += 1;
+                    if self.refusals >= MAX_REFUSALS {
+                        let why = "has none of what we asked for now".to_string();
+                        return Err(WorkerEnd::Busy(PARTIAL_RECHECK, why).into());
+                    }
                     self.keep_after_refusal(conn, &head).await;
                     return Err(Interrupt::Unavailable);
                 }
@@ -318,9 +326,7 @@ impl Worker<'_> {
                 Err(end) => return Err(end.into()),
             };
             self.ticket = None;
-            if available.is_some() {
-                self.told = available;
-            }
+            self.refusals = 0;
             let part = &mut data[(want.start - chunk.start) as usize..(end - chunk.start) as usize];
             let at = (self.source, chunk.index, filled);
             read_body(&mut conn, part, at, self.job, self.events).await?;
