@@ -18,12 +18,12 @@
 //! it has.
 //!
 //! How partial sources are found: each download request names the
-//! downloader's own port (`X-Node`), and the uploader keeps it, with the
-//! request's real IP address, as a *swarm* source of that file
+//! downloader's own address (`X-Node`), and the uploader keeps it as a
+//! *swarm* source of that file when it is the address the request came from
 //! ([`PartialShares::note_downloader`], [`MAX_SWARM_PER_URN`] per file, the
-//! newest kept). Only the address the request came from is learnt, never
-//! one it names, so a liar can only name itself, and every chunk it serves
-//! is checked by the tree anyway. The uploads pass the swarm on in `X-Alt`
+//! newest kept). No other address a request names is learnt, so a liar can
+//! only name itself, and every chunk it serves is checked by the tree
+//! anyway. The uploads pass the swarm on in `X-Alt`
 //! with the sources downloads verified, so the downloaders of a new file
 //! find each other through its publisher.
 
@@ -287,18 +287,14 @@ impl PartialShares {
         self.lock_files().iter().find(|f| f.file.tth == *root).map(|f| f.thex.clone())
     }
 
-    /// Remembers the downloader of `file` at `ip` (the address its request
-    /// came from) listening on the port its `X-Node` names, as a swarm
-    /// source of the file. `x_node` is the header's value, if any.
+    /// Remembers the downloader of `file` as a swarm source of the file,
+    /// when its `X-Node` (`x_node`, the header's value) names the very
+    /// address its request came from (`ip`) and a port.
     pub fn note_downloader(&self, file: &SharedFile, ip: IpAddr, x_node: Option<&str>) {
-        let (IpAddr::V4(ip), Some(x_node)) = (ip, x_node) else { return };
-        let Some(port) = x_node.trim().rsplit_once(':').and_then(|(_, port)| port.parse::<u16>().ok()) else {
-            return;
-        };
-        if port == 0 {
+        let Some(addr) = x_node.and_then(|value| value.trim().parse::<SocketAddrV4>().ok()) else { return };
+        if IpAddr::V4(*addr.ip()) != ip || addr.port() == 0 {
             return;
         }
-        let addr = SocketAddrV4::new(ip, port);
         let mut swarm = self.swarm.lock().unwrap_or_else(PoisonError::into_inner);
         let Swarm { order, by_urn } = &mut *swarm;
         if !by_urn.contains_key(&file.sha1) {
@@ -480,15 +476,18 @@ mod tests {
         let urn: Urn = "urn:sha1:PLSTHIPQGSSZTS5FJUPAKUZWUGYQYPFB".parse().unwrap();
         let file = shared(urn);
         let ip: IpAddr = "192.0.2.7".parse().unwrap();
-        // The IP the request came from, whatever the header claims.
+        // Only the address the request came from, named by the request itself.
         shares.note_downloader(&file, ip, Some("203.0.113.9:6346"));
+        assert!(shares.swarm(&file).is_empty());
+        shares.note_downloader(&file, ip, Some(" 192.0.2.7:6346"));
         assert_eq!(shares.swarm(&file), ["192.0.2.7:6346".parse().unwrap()]);
-        for junk in [None, Some("nonsense"), Some("1.2.3.4:0"), Some("1.2.3.4:99999")] {
-            shares.note_downloader(&file, "192.0.2.8".parse().unwrap(), junk);
+        let other: IpAddr = "192.0.2.8".parse().unwrap();
+        for junk in [None, Some("nonsense"), Some("192.0.2.8:0"), Some("192.0.2.8:99999"), Some("192.0.2.8")] {
+            shares.note_downloader(&file, other, junk);
         }
         assert_eq!(shares.swarm(&file).len(), 1);
         for port in 1..=(MAX_SWARM_PER_URN as u16 + 10) {
-            shares.note_downloader(&file, ip, Some(&format!("x:{port}")));
+            shares.note_downloader(&file, ip, Some(&format!("192.0.2.7:{port}")));
         }
         let swarm = shares.swarm(&file);
         assert_eq!(swarm.len(), MAX_SWARM_PER_URN);
