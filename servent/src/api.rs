@@ -27,6 +27,8 @@
 //! | `POST /api/downloads/:id/cancel` | `{"cancelled": 1}` |
 //! | `POST /api/downloads/:id/pause` | `{"paused": 1}` |
 //! | `POST /api/downloads/:id/resume` | `{"resumed": 1}` |
+//! | `GET /api/rates` | [`Rates`](crate::transfer::rate::Rates): the caps in bytes per second, 0 unlimited |
+//! | `POST /api/rates` `{"max_upload_rate": "512K", "max_download_rate": 0}` (either, a number or a rate) | the [`Rates`](crate::transfer::rate::Rates) now |
 //! | `GET /api/updates` | [`UpdaterStatus`](crate::updater::UpdaterStatus) |
 //! | `POST /api/updates/run` `{"dry_run": false}` | [`PassReport`](crate::updater::PassReport) |
 //! | `POST /api/install` `{"name": "SEBLINUX-base", "dry_run": false}` | a [`Decision`](crate::updater::Decision) |
@@ -57,6 +59,7 @@ use signing_tool::KeyId;
 pub use self::guard::ApiToken;
 use crate::node::{NodeError, NodeHandle};
 use crate::transfer::download::{DownloadError, DownloadId, Keep};
+use crate::transfer::rate::{self, Rates};
 use crate::trust::TrustedKey;
 use crate::updater::{UpdateError, Updater};
 use crate::wire::Guid;
@@ -318,6 +321,24 @@ fn app(state: State) -> tide::Server<State> {
     app.at("/api/downloads/:id/cancel").post(|req| control(req, Control::Cancel));
     app.at("/api/downloads/:id/pause").post(|req| control(req, Control::Pause));
     app.at("/api/downloads/:id/resume").post(|req| control(req, Control::Resume));
+    app.at("/api/rates").get(|req: Request<State>| async move { json(&req.state().node.rates()) });
+    app.at("/api/rates").post(|mut req: Request<State>| async move {
+        let request: RatesRequest = body_json(&mut req, "max_upload_rate").await?;
+        let node = &req.state().node;
+        let now = node.rates();
+        let rates = Rates {
+            max_upload_rate: request
+                .max_upload_rate
+                .map_or(Ok(now.max_upload_rate), RateValue::bytes)
+                .map_err(bad_request)?,
+            max_download_rate: request
+                .max_download_rate
+                .map_or(Ok(now.max_download_rate), RateValue::bytes)
+                .map_err(bad_request)?,
+        };
+        node.set_rates(rates.check().map_err(bad_request)?);
+        json(&node.rates())
+    });
     app.at("/api/updates").get(|req: Request<State>| async move { json(&updater_of(&req)?.status()) });
     app.at("/api/updates/run").post(|mut req: Request<State>| async move {
         let request: UpdateRequest = body_json(&mut req, "dry_run").await?;
@@ -425,6 +446,35 @@ pub struct DistrustRequest {
 pub struct ShareRequest {
     /// Its absolute path on the servent's machine.
     pub dir: std::path::PathBuf,
+}
+
+/// A request to change the caps; a cap left out stays as it is.
+#[derive(Debug, Deserialize)]
+pub struct RatesRequest {
+    /// All uploads together.
+    pub max_upload_rate: Option<RateValue>,
+    /// All downloads together.
+    pub max_download_rate: Option<RateValue>,
+}
+
+/// A cap as a number of bytes per second or as the command line writes it (`512K`).
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum RateValue {
+    /// Bytes per second.
+    Bytes(u64),
+    /// `512K`, `2M`, `0`…
+    Text(String),
+}
+
+impl RateValue {
+    /// Bytes per second.
+    fn bytes(self) -> Result<u64, String> {
+        match self {
+            RateValue::Bytes(bytes) => Ok(bytes),
+            RateValue::Text(text) => rate::parse_rate(&text),
+        }
+    }
 }
 
 /// A request to connect to a servent.

@@ -15,6 +15,7 @@ use crate::config::{self, Config};
 use crate::configfile;
 use crate::keysource;
 use crate::peeraddr::PeerAddr;
+use crate::transfer::rate::{self, Rates};
 use crate::transfer::upload::UploadConfig;
 use crate::updater;
 
@@ -282,6 +283,16 @@ pub struct RunArgs {
     /// Uploads served at once; more get 503 with Retry-After.
     #[structopt(long, default_value = "8")]
     pub upload_slots: usize,
+    /// Bytes per second all uploads share, like 512K or 2M (0: unlimited).
+    #[structopt(long, default_value = "0", value_name = "RATE", parse(try_from_str = rate::parse_rate))]
+    pub max_upload_rate: u64,
+    /// Bytes per second all downloads share, like 512K or 2M (0: unlimited).
+    #[structopt(long, default_value = "0", value_name = "RATE", parse(try_from_str = rate::parse_rate))]
+    pub max_download_rate: u64,
+    /// A shared file to serve as a seed: each chunk once to the swarm before
+    /// any twice, so downloaders fetch the rest from each other (repeatable).
+    #[structopt(long, parse(from_os_str), value_name = "FILE")]
+    pub seed_release: Vec<PathBuf>,
     /// Ultrapeer links to keep (a leaf keeps 4 at most).
     #[structopt(long, default_value = "16")]
     pub max_peers: usize,
@@ -384,6 +395,9 @@ impl RunArgs {
         if !(1..=15).contains(&self.max_ttl) {
             return Err(format!("--max-ttl {} is out of range 1..=15", self.max_ttl));
         }
+        if let Some(missing) = self.seed_release.iter().find(|file| !file.is_file()) {
+            return Err(format!("--seed-release {}: not a file", missing.display()));
+        }
         if self.upload_slots == 0 {
             return Err("--upload-slots 0 would serve no upload: give at least 1".into());
         }
@@ -425,6 +439,8 @@ impl RunArgs {
             max_ttl: self.max_ttl,
             deflate: !self.no_deflate,
             uploads: UploadConfig { slots: self.upload_slots, ..UploadConfig::default() },
+            rates: Rates { max_upload_rate: self.max_upload_rate, max_download_rate: self.max_download_rate },
+            seed_releases: self.seed_release.clone(),
             downloads: self.downloads.clone(),
             api_token,
             ..Config::default()

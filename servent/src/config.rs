@@ -58,6 +58,11 @@ pub struct Config {
     pub deflate: bool,
     /// Upload slots, per-address limit and timeouts.
     pub uploads: crate::transfer::upload::UploadConfig,
+    /// The upload and download caps (`--max-upload-rate`, `--max-download-rate`).
+    pub rates: crate::transfer::rate::Rates,
+    /// Shared files served as a seed (`--seed-release`): each chunk once
+    /// to the swarm before any twice.
+    pub seed_releases: Vec<PathBuf>,
     /// Where finished downloads land (and are shared from); `None` means
     /// `<data-dir>/downloads`. Without a data directory there are no downloads.
     pub downloads: Option<PathBuf>,
@@ -87,6 +92,8 @@ impl Default for Config {
             rescan_interval: RESCAN_INTERVAL,
             deflate: true,
             uploads: crate::transfer::upload::UploadConfig::default(),
+            rates: crate::transfer::rate::Rates::default(),
+            seed_releases: Vec::new(),
             downloads: None,
             trust: Vec::new(),
             api_token: None,

@@ -126,8 +126,11 @@ fn two_servents_serve_one_download_together() {
         let (a, _a_files) = sharing_servent(&bytes).await;
         let (b, _b_files) = sharing_servent(&bytes).await;
         let dir = tempfile::tempdir().unwrap();
-        // No stealing: each chunk must travel once, whatever the timing.
-        let downloader = downloader(dir.path(), |c| c.tuning.steal_ratio = 0.0);
+        // No stealing, no end game: each chunk must travel once, whatever the timing.
+        let downloader = downloader(dir.path(), |c| {
+            c.tuning.steal_ratio = 0.0;
+            c.tuning.end_game = false;
+        });
         let sources = vec![v4(a.listen_addr()), v4(b.listen_addr())];
 
         let done = downloader.fetch(request(&bytes, sources.clone())).await;
@@ -477,6 +480,7 @@ async fn hostile_costs_only_its_chunks(behaviour: Behaviour, expected: &str) {
         // No stealing: the hostile source's chunk must fail, not be overtaken.
         c.tuning.stall = Duration::from_secs(60);
         c.tuning.steal_ratio = 0.0;
+        c.tuning.end_game = false;
     });
 
     // The hostile source first, so that it gets a chunk before the good
@@ -530,6 +534,8 @@ fn stalled_chunk_is_taken_over_before_the_timeout() {
         let downloader = downloader(dir.path(), |c| {
             c.io_timeout = PATIENCE * 2;
             c.tuning.stall = Duration::from_millis(300);
+            // From the front: the first source serves the first two.
+            c.tuning.shuffle = false;
         });
         let done = downloader.fetch(request(&bytes, vec![stalling.addr, v4(good.listen_addr())])).await;
         assert_complete(&done, &bytes);
@@ -579,7 +585,10 @@ fn source_answering_tiny_ranges_costs_only_its_chunks() {
         let (good, _files) = sharing_servent(&bytes).await;
         let tiny = test_source(bytes.clone(), Behaviour::ShortRanges(1000)).await;
         let dir = tempfile::tempdir().unwrap();
-        let downloader = downloader(dir.path(), |c| c.tuning.steal_ratio = 0.0);
+        let downloader = downloader(dir.path(), |c| {
+            c.tuning.steal_ratio = 0.0;
+            c.tuning.end_game = false;
+        });
         let done = downloader.fetch(request(&bytes, vec![tiny.addr, v4(good.listen_addr())])).await;
         assert_complete(&done, &bytes);
         let charged = source(&done, tiny.addr);
@@ -741,7 +750,11 @@ fn stopped_download_resumes_without_fetching_done_chunks_again() {
         let bytes = content(5 * CHUNK_SIZE + 7);
         let dir = tempfile::tempdir().unwrap();
         let first = test_source(bytes.clone(), Behaviour::StallAfter(2)).await;
-        let downloader = downloader(dir.path(), |c| c.io_timeout = PATIENCE * 2);
+        // From the front: the two chunks it serves are whole ones.
+        let downloader = downloader(dir.path(), |c| {
+            c.io_timeout = PATIENCE * 2;
+            c.tuning.shuffle = false;
+        });
         let id = downloader.downloads.start(request(&bytes, vec![first.addr])).await.unwrap();
         let downloads = &downloader.downloads;
         wait_for("two chunks on disk", || async move { downloads.get(id).await.unwrap().bytes_done == 2 * CHUNK_SIZE })
@@ -840,7 +853,11 @@ fn download_until_killed() {
     let (Some(dir), Some(source), Some(size)) = (parts.next(), parts.next(), parts.next()) else { return };
     let bytes = content(size.parse().unwrap());
     task::block_on(async {
-        let downloader = downloader(Path::new(dir), |c| c.io_timeout = PATIENCE * 2);
+        // Chunks from the front, so that the state file's two are known.
+        let downloader = downloader(Path::new(dir), |c| {
+            c.io_timeout = PATIENCE * 2;
+            c.tuning.shuffle = false;
+        });
         let id = downloader.downloads.start(request(&bytes, vec![source.parse().unwrap()])).await.unwrap();
         downloader.downloads.wait(id).await.unwrap();
         unreachable!("the source stalls: the download cannot end before the kill");
@@ -894,6 +911,8 @@ fn paused_download_keeps_its_chunks_and_resumes_where_it_stopped() {
         let downloader = downloader(dir.path(), |c| {
             c.io_timeout = PATIENCE * 2;
             c.tuning.stall = Duration::from_millis(300);
+            // From the front: the first source serves the first two.
+            c.tuning.shuffle = false;
         });
         let downloads = &downloader.downloads;
         let id = downloads.start(request(&bytes, vec![first.addr])).await.unwrap();

@@ -48,6 +48,7 @@ pub mod catalog;
 pub mod churn;
 pub mod content;
 pub mod experiment;
+pub mod flash;
 pub mod net;
 pub mod report;
 pub mod sim;

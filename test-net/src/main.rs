@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use structopt::StructOpt;
 use test_net::experiment::{self, QueryRecord};
-use test_net::{report, sim, Distribution, Error, Settings, Shape};
+use test_net::{flash, report, sim, Distribution, Error, Settings, Shape};
 
 /// Counts the heap, so that `--sim` reports its memory per node the same way every run.
 #[global_allocator]
@@ -81,6 +81,24 @@ struct Args {
     /// peak memory go to standard error.
     #[structopt(long)]
     sim: bool,
+    /// A flash crowd instead: this many servents download a new signed
+    /// release at once from one publisher (and --fakes junk sources), each
+    /// with its own caps; prints the publisher's share and completion times.
+    #[structopt(long, value_name = "N")]
+    flash_crowd: Option<usize>,
+    /// The flash crowd's release, in MiB.
+    #[structopt(long, value_name = "M", default_value = "8")]
+    file_mib: u64,
+    /// Each flash-crowd servent's upload cap (the publisher's too), like 512K or 2M.
+    #[structopt(long, value_name = "RATE", default_value = "1M", parse(try_from_str = parse_rate))]
+    max_upload_rate: u64,
+    /// The flash crowd's publisher serves the release as a seed: each chunk
+    /// once before any twice.
+    #[structopt(long)]
+    seed_release: bool,
+    /// Each flash-crowd servent's download cap.
+    #[structopt(long, value_name = "RATE", default_value = "2M", parse(try_from_str = parse_rate))]
+    max_download_rate: u64,
 }
 
 impl Args {
@@ -105,6 +123,10 @@ impl Args {
     }
 }
 
+fn parse_rate(text: &str) -> Result<u64, String> {
+    servent::transfer::rate::parse_rate(text)
+}
+
 fn parse_range(text: &str) -> Result<RangeInclusive<u8>, String> {
     let (start, end) = text.split_once("..").ok_or_else(|| format!("expected A..B, like 1..7, not {text:?}"))?;
     let number = |s: &str| s.trim().parse::<u8>().map_err(|e| format!("{s:?} in {text:?}: {e}"));
@@ -122,6 +144,7 @@ enum Line<'a> {
         record: &'a QueryRecord,
     },
     Summary(&'a experiment::Summary),
+    FlashCrowd(&'a flash::FlashSummary),
     Sweep(&'a experiment::SweepSummary),
 }
 
@@ -181,6 +204,25 @@ fn main() -> ExitCode {
 }
 
 async fn try_main(args: &Args, cancel: &AtomicBool, output: &Output) -> Result<(), Error> {
+    if let Some(crowd) = args.flash_crowd {
+        let settings = flash::FlashSettings {
+            crowd,
+            file_mib: args.file_mib,
+            fakers: args.fakes,
+            upload_rate: args.max_upload_rate,
+            download_rate: args.max_download_rate,
+            port: args.port,
+            seed: args.seed,
+            seed_release: args.seed_release,
+        };
+        let summary = flash::run(&settings, cancel).await?;
+        if args.json {
+            output.line(&Line::FlashCrowd(&summary));
+        } else {
+            output.print(&summary.to_string());
+        }
+        return Ok(());
+    }
     let settings = args.settings();
     let began = Instant::now();
     match &args.sweep_ttl {

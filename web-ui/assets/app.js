@@ -523,8 +523,14 @@ function cancelDownload(id, control) {
   return downloadAction(id, control, "cancel");
 }
 
+/** A cap in bytes per second as people read it; 0 is no cap. */
+function humanRate(rate) {
+  return rate ? `${humanSize(rate)}/s` : "unlimited";
+}
+
 async function refreshDownloads() {
-  const downloads = await api("GET", "/api/downloads");
+  const [downloads, rates] = await Promise.all([api("GET", "/api/downloads"), api("GET", "/api/rates")]);
+  setText(byId("rates"), `Uploads capped at ${humanRate(rates.max_upload_rate)}, downloads at ${humanRate(rates.max_download_rate)}.`);
   const table = byId("downloads");
   syncRows(table.tBodies[0], downloads, (d) => String(d.id), createDownloadRow, updateDownloadRow);
   table.hidden = downloads.length === 0;

@@ -48,7 +48,9 @@ use crate::routing::{Counters, PeerId};
 use crate::searches::SearchResult;
 use crate::transfer::alt::AltLocations;
 use crate::transfer::download::{DownloadError, DownloadId, Downloads, DownloadsConfig, Keep};
+use crate::transfer::partial::PartialShares;
 use crate::transfer::push::Pushes;
+use crate::transfer::rate::{RateLimit, Rates};
 use crate::transfer::upload::Uploads;
 use crate::trust::{self, Judgement, KeyEntry, SharedTrust, TrustError, TrustStore, Verdict};
 use crate::wire::{Guid, Urn};
@@ -312,6 +314,8 @@ pub struct NodeHandle {
     library_verdicts: Arc<Mutex<LibraryVerdicts>>,
     uploads: Arc<Uploads>,
     downloads: Option<Downloads>,
+    /// The cap all downloads share.
+    download_rate: Arc<RateLimit>,
     /// Wakes the rescan of the shared folders.
     rescan: Sender<()>,
     /// The shared folders, which `share add` extends.
@@ -333,6 +337,17 @@ impl NodeHandle {
     /// The upload side: its counters and the download mesh.
     pub fn uploads(&self) -> &Arc<Uploads> {
         &self.uploads
+    }
+
+    /// The upload and download caps now.
+    pub fn rates(&self) -> Rates {
+        Rates { max_upload_rate: self.uploads.rate_limit().rate(), max_download_rate: self.download_rate.rate() }
+    }
+
+    /// Sets the upload and download caps, from now on.
+    pub fn set_rates(&self, rates: Rates) {
+        self.uploads.rate_limit().set_rate(rates.max_upload_rate);
+        self.download_rate.set_rate(rates.max_download_rate);
     }
 
     /// Rescans the shared folders now rather than at the next interval, so
@@ -523,7 +538,17 @@ pub async fn start(config: Config) -> Result<NodeHandle, NodeError> {
     let listen = listener.local_addr().map_err(|source| NodeError::Listen { addr: config.listen, source })?;
     let (events, inbox) = channel::bounded(EVENT_QUEUE);
     let alt = Arc::new(AltLocations::new());
-    let uploads = Arc::new(Uploads::new(config.uploads.clone(), library.clone(), alt.clone()));
+    let partial = Arc::new(PartialShares::new());
+    for path in &config.seed_releases {
+        if let Err(why) = partial.seed_release(path) {
+            log(format_args!("{why}"));
+        }
+    }
+    let uploads = Arc::new(
+        Uploads::new(config.uploads.clone(), library.clone(), alt.clone()).with_partial_shares(partial.clone()),
+    );
+    uploads.rate_limit().set_rate(config.rates.max_upload_rate);
+    let download_rate = Arc::new(RateLimit::new(config.rates.max_download_rate));
     let push_events = events.clone();
     let pushes = Arc::new(Pushes::new(move |servent, index, proxies| {
         // A full queue loses this PUSH; the download tries again later.
@@ -545,14 +570,24 @@ pub async fn start(config: Config) -> Result<NodeHandle, NodeError> {
     let (rescan_now, rescan_wake) = channel::bounded(1);
     let mut shares = config.shares.clone();
     let downloads = match config.download_dirs() {
-        Some((finished, partial)) => {
-            for dir in [&finished, &partial] {
+        Some((finished, partial_dir)) => {
+            for dir in [&finished, &partial_dir] {
                 std::fs::create_dir_all(dir).map_err(|source| NodeError::DataDir { path: dir.clone(), source })?;
             }
             if !shares.contains(&finished) {
                 shares.push(finished.clone());
             }
-            let config = DownloadsConfig { pushes: Some(pushes.clone()), ..DownloadsConfig::new(partial, finished) };
+            let config = DownloadsConfig {
+                pushes: Some(pushes.clone()),
+                rate: download_rate.clone(),
+                partial: partial.clone(),
+                x_node: Some(listen.to_string()),
+                local: match listen.ip() {
+                    std::net::IpAddr::V4(ip) if !ip.is_unspecified() => Some(ip),
+                    _ => None,
+                },
+                ..DownloadsConfig::new(partial_dir, finished)
+            };
             let (rescan_now, library) = (rescan_now.clone(), library.clone());
             let downloads = Downloads::spawn(config, alt, trust.clone(), move |done| {
                 library::share_downloaded(&library, done, rescan_now.clone());
@@ -693,6 +728,7 @@ pub async fn start(config: Config) -> Result<NodeHandle, NodeError> {
         library_verdicts,
         uploads,
         downloads,
+        download_rate,
         rescan: rescan_now,
         folders,
         pump,

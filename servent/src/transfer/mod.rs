@@ -21,7 +21,10 @@ pub mod download;
 pub mod http;
 pub mod magnet;
 pub mod parq;
+pub mod partial;
 pub mod push;
+pub mod rate;
+pub mod seed;
 pub mod upload;
 pub mod upload_queue;
 

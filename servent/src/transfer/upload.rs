@@ -61,6 +61,8 @@ use serde::Serialize;
 use super::alt::{self, AltLocations};
 use super::browse::{self, IdentityHook};
 use super::http::{self, ContentRange, HttpError, Request, ResponseHead};
+use super::partial::{self, PartialShares, RangeSet};
+use super::rate::{self, RateLimit};
 use super::upload_queue::{self, Admission, QueueConfig, QueuePlace, UploadQueue};
 use servent_core::USER_AGENT;
 
@@ -159,6 +161,10 @@ pub struct Uploads {
     push_proxy: OnceLock<ProxyHook>,
     /// THEX bodies by root, the newest last.
     trees: Mutex<VecDeque<(Root, Arc<Vec<u8>>)>>,
+    /// The cap all bodies share (`--max-upload-rate`).
+    rate: RateLimit,
+    /// Files being downloaded, offered in part, and their swarms.
+    partial: Arc<PartialShares>,
 }
 
 impl Uploads {
@@ -185,16 +191,25 @@ impl Uploads {
             identity: OnceLock::new(),
             queue,
             trees: Mutex::new(VecDeque::new()),
+            rate: RateLimit::default(),
+            partial: Arc::default(),
         }
+    }
+
+    /// Offers the files `partial` holds in part too (the downloads' own).
+    pub fn with_partial_shares(self, partial: Arc<PartialShares>) -> Uploads {
+        Uploads { partial, ..self }
+    }
+
+    /// The cap all uploads share, to read or change.
+    pub fn rate_limit(&self) -> &RateLimit {
+        &self.rate
     }
 
     /// The THEX body of `file`, from the cache or computed from the file;
     /// `None` if the file no longer hashes to its indexed root.
     async fn tree_body(&self, file: &SharedFile) -> io::Result<Option<Arc<Vec<u8>>>> {
-        let cached = |trees: &VecDeque<(Root, Arc<Vec<u8>>)>| {
-            trees.iter().find(|(root, _)| *root == file.tth).map(|(_, body)| body.clone())
-        };
-        if let Some(body) = cached(&self.trees.lock().unwrap_or_else(PoisonError::into_inner)) {
+        if let Some(body) = self.cached_tree(file) {
             return Ok(Some(body));
         }
         let (path, size) = (file.path.clone(), file.size);
@@ -246,6 +261,14 @@ impl Uploads {
     /// Counts a connection opened for a PUSH.
     pub(crate) fn count_push(&self) {
         self.pushed.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The THEX body of `file` if it costs no reading: cached, or the tree
+    /// a download of it holds.
+    fn cached_tree(&self, file: &SharedFile) -> Option<Arc<Vec<u8>>> {
+        let trees = self.trees.lock().unwrap_or_else(PoisonError::into_inner);
+        let cached = trees.iter().find(|(root, _)| *root == file.tth).map(|(_, body)| body.clone());
+        cached.or_else(|| self.partial.tree_body(&file.tth))
     }
 
     /// The download mesh these uploads read and feed.
@@ -509,18 +532,22 @@ impl Exchange<'_> {
             }
             return Ok(keep);
         }
-        let file = match parse_target(&request.target).map(|target| target.and_then(|t| self.find(&t))) {
-            Ok(Some(file)) => file,
+        let (file, available) = match parse_target(&request.target).map(|target| target.and_then(|t| self.find(&t))) {
+            Ok(Some(found)) => found,
             Ok(None) => return send_head(stream, &plain_head(404, keep), stall).await.map(|()| keep),
             Err(error) => {
                 let status = error.status().unwrap_or(400);
                 return send_head(stream, &plain_head(status, keep), stall).await.map(|()| keep);
             }
         };
+        uploads.partial.note_downloader(&file, self.remote.ip(), request.headers.get("X-Node"));
         if matches!(parse_target(&request.target), Ok(Some(Target::Tree(_)))) {
             return self.answer_tree(stream, &file, is_head, keep).await;
         }
         let mut head = self.file_head(200, &file, keep);
+        if let Some(available) = &available {
+            head.headers.insert("X-Available-Ranges", available.to_header());
+        }
         let range = match request.headers.get("Range").map(http::parse_range).transpose() {
             Ok(range) => range,
             Err(_) => {
@@ -528,7 +555,11 @@ impl Exchange<'_> {
                 return send_head(stream, &head, stall).await.map(|()| keep);
             }
         };
-        let Some(mut opened) = open_indexed(&file).await else {
+        let opened = match available {
+            Some(_) => File::open(&file.path).await.ok(),
+            None => open_indexed(&file).await,
+        };
+        let Some(mut opened) = opened else {
             head.set_status(404);
             return send_head(stream, &head, stall).await.map(|()| keep);
         };
@@ -547,6 +578,13 @@ impl Exchange<'_> {
                 }
             },
         };
+        let (start, end) = match &available {
+            Some(available) => match partial::restrict(&mut head, (start, end), available, file.size) {
+                Some(bytes) => bytes,
+                None => return send_head(stream, &head, stall).await.map(|()| keep),
+            },
+            None => (start, end),
+        };
         head.headers.insert("Content-Length", end - start);
         if is_head || start == end {
             return send_head(stream, &head, stall).await.map(|()| keep);
@@ -559,6 +597,7 @@ impl Exchange<'_> {
                 head.set_status(503);
                 head.headers.insert("Content-Length", 0);
                 head.headers.remove("Content-Range");
+                let retry = partial::retry_after(retry, available.is_some());
                 head.headers.insert("Retry-After", retry.as_secs().max(1));
                 if let Some(place) = place {
                     head.headers.insert("X-Queued", place.x_queued(uploads.config.slots));
@@ -568,6 +607,7 @@ impl Exchange<'_> {
                 return Ok(false);
             }
         };
+        uploads.partial.served(&file, start, end);
         send_head(stream, &head, stall).await?;
         send_body(uploads, &mut opened, stream, start, end).await?;
         Ok(keep)
@@ -583,12 +623,20 @@ impl Exchange<'_> {
     ) -> io::Result<bool> {
         let uploads = self.uploads;
         let stall = uploads.config.stall_timeout;
-        let Some(_slot) = uploads.take_slot() else {
-            uploads.refused_busy.fetch_add(1, Ordering::Relaxed);
-            let mut head = plain_head(503, false);
-            head.headers.insert("Retry-After", uploads.config.retry_after.as_secs());
-            send_head(stream, &head, stall).await?;
-            return Ok(false);
+        // A tree at hand costs no slot: a crowd fetching a new release asks
+        // for it all at once, and it is a few KiB.
+        let _slot = match uploads.cached_tree(file) {
+            Some(_) => None,
+            None => match uploads.take_slot() {
+                Some(slot) => Some(slot),
+                None => {
+                    uploads.refused_busy.fetch_add(1, Ordering::Relaxed);
+                    let mut head = plain_head(503, false);
+                    head.headers.insert("Retry-After", uploads.config.retry_after.as_secs());
+                    send_head(stream, &head, stall).await?;
+                    return Ok(false);
+                }
+            },
         };
         let Some(body) = uploads.tree_body(file).await? else {
             return send_head(stream, &plain_head(404, keep), stall).await.map(|()| keep);
@@ -598,18 +646,25 @@ impl Exchange<'_> {
         head.headers.insert("Content-Length", body.len());
         send_head(stream, &head, stall).await?;
         if !is_head {
-            write_all(stream, &body, stall).await?;
+            rate::write_paced(&uploads.rate, stream, &body, stall).await?;
             uploads.bytes_sent.fetch_add(body.len() as u64, Ordering::Relaxed);
         }
         Ok(keep)
     }
 
-    /// The shared file a target names, found through the index only.
-    fn find(&self, target: &Target) -> Option<SharedFile> {
+    /// The shared file a target names, found through the index only, or
+    /// a file being downloaded and its available bytes.
+    fn find(&self, target: &Target) -> Option<(SharedFile, Option<RangeSet>)> {
         let library = &self.uploads.library;
-        let file = match target {
-            Target::Urn(urn) | Target::Tree(urn) => library.by_urn(urn)?,
-            Target::Indexed { index, name } => library.by_index(*index).filter(|file| file.name == *name)?,
+        let (file, available) = match target {
+            Target::Urn(urn) | Target::Tree(urn) => match library.by_urn(urn) {
+                Some(file) => {
+                    let seeding = self.uploads.partial.seeding(&file);
+                    (file, seeding)
+                }
+                None => self.uploads.partial.find(urn).map(|(file, available)| (file, Some(available)))?,
+            },
+            Target::Indexed { index, name } => (library.by_index(*index).filter(|file| file.name == *name)?, None),
         };
         // HUGE §6.2.1: a downloader may say which content it expects, and a
         // file that is not it must not be served in its place.
@@ -622,7 +677,7 @@ impl Exchange<'_> {
             .filter_map(|urn| urn.parse().ok())
             .collect();
         let matches = expected.is_empty() || expected.iter().any(|urn| *urn == file.sha1 || *urn == file.sha256);
-        matches.then_some(file)
+        matches.then_some((file, available))
     }
 
     /// Up to [`X_ALT_SOURCES`] other sources of `file`, never the requester:
@@ -636,12 +691,16 @@ impl Exchange<'_> {
             .or_else(|| headers.get("Listen-IP"))
             .and_then(|value| alt::parse_x_alt(value).first().copied());
         let is_requester = |addr: &SocketAddrV4| match requester {
-            Some(requester) => *addr == requester,
+            // The swarm knows it by the IP its requests come from.
+            Some(requester) => {
+                *addr == requester || (IpAddr::V4(*addr.ip()) == self.remote.ip() && addr.port() == requester.port())
+            }
             None => IpAddr::V4(*addr.ip()) == self.remote.ip(),
         };
         let mut sources = Vec::new();
-        for urn in [file.sha1, file.sha256] {
-            for addr in self.uploads.alt.get(&urn, alt::MAX_SOURCES_PER_URN) {
+        let verified = [file.sha1, file.sha256].map(|urn| self.uploads.alt.get(&urn, alt::MAX_SOURCES_PER_URN));
+        for addrs in [self.uploads.partial.swarm(file)].into_iter().chain(verified) {
+            for addr in addrs {
                 if !is_requester(&addr) && !sources.contains(&addr) && sources.len() < X_ALT_SOURCES {
                     sources.push(addr);
                 }
@@ -736,7 +795,7 @@ async fn send_body(uploads: &Uploads, file: &mut File, stream: &mut TcpStream, s
             // tells the downloader, which will not get the old length.
             return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "shared file shrank while being sent"));
         }
-        write_all(stream, &buffer[..read], uploads.config.stall_timeout).await?;
+        rate::write_paced(&uploads.rate, stream, &buffer[..read], uploads.config.stall_timeout).await?;
         uploads.bytes_sent.fetch_add(read as u64, Ordering::Relaxed);
         left -= read as u64;
     }
@@ -744,7 +803,7 @@ async fn send_body(uploads: &Uploads, file: &mut File, stream: &mut TcpStream, s
 }
 
 /// Writes all of `bytes`, failing if the peer takes nothing for `stall`.
-async fn write_all(stream: &mut TcpStream, mut bytes: &[u8], stall: Duration) -> io::Result<()> {
+pub(super) async fn write_all(stream: &mut TcpStream, mut bytes: &[u8], stall: Duration) -> io::Result<()> {
     while !bytes.is_empty() {
         let written = async_std::io::timeout(stall, stream.write(bytes)).await?;
         if written == 0 {

@@ -211,6 +211,9 @@ impl Driver {
             .map_err(|e| e.to_string())?
         };
         let mut plan = Plan::new(start.size, config.tuning);
+        if config.tuning.shuffle {
+            plan.seed(rand::random());
+        }
         let mut name = start.name.clone();
         let mut sources = start.sources.clone();
         let mut urns = start.urns.clone();
@@ -291,6 +294,17 @@ impl Driver {
 
     /// Runs the download until it ends or is stopped.
     pub(super) async fn run(mut self, control: Receiver<Control>, stop: Receiver<Stop>) -> Outcome {
+        let outcome = self.drive(control, stop).await;
+        // Offered in part no longer: a finished file is served from where
+        // it landed until the library has indexed it.
+        match &outcome {
+            Outcome::Complete(path) => self.config.partial.complete(&self.key, path.clone()),
+            _ => self.config.partial.withdraw(&self.key),
+        }
+        outcome
+    }
+
+    async fn drive(&mut self, control: Receiver<Control>, stop: Receiver<Stop>) -> Outcome {
         let mut inputs: BoxStream<'static, Input> = stream::select_all([
             self.worker_rx.clone().map(|(serial, event)| Input::Worker(serial, event)).boxed(),
             control.map(Input::Control).boxed(),
@@ -369,6 +383,7 @@ impl Driver {
             | WorkerEvent::Progress { source, .. }
             | WorkerEvent::Chunk { source, .. }
             | WorkerEvent::Queued { source, .. }
+            | WorkerEvent::Available { source, .. }
             | WorkerEvent::Ended { source, .. } => Some(*source),
             WorkerEvent::Learned { .. } => None,
         };
@@ -426,6 +441,7 @@ impl Driver {
                     self.plan.add_source(addr);
                 }
             }
+            WorkerEvent::Available { source, ranges } => self.plan.set_available(source, ranges),
             WorkerEvent::Ended { source, end } => {
                 self.workers.remove(&source);
                 self.idle.retain(|(s, _)| *s != source);
@@ -471,8 +487,10 @@ impl Driver {
         for source in untried {
             self.tree_asked.push(source);
             let (size, timeout) = (self.plan.size(), self.config.io_timeout);
-            match super::tree::fetch(source, self.key, size, root, timeout, &self.config.user_agent).await {
+            let (local, agent) = (self.config.local, &self.config.user_agent);
+            match super::tree::fetch(source, self.key, size, root, (timeout, local), agent).await {
                 Ok(tree) if CHUNK_SIZE.is_multiple_of(tree.segment_size()) => {
+                    self.offer_partial(root, &tree);
                     self.tree = Some(Arc::new(tree));
                     self.published.lock().unwrap_or_else(PoisonError::into_inner).tth = Some(root);
                     return;
@@ -484,6 +502,19 @@ impl Driver {
                 )),
                 Err(why) => super::log(&format!("download {}: no tree from {source}: {why}", self.name)),
             }
+        }
+    }
+
+    /// Offers the chunks checked against the tree from now on to other
+    /// downloaders of the file (partial file sharing), when it is named by
+    /// both URNs, as uploads name every file.
+    fn offer_partial(&self, root: Root, tree: &Tree) {
+        let sha1 = self.urns.iter().find(|u| matches!(u, Urn::Sha1(_)));
+        let sha256 = self.urns.iter().find(|u| matches!(u, Urn::Sha256(_)));
+        if let (Some(&sha1), Some(&sha256)) = (sha1, sha256) {
+            let path = self.part.path().to_path_buf();
+            let thex = Arc::new(search::thex::dime::serialize(tree));
+            self.config.partial.offer(&self.name, path, self.plan.size(), (sha1, sha256), (root, thex));
         }
     }
 
@@ -613,6 +644,9 @@ impl Driver {
                 io_timeout: self.config.io_timeout,
                 user_agent: self.config.user_agent.clone(),
                 pushes: self.config.pushes.clone(),
+                rate: self.config.rate.clone(),
+                x_node: self.config.x_node.clone(),
+                local: self.config.local,
             };
             let reporter = Reporter { serial, events: self.worker_tx.clone() };
             let handle = task::spawn(fetch::run(source, job, reporter));
@@ -652,8 +686,13 @@ impl Driver {
     /// next [`Driver::commit`].
     async fn write_chunk(&mut self, index: usize, data: Vec<u8>) -> Result<(), DiskError> {
         let part = self.part.clone();
-        let offset = self.plan.chunk(index).start;
-        task::spawn_blocking(move || part.write(offset, &data)).await?;
+        let chunk = self.plan.chunk(index);
+        task::spawn_blocking(move || part.write(chunk.start, &data)).await?;
+        // With a tree, every chunk was checked against it before it was
+        // accepted (the tree is never dropped once held): offer it.
+        if self.tree.is_some() {
+            self.config.partial.add_verified(&self.key, chunk.start, chunk.end);
+        }
         self.unsynced += 1;
         self.unsynced_since.get_or_insert_with(Instant::now);
         if self.unsynced >= SYNC_EVERY_CHUNKS {
@@ -836,6 +875,8 @@ impl Driver {
     /// The bytes do not match the URNs: throw them away, drop whoever
     /// served them, and go on with the others (a few times at most).
     async fn discard(&mut self, why: String) -> Option<Outcome> {
+        // What was offered is in doubt now.
+        self.config.partial.withdraw(&self.key);
         self.verify_attempts += 1;
         if self.verify_attempts < MAX_VERIFY_ATTEMPTS {
             match self.refetch_a_suspect(&why).await {

@@ -26,7 +26,8 @@
 //! another one. `404` (or a different URN) drops it. Sources named in
 //! `X-Alt` and the older alternate-location headers are passed on.
 
-use std::net::SocketAddrV4;
+use std::io;
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -38,11 +39,13 @@ use futures::{AsyncBufReadExt, FutureExt};
 
 use search::Urn;
 
-use super::plan::ChunkRange;
+use super::plan::{ChunkRange, PARTIAL_RECHECK};
 use crate::transfer::alt::{format_x_alt, parse_alternate_locations, parse_x_alt};
 use crate::transfer::http::{self, ByteRange, HttpError, Request, ResponseHead};
 use crate::transfer::parq::{self, QueueTicket};
+use crate::transfer::partial::RangeSet;
 use crate::transfer::push::Pushes;
+use crate::transfer::rate::RateLimit;
 
 /// Bytes read between two progress reports.
 const PROGRESS_STEP: u64 = 64 * 1024;
@@ -55,6 +58,9 @@ const MAX_LEARNED: usize = 32;
 /// Requests one chunk may take when a source answers shorter ranges: a
 /// 1 MiB chunk in pieces of 16 KiB on average at worst.
 pub(super) const MAX_REQUESTS_PER_CHUNK: usize = 64;
+/// `416` answers in a row (a partial source without the chunks asked for)
+/// after which the worker leaves the source alone for a while.
+const MAX_REFUSALS: u32 = 3;
 /// Longest body of a refusal read (and thrown away) to keep its connection.
 const MAX_REFUSAL_BODY: u64 = 64 * 1024;
 
@@ -73,6 +79,8 @@ pub(super) enum WorkerEvent {
     Queued { source: SocketAddrV4, ticket: QueueTicket },
     /// Other sources named by this one.
     Learned { addrs: Vec<SocketAddrV4> },
+    /// What the source has (`X-Available-Ranges`), `None` for the whole file.
+    Available { source: SocketAddrV4, ranges: Option<RangeSet> },
     /// How the worker ended; it sends nothing after this.
     Ended { source: SocketAddrV4, end: WorkerEnd },
 }
@@ -113,6 +121,15 @@ pub(super) struct Job {
     pub user_agent: String,
     /// How firewalled sources are reached.
     pub pushes: Option<Arc<Pushes>>,
+    /// The cap all downloads share.
+    pub rate: Arc<RateLimit>,
+    /// Where we listen, told to sources (`X-Node`) so that they pass us on
+    /// as a partial source; `None` when we offer nothing.
+    pub x_node: Option<String>,
+    /// The address our connections leave from: the one we listen on, when
+    /// it is a particular one (a test network's node has its own loopback
+    /// address, and a multi-homed host its chosen one).
+    pub local: Option<Ipv4Addr>,
 }
 
 /// Where a worker's events go, tagged with the worker's serial number so
@@ -139,7 +156,7 @@ pub(super) async fn run(source: SocketAddrV4, job: Job, events: Reporter) {
 }
 
 async fn work(source: SocketAddrV4, job: &Job, events: &Reporter) -> WorkerEnd {
-    let mut worker = Worker { source, job, events, connection: None, ticket: None };
+    let mut worker = Worker { source, job, events, connection: None, ticket: None, refusals: 0 };
     let (reply, mut answer) = oneshot::channel();
     if events.send(WorkerEvent::Ask { source, reply }).await.is_err() {
         return WorkerEnd::Stopped;
@@ -172,6 +189,11 @@ async fn work(source: SocketAddrV4, job: &Job, events: &Reporter) -> WorkerEnd {
                     return WorkerEnd::Stopped;
                 }
             }
+            Err(Interrupt::Unavailable) => {
+                if events.send(WorkerEvent::Ask { source, reply: next }).await.is_err() {
+                    return WorkerEnd::Stopped;
+                }
+            }
             Err(Interrupt::End(end)) => return end,
         }
     }
@@ -182,6 +204,9 @@ async fn work(source: SocketAddrV4, job: &Job, events: &Reporter) -> WorkerEnd {
 enum Interrupt {
     /// The source queued us, here.
     Queued(QueueTicket),
+    /// The source does not have the chunk (`416` with the ranges it has,
+    /// which it had not told before): ask for another.
+    Unavailable,
     /// The worker ends.
     End(WorkerEnd),
 }
@@ -201,6 +226,8 @@ struct Worker<'a> {
     connection: Option<Connection>,
     /// Our place in the source's queue, sent back until it serves us.
     ticket: Option<QueueTicket>,
+    /// `416` answers in a row.
+    refusals: u32,
 }
 
 /// A kept-alive connection to a source.
@@ -226,7 +253,7 @@ impl Connection {
                 Err(why) => pushed = Some(why),
             }
         }
-        let stream = async_std::io::timeout(job.io_timeout, TcpStream::connect(source)).await.map_err(|e| {
+        let stream = connect(source, job.local, job.io_timeout).await.map_err(|e| {
             WorkerEnd::Failed(match &pushed {
                 Some(why) => format!("{why}, and cannot connect: {e}"),
                 None => format!("cannot connect: {e}"),
@@ -237,6 +264,21 @@ impl Connection {
     }
 }
 
+/// Connects to `source` within `timeout`, from `local` when given (bound
+/// before connecting, on the blocking pool).
+pub(super) async fn connect(source: SocketAddrV4, local: Option<Ipv4Addr>, timeout: Duration) -> io::Result<TcpStream> {
+    let Some(local) = local else { return async_std::io::timeout(timeout, TcpStream::connect(source)).await };
+    let stream = async_std::task::spawn_blocking(move || -> io::Result<std::net::TcpStream> {
+        let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)?;
+        socket.bind(&SocketAddr::V4(SocketAddrV4::new(local, 0)).into())?;
+        socket.connect_timeout(&SocketAddr::V4(source).into(), timeout)?;
+        Ok(socket.into())
+    })
+    .await?;
+    stream.set_nonblocking(true)?;
+    Ok(TcpStream::from(stream))
+}
+
 /// What the head of an answer to a range request means.
 #[derive(Debug, PartialEq, Eq)]
 enum Answer {
@@ -245,6 +287,8 @@ enum Answer {
     Serves(u64),
     /// It queued us.
     Queued(QueueTicket),
+    /// It does not have those bytes (`416`, partial file sharing).
+    Unavailable,
 }
 
 impl Worker<'_> {
@@ -267,8 +311,34 @@ impl Worker<'_> {
             if !learned.is_empty() {
                 let _ = self.events.send(WorkerEvent::Learned { addrs: learned }).await;
             }
+            let available = available_ranges(&head, self.job.size);
+            if let Some(ranges) = &available {
+                let (source, ranges) = (self.source, ranges.clone());
+                let _ = self.events.send(WorkerEvent::Available { source, ranges }).await;
+            }
             let end = match check_head(&head, self.job, want) {
                 Ok(Answer::Serves(end)) => end,
+                Ok(Answer::Unavailable) => {
+                    // A refusal that names the refused bytes among those it
+                    // has contradicts itself: a lie. (What a partial source
+                    // has may change between answers: a seed offers fewer.)
+                    let claimed = available.as_ref().is_some_and(|told| match told {
+                        Some(ranges) => ranges.contains(want.start, want.end),
+                        None => true,
+                    });
+                    if claimed || filled > 0 {
+                        let why = format!("answered 416 for bytes {}-{} it says it has", want.start, want.end - 1);
+                        return Err(WorkerEnd::Failed(why).into());
+                    }
+                    // Never a tight loop: it is asked again later.
+                    self.refusals += 1;
+                    if self.refusals >= MAX_REFUSALS {
+                        let why = "has none of what we asked for now".to_string();
+                        return Err(WorkerEnd::Busy(PARTIAL_RECHECK, why).into());
+                    }
+                    self.keep_after_refusal(conn, &head).await;
+                    return Err(Interrupt::Unavailable);
+                }
                 Ok(Answer::Queued(ticket)) => {
                     self.keep_after_refusal(conn, &head).await;
                     return Err(Interrupt::Queued(ticket));
@@ -276,8 +346,10 @@ impl Worker<'_> {
                 Err(end) => return Err(end.into()),
             };
             self.ticket = None;
+            self.refusals = 0;
             let part = &mut data[(want.start - chunk.start) as usize..(end - chunk.start) as usize];
-            read_body(&mut conn, part, (self.source, chunk.index, filled), self.job.io_timeout, self.events).await?;
+            let at = (self.source, chunk.index, filled);
+            read_body(&mut conn, part, at, self.job, self.events).await?;
             filled = end - chunk.start;
             // An HTTP/1.1 source says nothing until asked: bytes already
             // waiting (looked at without waiting) are more than it
@@ -358,6 +430,9 @@ fn build_request(
     if let Some(x_queued) = ticket.and_then(QueueTicket::x_queued) {
         request.headers.insert("X-Queued", x_queued);
     }
+    if let Some(x_node) = &job.x_node {
+        request.headers.insert("X-Node", x_node);
+    }
     request.headers.insert("Connection", "Keep-Alive");
     request
 }
@@ -433,6 +508,8 @@ fn check_head(head: &ResponseHead, job: &Job, want: ChunkRange) -> Result<Answer
         // (409), or we came back too soon (429): wait, never hammer.
         409 | 429 => return Err(busy(head, retry_after(head))),
         404 | 410 => return Err(WorkerEnd::NotFound(format!("{} {}", head.status, head.reason))),
+        // A partial source without these bytes says which it has.
+        416 if head.headers.get("X-Available-Ranges").is_some() => return Ok(Answer::Unavailable),
         status => return failed(format!("answered {status} {}", head.reason)),
     };
     match length {
@@ -467,6 +544,17 @@ fn retry_after(head: &ResponseHead) -> Option<Duration> {
     head.headers.get("Retry-After").and_then(|v| v.trim().parse::<u64>().ok()).map(Duration::from_secs)
 }
 
+/// What a source says it has: its `X-Available-Ranges` (bounded, cut to the
+/// file), `Some(None)` when a `2xx` has none (the whole file, PFSP says),
+/// `None` when the answer says nothing about it.
+fn available_ranges(head: &ResponseHead, size: u64) -> Option<Option<RangeSet>> {
+    match head.headers.get("X-Available-Ranges") {
+        Some(value) => Some(Some(RangeSet::parse_available(value, size).unwrap_or_default())),
+        None if (200..300).contains(&head.status) => Some(None),
+        None => None,
+    }
+}
+
 /// Sources the answer names, from `X-Alt` and the older headers.
 fn learned_sources(head: &ResponseHead) -> Vec<SocketAddrV4> {
     let mut learned: Vec<SocketAddrV4> = Vec::new();
@@ -493,14 +581,18 @@ async fn read_body(
     conn: &mut Connection,
     part: &mut [u8],
     (source, index, before): (SocketAddrV4, usize, u64),
-    timeout: Duration,
+    job: &Job,
     events: &Reporter,
 ) -> Result<(), WorkerEnd> {
     let len = part.len();
     let mut filled = 0;
     let mut reported = 0;
     while filled < len {
-        let n = match async_std::io::timeout(timeout, conn.reader.read(&mut part[filled..])).await {
+        // What is read is paid for before the next read: the socket's
+        // window then holds the sender to the cap.
+        let piece = job.rate.piece(len - filled);
+        let n = match async_std::io::timeout(job.io_timeout, conn.reader.read(&mut part[filled..filled + piece])).await
+        {
             Ok(0) => return Err(WorkerEnd::Failed(format!("closed the connection after {filled} of {len} bytes"))),
             Ok(n) => n,
             Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
@@ -508,6 +600,7 @@ async fn read_body(
             }
             Err(e) => return Err(WorkerEnd::Failed(format!("failed after {filled} of {len} bytes: {e}"))),
         };
+        job.rate.pace(n).await;
         filled += n;
         if (filled - reported) as u64 >= PROGRESS_STEP || filled == len {
             reported = filled;
@@ -532,6 +625,9 @@ mod tests {
             io_timeout: Duration::from_secs(1),
             user_agent: "Test/1".into(),
             pushes: None,
+            rate: Arc::new(RateLimit::default()),
+            x_node: None,
+            local: None,
         }
     }
 
@@ -553,6 +649,7 @@ mod tests {
             Ok(Answer::Serves(end)) if end == chunk.end => "ok".into(),
             Ok(Answer::Serves(end)) => format!("up to {end}"),
             Ok(Answer::Queued(ticket)) => format!("queued at {} for {}", ticket.position, ticket.retry.as_secs()),
+            Ok(Answer::Unavailable) => "unavailable".into(),
             Err(WorkerEnd::Failed(why)) => format!("failed: {why}"),
             Err(WorkerEnd::NotFound(why)) => format!("not found: {why}"),
             Err(WorkerEnd::Busy(after, why)) => format!("busy {} ({why})", after.as_secs()),
@@ -571,6 +668,32 @@ mod tests {
              User-Agent: Test/1\r\nRange: bytes=1048576-2097151\r\nX-Alt: 10.0.0.2,10.0.0.3:7000\r\n\
              X-Queue: 1.0\r\nConnection: Keep-Alive\r\n\r\n"
         );
+    }
+
+    #[test]
+    fn a_partial_source_s_416_with_its_ranges_is_no_failure_and_they_are_read_bounded() {
+        let unsatisfiable = format!("bytes */{}", 3 * CHUNK_SIZE);
+        let with_ranges = head(416, &[("Content-Range", &unsatisfiable), ("X-Available-Ranges", "bytes 0-1048575")]);
+        assert_eq!(verdict(&with_ranges, chunk(1)), "unavailable");
+        assert!(verdict(&head(416, &[("Content-Range", &unsatisfiable)]), chunk(1)).starts_with("failed: answered 416"));
+        let ranges = available_ranges(&with_ranges, 3 * CHUNK_SIZE).unwrap().unwrap();
+        assert_eq!(ranges.ranges(), [(0, CHUNK_SIZE)]);
+        // A 2xx without the header: the whole file, as PFSP says.
+        let range = format!("bytes 0-{}/{}", CHUNK_SIZE - 1, 3 * CHUNK_SIZE);
+        assert_eq!(available_ranges(&head(206, &[("Content-Range", &range)]), 3 * CHUNK_SIZE), Some(None));
+        assert_eq!(available_ranges(&head(503, &[]), 3 * CHUNK_SIZE), None);
+        // Out of the file's bounds and overlapping: cut and merged.
+        let hostile = head(416, &[("X-Available-Ranges", "bytes 0-99999999999,5-7,9-3,x")]);
+        let ranges = available_ranges(&hostile, 3 * CHUNK_SIZE).unwrap().unwrap();
+        assert_eq!(ranges.ranges(), [(0, 3 * CHUNK_SIZE)]);
+    }
+
+    #[test]
+    fn requests_name_our_address_when_we_offer_partial_files() {
+        let source: SocketAddrV4 = "10.0.0.1:6346".parse().unwrap();
+        let job = Job { x_node: Some("10.0.0.9:6346".into()), ..job() };
+        let request = build_request(source, &job, chunk(0), &[], None);
+        assert_eq!(request.headers.get("X-Node"), Some("10.0.0.9:6346"));
     }
 
     #[test]

@@ -77,7 +77,9 @@ pub use self::finish::{check as check_file, safe_name as safe_file_name};
 use self::plan::{Tuning, MAX_FILE_SIZE, MAX_KNOWN_SOURCES};
 use self::state::{key_urn, PartialDir, PartialDownload};
 use crate::transfer::alt::AltLocations;
+use crate::transfer::partial::PartialShares;
 use crate::transfer::push::Pushes;
+use crate::transfer::rate::RateLimit;
 use crate::trust::{Judgement, SharedTrust};
 
 /// Sources fetched from at once per download, by default.
@@ -125,6 +127,17 @@ pub struct DownloadsConfig {
     /// How firewalled sources are reached, by PUSH; without it they are
     /// connected to as any other.
     pub pushes: Option<Arc<Pushes>>,
+    /// The cap all downloads share (`--max-download-rate`).
+    pub rate: Arc<RateLimit>,
+    /// Where downloads holding a signed tree offer their checked chunks
+    /// (shared with the uploads).
+    pub partial: Arc<PartialShares>,
+    /// Our Gnutella address, named to sources (`X-Node`) so that they pass
+    /// us on as a partial source.
+    pub x_node: Option<String>,
+    /// The address connections to sources leave from, when we listen on a
+    /// particular one (so a source sees the address we listen on).
+    pub local: Option<std::net::Ipv4Addr>,
 }
 
 impl DownloadsConfig {
@@ -141,6 +154,10 @@ impl DownloadsConfig {
             give_up_after: Duration::from_secs(600),
             user_agent: crate::config::USER_AGENT.to_string(),
             pushes: None,
+            rate: Arc::new(RateLimit::default()),
+            partial: Arc::default(),
+            x_node: None,
+            local: None,
         }
     }
 }

@@ -3,15 +3,25 @@
 //!
 //! A file of known size is cut into chunks of [`CHUNK_SIZE`] bytes (the last
 //! one shorter). Each chunk is *missing*, *claimed* by one or two sources
-//! fetching it, or *done*. A source that asks for work ([`Plan::next_for`])
-//! gets the lowest missing chunk, so a download grows from the front and its
-//! done chunks form few runs. When nothing is missing, a source may *steal* a
-//! chunk still in flight at another one: if that one made no progress for
-//! [`Tuning::stall`], or if the newcomer, at its measured rate, would fetch
-//! the whole chunk in well under the time the holder needs for the rest.
-//! Both then fetch the chunk; the first to finish wins and the other's claim
-//! is revoked, its bytes thrown away. That is how the last chunks of a
-//! download never wait on the slowest source.
+//! fetching it, or *done*. A source may have only part of the file (partial
+//! file sharing: it said which bytes in `X-Available-Ranges`,
+//! [`Plan::set_available`]) and is only ever asked for chunks it has; one
+//! with nothing we need is parked for [`PARTIAL_RECHECK`]. A source that
+//! asks for work ([`Plan::next_for`]) gets the *rarest* missing chunk it
+//! has, the one the fewest other sources have (among the first
+//! [`RAREST_WINDOW`] missing ones), at random among equals once the plan is
+//! [seeded](Plan::seed): so a crowd downloading a new file fetches
+//! different chunks and can serve each other. Unseeded, ties go to the
+//! lowest chunk and a download grows from the front. When nothing is
+//! missing, a source may *steal* a chunk still in flight at another one: if
+//! that one made no progress for [`Tuning::stall`], or if the newcomer, at
+//! its measured rate, would fetch the whole chunk in well under the time
+//! the holder needs for the rest; and in the *end game*
+//! ([`Tuning::end_game`]) any idle source joins the chunk with the most
+//! bytes left. Both then fetch the chunk; the first to finish (and, with a
+//! tree, to verify) wins and the other's claim is revoked, its bytes thrown
+//! away. That is how the last chunks of a download never wait on the
+//! slowest source.
 //!
 //! Sources are scored by the rate at which they delivered chunks. Each
 //! failure (a lie, a stall, a broken connection) costs the source one error
@@ -30,6 +40,8 @@
 use std::net::SocketAddrV4;
 use std::time::{Duration, Instant};
 
+use crate::transfer::partial::RangeSet;
+
 /// Bytes per chunk: large enough that request overhead is noise on a fast
 /// link, small enough that a lost chunk costs little and the end game is short.
 pub const CHUNK_SIZE: u64 = 1 << 20;
@@ -42,6 +54,13 @@ pub const MAX_KNOWN_SOURCES: usize = 64;
 const MAX_CLAIMS_PER_CHUNK: usize = 2;
 /// Weight of the newest chunk in a source's rate (an exponential average).
 const RATE_WEIGHT: f64 = 0.5;
+/// Missing chunks weighed for rarity at each choice, from the lowest: the
+/// choice stays cheap on a file of a million chunks, and done chunks still
+/// form few runs in the state file.
+const RAREST_WINDOW: usize = 256;
+/// How long a partial source with nothing we need is left alone before it
+/// is asked again (it is downloading too, and will have more).
+pub const PARTIAL_RECHECK: Duration = Duration::from_secs(3);
 
 /// The knobs of a plan, with defaults fit for the Internet.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -55,11 +74,25 @@ pub struct Tuning {
     pub steal_ratio: f64,
     /// Longest `Retry-After` honoured; longer ones are cut to this.
     pub max_park: Duration,
+    /// Whether, once no chunk is missing, an idle source fetches a chunk
+    /// another is fetching too (the end game).
+    pub end_game: bool,
+    /// Whether equally rare chunks are taken at random (the download's
+    /// task then seeds the plan), so that a crowd fetches different chunks,
+    /// rather than the lowest first.
+    pub shuffle: bool,
 }
 
 impl Default for Tuning {
     fn default() -> Tuning {
-        Tuning { stall: Duration::from_secs(15), max_errors: 3, steal_ratio: 0.5, max_park: Duration::from_secs(3600) }
+        Tuning {
+            stall: Duration::from_secs(15),
+            max_errors: 3,
+            steal_ratio: 0.5,
+            max_park: Duration::from_secs(3600),
+            end_game: true,
+            shuffle: true,
+        }
     }
 }
 
@@ -147,6 +180,15 @@ pub struct Source {
     pub errors: u32,
     /// Bytes of done chunks it delivered.
     pub delivered: u64,
+    /// What it said it has (`X-Available-Ranges`); `None`: the whole file.
+    pub available: Option<RangeSet>,
+}
+
+impl Source {
+    /// Whether it has every byte of `chunk`, as far as it said.
+    fn has(&self, chunk: ChunkRange) -> bool {
+        self.available.as_ref().is_none_or(|ranges| ranges.contains(chunk.start, chunk.end))
+    }
 }
 
 /// A source fetching a chunk.
@@ -197,6 +239,9 @@ pub struct Plan {
     tuning: Tuning,
     /// Chunks a source may not fetch (it is suspected of lying about them).
     avoid: Vec<(usize, SocketAddrV4)>,
+    /// The state of the random choice among equally rare chunks; 0 until
+    /// [`Plan::seed`], and then the lowest of them is taken.
+    random: u64,
 }
 
 impl Plan {
@@ -214,7 +259,32 @@ impl Plan {
             sources: Vec::new(),
             tuning,
             avoid: Vec::new(),
+            random: 0,
         }
+    }
+
+    /// Breaks ties between equally rare chunks at random from now on, with
+    /// this seed (without one, the lowest chunk is taken).
+    pub fn seed(&mut self, seed: u64) {
+        self.random = seed | 1;
+    }
+
+    /// What `source` says it has, `None` for the whole file.
+    pub fn set_available(&mut self, source: SocketAddrV4, ranges: Option<RangeSet>) {
+        if let Some(s) = self.source_mut(source) {
+            s.available = ranges;
+        }
+    }
+
+    /// A number below `bound` (xorshift64), or 0 without a seed.
+    fn random_below(&mut self, bound: usize) -> usize {
+        if self.random == 0 || bound == 0 {
+            return 0;
+        }
+        self.random ^= self.random << 13;
+        self.random ^= self.random >> 7;
+        self.random ^= self.random << 17;
+        (self.random % bound as u64) as usize
     }
 
     /// Who delivered chunk `index`, when this run knows it.
@@ -332,7 +402,8 @@ impl Plan {
                 None => return false,
             }
         }
-        self.sources.push(Source { addr, standing: Standing::Usable, rate: None, errors: 0, delivered: 0 });
+        let source = Source { addr, standing: Standing::Usable, rate: None, errors: 0, delivered: 0, available: None };
+        self.sources.push(source);
         true
     }
 
@@ -387,6 +458,16 @@ impl Plan {
         }
         let index = match self.missing_for(source).or_else(|| self.chunk_to_steal(source, now)) {
             Some(index) => index,
+            // A partial source has more later: ask again after a while,
+            // without presuming what it will have then (its next answer says).
+            None if self.source(source).is_some_and(|s| s.available.is_some()) => {
+                let until = now + PARTIAL_RECHECK;
+                if let Some(s) = self.source_mut(source) {
+                    s.standing = Standing::Parked(until);
+                    s.available = None;
+                }
+                return Next::Parked(until);
+            }
             None => return Next::Idle,
         };
         self.chunks[index] = Chunk::Claimed;
@@ -394,28 +475,61 @@ impl Plan {
         Next::Fetch(self.chunk(index))
     }
 
-    /// The lowest missing chunk `source` is not suspected of lying about.
+    /// The missing chunk `source` fetches next: among those it has (and is
+    /// not suspected of lying about), within the first [`RAREST_WINDOW`],
+    /// the one the fewest other sources have, at random among equals once
+    /// seeded. Rarest first spreads a new file fastest: what few have is
+    /// fetched while they are there, and downloaders that fetch different
+    /// chunks can serve each other.
     fn missing_for(&mut self, source: SocketAddrV4) -> Option<usize> {
         while self.first_missing < self.chunks.len() && self.chunks[self.first_missing] != Chunk::Missing {
             self.first_missing += 1;
         }
+        let me = self.source(source)?;
         let avoided = |index: usize| self.avoid.iter().any(|&(chunk, suspect)| chunk == index && suspect == source);
-        (self.first_missing..self.chunks.len()).find(|&index| self.chunks[index] == Chunk::Missing && !avoided(index))
+        let others: Vec<&Source> =
+            self.sources.iter().filter(|s| s.addr != source && s.standing == Standing::Usable).collect();
+        let mut rarest: Vec<usize> = Vec::new();
+        let mut fewest = usize::MAX;
+        let candidates = (self.first_missing..self.chunks.len())
+            .filter(|&index| self.chunks[index] == Chunk::Missing && !avoided(index) && me.has(self.chunk(index)))
+            .take(RAREST_WINDOW);
+        for index in candidates {
+            let holders = others.iter().filter(|s| s.has(self.chunk(index))).count();
+            if holders < fewest {
+                fewest = holders;
+                rarest.clear();
+            }
+            if holders == fewest {
+                rarest.push(index);
+            }
+        }
+        let pick = self.random_below(rarest.len());
+        rarest.get(pick).copied()
     }
 
     /// The claimed chunk `thief` gains most by taking over, if any: a
-    /// stalled one first, else the one whose holder is slowest next to it.
+    /// stalled one first, else the one whose holder is slowest next to it;
+    /// in the end game (nothing missing), else the one with the most bytes
+    /// left. Only chunks the thief has.
     fn chunk_to_steal(&self, thief: SocketAddrV4, now: Instant) -> Option<usize> {
-        let thief_rate = self.source(thief).and_then(|s| s.rate);
+        let thief_source = self.source(thief)?;
+        let thief_rate = thief_source.rate;
         let mut best: Option<(f64, usize)> = None;
+        let mut end_game: Option<(u64, usize)> = None;
+        let nothing_missing = !self.chunks.contains(&Chunk::Missing);
         for claim in &self.claims {
             if self.claims.iter().filter(|c| c.chunk == claim.chunk).count() >= MAX_CLAIMS_PER_CHUNK {
                 continue;
             }
-            if self.avoid.contains(&(claim.chunk, thief)) {
+            if self.avoid.contains(&(claim.chunk, thief)) || !thief_source.has(self.chunk(claim.chunk)) {
                 continue;
             }
             let chunk = self.chunk(claim.chunk);
+            let left = chunk.len() - claim.received.min(chunk.len());
+            if self.tuning.end_game && nothing_missing && end_game.is_none_or(|(most, _)| left > most) {
+                end_game = Some((left, claim.chunk));
+            }
             let gain = if now.saturating_duration_since(claim.last_progress) >= self.tuning.stall {
                 f64::INFINITY
             } else {
@@ -433,7 +547,7 @@ impl Plan {
                 best = Some((gain, claim.chunk));
             }
         }
-        best.map(|(_, index)| index)
+        best.map(|(_, index)| index).or(end_game.map(|(_, index)| index))
     }
 
     /// A holder's rate on its current chunk, else its record.
@@ -571,8 +685,9 @@ mod tests {
         SocketAddrV4::new([10, 0, 0, n].into(), 6346)
     }
 
+    /// A plan without the end game, whose other rules these tests check.
     fn plan(size: u64, sources: &[SocketAddrV4]) -> Plan {
-        let mut plan = Plan::new(size, Tuning::default());
+        let mut plan = Plan::new(size, Tuning { end_game: false, ..Tuning::default() });
         for &s in sources {
             assert!(plan.add_source(s));
         }
@@ -879,5 +994,98 @@ mod tests {
         assert_eq!(plan.complete(addr(1), 0, now), Completion::Discarded);
         assert_eq!(plan.bytes_in_flight(), 0);
         assert!(!plan.is_done(0));
+    }
+
+    fn chunks(plan: &Plan, indices: &[usize]) -> RangeSet {
+        let mut set = RangeSet::new();
+        for &i in indices {
+            set.insert(plan.chunk(i).start, plan.chunk(i).end);
+        }
+        set
+    }
+
+    #[test]
+    fn a_partial_source_is_asked_only_for_chunks_it_has() {
+        let now = Instant::now();
+        let mut plan = plan(4 * CHUNK_SIZE, &[addr(1)]);
+        let has = chunks(&plan, &[2, 3]);
+        plan.set_available(addr(1), Some(has));
+        assert_eq!(fetch(plan.next_for(addr(1), now)).index, 2);
+        plan.complete(addr(1), 2, now);
+        assert_eq!(fetch(plan.next_for(addr(1), now)).index, 3);
+        plan.complete(addr(1), 3, now);
+        // Nothing else it has is missing: it is left alone for a while, not idle forever.
+        assert_eq!(plan.next_for(addr(1), now), Next::Parked(now + PARTIAL_RECHECK));
+        assert!(plan.candidates(now).is_empty());
+        assert_eq!(plan.candidates(now + PARTIAL_RECHECK), [addr(1)]);
+        // Then it is asked again without presuming what it has: its answer says.
+        assert_eq!(plan.source(addr(1)).unwrap().available, None);
+        assert_eq!(fetch(plan.next_for(addr(1), now + PARTIAL_RECHECK)).index, 0);
+    }
+
+    #[test]
+    fn rarest_chunks_go_first() {
+        let now = Instant::now();
+        let mut plan = plan(4 * CHUNK_SIZE, &[addr(1), addr(2), addr(3)]);
+        plan.seed(7);
+        // addr(1) has everything; chunk 2 only addr(1) has, chunks 0 and 1 all three.
+        let common = chunks(&plan, &[0, 1, 3]);
+        plan.set_available(addr(2), Some(common.clone()));
+        plan.set_available(addr(3), Some(chunks(&plan, &[0, 1])));
+        assert_eq!(fetch(plan.next_for(addr(1), now)).index, 2, "only it has chunk 2");
+        // For addr(2): chunk 3 (two holders) before chunks 0 and 1 (three).
+        assert_eq!(fetch(plan.next_for(addr(2), now)).index, 3);
+    }
+
+    #[test]
+    fn equally_rare_chunks_are_chosen_at_random_so_downloaders_differ() {
+        let now = Instant::now();
+        let firsts: std::collections::HashSet<usize> = (1..=20u64)
+            .map(|seed| {
+                let mut plan = plan(64 * CHUNK_SIZE, &[addr(1)]);
+                plan.seed(seed);
+                fetch(plan.next_for(addr(1), now)).index
+            })
+            .collect();
+        assert!(firsts.len() > 10, "20 downloaders began with only {} different chunks", firsts.len());
+        // Unseeded, the download grows from the front.
+        let mut plan = plan(64 * CHUNK_SIZE, &[addr(1)]);
+        assert_eq!(fetch(plan.next_for(addr(1), now)).index, 0);
+    }
+
+    #[test]
+    fn in_the_end_game_the_last_chunks_are_asked_of_two_sources_and_the_first_wins() {
+        let now = Instant::now();
+        let mut plan = Plan::new(2 * CHUNK_SIZE, Tuning::default());
+        for n in 1..=3 {
+            plan.add_source(addr(n));
+        }
+        assert_eq!(fetch(plan.next_for(addr(1), now)).index, 0);
+        assert_eq!(fetch(plan.next_for(addr(2), now)).index, 1);
+        plan.progress(addr(2), 1, CHUNK_SIZE / 2, now);
+        // Nothing is missing: addr(3) joins the chunk with the most left.
+        assert_eq!(fetch(plan.next_for(addr(3), now)).index, 0);
+        assert_eq!(plan.complete(addr(3), 0, now + secs(1.0)), Completion::Accepted { revoked: vec![addr(1)] });
+        // Never a third on one chunk.
+        let mut plan2 = Plan::new(CHUNK_SIZE, Tuning::default());
+        for n in 1..=3 {
+            plan2.add_source(addr(n));
+        }
+        fetch(plan2.next_for(addr(1), now));
+        fetch(plan2.next_for(addr(2), now));
+        assert_eq!(plan2.next_for(addr(3), now), Next::Idle);
+    }
+
+    #[test]
+    fn the_end_game_never_asks_a_partial_source_for_what_it_lacks() {
+        let now = Instant::now();
+        let mut plan = Plan::new(2 * CHUNK_SIZE, Tuning::default());
+        plan.add_source(addr(1));
+        plan.add_source(addr(2));
+        plan.set_available(addr(2), Some(chunks(&plan, &[1])));
+        assert_eq!(fetch(plan.next_for(addr(1), now)).index, 0);
+        assert_eq!(fetch(plan.next_for(addr(2), now)).index, 1);
+        plan.complete(addr(2), 1, now);
+        assert!(matches!(plan.next_for(addr(2), now), Next::Parked(_)));
     }
 }

@@ -7,11 +7,10 @@
 //! and a THEX body for this size whose nodes hash up to the root: a source
 //! cannot make the download check chunks against a tree of its choosing.
 
-use std::net::SocketAddrV4;
+use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::Duration;
 
 use async_std::io::{BufReader, ReadExt, WriteExt};
-use async_std::net::TcpStream;
 use search::thex::{dime, Root, Tree};
 use search::Urn;
 
@@ -24,16 +23,23 @@ pub(super) async fn fetch(
     urn: Urn,
     size: u64,
     root: Root,
-    timeout: Duration,
+    (timeout, local): (Duration, Option<Ipv4Addr>),
     user_agent: &str,
 ) -> Result<Tree, String> {
-    let body = async_std::io::timeout(timeout, body(source, urn, user_agent)).await.map_err(|e| e.to_string())?;
+    let body = async_std::io::timeout(timeout, body(source, (timeout, local), urn, user_agent))
+        .await
+        .map_err(|e| e.to_string())?;
     dime::parse(&body, size, &root).map_err(|e| e.to_string())
 }
 
-async fn body(source: SocketAddrV4, urn: Urn, user_agent: &str) -> std::io::Result<Vec<u8>> {
+async fn body(
+    source: SocketAddrV4,
+    (timeout, local): (Duration, Option<Ipv4Addr>),
+    urn: Urn,
+    user_agent: &str,
+) -> std::io::Result<Vec<u8>> {
     let invalid = |why: String| std::io::Error::new(std::io::ErrorKind::InvalidData, why);
-    let stream = TcpStream::connect(source).await?;
+    let stream = super::fetch::connect(source, local, timeout).await?;
     let mut request = Request::new("GET", &format!("/uri-res/N2X?{urn}"));
     request.headers.insert("Host", source);
     request.headers.insert("User-Agent", user_agent);

@@ -1,0 +1,429 @@
+//! Partial file sharing (PFSP) over real TCP on 127.0.0.1: a servent
+//! downloading a signed release serves the chunks it checked against the
+//! signed tree, says which in `X-Available-Ranges`, answers `416` for the
+//! rest, and passes its downloaders on to each other; downloaders ask a
+//! partial source only for what it has, and a partial source that lies
+//! about its ranges, or serves a bad chunk inside them, costs only itself.
+
+mod common;
+
+use std::net::{SocketAddr, SocketAddrV4};
+use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_std::io::prelude::BufReadExt;
+use async_std::io::{BufReader, ReadExt, WriteExt};
+use async_std::net::{TcpListener, TcpStream};
+use async_std::task;
+use common::{start_with, varied_bytes, wait_indexed, PATIENCE};
+use search::thex::{dime, Tree};
+use servent::node::NodeHandle;
+use servent::transfer::download::plan::{Tuning, CHUNK_SIZE};
+use servent::transfer::download::{DownloadRequest, DownloadSnapshot, DownloadState, Downloads, DownloadsConfig, Keep};
+use servent::transfer::http::{self, ResponseHead};
+use servent::transfer::partial::RangeSet;
+use servent::transfer::rate::Rates;
+use servent::trust::{SharedTrust, TrustStore, TrustedKey};
+use signing_tool::{Minisig, ReleaseMeta, SecretKey, Signer};
+
+const NAME: &str = "SEBLINUX-swarm-1.0.img";
+const KIB: u64 = 1024;
+
+fn v4(addr: SocketAddr) -> SocketAddrV4 {
+    match addr {
+        SocketAddr::V4(v4) => v4,
+        SocketAddr::V6(_) => panic!("tests listen on IPv4"),
+    }
+}
+
+/// A release signature of `bytes`, with its `tth:`.
+fn signature(key: &SecretKey, bytes: &[u8]) -> Arc<Minisig> {
+    let mut signer = Signer::new();
+    signer.update(bytes);
+    let meta = ReleaseMeta { name: "SEBLINUX-swarm".into(), version: "1.0".into(), keywords: vec![] };
+    Arc::new(signer.finish(key, NAME, Some(&meta), 1_700_000_000).unwrap())
+}
+
+fn request(bytes: &[u8], sources: Vec<SocketAddrV4>, signature: Arc<Minisig>) -> DownloadRequest {
+    let (digests, _) = search::hash_reader(bytes).unwrap();
+    DownloadRequest {
+        urns: vec![digests.sha1_urn(), digests.sha256_urn()],
+        name: NAME.into(),
+        size: bytes.len() as u64,
+        sources,
+        signature: Some(signature),
+        keep: Keep::Verified,
+    }
+}
+
+fn trusting(key: &SecretKey) -> SharedTrust {
+    let mut trust = TrustStore::in_memory();
+    trust.add(key.public_key(), vec![]).unwrap();
+    SharedTrust::new(trust)
+}
+
+/// A servent sharing the release from `folder`, its uploads capped at `rate`.
+async fn publisher(folder: &Path, bytes: &[u8], key: &SecretKey, rate: u64) -> NodeHandle {
+    std::fs::write(folder.join(NAME), bytes).unwrap();
+    std::fs::write(folder.join(format!("{NAME}.minisig")), signature(key, bytes).to_text()).unwrap();
+    let node = start_with(&[], Some(folder), |config| {
+        config.rates = Rates { max_upload_rate: rate, max_download_rate: 0 };
+    })
+    .await;
+    wait_indexed(&node, "seblinux swarm", 1).await;
+    node
+}
+
+/// A servent with a data directory (so it downloads), trusting `key`, its
+/// downloads capped at `rate`.
+async fn downloader(dir: &Path, key: &SecretKey, rate: u64) -> NodeHandle {
+    start_with(&[], None, |config| {
+        config.data_dir = Some(dir.to_path_buf());
+        config.trust = vec![TrustedKey { key: key.public_key(), scope: vec![] }];
+        config.rates = Rates { max_upload_rate: 0, max_download_rate: rate };
+    })
+    .await
+}
+
+/// Sends one request for `range` (inclusive) of the file on a new connection.
+async fn ask(addr: SocketAddr, urn: &str, method: &str, range: Option<(u64, u64)>) -> (ResponseHead, Vec<u8>) {
+    ask_with(addr, urn, method, range, "").await
+}
+
+/// As [`ask`], with `extra` header lines.
+async fn ask_with(
+    addr: SocketAddr,
+    urn: &str,
+    method: &str,
+    range: Option<(u64, u64)>,
+    extra: &str,
+) -> (ResponseHead, Vec<u8>) {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    let range = range.map(|(a, b)| format!("Range: bytes={a}-{b}\r\n")).unwrap_or_default();
+    let request =
+        format!("{method} /uri-res/N2R?{urn} HTTP/1.1\r\nHost: test\r\n{range}{extra}Connection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut reader = BufReader::new(stream);
+    let head = async_std::future::timeout(PATIENCE, http::read_response_head(&mut reader)).await.unwrap().unwrap();
+    let mut body = Vec::new();
+    if method == "GET" {
+        let length = head.headers.content_length().unwrap().unwrap_or(0);
+        body.resize(length as usize, 0);
+        reader.read_exact(&mut body).await.unwrap();
+    }
+    (head, body)
+}
+
+/// What `addr` says it has of the file, once it says it has at least
+/// `chunks` chunks.
+async fn available_at_least(addr: SocketAddr, urn: &str, size: u64, chunks: u64) -> RangeSet {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let (head, _) = ask(addr, urn, "HEAD", Some((0, 0))).await;
+        let ranges = head.headers.get("X-Available-Ranges").and_then(|v| RangeSet::parse_available(v, size));
+        let ranges = ranges.unwrap_or_default();
+        if ranges.len() >= chunks * CHUNK_SIZE {
+            return ranges;
+        }
+        assert!(Instant::now() < deadline, "gave up waiting for {addr} to offer {chunks} chunks");
+        task::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn wait_done(downloads: &Downloads, id: servent::transfer::download::DownloadId) -> DownloadSnapshot {
+    async_std::future::timeout(PATIENCE * 2, downloads.wait(id)).await.expect("download ended in time").unwrap()
+}
+
+/// A source written by hand that serves the tree and has only the first
+/// `chunks` chunks, as a partial source says (PFSP).
+async fn stingy_publisher(bytes: Arc<Vec<u8>>, chunks: u64) -> SocketAddrV4 {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = v4(listener.local_addr().unwrap());
+    let thex = Arc::new(dime::serialize(&Tree::of(&bytes)));
+    task::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            task::spawn(serve_stingily(stream, bytes.clone(), thex.clone(), chunks * CHUNK_SIZE));
+        }
+    });
+    addr
+}
+
+async fn serve_stingily(stream: TcpStream, bytes: Arc<Vec<u8>>, thex: Arc<Vec<u8>>, limit: u64) {
+    let size = bytes.len() as u64;
+    let mut reader = BufReader::new(stream.clone());
+    let mut writer = stream;
+    let has = format!("X-Available-Ranges: bytes 0-{}", limit - 1);
+    loop {
+        let Some((target, range)) = read_request(&mut reader).await else { return };
+        let reply = match range {
+            Some((start, end)) if target.contains("/uri-res/N2R") && end <= limit => {
+                let head = format!(
+                    "HTTP/1.1 206 Partial Content\r\nContent-Range: bytes {start}-{}/{size}\r\nContent-Length: {}\r\n\
+                     {has}\r\n\r\n",
+                    end - 1,
+                    end - start
+                );
+                [head.into_bytes(), bytes[start as usize..end as usize].to_vec()].concat()
+            }
+            Some(_) => format!(
+                "HTTP/1.1 416 Requested Range Not Satisfiable\r\nContent-Range: bytes */{size}\r\n\
+                 Content-Length: 0\r\n{has}\r\n\r\n"
+            )
+            .into_bytes(),
+            None if target.contains("/uri-res/N2X") => {
+                let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", thex.len());
+                [head.as_bytes(), &thex[..]].concat()
+            }
+            None => b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n".to_vec(),
+        };
+        if writer.write_all(&reply).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Reads one request head: its first line and its range (end exclusive).
+async fn read_request(reader: &mut BufReader<TcpStream>) -> Option<(String, Option<(u64, u64)>)> {
+    let (mut target, mut range) = (String::new(), None);
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).await.unwrap_or(0) == 0 {
+            return None;
+        }
+        let line = line.trim_end();
+        if line.is_empty() {
+            return Some((target, range));
+        }
+        if target.is_empty() {
+            target = line.to_string();
+        }
+        if let Some(value) = line.to_ascii_lowercase().strip_prefix("range: bytes=") {
+            let (a, b) = value.split_once('-').unwrap();
+            range = Some((a.parse::<u64>().unwrap(), b.parse::<u64>().unwrap() + 1));
+        }
+    }
+}
+
+#[test]
+fn a_downloading_servent_serves_its_checked_chunks_and_others_fetch_from_it() {
+    task::block_on(async {
+        let key = SecretKey::generate().unwrap();
+        let bytes = Arc::new(varied_bytes(8 * CHUNK_SIZE as usize + 1234));
+        let size = bytes.len() as u64;
+        let (digests, _) = search::hash_reader(&bytes[..]).unwrap();
+        let urn = digests.sha1_urn().to_string();
+        let sig = signature(&key, &bytes);
+        // B can get only the first three chunks, from a partial source: it
+        // stays a partial source itself.
+        let stingy = stingy_publisher(bytes.clone(), 3).await;
+        let b_dir = tempfile::tempdir().unwrap();
+        let b = downloader(b_dir.path(), &key, 0).await;
+        let b_addr = b.listen_addr();
+        let b_id = b.downloads().unwrap().start(request(&bytes, vec![stingy], sig.clone())).await.unwrap();
+        let has = available_at_least(b_addr, &urn, size, 3).await;
+        assert_eq!(has.ranges(), [(0, 3 * CHUNK_SIZE)]);
+        let (head, body) = ask(b_addr, &urn, "GET", Some((CHUNK_SIZE, 2 * CHUNK_SIZE - 1))).await;
+        assert_eq!(head.status, 206);
+        assert_eq!(head.headers.get("X-Available-Ranges"), Some(format!("bytes 0-{}", 3 * CHUNK_SIZE - 1).as_str()));
+        assert!(body == bytes[CHUNK_SIZE as usize..2 * CHUNK_SIZE as usize], "B served bytes other than the file's");
+        // A range that runs past what it has: from the start asked, up to the run's end.
+        let (head, body) = ask(b_addr, &urn, "GET", Some((2 * CHUNK_SIZE, size - 1))).await;
+        assert_eq!((head.status, body.len() as u64), (206, CHUNK_SIZE));
+        assert_eq!(
+            head.headers.get("Content-Range"),
+            Some(format!("bytes {}-{}/{size}", 2 * CHUNK_SIZE, 3 * CHUNK_SIZE - 1).as_str())
+        );
+        // Bytes it lacks: 416, its ranges named, the file's size given.
+        let (head, _) = ask(b_addr, &urn, "GET", Some((3 * CHUNK_SIZE, 3 * CHUNK_SIZE + 10))).await;
+        assert_eq!(head.status, 416);
+        assert_eq!(head.headers.get("X-Available-Ranges"), Some(has.to_header().as_str()));
+        assert_eq!(head.headers.get("Content-Range"), Some(format!("bytes */{size}").as_str()));
+        // B serves the tree too, so a crowd need not ask the publisher for it.
+        let mut stream = TcpStream::connect(b_addr).await.unwrap();
+        let tree_request = format!("GET /uri-res/N2X?{urn} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n");
+        stream.write_all(tree_request.as_bytes()).await.unwrap();
+        let mut reader = BufReader::new(stream);
+        let head = http::read_response_head(&mut reader).await.unwrap();
+        assert_eq!(head.status, 200);
+        let mut thex = Vec::new();
+        reader.read_to_end(&mut thex).await.unwrap();
+        assert!(dime::parse(&thex, size, &Tree::of(&bytes).root()).is_ok(), "B's tree is not the file's");
+        // C knows only B and a publisher capped at 256 KiB/s: it gets what B
+        // has from B (only that: B is asked for nothing else), the rest from
+        // the publisher, and verifies it all.
+        let shared = tempfile::tempdir().unwrap();
+        let publisher = publisher(shared.path(), &bytes, &key, 256 * KIB).await;
+        let c_dir = tempfile::tempdir().unwrap();
+        let c = downloader(c_dir.path(), &key, 0).await;
+        let sources = vec![v4(b_addr), v4(publisher.listen_addr())];
+        let c_id = c.downloads().unwrap().start(request(&bytes, sources, sig.clone())).await.unwrap();
+        let done = wait_done(c.downloads().unwrap(), c_id).await;
+        assert_eq!(done.state, DownloadState::Complete, "{done:#?}");
+        assert!(std::fs::read(done.path.as_ref().unwrap()).unwrap() == *bytes);
+        let from_b = done.sources.iter().find(|s| s.addr == v4(b_addr)).unwrap();
+        assert!(from_b.bytes > 0, "nothing came from the partial source: {done:#?}");
+        assert!(from_b.bytes <= 3 * CHUNK_SIZE, "more came from B than it has: {done:#?}");
+        assert_eq!(from_b.errors, 0, "B was asked only for what it has, or blindly once: {done:#?}");
+        // The publisher names its downloaders to others (here to a third,
+        // on another port of the same address): they find each other.
+        let (head, _) = ask_with(publisher.listen_addr(), &urn, "HEAD", None, "X-Node: 127.0.0.1:9\r\n").await;
+        let x_alt = head.headers.get("X-Alt").unwrap_or_default().to_string();
+        assert!(x_alt.contains(&c.listen_addr().port().to_string()), "X-Alt {x_alt:?} lacks C");
+        // B completes once given the publisher too.
+        b.downloads().unwrap().add_sources(&digests.sha1_urn(), vec![v4(publisher.listen_addr())]).await.unwrap();
+        let done = wait_done(b.downloads().unwrap(), b_id).await;
+        assert_eq!(done.state, DownloadState::Complete, "{done:#?}");
+        for node in [b, c, publisher] {
+            node.shutdown().await;
+        }
+    });
+}
+
+/// What a hand-written partial source does wrong.
+#[derive(Clone, Copy)]
+enum Lie {
+    /// Says it has every byte (in a hostile, overlapping header running
+    /// past the file), then answers 416 to everything.
+    RangesItHasNot,
+    /// Says it has the first half, and serves zeros for it.
+    BadBytesInItsRange,
+}
+
+/// A partial source that lies; counts the requests for file bytes.
+async fn liar(size: u64, lie: Lie) -> (SocketAddrV4, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = v4(listener.local_addr().unwrap());
+    let asked = Arc::new(AtomicUsize::new(0));
+    let counter = asked.clone();
+    task::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            task::spawn(serve_lies(stream, size, lie, counter.clone()));
+        }
+    });
+    (addr, asked)
+}
+
+async fn serve_lies(stream: TcpStream, size: u64, lie: Lie, asked: Arc<AtomicUsize>) {
+    let mut reader = BufReader::new(stream.clone());
+    let mut writer = stream;
+    let half = size / 2 / CHUNK_SIZE * CHUNK_SIZE;
+    let claim = match lie {
+        Lie::RangesItHasNot => format!("bytes 0-{},5-10,{}-{},junk,9-3", size * 4, size, size * 100),
+        Lie::BadBytesInItsRange => format!("bytes 0-{}", half - 1),
+    };
+    loop {
+        let Some((target, range)) = read_request(&mut reader).await else { return };
+        let reply = match (range.filter(|_| target.contains("/uri-res/N2R")), lie) {
+            (Some((start, end)), Lie::BadBytesInItsRange) if end <= half => {
+                asked.fetch_add(1, Ordering::SeqCst);
+                let head = format!(
+                    "HTTP/1.1 206 Partial Content\r\nContent-Range: bytes {start}-{}/{size}\r\nContent-Length: {}\r\n\
+                     X-Available-Ranges: {claim}\r\n\r\n",
+                    end - 1,
+                    end - start
+                );
+                [head.into_bytes(), vec![0; (end - start) as usize]].concat()
+            }
+            (Some(_), _) => {
+                asked.fetch_add(1, Ordering::SeqCst);
+                format!(
+                    "HTTP/1.1 416 Requested Range Not Satisfiable\r\nContent-Range: bytes */{size}\r\n\
+                     Content-Length: 0\r\nX-Available-Ranges: {claim}\r\n\r\n"
+                )
+                .into_bytes()
+            }
+            (None, _) => b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n".to_vec(),
+        };
+        if writer.write_all(&reply).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Downloads the release from an honest publisher capped at 1 MiB/s and
+/// `liar`; the finished download.
+async fn download_beside(lie: Lie) -> (DownloadSnapshot, SocketAddrV4, usize) {
+    let key = SecretKey::generate().unwrap();
+    let bytes = varied_bytes(4 * CHUNK_SIZE as usize + 99);
+    let shared = tempfile::tempdir().unwrap();
+    let honest = publisher(shared.path(), &bytes, &key, 1024 * KIB).await;
+    let (liar, asked) = liar(bytes.len() as u64, lie).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = DownloadsConfig::new(dir.path().join("partial"), dir.path().join("downloads"));
+    config.io_timeout = Duration::from_secs(5);
+    let downloads = Downloads::spawn(config, Arc::default(), trusting(&key), |_| {});
+    let sources = vec![liar, v4(honest.listen_addr())];
+    let id = downloads.start(request(&bytes, sources, signature(&key, &bytes))).await.unwrap();
+    let done = wait_done(&downloads, id).await;
+    assert_eq!(done.state, DownloadState::Complete, "{done:#?}");
+    assert_eq!(std::fs::read(done.path.as_ref().unwrap()).unwrap(), bytes);
+    honest.shutdown().await;
+    (done, liar, asked.load(Ordering::SeqCst))
+}
+
+#[test]
+fn a_partial_source_lying_about_its_ranges_is_caught_by_its_own_416() {
+    task::block_on(async {
+        let (done, liar, asked) = download_beside(Lie::RangesItHasNot).await;
+        let source = done.sources.iter().find(|s| s.addr == liar).unwrap();
+        assert_eq!(source.bytes, 0);
+        let note = source.note.clone().unwrap_or_default();
+        assert!(note.contains("416 for bytes") && note.contains("says it has"), "{done:#?}");
+        // Each refusal that claims the refused bytes costs it an error.
+        assert!(asked <= Tuning::default().max_errors as usize, "the liar was asked {asked} times");
+    });
+}
+
+#[test]
+fn a_partial_source_serving_a_bad_chunk_in_its_range_is_dropped_and_the_file_verifies() {
+    task::block_on(async {
+        let (done, liar, asked) = download_beside(Lie::BadBytesInItsRange).await;
+        let source = done.sources.iter().find(|s| s.addr == liar).unwrap();
+        assert_eq!(source.bytes, 0, "{done:#?}");
+        assert!(asked >= 1, "the liar was never asked for the chunks it claimed");
+        let note = source.note.clone().unwrap_or_default();
+        assert!(note.contains("Tiger tree"), "{done:#?}");
+    });
+}
+
+#[test]
+fn a_seed_serves_each_chunk_once_before_any_twice() {
+    task::block_on(async {
+        let key = SecretKey::generate().unwrap();
+        let bytes = varied_bytes(3 * CHUNK_SIZE as usize);
+        let folder = tempfile::tempdir().unwrap();
+        std::fs::write(folder.path().join(NAME), &bytes).unwrap();
+        std::fs::write(folder.path().join(format!("{NAME}.minisig")), signature(&key, &bytes).to_text()).unwrap();
+        let seed = start_with(&[], Some(folder.path()), |config| {
+            config.seed_releases = vec![folder.path().join(NAME)];
+        })
+        .await;
+        wait_indexed(&seed, "seblinux swarm", 1).await;
+        let (digests, _) = search::hash_reader(&bytes[..]).unwrap();
+        let urn = digests.sha1_urn().to_string();
+        let addr = seed.listen_addr();
+        let chunk = |i: u64| Some((i * CHUNK_SIZE, (i + 1) * CHUNK_SIZE - 1));
+        let (head, body) = ask(addr, &urn, "GET", chunk(0)).await;
+        assert_eq!(head.status, 206);
+        assert!(body == bytes[..CHUNK_SIZE as usize]);
+        assert_eq!(head.headers.get("X-Available-Ranges"), Some(format!("bytes 0-{}", 3 * CHUNK_SIZE - 1).as_str()));
+        // Chunk 0 again, before the others went out once: refused, the others offered.
+        let (head, _) = ask(addr, &urn, "GET", chunk(0)).await;
+        assert_eq!(head.status, 416);
+        let others = format!("bytes {}-{}", CHUNK_SIZE, 3 * CHUNK_SIZE - 1);
+        assert_eq!(head.headers.get("X-Available-Ranges"), Some(others.as_str()));
+        // A HEAD costs nothing.
+        assert_eq!(ask(addr, &urn, "HEAD", chunk(1)).await.0.status, 206);
+        for i in [1, 2] {
+            let (head, body) = ask(addr, &urn, "GET", chunk(i)).await;
+            assert_eq!(head.status, 206);
+            assert!(body == bytes[(i * CHUNK_SIZE) as usize..((i + 1) * CHUNK_SIZE) as usize]);
+        }
+        // Every chunk went out once: all are offered again.
+        let (head, _) = ask(addr, &urn, "GET", chunk(0)).await;
+        assert_eq!(head.status, 206);
+        seed.shutdown().await;
+    });
+}
