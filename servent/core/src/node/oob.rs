@@ -189,7 +189,10 @@ impl Node {
         let querier = oob_address(guid);
         let wanted = wants_oob(query) && hops > 1;
         let reachable = reachable(querier, self.advertised) && querier != self.advertised;
-        (self.config.udp && wanted && reachable).then_some(querier)
+        // A firewalled servent answers along the query's path, so that the
+        // querier learns the push route its PUSH will need.
+        let firewalled = self.reachability.firewalled();
+        (self.config.udp && wanted && reachable && !firewalled).then_some(querier)
     }
 
     /// Offers `hits` for the query `guid` to its querier.
