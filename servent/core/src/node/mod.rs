@@ -433,7 +433,9 @@ impl Node {
                 self.on_leaf_query(peer, message, now)
             }
             Event::Message { peer, message } => {
+                let last_hop = self.ends_here(&message).then(|| message.clone());
                 let actions = self.router.handle(peer, message, now);
+                let actions = self.down_to_leaves(actions, last_hop, peer);
                 self.apply(actions, now);
             }
             Event::Closed { peer, reason } => self.remove(peer, reason),
