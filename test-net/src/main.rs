@@ -99,6 +99,12 @@ struct Args {
     /// Each flash-crowd servent's download cap.
     #[structopt(long, value_name = "RATE", default_value = "2M", parse(try_from_str = parse_rate))]
     max_download_rate: u64,
+    /// With --sim: flood the queries at --ttl on the flat network, then ask
+    /// them dynamically on a two-tier network of as many servents (10 %
+    /// ultrapeers of degree 30, leaves with 3 links); messages per query
+    /// split by kind, and the QRP tables' memory.
+    #[structopt(long)]
+    tiers: bool,
 }
 
 impl Args {
@@ -145,6 +151,12 @@ enum Line<'a> {
     },
     Summary(&'a experiment::Summary),
     FlashCrowd(&'a flash::FlashSummary),
+    Tiers(&'a sim::TierSummary),
+    TierQuery {
+        strategy: &'a str,
+        #[serde(flatten)]
+        record: &'a QueryRecord,
+    },
     Sweep(&'a experiment::SweepSummary),
 }
 
@@ -226,6 +238,18 @@ async fn try_main(args: &Args, cancel: &AtomicBool, output: &Output) -> Result<(
     let settings = args.settings();
     let began = Instant::now();
     match &args.sweep_ttl {
+        _ if args.tiers => {
+            if !args.sim {
+                return Err(Error::Settings("--tiers needs --sim".into()));
+            }
+            let on_query = |strategy: &str, record: &QueryRecord| output.line(&Line::TierQuery { strategy, record });
+            let summary = sim::tiers(&settings, cancel, on_query)?;
+            if args.json {
+                output.line(&Line::Tiers(&summary));
+            } else {
+                output.print(&summary.to_string());
+            }
+        }
         Some(ttls) => {
             let on_query = |ttl, record: &QueryRecord| output.line(&Line::Query { sweep_ttl: Some(ttl), record });
             let sweep = if args.sim {

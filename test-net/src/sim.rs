@@ -31,6 +31,7 @@
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cmp::{Ordering, Reverse};
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
+use std::fmt;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::ops::RangeInclusive;
 use std::path::PathBuf;
@@ -40,9 +41,10 @@ use std::time::{Duration, Instant};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 use search::{SharedFile, Urn};
-use servent_core::handshake::{Admission, PeerInfo};
-use servent_core::node::{Action, Config, Connected, Direction, Event, Node};
-use servent_core::routing::{Drop as DropReason, PeerId};
+use servent_core::handshake::{Admission, PeerInfo, Role};
+use servent_core::node::{dynamic, Action, Config, Connected, Direction, Event, Node};
+use servent_core::qrp::RouteTable;
+use servent_core::routing::{self, Drop as DropReason, PeerId};
 use servent_core::trust::{SharedTrust, TrustStore};
 use servent_core::wire::{Guid, Message, Payload};
 
@@ -50,6 +52,7 @@ use crate::catalog::{Catalog, Item};
 use crate::experiment::{self, Outcome, Plan, PlannedQuery, QueryRecord, Strategy, Summary, SweepPoint};
 use crate::experiment::{SweepSummary, SETTLE_LIMIT};
 use crate::net::check_cancel;
+use crate::topology::Topology;
 use crate::{Error, Settings};
 
 /// The most nodes a simulation may have.
@@ -179,7 +182,7 @@ pub fn peak_rss_mb() -> Option<f64> {
 /// expanding ring. Calls `on_query` after each query.
 pub fn run(settings: &Settings, cancel: &AtomicBool, mut on_query: impl FnMut(&QueryRecord)) -> Result<Summary, Error> {
     let plan = Plan::new(&Settings { sim: true, ..settings.clone() })?;
-    let mut sim = Sim::start(settings, &plan)?;
+    let mut sim = Sim::start(settings, &plan, 0)?;
     let setup = sim.elapsed();
     let mut records = Vec::with_capacity(plan.queries.len());
     for (step, planned) in plan.queries.iter().enumerate() {
@@ -206,7 +209,7 @@ pub fn sweep(
 ) -> Result<SweepSummary, Error> {
     experiment::check_sweep(settings, &ttls)?;
     let plan = Plan::new(&Settings { sim: true, ..settings.clone() })?;
-    let mut sim = Sim::start(settings, &plan)?;
+    let mut sim = Sim::start(settings, &plan, 0)?;
     let setup = sim.elapsed();
     let mut points = Vec::new();
     for ttl in ttls {
@@ -222,6 +225,158 @@ pub fn sweep(
     }
     let network = sim.facts(setup);
     Ok(SweepSummary { network, wall_s: sim.elapsed().as_secs_f64(), points })
+}
+
+/// Share of the nodes that are ultrapeers in [`tiers`].
+pub const ULTRAPEER_SHARE: f64 = 0.1;
+/// Ultrapeer links each ultrapeer keeps in [`tiers`] (gtk-gnutella's 32, LimeWire's 30).
+pub const ULTRAPEER_DEGREE: usize = 30;
+/// Ultrapeer links each leaf keeps in [`tiers`].
+pub const LEAF_LINKS: usize = 3;
+
+/// Success and cost of one way of searching, over the run's queries.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct TierFigures {
+    /// Share of queries that found their item.
+    pub success: f64,
+    /// Query descriptors sent per query, over every link.
+    pub messages_per_query: f64,
+    /// Of those, between two ultrapeers.
+    pub up_up_per_query: f64,
+    /// Of those, between an ultrapeer and a leaf.
+    pub up_leaf_per_query: f64,
+    /// Virtual milliseconds a query lasted, on average.
+    pub elapsed_ms: f64,
+}
+
+/// The same queries flooded on a flat network and asked dynamically on a
+/// two-tier network of the same size, in one run.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct TierSummary {
+    /// Servents in each network.
+    pub nodes: usize,
+    /// Ultrapeers of the two-tier network.
+    pub ultrapeers: usize,
+    /// Queries asked on each.
+    pub queries: usize,
+    /// TTL of the flood.
+    pub ttl: u8,
+    /// Degree of the flat network.
+    pub flat_degree: usize,
+    /// Flooding on the flat network.
+    pub flood: TierFigures,
+    /// Dynamic querying on the two-tier network.
+    pub dynamic: TierFigures,
+    /// Bytes of QRP tables in force, all nodes together, at the end.
+    pub qrp_bytes: usize,
+}
+
+impl fmt::Display for TierSummary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (flood, dq) = (&self.flood, &self.dynamic);
+        writeln!(f, "{} servents, {} queries, one run", self.nodes, self.queries)?;
+        writeln!(
+            f,
+            "flat (degree {}), flood TTL {}: success {:.1} %, {:.0} messages/query, {:.0} ms/query",
+            self.flat_degree,
+            self.ttl,
+            100.0 * flood.success,
+            flood.messages_per_query,
+            flood.elapsed_ms
+        )?;
+        writeln!(
+            f,
+            "two-tier ({} ultrapeers of degree {ULTRAPEER_DEGREE}, leaves with {LEAF_LINKS} links), dynamic: \
+             success {:.1} %, {:.0} messages/query ({:.0} ultrapeer-ultrapeer, {:.0} ultrapeer-leaf), {:.0} ms/query",
+            self.ultrapeers,
+            100.0 * dq.success,
+            dq.messages_per_query,
+            dq.up_up_per_query,
+            dq.up_leaf_per_query,
+            dq.elapsed_ms
+        )?;
+        let ratio = dq.messages_per_query / flood.messages_per_query.max(f64::MIN_POSITIVE);
+        writeln!(f, "dynamic / flood messages per query: {ratio:.4} (1/{:.1})", 1.0 / ratio.max(f64::MIN_POSITIVE))?;
+        write!(
+            f,
+            "QRP tables in force: {} bytes, {} per ultrapeer",
+            self.qrp_bytes,
+            self.qrp_bytes / self.ultrapeers.max(1)
+        )
+    }
+}
+
+/// Floods the plan's queries at the run's TTL on its flat network, then
+/// asks the same queries, from the same servents for the same items,
+/// dynamically on a two-tier network of as many servents
+/// ([`ULTRAPEER_SHARE`] ultrapeers of [`ULTRAPEER_DEGREE`], leaves with
+/// [`LEAF_LINKS`] links). Calls `on_query` after each query of each.
+pub fn tiers(
+    settings: &Settings,
+    cancel: &AtomicBool,
+    mut on_query: impl FnMut(&str, &QueryRecord),
+) -> Result<TierSummary, Error> {
+    let plan = Plan::new(&Settings { sim: true, ..settings.clone() })?;
+    let mut flood = Vec::with_capacity(plan.queries.len());
+    {
+        let mut sim = Sim::start(settings, &plan, 0)?;
+        for (step, planned) in plan.queries.iter().enumerate() {
+            check_cancel(cancel)?;
+            let item = &routable(&plan.catalog.items()[planned.item]);
+            let record = record(settings, &plan, step, *planned, sim.flood(planned.node, item, settings.ttl)?, None);
+            on_query("flood", &record);
+            flood.push((record.flood, Counts::default()));
+        }
+    }
+    let ultrapeers = ((settings.nodes as f64 * ULTRAPEER_SHARE).round() as usize).max(LEAF_LINKS);
+    let rng = &mut StdRng::seed_from_u64(settings.seed);
+    let topology =
+        Topology::two_tier(settings.nodes, ultrapeers, ULTRAPEER_DEGREE, LEAF_LINKS, rng).map_err(Error::Settings)?;
+    let two_tier = Plan { topology, ..plan.clone() };
+    let mut sim = Sim::start(settings, &two_tier, ultrapeers)?;
+    let mut dynamic = Vec::with_capacity(plan.queries.len());
+    for (step, planned) in two_tier.queries.iter().enumerate() {
+        check_cancel(cancel)?;
+        let item = &routable(&two_tier.catalog.items()[planned.item]);
+        let (outcome, counts) = sim.dynamic(planned.node, item)?;
+        let record = record(settings, &two_tier, step, *planned, outcome, None);
+        on_query("dynamic", &record);
+        dynamic.push((record.flood, counts));
+    }
+    let qrp_bytes = sim.nodes.iter().map(Node::qrp_memory).sum();
+    Ok(TierSummary {
+        nodes: settings.nodes,
+        ultrapeers,
+        queries: plan.queries.len(),
+        ttl: settings.ttl,
+        flat_degree: settings.degree,
+        flood: TierFigures::of(&flood),
+        dynamic: TierFigures::of(&dynamic),
+        qrp_bytes,
+    })
+}
+
+/// The item asked for without the catalog's first word (`pkg 007`, not
+/// `SEBLINUX pkg 007`): every file's name has `SEBLINUX` and `pkg`, and of
+/// three words QRP routes on two (gtk-gnutella's rule), so every table would
+/// match; real names share fewer words. Both ways of searching ask this.
+fn routable(item: &Item) -> Item {
+    let words: Vec<&str> = item.query.split_whitespace().collect();
+    Item { query: words.get(1..).unwrap_or(&words).join(" "), ..item.clone() }
+}
+
+impl TierFigures {
+    fn of(outcomes: &[(Outcome, Counts)]) -> TierFigures {
+        let n = outcomes.len().max(1) as f64;
+        let mean = |f: &dyn Fn(&(Outcome, Counts)) -> f64| outcomes.iter().map(f).sum::<f64>() / n;
+        TierFigures {
+            success: mean(&|(o, _)| f64::from(u8::from(o.success))),
+            messages_per_query: mean(&|(o, _)| o.messages as f64),
+            up_up_per_query: mean(&|(_, c)| c.up_up as f64),
+            up_leaf_per_query: mean(&|(_, c)| c.up_leaf as f64),
+            elapsed_ms: mean(&|(o, _)| o.elapsed_ms),
+        }
+    }
 }
 
 fn record(
@@ -298,6 +453,10 @@ impl Ord for Scheduled {
 #[derive(Clone, Copy, Debug, Default)]
 struct Counts {
     queries_sent: u64,
+    /// Of those, between two ultrapeers and between an ultrapeer and a leaf
+    /// (a two-tier network only).
+    up_up: u64,
+    up_leaf: u64,
     duplicates: u64,
     rate_limited: u64,
 }
@@ -306,6 +465,8 @@ impl Counts {
     fn since(self, earlier: Counts) -> Counts {
         Counts {
             queries_sent: self.queries_sent - earlier.queries_sent,
+            up_up: self.up_up - earlier.up_up,
+            up_leaf: self.up_leaf - earlier.up_leaf,
             duplicates: self.duplicates - earlier.duplicates,
             rate_limited: self.rate_limited - earlier.rate_limited,
         }
@@ -411,6 +572,9 @@ fn mix(mut x: u64) -> u64 {
 struct Sim<'a> {
     settings: &'a Settings,
     plan: &'a Plan,
+    /// The first this many nodes are ultrapeers and the others leaves; 0
+    /// for a flat network.
+    ultrapeers: usize,
     nodes: Vec<Node>,
     /// Each node's links.
     links: Vec<Vec<Link>>,
@@ -438,7 +602,7 @@ struct Sim<'a> {
 impl<'a> Sim<'a> {
     /// Builds a core per node, lets each dial its older neighbours as the
     /// real network does, and waits until every link of the graph is up.
-    fn start(settings: &'a Settings, plan: &'a Plan) -> Result<Sim<'a>, Error> {
+    fn start(settings: &'a Settings, plan: &'a Plan, ultrapeers: usize) -> Result<Sim<'a>, Error> {
         let base = Instant::now();
         let count = plan.topology.nodes();
         let trust = SharedTrust::new(TrustStore::in_memory());
@@ -446,9 +610,19 @@ impl<'a> Sim<'a> {
         let mut nodes = Vec::with_capacity(count);
         for i in 0..count {
             let peers = plan.topology.dials(i).map(addr).collect::<Result<Vec<_>, _>>()?;
+            let up_links = plan.topology.neighbours(i).iter().filter(|&&n| n < ultrapeers).count();
+            let (role, max_peers, max_leaves) = match ultrapeers {
+                0 => (Role::Ultrapeer, plan.topology.neighbours(i).len(), 0),
+                _ if i < ultrapeers => {
+                    (Role::Ultrapeer, up_links, (plan.topology.neighbours(i).len() - up_links).max(1))
+                }
+                _ => (Role::Leaf, up_links, 0),
+            };
             let config = Config {
                 listen: SocketAddr::V4(addr(i)?),
-                max_peers: plan.topology.neighbours(i).len(),
+                max_peers,
+                max_leaves,
+                role,
                 discover: false,
                 peers,
                 tick: TICK,
@@ -464,9 +638,24 @@ impl<'a> Sim<'a> {
             let start = base + Duration::from_nanos(mix(settings.seed ^ mix(!(i as u64))) % nanos(TICK));
             nodes.push(Node::new(config, rng, trust.clone(), library, start));
         }
+        if ultrapeers > 0 {
+            // What each library's QRP table holds, as the servent builds it.
+            for (i, node) in nodes.iter_mut().enumerate() {
+                let files: Vec<SharedFile> = plan
+                    .catalog
+                    .shared_by(i)
+                    .iter()
+                    .map(|&item| shared_file(item, &plan.catalog.items()[item]))
+                    .collect();
+                let table =
+                    RouteTable::from_library(files.iter().map(|f| f.name.as_str()), files.iter().map(|f| &f.sha1));
+                node.handle(Event::LibraryTable(table), base);
+            }
+        }
         let mut sim = Sim {
             settings,
             plan,
+            ultrapeers,
             nodes,
             links: (0..count).map(|_| Vec::new()).collect(),
             library: Library::new(&plan.catalog),
@@ -504,6 +693,19 @@ impl<'a> Sim<'a> {
         }
         self.advance_to(self.now + nanos(SETTLE_AFTER_LINKING));
         Ok(())
+    }
+
+    /// Whether node `i` is a leaf of the two-tier network.
+    fn is_leaf(&self, i: usize) -> bool {
+        self.ultrapeers > 0 && i >= self.ultrapeers
+    }
+
+    /// Whether a dynamic query for `origin`'s search still runs at it or
+    /// at one of its neighbours (a leaf's ultrapeers run its queries).
+    fn querying(&self, origin: usize) -> bool {
+        std::iter::once(origin)
+            .chain(self.plan.topology.neighbours(origin).iter().copied())
+            .any(|i| self.nodes[i].dynamic_queries() > 0)
     }
 
     /// Virtual time since the start.
@@ -633,6 +835,13 @@ impl<'a> Sim<'a> {
         let (at, to, remote_peer) = (leaves + link.latency, link.remote, link.remote_peer);
         if matches!(message.payload, Payload::Query(_)) {
             self.counts.queries_sent += 1;
+            if self.ultrapeers > 0 {
+                if from < self.ultrapeers && to < self.ultrapeers {
+                    self.counts.up_up += 1;
+                } else {
+                    self.counts.up_leaf += 1;
+                }
+            }
         }
         if is_search(&message) {
             self.searching += 1;
@@ -665,29 +874,42 @@ impl<'a> Sim<'a> {
         let spread = LATENCY_US.end() - LATENCY_US.start() + 1;
         let latency = 1_000 * (LATENCY_US.start() + mix(self.settings.seed ^ mix(a << 32 | b)) % spread);
         let Some(from_addr) = node_addr(from, port) else { return };
+        let leaf = self.is_leaf(from);
         match self.nodes[to].admit(SocketAddr::V4(from_addr)) {
-            // A flat network of ultrapeers with no leaf slots: any refusal is "full".
-            (
-                Admission::Full { try_ultrapeers }
-                | Admission::LeavesOnly { try_ultrapeers }
-                | Admission::UltrapeersOnly { try_ultrapeers },
-                _,
-            ) => {
+            // In a flat network of ultrapeers with no leaf slots any refusal is "full".
+            (Admission::LeavesOnly { try_ultrapeers }, _) if !leaf => {
                 self.schedule(self.now + 2 * latency, from, Event::DialFailed { addr, try_hosts: try_ultrapeers });
             }
-            (Admission::Accept, _) => {
+            (Admission::UltrapeersOnly { try_ultrapeers }, _) if leaf => {
+                self.schedule(self.now + 2 * latency, from, Event::DialFailed { addr, try_hosts: try_ultrapeers });
+            }
+            (Admission::Full { try_ultrapeers }, _) => {
+                self.schedule(self.now + 2 * latency, from, Event::DialFailed { addr, try_hosts: try_ultrapeers });
+            }
+            (Admission::Accept | Admission::LeavesOnly { .. } | Admission::UltrapeersOnly { .. }, _) => {
                 let (dialer, listener) = (PeerId(self.next_peer), PeerId(self.next_peer + 1));
                 self.next_peer += 2;
                 let link = |peer, remote, remote_peer| Link { peer, remote, remote_peer, latency, busy_until: 0 };
                 self.links[from].push(link(dialer, to, listener));
                 self.links[to].push(link(listener, from, dialer));
-                let info =
-                    |listen: SocketAddrV4| PeerInfo { listen: Some(SocketAddr::V4(listen)), ..PeerInfo::default() };
+                let stated = |i: usize| match self.ultrapeers {
+                    0 => PeerInfo::default(),
+                    _ if self.is_leaf(i) => PeerInfo::stated(Role::Leaf, 0, routing::DEFAULT_MAX_TTL),
+                    _ => {
+                        let degree = self.plan.topology.neighbours(i).iter().filter(|&&n| n < self.ultrapeers).count();
+                        PeerInfo::stated(Role::Ultrapeer, degree as u32, routing::DEFAULT_MAX_TTL)
+                    }
+                };
+                let (to_info, from_info) = (stated(to), stated(from));
+                let info = |listen: SocketAddrV4, stated: PeerInfo| PeerInfo {
+                    listen: Some(SocketAddr::V4(listen)),
+                    ..stated
+                };
                 let outgoing = Connected {
                     peer: dialer,
                     addr: SocketAddr::V4(addr),
                     local: SocketAddr::V4(from_addr),
-                    info: info(addr),
+                    info: info(addr, to_info),
                     direction: Direction::Outgoing,
                     dialed: Some(addr),
                 };
@@ -695,7 +917,7 @@ impl<'a> Sim<'a> {
                     peer: listener,
                     addr: SocketAddr::V4(SocketAddrV4::new(*from_addr.ip(), 40_000)),
                     local: SocketAddr::V4(addr),
-                    info: info(from_addr),
+                    info: info(from_addr, from_info),
                     direction: Direction::Incoming,
                     dialed: None,
                 };
@@ -708,7 +930,9 @@ impl<'a> Sim<'a> {
     /// One search from `origin` until no Query or QueryHit is on its way,
     /// then the quiet period. Returns its id, how long it took and whether
     /// it ended within [`SETTLE_LIMIT`].
-    fn round(&mut self, origin: usize, text: &str, ttl: u8) -> Result<(Guid, Nanos, bool), Error> {
+    /// Without a TTL the search runs dynamically, and the round lasts
+    /// until its dynamic queries end too (at most [`dynamic::LIFETIME`]).
+    fn round(&mut self, origin: usize, text: &str, ttl: Option<u8>) -> Result<(Guid, Nanos, bool), Error> {
         let sent = self.now;
         let now = self.instant();
         let guid = self.nodes[origin]
@@ -716,9 +940,9 @@ impl<'a> Sim<'a> {
             .map_err(|e| Error::Settings(format!("node {origin} refused the search {text:?}: {e}")))?;
         self.drain(origin);
         self.last_search_message = sent;
-        let limit = sent + nanos(SETTLE_LIMIT);
+        let limit = sent + nanos(if ttl.is_some() { SETTLE_LIMIT } else { dynamic::LIFETIME });
         let mut settled = true;
-        while self.searching > 0 {
+        while self.searching > 0 || (ttl.is_none() && self.querying(origin)) {
             if self.next_at().is_none_or(|at| at > limit) {
                 settled = false;
                 break;
@@ -733,8 +957,15 @@ impl<'a> Sim<'a> {
     /// Floods a query for `item` from `origin` with `ttl`.
     fn flood(&mut self, origin: usize, item: &Item, ttl: u8) -> Result<Outcome, Error> {
         let before = self.counts;
-        let (guid, elapsed, settled) = self.round(origin, &item.query, ttl)?;
+        let (guid, elapsed, settled) = self.round(origin, &item.query, Some(ttl))?;
         Ok(self.outcome(origin, guid, ttl, item, before, elapsed, settled, 0))
+    }
+
+    /// Asks for `item` from `origin` dynamically: the ultrapeers widen it.
+    fn dynamic(&mut self, origin: usize, item: &Item) -> Result<(Outcome, Counts), Error> {
+        let before = self.counts;
+        let (guid, elapsed, settled) = self.round(origin, &item.query, None)?;
+        Ok((self.outcome(origin, guid, 0, item, before, elapsed, settled, 0), self.counts.since(before)))
     }
 
     /// Asks for `item` from `origin` in rings of TTL 1, 2, … up to the
@@ -744,7 +975,7 @@ impl<'a> Sim<'a> {
         let mut waited = 0;
         let mut ttl = 1;
         loop {
-            let (guid, elapsed, settled) = self.round(origin, &item.query, ttl)?;
+            let (guid, elapsed, settled) = self.round(origin, &item.query, Some(ttl))?;
             let found = self.nodes[origin]
                 .search_results(&guid)
                 .is_some_and(|s| s.results().iter().any(|r| experiment::is_genuine(r, item)));

@@ -62,6 +62,32 @@ pub struct Topology {
 }
 
 impl Topology {
+    /// A two-tier network, as Gnutella's since 2002: the first
+    /// `ultrapeers` nodes form a random graph of degree `degree`, and each
+    /// other node (a leaf) links to `leaf_links` of them, chosen at random.
+    /// Ultrapeers come first, so every leaf dials servents already up.
+    pub fn two_tier(
+        nodes: usize,
+        ultrapeers: usize,
+        degree: usize,
+        leaf_links: usize,
+        rng: &mut impl Rng,
+    ) -> Result<Topology, String> {
+        if leaf_links > ultrapeers {
+            return Err(format!("{leaf_links} links per leaf need as many ultrapeers, not {ultrapeers}"));
+        }
+        let mut neighbours = Topology::random(ultrapeers, degree.min(ultrapeers - 1), rng)?.neighbours;
+        neighbours.resize(nodes.max(ultrapeers), Vec::new());
+        for leaf in ultrapeers..nodes {
+            for up in rand::seq::index::sample(rng, ultrapeers, leaf_links) {
+                neighbours[leaf].push(up);
+                neighbours[up].push(leaf);
+            }
+        }
+        neighbours.iter_mut().for_each(|n| n.sort_unstable());
+        Ok(Topology { neighbours })
+    }
+
     /// A graph of `shape` on `nodes` nodes with mean degree about `degree`.
     pub fn generate(shape: Shape, nodes: usize, degree: usize, rng: &mut impl Rng) -> Result<Topology, String> {
         match shape {
@@ -227,6 +253,19 @@ mod tests {
                 && list.windows(2).all(|w| w[0] < w[1])
                 && list.iter().all(|&other| graph.neighbours(other).contains(&node))
         })
+    }
+
+    #[test]
+    fn two_tier_leaves_link_only_to_ultrapeers_which_come_first() {
+        let graph = Topology::two_tier(1000, 100, 30, 3, &mut StdRng::seed_from_u64(7)).unwrap();
+        assert!(is_connected(&graph) && has_no_loops_or_duplicates(&graph));
+        for leaf in 100..1000 {
+            assert_eq!(graph.neighbours(leaf).len(), 3);
+            assert!(graph.neighbours(leaf).iter().all(|&up| up < 100));
+            assert_eq!(graph.dials(leaf).count(), 3, "a leaf dials its ultrapeers");
+        }
+        let mean = (0..100).map(|up| graph.neighbours(up).iter().filter(|&&n| n < 100).count()).sum::<usize>() / 100;
+        assert!((29..=30).contains(&mean), "{mean}");
     }
 
     #[test]

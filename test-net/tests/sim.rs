@@ -67,3 +67,17 @@ fn the_simulation_refuses_what_it_does_not_simulate() {
         assert!(sim::run(&settings, &AtomicBool::new(false), |_| {}).is_err());
     }
 }
+
+#[test]
+fn a_two_tier_network_finds_as_much_as_flooding_with_fewer_messages_and_repeats_itself() {
+    let settings = Settings { nodes: 100, queries: 3, catalog: 10, ..settings(3) };
+    let run = || sim::tiers(&settings, &AtomicBool::new(false), |_, _| {}).unwrap();
+    let summary = run();
+    assert_eq!(summary.ultrapeers, 10);
+    assert_eq!((summary.flood.success, summary.dynamic.success), (1.0, 1.0), "{summary}");
+    assert!(summary.dynamic.messages_per_query * 3.0 < summary.flood.messages_per_query, "{summary}");
+    let split = summary.dynamic.up_up_per_query + summary.dynamic.up_leaf_per_query;
+    assert!((split - summary.dynamic.messages_per_query).abs() < 1e-9, "{summary}");
+    assert!(summary.dynamic.up_leaf_per_query > 0.0 && summary.qrp_bytes > 0, "{summary}");
+    assert_eq!(run().to_string(), summary.to_string(), "the same seed, the same figures");
+}

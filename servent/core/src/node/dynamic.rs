@@ -331,7 +331,14 @@ impl DynamicQuery {
     fn select_ttl(&self, n: &Neighbour, left: usize) -> u8 {
         let max = self.ttl.min(n.max_ttl).max(1);
         let needed = self.target.saturating_sub(self.kept()) as f64;
-        let per_host = self.results as f64 / self.horizon.max(1) as f64;
+        // With the leaf's guidance, the rate counts what it kept through all
+        // its ultrapeers (our share of it): hits routed back through another
+        // of its ultrapeers were found within our horizon too.
+        let found = match self.guidance {
+            Some(kept) => kept as f64 / ULTRAPEERS_PER_LEAF as f64 + self.since_guidance as f64,
+            None => self.results as f64,
+        };
+        let per_host = found / self.horizon.max(1) as f64;
         let hosts = needed / per_host.max(0.000_001) / left.max(1) as f64;
         (1..=max).rev().find(|&ttl| horizon(n.degree, ttl) as f64 <= hosts).unwrap_or(1)
     }

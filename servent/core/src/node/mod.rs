@@ -544,6 +544,7 @@ impl Node {
                 if let (Payload::QueryHit(_), Some(neighbour)) = (&message.payload, self.peers.get_mut(&peer)) {
                     neighbour.hits += 1;
                 }
+                let last_hop = self.ends_here(&message).then(|| message.clone());
                 let (pongs, actions): (Vec<_>, Vec<_>) = self
                     .router
                     .handle(peer, message, now)
@@ -556,6 +557,7 @@ impl Node {
                     });
                     self.learn_from(source, addrs, now);
                 }
+                let actions = self.down_to_leaves(actions, last_hop, peer);
                 self.apply(actions, now);
                 if let Some(reason) = self.router.counters(peer).and_then(junk::verdict) {
                     self.disconnect(peer, 400, format!("too much useless traffic: {reason}"));

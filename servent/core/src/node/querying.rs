@@ -211,6 +211,37 @@ impl Node {
         self.peers.get(&peer).is_some_and(|p| p.addr.ip() == IpAddr::V4(ip) || p.listen.is_some_and(|l| *l.ip() == ip))
     }
 
+    /// Whether `message` is a query whose travel ends at us (TTL 1) while
+    /// we have leaves: it still goes down to them.
+    pub(super) fn ends_here(&self, message: &Message) -> bool {
+        self.config.role == Role::Ultrapeer
+            && message.ttl == 1
+            && matches!(message.payload, Payload::Query(_))
+            && self.peers.values().any(|p| p.role == Role::Leaf)
+    }
+
+    /// A query that ended its travel at us goes on to our leaves, whose QRP
+    /// tables filter it: they are part of us, as deployed ultrapeers hold,
+    /// and what our last-hop table promised. Only once the router took it
+    /// (not a duplicate, not over the rate).
+    pub(super) fn down_to_leaves(
+        &self,
+        mut actions: Vec<routing::Action>,
+        last_hop: Option<Message>,
+        from: PeerId,
+    ) -> Vec<routing::Action> {
+        let Some(message) = last_hop else { return actions };
+        let taken =
+            actions.iter().any(|a| matches!(a, routing::Action::SearchLocal { guid, .. } if *guid == message.guid));
+        if !taken {
+            return actions;
+        }
+        let message = Message { hops: message.hops.saturating_add(1), ..message };
+        let leaves = self.peers.iter().filter(|(id, p)| p.role == Role::Leaf && **id != from).map(|(id, _)| *id);
+        actions.extend(leaves.map(|to| routing::Action::Send { to, message: message.clone() }));
+        actions
+    }
+
     /// Whether a query from `peer` is a leaf's own, which we run dynamically.
     pub(super) fn is_leaf_query(&self, peer: PeerId, message: &Message) -> bool {
         self.config.role == Role::Ultrapeer

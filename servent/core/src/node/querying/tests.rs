@@ -249,3 +249,22 @@ fn a_dynamic_query_skips_the_ultrapeers_whose_hops_flow_refuses_it() {
     net.run_for(Duration::from_secs(1));
     assert_eq!((1..5).map(|i| queries_received(&net, i)).sum::<usize>(), 1, "the probe went to the one that takes it");
 }
+
+#[test]
+fn a_query_ending_its_travel_at_an_ultrapeer_still_reaches_its_matching_leaf() {
+    let mut net = Net::new(3, ultrapeer(), 5);
+    make_leaf(&mut net, 2);
+    net.share(2, "linux-kernel.tar", 1);
+    net.nodes[1].connect(Net::addr(0), net.now);
+    net.nodes[2].connect(Net::addr(0), net.now);
+    net.run_for(Duration::from_secs(2));
+    let now = net.now;
+    let id = net.nodes[1].search("linux kernel", Some(1), now).unwrap();
+    net.run_for(Duration::from_secs(1));
+    assert_eq!(queries_received(&net, 2), 1, "TTL 1 at the ultrapeer, and on to its leaf");
+    assert_eq!(net.nodes[1].search_results(&id).unwrap().results().len(), 1);
+    let now = net.now;
+    net.nodes[1].search("other words", Some(1), now).unwrap();
+    net.run_for(Duration::from_secs(1));
+    assert_eq!(queries_received(&net, 2), 1, "not what its table holds");
+}
