@@ -27,5 +27,19 @@ pub mod searches;
 pub mod trust;
 pub mod wire;
 
+/// The civil date (year, month 1–12, day 1–31) of a count of days since
+/// 1970-01-01, by Howard Hinnant's `civil_from_days`.
+pub fn civil_from_days(days: u64) -> (i64, i64, i64) {
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    (yoe + era * 400 + i64::from(month <= 2), month, day)
+}
+
 /// What we call ourselves in handshakes and HTTP headers.
 pub const USER_AGENT: &str = concat!("Seblinux/", env!("CARGO_PKG_VERSION"));
