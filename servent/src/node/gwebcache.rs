@@ -23,8 +23,7 @@ pub(super) async fn ask(urls: Vec<String>, events: Sender<Event>) {
             Ok(Ok(body)) => {
                 let hosts: Vec<SocketAddrV4> =
                     hostcache::parse_gwebcache(&body).into_iter().filter(|a| routing_ok(a.ip())).collect();
-                let (count, plural) = (hosts.len(), if hosts.len() == 1 { "" } else { "s" });
-                log(format_args!("GWebCache {url}: {count} host{plural}"));
+                log(format_args!("GWebCache {url}: {}", crate::cli::plural(hosts.len(), "host")));
                 if events.send(Event::Core(CoreEvent::HostsLearned(hosts))).await.is_err() {
                     return;
                 }

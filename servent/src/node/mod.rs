@@ -597,9 +597,7 @@ pub async fn start(config: Config) -> Result<NodeHandle, NodeError> {
                 warn(format_args!("cannot resume a download: {problem}"));
             }
             if !resumed.ids.is_empty() {
-                let count = resumed.ids.len();
-                let plural = if count == 1 { "" } else { "s" };
-                log(format_args!("resuming {count} unfinished download{plural}"));
+                log(format_args!("resuming {}", crate::cli::plural(resumed.ids.len(), "unfinished download")));
             }
             Some(downloads)
         }
