@@ -29,14 +29,16 @@ fn publish(dir: &Path, key: &SecretKey, version: &str, file: &str, content: &[u8
 
 /// [`publish`] for the package `name`.
 fn publish_as(dir: &Path, key: &SecretKey, name: &str, version: &str, file: &str, content: &[u8]) {
-    std::fs::write(dir.join(file), content).unwrap();
     let mut signer = Signer::new();
     signer.update(content);
     let meta = ReleaseMeta { name: name.into(), version: version.into(), keywords: vec!["SEBLINUX".into()] };
     // Later versions are signed later, as a publisher does.
     let timestamp = 1_700_000_000 + version.replace('.', "").parse::<u64>().unwrap();
     let minisig = signer.finish(key, file, Some(&meta), timestamp).unwrap();
+    // The signature first: a rescan between the two writes would otherwise
+    // index the release unsigned, and a search could see it so.
     std::fs::write(dir.join(format!("{file}.minisig")), minisig.to_text()).unwrap();
+    std::fs::write(dir.join(file), content).unwrap();
 }
 
 struct User {
