@@ -15,6 +15,7 @@ use crate::config::{self, Config};
 use crate::configfile;
 use crate::keysource;
 use crate::peeraddr::PeerAddr;
+use crate::transfer::browse::BROWSE_TIMEOUT;
 use crate::transfer::rate::{self, Rates};
 use crate::transfer::upload::UploadConfig;
 use crate::updater;
@@ -99,6 +100,19 @@ pub enum Command {
     Share(ShareCommand),
     /// Lists the shared files.
     Library(ListArgs),
+    /// Lists another servent's shared files with their verdicts (browse
+    /// host), numbered: `get N` then downloads one.
+    Browse {
+        // structopt refuses doc comments on flattened fields.
+        #[allow(missing_docs)]
+        #[structopt(flatten)]
+        api: ApiArgs,
+        /// One JSON object per line.
+        #[structopt(long)]
+        json: bool,
+        /// The servent to browse, as IP:PORT.
+        addr: SocketAddr,
+    },
     /// Shows the servent's address, peers and counters.
     Status(ListArgs),
     /// Pins, lists or unpins publisher keys.
@@ -483,6 +497,8 @@ impl RunArgs {
 /// How long a client waits for an answer, but for the updater's calls,
 /// which last as long as their downloads.
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(60);
+/// How much longer than the servent's own bound a client waits for it.
+const ANSWER_MARGIN: Duration = Duration::from_secs(10);
 
 /// A client of the local API.
 struct Client {
@@ -695,6 +711,14 @@ pub async fn run_client(command: Command) -> Result<(), String> {
             });
             Ok(())
         }
+        Command::Browse { api, json, addr } => {
+            // The servent gives up on the browsed one first, and says why.
+            let client = Client::with_timeout(&api, Some(BROWSE_TIMEOUT + ANSWER_MARGIN));
+            let results = client.get(&format!("/api/browse/{addr}")).await?;
+            let results = results.as_array().cloned().unwrap_or_default();
+            show_results(&format!("browse {addr}"), results, json, &format!("{addr} shares no files"));
+            Ok(())
+        }
         Command::Status(args) => {
             let status = Client::new(&args.api).get("/api/status").await?;
             if args.json {
@@ -719,15 +743,23 @@ async fn search(client: &Client, text_query: &str, ttl: Option<u8>, wait: f64, j
     let id = started["id"].as_str().ok_or("the servent gave no search id")?.to_string();
     async_std::task::sleep(Duration::from_secs_f64(wait.clamp(0.0, 3600.0))).await;
     let snapshot = client.get(&format!("/api/searches/{id}")).await?;
-    let mut results = snapshot["results"].as_array().cloned().unwrap_or_default();
+    let results = snapshot["results"].as_array().cloned().unwrap_or_default();
+    show_results(text_query, results, json, &format!("no results for {text_query:?}"));
+    Ok(())
+}
+
+/// Prints results numbered, best verdicts first, and remembers them for
+/// `get N` as the results of `query`; says `none` on standard error when
+/// there are none.
+fn show_results(query: &str, mut results: Vec<Value>, json: bool, none: &str) {
     sort_results(&mut results);
-    let last = LastSearch { query: text_query.to_owned(), results };
+    let last = LastSearch { query: query.to_owned(), results };
     if let Err(why) = last.save() {
         eprintln!("servent: the results cannot be remembered for `get N`: {why}");
     }
     if last.results.is_empty() {
-        eprintln!("no results for {text_query:?}");
-        return Ok(());
+        eprintln!("{none}");
+        return;
     }
     let numbered: Vec<Value> = last
         .results
@@ -751,7 +783,6 @@ async fn search(client: &Client, text_query: &str, ttl: Option<u8>, wait: f64, j
             short_urn(r),
         ]
     });
-    Ok(())
 }
 
 /// Where a verdict comes in a list of results: verified first, then

@@ -53,12 +53,10 @@ use crate::transfer::push::Pushes;
 use crate::transfer::rate::{RateLimit, Rates};
 use crate::transfer::upload::Uploads;
 use crate::trust::{self, Judgement, KeyEntry, SharedTrust, TrustError, TrustStore, Verdict};
-use crate::wire::{Guid, Urn};
+use crate::wire::{Guid, QueryHit, Urn};
 
 /// Events waiting for the pump, at most; readers wait when it is full.
 const EVENT_QUEUE: usize = 4096;
-/// How long browsing another servent may take.
-const BROWSE_TIMEOUT: Duration = Duration::from_secs(60);
 /// A peer silent for this long is gone (we ping every 30 s).
 const IDLE_TIMEOUT: Duration = Duration::from_secs(120);
 /// Why a servent could not start or answer.
@@ -237,6 +235,7 @@ enum Command {
     ProxyPush { servent: Guid, index: u32, to: SocketAddrV4, reply: Sender<bool> },
     Identity { reply: Sender<crate::transfer::browse::Identity> },
     Shutdown { reply: Sender<()> },
+    Browsed { label: String, hits: Vec<QueryHit>, reply: Sender<Vec<SearchResult>> },
 }
 
 /// What the pump carries to the core.
@@ -431,16 +430,19 @@ impl NodeHandle {
     }
 
     /// Another servent's shared files (browse host), grouped and judged
-    /// as search results are.
+    /// as search results are, and kept as a search so that they can be
+    /// downloaded by URN; their source is the servent browsed, whatever
+    /// address its hits name.
     pub async fn browse(&self, addr: SocketAddr) -> Result<Vec<SearchResult>, NodeError> {
-        let hits = crate::transfer::browse::browse(addr, BROWSE_TIMEOUT).await.map_err(NodeError::Browse)?;
-        let (mut listing, id, now) = (crate::searches::Searches::default(), Guid::random(), Instant::now());
-        listing.start(id, format!("browse {addr}"), now);
-        let trust = self.trust.read();
-        for hit in &hits {
-            listing.add(id, hit, now, &trust);
+        use crate::transfer::browse;
+        let mut hits = browse::browse(addr, browse::BROWSE_TIMEOUT).await.map_err(NodeError::Browse)?;
+        if let SocketAddr::V4(v4) = addr {
+            for hit in &mut hits {
+                (hit.ip, hit.port) = (*v4.ip(), v4.port());
+            }
         }
-        Ok(listing.get(&id).map(|s| s.results().to_vec()).unwrap_or_default())
+        let label = format!("browse {addr}");
+        self.ask(|reply| Command::Browsed { label, hits, reply }).await
     }
 
     /// The connected peers.

@@ -267,6 +267,11 @@ impl Pump {
             Command::ProxyPush { servent, index, to, reply } => {
                 let _ = reply.try_send(self.core.proxy_push(servent, index, to));
             }
+            Command::Browsed { label, hits, reply } => {
+                let id = self.core.browsed(label, &hits, now);
+                let results = self.core.search_results(&id).map(|s| s.results().to_vec()).unwrap_or_default();
+                let _ = reply.try_send(results);
+            }
             Command::Shutdown { .. } => {}
         }
     }

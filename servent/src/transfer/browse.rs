@@ -19,6 +19,7 @@ use std::net::SocketAddrV4;
 
 use async_std::channel::Receiver;
 use servent_core::compression::Deflater;
+use servent_core::searches::MAX_RESULTS_PER_SEARCH;
 use servent_core::wire::{self, Guid, Message, Payload, QueryHit, HEADER_LEN};
 
 use super::http::{self, Request, ResponseHead};
@@ -64,31 +65,111 @@ pub fn answer(
     body
 }
 
-/// Bytes of descriptors read from one browsed servent at most.
+/// Bytes of descriptors read from one browsed servent at most: an answer
+/// announcing or sending more is refused.
 pub const MAX_BROWSE_BYTES: usize = 16 << 20;
+/// Files kept from one browse at most, as many as a search keeps
+/// ([`MAX_RESULTS_PER_SEARCH`]); descriptors past them are
+/// checked and counted against [`MAX_BROWSE_BYTES`], not decoded.
+pub const MAX_BROWSE_FILES: usize = MAX_RESULTS_PER_SEARCH;
+/// How long browsing another servent may take, from connecting to the
+/// last byte: a servent that trickles or stalls is given up on then.
+pub const BROWSE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Reads the QueryHits of a browse answer's body: descriptors back to
-/// back. Other descriptors are skipped; a malformed one ends the list.
+/// back; files past [`MAX_BROWSE_FILES`] are not kept. Other descriptors
+/// are skipped; a malformed or cut one refuses the whole answer.
 pub fn read_hits(body: &[u8]) -> Result<Vec<QueryHit>, String> {
-    let mut hits = Vec::new();
+    let mut hits = Hits::default();
     let mut rest = body;
-    while rest.len() >= HEADER_LEN {
-        let header: [u8; HEADER_LEN] = rest[..HEADER_LEN].try_into().map_err(|_| "short header".to_string())?;
-        let length = HEADER_LEN + wire::decode_header(&header).map_err(|e| e.to_string())?.payload_len as usize;
-        let Some(bytes) = rest.get(..length) else { return Err("a descriptor cut short".into()) };
-        if let Payload::QueryHit(hit) = wire::decode(bytes).map_err(|e| e.to_string())?.payload {
-            hits.push(hit);
-        }
-        rest = &rest[length..];
+    while !rest.is_empty() {
+        let header: [u8; HEADER_LEN] = rest.get(..HEADER_LEN).ok_or(CUT)?.try_into().map_err(|_| CUT)?;
+        let header = wire::decode_header(&header).map_err(|e| e.to_string())?;
+        let payload = rest.get(HEADER_LEN..HEADER_LEN + header.payload_len as usize).ok_or(CUT)?;
+        hits.take(&header, payload)?;
+        rest = &rest[HEADER_LEN + payload.len()..];
     }
-    if rest.is_empty() {
-        Ok(hits)
-    } else {
-        Err("a descriptor cut short".into())
+    Ok(hits.hits)
+}
+
+/// Why a body ending inside a descriptor is refused.
+const CUT: &str = "a descriptor cut short";
+
+/// The QueryHits of a browse answer, as its descriptors are read.
+#[derive(Default)]
+struct Hits {
+    hits: Vec<QueryHit>,
+    files: usize,
+}
+
+impl Hits {
+    /// Decodes one descriptor; keeps it if it is a QueryHit, until as many
+    /// files as a browse keeps are read (then the rest is only counted).
+    fn take(&mut self, header: &wire::Header, payload: &[u8]) -> Result<(), String> {
+        if self.files >= MAX_BROWSE_FILES {
+            return Ok(());
+        }
+        if let Payload::QueryHit(hit) = wire::decode_payload(header, payload).map_err(|e| e.to_string())?.payload {
+            self.files += hit.results.len();
+            self.hits.push(hit);
+        }
+        Ok(())
     }
 }
 
-/// Browses the servent at `addr`: its QueryHits, or why not.
+/// Reads descriptors from a browse answer's body as they come, until its
+/// end or the first malformed one; more than `limit` bytes is refused, and
+/// so is an end inside a descriptor. Files past [`MAX_BROWSE_FILES`] are
+/// not kept.
+async fn read_hits_from<R: async_std::io::Read + Unpin>(body: &mut R, limit: usize) -> Result<Vec<QueryHit>, Refusal> {
+    let (mut hits, mut read) = (Hits::default(), 0);
+    let mut payload = Vec::new();
+    loop {
+        let mut header = [0u8; HEADER_LEN];
+        let got = read_up_to(body, &mut header).await?;
+        if got == 0 {
+            break;
+        }
+        if got < HEADER_LEN {
+            return Err(Refusal::Malformed(CUT.into()));
+        }
+        let header = wire::decode_header(&header).map_err(|e| Refusal::Malformed(e.to_string()))?;
+        read += HEADER_LEN + header.payload_len as usize;
+        if read > limit {
+            return Err(Refusal::TooLarge);
+        }
+        payload.resize(header.payload_len as usize, 0);
+        if read_up_to(body, &mut payload).await? < payload.len() {
+            return Err(Refusal::Malformed(CUT.into()));
+        }
+        hits.take(&header, &payload).map_err(Refusal::Malformed)?;
+    }
+    Ok(hits.hits)
+}
+
+/// Fills `buffer` from `body` unless it ends first; how many bytes came.
+async fn read_up_to<R: async_std::io::Read + Unpin>(body: &mut R, buffer: &mut [u8]) -> Result<usize, Refusal> {
+    let mut got = 0;
+    while got < buffer.len() {
+        match body.read(&mut buffer[got..]).await.map_err(|e| Refusal::Io(e.to_string()))? {
+            0 => break,
+            n => got += n,
+        }
+    }
+    Ok(got)
+}
+
+/// Why a browse answer's body is refused.
+enum Refusal {
+    TooLarge,
+    Malformed(String),
+    Io(String),
+}
+
+/// Browses the servent at `addr`: its QueryHits, or why not. The answer is
+/// refused as soon as it shows it is not descriptors, is larger than
+/// [`MAX_BROWSE_BYTES`] or is malformed, and when it does not end within
+/// `timeout`.
 pub async fn browse(addr: SocketAddr, timeout: Duration) -> Result<Vec<QueryHit>, String> {
     let ask = async {
         let stream = TcpStream::connect(addr).await.map_err(|e| format!("cannot connect to {addr}: {e}"))?;
@@ -106,9 +187,17 @@ pub async fn browse(addr: SocketAddr, timeout: Duration) -> Result<Vec<QueryHit>
         if !packets || head.headers.get("Content-Encoding").is_some() {
             return Err(format!("{addr} does not answer a browse with descriptors"));
         }
-        let mut body = Vec::new();
-        (&mut reader).take(MAX_BROWSE_BYTES as u64).read_to_end(&mut body).await.map_err(|e| e.to_string())?;
-        read_hits(&body)
+        let too_large = format!("{addr} answered a browse with more than {} MiB", MAX_BROWSE_BYTES >> 20);
+        let announced = head.headers.get("Content-Length").and_then(|l| l.trim().parse::<u64>().ok());
+        if announced.is_some_and(|length| length > MAX_BROWSE_BYTES as u64) {
+            return Err(too_large);
+        }
+        let mut body = (&mut reader).take(announced.unwrap_or(u64::MAX));
+        read_hits_from(&mut body, MAX_BROWSE_BYTES).await.map_err(|refusal| match refusal {
+            Refusal::TooLarge => too_large,
+            Refusal::Malformed(why) => format!("{addr} answered a browse with malformed descriptors: {why}"),
+            Refusal::Io(why) => format!("browsing {addr}: {why}"),
+        })
     };
     async_std::future::timeout(timeout, ask).await.map_err(|_| format!("browsing {addr} timed out"))?
 }
@@ -150,5 +239,14 @@ mod tests {
         assert!(read_hits(&body[..body.len() - 3]).is_err());
         assert!(read_hits(&[0xFF; 40]).is_err(), "garbage is no descriptor");
         assert_eq!(read_hits(&[]).unwrap(), Vec::new());
+    }
+
+    #[test]
+    fn files_past_the_bound_are_not_kept_but_the_rest_is_still_checked() {
+        let body: Vec<u8> = (0..MAX_BROWSE_FILES + 5).flat_map(|n| hit(n as u8).encode()).collect();
+        assert_eq!(read_hits(&body).unwrap().len(), MAX_BROWSE_FILES);
+        let mut cut = body.clone();
+        cut.truncate(body.len() - 1);
+        assert!(read_hits(&cut).is_err(), "a cut descriptor past the bound still refuses the answer");
     }
 }

@@ -669,6 +669,19 @@ impl Node {
         Ok(guid)
     }
 
+    /// Keeps the files another servent listed when browsed (`label` says
+    /// which) as one of our searches, judged: its results can then be
+    /// downloaded by URN as a search's are. Sends nothing. Returns its id.
+    pub fn browsed(&mut self, label: String, hits: &[QueryHit], now: Instant) -> Guid {
+        let guid = Guid::from_rng(&mut self.rng);
+        self.searches.start(guid, label, now);
+        let trust = self.trust.read();
+        for hit in hits {
+            self.searches.add(guid, hit, now, &trust);
+        }
+        guid
+    }
+
     /// Adds an address to connect to and keep trying, as `--peer` does.
     pub fn connect(&mut self, addr: SocketAddrV4, now: Instant) {
         self.hosts.add(addr, Origin::User);

@@ -358,6 +358,35 @@ fn search_floods_a_query_and_collects_its_hits() {
 }
 
 #[test]
+fn a_browsed_listing_is_kept_as_a_search_whose_files_are_known_and_nothing_is_sent() {
+    let now = Instant::now();
+    let mut node = node(now);
+    connect(&mut node, 1, SocketAddr::V4(addr(1)), now);
+    actions(&mut node);
+    let result = QueryResult {
+        index: 1,
+        size: 10,
+        name: "browsed.tar".into(),
+        urns: vec![Urn::Sha1([6; 20])],
+        ggep: Default::default(),
+    };
+    let hit = QueryHit {
+        port: 6346,
+        ip: *addr(2).ip(),
+        speed: 1,
+        results: vec![result],
+        trailer: None,
+        servent_guid: Guid([2; 16]),
+        original: Default::default(),
+    };
+    let id = node.browsed("browse 192.0.2.2:6346".into(), &[hit], now);
+    assert_eq!(actions(&mut node), Vec::new(), "a browse sends nothing to the network");
+    let listing = node.search_results(&id).unwrap();
+    assert_eq!((listing.text.as_str(), listing.results().len()), ("browse 192.0.2.2:6346", 1));
+    assert_eq!(node.known(&[Urn::Sha1([6; 20])]).unwrap().sources, vec![addr(2)]);
+}
+
+#[test]
 fn empty_or_long_search_is_refused() {
     let now = Instant::now();
     let mut node = node(now);
