@@ -196,6 +196,57 @@ fn in_the_browser_a_search_result_is_downloaded_and_lands_in_the_library() {
     assert!(std::fs::read(user.data.path().join("downloads").join(NAME)).unwrap() == bytes);
 }
 
+/// A servent answering every browse with descriptors without end (empty
+/// Pings, which a browse skips): the page must show it refused.
+fn endless_browse_answer() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut line = String::new();
+                while reader.read_line(&mut line).unwrap_or(0) > 0 && line != "\r\n" {
+                    line.clear();
+                }
+                let mut writer = stream;
+                let head = "HTTP/1.1 200 OK\r\nContent-Type: application/x-gnutella-packets\r\n\r\n";
+                let mut ping = [0u8; 23];
+                ping[17] = 1;
+                let pings: Vec<u8> = ping.iter().copied().cycle().take(23 * 4096).collect();
+                if writer.write_all(head.as_bytes()).is_ok() {
+                    while writer.write_all(&pings).is_ok() {}
+                }
+            });
+        }
+    });
+    addr
+}
+
+/// Browse host in the browser: the user browses the publisher from the
+/// Peers view, sees its files with their verdicts and downloads one; a
+/// search result's Browse button lists its source's files too; a hostile
+/// servent's endless answer is refused with a line saying so.
+#[test]
+fn in_the_browser_a_peer_is_browsed_and_one_of_its_files_downloaded() {
+    let Some(browser) = Browser::find() else { return };
+    let share = tempfile::tempdir().unwrap();
+    let bytes = content(256 << 10);
+    std::fs::write(share.path().join(NAME), &bytes).unwrap();
+    std::fs::write(share.path().join("SEBLINUX-docs-1.0.tar"), content(1000)).unwrap();
+    let (publisher, user) = publisher_and_user(share.path(), 2);
+    let hostile = endless_browse_answer().to_string();
+
+    browser.run(
+        "browse",
+        &format!("http://{}/?token={TOKEN}", user.api),
+        &["--name", NAME, "--peer", &publisher.listen, "--files", "2", "--hostile", &hostile],
+        &user,
+    );
+
+    assert!(std::fs::read(user.data.path().join("downloads").join(NAME)).unwrap() == bytes);
+}
+
 /// Verdicts in the browser: a trusted key added on the trust view, a
 /// release it signed shown `verified`, another file carrying that
 /// signature shown `fake`, struck through, with no Download button.

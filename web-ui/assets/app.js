@@ -239,7 +239,8 @@ function createResultRow() {
   ]);
 }
 
-function updateResultRow(row, result) {
+/** A result's row; its download reports in status line `line`. */
+function updateResultRow(row, result, line) {
   const fake = result.verdict === "fake";
   row.classList.toggle("fake", fake);
   const name = cellOf(row, "name");
@@ -263,18 +264,19 @@ function updateResultRow(row, result) {
   row.dataset.verdict = result.verdict || "";
   const action = cellOf(row, "action");
   const target = result.sha256 || result.sha1;
-  const existing = action.querySelector("button");
+  const existing = action.querySelector("button.download");
   if (fake || !target) {
-    action.replaceChildren();
+    if (existing) existing.remove();
+    action.querySelector(".confirm")?.remove();
   } else if (!existing) {
-    const download = button("Download", "download", () => askDownload(row, download, target, result.name));
+    const download = button("Download", "download", () => askDownload(row, download, target, result.name, line));
     download.setAttribute("aria-label", `Download ${result.name}`);
     const confirm = element("div", { class: "confirm", role: "group", hidden: "" });
     confirm.append(
       element("span", { class: "question" }),
       button("Download anyway", "confirm-download", () => {
         closeDownloadQuestion(row, false);
-        startDownload(download, target, result.name);
+        startDownload(download, target, result.name, line);
       }),
       button("Cancel", "cancel", () => closeDownloadQuestion(row, true)),
     );
@@ -284,18 +286,25 @@ function updateResultRow(row, result) {
       event.preventDefault();
       closeDownloadQuestion(row, true);
     });
-    action.append(download, confirm);
+    action.prepend(download, confirm);
   }
+}
+
+/** A search result's row: with a button to browse its first source, unless it is a fake. */
+function updateSearchRow(row, result) {
+  updateResultRow(row, result, "search");
+  const source = result.verdict === "fake" ? null : (result.sources || [])[0];
+  setBrowseButton(cellOf(row, "action"), source, source ? `Browse ${source}, a source of ${result.name}` : "");
 }
 
 /**
  * Downloads a verified result at once; for any other, asks first, once,
  * saying why it is not verified.
  */
-function askDownload(row, control, target, name) {
+function askDownload(row, control, target, name, line) {
   const verdict = row.dataset.verdict;
   if (verdict === "verified") {
-    startDownload(control, target, name);
+    startDownload(control, target, name, line);
     return;
   }
   const confirm = row.querySelector(".confirm");
@@ -314,18 +323,18 @@ function closeDownloadQuestion(row, focus) {
   if (focus) download.focus();
 }
 
-async function startDownload(control, target, name) {
+async function startDownload(control, target, name, line) {
   control.disabled = true;
   control.textContent = "Starting…";
   try {
     const started = await api("POST", "/api/downloads", { target });
     control.textContent = "Downloading";
-    report("search", `Downloading ${name} (download ${started.id}): see Downloads.`);
+    report(line, `Downloading ${name} (download ${started.id}): see Downloads.`);
     refreshDownloads();
   } catch (e) {
     control.disabled = false;
     control.textContent = "Download";
-    report("search", `Cannot download ${name}: ${e.message}`, true);
+    report(line, `Cannot download ${name}: ${e.message}`, true);
   }
 }
 
@@ -385,7 +394,7 @@ async function refreshSearch() {
   if (search !== wanted) return;
   const results = sortedResults(snapshot.results || []);
   search.hits = snapshot.hits_received || 0;
-  syncRows(byId("results").tBodies[0], results, resultKey, createResultRow, updateResultRow);
+  syncRows(byId("results").tBodies[0], results, resultKey, createResultRow, updateSearchRow);
   applyVerifiedFilter();
 }
 
@@ -423,6 +432,77 @@ function applyVerifiedFilter() {
   let text = `${plural(shown, "result", "results")} for ${words}`;
   if (shown < total) text += ` (${total - shown} not verified, hidden)`;
   describe("search", `${text}, from ${plural(search.hits, "answer", "answers")}.`);
+}
+
+// ---- Browse ----------------------------------------------------------------
+
+/** An address the servent can browse: IPv4 and port, nothing else. */
+const BROWSABLE = /^\d{1,3}(\.\d{1,3}){3}:\d{1,5}$/;
+
+/** The browse under way or shown: its address. */
+let browsing = null;
+
+/**
+ * A Browse button in `cell` for the servent at `addr` (none without one),
+ * changed in place so that it keeps its focus.
+ */
+function setBrowseButton(cell, addr, label) {
+  let control = cell.querySelector("button.browse");
+  if (!addr) {
+    if (control) control.remove();
+    return;
+  }
+  if (!control) {
+    control = button("Browse", "browse secondary", () => browseHost(control.dataset.addr));
+    cell.append(control);
+  }
+  control.dataset.addr = addr;
+  control.title = label;
+  control.setAttribute("aria-label", label);
+}
+
+/** Goes to the Browse view and lists the files of the servent at `addr`. */
+function browseHost(addr) {
+  byId("browse-addr").value = addr;
+  if (current !== "browse") location.hash = "browse";
+  runBrowse(addr);
+}
+
+function submitBrowse(event) {
+  event.preventDefault();
+  runBrowse(byId("browse-addr").value.trim());
+}
+
+function updateBrowsedRow(row, result) {
+  updateResultRow(row, result, "browse");
+}
+
+/**
+ * Asks the servent to browse `addr` (it gives up within a minute) and
+ * shows the files with their verdicts; an answer to an earlier browse is
+ * ignored.
+ */
+async function runBrowse(addr) {
+  if (!BROWSABLE.test(addr)) {
+    report("browse", `“${addr}” is not an address to browse: give it as IP:PORT, e.g. 192.0.2.1:6346.`, true);
+    return;
+  }
+  const wanted = { addr };
+  browsing = wanted;
+  const table = byId("browse-results");
+  table.tBodies[0].replaceChildren();
+  table.hidden = true;
+  report("browse", `Browsing ${addr}: asking it for the files it shares…`, false, Infinity);
+  try {
+    const results = await api("GET", `/api/browse/${addr}`);
+    if (browsing !== wanted) return;
+    const files = Array.isArray(results) ? results : [];
+    syncRows(table.tBodies[0], sortedResults(files), resultKey, createResultRow, updateBrowsedRow);
+    table.hidden = files.length === 0;
+    report("browse", files.length ? `${addr} shares ${plural(files.length, "file", "files")}.` : `${addr} shares no files.`, false, Infinity);
+  } catch (e) {
+    if (browsing === wanted) report("browse", `Cannot browse ${addr}: ${e.message}`, true, Infinity);
+  }
 }
 
 // ---- Downloads -------------------------------------------------------------
@@ -667,6 +747,7 @@ function createPeerRow() {
     ["out num", "Messages out"],
     ["dropped num", "Dropped"],
     ["since num", "Connected"],
+    ["action", ""],
   ]);
 }
 
@@ -679,6 +760,9 @@ function updatePeerRow(row, peer) {
   setText(cellOf(row, "out"), String(peer.messages_out || 0));
   setText(cellOf(row, "dropped"), String(dropped(peer.counters) + (peer.queue_dropped || 0)));
   setText(cellOf(row, "since"), humanDuration(peer.connected_secs || 0));
+  // An incoming peer is browsed where it listens, never at its outgoing port.
+  const listens = peer.listen || (peer.direction === "outgoing" ? peer.addr : null);
+  setBrowseButton(cellOf(row, "action"), listens, `Browse ${listens}: the files it shares`);
 }
 
 async function refreshPeers() {
@@ -1087,6 +1171,8 @@ async function submitInstall(event) {
 /** Each view: how to refresh it, and every how many ticks. */
 const views = {
   search: { refresh: refreshSearch, every: 1 },
+  // A browse is asked once, by the user: nothing to refresh.
+  browse: { refresh: async () => {}, every: 5 },
   downloads: { refresh: refreshDownloads, every: 1 },
   library: { refresh: refreshLibrary, every: 3 },
   trust: { refresh: refreshTrust, every: 3 },
@@ -1137,6 +1223,7 @@ async function refresh() {
 function start() {
   takeTokenFromAddress();
   byId("search-form").addEventListener("submit", submitSearch);
+  byId("browse-form").addEventListener("submit", submitBrowse);
   byId("verified-only").addEventListener("change", () => {
     verifiedOnlyChosen = true;
     applyVerifiedFilter();

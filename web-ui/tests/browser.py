@@ -10,6 +10,7 @@ see (never for a fixed time), saves a screenshot of each view into
     browser.py download --url http://127.0.0.1:P/?token=T --name FILE --stalled FILE ...
     browser.py verdicts --url ... --key RW... --key-id HEX --genuine FILE --fake FILE ...
     browser.py updates --url ... --package NAME --key-id HEX --gate FILE --next DIR --share DIR --publisher-api IP:PORT ...
+    browser.py browse --url ... --name FILE --peer IP:PORT --files N --hostile IP:PORT ...
 """
 
 import argparse
@@ -646,7 +647,81 @@ def scenario_updates(page, args):
     page.shot("updates-dark")
 
 
-SCENARIOS = {"download": scenario_download, "verdicts": scenario_verdicts, "updates": scenario_updates}
+def scenario_browse(page, args):
+    """Browse a peer from the Peers view and download one of its files; browse a
+    search result's source; a hostile servent's endless answer is refused."""
+    page.driver.get(args.url)
+    page.wait("the page to load", lambda: page.js("return document.readyState") == "complete")
+    page.view("peers")
+
+    def peer_browse_button():
+        for row in page.driver.find_elements(By.CSS_SELECTOR, "#peers tbody tr"):
+            if row.find_element(By.CSS_SELECTOR, "td.addr").text == args.peer:
+                button = row.find_element(By.CSS_SELECTOR, "button.browse")
+                return button.is_displayed() and button
+        return None
+
+    browse = page.wait(f"a Browse button on peer {args.peer}", peer_browse_button)
+    page.tab_to("the peer's Browse button", browse, page.find('nav a[data-view="peers"]'))
+    page.shot("peers-browse")
+    browse.click()
+    page.wait("the browse view", lambda: page.find("#view-browse").is_displayed())
+    shares = f"{args.peer} shares {args.files} files"
+    page.wait(f"“{shares}”", lambda: shares in page.find("#browse-status").text)
+    if page.find("#browse-addr").get_attribute("value") != args.peer:
+        raise Failure("the address box does not say which servent is browsed")
+    row = page.wait_row("browse-results", args.name)
+    verdict, reason = page.wait(f"a verdict badge on {args.name}", lambda: verdict_of(page.row("browse-results", args.name)))
+    if verdict != "unsigned" or not reason:
+        raise Failure(f"{args.name} browsed has verdict {verdict!r} explained by {reason!r}")
+    page.shot("browse")
+
+    row.find_element(By.CSS_SELECTOR, "button.download").click()
+    question = row.find_element(By.CSS_SELECTOR, ".confirm")
+    page.wait("the question before an unverified download", question.is_displayed)
+    question.find_element(By.CSS_SELECTOR, "button.confirm-download").click()
+    page.wait("the download to start", lambda: "Downloading" in page.find("#browse-status").text)
+    page.view("downloads")
+    page.wait(f"{args.name} to complete", lambda: page.state_of("downloads", args.name) == "complete")
+
+    page.view("search")
+    page.search("SEBLINUX")
+    page.wait_row("results", args.name)
+    page.click_in_row("results", args.name, "button.browse", "Browse")
+    page.wait("the browse view again", lambda: page.find("#view-browse").is_displayed())
+    page.wait(f"“{shares}” from the result's source", lambda: shares in page.find("#browse-status").text)
+    page.wait_row("browse-results", args.name)
+
+    box = page.find("#browse-addr")
+    box.clear()
+    box.send_keys(args.hostile, Keys.ENTER)
+    status = page.find("#browse-status")
+    page.wait(
+        "the hostile servent's answer refused",
+        lambda: "error" in status.get_attribute("class") and "more than 16 MiB" in status.text,
+    )
+    if page.find("#browse-results").is_displayed():
+        raise Failure("the files of the previous browse are still shown beside the refusal")
+    page.shot("browse-refused")
+    box.clear()
+    box.send_keys(args.peer, Keys.ENTER)
+    page.wait(f"“{shares}” after the refusal", lambda: shares in page.find("#browse-status").text)
+
+    page.check_keyboard_and_labels()
+    page.check_nothing_from_elsewhere()
+    page.check_console()
+    page.driver.set_window_size(*PHONE)
+    page.view("browse")
+    page.check_no_horizontal_scroll("browse")
+    page.shot("browse-phone")
+
+
+SCENARIOS = {
+    "download": scenario_download,
+    "verdicts": scenario_verdicts,
+    "updates": scenario_updates,
+    "browse": scenario_browse,
+}
 
 
 def main():
@@ -667,6 +742,9 @@ def main():
     parser.add_argument("--next")
     parser.add_argument("--share")
     parser.add_argument("--publisher-api")
+    parser.add_argument("--peer")
+    parser.add_argument("--files")
+    parser.add_argument("--hostile")
     args = parser.parse_args()
     os.makedirs(args.screenshots, exist_ok=True)
     page = Page(args)
