@@ -43,23 +43,49 @@ fn a_servent_browses_another_and_sees_its_files_judged() {
 }
 
 #[test]
-fn a_browse_that_accepts_deflate_gets_the_descriptors_deflated() {
+fn gtk_gnutellas_browse_request_gets_the_descriptors_deflated() {
     task::block_on(async {
         let files = share(&[("SEBLINUX-zip-1.0.tar", b"compress me".as_slice())]);
         let browsed = start(&[], Some(files.path())).await;
         wait_indexed(&browsed, "seblinux", 1).await;
         let mut stream = TcpStream::connect(browsed.listen_addr()).await.unwrap();
-        let request = "GET / HTTP/1.1\r\nAccept: application/x-gnutella-packets\r\nAccept-Encoding: deflate\r\nConnection: close\r\n\r\n";
+        // gtk-gnutella 1.2.3's browse request as `download_send_request`
+        // (downloads.c) writes it, TLS upgrade offer included.
+        let request = format!(
+            "GET / HTTP/1.1\r\nUser-Agent: gtk-gnutella/1.2.3 (2022-02-25; GTK1; Linux x86_64)\r\nHost: {}\r\n\
+             X-Features: browse/1.0, fwalt/0.1\r\nX-Token: x\r\nAccept: application/x-gnutella-packets\r\n\
+             Accept-Encoding: deflate\r\nUpgrade: TLS/1.0\r\nConnection: Upgrade\r\nX-Queue: 1.0\r\n\r\n",
+            browsed.listen_addr()
+        );
         stream.write_all(request.as_bytes()).await.unwrap();
-        let mut answer = Vec::new();
-        stream.read_to_end(&mut answer).await.unwrap();
-        let end = answer.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+        // Kept alive, as HTTP/1.1 allows: the body is Content-Length long.
+        let (mut answer, mut buffer) = (Vec::new(), [0u8; 4096]);
+        let end = loop {
+            if let Some(end) = answer.windows(4).position(|w| w == b"\r\n\r\n") {
+                break end + 4;
+            }
+            let n = stream.read(&mut buffer).await.unwrap();
+            assert!(n > 0, "the connection ended inside the head");
+            answer.extend_from_slice(&buffer[..n]);
+        };
         let head = String::from_utf8_lossy(&answer[..end]).to_string();
-        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+        assert!(head.starts_with("HTTP/1.1 200"), "no TLS upgrade, a plain answer: {head}");
         assert!(head.contains("Content-Type: application/x-gnutella-packets"), "{head}");
         assert!(head.contains("Content-Encoding: deflate"), "{head}");
+        let length: usize = head
+            .lines()
+            .find_map(|l| l.strip_prefix("Content-Length: "))
+            .and_then(|l| l.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no Content-Length: {head}"));
+        let mut deflated = answer[end..].to_vec();
+        while deflated.len() < length {
+            let n = stream.read(&mut buffer).await.unwrap();
+            assert!(n > 0, "the connection ended inside the body");
+            deflated.extend_from_slice(&buffer[..n]);
+        }
+        assert_eq!(deflated.len(), length);
         let mut inflater = Inflater::default();
-        let (mut input, mut body) = (&answer[end..], Vec::new());
+        let (mut input, mut body) = (&deflated[..], Vec::new());
         while !input.is_empty() {
             let used = inflater.inflate(input, &mut body).unwrap();
             input = &input[used..];
