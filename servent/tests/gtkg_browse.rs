@@ -1,6 +1,19 @@
 //! Browse host with gtk-gnutella 1.2.3 (see `common::gtkg`): we list its
 //! shared files as it answers `GET /` with QueryHit descriptors. Skipped
 //! with a printed reason where gtk-gnutella cannot be built, except in CI.
+//!
+//! The other direction, gtk-gnutella browsing us, cannot be driven in the
+//! headless build: a browse starts only in `search_browse()`
+//! (`src/core/search.c`, which calls `download_browse_start()`), whose one
+//! caller is the GTK interface (`search_gui_new_browse_host()` in
+//! `src/ui/gtk/search_common.c`, through `guc_search_browse()`), compiled
+//! out by `--topless`; the shell (`src/shell/`) has no browse command;
+//! `download add` takes `http://` URLs (`download_handle_http()`) and
+//! magnets (`download_handle_magnet()`: file downloads;
+//! `search_handle_magnet()`: searches through
+//! `gcu_search_gui_new_search()`, which returns FALSE when topless); no
+//! property starts one. `browse.rs` sends its request as
+//! `download_send_request()` (`src/core/downloads.c`) writes it instead.
 
 mod common;
 
