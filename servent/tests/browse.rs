@@ -90,7 +90,7 @@ fn gtk_gnutellas_browse_request_gets_the_descriptors_deflated() {
             let used = inflater.inflate(input, &mut body).unwrap();
             input = &input[used..];
         }
-        let hits = read_hits(&body).unwrap();
+        let hits = read_hits(&mut &body[..]).await.unwrap();
         assert_eq!(hits.len(), 1);
         assert_eq!(hits[0].results[0].name, "SEBLINUX-zip-1.0.tar");
         browsed.shutdown().await;

@@ -7,8 +7,10 @@
 //! The request is HTTP/1.0 without `Accept-Encoding`, so that the answer is
 //! plain descriptors up to the end of the connection (gtk-gnutella's
 //! `uploads.c` sends chunks only to HTTP/1.1 and deflates only when asked).
-//! Everything read is bounded: [`MAX_BROWSE_BYTES`] in all, descriptors
-//! checked by the wire codec, only QueryHits kept.
+//! Everything read is bounded: descriptors are read one by one as they
+//! come and checked by the wire codec, [`MAX_BROWSE_BYTES`] in all,
+//! [`MAX_BROWSE_FILES`] kept, within [`BROWSE_TIMEOUT`]; a malformed one
+//! refuses the answer at once, an endless one at the byte bound.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -76,25 +78,6 @@ pub const MAX_BROWSE_FILES: usize = MAX_RESULTS_PER_SEARCH;
 /// last byte: a servent that trickles or stalls is given up on then.
 pub const BROWSE_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// Reads the QueryHits of a browse answer's body: descriptors back to
-/// back; files past [`MAX_BROWSE_FILES`] are not kept. Other descriptors
-/// are skipped; a malformed or cut one refuses the whole answer.
-pub fn read_hits(body: &[u8]) -> Result<Vec<QueryHit>, String> {
-    let mut hits = Hits::default();
-    let mut rest = body;
-    while !rest.is_empty() {
-        let header: [u8; HEADER_LEN] = rest.get(..HEADER_LEN).ok_or(CUT)?.try_into().map_err(|_| CUT)?;
-        let header = wire::decode_header(&header).map_err(|e| e.to_string())?;
-        let payload = rest.get(HEADER_LEN..HEADER_LEN + header.payload_len as usize).ok_or(CUT)?;
-        hits.take(&header, payload)?;
-        rest = &rest[HEADER_LEN + payload.len()..];
-    }
-    Ok(hits.hits)
-}
-
-/// Why a body ending inside a descriptor is refused.
-const CUT: &str = "a descriptor cut short";
-
 /// The QueryHits of a browse answer, as its descriptors are read.
 #[derive(Default)]
 struct Hits {
@@ -117,11 +100,15 @@ impl Hits {
     }
 }
 
-/// Reads descriptors from a browse answer's body as they come, until its
-/// end or the first malformed one; more than `limit` bytes is refused, and
-/// so is an end inside a descriptor. Files past [`MAX_BROWSE_FILES`] are
-/// not kept.
-async fn read_hits_from<R: async_std::io::Read + Unpin>(body: &mut R, limit: usize) -> Result<Vec<QueryHit>, Refusal> {
+/// Why a body ending inside a descriptor is refused.
+const CUT: &str = "a descriptor cut short";
+
+/// Reads the QueryHits of a browse answer's body as its descriptors come,
+/// back to back, until its end. Other descriptors are skipped; files past
+/// [`MAX_BROWSE_FILES`] are not kept. The answer is refused at the first
+/// malformed descriptor, at an end inside one, and past
+/// [`MAX_BROWSE_BYTES`].
+pub async fn read_hits<R: async_std::io::Read + Unpin>(body: &mut R) -> Result<Vec<QueryHit>, Refusal> {
     let (mut hits, mut read) = (Hits::default(), 0);
     let mut payload = Vec::new();
     loop {
@@ -135,7 +122,7 @@ async fn read_hits_from<R: async_std::io::Read + Unpin>(body: &mut R, limit: usi
         }
         let header = wire::decode_header(&header).map_err(|e| Refusal::Malformed(e.to_string()))?;
         read += HEADER_LEN + header.payload_len as usize;
-        if read > limit {
+        if read > MAX_BROWSE_BYTES {
             return Err(Refusal::TooLarge);
         }
         payload.resize(header.payload_len as usize, 0);
@@ -160,9 +147,16 @@ async fn read_up_to<R: async_std::io::Read + Unpin>(body: &mut R, buffer: &mut [
 }
 
 /// Why a browse answer's body is refused.
-enum Refusal {
+#[derive(Debug, thiserror::Error)]
+pub enum Refusal {
+    /// It is larger than [`MAX_BROWSE_BYTES`].
+    #[error("more than {} MiB", MAX_BROWSE_BYTES >> 20)]
     TooLarge,
+    /// A descriptor does not decode, or the body ends inside one.
+    #[error("malformed descriptors: {0}")]
     Malformed(String),
+    /// Reading it failed.
+    #[error("{0}")]
     Io(String),
 }
 
@@ -187,16 +181,14 @@ pub async fn browse(addr: SocketAddr, timeout: Duration) -> Result<Vec<QueryHit>
         if !packets || head.headers.get("Content-Encoding").is_some() {
             return Err(format!("{addr} does not answer a browse with descriptors"));
         }
-        let too_large = format!("{addr} answered a browse with more than {} MiB", MAX_BROWSE_BYTES >> 20);
         let announced = head.headers.get("Content-Length").and_then(|l| l.trim().parse::<u64>().ok());
         if announced.is_some_and(|length| length > MAX_BROWSE_BYTES as u64) {
-            return Err(too_large);
+            return Err(format!("{addr} answered a browse with {}", Refusal::TooLarge));
         }
         let mut body = (&mut reader).take(announced.unwrap_or(u64::MAX));
-        read_hits_from(&mut body, MAX_BROWSE_BYTES).await.map_err(|refusal| match refusal {
-            Refusal::TooLarge => too_large,
-            Refusal::Malformed(why) => format!("{addr} answered a browse with malformed descriptors: {why}"),
+        read_hits(&mut body).await.map_err(|refusal| match refusal {
             Refusal::Io(why) => format!("browsing {addr}: {why}"),
+            refusal => format!("{addr} answered a browse with {refusal}"),
         })
     };
     async_std::future::timeout(timeout, ask).await.map_err(|_| format!("browsing {addr} timed out"))?
@@ -230,23 +222,37 @@ mod tests {
         Message { guid: Guid([n; 16]), ttl: 1, hops: 0, payload: Payload::QueryHit(hit) }
     }
 
+    fn read(body: &[u8]) -> Result<Vec<QueryHit>, Refusal> {
+        async_std::task::block_on(read_hits(&mut &body[..]))
+    }
+
     #[test]
     fn hits_back_to_back_are_read_and_a_cut_one_is_an_error() {
         let mut body = hit(1).encode();
         body.extend(hit(2).encode());
-        let hits = read_hits(&body).unwrap();
+        let hits = read(&body).unwrap();
         assert_eq!(hits.iter().map(|h| h.results[0].name.as_str()).collect::<Vec<_>>(), ["file1.tar", "file2.tar"]);
-        assert!(read_hits(&body[..body.len() - 3]).is_err());
-        assert!(read_hits(&[0xFF; 40]).is_err(), "garbage is no descriptor");
-        assert_eq!(read_hits(&[]).unwrap(), Vec::new());
+        assert!(matches!(read(&body[..body.len() - 3]), Err(Refusal::Malformed(_))));
+        assert!(matches!(read(&body[..5]), Err(Refusal::Malformed(_))));
+        assert!(matches!(read(&[0xFF; 40]), Err(Refusal::Malformed(_))), "garbage is no descriptor");
+        assert_eq!(read(&[]).unwrap(), Vec::new());
+    }
+
+    #[test]
+    fn more_than_the_bound_in_bytes_is_refused() {
+        let one = hit(1).encode();
+        let fit = MAX_BROWSE_BYTES / one.len();
+        let body: Vec<u8> = one.iter().copied().cycle().take((fit + 1) * one.len()).collect();
+        assert!(matches!(read(&body), Err(Refusal::TooLarge)));
+        assert!(read(&body[..fit * one.len()]).is_ok());
     }
 
     #[test]
     fn files_past_the_bound_are_not_kept_but_the_rest_is_still_checked() {
         let body: Vec<u8> = (0..MAX_BROWSE_FILES + 5).flat_map(|n| hit(n as u8).encode()).collect();
-        assert_eq!(read_hits(&body).unwrap().len(), MAX_BROWSE_FILES);
+        assert_eq!(read(&body).unwrap().len(), MAX_BROWSE_FILES);
         let mut cut = body.clone();
         cut.truncate(body.len() - 1);
-        assert!(read_hits(&cut).is_err(), "a cut descriptor past the bound still refuses the answer");
+        assert!(read(&cut).is_err(), "a cut descriptor past the bound still refuses the answer");
     }
 }
