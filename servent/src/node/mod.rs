@@ -281,6 +281,8 @@ struct Shared {
     uploads: Arc<Uploads>,
     /// Firewalled sources, and the downloads waiting for their `GIV`.
     pushes: Arc<Pushes>,
+    /// Incoming handshakes under way, which the core may cut.
+    handshakes: connection::InFlight,
 }
 
 impl Shared {
@@ -676,6 +678,7 @@ pub async fn start(config: Config) -> Result<NodeHandle, NodeError> {
         sent: LinkCounters::default(),
         uploads: uploads.clone(),
         pushes,
+        handshakes: connection::InFlight::default(),
     });
     let folders = library::SharedFolders::new(shares);
     let mut tasks = vec![

@@ -45,8 +45,11 @@ use rand::rngs::StdRng;
 use rand::RngCore;
 use serde::Serialize;
 
-use self::admission::Handshakes;
-pub use self::admission::{shared_address, Doorway, Ticket, INCOMING_HANDSHAKE_TIMEOUT, MAX_UNCLASSIFIED};
+pub use self::admission::{
+    shared_address, Doorway, Ticket, INCOMING_HANDSHAKE_TIMEOUT, MAX_UNCLASSIFIED, MAX_UNCLASSIFIED_PER_ADDRESS,
+    STALLED_HANDSHAKE,
+};
+use self::admission::{Ended, Handshakes};
 pub use self::answer::query_hits;
 use self::guess::Guess;
 pub use self::hammering::{Hammering, HAMMER_TABLE, MAX_CONNECTS_PER_MINUTE};
@@ -366,6 +369,10 @@ pub enum Action {
         /// The file's index in that servent's library, for each of the hit's URNs.
         files: Vec<(Vec<Urn>, u32)>,
     },
+    /// Cut the incoming handshake from this address: it stalled and gave
+    /// its place to a newer one. Its end is reported all the same
+    /// ([`Event::HandshakeFailed`], or [`Event::Connected`] if it won the race).
+    GiveWay(SocketAddr),
 }
 
 /// A search that cannot be sent.
@@ -578,7 +585,9 @@ impl Node {
                 self.hosts.failed(addr, now);
                 self.learn_from(IpAddr::V4(*addr.ip()), try_hosts.into_iter().filter_map(v4), now);
             }
-            Event::HandshakeFailed { remote } => self.handshakes.end(remote),
+            Event::HandshakeFailed { remote } => {
+                self.handshakes.end(remote);
+            }
             Event::HostsLearned(addrs) => self.learn(addrs),
             Event::LibraryChanged { files, bytes } => {
                 self.library = (files, bytes);
@@ -697,8 +706,16 @@ impl Node {
     /// As [`Node::admit`], and an admitted handshake counts against every
     /// limit from `now` until it ends: in a link ([`Event::Connected`]) or
     /// not ([`Event::HandshakeFailed`]).
+    /// With no room left, the oldest stalled handshake gives way to this one
+    /// ([`Action::GiveWay`]).
     pub fn admit_incoming(&mut self, remote: SocketAddr, now: Instant) -> (Admission, Vec<SocketAddr>) {
-        let answer = self.admit(remote);
+        let mut answer = self.admit(remote);
+        if matches!(answer.0, Admission::Full { .. }) && !self.linked_from(remote.ip()) {
+            if let Some(stalled) = self.handshakes.give_way(now) {
+                self.actions.push_back(Action::GiveWay(stalled));
+                answer = self.admit(remote);
+            }
+        }
         if !matches!(answer.0, Admission::Full { .. }) {
             self.handshakes.start(remote, now);
         }
@@ -835,8 +852,11 @@ impl Node {
 
     fn on_connected(&mut self, connected: Connected, now: Instant) {
         if connected.direction == Direction::Incoming {
-            self.handshakes.end(connected.addr);
-            if let Some(reason) = self.over_limits(&connected) {
+            let refusal = match self.handshakes.end(connected.addr) {
+                Ended::GaveWay => Some("its stalled handshake gave way".to_string()),
+                Ended::Counted | Ended::Unknown => self.over_limits(&connected),
+            };
+            if let Some(reason) = refusal {
                 let bye = self.bye(503, reason.clone());
                 self.actions.push_back(Action::Close { peer: connected.peer, bye: Some(bye), reason });
                 return;

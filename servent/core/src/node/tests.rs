@@ -84,6 +84,38 @@ fn admission_refuses_a_full_node_and_a_second_link_from_one_address() {
 }
 
 #[test]
+fn a_stalled_handshake_gives_way_and_its_link_cannot_stay() {
+    let now = Instant::now();
+    let mut node = node_with(Config { max_peers: 2, discover: false, ..Config::default() }, now);
+    let (stalled, slow, late) = (SocketAddr::V4(addr(1)), SocketAddr::V4(addr(2)), SocketAddr::V4(addr(3)));
+    assert_eq!(node.admit_incoming(stalled, now).0, Admission::Accept);
+    assert_eq!(node.admit_incoming(slow, now + STALLED_HANDSHAKE / 2).0, Admission::Accept);
+    assert!(matches!(node.admit_incoming(late, now + STALLED_HANDSHAKE / 2).0, Admission::Full { .. }));
+    assert!(!actions(&mut node).iter().any(|a| matches!(a, Action::GiveWay(_))), "nobody has stalled yet");
+
+    // The oldest gives way; the one still within its time keeps its place.
+    assert_eq!(node.admit_incoming(late, now + STALLED_HANDSHAKE).0, Admission::Accept);
+    let cut: Vec<_> = actions(&mut node).into_iter().filter(|a| matches!(a, Action::GiveWay(_))).collect();
+    assert!(matches!(cut[..], [Action::GiveWay(remote)] if remote == stalled), "{cut:?}");
+    let another = SocketAddr::V4(addr(4));
+    assert!(matches!(node.admit_incoming(another, now + STALLED_HANDSHAKE).0, Admission::Full { .. }));
+
+    // The one that gave way wins its race all the same: its link is closed,
+    // and the two counted handshakes still both become peers.
+    connect(&mut node, 1, stalled, now + STALLED_HANDSHAKE);
+    assert!(actions(&mut node).iter().any(|a| matches!(a, Action::Close { peer: PeerId(1), .. })));
+    node.handle(Event::Closed { peer: PeerId(1), reason: "cut".into() }, now + STALLED_HANDSHAKE);
+    connect(&mut node, 2, slow, now + STALLED_HANDSHAKE);
+    connect(&mut node, 3, late, now + STALLED_HANDSHAKE);
+    assert!(!actions(&mut node).iter().any(|a| matches!(a, Action::Close { .. })));
+    assert_eq!(node.peers().count(), 2);
+    // Peers never give way to handshakes.
+    let much_later = now + 10 * STALLED_HANDSHAKE;
+    assert!(matches!(node.admit_incoming(another, much_later).0, Admission::Full { .. }));
+    assert!(!actions(&mut node).iter().any(|a| matches!(a, Action::GiveWay(_))));
+}
+
+#[test]
 fn refused_peer_is_offered_other_hosts() {
     let now = Instant::now();
     let mut node = node_with(Config { max_peers: 0, ..Config::default() }, now);
