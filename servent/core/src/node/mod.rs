@@ -897,6 +897,9 @@ impl Node {
             hits: 0,
         };
         self.peers.insert(connected.peer, peer);
+        if connected.dialed.is_some_and(|dialed| self.config.peers.contains(&dialed)) {
+            self.make_room_for(connected.peer);
+        }
         let actions = self.router.connected(connected.peer, listen, now);
         self.router.set_relaying(connected.peer, role, degree, now);
         self.apply(actions, now);
@@ -1061,7 +1064,7 @@ impl Node {
     }
 
     fn dial_more(&mut self, now: Instant) {
-        self.make_room_for_users(now);
+        self.dial_users_past_full(now);
         let ultrapeers = self.peers.values().filter(|p| p.role == Role::Ultrapeer).count();
         let wanted = self.ultrapeer_links().saturating_sub(ultrapeers + self.dialing.len());
         let slots = wanted.min(MAX_DIALS.saturating_sub(self.dialing.len()));
@@ -1110,10 +1113,11 @@ impl Node {
     }
 
     /// A peer the user asked for always gets a slot: when the ultrapeer
-    /// slots are full and one of them is due to be dialed, the least useful
-    /// incoming link (fewest QueryHits, then the newest) gives way, as
-    /// gtk-gnutella drops useless peers.
-    fn make_room_for_users(&mut self, now: Instant) {
+    /// slots are full and one of them is due to be dialed, it is dialed all
+    /// the same, and only once its link is up ([`Node::make_room_for`])
+    /// does an incoming link give way, so a `--peer` that is down evicts
+    /// nobody at its retries.
+    fn dial_users_past_full(&mut self, now: Instant) {
         let ultrapeers = self.peers.values().filter(|p| p.role == Role::Ultrapeer).count();
         if ultrapeers + self.dialing.len() < self.ultrapeer_links() {
             return;
@@ -1124,13 +1128,25 @@ impl Node {
         let due = self.hosts.candidates(1, now, |addr| {
             !user.contains(&addr) || connected.contains(&addr) || self.dialing.contains(&addr)
         });
-        if due.is_empty() {
+        for addr in due {
+            self.dialing.insert(addr);
+            self.actions.push_back(Action::Dial(addr));
+        }
+    }
+
+    /// The user's peer `kept` is linked past the ultrapeer slots: the least
+    /// useful incoming link (fewest QueryHits, then the newest) gives way,
+    /// as gtk-gnutella drops useless peers.
+    fn make_room_for(&mut self, kept: PeerId) {
+        let ultrapeers = self.peers.values().filter(|p| p.role == Role::Ultrapeer).count();
+        if ultrapeers <= self.ultrapeer_links() {
             return;
         }
+        let user: BTreeSet<SocketAddrV4> = self.config.peers.iter().copied().collect();
         let useless = self
             .peers
             .iter()
-            .filter(|(_, p)| p.direction == Direction::Incoming && p.role == Role::Ultrapeer)
+            .filter(|(id, p)| **id != kept && p.direction == Direction::Incoming && p.role == Role::Ultrapeer)
             .filter(|(_, p)| !p.listen.is_some_and(|l| user.contains(&l)))
             .min_by_key(|(_, p)| (p.hits, std::cmp::Reverse(p.since)))
             .map(|(id, _)| *id);

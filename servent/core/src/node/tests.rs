@@ -660,7 +660,41 @@ fn the_users_peer_takes_the_slot_of_the_least_useful_incoming_link() {
     let later = now + Duration::from_secs(1);
     node.connect(addr(50), later);
     let done = actions(&mut node);
-    assert!(done.iter().any(|a| matches!(a, Action::Close { peer: PeerId(2), .. })), "{done:?}");
     assert_eq!(dials(&done), vec![addr(50)]);
-    assert_eq!(node.peers().map(|(id, _)| id).collect::<Vec<_>>(), vec![PeerId(1)]);
+    assert!(!done.iter().any(|a| matches!(a, Action::Close { .. })), "nobody gives way before the link is up");
+    let linked = Connected {
+        peer: PeerId(3),
+        addr: SocketAddr::V4(addr(50)),
+        local: SocketAddr::V4(addr(100)),
+        info: PeerInfo::default(),
+        direction: Direction::Outgoing,
+        dialed: Some(addr(50)),
+    };
+    node.handle(Event::Connected(Box::new(linked)), later);
+    let done = actions(&mut node);
+    assert!(done.iter().any(|a| matches!(a, Action::Close { peer: PeerId(2), .. })), "{done:?}");
+    assert_eq!(node.peers().map(|(id, _)| id).collect::<Vec<_>>(), vec![PeerId(1), PeerId(3)]);
+}
+
+#[test]
+fn a_dead_users_peer_evicts_nobody_at_its_retries() {
+    let now = Instant::now();
+    let mut node = node_with(Config { max_peers: 2, discover: false, ..Config::default() }, now);
+    connect(&mut node, 1, SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::new(198, 18, 1, 1), 6346)), now);
+    connect(&mut node, 2, SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::new(198, 18, 2, 1), 6346)), now);
+    node.connect(addr(50), now);
+    let mut retries = 0;
+    let mut at = now;
+    for _ in 0..2000 {
+        let done = actions(&mut node);
+        assert!(!done.iter().any(|a| matches!(a, Action::Close { .. })), "an incoming link was evicted: {done:?}");
+        for dead in dials(&done) {
+            retries += 1;
+            node.handle(Event::DialFailed { addr: dead, try_hosts: vec![] }, at);
+        }
+        at += TICK;
+        node.handle_timeout(at);
+    }
+    assert!(retries >= 3, "the user's peer is retried ({retries} times)");
+    assert_eq!(node.peers().count(), 2);
 }
