@@ -516,8 +516,12 @@ impl Node {
     }
 
     /// Adds the hosts of a text an earlier [`Action::SaveHosts`] handed out.
+    /// Addresses it would not dial are left out, and only so many enter the
+    /// reserve of hosts that worked (the file is input like any other).
     pub fn restore_hosts(&mut self, text: &str) {
-        self.hosts.restore(text);
+        let mut hosts = std::mem::take(&mut self.hosts);
+        hosts.restore(text, |addr| self.may_dial(addr));
+        self.hosts = hosts;
     }
 
     /// Reacts to something that happened at `now`.

@@ -332,6 +332,20 @@ fn timer_fires_every_tick_and_hands_out_the_host_cache_every_minute() {
 }
 
 #[test]
+fn a_restored_host_cache_keeps_the_hosts_that_worked_and_refuses_what_it_would_not_dial() {
+    let now = Instant::now();
+    let mut node = node_with(Config { persist_hosts: true, discover: false, ..Config::default() }, now);
+    node.restore_hosts(&format!("127.0.0.1:6346 worked\n10.1.1.1:6346\n{} worked\n{}\n", addr(1), addr(2)));
+    assert_eq!(node.known_hosts(), 2, "loopback and private addresses from the file are not kept");
+    node.shutdown();
+    let saved: Vec<String> = actions(&mut node)
+        .into_iter()
+        .filter_map(|a| if let Action::SaveHosts(t) = a { Some(t) } else { None })
+        .collect();
+    assert_eq!(saved, vec![format!("{} worked\n{}\n", addr(1), addr(2))]);
+}
+
+#[test]
 fn host_cache_is_not_handed_out_without_a_place_to_keep_it() {
     let now = Instant::now();
     let mut node = node_with(Config::default(), now);
