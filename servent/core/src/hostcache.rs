@@ -15,7 +15,7 @@
 //!   ([`HostCache::learn`]: [`LEARN_BURST`], then [`LEARN_PER_MINUTE`]);
 //! - addresses that worked are a reserve newly learned ones never evict,
 //!   and they are tried and handed out first;
-//! - addresses that cannot be a distant servent ([`local_address`]) are
+//! - addresses that cannot be a distant servent ([`address::local`]) are
 //!   left to the node to refuse unless it is told they may be dialed;
 //! - dialing addresses learned from the network is paced ([`DialPace`]);
 //! - the saved file is input too: at most [`MAX_SAVED_BYTES`] of it are
@@ -26,8 +26,10 @@
 //!   that take no new one.
 
 use std::collections::{HashMap, VecDeque};
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::net::{IpAddr, SocketAddr, SocketAddrV4};
 use std::time::{Duration, Instant};
+
+use crate::address;
 
 /// Addresses the cache holds at most.
 pub const HOST_CACHE_CAPACITY: usize = 4096;
@@ -50,21 +52,6 @@ pub const DIALS_PER_MINUTE: usize = 20;
 pub const MAX_SAVED_BYTES: usize = HOST_CACHE_CAPACITY * 32;
 /// The mark after an address of the saved file that worked.
 const WORKED: &str = "worked";
-
-/// Whether `ip` cannot be a servent on the Internet: loopback, private,
-/// link-local, shared (carrier-grade NAT) or reserved.
-pub fn local_address(ip: Ipv4Addr) -> bool {
-    let [a, b, ..] = ip.octets();
-    ip.is_loopback()
-        || ip.is_private()
-        || ip.is_link_local()
-        || ip.is_unspecified()
-        || ip.is_broadcast()
-        || ip.is_multicast()
-        || a == 0
-        || a >= 240
-        || (a == 100 && (64..128).contains(&b))
-}
 
 /// Where an address came from: the user's own are never forgotten.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -145,7 +132,7 @@ impl HostCache {
     /// address learned from the network that never worked; when every one
     /// has worked, the new address is not taken.
     pub fn add(&mut self, addr: SocketAddrV4, origin: Origin) {
-        if addr.port() == 0 || addr.ip().is_unspecified() || addr.ip().is_broadcast() || addr.ip().is_multicast() {
+        if !address::usable(addr) {
             return;
         }
         self.clock += 1;
@@ -429,7 +416,7 @@ mod tests {
             text.push_str(&format!("{} worked\n", SocketAddrV4::new(Ipv4Addr::from(0x0B00_0000 + i), 6346)));
         }
         let mut cache = HostCache::with_capacity(100);
-        cache.restore(&text, |addr| !local_address(*addr.ip()));
+        cache.restore(&text, |addr| !address::local(*addr.ip()));
         assert!(cache.len() <= 100);
         let listed = cache.candidates(200, now, |_| false);
         for refused in ["192.0.2.200:6346", "192.0.2.201:6346", "10.0.0.1:6346"] {
@@ -492,18 +479,6 @@ mod tests {
         let mut pace = DialPace::default();
         assert_eq!((0..100).filter(|_| pace.allow(now)).count(), DIALS_PER_MINUTE);
         assert!(pace.allow(now + Duration::from_secs(60)));
-    }
-
-    #[test]
-    fn local_addresses_are_known() {
-        for local in
-            ["127.0.0.1", "10.1.2.3", "192.168.0.1", "172.16.5.5", "169.254.1.1", "100.64.0.1", "0.1.2.3", "240.0.0.1"]
-        {
-            assert!(local_address(local.parse().unwrap()), "{local}");
-        }
-        for distant in ["8.8.8.8", "81.2.69.160", "100.128.0.1"] {
-            assert!(!local_address(distant.parse().unwrap()), "{distant}");
-        }
     }
 
     #[test]

@@ -59,8 +59,9 @@ use self::promotion::{Facts, Promotion};
 use self::query_routing::QueryRouting;
 use self::querying::Querying;
 use self::udp::Udp;
+use crate::address::{self, prefix};
 use crate::handshake::{Admission, PeerInfo, Role};
-use crate::hostcache::{local_address, DialPace, HostCache, Origin, HOST_CACHE_CAPACITY};
+use crate::hostcache::{DialPace, HostCache, Origin, HOST_CACHE_CAPACITY};
 use crate::push::{self, ConnectBacks, PushProxies, Reachability};
 use crate::requery::{Phase, Requeries};
 use crate::routing::{self, Counters, LocalHost, PeerId, Router};
@@ -106,7 +107,7 @@ pub struct Config {
     /// Whether hosts learned from the network are dialed, or only `peers`.
     pub discover: bool,
     /// Whether addresses heard from the network that are loopback or
-    /// private ([`local_address`]) or on our own IP are kept and dialed; a
+    /// private ([`address::local`]) or on our own IP are kept and dialed; a
     /// test network on one machine says so. `peers` are dialed regardless.
     pub dial_local: bool,
     /// Servents the user asked to connect to, kept trying.
@@ -1183,7 +1184,7 @@ impl Node {
     /// the configuration allows local addresses.
     fn may_dial(&self, addr: SocketAddrV4) -> bool {
         let own = [*self.advertised.ip(), v4(self.config.listen).map_or(Ipv4Addr::UNSPECIFIED, |l| *l.ip())];
-        self.config.dial_local || !(local_address(*addr.ip()) || own.contains(addr.ip()))
+        address::may_dial(addr, &own, self.config.dial_local)
     }
 
     fn update_local(&mut self) {
@@ -1298,18 +1299,6 @@ fn v4(addr: SocketAddr) -> Option<SocketAddrV4> {
     match addr {
         SocketAddr::V4(v4) => Some(v4),
         SocketAddr::V6(_) => None,
-    }
-}
-
-/// The network block an address is counted in for diversity: its /24;
-/// none for loopback and IPv6, which stand for themselves.
-fn prefix(ip: IpAddr) -> Option<[u8; 3]> {
-    match ip {
-        IpAddr::V4(v4) if !v4.is_loopback() => {
-            let [a, b, c, _] = v4.octets();
-            Some([a, b, c])
-        }
-        _ => None,
     }
 }
 
