@@ -1,8 +1,9 @@
 //! Fuzzing at scale with the workspace's own toolchain: every parser that
-//! reads bytes from the network or from disk is fed [`INPUTS`] generated
-//! and mutated inputs by `cargo test --release -p servent --test fuzz`
-//! ([`DEBUG_INPUTS`] in the ordinary debug `cargo test`), from a seeded
-//! RNG so a run is reproducible, with no nightly compiler and no libFuzzer.
+//! reads bytes from the network or from disk is fed [`DEBUG_INPUTS`]
+//! generated and mutated inputs by the ordinary debug `cargo test`, and
+//! 1,000,000 in CI (`.ci/run` sets `SERVENT_FUZZ_INPUTS`; about 100 s of CPU
+//! for all parsers in the debug build), from a seeded RNG so a run is
+//! reproducible, with no nightly compiler and no libFuzzer.
 //!
 //! The inputs start from a small corpus of real samples kept in
 //! `tests/corpus/<parser>/` (descriptors as gtk-gnutella sends them,
@@ -21,8 +22,8 @@
 //!
 //! A failure names the parser, the input's number and its bytes in hex,
 //! which is enough to add it to the corpus and reproduce it.
-//! `SERVENT_FUZZ_INPUTS` changes the number of inputs (a longer run in CI
-//! or by hand).
+//! `SERVENT_FUZZ_INPUTS` changes the number of inputs (CI's longer run, or
+//! one by hand).
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
@@ -45,9 +46,9 @@ use signing_tool::{Minisig, PublicKey, Release};
 /// Inputs fed to each parser by `cargo test --release`.
 const INPUTS: usize = 1_000_000;
 
-/// Inputs fed to each parser by a debug `cargo test`, where the parsers run
-/// about ten times slower: what keeps the whole harness under a minute on
-/// a busy two-core machine.
+/// Inputs fed to each parser by a debug `cargo test`: about 10 s of CPU
+/// for all parsers, what keeps the local test run short (CI asks for
+/// 1,000,000 through `SERVENT_FUZZ_INPUTS`).
 const DEBUG_INPUTS: usize = 100_000;
 
 /// Longest generated input.

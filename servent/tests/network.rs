@@ -338,6 +338,10 @@ fn host_cache_survives_a_restart() {
         })
         .await;
 
+        // It is kept as a host that worked, so it stays in the reserve.
+        let saved = std::fs::read_to_string(data.path().join("hosts")).unwrap();
+        assert!(saved.lines().any(|l| l == format!("{} worked", a.listen_addr())), "{saved}");
+
         // No --peer this time: a's address comes from the saved host cache.
         let b = common::start_with(&[], None, with_data).await;
         wait_connected(&a, &b).await;

@@ -820,7 +820,8 @@ impl<'a> Sim<'a> {
             | Action::SendDatagram { .. }
             | Action::Notice(_)
             | Action::ConnectBack { .. }
-            | Action::PushSource { .. } => {}
+            | Action::PushSource { .. }
+            | Action::GiveWay(_) => {}
         }
     }
 

@@ -5,7 +5,9 @@
 //! It is bounded, remembers when each address last worked or failed, and
 //! picks candidates that are neither connected nor backing off after a
 //! failure. No I/O here: it reads and writes the text of its file
-//! ([`HostCache::restore`], [`HostCache::saved`]); the node stores it.
+//! ([`HostCache::restore`], [`HostCache::saved`]); the node stores it. The
+//! file keeps which addresses worked (`ADDR worked`), so the reserve
+//! outlives a restart.
 //!
 //! The network may lie to it, so:
 //! - what one source (a neighbour's Pongs, a handshake's
@@ -13,13 +15,21 @@
 //!   ([`HostCache::learn`]: [`LEARN_BURST`], then [`LEARN_PER_MINUTE`]);
 //! - addresses that worked are a reserve newly learned ones never evict,
 //!   and they are tried and handed out first;
-//! - addresses that cannot be a distant servent ([`local_address`]) are
+//! - addresses that cannot be a distant servent ([`address::local`]) are
 //!   left to the node to refuse unless it is told they may be dialed;
-//! - dialing addresses learned from the network is paced ([`DialPace`]).
+//! - dialing addresses learned from the network is paced ([`DialPace`]);
+//! - the saved file is input too: at most [`MAX_SAVED_BYTES`] of it are
+//!   read, one address a line, lines that are not exactly `ADDR` or
+//!   `ADDR worked` skipped, addresses the node would not dial skipped, and
+//!   at most a quarter of the cache ([`HostCache::restore`]) enters the
+//!   reserve from it, so a forged file cannot fill the cache with hosts
+//!   that take no new one.
 
 use std::collections::{HashMap, VecDeque};
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::net::{IpAddr, SocketAddr, SocketAddrV4};
 use std::time::{Duration, Instant};
+
+use crate::address;
 
 /// Addresses the cache holds at most.
 pub const HOST_CACHE_CAPACITY: usize = 4096;
@@ -38,21 +48,10 @@ pub const LEARN_PER_MINUTE: u32 = 30;
 pub const MAX_SOURCES: usize = 4096;
 /// Addresses learned from the network dialed per minute at most.
 pub const DIALS_PER_MINUTE: usize = 20;
-
-/// Whether `ip` cannot be a servent on the Internet: loopback, private,
-/// link-local, shared (carrier-grade NAT) or reserved.
-pub fn local_address(ip: Ipv4Addr) -> bool {
-    let [a, b, ..] = ip.octets();
-    ip.is_loopback()
-        || ip.is_private()
-        || ip.is_link_local()
-        || ip.is_unspecified()
-        || ip.is_broadcast()
-        || ip.is_multicast()
-        || a == 0
-        || a >= 240
-        || (a == 100 && (64..128).contains(&b))
-}
+/// Bytes of the saved host cache read at most: a full cache's lines.
+pub const MAX_SAVED_BYTES: usize = HOST_CACHE_CAPACITY * 32;
+/// The mark after an address of the saved file that worked.
+const WORKED: &str = "worked";
 
 /// Where an address came from: the user's own are never forgotten.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -133,7 +132,7 @@ impl HostCache {
     /// address learned from the network that never worked; when every one
     /// has worked, the new address is not taken.
     pub fn add(&mut self, addr: SocketAddrV4, origin: Origin) {
-        if addr.port() == 0 || addr.ip().is_unspecified() || addr.ip().is_broadcast() || addr.ip().is_multicast() {
+        if !address::usable(addr) {
             return;
         }
         self.clock += 1;
@@ -213,19 +212,43 @@ impl HostCache {
         self.hosts.is_empty()
     }
 
-    /// Adds the addresses of a text written by [`HostCache::saved`];
-    /// unreadable lines are skipped.
-    pub fn restore(&mut self, text: &str) {
-        for addr in text.lines().take(self.capacity).filter_map(|l| l.trim().parse().ok()) {
+    /// Adds the addresses of a text written by [`HostCache::saved`] that
+    /// `usable` accepts, those marked as having worked into the reserve (a
+    /// quarter of the cache at most); other lines are skipped, and no more
+    /// lines are read than the cache holds.
+    pub fn restore(&mut self, text: &str, usable: impl Fn(SocketAddrV4) -> bool) {
+        let mut reserve = 0;
+        for line in text.lines().take(self.capacity) {
+            let mut fields = line.split_whitespace();
+            let Some(Ok(addr)) = fields.next().map(str::parse::<SocketAddrV4>) else { continue };
+            let worked = match (fields.next(), fields.next()) {
+                (None, _) => false,
+                (Some(WORKED), None) => true,
+                _ => continue,
+            };
+            if !usable(addr) {
+                continue;
+            }
             self.add(addr, Origin::Network);
+            if worked && reserve < self.capacity.div_ceil(4) {
+                reserve += 1;
+                self.succeeded(addr);
+            }
         }
     }
 
-    /// The addresses that have not failed, one per line: what to keep on disk.
+    /// The addresses that have not failed, one per line, those that worked
+    /// first and marked so: what to keep on disk.
     pub fn saved(&self) -> String {
+        let mut kept: Vec<(&SocketAddrV4, &Entry)> = self.hosts.iter().filter(|(_, e)| e.failures == 0).collect();
+        kept.sort_by_key(|(addr, e)| (!e.worked, std::cmp::Reverse(e.learned), **addr));
         let mut text = String::new();
-        for addr in self.good(self.capacity) {
+        for (addr, entry) in kept {
             text.push_str(&addr.to_string());
+            if entry.worked {
+                text.push(' ');
+                text.push_str(WORKED);
+            }
             text.push('\n');
         }
         text
@@ -357,10 +380,57 @@ mod tests {
         cache.add(addr(1), Origin::Network);
         cache.add(addr(2), Origin::User);
         let mut loaded = HostCache::new();
-        loaded.restore(&format!("{}garbage\n", cache.saved()));
+        loaded.restore(&format!("{}garbage\n", cache.saved()), |_| true);
         let mut hosts = loaded.candidates(5, Instant::now(), |_| false);
         hosts.sort();
         assert_eq!(hosts, vec![addr(1), addr(2)]);
+    }
+
+    #[test]
+    fn which_hosts_worked_survives_a_save_and_restore() {
+        let now = Instant::now();
+        let mut cache = HostCache::new();
+        cache.add(addr(1), Origin::Network);
+        cache.succeeded(addr(1));
+        cache.add(addr(2), Origin::Network);
+        let saved = cache.saved();
+        assert_eq!(saved, format!("{} worked\n{}\n", addr(1), addr(2)));
+        let mut loaded = HostCache::with_capacity(2);
+        loaded.restore(&saved, |_| true);
+        // The host that worked is in the reserve again: a flood cannot evict it.
+        for n in 3..100 {
+            loaded.add(addr(n), Origin::Network);
+        }
+        assert_eq!(loaded.candidates(1, now, |_| false), vec![addr(1)]);
+        assert_eq!(loaded.saved().lines().next(), Some(format!("{} worked", addr(1)).as_str()));
+    }
+
+    #[test]
+    fn a_forged_saved_cache_is_bounded_and_checked() {
+        let now = Instant::now();
+        let mut text = String::new();
+        text.push_str("192.0.2.200:6346 worked trailing\n192.0.2.201:6346 good\n10.0.0.1:6346 worked\n");
+        text.push_str(&"x".repeat(10_000));
+        text.push('\n');
+        for i in 0..10_000u32 {
+            text.push_str(&format!("{} worked\n", SocketAddrV4::new(Ipv4Addr::from(0x0B00_0000 + i), 6346)));
+        }
+        let mut cache = HostCache::with_capacity(100);
+        cache.restore(&text, |addr| !address::local(*addr.ip()));
+        assert!(cache.len() <= 100);
+        let listed = cache.candidates(200, now, |_| false);
+        for refused in ["192.0.2.200:6346", "192.0.2.201:6346", "10.0.0.1:6346"] {
+            assert!(!listed.contains(&refused.parse().unwrap()), "{refused} was taken");
+        }
+        // A quarter at most entered the reserve: new addresses still come in.
+        let reserve = cache.saved().lines().filter(|l| l.ends_with(WORKED)).count();
+        assert_eq!(reserve, 25);
+        for n in 1..=10 {
+            cache.add(addr(n), Origin::Network);
+        }
+        assert_eq!(cache.len(), 100);
+        let listed = cache.candidates(200, now, |_| false);
+        assert!((1..=10).all(|n| listed.contains(&addr(n))));
     }
 
     #[test]
@@ -409,18 +479,6 @@ mod tests {
         let mut pace = DialPace::default();
         assert_eq!((0..100).filter(|_| pace.allow(now)).count(), DIALS_PER_MINUTE);
         assert!(pace.allow(now + Duration::from_secs(60)));
-    }
-
-    #[test]
-    fn local_addresses_are_known() {
-        for local in
-            ["127.0.0.1", "10.1.2.3", "192.168.0.1", "172.16.5.5", "169.254.1.1", "100.64.0.1", "0.1.2.3", "240.0.0.1"]
-        {
-            assert!(local_address(local.parse().unwrap()), "{local}");
-        }
-        for distant in ["8.8.8.8", "81.2.69.160", "100.128.0.1"] {
-            assert!(!local_address(distant.parse().unwrap()), "{distant}");
-        }
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! The servent without I/O: everything that decides, and nothing that waits.
 //!
 //! The protocol rules ([`wire`], [`handshake`], [`routing`], [`flow`],
-//! [`compression`], [`qrp`]), what a servent remembers ([`hostcache`], [`searches`],
+//! [`compression`], [`qrp`], which [`address`]es may be used), what a servent remembers ([`hostcache`], [`searches`],
 //! [`trust`]), the [`node`] core that owns them and decides for the
 //! servent, and the downloads' [`requery`] schedule live here, with no
 //! async runtime, socket or clock among this crate's dependencies: time is
@@ -13,6 +13,7 @@
 //! own file, which it reads and writes through it.
 #![warn(missing_docs)]
 
+pub mod address;
 pub mod compression;
 pub mod disk;
 pub mod flow;

@@ -1,6 +1,7 @@
 //! The I/O of one connection: accepting, dialing, the handshake over a
 //! socket, and the reader and writer tasks of an established Gnutella link.
 
+use std::collections::HashMap;
 use std::net::{SocketAddr, SocketAddrV4};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
@@ -29,7 +30,7 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Accepts connections until cancelled; each is served on its own task.
 /// The core's rules decide which are served: an address that hammers is
 /// cut off at once, and at most [`MAX_UNCLASSIFIED`] wait for their first
-/// line, the one waiting longest giving way to a new one.
+/// line (a few per address), the one waiting longest giving way to a new one.
 pub(super) async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
     let mut hammering = Hammering::default();
     let doorway = Arc::new(Mutex::new(Doorway::with_capacity(MAX_UNCLASSIFIED)));
@@ -47,7 +48,7 @@ pub(super) async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
             continue;
         }
         let (evict, evicted) = oneshot::channel();
-        let (ticket, dropped) = lock(&doorway).enter(evict);
+        let (ticket, dropped) = lock(&doorway).enter(remote.ip(), evict);
         // Dropping its sender tells the connection waiting longest to go.
         drop(dropped);
         let waiting = Waiting { doorway: doorway.clone(), ticket, evicted };
@@ -60,6 +61,31 @@ struct Waiting {
     doorway: Arc<Mutex<Doorway<oneshot::Sender<()>>>>,
     ticket: Ticket,
     evicted: oneshot::Receiver<()>,
+}
+
+/// Incoming handshakes under way, each with the means to cut it when the
+/// core says it stalled and gave way ([`servent_core::node::Action::GiveWay`]).
+#[derive(Default)]
+pub(super) struct InFlight(Mutex<HashMap<SocketAddr, oneshot::Sender<()>>>);
+
+impl InFlight {
+    /// Registers the handshake from `remote`; the receiver ends when it is cut.
+    fn enter(&self, remote: SocketAddr) -> oneshot::Receiver<()> {
+        let (cut, cut_off) = oneshot::channel();
+        lock(&self.0).insert(remote, cut);
+        cut_off
+    }
+
+    /// The handshake from `remote` is over.
+    fn leave(&self, remote: SocketAddr) {
+        lock(&self.0).remove(&remote);
+    }
+
+    /// Cuts the handshake from `remote`, if it is still under way.
+    pub(super) fn cut(&self, remote: SocketAddr) {
+        // Dropping the sender ends the handshake's race.
+        drop(lock(&self.0).remove(&remote));
+    }
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -88,17 +114,25 @@ async fn serve_incoming(stream: TcpStream, remote: SocketAddr, waiting: Waiting,
     };
     match handshake::classify_first_line(&first) {
         FirstLine::GnutellaConnect => {
+            // Registered before the core may name it, so a cut is never missed.
+            let cut_off = shared.handshakes.enter(remote);
             let (reply, answer) = channel::bounded(1);
             let admit = Command::Admit { remote, reply };
             if shared.events.send(Event::Command(admit)).await.is_err() {
-                return;
+                return shared.handshakes.leave(remote);
             }
-            let Ok((admission, try_ultrapeers)) = answer.recv().await else { return };
-            let Ok(local) = stream.local_addr() else { return };
+            let Ok((admission, try_ultrapeers)) = answer.recv().await else { return shared.handshakes.leave(remote) };
+            let Ok(local) = stream.local_addr() else { return shared.handshakes.leave(remote) };
             let machine = Handshake::accept(&shared.handshake_config(local), remote, admission, try_ultrapeers);
             let exchange = run_handshake(machine, Some(first), &mut reader, &stream);
+            let cut = async {
+                let _ = cut_off.await;
+                Err(HandshakeFailure { reason: "stalled, gave way to a newer one".into(), try_hosts: Vec::new() })
+            };
             let left = INCOMING_HANDSHAKE_TIMEOUT.saturating_sub(accepted.elapsed());
-            let reason = match async_std::future::timeout(left, exchange).await {
+            let ended = async_std::future::timeout(left, exchange.race(cut)).await;
+            shared.handshakes.leave(remote);
+            let reason = match ended {
                 Ok(Ok(info)) => return run_link(stream, reader, remote, info, Direction::Incoming, None, shared).await,
                 Ok(Err(failure)) => failure.reason,
                 Err(_) => "timed out".to_string(),

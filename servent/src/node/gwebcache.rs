@@ -1,9 +1,10 @@
 //! Asking GWebCaches for hosts, when the core says so.
 
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::SocketAddrV4;
 use std::time::Duration;
 
 use async_std::channel::Sender;
+use servent_core::address;
 use servent_core::node::Event as CoreEvent;
 
 use super::{log, warn, Event};
@@ -22,7 +23,7 @@ pub(super) async fn ask(urls: Vec<String>, events: Sender<Event>) {
         match async_std::future::timeout(Duration::from_secs(20), body).await {
             Ok(Ok(body)) => {
                 let hosts: Vec<SocketAddrV4> =
-                    hostcache::parse_gwebcache(&body).into_iter().filter(|a| routing_ok(a.ip())).collect();
+                    hostcache::parse_gwebcache(&body).into_iter().filter(|a| address::usable(*a)).collect();
                 log(format_args!("GWebCache {url}: {}", crate::cli::plural(hosts.len(), "host")));
                 if events.send(Event::Core(CoreEvent::HostsLearned(hosts))).await.is_err() {
                     return;
@@ -32,8 +33,4 @@ pub(super) async fn ask(urls: Vec<String>, events: Sender<Event>) {
             Err(_) => warn(format_args!("GWebCache {url}: timed out")),
         }
     }
-}
-
-fn routing_ok(ip: &Ipv4Addr) -> bool {
-    !ip.is_unspecified() && !ip.is_broadcast() && !ip.is_multicast()
 }

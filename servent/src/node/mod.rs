@@ -280,6 +280,8 @@ struct Shared {
     uploads: Arc<Uploads>,
     /// Firewalled sources, and the downloads waiting for their `GIV`.
     pushes: Arc<Pushes>,
+    /// Incoming handshakes under way, which the core may cut.
+    handshakes: connection::InFlight,
 }
 
 impl Shared {
@@ -653,8 +655,12 @@ pub async fn start(config: Config) -> Result<NodeHandle, NodeError> {
     let mut node = core::Node::new(core_config, rng, trust.clone(), library.totals(), Instant::now());
     node.handle(core::Event::LibraryTable(library::route_table(&library)), Instant::now());
     if let Some(dir) = &config.data_dir {
-        match std::fs::read_to_string(dir.join(HOST_CACHE_FILE)) {
-            Ok(text) => node.restore_hosts(&text),
+        let mut text = String::new();
+        let read = std::fs::File::open(dir.join(HOST_CACHE_FILE)).and_then(|file| {
+            io::Read::read_to_string(&mut io::Read::take(file, crate::hostcache::MAX_SAVED_BYTES as u64), &mut text)
+        });
+        match read {
+            Ok(_) => node.restore_hosts(&text),
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
             Err(e) => warn(format_args!("cannot read the host cache: {e}")),
         }
@@ -678,6 +684,7 @@ pub async fn start(config: Config) -> Result<NodeHandle, NodeError> {
         sent: LinkCounters::default(),
         uploads: uploads.clone(),
         pushes,
+        handshakes: connection::InFlight::default(),
     });
     let folders = library::SharedFolders::new(shares);
     let mut tasks = vec![

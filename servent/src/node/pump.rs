@@ -184,6 +184,7 @@ impl Pump {
                     let uploads = self.shared.uploads.clone();
                     task::spawn(crate::transfer::push::connect_back(to, index, self.core.guid(), uploads));
                 }
+                Action::GiveWay(remote) => self.shared.handshakes.cut(remote),
                 Action::PushSource { source, servent, files, proxies } => {
                     self.shared.pushes.learn(source, servent, files, proxies)
                 }

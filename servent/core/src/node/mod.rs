@@ -45,8 +45,11 @@ use rand::rngs::StdRng;
 use rand::RngCore;
 use serde::Serialize;
 
-use self::admission::Handshakes;
-pub use self::admission::{shared_address, Doorway, Ticket, INCOMING_HANDSHAKE_TIMEOUT, MAX_UNCLASSIFIED};
+pub use self::admission::{
+    shared_address, Doorway, Ticket, INCOMING_HANDSHAKE_TIMEOUT, MAX_UNCLASSIFIED, MAX_UNCLASSIFIED_PER_ADDRESS,
+    STALLED_HANDSHAKE,
+};
+use self::admission::{Ended, Handshakes};
 pub use self::answer::query_hits;
 use self::guess::Guess;
 pub use self::hammering::{Hammering, HAMMER_TABLE, MAX_CONNECTS_PER_MINUTE};
@@ -56,8 +59,9 @@ use self::promotion::{Facts, Promotion};
 use self::query_routing::QueryRouting;
 use self::querying::Querying;
 use self::udp::Udp;
+use crate::address::{self, prefix};
 use crate::handshake::{Admission, PeerInfo, Role};
-use crate::hostcache::{local_address, DialPace, HostCache, Origin, HOST_CACHE_CAPACITY};
+use crate::hostcache::{DialPace, HostCache, Origin, HOST_CACHE_CAPACITY};
 use crate::push::{self, ConnectBacks, PushProxies, Reachability};
 use crate::requery::{Phase, Requeries};
 use crate::routing::{self, Counters, LocalHost, PeerId, Router};
@@ -103,7 +107,7 @@ pub struct Config {
     /// Whether hosts learned from the network are dialed, or only `peers`.
     pub discover: bool,
     /// Whether addresses heard from the network that are loopback or
-    /// private ([`local_address`]) or on our own IP are kept and dialed; a
+    /// private ([`address::local`]) or on our own IP are kept and dialed; a
     /// test network on one machine says so. `peers` are dialed regardless.
     pub dial_local: bool,
     /// Servents the user asked to connect to, kept trying.
@@ -366,6 +370,10 @@ pub enum Action {
         /// The file's index in that servent's library, for each of the hit's URNs.
         files: Vec<(Vec<Urn>, u32)>,
     },
+    /// Cut the incoming handshake from this address: it stalled and gave
+    /// its place to a newer one. Its end is reported all the same
+    /// ([`Event::HandshakeFailed`], or [`Event::Connected`] if it won the race).
+    GiveWay(SocketAddr),
 }
 
 /// A search that cannot be sent.
@@ -509,8 +517,12 @@ impl Node {
     }
 
     /// Adds the hosts of a text an earlier [`Action::SaveHosts`] handed out.
+    /// Addresses it would not dial are left out, and only so many enter the
+    /// reserve of hosts that worked (the file is input like any other).
     pub fn restore_hosts(&mut self, text: &str) {
-        self.hosts.restore(text);
+        let mut hosts = std::mem::take(&mut self.hosts);
+        hosts.restore(text, |addr| self.may_dial(addr));
+        self.hosts = hosts;
     }
 
     /// Reacts to something that happened at `now`.
@@ -578,7 +590,9 @@ impl Node {
                 self.hosts.failed(addr, now);
                 self.learn_from(IpAddr::V4(*addr.ip()), try_hosts.into_iter().filter_map(v4), now);
             }
-            Event::HandshakeFailed { remote } => self.handshakes.end(remote),
+            Event::HandshakeFailed { remote } => {
+                self.handshakes.end(remote);
+            }
             Event::HostsLearned(addrs) => self.learn(addrs),
             Event::LibraryChanged { files, bytes } => {
                 self.library = (files, bytes);
@@ -710,8 +724,16 @@ impl Node {
     /// As [`Node::admit`], and an admitted handshake counts against every
     /// limit from `now` until it ends: in a link ([`Event::Connected`]) or
     /// not ([`Event::HandshakeFailed`]).
+    /// With no room left, the oldest stalled handshake gives way to this one
+    /// ([`Action::GiveWay`]).
     pub fn admit_incoming(&mut self, remote: SocketAddr, now: Instant) -> (Admission, Vec<SocketAddr>) {
-        let answer = self.admit(remote);
+        let mut answer = self.admit(remote);
+        if matches!(answer.0, Admission::Full { .. }) && !self.linked_from(remote.ip()) {
+            if let Some(stalled) = self.handshakes.give_way(now) {
+                self.actions.push_back(Action::GiveWay(stalled));
+                answer = self.admit(remote);
+            }
+        }
         if !matches!(answer.0, Admission::Full { .. }) {
             self.handshakes.start(remote, now);
         }
@@ -848,8 +870,11 @@ impl Node {
 
     fn on_connected(&mut self, connected: Connected, now: Instant) {
         if connected.direction == Direction::Incoming {
-            self.handshakes.end(connected.addr);
-            if let Some(reason) = self.over_limits(&connected) {
+            let refusal = match self.handshakes.end(connected.addr) {
+                Ended::GaveWay => Some("its stalled handshake gave way".to_string()),
+                Ended::Counted | Ended::Unknown => self.over_limits(&connected),
+            };
+            if let Some(reason) = refusal {
                 let bye = self.bye(503, reason.clone());
                 self.actions.push_back(Action::Close { peer: connected.peer, bye: Some(bye), reason });
                 return;
@@ -890,6 +915,9 @@ impl Node {
             hits: 0,
         };
         self.peers.insert(connected.peer, peer);
+        if connected.dialed.is_some_and(|dialed| self.config.peers.contains(&dialed)) {
+            self.make_room_for(connected.peer);
+        }
         let actions = self.router.connected(connected.peer, listen, now);
         self.router.set_relaying(connected.peer, role, degree, now);
         self.apply(actions, now);
@@ -1054,7 +1082,7 @@ impl Node {
     }
 
     fn dial_more(&mut self, now: Instant) {
-        self.make_room_for_users(now);
+        self.dial_users_past_full(now);
         let ultrapeers = self.peers.values().filter(|p| p.role == Role::Ultrapeer).count();
         let wanted = self.ultrapeer_links().saturating_sub(ultrapeers + self.dialing.len());
         let slots = wanted.min(MAX_DIALS.saturating_sub(self.dialing.len()));
@@ -1103,10 +1131,11 @@ impl Node {
     }
 
     /// A peer the user asked for always gets a slot: when the ultrapeer
-    /// slots are full and one of them is due to be dialed, the least useful
-    /// incoming link (fewest QueryHits, then the newest) gives way, as
-    /// gtk-gnutella drops useless peers.
-    fn make_room_for_users(&mut self, now: Instant) {
+    /// slots are full and one of them is due to be dialed, it is dialed all
+    /// the same, and only once its link is up ([`Node::make_room_for`])
+    /// does an incoming link give way, so a `--peer` that is down evicts
+    /// nobody at its retries.
+    fn dial_users_past_full(&mut self, now: Instant) {
         let ultrapeers = self.peers.values().filter(|p| p.role == Role::Ultrapeer).count();
         if ultrapeers + self.dialing.len() < self.ultrapeer_links() {
             return;
@@ -1117,13 +1146,25 @@ impl Node {
         let due = self.hosts.candidates(1, now, |addr| {
             !user.contains(&addr) || connected.contains(&addr) || self.dialing.contains(&addr)
         });
-        if due.is_empty() {
+        for addr in due {
+            self.dialing.insert(addr);
+            self.actions.push_back(Action::Dial(addr));
+        }
+    }
+
+    /// The user's peer `kept` is linked past the ultrapeer slots: the least
+    /// useful incoming link (fewest QueryHits, then the newest) gives way,
+    /// as gtk-gnutella drops useless peers.
+    fn make_room_for(&mut self, kept: PeerId) {
+        let ultrapeers = self.peers.values().filter(|p| p.role == Role::Ultrapeer).count();
+        if ultrapeers <= self.ultrapeer_links() {
             return;
         }
+        let user: BTreeSet<SocketAddrV4> = self.config.peers.iter().copied().collect();
         let useless = self
             .peers
             .iter()
-            .filter(|(_, p)| p.direction == Direction::Incoming && p.role == Role::Ultrapeer)
+            .filter(|(id, p)| **id != kept && p.direction == Direction::Incoming && p.role == Role::Ultrapeer)
             .filter(|(_, p)| !p.listen.is_some_and(|l| user.contains(&l)))
             .min_by_key(|(_, p)| (p.hits, std::cmp::Reverse(p.since)))
             .map(|(id, _)| *id);
@@ -1156,7 +1197,7 @@ impl Node {
     /// the configuration allows local addresses.
     fn may_dial(&self, addr: SocketAddrV4) -> bool {
         let own = [*self.advertised.ip(), v4(self.config.listen).map_or(Ipv4Addr::UNSPECIFIED, |l| *l.ip())];
-        self.config.dial_local || !(local_address(*addr.ip()) || own.contains(addr.ip()))
+        address::may_dial(addr, &own, self.config.dial_local)
     }
 
     fn update_local(&mut self) {
@@ -1271,18 +1312,6 @@ fn v4(addr: SocketAddr) -> Option<SocketAddrV4> {
     match addr {
         SocketAddr::V4(v4) => Some(v4),
         SocketAddr::V6(_) => None,
-    }
-}
-
-/// The network block an address is counted in for diversity: its /24;
-/// none for loopback and IPv6, which stand for themselves.
-fn prefix(ip: IpAddr) -> Option<[u8; 3]> {
-    match ip {
-        IpAddr::V4(v4) if !v4.is_loopback() => {
-            let [a, b, c, _] = v4.octets();
-            Some([a, b, c])
-        }
-        _ => None,
     }
 }
 

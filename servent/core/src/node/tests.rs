@@ -84,6 +84,38 @@ fn admission_refuses_a_full_node_and_a_second_link_from_one_address() {
 }
 
 #[test]
+fn a_stalled_handshake_gives_way_and_its_link_cannot_stay() {
+    let now = Instant::now();
+    let mut node = node_with(Config { max_peers: 2, discover: false, ..Config::default() }, now);
+    let (stalled, slow, late) = (SocketAddr::V4(addr(1)), SocketAddr::V4(addr(2)), SocketAddr::V4(addr(3)));
+    assert_eq!(node.admit_incoming(stalled, now).0, Admission::Accept);
+    assert_eq!(node.admit_incoming(slow, now + STALLED_HANDSHAKE / 2).0, Admission::Accept);
+    assert!(matches!(node.admit_incoming(late, now + STALLED_HANDSHAKE / 2).0, Admission::Full { .. }));
+    assert!(!actions(&mut node).iter().any(|a| matches!(a, Action::GiveWay(_))), "nobody has stalled yet");
+
+    // The oldest gives way; the one still within its time keeps its place.
+    assert_eq!(node.admit_incoming(late, now + STALLED_HANDSHAKE).0, Admission::Accept);
+    let cut: Vec<_> = actions(&mut node).into_iter().filter(|a| matches!(a, Action::GiveWay(_))).collect();
+    assert!(matches!(cut[..], [Action::GiveWay(remote)] if remote == stalled), "{cut:?}");
+    let another = SocketAddr::V4(addr(4));
+    assert!(matches!(node.admit_incoming(another, now + STALLED_HANDSHAKE).0, Admission::Full { .. }));
+
+    // The one that gave way wins its race all the same: its link is closed,
+    // and the two counted handshakes still both become peers.
+    connect(&mut node, 1, stalled, now + STALLED_HANDSHAKE);
+    assert!(actions(&mut node).iter().any(|a| matches!(a, Action::Close { peer: PeerId(1), .. })));
+    node.handle(Event::Closed { peer: PeerId(1), reason: "cut".into() }, now + STALLED_HANDSHAKE);
+    connect(&mut node, 2, slow, now + STALLED_HANDSHAKE);
+    connect(&mut node, 3, late, now + STALLED_HANDSHAKE);
+    assert!(!actions(&mut node).iter().any(|a| matches!(a, Action::Close { .. })));
+    assert_eq!(node.peers().count(), 2);
+    // Peers never give way to handshakes.
+    let much_later = now + 10 * STALLED_HANDSHAKE;
+    assert!(matches!(node.admit_incoming(another, much_later).0, Admission::Full { .. }));
+    assert!(!actions(&mut node).iter().any(|a| matches!(a, Action::GiveWay(_))));
+}
+
+#[test]
 fn refused_peer_is_offered_other_hosts() {
     let now = Instant::now();
     let mut node = node_with(Config { max_peers: 0, ..Config::default() }, now);
@@ -297,6 +329,20 @@ fn timer_fires_every_tick_and_hands_out_the_host_cache_every_minute() {
     let mut restored = node_with(Config::default(), now);
     restored.restore_hosts(&saved[0]);
     assert_eq!(restored.known_hosts(), 1, "a host that failed is not kept");
+}
+
+#[test]
+fn a_restored_host_cache_keeps_the_hosts_that_worked_and_refuses_what_it_would_not_dial() {
+    let now = Instant::now();
+    let mut node = node_with(Config { persist_hosts: true, discover: false, ..Config::default() }, now);
+    node.restore_hosts(&format!("127.0.0.1:6346 worked\n10.1.1.1:6346\n{} worked\n{}\n", addr(1), addr(2)));
+    assert_eq!(node.known_hosts(), 2, "loopback and private addresses from the file are not kept");
+    node.shutdown();
+    let saved: Vec<String> = actions(&mut node)
+        .into_iter()
+        .filter_map(|a| if let Action::SaveHosts(t) = a { Some(t) } else { None })
+        .collect();
+    assert_eq!(saved, vec![format!("{} worked\n{}\n", addr(1), addr(2))]);
 }
 
 #[test]
@@ -657,7 +703,41 @@ fn the_users_peer_takes_the_slot_of_the_least_useful_incoming_link() {
     let later = now + Duration::from_secs(1);
     node.connect(addr(50), later);
     let done = actions(&mut node);
-    assert!(done.iter().any(|a| matches!(a, Action::Close { peer: PeerId(2), .. })), "{done:?}");
     assert_eq!(dials(&done), vec![addr(50)]);
-    assert_eq!(node.peers().map(|(id, _)| id).collect::<Vec<_>>(), vec![PeerId(1)]);
+    assert!(!done.iter().any(|a| matches!(a, Action::Close { .. })), "nobody gives way before the link is up");
+    let linked = Connected {
+        peer: PeerId(3),
+        addr: SocketAddr::V4(addr(50)),
+        local: SocketAddr::V4(addr(100)),
+        info: PeerInfo::default(),
+        direction: Direction::Outgoing,
+        dialed: Some(addr(50)),
+    };
+    node.handle(Event::Connected(Box::new(linked)), later);
+    let done = actions(&mut node);
+    assert!(done.iter().any(|a| matches!(a, Action::Close { peer: PeerId(2), .. })), "{done:?}");
+    assert_eq!(node.peers().map(|(id, _)| id).collect::<Vec<_>>(), vec![PeerId(1), PeerId(3)]);
+}
+
+#[test]
+fn a_dead_users_peer_evicts_nobody_at_its_retries() {
+    let now = Instant::now();
+    let mut node = node_with(Config { max_peers: 2, discover: false, ..Config::default() }, now);
+    connect(&mut node, 1, SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::new(198, 18, 1, 1), 6346)), now);
+    connect(&mut node, 2, SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::new(198, 18, 2, 1), 6346)), now);
+    node.connect(addr(50), now);
+    let mut retries = 0;
+    let mut at = now;
+    for _ in 0..2000 {
+        let done = actions(&mut node);
+        assert!(!done.iter().any(|a| matches!(a, Action::Close { .. })), "an incoming link was evicted: {done:?}");
+        for dead in dials(&done) {
+            retries += 1;
+            node.handle(Event::DialFailed { addr: dead, try_hosts: vec![] }, at);
+        }
+        at += TICK;
+        node.handle_timeout(at);
+    }
+    assert!(retries >= 3, "the user's peer is retried ({retries} times)");
+    assert_eq!(node.peers().count(), 2);
 }

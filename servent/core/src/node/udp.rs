@@ -30,7 +30,7 @@
 //! network or finds nobody ([`Action::Notice`]).
 
 use std::collections::{HashMap, VecDeque};
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::SocketAddrV4;
 use std::time::{Duration, Instant};
 
 use super::{Action, Node};
@@ -185,25 +185,7 @@ impl Budget {
     }
 }
 
-/// Whether an address can take datagrams at all.
-pub(super) fn usable(addr: SocketAddrV4) -> bool {
-    let ip = addr.ip();
-    addr.port() != 0 && !ip.is_unspecified() && !ip.is_broadcast() && !ip.is_multicast()
-}
-
-/// Whether `ip` is behind a NAT or firewall: private, link-local or shared (RFC 6598).
-pub(super) fn is_hidden(ip: Ipv4Addr) -> bool {
-    let shared = ip.octets()[0] == 100 && (64..128).contains(&ip.octets()[1]);
-    ip.is_private() || ip.is_link_local() || shared
-}
-
-/// Whether a servent at `ours` can reach `addr`: usable, loopback only
-/// from loopback (a network on one machine), and behind a NAT only from
-/// behind one (a network on one LAN, as in tests).
-pub(super) fn routable(addr: SocketAddrV4, ours: SocketAddrV4) -> bool {
-    let (ip, our_ip) = (*addr.ip(), *ours.ip());
-    usable(addr) && ip.is_loopback() == our_ip.is_loopback() && (!is_hidden(ip) || is_hidden(our_ip))
-}
+pub(super) use crate::address::{is_hidden, routable, usable};
 
 /// A UDP host cache and how it has answered.
 #[derive(Clone, Debug)]

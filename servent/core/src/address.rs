@@ -1,0 +1,121 @@
+//! Which addresses a servent may use: one set of rules for the host cache,
+//! dialing, UDP (pongs, out-of-band replies, GUESS), the GWebCache client
+//! and the diversity of links.
+//!
+//! The network hands out addresses the servent should never reach for: no
+//! port, the unspecified or a broadcast address, multicast ([`usable`]);
+//! loopback, private, link-local, shared (carrier-grade NAT) or reserved
+//! ones, which cannot be a distant servent ([`local`]); our own. A test
+//! network lives on exactly those addresses, so it says so: `--dial-local`
+//! ([`may_dial`]), or, for UDP, our own address shows it ([`routable`]:
+//! loopback reaches loopback, a LAN its LAN).
+//!
+//! Links are counted by network block for diversity ([`prefix`]: the /24),
+//! so that one block cannot take every slot; loopback and IPv6 stand for
+//! themselves.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddrV4};
+
+/// Whether `addr` can name a servent at all: a port, and an IP that is
+/// neither unspecified, broadcast nor multicast.
+pub fn usable(addr: SocketAddrV4) -> bool {
+    let ip = addr.ip();
+    addr.port() != 0 && !ip.is_unspecified() && !ip.is_broadcast() && !ip.is_multicast()
+}
+
+/// Whether `ip` is behind a NAT or firewall: private, link-local or shared (RFC 6598).
+pub fn is_hidden(ip: Ipv4Addr) -> bool {
+    let shared = ip.octets()[0] == 100 && (64..128).contains(&ip.octets()[1]);
+    ip.is_private() || ip.is_link_local() || shared
+}
+
+/// Whether `ip` cannot be a servent on the Internet: loopback, private,
+/// link-local, shared (carrier-grade NAT) or reserved.
+pub fn local(ip: Ipv4Addr) -> bool {
+    let [a, ..] = ip.octets();
+    ip.is_loopback()
+        || is_hidden(ip)
+        || ip.is_unspecified()
+        || ip.is_broadcast()
+        || ip.is_multicast()
+        || a == 0
+        || a >= 240
+}
+
+/// Whether a servent whose own IPs are `own` may keep and dial `addr`,
+/// heard from the network: never a [`local`] address or its own, unless
+/// it is part of a test network (`dial_local`, `--dial-local`).
+pub fn may_dial(addr: SocketAddrV4, own: &[Ipv4Addr], dial_local: bool) -> bool {
+    dial_local || !(local(*addr.ip()) || own.contains(addr.ip()))
+}
+
+/// Whether a servent at `ours` can reach `addr`: [`usable`], loopback only
+/// from loopback (a network on one machine), and behind a NAT only from
+/// behind one (a network on one LAN, as in tests).
+pub fn routable(addr: SocketAddrV4, ours: SocketAddrV4) -> bool {
+    let (ip, our_ip) = (*addr.ip(), *ours.ip());
+    usable(addr) && ip.is_loopback() == our_ip.is_loopback() && (!is_hidden(ip) || is_hidden(our_ip))
+}
+
+/// The network block an address is counted in for diversity: its /24;
+/// none for loopback and IPv6, which stand for themselves.
+pub fn prefix(ip: IpAddr) -> Option<[u8; 3]> {
+    match ip {
+        IpAddr::V4(v4) if !v4.is_loopback() => {
+            let [a, b, c, _] = v4.octets();
+            Some([a, b, c])
+        }
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(text: &str) -> SocketAddrV4 {
+        text.parse().unwrap()
+    }
+
+    #[test]
+    fn local_addresses_are_known() {
+        for local_ip in
+            ["127.0.0.1", "10.1.2.3", "192.168.0.1", "172.16.5.5", "169.254.1.1", "100.64.0.1", "0.1.2.3", "240.0.0.1"]
+        {
+            assert!(local(local_ip.parse().unwrap()), "{local_ip}");
+        }
+        for distant in ["8.8.8.8", "81.2.69.160", "100.128.0.1"] {
+            assert!(!local(distant.parse().unwrap()), "{distant}");
+        }
+    }
+
+    #[test]
+    fn a_test_network_may_dial_what_the_internet_may_not() {
+        let own = [Ipv4Addr::new(81, 2, 69, 160)];
+        for refused in ["127.0.0.1:6346", "10.0.0.1:6346", "81.2.69.160:7000"] {
+            assert!(!may_dial(at(refused), &own, false), "{refused}");
+            assert!(may_dial(at(refused), &own, true), "{refused}");
+        }
+        assert!(may_dial(at("8.8.8.8:6346"), &own, false));
+    }
+
+    #[test]
+    fn addresses_are_routable_from_where_we_are() {
+        let (loopback, lan, internet) = (at("127.0.0.1:6346"), at("10.0.0.2:6346"), at("81.2.69.160:6346"));
+        assert!(routable(at("127.0.0.5:1"), loopback));
+        assert!(!routable(at("127.0.0.5:1"), internet));
+        assert!(routable(at("10.0.0.9:1"), lan));
+        assert!(!routable(at("10.0.0.9:1"), internet));
+        assert!(routable(at("8.8.8.8:1"), lan));
+        assert!(!routable(at("8.8.8.8:0"), internet), "no port");
+        assert!(!routable(at("224.0.0.1:6346"), internet), "multicast");
+    }
+
+    #[test]
+    fn links_are_counted_by_slash_24_but_loopback_stands_alone() {
+        assert_eq!(prefix("192.0.2.7".parse().unwrap()), Some([192, 0, 2]));
+        assert_eq!(prefix("192.0.2.200".parse().unwrap()), prefix("192.0.2.1".parse().unwrap()));
+        assert_eq!(prefix("127.0.0.1".parse().unwrap()), None);
+        assert_eq!(prefix("::1".parse().unwrap()), None);
+    }
+}
