@@ -634,7 +634,7 @@ impl Node {
         if self.requery_due().is_none_or(|due| due > now) {
             return;
         }
-        for urn in self.requeries.due(now) {
+        for urn in self.requeries.due(now).into_iter().filter(|urn| self.may_requery(*urn, now)).collect::<Vec<_>>() {
             // A re-query is a Query of ours, but no search of the user's:
             // its hits only offer sources to the downloads.
             let guid = self.start_own_query(urn_query(urn), None, now);
