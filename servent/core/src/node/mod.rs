@@ -518,16 +518,9 @@ impl Node {
         match event {
             Event::Connected(connected) => self.on_connected(*connected, now),
             Event::Message { peer, message } if QueryRouting::is_update(&message) => {
-                match self.qrp.receive(peer, &message, &mut self.rng) {
-                    Ok(patches) => {
-                        for (to, message) in patches {
-                            self.actions.push_back(Action::Send { to, message });
-                        }
-                    }
-                    Err(error) => {
-                        self.router.count_drop(peer, routing::Drop::Malformed);
-                        self.disconnect(peer, 413, format!("bad route table update: {error}"));
-                    }
+                if let Err(error) = self.qrp.receive(peer, &message) {
+                    self.router.count_drop(peer, routing::Drop::Malformed);
+                    self.disconnect(peer, 413, format!("bad route table update: {error}"));
                 }
             }
             Event::Message { message: Message { payload: Payload::Push(push), .. }, .. }
@@ -621,6 +614,9 @@ impl Node {
             self.handshakes.expire(now);
             let actions = self.router.tick(now);
             self.apply(actions, now);
+            for (to, message) in self.qrp.tick(&mut self.rng) {
+                self.actions.push_back(Action::Send { to, message });
+            }
             self.promote(now);
             self.dial_more(now);
             self.report_bootstrap(now);
