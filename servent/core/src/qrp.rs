@@ -626,6 +626,11 @@ impl Sequence {
         let mask = ((1u16 << bits) - 1) as u8;
         let sign = 1u8 << (bits - 1);
         for &byte in data {
+            if byte == 0 {
+                // Most of a patch changes nothing.
+                self.slot += per_byte;
+                continue;
+            }
             for k in 0..per_byte as u8 {
                 let entry = (byte >> (8 - bits * (k + 1))) & mask;
                 let slot = self.slot;

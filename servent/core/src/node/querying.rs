@@ -269,6 +269,12 @@ impl Node {
         self.config.role != Role::Leaf || self.querying.own_requeries.may_send(urn, now)
     }
 
+    /// The vendor messages `peer` announced in its Messages Supported, as
+    /// [`vendor::label`] writes them.
+    pub fn vendor_messages(&self, peer: PeerId) -> Vec<String> {
+        self.querying.vendor.announced(peer).iter().map(vendor::label).collect()
+    }
+
     /// Dynamic queries running here.
     pub fn dynamic_queries(&self) -> usize {
         self.querying.running.len()
