@@ -309,7 +309,9 @@ impl RouteTable {
     /// slot of a larger table falls in one slot here, a slot of a smaller
     /// one covers several (the scaling of `doc/gnutella/QRP`).
     pub fn merge(&mut self, other: &RouteTable) {
-        if other.bits >= self.bits {
+        if other.bits == self.bits {
+            self.bitmap.iter_mut().zip(&other.bitmap).for_each(|(ours, theirs)| *ours |= theirs);
+        } else if other.bits > self.bits {
             let shift = other.bits - self.bits;
             for slot in other.set_slots() {
                 self.set(slot >> shift);
@@ -325,7 +327,10 @@ impl RouteTable {
     }
 
     fn set_slots(&self) -> impl Iterator<Item = u32> + '_ {
-        (0..self.slots()).filter(|&slot| self.get(slot))
+        let bytes = self.bitmap.iter().enumerate().filter(|(_, byte)| **byte != 0);
+        bytes.flat_map(|(i, byte)| {
+            (0..8).filter(move |bit| byte & (0x80 >> bit) != 0).map(move |bit| i as u32 * 8 + bit)
+        })
     }
 
     fn get(&self, slot: u32) -> bool {
@@ -357,17 +362,24 @@ impl RouteTable {
         if base.is_none() {
             messages.push(RouteTableUpdate::Reset { table_length: self.slots(), infinity: LOCAL_INFINITY });
         }
+        // Two slots per byte of the patch, so four per byte of the bitmap.
         let mut patch = Vec::with_capacity(self.bitmap.len() * 4);
-        for slot in (0..self.slots()).step_by(2) {
-            let nibble = |slot: u32| -> u8 {
-                let was = base.is_some_and(|old| old.get(slot));
-                match (was, self.get(slot)) {
+        for (i, &now) in self.bitmap.iter().enumerate() {
+            let was = base.map_or(0, |old| old.bitmap[i]);
+            if now == was {
+                patch.extend_from_slice(&[0; 4]);
+                continue;
+            }
+            let nibble = |bit: u8| -> u8 {
+                match (was & bit != 0, now & bit != 0) {
                     (false, true) => 0xF,
                     (true, false) => 0x1,
                     _ => 0,
                 }
             };
-            patch.push(nibble(slot) << 4 | nibble(slot + 1));
+            for pair in 0..4 {
+                patch.push(nibble(0x80 >> (2 * pair)) << 4 | nibble(0x40 >> (2 * pair)));
+            }
         }
         let mut encoder = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
         encoder.write_all(&patch).expect("writing to a Vec cannot fail");
@@ -614,6 +626,11 @@ impl Sequence {
         let mask = ((1u16 << bits) - 1) as u8;
         let sign = 1u8 << (bits - 1);
         for &byte in data {
+            if byte == 0 {
+                // Most of a patch changes nothing.
+                self.slot += per_byte;
+                continue;
+            }
             for k in 0..per_byte as u8 {
                 let entry = (byte >> (8 - bits * (k + 1))) & mask;
                 let slot = self.slot;

@@ -127,6 +127,8 @@ pub enum Drop {
     BadReturnAddress,
     /// A query larger than [`MAX_QUERY_SIZE`].
     TooLarge,
+    /// A leaf's query it sent lately (`node::querying::requeries`).
+    Requery,
 }
 
 /// Counters of one neighbour, or of the whole servent.

@@ -155,6 +155,8 @@ pub struct PeerSnapshot {
     pub role: handshake::Role,
     /// Whether its QRP table is in force: it gets only the queries it matches.
     pub qrp: bool,
+    /// The vendor messages it announced (Messages Supported), e.g. `BEAR/4v1`.
+    pub vendor_messages: Vec<String>,
     /// Messages written to its socket.
     pub messages_out: u64,
     /// Messages dropped from its full queue.

@@ -292,6 +292,7 @@ impl Pump {
                     compressed: peer.compressed,
                     role: peer.role,
                     qrp: self.core.qrp_in_force(id),
+                    vendor_messages: self.core.vendor_messages(id),
                     messages_out: count(|c| c.messages.load(Ordering::Relaxed)),
                     queue_dropped: count(|c| c.queue_dropped.load(Ordering::Relaxed)),
                     counters: self.core.counters(id).cloned().unwrap_or_default(),

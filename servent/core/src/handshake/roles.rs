@@ -29,6 +29,9 @@
 //! - `Vendor-Message: 0.2`: the sender speaks vendor messages. gtk-gnutella
 //!   sends its Messages Supported only to a peer whose handshake carries
 //!   it; we send it both ways, as gtk-gnutella does.
+//! - `X-Requeries: False`: the sender does not repeat its queries by
+//!   itself. Sent both ways as gtk-gnutella does, kept and enforced as it
+//!   does, never read (`node::querying::requeries`).
 
 use std::net::SocketAddr;
 
@@ -146,6 +149,7 @@ pub(super) fn write_capability_headers(out: &mut String, config: &Config) {
     push_header(out, "X-Max-TTL", &config.max_ttl.to_string());
     push_header(out, "Bye-Packet", "0.1");
     push_header(out, "Vendor-Message", "0.2");
+    push_header(out, "X-Requeries", "False");
     if let Some(guid) = config.guid {
         push_header(out, "GUID", &guid.to_string());
     }

@@ -106,6 +106,7 @@ fn connect_request_bytes_are_exact() {
          X-Max-TTL: 7\r\n\
          Bye-Packet: 0.1\r\n\
          Vendor-Message: 0.2\r\n\
+         X-Requeries: False\r\n\
          Accept-Encoding: deflate\r\n\
          \r\n"
     );
@@ -118,7 +119,7 @@ fn connect_request_without_deflate_or_listen_address_omits_those_headers() {
     let hello = String::from_utf8(hello).unwrap();
     assert!(!hello.contains("Accept-Encoding"));
     assert!(!hello.contains("Listen-IP"));
-    assert!(hello.ends_with("Bye-Packet: 0.1\r\nVendor-Message: 0.2\r\n\r\n"));
+    assert!(hello.ends_with("Bye-Packet: 0.1\r\nVendor-Message: 0.2\r\nX-Requeries: False\r\n\r\n"));
 }
 
 #[test]
@@ -143,6 +144,7 @@ fn response_bytes_are_exact() {
          X-Max-TTL: 5\r\n\
          Bye-Packet: 0.1\r\n\
          Vendor-Message: 0.2\r\n\
+         X-Requeries: False\r\n\
          Accept-Encoding: deflate\r\n\
          Content-Encoding: deflate\r\n\
          X-Try-Ultrapeers: 203.0.113.5:6346, 203.0.113.6:6347\r\n\

@@ -23,12 +23,18 @@
 //!    [`MAX_HORIZON`], after [`LIFETIME`], or when the leaf says stop.
 //!
 //! **Leaf guidance**: for a leaf-guided query of a leaf that announced
-//! Query Status, the leaf is asked every [`STATUS_EVERY`] neighbours how
-//! many results it kept; its answer replaces our count (divided by
-//! [`ULTRAPEERS_PER_LEAF`], as it counts hits from all its ultrapeers,
-//! plus what came since), and 0xFFFF stops the query. The query waits for
-//! the answer at most [`STATUS_TIMEOUT`]; after two silences it goes on
-//! unguided.
+//! Query Status, the leaf is asked how many results it kept once
+//! [`STATUS_EVERY`] neighbours were queried since its last answer (while
+//! its hits come through us, only once [`MIN_NEW_FOR_GUIDANCE`] new ones
+//! came: we count those ourselves); its answer replaces our count
+//! (divided by [`ULTRAPEERS_PER_LEAF`], as it counts hits from all its
+//! ultrapeers, plus what came since), and 0xFFFF stops the query. The
+//! query waits for the answer at most [`STATUS_TIMEOUT`], then queries the
+//! next neighbour before asking again. A leaf that never answered, after
+//! [`MAX_STATUS_TIMEOUTS`] silences, guides the query no more: it goes on
+//! unguided, counting the hits that come through us, and ends at once if
+//! they go out of band (we could count none), as gtk-gnutella's `dq.c`
+//! (`dq_results_expired`). An unsolicited answer makes it guided again.
 //!
 //! Pure: time is passed in, and what to send comes back as [`Step`]s.
 
@@ -72,8 +78,12 @@ pub const LOW_RESULTS: u64 = 10;
 pub const STATUS_EVERY: usize = 3;
 /// How long a leaf's answer is waited for.
 pub const STATUS_TIMEOUT: Duration = Duration::from_secs(40);
-/// Unanswered status requests after which the query goes on unguided.
+/// Unanswered status requests after which a leaf that never answered
+/// guides the query no more.
 pub const MAX_STATUS_TIMEOUTS: u32 = 2;
+/// New results routed through us below which the leaf is not asked: we
+/// counted them ourselves (gtk-gnutella's `DQ_MIN_FOR_GUIDANCE`).
+pub const MIN_NEW_FOR_GUIDANCE: usize = 20;
 /// Each hop reaches this share of the hosts the degree promises (cycles, flow control).
 pub const FUZZY: f64 = 0.8;
 
@@ -240,16 +250,30 @@ impl DynamicQuery {
         self.since_guidance += results;
     }
 
-    /// The leaf's answer to a status request.
+    /// Whether its leaf guides it now.
+    pub fn is_guided(&self) -> bool {
+        matches!(self.origin, Origin::Leaf { guided: true, .. })
+    }
+
+    /// The leaf's answer to a status request, or its unsolicited word,
+    /// which makes the query guided again.
     pub fn on_status(&mut self, status: QueryStatus, now: Instant) {
         if status.is_stop() {
             self.done = true;
             return;
         }
+        self.set_guided(true);
         self.guidance = Some(usize::from(status.0));
         self.since_guidance = 0;
+        self.since_status = 0;
         if self.waiting_status.take().is_some() {
             self.next = self.next.min(now);
+        }
+    }
+
+    fn set_guided(&mut self, now_guided: bool) {
+        if let Origin::Leaf { guided, .. } = &mut self.origin {
+            *guided = now_guided;
         }
     }
 
@@ -277,8 +301,12 @@ impl DynamicQuery {
             self.done = true;
             return Vec::new();
         }
-        if self.waiting_status.take().is_some() {
+        let was_waiting = self.waiting_status.take().is_some();
+        if was_waiting {
             self.status_timeouts += 1;
+            if self.guidance.is_none() && self.status_timeouts >= MAX_STATUS_TIMEOUTS {
+                self.set_guided(false);
+            }
         }
         if self.kept() >= self.target || self.horizon >= MAX_HORIZON {
             self.done = true;
@@ -289,8 +317,8 @@ impl DynamicQuery {
             return Vec::new();
         }
         if let Origin::Leaf { peer, guided: true } = self.origin {
-            if self.since_status >= STATUS_EVERY && self.status_timeouts < MAX_STATUS_TIMEOUTS {
-                self.since_status = 0;
+            let counted_here = self.routes_hits() && self.since_guidance < MIN_NEW_FOR_GUIDANCE;
+            if !was_waiting && self.since_status >= STATUS_EVERY && !counted_here {
                 self.waiting_status = Some(now);
                 return vec![Step::AskStatus(peer)];
             }
@@ -314,20 +342,26 @@ impl DynamicQuery {
         vec![step]
     }
 
-    /// The highest TTL whose horizon through `n` stays within its share of
-    /// the hosts still needed, spread over the `left` neighbours not
-    /// queried yet; 1 when even that is too many.
     /// Whether we can tell how the query fares: its leaf guides it, or its
     /// hits come through us. A leaf's unguided query wanting its hits out
-    /// of band counts none here, so it ends after the probe, as in
-    /// gtk-gnutella's `dq.c` (neither `LEAF_GUIDED` nor `ROUTING_HITS`).
+    /// of band counts none here, so it ends after the probe (or once its
+    /// leaf stopped guiding it), as in gtk-gnutella's `dq.c` (neither
+    /// `LEAF_GUIDED` nor `ROUTING_HITS`).
     fn followed(&self) -> bool {
         match self.origin {
             Origin::Own | Origin::Leaf { guided: true, .. } => true,
-            Origin::Leaf { guided: false, .. } => !self.query().is_some_and(|q| q.flags.wants_oob_reply()),
+            Origin::Leaf { guided: false, .. } => self.routes_hits(),
         }
     }
 
+    /// Whether its hits come back through us rather than out of band.
+    fn routes_hits(&self) -> bool {
+        !self.query().is_some_and(|q| q.flags.wants_oob_reply())
+    }
+
+    /// The highest TTL whose horizon through `n` stays within its share of
+    /// the hosts still needed, spread over the `left` neighbours not
+    /// queried yet; 1 when even that is too many.
     fn select_ttl(&self, n: &Neighbour, left: usize) -> u8 {
         let max = self.ttl.min(n.max_ttl).max(1);
         let needed = self.target.saturating_sub(self.kept()) as f64;

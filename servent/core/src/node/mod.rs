@@ -530,16 +530,9 @@ impl Node {
         match event {
             Event::Connected(connected) => self.on_connected(*connected, now),
             Event::Message { peer, message } if QueryRouting::is_update(&message) => {
-                match self.qrp.receive(peer, &message, &mut self.rng) {
-                    Ok(patches) => {
-                        for (to, message) in patches {
-                            self.actions.push_back(Action::Send { to, message });
-                        }
-                    }
-                    Err(error) => {
-                        self.router.count_drop(peer, routing::Drop::Malformed);
-                        self.disconnect(peer, 413, format!("bad route table update: {error}"));
-                    }
+                if let Err(error) = self.qrp.receive(peer, &message) {
+                    self.router.count_drop(peer, routing::Drop::Malformed);
+                    self.disconnect(peer, 413, format!("bad route table update: {error}"));
                 }
             }
             Event::Message { message: Message { payload: Payload::Push(push), .. }, .. }
@@ -635,6 +628,9 @@ impl Node {
             self.handshakes.expire(now);
             let actions = self.router.tick(now);
             self.apply(actions, now);
+            for (to, message) in self.qrp.tick(&mut self.rng) {
+                self.actions.push_back(Action::Send { to, message });
+            }
             self.promote(now);
             self.dial_more(now);
             self.report_bootstrap(now);
@@ -648,7 +644,7 @@ impl Node {
         if self.requery_due().is_none_or(|due| due > now) {
             return;
         }
-        for urn in self.requeries.due(now) {
+        for urn in self.requeries.due(now).into_iter().filter(|urn| self.may_requery(*urn, now)).collect::<Vec<_>>() {
             // A re-query is a Query of ours, but no search of the user's:
             // its hits only offer sources to the downloads.
             let guid = self.start_own_query(urn_query(urn), None, now);

@@ -15,14 +15,24 @@
 //! (`X-Max-TTL`). A peer whose route table update is malformed is dropped
 //! (the caller closes the link on [`QueryRouting::receive`]'s error).
 //!
+//! The union sent to ultrapeers is built once and shared by every link
+//! that reads it (one `Arc`, one patch per distinct previous table), and
+//! rebuilt for the leaves' tables at most once per node tick
+//! ([`QueryRouting::tick`]), when one came or went since: as gtk-gnutella
+//! merges its leaves' tables once in a while (`qrp_monitor`), not once per
+//! leaf and reader, which made an ultrapeer with 30 leaves and 30
+//! ultrapeers build 900 unions while its leaves connected.
+//!
 //! Memory: at most one table in force and one being received per peer,
 //! each at most [`crate::qrp::MAX_TABLE_SLOTS`] bits; the number of peers
-//! is bounded by the node's admission.
+//! is bounded by the node's admission. The tables we sent are shared, not
+//! copied per link.
 
 #[cfg(test)]
 mod tests;
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use rand::RngCore;
 
@@ -45,8 +55,15 @@ struct Link {
     max_ttl: Option<u8>,
     /// Its route table, as far as received.
     receiver: TableReceiver,
-    /// The last table we sent it.
-    sent: Option<RouteTable>,
+    /// The last table we sent it, shared with the other links that got it.
+    sent: Option<Arc<RouteTable>>,
+}
+
+impl Link {
+    /// Whether it gets the union of our and our leaves' tables.
+    fn reads_union(&self) -> bool {
+        self.reads_our_table && self.ultrapeer && !self.leaf
+    }
 }
 
 /// Per-link QRP state; see the module documentation.
@@ -54,7 +71,11 @@ struct Link {
 pub struct QueryRouting {
     links: BTreeMap<PeerId, Link>,
     /// Our library's table, once the library gave it.
-    own: Option<RouteTable>,
+    own: Option<Arc<RouteTable>>,
+    /// The union of `own` and the leaves' tables, as last built.
+    union: Option<Arc<RouteTable>>,
+    /// A leaf's table came or went since `union` was built.
+    leaves_changed: bool,
 }
 
 impl QueryRouting {
@@ -75,9 +96,11 @@ impl QueryRouting {
         self.send_table(peer, rng)
     }
 
-    /// A link is gone.
+    /// A link is gone; a leaf's table leaves the union at the next tick.
     pub fn closed(&mut self, peer: PeerId) {
-        self.links.remove(&peer);
+        if self.links.remove(&peer).is_some_and(|link| link.leaf && link.receiver.table().is_some()) {
+            self.leaves_changed = true;
+        }
     }
 
     /// Whether `message` is a route table update, which [`QueryRouting::receive`] takes.
@@ -85,46 +108,83 @@ impl QueryRouting {
         matches!(message.payload, Payload::Opaque { payload_type, .. } if PayloadType::from(payload_type) == PayloadType::RouteTable)
     }
 
-    /// Applies a route table update from `peer`; returns the patches for
-    /// the ultrapeers that read ours when a leaf's new table changes it. An
-    /// error means the peer is to be dropped.
-    pub fn receive(
-        &mut self,
-        peer: PeerId,
-        message: &Message,
-        rng: &mut impl RngCore,
-    ) -> Result<Vec<(PeerId, Message)>, QrpError> {
+    /// Applies a route table update from `peer`; a leaf's completed table
+    /// joins the union at the next [`QueryRouting::tick`]. An error means
+    /// the peer is to be dropped.
+    pub fn receive(&mut self, peer: PeerId, message: &Message) -> Result<(), QrpError> {
         let (Payload::Opaque { bytes, .. }, Some(link)) = (&message.payload, self.links.get_mut(&peer)) else {
-            return Ok(Vec::new());
+            return Ok(());
         };
-        let completed = link.receiver.receive(RouteTableUpdate::decode(bytes)?)?;
-        Ok(if completed && link.leaf { self.send_to_readers(rng) } else { Vec::new() })
+        if link.receiver.receive(RouteTableUpdate::decode(bytes)?)? && link.leaf {
+            self.leaves_changed = true;
+        }
+        Ok(())
     }
 
     /// The library's table changed: returns the patches for every peer that reads it.
     pub fn library_changed(&mut self, table: RouteTable, rng: &mut impl RngCore) -> Vec<(PeerId, Message)> {
-        self.own = Some(table);
-        self.send_to_readers(rng)
+        self.own = Some(Arc::new(table));
+        self.union = None;
+        self.leaves_changed = false;
+        self.send_to(self.readers(|link| link.reads_our_table), rng)
     }
 
-    fn send_to_readers(&mut self, rng: &mut impl RngCore) -> Vec<(PeerId, Message)> {
-        let readers: Vec<PeerId> =
-            self.links.iter().filter(|(_, link)| link.reads_our_table).map(|(&peer, _)| peer).collect();
-        readers.into_iter().flat_map(|peer| self.send_table(peer, rng).into_iter().map(move |m| (peer, m))).collect()
+    /// Once per node tick: if a leaf's table came or went, the union is
+    /// built again and its patches go to the ultrapeers that read it.
+    pub fn tick(&mut self, rng: &mut impl RngCore) -> Vec<(PeerId, Message)> {
+        if !std::mem::take(&mut self.leaves_changed) {
+            return Vec::new();
+        }
+        self.union = None;
+        self.send_to(self.readers(Link::reads_union), rng)
     }
 
-    /// What we tell `peer` of ourselves: our library's table, with our
-    /// leaves' when we are an ultrapeer telling an ultrapeer.
-    fn table_for(&self, peer: PeerId) -> Option<RouteTable> {
+    fn readers(&self, which: impl Fn(&Link) -> bool) -> Vec<PeerId> {
+        self.links.iter().filter(|(_, link)| which(link)).map(|(&peer, _)| peer).collect()
+    }
+
+    /// Sends `readers` what they lack of the table for them; one patch is
+    /// computed per distinct table they last got.
+    fn send_to(&mut self, readers: Vec<PeerId>, rng: &mut impl RngCore) -> Vec<(PeerId, Message)> {
+        let mut patches: Vec<Patch> = Vec::new();
+        let mut out = Vec::new();
+        for peer in readers {
+            let Some(table) = self.table_for(peer) else { continue };
+            let Some(link) = self.links.get_mut(&peer) else { continue };
+            let same = |patch: &&Patch| {
+                Arc::ptr_eq(&patch.to, &table)
+                    && patch.from.as_ref().map(Arc::as_ptr) == link.sent.as_ref().map(Arc::as_ptr)
+            };
+            let bytes = match patches.iter().find(same) {
+                Some(patch) => patch.updates.clone(),
+                None => {
+                    let updates: Vec<Vec<u8>> =
+                        table.updates_from(link.sent.as_deref()).iter().map(RouteTableUpdate::encode).collect();
+                    patches.push(Patch { from: link.sent.clone(), to: table.clone(), updates: updates.clone() });
+                    updates
+                }
+            };
+            link.sent = Some(table);
+            out.extend(bytes.into_iter().map(|bytes| (peer, update_message(bytes, rng))));
+        }
+        out
+    }
+
+    /// What we tell `peer` of ourselves: our library's table, or the union
+    /// with our leaves' when we are an ultrapeer telling an ultrapeer.
+    fn table_for(&mut self, peer: PeerId) -> Option<Arc<RouteTable>> {
         let own = self.own.as_ref()?;
         if !self.links.get(&peer).is_some_and(|link| link.ultrapeer && !link.leaf) {
             return Some(own.clone());
         }
-        let mut merged = own.clone();
-        for table in self.links.values().filter(|link| link.leaf).filter_map(|link| link.receiver.table()) {
-            merged.merge(table);
+        if self.union.is_none() {
+            let mut union = RouteTable::clone(own);
+            for table in self.links.values().filter(|link| link.leaf).filter_map(|link| link.receiver.table()) {
+                union.merge(table);
+            }
+            self.union = Some(Arc::new(union));
         }
-        Some(merged)
+        self.union.clone()
     }
 
     /// Whether `message` may go to `to`, capping a query's TTL at what
@@ -170,22 +230,26 @@ impl QueryRouting {
     }
 
     fn send_table(&mut self, peer: PeerId, rng: &mut impl RngCore) -> Vec<Message> {
-        let Some(table) = self.table_for(peer) else {
+        if !self.links.get(&peer).is_some_and(|link| link.reads_our_table) {
             return Vec::new();
-        };
-        let Some(link) = self.links.get_mut(&peer).filter(|link| link.reads_our_table) else {
-            return Vec::new();
-        };
-        let updates = table.updates_from(link.sent.as_ref());
-        link.sent = Some(table);
-        updates
-            .into_iter()
-            .map(|update| Message {
-                guid: Guid::from_rng(rng),
-                ttl: 1,
-                hops: 0,
-                payload: Payload::Opaque { payload_type: PayloadType::RouteTable.into(), bytes: update.encode() },
-            })
-            .collect()
+        }
+        self.send_to(vec![peer], rng).into_iter().map(|(_, message)| message).collect()
+    }
+}
+
+/// The encoded updates from one table we sent to the next.
+struct Patch {
+    from: Option<Arc<RouteTable>>,
+    to: Arc<RouteTable>,
+    updates: Vec<Vec<u8>>,
+}
+
+/// A route table update as the descriptor it travels in.
+fn update_message(bytes: Vec<u8>, rng: &mut impl RngCore) -> Message {
+    Message {
+        guid: Guid::from_rng(rng),
+        ttl: 1,
+        hops: 0,
+        payload: Payload::Opaque { payload_type: PayloadType::RouteTable.into(), bytes },
     }
 }

@@ -26,7 +26,9 @@ use crate::wire::vendor::hops_flow::HopsFlow;
 use crate::wire::vendor::oob::oob_address;
 use crate::wire::vendor::query_status::QueryStatus;
 use crate::wire::vendor::{Kind, Vendor};
-use crate::wire::{Guid, Message, Payload, Query, QueryFlags};
+use crate::wire::{Guid, Message, Payload, Query, QueryFlags, Urn};
+
+pub mod requeries;
 
 /// Dynamic queries running at once; the oldest of a leaf's gives way (ours
 /// are bounded by the search slots and the downloads, and never do).
@@ -53,6 +55,10 @@ pub(super) struct Querying {
     capacity: BTreeMap<PeerId, Capacity>,
     /// Our re-queries and the results each brought, for a leaf's Query Status.
     requeries: VecDeque<(Guid, usize)>,
+    /// The queries our leaves sent lately, so a repeat is dropped.
+    leaf_queries: requeries::LeafQueries,
+    /// When we, as a leaf, last re-queried each URN.
+    own_requeries: requeries::OwnRequeries,
 }
 
 impl Querying {
@@ -105,6 +111,7 @@ impl Node {
     pub(super) fn querying_closed(&mut self, peer: PeerId) {
         self.querying.vendor.closed(peer);
         self.querying.capacity.remove(&peer);
+        self.querying.leaf_queries.closed(peer);
         self.querying.running.retain(|_, dq| !matches!(dq.origin(), Origin::Leaf { peer: leaf, .. } if leaf == peer));
     }
 
@@ -182,12 +189,17 @@ impl Node {
     /// Routes a query a leaf sent us: to the matching leaves at once, to
     /// the ultrapeers dynamically. One asking for hits out of band to an
     /// address other than the leaf's own is dropped, as gtk-gnutella does:
-    /// it would aim every answerer's hits at a third party.
+    /// it would aim every answerer's hits at a third party; so is one the
+    /// leaf sent lately ([`requeries`]).
     pub(super) fn on_leaf_query(&mut self, peer: PeerId, message: Message, now: Instant) {
         let guid = message.guid;
         if let Payload::Query(query) = &message.payload {
             if query.flags.wants_oob_reply() && !self.is_own_address(peer, *oob_address(&guid).ip()) {
                 self.router.count_drop(peer, routing::Drop::BadReturnAddress);
+                return;
+            }
+            if !self.querying.leaf_queries.admit(peer, query, now) {
+                self.router.count_drop(peer, routing::Drop::Requery);
                 return;
             }
         }
@@ -248,6 +260,19 @@ impl Node {
             && message.hops == 0
             && matches!(message.payload, Payload::Query(_))
             && self.peers.get(&peer).is_some_and(|p| p.role == Role::Leaf)
+    }
+
+    /// Whether a download's re-query of `urn` may go out now: as a leaf,
+    /// at most once per [`requeries::OWN_REQUERY_SPACING`], the pledge our
+    /// `X-Requeries: False` makes.
+    pub(super) fn may_requery(&mut self, urn: Urn, now: Instant) -> bool {
+        self.config.role != Role::Leaf || self.querying.own_requeries.may_send(urn, now)
+    }
+
+    /// The vendor messages `peer` announced in its Messages Supported, as
+    /// [`vendor::label`] writes them.
+    pub fn vendor_messages(&self, peer: PeerId) -> Vec<String> {
+        self.querying.vendor.announced(peer).iter().map(vendor::label).collect()
     }
 
     /// Dynamic queries running here.

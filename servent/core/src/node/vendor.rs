@@ -97,6 +97,11 @@ impl VendorLinks {
         outcome.unwrap_or(Received::Malformed)
     }
 
+    /// The kinds `peer` announced in its Messages Supported.
+    pub fn announced(&self, peer: PeerId) -> &[Kind] {
+        self.links.get(&peer).map_or(&[], |link| &link.supported.kinds)
+    }
+
     /// Whether `peer` announced `kind`.
     pub fn supports(&self, peer: PeerId, kind: Kind) -> bool {
         self.links.get(&peer).is_some_and(|link| link.supported.version_of(kind).is_some())
@@ -132,6 +137,13 @@ pub fn message(guid: Guid, vendor: Vendor) -> Message {
     Message { guid, ttl: 1, hops: 0, payload: vendor.into_payload() }
 }
 
+/// A kind as people write it, `BEAR/4v1`; a vendor code byte that is not
+/// a printable ASCII character shows as `?` (the code comes from the network).
+pub fn label(kind: &Kind) -> String {
+    let vendor: String = kind.vendor.iter().map(|&b| if b.is_ascii_graphic() { char::from(b) } else { '?' }).collect();
+    format!("{vendor}/{}v{}", kind.selector, kind.version)
+}
+
 #[cfg(test)]
 mod tests {
     use rand::rngs::StdRng;
@@ -160,6 +172,14 @@ mod tests {
         let told = links.tell_hops_flow(PeerId(1), HopsFlow::NONE, &mut rng).unwrap();
         assert_eq!(vendor_of(&told), HopsFlow::NONE.to_vendor());
         assert_eq!(links.tell_hops_flow(PeerId(1), HopsFlow::NONE, &mut rng), None, "told already");
+        let labels: Vec<String> = links.announced(PeerId(1)).iter().map(label).collect();
+        assert_eq!(labels, ["BEAR/4v1"]);
+        assert!(links.announced(PeerId(2)).is_empty());
+    }
+
+    #[test]
+    fn a_vendor_code_from_the_network_cannot_inject_characters_into_its_label() {
+        assert_eq!(label(&Kind::new(*b"G\n\x1b[", 7, 2)), "G??[/7v2");
     }
 
     #[test]

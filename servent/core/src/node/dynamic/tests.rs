@@ -86,17 +86,36 @@ fn enough_results_end_it_and_some_results_lower_the_ttl() {
     assert!(dq.is_done());
 }
 
+fn out_of_band(mut message: Message) -> Message {
+    let Payload::Query(query) = &mut message.payload else { unreachable!() };
+    query.flags = query.flags.with(QueryFlags::OOB_REPLY, true);
+    message
+}
+
+/// Steps `dq` until it ends: the status requests and the sends it made.
+fn run_out(dq: &mut DynamicQuery, around: &[Neighbour]) -> (usize, usize) {
+    let (mut asks, mut sends) = (0, 0);
+    while !dq.is_done() {
+        for step in dq.step(around, dq.next_due()) {
+            match step {
+                Step::AskStatus(_) => asks += 1,
+                Step::Send { .. } => sends += 1,
+            }
+        }
+    }
+    (asks, sends)
+}
+
 #[test]
 fn a_guided_leaf_query_asks_the_leaf_and_stops_when_told() {
     let now = Instant::now();
     let leaf = PeerId(99);
     let around = neighbours(10, None);
-    let mut dq = DynamicQuery::new(message(), Origin::Leaf { peer: leaf, guided: true }, 4, now);
+    let mut dq = DynamicQuery::new(out_of_band(message()), Origin::Leaf { peer: leaf, guided: true }, 4, now);
     dq.start(&around, now);
     let steps = dq.step(&around, dq.next_due());
     assert_eq!(steps, vec![Step::AskStatus(leaf)], "three neighbours queried: ask the leaf");
     let asked = dq.next_due() - STATUS_TIMEOUT;
-    dq.on_results(10);
     dq.on_status(QueryStatus(30), asked + Duration::from_secs(1));
     assert_eq!(dq.kept(), 10, "30 kept over three ultrapeers, nothing new since");
     assert_eq!(sent(&dq.step(&around, dq.next_due())).len(), 1, "the answer resumes it");
@@ -106,23 +125,71 @@ fn a_guided_leaf_query_asks_the_leaf_and_stops_when_told() {
 }
 
 #[test]
-fn a_silent_leaf_is_waited_for_then_ignored() {
+fn a_leaf_whose_hits_come_through_us_is_asked_only_once_twenty_new_came() {
+    let now = Instant::now();
+    let leaf = PeerId(99);
+    let around = neighbours(10, None);
+    let mut dq = DynamicQuery::new(message(), Origin::Leaf { peer: leaf, guided: true }, 4, now);
+    dq.start(&around, now);
+    dq.on_results(MIN_NEW_FOR_GUIDANCE - 1);
+    assert_eq!(sent(&dq.step(&around, dq.next_due())).len(), 1, "we counted them ourselves: no need to ask");
+    dq.on_results(1);
+    assert_eq!(dq.step(&around, dq.next_due()), vec![Step::AskStatus(leaf)]);
+}
+
+#[test]
+fn attack_a_silent_leaf_cannot_make_us_query_every_neighbour_for_its_out_of_band_query() {
+    let now = Instant::now();
+    let around = neighbours(12, None);
+    let mut dq = DynamicQuery::new(out_of_band(message()), Origin::Leaf { peer: PeerId(99), guided: true }, 4, now);
+    dq.start(&around, now);
+    let (asks, sends) = run_out(&mut dq, &around);
+    assert_eq!(asks, MAX_STATUS_TIMEOUTS as usize, "asked, queried one more, asked again");
+    assert_eq!(sends, 1, "then no longer guided, its hits out of band: it ends (old code: all 12)");
+    assert!(!dq.is_guided());
+}
+
+#[test]
+fn a_silent_leaf_is_waited_for_then_its_query_goes_on_unguided() {
     let now = Instant::now();
     let around = neighbours(12, None);
     let mut dq = DynamicQuery::new(message(), Origin::Leaf { peer: PeerId(99), guided: true }, 4, now);
     dq.start(&around, now);
-    let mut asks = 0;
-    let mut sends = 0;
-    while !dq.is_done() {
-        for step in dq.step(&around, dq.next_due()) {
-            match step {
-                Step::AskStatus(_) => asks += 1,
-                Step::Send { .. } => sends += 1,
-            }
-        }
-    }
+    dq.on_results(MIN_NEW_FOR_GUIDANCE);
+    let (asks, sends) = run_out(&mut dq, &around);
     assert_eq!(asks, MAX_STATUS_TIMEOUTS as usize);
-    assert_eq!(sends + 3, 12, "every neighbour had it in the end");
+    assert!(!dq.is_guided());
+    assert_eq!(sends + 3, 12, "its hits come through us: counted here, it went on to every neighbour");
+}
+
+#[test]
+fn a_leaf_that_answered_once_stays_guiding_after_a_silence() {
+    let now = Instant::now();
+    let leaf = PeerId(99);
+    let around = neighbours(12, None);
+    let mut dq = DynamicQuery::new(out_of_band(message()), Origin::Leaf { peer: leaf, guided: true }, 4, now);
+    dq.start(&around, now);
+    assert_eq!(dq.step(&around, dq.next_due()), vec![Step::AskStatus(leaf)]);
+    dq.on_status(QueryStatus(3), dq.next_due() - STATUS_TIMEOUT);
+    for _ in 0..STATUS_EVERY {
+        assert_eq!(sent(&dq.step(&around, dq.next_due())).len(), 1);
+    }
+    for _ in 0..MAX_STATUS_TIMEOUTS {
+        assert_eq!(dq.step(&around, dq.next_due()), vec![Step::AskStatus(leaf)]);
+        assert_eq!(sent(&dq.step(&around, dq.next_due())).len(), 1, "the silence timed out: the next neighbour");
+    }
+    assert!(dq.is_guided() && !dq.is_done());
+}
+
+#[test]
+fn unsolicited_guidance_makes_a_query_guided() {
+    let now = Instant::now();
+    let around = neighbours(6, None);
+    let mut dq = DynamicQuery::new(out_of_band(message()), Origin::Leaf { peer: PeerId(9), guided: false }, 5, now);
+    dq.start(&around, now);
+    dq.on_status(QueryStatus(0), now);
+    assert!(dq.is_guided());
+    assert_eq!(sent(&dq.step(&around, dq.next_due())).len(), 1, "guided, it goes on");
 }
 
 #[test]
@@ -139,9 +206,7 @@ fn it_ends_after_its_lifetime_whatever_happens() {
 fn an_unguided_leaf_query_whose_hits_go_out_of_band_ends_after_the_probe() {
     let now = Instant::now();
     let around = neighbours(6, None);
-    let mut oob = message();
-    let Payload::Query(query) = &mut oob.payload else { unreachable!() };
-    query.flags = query.flags.with(QueryFlags::OOB_REPLY, true);
+    let oob = out_of_band(message());
     let leaf = Origin::Leaf { peer: PeerId(9), guided: false };
     let mut dq = DynamicQuery::new(oob.clone(), leaf, 5, now);
     assert_eq!(sent(&dq.start(&around, now)).len(), PROBE_ULTRAPEERS);

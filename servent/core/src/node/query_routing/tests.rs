@@ -248,8 +248,13 @@ fn ultrapeers_exchange_their_leaves_tables_and_filter_the_last_hop() {
     for message in update_messages(&RouteTable::from_library(["Free Software Song.ogg"], [])) {
         node.handle(Event::Message { peer: PeerId(LEAF), message }, now);
     }
+    assert!(sent_to(&drain(&mut node), ULTRAPEER).is_empty(), "the union waits for the tick");
+    let tick = now + crate::node::TICK;
+    node.handle_timeout(tick);
     apply(&mut receiver, sent_to(&drain(&mut node), ULTRAPEER));
     assert!(routes(&receiver, "manifesto") && routes(&receiver, "software"), "then with our leaf's");
+    node.handle_timeout(tick + crate::node::TICK);
+    assert!(sent_to(&drain(&mut node), ULTRAPEER).iter().all(|m| !super::QueryRouting::is_update(m)), "once");
 
     // Its own table filters what would end at it.
     for message in update_messages(&RouteTable::from_library(["kernel.tar"], [])) {
@@ -290,4 +295,56 @@ fn what_we_relay_leaves_as_it_came_but_for_ttl_and_hops() {
     let relayed = sent_to(&drain(&mut node), ULTRAPEER);
     assert_eq!(relayed.len(), 1);
     assert_eq!(relayed[0].encode(), [&hit[..17], &[1, 2], &hit[19..]].concat());
+}
+
+#[test]
+fn the_union_is_built_once_per_tick_for_every_reader_and_forgets_a_leaf_that_left() {
+    let now = Instant::now();
+    let mut node = node(Role::Ultrapeer, now);
+    node.handle(Event::LibraryTable(RouteTable::from_library(["gnu-manifesto.txt"], [])), now);
+    let readers = [1, 2, 3];
+    for peer in readers {
+        connect(&mut node, peer, ultrapeer_with_last_hop_tables(), now);
+    }
+    let leaves = 10..19;
+    for peer in leaves.clone() {
+        connect(&mut node, peer, gtkg_leaf(), now);
+    }
+    let mut receivers: Vec<TableReceiver> = readers.iter().map(|_| TableReceiver::default()).collect();
+    let apply = |receivers: &mut [TableReceiver], actions: &[Action]| {
+        let mut sequences = Vec::new();
+        for (receiver, peer) in receivers.iter_mut().zip(readers) {
+            let updates: Vec<Vec<u8>> = sent_to(actions, peer)
+                .into_iter()
+                .filter(super::QueryRouting::is_update)
+                .map(|m| match m.payload {
+                    Payload::Opaque { bytes, .. } => bytes,
+                    _ => unreachable!(),
+                })
+                .collect();
+            for bytes in &updates {
+                receiver.receive(RouteTableUpdate::decode(bytes).unwrap()).unwrap();
+            }
+            sequences.push(updates);
+        }
+        sequences
+    };
+    apply(&mut receivers, &drain(&mut node));
+    for peer in leaves.clone() {
+        for message in update_messages(&RouteTable::from_library([format!("song{peer}z.ogg").as_str()], [])) {
+            node.handle(Event::Message { peer: PeerId(peer), message }, now);
+        }
+    }
+    node.handle_timeout(now + crate::node::TICK);
+    let sequences = apply(&mut receivers, &drain(&mut node));
+    assert!(!sequences[0].is_empty());
+    assert!(sequences.iter().all(|s| *s == sequences[0]), "one patch for every reader, and one, not one per leaf");
+    let routes = |receiver: &TableReceiver, words: &str| {
+        receiver.table().unwrap().routes(&crate::qrp::QueryKeys::new(words, &[]))
+    };
+    assert!(receivers.iter().all(|r| routes(r, "song10z") && routes(r, "song18z") && routes(r, "manifesto")));
+    node.handle(Event::Closed { peer: PeerId(10), reason: "gone".into() }, now);
+    node.handle_timeout(now + crate::node::TICK * 2);
+    apply(&mut receivers, &drain(&mut node));
+    assert!(receivers.iter().all(|r| !routes(r, "song10z") && routes(r, "song11z")), "a leaf gone leaves the union");
 }

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use super::super::testing::Net;
 use super::*;
-use crate::node::Config;
+use crate::node::{Config, Event};
 use crate::wire::vendor::MessagesSupported;
 
 fn ultrapeer() -> Config {
@@ -102,6 +102,9 @@ fn a_leafs_query_is_run_dynamically_under_its_guidance() {
     let mut net = Net::new(8, ultrapeer(), 5);
     make_leaf(&mut net, 1);
     net.share(1, "some-file.tar", 1);
+    for n in 0..25 {
+        net.share(7, &format!("nowhere-{n}.tar"), 100 + n);
+    }
     for i in 2..8 {
         net.nodes[0].connect(Net::addr(i), net.now);
     }
@@ -111,15 +114,17 @@ fn a_leafs_query_is_run_dynamically_under_its_guidance() {
     let now = net.now;
     let id = net.nodes[1].search("nowhere", None, now).unwrap();
     net.run_for(Duration::from_secs(1));
-    let (_, sent) = net.received[0].iter().rev().find(|(_, m)| m.guid == id).expect("the leaf's query");
+    let (_, sent) = net.received[0].iter().find(|(_, m)| m.guid == id).expect("the leaf's query");
     let Payload::Query(query) = &sent.payload else { panic!("not a query") };
     assert!(query.flags.is_leaf_guided());
     assert_eq!((2..8).filter(|&i| queries_received(&net, i) > 0).count(), 3, "the probe, not a flood");
     net.run_for(Duration::from_secs(60));
-    assert_eq!(vendor_received(&net, 1, Kind::QUERY_STATUS_REQUEST).len(), 2, "asked every three ultrapeers");
+    // Asked once three ultrapeers had it and twenty results came through us
+    // (fewer we count ourselves), and no more: nothing new came since.
+    assert_eq!(vendor_received(&net, 1, Kind::QUERY_STATUS_REQUEST).len(), 1);
     let answers = vendor_received(&net, 0, Kind::QUERY_STATUS_RESPONSE);
-    assert_eq!(answers.len(), 2);
-    assert_eq!(QueryStatus::decode(&answers[0].body), Ok(QueryStatus(0)));
+    assert_eq!(answers.len(), 1);
+    assert_eq!(QueryStatus::decode(&answers[0].body), Ok(QueryStatus(25)), "the sources it kept");
     assert_eq!((2..8).filter(|&i| queries_received(&net, i) > 0).count(), 6, "guided on to every ultrapeer");
 }
 
@@ -267,4 +272,47 @@ fn a_query_ending_its_travel_at_an_ultrapeer_still_reaches_its_matching_leaf() {
     net.nodes[1].search("other words", Some(1), now).unwrap();
     net.run_for(Duration::from_secs(1));
     assert_eq!(queries_received(&net, 2), 1, "not what its table holds");
+}
+
+#[test]
+fn attack_a_leaf_repeating_its_query_cannot_make_us_run_it_again() {
+    let mut net = Net::new(8, ultrapeer(), 5);
+    make_leaf(&mut net, 1);
+    net.share(1, "some-file.tar", 1);
+    for i in 2..8 {
+        net.nodes[0].connect(Net::addr(i), net.now);
+    }
+    net.nodes[1].connect(Net::addr(0), net.now);
+    net.run_for(Duration::from_secs(2));
+    for _ in 0..20 {
+        let now = net.now;
+        net.nodes[1].search("nowhere", None, now).unwrap();
+        net.run_for(Duration::from_millis(100));
+    }
+    net.run_for(Duration::from_secs(1));
+    let sent_on = |net: &Net| (2..8).map(|i| queries_received(net, i)).sum::<usize>();
+    assert_eq!(sent_on(&net), dynamic::PROBE_ULTRAPEERS, "one probe, not twenty (old code: 60)");
+    assert_eq!(net.nodes[0].totals().dropped[&routing::Drop::Requery], 19);
+    assert_eq!(net.nodes[0].dynamic_queries(), 1);
+    // Another query of the same leaf goes on.
+    let now = net.now;
+    net.nodes[1].search("elsewhere", None, now).unwrap();
+    net.run_for(Duration::from_secs(1));
+    assert_eq!(sent_on(&net), 2 * dynamic::PROBE_ULTRAPEERS);
+}
+
+#[test]
+fn a_leaf_re_queries_one_urn_at_most_once_per_spacing() {
+    let mut net = Net::new(2, ultrapeer(), 5);
+    make_leaf(&mut net, 1);
+    net.nodes[1].connect(Net::addr(0), net.now);
+    net.run_for(Duration::from_secs(2));
+    let urn = crate::wire::Urn::Sha1([5; 20]);
+    let now = net.now;
+    net.nodes[1].handle(Event::DownloadStarted { id: 1, urn, searched: false }, now);
+    net.run_for(crate::requery::REQUERY_INTERVAL * 5);
+    assert_eq!(queries_received(&net, 0), 1, "every two minutes due, once sent: the pledge of X-Requeries: False");
+    net.run_for(requeries::OWN_REQUERY_SPACING);
+    assert_eq!(queries_received(&net, 0), 2);
+    assert_eq!(net.nodes[0].totals().dropped.get(&routing::Drop::Requery), None, "none the ultrapeer had to drop");
 }
