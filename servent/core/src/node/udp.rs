@@ -385,13 +385,16 @@ impl Node {
     }
 
     /// Hosts for an `IPP`: our neighbours' listening addresses, then the
-    /// host cache's good ones; never the asker nor ourselves.
+    /// host cache's good ones; never the asker nor ourselves, and only
+    /// those the asker can reach ([`routable`] from it): a LAN's or this
+    /// machine's addresses go to an asker there, never to the Internet.
     pub(super) fn hosts_to_share(&self, asker: SocketAddrV4) -> Vec<SocketAddrV4> {
         let neighbours = self.peers.values().filter(|p| p.role == Role::Ultrapeer).filter_map(|p| p.listen);
         let cached = self.hosts.good(UHC_HOSTS * 2).into_iter().filter_map(super::v4);
         let mut hosts = Vec::with_capacity(UHC_HOSTS);
         for host in neighbours.chain(cached) {
-            if host != asker && host != self.advertised && !hosts.contains(&host) && hosts.len() < UHC_HOSTS {
+            let fit = host != asker && host != self.advertised && routable(host, asker);
+            if fit && !hosts.contains(&host) && hosts.len() < UHC_HOSTS {
                 hosts.push(host);
             }
         }
@@ -536,6 +539,29 @@ mod tests {
         assert!(!hosts.contains(&addr(1)), "the asker is not told about itself");
         // The bytes are what gtk-gnutella reads: decoding ours gives the same.
         assert_eq!(wire::decode(&message.encode()).unwrap(), *message);
+    }
+
+    #[test]
+    fn attack_an_ipp_never_hands_a_lan_or_loopback_address_to_an_asker_outside() {
+        let now = Instant::now();
+        // A servent on a LAN (a test network) keeps its neighbours' LAN and
+        // loopback addresses; the Internet must not learn them from it.
+        let mut node = node_with(Config { dial_local: true, ..Config::default() }, now);
+        let lan = SocketAddrV4::new(Ipv4Addr::new(192, 168, 1, 5), 6346);
+        let loopback = SocketAddrV4::new(Ipv4Addr::LOCALHOST, 7000);
+        let public = SocketAddrV4::new(Ipv4Addr::new(1, 2, 3, 4), 6346);
+        node.handle(Event::HostsLearned(vec![lan, loopback, public]), now);
+        let told = |node: &mut Node, asker: SocketAddrV4, guid: u8| {
+            node.handle(Event::Datagram { from: asker, bytes: scp_ping(guid) }, now);
+            let [(_, message)] = datagrams(node).try_into().unwrap();
+            let Payload::Pong(pong) = message.payload else { panic!("a pong answers a ping") };
+            ipp::unpack(pong.ggep.get(ipp::IPP).expect("IPP")).unwrap()
+        };
+        assert_eq!(told(&mut node, SocketAddrV4::new(Ipv4Addr::new(5, 6, 7, 8), 6346), 1), vec![public]);
+        let neighbour = SocketAddrV4::new(Ipv4Addr::new(192, 168, 1, 9), 6346);
+        assert!(!told(&mut node, neighbour, 2).contains(&loopback), "loopback only to this machine");
+        assert!(told(&mut node, neighbour, 3).contains(&lan), "a LAN's address to the LAN");
+        assert!(told(&mut node, SocketAddrV4::new(Ipv4Addr::LOCALHOST, 7001), 4).contains(&loopback));
     }
 
     #[test]
