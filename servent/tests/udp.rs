@@ -87,6 +87,30 @@ fn a_servent_given_only_a_udp_host_cache_joins_a_network_of_ten_and_finds_a_file
 }
 
 #[test]
+fn host_names_given_as_peer_and_udp_host_cache_are_looked_up_by_the_node() {
+    task::block_on(async {
+        let cache = start(&[], None).await;
+        let peer = start(&[], None).await;
+        let named = |node: &NodeHandle| PeerAddr::Name("localhost".into(), node.listen_addr().port());
+        let (cache_name, peer_name) = (named(&cache), named(&peer));
+        let newcomer = start_with(&[], None, |config| {
+            config.discover = true;
+            // The cache's Pong names loopback: a test network says so explicitly.
+            config.dial_local = true;
+            config.peer_names = vec![peer_name];
+            config.uhcs = vec![cache_name];
+        })
+        .await;
+        common::wait_connected(&newcomer, &peer).await;
+        // The cache's Pong, answering the newcomer's Ping, taught its address.
+        common::wait_connected(&newcomer, &cache).await;
+        for node in [newcomer, peer, cache] {
+            node.shutdown().await;
+        }
+    });
+}
+
+#[test]
 fn an_scp_ping_gets_a_pong_packing_the_neighbours_in_ipp() {
     task::block_on(async {
         let a = start(&[], None).await;

@@ -624,11 +624,16 @@ pub async fn start(config: Config) -> Result<NodeHandle, NodeError> {
             Err(e) => log(format_args!("cannot read the bootstrap list in {}: {e}", dir.display())),
         }
     }
-    let (mut uhc_addrs, mut uhc_names) = (Vec::new(), Vec::new());
+    let (mut uhc_addrs, mut names) = (Vec::new(), Vec::new());
     for uhc in uhcs {
         match uhc {
             PeerAddr::Ip(addr) => uhc_addrs.push(addr),
-            name => uhc_names.push(name),
+            PeerAddr::Name(host, port) => names.push((host, port, core::NameUse::HostCache)),
+        }
+    }
+    for peer in &config.peer_names {
+        if let PeerAddr::Name(host, port) = peer {
+            names.push((host.clone(), *port, core::NameUse::Peer));
         }
     }
     let core_config = core::Config {
@@ -643,6 +648,7 @@ pub async fn start(config: Config) -> Result<NodeHandle, NodeError> {
         peers: config.peers.iter().filter_map(|p| if let SocketAddr::V4(v4) = p { Some(*v4) } else { None }).collect(),
         gwebcaches,
         uhcs: uhc_addrs,
+        names,
         udp: udp_socket.is_some(),
         persist_hosts: config.data_dir.is_some(),
         ..core::Config::default()
@@ -700,9 +706,6 @@ pub async fn start(config: Config) -> Result<NodeHandle, NodeError> {
         }
         None => None,
     };
-    if !uhc_names.is_empty() {
-        tasks.push(task::spawn(udp::resolve_host_caches(uhc_names, events.clone())));
-    }
     let pump = pump::Pump {
         core: node,
         shared,

@@ -180,6 +180,9 @@ impl Pump {
                     }
                 }
                 Action::Notice(text) => log(format_args!("{text}")),
+                Action::Resolve { host, port } => {
+                    task::spawn(super::udp::resolve(host, port, self.shared.events.clone()));
+                }
                 Action::ConnectBack { to, index } => {
                     let uploads = self.shared.uploads.clone();
                     task::spawn(crate::transfer::push::connect_back(to, index, self.core.guid(), uploads));

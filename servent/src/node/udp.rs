@@ -49,24 +49,8 @@ pub(super) async fn send(socket: Arc<UdpSocket>, outbox: Receiver<(SocketAddrV4,
     }
 }
 
-/// Looks the UDP host caches up and hands those found to the core; one
-/// line says what was found, not one per name.
-pub(super) async fn resolve_host_caches(caches: Vec<PeerAddr>, events: Sender<Event>) {
-    let mut found = Vec::new();
-    let mut failed = Vec::new();
-    for cache in &caches {
-        match cache.resolve().await {
-            Ok(addr) => found.push(addr),
-            Err(why) => failed.push(why),
-        }
-    }
-    if found.is_empty() {
-        let why = failed.first().map(String::as_str).unwrap_or("none given");
-        log(format_args!("none of the {} UDP host caches could be looked up ({why})", caches.len()));
-        return;
-    }
-    if !failed.is_empty() {
-        log(format_args!("{} of {} UDP host caches could not be looked up", failed.len(), caches.len()));
-    }
-    let _ = events.send(Event::Core(CoreEvent::UdpHostCaches(found))).await;
+/// Looks a host name up for the core, which decides when to ask again.
+pub(super) async fn resolve(host: String, port: u16, events: Sender<Event>) {
+    let result = PeerAddr::Name(host.clone(), port).resolve().await;
+    let _ = events.send(Event::Core(CoreEvent::Resolved { host, port, result })).await;
 }

@@ -26,6 +26,7 @@ pub mod dynamic;
 pub mod guess;
 mod hammering;
 mod junk;
+pub mod names;
 pub mod oob;
 pub mod promotion;
 mod query_routing;
@@ -51,6 +52,8 @@ pub use self::answer::query_hits;
 use self::guess::Guess;
 pub use self::hammering::{Hammering, HAMMER_TABLE, MAX_CONNECTS_PER_MINUTE};
 pub use self::junk::{JUNK_MIN_MESSAGES, JUNK_PERCENT};
+pub use self::names::NameUse;
+use self::names::Names;
 use self::oob::Oob;
 use self::promotion::{Facts, Promotion};
 use self::query_routing::QueryRouting;
@@ -129,6 +132,8 @@ pub struct Config {
     /// Whether the Gnutella port takes UDP: our searches ask for
     /// out-of-band hits, and we give ours out of band, only then.
     pub udp: bool,
+    /// Host names (host, port, what for) looked up now and again ([`names`]).
+    pub names: Vec<(String, u16, NameUse)>,
 }
 
 impl Default for Config {
@@ -150,6 +155,7 @@ impl Default for Config {
             auto_role: false,
             uhcs: Vec::new(),
             udp: false,
+            names: Vec::new(),
         }
     }
 }
@@ -280,8 +286,15 @@ pub enum Event {
         /// Its bytes: one descriptor, header included.
         bytes: Vec<u8>,
     },
-    /// UDP host caches to ask for hosts, besides those of the config (names looked up).
-    UdpHostCaches(Vec<SocketAddrV4>),
+    /// A host name asked for with [`Action::Resolve`] was looked up.
+    Resolved {
+        /// The name.
+        host: String,
+        /// Its port.
+        port: u16,
+        /// Its IPv4 address, or why there is none.
+        result: Result<SocketAddrV4, String>,
+    },
 }
 
 /// What the outside must do, drained with [`Node::poll_action`].
@@ -366,6 +379,13 @@ pub enum Action {
         /// The file's index in that servent's library, for each of the hit's URNs.
         files: Vec<(Vec<Urn>, u32)>,
     },
+    /// Look a host name up; answer with [`Event::Resolved`].
+    Resolve {
+        /// The name.
+        host: String,
+        /// Its port.
+        port: u16,
+    },
 }
 
 /// A search that cannot be sent.
@@ -443,6 +463,7 @@ pub struct Node {
     /// The role last handed out with [`Action::Role`].
     announced: Option<(Role, bool)>,
     udp: Udp,
+    names: Names,
     oob: Oob,
     guess: Guess,
     connect_backs: ConnectBacks,
@@ -476,6 +497,7 @@ impl Node {
         Node {
             router: Router::new(routing, local),
             udp: Udp::new(&config.uhcs, now),
+            names: Names::new(&config.names, now),
             oob: Oob::default(),
             guess,
             config,
@@ -597,7 +619,7 @@ impl Node {
             Event::DownloadStarted { id, urn, searched } => self.requeries.start(id, urn, searched, now),
             Event::DownloadPhase { id, urn, phase } => self.requeries.observe(id, urn, phase, now),
             Event::Datagram { from, bytes } => self.on_datagram(from, &bytes, now),
-            Event::UdpHostCaches(caches) => self.udp.add_caches(caches, now),
+            Event::Resolved { host, port, result } => self.on_resolved(&host, port, result, now),
         }
     }
 
@@ -625,6 +647,7 @@ impl Node {
             self.dial_more(now);
             self.report_bootstrap(now);
             self.guess_tick(now);
+            self.look_up_names(now);
             if self.config.persist_hosts && now.duration_since(self.last_host_save) >= HOST_CACHE_SAVE_INTERVAL {
                 self.last_host_save = now;
                 self.actions.push_back(Action::SaveHosts(self.hosts.saved()));

@@ -261,6 +261,17 @@ impl Udp {
         }
     }
 
+    /// Stops asking the cache at `addr`, if any (its name moved elsewhere).
+    pub(super) fn forget_cache(&mut self, addr: Option<SocketAddrV4>) {
+        self.caches.retain(|c| Some(c.addr) != addr);
+    }
+
+    /// The caches' addresses, in order.
+    #[cfg(test)]
+    pub(super) fn cache_addrs(&self) -> Vec<SocketAddrV4> {
+        self.caches.iter().map(|c| c.addr).collect()
+    }
+
     /// Up to `count` caches due at `now`, the least failing first; each is
     /// marked asked and backs off if the last ask went unanswered.
     fn due_caches(&mut self, count: usize, now: Instant) -> Vec<SocketAddrV4> {
