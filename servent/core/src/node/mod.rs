@@ -24,6 +24,7 @@ mod admission;
 mod answer;
 pub mod dynamic;
 pub mod guess;
+pub mod guess_relay;
 mod hammering;
 mod junk;
 pub mod names;
@@ -962,7 +963,11 @@ impl Node {
                     let reply = self.oob_querier(&guid, &query, reply_ttl).map_or(Reply::Link(from), Reply::OutOfBand);
                     self.look_up(PendingAnswer { guid, reply_ttl, reply }, query)
                 }
-                routing::Action::Hit { search, hit } => self.on_hit(search, hit, now),
+                routing::Action::Hit { search, hit } => {
+                    if !self.relayed_guess_hit(search, &hit, now) {
+                        self.on_hit(search, hit, now);
+                    }
+                }
                 // Learned where the Pong came in, within its sender's allowance.
                 routing::Action::LearnHost(_) => {}
                 routing::Action::Disconnect { peer, reason } => self.remove(peer, reason),

@@ -90,6 +90,8 @@ pub struct UdpCounters {
     pub learned: u64,
     /// Other descriptors and vendor messages, ignored.
     pub ignored: u64,
+    /// Queries over the size a TCP query may have, dropped unanswered.
+    pub too_large: u64,
 }
 
 /// A token bucket: `burst` tokens, one more every `refill`.
@@ -333,7 +335,7 @@ impl Node {
         match message.payload {
             Payload::Ping(ping) => self.on_udp_ping(from, message.guid, &ping, bytes.len(), now),
             Payload::Pong(pong) => self.on_udp_pong(from, message.guid, &pong, now),
-            Payload::Query(query) => self.on_udp_query(from, message.guid, query, now),
+            Payload::Query(query) => self.on_udp_query(from, message.guid, query, bytes.len(), now),
             Payload::QueryHit(hit) => {
                 if !self.on_guess_hit(from, message.guid, &hit, now) {
                     self.on_udp_hit(from, message.guid, hit, now);
@@ -350,6 +352,14 @@ impl Node {
     /// Counts a datagram that carries nothing we act on.
     pub(super) fn udp_ignored(&mut self) {
         self.udp.counters.ignored += 1;
+    }
+
+    /// Counts a query dropped for its size; past the kick size, as junk too.
+    pub(super) fn udp_oversized(&mut self, junk: bool) {
+        self.udp.counters.too_large += 1;
+        if junk {
+            self.udp.counters.malformed += 1;
+        }
     }
 
     /// Whether `to` may get one more answer of ours; spends it.
