@@ -697,14 +697,15 @@ pub async fn start(config: Config) -> Result<NodeHandle, NodeError> {
     if let Some(downloads) = &downloads {
         tasks.push(task::spawn(download::watch(downloads.clone(), events.clone())));
     }
-    let udp_out = match udp_socket {
+    let (udp_out, datagrams) = match udp_socket {
         Some(socket) => {
             let (out, outbox) = channel::bounded(udp::OUT_QUEUE);
-            tasks.push(task::spawn(udp::receive(socket.clone(), events.clone())));
+            let (received, datagrams) = channel::bounded(udp::IN_QUEUE);
+            tasks.push(task::spawn(udp::receive(socket.clone(), received)));
             tasks.push(task::spawn(udp::send(socket, outbox)));
-            Some(out)
+            (Some(out), Some(datagrams))
         }
-        None => None,
+        None => (None, None),
     };
     let pump = pump::Pump {
         core: node,
@@ -718,6 +719,7 @@ pub async fn start(config: Config) -> Result<NodeHandle, NodeError> {
         inbox,
         saving: None,
         udp_out,
+        datagrams,
     };
     let pump = Arc::new(Mutex::new(Some(task::spawn(pump.run()))));
     let library_verdicts = Arc::default();

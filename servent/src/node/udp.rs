@@ -18,18 +18,23 @@ const MAX_DATAGRAM: usize = 65_536;
 /// Datagrams waiting to be sent at most; more are dropped, as UDP may.
 pub(super) const OUT_QUEUE: usize = 256;
 
-/// Hands every datagram to the core; when the pump is busy, datagrams are
-/// dropped rather than waited for, as UDP allows.
-pub(super) async fn receive(socket: Arc<UdpSocket>, events: Sender<Event>) {
+/// Datagrams received and waiting for the core at most; more are dropped,
+/// as UDP allows, so a flood costs its queue and never delays the links.
+pub(super) const IN_QUEUE: usize = 1024;
+
+/// Hands every datagram to the pump through its own queue
+/// ([`IN_QUEUE`]); when the queue is full, datagrams are dropped rather
+/// than waited for.
+pub(super) async fn receive(socket: Arc<UdpSocket>, received: Sender<(SocketAddrV4, Vec<u8>)>) {
     let mut buffer = vec![0; MAX_DATAGRAM];
     loop {
         match socket.recv_from(&mut buffer).await {
             Ok((len, SocketAddr::V4(from))) => {
-                let bytes = buffer.get(..len).unwrap_or_default().to_vec();
-                if events.is_closed() {
+                if received.is_closed() {
                     return;
                 }
-                let _ = events.try_send(Event::Core(CoreEvent::Datagram { from, bytes }));
+                let bytes = buffer.get(..len).unwrap_or_default().to_vec();
+                let _ = received.try_send((from, bytes));
             }
             Ok((_, SocketAddr::V6(_))) => {}
             // What an earlier send's ICMP leaves behind.
