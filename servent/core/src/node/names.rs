@@ -129,6 +129,11 @@ impl Names {
         changed
     }
 
+    /// Names that have not resolved yet.
+    pub(super) fn unresolved(&self) -> usize {
+        self.entries.iter().filter(|e| e.addr.is_none()).count()
+    }
+
     /// Once every name was answered: how many of them could not be looked
     /// up, if any, and how many there are; `None` before, and after once.
     fn first_round(&mut self) -> Option<(usize, usize)> {
@@ -136,7 +141,7 @@ impl Names {
             return None;
         }
         self.reported = true;
-        let failed = self.entries.iter().filter(|e| e.addr.is_none()).count();
+        let failed = self.unresolved();
         (failed > 0).then_some((failed, self.entries.len()))
     }
 }

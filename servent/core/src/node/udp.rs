@@ -476,12 +476,13 @@ impl Node {
             (Bootstrap::Looking(since), _) if now.duration_since(since) >= UNREACHABLE_AFTER => {
                 self.udp.bootstrap = Bootstrap::Unreachable;
                 Some(format!(
-                    "no peer reachable after {} s ({} hosts known, {} UDP host caches, {} GWebCaches): \
-                     is this machine offline? Still trying, less and less often",
+                    "no peer reachable after {} s ({} hosts known, {} UDP host caches, {} GWebCaches, \
+                     {} host names not looked up): is this machine offline? Still trying, less and less often",
                     UNREACHABLE_AFTER.as_secs(),
                     self.hosts.len(),
                     self.udp.caches.len(),
-                    self.config.gwebcaches.len()
+                    self.config.gwebcaches.len(),
+                    self.names.unresolved()
                 ))
             }
             _ => None,
