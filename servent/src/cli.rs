@@ -291,7 +291,7 @@ pub struct RunArgs {
     #[structopt(long, parse(from_os_str))]
     pub downloads: Option<PathBuf>,
     /// A servent to connect to, IP:PORT or HOST:PORT (repeatable; a name is
-    /// looked up at start).
+    /// looked up again and again, less often while it fails).
     #[structopt(long, parse(try_from_str = PeerAddr::parse))]
     pub peer: Vec<PeerAddr>,
     /// Uploads served at once; more get 503 with Retry-After.
@@ -392,14 +392,13 @@ fn parse_ttl(text: &str) -> Result<u8, String> {
 const MAX_UPDATE_SEARCH_WAIT: Duration = Duration::from_secs(600);
 
 impl RunArgs {
-    /// The `--peer`s given by host name, which [`RunArgs::config`] leaves
-    /// out: they are looked up at start.
+    /// The `--peer`s given by host name, which the node looks up.
     pub fn peer_names(&self) -> impl Iterator<Item = &PeerAddr> {
         self.peer.iter().filter(|p| matches!(p, PeerAddr::Name(..)))
     }
 
-    /// The servent configuration these arguments describe (`--peer`s given
-    /// by IP address only).
+    /// The servent configuration these arguments describe (`--peer`s
+    /// given by name in `peer_names`, looked up by the node).
     pub fn config(&self) -> Result<Config, String> {
         if self.share.iter().any(|s| !s.is_dir()) {
             let missing: Vec<String> =
@@ -449,6 +448,7 @@ impl RunArgs {
             dial_local: self.dial_local,
             gwebcaches: self.gwebcache.clone(),
             uhcs: self.uhc.clone(),
+            peer_names: self.peer_names().cloned().collect(),
             bootstrap: true,
             max_ttl: self.max_ttl,
             deflate: !self.no_deflate,

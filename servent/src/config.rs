@@ -47,6 +47,9 @@ pub struct Config {
     pub gwebcaches: Vec<String>,
     /// UDP host caches asked for hosts when the host cache runs dry (`--uhc`).
     pub uhcs: Vec<crate::peeraddr::PeerAddr>,
+    /// Servents given by host name (`--peer HOST:PORT`), looked up now and
+    /// again by the node and kept trying.
+    pub peer_names: Vec<crate::peeraddr::PeerAddr>,
     /// Whether the bootstrap list in the data directory is asked too
     /// (`servent run` with discovery on; see [`crate::bootstrap`]).
     pub bootstrap: bool,
@@ -87,6 +90,7 @@ impl Default for Config {
             dial_local: false,
             gwebcaches: Vec::new(),
             uhcs: Vec::new(),
+            peer_names: Vec::new(),
             bootstrap: false,
             max_ttl: crate::routing::DEFAULT_MAX_TTL,
             rescan_interval: RESCAN_INTERVAL,

@@ -56,12 +56,6 @@ async fn run(args: RunArgs) -> Result<(), String> {
         ));
         config.trust.push(resolved.trusted);
     }
-    for name in args.peer_names() {
-        match name.resolve().await {
-            Ok(addr) => config.peers.push(addr.into()),
-            Err(why) => log::warn!("--peer {why}; going on without it"),
-        }
-    }
     let api_listener =
         TcpListener::bind(args.api).await.map_err(|e| format!("cannot listen on {} for the API: {e}", args.api))?;
     let api_addr = api_listener.local_addr().map_err(|e| e.to_string())?;

@@ -811,7 +811,8 @@ impl<'a> Sim<'a> {
                 let now = self.instant();
                 self.nodes[from].handle(Event::LocalResults { lookup, files }, now);
             }
-            // Nothing here asks GWebCaches, saves hosts, downloads, switches roles, pushes or speaks UDP.
+            // Nothing here asks GWebCaches, saves hosts, downloads, switches roles,
+            // pushes, speaks UDP or looks names up.
             Action::AskGWebCaches(_)
             | Action::SaveHosts(_)
             | Action::Advertise(_)
@@ -821,7 +822,8 @@ impl<'a> Sim<'a> {
             | Action::Notice(_)
             | Action::ConnectBack { .. }
             | Action::PushSource { .. }
-            | Action::GiveWay(_) => {}
+            | Action::GiveWay(_)
+            | Action::Resolve { .. } => {}
         }
     }
 

@@ -630,11 +630,16 @@ pub async fn start(config: Config) -> Result<NodeHandle, NodeError> {
             Err(e) => log(format_args!("cannot read the bootstrap list in {}: {e}", dir.display())),
         }
     }
-    let (mut uhc_addrs, mut uhc_names) = (Vec::new(), Vec::new());
+    let (mut uhc_addrs, mut names) = (Vec::new(), Vec::new());
     for uhc in uhcs {
         match uhc {
             PeerAddr::Ip(addr) => uhc_addrs.push(addr),
-            name => uhc_names.push(name),
+            PeerAddr::Name(host, port) => names.push((host, port, core::NameUse::HostCache)),
+        }
+    }
+    for peer in &config.peer_names {
+        if let PeerAddr::Name(host, port) = peer {
+            names.push((host.clone(), *port, core::NameUse::Peer));
         }
     }
     let core_config = core::Config {
@@ -649,6 +654,7 @@ pub async fn start(config: Config) -> Result<NodeHandle, NodeError> {
         peers: config.peers.iter().filter_map(|p| if let SocketAddr::V4(v4) = p { Some(*v4) } else { None }).collect(),
         gwebcaches,
         uhcs: uhc_addrs,
+        names,
         udp: udp_socket.is_some(),
         persist_hosts: config.data_dir.is_some(),
         ..core::Config::default()
@@ -702,18 +708,16 @@ pub async fn start(config: Config) -> Result<NodeHandle, NodeError> {
     if let Some(downloads) = &downloads {
         tasks.push(task::spawn(download::watch(downloads.clone(), events.clone())));
     }
-    let udp_out = match udp_socket {
+    let (udp_out, datagrams) = match udp_socket {
         Some(socket) => {
             let (out, outbox) = channel::bounded(udp::OUT_QUEUE);
-            tasks.push(task::spawn(udp::receive(socket.clone(), events.clone())));
+            let (received, datagrams) = channel::bounded(udp::IN_QUEUE);
+            tasks.push(task::spawn(udp::receive(socket.clone(), received)));
             tasks.push(task::spawn(udp::send(socket, outbox)));
-            Some(out)
+            (Some(out), Some(datagrams))
         }
-        None => None,
+        None => (None, None),
     };
-    if !uhc_names.is_empty() {
-        tasks.push(task::spawn(udp::resolve_host_caches(uhc_names, events.clone())));
-    }
     let pump = pump::Pump {
         core: node,
         shared,
@@ -726,6 +730,7 @@ pub async fn start(config: Config) -> Result<NodeHandle, NodeError> {
         inbox,
         saving: None,
         udp_out,
+        datagrams,
     };
     let pump = Arc::new(Mutex::new(Some(task::spawn(pump.run()))));
     let library_verdicts = Arc::default();

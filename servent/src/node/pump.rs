@@ -11,9 +11,10 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use async_std::channel::{Receiver, Sender};
+use async_std::channel::{Receiver, RecvError, Sender};
 use async_std::net::TcpStream;
 use async_std::task::{self, JoinHandle};
+use futures::future::{self, FutureExt};
 use servent_core::node::{Action, Connected, Event as CoreEvent, Node};
 
 use super::{
@@ -66,6 +67,9 @@ pub(super) struct Pump {
     pub(super) saving: Option<JoinHandle<()>>,
     /// Datagrams to send from the Gnutella port, when UDP is open.
     pub(super) udp_out: Option<Sender<(SocketAddrV4, Vec<u8>)>>,
+    /// Datagrams received on the Gnutella port, when UDP is open: a queue
+    /// of their own, taken only when no other event waits.
+    pub(super) datagrams: Option<Receiver<(SocketAddrV4, Vec<u8>)>>,
 }
 
 impl Pump {
@@ -73,8 +77,8 @@ impl Pump {
         loop {
             let wait = self.core.poll_timeout().map(|t| t.saturating_duration_since(Instant::now()));
             let received = match wait {
-                Some(wait) => async_std::future::timeout(wait, self.inbox.recv()).await.ok(),
-                None => Some(self.inbox.recv().await),
+                Some(wait) => async_std::future::timeout(wait, self.next()).await.ok(),
+                None => Some(self.next().await),
             };
             match received {
                 Some(Ok(Event::Command(Command::Shutdown { reply }))) => {
@@ -91,6 +95,29 @@ impl Pump {
                 self.core.handle_timeout(now);
             }
             self.carry_out(None);
+        }
+    }
+
+    /// The next event, or else the next datagram: a flood of datagrams
+    /// waits in (and overflows) its own queue, never ahead of the links,
+    /// the commands and the timers.
+    async fn next(&self) -> Result<Event, RecvError> {
+        let event = self.inbox.recv().fuse();
+        let datagram = async {
+            match self.datagrams.as_ref().map(|d| d.recv()) {
+                Some(recv) => match recv.await {
+                    Ok((from, bytes)) => Event::Core(CoreEvent::Datagram { from, bytes }),
+                    // The UDP port broke: the links go on.
+                    Err(_) => future::pending().await,
+                },
+                None => future::pending().await,
+            }
+        }
+        .fuse();
+        futures::pin_mut!(event, datagram);
+        futures::select_biased! {
+            event = event => event,
+            datagram = datagram => Ok(datagram),
         }
     }
 
@@ -180,6 +207,9 @@ impl Pump {
                     }
                 }
                 Action::Notice(text) => log(format_args!("{text}")),
+                Action::Resolve { host, port } => {
+                    task::spawn(super::udp::resolve(host, port, self.shared.events.clone()));
+                }
                 Action::ConnectBack { to, index } => {
                     let uploads = self.shared.uploads.clone();
                     task::spawn(crate::transfer::push::connect_back(to, index, self.core.guid(), uploads));

@@ -18,18 +18,23 @@ const MAX_DATAGRAM: usize = 65_536;
 /// Datagrams waiting to be sent at most; more are dropped, as UDP may.
 pub(super) const OUT_QUEUE: usize = 256;
 
-/// Hands every datagram to the core; when the pump is busy, datagrams are
-/// dropped rather than waited for, as UDP allows.
-pub(super) async fn receive(socket: Arc<UdpSocket>, events: Sender<Event>) {
+/// Datagrams received and waiting for the core at most; more are dropped,
+/// as UDP allows, so a flood costs its queue and never delays the links.
+pub(super) const IN_QUEUE: usize = 1024;
+
+/// Hands every datagram to the pump through its own queue
+/// ([`IN_QUEUE`]); when the queue is full, datagrams are dropped rather
+/// than waited for.
+pub(super) async fn receive(socket: Arc<UdpSocket>, received: Sender<(SocketAddrV4, Vec<u8>)>) {
     let mut buffer = vec![0; MAX_DATAGRAM];
     loop {
         match socket.recv_from(&mut buffer).await {
             Ok((len, SocketAddr::V4(from))) => {
-                let bytes = buffer.get(..len).unwrap_or_default().to_vec();
-                if events.is_closed() {
+                if received.is_closed() {
                     return;
                 }
-                let _ = events.try_send(Event::Core(CoreEvent::Datagram { from, bytes }));
+                let bytes = buffer.get(..len).unwrap_or_default().to_vec();
+                let _ = received.try_send((from, bytes));
             }
             Ok((_, SocketAddr::V6(_))) => {}
             // What an earlier send's ICMP leaves behind.
@@ -49,24 +54,8 @@ pub(super) async fn send(socket: Arc<UdpSocket>, outbox: Receiver<(SocketAddrV4,
     }
 }
 
-/// Looks the UDP host caches up and hands those found to the core; one
-/// line says what was found, not one per name.
-pub(super) async fn resolve_host_caches(caches: Vec<PeerAddr>, events: Sender<Event>) {
-    let mut found = Vec::new();
-    let mut failed = Vec::new();
-    for cache in &caches {
-        match cache.resolve().await {
-            Ok(addr) => found.push(addr),
-            Err(why) => failed.push(why),
-        }
-    }
-    if found.is_empty() {
-        let why = failed.first().map(String::as_str).unwrap_or("none given");
-        log(format_args!("none of the {} UDP host caches could be looked up ({why})", caches.len()));
-        return;
-    }
-    if !failed.is_empty() {
-        log(format_args!("{} of {} UDP host caches could not be looked up", failed.len(), caches.len()));
-    }
-    let _ = events.send(Event::Core(CoreEvent::UdpHostCaches(found))).await;
+/// Looks a host name up for the core, which decides when to ask again.
+pub(super) async fn resolve(host: String, port: u16, events: Sender<Event>) {
+    let result = PeerAddr::Name(host.clone(), port).resolve().await;
+    let _ = events.send(Event::Core(CoreEvent::Resolved { host, port, result })).await;
 }

@@ -6,7 +6,7 @@
 //! Outside CI a test that cannot have it prints why and returns early;
 //! with `CI` set, not having it fails the test.
 
-use std::net::{SocketAddr, TcpListener};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -117,6 +117,19 @@ impl Gtkg {
         let pid = String::from_utf8_lossy(&output.stdout).trim().parse().expect("run.sh prints the PID");
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
         Some(Gtkg { bin, pid, addr, root })
+    }
+
+    /// Moves it from 127.0.0.1 to `ip` (one of this machine's addresses,
+    /// in a test's network namespace): it binds its Gnutella port there and
+    /// gives `ip` as its own in GUIDs, Pongs and QueryHits.
+    pub fn move_to(&mut self, ip: Ipv4Addr) {
+        // Changing the forced address makes it open its sockets anew there.
+        self.set("forced_local_ip", &ip.to_string());
+        let addr = SocketAddr::from((ip, self.addr.port()));
+        self.wait_until(&format!("it to listen on {addr}"), Duration::from_secs(30), || {
+            TcpStream::connect_timeout(&addr, Duration::from_secs(1)).is_ok()
+        });
+        self.addr = addr;
     }
 
     /// The folder it shares.

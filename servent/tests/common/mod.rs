@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod gtkg;
+pub mod netns;
 pub mod process;
 
 use std::future::Future;

@@ -28,6 +28,7 @@ use rand::rngs::StdRng;
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 
+use super::guess_relay::{oversized, Relayed};
 use super::{Action, Node, PendingAnswer, Reply};
 use crate::handshake::Role;
 use crate::wire::vendor::oob::SO;
@@ -82,6 +83,8 @@ pub(super) struct Guess {
     key_pings: VecDeque<(Guid, SocketAddrV4, Guid, Instant)>,
     /// Queries of ours: search, to whom, hit datagrams still taken, when.
     queried: VecDeque<(Guid, SocketAddrV4, u8, Instant)>,
+    /// Queries of others passed to our leaves.
+    pub(super) relayed: Relayed,
 }
 
 /// The query key of `addr` under `secret`.
@@ -104,6 +107,7 @@ impl Guess {
             searches: VecDeque::new(),
             key_pings: VecDeque::new(),
             queried: VecDeque::new(),
+            relayed: Relayed::default(),
         }
     }
 
@@ -239,8 +243,14 @@ impl Node {
         true
     }
 
-    /// A Query over UDP: a GUESS query, answered only with a valid key.
-    pub(super) fn on_udp_query(&mut self, from: SocketAddrV4, guid: Guid, mut query: Query, now: Instant) {
+    /// A Query over UDP of `len` bytes: a GUESS query, answered only with
+    /// a valid key and within the size a TCP query may have; passed on to
+    /// our leaves too ([`super::guess_relay`]).
+    pub(super) fn on_udp_query(&mut self, from: SocketAddrV4, guid: Guid, mut query: Query, len: usize, now: Instant) {
+        if let Some(junk) = oversized(len) {
+            self.udp_oversized(junk);
+            return;
+        }
         self.guess.rotate(&mut self.rng, now);
         let valid = query.ggep.get(QK).is_some_and(|k| self.guess.is_key_of(from, k));
         if self.config.role != Role::Ultrapeer || !valid || !self.udp_budget_allows(from, now) {
@@ -261,6 +271,7 @@ impl Node {
         self.actions.push_back(Action::SendDatagram { to: from, message: Message::new(guid, 1, Payload::Pong(pong)) });
         query.ggep.remove(QK);
         query.ggep.remove(ipp::SCP);
+        self.relay_guess_to_leaves(guid, from, &query, now);
         self.look_up(PendingAnswer { guid, reply_ttl: 1, reply: Reply::Datagram(from) }, query);
     }
 

@@ -24,8 +24,10 @@ mod admission;
 mod answer;
 pub mod dynamic;
 pub mod guess;
+pub mod guess_relay;
 mod hammering;
 mod junk;
+pub mod names;
 pub mod oob;
 pub mod promotion;
 mod query_routing;
@@ -54,6 +56,8 @@ pub use self::answer::query_hits;
 use self::guess::Guess;
 pub use self::hammering::{Hammering, HAMMER_TABLE, MAX_CONNECTS_PER_MINUTE};
 pub use self::junk::{JUNK_MIN_MESSAGES, JUNK_PERCENT};
+pub use self::names::NameUse;
+use self::names::Names;
 use self::oob::Oob;
 use self::promotion::{Facts, Promotion};
 use self::query_routing::QueryRouting;
@@ -133,6 +137,8 @@ pub struct Config {
     /// Whether the Gnutella port takes UDP: our searches ask for
     /// out-of-band hits, and we give ours out of band, only then.
     pub udp: bool,
+    /// Host names (host, port, what for) looked up now and again ([`names`]).
+    pub names: Vec<(String, u16, NameUse)>,
 }
 
 impl Default for Config {
@@ -154,6 +160,7 @@ impl Default for Config {
             auto_role: false,
             uhcs: Vec::new(),
             udp: false,
+            names: Vec::new(),
         }
     }
 }
@@ -284,8 +291,15 @@ pub enum Event {
         /// Its bytes: one descriptor, header included.
         bytes: Vec<u8>,
     },
-    /// UDP host caches to ask for hosts, besides those of the config (names looked up).
-    UdpHostCaches(Vec<SocketAddrV4>),
+    /// A host name asked for with [`Action::Resolve`] was looked up.
+    Resolved {
+        /// The name.
+        host: String,
+        /// Its port.
+        port: u16,
+        /// Its IPv4 address, or why there is none.
+        result: Result<SocketAddrV4, String>,
+    },
 }
 
 /// What the outside must do, drained with [`Node::poll_action`].
@@ -374,6 +388,13 @@ pub enum Action {
     /// its place to a newer one. Its end is reported all the same
     /// ([`Event::HandshakeFailed`], or [`Event::Connected`] if it won the race).
     GiveWay(SocketAddr),
+    /// Look a host name up; answer with [`Event::Resolved`].
+    Resolve {
+        /// The name.
+        host: String,
+        /// Its port.
+        port: u16,
+    },
 }
 
 /// A search that cannot be sent.
@@ -451,6 +472,7 @@ pub struct Node {
     /// The role last handed out with [`Action::Role`].
     announced: Option<(Role, bool)>,
     udp: Udp,
+    names: Names,
     oob: Oob,
     guess: Guess,
     connect_backs: ConnectBacks,
@@ -484,6 +506,7 @@ impl Node {
         Node {
             router: Router::new(routing, local),
             udp: Udp::new(&config.uhcs, now),
+            names: Names::new(&config.names, now),
             oob: Oob::default(),
             guess,
             config,
@@ -604,7 +627,7 @@ impl Node {
             Event::DownloadStarted { id, urn, searched } => self.requeries.start(id, urn, searched, now),
             Event::DownloadPhase { id, urn, phase } => self.requeries.observe(id, urn, phase, now),
             Event::Datagram { from, bytes } => self.on_datagram(from, &bytes, now),
-            Event::UdpHostCaches(caches) => self.udp.add_caches(caches, now),
+            Event::Resolved { host, port, result } => self.on_resolved(&host, port, result, now),
         }
     }
 
@@ -635,6 +658,7 @@ impl Node {
             self.dial_more(now);
             self.report_bootstrap(now);
             self.guess_tick(now);
+            self.look_up_names(now);
             if self.config.persist_hosts && now.duration_since(self.last_host_save) >= HOST_CACHE_SAVE_INTERVAL {
                 self.last_host_save = now;
                 self.actions.push_back(Action::SaveHosts(self.hosts.saved()));
@@ -976,7 +1000,11 @@ impl Node {
                     let reply = self.oob_querier(&guid, &query, reply_ttl).map_or(Reply::Link(from), Reply::OutOfBand);
                     self.look_up(PendingAnswer { guid, reply_ttl, reply }, query)
                 }
-                routing::Action::Hit { search, hit } => self.on_hit(search, hit, now),
+                routing::Action::Hit { search, hit } => {
+                    if !self.relayed_guess_hit(search, &hit, now) {
+                        self.on_hit(search, hit, now);
+                    }
+                }
                 // Learned where the Pong came in, within its sender's allowance.
                 routing::Action::LearnHost(_) => {}
                 routing::Action::Disconnect { peer, reason } => self.remove(peer, reason),

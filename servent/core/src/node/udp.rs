@@ -90,6 +90,8 @@ pub struct UdpCounters {
     pub learned: u64,
     /// Other descriptors and vendor messages, ignored.
     pub ignored: u64,
+    /// Queries over the size a TCP query may have, dropped unanswered.
+    pub too_large: u64,
 }
 
 /// A token bucket: `burst` tokens, one more every `refill`.
@@ -243,6 +245,17 @@ impl Udp {
         }
     }
 
+    /// Stops asking the cache at `addr`, if any (its name moved elsewhere).
+    pub(super) fn forget_cache(&mut self, addr: Option<SocketAddrV4>) {
+        self.caches.retain(|c| Some(c.addr) != addr);
+    }
+
+    /// The caches' addresses, in order.
+    #[cfg(test)]
+    pub(super) fn cache_addrs(&self) -> Vec<SocketAddrV4> {
+        self.caches.iter().map(|c| c.addr).collect()
+    }
+
     /// Up to `count` caches due at `now`, the least failing first; each is
     /// marked asked and backs off if the last ask went unanswered.
     fn due_caches(&mut self, count: usize, now: Instant) -> Vec<SocketAddrV4> {
@@ -304,7 +317,7 @@ impl Node {
         match message.payload {
             Payload::Ping(ping) => self.on_udp_ping(from, message.guid, &ping, bytes.len(), now),
             Payload::Pong(pong) => self.on_udp_pong(from, message.guid, &pong, now),
-            Payload::Query(query) => self.on_udp_query(from, message.guid, query, now),
+            Payload::Query(query) => self.on_udp_query(from, message.guid, query, bytes.len(), now),
             Payload::QueryHit(hit) => {
                 if !self.on_guess_hit(from, message.guid, &hit, now) {
                     self.on_udp_hit(from, message.guid, hit, now);
@@ -321,6 +334,14 @@ impl Node {
     /// Counts a datagram that carries nothing we act on.
     pub(super) fn udp_ignored(&mut self) {
         self.udp.counters.ignored += 1;
+    }
+
+    /// Counts a query dropped for its size; past the kick size, as junk too.
+    pub(super) fn udp_oversized(&mut self, junk: bool) {
+        self.udp.counters.too_large += 1;
+        if junk {
+            self.udp.counters.malformed += 1;
+        }
     }
 
     /// Whether `to` may get one more answer of ours; spends it.
@@ -367,13 +388,16 @@ impl Node {
     }
 
     /// Hosts for an `IPP`: our neighbours' listening addresses, then the
-    /// host cache's good ones; never the asker nor ourselves.
+    /// host cache's good ones; never the asker nor ourselves, and only
+    /// those the asker can reach ([`routable`] from it): a LAN's or this
+    /// machine's addresses go to an asker there, never to the Internet.
     pub(super) fn hosts_to_share(&self, asker: SocketAddrV4) -> Vec<SocketAddrV4> {
         let neighbours = self.peers.values().filter(|p| p.role == Role::Ultrapeer).filter_map(|p| p.listen);
         let cached = self.hosts.good(UHC_HOSTS * 2).into_iter().filter_map(super::v4);
         let mut hosts = Vec::with_capacity(UHC_HOSTS);
         for host in neighbours.chain(cached) {
-            if host != asker && host != self.advertised && !hosts.contains(&host) && hosts.len() < UHC_HOSTS {
+            let fit = host != asker && host != self.advertised && routable(host, asker);
+            if fit && !hosts.contains(&host) && hosts.len() < UHC_HOSTS {
                 hosts.push(host);
             }
         }
@@ -434,12 +458,13 @@ impl Node {
             (Bootstrap::Looking(since), _) if now.duration_since(since) >= UNREACHABLE_AFTER => {
                 self.udp.bootstrap = Bootstrap::Unreachable;
                 Some(format!(
-                    "no peer reachable after {} s ({} hosts known, {} UDP host caches, {} GWebCaches): \
-                     is this machine offline? Still trying, less and less often",
+                    "no peer reachable after {} s ({} hosts known, {} UDP host caches, {} GWebCaches, \
+                     {} host names not looked up): is this machine offline? Still trying, less and less often",
                     UNREACHABLE_AFTER.as_secs(),
                     self.hosts.len(),
                     self.udp.caches.len(),
-                    self.config.gwebcaches.len()
+                    self.config.gwebcaches.len(),
+                    self.names.unresolved()
                 ))
             }
             _ => None,
@@ -518,6 +543,29 @@ mod tests {
         assert!(!hosts.contains(&addr(1)), "the asker is not told about itself");
         // The bytes are what gtk-gnutella reads: decoding ours gives the same.
         assert_eq!(wire::decode(&message.encode()).unwrap(), *message);
+    }
+
+    #[test]
+    fn attack_an_ipp_never_hands_a_lan_or_loopback_address_to_an_asker_outside() {
+        let now = Instant::now();
+        // A servent on a LAN (a test network) keeps its neighbours' LAN and
+        // loopback addresses; the Internet must not learn them from it.
+        let mut node = node_with(Config { dial_local: true, ..Config::default() }, now);
+        let lan = SocketAddrV4::new(Ipv4Addr::new(192, 168, 1, 5), 6346);
+        let loopback = SocketAddrV4::new(Ipv4Addr::LOCALHOST, 7000);
+        let public = SocketAddrV4::new(Ipv4Addr::new(1, 2, 3, 4), 6346);
+        node.handle(Event::HostsLearned(vec![lan, loopback, public]), now);
+        let told = |node: &mut Node, asker: SocketAddrV4, guid: u8| {
+            node.handle(Event::Datagram { from: asker, bytes: scp_ping(guid) }, now);
+            let [(_, message)] = datagrams(node).try_into().unwrap();
+            let Payload::Pong(pong) = message.payload else { panic!("a pong answers a ping") };
+            ipp::unpack(pong.ggep.get(ipp::IPP).expect("IPP")).unwrap()
+        };
+        assert_eq!(told(&mut node, SocketAddrV4::new(Ipv4Addr::new(5, 6, 7, 8), 6346), 1), vec![public]);
+        let neighbour = SocketAddrV4::new(Ipv4Addr::new(192, 168, 1, 9), 6346);
+        assert!(!told(&mut node, neighbour, 2).contains(&loopback), "loopback only to this machine");
+        assert!(told(&mut node, neighbour, 3).contains(&lan), "a LAN's address to the LAN");
+        assert!(told(&mut node, SocketAddrV4::new(Ipv4Addr::LOCALHOST, 7001), 4).contains(&loopback));
     }
 
     #[test]
