@@ -711,11 +711,11 @@ impl Node {
     /// As [`Node::admit`], and an admitted handshake counts against every
     /// limit from `now` until it ends: in a link ([`Event::Connected`]) or
     /// not ([`Event::HandshakeFailed`]).
-    /// With no room left, the oldest stalled handshake gives way to this one
-    /// ([`Action::GiveWay`]).
+    /// Without room for either role, the oldest stalled handshake gives way
+    /// to this one ([`Action::GiveWay`]).
     pub fn admit_incoming(&mut self, remote: SocketAddr, now: Instant) -> (Admission, Vec<SocketAddr>) {
         let mut answer = self.admit(remote);
-        if matches!(answer.0, Admission::Full { .. }) && !self.linked_from(remote.ip()) {
+        if answer.0 != Admission::Accept && !self.linked_from(remote.ip()) {
             if let Some(stalled) = self.handshakes.give_way(now) {
                 self.actions.push_back(Action::GiveWay(stalled));
                 answer = self.admit(remote);
