@@ -20,7 +20,8 @@
 //!
 //! Handshakes that stall would still hold every free slot for their whole
 //! timeout, again and again, from enough addresses. So when a new
-//! handshake finds no room, the oldest one under way for
+//! handshake would not be accepted outright (no room, or room for one
+//! role only), the oldest one under way for
 //! [`STALLED_HANDSHAKE`] or more gives way: its count passes to the new
 //! one at once (the limits never see both), the shell is told to cut it,
 //! and should it end in a link all the same, that link is closed. An

@@ -711,8 +711,8 @@ impl Node {
     /// As [`Node::admit`], and an admitted handshake counts against every
     /// limit from `now` until it ends: in a link ([`Event::Connected`]) or
     /// not ([`Event::HandshakeFailed`]).
-    /// Without room for either role, the oldest stalled handshake gives way
-    /// to this one ([`Action::GiveWay`]).
+    /// When it would not be accepted outright, the oldest stalled handshake
+    /// gives way to it ([`Action::GiveWay`]).
     pub fn admit_incoming(&mut self, remote: SocketAddr, now: Instant) -> (Admission, Vec<SocketAddr>) {
         let mut answer = self.admit(remote);
         if answer.0 != Admission::Accept && !self.linked_from(remote.ip()) {
