@@ -47,7 +47,7 @@ use serde::Serialize;
 
 pub use self::admission::{
     shared_address, Doorway, Ticket, INCOMING_HANDSHAKE_TIMEOUT, MAX_UNCLASSIFIED, MAX_UNCLASSIFIED_PER_ADDRESS,
-    STALLED_HANDSHAKE,
+    MAX_UNCLASSIFIED_PER_PREFIX, STALLED_HANDSHAKE,
 };
 use self::admission::{Ended, Handshakes};
 pub use self::answer::query_hits;
