@@ -1,7 +1,7 @@
 //! Fuzzing at scale with the workspace's own toolchain: every parser that
 //! reads bytes from the network or from disk is fed [`DEBUG_INPUTS`]
 //! generated and mutated inputs by the ordinary debug `cargo test`, and
-//! 1,000,000 in CI (`.ci/run` sets `SERVENT_FUZZ_INPUTS`; about 100 s of CPU
+//! 1,000,000 in CI (`.ci/run` sets `SERVENT_FUZZ_INPUTS`; about 150 s of CPU
 //! for all parsers in the debug build), from a seeded RNG so a run is
 //! reproducible, with no nightly compiler and no libFuzzer.
 //!
@@ -34,7 +34,10 @@ use std::time::Instant;
 
 use futures::executor::block_on;
 use futures::io::Cursor;
+use search::thex::{self, dime};
 use servent::handshake::{self, Admission, Handshake, Step};
+use servent::hostcache::{HostCache, MAX_SAVED_BYTES};
+use servent::qrp::{RouteTable, RouteTableUpdate, TableReceiver, MAX_TABLE_SLOTS};
 use servent::transfer::alt;
 use servent::transfer::http;
 use servent::transfer::magnet::{Magnet, MAX_MAGNET_LEN};
@@ -46,7 +49,7 @@ use signing_tool::{Minisig, PublicKey, Release};
 /// Inputs fed to each parser by `cargo test --release`.
 const INPUTS: usize = 1_000_000;
 
-/// Inputs fed to each parser by a debug `cargo test`: about 10 s of CPU
+/// Inputs fed to each parser by a debug `cargo test`: about 15 s of CPU
 /// for all parsers, what keeps the local test run short (CI asks for
 /// 1,000,000 through `SERVENT_FUZZ_INPUTS`).
 const DEBUG_INPUTS: usize = 100_000;
@@ -237,8 +240,20 @@ fn inputs() -> usize {
 }
 
 /// Feeds `check` the campaign's inputs, failing on a panic or on an
-/// allocation over the bound; `prepare` may adjust each input first.
+/// allocation over [`allocation_bound`]; `prepare` may adjust each input first.
 fn campaign(name: &str, samples: Vec<Vec<u8>>, prepare: impl Fn(&mut Rng, &mut Vec<u8>), check: impl Fn(&[u8])) {
+    campaign_within(name, samples, allocation_bound, prepare, check);
+}
+
+/// As [`campaign`], for a parser whose own bounded tables add to what an
+/// input may make it hold: `bound` of the input's length.
+fn campaign_within(
+    name: &str,
+    samples: Vec<Vec<u8>>,
+    bound: impl Fn(usize) -> usize,
+    prepare: impl Fn(&mut Rng, &mut Vec<u8>),
+    check: impl Fn(&[u8]),
+) {
     let seed = name.bytes().fold(0x9E37_79B9_7F4A_7C15_u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01B3));
     let mut rng = Rng(seed);
     let mut input = Vec::with_capacity(64 * 1024);
@@ -256,7 +271,7 @@ fn campaign(name: &str, samples: Vec<Vec<u8>>, prepare: impl Fn(&mut Rng, &mut V
             panic!("{name}: input {n} panicked ({cause}): {}", hex(&input));
         }
         assert!(
-            peak <= allocation_bound(input.len()),
+            peak <= bound(input.len()),
             "{name}: input {n} of {} bytes held {peak} heap bytes at once: {}",
             input.len(),
             hex(&input)
@@ -515,6 +530,107 @@ fn public_keys_never_panic_and_round_trip() {
                 assert_eq!(PublicKey::from_base64(&key.to_base64()), Ok(key));
             }
             let _ = PublicKey::from_base64(text.trim());
+        },
+    );
+}
+
+/// QRP messages framed for the fuzzer: each payload after its length (two
+/// bytes, little-endian).
+fn frames(bytes: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let mut rest = bytes;
+    std::iter::from_fn(move || {
+        let (len, tail) = rest.split_first_chunk::<2>()?;
+        let len = usize::from(u16::from_le_bytes(*len)).min(tail.len());
+        let (frame, tail) = tail.split_at(len);
+        rest = tail;
+        Some(frame)
+    })
+}
+
+#[test]
+fn qrp_table_sequences_never_panic_and_round_trip() {
+    // Real sequences (RESET then PATCHes, zlib) of small tables with a few
+    // names, as a leaf sends them; the fuzzer reaches larger ones.
+    let samples = [(8, &["SEBLINUX-base-1.0.tar"][..]), (10, &["a.iso", "pkg-007.tar", "notes.txt"][..])]
+        .iter()
+        .map(|(bits, names)| {
+            let mut table = RouteTable::new(*bits);
+            names.iter().for_each(|name| table.insert_name(name));
+            let mut framed = Vec::new();
+            for update in table.updates_from(None) {
+                let payload = update.encode();
+                framed.extend_from_slice(&(payload.len() as u16).to_le_bytes());
+                framed.extend_from_slice(&payload);
+            }
+            framed
+        })
+        .collect();
+    // The receiver may hold three tables of the largest size accepted (in
+    // force, reset, being patched) and an inflater, whatever the input says.
+    let tables = 3 * MAX_TABLE_SLOTS as usize / 8 + 64 * 1024;
+    campaign_within(
+        "qrp",
+        samples,
+        |len| allocation_bound(len) + tables,
+        |_, _| {},
+        |bytes| {
+            let mut receiver = TableReceiver::default();
+            for payload in frames(bytes) {
+                let Ok(update) = RouteTableUpdate::decode(payload) else { break };
+                assert_eq!(RouteTableUpdate::decode(&update.encode()).as_ref(), Ok(&update));
+                if receiver.receive(update).is_err() {
+                    break;
+                }
+            }
+            if let Some(table) = receiver.table() {
+                assert!(table.slots() <= MAX_TABLE_SLOTS);
+            }
+        },
+    );
+}
+
+/// A file of `size` bytes that differ along it.
+fn file_of(size: usize) -> Vec<u8> {
+    (0..size).map(|i| (i * 7 % 251) as u8).collect()
+}
+
+#[test]
+fn thex_trees_never_panic_and_round_trip() {
+    // Every sample describes the one file the campaign asks about, so that
+    // mutations reach the tree itself, past the envelope's checks.
+    const SIZE: usize = 40 * 1024 + 17;
+    let tree = thex::Tree::of(&file_of(SIZE));
+    let root = tree.root();
+    let samples = vec![dime::serialize(&tree)];
+    campaign(
+        "thex",
+        samples,
+        |_, _| {},
+        |bytes| {
+            if let Ok(parsed) = dime::parse(bytes, SIZE as u64, &root) {
+                assert_eq!(parsed.root(), root);
+                assert_eq!(dime::parse(&dime::serialize(&parsed), SIZE as u64, &root), Ok(parsed));
+            }
+        },
+    );
+}
+
+#[test]
+fn saved_host_caches_never_panic_and_stay_bounded() {
+    // A host cache file is read at start: as hostile as the network.
+    campaign(
+        "host cache",
+        corpus("hostcache"),
+        |_, _| {},
+        |bytes| {
+            let text = text(&bytes[..bytes.len().min(MAX_SAVED_BYTES)]);
+            let mut cache = HostCache::with_capacity(64);
+            cache.restore(&text, |_| true);
+            assert!(cache.len() <= 64);
+            let saved = cache.saved();
+            let mut again = HostCache::with_capacity(64);
+            again.restore(&saved, |_| true);
+            assert_eq!(again.saved(), saved);
         },
     );
 }

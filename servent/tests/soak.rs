@@ -1,6 +1,7 @@
 //! The soak: hostile connections of each kind held at once against one
 //! servent on loopback, while an honest search and an honest ranged GET
-//! are timed against the same measures taken idle, in the same run.
+//! are timed against the same measures taken idle, in the same run, and
+//! a new neighbour's handshake is timed under the attack.
 //!
 //! Ignored by default (it opens thousands of sockets); run it with
 //! `SOAK_CONNECTIONS=1000 cargo test --release -p servent --test soak -- --ignored --nocapture`.
@@ -12,7 +13,7 @@ use std::time::Instant;
 
 use async_std::io::{BufReader, ReadExt, WriteExt};
 use async_std::net::TcpStream;
-use common::{raw_peer, share, start, varied_bytes, wait_connected, wait_for, wait_indexed};
+use common::{raw_peer, share, start, varied_bytes, wait_connected, wait_for, wait_indexed, RawPeer};
 use servent::node::NodeHandle;
 use servent::transfer::http;
 use socket2::{Domain, SockAddr, Socket, Type};
@@ -115,6 +116,23 @@ async fn hostile_connections_of_each_kind_leave_honest_service_within_twice_idle
     let opened = started.elapsed();
     let (attacked_search, attacked_get) = measure(&searcher, server, &target).await;
     let attacked_rss = rss_mib();
+    // A new neighbour's handshake while the stalled ones hold the slots,
+    // retried as a refused servent does: it waits for the youngest stalled
+    // handshake to be STALLED_HANDSHAKE old, then takes its place.
+    let asked = Instant::now();
+    let mut refused = 0;
+    let honest = loop {
+        let mut peer = RawPeer::connect(victim.listen_addr()).await;
+        peer.send_bytes(b"GNUTELLA CONNECT/0.6\r\nUser-Agent: Honest/1.0\r\nX-Ultrapeer: True\r\n\r\n").await;
+        if peer.try_read_headers().await.is_some_and(|head| head.starts_with("GNUTELLA/0.6 200")) {
+            break peer;
+        }
+        refused += 1;
+        assert!(asked.elapsed() < common::PATIENCE, "no honest handshake under the attack");
+        async_std::task::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    let welcomed = asked.elapsed();
+    drop(honest);
 
     drop(hostile);
     let dropped = Instant::now();
@@ -136,6 +154,7 @@ async fn hostile_connections_of_each_kind_leave_honest_service_within_twice_idle
         attacked_get / idle_get
     );
     println!("soak: process RSS          idle {idle_rss:.0} MiB, under attack {attacked_rss:.0} MiB");
+    println!("soak: honest handshake under attack welcomed in {welcomed:?}, after {refused} refusals");
     println!("soak: recovered in {recovery:?}");
     // Twice idle, with 20 ms for the scheduler of a loaded machine.
     assert!(

@@ -217,21 +217,30 @@ impl HostCache {
     /// quarter of the cache at most); other lines are skipped, and no more
     /// lines are read than the cache holds.
     pub fn restore(&mut self, text: &str, usable: impl Fn(SocketAddrV4) -> bool) {
-        let mut reserve = 0;
-        for line in text.lines().take(self.capacity) {
-            let mut fields = line.split_whitespace();
-            let Some(Ok(addr)) = fields.next().map(str::parse::<SocketAddrV4>) else { continue };
-            let worked = match (fields.next(), fields.next()) {
-                (None, _) => false,
-                (Some(WORKED), None) => true,
-                _ => continue,
-            };
-            if !usable(addr) {
-                continue;
-            }
+        let mut reserve = self.capacity.div_ceil(4);
+        let entries: Vec<(SocketAddrV4, bool)> = text
+            .lines()
+            .take(self.capacity)
+            .filter_map(|line| {
+                let mut fields = line.split_whitespace();
+                let addr: SocketAddrV4 = fields.next()?.parse().ok()?;
+                match (fields.next(), fields.next()) {
+                    (None, _) => Some((addr, false)),
+                    (Some(WORKED), None) => Some((addr, true)),
+                    _ => None,
+                }
+            })
+            .filter(|(addr, _)| usable(*addr))
+            .map(|(addr, worked)| {
+                let kept = worked && reserve > 0;
+                reserve -= usize::from(kept);
+                (addr, kept)
+            })
+            .collect();
+        // The file lists the newest first: they are learned last, so they stay the newest.
+        for (addr, worked) in entries.into_iter().rev() {
             self.add(addr, Origin::Network);
-            if worked && reserve < self.capacity.div_ceil(4) {
-                reserve += 1;
+            if worked {
                 self.succeeded(addr);
             }
         }
@@ -403,6 +412,15 @@ mod tests {
         }
         assert_eq!(loaded.candidates(1, now, |_| false), vec![addr(1)]);
         assert_eq!(loaded.saved().lines().next(), Some(format!("{} worked", addr(1)).as_str()));
+        // Saved again unchanged, the newest first.
+        let mut cache = HostCache::new();
+        for n in 1..=5 {
+            cache.add(addr(n), Origin::Network);
+        }
+        cache.succeeded(addr(2));
+        let mut loaded = HostCache::new();
+        loaded.restore(&cache.saved(), |_| true);
+        assert_eq!(loaded.saved(), cache.saved());
     }
 
     #[test]

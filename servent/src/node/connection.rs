@@ -69,22 +69,30 @@ struct Waiting {
 pub(super) struct InFlight(Mutex<HashMap<SocketAddr, oneshot::Sender<()>>>);
 
 impl InFlight {
-    /// Registers the handshake from `remote`; the receiver ends when it is cut.
-    fn enter(&self, remote: SocketAddr) -> oneshot::Receiver<()> {
+    /// Registers the handshake from `remote` until the returned place is
+    /// dropped; the receiver ends when it is cut.
+    fn enter(&self, remote: SocketAddr) -> (Registered<'_>, oneshot::Receiver<()>) {
         let (cut, cut_off) = oneshot::channel();
         lock(&self.0).insert(remote, cut);
-        cut_off
-    }
-
-    /// The handshake from `remote` is over.
-    fn leave(&self, remote: SocketAddr) {
-        lock(&self.0).remove(&remote);
+        (Registered { in_flight: self, remote }, cut_off)
     }
 
     /// Cuts the handshake from `remote`, if it is still under way.
     pub(super) fn cut(&self, remote: SocketAddr) {
         // Dropping the sender ends the handshake's race.
         drop(lock(&self.0).remove(&remote));
+    }
+}
+
+/// A handshake's place in [`InFlight`], given up when dropped.
+struct Registered<'a> {
+    in_flight: &'a InFlight,
+    remote: SocketAddr,
+}
+
+impl Drop for Registered<'_> {
+    fn drop(&mut self) {
+        lock(&self.in_flight.0).remove(&self.remote);
     }
 }
 
@@ -115,14 +123,14 @@ async fn serve_incoming(stream: TcpStream, remote: SocketAddr, waiting: Waiting,
     match handshake::classify_first_line(&first) {
         FirstLine::GnutellaConnect => {
             // Registered before the core may name it, so a cut is never missed.
-            let cut_off = shared.handshakes.enter(remote);
+            let (registered, cut_off) = shared.handshakes.enter(remote);
             let (reply, answer) = channel::bounded(1);
             let admit = Command::Admit { remote, reply };
             if shared.events.send(Event::Command(admit)).await.is_err() {
-                return shared.handshakes.leave(remote);
+                return;
             }
-            let Ok((admission, try_ultrapeers)) = answer.recv().await else { return shared.handshakes.leave(remote) };
-            let Ok(local) = stream.local_addr() else { return shared.handshakes.leave(remote) };
+            let Ok((admission, try_ultrapeers)) = answer.recv().await else { return };
+            let Ok(local) = stream.local_addr() else { return };
             let machine = Handshake::accept(&shared.handshake_config(local), remote, admission, try_ultrapeers);
             let exchange = run_handshake(machine, Some(first), &mut reader, &stream);
             let cut = async {
@@ -131,7 +139,7 @@ async fn serve_incoming(stream: TcpStream, remote: SocketAddr, waiting: Waiting,
             };
             let left = INCOMING_HANDSHAKE_TIMEOUT.saturating_sub(accepted.elapsed());
             let ended = async_std::future::timeout(left, exchange.race(cut)).await;
-            shared.handshakes.leave(remote);
+            drop(registered);
             let reason = match ended {
                 Ok(Ok(info)) => return run_link(stream, reader, remote, info, Direction::Incoming, None, shared).await,
                 Ok(Err(failure)) => failure.reason,

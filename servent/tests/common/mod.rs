@@ -150,12 +150,20 @@ impl RawPeer {
 
     /// Reads a header block up to its empty line.
     pub async fn read_headers(&mut self) -> String {
+        self.try_read_headers().await.expect("connection closed during the handshake")
+    }
+
+    /// Reads a header block up to its empty line; `None` if the connection
+    /// closes first.
+    pub async fn try_read_headers(&mut self) -> Option<String> {
         loop {
             if let Some(end) = self.buffer.windows(4).position(|w| w == b"\r\n\r\n") {
                 let head: Vec<u8> = self.buffer.drain(..end + 4).collect();
-                return String::from_utf8_lossy(&head).into_owned();
+                return Some(String::from_utf8_lossy(&head).into_owned());
             }
-            assert!(self.fill().await, "connection closed during the handshake");
+            if !self.fill().await {
+                return None;
+            }
         }
     }
 

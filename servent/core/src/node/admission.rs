@@ -8,11 +8,12 @@
 //!
 //! Two stages are bounded. A connection whose first line has not come yet
 //! (Gnutella or HTTP, nobody knows) waits in the [`Doorway`], which holds
-//! at most [`MAX_UNCLASSIFIED`], and at most [`MAX_UNCLASSIFIED_PER_ADDRESS`]
-//! from one address; when either is full the connection waiting longest
-//! (of all, or of that address) gives way, so that silent connections
-//! cannot keep out clients that speak at once, and one address cannot hold
-//! the doorway. Hammering (see [`super::Hammering`]) bounds how often one
+//! at most [`MAX_UNCLASSIFIED`], at most [`MAX_UNCLASSIFIED_PER_ADDRESS`]
+//! from one address and [`MAX_UNCLASSIFIED_PER_PREFIX`] from one /24; when
+//! one is full the connection waiting longest (of that address, of that
+//! /24, or of all) gives way, so that silent connections cannot keep out
+//! clients that speak at once, and one address or one block of addresses
+//! only ever pushes out its own. Hammering (see [`super::Hammering`]) bounds how often one
 //! address connects. A Gnutella handshake under way is then a
 //! [`Handshakes`] entry of the node, counted as a peer by every admission
 //! rule until it ends, and forgotten after [`INCOMING_HANDSHAKE_TIMEOUT`]
@@ -20,7 +21,8 @@
 //!
 //! Handshakes that stall would still hold every free slot for their whole
 //! timeout, again and again, from enough addresses. So when a new
-//! handshake finds no room, the oldest one under way for
+//! handshake would not be accepted outright (no room, or room for one
+//! role only), the oldest one under way for
 //! [`STALLED_HANDSHAKE`] or more gives way: its count passes to the new
 //! one at once (the limits never see both), the shell is told to cut it,
 //! and should it end in a link all the same, that link is closed. An
@@ -31,6 +33,8 @@ use std::collections::{BTreeMap, VecDeque};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
+use crate::address::prefix;
+
 /// Accepted connections whose first line has not arrived, at most.
 pub const MAX_UNCLASSIFIED: usize = 256;
 /// How long an incoming connection has, from its acceptance, to finish
@@ -40,6 +44,9 @@ pub const INCOMING_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 /// once ([`shared_address`] excepted): a downloader opening a few
 /// connections to one uploader speaks on each at once.
 pub const MAX_UNCLASSIFIED_PER_ADDRESS: usize = 4;
+/// Connections from one /24 ([`prefix`]) that may wait for their first
+/// line at once: an eighth of the doorway.
+pub const MAX_UNCLASSIFIED_PER_PREFIX: usize = MAX_UNCLASSIFIED / 8;
 /// How long a handshake under way must have lasted before it gives way to
 /// a new one when there is no room: far more than the round trips an
 /// honest handshake takes.
@@ -73,13 +80,18 @@ impl<T> Doorway<T> {
     }
 
     /// Lets a new connection from `ip` wait; returns its ticket and, when
-    /// the doorway or that address's share of it was full, the connection
-    /// that waited longest there, which must be dropped.
+    /// the doorway or that address's or that /24's share of it was full,
+    /// the connection that waited longest there, which must be dropped.
     pub fn enter(&mut self, ip: IpAddr, connection: T) -> (Ticket, Option<T>) {
-        let same_address = self.waiting.iter().filter(|(_, from, _)| *from == ip).count();
-        let evicted = if same_address >= MAX_UNCLASSIFIED_PER_ADDRESS && !shared_address(ip) {
-            let at = self.waiting.iter().position(|(_, from, _)| *from == ip);
-            at.and_then(|at| self.waiting.remove(at)).map(|(_, _, t)| t)
+        let same_address = |from: IpAddr| from == ip && !shared_address(ip);
+        let same_prefix = |from: IpAddr| prefix(from).is_some() && prefix(from) == prefix(ip);
+        let crowded = |same: &dyn Fn(IpAddr) -> bool, most: usize| {
+            self.waiting.iter().filter(|(_, from, _)| same(*from)).count() >= most
+        };
+        let evicted = if crowded(&same_address, MAX_UNCLASSIFIED_PER_ADDRESS) {
+            self.remove_oldest(same_address)
+        } else if crowded(&same_prefix, MAX_UNCLASSIFIED_PER_PREFIX) {
+            self.remove_oldest(same_prefix)
         } else if self.waiting.len() >= self.capacity {
             self.waiting.pop_front().map(|(_, _, t)| t)
         } else {
@@ -89,6 +101,12 @@ impl<T> Doorway<T> {
         let ticket = Ticket(self.next);
         self.waiting.push_back((ticket, ip, connection));
         (ticket, evicted)
+    }
+
+    /// Takes out the connection waiting longest among those from addresses `from` picks.
+    fn remove_oldest(&mut self, from: impl Fn(IpAddr) -> bool) -> Option<T> {
+        let at = self.waiting.iter().position(|(_, ip, _)| from(*ip))?;
+        self.waiting.remove(at).map(|(_, _, t)| t)
     }
 
     /// The connection with this ticket has spoken (or is gone): it leaves.
@@ -210,6 +228,24 @@ mod tests {
         let mut doorway = Doorway::with_capacity(100);
         for n in 0..20 {
             assert_eq!(doorway.enter(IpAddr::V4(Ipv4Addr::LOCALHOST), n).1, None);
+        }
+    }
+
+    #[test]
+    fn one_slash_24_gives_way_to_itself_in_the_doorway() {
+        let mut doorway = Doorway::with_capacity(MAX_UNCLASSIFIED);
+        let (kept, _) = doorway.enter(IpAddr::V4(Ipv4Addr::new(198, 51, 100, 1)), 0);
+        let block = |n: usize| IpAddr::V4(Ipv4Addr::new(203, 0, 113, n as u8));
+        for n in 1..=MAX_UNCLASSIFIED_PER_PREFIX {
+            assert_eq!(doorway.enter(block(n), n).1, None);
+        }
+        assert_eq!(doorway.enter(block(200), 999).1, Some(1), "the block's own oldest goes");
+        assert_eq!(doorway.leave(kept), Some(0), "another block keeps its place");
+        // Loopback addresses stand alone, as test networks use them.
+        let mut doorway = Doorway::with_capacity(MAX_UNCLASSIFIED);
+        for n in 0..MAX_UNCLASSIFIED {
+            let ip = IpAddr::V4(Ipv4Addr::new(127, 0, (n / 250) as u8, (n % 250 + 1) as u8));
+            assert_eq!(doorway.enter(ip, n).1, None);
         }
     }
 

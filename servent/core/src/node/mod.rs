@@ -49,7 +49,7 @@ use serde::Serialize;
 
 pub use self::admission::{
     shared_address, Doorway, Ticket, INCOMING_HANDSHAKE_TIMEOUT, MAX_UNCLASSIFIED, MAX_UNCLASSIFIED_PER_ADDRESS,
-    STALLED_HANDSHAKE,
+    MAX_UNCLASSIFIED_PER_PREFIX, STALLED_HANDSHAKE,
 };
 use self::admission::{Ended, Handshakes};
 pub use self::answer::query_hits;
@@ -744,11 +744,11 @@ impl Node {
     /// As [`Node::admit`], and an admitted handshake counts against every
     /// limit from `now` until it ends: in a link ([`Event::Connected`]) or
     /// not ([`Event::HandshakeFailed`]).
-    /// With no room left, the oldest stalled handshake gives way to this one
-    /// ([`Action::GiveWay`]).
+    /// When it would not be accepted outright, the oldest stalled handshake
+    /// gives way to it ([`Action::GiveWay`]).
     pub fn admit_incoming(&mut self, remote: SocketAddr, now: Instant) -> (Admission, Vec<SocketAddr>) {
         let mut answer = self.admit(remote);
-        if matches!(answer.0, Admission::Full { .. }) && !self.linked_from(remote.ip()) {
+        if answer.0 != Admission::Accept && !self.linked_from(remote.ip()) {
             if let Some(stalled) = self.handshakes.give_way(now) {
                 self.actions.push_back(Action::GiveWay(stalled));
                 answer = self.admit(remote);

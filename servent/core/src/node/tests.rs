@@ -116,6 +116,23 @@ fn a_stalled_handshake_gives_way_and_its_link_cannot_stay() {
 }
 
 #[test]
+fn stalled_handshakes_holding_the_ultrapeer_slots_give_way_too() {
+    let now = Instant::now();
+    let config = Config { max_peers: 2, max_leaves: 4, discover: false, ..Config::default() };
+    let mut node = node_with(config, now);
+    for n in 1..=2 {
+        assert_eq!(node.admit_incoming(SocketAddr::V4(addr(n)), now).0, Admission::Accept);
+    }
+    // Leaves could still come; an ultrapeer could not.
+    assert!(matches!(node.admit_incoming(SocketAddr::V4(addr(3)), now).0, Admission::LeavesOnly { .. }));
+    node.handle(Event::HandshakeFailed { remote: SocketAddr::V4(addr(3)) }, now);
+    assert_eq!(node.admit_incoming(SocketAddr::V4(addr(3)), now + STALLED_HANDSHAKE).0, Admission::Accept);
+    assert!(actions(&mut node)
+        .iter()
+        .any(|a| matches!(a, Action::GiveWay(remote) if *remote == SocketAddr::V4(addr(1)))));
+}
+
+#[test]
 fn refused_peer_is_offered_other_hosts() {
     let now = Instant::now();
     let mut node = node_with(Config { max_peers: 0, ..Config::default() }, now);
