@@ -11,7 +11,7 @@
 //! matching `GIV`. A `GIV` nobody waits for is closed.
 
 use std::collections::HashMap;
-use std::net::{SocketAddr, SocketAddrV4};
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -23,6 +23,7 @@ use futures::AsyncWriteExt;
 use servent_core::push::{giv_line, parse_giv, parse_server_id, server_id, MAX_GIV_LINE};
 use servent_core::wire::{Guid, Urn};
 
+use super::alt::FirewalledLocation;
 use super::http::{self, Request};
 use super::upload::Uploads;
 
@@ -101,6 +102,19 @@ pub async fn ask_proxy(proxy: SocketAddrV4, servent: Guid, index: u32, us: Socke
     status.is_ok_and(|line| line.split(|&b| b == b' ').nth(1) == Some(b"202"))
 }
 
+/// The download key of a firewalled source known only by its GUID (from
+/// `X-Falt`): an address in 0.0.0.0/8, which names no host, so that it is
+/// never taken for a real source, nor connected to.
+pub fn push_only_key(servent: Guid) -> SocketAddrV4 {
+    let g = servent.0;
+    SocketAddrV4::new(Ipv4Addr::new(0, g[0], g[1], g[2]), u16::from_be_bytes([g[3], g[4]]).max(1))
+}
+
+/// Whether `source` is a [`push_only_key`]: reached by PUSH or not at all.
+pub fn is_push_only(source: SocketAddrV4) -> bool {
+    source.ip().octets()[0] == 0
+}
+
 /// A firewalled source, as its QueryHit described it.
 #[derive(Clone, Debug)]
 struct PushTarget {
@@ -144,6 +158,28 @@ impl Pushes {
             targets.remove(&old);
         }
         targets.insert(source, PushTarget { servent, files, proxies });
+    }
+
+    /// Remembers the firewalled sources an answer named in `X-Falt` (a hint
+    /// for one download, as `X-Alt` is): each under its [`push_only_key`],
+    /// never under the address it claims, so that no answer can make us
+    /// push to a source we reach directly. Their keys.
+    pub fn learn_firewalled(&self, locations: &[FirewalledLocation]) -> Vec<SocketAddrV4> {
+        let keys: Vec<SocketAddrV4> = locations.iter().map(|l| push_only_key(l.servent)).collect();
+        for (location, key) in locations.iter().zip(&keys) {
+            let known = self.targets.lock().unwrap_or_else(PoisonError::into_inner).get(key).cloned();
+            let files = known.map(|t| t.files).unwrap_or_default();
+            self.learn(*key, location.servent, files, location.proxies.clone());
+        }
+        keys
+    }
+
+    /// `source` as a firewalled location others may be told of, if it is one.
+    pub fn location(&self, source: SocketAddrV4) -> Option<FirewalledLocation> {
+        let targets = self.targets.lock().unwrap_or_else(PoisonError::into_inner);
+        let target = targets.get(&source)?;
+        let address = Some(source).filter(|s| !is_push_only(*s));
+        Some(FirewalledLocation { servent: target.servent, address, proxies: target.proxies.clone() })
     }
 
     /// Whether `source` must be reached with a PUSH.

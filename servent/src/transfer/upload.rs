@@ -6,10 +6,13 @@
 //! `Range` for one chunk, and asks again for the next chunk on the same
 //! connection. Each answer names the content (`X-Gnutella-Content-URN`,
 //! `X-Content-URN`) and other places that have it (`X-Alt`, from the
-//! [`AltLocations`] mesh). What a request says about other sources is
+//! [`AltLocations`] mesh; firewalled ones in `X-Falt` to a requester whose
+//! `X-Features` announced `fwalt`, failed ones in `X-Nalt`), and says what
+//! we understand (`X-Features`). What a request says about other sources is
 //! never learned: anyone can send a request, a `HEAD` costs nothing, and a
 //! liar named there would be passed on to every downloader. The mesh
-//! learns only from downloads that verified what a source served.
+//! learns only from downloads that verified what a source served; a
+//! request's `X-Nalt` is heard only from such a source.
 //!
 //! The file is found through the library's index and nowhere else: the
 //! request selects an entry (by URN, or by number *and* exact name), and
@@ -58,7 +61,7 @@ use search::thex::{self, dime, Root, TreeHasher};
 use search::{Library, SharedFile, Urn};
 use serde::Serialize;
 
-use super::alt::{self, AltLocations};
+use super::alt::{self, AltLocations, Locations};
 use super::browse::{self, IdentityHook};
 use super::http::{self, ContentRange, HttpError, Request, ResponseHead};
 use super::partial::{self, PartialShares, RangeSet};
@@ -71,7 +74,7 @@ use servent_core::USER_AGENT;
 /// thread pool where async-std runs file reads (at 256 KiB, those trips
 /// took about a third of the upload side's CPU time).
 const BODY_BUFFER: usize = 1024 * 1024;
-/// Other sources named in one `X-Alt` answer.
+/// Other sources named in one `X-Alt` answer (and as many in `X-Falt` and `X-Nalt`).
 const X_ALT_SOURCES: usize = 10;
 /// HTTP connections served at once, whatever their addresses; this also
 /// bounds the per-address table.
@@ -419,6 +422,8 @@ pub(super) async fn serve_connection(
 ) {
     let mut connection = None;
     let mut first = Some(first_line);
+    // `X-Features` comes once a connection (gtk-gnutella sends it on the first request).
+    let mut fwalt = false;
     loop {
         let head = match first.take() {
             Some(line) => {
@@ -457,7 +462,8 @@ pub(super) async fn serve_connection(
             let _ = send_head(&mut stream, &head, uploads.config.stall_timeout).await;
             break;
         }
-        let exchange = Exchange { uploads, remote, request: &request };
+        fwalt |= alt::announces(request.headers.get("X-Features"), alt::FWALT);
+        let exchange = Exchange { uploads, remote, request: &request, fwalt };
         match exchange.answer(&mut stream).await {
             Ok(true) => continue,
             Ok(false) | Err(_) => break,
@@ -490,6 +496,8 @@ struct Exchange<'a> {
     uploads: &'a Uploads,
     remote: SocketAddr,
     request: &'a Request,
+    /// Whether the requester announced `fwalt`: it is told firewalled sources.
+    fwalt: bool,
 }
 
 /// What a request target names.
@@ -541,6 +549,12 @@ impl Exchange<'_> {
             }
         };
         uploads.partial.note_downloader(&file, self.remote.ip(), request.headers.get("X-Node"));
+        if let (Some(value), IpAddr::V4(reporter)) = (request.headers.get("X-Nalt"), self.remote.ip()) {
+            let failed = alt::parse_x_alt(value);
+            for urn in [file.sha1, file.sha256] {
+                uploads.alt.apply_nalt(&urn, reporter, &failed);
+            }
+        }
         if matches!(parse_target(&request.target), Ok(Some(Target::Tree(_)))) {
             return self.answer_tree(stream, &file, is_head, keep).await;
         }
@@ -717,10 +731,24 @@ impl Exchange<'_> {
         head.headers.insert("X-Gnutella-Content-URN", file.sha1);
         head.headers.insert("X-Content-URN", file.sha256);
         head.headers.insert("X-Thex-URI", format!("/uri-res/N2X?{};{}", file.sha1, file.tth));
-        let sources = self.other_sources(file);
-        if !sources.is_empty() {
-            head.headers.insert("X-Alt", alt::format_x_alt(&sources));
+        head.headers.insert("X-Features", alt::OUR_FEATURES);
+        let mesh = &self.uploads.alt;
+        let mut locations = Locations { direct: self.other_sources(file), ..Locations::default() };
+        for urn in [file.sha1, file.sha256] {
+            for location in mesh.firewalled(&urn, X_ALT_SOURCES) {
+                if !locations.firewalled.iter().any(|l| l.servent == location.servent) {
+                    locations.firewalled.push(location);
+                }
+            }
+            for addr in mesh.failed_sources(&urn, X_ALT_SOURCES) {
+                if !locations.failed.contains(&addr) {
+                    locations.failed.push(addr);
+                }
+            }
         }
+        locations.firewalled.truncate(X_ALT_SOURCES);
+        locations.failed.truncate(X_ALT_SOURCES);
+        locations.insert_into(&mut head.headers, self.fwalt);
         head
     }
 }
