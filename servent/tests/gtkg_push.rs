@@ -53,6 +53,8 @@ fn gtk_gnutella_downloads_from_us_by_push_when_we_are_firewalled() {
         gtkg.wait_until(&format!("its download from us ({answer})"), GTKG_PATIENCE, || done.exists());
         assert!(std::fs::read(&done).unwrap() == ours, "its copy differs from ours");
         assert!(node.uploads().snapshot().pushed >= 1, "we connected back for its PUSH");
+        // Reachable and sending PUSHes, it announces firewalled alt-locs (`X-Features: …fwalt/0.1`).
+        assert!(node.uploads().snapshot().fwalt_requesters >= 1, "its requests announced fwalt");
         node.shutdown().await;
     });
 }

@@ -280,6 +280,44 @@ fn a_firewalled_source_that_served_verified_bytes_is_passed_on_in_x_falt_to_thos
     });
 }
 
+/// The status line of a push-proxy request for `servent` sent from `from`.
+async fn ask_proxy_from(from: Ipv4Addr, proxy: SocketAddr, servent: Guid) -> String {
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    socket.bind(&SocketAddr::from((from, 0)).into()).unwrap();
+    socket.connect(&proxy.into()).unwrap();
+    let stream = TcpStream::from(std::net::TcpStream::from(socket));
+    let request = format!(
+        "GET /gnutella/push-proxy?ServerId={} HTTP/1.1\r\nX-Node: 127.0.0.9:6346\r\nConnection: close\r\n\r\n",
+        servent::push::server_id(servent)
+    );
+    (&stream).write_all(request.as_bytes()).await.unwrap();
+    head(&mut BufReader::new(stream)).await[0].clone()
+}
+
+#[test]
+fn attack_one_address_hammering_the_push_proxy_endpoint_is_refused_and_others_still_served() {
+    task::block_on(async {
+        let ultrapeer = common::start_with(&[], None, |c| c.mode = Mode::Ultrapeer).await;
+        let nobody = Guid([3; 16]);
+        let hammer = Ipv4Addr::new(127, 0, 0, 2);
+        let mut answers = Vec::new();
+        for _ in 0..40 {
+            answers.push(ask_proxy_from(hammer, ultrapeer.listen_addr(), nobody).await);
+        }
+        let passed_on = answers.iter().filter(|a| a.starts_with("HTTP/1.1 410")).count();
+        let refused = answers.iter().filter(|a| a.starts_with("HTTP/1.1 429")).count();
+        assert_eq!(
+            (passed_on, refused),
+            (servent::push::MAX_PROXY_REQUESTS_PER_ADDRESS, 40 - passed_on),
+            "{answers:?}"
+        );
+        let other = ask_proxy_from(Ipv4Addr::LOCALHOST, ultrapeer.listen_addr(), nobody).await;
+        assert!(other.starts_with("HTTP/1.1 410"), "another requester is still served: {other}");
+        assert_eq!(ultrapeer.uploads().snapshot().proxy_refused, 40 - passed_on as u64);
+        ultrapeer.shutdown().await;
+    });
+}
+
 #[test]
 fn a_leafs_ultrapeer_is_its_push_proxy_and_passes_a_push_on_from_http() {
     task::block_on(async {

@@ -55,7 +55,11 @@ pub const MAX_GIV_LINE: usize = 1024;
 pub const MAX_CONNECT_BACKS: usize = 32;
 /// Connections back to one address within [`CONNECT_BACK_WINDOW`].
 pub const MAX_CONNECT_BACKS_PER_TARGET: usize = 4;
-/// The window over which connections back are counted.
+/// Push-proxy requests from one address passed on within [`CONNECT_BACK_WINDOW`].
+pub const MAX_PROXY_REQUESTS_PER_ADDRESS: usize = 8;
+/// Push-proxy requests passed on within [`CONNECT_BACK_WINDOW`], in total.
+pub const MAX_PROXY_REQUESTS: usize = 256;
+/// The window over which connections back (and other per-address budgets) are counted.
 pub const CONNECT_BACK_WINDOW: Duration = Duration::from_secs(60);
 
 /// The line that opens a connection made for a PUSH: `GIV index:GUID/name` and an empty line.
@@ -188,26 +192,75 @@ pub fn needs_push(hit: &QueryHit) -> bool {
     flagged || !usable_target(SocketAddrV4::new(hit.ip, hit.port))
 }
 
+/// A sliding-minute budget of things done for (or to) addresses: at most
+/// `per_address` for one IP and `total` in all within [`CONNECT_BACK_WINDOW`].
+/// What the window holds is bounded by `total`.
+#[derive(Debug)]
+pub struct AddressBudget {
+    recent: VecDeque<(Instant, IpAddr)>,
+    per_address: usize,
+    total: usize,
+}
+
+impl AddressBudget {
+    /// A budget of `per_address` for one IP and `total` in all, per window.
+    pub fn new(per_address: usize, total: usize) -> AddressBudget {
+        AddressBudget { recent: VecDeque::new(), per_address, total }
+    }
+
+    /// Whether one more for `ip` at `now` fits; if so, it is counted.
+    pub fn allow(&mut self, ip: IpAddr, now: Instant) -> bool {
+        while self.recent.front().is_some_and(|(at, _)| now.duration_since(*at) >= CONNECT_BACK_WINDOW) {
+            self.recent.pop_front();
+        }
+        let for_ip = self.recent.iter().filter(|(_, seen)| *seen == ip).count();
+        if self.recent.len() >= self.total || for_ip >= self.per_address {
+            return false;
+        }
+        self.recent.push_back((now, ip));
+        true
+    }
+}
+
 /// The connections back opened lately, to bound those a PUSH flood may cause.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct ConnectBacks {
-    recent: VecDeque<(Instant, SocketAddrV4)>,
+    budget: AddressBudget,
+}
+
+impl Default for ConnectBacks {
+    fn default() -> ConnectBacks {
+        ConnectBacks { budget: AddressBudget::new(MAX_CONNECT_BACKS_PER_TARGET, MAX_CONNECT_BACKS) }
+    }
 }
 
 impl ConnectBacks {
     /// Whether a PUSH asking us to connect to `target` at `now` is carried
     /// out; if so, it is counted.
     pub fn allow(&mut self, target: SocketAddrV4, now: Instant) -> bool {
-        while self.recent.front().is_some_and(|(at, _)| now.duration_since(*at) >= CONNECT_BACK_WINDOW) {
-            self.recent.pop_front();
-        }
-        let to_target = self.recent.iter().filter(|(_, addr)| addr.ip() == target.ip()).count();
-        if !usable_target(target) || self.recent.len() >= MAX_CONNECT_BACKS || to_target >= MAX_CONNECT_BACKS_PER_TARGET
-        {
-            return false;
-        }
-        self.recent.push_back((now, target));
-        true
+        usable_target(target) && self.budget.allow(IpAddr::V4(*target.ip()), now)
+    }
+}
+
+/// The push-proxy requests (`/gnutella/push-proxy`) we pass on to our
+/// leaves, bounded per requester and in all: each costs a PUSH to a leaf
+/// and a connection from it, so one address hammering the endpoint is
+/// refused while others are still served.
+#[derive(Debug)]
+pub struct ProxyRequests {
+    budget: AddressBudget,
+}
+
+impl Default for ProxyRequests {
+    fn default() -> ProxyRequests {
+        ProxyRequests { budget: AddressBudget::new(MAX_PROXY_REQUESTS_PER_ADDRESS, MAX_PROXY_REQUESTS) }
+    }
+}
+
+impl ProxyRequests {
+    /// Whether a push-proxy request from `requester` at `now` is answered; if so, it is counted.
+    pub fn allow(&mut self, requester: IpAddr, now: Instant) -> bool {
+        self.budget.allow(requester, now)
     }
 }
 
@@ -320,6 +373,19 @@ mod tests {
         ] {
             assert!(!ConnectBacks::default().allow(unusable, later), "{unusable}");
         }
+    }
+
+    #[test]
+    fn attack_one_address_hammering_the_push_proxy_is_refused_and_others_still_served() {
+        let now = Instant::now();
+        let mut requests = ProxyRequests::default();
+        let hammer = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 66));
+        let served = (0..10_000).filter(|_| requests.allow(hammer, now)).count();
+        assert_eq!(served, MAX_PROXY_REQUESTS_PER_ADDRESS);
+        assert!(requests.allow(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 7)), now), "another requester");
+        assert!(requests.allow(hammer, now + CONNECT_BACK_WINDOW), "the window slides");
+        let many = (0..10_000u32).filter(|i| requests.allow(IpAddr::V4(Ipv4Addr::from(0x0A00_0000 + i)), now)).count();
+        assert!(many < MAX_PROXY_REQUESTS, "bounded in all");
     }
 
     #[test]

@@ -11,7 +11,7 @@
 //! matching `GIV`. A `GIV` nobody waits for is closed.
 
 use std::collections::HashMap;
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -60,12 +60,16 @@ pub async fn connect_back(to: SocketAddrV4, index: u32, servent: Guid, uploads: 
 /// Answers a push-proxy request (`GET /gnutella/push-proxy?ServerId=<base32
 /// GUID>[&file=N]` with `X-Node: ip:port`, as gtk-gnutella's `pproxy.c`
 /// reads it): `202` once the PUSH is on its way to our leaf, `410` when
-/// that servent is no leaf of ours, `400` when malformed. `None` for any
-/// other request.
-pub async fn proxy_request(uploads: &Uploads, request: &Request) -> Option<u16> {
+/// that servent is no leaf of ours, `400` when malformed, `429` when
+/// `requester` asked too often ([`servent_core::push::ProxyRequests`]).
+/// `None` for any other request.
+pub async fn proxy_request(uploads: &Uploads, request: &Request, requester: IpAddr) -> Option<u16> {
     let (path, query) = request.target.split_once('?').unwrap_or((&request.target, ""));
     if !["/gnutella/push-proxy", "/gnutella/pushproxy"].iter().any(|p| path.eq_ignore_ascii_case(p)) {
         return None;
+    }
+    if !uploads.allow_proxy_request(requester) {
+        return Some(429);
     }
     let param = |name: &str| {
         query

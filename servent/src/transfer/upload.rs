@@ -67,6 +67,7 @@ use super::http::{self, ContentRange, HttpError, Request, ResponseHead};
 use super::partial::{self, PartialShares, RangeSet};
 use super::rate::{self, RateLimit};
 use super::upload_queue::{self, Admission, QueueConfig, QueuePlace, UploadQueue};
+use servent_core::push::ProxyRequests;
 use servent_core::USER_AGENT;
 
 /// Bytes read from a file and written to the socket at a time: a whole
@@ -139,6 +140,10 @@ pub struct UploadStats {
     pub reading_heads: usize,
     /// Connections we opened to downloaders that asked with a PUSH.
     pub pushed: u64,
+    /// Connections whose requester announced `fwalt` in `X-Features`.
+    pub fwalt_requesters: u64,
+    /// Push-proxy requests refused because their address asked too often.
+    pub proxy_refused: u64,
 }
 
 pub use super::push::ProxyHook;
@@ -156,6 +161,10 @@ pub struct Uploads {
     bytes_sent: AtomicU64,
     refused_busy: AtomicU64,
     pushed: AtomicU64,
+    fwalt_requesters: AtomicU64,
+    proxy_refused: AtomicU64,
+    /// Push-proxy requests passed on lately, per requester.
+    proxy_requests: Mutex<ProxyRequests>,
     /// Requesters waiting for a slot (PARQ).
     queue: Mutex<UploadQueue>,
     /// How a browse asks the node what our QueryHits say of us, once the node is up.
@@ -190,6 +199,9 @@ impl Uploads {
             bytes_sent: AtomicU64::new(0),
             refused_busy: AtomicU64::new(0),
             pushed: AtomicU64::new(0),
+            fwalt_requesters: AtomicU64::new(0),
+            proxy_refused: AtomicU64::new(0),
+            proxy_requests: Mutex::default(),
             push_proxy: OnceLock::new(),
             identity: OnceLock::new(),
             queue,
@@ -262,6 +274,17 @@ impl Uploads {
     }
 
     /// Counts a connection opened for a PUSH.
+    /// Whether a push-proxy request from `requester` is passed on now
+    /// (its budget, [`ProxyRequests`]); a refusal is counted.
+    pub(crate) fn allow_proxy_request(&self, requester: IpAddr) -> bool {
+        let allowed =
+            self.proxy_requests.lock().unwrap_or_else(PoisonError::into_inner).allow(requester, Instant::now());
+        if !allowed {
+            self.proxy_refused.fetch_add(1, Ordering::Relaxed);
+        }
+        allowed
+    }
+
     pub(crate) fn count_push(&self) {
         self.pushed.fetch_add(1, Ordering::Relaxed);
     }
@@ -287,6 +310,8 @@ impl Uploads {
             bytes_sent: self.bytes_sent.load(Ordering::Relaxed),
             refused_busy: self.refused_busy.load(Ordering::Relaxed),
             pushed: self.pushed.load(Ordering::Relaxed),
+            fwalt_requesters: self.fwalt_requesters.load(Ordering::Relaxed),
+            proxy_refused: self.proxy_refused.load(Ordering::Relaxed),
             uploading: self.slots_used.load(Ordering::Relaxed),
             connections,
             reading_heads: self.heads.lock().unwrap_or_else(PoisonError::into_inner).queue.len(),
@@ -462,7 +487,10 @@ pub(super) async fn serve_connection(
             let _ = send_head(&mut stream, &head, uploads.config.stall_timeout).await;
             break;
         }
-        fwalt |= alt::announces(request.headers.get("X-Features"), alt::FWALT);
+        if !fwalt && alt::announces(request.headers.get("X-Features"), alt::FWALT) {
+            fwalt = true;
+            uploads.fwalt_requesters.fetch_add(1, Ordering::Relaxed);
+        }
         let exchange = Exchange { uploads, remote, request: &request, fwalt };
         match exchange.answer(&mut stream).await {
             Ok(true) => continue,
@@ -527,7 +555,7 @@ impl Exchange<'_> {
         let has_body = request.headers.get("Transfer-Encoding").is_some()
             || !matches!(request.headers.content_length(), Ok(None | Some(0)));
         let keep = request.keep_alive() && !has_body;
-        if let Some(status) = super::push::proxy_request(uploads, request).await {
+        if let Some(status) = super::push::proxy_request(uploads, request, self.remote.ip()).await {
             return send_head(stream, &plain_head(status, keep), stall).await.map(|()| keep);
         }
         if let Some(identity) = uploads.identity.get().filter(|_| browse::is_browse(request)) {
