@@ -60,6 +60,24 @@ fn gtk_gnutella_downloads_from_us_by_push_when_we_are_firewalled() {
 }
 
 #[test]
+fn gtk_gnutella_connects_back_when_we_ask_and_we_find_ourselves_reachable() {
+    let Some(gtkg) = Gtkg::start(&[], Options::default()) else { return };
+    task::block_on(async {
+        // On loopback its connect-back comes from a local address, which
+        // counts only on a test network (--dial-local).
+        let node = start_with(&[gtkg.addr], None, |c| c.dial_local = true).await;
+        wait_for("our link to it", || async { node.peers().await.unwrap().iter().any(|p| p.addr == gtkg.addr) }).await;
+        // We only connected out: its answer to our TCP Connect Back (BEAR/7)
+        // is the only connection that can reach us.
+        wait_for(&format!("its connect-back\n{}", gtkg.diagnose()), || async {
+            !node.status().await.unwrap().firewalled
+        })
+        .await;
+        node.shutdown().await;
+    });
+}
+
+#[test]
 fn we_download_from_a_firewalled_gtk_gnutella_by_push() {
     let theirs = varied_bytes(2 * 1024 * 1024 + 99);
     let name = "SEBLINUX-behindgtkg-1.0.tar";

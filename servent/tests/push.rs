@@ -280,6 +280,23 @@ fn a_firewalled_source_that_served_verified_bytes_is_passed_on_in_x_falt_to_thos
     });
 }
 
+#[test]
+fn a_neighbour_connects_back_when_asked_and_the_firewall_check_then_finds_us_reachable() {
+    task::block_on(async {
+        // A test network (--dial-local): local connections count, and local
+        // addresses are connected back to.
+        let answerer = common::start_with(&[], None, |c| c.dial_local = true).await;
+        let asker = common::start_with(&[answerer.listen_addr()], None, |c| c.dial_local = true).await;
+        wait_connected(&answerer, &asker).await;
+        // Nobody dials the asker (no discovery): only the connect-back it
+        // asked for (TCP Connect Back) can reach it.
+        wait_for("the connect-back", || async { !asker.status().await.unwrap().firewalled }).await;
+        for node in [asker, answerer] {
+            node.shutdown().await;
+        }
+    });
+}
+
 /// The status line of a push-proxy request for `servent` sent from `from`.
 async fn ask_proxy_from(from: Ipv4Addr, proxy: SocketAddr, servent: Guid) -> String {
     let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use async_std::channel::{Receiver, Sender};
 use async_std::net::TcpStream;
 use async_std::task::{self, JoinHandle};
-use servent_core::node::{Action, Connected, Event as CoreEvent, Node};
+use servent_core::node::{Action, Arrival, Connected, Event as CoreEvent, Node};
 
 use super::{
     connection, gwebcache, library, log, warn, Command, ConnectedPeer, Event, LinkCounters, NodeError, PeerSnapshot,
@@ -184,6 +184,9 @@ impl Pump {
                     let uploads = self.shared.uploads.clone();
                     task::spawn(crate::transfer::push::connect_back(to, index, self.core.guid(), uploads));
                 }
+                Action::ProbeBack { to } => {
+                    task::spawn(crate::transfer::push::probe_back(to));
+                }
                 Action::PushSource { source, servent, files, proxies } => {
                     self.shared.pushes.learn(source, servent, files, proxies)
                 }
@@ -244,7 +247,7 @@ impl Pump {
             }
             Command::Connect { addr } => self.core.connect(addr, now),
             Command::Admit { remote, reply } => {
-                self.core.handle(CoreEvent::Reached, now);
+                self.core.handle(CoreEvent::Incoming { remote: remote.ip(), arrival: Arrival::Unasked }, now);
                 let _ = reply.try_send(self.core.admit_incoming(remote, now));
             }
             Command::Known { urns, reply } => {

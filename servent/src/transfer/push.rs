@@ -3,7 +3,8 @@
 //!
 //! Uploading: when a PUSH names us, [`connect_back`] connects to the
 //! downloader, opens with the `GIV` line and serves the request that comes
-//! back on that connection as any upload.
+//! back on that connection as any upload. A neighbour's TCP Connect Back
+//! (a firewall check) is answered by [`probe_back`].
 //!
 //! Downloading: [`Pushes`] knows which sources are firewalled (their
 //! QueryHits said so), asks the node to send a PUSH for them, and hands the
@@ -21,6 +22,7 @@ use async_std::io::BufReader;
 use async_std::net::TcpStream;
 use futures::AsyncWriteExt;
 use servent_core::push::{giv_line, parse_giv, parse_server_id, server_id, MAX_GIV_LINE};
+use servent_core::wire::vendor::connect_back::GREETING;
 use servent_core::wire::{Guid, Urn};
 
 use super::alt::FirewalledLocation;
@@ -54,6 +56,16 @@ pub async fn connect_back(to: SocketAddrV4, index: u32, servent: Guid, uploads: 
     let line = async_std::io::timeout(REQUEST_TIMEOUT, http::read_line(&mut reader, http::MAX_REQUEST_LINE)).await;
     if let Ok(line) = line {
         super::serve(&uploads, remote, line, reader, stream).await;
+    }
+}
+
+/// Answers a neighbour's TCP Connect Back: connects to `to`, writes the
+/// greeting and closes, as gtk-gnutella does (the core decided it may).
+pub async fn probe_back(to: SocketAddrV4) {
+    let connect = async_std::io::timeout(CONNECT_TIMEOUT, TcpStream::connect(SocketAddr::V4(to)));
+    if let Ok(stream) = connect.await {
+        let _ = async_std::io::timeout(CONNECT_TIMEOUT, (&stream).write_all(GREETING)).await;
+        let _ = stream.shutdown(std::net::Shutdown::Both);
     }
 }
 

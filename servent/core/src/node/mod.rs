@@ -58,11 +58,13 @@ use self::querying::Querying;
 use self::udp::Udp;
 use crate::handshake::{Admission, PeerInfo, Role};
 use crate::hostcache::{local_address, DialPace, HostCache, Origin, HOST_CACHE_CAPACITY};
-use crate::push::{self, ConnectBacks, PushProxies, Reachability};
+pub use crate::push::Arrival;
+use crate::push::{self, ConnectBackProbes, ConnectBacks, PushProxies, Reachability};
 use crate::requery::{Phase, Requeries};
 use crate::routing::{self, Counters, LocalHost, PeerId, Router};
 use crate::searches::{Search, SearchResult, Searches};
 use crate::trust::SharedTrust;
+use crate::wire::vendor::connect_back::TcpConnectBack;
 use crate::wire::vendor::{push_proxy, Kind, Vendor};
 use crate::wire::{self, Bye, Guid, Message, Payload, Push, Query, QueryFlags, QueryHit, Urn};
 
@@ -252,9 +254,6 @@ pub enum Event {
     LibraryTable(crate::qrp::RouteTable),
     /// The trusted keys changed: results are judged again.
     TrustChanged,
-    /// A servent connected to our Gnutella port (whatever came of it): we
-    /// are reachable, not firewalled.
-    Reached,
     /// A download was started; `searched` says a search just found its sources.
     DownloadStarted {
         /// The download's number.
@@ -282,6 +281,14 @@ pub enum Event {
     },
     /// UDP host caches to ask for hosts, besides those of the config (names looked up).
     UdpHostCaches(Vec<SocketAddrV4>),
+    /// A connection came in on our Gnutella port (whatever came of it):
+    /// the firewall check ([`push::Reachability`]) may find us reachable.
+    Incoming {
+        /// Where it came from.
+        remote: IpAddr,
+        /// On its own, or as the connect-back we asked for.
+        arrival: Arrival,
+    },
 }
 
 /// What the outside must do, drained with [`Node::poll_action`].
@@ -366,6 +373,12 @@ pub enum Action {
         /// The file's index in that servent's library, for each of the hit's URNs.
         files: Vec<(Vec<Urn>, u32)>,
     },
+    /// A neighbour asked us to connect back (TCP Connect Back): connect
+    /// to `to`, write [`crate::wire::vendor::connect_back::GREETING`] and close.
+    ProbeBack {
+        /// The neighbour's IP and the port it asked for.
+        to: SocketAddrV4,
+    },
 }
 
 /// A search that cannot be sent.
@@ -438,14 +451,13 @@ pub struct Node {
     qrp: QueryRouting,
     querying: Querying,
     promotion: Option<Promotion>,
-    /// Whether a peer connected to us since start: we are not firewalled.
-    reachable: bool,
     /// The role last handed out with [`Action::Role`].
     announced: Option<(Role, bool)>,
     udp: Udp,
     oob: Oob,
     guess: Guess,
     connect_backs: ConnectBacks,
+    probes: ConnectBackProbes,
     reachability: Reachability,
     proxies: PushProxies,
 }
@@ -500,9 +512,9 @@ impl Node {
             qrp: QueryRouting::default(),
             querying: Querying::default(),
             promotion,
-            reachable: false,
             announced: None,
             connect_backs: ConnectBacks::default(),
+            probes: ConnectBackProbes::default(),
             reachability: Reachability::default(),
             proxies: PushProxies::default(),
         }
@@ -536,7 +548,13 @@ impl Node {
                 self.on_push_to_us(push, now)
             }
             Event::Message { peer, message } if is_push_proxy_message(&message) => self.on_push_proxy(peer, message),
-            Event::Message { peer, message } if vendor::is_vendor(&message) => self.on_vendor(peer, &message, now),
+            Event::Message { peer, message } if is_connect_back_request(&message) => {
+                self.on_connect_back_request(peer, &message, now)
+            }
+            Event::Message { peer, message } if vendor::is_vendor(&message) => {
+                self.on_vendor(peer, &message, now);
+                self.ask_connect_back(peer, &message);
+            }
             Event::Message { peer, message } if self.is_leaf_query(peer, &message) => {
                 self.on_leaf_query(peer, message, now)
             }
@@ -593,7 +611,9 @@ impl Node {
                 }
             }
             Event::TrustChanged => self.searches.rejudge(&self.trust.read()),
-            Event::Reached => self.reachable = true,
+            Event::Incoming { remote, arrival } => {
+                self.reachability.incoming(remote, arrival, *self.advertised.ip(), self.config.dial_local)
+            }
             Event::DownloadStarted { id, urn, searched } => self.requeries.start(id, urn, searched, now),
             Event::DownloadPhase { id, urn, phase } => self.requeries.observe(id, urn, phase, now),
             Event::Datagram { from, bytes } => self.on_datagram(from, &bytes, now),
@@ -858,7 +878,8 @@ impl Node {
             }
         }
         if connected.direction == Direction::Incoming {
-            self.reachability.incoming(connected.addr.ip(), *self.advertised.ip());
+            let (remote, advertised) = (connected.addr.ip(), *self.advertised.ip());
+            self.reachability.incoming(remote, Arrival::Unasked, advertised, self.config.dial_local);
         }
         let info = connected.info;
         let table_messages = self.qrp.connected(connected.peer, &info, self.config.role, &mut self.rng);
@@ -911,6 +932,39 @@ impl Node {
                 _ => *ack.addr.ip(),
             };
             self.proxies.acknowledged(peer, SocketAddrV4::new(ip, ack.addr.port()));
+        }
+    }
+
+    /// After a neighbour's Messages Supported: while the firewall check
+    /// finds us unreachable, ask it to connect back to us (TCP Connect
+    /// Back), as gtk-gnutella does with each new neighbour while firewalled.
+    fn ask_connect_back(&mut self, peer: PeerId, message: &Message) {
+        let announced =
+            matches!(Vendor::from_payload(&message.payload), Some(Ok(v)) if v.kind == Kind::MESSAGES_SUPPORTED);
+        let port = self.advertised.port();
+        if announced
+            && port != 0
+            && self.reachability.firewalled()
+            && self.querying.vendor.supports(peer, Kind::TCP_CONNECT_BACK)
+        {
+            let request = TcpConnectBack { port }.to_vendor();
+            self.actions
+                .push_back(Action::Send { to: peer, message: vendor::message(Guid::from_rng(&mut self.rng), request) });
+        }
+    }
+
+    /// A neighbour's TCP Connect Back: connect to its link's IP at the
+    /// port it names, within [`push::ConnectBackProbes`].
+    fn on_connect_back_request(&mut self, peer: PeerId, message: &Message, now: Instant) {
+        let Some(Ok(vendor)) = Vendor::from_payload(&message.payload) else { return };
+        let Some(SocketAddr::V4(link)) = self.peers.get(&peer).map(|p| p.addr) else { return };
+        let Ok(request) = TcpConnectBack::decode(vendor.kind.version, &vendor.body) else {
+            self.router.count_drop(peer, routing::Drop::Malformed);
+            return;
+        };
+        let to = SocketAddrV4::new(*link.ip(), request.port);
+        if self.probes.allow(to, self.config.dial_local, now) {
+            self.actions.push_back(Action::ProbeBack { to });
         }
     }
 
@@ -1156,8 +1210,12 @@ impl Node {
     fn promote(&mut self, now: Instant) {
         let Some(promotion) = self.promotion.as_mut() else { return };
         let leaves = self.peers.values().filter(|p| p.role == Role::Leaf).count();
-        let facts =
-            Facts { role: self.config.role, reachable: self.reachable, ultrapeers: self.peers.len() - leaves, leaves };
+        let facts = Facts {
+            role: self.config.role,
+            reachable: !self.reachability.firewalled(),
+            ultrapeers: self.peers.len() - leaves,
+            leaves,
+        };
         if let Some(role) = promotion.decide(facts, now) {
             self.switch_role(role, "switching roles");
         }
@@ -1246,6 +1304,11 @@ fn urn_query(urn: Urn) -> Query {
         ggep: Default::default(),
         original: Default::default(),
     }
+}
+
+/// Whether a descriptor is a TCP Connect Back request.
+fn is_connect_back_request(message: &Message) -> bool {
+    matches!(Vendor::from_payload(&message.payload), Some(Ok(v)) if v.kind.same_message(&Kind::TCP_CONNECT_BACK))
 }
 
 /// Whether a descriptor is a Push Proxy Request or Acknowledgement.
