@@ -105,8 +105,10 @@ pub struct Config {
     /// Whether hosts learned from the network are dialed, or only `peers`.
     pub discover: bool,
     /// Whether addresses heard from the network that are loopback or
-    /// private ([`local_address`]) or on our own IP are kept and dialed; a
-    /// test network on one machine says so. `peers` are dialed regardless.
+    /// private ([`local_address`]) or on our own IP are kept and dialed
+    /// (connect-backs included), and connections from them count for the
+    /// firewall check; a test network on one machine says so. `peers` are
+    /// dialed regardless.
     pub dial_local: bool,
     /// Servents the user asked to connect to, kept trying.
     pub peers: Vec<SocketAddrV4>,
