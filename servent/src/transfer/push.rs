@@ -179,13 +179,20 @@ impl Pushes {
     /// Remembers the firewalled sources an answer named in `X-Falt` (a hint
     /// for one download, as `X-Alt` is): each under its [`push_only_key`],
     /// never under the address it claims, so that no answer can make us
-    /// push to a source we reach directly. Their keys.
+    /// push to a source we reach directly; and never in place of a source
+    /// a hit taught (a full table takes no more hints). Their keys.
     pub fn learn_firewalled(&self, locations: &[FirewalledLocation]) -> Vec<SocketAddrV4> {
-        let keys: Vec<SocketAddrV4> = locations.iter().map(|l| push_only_key(l.servent)).collect();
-        for (location, key) in locations.iter().zip(&keys) {
-            let known = self.targets.lock().unwrap_or_else(PoisonError::into_inner).get(key).cloned();
-            let files = known.map(|t| t.files).unwrap_or_default();
-            self.learn(*key, location.servent, files, location.proxies.clone());
+        let mut targets = self.targets.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut keys = Vec::new();
+        for location in locations {
+            let key = push_only_key(location.servent);
+            let files = match targets.get(&key) {
+                Some(known) => known.files.clone(),
+                None if targets.len() >= MAX_PUSH_SOURCES => continue,
+                None => Vec::new(),
+            };
+            targets.insert(key, PushTarget { servent: location.servent, files, proxies: location.proxies.clone() });
+            keys.push(key);
         }
         keys
     }
@@ -267,5 +274,43 @@ impl Pushes {
                 Err(e) => connection = e.into_inner(),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn location(n: u16) -> FirewalledLocation {
+        let mut guid = [0; 16];
+        guid[..2].copy_from_slice(&n.to_be_bytes());
+        guid[8] = 0xFF;
+        FirewalledLocation { servent: Guid(guid), address: None, proxies: vec!["192.0.2.1:6346".parse().unwrap()] }
+    }
+
+    #[test]
+    fn x_falt_sources_are_keyed_apart_from_real_addresses_and_told_on_without_one() {
+        let pushes = Pushes::new(|_, _, _| {});
+        let claimed = FirewalledLocation { address: Some("198.51.100.7:6346".parse().unwrap()), ..location(1) };
+        let keys = pushes.learn_firewalled(&[claimed]);
+        assert_eq!(keys, [push_only_key(location(1).servent)]);
+        assert!(is_push_only(keys[0]) && pushes.firewalled(keys[0]));
+        assert!(
+            !pushes.firewalled("198.51.100.7:6346".parse().unwrap()),
+            "the claimed address is not made a push source"
+        );
+        assert_eq!(pushes.location(keys[0]), Some(location(1)));
+    }
+
+    #[test]
+    fn attack_x_falt_floods_never_evict_the_firewalled_sources_hits_taught() {
+        let pushes = Pushes::new(|_, _, _| {});
+        for n in 0..MAX_PUSH_SOURCES as u16 {
+            let source = SocketAddrV4::new(Ipv4Addr::new(10, 0, (n >> 8) as u8, n as u8), 6346);
+            pushes.learn(source, location(n).servent, Vec::new(), Vec::new());
+        }
+        let flood: Vec<FirewalledLocation> = (0..64).map(|n| location(50_000 + n)).collect();
+        assert!(pushes.learn_firewalled(&flood).is_empty());
+        assert!(pushes.firewalled(SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 0), 6346)));
     }
 }
