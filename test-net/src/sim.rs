@@ -820,6 +820,7 @@ impl<'a> Sim<'a> {
             | Action::SendDatagram { .. }
             | Action::Notice(_)
             | Action::ConnectBack { .. }
+            | Action::ProbeBack { .. }
             | Action::PushSource { .. } => {}
         }
     }
