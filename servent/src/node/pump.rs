@@ -126,6 +126,7 @@ impl Pump {
     /// Does what the core asks; the links it closes are kept in `closed`
     /// when given, so that a shutdown can wait for their writers.
     fn carry_out(&mut self, mut closed: Option<&mut Vec<Link>>) {
+        self.shared.pushes.set_reachable(!self.core.firewalled());
         while let Some(action) = self.core.poll_action() {
             match action {
                 Action::Send { to, message } => {

@@ -23,7 +23,9 @@
 //!
 //! `X-Features` says what a servent's HTTP side understands, as
 //! comma-separated `name/major.minor`; we send [`OUR_FEATURES`] and read a
-//! peer's with [`announces`].
+//! peer's with [`announces`]. As gtk-gnutella (`dmesh_can_use_fwalt`), a
+//! downloader announces `fwalt` only while it can use firewalled sources:
+//! it sends PUSHes, and is reachable for the `GIV` connections they bring.
 //!
 //! The table holds only sources this servent has seen serve the right
 //! bytes: a download adds its sources once the whole file hashed to its
@@ -68,6 +70,9 @@ pub const MAX_PARSED_FIREWALLED: usize = 16;
 /// What our HTTP side understands, as `X-Features` says it: browse host
 /// and firewalled alternate locations (gtk-gnutella's versions).
 pub const OUR_FEATURES: &str = "browse/1.0, fwalt/0.1";
+/// The same without `fwalt`: what a downloader that cannot use firewalled
+/// sources announces.
+pub const OUR_FEATURES_WITHOUT_FWALT: &str = "browse/1.0";
 /// The feature a peer announces to be sent `X-Falt`.
 pub const FWALT: &str = "fwalt";
 

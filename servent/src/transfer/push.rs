@@ -13,7 +13,7 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -148,6 +148,8 @@ pub struct Pushes {
     waiting: Mutex<HashMap<Guid, Vec<Sender<GivConnection>>>>,
     send: Box<dyn Fn(Guid, u32, Vec<SocketAddrV4>) + Send + Sync>,
     taken: AtomicU64,
+    /// Whether the firewall check finds us reachable, as the node last said.
+    reachable: AtomicBool,
 }
 
 impl std::fmt::Debug for Pushes {
@@ -161,7 +163,13 @@ impl Pushes {
     /// A registry that sends a PUSH for (servent, index), along its route
     /// and through its push proxies, with `send`.
     pub fn new(send: impl Fn(Guid, u32, Vec<SocketAddrV4>) + Send + Sync + 'static) -> Pushes {
-        Pushes { targets: Mutex::default(), waiting: Mutex::default(), send: Box::new(send), taken: AtomicU64::new(0) }
+        Pushes {
+            targets: Mutex::default(),
+            waiting: Mutex::default(),
+            send: Box::new(send),
+            taken: AtomicU64::new(0),
+            reachable: AtomicBool::new(false),
+        }
     }
 
     /// Remembers that `source` (the address its hit gave) is reached by a
@@ -233,6 +241,18 @@ impl Pushes {
             Ok(Ok(connection)) => Ok(connection),
             _ => Err(format!("no GIV from {} within {} s of our PUSH", target.servent, timeout.as_secs())),
         }
+    }
+
+    /// Records what the firewall check says now (the node tells it).
+    pub fn set_reachable(&self, reachable: bool) {
+        self.reachable.store(reachable, Ordering::Relaxed);
+    }
+
+    /// Whether firewalled sources are of use to our downloads: a `GIV`
+    /// after our PUSH can reach us only while we are reachable
+    /// (gtk-gnutella's `dmesh_can_use_fwalt`).
+    pub fn can_use_fwalt(&self) -> bool {
+        self.reachable.load(Ordering::Relaxed)
     }
 
     /// `GIV` connections handed to downloads so far.

@@ -42,6 +42,7 @@ use search::Urn;
 use super::plan::{ChunkRange, PARTIAL_RECHECK};
 use crate::transfer::alt::{
     announces, parse_alternate_locations, parse_x_alt, parse_x_falt, Locations, FWALT, OUR_FEATURES,
+    OUR_FEATURES_WITHOUT_FWALT,
 };
 use crate::transfer::http::{self, ByteRange, HttpError, Request, ResponseHead};
 use crate::transfer::parq::{self, QueueTicket};
@@ -443,10 +444,8 @@ fn build_request(
     request.headers.insert("Host", source);
     request.headers.insert("User-Agent", &job.user_agent);
     request.headers.insert("Range", ByteRange::FromTo(chunk.start, chunk.end - 1));
-    // We send PUSHes, so firewalled sources are of use to us.
-    if job.pushes.is_some() {
-        request.headers.insert("X-Features", OUR_FEATURES);
-    }
+    let fwalt_of_use = job.pushes.as_ref().is_some_and(|pushes| pushes.can_use_fwalt());
+    request.headers.insert("X-Features", if fwalt_of_use { OUR_FEATURES } else { OUR_FEATURES_WITHOUT_FWALT });
     alt.insert_into(&mut request.headers, fwalt);
     // We understand remote queues (PARQ 1.0), and come back to our place.
     request.headers.insert("X-Queue", "1.0");
@@ -693,8 +692,8 @@ mod tests {
         assert_eq!(
             text,
             "GET /uri-res/N2R?urn:sha1:PLSTHIPQGSSZTS5FJUPAKUZWUGYQYPFB HTTP/1.1\r\nHost: 10.0.0.1:6346\r\n\
-             User-Agent: Test/1\r\nRange: bytes=1048576-2097151\r\nX-Alt: 10.0.0.2,10.0.0.3:7000\r\n\
-             X-Queue: 1.0\r\nConnection: Keep-Alive\r\n\r\n"
+             User-Agent: Test/1\r\nRange: bytes=1048576-2097151\r\nX-Features: browse/1.0\r\n\
+             X-Alt: 10.0.0.2,10.0.0.3:7000\r\nX-Queue: 1.0\r\nConnection: Keep-Alive\r\n\r\n"
         );
     }
 
@@ -725,7 +724,7 @@ mod tests {
     }
 
     #[test]
-    fn firewalled_sources_go_only_to_a_source_that_announced_fwalt_and_we_announce_it_when_we_push() {
+    fn firewalled_sources_go_only_to_a_source_that_announced_fwalt_and_we_announce_it_when_we_can_use_them() {
         let source: SocketAddrV4 = "10.0.0.1:6346".parse().unwrap();
         let firewalled = FirewalledLocation { servent: Guid([7; 16]), address: None, proxies: vec![source] };
         let alt = Locations {
@@ -734,10 +733,14 @@ mod tests {
             ..Locations::default()
         };
         let plain = build_request(source, &job(), chunk(0), &alt, false, None);
-        assert_eq!((plain.headers.get("X-Falt"), plain.headers.get("X-Features")), (None, None));
+        assert_eq!(plain.headers.get("X-Falt"), None);
+        assert_eq!(plain.headers.get("X-Features"), Some("browse/1.0"), "no PUSHes: no fwalt");
         assert_eq!(plain.headers.get("X-Nalt"), Some("10.0.0.5"));
-        let pushes = Some(Arc::new(Pushes::new(|_, _, _| {})));
-        let job = Job { pushes, ..job() };
+        let pushes = Arc::new(Pushes::new(|_, _, _| {}));
+        let job = Job { pushes: Some(pushes.clone()), ..job() };
+        let firewalled = build_request(source, &job, chunk(0), &alt, true, None);
+        assert_eq!(firewalled.headers.get("X-Features"), Some("browse/1.0"), "no GIV could reach us: no fwalt");
+        pushes.set_reachable(true);
         let told = build_request(source, &job, chunk(0), &alt, true, None);
         assert_eq!(told.headers.get("X-Falt"), Some("07070707070707070707070707070707;10.0.0.1:6346"));
         assert_eq!(told.headers.get("X-Features"), Some(OUR_FEATURES));
