@@ -40,8 +40,9 @@ pub struct Config {
     /// default; a test network turns it off to keep its topology).
     pub discover: bool,
     /// Whether loopback and private addresses heard from the network (and
-    /// our own IP's) are dialed: off, as they cannot be distant servents; a
-    /// test network on one machine turns it on.
+    /// our own IP's) are dialed, and connections from them count for the
+    /// firewall check: off, as they cannot be distant servents; a test
+    /// network on one machine turns it on.
     pub dial_local: bool,
     /// GWebCache URLs asked for hosts when the host cache runs dry.
     pub gwebcaches: Vec<String>,

@@ -241,6 +241,42 @@ fn absurd_requests_are_refused_and_a_repeated_one_is_the_same_download() {
 }
 
 #[test]
+fn a_second_get_naming_the_file_by_another_kind_of_urn_joins_the_running_download() {
+    task::block_on(async {
+        let dir = tempfile::tempdir().unwrap();
+        let downloader = downloader(dir.path(), |_| {});
+        let bytes = content(CHUNK_SIZE);
+        let both = request(&bytes, vec![]);
+        let (sha1, sha256) = (both.urns[0], both.urns[1]);
+        // A magnet naming it by SHA-256 alone, then a `get` by SHA-1 that a
+        // search completed with both names: one download.
+        let by_sha256 = DownloadRequest { urns: vec![sha256], ..request(&bytes, vec![]) };
+        let id = downloader.downloads.start(by_sha256).await.unwrap();
+        let by_sha1 =
+            DownloadRequest { urns: vec![sha1, sha256], ..request(&bytes, vec!["10.0.0.1:6346".parse().unwrap()]) };
+        assert_eq!(downloader.downloads.start(by_sha1).await.unwrap(), id);
+        // The other way round, as a bitprint magnet (its SHA-1) then a `get` by SHA-256.
+        let other = content(CHUNK_SIZE + 1);
+        let other_both = request(&other, vec![]);
+        let by_bitprint = DownloadRequest { urns: vec![other_both.urns[0]], ..request(&other, vec![]) };
+        let other_id = downloader.downloads.start(by_bitprint).await.unwrap();
+        assert_ne!(other_id, id);
+        assert_eq!(downloader.downloads.start(other_both).await.unwrap(), other_id);
+        // Its SHA-256 paired with another SHA-1 is another claim, not this download.
+        let third = content(CHUNK_SIZE + 2);
+        let third_both = request(&third, vec![]);
+        let third_sha256 = third_both.urns[1];
+        let third_id = downloader.downloads.start(third_both).await.unwrap();
+        let contradicting = DownloadRequest { urns: vec![sha1, third_sha256], ..request(&third, vec![]) };
+        assert_ne!(downloader.downloads.start(contradicting).await.unwrap(), third_id);
+        assert_eq!(downloader.downloads.list().await.unwrap().len(), 4);
+        for download in downloader.downloads.list().await.unwrap() {
+            downloader.downloads.cancel(download.id).await.unwrap();
+        }
+    });
+}
+
+#[test]
 fn download_without_a_usable_source_fails_with_the_reasons() {
     task::block_on(async {
         let bytes = content(CHUNK_SIZE);

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use async_std::task;
 use common::gtkg::{Gtkg, Options};
-use common::{share, start_with, varied_bytes, wait_for, wait_indexed};
+use common::{share, start_with, varied_bytes, wait_connected, wait_for, wait_indexed};
 use servent::transfer::download::{DownloadState, Keep};
 
 /// How long gtk-gnutella may take to hash, connect or answer on loopback.
@@ -53,7 +53,77 @@ fn gtk_gnutella_downloads_from_us_by_push_when_we_are_firewalled() {
         gtkg.wait_until(&format!("its download from us ({answer})"), GTKG_PATIENCE, || done.exists());
         assert!(std::fs::read(&done).unwrap() == ours, "its copy differs from ours");
         assert!(node.uploads().snapshot().pushed >= 1, "we connected back for its PUSH");
+        // Reachable and sending PUSHes, it announces firewalled alt-locs (`X-Features: …fwalt/0.1`).
+        assert!(node.uploads().snapshot().fwalt_requesters >= 1, "its requests announced fwalt");
         node.shutdown().await;
+    });
+}
+
+#[test]
+fn gtk_gnutella_connects_back_when_we_ask_and_we_find_ourselves_reachable() {
+    let Some(gtkg) = Gtkg::start(&[], Options::default()) else { return };
+    task::block_on(async {
+        // On loopback its connect-back comes from a local address, which
+        // counts only on a test network (--dial-local).
+        let node = start_with(&[gtkg.addr], None, |c| c.dial_local = true).await;
+        wait_for("our link to it", || async { node.peers().await.unwrap().iter().any(|p| p.addr == gtkg.addr) }).await;
+        // We only connected out: its answer to our TCP Connect Back (BEAR/7)
+        // is the only connection that can reach us.
+        wait_for(&format!("its connect-back\n{}", gtkg.diagnose()), || async {
+            !node.status().await.unwrap().firewalled
+        })
+        .await;
+        node.shutdown().await;
+    });
+}
+
+#[test]
+fn gtk_gnutella_takes_the_firewalled_source_we_name_in_x_falt() {
+    let ours = varied_bytes(3 * 1024 * 1024 + 5);
+    let name = "SEBLINUX-falt-1.0.tar";
+    let Some(gtkg) = Gtkg::start(&[], Options::default()) else { return };
+    // It announces fwalt only while it believes itself reachable; its
+    // mesh says what it learns at this debug level (`dmesh.c`).
+    gtkg.set("is_firewalled", "FALSE");
+    gtkg.set("dmesh_debug", "2");
+    task::block_on(async {
+        // Our firewalled servent, and ours that fetches from it by push and
+        // so knows it as a verified firewalled source.
+        let files = share(&[(name, &ours)]);
+        let hub = start_with(&[], None, |_| {}).await;
+        let firewalled = start_with(&[hub.listen_addr()], Some(files.path()), |_| {}).await;
+        let data = tempfile::tempdir().unwrap();
+        let node = start_with(&[hub.listen_addr()], None, |c| c.data_dir = Some(data.path().to_path_buf())).await;
+        wait_connected(&hub, &firewalled).await;
+        wait_connected(&hub, &node).await;
+        wait_indexed(&firewalled, "seblinux", 1).await;
+        let firewalled_guid = firewalled.status().await.unwrap().guid;
+        let id = node.search("SEBLINUX falt", 4).await.unwrap();
+        wait_for("the firewalled servent's hit", || async {
+            !node.search_results(id).await.unwrap().unwrap().results.is_empty()
+        })
+        .await;
+        let sha1 = node.search_results(id).await.unwrap().unwrap().results[0].sha1.unwrap();
+        let download = node.download(&sha1.to_string(), Keep::NotFake).await.unwrap();
+        let done = node.downloads().unwrap().wait(download).await.unwrap();
+        assert_eq!(done.state, DownloadState::Complete, "{done:#?}");
+        wait_indexed(&node, "seblinux", 1).await;
+
+        // gtk-gnutella fetches it from us, announcing fwalt; our answer names
+        // the firewalled servent in X-Falt, and its mesh takes it.
+        let magnet = format!(
+            "magnet:?xt={sha1}&dn={name}&xl={}&xs=http://{}/uri-res/N2R?{sha1}",
+            ours.len(),
+            node.listen_addr()
+        );
+        let answer = gtkg.shell(&format!("download add \"{magnet}\""));
+        assert!(!answer.contains("could not"), "{answer}");
+        let learned = format!("dmesh entry created for {sha1} for {firewalled_guid}").to_lowercase();
+        gtkg.wait_until("its mesh to take our X-Falt", GTKG_PATIENCE, || gtkg.log().to_lowercase().contains(&learned));
+        assert!(node.uploads().snapshot().fwalt_requesters >= 1);
+        for servent in [node, firewalled, hub] {
+            servent.shutdown().await;
+        }
     });
 }
 

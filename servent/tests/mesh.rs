@@ -1,9 +1,10 @@
 //! The download mesh under a liar, over real TCP: an `X-Alt` sent in a
-//! request to an honest uploader reaches no downloader.
+//! request to an honest uploader reaches no downloader, and an `X-Nalt`
+//! from anyone but a verified source removes nothing.
 
 mod common;
 
-use std::net::{SocketAddr, SocketAddrV4};
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -34,6 +35,61 @@ async fn ask(to: SocketAddr, method: &str, target: &str, headers: &str) -> http:
         .await
         .expect("an answer in time")
         .unwrap()
+}
+
+/// As [`ask`], from the local address `from`.
+async fn ask_from(from: Ipv4Addr, to: SocketAddr, method: &str, target: &str, headers: &str) -> http::ResponseHead {
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    socket.bind(&SocketAddr::from((from, 0)).into()).unwrap();
+    socket.connect(&to.into()).unwrap();
+    let mut stream = TcpStream::from(std::net::TcpStream::from(socket));
+    let text = format!("{method} {target} HTTP/1.1\r\nHost: test\r\n{headers}Connection: close\r\n\r\n");
+    stream.write_all(text.as_bytes()).await.unwrap();
+    async_std::future::timeout(PATIENCE, http::read_response_head(&mut BufReader::new(stream)))
+        .await
+        .expect("an answer in time")
+        .unwrap()
+}
+
+#[async_std::test]
+async fn x_nalt_removes_a_verified_source_only_when_another_verified_source_sends_it() {
+    let bytes: Vec<u8> = (0..(1 << 20) + 3).map(|i: u32| (i % 241) as u8 ^ (i >> 11) as u8).collect();
+    let folder = share(&[("SEBLINUX-nalt-1.0.img", &bytes)]);
+    let source = start(&[], Some(folder.path())).await;
+    wait_indexed(&source, "seblinux", 1).await;
+    let file = source.library().files().remove(0);
+    let data = tempfile::tempdir().unwrap();
+    let downloader = common::start_with(&[], None, |c| c.data_dir = Some(data.path().to_path_buf())).await;
+    let magnet = format!(
+        "magnet:?xt={}&dn=SEBLINUX-nalt-1.0.img&xl={}&xs=http://{}/uri-res/N2R?{}",
+        file.sha1,
+        bytes.len(),
+        source.listen_addr(),
+        file.sha1
+    );
+    let id = downloader.download(&magnet, Keep::NotFake).await.unwrap();
+    let done = async_std::future::timeout(PATIENCE, downloader.downloads().unwrap().wait(id)).await.unwrap().unwrap();
+    assert_eq!(done.state, DownloadState::Complete, "{done:#?}");
+    wait_indexed(&downloader, "seblinux", 1).await;
+    let verified = v4(source.listen_addr());
+    let mesh = downloader.uploads().alt_locations().clone();
+    assert_eq!(mesh.get(&file.sha1, 10), [verified]);
+    let target = format!("/uri-res/N2R?{}", file.sha1);
+    let nalt = format!("X-Nalt: {verified}\r\nX-Node: 127.0.0.1:1\r\n");
+
+    // Anyone else naming it as failed changes nothing.
+    let liar = Ipv4Addr::new(127, 0, 0, 2);
+    assert_eq!(ask_from(liar, downloader.listen_addr(), "HEAD", &target, &nalt).await.status, 200);
+    assert_eq!(mesh.get(&file.sha1, 10), [verified], "a stranger's X-Nalt removed a verified source");
+    let told = ask(downloader.listen_addr(), "HEAD", &target, "X-Node: 127.0.0.1:1\r\n").await;
+    assert!(told.headers.get_all("X-Alt").flat_map(alt::parse_x_alt).any(|a| a == verified), "{told:?}");
+
+    // From the address of a source that served verified bytes, it is heard.
+    assert_eq!(ask_from(*verified.ip(), downloader.listen_addr(), "HEAD", &target, &nalt).await.status, 200);
+    assert!(mesh.get(&file.sha1, 10).is_empty());
+    for node in [downloader, source] {
+        node.shutdown().await;
+    }
 }
 
 #[async_std::test]

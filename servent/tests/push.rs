@@ -13,7 +13,14 @@ use async_std::task;
 use common::{raw_peer, share, start, varied_bytes, wait_connected, wait_for, wait_indexed, PATIENCE};
 use futures::AsyncBufReadExt;
 use servent::config::Mode;
-use servent::transfer::download::{DownloadState, Keep};
+use std::sync::Arc;
+
+use servent::transfer::alt::{self, AltLocations};
+use servent::transfer::download::{DownloadRequest, DownloadState, Downloads, DownloadsConfig, Keep};
+use servent::transfer::http;
+use servent::transfer::push::{push_only_key, Pushes};
+use servent::transfer::rate::RateLimit;
+use servent::trust::SharedTrust;
 use servent::wire::{
     Ggep, GgepId, Guid, Message, Payload, Push, Query, QueryFlags, QueryHit, QueryResult, Trailer, TrailerFlags, Urn,
 };
@@ -192,6 +199,141 @@ fn two_servents_transfer_by_push_when_the_uploader_is_firewalled() {
         for node in [downloader, uploader, hub] {
             node.shutdown().await;
         }
+    });
+}
+
+/// Sends one request with `headers` on a new connection; the answer's head.
+async fn ask(to: SocketAddr, method: &str, target: &str, headers: &str) -> http::ResponseHead {
+    let mut stream = TcpStream::connect(to).await.unwrap();
+    let text = format!("{method} {target} HTTP/1.1\r\nHost: test\r\n{headers}Connection: close\r\n\r\n");
+    stream.write_all(text.as_bytes()).await.unwrap();
+    http::read_response_head(&mut BufReader::new(stream)).timeout(PATIENCE).await.expect("an answer in time").unwrap()
+}
+
+#[test]
+fn a_firewalled_source_that_served_verified_bytes_is_passed_on_in_x_falt_to_those_announcing_fwalt() {
+    task::block_on(async {
+        let content = varied_bytes(2_500_000);
+        let files = share(&[("SEBLINUX-falt-1.0.tar", &content)]);
+        let hub = start(&[], None).await;
+        let uploader = start(&[hub.listen_addr()], Some(files.path())).await;
+        let downloads = tempfile::tempdir().unwrap();
+        let downloader =
+            common::start_with(&[hub.listen_addr()], None, |c| c.data_dir = Some(downloads.path().to_path_buf())).await;
+        wait_connected(&hub, &uploader).await;
+        wait_connected(&hub, &downloader).await;
+        wait_indexed(&uploader, "seblinux", 1).await;
+        assert!(uploader.status().await.unwrap().firewalled);
+        let uploader_guid: Guid = uploader.status().await.unwrap().guid.parse().unwrap();
+        let id = downloader.search("SEBLINUX falt", 4).await.unwrap();
+        wait_for("the uploader's hit", || async {
+            !downloader.search_results(id).await.unwrap().unwrap().results.is_empty()
+        })
+        .await;
+        let urn: Urn = downloader.search_results(id).await.unwrap().unwrap().results[0].sha1.unwrap();
+        let download = downloader.download(&urn.to_string(), Keep::NotFake).await.unwrap();
+        let done = downloader.downloads().unwrap().wait(download).timeout(PATIENCE).await.expect("done").unwrap();
+        assert_eq!(done.state, DownloadState::Complete, "{done:#?}");
+        wait_indexed(&downloader, "seblinux", 1).await;
+
+        // The verified firewalled source goes in X-Falt, only to a peer announcing fwalt; never in X-Alt.
+        let target = format!("/uri-res/N2R?{urn}");
+        let told = ask(downloader.listen_addr(), "HEAD", &target, "X-Features: browse/1.0, fwalt/0.1\r\n").await;
+        assert_eq!(told.status, 200);
+        assert!(alt::announces(told.headers.get("X-Features"), alt::FWALT), "{told:?}");
+        let falt: Vec<_> = told.headers.get_all("X-Falt").flat_map(alt::parse_x_falt).collect();
+        assert!(falt.iter().any(|l| l.servent == uploader_guid), "{told:?}");
+        let SocketAddr::V4(uploader_addr) = uploader.listen_addr() else { unreachable!() };
+        assert!(!told.headers.get_all("X-Alt").flat_map(alt::parse_x_alt).any(|a| a == uploader_addr), "{told:?}");
+        let untold = ask(downloader.listen_addr(), "HEAD", &target, "").await;
+        assert_eq!((untold.status, untold.headers.get("X-Falt")), (200, None), "{untold:?}");
+
+        // A third downloader announcing fwalt reads it and sends that servent a PUSH.
+        let (pushed, push_sent) = async_std::channel::unbounded();
+        let pushes = Arc::new(Pushes::new(move |servent, _, _| {
+            let _ = pushed.try_send(servent);
+        }));
+        // It can take GIV connections (no node here to run the firewall check).
+        pushes.set_reachable(true);
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = DownloadsConfig::new(dir.path().join("partial"), dir.path().join("downloads"));
+        config.pushes = Some(pushes);
+        // Slow enough that the learned source is tried before the end.
+        config.rate = Arc::new(RateLimit::new(500_000));
+        let third = Downloads::spawn(config, Arc::new(AltLocations::new()), SharedTrust::default(), |_| {});
+        let SocketAddr::V4(from) = downloader.listen_addr() else { unreachable!() };
+        let request = DownloadRequest {
+            urns: vec![urn],
+            name: "SEBLINUX-falt-1.0.tar".into(),
+            size: content.len() as u64,
+            sources: vec![from],
+            signature: None,
+            keep: Keep::NotFake,
+        };
+        let id = third.start(request).await.unwrap();
+        let servent = push_sent.recv().timeout(PATIENCE).await.expect("a PUSH in time").unwrap();
+        assert_eq!(servent, uploader_guid);
+        let done = third.wait(id).timeout(PATIENCE).await.expect("done").unwrap();
+        assert_eq!(done.state, DownloadState::Complete, "{done:#?}");
+        assert!(done.sources.iter().any(|s| s.addr == push_only_key(uploader_guid)), "{done:#?}");
+        for node in [downloader, uploader, hub] {
+            node.shutdown().await;
+        }
+    });
+}
+
+#[test]
+fn a_neighbour_connects_back_when_asked_and_the_firewall_check_then_finds_us_reachable() {
+    task::block_on(async {
+        // A test network (--dial-local): local connections count, and local
+        // addresses are connected back to.
+        let answerer = common::start_with(&[], None, |c| c.dial_local = true).await;
+        let asker = common::start_with(&[answerer.listen_addr()], None, |c| c.dial_local = true).await;
+        wait_connected(&answerer, &asker).await;
+        // Nobody dials the asker (no discovery): only the connect-back it
+        // asked for (TCP Connect Back) can reach it.
+        wait_for("the connect-back", || async { !asker.status().await.unwrap().firewalled }).await;
+        for node in [asker, answerer] {
+            node.shutdown().await;
+        }
+    });
+}
+
+/// The status line of a push-proxy request for `servent` sent from `from`.
+async fn ask_proxy_from(from: Ipv4Addr, proxy: SocketAddr, servent: Guid) -> String {
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    socket.bind(&SocketAddr::from((from, 0)).into()).unwrap();
+    socket.connect(&proxy.into()).unwrap();
+    let stream = TcpStream::from(std::net::TcpStream::from(socket));
+    let request = format!(
+        "GET /gnutella/push-proxy?ServerId={} HTTP/1.1\r\nX-Node: 127.0.0.9:6346\r\nConnection: close\r\n\r\n",
+        servent::push::server_id(servent)
+    );
+    (&stream).write_all(request.as_bytes()).await.unwrap();
+    head(&mut BufReader::new(stream)).await[0].clone()
+}
+
+#[test]
+fn attack_one_address_hammering_the_push_proxy_endpoint_is_refused_and_others_still_served() {
+    task::block_on(async {
+        let ultrapeer = common::start_with(&[], None, |c| c.mode = Mode::Ultrapeer).await;
+        let nobody = Guid([3; 16]);
+        let hammer = Ipv4Addr::new(127, 0, 0, 2);
+        let mut answers = Vec::new();
+        for _ in 0..40 {
+            answers.push(ask_proxy_from(hammer, ultrapeer.listen_addr(), nobody).await);
+        }
+        let passed_on = answers.iter().filter(|a| a.starts_with("HTTP/1.1 410")).count();
+        let refused = answers.iter().filter(|a| a.starts_with("HTTP/1.1 429")).count();
+        assert_eq!(
+            (passed_on, refused),
+            (servent::push::MAX_PROXY_REQUESTS_PER_ADDRESS, 40 - passed_on),
+            "{answers:?}"
+        );
+        let other = ask_proxy_from(Ipv4Addr::LOCALHOST, ultrapeer.listen_addr(), nobody).await;
+        assert!(other.starts_with("HTTP/1.1 410"), "another requester is still served: {other}");
+        assert_eq!(ultrapeer.uploads().snapshot().proxy_refused, 40 - passed_on as u64);
+        ultrapeer.shutdown().await;
     });
 }
 

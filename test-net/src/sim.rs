@@ -821,6 +821,7 @@ impl<'a> Sim<'a> {
             | Action::SendDatagram { .. }
             | Action::Notice(_)
             | Action::ConnectBack { .. }
+            | Action::ProbeBack { .. }
             | Action::PushSource { .. }
             | Action::GiveWay(_)
             | Action::Resolve { .. } => {}

@@ -24,7 +24,10 @@
 //!   open connections to a victim; connecting back is bounded per target
 //!   and in total, and a PUSH naming an unusable address is refused;
 //! - whether we are reachable ([`Reachability`]), the firewall check that
-//!   sets our QueryHits' push flag honestly;
+//!   sets our QueryHits' push flag honestly and lets `--mode auto` promote:
+//!   incoming connections, and connect-backs we ask neighbours for (TCP
+//!   Connect Back, [`crate::wire::vendor::connect_back`]); those we make for
+//!   others are bounded ([`ConnectBackProbes`]);
 //! - push proxies ([`PushProxies`]): a firewalled leaf's ultrapeers that
 //!   accepted (vendor messages LIME/21 and LIME/22, [`crate::wire::vendor::push_proxy`])
 //!   to pass PUSHes on to it. The leaf lists them in its QueryHits' trailer
@@ -39,6 +42,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::net::{IpAddr, Ipv4Addr, SocketAddrV4};
 use std::time::{Duration, Instant};
 
+use crate::address;
 use crate::routing::PeerId;
 use crate::wire::{Ggep, GgepId, Guid, QueryHit};
 
@@ -55,7 +59,15 @@ pub const MAX_GIV_LINE: usize = 1024;
 pub const MAX_CONNECT_BACKS: usize = 32;
 /// Connections back to one address within [`CONNECT_BACK_WINDOW`].
 pub const MAX_CONNECT_BACKS_PER_TARGET: usize = 4;
-/// The window over which connections back are counted.
+/// Connect-backs (TCP Connect Back) made to one address within [`CONNECT_BACK_WINDOW`].
+pub const MAX_PROBES_PER_ADDRESS: usize = 2;
+/// Connect-backs (TCP Connect Back) made within [`CONNECT_BACK_WINDOW`], in total.
+pub const MAX_PROBES: usize = 16;
+/// Push-proxy requests from one address passed on within [`CONNECT_BACK_WINDOW`].
+pub const MAX_PROXY_REQUESTS_PER_ADDRESS: usize = 8;
+/// Push-proxy requests passed on within [`CONNECT_BACK_WINDOW`], in total.
+pub const MAX_PROXY_REQUESTS: usize = 256;
+/// The window over which connections back (and other per-address budgets) are counted.
 pub const CONNECT_BACK_WINDOW: Duration = Duration::from_secs(60);
 
 /// The line that opens a connection made for a PUSH: `GIV index:GUID/name` and an empty line.
@@ -101,7 +113,7 @@ pub fn hit_proxies(hit: &QueryHit) -> Vec<SocketAddrV4> {
             let ip = Ipv4Addr::new(entry[0], entry[1], entry[2], entry[3]);
             SocketAddrV4::new(ip, u16::from_le_bytes([entry[4], entry[5]]))
         })
-        .filter(|addr| usable_target(*addr))
+        .filter(|addr| address::usable(*addr))
         .take(MAX_PROXIES)
         .collect()
 }
@@ -144,7 +156,7 @@ pub struct PushProxies {
 impl PushProxies {
     /// An ultrapeer acknowledged being our proxy at `addr`.
     pub fn acknowledged(&mut self, peer: PeerId, addr: SocketAddrV4) {
-        if usable_target(addr) {
+        if address::usable(addr) {
             self.ours.insert(peer, addr);
         }
     }
@@ -175,57 +187,122 @@ impl PushProxies {
     }
 }
 
-/// Whether an address named in a PUSH can be connected to at all.
-pub fn usable_target(addr: SocketAddrV4) -> bool {
-    let ip = addr.ip();
-    addr.port() != 0 && !ip.is_unspecified() && !ip.is_broadcast() && !ip.is_multicast()
-}
-
 /// Whether a QueryHit's servent must be reached with a PUSH: it says it is
 /// firewalled, or gives an address nobody can connect to.
 pub fn needs_push(hit: &QueryHit) -> bool {
     let flagged = hit.trailer.as_ref().is_some_and(|t| t.flags.push == Some(true));
-    flagged || !usable_target(SocketAddrV4::new(hit.ip, hit.port))
+    flagged || !address::usable(SocketAddrV4::new(hit.ip, hit.port))
+}
+
+/// A sliding-minute budget of things done for (or to) addresses: at most
+/// `per_address` for one IP and `total` in all within [`CONNECT_BACK_WINDOW`].
+/// What the window holds is bounded by `total`.
+#[derive(Debug)]
+pub struct AddressBudget {
+    recent: VecDeque<(Instant, IpAddr)>,
+    per_address: usize,
+    total: usize,
+}
+
+impl AddressBudget {
+    /// A budget of `per_address` for one IP and `total` in all, per window.
+    pub fn new(per_address: usize, total: usize) -> AddressBudget {
+        AddressBudget { recent: VecDeque::new(), per_address, total }
+    }
+
+    /// Whether one more for `ip` at `now` fits; if so, it is counted.
+    pub fn allow(&mut self, ip: IpAddr, now: Instant) -> bool {
+        while self.recent.front().is_some_and(|(at, _)| now.duration_since(*at) >= CONNECT_BACK_WINDOW) {
+            self.recent.pop_front();
+        }
+        let for_ip = self.recent.iter().filter(|(_, seen)| *seen == ip).count();
+        if self.recent.len() >= self.total || for_ip >= self.per_address {
+            return false;
+        }
+        self.recent.push_back((now, ip));
+        true
+    }
 }
 
 /// The connections back opened lately, to bound those a PUSH flood may cause.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct ConnectBacks {
-    recent: VecDeque<(Instant, SocketAddrV4)>,
+    budget: AddressBudget,
+}
+
+impl Default for ConnectBacks {
+    fn default() -> ConnectBacks {
+        ConnectBacks { budget: AddressBudget::new(MAX_CONNECT_BACKS_PER_TARGET, MAX_CONNECT_BACKS) }
+    }
 }
 
 impl ConnectBacks {
     /// Whether a PUSH asking us to connect to `target` at `now` is carried
     /// out; if so, it is counted.
     pub fn allow(&mut self, target: SocketAddrV4, now: Instant) -> bool {
-        while self.recent.front().is_some_and(|(at, _)| now.duration_since(*at) >= CONNECT_BACK_WINDOW) {
-            self.recent.pop_front();
-        }
-        let to_target = self.recent.iter().filter(|(_, addr)| addr.ip() == target.ip()).count();
-        if !usable_target(target) || self.recent.len() >= MAX_CONNECT_BACKS || to_target >= MAX_CONNECT_BACKS_PER_TARGET
-        {
-            return false;
-        }
-        self.recent.push_back((now, target));
-        true
+        address::usable(target) && self.budget.allow(IpAddr::V4(*target.ip()), now)
     }
 }
 
-/// The firewall check: whether others can connect to us.
+/// The push-proxy requests (`/gnutella/push-proxy`) we pass on to our
+/// leaves, bounded per requester and in all: each costs a PUSH to a leaf
+/// and a connection from it, so one address hammering the endpoint is
+/// refused while others are still served.
+#[derive(Debug)]
+pub struct ProxyRequests {
+    budget: AddressBudget,
+}
+
+impl Default for ProxyRequests {
+    fn default() -> ProxyRequests {
+        ProxyRequests { budget: AddressBudget::new(MAX_PROXY_REQUESTS_PER_ADDRESS, MAX_PROXY_REQUESTS) }
+    }
+}
+
+impl ProxyRequests {
+    /// Whether a push-proxy request from `requester` at `now` is answered; if so, it is counted.
+    pub fn allow(&mut self, requester: IpAddr, now: Instant) -> bool {
+        self.budget.allow(requester, now)
+    }
+}
+
+/// How a connection to our port came about.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Arrival {
+    /// A servent connected on its own (a handshake, whatever came of it).
+    Unasked,
+    /// A neighbour connected back because we asked (TCP Connect Back).
+    ConnectBack,
+}
+
+/// The firewall check: whether others can connect to us, the one rule that
+/// sets our QueryHits' push flag and lets `--mode auto` promote.
 ///
-/// We start firewalled, and become reachable once another servent has
-/// connected to us from outside: from an address other than our own
-/// machine's, or, for a servent that advertises a loopback address (a test
-/// network on one machine), from anywhere.
+/// We start firewalled, and become reachable once a connection comes in
+/// from outside. As gtk-gnutella's `inet_got_incoming`, a connection from
+/// our own machine or a private network (`is_local_addr`) proves nothing
+/// about the outside and is not counted, unless this is a test network
+/// (`--dial-local`). Two cases on a loopback test network without that
+/// switch: a servent that advertises a loopback address can only ever be
+/// reached from this machine, so a servent connecting to it on its own
+/// counts; a connect-back it asked for does not (the servent answering is
+/// on our side of any firewall), so such a servent is unreachable by what it
+/// advertises until someone connects to it.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Reachability {
     reached: bool,
 }
 
 impl Reachability {
-    /// Records a connection that came in from `remote`, while we advertise `advertised`.
-    pub fn incoming(&mut self, remote: IpAddr, advertised: Ipv4Addr) {
-        if advertised.is_loopback() || !remote.is_loopback() {
+    /// Records a connection that came in from `remote`, how it came, while
+    /// we advertise `advertised`; `test_network` is `--dial-local`.
+    pub fn incoming(&mut self, remote: IpAddr, arrival: Arrival, advertised: Ipv4Addr, test_network: bool) {
+        let local = match remote {
+            IpAddr::V4(ip) => address::local(ip),
+            IpAddr::V6(ip) => ip.is_loopback() || ip.is_unspecified(),
+        };
+        let loopback_only = advertised.is_loopback() && arrival == Arrival::Unasked;
+        if !local || test_network || loopback_only {
             self.reached = true;
         }
     }
@@ -233,6 +310,31 @@ impl Reachability {
     /// Whether our QueryHits must ask for a PUSH.
     pub fn firewalled(&self) -> bool {
         !self.reached
+    }
+}
+
+/// The connect-backs we make for neighbours' TCP Connect Back requests,
+/// bounded per address and in all (each is a connection we open). Only to
+/// the address of the link the request came by, never a local one outside a
+/// test network (as the host cache dials none).
+#[derive(Debug)]
+pub struct ConnectBackProbes {
+    budget: AddressBudget,
+}
+
+impl Default for ConnectBackProbes {
+    fn default() -> ConnectBackProbes {
+        ConnectBackProbes { budget: AddressBudget::new(MAX_PROBES_PER_ADDRESS, MAX_PROBES) }
+    }
+}
+
+impl ConnectBackProbes {
+    /// Whether to connect back to `to` (the link's IP and the asked port)
+    /// at `now`; if so, it is counted.
+    pub fn allow(&mut self, to: SocketAddrV4, test_network: bool, now: Instant) -> bool {
+        address::usable(to)
+            && (test_network || !address::local(*to.ip()))
+            && self.budget.allow(IpAddr::V4(*to.ip()), now)
     }
 }
 
@@ -323,6 +425,19 @@ mod tests {
     }
 
     #[test]
+    fn attack_one_address_hammering_the_push_proxy_is_refused_and_others_still_served() {
+        let now = Instant::now();
+        let mut requests = ProxyRequests::default();
+        let hammer = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 66));
+        let served = (0..10_000).filter(|_| requests.allow(hammer, now)).count();
+        assert_eq!(served, MAX_PROXY_REQUESTS_PER_ADDRESS);
+        assert!(requests.allow(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 7)), now), "another requester");
+        assert!(requests.allow(hammer, now + CONNECT_BACK_WINDOW), "the window slides");
+        let many = (0..10_000u32).filter(|i| requests.allow(IpAddr::V4(Ipv4Addr::from(0x0A00_0000 + i)), now)).count();
+        assert!(many < MAX_PROXY_REQUESTS, "bounded in all");
+    }
+
+    #[test]
     fn push_proxies_travel_in_ggep_push_and_server_ids_in_base32() {
         let proxies = [SocketAddrV4::new(Ipv4Addr::new(1, 2, 3, 4), 6346), SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 1)];
         let mut ggep = Ggep::default();
@@ -368,15 +483,48 @@ mod tests {
     #[test]
     fn we_are_firewalled_until_someone_connects_from_outside() {
         let public = Ipv4Addr::new(203, 0, 113, 5);
+        let outside = IpAddr::V4(Ipv4Addr::new(198, 51, 100, 7));
         let mut reach = Reachability::default();
         assert!(reach.firewalled());
-        reach.incoming(IpAddr::V4(Ipv4Addr::LOCALHOST), public);
-        assert!(reach.firewalled(), "a connection from our own machine proves nothing");
-        reach.incoming(IpAddr::V4(Ipv4Addr::new(198, 51, 100, 7)), public);
-        assert!(!reach.firewalled());
-        let mut on_loopback = Reachability::default();
-        on_loopback.incoming(IpAddr::V4(Ipv4Addr::LOCALHOST), Ipv4Addr::LOCALHOST);
-        assert!(!on_loopback.firewalled(), "a test network on one machine counts any incoming link");
+        for local in [Ipv4Addr::LOCALHOST, Ipv4Addr::new(192, 168, 1, 2), Ipv4Addr::new(10, 0, 0, 1)] {
+            for arrival in [Arrival::Unasked, Arrival::ConnectBack] {
+                reach.incoming(IpAddr::V4(local), arrival, public, false);
+            }
+        }
+        assert!(reach.firewalled(), "a connection from our own machine or network proves nothing");
+        reach.incoming(outside, Arrival::ConnectBack, public, false);
+        assert!(!reach.firewalled(), "a connect-back from outside counts");
+        let mut test_network = Reachability::default();
+        test_network.incoming(IpAddr::V4(Ipv4Addr::LOCALHOST), Arrival::ConnectBack, Ipv4Addr::LOCALHOST, true);
+        assert!(!test_network.firewalled(), "on a test network (--dial-local) local connections count");
+    }
+
+    #[test]
+    fn on_loopback_a_link_counts_but_a_connect_back_we_asked_for_does_not() {
+        let loopback = IpAddr::V4(Ipv4Addr::LOCALHOST);
+        let mut reach = Reachability::default();
+        reach.incoming(loopback, Arrival::ConnectBack, Ipv4Addr::LOCALHOST, false);
+        assert!(reach.firewalled(), "unreachable by what it advertises");
+        reach.incoming(loopback, Arrival::Unasked, Ipv4Addr::LOCALHOST, false);
+        assert!(!reach.firewalled(), "a servent that listens on loopback can only be reached from it");
+    }
+
+    #[test]
+    fn attack_connect_back_requests_open_few_connections_and_none_to_local_addresses() {
+        let now = Instant::now();
+        let mut probes = ConnectBackProbes::default();
+        let asker = SocketAddrV4::new(Ipv4Addr::new(198, 51, 100, 7), 6346);
+        assert_eq!((0..1000).filter(|_| probes.allow(asker, false, now)).count(), MAX_PROBES_PER_ADDRESS);
+        let many = (0..1000u32)
+            .filter(|i| probes.allow(SocketAddrV4::new(Ipv4Addr::from(0xC633_6400 + i), 6346), false, now))
+            .count();
+        assert_eq!(many, MAX_PROBES - MAX_PROBES_PER_ADDRESS);
+        let later = now + CONNECT_BACK_WINDOW;
+        let mut fresh = ConnectBackProbes::default();
+        let local = SocketAddrV4::new(Ipv4Addr::LOCALHOST, 6346);
+        assert!(!fresh.allow(local, false, later), "no local address outside a test network");
+        assert!(fresh.allow(local, true, later), "a test network connects back locally");
+        assert!(!fresh.allow(SocketAddrV4::new(Ipv4Addr::new(198, 51, 100, 8), 0), true, later), "port 0");
     }
 }
 
@@ -395,6 +543,7 @@ mod node_tests {
     use crate::node::{Action, Config, Connected, Direction, Event, Node};
     use crate::routing::PeerId;
     use crate::trust::{SharedTrust, TrustStore};
+    use crate::wire::vendor::{Kind, MessagesSupported, Vendor};
     use crate::wire::{Message, Payload, Push, Query, QueryFlags, QueryResult, Trailer, TrailerFlags, Urn};
 
     fn addr(n: u8) -> SocketAddrV4 {
@@ -425,6 +574,55 @@ mod node_tests {
     fn push_to(servent: Guid, n: u8, to: SocketAddrV4) -> Message {
         let push = Push { servent_guid: servent, index: 5, ip: *to.ip(), port: to.port(), ggep: Default::default() };
         Message { guid: Guid([n; 16]), ttl: 7, hops: 2, payload: Payload::Push(push) }
+    }
+
+    fn connect_back_request(n: u8, port: u16) -> Message {
+        let request = crate::wire::vendor::connect_back::TcpConnectBack { port }.to_vendor();
+        crate::node::vendor::message(Guid([n; 16]), request)
+    }
+
+    #[test]
+    fn while_firewalled_we_ask_each_neighbour_announcing_it_to_connect_back_to_our_port() {
+        let now = Instant::now();
+        let mut node = node(now);
+        connect(&mut node, 1, Direction::Outgoing, now);
+        actions(&mut node);
+        let theirs = MessagesSupported { kinds: vec![Kind::TCP_CONNECT_BACK] }.to_vendor();
+        node.handle(
+            Event::Message { peer: PeerId(1), message: crate::node::vendor::message(Guid([1; 16]), theirs) },
+            now,
+        );
+        let asked: Vec<Vendor> = actions(&mut node)
+            .into_iter()
+            .filter_map(|a| match a {
+                Action::Send { to: PeerId(1), message } => Vendor::from_payload(&message.payload)?.ok(),
+                _ => None,
+            })
+            .filter(|v| v.kind == Kind::TCP_CONNECT_BACK)
+            .collect();
+        assert_eq!(asked.len(), 1);
+        assert_eq!(asked[0].body, addr(100).port().to_le_bytes());
+    }
+
+    #[test]
+    fn attack_a_neighbour_flooding_connect_back_requests_gets_two_and_only_to_its_own_address() {
+        let now = Instant::now();
+        let mut node = node(now);
+        connect(&mut node, 1, Direction::Incoming, now);
+        actions(&mut node);
+        for n in 0..100u8 {
+            node.handle(Event::Message { peer: PeerId(1), message: connect_back_request(n, 1000 + u16::from(n)) }, now);
+        }
+        node.handle(Event::Message { peer: PeerId(1), message: connect_back_request(200, 0) }, now);
+        let probes: Vec<SocketAddrV4> = actions(&mut node)
+            .into_iter()
+            .filter_map(|a| match a {
+                Action::ProbeBack { to } => Some(to),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(probes.len(), MAX_PROBES_PER_ADDRESS);
+        assert!(probes.iter().all(|to| to.ip() == addr(1).ip()), "{probes:?}");
     }
 
     #[test]
@@ -484,7 +682,8 @@ mod node_tests {
         connect(&mut node, 1, Direction::Outgoing, now);
         assert!(node.firewalled());
         assert_eq!(our_hit_flag(&mut node, 1, now), Some(true));
-        connect(&mut node, 2, Direction::Incoming, now);
+        let remote = IpAddr::V4(*addr(2).ip());
+        node.handle(Event::Incoming { remote, arrival: Arrival::Unasked }, now);
         assert!(!node.firewalled());
         assert_eq!(our_hit_flag(&mut node, 2, now), Some(false));
     }

@@ -15,7 +15,7 @@ use async_std::task;
 use futures::channel::oneshot;
 use futures::AsyncWriteExt;
 use servent_core::node::{
-    Doorway, Event as CoreEvent, Hammering, Ticket, INCOMING_HANDSHAKE_TIMEOUT, MAX_UNCLASSIFIED,
+    Arrival, Doorway, Event as CoreEvent, Hammering, Ticket, INCOMING_HANDSHAKE_TIMEOUT, MAX_UNCLASSIFIED,
 };
 
 use super::{log, warn, Command, ConnectedPeer, Direction, Event, LinkCounters, Shared, IDLE_TIMEOUT};
@@ -120,6 +120,12 @@ async fn serve_incoming(stream: TcpStream, remote: SocketAddr, waiting: Waiting,
         }
         Some(Err(_)) | None => return,
     };
+    // A neighbour connecting back for our TCP Connect Back: `\n\n`, then it closes.
+    if first.is_empty() {
+        let arrival = CoreEvent::Incoming { remote: remote.ip(), arrival: Arrival::ConnectBack };
+        let _ = shared.events.send(Event::Core(arrival)).await;
+        return;
+    }
     match handshake::classify_first_line(&first) {
         FirstLine::GnutellaConnect => {
             // Registered before the core may name it, so a cut is never missed.

@@ -15,7 +15,7 @@ use async_std::channel::{Receiver, RecvError, Sender};
 use async_std::net::TcpStream;
 use async_std::task::{self, JoinHandle};
 use futures::future::{self, FutureExt};
-use servent_core::node::{Action, Connected, Event as CoreEvent, Node};
+use servent_core::node::{Action, Arrival, Connected, Event as CoreEvent, Node};
 
 use super::{
     connection, gwebcache, library, log, warn, Command, ConnectedPeer, Event, LinkCounters, NodeError, PeerSnapshot,
@@ -153,6 +153,7 @@ impl Pump {
     /// Does what the core asks; the links it closes are kept in `closed`
     /// when given, so that a shutdown can wait for their writers.
     fn carry_out(&mut self, mut closed: Option<&mut Vec<Link>>) {
+        self.shared.pushes.set_reachable(!self.core.firewalled());
         while let Some(action) = self.core.poll_action() {
             match action {
                 Action::Send { to, message } => {
@@ -215,6 +216,9 @@ impl Pump {
                     task::spawn(crate::transfer::push::connect_back(to, index, self.core.guid(), uploads));
                 }
                 Action::GiveWay(remote) => self.shared.handshakes.cut(remote),
+                Action::ProbeBack { to } => {
+                    task::spawn(crate::transfer::push::probe_back(to));
+                }
                 Action::PushSource { source, servent, files, proxies } => {
                     self.shared.pushes.learn(source, servent, files, proxies)
                 }
@@ -275,7 +279,7 @@ impl Pump {
             }
             Command::Connect { addr } => self.core.connect(addr, now),
             Command::Admit { remote, reply } => {
-                self.core.handle(CoreEvent::Reached, now);
+                self.core.handle(CoreEvent::Incoming { remote: remote.ip(), arrival: Arrival::Unasked }, now);
                 let _ = reply.try_send(self.core.admit_incoming(remote, now));
             }
             Command::Known { urns, reply } => {

@@ -225,12 +225,15 @@ fn keep_alive(version: (u8, u8), headers: &Headers) -> bool {
 pub fn reason_phrase(status: u16) -> &'static str {
     match status {
         200 => "OK",
+        202 => "Accepted",
         206 => "Partial Content",
         400 => "Bad Request",
         404 => "Not Found",
         408 => "Request Timeout",
+        410 => "Gone",
         414 => "URI Too Long",
         416 => "Range Not Satisfiable",
+        429 => "Too Many Requests",
         431 => "Request Header Fields Too Large",
         500 => "Internal Server Error",
         501 => "Not Implemented",

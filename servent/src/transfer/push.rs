@@ -3,7 +3,8 @@
 //!
 //! Uploading: when a PUSH names us, [`connect_back`] connects to the
 //! downloader, opens with the `GIV` line and serves the request that comes
-//! back on that connection as any upload.
+//! back on that connection as any upload. A neighbour's TCP Connect Back
+//! (a firewall check) is answered by [`probe_back`].
 //!
 //! Downloading: [`Pushes`] knows which sources are firewalled (their
 //! QueryHits said so), asks the node to send a PUSH for them, and hands the
@@ -11,8 +12,8 @@
 //! matching `GIV`. A `GIV` nobody waits for is closed.
 
 use std::collections::HashMap;
-use std::net::{SocketAddr, SocketAddrV4};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -21,8 +22,10 @@ use async_std::io::BufReader;
 use async_std::net::TcpStream;
 use futures::AsyncWriteExt;
 use servent_core::push::{giv_line, parse_giv, parse_server_id, server_id, MAX_GIV_LINE};
+use servent_core::wire::vendor::connect_back::GREETING;
 use servent_core::wire::{Guid, Urn};
 
+use super::alt::FirewalledLocation;
 use super::http::{self, Request};
 use super::upload::Uploads;
 
@@ -56,15 +59,29 @@ pub async fn connect_back(to: SocketAddrV4, index: u32, servent: Guid, uploads: 
     }
 }
 
+/// Answers a neighbour's TCP Connect Back: connects to `to`, writes the
+/// greeting and closes, as gtk-gnutella does (the core decided it may).
+pub async fn probe_back(to: SocketAddrV4) {
+    let connect = async_std::io::timeout(CONNECT_TIMEOUT, TcpStream::connect(SocketAddr::V4(to)));
+    if let Ok(stream) = connect.await {
+        let _ = async_std::io::timeout(CONNECT_TIMEOUT, (&stream).write_all(GREETING)).await;
+        let _ = stream.shutdown(std::net::Shutdown::Both);
+    }
+}
+
 /// Answers a push-proxy request (`GET /gnutella/push-proxy?ServerId=<base32
 /// GUID>[&file=N]` with `X-Node: ip:port`, as gtk-gnutella's `pproxy.c`
 /// reads it): `202` once the PUSH is on its way to our leaf, `410` when
-/// that servent is no leaf of ours, `400` when malformed. `None` for any
-/// other request.
-pub async fn proxy_request(uploads: &Uploads, request: &Request) -> Option<u16> {
+/// that servent is no leaf of ours, `400` when malformed, `429` when
+/// `requester` asked too often ([`servent_core::push::ProxyRequests`]).
+/// `None` for any other request.
+pub async fn proxy_request(uploads: &Uploads, request: &Request, requester: IpAddr) -> Option<u16> {
     let (path, query) = request.target.split_once('?').unwrap_or((&request.target, ""));
     if !["/gnutella/push-proxy", "/gnutella/pushproxy"].iter().any(|p| path.eq_ignore_ascii_case(p)) {
         return None;
+    }
+    if !uploads.allow_proxy_request(requester) {
+        return Some(429);
     }
     let param = |name: &str| {
         query
@@ -78,7 +95,7 @@ pub async fn proxy_request(uploads: &Uploads, request: &Request) -> Option<u16> 
         Some(Err(_)) => return Some(400),
     };
     let to = request.headers.get("X-Node").and_then(|node| node.trim().parse::<SocketAddrV4>().ok());
-    let Some(to) = to.filter(|to| servent_core::push::usable_target(*to)) else { return Some(400) };
+    let Some(to) = to.filter(|to| servent_core::address::usable(*to)) else { return Some(400) };
     let hook = uploads.push_proxy()?;
     Some(if hook(servent, index, to).recv().await.unwrap_or(false) { 202 } else { 410 })
 }
@@ -101,6 +118,19 @@ pub async fn ask_proxy(proxy: SocketAddrV4, servent: Guid, index: u32, us: Socke
     status.is_ok_and(|line| line.split(|&b| b == b' ').nth(1) == Some(b"202"))
 }
 
+/// The download key of a firewalled source known only by its GUID (from
+/// `X-Falt`): an address in 0.0.0.0/8, which names no host, so that it is
+/// never taken for a real source, nor connected to.
+pub fn push_only_key(servent: Guid) -> SocketAddrV4 {
+    let g = servent.0;
+    SocketAddrV4::new(Ipv4Addr::new(0, g[0], g[1], g[2]), u16::from_be_bytes([g[3], g[4]]).max(1))
+}
+
+/// Whether `source` is a [`push_only_key`]: reached by PUSH or not at all.
+pub fn is_push_only(source: SocketAddrV4) -> bool {
+    source.ip().octets()[0] == 0
+}
+
 /// A firewalled source, as its QueryHit described it.
 #[derive(Clone, Debug)]
 struct PushTarget {
@@ -118,6 +148,8 @@ pub struct Pushes {
     waiting: Mutex<HashMap<Guid, Vec<Sender<GivConnection>>>>,
     send: Box<dyn Fn(Guid, u32, Vec<SocketAddrV4>) + Send + Sync>,
     taken: AtomicU64,
+    /// Whether the firewall check finds us reachable, as the node last said.
+    reachable: AtomicBool,
 }
 
 impl std::fmt::Debug for Pushes {
@@ -131,7 +163,13 @@ impl Pushes {
     /// A registry that sends a PUSH for (servent, index), along its route
     /// and through its push proxies, with `send`.
     pub fn new(send: impl Fn(Guid, u32, Vec<SocketAddrV4>) + Send + Sync + 'static) -> Pushes {
-        Pushes { targets: Mutex::default(), waiting: Mutex::default(), send: Box::new(send), taken: AtomicU64::new(0) }
+        Pushes {
+            targets: Mutex::default(),
+            waiting: Mutex::default(),
+            send: Box::new(send),
+            taken: AtomicU64::new(0),
+            reachable: AtomicBool::new(false),
+        }
     }
 
     /// Remembers that `source` (the address its hit gave) is reached by a
@@ -144,6 +182,35 @@ impl Pushes {
             targets.remove(&old);
         }
         targets.insert(source, PushTarget { servent, files, proxies });
+    }
+
+    /// Remembers the firewalled sources an answer named in `X-Falt` (a hint
+    /// for one download, as `X-Alt` is): each under its [`push_only_key`],
+    /// never under the address it claims, so that no answer can make us
+    /// push to a source we reach directly; and never in place of a source
+    /// a hit taught (a full table takes no more hints). Their keys.
+    pub fn learn_firewalled(&self, locations: &[FirewalledLocation]) -> Vec<SocketAddrV4> {
+        let mut targets = self.targets.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut keys = Vec::new();
+        for location in locations {
+            let key = push_only_key(location.servent);
+            let files = match targets.get(&key) {
+                Some(known) => known.files.clone(),
+                None if targets.len() >= MAX_PUSH_SOURCES => continue,
+                None => Vec::new(),
+            };
+            targets.insert(key, PushTarget { servent: location.servent, files, proxies: location.proxies.clone() });
+            keys.push(key);
+        }
+        keys
+    }
+
+    /// `source` as a firewalled location others may be told of, if it is one.
+    pub fn location(&self, source: SocketAddrV4) -> Option<FirewalledLocation> {
+        let targets = self.targets.lock().unwrap_or_else(PoisonError::into_inner);
+        let target = targets.get(&source)?;
+        let address = Some(source).filter(|s| !is_push_only(*s));
+        Some(FirewalledLocation { servent: target.servent, address, proxies: target.proxies.clone() })
     }
 
     /// Whether `source` must be reached with a PUSH.
@@ -174,6 +241,18 @@ impl Pushes {
             Ok(Ok(connection)) => Ok(connection),
             _ => Err(format!("no GIV from {} within {} s of our PUSH", target.servent, timeout.as_secs())),
         }
+    }
+
+    /// Records what the firewall check says now (the node tells it).
+    pub fn set_reachable(&self, reachable: bool) {
+        self.reachable.store(reachable, Ordering::Relaxed);
+    }
+
+    /// Whether firewalled sources are of use to our downloads: a `GIV`
+    /// after our PUSH can reach us only while we are reachable
+    /// (gtk-gnutella's `dmesh_can_use_fwalt`).
+    pub fn can_use_fwalt(&self) -> bool {
+        self.reachable.load(Ordering::Relaxed)
     }
 
     /// `GIV` connections handed to downloads so far.
@@ -215,5 +294,43 @@ impl Pushes {
                 Err(e) => connection = e.into_inner(),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn location(n: u16) -> FirewalledLocation {
+        let mut guid = [0; 16];
+        guid[..2].copy_from_slice(&n.to_be_bytes());
+        guid[8] = 0xFF;
+        FirewalledLocation { servent: Guid(guid), address: None, proxies: vec!["192.0.2.1:6346".parse().unwrap()] }
+    }
+
+    #[test]
+    fn x_falt_sources_are_keyed_apart_from_real_addresses_and_told_on_without_one() {
+        let pushes = Pushes::new(|_, _, _| {});
+        let claimed = FirewalledLocation { address: Some("198.51.100.7:6346".parse().unwrap()), ..location(1) };
+        let keys = pushes.learn_firewalled(&[claimed]);
+        assert_eq!(keys, [push_only_key(location(1).servent)]);
+        assert!(is_push_only(keys[0]) && pushes.firewalled(keys[0]));
+        assert!(
+            !pushes.firewalled("198.51.100.7:6346".parse().unwrap()),
+            "the claimed address is not made a push source"
+        );
+        assert_eq!(pushes.location(keys[0]), Some(location(1)));
+    }
+
+    #[test]
+    fn attack_x_falt_floods_never_evict_the_firewalled_sources_hits_taught() {
+        let pushes = Pushes::new(|_, _, _| {});
+        for n in 0..MAX_PUSH_SOURCES as u16 {
+            let source = SocketAddrV4::new(Ipv4Addr::new(10, 0, (n >> 8) as u8, n as u8), 6346);
+            pushes.learn(source, location(n).servent, Vec::new(), Vec::new());
+        }
+        let flood: Vec<FirewalledLocation> = (0..64).map(|n| location(50_000 + n)).collect();
+        assert!(pushes.learn_firewalled(&flood).is_empty());
+        assert!(pushes.firewalled(SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 0), 6346)));
     }
 }

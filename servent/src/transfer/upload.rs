@@ -6,10 +6,13 @@
 //! `Range` for one chunk, and asks again for the next chunk on the same
 //! connection. Each answer names the content (`X-Gnutella-Content-URN`,
 //! `X-Content-URN`) and other places that have it (`X-Alt`, from the
-//! [`AltLocations`] mesh). What a request says about other sources is
+//! [`AltLocations`] mesh; firewalled ones in `X-Falt` to a requester whose
+//! `X-Features` announced `fwalt`, failed ones in `X-Nalt`), and says what
+//! we understand (`X-Features`). What a request says about other sources is
 //! never learned: anyone can send a request, a `HEAD` costs nothing, and a
 //! liar named there would be passed on to every downloader. The mesh
-//! learns only from downloads that verified what a source served.
+//! learns only from downloads that verified what a source served; a
+//! request's `X-Nalt` is heard only from such a source.
 //!
 //! The file is found through the library's index and nowhere else: the
 //! request selects an entry (by URN, or by number *and* exact name), and
@@ -58,12 +61,13 @@ use search::thex::{self, dime, Root, TreeHasher};
 use search::{Library, SharedFile, Urn};
 use serde::Serialize;
 
-use super::alt::{self, AltLocations};
+use super::alt::{self, AltLocations, Locations};
 use super::browse::{self, IdentityHook};
 use super::http::{self, ContentRange, HttpError, Request, ResponseHead};
 use super::partial::{self, PartialShares, RangeSet};
 use super::rate::{self, RateLimit};
 use super::upload_queue::{self, Admission, QueueConfig, QueuePlace, UploadQueue};
+use servent_core::push::ProxyRequests;
 use servent_core::USER_AGENT;
 
 /// Bytes read from a file and written to the socket at a time: a whole
@@ -71,7 +75,7 @@ use servent_core::USER_AGENT;
 /// thread pool where async-std runs file reads (at 256 KiB, those trips
 /// took about a third of the upload side's CPU time).
 const BODY_BUFFER: usize = 1024 * 1024;
-/// Other sources named in one `X-Alt` answer.
+/// Other sources named in one `X-Alt` answer (and as many in `X-Falt` and `X-Nalt`).
 const X_ALT_SOURCES: usize = 10;
 /// HTTP connections served at once, whatever their addresses; this also
 /// bounds the per-address table.
@@ -136,6 +140,10 @@ pub struct UploadStats {
     pub reading_heads: usize,
     /// Connections we opened to downloaders that asked with a PUSH.
     pub pushed: u64,
+    /// Connections whose requester announced `fwalt` in `X-Features`.
+    pub fwalt_requesters: u64,
+    /// Push-proxy requests refused because their address asked too often.
+    pub proxy_refused: u64,
 }
 
 pub use super::push::ProxyHook;
@@ -153,6 +161,10 @@ pub struct Uploads {
     bytes_sent: AtomicU64,
     refused_busy: AtomicU64,
     pushed: AtomicU64,
+    fwalt_requesters: AtomicU64,
+    proxy_refused: AtomicU64,
+    /// Push-proxy requests passed on lately, per requester.
+    proxy_requests: Mutex<ProxyRequests>,
     /// Requesters waiting for a slot (PARQ).
     queue: Mutex<UploadQueue>,
     /// How a browse asks the node what our QueryHits say of us, once the node is up.
@@ -187,6 +199,9 @@ impl Uploads {
             bytes_sent: AtomicU64::new(0),
             refused_busy: AtomicU64::new(0),
             pushed: AtomicU64::new(0),
+            fwalt_requesters: AtomicU64::new(0),
+            proxy_refused: AtomicU64::new(0),
+            proxy_requests: Mutex::default(),
             push_proxy: OnceLock::new(),
             identity: OnceLock::new(),
             queue,
@@ -259,6 +274,17 @@ impl Uploads {
     }
 
     /// Counts a connection opened for a PUSH.
+    /// Whether a push-proxy request from `requester` is passed on now
+    /// (its budget, [`ProxyRequests`]); a refusal is counted.
+    pub(crate) fn allow_proxy_request(&self, requester: IpAddr) -> bool {
+        let allowed =
+            self.proxy_requests.lock().unwrap_or_else(PoisonError::into_inner).allow(requester, Instant::now());
+        if !allowed {
+            self.proxy_refused.fetch_add(1, Ordering::Relaxed);
+        }
+        allowed
+    }
+
     pub(crate) fn count_push(&self) {
         self.pushed.fetch_add(1, Ordering::Relaxed);
     }
@@ -284,6 +310,8 @@ impl Uploads {
             bytes_sent: self.bytes_sent.load(Ordering::Relaxed),
             refused_busy: self.refused_busy.load(Ordering::Relaxed),
             pushed: self.pushed.load(Ordering::Relaxed),
+            fwalt_requesters: self.fwalt_requesters.load(Ordering::Relaxed),
+            proxy_refused: self.proxy_refused.load(Ordering::Relaxed),
             uploading: self.slots_used.load(Ordering::Relaxed),
             connections,
             reading_heads: self.heads.lock().unwrap_or_else(PoisonError::into_inner).queue.len(),
@@ -419,6 +447,8 @@ pub(super) async fn serve_connection(
 ) {
     let mut connection = None;
     let mut first = Some(first_line);
+    // `X-Features` comes once a connection (gtk-gnutella sends it on the first request).
+    let mut fwalt = false;
     loop {
         let head = match first.take() {
             Some(line) => {
@@ -457,7 +487,11 @@ pub(super) async fn serve_connection(
             let _ = send_head(&mut stream, &head, uploads.config.stall_timeout).await;
             break;
         }
-        let exchange = Exchange { uploads, remote, request: &request };
+        if !fwalt && alt::announces(request.headers.get("X-Features"), alt::FWALT) {
+            fwalt = true;
+            uploads.fwalt_requesters.fetch_add(1, Ordering::Relaxed);
+        }
+        let exchange = Exchange { uploads, remote, request: &request, fwalt };
         match exchange.answer(&mut stream).await {
             Ok(true) => continue,
             Ok(false) | Err(_) => break,
@@ -490,6 +524,8 @@ struct Exchange<'a> {
     uploads: &'a Uploads,
     remote: SocketAddr,
     request: &'a Request,
+    /// Whether the requester announced `fwalt`: it is told firewalled sources.
+    fwalt: bool,
 }
 
 /// What a request target names.
@@ -519,7 +555,7 @@ impl Exchange<'_> {
         let has_body = request.headers.get("Transfer-Encoding").is_some()
             || !matches!(request.headers.content_length(), Ok(None | Some(0)));
         let keep = request.keep_alive() && !has_body;
-        if let Some(status) = super::push::proxy_request(uploads, request).await {
+        if let Some(status) = super::push::proxy_request(uploads, request, self.remote.ip()).await {
             return send_head(stream, &plain_head(status, keep), stall).await.map(|()| keep);
         }
         if let Some(identity) = uploads.identity.get().filter(|_| browse::is_browse(request)) {
@@ -541,6 +577,12 @@ impl Exchange<'_> {
             }
         };
         uploads.partial.note_downloader(&file, self.remote.ip(), request.headers.get("X-Node"));
+        if let (Some(value), IpAddr::V4(reporter)) = (request.headers.get("X-Nalt"), self.remote.ip()) {
+            let failed = alt::parse_x_alt(value);
+            for urn in [file.sha1, file.sha256] {
+                uploads.alt.apply_nalt(&urn, reporter, &failed);
+            }
+        }
         if matches!(parse_target(&request.target), Ok(Some(Target::Tree(_)))) {
             return self.answer_tree(stream, &file, is_head, keep).await;
         }
@@ -717,10 +759,24 @@ impl Exchange<'_> {
         head.headers.insert("X-Gnutella-Content-URN", file.sha1);
         head.headers.insert("X-Content-URN", file.sha256);
         head.headers.insert("X-Thex-URI", format!("/uri-res/N2X?{};{}", file.sha1, file.tth));
-        let sources = self.other_sources(file);
-        if !sources.is_empty() {
-            head.headers.insert("X-Alt", alt::format_x_alt(&sources));
+        head.headers.insert("X-Features", alt::OUR_FEATURES);
+        let mesh = &self.uploads.alt;
+        let mut locations = Locations { direct: self.other_sources(file), ..Locations::default() };
+        for urn in [file.sha1, file.sha256] {
+            for location in mesh.firewalled(&urn, X_ALT_SOURCES) {
+                if !locations.firewalled.iter().any(|l| l.servent == location.servent) {
+                    locations.firewalled.push(location);
+                }
+            }
+            for addr in mesh.failed_sources(&urn, X_ALT_SOURCES) {
+                if !locations.failed.contains(&addr) {
+                    locations.failed.push(addr);
+                }
+            }
         }
+        locations.firewalled.truncate(X_ALT_SOURCES);
+        locations.failed.truncate(X_ALT_SOURCES);
+        locations.insert_into(&mut head.headers, self.fwalt);
         head
     }
 }

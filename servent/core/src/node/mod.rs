@@ -66,11 +66,13 @@ use self::udp::Udp;
 use crate::address::{self, prefix};
 use crate::handshake::{Admission, PeerInfo, Role};
 use crate::hostcache::{DialPace, HostCache, Origin, HOST_CACHE_CAPACITY};
-use crate::push::{self, ConnectBacks, PushProxies, Reachability};
+pub use crate::push::Arrival;
+use crate::push::{self, ConnectBackProbes, ConnectBacks, PushProxies, Reachability};
 use crate::requery::{Phase, Requeries};
 use crate::routing::{self, Counters, LocalHost, PeerId, Router};
 use crate::searches::{Search, SearchResult, Searches};
 use crate::trust::SharedTrust;
+use crate::wire::vendor::connect_back::TcpConnectBack;
 use crate::wire::vendor::{push_proxy, Kind, Vendor};
 use crate::wire::{self, Bye, Guid, Message, Payload, Push, Query, QueryFlags, QueryHit, Urn};
 
@@ -111,8 +113,10 @@ pub struct Config {
     /// Whether hosts learned from the network are dialed, or only `peers`.
     pub discover: bool,
     /// Whether addresses heard from the network that are loopback or
-    /// private ([`address::local`]) or on our own IP are kept and dialed; a
-    /// test network on one machine says so. `peers` are dialed regardless.
+    /// private ([`address::local`]) or on our own IP are kept and dialed
+    /// (connect-backs included), and connections from them count for the
+    /// firewall check; a test network on one machine says so. `peers` are
+    /// dialed regardless.
     pub dial_local: bool,
     /// Servents the user asked to connect to, kept trying.
     pub peers: Vec<SocketAddrV4>,
@@ -263,9 +267,6 @@ pub enum Event {
     LibraryTable(crate::qrp::RouteTable),
     /// The trusted keys changed: results are judged again.
     TrustChanged,
-    /// A servent connected to our Gnutella port (whatever came of it): we
-    /// are reachable, not firewalled.
-    Reached,
     /// A download was started; `searched` says a search just found its sources.
     DownloadStarted {
         /// The download's number.
@@ -299,6 +300,14 @@ pub enum Event {
         port: u16,
         /// Its IPv4 address, or why there is none.
         result: Result<SocketAddrV4, String>,
+    },
+    /// A connection came in on our Gnutella port (whatever came of it):
+    /// the firewall check ([`push::Reachability`]) may find us reachable.
+    Incoming {
+        /// Where it came from.
+        remote: IpAddr,
+        /// On its own, or as the connect-back we asked for.
+        arrival: Arrival,
     },
 }
 
@@ -395,6 +404,12 @@ pub enum Action {
         /// Its port.
         port: u16,
     },
+    /// A neighbour asked us to connect back (TCP Connect Back): connect
+    /// to `to`, write [`crate::wire::vendor::connect_back::GREETING`] and close.
+    ProbeBack {
+        /// The neighbour's IP and the port it asked for.
+        to: SocketAddrV4,
+    },
 }
 
 /// A search that cannot be sent.
@@ -467,8 +482,6 @@ pub struct Node {
     qrp: QueryRouting,
     querying: Querying,
     promotion: Option<Promotion>,
-    /// Whether a peer connected to us since start: we are not firewalled.
-    reachable: bool,
     /// The role last handed out with [`Action::Role`].
     announced: Option<(Role, bool)>,
     udp: Udp,
@@ -476,6 +489,7 @@ pub struct Node {
     oob: Oob,
     guess: Guess,
     connect_backs: ConnectBacks,
+    probes: ConnectBackProbes,
     reachability: Reachability,
     proxies: PushProxies,
 }
@@ -531,9 +545,9 @@ impl Node {
             qrp: QueryRouting::default(),
             querying: Querying::default(),
             promotion,
-            reachable: false,
             announced: None,
             connect_backs: ConnectBacks::default(),
+            probes: ConnectBackProbes::default(),
             reachability: Reachability::default(),
             proxies: PushProxies::default(),
         }
@@ -564,7 +578,13 @@ impl Node {
                 self.on_push_to_us(push, now)
             }
             Event::Message { peer, message } if is_push_proxy_message(&message) => self.on_push_proxy(peer, message),
-            Event::Message { peer, message } if vendor::is_vendor(&message) => self.on_vendor(peer, &message, now),
+            Event::Message { peer, message } if is_connect_back_request(&message) => {
+                self.on_connect_back_request(peer, &message, now)
+            }
+            Event::Message { peer, message } if vendor::is_vendor(&message) => {
+                self.on_vendor(peer, &message, now);
+                self.ask_connect_back(peer, &message);
+            }
             Event::Message { peer, message } if self.is_leaf_query(peer, &message) => {
                 self.on_leaf_query(peer, message, now)
             }
@@ -623,7 +643,9 @@ impl Node {
                 }
             }
             Event::TrustChanged => self.searches.rejudge(&self.trust.read()),
-            Event::Reached => self.reachable = true,
+            Event::Incoming { remote, arrival } => {
+                self.reachability.incoming(remote, arrival, *self.advertised.ip(), self.config.dial_local)
+            }
             Event::DownloadStarted { id, urn, searched } => self.requeries.start(id, urn, searched, now),
             Event::DownloadPhase { id, urn, phase } => self.requeries.observe(id, urn, phase, now),
             Event::Datagram { from, bytes } => self.on_datagram(from, &bytes, now),
@@ -916,7 +938,8 @@ impl Node {
             }
         }
         if connected.direction == Direction::Incoming {
-            self.reachability.incoming(connected.addr.ip(), *self.advertised.ip());
+            let (remote, advertised) = (connected.addr.ip(), *self.advertised.ip());
+            self.reachability.incoming(remote, Arrival::Unasked, advertised, self.config.dial_local);
         }
         let info = connected.info;
         let table_messages = self.qrp.connected(connected.peer, &info, self.config.role, &mut self.rng);
@@ -972,6 +995,39 @@ impl Node {
                 _ => *ack.addr.ip(),
             };
             self.proxies.acknowledged(peer, SocketAddrV4::new(ip, ack.addr.port()));
+        }
+    }
+
+    /// After a neighbour's Messages Supported: while the firewall check
+    /// finds us unreachable, ask it to connect back to us (TCP Connect
+    /// Back), as gtk-gnutella does with each new neighbour while firewalled.
+    fn ask_connect_back(&mut self, peer: PeerId, message: &Message) {
+        let announced =
+            matches!(Vendor::from_payload(&message.payload), Some(Ok(v)) if v.kind == Kind::MESSAGES_SUPPORTED);
+        let port = self.advertised.port();
+        if announced
+            && port != 0
+            && self.reachability.firewalled()
+            && self.querying.vendor.supports(peer, Kind::TCP_CONNECT_BACK)
+        {
+            let request = TcpConnectBack { port }.to_vendor();
+            self.actions
+                .push_back(Action::Send { to: peer, message: vendor::message(Guid::from_rng(&mut self.rng), request) });
+        }
+    }
+
+    /// A neighbour's TCP Connect Back: connect to its link's IP at the
+    /// port it names, within [`push::ConnectBackProbes`].
+    fn on_connect_back_request(&mut self, peer: PeerId, message: &Message, now: Instant) {
+        let Some(Ok(vendor)) = Vendor::from_payload(&message.payload) else { return };
+        let Some(SocketAddr::V4(link)) = self.peers.get(&peer).map(|p| p.addr) else { return };
+        let Ok(request) = TcpConnectBack::decode(vendor.kind.version, &vendor.body) else {
+            self.router.count_drop(peer, routing::Drop::Malformed);
+            return;
+        };
+        let to = SocketAddrV4::new(*link.ip(), request.port);
+        if self.probes.allow(to, self.config.dial_local, now) {
+            self.actions.push_back(Action::ProbeBack { to });
         }
     }
 
@@ -1234,8 +1290,12 @@ impl Node {
     fn promote(&mut self, now: Instant) {
         let Some(promotion) = self.promotion.as_mut() else { return };
         let leaves = self.peers.values().filter(|p| p.role == Role::Leaf).count();
-        let facts =
-            Facts { role: self.config.role, reachable: self.reachable, ultrapeers: self.peers.len() - leaves, leaves };
+        let facts = Facts {
+            role: self.config.role,
+            reachable: !self.reachability.firewalled(),
+            ultrapeers: self.peers.len() - leaves,
+            leaves,
+        };
         if let Some(role) = promotion.decide(facts, now) {
             self.switch_role(role, "switching roles");
         }
@@ -1324,6 +1384,11 @@ fn urn_query(urn: Urn) -> Query {
         ggep: Default::default(),
         original: Default::default(),
     }
+}
+
+/// Whether a descriptor is a TCP Connect Back request.
+fn is_connect_back_request(message: &Message) -> bool {
+    matches!(Vendor::from_payload(&message.payload), Some(Ok(v)) if v.kind.same_message(&Kind::TCP_CONNECT_BACK))
 }
 
 /// Whether a descriptor is a Push Proxy Request or Acknowledgement.

@@ -2,8 +2,9 @@
 //!
 //! As gtk-gnutella decides (`nodes.c`, `node_slow_update` and
 //! `can_become_ultra`), a servent in auto mode starts as a leaf and is
-//! promoted once it is **reachable** (an ultrapeer or leaf connected to us:
-//! we are not firewalled) and has been **up** [`MIN_UPTIME`], and not
+//! promoted once it is **reachable** (the firewall check,
+//! [`crate::push::Reachability`], the same rule that sets our QueryHits'
+//! push flag) and has been **up** [`MIN_UPTIME`], and not
 //! before [`SWITCH_MIN`] after its last switch. An ultrapeer promoted so is
 //! demoted when it stops meeting the requirements, or when no leaf has been
 //! with it for [`NO_LEAF_MAX`]; each demotion doubles the time it stays a
@@ -41,7 +42,7 @@ pub const SHORTAGE_WAIT: Duration = Duration::from_secs(30);
 pub struct Facts {
     /// The role it plays now.
     pub role: Role,
-    /// Whether a peer has connected to us since start.
+    /// Whether the firewall check finds us reachable.
     pub reachable: bool,
     /// Ultrapeer links it has.
     pub ultrapeers: usize,

@@ -6,14 +6,14 @@
 //! node's list of files at once.
 
 use std::collections::BTreeMap;
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 
-use super::{Action, Config, Connected, Direction, Event, Node};
+use super::{Action, Arrival, Config, Connected, Direction, Event, Node};
 use crate::handshake::{Admission, PeerInfo, Role};
 use crate::qrp::RouteTable;
 use crate::routing::PeerId;
@@ -187,7 +187,8 @@ impl Net {
             self.send_later(from, Event::DialFailed { addr, try_hosts: Vec::new() });
             return;
         };
-        self.nodes[to].handle(Event::Reached, self.now);
+        let remote = IpAddr::V4(*Net::addr(from).ip());
+        self.nodes[to].handle(Event::Incoming { remote, arrival: Arrival::Unasked }, self.now);
         let leaves = [from, to].iter().all(|&i| self.nodes[i].config.role == Role::Leaf);
         if leaves {
             // The handshake refuses: "503 Shielded leaf node".

@@ -30,6 +30,7 @@ pub const ANNOUNCED: &[Kind] = &[
     Kind::OOB_REPLY_ACK,
     Kind::PUSH_PROXY_REQUEST,
     Kind::PUSH_PROXY_ACK,
+    Kind::TCP_CONNECT_BACK,
 ];
 
 /// A vendor message that asks something of the node.

@@ -48,8 +48,9 @@ use super::{
     DownloadId, DownloadSnapshot, DownloadState, DownloadsConfig, Keep, SourceSnapshot, SourceState,
     MAX_VERIFY_ATTEMPTS,
 };
-use crate::transfer::alt::AltLocations;
+use crate::transfer::alt::{AltLocations, FirewalledLocation, Locations};
 use crate::transfer::parq::{self, QueueTicket};
+use crate::transfer::push::is_push_only;
 use crate::trust::{Content, Judgement, SharedTrust, Verdict};
 
 /// How often time-based rules (stalls, parked sources, rates) are looked at.
@@ -385,7 +386,7 @@ impl Driver {
             | WorkerEvent::Queued { source, .. }
             | WorkerEvent::Available { source, .. }
             | WorkerEvent::Ended { source, .. } => Some(*source),
-            WorkerEvent::Learned { .. } => None,
+            WorkerEvent::Learned { .. } | WorkerEvent::Failed { .. } => None,
         };
         if let Some(source) = source {
             if self.workers.get(&source).map(|w| w.serial) != Some(serial) {
@@ -439,6 +440,11 @@ impl Driver {
             WorkerEvent::Learned { addrs } => {
                 for addr in addrs {
                     self.plan.add_source(addr);
+                }
+            }
+            WorkerEvent::Failed { source, addrs } => {
+                for urn in &self.urns {
+                    self.alt.apply_nalt(urn, *source.ip(), &addrs);
                 }
             }
             WorkerEvent::Available { source, ranges } => self.plan.set_available(source, ranges),
@@ -621,10 +627,33 @@ impl Driver {
         }
     }
 
-    /// Other good sources to name in a request to `source`.
-    fn alt_for(&self, source: SocketAddrV4) -> Vec<SocketAddrV4> {
-        let good = self.plan.sources().iter().filter(|s| s.addr != source && s.delivered > 0);
-        good.filter(|s| s.standing == Standing::Usable).take(ALT_IN_REQUEST).map(|s| s.addr).collect()
+    /// Other sources to name in a request to `source`: good ones (those
+    /// reached by PUSH apart), and failed ones.
+    fn alt_for(&self, source: SocketAddrV4) -> Locations {
+        let mut locations = Locations::default();
+        let others = self.plan.sources().iter().filter(|s| s.addr != source);
+        for other in others {
+            match other.standing {
+                Standing::Usable if other.delivered > 0 => match self.firewalled_location(other.addr) {
+                    Some(location) if locations.firewalled.len() < ALT_IN_REQUEST => {
+                        locations.firewalled.push(location)
+                    }
+                    Some(_) => {}
+                    None if locations.direct.len() < ALT_IN_REQUEST => locations.direct.push(other.addr),
+                    None => {}
+                },
+                Standing::Dropped(_) if locations.failed.len() < ALT_IN_REQUEST && !is_push_only(other.addr) => {
+                    locations.failed.push(other.addr)
+                }
+                _ => {}
+            }
+        }
+        locations
+    }
+
+    /// `source` as a firewalled location, when it is reached by PUSH.
+    fn firewalled_location(&self, source: SocketAddrV4) -> Option<FirewalledLocation> {
+        self.config.pushes.as_ref().and_then(|pushes| pushes.location(source))
     }
 
     /// Starts workers for the best usable sources, up to the limit.
@@ -675,10 +704,11 @@ impl Driver {
         self.notes.insert(source, why);
     }
 
-    /// A source that failed for good leaves the mesh we tell others about.
+    /// A source that failed for good leaves the mesh we tell others about,
+    /// and is told as failed (`X-Nalt`).
     fn forget_source(&self, source: SocketAddrV4) {
         for urn in &self.urns {
-            self.alt.remove(urn, source);
+            self.alt.failed(*urn, source);
         }
     }
 
@@ -848,8 +878,12 @@ impl Driver {
         let urns = [digests.sha1_urn(), digests.sha256_urn()];
         let good = self.plan.sources().iter().filter(|s| s.delivered > 0 && s.standing == Standing::Usable);
         for source in good {
+            let firewalled = self.firewalled_location(source.addr);
             for urn in urns {
-                self.alt.add(urn, source.addr);
+                match &firewalled {
+                    Some(location) => self.alt.add_firewalled(urn, location.clone()),
+                    None => self.alt.add(urn, source.addr),
+                }
             }
         }
         Some(Outcome::Complete(path))

@@ -40,11 +40,14 @@ use futures::{AsyncBufReadExt, FutureExt};
 use search::Urn;
 
 use super::plan::{ChunkRange, PARTIAL_RECHECK};
-use crate::transfer::alt::{format_x_alt, parse_alternate_locations, parse_x_alt};
+use crate::transfer::alt::{
+    announces, parse_alternate_locations, parse_x_alt, parse_x_falt, Locations, FWALT, OUR_FEATURES,
+    OUR_FEATURES_WITHOUT_FWALT,
+};
 use crate::transfer::http::{self, ByteRange, HttpError, Request, ResponseHead};
 use crate::transfer::parq::{self, QueueTicket};
 use crate::transfer::partial::RangeSet;
-use crate::transfer::push::Pushes;
+use crate::transfer::push::{is_push_only, Pushes};
 use crate::transfer::rate::RateLimit;
 
 /// Bytes read between two progress reports.
@@ -79,6 +82,8 @@ pub(super) enum WorkerEvent {
     Queued { source: SocketAddrV4, ticket: QueueTicket },
     /// Other sources named by this one.
     Learned { addrs: Vec<SocketAddrV4> },
+    /// Locations this source says failed (`X-Nalt`).
+    Failed { source: SocketAddrV4, addrs: Vec<SocketAddrV4> },
     /// What the source has (`X-Available-Ranges`), `None` for the whole file.
     Available { source: SocketAddrV4, ranges: Option<RangeSet> },
     /// How the worker ended; it sends nothing after this.
@@ -102,7 +107,7 @@ pub(super) enum WorkerEnd {
 #[derive(Debug)]
 pub(super) enum Assignment {
     /// Fetch this chunk, telling the source about these other sources.
-    Fetch { chunk: ChunkRange, alt: Vec<SocketAddrV4> },
+    Fetch { chunk: ChunkRange, alt: Locations },
     /// Stop.
     Stop,
 }
@@ -156,7 +161,7 @@ pub(super) async fn run(source: SocketAddrV4, job: Job, events: Reporter) {
 }
 
 async fn work(source: SocketAddrV4, job: &Job, events: &Reporter) -> WorkerEnd {
-    let mut worker = Worker { source, job, events, connection: None, ticket: None, refusals: 0 };
+    let mut worker = Worker { source, job, events, connection: None, ticket: None, refusals: 0, fwalt: false };
     let (reply, mut answer) = oneshot::channel();
     if events.send(WorkerEvent::Ask { source, reply }).await.is_err() {
         return WorkerEnd::Stopped;
@@ -228,6 +233,8 @@ struct Worker<'a> {
     ticket: Option<QueueTicket>,
     /// `416` answers in a row.
     refusals: u32,
+    /// Whether the source announced `fwalt` (in its `X-Features`, sent once a connection).
+    fwalt: bool,
 }
 
 /// A kept-alive connection to a source.
@@ -252,6 +259,9 @@ impl Connection {
                 // A servent may say it is firewalled and be reachable all the same.
                 Err(why) => pushed = Some(why),
             }
+        }
+        if is_push_only(source) {
+            return Err(WorkerEnd::Failed(pushed.unwrap_or_else(|| "known only by its GUID".into())));
         }
         let stream = connect(source, job.local, job.io_timeout).await.map_err(|e| {
             WorkerEnd::Failed(match &pushed {
@@ -294,7 +304,7 @@ enum Answer {
 impl Worker<'_> {
     /// Fetches one chunk, in as many requests as the source wants (shorter
     /// `206` answers), reusing the kept-alive connection.
-    async fn fetch_chunk(&mut self, chunk: ChunkRange, alt: &[SocketAddrV4]) -> Result<Vec<u8>, Interrupt> {
+    async fn fetch_chunk(&mut self, chunk: ChunkRange, alt: &Locations) -> Result<Vec<u8>, Interrupt> {
         let len = usize::try_from(chunk.len()).map_err(|_| WorkerEnd::Failed("chunk too large".into()))?;
         let mut data = vec![0; len];
         let mut filled = 0u64;
@@ -307,9 +317,20 @@ impl Worker<'_> {
             requests += 1;
             let want = ChunkRange { index: chunk.index, start: chunk.start + filled, end: chunk.end };
             let (mut conn, head) = self.ask(want, alt).await?;
-            let learned = learned_sources(&head);
+            self.fwalt |= announces(head.headers.get("X-Features"), FWALT);
+            let mut learned = learned_sources(&head);
+            if let Some(pushes) = &self.job.pushes {
+                let firewalled = head.headers.get_all("X-Falt").flat_map(parse_x_falt).take(MAX_LEARNED);
+                learned.extend(pushes.learn_firewalled(&firewalled.collect::<Vec<_>>()));
+                learned.truncate(MAX_LEARNED);
+            }
             if !learned.is_empty() {
                 let _ = self.events.send(WorkerEvent::Learned { addrs: learned }).await;
+            }
+            let failed: Vec<SocketAddrV4> =
+                head.headers.get_all("X-Nalt").flat_map(parse_x_alt).take(MAX_LEARNED).collect();
+            if !failed.is_empty() {
+                let _ = self.events.send(WorkerEvent::Failed { source: self.source, addrs: failed }).await;
             }
             let available = available_ranges(&head, self.job.size);
             if let Some(ranges) = &available {
@@ -375,9 +396,9 @@ impl Worker<'_> {
 
     /// Sends the request for `want` on the kept-alive connection (or a new
     /// one) and reads the answer's head.
-    async fn ask(&mut self, want: ChunkRange, alt: &[SocketAddrV4]) -> Result<(Connection, ResponseHead), WorkerEnd> {
+    async fn ask(&mut self, want: ChunkRange, alt: &Locations) -> Result<(Connection, ResponseHead), WorkerEnd> {
         let (source, timeout) = (self.source, self.job.io_timeout);
-        let request = build_request(source, self.job, want, alt, self.ticket.as_ref());
+        let request = build_request(source, self.job, want, alt, self.fwalt, self.ticket.as_ref());
         let mut conn = match self.connection.take() {
             Some(conn) => conn,
             None => Connection::open(source, self.job).await?,
@@ -415,16 +436,17 @@ fn build_request(
     source: SocketAddrV4,
     job: &Job,
     chunk: ChunkRange,
-    alt: &[SocketAddrV4],
+    alt: &Locations,
+    fwalt: bool,
     ticket: Option<&QueueTicket>,
 ) -> Request {
     let mut request = Request::new("GET", &format!("/uri-res/N2R?{}", job.urn));
     request.headers.insert("Host", source);
     request.headers.insert("User-Agent", &job.user_agent);
     request.headers.insert("Range", ByteRange::FromTo(chunk.start, chunk.end - 1));
-    if !alt.is_empty() {
-        request.headers.insert("X-Alt", format_x_alt(alt));
-    }
+    let fwalt_of_use = job.pushes.as_ref().is_some_and(|pushes| pushes.can_use_fwalt());
+    request.headers.insert("X-Features", if fwalt_of_use { OUR_FEATURES } else { OUR_FEATURES_WITHOUT_FWALT });
+    alt.insert_into(&mut request.headers, fwalt);
     // We understand remote queues (PARQ 1.0), and come back to our place.
     request.headers.insert("X-Queue", "1.0");
     if let Some(x_queued) = ticket.and_then(QueueTicket::x_queued) {
@@ -616,7 +638,9 @@ async fn read_body(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::transfer::alt::FirewalledLocation;
     use crate::transfer::download::plan::CHUNK_SIZE;
+    use servent_core::wire::Guid;
 
     fn job() -> Job {
         Job {
@@ -660,13 +684,16 @@ mod tests {
     #[test]
     fn request_asks_for_the_chunk_by_urn_and_keeps_the_connection() {
         let source: SocketAddrV4 = "10.0.0.1:6346".parse().unwrap();
-        let alt = ["10.0.0.2:6346".parse().unwrap(), "10.0.0.3:7000".parse().unwrap()];
-        let text = String::from_utf8(build_request(source, &job(), chunk(1), &alt, None).encode()).unwrap();
+        let alt = Locations {
+            direct: vec!["10.0.0.2:6346".parse().unwrap(), "10.0.0.3:7000".parse().unwrap()],
+            ..Locations::default()
+        };
+        let text = String::from_utf8(build_request(source, &job(), chunk(1), &alt, false, None).encode()).unwrap();
         assert_eq!(
             text,
             "GET /uri-res/N2R?urn:sha1:PLSTHIPQGSSZTS5FJUPAKUZWUGYQYPFB HTTP/1.1\r\nHost: 10.0.0.1:6346\r\n\
-             User-Agent: Test/1\r\nRange: bytes=1048576-2097151\r\nX-Alt: 10.0.0.2,10.0.0.3:7000\r\n\
-             X-Queue: 1.0\r\nConnection: Keep-Alive\r\n\r\n"
+             User-Agent: Test/1\r\nRange: bytes=1048576-2097151\r\nX-Features: browse/1.0\r\n\
+             X-Alt: 10.0.0.2,10.0.0.3:7000\r\nX-Queue: 1.0\r\nConnection: Keep-Alive\r\n\r\n"
         );
     }
 
@@ -692,15 +719,38 @@ mod tests {
     fn requests_name_our_address_when_we_offer_partial_files() {
         let source: SocketAddrV4 = "10.0.0.1:6346".parse().unwrap();
         let job = Job { x_node: Some("10.0.0.9:6346".into()), ..job() };
-        let request = build_request(source, &job, chunk(0), &[], None);
+        let request = build_request(source, &job, chunk(0), &Locations::default(), false, None);
         assert_eq!(request.headers.get("X-Node"), Some("10.0.0.9:6346"));
+    }
+
+    #[test]
+    fn firewalled_sources_go_only_to_a_source_that_announced_fwalt_and_we_announce_it_when_we_can_use_them() {
+        let source: SocketAddrV4 = "10.0.0.1:6346".parse().unwrap();
+        let firewalled = FirewalledLocation { servent: Guid([7; 16]), address: None, proxies: vec![source] };
+        let alt = Locations {
+            firewalled: vec![firewalled],
+            failed: vec!["10.0.0.5:6346".parse().unwrap()],
+            ..Locations::default()
+        };
+        let plain = build_request(source, &job(), chunk(0), &alt, false, None);
+        assert_eq!(plain.headers.get("X-Falt"), None);
+        assert_eq!(plain.headers.get("X-Features"), Some("browse/1.0"), "no PUSHes: no fwalt");
+        assert_eq!(plain.headers.get("X-Nalt"), Some("10.0.0.5"));
+        let pushes = Arc::new(Pushes::new(|_, _, _| {}));
+        let job = Job { pushes: Some(pushes.clone()), ..job() };
+        let firewalled = build_request(source, &job, chunk(0), &alt, true, None);
+        assert_eq!(firewalled.headers.get("X-Features"), Some("browse/1.0"), "no GIV could reach us: no fwalt");
+        pushes.set_reachable(true);
+        let told = build_request(source, &job, chunk(0), &alt, true, None);
+        assert_eq!(told.headers.get("X-Falt"), Some("07070707070707070707070707070707;10.0.0.1:6346"));
+        assert_eq!(told.headers.get("X-Features"), Some(OUR_FEATURES));
     }
 
     #[test]
     fn a_queued_request_names_its_place() {
         let source: SocketAddrV4 = "10.0.0.1:6346".parse().unwrap();
         let ticket = QueueTicket::from_headers(Some("position=3; ID=ab12"), None, None).unwrap();
-        let request = build_request(source, &job(), chunk(0), &[], Some(&ticket));
+        let request = build_request(source, &job(), chunk(0), &Locations::default(), false, Some(&ticket));
         assert_eq!(request.headers.get("X-Queued"), Some("position=3; ID=ab12"));
         assert_eq!(request.headers.get("X-Queue"), Some("1.0"));
     }

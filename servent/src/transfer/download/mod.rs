@@ -598,6 +598,17 @@ struct Manager {
     stopping: Option<Sender<()>>,
 }
 
+/// Whether two lists of URNs name the same content: they share one, and
+/// no kind of URN both have differs (a SHA-1 named with another SHA-256 is
+/// another claim, not the same file). A download named by SHA-1 and one
+/// named by SHA-256 are one when a search found both names for it.
+fn same_content(ours: &[Urn], theirs: &[Urn]) -> bool {
+    let shared = ours.iter().any(|u| theirs.contains(u));
+    let kind = |u: &Urn| std::mem::discriminant(u);
+    let contradicts = ours.iter().any(|u| theirs.iter().any(|t| kind(t) == kind(u) && t != u));
+    shared && !contradicts
+}
+
 impl Manager {
     async fn run(mut self, inbox: Receiver<Command>) {
         while let Ok(command) = inbox.recv().await {
@@ -672,8 +683,11 @@ impl Manager {
         if request.size > MAX_FILE_SIZE {
             return Err(DownloadError::TooLarge(request.size));
         }
-        let unfinished = self.entries.iter().find(|(_, e)| e.key == key && !matches!(e.phase, Phase::Finished));
-        if let Some((&id, _)) = unfinished {
+        let unfinished = self.entries.iter().find(|(_, e)| {
+            !matches!(e.phase, Phase::Finished) && (e.key == key || same_content(&e.urns, &request.urns))
+        });
+        if let Some((&id, entry)) = unfinished {
+            let key = entry.key;
             self.add_sources(&key, request.sources);
             return Ok(id);
         }

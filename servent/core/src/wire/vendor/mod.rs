@@ -16,6 +16,7 @@
 //! are kept as their bytes ([`Vendor::body`]) and ignored safely; each kind
 //! we do know has its body codec in a submodule of this one.
 
+pub mod connect_back;
 pub mod hops_flow;
 pub mod oob;
 pub mod push_proxy;
