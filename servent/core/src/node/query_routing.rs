@@ -122,7 +122,8 @@ impl QueryRouting {
     }
 
     /// The library's table changed: returns the patches for every peer that reads it.
-    pub fn library_changed(&mut self, table: RouteTable, rng: &mut impl RngCore) -> Vec<(PeerId, Message)> {
+    pub fn library_changed(&mut self, mut table: RouteTable, rng: &mut impl RngCore) -> Vec<(PeerId, Message)> {
+        table.compact();
         self.own = Some(Arc::new(table));
         self.union = None;
         self.leaves_changed = false;
