@@ -456,7 +456,10 @@ impl RouteTable {
                 patch.push(nibble(0x80 >> (2 * pair)) << 4 | nibble(0x40 >> (2 * pair)));
             }
         }
-        let mut encoder = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
+        // The fastest level: a patch is mostly runs of zeros, which it
+        // still shrinks about 30 times (a 300-file table: 1.1 KB of 32 KiB,
+        // against 0.5 KB at the default level, in a third of the time).
+        let mut encoder = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::fast());
         encoder.write_all(&patch).expect("writing to a Vec cannot fail");
         let compressed = encoder.finish().expect("writing to a Vec cannot fail");
         let chunks: Vec<&[u8]> = compressed.chunks(PATCH_CHUNK).collect();
