@@ -76,6 +76,9 @@ pub struct QueryRouting {
     union: Option<Arc<RouteTable>>,
     /// A leaf's table came or went since `union` was built.
     leaves_changed: bool,
+    /// The updates that bring a new link from nothing to each table we
+    /// send, computed once per table (gtk-gnutella's `routing_patch`).
+    from_nothing: Vec<Patch>,
 }
 
 impl QueryRouting {
@@ -122,7 +125,8 @@ impl QueryRouting {
     }
 
     /// The library's table changed: returns the patches for every peer that reads it.
-    pub fn library_changed(&mut self, table: RouteTable, rng: &mut impl RngCore) -> Vec<(PeerId, Message)> {
+    pub fn library_changed(&mut self, mut table: RouteTable, rng: &mut impl RngCore) -> Vec<(PeerId, Message)> {
+        table.compact();
         self.own = Some(Arc::new(table));
         self.union = None;
         self.leaves_changed = false;
@@ -146,7 +150,9 @@ impl QueryRouting {
     /// Sends `readers` what they lack of the table for them; one patch is
     /// computed per distinct table they last got.
     fn send_to(&mut self, readers: Vec<PeerId>, rng: &mut impl RngCore) -> Vec<(PeerId, Message)> {
-        let mut patches: Vec<Patch> = Vec::new();
+        let current = [self.own.as_ref(), self.union.as_ref()];
+        self.from_nothing.retain(|patch| current.iter().flatten().any(|table| Arc::ptr_eq(table, &patch.to)));
+        let mut patches = std::mem::take(&mut self.from_nothing);
         let mut out = Vec::new();
         for peer in readers {
             let Some(table) = self.table_for(peer) else { continue };
@@ -167,6 +173,8 @@ impl QueryRouting {
             link.sent = Some(table);
             out.extend(bytes.into_iter().map(|bytes| (peer, update_message(bytes, rng))));
         }
+        patches.retain(|patch| patch.from.is_none());
+        self.from_nothing = patches;
         out
     }
 

@@ -280,3 +280,30 @@ fn a_corrupt_or_unfinished_zlib_stream_is_an_error() {
     let unfinished = receive_all(&mut receiver, &["0 8 0 0 0 7", "1 1 1 1 4 78 9c 63 58 c0 c0 0 0"]);
     assert!(matches!(unfinished, Err(QrpError::Inflate(_))), "{unfinished:?}");
 }
+
+#[test]
+fn a_sparse_table_received_is_kept_compact_and_answers_and_patches_the_same() {
+    let leaf = RouteTable::from_library(["Free Software Song.ogg", "gnu-manifesto.txt"], []);
+    let mut receiver = TableReceiver::default();
+    for update in leaf.updates_from(None) {
+        receiver.receive(update).unwrap();
+    }
+    let kept = receiver.table().unwrap();
+    assert_eq!(kept, &leaf);
+    assert!(kept.memory() * 20 < leaf.memory(), "{} bytes kept for a {}-byte bitmap", kept.memory(), leaf.memory());
+    for words in ["free software", "manifesto", "linux kernel"] {
+        let keys = QueryKeys::new(words, &[]);
+        assert_eq!(kept.routes(&keys), leaf.routes(&keys), "{words}");
+    }
+    let grown = RouteTable::from_library(["Free Software Song.ogg", "gnu-manifesto.txt", "kernel.tar"], []);
+    assert_eq!(grown.updates_from(Some(kept)), grown.updates_from(Some(&leaf)), "the same patch from either");
+    // A patch on the compact table makes a bitmap again, then compact again.
+    for update in grown.updates_from(Some(kept)) {
+        receiver.receive(update).unwrap();
+    }
+    assert_eq!(receiver.table().unwrap(), &grown);
+    assert!(receiver.table().unwrap().routes(&QueryKeys::new("kernel", &[])));
+    let mut union = RouteTable::default();
+    union.merge(receiver.table().unwrap());
+    assert_eq!(union, grown);
+}
