@@ -547,6 +547,10 @@ impl Client {
             response.body_json().await.map_err(|e| format!("unreadable answer from {}: {e}", self.base))?;
         if !response.status().is_success() {
             let why = body["error"].as_str().unwrap_or("no reason given");
+            // The servent it asked (a browse) failed, not ours: said as it is.
+            if response.status() == surf::StatusCode::BadGateway {
+                return Err(why.to_owned());
+            }
             return Err(format!("the servent refused: {why}"));
         }
         Ok(body)
