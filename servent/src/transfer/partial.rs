@@ -54,7 +54,7 @@ pub const MAX_SWARM_FILES: usize = 1024;
 /// Shared files seeded at once.
 pub const MAX_SEEDED: usize = 64;
 /// The longest `Retry-After` of a busy upload of a file offered in part.
-pub const SWARM_RETRY_AFTER: Duration = Duration::from_secs(5);
+pub const SWARM_RETRY_AFTER: Duration = Duration::from_secs(2);
 
 /// A set of byte ranges `start..end` (end exclusive), sorted, disjoint and
 /// not touching.

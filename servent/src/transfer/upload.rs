@@ -335,7 +335,7 @@ impl Uploads {
     /// to wait and its place in the queue, if it has one.
     fn admit(&self, addr: IpAddr, urn: Urn, id: Option<u64>) -> Result<SlotGuard<'_>, (Duration, Option<QueuePlace>)> {
         let mut queue = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
-        let free = self.config.slots.saturating_sub(self.slots_used.load(Ordering::Acquire));
+        let free = self.slots().saturating_sub(self.slots_used.load(Ordering::Acquire));
         match queue.admit(addr, urn, id, free, Instant::now(), rand::random()) {
             Admission::Serve => self.take_slot().ok_or((self.config.retry_after, None)),
             Admission::Queued(place) => Err((place.retry, Some(place))),
@@ -343,9 +343,16 @@ impl Uploads {
         }
     }
 
+    /// The slots bodies may use now: the configured ones, fewer under an
+    /// upload cap ([`rate::upload_slots`]).
+    fn slots(&self) -> usize {
+        rate::upload_slots(self.config.slots, self.rate.rate())
+    }
+
     fn take_slot(&self) -> Option<SlotGuard<'_>> {
+        let slots = self.slots();
         self.slots_used
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| (used < self.config.slots).then_some(used + 1))
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| (used < slots).then_some(used + 1))
             .ok()
             .map(|_| SlotGuard { uploads: self })
     }
@@ -590,7 +597,14 @@ impl Exchange<'_> {
             return send_head(stream, &head, stall).await.map(|()| keep);
         }
         let returned = request.headers.get("X-Queued").and_then(upload_queue::returned_id);
-        let _slot = match uploads.admit(self.remote.ip(), file.sha1, returned) {
+        // A file offered in part is not queued for (PARQ): its downloaders
+        // have the swarm to turn to, and a place kept for one that went
+        // elsewhere (or finished) would hold a free slot from the others.
+        let admitted = match available {
+            Some(_) => uploads.take_slot().ok_or((uploads.config.retry_after, None)),
+            None => uploads.admit(self.remote.ip(), file.sha1, returned),
+        };
+        let _slot = match admitted {
             Ok(slot) => slot,
             Err((retry, place)) => {
                 uploads.refused_busy.fetch_add(1, Ordering::Relaxed);
@@ -600,7 +614,7 @@ impl Exchange<'_> {
                 let retry = partial::retry_after(retry, available.is_some());
                 head.headers.insert("Retry-After", retry.as_secs().max(1));
                 if let Some(place) = place {
-                    head.headers.insert("X-Queued", place.x_queued(uploads.config.slots));
+                    head.headers.insert("X-Queued", place.x_queued(uploads.slots()));
                 }
                 head.headers.insert("Connection", "close");
                 send_head(stream, &head, stall).await?;

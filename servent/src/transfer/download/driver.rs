@@ -41,7 +41,7 @@ use search::Urn;
 use signing_tool::{Minisig, Release};
 
 use super::fetch::{self, Assignment, Job, Reporter, WorkerEnd, WorkerEvent};
-use super::plan::{Completion, DropReason, Next, Plan, Standing, CHUNK_SIZE};
+use super::plan::{Completion, DropReason, Next, Plan, Standing};
 use super::state::{DiskError, PartFile, PartialDir, PartialDownload};
 use super::{finish, stall};
 use super::{
@@ -489,7 +489,7 @@ impl Driver {
             let (size, timeout) = (self.plan.size(), self.config.io_timeout);
             let (local, agent) = (self.config.local, &self.config.user_agent);
             match super::tree::fetch(source, self.key, size, root, (timeout, local), agent).await {
-                Ok(tree) if CHUNK_SIZE.is_multiple_of(tree.segment_size()) => {
+                Ok(tree) if self.plan.chunk_size().is_multiple_of(tree.segment_size()) => {
                     self.offer_partial(root, &tree);
                     self.tree = Some(Arc::new(tree));
                     self.published.lock().unwrap_or_else(PoisonError::into_inner).tth = Some(root);
@@ -587,10 +587,10 @@ impl Driver {
         use std::os::unix::fs::FileExt;
         let ranges: Vec<(u64, u64)> =
             chunks.iter().map(|&i| (self.plan.chunk(i).start, self.plan.chunk(i).len())).collect();
-        let path = self.part.path().to_path_buf();
+        let (path, chunk_size) = (self.part.path().to_path_buf(), self.plan.chunk_size());
         task::spawn_blocking(move || {
             let file = std::fs::File::open(&path).map_err(|e| DiskError::new("read", &path, e))?;
-            let mut buffer = vec![0; CHUNK_SIZE as usize];
+            let mut buffer = vec![0; chunk_size as usize];
             ranges
                 .into_iter()
                 .map(|(start, len)| {
