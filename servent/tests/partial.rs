@@ -27,6 +27,7 @@ use servent::transfer::partial::RangeSet;
 use servent::transfer::rate::Rates;
 use servent::trust::{SharedTrust, TrustStore, TrustedKey};
 use signing_tool::{Minisig, ReleaseMeta, SecretKey, Signer};
+use socket2::{Domain, SockAddr, Socket, Type};
 
 const NAME: &str = "SEBLINUX-swarm-1.0.img";
 const KIB: u64 = 1024;
@@ -424,6 +425,54 @@ fn a_seed_serves_each_chunk_once_before_any_twice() {
         // Every chunk went out once: all are offered again.
         let (head, _) = ask(addr, &urn, "GET", chunk(0)).await;
         assert_eq!(head.status, 206);
+        seed.shutdown().await;
+    });
+}
+
+#[test]
+fn a_capped_seed_serves_a_few_at_a_useful_rate_and_sends_the_rest_to_the_swarm_without_queue_places() {
+    task::block_on(async {
+        let key = SecretKey::generate().unwrap();
+        let bytes = varied_bytes(3 * CHUNK_SIZE as usize);
+        let folder = tempfile::tempdir().unwrap();
+        std::fs::write(folder.path().join(NAME), &bytes).unwrap();
+        std::fs::write(folder.path().join(format!("{NAME}.minisig")), signature(&key, &bytes).to_text()).unwrap();
+        // 64 KiB/s feeds two slots (the least kept), not the eight configured.
+        let seed = start_with(&[], Some(folder.path()), |config| {
+            config.seed_releases = vec![folder.path().join(NAME)];
+            config.rates = Rates { max_upload_rate: 64 * KIB, max_download_rate: 0 };
+        })
+        .await;
+        wait_indexed(&seed, "seblinux swarm", 1).await;
+        let (digests, _) = search::hash_reader(&bytes[..]).unwrap();
+        let urn = digests.sha1_urn().to_string();
+        let addr = seed.listen_addr();
+        // Two downloaders (each from its own address) take a chunk each
+        // (seconds at this rate) and hold their slots while they read slowly.
+        let mut holding = Vec::new();
+        for i in 0..2u8 {
+            let socket = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+            let from = SocketAddr::from(([127, 0, 0, 2 + i], 0));
+            socket.bind(&SockAddr::from(from)).unwrap();
+            socket.connect(&SockAddr::from(addr)).unwrap();
+            let mut stream = TcpStream::from(std::net::TcpStream::from(socket));
+            let i = u64::from(i);
+            let range = format!("bytes={}-{}", i * CHUNK_SIZE, (i + 1) * CHUNK_SIZE - 1);
+            let request = format!("GET /uri-res/N2R?{urn} HTTP/1.1\r\nHost: test\r\nRange: {range}\r\n\r\n");
+            stream.write_all(request.as_bytes()).await.unwrap();
+            let mut reader = BufReader::new(stream);
+            let head = async_std::future::timeout(PATIENCE, http::read_response_head(&mut reader)).await;
+            assert_eq!(head.unwrap().unwrap().status, 206);
+            holding.push(reader);
+        }
+        // A third is sent to the swarm: busy, back within seconds, and no
+        // queue place that would hold a slot for it once it went elsewhere.
+        let (head, _) = ask(addr, &urn, "GET", Some((2 * CHUNK_SIZE, 3 * CHUNK_SIZE - 1))).await;
+        assert_eq!(head.status, 503, "{head:?}");
+        let retry: u64 = head.headers.get("Retry-After").unwrap().parse().unwrap();
+        assert!((1..=2).contains(&retry), "{head:?}");
+        assert_eq!(head.headers.get("X-Queued"), None, "{head:?}");
+        drop(holding);
         seed.shutdown().await;
     });
 }
