@@ -415,6 +415,17 @@ fn a_seed_serves_each_chunk_once_before_any_twice() {
         assert_eq!(head.status, 416);
         let others = format!("bytes {}-{}", CHUNK_SIZE, 3 * CHUNK_SIZE - 1);
         assert_eq!(head.headers.get("X-Available-Ranges"), Some(others.as_str()));
+        // Nor by its index and name, as a QueryHit names it.
+        let index = seed.library().by_urn(&digests.sha1_urn()).unwrap().index;
+        let mut stream = TcpStream::connect(addr).await.unwrap();
+        let by_index = format!(
+            "GET /get/{index}/{NAME} HTTP/1.1\r\nHost: test\r\nRange: bytes=0-{}\r\nConnection: close\r\n\r\n",
+            CHUNK_SIZE - 1
+        );
+        stream.write_all(by_index.as_bytes()).await.unwrap();
+        let head = http::read_response_head(&mut BufReader::new(stream)).await.unwrap();
+        assert_eq!(head.status, 416, "{head:?}");
+        assert_eq!(head.headers.get("X-Available-Ranges"), Some(others.as_str()));
         // A HEAD costs nothing.
         assert_eq!(ask(addr, &urn, "HEAD", chunk(1)).await.0.status, 206);
         for i in [1, 2] {
@@ -474,5 +485,66 @@ fn a_capped_seed_serves_a_few_at_a_useful_rate_and_sends_the_rest_to_the_swarm_w
         assert_eq!(head.headers.get("X-Queued"), None, "{head:?}");
         drop(holding);
         seed.shutdown().await;
+    });
+}
+
+/// Answers every request busy for a second, after passing on the `X-Node`
+/// it named (`None` without one).
+async fn record_x_node(listener: TcpListener, seen: async_std::channel::Sender<Option<String>>) {
+    while let Ok((stream, _)) = listener.accept().await {
+        let mut reader = BufReader::new(stream.clone());
+        let mut x_node = None;
+        loop {
+            let mut line = String::new();
+            if reader.read_line(&mut line).await.unwrap_or(0) == 0 || line.trim_end().is_empty() {
+                break;
+            }
+            if let Some((name, value)) = line.split_once(':') {
+                if name.eq_ignore_ascii_case("X-Node") {
+                    x_node = Some(value.trim().to_string());
+                }
+            }
+        }
+        let busy = "HTTP/1.1 503 Busy\r\nRetry-After: 1\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+        let _ = (&stream).write_all(busy.as_bytes()).await;
+        if seen.send(x_node).await.is_err() {
+            return;
+        }
+    }
+}
+
+#[test]
+fn a_servent_listening_on_every_interface_names_the_address_it_advertises_never_0_0_0_0() {
+    task::block_on(async {
+        let recorder = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let source = v4(recorder.local_addr().unwrap());
+        let (seen_tx, seen) = async_std::channel::unbounded();
+        task::spawn(record_x_node(recorder, seen_tx));
+        let key = SecretKey::generate().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let everywhere = start_with(&[], None, |config| {
+            config.listen = "0.0.0.0:0".parse().unwrap();
+            config.data_dir = Some(dir.path().to_path_buf());
+        })
+        .await;
+        let bytes = varied_bytes(CHUNK_SIZE as usize);
+        let downloads = everywhere.downloads().unwrap();
+        downloads.start(request(&bytes, vec![source], signature(&key, &bytes))).await.unwrap();
+        let next = || async { async_std::future::timeout(PATIENCE, seen.recv()).await.unwrap().unwrap() };
+        // No link yet shows which interface others reach: no X-Node at all.
+        assert_eq!(next().await, None);
+        // A link does: the address it advertises from then on is named.
+        let peer = start_with(&[], None, |_| {}).await;
+        everywhere.connect(v4(peer.listen_addr())).await.unwrap();
+        let advertised = format!("127.0.0.1:{}", everywhere.listen_addr().port());
+        loop {
+            match next().await {
+                Some(named) if named == advertised => break,
+                Some(named) => panic!("X-Node: {named}, not the advertised {advertised}"),
+                None => {}
+            }
+        }
+        everywhere.shutdown().await;
+        peer.shutdown().await;
     });
 }

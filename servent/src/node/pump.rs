@@ -172,6 +172,7 @@ impl Pump {
                     if let Ok(mut advertised) = self.shared.advertised.lock() {
                         *advertised = addr;
                     }
+                    self.shared.uploads.partial_shares().set_advertised(addr);
                 }
                 Action::SendDatagram { to, message } => {
                     // A full queue drops the datagram, as the network may.

@@ -167,6 +167,8 @@ pub struct PartialShares {
     files: Mutex<Vec<PartialFile>>,
     swarm: Mutex<Swarm>,
     seeded: Mutex<Vec<Seeded>>,
+    /// The address our downloads name (`X-Node`), once we know one.
+    x_node: Mutex<Option<SocketAddrV4>>,
 }
 
 /// A shared file served as a seed (`--seed-release`).
@@ -189,6 +191,17 @@ impl PartialShares {
     /// None yet.
     pub fn new() -> PartialShares {
         PartialShares::default()
+    }
+
+    /// We advertise `addr` now (the node learns it): our downloads name it
+    /// to their sources, if a source could reach it ([`x_node`]).
+    pub fn set_advertised(&self, addr: SocketAddrV4) {
+        *self.x_node.lock().unwrap_or_else(PoisonError::into_inner) = x_node(addr);
+    }
+
+    /// The address our downloads name to their sources (`X-Node`), if any.
+    pub fn x_node(&self) -> Option<SocketAddrV4> {
+        *self.x_node.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     fn lock_files(&self) -> std::sync::MutexGuard<'_, Vec<PartialFile>> {
@@ -327,6 +340,14 @@ fn is_same_file(canonical: &Path, path: &Path) -> bool {
         || (canonical.file_name() == path.file_name() && path.canonicalize().is_ok_and(|p| p == canonical))
 }
 
+/// The address a download names in `X-Node` when we advertise `advertised`:
+/// that one, unless a source could not reach it (`0.0.0.0`, while a servent
+/// listening on every interface has not yet learnt which one others reach,
+/// or port 0): then none, and the source does not pass us on.
+pub fn x_node(advertised: SocketAddrV4) -> Option<SocketAddrV4> {
+    (!advertised.ip().is_unspecified() && advertised.port() != 0).then_some(advertised)
+}
+
 /// The `Retry-After` of a busy upload: for a file offered in part (being
 /// downloaded, or seeded), at most [`SWARM_RETRY_AFTER`], since a crowd's
 /// slots free up chunk by chunk and a downloader sent away for a minute
@@ -384,6 +405,17 @@ pub(super) fn restrict(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn downloads_name_the_advertised_address_never_an_unreachable_one() {
+        let shares = PartialShares::new();
+        assert_eq!(shares.x_node(), None);
+        shares.set_advertised("0.0.0.0:6346".parse().unwrap());
+        assert_eq!(shares.x_node(), None, "listening on every interface, the address is not known yet");
+        shares.set_advertised("203.0.113.7:6346".parse().unwrap());
+        assert_eq!(shares.x_node(), Some("203.0.113.7:6346".parse().unwrap()));
+        assert_eq!(x_node("203.0.113.7:0".parse().unwrap()), None);
+    }
 
     fn set(ranges: &[(u64, u64)]) -> RangeSet {
         let mut set = RangeSet::new();

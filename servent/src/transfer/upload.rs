@@ -196,6 +196,11 @@ impl Uploads {
         }
     }
 
+    /// The files offered in part, and the address our downloads name.
+    pub fn partial_shares(&self) -> &PartialShares {
+        &self.partial
+    }
+
     /// Offers the files `partial` holds in part too (the downloads' own).
     pub fn with_partial_shares(self, partial: Arc<PartialShares>) -> Uploads {
         Uploads { partial, ..self }
@@ -670,15 +675,20 @@ impl Exchange<'_> {
     /// a file being downloaded and its available bytes.
     fn find(&self, target: &Target) -> Option<(SharedFile, Option<RangeSet>)> {
         let library = &self.uploads.library;
-        let (file, available) = match target {
-            Target::Urn(urn) | Target::Tree(urn) => match library.by_urn(urn) {
-                Some(file) => {
-                    let seeding = self.uploads.partial.seeding(&file);
-                    (file, seeding)
-                }
-                None => self.uploads.partial.find(urn).map(|(file, available)| (file, Some(available)))?,
-            },
-            Target::Indexed { index, name } => (library.by_index(*index).filter(|file| file.name == *name)?, None),
+        let shared = match target {
+            Target::Urn(urn) | Target::Tree(urn) => library.by_urn(urn),
+            Target::Indexed { index, name } => library.by_index(*index).filter(|file| file.name == *name),
+        };
+        let (file, available) = match (shared, target) {
+            // A seeded file is seeded however it is asked for.
+            (Some(file), _) => {
+                let seeding = self.uploads.partial.seeding(&file);
+                (file, seeding)
+            }
+            (None, Target::Urn(urn) | Target::Tree(urn)) => {
+                self.uploads.partial.find(urn).map(|(file, available)| (file, Some(available)))?
+            }
+            (None, Target::Indexed { .. }) => return None,
         };
         // HUGE §6.2.1: a downloader may say which content it expects, and a
         // file that is not it must not be served in its place.

@@ -645,7 +645,8 @@ impl Driver {
                 user_agent: self.config.user_agent.clone(),
                 pushes: self.config.pushes.clone(),
                 rate: self.config.rate.clone(),
-                x_node: self.config.x_node.clone(),
+                // Our address as advertised now, so that sources pass us on.
+                x_node: self.config.partial.x_node().map(|addr| addr.to_string()),
                 local: self.config.local,
             };
             let reporter = Reporter { serial, events: self.worker_tx.clone() };
