@@ -17,7 +17,7 @@ use async_std::io::prelude::BufReadExt;
 use async_std::io::{BufReader, ReadExt, WriteExt};
 use async_std::net::{TcpListener, TcpStream};
 use async_std::task;
-use common::{start_with, varied_bytes, wait_indexed, PATIENCE};
+use common::{start_with, varied_bytes, wait_for, wait_indexed, PATIENCE};
 use search::thex::{dime, Tree};
 use servent::node::NodeHandle;
 use servent::transfer::download::plan::{Tuning, CHUNK_SIZE};
@@ -546,5 +546,47 @@ fn a_servent_listening_on_every_interface_names_the_address_it_advertises_never_
         }
         everywhere.shutdown().await;
         peer.shutdown().await;
+    });
+}
+
+#[test]
+fn chunks_from_before_a_restart_are_offered_once_checked_and_a_damaged_one_is_fetched_again() {
+    task::block_on(async {
+        let key = SecretKey::generate().unwrap();
+        let bytes = Arc::new(varied_bytes(4 * CHUNK_SIZE as usize));
+        let size = bytes.len() as u64;
+        let (digests, _) = search::hash_reader(&bytes[..]).unwrap();
+        let urn = digests.sha1_urn().to_string();
+        let sig = signature(&key, &bytes);
+        let stingy = stingy_publisher(bytes.clone(), 2).await;
+        let dir = tempfile::tempdir().unwrap();
+        let first = downloader(dir.path(), &key, 0).await;
+        first.downloads().unwrap().start(request(&bytes, vec![stingy], sig)).await.unwrap();
+        available_at_least(first.listen_addr(), &urn, size, 2).await;
+        first.shutdown().await;
+        // While the servent is down, the disk loses chunk 1.
+        let part = std::fs::read_dir(dir.path().join("partial"))
+            .unwrap()
+            .map(|entry| entry.unwrap().path())
+            .find(|path| path.extension().is_some_and(|e| e == "part"))
+            .expect("a .part file");
+        let file = std::fs::OpenOptions::new().write(true).open(&part).unwrap();
+        std::os::unix::fs::FileExt::write_all_at(&file, &vec![0xA5; CHUNK_SIZE as usize], CHUNK_SIZE).unwrap();
+        drop(file);
+        // Restarted, it checks them against the tree: chunk 0 is offered at
+        // once, chunk 1 once fetched again (the source has only these two).
+        let second = downloader(dir.path(), &key, 0).await;
+        let has = available_at_least(second.listen_addr(), &urn, size, 2).await;
+        assert_eq!(has.ranges(), [(0, 2 * CHUNK_SIZE)]);
+        let downloads = second.downloads().unwrap();
+        wait_for("chunk 1 fetched again", || async {
+            let list = downloads.list().await.unwrap();
+            list[0].sources.iter().any(|s| s.addr == stingy && s.bytes == CHUNK_SIZE)
+        })
+        .await;
+        let (head, body) = ask(second.listen_addr(), &urn, "GET", Some((CHUNK_SIZE, 2 * CHUNK_SIZE - 1))).await;
+        assert_eq!(head.status, 206);
+        assert!(body == bytes[CHUNK_SIZE as usize..2 * CHUNK_SIZE as usize], "a damaged chunk was offered");
+        second.shutdown().await;
     });
 }

@@ -319,13 +319,27 @@ impl Plan {
     pub fn refetch_elsewhere(&mut self, suspect: SocketAddrV4) -> Vec<usize> {
         let chunks: Vec<usize> = (0..self.chunks.len()).filter(|&i| self.deliverer(i) == Some(suspect)).collect();
         for &index in &chunks {
+            self.mark_missing(index);
+            self.avoid.push((index, suspect));
+        }
+        chunks
+    }
+
+    /// The done chunks nobody in this run delivered: those on disk from
+    /// before a restart, not yet checked again.
+    pub fn resumed_chunks(&self) -> Vec<usize> {
+        (0..self.chunks.len()).filter(|&i| self.chunks[i] == Chunk::Done(None)).collect()
+    }
+
+    /// A done chunk is missing after all (its bytes on disk are not the
+    /// file's): it is fetched again.
+    pub fn mark_missing(&mut self, index: usize) {
+        if self.is_done(index) {
             self.chunks[index] = Chunk::Missing;
             self.done_chunks -= 1;
             self.done_bytes -= self.chunk(index).len();
             self.first_missing = self.first_missing.min(index);
-            self.avoid.push((index, suspect));
         }
-        chunks
     }
 
     /// The file size.
@@ -753,6 +767,20 @@ mod tests {
         }
         let plan = Plan::new(1 << 30, Tuning::default());
         assert_eq!((plan.chunk_size(), plan.chunk_count()), (512 << 10, 2048));
+    }
+
+    #[test]
+    fn chunks_from_before_a_restart_are_told_apart_and_a_bad_one_is_fetched_again() {
+        let mut plan = plan(4 * CHUNK_SIZE, &[addr(1)]);
+        plan.mark_done_range(0, 2 * CHUNK_SIZE);
+        let now = Instant::now();
+        let chunk = fetch(plan.next_for(addr(1), now));
+        plan.complete(addr(1), chunk.index, now + secs(1.0));
+        assert_eq!(plan.resumed_chunks(), [0, 1], "the chunk delivered in this run is not one of them");
+        plan.mark_missing(1);
+        plan.mark_missing(1);
+        assert_eq!((plan.resumed_chunks(), plan.bytes_done()), (vec![0], 2 * CHUNK_SIZE));
+        assert_eq!(fetch(plan.next_for(addr(1), now + secs(1.0))).index, 1);
     }
 
     #[test]
