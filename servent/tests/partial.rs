@@ -590,3 +590,42 @@ fn chunks_from_before_a_restart_are_offered_once_checked_and_a_damaged_one_is_fe
         second.shutdown().await;
     });
 }
+
+#[test]
+fn a_servent_finds_a_partial_source_by_search_and_fetches_its_checked_chunks_from_it() {
+    task::block_on(async {
+        let key = SecretKey::generate().unwrap();
+        let bytes = Arc::new(varied_bytes(4 * CHUNK_SIZE as usize));
+        let size = bytes.len() as u64;
+        let (digests, _) = search::hash_reader(&bytes[..]).unwrap();
+        let urn = digests.sha1_urn().to_string();
+        // B holds the first two chunks, checked: a partial source, sharing nothing.
+        let stingy = stingy_publisher(bytes.clone(), 2).await;
+        let b_dir = tempfile::tempdir().unwrap();
+        let b = downloader(b_dir.path(), &key, 0).await;
+        b.downloads().unwrap().start(request(&bytes, vec![stingy], signature(&key, &bytes))).await.unwrap();
+        available_at_least(b.listen_addr(), &urn, size, 2).await;
+        assert_eq!(b.library().files().len(), 0, "B shares nothing but its partial file");
+        // C, linked to B, asks the network for the release by URN, knowing
+        // no source: B answers with a partial result, and C fetches from it.
+        let c_dir = tempfile::tempdir().unwrap();
+        let c = start_with(&[b.listen_addr()], None, |config| {
+            config.data_dir = Some(c_dir.path().to_path_buf());
+            config.trust = vec![TrustedKey { key: key.public_key(), scope: vec![] }];
+        })
+        .await;
+        wait_for("C linked to B", || async { !c.peers().await.unwrap().is_empty() }).await;
+        let id = c.download(&urn, Keep::Verified).await.expect("C finds the release by search");
+        let downloads = c.downloads().unwrap();
+        wait_for("C to fetch B's two chunks", || async {
+            let done = downloads.get(id).await.unwrap();
+            done.sources.iter().any(|s| s.addr == v4(b.listen_addr()) && s.bytes == 2 * CHUNK_SIZE)
+        })
+        .await;
+        let done = downloads.get(id).await.unwrap();
+        assert_eq!(done.tth, Some(Tree::of(&bytes).root()), "C checks B's chunks against the signed tree");
+        assert_eq!(done.bytes_done, 2 * CHUNK_SIZE, "{done:#?}");
+        c.shutdown().await;
+        b.shutdown().await;
+    });
+}

@@ -152,7 +152,10 @@ impl Pump {
                 Action::AskGWebCaches(urls) => {
                     task::spawn(gwebcache::ask(urls, self.shared.events.clone()));
                 }
-                Action::LookUp { lookup, query } => library::look_up(&self.library, lookup, query, &self.shared.events),
+                Action::LookUp { lookup, query } => {
+                    let partial = self.shared.uploads.partial_shares().clone();
+                    library::look_up(&self.library, &partial, lookup, query, &self.shared.events)
+                }
                 Action::SaveHosts(text) => {
                     if let Some(dir) = &self.data_dir {
                         let path = dir.join(HOST_CACHE_FILE);

@@ -34,7 +34,9 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use search::thex::Root;
-use search::{SharedFile, Urn};
+use search::{SharedFile, Sidecar, Urn};
+
+use servent_core::node::partial::PartialResult;
 
 use super::http::{ContentRange, ResponseHead};
 use super::seed::SuperSeed;
@@ -211,7 +213,8 @@ impl PartialShares {
 
     /// Offers a file being downloaded, named by both its URNs and its
     /// checked Tiger tree root, its bytes in the `.part` at `path`, its
-    /// tree (`thex`, served as it is); nothing of it is available yet. Past
+    /// tree (`thex`, served as it is) and its signature (partial results
+    /// carry it); nothing of it is available yet. Past
     /// [`MAX_PARTIAL_FILES`], not offered.
     pub fn offer(
         &self,
@@ -220,6 +223,7 @@ impl PartialShares {
         size: u64,
         (sha1, sha256): (Urn, Urn),
         (tth, thex): (Root, Arc<Vec<u8>>),
+        signature: Option<Sidecar>,
     ) {
         let mut files = self.lock_files();
         if files.len() >= MAX_PARTIAL_FILES {
@@ -229,7 +233,7 @@ impl PartialShares {
         if files.iter().any(|f| f.file.sha1 == sha1) || files.len() >= MAX_PARTIAL_FILES {
             return;
         }
-        let file = SharedFile { index: 0, name: name.to_string(), path, size, sha1, sha256, tth, signature: None };
+        let file = SharedFile { index: 0, name: name.to_string(), path, size, sha1, sha256, tth, signature };
         files.push(PartialFile { file, available: RangeSet::new(), thex });
     }
 
@@ -261,6 +265,37 @@ impl PartialShares {
         let files = self.lock_files();
         let partial = files.iter().find(|f| f.file.sha1 == *urn || f.file.sha256 == *urn)?;
         Some((partial.file.clone(), partial.available.clone()))
+    }
+
+    /// The files offered in part that answer `query` (at most `limit`),
+    /// as partial results: by URN when it names any, else when every one
+    /// of its words is a word of the file's name. Only files with some
+    /// bytes checked answer.
+    pub fn search(&self, query: &search::Query, limit: usize) -> Vec<PartialResult> {
+        let wanted = search::keywords(&query.words);
+        let answers = |f: &PartialFile| match query.urns.is_empty() {
+            false => query.urns.iter().any(|urn| *urn == f.file.sha1 || *urn == f.file.sha256),
+            true => {
+                let words = search::keywords(&f.file.name);
+                !wanted.is_empty() && wanted.iter().all(|w| words.contains(w))
+            }
+        };
+        let found: Vec<(SharedFile, u64)> = self
+            .lock_files()
+            .iter()
+            .filter(|f| !f.available.is_empty() && answers(f))
+            .take(limit)
+            .map(|f| (f.file.clone(), f.available.len()))
+            .collect();
+        found
+            .into_iter()
+            .map(|(file, available)| {
+                let modified = std::fs::metadata(&file.path).and_then(|m| m.modified()).ok();
+                let since_1970 = modified.and_then(|m| m.duration_since(std::time::UNIX_EPOCH).ok());
+                let modified = since_1970.map_or(0, |d| u32::try_from(d.as_secs()).unwrap_or(u32::MAX));
+                PartialResult { file, available, modified }
+            })
+            .collect()
     }
 
     /// Serves the shared file at `path` as a seed: each chunk once to the
@@ -548,7 +583,14 @@ mod tests {
         let shares = PartialShares::new();
         let sha1: Urn = "urn:sha1:PLSTHIPQGSSZTS5FJUPAKUZWUGYQYPFB".parse().unwrap();
         let sha256: Urn = "urn:sha256:AAAQEAYEAUDAOCAJBIFQYDIOB4IBCEQTCQKRMFYYDENBWHA5DYPQ".parse().unwrap();
-        shares.offer("a.img", PathBuf::from("/p"), 3000, (sha1, sha256), (Root([1; 24]), Arc::new(b"tree".to_vec())));
+        shares.offer(
+            "a.img",
+            PathBuf::from("/p"),
+            3000,
+            (sha1, sha256),
+            (Root([1; 24]), Arc::new(b"tree".to_vec())),
+            None,
+        );
         assert_eq!(shares.tree_body(&Root([1; 24])).as_deref().map(Vec::as_slice), Some(&b"tree"[..]));
         let (file, available) = shares.find(&sha256).unwrap();
         assert_eq!((file.size, available.is_empty()), (3000, true));

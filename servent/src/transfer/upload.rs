@@ -197,7 +197,7 @@ impl Uploads {
     }
 
     /// The files offered in part, and the address our downloads name.
-    pub fn partial_shares(&self) -> &PartialShares {
+    pub fn partial_shares(&self) -> &Arc<PartialShares> {
         &self.partial
     }
 

@@ -526,7 +526,9 @@ impl Driver {
         if let (Some(&sha1), Some(&sha256)) = (sha1, sha256) {
             let path = self.part.path().to_path_buf();
             let thex = Arc::new(search::thex::dime::serialize(tree));
-            self.config.partial.offer(&self.name, path, self.plan.size(), (sha1, sha256), (root, thex));
+            // Its signature goes with it, so that partial results carry it.
+            let signature = self.signature.as_deref().map(|s| search::Sidecar::parse(s.to_text().as_bytes()));
+            self.config.partial.offer(&self.name, path, self.plan.size(), (sha1, sha256), (root, thex), signature);
         }
     }
 
