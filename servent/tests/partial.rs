@@ -17,7 +17,7 @@ use async_std::io::prelude::BufReadExt;
 use async_std::io::{BufReader, ReadExt, WriteExt};
 use async_std::net::{TcpListener, TcpStream};
 use async_std::task;
-use common::{start_with, varied_bytes, wait_indexed, PATIENCE};
+use common::{start_with, varied_bytes, wait_for, wait_indexed, PATIENCE};
 use search::thex::{dime, Tree};
 use servent::node::NodeHandle;
 use servent::transfer::download::plan::{Tuning, CHUNK_SIZE};
@@ -27,6 +27,7 @@ use servent::transfer::partial::RangeSet;
 use servent::transfer::rate::Rates;
 use servent::trust::{SharedTrust, TrustStore, TrustedKey};
 use signing_tool::{Minisig, ReleaseMeta, SecretKey, Signer};
+use socket2::{Domain, SockAddr, Socket, Type};
 
 const NAME: &str = "SEBLINUX-swarm-1.0.img";
 const KIB: u64 = 1024;
@@ -414,6 +415,17 @@ fn a_seed_serves_each_chunk_once_before_any_twice() {
         assert_eq!(head.status, 416);
         let others = format!("bytes {}-{}", CHUNK_SIZE, 3 * CHUNK_SIZE - 1);
         assert_eq!(head.headers.get("X-Available-Ranges"), Some(others.as_str()));
+        // Nor by its index and name, as a QueryHit names it.
+        let index = seed.library().by_urn(&digests.sha1_urn()).unwrap().index;
+        let mut stream = TcpStream::connect(addr).await.unwrap();
+        let by_index = format!(
+            "GET /get/{index}/{NAME} HTTP/1.1\r\nHost: test\r\nRange: bytes=0-{}\r\nConnection: close\r\n\r\n",
+            CHUNK_SIZE - 1
+        );
+        stream.write_all(by_index.as_bytes()).await.unwrap();
+        let head = http::read_response_head(&mut BufReader::new(stream)).await.unwrap();
+        assert_eq!(head.status, 416, "{head:?}");
+        assert_eq!(head.headers.get("X-Available-Ranges"), Some(others.as_str()));
         // A HEAD costs nothing.
         assert_eq!(ask(addr, &urn, "HEAD", chunk(1)).await.0.status, 206);
         for i in [1, 2] {
@@ -425,5 +437,195 @@ fn a_seed_serves_each_chunk_once_before_any_twice() {
         let (head, _) = ask(addr, &urn, "GET", chunk(0)).await;
         assert_eq!(head.status, 206);
         seed.shutdown().await;
+    });
+}
+
+#[test]
+fn a_capped_seed_serves_a_few_at_a_useful_rate_and_sends_the_rest_to_the_swarm_without_queue_places() {
+    task::block_on(async {
+        let key = SecretKey::generate().unwrap();
+        let bytes = varied_bytes(3 * CHUNK_SIZE as usize);
+        let folder = tempfile::tempdir().unwrap();
+        std::fs::write(folder.path().join(NAME), &bytes).unwrap();
+        std::fs::write(folder.path().join(format!("{NAME}.minisig")), signature(&key, &bytes).to_text()).unwrap();
+        // 64 KiB/s feeds two slots (the least kept), not the eight configured.
+        let seed = start_with(&[], Some(folder.path()), |config| {
+            config.seed_releases = vec![folder.path().join(NAME)];
+            config.rates = Rates { max_upload_rate: 64 * KIB, max_download_rate: 0 };
+        })
+        .await;
+        wait_indexed(&seed, "seblinux swarm", 1).await;
+        let (digests, _) = search::hash_reader(&bytes[..]).unwrap();
+        let urn = digests.sha1_urn().to_string();
+        let addr = seed.listen_addr();
+        // Two downloaders (each from its own address) take a chunk each
+        // (seconds at this rate) and hold their slots while they read slowly.
+        let mut holding = Vec::new();
+        for i in 0..2u8 {
+            let socket = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+            let from = SocketAddr::from(([127, 0, 0, 2 + i], 0));
+            socket.bind(&SockAddr::from(from)).unwrap();
+            socket.connect(&SockAddr::from(addr)).unwrap();
+            let mut stream = TcpStream::from(std::net::TcpStream::from(socket));
+            let i = u64::from(i);
+            let range = format!("bytes={}-{}", i * CHUNK_SIZE, (i + 1) * CHUNK_SIZE - 1);
+            let request = format!("GET /uri-res/N2R?{urn} HTTP/1.1\r\nHost: test\r\nRange: {range}\r\n\r\n");
+            stream.write_all(request.as_bytes()).await.unwrap();
+            let mut reader = BufReader::new(stream);
+            let head = async_std::future::timeout(PATIENCE, http::read_response_head(&mut reader)).await;
+            assert_eq!(head.unwrap().unwrap().status, 206);
+            holding.push(reader);
+        }
+        // A third is sent to the swarm: busy, back within seconds, and no
+        // queue place that would hold a slot for it once it went elsewhere.
+        let (head, _) = ask(addr, &urn, "GET", Some((2 * CHUNK_SIZE, 3 * CHUNK_SIZE - 1))).await;
+        assert_eq!(head.status, 503, "{head:?}");
+        let retry: u64 = head.headers.get("Retry-After").unwrap().parse().unwrap();
+        assert!((1..=2).contains(&retry), "{head:?}");
+        assert_eq!(head.headers.get("X-Queued"), None, "{head:?}");
+        drop(holding);
+        seed.shutdown().await;
+    });
+}
+
+/// Answers every request busy for a second, after passing on the `X-Node`
+/// it named (`None` without one).
+async fn record_x_node(listener: TcpListener, seen: async_std::channel::Sender<Option<String>>) {
+    while let Ok((stream, _)) = listener.accept().await {
+        let mut reader = BufReader::new(stream.clone());
+        let mut x_node = None;
+        loop {
+            let mut line = String::new();
+            if reader.read_line(&mut line).await.unwrap_or(0) == 0 || line.trim_end().is_empty() {
+                break;
+            }
+            if let Some((name, value)) = line.split_once(':') {
+                if name.eq_ignore_ascii_case("X-Node") {
+                    x_node = Some(value.trim().to_string());
+                }
+            }
+        }
+        let busy = "HTTP/1.1 503 Busy\r\nRetry-After: 1\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+        let _ = (&stream).write_all(busy.as_bytes()).await;
+        if seen.send(x_node).await.is_err() {
+            return;
+        }
+    }
+}
+
+#[test]
+fn a_servent_listening_on_every_interface_names_the_address_it_advertises_never_0_0_0_0() {
+    task::block_on(async {
+        let recorder = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let source = v4(recorder.local_addr().unwrap());
+        let (seen_tx, seen) = async_std::channel::unbounded();
+        task::spawn(record_x_node(recorder, seen_tx));
+        let key = SecretKey::generate().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let everywhere = start_with(&[], None, |config| {
+            config.listen = "0.0.0.0:0".parse().unwrap();
+            config.data_dir = Some(dir.path().to_path_buf());
+        })
+        .await;
+        let bytes = varied_bytes(CHUNK_SIZE as usize);
+        let downloads = everywhere.downloads().unwrap();
+        downloads.start(request(&bytes, vec![source], signature(&key, &bytes))).await.unwrap();
+        let next = || async { async_std::future::timeout(PATIENCE, seen.recv()).await.unwrap().unwrap() };
+        // No link yet shows which interface others reach: no X-Node at all.
+        assert_eq!(next().await, None);
+        // A link does: the address it advertises from then on is named.
+        let peer = start_with(&[], None, |_| {}).await;
+        everywhere.connect(v4(peer.listen_addr())).await.unwrap();
+        let advertised = format!("127.0.0.1:{}", everywhere.listen_addr().port());
+        loop {
+            match next().await {
+                Some(named) if named == advertised => break,
+                Some(named) => panic!("X-Node: {named}, not the advertised {advertised}"),
+                None => {}
+            }
+        }
+        everywhere.shutdown().await;
+        peer.shutdown().await;
+    });
+}
+
+#[test]
+fn chunks_from_before_a_restart_are_offered_once_checked_and_a_damaged_one_is_fetched_again() {
+    task::block_on(async {
+        let key = SecretKey::generate().unwrap();
+        let bytes = Arc::new(varied_bytes(4 * CHUNK_SIZE as usize));
+        let size = bytes.len() as u64;
+        let (digests, _) = search::hash_reader(&bytes[..]).unwrap();
+        let urn = digests.sha1_urn().to_string();
+        let sig = signature(&key, &bytes);
+        let stingy = stingy_publisher(bytes.clone(), 2).await;
+        let dir = tempfile::tempdir().unwrap();
+        let first = downloader(dir.path(), &key, 0).await;
+        first.downloads().unwrap().start(request(&bytes, vec![stingy], sig)).await.unwrap();
+        available_at_least(first.listen_addr(), &urn, size, 2).await;
+        first.shutdown().await;
+        // While the servent is down, the disk loses chunk 1.
+        let part = std::fs::read_dir(dir.path().join("partial"))
+            .unwrap()
+            .map(|entry| entry.unwrap().path())
+            .find(|path| path.extension().is_some_and(|e| e == "part"))
+            .expect("a .part file");
+        let file = std::fs::OpenOptions::new().write(true).open(&part).unwrap();
+        std::os::unix::fs::FileExt::write_all_at(&file, &vec![0xA5; CHUNK_SIZE as usize], CHUNK_SIZE).unwrap();
+        drop(file);
+        // Restarted, it checks them against the tree: chunk 0 is offered at
+        // once, chunk 1 once fetched again (the source has only these two).
+        let second = downloader(dir.path(), &key, 0).await;
+        let has = available_at_least(second.listen_addr(), &urn, size, 2).await;
+        assert_eq!(has.ranges(), [(0, 2 * CHUNK_SIZE)]);
+        let downloads = second.downloads().unwrap();
+        wait_for("chunk 1 fetched again", || async {
+            let list = downloads.list().await.unwrap();
+            list[0].sources.iter().any(|s| s.addr == stingy && s.bytes == CHUNK_SIZE)
+        })
+        .await;
+        let (head, body) = ask(second.listen_addr(), &urn, "GET", Some((CHUNK_SIZE, 2 * CHUNK_SIZE - 1))).await;
+        assert_eq!(head.status, 206);
+        assert!(body == bytes[CHUNK_SIZE as usize..2 * CHUNK_SIZE as usize], "a damaged chunk was offered");
+        second.shutdown().await;
+    });
+}
+
+#[test]
+fn a_servent_finds_a_partial_source_by_search_and_fetches_its_checked_chunks_from_it() {
+    task::block_on(async {
+        let key = SecretKey::generate().unwrap();
+        let bytes = Arc::new(varied_bytes(4 * CHUNK_SIZE as usize));
+        let size = bytes.len() as u64;
+        let (digests, _) = search::hash_reader(&bytes[..]).unwrap();
+        let urn = digests.sha1_urn().to_string();
+        // B holds the first two chunks, checked: a partial source, sharing nothing.
+        let stingy = stingy_publisher(bytes.clone(), 2).await;
+        let b_dir = tempfile::tempdir().unwrap();
+        let b = downloader(b_dir.path(), &key, 0).await;
+        b.downloads().unwrap().start(request(&bytes, vec![stingy], signature(&key, &bytes))).await.unwrap();
+        available_at_least(b.listen_addr(), &urn, size, 2).await;
+        assert_eq!(b.library().files().len(), 0, "B shares nothing but its partial file");
+        // C, linked to B, asks the network for the release by URN, knowing
+        // no source: B answers with a partial result, and C fetches from it.
+        let c_dir = tempfile::tempdir().unwrap();
+        let c = start_with(&[b.listen_addr()], None, |config| {
+            config.data_dir = Some(c_dir.path().to_path_buf());
+            config.trust = vec![TrustedKey { key: key.public_key(), scope: vec![] }];
+        })
+        .await;
+        wait_for("C linked to B", || async { !c.peers().await.unwrap().is_empty() }).await;
+        let id = c.download(&urn, Keep::Verified).await.expect("C finds the release by search");
+        let downloads = c.downloads().unwrap();
+        wait_for("C to fetch B's two chunks", || async {
+            let done = downloads.get(id).await.unwrap();
+            done.sources.iter().any(|s| s.addr == v4(b.listen_addr()) && s.bytes == 2 * CHUNK_SIZE)
+        })
+        .await;
+        let done = downloads.get(id).await.unwrap();
+        assert_eq!(done.tth, Some(Tree::of(&bytes).root()), "C checks B's chunks against the signed tree");
+        assert_eq!(done.bytes_done, 2 * CHUNK_SIZE, "{done:#?}");
+        c.shutdown().await;
+        b.shutdown().await;
     });
 }

@@ -48,7 +48,7 @@ pub const MAX_FILE_MIB: u64 = 1024;
 const NAME: &str = "SEBLINUX-flash-1.0.img";
 /// How long the crowd may take, in single-download times, before the run
 /// gives up on the rest (they count as failed, at this time).
-const GIVE_UP_RATIO: u32 = 20;
+pub const GIVE_UP_RATIO: u32 = 20;
 /// How often readiness is checked.
 const POLL: Duration = Duration::from_millis(50);
 /// How long the publisher's file may take to be indexed.

@@ -52,6 +52,7 @@ pub mod flash;
 pub mod net;
 pub mod report;
 pub mod sim;
+pub mod swarm;
 pub mod topology;
 
 use std::io;

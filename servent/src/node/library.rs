@@ -15,20 +15,37 @@ use signing_tool::Minisig;
 
 use super::{warn, Event};
 use crate::transfer::download::DownloadSnapshot;
+use crate::transfer::partial::PartialShares;
 use crate::trust::{Content, Judgement, TrustStore};
 use crate::wire::Urn;
 
 /// Looks the index up on the blocking pool and hands the files found back
 /// to the core; a failed lookup answers with nothing, so that the core
 /// forgets the query.
-pub(super) fn look_up(library: &Arc<search::Library>, lookup: LookupId, query: search::Query, events: &Sender<Event>) {
-    let (library, events) = (library.clone(), events.clone());
+/// Files being downloaded (offered in part) answer too, as partial results.
+pub(super) fn look_up(
+    library: &Arc<search::Library>,
+    partial: &Arc<PartialShares>,
+    lookup: LookupId,
+    query: search::Query,
+    events: &Sender<Event>,
+) {
+    let (library, partial, events) = (library.clone(), partial.clone(), events.clone());
     task::spawn(async move {
-        let files = task::spawn_blocking(move || library.search(&query)).await.unwrap_or_else(|e| {
-            warn(format_args!("local search failed: {e}"));
-            Vec::new()
-        });
-        let _ = events.send(Event::Core(CoreEvent::LocalResults { lookup, files })).await;
+        let (files, partials) = task::spawn_blocking(move || {
+            let files = library.search(&query).unwrap_or_else(|e| {
+                warn(format_args!("local search failed: {e}"));
+                Vec::new()
+            });
+            let room = query.limit.saturating_sub(files.len());
+            (files, partial.search(&query, room))
+        })
+        .await;
+        let event = match partials.is_empty() {
+            true => CoreEvent::LocalResults { lookup, files },
+            false => CoreEvent::LocalPartialResults { lookup, files, partials },
+        };
+        let _ = events.send(Event::Core(event)).await;
     });
 }
 

@@ -587,7 +587,6 @@ pub async fn start(config: Config) -> Result<NodeHandle, NodeError> {
                 pushes: Some(pushes.clone()),
                 rate: download_rate.clone(),
                 partial: partial.clone(),
-                x_node: Some(listen.to_string()),
                 local: match listen.ip() {
                     std::net::IpAddr::V4(ip) if !ip.is_unspecified() => Some(ip),
                     _ => None,
@@ -673,6 +672,7 @@ pub async fn start(config: Config) -> Result<NodeHandle, NodeError> {
             Err(e) => warn(format_args!("cannot read the host cache: {e}")),
         }
     }
+    uploads.partial_shares().set_advertised(node.advertised());
     let shared = Arc::new(Shared {
         events: events.clone(),
         handshake: handshake::Config {

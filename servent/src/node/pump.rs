@@ -180,7 +180,10 @@ impl Pump {
                 Action::AskGWebCaches(urls) => {
                     task::spawn(gwebcache::ask(urls, self.shared.events.clone()));
                 }
-                Action::LookUp { lookup, query } => library::look_up(&self.library, lookup, query, &self.shared.events),
+                Action::LookUp { lookup, query } => {
+                    let partial = self.shared.uploads.partial_shares().clone();
+                    library::look_up(&self.library, &partial, lookup, query, &self.shared.events)
+                }
                 Action::SaveHosts(text) => {
                     if let Some(dir) = &self.data_dir {
                         let path = dir.join(HOST_CACHE_FILE);
@@ -200,6 +203,7 @@ impl Pump {
                     if let Ok(mut advertised) = self.shared.advertised.lock() {
                         *advertised = addr;
                     }
+                    self.shared.uploads.partial_shares().set_advertised(addr);
                 }
                 Action::SendDatagram { to, message } => {
                     // A full queue drops the datagram, as the network may.

@@ -34,7 +34,9 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use search::thex::Root;
-use search::{SharedFile, Urn};
+use search::{SharedFile, Sidecar, Urn};
+
+use servent_core::node::partial::PartialResult;
 
 use super::http::{ContentRange, ResponseHead};
 use super::seed::SuperSeed;
@@ -54,7 +56,7 @@ pub const MAX_SWARM_FILES: usize = 1024;
 /// Shared files seeded at once.
 pub const MAX_SEEDED: usize = 64;
 /// The longest `Retry-After` of a busy upload of a file offered in part.
-pub const SWARM_RETRY_AFTER: Duration = Duration::from_secs(5);
+pub const SWARM_RETRY_AFTER: Duration = Duration::from_secs(2);
 
 /// A set of byte ranges `start..end` (end exclusive), sorted, disjoint and
 /// not touching.
@@ -167,6 +169,8 @@ pub struct PartialShares {
     files: Mutex<Vec<PartialFile>>,
     swarm: Mutex<Swarm>,
     seeded: Mutex<Vec<Seeded>>,
+    /// The address our downloads name (`X-Node`), once we know one.
+    x_node: Mutex<Option<SocketAddrV4>>,
 }
 
 /// A shared file served as a seed (`--seed-release`).
@@ -191,6 +195,17 @@ impl PartialShares {
         PartialShares::default()
     }
 
+    /// We advertise `addr` now (the node learns it): our downloads name it
+    /// to their sources, if a source could reach it ([`x_node`]).
+    pub fn set_advertised(&self, addr: SocketAddrV4) {
+        *self.x_node.lock().unwrap_or_else(PoisonError::into_inner) = x_node(addr);
+    }
+
+    /// The address our downloads name to their sources (`X-Node`), if any.
+    pub fn x_node(&self) -> Option<SocketAddrV4> {
+        *self.x_node.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
     fn lock_files(&self) -> std::sync::MutexGuard<'_, Vec<PartialFile>> {
         // Each change is one statement: nothing is half-done.
         self.files.lock().unwrap_or_else(PoisonError::into_inner)
@@ -198,7 +213,8 @@ impl PartialShares {
 
     /// Offers a file being downloaded, named by both its URNs and its
     /// checked Tiger tree root, its bytes in the `.part` at `path`, its
-    /// tree (`thex`, served as it is); nothing of it is available yet. Past
+    /// tree (`thex`, served as it is) and its signature (partial results
+    /// carry it); nothing of it is available yet. Past
     /// [`MAX_PARTIAL_FILES`], not offered.
     pub fn offer(
         &self,
@@ -207,6 +223,7 @@ impl PartialShares {
         size: u64,
         (sha1, sha256): (Urn, Urn),
         (tth, thex): (Root, Arc<Vec<u8>>),
+        signature: Option<Sidecar>,
     ) {
         let mut files = self.lock_files();
         if files.len() >= MAX_PARTIAL_FILES {
@@ -216,7 +233,7 @@ impl PartialShares {
         if files.iter().any(|f| f.file.sha1 == sha1) || files.len() >= MAX_PARTIAL_FILES {
             return;
         }
-        let file = SharedFile { index: 0, name: name.to_string(), path, size, sha1, sha256, tth, signature: None };
+        let file = SharedFile { index: 0, name: name.to_string(), path, size, sha1, sha256, tth, signature };
         files.push(PartialFile { file, available: RangeSet::new(), thex });
     }
 
@@ -248,6 +265,37 @@ impl PartialShares {
         let files = self.lock_files();
         let partial = files.iter().find(|f| f.file.sha1 == *urn || f.file.sha256 == *urn)?;
         Some((partial.file.clone(), partial.available.clone()))
+    }
+
+    /// The files offered in part that answer `query` (at most `limit`),
+    /// as partial results: by URN when it names any, else when every one
+    /// of its words is a word of the file's name. Only files with some
+    /// bytes checked answer.
+    pub fn search(&self, query: &search::Query, limit: usize) -> Vec<PartialResult> {
+        let wanted = search::keywords(&query.words);
+        let answers = |f: &PartialFile| match query.urns.is_empty() {
+            false => query.urns.iter().any(|urn| *urn == f.file.sha1 || *urn == f.file.sha256),
+            true => {
+                let words = search::keywords(&f.file.name);
+                !wanted.is_empty() && wanted.iter().all(|w| words.contains(w))
+            }
+        };
+        let found: Vec<(SharedFile, u64)> = self
+            .lock_files()
+            .iter()
+            .filter(|f| !f.available.is_empty() && answers(f))
+            .take(limit)
+            .map(|f| (f.file.clone(), f.available.len()))
+            .collect();
+        found
+            .into_iter()
+            .map(|(file, available)| {
+                let modified = std::fs::metadata(&file.path).and_then(|m| m.modified()).ok();
+                let since_1970 = modified.and_then(|m| m.duration_since(std::time::UNIX_EPOCH).ok());
+                let modified = since_1970.map_or(0, |d| u32::try_from(d.as_secs()).unwrap_or(u32::MAX));
+                PartialResult { file, available, modified }
+            })
+            .collect()
     }
 
     /// Serves the shared file at `path` as a seed: each chunk once to the
@@ -327,6 +375,14 @@ fn is_same_file(canonical: &Path, path: &Path) -> bool {
         || (canonical.file_name() == path.file_name() && path.canonicalize().is_ok_and(|p| p == canonical))
 }
 
+/// The address a download names in `X-Node` when we advertise `advertised`:
+/// that one, unless a source could not reach it (`0.0.0.0`, while a servent
+/// listening on every interface has not yet learnt which one others reach,
+/// or port 0): then none, and the source does not pass us on.
+pub fn x_node(advertised: SocketAddrV4) -> Option<SocketAddrV4> {
+    (!advertised.ip().is_unspecified() && advertised.port() != 0).then_some(advertised)
+}
+
 /// The `Retry-After` of a busy upload: for a file offered in part (being
 /// downloaded, or seeded), at most [`SWARM_RETRY_AFTER`], since a crowd's
 /// slots free up chunk by chunk and a downloader sent away for a minute
@@ -384,6 +440,17 @@ pub(super) fn restrict(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn downloads_name_the_advertised_address_never_an_unreachable_one() {
+        let shares = PartialShares::new();
+        assert_eq!(shares.x_node(), None);
+        shares.set_advertised("0.0.0.0:6346".parse().unwrap());
+        assert_eq!(shares.x_node(), None, "listening on every interface, the address is not known yet");
+        shares.set_advertised("203.0.113.7:6346".parse().unwrap());
+        assert_eq!(shares.x_node(), Some("203.0.113.7:6346".parse().unwrap()));
+        assert_eq!(x_node("203.0.113.7:0".parse().unwrap()), None);
+    }
 
     fn set(ranges: &[(u64, u64)]) -> RangeSet {
         let mut set = RangeSet::new();
@@ -516,7 +583,14 @@ mod tests {
         let shares = PartialShares::new();
         let sha1: Urn = "urn:sha1:PLSTHIPQGSSZTS5FJUPAKUZWUGYQYPFB".parse().unwrap();
         let sha256: Urn = "urn:sha256:AAAQEAYEAUDAOCAJBIFQYDIOB4IBCEQTCQKRMFYYDENBWHA5DYPQ".parse().unwrap();
-        shares.offer("a.img", PathBuf::from("/p"), 3000, (sha1, sha256), (Root([1; 24]), Arc::new(b"tree".to_vec())));
+        shares.offer(
+            "a.img",
+            PathBuf::from("/p"),
+            3000,
+            (sha1, sha256),
+            (Root([1; 24]), Arc::new(b"tree".to_vec())),
+            None,
+        );
         assert_eq!(shares.tree_body(&Root([1; 24])).as_deref().map(Vec::as_slice), Some(&b"tree"[..]));
         let (file, available) = shares.find(&sha256).unwrap();
         assert_eq!((file.size, available.is_empty()), (3000, true));

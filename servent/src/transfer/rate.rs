@@ -27,6 +27,28 @@ const MAX_PIECE: usize = 64 * 1024;
 /// arithmetic of a piece's duration would lose its meaning.
 pub const MAX_RATE: u64 = 1 << 40;
 
+/// The least rate an upload slot should get under a cap: past
+/// `cap / MIN_SLOT_RATE` bodies at once, each would crawl, and a chunk a
+/// crowd waits for would take all the longer to reach anyone.
+pub const MIN_SLOT_RATE: u64 = 256 * 1024;
+/// Upload slots kept under any cap, so that one slow downloader never
+/// holds all of them.
+pub const MIN_CAPPED_SLOTS: usize = 2;
+
+/// How many bodies an upload cap of `cap` bytes per second lets us send at
+/// once, out of the `configured` slots: each gets at least
+/// [`MIN_SLOT_RATE`] (with at least [`MIN_CAPPED_SLOTS`]). A crowd of
+/// downloaders is then served a few at a time at a useful rate, rather
+/// than all at once at a trickle: each chunk is whole, checked and offered
+/// on to the others sooner. A cap of 0 (unlimited) keeps them all.
+pub fn upload_slots(configured: usize, cap: u64) -> usize {
+    if cap == 0 {
+        return configured;
+    }
+    let by_cap = usize::try_from(cap / MIN_SLOT_RATE).unwrap_or(usize::MAX).max(MIN_CAPPED_SLOTS);
+    configured.min(by_cap)
+}
+
 /// A rate in bytes per second from `512K`, `2M`, `1G` or a plain number of
 /// bytes (binary multiples, as servents count); `0` means unlimited.
 pub fn parse_rate(text: &str) -> Result<u64, String> {
@@ -217,6 +239,16 @@ impl Default for RateLimit {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_cap_keeps_the_slots_it_can_feed() {
+        assert_eq!(upload_slots(8, 0), 8, "unlimited: every configured slot");
+        assert_eq!(upload_slots(8, 1 << 20), 4, "1 MiB/s feeds four slots at 256 KiB/s");
+        assert_eq!(upload_slots(8, 64 << 20), 8, "never more than configured");
+        assert_eq!(upload_slots(8, 10 * 1024), MIN_CAPPED_SLOTS, "a tiny cap still serves two");
+        assert_eq!(upload_slots(1, 10 * 1024), 1, "nor more than configured at a tiny cap");
+        assert_eq!(upload_slots(8, MAX_RATE), 8);
+    }
 
     const KIB: u64 = 1024;
 

@@ -13,21 +13,24 @@
 //!
 //! [`SuperSeed`] is the rule, pure: chunk counts in, offered ranges out.
 
-use super::download::plan::CHUNK_SIZE;
+use super::download::plan::chunk_size;
 use super::partial::RangeSet;
 
 /// How many times each chunk of a seeded file was served.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SuperSeed {
     size: u64,
+    chunk_size: u64,
     served: Vec<u32>,
 }
 
 impl SuperSeed {
-    /// A file of `size` bytes, nothing served yet.
+    /// A file of `size` bytes, nothing served yet, in the chunks its
+    /// downloaders fetch.
     pub fn new(size: u64) -> SuperSeed {
-        let chunks = usize::try_from(size.div_ceil(CHUNK_SIZE)).unwrap_or(usize::MAX);
-        SuperSeed { size, served: vec![0; chunks] }
+        let chunk_size = chunk_size(size);
+        let chunks = usize::try_from(size.div_ceil(chunk_size)).unwrap_or(usize::MAX);
+        SuperSeed { size, chunk_size, served: vec![0; chunks] }
     }
 
     /// The bytes offered now: the chunks served the fewest times.
@@ -35,8 +38,8 @@ impl SuperSeed {
         let mut offered = RangeSet::new();
         let Some(&fewest) = self.served.iter().min() else { return offered };
         for (index, _) in self.served.iter().enumerate().filter(|(_, &count)| count == fewest) {
-            let start = index as u64 * CHUNK_SIZE;
-            offered.insert(start, (start + CHUNK_SIZE).min(self.size));
+            let start = index as u64 * self.chunk_size;
+            offered.insert(start, (start + self.chunk_size).min(self.size));
         }
         offered
     }
@@ -46,8 +49,8 @@ impl SuperSeed {
         if start >= end {
             return;
         }
-        let first = usize::try_from(start / CHUNK_SIZE).unwrap_or(usize::MAX);
-        let last = usize::try_from((end - 1) / CHUNK_SIZE).unwrap_or(usize::MAX);
+        let first = usize::try_from(start / self.chunk_size).unwrap_or(usize::MAX);
+        let last = usize::try_from((end - 1) / self.chunk_size).unwrap_or(usize::MAX);
         for count in self.served.iter_mut().take(last.saturating_add(1)).skip(first) {
             *count = count.saturating_add(1);
         }
@@ -57,6 +60,7 @@ impl SuperSeed {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::transfer::download::plan::CHUNK_SIZE;
 
     fn chunk(index: u64) -> (u64, u64) {
         (index * CHUNK_SIZE, (index + 1) * CHUNK_SIZE)
@@ -90,5 +94,14 @@ mod tests {
         seed.record(2 * CHUNK_SIZE, u64::MAX);
         assert_eq!(seed.offered().ranges(), [(0, 2 * CHUNK_SIZE + 10)]);
         assert!(SuperSeed::new(0).offered().is_empty());
+    }
+
+    #[test]
+    fn a_large_file_is_seeded_in_the_chunks_its_downloaders_fetch() {
+        let size = 1 << 30;
+        let mut seed = SuperSeed::new(size);
+        seed.record(0, 1);
+        assert_eq!(seed.offered().ranges(), [(chunk_size(size), size)]);
+        assert!(chunk_size(size) > CHUNK_SIZE);
     }
 }

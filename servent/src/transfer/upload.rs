@@ -211,6 +211,11 @@ impl Uploads {
         }
     }
 
+    /// The files offered in part, and the address our downloads name.
+    pub fn partial_shares(&self) -> &Arc<PartialShares> {
+        &self.partial
+    }
+
     /// Offers the files `partial` holds in part too (the downloads' own).
     pub fn with_partial_shares(self, partial: Arc<PartialShares>) -> Uploads {
         Uploads { partial, ..self }
@@ -363,7 +368,7 @@ impl Uploads {
     /// to wait and its place in the queue, if it has one.
     fn admit(&self, addr: IpAddr, urn: Urn, id: Option<u64>) -> Result<SlotGuard<'_>, (Duration, Option<QueuePlace>)> {
         let mut queue = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
-        let free = self.config.slots.saturating_sub(self.slots_used.load(Ordering::Acquire));
+        let free = self.slots().saturating_sub(self.slots_used.load(Ordering::Acquire));
         match queue.admit(addr, urn, id, free, Instant::now(), rand::random()) {
             Admission::Serve => self.take_slot().ok_or((self.config.retry_after, None)),
             Admission::Queued(place) => Err((place.retry, Some(place))),
@@ -371,9 +376,16 @@ impl Uploads {
         }
     }
 
+    /// The slots bodies may use now: the configured ones, fewer under an
+    /// upload cap ([`rate::upload_slots`]).
+    fn slots(&self) -> usize {
+        rate::upload_slots(self.config.slots, self.rate.rate())
+    }
+
     fn take_slot(&self) -> Option<SlotGuard<'_>> {
+        let slots = self.slots();
         self.slots_used
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| (used < self.config.slots).then_some(used + 1))
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| (used < slots).then_some(used + 1))
             .ok()
             .map(|_| SlotGuard { uploads: self })
     }
@@ -632,7 +644,14 @@ impl Exchange<'_> {
             return send_head(stream, &head, stall).await.map(|()| keep);
         }
         let returned = request.headers.get("X-Queued").and_then(upload_queue::returned_id);
-        let _slot = match uploads.admit(self.remote.ip(), file.sha1, returned) {
+        // A file offered in part is not queued for (PARQ): its downloaders
+        // have the swarm to turn to, and a place kept for one that went
+        // elsewhere (or finished) would hold a free slot from the others.
+        let admitted = match available {
+            Some(_) => uploads.take_slot().ok_or((uploads.config.retry_after, None)),
+            None => uploads.admit(self.remote.ip(), file.sha1, returned),
+        };
+        let _slot = match admitted {
             Ok(slot) => slot,
             Err((retry, place)) => {
                 uploads.refused_busy.fetch_add(1, Ordering::Relaxed);
@@ -642,7 +661,7 @@ impl Exchange<'_> {
                 let retry = partial::retry_after(retry, available.is_some());
                 head.headers.insert("Retry-After", retry.as_secs().max(1));
                 if let Some(place) = place {
-                    head.headers.insert("X-Queued", place.x_queued(uploads.config.slots));
+                    head.headers.insert("X-Queued", place.x_queued(uploads.slots()));
                 }
                 head.headers.insert("Connection", "close");
                 send_head(stream, &head, stall).await?;
@@ -698,15 +717,20 @@ impl Exchange<'_> {
     /// a file being downloaded and its available bytes.
     fn find(&self, target: &Target) -> Option<(SharedFile, Option<RangeSet>)> {
         let library = &self.uploads.library;
-        let (file, available) = match target {
-            Target::Urn(urn) | Target::Tree(urn) => match library.by_urn(urn) {
-                Some(file) => {
-                    let seeding = self.uploads.partial.seeding(&file);
-                    (file, seeding)
-                }
-                None => self.uploads.partial.find(urn).map(|(file, available)| (file, Some(available)))?,
-            },
-            Target::Indexed { index, name } => (library.by_index(*index).filter(|file| file.name == *name)?, None),
+        let shared = match target {
+            Target::Urn(urn) | Target::Tree(urn) => library.by_urn(urn),
+            Target::Indexed { index, name } => library.by_index(*index).filter(|file| file.name == *name),
+        };
+        let (file, available) = match (shared, target) {
+            // A seeded file is seeded however it is asked for.
+            (Some(file), _) => {
+                let seeding = self.uploads.partial.seeding(&file);
+                (file, seeding)
+            }
+            (None, Target::Urn(urn) | Target::Tree(urn)) => {
+                self.uploads.partial.find(urn).map(|(file, available)| (file, Some(available)))?
+            }
+            (None, Target::Indexed { .. }) => return None,
         };
         // HUGE §6.2.1: a downloader may say which content it expects, and a
         // file that is not it must not be served in its place.

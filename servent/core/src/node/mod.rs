@@ -29,6 +29,7 @@ mod hammering;
 mod junk;
 pub mod names;
 pub mod oob;
+pub mod partial;
 pub mod promotion;
 mod query_routing;
 mod querying;
@@ -308,6 +309,16 @@ pub enum Event {
         remote: IpAddr,
         /// On its own, or as the connect-back we asked for.
         arrival: Arrival,
+    },
+    /// The answer to an [`Action::LookUp`] that found files being
+    /// downloaded too: they are answered as partial results (`PRU`).
+    LocalPartialResults {
+        /// Which lookup.
+        lookup: LookupId,
+        /// The shared files found, at most the limit asked.
+        files: Vec<search::SharedFile>,
+        /// The files being downloaded found.
+        partials: Vec<partial::PartialResult>,
     },
 }
 
@@ -636,7 +647,11 @@ impl Node {
                 let peers: Vec<PeerId> = self.peers.keys().copied().collect();
                 peers.into_iter().for_each(|peer| self.tell_hops_flow(peer));
             }
-            Event::LocalResults { lookup, files } => self.answer(lookup, files, now),
+            Event::LocalResults { lookup, files } => self.answer(lookup, files, &[], now),
+            Event::LocalPartialResults { lookup, mut files, partials } => {
+                files.extend(partials.iter().map(|p| p.file.clone()));
+                self.answer(lookup, files, &partials, now)
+            }
             Event::LibraryTable(table) => {
                 for (to, message) in self.qrp.library_changed(table, &mut self.rng) {
                     self.actions.push_back(Action::Send { to, message });
@@ -1099,13 +1114,20 @@ impl Node {
     }
 
     /// Answers a neighbour's query with the files the library found.
-    fn answer(&mut self, lookup: LookupId, files: Vec<search::SharedFile>, now: Instant) {
+    fn answer(
+        &mut self,
+        lookup: LookupId,
+        files: Vec<search::SharedFile>,
+        partials: &[partial::PartialResult],
+        now: Instant,
+    ) {
         let Some(pending) = self.lookups.remove(&lookup) else { return };
         if files.is_empty() {
             return;
         }
         let proxies = self.push_proxies();
-        let hits = query_hits(files, self.advertised, self.guid, self.reachability.firewalled(), &proxies);
+        let mut hits = query_hits(files, self.advertised, self.guid, self.reachability.firewalled(), &proxies);
+        partial::flag_partial(&mut hits, partials);
         match pending.reply {
             Reply::Link(to) if self.peers.contains_key(&to) => {
                 for hit in hits {

@@ -760,3 +760,30 @@ fn a_dead_users_peer_evicts_nobody_at_its_retries() {
     assert!(retries >= 3, "the user's peer is retried ({retries} times)");
     assert_eq!(node.peers().count(), 2);
 }
+
+#[test]
+fn a_file_being_downloaded_is_answered_as_a_partial_result() {
+    use super::partial::{Partial, PartialResult, PARTIAL_RESULT};
+    let now = Instant::now();
+    let mut node = node(now);
+    connect(&mut node, 1, SocketAddr::V4(addr(1)), now);
+    actions(&mut node);
+    node.handle(Event::Message { peer: PeerId(1), message: query("seblinux", vec![]) }, now);
+    let Some(Action::LookUp { lookup, .. }) = node.poll_action() else { panic!("no lookup") };
+    let shared = search::SharedFile { sha1: Urn::Sha1([7; 20]), ..shared_file("seblinux-base.tar") };
+    let downloading =
+        PartialResult { file: shared_file("seblinux-next.tar"), available: 3 << 20, modified: 1_700_000_000 };
+    node.handle(Event::LocalPartialResults { lookup, files: vec![shared], partials: vec![downloading] }, now);
+    let taken = actions(&mut node);
+    let [Action::Send { message, .. }] = taken.as_slice() else { panic!("{taken:?}") };
+    let Payload::QueryHit(hit) = &message.payload else { panic!("not a hit") };
+    let names: Vec<&str> = hit.results.iter().map(|r| r.name.as_str()).collect();
+    assert_eq!(names, ["seblinux-base.tar", "seblinux-next.tar"]);
+    assert_eq!(hit.results[0].ggep.get(PARTIAL_RESULT), None, "a shared file is whole");
+    let pru = hit.results[1].ggep.get(PARTIAL_RESULT).expect("the partial file is flagged");
+    assert_eq!(Partial::decode(pru), Some(Partial { modified: 1_700_000_000, available: 3 << 20 }));
+    // On the wire and back, as a downloader reads it.
+    let decoded = crate::wire::decode(&message.encode()).unwrap();
+    let Payload::QueryHit(hit) = decoded.payload else { panic!("not a hit") };
+    assert!(hit.results[1].ggep.get("PRU").is_some());
+}

@@ -41,7 +41,7 @@ use search::Urn;
 use signing_tool::{Minisig, Release};
 
 use super::fetch::{self, Assignment, Job, Reporter, WorkerEnd, WorkerEvent};
-use super::plan::{Completion, DropReason, Next, Plan, Standing, CHUNK_SIZE};
+use super::plan::{Completion, DropReason, Next, Plan, Standing};
 use super::state::{DiskError, PartFile, PartialDir, PartialDownload};
 use super::{finish, stall};
 use super::{
@@ -66,6 +66,9 @@ const ALT_IN_REQUEST: usize = 10;
 const SYNC_EVERY_CHUNKS: usize = 16;
 /// Longest time a written chunk waits for its sync.
 const SYNC_INTERVAL: Duration = Duration::from_secs(1);
+/// Chunks from before a restart checked against the tree at a time, between
+/// the driver's other work: a large file's are checked over many turns.
+const RESUMED_CHECK_BATCH: usize = 16;
 
 /// What the manager tells a running download.
 #[derive(Debug)]
@@ -168,6 +171,9 @@ pub(super) struct Driver {
     tree: Option<Arc<Tree>>,
     /// Sources already asked for the tree.
     tree_asked: Vec<SocketAddrV4>,
+    /// Chunks from before a restart not yet checked against the tree (and
+    /// so not yet offered to others).
+    unchecked: Vec<usize>,
     /// Without a tree, after a failed verification: the sources whose
     /// chunks were fetched again from others, and what each source had
     /// delivered for each chunk then (its SHA-256), to be compared with
@@ -286,6 +292,7 @@ impl Driver {
             root,
             tree: None,
             tree_asked: Vec::new(),
+            unchecked: Vec::new(),
             suspected: Vec::new(),
             delivered: Vec::new(),
         };
@@ -329,6 +336,10 @@ impl Driver {
             }
             self.serve_idle(now);
             self.fetch_tree(now).await;
+            if let Err(e) = self.check_resumed().await {
+                self.stop_workers().await;
+                return Outcome::Failed(e.to_string());
+            }
             self.spawn_workers(now);
             if let Some(reason) = self.given_up(now) {
                 self.stop_workers().await;
@@ -495,8 +506,9 @@ impl Driver {
             let (size, timeout) = (self.plan.size(), self.config.io_timeout);
             let (local, agent) = (self.config.local, &self.config.user_agent);
             match super::tree::fetch(source, self.key, size, root, (timeout, local), agent).await {
-                Ok(tree) if CHUNK_SIZE.is_multiple_of(tree.segment_size()) => {
+                Ok(tree) if self.plan.chunk_size().is_multiple_of(tree.segment_size()) => {
                     self.offer_partial(root, &tree);
+                    self.unchecked = self.plan.resumed_chunks();
                     self.tree = Some(Arc::new(tree));
                     self.published.lock().unwrap_or_else(PoisonError::into_inner).tth = Some(root);
                     return;
@@ -520,8 +532,59 @@ impl Driver {
         if let (Some(&sha1), Some(&sha256)) = (sha1, sha256) {
             let path = self.part.path().to_path_buf();
             let thex = Arc::new(search::thex::dime::serialize(tree));
-            self.config.partial.offer(&self.name, path, self.plan.size(), (sha1, sha256), (root, thex));
+            // Its signature goes with it, so that partial results carry it.
+            let signature = self.signature.as_deref().map(|s| search::Sidecar::parse(s.to_text().as_bytes()));
+            self.config.partial.offer(&self.name, path, self.plan.size(), (sha1, sha256), (root, thex), signature);
         }
+    }
+
+    /// Checks a batch of the chunks from before a restart against the tree
+    /// (read back from the `.part`): those that match are offered to
+    /// others, as if fetched now; one that does not (the disk lost it) is
+    /// fetched again.
+    async fn check_resumed(&mut self) -> Result<(), DiskError> {
+        let Some(tree) = self.tree.clone().filter(|_| !self.unchecked.is_empty()) else { return Ok(()) };
+        let batch: Vec<(usize, u64, u64)> = self
+            .unchecked
+            .drain(..self.unchecked.len().min(RESUMED_CHECK_BATCH))
+            .map(|index| (index, self.plan.chunk(index).start, self.plan.chunk(index).len()))
+            .collect();
+        let path = self.part.path().to_path_buf();
+        let verdicts = task::spawn_blocking(move || {
+            use std::os::unix::fs::FileExt;
+            let file = std::fs::File::open(&path).map_err(|e| DiskError::new("read", &path, e))?;
+            let mut buffer = Vec::new();
+            batch
+                .into_iter()
+                .map(|(index, start, len)| {
+                    buffer.resize(len as usize, 0);
+                    file.read_exact_at(&mut buffer, start).map_err(|e| DiskError::new("read", &path, e))?;
+                    Ok((index, tree.check(start, &buffer).is_ok()))
+                })
+                .collect::<Result<Vec<_>, DiskError>>()
+        })
+        .await?;
+        let mut lost = 0;
+        for (index, good) in verdicts {
+            let chunk = self.plan.chunk(index);
+            if good {
+                self.config.partial.add_verified(&self.key, chunk.start, chunk.end);
+            } else {
+                self.plan.mark_missing(index);
+                lost += 1;
+            }
+        }
+        if lost > 0 {
+            super::log(&format!(
+                "download {}: {} from before the restart did not match the tree, fetched again",
+                self.name,
+                crate::cli::plural(lost, "chunk")
+            ));
+            // The state file stops claiming them at the next commit.
+            self.unsynced += 1;
+            self.unsynced_since.get_or_insert_with(Instant::now);
+        }
+        Ok(())
     }
 
     /// Checks a chunk against the tree, if there is one (off the driver's
@@ -593,10 +656,10 @@ impl Driver {
         use std::os::unix::fs::FileExt;
         let ranges: Vec<(u64, u64)> =
             chunks.iter().map(|&i| (self.plan.chunk(i).start, self.plan.chunk(i).len())).collect();
-        let path = self.part.path().to_path_buf();
+        let (path, chunk_size) = (self.part.path().to_path_buf(), self.plan.chunk_size());
         task::spawn_blocking(move || {
             let file = std::fs::File::open(&path).map_err(|e| DiskError::new("read", &path, e))?;
-            let mut buffer = vec![0; CHUNK_SIZE as usize];
+            let mut buffer = vec![0; chunk_size as usize];
             ranges
                 .into_iter()
                 .map(|(start, len)| {
@@ -674,7 +737,8 @@ impl Driver {
                 user_agent: self.config.user_agent.clone(),
                 pushes: self.config.pushes.clone(),
                 rate: self.config.rate.clone(),
-                x_node: self.config.x_node.clone(),
+                // Our address as advertised now, so that sources pass us on.
+                x_node: self.config.partial.x_node().map(|addr| addr.to_string()),
                 local: self.config.local,
             };
             let reporter = Reporter { serial, events: self.worker_tx.clone() };

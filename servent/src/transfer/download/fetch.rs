@@ -639,13 +639,15 @@ async fn read_body(
 mod tests {
     use super::*;
     use crate::transfer::alt::FirewalledLocation;
-    use crate::transfer::download::plan::CHUNK_SIZE;
     use servent_core::wire::Guid;
+
+    /// A chunk of these tests' file (the worker takes whatever it is given).
+    const CHUNK: u64 = 1 << 20;
 
     fn job() -> Job {
         Job {
             urn: "urn:sha1:PLSTHIPQGSSZTS5FJUPAKUZWUGYQYPFB".parse().unwrap(),
-            size: 3 * CHUNK_SIZE,
+            size: 3 * CHUNK,
             io_timeout: Duration::from_secs(1),
             user_agent: "Test/1".into(),
             pushes: None,
@@ -656,8 +658,8 @@ mod tests {
     }
 
     fn chunk(index: usize) -> ChunkRange {
-        let start = index as u64 * CHUNK_SIZE;
-        ChunkRange { index, start, end: start + CHUNK_SIZE }
+        let start = index as u64 * CHUNK;
+        ChunkRange { index, start, end: start + CHUNK }
     }
 
     fn head(status: u16, headers: &[(&str, &str)]) -> ResponseHead {
@@ -699,20 +701,20 @@ mod tests {
 
     #[test]
     fn a_partial_source_s_416_with_its_ranges_is_no_failure_and_they_are_read_bounded() {
-        let unsatisfiable = format!("bytes */{}", 3 * CHUNK_SIZE);
+        let unsatisfiable = format!("bytes */{}", 3 * CHUNK);
         let with_ranges = head(416, &[("Content-Range", &unsatisfiable), ("X-Available-Ranges", "bytes 0-1048575")]);
         assert_eq!(verdict(&with_ranges, chunk(1)), "unavailable");
         assert!(verdict(&head(416, &[("Content-Range", &unsatisfiable)]), chunk(1)).starts_with("failed: answered 416"));
-        let ranges = available_ranges(&with_ranges, 3 * CHUNK_SIZE).unwrap().unwrap();
-        assert_eq!(ranges.ranges(), [(0, CHUNK_SIZE)]);
+        let ranges = available_ranges(&with_ranges, 3 * CHUNK).unwrap().unwrap();
+        assert_eq!(ranges.ranges(), [(0, CHUNK)]);
         // A 2xx without the header: the whole file, as PFSP says.
-        let range = format!("bytes 0-{}/{}", CHUNK_SIZE - 1, 3 * CHUNK_SIZE);
-        assert_eq!(available_ranges(&head(206, &[("Content-Range", &range)]), 3 * CHUNK_SIZE), Some(None));
-        assert_eq!(available_ranges(&head(503, &[]), 3 * CHUNK_SIZE), None);
+        let range = format!("bytes 0-{}/{}", CHUNK - 1, 3 * CHUNK);
+        assert_eq!(available_ranges(&head(206, &[("Content-Range", &range)]), 3 * CHUNK), Some(None));
+        assert_eq!(available_ranges(&head(503, &[]), 3 * CHUNK), None);
         // Out of the file's bounds and overlapping: cut and merged.
         let hostile = head(416, &[("X-Available-Ranges", "bytes 0-99999999999,5-7,9-3,x")]);
-        let ranges = available_ranges(&hostile, 3 * CHUNK_SIZE).unwrap().unwrap();
-        assert_eq!(ranges.ranges(), [(0, 3 * CHUNK_SIZE)]);
+        let ranges = available_ranges(&hostile, 3 * CHUNK).unwrap().unwrap();
+        assert_eq!(ranges.ranges(), [(0, 3 * CHUNK)]);
     }
 
     #[test]
@@ -757,38 +759,38 @@ mod tests {
 
     #[test]
     fn partial_content_starts_where_asked_and_may_stop_short() {
-        let range = format!("bytes {}-{}/{}", CHUNK_SIZE, 2 * CHUNK_SIZE - 1, 3 * CHUNK_SIZE);
-        let length = CHUNK_SIZE.to_string();
+        let range = format!("bytes {}-{}/{}", CHUNK, 2 * CHUNK - 1, 3 * CHUNK);
+        let length = CHUNK.to_string();
         assert_eq!(verdict(&head(206, &[("Content-Range", &range), ("Content-Length", &length)]), chunk(1)), "ok");
         assert_eq!(verdict(&head(206, &[("Content-Range", &range)]), chunk(1)), "ok");
         assert!(verdict(&head(206, &[("Content-Range", &range)]), chunk(2)).starts_with("failed: sent Content-Range"));
         assert!(verdict(&head(206, &[]), chunk(1)).starts_with("failed: 206 without"));
-        let longer = (CHUNK_SIZE + 1).to_string();
+        let longer = (CHUNK + 1).to_string();
         assert!(verdict(&head(206, &[("Content-Range", &range), ("Content-Length", &longer)]), chunk(1))
             .starts_with("failed: announced"));
-        let other_size = format!("bytes {}-{}/{}", CHUNK_SIZE, 2 * CHUNK_SIZE - 1, 5 * CHUNK_SIZE);
+        let other_size = format!("bytes {}-{}/{}", CHUNK, 2 * CHUNK - 1, 5 * CHUNK);
         assert!(verdict(&head(206, &[("Content-Range", &other_size)]), chunk(1)).starts_with("not found"));
         assert!(verdict(&head(206, &[("Content-Range", "bytes x")]), chunk(1)).starts_with("failed: malformed"));
         // gtk-gnutella's first answer: 512 KiB of the 1 MiB asked for.
-        let short = format!("bytes 0-524287/{}", 3 * CHUNK_SIZE);
+        let short = format!("bytes 0-524287/{}", 3 * CHUNK);
         assert_eq!(
             verdict(&head(206, &[("Content-Range", &short), ("Content-Length", "524288")]), chunk(0)),
             "up to 524288"
         );
         assert!(verdict(&head(206, &[("Content-Range", &short), ("Content-Length", "524289")]), chunk(0))
             .starts_with("failed: announced"));
-        let later_start = format!("bytes 1-524287/{}", 3 * CHUNK_SIZE);
+        let later_start = format!("bytes 1-524287/{}", 3 * CHUNK);
         assert!(verdict(&head(206, &[("Content-Range", &later_start)]), chunk(0)).starts_with("failed: sent"));
-        let past_the_end = format!("bytes {}-{}/{}", CHUNK_SIZE, 2 * CHUNK_SIZE, 3 * CHUNK_SIZE);
+        let past_the_end = format!("bytes {}-{}/{}", CHUNK, 2 * CHUNK, 3 * CHUNK);
         assert!(verdict(&head(206, &[("Content-Range", &past_the_end)]), chunk(1)).starts_with("failed: sent"));
-        let unknown_total = format!("bytes 0-{}/*", CHUNK_SIZE - 1);
+        let unknown_total = format!("bytes 0-{}/*", CHUNK - 1);
         assert!(verdict(&head(206, &[("Content-Range", &unknown_total)]), chunk(0)).starts_with("failed: sent"));
     }
 
     #[test]
     fn whole_file_answer_is_accepted_only_for_a_whole_file_chunk() {
-        let whole = ChunkRange { index: 0, start: 0, end: 3 * CHUNK_SIZE };
-        let length = (3 * CHUNK_SIZE).to_string();
+        let whole = ChunkRange { index: 0, start: 0, end: 3 * CHUNK };
+        let length = (3 * CHUNK).to_string();
         assert_eq!(verdict(&head(200, &[("Content-Length", &length)]), whole), "ok");
         assert!(verdict(&head(200, &[("Content-Length", &length)]), chunk(0)).starts_with("failed: answered 200"));
     }
@@ -818,7 +820,7 @@ mod tests {
         let other = "urn:sha1:AAAQEAYEAUDAOCAJBIFQYDIOB4IBCEQT";
         assert!(verdict(&head(206, &[("X-Gnutella-Content-URN", other)]), chunk(0)).starts_with("not found: serves"));
         let sha256 = format!("urn:sha256:{}", "A".repeat(52));
-        let range = format!("bytes 0-{}/{}", CHUNK_SIZE - 1, 3 * CHUNK_SIZE);
+        let range = format!("bytes 0-{}/{}", CHUNK - 1, 3 * CHUNK);
         assert_eq!(verdict(&head(206, &[("X-Content-URN", &sha256), ("Content-Range", &range)]), chunk(0)), "ok");
     }
 

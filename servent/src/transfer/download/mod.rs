@@ -132,9 +132,6 @@ pub struct DownloadsConfig {
     /// Where downloads holding a signed tree offer their checked chunks
     /// (shared with the uploads).
     pub partial: Arc<PartialShares>,
-    /// Our Gnutella address, named to sources (`X-Node`) so that they pass
-    /// us on as a partial source.
-    pub x_node: Option<String>,
     /// The address connections to sources leave from, when we listen on a
     /// particular one (so a source sees the address we listen on).
     pub local: Option<std::net::Ipv4Addr>,
@@ -156,7 +153,6 @@ impl DownloadsConfig {
             pushes: None,
             rate: Arc::new(RateLimit::default()),
             partial: Arc::default(),
-            x_node: None,
             local: None,
         }
     }

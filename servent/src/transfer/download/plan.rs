@@ -1,7 +1,7 @@
 //! The chunk plan of one download: which part of the file each source
 //! fetches next, and what the sources have earned.
 //!
-//! A file of known size is cut into chunks of [`CHUNK_SIZE`] bytes (the last
+//! A file of known size is cut into chunks of [`chunk_size`] bytes (the last
 //! one shorter). Each chunk is *missing*, *claimed* by one or two sources
 //! fetching it, or *done*. A source may have only part of the file (partial
 //! file sharing: it said which bytes in `X-Available-Ranges`,
@@ -40,11 +40,18 @@
 use std::net::SocketAddrV4;
 use std::time::{Duration, Instant};
 
+use search::thex;
+
 use crate::transfer::partial::RangeSet;
 
-/// Bytes per chunk: large enough that request overhead is noise on a fast
-/// link, small enough that a lost chunk costs little and the end game is short.
-pub const CHUNK_SIZE: u64 = 1 << 20;
+/// Bytes per chunk of a file up to 256 MiB: large enough that request
+/// overhead is noise on a fast link, small enough that a lost chunk costs
+/// little, the end game is short, and a crowd passes a new chunk on within
+/// a second of upload at 256 KiB/s (a downloader offers a chunk once it is
+/// whole and checked, so the chunk is how fast a new file spreads).
+pub const CHUNK_SIZE: u64 = 256 << 10;
+/// Bytes per chunk of the largest files.
+pub const MAX_CHUNK_SIZE: u64 = 1 << 20;
 /// Largest file downloaded (1 TiB); bigger announced sizes are lies or mistakes.
 pub const MAX_FILE_SIZE: u64 = 1 << 40;
 /// Sources remembered per download, dropped ones included (so that a source
@@ -60,7 +67,16 @@ const RATE_WEIGHT: f64 = 0.5;
 const RAREST_WINDOW: usize = 256;
 /// How long a partial source with nothing we need is left alone before it
 /// is asked again (it is downloading too, and will have more).
-pub const PARTIAL_RECHECK: Duration = Duration::from_secs(3);
+pub const PARTIAL_RECHECK: Duration = Duration::from_secs(1);
+
+/// Bytes per chunk of a file of `size` bytes: [`CHUNK_SIZE`], or for a large
+/// file the segment of the Tiger tree gtk-gnutella serves for it (each
+/// chunk must cover whole segments to be checked on arrival), at most
+/// [`MAX_CHUNK_SIZE`]. Our own trees have segments no larger.
+pub fn chunk_size(size: u64) -> u64 {
+    let segment_height = thex::full_depth(size).saturating_sub(thex::good_depth(size));
+    thex::BLOCK_SIZE.checked_shl(segment_height).unwrap_or(u64::MAX).clamp(CHUNK_SIZE, MAX_CHUNK_SIZE)
+}
 
 /// The knobs of a plan, with defaults fit for the Internet.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -227,6 +243,7 @@ pub enum Completion {
 #[derive(Clone, Debug)]
 pub struct Plan {
     size: u64,
+    chunk_size: u64,
     chunks: Vec<Chunk>,
     /// No chunk below this index is missing.
     first_missing: usize,
@@ -248,9 +265,11 @@ impl Plan {
     /// A plan for a file of `size` bytes with nothing done. Sizes above
     /// [`MAX_FILE_SIZE`] are the caller's to refuse.
     pub fn new(size: u64, tuning: Tuning) -> Plan {
-        let count = usize::try_from(size.div_ceil(CHUNK_SIZE)).unwrap_or(usize::MAX);
+        let chunk_size = chunk_size(size);
+        let count = usize::try_from(size.div_ceil(chunk_size)).unwrap_or(usize::MAX);
         Plan {
             size,
+            chunk_size,
             chunks: vec![Chunk::Missing; count],
             first_missing: 0,
             done_chunks: 0,
@@ -300,18 +319,37 @@ impl Plan {
     pub fn refetch_elsewhere(&mut self, suspect: SocketAddrV4) -> Vec<usize> {
         let chunks: Vec<usize> = (0..self.chunks.len()).filter(|&i| self.deliverer(i) == Some(suspect)).collect();
         for &index in &chunks {
-            self.chunks[index] = Chunk::Missing;
-            self.done_chunks -= 1;
-            self.done_bytes -= self.chunk(index).len();
-            self.first_missing = self.first_missing.min(index);
+            self.mark_missing(index);
             self.avoid.push((index, suspect));
         }
         chunks
     }
 
+    /// The done chunks nobody in this run delivered: those on disk from
+    /// before a restart, not yet checked again.
+    pub fn resumed_chunks(&self) -> Vec<usize> {
+        (0..self.chunks.len()).filter(|&i| self.chunks[i] == Chunk::Done(None)).collect()
+    }
+
+    /// A done chunk is missing after all (its bytes on disk are not the
+    /// file's): it is fetched again.
+    pub fn mark_missing(&mut self, index: usize) {
+        if self.is_done(index) {
+            self.chunks[index] = Chunk::Missing;
+            self.done_chunks -= 1;
+            self.done_bytes -= self.chunk(index).len();
+            self.first_missing = self.first_missing.min(index);
+        }
+    }
+
     /// The file size.
     pub fn size(&self) -> u64 {
         self.size
+    }
+
+    /// Bytes per chunk (the last one may be shorter).
+    pub fn chunk_size(&self) -> u64 {
+        self.chunk_size
     }
 
     /// How many chunks the file has.
@@ -321,8 +359,8 @@ impl Plan {
 
     /// Chunk `index`'s byte range.
     pub fn chunk(&self, index: usize) -> ChunkRange {
-        let start = index as u64 * CHUNK_SIZE;
-        ChunkRange { index, start, end: (start + CHUNK_SIZE).min(self.size) }
+        let start = index as u64 * self.chunk_size;
+        ChunkRange { index, start, end: (start + self.chunk_size).min(self.size) }
     }
 
     /// Marks a chunk done whose bytes are already on disk (a resumed download).
@@ -334,7 +372,7 @@ impl Plan {
 
     /// Marks done every chunk wholly inside bytes `start..end`.
     pub fn mark_done_range(&mut self, start: u64, end: u64) {
-        let first = usize::try_from(start.div_ceil(CHUNK_SIZE)).unwrap_or(usize::MAX);
+        let first = usize::try_from(start.div_ceil(self.chunk_size)).unwrap_or(usize::MAX);
         for index in first..self.chunks.len() {
             if self.chunk(index).end > end {
                 break;
@@ -711,6 +749,38 @@ mod tests {
         assert_eq!(plan.chunk_count(), 3);
         assert_eq!(plan.chunk(2), ChunkRange { index: 2, start: 2 * CHUNK_SIZE, end: 2 * CHUNK_SIZE + 10 });
         assert_eq!(Plan::new(CHUNK_SIZE, Tuning::default()).chunk_count(), 1);
+    }
+
+    #[test]
+    fn large_files_have_chunks_that_hold_whole_segments_of_their_tree() {
+        assert_eq!(chunk_size(0), CHUNK_SIZE);
+        assert_eq!(chunk_size(8 << 20), CHUNK_SIZE);
+        assert_eq!(chunk_size(64 << 20), CHUNK_SIZE);
+        assert_eq!(chunk_size(1 << 30), 512 << 10);
+        assert_eq!(chunk_size(4 << 30), MAX_CHUNK_SIZE);
+        assert_eq!(chunk_size(MAX_FILE_SIZE), MAX_CHUNK_SIZE);
+        for size in [1, 300_000, 8 << 20, 100 << 20, 1 << 30, 3 << 30] {
+            let segment = thex::BLOCK_SIZE << (thex::full_depth(size) - thex::good_depth(size));
+            assert!(segment > MAX_CHUNK_SIZE || chunk_size(size).is_multiple_of(segment), "{size}");
+            let ours = thex::BLOCK_SIZE << (thex::full_depth(size) - thex::served_depth(size));
+            assert!(chunk_size(size).is_multiple_of(ours), "{size}");
+        }
+        let plan = Plan::new(1 << 30, Tuning::default());
+        assert_eq!((plan.chunk_size(), plan.chunk_count()), (512 << 10, 2048));
+    }
+
+    #[test]
+    fn chunks_from_before_a_restart_are_told_apart_and_a_bad_one_is_fetched_again() {
+        let mut plan = plan(4 * CHUNK_SIZE, &[addr(1)]);
+        plan.mark_done_range(0, 2 * CHUNK_SIZE);
+        let now = Instant::now();
+        let chunk = fetch(plan.next_for(addr(1), now));
+        plan.complete(addr(1), chunk.index, now + secs(1.0));
+        assert_eq!(plan.resumed_chunks(), [0, 1], "the chunk delivered in this run is not one of them");
+        plan.mark_missing(1);
+        plan.mark_missing(1);
+        assert_eq!((plan.resumed_chunks(), plan.bytes_done()), (vec![0], 2 * CHUNK_SIZE));
+        assert_eq!(fetch(plan.next_for(addr(1), now + secs(1.0))).index, 1);
     }
 
     #[test]

@@ -1,0 +1,106 @@
+//! Partial results (PFSP): a servent downloading a file answers Queries for
+//! it with the chunks it has checked, as gtk-gnutella does, each such
+//! result flagged with GGEP `PRU` ("partial result, unverified"). Its
+//! payload is gtk-gnutella's since 0.98.4: the file's last modification
+//! time (4 bytes, big-endian, seconds since 1970) and the bytes available,
+//! little-endian with trailing zero bytes left out (its `vlint`), so 4 to
+//! 12 bytes. A downloader reads it as one more source of the file, which
+//! says what it has in `X-Available-Ranges`; every chunk it serves is
+//! checked against the tree anyway.
+
+use search::SharedFile;
+
+use crate::wire::ggep::GgepId;
+use crate::wire::QueryHit;
+
+/// `"PRU"`: the result is a file still being downloaded.
+pub const PARTIAL_RESULT: GgepId = GgepId::from_static("PRU");
+
+/// A file being downloaded that answers a Query: the shell looks it up
+/// with the library's files ([`super::Event::LocalPartialResults`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PartialResult {
+    /// What it is, named as a shared file is.
+    pub file: SharedFile,
+    /// Its bytes checked and written so far.
+    pub available: u64,
+    /// Its last modification, seconds since 1970.
+    pub modified: u32,
+}
+
+/// What a partial result's `PRU` holds: when it changed and the bytes it has.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Partial {
+    /// Its last modification, seconds since 1970 (0 when not said).
+    pub modified: u32,
+    /// Bytes available at the source (0 when not said).
+    pub available: u64,
+}
+
+impl Partial {
+    /// The `PRU` payload.
+    pub fn encode(self) -> Vec<u8> {
+        let mut payload = self.modified.to_be_bytes().to_vec();
+        let available = self.available.to_le_bytes();
+        let used = available.iter().rposition(|&b| b != 0).map_or(0, |last| last + 1);
+        payload.extend_from_slice(&available[..used]);
+        payload
+    }
+
+    /// Reads a `PRU` payload: empty (gtk-gnutella before 0.98.4: nothing
+    /// said), or 4 to 12 bytes; anything else is `None`.
+    pub fn decode(payload: &[u8]) -> Option<Partial> {
+        match payload.len() {
+            0 => Some(Partial { modified: 0, available: 0 }),
+            4..=12 => {
+                let modified = u32::from_be_bytes([payload[0], payload[1], payload[2], payload[3]]);
+                let mut available = [0u8; 8];
+                let rest = &payload[4..];
+                // Bytes past the eighth would overflow; gtk-gnutella reads
+                // such a value as 0, and so do we.
+                if rest.len() <= 8 {
+                    available[..rest.len()].copy_from_slice(rest);
+                }
+                Some(Partial { modified, available: u64::from_le_bytes(available) })
+            }
+            _ => None,
+        }
+    }
+}
+
+/// Flags the results of `hits` that are partial files with their `PRU`.
+pub fn flag_partial(hits: &mut [QueryHit], partials: &[PartialResult]) {
+    for result in hits.iter_mut().flat_map(|hit| hit.results.iter_mut()) {
+        let partial = partials.iter().find(|p| result.urns.contains(&p.file.sha1));
+        if let Some(partial) = partial {
+            let pru = Partial { modified: partial.modified, available: partial.available };
+            result.ggep.insert(PARTIAL_RESULT, pru.encode());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pru_is_a_big_endian_time_then_the_available_bytes_without_trailing_zeros() {
+        let pru = Partial { modified: 0x5F00_0001, available: 0x0001_0000 };
+        assert_eq!(pru.encode(), [0x5F, 0x00, 0x00, 0x01, 0x00, 0x00, 0x01]);
+        assert_eq!(Partial::decode(&pru.encode()), Some(pru));
+        let none = Partial { modified: 7, available: 0 };
+        assert_eq!(none.encode(), [0, 0, 0, 7]);
+        assert_eq!(Partial::decode(&none.encode()), Some(none));
+        let most = Partial { modified: u32::MAX, available: u64::MAX };
+        assert_eq!(most.encode().len(), 12);
+        assert_eq!(Partial::decode(&most.encode()), Some(most));
+    }
+
+    #[test]
+    fn hostile_pru_payloads_are_refused_or_read_as_gtk_gnutella_reads_them() {
+        assert_eq!(Partial::decode(&[]), Some(Partial { modified: 0, available: 0 }));
+        for bad in [&[1u8][..], &[1, 2, 3], &[0; 13], &[0xFF; 200]] {
+            assert_eq!(Partial::decode(bad), None, "{bad:?}");
+        }
+    }
+}
