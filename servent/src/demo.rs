@@ -286,8 +286,14 @@ impl Cast {
         let faker = start(config(None, vec![dir("faker")], vec![], &pinned)).await?;
         let install_dir = dir("you-installed");
         std::fs::create_dir_all(&install_dir).map_err(|e| format!("cannot create {}: {e}", install_dir.display()))?;
-        let peers = [&publisher, &member_1, &member_2, &faker].map(NodeHandle::listen_addr).to_vec();
+        let peers = [&publisher, &member_1, &faker].map(NodeHandle::listen_addr).to_vec();
         let you = start(config(Some(dir("you")), vec![install_dir.clone()], peers, &pinned)).await?;
+        // Member 2 dials you: a connection that came in is what tells your
+        // servent it is reachable, so its hits are not flagged firewalled
+        // and member 2 may fetch from you directly (a firewalled "you" would
+        // be reached by PUSH, slower than the publisher member 2 also finds).
+        let SocketAddr::V4(you_addr) = you.listen_addr() else { unreachable!("listens on 127.0.0.1") };
+        member_2.connect(you_addr).await.map_err(|e| e.to_string())?;
         let updater_config = UpdaterConfig { search_wait: SEARCH_WAIT, ..UpdaterConfig::new(install_dir) };
         let updater = Updater::open(you.clone(), updater_config).map_err(|e| e.to_string())?;
         let listener =
