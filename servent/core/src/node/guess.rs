@@ -269,9 +269,9 @@ impl Node {
         let pong =
             Pong { port: self.advertised.port(), ip: *self.advertised.ip(), files, kbytes: super::kbytes(bytes), ggep };
         self.actions.push_back(Action::SendDatagram { to: from, message: Message::new(guid, 1, Payload::Pong(pong)) });
+        self.relay_guess_to_leaves(guid, from, &query, now);
         query.ggep.remove(QK);
         query.ggep.remove(ipp::SCP);
-        self.relay_guess_to_leaves(guid, from, &query, now);
         self.look_up(PendingAnswer { guid, reply_ttl: 1, reply: Reply::Datagram(from) }, query);
     }
 

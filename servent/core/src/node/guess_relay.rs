@@ -16,11 +16,12 @@ use std::collections::VecDeque;
 use std::net::SocketAddrV4;
 use std::time::{Duration, Instant};
 
-use super::guess::MAX_HIT_DATAGRAMS;
+use super::guess::{MAX_HIT_DATAGRAMS, QK};
 use super::{Action, Node};
 use crate::handshake::Role;
 use crate::routing::{self, KICK_QUERY_SIZE, MAX_QUERY_SIZE};
-use crate::wire::{self, Guid, Message, Payload, Query, QueryHit};
+use crate::wire::vendor::oob;
+use crate::wire::{self, ipp, Guid, Message, Original, Payload, Query, QueryFlags, QueryHit};
 
 /// GUESS queries passed to leaves remembered at once, at most.
 pub const MAX_RELAYED: usize = 64;
@@ -58,6 +59,19 @@ pub(super) fn oversized(len: usize) -> Option<bool> {
     (size > MAX_QUERY_SIZE).then_some(size > KICK_QUERY_SIZE)
 }
 
+/// The query a leaf gets: encoded anew from its fields (not the bytes it
+/// arrived with), without the querier's key (a leaf could query "from"
+/// the querier with it), without asking for out-of-band hits (its GUID
+/// may name a third party) and without asking for hosts.
+fn for_leaves(query: &Query) -> Query {
+    let mut ggep = query.ggep.clone();
+    for id in [QK, ipp::SCP, oob::SO] {
+        ggep.remove(id);
+    }
+    let flags = QueryFlags::from_raw(query.flags.raw() & !QueryFlags::OOB_REPLY);
+    Query { flags, ggep, original: Original::default(), ..query.clone() }
+}
+
 impl Node {
     /// Passes a valid GUESS query from `querier` to our leaves whose QRP
     /// tables match it; their hits come back to [`Node::relayed_guess_hit`].
@@ -70,7 +84,7 @@ impl Node {
         }
         // The router takes the GUID as ours, so the leaves' hits come back
         // to us rather than along a route; only the leaves get the query.
-        let (_, actions) = self.router.start_query_as(guid, query.clone(), 1, now);
+        let (_, actions) = self.router.start_query_as(guid, for_leaves(query), 1, now);
         let leaves: Vec<routing::Action> = actions
             .into_iter()
             .filter(|a| matches!(a, routing::Action::Send { to, .. } if self.peers.get(to).is_some_and(|p| p.role == Role::Leaf)))
@@ -103,7 +117,6 @@ mod tests {
     use std::net::{Ipv4Addr, SocketAddr};
 
     use super::*;
-    use crate::node::guess::QK;
     use crate::node::testing::Net;
     use crate::node::{build_query, Config, Event};
     use crate::trust::{SharedTrust, TrustStore};
@@ -228,5 +241,42 @@ mod tests {
         net.nodes[0].handle(Event::Datagram { from: QUERIER, bytes: query.encode() }, net.now);
         net.run_for(Duration::from_secs(1));
         assert!(!to_querier(&mut net).is_empty());
+    }
+
+    #[test]
+    fn review_relayed_query_carries_the_queriers_key_to_the_leaves() {
+        let mut net = ultrapeer_with_two_leaves();
+        let query = guess_query(&mut net, 1, 0);
+        net.nodes[0].handle(Event::Datagram { from: QUERIER, bytes: query.encode() }, net.now);
+        net.run_for(Duration::from_secs(1));
+        let got: Vec<&Message> = net.received[1].iter().filter(|(_, m)| m.guid == query.guid).map(|(_, m)| m).collect();
+        assert_eq!(got.len(), 1);
+        let Payload::Query(q) = &got[0].payload else { panic!() };
+        let reencoded = wire::decode(&got[0].encode()).unwrap();
+        let Payload::Query(q2) = reencoded.payload else { panic!() };
+        println!("fields QK: {:?}; on the wire QK: {:?}", q.ggep.get(QK).is_some(), q2.ggep.get(QK).is_some());
+        assert!(q2.ggep.get(QK).is_none(), "the querier's key reached the leaf");
+    }
+
+    #[test]
+    fn review_relayed_query_keeps_the_oob_flag_naming_a_third_party() {
+        let mut net = ultrapeer_with_two_leaves();
+        let mut query = guess_query(&mut net, 1, 0);
+        if let Payload::Query(q) = &mut query.payload {
+            q.flags = crate::wire::QueryFlags::from_raw(q.flags.raw() | crate::wire::QueryFlags::OOB_REPLY | 0x8000);
+            q.ggep.insert(crate::wire::vendor::oob::SO, Vec::new());
+        }
+        let query = wire::decode(&query.encode()).unwrap();
+        net.nodes[0].handle(Event::Datagram { from: QUERIER, bytes: query.encode() }, net.now);
+        net.run_for(Duration::from_secs(1));
+        let got: Vec<&Message> = net.received[1].iter().filter(|(_, m)| m.guid == query.guid).map(|(_, m)| m).collect();
+        assert_eq!(got.len(), 1, "relayed");
+        let Payload::Query(q) = wire::decode(&got[0].encode()).unwrap().payload else { panic!() };
+        println!(
+            "relayed OOB flag: {}, SO: {}",
+            q.flags.wants_oob_reply(),
+            q.ggep.get(crate::wire::vendor::oob::SO).is_some()
+        );
+        assert!(!q.flags.wants_oob_reply());
     }
 }
