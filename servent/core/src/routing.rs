@@ -387,6 +387,13 @@ impl Router {
         self.own.get(guid, now) == Some(Own::Query)
     }
 
+    /// Whether `guid` is taken: a query or ping of ours, or a query routed
+    /// through us, still remembered. Another query under it would take
+    /// the hits (or pongs) meant for the first.
+    pub fn knows_guid(&self, guid: &Guid, now: Instant) -> bool {
+        self.own.get(guid, now).is_some() || self.query_routes.get(guid, now).is_some()
+    }
+
     /// Time passes: pings neighbours that have not been pinged for a while,
     /// and forgets what has expired.
     pub fn tick(&mut self, now: Instant) -> Vec<Action> {

@@ -79,7 +79,8 @@ impl Node {
         if self.config.role != Role::Ultrapeer || !self.peers.values().any(|p| p.role == Role::Leaf) {
             return;
         }
-        if self.router.is_own_query(&guid, now) {
+        // A GUID already in use would take that query's hits from its searcher.
+        if self.router.knows_guid(&guid, now) {
             return;
         }
         // The router takes the GUID as ours, so the leaves' hits come back
@@ -256,6 +257,33 @@ mod tests {
         let Payload::Query(q2) = reencoded.payload else { panic!() };
         println!("fields QK: {:?}; on the wire QK: {:?}", q.ggep.get(QK).is_some(), q2.ggep.get(QK).is_some());
         assert!(q2.ggep.get(QK).is_none(), "the querier's key reached the leaf");
+    }
+
+    #[test]
+    fn review_a_guess_query_reusing_a_routed_guid_takes_its_hits() {
+        let mut net = ultrapeer_with_two_leaves();
+        let guess = guess_query(&mut net, 1, 0);
+        // Leaf 2 searches through the ultrapeer with the same GUID the attacker then uses.
+        let from_leaf = Message::new(guess.guid, 3, Payload::Query(build_query("seblinux rare").unwrap()));
+        let peer2 = leaf(&net, 2);
+        net.nodes[0].handle(Event::Message { peer: peer2, message: from_leaf }, net.now);
+        net.nodes[0].handle(Event::Datagram { from: QUERIER, bytes: guess.encode() }, net.now);
+        net.run_for(Duration::from_secs(1));
+        let at_leaf2 = net.hits_received(2).iter().filter(|m| m.guid == guess.guid).count();
+        let at_querier = to_querier(&mut net).iter().filter(|m| matches!(m.payload, Payload::QueryHit(_))).count();
+        println!("hits to the leaf that searched: {at_leaf2}; to the UDP attacker: {at_querier}");
+        assert_eq!(at_leaf2, 1, "the searching leaf lost its hit");
+    }
+
+    #[test]
+    fn review_control_the_leaf_gets_its_hit_without_the_attacker() {
+        let mut net = ultrapeer_with_two_leaves();
+        let guid = Guid([77; 16]);
+        let from_leaf = Message::new(guid, 3, Payload::Query(build_query("seblinux rare").unwrap()));
+        let peer2 = leaf(&net, 2);
+        net.nodes[0].handle(Event::Message { peer: peer2, message: from_leaf }, net.now);
+        net.run_for(Duration::from_secs(1));
+        assert_eq!(net.hits_received(2).iter().filter(|m| m.guid == guid).count(), 1);
     }
 
     #[test]
