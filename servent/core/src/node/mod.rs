@@ -767,13 +767,19 @@ impl Node {
     /// limit from `now` until it ends: in a link ([`Event::Connected`]) or
     /// not ([`Event::HandshakeFailed`]).
     /// When it would not be accepted outright, the oldest stalled handshake
-    /// gives way to it ([`Action::GiveWay`]).
+    /// gives way to it ([`Action::GiveWay`]), if that changes its answer.
     pub fn admit_incoming(&mut self, remote: SocketAddr, now: Instant) -> (Admission, Vec<SocketAddr>) {
         let mut answer = self.admit(remote);
         if answer.0 != Admission::Accept && !self.linked_from(remote.ip()) {
             if let Some(stalled) = self.handshakes.give_way(now) {
-                self.actions.push_back(Action::GiveWay(stalled));
-                answer = self.admit(remote);
+                let after = self.admit(remote);
+                if after.0 == answer.0 {
+                    // Cutting it makes no room for this one: it goes on.
+                    self.handshakes.keep(stalled);
+                } else {
+                    self.actions.push_back(Action::GiveWay(stalled));
+                    answer = after;
+                }
             }
         }
         if !matches!(answer.0, Admission::Full { .. }) {
