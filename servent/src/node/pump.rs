@@ -98,27 +98,9 @@ impl Pump {
         }
     }
 
-    /// The next event, or else the next datagram: a flood of datagrams
-    /// waits in (and overflows) its own queue, never ahead of the links,
-    /// the commands and the timers.
+    /// The next event, or else the next datagram ([`next_event`]).
     async fn next(&self) -> Result<Event, RecvError> {
-        let event = self.inbox.recv().fuse();
-        let datagram = async {
-            match self.datagrams.as_ref().map(|d| d.recv()) {
-                Some(recv) => match recv.await {
-                    Ok((from, bytes)) => Event::Core(CoreEvent::Datagram { from, bytes }),
-                    // The UDP port broke: the links go on.
-                    Err(_) => future::pending().await,
-                },
-                None => future::pending().await,
-            }
-        }
-        .fuse();
-        futures::pin_mut!(event, datagram);
-        futures::select_biased! {
-            event = event => event,
-            datagram = datagram => Ok(datagram),
-        }
+        next_event(&self.inbox, self.datagrams.as_ref()).await
     }
 
     fn on_event(&mut self, event: Event, now: Instant) {
@@ -353,5 +335,68 @@ impl Pump {
         if let Some(saving) = self.saving.take() {
             saving.await;
         }
+    }
+}
+
+/// The next event, or else the next datagram: a flood of datagrams
+/// waits in (and overflows) its own queue, never ahead of the links,
+/// the commands and the timers.
+async fn next_event(
+    inbox: &Receiver<Event>,
+    datagrams: Option<&Receiver<(SocketAddrV4, Vec<u8>)>>,
+) -> Result<Event, RecvError> {
+    let event = inbox.recv().fuse();
+    let datagram = async {
+        match datagrams.map(|d| d.recv()) {
+            Some(recv) => match recv.await {
+                Ok((from, bytes)) => Event::Core(CoreEvent::Datagram { from, bytes }),
+                // The UDP port broke: the links go on.
+                Err(_) => future::pending().await,
+            },
+            None => future::pending().await,
+        }
+    }
+    .fuse();
+    futures::pin_mut!(event, datagram);
+    futures::select_biased! {
+        event = event => event,
+        datagram = datagram => Ok(datagram),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::Ipv4Addr;
+
+    use async_std::channel;
+
+    use super::*;
+
+    fn datagram(from: SocketAddrV4) -> (SocketAddrV4, Vec<u8>) {
+        (from, vec![0; 23])
+    }
+
+    fn from(event: Event) -> SocketAddrV4 {
+        match event {
+            Event::Core(CoreEvent::Datagram { from, .. }) => from,
+            _ => panic!("a datagram event"),
+        }
+    }
+
+    #[test]
+    fn with_both_queues_full_the_links_event_comes_before_the_datagrams() {
+        task::block_on(async {
+            let (events, inbox) = channel::bounded(4);
+            let (received, datagrams) = channel::bounded(4);
+            let link = SocketAddrV4::new(Ipv4Addr::new(192, 0, 2, 1), 6346);
+            let flooder = SocketAddrV4::new(Ipv4Addr::new(192, 0, 2, 2), 6346);
+            while received.try_send(datagram(flooder)).is_ok() {}
+            let (from_link, bytes) = datagram(link);
+            while events.try_send(Event::Core(CoreEvent::Datagram { from: from_link, bytes: bytes.clone() })).is_ok() {}
+            for _ in 0..4 {
+                assert_eq!(from(next_event(&inbox, Some(&datagrams)).await.unwrap()), link);
+            }
+            assert_eq!(from(next_event(&inbox, Some(&datagrams)).await.unwrap()), flooder, "then the datagrams");
+        });
     }
 }
