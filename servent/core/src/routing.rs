@@ -265,6 +265,8 @@ struct Route {
 enum Own {
     Query,
     Ping,
+    /// Someone else's query we passed on (a GUESS query to our leaves).
+    Relayed,
 }
 
 struct PeerState {
@@ -385,6 +387,13 @@ impl Router {
     /// Whether `guid` is a query of ours still remembered.
     pub fn is_own_query(&self, guid: &Guid, now: Instant) -> bool {
         self.own.get(guid, now) == Some(Own::Query)
+    }
+
+    /// Takes `guid` for a query we pass on to our leaves for someone
+    /// else: its hits come back to us as [`Action::Hit`], though it is no
+    /// query of ours ([`Router::is_own_query`]).
+    pub fn relaying(&mut self, guid: Guid, now: Instant) {
+        self.own.insert(guid, Own::Relayed, now);
     }
 
     /// Whether `guid` is taken: a query or ping of ours, or a query routed
@@ -556,7 +565,7 @@ impl Router {
     /// teaches the push route of its servent GUID, so that a hit dropped
     /// for having no route cannot steal the Pushes of a servent it names.
     fn on_query_hit(&mut self, from: PeerId, route: Route, hit: QueryHit, now: Instant) -> Result<Vec<Action>, Drop> {
-        if self.own.get(&route.guid, now) == Some(Own::Query) {
+        if matches!(self.own.get(&route.guid, now), Some(Own::Query | Own::Relayed)) {
             self.push_routes.insert(hit.servent_guid, from, now);
             return Ok(vec![Action::Hit { search: route.guid, hit }]);
         }

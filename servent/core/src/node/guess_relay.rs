@@ -83,19 +83,20 @@ impl Node {
         if self.router.knows_guid(&guid, now) {
             return;
         }
-        // The router takes the GUID as ours, so the leaves' hits come back
-        // to us rather than along a route; only the leaves get the query.
-        let (_, actions) = self.router.start_query_as(guid, for_leaves(query), 1, now);
-        let leaves: Vec<routing::Action> = actions
-            .into_iter()
-            .filter(|a| matches!(a, routing::Action::Send { to, .. } if self.peers.get(to).is_some_and(|p| p.role == Role::Leaf)))
-            .map(|a| match a {
-                routing::Action::Send { to, message } => routing::Action::Send { to, message: Message { hops: 1, ..message } },
-                other => other,
-            })
+        let message = Message { guid, ttl: 1, hops: 1, payload: Payload::Query(for_leaves(query)) };
+        let leaves: Vec<routing::Action> = self
+            .peers
+            .iter()
+            .filter(|(_, p)| p.role == Role::Leaf)
+            .map(|(&to, _)| routing::Action::Send { to, message: message.clone() })
             .collect();
-        self.guess.relayed.remember(guid, querier, now);
+        let queued = self.actions.len();
         self.apply(leaves, now);
+        if self.actions.len() > queued {
+            // The leaves' hits come back to us rather than along a route.
+            self.router.relaying(guid, now);
+            self.guess.relayed.remember(guid, querier, now);
+        }
     }
 
     /// Sends a leaf's hit for a GUESS query we passed on to its querier
@@ -306,5 +307,21 @@ mod tests {
             q.ggep.get(crate::wire::vendor::oob::SO).is_some()
         );
         assert!(!q.flags.wants_oob_reply());
+    }
+
+    #[test]
+    fn attack_a_leafs_hit_for_a_forgotten_guess_query_is_dropped_not_taken_as_ours() {
+        let mut net = ultrapeer_with_two_leaves();
+        let query = guess_query(&mut net, 1, 0);
+        net.nodes[0].handle(Event::Datagram { from: QUERIER, bytes: query.encode() }, net.now);
+        net.run_for(Duration::from_secs(1));
+        let hit = to_querier(&mut net).into_iter().find(|m| matches!(m.payload, Payload::QueryHit(_))).unwrap();
+        net.run_for(RELAY_LIFETIME);
+        net.other[0].clear();
+        let peer = leaf(&net, 1);
+        net.nodes[0].handle(Event::Message { peer, message: hit }, net.now);
+        net.run_for(Duration::from_millis(100));
+        let taken = net.other[0].iter().any(|a| matches!(a, Action::OfferSource { .. } | Action::SendDatagram { .. }));
+        assert!(!taken, "a hit for someone else's query, past its time: {:?}", net.other[0]);
     }
 }

@@ -1063,7 +1063,7 @@ impl Node {
                     self.look_up(PendingAnswer { guid, reply_ttl, reply }, query)
                 }
                 routing::Action::Hit { search, hit } => {
-                    if !self.relayed_guess_hit(search, &hit, now) {
+                    if !self.relayed_guess_hit(search, &hit, now) && self.router.is_own_query(&search, now) {
                         self.on_hit(search, hit, now);
                     }
                 }
