@@ -275,9 +275,13 @@ impl Node {
         self.look_up(PendingAnswer { guid, reply_ttl: 1, reply: Reply::Datagram(from) }, query);
     }
 
-    /// Sends a GUESS query's hits straight back over UDP.
-    pub(super) fn answer_guess(&mut self, guid: Guid, to: SocketAddrV4, hits: Vec<QueryHit>) {
+    /// Sends a GUESS query's hits straight back over UDP, within the
+    /// share its leaves' hits draw from too ([`super::guess_relay`]).
+    pub(super) fn answer_guess(&mut self, guid: Guid, to: SocketAddrV4, hits: Vec<QueryHit>, now: Instant) {
         for hit in hits.into_iter().take(usize::from(MAX_HIT_DATAGRAMS)) {
+            if self.guess.relayed.querier(guid, now) == Some(None) {
+                break;
+            }
             self.actions.push_back(Action::SendDatagram { to, message: Message::new(guid, 1, Payload::QueryHit(hit)) });
         }
     }

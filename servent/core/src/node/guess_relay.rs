@@ -2,7 +2,8 @@
 //! (its leaves share what it answers for): a valid GUESS query that
 //! reaches an ultrapeer over UDP goes, TTL 1, to each leaf whose QRP table
 //! matches it, and the hits the leaves send back go to the querier over
-//! UDP, within the same [`MAX_HIT_DATAGRAMS`] a GUESS query gets from us.
+//! UDP: ours and theirs together at most [`MAX_HIT_DATAGRAMS`], theirs
+//! within the UDP budget of all addresses too.
 //! The querier's address is proven by its query key, so these hits cannot
 //! be aimed at a third party. At most [`MAX_RELAYED`] queries are
 //! remembered, each for [`RELAY_LIFETIME`].
@@ -42,7 +43,7 @@ impl Relayed {
 
     /// For a hit answering `guid`: `None` when it is no query passed on;
     /// else where it goes, if the querier may have one more (spent then).
-    fn querier(&mut self, guid: Guid, now: Instant) -> Option<Option<SocketAddrV4>> {
+    pub(super) fn querier(&mut self, guid: Guid, now: Instant) -> Option<Option<SocketAddrV4>> {
         let relayed = self.0.iter_mut().find(|r| r.0 == guid && now < r.3 + RELAY_LIFETIME)?;
         if relayed.2 == 0 {
             return Some(None);
@@ -107,8 +108,10 @@ impl Node {
             return false;
         };
         if let Some(to) = to {
-            let message = Message::new(search, 1, Payload::QueryHit(hit.clone()));
-            self.actions.push_back(Action::SendDatagram { to, message });
+            if self.udp_global_budget_allows(now) {
+                let message = Message::new(search, 1, Payload::QueryHit(hit.clone()));
+                self.actions.push_back(Action::SendDatagram { to, message });
+            }
         }
         true
     }
@@ -323,5 +326,26 @@ mod tests {
         net.run_for(Duration::from_millis(100));
         let taken = net.other[0].iter().any(|a| matches!(a, Action::OfferSource { .. } | Action::SendDatagram { .. }));
         assert!(!taken, "a hit for someone else's query, past its time: {:?}", net.other[0]);
+    }
+
+    #[test]
+    fn attack_our_hits_and_the_leaves_together_stay_within_a_guess_querys_count() {
+        let mut net = ultrapeer_with_two_leaves();
+        net.share(0, "SEBLINUX-rare-2.0.tar", 3);
+        let query = guess_query(&mut net, 1, 0);
+        net.nodes[0].handle(Event::Datagram { from: QUERIER, bytes: query.encode() }, net.now);
+        net.run_for(Duration::from_secs(1));
+        let hits = |messages: Vec<Message>| messages.into_iter().filter(|m| matches!(m.payload, Payload::QueryHit(_)));
+        let first: Vec<Message> = hits(to_querier(&mut net)).collect();
+        assert_eq!(first.len(), 2, "ours and the leaf's");
+        let leafs = first
+            .iter()
+            .find(|m| matches!(&m.payload, Payload::QueryHit(h) if SocketAddrV4::new(h.ip, h.port) == Net::addr(1)));
+        let peer = leaf(&net, 1);
+        for _ in 0..100 {
+            net.nodes[0].handle(Event::Message { peer, message: leafs.expect("the leaf's hit").clone() }, net.now);
+        }
+        net.run_for(Duration::from_millis(100));
+        assert_eq!(first.len() + hits(to_querier(&mut net)).count(), usize::from(MAX_HIT_DATAGRAMS));
     }
 }

@@ -1122,7 +1122,7 @@ impl Node {
             }
             Reply::Link(_) => {}
             Reply::OutOfBand(querier) => self.offer_oob(pending.guid, querier, hits, now),
-            Reply::Datagram(to) => self.answer_guess(pending.guid, to, hits),
+            Reply::Datagram(to) => self.answer_guess(pending.guid, to, hits, now),
         }
     }
 

@@ -185,6 +185,12 @@ impl Budget {
         let bucket = self.addresses.entry(key).or_insert_with(|| Bucket::full(ADDRESS_BURST, now));
         bucket.take(ADDRESS_BURST, ADDRESS_REFILL, now) && self.global.take(GLOBAL_BURST, GLOBAL_REFILL, now)
     }
+
+    /// Whether one more datagram may go at `now`, within the budget of
+    /// all addresses together; spends it.
+    pub(super) fn allow_global(&mut self, now: Instant) -> bool {
+        self.global.take(GLOBAL_BURST, GLOBAL_REFILL, now)
+    }
 }
 
 pub(super) use crate::address::{is_hidden, routable, usable};
@@ -347,6 +353,16 @@ impl Node {
     /// Whether `to` may get one more answer of ours; spends it.
     pub(super) fn udp_budget_allows(&mut self, to: SocketAddrV4, now: Instant) -> bool {
         let allowed = self.udp.budget.allow(to, now);
+        if !allowed {
+            self.udp.counters.throttled += 1;
+        }
+        allowed
+    }
+
+    /// Whether one more datagram may go, within the budget of all
+    /// addresses together; spends it.
+    pub(super) fn udp_global_budget_allows(&mut self, now: Instant) -> bool {
+        let allowed = self.udp.budget.allow_global(now);
         if !allowed {
             self.udp.counters.throttled += 1;
         }
