@@ -128,6 +128,14 @@ impl HostCache {
         true
     }
 
+    /// Takes `addr` off the user's list: from now on it is an address
+    /// like those heard from the network (a name the user gave moved).
+    pub fn forget_user(&mut self, addr: SocketAddrV4) {
+        if let Some(entry) = self.hosts.get_mut(&addr) {
+            entry.origin = Origin::Network;
+        }
+    }
+
     /// Adds an address (or refreshes it). A full cache forgets the oldest
     /// address learned from the network that never worked; when every one
     /// has worked, the new address is not taken.

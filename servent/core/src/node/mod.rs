@@ -520,7 +520,7 @@ impl Node {
         Node {
             router: Router::new(routing, local),
             udp: Udp::new(&config.uhcs, now),
-            names: Names::new(&config.names, now),
+            names: Names::new(&config.names, [&config.peers[..], &config.uhcs[..]].concat(), now),
             oob: Oob::default(),
             guess,
             config,
@@ -742,6 +742,7 @@ impl Node {
     pub fn connect(&mut self, addr: SocketAddrV4, now: Instant) {
         self.hosts.add(addr, Origin::User);
         self.config.peers.push(addr);
+        self.names.add_literal(addr);
         self.dial_more(now);
     }
 

@@ -59,14 +59,18 @@ struct Entry {
 #[derive(Debug, Default)]
 pub(super) struct Names {
     entries: Vec<Entry>,
+    /// Addresses the user gave as they are (peers and host caches): a
+    /// name that moved away from one of them leaves it in place.
+    literals: Vec<SocketAddrV4>,
     /// Whether the first round's notice was given.
     reported: bool,
 }
 
 impl Names {
     /// Keeps `names` (host, port, purpose), all due at `now`; duplicates
-    /// and those beyond [`MAX_NAMES`] are dropped.
-    pub(super) fn new(names: &[(String, u16, NameUse)], now: Instant) -> Names {
+    /// and those beyond [`MAX_NAMES`] are dropped. `literals` are the
+    /// addresses the user gave as they are.
+    pub(super) fn new(names: &[(String, u16, NameUse)], literals: Vec<SocketAddrV4>, now: Instant) -> Names {
         let mut entries: Vec<Entry> = Vec::new();
         for (host, port, purpose) in names {
             let known = entries.iter().any(|e| e.host == *host && e.port == *port && e.purpose == *purpose);
@@ -83,7 +87,7 @@ impl Names {
                 });
             }
         }
-        Names { entries, reported: false }
+        Names { entries, literals, reported: false }
     }
 
     /// The names to look up at `now`, each marked as under way; a lookup
@@ -129,6 +133,18 @@ impl Names {
         changed
     }
 
+    /// Adds an address the user gave as it is.
+    pub(super) fn add_literal(&mut self, addr: SocketAddrV4) {
+        if !self.literals.contains(&addr) {
+            self.literals.push(addr);
+        }
+    }
+
+    /// Whether `addr` is one the user gave, or one a name resolves to.
+    fn holds(&self, addr: SocketAddrV4) -> bool {
+        self.literals.contains(&addr) || self.entries.iter().any(|e| e.addr == Some(addr))
+    }
+
     /// Names that have not resolved yet.
     pub(super) fn unresolved(&self) -> usize {
         self.entries.iter().filter(|e| e.addr.is_none()).count()
@@ -168,13 +184,18 @@ impl Node {
     /// in place of the address the name had before.
     pub(super) fn on_resolved(&mut self, host: &str, port: u16, result: Result<SocketAddrV4, String>, now: Instant) {
         for (purpose, addr, before) in self.names.resolved(host, port, &result, now) {
+            // The old address goes only if nothing else the user gave holds it.
+            let gone = before.filter(|b| !self.names.holds(*b));
             match purpose {
                 NameUse::HostCache => {
-                    self.udp.forget_cache(before);
+                    self.udp.forget_cache(gone);
                     self.udp.add_caches([addr], now);
                 }
                 NameUse::Peer => {
-                    self.config.peers.retain(|p| Some(*p) != before);
+                    if let Some(gone) = gone {
+                        self.config.peers.retain(|p| *p != gone);
+                        self.hosts.forget_user(gone);
+                    }
                     if !self.config.peers.contains(&addr) {
                         self.config.peers.push(addr);
                         self.hosts.add(addr, Origin::User);
@@ -309,5 +330,30 @@ mod tests {
         let mut node = node_with(Config { names, ..Config::default() }, now);
         node.handle_timeout(now);
         assert_eq!(lookups(&mut node).len(), MAX_NAMES);
+    }
+
+    #[test]
+    fn a_name_moving_away_leaves_an_address_the_user_or_another_name_gave() {
+        let now = Instant::now();
+        let names = [("a.example", NameUse::Peer), ("b.example", NameUse::Peer), ("c.example", NameUse::Peer)];
+        let mut node = node_with(Config { peers: vec![at([9, 9, 9, 9])], ..named(&names) }, now);
+        node.handle_timeout(now);
+        lookups(&mut node);
+        node.handle(resolved("a.example", Ok(at([1, 2, 3, 4]))), now);
+        node.handle(resolved("b.example", Ok(at([1, 2, 3, 4]))), now);
+        node.handle(resolved("c.example", Ok(at([9, 9, 9, 9]))), now);
+        node.handle_timeout(now + REFRESH);
+        lookups(&mut node);
+        node.handle(resolved("a.example", Ok(at([5, 6, 7, 8]))), now + REFRESH);
+        node.handle(resolved("c.example", Ok(at([5, 6, 7, 8]))), now + REFRESH);
+        assert_eq!(node.config.peers, vec![at([9, 9, 9, 9]), at([1, 2, 3, 4]), at([5, 6, 7, 8])]);
+        // Once no name holds it, the old address goes, from the host cache's user list too.
+        node.handle(resolved("b.example", Ok(at([5, 6, 7, 8]))), now + REFRESH);
+        assert_eq!(node.config.peers, vec![at([9, 9, 9, 9]), at([5, 6, 7, 8])]);
+        let cached = node.hosts.len();
+        for _ in 0..crate::hostcache::MAX_FAILURES {
+            node.hosts.failed(at([1, 2, 3, 4]), now + REFRESH);
+        }
+        assert_eq!(node.hosts.len(), cached - 1, "no longer the user's: forgotten once it keeps failing");
     }
 }
