@@ -711,7 +711,7 @@ pub async fn start(config: Config) -> Result<NodeHandle, NodeError> {
     let (udp_out, datagrams) = match udp_socket {
         Some(socket) => {
             let (out, outbox) = channel::bounded(udp::OUT_QUEUE);
-            let (received, datagrams) = channel::bounded(udp::IN_QUEUE);
+            let (received, datagrams) = udp::inbound();
             tasks.push(task::spawn(udp::receive(socket.clone(), received)));
             tasks.push(task::spawn(udp::send(socket, outbox)));
             (Some(out), Some(datagrams))
@@ -731,6 +731,7 @@ pub async fn start(config: Config) -> Result<NodeHandle, NodeError> {
         saving: None,
         udp_out,
         datagrams,
+        events_in_a_row: 0,
     };
     let pump = Arc::new(Mutex::new(Some(task::spawn(pump.run()))));
     let library_verdicts = Arc::default();
