@@ -518,7 +518,7 @@ impl Router {
 
     fn on_pong(&mut self, from: PeerId, route: Route, pong: Pong, now: Instant) -> Result<Vec<Action>, Drop> {
         let addr = SocketAddrV4::new(pong.ip, pong.port);
-        let usable = pong.port != 0 && !pong.ip.is_unspecified() && !pong.ip.is_broadcast() && !pong.ip.is_multicast();
+        let usable = crate::address::usable(addr);
         let mut actions = Vec::new();
         if usable {
             actions.push(Action::LearnHost(addr));
