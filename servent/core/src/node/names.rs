@@ -53,6 +53,8 @@ struct Entry {
     next: Instant,
     /// Whether it was ever answered (for the first round's notice).
     answered: bool,
+    /// Why its first failed lookup failed (for the first round's notice).
+    first_error: Option<String>,
 }
 
 /// The host names the node keeps looking up.
@@ -84,6 +86,7 @@ impl Names {
                     asked: None,
                     next: now,
                     answered: false,
+                    first_error: None,
                 });
             }
         }
@@ -96,7 +99,7 @@ impl Names {
         let mut due = Vec::new();
         for entry in &mut self.entries {
             if let Some(timed_out) = entry.asked.map(|at| at + LOOKUP_TIMEOUT).filter(|t| now >= *t) {
-                entry.fail(timed_out);
+                entry.fail(timed_out, "no answer");
             }
             if entry.asked.is_none() && now >= entry.next {
                 entry.asked = Some(now);
@@ -127,7 +130,7 @@ impl Names {
                         changed.push((entry.purpose, *addr, entry.addr.replace(*addr)));
                     }
                 }
-                Err(_) => entry.fail(now),
+                Err(e) => entry.fail(now, e),
             }
         }
         changed
@@ -150,20 +153,23 @@ impl Names {
         self.entries.iter().filter(|e| e.addr.is_none()).count()
     }
 
-    /// Once every name was answered: how many of them could not be looked
-    /// up, if any, and how many there are; `None` before, and after once.
-    fn first_round(&mut self) -> Option<(usize, usize)> {
+    /// Once every name was answered (or timed out): how many of them
+    /// could not be looked up, if any, how many there are, and why the
+    /// first of them failed; `None` before, and after once.
+    fn first_round(&mut self) -> Option<(usize, usize, String)> {
         if self.reported || self.entries.iter().any(|e| !e.answered) {
             return None;
         }
         self.reported = true;
         let failed = self.unresolved();
-        (failed > 0).then_some((failed, self.entries.len()))
+        let why = self.entries.iter().filter(|e| e.addr.is_none()).find_map(|e| e.first_error.clone());
+        (failed > 0).then(|| (failed, self.entries.len(), why.unwrap_or_default()))
     }
 }
 
 impl Entry {
-    fn fail(&mut self, now: Instant) {
+    fn fail(&mut self, now: Instant, why: &str) {
+        self.first_error.get_or_insert_with(|| why.to_string());
         self.asked = None;
         self.answered = true;
         let wait = RETRY_BASE.saturating_mul(1 << self.failures.min(16)).min(RETRY_MAX);
@@ -177,6 +183,17 @@ impl Node {
     pub(super) fn look_up_names(&mut self, now: Instant) {
         for (host, port) in self.names.due(now) {
             self.actions.push_back(Action::Resolve { host, port });
+        }
+        self.tell_first_round();
+    }
+
+    /// Tells the user, once, after every name was answered or timed out,
+    /// how many could not be looked up.
+    fn tell_first_round(&mut self) {
+        if let Some((failed, all, why)) = self.names.first_round() {
+            self.actions.push_back(Action::Notice(format!(
+                "{failed} of {all} host names could not be looked up ({why}); trying again less and less often"
+            )));
         }
     }
 
@@ -203,12 +220,7 @@ impl Node {
                 }
             }
         }
-        if let Some((failed, all)) = self.names.first_round() {
-            let why = result.err().map(|e| format!(" ({e})")).unwrap_or_default();
-            self.actions.push_back(Action::Notice(format!(
-                "{failed} of {all} host names could not be looked up{why}; trying again less and less often"
-            )));
-        }
+        self.tell_first_round();
     }
 }
 
@@ -281,6 +293,10 @@ mod tests {
         node.handle(resolved("b.example", Ok(at([1, 2, 3, 4]))), now);
         let said: Vec<Action> = actions(&mut node).into_iter().filter(|a| matches!(a, Action::Notice(_))).collect();
         assert_eq!(said.len(), 1, "{said:?}");
+        assert!(
+            matches!(&said[0], Action::Notice(n) if n.contains("(no such host)")),
+            "the failure's reason: {said:?}"
+        );
         // Later failures are silent.
         let later = now + RETRY_MAX;
         node.handle_timeout(later);
@@ -355,5 +371,21 @@ mod tests {
             node.hosts.failed(at([1, 2, 3, 4]), now + REFRESH);
         }
         assert_eq!(node.hosts.len(), cached - 1, "no longer the user's: forgotten once it keeps failing");
+    }
+
+    #[test]
+    fn a_lookup_that_never_comes_back_still_ends_the_first_round() {
+        let now = Instant::now();
+        let names = [("a.example", NameUse::HostCache), ("b.example", NameUse::Peer)];
+        let mut node = node_with(named(&names), now);
+        node.handle_timeout(now);
+        lookups(&mut node);
+        node.handle(resolved("b.example", Ok(at([1, 2, 3, 4]))), now);
+        node.handle_timeout(now + LOOKUP_TIMEOUT);
+        let said: Vec<Action> = actions(&mut node).into_iter().filter(|a| matches!(a, Action::Notice(_))).collect();
+        assert!(
+            matches!(&said[..], [Action::Notice(n)] if n.starts_with("1 of 2") && n.contains("no answer")),
+            "{said:?}"
+        );
     }
 }
