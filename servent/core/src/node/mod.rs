@@ -1181,7 +1181,7 @@ impl Node {
         let own = [self.advertised, v4(self.config.listen).unwrap_or(self.advertised)];
         let user: BTreeSet<SocketAddrV4> = self.config.peers.iter().copied().collect();
         let discover = self.config.discover;
-        let full_prefixes: BTreeSet<[u8; 3]> = self
+        let full_prefixes: BTreeSet<address::Block> = self
             .peers
             .values()
             .filter_map(|p| prefix(p.addr.ip()))
