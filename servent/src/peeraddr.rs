@@ -69,8 +69,7 @@ impl PeerAddr {
 
 /// Refuses port 0 and addresses that are no servent's.
 fn check(addr: SocketAddrV4) -> Result<SocketAddrV4, String> {
-    let ip = addr.ip();
-    if addr.port() == 0 || ip.is_unspecified() || ip.is_broadcast() || ip.is_multicast() {
+    if !servent_core::address::usable(addr) {
         return Err(format!("{addr} is no servent's address"));
     }
     Ok(addr)

@@ -11,8 +11,8 @@
 //! loopback reaches loopback, a LAN its LAN).
 //!
 //! Links are counted by network block for diversity ([`prefix`]: the /24),
-//! so that one block cannot take every slot; loopback and IPv6 stand for
-//! themselves.
+//! so that one block cannot take every slot (an IPv6 address by its /64,
+//! an IPv4-mapped one as IPv4); loopback stands for itself.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddrV4};
 
@@ -57,13 +57,27 @@ pub fn routable(addr: SocketAddrV4, ours: SocketAddrV4) -> bool {
     usable(addr) && ip.is_loopback() == our_ip.is_loopback() && (!is_hidden(ip) || is_hidden(our_ip))
 }
 
-/// The network block an address is counted in for diversity: its /24;
-/// none for loopback and IPv6, which stand for themselves.
-pub fn prefix(ip: IpAddr) -> Option<[u8; 3]> {
-    match ip {
+/// A network block links are counted in ([`prefix`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Block {
+    /// An IPv4 /24.
+    V4([u8; 3]),
+    /// An IPv6 /64.
+    V6([u16; 4]),
+}
+
+/// The network block an address is counted in for diversity: its /24, or
+/// its /64 for IPv6 (an IPv4-mapped address is its IPv4 one); none for
+/// loopback, which stands for itself.
+pub fn prefix(ip: IpAddr) -> Option<Block> {
+    match ip.to_canonical() {
         IpAddr::V4(v4) if !v4.is_loopback() => {
             let [a, b, c, _] = v4.octets();
-            Some([a, b, c])
+            Some(Block::V4([a, b, c]))
+        }
+        IpAddr::V6(v6) if !v6.is_loopback() => {
+            let [a, b, c, d, ..] = v6.segments();
+            Some(Block::V6([a, b, c, d]))
         }
         _ => None,
     }
@@ -113,9 +127,16 @@ mod tests {
 
     #[test]
     fn links_are_counted_by_slash_24_but_loopback_stands_alone() {
-        assert_eq!(prefix("192.0.2.7".parse().unwrap()), Some([192, 0, 2]));
-        assert_eq!(prefix("192.0.2.200".parse().unwrap()), prefix("192.0.2.1".parse().unwrap()));
-        assert_eq!(prefix("127.0.0.1".parse().unwrap()), None);
-        assert_eq!(prefix("::1".parse().unwrap()), None);
+        let prefix = |ip: &str| prefix(ip.parse().unwrap());
+        assert_eq!(prefix("192.0.2.7"), Some(Block::V4([192, 0, 2])));
+        assert_eq!(prefix("192.0.2.200"), prefix("192.0.2.1"));
+        assert_eq!(prefix("127.0.0.1"), None);
+        assert_eq!(prefix("::1"), None);
+        assert_eq!(prefix("::ffff:127.0.0.1"), None);
+        // Listening on [::], IPv4 peers come as mapped addresses: the same /24.
+        assert_eq!(prefix("::ffff:192.0.2.7"), prefix("192.0.2.9"));
+        assert_eq!(prefix("2001:db8::1"), Some(Block::V6([0x2001, 0xdb8, 0, 0])));
+        assert_eq!(prefix("2001:db8::1"), prefix("2001:db8::ffff:2"));
+        assert_ne!(prefix("2001:db8::1"), prefix("2001:db8:0:1::1"));
     }
 }

@@ -603,8 +603,8 @@ fn parse_ipv4_address(token: &str) -> Option<SocketAddr> {
         None => (token, DEFAULT_PORT),
     };
     let ip: Ipv4Addr = ip.parse().ok()?;
-    let usable = port != 0 && !ip.is_unspecified() && !ip.is_broadcast();
-    usable.then(|| SocketAddr::V4(SocketAddrV4::new(ip, port)))
+    let addr = SocketAddrV4::new(ip, port);
+    crate::address::usable(addr).then_some(SocketAddr::V4(addr))
 }
 
 /// `Remote-IP` holds an address, sometimes with a port.

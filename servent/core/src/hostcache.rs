@@ -128,6 +128,14 @@ impl HostCache {
         true
     }
 
+    /// Takes `addr` off the user's list: from now on it is an address
+    /// like those heard from the network (a name the user gave moved).
+    pub fn forget_user(&mut self, addr: SocketAddrV4) {
+        if let Some(entry) = self.hosts.get_mut(&addr) {
+            entry.origin = Origin::Network;
+        }
+    }
+
     /// Adds an address (or refreshes it). A full cache forgets the oldest
     /// address learned from the network that never worked; when every one
     /// has worked, the new address is not taken.
@@ -262,6 +270,18 @@ impl HostCache {
         }
         text
     }
+}
+
+/// The text of a saved host cache from the bytes read of it (at most
+/// [`MAX_SAVED_BYTES`] and one more, to know whether it went on): what is
+/// not UTF-8 is replaced, and when the file went on, its last line, cut
+/// mid-address, is dropped rather than read as another address.
+pub fn saved_text(bytes: &[u8]) -> String {
+    let mut text = String::from_utf8_lossy(&bytes[..bytes.len().min(MAX_SAVED_BYTES)]).into_owned();
+    if bytes.len() > MAX_SAVED_BYTES {
+        text.truncate(text.rfind('\n').map_or(0, |end| end + 1));
+    }
+    text
 }
 
 /// Paces dialing addresses learned from the network: at most
@@ -504,5 +524,29 @@ mod tests {
         let body =
             "I|pong|GWC 1.0\nH|192.0.2.1:6346|300\nU|http://x.example/|12\n192.0.2.2:6347\nERROR junk\nH|bad|1\n";
         assert_eq!(parse_gwebcache(body), vec![addr(1), SocketAddrV4::new(Ipv4Addr::new(192, 0, 2, 2), 6347)]);
+    }
+
+    #[test]
+    fn attack_an_oversized_saved_cache_loses_its_cut_line_not_the_whole_cache() {
+        // Lines long enough that the cache holds more of them than the limit lets in.
+        let lines_up_to = |end: usize| {
+            let line = format!("1.2.3.4:6346{}\n", " ".repeat(20));
+            let mut bytes = line.repeat(end / line.len()).into_bytes();
+            bytes.resize(end, b'\n');
+            bytes
+        };
+        // Cut at the limit, "1.2.3.45:6346" read as another address, "1.2.3.45:63".
+        let mut bytes = lines_up_to(MAX_SAVED_BYTES - 11);
+        bytes.extend_from_slice(b"1.2.3.45:6346\n");
+        // A cut in a UTF-8 character made the whole read fail.
+        let mut accented = lines_up_to(MAX_SAVED_BYTES - 1);
+        accented.extend_from_slice("é\n".as_bytes());
+        for bytes in [bytes, accented] {
+            let mut cache = HostCache::new();
+            cache.restore(&saved_text(&bytes[..bytes.len().min(MAX_SAVED_BYTES + 1)]), |_| true);
+            assert_eq!(cache.saved(), "1.2.3.4:6346\n");
+        }
+        // A file within the limit is read whole.
+        assert_eq!(saved_text(b"1.2.3.4:6346\n1.2.3.5:6346"), "1.2.3.4:6346\n1.2.3.5:6346");
     }
 }

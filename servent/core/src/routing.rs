@@ -265,6 +265,8 @@ struct Route {
 enum Own {
     Query,
     Ping,
+    /// Someone else's query we passed on (a GUESS query to our leaves).
+    Relayed,
 }
 
 struct PeerState {
@@ -387,6 +389,20 @@ impl Router {
         self.own.get(guid, now) == Some(Own::Query)
     }
 
+    /// Takes `guid` for a query we pass on to our leaves for someone
+    /// else: its hits come back to us as [`Action::Hit`], though it is no
+    /// query of ours ([`Router::is_own_query`]).
+    pub fn relaying(&mut self, guid: Guid, now: Instant) {
+        self.own.insert(guid, Own::Relayed, now);
+    }
+
+    /// Whether `guid` is taken: a query or ping of ours, or a query routed
+    /// through us, still remembered. Another query under it would take
+    /// the hits (or pongs) meant for the first.
+    pub fn knows_guid(&self, guid: &Guid, now: Instant) -> bool {
+        self.own.get(guid, now).is_some() || self.query_routes.get(guid, now).is_some()
+    }
+
     /// Time passes: pings neighbours that have not been pinged for a while,
     /// and forgets what has expired.
     pub fn tick(&mut self, now: Instant) -> Vec<Action> {
@@ -502,7 +518,7 @@ impl Router {
 
     fn on_pong(&mut self, from: PeerId, route: Route, pong: Pong, now: Instant) -> Result<Vec<Action>, Drop> {
         let addr = SocketAddrV4::new(pong.ip, pong.port);
-        let usable = pong.port != 0 && !pong.ip.is_unspecified() && !pong.ip.is_broadcast() && !pong.ip.is_multicast();
+        let usable = crate::address::usable(addr);
         let mut actions = Vec::new();
         if usable {
             actions.push(Action::LearnHost(addr));
@@ -549,7 +565,7 @@ impl Router {
     /// teaches the push route of its servent GUID, so that a hit dropped
     /// for having no route cannot steal the Pushes of a servent it names.
     fn on_query_hit(&mut self, from: PeerId, route: Route, hit: QueryHit, now: Instant) -> Result<Vec<Action>, Drop> {
-        if self.own.get(&route.guid, now) == Some(Own::Query) {
+        if matches!(self.own.get(&route.guid, now), Some(Own::Query | Own::Relayed)) {
             self.push_routes.insert(hit.servent_guid, from, now);
             return Ok(vec![Action::Hit { search: route.guid, hit }]);
         }

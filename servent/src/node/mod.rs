@@ -662,12 +662,13 @@ pub async fn start(config: Config) -> Result<NodeHandle, NodeError> {
     let mut node = core::Node::new(core_config, rng, trust.clone(), library.totals(), Instant::now());
     node.handle(core::Event::LibraryTable(library::route_table(&library)), Instant::now());
     if let Some(dir) = &config.data_dir {
-        let mut text = String::new();
+        let mut bytes = Vec::new();
         let read = std::fs::File::open(dir.join(HOST_CACHE_FILE)).and_then(|file| {
-            io::Read::read_to_string(&mut io::Read::take(file, crate::hostcache::MAX_SAVED_BYTES as u64), &mut text)
+            let limit = crate::hostcache::MAX_SAVED_BYTES as u64 + 1;
+            io::Read::read_to_end(&mut io::Read::take(file, limit), &mut bytes)
         });
         match read {
-            Ok(_) => node.restore_hosts(&text),
+            Ok(_) => node.restore_hosts(&crate::hostcache::saved_text(&bytes)),
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
             Err(e) => warn(format_args!("cannot read the host cache: {e}")),
         }
@@ -711,7 +712,7 @@ pub async fn start(config: Config) -> Result<NodeHandle, NodeError> {
     let (udp_out, datagrams) = match udp_socket {
         Some(socket) => {
             let (out, outbox) = channel::bounded(udp::OUT_QUEUE);
-            let (received, datagrams) = channel::bounded(udp::IN_QUEUE);
+            let (received, datagrams) = udp::inbound();
             tasks.push(task::spawn(udp::receive(socket.clone(), received)));
             tasks.push(task::spawn(udp::send(socket, outbox)));
             (Some(out), Some(datagrams))
@@ -731,6 +732,7 @@ pub async fn start(config: Config) -> Result<NodeHandle, NodeError> {
         saving: None,
         udp_out,
         datagrams,
+        events_in_a_row: 0,
     };
     let pump = Arc::new(Mutex::new(Some(task::spawn(pump.run()))));
     let library_verdicts = Arc::default();

@@ -17,6 +17,7 @@ use async_std::task::{self, JoinHandle};
 use futures::future::{self, FutureExt};
 use servent_core::node::{Action, Arrival, Connected, Event as CoreEvent, Node};
 
+use super::udp::Datagrams;
 use super::{
     connection, gwebcache, library, log, warn, Command, ConnectedPeer, Event, LinkCounters, NodeError, PeerSnapshot,
     SearchSnapshot, Shared, Status, HOST_CACHE_FILE,
@@ -25,6 +26,9 @@ use crate::flow::OutQueue;
 use crate::routing::PeerId;
 use crate::transfer::download::Downloads;
 use crate::wire::Message;
+
+/// Events taken in a row, at most, while a datagram waits.
+const EVENTS_BEFORE_A_DATAGRAM: u32 = 8;
 
 /// How long a shutdown waits for peers to receive their Bye.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
@@ -69,7 +73,9 @@ pub(super) struct Pump {
     pub(super) udp_out: Option<Sender<(SocketAddrV4, Vec<u8>)>>,
     /// Datagrams received on the Gnutella port, when UDP is open: a queue
     /// of their own, taken only when no other event waits.
-    pub(super) datagrams: Option<Receiver<(SocketAddrV4, Vec<u8>)>>,
+    pub(super) datagrams: Option<Datagrams>,
+    /// Events taken in a row while a datagram may have waited.
+    pub(super) events_in_a_row: u32,
 }
 
 impl Pump {
@@ -98,27 +104,9 @@ impl Pump {
         }
     }
 
-    /// The next event, or else the next datagram: a flood of datagrams
-    /// waits in (and overflows) its own queue, never ahead of the links,
-    /// the commands and the timers.
-    async fn next(&self) -> Result<Event, RecvError> {
-        let event = self.inbox.recv().fuse();
-        let datagram = async {
-            match self.datagrams.as_ref().map(|d| d.recv()) {
-                Some(recv) => match recv.await {
-                    Ok((from, bytes)) => Event::Core(CoreEvent::Datagram { from, bytes }),
-                    // The UDP port broke: the links go on.
-                    Err(_) => future::pending().await,
-                },
-                None => future::pending().await,
-            }
-        }
-        .fuse();
-        futures::pin_mut!(event, datagram);
-        futures::select_biased! {
-            event = event => event,
-            datagram = datagram => Ok(datagram),
-        }
+    /// The next event, or else the next datagram ([`next_event`]).
+    async fn next(&mut self) -> Result<Event, RecvError> {
+        next_event(&self.inbox, self.datagrams.as_ref(), &mut self.events_in_a_row).await
     }
 
     fn on_event(&mut self, event: Event, now: Instant) {
@@ -357,5 +345,103 @@ impl Pump {
         if let Some(saving) = self.saving.take() {
             saving.await;
         }
+    }
+}
+
+/// The next event, or else the next datagram: a flood of datagrams
+/// waits in (and overflows) its own queue, never ahead of the links,
+/// the commands and the timers; but after [`EVENTS_BEFORE_A_DATAGRAM`]
+/// events in a row, a datagram waiting goes first, so that a steady
+/// stream of link events cannot starve UDP (our own searches' hits).
+async fn next_event(
+    inbox: &Receiver<Event>,
+    datagrams: Option<&Datagrams>,
+    events_in_a_row: &mut u32,
+) -> Result<Event, RecvError> {
+    let as_event = |(from, bytes)| Event::Core(CoreEvent::Datagram { from, bytes });
+    if *events_in_a_row >= EVENTS_BEFORE_A_DATAGRAM {
+        if let Some(datagram) = datagrams.and_then(Datagrams::try_recv) {
+            *events_in_a_row = 0;
+            return Ok(as_event(datagram));
+        }
+    }
+    let event = inbox.recv().fuse();
+    let datagram = async {
+        match datagrams {
+            Some(datagrams) => match datagrams.recv().await {
+                Ok(datagram) => as_event(datagram),
+                // The UDP port broke: the links go on.
+                Err(_) => future::pending().await,
+            },
+            None => future::pending().await,
+        }
+    }
+    .fuse();
+    futures::pin_mut!(event, datagram);
+    futures::select_biased! {
+        event = event => {
+            *events_in_a_row += 1;
+            event
+        }
+        datagram = datagram => {
+            *events_in_a_row = 0;
+            Ok(datagram)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::Ipv4Addr;
+
+    use async_std::channel::{self, Sender};
+
+    use super::*;
+    use crate::node::udp;
+
+    const LINK: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::new(192, 0, 2, 1), 6346);
+
+    /// A link's events (told apart by their sender) and a flood of
+    /// datagrams, both queues full.
+    fn both_full() -> (Sender<Event>, Receiver<Event>, Datagrams) {
+        let (events, inbox) = channel::bounded(4 * EVENTS_BEFORE_A_DATAGRAM as usize);
+        while events.try_send(Event::Core(CoreEvent::Datagram { from: LINK, bytes: vec![0; 23] })).is_ok() {}
+        let (received, datagrams) = udp::inbound();
+        udp::flood(&received);
+        (events, inbox, datagrams)
+    }
+
+    fn is_link(event: Event) -> bool {
+        matches!(event, Event::Core(CoreEvent::Datagram { from, .. }) if from == LINK)
+    }
+
+    #[test]
+    fn with_both_queues_full_the_links_events_come_before_the_datagrams() {
+        task::block_on(async {
+            let (_events, inbox, datagrams) = both_full();
+            let mut in_a_row = 0;
+            for _ in 0..EVENTS_BEFORE_A_DATAGRAM {
+                assert!(is_link(next_event(&inbox, Some(&datagrams), &mut in_a_row).await.unwrap()));
+            }
+        });
+    }
+
+    #[test]
+    fn attack_a_steady_stream_of_link_events_does_not_starve_the_datagrams() {
+        task::block_on(async {
+            let (_events, inbox, datagrams) = both_full();
+            let mut in_a_row = 0;
+            let mut order = Vec::new();
+            for _ in 0..2 * (EVENTS_BEFORE_A_DATAGRAM + 1) {
+                order.push(is_link(next_event(&inbox, Some(&datagrams), &mut in_a_row).await.unwrap()));
+            }
+            let mut turn = vec![true; EVENTS_BEFORE_A_DATAGRAM as usize];
+            turn.push(false);
+            assert_eq!(
+                order,
+                [turn.clone(), turn].concat(),
+                "a datagram after every {EVENTS_BEFORE_A_DATAGRAM} events"
+            );
+        });
     }
 }

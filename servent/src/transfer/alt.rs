@@ -271,8 +271,7 @@ fn push_bounded<T>(list: &mut VecDeque<T>, item: T, limit: usize, same: impl Fn(
 /// host: it also keys the sources known only by GUID, see
 /// [`super::push::push_only_key`]).
 fn is_usable(addr: SocketAddrV4) -> bool {
-    let ip = addr.ip();
-    addr.port() != 0 && ip.octets()[0] != 0 && !ip.is_broadcast() && !ip.is_multicast()
+    servent_core::address::usable(addr) && addr.ip().octets()[0] != 0
 }
 
 /// The value of an `X-Alt` header listing `addrs`: `1.2.3.4:6347,5.6.7.8`.

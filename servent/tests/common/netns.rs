@@ -2,7 +2,8 @@
 //! routable: gtk-gnutella gives and takes out-of-band hits only for public
 //! addresses, never on loopback. The test runs its own binary again, only
 //! itself, under `unshare --net` (root only, as CI runs), and inside, before
-//! its body, brings `lo` up with the addresses it asks for.
+//! its body, brings `lo` up with the addresses it asks for (only when its
+//! namespace is not its parent's), within [`INSIDE_TIME_LIMIT`].
 //!
 //! Outside root it prints why and is skipped; with `CI` set it must run.
 
@@ -11,6 +12,8 @@ use std::process::Command;
 
 /// Set in the run of the test inside the namespace.
 const INSIDE: &str = "SERVENT_TEST_NETNS";
+/// How long the run inside may take, in seconds, before it is ended.
+const INSIDE_TIME_LIMIT: &str = "900";
 
 /// Whether the calling test `name` should run its body here: `true` inside
 /// the namespace, set up with `addresses` on `lo` (each with the address
@@ -18,6 +21,11 @@ const INSIDE: &str = "SERVENT_TEST_NETNS";
 /// after its run inside passed (or after saying why it is skipped).
 pub fn enter(name: &str, addresses: &[(Ipv4Addr, Option<Ipv4Addr>)]) -> bool {
     if std::env::var_os(INSIDE).is_some() {
+        assert_ne!(
+            namespace("self"),
+            namespace(&std::os::unix::process::parent_id().to_string()),
+            "{INSIDE} is set outside a namespace of its own: the host's network is left alone"
+        );
         set_up(addresses);
         return true;
     }
@@ -27,8 +35,9 @@ pub fn enter(name: &str, addresses: &[(Ipv4Addr, Option<Ipv4Addr>)]) -> bool {
         return false;
     }
     let exe = std::env::current_exe().unwrap();
-    let output = Command::new("unshare")
-        .args(["--net", "--"])
+    // A run that hangs inside is ended, and fails.
+    let output = Command::new("timeout")
+        .args(["--kill-after=10", INSIDE_TIME_LIMIT, "unshare", "--net", "--"])
         .arg(exe)
         .args([name, "--exact", "--nocapture", "--test-threads=1"])
         .env(INSIDE, "1")
@@ -40,6 +49,11 @@ pub fn enter(name: &str, addresses: &[(Ipv4Addr, Option<Ipv4Addr>)]) -> bool {
     assert!(stdout.contains("1 passed"), "{name} did not run in its namespace:\n{stdout}\n{stderr}");
     println!("{stdout}\n{stderr}");
     false
+}
+
+/// The network namespace of process `pid` ("self" for this one).
+fn namespace(pid: &str) -> std::path::PathBuf {
+    std::fs::read_link(format!("/proc/{pid}/ns/net")).expect("the network namespace is readable")
 }
 
 fn is_root() -> bool {

@@ -384,7 +384,7 @@ fn try_ultrapeers_skip_junk_entries_and_keep_at_most_twenty() {
     let mut initiator = initiator_after_200();
     let (_, peer) = established(feed(
         &mut initiator,
-        b"X-Try-Ultrapeers: 203.0.113.1:6346, junk,203.0.113.2 , 0.0.0.0:6346, 203.0.113.3:0, \
+        b"X-Try-Ultrapeers: 203.0.113.1:6346, junk,203.0.113.2 , 0.0.0.0:6346, 203.0.113.3:0, 224.0.0.1:6346, \
           203.0.113.4:6348 extra, [2001:db8::1]:6346, 203.0.113.1:6346, 300.1.1.1:6346, 203.0.113.5:99999,,\r\n\
           X-Try: 198.51.100.9:6346\r\n\r\n",
     ));

@@ -176,6 +176,13 @@ impl Handshakes {
         Some(remote)
     }
 
+    /// Undoes [`Handshakes::give_way`] for `remote`: it was not cut after all.
+    pub(super) fn keep(&mut self, remote: SocketAddr) {
+        if let Some(since) = self.gave_way.remove(&remote) {
+            self.started.insert(remote, since);
+        }
+    }
+
     /// Forgets handshakes that outlived their timeout (their end was lost).
     pub(super) fn expire(&mut self, now: Instant) {
         let live = |since: &Instant| now.saturating_duration_since(*since) <= 2 * INCOMING_HANDSHAKE_TIMEOUT;

@@ -269,15 +269,19 @@ impl Node {
         let pong =
             Pong { port: self.advertised.port(), ip: *self.advertised.ip(), files, kbytes: super::kbytes(bytes), ggep };
         self.actions.push_back(Action::SendDatagram { to: from, message: Message::new(guid, 1, Payload::Pong(pong)) });
+        self.relay_guess_to_leaves(guid, from, &query, now);
         query.ggep.remove(QK);
         query.ggep.remove(ipp::SCP);
-        self.relay_guess_to_leaves(guid, from, &query, now);
         self.look_up(PendingAnswer { guid, reply_ttl: 1, reply: Reply::Datagram(from) }, query);
     }
 
-    /// Sends a GUESS query's hits straight back over UDP.
-    pub(super) fn answer_guess(&mut self, guid: Guid, to: SocketAddrV4, hits: Vec<QueryHit>) {
+    /// Sends a GUESS query's hits straight back over UDP, within the
+    /// share its leaves' hits draw from too ([`super::guess_relay`]).
+    pub(super) fn answer_guess(&mut self, guid: Guid, to: SocketAddrV4, hits: Vec<QueryHit>, now: Instant) {
         for hit in hits.into_iter().take(usize::from(MAX_HIT_DATAGRAMS)) {
+            if self.guess.relayed.querier(guid, now) == Some(None) {
+                break;
+            }
             self.actions.push_back(Action::SendDatagram { to, message: Message::new(guid, 1, Payload::QueryHit(hit)) });
         }
     }

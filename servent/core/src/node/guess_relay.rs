@@ -2,7 +2,8 @@
 //! (its leaves share what it answers for): a valid GUESS query that
 //! reaches an ultrapeer over UDP goes, TTL 1, to each leaf whose QRP table
 //! matches it, and the hits the leaves send back go to the querier over
-//! UDP, within the same [`MAX_HIT_DATAGRAMS`] a GUESS query gets from us.
+//! UDP: ours and theirs together at most [`MAX_HIT_DATAGRAMS`], theirs
+//! within the UDP budget of all addresses too.
 //! The querier's address is proven by its query key, so these hits cannot
 //! be aimed at a third party. At most [`MAX_RELAYED`] queries are
 //! remembered, each for [`RELAY_LIFETIME`].
@@ -16,11 +17,12 @@ use std::collections::VecDeque;
 use std::net::SocketAddrV4;
 use std::time::{Duration, Instant};
 
-use super::guess::MAX_HIT_DATAGRAMS;
+use super::guess::{MAX_HIT_DATAGRAMS, QK};
 use super::{Action, Node};
 use crate::handshake::Role;
 use crate::routing::{self, KICK_QUERY_SIZE, MAX_QUERY_SIZE};
-use crate::wire::{self, Guid, Message, Payload, Query, QueryHit};
+use crate::wire::vendor::oob;
+use crate::wire::{self, ipp, Guid, Message, Original, Payload, Query, QueryFlags, QueryHit};
 
 /// GUESS queries passed to leaves remembered at once, at most.
 pub const MAX_RELAYED: usize = 64;
@@ -41,7 +43,7 @@ impl Relayed {
 
     /// For a hit answering `guid`: `None` when it is no query passed on;
     /// else where it goes, if the querier may have one more (spent then).
-    fn querier(&mut self, guid: Guid, now: Instant) -> Option<Option<SocketAddrV4>> {
+    pub(super) fn querier(&mut self, guid: Guid, now: Instant) -> Option<Option<SocketAddrV4>> {
         let relayed = self.0.iter_mut().find(|r| r.0 == guid && now < r.3 + RELAY_LIFETIME)?;
         if relayed.2 == 0 {
             return Some(None);
@@ -58,6 +60,19 @@ pub(super) fn oversized(len: usize) -> Option<bool> {
     (size > MAX_QUERY_SIZE).then_some(size > KICK_QUERY_SIZE)
 }
 
+/// The query a leaf gets: encoded anew from its fields (not the bytes it
+/// arrived with), without the querier's key (a leaf could query "from"
+/// the querier with it), without asking for out-of-band hits (its GUID
+/// may name a third party) and without asking for hosts.
+fn for_leaves(query: &Query) -> Query {
+    let mut ggep = query.ggep.clone();
+    for id in [QK, ipp::SCP, oob::SO] {
+        ggep.remove(id);
+    }
+    let flags = QueryFlags::from_raw(query.flags.raw() & !QueryFlags::OOB_REPLY);
+    Query { flags, ggep, original: Original::default(), ..query.clone() }
+}
+
 impl Node {
     /// Passes a valid GUESS query from `querier` to our leaves whose QRP
     /// tables match it; their hits come back to [`Node::relayed_guess_hit`].
@@ -65,22 +80,24 @@ impl Node {
         if self.config.role != Role::Ultrapeer || !self.peers.values().any(|p| p.role == Role::Leaf) {
             return;
         }
-        if self.router.is_own_query(&guid, now) {
+        // A GUID already in use would take that query's hits from its searcher.
+        if self.router.knows_guid(&guid, now) {
             return;
         }
-        // The router takes the GUID as ours, so the leaves' hits come back
-        // to us rather than along a route; only the leaves get the query.
-        let (_, actions) = self.router.start_query_as(guid, query.clone(), 1, now);
-        let leaves: Vec<routing::Action> = actions
-            .into_iter()
-            .filter(|a| matches!(a, routing::Action::Send { to, .. } if self.peers.get(to).is_some_and(|p| p.role == Role::Leaf)))
-            .map(|a| match a {
-                routing::Action::Send { to, message } => routing::Action::Send { to, message: Message { hops: 1, ..message } },
-                other => other,
-            })
+        let message = Message { guid, ttl: 1, hops: 1, payload: Payload::Query(for_leaves(query)) };
+        let leaves: Vec<routing::Action> = self
+            .peers
+            .iter()
+            .filter(|(_, p)| p.role == Role::Leaf)
+            .map(|(&to, _)| routing::Action::Send { to, message: message.clone() })
             .collect();
-        self.guess.relayed.remember(guid, querier, now);
+        let queued = self.actions.len();
         self.apply(leaves, now);
+        if self.actions.len() > queued {
+            // The leaves' hits come back to us rather than along a route.
+            self.router.relaying(guid, now);
+            self.guess.relayed.remember(guid, querier, now);
+        }
     }
 
     /// Sends a leaf's hit for a GUESS query we passed on to its querier
@@ -91,8 +108,10 @@ impl Node {
             return false;
         };
         if let Some(to) = to {
-            let message = Message::new(search, 1, Payload::QueryHit(hit.clone()));
-            self.actions.push_back(Action::SendDatagram { to, message });
+            if self.udp_global_budget_allows(now) {
+                let message = Message::new(search, 1, Payload::QueryHit(hit.clone()));
+                self.actions.push_back(Action::SendDatagram { to, message });
+            }
         }
         true
     }
@@ -103,7 +122,6 @@ mod tests {
     use std::net::{Ipv4Addr, SocketAddr};
 
     use super::*;
-    use crate::node::guess::QK;
     use crate::node::testing::Net;
     use crate::node::{build_query, Config, Event};
     use crate::trust::{SharedTrust, TrustStore};
@@ -228,5 +246,106 @@ mod tests {
         net.nodes[0].handle(Event::Datagram { from: QUERIER, bytes: query.encode() }, net.now);
         net.run_for(Duration::from_secs(1));
         assert!(!to_querier(&mut net).is_empty());
+    }
+
+    #[test]
+    fn attack_the_relayed_query_never_carries_the_queriers_key_to_the_leaves() {
+        let mut net = ultrapeer_with_two_leaves();
+        let query = guess_query(&mut net, 1, 0);
+        net.nodes[0].handle(Event::Datagram { from: QUERIER, bytes: query.encode() }, net.now);
+        net.run_for(Duration::from_secs(1));
+        let got: Vec<&Message> = net.received[1].iter().filter(|(_, m)| m.guid == query.guid).map(|(_, m)| m).collect();
+        assert_eq!(got.len(), 1);
+        let Payload::Query(q) = &got[0].payload else { panic!() };
+        let reencoded = wire::decode(&got[0].encode()).unwrap();
+        let Payload::Query(q2) = reencoded.payload else { panic!() };
+        println!("fields QK: {:?}; on the wire QK: {:?}", q.ggep.get(QK).is_some(), q2.ggep.get(QK).is_some());
+        assert!(q2.ggep.get(QK).is_none(), "the querier's key reached the leaf");
+    }
+
+    #[test]
+    fn attack_a_guess_query_reusing_a_routed_guid_cannot_take_its_hits() {
+        let mut net = ultrapeer_with_two_leaves();
+        let guess = guess_query(&mut net, 1, 0);
+        // Leaf 2 searches through the ultrapeer with the same GUID the attacker then uses.
+        let from_leaf = Message::new(guess.guid, 3, Payload::Query(build_query("seblinux rare").unwrap()));
+        let peer2 = leaf(&net, 2);
+        net.nodes[0].handle(Event::Message { peer: peer2, message: from_leaf }, net.now);
+        net.nodes[0].handle(Event::Datagram { from: QUERIER, bytes: guess.encode() }, net.now);
+        net.run_for(Duration::from_secs(1));
+        let at_leaf2 = net.hits_received(2).iter().filter(|m| m.guid == guess.guid).count();
+        let at_querier = to_querier(&mut net).iter().filter(|m| matches!(m.payload, Payload::QueryHit(_))).count();
+        println!("hits to the leaf that searched: {at_leaf2}; to the UDP attacker: {at_querier}");
+        assert_eq!(at_leaf2, 1, "the searching leaf lost its hit");
+    }
+
+    #[test]
+    fn a_leaf_that_searched_gets_its_hit_through_us() {
+        let mut net = ultrapeer_with_two_leaves();
+        let guid = Guid([77; 16]);
+        let from_leaf = Message::new(guid, 3, Payload::Query(build_query("seblinux rare").unwrap()));
+        let peer2 = leaf(&net, 2);
+        net.nodes[0].handle(Event::Message { peer: peer2, message: from_leaf }, net.now);
+        net.run_for(Duration::from_secs(1));
+        assert_eq!(net.hits_received(2).iter().filter(|m| m.guid == guid).count(), 1);
+    }
+
+    #[test]
+    fn attack_the_relayed_query_drops_the_oob_flag_naming_a_third_party() {
+        let mut net = ultrapeer_with_two_leaves();
+        let mut query = guess_query(&mut net, 1, 0);
+        if let Payload::Query(q) = &mut query.payload {
+            q.flags = crate::wire::QueryFlags::from_raw(q.flags.raw() | crate::wire::QueryFlags::OOB_REPLY | 0x8000);
+            q.ggep.insert(crate::wire::vendor::oob::SO, Vec::new());
+        }
+        let query = wire::decode(&query.encode()).unwrap();
+        net.nodes[0].handle(Event::Datagram { from: QUERIER, bytes: query.encode() }, net.now);
+        net.run_for(Duration::from_secs(1));
+        let got: Vec<&Message> = net.received[1].iter().filter(|(_, m)| m.guid == query.guid).map(|(_, m)| m).collect();
+        assert_eq!(got.len(), 1, "relayed");
+        let Payload::Query(q) = wire::decode(&got[0].encode()).unwrap().payload else { panic!() };
+        println!(
+            "relayed OOB flag: {}, SO: {}",
+            q.flags.wants_oob_reply(),
+            q.ggep.get(crate::wire::vendor::oob::SO).is_some()
+        );
+        assert!(!q.flags.wants_oob_reply());
+    }
+
+    #[test]
+    fn attack_a_leafs_hit_for_a_forgotten_guess_query_is_dropped_not_taken_as_ours() {
+        let mut net = ultrapeer_with_two_leaves();
+        let query = guess_query(&mut net, 1, 0);
+        net.nodes[0].handle(Event::Datagram { from: QUERIER, bytes: query.encode() }, net.now);
+        net.run_for(Duration::from_secs(1));
+        let hit = to_querier(&mut net).into_iter().find(|m| matches!(m.payload, Payload::QueryHit(_))).unwrap();
+        net.run_for(RELAY_LIFETIME);
+        net.other[0].clear();
+        let peer = leaf(&net, 1);
+        net.nodes[0].handle(Event::Message { peer, message: hit }, net.now);
+        net.run_for(Duration::from_millis(100));
+        let taken = net.other[0].iter().any(|a| matches!(a, Action::OfferSource { .. } | Action::SendDatagram { .. }));
+        assert!(!taken, "a hit for someone else's query, past its time: {:?}", net.other[0]);
+    }
+
+    #[test]
+    fn attack_our_hits_and_the_leaves_together_stay_within_a_guess_querys_count() {
+        let mut net = ultrapeer_with_two_leaves();
+        net.share(0, "SEBLINUX-rare-2.0.tar", 3);
+        let query = guess_query(&mut net, 1, 0);
+        net.nodes[0].handle(Event::Datagram { from: QUERIER, bytes: query.encode() }, net.now);
+        net.run_for(Duration::from_secs(1));
+        let hits = |messages: Vec<Message>| messages.into_iter().filter(|m| matches!(m.payload, Payload::QueryHit(_)));
+        let first: Vec<Message> = hits(to_querier(&mut net)).collect();
+        assert_eq!(first.len(), 2, "ours and the leaf's");
+        let leafs = first
+            .iter()
+            .find(|m| matches!(&m.payload, Payload::QueryHit(h) if SocketAddrV4::new(h.ip, h.port) == Net::addr(1)));
+        let peer = leaf(&net, 1);
+        for _ in 0..100 {
+            net.nodes[0].handle(Event::Message { peer, message: leafs.expect("the leaf's hit").clone() }, net.now);
+        }
+        net.run_for(Duration::from_millis(100));
+        assert_eq!(first.len() + hits(to_querier(&mut net)).count(), usize::from(MAX_HIT_DATAGRAMS));
     }
 }

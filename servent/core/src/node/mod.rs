@@ -531,7 +531,7 @@ impl Node {
         Node {
             router: Router::new(routing, local),
             udp: Udp::new(&config.uhcs, now),
-            names: Names::new(&config.names, now),
+            names: Names::new(&config.names, [&config.peers[..], &config.uhcs[..]].concat(), now),
             oob: Oob::default(),
             guess,
             config,
@@ -757,6 +757,7 @@ impl Node {
     pub fn connect(&mut self, addr: SocketAddrV4, now: Instant) {
         self.hosts.add(addr, Origin::User);
         self.config.peers.push(addr);
+        self.names.add_literal(addr);
         self.dial_more(now);
     }
 
@@ -782,13 +783,19 @@ impl Node {
     /// limit from `now` until it ends: in a link ([`Event::Connected`]) or
     /// not ([`Event::HandshakeFailed`]).
     /// When it would not be accepted outright, the oldest stalled handshake
-    /// gives way to it ([`Action::GiveWay`]).
+    /// gives way to it ([`Action::GiveWay`]), if that changes its answer.
     pub fn admit_incoming(&mut self, remote: SocketAddr, now: Instant) -> (Admission, Vec<SocketAddr>) {
         let mut answer = self.admit(remote);
         if answer.0 != Admission::Accept && !self.linked_from(remote.ip()) {
             if let Some(stalled) = self.handshakes.give_way(now) {
-                self.actions.push_back(Action::GiveWay(stalled));
-                answer = self.admit(remote);
+                let after = self.admit(remote);
+                if after.0 == answer.0 {
+                    // Cutting it makes no room for this one: it goes on.
+                    self.handshakes.keep(stalled);
+                } else {
+                    self.actions.push_back(Action::GiveWay(stalled));
+                    answer = after;
+                }
             }
         }
         if !matches!(answer.0, Admission::Full { .. }) {
@@ -1072,7 +1079,7 @@ impl Node {
                     self.look_up(PendingAnswer { guid, reply_ttl, reply }, query)
                 }
                 routing::Action::Hit { search, hit } => {
-                    if !self.relayed_guess_hit(search, &hit, now) {
+                    if !self.relayed_guess_hit(search, &hit, now) && self.router.is_own_query(&search, now) {
                         self.on_hit(search, hit, now);
                     }
                 }
@@ -1138,7 +1145,7 @@ impl Node {
             }
             Reply::Link(_) => {}
             Reply::OutOfBand(querier) => self.offer_oob(pending.guid, querier, hits, now),
-            Reply::Datagram(to) => self.answer_guess(pending.guid, to, hits),
+            Reply::Datagram(to) => self.answer_guess(pending.guid, to, hits, now),
         }
     }
 
@@ -1196,7 +1203,7 @@ impl Node {
         let own = [self.advertised, v4(self.config.listen).unwrap_or(self.advertised)];
         let user: BTreeSet<SocketAddrV4> = self.config.peers.iter().copied().collect();
         let discover = self.config.discover;
-        let full_prefixes: BTreeSet<[u8; 3]> = self
+        let full_prefixes: BTreeSet<address::Block> = self
             .peers
             .values()
             .filter_map(|p| prefix(p.addr.ip()))

@@ -53,20 +53,26 @@ struct Entry {
     next: Instant,
     /// Whether it was ever answered (for the first round's notice).
     answered: bool,
+    /// Why its first failed lookup failed (for the first round's notice).
+    first_error: Option<String>,
 }
 
 /// The host names the node keeps looking up.
 #[derive(Debug, Default)]
 pub(super) struct Names {
     entries: Vec<Entry>,
+    /// Addresses the user gave as they are (peers and host caches): a
+    /// name that moved away from one of them leaves it in place.
+    literals: Vec<SocketAddrV4>,
     /// Whether the first round's notice was given.
     reported: bool,
 }
 
 impl Names {
     /// Keeps `names` (host, port, purpose), all due at `now`; duplicates
-    /// and those beyond [`MAX_NAMES`] are dropped.
-    pub(super) fn new(names: &[(String, u16, NameUse)], now: Instant) -> Names {
+    /// and those beyond [`MAX_NAMES`] are dropped. `literals` are the
+    /// addresses the user gave as they are.
+    pub(super) fn new(names: &[(String, u16, NameUse)], literals: Vec<SocketAddrV4>, now: Instant) -> Names {
         let mut entries: Vec<Entry> = Vec::new();
         for (host, port, purpose) in names {
             let known = entries.iter().any(|e| e.host == *host && e.port == *port && e.purpose == *purpose);
@@ -80,10 +86,11 @@ impl Names {
                     asked: None,
                     next: now,
                     answered: false,
+                    first_error: None,
                 });
             }
         }
-        Names { entries, reported: false }
+        Names { entries, literals, reported: false }
     }
 
     /// The names to look up at `now`, each marked as under way; a lookup
@@ -92,7 +99,7 @@ impl Names {
         let mut due = Vec::new();
         for entry in &mut self.entries {
             if let Some(timed_out) = entry.asked.map(|at| at + LOOKUP_TIMEOUT).filter(|t| now >= *t) {
-                entry.fail(timed_out);
+                entry.fail(timed_out, "no answer");
             }
             if entry.asked.is_none() && now >= entry.next {
                 entry.asked = Some(now);
@@ -123,10 +130,22 @@ impl Names {
                         changed.push((entry.purpose, *addr, entry.addr.replace(*addr)));
                     }
                 }
-                Err(_) => entry.fail(now),
+                Err(e) => entry.fail(now, e),
             }
         }
         changed
+    }
+
+    /// Adds an address the user gave as it is.
+    pub(super) fn add_literal(&mut self, addr: SocketAddrV4) {
+        if !self.literals.contains(&addr) {
+            self.literals.push(addr);
+        }
+    }
+
+    /// Whether `addr` is one the user gave, or one a name resolves to.
+    fn holds(&self, addr: SocketAddrV4) -> bool {
+        self.literals.contains(&addr) || self.entries.iter().any(|e| e.addr == Some(addr))
     }
 
     /// Names that have not resolved yet.
@@ -134,20 +153,23 @@ impl Names {
         self.entries.iter().filter(|e| e.addr.is_none()).count()
     }
 
-    /// Once every name was answered: how many of them could not be looked
-    /// up, if any, and how many there are; `None` before, and after once.
-    fn first_round(&mut self) -> Option<(usize, usize)> {
+    /// Once every name was answered (or timed out): how many of them
+    /// could not be looked up, if any, how many there are, and why the
+    /// first of them failed; `None` before, and after once.
+    fn first_round(&mut self) -> Option<(usize, usize, String)> {
         if self.reported || self.entries.iter().any(|e| !e.answered) {
             return None;
         }
         self.reported = true;
         let failed = self.unresolved();
-        (failed > 0).then_some((failed, self.entries.len()))
+        let why = self.entries.iter().filter(|e| e.addr.is_none()).find_map(|e| e.first_error.clone());
+        (failed > 0).then(|| (failed, self.entries.len(), why.unwrap_or_default()))
     }
 }
 
 impl Entry {
-    fn fail(&mut self, now: Instant) {
+    fn fail(&mut self, now: Instant, why: &str) {
+        self.first_error.get_or_insert_with(|| why.to_string());
         self.asked = None;
         self.answered = true;
         let wait = RETRY_BASE.saturating_mul(1 << self.failures.min(16)).min(RETRY_MAX);
@@ -162,19 +184,35 @@ impl Node {
         for (host, port) in self.names.due(now) {
             self.actions.push_back(Action::Resolve { host, port });
         }
+        self.tell_first_round();
+    }
+
+    /// Tells the user, once, after every name was answered or timed out,
+    /// how many could not be looked up.
+    fn tell_first_round(&mut self) {
+        if let Some((failed, all, why)) = self.names.first_round() {
+            self.actions.push_back(Action::Notice(format!(
+                "{failed} of {all} host names could not be looked up ({why}); trying again less and less often"
+            )));
+        }
     }
 
     /// A lookup's result: a host cache to ask, or a peer to keep dialing,
     /// in place of the address the name had before.
     pub(super) fn on_resolved(&mut self, host: &str, port: u16, result: Result<SocketAddrV4, String>, now: Instant) {
         for (purpose, addr, before) in self.names.resolved(host, port, &result, now) {
+            // The old address goes only if nothing else the user gave holds it.
+            let gone = before.filter(|b| !self.names.holds(*b));
             match purpose {
                 NameUse::HostCache => {
-                    self.udp.forget_cache(before);
+                    self.udp.forget_cache(gone);
                     self.udp.add_caches([addr], now);
                 }
                 NameUse::Peer => {
-                    self.config.peers.retain(|p| Some(*p) != before);
+                    if let Some(gone) = gone {
+                        self.config.peers.retain(|p| *p != gone);
+                        self.hosts.forget_user(gone);
+                    }
                     if !self.config.peers.contains(&addr) {
                         self.config.peers.push(addr);
                         self.hosts.add(addr, Origin::User);
@@ -182,12 +220,7 @@ impl Node {
                 }
             }
         }
-        if let Some((failed, all)) = self.names.first_round() {
-            let why = result.err().map(|e| format!(" ({e})")).unwrap_or_default();
-            self.actions.push_back(Action::Notice(format!(
-                "{failed} of {all} host names could not be looked up{why}; trying again less and less often"
-            )));
-        }
+        self.tell_first_round();
     }
 }
 
@@ -260,6 +293,10 @@ mod tests {
         node.handle(resolved("b.example", Ok(at([1, 2, 3, 4]))), now);
         let said: Vec<Action> = actions(&mut node).into_iter().filter(|a| matches!(a, Action::Notice(_))).collect();
         assert_eq!(said.len(), 1, "{said:?}");
+        assert!(
+            matches!(&said[0], Action::Notice(n) if n.contains("(no such host)")),
+            "the failure's reason: {said:?}"
+        );
         // Later failures are silent.
         let later = now + RETRY_MAX;
         node.handle_timeout(later);
@@ -309,5 +346,46 @@ mod tests {
         let mut node = node_with(Config { names, ..Config::default() }, now);
         node.handle_timeout(now);
         assert_eq!(lookups(&mut node).len(), MAX_NAMES);
+    }
+
+    #[test]
+    fn a_name_moving_away_leaves_an_address_the_user_or_another_name_gave() {
+        let now = Instant::now();
+        let names = [("a.example", NameUse::Peer), ("b.example", NameUse::Peer), ("c.example", NameUse::Peer)];
+        let mut node = node_with(Config { peers: vec![at([9, 9, 9, 9])], ..named(&names) }, now);
+        node.handle_timeout(now);
+        lookups(&mut node);
+        node.handle(resolved("a.example", Ok(at([1, 2, 3, 4]))), now);
+        node.handle(resolved("b.example", Ok(at([1, 2, 3, 4]))), now);
+        node.handle(resolved("c.example", Ok(at([9, 9, 9, 9]))), now);
+        node.handle_timeout(now + REFRESH);
+        lookups(&mut node);
+        node.handle(resolved("a.example", Ok(at([5, 6, 7, 8]))), now + REFRESH);
+        node.handle(resolved("c.example", Ok(at([5, 6, 7, 8]))), now + REFRESH);
+        assert_eq!(node.config.peers, vec![at([9, 9, 9, 9]), at([1, 2, 3, 4]), at([5, 6, 7, 8])]);
+        // Once no name holds it, the old address goes, from the host cache's user list too.
+        node.handle(resolved("b.example", Ok(at([5, 6, 7, 8]))), now + REFRESH);
+        assert_eq!(node.config.peers, vec![at([9, 9, 9, 9]), at([5, 6, 7, 8])]);
+        let cached = node.hosts.len();
+        for _ in 0..crate::hostcache::MAX_FAILURES {
+            node.hosts.failed(at([1, 2, 3, 4]), now + REFRESH);
+        }
+        assert_eq!(node.hosts.len(), cached - 1, "no longer the user's: forgotten once it keeps failing");
+    }
+
+    #[test]
+    fn a_lookup_that_never_comes_back_still_ends_the_first_round() {
+        let now = Instant::now();
+        let names = [("a.example", NameUse::HostCache), ("b.example", NameUse::Peer)];
+        let mut node = node_with(named(&names), now);
+        node.handle_timeout(now);
+        lookups(&mut node);
+        node.handle(resolved("b.example", Ok(at([1, 2, 3, 4]))), now);
+        node.handle_timeout(now + LOOKUP_TIMEOUT);
+        let said: Vec<Action> = actions(&mut node).into_iter().filter(|a| matches!(a, Action::Notice(_))).collect();
+        assert!(
+            matches!(&said[..], [Action::Notice(n)] if n.starts_with("1 of 2") && n.contains("no answer")),
+            "{said:?}"
+        );
     }
 }

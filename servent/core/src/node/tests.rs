@@ -787,3 +787,21 @@ fn a_file_being_downloaded_is_answered_as_a_partial_result() {
     let Payload::QueryHit(hit) = decoded.payload else { panic!("not a hit") };
     assert!(hit.results[1].ggep.get("PRU").is_some());
 }
+
+#[test]
+fn attack_a_stalled_handshake_is_not_cut_for_a_newcomer_it_makes_no_room_for() {
+    let now = Instant::now();
+    let config = Config { max_peers: 2, max_leaves: 4, discover: false, ..Config::default() };
+    let mut node = node_with(config, now);
+    for n in 1..=2 {
+        connect(&mut node, n as u64, SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::new(198, 51, n as u8, 1), 6346)), now);
+    }
+    actions(&mut node);
+    let slow = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::new(203, 0, 113, 1), 6346));
+    assert!(matches!(node.admit_incoming(slow, now).0, Admission::LeavesOnly { .. }));
+    let newcomer = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::new(192, 0, 2, 77), 6346));
+    let answer = node.admit_incoming(newcomer, now + STALLED_HANDSHAKE).0;
+    let cut: Vec<_> = actions(&mut node).into_iter().filter(|a| matches!(a, Action::GiveWay(_))).collect();
+    println!("newcomer answered {answer:?}; cut {cut:?}");
+    assert!(cut.is_empty(), "cut for nothing: the newcomer's answer is the same");
+}

@@ -185,6 +185,12 @@ impl Budget {
         let bucket = self.addresses.entry(key).or_insert_with(|| Bucket::full(ADDRESS_BURST, now));
         bucket.take(ADDRESS_BURST, ADDRESS_REFILL, now) && self.global.take(GLOBAL_BURST, GLOBAL_REFILL, now)
     }
+
+    /// Whether one more datagram may go at `now`, within the budget of
+    /// all addresses together; spends it.
+    pub(super) fn allow_global(&mut self, now: Instant) -> bool {
+        self.global.take(GLOBAL_BURST, GLOBAL_REFILL, now)
+    }
 }
 
 pub(super) use crate::address::{is_hidden, routable, usable};
@@ -238,8 +244,7 @@ impl Udp {
     /// Adds UDP host caches to ask; duplicates and unusable addresses are skipped.
     pub(super) fn add_caches(&mut self, caches: impl IntoIterator<Item = SocketAddrV4>, now: Instant) {
         for addr in caches {
-            let usable = addr.port() != 0 && !addr.ip().is_unspecified() && !addr.ip().is_broadcast();
-            if usable && self.caches.len() < MAX_CACHES && !self.caches.iter().any(|c| c.addr == addr) {
+            if usable(addr) && self.caches.len() < MAX_CACHES && !self.caches.iter().any(|c| c.addr == addr) {
                 self.caches.push(HostCacheServer { addr, failures: 0, awaiting: false, next: now });
             }
         }
@@ -347,6 +352,16 @@ impl Node {
     /// Whether `to` may get one more answer of ours; spends it.
     pub(super) fn udp_budget_allows(&mut self, to: SocketAddrV4, now: Instant) -> bool {
         let allowed = self.udp.budget.allow(to, now);
+        if !allowed {
+            self.udp.counters.throttled += 1;
+        }
+        allowed
+    }
+
+    /// Whether one more datagram may go, within the budget of all
+    /// addresses together; spends it.
+    pub(super) fn udp_global_budget_allows(&mut self, now: Instant) -> bool {
+        let allowed = self.udp.budget.allow_global(now);
         if !allowed {
             self.udp.counters.throttled += 1;
         }
@@ -773,5 +788,13 @@ mod tests {
         assert!(notices[1].starts_with("asking UDP host caches"), "{notices:?}");
         assert!(notices[2].starts_with("no peer reachable after 60 s"), "{notices:?}");
         assert_eq!(notices[3], "joined the network: 1 peer");
+    }
+
+    #[test]
+    fn a_host_cache_on_an_address_no_servent_has_is_not_asked() {
+        let now = Instant::now();
+        let caches = ["0.0.0.0:6346", "255.255.255.255:6346", "224.0.0.1:6346", "192.0.2.1:0", "192.0.2.1:6346"];
+        let udp = Udp::new(&caches.map(|c| c.parse().unwrap()), now);
+        assert_eq!(udp.cache_addrs(), vec!["192.0.2.1:6346".parse().unwrap()]);
     }
 }
