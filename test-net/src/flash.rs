@@ -324,26 +324,58 @@ pub async fn run(settings: &FlashSettings, cancel: &AtomicBool) -> Result<FlashS
     for node in crowd.into_iter().chain([publisher]) {
         node.shutdown().await;
     }
-    let served = publisher_bytes + crowd_bytes;
-    Ok(FlashSummary {
-        crowd: settings.crowd,
-        file_mib: settings.file_mib,
-        fakers: settings.fakers,
-        seed_release: settings.seed_release,
-        upload_rate: settings.upload_rate,
-        download_rate: settings.download_rate,
-        single_download_secs: single_secs,
-        completion_p50_ratio: percentile(&times, 50) / single_secs,
-        completion_p95_ratio: percentile(&times, 95) / single_secs,
-        completion_max_ratio: percentile(&times, 100) / single_secs,
-        publisher_upload_share: if served == 0 { 0.0 } else { publisher_bytes as f64 / served as f64 },
+    let counts = Counts {
         publisher_bytes,
-        served_bytes: served,
+        crowd_bytes,
         faker_bytes: faker_bytes.load(Ordering::Relaxed),
-        copies_verified: verified,
-        fakes_accepted: fakes,
-        downloads_failed: failed,
-    })
+        verified,
+        fakes,
+        failed,
+    };
+    Ok(FlashSummary::new(settings, single_secs, &times, counts))
+}
+
+/// What a flash crowd's run counted, for its [`FlashSummary`].
+pub(crate) struct Counts {
+    /// Bytes the publisher uploaded during the crowd.
+    pub publisher_bytes: u64,
+    /// Bytes the crowd uploaded.
+    pub crowd_bytes: u64,
+    /// Junk bytes the fakers sent.
+    pub faker_bytes: u64,
+    /// Copies kept that are the release, verified.
+    pub verified: usize,
+    /// Copies kept that are not the release.
+    pub fakes: usize,
+    /// Downloads that did not complete in time.
+    pub failed: usize,
+}
+
+impl FlashSummary {
+    /// The summary of a crowd whose completion times, sorted, are `times`
+    /// (seconds), against one download alone in `single_secs`.
+    pub(crate) fn new(settings: &FlashSettings, single_secs: f64, times: &[f64], counts: Counts) -> FlashSummary {
+        let served = counts.publisher_bytes + counts.crowd_bytes;
+        FlashSummary {
+            crowd: settings.crowd,
+            file_mib: settings.file_mib,
+            fakers: settings.fakers,
+            seed_release: settings.seed_release,
+            upload_rate: settings.upload_rate,
+            download_rate: settings.download_rate,
+            single_download_secs: single_secs,
+            completion_p50_ratio: percentile(times, 50) / single_secs,
+            completion_p95_ratio: percentile(times, 95) / single_secs,
+            completion_max_ratio: percentile(times, 100) / single_secs,
+            publisher_upload_share: if served == 0 { 0.0 } else { counts.publisher_bytes as f64 / served as f64 },
+            publisher_bytes: counts.publisher_bytes,
+            served_bytes: served,
+            faker_bytes: counts.faker_bytes,
+            copies_verified: counts.verified,
+            fakes_accepted: counts.fakes,
+            downloads_failed: counts.failed,
+        }
+    }
 }
 
 fn check(cancel: &AtomicBool) -> Result<(), Error> {

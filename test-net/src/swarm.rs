@@ -32,7 +32,7 @@ use servent::transfer::rate::upload_slots;
 use servent::transfer::seed::SuperSeed;
 use servent::transfer::upload::UploadConfig;
 
-use crate::flash::{percentile, FlashSettings, FlashSummary, GIVE_UP_RATIO, MAX_FILE_MIB};
+use crate::flash::{Counts, FlashSettings, FlashSummary, GIVE_UP_RATIO, MAX_FILE_MIB};
 use crate::Error;
 
 /// The largest simulated crowd.
@@ -70,27 +70,16 @@ pub fn run(settings: &FlashSettings, cancel: &AtomicBool) -> Result<FlashSummary
         crowd.finished.iter().map(|done| done.map_or(give_up.as_secs_f64(), |t| t.as_secs_f64())).collect();
     times.sort_by(f64::total_cmp);
     let verified = crowd.finished.iter().filter(|done| done.is_some()).count();
-    let served = crowd.publisher_bytes + crowd.crowd_bytes;
-    Ok(FlashSummary {
-        crowd: settings.crowd,
-        file_mib: settings.file_mib,
-        fakers: settings.fakers,
-        seed_release: settings.seed_release,
-        upload_rate: settings.upload_rate,
-        download_rate: settings.download_rate,
-        single_download_secs: single_secs,
-        completion_p50_ratio: percentile(&times, 50) / single_secs,
-        completion_p95_ratio: percentile(&times, 95) / single_secs,
-        completion_max_ratio: percentile(&times, 100) / single_secs,
-        publisher_upload_share: if served == 0 { 0.0 } else { crowd.publisher_bytes as f64 / served as f64 },
+    let counts = Counts {
         publisher_bytes: crowd.publisher_bytes,
-        served_bytes: served,
+        crowd_bytes: crowd.crowd_bytes,
         faker_bytes: crowd.junk_bytes,
         // Every chunk kept matched the tree: a copy is verified once whole.
-        copies_verified: verified,
-        fakes_accepted: 0,
-        downloads_failed: settings.crowd - verified,
-    })
+        verified,
+        fakes: 0,
+        failed: settings.crowd - verified,
+    };
+    Ok(FlashSummary::new(settings, single_secs, &times, counts))
 }
 
 /// One servent of the simulation.
