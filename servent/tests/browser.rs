@@ -174,9 +174,11 @@ fn in_the_browser_a_search_result_is_downloaded_and_lands_in_the_library() {
     let bytes = content(3 << 20);
     std::fs::write(share.path().join(NAME), &bytes).unwrap();
     let (_publisher, user) = publisher_and_user(share.path(), 1);
-    // A second download, stuck half-way, for the progress bar and the
-    // pause, resume and cancel buttons.
-    let stalled = stalling_source(STALLED_SIZE, 2);
+    // A second download, stuck half-way (its source answers the first
+    // half's chunks, then stalls), for the progress bar and the pause,
+    // resume and cancel buttons.
+    let half = STALLED_SIZE / 2 / servent::transfer::download::plan::chunk_size(STALLED_SIZE);
+    let stalled = stalling_source(STALLED_SIZE, half as usize);
     let sha1 = "urn:sha1:PLSTHIPQGSSZTS5FJUPAKUZWUGYQYPFB";
     let magnet =
         format!("magnet:?xt={sha1}&dn={STALLED_NAME}&xl={STALLED_SIZE}&xs=http://{stalled}/uri-res/N2R?{sha1}");
