@@ -144,19 +144,24 @@ fn a_firewalled_hit_is_fetched_by_push_along_the_hits_path() {
 
         let stream = TcpStream::connect(back).await.unwrap();
         (&stream).write_all(format!("GIV 42:{servent}/SEBLINUX-firewalled-1.0.tar\n\n").as_bytes()).await.unwrap();
+        // Every chunk is asked on the connection the GIV opened.
         let mut reader = BufReader::new(stream.clone());
-        let request = head(&mut reader).await;
-        assert!(request[0].starts_with(&format!("GET /uri-res/N2R?{sha1} ")), "{request:?}");
-        let range = request.iter().find_map(|h| h.strip_prefix("Range: bytes=")).expect("a range request");
-        let (start, end) = range.split_once('-').unwrap();
-        let (start, end): (usize, usize) = (start.parse().unwrap(), end.parse().unwrap());
-        let answer = format!(
-            "HTTP/1.1 206 Partial Content\r\nContent-Range: bytes {start}-{end}/{}\r\nContent-Length: {}\r\nX-Content-URN: {sha1}\r\n\r\n",
-            content.len(),
-            end + 1 - start
-        );
-        (&stream).write_all(answer.as_bytes()).await.unwrap();
-        (&stream).write_all(&content[start..=end]).await.unwrap();
+        let mut served = 0;
+        while served < content.len() {
+            let request = head(&mut reader).await;
+            assert!(request[0].starts_with(&format!("GET /uri-res/N2R?{sha1} ")), "{request:?}");
+            let range = request.iter().find_map(|h| h.strip_prefix("Range: bytes=")).expect("a range request");
+            let (start, end) = range.split_once('-').unwrap();
+            let (start, end): (usize, usize) = (start.parse().unwrap(), end.parse().unwrap());
+            let answer = format!(
+                "HTTP/1.1 206 Partial Content\r\nContent-Range: bytes {start}-{end}/{}\r\nContent-Length: {}\r\nX-Content-URN: {sha1}\r\n\r\n",
+                content.len(),
+                end + 1 - start
+            );
+            (&stream).write_all(answer.as_bytes()).await.unwrap();
+            (&stream).write_all(&content[start..=end]).await.unwrap();
+            served += end + 1 - start;
+        }
 
         let done = downloader.downloads().unwrap().wait(download).timeout(PATIENCE).await.expect("done").unwrap();
         assert_eq!(done.state, DownloadState::Complete, "{done:#?}");

@@ -270,7 +270,9 @@ impl PartialShares {
     /// The files offered in part that answer `query` (at most `limit`),
     /// as partial results: by URN when it names any, else when every one
     /// of its words is a word of the file's name. Only files with some
-    /// bytes checked answer.
+    /// bytes checked, and not all, answer: a whole file is answered by the
+    /// library when it is shared, and not at all once it is not (installed
+    /// elsewhere, then uninstalled).
     pub fn search(&self, query: &search::Query, limit: usize) -> Vec<PartialResult> {
         let wanted = search::keywords(&query.words);
         let answers = |f: &PartialFile| match query.urns.is_empty() {
@@ -283,7 +285,7 @@ impl PartialShares {
         let found: Vec<(SharedFile, u64)> = self
             .lock_files()
             .iter()
-            .filter(|f| !f.available.is_empty() && answers(f))
+            .filter(|f| !f.available.is_empty() && f.available.len() < f.file.size && answers(f))
             .take(limit)
             .map(|f| (f.file.clone(), f.available.len()))
             .collect();
@@ -576,6 +578,24 @@ mod tests {
         shares.served(&file, 0, CHUNK_SIZE);
         assert_eq!(shares.seeding(&file).unwrap().ranges(), [(CHUNK_SIZE, 2 * CHUNK_SIZE)]);
         assert!(shares.seeding(&shared(urn)).is_none(), "another file is served whole");
+    }
+
+    #[test]
+    fn a_file_is_answered_as_partial_only_while_part_of_it_is_missing() {
+        let shares = PartialShares::new();
+        let sha1: Urn = "urn:sha1:PLSTHIPQGSSZTS5FJUPAKUZWUGYQYPFB".parse().unwrap();
+        let sha256: Urn = "urn:sha256:AAAQEAYEAUDAOCAJBIFQYDIOB4IBCEQTCQKRMFYYDENBWHA5DYPQ".parse().unwrap();
+        let tree = (Root([1; 24]), Arc::new(b"tree".to_vec()));
+        shares.offer("SEBLINUX-base-1.0.tar", PathBuf::from("/p"), 3000, (sha1, sha256), tree, None);
+        let query = search::Query { words: "seblinux base".into(), urns: vec![], limit: 10 };
+        assert!(shares.search(&query, 10).is_empty(), "nothing checked yet");
+        shares.add_verified(&sha1, 0, 1000);
+        assert_eq!(shares.search(&query, 10).len(), 1);
+        // Whole now: the library answers for it while it is shared, and
+        // nobody once it is uninstalled.
+        shares.complete(&sha1, PathBuf::from("/done"));
+        assert!(shares.search(&query, 10).is_empty());
+        assert!(shares.find(&sha1).is_some(), "still served while the library catches up");
     }
 
     #[test]
