@@ -802,6 +802,5 @@ fn attack_a_stalled_handshake_is_not_cut_for_a_newcomer_it_makes_no_room_for() {
     let newcomer = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::new(192, 0, 2, 77), 6346));
     let answer = node.admit_incoming(newcomer, now + STALLED_HANDSHAKE).0;
     let cut: Vec<_> = actions(&mut node).into_iter().filter(|a| matches!(a, Action::GiveWay(_))).collect();
-    println!("newcomer answered {answer:?}; cut {cut:?}");
-    assert!(cut.is_empty(), "cut for nothing: the newcomer's answer is the same");
+    assert!(cut.is_empty(), "cut for nothing: the newcomer's answer ({answer:?}) is the same");
 }
