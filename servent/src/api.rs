@@ -245,8 +245,11 @@ fn app(state: State) -> tide::Server<State> {
         let added = req.state().node.share_folder(&request.dir).map_err(bad_request)?;
         json(&serde_json::json!({ "dir": request.dir, "added": added }))
     });
-    app.at("/api/browse/:addr").get(|req: Request<State>| async move {
-        let addr: SocketAddr = req.param("addr")?.parse().map_err(|_| bad_request("not an IP:PORT".into()))?;
+    // A POST, as every request that makes the servent act: a page elsewhere
+    // could make the user's browser GET it, and so probe the user's LAN.
+    app.at("/api/browse").post(|mut req: Request<State>| async move {
+        let request: BrowseRequest = body_json(&mut req, "addr").await?;
+        let addr: SocketAddr = request.addr.parse().map_err(|_| bad_request("not an IP:PORT".into()))?;
         match req.state().node.browse(addr).await {
             Ok(results) => json(&results),
             Err(NodeError::Browse(why)) => Err(tide::Error::from_str(StatusCode::BadGateway, why)),
@@ -481,6 +484,13 @@ impl RateValue {
 #[derive(Debug, Deserialize)]
 pub struct PeerRequest {
     /// `IP:PORT` or `HOST:PORT`.
+    pub addr: String,
+}
+
+/// A request to list another servent's files.
+#[derive(Debug, Deserialize)]
+pub struct BrowseRequest {
+    /// `IP:PORT`.
     pub addr: String,
 }
 

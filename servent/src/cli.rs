@@ -718,7 +718,7 @@ pub async fn run_client(command: Command) -> Result<(), String> {
         Command::Browse { api, json, addr } => {
             // The servent gives up on the browsed one first, and says why.
             let client = Client::with_timeout(&api, Some(BROWSE_TIMEOUT + ANSWER_MARGIN));
-            let results = client.get(&format!("/api/browse/{addr}")).await?;
+            let results = client.post("/api/browse", &serde_json::json!({ "addr": addr.to_string() })).await?;
             let results = results.as_array().cloned().unwrap_or_default();
             show_results(&format!("browse {addr}"), results, json, &format!("{addr} shares no files"));
             Ok(())

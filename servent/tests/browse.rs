@@ -108,8 +108,19 @@ fn the_api_lists_a_browsed_servents_files() {
         let api = listener.local_addr().unwrap();
         task::spawn(servent::api::serve(browser, None, listener, None));
         let mut stream = TcpStream::connect(api).await.unwrap();
-        let request =
+        // A GET, as a page elsewhere could make the user's browser send, is refused.
+        let mut probe = TcpStream::connect(api).await.unwrap();
+        let get =
             format!("GET /api/browse/{} HTTP/1.1\r\nHost: {api}\r\nConnection: close\r\n\r\n", browsed.listen_addr());
+        probe.write_all(get.as_bytes()).await.unwrap();
+        let mut refused = String::new();
+        probe.read_to_string(&mut refused).await.unwrap();
+        assert!(!refused.starts_with("HTTP/1.1 200"), "{refused}");
+        let body = format!(r#"{{"addr":"{}"}}"#, browsed.listen_addr());
+        let request = format!(
+            "POST /api/browse HTTP/1.1\r\nHost: {api}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
         stream.write_all(request.as_bytes()).await.unwrap();
         let mut answer = String::new();
         stream.read_to_string(&mut answer).await.unwrap();

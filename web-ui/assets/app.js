@@ -494,7 +494,7 @@ async function runBrowse(addr) {
   table.hidden = true;
   report("browse", `Browsing ${addr}: asking it for the files it shares…`, false, Infinity);
   try {
-    const results = await api("GET", `/api/browse/${addr}`);
+    const results = await api("POST", "/api/browse", { addr });
     if (browsing !== wanted) return;
     const files = Array.isArray(results) ? results : [];
     syncRows(table.tBodies[0], sortedResults(files), resultKey, createResultRow, updateBrowsedRow);
