@@ -113,20 +113,14 @@ mod tests {
     use std::net::Ipv4Addr;
 
     use super::*;
-    use crate::wire::{Guid, Ping, Query, QueryFlags, QueryHit};
+    use crate::wire::{Guid, Ping, Query, QueryHit};
 
     fn ping(n: u8) -> Message {
         Message { guid: Guid([n; 16]), ttl: 1, hops: 0, payload: Payload::Ping(Ping::default()) }
     }
 
     fn query(n: u8) -> Message {
-        let query = Query {
-            flags: QueryFlags::default(),
-            criteria: "seblinux".into(),
-            urns: vec![],
-            ggep: Default::default(),
-            original: Default::default(),
-        };
+        let query = Query::words("seblinux");
         Message { guid: Guid([n; 16]), ttl: 3, hops: 0, payload: Payload::Query(query) }
     }
 

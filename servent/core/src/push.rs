@@ -544,7 +544,7 @@ mod node_tests {
     use crate::routing::PeerId;
     use crate::trust::{SharedTrust, TrustStore};
     use crate::wire::vendor::{Kind, MessagesSupported, Vendor};
-    use crate::wire::{Message, Payload, Push, Query, QueryFlags, QueryResult, Trailer, TrailerFlags, Urn};
+    use crate::wire::{Message, Payload, Push, Query, QueryResult, Trailer, TrailerFlags, Urn};
 
     fn addr(n: u8) -> SocketAddrV4 {
         SocketAddrV4::new(Ipv4Addr::new(192, 0, 2, n), 6346)
@@ -645,13 +645,7 @@ mod node_tests {
     }
 
     fn our_hit_flag(node: &mut Node, n: u8, now: Instant) -> Option<bool> {
-        let query = Query {
-            flags: QueryFlags::default(),
-            criteria: "seblinux".into(),
-            urns: vec![],
-            ggep: Default::default(),
-            original: Default::default(),
-        };
+        let query = Query::words("seblinux");
         let message = Message { guid: Guid([n; 16]), ttl: 3, hops: 1, payload: Payload::Query(query) };
         node.handle(Event::Message { peer: PeerId(1), message }, now);
         let lookup = actions(node)

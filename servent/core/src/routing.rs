@@ -714,7 +714,6 @@ mod tests {
     use std::net::Ipv4Addr;
 
     use super::*;
-    use crate::wire::QueryFlags;
 
     const A: PeerId = PeerId(1);
     const B: PeerId = PeerId(2);
@@ -735,13 +734,7 @@ mod tests {
     }
 
     fn query(guid: Guid, ttl: u8, hops: u8) -> Message {
-        let query = Query {
-            flags: QueryFlags::default(),
-            criteria: "seblinux".into(),
-            urns: vec![],
-            ggep: Default::default(),
-            original: Default::default(),
-        };
+        let query = Query::words("seblinux");
         Message { guid, ttl, hops, payload: Payload::Query(query) }
     }
 
@@ -902,13 +895,7 @@ mod tests {
     fn own_query_goes_to_every_neighbour_and_its_hits_come_home() {
         let now = Instant::now();
         let mut router = router_with_peers(now);
-        let query = Query {
-            flags: QueryFlags::default(),
-            criteria: "x".into(),
-            urns: vec![],
-            ggep: Default::default(),
-            original: Default::default(),
-        };
+        let query = Query::words("x");
         let (guid, actions) = router.start_query(query, 4, now);
         assert_eq!(sends(&actions), vec![(A, 4, 0), (B, 4, 0), (C, 4, 0)]);
         let actions = router.handle(B, hit(guid, 4, 2), now);
@@ -1064,7 +1051,6 @@ mod attack_tests {
     use std::net::Ipv4Addr;
 
     use super::*;
-    use crate::wire::QueryFlags;
 
     const A: PeerId = PeerId(1);
     const B: PeerId = PeerId(2);
@@ -1082,13 +1068,7 @@ mod attack_tests {
     fn query(i: u32, hops: u8) -> Message {
         let mut guid = [0x51; 16];
         guid[..4].copy_from_slice(&i.to_le_bytes());
-        let query = Query {
-            flags: QueryFlags::default(),
-            criteria: "seblinux".into(),
-            urns: vec![],
-            ggep: Default::default(),
-            original: Default::default(),
-        };
+        let query = Query::words("seblinux");
         Message { guid: Guid(guid), ttl: 3, hops, payload: Payload::Query(query) }
     }
 

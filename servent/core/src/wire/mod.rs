@@ -656,6 +656,18 @@ pub struct Query {
 }
 
 impl Query {
+    /// A query for `criteria` with default flags and nothing else, as tests build them.
+    #[cfg(test)]
+    pub(crate) fn words(criteria: &str) -> Query {
+        Query {
+            flags: QueryFlags::default(),
+            criteria: criteria.into(),
+            urns: vec![],
+            ggep: Default::default(),
+            original: Default::default(),
+        }
+    }
+
     fn decode(payload: &[u8]) -> Result<Query, WireError> {
         let mut r = Reader::new(payload);
         let flags = QueryFlags::from_wire(r.array("query flags")?);

@@ -6,13 +6,7 @@ use super::*;
 use crate::wire::{Guid, Payload, Query, QueryFlags};
 
 fn message() -> Message {
-    let query = Query {
-        flags: QueryFlags::default(),
-        criteria: "linux".into(),
-        urns: vec![],
-        ggep: Default::default(),
-        original: Default::default(),
-    };
+    let query = Query::words("linux");
     Message { guid: Guid([7; 16]), ttl: 0, hops: 0, payload: Payload::Query(query) }
 }
 

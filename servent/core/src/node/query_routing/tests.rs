@@ -12,7 +12,7 @@ use crate::node::{Action, Config, Connected, Direction, Event, Node};
 use crate::qrp::{RouteTable, RouteTableUpdate, TableReceiver};
 use crate::routing::PeerId;
 use crate::trust::{SharedTrust, TrustStore};
-use crate::wire::{decode, samples, Guid, Header, Message, Payload, Query, QueryFlags};
+use crate::wire::{decode, samples, Guid, Header, Message, Payload, Query};
 
 const ULTRAPEER: u64 = 1;
 const LEAF: u64 = 2;
@@ -68,13 +68,7 @@ fn queries(messages: &[Message]) -> Vec<&Message> {
 }
 
 fn query(guid: u8, criteria: &str, ttl: u8) -> Message {
-    let query = Query {
-        flags: QueryFlags::default(),
-        criteria: criteria.into(),
-        urns: vec![],
-        ggep: Default::default(),
-        original: Default::default(),
-    };
+    let query = Query::words(criteria);
     Message { guid: Guid([guid; 16]), ttl, hops: 1, payload: Payload::Query(query) }
 }
 
