@@ -85,7 +85,12 @@ fn a_firewalled_hit_is_fetched_by_push_along_the_hits_path() {
         let (digests, _) = search::hash_reader(&content[..]).unwrap();
         let (sha1, sha256) = (digests.sha1_urn(), digests.sha256_urn());
         let downloads = tempfile::tempdir().unwrap();
-        let downloader = common::start_with(&[], None, |c| c.data_dir = Some(downloads.path().to_path_buf())).await;
+        // A test network (--dial-local): its push proxy is on loopback.
+        let downloader = common::start_with(&[], None, |c| {
+            c.data_dir = Some(downloads.path().to_path_buf());
+            c.dial_local = true;
+        })
+        .await;
         let mut link = raw_peer(downloader.listen_addr()).await;
         wait_for("the link", || async { downloader.peers().await.unwrap().len() == 1 }).await;
 
@@ -416,5 +421,80 @@ fn a_leafs_ultrapeer_is_its_push_proxy_and_passes_a_push_on_from_http() {
         for node in [leaf, ultrapeer] {
             node.shutdown().await;
         }
+    });
+}
+
+/// A servent (`--dial-local` or not), reachable on loopback, downloads from
+/// a source whose every answer names 16 firewalled servents with 4 push
+/// proxies each (`X-Falt`), all on this machine; how many of the 64 proxies
+/// it asks, once it has tried every one of those servents.
+async fn proxies_asked_for_a_hostile_x_falt(dial_local: bool) -> usize {
+    let mut proxies = Vec::new();
+    for _ in 0..64 {
+        proxies.push(TcpListener::bind("127.0.0.1:0").await.unwrap());
+    }
+    let entries: Vec<String> = proxies
+        .chunks(4)
+        .enumerate()
+        .map(|(n, four)| {
+            let addrs: Vec<String> = four.iter().map(|p| p.local_addr().unwrap().to_string()).collect();
+            format!("{};{}", Guid([0x40 + n as u8; 16]), addrs.join(";"))
+        })
+        .collect();
+    let x_falt = entries.join(", ");
+    let source = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let SocketAddr::V4(source_addr) = source.local_addr().unwrap() else { unreachable!() };
+    let answering = task::spawn(async move {
+        loop {
+            let Ok((stream, _)) = source.accept().await else { return };
+            let answer =
+                format!("HTTP/1.1 503 Busy\r\nRetry-After: 600\r\nContent-Length: 0\r\nX-Falt: {x_falt}\r\n\r\n");
+            task::spawn(async move {
+                let _ = head(&mut BufReader::new(stream.clone())).await;
+                let _ = (&stream).write_all(answer.as_bytes()).await;
+            });
+        }
+    });
+    let data = tempfile::tempdir().unwrap();
+    let node = common::start_with(&[], None, |c| {
+        c.dial_local = dial_local;
+        c.data_dir = Some(data.path().to_path_buf());
+    })
+    .await;
+    // A servent connecting to it makes it reachable: firewalled sources are of use to it.
+    let _link = raw_peer(node.listen_addr()).await;
+    wait_for("reachable", || async { !node.status().await.unwrap().firewalled }).await;
+    let request = DownloadRequest {
+        urns: vec![Urn::Sha1([0x33; 20])],
+        name: "SEBLINUX-falt-attack-1.0.tar".into(),
+        size: 1_000_000,
+        sources: vec![source_addr],
+        signature: None,
+        keep: Keep::NotFake,
+    };
+    let id = node.downloads().unwrap().start(request).await.unwrap();
+    let named: Vec<SocketAddrV4> = (0..16).map(|n| push_only_key(Guid([0x40 + n; 16]))).collect();
+    wait_for("every firewalled source named tried", || async {
+        let sources = node.downloads().unwrap().get(id).await.unwrap().sources;
+        named.iter().all(|key| sources.iter().any(|s| s.addr == *key && (s.errors > 0 || s.note.is_some())))
+    })
+    .await;
+    let mut asked = 0;
+    for proxy in &proxies {
+        if proxy.accept().timeout(std::time::Duration::from_millis(50)).await.is_ok() {
+            asked += 1;
+        }
+    }
+    node.shutdown().await;
+    answering.cancel().await;
+    asked
+}
+
+#[test]
+fn attack_an_answer_naming_64_local_push_proxies_gets_none_asked_and_a_test_network_only_a_budget() {
+    task::block_on(async {
+        assert_eq!(proxies_asked_for_a_hostile_x_falt(false).await, 0, "local addresses are never dialled");
+        let asked = proxies_asked_for_a_hostile_x_falt(true).await;
+        assert_eq!(asked, servent::push::MAX_PROXY_ASKS_PER_ADDRESS, "all on 127.0.0.1: one address's budget");
     });
 }

@@ -67,6 +67,10 @@ pub const MAX_PROBES: usize = 16;
 pub const MAX_PROXY_REQUESTS_PER_ADDRESS: usize = 8;
 /// Push-proxy requests passed on within [`CONNECT_BACK_WINDOW`], in total.
 pub const MAX_PROXY_REQUESTS: usize = 256;
+/// Push-proxy requests we send to one proxy's IP within [`CONNECT_BACK_WINDOW`].
+pub const MAX_PROXY_ASKS_PER_ADDRESS: usize = 8;
+/// Push-proxy requests we send within [`CONNECT_BACK_WINDOW`], in total.
+pub const MAX_PROXY_ASKS: usize = 64;
 /// The window over which connections back (and other per-address budgets) are counted.
 pub const CONNECT_BACK_WINDOW: Duration = Duration::from_secs(60);
 
@@ -263,6 +267,28 @@ impl ProxyRequests {
     /// Whether a push-proxy request from `requester` at `now` is answered; if so, it is counted.
     pub fn allow(&mut self, requester: IpAddr, now: Instant) -> bool {
         self.budget.allow(requester, now)
+    }
+}
+
+/// The push-proxy requests we send (`GET /gnutella/push-proxy` to the
+/// proxies a firewalled source's hit or an `X-Falt` named), bounded per
+/// proxy IP and in all: each is a connection we open to an address a
+/// stranger gave us, so no answer can aim a stream of them at one host.
+#[derive(Debug)]
+pub struct ProxyAsks {
+    budget: AddressBudget,
+}
+
+impl Default for ProxyAsks {
+    fn default() -> ProxyAsks {
+        ProxyAsks { budget: AddressBudget::new(MAX_PROXY_ASKS_PER_ADDRESS, MAX_PROXY_ASKS) }
+    }
+}
+
+impl ProxyAsks {
+    /// Whether to ask push proxy `proxy` at `now`; if so, it is counted.
+    pub fn allow(&mut self, proxy: SocketAddrV4, now: Instant) -> bool {
+        address::usable(proxy) && self.budget.allow(IpAddr::V4(*proxy.ip()), now)
     }
 }
 
@@ -642,6 +668,52 @@ mod node_tests {
         // A PUSH for someone else is routed, not answered.
         node.handle(Event::Message { peer: PeerId(1), message: push_to(Guid([1; 16]), 200, target) }, now);
         assert!(!actions(&mut node).iter().any(|a| matches!(a, Action::ConnectBack { .. })));
+    }
+
+    #[test]
+    fn attack_push_proxies_a_stranger_names_are_asked_only_if_we_may_dial_them_and_within_a_budget() {
+        let now = Instant::now();
+        let mut node = node(now);
+        let distant = SocketAddrV4::new(Ipv4Addr::new(198, 51, 100, 9), 22);
+        assert!(node.proxies_to_ask(&[distant], now).is_empty(), "while firewalled no GIV could reach us");
+        node.handle(Event::Incoming { remote: IpAddr::V4(*addr(2).ip()), arrival: Arrival::Unasked }, now);
+        // An answer names 16 servents with 4 proxies each, all on our machine or LAN.
+        let local: Vec<SocketAddrV4> = (0..64u16)
+            .map(|i| match i % 4 {
+                0 => SocketAddrV4::new(Ipv4Addr::LOCALHOST, 22 + i),
+                1 => SocketAddrV4::new(Ipv4Addr::new(192, 168, 1, 1), 80 + i),
+                2 => SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 1), 445),
+                _ => SocketAddrV4::new(*addr(100).ip(), 6347),
+            })
+            .collect();
+        for four in local.chunks(MAX_PROXIES) {
+            assert!(node.proxies_to_ask(four, now).is_empty(), "{four:?}");
+        }
+        // A distant victim named again and again is asked within its budget.
+        let asked: usize = (0..100).map(|_| node.proxies_to_ask(&[distant, distant], now).len()).sum();
+        assert_eq!(asked, MAX_PROXY_ASKS_PER_ADDRESS);
+        let many: usize = (0..1000u32)
+            .map(|i| node.proxies_to_ask(&[SocketAddrV4::new(Ipv4Addr::from(0xC633_6500 + i), 6346)], now).len())
+            .sum();
+        assert_eq!(many, MAX_PROXY_ASKS - MAX_PROXY_ASKS_PER_ADDRESS, "bounded in all");
+        assert_eq!(node.proxies_to_ask(&[distant], now + CONNECT_BACK_WINDOW), vec![distant], "the window slides");
+    }
+
+    #[test]
+    fn a_test_network_asks_local_proxies_but_never_while_our_address_is_unknown() {
+        let now = Instant::now();
+        let proxy = SocketAddrV4::new(Ipv4Addr::LOCALHOST, 7000);
+        let unknown = Config { listen: "0.0.0.0:6346".parse().unwrap(), dial_local: true, ..Config::default() };
+        let mut node =
+            Node::new(unknown, StdRng::seed_from_u64(3), SharedTrust::new(TrustStore::in_memory()), (1, 10), now);
+        node.handle(Event::Incoming { remote: IpAddr::V4(Ipv4Addr::LOCALHOST), arrival: Arrival::Unasked }, now);
+        assert!(!node.firewalled());
+        assert!(node.proxies_to_ask(&[proxy], now).is_empty(), "no X-Node: 0.0.0.0");
+        let test_network = Config { listen: SocketAddr::V4(addr(100)), dial_local: true, ..Config::default() };
+        let mut node =
+            Node::new(test_network, StdRng::seed_from_u64(3), SharedTrust::new(TrustStore::in_memory()), (1, 10), now);
+        node.handle(Event::Incoming { remote: IpAddr::V4(Ipv4Addr::LOCALHOST), arrival: Arrival::Unasked }, now);
+        assert_eq!(node.proxies_to_ask(&[proxy, proxy], now), vec![proxy]);
     }
 
     fn our_hit_flag(node: &mut Node, n: u8, now: Instant) -> Option<bool> {

@@ -280,10 +280,11 @@ impl Pump {
             Command::Push { servent, index, proxies } => {
                 let routed = self.core.push(servent, index);
                 let us = self.core.advertised();
-                for proxy in &proxies {
+                let asked = self.core.proxies_to_ask(&proxies, now);
+                for proxy in &asked {
                     task::spawn(crate::transfer::push::ask_proxy(*proxy, servent, index, us));
                 }
-                if !routed && proxies.is_empty() {
+                if !routed && asked.is_empty() {
                     self.shared.pushes.unreachable(servent);
                 }
             }

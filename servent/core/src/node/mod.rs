@@ -68,7 +68,7 @@ use crate::address::{self, prefix};
 use crate::handshake::{Admission, PeerInfo, Role};
 use crate::hostcache::{DialPace, HostCache, Origin, HOST_CACHE_CAPACITY};
 pub use crate::push::Arrival;
-use crate::push::{self, ConnectBackProbes, ConnectBacks, PushProxies, Reachability};
+use crate::push::{self, ConnectBackProbes, ConnectBacks, ProxyAsks, PushProxies, Reachability};
 use crate::requery::{Phase, Requeries};
 use crate::routing::{self, Counters, LocalHost, PeerId, Router};
 use crate::searches::{Search, SearchResult, Searches};
@@ -503,6 +503,7 @@ pub struct Node {
     probes: ConnectBackProbes,
     reachability: Reachability,
     proxies: PushProxies,
+    proxy_asks: ProxyAsks,
 }
 
 impl Node {
@@ -561,6 +562,7 @@ impl Node {
             probes: ConnectBackProbes::default(),
             reachability: Reachability::default(),
             proxies: PushProxies::default(),
+            proxy_asks: ProxyAsks::default(),
         }
     }
 
@@ -876,6 +878,25 @@ impl Node {
         };
         self.actions.push_back(Action::Send { to, message });
         true
+    }
+
+    /// Of the push proxies `named` for a firewalled source (by its hit or an
+    /// `X-Falt`), those to ask for a PUSH to it now: none while our address
+    /// is unknown or we are firewalled (its `GIV` could not reach us, and
+    /// gtk-gnutella sends no PUSH then), only addresses we may dial (no
+    /// loopback or LAN host outside a test network), each counted against a
+    /// per-proxy budget ([`ProxyAsks`]).
+    pub fn proxies_to_ask(&mut self, named: &[SocketAddrV4], now: Instant) -> Vec<SocketAddrV4> {
+        if !address::usable(self.advertised) || self.reachability.firewalled() {
+            return Vec::new();
+        }
+        let mut asked = Vec::new();
+        for proxy in named.iter().take(push::MAX_PROXIES) {
+            if !asked.contains(proxy) && self.may_dial(*proxy) && self.proxy_asks.allow(*proxy, now) {
+                asked.push(*proxy);
+            }
+        }
+        asked
     }
 
     /// Our push proxies, as our QueryHits list them (none while reachable).

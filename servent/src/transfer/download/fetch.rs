@@ -319,7 +319,8 @@ impl Worker<'_> {
             let (mut conn, head) = self.ask(want, alt).await?;
             self.fwalt |= announces(head.headers.get("X-Features"), FWALT);
             let mut learned = learned_sources(&head);
-            if let Some(pushes) = &self.job.pushes {
+            // Firewalled sources are of use only while a GIV can reach us.
+            if let Some(pushes) = self.job.pushes.as_ref().filter(|p| p.can_use_fwalt()) {
                 let firewalled = head.headers.get_all("X-Falt").flat_map(parse_x_falt).take(MAX_LEARNED);
                 learned.extend(pushes.learn_firewalled(&firewalled.collect::<Vec<_>>()));
                 learned.truncate(MAX_LEARNED);
