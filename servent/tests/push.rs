@@ -498,3 +498,35 @@ fn attack_an_answer_naming_64_local_push_proxies_gets_none_asked_and_a_test_netw
         assert_eq!(asked, servent::push::MAX_PROXY_ASKS_PER_ADDRESS, "all on 127.0.0.1: one address's budget");
     });
 }
+
+#[test]
+fn listening_on_ipv6_any_an_ipv4_peer_is_read_as_the_ipv4_address_it_is() {
+    task::block_on(async {
+        let node = common::start_with(&[], None, |c| c.listen = "[::]:0".parse().unwrap()).await;
+        let at = SocketAddr::from((Ipv4Addr::LOCALHOST, node.listen_addr().port()));
+        // A connect-back greeting from our own machine (::ffff:127.0.0.1 on
+        // this socket) proves nothing about the outside.
+        let greeting = TcpStream::connect(at).await.unwrap();
+        (&greeting).write_all(b"\n\n").await.unwrap();
+        let mut rest = Vec::new();
+        greeting.clone().read_to_end(&mut rest).timeout(PATIENCE).await.expect("closed after the greeting").unwrap();
+        assert!(node.status().await.unwrap().firewalled, "a greeting from loopback made us reachable");
+        // A link from 127.0.0.1 is listed as IPv4, and our address is learned from our end of it.
+        let _link = raw_peer(at).await;
+        wait_for("the link", || async { node.peers().await.unwrap().len() == 1 }).await;
+        let peer = node.peers().await.unwrap().remove(0);
+        assert_eq!(peer.addr.ip(), Ipv4Addr::LOCALHOST, "{peer:?}");
+        let SocketAddr::V4(expected) = at else { unreachable!() };
+        assert_eq!(node.status().await.unwrap().advertised, expected);
+        // Its UDP port on [::] answers an IPv4 ping too.
+        let socket = async_std::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let ping = servent_core::node::udp::host_cache_ping(Guid([7; 16]), servent::handshake::Role::Leaf);
+        socket.send_to(&ping.encode(), at).await.unwrap();
+        let mut buffer = vec![0; 65_536];
+        let (len, from) = socket.recv_from(&mut buffer).timeout(PATIENCE).await.expect("a pong over UDP").unwrap();
+        assert_eq!(from, at);
+        let pong = servent::wire::decode(&buffer[..len]).unwrap();
+        assert!(pong.guid == ping.guid && matches!(pong.payload, Payload::Pong(_)), "{pong:?}");
+        node.shutdown().await;
+    });
+}

@@ -14,7 +14,7 @@
 //! so that one block cannot take every slot (an IPv6 address by its /64,
 //! an IPv4-mapped one as IPv4); loopback stands for itself.
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddrV4};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
 
 /// Whether `addr` can name a servent at all: a port, and an IP that is
 /// neither unspecified, broadcast nor multicast.
@@ -55,6 +55,19 @@ pub fn may_dial(addr: SocketAddrV4, own: &[Ipv4Addr], dial_local: bool) -> bool 
 pub fn routable(addr: SocketAddrV4, ours: SocketAddrV4) -> bool {
     let (ip, our_ip) = (*addr.ip(), *ours.ip());
     usable(addr) && ip.is_loopback() == our_ip.is_loopback() && (!is_hidden(ip) || is_hidden(our_ip))
+}
+
+/// `addr` with an IPv4-mapped IPv6 address (`[::ffff:a.b.c.d]:port`, as a
+/// socket listening on `[::]` sees an IPv4 peer) written as the IPv4 address
+/// it is, so that every rule reads one form: `::ffff:127.0.0.1` is loopback.
+pub fn canonical(addr: SocketAddr) -> SocketAddr {
+    match addr {
+        SocketAddr::V6(v6) => match v6.ip().to_ipv4_mapped() {
+            Some(v4) => SocketAddr::V4(SocketAddrV4::new(v4, v6.port())),
+            None => addr,
+        },
+        SocketAddr::V4(_) => addr,
+    }
 }
 
 /// A network block links are counted in ([`prefix`]).
@@ -123,6 +136,16 @@ mod tests {
         assert!(routable(at("8.8.8.8:1"), lan));
         assert!(!routable(at("8.8.8.8:0"), internet), "no port");
         assert!(!routable(at("224.0.0.1:6346"), internet), "multicast");
+    }
+
+    #[test]
+    fn an_ipv4_mapped_address_is_read_as_ipv4() {
+        let canonical = |text: &str| canonical(text.parse().unwrap()).to_string();
+        assert_eq!(canonical("[::ffff:127.0.0.1]:6346"), "127.0.0.1:6346");
+        assert_eq!(canonical("[::ffff:192.0.2.7]:1"), "192.0.2.7:1");
+        assert_eq!(canonical("[::1]:6346"), "[::1]:6346");
+        assert_eq!(canonical("[2001:db8::1]:6346"), "[2001:db8::1]:6346");
+        assert_eq!(canonical("10.0.0.1:80"), "10.0.0.1:80");
     }
 
     #[test]

@@ -14,6 +14,7 @@ use async_std::prelude::FutureExt;
 use async_std::task;
 use futures::channel::oneshot;
 use futures::AsyncWriteExt;
+use servent_core::address;
 use servent_core::node::{
     Arrival, Doorway, Event as CoreEvent, Hammering, Ticket, INCOMING_HANDSHAKE_TIMEOUT, MAX_UNCLASSIFIED,
 };
@@ -36,7 +37,8 @@ pub(super) async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
     let doorway = Arc::new(Mutex::new(Doorway::with_capacity(MAX_UNCLASSIFIED)));
     loop {
         let (stream, remote) = match listener.accept().await {
-            Ok(accepted) => accepted,
+            // Listening on [::], an IPv4 peer comes as ::ffff:a.b.c.d: every rule reads it as IPv4.
+            Ok((stream, remote)) => (stream, address::canonical(remote)),
             Err(e) => {
                 // Out of descriptors or similar: wait rather than spin.
                 warn(format_args!("accept failed: {e}"));
@@ -96,6 +98,11 @@ impl Drop for Registered<'_> {
     }
 }
 
+/// Our end of a connection, an IPv4-mapped address as IPv4 ([`address::canonical`]).
+fn local_addr(stream: &TcpStream) -> io::Result<SocketAddr> {
+    stream.local_addr().map(address::canonical)
+}
+
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
@@ -136,7 +143,7 @@ async fn serve_incoming(stream: TcpStream, remote: SocketAddr, waiting: Waiting,
                 return;
             }
             let Ok((admission, try_ultrapeers)) = answer.recv().await else { return };
-            let Ok(local) = stream.local_addr() else { return };
+            let Ok(local) = local_addr(&stream) else { return };
             let machine = Handshake::accept(&shared.handshake_config(local), remote, admission, try_ultrapeers);
             let exchange = run_handshake(machine, Some(first), &mut reader, &stream);
             let cut = async {
@@ -168,7 +175,7 @@ pub(super) async fn dial(addr: SocketAddrV4, shared: Arc<Shared>) {
             .await
             .map_err(|e| HandshakeFailure { reason: e.to_string(), try_hosts: Vec::new() })?;
         let mut reader = BufReader::new(stream.clone());
-        let local = stream.local_addr().map_err(HandshakeFailure::io)?;
+        let local = local_addr(&stream).map_err(HandshakeFailure::io)?;
         let (machine, hello) = Handshake::connect(&shared.handshake_config(local), remote);
         (&stream).write_all(&hello).await.map_err(HandshakeFailure::io)?;
         let info = run_handshake(machine, None, &mut reader, &stream).await?;
@@ -256,7 +263,7 @@ async fn run_link(
     let heard = info.listen.filter(|l| *l != remote).map(|l| format!(", listening on {l}")).unwrap_or_default();
     log(format_args!("{remote} connected ({way}, {role}, {agent}{heard})"));
     let id = shared.next_peer_id();
-    let local = match stream.local_addr() {
+    let local = match local_addr(&stream) {
         Ok(local) => local,
         Err(_) => return,
     };

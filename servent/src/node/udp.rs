@@ -81,13 +81,15 @@ pub(super) async fn receive(socket: Arc<UdpSocket>, received: Received) {
     let mut buffer = vec![0; MAX_DATAGRAM];
     loop {
         match socket.recv_from(&mut buffer).await {
-            Ok((len, SocketAddr::V4(from))) => {
+            // On [::], an IPv4 sender comes as ::ffff:a.b.c.d: read as the IPv4 address it is.
+            Ok((len, from)) => {
                 if received.sender.is_closed() {
                     return;
                 }
-                received.offer(from, buffer.get(..len).unwrap_or_default().to_vec());
+                if let SocketAddr::V4(from) = servent_core::address::canonical(from) {
+                    received.offer(from, buffer.get(..len).unwrap_or_default().to_vec());
+                }
             }
-            Ok((_, SocketAddr::V6(_))) => {}
             // What an earlier send's ICMP leaves behind.
             Err(e) if matches!(e.kind(), io::ErrorKind::ConnectionRefused | io::ErrorKind::ConnectionReset) => {}
             Err(e) => {
