@@ -4,8 +4,9 @@
 //! neighbour to open a TCP connection to the address of their link at the
 //! port in the body (2 bytes, little-endian). The neighbour connects, writes
 //! `\n\n` and closes (gtk-gnutella's `node_connect_back`); the asker, seeing
-//! a connection come in, knows it is reachable. gtk-gnutella reads only
-//! version 1 and ignores port 0 (`vmsg.c`, `handle_tcp_connect_back`).
+//! a connection come in, knows it is reachable. gtk-gnutella reads
+//! versions 0 and 1 (the same body) and ignores port 0 (`vmsg.c`,
+//! `handle_tcp_connect_back`: `version > 1` is dropped).
 
 use super::{Kind, Vendor};
 use crate::wire::{Reader, WireError};
@@ -21,9 +22,9 @@ pub struct TcpConnectBack {
 }
 
 impl TcpConnectBack {
-    /// Reads the body of a request of `version`; only version 1, a port other than 0.
+    /// Reads the body of a request of `version`: version 1 or before, a port other than 0.
     pub fn decode(version: u16, body: &[u8]) -> Result<TcpConnectBack, WireError> {
-        if version != Kind::TCP_CONNECT_BACK.version {
+        if version > Kind::TCP_CONNECT_BACK.version {
             return Err(WireError::Malformed { what: "TCP connect back version" });
         }
         let port = Reader::new(body).u16_le("connect back port")?;
@@ -52,7 +53,12 @@ mod tests {
     }
 
     #[test]
-    fn port_zero_short_bodies_and_other_versions_are_refused() {
+    fn version_0_is_read_as_gtk_gnutella_reads_it() {
+        assert_eq!(TcpConnectBack::decode(0, &[0xCA, 0x18]), Ok(TcpConnectBack { port: 6346 }));
+    }
+
+    #[test]
+    fn port_zero_short_bodies_and_later_versions_are_refused() {
         assert!(TcpConnectBack::decode(1, &[0, 0]).is_err());
         assert!(TcpConnectBack::decode(1, &[1]).is_err());
         assert!(TcpConnectBack::decode(2, &[0xCA, 0x18]).is_err());
