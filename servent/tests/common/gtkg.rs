@@ -1,7 +1,9 @@
 //! gtk-gnutella 1.2.3, the living reference servent, as a test counterpart:
-//! built once from `shared/counterparts/gtk-gnutella/` (or taken from
-//! `GTKG_BIN`, which `.ci/run` sets), started headless on 127.0.0.1 with
-//! the helpers beside its source, and driven through its remote shell.
+//! built once from `shared/counterparts/gtk-gnutella/` with its loopback
+//! patch and ours (`tests/counterpart/build.sh`, which adds a `search browse
+//! IP:PORT` shell command), or taken from `GTKG_BIN`, which `.ci/run` sets
+//! to that build; started headless on 127.0.0.1 with the helpers beside its
+//! source, and driven through its remote shell.
 //!
 //! Outside CI a test that cannot have it prints why and returns early;
 //! with `CI` set, not having it fails the test.
@@ -27,13 +29,19 @@ fn binary() -> Result<PathBuf, String> {
             if let Some(bin) = std::env::var_os("GTKG_BIN") {
                 return Ok(PathBuf::from(bin));
             }
-            let script = counterpart_dir().join("build.sh");
-            if !script.exists() {
-                return Err(format!("{} is missing", script.display()));
+            let shared = counterpart_dir().join("build.sh");
+            if !shared.exists() {
+                return Err(format!("{} is missing", shared.display()));
             }
+            let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/counterpart/build.sh");
             // Below the system temp dir: its system user must traverse it.
-            let out = std::env::temp_dir().join("gtk-gnutella-build");
-            let output = Command::new("bash").arg(&script).arg(&out).output().map_err(|e| e.to_string())?;
+            let out = std::env::temp_dir().join("gtkg-browse-build");
+            let output = Command::new("bash")
+                .arg(&script)
+                .arg(&out)
+                .env("GTKG_COUNTERPART", counterpart_dir())
+                .output()
+                .map_err(|e| e.to_string())?;
             if !output.status.success() {
                 return Err(format!("build.sh failed: {}", String::from_utf8_lossy(&output.stderr).trim()));
             }
@@ -148,6 +156,19 @@ impl Gtkg {
             .output()
             .unwrap();
         String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+
+    /// Makes it browse `host` with its own `search_browse()` (the `search
+    /// browse IP:PORT` shell command of `tests/counterpart/browse-shell.patch`);
+    /// `Err` with its answer when it refuses (`400 …`), as one built without
+    /// that patch does (`Unknown operation "browse"`).
+    pub fn browse(&self, host: SocketAddr) -> Result<(), String> {
+        let answer = self.shell(&format!("search browse {host}"));
+        if answer.lines().any(|line| line.starts_with("400")) || !answer.contains("900") {
+            Err(answer)
+        } else {
+            Ok(())
+        }
     }
 
     /// Sets one of its properties; fails the test if it refuses.
