@@ -19,7 +19,13 @@
 //! servent's GUID in hex, maybe its address written `port:ip`, then its
 //! push proxies as `ip:port`, separated by `;` (`GUID;6346:1.2.3.4;5.6.7.8:6346`);
 //! options written `word/x.y` and `pptls=` are skipped. `X-Nalt` lists, as
-//! `X-Alt` does, locations that failed ([`Locations`] writes all three).
+//! `X-Alt` does, locations that failed ([`Locations`] writes all three),
+//! those we could not connect to among them, as gtk-gnutella does (its
+//! `download_bad_source()` after a failed connection puts the source in the
+//! banned mesh its `X-Nalt` is written from); it forgets a location only
+//! once three reporters from different /16 networks named it
+//! (`dmesh_negative_alt`, `MIN_BAD_REPORT`), so one servent's network
+//! trouble cannot make it drop a good source.
 //!
 //! `X-Features` says what a servent's HTTP side understands, as
 //! comma-separated `name/major.minor`; we send [`OUR_FEATURES`] and read a
