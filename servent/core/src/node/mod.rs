@@ -599,6 +599,9 @@ impl Node {
             Event::Message { peer, message } if self.is_leaf_query(peer, &message) => {
                 self.on_leaf_query(peer, message, now)
             }
+            Event::Message { peer, message } if self.is_similar_query(peer, &message, now) => {
+                self.router.count_drop(peer, routing::Drop::Similar);
+            }
             Event::Message { peer, message } => {
                 if let (Payload::QueryHit(_), Some(neighbour)) = (&message.payload, self.peers.get_mut(&peer)) {
                     neighbour.hits += 1;

@@ -30,6 +30,7 @@ use crate::wire::{Guid, Message, Payload, Query, QueryFlags, Urn};
 
 pub mod requeries;
 pub mod satisfied;
+pub mod similar;
 
 /// Dynamic queries running at once; the oldest of a leaf's gives way (ours
 /// are bounded by the search slots and the downloads, and never do).
@@ -64,6 +65,8 @@ pub(super) struct Querying {
     own_searches: requeries::OwnSearches,
     /// Our searches found satisfied, so that it is said once.
     satisfied: VecDeque<Guid>,
+    /// The queries our ultrapeer neighbours relayed lately.
+    similar: similar::SimilarQueries,
 }
 
 impl Querying {
@@ -117,6 +120,7 @@ impl Node {
         self.querying.vendor.closed(peer);
         self.querying.capacity.remove(&peer);
         self.querying.leaf_queries.closed(peer);
+        self.querying.similar.closed(peer);
         self.querying.running.retain(|_, dq| !matches!(dq.origin(), Origin::Leaf { peer: leaf, .. } if leaf == peer));
     }
 
@@ -254,6 +258,24 @@ impl Node {
         let leaves = self.peers.iter().filter(|(id, p)| p.role == Role::Leaf && **id != from).map(|(id, _)| *id);
         actions.extend(leaves.map(|to| routing::Action::Send { to, message: message.clone() }));
         actions
+    }
+
+    /// Whether a query the ultrapeer `peer` relayed (hops > 0, not its
+    /// own, as gtk-gnutella's property says) is one it relayed lately
+    /// under another GUID ([`similar`]), which we drop as an ultrapeer.
+    /// A duplicate GUID is left to the router.
+    pub(super) fn is_similar_query(&mut self, peer: PeerId, message: &Message, now: Instant) -> bool {
+        let Payload::Query(query) = &message.payload else { return false };
+        let from_ultrapeer = self.peers.get(&peer).is_some_and(|p| p.role == Role::Ultrapeer);
+        let relayed = message.hops > 0;
+        if self.config.role != Role::Ultrapeer
+            || !from_ultrapeer
+            || !relayed
+            || self.router.knows_guid(&message.guid, now)
+        {
+            return false;
+        }
+        !self.querying.similar.admit(peer, message.hops, message.ttl, query, now)
     }
 
     /// Whether a query from `peer` is a leaf's own, which we run dynamically.

@@ -44,13 +44,13 @@ pub const MAX_OWN_REMEMBERED: usize = 4096;
 
 /// What makes two queries the same: the first SHA-1 asked for, or the words.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
-enum Key {
+pub(in crate::node) enum Key {
     Urn(Urn),
     Words(String),
 }
 
 impl Key {
-    fn of(query: &Query) -> Key {
+    pub(in crate::node) fn of(query: &Query) -> Key {
         match query.urns.iter().find(|u| matches!(u, Urn::Sha1(_))).or(query.urns.first()) {
             Some(urn) => Key::Urn(*urn),
             None => Key::Words(query.criteria.split_whitespace().collect::<Vec<_>>().join(" ").to_lowercase()),

@@ -401,3 +401,38 @@ fn a_leafs_search_repeated_once_linked_goes_out_though_the_first_went_nowhere() 
     assert_ne!(linked, alone, "no ultrapeer saw the first");
     assert_eq!(queries_received(&net, 0), 1);
 }
+
+#[test]
+fn attack_an_ultrapeer_relaying_one_query_under_fresh_guids_gets_it_relayed_once_per_half_life() {
+    use crate::handshake::PeerInfo;
+    use crate::node::tests::{actions, node_with};
+    use crate::node::{Connected, Direction};
+    let t0 = std::time::Instant::now();
+    let mut node = node_with(Config { listen: std::net::SocketAddr::V4(Net::addr(0)), ..ultrapeer() }, t0);
+    for peer in 1..=2 {
+        let connected = Connected {
+            peer: PeerId(peer),
+            addr: std::net::SocketAddr::V4(Net::addr(peer as usize)),
+            local: std::net::SocketAddr::V4(Net::addr(0)),
+            info: PeerInfo::stated(Role::Ultrapeer, 30, 4),
+            direction: Direction::Incoming,
+            dialed: None,
+        };
+        node.handle(Event::Connected(Box::new(connected)), t0);
+    }
+    actions(&mut node);
+    let relay = |node: &mut Node, n: u8, ttl: u8, at: std::time::Instant| {
+        let query = Payload::Query(crate::wire::Query::words("SEBLINUX base"));
+        let message = Message { guid: Guid([n; 16]), ttl, hops: 2, payload: query };
+        node.handle(Event::Message { peer: PeerId(1), message }, at);
+        let sent = actions(node);
+        sent.iter()
+            .filter(|a| matches!(a, Action::Send { to: PeerId(2), message } if message.guid == Guid([n; 16])))
+            .count()
+    };
+    let relayed: usize = (0..20).map(|n| relay(&mut node, n, 3, t0 + Duration::from_millis(100 * u64::from(n)))).sum();
+    assert_eq!(relayed, 1, "old code: 20");
+    assert_eq!(node.totals().dropped[&routing::Drop::Similar], 19);
+    assert_eq!(relay(&mut node, 20, 4, t0 + Duration::from_secs(2)), 1, "another TTL is another query");
+    assert_eq!(relay(&mut node, 21, 3, t0 + 3 * similar::HALF_LIFE), 1, "forgotten after two half-lives");
+}
