@@ -277,6 +277,8 @@ pub struct TierSummary {
     /// claimed with a token, sent), so only the leaf counts them and
     /// guides its ultrapeers with Query Status.
     pub out_of_band: TierFigures,
+    /// QueryHits the queriers took out of band (claimed with their token), all queries together.
+    pub oob_hits: u64,
     /// Bytes of QRP tables in force, all nodes together, at the end.
     pub qrp_bytes: usize,
 }
@@ -316,6 +318,7 @@ impl fmt::Display for TierSummary {
                 1.0 / ratio.max(f64::MIN_POSITIVE)
             )?;
         }
+        writeln!(f, "QueryHits taken out of band (offered, claimed with a token, sent): {}", self.oob_hits)?;
         write!(
             f,
             "QRP tables in force: {} bytes, {} per ultrapeer",
@@ -352,8 +355,8 @@ pub fn tiers(
     let topology =
         Topology::two_tier(settings.nodes, ultrapeers, ULTRAPEER_DEGREE, LEAF_LINKS, rng).map_err(Error::Settings)?;
     let two_tier = Plan { topology, ..plan.clone() };
-    let (dynamic, qrp_bytes) = ask_dynamically(settings, &two_tier, ultrapeers, false, cancel, &mut on_query)?;
-    let (out_of_band, _) = ask_dynamically(settings, &two_tier, ultrapeers, true, cancel, &mut on_query)?;
+    let routed = ask_dynamically(settings, &two_tier, ultrapeers, false, cancel, &mut on_query)?;
+    let out_of_band = ask_dynamically(settings, &two_tier, ultrapeers, true, cancel, &mut on_query)?;
     Ok(TierSummary {
         nodes: settings.nodes,
         ultrapeers,
@@ -361,16 +364,16 @@ pub fn tiers(
         ttl: settings.ttl,
         flat_degree: settings.degree,
         flood: TierFigures::of(&flood),
-        dynamic: TierFigures::of(&dynamic),
-        out_of_band: TierFigures::of(&out_of_band),
-        qrp_bytes,
+        dynamic: TierFigures::of(&routed.outcomes),
+        out_of_band: TierFigures::of(&out_of_band.outcomes),
+        oob_hits: out_of_band.oob_hits,
+        qrp_bytes: routed.qrp_bytes,
     })
 }
 
 /// Asks the plan's queries dynamically on its two-tier network; with
 /// `udp`, the cores take datagrams, so the hits go out of band to a
-/// querier that can take them. Returns each query's outcome and counts,
-/// and the bytes of QRP tables in force at the end.
+/// querier that can take them.
 fn ask_dynamically(
     settings: &Settings,
     two_tier: &Plan,
@@ -378,7 +381,7 @@ fn ask_dynamically(
     udp: bool,
     cancel: &AtomicBool,
     on_query: &mut impl FnMut(&str, &QueryRecord),
-) -> Result<(Vec<(Outcome, Counts)>, usize), Error> {
+) -> Result<DynamicRun, Error> {
     let mut sim = Sim::start(settings, two_tier, ultrapeers, udp)?;
     let mut outcomes = Vec::with_capacity(two_tier.queries.len());
     for (step, planned) in two_tier.queries.iter().enumerate() {
@@ -389,7 +392,21 @@ fn ask_dynamically(
         on_query(if udp { "dynamic-oob" } else { "dynamic" }, &record);
         outcomes.push((record.flood, counts));
     }
-    Ok((outcomes, sim.nodes.iter().map(Node::qrp_memory).sum()))
+    Ok(DynamicRun {
+        outcomes,
+        qrp_bytes: sim.nodes.iter().map(Node::qrp_memory).sum(),
+        oob_hits: sim.nodes.iter().map(|n| n.oob_counters().hits).sum(),
+    })
+}
+
+/// What one run of dynamic queries gave.
+struct DynamicRun {
+    /// Each query's outcome and counts.
+    outcomes: Vec<(Outcome, Counts)>,
+    /// Bytes of QRP tables in force at the end.
+    qrp_bytes: usize,
+    /// QueryHits the cores took out of band.
+    oob_hits: u64,
 }
 
 /// The item asked for without the catalog's first word (`pkg 007`, not
