@@ -182,7 +182,7 @@ pub fn peak_rss_mb() -> Option<f64> {
 /// expanding ring. Calls `on_query` after each query.
 pub fn run(settings: &Settings, cancel: &AtomicBool, mut on_query: impl FnMut(&QueryRecord)) -> Result<Summary, Error> {
     let plan = Plan::new(&Settings { sim: true, ..settings.clone() })?;
-    let mut sim = Sim::start(settings, &plan, 0)?;
+    let mut sim = Sim::start(settings, &plan, 0, false)?;
     let setup = sim.elapsed();
     let mut records = Vec::with_capacity(plan.queries.len());
     for (step, planned) in plan.queries.iter().enumerate() {
@@ -209,7 +209,7 @@ pub fn sweep(
 ) -> Result<SweepSummary, Error> {
     experiment::check_sweep(settings, &ttls)?;
     let plan = Plan::new(&Settings { sim: true, ..settings.clone() })?;
-    let mut sim = Sim::start(settings, &plan, 0)?;
+    let mut sim = Sim::start(settings, &plan, 0, false)?;
     let setup = sim.elapsed();
     let mut points = Vec::new();
     for ttl in ttls {
@@ -245,6 +245,11 @@ pub struct TierFigures {
     pub up_up_per_query: f64,
     /// Of those, between an ultrapeer and a leaf.
     pub up_leaf_per_query: f64,
+    /// Of those, over UDP (GUESS).
+    pub udp_per_query: f64,
+    /// Datagrams sent per query, whatever they carried (GUESS, out-of-band
+    /// hits, their offers and claims).
+    pub datagrams_per_query: f64,
     /// Virtual milliseconds a query lasted, on average.
     pub elapsed_ms: f64,
 }
@@ -265,15 +270,22 @@ pub struct TierSummary {
     pub flat_degree: usize,
     /// Flooding on the flat network.
     pub flood: TierFigures,
-    /// Dynamic querying on the two-tier network.
+    /// Dynamic querying on the two-tier network, without UDP: every hit
+    /// comes back along the query's path.
     pub dynamic: TierFigures,
+    /// The same with UDP: hits go out of band to the leaves (offered,
+    /// claimed with a token, sent), so only the leaf counts them and
+    /// guides its ultrapeers with Query Status.
+    pub out_of_band: TierFigures,
+    /// QueryHits the queriers took out of band (claimed with their token), all queries together.
+    pub oob_hits: u64,
     /// Bytes of QRP tables in force, all nodes together, at the end.
     pub qrp_bytes: usize,
 }
 
 impl fmt::Display for TierSummary {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let (flood, dq) = (&self.flood, &self.dynamic);
+        let flood = &self.flood;
         writeln!(f, "{} servents, {} queries, one run", self.nodes, self.queries)?;
         writeln!(
             f,
@@ -284,19 +296,29 @@ impl fmt::Display for TierSummary {
             flood.messages_per_query,
             flood.elapsed_ms
         )?;
-        writeln!(
-            f,
-            "two-tier ({} ultrapeers of degree {ULTRAPEER_DEGREE}, leaves with {LEAF_LINKS} links), dynamic: \
-             success {:.1} %, {:.0} messages/query ({:.0} ultrapeer-ultrapeer, {:.0} ultrapeer-leaf), {:.0} ms/query",
-            self.ultrapeers,
-            100.0 * dq.success,
-            dq.messages_per_query,
-            dq.up_up_per_query,
-            dq.up_leaf_per_query,
-            dq.elapsed_ms
-        )?;
-        let ratio = dq.messages_per_query / flood.messages_per_query.max(f64::MIN_POSITIVE);
-        writeln!(f, "dynamic / flood messages per query: {ratio:.4} (1/{:.1})", 1.0 / ratio.max(f64::MIN_POSITIVE))?;
+        for (how, dq) in [("hits routed", &self.dynamic), ("hits out of band", &self.out_of_band)] {
+            writeln!(
+                f,
+                "two-tier ({} ultrapeers of degree {ULTRAPEER_DEGREE}, leaves with {LEAF_LINKS} links), dynamic, \
+                 {how}: success {:.1} %, {:.0} messages/query ({:.0} ultrapeer-ultrapeer, {:.0} ultrapeer-leaf, \
+                 {:.0} over UDP), {:.0} datagrams/query, {:.0} ms/query",
+                self.ultrapeers,
+                100.0 * dq.success,
+                dq.messages_per_query,
+                dq.up_up_per_query,
+                dq.up_leaf_per_query,
+                dq.udp_per_query,
+                dq.datagrams_per_query,
+                dq.elapsed_ms
+            )?;
+            let ratio = dq.messages_per_query / flood.messages_per_query.max(f64::MIN_POSITIVE);
+            writeln!(
+                f,
+                "dynamic ({how}) / flood messages per query: {ratio:.4} (1/{:.1})",
+                1.0 / ratio.max(f64::MIN_POSITIVE)
+            )?;
+        }
+        writeln!(f, "QueryHits taken out of band (offered, claimed with a token, sent): {}", self.oob_hits)?;
         write!(
             f,
             "QRP tables in force: {} bytes, {} per ultrapeer",
@@ -319,7 +341,7 @@ pub fn tiers(
     let plan = Plan::new(&Settings { sim: true, ..settings.clone() })?;
     let mut flood = Vec::with_capacity(plan.queries.len());
     {
-        let mut sim = Sim::start(settings, &plan, 0)?;
+        let mut sim = Sim::start(settings, &plan, 0, false)?;
         for (step, planned) in plan.queries.iter().enumerate() {
             check_cancel(cancel)?;
             let item = &routable(&plan.catalog.items()[planned.item]);
@@ -333,17 +355,8 @@ pub fn tiers(
     let topology =
         Topology::two_tier(settings.nodes, ultrapeers, ULTRAPEER_DEGREE, LEAF_LINKS, rng).map_err(Error::Settings)?;
     let two_tier = Plan { topology, ..plan.clone() };
-    let mut sim = Sim::start(settings, &two_tier, ultrapeers)?;
-    let mut dynamic = Vec::with_capacity(plan.queries.len());
-    for (step, planned) in two_tier.queries.iter().enumerate() {
-        check_cancel(cancel)?;
-        let item = &routable(&two_tier.catalog.items()[planned.item]);
-        let (outcome, counts) = sim.dynamic(planned.node, item)?;
-        let record = record(settings, &two_tier, step, *planned, outcome, None);
-        on_query("dynamic", &record);
-        dynamic.push((record.flood, counts));
-    }
-    let qrp_bytes = sim.nodes.iter().map(Node::qrp_memory).sum();
+    let routed = ask_dynamically(settings, &two_tier, ultrapeers, false, cancel, &mut on_query)?;
+    let out_of_band = ask_dynamically(settings, &two_tier, ultrapeers, true, cancel, &mut on_query)?;
     Ok(TierSummary {
         nodes: settings.nodes,
         ultrapeers,
@@ -351,9 +364,49 @@ pub fn tiers(
         ttl: settings.ttl,
         flat_degree: settings.degree,
         flood: TierFigures::of(&flood),
-        dynamic: TierFigures::of(&dynamic),
-        qrp_bytes,
+        dynamic: TierFigures::of(&routed.outcomes),
+        out_of_band: TierFigures::of(&out_of_band.outcomes),
+        oob_hits: out_of_band.oob_hits,
+        qrp_bytes: routed.qrp_bytes,
     })
+}
+
+/// Asks the plan's queries dynamically on its two-tier network; with
+/// `udp`, the cores take datagrams, so the hits go out of band to a
+/// querier that can take them.
+fn ask_dynamically(
+    settings: &Settings,
+    two_tier: &Plan,
+    ultrapeers: usize,
+    udp: bool,
+    cancel: &AtomicBool,
+    on_query: &mut impl FnMut(&str, &QueryRecord),
+) -> Result<DynamicRun, Error> {
+    let mut sim = Sim::start(settings, two_tier, ultrapeers, udp)?;
+    let mut outcomes = Vec::with_capacity(two_tier.queries.len());
+    for (step, planned) in two_tier.queries.iter().enumerate() {
+        check_cancel(cancel)?;
+        let item = &routable(&two_tier.catalog.items()[planned.item]);
+        let (outcome, counts) = sim.dynamic(planned.node, item)?;
+        let record = record(settings, two_tier, step, *planned, outcome, None);
+        on_query(if udp { "dynamic-oob" } else { "dynamic" }, &record);
+        outcomes.push((record.flood, counts));
+    }
+    Ok(DynamicRun {
+        outcomes,
+        qrp_bytes: sim.nodes.iter().map(Node::qrp_memory).sum(),
+        oob_hits: sim.nodes.iter().map(|n| n.oob_counters().hits).sum(),
+    })
+}
+
+/// What one run of dynamic queries gave.
+struct DynamicRun {
+    /// Each query's outcome and counts.
+    outcomes: Vec<(Outcome, Counts)>,
+    /// Bytes of QRP tables in force at the end.
+    qrp_bytes: usize,
+    /// QueryHits the cores took out of band.
+    oob_hits: u64,
 }
 
 /// The item asked for without the catalog's first word (`pkg 007`, not
@@ -374,6 +427,8 @@ impl TierFigures {
             messages_per_query: mean(&|(o, _)| o.messages as f64),
             up_up_per_query: mean(&|(_, c)| c.up_up as f64),
             up_leaf_per_query: mean(&|(_, c)| c.up_leaf as f64),
+            udp_per_query: mean(&|(_, c)| c.udp_queries as f64),
+            datagrams_per_query: mean(&|(_, c)| c.datagrams as f64),
             elapsed_ms: mean(&|(o, _)| o.elapsed_ms),
         }
     }
@@ -457,6 +512,10 @@ struct Counts {
     /// (a two-tier network only).
     up_up: u64,
     up_leaf: u64,
+    /// Of those, sent over UDP (GUESS).
+    udp_queries: u64,
+    /// Datagrams sent, whatever they carried.
+    datagrams: u64,
     duplicates: u64,
     rate_limited: u64,
 }
@@ -467,6 +526,8 @@ impl Counts {
             queries_sent: self.queries_sent - earlier.queries_sent,
             up_up: self.up_up - earlier.up_up,
             up_leaf: self.up_leaf - earlier.up_leaf,
+            udp_queries: self.udp_queries - earlier.udp_queries,
+            datagrams: self.datagrams - earlier.datagrams,
             duplicates: self.duplicates - earlier.duplicates,
             rate_limited: self.rate_limited - earlier.rate_limited,
         }
@@ -602,7 +663,9 @@ struct Sim<'a> {
 impl<'a> Sim<'a> {
     /// Builds a core per node, lets each dial its older neighbours as the
     /// real network does, and waits until every link of the graph is up.
-    fn start(settings: &'a Settings, plan: &'a Plan, ultrapeers: usize) -> Result<Sim<'a>, Error> {
+    /// With `udp`, the cores take datagrams, which the simulator carries
+    /// between them as it carries links.
+    fn start(settings: &'a Settings, plan: &'a Plan, ultrapeers: usize, udp: bool) -> Result<Sim<'a>, Error> {
         let base = Instant::now();
         let count = plan.topology.nodes();
         let trust = SharedTrust::new(TrustStore::in_memory());
@@ -628,6 +691,7 @@ impl<'a> Sim<'a> {
                 tick: TICK,
                 host_cache_capacity: HOST_CACHE_CAPACITY,
                 ping_interval: PING_INTERVAL,
+                udp,
                 ..Config::default()
             };
             let shared = plan.catalog.shared_by(i);
@@ -764,6 +828,10 @@ impl<'a> Sim<'a> {
                 self.searching -= 1;
                 self.last_search_message = self.now;
             }
+            Event::Datagram { .. } => {
+                self.searching -= 1;
+                self.last_search_message = self.now;
+            }
             Event::Connected(_) => self.linked += 1,
             Event::Closed { .. } => self.linked = self.linked.saturating_sub(1),
             _ => {}
@@ -811,14 +879,14 @@ impl<'a> Sim<'a> {
                 let now = self.instant();
                 self.nodes[from].handle(Event::LocalResults { lookup, files }, now);
             }
+            Action::SendDatagram { to, message } => self.send_datagram(from, to, &message),
             // Nothing here asks GWebCaches, saves hosts, downloads, switches roles,
-            // pushes, speaks UDP or looks names up.
+            // pushes or looks names up.
             Action::AskGWebCaches(_)
             | Action::SaveHosts(_)
             | Action::Advertise(_)
             | Action::OfferSource { .. }
             | Action::Role { .. }
-            | Action::SendDatagram { .. }
             | Action::Notice(_)
             | Action::ConnectBack { .. }
             | Action::ProbeBack { .. }
@@ -853,6 +921,34 @@ impl<'a> Sim<'a> {
         self.schedule(at, to, Event::Message { peer: remote_peer, message });
     }
 
+    /// Sends a datagram: it arrives at the node listening on `to` (as its
+    /// bytes, from `from`'s address) after the pair's latency, and is lost
+    /// if nobody listens there. Datagrams are all a search's (GUESS,
+    /// out-of-band hits and their claims), so a round waits for them too.
+    fn send_datagram(&mut self, from: usize, to: SocketAddrV4, message: &Message) {
+        let port = self.settings.port;
+        let (Some(to), Some(source)) =
+            (node_index(to, port).filter(|&to| to < self.nodes.len()), node_addr(from, port))
+        else {
+            return;
+        };
+        self.counts.datagrams += 1;
+        if matches!(message.payload, Payload::Query(_)) {
+            self.counts.queries_sent += 1;
+            self.counts.udp_queries += 1;
+        }
+        self.searching += 1;
+        let at = self.now + self.latency(from, to);
+        self.schedule(at, to, Event::Datagram { from: source, bytes: message.encode() });
+    }
+
+    /// The one-way latency between two nodes, drawn once per pair.
+    fn latency(&self, one: usize, other: usize) -> Nanos {
+        let (a, b) = (one.min(other) as u64, one.max(other) as u64);
+        let spread = LATENCY_US.end() - LATENCY_US.start() + 1;
+        1_000 * (LATENCY_US.start() + mix(self.settings.seed ^ mix(a << 32 | b)) % spread)
+    }
+
     fn close(&mut self, from: usize, peer: PeerId, bye: Option<Message>, reason: String) {
         let Some(position) = self.links[from].iter().position(|l| l.peer == peer) else { return };
         if let Some(bye) = bye {
@@ -874,9 +970,7 @@ impl<'a> Sim<'a> {
             self.schedule(self.now, from, Event::DialFailed { addr, try_hosts: Vec::new() });
             return;
         };
-        let (a, b) = (from.min(to) as u64, from.max(to) as u64);
-        let spread = LATENCY_US.end() - LATENCY_US.start() + 1;
-        let latency = 1_000 * (LATENCY_US.start() + mix(self.settings.seed ^ mix(a << 32 | b)) % spread);
+        let latency = self.latency(from, to);
         let Some(from_addr) = node_addr(from, port) else { return };
         let leaf = self.is_leaf(from);
         match self.nodes[to].admit(SocketAddr::V4(from_addr)) {

@@ -70,7 +70,7 @@ fn the_simulation_refuses_what_it_does_not_simulate() {
 
 #[test]
 fn a_two_tier_network_finds_as_much_as_flooding_with_fewer_messages_and_repeats_itself() {
-    let settings = Settings { nodes: 100, queries: 3, catalog: 10, ..settings(3) };
+    let settings = Settings { nodes: 100, queries: 3, catalog: 10, replication: 0.2, ..settings(3) };
     let run = || sim::tiers(&settings, &AtomicBool::new(false), |_, _| {}).unwrap();
     let summary = run();
     assert_eq!(summary.ultrapeers, 10);
@@ -79,5 +79,12 @@ fn a_two_tier_network_finds_as_much_as_flooding_with_fewer_messages_and_repeats_
     let split = summary.dynamic.up_up_per_query + summary.dynamic.up_leaf_per_query;
     assert!((split - summary.dynamic.messages_per_query).abs() < 1e-9, "{summary}");
     assert!(summary.dynamic.up_leaf_per_query > 0.0 && summary.qrp_bytes > 0, "{summary}");
+    let oob = &summary.out_of_band;
+    assert_eq!(oob.success, 1.0, "{summary}");
+    assert!(oob.messages_per_query * 3.0 < summary.flood.messages_per_query, "{summary}");
+    assert!(summary.oob_hits > 0, "hits offered, claimed and taken out of band: {summary}");
+    let split = oob.up_up_per_query + oob.up_leaf_per_query + oob.udp_per_query;
+    assert!((split - oob.messages_per_query).abs() < 1e-9, "{summary}");
+    assert_eq!(summary.dynamic.datagrams_per_query, 0.0, "{summary}");
     assert_eq!(run().to_string(), summary.to_string(), "the same seed, the same figures");
 }

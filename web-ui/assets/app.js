@@ -743,6 +743,7 @@ function createPeerRow() {
     ["agent", "User agent"],
     ["direction", "Direction"],
     ["role", "Role"],
+    ["vendor", "Vendor messages"],
     ["in num", "Messages in"],
     ["out num", "Messages out"],
     ["dropped num", "Dropped"],
@@ -756,6 +757,9 @@ function updatePeerRow(row, peer) {
   setText(cellOf(row, "agent"), orDash(peer.user_agent));
   setText(cellOf(row, "direction"), peer.direction);
   setText(cellOf(row, "role"), peer.qrp ? `${peer.role}, QRP` : orDash(peer.role));
+  // What it announced in its Messages Supported (BEAR/11v1: Query Status…).
+  const vendor = peer.vendor_messages || [];
+  setText(cellOf(row, "vendor"), orDash(vendor.join(", ")));
   setText(cellOf(row, "in"), String((peer.counters && peer.counters.received) || 0));
   setText(cellOf(row, "out"), String(peer.messages_out || 0));
   setText(cellOf(row, "dropped"), String(dropped(peer.counters) + (peer.queue_dropped || 0)));

@@ -342,6 +342,10 @@ def scenario_download(page, args):
 
     page.view("peers")
     page.wait("a connected peer", lambda: page.driver.find_elements(By.CSS_SELECTOR, "#peers tbody tr"))
+    page.wait(
+        "the peer's vendor messages (its Messages Supported)",
+        lambda: "BEAR/11v1" in page.find("#peers tbody tr td.vendor").text,
+    )
     page.wait("the host cache size", lambda: "Host cache" in page.find("#summary").text)
     page.shot("peers")
 

@@ -717,7 +717,7 @@ mod node_tests {
     }
 
     fn our_hit_flag(node: &mut Node, n: u8, now: Instant) -> Option<bool> {
-        let query = Query::words("seblinux");
+        let query = Query::words(&format!("seblinux {n}"));
         let message = Message { guid: Guid([n; 16]), ttl: 3, hops: 1, payload: Payload::Query(query) };
         node.handle(Event::Message { peer: PeerId(1), message }, now);
         let lookup = actions(node)

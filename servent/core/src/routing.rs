@@ -129,6 +129,9 @@ pub enum Drop {
     TooLarge,
     /// A leaf's query it sent lately (`node::querying::requeries`).
     Requery,
+    /// An ultrapeer's query it relayed lately under another GUID
+    /// (`node::querying::similar`).
+    Similar,
 }
 
 /// Counters of one neighbour, or of the whole servent.

@@ -601,6 +601,9 @@ impl Node {
             Event::Message { peer, message } if self.is_leaf_query(peer, &message) => {
                 self.on_leaf_query(peer, message, now)
             }
+            Event::Message { peer, message } if self.is_similar_query(peer, &message, now) => {
+                self.router.count_drop(peer, routing::Drop::Similar);
+            }
             Event::Message { peer, message } => {
                 if let (Payload::QueryHit(_), Some(neighbour)) = (&message.payload, self.peers.get_mut(&peer)) {
                     neighbour.hits += 1;
@@ -733,12 +736,18 @@ impl Node {
     /// Sends a search through the network: keywords, or a
     /// `urn:sha1:`/`urn:sha256:`. An ultrapeer runs it dynamically; `ttl`
     /// floods it at that TTL instead (capped by what each peer advertised).
-    /// Returns its id (its Query GUID).
+    /// Returns its id (its Query GUID); a leaf repeating lately asked words
+    /// gets the earlier search's id, and sends nothing.
     pub fn search(&mut self, text: &str, ttl: impl Into<Option<u8>>, now: Instant) -> Result<Guid, BadSearch> {
         let query = build_query(text)?;
-        let guid = self.start_own_query(query.clone(), ttl.into(), now);
+        let ttl = ttl.into();
+        if let Some(earlier) = self.earlier_search(&query, ttl, now) {
+            return Ok(earlier);
+        }
+        let guid = self.start_own_query(query.clone(), ttl, now);
         self.guess_later(guid, &query, now);
         self.searches.start(guid, text.to_string(), now);
+        self.own_search_sent(&query, guid, now);
         Ok(guid)
     }
 
@@ -1125,6 +1134,7 @@ impl Node {
         }
         if self.searches.get(&search).is_some() {
             self.searches.add(search, &hit, now, &self.trust.read());
+            self.check_satisfied(search);
         }
     }
 

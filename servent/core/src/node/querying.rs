@@ -29,6 +29,8 @@ use crate::wire::vendor::{Kind, Vendor};
 use crate::wire::{Guid, Message, Payload, Query, QueryFlags, Urn};
 
 pub mod requeries;
+pub mod satisfied;
+pub mod similar;
 
 /// Dynamic queries running at once; the oldest of a leaf's gives way (ours
 /// are bounded by the search slots and the downloads, and never do).
@@ -59,6 +61,12 @@ pub(super) struct Querying {
     leaf_queries: requeries::LeafQueries,
     /// When we, as a leaf, last re-queried each URN.
     own_requeries: requeries::OwnRequeries,
+    /// Our searches as a leaf, so that a repeat shows the earlier one.
+    own_searches: requeries::OwnSearches,
+    /// Our searches found satisfied, so that it is said once.
+    satisfied: VecDeque<Guid>,
+    /// The queries our ultrapeer neighbours relayed lately.
+    similar: similar::SimilarQueries,
 }
 
 impl Querying {
@@ -112,6 +120,7 @@ impl Node {
         self.querying.vendor.closed(peer);
         self.querying.capacity.remove(&peer);
         self.querying.leaf_queries.closed(peer);
+        self.querying.similar.closed(peer);
         self.querying.running.retain(|_, dq| !matches!(dq.origin(), Origin::Leaf { peer: leaf, .. } if leaf == peer));
     }
 
@@ -128,10 +137,7 @@ impl Node {
             Received::Malformed => self.router.count_drop(peer, routing::Drop::Malformed),
             Received::StatusRequest(guid) => {
                 let status = match self.searches.get(&guid) {
-                    // Results kept, as deployed leaves count them: each source of each file.
-                    Some(search) if self.config.role == Role::Leaf => {
-                        QueryStatus::kept(search.results().iter().map(|r| r.sources.len()).sum())
-                    }
+                    Some(search) if self.config.role == Role::Leaf => satisfied::status(search),
                     // A re-query goes on while it brings too few sources.
                     None if self.config.role == Role::Leaf => match self.querying.requery_results(guid) {
                         Some(results) => QueryStatus::kept(*results),
@@ -254,12 +260,92 @@ impl Node {
         actions
     }
 
+    /// Whether a query the ultrapeer `peer` relayed (hops > 0, not its
+    /// own, as gtk-gnutella's property says) is one it relayed lately
+    /// under another GUID ([`similar`]), which we drop as an ultrapeer.
+    /// A duplicate GUID is left to the router.
+    pub(super) fn is_similar_query(&mut self, peer: PeerId, message: &Message, now: Instant) -> bool {
+        let Payload::Query(query) = &message.payload else { return false };
+        let from_ultrapeer = self.peers.get(&peer).is_some_and(|p| p.role == Role::Ultrapeer);
+        let relayed = message.hops > 0;
+        if self.config.role != Role::Ultrapeer
+            || !from_ultrapeer
+            || !relayed
+            || self.router.knows_guid(&message.guid, now)
+        {
+            return false;
+        }
+        !self.querying.similar.admit(peer, message.hops, message.ttl, query, now)
+    }
+
     /// Whether a query from `peer` is a leaf's own, which we run dynamically.
     pub(super) fn is_leaf_query(&self, peer: PeerId, message: &Message) -> bool {
         self.config.role == Role::Ultrapeer
             && message.hops == 0
             && matches!(message.payload, Payload::Query(_))
             && self.peers.get(&peer).is_some_and(|p| p.role == Role::Leaf)
+    }
+
+    /// As a leaf, the search of ours that asked what `query` asks lately
+    /// of every ultrapeer we have, and is still kept: they would all drop
+    /// `query` as a repeat ([`requeries`]), so it is the answer. An
+    /// expert's TTL floods anyway.
+    pub(super) fn earlier_search(&self, query: &Query, ttl: Option<u8>, now: Instant) -> Option<Guid> {
+        if self.config.role != Role::Leaf || ttl.is_some() {
+            return None;
+        }
+        let ultrapeers: Vec<PeerId> =
+            self.peers.iter().filter(|(_, p)| p.role == Role::Ultrapeer).map(|(id, _)| *id).collect();
+        self.querying.own_searches.earlier(query, &ultrapeers, now).filter(|guid| self.searches.get(guid).is_some())
+    }
+
+    /// Remembers, as a leaf, that our search `guid` asked `query` of the
+    /// peers it is about to be sent to.
+    pub(super) fn own_search_sent(&mut self, query: &Query, guid: Guid, now: Instant) {
+        if self.config.role != Role::Leaf {
+            return;
+        }
+        let sent_to = self
+            .actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::Send { to, message } if message.guid == guid => Some(*to),
+                _ => None,
+            })
+            .collect();
+        self.querying.own_searches.sent(query, guid, sent_to, now);
+    }
+
+    /// Our search `guid` got results: once it is satisfied
+    /// ([`satisfied`]), its dynamic query here ends and, as a leaf, our
+    /// ultrapeers that take Query Status are told to stop it, once.
+    pub(super) fn check_satisfied(&mut self, guid: Guid) {
+        let Some(search) = self.searches.get(&guid) else { return };
+        if !satisfied::is_satisfied(search) || self.querying.satisfied.contains(&guid) {
+            return;
+        }
+        if self.querying.satisfied.len() >= crate::searches::MAX_SEARCHES {
+            self.querying.satisfied.pop_front();
+        }
+        self.querying.satisfied.push_back(guid);
+        if matches!(self.querying.running.get(&guid).map(DynamicQuery::origin), Some(Origin::Own)) {
+            self.querying.running.remove(&guid);
+        }
+        if self.config.role != Role::Leaf {
+            return;
+        }
+        let ultrapeers: Vec<PeerId> = self
+            .peers
+            .iter()
+            .filter(|(id, p)| {
+                p.role == Role::Ultrapeer && self.querying.vendor.supports(**id, Kind::QUERY_STATUS_RESPONSE)
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        for to in ultrapeers {
+            let message = vendor::message(guid, QueryStatus::STOP.to_vendor());
+            self.actions.push_back(Action::Send { to, message });
+        }
     }
 
     /// Whether a download's re-query of `urn` may go out now: as a leaf,

@@ -288,7 +288,7 @@ fn lookups_under_way_are_bounded() {
     actions(&mut node);
     let mut lookups = 0;
     for n in 0..MAX_PENDING_LOOKUPS + 10 {
-        let mut message = query("seblinux", vec![]);
+        let mut message = query(&format!("seblinux {n}"), vec![]);
         message.guid = Guid::from_rng(&mut StdRng::seed_from_u64(n as u64));
         node.handle(Event::Message { peer: PeerId(1), message }, now + Duration::from_secs(n as u64));
         lookups += actions(&mut node).iter().filter(|a| matches!(a, Action::LookUp { .. })).count();

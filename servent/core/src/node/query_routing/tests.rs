@@ -93,7 +93,7 @@ fn an_ultrapeer_routes_queries_to_a_leaf_only_by_its_table() {
     connect(&mut node, LEAF, gtkg_leaf(), now);
     drain(&mut node);
 
-    node.handle(Event::Message { peer: PeerId(ULTRAPEER), message: query(1, "free software", 4) }, now);
+    node.handle(Event::Message { peer: PeerId(ULTRAPEER), message: query(1, "free software song", 4) }, now);
     assert!(queries(&sent_to(&drain(&mut node), LEAF)).is_empty(), "no table yet: nothing is flooded to a leaf");
     assert!(!node.qrp_in_force(PeerId(LEAF)));
 

@@ -17,6 +17,10 @@
 //! - [`OwnRequeries`]: as a leaf, the downloads' re-queries of one URN go
 //!   out at most once per [`OWN_REQUERY_SPACING`], so we keep the pledge we
 //!   send and a gtk-gnutella ultrapeer does not drop them.
+//! - [`OwnSearches`]: as a leaf, a user's search repeating one sent less
+//!   than [`REQUERY_THRESHOLD`] ago would be dropped by every ultrapeer
+//!   and find nothing; the earlier search, with the results it gathered
+//!   and still gathers, is the answer instead, and nothing is sent.
 //!
 //! Pure: time is passed in; both tables are bounded.
 
@@ -24,7 +28,8 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use crate::routing::PeerId;
-use crate::wire::{Query, Urn};
+use crate::searches::MAX_SEARCHES;
+use crate::wire::{Guid, Query, Urn};
 
 /// A leaf's query repeated sooner than this is dropped (gtk-gnutella's
 /// `node_requery_threshold` default).
@@ -39,13 +44,13 @@ pub const MAX_OWN_REMEMBERED: usize = 4096;
 
 /// What makes two queries the same: the first SHA-1 asked for, or the words.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
-enum Key {
+pub(in crate::node) enum Key {
     Urn(Urn),
     Words(String),
 }
 
 impl Key {
-    fn of(query: &Query) -> Key {
+    pub(in crate::node) fn of(query: &Query) -> Key {
         match query.urns.iter().find(|u| matches!(u, Urn::Sha1(_))).or(query.urns.first()) {
             Some(urn) => Key::Urn(*urn),
             None => Key::Words(query.criteria.split_whitespace().collect::<Vec<_>>().join(" ").to_lowercase()),
@@ -110,6 +115,40 @@ impl OwnRequeries {
     }
 }
 
+/// Our own searches as a leaf, by what they asked, with the ultrapeers
+/// each went to: at most [`MAX_SEARCHES`], as many as we keep the results
+/// of.
+#[derive(Debug, Default)]
+pub(in crate::node) struct OwnSearches {
+    sent: BTreeMap<Key, (Guid, Instant, Vec<PeerId>)>,
+}
+
+impl OwnSearches {
+    /// The search that asked what `query` asks less than
+    /// [`REQUERY_THRESHOLD`] before `now` and went to every one of our
+    /// ultrapeers now (`ultrapeers`, at least one), which would drop
+    /// `query` as a repeat. A search that went nowhere, or not to an
+    /// ultrapeer we have now, is no answer: that one never saw it.
+    pub(in crate::node) fn earlier(&self, query: &Query, ultrapeers: &[PeerId], now: Instant) -> Option<Guid> {
+        let (guid, at, sent_to) = self.sent.get(&Key::of(query))?;
+        let recent = now.saturating_duration_since(*at) < REQUERY_THRESHOLD;
+        let seen_by_all = !ultrapeers.is_empty() && ultrapeers.iter().all(|u| sent_to.contains(u));
+        (recent && seen_by_all).then_some(*guid)
+    }
+
+    /// Remembers that search `guid` asked `query` of `sent_to` at `now`;
+    /// the oldest is forgotten when full.
+    pub(in crate::node) fn sent(&mut self, query: &Query, guid: Guid, sent_to: Vec<PeerId>, now: Instant) {
+        let key = Key::of(query);
+        if self.sent.len() >= MAX_SEARCHES && !self.sent.contains_key(&key) {
+            if let Some(oldest) = self.sent.iter().min_by_key(|(_, (_, at, _))| *at).map(|(k, _)| k.clone()) {
+                self.sent.remove(&oldest);
+            }
+        }
+        self.sent.insert(key, (guid, now, sent_to));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -135,6 +174,30 @@ mod tests {
         assert!(leaves.admit(PeerId(2), &query("SEBLINUX pkg", vec![]), later), "another leaf's query is its own");
         assert!(leaves.admit(PeerId(1), &query("SEBLINUX other", vec![]), later));
         assert!(leaves.admit(PeerId(1), &query("SEBLINUX pkg", vec![]), t0 + REQUERY_THRESHOLD));
+    }
+
+    #[test]
+    fn a_search_asking_again_what_one_asked_lately_of_the_same_ultrapeers_is_that_search() {
+        let t0 = Instant::now();
+        let (one, two) = (PeerId(1), PeerId(2));
+        let mut searches = OwnSearches::default();
+        let base = query("SEBLINUX base", vec![]);
+        assert_eq!(searches.earlier(&base, &[one], t0), None);
+        searches.sent(&base, Guid([1; 16]), vec![one, two], t0);
+        let later = t0 + REQUERY_THRESHOLD - Duration::from_secs(1);
+        assert_eq!(searches.earlier(&query("seblinux  BASE", vec![]), &[two, one], later), Some(Guid([1; 16])));
+        assert_eq!(searches.earlier(&base, &[one], later), Some(Guid([1; 16])), "one of them left");
+        assert_eq!(searches.earlier(&base, &[one, PeerId(3)], later), None, "a new ultrapeer never saw it");
+        assert_eq!(searches.earlier(&base, &[], later), None);
+        assert_eq!(searches.earlier(&query("SEBLINUX docs", vec![]), &[one], later), None);
+        assert_eq!(searches.earlier(&base, &[one], t0 + REQUERY_THRESHOLD), None, "past the threshold");
+        searches.sent(&query("offline", vec![]), Guid([2; 16]), Vec::new(), t0);
+        assert_eq!(searches.earlier(&query("offline", vec![]), &[one], t0), None, "it went nowhere");
+        for n in 0..MAX_SEARCHES {
+            searches.sent(&query(&format!("other {n}"), vec![]), Guid([2; 16]), vec![one], later);
+        }
+        assert_eq!(searches.sent.len(), MAX_SEARCHES, "bounded: the oldest is forgotten");
+        assert_eq!(searches.earlier(&base, &[one], later), None);
     }
 
     #[test]

@@ -284,9 +284,11 @@ fn attack_a_leaf_repeating_its_query_cannot_make_us_run_it_again() {
     }
     net.nodes[1].connect(Net::addr(0), net.now);
     net.run_for(Duration::from_secs(2));
+    // Our leaf repeats nothing (it shows its earlier search): a hostile
+    // leaf is played by the expert's TTL, which always goes out.
     for _ in 0..20 {
         let now = net.now;
-        net.nodes[1].search("nowhere", None, now).unwrap();
+        net.nodes[1].search("nowhere", Some(4), now).unwrap();
         net.run_for(Duration::from_millis(100));
     }
     net.run_for(Duration::from_secs(1));
@@ -296,7 +298,7 @@ fn attack_a_leaf_repeating_its_query_cannot_make_us_run_it_again() {
     assert_eq!(net.nodes[0].dynamic_queries(), 1);
     // Another query of the same leaf goes on.
     let now = net.now;
-    net.nodes[1].search("elsewhere", None, now).unwrap();
+    net.nodes[1].search("elsewhere", Some(4), now).unwrap();
     net.run_for(Duration::from_secs(1));
     assert_eq!(sent_on(&net), 2 * dynamic::PROBE_ULTRAPEERS);
 }
@@ -315,4 +317,122 @@ fn a_leaf_re_queries_one_urn_at_most_once_per_spacing() {
     net.run_for(requeries::OWN_REQUERY_SPACING);
     assert_eq!(queries_received(&net, 0), 2);
     assert_eq!(net.nodes[0].totals().dropped.get(&routing::Drop::Requery), None, "none the ultrapeer had to drop");
+}
+
+/// Ultrapeer 0 with leaf 1 and ultrapeers 2..10 around it; ultrapeers
+/// 2..=7 share one file (six sources), 8 and 9 nothing.
+fn six_sources_around_a_leaf() -> Net {
+    let mut net = Net::new(10, ultrapeer(), 5);
+    make_leaf(&mut net, 1);
+    net.share(1, "some-file.tar", 1);
+    for i in 2..=7 {
+        net.share(i, "SEBLINUX-base-1.0.tar", 42);
+    }
+    for i in 2..10 {
+        net.nodes[0].connect(Net::addr(i), net.now);
+    }
+    net.nodes[1].connect(Net::addr(0), net.now);
+    net.run_for(Duration::from_secs(2));
+    net
+}
+
+#[test]
+fn a_leaf_tells_its_ultrapeer_to_stop_once_its_file_has_enough_sources() {
+    let mut net = six_sources_around_a_leaf();
+    let now = net.now;
+    let id = net.nodes[1].search("seblinux base", None, now).unwrap();
+    net.run_for(Duration::from_secs(120));
+    let results = net.nodes[1].search_results(&id).unwrap().results();
+    assert_eq!((results.len(), results[0].sources.len()), (1, satisfied::SATISFIED_SOURCES));
+    let told: Vec<QueryStatus> = vendor_received(&net, 0, Kind::QUERY_STATUS_RESPONSE)
+        .iter()
+        .map(|v| QueryStatus::decode(&v.body).unwrap())
+        .collect();
+    assert_eq!(told, [QueryStatus::STOP], "said once, unasked (gtk-gnutella's leaf would say 6 and go on)");
+    assert_eq!(net.nodes[0].dynamic_queries(), 0, "the dynamic query ended there");
+    assert_eq!((8..10).map(|i| queries_received(&net, i)).sum::<usize>(), 0, "no one asked past the file's sources");
+}
+
+#[test]
+fn an_ultrapeers_own_search_ends_once_its_file_has_enough_sources() {
+    let mut net = six_sources_around_a_leaf();
+    let now = net.now;
+    let id = net.nodes[0].search("seblinux base", None, now).unwrap();
+    net.run_for(Duration::from_secs(120));
+    assert_eq!(net.nodes[0].search_results(&id).unwrap().results()[0].sources.len(), satisfied::SATISFIED_SOURCES);
+    assert_eq!(net.nodes[0].dynamic_queries(), 0);
+    assert_eq!((8..10).map(|i| queries_received(&net, i)).sum::<usize>(), 0);
+}
+
+#[test]
+fn a_leaf_repeating_a_search_is_shown_the_earlier_one_and_sends_nothing() {
+    let mut net = six_sources_around_a_leaf();
+    let now = net.now;
+    let first = net.nodes[1].search("SEBLINUX base", None, now).unwrap();
+    net.run_for(Duration::from_secs(120));
+    let sent = queries_received(&net, 0);
+    let now = net.now;
+    let again = net.nodes[1].search("seblinux  BASE", None, now).unwrap();
+    net.run_for(Duration::from_secs(10));
+    assert_eq!(again, first, "the earlier search, with its results (old code: a new one that found nothing)");
+    assert_eq!(net.nodes[1].search_results(&again).unwrap().results().len(), 1);
+    assert_eq!(queries_received(&net, 0), sent, "nothing sent: every ultrapeer would drop it");
+    assert_eq!(net.nodes[0].totals().dropped.get(&routing::Drop::Requery), None);
+    net.run_for(requeries::REQUERY_THRESHOLD);
+    let now = net.now;
+    let later = net.nodes[1].search("SEBLINUX base", None, now).unwrap();
+    net.run_for(Duration::from_secs(1));
+    assert_ne!(later, first, "past the threshold a search goes out again");
+    assert_eq!(queries_received(&net, 0), sent + 1);
+}
+
+#[test]
+fn a_leafs_search_repeated_once_linked_goes_out_though_the_first_went_nowhere() {
+    let mut net = Net::new(2, ultrapeer(), 5);
+    make_leaf(&mut net, 1);
+    net.share(1, "some-file.tar", 1);
+    let now = net.now;
+    let alone = net.nodes[1].search("SEBLINUX base", None, now).unwrap();
+    net.nodes[1].connect(Net::addr(0), net.now);
+    net.run_for(Duration::from_secs(2));
+    let now = net.now;
+    let linked = net.nodes[1].search("SEBLINUX base", None, now).unwrap();
+    net.run_for(Duration::from_secs(1));
+    assert_ne!(linked, alone, "no ultrapeer saw the first");
+    assert_eq!(queries_received(&net, 0), 1);
+}
+
+#[test]
+fn attack_an_ultrapeer_relaying_one_query_under_fresh_guids_gets_it_relayed_once_per_half_life() {
+    use crate::handshake::PeerInfo;
+    use crate::node::tests::{actions, node_with};
+    use crate::node::{Connected, Direction};
+    let t0 = std::time::Instant::now();
+    let mut node = node_with(Config { listen: std::net::SocketAddr::V4(Net::addr(0)), ..ultrapeer() }, t0);
+    for peer in 1..=2 {
+        let connected = Connected {
+            peer: PeerId(peer),
+            addr: std::net::SocketAddr::V4(Net::addr(peer as usize)),
+            local: std::net::SocketAddr::V4(Net::addr(0)),
+            info: PeerInfo::stated(Role::Ultrapeer, 30, 4),
+            direction: Direction::Incoming,
+            dialed: None,
+        };
+        node.handle(Event::Connected(Box::new(connected)), t0);
+    }
+    actions(&mut node);
+    let relay = |node: &mut Node, n: u8, ttl: u8, at: std::time::Instant| {
+        let query = Payload::Query(crate::wire::Query::words("SEBLINUX base"));
+        let message = Message { guid: Guid([n; 16]), ttl, hops: 2, payload: query };
+        node.handle(Event::Message { peer: PeerId(1), message }, at);
+        let sent = actions(node);
+        sent.iter()
+            .filter(|a| matches!(a, Action::Send { to: PeerId(2), message } if message.guid == Guid([n; 16])))
+            .count()
+    };
+    let relayed: usize = (0..20).map(|n| relay(&mut node, n, 3, t0 + Duration::from_millis(100 * u64::from(n)))).sum();
+    assert_eq!(relayed, 1, "old code: 20");
+    assert_eq!(node.totals().dropped[&routing::Drop::Similar], 19);
+    assert_eq!(relay(&mut node, 20, 4, t0 + Duration::from_secs(2)), 1, "another TTL is another query");
+    assert_eq!(relay(&mut node, 21, 3, t0 + 3 * similar::HALF_LIFE), 1, "forgotten after two half-lives");
 }
