@@ -22,25 +22,36 @@
 //! `dq_got_query_status` honours an unsolicited 0xFFFF); an ultrapeer's own
 //! dynamic query ends there too.
 //!
-//! An answerer forging sources can make a search look satisfied sooner, as
-//! it can already push a deployed leaf's count past the target with junk
-//! results: stopping early costs the searcher only the widening.
+//! Sources are counted by host (IP address), not by `ip:port`, and files
+//! judged fake do not count: one servent naming itself on six ports is one
+//! source, and a forged file neither satisfies a search nor holds it open.
+//! An answerer forging six addresses can still make a search look satisfied
+//! sooner, as it can already push a deployed leaf's count past the target
+//! with junk results: stopping early costs the searcher only the widening.
 //!
 //! Pure: a function of the search's results.
 
+use std::collections::HashSet;
+
 use super::super::dynamic::{LEAF_RESULTS, ULTRAPEERS_PER_LEAF, URN_DECIMATOR};
-use crate::searches::Search;
+use crate::searches::{Search, SearchResult};
+use crate::trust::Verdict;
 use crate::wire::vendor::query_status::QueryStatus;
 
 /// Sources of one file that make it found: what deployed ultrapeers seek
 /// for a leaf's query by hash, over the ultrapeers a leaf asks.
 pub const SATISFIED_SOURCES: usize = LEAF_RESULTS / URN_DECIMATOR * ULTRAPEERS_PER_LEAF;
 
-/// Whether `search` found something and every file it found has
-/// [`SATISFIED_SOURCES`] sources.
+/// Whether `search` found something not fake and every such file has
+/// [`SATISFIED_SOURCES`] sources on distinct hosts.
 pub fn is_satisfied(search: &Search) -> bool {
-    let results = search.results();
-    !results.is_empty() && results.iter().all(|r| r.sources.len() >= SATISFIED_SOURCES)
+    let mut genuine = search.results().iter().filter(|r| r.judgement.verdict != Verdict::Fake).peekable();
+    genuine.peek().is_some() && genuine.all(|r| hosts(r) >= SATISFIED_SOURCES)
+}
+
+/// How many distinct hosts `result`'s sources are on.
+fn hosts(result: &SearchResult) -> usize {
+    result.sources.iter().map(|s| s.ip()).collect::<HashSet<_>>().len()
 }
 
 /// What a leaf answers a Query Status Request for `search`: stop once it
@@ -62,40 +73,55 @@ mod tests {
     use super::*;
     use crate::searches::Searches;
     use crate::trust::TrustStore;
-    use crate::wire::{Guid, QueryHit, QueryResult, Urn};
+    use crate::wire::{GgepId, Guid, QueryHit, QueryResult, Urn};
 
-    /// A search that got, for each `(file, sources)`, that many hits from
-    /// distinct servents.
-    fn search(found: &[(u8, u8)]) -> Searches {
+    /// A search that got one hit for each `(file, ip, port)`; file 0
+    /// carries an unreadable signature (judged fake).
+    fn search_from(hits: &[(u8, Ipv4Addr, u16)]) -> Searches {
         let (guid, now, trust) = (Guid([1; 16]), Instant::now(), TrustStore::in_memory());
         let mut searches = Searches::default();
         searches.start(guid, "seblinux".into(), now);
-        for &(file, sources) in found {
-            for source in 0..sources {
-                let result = QueryResult {
-                    index: 1,
-                    size: 10,
-                    name: format!("SEBLINUX-{file}.tar"),
-                    urns: vec![Urn::Sha1([file; 20])],
-                    ggep: Default::default(),
-                };
-                let hit = QueryHit {
-                    port: 6346,
-                    ip: Ipv4Addr::new(192, 0, file, source),
-                    speed: 0,
-                    results: vec![result],
-                    trailer: None,
-                    servent_guid: Guid([source; 16]),
-                    original: Default::default(),
-                };
-                searches.add(guid, &hit, now, &trust);
+        for &(file, ip, port) in hits {
+            let mut result = QueryResult {
+                index: 1,
+                size: 10,
+                name: format!("SEBLINUX-{file}.tar"),
+                urns: vec![Urn::Sha1([file; 20])],
+                ggep: Default::default(),
+            };
+            if file == 0 {
+                result.ggep.insert(GgepId::RELEASE_SIGNATURE, b"forged".to_vec());
             }
+            let hit = QueryHit {
+                port,
+                ip,
+                speed: 0,
+                results: vec![result],
+                trailer: None,
+                servent_guid: Guid(ip.octets().repeat(4).try_into().unwrap()),
+                original: Default::default(),
+            };
+            searches.add(guid, &hit, now, &trust);
         }
         searches
     }
 
+    /// A search that got, for each `(file, sources)`, that many hits from
+    /// servents on distinct hosts.
+    fn search(found: &[(u8, u8)]) -> Searches {
+        let hits: Vec<_> = found
+            .iter()
+            .flat_map(|&(file, sources)| (0..sources).map(move |s| (file, Ipv4Addr::new(192, 0, file, s), 6346)))
+            .collect();
+        search_from(&hits)
+    }
+
+    fn the_search(searches: &Searches) -> &Search {
+        searches.get(&Guid([1; 16])).unwrap()
+    }
+
     fn status_of(found: &[(u8, u8)]) -> QueryStatus {
-        status(search(found).get(&Guid([1; 16])).unwrap())
+        status(the_search(&search(found)))
     }
 
     #[test]
@@ -114,6 +140,30 @@ mod tests {
     #[test]
     fn a_broad_search_meeting_a_file_with_few_sources_goes_on() {
         assert_eq!(status_of(&[(1, 30), (2, 1)]), QueryStatus(31));
-        assert!(!is_satisfied(search(&[(1, 30), (2, 1)]).get(&Guid([1; 16])).unwrap()));
+        assert!(!is_satisfied(the_search(&search(&[(1, 30), (2, 1)]))));
+    }
+
+    #[test]
+    fn attack_one_servent_naming_itself_on_six_ports_does_not_satisfy_a_search() {
+        let one = Ipv4Addr::new(203, 0, 113, 66);
+        let ports: Vec<_> = (1..=6).map(|port| (1, one, port)).collect();
+        let searches = search_from(&ports);
+        assert_eq!(the_search(&searches).results()[0].sources.len(), 6, "six sources listed");
+        assert!(!is_satisfied(the_search(&searches)), "one servent on six ports is one source");
+        let hosts: Vec<_> = (1..=6).map(|n| (1, Ipv4Addr::new(203, 0, 113, n), 6346)).collect();
+        assert!(is_satisfied(the_search(&search_from(&hosts))), "six hosts are six sources");
+    }
+
+    #[test]
+    fn attack_a_fake_file_from_six_hosts_neither_satisfies_a_search_nor_holds_it_open() {
+        let fake: Vec<_> = (1..=6).map(|n| (0, Ipv4Addr::new(203, 0, 113, n), 6346)).collect();
+        let searches = search_from(&fake);
+        assert_eq!(the_search(&searches).results()[0].judgement.verdict, Verdict::Fake);
+        assert!(!is_satisfied(the_search(&searches)), "a search that found only a fake goes on");
+        let mut both = fake.clone();
+        both.extend((1..=6).map(|n| (1, Ipv4Addr::new(198, 51, 100, n), 6346)));
+        assert!(is_satisfied(the_search(&search_from(&both))), "the genuine file has its sources");
+        both.push((0, Ipv4Addr::new(203, 0, 114, 1), 6346));
+        assert!(is_satisfied(the_search(&search_from(&both))), "a fake with one source holds nothing open");
     }
 }
