@@ -299,8 +299,8 @@ pub enum Event {
         host: String,
         /// Its port.
         port: u16,
-        /// Its IPv4 address, or why there is none.
-        result: Result<SocketAddrV4, String>,
+        /// Its IPv4 addresses, in the order given, or why there are none.
+        result: Result<Vec<SocketAddrV4>, String>,
     },
     /// A connection came in on our Gnutella port (whatever came of it):
     /// the firewall check ([`push::Reachability`]) may find us reachable.
