@@ -603,7 +603,9 @@ impl Node {
                 if let (Payload::QueryHit(_), Some(neighbour)) = (&message.payload, self.peers.get_mut(&peer)) {
                     neighbour.hits += 1;
                 }
-                let last_hop = self.ends_here(&message).then(|| message.clone());
+                // Copied for our leaves, unless the router will drop it as seen.
+                let last_hop =
+                    (self.ends_here(&message) && !self.router.knows_guid(&message.guid, now)).then(|| message.clone());
                 let (pongs, actions): (Vec<_>, Vec<_>) = self
                     .router
                     .handle(peer, message, now)
