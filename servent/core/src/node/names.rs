@@ -6,9 +6,11 @@
 //! [`REFRESH`], since the host behind it may move.
 //!
 //! A lookup answers with every address the name has ([`MAX_ADDRS`] kept):
-//! round-robin DNS gives them in another order each time, so the address
-//! in use stays as long as the name still gives it, and the name moves
-//! only when it no longer does. A name given while running (`servent peer
+//! round-robin DNS gives them in another order each time, so a peer's
+//! address we are linked to (a host cache's address in use) stays as long
+//! as the name still gives it; a peer's address we are not linked to gives
+//! way to the next one the name gives, and an address the name no longer
+//! gives to its first. A name given while running (`servent peer
 //! add HOST:PORT`, [`Node::connect_name`]) joins the same list.
 //!
 //! The node asks the outside to look a name up ([`Action::Resolve`]) and
@@ -134,13 +136,16 @@ impl Names {
 
     /// Takes a lookup's result: what each entry of that name is for and
     /// its new address, and the address it replaces, when it changed. The
-    /// address in use stays while the answer still holds it; otherwise the
-    /// answer's first usable address is taken. An answer without one fails.
+    /// address in use stays while the answer holds it, for a peer only if
+    /// it is `linked`; a peer's unlinked one gives way to the answer's next;
+    /// otherwise the answer's first usable address is taken. An answer
+    /// without one fails.
     fn resolved(
         &mut self,
         host: &str,
         port: u16,
         result: &Result<Vec<SocketAddrV4>, String>,
+        linked: &[SocketAddrV4],
         now: Instant,
     ) -> Vec<(NameUse, SocketAddrV4, Option<SocketAddrV4>)> {
         let usable = result.as_ref().map_err(String::clone).and_then(|addrs| {
@@ -159,8 +164,14 @@ impl Names {
                     entry.asked = None;
                     entry.failures = 0;
                     entry.next = now + REFRESH;
-                    if !entry.addr.is_some_and(|a| addrs.contains(&a)) {
-                        changed.push((entry.purpose, addrs[0], entry.addr.replace(addrs[0])));
+                    let in_use = entry.addr.and_then(|a| addrs.iter().position(|b| *b == a));
+                    let next = match in_use {
+                        Some(i) if entry.purpose == NameUse::HostCache || linked.contains(&addrs[i]) => addrs[i],
+                        Some(i) => addrs[(i + 1) % addrs.len()],
+                        None => addrs[0],
+                    };
+                    if entry.addr != Some(next) {
+                        changed.push((entry.purpose, next, entry.addr.replace(next)));
                     }
                 }
                 Err(e) => entry.fail(now, e),
@@ -257,7 +268,9 @@ impl Node {
         result: Result<Vec<SocketAddrV4>, String>,
         now: Instant,
     ) {
-        for (purpose, addr, before) in self.names.resolved(host, port, &result, now) {
+        let linked: Vec<SocketAddrV4> =
+            self.peers.values().flat_map(|p| [super::v4(p.addr), p.listen]).flatten().collect();
+        for (purpose, addr, before) in self.names.resolved(host, port, &result, &linked, now) {
             // The old address goes only if nothing else the user gave holds it.
             let gone = before.filter(|b| !self.names.holds(*b));
             match purpose {
@@ -283,10 +296,10 @@ impl Node {
 
 #[cfg(test)]
 mod tests {
-    use std::net::Ipv4Addr;
+    use std::net::{Ipv4Addr, SocketAddr};
 
     use super::*;
-    use crate::node::tests::{actions, node_with};
+    use crate::node::tests::{actions, connect, node_with};
     use crate::node::{Config, Event};
 
     fn lookups(node: &mut Node) -> Vec<(String, u16)> {
@@ -452,6 +465,7 @@ mod tests {
         let in_use = |node: &Node| (node.config.peers.clone(), node.udp.cache_addrs());
         answer(&mut node, &[[1, 1, 1, 1], [2, 2, 2, 2], [3, 3, 3, 3]]);
         assert_eq!(in_use(&node), (vec![at([1, 1, 1, 1])], vec![cache([1, 1, 1, 1])]));
+        connect(&mut node, 1, SocketAddr::V4(at([1, 1, 1, 1])), now);
         // The DNS server turns the list round: nothing moves.
         answer(&mut node, &[[2, 2, 2, 2], [3, 3, 3, 3], [1, 1, 1, 1]]);
         answer(&mut node, &[[3, 3, 3, 3], [1, 1, 1, 1], [2, 2, 2, 2]]);
@@ -459,6 +473,27 @@ mod tests {
         // Once the name no longer gives it, it moves to what it gives first.
         answer(&mut node, &[[3, 3, 3, 3], [2, 2, 2, 2]]);
         assert_eq!(in_use(&node), (vec![at([3, 3, 3, 3])], vec![cache([3, 3, 3, 3])]));
+    }
+
+    #[test]
+    fn a_peer_name_whose_address_is_not_linked_moves_on_to_the_next_it_gives() {
+        let now = Instant::now();
+        let mut node = node_with(named(&[("peers.example", NameUse::Peer)]), now);
+        let pool = vec![at([1, 1, 1, 1]), at([2, 2, 2, 2]), at([3, 3, 3, 3])];
+        let mut seen = Vec::new();
+        for round in 0..4 {
+            let t = now + REFRESH * round;
+            node.handle_timeout(t);
+            assert_eq!(lookups(&mut node).len(), 1);
+            // Each answer turned round, as round-robin DNS does.
+            let mut answer = pool.clone();
+            answer.rotate_left(round as usize % pool.len());
+            node.handle(resolved_all("peers.example", Ok(answer)), t);
+            seen.push(node.config.peers.clone());
+        }
+        let tried: Vec<Vec<SocketAddrV4>> =
+            [[1, 1, 1, 1], [2, 2, 2, 2], [3, 3, 3, 3], [1, 1, 1, 1]].iter().map(|ip| vec![at(*ip)]).collect();
+        assert_eq!(seen, tried, "a dead address gives way, one at a time, to the others the name gives");
     }
 
     #[test]
