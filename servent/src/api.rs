@@ -57,13 +57,14 @@ use tide::{Body, Next, Request, Response, StatusCode};
 use signing_tool::KeyId;
 
 pub use self::guard::ApiToken;
+use crate::keysource;
 use crate::node::{NodeError, NodeHandle};
+use crate::peeraddr::PeerAddr;
 use crate::transfer::download::{DownloadError, DownloadId, Keep};
 use crate::transfer::rate::{self, Rates};
 use crate::trust::TrustedKey;
 use crate::updater::{UpdateError, Updater};
 use crate::wire::Guid;
-use crate::{keysource, peeraddr};
 
 /// A request to start a search.
 #[derive(Debug, Deserialize)]
@@ -235,9 +236,17 @@ fn app(state: State) -> tide::Server<State> {
         .get(|req: Request<State>| async move { json(&req.state().node.peers().await.map_err(unavailable)?) });
     app.at("/api/peers").post(|mut req: Request<State>| async move {
         let request: PeerRequest = body_json(&mut req, "addr").await?;
-        let addr = peeraddr::resolve(&request.addr).await.map_err(bad_request)?;
-        req.state().node.connect(addr).await.map_err(unavailable)?;
-        json(&serde_json::json!({ "connecting": addr.to_string() }))
+        // A name is checked by looking it up now, then kept and looked up
+        // again by the node as a `--peer` name is.
+        let peer = PeerAddr::parse(&request.addr).map_err(bad_request)?;
+        let addrs = peer.resolve().await.map_err(bad_request)?;
+        let node = &req.state().node;
+        match peer {
+            PeerAddr::Ip(addr) => node.connect(addr).await,
+            PeerAddr::Name(host, port) => node.connect_name(host, port, addrs.clone()).await,
+        }
+        .map_err(unavailable)?;
+        json(&serde_json::json!({ "connecting": addrs[0].to_string() }))
     });
     app.at("/api/shares").get(|req: Request<State>| async move { json(&req.state().node.shared_folders()) });
     app.at("/api/shares").post(|mut req: Request<State>| async move {

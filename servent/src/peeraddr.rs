@@ -47,10 +47,11 @@ impl PeerAddr {
         Ok(PeerAddr::Name(host.to_ascii_lowercase(), port))
     }
 
-    /// The IPv4 address: as is, or the first a lookup of the name gives.
-    pub async fn resolve(&self) -> Result<SocketAddrV4, String> {
+    /// The IPv4 addresses: this one as is, or every servent's address a
+    /// lookup of the name gives, in its order (round-robin DNS turns it).
+    pub async fn resolve(&self) -> Result<Vec<SocketAddrV4>, String> {
         let (host, port) = match self {
-            PeerAddr::Ip(addr) => return Ok(*addr),
+            PeerAddr::Ip(addr) => return Ok(vec![*addr]),
             PeerAddr::Name(host, port) => (host, *port),
         };
         let lookup = async_std::net::ToSocketAddrs::to_socket_addrs(&(host.as_str(), port));
@@ -59,11 +60,20 @@ impl PeerAddr {
             Ok(Err(e)) => return Err(format!("cannot find {host}: {e}")),
             Err(_) => return Err(format!("cannot find {host}: no answer in {} s", RESOLVE_TIMEOUT.as_secs())),
         };
-        let v4 = found.into_iter().find_map(|a| match a {
-            SocketAddr::V4(v4) => Some(v4),
-            SocketAddr::V6(_) => None,
-        });
-        check(v4.ok_or_else(|| format!("{host} has no IPv4 address"))?)
+        let v4: Vec<SocketAddrV4> = found
+            .into_iter()
+            .filter_map(|a| match a {
+                SocketAddr::V4(v4) => Some(v4),
+                SocketAddr::V6(_) => None,
+            })
+            .collect();
+        let first = *v4.first().ok_or_else(|| format!("{host} has no IPv4 address"))?;
+        let usable: Vec<SocketAddrV4> = v4.into_iter().filter(|a| check(*a).is_ok()).collect();
+        if usable.is_empty() {
+            // None is usable: the first says why.
+            check(first)?;
+        }
+        Ok(usable)
     }
 }
 
@@ -73,11 +83,6 @@ fn check(addr: SocketAddrV4) -> Result<SocketAddrV4, String> {
         return Err(format!("{addr} is no servent's address"));
     }
     Ok(addr)
-}
-
-/// Parses and looks up `text`: what `servent peer add` and `run --peer` take.
-pub async fn resolve(text: &str) -> Result<SocketAddrV4, String> {
-    PeerAddr::parse(text)?.resolve().await
 }
 
 #[cfg(test)]
@@ -114,7 +119,7 @@ mod tests {
 
     #[test]
     fn an_ip_address_needs_no_lookup() {
-        let addr = async_std::task::block_on(resolve("127.0.0.1:6346"));
-        assert_eq!(addr, Ok("127.0.0.1:6346".parse().unwrap()));
+        let addr = async_std::task::block_on(PeerAddr::parse("127.0.0.1:6346").unwrap().resolve());
+        assert_eq!(addr, Ok(vec!["127.0.0.1:6346".parse().unwrap()]));
     }
 }

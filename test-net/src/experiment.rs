@@ -61,7 +61,6 @@ use rand::seq::{index, SliceRandom};
 use rand::SeedableRng;
 use serde::Serialize;
 use servent::node::{NodeError, NodeHandle, SearchSnapshot};
-use servent::routing::Drop as DropReason;
 use servent::searches::SearchResult;
 use servent::transfer::download::{DownloadState, Keep};
 use servent::trust::Verdict;
@@ -82,9 +81,20 @@ pub const ATTACK_QUERIES: usize = 50;
 /// How long a query under attack may take to find its item.
 pub const ATTACK_WAIT: Duration = Duration::from_secs(5);
 /// Searches the flooder starts at least, however soon the honest queries
-/// are over: three times the burst its neighbours allow, so the attack
-/// always outruns their allowance.
-pub const FLOOD_MINIMUM: u64 = 3 * servent::routing::QUERY_BURST as u64;
+/// are over. Each search is one Query to every neighbour, so each gets six
+/// times the burst of own queries it allows; its allowance refills at
+/// [`QUERIES_PER_SECOND`](servent::routing::QUERIES_PER_SECOND) and would
+/// catch up only if these searches took 50 s (they take about one). It is
+/// also more than a neighbour reads before it judges a link's traffic
+/// ([`JUNK_MIN_MESSAGES`](servent_core::node::JUNK_MIN_MESSAGES)), so in
+/// every run the neighbours cut the flooder as useless, and the count of
+/// its limited queries must outlive its links.
+pub const FLOOD_MINIMUM: u64 = 6 * servent::routing::QUERY_BURST as u64;
+const _: () = assert!(
+    FLOOD_MINIMUM > (servent::routing::QUERY_BURST + 10 * servent::routing::QUERIES_PER_SECOND) as u64
+        && FLOOD_MINIMUM > servent_core::node::JUNK_MIN_MESSAGES,
+    "the flooder's minimum must outrun a neighbour's burst, ten seconds of its refill, and its junk rule's minimum"
+);
 /// The longest a download may take before it is cancelled and counted as
 /// failed (the servent itself waits minutes for a source to come back).
 pub const DOWNLOAD_LIMIT: Duration = Duration::from_secs(30);
@@ -355,7 +365,9 @@ pub struct FlooderReport {
     pub searches: u64,
     /// Query descriptors it wrote to its sockets.
     pub queries_sent: u64,
-    /// Of those, dropped by its neighbours as over its allowance.
+    /// Queries its neighbours dropped meanwhile as over a sender's
+    /// allowance, counted by each neighbour node (a link cut for useless
+    /// traffic keeps its count).
     pub rate_limited: u64,
     /// `rate_limited / queries_sent`.
     pub rate_limited_share: f64,
@@ -837,12 +849,14 @@ impl Session<'_> {
     }
 
     /// The flooder's phase: `flooder` starts searches without pause while
-    /// the first queries of the run are asked again by flooding.
+    /// the first queries of the run are asked again by flooding. The counts
+    /// are read once the network is quiet again, so that every neighbour
+    /// has read what the flooder wrote; they are the nodes' own, which a
+    /// link cut meanwhile does not reset (a neighbour cuts the flooder once
+    /// most of what it sent was over its allowance, [`servent_core::node::JUNK_PERCENT`]).
     async fn attack(&mut self, flooder: usize, records: &[QueryRecord]) -> Result<FlooderReport, Error> {
         let node = self.asker(flooder)?;
-        let start_status = node.status().await.map_err(|source| self.node_error(flooder, source))?;
-        let neighbours_before = self.limited_by_neighbours(flooder).await?;
-        let network_before = self.net.snapshot().await?;
+        let before = self.net.snapshot().await?;
         let stop = Arc::new(AtomicBool::new(false));
         let began = Instant::now();
         let flooding = task::spawn(flood_as_fast_as_possible(node.clone(), self.settings.ttl, stop.clone()));
@@ -851,10 +865,10 @@ impl Session<'_> {
         let searches = flooding.await;
         let duration = began.elapsed();
         let (outcomes, without) = asked?;
-        let end_status = node.status().await.map_err(|source| self.node_error(flooder, source))?;
-        let rate_limited = self.limited_by_neighbours(flooder).await?.saturating_sub(neighbours_before);
-        let queue_full = self.net.snapshot().await?.since(&network_before, &[]).queue_full;
-        let queries_sent = end_status.queries_sent.saturating_sub(start_status.queries_sent);
+        let (after, _) = self.settle(Instant::now(), None).await?;
+        let rate_limited = after.since_at(&before, self.plan.topology.neighbours(flooder)).rate_limited;
+        let queue_full = after.since(&before, &[]).queue_full;
+        let queries_sent = after.since_at(&before, &[flooder]).queries_sent;
         let mut latencies: Vec<f64> = outcomes.iter().flatten().copied().collect();
         latencies.sort_by(f64::total_cmp);
         let count = outcomes.len().max(1) as f64;
@@ -901,23 +915,6 @@ impl Session<'_> {
             without += usize::from(record.flood.success);
         }
         Ok((outcomes, without))
-    }
-
-    /// Queries of `flooder`'s own that its neighbours dropped as over its
-    /// allowance, since their links came up.
-    async fn limited_by_neighbours(&self, flooder: usize) -> Result<u64, Error> {
-        let addr = self.net.addr(flooder);
-        let mut limited = 0;
-        for &neighbour in self.plan.topology.neighbours(flooder) {
-            let Some(node) = self.net.node(neighbour) else { continue };
-            let peers = node.peers().await.map_err(|source| self.node_error(neighbour, source))?;
-            limited += peers
-                .iter()
-                .filter(|p| p.listen == Some(addr))
-                .map(|p| p.counters.dropped.get(&DropReason::RateLimited).copied().unwrap_or(0))
-                .sum::<u64>();
-        }
-        Ok(limited)
     }
 }
 

@@ -136,6 +136,17 @@ impl Snapshot {
         }
         sum
     }
+
+    /// What happened at `nodes` between `earlier` and this snapshot, summed
+    /// over those up at both. A node keeps its counters across its links, so
+    /// a link cut or replaced meanwhile loses nothing.
+    pub fn since_at(&self, earlier: &Snapshot, nodes: &[usize]) -> NodeCounts {
+        let at = |snapshot: &Snapshot, i: usize| snapshot.nodes.get(i).copied().flatten();
+        nodes
+            .iter()
+            .filter_map(|&i| Some(at(self, i)?.minus(at(earlier, i)?)))
+            .fold(NodeCounts::default(), NodeCounts::plus)
+    }
 }
 
 /// One node: how to start it, and the servent while it runs.
@@ -421,5 +432,14 @@ mod tests {
         let left = [(1, NodeCounts { queries_sent: 26, ..NodeCounts::default() })];
         assert_eq!(after.since(&before, &left).queries_sent, 5 + 6);
         assert_eq!(after.total().queries_sent, 18);
+    }
+
+    #[test]
+    fn counts_at_some_nodes_skip_those_down_at_either_end() {
+        let limited = |r| Some(NodeCounts { rate_limited: r, ..NodeCounts::default() });
+        let before = Snapshot { nodes: vec![limited(1), limited(2), None, limited(4)] };
+        let after = Snapshot { nodes: vec![limited(11), limited(22), limited(30), None] };
+        assert_eq!(after.since_at(&before, &[0, 2, 3]).rate_limited, 10);
+        assert_eq!(after.since_at(&before, &[0, 1, 7]).rate_limited, 30);
     }
 }

@@ -306,11 +306,16 @@ async fn read_loop(
     let mut compressed = Vec::new();
     let mut plain = Vec::new();
     loop {
-        while let Some(message) = next_message(&mut plain)? {
+        // Every whole descriptor, then the buffer cut once: cut after each,
+        // it would move what follows once per descriptor.
+        let mut taken = 0;
+        while let Some((message, len)) = next_message(&plain[taken..])? {
+            taken += len;
             if shared.events.send(Event::Core(CoreEvent::Message { peer: id, message })).await.is_err() {
                 return Ok(());
             }
         }
+        plain.drain(..taken);
         // Called with nothing new too: zlib may still hold output.
         if let Some(inflater) = inflater.as_mut() {
             let before = plain.len();
@@ -330,17 +335,17 @@ async fn read_loop(
     }
 }
 
-/// Takes one whole descriptor off the front of `plain`, if it holds one.
-fn next_message(plain: &mut Vec<u8>) -> Result<Option<Message>, ReadEnd> {
+/// The descriptor at the front of `plain`, if it holds a whole one, and its length.
+fn next_message(plain: &[u8]) -> Result<Option<(Message, usize)>, ReadEnd> {
     let Some(header) = plain.first_chunk::<HEADER_LEN>() else { return Ok(None) };
     let head = wire::decode_header(header).map_err(|e| ReadEnd::Malformed(e.to_string()))?;
     let end = HEADER_LEN + head.payload_len as usize;
     if plain.len() < end {
         return Ok(None);
     }
-    let message = wire::decode_payload(&head, &plain[HEADER_LEN..end]).map_err(|e| ReadEnd::Malformed(e.to_string()));
-    plain.drain(..end);
-    message.map(Some)
+    let message =
+        wire::decode_payload(&head, &plain[HEADER_LEN..end]).map_err(|e| ReadEnd::Malformed(e.to_string()))?;
+    Ok(Some((message, end)))
 }
 
 /// Drains the peer's queue to its socket whenever woken; once the pump

@@ -231,6 +231,7 @@ enum Command {
     Peers { reply: Sender<Vec<PeerSnapshot>> },
     Status { reply: Sender<Status> },
     Connect { addr: SocketAddrV4 },
+    ConnectName { host: String, port: u16, addrs: Vec<SocketAddrV4> },
     Admit { remote: SocketAddr, reply: Sender<(Admission, Vec<SocketAddr>)> },
     Known { urns: Vec<Urn>, reply: Sender<Option<SearchResult>> },
     Push { servent: Guid, index: u32, proxies: Vec<SocketAddrV4> },
@@ -462,6 +463,13 @@ impl NodeHandle {
     /// Adds an address to connect to, as `--peer` does.
     pub async fn connect(&self, addr: SocketAddrV4) -> Result<(), NodeError> {
         self.events.send(Event::Command(Command::Connect { addr })).await.map_err(|_| NodeError::Stopped)
+    }
+
+    /// Adds a host name to connect to, found now at `addrs`, and to look
+    /// up again as a `--peer` name is.
+    pub async fn connect_name(&self, host: String, port: u16, addrs: Vec<SocketAddrV4>) -> Result<(), NodeError> {
+        let command = Command::ConnectName { host, port, addrs };
+        self.events.send(Event::Command(command)).await.map_err(|_| NodeError::Stopped)
     }
 
     /// The download manager, when this servent keeps state on disk.

@@ -270,6 +270,7 @@ impl Pump {
                 let _ = reply.try_send(status);
             }
             Command::Connect { addr } => self.core.connect(addr, now),
+            Command::ConnectName { host, port, addrs } => self.core.connect_name(&host, port, addrs, now),
             Command::Admit { remote, reply } => {
                 self.core.handle(CoreEvent::Incoming { remote: remote.ip(), arrival: Arrival::Unasked }, now);
                 let _ = reply.try_send(self.core.admit_incoming(remote, now));

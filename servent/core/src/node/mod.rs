@@ -299,8 +299,8 @@ pub enum Event {
         host: String,
         /// Its port.
         port: u16,
-        /// Its IPv4 address, or why there is none.
-        result: Result<SocketAddrV4, String>,
+        /// Its IPv4 addresses, in the order given, or why there are none.
+        result: Result<Vec<SocketAddrV4>, String>,
     },
     /// A connection came in on our Gnutella port (whatever came of it):
     /// the firewall check ([`push::Reachability`]) may find us reachable.
@@ -608,7 +608,9 @@ impl Node {
                 if let (Payload::QueryHit(_), Some(neighbour)) = (&message.payload, self.peers.get_mut(&peer)) {
                     neighbour.hits += 1;
                 }
-                let last_hop = self.ends_here(&message).then(|| message.clone());
+                // Copied for our leaves, unless the router will drop it as seen.
+                let last_hop =
+                    (self.ends_here(&message) && !self.router.knows_guid(&message.guid, now)).then(|| message.clone());
                 let (pongs, actions): (Vec<_>, Vec<_>) = self
                     .router
                     .handle(peer, message, now)

@@ -5,6 +5,14 @@
 //! doubling up to [`RETRY_MAX`]), and one that was is asked again every
 //! [`REFRESH`], since the host behind it may move.
 //!
+//! A lookup answers with every address the name has ([`MAX_ADDRS`] kept):
+//! round-robin DNS gives them in another order each time, so a peer's
+//! address we are linked to (a host cache's address in use) stays as long
+//! as the name still gives it; a peer's address we are not linked to gives
+//! way to the next one the name gives, and an address the name no longer
+//! gives to its first. A name given while running (`servent peer
+//! add HOST:PORT`, [`Node::connect_name`]) joins the same list.
+//!
 //! The node asks the outside to look a name up ([`Action::Resolve`]) and
 //! is told the result ([`Event::Resolved`]); one lookup per name is under
 //! way at a time, and one never answered counts as failed after
@@ -15,6 +23,7 @@ use std::net::SocketAddrV4;
 use std::time::{Duration, Instant};
 
 use super::{Action, Node};
+use crate::address;
 use crate::hostcache::Origin;
 
 /// Names kept at most; more given are ignored.
@@ -27,6 +36,8 @@ pub const RETRY_MAX: Duration = Duration::from_secs(3600);
 pub const REFRESH: Duration = Duration::from_secs(3600);
 /// How long a lookup may stay unanswered before it counts as failed.
 pub const LOOKUP_TIMEOUT: Duration = Duration::from_secs(30);
+/// Addresses of one lookup's answer looked at, at most; the rest are ignored.
+pub const MAX_ADDRS: usize = 32;
 
 /// What a name is for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -43,7 +54,7 @@ struct Entry {
     host: String,
     port: u16,
     purpose: NameUse,
-    /// What it last resolved to.
+    /// The address in use: one of what it last resolved to.
     addr: Option<SocketAddrV4>,
     /// Failed lookups in a row.
     failures: u32,
@@ -73,24 +84,38 @@ impl Names {
     /// and those beyond [`MAX_NAMES`] are dropped. `literals` are the
     /// addresses the user gave as they are.
     pub(super) fn new(names: &[(String, u16, NameUse)], literals: Vec<SocketAddrV4>, now: Instant) -> Names {
-        let mut entries: Vec<Entry> = Vec::new();
+        let mut kept = Names { entries: Vec::new(), literals, reported: false };
         for (host, port, purpose) in names {
-            let known = entries.iter().any(|e| e.host == *host && e.port == *port && e.purpose == *purpose);
-            if !known && entries.len() < MAX_NAMES {
-                entries.push(Entry {
-                    host: host.clone(),
-                    port: *port,
-                    purpose: *purpose,
-                    addr: None,
-                    failures: 0,
-                    asked: None,
-                    next: now,
-                    answered: false,
-                    first_error: None,
-                });
-            }
+            kept.add(host, *port, *purpose, now);
         }
-        Names { entries, literals, reported: false }
+        kept
+    }
+
+    /// Keeps one more name, due at `now`; false when it cannot (the list
+    /// is full). A name kept already stays as it is.
+    fn add(&mut self, host: &str, port: u16, purpose: NameUse, now: Instant) -> bool {
+        if self.entry(host, port, purpose).is_some() {
+            return true;
+        }
+        if self.entries.len() >= MAX_NAMES {
+            return false;
+        }
+        self.entries.push(Entry {
+            host: host.to_string(),
+            port,
+            purpose,
+            addr: None,
+            failures: 0,
+            asked: None,
+            next: now,
+            answered: false,
+            first_error: None,
+        });
+        true
+    }
+
+    fn entry(&mut self, host: &str, port: u16, purpose: NameUse) -> Option<&mut Entry> {
+        self.entries.iter_mut().find(|e| e.host == host && e.port == port && e.purpose == purpose)
     }
 
     /// The names to look up at `now`, each marked as under way; a lookup
@@ -110,24 +135,43 @@ impl Names {
     }
 
     /// Takes a lookup's result: what each entry of that name is for and
-    /// its new address, and the address it replaces, when it changed.
+    /// its new address, and the address it replaces, when it changed. The
+    /// address in use stays while the answer holds it, for a peer only if
+    /// it is `linked`; a peer's unlinked one gives way to the answer's next;
+    /// otherwise the answer's first usable address is taken. An answer
+    /// without one fails.
     fn resolved(
         &mut self,
         host: &str,
         port: u16,
-        result: &Result<SocketAddrV4, String>,
+        result: &Result<Vec<SocketAddrV4>, String>,
+        linked: &[SocketAddrV4],
         now: Instant,
     ) -> Vec<(NameUse, SocketAddrV4, Option<SocketAddrV4>)> {
+        let usable = result.as_ref().map_err(String::clone).and_then(|addrs| {
+            let usable: Vec<SocketAddrV4> =
+                addrs.iter().take(MAX_ADDRS).copied().filter(|a| address::usable(*a)).collect();
+            if usable.is_empty() {
+                return Err(format!("{host} has no address a servent may have"));
+            }
+            Ok(usable)
+        });
         let mut changed = Vec::new();
         for entry in self.entries.iter_mut().filter(|e| e.host == host && e.port == port && e.asked.is_some()) {
             entry.answered = true;
-            match result {
-                Ok(addr) => {
+            match &usable {
+                Ok(addrs) => {
                     entry.asked = None;
                     entry.failures = 0;
                     entry.next = now + REFRESH;
-                    if entry.addr != Some(*addr) {
-                        changed.push((entry.purpose, *addr, entry.addr.replace(*addr)));
+                    let in_use = entry.addr.and_then(|a| addrs.iter().position(|b| *b == a));
+                    let next = match in_use {
+                        Some(i) if entry.purpose == NameUse::HostCache || linked.contains(&addrs[i]) => addrs[i],
+                        Some(i) => addrs[(i + 1) % addrs.len()],
+                        None => addrs[0],
+                    };
+                    if entry.addr != Some(next) {
+                        changed.push((entry.purpose, next, entry.addr.replace(next)));
                     }
                 }
                 Err(e) => entry.fail(now, e),
@@ -197,10 +241,36 @@ impl Node {
         }
     }
 
+    /// Adds a peer's name the user gave while running (`servent peer add
+    /// HOST:PORT`), with the addresses the lookup that checked it found:
+    /// dialed as a `--peer` name is, and looked up again as it is. Past
+    /// [`MAX_NAMES`] only the first address is kept, as an address given.
+    pub fn connect_name(&mut self, host: &str, port: u16, addrs: Vec<SocketAddrV4>, now: Instant) {
+        if !self.names.add(host, port, NameUse::Peer, now) {
+            if let Some(&addr) = addrs.iter().find(|a| address::usable(**a)) {
+                self.connect(addr, now);
+            }
+            return;
+        }
+        if let Some(entry) = self.names.entry(host, port, NameUse::Peer) {
+            entry.asked = Some(now);
+        }
+        self.on_resolved(host, port, Ok(addrs), now);
+        self.dial_more(now);
+    }
+
     /// A lookup's result: a host cache to ask, or a peer to keep dialing,
     /// in place of the address the name had before.
-    pub(super) fn on_resolved(&mut self, host: &str, port: u16, result: Result<SocketAddrV4, String>, now: Instant) {
-        for (purpose, addr, before) in self.names.resolved(host, port, &result, now) {
+    pub(super) fn on_resolved(
+        &mut self,
+        host: &str,
+        port: u16,
+        result: Result<Vec<SocketAddrV4>, String>,
+        now: Instant,
+    ) {
+        let linked: Vec<SocketAddrV4> =
+            self.peers.values().flat_map(|p| [super::v4(p.addr), p.listen]).flatten().collect();
+        for (purpose, addr, before) in self.names.resolved(host, port, &result, &linked, now) {
             // The old address goes only if nothing else the user gave holds it.
             let gone = before.filter(|b| !self.names.holds(*b));
             match purpose {
@@ -226,10 +296,10 @@ impl Node {
 
 #[cfg(test)]
 mod tests {
-    use std::net::Ipv4Addr;
+    use std::net::{Ipv4Addr, SocketAddr};
 
     use super::*;
-    use crate::node::tests::{actions, node_with};
+    use crate::node::tests::{actions, connect, node_with};
     use crate::node::{Config, Event};
 
     fn lookups(node: &mut Node) -> Vec<(String, u16)> {
@@ -248,6 +318,10 @@ mod tests {
     }
 
     fn resolved(host: &str, result: Result<SocketAddrV4, String>) -> Event {
+        resolved_all(host, result.map(|addr| vec![addr]))
+    }
+
+    fn resolved_all(host: &str, result: Result<Vec<SocketAddrV4>, String>) -> Event {
         Event::Resolved { host: host.into(), port: 6346, result }
     }
 
@@ -371,6 +445,96 @@ mod tests {
             node.hosts.failed(at([1, 2, 3, 4]), now + REFRESH);
         }
         assert_eq!(node.hosts.len(), cached - 1, "no longer the user's: forgotten once it keeps failing");
+    }
+
+    #[test]
+    fn a_round_robin_name_keeps_its_address_while_the_name_still_gives_it() {
+        let now = Instant::now();
+        let names = [("peers.example", NameUse::Peer), ("uhc.example", NameUse::HostCache)];
+        let mut node = node_with(named(&names), now);
+        // The host cache's name gives the same hosts on another port.
+        let cache = |ip: [u8; 4]| SocketAddrV4::new(Ipv4Addr::from(ip), 6347);
+        let mut t = now;
+        let mut answer = |node: &mut Node, ips: &[[u8; 4]]| {
+            node.handle_timeout(t);
+            assert_eq!(lookups(node).len(), 2, "looked up again at each refresh");
+            node.handle(resolved_all("peers.example", Ok(ips.iter().map(|ip| at(*ip)).collect())), t);
+            node.handle(resolved_all("uhc.example", Ok(ips.iter().map(|ip| cache(*ip)).collect())), t);
+            t += REFRESH;
+        };
+        let in_use = |node: &Node| (node.config.peers.clone(), node.udp.cache_addrs());
+        answer(&mut node, &[[1, 1, 1, 1], [2, 2, 2, 2], [3, 3, 3, 3]]);
+        assert_eq!(in_use(&node), (vec![at([1, 1, 1, 1])], vec![cache([1, 1, 1, 1])]));
+        connect(&mut node, 1, SocketAddr::V4(at([1, 1, 1, 1])), now);
+        // The DNS server turns the list round: nothing moves.
+        answer(&mut node, &[[2, 2, 2, 2], [3, 3, 3, 3], [1, 1, 1, 1]]);
+        answer(&mut node, &[[3, 3, 3, 3], [1, 1, 1, 1], [2, 2, 2, 2]]);
+        assert_eq!(in_use(&node), (vec![at([1, 1, 1, 1])], vec![cache([1, 1, 1, 1])]));
+        // Once the name no longer gives it, it moves to what it gives first.
+        answer(&mut node, &[[3, 3, 3, 3], [2, 2, 2, 2]]);
+        assert_eq!(in_use(&node), (vec![at([3, 3, 3, 3])], vec![cache([3, 3, 3, 3])]));
+    }
+
+    #[test]
+    fn a_peer_name_whose_address_is_not_linked_moves_on_to_the_next_it_gives() {
+        let now = Instant::now();
+        let mut node = node_with(named(&[("peers.example", NameUse::Peer)]), now);
+        let pool = vec![at([1, 1, 1, 1]), at([2, 2, 2, 2]), at([3, 3, 3, 3])];
+        let mut seen = Vec::new();
+        for round in 0..4 {
+            let t = now + REFRESH * round;
+            node.handle_timeout(t);
+            assert_eq!(lookups(&mut node).len(), 1);
+            // Each answer turned round, as round-robin DNS does.
+            let mut answer = pool.clone();
+            answer.rotate_left(round as usize % pool.len());
+            node.handle(resolved_all("peers.example", Ok(answer)), t);
+            seen.push(node.config.peers.clone());
+        }
+        let tried: Vec<Vec<SocketAddrV4>> =
+            [[1, 1, 1, 1], [2, 2, 2, 2], [3, 3, 3, 3], [1, 1, 1, 1]].iter().map(|ip| vec![at(*ip)]).collect();
+        assert_eq!(seen, tried, "a dead address gives way, one at a time, to the others the name gives");
+    }
+
+    #[test]
+    fn a_peer_named_while_running_is_dialed_and_looked_up_again() {
+        let now = Instant::now();
+        let mut node = node_with(Config { discover: true, ..Config::default() }, now);
+        node.connect_name("peer.example", 6346, vec![at([1, 2, 3, 4]), at([5, 6, 7, 8])], now);
+        assert_eq!(node.config.peers, vec![at([1, 2, 3, 4])]);
+        assert!(actions(&mut node).iter().any(|a| matches!(a, Action::Dial(addr) if *addr == at([1, 2, 3, 4]))));
+        node.handle_timeout(now + REFRESH - Duration::from_secs(1));
+        assert!(lookups(&mut node).is_empty());
+        node.handle_timeout(now + REFRESH);
+        assert_eq!(lookups(&mut node), vec![("peer.example".to_string(), 6346)]);
+        node.handle(resolved("peer.example", Ok(at([9, 9, 9, 9]))), now + REFRESH);
+        assert_eq!(node.config.peers, vec![at([9, 9, 9, 9])]);
+        // Named again: still one name, one address.
+        node.connect_name("peer.example", 6346, vec![at([9, 9, 9, 9])], now + REFRESH);
+        assert_eq!(node.config.peers, vec![at([9, 9, 9, 9])]);
+        assert_eq!(node.names.entries.len(), 1);
+    }
+
+    #[test]
+    fn attack_a_lookup_answering_thousands_of_addresses_and_unusable_ones() {
+        let now = Instant::now();
+        let mut node = node_with(named(&[("peer.example", NameUse::Peer)]), now);
+        node.handle_timeout(now);
+        lookups(&mut node);
+        // Only unusable addresses: a failure, asked again later.
+        let unusable = vec![at([0, 0, 0, 0]), at([255, 255, 255, 255]), at([224, 0, 0, 1])];
+        node.handle(resolved_all("peer.example", Ok(unusable)), now);
+        assert!(node.config.peers.is_empty());
+        let retry = now + RETRY_BASE;
+        node.handle_timeout(retry);
+        assert_eq!(lookups(&mut node).len(), 1);
+        // 100,000 addresses: only the first MAX_ADDRS are looked at, the
+        // usable one among them is taken, the one past them never.
+        let mut many = vec![at([0, 0, 0, 0]); 100_000];
+        many[MAX_ADDRS - 1] = at([1, 2, 3, 4]);
+        many[MAX_ADDRS] = at([5, 6, 7, 8]);
+        node.handle(resolved_all("peer.example", Ok(many)), retry);
+        assert_eq!(node.config.peers, vec![at([1, 2, 3, 4])]);
     }
 
     #[test]

@@ -32,6 +32,30 @@ fn dials(actions: &[Action]) -> Vec<SocketAddrV4> {
     actions.iter().filter_map(|a| if let Action::Dial(addr) = a { Some(*addr) } else { None }).collect()
 }
 
+/// A node that may answer (see [`node`]) with one neighbour, peer 1 at
+/// `addr(1)`, whose greeting has been taken.
+fn node_with_a_neighbour(now: Instant) -> Node {
+    let mut node = node(now);
+    connect(&mut node, 1, SocketAddr::V4(addr(1)), now);
+    actions(&mut node);
+    node
+}
+
+/// A QueryHit from the servent at `addr(n)` (GUID all `n`) offering one
+/// file by its SHA-1.
+fn hit_of_one_file(n: u8, name: &str, sha1: Urn) -> QueryHit {
+    let result = QueryResult { index: 1, size: 10, name: name.into(), urns: vec![sha1], ggep: Default::default() };
+    QueryHit {
+        port: 6346,
+        ip: *addr(n).ip(),
+        speed: 1,
+        results: vec![result],
+        trailer: None,
+        servent_guid: Guid([n; 16]),
+        original: Default::default(),
+    }
+}
+
 pub(super) fn connect(node: &mut Node, peer: u64, remote: SocketAddr, now: Instant) {
     let connected = Connected {
         peer: PeerId(peer),
@@ -216,9 +240,7 @@ fn our_own_address_is_never_dialed() {
 #[test]
 fn query_is_answered_through_a_library_lookup() {
     let now = Instant::now();
-    let mut node = node(now);
-    connect(&mut node, 1, SocketAddr::V4(addr(1)), now);
-    actions(&mut node);
+    let mut node = node_with_a_neighbour(now);
     node.handle(Event::Message { peer: PeerId(1), message: query("seblinux base", vec![]) }, now);
     let taken = actions(&mut node);
     let [Action::LookUp { lookup, query }] = taken.as_slice() else { panic!("{taken:?}") };
@@ -238,9 +260,7 @@ fn query_is_answered_through_a_library_lookup() {
 #[test]
 fn nothing_found_is_not_answered() {
     let now = Instant::now();
-    let mut node = node(now);
-    connect(&mut node, 1, SocketAddr::V4(addr(1)), now);
-    actions(&mut node);
+    let mut node = node_with_a_neighbour(now);
     node.handle(Event::Message { peer: PeerId(1), message: query("nothing", vec![]) }, now);
     let Some(Action::LookUp { lookup, .. }) = node.poll_action() else { panic!("no lookup") };
     node.handle(Event::LocalResults { lookup, files: vec![] }, now);
@@ -250,9 +270,7 @@ fn nothing_found_is_not_answered() {
 #[test]
 fn answer_for_a_peer_gone_meanwhile_is_dropped() {
     let now = Instant::now();
-    let mut node = node(now);
-    connect(&mut node, 1, SocketAddr::V4(addr(1)), now);
-    actions(&mut node);
+    let mut node = node_with_a_neighbour(now);
     node.handle(Event::Message { peer: PeerId(1), message: query("seblinux", vec![]) }, now);
     let Some(Action::LookUp { lookup, .. }) = node.poll_action() else { panic!("no lookup") };
     node.handle(Event::Closed { peer: PeerId(1), reason: "gone".into() }, now);
@@ -317,9 +335,7 @@ fn advertised_address_is_learned_from_the_first_connection() {
 #[test]
 fn malformed_link_gets_a_bye_and_is_let_go() {
     let now = Instant::now();
-    let mut node = node(now);
-    connect(&mut node, 1, SocketAddr::V4(addr(1)), now);
-    actions(&mut node);
+    let mut node = node_with_a_neighbour(now);
     node.handle(Event::Malformed { peer: PeerId(1), error: "bad header".into() }, now);
     let taken = actions(&mut node);
     let [Action::Close { peer: PeerId(1), bye: Some(bye), .. }] = taken.as_slice() else { panic!("{taken:?}") };
@@ -388,28 +404,11 @@ fn shutdown_says_bye_to_every_neighbour() {
 #[test]
 fn search_floods_a_query_and_collects_its_hits() {
     let now = Instant::now();
-    let mut node = node(now);
-    connect(&mut node, 1, SocketAddr::V4(addr(1)), now);
-    actions(&mut node);
+    let mut node = node_with_a_neighbour(now);
     let id = node.search("seblinux", 4, now).unwrap();
     let taken = actions(&mut node);
     assert!(matches!(&taken[..], [Action::Send { to: PeerId(1), message }] if message.guid == id && message.ttl == 4));
-    let result = QueryResult {
-        index: 1,
-        size: 10,
-        name: "seblinux.tar".into(),
-        urns: vec![Urn::Sha1([5; 20])],
-        ggep: Default::default(),
-    };
-    let hit = QueryHit {
-        port: 6346,
-        ip: *addr(1).ip(),
-        speed: 1,
-        results: vec![result],
-        trailer: None,
-        servent_guid: Guid([1; 16]),
-        original: Default::default(),
-    };
+    let hit = hit_of_one_file(1, "seblinux.tar", Urn::Sha1([5; 20]));
     let message = Message { guid: id, ttl: 3, hops: 1, payload: Payload::QueryHit(hit) };
     node.handle(Event::Message { peer: PeerId(1), message }, now);
     assert_eq!(
@@ -423,25 +422,8 @@ fn search_floods_a_query_and_collects_its_hits() {
 #[test]
 fn a_browsed_listing_is_kept_as_a_search_whose_files_are_known_and_nothing_is_sent() {
     let now = Instant::now();
-    let mut node = node(now);
-    connect(&mut node, 1, SocketAddr::V4(addr(1)), now);
-    actions(&mut node);
-    let result = QueryResult {
-        index: 1,
-        size: 10,
-        name: "browsed.tar".into(),
-        urns: vec![Urn::Sha1([6; 20])],
-        ggep: Default::default(),
-    };
-    let hit = QueryHit {
-        port: 6346,
-        ip: *addr(2).ip(),
-        speed: 1,
-        results: vec![result],
-        trailer: None,
-        servent_guid: Guid([2; 16]),
-        original: Default::default(),
-    };
+    let mut node = node_with_a_neighbour(now);
+    let hit = hit_of_one_file(2, "browsed.tar", Urn::Sha1([6; 20]));
     let id = node.browsed("browse 192.0.2.2:6346".into(), &[hit], now);
     assert_eq!(actions(&mut node), Vec::new(), "a browse sends nothing to the network");
     let listing = node.search_results(&id).unwrap();
@@ -467,9 +449,7 @@ fn requeries_sent(actions: &[Action]) -> usize {
 #[test]
 fn fetching_download_requeries_without_taking_a_search_slot_and_a_paused_one_does_not() {
     let now = Instant::now();
-    let mut node = node(now);
-    connect(&mut node, 1, SocketAddr::V4(addr(1)), now);
-    actions(&mut node);
+    let mut node = node_with_a_neighbour(now);
     let urn = Urn::Sha1([5; 20]);
     node.handle(Event::DownloadStarted { id: 1, urn, searched: true }, now);
     node.handle_timeout(now);
@@ -492,9 +472,7 @@ fn fetching_download_requeries_without_taking_a_search_slot_and_a_paused_one_doe
 #[test]
 fn download_resumed_at_start_requeries_at_once() {
     let now = Instant::now();
-    let mut node = node(now);
-    connect(&mut node, 1, SocketAddr::V4(addr(1)), now);
-    actions(&mut node);
+    let mut node = node_with_a_neighbour(now);
     node.handle(Event::DownloadPhase { id: 3, urn: Urn::Sha1([5; 20]), phase: Phase::Fetching }, now);
     node.handle_timeout(now);
     assert_eq!(requeries_sent(&actions(&mut node)), 1);
@@ -765,9 +743,7 @@ fn a_dead_users_peer_evicts_nobody_at_its_retries() {
 fn a_file_being_downloaded_is_answered_as_a_partial_result() {
     use super::partial::{Partial, PartialResult, PARTIAL_RESULT};
     let now = Instant::now();
-    let mut node = node(now);
-    connect(&mut node, 1, SocketAddr::V4(addr(1)), now);
-    actions(&mut node);
+    let mut node = node_with_a_neighbour(now);
     node.handle(Event::Message { peer: PeerId(1), message: query("seblinux", vec![]) }, now);
     let Some(Action::LookUp { lookup, .. }) = node.poll_action() else { panic!("no lookup") };
     let shared = search::SharedFile { sha1: Urn::Sha1([7; 20]), ..shared_file("seblinux-base.tar") };
