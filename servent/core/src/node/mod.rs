@@ -53,7 +53,7 @@ pub use self::admission::{
     MAX_UNCLASSIFIED_PER_PREFIX, STALLED_HANDSHAKE,
 };
 use self::admission::{Ended, Handshakes};
-pub use self::answer::query_hits;
+pub use self::answer::{query_hit, query_hits};
 use self::guess::Guess;
 pub use self::hammering::{Hammering, HAMMER_TABLE, MAX_CONNECTS_PER_MINUTE};
 pub use self::junk::{JUNK_MIN_MESSAGES, JUNK_PERCENT};
@@ -1133,8 +1133,10 @@ impl Node {
             return;
         }
         let proxies = self.push_proxies();
-        let mut hits = query_hits(files, self.advertised, self.guid, self.reachability.firewalled(), &proxies);
-        partial::flag_partial(&mut hits, partials);
+        let mut hit = query_hit(files, self.advertised, self.guid, self.reachability.firewalled(), &proxies);
+        // Flagged before splitting: each piece, PRU included, fits the target.
+        partial::flag_partial(&mut hit, partials);
+        let hits = hit.split(wire::HIT_PAYLOAD);
         match pending.reply {
             Reply::Link(to) if self.peers.contains_key(&to) => {
                 for hit in hits {

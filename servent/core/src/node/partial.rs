@@ -68,9 +68,9 @@ impl Partial {
     }
 }
 
-/// Flags the results of `hits` that are partial files with their `PRU`.
-pub fn flag_partial(hits: &mut [QueryHit], partials: &[PartialResult]) {
-    for result in hits.iter_mut().flat_map(|hit| hit.results.iter_mut()) {
+/// Flags the results of `hit` that are partial files with their `PRU`.
+pub fn flag_partial(hit: &mut QueryHit, partials: &[PartialResult]) {
+    for result in &mut hit.results {
         let partial = partials.iter().find(|p| result.urns.contains(&p.file.sha1));
         if let Some(partial) = partial {
             let pru = Partial { modified: partial.modified, available: partial.available };

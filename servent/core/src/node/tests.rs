@@ -789,6 +789,38 @@ fn a_file_being_downloaded_is_answered_as_a_partial_result() {
 }
 
 #[test]
+fn partial_results_fit_the_hit_payload_target_with_their_pru() {
+    use super::partial::{PartialResult, PARTIAL_RESULT};
+    let file = |n: u8, len: usize| search::SharedFile {
+        sha1: Urn::Sha1([n; 20]),
+        ..shared_file(&format!("seblinux-{n}-{}.tar", "x".repeat(len)))
+    };
+    // The longest names with which two whole files still share one hit:
+    // their PRU then takes the pair past the target.
+    let shares_one_hit =
+        |len: usize| super::query_hits(vec![file(1, len), file(2, len)], addr(1), Guid([1; 16]), false, &[]).len() == 1;
+    let len = (100..3000).take_while(|&len| shares_one_hit(len)).last().expect("two short names share a hit");
+    let now = Instant::now();
+    let mut node = node(now);
+    connect(&mut node, 1, SocketAddr::V4(addr(1)), now);
+    actions(&mut node);
+    node.handle(Event::Message { peer: PeerId(1), message: query("seblinux", vec![]) }, now);
+    let Some(Action::LookUp { lookup, .. }) = node.poll_action() else { panic!("no lookup") };
+    let partials: Vec<PartialResult> =
+        (1..=2).map(|n| PartialResult { file: file(n, len), available: u64::MAX >> 8, modified: u32::MAX }).collect();
+    node.handle(Event::LocalPartialResults { lookup, files: vec![], partials }, now);
+    let mut flagged = 0;
+    for action in actions(&mut node) {
+        let Action::Send { message, .. } = action else { continue };
+        let payload = message.encode().len() - crate::wire::HEADER_LEN;
+        assert!(payload <= crate::wire::HIT_PAYLOAD, "a hit of {payload} bytes");
+        let Payload::QueryHit(hit) = &message.payload else { panic!("not a hit") };
+        flagged += hit.results.iter().filter(|r| r.ggep.get(PARTIAL_RESULT).is_some()).count();
+    }
+    assert_eq!(flagged, 2);
+}
+
+#[test]
 fn attack_a_stalled_handshake_is_not_cut_for_a_newcomer_it_makes_no_room_for() {
     let now = Instant::now();
     let config = Config { max_peers: 2, max_leaves: 4, discover: false, ..Config::default() };
