@@ -656,6 +656,9 @@ impl Node {
                 for (to, message) in self.qrp.library_changed(table, &mut self.rng) {
                     self.actions.push_back(Action::Send { to, message });
                 }
+                // It may name files being downloaded: a leaf wants queries then.
+                let peers: Vec<PeerId> = self.peers.keys().copied().collect();
+                peers.into_iter().for_each(|peer| self.tell_hops_flow(peer));
             }
             Event::TrustChanged => self.searches.rejudge(&self.trust.read()),
             Event::Incoming { remote, arrival } => {
