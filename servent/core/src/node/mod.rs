@@ -1405,7 +1405,7 @@ pub fn build_query(text: &str) -> Result<Query, BadSearch> {
         flags: QueryFlags::default(),
         criteria: text.to_string(),
         urns: Vec::new(),
-        ggep: Default::default(),
+        ggep: partial::wanted(),
         original: Default::default(),
     })
 }
@@ -1415,7 +1415,7 @@ fn urn_query(urn: Urn) -> Query {
         flags: QueryFlags::default(),
         criteria: "\\".into(),
         urns: vec![urn],
-        ggep: Default::default(),
+        ggep: partial::wanted(),
         original: Default::default(),
     }
 }
