@@ -1101,7 +1101,8 @@ impl Node {
             let proxies = push::hit_proxies(&hit);
             self.actions.push_back(Action::PushSource { source, servent: hit.servent_guid, files, proxies });
         }
-        for result in hit.results.iter().filter(|r| !r.urns.is_empty()) {
+        // A partial source's PRU says how much it has: one with nothing is no source yet.
+        for result in hit.results.iter().filter(|r| !r.urns.is_empty() && !partial::offers_nothing(r)) {
             let signature = result.ggep.get(wire::GgepId::RELEASE_SIGNATURE).map(<[u8]>::to_vec);
             self.actions.push_back(Action::OfferSource { urns: result.urns.clone(), source, signature });
         }

@@ -11,7 +11,7 @@
 use search::SharedFile;
 
 use crate::wire::ggep::GgepId;
-use crate::wire::{Ggep, QueryHit};
+use crate::wire::{Ggep, QueryHit, QueryResult};
 
 /// `"PRU"`: the result is a file still being downloaded.
 pub const PARTIAL_RESULT: GgepId = GgepId::from_static("PRU");
@@ -78,6 +78,14 @@ impl Partial {
             _ => None,
         }
     }
+}
+
+/// Whether a result is a partial file whose `PRU` says it has no byte yet:
+/// asking it would only be answered with nothing. An empty or unreadable
+/// `PRU` says nothing, and every chunk fetched is checked anyway.
+pub fn offers_nothing(result: &QueryResult) -> bool {
+    let said = result.ggep.get(PARTIAL_RESULT).filter(|payload| payload.len() >= 4).and_then(Partial::decode);
+    said.is_some_and(|partial| partial.available == 0)
 }
 
 /// Flags the results of `hit` that are partial files with their `PRU`.

@@ -386,6 +386,56 @@ fn shutdown_says_bye_to_every_neighbour() {
 }
 
 #[test]
+fn a_partial_result_whose_pru_says_it_has_nothing_is_offered_to_no_download() {
+    use super::partial::{Partial, PARTIAL_RESULT};
+    let now = Instant::now();
+    let mut node = node(now);
+    connect(&mut node, 1, SocketAddr::V4(addr(1)), now);
+    actions(&mut node);
+    let id = node.search("seblinux", 4, now).unwrap();
+    actions(&mut node);
+    let result = |n: u8, pru: Option<Vec<u8>>| {
+        let mut result = QueryResult {
+            index: 1,
+            size: 10,
+            name: "seblinux.tar".into(),
+            urns: vec![Urn::Sha1([n; 20])],
+            ggep: Default::default(),
+        };
+        if let Some(pru) = pru {
+            result.ggep.insert(PARTIAL_RESULT, pru);
+        }
+        result
+    };
+    let results = vec![
+        result(1, None),
+        result(2, Some(Partial { modified: 1_700_000_000, available: 0 }.encode())),
+        result(3, Some(Partial { modified: 1_700_000_000, available: 1 << 20 }.encode())),
+        result(4, Some(Vec::new())),
+        result(5, Some(vec![0xFF; 30])),
+    ];
+    let hit = QueryHit {
+        port: 6346,
+        ip: *addr(1).ip(),
+        speed: 1,
+        results,
+        trailer: None,
+        servent_guid: Guid([1; 16]),
+        original: Default::default(),
+    };
+    let message = Message { guid: id, ttl: 3, hops: 1, payload: Payload::QueryHit(hit) };
+    node.handle(Event::Message { peer: PeerId(1), message }, now);
+    let offered: Vec<Urn> = actions(&mut node)
+        .into_iter()
+        .filter_map(|a| match a {
+            Action::OfferSource { urns, .. } => Some(urns[0]),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(offered, [1, 3, 4, 5].map(|n| Urn::Sha1([n; 20])), "all but the one with nothing");
+}
+
+#[test]
 fn search_floods_a_query_and_collects_its_hits() {
     let now = Instant::now();
     let mut node = node(now);
