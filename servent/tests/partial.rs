@@ -648,3 +648,39 @@ fn a_servent_finds_a_partial_source_by_search_and_fetches_its_checked_chunks_fro
         }
     });
 }
+
+#[test]
+fn gtk_gnutella_finds_our_partial_file_by_search() {
+    use common::gtkg::{Gtkg, Options};
+    let Some(gtkg) = Gtkg::start(&[], Options::default()) else { return };
+    // On loopback it believes it is firewalled and would not answer us.
+    gtkg.set("is_firewalled", "FALSE");
+    task::block_on(async {
+        let key = SecretKey::generate().unwrap();
+        let bytes = Arc::new(varied_bytes(4 * CHUNK_SIZE as usize));
+        let size = bytes.len() as u64;
+        let (digests, _) = search::hash_reader(&bytes[..]).unwrap();
+        // We hold the first two chunks, checked, and share nothing else.
+        let stingy = stingy_publisher(bytes.clone(), 2).await;
+        let dir = tempfile::tempdir().unwrap();
+        let node = start_with(&[gtkg.addr], None, |config| {
+            config.data_dir = Some(dir.path().to_path_buf());
+            config.trust = vec![TrustedKey { key: key.public_key(), scope: vec![] }];
+        })
+        .await;
+        node.downloads().unwrap().start(request(&bytes, vec![stingy], signature(&key, &bytes))).await.unwrap();
+        available_at_least(node.listen_addr(), &digests.sha1_urn().to_string(), size, 2).await;
+        gtkg.wait_until("its link to us", Duration::from_secs(60), || {
+            gtkg.shell("nodes").contains(&node.listen_addr().ip().to_string())
+        });
+        // Its search is answered with our partial result (GGEP PRU), which
+        // it takes as a hit of one record: it logs it as a QHIT line with
+        // our vendor code (its log does not show whether it read the PRU).
+        gtkg.shell("search add SEBLINUX swarm");
+        gtkg.wait_until("our partial hit in its log", Duration::from_secs(60), || gtkg.log().contains("QHIT [SEBL]"));
+        let log = gtkg.log();
+        let qhit = log.lines().find(|line| line.contains("QHIT [SEBL]")).unwrap_or_default();
+        assert!(qhit.contains(": 1 rec "), "it kept no record of our hit: {qhit}");
+        node.shutdown().await;
+    });
+}
