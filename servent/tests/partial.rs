@@ -19,6 +19,7 @@ use async_std::net::{TcpListener, TcpStream};
 use async_std::task;
 use common::{start_with, varied_bytes, wait_for, wait_indexed, PATIENCE};
 use search::thex::{dime, Tree};
+use servent::config::Mode;
 use servent::node::NodeHandle;
 use servent::transfer::download::plan::{Tuning, CHUNK_SIZE};
 use servent::transfer::download::{DownloadRequest, DownloadSnapshot, DownloadState, Downloads, DownloadsConfig, Keep};
@@ -272,10 +273,17 @@ fn a_downloading_servent_serves_its_checked_chunks_and_others_fetch_from_it() {
         let (head, _) = ask_with(publisher.listen_addr(), &urn, "HEAD", None, "X-Node: 127.0.0.1:9\r\n").await;
         let x_alt = head.headers.get("X-Alt").unwrap_or_default().to_string();
         assert!(x_alt.contains(&c.listen_addr().port().to_string()), "X-Alt {x_alt:?} lacks C");
-        // B completes once given the publisher too.
+        // B completes once given the publisher too; once its library
+        // indexes the file, the file is no longer offered in part (the
+        // library serves it while it is shared, and nobody after).
         b.downloads().unwrap().add_sources(&digests.sha1_urn(), vec![v4(publisher.listen_addr())]).await.unwrap();
         let done = wait_done(b.downloads().unwrap(), b_id).await;
         assert_eq!(done.state, DownloadState::Complete, "{done:#?}");
+        wait_for("B's library to index the file", || async { b.library().by_urn(&digests.sha1_urn()).is_some() }).await;
+        wait_for("B to stop offering it in part", || async {
+            b.uploads().partial_shares().find(&digests.sha1_urn()).is_none()
+        })
+        .await;
         for node in [b, c, publisher] {
             node.shutdown().await;
         }
@@ -599,22 +607,32 @@ fn a_servent_finds_a_partial_source_by_search_and_fetches_its_checked_chunks_fro
         let size = bytes.len() as u64;
         let (digests, _) = search::hash_reader(&bytes[..]).unwrap();
         let urn = digests.sha1_urn().to_string();
-        // B holds the first two chunks, checked: a partial source, sharing nothing.
+        // B, a leaf of ultrapeer U, holds the first two chunks, checked: a
+        // partial source, sharing nothing.
+        let u = start_with(&[], None, |config| config.mode = Mode::Ultrapeer).await;
         let stingy = stingy_publisher(bytes.clone(), 2).await;
         let b_dir = tempfile::tempdir().unwrap();
-        let b = downloader(b_dir.path(), &key, 0).await;
+        let b = start_with(&[u.listen_addr()], None, |config| {
+            config.mode = Mode::Leaf;
+            config.data_dir = Some(b_dir.path().to_path_buf());
+            config.trust = vec![TrustedKey { key: key.public_key(), scope: vec![] }];
+        })
+        .await;
         b.downloads().unwrap().start(request(&bytes, vec![stingy], signature(&key, &bytes))).await.unwrap();
         available_at_least(b.listen_addr(), &urn, size, 2).await;
         assert_eq!(b.library().files().len(), 0, "B shares nothing but its partial file");
-        // C, linked to B, asks the network for the release by URN, knowing
-        // no source: B answers with a partial result, and C fetches from it.
+        wait_for("B linked to U", || async { !u.peers().await.unwrap().is_empty() }).await;
+        // C, another leaf of U, asks the network for the release by URN, knowing
+        // no source: U passes the query to B (B's QRP table names its
+        // partial file), B answers with a partial result, and C fetches from it.
         let c_dir = tempfile::tempdir().unwrap();
-        let c = start_with(&[b.listen_addr()], None, |config| {
+        let c = start_with(&[u.listen_addr()], None, |config| {
+            config.mode = Mode::Leaf;
             config.data_dir = Some(c_dir.path().to_path_buf());
             config.trust = vec![TrustedKey { key: key.public_key(), scope: vec![] }];
         })
         .await;
-        wait_for("C linked to B", || async { !c.peers().await.unwrap().is_empty() }).await;
+        wait_for("C linked to U", || async { u.peers().await.unwrap().len() == 2 }).await;
         let id = c.download(&urn, Keep::Verified).await.expect("C finds the release by search");
         let downloads = c.downloads().unwrap();
         wait_for("C to fetch B's two chunks", || async {
@@ -625,7 +643,44 @@ fn a_servent_finds_a_partial_source_by_search_and_fetches_its_checked_chunks_fro
         let done = downloads.get(id).await.unwrap();
         assert_eq!(done.tth, Some(Tree::of(&bytes).root()), "C checks B's chunks against the signed tree");
         assert_eq!(done.bytes_done, 2 * CHUNK_SIZE, "{done:#?}");
-        c.shutdown().await;
-        b.shutdown().await;
+        for node in [c, b, u] {
+            node.shutdown().await;
+        }
+    });
+}
+
+#[test]
+fn gtk_gnutella_finds_our_partial_file_by_search() {
+    use common::gtkg::{Gtkg, Options};
+    let Some(gtkg) = Gtkg::start(&[], Options::default()) else { return };
+    // On loopback it believes it is firewalled and would not answer us.
+    gtkg.set("is_firewalled", "FALSE");
+    task::block_on(async {
+        let key = SecretKey::generate().unwrap();
+        let bytes = Arc::new(varied_bytes(4 * CHUNK_SIZE as usize));
+        let size = bytes.len() as u64;
+        let (digests, _) = search::hash_reader(&bytes[..]).unwrap();
+        // We hold the first two chunks, checked, and share nothing else.
+        let stingy = stingy_publisher(bytes.clone(), 2).await;
+        let dir = tempfile::tempdir().unwrap();
+        let node = start_with(&[gtkg.addr], None, |config| {
+            config.data_dir = Some(dir.path().to_path_buf());
+            config.trust = vec![TrustedKey { key: key.public_key(), scope: vec![] }];
+        })
+        .await;
+        node.downloads().unwrap().start(request(&bytes, vec![stingy], signature(&key, &bytes))).await.unwrap();
+        available_at_least(node.listen_addr(), &digests.sha1_urn().to_string(), size, 2).await;
+        gtkg.wait_until("its link to us", Duration::from_secs(60), || {
+            gtkg.shell("nodes").contains(&node.listen_addr().ip().to_string())
+        });
+        // Its search is answered with our partial result (GGEP PRU), which
+        // it takes as a hit of one record: it logs it as a QHIT line with
+        // our vendor code (its log does not show whether it read the PRU).
+        gtkg.shell("search add SEBLINUX swarm");
+        gtkg.wait_until("our partial hit in its log", Duration::from_secs(60), || gtkg.log().contains("QHIT [SEBL]"));
+        let log = gtkg.log();
+        let qhit = log.lines().find(|line| line.contains("QHIT [SEBL]")).unwrap_or_default();
+        assert!(qhit.contains(": 1 rec "), "it kept no record of our hit: {qhit}");
+        node.shutdown().await;
     });
 }

@@ -113,10 +113,12 @@ pub(super) fn share_downloaded(library: &Arc<search::Library>, done: &DownloadSn
 }
 
 /// The library's QRP table: the words of its files' names and of their
-/// signed release metadata (name, version, keywords), and their SHA-1s.
-pub(super) fn route_table(library: &search::Library) -> RouteTable {
+/// signed release metadata (name, version, keywords), and their SHA-1s;
+/// the same of the files being downloaded (`partials`), as gtk-gnutella
+/// does, so that a leaf is sent the queries its partial results answer.
+pub(super) fn route_table(library: &search::Library, partials: &[search::SharedFile]) -> RouteTable {
     let mut table = RouteTable::default();
-    for file in library.files() {
+    for file in library.files().iter().chain(partials) {
         table.insert_name(&file.name);
         table.insert_urn(&file.sha1);
         if let Some(search::Sidecar::Signed(search::Signed { release: Some(release), .. })) = &file.signature {
@@ -184,14 +186,18 @@ fn with_folder(folders: &[PathBuf], new: PathBuf) -> Option<Vec<PathBuf>> {
     Some(merged)
 }
 
-/// Rescans the shared folders every `interval`, or at once when woken.
+/// Rescans the shared folders every `interval`, or at once when woken (a
+/// download finished, or the files offered in part changed). A finished
+/// download the library indexes is no longer offered in part.
 pub(super) async fn rescan_loop(
     library: Arc<search::Library>,
+    partial: Arc<PartialShares>,
     shares: SharedFolders,
     interval: Duration,
     wake: Receiver<()>,
     events: Sender<Event>,
 ) {
+    let mut table_version = partial.version();
     loop {
         let (lib, folders) = (library.clone(), shares.list());
         match task::spawn_blocking(move || lib.rescan(&folders)).await {
@@ -199,13 +205,20 @@ pub(super) async fn rescan_loop(
                 for error in &report.errors {
                     warn(format_args!("{error}"));
                 }
-                if report.added + report.changed + report.removed > 0 {
+                // A download shared at once (`share_downloaded`) is no change
+                // to the rescan: the files offered whole are checked each time.
+                partial.forget_indexed(|urn| library.by_urn(urn).is_some());
+                let library_changed = report.added + report.changed + report.removed > 0;
+                if library_changed {
                     let (files, bytes) = library.totals();
                     if events.send(Event::Core(CoreEvent::LibraryChanged { files, bytes })).await.is_err() {
                         return;
                     }
-                    let lib = library.clone();
-                    let table = task::spawn_blocking(move || route_table(&lib)).await;
+                }
+                if library_changed || partial.version() != table_version {
+                    table_version = partial.version();
+                    let (lib, partials) = (library.clone(), partial.files());
+                    let table = task::spawn_blocking(move || route_table(&lib, &partials)).await;
                     if events.send(Event::Core(CoreEvent::LibraryTable(table))).await.is_err() {
                         return;
                     }

@@ -582,6 +582,7 @@ pub async fn start(config: Config) -> Result<NodeHandle, NodeError> {
     }));
     // A finished download is shared at once: its hook wakes the rescan.
     let (rescan_now, rescan_wake) = channel::bounded(1);
+    partial.on_change(rescan_now.clone());
     let mut shares = config.shares.clone();
     let downloads = match config.download_dirs() {
         Some((finished, partial_dir)) => {
@@ -668,7 +669,8 @@ pub async fn start(config: Config) -> Result<NodeHandle, NodeError> {
     };
     let rng = StdRng::from_entropy();
     let mut node = core::Node::new(core_config, rng, trust.clone(), library.totals(), Instant::now());
-    node.handle(core::Event::LibraryTable(library::route_table(&library)), Instant::now());
+    let table = library::route_table(&library, &uploads.partial_shares().files());
+    node.handle(core::Event::LibraryTable(table), Instant::now());
     if let Some(dir) = &config.data_dir {
         let mut bytes = Vec::new();
         let read = std::fs::File::open(dir.join(HOST_CACHE_FILE)).and_then(|file| {
@@ -708,6 +710,7 @@ pub async fn start(config: Config) -> Result<NodeHandle, NodeError> {
         task::spawn(connection::accept_loop(listener, shared.clone())),
         task::spawn(library::rescan_loop(
             library.clone(),
+            uploads.partial_shares().clone(),
             folders.clone(),
             config.rescan_interval,
             rescan_wake,

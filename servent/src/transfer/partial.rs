@@ -30,8 +30,11 @@
 use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddrV4};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
+
+use async_std::channel::Sender;
 
 use search::thex::Root;
 use search::{SharedFile, Sidecar, Urn};
@@ -171,6 +174,10 @@ pub struct PartialShares {
     seeded: Mutex<Vec<Seeded>>,
     /// The address our downloads name (`X-Node`), once we know one.
     x_node: Mutex<Option<SocketAddrV4>>,
+    /// Counts the changes to the files offered (the QRP table names them).
+    version: AtomicU64,
+    /// Woken at each such change: the library's rescan, which rebuilds the table.
+    on_change: Mutex<Option<Sender<()>>>,
 }
 
 /// A shared file served as a seed (`--seed-release`).
@@ -206,6 +213,24 @@ impl PartialShares {
         *self.x_node.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// Wakes `wake` whenever a file is offered or no longer offered.
+    pub fn on_change(&self, wake: Sender<()>) {
+        *self.on_change.lock().unwrap_or_else(PoisonError::into_inner) = Some(wake);
+    }
+
+    /// Counts the changes to the files offered: a new value means the QRP
+    /// table must be built again.
+    pub fn version(&self) -> u64 {
+        self.version.load(Ordering::Relaxed)
+    }
+
+    fn changed(&self) {
+        self.version.fetch_add(1, Ordering::Relaxed);
+        if let Some(wake) = &*self.on_change.lock().unwrap_or_else(PoisonError::into_inner) {
+            let _ = wake.try_send(());
+        }
+    }
+
     fn lock_files(&self) -> std::sync::MutexGuard<'_, Vec<PartialFile>> {
         // Each change is one statement: nothing is half-done.
         self.files.lock().unwrap_or_else(PoisonError::into_inner)
@@ -235,6 +260,8 @@ impl PartialShares {
         }
         let file = SharedFile { index: 0, name: name.to_string(), path, size, sha1, sha256, tth, signature };
         files.push(PartialFile { file, available: RangeSet::new(), thex });
+        drop(files);
+        self.changed();
     }
 
     /// Bytes `start..end` of the file named `urn` matched its tree and are written.
@@ -245,8 +272,8 @@ impl PartialShares {
     }
 
     /// The file named `urn` is whole and verified at `path` now: all of it
-    /// is offered from there until the library has it (the library is
-    /// asked first) and the place is needed.
+    /// is offered from there until the library indexes it
+    /// ([`PartialShares::forget_indexed`]).
     pub fn complete(&self, urn: &Urn, path: PathBuf) {
         if let Some(partial) = self.lock_files().iter_mut().find(|f| f.file.sha1 == *urn || f.file.sha256 == *urn) {
             partial.file.path = path;
@@ -258,6 +285,27 @@ impl PartialShares {
     /// Stops offering the file named `urn` (cancelled or failed).
     pub fn withdraw(&self, urn: &Urn) {
         self.lock_files().retain(|f| f.file.sha1 != *urn && f.file.sha256 != *urn);
+        self.changed();
+    }
+
+    /// Stops offering the whole files that the library indexes now
+    /// (`indexed` says which SHA-1s it has): the library serves them from
+    /// here on, and stops when they are no longer shared.
+    pub fn forget_indexed(&self, indexed: impl Fn(&Urn) -> bool) {
+        let whole: Vec<Urn> =
+            self.lock_files().iter().filter(|f| f.available.contains(0, f.file.size)).map(|f| f.file.sha1).collect();
+        // The index is asked without holding the lock uploads take.
+        let indexed: Vec<Urn> = whole.into_iter().filter(|urn| indexed(urn)).collect();
+        if !indexed.is_empty() {
+            self.lock_files().retain(|f| !indexed.contains(&f.file.sha1));
+            self.changed();
+        }
+    }
+
+    /// The files offered, named as shared files are: the QRP table names
+    /// them, so that queries for them reach a leaf.
+    pub fn files(&self) -> Vec<SharedFile> {
+        self.lock_files().iter().map(|f| f.file.clone()).collect()
     }
 
     /// The file named `urn` and its available bytes, if it is offered.
@@ -585,8 +633,7 @@ mod tests {
         let shares = PartialShares::new();
         let sha1: Urn = "urn:sha1:PLSTHIPQGSSZTS5FJUPAKUZWUGYQYPFB".parse().unwrap();
         let sha256: Urn = "urn:sha256:AAAQEAYEAUDAOCAJBIFQYDIOB4IBCEQTCQKRMFYYDENBWHA5DYPQ".parse().unwrap();
-        let tree = (Root([1; 24]), Arc::new(b"tree".to_vec()));
-        shares.offer("SEBLINUX-base-1.0.tar", PathBuf::from("/p"), 3000, (sha1, sha256), tree, None);
+        shares.offer("SEBLINUX-base-1.0.tar", PathBuf::from("/p"), 3000, (sha1, sha256), tree(), None);
         let query = search::Query { words: "seblinux base".into(), urns: vec![], limit: 10 };
         assert!(shares.search(&query, 10).is_empty(), "nothing checked yet");
         shares.add_verified(&sha1, 0, 1000);
@@ -596,6 +643,22 @@ mod tests {
         shares.complete(&sha1, PathBuf::from("/done"));
         assert!(shares.search(&query, 10).is_empty());
         assert!(shares.find(&sha1).is_some(), "still served while the library catches up");
+        let version = shares.version();
+        shares.forget_indexed(|urn| *urn != sha1);
+        assert!(shares.find(&sha1).is_some(), "not indexed yet");
+        assert_eq!(shares.version(), version);
+        shares.forget_indexed(|urn| *urn == sha1);
+        assert!(shares.find(&sha1).is_none(), "the library serves it now");
+        assert_ne!(shares.version(), version, "the QRP table is built again");
+        // A file still being downloaded stays, whatever the library holds.
+        shares.offer("SEBLINUX-base-1.0.tar", PathBuf::from("/p"), 3000, (sha1, sha256), tree(), None);
+        shares.add_verified(&sha1, 0, 1000);
+        shares.forget_indexed(|_| true);
+        assert_eq!(shares.files().len(), 1);
+    }
+
+    fn tree() -> (Root, Arc<Vec<u8>>) {
+        (Root([1; 24]), Arc::new(b"tree".to_vec()))
     }
 
     #[test]

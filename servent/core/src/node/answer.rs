@@ -12,11 +12,8 @@ pub const ADVERTISED_SPEED: u32 = 10_000;
 /// and as deployed servents read it before offering to browse a hit's host.
 pub const BROWSE_HOST: GgepId = GgepId::from_static("BH");
 
-/// The QueryHits that offer `files` from `advertised`, under our servent
-/// GUID, each small enough for [`wire::HIT_PAYLOAD`], flagged for a PUSH
-/// when we are `firewalled`, listing our push `proxies`, saying we answer
-/// browse host. A file's signature goes out as it is: whoever receives it
-/// judges it.
+/// The QueryHits that offer `files` from `advertised`: [`query_hit`] split
+/// so that each is small enough for [`wire::HIT_PAYLOAD`].
 pub fn query_hits(
     files: Vec<search::SharedFile>,
     advertised: SocketAddrV4,
@@ -24,6 +21,21 @@ pub fn query_hits(
     firewalled: bool,
     proxies: &[SocketAddrV4],
 ) -> Vec<QueryHit> {
+    query_hit(files, advertised, servent, firewalled, proxies).split(wire::HIT_PAYLOAD)
+}
+
+/// One QueryHit offering all of `files` from `advertised`, under our servent
+/// GUID (to be [split](QueryHit::split) once complete), flagged for a PUSH
+/// when we are `firewalled`, listing our push `proxies`, saying we answer
+/// browse host. A file's signature goes out as it is: whoever receives it
+/// judges it.
+pub fn query_hit(
+    files: Vec<search::SharedFile>,
+    advertised: SocketAddrV4,
+    servent: Guid,
+    firewalled: bool,
+    proxies: &[SocketAddrV4],
+) -> QueryHit {
     let results: Vec<QueryResult> = files
         .into_iter()
         .map(|f| {
@@ -44,7 +56,7 @@ pub fn query_hits(
     let mut trailer_ggep = wire::Ggep::default();
     trailer_ggep.insert(BROWSE_HOST, Vec::new());
     crate::push::add_proxies(&mut trailer_ggep, proxies);
-    let hit = QueryHit {
+    QueryHit {
         port: advertised.port(),
         ip: *advertised.ip(),
         speed: ADVERTISED_SPEED,
@@ -55,8 +67,7 @@ pub fn query_hits(
         )),
         servent_guid: servent,
         original: Default::default(),
-    };
-    hit.split(wire::HIT_PAYLOAD)
+    }
 }
 
 #[cfg(test)]

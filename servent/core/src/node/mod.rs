@@ -53,7 +53,7 @@ pub use self::admission::{
     MAX_UNCLASSIFIED_PER_PREFIX, STALLED_HANDSHAKE,
 };
 use self::admission::{Ended, Handshakes};
-pub use self::answer::query_hits;
+pub use self::answer::{query_hit, query_hits};
 use self::guess::Guess;
 pub use self::hammering::{Hammering, HAMMER_TABLE, MAX_CONNECTS_PER_MINUTE};
 pub use self::junk::{JUNK_MIN_MESSAGES, JUNK_PERCENT};
@@ -663,6 +663,9 @@ impl Node {
                 for (to, message) in self.qrp.library_changed(table, &mut self.rng) {
                     self.actions.push_back(Action::Send { to, message });
                 }
+                // It may name files being downloaded: a leaf wants queries then.
+                let peers: Vec<PeerId> = self.peers.keys().copied().collect();
+                peers.into_iter().for_each(|peer| self.tell_hops_flow(peer));
             }
             Event::TrustChanged => self.searches.rejudge(&self.trust.read()),
             Event::Incoming { remote, arrival } => {
@@ -1130,7 +1133,8 @@ impl Node {
             let proxies = push::hit_proxies(&hit);
             self.actions.push_back(Action::PushSource { source, servent: hit.servent_guid, files, proxies });
         }
-        for result in hit.results.iter().filter(|r| !r.urns.is_empty()) {
+        // A partial source's PRU says how much it has: one with nothing is no source yet.
+        for result in hit.results.iter().filter(|r| !r.urns.is_empty() && !partial::offers_nothing(r)) {
             let signature = result.ggep.get(wire::GgepId::RELEASE_SIGNATURE).map(<[u8]>::to_vec);
             self.actions.push_back(Action::OfferSource { urns: result.urns.clone(), source, signature });
         }
@@ -1166,8 +1170,10 @@ impl Node {
             return;
         }
         let proxies = self.push_proxies();
-        let mut hits = query_hits(files, self.advertised, self.guid, self.reachability.firewalled(), &proxies);
-        partial::flag_partial(&mut hits, partials);
+        let mut hit = query_hit(files, self.advertised, self.guid, self.reachability.firewalled(), &proxies);
+        // Flagged before splitting: each piece, PRU included, fits the target.
+        partial::flag_partial(&mut hit, partials);
+        let hits = hit.split(wire::HIT_PAYLOAD);
         match pending.reply {
             Reply::Link(to) if self.peers.contains_key(&to) => {
                 for hit in hits {
@@ -1433,7 +1439,7 @@ pub fn build_query(text: &str) -> Result<Query, BadSearch> {
         flags: QueryFlags::default(),
         criteria: text.to_string(),
         urns: Vec::new(),
-        ggep: Default::default(),
+        ggep: partial::wanted(),
         original: Default::default(),
     })
 }
@@ -1443,7 +1449,7 @@ fn urn_query(urn: Urn) -> Query {
         flags: QueryFlags::default(),
         criteria: "\\".into(),
         urns: vec![urn],
-        ggep: Default::default(),
+        ggep: partial::wanted(),
         original: Default::default(),
     }
 }

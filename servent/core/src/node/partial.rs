@@ -11,10 +11,22 @@
 use search::SharedFile;
 
 use crate::wire::ggep::GgepId;
-use crate::wire::QueryHit;
+use crate::wire::{Ggep, QueryHit, QueryResult};
 
 /// `"PRU"`: the result is a file still being downloaded.
 pub const PARTIAL_RESULT: GgepId = GgepId::from_static("PRU");
+
+/// `"PR"` (empty) in a Query: partial results are wanted. gtk-gnutella
+/// answers with the files it is downloading only when the query says so
+/// (`search.c`, `shared_files_match` in `share.c`), and says so in its own.
+pub const PARTIAL_WANTED: GgepId = GgepId::from_static("PR");
+
+/// The GGEP block of our Queries: partial results wanted ([`PARTIAL_WANTED`]).
+pub fn wanted() -> Ggep {
+    let mut ggep = Ggep::default();
+    ggep.insert(PARTIAL_WANTED, Vec::new());
+    ggep
+}
 
 /// A file being downloaded that answers a Query: the shell looks it up
 /// with the library's files ([`super::Event::LocalPartialResults`]).
@@ -68,9 +80,17 @@ impl Partial {
     }
 }
 
-/// Flags the results of `hits` that are partial files with their `PRU`.
-pub fn flag_partial(hits: &mut [QueryHit], partials: &[PartialResult]) {
-    for result in hits.iter_mut().flat_map(|hit| hit.results.iter_mut()) {
+/// Whether a result is a partial file whose `PRU` says it has no byte yet:
+/// asking it would only be answered with nothing. An empty or unreadable
+/// `PRU` says nothing, and every chunk fetched is checked anyway.
+pub fn offers_nothing(result: &QueryResult) -> bool {
+    let said = result.ggep.get(PARTIAL_RESULT).filter(|payload| payload.len() >= 4).and_then(Partial::decode);
+    said.is_some_and(|partial| partial.available == 0)
+}
+
+/// Flags the results of `hit` that are partial files with their `PRU`.
+pub fn flag_partial(hit: &mut QueryHit, partials: &[PartialResult]) {
+    for result in &mut hit.results {
         let partial = partials.iter().find(|p| result.urns.contains(&p.file.sha1));
         if let Some(partial) = partial {
             let pru = Partial { modified: partial.modified, available: partial.available };
@@ -94,6 +114,23 @@ mod tests {
         let most = Partial { modified: u32::MAX, available: u64::MAX };
         assert_eq!(most.encode().len(), 12);
         assert_eq!(Partial::decode(&most.encode()), Some(most));
+    }
+
+    #[test]
+    fn our_queries_ask_for_partial_results_as_gtk_gnutella_reads_them() {
+        for text in ["seblinux next", "urn:sha1:PLSTHIPQGSSZTS5FJUPAKUZWUGYQYPFB"] {
+            let query = crate::node::build_query(text).unwrap();
+            let message = crate::wire::Message {
+                guid: crate::wire::Guid([1; 16]),
+                ttl: 3,
+                hops: 0,
+                payload: crate::wire::Payload::Query(query),
+            };
+            let crate::wire::Payload::Query(read) = crate::wire::decode(&message.encode()).unwrap().payload else {
+                panic!("not a query")
+            };
+            assert_eq!(read.ggep.get(PARTIAL_WANTED), Some(&[][..]), "{text}");
+        }
     }
 
     #[test]

@@ -133,6 +133,12 @@ impl QueryRouting {
         self.send_to(self.readers(|link| link.reads_our_table), rng)
     }
 
+    /// Whether our own table names anything (shared files, or files being
+    /// downloaded): a leaf whose table names nothing wants no queries.
+    pub fn own_names_anything(&self) -> bool {
+        self.own.as_ref().is_some_and(|table| table.set_count() > 0)
+    }
+
     /// Once per node tick: if a leaf's table came or went, the union is
     /// built again and its patches go to the ultrapeers that read it.
     pub fn tick(&mut self, rng: &mut impl RngCore) -> Vec<(PeerId, Message)> {

@@ -158,12 +158,14 @@ impl Node {
         }
     }
 
-    /// As a leaf, tells `peer` whether we want queries: none while we share nothing.
+    /// As a leaf, tells `peer` whether we want queries: none while we share
+    /// nothing and download nothing (our QRP table names nothing).
     pub(super) fn tell_hops_flow(&mut self, peer: PeerId) {
         if self.config.role != Role::Leaf {
             return;
         }
-        let flow = if self.library.0 == 0 { HopsFlow::NONE } else { HopsFlow::LEAF_OPEN };
+        let wanted = self.library.0 > 0 || self.qrp.own_names_anything();
+        let flow = if wanted { HopsFlow::LEAF_OPEN } else { HopsFlow::NONE };
         if let Some(message) = self.querying.vendor.tell_hops_flow(peer, flow, &mut self.rng) {
             self.actions.push_back(Action::Send { to: peer, message });
         }

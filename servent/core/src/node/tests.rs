@@ -402,6 +402,56 @@ fn shutdown_says_bye_to_every_neighbour() {
 }
 
 #[test]
+fn a_partial_result_whose_pru_says_it_has_nothing_is_offered_to_no_download() {
+    use super::partial::{Partial, PARTIAL_RESULT};
+    let now = Instant::now();
+    let mut node = node(now);
+    connect(&mut node, 1, SocketAddr::V4(addr(1)), now);
+    actions(&mut node);
+    let id = node.search("seblinux", 4, now).unwrap();
+    actions(&mut node);
+    let result = |n: u8, pru: Option<Vec<u8>>| {
+        let mut result = QueryResult {
+            index: 1,
+            size: 10,
+            name: "seblinux.tar".into(),
+            urns: vec![Urn::Sha1([n; 20])],
+            ggep: Default::default(),
+        };
+        if let Some(pru) = pru {
+            result.ggep.insert(PARTIAL_RESULT, pru);
+        }
+        result
+    };
+    let results = vec![
+        result(1, None),
+        result(2, Some(Partial { modified: 1_700_000_000, available: 0 }.encode())),
+        result(3, Some(Partial { modified: 1_700_000_000, available: 1 << 20 }.encode())),
+        result(4, Some(Vec::new())),
+        result(5, Some(vec![0xFF; 30])),
+    ];
+    let hit = QueryHit {
+        port: 6346,
+        ip: *addr(1).ip(),
+        speed: 1,
+        results,
+        trailer: None,
+        servent_guid: Guid([1; 16]),
+        original: Default::default(),
+    };
+    let message = Message { guid: id, ttl: 3, hops: 1, payload: Payload::QueryHit(hit) };
+    node.handle(Event::Message { peer: PeerId(1), message }, now);
+    let offered: Vec<Urn> = actions(&mut node)
+        .into_iter()
+        .filter_map(|a| match a {
+            Action::OfferSource { urns, .. } => Some(urns[0]),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(offered, [1, 3, 4, 5].map(|n| Urn::Sha1([n; 20])), "all but the one with nothing");
+}
+
+#[test]
 fn search_floods_a_query_and_collects_its_hits() {
     let now = Instant::now();
     let mut node = node_with_a_neighbour(now);
@@ -762,6 +812,38 @@ fn a_file_being_downloaded_is_answered_as_a_partial_result() {
     let decoded = crate::wire::decode(&message.encode()).unwrap();
     let Payload::QueryHit(hit) = decoded.payload else { panic!("not a hit") };
     assert!(hit.results[1].ggep.get("PRU").is_some());
+}
+
+#[test]
+fn partial_results_fit_the_hit_payload_target_with_their_pru() {
+    use super::partial::{PartialResult, PARTIAL_RESULT};
+    let file = |n: u8, len: usize| search::SharedFile {
+        sha1: Urn::Sha1([n; 20]),
+        ..shared_file(&format!("seblinux-{n}-{}.tar", "x".repeat(len)))
+    };
+    // The longest names with which two whole files still share one hit:
+    // their PRU then takes the pair past the target.
+    let shares_one_hit =
+        |len: usize| super::query_hits(vec![file(1, len), file(2, len)], addr(1), Guid([1; 16]), false, &[]).len() == 1;
+    let len = (100..3000).take_while(|&len| shares_one_hit(len)).last().expect("two short names share a hit");
+    let now = Instant::now();
+    let mut node = node(now);
+    connect(&mut node, 1, SocketAddr::V4(addr(1)), now);
+    actions(&mut node);
+    node.handle(Event::Message { peer: PeerId(1), message: query("seblinux", vec![]) }, now);
+    let Some(Action::LookUp { lookup, .. }) = node.poll_action() else { panic!("no lookup") };
+    let partials: Vec<PartialResult> =
+        (1..=2).map(|n| PartialResult { file: file(n, len), available: u64::MAX >> 8, modified: u32::MAX }).collect();
+    node.handle(Event::LocalPartialResults { lookup, files: vec![], partials }, now);
+    let mut flagged = 0;
+    for action in actions(&mut node) {
+        let Action::Send { message, .. } = action else { continue };
+        let payload = message.encode().len() - crate::wire::HEADER_LEN;
+        assert!(payload <= crate::wire::HIT_PAYLOAD, "a hit of {payload} bytes");
+        let Payload::QueryHit(hit) = &message.payload else { panic!("not a hit") };
+        flagged += hit.results.iter().filter(|r| r.ggep.get(PARTIAL_RESULT).is_some()).count();
+    }
+    assert_eq!(flagged, 2);
 }
 
 #[test]

@@ -198,6 +198,10 @@ pub struct Source {
     pub delivered: u64,
     /// What it said it has (`X-Available-Ranges`); `None`: the whole file.
     pub available: Option<RangeSet>,
+    /// Whether its last answer offered nothing we need (a partial source
+    /// parked for [`PARTIAL_RECHECK`]): while it has delivered nothing
+    /// either, a newly named source may take its place.
+    pub had_nothing: bool,
 }
 
 impl Source {
@@ -424,23 +428,36 @@ impl Plan {
     }
 
     /// Learns a source; false if it was known already or the table is full
-    /// of sources that are usable or known to serve corrupt data. (Sources
-    /// dropped for failing make room: otherwise a peer naming junk
-    /// addresses in `X-Alt` could fill the table before good ones arrive.)
+    /// of sources that are useful or known to serve corrupt data. Sources
+    /// dropped for failing make room (otherwise a peer naming junk
+    /// addresses in `X-Alt` could fill the table before good ones arrive),
+    /// and so do partial sources that never delivered a chunk and offered
+    /// nothing we need when last asked: in a crowd downloading a new file,
+    /// the first names learnt are of downloaders as new as we are, and the
+    /// ones named later have more.
     pub fn add_source(&mut self, addr: SocketAddrV4) -> bool {
         if self.source(addr).is_some() {
             return false;
         }
         if self.sources.len() >= MAX_KNOWN_SOURCES {
             let failed = |s: &Source| matches!(s.standing, Standing::Dropped(r) if r != DropReason::Corrupt);
-            match self.sources.iter().position(failed) {
+            let useless = |s: &Source| s.had_nothing && s.delivered == 0 && !matches!(s.standing, Standing::Dropped(_));
+            match self.sources.iter().position(failed).or_else(|| self.sources.iter().position(useless)) {
                 Some(position) => {
                     self.sources.remove(position);
                 }
                 None => return false,
             }
         }
-        let source = Source { addr, standing: Standing::Usable, rate: None, errors: 0, delivered: 0, available: None };
+        let source = Source {
+            addr,
+            standing: Standing::Usable,
+            rate: None,
+            errors: 0,
+            delivered: 0,
+            available: None,
+            had_nothing: false,
+        };
         self.sources.push(source);
         true
     }
@@ -503,12 +520,16 @@ impl Plan {
                 if let Some(s) = self.source_mut(source) {
                     s.standing = Standing::Parked(until);
                     s.available = None;
+                    s.had_nothing = true;
                 }
                 return Next::Parked(until);
             }
             None => return Next::Idle,
         };
         self.chunks[index] = Chunk::Claimed;
+        if let Some(s) = self.source_mut(source) {
+            s.had_nothing = false;
+        }
         self.claims.push(Claim { source, chunk: index, since: now, received: 0, last_progress: now });
         Next::Fetch(self.chunk(index))
     }
@@ -1022,6 +1043,32 @@ mod tests {
         assert_eq!(plan.sources().len(), MAX_KNOWN_SOURCES);
         assert!(plan.source(many[1]).is_none());
         assert!(!plan.add_source(many[0]), "still known as corrupt");
+    }
+
+    #[test]
+    fn a_partial_source_that_had_nothing_for_us_makes_room_for_a_newly_named_one() {
+        let now = Instant::now();
+        let mut plan = Plan::new(2 * CHUNK_SIZE, Tuning::default());
+        let many: Vec<SocketAddrV4> =
+            (0..MAX_KNOWN_SOURCES).map(|i| SocketAddrV4::new([10, 1, 0, i as u8].into(), 1)).collect();
+        for &s in &many {
+            plan.add_source(s);
+        }
+        assert!(!plan.add_source(addr(1)), "full of sources not yet asked");
+        // One offers nothing, another delivers a chunk and then has nothing more.
+        plan.set_available(many[0], Some(RangeSet::new()));
+        assert!(matches!(plan.next_for(many[0], now), Next::Parked(_)));
+        let mut first = RangeSet::new();
+        first.insert(0, CHUNK_SIZE);
+        plan.set_available(many[1], Some(first.clone()));
+        assert_eq!(fetch(plan.next_for(many[1], now)).index, 0);
+        plan.complete(many[1], 0, now);
+        plan.set_available(many[1], Some(first));
+        assert!(matches!(plan.next_for(many[1], now), Next::Parked(_)));
+        assert!(plan.add_source(addr(1)), "the one that gave nothing makes room");
+        assert!(plan.source(many[0]).is_none());
+        assert!(!plan.add_source(addr(2)), "one that delivered stays");
+        assert!(plan.source(many[1]).is_some());
     }
 
     #[test]

@@ -142,6 +142,21 @@ fn a_leaf_that_shares_nothing_asks_for_no_queries_and_is_sent_none() {
 }
 
 #[test]
+fn a_leaf_downloading_a_file_asks_for_queries_though_it_shares_nothing() {
+    let mut net = Net::new(2, ultrapeer(), 5);
+    make_leaf(&mut net, 1);
+    net.nodes[1].connect(Net::addr(0), net.now);
+    net.run_for(Duration::from_secs(2));
+    assert_eq!(vendor_received(&net, 0, Kind::HOPS_FLOW), vec![HopsFlow::NONE.to_vendor()]);
+    // Its table names the file it is downloading (its partial results).
+    let table = crate::qrp::RouteTable::from_library(["seblinux-2.0.img"], [&Urn::Sha1([5; 20])]);
+    let now = net.now;
+    net.nodes[1].handle(Event::LibraryTable(table), now);
+    net.run_for(Duration::from_secs(2));
+    assert_eq!(vendor_received(&net, 0, Kind::HOPS_FLOW).last(), Some(&HopsFlow::LEAF_OPEN.to_vendor()));
+}
+
+#[test]
 fn a_peers_hops_flow_holds_back_the_queries_it_refused() {
     let mut net = star(3);
     let flow = vendor::message(Guid([1; 16]), HopsFlow::NONE.to_vendor());
