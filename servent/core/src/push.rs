@@ -191,6 +191,32 @@ impl PushProxies {
     }
 }
 
+/// The download key of a firewalled source known only by its GUID (from
+/// `X-Falt`, or a hit naming an address we may not dial): an address in
+/// 0.0.0.0/8, which names no host, so that it is never taken for a real
+/// source, nor connected to.
+pub fn push_only_key(servent: Guid) -> SocketAddrV4 {
+    let g = servent.0;
+    SocketAddrV4::new(Ipv4Addr::new(0, g[0], g[1], g[2]), u16::from_be_bytes([g[3], g[4]]).max(1))
+}
+
+/// Whether `source` is a [`push_only_key`]: reached by PUSH or not at all.
+pub fn is_push_only(source: SocketAddrV4) -> bool {
+    source.ip().octets()[0] == 0
+}
+
+/// What a push-proxy request for one of our leaves comes to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProxyPush {
+    /// The PUSH is on its way to the leaf (`202`).
+    Sent,
+    /// That servent is no leaf of ours (`410`).
+    NoLeaf,
+    /// The `X-Node` names an address the leaf must not be sent to: unusable,
+    /// or local outside a test network (`400`, as gtk-gnutella's `pproxy.c`).
+    BadNode,
+}
+
 /// Whether a QueryHit's servent must be reached with a PUSH: it says it is
 /// firewalled, or gives an address nobody can connect to.
 pub fn needs_push(hit: &QueryHit) -> bool {
@@ -767,7 +793,7 @@ mod node_tests {
         let urns = vec![Urn::Sha1([4; 20])];
         let hit = QueryHit {
             port: 6346,
-            ip: Ipv4Addr::new(10, 0, 0, 9),
+            ip: Ipv4Addr::new(198, 51, 100, 9),
             speed: 0,
             results: vec![QueryResult {
                 index: 8,
@@ -782,7 +808,7 @@ mod node_tests {
         };
         let message = Message { guid: search, ttl: 3, hops: 2, payload: Payload::QueryHit(hit) };
         node.handle(Event::Message { peer: PeerId(2), message }, now);
-        let source = SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 9), 6346);
+        let source = SocketAddrV4::new(Ipv4Addr::new(198, 51, 100, 9), 6346);
         let expected = Action::PushSource { source, servent, files: vec![(urns, 8)], proxies: Vec::new() };
         assert!(actions(&mut node).contains(&expected));
         assert!(node.push(servent, 8));
@@ -793,5 +819,129 @@ mod node_tests {
         };
         assert_eq!((*to, *ttl), (PeerId(2), crate::routing::DEFAULT_MAX_TTL));
         assert_eq!((push.servent_guid, push.index, push.ip, push.port), (servent, 8, *addr(100).ip(), 6346));
+    }
+
+    /// Our machine and LAN, as a stranger may name them.
+    fn local_services() -> [SocketAddrV4; 4] {
+        [
+            SocketAddrV4::new(Ipv4Addr::LOCALHOST, 22),
+            SocketAddrV4::new(Ipv4Addr::new(192, 168, 1, 1), 80),
+            SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 1), 445),
+            SocketAddrV4::new(Ipv4Addr::new(169, 254, 169, 254), 80),
+        ]
+    }
+
+    fn connected_backs(node: &mut Node) -> Vec<SocketAddrV4> {
+        actions(node)
+            .into_iter()
+            .filter_map(|a| match a {
+                Action::ConnectBack { to, .. } => Some(to),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn attack_a_routed_push_cannot_make_us_connect_to_our_own_machine_or_lan() {
+        let now = Instant::now();
+        let mut node = node(now);
+        connect(&mut node, 1, Direction::Incoming, now);
+        actions(&mut node);
+        for (n, to) in local_services().into_iter().enumerate() {
+            node.handle(Event::Message { peer: PeerId(1), message: push_to(node.guid(), n as u8 + 1, to) }, now);
+        }
+        let ours = SocketAddrV4::new(*addr(100).ip(), 9000);
+        node.handle(Event::Message { peer: PeerId(1), message: push_to(node.guid(), 10, ours) }, now);
+        assert_eq!(connected_backs(&mut node), [], "a PUSH made us connect to a local service");
+    }
+
+    #[test]
+    fn a_test_network_connects_back_to_the_loopback_address_a_push_names() {
+        let now = Instant::now();
+        let config = Config { listen: SocketAddr::V4(addr(100)), dial_local: true, ..Config::default() };
+        let mut node =
+            Node::new(config, StdRng::seed_from_u64(3), SharedTrust::new(TrustStore::in_memory()), (1, 10), now);
+        connect(&mut node, 1, Direction::Incoming, now);
+        actions(&mut node);
+        let to = SocketAddrV4::new(Ipv4Addr::LOCALHOST, 7000);
+        node.handle(Event::Message { peer: PeerId(1), message: push_to(node.guid(), 1, to) }, now);
+        assert_eq!(connected_backs(&mut node), [to]);
+    }
+
+    #[test]
+    fn attack_a_push_proxy_request_naming_a_local_x_node_is_refused_as_bad() {
+        let now = Instant::now();
+        let mut node = node(now);
+        connect(&mut node, 1, Direction::Incoming, now);
+        actions(&mut node);
+        let leaf = Guid([0x42; 16]);
+        for to in local_services() {
+            assert_eq!(node.proxy_push(leaf, 1, to), ProxyPush::BadNode, "{to}");
+        }
+        assert!(!actions(&mut node).iter().any(|a| matches!(a, Action::Send { .. })), "no PUSH passed on");
+        let distant = SocketAddrV4::new(Ipv4Addr::new(198, 51, 100, 9), 6346);
+        assert_eq!(node.proxy_push(Guid([1; 16]), 1, distant), ProxyPush::NoLeaf);
+    }
+
+    /// A hit for `search` from servent `n` naming `ip` (no push flag).
+    fn hit_naming(search: Guid, n: u8, ip: Ipv4Addr) -> Message {
+        let result = QueryResult {
+            index: 1,
+            size: 10,
+            name: "SEBLINUX.tar".into(),
+            urns: vec![Urn::Sha1([5; 20])],
+            ggep: Default::default(),
+        };
+        let hit = QueryHit {
+            port: 22,
+            ip,
+            speed: 1,
+            results: vec![result],
+            trailer: None,
+            servent_guid: Guid([n; 16]),
+            original: Default::default(),
+        };
+        Message { guid: search, ttl: 3, hops: 1, payload: Payload::QueryHit(hit) }
+    }
+
+    #[test]
+    fn attack_a_hit_naming_a_local_address_is_offered_only_as_a_push_source() {
+        let now = Instant::now();
+        let mut node = node(now);
+        connect(&mut node, 1, Direction::Incoming, now);
+        let search = node.search("seblinux", 4, now).unwrap();
+        actions(&mut node);
+        for (n, ip) in [Ipv4Addr::LOCALHOST, Ipv4Addr::new(192, 168, 1, 1)].into_iter().enumerate() {
+            node.handle(Event::Message { peer: PeerId(1), message: hit_naming(search, n as u8 + 1, ip) }, now);
+        }
+        let done = actions(&mut node);
+        let offered: Vec<SocketAddrV4> = done
+            .iter()
+            .filter_map(|a| match a {
+                Action::OfferSource { source, .. } => Some(*source),
+                _ => None,
+            })
+            .collect();
+        let keys = [push_only_key(Guid([1; 16])), push_only_key(Guid([2; 16]))];
+        assert_eq!(offered, keys, "offered as sources to connect to");
+        for key in keys {
+            assert!(done.iter().any(|a| matches!(a, Action::PushSource { source, .. } if *source == key)), "{key}");
+        }
+    }
+
+    #[test]
+    fn a_test_network_offers_a_loopback_hit_as_a_source_to_connect_to() {
+        let now = Instant::now();
+        let config = Config { listen: SocketAddr::V4(addr(100)), dial_local: true, ..Config::default() };
+        let mut node =
+            Node::new(config, StdRng::seed_from_u64(3), SharedTrust::new(TrustStore::in_memory()), (1, 10), now);
+        connect(&mut node, 1, Direction::Incoming, now);
+        let search = node.search("seblinux", 4, now).unwrap();
+        actions(&mut node);
+        node.handle(Event::Message { peer: PeerId(1), message: hit_naming(search, 1, Ipv4Addr::LOCALHOST) }, now);
+        let done = actions(&mut node);
+        let direct = SocketAddrV4::new(Ipv4Addr::LOCALHOST, 22);
+        assert!(done.iter().any(|a| matches!(a, Action::OfferSource { source, .. } if *source == direct)));
+        assert!(!done.iter().any(|a| matches!(a, Action::PushSource { .. })));
     }
 }

@@ -234,7 +234,7 @@ enum Command {
     Admit { remote: SocketAddr, reply: Sender<(Admission, Vec<SocketAddr>)> },
     Known { urns: Vec<Urn>, reply: Sender<Option<SearchResult>> },
     Push { servent: Guid, index: u32, proxies: Vec<SocketAddrV4> },
-    ProxyPush { servent: Guid, index: u32, to: SocketAddrV4, reply: Sender<bool> },
+    ProxyPush { servent: Guid, index: u32, to: SocketAddrV4, reply: Sender<servent_core::push::ProxyPush> },
     Identity { reply: Sender<crate::transfer::browse::Identity> },
     Shutdown { reply: Sender<()> },
     Browsed { label: String, hits: Vec<QueryHit>, reply: Sender<Vec<SearchResult>> },

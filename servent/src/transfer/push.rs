@@ -12,7 +12,7 @@
 //! matching `GIV`. A `GIV` nobody waits for is closed.
 
 use std::collections::HashMap;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::net::{IpAddr, SocketAddr, SocketAddrV4};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -21,7 +21,8 @@ use async_std::channel::{self, Sender};
 use async_std::io::BufReader;
 use async_std::net::TcpStream;
 use futures::AsyncWriteExt;
-use servent_core::push::{giv_line, parse_giv, parse_server_id, server_id, MAX_GIV_LINE};
+use servent_core::push::{giv_line, parse_giv, parse_server_id, server_id, ProxyPush, MAX_GIV_LINE};
+pub use servent_core::push::{is_push_only, push_only_key};
 use servent_core::wire::vendor::connect_back::GREETING;
 use servent_core::wire::{Guid, Urn};
 
@@ -31,7 +32,7 @@ use super::upload::Uploads;
 
 /// How a push-proxy request reaches the node: (leaf GUID, file index,
 /// downloader's address) in, whether the leaf was ours out.
-pub type ProxyHook = Box<dyn Fn(Guid, u32, SocketAddrV4) -> channel::Receiver<bool> + Send + Sync>;
+pub type ProxyHook = Box<dyn Fn(Guid, u32, SocketAddrV4) -> channel::Receiver<ProxyPush> + Send + Sync>;
 
 /// How long connecting back to a downloader may take.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -72,7 +73,8 @@ pub async fn probe_back(to: SocketAddrV4) {
 /// Answers a push-proxy request (`GET /gnutella/push-proxy?ServerId=<base32
 /// GUID>[&file=N]` with `X-Node: ip:port`, as gtk-gnutella's `pproxy.c`
 /// reads it): `202` once the PUSH is on its way to our leaf, `410` when
-/// that servent is no leaf of ours, `400` when malformed, `429` when
+/// that servent is no leaf of ours, `400` when malformed or when `X-Node`
+/// names an address we may not dial ([`ProxyPush::BadNode`]), `429` when
 /// `requester` asked too often ([`servent_core::push::ProxyRequests`]).
 /// `None` for any other request.
 pub async fn proxy_request(uploads: &Uploads, request: &Request, requester: IpAddr) -> Option<u16> {
@@ -97,7 +99,11 @@ pub async fn proxy_request(uploads: &Uploads, request: &Request, requester: IpAd
     let to = request.headers.get("X-Node").and_then(|node| node.trim().parse::<SocketAddrV4>().ok());
     let Some(to) = to.filter(|to| servent_core::address::usable(*to)) else { return Some(400) };
     let hook = uploads.push_proxy()?;
-    Some(if hook(servent, index, to).recv().await.unwrap_or(false) { 202 } else { 410 })
+    Some(match hook(servent, index, to).recv().await.unwrap_or(ProxyPush::NoLeaf) {
+        ProxyPush::Sent => 202,
+        ProxyPush::NoLeaf => 410,
+        ProxyPush::BadNode => 400,
+    })
 }
 
 /// Asks push proxy `proxy` to send `servent` a PUSH for file `index`
@@ -116,19 +122,6 @@ pub async fn ask_proxy(proxy: SocketAddrV4, servent: Guid, index: u32, us: Socke
     };
     let status = async_std::io::timeout(CONNECT_TIMEOUT, ask).await;
     status.is_ok_and(|line| line.split(|&b| b == b' ').nth(1) == Some(b"202"))
-}
-
-/// The download key of a firewalled source known only by its GUID (from
-/// `X-Falt`): an address in 0.0.0.0/8, which names no host, so that it is
-/// never taken for a real source, nor connected to.
-pub fn push_only_key(servent: Guid) -> SocketAddrV4 {
-    let g = servent.0;
-    SocketAddrV4::new(Ipv4Addr::new(0, g[0], g[1], g[2]), u16::from_be_bytes([g[3], g[4]]).max(1))
-}
-
-/// Whether `source` is a [`push_only_key`]: reached by PUSH or not at all.
-pub fn is_push_only(source: SocketAddrV4) -> bool {
-    source.ip().octets()[0] == 0
 }
 
 /// A firewalled source, as its QueryHit described it.
@@ -299,6 +292,8 @@ impl Pushes {
 
 #[cfg(test)]
 mod tests {
+    use std::net::Ipv4Addr;
+
     use super::*;
 
     fn location(n: u16) -> FirewalledLocation {

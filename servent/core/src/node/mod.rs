@@ -909,13 +909,20 @@ impl Node {
     }
 
     /// As a push proxy: sends the leaf `servent` a PUSH for file `index`
-    /// naming `to` (a downloader's `X-Node`); `false` when it is no leaf of ours.
-    pub fn proxy_push(&mut self, servent: Guid, index: u32, to: SocketAddrV4) -> bool {
-        let Some(leaf) = self.proxies.leaf(&servent).filter(|p| self.peers.contains_key(p)) else { return false };
+    /// naming `to` (a downloader's `X-Node`), unless it is no leaf of ours
+    /// or `to` is an address we may not dial (our leaf would connect to it:
+    /// gtk-gnutella's `pproxy.c` answers `400` for such an `X-Node`).
+    pub fn proxy_push(&mut self, servent: Guid, index: u32, to: SocketAddrV4) -> push::ProxyPush {
+        if !address::usable(to) || !self.may_dial(to) {
+            return push::ProxyPush::BadNode;
+        }
+        let Some(leaf) = self.proxies.leaf(&servent).filter(|p| self.peers.contains_key(p)) else {
+            return push::ProxyPush::NoLeaf;
+        };
         let push = Push { servent_guid: servent, index, ip: *to.ip(), port: to.port(), ggep: Default::default() };
         let message = Message { guid: Guid::from_rng(&mut self.rng), ttl: 1, hops: 0, payload: Payload::Push(push) };
         self.actions.push_back(Action::Send { to: leaf, message });
-        true
+        push::ProxyPush::Sent
     }
 
     /// The address we give others in Pongs, QueryHits and handshakes.
@@ -1074,10 +1081,13 @@ impl Node {
         }
     }
 
-    /// A PUSH for us: connect back, within the bounds a PUSH flood must not pass.
+    /// A PUSH for us: connect back, within the bounds a PUSH flood must not
+    /// pass, and only to an address we may dial (anyone who saw one of our
+    /// hits can route us a PUSH naming a service on our machine or LAN;
+    /// gtk-gnutella's `handle_push_request` refuses an invalid address).
     fn on_push_to_us(&mut self, push: Push, now: Instant) {
         let to = SocketAddrV4::new(push.ip, push.port);
-        if self.connect_backs.allow(to, now) {
+        if self.may_dial(to) && self.connect_backs.allow(to, now) {
             self.actions.push_back(Action::ConnectBack { to, index: push.index });
         }
     }
@@ -1113,8 +1123,13 @@ impl Node {
 
     fn on_hit(&mut self, search: Guid, hit: QueryHit, now: Instant) {
         self.count_results(search, hit.results.len());
-        let source = SocketAddrV4::new(hit.ip, hit.port);
-        if push::needs_push(&hit) {
+        // A hit naming an address we may not dial (our machine, our LAN) is
+        // reached by PUSH only, under a key that names no host, as
+        // gtk-gnutella's `search.c` takes a hit with an invalid address.
+        let named = SocketAddrV4::new(hit.ip, hit.port);
+        let direct = self.may_dial(named);
+        let source = if direct { named } else { push::push_only_key(hit.servent_guid) };
+        if !direct || push::needs_push(&hit) {
             let files = hit.results.iter().filter(|r| !r.urns.is_empty()).map(|r| (r.urns.clone(), r.index)).collect();
             let proxies = push::hit_proxies(&hit);
             self.actions.push_back(Action::PushSource { source, servent: hit.servent_guid, files, proxies });
