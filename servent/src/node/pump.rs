@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::net::{SocketAddr, SocketAddrV4};
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use async_std::channel::{Receiver, RecvError, Sender};
@@ -192,6 +192,7 @@ impl Pump {
                         *advertised = addr;
                     }
                     self.shared.uploads.partial_shares().set_advertised(addr);
+                    *self.shared.dial.write().unwrap_or_else(PoisonError::into_inner) = self.core.dial_rule();
                 }
                 Action::SendDatagram { to, message } => {
                     // A full queue drops the datagram, as the network may.

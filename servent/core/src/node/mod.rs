@@ -1341,8 +1341,15 @@ impl Node {
     /// not loopback, private or on our own IP (our API's port, say), unless
     /// the configuration allows local addresses.
     fn may_dial(&self, addr: SocketAddrV4) -> bool {
+        self.dial_rule().allows(addr)
+    }
+
+    /// The rule for addresses heard from the network, as it stands now (our
+    /// advertised address may change it): for the shell to carry to the
+    /// downloads, which dial the sources answers name.
+    pub fn dial_rule(&self) -> address::DialRule {
         let own = [*self.advertised.ip(), v4(self.config.listen).map_or(Ipv4Addr::UNSPECIFIED, |l| *l.ip())];
-        address::may_dial(addr, &own, self.config.dial_local)
+        address::DialRule { own, ..address::DialRule::new(self.config.dial_local) }
     }
 
     fn update_local(&mut self) {
