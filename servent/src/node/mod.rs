@@ -233,7 +233,7 @@ enum Command {
     Connect { addr: SocketAddrV4 },
     Admit { remote: SocketAddr, reply: Sender<(Admission, Vec<SocketAddr>)> },
     Known { urns: Vec<Urn>, reply: Sender<Option<SearchResult>> },
-    Push { servent: Guid, index: u32, proxies: Vec<SocketAddrV4> },
+    Push { servent: Guid, index: u32, proxies: Vec<(SocketAddrV4, Ipv4Addr)> },
     ProxyPush { servent: Guid, index: u32, to: SocketAddrV4, reply: Sender<servent_core::push::ProxyPush> },
     Identity { reply: Sender<crate::transfer::browse::Identity> },
     Shutdown { reply: Sender<()> },

@@ -212,8 +212,8 @@ impl Pump {
                 Action::ProbeBack { to } => {
                     task::spawn(crate::transfer::push::probe_back(to));
                 }
-                Action::PushSource { source, servent, files, proxies } => {
-                    self.shared.pushes.learn(source, servent, files, proxies)
+                Action::PushSource { source, servent, files, proxies, namer } => {
+                    self.shared.pushes.learn(source, servent, files, proxies, namer)
                 }
                 Action::OfferSource { urns, source, signature } => {
                     if let Some(downloads) = &self.downloads {
@@ -281,11 +281,12 @@ impl Pump {
             Command::Push { servent, index, proxies } => {
                 let routed = self.core.push(servent, index);
                 let us = self.core.advertised();
-                let asked = self.core.proxies_to_ask(&proxies, now);
-                for proxy in &asked {
+                let asks = self.core.proxies_to_ask(&proxies, now);
+                for proxy in &asks.asked {
                     task::spawn(crate::transfer::push::ask_proxy(*proxy, servent, index, us));
                 }
-                if !routed && asked.is_empty() {
+                // Refused for the budget only: the download tries again later.
+                if !routed && asks.asked.is_empty() && !asks.over_budget {
                     self.shared.pushes.unreachable(servent);
                 }
             }

@@ -403,6 +403,9 @@ pub enum Action {
         proxies: Vec<SocketAddrV4>,
         /// The file's index in that servent's library, for each of the hit's URNs.
         files: Vec<(Vec<Urn>, u32)>,
+        /// The IP the hit gave: who named those proxies, for the per-namer
+        /// budget of [`Node::proxies_to_ask`].
+        namer: Ipv4Addr,
     },
     /// Cut the incoming handshake from this address: it stalled and gave
     /// its place to a newer one. Its end is reported all the same
@@ -885,18 +888,24 @@ impl Node {
     /// is unknown or we are firewalled (its `GIV` could not reach us, and
     /// gtk-gnutella sends no PUSH then), only addresses we may dial (no
     /// loopback or LAN host outside a test network), each counted against a
-    /// per-proxy budget ([`ProxyAsks`]).
-    pub fn proxies_to_ask(&mut self, named: &[SocketAddrV4], now: Instant) -> Vec<SocketAddrV4> {
+    /// per-proxy and a per-namer budget ([`ProxyAsks`]). `named` pairs each
+    /// proxy with the IP of who named it (the hit's servent, the `X-Falt` sender).
+    pub fn proxies_to_ask(&mut self, named: &[(SocketAddrV4, Ipv4Addr)], now: Instant) -> push::ProxiesToAsk {
+        let mut asks = push::ProxiesToAsk::default();
         if !address::usable(self.advertised) || self.reachability.firewalled() {
-            return Vec::new();
+            return asks;
         }
-        let mut asked = Vec::new();
-        for proxy in named.iter().take(push::MAX_PROXIES) {
-            if !asked.contains(proxy) && self.may_dial(*proxy) && self.proxy_asks.allow(*proxy, now) {
-                asked.push(*proxy);
+        for (proxy, namer) in named.iter().take(push::MAX_NAMED_PROXIES) {
+            if asks.asked.contains(proxy) || !self.may_dial(*proxy) {
+                continue;
+            }
+            match self.proxy_asks.allow(*proxy, *namer, now) {
+                Some(true) => asks.asked.push(*proxy),
+                Some(false) => asks.over_budget = true,
+                None => {}
             }
         }
-        asked
+        asks
     }
 
     /// Our push proxies, as our QueryHits list them (none while reachable).
@@ -1132,7 +1141,8 @@ impl Node {
         if !direct || push::needs_push(&hit) {
             let files = hit.results.iter().filter(|r| !r.urns.is_empty()).map(|r| (r.urns.clone(), r.index)).collect();
             let proxies = push::hit_proxies(&hit);
-            self.actions.push_back(Action::PushSource { source, servent: hit.servent_guid, files, proxies });
+            let namer = hit.ip;
+            self.actions.push_back(Action::PushSource { source, servent: hit.servent_guid, files, proxies, namer });
         }
         for result in hit.results.iter().filter(|r| !r.urns.is_empty()) {
             let signature = result.ggep.get(wire::GgepId::RELEASE_SIGNATURE).map(<[u8]>::to_vec);

@@ -326,7 +326,7 @@ impl Worker<'_> {
             // Firewalled sources are of use only while a GIV can reach us.
             if let Some(pushes) = self.job.pushes.as_ref().filter(|p| p.can_use_fwalt()) {
                 let firewalled = head.headers.get_all("X-Falt").flat_map(parse_x_falt).take(MAX_LEARNED);
-                learned.extend(pushes.learn_firewalled(&firewalled.collect::<Vec<_>>()));
+                learned.extend(pushes.learn_firewalled(&firewalled.collect::<Vec<_>>(), *self.source.ip()));
                 learned.truncate(MAX_LEARNED);
             }
             if !learned.is_empty() {
