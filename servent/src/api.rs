@@ -52,6 +52,7 @@ use async_std::task;
 use futures::{AsyncRead, AsyncReadExt, AsyncWrite};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
+use servent_core::address;
 use tide::{Body, Next, Request, Response, StatusCode};
 
 use signing_tool::KeyId;
@@ -121,8 +122,10 @@ pub async fn serve(
 
 /// Serves the requests of one connection until it closes or is cut.
 async fn serve_connection(app: tide::Server<State>, stream: TcpStream) {
-    let local_addr = stream.local_addr().ok();
-    let peer_addr = stream.peer_addr().ok();
+    // Read as IPv4 when IPv4-mapped (the API on `[::]` reached over IPv4),
+    // so that the guard's loopback and Host checks see one form.
+    let local_addr = stream.local_addr().ok().map(address::canonical);
+    let peer_addr = stream.peer_addr().ok().map(address::canonical);
     let connection = Connection { stream, cut: Cut::default() };
     let cut = connection.cut.clone();
     let served = async_h1::accept(connection, |mut req| {

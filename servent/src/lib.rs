@@ -9,6 +9,7 @@
 //! with five servents on loopback.
 #![warn(missing_docs)]
 
+pub use servent_core::address;
 pub mod api;
 pub mod bootstrap;
 pub mod cli;

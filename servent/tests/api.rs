@@ -1,6 +1,7 @@
 //! The local API under hostile request bodies, over real TCP: a body over
 //! [`api::MAX_BODY`] is refused before it is read, five at once too, one
-//! that trickles is cut, and an honest call is answered throughout.
+//! that trickles is cut, and an honest call is answered throughout; the API
+//! on `[::]` answers a browser that came over IPv4.
 //!
 //! Alone in its test binary, so that the process's resident memory is the
 //! servent's and this test's only.
@@ -131,4 +132,26 @@ async fn trickling_body_is_cut_and_honest_calls_go_on() {
     assert!(waited < api::BODY_TIMEOUT * 2, "cut after {waited:?}");
     async_std::future::timeout(PATIENCE, trickle).await.expect("the servent closes the connection");
     assert_eq!(honest_search(api).await, 200);
+}
+
+/// The API on `[::]` (`--api [::]:PORT`, its token required): a browser
+/// opening `http://127.0.0.1:PORT/` comes over IPv4, so the connection's
+/// ends are IPv4-mapped (`[::ffff:127.0.0.1]`); read as the IPv4 addresses
+/// they are, its `Host: 127.0.0.1:PORT` is ours and it is answered, not
+/// refused as another host's (403).
+#[async_std::test]
+async fn the_api_on_ipv6_any_answers_a_browser_that_came_over_ipv4() {
+    let node = start(&[], None).await;
+    let listener = TcpListener::bind("[::]:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let token = api::guard::ApiToken::new("ipv6-any-token-0123456789").unwrap();
+    task::spawn(api::serve(node.clone(), None, listener, Some(token)));
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    let request = format!(
+        "GET /api/status HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAuthorization: Bearer ipv6-any-token-0123456789\r\nConnection: close\r\n\r\n"
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let head = http::read_response_head(&mut BufReader::new(stream)).await.expect("an answer");
+    node.shutdown().await;
+    assert_eq!(head.status, 200, "{head:?}");
 }

@@ -8,7 +8,7 @@ mod common;
 use std::net::{SocketAddr, SocketAddrV4};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use async_std::io::prelude::BufReadExt;
@@ -16,6 +16,7 @@ use async_std::io::{BufReader, WriteExt};
 use async_std::net::{TcpListener, TcpStream};
 use async_std::task;
 use common::{share, start, start_with, wait_connected, wait_for, wait_indexed, PATIENCE};
+use servent::address::DialRule;
 use servent::node::NodeHandle;
 use servent::transfer::alt::AltLocations;
 use servent::transfer::download::plan::CHUNK_SIZE;
@@ -73,6 +74,8 @@ struct Downloader {
 fn downloader(dir: &Path, adjust: impl FnOnce(&mut DownloadsConfig)) -> Downloader {
     let mut config = DownloadsConfig::new(dir.join("partial"), dir.join("downloads"));
     config.io_timeout = Duration::from_secs(5);
+    // A test network on loopback: the sources answers name are local.
+    config.dial = Arc::new(RwLock::new(DialRule::new(true)));
     adjust(&mut config);
     let alt = Arc::new(AltLocations::new());
     let completed = Arc::new(AtomicUsize::new(0));
@@ -1155,13 +1158,15 @@ fn a_download_started_without_a_signature_takes_the_one_a_later_hit_carries() {
         let signature = release_signature(&publisher_key, &bytes);
         let folder = share(&[(NAME, &bytes)]);
         std::fs::write(folder.path().join(format!("{NAME}.minisig")), signature.to_text()).unwrap();
-        let publisher = start(&[], Some(folder.path())).await;
+        // A test network on loopback (`--dial-local`): the hit names 127.0.0.1.
+        let publisher = start_with(&[], Some(folder.path()), |c| c.dial_local = true).await;
         wait_indexed(&publisher, "seblinux", 1).await;
         let data = tempfile::tempdir().unwrap();
         let pinned = servent::trust::TrustedKey { key: publisher_key.public_key(), scope: vec![] };
         let user = start_with(&[publisher.listen_addr()], None, |c| {
             c.data_dir = Some(data.path().to_path_buf());
             c.trust = vec![pinned];
+            c.dial_local = true;
         })
         .await;
         wait_connected(&user, &publisher).await;
@@ -1223,5 +1228,75 @@ fn a_signature_a_hit_brings_for_other_bytes_does_not_make_a_genuine_file_fake() 
         let path = assert_complete(&done, &bytes);
         assert_eq!(done.judgement.as_ref().map(|j| j.verdict), Some(servent::trust::Verdict::Unsigned), "{done:#?}");
         assert!(!signing_tool::files::minisig_path(&path).exists(), "no signature of other bytes beside it");
+    });
+}
+
+/// A source the user named answers every request with `X-Alt` naming 8
+/// servents on our own machine (any local service: an SSH daemon, a
+/// router's admin page, our own API): a servent on the Internet (no
+/// `--dial-local`) takes none of them as a source and connects to none,
+/// as it keeps and dials no local address heard from the network
+/// (`address::may_dial`), and as gtk-gnutella's mesh takes no invalid
+/// (private, loopback) alt-loc (`dmesh.c`, `dmesh_add`: `!host_is_valid`).
+#[test]
+fn attack_x_alt_naming_local_services_gets_none_of_them_connected_to() {
+    use async_std::prelude::FutureExt;
+    task::block_on(async {
+        let mut locals = Vec::new();
+        for _ in 0..8 {
+            locals.push(TcpListener::bind("127.0.0.1:0").await.unwrap());
+        }
+        let named: Vec<SocketAddrV4> = locals.iter().map(|l| v4(l.local_addr().unwrap())).collect();
+        let x_alt = named.iter().map(ToString::to_string).collect::<Vec<_>>().join(",");
+        let source = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let source_addr = v4(source.local_addr().unwrap());
+        let asked = Arc::new(AtomicUsize::new(0));
+        let counted = asked.clone();
+        let answering = task::spawn(async move {
+            loop {
+                let Ok((stream, _)) = source.accept().await else { return };
+                let answer =
+                    format!("HTTP/1.1 503 Busy\r\nRetry-After: 1\r\nContent-Length: 0\r\nX-Alt: {x_alt}\r\n\r\n");
+                let counted = counted.clone();
+                task::spawn(async move {
+                    let mut reader = BufReader::new(stream.clone());
+                    let mut line = String::new();
+                    while reader.read_line(&mut line).await.is_ok_and(|n| n > 0) && line.trim_end() != "" {
+                        line.clear();
+                    }
+                    counted.fetch_add(1, Ordering::SeqCst);
+                    let _ = (&stream).write_all(answer.as_bytes()).await;
+                });
+            }
+        });
+        let data = tempfile::tempdir().unwrap();
+        let node = start_with(&[], None, |c| {
+            c.dial_local = false;
+            c.data_dir = Some(data.path().to_path_buf());
+        })
+        .await;
+        let request = DownloadRequest {
+            urns: vec![servent::wire::Urn::Sha1([0x44; 20])],
+            name: "SEBLINUX-xalt-attack-1.0.tar".into(),
+            size: 1_000_000,
+            sources: vec![source_addr],
+            signature: None,
+            keep: Keep::NotFake,
+        };
+        let id = node.downloads().unwrap().start(request).await.unwrap();
+        // Its X-Alt was read at least twice: any source it named was learned.
+        wait_for("the source asked twice", || async { asked.load(Ordering::SeqCst) >= 2 }).await;
+        let sources = node.downloads().unwrap().get(id).await.unwrap().sources;
+        let learned: Vec<SocketAddrV4> = sources.iter().map(|s| s.addr).filter(|addr| named.contains(addr)).collect();
+        let mut connected = 0;
+        for local in &locals {
+            if local.accept().timeout(Duration::from_millis(50)).await.is_ok() {
+                connected += 1;
+            }
+        }
+        node.shutdown().await;
+        answering.cancel().await;
+        assert_eq!(learned, [], "local addresses from X-Alt taken as sources");
+        assert_eq!(connected, 0, "local services connected to");
     });
 }

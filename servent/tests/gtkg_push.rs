@@ -26,7 +26,14 @@ fn gtk_gnutella_downloads_from_us_by_push_when_we_are_firewalled() {
     gtkg.set("is_firewalled", "FALSE");
     task::block_on(async {
         let files = share(&[(name, &ours)]);
-        let node = start_with(&[gtkg.addr], Some(files.path()), |_| {}).await;
+        // A test network (`--dial-local`: its PUSH names 127.0.0.1); we
+        // listen on 127.0.0.2 but dial from 127.0.0.1, so its connect-back
+        // (to our link's IP) misses us and we stay firewalled.
+        let node = start_with(&[gtkg.addr], Some(files.path()), |c| {
+            c.dial_local = true;
+            c.listen = "127.0.0.2:0".parse().unwrap();
+        })
+        .await;
         wait_indexed(&node, "seblinux", 1).await;
         wait_for("our link to it", || async { node.peers().await.unwrap().iter().any(|p| p.addr == gtkg.addr) }).await;
         // We only connected out: the firewall check finds us unreachable.
@@ -90,10 +97,16 @@ fn gtk_gnutella_takes_the_firewalled_source_we_name_in_x_falt() {
         // Our firewalled servent, and ours that fetches from it by push and
         // so knows it as a verified firewalled source.
         let files = share(&[(name, &ours)]);
+        // Of a test network (`--dial-local`) but the hub, which so answers
+        // no connect-back on loopback: the firewalled servent stays so.
         let hub = start_with(&[], None, |_| {}).await;
-        let firewalled = start_with(&[hub.listen_addr()], Some(files.path()), |_| {}).await;
+        let firewalled = start_with(&[hub.listen_addr()], Some(files.path()), |c| c.dial_local = true).await;
         let data = tempfile::tempdir().unwrap();
-        let node = start_with(&[hub.listen_addr()], None, |c| c.data_dir = Some(data.path().to_path_buf())).await;
+        let node = start_with(&[hub.listen_addr()], None, |c| {
+            c.data_dir = Some(data.path().to_path_buf());
+            c.dial_local = true;
+        })
+        .await;
         wait_connected(&hub, &firewalled).await;
         wait_connected(&hub, &node).await;
         wait_indexed(&firewalled, "seblinux", 1).await;
@@ -133,7 +146,12 @@ fn we_download_from_a_firewalled_gtk_gnutella_by_push() {
     let name = "SEBLINUX-behindgtkg-1.0.tar";
     task::block_on(async {
         let data = tempfile::tempdir().unwrap();
-        let node = start_with(&[], None, |c| c.data_dir = Some(data.path().to_path_buf())).await;
+        // A test network (`--dial-local`): its hit names 127.0.0.1.
+        let node = start_with(&[], None, |c| {
+            c.data_dir = Some(data.path().to_path_buf());
+            c.dial_local = true;
+        })
+        .await;
         // It connects to us and nobody connects to it: on loopback it
         // believes itself firewalled, and its hits say so.
         let options = Options { peers: vec![node.listen_addr()], ..Options::default() };

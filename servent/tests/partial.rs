@@ -79,9 +79,11 @@ async fn publisher(folder: &Path, bytes: &[u8], key: &SecretKey, rate: u64) -> N
 }
 
 /// A servent with a data directory (so it downloads), trusting `key`, its
-/// downloads capped at `rate`.
+/// downloads capped at `rate`; of a test network (`--dial-local`), so that
+/// it takes the loopback sources it is offered.
 async fn downloader(dir: &Path, key: &SecretKey, rate: u64) -> NodeHandle {
     start_with(&[], None, |config| {
+        config.dial_local = true;
         config.data_dir = Some(dir.to_path_buf());
         config.trust = vec![TrustedKey { key: key.public_key(), scope: vec![] }];
         config.rates = Rates { max_upload_rate: 0, max_download_rate: rate };

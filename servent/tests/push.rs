@@ -10,9 +10,10 @@ use async_std::io::{BufReader, ReadExt, WriteExt};
 use async_std::net::{TcpListener, TcpStream};
 use async_std::prelude::FutureExt;
 use async_std::task;
-use common::{raw_peer, share, start, varied_bytes, wait_connected, wait_for, wait_indexed, PATIENCE};
+use common::{raw_peer, share, varied_bytes, wait_connected, wait_for, wait_indexed, PATIENCE};
 use futures::AsyncBufReadExt;
 use servent::config::Mode;
+use servent::node::NodeHandle;
 use std::sync::Arc;
 
 use servent::transfer::alt::{self, AltLocations};
@@ -44,12 +45,17 @@ async fn head(reader: &mut BufReader<TcpStream>) -> Vec<String> {
     }
 }
 
+/// A servent of a test network on loopback (`--dial-local`).
+async fn start_local(peers: &[SocketAddr], share: Option<&std::path::Path>) -> NodeHandle {
+    common::start_with(peers, share, |c| c.dial_local = true).await
+}
+
 #[test]
 fn a_push_for_our_guid_makes_us_connect_back_with_giv_and_serve_the_file() {
     task::block_on(async {
         let content = varied_bytes(200_000);
         let files = share(&[("SEBLINUX-push-1.0.tar", &content)]);
-        let uploader = start(&[], Some(files.path())).await;
+        let uploader = start_local(&[], Some(files.path())).await;
         wait_indexed(&uploader, "seblinux", 1).await;
         let query = search::Query { words: "seblinux".into(), urns: Vec::new(), limit: 1 };
         let file = uploader.library().search(&query).unwrap().remove(0);
@@ -181,13 +187,16 @@ fn two_servents_transfer_by_push_when_the_uploader_is_firewalled() {
     task::block_on(async {
         let content = varied_bytes(1_500_000);
         let files = share(&[("SEBLINUX-behind-1.0.tar", &content)]);
-        let hub = start(&[], None).await;
+        let hub = common::start(&[], None).await;
         // The uploader only dials out: nobody connects to it, so the firewall
         // check finds it unreachable and its hits ask for a PUSH.
-        let uploader = start(&[hub.listen_addr()], Some(files.path())).await;
+        let uploader = start_local(&[hub.listen_addr()], Some(files.path())).await;
         let downloads = tempfile::tempdir().unwrap();
-        let downloader =
-            common::start_with(&[hub.listen_addr()], None, |c| c.data_dir = Some(downloads.path().to_path_buf())).await;
+        let downloader = common::start_with(&[hub.listen_addr()], None, |c| {
+            c.data_dir = Some(downloads.path().to_path_buf());
+            c.dial_local = true;
+        })
+        .await;
         wait_connected(&hub, &uploader).await;
         wait_connected(&hub, &downloader).await;
         wait_indexed(&uploader, "seblinux", 1).await;
@@ -225,11 +234,14 @@ fn a_firewalled_source_that_served_verified_bytes_is_passed_on_in_x_falt_to_thos
     task::block_on(async {
         let content = varied_bytes(2_500_000);
         let files = share(&[("SEBLINUX-falt-1.0.tar", &content)]);
-        let hub = start(&[], None).await;
-        let uploader = start(&[hub.listen_addr()], Some(files.path())).await;
+        let hub = common::start(&[], None).await;
+        let uploader = start_local(&[hub.listen_addr()], Some(files.path())).await;
         let downloads = tempfile::tempdir().unwrap();
-        let downloader =
-            common::start_with(&[hub.listen_addr()], None, |c| c.data_dir = Some(downloads.path().to_path_buf())).await;
+        let downloader = common::start_with(&[hub.listen_addr()], None, |c| {
+            c.data_dir = Some(downloads.path().to_path_buf());
+            c.dial_local = true;
+        })
+        .await;
         wait_connected(&hub, &uploader).await;
         wait_connected(&hub, &downloader).await;
         wait_indexed(&uploader, "seblinux", 1).await;
@@ -309,18 +321,46 @@ fn a_neighbour_connects_back_when_asked_and_the_firewall_check_then_finds_us_rea
     });
 }
 
-/// The status line of a push-proxy request for `servent` sent from `from`.
-async fn ask_proxy_from(from: Ipv4Addr, proxy: SocketAddr, servent: Guid) -> String {
+/// The status line of a push-proxy request for `servent` sent from `from`,
+/// naming `x_node` as the downloader.
+async fn ask_proxy_from(from: Ipv4Addr, proxy: SocketAddr, servent: Guid, x_node: &str) -> String {
     let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
     socket.bind(&SocketAddr::from((from, 0)).into()).unwrap();
     socket.connect(&proxy.into()).unwrap();
     let stream = TcpStream::from(std::net::TcpStream::from(socket));
     let request = format!(
-        "GET /gnutella/push-proxy?ServerId={} HTTP/1.1\r\nX-Node: 127.0.0.9:6346\r\nConnection: close\r\n\r\n",
+        "GET /gnutella/push-proxy?ServerId={} HTTP/1.1\r\nX-Node: {x_node}\r\nConnection: close\r\n\r\n",
         servent::push::server_id(servent)
     );
     (&stream).write_all(request.as_bytes()).await.unwrap();
     head(&mut BufReader::new(stream)).await[0].clone()
+}
+
+/// A downloader's address on the Internet, as an `X-Node` names it.
+const DISTANT: &str = "198.51.100.9:6346";
+
+#[test]
+fn attack_a_push_proxy_request_naming_a_local_x_node_is_refused_with_400_outside_a_test_network() {
+    task::block_on(async {
+        let ultrapeer = common::start_with(&[], None, |c| c.mode = Mode::Ultrapeer).await;
+        let test_network = common::start_with(&[], None, |c| {
+            c.mode = Mode::Ultrapeer;
+            c.dial_local = true;
+        })
+        .await;
+        let nobody = Guid([3; 16]);
+        for local in ["127.0.0.1:22", "192.168.1.1:80", "10.0.0.1:445"] {
+            let answer = ask_proxy_from(Ipv4Addr::LOCALHOST, ultrapeer.listen_addr(), nobody, local).await;
+            assert!(answer.starts_with("HTTP/1.1 400"), "{local}: {answer}");
+        }
+        let distant = ask_proxy_from(Ipv4Addr::LOCALHOST, ultrapeer.listen_addr(), nobody, DISTANT).await;
+        assert!(distant.starts_with("HTTP/1.1 410"), "{distant}");
+        let local = ask_proxy_from(Ipv4Addr::LOCALHOST, test_network.listen_addr(), nobody, "127.0.0.1:22").await;
+        assert!(local.starts_with("HTTP/1.1 410"), "a test network passes it on: {local}");
+        for node in [ultrapeer, test_network] {
+            node.shutdown().await;
+        }
+    });
 }
 
 #[test]
@@ -331,7 +371,7 @@ fn attack_one_address_hammering_the_push_proxy_endpoint_is_refused_and_others_st
         let hammer = Ipv4Addr::new(127, 0, 0, 2);
         let mut answers = Vec::new();
         for _ in 0..40 {
-            answers.push(ask_proxy_from(hammer, ultrapeer.listen_addr(), nobody).await);
+            answers.push(ask_proxy_from(hammer, ultrapeer.listen_addr(), nobody, DISTANT).await);
         }
         let passed_on = answers.iter().filter(|a| a.starts_with("HTTP/1.1 410")).count();
         let refused = answers.iter().filter(|a| a.starts_with("HTTP/1.1 429")).count();
@@ -340,7 +380,7 @@ fn attack_one_address_hammering_the_push_proxy_endpoint_is_refused_and_others_st
             (servent::push::MAX_PROXY_REQUESTS_PER_ADDRESS, 40 - passed_on),
             "{answers:?}"
         );
-        let other = ask_proxy_from(Ipv4Addr::LOCALHOST, ultrapeer.listen_addr(), nobody).await;
+        let other = ask_proxy_from(Ipv4Addr::LOCALHOST, ultrapeer.listen_addr(), nobody, DISTANT).await;
         assert!(other.starts_with("HTTP/1.1 410"), "another requester is still served: {other}");
         assert_eq!(ultrapeer.uploads().snapshot().proxy_refused, 40 - passed_on as u64);
         ultrapeer.shutdown().await;
@@ -352,8 +392,21 @@ fn a_leafs_ultrapeer_is_its_push_proxy_and_passes_a_push_on_from_http() {
     task::block_on(async {
         let content = varied_bytes(100_000);
         let files = share(&[("SEBLINUX-leaf-1.0.tar", &content)]);
-        let ultrapeer = common::start_with(&[], None, |c| c.mode = Mode::Ultrapeer).await;
-        let leaf = common::start_with(&[ultrapeer.listen_addr()], Some(files.path()), |c| c.mode = Mode::Leaf).await;
+        let ultrapeer = common::start_with(&[], None, |c| {
+            c.mode = Mode::Ultrapeer;
+            c.dial_local = true;
+        })
+        .await;
+        // A test network (both `--dial-local`, so the leaf may connect back
+        // to a loopback X-Node); the leaf listens on 127.0.0.2 but dials
+        // from 127.0.0.1, so its ultrapeer's connect-back (to the link's IP)
+        // misses it and it stays firewalled.
+        let leaf = common::start_with(&[ultrapeer.listen_addr()], Some(files.path()), |c| {
+            c.mode = Mode::Leaf;
+            c.dial_local = true;
+            c.listen = "127.0.0.2:0".parse().unwrap();
+        })
+        .await;
         wait_indexed(&leaf, "seblinux", 1).await;
         wait_for("the leaf's table at its ultrapeer", || async {
             ultrapeer.peers().await.unwrap().iter().any(|p| p.qrp)

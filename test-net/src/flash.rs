@@ -409,6 +409,8 @@ fn servent_config(addr: SocketAddrV4, rates: Rates) -> Config {
         discover: false,
         rescan_interval: Duration::from_secs(3600),
         rates,
+        // Every servent is on loopback: local addresses are servents here.
+        dial_local: true,
         ..Config::default()
     }
 }

@@ -253,6 +253,8 @@ impl Net {
             discover: false,
             rescan_interval: RESCAN_INTERVAL,
             trust: self.config.trust.clone(),
+            // Every node is on loopback: local addresses are servents here.
+            dial_local: true,
             ..Config::default()
         };
         let node = node::start(config).await.map_err(|source| Error::Start { index, addr: slot.addr, source })?;

@@ -49,6 +49,29 @@ pub fn may_dial(addr: SocketAddrV4, own: &[Ipv4Addr], dial_local: bool) -> bool 
     dial_local || !(local(*addr.ip()) || own.contains(addr.ip()))
 }
 
+/// One servent's dial rule, to carry where it is needed (the downloads):
+/// [`may_dial`] with its own IPs (advertised, listening) and whether it is
+/// part of a test network.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DialRule {
+    /// Our IPs: the one we advertise and the one we listen on (unspecified when unknown).
+    pub own: [Ipv4Addr; 2],
+    /// `--dial-local`: a test network, where local addresses are servents.
+    pub dial_local: bool,
+}
+
+impl DialRule {
+    /// The rule of a servent whose IPs are not known yet.
+    pub fn new(dial_local: bool) -> DialRule {
+        DialRule { own: [Ipv4Addr::UNSPECIFIED; 2], dial_local }
+    }
+
+    /// Whether `addr`, heard from the network, may be kept and dialed ([`may_dial`]).
+    pub fn allows(&self, addr: SocketAddrV4) -> bool {
+        may_dial(addr, &self.own, self.dial_local)
+    }
+}
+
 /// Whether a servent at `ours` can reach `addr`: [`usable`], loopback only
 /// from loopback (a network on one machine), and behind a NAT only from
 /// behind one (a network on one LAN, as in tests).
@@ -124,6 +147,15 @@ mod tests {
             assert!(may_dial(at(refused), &own, true), "{refused}");
         }
         assert!(may_dial(at("8.8.8.8:6346"), &own, false));
+    }
+
+    #[test]
+    fn a_dial_rule_carries_our_own_addresses_and_the_test_network_switch() {
+        let ours = DialRule { own: [Ipv4Addr::new(81, 2, 69, 160), Ipv4Addr::UNSPECIFIED], dial_local: false };
+        assert!(!ours.allows(at("81.2.69.160:7000")), "our own public address (our API's port, say)");
+        assert!(!ours.allows(at("127.0.0.1:22")) && !ours.allows(at("192.168.1.1:80")));
+        assert!(ours.allows(at("8.8.8.8:6346")));
+        assert!(DialRule::new(true).allows(at("127.0.0.1:22")), "a test network");
     }
 
     #[test]

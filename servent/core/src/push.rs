@@ -71,6 +71,13 @@ pub const MAX_PROXY_REQUESTS: usize = 256;
 pub const MAX_PROXY_ASKS_PER_ADDRESS: usize = 8;
 /// Push-proxy requests we send within [`CONNECT_BACK_WINDOW`], in total.
 pub const MAX_PROXY_ASKS: usize = 64;
+/// Push-proxy requests we send within [`CONNECT_BACK_WINDOW`] for the
+/// proxies one servent named (in its hits or its `X-Falt`): so that one
+/// hostile answer cannot spend [`MAX_PROXY_ASKS`] for every other source.
+pub const MAX_PROXY_ASKS_PER_NAMER: usize = 8;
+/// Push proxies kept for one firewalled source, from all who named them
+/// (earlier ones first), and considered for one PUSH.
+pub const MAX_NAMED_PROXIES: usize = 8;
 /// The window over which connections back (and other per-address budgets) are counted.
 pub const CONNECT_BACK_WINDOW: Duration = Duration::from_secs(60);
 
@@ -191,6 +198,32 @@ impl PushProxies {
     }
 }
 
+/// The download key of a firewalled source known only by its GUID (from
+/// `X-Falt`, or a hit naming an address we may not dial): an address in
+/// 0.0.0.0/8, which names no host, so that it is never taken for a real
+/// source, nor connected to.
+pub fn push_only_key(servent: Guid) -> SocketAddrV4 {
+    let g = servent.0;
+    SocketAddrV4::new(Ipv4Addr::new(0, g[0], g[1], g[2]), u16::from_be_bytes([g[3], g[4]]).max(1))
+}
+
+/// Whether `source` is a [`push_only_key`]: reached by PUSH or not at all.
+pub fn is_push_only(source: SocketAddrV4) -> bool {
+    source.ip().octets()[0] == 0
+}
+
+/// What a push-proxy request for one of our leaves comes to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProxyPush {
+    /// The PUSH is on its way to the leaf (`202`).
+    Sent,
+    /// That servent is no leaf of ours (`410`).
+    NoLeaf,
+    /// The `X-Node` names an address the leaf must not be sent to: unusable,
+    /// or local outside a test network (`400`, as gtk-gnutella's `pproxy.c`).
+    BadNode,
+}
+
 /// Whether a QueryHit's servent must be reached with a PUSH: it says it is
 /// firewalled, or gives an address nobody can connect to.
 pub fn needs_push(hit: &QueryHit) -> bool {
@@ -216,15 +249,20 @@ impl AddressBudget {
 
     /// Whether one more for `ip` at `now` fits; if so, it is counted.
     pub fn allow(&mut self, ip: IpAddr, now: Instant) -> bool {
+        let fits = self.fits(ip, now);
+        if fits {
+            self.recent.push_back((now, ip));
+        }
+        fits
+    }
+
+    /// Whether one more for `ip` at `now` fits, without counting it.
+    fn fits(&mut self, ip: IpAddr, now: Instant) -> bool {
         while self.recent.front().is_some_and(|(at, _)| now.duration_since(*at) >= CONNECT_BACK_WINDOW) {
             self.recent.pop_front();
         }
         let for_ip = self.recent.iter().filter(|(_, seen)| *seen == ip).count();
-        if self.recent.len() >= self.total || for_ip >= self.per_address {
-            return false;
-        }
-        self.recent.push_back((now, ip));
-        true
+        self.recent.len() < self.total && for_ip < self.per_address
     }
 }
 
@@ -274,22 +312,49 @@ impl ProxyRequests {
 /// proxies a firewalled source's hit or an `X-Falt` named), bounded per
 /// proxy IP and in all: each is a connection we open to an address a
 /// stranger gave us, so no answer can aim a stream of them at one host.
+/// Bounded too per namer (the servent whose hit or `X-Falt` named the
+/// proxies), so that one answer naming many cannot spend the whole budget.
 #[derive(Debug)]
 pub struct ProxyAsks {
     budget: AddressBudget,
+    namers: AddressBudget,
 }
 
 impl Default for ProxyAsks {
     fn default() -> ProxyAsks {
-        ProxyAsks { budget: AddressBudget::new(MAX_PROXY_ASKS_PER_ADDRESS, MAX_PROXY_ASKS) }
+        ProxyAsks {
+            budget: AddressBudget::new(MAX_PROXY_ASKS_PER_ADDRESS, MAX_PROXY_ASKS),
+            namers: AddressBudget::new(MAX_PROXY_ASKS_PER_NAMER, MAX_PROXY_ASKS),
+        }
     }
 }
 
 impl ProxyAsks {
-    /// Whether to ask push proxy `proxy` at `now`; if so, it is counted.
-    pub fn allow(&mut self, proxy: SocketAddrV4, now: Instant) -> bool {
-        address::usable(proxy) && self.budget.allow(IpAddr::V4(*proxy.ip()), now)
+    /// Whether to ask push proxy `proxy`, named by `namer`, at `now`: `None`
+    /// for an unusable address, else whether the budgets allow it (if so,
+    /// it is counted).
+    pub fn allow(&mut self, proxy: SocketAddrV4, namer: Ipv4Addr, now: Instant) -> Option<bool> {
+        if !address::usable(proxy) {
+            return None;
+        }
+        let (ip, namer) = (IpAddr::V4(*proxy.ip()), IpAddr::V4(namer));
+        let fits = self.budget.fits(ip, now) && self.namers.fits(namer, now);
+        if fits {
+            self.budget.allow(ip, now);
+            self.namers.allow(namer, now);
+        }
+        Some(fits)
     }
+}
+
+/// The push proxies to ask for one PUSH ([`crate::node::Node::proxies_to_ask`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ProxiesToAsk {
+    /// Ask these now.
+    pub asked: Vec<SocketAddrV4>,
+    /// Some were left unasked only for the budget: the source may still be
+    /// reached later, and is not to be given up for it.
+    pub over_budget: bool,
 }
 
 /// How a connection to our port came about.
@@ -670,12 +735,21 @@ mod node_tests {
         assert!(!actions(&mut node).iter().any(|a| matches!(a, Action::ConnectBack { .. })));
     }
 
+    /// `proxies` as servent `namer` (an index: one IP each) named them.
+    fn named_by(namer: u32, proxies: &[SocketAddrV4]) -> Vec<(SocketAddrV4, Ipv4Addr)> {
+        proxies.iter().map(|proxy| (*proxy, Ipv4Addr::from(0xCB00_7100 + namer))).collect()
+    }
+
+    fn asked(node: &mut Node, namer: u32, proxies: &[SocketAddrV4], now: Instant) -> Vec<SocketAddrV4> {
+        node.proxies_to_ask(&named_by(namer, proxies), now).asked
+    }
+
     #[test]
     fn attack_push_proxies_a_stranger_names_are_asked_only_if_we_may_dial_them_and_within_a_budget() {
         let now = Instant::now();
         let mut node = node(now);
         let distant = SocketAddrV4::new(Ipv4Addr::new(198, 51, 100, 9), 22);
-        assert!(node.proxies_to_ask(&[distant], now).is_empty(), "while firewalled no GIV could reach us");
+        assert!(asked(&mut node, 0, &[distant], now).is_empty(), "while firewalled no GIV could reach us");
         node.handle(Event::Incoming { remote: IpAddr::V4(*addr(2).ip()), arrival: Arrival::Unasked }, now);
         // An answer names 16 servents with 4 proxies each, all on our machine or LAN.
         let local: Vec<SocketAddrV4> = (0..64u16)
@@ -687,16 +761,35 @@ mod node_tests {
             })
             .collect();
         for four in local.chunks(MAX_PROXIES) {
-            assert!(node.proxies_to_ask(four, now).is_empty(), "{four:?}");
+            let asks = node.proxies_to_ask(&named_by(1, four), now);
+            assert_eq!(asks, ProxiesToAsk::default(), "{four:?}: refused by the dial rule, not the budget");
         }
-        // A distant victim named again and again is asked within its budget.
-        let asked: usize = (0..100).map(|_| node.proxies_to_ask(&[distant, distant], now).len()).sum();
-        assert_eq!(asked, MAX_PROXY_ASKS_PER_ADDRESS);
+        // A distant victim named again and again (by many) is asked within its budget.
+        let victim: usize = (0..100).map(|n| asked(&mut node, 100 + n, &[distant, distant], now).len()).sum();
+        assert_eq!(victim, MAX_PROXY_ASKS_PER_ADDRESS);
         let many: usize = (0..1000u32)
-            .map(|i| node.proxies_to_ask(&[SocketAddrV4::new(Ipv4Addr::from(0xC633_6500 + i), 6346)], now).len())
+            .map(|i| asked(&mut node, 1000 + i, &[SocketAddrV4::new(Ipv4Addr::from(0xC633_6500 + i), 6346)], now).len())
             .sum();
         assert_eq!(many, MAX_PROXY_ASKS - MAX_PROXY_ASKS_PER_ADDRESS, "bounded in all");
-        assert_eq!(node.proxies_to_ask(&[distant], now + CONNECT_BACK_WINDOW), vec![distant], "the window slides");
+        assert_eq!(asked(&mut node, 0, &[distant], now + CONNECT_BACK_WINDOW), vec![distant], "the window slides");
+    }
+
+    #[test]
+    fn attack_one_hostile_answer_cannot_spend_the_push_proxy_budget_of_every_other_source() {
+        let now = Instant::now();
+        let mut node = node(now);
+        node.handle(Event::Incoming { remote: IpAddr::V4(*addr(2).ip()), arrival: Arrival::Unasked }, now);
+        assert!(!node.firewalled());
+        // One answer names 16 firewalled servents with 4 distinct public proxies each.
+        let hostile: Vec<SocketAddrV4> =
+            (0..64u32).map(|i| SocketAddrV4::new(Ipv4Addr::from(0xC612_0000 + i), 6346)).collect();
+        let asks: Vec<ProxiesToAsk> =
+            hostile.chunks(4).map(|four| node.proxies_to_ask(&named_by(1, four), now)).collect();
+        let spent: usize = asks.iter().map(|a| a.asked.len()).sum();
+        assert_eq!(spent, MAX_PROXY_ASKS_PER_NAMER, "only its namer's budget is spent");
+        assert!(asks.last().unwrap().over_budget, "the rest wait for the budget, not given up");
+        let legitimate = SocketAddrV4::new(Ipv4Addr::new(198, 18, 0, 1), 6346);
+        assert_eq!(asked(&mut node, 2, &[legitimate], now), [legitimate], "another source's proxy is still asked");
     }
 
     #[test]
@@ -708,12 +801,12 @@ mod node_tests {
             Node::new(unknown, StdRng::seed_from_u64(3), SharedTrust::new(TrustStore::in_memory()), (1, 10), now);
         node.handle(Event::Incoming { remote: IpAddr::V4(Ipv4Addr::LOCALHOST), arrival: Arrival::Unasked }, now);
         assert!(!node.firewalled());
-        assert!(node.proxies_to_ask(&[proxy], now).is_empty(), "no X-Node: 0.0.0.0");
+        assert!(asked(&mut node, 1, &[proxy], now).is_empty(), "no X-Node: 0.0.0.0");
         let test_network = Config { listen: SocketAddr::V4(addr(100)), dial_local: true, ..Config::default() };
         let mut node =
             Node::new(test_network, StdRng::seed_from_u64(3), SharedTrust::new(TrustStore::in_memory()), (1, 10), now);
         node.handle(Event::Incoming { remote: IpAddr::V4(Ipv4Addr::LOCALHOST), arrival: Arrival::Unasked }, now);
-        assert_eq!(node.proxies_to_ask(&[proxy, proxy], now), vec![proxy]);
+        assert_eq!(asked(&mut node, 1, &[proxy, proxy], now), vec![proxy]);
     }
 
     fn our_hit_flag(node: &mut Node, n: u8, now: Instant) -> Option<bool> {
@@ -767,7 +860,7 @@ mod node_tests {
         let urns = vec![Urn::Sha1([4; 20])];
         let hit = QueryHit {
             port: 6346,
-            ip: Ipv4Addr::new(10, 0, 0, 9),
+            ip: Ipv4Addr::new(198, 51, 100, 9),
             speed: 0,
             results: vec![QueryResult {
                 index: 8,
@@ -782,8 +875,9 @@ mod node_tests {
         };
         let message = Message { guid: search, ttl: 3, hops: 2, payload: Payload::QueryHit(hit) };
         node.handle(Event::Message { peer: PeerId(2), message }, now);
-        let source = SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 9), 6346);
-        let expected = Action::PushSource { source, servent, files: vec![(urns, 8)], proxies: Vec::new() };
+        let source = SocketAddrV4::new(Ipv4Addr::new(198, 51, 100, 9), 6346);
+        let expected =
+            Action::PushSource { source, servent, files: vec![(urns, 8)], proxies: Vec::new(), namer: *source.ip() };
         assert!(actions(&mut node).contains(&expected));
         assert!(node.push(servent, 8));
         let sent = actions(&mut node);
@@ -793,5 +887,129 @@ mod node_tests {
         };
         assert_eq!((*to, *ttl), (PeerId(2), crate::routing::DEFAULT_MAX_TTL));
         assert_eq!((push.servent_guid, push.index, push.ip, push.port), (servent, 8, *addr(100).ip(), 6346));
+    }
+
+    /// Our machine and LAN, as a stranger may name them.
+    fn local_services() -> [SocketAddrV4; 4] {
+        [
+            SocketAddrV4::new(Ipv4Addr::LOCALHOST, 22),
+            SocketAddrV4::new(Ipv4Addr::new(192, 168, 1, 1), 80),
+            SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 1), 445),
+            SocketAddrV4::new(Ipv4Addr::new(169, 254, 169, 254), 80),
+        ]
+    }
+
+    fn connected_backs(node: &mut Node) -> Vec<SocketAddrV4> {
+        actions(node)
+            .into_iter()
+            .filter_map(|a| match a {
+                Action::ConnectBack { to, .. } => Some(to),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn attack_a_routed_push_cannot_make_us_connect_to_our_own_machine_or_lan() {
+        let now = Instant::now();
+        let mut node = node(now);
+        connect(&mut node, 1, Direction::Incoming, now);
+        actions(&mut node);
+        for (n, to) in local_services().into_iter().enumerate() {
+            node.handle(Event::Message { peer: PeerId(1), message: push_to(node.guid(), n as u8 + 1, to) }, now);
+        }
+        let ours = SocketAddrV4::new(*addr(100).ip(), 9000);
+        node.handle(Event::Message { peer: PeerId(1), message: push_to(node.guid(), 10, ours) }, now);
+        assert_eq!(connected_backs(&mut node), [], "a PUSH made us connect to a local service");
+    }
+
+    #[test]
+    fn a_test_network_connects_back_to_the_loopback_address_a_push_names() {
+        let now = Instant::now();
+        let config = Config { listen: SocketAddr::V4(addr(100)), dial_local: true, ..Config::default() };
+        let mut node =
+            Node::new(config, StdRng::seed_from_u64(3), SharedTrust::new(TrustStore::in_memory()), (1, 10), now);
+        connect(&mut node, 1, Direction::Incoming, now);
+        actions(&mut node);
+        let to = SocketAddrV4::new(Ipv4Addr::LOCALHOST, 7000);
+        node.handle(Event::Message { peer: PeerId(1), message: push_to(node.guid(), 1, to) }, now);
+        assert_eq!(connected_backs(&mut node), [to]);
+    }
+
+    #[test]
+    fn attack_a_push_proxy_request_naming_a_local_x_node_is_refused_as_bad() {
+        let now = Instant::now();
+        let mut node = node(now);
+        connect(&mut node, 1, Direction::Incoming, now);
+        actions(&mut node);
+        let leaf = Guid([0x42; 16]);
+        for to in local_services() {
+            assert_eq!(node.proxy_push(leaf, 1, to), ProxyPush::BadNode, "{to}");
+        }
+        assert!(!actions(&mut node).iter().any(|a| matches!(a, Action::Send { .. })), "no PUSH passed on");
+        let distant = SocketAddrV4::new(Ipv4Addr::new(198, 51, 100, 9), 6346);
+        assert_eq!(node.proxy_push(Guid([1; 16]), 1, distant), ProxyPush::NoLeaf);
+    }
+
+    /// A hit for `search` from servent `n` naming `ip` (no push flag).
+    fn hit_naming(search: Guid, n: u8, ip: Ipv4Addr) -> Message {
+        let result = QueryResult {
+            index: 1,
+            size: 10,
+            name: "SEBLINUX.tar".into(),
+            urns: vec![Urn::Sha1([5; 20])],
+            ggep: Default::default(),
+        };
+        let hit = QueryHit {
+            port: 22,
+            ip,
+            speed: 1,
+            results: vec![result],
+            trailer: None,
+            servent_guid: Guid([n; 16]),
+            original: Default::default(),
+        };
+        Message { guid: search, ttl: 3, hops: 1, payload: Payload::QueryHit(hit) }
+    }
+
+    #[test]
+    fn attack_a_hit_naming_a_local_address_is_offered_only_as_a_push_source() {
+        let now = Instant::now();
+        let mut node = node(now);
+        connect(&mut node, 1, Direction::Incoming, now);
+        let search = node.search("seblinux", 4, now).unwrap();
+        actions(&mut node);
+        for (n, ip) in [Ipv4Addr::LOCALHOST, Ipv4Addr::new(192, 168, 1, 1)].into_iter().enumerate() {
+            node.handle(Event::Message { peer: PeerId(1), message: hit_naming(search, n as u8 + 1, ip) }, now);
+        }
+        let done = actions(&mut node);
+        let offered: Vec<SocketAddrV4> = done
+            .iter()
+            .filter_map(|a| match a {
+                Action::OfferSource { source, .. } => Some(*source),
+                _ => None,
+            })
+            .collect();
+        let keys = [push_only_key(Guid([1; 16])), push_only_key(Guid([2; 16]))];
+        assert_eq!(offered, keys, "offered as sources to connect to");
+        for key in keys {
+            assert!(done.iter().any(|a| matches!(a, Action::PushSource { source, .. } if *source == key)), "{key}");
+        }
+    }
+
+    #[test]
+    fn a_test_network_offers_a_loopback_hit_as_a_source_to_connect_to() {
+        let now = Instant::now();
+        let config = Config { listen: SocketAddr::V4(addr(100)), dial_local: true, ..Config::default() };
+        let mut node =
+            Node::new(config, StdRng::seed_from_u64(3), SharedTrust::new(TrustStore::in_memory()), (1, 10), now);
+        connect(&mut node, 1, Direction::Incoming, now);
+        let search = node.search("seblinux", 4, now).unwrap();
+        actions(&mut node);
+        node.handle(Event::Message { peer: PeerId(1), message: hit_naming(search, 1, Ipv4Addr::LOCALHOST) }, now);
+        let done = actions(&mut node);
+        let direct = SocketAddrV4::new(Ipv4Addr::LOCALHOST, 22);
+        assert!(done.iter().any(|a| matches!(a, Action::OfferSource { source, .. } if *source == direct)));
+        assert!(!done.iter().any(|a| matches!(a, Action::PushSource { .. })));
     }
 }

@@ -26,7 +26,7 @@ use std::io;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 use async_std::channel::{self, Sender};
@@ -234,8 +234,8 @@ enum Command {
     ConnectName { host: String, port: u16, addrs: Vec<SocketAddrV4> },
     Admit { remote: SocketAddr, reply: Sender<(Admission, Vec<SocketAddr>)> },
     Known { urns: Vec<Urn>, reply: Sender<Option<SearchResult>> },
-    Push { servent: Guid, index: u32, proxies: Vec<SocketAddrV4> },
-    ProxyPush { servent: Guid, index: u32, to: SocketAddrV4, reply: Sender<bool> },
+    Push { servent: Guid, index: u32, proxies: Vec<(SocketAddrV4, Ipv4Addr)> },
+    ProxyPush { servent: Guid, index: u32, to: SocketAddrV4, reply: Sender<servent_core::push::ProxyPush> },
     Identity { reply: Sender<crate::transfer::browse::Identity> },
     Shutdown { reply: Sender<()> },
     Browsed { label: String, hits: Vec<QueryHit>, reply: Sender<Vec<SearchResult>> },
@@ -285,6 +285,8 @@ struct Shared {
     pushes: Arc<Pushes>,
     /// Incoming handshakes under way, which the core may cut.
     handshakes: connection::InFlight,
+    /// The core's dial rule, as the downloads apply it to the sources others name.
+    dial: Arc<RwLock<servent_core::address::DialRule>>,
 }
 
 impl Shared {
@@ -563,6 +565,8 @@ pub async fn start(config: Config) -> Result<NodeHandle, NodeError> {
     );
     uploads.rate_limit().set_rate(config.rates.max_upload_rate);
     let download_rate = Arc::new(RateLimit::new(config.rates.max_download_rate));
+    // Replaced by the core's own rule (our IPs too) once the core exists.
+    let dial = Arc::new(RwLock::new(servent_core::address::DialRule::new(config.dial_local)));
     let push_events = events.clone();
     let pushes = Arc::new(Pushes::new(move |servent, index, proxies| {
         // A full queue loses this PUSH; the download tries again later.
@@ -596,6 +600,7 @@ pub async fn start(config: Config) -> Result<NodeHandle, NodeError> {
                 pushes: Some(pushes.clone()),
                 rate: download_rate.clone(),
                 partial: partial.clone(),
+                dial: dial.clone(),
                 local: match listen.ip() {
                     std::net::IpAddr::V4(ip) if !ip.is_unspecified() => Some(ip),
                     _ => None,
@@ -684,6 +689,7 @@ pub async fn start(config: Config) -> Result<NodeHandle, NodeError> {
         }
     }
     uploads.partial_shares().set_advertised(node.advertised());
+    *dial.write().unwrap_or_else(PoisonError::into_inner) = node.dial_rule();
     let shared = Arc::new(Shared {
         events: events.clone(),
         handshake: handshake::Config {
@@ -704,6 +710,7 @@ pub async fn start(config: Config) -> Result<NodeHandle, NodeError> {
         uploads: uploads.clone(),
         pushes,
         handshakes: connection::InFlight::default(),
+        dial,
     });
     let folders = library::SharedFolders::new(shares);
     let mut tasks = vec![

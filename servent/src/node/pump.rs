@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::net::{SocketAddr, SocketAddrV4};
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use async_std::channel::{Receiver, RecvError, Sender};
@@ -192,6 +192,7 @@ impl Pump {
                         *advertised = addr;
                     }
                     self.shared.uploads.partial_shares().set_advertised(addr);
+                    *self.shared.dial.write().unwrap_or_else(PoisonError::into_inner) = self.core.dial_rule();
                 }
                 Action::SendDatagram { to, message } => {
                     // A full queue drops the datagram, as the network may.
@@ -211,8 +212,8 @@ impl Pump {
                 Action::ProbeBack { to } => {
                     task::spawn(crate::transfer::push::probe_back(to));
                 }
-                Action::PushSource { source, servent, files, proxies } => {
-                    self.shared.pushes.learn(source, servent, files, proxies)
+                Action::PushSource { source, servent, files, proxies, namer } => {
+                    self.shared.pushes.learn(source, servent, files, proxies, namer)
                 }
                 Action::OfferSource { urns, source, signature } => {
                     if let Some(downloads) = &self.downloads {
@@ -281,11 +282,12 @@ impl Pump {
             Command::Push { servent, index, proxies } => {
                 let routed = self.core.push(servent, index);
                 let us = self.core.advertised();
-                let asked = self.core.proxies_to_ask(&proxies, now);
-                for proxy in &asked {
+                let asks = self.core.proxies_to_ask(&proxies, now);
+                for proxy in &asks.asked {
                     task::spawn(crate::transfer::push::ask_proxy(*proxy, servent, index, us));
                 }
-                if !routed && asked.is_empty() {
+                // Refused for the budget only: the download tries again later.
+                if !routed && asks.asked.is_empty() && !asks.over_budget {
                     self.shared.pushes.unreachable(servent);
                 }
             }

@@ -21,7 +21,10 @@ use async_std::channel::{self, Sender};
 use async_std::io::BufReader;
 use async_std::net::TcpStream;
 use futures::AsyncWriteExt;
-use servent_core::push::{giv_line, parse_giv, parse_server_id, server_id, MAX_GIV_LINE};
+use servent_core::push::{
+    giv_line, parse_giv, parse_server_id, server_id, ProxyPush, MAX_GIV_LINE, MAX_NAMED_PROXIES, MAX_PROXIES,
+};
+pub use servent_core::push::{is_push_only, push_only_key};
 use servent_core::wire::vendor::connect_back::GREETING;
 use servent_core::wire::{Guid, Urn};
 
@@ -31,7 +34,7 @@ use super::upload::Uploads;
 
 /// How a push-proxy request reaches the node: (leaf GUID, file index,
 /// downloader's address) in, whether the leaf was ours out.
-pub type ProxyHook = Box<dyn Fn(Guid, u32, SocketAddrV4) -> channel::Receiver<bool> + Send + Sync>;
+pub type ProxyHook = Box<dyn Fn(Guid, u32, SocketAddrV4) -> channel::Receiver<ProxyPush> + Send + Sync>;
 
 /// How long connecting back to a downloader may take.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -72,7 +75,8 @@ pub async fn probe_back(to: SocketAddrV4) {
 /// Answers a push-proxy request (`GET /gnutella/push-proxy?ServerId=<base32
 /// GUID>[&file=N]` with `X-Node: ip:port`, as gtk-gnutella's `pproxy.c`
 /// reads it): `202` once the PUSH is on its way to our leaf, `410` when
-/// that servent is no leaf of ours, `400` when malformed, `429` when
+/// that servent is no leaf of ours, `400` when malformed or when `X-Node`
+/// names an address we may not dial ([`ProxyPush::BadNode`]), `429` when
 /// `requester` asked too often ([`servent_core::push::ProxyRequests`]).
 /// `None` for any other request.
 pub async fn proxy_request(uploads: &Uploads, request: &Request, requester: IpAddr) -> Option<u16> {
@@ -97,7 +101,11 @@ pub async fn proxy_request(uploads: &Uploads, request: &Request, requester: IpAd
     let to = request.headers.get("X-Node").and_then(|node| node.trim().parse::<SocketAddrV4>().ok());
     let Some(to) = to.filter(|to| servent_core::address::usable(*to)) else { return Some(400) };
     let hook = uploads.push_proxy()?;
-    Some(if hook(servent, index, to).recv().await.unwrap_or(false) { 202 } else { 410 })
+    Some(match hook(servent, index, to).recv().await.unwrap_or(ProxyPush::NoLeaf) {
+        ProxyPush::Sent => 202,
+        ProxyPush::NoLeaf => 410,
+        ProxyPush::BadNode => 400,
+    })
 }
 
 /// Asks push proxy `proxy` to send `servent` a PUSH for file `index`
@@ -118,26 +126,18 @@ pub async fn ask_proxy(proxy: SocketAddrV4, servent: Guid, index: u32, us: Socke
     status.is_ok_and(|line| line.split(|&b| b == b' ').nth(1) == Some(b"202"))
 }
 
-/// The download key of a firewalled source known only by its GUID (from
-/// `X-Falt`): an address in 0.0.0.0/8, which names no host, so that it is
-/// never taken for a real source, nor connected to.
-pub fn push_only_key(servent: Guid) -> SocketAddrV4 {
-    let g = servent.0;
-    SocketAddrV4::new(Ipv4Addr::new(0, g[0], g[1], g[2]), u16::from_be_bytes([g[3], g[4]]).max(1))
-}
-
-/// Whether `source` is a [`push_only_key`]: reached by PUSH or not at all.
-pub fn is_push_only(source: SocketAddrV4) -> bool {
-    source.ip().octets()[0] == 0
-}
-
 /// A firewalled source, as its QueryHit described it.
 #[derive(Clone, Debug)]
 struct PushTarget {
     servent: Guid,
     files: Vec<(Vec<Urn>, u32)>,
-    proxies: Vec<SocketAddrV4>,
+    /// Its push proxies, each with the IP of who named it (earlier first).
+    proxies: Vec<(SocketAddrV4, Ipv4Addr)>,
 }
+
+/// How a PUSH for (servent, file index) goes out, with the push proxies
+/// to ask and who named each.
+type PushSender = Box<dyn Fn(Guid, u32, Vec<(SocketAddrV4, Ipv4Addr)>) + Send + Sync>;
 
 /// A connection that came with a `GIV`, ready for our HTTP requests.
 pub type GivConnection = (BufReader<TcpStream>, TcpStream);
@@ -146,7 +146,7 @@ pub type GivConnection = (BufReader<TcpStream>, TcpStream);
 pub struct Pushes {
     targets: Mutex<HashMap<SocketAddrV4, PushTarget>>,
     waiting: Mutex<HashMap<Guid, Vec<Sender<GivConnection>>>>,
-    send: Box<dyn Fn(Guid, u32, Vec<SocketAddrV4>) + Send + Sync>,
+    send: PushSender,
     taken: AtomicU64,
     /// Whether the firewall check finds us reachable, as the node last said.
     reachable: AtomicBool,
@@ -162,7 +162,7 @@ impl std::fmt::Debug for Pushes {
 impl Pushes {
     /// A registry that sends a PUSH for (servent, index), along its route
     /// and through its push proxies, with `send`.
-    pub fn new(send: impl Fn(Guid, u32, Vec<SocketAddrV4>) + Send + Sync + 'static) -> Pushes {
+    pub fn new(send: impl Fn(Guid, u32, Vec<(SocketAddrV4, Ipv4Addr)>) + Send + Sync + 'static) -> Pushes {
         Pushes {
             targets: Mutex::default(),
             waiting: Mutex::default(),
@@ -173,8 +173,16 @@ impl Pushes {
     }
 
     /// Remembers that `source` (the address its hit gave) is reached by a
-    /// PUSH to `servent` (or through its `proxies`), with these files' indices.
-    pub fn learn(&self, source: SocketAddrV4, servent: Guid, files: Vec<(Vec<Urn>, u32)>, proxies: Vec<SocketAddrV4>) {
+    /// PUSH to `servent` (or through its `proxies`, which `namer` named), with these files' indices.
+    pub fn learn(
+        &self,
+        source: SocketAddrV4,
+        servent: Guid,
+        files: Vec<(Vec<Urn>, u32)>,
+        proxies: Vec<SocketAddrV4>,
+        namer: Ipv4Addr,
+    ) {
+        let proxies = proxies.into_iter().take(MAX_NAMED_PROXIES).map(|proxy| (proxy, namer)).collect();
         let mut targets = self.targets.lock().unwrap_or_else(PoisonError::into_inner);
         if targets.len() >= MAX_PUSH_SOURCES && !targets.contains_key(&source) {
             // Forget one at random (hash order): a bound, not a policy.
@@ -188,18 +196,29 @@ impl Pushes {
     /// for one download, as `X-Alt` is): each under its [`push_only_key`],
     /// never under the address it claims, so that no answer can make us
     /// push to a source we reach directly; and never in place of a source
-    /// a hit taught (a full table takes no more hints). Their keys.
-    pub fn learn_firewalled(&self, locations: &[FirewalledLocation]) -> Vec<SocketAddrV4> {
+    /// a hit taught (a full table takes no more hints). The proxies each
+    /// names join those known (earlier ones kept, up to
+    /// [`MAX_NAMED_PROXIES`]), counted against `namer` (the answer's
+    /// sender), so that a later answer cannot replace proxies an earlier one
+    /// gave. Their keys.
+    pub fn learn_firewalled(&self, locations: &[FirewalledLocation], namer: Ipv4Addr) -> Vec<SocketAddrV4> {
         let mut targets = self.targets.lock().unwrap_or_else(PoisonError::into_inner);
         let mut keys = Vec::new();
         for location in locations {
             let key = push_only_key(location.servent);
-            let files = match targets.get(&key) {
-                Some(known) => known.files.clone(),
-                None if targets.len() >= MAX_PUSH_SOURCES => continue,
-                None => Vec::new(),
-            };
-            targets.insert(key, PushTarget { servent: location.servent, files, proxies: location.proxies.clone() });
+            if !targets.contains_key(&key) && targets.len() >= MAX_PUSH_SOURCES {
+                continue;
+            }
+            let target = targets.entry(key).or_insert_with(|| PushTarget {
+                servent: location.servent,
+                files: Vec::new(),
+                proxies: Vec::new(),
+            });
+            for proxy in &location.proxies {
+                if target.proxies.len() < MAX_NAMED_PROXIES && !target.proxies.iter().any(|(known, _)| known == proxy) {
+                    target.proxies.push((*proxy, namer));
+                }
+            }
             keys.push(key);
         }
         keys
@@ -210,7 +229,8 @@ impl Pushes {
         let targets = self.targets.lock().unwrap_or_else(PoisonError::into_inner);
         let target = targets.get(&source)?;
         let address = Some(source).filter(|s| !is_push_only(*s));
-        Some(FirewalledLocation { servent: target.servent, address, proxies: target.proxies.clone() })
+        let proxies = target.proxies.iter().map(|(proxy, _)| *proxy).take(MAX_PROXIES).collect();
+        Some(FirewalledLocation { servent: target.servent, address, proxies })
     }
 
     /// Whether `source` must be reached with a PUSH.
@@ -312,7 +332,7 @@ mod tests {
     fn x_falt_sources_are_keyed_apart_from_real_addresses_and_told_on_without_one() {
         let pushes = Pushes::new(|_, _, _| {});
         let claimed = FirewalledLocation { address: Some("198.51.100.7:6346".parse().unwrap()), ..location(1) };
-        let keys = pushes.learn_firewalled(&[claimed]);
+        let keys = pushes.learn_firewalled(&[claimed], Ipv4Addr::new(198, 51, 100, 1));
         assert_eq!(keys, [push_only_key(location(1).servent)]);
         assert!(is_push_only(keys[0]) && pushes.firewalled(keys[0]));
         assert!(
@@ -327,10 +347,30 @@ mod tests {
         let pushes = Pushes::new(|_, _, _| {});
         for n in 0..MAX_PUSH_SOURCES as u16 {
             let source = SocketAddrV4::new(Ipv4Addr::new(10, 0, (n >> 8) as u8, n as u8), 6346);
-            pushes.learn(source, location(n).servent, Vec::new(), Vec::new());
+            pushes.learn(source, location(n).servent, Vec::new(), Vec::new(), *source.ip());
         }
         let flood: Vec<FirewalledLocation> = (0..64).map(|n| location(50_000 + n)).collect();
-        assert!(pushes.learn_firewalled(&flood).is_empty());
+        assert!(pushes.learn_firewalled(&flood, Ipv4Addr::new(198, 51, 100, 1)).is_empty());
         assert!(pushes.firewalled(SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 0), 6346)));
+    }
+
+    #[test]
+    fn attack_a_later_x_falt_cannot_replace_the_push_proxies_an_earlier_one_gave() {
+        let sent = Arc::new(Mutex::new(Vec::new()));
+        let seen = sent.clone();
+        let pushes = Pushes::new(move |_, _, proxies| seen.lock().unwrap().push(proxies));
+        let proxy = |n: u8| SocketAddrV4::new(Ipv4Addr::new(198, 18, 0, n), 6346);
+        let (honest, hostile) = (Ipv4Addr::new(198, 51, 100, 1), Ipv4Addr::new(203, 0, 113, 66));
+        let first = FirewalledLocation { proxies: vec![proxy(1), proxy(2)], ..location(1) };
+        let [key] = pushes.learn_firewalled(&[first], honest)[..] else { panic!("one key") };
+        // Another answer names the same servent with proxies of its own, many.
+        let later = FirewalledLocation { proxies: (10..30).map(proxy).collect(), ..location(1) };
+        assert_eq!(pushes.learn_firewalled(&[later], hostile), [key]);
+        let urn = Urn::Sha1([1; 20]);
+        let _ = async_std::task::block_on(pushes.connect(key, &urn, Duration::from_millis(1)));
+        let asked = sent.lock().unwrap().remove(0);
+        assert_eq!(asked.len(), MAX_NAMED_PROXIES, "bounded");
+        assert_eq!(asked[..2], [(proxy(1), honest), (proxy(2), honest)], "the earlier ones are kept, first");
+        assert!(asked[2..].iter().all(|(_, namer)| *namer == hostile), "each counted against who named it");
     }
 }

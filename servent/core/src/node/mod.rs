@@ -403,6 +403,9 @@ pub enum Action {
         proxies: Vec<SocketAddrV4>,
         /// The file's index in that servent's library, for each of the hit's URNs.
         files: Vec<(Vec<Urn>, u32)>,
+        /// The IP the hit gave: who named those proxies, for the per-namer
+        /// budget of [`Node::proxies_to_ask`].
+        namer: Ipv4Addr,
     },
     /// Cut the incoming handshake from this address: it stalled and gave
     /// its place to a newer one. Its end is reported all the same
@@ -899,18 +902,24 @@ impl Node {
     /// is unknown or we are firewalled (its `GIV` could not reach us, and
     /// gtk-gnutella sends no PUSH then), only addresses we may dial (no
     /// loopback or LAN host outside a test network), each counted against a
-    /// per-proxy budget ([`ProxyAsks`]).
-    pub fn proxies_to_ask(&mut self, named: &[SocketAddrV4], now: Instant) -> Vec<SocketAddrV4> {
+    /// per-proxy and a per-namer budget ([`ProxyAsks`]). `named` pairs each
+    /// proxy with the IP of who named it (the hit's servent, the `X-Falt` sender).
+    pub fn proxies_to_ask(&mut self, named: &[(SocketAddrV4, Ipv4Addr)], now: Instant) -> push::ProxiesToAsk {
+        let mut asks = push::ProxiesToAsk::default();
         if !address::usable(self.advertised) || self.reachability.firewalled() {
-            return Vec::new();
+            return asks;
         }
-        let mut asked = Vec::new();
-        for proxy in named.iter().take(push::MAX_PROXIES) {
-            if !asked.contains(proxy) && self.may_dial(*proxy) && self.proxy_asks.allow(*proxy, now) {
-                asked.push(*proxy);
+        for (proxy, namer) in named.iter().take(push::MAX_NAMED_PROXIES) {
+            if asks.asked.contains(proxy) || !self.may_dial(*proxy) {
+                continue;
+            }
+            match self.proxy_asks.allow(*proxy, *namer, now) {
+                Some(true) => asks.asked.push(*proxy),
+                Some(false) => asks.over_budget = true,
+                None => {}
             }
         }
-        asked
+        asks
     }
 
     /// Our push proxies, as our QueryHits list them (none while reachable).
@@ -923,13 +932,20 @@ impl Node {
     }
 
     /// As a push proxy: sends the leaf `servent` a PUSH for file `index`
-    /// naming `to` (a downloader's `X-Node`); `false` when it is no leaf of ours.
-    pub fn proxy_push(&mut self, servent: Guid, index: u32, to: SocketAddrV4) -> bool {
-        let Some(leaf) = self.proxies.leaf(&servent).filter(|p| self.peers.contains_key(p)) else { return false };
+    /// naming `to` (a downloader's `X-Node`), unless it is no leaf of ours
+    /// or `to` is an address we may not dial (our leaf would connect to it:
+    /// gtk-gnutella's `pproxy.c` answers `400` for such an `X-Node`).
+    pub fn proxy_push(&mut self, servent: Guid, index: u32, to: SocketAddrV4) -> push::ProxyPush {
+        if !address::usable(to) || !self.may_dial(to) {
+            return push::ProxyPush::BadNode;
+        }
+        let Some(leaf) = self.proxies.leaf(&servent).filter(|p| self.peers.contains_key(p)) else {
+            return push::ProxyPush::NoLeaf;
+        };
         let push = Push { servent_guid: servent, index, ip: *to.ip(), port: to.port(), ggep: Default::default() };
         let message = Message { guid: Guid::from_rng(&mut self.rng), ttl: 1, hops: 0, payload: Payload::Push(push) };
         self.actions.push_back(Action::Send { to: leaf, message });
-        true
+        push::ProxyPush::Sent
     }
 
     /// The address we give others in Pongs, QueryHits and handshakes.
@@ -1088,10 +1104,13 @@ impl Node {
         }
     }
 
-    /// A PUSH for us: connect back, within the bounds a PUSH flood must not pass.
+    /// A PUSH for us: connect back, within the bounds a PUSH flood must not
+    /// pass, and only to an address we may dial (anyone who saw one of our
+    /// hits can route us a PUSH naming a service on our machine or LAN;
+    /// gtk-gnutella's `handle_push_request` refuses an invalid address).
     fn on_push_to_us(&mut self, push: Push, now: Instant) {
         let to = SocketAddrV4::new(push.ip, push.port);
-        if self.connect_backs.allow(to, now) {
+        if self.may_dial(to) && self.connect_backs.allow(to, now) {
             self.actions.push_back(Action::ConnectBack { to, index: push.index });
         }
     }
@@ -1127,11 +1146,17 @@ impl Node {
 
     fn on_hit(&mut self, search: Guid, hit: QueryHit, now: Instant) {
         self.count_results(search, hit.results.len());
-        let source = SocketAddrV4::new(hit.ip, hit.port);
-        if push::needs_push(&hit) {
+        // A hit naming an address we may not dial (our machine, our LAN) is
+        // reached by PUSH only, under a key that names no host, as
+        // gtk-gnutella's `search.c` takes a hit with an invalid address.
+        let named = SocketAddrV4::new(hit.ip, hit.port);
+        let direct = self.may_dial(named);
+        let source = if direct { named } else { push::push_only_key(hit.servent_guid) };
+        if !direct || push::needs_push(&hit) {
             let files = hit.results.iter().filter(|r| !r.urns.is_empty()).map(|r| (r.urns.clone(), r.index)).collect();
             let proxies = push::hit_proxies(&hit);
-            self.actions.push_back(Action::PushSource { source, servent: hit.servent_guid, files, proxies });
+            let namer = hit.ip;
+            self.actions.push_back(Action::PushSource { source, servent: hit.servent_guid, files, proxies, namer });
         }
         // A partial source's PRU says how much it has: one with nothing is no source yet.
         for result in hit.results.iter().filter(|r| !r.urns.is_empty() && !partial::offers_nothing(r)) {
@@ -1344,8 +1369,15 @@ impl Node {
     /// not loopback, private or on our own IP (our API's port, say), unless
     /// the configuration allows local addresses.
     fn may_dial(&self, addr: SocketAddrV4) -> bool {
+        self.dial_rule().allows(addr)
+    }
+
+    /// The rule for addresses heard from the network, as it stands now (our
+    /// advertised address may change it): for the shell to carry to the
+    /// downloads, which dial the sources answers name.
+    pub fn dial_rule(&self) -> address::DialRule {
         let own = [*self.advertised.ip(), v4(self.config.listen).map_or(Ipv4Addr::UNSPECIFIED, |l| *l.ip())];
-        address::may_dial(addr, &own, self.config.dial_local)
+        address::DialRule { own, ..address::DialRule::new(self.config.dial_local) }
     }
 
     fn update_local(&mut self) {

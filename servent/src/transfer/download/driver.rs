@@ -740,6 +740,7 @@ impl Driver {
                 // Our address as advertised now, so that sources pass us on.
                 x_node: self.config.partial.x_node().map(|addr| addr.to_string()),
                 local: self.config.local,
+                dial: self.config.dial_rule(),
             };
             let reporter = Reporter { serial, events: self.worker_tx.clone() };
             let handle = task::spawn(fetch::run(source, job, reporter));

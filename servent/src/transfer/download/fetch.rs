@@ -38,6 +38,7 @@ use futures::channel::oneshot;
 use futures::{AsyncBufReadExt, FutureExt};
 
 use search::Urn;
+use servent_core::address::DialRule;
 
 use super::plan::{ChunkRange, PARTIAL_RECHECK};
 use crate::transfer::alt::{
@@ -135,6 +136,8 @@ pub(super) struct Job {
     /// it is a particular one (a test network's node has its own loopback
     /// address, and a multi-homed host its chosen one).
     pub local: Option<Ipv4Addr>,
+    /// The node's dial rule: sources an answer names that it refuses are not learned.
+    pub dial: DialRule,
 }
 
 /// Where a worker's events go, tagged with the worker's serial number so
@@ -319,10 +322,11 @@ impl Worker<'_> {
             let (mut conn, head) = self.ask(want, alt).await?;
             self.fwalt |= announces(head.headers.get("X-Features"), FWALT);
             let mut learned = learned_sources(&head);
+            learned.retain(|source| self.job.dial.allows(*source));
             // Firewalled sources are of use only while a GIV can reach us.
             if let Some(pushes) = self.job.pushes.as_ref().filter(|p| p.can_use_fwalt()) {
                 let firewalled = head.headers.get_all("X-Falt").flat_map(parse_x_falt).take(MAX_LEARNED);
-                learned.extend(pushes.learn_firewalled(&firewalled.collect::<Vec<_>>()));
+                learned.extend(pushes.learn_firewalled(&firewalled.collect::<Vec<_>>(), *self.source.ip()));
                 learned.truncate(MAX_LEARNED);
             }
             if !learned.is_empty() {
@@ -655,6 +659,7 @@ mod tests {
             rate: Arc::new(RateLimit::default()),
             x_node: None,
             local: None,
+            dial: DialRule::new(true),
         }
     }
 

@@ -62,7 +62,7 @@ use std::fmt;
 use std::net::SocketAddrV4;
 use std::path::PathBuf;
 use std::str::FromStr;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 
 use async_std::channel::{self, Receiver, Sender};
@@ -70,6 +70,7 @@ use async_std::task::{self, JoinHandle};
 use serde::Serialize;
 
 use search::Urn;
+use servent_core::address::DialRule;
 use signing_tool::Minisig;
 
 use self::driver::{Control, Driver, Outcome, Start, Stop};
@@ -135,9 +136,18 @@ pub struct DownloadsConfig {
     /// The address connections to sources leave from, when we listen on a
     /// particular one (so a source sees the address we listen on).
     pub local: Option<std::net::Ipv4Addr>,
+    /// The node's dial rule, as it stands now: sources others name (hits,
+    /// `X-Alt`) that it refuses (our machine, our LAN, outside a test
+    /// network) are never taken. Those the user names always are.
+    pub dial: Arc<RwLock<DialRule>>,
 }
 
 impl DownloadsConfig {
+    /// The node's dial rule now ([`DownloadsConfig::dial`]).
+    pub fn dial_rule(&self) -> DialRule {
+        *self.dial.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
     /// The defaults, with these directories.
     pub fn new(partial_dir: PathBuf, downloads_dir: PathBuf) -> DownloadsConfig {
         DownloadsConfig {
@@ -154,6 +164,7 @@ impl DownloadsConfig {
             rate: Arc::new(RateLimit::default()),
             partial: Arc::default(),
             local: None,
+            dial: Arc::new(RwLock::new(DialRule::new(false))),
         }
     }
 }
@@ -623,7 +634,11 @@ impl Manager {
             Command::Start { request, reply } => {
                 let _ = reply.send(self.start(request, None)).await;
             }
-            Command::AddSources { urn, sources } => self.add_sources(&urn, sources),
+            Command::AddSources { urn, mut sources } => {
+                let dial = self.config.dial_rule();
+                sources.retain(|source| dial.allows(*source));
+                self.add_sources(&urn, sources)
+            }
             Command::AddSignature { urn, signature } => self.add_signature(&urn, signature),
             Command::List { reply } => {
                 let _ = reply.send(self.entries.values().map(Entry::snapshot).collect()).await;
