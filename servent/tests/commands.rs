@@ -175,7 +175,18 @@ fn the_peers_table_shows_what_its_columns_say_and_incoming_peers_by_their_listen
     let b = Running::start(None, None);
     let a = Running::start(None, Some(&b.listen));
     b.wait_until(&["peers", "--json"], |peers| peers.len() == 1);
-    let table = stdout(&b.client(&["peers"]));
+    // The link is live (pings, the route table): compare the table with the
+    // JSON read on both sides of it while the counters stood still.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let (table, peer) = loop {
+        let before = b.json_lines(&["peers", "--json"]).remove(0);
+        let table = stdout(&b.client(&["peers"]));
+        let after = b.json_lines(&["peers", "--json"]).remove(0);
+        if before["counters"] == after["counters"] && before["queue_dropped"] == after["queue_dropped"] {
+            break (table, after);
+        }
+        assert!(std::time::Instant::now() < deadline, "the counters never stood still");
+    };
     let lines: Vec<&str> = table.lines().collect();
     let header: Vec<&str> = lines[0].split_whitespace().collect();
     assert_eq!(
@@ -184,7 +195,6 @@ fn the_peers_table_shows_what_its_columns_say_and_incoming_peers_by_their_listen
     );
     let row: Vec<&str> = lines[1].split_whitespace().collect();
     assert_eq!((row[0], row[1]), (a.listen.as_str(), "incoming"), "{table}");
-    let peer = &b.json_lines(&["peers", "--json"])[0];
     let last = row.len() - 1;
     assert_eq!(row[last - 3], peer["counters"]["received"].to_string(), "{table}");
     assert_eq!(row[last], peer["queue_dropped"].to_string(), "{table}");
