@@ -479,7 +479,12 @@ pub async fn run(
     let plan = Plan::new(settings)?;
     let began = Instant::now();
     let content = Content::new(&plan.catalog, &plan.fakers, &plan.asked_items())?;
-    let config = NetConfig { port: settings.port, trust: vec![content.trusted()], downloads: !plan.fakers.is_empty() };
+    let config = NetConfig {
+        port: settings.port,
+        trust: vec![content.trusted()],
+        downloads: !plan.fakers.is_empty(),
+        ultrapeers: 0,
+    };
     let mut net = Net::start(&plan.topology, &plan.catalog, &content, config, cancel).await?;
     let network = facts(settings, &plan, began.elapsed());
     let mut session = Session { settings, plan: &plan, net: &mut net, cancel };
@@ -504,7 +509,7 @@ pub async fn sweep(
     let plan = Plan::new(settings)?;
     let began = Instant::now();
     let content = Content::new(&plan.catalog, &[], &[])?;
-    let config = NetConfig { port: settings.port, trust: vec![content.trusted()], downloads: false };
+    let config = NetConfig { port: settings.port, trust: vec![content.trusted()], downloads: false, ultrapeers: 0 };
     let mut net = Net::start(&plan.topology, &plan.catalog, &content, config, cancel).await?;
     let network = facts(settings, &plan, began.elapsed());
     let mut session = Session { settings, plan: &plan, net: &mut net, cancel };
@@ -570,11 +575,11 @@ pub(crate) fn facts(settings: &Settings, plan: &Plan, setup: Duration) -> Networ
 }
 
 /// A run under way.
-struct Session<'a> {
-    settings: &'a Settings,
-    plan: &'a Plan,
-    net: &'a mut Net,
-    cancel: &'a AtomicBool,
+pub(crate) struct Session<'a> {
+    pub(crate) settings: &'a Settings,
+    pub(crate) plan: &'a Plan,
+    pub(crate) net: &'a mut Net,
+    pub(crate) cancel: &'a AtomicBool,
 }
 
 /// One search from one node, until the network went quiet.
@@ -615,7 +620,7 @@ impl Session<'_> {
         Ok(self.record(step, planned, true, flood, None))
     }
 
-    fn record(
+    pub(crate) fn record(
         &self,
         step: usize,
         planned: PlannedQuery,
@@ -639,7 +644,7 @@ impl Session<'_> {
 
     /// Floods a query for `item` from `origin` with `ttl`; `leave` stop
     /// while it is under way. Returns the results too.
-    async fn flood(
+    pub(crate) async fn flood(
         &mut self,
         origin: usize,
         item: &Item,
@@ -658,6 +663,17 @@ impl Session<'_> {
         let counts = round.after.since(&before, &left);
         let outcome = outcome(ttl, item, &round, counts, Duration::ZERO);
         Ok((outcome, round.results))
+    }
+
+    /// Asks for `item` from `origin` through the servent's own search,
+    /// without a TTL: a leaf's ultrapeers query for it dynamically.
+    pub(crate) async fn dynamic(&mut self, origin: usize, item: &Item) -> Result<Outcome, Error> {
+        let before = self.net.snapshot().await?;
+        let node = self.asker(origin)?;
+        let sent = Instant::now();
+        let guid = node.search(&item.query, None).await.map_err(|source| self.node_error(origin, source))?;
+        let round = self.finish(origin, &node, guid, sent).await?;
+        Ok(outcome(0, item, &round, round.after.since(&before, &[]), Duration::ZERO))
     }
 
     /// Picks `origin`'s best result for `item` and downloads it, keeping

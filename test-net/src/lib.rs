@@ -53,6 +53,7 @@ pub mod net;
 pub mod report;
 pub mod sim;
 pub mod swarm;
+pub mod tiers;
 pub mod topology;
 
 use std::io;

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use structopt::StructOpt;
 use test_net::experiment::{self, QueryRecord};
-use test_net::{flash, report, sim, swarm, Distribution, Error, Settings, Shape};
+use test_net::{flash, report, sim, swarm, tiers, Distribution, Error, Settings, Shape};
 
 /// Counts the heap, so that `--sim` reports its memory per node the same way every run.
 #[global_allocator]
@@ -100,10 +100,10 @@ struct Args {
     /// Each flash-crowd servent's download cap.
     #[structopt(long, value_name = "RATE", default_value = "2M", parse(try_from_str = parse_rate))]
     max_download_rate: u64,
-    /// With --sim: flood the queries at --ttl on the flat network, then ask
-    /// them dynamically on a two-tier network of as many servents (10 %
-    /// ultrapeers of degree 30, leaves with 3 links); messages per query
-    /// split by kind, and the QRP tables' memory.
+    /// Flood the queries at --ttl on the flat network, then ask them
+    /// dynamically from leaves of a two-tier network of as many servents
+    /// (10 % ultrapeers of degree 30, leaves with 3 links); messages per
+    /// query split by kind (and, with --sim, the QRP tables' memory).
     #[structopt(long)]
     tiers: bool,
 }
@@ -247,11 +247,11 @@ async fn try_main(args: &Args, cancel: &AtomicBool, output: &Output) -> Result<(
     let began = Instant::now();
     match &args.sweep_ttl {
         _ if args.tiers => {
-            if !args.sim {
-                return Err(Error::Settings("--tiers needs --sim".into()));
-            }
             let on_query = |strategy: &str, record: &QueryRecord| output.line(&Line::TierQuery { strategy, record });
-            let summary = sim::tiers(&settings, cancel, on_query)?;
+            let summary = match args.sim {
+                true => sim::tiers(&settings, cancel, on_query)?,
+                false => tiers::run(&settings, cancel, on_query).await?,
+            };
             if args.json {
                 output.line(&Line::Tiers(&summary));
             } else {

@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 
 use async_std::task::{self, JoinHandle};
 use futures::future::join_all;
-use servent::config::Config;
+use servent::config::{Config, Mode};
 use servent::node::{self, NodeError, NodeHandle, Status};
 use servent::routing::Drop as DropReason;
 
@@ -160,6 +160,10 @@ struct Slot {
     dials: Vec<SocketAddr>,
     /// All its neighbours, which it dials when it comes back after churn.
     neighbours: Vec<SocketAddr>,
+    /// Its part, its ultrapeer links and its leaves.
+    mode: Mode,
+    max_peers: usize,
+    max_leaves: usize,
     node: Option<NodeHandle>,
     /// A shutdown under way, which must end before the address is reused.
     stopping: Option<JoinHandle<()>>,
@@ -174,6 +178,9 @@ pub struct NetConfig {
     pub trust: Vec<TrustedKey>,
     /// Whether nodes get a data directory of their own, so they can download.
     pub downloads: bool,
+    /// The first this many nodes run as ultrapeers, the others as leaves;
+    /// 0 for a flat network of ultrapeers.
+    pub ultrapeers: usize,
 }
 
 /// A running test network.
@@ -206,8 +213,18 @@ impl Net {
             let addrs = |list: &mut dyn Iterator<Item = usize>| -> Vec<SocketAddr> {
                 list.filter_map(|n| node_addr(n, config.port)).map(SocketAddr::V4).collect()
             };
+            let neighbours = topology.neighbours(index);
+            let up_links = neighbours.iter().filter(|&&n| n < config.ultrapeers).count();
+            let (mode, max_peers, max_leaves) = match config.ultrapeers {
+                0 => (Mode::Ultrapeer, neighbours.len(), servent::config::DEFAULT_MAX_LEAVES),
+                ultrapeers if index < ultrapeers => (Mode::Ultrapeer, up_links, neighbours.len() - up_links),
+                _ => (Mode::Leaf, up_links, 0),
+            };
             slots.push(Slot {
                 addr,
+                mode,
+                max_peers,
+                max_leaves,
                 share,
                 data_dir: config.downloads.then(|| files.path().join(format!("data-{index}"))),
                 dials: addrs(&mut topology.dials(index)),
@@ -249,7 +266,10 @@ impl Net {
             listen: SocketAddr::V4(slot.addr),
             shares: slot.share.dir.iter().cloned().collect(),
             peers,
-            max_peers: slot.neighbours.len(),
+            max_peers: slot.max_peers,
+            mode: slot.mode,
+            max_leaves: slot.max_leaves,
+            dial_local: self.config.ultrapeers > 0,
             discover: false,
             rescan_interval: RESCAN_INTERVAL,
             trust: self.config.trust.clone(),

@@ -271,16 +271,17 @@ pub struct TierSummary {
     /// Flooding on the flat network.
     pub flood: TierFigures,
     /// Dynamic querying on the two-tier network, without UDP: every hit
-    /// comes back along the query's path.
-    pub dynamic: TierFigures,
+    /// comes back along the query's path (simulated runs only).
+    pub dynamic: Option<TierFigures>,
     /// The same with UDP: hits go out of band to the leaves (offered,
     /// claimed with a token, sent), so only the leaf counts them and
     /// guides its ultrapeers with Query Status.
     pub out_of_band: TierFigures,
     /// QueryHits the queriers took out of band (claimed with their token), all queries together.
     pub oob_hits: u64,
-    /// Bytes of QRP tables in force, all nodes together, at the end.
-    pub qrp_bytes: usize,
+    /// Bytes of QRP tables in force, all nodes together, at the end
+    /// (simulated runs only).
+    pub qrp_bytes: Option<usize>,
 }
 
 impl fmt::Display for TierSummary {
@@ -296,7 +297,8 @@ impl fmt::Display for TierSummary {
             flood.messages_per_query,
             flood.elapsed_ms
         )?;
-        for (how, dq) in [("hits routed", &self.dynamic), ("hits out of band", &self.out_of_band)] {
+        let runs = [("hits routed", self.dynamic.as_ref()), ("hits out of band", Some(&self.out_of_band))];
+        for (how, dq) in runs.into_iter().filter_map(|(how, dq)| Some((how, dq?))) {
             writeln!(
                 f,
                 "two-tier ({} ultrapeers of degree {ULTRAPEER_DEGREE}, leaves with {LEAF_LINKS} links), dynamic, \
@@ -318,13 +320,13 @@ impl fmt::Display for TierSummary {
                 1.0 / ratio.max(f64::MIN_POSITIVE)
             )?;
         }
-        writeln!(f, "QueryHits taken out of band (offered, claimed with a token, sent): {}", self.oob_hits)?;
-        write!(
-            f,
-            "QRP tables in force: {} bytes, {} per ultrapeer",
-            self.qrp_bytes,
-            self.qrp_bytes / self.ultrapeers.max(1)
-        )
+        write!(f, "QueryHits taken out of band (offered, claimed with a token, sent): {}", self.oob_hits)?;
+        match self.qrp_bytes {
+            Some(bytes) => {
+                write!(f, "\nQRP tables in force: {bytes} bytes, {} per ultrapeer", bytes / self.ultrapeers.max(1))
+            }
+            None => Ok(()),
+        }
     }
 }
 
@@ -350,11 +352,7 @@ pub fn tiers(
             flood.push((record.flood, Counts::default()));
         }
     }
-    let ultrapeers = ((settings.nodes as f64 * ULTRAPEER_SHARE).round() as usize).max(LEAF_LINKS);
-    let rng = &mut StdRng::seed_from_u64(settings.seed);
-    let topology =
-        Topology::two_tier(settings.nodes, ultrapeers, ULTRAPEER_DEGREE, LEAF_LINKS, rng).map_err(Error::Settings)?;
-    let two_tier = Plan { topology, ..plan.clone() };
+    let (ultrapeers, two_tier) = two_tier(settings, &plan)?;
     let routed = ask_dynamically(settings, &two_tier, ultrapeers, false, cancel, &mut on_query)?;
     let out_of_band = ask_dynamically(settings, &two_tier, ultrapeers, true, cancel, &mut on_query)?;
     Ok(TierSummary {
@@ -364,11 +362,23 @@ pub fn tiers(
         ttl: settings.ttl,
         flat_degree: settings.degree,
         flood: TierFigures::of(&flood),
-        dynamic: TierFigures::of(&routed.outcomes),
+        dynamic: Some(TierFigures::of(&routed.outcomes)),
         out_of_band: TierFigures::of(&out_of_band.outcomes),
         oob_hits: out_of_band.oob_hits,
-        qrp_bytes: routed.qrp_bytes,
+        qrp_bytes: Some(routed.qrp_bytes),
     })
+}
+
+/// The two-tier network of as many nodes as `plan`'s, with the same
+/// catalog and queries: its first [`ULTRAPEER_SHARE`] nodes are
+/// ultrapeers of [`ULTRAPEER_DEGREE`], the others leaves with
+/// [`LEAF_LINKS`] links. Returns the number of ultrapeers too.
+pub(crate) fn two_tier(settings: &Settings, plan: &Plan) -> Result<(usize, Plan), Error> {
+    let ultrapeers = ((settings.nodes as f64 * ULTRAPEER_SHARE).round() as usize).max(LEAF_LINKS);
+    let rng = &mut StdRng::seed_from_u64(settings.seed);
+    let topology =
+        Topology::two_tier(settings.nodes, ultrapeers, ULTRAPEER_DEGREE, LEAF_LINKS, rng).map_err(Error::Settings)?;
+    Ok((ultrapeers, Plan { topology, ..plan.clone() }))
 }
 
 /// Asks the plan's queries dynamically on its two-tier network; with
@@ -413,13 +423,13 @@ struct DynamicRun {
 /// `SEBLINUX pkg 007`): every file's name has `SEBLINUX` and `pkg`, and of
 /// three words QRP routes on two (gtk-gnutella's rule), so every table would
 /// match; real names share fewer words. Both ways of searching ask this.
-fn routable(item: &Item) -> Item {
+pub(crate) fn routable(item: &Item) -> Item {
     let words: Vec<&str> = item.query.split_whitespace().collect();
     Item { query: words.get(1..).unwrap_or(&words).join(" "), ..item.clone() }
 }
 
 impl TierFigures {
-    fn of(outcomes: &[(Outcome, Counts)]) -> TierFigures {
+    pub(crate) fn of(outcomes: &[(Outcome, Counts)]) -> TierFigures {
         let n = outcomes.len().max(1) as f64;
         let mean = |f: &dyn Fn(&(Outcome, Counts)) -> f64| outcomes.iter().map(f).sum::<f64>() / n;
         TierFigures {
@@ -506,12 +516,12 @@ impl Ord for Scheduled {
 
 /// What all cores counted together since the start.
 #[derive(Clone, Copy, Debug, Default)]
-struct Counts {
+pub(crate) struct Counts {
     queries_sent: u64,
     /// Of those, between two ultrapeers and between an ultrapeer and a leaf
     /// (a two-tier network only).
-    up_up: u64,
-    up_leaf: u64,
+    pub(crate) up_up: u64,
+    pub(crate) up_leaf: u64,
     /// Of those, sent over UDP (GUESS).
     udp_queries: u64,
     /// Datagrams sent, whatever they carried.
@@ -521,7 +531,7 @@ struct Counts {
 }
 
 impl Counts {
-    fn since(self, earlier: Counts) -> Counts {
+    pub(crate) fn since(self, earlier: Counts) -> Counts {
         Counts {
             queries_sent: self.queries_sent - earlier.queries_sent,
             up_up: self.up_up - earlier.up_up,

@@ -159,6 +159,8 @@ pub struct PeerSnapshot {
     pub vendor_messages: Vec<String>,
     /// Messages written to its socket.
     pub messages_out: u64,
+    /// Of those, Queries.
+    pub queries_out: u64,
     /// Messages dropped from its full queue.
     pub queue_dropped: u64,
     /// What the router counted for it.

@@ -324,6 +324,7 @@ impl Pump {
                     qrp: self.core.qrp_in_force(id),
                     vendor_messages: self.core.vendor_messages(id),
                     messages_out: count(|c| c.messages.load(Ordering::Relaxed)),
+                    queries_out: count(|c| c.queries.load(Ordering::Relaxed)),
                     queue_dropped: count(|c| c.queue_dropped.load(Ordering::Relaxed)),
                     counters: self.core.counters(id).cloned().unwrap_or_default(),
                 }
