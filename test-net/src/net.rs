@@ -269,7 +269,6 @@ impl Net {
             max_peers: slot.max_peers,
             mode: slot.mode,
             max_leaves: slot.max_leaves,
-            dial_local: self.config.ultrapeers > 0,
             discover: false,
             rescan_interval: RESCAN_INTERVAL,
             trust: self.config.trust.clone(),
