@@ -5,16 +5,18 @@
 mod common;
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_std::task;
-use common::{share, start_with, wait_connected, wait_for, wait_indexed};
+use common::{share, start_with, stingy, varied_bytes, wait_connected, wait_for, wait_indexed};
 use servent::node::NodeHandle;
-use servent::transfer::download::Keep;
+use servent::transfer::download::plan::CHUNK_SIZE;
+use servent::transfer::download::{DownloadRequest, Keep};
 use servent::trust::TrustedKey;
 use servent::updater::{Action, UpdateError, Updater, UpdaterConfig};
 use signing_tool::files::{minisig_path, write_rotation};
-use signing_tool::{ReleaseMeta, SecretKey, Signer};
+use signing_tool::{Minisig, ReleaseMeta, SecretKey, Signer};
 
 const NAME: &str = "SEBLINUX-base";
 
@@ -29,16 +31,21 @@ fn publish(dir: &Path, key: &SecretKey, version: &str, file: &str, content: &[u8
 
 /// [`publish`] for the package `name`.
 fn publish_as(dir: &Path, key: &SecretKey, name: &str, version: &str, file: &str, content: &[u8]) {
+    let minisig = sign(key, name, version, file, content);
+    // The signature first: a rescan between the two writes would otherwise
+    // index the release unsigned, and a search could see it so.
+    std::fs::write(dir.join(format!("{file}.minisig")), minisig.to_text()).unwrap();
+    std::fs::write(dir.join(file), content).unwrap();
+}
+
+/// `content`'s signature as release `version` of package `name`, in `file`.
+fn sign(key: &SecretKey, name: &str, version: &str, file: &str, content: &[u8]) -> Minisig {
     let mut signer = Signer::new();
     signer.update(content);
     let meta = ReleaseMeta { name: name.into(), version: version.into(), keywords: vec!["SEBLINUX".into()] };
     // Later versions are signed later, as a publisher does.
     let timestamp = 1_700_000_000 + version.replace('.', "").parse::<u64>().unwrap();
-    let minisig = signer.finish(key, file, Some(&meta), timestamp).unwrap();
-    // The signature first: a rescan between the two writes would otherwise
-    // index the release unsigned, and a search could see it so.
-    std::fs::write(dir.join(format!("{file}.minisig")), minisig.to_text()).unwrap();
-    std::fs::write(dir.join(file), content).unwrap();
+    signer.finish(key, file, Some(&meta), timestamp).unwrap()
 }
 
 struct User {
@@ -73,6 +80,8 @@ async fn user_trusting(
         config.data_dir = Some(data.path().to_path_buf());
         config.shares = vec![install.path().to_path_buf()];
         config.trust = pinned;
+        // A test network: the sources its downloads learn are on loopback.
+        config.dial_local = true;
     })
     .await;
     for peer in peers {
@@ -486,6 +495,70 @@ fn a_key_scoped_to_extras_cannot_update_base_by_choosing_its_keywords() {
         assert_eq!(std::fs::read(install.path().join("SEBLINUX-base-1.2.tar")).unwrap(), bytes_of("1.2"));
 
         for node in [node, extras, publisher] {
+            node.shutdown().await;
+        }
+    });
+}
+
+/// Release 1.2 is nowhere whole: one servent downloading it holds its
+/// first half, checked, another its second half. The update pass finds
+/// both by search (partial results, signed) and installs 1.2 from them.
+#[test]
+fn an_update_pass_installs_a_release_that_only_partial_sources_hold() {
+    task::block_on(async {
+        let publisher_key = SecretKey::generate().unwrap();
+        let published = share(&[]);
+        publish(published.path(), &publisher_key, "1.1", "SEBLINUX-base-1.1.tar", &bytes_of("1.1"));
+        let publisher = start_with(&[], Some(published.path()), |_| {}).await;
+        wait_indexed(&publisher, "seblinux base", 1).await;
+        let user = user(&publisher_key, &[&publisher], tempfile::tempdir().unwrap(), None).await;
+        let installed = user.updater.install(NAME, false).await.unwrap();
+        assert_eq!((installed.action, installed.to.as_deref()), (Action::Installed, Some("1.1")), "{installed:?}");
+
+        let next = Arc::new(varied_bytes(4 * CHUNK_SIZE as usize));
+        let file = "SEBLINUX-base-1.2.tar";
+        let signature = Arc::new(sign(&publisher_key, NAME, "1.2", file, &next));
+        let (digests, _) = search::hash_reader(&next[..]).unwrap();
+        let mut holders = Vec::new();
+        for chunks in [0..2, 2..4] {
+            let source = stingy::source(next.clone(), chunks).await;
+            let data = tempfile::tempdir().unwrap();
+            let holder = start_with(&[publisher.listen_addr()], None, |config| {
+                config.data_dir = Some(data.path().to_path_buf());
+                config.trust = vec![TrustedKey { key: publisher_key.public_key(), scope: vec![] }];
+                config.dial_local = true;
+            })
+            .await;
+            wait_connected(&holder, &publisher).await;
+            let request = DownloadRequest {
+                urns: vec![digests.sha1_urn(), digests.sha256_urn()],
+                name: file.into(),
+                size: next.len() as u64,
+                sources: vec![source],
+                signature: Some(signature.clone()),
+                keep: Keep::Verified,
+            };
+            let id = holder.downloads().unwrap().start(request).await.unwrap();
+            wait_for("half of 1.2 checked", || async {
+                holder.downloads().unwrap().get(id).await.unwrap().bytes_done == 2 * CHUNK_SIZE
+            })
+            .await;
+            holders.push((holder, data));
+        }
+
+        let pass = user.updater.pass(false).await.unwrap();
+        let decision = &pass.decisions[0];
+        assert_eq!(
+            (decision.action, decision.from.as_deref(), decision.to.as_deref()),
+            (Action::Installed, Some("1.1"), Some("1.2")),
+            "{decision:?}"
+        );
+        assert_eq!(std::fs::read(user.install.path().join(file)).unwrap(), *next);
+
+        for (holder, _data) in holders {
+            holder.shutdown().await;
+        }
+        for node in [user.node, publisher] {
             node.shutdown().await;
         }
     });

@@ -5,6 +5,7 @@
 pub mod gtkg;
 pub mod netns;
 pub mod process;
+pub mod stingy;
 
 use std::future::Future;
 use std::net::SocketAddr;
