@@ -48,6 +48,16 @@ fn sign(key: &SecretKey, name: &str, version: &str, file: &str, content: &[u8]) 
     signer.finish(key, file, Some(&meta), timestamp).unwrap()
 }
 
+/// A publisher servent sharing release `version` signed by `key`, indexed,
+/// and the folder it shares.
+async fn publisher_of(key: &SecretKey, version: &str) -> (tempfile::TempDir, NodeHandle) {
+    let published = share(&[]);
+    publish(published.path(), key, version, &format!("SEBLINUX-base-{version}.tar"), &bytes_of(version));
+    let publisher = start_with(&[], Some(published.path()), |_| {}).await;
+    wait_indexed(&publisher, "seblinux base", 1).await;
+    (published, publisher)
+}
+
 struct User {
     node: NodeHandle,
     updater: Updater,
@@ -190,10 +200,7 @@ fn install_gets_the_genuine_newest_release_and_an_update_pass_brings_the_next_on
 fn installing_what_was_downloaded_fetches_it_once_and_keeps_one_copy() {
     task::block_on(async {
         let publisher_key = SecretKey::generate().unwrap();
-        let published = share(&[]);
-        publish(published.path(), &publisher_key, "1.0", "SEBLINUX-base-1.0.tar", &bytes_of("1.0"));
-        let publisher = start_with(&[], Some(published.path()), |_| {}).await;
-        wait_indexed(&publisher, "seblinux base", 1).await;
+        let (_published, publisher) = publisher_of(&publisher_key, "1.0").await;
         let user = user(&publisher_key, &[&publisher], tempfile::tempdir().unwrap(), None).await;
 
         let search = user.node.search("SEBLINUX base", 3).await.unwrap();
@@ -221,10 +228,7 @@ fn installing_what_was_downloaded_fetches_it_once_and_keeps_one_copy() {
 fn uninstall_removes_the_release_and_the_network_no_longer_finds_it_here() {
     task::block_on(async {
         let publisher_key = SecretKey::generate().unwrap();
-        let published = share(&[]);
-        publish(published.path(), &publisher_key, "1.0", "SEBLINUX-base-1.0.tar", &bytes_of("1.0"));
-        let publisher = start_with(&[], Some(published.path()), |_| {}).await;
-        wait_indexed(&publisher, "seblinux base", 1).await;
+        let (_published, publisher) = publisher_of(&publisher_key, "1.0").await;
         let user = user(&publisher_key, &[&publisher], tempfile::tempdir().unwrap(), None).await;
         let installed = user.updater.install(NAME, false).await.unwrap();
         assert_eq!(installed.action, Action::Installed, "{installed:?}");
@@ -265,10 +269,7 @@ fn uninstall_removes_the_release_and_the_network_no_longer_finds_it_here() {
 fn a_failing_or_hanging_hook_rolls_back_and_two_passes_never_run_at_once() {
     task::block_on(async {
         let publisher_key = SecretKey::generate().unwrap();
-        let published = share(&[]);
-        publish(published.path(), &publisher_key, "1.0", "SEBLINUX-base-1.0.tar", &bytes_of("1.0"));
-        let publisher = start_with(&[], Some(published.path()), |_| {}).await;
-        wait_indexed(&publisher, "seblinux base", 1).await;
+        let (published, publisher) = publisher_of(&publisher_key, "1.0").await;
 
         let first = user(&publisher_key, &[&publisher], tempfile::tempdir().unwrap(), None).await;
         assert_eq!(first.updater.install(NAME, false).await.unwrap().action, Action::Installed);
@@ -348,10 +349,7 @@ fn a_rotation_record_by_the_bound_key_lets_the_new_key_publish_the_next_release(
     task::block_on(async {
         let old_key = SecretKey::generate().unwrap();
         let new_key = SecretKey::generate().unwrap();
-        let published = share(&[]);
-        publish(published.path(), &old_key, "1.0", "SEBLINUX-base-1.0.tar", &bytes_of("1.0"));
-        let publisher = start_with(&[], Some(published.path()), |_| {}).await;
-        wait_indexed(&publisher, "seblinux base", 1).await;
+        let (published, publisher) = publisher_of(&old_key, "1.0").await;
         let user = user(&old_key, &[&publisher], tempfile::tempdir().unwrap(), None).await;
         assert_eq!(user.updater.install(NAME, false).await.unwrap().action, Action::Installed);
 
@@ -395,10 +393,7 @@ fn a_forged_rotation_and_one_replayed_for_another_package_are_refused() {
     task::block_on(async {
         let old_key = SecretKey::generate().unwrap();
         let new_key = SecretKey::generate().unwrap();
-        let published = share(&[]);
-        publish(published.path(), &old_key, "1.0", "SEBLINUX-base-1.0.tar", &bytes_of("1.0"));
-        let publisher = start_with(&[], Some(published.path()), |_| {}).await;
-        wait_indexed(&publisher, "seblinux base", 1).await;
+        let (published, publisher) = publisher_of(&old_key, "1.0").await;
         let user = user(&old_key, &[&publisher], tempfile::tempdir().unwrap(), None).await;
         assert_eq!(user.updater.install(NAME, false).await.unwrap().action, Action::Installed);
 
@@ -507,10 +502,7 @@ fn a_key_scoped_to_extras_cannot_update_base_by_choosing_its_keywords() {
 fn an_update_pass_installs_a_release_that_only_partial_sources_hold() {
     task::block_on(async {
         let publisher_key = SecretKey::generate().unwrap();
-        let published = share(&[]);
-        publish(published.path(), &publisher_key, "1.1", "SEBLINUX-base-1.1.tar", &bytes_of("1.1"));
-        let publisher = start_with(&[], Some(published.path()), |_| {}).await;
-        wait_indexed(&publisher, "seblinux base", 1).await;
+        let (_published, publisher) = publisher_of(&publisher_key, "1.1").await;
         let user = user(&publisher_key, &[&publisher], tempfile::tempdir().unwrap(), None).await;
         let installed = user.updater.install(NAME, false).await.unwrap();
         assert_eq!((installed.action, installed.to.as_deref()), (Action::Installed, Some("1.1")), "{installed:?}");
