@@ -978,9 +978,11 @@ impl Node {
         self.searches.get(id)
     }
 
-    /// What our searches know of the content with any of these URNs.
+    /// What our searches know of the content with any of these URNs, for a
+    /// download: a source the dial rule refuses is given as its push-only
+    /// key ([`SearchResult::dialable`]), as a hit naming it is offered.
     pub fn known(&self, urns: &[Urn]) -> Option<SearchResult> {
-        self.searches.find(urns)
+        self.searches.find(urns).map(|found| found.dialable(&self.dial_rule()))
     }
 
     fn on_connected(&mut self, connected: Connected, now: Instant) {
