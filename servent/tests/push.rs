@@ -13,8 +13,10 @@ use async_std::task;
 use common::{raw_peer, share, varied_bytes, wait_connected, wait_for, wait_for_within, wait_indexed, PATIENCE};
 use futures::AsyncBufReadExt;
 use servent::config::Mode;
+use servent::node::NodeHandle;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use tempfile::TempDir;
 
 use servent::transfer::alt::{self, AltLocations};
 use servent::transfer::download::{DownloadRequest, DownloadState, Downloads, DownloadsConfig, Keep};
@@ -241,26 +243,34 @@ fn attack_a_search_result_naming_a_local_service_is_not_connected_to_when_the_us
     });
 }
 
+/// A hub outside a test network (it connects back to no loopback address),
+/// an uploader sharing `files` that only dials the hub (firewalled: nobody
+/// connects to it, so its hits ask for a PUSH), and a downloader keeping
+/// its downloads in `downloads` that the hub dials (reachable: a `GIV` can
+/// come to it, and a firewalled servent sends no PUSH, as gtk-gnutella),
+/// linked, the file indexed.
+async fn firewalled_uploader_and_reachable_downloader(files: &TempDir, downloads: &TempDir) -> [NodeHandle; 3] {
+    let downloader = common::start_with(&[], None, |c| c.data_dir = Some(downloads.path().to_path_buf())).await;
+    let hub = common::start_with(&[downloader.listen_addr()], None, |c| c.dial_local = false).await;
+    let uploader = common::start(&[hub.listen_addr()], Some(files.path())).await;
+    wait_connected(&hub, &uploader).await;
+    wait_connected(&hub, &downloader).await;
+    wait_indexed(&uploader, "seblinux", 1).await;
+    assert!(uploader.status().await.unwrap().firewalled);
+    wait_for("the hub's link to make the downloader reachable", || async {
+        !downloader.status().await.unwrap().firewalled
+    })
+    .await;
+    [hub, uploader, downloader]
+}
+
 #[test]
 fn two_servents_transfer_by_push_when_the_uploader_is_firewalled() {
     task::block_on(async {
         let content = varied_bytes(1_500_000);
         let files = share(&[("SEBLINUX-behind-1.0.tar", &content)]);
-        // The hub is no test network: it connects back to no loopback address.
-        let hub = common::start_with(&[], None, |c| c.dial_local = false).await;
-        // The uploader only dials out: nobody connects to it, so the firewall
-        // check finds it unreachable and its hits ask for a PUSH.
-        let uploader = common::start(&[hub.listen_addr()], Some(files.path())).await;
         let downloads = tempfile::tempdir().unwrap();
-        let downloader = common::start_with(&[hub.listen_addr()], None, |c| {
-            c.data_dir = Some(downloads.path().to_path_buf());
-            c.dial_local = true;
-        })
-        .await;
-        wait_connected(&hub, &uploader).await;
-        wait_connected(&hub, &downloader).await;
-        wait_indexed(&uploader, "seblinux", 1).await;
-        assert!(uploader.status().await.unwrap().firewalled);
+        let [hub, uploader, downloader] = firewalled_uploader_and_reachable_downloader(&files, &downloads).await;
         assert!(!hub.status().await.unwrap().firewalled, "others connected to the hub");
 
         let id = downloader.search("SEBLINUX behind", 4).await.unwrap();
@@ -294,19 +304,8 @@ fn a_firewalled_source_that_served_verified_bytes_is_passed_on_in_x_falt_to_thos
     task::block_on(async {
         let content = varied_bytes(2_500_000);
         let files = share(&[("SEBLINUX-falt-1.0.tar", &content)]);
-        // The hub connects back to no loopback address: the uploader stays firewalled.
-        let hub = common::start_with(&[], None, |c| c.dial_local = false).await;
-        let uploader = common::start(&[hub.listen_addr()], Some(files.path())).await;
         let downloads = tempfile::tempdir().unwrap();
-        let downloader = common::start_with(&[hub.listen_addr()], None, |c| {
-            c.data_dir = Some(downloads.path().to_path_buf());
-            c.dial_local = true;
-        })
-        .await;
-        wait_connected(&hub, &uploader).await;
-        wait_connected(&hub, &downloader).await;
-        wait_indexed(&uploader, "seblinux", 1).await;
-        assert!(uploader.status().await.unwrap().firewalled);
+        let [hub, uploader, downloader] = firewalled_uploader_and_reachable_downloader(&files, &downloads).await;
         let uploader_guid: Guid = uploader.status().await.unwrap().guid.parse().unwrap();
         let id = downloader.search("SEBLINUX falt", 4).await.unwrap();
         wait_for("the uploader's hit", || async {

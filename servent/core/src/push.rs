@@ -848,7 +848,7 @@ mod node_tests {
     }
 
     #[test]
-    fn a_firewalled_hit_names_a_push_source_and_our_push_goes_back_along_its_path() {
+    fn a_firewalled_hit_names_a_push_source_and_our_push_goes_back_along_its_path_once_we_are_reachable() {
         let now = Instant::now();
         let mut node = node(now);
         connect(&mut node, 1, Direction::Outgoing, now);
@@ -879,6 +879,12 @@ mod node_tests {
         let expected =
             Action::PushSource { source, servent, files: vec![(urns, 8)], proxies: Vec::new(), namer: *source.ip() };
         assert!(actions(&mut node).contains(&expected));
+        // Both ends firewalled: its GIV could not reach us (gtk-gnutella's `download_push`).
+        assert!(node.firewalled());
+        assert!(!node.push(servent, 8), "a PUSH sent while we are firewalled");
+        assert_eq!(actions(&mut node), []);
+        connect(&mut node, 3, Direction::Incoming, now);
+        actions(&mut node);
         assert!(node.push(servent, 8));
         let sent = actions(&mut node);
         let [Action::Send { to, message: Message { payload: Payload::Push(push), ttl, hops: 0, .. } }] = &sent[..]
