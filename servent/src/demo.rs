@@ -233,7 +233,8 @@ struct Cast {
 }
 
 /// A servent's configuration in the demo: loopback, an ephemeral port, no
-/// discovery (the demo's links are the only ones), the publisher's key pinned.
+/// discovery (the demo's links are the only ones), a test network whose
+/// hits name 127.0.0.1 (`--dial-local`), the publisher's key pinned.
 fn config(data_dir: Option<PathBuf>, shares: Vec<PathBuf>, peers: Vec<SocketAddr>, pinned: &TrustedKey) -> Config {
     Config {
         data_dir,
@@ -241,6 +242,7 @@ fn config(data_dir: Option<PathBuf>, shares: Vec<PathBuf>, peers: Vec<SocketAddr
         shares,
         peers,
         discover: false,
+        dial_local: true,
         rescan_interval: Duration::from_millis(500),
         trust: vec![pinned.clone()],
         ..Config::default()

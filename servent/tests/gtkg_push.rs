@@ -98,18 +98,17 @@ fn gtk_gnutella_takes_the_firewalled_source_we_name_in_x_falt() {
         // so knows it as a verified firewalled source.
         let files = share(&[(name, &ours)]);
         // Of a test network (`--dial-local`) but the hub, which so answers
-        // no connect-back on loopback: the firewalled servent stays so.
-        let hub = start_with(&[], None, |_| {}).await;
-        let firewalled = start_with(&[hub.listen_addr()], Some(files.path()), |c| c.dial_local = true).await;
+        // no connect-back on loopback: the firewalled servent stays so. The
+        // hub dials ours, which so is reachable: a firewalled servent sends
+        // no PUSH, as gtk-gnutella.
         let data = tempfile::tempdir().unwrap();
-        let node = start_with(&[hub.listen_addr()], None, |c| {
-            c.data_dir = Some(data.path().to_path_buf());
-            c.dial_local = true;
-        })
-        .await;
+        let node = start_with(&[], None, |c| c.data_dir = Some(data.path().to_path_buf())).await;
+        let hub = start_with(&[node.listen_addr()], None, |c| c.dial_local = false).await;
+        let firewalled = start_with(&[hub.listen_addr()], Some(files.path()), |_| {}).await;
         wait_connected(&hub, &firewalled).await;
         wait_connected(&hub, &node).await;
         wait_indexed(&firewalled, "seblinux", 1).await;
+        wait_for("the hub's link to make ours reachable", || async { !node.status().await.unwrap().firewalled }).await;
         let firewalled_guid = firewalled.status().await.unwrap().guid;
         let id = node.search("SEBLINUX falt", 4).await.unwrap();
         wait_for("the firewalled servent's hit", || async {

@@ -10,12 +10,13 @@ use async_std::io::{BufReader, ReadExt, WriteExt};
 use async_std::net::{TcpListener, TcpStream};
 use async_std::prelude::FutureExt;
 use async_std::task;
-use common::{raw_peer, share, varied_bytes, wait_connected, wait_for, wait_indexed, PATIENCE};
+use common::{raw_peer, share, varied_bytes, wait_connected, wait_for, wait_for_within, wait_indexed, PATIENCE};
 use futures::AsyncBufReadExt;
 use servent::config::Mode;
 use servent::node::NodeHandle;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use tempfile::TempDir;
 
 use servent::transfer::alt::{self, AltLocations};
 use servent::transfer::download::{DownloadRequest, DownloadState, Downloads, DownloadsConfig, Keep};
@@ -46,17 +47,12 @@ async fn head(reader: &mut BufReader<TcpStream>) -> Vec<String> {
     }
 }
 
-/// A servent of a test network on loopback (`--dial-local`).
-async fn start_local(peers: &[SocketAddr], share: Option<&std::path::Path>) -> NodeHandle {
-    common::start_with(peers, share, |c| c.dial_local = true).await
-}
-
 #[test]
 fn a_push_for_our_guid_makes_us_connect_back_with_giv_and_serve_the_file() {
     task::block_on(async {
         let content = varied_bytes(200_000);
         let files = share(&[("SEBLINUX-push-1.0.tar", &content)]);
-        let uploader = start_local(&[], Some(files.path())).await;
+        let uploader = common::start(&[], Some(files.path())).await;
         wait_indexed(&uploader, "seblinux", 1).await;
         let query = search::Query { words: "seblinux".into(), urns: Vec::new(), limit: 1 };
         let file = uploader.library().search(&query).unwrap().remove(0);
@@ -183,25 +179,98 @@ fn a_firewalled_hit_is_fetched_by_push_along_the_hits_path() {
     });
 }
 
+/// A stranger's hit names a service on our own machine (a loopback port
+/// standing for `127.0.0.1:22`); the user picks that result. Outside a test
+/// network the download never connects to it: the source is its push-only
+/// key, asked by a PUSH along the hit's path.
+#[test]
+fn attack_a_search_result_naming_a_local_service_is_not_connected_to_when_the_user_downloads_it() {
+    task::block_on(async {
+        let downloads = tempfile::tempdir().unwrap();
+        let downloader = common::start_with(&[], None, |c| {
+            c.data_dir = Some(downloads.path().to_path_buf());
+            c.dial_local = false;
+        })
+        .await;
+        let mut link = raw_peer(downloader.listen_addr()).await;
+        wait_for("the link", || async { downloader.peers().await.unwrap().len() == 1 }).await;
+        let service = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let SocketAddr::V4(service_addr) = service.local_addr().unwrap() else { unreachable!() };
+        let connected = Arc::new(Mutex::new(false));
+        let seen = Arc::clone(&connected);
+        task::spawn(async move {
+            if service.accept().await.is_ok() {
+                *seen.lock().unwrap() = true;
+            }
+        });
+
+        let id = downloader.search("SEBLINUX local", 4).await.unwrap();
+        let query = link.receive_until(|m| matches!(m.payload, Payload::Query(_))).await;
+        let servent = Guid([0x10; 16]);
+        let sha1 = Urn::Sha1([0x22; 20]);
+        let result = QueryResult {
+            index: 7,
+            size: 1000,
+            name: "SEBLINUX-local-1.0.tar".into(),
+            urns: vec![sha1],
+            ggep: Ggep::default(),
+        };
+        let hit = QueryHit {
+            port: service_addr.port(),
+            ip: *service_addr.ip(),
+            speed: 100,
+            results: vec![result],
+            trailer: None,
+            servent_guid: servent,
+            original: Default::default(),
+        };
+        link.send(&Message { guid: query.guid, ttl: query.hops + 1, hops: 0, payload: Payload::QueryHit(hit) }).await;
+        wait_for("the hit", || async { !downloader.search_results(id).await.unwrap().unwrap().results.is_empty() })
+            .await;
+
+        let download = downloader.download(&sha1.to_string(), Keep::NotFake).await.unwrap();
+        let sources = || async {
+            let snapshot = downloader.downloads().unwrap().get(download).await.unwrap();
+            snapshot.sources.iter().map(|s| s.addr).collect::<Vec<SocketAddrV4>>()
+        };
+        wait_for("the download's sources", || async { !sources().await.is_empty() }).await;
+        assert_eq!(sources().await, [push_only_key(servent)], "the local service is no source to connect to");
+        let push = link.receive_until(|m| matches!(m.payload, Payload::Push(_))).await;
+        let Payload::Push(push) = push.payload else { unreachable!() };
+        assert_eq!((push.servent_guid, push.index), (servent, 7), "asked by PUSH along the hit's path");
+        assert!(!*connected.lock().unwrap(), "the local service was connected to");
+        downloader.shutdown().await;
+    });
+}
+
+/// A hub outside a test network (it connects back to no loopback address),
+/// an uploader sharing `files` that only dials the hub (firewalled: nobody
+/// connects to it, so its hits ask for a PUSH), and a downloader keeping
+/// its downloads in `downloads` that the hub dials (reachable: a `GIV` can
+/// come to it, and a firewalled servent sends no PUSH, as gtk-gnutella),
+/// linked, the file indexed.
+async fn firewalled_uploader_and_reachable_downloader(files: &TempDir, downloads: &TempDir) -> [NodeHandle; 3] {
+    let downloader = common::start_with(&[], None, |c| c.data_dir = Some(downloads.path().to_path_buf())).await;
+    let hub = common::start_with(&[downloader.listen_addr()], None, |c| c.dial_local = false).await;
+    let uploader = common::start(&[hub.listen_addr()], Some(files.path())).await;
+    wait_connected(&hub, &uploader).await;
+    wait_connected(&hub, &downloader).await;
+    wait_indexed(&uploader, "seblinux", 1).await;
+    assert!(uploader.status().await.unwrap().firewalled);
+    wait_for("the hub's link to make the downloader reachable", || async {
+        !downloader.status().await.unwrap().firewalled
+    })
+    .await;
+    [hub, uploader, downloader]
+}
+
 #[test]
 fn two_servents_transfer_by_push_when_the_uploader_is_firewalled() {
     task::block_on(async {
         let content = varied_bytes(1_500_000);
         let files = share(&[("SEBLINUX-behind-1.0.tar", &content)]);
-        let hub = common::start(&[], None).await;
-        // The uploader only dials out: nobody connects to it, so the firewall
-        // check finds it unreachable and its hits ask for a PUSH.
-        let uploader = start_local(&[hub.listen_addr()], Some(files.path())).await;
         let downloads = tempfile::tempdir().unwrap();
-        let downloader = common::start_with(&[hub.listen_addr()], None, |c| {
-            c.data_dir = Some(downloads.path().to_path_buf());
-            c.dial_local = true;
-        })
-        .await;
-        wait_connected(&hub, &uploader).await;
-        wait_connected(&hub, &downloader).await;
-        wait_indexed(&uploader, "seblinux", 1).await;
-        assert!(uploader.status().await.unwrap().firewalled);
+        let [hub, uploader, downloader] = firewalled_uploader_and_reachable_downloader(&files, &downloads).await;
         assert!(!hub.status().await.unwrap().firewalled, "others connected to the hub");
 
         let id = downloader.search("SEBLINUX behind", 4).await.unwrap();
@@ -235,18 +304,8 @@ fn a_firewalled_source_that_served_verified_bytes_is_passed_on_in_x_falt_to_thos
     task::block_on(async {
         let content = varied_bytes(2_500_000);
         let files = share(&[("SEBLINUX-falt-1.0.tar", &content)]);
-        let hub = common::start(&[], None).await;
-        let uploader = start_local(&[hub.listen_addr()], Some(files.path())).await;
         let downloads = tempfile::tempdir().unwrap();
-        let downloader = common::start_with(&[hub.listen_addr()], None, |c| {
-            c.data_dir = Some(downloads.path().to_path_buf());
-            c.dial_local = true;
-        })
-        .await;
-        wait_connected(&hub, &uploader).await;
-        wait_connected(&hub, &downloader).await;
-        wait_indexed(&uploader, "seblinux", 1).await;
-        assert!(uploader.status().await.unwrap().firewalled);
+        let [hub, uploader, downloader] = firewalled_uploader_and_reachable_downloader(&files, &downloads).await;
         let uploader_guid: Guid = uploader.status().await.unwrap().guid.parse().unwrap();
         let id = downloader.search("SEBLINUX falt", 4).await.unwrap();
         wait_for("the uploader's hit", || async {
@@ -343,7 +402,11 @@ const DISTANT: &str = "198.51.100.9:6346";
 #[test]
 fn attack_a_push_proxy_request_naming_a_local_x_node_is_refused_with_400_outside_a_test_network() {
     task::block_on(async {
-        let ultrapeer = common::start_with(&[], None, |c| c.mode = Mode::Ultrapeer).await;
+        let ultrapeer = common::start_with(&[], None, |c| {
+            c.mode = Mode::Ultrapeer;
+            c.dial_local = false;
+        })
+        .await;
         let test_network = common::start_with(&[], None, |c| {
             c.mode = Mode::Ultrapeer;
             c.dial_local = true;
@@ -540,7 +603,9 @@ async fn proxies_asked_for_a_hostile_x_falt(dial_local: bool) -> Vec<Instant> {
         .collect();
     let id = node.downloads().unwrap().start(request).await.unwrap();
     let named: Vec<SocketAddrV4> = (0..16).map(|n| push_only_key(Guid([0x40 + n; 16]))).collect();
-    wait_for("every firewalled source named tried", || async {
+    // Those refused for the budget are tried once its window is over.
+    let bound = PATIENCE + servent::push::CONNECT_BACK_WINDOW;
+    wait_for_within("every firewalled source named tried", bound, || async {
         let sources = node.downloads().unwrap().get(id).await.unwrap().sources;
         named.iter().all(|key| sources.iter().any(|s| s.addr == *key && (s.errors > 0 || s.note.is_some())))
     })
@@ -574,7 +639,11 @@ fn attack_an_answer_naming_64_local_push_proxies_gets_none_asked_and_a_test_netw
 #[test]
 fn listening_on_ipv6_any_an_ipv4_peer_is_read_as_the_ipv4_address_it_is() {
     task::block_on(async {
-        let node = common::start_with(&[], None, |c| c.listen = "[::]:0".parse().unwrap()).await;
+        let node = common::start_with(&[], None, |c| {
+            c.listen = "[::]:0".parse().unwrap();
+            c.dial_local = false;
+        })
+        .await;
         let at = SocketAddr::from((Ipv4Addr::LOCALHOST, node.listen_addr().port()));
         // A connect-back greeting from our own machine (::ffff:127.0.0.1 on
         // this socket) proves nothing about the outside.

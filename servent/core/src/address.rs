@@ -70,6 +70,13 @@ impl DialRule {
     pub fn allows(&self, addr: SocketAddrV4) -> bool {
         may_dial(addr, &self.own, self.dial_local)
     }
+
+    /// Whether `addr` is on one of our own IPs outside a test network: what
+    /// we send there goes to another program of our machine, whatever port
+    /// it names (the part of [`may_dial`] that [`routable`] lacks).
+    pub fn is_ours(&self, addr: SocketAddrV4) -> bool {
+        !self.dial_local && self.own.contains(addr.ip())
+    }
 }
 
 /// Whether a servent at `ours` can reach `addr`: [`usable`], loopback only
@@ -156,6 +163,8 @@ mod tests {
         assert!(!ours.allows(at("127.0.0.1:22")) && !ours.allows(at("192.168.1.1:80")));
         assert!(ours.allows(at("8.8.8.8:6346")));
         assert!(DialRule::new(true).allows(at("127.0.0.1:22")), "a test network");
+        assert!(ours.is_ours(at("81.2.69.160:22")) && !ours.is_ours(at("8.8.8.8:6346")));
+        assert!(!DialRule { dial_local: true, ..ours }.is_ours(at("81.2.69.160:22")), "a test network");
     }
 
     #[test]

@@ -848,7 +848,7 @@ mod node_tests {
     }
 
     #[test]
-    fn a_firewalled_hit_names_a_push_source_and_our_push_goes_back_along_its_path() {
+    fn a_firewalled_hit_names_a_push_source_and_our_push_goes_back_along_its_path_once_we_are_reachable() {
         let now = Instant::now();
         let mut node = node(now);
         connect(&mut node, 1, Direction::Outgoing, now);
@@ -879,6 +879,12 @@ mod node_tests {
         let expected =
             Action::PushSource { source, servent, files: vec![(urns, 8)], proxies: Vec::new(), namer: *source.ip() };
         assert!(actions(&mut node).contains(&expected));
+        // Both ends firewalled: its GIV could not reach us (gtk-gnutella's `download_push`).
+        assert!(node.firewalled());
+        assert!(!node.push(servent, 8), "a PUSH sent while we are firewalled");
+        assert_eq!(actions(&mut node), []);
+        connect(&mut node, 3, Direction::Incoming, now);
+        actions(&mut node);
         assert!(node.push(servent, 8));
         let sent = actions(&mut node);
         let [Action::Send { to, message: Message { payload: Payload::Push(push), ttl, hops: 0, .. } }] = &sent[..]
@@ -995,6 +1001,35 @@ mod node_tests {
         for key in keys {
             assert!(done.iter().any(|a| matches!(a, Action::PushSource { source, .. } if *source == key)), "{key}");
         }
+    }
+
+    #[test]
+    fn attack_a_search_result_naming_a_local_address_or_ours_is_given_to_downloads_only_by_its_push_key() {
+        let now = Instant::now();
+        let mut node = node(now);
+        connect(&mut node, 1, Direction::Incoming, now);
+        let search = node.search("seblinux", 4, now).unwrap();
+        actions(&mut node);
+        let refused = [
+            Ipv4Addr::LOCALHOST,
+            Ipv4Addr::new(10, 0, 0, 1),
+            Ipv4Addr::new(169, 254, 169, 254),
+            *addr(100).ip(), // our own IP, another port
+        ];
+        let distant = Ipv4Addr::new(8, 8, 8, 8);
+        for (n, ip) in refused.into_iter().chain([distant]).enumerate() {
+            node.handle(Event::Message { peer: PeerId(1), message: hit_naming(search, n as u8 + 1, ip) }, now);
+        }
+        let done = actions(&mut node);
+        let known = node.known(&[Urn::Sha1([5; 20])]).expect("the search found it");
+        let mut expected: Vec<SocketAddrV4> = (1..=4).map(|n| push_only_key(Guid([n; 16]))).collect();
+        expected.push(SocketAddrV4::new(distant, 22));
+        assert_eq!(known.sources, expected, "the sources a download would connect to");
+        for key in &expected[..4] {
+            assert!(done.iter().any(|a| matches!(a, Action::PushSource { source, .. } if source == key)), "{key}");
+        }
+        let shown = &node.search_results(&search).unwrap().results()[0].sources;
+        assert_eq!(shown[0], SocketAddrV4::new(Ipv4Addr::LOCALHOST, 22), "the search shows what the hits named");
     }
 
     #[test]

@@ -19,6 +19,8 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use signing_tool::Minisig;
 
+use crate::address::DialRule;
+use crate::push::push_only_key;
 use crate::trust::{Content, Judgement, TrustStore};
 use crate::wire::{GgepId, Guid, QueryHit, QueryResult, Urn};
 
@@ -85,8 +87,12 @@ pub struct SearchResult {
     pub sha256: Option<Urn>,
     /// Its Tiger tree root (base32), when a source gave one (a bitprint).
     pub tth: Option<search::thex::Root>,
-    /// Servents that have it, as `ip:port`.
+    /// Servents that have it, as `ip:port`: the addresses their hits named.
     pub sources: Vec<SocketAddrV4>,
+    /// The servent GUID each of `sources` gave, in the same order: what a
+    /// PUSH to it needs.
+    #[serde(skip)]
+    servents: Vec<Guid>,
     /// Whether it is genuine, as far as can be told before downloading:
     /// `verdict`, `reason`, `publisher`, `version`.
     #[serde(flatten)]
@@ -102,8 +108,42 @@ pub struct SearchResult {
 impl SearchResult {
     /// A result from no search, for tests of what uses results.
     pub fn judged(name: &str, size: u64, judgement: Judgement) -> SearchResult {
-        let (sha1, sha256, sources, signature, carried) = (None, None, Vec::new(), None, Vec::new());
-        SearchResult { name: name.into(), size, sha1, sha256, tth: None, sources, judgement, signature, carried }
+        let (sha1, sha256, sources, servents, signature, carried) =
+            (None, None, Vec::new(), Vec::new(), None, Vec::new());
+        SearchResult {
+            name: name.into(),
+            size,
+            sha1,
+            sha256,
+            tth: None,
+            sources,
+            servents,
+            judgement,
+            signature,
+            carried,
+        }
+    }
+
+    /// The result as a download may use it under `rule`: a source the rule
+    /// refuses (our machine, our LAN, our own IP) is named by its push-only
+    /// key instead ([`push_only_key`]), reached by PUSH or not at all, as a
+    /// hit naming it is offered ([`crate::node::Action::PushSource`]).
+    pub fn dialable(mut self, rule: &DialRule) -> SearchResult {
+        let named = std::mem::take(&mut self.sources);
+        for (source, servent) in named.into_iter().zip(std::mem::take(&mut self.servents)) {
+            let source = if rule.allows(source) { source } else { push_only_key(servent) };
+            self.add_source(source, servent);
+        }
+        self
+    }
+
+    /// Adds a source with the servent GUID its hit gave, unless it is known
+    /// or the result has [`MAX_SOURCES`].
+    fn add_source(&mut self, source: SocketAddrV4, servent: Guid) {
+        if self.sources.len() < MAX_SOURCES && !self.sources.contains(&source) {
+            self.sources.push(source);
+            self.servents.push(servent);
+        }
     }
 
     fn content(&self) -> Content {
@@ -209,9 +249,7 @@ impl Search {
             if let Some(i) = known.into_iter().find(|&i| self.results[i].agrees(sha1, sha256)) {
                 let existing = &mut self.results[i];
                 if existing.size == result.size {
-                    if existing.sources.len() < MAX_SOURCES && !existing.sources.contains(&source) {
-                        existing.sources.push(source);
-                    }
+                    existing.add_source(source, hit.servent_guid);
                     existing.sha1 = existing.sha1.or(sha1);
                     existing.sha256 = existing.sha256.or(sha256);
                     existing.tth = existing.tth.or(result.tth());
@@ -235,6 +273,7 @@ impl Search {
                 sha256,
                 tth: result.tth(),
                 sources: vec![source],
+                servents: vec![hit.servent_guid],
                 judgement: Judgement::unsigned(),
                 signature: None,
                 carried: Vec::new(),
@@ -291,10 +330,8 @@ impl Searches {
             match &mut found {
                 None => found = Some(result.clone()),
                 Some(found) if found.size == result.size => {
-                    for source in &result.sources {
-                        if found.sources.len() < MAX_SOURCES && !found.sources.contains(source) {
-                            found.sources.push(*source);
-                        }
+                    for (source, servent) in result.sources.iter().zip(&result.servents) {
+                        found.add_source(*source, *servent);
                     }
                     found.sha1 = found.sha1.or(result.sha1);
                     found.sha256 = found.sha256.or(result.sha256);

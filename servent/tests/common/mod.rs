@@ -24,7 +24,10 @@ use servent::wire::{self, Message, HEADER_LEN};
 pub const PATIENCE: Duration = Duration::from_secs(60);
 
 /// A servent on 127.0.0.1 with an ephemeral port, in-memory state, sharing
-/// `share` and connecting only to `peers`.
+/// `share` and connecting only to `peers`: of a test network on loopback
+/// (`--dial-local`), which dials the local addresses its hits, pongs and
+/// `X-Alt` name. A test of what a servent outside one refuses sets
+/// `dial_local` back to `false`.
 pub async fn start(peers: &[SocketAddr], share: Option<&Path>) -> NodeHandle {
     start_with(peers, share, |_| {}).await
 }
@@ -38,6 +41,7 @@ pub async fn start_with(peers: &[SocketAddr], share: Option<&Path>, adjust: impl
         peers: peers.to_vec(),
         discover: false,
         rescan_interval: Duration::from_millis(200),
+        dial_local: true,
         ..Config::default()
     };
     adjust(&mut config);
@@ -84,12 +88,22 @@ pub fn share(files: &[(&str, &[u8])]) -> tempfile::TempDir {
 
 /// Waits until `condition` holds, checking every 20 ms; fails the test
 /// after [`PATIENCE`] with what was awaited.
-pub async fn wait_for<F, Fut>(what: &str, mut condition: F)
+pub async fn wait_for<F, Fut>(what: &str, condition: F)
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = bool>,
 {
-    let deadline = Instant::now() + PATIENCE;
+    wait_for_within(what, PATIENCE, condition).await
+}
+
+/// As [`wait_for`], for a condition that cannot hold before some time has
+/// passed (a budget's window): fails the test after `bound`.
+pub async fn wait_for_within<F, Fut>(what: &str, bound: Duration, mut condition: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = Instant::now() + bound;
     while !condition().await {
         assert!(Instant::now() < deadline, "gave up waiting for {what}");
         task::sleep(Duration::from_millis(20)).await;

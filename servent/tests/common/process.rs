@@ -52,7 +52,8 @@ fn spawn(args: &[OsString], data: &Path) -> (Child, BufReader<std::process::Chil
 }
 
 impl Running {
-    /// A servent sharing `share`, connecting only to `peer`.
+    /// A servent sharing `share`, connecting only to `peer`, of a test
+    /// network on loopback (`--dial-local`).
     pub fn start(share: Option<&Path>, peer: Option<&str>) -> Running {
         Running::start_with(share, peer, &[])
     }
@@ -61,10 +62,11 @@ impl Running {
     /// among them is given to its client commands too.
     pub fn start_with(share: Option<&Path>, peer: Option<&str>, extra: &[&str]) -> Running {
         let data = tempfile::tempdir().unwrap();
-        let mut args: Vec<OsString> = ["run", "--listen", "127.0.0.1:0", "--api", "127.0.0.1:0", "--no-discovery"]
-            .iter()
-            .map(OsString::from)
-            .collect();
+        let mut args: Vec<OsString> =
+            ["run", "--listen", "127.0.0.1:0", "--api", "127.0.0.1:0", "--no-discovery", "--dial-local"]
+                .iter()
+                .map(OsString::from)
+                .collect();
         args.push("--data-dir".into());
         args.push(data.path().into());
         if let Some(share) = share {

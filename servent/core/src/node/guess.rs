@@ -16,8 +16,9 @@
 //!   after [`GUESS_AFTER`] asks ultrapeers one by one, [`HOSTS_PER_TICK`] a
 //!   tick, at most [`MAX_HOSTS`] for one search: a key Ping, then the query
 //!   with the key and `SCP`. Hosts come from the host cache and from the
-//!   `IPP` of the acknowledgements; our neighbours, who had the query by
-//!   TCP, are skipped. A UDP hit counts only from a host we queried for
+//!   `IPP` of the acknowledgements (never another port of our own IP,
+//!   outside a test network); our neighbours, who had the query by TCP,
+//!   are skipped. A UDP hit counts only from a host we queried for
 //!   that search, and no more than [`MAX_HIT_DATAGRAMS`] from it.
 
 use std::collections::{BTreeSet, VecDeque};
@@ -208,7 +209,8 @@ impl Node {
     pub(super) fn on_guess_pong(&mut self, from: SocketAddrV4, guid: Guid, pong: &Pong, now: Instant) -> bool {
         self.guess.expire(now);
         let mut hosts = pong.ggep.get(ipp::IPP).and_then(|p| ipp::unpack(p).ok()).unwrap_or_default();
-        hosts.retain(|h| super::udp::routable(*h, self.advertised));
+        let rule = self.dial_rule();
+        hosts.retain(|h| super::udp::routable(*h, self.advertised) && !rule.is_ours(*h));
         if let Some(at) = self.guess.key_pings.iter().position(|p| p.0 == guid && p.1 == from) {
             let Some((_, _, search, _)) = self.guess.key_pings.remove(at) else { return true };
             let Some(key) = pong.ggep.get(QK).filter(|k| !k.is_empty() && k.len() <= 16) else { return true };
@@ -378,6 +380,33 @@ mod tests {
         server.handle(Event::Datagram { from: addr(9), bytes: query(None) }, now);
         server.handle(Event::Datagram { from: addr(9), bytes: query(Some(vec![0; KEY_LEN])) }, now);
         assert!(actions(&mut server).is_empty());
+    }
+
+    #[test]
+    fn attack_a_key_pong_naming_another_port_of_our_own_ip_gets_no_datagram_sent_there() {
+        let now = Instant::now();
+        let mut client = node(1, now);
+        client.handle(Event::HostsLearned(vec![addr(2)]), now);
+        client.search("seblinux", 1, now).unwrap();
+        actions(&mut client);
+        let mut later = now + GUESS_AFTER;
+        client.handle_timeout(later);
+        let [(_, ping)] = datagrams(&mut client).try_into().unwrap();
+        let mut server = node(2, now);
+        server.handle(Event::Datagram { from: addr(1), bytes: ping.encode() }, later);
+        let [(_, mut pong)] = datagrams(&mut server).try_into().unwrap();
+        let ours = SocketAddrV4::new(*addr(1).ip(), 22);
+        let Payload::Pong(body) = &mut pong.payload else { panic!("a pong") };
+        body.ggep.insert(ipp::IPP, ipp::pack(&[ours, addr(3)]));
+        client.handle(Event::Datagram { from: addr(2), bytes: pong.encode() }, later);
+        let mut sent = Vec::new();
+        for _ in 0..4 {
+            sent.extend(datagrams(&mut client).into_iter().map(|(to, _)| to));
+            later += Duration::from_secs(1);
+            client.handle_timeout(later);
+        }
+        assert!(sent.contains(&addr(3)), "the other host it named is asked: {sent:?}");
+        assert!(!sent.contains(&ours), "a datagram to our own machine: {sent:?}");
     }
 
     #[test]

@@ -874,10 +874,12 @@ impl Node {
 
     /// Sends a PUSH asking `servent` to connect to us and upload file
     /// `index`, along the path its QueryHits came by; `false` when no
-    /// route to it is known (or we do not know our own address yet).
+    /// route to it is known, we do not know our own address yet, or we are
+    /// firewalled (its `GIV` could not reach us: gtk-gnutella's
+    /// `download_push` sends none then).
     pub fn push(&mut self, servent: Guid, index: u32) -> bool {
         let Some(to) = self.router.push_route(&servent) else { return false };
-        if self.advertised.ip().is_unspecified() {
+        if self.advertised.ip().is_unspecified() || self.reachability.firewalled() {
             return false;
         }
         let push = Push {
@@ -978,9 +980,11 @@ impl Node {
         self.searches.get(id)
     }
 
-    /// What our searches know of the content with any of these URNs.
+    /// What our searches know of the content with any of these URNs, for a
+    /// download: a source the dial rule refuses is given as its push-only
+    /// key ([`SearchResult::dialable`]), as a hit naming it is offered.
     pub fn known(&self, urns: &[Urn]) -> Option<SearchResult> {
-        self.searches.find(urns)
+        self.searches.find(urns).map(|found| found.dialable(&self.dial_rule()))
     }
 
     fn on_connected(&mut self, connected: Connected, now: Instant) {

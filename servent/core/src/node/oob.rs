@@ -15,7 +15,8 @@
 //!   not know its address (behind a firewall), asks for hits over TCP as
 //!   before.
 //! - **As answerer.** A query asking for out-of-band hits (flag, `SO`, a
-//!   usable address in its GUID) that came from further than a neighbour
+//!   usable address in its GUID, not on our own IP outside a test network:
+//!   the dial rule's [`crate::address::DialRule::is_ours`]) that came from further than a neighbour
 //!   (as gtk-gnutella, which answers a neighbour's own query over its link)
 //!   is answered with a Reply Number to that address instead of hits over
 //!   TCP; the hits wait [`OFFER_LIFETIME`] for the claim, which must come
@@ -188,7 +189,9 @@ impl Node {
     pub(super) fn oob_querier(&self, guid: &Guid, query: &Query, hops: u8) -> Option<SocketAddrV4> {
         let querier = oob_address(guid);
         let wanted = wants_oob(query) && hops > 1;
-        let reachable = reachable(querier, self.advertised) && querier != self.advertised;
+        // Never another port of our own IP, outside a test network.
+        let reachable =
+            reachable(querier, self.advertised) && querier != self.advertised && !self.dial_rule().is_ours(querier);
         // A firewalled servent answers along the query's path, so that the
         // querier learns the push route its PUSH will need.
         let firewalled = self.reachability.firewalled();
@@ -423,6 +426,40 @@ mod tests {
             Message::new(Guid([5; 16]), 1, ReplyNumber { hits: 9, unsolicited: true }.to_vendor().into_payload());
         querier.handle(Event::Datagram { from: addr(9), bytes: stranger.encode() }, now);
         assert!(datagrams(&mut querier).is_empty());
+    }
+
+    /// What an answerer at `addr(2)` does with a query from two hops away
+    /// asking for its hits out of band at `querier`: whether it offers them
+    /// there, and whether it sent them over the query's link instead.
+    fn answered_out_of_band(answerer: &mut Node, querier: SocketAddrV4, now: Instant) -> (bool, bool) {
+        connect(answerer, 1, SocketAddr::V4(addr(3)), now);
+        actions(answerer);
+        let mut query = crate::node::build_query("seblinux").unwrap();
+        query.flags = query.flags.with(QueryFlags::OOB_REPLY, true);
+        query.ggep.insert(SO, Vec::new());
+        let message =
+            Message { guid: oob_guid(querier, Guid([3; 16])), ttl: 2, hops: 1, payload: Payload::Query(query) };
+        answerer.handle(Event::Message { peer: PeerId(1), message }, now);
+        let Some(Action::LookUp { lookup, .. }) =
+            actions(answerer).into_iter().find(|a| matches!(a, Action::LookUp { .. }))
+        else {
+            panic!("the answerer looks its library up")
+        };
+        answerer.handle(Event::LocalResults { lookup, files: vec![shared_file("SEBLINUX-base.tar")] }, now);
+        let done = actions(answerer);
+        let offered = done.iter().any(|a| matches!(a, Action::SendDatagram { to, .. } if *to == querier));
+        (offered, done.iter().any(|a| matches!(a, Action::Send { .. })))
+    }
+
+    #[test]
+    fn attack_a_query_naming_another_port_of_our_own_ip_for_its_hits_gets_them_over_its_link() {
+        let now = Instant::now();
+        let our_other_port = SocketAddrV4::new(*addr(2).ip(), 22);
+        assert_eq!(answered_out_of_band(&mut node(2, true, now), our_other_port, now), (false, true));
+        assert_eq!(answered_out_of_band(&mut node(2, true, now), addr(1), now), (true, false), "another servent's");
+        let config = Config { listen: SocketAddr::V4(addr(2)), udp: true, dial_local: true, ..Config::default() };
+        let mut test_network = node_with(config, now);
+        assert_eq!(answered_out_of_band(&mut test_network, our_other_port, now), (true, false), "a test network");
     }
 
     #[test]

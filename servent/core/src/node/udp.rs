@@ -431,7 +431,8 @@ impl Node {
         if let Some(packed) = pong.ggep.get(ipp::IPP) {
             learned.extend(ipp::unpack(packed).unwrap_or_default());
         }
-        learned.retain(|a| routable(*a, self.advertised) && *a != self.advertised);
+        let rule = self.dial_rule();
+        learned.retain(|a| routable(*a, self.advertised) && *a != self.advertised && !rule.is_ours(*a));
         learned.truncate(MAX_LEARNED);
         self.udp.counters.learned += learned.len() as u64;
         for addr in learned {
@@ -743,6 +744,19 @@ mod tests {
         assert!(routable(local, SocketAddrV4::new(Ipv4Addr::LOCALHOST, 6346)));
         assert!(routable(unroutable[1], SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 2), 6346)));
         assert!(!routable(unroutable[4], unroutable[4]));
+    }
+
+    #[test]
+    fn attack_a_host_cache_answer_naming_another_port_of_our_own_ip_teaches_nothing_of_it() {
+        let now = Instant::now();
+        let config = Config { uhcs: vec![addr(50)], listen: SocketAddr::V4(addr(100)), ..Config::default() };
+        let mut node = node_with(config, now);
+        node.handle_timeout(now);
+        let ping = datagrams(&mut node).remove(0).1;
+        let ours = SocketAddrV4::new(*addr(100).ip(), 22);
+        node.handle(Event::Datagram { from: addr(50), bytes: pong(ping.guid, addr(50), &[ours, addr(7)]) }, now);
+        // The cache itself and the other host.
+        assert_eq!(node.known_hosts(), 2);
     }
 
     #[test]
