@@ -458,14 +458,17 @@ async fn serve_test_connection(stream: TcpStream, bytes: Arc<Vec<u8>>, behaviour
             }
             Behaviour::CloseEarly => reply = [head(start, end, len).as_bytes(), half].concat(),
         }
+        // Taken before the refusal is written: a clock read after it could
+        // lag the downloader's, which reads the refusal meanwhile.
+        if reply.starts_with(b"HTTP/1.1 503") {
+            *last_refusal.lock().unwrap() = Some(std::time::Instant::now());
+        }
         if writer.write_all(&reply).await.is_err() {
             return;
         }
         let head_len = reply.windows(4).position(|w| w == b"\r\n\r\n").map_or(0, |p| p + 4);
         if reply.starts_with(b"HTTP/1.1 206") {
             sent.fetch_add((reply.len() - head_len) as u64, Ordering::SeqCst);
-        } else if reply.starts_with(b"HTTP/1.1 503") {
-            *last_refusal.lock().unwrap() = Some(std::time::Instant::now());
         }
         if hang {
             task::sleep(PATIENCE).await;

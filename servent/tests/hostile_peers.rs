@@ -17,8 +17,8 @@ use async_std::task;
 use common::{raw_peer, share, start, start_with, wait_connected, wait_for, wait_indexed, RawPeer};
 use futures::StreamExt;
 use servent::compression::Deflater;
-use servent::hostcache::{DIALS_PER_MINUTE, LEARN_BURST};
-use servent::routing::{Drop, QUERY_BURST};
+use servent::hostcache::{DIALS_PER_MINUTE, LEARN_BURST, LEARN_PER_MINUTE};
+use servent::routing::{Drop, QUERIES_PER_SECOND, QUERY_BURST};
 use servent::wire::{Guid, Message, Payload, Ping, Pong, Push, Query, QueryFlags, QueryHit, QueryResult};
 
 fn hit(guid: Guid, servent_guid: Guid) -> Message {
@@ -110,11 +110,14 @@ async fn leaf_claiming_hops_is_held_to_its_own_allowance() {
         Message { guid: Guid(guid), ttl: 3, hops: 2, payload: Payload::Query(query) }.encode_into(&mut burst);
     }
     let accepted_before = victim.status().await.unwrap().totals.accepted;
+    let flooded = std::time::Instant::now();
     let _ = leaf.try_send_bytes(&burst).await;
     // Held to its own allowance, it is soon all junk, and dropped.
     leaf.expect_closed().await;
     let accepted = victim.status().await.unwrap().totals.accepted - accepted_before;
-    assert!(accepted <= u64::from(QUERY_BURST) + 20, "{accepted} of its {FLOOD} queries taken");
+    // Its burst, and what its allowance regained while a slow run read the flood.
+    let regained = flooded.elapsed().as_secs() * u64::from(QUERIES_PER_SECOND);
+    assert!(accepted <= u64::from(QUERY_BURST) + 20 + regained, "{accepted} of its {FLOOD} queries taken");
 
     let id = searcher.search("SEBLINUX", 7).await.unwrap();
     wait_for("the honest search's result", || async {
@@ -162,10 +165,13 @@ async fn pong_flood_neither_poisons_the_host_cache_nor_drives_dialing() {
         let pong = Pong { port: trap_port, ip, files: 1000, kbytes: 1 << 20, ggep: Default::default() };
         Message { guid: ping.guid, ttl: 2, hops: 0, payload: Payload::Pong(pong) }.encode_into(&mut pongs);
     }
+    let flooded = std::time::Instant::now();
     poisoner.send_bytes(&pongs).await;
     round_trip(&mut poisoner).await;
     let learned = victim.status().await.unwrap().host_cache - before;
-    assert!(learned <= LEARN_BURST as usize, "{learned} of {FLOOD} poisoned addresses kept");
+    // Its burst, and what its allowance regained while a slow run read the flood.
+    let regained = (flooded.elapsed().as_secs_f64() * f64::from(LEARN_PER_MINUTE) / 60.0) as usize;
+    assert!(learned <= LEARN_BURST as usize + regained, "{learned} of {FLOOD} poisoned addresses kept");
 
     // The victim dials what it learned, but at its own pace.
     wait_for("the victim to dial a poisoned address", || async { dialed.load(Ordering::Relaxed) > 0 }).await;

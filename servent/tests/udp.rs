@@ -12,7 +12,7 @@ use common::{share, start, start_with, wait_for, wait_indexed};
 use servent::node::NodeHandle;
 use servent::peeraddr::PeerAddr;
 use servent::wire::{self, ipp, Guid, Message, Payload, Ping};
-use servent_core::node::udp::{host_cache_ping, ADDRESS_BURST, ANSWER_SLACK};
+use servent_core::node::udp::{host_cache_ping, ADDRESS_BURST, ADDRESS_REFILL, ANSWER_SLACK};
 
 fn v4(addr: SocketAddr) -> SocketAddrV4 {
     match addr {
@@ -203,6 +203,7 @@ fn attack_a_udp_flood_from_one_address_gets_a_few_small_answers_and_junk_gets_no
         let a = start(&[], None).await;
         let flooder = UdpSocket::bind("127.0.0.1:0").await.unwrap();
         let ping = host_cache_ping(Guid([1; 16]), servent::handshake::Role::Leaf).encode();
+        let flooded = std::time::Instant::now();
         for _ in 0..2_000 {
             flooder.send_to(&ping, a.listen_addr()).await.unwrap();
         }
@@ -239,8 +240,15 @@ fn attack_a_udp_flood_from_one_address_gets_a_few_small_answers_and_junk_gets_no
             answers += 1;
             bytes += len;
         }
+        // Its burst and a refill, and one more for each refill a slow run may
+        // have let in: the answers all came within the time since the flood began.
+        let refills = 1 + (flooded.elapsed().as_secs_f64() / ADDRESS_REFILL.as_secs_f64()) as usize;
         println!("2000 pings ({} bytes) from one address: {answers} answers ({bytes} bytes)", 2000 * ping.len());
-        assert!((1..=ADDRESS_BURST as usize + 1).contains(&answers), "{answers} answers to 2,000 pings");
+        assert!(
+            (1..=ADDRESS_BURST as usize + refills).contains(&answers),
+            "{answers} answers to 2,000 pings in {:?}",
+            flooded.elapsed()
+        );
         assert!(
             bytes <= answers * (ping.len() + ANSWER_SLACK),
             "no answer larger than the ping by more than the slack"

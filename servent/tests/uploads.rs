@@ -565,6 +565,9 @@ fn queue_position(head: &ResponseHead) -> usize {
 
 #[test]
 fn more_requesters_than_slots_are_queued_in_order_and_all_served() {
+    // Long enough that a requester coming back at once, one fetch later,
+    // is early however loaded the machine.
+    const RETRY: Duration = Duration::from_secs(3);
     task::block_on(async {
         let root = tempfile::tempdir().unwrap();
         let names: Vec<String> = (0..4).map(|n| format!("file{n}.bin")).collect();
@@ -574,7 +577,7 @@ fn more_requesters_than_slots_are_queued_in_order_and_all_served() {
         let (node, files) = sharing(root.path(), &shared, |c| {
             c.slots = 1;
             c.per_address = 10;
-            c.retry_after = Duration::from_secs(1);
+            c.retry_after = RETRY;
         })
         .await;
         let file = |name: &str| files.iter().find(|f| f.name == name).unwrap().sha1;
@@ -588,7 +591,7 @@ fn more_requesters_than_slots_are_queued_in_order_and_all_served() {
         for (n, name) in names[1..].iter().enumerate() {
             let (head, _) = fetch(node.listen_addr(), "GET", &n2r(file(name)), &["X-Queue: 1.0"]).await;
             assert_eq!(head.status, 503);
-            assert_eq!(header(&head, "Retry-After"), "1");
+            assert_eq!(header(&head, "Retry-After"), RETRY.as_secs().to_string());
             assert_eq!(queue_position(&head), n + 1, "{}", header(&head, "X-Queued"));
             assert!(header(&head, "X-Queued").contains(&format!("length={}", n + 1)));
             ids.push(queue_id(&head));
@@ -609,7 +612,7 @@ fn more_requesters_than_slots_are_queued_in_order_and_all_served() {
         drop(holder);
         wait_for("the slot to be freed", || async { node.uploads().snapshot().uploading == 0 }).await;
         // The protocol's own wait: no one may come back before Retry-After.
-        task::sleep(Duration::from_millis(1100)).await;
+        task::sleep(RETRY + Duration::from_millis(100)).await;
         // The third coming back first is not served before the head of the queue.
         let (third, _) = again(3).await;
         assert_eq!((third.status, queue_position(&third)), (503, 3));

@@ -692,7 +692,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let pid_file = dir.path().join("child");
         let command = format!("sleep 300 & echo $! > {}; wait", pid_file.display());
-        assert!(run_hook(&command, &[], Duration::from_millis(500)).is_err());
+        // Time enough for a loaded machine to start the shell and its child.
+        assert!(run_hook(&command, &[], Duration::from_secs(5)).is_err());
         let pid = std::fs::read_to_string(&pid_file).unwrap().trim().to_string();
         // Gone, or a zombie waiting for whoever reaps orphans here.
         let alive = || {
