@@ -171,10 +171,18 @@ impl Gtkg {
         }
     }
 
-    /// Sets one of its properties; fails the test if it refuses.
+    /// Sets one of its properties, again until `print` reads it back so (on
+    /// a loaded machine a set just after its start can be lost: it stayed
+    /// firewalled and never sent its PUSH); fails the test if it refuses.
     pub fn set(&self, property: &str, value: &str) {
-        let answer = self.shell(&format!("set {property} {value}"));
-        assert!(!answer.contains("\n400"), "set {property} {value}: {answer}");
+        self.wait_until(&format!("{property} to read {value}"), Duration::from_secs(60), || {
+            let answer = self.shell(&format!("set {property} {value}"));
+            assert!(!answer.contains("\n400"), "set {property} {value}: {answer}");
+            let now = self.shell(&format!("print {property}"));
+            // `Value: FALSE`, `Value: 1`, an address as `Value: < 10.0.0.1 >`.
+            let read = now.lines().next().and_then(|l| l.strip_prefix("Value: "));
+            read.map(|v| v.trim_matches(|c: char| c == '<' || c == '>' || c.is_whitespace())) == Some(value)
+        });
     }
 
     /// Where a download it finished lands (its default `move_file_path`).

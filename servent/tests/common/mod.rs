@@ -88,22 +88,12 @@ pub fn share(files: &[(&str, &[u8])]) -> tempfile::TempDir {
 
 /// Waits until `condition` holds, checking every 20 ms; fails the test
 /// after [`PATIENCE`] with what was awaited.
-pub async fn wait_for<F, Fut>(what: &str, condition: F)
+pub async fn wait_for<F, Fut>(what: &str, mut condition: F)
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = bool>,
 {
-    wait_for_within(what, PATIENCE, condition).await
-}
-
-/// As [`wait_for`], for a condition that cannot hold before some time has
-/// passed (a budget's window): fails the test after `bound`.
-pub async fn wait_for_within<F, Fut>(what: &str, bound: Duration, mut condition: F)
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let deadline = Instant::now() + bound;
+    let deadline = Instant::now() + PATIENCE;
     while !condition().await {
         assert!(Instant::now() < deadline, "gave up waiting for {what}");
         task::sleep(Duration::from_millis(20)).await;
