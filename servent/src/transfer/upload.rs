@@ -66,7 +66,7 @@ use super::browse::{self, IdentityHook};
 use super::http::{self, ContentRange, HttpError, Request, ResponseHead};
 use super::partial::{self, PartialShares, RangeSet};
 use super::rate::{self, RateLimit};
-use super::upload_queue::{self, Admission, QueueConfig, QueuePlace, UploadQueue};
+use super::upload_queue::{self, Admission, QueueConfig, QueuePlace, Slots, UploadQueue};
 use servent_core::push::ProxyRequests;
 use servent_core::USER_AGENT;
 
@@ -362,14 +362,21 @@ impl Uploads {
         Some((HeadGuard { uploads: self, id }, evicted))
     }
 
-    /// Takes an upload slot, if one is free.
-    /// Whether a request from `addr` for `urn` (with the queue ID it sent
-    /// back) is served now, by the PARQ queue's rules: a slot, or how long
-    /// to wait and its place in the queue, if it has one.
-    fn admit(&self, addr: IpAddr, urn: Urn, id: Option<u64>) -> Result<SlotGuard<'_>, (Duration, Option<QueuePlace>)> {
+    /// Whether a request from `addr` for `len` bytes of `urn` (with the
+    /// queue ID it sent back) is served now, by the PARQ queue's rules: a
+    /// slot, or how long to wait and its place in the queue, if it has one.
+    fn admit(
+        &self,
+        addr: IpAddr,
+        urn: Urn,
+        id: Option<u64>,
+        len: u64,
+    ) -> Result<SlotGuard<'_>, (Duration, Option<QueuePlace>)> {
         let mut queue = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
-        let free = self.slots().saturating_sub(self.slots_used.load(Ordering::Acquire));
-        match queue.admit(addr, urn, id, free, Instant::now(), rand::random()) {
+        let (total, cap) = (self.slots(), self.rate.rate());
+        let free = total.saturating_sub(self.slots_used.load(Ordering::Acquire));
+        let slots = Slots { free, total, body: rate::slot_time(len, cap, total) };
+        match queue.admit(addr, urn, id, slots, Instant::now(), rand::random()) {
             Admission::Serve => self.take_slot().ok_or((self.config.retry_after, None)),
             Admission::Queued(place) => Err((place.retry, Some(place))),
             Admission::TooEarly { retry } | Admission::Full { retry } => Err((retry, None)),
@@ -382,6 +389,7 @@ impl Uploads {
         rate::upload_slots(self.config.slots, self.rate.rate())
     }
 
+    /// Takes an upload slot, if one is free.
     fn take_slot(&self) -> Option<SlotGuard<'_>> {
         let slots = self.slots();
         self.slots_used
@@ -649,7 +657,7 @@ impl Exchange<'_> {
         // elsewhere (or finished) would hold a free slot from the others.
         let admitted = match available {
             Some(_) => uploads.take_slot().ok_or((uploads.config.retry_after, None)),
-            None => uploads.admit(self.remote.ip(), file.sha1, returned),
+            None => uploads.admit(self.remote.ip(), file.sha1, returned, end - start),
         };
         let _slot = match admitted {
             Ok(slot) => slot,
