@@ -132,6 +132,10 @@ pub struct UploadStats {
     /// Requests refused with `503` because slots or the address's
     /// connections were all taken.
     pub refused_busy: u64,
+    /// Requests for bytes of a file offered in part (being downloaded, or
+    /// seeded) that it does not offer: `416`, the asker needed none of
+    /// what it has.
+    pub unavailable: u64,
     /// Bodies being sent now (slots in use).
     pub uploading: usize,
     /// HTTP connections open now, counted once their first request head arrived.
@@ -160,6 +164,7 @@ pub struct Uploads {
     requests: AtomicU64,
     bytes_sent: AtomicU64,
     refused_busy: AtomicU64,
+    unavailable: AtomicU64,
     pushed: AtomicU64,
     fwalt_requesters: AtomicU64,
     proxy_refused: AtomicU64,
@@ -198,6 +203,7 @@ impl Uploads {
             requests: AtomicU64::new(0),
             bytes_sent: AtomicU64::new(0),
             refused_busy: AtomicU64::new(0),
+            unavailable: AtomicU64::new(0),
             pushed: AtomicU64::new(0),
             fwalt_requesters: AtomicU64::new(0),
             proxy_refused: AtomicU64::new(0),
@@ -314,6 +320,7 @@ impl Uploads {
             requests: self.requests.load(Ordering::Relaxed),
             bytes_sent: self.bytes_sent.load(Ordering::Relaxed),
             refused_busy: self.refused_busy.load(Ordering::Relaxed),
+            unavailable: self.unavailable.load(Ordering::Relaxed),
             pushed: self.pushed.load(Ordering::Relaxed),
             fwalt_requesters: self.fwalt_requesters.load(Ordering::Relaxed),
             proxy_refused: self.proxy_refused.load(Ordering::Relaxed),
@@ -643,7 +650,10 @@ impl Exchange<'_> {
         let (start, end) = match &available {
             Some(available) => match partial::restrict(&mut head, (start, end), available, file.size) {
                 Some(bytes) => bytes,
-                None => return send_head(stream, &head, stall).await.map(|()| keep),
+                None => {
+                    uploads.unavailable.fetch_add(1, Ordering::Relaxed);
+                    return send_head(stream, &head, stall).await.map(|()| keep);
+                }
             },
             None => (start, end),
         };
