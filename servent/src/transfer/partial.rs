@@ -282,10 +282,17 @@ impl PartialShares {
         }
     }
 
-    /// Stops offering the file named `urn` (cancelled or failed).
+    /// Stops offering the file named `urn` (cancelled or failed); a change
+    /// (a library rescan) only if it was offered.
     pub fn withdraw(&self, urn: &Urn) {
-        self.lock_files().retain(|f| f.file.sha1 != *urn && f.file.sha256 != *urn);
-        self.changed();
+        let mut files = self.lock_files();
+        let before = files.len();
+        files.retain(|f| f.file.sha1 != *urn && f.file.sha256 != *urn);
+        let removed = files.len() < before;
+        drop(files);
+        if removed {
+            self.changed();
+        }
     }
 
     /// Stops offering the whole files that the library indexes now
@@ -680,7 +687,12 @@ mod tests {
         shares.add_verified(&sha1, 1000, 2000);
         shares.add_verified(&sha1, 2000, 9000);
         assert_eq!(shares.find(&sha1).unwrap().1.ranges(), [(1000, 3000)]);
+        let version = shares.version();
         shares.withdraw(&sha1);
         assert!(shares.find(&sha1).is_none());
+        assert_ne!(shares.version(), version, "the QRP table is built again");
+        let version = shares.version();
+        shares.withdraw(&sha1);
+        assert_eq!(shares.version(), version, "nothing withdrawn, nothing to rebuild");
     }
 }
