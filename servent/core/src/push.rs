@@ -1037,7 +1037,7 @@ mod node_tests {
     /// source of its own, and a download must be given each one's push key,
     /// as the hits offered them, not only the first servent's.
     #[test]
-    fn review_servents_naming_the_same_private_address_are_each_given_to_downloads() {
+    fn attack_servents_naming_the_same_private_address_are_each_given_to_downloads() {
         let now = Instant::now();
         let mut node = node(now);
         connect(&mut node, 1, Direction::Incoming, now);

@@ -210,7 +210,7 @@ impl Node {
         self.guess.expire(now);
         let mut hosts = pong.ggep.get(ipp::IPP).and_then(|p| ipp::unpack(p).ok()).unwrap_or_default();
         let rule = self.dial_rule();
-        hosts.retain(|h| super::udp::routable(*h, self.advertised) && !rule.is_ours(*h));
+        hosts.retain(|h| super::udp::routable(*h, self.advertised) && rule.allows(*h));
         if let Some(at) = self.guess.key_pings.iter().position(|p| p.0 == guid && p.1 == from) {
             let Some((_, _, search, _)) = self.guess.key_pings.remove(at) else { return true };
             let Some(key) = pong.ggep.get(QK).filter(|k| !k.is_empty() && k.len() <= 16) else { return true };
@@ -414,7 +414,7 @@ mod tests {
     /// `IPP` naming hosts of its LAN (the router's DNS, UPnP) must not aim
     /// datagrams there, as the dial rule refuses them everywhere else.
     #[test]
-    fn review_attack_a_key_pong_naming_our_lan_gets_no_datagram_sent_there() {
+    fn attack_a_key_pong_naming_our_lan_gets_no_datagram_sent_there() {
         let now = Instant::now();
         let home = SocketAddrV4::new(Ipv4Addr::new(192, 168, 1, 5), 6346);
         let mut client = node_with(Config { listen: SocketAddr::V4(home), udp: true, ..Config::default() }, now);
