@@ -1231,6 +1231,45 @@ fn a_signature_a_hit_brings_for_other_bytes_does_not_make_a_genuine_file_fake() 
     });
 }
 
+/// A magnet link on a web page names a service of our own machine as a
+/// source (`xs=`, `as=`) beside a distant one: a servent on the Internet
+/// (no `--dial-local`) takes the distant one only, as it dials no local
+/// address others name, and never connects to the service; a test network
+/// (`--dial-local`) takes and dials both.
+#[test]
+fn attack_a_magnet_naming_a_local_service_gets_it_connected_to_only_on_a_test_network() {
+    use async_std::prelude::FutureExt;
+    const SHA1: &str = "urn:sha1:PLSTHIPQGSSZTS5FJUPAKUZWUGYQYPFB";
+    task::block_on(async {
+        for dial_local in [false, true] {
+            let service = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let at = v4(service.local_addr().unwrap());
+            let distant = SocketAddrV4::new(std::net::Ipv4Addr::new(192, 0, 2, 1), 6346);
+            let magnet = format!(
+                "magnet:?xt={SHA1}&dn=SEBLINUX-1.0.tar&xl=4096&xs=http://{at}/uri-res/N2R?{SHA1}&as=http://{at}/\
+                 &xs=http://{distant}/uri-res/N2R?{SHA1}"
+            );
+            let data = tempfile::tempdir().unwrap();
+            let node = start_with(&[], None, |c| {
+                c.dial_local = dial_local;
+                c.data_dir = Some(data.path().to_path_buf());
+            })
+            .await;
+            let id = node.download(&magnet, Keep::NotFake).await.unwrap();
+            let downloads = node.downloads().unwrap();
+            let listed =
+                || async { downloads.get(id).await.unwrap().sources.iter().map(|s| s.addr).collect::<Vec<_>>() };
+            wait_for("the download working from its sources", || async { listed().await.contains(&distant) }).await;
+            let taken = listed().await.contains(&at);
+            // Dialed at once when taken; a connection never comes otherwise.
+            let bound = if dial_local { PATIENCE } else { Duration::from_millis(200) };
+            let connected = service.accept().timeout(bound).await.is_ok();
+            node.shutdown().await;
+            assert_eq!((taken, connected), (dial_local, dial_local), "dial_local = {dial_local}");
+        }
+    });
+}
+
 /// A source the user named answers every request with `X-Alt` naming 8
 /// servents on our own machine (any local service: an SSH daemon, a
 /// router's admin page, our own API): a servent on the Internet (no

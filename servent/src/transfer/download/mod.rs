@@ -138,7 +138,8 @@ pub struct DownloadsConfig {
     pub local: Option<std::net::Ipv4Addr>,
     /// The node's dial rule, as it stands now: sources others name (hits,
     /// `X-Alt`) that it refuses (our machine, our LAN, outside a test
-    /// network) are never taken. Those the user names always are.
+    /// network) are never taken. Those the user names here always are (a
+    /// magnet's passed the rule before: `NodeHandle::download`).
     pub dial: Arc<RwLock<DialRule>>,
 }
 
