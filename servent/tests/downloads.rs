@@ -24,7 +24,9 @@ use servent::transfer::download::{
     DownloadRequest, DownloadSnapshot, DownloadState, Downloads, DownloadsConfig, Keep, SourceSnapshot, SourceState,
 };
 use servent::transfer::magnet::Magnet;
+use servent::transfer::push::push_only_key;
 use servent::trust::SharedTrust;
+use servent::wire::Guid;
 
 const NAME: &str = "SEBLINUX-test-1.0.img";
 
@@ -1228,6 +1230,30 @@ fn a_signature_a_hit_brings_for_other_bytes_does_not_make_a_genuine_file_fake() 
         let path = assert_complete(&done, &bytes);
         assert_eq!(done.judgement.as_ref().map(|j| j.verdict), Some(servent::trust::Verdict::Unsigned), "{done:#?}");
         assert!(!signing_tool::files::minisig_path(&path).exists(), "no signature of other bytes beside it");
+    });
+}
+
+/// A hit naming an address we may not dial (our LAN, say) offers the
+/// downloads of its file the servent's push-only key instead: a running
+/// download outside a test network takes the key (reached by PUSH), and
+/// never the local address itself.
+#[test]
+fn a_push_only_key_offered_to_a_running_download_is_taken_outside_a_test_network() {
+    task::block_on(async {
+        let dir = tempfile::tempdir().unwrap();
+        let downloader = downloader(dir.path(), |c| c.dial = Arc::new(RwLock::new(DialRule::new(false))));
+        let request = request(&content(1000), vec![]);
+        let urn = request.urns[0];
+        let id = downloader.downloads.start(request).await.unwrap();
+        let key = push_only_key(Guid([7; 16]));
+        let local = SocketAddrV4::new(std::net::Ipv4Addr::new(192, 168, 1, 1), 80);
+        let listed = || async { downloader.downloads.get(id).await.unwrap().sources };
+        wait_for("the push-only key among its sources", || async {
+            downloader.downloads.add_sources(&urn, vec![local, key]).await.unwrap();
+            listed().await.iter().any(|s| s.addr == key)
+        })
+        .await;
+        assert!(!listed().await.iter().any(|s| s.addr == local), "a local address others named");
     });
 }
 

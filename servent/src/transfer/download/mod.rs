@@ -79,7 +79,7 @@ use self::plan::{Tuning, MAX_FILE_SIZE, MAX_KNOWN_SOURCES};
 use self::state::{key_urn, PartialDir, PartialDownload};
 use crate::transfer::alt::AltLocations;
 use crate::transfer::partial::PartialShares;
-use crate::transfer::push::Pushes;
+use crate::transfer::push::{is_push_only, Pushes};
 use crate::transfer::rate::RateLimit;
 use crate::trust::{Judgement, SharedTrust};
 
@@ -636,8 +636,10 @@ impl Manager {
                 let _ = reply.send(self.start(request, None)).await;
             }
             Command::AddSources { urn, mut sources } => {
+                // A push-only key stands for a source others named that we
+                // may not dial: it is reached by PUSH, never connected to.
                 let dial = self.config.dial_rule();
-                sources.retain(|source| dial.allows(*source));
+                sources.retain(|source| is_push_only(*source) || dial.allows(*source));
                 self.add_sources(&urn, sources)
             }
             Command::AddSignature { urn, signature } => self.add_signature(&urn, signature),
