@@ -24,7 +24,9 @@ use servent::transfer::download::{
     DownloadRequest, DownloadSnapshot, DownloadState, Downloads, DownloadsConfig, Keep, SourceSnapshot, SourceState,
 };
 use servent::transfer::magnet::Magnet;
+use servent::transfer::push::push_only_key;
 use servent::trust::SharedTrust;
+use servent::wire::Guid;
 
 const NAME: &str = "SEBLINUX-test-1.0.img";
 
@@ -1231,6 +1233,69 @@ fn a_signature_a_hit_brings_for_other_bytes_does_not_make_a_genuine_file_fake() 
         let path = assert_complete(&done, &bytes);
         assert_eq!(done.judgement.as_ref().map(|j| j.verdict), Some(servent::trust::Verdict::Unsigned), "{done:#?}");
         assert!(!signing_tool::files::minisig_path(&path).exists(), "no signature of other bytes beside it");
+    });
+}
+
+/// A hit naming an address we may not dial (our LAN, say) offers the
+/// downloads of its file the servent's push-only key instead: a running
+/// download outside a test network takes the key (reached by PUSH), and
+/// never the local address itself.
+#[test]
+fn a_push_only_key_offered_to_a_running_download_is_taken_outside_a_test_network() {
+    task::block_on(async {
+        let dir = tempfile::tempdir().unwrap();
+        let downloader = downloader(dir.path(), |c| c.dial = Arc::new(RwLock::new(DialRule::new(false))));
+        let request = request(&content(1000), vec![]);
+        let urn = request.urns[0];
+        let id = downloader.downloads.start(request).await.unwrap();
+        let key = push_only_key(Guid([7; 16]));
+        let local = SocketAddrV4::new(std::net::Ipv4Addr::new(192, 168, 1, 1), 80);
+        let listed = || async { downloader.downloads.get(id).await.unwrap().sources };
+        wait_for("the push-only key among its sources", || async {
+            downloader.downloads.add_sources(&urn, vec![local, key]).await.unwrap();
+            listed().await.iter().any(|s| s.addr == key)
+        })
+        .await;
+        assert!(!listed().await.iter().any(|s| s.addr == local), "a local address others named");
+    });
+}
+
+/// A magnet link on a web page names a service of our own machine as a
+/// source (`xs=`, `as=`) beside a distant one: a servent on the Internet
+/// (no `--dial-local`) takes the distant one only, as it dials no local
+/// address others name, and never connects to the service; a test network
+/// (`--dial-local`) takes and dials both.
+#[test]
+fn attack_a_magnet_naming_a_local_service_gets_it_connected_to_only_on_a_test_network() {
+    use async_std::prelude::FutureExt;
+    const SHA1: &str = "urn:sha1:PLSTHIPQGSSZTS5FJUPAKUZWUGYQYPFB";
+    task::block_on(async {
+        for dial_local in [false, true] {
+            let service = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let at = v4(service.local_addr().unwrap());
+            let distant = SocketAddrV4::new(std::net::Ipv4Addr::new(192, 0, 2, 1), 6346);
+            let magnet = format!(
+                "magnet:?xt={SHA1}&dn=SEBLINUX-1.0.tar&xl=4096&xs=http://{at}/uri-res/N2R?{SHA1}&as=http://{at}/\
+                 &xs=http://{distant}/uri-res/N2R?{SHA1}"
+            );
+            let data = tempfile::tempdir().unwrap();
+            let node = start_with(&[], None, |c| {
+                c.dial_local = dial_local;
+                c.data_dir = Some(data.path().to_path_buf());
+            })
+            .await;
+            let id = node.download(&magnet, Keep::NotFake).await.unwrap();
+            let downloads = node.downloads().unwrap();
+            let listed =
+                || async { downloads.get(id).await.unwrap().sources.iter().map(|s| s.addr).collect::<Vec<_>>() };
+            wait_for("the download working from its sources", || async { listed().await.contains(&distant) }).await;
+            let taken = listed().await.contains(&at);
+            // Dialed at once when taken; a connection never comes otherwise.
+            let bound = if dial_local { PATIENCE } else { Duration::from_millis(200) };
+            let connected = service.accept().timeout(bound).await.is_ok();
+            node.shutdown().await;
+            assert_eq!((taken, connected), (dial_local, dial_local), "dial_local = {dial_local}");
+        }
     });
 }
 

@@ -128,19 +128,27 @@ impl SearchResult {
     /// refuses (our machine, our LAN, our own IP) is named by its push-only
     /// key instead ([`push_only_key`]), reached by PUSH or not at all, as a
     /// hit naming it is offered ([`crate::node::Action::PushSource`]).
+    /// Each servent keeps its own key, however many named the same refused
+    /// address; an allowed address is listed once.
     pub fn dialable(mut self, rule: &DialRule) -> SearchResult {
         let named = std::mem::take(&mut self.sources);
         for (source, servent) in named.into_iter().zip(std::mem::take(&mut self.servents)) {
             let source = if rule.allows(source) { source } else { push_only_key(servent) };
-            self.add_source(source, servent);
+            if !self.sources.contains(&source) {
+                self.sources.push(source);
+                self.servents.push(servent);
+            }
         }
         self
     }
 
-    /// Adds a source with the servent GUID its hit gave, unless it is known
-    /// or the result has [`MAX_SOURCES`].
+    /// Adds a source with the servent GUID its hit gave, unless that
+    /// servent is known at that address or the result has [`MAX_SOURCES`].
+    /// Servents behind different NATs may name one private address: each
+    /// is a source of its own, reached by PUSH to its GUID ([`Self::dialable`]).
     fn add_source(&mut self, source: SocketAddrV4, servent: Guid) {
-        if self.sources.len() < MAX_SOURCES && !self.sources.contains(&source) {
+        let known = self.sources.iter().zip(&self.servents).any(|(s, g)| *s == source && *g == servent);
+        if self.sources.len() < MAX_SOURCES && !known {
             self.sources.push(source);
             self.servents.push(servent);
         }
@@ -439,6 +447,22 @@ mod tests {
         search.add(&hit(1, vec![r.clone()]), Instant::now(), &TrustStore::in_memory());
         search.add(&hit(1, vec![r]), Instant::now(), &TrustStore::in_memory());
         assert_eq!(search.results()[0].sources.len(), 1);
+    }
+
+    #[test]
+    fn attack_servents_flooding_one_address_under_new_guids_stay_within_the_bound_of_sources() {
+        let now = Instant::now();
+        let mut search = Search::new("x".into(), now);
+        let r = result("a", 1, vec![Urn::Sha1([1; 20])]);
+        for n in 0..=u8::try_from(MAX_SOURCES + 5).unwrap() {
+            let mut hit = hit(1, vec![r.clone()]);
+            hit.servent_guid = Guid([n; 16]);
+            search.add(&hit, now, &TrustStore::in_memory());
+        }
+        let found = &search.results()[0];
+        assert_eq!(found.sources.len(), MAX_SOURCES);
+        let dialable = found.clone().dialable(&DialRule::new(false));
+        assert_eq!(dialable.sources, [SocketAddrV4::new(Ipv4Addr::new(192, 0, 2, 1), 6346)], "a public address once");
     }
 
     #[test]

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use async_std::channel::Sender;
 use async_std::task;
+use servent_core::address::DialRule;
 use servent_core::node::Event as CoreEvent;
 use servent_core::requery::Phase;
 
@@ -43,9 +44,12 @@ impl DownloadTarget {
     }
 
     /// The request, completed with what a search found, if enough is known.
-    pub(super) fn request(self, known: Option<SearchResult>, keep: Keep) -> Option<DownloadRequest> {
+    /// A magnet's sources pass `rule` as those hits name do: a link from a
+    /// web page must not aim requests at our machine or our LAN.
+    pub(super) fn request(self, known: Option<SearchResult>, keep: Keep, rule: &DialRule) -> Option<DownloadRequest> {
         let mut urns = self.urns;
         let mut sources = self.sources;
+        sources.retain(|source| rule.allows(*source));
         let (mut name, mut size) = (self.name, self.size);
         let mut signature = None;
         if let Some(found) = known {
@@ -95,19 +99,32 @@ mod tests {
     #[test]
     fn magnet_with_size_and_source_is_a_request_of_its_own() {
         let magnet = format!("magnet:?xt={SHA1}&dn=a.img&xl=5000&xs=http://192.0.2.1:6346/uri-res/N2R?{SHA1}");
-        let request = DownloadTarget::parse(&magnet).unwrap().request(None, Keep::NotFake).unwrap();
+        let request =
+            DownloadTarget::parse(&magnet).unwrap().request(None, Keep::NotFake, &DialRule::new(false)).unwrap();
         assert_eq!((request.name.as_str(), request.size), ("a.img", 5000));
         assert_eq!(request.sources, vec!["192.0.2.1:6346".parse().unwrap()]);
     }
 
     #[test]
+    fn attack_a_magnets_sources_on_our_machine_or_lan_are_dropped_outside_a_test_network() {
+        let magnet = format!(
+            "magnet:?xt={SHA1}&xl=5000&xs=http://127.0.0.1:22/uri-res/N2R?{SHA1}&as=http://192.168.1.1:80/\
+             &xs=http://192.0.2.1:6346/uri-res/N2R?{SHA1}"
+        );
+        let request = |rule| DownloadTarget::parse(&magnet).unwrap().request(None, Keep::NotFake, &rule).unwrap();
+        assert_eq!(request(DialRule::new(false)).sources, vec!["192.0.2.1:6346".parse().unwrap()]);
+        assert_eq!(request(DialRule::new(true)).sources.len(), 3, "a test network dials its local addresses");
+    }
+
+    #[test]
     fn bare_urn_needs_what_a_search_found() {
-        assert!(DownloadTarget::parse(SHA1).unwrap().request(None, Keep::NotFake).is_none());
+        assert!(DownloadTarget::parse(SHA1).unwrap().request(None, Keep::NotFake, &DialRule::new(false)).is_none());
         let sha256 = Urn::Sha256([3; 32]);
         let mut found = SearchResult::judged("found.img", 7, Judgement::unsigned());
         found.sha256 = Some(sha256);
         found.sources = vec!["192.0.2.2:6346".parse().unwrap()];
-        let request = DownloadTarget::parse(SHA1).unwrap().request(Some(found), Keep::NotFake).unwrap();
+        let request =
+            DownloadTarget::parse(SHA1).unwrap().request(Some(found), Keep::NotFake, &DialRule::new(false)).unwrap();
         assert_eq!((request.name.as_str(), request.size), ("found.img", 7));
         assert_eq!(request.urns, vec![SHA1.parse().unwrap(), sha256], "the SHA-1 first, for N2R requests");
         assert_eq!(request.sources.len(), 1);

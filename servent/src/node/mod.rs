@@ -329,6 +329,8 @@ pub struct NodeHandle {
     /// The shared folders, which `share add` extends.
     folders: library::SharedFolders,
     pump: Arc<Mutex<Option<JoinHandle<()>>>>,
+    /// The core's dial rule, which a magnet's sources pass.
+    dial: Arc<RwLock<servent_core::address::DialRule>>,
 }
 
 impl NodeHandle {
@@ -511,7 +513,8 @@ impl NodeHandle {
             }
         }
         let searched = known.is_some();
-        let request = wanted.request(known, keep).ok_or(NodeError::NotFound(shown))?;
+        let rule = *self.dial.read().unwrap_or_else(PoisonError::into_inner);
+        let request = wanted.request(known, keep, &rule).ok_or(NodeError::NotFound(shown))?;
         let urn = request.urns[0];
         let id = downloads.start(request).await.map_err(NodeError::Download)?;
         let started = CoreEvent::DownloadStarted { id: id.0, urn, searched };
@@ -712,7 +715,7 @@ pub async fn start(config: Config) -> Result<NodeHandle, NodeError> {
         uploads: uploads.clone(),
         pushes,
         handshakes: connection::InFlight::default(),
-        dial,
+        dial: dial.clone(),
     });
     let folders = library::SharedFolders::new(shares);
     let mut tasks = vec![
@@ -768,6 +771,7 @@ pub async fn start(config: Config) -> Result<NodeHandle, NodeError> {
         rescan: rescan_now,
         folders,
         pump,
+        dial,
     })
 }
 

@@ -79,7 +79,7 @@ use self::plan::{Tuning, MAX_FILE_SIZE, MAX_KNOWN_SOURCES};
 use self::state::{key_urn, PartialDir, PartialDownload};
 use crate::transfer::alt::AltLocations;
 use crate::transfer::partial::PartialShares;
-use crate::transfer::push::Pushes;
+use crate::transfer::push::{is_push_only, Pushes};
 use crate::transfer::rate::RateLimit;
 use crate::trust::{Judgement, SharedTrust};
 
@@ -138,7 +138,8 @@ pub struct DownloadsConfig {
     pub local: Option<std::net::Ipv4Addr>,
     /// The node's dial rule, as it stands now: sources others name (hits,
     /// `X-Alt`) that it refuses (our machine, our LAN, outside a test
-    /// network) are never taken. Those the user names always are.
+    /// network) are never taken. Those the user names here always are (a
+    /// magnet's passed the rule before: `NodeHandle::download`).
     pub dial: Arc<RwLock<DialRule>>,
 }
 
@@ -635,8 +636,10 @@ impl Manager {
                 let _ = reply.send(self.start(request, None)).await;
             }
             Command::AddSources { urn, mut sources } => {
+                // A push-only key stands for a source others named that we
+                // may not dial: it is reached by PUSH, never connected to.
                 let dial = self.config.dial_rule();
-                sources.retain(|source| dial.allows(*source));
+                sources.retain(|source| is_push_only(*source) || dial.allows(*source));
                 self.add_sources(&urn, sources)
             }
             Command::AddSignature { urn, signature } => self.add_signature(&urn, signature),
