@@ -19,6 +19,7 @@ use async_std::net::{TcpListener, TcpStream};
 use async_std::task;
 use common::{start_with, varied_bytes, wait_for, wait_indexed, PATIENCE};
 use search::thex::{dime, Tree};
+use search::Digests;
 use servent::config::Mode;
 use servent::node::NodeHandle;
 use servent::transfer::download::plan::{Tuning, CHUNK_SIZE};
@@ -48,15 +49,42 @@ fn signature(key: &SecretKey, bytes: &[u8]) -> Arc<Minisig> {
     Arc::new(signer.finish(key, NAME, Some(&meta), 1_700_000_000).unwrap())
 }
 
-fn request(bytes: &[u8], sources: Vec<SocketAddrV4>, signature: Arc<Minisig>) -> DownloadRequest {
-    let (digests, _) = search::hash_reader(bytes).unwrap();
-    DownloadRequest {
-        urns: vec![digests.sha1_urn(), digests.sha256_urn()],
-        name: NAME.into(),
-        size: bytes.len() as u64,
-        sources,
-        signature: Some(signature),
-        keep: Keep::Verified,
+/// A release of varied bytes signed by a key of its own: what the tests
+/// share, fetch and check.
+struct Release {
+    key: SecretKey,
+    bytes: Arc<Vec<u8>>,
+    digests: Digests,
+    /// Its SHA-1 URN, as requests name it.
+    urn: String,
+}
+
+impl Release {
+    fn new(len: usize) -> Release {
+        let bytes = Arc::new(varied_bytes(len));
+        let (digests, _) = search::hash_reader(&bytes[..]).unwrap();
+        let urn = digests.sha1_urn().to_string();
+        Release { key: SecretKey::generate().unwrap(), bytes, digests, urn }
+    }
+
+    fn size(&self) -> u64 {
+        self.bytes.len() as u64
+    }
+
+    fn signature(&self) -> Arc<Minisig> {
+        signature(&self.key, &self.bytes)
+    }
+
+    /// Its download, from `sources`, kept once verified.
+    fn request(&self, sources: Vec<SocketAddrV4>) -> DownloadRequest {
+        DownloadRequest {
+            urns: vec![self.digests.sha1_urn(), self.digests.sha256_urn()],
+            name: NAME.into(),
+            size: self.size(),
+            sources,
+            signature: Some(self.signature()),
+            keep: Keep::Verified,
+        }
     }
 }
 
@@ -66,10 +94,15 @@ fn trusting(key: &SecretKey) -> SharedTrust {
     SharedTrust::new(trust)
 }
 
+/// Writes the release and its signature into `folder`, to be shared.
+fn write_release(folder: &Path, release: &Release) {
+    std::fs::write(folder.join(NAME), &release.bytes[..]).unwrap();
+    std::fs::write(folder.join(format!("{NAME}.minisig")), release.signature().to_text()).unwrap();
+}
+
 /// A servent sharing the release from `folder`, its uploads capped at `rate`.
-async fn publisher(folder: &Path, bytes: &[u8], key: &SecretKey, rate: u64) -> NodeHandle {
-    std::fs::write(folder.join(NAME), bytes).unwrap();
-    std::fs::write(folder.join(format!("{NAME}.minisig")), signature(key, bytes).to_text()).unwrap();
+async fn publisher(folder: &Path, release: &Release, rate: u64) -> NodeHandle {
+    write_release(folder, release);
     let node = start_with(&[], Some(folder), |config| {
         config.rates = Rates { max_upload_rate: rate, max_download_rate: 0 };
     })
@@ -213,34 +246,30 @@ async fn read_request(reader: &mut BufReader<TcpStream>) -> Option<(String, Opti
 #[test]
 fn a_downloading_servent_serves_its_checked_chunks_and_others_fetch_from_it() {
     task::block_on(async {
-        let key = SecretKey::generate().unwrap();
-        let bytes = Arc::new(varied_bytes(8 * CHUNK_SIZE as usize + 1234));
-        let size = bytes.len() as u64;
-        let (digests, _) = search::hash_reader(&bytes[..]).unwrap();
-        let urn = digests.sha1_urn().to_string();
-        let sig = signature(&key, &bytes);
+        let release = Release::new(8 * CHUNK_SIZE as usize + 1234);
+        let (bytes, size, urn, key) = (&release.bytes, release.size(), &release.urn, &release.key);
         // B can get only the first three chunks, from a partial source: it
         // stays a partial source itself.
         let stingy = stingy_publisher(bytes.clone(), 3).await;
         let b_dir = tempfile::tempdir().unwrap();
-        let b = downloader(b_dir.path(), &key, 0).await;
+        let b = downloader(b_dir.path(), key, 0).await;
         let b_addr = b.listen_addr();
-        let b_id = b.downloads().unwrap().start(request(&bytes, vec![stingy], sig.clone())).await.unwrap();
-        let has = available_at_least(b_addr, &urn, size, 3).await;
+        let b_id = b.downloads().unwrap().start(release.request(vec![stingy])).await.unwrap();
+        let has = available_at_least(b_addr, urn, size, 3).await;
         assert_eq!(has.ranges(), [(0, 3 * CHUNK_SIZE)]);
-        let (head, body) = ask(b_addr, &urn, "GET", Some((CHUNK_SIZE, 2 * CHUNK_SIZE - 1))).await;
+        let (head, body) = ask(b_addr, urn, "GET", Some((CHUNK_SIZE, 2 * CHUNK_SIZE - 1))).await;
         assert_eq!(head.status, 206);
         assert_eq!(head.headers.get("X-Available-Ranges"), Some(format!("bytes 0-{}", 3 * CHUNK_SIZE - 1).as_str()));
         assert!(body == bytes[CHUNK_SIZE as usize..2 * CHUNK_SIZE as usize], "B served bytes other than the file's");
         // A range that runs past what it has: from the start asked, up to the run's end.
-        let (head, body) = ask(b_addr, &urn, "GET", Some((2 * CHUNK_SIZE, size - 1))).await;
+        let (head, body) = ask(b_addr, urn, "GET", Some((2 * CHUNK_SIZE, size - 1))).await;
         assert_eq!((head.status, body.len() as u64), (206, CHUNK_SIZE));
         assert_eq!(
             head.headers.get("Content-Range"),
             Some(format!("bytes {}-{}/{size}", 2 * CHUNK_SIZE, 3 * CHUNK_SIZE - 1).as_str())
         );
         // Bytes it lacks: 416, its ranges named, the file's size given.
-        let (head, _) = ask(b_addr, &urn, "GET", Some((3 * CHUNK_SIZE, 3 * CHUNK_SIZE + 10))).await;
+        let (head, _) = ask(b_addr, urn, "GET", Some((3 * CHUNK_SIZE, 3 * CHUNK_SIZE + 10))).await;
         assert_eq!(head.status, 416);
         assert_eq!(head.headers.get("X-Available-Ranges"), Some(has.to_header().as_str()));
         assert_eq!(head.headers.get("Content-Range"), Some(format!("bytes */{size}").as_str()));
@@ -253,39 +282,38 @@ fn a_downloading_servent_serves_its_checked_chunks_and_others_fetch_from_it() {
         assert_eq!(head.status, 200);
         let mut thex = Vec::new();
         reader.read_to_end(&mut thex).await.unwrap();
-        assert!(dime::parse(&thex, size, &Tree::of(&bytes).root()).is_ok(), "B's tree is not the file's");
+        assert!(dime::parse(&thex, size, &Tree::of(bytes).root()).is_ok(), "B's tree is not the file's");
         // C knows only B and a publisher capped at 256 KiB/s: it gets what B
         // has from B (only that: B is asked for nothing else), the rest from
         // the publisher, and verifies it all.
         let shared = tempfile::tempdir().unwrap();
-        let publisher = publisher(shared.path(), &bytes, &key, 256 * KIB).await;
+        let publisher = publisher(shared.path(), &release, 256 * KIB).await;
         let c_dir = tempfile::tempdir().unwrap();
-        let c = downloader(c_dir.path(), &key, 0).await;
+        let c = downloader(c_dir.path(), key, 0).await;
         let sources = vec![v4(b_addr), v4(publisher.listen_addr())];
-        let c_id = c.downloads().unwrap().start(request(&bytes, sources, sig.clone())).await.unwrap();
+        let c_id = c.downloads().unwrap().start(release.request(sources)).await.unwrap();
         let done = wait_done(c.downloads().unwrap(), c_id).await;
         assert_eq!(done.state, DownloadState::Complete, "{done:#?}");
-        assert!(std::fs::read(done.path.as_ref().unwrap()).unwrap() == *bytes);
+        assert!(std::fs::read(done.path.as_ref().unwrap()).unwrap() == **bytes);
         let from_b = done.sources.iter().find(|s| s.addr == v4(b_addr)).unwrap();
         assert!(from_b.bytes > 0, "nothing came from the partial source: {done:#?}");
         assert!(from_b.bytes <= 3 * CHUNK_SIZE, "more came from B than it has: {done:#?}");
         assert_eq!(from_b.errors, 0, "B was asked only for what it has, or blindly once: {done:#?}");
         // The publisher names its downloaders to others (here to a third,
         // on another port of the same address): they find each other.
-        let (head, _) = ask_with(publisher.listen_addr(), &urn, "HEAD", None, "X-Node: 127.0.0.1:9\r\n").await;
+        let (head, _) = ask_with(publisher.listen_addr(), urn, "HEAD", None, "X-Node: 127.0.0.1:9\r\n").await;
         let x_alt = head.headers.get("X-Alt").unwrap_or_default().to_string();
         assert!(x_alt.contains(&c.listen_addr().port().to_string()), "X-Alt {x_alt:?} lacks C");
         // B completes once given the publisher too; once its library
         // indexes the file, the file is no longer offered in part (the
         // library serves it while it is shared, and nobody after).
-        b.downloads().unwrap().add_sources(&digests.sha1_urn(), vec![v4(publisher.listen_addr())]).await.unwrap();
+        let sha1 = release.digests.sha1_urn();
+        b.downloads().unwrap().add_sources(&sha1, vec![v4(publisher.listen_addr())]).await.unwrap();
         let done = wait_done(b.downloads().unwrap(), b_id).await;
         assert_eq!(done.state, DownloadState::Complete, "{done:#?}");
-        wait_for("B's library to index the file", || async { b.library().by_urn(&digests.sha1_urn()).is_some() }).await;
-        wait_for("B to stop offering it in part", || async {
-            b.uploads().partial_shares().find(&digests.sha1_urn()).is_none()
-        })
-        .await;
+        wait_for("B's library to index the file", || async { b.library().by_urn(&sha1).is_some() }).await;
+        wait_for("B to stop offering it in part", || async { b.uploads().partial_shares().find(&sha1).is_none() })
+            .await;
         for node in [b, c, publisher] {
             node.shutdown().await;
         }
@@ -356,20 +384,19 @@ async fn serve_lies(stream: TcpStream, size: u64, lie: Lie, asked: Arc<AtomicUsi
 /// Downloads the release from an honest publisher capped at 1 MiB/s and
 /// `liar`; the finished download.
 async fn download_beside(lie: Lie) -> (DownloadSnapshot, SocketAddrV4, usize) {
-    let key = SecretKey::generate().unwrap();
-    let bytes = varied_bytes(4 * CHUNK_SIZE as usize + 99);
+    let release = Release::new(4 * CHUNK_SIZE as usize + 99);
     let shared = tempfile::tempdir().unwrap();
-    let honest = publisher(shared.path(), &bytes, &key, 1024 * KIB).await;
-    let (liar, asked) = liar(bytes.len() as u64, lie).await;
+    let honest = publisher(shared.path(), &release, 1024 * KIB).await;
+    let (liar, asked) = liar(release.size(), lie).await;
     let dir = tempfile::tempdir().unwrap();
     let mut config = DownloadsConfig::new(dir.path().join("partial"), dir.path().join("downloads"));
     config.io_timeout = Duration::from_secs(5);
-    let downloads = Downloads::spawn(config, Arc::default(), trusting(&key), |_| {});
+    let downloads = Downloads::spawn(config, Arc::default(), trusting(&release.key), |_| {});
     let sources = vec![liar, v4(honest.listen_addr())];
-    let id = downloads.start(request(&bytes, sources, signature(&key, &bytes))).await.unwrap();
+    let id = downloads.start(release.request(sources)).await.unwrap();
     let done = wait_done(&downloads, id).await;
     assert_eq!(done.state, DownloadState::Complete, "{done:#?}");
-    assert_eq!(std::fs::read(done.path.as_ref().unwrap()).unwrap(), bytes);
+    assert!(std::fs::read(done.path.as_ref().unwrap()).unwrap() == *release.bytes);
     honest.shutdown().await;
     (done, liar, asked.load(Ordering::SeqCst))
 }
@@ -402,31 +429,28 @@ fn a_partial_source_serving_a_bad_chunk_in_its_range_is_dropped_and_the_file_ver
 #[test]
 fn a_seed_serves_each_chunk_once_before_any_twice() {
     task::block_on(async {
-        let key = SecretKey::generate().unwrap();
-        let bytes = varied_bytes(3 * CHUNK_SIZE as usize);
+        let release = Release::new(3 * CHUNK_SIZE as usize);
+        let (bytes, urn) = (&release.bytes, &release.urn);
         let folder = tempfile::tempdir().unwrap();
-        std::fs::write(folder.path().join(NAME), &bytes).unwrap();
-        std::fs::write(folder.path().join(format!("{NAME}.minisig")), signature(&key, &bytes).to_text()).unwrap();
+        write_release(folder.path(), &release);
         let seed = start_with(&[], Some(folder.path()), |config| {
             config.seed_releases = vec![folder.path().join(NAME)];
         })
         .await;
         wait_indexed(&seed, "seblinux swarm", 1).await;
-        let (digests, _) = search::hash_reader(&bytes[..]).unwrap();
-        let urn = digests.sha1_urn().to_string();
         let addr = seed.listen_addr();
         let chunk = |i: u64| Some((i * CHUNK_SIZE, (i + 1) * CHUNK_SIZE - 1));
-        let (head, body) = ask(addr, &urn, "GET", chunk(0)).await;
+        let (head, body) = ask(addr, urn, "GET", chunk(0)).await;
         assert_eq!(head.status, 206);
         assert!(body == bytes[..CHUNK_SIZE as usize]);
         assert_eq!(head.headers.get("X-Available-Ranges"), Some(format!("bytes 0-{}", 3 * CHUNK_SIZE - 1).as_str()));
         // Chunk 0 again, before the others went out once: refused, the others offered.
-        let (head, _) = ask(addr, &urn, "GET", chunk(0)).await;
+        let (head, _) = ask(addr, urn, "GET", chunk(0)).await;
         assert_eq!(head.status, 416);
         let others = format!("bytes {}-{}", CHUNK_SIZE, 3 * CHUNK_SIZE - 1);
         assert_eq!(head.headers.get("X-Available-Ranges"), Some(others.as_str()));
         // Nor by its index and name, as a QueryHit names it.
-        let index = seed.library().by_urn(&digests.sha1_urn()).unwrap().index;
+        let index = seed.library().by_urn(&release.digests.sha1_urn()).unwrap().index;
         let mut stream = TcpStream::connect(addr).await.unwrap();
         let by_index = format!(
             "GET /get/{index}/{NAME} HTTP/1.1\r\nHost: test\r\nRange: bytes=0-{}\r\nConnection: close\r\n\r\n",
@@ -437,14 +461,14 @@ fn a_seed_serves_each_chunk_once_before_any_twice() {
         assert_eq!(head.status, 416, "{head:?}");
         assert_eq!(head.headers.get("X-Available-Ranges"), Some(others.as_str()));
         // A HEAD costs nothing.
-        assert_eq!(ask(addr, &urn, "HEAD", chunk(1)).await.0.status, 206);
+        assert_eq!(ask(addr, urn, "HEAD", chunk(1)).await.0.status, 206);
         for i in [1, 2] {
-            let (head, body) = ask(addr, &urn, "GET", chunk(i)).await;
+            let (head, body) = ask(addr, urn, "GET", chunk(i)).await;
             assert_eq!(head.status, 206);
             assert!(body == bytes[(i * CHUNK_SIZE) as usize..((i + 1) * CHUNK_SIZE) as usize]);
         }
         // Every chunk went out once: all are offered again.
-        let (head, _) = ask(addr, &urn, "GET", chunk(0)).await;
+        let (head, _) = ask(addr, urn, "GET", chunk(0)).await;
         assert_eq!(head.status, 206);
         seed.shutdown().await;
     });
@@ -453,11 +477,10 @@ fn a_seed_serves_each_chunk_once_before_any_twice() {
 #[test]
 fn a_capped_seed_serves_a_few_at_a_useful_rate_and_sends_the_rest_to_the_swarm_without_queue_places() {
     task::block_on(async {
-        let key = SecretKey::generate().unwrap();
-        let bytes = varied_bytes(3 * CHUNK_SIZE as usize);
+        let release = Release::new(3 * CHUNK_SIZE as usize);
+        let urn = &release.urn;
         let folder = tempfile::tempdir().unwrap();
-        std::fs::write(folder.path().join(NAME), &bytes).unwrap();
-        std::fs::write(folder.path().join(format!("{NAME}.minisig")), signature(&key, &bytes).to_text()).unwrap();
+        write_release(folder.path(), &release);
         // 64 KiB/s feeds two slots (the least kept), not the eight configured.
         let seed = start_with(&[], Some(folder.path()), |config| {
             config.seed_releases = vec![folder.path().join(NAME)];
@@ -465,8 +488,6 @@ fn a_capped_seed_serves_a_few_at_a_useful_rate_and_sends_the_rest_to_the_swarm_w
         })
         .await;
         wait_indexed(&seed, "seblinux swarm", 1).await;
-        let (digests, _) = search::hash_reader(&bytes[..]).unwrap();
-        let urn = digests.sha1_urn().to_string();
         let addr = seed.listen_addr();
         // Two downloaders (each from its own address) take a chunk each
         // (seconds at this rate) and hold their slots while they read slowly.
@@ -488,7 +509,7 @@ fn a_capped_seed_serves_a_few_at_a_useful_rate_and_sends_the_rest_to_the_swarm_w
         }
         // A third is sent to the swarm: busy, back within seconds, and no
         // queue place that would hold a slot for it once it went elsewhere.
-        let (head, _) = ask(addr, &urn, "GET", Some((2 * CHUNK_SIZE, 3 * CHUNK_SIZE - 1))).await;
+        let (head, _) = ask(addr, urn, "GET", Some((2 * CHUNK_SIZE, 3 * CHUNK_SIZE - 1))).await;
         assert_eq!(head.status, 503, "{head:?}");
         let retry: u64 = head.headers.get("Retry-After").unwrap().parse().unwrap();
         assert!((1..=2).contains(&retry), "{head:?}");
@@ -530,16 +551,15 @@ fn a_servent_listening_on_every_interface_names_the_address_it_advertises_never_
         let source = v4(recorder.local_addr().unwrap());
         let (seen_tx, seen) = async_std::channel::unbounded();
         task::spawn(record_x_node(recorder, seen_tx));
-        let key = SecretKey::generate().unwrap();
+        let release = Release::new(CHUNK_SIZE as usize);
         let dir = tempfile::tempdir().unwrap();
         let everywhere = start_with(&[], None, |config| {
             config.listen = "0.0.0.0:0".parse().unwrap();
             config.data_dir = Some(dir.path().to_path_buf());
         })
         .await;
-        let bytes = varied_bytes(CHUNK_SIZE as usize);
         let downloads = everywhere.downloads().unwrap();
-        downloads.start(request(&bytes, vec![source], signature(&key, &bytes))).await.unwrap();
+        downloads.start(release.request(vec![source])).await.unwrap();
         let next = || async { async_std::future::timeout(PATIENCE, seen.recv()).await.unwrap().unwrap() };
         // No link yet shows which interface others reach: no X-Node at all.
         assert_eq!(next().await, None);
@@ -562,17 +582,13 @@ fn a_servent_listening_on_every_interface_names_the_address_it_advertises_never_
 #[test]
 fn chunks_from_before_a_restart_are_offered_once_checked_and_a_damaged_one_is_fetched_again() {
     task::block_on(async {
-        let key = SecretKey::generate().unwrap();
-        let bytes = Arc::new(varied_bytes(4 * CHUNK_SIZE as usize));
-        let size = bytes.len() as u64;
-        let (digests, _) = search::hash_reader(&bytes[..]).unwrap();
-        let urn = digests.sha1_urn().to_string();
-        let sig = signature(&key, &bytes);
+        let release = Release::new(4 * CHUNK_SIZE as usize);
+        let (bytes, size, urn, key) = (&release.bytes, release.size(), &release.urn, &release.key);
         let stingy = stingy_publisher(bytes.clone(), 2).await;
         let dir = tempfile::tempdir().unwrap();
-        let first = downloader(dir.path(), &key, 0).await;
-        first.downloads().unwrap().start(request(&bytes, vec![stingy], sig)).await.unwrap();
-        available_at_least(first.listen_addr(), &urn, size, 2).await;
+        let first = downloader(dir.path(), key, 0).await;
+        first.downloads().unwrap().start(release.request(vec![stingy])).await.unwrap();
+        available_at_least(first.listen_addr(), urn, size, 2).await;
         first.shutdown().await;
         // While the servent is down, the disk loses chunk 1.
         let part = std::fs::read_dir(dir.path().join("partial"))
@@ -585,8 +601,8 @@ fn chunks_from_before_a_restart_are_offered_once_checked_and_a_damaged_one_is_fe
         drop(file);
         // Restarted, it checks them against the tree: chunk 0 is offered at
         // once, chunk 1 once fetched again (the source has only these two).
-        let second = downloader(dir.path(), &key, 0).await;
-        let has = available_at_least(second.listen_addr(), &urn, size, 2).await;
+        let second = downloader(dir.path(), key, 0).await;
+        let has = available_at_least(second.listen_addr(), urn, size, 2).await;
         assert_eq!(has.ranges(), [(0, 2 * CHUNK_SIZE)]);
         let downloads = second.downloads().unwrap();
         wait_for("chunk 1 fetched again", || async {
@@ -594,7 +610,7 @@ fn chunks_from_before_a_restart_are_offered_once_checked_and_a_damaged_one_is_fe
             list[0].sources.iter().any(|s| s.addr == stingy && s.bytes == CHUNK_SIZE)
         })
         .await;
-        let (head, body) = ask(second.listen_addr(), &urn, "GET", Some((CHUNK_SIZE, 2 * CHUNK_SIZE - 1))).await;
+        let (head, body) = ask(second.listen_addr(), urn, "GET", Some((CHUNK_SIZE, 2 * CHUNK_SIZE - 1))).await;
         assert_eq!(head.status, 206);
         assert!(body == bytes[CHUNK_SIZE as usize..2 * CHUNK_SIZE as usize], "a damaged chunk was offered");
         second.shutdown().await;
@@ -604,11 +620,8 @@ fn chunks_from_before_a_restart_are_offered_once_checked_and_a_damaged_one_is_fe
 #[test]
 fn a_servent_finds_a_partial_source_by_search_and_fetches_its_checked_chunks_from_it() {
     task::block_on(async {
-        let key = SecretKey::generate().unwrap();
-        let bytes = Arc::new(varied_bytes(4 * CHUNK_SIZE as usize));
-        let size = bytes.len() as u64;
-        let (digests, _) = search::hash_reader(&bytes[..]).unwrap();
-        let urn = digests.sha1_urn().to_string();
+        let release = Release::new(4 * CHUNK_SIZE as usize);
+        let (bytes, size, urn, key) = (&release.bytes, release.size(), &release.urn, &release.key);
         // B, a leaf of ultrapeer U, holds the first two chunks, checked: a
         // partial source, sharing nothing.
         let u = start_with(&[], None, |config| config.mode = Mode::Ultrapeer).await;
@@ -620,8 +633,8 @@ fn a_servent_finds_a_partial_source_by_search_and_fetches_its_checked_chunks_fro
             config.trust = vec![TrustedKey { key: key.public_key(), scope: vec![] }];
         })
         .await;
-        b.downloads().unwrap().start(request(&bytes, vec![stingy], signature(&key, &bytes))).await.unwrap();
-        available_at_least(b.listen_addr(), &urn, size, 2).await;
+        b.downloads().unwrap().start(release.request(vec![stingy])).await.unwrap();
+        available_at_least(b.listen_addr(), urn, size, 2).await;
         assert_eq!(b.library().files().len(), 0, "B shares nothing but its partial file");
         wait_for("B linked to U", || async { !u.peers().await.unwrap().is_empty() }).await;
         // C, another leaf of U, asks the network for the release by URN, knowing
@@ -635,7 +648,7 @@ fn a_servent_finds_a_partial_source_by_search_and_fetches_its_checked_chunks_fro
         })
         .await;
         wait_for("C linked to U", || async { u.peers().await.unwrap().len() == 2 }).await;
-        let id = c.download(&urn, Keep::Verified).await.expect("C finds the release by search");
+        let id = c.download(urn, Keep::Verified).await.expect("C finds the release by search");
         let downloads = c.downloads().unwrap();
         wait_for("C to fetch B's two chunks", || async {
             let done = downloads.get(id).await.unwrap();
@@ -643,7 +656,7 @@ fn a_servent_finds_a_partial_source_by_search_and_fetches_its_checked_chunks_fro
         })
         .await;
         let done = downloads.get(id).await.unwrap();
-        assert_eq!(done.tth, Some(Tree::of(&bytes).root()), "C checks B's chunks against the signed tree");
+        assert_eq!(done.tth, Some(Tree::of(bytes).root()), "C checks B's chunks against the signed tree");
         assert_eq!(done.bytes_done, 2 * CHUNK_SIZE, "{done:#?}");
         for node in [c, b, u] {
             node.shutdown().await;
@@ -658,20 +671,18 @@ fn gtk_gnutella_finds_our_partial_file_by_search() {
     // On loopback it believes it is firewalled and would not answer us.
     gtkg.set("is_firewalled", "FALSE");
     task::block_on(async {
-        let key = SecretKey::generate().unwrap();
-        let bytes = Arc::new(varied_bytes(4 * CHUNK_SIZE as usize));
-        let size = bytes.len() as u64;
-        let (digests, _) = search::hash_reader(&bytes[..]).unwrap();
+        let release = Release::new(4 * CHUNK_SIZE as usize);
+        let key = &release.key;
         // We hold the first two chunks, checked, and share nothing else.
-        let stingy = stingy_publisher(bytes.clone(), 2).await;
+        let stingy = stingy_publisher(release.bytes.clone(), 2).await;
         let dir = tempfile::tempdir().unwrap();
         let node = start_with(&[gtkg.addr], None, |config| {
             config.data_dir = Some(dir.path().to_path_buf());
             config.trust = vec![TrustedKey { key: key.public_key(), scope: vec![] }];
         })
         .await;
-        node.downloads().unwrap().start(request(&bytes, vec![stingy], signature(&key, &bytes))).await.unwrap();
-        available_at_least(node.listen_addr(), &digests.sha1_urn().to_string(), size, 2).await;
+        node.downloads().unwrap().start(release.request(vec![stingy])).await.unwrap();
+        available_at_least(node.listen_addr(), &release.urn, release.size(), 2).await;
         gtkg.wait_until("its link to us", Duration::from_secs(60), || {
             gtkg.shell("nodes").contains(&node.listen_addr().ip().to_string())
         });

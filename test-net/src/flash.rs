@@ -34,6 +34,7 @@ use servent::node::{self, NodeHandle};
 use servent::transfer::download::{DownloadRequest, DownloadSnapshot, DownloadState, Keep};
 use servent::transfer::http::{self, ContentRange, ResponseHead};
 use servent::transfer::rate::{format_rate, Rates};
+use servent::transfer::upload::UploadStats;
 use servent::trust::{TrustedKey, Verdict};
 use signing_tool::{Minisig, ReleaseMeta, SecretKey};
 
@@ -133,6 +134,13 @@ pub struct FlashSummary {
     pub fakes_accepted: usize,
     /// Downloads that did not complete, or not in time.
     pub downloads_failed: usize,
+    /// Requests honest servents answered during the crowd.
+    pub requests: u64,
+    /// Of them, refused as busy (`503`, queued or not): asked again later.
+    pub requests_busy: u64,
+    /// Of them, asking a partial source for bytes it does not offer
+    /// (`416`): it had nothing the asker needed.
+    pub requests_unavailable: u64,
 }
 
 impl std::fmt::Display for FlashSummary {
@@ -160,6 +168,11 @@ impl std::fmt::Display for FlashSummary {
             self.publisher_bytes,
             self.served_bytes,
             self.faker_bytes
+        )?;
+        writeln!(
+            f,
+            "requests answered:         {} ({} busy, {} for bytes not offered)",
+            self.requests, self.requests_busy, self.requests_unavailable
         )?;
         write!(
             f,
@@ -285,7 +298,7 @@ pub async fn run(settings: &FlashSettings, cancel: &AtomicBool) -> Result<FlashS
         let dir = files.path().join(format!("crowd-{n}"));
         crowd.push(start(first + n, at, downloader_config(at, rates, &dir, &trusted)).await?);
     }
-    let publisher_before = publisher.uploads().snapshot().bytes_sent;
+    let publisher_before = publisher.uploads().snapshot();
     let give_up = Duration::from_secs_f64(single_secs * f64::from(GIVE_UP_RATIO)).max(Duration::from_secs(60));
     let began = Instant::now();
     let mut started = Vec::with_capacity(crowd.len());
@@ -299,8 +312,18 @@ pub async fn run(settings: &FlashSettings, cancel: &AtomicBool) -> Result<FlashS
         Some((done, began.elapsed()))
     }))
     .await;
-    let publisher_bytes = publisher.uploads().snapshot().bytes_sent - publisher_before;
-    let crowd_bytes: u64 = crowd.iter().map(|node| node.uploads().snapshot().bytes_sent).sum();
+    let publisher_after = publisher.uploads().snapshot();
+    let publisher_bytes = publisher_after.bytes_sent - publisher_before.bytes_sent;
+    let crowd_stats: Vec<UploadStats> = crowd.iter().map(|node| node.uploads().snapshot()).collect();
+    let crowd_bytes: u64 = crowd_stats.iter().map(|s| s.bytes_sent).sum();
+    let requests = Requests {
+        answered: publisher_after.requests - publisher_before.requests
+            + crowd_stats.iter().map(|s| s.requests).sum::<u64>(),
+        busy: publisher_after.refused_busy - publisher_before.refused_busy
+            + crowd_stats.iter().map(|s| s.refused_busy).sum::<u64>(),
+        unavailable: publisher_after.unavailable - publisher_before.unavailable
+            + crowd_stats.iter().map(|s| s.unavailable).sum::<u64>(),
+    };
 
     let mut times = Vec::with_capacity(outcomes.len());
     let (mut verified, mut fakes, mut failed) = (0, 0, 0);
@@ -331,6 +354,7 @@ pub async fn run(settings: &FlashSettings, cancel: &AtomicBool) -> Result<FlashS
         verified,
         fakes,
         failed,
+        requests,
     };
     Ok(FlashSummary::new(settings, single_secs, &times, counts))
 }
@@ -349,6 +373,20 @@ pub(crate) struct Counts {
     pub fakes: usize,
     /// Downloads that did not complete in time.
     pub failed: usize,
+    /// The requests honest servents answered.
+    pub requests: Requests,
+}
+
+/// Requests honest servents answered during a crowd, and those that moved
+/// no bytes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Requests {
+    /// All of them.
+    pub answered: u64,
+    /// Refused as busy.
+    pub busy: u64,
+    /// For bytes the source does not offer.
+    pub unavailable: u64,
 }
 
 impl FlashSummary {
@@ -374,6 +412,9 @@ impl FlashSummary {
             copies_verified: counts.verified,
             fakes_accepted: counts.fakes,
             downloads_failed: counts.failed,
+            requests: counts.requests.answered,
+            requests_busy: counts.requests.busy,
+            requests_unavailable: counts.requests.unavailable,
         }
     }
 }

@@ -32,7 +32,7 @@ use servent::transfer::rate::upload_slots;
 use servent::transfer::seed::SuperSeed;
 use servent::transfer::upload::UploadConfig;
 
-use crate::flash::{Counts, FlashSettings, FlashSummary, GIVE_UP_RATIO, MAX_FILE_MIB};
+use crate::flash::{Counts, FlashSettings, FlashSummary, Requests, GIVE_UP_RATIO, MAX_FILE_MIB};
 use crate::Error;
 
 /// The largest simulated crowd.
@@ -78,6 +78,7 @@ pub fn run(settings: &FlashSettings, cancel: &AtomicBool) -> Result<FlashSummary
         verified,
         fakes: 0,
         failed: settings.crowd - verified,
+        requests: crowd.requests,
     };
     Ok(FlashSummary::new(settings, single_secs, &times, counts))
 }
@@ -116,6 +117,7 @@ struct Outcome {
     publisher_bytes: u64,
     crowd_bytes: u64,
     junk_bytes: u64,
+    requests: Requests,
 }
 
 struct Swarm {
@@ -130,6 +132,9 @@ struct Swarm {
     /// The virtual clock's origin: the plans read `Instant`s.
     epoch: Instant,
     junk: u64,
+    /// Requests to honest servents: each that found a chunk to fetch (or
+    /// no slot for it), or nothing the asker needs.
+    requests: Requests,
 }
 
 fn addr(node: usize) -> SocketAddrV4 {
@@ -178,6 +183,7 @@ impl Swarm {
             rng,
             epoch: Instant::now(),
             junk: 0,
+            requests: Requests::default(),
         }
     }
 
@@ -202,6 +208,7 @@ impl Swarm {
             publisher_bytes: self.nodes[0].sent,
             crowd_bytes: downloaders.iter().map(|n| n.sent).sum(),
             junk_bytes: self.junk,
+            requests: self.requests,
         })
     }
 
@@ -235,11 +242,24 @@ impl Swarm {
             }
             let available = self.available(uploader);
             self.learn_from(uploader, node);
-            let has_slot = self.nodes[uploader].faker || self.nodes[uploader].uploads < self.slots;
+            let faker = self.nodes[uploader].faker;
+            let has_slot = faker || self.nodes[uploader].uploads < self.slots;
             let Some(plan) = self.nodes[node].plan.as_mut() else { return };
             plan.set_available(source, available);
-            let Next::Fetch(chunk) = plan.next_for(source, at) else { continue };
+            let honest = u64::from(!faker);
+            let chunk = match plan.next_for(source, at) {
+                Next::Fetch(chunk) => chunk,
+                // A usable source is parked only when it had nothing we need.
+                Next::Parked(_) => {
+                    self.requests.answered += honest;
+                    self.requests.unavailable += honest;
+                    continue;
+                }
+                _ => continue,
+            };
+            self.requests.answered += honest;
             if !has_slot {
+                self.requests.busy += honest;
                 plan.busy(source, at + SWARM_RETRY_AFTER, at);
                 continue;
             }

@@ -49,6 +49,18 @@ pub fn upload_slots(configured: usize, cap: u64) -> usize {
     configured.min(by_cap)
 }
 
+/// About how long a body of `len` bytes takes in one of `slots` upload
+/// slots sharing a cap of `cap` bytes per second; uncapped (0), at
+/// [`MIN_SLOT_RATE`], the least a slot should get (what the link gives is
+/// not known).
+pub fn slot_time(len: u64, cap: u64, slots: usize) -> Duration {
+    let share = match cap {
+        0 => MIN_SLOT_RATE,
+        cap => (cap / slots.max(1) as u64).max(1),
+    };
+    Duration::from_secs_f64(len as f64 / share as f64)
+}
+
 /// A rate in bytes per second from `512K`, `2M`, `1G` or a plain number of
 /// bytes (binary multiples, as servents count); `0` means unlimited.
 pub fn parse_rate(text: &str) -> Result<u64, String> {
@@ -254,6 +266,14 @@ mod tests {
 
     fn secs(s: f64) -> Duration {
         Duration::from_secs_f64(s)
+    }
+
+    #[test]
+    fn a_body_takes_its_length_at_its_slots_share_of_the_cap() {
+        assert_eq!(slot_time(256 << 10, 1 << 20, 4), Duration::from_secs(1), "a chunk at 256 KiB/s");
+        assert_eq!(slot_time(256 << 10, 1 << 20, 1), Duration::from_millis(250));
+        assert_eq!(slot_time(512 << 10, 0, 8), Duration::from_secs(2), "uncapped: at the least a slot should get");
+        assert_eq!(slot_time(10, 3, 8), Duration::from_secs(10), "a share below a byte a second is one");
     }
 
     #[test]

@@ -66,7 +66,7 @@ use super::browse::{self, IdentityHook};
 use super::http::{self, ContentRange, HttpError, Request, ResponseHead};
 use super::partial::{self, PartialShares, RangeSet};
 use super::rate::{self, RateLimit};
-use super::upload_queue::{self, Admission, QueueConfig, QueuePlace, UploadQueue};
+use super::upload_queue::{self, Admission, QueueConfig, QueuePlace, Slots, UploadQueue};
 use servent_core::push::ProxyRequests;
 use servent_core::USER_AGENT;
 
@@ -132,6 +132,10 @@ pub struct UploadStats {
     /// Requests refused with `503` because slots or the address's
     /// connections were all taken.
     pub refused_busy: u64,
+    /// Requests for bytes of a file offered in part (being downloaded, or
+    /// seeded) that it does not offer: `416`, the asker needed none of
+    /// what it has.
+    pub unavailable: u64,
     /// Bodies being sent now (slots in use).
     pub uploading: usize,
     /// HTTP connections open now, counted once their first request head arrived.
@@ -160,6 +164,7 @@ pub struct Uploads {
     requests: AtomicU64,
     bytes_sent: AtomicU64,
     refused_busy: AtomicU64,
+    unavailable: AtomicU64,
     pushed: AtomicU64,
     fwalt_requesters: AtomicU64,
     proxy_refused: AtomicU64,
@@ -198,6 +203,7 @@ impl Uploads {
             requests: AtomicU64::new(0),
             bytes_sent: AtomicU64::new(0),
             refused_busy: AtomicU64::new(0),
+            unavailable: AtomicU64::new(0),
             pushed: AtomicU64::new(0),
             fwalt_requesters: AtomicU64::new(0),
             proxy_refused: AtomicU64::new(0),
@@ -314,6 +320,7 @@ impl Uploads {
             requests: self.requests.load(Ordering::Relaxed),
             bytes_sent: self.bytes_sent.load(Ordering::Relaxed),
             refused_busy: self.refused_busy.load(Ordering::Relaxed),
+            unavailable: self.unavailable.load(Ordering::Relaxed),
             pushed: self.pushed.load(Ordering::Relaxed),
             fwalt_requesters: self.fwalt_requesters.load(Ordering::Relaxed),
             proxy_refused: self.proxy_refused.load(Ordering::Relaxed),
@@ -362,14 +369,21 @@ impl Uploads {
         Some((HeadGuard { uploads: self, id }, evicted))
     }
 
-    /// Takes an upload slot, if one is free.
-    /// Whether a request from `addr` for `urn` (with the queue ID it sent
-    /// back) is served now, by the PARQ queue's rules: a slot, or how long
-    /// to wait and its place in the queue, if it has one.
-    fn admit(&self, addr: IpAddr, urn: Urn, id: Option<u64>) -> Result<SlotGuard<'_>, (Duration, Option<QueuePlace>)> {
+    /// Whether a request from `addr` for `len` bytes of `urn` (with the
+    /// queue ID it sent back) is served now, by the PARQ queue's rules: a
+    /// slot, or how long to wait and its place in the queue, if it has one.
+    fn admit(
+        &self,
+        addr: IpAddr,
+        urn: Urn,
+        id: Option<u64>,
+        len: u64,
+    ) -> Result<SlotGuard<'_>, (Duration, Option<QueuePlace>)> {
         let mut queue = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
-        let free = self.slots().saturating_sub(self.slots_used.load(Ordering::Acquire));
-        match queue.admit(addr, urn, id, free, Instant::now(), rand::random()) {
+        let (total, cap) = (self.slots(), self.rate.rate());
+        let free = total.saturating_sub(self.slots_used.load(Ordering::Acquire));
+        let slots = Slots { free, total, body: rate::slot_time(len, cap, total) };
+        match queue.admit(addr, urn, id, slots, Instant::now(), rand::random()) {
             Admission::Serve => self.take_slot().ok_or((self.config.retry_after, None)),
             Admission::Queued(place) => Err((place.retry, Some(place))),
             Admission::TooEarly { retry } | Admission::Full { retry } => Err((retry, None)),
@@ -382,6 +396,7 @@ impl Uploads {
         rate::upload_slots(self.config.slots, self.rate.rate())
     }
 
+    /// Takes an upload slot, if one is free.
     fn take_slot(&self) -> Option<SlotGuard<'_>> {
         let slots = self.slots();
         self.slots_used
@@ -635,7 +650,10 @@ impl Exchange<'_> {
         let (start, end) = match &available {
             Some(available) => match partial::restrict(&mut head, (start, end), available, file.size) {
                 Some(bytes) => bytes,
-                None => return send_head(stream, &head, stall).await.map(|()| keep),
+                None => {
+                    uploads.unavailable.fetch_add(1, Ordering::Relaxed);
+                    return send_head(stream, &head, stall).await.map(|()| keep);
+                }
             },
             None => (start, end),
         };
@@ -649,7 +667,7 @@ impl Exchange<'_> {
         // elsewhere (or finished) would hold a free slot from the others.
         let admitted = match available {
             Some(_) => uploads.take_slot().ok_or((uploads.config.retry_after, None)),
-            None => uploads.admit(self.remote.ip(), file.sha1, returned),
+            None => uploads.admit(self.remote.ip(), file.sha1, returned, end - start),
         };
         let _slot = match admitted {
             Ok(slot) => slot,

@@ -13,6 +13,18 @@
 //!   not before `Retry-After`: a request too early is refused (unless its
 //!   turn has come) and keeps its place, one after the lifetime finds its
 //!   place gone;
+//! - `Retry-After` says when the place's turn may come, not a fixed wait:
+//!   the slots send [`Slots::total`] bodies at a time, each in about
+//!   [`Slots::body`], so the `P`th place is told `⌈P / slots⌉ × body`
+//!   (whole seconds, at least one, at most [`QueueConfig::retry`]). A fixed
+//!   minute left the slots idle: a crowd fetching a new release in 256 KiB
+//!   chunks frees them every second, and each requester came back a
+//!   minute later;
+//! - a requester later than [`LATE`] past its `Retry-After` holds no slot
+//!   for its turn (it keeps its place: it is served first when it comes
+//!   back to a free slot): a downloader that found the rest elsewhere, or
+//!   finished, never comes back, and the places it left at the head of the
+//!   queue would keep the slots idle until their lifetime ran out;
 //! - per-address fairness: one address holds at most
 //!   [`MAX_PLACES_PER_ADDRESS`] places, so one host cannot fill the queue;
 //! - the queue is bounded ([`QueueConfig::max_length`]); past it, a bare
@@ -26,13 +38,43 @@ use search::Urn;
 
 /// Places one address may hold at once.
 pub const MAX_PLACES_PER_ADDRESS: usize = 4;
+/// How late past its `Retry-After` a queued requester may come back and
+/// still have a slot kept for its turn.
+pub const LATE: Duration = Duration::from_secs(5);
+/// The shortest `Retry-After` (HTTP's are whole seconds).
+const MIN_RETRY: Duration = Duration::from_secs(1);
+
+/// The upload slots as a request finds them: how many are free, how many
+/// bodies go out at once, and about how long one takes (the request's own
+/// length at a slot's share of the upload cap).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Slots {
+    /// Slots free now.
+    pub free: usize,
+    /// Bodies sent at once.
+    pub total: usize,
+    /// About how long one body takes.
+    pub body: Duration,
+}
+
+impl Slots {
+    /// The `Retry-After` of the `position`th place (from 1): when its turn
+    /// may come, in whole seconds, from [`MIN_RETRY`] up to `longest`.
+    pub fn retry(&self, position: usize, longest: Duration) -> Duration {
+        let rounds = u32::try_from(position.div_ceil(self.total.max(1))).unwrap_or(u32::MAX);
+        let wait = self.body.saturating_mul(rounds);
+        let whole = Duration::from_secs(wait.as_secs() + u64::from(wait.subsec_nanos() > 0));
+        whole.clamp(MIN_RETRY, longest.max(MIN_RETRY))
+    }
+}
 
 /// The queue's limits and timers.
 #[derive(Clone, Copy, Debug)]
 pub struct QueueConfig {
     /// Places at most.
     pub max_length: usize,
-    /// How soon a queued requester may come back (`Retry-After`).
+    /// The longest `Retry-After` told; a place's own is shorter when the
+    /// slots turn over faster ([`Slots::retry`]).
     pub retry: Duration,
     /// How long a place is kept without the requester coming back.
     pub lifetime: Duration,
@@ -52,6 +94,15 @@ struct Entry {
     urn: Urn,
     /// When the requester last asked: it may come back from `retry` after it.
     asked: Instant,
+    /// The `Retry-After` it was told then.
+    retry: Duration,
+}
+
+impl Entry {
+    /// Whether its requester may still come back in time for its turn.
+    fn expected(&self, now: Instant) -> bool {
+        now < self.asked + self.retry + LATE
+    }
 }
 
 /// What to do with a request for a file.
@@ -133,14 +184,14 @@ impl UploadQueue {
     }
 
     /// Decides on a request from `addr` for `urn`, with the queue ID it
-    /// sent back if any, while `free_slots` slots are free; `new_id` names
-    /// a new place (random, so that nobody can take another's place).
+    /// sent back if any, with the `slots` as they are; `new_id` names a new
+    /// place (random, so that nobody can take another's place).
     pub fn admit(
         &mut self,
         addr: IpAddr,
         urn: Urn,
         id: Option<u64>,
-        free_slots: usize,
+        slots: Slots,
         now: Instant,
         new_id: u64,
     ) -> Admission {
@@ -152,37 +203,44 @@ impl UploadQueue {
             .position(|p| p.addr == addr && (id == Some(p.id) || (p.urn == urn && id.is_none_or(|id| id == p.id))));
         match found {
             Some(index) => {
-                if index < free_slots {
+                let ahead = self.expected_before(index, now);
+                if ahead < slots.free {
                     self.places.remove(index);
                     return Admission::Serve;
                 }
                 let since = now.duration_since(self.places[index].asked);
-                if since < self.config.retry {
-                    return Admission::TooEarly { retry: self.config.retry - since };
+                if since < self.places[index].retry {
+                    return Admission::TooEarly { retry: self.places[index].retry - since };
                 }
-                self.places[index].asked = now;
-                Admission::Queued(self.told(index))
+                Admission::Queued(self.tell(index, ahead + 1, slots, now))
             }
-            None if self.places.len() < free_slots => Admission::Serve,
+            None if self.expected_before(self.places.len(), now) < slots.free => Admission::Serve,
             None => {
                 let held = self.places.iter().filter(|p| p.addr == addr).count();
                 if self.places.len() >= self.config.max_length || held >= MAX_PLACES_PER_ADDRESS {
                     return Admission::Full { retry: self.config.retry };
                 }
-                self.places.push_back(Entry { id: new_id, addr, urn, asked: now });
-                Admission::Queued(self.told(self.places.len() - 1))
+                let ahead = self.expected_before(self.places.len(), now);
+                self.places.push_back(Entry { id: new_id, addr, urn, asked: now, retry: MIN_RETRY });
+                Admission::Queued(self.tell(self.places.len() - 1, ahead + 1, slots, now))
             }
         }
     }
 
-    fn told(&self, index: usize) -> QueuePlace {
-        QueuePlace {
-            position: index + 1,
-            length: self.places.len(),
-            id: self.places[index].id,
-            retry: self.config.retry,
-            lifetime: self.config.lifetime,
-        }
+    /// Places before `index` whose requesters may still come back in time.
+    fn expected_before(&self, index: usize, now: Instant) -> usize {
+        self.places.iter().take(index).filter(|p| p.expected(now)).count()
+    }
+
+    /// Tells the place at `index`, the `position`th of those expected, when
+    /// to come back, and remembers it.
+    fn tell(&mut self, index: usize, position: usize, slots: Slots, now: Instant) -> QueuePlace {
+        let retry = slots.retry(position, self.config.retry);
+        let length = self.places.len();
+        let entry = &mut self.places[index];
+        entry.asked = now;
+        entry.retry = retry;
+        QueuePlace { position, length, id: entry.id, retry, lifetime: self.config.lifetime }
     }
 }
 
@@ -198,6 +256,12 @@ mod tests {
 
     fn urn(n: u8) -> Urn {
         Urn::Sha1([n; 20])
+    }
+
+    /// `free` slots free of one, each body taking as long as the queue's
+    /// longest `Retry-After`: every place is told that.
+    fn slots(free: usize) -> Slots {
+        Slots { free, total: 1, body: Duration::from_secs(10) }
     }
 
     fn queue() -> UploadQueue {
@@ -221,40 +285,121 @@ mod tests {
         let t0 = Instant::now();
         // One slot, taken: three requesters queue in arrival order.
         let places: Vec<QueuePlace> =
-            (1..=3).map(|n| queued(q.admit(ip(n), urn(1), None, 0, t0, u64::from(n)))).collect();
+            (1..=3).map(|n| queued(q.admit(ip(n), urn(1), None, slots(0), t0, u64::from(n)))).collect();
         assert_eq!(places.iter().map(|p| (p.position, p.length)).collect::<Vec<_>>(), vec![(1, 1), (2, 2), (3, 3)]);
         let later = t0 + Duration::from_secs(10);
         // A slot frees: the third coming back first does not take it.
-        assert_eq!(queued(q.admit(ip(3), urn(1), Some(3), 1, later, 99)).position, 3);
-        assert_eq!(q.admit(ip(1), urn(1), Some(1), 1, later, 99), Admission::Serve);
+        assert_eq!(queued(q.admit(ip(3), urn(1), Some(3), slots(1), later, 99)).position, 3);
+        assert_eq!(q.admit(ip(1), urn(1), Some(1), slots(1), later, 99), Admission::Serve);
         // A newcomer waits behind those already queued, even with a slot free.
-        assert_eq!(queued(q.admit(ip(4), urn(1), None, 1, later, 4)).position, 3);
+        assert_eq!(queued(q.admit(ip(4), urn(1), None, slots(1), later, 4)).position, 3);
         assert_eq!(
-            q.admit(ip(2), urn(1), None, 1, later, 99),
+            q.admit(ip(2), urn(1), None, slots(1), later, 99),
             Admission::Serve,
             "same address and file keep the place"
         );
         let later = later + Duration::from_secs(10);
-        assert_eq!(q.admit(ip(3), urn(1), Some(3), 1, later, 99), Admission::Serve);
-        assert_eq!(q.admit(ip(4), urn(1), Some(4), 1, later, 99), Admission::Serve);
+        assert_eq!(q.admit(ip(3), urn(1), Some(3), slots(1), later, 99), Admission::Serve);
+        assert_eq!(q.admit(ip(4), urn(1), Some(4), slots(1), later, 99), Admission::Serve);
         assert!(q.is_empty());
-        assert_eq!(q.admit(ip(5), urn(1), None, 1, later, 5), Admission::Serve, "an empty queue serves at once");
+        assert_eq!(q.admit(ip(5), urn(1), None, slots(1), later, 5), Admission::Serve, "an empty queue serves at once");
+    }
+
+    #[test]
+    fn the_retry_after_says_when_the_turn_may_come_as_the_slots_turn_over() {
+        let second = Duration::from_secs(1);
+        let crowd = Slots { free: 0, total: 4, body: second };
+        let told: Vec<u64> = (1..=9).map(|p| crowd.retry(p, Duration::from_secs(60)).as_secs()).collect();
+        assert_eq!(told, [1, 1, 1, 1, 2, 2, 2, 2, 3]);
+        let short = Slots { body: Duration::from_millis(300), ..crowd };
+        assert_eq!(short.retry(1, Duration::from_secs(60)), second, "never below a whole second");
+        let slow = Slots { body: Duration::from_millis(1500), ..crowd };
+        assert_eq!(slow.retry(1, Duration::from_secs(60)), Duration::from_secs(2), "rounded up");
+        assert_eq!(slow.retry(400, Duration::from_secs(60)), Duration::from_secs(60), "never above the longest");
+        let instant = Slots { body: Duration::ZERO, total: 0, ..crowd };
+        assert_eq!(instant.retry(usize::MAX, Duration::from_secs(60)), second);
+    }
+
+    /// The flash crowd's publisher, a file shared whole: four slots, a
+    /// chunk a second in each, eight downloaders. Each requester is served
+    /// or told to come back when a slot is due, so the slots never stand
+    /// idle while the crowd waits (they were told the longest wait, a
+    /// minute, before).
+    #[test]
+    fn a_crowd_is_served_as_fast_as_the_slots_free() {
+        let mut q = UploadQueue::new(QueueConfig { retry: Duration::from_secs(60), ..QueueConfig::default() });
+        let slots = |free| Slots { free, total: 4, body: Duration::from_secs(1) };
+        let t0 = Instant::now();
+        let mut retries = Vec::new();
+        for n in 1..=8u8 {
+            let free = 4usize.saturating_sub(usize::from(n) - 1);
+            match q.admit(ip(n), urn(1), None, slots(free), t0, u64::from(n)) {
+                Admission::Serve => {}
+                other => retries.push((n, queued(other).retry.as_secs())),
+            }
+        }
+        assert_eq!(retries, [(5, 1), (6, 1), (7, 1), (8, 1)]);
+        // A second later the four served come back for their next chunk,
+        // as the four slots free: they queue behind, told two seconds.
+        let t1 = t0 + Duration::from_secs(1);
+        for n in 1..=4u8 {
+            let place = queued(q.admit(ip(n), urn(1), None, slots(4), t1, u64::from(n)));
+            assert_eq!((place.position, place.retry.as_secs()), (usize::from(n) + 4, 2));
+        }
+        // The first four queued come back then: their turn.
+        for n in 5..=8u8 {
+            assert_eq!(
+                q.admit(ip(n), urn(1), Some(u64::from(n)), slots(4 - usize::from(n - 5)), t1, 0),
+                Admission::Serve
+            );
+        }
+        let t3 = t0 + Duration::from_secs(3);
+        for n in 1..=4u8 {
+            assert_eq!(
+                q.admit(ip(n), urn(1), Some(u64::from(n)), slots(4 - usize::from(n - 1)), t3, 0),
+                Admission::Serve
+            );
+        }
+        assert!(q.is_empty());
+    }
+
+    /// Downloaders that found the rest elsewhere never come back: past
+    /// their `Retry-After` and [`LATE`], their places hold no slot, and one
+    /// that comes back after all is still served before those behind it.
+    #[test]
+    fn places_whose_requesters_did_not_come_back_hold_no_slot() {
+        let mut q = queue();
+        let slots = |free| Slots { free, total: 4, body: Duration::from_secs(1) };
+        let t0 = Instant::now();
+        for n in 1..=3u8 {
+            assert_eq!(queued(q.admit(ip(n), urn(1), None, slots(0), t0, u64::from(n))).retry.as_secs(), 1);
+        }
+        // In time, their turns are kept from a newcomer.
+        let due = t0 + Duration::from_secs(1) + LATE - Duration::from_millis(1);
+        assert_eq!(queued(q.admit(ip(9), urn(1), None, slots(2), due, 9)).position, 4);
+        // Too late: the first three hold no slot. The second comes back
+        // after all: served before the newcomer behind it, which is served
+        // in turn.
+        let late = t0 + Duration::from_secs(1) + LATE;
+        assert_eq!(q.admit(ip(2), urn(1), Some(2), slots(1), late, 0), Admission::Serve);
+        assert_eq!(q.admit(ip(9), urn(1), Some(9), slots(1), late, 0), Admission::Serve);
+        assert_eq!(q.len(), 2);
     }
 
     #[test]
     fn too_early_is_refused_and_keeps_the_place_too_late_loses_it() {
         let mut q = queue();
         let t0 = Instant::now();
-        queued(q.admit(ip(1), urn(1), None, 0, t0, 7));
-        queued(q.admit(ip(2), urn(1), None, 0, t0, 8));
+        queued(q.admit(ip(1), urn(1), None, slots(0), t0, 7));
+        queued(q.admit(ip(2), urn(1), None, slots(0), t0, 8));
         assert_eq!(
-            q.admit(ip(2), urn(1), Some(8), 0, t0 + Duration::from_secs(4), 0),
+            q.admit(ip(2), urn(1), Some(8), slots(0), t0 + Duration::from_secs(4), 0),
             Admission::TooEarly { retry: Duration::from_secs(6) }
         );
-        assert_eq!(queued(q.admit(ip(2), urn(1), Some(8), 0, t0 + Duration::from_secs(10), 0)).position, 2);
+        assert_eq!(queued(q.admit(ip(2), urn(1), Some(8), slots(0), t0 + Duration::from_secs(10), 0)).position, 2);
         // The first never comes back: after its lifetime the second is the head.
         let late = t0 + Duration::from_secs(61);
-        assert_eq!(queued(q.admit(ip(2), urn(1), Some(8), 0, late, 0)).position, 1);
+        assert_eq!(queued(q.admit(ip(2), urn(1), Some(8), slots(0), late, 0)).position, 1);
         assert_eq!(q.len(), 1);
     }
 
@@ -263,22 +408,22 @@ mod tests {
         let mut q = queue();
         let t0 = Instant::now();
         for n in 0..MAX_PLACES_PER_ADDRESS as u8 {
-            queued(q.admit(ip(1), urn(n), None, 0, t0, u64::from(n)));
+            queued(q.admit(ip(1), urn(n), None, slots(0), t0, u64::from(n)));
         }
-        assert!(matches!(q.admit(ip(1), urn(50), None, 0, t0, 50), Admission::Full { .. }));
+        assert!(matches!(q.admit(ip(1), urn(50), None, slots(0), t0, 50), Admission::Full { .. }));
         for n in 2..=5 {
-            queued(q.admit(ip(n), urn(1), None, 0, t0, u64::from(n) + 100));
+            queued(q.admit(ip(n), urn(1), None, slots(0), t0, u64::from(n) + 100));
         }
         assert_eq!(q.len(), 8);
-        assert!(matches!(q.admit(ip(9), urn(1), None, 0, t0, 9), Admission::Full { .. }));
+        assert!(matches!(q.admit(ip(9), urn(1), None, slots(0), t0, 9), Admission::Full { .. }));
     }
 
     #[test]
     fn another_address_cannot_take_a_place_by_its_id() {
         let mut q = queue();
         let t0 = Instant::now();
-        queued(q.admit(ip(1), urn(1), None, 0, t0, 42));
-        let stolen = q.admit(ip(2), urn(1), Some(42), 1, t0 + Duration::from_secs(10), 43);
+        queued(q.admit(ip(1), urn(1), None, slots(0), t0, 42));
+        let stolen = q.admit(ip(2), urn(1), Some(42), slots(1), t0 + Duration::from_secs(10), 43);
         assert_eq!(queued(stolen).position, 2, "a stranger with the ID queues behind");
     }
 
