@@ -1032,6 +1032,30 @@ mod node_tests {
         assert_eq!(shown[0], SocketAddrV4::new(Ipv4Addr::LOCALHOST, 22), "the search shows what the hits named");
     }
 
+    /// Firewalled servents behind different NATs often name the same
+    /// private address (a DHCP lease and the default port): each is a push
+    /// source of its own, and a download must be given each one's push key,
+    /// as the hits offered them, not only the first servent's.
+    #[test]
+    fn review_servents_naming_the_same_private_address_are_each_given_to_downloads() {
+        let now = Instant::now();
+        let mut node = node(now);
+        connect(&mut node, 1, Direction::Incoming, now);
+        let search = node.search("seblinux", 4, now).unwrap();
+        actions(&mut node);
+        let lan = Ipv4Addr::new(192, 168, 1, 100);
+        for n in 1..=2 {
+            node.handle(Event::Message { peer: PeerId(1), message: hit_naming(search, n, lan) }, now);
+        }
+        let keys = [push_only_key(Guid([1; 16])), push_only_key(Guid([2; 16]))];
+        let done = actions(&mut node);
+        for key in keys {
+            assert!(done.iter().any(|a| matches!(a, Action::PushSource { source, .. } if *source == key)), "{key}");
+        }
+        let known = node.known(&[Urn::Sha1([5; 20])]).expect("the search found it");
+        assert_eq!(known.sources, keys, "the second servent's push key was lost");
+    }
+
     #[test]
     fn a_test_network_offers_a_loopback_hit_as_a_source_to_connect_to() {
         let now = Instant::now();

@@ -418,6 +418,29 @@ mod tests {
         assert!(matches!(q.admit(ip(9), urn(1), None, slots(0), t0, 9), Admission::Full { .. }));
     }
 
+    /// gtk-gnutella 1.2.3's downloader, told `503 Queued`, comes back
+    /// `position × 30 s` later (`parq.c`, `parq_download_parse_queue_status`:
+    /// `Retry-After` is only its least, `PARQ_TIMER_BY_POS`), well within the
+    /// lifetime. Told 1 s at the head, it is "late" from 6 s on, and the
+    /// slot that frees goes to whoever queued behind it and comes back every
+    /// second: in a crowd of our servents a gtk-gnutella downloader finds a
+    /// free slot only by chance. Before the change it kept its turn.
+    #[test]
+    fn review_a_gtk_gnutella_downloader_coming_back_by_its_position_keeps_its_turn() {
+        let mut q = UploadQueue::new(QueueConfig { retry: Duration::from_secs(60), ..QueueConfig::default() });
+        let slots = |free| Slots { free, total: 4, body: Duration::from_secs(1) };
+        let t0 = Instant::now();
+        let gtkg = queued(q.admit(ip(1), urn(1), None, slots(0), t0, 1));
+        assert_eq!((gtkg.position, gtkg.retry.as_secs()), (1, 1));
+        queued(q.admit(ip(2), urn(1), None, slots(0), t0, 2));
+        // One of ours, queued behind, comes back as a slot frees.
+        let t7 = t0 + Duration::from_secs(7);
+        let behind = q.admit(ip(2), urn(1), Some(2), slots(1), t7, 0);
+        assert!(matches!(behind, Admission::Queued(QueuePlace { position: 2, .. })), "{behind:?}: took its turn");
+        let back = t0 + Duration::from_secs(30) * u32::try_from(gtkg.position).unwrap();
+        assert_eq!(q.admit(ip(1), urn(1), Some(1), slots(1), back, 0), Admission::Serve);
+    }
+
     #[test]
     fn another_address_cannot_take_a_place_by_its_id() {
         let mut q = queue();

@@ -409,6 +409,39 @@ mod tests {
         assert!(!sent.contains(&ours), "a datagram to our own machine: {sent:?}");
     }
 
+    /// A servent at home behind a NAT advertises its private address (the
+    /// local end of its first link) and is no test network: a key Pong's
+    /// `IPP` naming hosts of its LAN (the router's DNS, UPnP) must not aim
+    /// datagrams there, as the dial rule refuses them everywhere else.
+    #[test]
+    fn review_attack_a_key_pong_naming_our_lan_gets_no_datagram_sent_there() {
+        let now = Instant::now();
+        let home = SocketAddrV4::new(Ipv4Addr::new(192, 168, 1, 5), 6346);
+        let mut client = node_with(Config { listen: SocketAddr::V4(home), udp: true, ..Config::default() }, now);
+        client.handle(Event::HostsLearned(vec![addr(2)]), now);
+        client.search("seblinux", 1, now).unwrap();
+        actions(&mut client);
+        let mut later = now + GUESS_AFTER;
+        client.handle_timeout(later);
+        let [(_, ping)] = datagrams(&mut client).try_into().unwrap();
+        let mut server = node(2, now);
+        server.handle(Event::Datagram { from: home, bytes: ping.encode() }, later);
+        let [(_, mut pong)] = datagrams(&mut server).try_into().unwrap();
+        let lan =
+            [SocketAddrV4::new(Ipv4Addr::new(192, 168, 1, 1), 53), SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 1), 1900)];
+        let Payload::Pong(body) = &mut pong.payload else { panic!("a pong") };
+        body.ggep.insert(ipp::IPP, ipp::pack(&[lan[0], lan[1], addr(3)]));
+        client.handle(Event::Datagram { from: addr(2), bytes: pong.encode() }, later);
+        let mut sent = Vec::new();
+        for _ in 0..4 {
+            sent.extend(datagrams(&mut client).into_iter().map(|(to, _)| to));
+            later += Duration::from_secs(1);
+            client.handle_timeout(later);
+        }
+        assert!(sent.contains(&addr(3)), "the other host it named is asked: {sent:?}");
+        assert!(!sent.iter().any(|to| lan.contains(to)), "a datagram into our LAN: {sent:?}");
+    }
+
     #[test]
     fn a_rare_search_asks_a_cached_host_for_a_key_then_queries_it_and_takes_its_hits_only() {
         let now = Instant::now();
