@@ -971,6 +971,28 @@ mod tests {
         assert!(uploads.take_slot().is_some());
     }
 
+    /// The one slot sends a 256 KiB chunk (uncapped: about a second at
+    /// [`rate::MIN_SLOT_RATE`]); the head of the queue asks for 64 MiB. Its
+    /// turn comes when the chunk is sent, but it is told what its own body
+    /// would take (cut to the longest, a minute), and its place, expected
+    /// until then, keeps the freed slot idle for that minute: the idle slots
+    /// the turnover's `Retry-After` was to end, whenever requesters ask for
+    /// more than the slots' bodies (gtk-gnutella asks for large ranges).
+    #[test]
+    fn review_the_retry_after_follows_the_bodies_in_the_slots_not_the_askers_own_length() {
+        let library = Arc::new(Library::in_memory().unwrap());
+        let config = UploadConfig { slots: 1, ..UploadConfig::default() };
+        let uploads = Uploads::new(config, library, Arc::new(AltLocations::new()));
+        let urn = Urn::Sha1([1; 20]);
+        let chunk = uploads.admit("192.0.2.1".parse().unwrap(), urn, None, 256 << 10);
+        assert!(chunk.is_ok(), "the chunk takes the free slot");
+        let Err((retry, Some(place))) = uploads.admit("192.0.2.2".parse().unwrap(), urn, None, 64 << 20) else {
+            panic!("queued")
+        };
+        assert_eq!(place.position, 1);
+        assert!(retry <= Duration::from_secs(2), "told {retry:?} for a turn one chunk away");
+    }
+
     #[test]
     fn connections_per_address_are_limited_and_freed() {
         let library = Arc::new(Library::in_memory().unwrap());
