@@ -28,8 +28,11 @@
 //!   ran out. `Retry-After` is only the least wait of the deployed
 //!   downloaders: gtk-gnutella's comes back after its told position × 30 s
 //!   (at most the lifetime − 40 s; `parq.c`,
-//!   `parq_download_parse_queue_status`), so a place is expected back
-//!   until the later of the two, unless its requester has
+//!   `parq_download_parse_queue_status`) when the `503` keeps the
+//!   connection, and, as ours closes it, after `Retry-After` but never
+//!   sooner than 12 s after it last connected to us (`downloads.c`,
+//!   `DOWNLOAD_CONNECT_DELAY`). A place is expected back until the later
+//!   of `Retry-After` and the position timer, unless its requester has
 //!   shown that it comes back by `Retry-After` (it came back within
 //!   [`LATE`] of it once): then by `Retry-After` alone;
 //! - per-address fairness: one address holds at most
