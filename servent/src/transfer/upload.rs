@@ -159,6 +159,9 @@ pub struct Uploads {
     library: Arc<Library>,
     alt: Arc<AltLocations>,
     slots_used: AtomicUsize,
+    /// The lengths of the bodies in the slots now: a queued requester's
+    /// turn comes as they end.
+    bodies: Mutex<Vec<u64>>,
     connections: Mutex<HashMap<IpAddr, usize>>,
     heads: Mutex<PendingHeads>,
     requests: AtomicU64,
@@ -198,6 +201,7 @@ impl Uploads {
             library,
             alt,
             slots_used: AtomicUsize::new(0),
+            bodies: Mutex::new(Vec::new()),
             connections: Mutex::new(HashMap::new()),
             heads: Mutex::new(PendingHeads::default()),
             requests: AtomicU64::new(0),
@@ -382,9 +386,9 @@ impl Uploads {
         let mut queue = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
         let (total, cap) = (self.slots(), self.rate.rate());
         let free = total.saturating_sub(self.slots_used.load(Ordering::Acquire));
-        let slots = Slots { free, total, body: rate::slot_time(len, cap, total) };
+        let slots = Slots { free, total, body: rate::slot_time(self.turnover(len), cap, total) };
         match queue.admit(addr, urn, id, slots, Instant::now(), rand::random()) {
-            Admission::Serve => self.take_slot().ok_or((self.config.retry_after, None)),
+            Admission::Serve => self.take_slot(len).ok_or((self.config.retry_after, None)),
             Admission::Queued(place) => Err((place.retry, Some(place))),
             Admission::TooEarly { retry } | Admission::Full { retry } => Err((retry, None)),
         }
@@ -396,13 +400,23 @@ impl Uploads {
         rate::upload_slots(self.config.slots, self.rate.rate())
     }
 
-    /// Takes an upload slot, if one is free.
-    fn take_slot(&self) -> Option<SlotGuard<'_>> {
+    /// The body length by which the slots turn over: the shortest of the
+    /// bodies in them (the first to end; a place further back comes back
+    /// early at worst, and is told again), or, with none, the asker's own
+    /// `len`.
+    fn turnover(&self, len: u64) -> u64 {
+        let bodies = self.bodies.lock().unwrap_or_else(PoisonError::into_inner);
+        bodies.iter().min().copied().unwrap_or(len)
+    }
+
+    /// Takes an upload slot for a body of `len` bytes, if one is free.
+    fn take_slot(&self, len: u64) -> Option<SlotGuard<'_>> {
         let slots = self.slots();
         self.slots_used
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| (used < slots).then_some(used + 1))
-            .ok()
-            .map(|_| SlotGuard { uploads: self })
+            .ok()?;
+        self.bodies.lock().unwrap_or_else(PoisonError::into_inner).push(len);
+        Some(SlotGuard { uploads: self, len })
     }
 }
 
@@ -454,10 +468,17 @@ impl Drop for HeadGuard<'_> {
 /// One upload slot in use; freed when dropped.
 struct SlotGuard<'a> {
     uploads: &'a Uploads,
+    /// The length of its body.
+    len: u64,
 }
 
 impl Drop for SlotGuard<'_> {
     fn drop(&mut self) {
+        let mut bodies = self.uploads.bodies.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(index) = bodies.iter().position(|&len| len == self.len) {
+            bodies.swap_remove(index);
+        }
+        drop(bodies);
         self.uploads.slots_used.fetch_sub(1, Ordering::AcqRel);
     }
 }
@@ -666,7 +687,7 @@ impl Exchange<'_> {
         // have the swarm to turn to, and a place kept for one that went
         // elsewhere (or finished) would hold a free slot from the others.
         let admitted = match available {
-            Some(_) => uploads.take_slot().ok_or((uploads.config.retry_after, None)),
+            Some(_) => uploads.take_slot(end - start).ok_or((uploads.config.retry_after, None)),
             None => uploads.admit(self.remote.ip(), file.sha1, returned, end - start),
         };
         let _slot = match admitted {
@@ -706,7 +727,8 @@ impl Exchange<'_> {
         // for it all at once, and it is a few KiB.
         let _slot = match uploads.cached_tree(file) {
             Some(_) => None,
-            None => match uploads.take_slot() {
+            // Computing the tree reads the whole file.
+            None => match uploads.take_slot(file.size) {
                 Some(slot) => Some(slot),
                 None => {
                     uploads.refused_busy.fetch_add(1, Ordering::Relaxed);
@@ -963,12 +985,34 @@ mod tests {
         let library = Arc::new(Library::in_memory().unwrap());
         let config = UploadConfig { slots: 1, ..UploadConfig::default() };
         let uploads = Uploads::new(config, library, Arc::new(AltLocations::new()));
-        let slot = uploads.take_slot();
+        let slot = uploads.take_slot(1);
         assert!(slot.is_some());
-        assert!(uploads.take_slot().is_none());
+        assert!(uploads.take_slot(1).is_none());
         assert_eq!(uploads.snapshot().uploading, 1);
         drop(slot);
-        assert!(uploads.take_slot().is_some());
+        assert!(uploads.take_slot(1).is_some());
+    }
+
+    /// The one slot sends a 256 KiB chunk (uncapped: about a second at
+    /// [`rate::MIN_SLOT_RATE`]); the head of the queue asks for 64 MiB. Its
+    /// turn comes when the chunk is sent, but it is told what its own body
+    /// would take (cut to the longest, a minute), and its place, expected
+    /// until then, keeps the freed slot idle for that minute: the idle slots
+    /// the turnover's `Retry-After` was to end, whenever requesters ask for
+    /// more than the slots' bodies (gtk-gnutella asks for large ranges).
+    #[test]
+    fn review_the_retry_after_follows_the_bodies_in_the_slots_not_the_askers_own_length() {
+        let library = Arc::new(Library::in_memory().unwrap());
+        let config = UploadConfig { slots: 1, ..UploadConfig::default() };
+        let uploads = Uploads::new(config, library, Arc::new(AltLocations::new()));
+        let urn = Urn::Sha1([1; 20]);
+        let chunk = uploads.admit("192.0.2.1".parse().unwrap(), urn, None, 256 << 10);
+        assert!(chunk.is_ok(), "the chunk takes the free slot");
+        let Err((retry, Some(place))) = uploads.admit("192.0.2.2".parse().unwrap(), urn, None, 64 << 20) else {
+            panic!("queued")
+        };
+        assert_eq!(place.position, 1);
+        assert!(retry <= Duration::from_secs(2), "told {retry:?} for a turn one chunk away");
     }
 
     #[test]

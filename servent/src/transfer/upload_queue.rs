@@ -20,11 +20,21 @@
 //!   minute left the slots idle: a crowd fetching a new release in 256 KiB
 //!   chunks frees them every second, and each requester came back a
 //!   minute later;
-//! - a requester later than [`LATE`] past its `Retry-After` holds no slot
-//!   for its turn (it keeps its place: it is served first when it comes
-//!   back to a free slot): a downloader that found the rest elsewhere, or
-//!   finished, never comes back, and the places it left at the head of the
-//!   queue would keep the slots idle until their lifetime ran out;
+//! - a requester later than [`LATE`] past when it is expected back holds
+//!   no slot for its turn (it keeps its place: it is served first when it
+//!   comes back to a free slot): a downloader that found the rest
+//!   elsewhere, or finished, never comes back, and the places it left at
+//!   the head of the queue would keep the slots idle until their lifetime
+//!   ran out. `Retry-After` is only the least wait of the deployed
+//!   downloaders: gtk-gnutella's comes back after its told position × 30 s
+//!   (at most the lifetime − 40 s; `parq.c`,
+//!   `parq_download_parse_queue_status`) when the `503` keeps the
+//!   connection, and, as ours closes it, after `Retry-After` but never
+//!   sooner than 12 s after it last connected to us (`downloads.c`,
+//!   `DOWNLOAD_CONNECT_DELAY`). A place is expected back until the later
+//!   of `Retry-After` and the position timer, unless its requester has
+//!   shown that it comes back by `Retry-After` (it came back within
+//!   [`LATE`] of it once): then by `Retry-After` alone;
 //! - per-address fairness: one address holds at most
 //!   [`MAX_PLACES_PER_ADDRESS`] places, so one host cannot fill the queue;
 //! - the queue is bounded ([`QueueConfig::max_length`]); past it, a bare
@@ -43,6 +53,12 @@ pub const MAX_PLACES_PER_ADDRESS: usize = 4;
 pub const LATE: Duration = Duration::from_secs(5);
 /// The shortest `Retry-After` (HTTP's are whole seconds).
 const MIN_RETRY: Duration = Duration::from_secs(1);
+/// How long gtk-gnutella's downloader waits for each place before its own
+/// (`PARQ_TIMER_BY_POS`).
+const TIMER_BY_POSITION: Duration = Duration::from_secs(30);
+/// How long before the place's lifetime ends gtk-gnutella's downloader
+/// comes back at the latest (`PARQ_RETRY_SAFETY`).
+const RETRY_SAFETY: Duration = Duration::from_secs(40);
 
 /// The upload slots as a request finds them: how many are free, how many
 /// bodies go out at once, and about how long one takes (the request's own
@@ -96,12 +112,29 @@ struct Entry {
     asked: Instant,
     /// The `Retry-After` it was told then.
     retry: Duration,
+    /// When gtk-gnutella's downloader would come back after `asked`, by
+    /// the position it was told.
+    timer: Duration,
+    /// Whether its requester once came back within [`LATE`] of its
+    /// `Retry-After`: it follows `Retry-After`, not a timer of its own.
+    prompt: bool,
 }
 
 impl Entry {
+    /// How long after `asked` its requester is expected back: by its
+    /// `Retry-After` if it has shown that it follows it, else by the later
+    /// of that and the deployed downloader's timer.
+    fn due(&self) -> Duration {
+        if self.prompt {
+            self.retry
+        } else {
+            self.retry.max(self.timer)
+        }
+    }
+
     /// Whether its requester may still come back in time for its turn.
     fn expected(&self, now: Instant) -> bool {
-        now < self.asked + self.retry + LATE
+        now < self.asked + self.due() + LATE
     }
 }
 
@@ -208,10 +241,12 @@ impl UploadQueue {
                     self.places.remove(index);
                     return Admission::Serve;
                 }
-                let since = now.duration_since(self.places[index].asked);
-                if since < self.places[index].retry {
-                    return Admission::TooEarly { retry: self.places[index].retry - since };
+                let entry = &mut self.places[index];
+                let since = now.duration_since(entry.asked);
+                if since < entry.retry {
+                    return Admission::TooEarly { retry: entry.retry - since };
                 }
+                entry.prompt |= since < entry.retry + LATE;
                 Admission::Queued(self.tell(index, ahead + 1, slots, now))
             }
             None if self.expected_before(self.places.len(), now) < slots.free => Admission::Serve,
@@ -221,7 +256,9 @@ impl UploadQueue {
                     return Admission::Full { retry: self.config.retry };
                 }
                 let ahead = self.expected_before(self.places.len(), now);
-                self.places.push_back(Entry { id: new_id, addr, urn, asked: now, retry: MIN_RETRY });
+                let entry =
+                    Entry { id: new_id, addr, urn, asked: now, retry: MIN_RETRY, timer: Duration::ZERO, prompt: false };
+                self.places.push_back(entry);
                 Admission::Queued(self.tell(self.places.len() - 1, ahead + 1, slots, now))
             }
         }
@@ -236,10 +273,12 @@ impl UploadQueue {
     /// to come back, and remembers it.
     fn tell(&mut self, index: usize, position: usize, slots: Slots, now: Instant) -> QueuePlace {
         let retry = slots.retry(position, self.config.retry);
+        let by_position = TIMER_BY_POSITION.saturating_mul(u32::try_from(position).unwrap_or(u32::MAX));
         let length = self.places.len();
         let entry = &mut self.places[index];
         entry.asked = now;
         entry.retry = retry;
+        entry.timer = by_position.min(self.config.lifetime.saturating_sub(RETRY_SAFETY));
         QueuePlace { position, length, id: entry.id, retry, lifetime: self.config.lifetime }
     }
 }
@@ -363,9 +402,10 @@ mod tests {
         assert!(q.is_empty());
     }
 
-    /// Downloaders that found the rest elsewhere never come back: past
-    /// their `Retry-After` and [`LATE`], their places hold no slot, and one
-    /// that comes back after all is still served before those behind it.
+    /// Downloaders that found the rest elsewhere never come back: once a
+    /// requester has shown that it comes back by `Retry-After`, its place
+    /// holds no slot past that and [`LATE`], and one that comes back after
+    /// all is still served before those behind it.
     #[test]
     fn places_whose_requesters_did_not_come_back_hold_no_slot() {
         let mut q = queue();
@@ -374,16 +414,41 @@ mod tests {
         for n in 1..=3u8 {
             assert_eq!(queued(q.admit(ip(n), urn(1), None, slots(0), t0, u64::from(n))).retry.as_secs(), 1);
         }
+        // They come back by their Retry-After, still before their turn.
+        let t1 = t0 + Duration::from_secs(1);
+        for n in 1..=3u8 {
+            assert_eq!(queued(q.admit(ip(n), urn(1), Some(u64::from(n)), slots(0), t1, 0)).position, usize::from(n));
+        }
         // In time, their turns are kept from a newcomer.
-        let due = t0 + Duration::from_secs(1) + LATE - Duration::from_millis(1);
+        let due = t1 + Duration::from_secs(1) + LATE - Duration::from_millis(1);
         assert_eq!(queued(q.admit(ip(9), urn(1), None, slots(2), due, 9)).position, 4);
         // Too late: the first three hold no slot. The second comes back
         // after all: served before the newcomer behind it, which is served
         // in turn.
-        let late = t0 + Duration::from_secs(1) + LATE;
+        let late = t1 + Duration::from_secs(1) + LATE;
         assert_eq!(q.admit(ip(2), urn(1), Some(2), slots(1), late, 0), Admission::Serve);
         assert_eq!(q.admit(ip(9), urn(1), Some(9), slots(1), late, 0), Admission::Serve);
         assert_eq!(q.len(), 2);
+    }
+
+    /// A place whose requester has not yet shown when it comes back is
+    /// expected by the deployed downloader's timer (gtk-gnutella's, its
+    /// position × 30 s, at most the lifetime − 40 s), then holds no slot:
+    /// what a downloader that never comes back costs.
+    #[test]
+    fn a_new_place_is_expected_by_the_deployed_timer_then_holds_no_slot() {
+        let mut q = UploadQueue::new(QueueConfig { lifetime: Duration::from_secs(100), ..QueueConfig::default() });
+        let slots = |free| Slots { free, total: 4, body: Duration::from_secs(1) };
+        let t0 = Instant::now();
+        for n in 1..=3u8 {
+            queued(q.admit(ip(n), urn(1), None, slots(0), t0, u64::from(n)));
+        }
+        let expected = |secs| q.expected_before(q.len(), t0 + Duration::from_secs(secs));
+        assert_eq!(expected(34), 3, "the first expected until 30 s + LATE");
+        assert_eq!(expected(35), 2);
+        assert_eq!(expected(64), 2, "the second and third until 60 s (the lifetime − 40 s) + LATE");
+        assert_eq!(expected(65), 0);
+        assert_eq!(q.admit(ip(9), urn(1), None, slots(1), t0 + Duration::from_secs(65), 9), Admission::Serve);
     }
 
     #[test]
@@ -416,6 +481,29 @@ mod tests {
         }
         assert_eq!(q.len(), 8);
         assert!(matches!(q.admit(ip(9), urn(1), None, slots(0), t0, 9), Admission::Full { .. }));
+    }
+
+    /// gtk-gnutella 1.2.3's downloader, told `503 Queued`, comes back
+    /// `position × 30 s` later (`parq.c`, `parq_download_parse_queue_status`:
+    /// `Retry-After` is only its least, `PARQ_TIMER_BY_POS`), well within the
+    /// lifetime. Told 1 s at the head, it is "late" from 6 s on, and the
+    /// slot that frees goes to whoever queued behind it and comes back every
+    /// second: in a crowd of our servents a gtk-gnutella downloader finds a
+    /// free slot only by chance. Before the change it kept its turn.
+    #[test]
+    fn review_a_gtk_gnutella_downloader_coming_back_by_its_position_keeps_its_turn() {
+        let mut q = UploadQueue::new(QueueConfig { retry: Duration::from_secs(60), ..QueueConfig::default() });
+        let slots = |free| Slots { free, total: 4, body: Duration::from_secs(1) };
+        let t0 = Instant::now();
+        let gtkg = queued(q.admit(ip(1), urn(1), None, slots(0), t0, 1));
+        assert_eq!((gtkg.position, gtkg.retry.as_secs()), (1, 1));
+        queued(q.admit(ip(2), urn(1), None, slots(0), t0, 2));
+        // One of ours, queued behind, comes back as a slot frees.
+        let t7 = t0 + Duration::from_secs(7);
+        let behind = q.admit(ip(2), urn(1), Some(2), slots(1), t7, 0);
+        assert!(matches!(behind, Admission::Queued(QueuePlace { position: 2, .. })), "{behind:?}: took its turn");
+        let back = t0 + Duration::from_secs(30) * u32::try_from(gtkg.position).unwrap();
+        assert_eq!(q.admit(ip(1), urn(1), Some(1), slots(1), back, 0), Admission::Serve);
     }
 
     #[test]
