@@ -1001,7 +1001,7 @@ mod tests {
     /// the turnover's `Retry-After` was to end, whenever requesters ask for
     /// more than the slots' bodies (gtk-gnutella asks for large ranges).
     #[test]
-    fn review_the_retry_after_follows_the_bodies_in_the_slots_not_the_askers_own_length() {
+    fn the_retry_after_follows_the_bodies_in_the_slots_not_the_askers_own_length() {
         let library = Arc::new(Library::in_memory().unwrap());
         let config = UploadConfig { slots: 1, ..UploadConfig::default() };
         let uploads = Uploads::new(config, library, Arc::new(AltLocations::new()));

@@ -491,7 +491,7 @@ mod tests {
     /// second: in a crowd of our servents a gtk-gnutella downloader finds a
     /// free slot only by chance. Before the change it kept its turn.
     #[test]
-    fn review_a_gtk_gnutella_downloader_coming_back_by_its_position_keeps_its_turn() {
+    fn a_gtk_gnutella_downloader_coming_back_by_its_position_keeps_its_turn() {
         let mut q = UploadQueue::new(QueueConfig { retry: Duration::from_secs(60), ..QueueConfig::default() });
         let slots = |free| Slots { free, total: 4, body: Duration::from_secs(1) };
         let t0 = Instant::now();
