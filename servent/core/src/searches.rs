@@ -449,6 +449,28 @@ mod tests {
         assert_eq!(search.results()[0].sources.len(), 1);
     }
 
+    /// One host answering from its one public address under a new servent
+    /// GUID each time fills the result's [`MAX_SOURCES`] with that address:
+    /// an honest servent answering after it is no source, and the download
+    /// has one address to dial ([`SearchResult::dialable`] lists it once).
+    /// Before sources were told apart by GUID, the address was listed once
+    /// and the honest servent was kept.
+    #[test]
+    fn attack_one_address_under_many_guids_does_not_crowd_out_an_honest_source() {
+        let now = Instant::now();
+        let mut search = Search::new("x".into(), now);
+        let r = result("a", 1, vec![Urn::Sha1([1; 20])]);
+        for n in 0..=u8::try_from(MAX_SOURCES).unwrap() {
+            let mut flood = hit(1, vec![r.clone()]);
+            flood.servent_guid = Guid([n; 16]);
+            search.add(&flood, now, &TrustStore::in_memory());
+        }
+        search.add(&hit(2, vec![r]), now, &TrustStore::in_memory());
+        let dialable = search.results()[0].clone().dialable(&DialRule::new(false));
+        let honest = SocketAddrV4::new(Ipv4Addr::new(192, 0, 2, 2), 6346);
+        assert!(dialable.sources.contains(&honest), "sources: {:?}", dialable.sources);
+    }
+
     #[test]
     fn attack_servents_flooding_one_address_under_new_guids_stay_within_the_bound_of_sources() {
         let now = Instant::now();
