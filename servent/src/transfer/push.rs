@@ -328,6 +328,27 @@ mod tests {
         FirewalledLocation { servent: Guid(guid), address: None, proxies: vec!["192.0.2.1:6346".parse().unwrap()] }
     }
 
+    /// A servent GUID is public (every hit carries it), and its push-only
+    /// key is five of its bytes: a hostile servent whose GUID shares them,
+    /// answering the same search from an address we may not dial, must not
+    /// take over the key another servent's hit taught, or the download's
+    /// PUSHes for that source go to it (and its proxies) instead.
+    #[test]
+    fn attack_a_guid_sharing_another_servents_push_only_key_does_not_take_its_source() {
+        let pushes = Pushes::new(|_, _, _| {});
+        let honest = Guid([7; 16]);
+        let mut forged = [0xEE; 16];
+        forged[..5].copy_from_slice(&honest.0[..5]);
+        let key = push_only_key(honest);
+        let named = Ipv4Addr::new(10, 0, 0, 1);
+        pushes.learn(key, honest, Vec::new(), vec!["192.0.2.1:6346".parse().unwrap()], named);
+        let hostile_proxy: SocketAddrV4 = "203.0.113.66:6346".parse().unwrap();
+        pushes.learn(push_only_key(Guid(forged)), Guid(forged), Vec::new(), vec![hostile_proxy], named);
+        let told = pushes.location(key).unwrap();
+        assert_eq!(told.servent, honest, "the PUSH for the honest source goes to {:?}", told.servent);
+        assert!(!told.proxies.contains(&hostile_proxy));
+    }
+
     #[test]
     fn x_falt_sources_are_keyed_apart_from_real_addresses_and_told_on_without_one() {
         let pushes = Pushes::new(|_, _, _| {});
