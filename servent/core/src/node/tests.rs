@@ -481,6 +481,24 @@ fn a_browsed_listing_is_kept_as_a_search_whose_files_are_known_and_nothing_is_se
     assert_eq!(node.known(&[Urn::Sha1([6; 20])]).unwrap().sources, vec![addr(2)]);
 }
 
+/// The user browses a servent on their own LAN by its address (the
+/// browse's listing names it as every file's source: `NodeHandle::browse`)
+/// and downloads a file of it. The user named that address: the download
+/// should dial it, as a magnet's or `--peer`'s are. The dial rule turns it
+/// into a push-only key that no PUSH target backs (a browse teaches none),
+/// so the download has no source it can reach; before the rule it dialed.
+#[test]
+fn a_file_of_a_browsed_lan_servent_is_downloaded_from_the_address_the_user_named() {
+    let now = Instant::now();
+    let mut node = node_with_a_neighbour(now);
+    let mut hit = hit_of_one_file(2, "browsed.tar", Urn::Sha1([6; 20]));
+    let lan = SocketAddrV4::new(Ipv4Addr::new(192, 168, 1, 20), 6346);
+    hit.ip = *lan.ip();
+    node.browsed(format!("browse {lan}"), &[hit], now);
+    assert!(!actions(&mut node).iter().any(|a| matches!(a, Action::PushSource { .. })), "no PUSH target taught");
+    assert_eq!(node.known(&[Urn::Sha1([6; 20])]).unwrap().sources, vec![lan]);
+}
+
 #[test]
 fn empty_or_long_search_is_refused() {
     let now = Instant::now();
