@@ -93,6 +93,10 @@ pub struct SearchResult {
     /// PUSH to it needs.
     #[serde(skip)]
     servents: Vec<Guid>,
+    /// Those of `sources` the user named (a browsed host): dialled as
+    /// named, whatever the dial rule says ([`Self::dialable`]).
+    #[serde(skip)]
+    named: Vec<SocketAddrV4>,
     /// Whether it is genuine, as far as can be told before downloading:
     /// `verdict`, `reason`, `publisher`, `version`.
     #[serde(flatten)]
@@ -108,8 +112,8 @@ pub struct SearchResult {
 impl SearchResult {
     /// A result from no search, for tests of what uses results.
     pub fn judged(name: &str, size: u64, judgement: Judgement) -> SearchResult {
-        let (sha1, sha256, sources, servents, signature, carried) =
-            (None, None, Vec::new(), Vec::new(), None, Vec::new());
+        let (sha1, sha256, sources, servents, named, signature, carried) =
+            (None, None, Vec::new(), Vec::new(), Vec::new(), None, Vec::new());
         SearchResult {
             name: name.into(),
             size,
@@ -118,6 +122,7 @@ impl SearchResult {
             tth: None,
             sources,
             servents,
+            named,
             judgement,
             signature,
             carried,
@@ -125,15 +130,16 @@ impl SearchResult {
     }
 
     /// The result as a download may use it under `rule`: a source the rule
-    /// refuses (our machine, our LAN, our own IP) is named by its push-only
-    /// key instead ([`push_only_key`]), reached by PUSH or not at all, as a
+    /// refuses (our machine, our LAN, our own IP) and the user did not name
+    /// is named by its push-only key instead ([`push_only_key`]), reached by PUSH or not at all, as a
     /// hit naming it is offered ([`crate::node::Action::PushSource`]).
     /// Each servent keeps its own key, however many named the same refused
     /// address; an allowed address is listed once.
     pub fn dialable(mut self, rule: &DialRule) -> SearchResult {
         let named = std::mem::take(&mut self.sources);
         for (source, servent) in named.into_iter().zip(std::mem::take(&mut self.servents)) {
-            let source = if rule.allows(source) { source } else { push_only_key(servent) };
+            let named = self.named.contains(&source);
+            let source = if named || rule.allows(source) { source } else { push_only_key(servent) };
             if !self.sources.contains(&source) {
                 self.sources.push(source);
                 self.servents.push(servent);
@@ -142,15 +148,19 @@ impl SearchResult {
         self
     }
 
-    /// Adds a source with the servent GUID its hit gave, unless that
-    /// servent is known at that address or the result has [`MAX_SOURCES`].
+    /// Adds a source with the servent GUID its hit gave (`named` when the
+    /// user named its address), unless that servent is known at that
+    /// address or the result has [`MAX_SOURCES`].
     /// Servents behind different NATs may name one private address: each
     /// is a source of its own, reached by PUSH to its GUID ([`Self::dialable`]).
-    fn add_source(&mut self, source: SocketAddrV4, servent: Guid) {
+    fn add_source(&mut self, source: SocketAddrV4, servent: Guid, named: bool) {
         let known = self.sources.iter().zip(&self.servents).any(|(s, g)| *s == source && *g == servent);
         if self.sources.len() < MAX_SOURCES && !known {
             self.sources.push(source);
             self.servents.push(servent);
+        }
+        if named && self.sources.contains(&source) && !self.named.contains(&source) {
+            self.named.push(source);
         }
     }
 
@@ -220,6 +230,8 @@ pub struct Search {
     started: Instant,
     /// How long the first QueryHit took to arrive.
     pub first_hit_after: Option<Duration>,
+    /// Whether the user named its sources (a browse of the host they typed).
+    browse: bool,
 }
 
 impl Search {
@@ -231,6 +243,7 @@ impl Search {
             hits_received: 0,
             started: now,
             first_hit_after: None,
+            browse: false,
         }
     }
 
@@ -257,7 +270,7 @@ impl Search {
             if let Some(i) = known.into_iter().find(|&i| self.results[i].agrees(sha1, sha256)) {
                 let existing = &mut self.results[i];
                 if existing.size == result.size {
-                    existing.add_source(source, hit.servent_guid);
+                    existing.add_source(source, hit.servent_guid, self.browse);
                     existing.sha1 = existing.sha1.or(sha1);
                     existing.sha256 = existing.sha256.or(sha256);
                     existing.tth = existing.tth.or(result.tth());
@@ -282,6 +295,7 @@ impl Search {
                 tth: result.tth(),
                 sources: vec![source],
                 servents: vec![hit.servent_guid],
+                named: if self.browse { vec![source] } else { Vec::new() },
                 judgement: Judgement::unsigned(),
                 signature: None,
                 carried: Vec::new(),
@@ -302,12 +316,22 @@ pub struct Searches {
 impl Searches {
     /// Starts remembering a search sent at `now`.
     pub fn start(&mut self, guid: Guid, text: String, now: Instant) {
+        self.remember(guid, Search::new(text, now));
+    }
+
+    /// Starts remembering the listing of a host the user browsed at `now`:
+    /// the user named the address its files come from.
+    pub fn start_browse(&mut self, guid: Guid, label: String, now: Instant) {
+        self.remember(guid, Search { browse: true, ..Search::new(label, now) });
+    }
+
+    fn remember(&mut self, guid: Guid, search: Search) {
         if self.order.len() >= MAX_SEARCHES {
             if let Some(oldest) = self.order.pop_front() {
                 self.searches.remove(&oldest);
             }
         }
-        self.searches.insert(guid, Search::new(text, now));
+        self.searches.insert(guid, search);
         self.order.push_back(guid);
     }
 
@@ -339,7 +363,7 @@ impl Searches {
                 None => found = Some(result.clone()),
                 Some(found) if found.size == result.size => {
                     for (source, servent) in result.sources.iter().zip(&result.servents) {
-                        found.add_source(*source, *servent);
+                        found.add_source(*source, *servent, result.named.contains(source));
                     }
                     found.sha1 = found.sha1.or(result.sha1);
                     found.sha256 = found.sha256.or(result.sha256);
@@ -485,6 +509,28 @@ mod tests {
         assert_eq!(found.sources.len(), MAX_SOURCES);
         let dialable = found.clone().dialable(&DialRule::new(false));
         assert_eq!(dialable.sources, [SocketAddrV4::new(Ipv4Addr::new(192, 0, 2, 1), 6346)], "a public address once");
+    }
+
+    /// A browse names its host's address as the user typed it: that source
+    /// is dialled as named, while a LAN address a stranger's hit named for
+    /// the same file is still given as its push-only key.
+    #[test]
+    fn a_browsed_address_is_dialled_as_named_and_a_strangers_is_not() {
+        let now = Instant::now();
+        let mut searches = Searches::default();
+        let r = result("a", 1, vec![Urn::Sha1([1; 20])]);
+        let (browsed, searched) = (Guid([1; 16]), Guid([2; 16]));
+        let mut listed = hit(1, vec![r.clone()]);
+        listed.ip = Ipv4Addr::new(192, 168, 1, 20);
+        searches.start_browse(browsed, "browse 192.168.1.20:6346".into(), now);
+        searches.add(browsed, &listed, now, &TrustStore::in_memory());
+        let mut stranger = hit(2, vec![r]);
+        stranger.ip = Ipv4Addr::new(192, 168, 1, 21);
+        searches.start(searched, "a".into(), now);
+        searches.add(searched, &stranger, now, &TrustStore::in_memory());
+        let found = searches.find(&[Urn::Sha1([1; 20])]).unwrap().dialable(&DialRule::new(false));
+        let named = SocketAddrV4::new(Ipv4Addr::new(192, 168, 1, 20), 6346);
+        assert_eq!(found.sources, [named, push_only_key(stranger.servent_guid)]);
     }
 
     #[test]

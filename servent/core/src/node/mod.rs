@@ -764,7 +764,7 @@ impl Node {
     /// downloaded by URN as a search's are. Sends nothing. Returns its id.
     pub fn browsed(&mut self, label: String, hits: &[QueryHit], now: Instant) -> Guid {
         let guid = Guid::from_rng(&mut self.rng);
-        self.searches.start(guid, label, now);
+        self.searches.start_browse(guid, label, now);
         let trust = self.trust.read();
         for hit in hits {
             self.searches.add(guid, hit, now, &trust);
@@ -982,7 +982,8 @@ impl Node {
 
     /// What our searches know of the content with any of these URNs, for a
     /// download: a source the dial rule refuses is given as its push-only
-    /// key ([`SearchResult::dialable`]), as a hit naming it is offered.
+    /// key ([`SearchResult::dialable`]), as a hit naming it is offered,
+    /// unless the user named it (a browsed host).
     pub fn known(&self, urns: &[Urn]) -> Option<SearchResult> {
         self.searches.find(urns).map(|found| found.dialable(&self.dial_rule()))
     }
