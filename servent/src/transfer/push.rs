@@ -174,6 +174,8 @@ impl Pushes {
 
     /// Remembers that `source` (the address its hit gave) is reached by a
     /// PUSH to `servent` (or through its `proxies`, which `namer` named), with these files' indices.
+    /// A [`push_only_key`] another servent holds stays its: GUIDs are public,
+    /// and one sharing the key's five bytes must not take over its source.
     pub fn learn(
         &self,
         source: SocketAddrV4,
@@ -184,6 +186,9 @@ impl Pushes {
     ) {
         let proxies = proxies.into_iter().take(MAX_NAMED_PROXIES).map(|proxy| (proxy, namer)).collect();
         let mut targets = self.targets.lock().unwrap_or_else(PoisonError::into_inner);
+        if is_push_only(source) && targets.get(&source).is_some_and(|known| known.servent != servent) {
+            return;
+        }
         if targets.len() >= MAX_PUSH_SOURCES && !targets.contains_key(&source) {
             // Forget one at random (hash order): a bound, not a policy.
             let Some(old) = targets.keys().next().copied() else { return };
@@ -196,7 +201,8 @@ impl Pushes {
     /// for one download, as `X-Alt` is): each under its [`push_only_key`],
     /// never under the address it claims, so that no answer can make us
     /// push to a source we reach directly; and never in place of a source
-    /// a hit taught (a full table takes no more hints). The proxies each
+    /// a hit taught (a full table takes no more hints), nor of another
+    /// servent sharing the key. The proxies each
     /// names join those known (earlier ones kept, up to
     /// [`MAX_NAMED_PROXIES`]), counted against `namer` (the answer's
     /// sender), so that a later answer cannot replace proxies an earlier one
@@ -214,6 +220,9 @@ impl Pushes {
                 files: Vec::new(),
                 proxies: Vec::new(),
             });
+            if target.servent != location.servent {
+                continue;
+            }
             for proxy in &location.proxies {
                 if target.proxies.len() < MAX_NAMED_PROXIES && !target.proxies.iter().any(|(known, _)| known == proxy) {
                     target.proxies.push((*proxy, namer));
@@ -347,6 +356,24 @@ mod tests {
         let told = pushes.location(key).unwrap();
         assert_eq!(told.servent, honest, "the PUSH for the honest source goes to {:?}", told.servent);
         assert!(!told.proxies.contains(&hostile_proxy));
+    }
+
+    /// As a hit's, an `X-Falt` naming a GUID that shares another servent's
+    /// push-only key adds no proxy to that servent's source, nor is given
+    /// to the download as a source.
+    #[test]
+    fn attack_an_x_falt_sharing_another_servents_push_only_key_adds_nothing_to_its_source() {
+        let pushes = Pushes::new(|_, _, _| {});
+        let honest = Guid([7; 16]);
+        let mut forged = [0xEE; 16];
+        forged[..5].copy_from_slice(&honest.0[..5]);
+        let named = Ipv4Addr::new(10, 0, 0, 1);
+        pushes.learn(push_only_key(honest), honest, Vec::new(), vec!["192.0.2.1:6346".parse().unwrap()], named);
+        let hostile_proxy: SocketAddrV4 = "203.0.113.66:6346".parse().unwrap();
+        let hint = FirewalledLocation { servent: Guid(forged), address: None, proxies: vec![hostile_proxy] };
+        assert!(pushes.learn_firewalled(&[hint], named).is_empty());
+        let told = pushes.location(push_only_key(honest)).unwrap();
+        assert_eq!((told.servent, told.proxies), (honest, vec!["192.0.2.1:6346".parse().unwrap()]));
     }
 
     #[test]
