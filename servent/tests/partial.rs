@@ -17,7 +17,7 @@ use async_std::io::prelude::BufReadExt;
 use async_std::io::{BufReader, ReadExt, WriteExt};
 use async_std::net::{TcpListener, TcpStream};
 use async_std::task;
-use common::{start_with, varied_bytes, wait_for, wait_indexed, PATIENCE};
+use common::{start_with, stingy, varied_bytes, wait_for, wait_indexed, PATIENCE};
 use search::thex::{dime, Tree};
 use search::Digests;
 use servent::config::Mode;
@@ -173,76 +173,6 @@ async fn wait_done(downloads: &Downloads, id: servent::transfer::download::Downl
     async_std::future::timeout(PATIENCE * 2, downloads.wait(id)).await.expect("download ended in time").unwrap()
 }
 
-/// A source written by hand that serves the tree and has only the first
-/// `chunks` chunks, as a partial source says (PFSP).
-async fn stingy_publisher(bytes: Arc<Vec<u8>>, chunks: u64) -> SocketAddrV4 {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = v4(listener.local_addr().unwrap());
-    let thex = Arc::new(dime::serialize(&Tree::of(&bytes)));
-    task::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
-            task::spawn(serve_stingily(stream, bytes.clone(), thex.clone(), chunks * CHUNK_SIZE));
-        }
-    });
-    addr
-}
-
-async fn serve_stingily(stream: TcpStream, bytes: Arc<Vec<u8>>, thex: Arc<Vec<u8>>, limit: u64) {
-    let size = bytes.len() as u64;
-    let mut reader = BufReader::new(stream.clone());
-    let mut writer = stream;
-    let has = format!("X-Available-Ranges: bytes 0-{}", limit - 1);
-    loop {
-        let Some((target, range)) = read_request(&mut reader).await else { return };
-        let reply = match range {
-            Some((start, end)) if target.contains("/uri-res/N2R") && end <= limit => {
-                let head = format!(
-                    "HTTP/1.1 206 Partial Content\r\nContent-Range: bytes {start}-{}/{size}\r\nContent-Length: {}\r\n\
-                     {has}\r\n\r\n",
-                    end - 1,
-                    end - start
-                );
-                [head.into_bytes(), bytes[start as usize..end as usize].to_vec()].concat()
-            }
-            Some(_) => format!(
-                "HTTP/1.1 416 Requested Range Not Satisfiable\r\nContent-Range: bytes */{size}\r\n\
-                 Content-Length: 0\r\n{has}\r\n\r\n"
-            )
-            .into_bytes(),
-            None if target.contains("/uri-res/N2X") => {
-                let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", thex.len());
-                [head.as_bytes(), &thex[..]].concat()
-            }
-            None => b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n".to_vec(),
-        };
-        if writer.write_all(&reply).await.is_err() {
-            return;
-        }
-    }
-}
-
-/// Reads one request head: its first line and its range (end exclusive).
-async fn read_request(reader: &mut BufReader<TcpStream>) -> Option<(String, Option<(u64, u64)>)> {
-    let (mut target, mut range) = (String::new(), None);
-    loop {
-        let mut line = String::new();
-        if reader.read_line(&mut line).await.unwrap_or(0) == 0 {
-            return None;
-        }
-        let line = line.trim_end();
-        if line.is_empty() {
-            return Some((target, range));
-        }
-        if target.is_empty() {
-            target = line.to_string();
-        }
-        if let Some(value) = line.to_ascii_lowercase().strip_prefix("range: bytes=") {
-            let (a, b) = value.split_once('-').unwrap();
-            range = Some((a.parse::<u64>().unwrap(), b.parse::<u64>().unwrap() + 1));
-        }
-    }
-}
-
 #[test]
 fn a_downloading_servent_serves_its_checked_chunks_and_others_fetch_from_it() {
     task::block_on(async {
@@ -250,7 +180,7 @@ fn a_downloading_servent_serves_its_checked_chunks_and_others_fetch_from_it() {
         let (bytes, size, urn, key) = (&release.bytes, release.size(), &release.urn, &release.key);
         // B can get only the first three chunks, from a partial source: it
         // stays a partial source itself.
-        let stingy = stingy_publisher(bytes.clone(), 3).await;
+        let stingy = stingy::source(bytes.clone(), 0..3).await;
         let b_dir = tempfile::tempdir().unwrap();
         let b = downloader(b_dir.path(), key, 0).await;
         let b_addr = b.listen_addr();
@@ -353,7 +283,7 @@ async fn serve_lies(stream: TcpStream, size: u64, lie: Lie, asked: Arc<AtomicUsi
         Lie::BadBytesInItsRange => format!("bytes 0-{}", half - 1),
     };
     loop {
-        let Some((target, range)) = read_request(&mut reader).await else { return };
+        let Some((target, range)) = stingy::read_request(&mut reader).await else { return };
         let reply = match (range.filter(|_| target.contains("/uri-res/N2R")), lie) {
             (Some((start, end)), Lie::BadBytesInItsRange) if end <= half => {
                 asked.fetch_add(1, Ordering::SeqCst);
@@ -584,7 +514,7 @@ fn chunks_from_before_a_restart_are_offered_once_checked_and_a_damaged_one_is_fe
     task::block_on(async {
         let release = Release::new(4 * CHUNK_SIZE as usize);
         let (bytes, size, urn, key) = (&release.bytes, release.size(), &release.urn, &release.key);
-        let stingy = stingy_publisher(bytes.clone(), 2).await;
+        let stingy = stingy::source(bytes.clone(), 0..2).await;
         let dir = tempfile::tempdir().unwrap();
         let first = downloader(dir.path(), key, 0).await;
         first.downloads().unwrap().start(release.request(vec![stingy])).await.unwrap();
@@ -625,7 +555,7 @@ fn a_servent_finds_a_partial_source_by_search_and_fetches_its_checked_chunks_fro
         // B, a leaf of ultrapeer U, holds the first two chunks, checked: a
         // partial source, sharing nothing.
         let u = start_with(&[], None, |config| config.mode = Mode::Ultrapeer).await;
-        let stingy = stingy_publisher(bytes.clone(), 2).await;
+        let stingy = stingy::source(bytes.clone(), 0..2).await;
         let b_dir = tempfile::tempdir().unwrap();
         let b = start_with(&[u.listen_addr()], None, |config| {
             config.mode = Mode::Leaf;
@@ -674,7 +604,7 @@ fn gtk_gnutella_finds_our_partial_file_by_search() {
         let release = Release::new(4 * CHUNK_SIZE as usize);
         let key = &release.key;
         // We hold the first two chunks, checked, and share nothing else.
-        let stingy = stingy_publisher(release.bytes.clone(), 2).await;
+        let stingy = stingy::source(release.bytes.clone(), 0..2).await;
         let dir = tempfile::tempdir().unwrap();
         let node = start_with(&[gtkg.addr], None, |config| {
             config.data_dir = Some(dir.path().to_path_buf());

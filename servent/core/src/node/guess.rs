@@ -382,10 +382,14 @@ mod tests {
         assert!(actions(&mut server).is_empty());
     }
 
-    #[test]
-    fn attack_a_key_pong_naming_another_port_of_our_own_ip_gets_no_datagram_sent_there() {
-        let now = Instant::now();
-        let mut client = node(1, now);
+    /// `client` (at `at`, knowing ultrapeer 2) searches; ultrapeer 2's key
+    /// Pong names `named` in its `IPP`: where `client` sends datagrams then.
+    fn sent_after_a_key_pong_naming(
+        mut client: Node,
+        at: SocketAddrV4,
+        named: &[SocketAddrV4],
+        now: Instant,
+    ) -> Vec<SocketAddrV4> {
         client.handle(Event::HostsLearned(vec![addr(2)]), now);
         client.search("seblinux", 1, now).unwrap();
         actions(&mut client);
@@ -393,11 +397,10 @@ mod tests {
         client.handle_timeout(later);
         let [(_, ping)] = datagrams(&mut client).try_into().unwrap();
         let mut server = node(2, now);
-        server.handle(Event::Datagram { from: addr(1), bytes: ping.encode() }, later);
+        server.handle(Event::Datagram { from: at, bytes: ping.encode() }, later);
         let [(_, mut pong)] = datagrams(&mut server).try_into().unwrap();
-        let ours = SocketAddrV4::new(*addr(1).ip(), 22);
         let Payload::Pong(body) = &mut pong.payload else { panic!("a pong") };
-        body.ggep.insert(ipp::IPP, ipp::pack(&[ours, addr(3)]));
+        body.ggep.insert(ipp::IPP, ipp::pack(named));
         client.handle(Event::Datagram { from: addr(2), bytes: pong.encode() }, later);
         let mut sent = Vec::new();
         for _ in 0..4 {
@@ -405,6 +408,14 @@ mod tests {
             later += Duration::from_secs(1);
             client.handle_timeout(later);
         }
+        sent
+    }
+
+    #[test]
+    fn attack_a_key_pong_naming_another_port_of_our_own_ip_gets_no_datagram_sent_there() {
+        let now = Instant::now();
+        let ours = SocketAddrV4::new(*addr(1).ip(), 22);
+        let sent = sent_after_a_key_pong_naming(node(1, now), addr(1), &[ours, addr(3)], now);
         assert!(sent.contains(&addr(3)), "the other host it named is asked: {sent:?}");
         assert!(!sent.contains(&ours), "a datagram to our own machine: {sent:?}");
     }
@@ -417,27 +428,10 @@ mod tests {
     fn attack_a_key_pong_naming_our_lan_gets_no_datagram_sent_there() {
         let now = Instant::now();
         let home = SocketAddrV4::new(Ipv4Addr::new(192, 168, 1, 5), 6346);
-        let mut client = node_with(Config { listen: SocketAddr::V4(home), udp: true, ..Config::default() }, now);
-        client.handle(Event::HostsLearned(vec![addr(2)]), now);
-        client.search("seblinux", 1, now).unwrap();
-        actions(&mut client);
-        let mut later = now + GUESS_AFTER;
-        client.handle_timeout(later);
-        let [(_, ping)] = datagrams(&mut client).try_into().unwrap();
-        let mut server = node(2, now);
-        server.handle(Event::Datagram { from: home, bytes: ping.encode() }, later);
-        let [(_, mut pong)] = datagrams(&mut server).try_into().unwrap();
+        let client = node_with(Config { listen: SocketAddr::V4(home), udp: true, ..Config::default() }, now);
         let lan =
             [SocketAddrV4::new(Ipv4Addr::new(192, 168, 1, 1), 53), SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 1), 1900)];
-        let Payload::Pong(body) = &mut pong.payload else { panic!("a pong") };
-        body.ggep.insert(ipp::IPP, ipp::pack(&[lan[0], lan[1], addr(3)]));
-        client.handle(Event::Datagram { from: addr(2), bytes: pong.encode() }, later);
-        let mut sent = Vec::new();
-        for _ in 0..4 {
-            sent.extend(datagrams(&mut client).into_iter().map(|(to, _)| to));
-            later += Duration::from_secs(1);
-            client.handle_timeout(later);
-        }
+        let sent = sent_after_a_key_pong_naming(client, home, &[lan[0], lan[1], addr(3)], now);
         assert!(sent.contains(&addr(3)), "the other host it named is asked: {sent:?}");
         assert!(!sent.iter().any(|to| lan.contains(to)), "a datagram into our LAN: {sent:?}");
     }
