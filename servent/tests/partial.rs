@@ -750,6 +750,13 @@ fn our_search_finds_gtk_gnutellas_partial_file_and_fetches_the_chunks_it_has() {
             task::sleep(Duration::from_millis(200)).await;
         };
         assert_eq!((result.name.as_str(), result.size, result.sha1), (name, release.size(), Some(sha1)));
+        // It matched our Query on its partial files (it does only for a
+        // Query with GGEP PR: `shared_files_match`), and a hit on a partial
+        // file is flagged with GGEP PRU (`qhit.c`).
+        let stats = gtkg.shell("stats");
+        let partial_hits = stats.lines().find_map(|line| line.strip_prefix("local_partial_hits "));
+        let partial_hits: u64 = partial_hits.and_then(|n| n.trim().parse().ok()).unwrap_or(0);
+        assert!(partial_hits >= 1, "it counted no hit on its partial files:\n{stats}");
         // It says which ranges it has, as a partial source does (on a
         // connection kept alive only: `http.c`, `HTTP_CBF_SHOW_RANGES`).
         let mut stream = TcpStream::connect(gtkg.addr).await.unwrap();
