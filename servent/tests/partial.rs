@@ -769,6 +769,8 @@ fn our_search_finds_gtk_gnutellas_partial_file_and_fetches_the_chunks_it_has() {
         let head = async_std::future::timeout(PATIENCE, http::read_response_head(&mut reader)).await.unwrap().unwrap();
         let has = format!("bytes 0-{}", 4 * CHUNK_SIZE - 1);
         assert_eq!(head.headers.get("X-Available-Ranges"), Some(has.as_str()), "{head:?}");
+        // Closed, so that it holds no upload slot of gtk-gnutella's.
+        drop(reader);
         // We fetch from it, and from a source that has only the last chunk
         // and the tree (gtk-gnutella has no tree to give): the first half
         // can come from gtk-gnutella alone, checked against the signed tree.
