@@ -627,3 +627,108 @@ fn gtk_gnutella_finds_our_partial_file_by_search() {
         node.shutdown().await;
     });
 }
+
+#[test]
+fn our_search_finds_gtk_gnutellas_partial_file_and_fetches_the_chunks_it_has() {
+    use common::gtkg::{Gtkg, Options};
+    // gtk-gnutella is slow: its search and download schedulers tick by seconds.
+    const GTKG_PATIENCE: Duration = Duration::from_secs(90);
+    let Some(gtkg) = Gtkg::start(&[], Options::default()) else { return };
+    // On loopback it believes it is firewalled and would not answer us.
+    gtkg.set("is_firewalled", "FALSE");
+    task::block_on(async {
+        let release = Release::new(8 * CHUNK_SIZE as usize);
+        let (bytes, sha1) = (&release.bytes, release.digests.sha1_urn());
+        // It downloads the release (under a name it shares: .iso) from a
+        // source that has only the first half: 1 MiB, its PFSP minimum
+        // (`pfsp_minimum_filesize`), so it holds a partial file it serves.
+        let half = stingy::source(bytes.clone(), 0..4).await;
+        let name = "SEBLINUX-swarm-1.0.iso";
+        let magnet = format!("magnet:?xt={sha1}&dn={name}&xl={}&xs=http://{half}/uri-res/N2R?{sha1}", release.size());
+        let answer = gtkg.shell(&format!("download add \"{magnet}\""));
+        assert!(!answer.contains("could not"), "{answer}");
+        let deadline = Instant::now() + GTKG_PATIENCE;
+        loop {
+            let downloads = gtkg.shell("downloads");
+            if downloads.contains("Done: 50%") {
+                break;
+            }
+            assert!(Instant::now() < deadline, "its download of the first half:\n{downloads}\n{}", gtkg.diagnose());
+            task::sleep(Duration::from_millis(500)).await;
+        }
+        // We link to it and search by name; our Query asks for partial
+        // results (GGEP PR), and it shares nothing else: a result naming it
+        // is its partial file.
+        let dir = tempfile::tempdir().unwrap();
+        let node = start_with(&[gtkg.addr], None, |config| {
+            config.data_dir = Some(dir.path().to_path_buf());
+            config.trust = vec![TrustedKey { key: release.key.public_key(), scope: vec![] }];
+        })
+        .await;
+        gtkg.wait_until("its link to us", GTKG_PATIENCE, || {
+            gtkg.shell("nodes").contains(&node.listen_addr().ip().to_string())
+        });
+        let gtk = v4(gtkg.addr);
+        let id = node.search("SEBLINUX swarm", None).await.unwrap();
+        let deadline = Instant::now() + GTKG_PATIENCE;
+        let result = loop {
+            let results = node.search_results(id).await.unwrap().unwrap().results;
+            if let Some(result) = results.into_iter().find(|r| r.sources.contains(&gtk)) {
+                break result;
+            }
+            assert!(Instant::now() < deadline, "no partial result from gtk-gnutella\n{}", gtkg.diagnose());
+            task::sleep(Duration::from_millis(200)).await;
+        };
+        assert_eq!((result.name.as_str(), result.size, result.sha1), (name, release.size(), Some(sha1)));
+        // It matched our Query on its partial files (it does only for a
+        // Query with GGEP PR: `shared_files_match`), and a hit on a partial
+        // file is flagged with GGEP PRU (`qhit.c`).
+        let stats = gtkg.shell("stats");
+        let partial_hits = stats.lines().find_map(|line| line.strip_prefix("local_partial_hits "));
+        let partial_hits: u64 = partial_hits.and_then(|n| n.trim().parse().ok()).unwrap_or(0);
+        assert!(partial_hits >= 1, "it counted no hit on its partial files:\n{stats}");
+        // It says which ranges it has, as a partial source does (on a
+        // connection kept alive only: `http.c`, `HTTP_CBF_SHOW_RANGES`).
+        let mut stream = TcpStream::connect(gtkg.addr).await.unwrap();
+        let urn = &release.urn;
+        let request = format!(
+            "HEAD /uri-res/N2R?{urn} HTTP/1.1\r\nHost: test\r\nUser-Agent: SEBLINUX/0.1\r\nRange: bytes=0-0\r\n\r\n"
+        );
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let mut reader = BufReader::new(stream);
+        let head = async_std::future::timeout(PATIENCE, http::read_response_head(&mut reader)).await.unwrap().unwrap();
+        let has = format!("bytes 0-{}", 4 * CHUNK_SIZE - 1);
+        assert_eq!(head.headers.get("X-Available-Ranges"), Some(has.as_str()), "{head:?}");
+        // Closed, so that it holds no upload slot of gtk-gnutella's.
+        drop(reader);
+        // We fetch from it, and from a source that has only the last chunk
+        // and the tree (gtk-gnutella has no tree to give): the first half
+        // can come from gtk-gnutella alone, checked against the signed tree.
+        let last = stingy::source(bytes.clone(), 7..8).await;
+        let downloads = node.downloads().unwrap();
+        let id = downloads.start(release.request(vec![gtk, last])).await.unwrap();
+        let deadline = Instant::now() + GTKG_PATIENCE;
+        let done = loop {
+            let done = downloads.get(id).await.unwrap();
+            if done.bytes_done == 5 * CHUNK_SIZE {
+                break done;
+            }
+            assert!(Instant::now() < deadline, "{done:#?}\n{}", gtkg.diagnose());
+            task::sleep(Duration::from_millis(200)).await;
+        };
+        assert_eq!(done.tth, Some(Tree::of(bytes).root()), "{done:#?}");
+        let from_gtk = done.sources.iter().find(|s| s.addr == gtk).unwrap();
+        assert_eq!(from_gtk.bytes, 4 * CHUNK_SIZE, "{done:#?}");
+        let part = std::fs::read_dir(dir.path().join("partial"))
+            .unwrap()
+            .map(|entry| entry.unwrap().path())
+            .find(|path| path.extension().is_some_and(|e| e == "part"))
+            .expect("a .part file");
+        let held = std::fs::read(part).unwrap();
+        assert!(
+            held[..4 * CHUNK_SIZE as usize] == bytes[..4 * CHUNK_SIZE as usize],
+            "its chunks differ from the file's"
+        );
+        node.shutdown().await;
+    });
+}

@@ -32,7 +32,8 @@ async fn serve(stream: TcpStream, bytes: Arc<Vec<u8>>, thex: Arc<Vec<u8>>, has: 
     let size = bytes.len() as u64;
     let mut reader = BufReader::new(stream.clone());
     let mut writer = stream;
-    let available = format!("X-Available-Ranges: bytes {}-{}", has.start, has.end - 1);
+    // gtk-gnutella drops a source whose answers name no `Server`.
+    let available = format!("Server: stingy\r\nX-Available-Ranges: bytes {}-{}", has.start, has.end - 1);
     loop {
         let Some((target, range)) = read_request(&mut reader).await else { return };
         let reply = match range {
