@@ -107,6 +107,15 @@ async fn user_trusting(
     User { node, updater, install, _data: data }
 }
 
+/// A user servent trusting `key`, linked to `publisher`, that has installed
+/// the release `publisher` shares.
+async fn user_installed(key: &SecretKey, publisher: &NodeHandle) -> User {
+    let user = user(key, &[publisher], tempfile::tempdir().unwrap(), None).await;
+    let installed = user.updater.install(NAME, false).await.unwrap();
+    assert_eq!(installed.action, Action::Installed, "{installed:?}");
+    user
+}
+
 fn installed_version(user: &User) -> Option<String> {
     user.updater.status().installed.iter().find(|p| p.current.name == NAME).map(|p| p.current.version.clone())
 }
@@ -229,9 +238,7 @@ fn uninstall_removes_the_release_and_the_network_no_longer_finds_it_here() {
     task::block_on(async {
         let publisher_key = SecretKey::generate().unwrap();
         let (_published, publisher) = publisher_of(&publisher_key, "1.0").await;
-        let user = user(&publisher_key, &[&publisher], tempfile::tempdir().unwrap(), None).await;
-        let installed = user.updater.install(NAME, false).await.unwrap();
-        assert_eq!(installed.action, Action::Installed, "{installed:?}");
+        let user = user_installed(&publisher_key, &publisher).await;
         let file = user.install.path().join("SEBLINUX-base-1.0.tar");
         let shared = |node: &NodeHandle| {
             let wanted = file.canonicalize().unwrap_or_else(|_| file.clone());
@@ -271,8 +278,7 @@ fn a_failing_or_hanging_hook_rolls_back_and_two_passes_never_run_at_once() {
         let publisher_key = SecretKey::generate().unwrap();
         let (published, publisher) = publisher_of(&publisher_key, "1.0").await;
 
-        let first = user(&publisher_key, &[&publisher], tempfile::tempdir().unwrap(), None).await;
-        assert_eq!(first.updater.install(NAME, false).await.unwrap().action, Action::Installed);
+        let first = user_installed(&publisher_key, &publisher).await;
         let mut install = first.install;
         first.node.shutdown().await;
 
@@ -350,8 +356,7 @@ fn a_rotation_record_by_the_bound_key_lets_the_new_key_publish_the_next_release(
         let old_key = SecretKey::generate().unwrap();
         let new_key = SecretKey::generate().unwrap();
         let (published, publisher) = publisher_of(&old_key, "1.0").await;
-        let user = user(&old_key, &[&publisher], tempfile::tempdir().unwrap(), None).await;
-        assert_eq!(user.updater.install(NAME, false).await.unwrap().action, Action::Installed);
+        let user = user_installed(&old_key, &publisher).await;
 
         let names = [NAME.to_string()];
         let (record, _) =
@@ -394,8 +399,7 @@ fn a_forged_rotation_and_one_replayed_for_another_package_are_refused() {
         let old_key = SecretKey::generate().unwrap();
         let new_key = SecretKey::generate().unwrap();
         let (published, publisher) = publisher_of(&old_key, "1.0").await;
-        let user = user(&old_key, &[&publisher], tempfile::tempdir().unwrap(), None).await;
-        assert_eq!(user.updater.install(NAME, false).await.unwrap().action, Action::Installed);
+        let user = user_installed(&old_key, &publisher).await;
 
         let faked = share(&[]);
         // Forged: the new key signs a record, named as if the old key had.
@@ -503,9 +507,8 @@ fn an_update_pass_installs_a_release_that_only_partial_sources_hold() {
     task::block_on(async {
         let publisher_key = SecretKey::generate().unwrap();
         let (_published, publisher) = publisher_of(&publisher_key, "1.1").await;
-        let user = user(&publisher_key, &[&publisher], tempfile::tempdir().unwrap(), None).await;
-        let installed = user.updater.install(NAME, false).await.unwrap();
-        assert_eq!((installed.action, installed.to.as_deref()), (Action::Installed, Some("1.1")), "{installed:?}");
+        let user = user_installed(&publisher_key, &publisher).await;
+        assert_eq!(installed_version(&user).as_deref(), Some("1.1"));
 
         let next = Arc::new(varied_bytes(4 * CHUNK_SIZE as usize));
         let file = "SEBLINUX-base-1.2.tar";
