@@ -506,6 +506,76 @@ mod tests {
         assert_eq!(q.admit(ip(1), urn(1), Some(1), slots(1), back, 0), Admission::Serve);
     }
 
+    /// gtk-gnutella 1.2.3, its `503` closed, comes back after `Retry-After`
+    /// but never sooner than 12 s after it last connected to us
+    /// (`downloads.c`, `DOWNLOAD_CONNECT_DELAY`). Told 8 s, it comes back at
+    /// 12 s: within [`LATE`], so its place is taken to follow `Retry-After`
+    /// for good. Told 1 s next (short bodies now in the slot), it comes back
+    /// 12 s later again, as it always does, and the slot that freed meanwhile
+    /// has gone to the place behind it.
+    #[test]
+    fn a_gtk_gnutella_downloader_held_back_by_its_connect_delay_keeps_its_turn() {
+        let mut q = UploadQueue::new(QueueConfig::default());
+        let slow = |free| Slots { free, total: 1, body: Duration::from_secs(8) };
+        let fast = |free| Slots { free, total: 1, body: Duration::from_secs(1) };
+        let t0 = Instant::now();
+        assert_eq!(queued(q.admit(ip(1), urn(1), None, slow(0), t0, 1)).retry.as_secs(), 8);
+        queued(q.admit(ip(2), urn(1), None, slow(0), t0, 2));
+        let t12 = t0 + Duration::from_secs(12);
+        let gtkg = queued(q.admit(ip(1), urn(1), Some(1), fast(0), t12, 0));
+        assert_eq!((gtkg.position, gtkg.retry.as_secs()), (1, 1));
+        let t19 = t12 + Duration::from_secs(7);
+        let behind = q.admit(ip(2), urn(1), Some(2), fast(1), t19, 0);
+        assert!(matches!(behind, Admission::Queued(QueuePlace { position: 2, .. })), "{behind:?}: took its turn");
+        assert_eq!(q.admit(ip(1), urn(1), Some(1), fast(1), t12 + Duration::from_secs(12), 0), Admission::Serve);
+    }
+
+    /// Two slots, free all along. Sixty-three addresses queue four places
+    /// each (252 of the 256) while the slots are busy, then never take a
+    /// slot: each comes back,
+    /// with its place's ID, only while enough places ahead are expected
+    /// that it is told to wait (what its told position shows it). An
+    /// honest requester queued behind them, coming back by every
+    /// `Retry-After`, waits while both slots stand idle: 744 s today (88 s
+    /// with four addresses); it should be served within a place's lifetime.
+    #[test]
+    fn attack_places_refreshed_behind_the_head_cannot_keep_free_slots_idle() {
+        let mut q = UploadQueue::new(QueueConfig::default());
+        let slots = |free| Slots { free, total: 2, body: Duration::from_secs(1) };
+        let t0 = Instant::now();
+        let mut hostile = Vec::new();
+        for host in 1..=63u8 {
+            for file in 1..=4u8 {
+                let id = u64::from(host) * 100 + u64::from(file);
+                queued(q.admit(ip(host), urn(file), None, slots(0), t0, id));
+                hostile.push((ip(host), urn(file), id));
+            }
+        }
+        let honest = ip(99);
+        let mut place = queued(q.admit(honest, urn(1), None, slots(0), t0, 99));
+        let mut asked = t0;
+        let mut served = None;
+        for second in 1..=QueueConfig::default().lifetime.as_secs() {
+            let now = t0 + Duration::from_secs(second);
+            for &(addr, urn, id) in &hostile {
+                let Some(index) = q.places.iter().position(|p| p.id == id) else { continue };
+                if q.expected_before(index, now) >= 2 && now >= q.places[index].asked + q.places[index].retry {
+                    queued(q.admit(addr, urn, Some(id), slots(2), now, 0));
+                }
+            }
+            if now >= asked + place.retry {
+                match q.admit(honest, urn(1), Some(99), slots(2), now, 0) {
+                    Admission::Serve => {
+                        served = Some(second);
+                        break;
+                    }
+                    other => (place, asked) = (queued(other), now),
+                }
+            }
+        }
+        assert!(served.is_some(), "two free slots idle for the whole lifetime; last told {place:?}");
+    }
+
     #[test]
     fn another_address_cannot_take_a_place_by_its_id() {
         let mut q = queue();
