@@ -33,8 +33,18 @@
 //!   sooner than 12 s after it last connected to us (`downloads.c`,
 //!   `DOWNLOAD_CONNECT_DELAY`). A place is expected back until the later
 //!   of `Retry-After` and the position timer, unless its requester has
-//!   shown that it comes back by `Retry-After` (it came back within
-//!   [`LATE`] of it once): then by `Retry-After` alone;
+//!   shown that it comes back by `Retry-After`: it came back within
+//!   [`LATE`] of it once, and sooner than gtk-gnutella's connect delay
+//!   allows (less than [`CONNECT_DELAY`] − [`LATE`], a margin for the two
+//!   requests' own latency): then by `Retry-After` alone. Coming back in
+//!   time from a `Retry-After` near 12 s shows nothing: gtk-gnutella does
+//!   so too, and comes back 12 s later whatever it is told next;
+//! - absent places hold free slots for a bounded while: once a present
+//!   requester has been refused with a slot free for [`HOLD`] (and no
+//!   moment with all slots busy seen since), every place that asked before
+//!   then holds no slot until it comes back (it keeps its place). Places
+//!   refreshed only while enough places ahead are expected kept both
+//!   slots idle for twelve minutes before;
 //! - per-address fairness: one address holds at most
 //!   [`MAX_PLACES_PER_ADDRESS`] places, so one host cannot fill the queue;
 //! - the queue is bounded ([`QueueConfig::max_length`]); past it, a bare
@@ -51,6 +61,14 @@ pub const MAX_PLACES_PER_ADDRESS: usize = 4;
 /// How late past its `Retry-After` a queued requester may come back and
 /// still have a slot kept for its turn.
 pub const LATE: Duration = Duration::from_secs(5);
+/// How long gtk-gnutella 1.2.3's downloader waits between two
+/// connections to one server (`downloads.c`, `DOWNLOAD_CONNECT_DELAY`):
+/// after a `503` we close, it never comes back sooner.
+const CONNECT_DELAY: Duration = Duration::from_secs(12);
+/// How long free slots are kept for absent places while a present
+/// requester is refused: long enough for gtk-gnutella's head of the queue
+/// to come back by its position timer.
+const HOLD: Duration = TIMER_BY_POSITION.saturating_add(LATE);
 /// The shortest `Retry-After` (HTTP's are whole seconds).
 const MIN_RETRY: Duration = Duration::from_secs(1);
 /// How long gtk-gnutella's downloader waits for each place before its own
@@ -116,7 +134,8 @@ struct Entry {
     /// the position it was told.
     timer: Duration,
     /// Whether its requester once came back within [`LATE`] of its
-    /// `Retry-After`: it follows `Retry-After`, not a timer of its own.
+    /// `Retry-After` and sooner than [`CONNECT_DELAY`] − [`LATE`]: it
+    /// follows `Retry-After`, not a timer of its own.
     prompt: bool,
 }
 
@@ -190,6 +209,11 @@ impl QueuePlace {
 pub struct UploadQueue {
     config: QueueConfig,
     places: VecDeque<Entry>,
+    /// Since when a present requester has been refused with a slot free,
+    /// no moment with all slots busy seen since.
+    refused_free: Option<Instant>,
+    /// Places that asked before this hold no slot until they come back.
+    held_until: Option<Instant>,
 }
 
 /// Reads the `ID=` of an `X-Queued` header a requester sent back.
@@ -203,7 +227,7 @@ pub fn returned_id(x_queued: &str) -> Option<u64> {
 impl UploadQueue {
     /// An empty queue with these limits.
     pub fn new(config: QueueConfig) -> UploadQueue {
-        UploadQueue { config, places: VecDeque::new() }
+        UploadQueue { config, places: VecDeque::new(), refused_free: None, held_until: None }
     }
 
     /// Places in the queue now.
@@ -230,6 +254,28 @@ impl UploadQueue {
     ) -> Admission {
         let lifetime = self.config.lifetime;
         self.places.retain(|p| now.duration_since(p.asked) < lifetime);
+        self.held_until = self.held_until(now);
+        if slots.free == 0 || self.refused_free.is_some_and(|since| since + HOLD <= now) {
+            self.refused_free = None;
+        }
+        let admission = self.decide(addr, urn, id, slots, now, new_id);
+        if slots.free > 0 && admission != Admission::Serve {
+            self.refused_free.get_or_insert(now);
+        }
+        admission
+    }
+
+    /// [`UploadQueue::admit`]'s decision, the queue's timers brought up
+    /// to `now`.
+    fn decide(
+        &mut self,
+        addr: IpAddr,
+        urn: Urn,
+        id: Option<u64>,
+        slots: Slots,
+        now: Instant,
+        new_id: u64,
+    ) -> Admission {
         let found = self
             .places
             .iter()
@@ -246,7 +292,7 @@ impl UploadQueue {
                 if since < entry.retry {
                     return Admission::TooEarly { retry: entry.retry - since };
                 }
-                entry.prompt |= since < entry.retry + LATE;
+                entry.prompt |= since < entry.retry + LATE && since + LATE < CONNECT_DELAY;
                 Admission::Queued(self.tell(index, ahead + 1, slots, now))
             }
             None if self.expected_before(self.places.len(), now) < slots.free => Admission::Serve,
@@ -264,9 +310,22 @@ impl UploadQueue {
         }
     }
 
-    /// Places before `index` whose requesters may still come back in time.
+    /// Places before `index` whose requesters may still come back in time
+    /// and still hold a slot.
     fn expected_before(&self, index: usize, now: Instant) -> usize {
-        self.places.iter().take(index).filter(|p| p.expected(now)).count()
+        let held_until = self.held_until(now);
+        self.places
+            .iter()
+            .take(index)
+            .filter(|p| p.expected(now) && held_until.is_none_or(|until| p.asked >= until))
+            .count()
+    }
+
+    /// Before when places asked that hold no slot now: when a present
+    /// requester had been refused with a slot free for [`HOLD`].
+    fn held_until(&self, now: Instant) -> Option<Instant> {
+        let ended = self.refused_free.map(|since| since + HOLD).filter(|&end| end <= now);
+        self.held_until.max(ended)
     }
 
     /// Tells the place at `index`, the `position`th of those expected, when
@@ -509,10 +568,12 @@ mod tests {
     /// gtk-gnutella 1.2.3, its `503` closed, comes back after `Retry-After`
     /// but never sooner than 12 s after it last connected to us
     /// (`downloads.c`, `DOWNLOAD_CONNECT_DELAY`). Told 8 s, it comes back at
-    /// 12 s: within [`LATE`], so its place is taken to follow `Retry-After`
-    /// for good. Told 1 s next (short bodies now in the slot), it comes back
-    /// 12 s later again, as it always does, and the slot that freed meanwhile
-    /// has gone to the place behind it.
+    /// 12 s, within [`LATE`]: that does not show it follows `Retry-After`
+    /// (it came no sooner than [`CONNECT_DELAY`] allows). Told 1 s next
+    /// (short bodies now in the slot), it comes back 12 s later again, and
+    /// the slot that freed meanwhile is still kept for its turn (it went to
+    /// the place behind it while a place came back in time once was taken
+    /// to follow `Retry-After` for good).
     #[test]
     fn a_gtk_gnutella_downloader_held_back_by_its_connect_delay_keeps_its_turn() {
         let mut q = UploadQueue::new(QueueConfig::default());
@@ -536,8 +597,10 @@ mod tests {
     /// with its place's ID, only while enough places ahead are expected
     /// that it is told to wait (what its told position shows it). An
     /// honest requester queued behind them, coming back by every
-    /// `Retry-After`, waits while both slots stand idle: 744 s today (88 s
-    /// with four addresses); it should be served within a place's lifetime.
+    /// `Retry-After`, waited 744 s while both slots stood idle (88 s with
+    /// four addresses). Refused with slots free from the first second, the
+    /// places hold them [`HOLD`] at most: it is served by its next
+    /// `Retry-After` after that (60 s).
     #[test]
     fn attack_places_refreshed_behind_the_head_cannot_keep_free_slots_idle() {
         let mut q = UploadQueue::new(QueueConfig::default());
@@ -573,7 +636,8 @@ mod tests {
                 }
             }
         }
-        assert!(served.is_some(), "two free slots idle for the whole lifetime; last told {place:?}");
+        let bound = (Duration::from_secs(1) + HOLD + QueueConfig::default().retry).as_secs();
+        assert!(served.is_some_and(|s| s <= bound), "served at {served:?}, not by {bound} s; last told {place:?}");
     }
 
     #[test]
