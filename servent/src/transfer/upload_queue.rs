@@ -640,6 +640,31 @@ mod tests {
         assert!(served.is_some_and(|s| s <= bound), "served at {served:?}, not by {bound} s; last told {place:?}");
     }
 
+    /// A place expected back by gtk-gnutella's timer (60 s at the second
+    /// position) keeps a free slot for its turn while a present requester
+    /// behind it is refused, but for [`HOLD`] at most (a moment with all
+    /// slots busy starts the count again); then the present one is served,
+    /// and the absent one keeps its place, served when it comes back.
+    #[test]
+    fn a_free_slot_is_kept_for_an_absent_place_for_a_bounded_while() {
+        let mut q = UploadQueue::new(QueueConfig::default());
+        let slots = |free| Slots { free, total: 1, body: Duration::from_secs(1) };
+        let t0 = Instant::now();
+        for n in 1..=3u8 {
+            queued(q.admit(ip(n), urn(1), None, slots(0), t0, u64::from(n)));
+        }
+        let at = |secs| t0 + Duration::from_secs(secs);
+        assert_eq!(queued(q.admit(ip(3), urn(1), Some(3), slots(1), at(3), 0)).position, 3);
+        assert_eq!(queued(q.admit(ip(3), urn(1), Some(3), slots(0), at(10), 0)).position, 3, "all slots busy");
+        let refused = at(13);
+        assert_eq!(queued(q.admit(ip(3), urn(1), Some(3), slots(1), refused, 0)).position, 3);
+        let held = refused + HOLD - Duration::from_secs(1);
+        assert_eq!(queued(q.admit(ip(3), urn(1), Some(3), slots(1), held, 0)).position, 2, "the first is late");
+        assert_eq!(q.admit(ip(3), urn(1), Some(3), slots(1), refused + HOLD, 0), Admission::Serve);
+        assert_eq!(q.admit(ip(2), urn(1), Some(2), slots(1), at(60), 0), Admission::Serve, "its place kept");
+        assert_eq!(q.len(), 1);
+    }
+
     #[test]
     fn another_address_cannot_take_a_place_by_its_id() {
         let mut q = queue();
