@@ -33,12 +33,15 @@
 //!   sooner than 12 s after it last connected to us (`downloads.c`,
 //!   `DOWNLOAD_CONNECT_DELAY`). A place is expected back until the later
 //!   of `Retry-After` and the position timer, unless its requester has
-//!   shown that it comes back by `Retry-After`: it came back within
-//!   [`LATE`] of it once, and sooner than gtk-gnutella's connect delay
-//!   allows (less than [`CONNECT_DELAY`] − [`LATE`], a margin for the two
-//!   requests' own latency): then by `Retry-After` alone. Coming back in
-//!   time from a `Retry-After` near 12 s shows nothing: gtk-gnutella does
-//!   so too, and comes back 12 s later whatever it is told next;
+//!   just shown that it comes back by `Retry-After`: it came back within
+//!   [`LATE`] of it last time, and sooner than gtk-gnutella's connect
+//!   delay allows (less than [`CONNECT_DELAY`] − [`LATE`], a margin for
+//!   the two requests' own latency): then by `Retry-After` alone. Coming
+//!   back in time from a `Retry-After` near 12 s shows nothing:
+//!   gtk-gnutella does so too, and comes back 12 s later whatever it is
+//!   told next. gtk-gnutella comes back sooner only when its last request
+//!   came on a connection opened 12 s before or more (its delay counts
+//!   from the connect): the next visit shows its delay again;
 //! - absent places hold free slots for a bounded while: once a present
 //!   requester has been refused with a slot free for [`HOLD`] (and no
 //!   moment with all slots busy seen since), every place that asked before
@@ -133,7 +136,7 @@ struct Entry {
     /// When gtk-gnutella's downloader would come back after `asked`, by
     /// the position it was told.
     timer: Duration,
-    /// Whether its requester once came back within [`LATE`] of its
+    /// Whether its requester came back last time within [`LATE`] of its
     /// `Retry-After` and sooner than [`CONNECT_DELAY`] − [`LATE`]: it
     /// follows `Retry-After`, not a timer of its own.
     prompt: bool,
@@ -292,7 +295,7 @@ impl UploadQueue {
                 if since < entry.retry {
                     return Admission::TooEarly { retry: entry.retry - since };
                 }
-                entry.prompt |= since < entry.retry + LATE && since + LATE < CONNECT_DELAY;
+                entry.prompt = since < entry.retry + LATE && since + LATE < CONNECT_DELAY;
                 Admission::Queued(self.tell(index, ahead + 1, slots, now))
             }
             None if self.expected_before(self.places.len(), now) < slots.free => Admission::Serve,
@@ -663,6 +666,26 @@ mod tests {
         assert_eq!(q.admit(ip(3), urn(1), Some(3), slots(1), refused + HOLD, 0), Admission::Serve);
         assert_eq!(q.admit(ip(2), urn(1), Some(2), slots(1), at(60), 0), Admission::Serve, "its place kept");
         assert_eq!(q.len(), 1);
+    }
+
+    /// gtk-gnutella's last request came on a connection it had kept open
+    /// 12 s or more (a range served, the next one queued): it comes back by
+    /// a `Retry-After` of 1 s, then, its connect delay counting again, 12 s
+    /// after. That visit shows it does not follow `Retry-After`: it is
+    /// expected by its timer again, and keeps its turn from the place behind.
+    #[test]
+    fn a_requester_back_by_its_retry_after_once_then_late_is_expected_by_the_timer_again() {
+        let mut q = UploadQueue::new(QueueConfig::default());
+        let slots = |free| Slots { free, total: 1, body: Duration::from_secs(1) };
+        let t0 = Instant::now();
+        queued(q.admit(ip(1), urn(1), None, slots(0), t0, 1));
+        queued(q.admit(ip(2), urn(1), None, slots(0), t0, 2));
+        let at = |secs| t0 + Duration::from_secs(secs);
+        assert_eq!(queued(q.admit(ip(1), urn(1), Some(1), slots(0), at(1), 0)).retry.as_secs(), 1);
+        assert_eq!(queued(q.admit(ip(1), urn(1), Some(1), slots(0), at(13), 0)).retry.as_secs(), 1);
+        let behind = q.admit(ip(2), urn(1), Some(2), slots(1), at(20), 0);
+        assert!(matches!(behind, Admission::Queued(QueuePlace { position: 2, .. })), "{behind:?}: took its turn");
+        assert_eq!(q.admit(ip(1), urn(1), Some(1), slots(1), at(25), 0), Admission::Serve);
     }
 
     #[test]
