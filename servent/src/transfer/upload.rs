@@ -376,6 +376,10 @@ impl Uploads {
     /// Whether a request from `addr` for `len` bytes of `urn` (with the
     /// queue ID it sent back) is served now, by the PARQ queue's rules: a
     /// slot, or how long to wait and its place in the queue, if it has one.
+    /// A free slot is taken before the queue decides (and given back unless
+    /// it serves): partial-file and THEX requests take slots without the
+    /// queue, and one taking the last between the queue's `Serve` (which
+    /// ends the place) and the slot left a bare `503` and no place.
     fn admit(
         &self,
         addr: IpAddr,
@@ -385,10 +389,14 @@ impl Uploads {
     ) -> Result<SlotGuard<'_>, (Duration, Option<QueuePlace>)> {
         let mut queue = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
         let (total, cap) = (self.slots(), self.rate.rate());
-        let free = total.saturating_sub(self.slots_used.load(Ordering::Acquire));
-        let slots = Slots { free, total, body: rate::slot_time(self.turnover(len), cap, total) };
-        match queue.admit(addr, urn, id, slots, Instant::now(), rand::random()) {
-            Admission::Serve => self.take_slot(len).ok_or((self.config.retry_after, None)),
+        let body = rate::slot_time(self.turnover(len), cap, total);
+        let slot = self.take_slot(len);
+        let free = match slot {
+            Some(_) => total.saturating_sub(self.slots_used.load(Ordering::Acquire)) + 1,
+            None => 0,
+        };
+        match queue.admit(addr, urn, id, Slots { free, total, body }, Instant::now(), rand::random()) {
+            Admission::Serve => slot.ok_or((self.config.retry_after, None)),
             Admission::Queued(place) => Err((place.retry, Some(place))),
             Admission::TooEarly { retry } | Admission::Full { retry } => Err((retry, None)),
         }

@@ -33,8 +33,21 @@
 //!   sooner than 12 s after it last connected to us (`downloads.c`,
 //!   `DOWNLOAD_CONNECT_DELAY`). A place is expected back until the later
 //!   of `Retry-After` and the position timer, unless its requester has
-//!   shown that it comes back by `Retry-After` (it came back within
-//!   [`LATE`] of it once): then by `Retry-After` alone;
+//!   just shown that it comes back by `Retry-After`: it came back within
+//!   [`LATE`] of it last time, and sooner than gtk-gnutella's connect
+//!   delay allows (less than [`CONNECT_DELAY`] − [`LATE`], a margin for
+//!   the two requests' own latency): then by `Retry-After` alone. Coming
+//!   back in time from a `Retry-After` near 12 s shows nothing:
+//!   gtk-gnutella does so too, and comes back 12 s later whatever it is
+//!   told next. gtk-gnutella comes back sooner only when its last request
+//!   came on a connection opened 12 s before or more (its delay counts
+//!   from the connect): the next visit shows its delay again;
+//! - absent places hold free slots for a bounded while: once a present
+//!   requester has been refused with a slot free for [`HOLD`] (and no
+//!   moment with all slots busy seen since), every place that asked before
+//!   then holds no slot until it comes back (it keeps its place). Places
+//!   refreshed only while enough places ahead are expected kept both
+//!   slots idle for twelve minutes before;
 //! - per-address fairness: one address holds at most
 //!   [`MAX_PLACES_PER_ADDRESS`] places, so one host cannot fill the queue;
 //! - the queue is bounded ([`QueueConfig::max_length`]); past it, a bare
@@ -51,6 +64,14 @@ pub const MAX_PLACES_PER_ADDRESS: usize = 4;
 /// How late past its `Retry-After` a queued requester may come back and
 /// still have a slot kept for its turn.
 pub const LATE: Duration = Duration::from_secs(5);
+/// How long gtk-gnutella 1.2.3's downloader waits between two
+/// connections to one server (`downloads.c`, `DOWNLOAD_CONNECT_DELAY`):
+/// after a `503` we close, it never comes back sooner.
+const CONNECT_DELAY: Duration = Duration::from_secs(12);
+/// How long free slots are kept for absent places while a present
+/// requester is refused: long enough for gtk-gnutella's head of the queue
+/// to come back by its position timer.
+const HOLD: Duration = TIMER_BY_POSITION.saturating_add(LATE);
 /// The shortest `Retry-After` (HTTP's are whole seconds).
 const MIN_RETRY: Duration = Duration::from_secs(1);
 /// How long gtk-gnutella's downloader waits for each place before its own
@@ -115,8 +136,9 @@ struct Entry {
     /// When gtk-gnutella's downloader would come back after `asked`, by
     /// the position it was told.
     timer: Duration,
-    /// Whether its requester once came back within [`LATE`] of its
-    /// `Retry-After`: it follows `Retry-After`, not a timer of its own.
+    /// Whether its requester came back last time within [`LATE`] of its
+    /// `Retry-After` and sooner than [`CONNECT_DELAY`] − [`LATE`]: it
+    /// follows `Retry-After`, not a timer of its own.
     prompt: bool,
 }
 
@@ -190,6 +212,11 @@ impl QueuePlace {
 pub struct UploadQueue {
     config: QueueConfig,
     places: VecDeque<Entry>,
+    /// Since when a present requester has been refused with a slot free,
+    /// no moment with all slots busy seen since.
+    refused_free: Option<Instant>,
+    /// Places that asked before this hold no slot until they come back.
+    held_until: Option<Instant>,
 }
 
 /// Reads the `ID=` of an `X-Queued` header a requester sent back.
@@ -203,7 +230,7 @@ pub fn returned_id(x_queued: &str) -> Option<u64> {
 impl UploadQueue {
     /// An empty queue with these limits.
     pub fn new(config: QueueConfig) -> UploadQueue {
-        UploadQueue { config, places: VecDeque::new() }
+        UploadQueue { config, places: VecDeque::new(), refused_free: None, held_until: None }
     }
 
     /// Places in the queue now.
@@ -230,6 +257,28 @@ impl UploadQueue {
     ) -> Admission {
         let lifetime = self.config.lifetime;
         self.places.retain(|p| now.duration_since(p.asked) < lifetime);
+        self.held_until = self.held_until(now);
+        if slots.free == 0 || self.refused_free.is_some_and(|since| since + HOLD <= now) {
+            self.refused_free = None;
+        }
+        let admission = self.decide(addr, urn, id, slots, now, new_id);
+        if slots.free > 0 && admission != Admission::Serve {
+            self.refused_free.get_or_insert(now);
+        }
+        admission
+    }
+
+    /// [`UploadQueue::admit`]'s decision, the queue's timers brought up
+    /// to `now`.
+    fn decide(
+        &mut self,
+        addr: IpAddr,
+        urn: Urn,
+        id: Option<u64>,
+        slots: Slots,
+        now: Instant,
+        new_id: u64,
+    ) -> Admission {
         let found = self
             .places
             .iter()
@@ -246,7 +295,7 @@ impl UploadQueue {
                 if since < entry.retry {
                     return Admission::TooEarly { retry: entry.retry - since };
                 }
-                entry.prompt |= since < entry.retry + LATE;
+                entry.prompt = since < entry.retry + LATE && since + LATE < CONNECT_DELAY;
                 Admission::Queued(self.tell(index, ahead + 1, slots, now))
             }
             None if self.expected_before(self.places.len(), now) < slots.free => Admission::Serve,
@@ -264,9 +313,22 @@ impl UploadQueue {
         }
     }
 
-    /// Places before `index` whose requesters may still come back in time.
+    /// Places before `index` whose requesters may still come back in time
+    /// and still hold a slot.
     fn expected_before(&self, index: usize, now: Instant) -> usize {
-        self.places.iter().take(index).filter(|p| p.expected(now)).count()
+        let held_until = self.held_until(now);
+        self.places
+            .iter()
+            .take(index)
+            .filter(|p| p.expected(now) && held_until.is_none_or(|until| p.asked >= until))
+            .count()
+    }
+
+    /// Before when places asked that hold no slot now: when a present
+    /// requester had been refused with a slot free for [`HOLD`].
+    fn held_until(&self, now: Instant) -> Option<Instant> {
+        let ended = self.refused_free.map(|since| since + HOLD).filter(|&end| end <= now);
+        self.held_until.max(ended)
     }
 
     /// Tells the place at `index`, the `position`th of those expected, when
@@ -504,6 +566,126 @@ mod tests {
         assert!(matches!(behind, Admission::Queued(QueuePlace { position: 2, .. })), "{behind:?}: took its turn");
         let back = t0 + Duration::from_secs(30) * u32::try_from(gtkg.position).unwrap();
         assert_eq!(q.admit(ip(1), urn(1), Some(1), slots(1), back, 0), Admission::Serve);
+    }
+
+    /// gtk-gnutella 1.2.3, its `503` closed, comes back after `Retry-After`
+    /// but never sooner than 12 s after it last connected to us
+    /// (`downloads.c`, `DOWNLOAD_CONNECT_DELAY`). Told 8 s, it comes back at
+    /// 12 s, within [`LATE`]: that does not show it follows `Retry-After`
+    /// (it came no sooner than [`CONNECT_DELAY`] allows). Told 1 s next
+    /// (short bodies now in the slot), it comes back 12 s later again, and
+    /// the slot that freed meanwhile is still kept for its turn (it went to
+    /// the place behind it while a place came back in time once was taken
+    /// to follow `Retry-After` for good).
+    #[test]
+    fn a_gtk_gnutella_downloader_held_back_by_its_connect_delay_keeps_its_turn() {
+        let mut q = UploadQueue::new(QueueConfig::default());
+        let slow = |free| Slots { free, total: 1, body: Duration::from_secs(8) };
+        let fast = |free| Slots { free, total: 1, body: Duration::from_secs(1) };
+        let t0 = Instant::now();
+        assert_eq!(queued(q.admit(ip(1), urn(1), None, slow(0), t0, 1)).retry.as_secs(), 8);
+        queued(q.admit(ip(2), urn(1), None, slow(0), t0, 2));
+        let t12 = t0 + Duration::from_secs(12);
+        let gtkg = queued(q.admit(ip(1), urn(1), Some(1), fast(0), t12, 0));
+        assert_eq!((gtkg.position, gtkg.retry.as_secs()), (1, 1));
+        let t19 = t12 + Duration::from_secs(7);
+        let behind = q.admit(ip(2), urn(1), Some(2), fast(1), t19, 0);
+        assert!(matches!(behind, Admission::Queued(QueuePlace { position: 2, .. })), "{behind:?}: took its turn");
+        assert_eq!(q.admit(ip(1), urn(1), Some(1), fast(1), t12 + Duration::from_secs(12), 0), Admission::Serve);
+    }
+
+    /// Two slots, free all along. Sixty-three addresses queue four places
+    /// each (252 of the 256) while the slots are busy, then never take a
+    /// slot: each comes back,
+    /// with its place's ID, only while enough places ahead are expected
+    /// that it is told to wait (what its told position shows it). An
+    /// honest requester queued behind them, coming back by every
+    /// `Retry-After`, waited 744 s while both slots stood idle (88 s with
+    /// four addresses). Refused with slots free from the first second, the
+    /// places hold them [`HOLD`] at most: it is served by its next
+    /// `Retry-After` after that (60 s).
+    #[test]
+    fn attack_places_refreshed_behind_the_head_cannot_keep_free_slots_idle() {
+        let mut q = UploadQueue::new(QueueConfig::default());
+        let slots = |free| Slots { free, total: 2, body: Duration::from_secs(1) };
+        let t0 = Instant::now();
+        let mut hostile = Vec::new();
+        for host in 1..=63u8 {
+            for file in 1..=4u8 {
+                let id = u64::from(host) * 100 + u64::from(file);
+                queued(q.admit(ip(host), urn(file), None, slots(0), t0, id));
+                hostile.push((ip(host), urn(file), id));
+            }
+        }
+        let honest = ip(99);
+        let mut place = queued(q.admit(honest, urn(1), None, slots(0), t0, 99));
+        let mut asked = t0;
+        let mut served = None;
+        for second in 1..=QueueConfig::default().lifetime.as_secs() {
+            let now = t0 + Duration::from_secs(second);
+            for &(addr, urn, id) in &hostile {
+                let Some(index) = q.places.iter().position(|p| p.id == id) else { continue };
+                if q.expected_before(index, now) >= 2 && now >= q.places[index].asked + q.places[index].retry {
+                    queued(q.admit(addr, urn, Some(id), slots(2), now, 0));
+                }
+            }
+            if now >= asked + place.retry {
+                match q.admit(honest, urn(1), Some(99), slots(2), now, 0) {
+                    Admission::Serve => {
+                        served = Some(second);
+                        break;
+                    }
+                    other => (place, asked) = (queued(other), now),
+                }
+            }
+        }
+        let bound = (Duration::from_secs(1) + HOLD + QueueConfig::default().retry).as_secs();
+        assert!(served.is_some_and(|s| s <= bound), "served at {served:?}, not by {bound} s; last told {place:?}");
+    }
+
+    /// A place expected back by gtk-gnutella's timer (60 s at the second
+    /// position) keeps a free slot for its turn while a present requester
+    /// behind it is refused, but for [`HOLD`] at most (a moment with all
+    /// slots busy starts the count again); then the present one is served,
+    /// and the absent one keeps its place, served when it comes back.
+    #[test]
+    fn a_free_slot_is_kept_for_an_absent_place_for_a_bounded_while() {
+        let mut q = UploadQueue::new(QueueConfig::default());
+        let slots = |free| Slots { free, total: 1, body: Duration::from_secs(1) };
+        let t0 = Instant::now();
+        for n in 1..=3u8 {
+            queued(q.admit(ip(n), urn(1), None, slots(0), t0, u64::from(n)));
+        }
+        let at = |secs| t0 + Duration::from_secs(secs);
+        assert_eq!(queued(q.admit(ip(3), urn(1), Some(3), slots(1), at(3), 0)).position, 3);
+        assert_eq!(queued(q.admit(ip(3), urn(1), Some(3), slots(0), at(10), 0)).position, 3, "all slots busy");
+        let refused = at(13);
+        assert_eq!(queued(q.admit(ip(3), urn(1), Some(3), slots(1), refused, 0)).position, 3);
+        let held = refused + HOLD - Duration::from_secs(1);
+        assert_eq!(queued(q.admit(ip(3), urn(1), Some(3), slots(1), held, 0)).position, 2, "the first is late");
+        assert_eq!(q.admit(ip(3), urn(1), Some(3), slots(1), refused + HOLD, 0), Admission::Serve);
+        assert_eq!(q.admit(ip(2), urn(1), Some(2), slots(1), at(60), 0), Admission::Serve, "its place kept");
+        assert_eq!(q.len(), 1);
+    }
+
+    /// gtk-gnutella's last request came on a connection it had kept open
+    /// 12 s or more (a range served, the next one queued): it comes back by
+    /// a `Retry-After` of 1 s, then, its connect delay counting again, 12 s
+    /// after. That visit shows it does not follow `Retry-After`: it is
+    /// expected by its timer again, and keeps its turn from the place behind.
+    #[test]
+    fn a_requester_back_by_its_retry_after_once_then_late_is_expected_by_the_timer_again() {
+        let mut q = UploadQueue::new(QueueConfig::default());
+        let slots = |free| Slots { free, total: 1, body: Duration::from_secs(1) };
+        let t0 = Instant::now();
+        queued(q.admit(ip(1), urn(1), None, slots(0), t0, 1));
+        queued(q.admit(ip(2), urn(1), None, slots(0), t0, 2));
+        let at = |secs| t0 + Duration::from_secs(secs);
+        assert_eq!(queued(q.admit(ip(1), urn(1), Some(1), slots(0), at(1), 0)).retry.as_secs(), 1);
+        assert_eq!(queued(q.admit(ip(1), urn(1), Some(1), slots(0), at(13), 0)).retry.as_secs(), 1);
+        let behind = q.admit(ip(2), urn(1), Some(2), slots(1), at(20), 0);
+        assert!(matches!(behind, Admission::Queued(QueuePlace { position: 2, .. })), "{behind:?}: took its turn");
+        assert_eq!(q.admit(ip(1), urn(1), Some(1), slots(1), at(25), 0), Admission::Serve);
     }
 
     #[test]
