@@ -284,6 +284,34 @@ pub struct TierSummary {
     pub qrp_bytes: Option<usize>,
 }
 
+impl TierSummary {
+    /// The figures of `plan` asked on `settings`' networks: flooded, and
+    /// dynamically with hits out of band (`oob_hits` taken so); the run
+    /// with hits routed and the QRP tables' memory, where measured, are
+    /// set after.
+    pub(crate) fn new(
+        settings: &Settings,
+        plan: &Plan,
+        ultrapeers: usize,
+        flood: TierFigures,
+        out_of_band: TierFigures,
+        oob_hits: u64,
+    ) -> TierSummary {
+        TierSummary {
+            nodes: settings.nodes,
+            ultrapeers,
+            queries: plan.queries.len(),
+            ttl: settings.ttl,
+            flat_degree: settings.degree,
+            flood,
+            dynamic: None,
+            out_of_band,
+            oob_hits,
+            qrp_bytes: None,
+        }
+    }
+}
+
 impl fmt::Display for TierSummary {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let flood = &self.flood;
@@ -355,17 +383,11 @@ pub fn tiers(
     let (ultrapeers, two_tier) = two_tier(settings, &plan)?;
     let routed = ask_dynamically(settings, &two_tier, ultrapeers, false, cancel, &mut on_query)?;
     let out_of_band = ask_dynamically(settings, &two_tier, ultrapeers, true, cancel, &mut on_query)?;
+    let (flood, oob) = (TierFigures::of(&flood), TierFigures::of(&out_of_band.outcomes));
     Ok(TierSummary {
-        nodes: settings.nodes,
-        ultrapeers,
-        queries: plan.queries.len(),
-        ttl: settings.ttl,
-        flat_degree: settings.degree,
-        flood: TierFigures::of(&flood),
         dynamic: Some(TierFigures::of(&routed.outcomes)),
-        out_of_band: TierFigures::of(&out_of_band.outcomes),
-        oob_hits: out_of_band.oob_hits,
         qrp_bytes: Some(routed.qrp_bytes),
+        ..TierSummary::new(settings, &plan, ultrapeers, flood, oob, out_of_band.oob_hits)
     })
 }
 

@@ -65,18 +65,7 @@ pub async fn run(
         Err(_) => Ok(0),
     };
     tiered.shutdown().await;
-    Ok(TierSummary {
-        nodes: settings.nodes,
-        ultrapeers,
-        queries: plan.queries.len(),
-        ttl: settings.ttl,
-        flat_degree: settings.degree,
-        flood: TierFigures::of(&flood),
-        dynamic: None,
-        out_of_band: TierFigures::of(&dynamic?),
-        oob_hits: oob_hits?,
-        qrp_bytes: None,
-    })
+    Ok(TierSummary::new(settings, &plan, ultrapeers, TierFigures::of(&flood), TierFigures::of(&dynamic?), oob_hits?))
 }
 
 /// Asks every planned query on the session's network: flooded at the run's
