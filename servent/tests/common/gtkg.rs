@@ -106,25 +106,21 @@ impl Gtkg {
         for (name, bytes) in files {
             std::fs::write(share.join(name), bytes).unwrap();
         }
-        let port = free_port();
         let peers: Vec<String> = options.peers.iter().map(|p| p.to_string()).collect();
-        let output = Command::new("bash")
-            .arg(counterpart_dir().join("run.sh"))
-            .arg(port.to_string())
-            .arg(&share)
-            .arg(root.path().join("home"))
-            .env("GTKG_BIN", &bin)
-            .env("MODE", options.mode)
-            .env("COMPRESS", if options.compress { "1" } else { "0" })
-            .env("UDP", if options.udp { "1" } else { "0" })
-            .env("PEERS", peers.join(" "))
-            .env("FRESH", "1")
-            .output()
-            .unwrap();
-        assert!(output.status.success(), "gtk-gnutella did not start: {}", String::from_utf8_lossy(&output.stderr));
-        let pid = String::from_utf8_lossy(&output.stdout).trim().parse().expect("run.sh prints the PID");
-        let addr = SocketAddr::from(([127, 0, 0, 1], port));
-        Some(Gtkg { bin, pid, addr, root })
+        // Now and then it hangs during its start-up (its log stops after
+        // "vsort() will use…", seen in CI and in loaded runs) and never
+        // listens: then it is stopped and started once more.
+        for attempt in 1..=STARTS {
+            let port = free_port();
+            let pid = launch(&bin, &share, root.path(), port, &options, &peers);
+            let addr = SocketAddr::from(([127, 0, 0, 1], port));
+            if listens(addr, LISTEN_PATIENCE) || attempt == STARTS {
+                return Some(Gtkg { bin, pid, addr, root });
+            }
+            eprintln!("gtk-gnutella (pid {pid}) did not listen within {LISTEN_PATIENCE:?}: starting it again");
+            let _ = Command::new("kill").arg("-9").arg(pid.to_string()).status();
+        }
+        unreachable!("the last start is returned")
     }
 
     /// Moves it from 127.0.0.1 to `ip` (one of this machine's addresses,
@@ -243,6 +239,42 @@ impl Drop for Gtkg {
 /// kernel's ephemeral range (32768 and up by default): a socket another test
 /// binds to port 0 meanwhile cannot take it before gtk-gnutella binds it,
 /// and then `run.sh` would take that socket for gtk-gnutella's.
+/// How many times [`Gtkg::start`] starts it before giving up.
+const STARTS: usize = 2;
+/// How long a start may take before it counts as hung.
+const LISTEN_PATIENCE: Duration = Duration::from_secs(60);
+
+/// Starts it on `port` with `run.sh`; its PID.
+fn launch(bin: &Path, share: &Path, root: &Path, port: u16, options: &Options, peers: &[String]) -> u32 {
+    let output = Command::new("bash")
+        .arg(counterpart_dir().join("run.sh"))
+        .arg(port.to_string())
+        .arg(share)
+        .arg(root.join("home"))
+        .env("GTKG_BIN", bin)
+        .env("MODE", options.mode)
+        .env("COMPRESS", if options.compress { "1" } else { "0" })
+        .env("UDP", if options.udp { "1" } else { "0" })
+        .env("PEERS", peers.join(" "))
+        .env("FRESH", "1")
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "gtk-gnutella did not start: {}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8_lossy(&output.stdout).trim().parse().expect("run.sh prints the PID")
+}
+
+/// Whether something accepts connections at `addr` within `patience`.
+fn listens(addr: SocketAddr, patience: Duration) -> bool {
+    let deadline = Instant::now() + patience;
+    while Instant::now() < deadline {
+        if TcpStream::connect_timeout(&addr, Duration::from_secs(1)).is_ok() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    false
+}
+
 fn free_port() -> u16 {
     static NEXT: AtomicU32 = AtomicU32::new(0);
     let seed = std::process::id() ^ SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().subsec_nanos();
