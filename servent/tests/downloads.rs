@@ -1164,14 +1164,13 @@ fn a_download_started_without_a_signature_takes_the_one_a_later_hit_carries() {
         let folder = share(&[(NAME, &bytes)]);
         std::fs::write(folder.path().join(format!("{NAME}.minisig")), signature.to_text()).unwrap();
         // A test network on loopback (`--dial-local`): the hit names 127.0.0.1.
-        let publisher = start_with(&[], Some(folder.path()), |c| c.dial_local = true).await;
+        let publisher = start(&[], Some(folder.path())).await;
         wait_indexed(&publisher, "seblinux", 1).await;
         let data = tempfile::tempdir().unwrap();
         let pinned = servent::trust::TrustedKey { key: publisher_key.public_key(), scope: vec![] };
         let user = start_with(&[publisher.listen_addr()], None, |c| {
             c.data_dir = Some(data.path().to_path_buf());
             c.trust = vec![pinned];
-            c.dial_local = true;
         })
         .await;
         wait_connected(&user, &publisher).await;

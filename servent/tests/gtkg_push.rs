@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use async_std::task;
 use common::gtkg::{Gtkg, Options};
-use common::{share, start_with, varied_bytes, wait_connected, wait_for, wait_indexed};
+use common::{share, start, start_with, varied_bytes, wait_connected, wait_for, wait_indexed};
 use servent::transfer::download::{DownloadState, Keep};
 
 /// How long gtk-gnutella may take to hash, connect or answer on loopback.
@@ -30,7 +30,6 @@ fn gtk_gnutella_downloads_from_us_by_push_when_we_are_firewalled() {
         // listen on 127.0.0.2 but dial from 127.0.0.1, so its connect-back
         // (to our link's IP) misses us and we stay firewalled.
         let node = start_with(&[gtkg.addr], Some(files.path()), |c| {
-            c.dial_local = true;
             c.listen = "127.0.0.2:0".parse().unwrap();
         })
         .await;
@@ -72,7 +71,7 @@ fn gtk_gnutella_connects_back_when_we_ask_and_we_find_ourselves_reachable() {
     task::block_on(async {
         // On loopback its connect-back comes from a local address, which
         // counts only on a test network (--dial-local).
-        let node = start_with(&[gtkg.addr], None, |c| c.dial_local = true).await;
+        let node = start(&[gtkg.addr], None).await;
         wait_for("our link to it", || async { node.peers().await.unwrap().iter().any(|p| p.addr == gtkg.addr) }).await;
         // We only connected out: its answer to our TCP Connect Back (BEAR/7)
         // is the only connection that can reach us.
@@ -148,7 +147,6 @@ fn we_download_from_a_firewalled_gtk_gnutella_by_push() {
         // A test network (`--dial-local`): its hit names 127.0.0.1.
         let node = start_with(&[], None, |c| {
             c.data_dir = Some(data.path().to_path_buf());
-            c.dial_local = true;
         })
         .await;
         // It connects to us and nobody connects to it: on loopback it

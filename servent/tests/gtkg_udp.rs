@@ -88,8 +88,6 @@ fn our_udp_host_cache_ping_gets_its_ipp_pong_and_a_newcomer_joins_through_it() {
         // A servent that knows only it, as a UDP host cache, finds us.
         let newcomer = start_with(&[], None, |c| {
             c.discover = true;
-            // Ours listen on loopback: a test network says so explicitly.
-            c.dial_local = true;
             c.uhcs = vec![PeerAddr::Ip(v4(gtkg.addr))];
         })
         .await;

@@ -149,7 +149,6 @@ async fn pong_flood_neither_poisons_the_host_cache_nor_drives_dialing() {
     let honest = start(&[], Some(files.path())).await;
     let victim = start_with(&[honest.listen_addr()], None, |config| {
         config.discover = true;
-        config.dial_local = true;
     })
     .await;
     wait_connected(&victim, &honest).await;

@@ -276,7 +276,6 @@ fn full_servent_refuses_with_x_try_ultrapeers_and_the_dialer_goes_there() {
         // c knows only b, which is full and points it to a.
         let c = common::start_with(&[b.listen_addr()], None, |config| {
             config.discover = true;
-            config.dial_local = true;
         })
         .await;
         wait_connected(&a, &c).await;
@@ -306,7 +305,6 @@ fn servent_with_no_peers_bootstraps_from_a_gwebcache() {
         });
         let b = common::start_with(&[], None, |config| {
             config.discover = true;
-            config.dial_local = true;
             config.gwebcaches = vec![url];
         })
         .await;
@@ -327,7 +325,6 @@ fn host_cache_survives_a_restart() {
         let with_data = |config: &mut servent::config::Config| {
             config.data_dir = Some(data.path().to_path_buf());
             config.discover = true;
-            config.dial_local = true;
         };
         let b = common::start_with(&[a.listen_addr()], None, with_data).await;
         wait_connected(&a, &b).await;

@@ -116,7 +116,6 @@ async fn publisher(folder: &Path, release: &Release, rate: u64) -> NodeHandle {
 /// it takes the loopback sources it is offered.
 async fn downloader(dir: &Path, key: &SecretKey, rate: u64) -> NodeHandle {
     start_with(&[], None, |config| {
-        config.dial_local = true;
         config.data_dir = Some(dir.to_path_buf());
         config.trust = vec![TrustedKey { key: key.public_key(), scope: vec![] }];
         config.rates = Rates { max_upload_rate: 0, max_download_rate: rate };

@@ -91,7 +91,6 @@ fn a_firewalled_hit_is_fetched_by_push_along_the_hits_path() {
         // A test network (--dial-local): its push proxy is on loopback.
         let downloader = common::start_with(&[], None, |c| {
             c.data_dir = Some(downloads.path().to_path_buf());
-            c.dial_local = true;
         })
         .await;
         let mut link = raw_peer(downloader.listen_addr()).await;
@@ -369,8 +368,8 @@ fn a_neighbour_connects_back_when_asked_and_the_firewall_check_then_finds_us_rea
     task::block_on(async {
         // A test network (--dial-local): local connections count, and local
         // addresses are connected back to.
-        let answerer = common::start_with(&[], None, |c| c.dial_local = true).await;
-        let asker = common::start_with(&[answerer.listen_addr()], None, |c| c.dial_local = true).await;
+        let answerer = common::start(&[], None).await;
+        let asker = common::start(&[answerer.listen_addr()], None).await;
         wait_connected(&answerer, &asker).await;
         // Nobody dials the asker (no discovery): only the connect-back it
         // asked for (TCP Connect Back) can reach it.
@@ -458,7 +457,6 @@ fn a_leafs_ultrapeer_is_its_push_proxy_and_passes_a_push_on_from_http() {
         let files = share(&[("SEBLINUX-leaf-1.0.tar", &content)]);
         let ultrapeer = common::start_with(&[], None, |c| {
             c.mode = Mode::Ultrapeer;
-            c.dial_local = true;
         })
         .await;
         // A test network (both `--dial-local`, so the leaf may connect back
@@ -467,7 +465,6 @@ fn a_leafs_ultrapeer_is_its_push_proxy_and_passes_a_push_on_from_http() {
         // misses it and it stays firewalled.
         let leaf = common::start_with(&[ultrapeer.listen_addr()], Some(files.path()), |c| {
             c.mode = Mode::Leaf;
-            c.dial_local = true;
             c.listen = "127.0.0.2:0".parse().unwrap();
         })
         .await;

@@ -66,8 +66,6 @@ fn a_servent_given_only_a_udp_host_cache_joins_a_network_of_ten_and_finds_a_file
         let uhc = v4(nodes[0].listen_addr());
         let newcomer = start_with(&[], None, |config| {
             config.discover = true;
-            // The ten listen on loopback: a test network says so explicitly.
-            config.dial_local = true;
             config.uhcs = vec![PeerAddr::Ip(uhc)];
         })
         .await;
@@ -95,8 +93,6 @@ fn host_names_given_as_peer_and_udp_host_cache_are_looked_up_by_the_node() {
         let (cache_name, peer_name) = (named(&cache), named(&peer));
         let newcomer = start_with(&[], None, |config| {
             config.discover = true;
-            // The cache's Pong names loopback: a test network says so explicitly.
-            config.dial_local = true;
             config.peer_names = vec![peer_name];
             config.uhcs = vec![cache_name];
         })
@@ -285,8 +281,7 @@ fn guess_finds_a_rare_file_that_flooding_does_not_reach() {
         let files = share(&[("SEBLINUX-rare-1.0.tar", b"one copy in the world".as_slice())]);
         let hub = start(&[], None).await;
         let holder = start(&[hub.listen_addr()], Some(files.path())).await;
-        // The holder listens on loopback: a test network says so explicitly.
-        let seeker = start_with(&[hub.listen_addr()], None, |config| config.dial_local = true).await;
+        let seeker = start(&[hub.listen_addr()], None).await;
         common::wait_connected(&hub, &holder).await;
         common::wait_connected(&hub, &seeker).await;
         wait_indexed(&holder, "seblinux", 1).await;

@@ -90,8 +90,6 @@ async fn user_trusting(
         config.data_dir = Some(data.path().to_path_buf());
         config.shares = vec![install.path().to_path_buf()];
         config.trust = pinned;
-        // A test network: the sources its downloads learn are on loopback.
-        config.dial_local = true;
     })
     .await;
     for peer in peers {
@@ -521,7 +519,6 @@ fn an_update_pass_installs_a_release_that_only_partial_sources_hold() {
             let holder = start_with(&[publisher.listen_addr()], None, |config| {
                 config.data_dir = Some(data.path().to_path_buf());
                 config.trust = vec![TrustedKey { key: publisher_key.public_key(), scope: vec![] }];
-                config.dial_local = true;
             })
             .await;
             wait_connected(&holder, &publisher).await;
