@@ -290,10 +290,14 @@ function updateResultRow(row, result, line) {
   }
 }
 
-/** A search result's row: with a button to browse its first source, unless it is a fake. */
+/**
+ * A search result's row: with a button to browse the source the servent
+ * offers (`browse`: one it would dial, never a LAN address a stranger's
+ * hit named), unless it is a fake.
+ */
 function updateSearchRow(row, result) {
   updateResultRow(row, result, "search");
-  const source = result.verdict === "fake" ? null : (result.sources || [])[0];
+  const source = result.verdict === "fake" ? null : result.browse;
   setBrowseButton(cellOf(row, "action"), source, source ? `Browse ${source}, a source of ${result.name}` : "");
 }
 

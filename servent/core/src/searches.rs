@@ -100,6 +100,11 @@ pub struct SearchResult {
     /// named, whatever the dial rule says ([`Self::dialable`]).
     #[serde(skip)]
     named: Vec<SocketAddrV4>,
+    /// The source a Browse of this result connects to, as the page offers
+    /// it ([`Self::with_browse`]); none when the dial rule refuses every
+    /// source.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub browse: Option<SocketAddrV4>,
     /// Whether it is genuine, as far as can be told before downloading:
     /// `verdict`, `reason`, `publisher`, `version`.
     #[serde(flatten)]
@@ -126,6 +131,7 @@ impl SearchResult {
             sources,
             servents,
             named,
+            browse: None,
             judgement,
             signature,
             carried,
@@ -148,6 +154,15 @@ impl SearchResult {
                 self.servents.push(servent);
             }
         }
+        self
+    }
+
+    /// The result as the page shows it under `rule`: [`Self::browse`] is
+    /// its first source the user named or the rule allows. A hit may name
+    /// any address, our router's among them: one click on Browse must not
+    /// send a request there because a stranger said so.
+    pub fn with_browse(mut self, rule: &DialRule) -> SearchResult {
+        self.browse = self.sources.iter().copied().find(|&s| self.named.contains(&s) || rule.allows(s));
         self
     }
 
@@ -301,6 +316,7 @@ impl Search {
                 sources: vec![source],
                 servents: vec![hit.servent_guid],
                 named: if self.browse { vec![source] } else { Vec::new() },
+                browse: None,
                 judgement: Judgement::unsigned(),
                 signature: None,
                 carried: Vec::new(),
@@ -538,6 +554,37 @@ mod tests {
         let mut sources = found.sources;
         sources.sort();
         assert_eq!(sources, [push_only_key(stranger.servent_guid), named], "in any order");
+    }
+
+    /// A stranger's hit naming a LAN address (a router's web page, say)
+    /// offers no Browse of it; a public source, or the LAN host the user
+    /// browsed himself, is offered.
+    #[test]
+    fn attack_a_hit_naming_a_lan_address_offers_no_browse_of_it() {
+        let now = Instant::now();
+        let mut searches = Searches::default();
+        let rule = DialRule::new(false);
+        let (browsed, searched) = (Guid([1; 16]), Guid([2; 16]));
+        let mut router = hit(1, vec![result("a", 1, vec![Urn::Sha1([1; 20])])]);
+        router.ip = Ipv4Addr::new(192, 168, 1, 1);
+        router.port = 80;
+        searches.start(searched, "a".into(), now);
+        searches.add(searched, &router, now, &TrustStore::in_memory());
+        let found = searches.find(&[Urn::Sha1([1; 20])]).unwrap();
+        assert_eq!(found.clone().with_browse(&rule).browse, None);
+        let json = serde_json::to_value(found.clone().with_browse(&rule)).unwrap();
+        assert!(json.get("browse").is_none(), "{json}");
+
+        searches.add(searched, &hit(2, vec![result("a", 1, vec![Urn::Sha1([1; 20])])]), now, &TrustStore::in_memory());
+        let public = SocketAddrV4::new(Ipv4Addr::new(192, 0, 2, 2), 6346);
+        assert_eq!(searches.find(&[Urn::Sha1([1; 20])]).unwrap().with_browse(&rule).browse, Some(public));
+
+        let mut listed = hit(3, vec![result("b", 1, vec![Urn::Sha1([2; 20])])]);
+        listed.ip = Ipv4Addr::new(192, 168, 1, 20);
+        searches.start_browse(browsed, "browse 192.168.1.20:6346".into(), now);
+        searches.add(browsed, &listed, now, &TrustStore::in_memory());
+        let named = SocketAddrV4::new(Ipv4Addr::new(192, 168, 1, 20), 6346);
+        assert_eq!(searches.find(&[Urn::Sha1([2; 20])]).unwrap().with_browse(&rule).browse, Some(named));
     }
 
     #[test]

@@ -244,7 +244,7 @@ impl Pump {
                     query: s.text.clone(),
                     hits_received: s.hits_received,
                     first_hit_ms: s.first_hit_after.map(|d| d.as_secs_f64() * 1000.0),
-                    results: s.results().to_vec(),
+                    results: s.results().iter().map(|r| r.clone().with_browse(&self.core.dial_rule())).collect(),
                 });
                 let _ = reply.try_send(snapshot);
             }
@@ -300,7 +300,9 @@ impl Pump {
             }
             Command::Browsed { label, hits, reply } => {
                 let id = self.core.browsed(label, &hits, now);
+                let rule = self.core.dial_rule();
                 let results = self.core.search_results(&id).map(|s| s.results().to_vec()).unwrap_or_default();
+                let results = results.into_iter().map(|r| r.with_browse(&rule)).collect();
                 let _ = reply.try_send(results);
             }
             Command::Shutdown { .. } => {}
