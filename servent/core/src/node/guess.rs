@@ -274,7 +274,8 @@ impl Node {
         self.relay_guess_to_leaves(guid, from, &query, now);
         query.ggep.remove(QK);
         query.ggep.remove(ipp::SCP);
-        self.look_up(PendingAnswer { guid, reply_ttl: 1, reply: Reply::Datagram(from) }, query);
+        let partials = super::partial::wanted_by(&query);
+        self.look_up(PendingAnswer { guid, reply_ttl: 1, reply: Reply::Datagram(from), partials }, query);
     }
 
     /// Sends a GUESS query's hits straight back over UDP, within the

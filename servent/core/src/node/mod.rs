@@ -458,6 +458,8 @@ struct PendingAnswer {
     guid: Guid,
     reply_ttl: u8,
     reply: Reply,
+    /// Whether the query asked for partial results ([`partial::wanted_by`]).
+    partials: bool,
 }
 
 /// Where the hits of a query go.
@@ -658,7 +660,10 @@ impl Node {
                 peers.into_iter().for_each(|peer| self.tell_hops_flow(peer));
             }
             Event::LocalResults { lookup, files } => self.answer(lookup, files, &[], now),
-            Event::LocalPartialResults { lookup, mut files, partials } => {
+            Event::LocalPartialResults { lookup, mut files, mut partials } => {
+                if !self.lookups.get(&lookup).is_some_and(|pending| pending.partials) {
+                    partials.clear();
+                }
                 files.extend(partials.iter().map(|p| p.file.clone()));
                 self.answer(lookup, files, &partials, now)
             }
@@ -1135,7 +1140,8 @@ impl Node {
                 }
                 routing::Action::SearchLocal { from, guid, reply_ttl, query } => {
                     let reply = self.oob_querier(&guid, &query, reply_ttl).map_or(Reply::Link(from), Reply::OutOfBand);
-                    self.look_up(PendingAnswer { guid, reply_ttl, reply }, query)
+                    let partials = partial::wanted_by(&query);
+                    self.look_up(PendingAnswer { guid, reply_ttl, reply, partials }, query)
                 }
                 routing::Action::Hit { search, hit } => {
                     if !self.relayed_guess_hit(search, &hit, now) && self.router.is_own_query(&search, now) {

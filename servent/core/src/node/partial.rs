@@ -11,7 +11,7 @@
 use search::SharedFile;
 
 use crate::wire::ggep::GgepId;
-use crate::wire::{Ggep, QueryHit, QueryResult};
+use crate::wire::{Ggep, Query, QueryHit, QueryResult};
 
 /// `"PRU"`: the result is a file still being downloaded.
 pub const PARTIAL_RESULT: GgepId = GgepId::from_static("PRU");
@@ -20,6 +20,13 @@ pub const PARTIAL_RESULT: GgepId = GgepId::from_static("PRU");
 /// answers with the files it is downloading only when the query says so
 /// (`search.c`, `shared_files_match` in `share.c`), and says so in its own.
 pub const PARTIAL_WANTED: GgepId = GgepId::from_static("PR");
+
+/// Whether `query` asks for partial results: only then are files being
+/// downloaded offered, as gtk-gnutella and LimeWire do (a servent that
+/// did not ask may not know a source can hold part of a file).
+pub fn wanted_by(query: &Query) -> bool {
+    query.ggep.get(PARTIAL_WANTED).is_some()
+}
 
 /// The GGEP block of our Queries: partial results wanted ([`PARTIAL_WANTED`]).
 pub fn wanted() -> Ggep {

@@ -79,6 +79,14 @@ fn query(criteria: &str, urns: Vec<Urn>) -> Message {
     Message { guid: Guid([9; 16]), ttl: 3, hops: 1, payload: Payload::Query(query) }
 }
 
+/// A query that asks for partial results (GGEP `PR`), as ours and gtk-gnutella's do.
+fn query_wanting_partials(criteria: &str) -> Message {
+    let mut message = query(criteria, vec![]);
+    let Payload::Query(query) = &mut message.payload else { unreachable!() };
+    query.ggep = super::partial::wanted();
+    message
+}
+
 pub(super) fn shared_file(name: &str) -> search::SharedFile {
     search::SharedFile {
         index: 3,
@@ -812,7 +820,7 @@ fn a_file_being_downloaded_is_answered_as_a_partial_result() {
     use super::partial::{Partial, PartialResult, PARTIAL_RESULT};
     let now = Instant::now();
     let mut node = node_with_a_neighbour(now);
-    node.handle(Event::Message { peer: PeerId(1), message: query("seblinux", vec![]) }, now);
+    node.handle(Event::Message { peer: PeerId(1), message: query_wanting_partials("seblinux") }, now);
     let Some(Action::LookUp { lookup, .. }) = node.poll_action() else { panic!("no lookup") };
     let shared = search::SharedFile { sha1: Urn::Sha1([7; 20]), ..shared_file("seblinux-base.tar") };
     let downloading =
@@ -832,6 +840,35 @@ fn a_file_being_downloaded_is_answered_as_a_partial_result() {
     assert!(hit.results[1].ggep.get("PRU").is_some());
 }
 
+/// A servent that did not ask for partial results (no `PR`: LimeWire and
+/// gtk-gnutella answer it with whole files only) is not offered a file we
+/// are still downloading: it would take us for a whole source.
+#[test]
+fn a_query_without_pr_is_answered_with_whole_files_only() {
+    use super::partial::{PartialResult, PARTIAL_RESULT};
+    let now = Instant::now();
+    let mut node = node_with_a_neighbour(now);
+    node.handle(Event::Message { peer: PeerId(1), message: query("seblinux", vec![]) }, now);
+    let Some(Action::LookUp { lookup, .. }) = node.poll_action() else { panic!("no lookup") };
+    let shared = search::SharedFile { sha1: Urn::Sha1([7; 20]), ..shared_file("seblinux-base.tar") };
+    let downloading =
+        PartialResult { file: shared_file("seblinux-next.tar"), available: 3 << 20, modified: 1_700_000_000 };
+    node.handle(Event::LocalPartialResults { lookup, files: vec![shared], partials: vec![downloading.clone()] }, now);
+    let taken = actions(&mut node);
+    let [Action::Send { message, .. }] = taken.as_slice() else { panic!("{taken:?}") };
+    let Payload::QueryHit(hit) = &message.payload else { panic!("not a hit") };
+    let names: Vec<&str> = hit.results.iter().map(|r| r.name.as_str()).collect();
+    assert_eq!(names, ["seblinux-base.tar"]);
+    assert!(hit.results.iter().all(|r| r.ggep.get(PARTIAL_RESULT).is_none()));
+
+    // Only a file being downloaded: no hit at all.
+    let another = Message { guid: Guid([10; 16]), ..query("seblinux next", vec![]) };
+    node.handle(Event::Message { peer: PeerId(1), message: another }, now);
+    let Some(Action::LookUp { lookup, .. }) = node.poll_action() else { panic!("no lookup") };
+    node.handle(Event::LocalPartialResults { lookup, files: vec![], partials: vec![downloading] }, now);
+    assert_eq!(actions(&mut node), []);
+}
+
 #[test]
 fn partial_results_fit_the_hit_payload_target_with_their_pru() {
     use super::partial::{PartialResult, PARTIAL_RESULT};
@@ -848,7 +885,7 @@ fn partial_results_fit_the_hit_payload_target_with_their_pru() {
     let mut node = node(now);
     connect(&mut node, 1, SocketAddr::V4(addr(1)), now);
     actions(&mut node);
-    node.handle(Event::Message { peer: PeerId(1), message: query("seblinux", vec![]) }, now);
+    node.handle(Event::Message { peer: PeerId(1), message: query_wanting_partials("seblinux") }, now);
     let Some(Action::LookUp { lookup, .. }) = node.poll_action() else { panic!("no lookup") };
     let partials: Vec<PartialResult> =
         (1..=2).map(|n| PartialResult { file: file(n, len), available: u64::MAX >> 8, modified: u32::MAX }).collect();
