@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use async_std::task;
 use common::gtkg::{Gtkg, Options};
-use common::{start_with, wait_for};
+use common::{start_with, wait_for_within};
 use servent::config::Mode;
 use servent::handshake::Role;
 
@@ -22,7 +22,7 @@ fn gtk_gnutellas_messages_supported_reaches_us_and_shows_in_the_peer_list() {
         let ours = start_with(&[], None, |c| c.mode = Mode::Ultrapeer).await;
         let options = Options { peers: vec![ours.listen_addr()], ..Options::default() };
         let Some(gtkg) = Gtkg::start(&[], options) else { return };
-        wait_for(&format!("its Messages Supported\n{}", gtkg.diagnose()), || async {
+        wait_for_within(&format!("its Messages Supported\n{}", gtkg.diagnose()), GTKG_PATIENCE, || async {
             ours.peers().await.unwrap().iter().any(|p| !p.vendor_messages.is_empty())
         })
         .await;
@@ -52,7 +52,7 @@ fn a_gtk_gnutella_finds_another_ones_file_through_our_ultrapeer() {
         let Some(b) = Gtkg::start(&[], Options { peers: vec![ours.listen_addr()], ..Options::default() }) else {
             return;
         };
-        wait_for(&format!("both to link to us\n{}\n{}", a.diagnose(), b.diagnose()), || async {
+        wait_for_within(&format!("both to link to us\n{}\n{}", a.diagnose(), b.diagnose()), GTKG_PATIENCE, || async {
             let peers = ours.peers().await.unwrap();
             let a_with_its_table = peers.iter().any(|p| p.role == Role::Leaf && p.qrp);
             let b = peers.iter().any(|p| p.role == Role::Ultrapeer);

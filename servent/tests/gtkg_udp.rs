@@ -13,7 +13,7 @@ use async_std::net::UdpSocket;
 use async_std::task;
 use common::gtkg::{Gtkg, Options};
 use common::netns;
-use common::{share, start_with, wait_connected, wait_for, wait_indexed};
+use common::{share, start_with, wait_connected, wait_for, wait_for_within, wait_indexed};
 use servent::config::Mode;
 use servent::handshake::Role;
 use servent::node::NodeHandle;
@@ -91,7 +91,10 @@ fn our_udp_host_cache_ping_gets_its_ipp_pong_and_a_newcomer_joins_through_it() {
             c.uhcs = vec![PeerAddr::Ip(v4(gtkg.addr))];
         })
         .await;
-        wait_for("the newcomer to find one of ours through it", || async {
+        // It answers one ping a minute per address, and the newcomer asks a
+        // silent cache again 30 s, then 90 s after its first ping.
+        let (what, patience) = ("the newcomer to find one of ours through it", Duration::from_secs(150));
+        wait_for_within(what, patience, || async {
             newcomer.peers().await.unwrap().iter().any(|p| p.listen.is_some_and(|l| ours_listen.contains(&l)))
         })
         .await;

@@ -88,12 +88,22 @@ pub fn share(files: &[(&str, &[u8])]) -> tempfile::TempDir {
 
 /// Waits until `condition` holds, checking every 20 ms; fails the test
 /// after [`PATIENCE`] with what was awaited.
-pub async fn wait_for<F, Fut>(what: &str, mut condition: F)
+pub async fn wait_for<F, Fut>(what: &str, condition: F)
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = bool>,
 {
-    let deadline = Instant::now() + PATIENCE;
+    wait_for_within(what, PATIENCE, condition).await
+}
+
+/// As [`wait_for`], failing after `patience`: for what waits on another
+/// servent's own timers (gtk-gnutella's).
+pub async fn wait_for_within<F, Fut>(what: &str, patience: Duration, mut condition: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = Instant::now() + patience;
     while !condition().await {
         assert!(Instant::now() < deadline, "gave up waiting for {what}");
         task::sleep(Duration::from_millis(20)).await;
