@@ -239,12 +239,13 @@ impl Pump {
                 let _ = reply.try_send(result);
             }
             Command::Results { id, reply } => {
+                let rule = self.core.dial_rule();
                 let snapshot = self.core.search_results(&id).map(|s| SearchSnapshot {
                     id: id.to_string(),
                     query: s.text.clone(),
                     hits_received: s.hits_received,
                     first_hit_ms: s.first_hit_after.map(|d| d.as_secs_f64() * 1000.0),
-                    results: s.results().iter().map(|r| r.clone().with_browse(&self.core.dial_rule())).collect(),
+                    results: s.results().iter().map(|r| r.clone().with_browse(&rule)).collect(),
                 });
                 let _ = reply.try_send(snapshot);
             }
