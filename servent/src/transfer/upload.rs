@@ -40,13 +40,14 @@
 //! /uri-res/N2X?urn:sha1:…;ROOT`, as gtk-gnutella sends it), and that
 //! target answers the tree in THEX form ([`search::thex::dime`]), so that a
 //! downloader checks each chunk as it lands. The tree is computed from the
-//! file when first asked for (one read, in a slot like any body), checked
-//! against the indexed root, and the last [`MAX_CACHED_TREES`] are kept.
+//! file when first asked for (one read, one tree at a time and outside the
+//! upload slots, as gtk-gnutella serves trees), checked against the indexed
+//! root, and the last [`MAX_CACHED_TREES`] are kept.
 
 use std::collections::{HashMap, VecDeque};
 use std::io::{self, SeekFrom};
 use std::net::{IpAddr, SocketAddr, SocketAddrV4};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -159,6 +160,8 @@ pub struct Uploads {
     library: Arc<Library>,
     alt: Arc<AltLocations>,
     slots_used: AtomicUsize,
+    /// Whether a tree is being computed (one at a time, outside the slots).
+    computing_tree: AtomicBool,
     /// The lengths of the bodies in the slots now: a queued requester's
     /// turn comes as they end.
     bodies: Mutex<Vec<u64>>,
@@ -201,6 +204,7 @@ impl Uploads {
             library,
             alt,
             slots_used: AtomicUsize::new(0),
+            computing_tree: AtomicBool::new(false),
             bodies: Mutex::new(Vec::new()),
             connections: Mutex::new(HashMap::new()),
             heads: Mutex::new(PendingHeads::default()),
@@ -426,6 +430,13 @@ impl Uploads {
         self.bodies.lock().unwrap_or_else(PoisonError::into_inner).push(len);
         Some(SlotGuard { uploads: self, len })
     }
+
+    /// Takes the one tree computation, unless another runs: trees are
+    /// computed outside the upload slots, one at a time.
+    fn take_tree_computation(&self) -> Option<TreeGuard<'_>> {
+        self.computing_tree.compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire).ok()?;
+        Some(TreeGuard { uploads: self })
+    }
 }
 
 /// One counted connection; uncounted when dropped.
@@ -488,6 +499,17 @@ impl Drop for SlotGuard<'_> {
         }
         drop(bodies);
         self.uploads.slots_used.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// The tree computation, given back when dropped.
+struct TreeGuard<'a> {
+    uploads: &'a Uploads,
+}
+
+impl Drop for TreeGuard<'_> {
+    fn drop(&mut self) {
+        self.uploads.computing_tree.store(false, Ordering::Release);
     }
 }
 
@@ -731,23 +753,28 @@ impl Exchange<'_> {
     ) -> io::Result<bool> {
         let uploads = self.uploads;
         let stall = uploads.config.stall_timeout;
-        // A tree at hand costs no slot: a crowd fetching a new release asks
-        // for it all at once, and it is a few KiB.
-        let _slot = match uploads.cached_tree(file) {
-            Some(_) => None,
-            // Computing the tree reads the whole file.
-            None => match uploads.take_slot(file.size) {
-                Some(slot) => Some(slot),
-                None => {
+        // A tree costs no upload slot, as gtk-gnutella serves them
+        // (`uploads.c`, `upload_request_special`): a crowd fetching a new
+        // release asks for it all at once, and gtk-gnutella asks for it as
+        // soon as an answer names it (`X-Thex-URI`, a `503` that queues it
+        // too); refused, it holds every download it has from us for the
+        // `Retry-After`, its queued place included, past when the queue
+        // expects it back. A tree at hand is a few KiB; computing one reads
+        // the whole file, so one is computed at a time.
+        let body = match uploads.cached_tree(file) {
+            Some(body) => Some(body),
+            None => {
+                let Some(_computing) = uploads.take_tree_computation() else {
                     uploads.refused_busy.fetch_add(1, Ordering::Relaxed);
                     let mut head = plain_head(503, false);
                     head.headers.insert("Retry-After", uploads.config.retry_after.as_secs());
                     send_head(stream, &head, stall).await?;
                     return Ok(false);
-                }
-            },
+                };
+                uploads.tree_body(file).await?
+            }
         };
-        let Some(body) = uploads.tree_body(file).await? else {
+        let Some(body) = body else {
             return send_head(stream, &plain_head(404, keep), stall).await.map(|()| keep);
         };
         let mut head = self.file_head(200, file, keep);
@@ -1021,6 +1048,22 @@ mod tests {
         };
         assert_eq!(place.position, 1);
         assert!(retry <= Duration::from_secs(2), "told {retry:?} for a turn one chunk away");
+    }
+
+    /// gtk-gnutella asks for a file's tree as soon as our `503` queues it,
+    /// and a refusal holds its queued download from us past its turn.
+    #[test]
+    fn a_tree_is_computed_while_every_slot_is_busy_one_at_a_time() {
+        let library = Arc::new(Library::in_memory().unwrap());
+        let config = UploadConfig { slots: 1, ..UploadConfig::default() };
+        let uploads = Uploads::new(config, library, Arc::new(AltLocations::new()));
+        let _body = uploads.take_slot(1).unwrap();
+        let computing = uploads.take_tree_computation();
+        assert!(computing.is_some(), "the only slot is busy, a tree is still computed");
+        assert!(uploads.take_tree_computation().is_none(), "one tree at a time");
+        assert_eq!(uploads.snapshot().uploading, 1, "a tree takes no slot");
+        drop(computing);
+        assert!(uploads.take_tree_computation().is_some());
     }
 
     #[test]

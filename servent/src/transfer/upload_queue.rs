@@ -29,14 +29,17 @@
 //!   downloaders: gtk-gnutella's comes back after its told position × 30 s
 //!   (at most the lifetime − 40 s; `parq.c`,
 //!   `parq_download_parse_queue_status`) when the `503` keeps the
-//!   connection, and, as ours closes it, after `Retry-After` but never
-//!   sooner than 12 s after it last connected to us (`downloads.c`,
-//!   `DOWNLOAD_CONNECT_DELAY`). A place is expected back until the later
-//!   of `Retry-After` and the position timer, unless its requester has
-//!   just shown that it comes back by `Retry-After`: it came back within
-//!   [`LATE`] of it last time, and sooner than gtk-gnutella's connect
-//!   delay allows (less than [`CONNECT_DELAY`] − [`LATE`], a margin for
-//!   the two requests' own latency): then by `Retry-After` alone. Coming
+//!   connection, and, as ours closes it, after the latest of `Retry-After`,
+//!   20 s (`downloads.c`, `download_retry_timeout_min`), 15 s per server
+//!   (`DOWNLOAD_SERVER_HOLD`) and 12 s after it last connected to us
+//!   (`DOWNLOAD_CONNECT_DELAY`): about 21 s, 27 s when it fetched the
+//!   file's tree meanwhile (`tests/gtkg_parq.rs`). A place is expected
+//!   back until the later of `Retry-After` and the position timer, unless
+//!   its requester has just shown that it comes back by `Retry-After`: it
+//!   came back within [`LATE`] of it last time, and sooner than
+//!   gtk-gnutella's connect delay allows (less than [`CONNECT_DELAY`] −
+//!   [`LATE`], a margin for the two requests' own latency): then by
+//!   `Retry-After` alone. Coming
 //!   back in time from a `Retry-After` near 12 s shows nothing:
 //!   gtk-gnutella does so too, and comes back 12 s later whatever it is
 //!   told next. gtk-gnutella comes back sooner only when its last request
