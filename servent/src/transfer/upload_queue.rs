@@ -16,10 +16,14 @@
 //! - `Retry-After` says when the place's turn may come, not a fixed wait:
 //!   the slots send [`Slots::total`] bodies at a time, each in about
 //!   [`Slots::body`], so the `P`th place is told `⌈P / slots⌉ × body`
-//!   (whole seconds, at least one, at most [`QueueConfig::retry`]). A fixed
-//!   minute left the slots idle: a crowd fetching a new release in 256 KiB
-//!   chunks frees them every second, and each requester came back a
-//!   minute later;
+//!   (whole seconds, at least [`MIN_RETRY`], at most
+//!   [`QueueConfig::retry`]). A fixed minute left the slots idle: a crowd
+//!   fetching a new release in 256 KiB chunks frees them every second, and
+//!   each requester came back a minute later. Never less than
+//!   [`MIN_RETRY`], 10 s, as gtk-gnutella (`PARQ_MIN_POLL`): we close the
+//!   connection after a `503`, so each visit is a connection, and a
+//!   requester obeying a shorter one would be cut off as hammering (ours
+//!   at [`MAX_CONNECTS_PER_MINUTE`] a minute, gtk-gnutella's at 5);
 //! - a requester later than [`LATE`] past when it is expected back holds
 //!   no slot for its turn (it keeps its place: it is served first when it
 //!   comes back to a free slot): a downloader that found the rest
@@ -37,14 +41,11 @@
 //!   back until the later of `Retry-After` and the position timer, unless
 //!   its requester has just shown that it comes back by `Retry-After`: it
 //!   came back within [`LATE`] of it last time, and sooner than
-//!   gtk-gnutella's connect delay allows (less than [`CONNECT_DELAY`] −
+//!   gtk-gnutella ever does (less than [`GTKG_EARLIEST_RETURN`] −
 //!   [`LATE`], a margin for the two requests' own latency): then by
-//!   `Retry-After` alone. Coming
-//!   back in time from a `Retry-After` near 12 s shows nothing:
-//!   gtk-gnutella does so too, and comes back 12 s later whatever it is
-//!   told next. gtk-gnutella comes back sooner only when its last request
-//!   came on a connection opened 12 s before or more (its delay counts
-//!   from the connect): the next visit shows its delay again;
+//!   `Retry-After` alone. Coming back in time from a `Retry-After` near
+//!   20 s shows nothing: gtk-gnutella does so too, and comes back 20 s
+//!   later whatever it is told next;
 //! - absent places hold free slots for a bounded while: once a present
 //!   requester has been refused with a slot free for [`HOLD`] (and no
 //!   moment with all slots busy seen since), every place that asked before
@@ -61,22 +62,25 @@ use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use search::Urn;
+use servent_core::node::MAX_CONNECTS_PER_MINUTE;
 
 /// Places one address may hold at once.
 pub const MAX_PLACES_PER_ADDRESS: usize = 4;
 /// How late past its `Retry-After` a queued requester may come back and
 /// still have a slot kept for its turn.
 pub const LATE: Duration = Duration::from_secs(5);
-/// How long gtk-gnutella 1.2.3's downloader waits between two
-/// connections to one server (`downloads.c`, `DOWNLOAD_CONNECT_DELAY`):
-/// after a `503` we close, it never comes back sooner.
-const CONNECT_DELAY: Duration = Duration::from_secs(12);
+/// The soonest gtk-gnutella 1.2.3's downloader comes back after a `503`
+/// that closed the connection, whatever `Retry-After` says (`downloads.c`,
+/// `download_retry_timeout_min`).
+const GTKG_EARLIEST_RETURN: Duration = Duration::from_secs(20);
 /// How long free slots are kept for absent places while a present
 /// requester is refused: long enough for gtk-gnutella's head of the queue
 /// to come back by its position timer.
 const HOLD: Duration = TIMER_BY_POSITION.saturating_add(LATE);
-/// The shortest `Retry-After` (HTTP's are whole seconds).
-const MIN_RETRY: Duration = Duration::from_secs(1);
+/// The shortest `Retry-After`, gtk-gnutella's `PARQ_MIN_POLL`: a requester
+/// obeying it connects at most [`MAX_CONNECTS_PER_MINUTE`] times a minute.
+pub const MIN_RETRY: Duration = Duration::from_secs(10);
+const _: () = assert!(60 / MIN_RETRY.as_secs() <= MAX_CONNECTS_PER_MINUTE as u64);
 /// How long gtk-gnutella's downloader waits for each place before its own
 /// (`PARQ_TIMER_BY_POS`).
 const TIMER_BY_POSITION: Duration = Duration::from_secs(30);
@@ -140,7 +144,7 @@ struct Entry {
     /// the position it was told.
     timer: Duration,
     /// Whether its requester came back last time within [`LATE`] of its
-    /// `Retry-After` and sooner than [`CONNECT_DELAY`] − [`LATE`]: it
+    /// `Retry-After` and sooner than [`GTKG_EARLIEST_RETURN`] − [`LATE`]: it
     /// follows `Retry-After`, not a timer of its own.
     prompt: bool,
 }
@@ -298,7 +302,7 @@ impl UploadQueue {
                 if since < entry.retry {
                     return Admission::TooEarly { retry: entry.retry - since };
                 }
-                entry.prompt = since < entry.retry + LATE && since + LATE < CONNECT_DELAY;
+                entry.prompt = since < entry.retry + LATE && since + LATE < GTKG_EARLIEST_RETURN;
                 Admission::Queued(self.tell(index, ahead + 1, slots, now))
             }
             None if self.expected_before(self.places.len(), now) < slots.free => Admission::Serve,
@@ -411,28 +415,47 @@ mod tests {
 
     #[test]
     fn the_retry_after_says_when_the_turn_may_come_as_the_slots_turn_over() {
-        let second = Duration::from_secs(1);
-        let crowd = Slots { free: 0, total: 4, body: second };
+        let crowd = Slots { free: 0, total: 4, body: Duration::from_secs(10) };
         let told: Vec<u64> = (1..=9).map(|p| crowd.retry(p, Duration::from_secs(60)).as_secs()).collect();
-        assert_eq!(told, [1, 1, 1, 1, 2, 2, 2, 2, 3]);
+        assert_eq!(told, [10, 10, 10, 10, 20, 20, 20, 20, 30]);
         let short = Slots { body: Duration::from_millis(300), ..crowd };
-        assert_eq!(short.retry(1, Duration::from_secs(60)), second, "never below a whole second");
-        let slow = Slots { body: Duration::from_millis(1500), ..crowd };
-        assert_eq!(slow.retry(1, Duration::from_secs(60)), Duration::from_secs(2), "rounded up");
+        let told: Vec<u64> = (1..=9).map(|p| short.retry(p, Duration::from_secs(60)).as_secs()).collect();
+        assert_eq!(told, [10; 9], "never below gtk-gnutella's least poll: no requester hammers");
+        let slow = Slots { body: Duration::from_millis(10_500), ..crowd };
+        assert_eq!(slow.retry(1, Duration::from_secs(60)), Duration::from_secs(11), "rounded up");
         assert_eq!(slow.retry(400, Duration::from_secs(60)), Duration::from_secs(60), "never above the longest");
         let instant = Slots { body: Duration::ZERO, total: 0, ..crowd };
-        assert_eq!(instant.retry(usize::MAX, Duration::from_secs(60)), second);
+        assert_eq!(instant.retry(usize::MAX, Duration::from_secs(60)), MIN_RETRY);
+    }
+
+    /// A requester obeying every `Retry-After` it is told, however fast
+    /// the slots turn over, is never cut off as hammering.
+    #[test]
+    fn a_requester_obeying_retry_after_never_hammers() {
+        let mut hammering = servent_core::node::Hammering::default();
+        let mut q = UploadQueue::new(QueueConfig::default());
+        let crowd = |free| Slots { free, total: 4, body: Duration::from_millis(100) };
+        let (requester, t0) = (IpAddr::V4(Ipv4Addr::new(198, 51, 100, 7)), Instant::now());
+        queued(q.admit(ip(1), urn(1), None, crowd(0), t0, 1));
+        let mut now = t0;
+        let mut id = None;
+        for _ in 0..30 {
+            assert!(hammering.allow(requester, now), "cut off at {:?}", now - t0);
+            let place = queued(q.admit(requester, urn(1), id, crowd(0), now, 2));
+            id = Some(place.id);
+            now += place.retry;
+        }
     }
 
     /// The flash crowd's publisher, a file shared whole: four slots, a
-    /// chunk a second in each, eight downloaders. Each requester is served
+    /// body every 10 s in each, eight downloaders. Each requester is served
     /// or told to come back when a slot is due, so the slots never stand
     /// idle while the crowd waits (they were told the longest wait, a
     /// minute, before).
     #[test]
     fn a_crowd_is_served_as_fast_as_the_slots_free() {
         let mut q = UploadQueue::new(QueueConfig { retry: Duration::from_secs(60), ..QueueConfig::default() });
-        let slots = |free| Slots { free, total: 4, body: Duration::from_secs(1) };
+        let slots = |free| Slots { free, total: 4, body: Duration::from_secs(10) };
         let t0 = Instant::now();
         let mut retries = Vec::new();
         for n in 1..=8u8 {
@@ -442,13 +465,13 @@ mod tests {
                 other => retries.push((n, queued(other).retry.as_secs())),
             }
         }
-        assert_eq!(retries, [(5, 1), (6, 1), (7, 1), (8, 1)]);
-        // A second later the four served come back for their next chunk,
-        // as the four slots free: they queue behind, told two seconds.
-        let t1 = t0 + Duration::from_secs(1);
+        assert_eq!(retries, [(5, 10), (6, 10), (7, 10), (8, 10)]);
+        // When the four slots free, the four served come back for their
+        // next chunk: they queue behind, told 20 s.
+        let t1 = t0 + Duration::from_secs(10);
         for n in 1..=4u8 {
             let place = queued(q.admit(ip(n), urn(1), None, slots(4), t1, u64::from(n)));
-            assert_eq!((place.position, place.retry.as_secs()), (usize::from(n) + 4, 2));
+            assert_eq!((place.position, place.retry.as_secs()), (usize::from(n) + 4, 20));
         }
         // The first four queued come back then: their turn.
         for n in 5..=8u8 {
@@ -457,7 +480,7 @@ mod tests {
                 Admission::Serve
             );
         }
-        let t3 = t0 + Duration::from_secs(3);
+        let t3 = t1 + Duration::from_secs(20);
         for n in 1..=4u8 {
             assert_eq!(
                 q.admit(ip(n), urn(1), Some(u64::from(n)), slots(4 - usize::from(n - 1)), t3, 0),
@@ -477,20 +500,20 @@ mod tests {
         let slots = |free| Slots { free, total: 4, body: Duration::from_secs(1) };
         let t0 = Instant::now();
         for n in 1..=3u8 {
-            assert_eq!(queued(q.admit(ip(n), urn(1), None, slots(0), t0, u64::from(n))).retry.as_secs(), 1);
+            assert_eq!(queued(q.admit(ip(n), urn(1), None, slots(0), t0, u64::from(n))).retry, MIN_RETRY);
         }
         // They come back by their Retry-After, still before their turn.
-        let t1 = t0 + Duration::from_secs(1);
+        let t1 = t0 + MIN_RETRY;
         for n in 1..=3u8 {
             assert_eq!(queued(q.admit(ip(n), urn(1), Some(u64::from(n)), slots(0), t1, 0)).position, usize::from(n));
         }
         // In time, their turns are kept from a newcomer.
-        let due = t1 + Duration::from_secs(1) + LATE - Duration::from_millis(1);
+        let due = t1 + MIN_RETRY + LATE - Duration::from_millis(1);
         assert_eq!(queued(q.admit(ip(9), urn(1), None, slots(2), due, 9)).position, 4);
         // Too late: the first three hold no slot. The second comes back
         // after all: served before the newcomer behind it, which is served
         // in turn.
-        let late = t1 + Duration::from_secs(1) + LATE;
+        let late = t1 + MIN_RETRY + LATE;
         assert_eq!(q.admit(ip(2), urn(1), Some(2), slots(1), late, 0), Admission::Serve);
         assert_eq!(q.admit(ip(9), urn(1), Some(9), slots(1), late, 0), Admission::Serve);
         assert_eq!(q.len(), 2);
@@ -551,50 +574,51 @@ mod tests {
     /// gtk-gnutella 1.2.3's downloader, told `503 Queued`, comes back
     /// `position × 30 s` later (`parq.c`, `parq_download_parse_queue_status`:
     /// `Retry-After` is only its least, `PARQ_TIMER_BY_POS`), well within the
-    /// lifetime. Told 1 s at the head, it is "late" from 6 s on, and the
-    /// slot that frees goes to whoever queued behind it and comes back every
-    /// second: in a crowd of our servents a gtk-gnutella downloader finds a
-    /// free slot only by chance. Before the change it kept its turn.
+    /// lifetime. Were it expected by `Retry-After` alone (10 s at the head),
+    /// it would be "late" from 15 s on, and the slot that frees would go to
+    /// whoever queued behind it and comes back every 10 s: in a crowd of our
+    /// servents a gtk-gnutella downloader would find a free slot only by
+    /// chance.
     #[test]
     fn a_gtk_gnutella_downloader_coming_back_by_its_position_keeps_its_turn() {
         let mut q = UploadQueue::new(QueueConfig { retry: Duration::from_secs(60), ..QueueConfig::default() });
         let slots = |free| Slots { free, total: 4, body: Duration::from_secs(1) };
         let t0 = Instant::now();
         let gtkg = queued(q.admit(ip(1), urn(1), None, slots(0), t0, 1));
-        assert_eq!((gtkg.position, gtkg.retry.as_secs()), (1, 1));
+        assert_eq!((gtkg.position, gtkg.retry), (1, MIN_RETRY));
         queued(q.admit(ip(2), urn(1), None, slots(0), t0, 2));
         // One of ours, queued behind, comes back as a slot frees.
-        let t7 = t0 + Duration::from_secs(7);
-        let behind = q.admit(ip(2), urn(1), Some(2), slots(1), t7, 0);
+        let t16 = t0 + Duration::from_secs(16);
+        let behind = q.admit(ip(2), urn(1), Some(2), slots(1), t16, 0);
         assert!(matches!(behind, Admission::Queued(QueuePlace { position: 2, .. })), "{behind:?}: took its turn");
         let back = t0 + Duration::from_secs(30) * u32::try_from(gtkg.position).unwrap();
         assert_eq!(q.admit(ip(1), urn(1), Some(1), slots(1), back, 0), Admission::Serve);
     }
 
     /// gtk-gnutella 1.2.3, its `503` closed, comes back after `Retry-After`
-    /// but never sooner than 12 s after it last connected to us
-    /// (`downloads.c`, `DOWNLOAD_CONNECT_DELAY`). Told 8 s, it comes back at
-    /// 12 s, within [`LATE`]: that does not show it follows `Retry-After`
-    /// (it came no sooner than [`CONNECT_DELAY`] allows). Told 1 s next
-    /// (short bodies now in the slot), it comes back 12 s later again, and
+    /// but never sooner than 20 s after (`downloads.c`,
+    /// `download_retry_timeout_min`). Told 18 s, it comes back at 21 s,
+    /// within [`LATE`]: that does not show it follows `Retry-After` (it
+    /// came no sooner than [`GTKG_EARLIEST_RETURN`] allows). Told 10 s next
+    /// (short bodies now in the slot), it comes back 21 s later again, and
     /// the slot that freed meanwhile is still kept for its turn (it went to
     /// the place behind it while a place came back in time once was taken
     /// to follow `Retry-After` for good).
     #[test]
-    fn a_gtk_gnutella_downloader_held_back_by_its_connect_delay_keeps_its_turn() {
+    fn a_gtk_gnutella_downloader_held_back_by_its_least_retry_wait_keeps_its_turn() {
         let mut q = UploadQueue::new(QueueConfig::default());
-        let slow = |free| Slots { free, total: 1, body: Duration::from_secs(8) };
+        let slow = |free| Slots { free, total: 1, body: Duration::from_secs(18) };
         let fast = |free| Slots { free, total: 1, body: Duration::from_secs(1) };
         let t0 = Instant::now();
-        assert_eq!(queued(q.admit(ip(1), urn(1), None, slow(0), t0, 1)).retry.as_secs(), 8);
+        assert_eq!(queued(q.admit(ip(1), urn(1), None, slow(0), t0, 1)).retry.as_secs(), 18);
         queued(q.admit(ip(2), urn(1), None, slow(0), t0, 2));
-        let t12 = t0 + Duration::from_secs(12);
-        let gtkg = queued(q.admit(ip(1), urn(1), Some(1), fast(0), t12, 0));
-        assert_eq!((gtkg.position, gtkg.retry.as_secs()), (1, 1));
-        let t19 = t12 + Duration::from_secs(7);
-        let behind = q.admit(ip(2), urn(1), Some(2), fast(1), t19, 0);
+        let t21 = t0 + Duration::from_secs(21);
+        let gtkg = queued(q.admit(ip(1), urn(1), Some(1), fast(0), t21, 0));
+        assert_eq!((gtkg.position, gtkg.retry), (1, MIN_RETRY));
+        let t37 = t21 + Duration::from_secs(16);
+        let behind = q.admit(ip(2), urn(1), Some(2), fast(1), t37, 0);
         assert!(matches!(behind, Admission::Queued(QueuePlace { position: 2, .. })), "{behind:?}: took its turn");
-        assert_eq!(q.admit(ip(1), urn(1), Some(1), fast(1), t12 + Duration::from_secs(12), 0), Admission::Serve);
+        assert_eq!(q.admit(ip(1), urn(1), Some(1), fast(1), t21 + Duration::from_secs(21), 0), Admission::Serve);
     }
 
     /// Two slots, free all along. Sixty-three addresses queue four places
@@ -660,22 +684,21 @@ mod tests {
             queued(q.admit(ip(n), urn(1), None, slots(0), t0, u64::from(n)));
         }
         let at = |secs| t0 + Duration::from_secs(secs);
-        assert_eq!(queued(q.admit(ip(3), urn(1), Some(3), slots(1), at(3), 0)).position, 3);
-        assert_eq!(queued(q.admit(ip(3), urn(1), Some(3), slots(0), at(10), 0)).position, 3, "all slots busy");
-        let refused = at(13);
+        assert_eq!(queued(q.admit(ip(3), urn(1), Some(3), slots(1), at(10), 0)).position, 3);
+        assert_eq!(queued(q.admit(ip(3), urn(1), Some(3), slots(0), at(20), 0)).position, 3, "all slots busy");
+        let refused = at(30);
         assert_eq!(queued(q.admit(ip(3), urn(1), Some(3), slots(1), refused, 0)).position, 3);
         let held = refused + HOLD - Duration::from_secs(1);
         assert_eq!(queued(q.admit(ip(3), urn(1), Some(3), slots(1), held, 0)).position, 2, "the first is late");
         assert_eq!(q.admit(ip(3), urn(1), Some(3), slots(1), refused + HOLD, 0), Admission::Serve);
-        assert_eq!(q.admit(ip(2), urn(1), Some(2), slots(1), at(60), 0), Admission::Serve, "its place kept");
+        assert_eq!(q.admit(ip(2), urn(1), Some(2), slots(1), at(70), 0), Admission::Serve, "its place kept");
         assert_eq!(q.len(), 1);
     }
 
-    /// gtk-gnutella's last request came on a connection it had kept open
-    /// 12 s or more (a range served, the next one queued): it comes back by
-    /// a `Retry-After` of 1 s, then, its connect delay counting again, 12 s
-    /// after. That visit shows it does not follow `Retry-After`: it is
-    /// expected by its timer again, and keeps its turn from the place behind.
+    /// A requester that came back by `Retry-After` once (10 s), then 21 s
+    /// after being told 10 s, as gtk-gnutella does: that visit shows it does
+    /// not follow `Retry-After`: it is expected by its timer again, and keeps
+    /// its turn from the place behind.
     #[test]
     fn a_requester_back_by_its_retry_after_once_then_late_is_expected_by_the_timer_again() {
         let mut q = UploadQueue::new(QueueConfig::default());
@@ -684,11 +707,11 @@ mod tests {
         queued(q.admit(ip(1), urn(1), None, slots(0), t0, 1));
         queued(q.admit(ip(2), urn(1), None, slots(0), t0, 2));
         let at = |secs| t0 + Duration::from_secs(secs);
-        assert_eq!(queued(q.admit(ip(1), urn(1), Some(1), slots(0), at(1), 0)).retry.as_secs(), 1);
-        assert_eq!(queued(q.admit(ip(1), urn(1), Some(1), slots(0), at(13), 0)).retry.as_secs(), 1);
-        let behind = q.admit(ip(2), urn(1), Some(2), slots(1), at(20), 0);
+        assert_eq!(queued(q.admit(ip(1), urn(1), Some(1), slots(0), at(10), 0)).retry, MIN_RETRY);
+        assert_eq!(queued(q.admit(ip(1), urn(1), Some(1), slots(0), at(31), 0)).retry, MIN_RETRY);
+        let behind = q.admit(ip(2), urn(1), Some(2), slots(1), at(40), 0);
         assert!(matches!(behind, Admission::Queued(QueuePlace { position: 2, .. })), "{behind:?}: took its turn");
-        assert_eq!(q.admit(ip(1), urn(1), Some(1), slots(1), at(25), 0), Admission::Serve);
+        assert_eq!(q.admit(ip(1), urn(1), Some(1), slots(1), at(52), 0), Admission::Serve);
     }
 
     #[test]
