@@ -377,20 +377,14 @@ impl Uploads {
         Some((HeadGuard { uploads: self, id }, evicted))
     }
 
-    /// Whether a request from `addr` for `len` bytes of `urn` (with the
-    /// queue ID it sent back) is served now, by the PARQ queue's rules: a
-    /// slot, or how long to wait and its place in the queue, if it has one.
+    /// Whether `request` for `len` bytes is served now, by the PARQ queue's
+    /// rules: a slot, or how long to wait and its place in the queue, if it
+    /// has one.
     /// A free slot is taken before the queue decides (and given back unless
     /// it serves): partial-file and THEX requests take slots without the
     /// queue, and one taking the last between the queue's `Serve` (which
     /// ends the place) and the slot left a bare `503` and no place.
-    fn admit(
-        &self,
-        addr: IpAddr,
-        urn: Urn,
-        id: Option<u64>,
-        len: u64,
-    ) -> Result<SlotGuard<'_>, (Duration, Option<QueuePlace>)> {
+    fn admit(&self, request: upload_queue::Request, len: u64) -> Result<SlotGuard<'_>, (Duration, Option<QueuePlace>)> {
         let mut queue = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
         let (total, cap) = (self.slots(), self.rate.rate());
         let body = rate::slot_time(self.turnover(len), cap, total);
@@ -399,7 +393,7 @@ impl Uploads {
             Some(_) => total.saturating_sub(self.slots_used.load(Ordering::Acquire)) + 1,
             None => 0,
         };
-        match queue.admit(addr, urn, id, Slots { free, total, body }, Instant::now(), rand::random()) {
+        match queue.admit(request, Slots { free, total, body }, Instant::now(), rand::random()) {
             Admission::Serve => slot.ok_or((self.config.retry_after, None)),
             Admission::Queued(place) => Err((place.retry, Some(place))),
             Admission::TooEarly { retry } | Admission::Full { retry } => Err((retry, None)),
@@ -718,7 +712,11 @@ impl Exchange<'_> {
         // elsewhere (or finished) would hold a free slot from the others.
         let admitted = match available {
             Some(_) => uploads.take_slot(end - start).ok_or((uploads.config.retry_after, None)),
-            None => uploads.admit(self.remote.ip(), file.sha1, returned, end - start),
+            None => {
+                let request =
+                    upload_queue::Request { addr: self.remote.ip(), urn: file.sha1, id: returned, persistent: keep };
+                uploads.admit(request, end - start)
+            }
         };
         let _slot = match admitted {
             Ok(slot) => slot,
@@ -732,9 +730,13 @@ impl Exchange<'_> {
                 if let Some(place) = place {
                     head.headers.insert("X-Queued", place.x_queued(uploads.slots()));
                 }
-                head.headers.insert("Connection", "close");
+                // The head of the queue asks again on this connection.
+                let keep_open = place.is_some_and(|p| p.keep_open);
+                if !keep_open {
+                    head.headers.insert("Connection", "close");
+                }
                 send_head(stream, &head, stall).await?;
-                return Ok(false);
+                return Ok(keep_open);
             }
         };
         uploads.partial.served(&file, start, end);
@@ -1041,11 +1043,11 @@ mod tests {
         let config = UploadConfig { slots: 1, ..UploadConfig::default() };
         let uploads = Uploads::new(config, library, Arc::new(AltLocations::new()));
         let urn = Urn::Sha1([1; 20]);
-        let chunk = uploads.admit("192.0.2.1".parse().unwrap(), urn, None, 256 << 10);
+        let request =
+            |addr: &str| upload_queue::Request { addr: addr.parse().unwrap(), urn, id: None, persistent: false };
+        let chunk = uploads.admit(request("192.0.2.1"), 256 << 10);
         assert!(chunk.is_ok(), "the chunk takes the free slot");
-        let Err((retry, Some(place))) = uploads.admit("192.0.2.2".parse().unwrap(), urn, None, 64 << 20) else {
-            panic!("queued")
-        };
+        let Err((retry, Some(place))) = uploads.admit(request("192.0.2.2"), 64 << 20) else { panic!("queued") };
         assert_eq!(place.position, 1);
         assert_eq!(retry, upload_queue::MIN_RETRY, "told {retry:?} for a turn one chunk away");
     }

@@ -19,11 +19,16 @@
 //!   (whole seconds, at least [`MIN_RETRY`], at most
 //!   [`QueueConfig::retry`]). A fixed minute left the slots idle: a crowd
 //!   fetching a new release in 256 KiB chunks frees them every second, and
-//!   each requester came back a minute later. Never less than
-//!   [`MIN_RETRY`], 10 s, as gtk-gnutella (`PARQ_MIN_POLL`): we close the
-//!   connection after a `503`, so each visit is a connection, and a
-//!   requester obeying a shorter one would be cut off as hammering (ours
-//!   at [`MAX_CONNECTS_PER_MINUTE`] a minute, gtk-gnutella's at 5);
+//!   each requester came back a minute later;
+//! - the places whose turn comes within [`MAX_OPEN_WAIT`] (PARQ's
+//!   synchronous queue) keep their connection open when the request
+//!   allows it (HTTP/1.1): the requester asks again on it after
+//!   `Retry-After` (ours and gtk-gnutella's do), so a short wait costs no
+//!   new connection. Any other place's connection closes,
+//!   and it is told at least [`MIN_RETRY`], 10 s, as gtk-gnutella
+//!   (`PARQ_MIN_POLL`): each of its visits is a connection, and a requester
+//!   obeying a shorter wait would be cut off as hammering (ours at
+//!   [`MAX_CONNECTS_PER_MINUTE`] a minute, gtk-gnutella's at 5);
 //! - a requester later than [`LATE`] past when it is expected back holds
 //!   no slot for its turn (it keeps its place: it is served first when it
 //!   comes back to a free slot): a downloader that found the rest
@@ -77,9 +82,16 @@ const GTKG_EARLIEST_RETURN: Duration = Duration::from_secs(20);
 /// requester is refused: long enough for gtk-gnutella's head of the queue
 /// to come back by its position timer.
 const HOLD: Duration = TIMER_BY_POSITION.saturating_add(LATE);
-/// The shortest `Retry-After`, gtk-gnutella's `PARQ_MIN_POLL`: a requester
-/// obeying it connects at most [`MAX_CONNECTS_PER_MINUTE`] times a minute.
+/// The shortest `Retry-After` of a place whose connection closes,
+/// gtk-gnutella's `PARQ_MIN_POLL`: a requester obeying it connects at most
+/// [`MAX_CONNECTS_PER_MINUTE`] times a minute.
 pub const MIN_RETRY: Duration = Duration::from_secs(10);
+/// The shortest `Retry-After` on a connection kept open (HTTP's are whole
+/// seconds).
+const MIN_RETRY_OPEN: Duration = Duration::from_secs(1);
+/// The longest wait on a connection kept open: well within the time a
+/// connection may stay idle, and gtk-gnutella's position timer at the head.
+const MAX_OPEN_WAIT: Duration = Duration::from_secs(20);
 const _: () = assert!(60 / MIN_RETRY.as_secs() <= MAX_CONNECTS_PER_MINUTE as u64);
 /// How long gtk-gnutella's downloader waits for each place before its own
 /// (`PARQ_TIMER_BY_POS`).
@@ -103,13 +115,27 @@ pub struct Slots {
 
 impl Slots {
     /// The `Retry-After` of the `position`th place (from 1): when its turn
-    /// may come, in whole seconds, from [`MIN_RETRY`] up to `longest`.
-    pub fn retry(&self, position: usize, longest: Duration) -> Duration {
+    /// may come, in whole seconds, from `least` up to `longest`.
+    pub fn retry(&self, position: usize, least: Duration, longest: Duration) -> Duration {
         let rounds = u32::try_from(position.div_ceil(self.total.max(1))).unwrap_or(u32::MAX);
         let wait = self.body.saturating_mul(rounds);
         let whole = Duration::from_secs(wait.as_secs() + u64::from(wait.subsec_nanos() > 0));
-        whole.clamp(MIN_RETRY, longest.max(MIN_RETRY))
+        whole.clamp(least, longest.max(least))
     }
+}
+
+/// A request for a file, as the queue judges it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Request {
+    /// Where it comes from.
+    pub addr: IpAddr,
+    /// The file.
+    pub urn: Urn,
+    /// The queue ID it sent back, if any.
+    pub id: Option<u64>,
+    /// Whether its connection may stay open after the answer (HTTP/1.1
+    /// keep-alive).
+    pub persistent: bool,
 }
 
 /// The queue's limits and timers.
@@ -199,6 +225,8 @@ pub struct QueuePlace {
     pub retry: Duration,
     /// How long the place is kept.
     pub lifetime: Duration,
+    /// Whether the connection stays open: the requester asks again on it.
+    pub keep_open: bool,
 }
 
 impl QueuePlace {
@@ -250,25 +278,16 @@ impl UploadQueue {
         self.places.is_empty()
     }
 
-    /// Decides on a request from `addr` for `urn`, with the queue ID it
-    /// sent back if any, with the `slots` as they are; `new_id` names a new
-    /// place (random, so that nobody can take another's place).
-    pub fn admit(
-        &mut self,
-        addr: IpAddr,
-        urn: Urn,
-        id: Option<u64>,
-        slots: Slots,
-        now: Instant,
-        new_id: u64,
-    ) -> Admission {
+    /// Decides on `request` with the `slots` as they are; `new_id` names a
+    /// new place (random, so that nobody can take another's place).
+    pub fn admit(&mut self, request: Request, slots: Slots, now: Instant, new_id: u64) -> Admission {
         let lifetime = self.config.lifetime;
         self.places.retain(|p| now.duration_since(p.asked) < lifetime);
         self.held_until = self.held_until(now);
         if slots.free == 0 || self.refused_free.is_some_and(|since| since + HOLD <= now) {
             self.refused_free = None;
         }
-        let admission = self.decide(addr, urn, id, slots, now, new_id);
+        let admission = self.decide(request, slots, now, new_id);
         if slots.free > 0 && admission != Admission::Serve {
             self.refused_free.get_or_insert(now);
         }
@@ -277,15 +296,8 @@ impl UploadQueue {
 
     /// [`UploadQueue::admit`]'s decision, the queue's timers brought up
     /// to `now`.
-    fn decide(
-        &mut self,
-        addr: IpAddr,
-        urn: Urn,
-        id: Option<u64>,
-        slots: Slots,
-        now: Instant,
-        new_id: u64,
-    ) -> Admission {
+    fn decide(&mut self, request: Request, slots: Slots, now: Instant, new_id: u64) -> Admission {
+        let Request { addr, urn, id, persistent } = request;
         let found = self
             .places
             .iter()
@@ -303,7 +315,7 @@ impl UploadQueue {
                     return Admission::TooEarly { retry: entry.retry - since };
                 }
                 entry.prompt = since < entry.retry + LATE && since + LATE < GTKG_EARLIEST_RETURN;
-                Admission::Queued(self.tell(index, ahead + 1, slots, now))
+                Admission::Queued(self.tell(index, ahead + 1, slots, persistent, now))
             }
             None if self.expected_before(self.places.len(), now) < slots.free => Admission::Serve,
             None => {
@@ -315,7 +327,7 @@ impl UploadQueue {
                 let entry =
                     Entry { id: new_id, addr, urn, asked: now, retry: MIN_RETRY, timer: Duration::ZERO, prompt: false };
                 self.places.push_back(entry);
-                Admission::Queued(self.tell(self.places.len() - 1, ahead + 1, slots, now))
+                Admission::Queued(self.tell(self.places.len() - 1, ahead + 1, slots, persistent, now))
             }
         }
     }
@@ -339,16 +351,19 @@ impl UploadQueue {
     }
 
     /// Tells the place at `index`, the `position`th of those expected, when
-    /// to come back, and remembers it.
-    fn tell(&mut self, index: usize, position: usize, slots: Slots, now: Instant) -> QueuePlace {
-        let retry = slots.retry(position, self.config.retry);
+    /// to come back (on its connection, kept open when `persistent` allows
+    /// and its turn comes within [`MAX_OPEN_WAIT`]), and remembers it.
+    fn tell(&mut self, index: usize, position: usize, slots: Slots, persistent: bool, now: Instant) -> QueuePlace {
+        let soon = slots.retry(position, MIN_RETRY_OPEN, self.config.retry);
+        let keep_open = persistent && soon <= MAX_OPEN_WAIT;
+        let retry = if keep_open { soon } else { soon.max(MIN_RETRY) };
         let by_position = TIMER_BY_POSITION.saturating_mul(u32::try_from(position).unwrap_or(u32::MAX));
         let length = self.places.len();
         let entry = &mut self.places[index];
         entry.asked = now;
         entry.retry = retry;
         entry.timer = by_position.min(self.config.lifetime.saturating_sub(RETRY_SAFETY));
-        QueuePlace { position, length, id: entry.id, retry, lifetime: self.config.lifetime }
+        QueuePlace { position, length, id: entry.id, retry, lifetime: self.config.lifetime, keep_open }
     }
 }
 
@@ -364,6 +379,11 @@ mod tests {
 
     fn urn(n: u8) -> Urn {
         Urn::Sha1([n; 20])
+    }
+
+    /// A request whose connection closes after a `503`.
+    fn closed(addr: IpAddr, urn: Urn, id: Option<u64>) -> Request {
+        Request { addr, urn, id, persistent: false }
     }
 
     /// `free` slots free of one, each body taking as long as the queue's
@@ -393,39 +413,74 @@ mod tests {
         let t0 = Instant::now();
         // One slot, taken: three requesters queue in arrival order.
         let places: Vec<QueuePlace> =
-            (1..=3).map(|n| queued(q.admit(ip(n), urn(1), None, slots(0), t0, u64::from(n)))).collect();
+            (1..=3).map(|n| queued(q.admit(closed(ip(n), urn(1), None), slots(0), t0, u64::from(n)))).collect();
         assert_eq!(places.iter().map(|p| (p.position, p.length)).collect::<Vec<_>>(), vec![(1, 1), (2, 2), (3, 3)]);
         let later = t0 + Duration::from_secs(10);
         // A slot frees: the third coming back first does not take it.
-        assert_eq!(queued(q.admit(ip(3), urn(1), Some(3), slots(1), later, 99)).position, 3);
-        assert_eq!(q.admit(ip(1), urn(1), Some(1), slots(1), later, 99), Admission::Serve);
+        assert_eq!(queued(q.admit(closed(ip(3), urn(1), Some(3)), slots(1), later, 99)).position, 3);
+        assert_eq!(q.admit(closed(ip(1), urn(1), Some(1)), slots(1), later, 99), Admission::Serve);
         // A newcomer waits behind those already queued, even with a slot free.
-        assert_eq!(queued(q.admit(ip(4), urn(1), None, slots(1), later, 4)).position, 3);
+        assert_eq!(queued(q.admit(closed(ip(4), urn(1), None), slots(1), later, 4)).position, 3);
         assert_eq!(
-            q.admit(ip(2), urn(1), None, slots(1), later, 99),
+            q.admit(closed(ip(2), urn(1), None), slots(1), later, 99),
             Admission::Serve,
             "same address and file keep the place"
         );
         let later = later + Duration::from_secs(10);
-        assert_eq!(q.admit(ip(3), urn(1), Some(3), slots(1), later, 99), Admission::Serve);
-        assert_eq!(q.admit(ip(4), urn(1), Some(4), slots(1), later, 99), Admission::Serve);
+        assert_eq!(q.admit(closed(ip(3), urn(1), Some(3)), slots(1), later, 99), Admission::Serve);
+        assert_eq!(q.admit(closed(ip(4), urn(1), Some(4)), slots(1), later, 99), Admission::Serve);
         assert!(q.is_empty());
-        assert_eq!(q.admit(ip(5), urn(1), None, slots(1), later, 5), Admission::Serve, "an empty queue serves at once");
+        assert_eq!(
+            q.admit(closed(ip(5), urn(1), None), slots(1), later, 5),
+            Admission::Serve,
+            "an empty queue serves at once"
+        );
     }
 
     #[test]
     fn the_retry_after_says_when_the_turn_may_come_as_the_slots_turn_over() {
         let crowd = Slots { free: 0, total: 4, body: Duration::from_secs(10) };
-        let told: Vec<u64> = (1..=9).map(|p| crowd.retry(p, Duration::from_secs(60)).as_secs()).collect();
+        let told: Vec<u64> = (1..=9).map(|p| crowd.retry(p, MIN_RETRY, Duration::from_secs(60)).as_secs()).collect();
         assert_eq!(told, [10, 10, 10, 10, 20, 20, 20, 20, 30]);
         let short = Slots { body: Duration::from_millis(300), ..crowd };
-        let told: Vec<u64> = (1..=9).map(|p| short.retry(p, Duration::from_secs(60)).as_secs()).collect();
+        let told: Vec<u64> = (1..=9).map(|p| short.retry(p, MIN_RETRY, Duration::from_secs(60)).as_secs()).collect();
         assert_eq!(told, [10; 9], "never below gtk-gnutella's least poll: no requester hammers");
         let slow = Slots { body: Duration::from_millis(10_500), ..crowd };
-        assert_eq!(slow.retry(1, Duration::from_secs(60)), Duration::from_secs(11), "rounded up");
-        assert_eq!(slow.retry(400, Duration::from_secs(60)), Duration::from_secs(60), "never above the longest");
+        assert_eq!(slow.retry(1, MIN_RETRY, Duration::from_secs(60)), Duration::from_secs(11), "rounded up");
+        assert_eq!(
+            slow.retry(400, MIN_RETRY, Duration::from_secs(60)),
+            Duration::from_secs(60),
+            "never above the longest"
+        );
         let instant = Slots { body: Duration::ZERO, total: 0, ..crowd };
-        assert_eq!(instant.retry(usize::MAX, Duration::from_secs(60)), MIN_RETRY);
+        assert_eq!(instant.retry(usize::MAX, MIN_RETRY, Duration::from_secs(60)), MIN_RETRY);
+    }
+
+    /// PARQ's synchronous queue: the places whose turn comes within
+    /// [`MAX_OPEN_WAIT`] keep their connection open, if the request allows
+    /// it, and are told how soon that is; the others' connections close, and
+    /// they are told no less than [`MIN_RETRY`].
+    #[test]
+    fn the_head_of_the_queue_waits_on_its_open_connection_the_rest_comes_back_later() {
+        let mut q = UploadQueue::new(QueueConfig { max_length: 64, ..QueueConfig::default() });
+        let slots = Slots { free: 0, total: 2, body: Duration::from_secs(4) };
+        let t0 = Instant::now();
+        let open = |n: u8| Request { addr: ip(n), urn: urn(1), id: None, persistent: true };
+        let told: Vec<(u64, bool)> = (1..=12)
+            .map(|n| queued(q.admit(open(n), slots, t0, u64::from(n))))
+            .map(|p| (p.retry.as_secs(), p.keep_open))
+            .collect();
+        let open_then_closed =
+            [4, 4, 8, 8, 12, 12, 16, 16, 20, 20].map(|s| (s, true)).into_iter().chain([(24, false); 2]);
+        assert_eq!(told, open_then_closed.collect::<Vec<_>>());
+        let place = queued(q.admit(closed(ip(13), urn(1), None), slots, t0, 13));
+        assert_eq!((place.position, place.retry, place.keep_open), (13, Duration::from_secs(28), false));
+        let quick = Slots { body: Duration::from_secs(1), ..slots };
+        let place = queued(q.admit(closed(ip(14), urn(1), None), quick, t0, 14));
+        assert_eq!((place.retry, place.keep_open), (MIN_RETRY, false), "a closed connection waits 10 s at least");
+        let mut q = UploadQueue::new(QueueConfig::default());
+        let place = queued(q.admit(closed(ip(1), urn(1), None), slots, t0, 1));
+        assert_eq!((place.position, place.retry, place.keep_open), (1, MIN_RETRY, false), "HTTP/1.0 closes");
     }
 
     /// A requester obeying every `Retry-After` it is told, however fast
@@ -436,12 +491,12 @@ mod tests {
         let mut q = UploadQueue::new(QueueConfig::default());
         let crowd = |free| Slots { free, total: 4, body: Duration::from_millis(100) };
         let (requester, t0) = (IpAddr::V4(Ipv4Addr::new(198, 51, 100, 7)), Instant::now());
-        queued(q.admit(ip(1), urn(1), None, crowd(0), t0, 1));
+        queued(q.admit(closed(ip(1), urn(1), None), crowd(0), t0, 1));
         let mut now = t0;
         let mut id = None;
         for _ in 0..30 {
             assert!(hammering.allow(requester, now), "cut off at {:?}", now - t0);
-            let place = queued(q.admit(requester, urn(1), id, crowd(0), now, 2));
+            let place = queued(q.admit(closed(requester, urn(1), id), crowd(0), now, 2));
             id = Some(place.id);
             now += place.retry;
         }
@@ -460,7 +515,7 @@ mod tests {
         let mut retries = Vec::new();
         for n in 1..=8u8 {
             let free = 4usize.saturating_sub(usize::from(n) - 1);
-            match q.admit(ip(n), urn(1), None, slots(free), t0, u64::from(n)) {
+            match q.admit(closed(ip(n), urn(1), None), slots(free), t0, u64::from(n)) {
                 Admission::Serve => {}
                 other => retries.push((n, queued(other).retry.as_secs())),
             }
@@ -470,20 +525,20 @@ mod tests {
         // next chunk: they queue behind, told 20 s.
         let t1 = t0 + Duration::from_secs(10);
         for n in 1..=4u8 {
-            let place = queued(q.admit(ip(n), urn(1), None, slots(4), t1, u64::from(n)));
+            let place = queued(q.admit(closed(ip(n), urn(1), None), slots(4), t1, u64::from(n)));
             assert_eq!((place.position, place.retry.as_secs()), (usize::from(n) + 4, 20));
         }
         // The first four queued come back then: their turn.
         for n in 5..=8u8 {
             assert_eq!(
-                q.admit(ip(n), urn(1), Some(u64::from(n)), slots(4 - usize::from(n - 5)), t1, 0),
+                q.admit(closed(ip(n), urn(1), Some(u64::from(n))), slots(4 - usize::from(n - 5)), t1, 0),
                 Admission::Serve
             );
         }
         let t3 = t1 + Duration::from_secs(20);
         for n in 1..=4u8 {
             assert_eq!(
-                q.admit(ip(n), urn(1), Some(u64::from(n)), slots(4 - usize::from(n - 1)), t3, 0),
+                q.admit(closed(ip(n), urn(1), Some(u64::from(n))), slots(4 - usize::from(n - 1)), t3, 0),
                 Admission::Serve
             );
         }
@@ -500,22 +555,25 @@ mod tests {
         let slots = |free| Slots { free, total: 4, body: Duration::from_secs(1) };
         let t0 = Instant::now();
         for n in 1..=3u8 {
-            assert_eq!(queued(q.admit(ip(n), urn(1), None, slots(0), t0, u64::from(n))).retry, MIN_RETRY);
+            assert_eq!(queued(q.admit(closed(ip(n), urn(1), None), slots(0), t0, u64::from(n))).retry, MIN_RETRY);
         }
         // They come back by their Retry-After, still before their turn.
         let t1 = t0 + MIN_RETRY;
         for n in 1..=3u8 {
-            assert_eq!(queued(q.admit(ip(n), urn(1), Some(u64::from(n)), slots(0), t1, 0)).position, usize::from(n));
+            assert_eq!(
+                queued(q.admit(closed(ip(n), urn(1), Some(u64::from(n))), slots(0), t1, 0)).position,
+                usize::from(n)
+            );
         }
         // In time, their turns are kept from a newcomer.
         let due = t1 + MIN_RETRY + LATE - Duration::from_millis(1);
-        assert_eq!(queued(q.admit(ip(9), urn(1), None, slots(2), due, 9)).position, 4);
+        assert_eq!(queued(q.admit(closed(ip(9), urn(1), None), slots(2), due, 9)).position, 4);
         // Too late: the first three hold no slot. The second comes back
         // after all: served before the newcomer behind it, which is served
         // in turn.
         let late = t1 + MIN_RETRY + LATE;
-        assert_eq!(q.admit(ip(2), urn(1), Some(2), slots(1), late, 0), Admission::Serve);
-        assert_eq!(q.admit(ip(9), urn(1), Some(9), slots(1), late, 0), Admission::Serve);
+        assert_eq!(q.admit(closed(ip(2), urn(1), Some(2)), slots(1), late, 0), Admission::Serve);
+        assert_eq!(q.admit(closed(ip(9), urn(1), Some(9)), slots(1), late, 0), Admission::Serve);
         assert_eq!(q.len(), 2);
     }
 
@@ -529,30 +587,33 @@ mod tests {
         let slots = |free| Slots { free, total: 4, body: Duration::from_secs(1) };
         let t0 = Instant::now();
         for n in 1..=3u8 {
-            queued(q.admit(ip(n), urn(1), None, slots(0), t0, u64::from(n)));
+            queued(q.admit(closed(ip(n), urn(1), None), slots(0), t0, u64::from(n)));
         }
         let expected = |secs| q.expected_before(q.len(), t0 + Duration::from_secs(secs));
         assert_eq!(expected(34), 3, "the first expected until 30 s + LATE");
         assert_eq!(expected(35), 2);
         assert_eq!(expected(64), 2, "the second and third until 60 s (the lifetime − 40 s) + LATE");
         assert_eq!(expected(65), 0);
-        assert_eq!(q.admit(ip(9), urn(1), None, slots(1), t0 + Duration::from_secs(65), 9), Admission::Serve);
+        assert_eq!(q.admit(closed(ip(9), urn(1), None), slots(1), t0 + Duration::from_secs(65), 9), Admission::Serve);
     }
 
     #[test]
     fn too_early_is_refused_and_keeps_the_place_too_late_loses_it() {
         let mut q = queue();
         let t0 = Instant::now();
-        queued(q.admit(ip(1), urn(1), None, slots(0), t0, 7));
-        queued(q.admit(ip(2), urn(1), None, slots(0), t0, 8));
+        queued(q.admit(closed(ip(1), urn(1), None), slots(0), t0, 7));
+        queued(q.admit(closed(ip(2), urn(1), None), slots(0), t0, 8));
         assert_eq!(
-            q.admit(ip(2), urn(1), Some(8), slots(0), t0 + Duration::from_secs(4), 0),
+            q.admit(closed(ip(2), urn(1), Some(8)), slots(0), t0 + Duration::from_secs(4), 0),
             Admission::TooEarly { retry: Duration::from_secs(6) }
         );
-        assert_eq!(queued(q.admit(ip(2), urn(1), Some(8), slots(0), t0 + Duration::from_secs(10), 0)).position, 2);
+        assert_eq!(
+            queued(q.admit(closed(ip(2), urn(1), Some(8)), slots(0), t0 + Duration::from_secs(10), 0)).position,
+            2
+        );
         // The first never comes back: after its lifetime the second is the head.
         let late = t0 + Duration::from_secs(61);
-        assert_eq!(queued(q.admit(ip(2), urn(1), Some(8), slots(0), late, 0)).position, 1);
+        assert_eq!(queued(q.admit(closed(ip(2), urn(1), Some(8)), slots(0), late, 0)).position, 1);
         assert_eq!(q.len(), 1);
     }
 
@@ -561,14 +622,14 @@ mod tests {
         let mut q = queue();
         let t0 = Instant::now();
         for n in 0..MAX_PLACES_PER_ADDRESS as u8 {
-            queued(q.admit(ip(1), urn(n), None, slots(0), t0, u64::from(n)));
+            queued(q.admit(closed(ip(1), urn(n), None), slots(0), t0, u64::from(n)));
         }
-        assert!(matches!(q.admit(ip(1), urn(50), None, slots(0), t0, 50), Admission::Full { .. }));
+        assert!(matches!(q.admit(closed(ip(1), urn(50), None), slots(0), t0, 50), Admission::Full { .. }));
         for n in 2..=5 {
-            queued(q.admit(ip(n), urn(1), None, slots(0), t0, u64::from(n) + 100));
+            queued(q.admit(closed(ip(n), urn(1), None), slots(0), t0, u64::from(n) + 100));
         }
         assert_eq!(q.len(), 8);
-        assert!(matches!(q.admit(ip(9), urn(1), None, slots(0), t0, 9), Admission::Full { .. }));
+        assert!(matches!(q.admit(closed(ip(9), urn(1), None), slots(0), t0, 9), Admission::Full { .. }));
     }
 
     /// gtk-gnutella 1.2.3's downloader, told `503 Queued`, comes back
@@ -584,15 +645,15 @@ mod tests {
         let mut q = UploadQueue::new(QueueConfig { retry: Duration::from_secs(60), ..QueueConfig::default() });
         let slots = |free| Slots { free, total: 4, body: Duration::from_secs(1) };
         let t0 = Instant::now();
-        let gtkg = queued(q.admit(ip(1), urn(1), None, slots(0), t0, 1));
+        let gtkg = queued(q.admit(closed(ip(1), urn(1), None), slots(0), t0, 1));
         assert_eq!((gtkg.position, gtkg.retry), (1, MIN_RETRY));
-        queued(q.admit(ip(2), urn(1), None, slots(0), t0, 2));
+        queued(q.admit(closed(ip(2), urn(1), None), slots(0), t0, 2));
         // One of ours, queued behind, comes back as a slot frees.
         let t16 = t0 + Duration::from_secs(16);
-        let behind = q.admit(ip(2), urn(1), Some(2), slots(1), t16, 0);
+        let behind = q.admit(closed(ip(2), urn(1), Some(2)), slots(1), t16, 0);
         assert!(matches!(behind, Admission::Queued(QueuePlace { position: 2, .. })), "{behind:?}: took its turn");
         let back = t0 + Duration::from_secs(30) * u32::try_from(gtkg.position).unwrap();
-        assert_eq!(q.admit(ip(1), urn(1), Some(1), slots(1), back, 0), Admission::Serve);
+        assert_eq!(q.admit(closed(ip(1), urn(1), Some(1)), slots(1), back, 0), Admission::Serve);
     }
 
     /// gtk-gnutella 1.2.3, its `503` closed, comes back after `Retry-After`
@@ -610,15 +671,18 @@ mod tests {
         let slow = |free| Slots { free, total: 1, body: Duration::from_secs(18) };
         let fast = |free| Slots { free, total: 1, body: Duration::from_secs(1) };
         let t0 = Instant::now();
-        assert_eq!(queued(q.admit(ip(1), urn(1), None, slow(0), t0, 1)).retry.as_secs(), 18);
-        queued(q.admit(ip(2), urn(1), None, slow(0), t0, 2));
+        assert_eq!(queued(q.admit(closed(ip(1), urn(1), None), slow(0), t0, 1)).retry.as_secs(), 18);
+        queued(q.admit(closed(ip(2), urn(1), None), slow(0), t0, 2));
         let t21 = t0 + Duration::from_secs(21);
-        let gtkg = queued(q.admit(ip(1), urn(1), Some(1), fast(0), t21, 0));
+        let gtkg = queued(q.admit(closed(ip(1), urn(1), Some(1)), fast(0), t21, 0));
         assert_eq!((gtkg.position, gtkg.retry), (1, MIN_RETRY));
         let t37 = t21 + Duration::from_secs(16);
-        let behind = q.admit(ip(2), urn(1), Some(2), fast(1), t37, 0);
+        let behind = q.admit(closed(ip(2), urn(1), Some(2)), fast(1), t37, 0);
         assert!(matches!(behind, Admission::Queued(QueuePlace { position: 2, .. })), "{behind:?}: took its turn");
-        assert_eq!(q.admit(ip(1), urn(1), Some(1), fast(1), t21 + Duration::from_secs(21), 0), Admission::Serve);
+        assert_eq!(
+            q.admit(closed(ip(1), urn(1), Some(1)), fast(1), t21 + Duration::from_secs(21), 0),
+            Admission::Serve
+        );
     }
 
     /// Two slots, free all along. Sixty-three addresses queue four places
@@ -640,12 +704,12 @@ mod tests {
         for host in 1..=63u8 {
             for file in 1..=4u8 {
                 let id = u64::from(host) * 100 + u64::from(file);
-                queued(q.admit(ip(host), urn(file), None, slots(0), t0, id));
+                queued(q.admit(closed(ip(host), urn(file), None), slots(0), t0, id));
                 hostile.push((ip(host), urn(file), id));
             }
         }
         let honest = ip(99);
-        let mut place = queued(q.admit(honest, urn(1), None, slots(0), t0, 99));
+        let mut place = queued(q.admit(closed(honest, urn(1), None), slots(0), t0, 99));
         let mut asked = t0;
         let mut served = None;
         for second in 1..=QueueConfig::default().lifetime.as_secs() {
@@ -653,11 +717,11 @@ mod tests {
             for &(addr, urn, id) in &hostile {
                 let Some(index) = q.places.iter().position(|p| p.id == id) else { continue };
                 if q.expected_before(index, now) >= 2 && now >= q.places[index].asked + q.places[index].retry {
-                    queued(q.admit(addr, urn, Some(id), slots(2), now, 0));
+                    queued(q.admit(closed(addr, urn, Some(id)), slots(2), now, 0));
                 }
             }
             if now >= asked + place.retry {
-                match q.admit(honest, urn(1), Some(99), slots(2), now, 0) {
+                match q.admit(closed(honest, urn(1), Some(99)), slots(2), now, 0) {
                     Admission::Serve => {
                         served = Some(second);
                         break;
@@ -681,17 +745,17 @@ mod tests {
         let slots = |free| Slots { free, total: 1, body: Duration::from_secs(1) };
         let t0 = Instant::now();
         for n in 1..=3u8 {
-            queued(q.admit(ip(n), urn(1), None, slots(0), t0, u64::from(n)));
+            queued(q.admit(closed(ip(n), urn(1), None), slots(0), t0, u64::from(n)));
         }
         let at = |secs| t0 + Duration::from_secs(secs);
-        assert_eq!(queued(q.admit(ip(3), urn(1), Some(3), slots(1), at(10), 0)).position, 3);
-        assert_eq!(queued(q.admit(ip(3), urn(1), Some(3), slots(0), at(20), 0)).position, 3, "all slots busy");
+        assert_eq!(queued(q.admit(closed(ip(3), urn(1), Some(3)), slots(1), at(10), 0)).position, 3);
+        assert_eq!(queued(q.admit(closed(ip(3), urn(1), Some(3)), slots(0), at(20), 0)).position, 3, "all slots busy");
         let refused = at(30);
-        assert_eq!(queued(q.admit(ip(3), urn(1), Some(3), slots(1), refused, 0)).position, 3);
+        assert_eq!(queued(q.admit(closed(ip(3), urn(1), Some(3)), slots(1), refused, 0)).position, 3);
         let held = refused + HOLD - Duration::from_secs(1);
-        assert_eq!(queued(q.admit(ip(3), urn(1), Some(3), slots(1), held, 0)).position, 2, "the first is late");
-        assert_eq!(q.admit(ip(3), urn(1), Some(3), slots(1), refused + HOLD, 0), Admission::Serve);
-        assert_eq!(q.admit(ip(2), urn(1), Some(2), slots(1), at(70), 0), Admission::Serve, "its place kept");
+        assert_eq!(queued(q.admit(closed(ip(3), urn(1), Some(3)), slots(1), held, 0)).position, 2, "the first is late");
+        assert_eq!(q.admit(closed(ip(3), urn(1), Some(3)), slots(1), refused + HOLD, 0), Admission::Serve);
+        assert_eq!(q.admit(closed(ip(2), urn(1), Some(2)), slots(1), at(70), 0), Admission::Serve, "its place kept");
         assert_eq!(q.len(), 1);
     }
 
@@ -704,22 +768,22 @@ mod tests {
         let mut q = UploadQueue::new(QueueConfig::default());
         let slots = |free| Slots { free, total: 1, body: Duration::from_secs(1) };
         let t0 = Instant::now();
-        queued(q.admit(ip(1), urn(1), None, slots(0), t0, 1));
-        queued(q.admit(ip(2), urn(1), None, slots(0), t0, 2));
+        queued(q.admit(closed(ip(1), urn(1), None), slots(0), t0, 1));
+        queued(q.admit(closed(ip(2), urn(1), None), slots(0), t0, 2));
         let at = |secs| t0 + Duration::from_secs(secs);
-        assert_eq!(queued(q.admit(ip(1), urn(1), Some(1), slots(0), at(10), 0)).retry, MIN_RETRY);
-        assert_eq!(queued(q.admit(ip(1), urn(1), Some(1), slots(0), at(31), 0)).retry, MIN_RETRY);
-        let behind = q.admit(ip(2), urn(1), Some(2), slots(1), at(40), 0);
+        assert_eq!(queued(q.admit(closed(ip(1), urn(1), Some(1)), slots(0), at(10), 0)).retry, MIN_RETRY);
+        assert_eq!(queued(q.admit(closed(ip(1), urn(1), Some(1)), slots(0), at(31), 0)).retry, MIN_RETRY);
+        let behind = q.admit(closed(ip(2), urn(1), Some(2)), slots(1), at(40), 0);
         assert!(matches!(behind, Admission::Queued(QueuePlace { position: 2, .. })), "{behind:?}: took its turn");
-        assert_eq!(q.admit(ip(1), urn(1), Some(1), slots(1), at(52), 0), Admission::Serve);
+        assert_eq!(q.admit(closed(ip(1), urn(1), Some(1)), slots(1), at(52), 0), Admission::Serve);
     }
 
     #[test]
     fn another_address_cannot_take_a_place_by_its_id() {
         let mut q = queue();
         let t0 = Instant::now();
-        queued(q.admit(ip(1), urn(1), None, slots(0), t0, 42));
-        let stolen = q.admit(ip(2), urn(1), Some(42), slots(1), t0 + Duration::from_secs(10), 43);
+        queued(q.admit(closed(ip(1), urn(1), None), slots(0), t0, 42));
+        let stolen = q.admit(closed(ip(2), urn(1), Some(42)), slots(1), t0 + Duration::from_secs(10), 43);
         assert_eq!(queued(stolen).position, 2, "a stranger with the ID queues behind");
     }
 
@@ -731,6 +795,7 @@ mod tests {
             id: 0xab12,
             retry: Duration::from_secs(30),
             lifetime: Duration::from_secs(300),
+            keep_open: false,
         };
         let header = place.x_queued(1);
         assert_eq!(header, "position=2; length=3; limit=1; lifetime=300; ID=000000000000ab12");
