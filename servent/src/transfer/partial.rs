@@ -58,8 +58,11 @@ pub const MAX_SWARM_PER_URN: usize = 32;
 pub const MAX_SWARM_FILES: usize = 1024;
 /// Shared files seeded at once.
 pub const MAX_SEEDED: usize = 64;
-/// The longest `Retry-After` of a busy upload of a file offered in part.
-pub const SWARM_RETRY_AFTER: Duration = Duration::from_secs(2);
+/// The longest `Retry-After` of a busy upload of a file offered in part:
+/// its `503` closes the connection, so no shorter than a queue place's
+/// whose connection closes (a downloader obeying less would be cut off as
+/// hammering).
+pub const SWARM_RETRY_AFTER: Duration = super::upload_queue::MIN_RETRY;
 
 /// A set of byte ranges `start..end` (end exclusive), sorted, disjoint and
 /// not touching.
