@@ -4,8 +4,12 @@
 //! place against a requester that comes back sooner to a free slot, and
 //! gets the file.
 //!
-//! How it comes back (its `downloads.c`): a `503` with `X-Queued` on a
-//! connection we close makes its source "passively queued"
+//! How it comes back (its `downloads.c`): at the head of our queue, our
+//! `503` keeps the connection (a turn within 20 s) and it asks again on it
+//! (its log: `position 1 out of 2` two seconds later), its tree download
+//! waiting meanwhile (`Max. number of downloads for this host reached`).
+//! Further back, a `503` with `X-Queued` on a connection we close makes
+//! its source "passively queued"
 //! (`download_queue_v`), which `download_pickup_queued` starts again after
 //! the latest of our `Retry-After`, 20 s since the answer
 //! (`download_retry_timeout_min`, the `timeout_delay` `download_retry`
@@ -18,7 +22,7 @@
 //! `upload_request_special`), and a `503` for it holds every download
 //! from us for its `Retry-After`.
 //!
-//! That tree download is why the test needs public-looking addresses
+//! That tree download is why the test runs on public-looking addresses
 //! (`common::netns`, root): unlike the magnet's source (`SOCK_F_FORCE`), it
 //! is dialled only at a routable address (`download_start`,
 //! `host_is_valid`); on loopback it sends a PUSH instead, finds no route,
@@ -175,13 +179,12 @@ fn gtk_gnutella_queued_past_our_only_slot_keeps_its_place_and_gets_the_file() {
         let mut asked = Instant::now();
         assert_eq!((head.status, ticket.position, ticket.length), (503, 2, Some(2)), "{head:?}");
 
-        // The slot stays busy until gtk-gnutella has asked for the file's
-        // tree too (15 s after our answer, when its hold on us ends): the
-        // holder's, gtk-gnutella's, the other's and that one.
-        gtkg.wait_until("its request for the tree", GTKG_PATIENCE, || node.uploads().snapshot().requests >= 4);
-        // The holder reads its body: the slot frees before gtk-gnutella
-        // comes back for the file (20 s after our answer at the soonest),
-        // and the other requester, back as often as it may, finds it free.
+        // The slot stays busy until gtk-gnutella has asked again (on its
+        // open connection; for the file's tree instead if its connection
+        // closed): the holder's, gtk-gnutella's, the other's and that one.
+        gtkg.wait_until("its next request", GTKG_PATIENCE, || node.uploads().snapshot().requests >= 4);
+        // The holder reads its body: the slot frees, and the other
+        // requester, back as often as it may, finds it free.
         assert!(body(&holder_head, &mut holder).await == held, "the holder's copy differs");
 
         // The other requester is served only once gtk-gnutella, back in
