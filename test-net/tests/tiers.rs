@@ -55,7 +55,7 @@ fn a_flat_network_of_real_servents_floods_to_the_end_of_the_ttl_as_the_simulator
         queries: 3,
         seed: 3,
         port: 26412,
-        quiet: Duration::from_secs(1),
+        quiet: Duration::from_secs(2),
         ..Settings::default()
     };
     let real = task::block_on(tiers::run(&settings, &AtomicBool::new(false), |_, _| {})).unwrap();
