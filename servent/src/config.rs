@@ -56,6 +56,11 @@ pub struct Config {
     pub bootstrap: bool,
     /// The highest TTL + hops routed.
     pub max_ttl: u8,
+    /// Whether, as an ultrapeer, it exchanges last-hop route tables with
+    /// ultrapeers (`X-Ultrapeer-Query-Routing`, on as deployed); a flat
+    /// test network turns it off, so that its floods go to the end of
+    /// their TTL as in Gnutella 0.4.
+    pub ultrapeer_query_routing: bool,
     /// How often shared folders are rescanned.
     pub rescan_interval: Duration,
     /// Whether Gnutella links may be deflate-compressed.
@@ -94,6 +99,7 @@ impl Default for Config {
             peer_names: Vec::new(),
             bootstrap: false,
             max_ttl: crate::routing::DEFAULT_MAX_TTL,
+            ultrapeer_query_routing: true,
             rescan_interval: RESCAN_INTERVAL,
             deflate: true,
             uploads: crate::transfer::upload::UploadConfig::default(),

@@ -384,6 +384,7 @@ fn handshakes_never_panic_on_either_side() {
         role: handshake::Role::Ultrapeer,
         degree: 16,
         may_become_leaf: true,
+        ultrapeer_query_routing: true,
         guid: None,
         live_since: Some(0),
     };

@@ -179,7 +179,9 @@ pub struct NetConfig {
     /// Whether nodes get a data directory of their own, so they can download.
     pub downloads: bool,
     /// The first this many nodes run as ultrapeers, the others as leaves;
-    /// 0 for a flat network of ultrapeers.
+    /// 0 for a flat network of ultrapeers that exchange no last-hop route
+    /// tables, so that a flood goes on to the end of its TTL, as flooding
+    /// does on a flat Gnutella network (and in the simulator).
     pub ultrapeers: usize,
 }
 
@@ -274,6 +276,7 @@ impl Net {
             trust: self.config.trust.clone(),
             // Every node is on loopback: local addresses are servents here.
             dial_local: true,
+            ultrapeer_query_routing: self.config.ultrapeers > 0,
             ..Config::default()
         };
         let node = node::start(config).await.map_err(|source| Error::Start { index, addr: slot.addr, source })?;

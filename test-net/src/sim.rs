@@ -270,6 +270,12 @@ pub struct TierSummary {
     pub flat_degree: usize,
     /// Flooding on the flat network.
     pub flood: TierFigures,
+    /// The most Query descriptors per query a flood of the same queries
+    /// can send on the flat network's graph: each node first reached over
+    /// a shortest path ([`Topology::flood_bound`]). A flood sends less when
+    /// a node is first reached over a longer path, or when it drops a
+    /// query as similar to one relayed lately.
+    pub flood_bound: f64,
     /// Dynamic querying on the two-tier network, without UDP: every hit
     /// comes back along the query's path (simulated runs only).
     pub dynamic: Option<TierFigures>,
@@ -297,6 +303,7 @@ impl TierSummary {
         out_of_band: TierFigures,
         oob_hits: u64,
     ) -> TierSummary {
+        let bound: u64 = plan.queries.iter().map(|q| plan.topology.flood_bound(q.node, settings.ttl)).sum();
         TierSummary {
             nodes: settings.nodes,
             ultrapeers,
@@ -304,6 +311,7 @@ impl TierSummary {
             ttl: settings.ttl,
             flat_degree: settings.degree,
             flood,
+            flood_bound: bound as f64 / plan.queries.len().max(1) as f64,
             dynamic: None,
             out_of_band,
             oob_hits,
@@ -318,11 +326,13 @@ impl fmt::Display for TierSummary {
         writeln!(f, "{} servents, {} queries, one run", self.nodes, self.queries)?;
         writeln!(
             f,
-            "flat (degree {}), flood TTL {}: success {:.1} %, {:.0} messages/query, {:.0} ms/query",
+            "flat (degree {}), flood TTL {}: success {:.1} %, {:.0} messages/query (at most {:.0} on this graph), \
+             {:.0} ms/query",
             self.flat_degree,
             self.ttl,
             100.0 * flood.success,
             flood.messages_per_query,
+            self.flood_bound,
             flood.elapsed_ms
         )?;
         let runs = [("hits routed", self.dynamic.as_ref()), ("hits out of band", Some(&self.out_of_band))];

@@ -193,6 +193,33 @@ impl Topology {
         self.neighbours[node].iter().copied().take_while(move |&other| other < node)
     }
 
+    /// The Query descriptors a flood from `origin` with `ttl` sends when
+    /// every node is first reached over a shortest path: the origin sends
+    /// to all its neighbours, and every node less than `ttl` hops away to
+    /// all of its own but the one it heard from. No flood sends more: a
+    /// node first reached over a longer path has less TTL left, and
+    /// duplicates go no further.
+    pub fn flood_bound(&self, origin: usize, ttl: u8) -> u64 {
+        let mut hops = vec![usize::MAX; self.nodes()];
+        let mut ring = vec![origin];
+        hops[origin] = 0;
+        let mut sent = self.neighbours[origin].len() as u64;
+        for hop in 1..usize::from(ttl) {
+            let mut next = Vec::new();
+            for &node in &ring {
+                for &other in &self.neighbours[node] {
+                    if hops[other] == usize::MAX {
+                        hops[other] = hop;
+                        next.push(other);
+                        sent += self.neighbours[other].len() as u64 - 1;
+                    }
+                }
+            }
+            ring = next;
+        }
+        sent
+    }
+
     /// The largest number of neighbours any node has.
     pub fn max_degree(&self) -> usize {
         self.neighbours.iter().map(Vec::len).max().unwrap_or(0)
@@ -288,6 +315,27 @@ mod tests {
         assert!(graph.max_degree() > 30, "no hub: max degree {}", graph.max_degree());
         let mean = 2.0 * graph.edges() as f64 / 1000.0;
         assert!((5.5..=6.0).contains(&mean), "mean degree {mean}");
+    }
+
+    #[test]
+    fn a_flood_bound_counts_every_node_within_the_ttl_forwarding_to_all_but_its_sender() {
+        // A ring of 20 (degree 2): two Queries per hop, one each way.
+        let ring = Topology::random(20, 2, &mut StdRng::seed_from_u64(5)).unwrap();
+        assert_eq!((0..20).map(|n| ring.neighbours(n).len()).max(), Some(2));
+        assert_eq!(ring.flood_bound(3, 5), 10);
+        assert_eq!(ring.flood_bound(3, 1), 2);
+        // A star: the hub reaches every leaf in one hop; leaves have no one else.
+        let star = Topology { neighbours: std::iter::once((1..6).collect()).chain((1..6).map(|_| vec![0])).collect() };
+        assert_eq!(star.flood_bound(0, 7), 5);
+        assert_eq!(star.flood_bound(1, 1), 1);
+        assert_eq!(star.flood_bound(1, 2), 1 + 4);
+        // A square 0-1-2-3-0: 2 is first reached over both 1 and 3, once.
+        let square = Topology { neighbours: vec![vec![1, 3], vec![0, 2], vec![1, 3], vec![0, 2]] };
+        assert_eq!(square.flood_bound(0, 2), 2 + 1 + 1);
+        assert_eq!(square.flood_bound(0, 3), 2 + 1 + 1 + 1);
+        let big = Topology::random(1000, 6, &mut StdRng::seed_from_u64(7)).unwrap();
+        assert!(big.flood_bound(0, 5) > big.flood_bound(0, 4));
+        assert!(big.flood_bound(0, 5) <= 6 + 5 * 999);
     }
 
     #[test]

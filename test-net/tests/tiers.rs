@@ -5,7 +5,7 @@ use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use async_std::task;
-use test_net::{tiers, Settings};
+use test_net::{sim, tiers, Settings};
 
 /// Forty servents, four of them ultrapeers: every query finds its file on
 /// both networks, the two-tier one with fewer messages, counted per link
@@ -37,4 +37,30 @@ fn a_two_tier_network_of_real_servents_finds_as_much_as_flooding_with_fewer_mess
     let split = tiered.up_up_per_query + tiered.up_leaf_per_query;
     assert!((split - tiered.messages_per_query).abs() < 1e-9, "{summary}");
     assert!(summary.dynamic.is_none() && summary.qrp_bytes.is_none(), "{summary}");
+}
+
+/// A flat network of real servents floods to the end of the TTL, as the
+/// simulator does: on a ring of thirty (degree 2, so no node is reached
+/// over two paths within the TTL) every query sends exactly what its graph
+/// allows, one Query per hop each way, the last hop included, whatever
+/// the servents there share.
+#[test]
+fn a_flat_network_of_real_servents_floods_to_the_end_of_the_ttl_as_the_simulator_counts() {
+    let settings = Settings {
+        nodes: 30,
+        degree: 2,
+        ttl: 5,
+        catalog: 10,
+        replication: 0.1,
+        queries: 3,
+        seed: 3,
+        port: 26412,
+        quiet: Duration::from_secs(2),
+        ..Settings::default()
+    };
+    let real = task::block_on(tiers::run(&settings, &AtomicBool::new(false), |_, _| {})).unwrap();
+    assert_eq!(real.flood_bound, 10.0, "{real}");
+    assert_eq!(real.flood.messages_per_query, real.flood_bound, "{real}");
+    let simulated = sim::tiers(&Settings { sim: true, ..settings }, &AtomicBool::new(false), |_, _| {}).unwrap();
+    assert_eq!(simulated.flood.messages_per_query, real.flood.messages_per_query, "{simulated}");
 }

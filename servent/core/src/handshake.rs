@@ -120,6 +120,11 @@ pub struct Config {
     pub degree: u32,
     /// Whether an ultrapeer's `X-Ultrapeer-Needed: False` makes us its leaf.
     pub may_become_leaf: bool,
+    /// Whether, as an ultrapeer, we exchange last-hop route tables with
+    /// ultrapeers (`X-Ultrapeer-Query-Routing`), so that a query on its
+    /// last hop goes only where a table matches: on, as deployed; off in
+    /// a flat test network whose floods go to the end of their TTL.
+    pub ultrapeer_query_routing: bool,
     /// Our servent GUID, sent as `GUID`.
     pub guid: Option<Guid>,
     /// When we started, in seconds since the Unix epoch, sent as `X-Live-Since`.

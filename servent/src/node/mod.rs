@@ -705,6 +705,7 @@ pub async fn start(config: Config) -> Result<NodeHandle, NodeError> {
             role: config.mode.role(),
             degree: u32::try_from(config.max_peers).unwrap_or(u32::MAX),
             may_become_leaf: false,
+            ultrapeer_query_routing: config.ultrapeer_query_routing,
             guid: Some(node.guid()),
             live_since: std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).ok().map(|d| d.as_secs()),
         },

@@ -142,7 +142,9 @@ pub(super) fn write_role_header(out: &mut String, role: Role) {
 pub(super) fn write_capability_headers(out: &mut String, config: &Config) {
     push_header(out, "X-Query-Routing", "0.2");
     if config.role == Role::Ultrapeer {
-        push_header(out, "X-Ultrapeer-Query-Routing", "0.1");
+        if config.ultrapeer_query_routing {
+            push_header(out, "X-Ultrapeer-Query-Routing", "0.1");
+        }
         push_header(out, "X-Degree", &config.degree.to_string());
         push_header(out, "X-Dynamic-Querying", "0.1");
     }
@@ -196,6 +198,7 @@ impl super::PeerInfo {
             role,
             degree,
             may_become_leaf: false,
+            ultrapeer_query_routing: true,
             guid: None,
             live_since: None,
         };

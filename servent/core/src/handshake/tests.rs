@@ -9,6 +9,7 @@ fn ours(deflate: bool) -> Config {
         role: Role::Ultrapeer,
         degree: 30,
         may_become_leaf: false,
+        ultrapeer_query_routing: true,
         guid: None,
         live_since: None,
     }
@@ -635,6 +636,20 @@ fn a_leaf_sends_no_ultrapeer_capabilities() {
     for absent in ["X-Degree", "X-Dynamic-Querying", "X-Ultrapeer-Query-Routing"] {
         assert!(!hello.contains(absent), "{absent} in {hello}");
     }
+}
+
+#[test]
+fn an_ultrapeer_of_a_flat_network_states_no_last_hop_tables_and_is_read_so() {
+    let flat = Config { ultrapeer_query_routing: false, ..ours(true) };
+    let (_, hello) = Handshake::connect(&flat, addr("198.51.100.2:6347"));
+    let text = String::from_utf8(hello.clone()).unwrap();
+    assert!(text.contains("X-Ultrapeer: True\r\n") && text.contains("X-Dynamic-Querying: 0.1\r\n"), "{text}");
+    assert!(!text.contains("X-Ultrapeer-Query-Routing"), "{text}");
+    let mut other = Handshake::accept(&theirs(true), addr("192.0.2.1:40000"), Admission::Accept, Vec::new());
+    assert_eq!(status_line(&written(feed(&mut other, &hello))), "GNUTELLA/0.6 200 OK");
+    let (_, peer) = established(feed(&mut other, b"GNUTELLA/0.6 200 OK\r\n\r\n"));
+    assert_eq!(peer.role(), Role::Ultrapeer);
+    assert!(!peer.ultrapeer_query_routing(), "its peers send it no last-hop table, nor filter by one");
 }
 
 #[test]
