@@ -978,13 +978,20 @@ mod node_tests {
         Message { guid: search, ttl: 3, hops: 1, payload: Payload::QueryHit(hit) }
     }
 
-    #[test]
-    fn attack_a_hit_naming_a_local_address_is_offered_only_as_a_push_source() {
-        let now = Instant::now();
+    /// A node linked to one peer (peer 1, which came to us), searching
+    /// `seblinux` through it; what it did so far taken.
+    fn searching_through_one_peer(now: Instant) -> (Node, Guid) {
         let mut node = node(now);
         connect(&mut node, 1, Direction::Incoming, now);
         let search = node.search("seblinux", 4, now).unwrap();
         actions(&mut node);
+        (node, search)
+    }
+
+    #[test]
+    fn attack_a_hit_naming_a_local_address_is_offered_only_as_a_push_source() {
+        let now = Instant::now();
+        let (mut node, search) = searching_through_one_peer(now);
         for (n, ip) in [Ipv4Addr::LOCALHOST, Ipv4Addr::new(192, 168, 1, 1)].into_iter().enumerate() {
             node.handle(Event::Message { peer: PeerId(1), message: hit_naming(search, n as u8 + 1, ip) }, now);
         }
@@ -1006,10 +1013,7 @@ mod node_tests {
     #[test]
     fn attack_a_search_result_naming_a_local_address_or_ours_is_given_to_downloads_only_by_its_push_key() {
         let now = Instant::now();
-        let mut node = node(now);
-        connect(&mut node, 1, Direction::Incoming, now);
-        let search = node.search("seblinux", 4, now).unwrap();
-        actions(&mut node);
+        let (mut node, search) = searching_through_one_peer(now);
         let refused = [
             Ipv4Addr::LOCALHOST,
             Ipv4Addr::new(10, 0, 0, 1),
@@ -1039,10 +1043,7 @@ mod node_tests {
     #[test]
     fn attack_servents_naming_the_same_private_address_are_each_given_to_downloads() {
         let now = Instant::now();
-        let mut node = node(now);
-        connect(&mut node, 1, Direction::Incoming, now);
-        let search = node.search("seblinux", 4, now).unwrap();
-        actions(&mut node);
+        let (mut node, search) = searching_through_one_peer(now);
         let lan = Ipv4Addr::new(192, 168, 1, 100);
         for n in 1..=2 {
             node.handle(Event::Message { peer: PeerId(1), message: hit_naming(search, n, lan) }, now);

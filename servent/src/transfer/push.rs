@@ -342,17 +342,33 @@ mod tests {
     /// answering the same search from an address we may not dial, must not
     /// take over the key another servent's hit taught, or the download's
     /// PUSHes for that source go to it (and its proxies) instead.
-    #[test]
-    fn attack_a_guid_sharing_another_servents_push_only_key_does_not_take_its_source() {
+    /// An honest servent's source, learnt from its hit naming a LAN
+    /// address (so known by its push-only key) with one push proxy, and a
+    /// GUID forged to share that key's five bytes.
+    struct Forgery {
+        pushes: Pushes,
+        honest: Guid,
+        forged: Guid,
+        named: Ipv4Addr,
+        hostile_proxy: SocketAddrV4,
+    }
+
+    fn forgery() -> Forgery {
         let pushes = Pushes::new(|_, _, _| {});
         let honest = Guid([7; 16]);
         let mut forged = [0xEE; 16];
         forged[..5].copy_from_slice(&honest.0[..5]);
-        let key = push_only_key(honest);
         let named = Ipv4Addr::new(10, 0, 0, 1);
-        pushes.learn(key, honest, Vec::new(), vec!["192.0.2.1:6346".parse().unwrap()], named);
-        let hostile_proxy: SocketAddrV4 = "203.0.113.66:6346".parse().unwrap();
-        pushes.learn(push_only_key(Guid(forged)), Guid(forged), Vec::new(), vec![hostile_proxy], named);
+        pushes.learn(push_only_key(honest), honest, Vec::new(), vec!["192.0.2.1:6346".parse().unwrap()], named);
+        let hostile_proxy = "203.0.113.66:6346".parse().unwrap();
+        Forgery { pushes, honest, forged: Guid(forged), named, hostile_proxy }
+    }
+
+    #[test]
+    fn attack_a_guid_sharing_another_servents_push_only_key_does_not_take_its_source() {
+        let Forgery { pushes, honest, forged, named, hostile_proxy } = forgery();
+        let key = push_only_key(honest);
+        pushes.learn(push_only_key(forged), forged, Vec::new(), vec![hostile_proxy], named);
         let told = pushes.location(key).unwrap();
         assert_eq!(told.servent, honest, "the PUSH for the honest source goes to {:?}", told.servent);
         assert!(!told.proxies.contains(&hostile_proxy));
@@ -363,14 +379,8 @@ mod tests {
     /// to the download as a source.
     #[test]
     fn attack_an_x_falt_sharing_another_servents_push_only_key_adds_nothing_to_its_source() {
-        let pushes = Pushes::new(|_, _, _| {});
-        let honest = Guid([7; 16]);
-        let mut forged = [0xEE; 16];
-        forged[..5].copy_from_slice(&honest.0[..5]);
-        let named = Ipv4Addr::new(10, 0, 0, 1);
-        pushes.learn(push_only_key(honest), honest, Vec::new(), vec!["192.0.2.1:6346".parse().unwrap()], named);
-        let hostile_proxy: SocketAddrV4 = "203.0.113.66:6346".parse().unwrap();
-        let hint = FirewalledLocation { servent: Guid(forged), address: None, proxies: vec![hostile_proxy] };
+        let Forgery { pushes, honest, forged, named, hostile_proxy } = forgery();
+        let hint = FirewalledLocation { servent: forged, address: None, proxies: vec![hostile_proxy] };
         assert!(pushes.learn_firewalled(&[hint], named).is_empty());
         let told = pushes.location(push_only_key(honest)).unwrap();
         assert_eq!((told.servent, told.proxies), (honest, vec!["192.0.2.1:6346".parse().unwrap()]));
