@@ -47,7 +47,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::io::{self, SeekFrom};
 use std::net::{IpAddr, SocketAddr, SocketAddrV4};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -159,11 +159,10 @@ pub struct Uploads {
     config: UploadConfig,
     library: Arc<Library>,
     alt: Arc<AltLocations>,
-    slots_used: AtomicUsize,
     /// Whether a tree is being computed (one at a time, outside the slots).
     computing_tree: AtomicBool,
-    /// The lengths of the bodies in the slots now: a queued requester's
-    /// turn comes as they end.
+    /// The slots in use, by the length of each one's body: a queued
+    /// requester's turn comes as they end.
     bodies: Mutex<Vec<u64>>,
     connections: Mutex<HashMap<IpAddr, usize>>,
     heads: Mutex<PendingHeads>,
@@ -203,7 +202,6 @@ impl Uploads {
             config,
             library,
             alt,
-            slots_used: AtomicUsize::new(0),
             computing_tree: AtomicBool::new(false),
             bodies: Mutex::new(Vec::new()),
             connections: Mutex::new(HashMap::new()),
@@ -332,7 +330,7 @@ impl Uploads {
             pushed: self.pushed.load(Ordering::Relaxed),
             fwalt_requesters: self.fwalt_requesters.load(Ordering::Relaxed),
             proxy_refused: self.proxy_refused.load(Ordering::Relaxed),
-            uploading: self.slots_used.load(Ordering::Relaxed),
+            uploading: self.bodies().len(),
             connections,
             reading_heads: self.heads.lock().unwrap_or_else(PoisonError::into_inner).queue.len(),
         }
@@ -390,7 +388,7 @@ impl Uploads {
         let body = rate::slot_time(self.turnover(len), cap, total);
         let slot = self.take_slot(len);
         let free = match slot {
-            Some(_) => total.saturating_sub(self.slots_used.load(Ordering::Acquire)) + 1,
+            Some(_) => total.saturating_sub(self.bodies().len()) + 1,
             None => 0,
         };
         match queue.admit(request, Slots { free, total, body }, Instant::now(), rand::random()) {
@@ -411,17 +409,22 @@ impl Uploads {
     /// early at worst, and is told again), or, with none, the asker's own
     /// `len`.
     fn turnover(&self, len: u64) -> u64 {
-        let bodies = self.bodies.lock().unwrap_or_else(PoisonError::into_inner);
-        bodies.iter().min().copied().unwrap_or(len)
+        self.bodies().iter().min().copied().unwrap_or(len)
+    }
+
+    /// The slots in use, by body length.
+    fn bodies(&self) -> std::sync::MutexGuard<'_, Vec<u64>> {
+        self.bodies.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Takes an upload slot for a body of `len` bytes, if one is free.
     fn take_slot(&self, len: u64) -> Option<SlotGuard<'_>> {
         let slots = self.slots();
-        self.slots_used
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| (used < slots).then_some(used + 1))
-            .ok()?;
-        self.bodies.lock().unwrap_or_else(PoisonError::into_inner).push(len);
+        let mut bodies = self.bodies();
+        if bodies.len() >= slots {
+            return None;
+        }
+        bodies.push(len);
         Some(SlotGuard { uploads: self, len })
     }
 
@@ -487,12 +490,10 @@ struct SlotGuard<'a> {
 
 impl Drop for SlotGuard<'_> {
     fn drop(&mut self) {
-        let mut bodies = self.uploads.bodies.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut bodies = self.uploads.bodies();
         if let Some(index) = bodies.iter().position(|&len| len == self.len) {
             bodies.swap_remove(index);
         }
-        drop(bodies);
-        self.uploads.slots_used.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
