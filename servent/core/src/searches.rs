@@ -147,8 +147,7 @@ impl SearchResult {
     pub fn dialable(mut self, rule: &DialRule) -> SearchResult {
         let named = std::mem::take(&mut self.sources);
         for (source, servent) in named.into_iter().zip(std::mem::take(&mut self.servents)) {
-            let named = self.named.contains(&source);
-            let source = if named || rule.allows(source) { source } else { push_only_key(servent) };
+            let source = if self.dials(source, rule) { source } else { push_only_key(servent) };
             if !self.sources.contains(&source) {
                 self.sources.push(source);
                 self.servents.push(servent);
@@ -162,8 +161,14 @@ impl SearchResult {
     /// any address, our router's among them: one click on Browse must not
     /// send a request there because a stranger said so.
     pub fn with_browse(mut self, rule: &DialRule) -> SearchResult {
-        self.browse = self.sources.iter().copied().find(|&s| self.named.contains(&s) || rule.allows(s));
+        self.browse = self.sources.iter().copied().find(|&s| self.dials(s, rule));
         self
+    }
+
+    /// Whether `source` is connected to as named: the user named it, or
+    /// `rule` allows it.
+    fn dials(&self, source: SocketAddrV4, rule: &DialRule) -> bool {
+        self.named.contains(&source) || rule.allows(source)
     }
 
     /// Adds a source with the servent GUID its hit gave (`named` when the
